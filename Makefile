@@ -1,0 +1,150 @@
+# remex — top-level build.
+#
+#   make                 libremex + every binary under cmd/
+#   make test            unit tests, then integration tests (SAN=1: sanitizer build)
+#   make sanitize        same as make test SAN=1
+#   make lint            clang-format check, banned-function checker, cppcheck
+#   make fuzz            libFuzzer targets, FUZZ_SECONDS each (default 30)
+#   make bench           benchmark drivers in bench/
+#   make install         PREFIX=/usr/local DESTDIR=
+#
+# Layout rules that keep this file stable:
+#   lib/*.c              -> build/libremex.a
+#   cmd/<name>/*.c       -> build/bin/<name>
+#   test/unit/test_*.c   -> build/test/test_*   (cmocka, linked with libremex.a)
+#   test/fuzz/fuzz_*.c   -> build/fuzz/fuzz_*   (clang, libFuzzer)
+#   bench/*.c            -> build/bench/*
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+SAN ?= 0
+PREFIX ?= /usr/local
+DESTDIR ?=
+FUZZ_SECONDS ?= 30
+
+ifeq ($(SAN),1)
+BUILD ?= build/san
+else
+BUILD ?= build
+endif
+
+CC ?= cc
+PKGS := libcurl jansson yaml-0.1 openssl libgit2 libjwt libmicrohttpd sqlite3
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation \
+	-Wmissing-prototypes -Wstrict-prototypes -Wvla
+CPPFLAGS += -Iinclude -D_GNU_SOURCE
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 $(WARN) -fno-strict-aliasing -pipe
+LDLIBS += -lpthread -lm
+
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+CFLAGS := $(filter-out -O2,$(CFLAGS)) -O1 $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+endif
+
+LIB_SRC := $(sort $(wildcard lib/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/libremex.a
+
+CMDS := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard cmd/*/main.c)))))
+BINS := $(CMDS:%=$(BUILD)/bin/%)
+
+UNIT_SRC := $(sort $(wildcard test/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
+UNIT_HELPER_SRC := $(sort $(wildcard test/unit/helper_*.c))
+UNIT_HELPER_OBJ := $(UNIT_HELPER_SRC:%.c=$(BUILD)/obj/%.o)
+
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+FUZZ_SRC := $(sort $(wildcard test/fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(FUZZ_SRC:test/fuzz/%.c=%)
+FUZZ_BUILD := build/fuzz
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-std=c11 -Iinclude -D_GNU_SOURCE -DREMEX_FUZZ=1
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+
+DEPFILES := $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
+
+.PHONY: all deps lib bins unit test sanitize lint format fuzz fuzz-build bench install clean run
+
+all: bins
+
+# deps: verifies the Debian packages (installs them as root); order-only everywhere below.
+deps:
+	@bash mk/deps.sh
+
+lib: $(LIB)
+bins: $(BINS) $(LIB)
+
+$(BUILD)/obj/%.o: %.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# Each binary: every .c in cmd/<name>/ (secondary expansion lists them).
+.SECONDARY:
+.SECONDEXPANSION:
+$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard cmd/$$*/*.c)) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/test/%: $(BUILD)/obj/test/unit/%.o $(UNIT_HELPER_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_HELPER_OBJ) $(LIB) $(CMOCKA_LIBS) $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
+
+unit: $(UNIT_BINS)
+
+test: bins unit
+	@python3 test/run.py --build $(BUILD) --san $(SAN)
+
+sanitize:
+	@$(MAKE) --no-print-directory test SAN=1
+
+lint: | deps
+	@bash mk/lint.sh
+
+format:
+	@clang-format -i $$(git ls-files -co --exclude-standard '*.c' '*.h')
+
+$(FUZZ_BUILD)/obj/%.o: %.c | deps
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/%: test/fuzz/%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB_OBJ) $(PKG_LIBS) -lpthread -lm
+
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+
+fuzz: fuzz-build
+	@bash mk/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+bench: bins $(BENCH_BINS)
+	@bash mk/bench.sh $(BUILD)
+
+install: bins
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/remex
+	$(if $(BINS),install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/)
+	install -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 include/remex/*.h $(DESTDIR)$(PREFIX)/include/remex/
+
+clean:
+	rm -rf build
+
+-include $(DEPFILES)
