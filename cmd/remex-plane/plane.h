@@ -1,0 +1,177 @@
+/*
+ * remex-plane internal interfaces, shared by the plane's files.
+ *
+ * Threads: libmicrohttpd runs one thread per connection (long polls block in
+ * their handler). All database access and all scheduler state are guarded by
+ * the one mutex plane.mu; a handler is entered WITHOUT mu held and takes it for
+ * its critical section. Long polls wait on work_cv / trigger_cv with mu held
+ * (pthread_cond_timedwait on CLOCK_MONOTONIC releases it while waiting).
+ * The scheduler runs in its own thread and sleeps on sched_cv until the next
+ * due time or until plane_kick() says state changed; it never sleep-polls.
+ *
+ * Files and what they own:
+ *   main.c      flags, plane.yaml, signals, start/stop order
+ *   server.c    libmicrohttpd, routing, body cap, auth dispatch, errors, /healthz
+ *   store.c     SQLite open (WAL), migrations (core + sched), helpers
+ *   auth.c      admin token, agent tokens (SHA-256 at rest, constant-time compare),
+ *               session and task JWTs (HS256, libjwt)
+ *   agents.c    register, heartbeat, health reports, lost detection, admin views
+ *   tokens.c    admin token routes
+ *   metrics.c   /metrics
+ *   sched*.c    DAGs, runs, task instances, scheduler thread, dispatch (work long
+ *               poll, offers, start, state), triggers, XCom references, admin
+ *               routes for dags/runs/tasks/import errors
+ */
+#ifndef REMEX_PLANE_H
+#define REMEX_PLANE_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remex/buf.h"
+#include "remex/err.h"
+
+struct MHD_Connection;
+
+/* plane.yaml, after defaults and REMEX_PLANE_* environment overrides. */
+struct plane_config {
+    char *listen;   /* "127.0.0.1:8080" */
+    char *tls_cert; /* PEM file; TLS when set together with tls_key */
+    char *tls_key;
+    char *db_path;                 /* SQLite file ("var/plane.db") */
+    char *admin_token_file;        /* mode 0600; created with a random token if absent */
+    char *signing_key_file;        /* mode 0600; 32 random bytes generated if absent */
+    int64_t heartbeat_interval_ms; /* 5000 */
+    int64_t lost_after_missed;     /* 3 */
+    int64_t offer_timeout_ms;      /* 30000 */
+    int64_t session_ttl_ms;        /* 900000 */
+    int64_t longpoll_max_ms;       /* 30000 */
+    int64_t body_max;              /* 1 MiB */
+    int64_t threads;               /* upper bound on connection threads (256) */
+    char *log_level;
+    char *log_format;
+};
+
+struct plane {
+    struct plane_config cfg;
+    sqlite3 *db;               /* guarded by mu */
+    pthread_mutex_t mu;        /* the one lock: DB + scheduler state */
+    pthread_cond_t work_cv;    /* broadcast when a task instance becomes queued */
+    pthread_cond_t trigger_cv; /* broadcast when a trigger needs a triggerer */
+    pthread_cond_t sched_cv;   /* scheduler wake-up (plane_kick) */
+    int sched_dirty;           /* guarded by mu; set by plane_kick */
+    unsigned char key[32];     /* JWT signing key */
+    char admin_token[128];     /* NUL-terminated; compared in constant time */
+    atomic_int stopping;       /* set once on shutdown: long polls return at once */
+    void *sched;               /* opaque scheduler state owned by sched*.c */
+    void *metrics;             /* opaque counters owned by metrics.c */
+};
+
+/* Who made a request, filled by server.c before the handler runs. */
+enum plane_authz {
+    AUTHZ_NONE = 0,    /* no credential needed */
+    AUTHZ_ADMIN,       /* admin token */
+    AUTHZ_AGENT_TOKEN, /* agent token (register only) */
+    AUTHZ_SESSION,     /* session JWT of a registered, non-lost agent */
+    AUTHZ_SESSION_OR_ADMIN,
+    AUTHZ_TASK, /* task JWT; agent/ti/try from its claims */
+};
+
+struct plane_principal {
+    enum plane_authz kind; /* what was presented and verified */
+    int64_t token_id;      /* agent token id (agent token or session) */
+    int64_t agent_id;      /* session or task token */
+    int64_t session;       /* session sequence number */
+    int64_t ti_id;         /* task token */
+    int64_t try_number;    /* task token */
+    int64_t run_id;        /* task token */
+};
+
+#define PLANE_MAX_PARAMS 4
+
+struct plane_req {
+    const char *method;
+    const char *path;
+    const char *param[PLANE_MAX_PARAMS]; /* {x} captures of the route, URL-decoded */
+    int nparam;
+    json_t *body;                /* borrowed; NULL when the request had none */
+    struct MHD_Connection *conn; /* for plane_req_query */
+    struct plane_principal who;
+};
+
+struct plane_resp {
+    int status;
+    json_t *body; /* owned; serialised as JSON */
+    char *text;   /* owned; sent as is when body is NULL (e.g. /metrics) */
+    size_t text_len;
+    const char *content_type; /* static string; default application/json */
+};
+
+typedef void (*plane_handler_fn)(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+
+/* A route: pattern segments in braces capture one path segment ("{dag_id}"). */
+struct plane_route {
+    const char *method;
+    const char *pattern;
+    enum plane_authz authz;
+    plane_handler_fn fn;
+};
+
+/* Route tables, each terminated by an entry with method == NULL. */
+extern const struct plane_route plane_routes_agents[]; /* agents.c */
+extern const struct plane_route plane_routes_tokens[]; /* tokens.c */
+extern const struct plane_route plane_routes_sched[];  /* sched*.c */
+
+/* Query-string argument or NULL. Borrowed from libmicrohttpd for the request. */
+const char *plane_req_query(const struct plane_req *rq, const char *key);
+
+/* Sets status and body (ownership of body moves to rs). */
+void plane_reply(struct plane_resp *rs, int status, json_t *body);
+/* {"error":{"code":code,"message":...}} with status. */
+void plane_error(struct plane_resp *rs, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- store.c (call with mu held) ---- */
+struct store_migration {
+    int version; /* strictly increasing across all arrays */
+    const char *sql;
+};
+extern const struct store_migration store_migrations_core[];  /* store.c, {0,NULL}-ended */
+extern const struct store_migration store_migrations_sched[]; /* sched*.c, {0,NULL}-ended */
+remex_err store_open(struct plane *p, struct remex_error *e);
+void store_close(struct plane *p);
+int64_t plane_now_ms(void); /* wall clock, ms since the epoch */
+
+/* ---- auth.c ---- */
+/* Issues a task token for one try; *out is malloc'd and owned by the caller. */
+remex_err auth_task_token(struct plane *p, int64_t agent_id, int64_t ti_id, int64_t try_number,
+                          int64_t run_id, char **out, struct remex_error *e);
+
+/* ---- sched*.c: called by the other files (mu held unless noted) ---- */
+remex_err sched_init(struct plane *p, struct remex_error *e);  /* after store_open */
+remex_err sched_start(struct plane *p, struct remex_error *e); /* starts the thread; mu not held */
+void sched_stop(struct plane *p);                              /* joins it; mu not held */
+void sched_free(struct plane *p);
+/* Wakes the scheduler: state changed. */
+void plane_kick(struct plane *p);
+/* An agent was declared lost: re-queue its offers, fail+retry its running TIs,
+ * release its triggers. */
+void sched_agent_lost(struct plane *p, int64_t agent_id);
+/* An agent re-registered (new session): reconcile work of its previous session. */
+void sched_agent_reregistered(struct plane *p, int64_t agent_id);
+/* Heartbeat: reconcile the agent's running list; append {ti_id,try_number,reason}
+ * objects to cancel (borrowed array) for TIs the agent must stop. */
+void sched_heartbeat(struct plane *p, int64_t agent_id, json_t *running, json_t *cancel);
+/* Appends the scheduler's Prometheus metrics (queued TIs per queue, dispatch
+ * latency histogram, scheduler loop duration, runs by state). */
+void sched_metrics(struct plane *p, struct buf *out);
+
+/* ---- agents.c (mu held) ---- */
+/* 1 if the agent exists and is not lost/offline and session is its current one. */
+int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session);
+
+#endif
