@@ -50,8 +50,8 @@ static int depth_exceeded(const char *s, size_t len, int max, int *line, int *co
     return 0;
 }
 
-remex_err json_parse(const char *data, size_t len, const struct json_parse_opts *opts,
-                     json_t **out, struct remex_error *e)
+remex_err json_parse(const char *data, size_t len, const struct json_parse_opts *opts, json_t **out,
+                     struct remex_error *e)
 {
     struct json_parse_opts o = {0};
     json_error_t jerr;
@@ -75,8 +75,8 @@ remex_err json_parse(const char *data, size_t len, const struct json_parse_opts 
         return remex_seterr(e, REMEX_ETOOBIG, "%s: document of %zu bytes exceeds the %zu byte cap",
                             o.name, len, o.max_bytes);
     if (depth_exceeded(data ? data : "", len, o.max_depth, &line, &col))
-        return remex_seterr(e, REMEX_EPARSE, "%s:%d:%d: nesting deeper than %d", o.name, line,
-                            col, o.max_depth);
+        return remex_seterr(e, REMEX_EPARSE, "%s:%d:%d: nesting deeper than %d", o.name, line, col,
+                            o.max_depth);
     if (o.allow_nul)
         flags |= JSON_ALLOW_NUL;
     if (!o.allow_duplicates)
@@ -93,16 +93,16 @@ remex_err json_parse(const char *data, size_t len, const struct json_parse_opts 
 
 /* ---- paths ---- */
 
-static void path_set(struct json_path *p, const char *a, const char *sep, const char *b)
+static void path_set(char *dst, const char *a, const char *sep, const char *b)
 {
-    int n = snprintf(p->s, sizeof(p->s), "%s%s%s", a, sep, b);
-    if (n < 0 || (size_t)n >= sizeof(p->s))
-        memcpy(p->s + sizeof(p->s) - 4, "...", 4);
+    int n = snprintf(dst, JSON_PATH_MAX, "%s%s%s", a, sep, b);
+    if (n < 0 || n >= JSON_PATH_MAX)
+        memcpy(dst + JSON_PATH_MAX - 4, "...", 4);
 }
 
 void json_path_init(struct json_path *p, const char *root)
 {
-    path_set(p, root ? root : "", "", "");
+    path_set(p->s, root ? root : "", "", "");
 }
 
 void json_path_key(struct json_path *child, const struct json_path *parent, const char *key)
@@ -111,7 +111,7 @@ void json_path_key(struct json_path *child, const struct json_path *parent, cons
 
     memcpy(pbuf, parent->s, sizeof(pbuf)); /* child may alias parent */
     pbuf[sizeof(pbuf) - 1] = '\0';
-    path_set(child, pbuf, pbuf[0] ? "." : "", key ? key : "");
+    path_set(child->s, pbuf, pbuf[0] ? "." : "", key ? key : "");
 }
 
 void json_path_index(struct json_path *child, const struct json_path *parent, size_t i)
@@ -121,7 +121,7 @@ void json_path_index(struct json_path *child, const struct json_path *parent, si
     memcpy(pbuf, parent->s, sizeof(pbuf));
     pbuf[sizeof(pbuf) - 1] = '\0';
     snprintf(idx, sizeof(idx), "[%zu]", i);
-    path_set(child, pbuf, "", idx);
+    path_set(child->s, pbuf, "", idx);
 }
 
 const char *json_path_str(const struct json_path *p)
@@ -141,8 +141,8 @@ static remex_err expected(const struct json_path *p, const char *what, struct re
     return remex_seterr(e, REMEX_EINVAL, "%s: expected %s", json_path_str(p), what);
 }
 
-remex_err json_as_str(const struct json_path *p, const json_t *v, size_t max_len,
-                      const char **out, struct remex_error *e)
+remex_err json_as_str(const struct json_path *p, const json_t *v, size_t max_len, const char **out,
+                      struct remex_error *e)
 {
     const char *s;
     size_t n;
@@ -173,14 +173,13 @@ remex_err json_as_i64(const struct json_path *p, const json_t *v, int64_t min, i
         return expected(p, "integer", e);
     n = json_integer_value(v);
     if (n < min || n > max)
-        return remex_seterr(e, REMEX_EINVAL, "%s: must be between %lld and %lld",
-                            json_path_str(p), (long long)min, (long long)max);
+        return remex_seterr(e, REMEX_EINVAL, "%s: must be between %lld and %lld", json_path_str(p),
+                            (long long)min, (long long)max);
     *out = (int64_t)n;
     return REMEX_OK;
 }
 
-remex_err json_as_bool(const struct json_path *p, const json_t *v, int *out,
-                       struct remex_error *e)
+remex_err json_as_bool(const struct json_path *p, const json_t *v, int *out, struct remex_error *e)
 {
     if (v == NULL)
         return missing(p, e);
@@ -201,8 +200,8 @@ remex_err json_as_double(const struct json_path *p, const json_t *v, double min,
         return expected(p, "number", e);
     d = json_number_value(v);
     if (!isfinite(d) || d < min || d > max)
-        return remex_seterr(e, REMEX_EINVAL, "%s: must be between %g and %g", json_path_str(p),
-                            min, max);
+        return remex_seterr(e, REMEX_EINVAL, "%s: must be between %g and %g", json_path_str(p), min,
+                            max);
     *out = d;
     return REMEX_OK;
 }
@@ -321,8 +320,8 @@ remex_err json_get_bool(const struct json_path *p, const json_t *obj, const char
     return rc ? rc : json_as_bool(&c, v, out, e);
 }
 
-remex_err json_get_double(const struct json_path *p, const json_t *obj, const char *key,
-                          double min, double max, double *out, struct remex_error *e)
+remex_err json_get_double(const struct json_path *p, const json_t *obj, const char *key, double min,
+                          double max, double *out, struct remex_error *e)
 {
     struct json_path c;
     json_t *v;
@@ -330,8 +329,8 @@ remex_err json_get_double(const struct json_path *p, const json_t *obj, const ch
     return rc ? rc : json_as_double(&c, v, min, max, out, e);
 }
 
-remex_err json_get_obj(const struct json_path *p, const json_t *obj, const char *key,
-                       json_t **out, struct remex_error *e)
+remex_err json_get_obj(const struct json_path *p, const json_t *obj, const char *key, json_t **out,
+                       struct remex_error *e)
 {
     struct json_path c;
     json_t *v;
@@ -402,9 +401,8 @@ remex_err json_opt_bool(const struct json_path *p, const json_t *obj, const char
     return json_as_bool(&c, v, out, e);
 }
 
-remex_err json_opt_double(const struct json_path *p, const json_t *obj, const char *key,
-                          double min, double max, double def, double *out,
-                          struct remex_error *e)
+remex_err json_opt_double(const struct json_path *p, const json_t *obj, const char *key, double min,
+                          double max, double def, double *out, struct remex_error *e)
 {
     struct json_path c;
     json_t *v;
@@ -418,8 +416,8 @@ remex_err json_opt_double(const struct json_path *p, const json_t *obj, const ch
     return json_as_double(&c, v, min, max, out, e);
 }
 
-remex_err json_opt_obj(const struct json_path *p, const json_t *obj, const char *key,
-                       json_t **out, struct remex_error *e)
+remex_err json_opt_obj(const struct json_path *p, const json_t *obj, const char *key, json_t **out,
+                       struct remex_error *e)
 {
     struct json_path c;
     json_t *v;

@@ -62,8 +62,8 @@ struct json_parse_opts {
  * Any top-level value is accepted; callers check its type with json_as_obj.
  * On error *out is NULL. opts may be NULL (defaults).
  */
-remex_err json_parse(const char *data, size_t len, const struct json_parse_opts *opts,
-                     json_t **out, struct remex_error *e);
+remex_err json_parse(const char *data, size_t len, const struct json_parse_opts *opts, json_t **out,
+                     struct remex_error *e);
 
 /* ---- paths ---- */
 
@@ -83,13 +83,12 @@ const char *json_path_str(const struct json_path *p);
 /* ---- typed access to a value (p is the path of v itself; v may be NULL) ---- */
 
 /* *out is borrowed from v. Strings with an embedded NUL are refused. */
-remex_err json_as_str(const struct json_path *p, const json_t *v, size_t max_len,
-                      const char **out, struct remex_error *e);
+remex_err json_as_str(const struct json_path *p, const json_t *v, size_t max_len, const char **out,
+                      struct remex_error *e);
 /* Integers only (3.0 is not an integer). */
 remex_err json_as_i64(const struct json_path *p, const json_t *v, int64_t min, int64_t max,
                       int64_t *out, struct remex_error *e);
-remex_err json_as_bool(const struct json_path *p, const json_t *v, int *out,
-                       struct remex_error *e);
+remex_err json_as_bool(const struct json_path *p, const json_t *v, int *out, struct remex_error *e);
 /* Integers and reals. */
 remex_err json_as_double(const struct json_path *p, const json_t *v, double min, double max,
                          double *out, struct remex_error *e);
@@ -110,10 +109,10 @@ remex_err json_get_i64(const struct json_path *p, const json_t *obj, const char 
                        int64_t max, int64_t *out, struct remex_error *e);
 remex_err json_get_bool(const struct json_path *p, const json_t *obj, const char *key, int *out,
                         struct remex_error *e);
-remex_err json_get_double(const struct json_path *p, const json_t *obj, const char *key,
-                          double min, double max, double *out, struct remex_error *e);
-remex_err json_get_obj(const struct json_path *p, const json_t *obj, const char *key,
-                       json_t **out, struct remex_error *e);
+remex_err json_get_double(const struct json_path *p, const json_t *obj, const char *key, double min,
+                          double max, double *out, struct remex_error *e);
+remex_err json_get_obj(const struct json_path *p, const json_t *obj, const char *key, json_t **out,
+                       struct remex_error *e);
 remex_err json_get_arr(const struct json_path *p, const json_t *obj, const char *key,
                        size_t max_items, json_t **out, struct remex_error *e);
 remex_err json_get_enum(const struct json_path *p, const json_t *obj, const char *key,
@@ -126,11 +125,10 @@ remex_err json_opt_i64(const struct json_path *p, const json_t *obj, const char 
                        int64_t max, int64_t def, int64_t *out, struct remex_error *e);
 remex_err json_opt_bool(const struct json_path *p, const json_t *obj, const char *key, int def,
                         int *out, struct remex_error *e);
-remex_err json_opt_double(const struct json_path *p, const json_t *obj, const char *key,
-                          double min, double max, double def, double *out,
-                          struct remex_error *e);
-remex_err json_opt_obj(const struct json_path *p, const json_t *obj, const char *key,
-                       json_t **out, struct remex_error *e);
+remex_err json_opt_double(const struct json_path *p, const json_t *obj, const char *key, double min,
+                          double max, double def, double *out, struct remex_error *e);
+remex_err json_opt_obj(const struct json_path *p, const json_t *obj, const char *key, json_t **out,
+                       struct remex_error *e);
 remex_err json_opt_arr(const struct json_path *p, const json_t *obj, const char *key,
                        size_t max_items, json_t **out, struct remex_error *e);
 remex_err json_opt_enum(const struct json_path *p, const json_t *obj, const char *key,

@@ -14,8 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const states[] = {"queued", "running", "success", "failed", "deferred"};
 
-static remex_err decode_task(const struct json_path *p, const json_t *task,
-                             struct remex_error *e)
+static remex_err decode_task(const struct json_path *p, const json_t *task, struct remex_error *e)
 {
     struct json_path pc, pe, pk, pi;
     json_t *cmd, *env, *v;

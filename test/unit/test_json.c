@@ -495,10 +495,10 @@ static void test_build_and_put(void **state)
     assert_string_equal(buf_cstr(&b), "{\"big\":9223372036854775807,\"drain\":true,\"load\":0.25,"
                                       "\"name\":\"w1\",\"none\":null,\"queue\":\"default\","
                                       "\"slots\":4}");
+    json_decref(o);
     assert_int_equal(json_build(&o, &e, "{s:", "x"), REMEX_EINVAL);
     assert_null(o);
     buf_free(&b);
-    json_decref(o);
 }
 
 static void test_serialize_cap(void **state)
