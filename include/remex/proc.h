@@ -1,0 +1,250 @@
+/*
+ * proc: spawning, signalling, reaping and confining child processes.
+ *
+ * proc_spawn forks and execs a child from an explicit spec: argv (execve, no
+ * shell), an explicit environment (NULL means empty: the parent's environment
+ * is never inherited implicitly), working directory, new session, rlimits,
+ * uid/gid drop, umask, stdio redirection, parent fds mapped to fixed child fd
+ * numbers, parent-death signal and optional cgroup v2 placement. The child's
+ * fd table holds exactly 0, 1, 2 and the mapped fds; everything else is
+ * closed. Signal dispositions and the signal mask are reset to defaults.
+ * Every step between fork and exec that fails is reported back synchronously
+ * through a close-on-exec pipe, so proc_spawn fails with a message such as
+ * "exec /no/such: No such file or directory" and the child has been reaped.
+ *
+ * Between fork and exec the child only makes async-signal-safe calls: all
+ * allocation, path lookup and file opening happens in the parent first.
+ *
+ * Error codes: REMEX_EINVAL for a bad spec, REMEX_ENOTFOUND (ENOENT),
+ * REMEX_EPERM (EACCES, EPERM), REMEX_ENOMEM, REMEX_ETIMEOUT, REMEX_EUNSUPPORTED,
+ * REMEX_ESYS for any other errno; the message names the step and strerror.
+ *
+ * Thread-safety: functions keep no global state. proc_spawn may run from
+ * several threads at once (the error pipe is close-on-exec), but fds that
+ * another thread opens without O_CLOEXEC during a fork are still closed in the
+ * child because the fd table is cleaned. proc_env_copy reads the environment
+ * with getenv and must not race setenv. proc_set_subreaper and proc_reap_all
+ * act on the whole process.
+ */
+#ifndef REMEX_PROC_H
+#define REMEX_PROC_H
+
+#include <stddef.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "remex/err.h"
+
+/* ---- environment ---------------------------------------------------- */
+
+#define PROC_ENV_MAX_VARS  1024         /* variables in one environment */
+#define PROC_ENV_MAX_ENTRY (128 * 1024) /* bytes of one "NAME=value", NUL excluded */
+
+/*
+ * An owned environment: vars is NULL or a NULL-terminated array of malloc'd
+ * "NAME=value" strings, all owned by the struct. Names are non-empty and hold
+ * no '=' . Zero-initialised (or proc_env_init) is a valid empty environment.
+ */
+struct proc_env {
+    char **vars;
+    size_t n;   /* entries in use */
+    size_t cap; /* slots allocated, the NULL terminator included */
+};
+
+void proc_env_init(struct proc_env *env);
+/* Sets or replaces NAME. name and value are copied. EINVAL for a bad name, ETOOBIG at a cap. */
+remex_err proc_env_set(struct proc_env *env, const char *name, const char *value,
+                       struct remex_error *e);
+/* Adds pairs {"NAME", "value", ..., NULL} (borrowed, copied). An odd count is EINVAL. */
+remex_err proc_env_set_pairs(struct proc_env *env, const char *const *pairs, struct remex_error *e);
+/* Copies the listed variables (NULL-terminated, borrowed) that are set in this process. */
+remex_err proc_env_copy(struct proc_env *env, const char *const *names, struct remex_error *e);
+/* Borrowed pointer to the value of NAME, or NULL. Valid until the env changes. */
+const char *proc_env_get(const struct proc_env *env, const char *name);
+/* NULL-terminated array for proc_spec.envp, never NULL; borrowed from env. */
+char *const *proc_env_array(const struct proc_env *env);
+/* Releases every entry; the struct is left empty and reusable. */
+void proc_env_free(struct proc_env *env);
+
+/* ---- spawn ------------------------------------------------------------ */
+
+#define PROC_MAX_FDMAP    64   /* entries in proc_spec.fds */
+#define PROC_MAX_CHILD_FD 1023 /* highest child fd number a mapping may name */
+#define PROC_MAX_RLIMITS  16   /* entries in proc_spec.rlimits */
+
+enum proc_stdio_kind {
+    PROC_STDIO_INHERIT = 0, /* keep the parent's fd of the same number */
+    PROC_STDIO_NULL = 1,    /* /dev/null (read for stdin, write for stdout/stderr) */
+    PROC_STDIO_FD = 2,      /* dup of fd (borrowed; the caller keeps and closes it) */
+    PROC_STDIO_FILE = 3,    /* path opened O_WRONLY|O_APPEND|O_CREAT, mode 0640
+                               (stdin: O_RDONLY), by the parent, before any id drop */
+};
+
+struct proc_stdio {
+    enum proc_stdio_kind kind;
+    int fd;           /* PROC_STDIO_FD */
+    const char *path; /* PROC_STDIO_FILE, borrowed */
+};
+
+/* Parent fd parent_fd (borrowed) appears in the child as child_fd (> 2). */
+struct proc_fdmap {
+    int parent_fd;
+    int child_fd;
+};
+
+struct proc_rlimit {
+    int resource; /* RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_CORE, ... */
+    struct rlimit lim;
+};
+
+struct proc_cgroup;
+
+/*
+ * Everything a child gets. All pointers are borrowed for the duration of
+ * proc_spawn only. A zero-initialised spec (plus argv) means: exec argv[0]
+ * as a path, empty environment, parent's cwd and umask, same session, stdio
+ * inherited, no other fds, no limits, no id change, no parent-death signal.
+ */
+struct proc_spec {
+    const char *path;  /* file to exec; NULL: argv[0] */
+    char *const *argv; /* required, NULL-terminated, argv[0] != NULL */
+    char *const *envp; /* NULL-terminated; NULL: empty environment */
+    int search_path;   /* 1: a path without '/' is looked up in envp's PATH
+                          (or /usr/local/bin:/usr/bin:/bin when envp has none) */
+    const char *cwd;   /* NULL: unchanged */
+    int new_session;   /* 1: setsid(), so pid == pgid == sid */
+    int pdeathsig;     /* 0: none; else PR_SET_PDEATHSIG (fires when the forking
+                          thread exits) */
+    int set_umask;     /* 1: apply umask */
+    mode_t umask;
+    int drop_ids; /* 1: setgroups({gid}), setgid(gid), setuid(uid) before exec */
+    uid_t uid;
+    gid_t gid;
+    struct proc_stdio stdio[3];
+    const struct proc_fdmap *fds; /* nfds entries, child_fd unique, 3..PROC_MAX_CHILD_FD */
+    size_t nfds;
+    const struct proc_rlimit *rlimits; /* nrlimits entries, applied in order */
+    size_t nrlimits;
+    const struct proc_cgroup *cgroup; /* NULL: none; else the child joins it before exec */
+};
+
+/*
+ * Forks and execs. On REMEX_OK *pid is the running child (exec has succeeded)
+ * and the caller must eventually reap it. On failure no child remains and e
+ * names the step: "chdir /x: ...", "exec /no/such: ...", "setrlimit RLIMIT_AS: ...".
+ */
+remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_error *e);
+
+/* ---- waiting and exit status ------------------------------------------ */
+
+/*
+ * Waits for pid. timeout_ms < 0 blocks; otherwise REMEX_ETIMEOUT after about
+ * timeout_ms. *wstatus receives the raw waitpid status. EINTR is retried.
+ */
+remex_err proc_wait(pid_t pid, int timeout_ms, int *wstatus, struct remex_error *e);
+
+struct proc_status {
+    int exited;  /* 1: exited normally, code is valid */
+    int code;    /* exit code */
+    int signo;   /* terminating (or stopping) signal, 0 if none */
+    int core;    /* 1: a core was dumped */
+    int stopped; /* 1: stopped (WUNTRACED status), signo is the stop signal */
+};
+
+void proc_status_decode(int wstatus, struct proc_status *st);
+/* "KILL", "SEGV", ... (static, never NULL; "?" for an unknown number). */
+const char *proc_signame(int signo);
+/*
+ * Writes "exit code 3", "killed by signal 9 (KILL)", "killed by signal 11
+ * (SEGV), core dumped" or "stopped by signal 19 (STOP)" into buf (always
+ * NUL-terminated when len > 0). Returns buf.
+ */
+char *proc_status_str(int wstatus, char *buf, size_t len);
+
+/* ---- process groups ---------------------------------------------------- */
+
+/*
+ * Sends SIGTERM (then SIGCONT, so stopped members see it) to group pgid (> 1).
+ * For an event loop: call this, track a deadline, then proc_kill_group_now if
+ * the group is not empty. REMEX_ENOTFOUND if the group has no member.
+ */
+remex_err proc_term_group(pid_t pgid, struct remex_error *e);
+/* SIGKILL to group pgid (> 1). REMEX_ENOTFOUND if the group has no member. */
+remex_err proc_kill_group_now(pid_t pgid, struct remex_error *e);
+/* 1 if no process (zombies included) is in group pgid. */
+int proc_group_empty(pid_t pgid);
+/*
+ * Blocking convenience for simple callers; pgid must be our child and its
+ * group leader. SIGTERM to the group, waits up to grace_ms for the leader to
+ * exit and the group to empty, then SIGKILL to the group; reaps the leader
+ * and stores its status in *wstatus (if not NULL). Grandchildren that stayed
+ * in the group are signalled too; they are reaped by their own parent (or by
+ * us when we are their subreaper).
+ */
+remex_err proc_kill_group(pid_t pgid, int grace_ms, int *wstatus, struct remex_error *e);
+
+/* ---- reaping ------------------------------------------------------------ */
+
+/*
+ * Reaps every child that has exited, without blocking (waitpid(-1, WNOHANG)),
+ * calling cb(pid, wstatus, arg) for each when cb is not NULL. Returns the
+ * number reaped. For a supervisor running as PID 1 or as a subreaper.
+ */
+size_t proc_reap_all(void (*cb)(pid_t pid, int wstatus, void *arg), void *arg);
+/* Makes this process the subreaper of its descendants (PR_SET_CHILD_SUBREAPER). */
+remex_err proc_set_subreaper(struct remex_error *e);
+
+/* ---- cgroup v2 ------------------------------------------------------------ */
+
+#define PROC_CG_MEMORY 0x1u /* memory controller (memory.max, memory.events) */
+#define PROC_CG_PIDS   0x2u /* pids controller (pids.max) */
+
+/*
+ * A child cgroup created by proc_cgroup_create. The struct owns procs_fd
+ * (cgroup.procs, open for writing, close-on-exec); proc_spawn makes the child
+ * write to it before exec so the task never runs outside the cgroup.
+ */
+struct proc_cgroup {
+    char path[4096];
+    int procs_fd; /* -1 when not created */
+};
+
+/* Limits written at creation; 0 leaves the controller's default ("max"). */
+struct proc_cgroup_limits {
+    unsigned long long memory_max; /* bytes; also sets memory.swap.max to 0 */
+    unsigned long long pids_max;
+};
+
+/*
+ * Checks at run time whether cgroup v2 placement under parent (e.g.
+ * "/sys/fs/cgroup/remex") works: parent is on a cgroup2 mount, is a writable
+ * directory and has the controllers in need enabled in cgroup.subtree_control.
+ * REMEX_OK if usable; otherwise REMEX_EUNSUPPORTED (or REMEX_EPERM) and e
+ * says why, e.g. "/sys/fs/cgroup: not a cgroup2 mount".
+ */
+remex_err proc_cgroup_probe(const char *parent, unsigned need, struct remex_error *e);
+/*
+ * Names the memory-limit mechanism in force for tasks under parent:
+ * "cgroup2" when the probe for PROC_CG_MEMORY passes, else "rlimit-as" with
+ * the probe's reason left in why (if not NULL). Static string.
+ */
+const char *proc_memlimit_mechanism(const char *parent, struct remex_error *why);
+/*
+ * Creates parent/name (name: one path component, [A-Za-z0-9._-], not "." or
+ * ".."), writes the limits and opens cgroup.procs. REMEX_EEXIST if it exists.
+ * On failure nothing is left behind and cg->procs_fd is -1.
+ */
+remex_err proc_cgroup_create(struct proc_cgroup *cg, const char *parent, const char *name,
+                             const struct proc_cgroup_limits *lim, struct remex_error *e);
+/* Reads the oom_kill counter of memory.events. REMEX_EPARSE if absent or malformed. */
+remex_err proc_cgroup_oom_kills(const struct proc_cgroup *cg, unsigned long long *count,
+                                struct remex_error *e);
+/* Kills every process in the cgroup (cgroup.kill, Linux >= 5.14). */
+remex_err proc_cgroup_kill(const struct proc_cgroup *cg, struct remex_error *e);
+/*
+ * Closes procs_fd and removes the directory. REMEX_EAGAIN while processes
+ * remain (the fd is closed regardless; the path is kept for a retry).
+ */
+remex_err proc_cgroup_remove(struct proc_cgroup *cg, struct remex_error *e);
+
+#endif

@@ -1,0 +1,1040 @@
+/* proc: spawning, signalling, reaping and confining child processes. */
+#include "remex/proc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+static remex_err errno_code(int err)
+{
+    switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+        return REMEX_ENOTFOUND;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return REMEX_EPERM;
+    case ENOMEM:
+        return REMEX_ENOMEM;
+    case EEXIST:
+        return REMEX_EEXIST;
+    default:
+        return REMEX_ESYS;
+    }
+}
+
+/* ---- environment ---------------------------------------------------- */
+
+void proc_env_init(struct proc_env *env)
+{
+    env->vars = NULL;
+    env->n = 0;
+    env->cap = 0;
+}
+
+void proc_env_free(struct proc_env *env)
+{
+    for (size_t i = 0; i < env->n; i++)
+        free(env->vars[i]);
+    free(env->vars);
+    proc_env_init(env);
+}
+
+static int env_name_ok(const char *name)
+{
+    return name != NULL && name[0] != '\0' && strchr(name, '=') == NULL;
+}
+
+static ssize_t env_find(const struct proc_env *env, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < env->n; i++)
+        if (strncmp(env->vars[i], name, nl) == 0 && env->vars[i][nl] == '=')
+            return (ssize_t)i;
+    return -1;
+}
+
+remex_err proc_env_set(struct proc_env *env, const char *name, const char *value,
+                       struct remex_error *e)
+{
+    size_t nl, vl;
+    ssize_t at;
+    char *s;
+
+    if (!env_name_ok(name) || value == NULL)
+        return remex_seterr(e, REMEX_EINVAL, "env: invalid variable name");
+    nl = strlen(name);
+    vl = strlen(value);
+    if (nl > PROC_ENV_MAX_ENTRY || vl > PROC_ENV_MAX_ENTRY - nl - 1)
+        return remex_seterr(e, REMEX_ETOOBIG, "env %s: entry over %d bytes", name,
+                            PROC_ENV_MAX_ENTRY);
+    at = env_find(env, name);
+    if (at < 0 && env->n >= PROC_ENV_MAX_VARS)
+        return remex_seterr(e, REMEX_ETOOBIG, "env: more than %d variables", PROC_ENV_MAX_VARS);
+    if (at < 0 && env->n + 1 >= env->cap) {
+        size_t ncap = env->cap ? env->cap * 2 : 16;
+        char **nv = realloc(env->vars, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return remex_seterr(e, REMEX_ENOMEM, "env: out of memory");
+        env->vars = nv;
+        env->cap = ncap;
+    }
+    s = malloc(nl + vl + 2);
+    if (s == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "env: out of memory");
+    memcpy(s, name, nl);
+    s[nl] = '=';
+    memcpy(s + nl + 1, value, vl + 1);
+    if (at >= 0) {
+        free(env->vars[at]);
+        env->vars[at] = s;
+    } else {
+        env->vars[env->n++] = s;
+        env->vars[env->n] = NULL;
+    }
+    return REMEX_OK;
+}
+
+remex_err proc_env_set_pairs(struct proc_env *env, const char *const *pairs, struct remex_error *e)
+{
+    remex_err rc;
+
+    if (pairs == NULL)
+        return REMEX_OK;
+    for (size_t i = 0; pairs[i] != NULL; i += 2) {
+        if (pairs[i + 1] == NULL)
+            return remex_seterr(e, REMEX_EINVAL, "env %s: name without value", pairs[i]);
+        rc = proc_env_set(env, pairs[i], pairs[i + 1], e);
+        if (rc != REMEX_OK)
+            return rc;
+    }
+    return REMEX_OK;
+}
+
+remex_err proc_env_copy(struct proc_env *env, const char *const *names, struct remex_error *e)
+{
+    remex_err rc;
+
+    if (names == NULL)
+        return REMEX_OK;
+    for (size_t i = 0; names[i] != NULL; i++) {
+        const char *v;
+        if (!env_name_ok(names[i]))
+            return remex_seterr(e, REMEX_EINVAL, "env: invalid variable name");
+        v = getenv(names[i]);
+        if (v == NULL)
+            continue;
+        rc = proc_env_set(env, names[i], v, e);
+        if (rc != REMEX_OK)
+            return rc;
+    }
+    return REMEX_OK;
+}
+
+const char *proc_env_get(const struct proc_env *env, const char *name)
+{
+    ssize_t at;
+
+    if (!env_name_ok(name))
+        return NULL;
+    at = env_find(env, name);
+    return at < 0 ? NULL : env->vars[at] + strlen(name) + 1;
+}
+
+char *const *proc_env_array(const struct proc_env *env)
+{
+    static char *const empty[1] = {NULL};
+    return env->vars != NULL ? env->vars : empty;
+}
+
+/* ---- spawn: what the parent prepares ----------------------------------- */
+
+/* Steps between fork and exec; the child reports the failing one. */
+enum child_step {
+    STEP_SETSID = 1,
+    STEP_PDEATHSIG,
+    STEP_CGROUP,
+    STEP_CHDIR,
+    STEP_FDS,
+    STEP_DUP2,
+    STEP_CLOSE,
+    STEP_RLIMIT,
+    STEP_SETGROUPS,
+    STEP_SETGID,
+    STEP_SETUID,
+    STEP_EXEC,
+};
+
+struct child_report {
+    int step;
+    int err;
+    int idx; /* index into moves or rlimits, when relevant */
+};
+
+struct fd_move {
+    int src;
+    int dst;
+};
+
+/* Everything the child needs, computed before fork: no allocation after it. */
+struct spawn_plan {
+    const struct proc_spec *spec;
+    char exe[PATH_MAX];
+    struct fd_move moves[3 + PROC_MAX_FDMAP];
+    size_t nmoves;
+    int maxdst;
+    int opened[3]; /* stdio fds the parent opened (closed after fork), or -1 */
+    pid_t parent;
+    int errfd;
+};
+
+static const char *rlimit_name(int res)
+{
+    switch (res) {
+    case RLIMIT_AS:
+        return "RLIMIT_AS";
+    case RLIMIT_CPU:
+        return "RLIMIT_CPU";
+    case RLIMIT_NPROC:
+        return "RLIMIT_NPROC";
+    case RLIMIT_NOFILE:
+        return "RLIMIT_NOFILE";
+    case RLIMIT_CORE:
+        return "RLIMIT_CORE";
+    case RLIMIT_FSIZE:
+        return "RLIMIT_FSIZE";
+    case RLIMIT_DATA:
+        return "RLIMIT_DATA";
+    case RLIMIT_STACK:
+        return "RLIMIT_STACK";
+    default:
+        return "RLIMIT_?";
+    }
+}
+
+static remex_err plan_exe(struct spawn_plan *p, struct remex_error *e)
+{
+    const struct proc_spec *s = p->spec;
+    const char *name = s->path != NULL ? s->path : s->argv[0];
+    const char *path = NULL, *dir;
+    size_t nl = strlen(name);
+
+    if (nl == 0 || nl >= sizeof(p->exe))
+        return remex_seterr(e, REMEX_EINVAL, "exec: empty or overlong path");
+    if (!s->search_path || strchr(name, '/') != NULL) {
+        memcpy(p->exe, name, nl + 1);
+        return REMEX_OK;
+    }
+    for (size_t i = 0; s->envp != NULL && s->envp[i] != NULL; i++)
+        if (strncmp(s->envp[i], "PATH=", 5) == 0)
+            path = s->envp[i] + 5;
+    if (path == NULL)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    for (dir = path;; dir++) {
+        const char *end = strchrnul(dir, ':');
+        size_t dl = (size_t)(end - dir);
+        if (dl == 0) {
+            dir = ".";
+            dl = 1;
+        }
+        if (dl + 1 + nl < sizeof(p->exe)) {
+            memcpy(p->exe, dir, dl);
+            p->exe[dl] = '/';
+            memcpy(p->exe + dl + 1, name, nl + 1);
+            if (access(p->exe, X_OK) == 0)
+                return REMEX_OK;
+        }
+        if (*end == '\0')
+            break;
+        dir = end;
+    }
+    return remex_seterr(e, REMEX_ENOTFOUND, "exec %s: not found in PATH", name);
+}
+
+static remex_err plan_stdio(struct spawn_plan *p, int i, struct remex_error *e)
+{
+    const struct proc_stdio *st = &p->spec->stdio[i];
+    int fd;
+
+    switch (st->kind) {
+    case PROC_STDIO_INHERIT:
+        fd = i;
+        break;
+    case PROC_STDIO_FD:
+        fd = st->fd;
+        break;
+    case PROC_STDIO_NULL:
+        fd = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+        if (fd < 0)
+            return remex_seterr(e, errno_code(errno), "open /dev/null: %s", strerror(errno));
+        p->opened[i] = fd;
+        break;
+    case PROC_STDIO_FILE:
+        if (st->path == NULL)
+            return remex_seterr(e, REMEX_EINVAL, "stdio %d: no path", i);
+        if (i == 0)
+            fd = open(st->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        else
+            fd = open(st->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+        if (fd < 0)
+            return remex_seterr(e, errno_code(errno), "open %s: %s", st->path, strerror(errno));
+        p->opened[i] = fd;
+        break;
+    default:
+        return remex_seterr(e, REMEX_EINVAL, "stdio %d: unknown kind", i);
+    }
+    if (fcntl(fd, F_GETFD) < 0)
+        return remex_seterr(e, REMEX_EINVAL, "stdio %d: fd %d is not open", i, fd);
+    p->moves[p->nmoves].src = fd;
+    p->moves[p->nmoves].dst = i;
+    p->nmoves++;
+    return REMEX_OK;
+}
+
+static remex_err plan_fds(struct spawn_plan *p, struct remex_error *e)
+{
+    const struct proc_spec *s = p->spec;
+    remex_err rc;
+
+    if (s->nfds > PROC_MAX_FDMAP)
+        return remex_seterr(e, REMEX_ETOOBIG, "fds: more than %d mappings", PROC_MAX_FDMAP);
+    if (s->nfds > 0 && s->fds == NULL)
+        return remex_seterr(e, REMEX_EINVAL, "fds: NULL array");
+    p->maxdst = 2;
+    for (int i = 0; i < 3; i++) {
+        rc = plan_stdio(p, i, e);
+        if (rc != REMEX_OK)
+            return rc;
+    }
+    for (size_t i = 0; i < s->nfds; i++) {
+        const struct proc_fdmap *m = &s->fds[i];
+        if (m->child_fd < 3 || m->child_fd > PROC_MAX_CHILD_FD)
+            return remex_seterr(e, REMEX_EINVAL, "fds[%zu]: child fd %d not in 3..%d", i,
+                                m->child_fd, PROC_MAX_CHILD_FD);
+        if (m->parent_fd < 0 || fcntl(m->parent_fd, F_GETFD) < 0)
+            return remex_seterr(e, REMEX_EINVAL, "fds[%zu]: parent fd %d is not open", i,
+                                m->parent_fd);
+        for (size_t j = 0; j < i; j++)
+            if (s->fds[j].child_fd == m->child_fd)
+                return remex_seterr(e, REMEX_EINVAL, "fds[%zu]: child fd %d mapped twice", i,
+                                    m->child_fd);
+        p->moves[p->nmoves].src = m->parent_fd;
+        p->moves[p->nmoves].dst = m->child_fd;
+        p->nmoves++;
+        if (m->child_fd > p->maxdst)
+            p->maxdst = m->child_fd;
+    }
+    return REMEX_OK;
+}
+
+static remex_err plan_check(const struct proc_spec *s, struct remex_error *e)
+{
+    if (s->argv == NULL || s->argv[0] == NULL)
+        return remex_seterr(e, REMEX_EINVAL, "spawn: empty argv");
+    if (s->nrlimits > PROC_MAX_RLIMITS || (s->nrlimits > 0 && s->rlimits == NULL))
+        return remex_seterr(e, REMEX_EINVAL, "spawn: bad rlimits (at most %d)", PROC_MAX_RLIMITS);
+    for (size_t i = 0; i < s->nrlimits; i++)
+        if (s->rlimits[i].resource < 0 || s->rlimits[i].resource >= RLIMIT_NLIMITS)
+            return remex_seterr(e, REMEX_EINVAL, "rlimits[%zu]: unknown resource %d", i,
+                                s->rlimits[i].resource);
+    if (s->pdeathsig < 0 || s->pdeathsig >= NSIG)
+        return remex_seterr(e, REMEX_EINVAL, "spawn: bad pdeathsig %d", s->pdeathsig);
+    if (s->cgroup != NULL && s->cgroup->procs_fd < 0)
+        return remex_seterr(e, REMEX_EINVAL, "spawn: cgroup not created");
+    return REMEX_OK;
+}
+
+/* ---- spawn: the child, async-signal-safe calls only ---------------------- */
+
+static void __attribute__((noreturn)) child_fail(const struct spawn_plan *p, int step, int idx)
+{
+    struct child_report r = {step, errno, idx};
+    ssize_t n;
+
+    do {
+        n = write(p->errfd, &r, sizeof(r));
+    } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+static void child_signals(void)
+{
+    struct sigaction sa;
+    sigset_t none;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &sa, NULL); /* EINVAL for libc-reserved numbers */
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static int is_dst(const struct spawn_plan *p, int fd)
+{
+    for (size_t i = 0; i < p->nmoves; i++)
+        if (p->moves[i].dst == fd)
+            return 1;
+    return 0;
+}
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+/* Closes every fd >= low except keep, without allocating. */
+static int child_close_from(int low, int keep)
+{
+    char buf[4096];
+    long n;
+    int dfd;
+
+#ifdef SYS_close_range
+    if ((keep <= low || syscall(SYS_close_range, (unsigned)low, (unsigned)keep - 1, 0) == 0) &&
+        syscall(SYS_close_range, (unsigned)(keep < low ? low : keep + 1), ~0u, 0) == 0)
+        return 0;
+    if (errno != ENOSYS)
+        return -1;
+#endif
+    dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return -1;
+        for (long fd = low; fd < (long)rl.rlim_cur && fd < (1L << 20); fd++)
+            if (fd != keep)
+                (void)close((int)fd);
+        return 0;
+    }
+    while ((n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
+        for (long off = 0; off < n;) {
+            const struct linux_dirent64 *d = (const void *)(buf + off);
+            long fd = 0;
+            int digits = 1;
+            for (const char *c = d->d_name; *c != '\0'; c++) {
+                if (*c < '0' || *c > '9' || fd > INT_MAX / 10) {
+                    digits = 0;
+                    break;
+                }
+                fd = fd * 10 + (*c - '0');
+            }
+            if (digits && fd >= low && fd != keep && fd != dfd)
+                (void)close((int)fd);
+            off += d->d_reclen;
+        }
+    }
+    (void)close(dfd);
+    return n < 0 ? -1 : 0;
+}
+
+/* Moves every source high first, so no dup2 clobbers a source still needed. */
+static void child_fds(struct spawn_plan *p)
+{
+    int tmp[3 + PROC_MAX_FDMAP];
+    int low = p->maxdst + 1;
+
+    if (p->errfd < low) {
+        int nfd = fcntl(p->errfd, F_DUPFD_CLOEXEC, low);
+        if (nfd < 0)
+            child_fail(p, STEP_FDS, -1);
+        p->errfd = nfd;
+    }
+    for (size_t i = 0; i < p->nmoves; i++) {
+        tmp[i] = fcntl(p->moves[i].src, F_DUPFD_CLOEXEC, low);
+        if (tmp[i] < 0)
+            child_fail(p, STEP_FDS, (int)i);
+    }
+    for (size_t i = 0; i < p->nmoves; i++)
+        if (dup2(tmp[i], p->moves[i].dst) < 0)
+            child_fail(p, STEP_DUP2, (int)i);
+    for (int fd = 0; fd < low; fd++)
+        if (!is_dst(p, fd))
+            (void)close(fd);
+    if (child_close_from(low, p->errfd) != 0)
+        child_fail(p, STEP_CLOSE, -1);
+}
+
+static void __attribute__((noreturn)) child_run(struct spawn_plan *p)
+{
+    const struct proc_spec *s = p->spec;
+    static const char zero[] = "0";
+
+    child_signals();
+    if (s->new_session && setsid() < 0)
+        child_fail(p, STEP_SETSID, -1);
+    if (s->pdeathsig != 0) {
+        if (prctl(PR_SET_PDEATHSIG, (unsigned long)s->pdeathsig) != 0)
+            child_fail(p, STEP_PDEATHSIG, -1);
+        if (getppid() != p->parent)
+            _exit(127); /* the parent died before the signal was armed */
+    }
+    if (s->cgroup != NULL && write(s->cgroup->procs_fd, zero, 1) != 1)
+        child_fail(p, STEP_CGROUP, -1);
+    if (s->cwd != NULL && chdir(s->cwd) != 0)
+        child_fail(p, STEP_CHDIR, -1);
+    if (s->set_umask)
+        (void)umask(s->umask & 0777);
+    child_fds(p);
+    for (size_t i = 0; i < s->nrlimits; i++)
+        if (setrlimit((__rlimit_resource_t)s->rlimits[i].resource, &s->rlimits[i].lim) != 0)
+            child_fail(p, STEP_RLIMIT, (int)i);
+    if (s->drop_ids) {
+        if (setgroups(1, &s->gid) != 0)
+            child_fail(p, STEP_SETGROUPS, -1);
+        if (setgid(s->gid) != 0)
+            child_fail(p, STEP_SETGID, -1);
+        if (setuid(s->uid) != 0)
+            child_fail(p, STEP_SETUID, -1);
+    }
+    execve(p->exe, s->argv, s->envp != NULL ? s->envp : (char *const[]){NULL});
+    child_fail(p, STEP_EXEC, -1);
+}
+
+/* ---- spawn: the parent ----------------------------------------------------- */
+
+static remex_err report_error(const struct spawn_plan *p, const struct child_report *r,
+                              struct remex_error *e)
+{
+    const struct proc_spec *s = p->spec;
+    remex_err code = errno_code(r->err);
+    const char *why = strerror(r->err);
+    int idx = r->idx;
+
+    switch (r->step) {
+    case STEP_SETSID:
+        return remex_seterr(e, code, "setsid: %s", why);
+    case STEP_PDEATHSIG:
+        return remex_seterr(e, code, "prctl PR_SET_PDEATHSIG: %s", why);
+    case STEP_CGROUP:
+        return remex_seterr(e, code, "cgroup %s: join: %s", s->cgroup->path, why);
+    case STEP_CHDIR:
+        return remex_seterr(e, code, "chdir %s: %s", s->cwd, why);
+    case STEP_FDS:
+    case STEP_DUP2:
+        if (idx >= 0 && (size_t)idx < p->nmoves)
+            return remex_seterr(e, code, "dup fd %d to %d: %s", p->moves[idx].src,
+                                p->moves[idx].dst, why);
+        return remex_seterr(e, code, "dup error pipe: %s", why);
+    case STEP_CLOSE:
+        return remex_seterr(e, code, "close inherited fds: %s", why);
+    case STEP_RLIMIT:
+        if (idx >= 0 && (size_t)idx < s->nrlimits)
+            return remex_seterr(e, code, "setrlimit %s: %s", rlimit_name(s->rlimits[idx].resource),
+                                why);
+        break;
+    case STEP_SETGROUPS:
+        return remex_seterr(e, code, "setgroups %u: %s", (unsigned)s->gid, why);
+    case STEP_SETGID:
+        return remex_seterr(e, code, "setgid %u: %s", (unsigned)s->gid, why);
+    case STEP_SETUID:
+        return remex_seterr(e, code, "setuid %u: %s", (unsigned)s->uid, why);
+    case STEP_EXEC:
+        return remex_seterr(e, code, "exec %s: %s", p->exe, why);
+    default:
+        break;
+    }
+    return remex_seterr(e, REMEX_ESYS, "spawn: child failed at step %d: %s", r->step, why);
+}
+
+/* Reads the child's report: 0 bytes means exec succeeded (the pipe closed on exec). */
+static remex_err await_exec(struct spawn_plan *p, int rfd, pid_t pid, struct remex_error *e)
+{
+    struct child_report r;
+    size_t got = 0;
+    int st;
+
+    while (got < sizeof(r)) {
+        ssize_t n = read(rfd, (char *)&r + got, sizeof(r) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got == 0)
+        return REMEX_OK;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (got < sizeof(r))
+        return remex_seterr(e, REMEX_ESYS, "spawn: short report from child");
+    return report_error(p, &r, e);
+}
+
+remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_error *e)
+{
+    struct spawn_plan *p;
+    sigset_t all, old;
+    int pfd[2], saved;
+    remex_err rc;
+    pid_t child;
+
+    if (spec == NULL || pid == NULL)
+        return remex_seterr(e, REMEX_EINVAL, "spawn: NULL argument");
+    rc = plan_check(spec, e);
+    if (rc != REMEX_OK)
+        return rc;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "spawn: out of memory");
+    p->spec = spec;
+    p->opened[0] = p->opened[1] = p->opened[2] = -1;
+    p->parent = getpid();
+    rc = plan_exe(p, e);
+    if (rc == REMEX_OK)
+        rc = plan_fds(p, e);
+    if (rc == REMEX_OK && pipe2(pfd, O_CLOEXEC) != 0)
+        rc = remex_seterr(e, errno_code(errno), "spawn: pipe: %s", strerror(errno));
+    if (rc == REMEX_OK) {
+        p->errfd = pfd[1];
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        child = fork();
+        if (child == 0)
+            child_run(p);
+        saved = errno;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        close(pfd[1]);
+        if (child < 0)
+            rc = remex_seterr(e, errno_code(saved), "fork: %s", strerror(saved));
+        else
+            rc = await_exec(p, pfd[0], child, e);
+        close(pfd[0]);
+        if (rc == REMEX_OK)
+            *pid = child;
+    }
+    for (int i = 0; i < 3; i++)
+        if (p->opened[i] >= 0)
+            close(p->opened[i]);
+    free(p);
+    return rc;
+}
+
+/* ---- waiting and exit status ------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+remex_err proc_wait(pid_t pid, int timeout_ms, int *wstatus, struct remex_error *e)
+{
+    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int st = 0;
+    pid_t r;
+
+    if (pid <= 0)
+        return remex_seterr(e, REMEX_EINVAL, "wait: bad pid %d", (int)pid);
+    for (;;) {
+        r = waitpid(pid, &st, timeout_ms < 0 ? 0 : WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return remex_seterr(e, errno == ECHILD ? REMEX_ENOTFOUND : REMEX_ESYS, "wait %d: %s",
+                                (int)pid, strerror(errno));
+        if (now_ms() >= deadline)
+            return remex_seterr(e, REMEX_ETIMEOUT, "wait %d: still running after %d ms", (int)pid,
+                                timeout_ms);
+        sleep_ms(5);
+    }
+    if (wstatus != NULL)
+        *wstatus = st;
+    return REMEX_OK;
+}
+
+void proc_status_decode(int wstatus, struct proc_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (WIFEXITED(wstatus)) {
+        st->exited = 1;
+        st->code = WEXITSTATUS(wstatus);
+    } else if (WIFSIGNALED(wstatus)) {
+        st->signo = WTERMSIG(wstatus);
+        st->core = WCOREDUMP(wstatus) ? 1 : 0;
+    } else if (WIFSTOPPED(wstatus)) {
+        st->stopped = 1;
+        st->signo = WSTOPSIG(wstatus);
+    }
+}
+
+const char *proc_signame(int signo)
+{
+    const char *s = signo > 0 ? sigabbrev_np(signo) : NULL;
+    return s != NULL ? s : "?";
+}
+
+char *proc_status_str(int wstatus, char *buf, size_t len)
+{
+    struct proc_status st;
+
+    if (buf == NULL || len == 0)
+        return buf;
+    proc_status_decode(wstatus, &st);
+    if (st.exited)
+        snprintf(buf, len, "exit code %d", st.code);
+    else if (st.stopped)
+        snprintf(buf, len, "stopped by signal %d (%s)", st.signo, proc_signame(st.signo));
+    else if (st.signo != 0)
+        snprintf(buf, len, "killed by signal %d (%s)%s", st.signo, proc_signame(st.signo),
+                 st.core ? ", core dumped" : "");
+    else
+        snprintf(buf, len, "unknown status 0x%x", (unsigned)wstatus);
+    return buf;
+}
+
+/* ---- process groups ----------------------------------------------------------- */
+
+static remex_err signal_group(pid_t pgid, int sig, struct remex_error *e)
+{
+    if (pgid <= 1)
+        return remex_seterr(e, REMEX_EINVAL, "kill group %d: refusing", (int)pgid);
+    if (kill(-pgid, sig) != 0) {
+        if (errno == ESRCH)
+            return remex_seterr(e, REMEX_ENOTFOUND, "kill group %d: no such group", (int)pgid);
+        return remex_seterr(e, errno_code(errno), "kill group %d: %s", (int)pgid, strerror(errno));
+    }
+    return REMEX_OK;
+}
+
+remex_err proc_term_group(pid_t pgid, struct remex_error *e)
+{
+    remex_err rc = signal_group(pgid, SIGTERM, e);
+    if (rc == REMEX_OK)
+        (void)kill(-pgid, SIGCONT);
+    return rc;
+}
+
+remex_err proc_kill_group_now(pid_t pgid, struct remex_error *e)
+{
+    return signal_group(pgid, SIGKILL, e);
+}
+
+int proc_group_empty(pid_t pgid)
+{
+    return pgid > 1 && kill(-pgid, 0) != 0 && errno == ESRCH;
+}
+
+remex_err proc_kill_group(pid_t pgid, int grace_ms, int *wstatus, struct remex_error *e)
+{
+    int64_t deadline = now_ms() + (grace_ms > 0 ? grace_ms : 0);
+    int st = 0, reaped = 0;
+    remex_err rc;
+
+    rc = proc_term_group(pgid, e);
+    if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
+        return rc;
+    for (;;) {
+        if (!reaped) {
+            pid_t r = waitpid(pgid, &st, WNOHANG);
+            if (r == pgid || (r < 0 && errno == ECHILD))
+                reaped = r == pgid ? 1 : -1;
+        }
+        if (reaped && proc_group_empty(pgid))
+            break;
+        if (now_ms() >= deadline) {
+            (void)kill(-pgid, SIGKILL);
+            break;
+        }
+        sleep_ms(10);
+    }
+    if (!reaped) {
+        pid_t r;
+        while ((r = waitpid(pgid, &st, 0)) < 0 && errno == EINTR)
+            ;
+        reaped = r == pgid ? 1 : -1;
+    }
+    if (reaped < 0)
+        return remex_seterr(e, REMEX_ENOTFOUND, "kill group %d: leader is not our child",
+                            (int)pgid);
+    if (wstatus != NULL)
+        *wstatus = st;
+    return REMEX_OK;
+}
+
+/* ---- reaping --------------------------------------------------------------------- */
+
+size_t proc_reap_all(void (*cb)(pid_t pid, int wstatus, void *arg), void *arg)
+{
+    size_t n = 0;
+    int st;
+
+    for (;;) {
+        pid_t r = waitpid(-1, &st, WNOHANG);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return n;
+        n++;
+        if (cb != NULL)
+            cb(r, st, arg);
+    }
+}
+
+remex_err proc_set_subreaper(struct remex_error *e)
+{
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1UL) != 0)
+        return remex_seterr(e, errno_code(errno), "prctl PR_SET_CHILD_SUBREAPER: %s",
+                            strerror(errno));
+    return REMEX_OK;
+}
+
+/* ---- cgroup v2 ------------------------------------------------------------------- */
+
+/* Reads a small file into buf (NUL-terminated); -1 with errno on failure. */
+static ssize_t read_small(const char *path, char *buf, size_t cap)
+{
+    size_t got = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    while (got + 1 < cap) {
+        ssize_t n = read(fd, buf + got, cap - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int saved = errno;
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return (ssize_t)got;
+}
+
+static int write_file(const char *dir, const char *file, const char *val)
+{
+    char path[4096 + 64];
+    size_t vl = strlen(val);
+    ssize_t n;
+    int fd, saved;
+
+    if (snprintf(path, sizeof(path), "%s/%s", dir, file) >= (int)sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    do {
+        n = write(fd, val, vl);
+    } while (n < 0 && errno == EINTR);
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return n == (ssize_t)vl ? 0 : -1;
+}
+
+static int has_word(const char *list, const char *word)
+{
+    size_t wl = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)) != NULL; p += wl) {
+        int start = p == list || p[-1] == ' ' || p[-1] == '\n';
+        int end = p[wl] == '\0' || p[wl] == ' ' || p[wl] == '\n';
+        if (start && end)
+            return 1;
+    }
+    return 0;
+}
+
+remex_err proc_cgroup_probe(const char *parent, unsigned need, struct remex_error *e)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } ctl[] = {{PROC_CG_MEMORY, "memory"}, {PROC_CG_PIDS, "pids"}};
+    char path[4096 + 64], list[1024];
+    struct statfs sfs;
+
+    if (parent == NULL || parent[0] != '/')
+        return remex_seterr(e, REMEX_EINVAL, "cgroup: parent must be an absolute path");
+    if (statfs(parent, &sfs) != 0)
+        return remex_seterr(e, REMEX_EUNSUPPORTED, "%s: %s", parent, strerror(errno));
+    if (sfs.f_type != CGROUP2_SUPER_MAGIC)
+        return remex_seterr(e, REMEX_EUNSUPPORTED, "%s: not a cgroup2 mount", parent);
+    if (access(parent, W_OK | X_OK) != 0)
+        return remex_seterr(e, REMEX_EPERM, "%s: not writable: %s", parent, strerror(errno));
+    snprintf(path, sizeof(path), "%s/cgroup.subtree_control", parent);
+    if (read_small(path, list, sizeof(list)) < 0)
+        return remex_seterr(e, REMEX_EUNSUPPORTED, "%s: %s", path, strerror(errno));
+    for (size_t i = 0; i < sizeof(ctl) / sizeof(ctl[0]); i++)
+        if ((need & ctl[i].bit) && !has_word(list, ctl[i].name))
+            return remex_seterr(e, REMEX_EUNSUPPORTED,
+                                "%s: controller '%s' not enabled in cgroup.subtree_control", parent,
+                                ctl[i].name);
+    return REMEX_OK;
+}
+
+const char *proc_memlimit_mechanism(const char *parent, struct remex_error *why)
+{
+    struct remex_error tmp;
+
+    if (proc_cgroup_probe(parent, PROC_CG_MEMORY, why != NULL ? why : &tmp) == REMEX_OK)
+        return "cgroup2";
+    return "rlimit-as";
+}
+
+static int cg_name_ok(const char *name)
+{
+    size_t n = name != NULL ? strlen(name) : 0;
+
+    if (n == 0 || n > 255 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static remex_err cg_limits(const char *dir, const struct proc_cgroup_limits *lim,
+                           struct remex_error *e)
+{
+    char v[32];
+
+    if (lim == NULL)
+        return REMEX_OK;
+    if (lim->memory_max > 0) {
+        snprintf(v, sizeof(v), "%llu", lim->memory_max);
+        if (write_file(dir, "memory.max", v) != 0)
+            return remex_seterr(e, errno_code(errno), "%s/memory.max: %s", dir, strerror(errno));
+        /* Without swap accounting the file is absent: nothing to disable. */
+        if (write_file(dir, "memory.swap.max", "0") != 0 && errno != ENOENT)
+            return remex_seterr(e, errno_code(errno), "%s/memory.swap.max: %s", dir,
+                                strerror(errno));
+    }
+    if (lim->pids_max > 0) {
+        snprintf(v, sizeof(v), "%llu", lim->pids_max);
+        if (write_file(dir, "pids.max", v) != 0)
+            return remex_seterr(e, errno_code(errno), "%s/pids.max: %s", dir, strerror(errno));
+    }
+    return REMEX_OK;
+}
+
+remex_err proc_cgroup_create(struct proc_cgroup *cg, const char *parent, const char *name,
+                             const struct proc_cgroup_limits *lim, struct remex_error *e)
+{
+    char procs[sizeof(cg->path) + 16];
+    remex_err rc;
+
+    cg->procs_fd = -1;
+    cg->path[0] = '\0';
+    if (parent == NULL || parent[0] != '/' || !cg_name_ok(name))
+        return remex_seterr(e, REMEX_EINVAL, "cgroup: bad parent or name");
+    if (snprintf(cg->path, sizeof(cg->path), "%s/%s", parent, name) >= (int)sizeof(cg->path)) {
+        cg->path[0] = '\0';
+        return remex_seterr(e, REMEX_EINVAL, "cgroup: path too long");
+    }
+    if (mkdir(cg->path, 0755) != 0) {
+        rc = remex_seterr(e, errno_code(errno), "cgroup %s: mkdir: %s", cg->path, strerror(errno));
+        cg->path[0] = '\0'; /* not ours: a later remove must not touch it */
+        return rc;
+    }
+    rc = cg_limits(cg->path, lim, e);
+    if (rc == REMEX_OK) {
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg->path);
+        cg->procs_fd = open(procs, O_WRONLY | O_CLOEXEC);
+        if (cg->procs_fd < 0)
+            rc = remex_seterr(e, errno_code(errno), "%s: %s", procs, strerror(errno));
+    }
+    if (rc != REMEX_OK) {
+        (void)rmdir(cg->path);
+        cg->path[0] = '\0';
+    }
+    return rc;
+}
+
+remex_err proc_cgroup_oom_kills(const struct proc_cgroup *cg, unsigned long long *count,
+                                struct remex_error *e)
+{
+    char path[sizeof(cg->path) + 16], text[4096];
+    const char *line;
+
+    snprintf(path, sizeof(path), "%s/memory.events", cg->path);
+    if (read_small(path, text, sizeof(text)) < 0)
+        return remex_seterr(e, errno_code(errno), "%s: %s", path, strerror(errno));
+    for (line = text; *line != '\0';) {
+        const char *nl = strchrnul(line, '\n');
+        if (strncmp(line, "oom_kill ", 9) == 0) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(line + 9, &end, 10);
+            if (errno != 0 || end == line + 9 || end != nl || line[9] == '-')
+                return remex_seterr(e, REMEX_EPARSE, "%s: oom_kill: bad number", path);
+            *count = v;
+            return REMEX_OK;
+        }
+        line = *nl != '\0' ? nl + 1 : nl;
+    }
+    return remex_seterr(e, REMEX_EPARSE, "%s: no oom_kill counter", path);
+}
+
+remex_err proc_cgroup_kill(const struct proc_cgroup *cg, struct remex_error *e)
+{
+    if (write_file(cg->path, "cgroup.kill", "1") != 0)
+        return remex_seterr(e, errno == ENOENT ? REMEX_EUNSUPPORTED : errno_code(errno),
+                            "%s/cgroup.kill: %s", cg->path, strerror(errno));
+    return REMEX_OK;
+}
+
+remex_err proc_cgroup_remove(struct proc_cgroup *cg, struct remex_error *e)
+{
+    if (cg->procs_fd >= 0) {
+        close(cg->procs_fd);
+        cg->procs_fd = -1;
+    }
+    if (cg->path[0] == '\0')
+        return REMEX_OK;
+    if (rmdir(cg->path) != 0) {
+        if (errno == EBUSY)
+            return remex_seterr(e, REMEX_EAGAIN, "cgroup %s: still has processes", cg->path);
+        if (errno != ENOENT)
+            return remex_seterr(e, errno_code(errno), "cgroup %s: rmdir: %s", cg->path,
+                                strerror(errno));
+    }
+    cg->path[0] = '\0';
+    return REMEX_OK;
+}
