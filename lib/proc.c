@@ -385,9 +385,19 @@ static void child_signals(void)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_DFL;
     sigemptyset(&sa.sa_mask);
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            (void)sigaction(sig, &sa, NULL); /* EINVAL for libc-reserved numbers */
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (sigaction(sig, &sa, NULL) != 0 && errno == EINVAL) {
+            /*
+             * libc refuses its reserved signals (32, 33), but an inherited
+             * SIG_IGN on them survives exec: reset them with the raw call. An
+             * all-zero kernel sigaction is SIG_DFL, no flags, empty mask.
+             */
+            unsigned long ksa[8] = {0};
+            (void)syscall(SYS_rt_sigaction, sig, ksa, NULL, (size_t)((NSIG - 1) / 8));
+        }
+    }
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
 }
