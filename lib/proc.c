@@ -261,7 +261,8 @@ static remex_err plan_exe(struct spawn_plan *p, struct remex_error *e)
             memcpy(p->exe, dir, dl);
             p->exe[dl] = '/';
             memcpy(p->exe + dl + 1, name, nl + 1);
-            if (access(p->exe, X_OK) == 0)
+            struct stat sb;
+            if (stat(p->exe, &sb) == 0 && S_ISREG(sb.st_mode) && access(p->exe, X_OK) == 0)
                 return REMEX_OK;
         }
         if (*end == '\0')
@@ -279,15 +280,18 @@ static remex_err plan_stdio(struct spawn_plan *p, int i, struct remex_error *e)
     switch (st->kind) {
     case PROC_STDIO_INHERIT:
         fd = i;
-        break;
-    case PROC_STDIO_FD:
-        fd = st->fd;
-        break;
+        if (fcntl(fd, F_GETFD) >= 0)
+            break;
+        /* Closed in the parent: the child still gets a valid fd there. */
+        /* fall through */
     case PROC_STDIO_NULL:
         fd = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
         if (fd < 0)
             return remex_seterr(e, errno_code(errno), "open /dev/null: %s", strerror(errno));
         p->opened[i] = fd;
+        break;
+    case PROC_STDIO_FD:
+        fd = st->fd;
         break;
     case PROC_STDIO_FILE:
         if (st->path == NULL)

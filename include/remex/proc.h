@@ -73,7 +73,7 @@ void proc_env_free(struct proc_env *env);
 #define PROC_MAX_RLIMITS  16   /* entries in proc_spec.rlimits */
 
 enum proc_stdio_kind {
-    PROC_STDIO_INHERIT = 0, /* keep the parent's fd of the same number */
+    PROC_STDIO_INHERIT = 0, /* keep the parent's fd of the same number (/dev/null if closed) */
     PROC_STDIO_NULL = 1,    /* /dev/null (read for stdin, write for stdout/stderr) */
     PROC_STDIO_FD = 2,      /* dup of fd (borrowed; the caller keeps and closes it) */
     PROC_STDIO_FILE = 3,    /* path opened O_WRONLY|O_APPEND|O_CREAT, mode 0640
@@ -110,7 +110,8 @@ struct proc_spec {
     char *const *argv; /* required, NULL-terminated, argv[0] != NULL */
     char *const *envp; /* NULL-terminated; NULL: empty environment */
     int search_path;   /* 1: a path without '/' is looked up in envp's PATH
-                          (or /usr/local/bin:/usr/bin:/bin when envp has none) */
+                          (or /usr/local/bin:/usr/bin:/bin when envp has none)
+                          for an executable regular file */
     const char *cwd;   /* NULL: unchanged */
     int new_session;   /* 1: setsid(), so pid == pgid == sid */
     int pdeathsig;     /* 0: none; else PR_SET_PDEATHSIG (fires when the forking

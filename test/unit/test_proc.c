@@ -761,6 +761,154 @@ static void test_cgroup_memory_limit(void **state)
     assert_int_equal(proc_cgroup_remove(&cg, &e), REMEX_OK);
 }
 
+/* Runs in a forked copy: spawns a pdeathsig child, reports its pid, exits. */
+static void __attribute__((noreturn)) pdeath_body(int wfd)
+{
+    char *argv[] = {"/bin/sleep", "30", NULL};
+    struct proc_spec spec = {.argv = argv, .pdeathsig = SIGKILL};
+    pid_t pid = 0;
+
+    if (proc_spawn(&spec, &pid, NULL) != REMEX_OK)
+        pid = 0;
+    if (write(wfd, &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+        _exit(2);
+    _exit(0);
+}
+
+static void test_parent_death_signal(void **state)
+{
+    (void)state;
+    int pfd[2], st;
+    pid_t mid, child = 0;
+
+    assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+    mid = fork();
+    assert_true(mid >= 0);
+    if (mid == 0)
+        pdeath_body(pfd[1]);
+    close(pfd[1]);
+    assert_int_equal(read(pfd[0], &child, sizeof(child)), sizeof(child));
+    close(pfd[0]);
+    assert_true(child > 0);
+    assert_int_equal(waitpid(mid, &st, 0), mid);
+    assert_int_equal(st, 0);
+    assert_true(wait_dead(child, 5000));
+}
+
+static void test_drop_ids(void **state)
+{
+    (void)state;
+    char *argv[] = {"/bin/sh", "-c", "id -u; id -g; id -G", NULL};
+    char *env[] = {"PATH=/usr/bin:/bin", NULL};
+    struct proc_spec spec = {.argv = argv, .envp = env, .drop_ids = 1};
+    char out[OUT_MAX];
+    int st;
+
+    if (geteuid() != 0)
+        SKIP_BECAUSE("not root: cannot change ids\n");
+    spec.uid = 65534;
+    spec.gid = 65533;
+    assert_int_equal(run_capture(&spec, out, sizeof(out), &st, NULL), REMEX_OK);
+    assert_string_equal(out, "65534\n65533\n65533\n");
+}
+
+static void test_more_rlimits(void **state)
+{
+    (void)state;
+    char *argv[] = {"/bin/sh", "-c", "ulimit -t; ulimit -p", NULL};
+    struct proc_rlimit rl[2] = {{RLIMIT_CPU, {7, 9}}, {RLIMIT_NPROC, {4000, 4000}}};
+    struct proc_spec spec = {.argv = argv, .rlimits = rl, .nrlimits = 2};
+    char out[OUT_MAX];
+    int st;
+
+    assert_int_equal(run_capture(&spec, out, sizeof(out), &st, NULL), REMEX_OK);
+    assert_string_equal(out, "7\n4000\n");
+}
+
+/* Runs in a forked copy with fd 0 closed. */
+static int closed_stdin_body(void)
+{
+    char *argv[] = {"/bin/readlink", "/proc/self/fd/0", NULL};
+    struct proc_spec spec = {.argv = argv};
+    char out[OUT_MAX];
+    int pfd[2], st;
+    pid_t pid;
+
+    /* The pipe first, so that it does not take the freed fd 0. */
+    if (pipe2(pfd, O_CLOEXEC) != 0 || pfd[0] == 0 || pfd[1] == 0)
+        return 2;
+    close(0);
+    spec.stdio[1].kind = PROC_STDIO_FD;
+    spec.stdio[1].fd = pfd[1];
+    if (proc_spawn(&spec, &pid, NULL) != REMEX_OK)
+        return 3;
+    close(pfd[1]);
+    read_fd(pfd[0], out, sizeof(out), 0);
+    if (proc_wait(pid, -1, &st, NULL) != REMEX_OK || st != 0)
+        return 4;
+    return strcmp(out, "/dev/null\n") == 0 ? 0 : 5;
+}
+
+static void test_inherit_closed_stdin(void **state)
+{
+    (void)state;
+    int st;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(closed_stdin_body());
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(st, 0);
+}
+
+static void test_search_path_skips_dirs(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/remex-path-XXXXXX", sub[64], pathvar[96];
+    char *argv[] = {"true", NULL};
+    char *env[] = {pathvar, NULL};
+    struct proc_spec spec = {.argv = argv, .envp = env, .search_path = 1};
+    pid_t pid;
+    int st = -1;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(sub, sizeof(sub), "%s/true", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    snprintf(pathvar, sizeof(pathvar), "PATH=%s:/bin", dir);
+    assert_int_equal(proc_spawn(&spec, &pid, NULL), REMEX_OK);
+    assert_int_equal(proc_wait(pid, -1, &st, NULL), REMEX_OK);
+    assert_int_equal(st, 0);
+    rmdir(sub);
+    rmdir(dir);
+}
+
+static void test_cgroup_join_failure_reported(void **state)
+{
+    (void)state;
+    char *argv[] = {"/bin/true", NULL};
+    struct proc_cgroup cg;
+    struct proc_spec spec = {.argv = argv, .cgroup = &cg};
+    struct remex_error e;
+    const char *parent = cgroup_parent(0, &e);
+    char name[64], want[160];
+    pid_t pid;
+
+    if (parent == NULL)
+        SKIP_BECAUSE("cgroup v2 placement unavailable: %s\n", e.msg);
+    snprintf(name, sizeof(name), "remex-gone-%d", (int)getpid());
+    if (proc_cgroup_create(&cg, parent, name, NULL, &e) != REMEX_OK)
+        SKIP_BECAUSE("cgroup create under %s failed: %s\n", parent, e.msg);
+    /* Removed behind the handle's back: joining must fail before exec. */
+    assert_int_equal(rmdir(cg.path), 0);
+    assert_int_not_equal(proc_spawn(&spec, &pid, &e), REMEX_OK);
+    snprintf(want, sizeof(want), "cgroup %s: join: ", cg.path);
+    assert_memory_equal(e.msg, want, strlen(want));
+    assert_int_equal(proc_cgroup_remove(&cg, &e), REMEX_OK);
+    spec.cgroup = &cg; /* procs_fd is now -1 */
+    assert_int_equal(proc_spawn(&spec, &pid, &e), REMEX_EINVAL);
+}
+
 static void write_events(const char *dir, const char *text)
 {
     char path[128];
@@ -834,6 +982,12 @@ int main(void)
         cmocka_unit_test(test_cgroup_placement),
         cmocka_unit_test(test_cgroup_memory_limit),
         cmocka_unit_test(test_cgroup_oom_events_parse),
+        cmocka_unit_test(test_parent_death_signal),
+        cmocka_unit_test(test_drop_ids),
+        cmocka_unit_test(test_more_rlimits),
+        cmocka_unit_test(test_inherit_closed_stdin),
+        cmocka_unit_test(test_search_path_skips_dirs),
+        cmocka_unit_test(test_cgroup_join_failure_reported),
     };
     umask(022);
     return cmocka_run_group_tests_name("proc", tests, NULL, NULL);
