@@ -1,0 +1,176 @@
+/*
+ * http: libcurl client with timeouts, size caps, TLS policy and retries.
+ *
+ * Policy (all per client, fixed at http_client_new):
+ *   - TLS peer and host verification always on unless insecure_skip_verify
+ *     (tests only); optional CA file.
+ *   - Plain http:// is refused unless the host is loopback (127.0.0.0/8, ::1,
+ *     localhost) or allow_insecure_http is set. The check runs on the base URL
+ *     at creation and on every request URL before any connection attempt.
+ *   - Only http and https, no redirects, User-Agent "remex/<REMEX_VERSION>".
+ *   - A response body over max_response_bytes aborts the transfer
+ *     (REMEX_ETOOBIG, not retried).
+ *   - Retries with full-jitter backoff (remex/backoff.h) on connect errors,
+ *     timeouts, 429, 502, 503 and 504, up to max_attempts in all. Retry-After
+ *     (seconds or HTTP-date) replaces the jittered delay, capped at the backoff
+ *     cap. Methods other than GET, HEAD, PUT, DELETE, OPTIONS are retried only
+ *     when the request is marked retry_safe.
+ *   - Bearer tokens go only into the Authorization header: never into URLs,
+ *     logs or error messages; copies are wiped before they are freed.
+ *
+ * Errors: REMEX_EINVAL (bad argument, URL, method, header value), REMEX_EPERM
+ * (plain http refused), REMEX_ECONNECT, REMEX_ETIMEOUT, REMEX_ETLS,
+ * REMEX_ETOOBIG, REMEX_EIO (other transfer failures), REMEX_ENOMEM. http_do
+ * returns REMEX_OK for any complete HTTP response, whatever its status;
+ * http_check_status and the JSON helpers map statuses: 401 REMEX_EAUTH,
+ * 403 REMEX_EFORBIDDEN, 404 REMEX_ENOTFOUND, 409 REMEX_ECONFLICT,
+ * 413 REMEX_ETOOBIG, any other status outside 2xx REMEX_EHTTP.
+ *
+ * libcurl is initialised once per process (pthread_once) on first use.
+ * Thread-safety: a client and a multi each belong to one thread at a time;
+ * distinct clients may be used from distinct threads.
+ */
+#ifndef REMEX_HTTP_H
+#define REMEX_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remex/buf.h"
+#include "remex/err.h"
+
+#define HTTP_CONNECT_TIMEOUT_MS_DEFAULT 10000
+#define HTTP_TIMEOUT_MS_DEFAULT         60000
+#define HTTP_MAX_RESPONSE_DEFAULT       (4u * 1024u * 1024u)
+#define HTTP_MAX_ATTEMPTS_DEFAULT       4
+#define HTTP_BACKOFF_BASE_MS_DEFAULT    200
+#define HTTP_BACKOFF_CAP_MS_DEFAULT     10000
+
+/* Zero fields take the defaults above. Strings are copied. */
+struct http_client_opts {
+    const char *base_url;       /* required: "https://plane.example:8443" */
+    long connect_timeout_ms;    /* per attempt */
+    long timeout_ms;            /* whole attempt, connect included */
+    size_t max_response_bytes;  /* response body cap */
+    const char *ca_file;        /* NULL: system store */
+    const char *proxy;          /* NULL: libcurl's environment handling; "": no proxy */
+    int allow_insecure_http;    /* permit http:// to non-loopback hosts */
+    int insecure_skip_verify;   /* disable TLS verification (tests only) */
+    unsigned max_attempts;      /* attempts in all; 1 = never retry */
+    uint64_t backoff_base_ms;   /* full jitter base */
+    uint64_t backoff_cap_ms;    /* full jitter cap, also caps Retry-After */
+    uint64_t (*rng)(void *ctx); /* injectable jitter source (tests); NULL = arc4random */
+    void *rng_ctx;              /* borrowed */
+};
+
+struct http_client;
+
+/* *out owned: release with http_client_free. */
+remex_err http_client_new(const struct http_client_opts *opts, struct http_client **out,
+                          struct remex_error *e);
+/* Frees c (NULL is fine). Transfers started on a multi with c must be finished first. */
+void http_client_free(struct http_client *c);
+/*
+ * Sets the bearer token used by requests that carry none of their own
+ * (copied; NULL clears). REMEX_EINVAL if it holds control characters.
+ */
+remex_err http_client_set_bearer(struct http_client *c, const char *token);
+
+struct http_request {
+    const char *method;       /* "GET", "POST", ...: upper-case letters only */
+    const char *path;         /* appended to base_url; must start with '/' */
+    const char *bearer;       /* NULL: the client's token, if any */
+    const char *content_type; /* NULL: "application/json" when there is a body */
+    const void *body;         /* borrowed for the duration of the call (copied by the multi) */
+    size_t body_len;
+    int retry_safe; /* a non-idempotent request that may be repeated (carries its own key) */
+};
+
+struct http_response {
+    long status;       /* HTTP status of the last attempt; 0 if none was received */
+    struct buf body;   /* owned: release with http_response_free */
+    unsigned attempts; /* attempts made */
+};
+
+/* Blocking request with retries. resp is initialised by the call (also on error). */
+remex_err http_do(struct http_client *c, const struct http_request *req, struct http_response *resp,
+                  struct remex_error *e);
+void http_response_free(struct http_response *r);
+
+/*
+ * Maps status to a remex_err (see above); REMEX_OK for 2xx. The message names
+ * what (e.g. "POST /api/v1/x") and, when body holds {"error":{"code","message"}},
+ * the server's code and message (printable ASCII only, truncated).
+ */
+remex_err http_check_status(const char *what, long status, const struct buf *body,
+                            struct remex_error *e);
+
+/*
+ * JSON call: body (borrowed, may be NULL) is sent compact; a 2xx reply is parsed
+ * into *reply (owned; NULL for an empty body). A non-2xx status is mapped by
+ * http_check_status and *reply stays NULL. status (may be NULL) receives the
+ * HTTP status. The reply is capped by max_response_bytes and by json_parse's
+ * depth limit.
+ */
+remex_err http_json_request(struct http_client *c, const char *method, const char *path,
+                            json_t *body, json_t **reply, long *status, struct remex_error *e);
+/* Same with the per-request fields of req (method, path, bearer, retry_safe); its body is
+ * ignored. */
+remex_err http_json_request_ex(struct http_client *c, const struct http_request *req, json_t *body,
+                               json_t **reply, long *status, struct remex_error *e);
+
+/* ---- non-blocking API, driven by an external event loop ---- */
+
+#define HTTP_EV_IN  0x1
+#define HTTP_EV_OUT 0x2
+#define HTTP_EV_ERR 0x4
+
+struct http_multi;
+
+/*
+ * Event-loop hooks:
+ *   watch_fd(fd, events, ud): watch fd for HTTP_EV_IN/OUT; events == 0: stop
+ *     watching it (the fd may be closed right after).
+ *   set_timer(timeout_ms, ud): (re)arm the single timer; call
+ *     http_multi_timeout when it fires. -1 disarms; 0 means "as soon as
+ *     possible" (from the loop, not from inside the hook).
+ * Hooks are called from inside http_multi_* calls only.
+ */
+struct http_multi_hooks {
+    void (*watch_fd)(int fd, int events, void *ud);
+    void (*set_timer)(long timeout_ms, void *ud);
+    void *ud; /* borrowed */
+};
+
+/*
+ * Called once per started request, from inside http_multi_socket_action or
+ * http_multi_timeout. rc as http_do; resp and e are borrowed for the duration
+ * of the call (move the body out with buf_detach if needed). The callback may
+ * start new requests but must not free the multi.
+ */
+struct http_multi_done {
+    void (*fn)(remex_err rc, struct http_response *resp, const struct remex_error *e, void *arg);
+    void *arg; /* borrowed */
+};
+
+/* *out owned: http_multi_free. */
+remex_err http_multi_new(const struct http_multi_hooks *hooks, struct http_multi **out,
+                         struct remex_error *e);
+/* Aborts unfinished transfers without calling their callbacks, then frees m. */
+void http_multi_free(struct http_multi *m);
+/* Compatibility spelling of setting the hooks after creation. */
+void http_multi_set_hooks(struct http_multi *m, void (*watch_fd)(int, int, void *),
+                          void (*set_timer)(long, void *), void *ud);
+/* Starts req on client c (borrowed: must outlive the transfer). Request data is copied. */
+remex_err http_multi_start(struct http_multi *m, struct http_client *c,
+                           const struct http_request *req, struct http_multi_done done,
+                           struct remex_error *e);
+/* fd became ready with HTTP_EV_* events. */
+remex_err http_multi_socket_action(struct http_multi *m, int fd, int events);
+/* The timer set through set_timer fired. */
+remex_err http_multi_timeout(struct http_multi *m);
+/* Requests started and not yet completed (including those waiting to retry). */
+size_t http_multi_pending(const struct http_multi *m);
+
+#endif
