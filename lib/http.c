@@ -790,7 +790,11 @@ void http_multi_free(struct http_multi *m)
 
     if (m == NULL)
         return;
-    for (x = m->list; x; x = next) {
+    /* Detached first: removing a handle can call on_timer, which walks m->list. */
+    x = m->list;
+    m->list = NULL;
+    m->pending = 0;
+    for (; x; x = next) {
         next = x->next;
         if (!x->due_ms)
             curl_multi_remove_handle(m->cm, x->easy);

@@ -629,9 +629,18 @@ static void test_multi_free_with_pending(void **state)
     struct remex_error e = {0};
     struct req_ctx ctx = {&l, 0};
     struct http_request req = {.method = "POST", .path = "/echo", .body = "{}", .body_len = 2};
+    struct http_request slow = {.method = "GET", .path = "/slow/100"};
     assert_int_equal(http_multi_new(&hooks, &m, &e), REMEX_OK);
     assert_int_equal(http_multi_start(m, c, &req, (struct http_multi_done){on_done, &ctx}, &e),
                      REMEX_OK);
+    assert_int_equal(http_multi_start(m, c, &slow, (struct http_multi_done){on_done, &ctx}, &e),
+                     REMEX_OK);
+    /* Let the transfers get under way, then free the multi in the middle of them. */
+    for (int i = 0; i < 5 && l.nfds == 0; i++) {
+        l.timer_ms = -1;
+        assert_int_equal(http_multi_timeout(m), REMEX_OK);
+        poll(l.fds, (nfds_t)l.nfds, 20);
+    }
     http_multi_free(m); /* aborts without calling back */
     assert_int_equal(l.done, 0);
     http_client_free(c);
