@@ -1,0 +1,76 @@
+/*
+ * secrets: the agent's chain of connection and variable backends.
+ *
+ * Lookups try, in order: the environment (REMEX_CONN_<ID>, REMEX_VAR_<KEY>,
+ * with ID/KEY upper-cased and '-' / '.' turned into '_'), then the local
+ * secrets file (JSON, or YAML when it ends in .yaml/.yml):
+ *
+ *   {"connections": {"warehouse": "postgres://etl:pw@db:5432/dw?sslmode=require",
+ *                    "api": {"conn_type": "http", "host": "api.internal",
+ *                            "password": "...", "extra": {"timeout": 30}}},
+ *    "variables":   {"region": "eu-west-1", "limits": {"rows": 1000}}}
+ *
+ * A connection is an Airflow-style URI or a JSON object with the fields of
+ * struct secrets_conn. The file must not be readable by group or others; it is
+ * re-read when its modification time or size changes. Values never appear in
+ * error messages. Thread-safety: one owner.
+ */
+#ifndef REMEX_SECRETS_H
+#define REMEX_SECRETS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "remex/buf.h"
+#include "remex/err.h"
+
+#define SECRETS_FILE_MAX (1u << 20)
+#define SECRETS_URI_MAX  8192
+
+/* A connection; every string owned (NULL when absent), port 0 when absent. */
+struct secrets_conn {
+    char *conn_type;
+    char *host;
+    char *login;
+    char *password;
+    char *schema;
+    int port;
+    json_t *extra; /* owned object, never NULL after a successful parse */
+};
+
+void secrets_conn_free(struct secrets_conn *c);
+
+/*
+ * Parses "type://login:password@host:port/schema?k=v&__extra__=JSON" (each part
+ * optional after the scheme; percent-decoding applied; query parameters become
+ * string fields of extra; __extra__ is a JSON object merged into extra).
+ */
+remex_err secrets_conn_parse_uri(const char *uri, struct secrets_conn *out, struct remex_error *e);
+/* Decodes the JSON object form (borrowed obj). Errors name the field. */
+remex_err secrets_conn_from_json(const json_t *obj, struct secrets_conn *out,
+                                 struct remex_error *e);
+/* Serialises to an Airflow URI (percent-encoding login, password, schema). */
+remex_err secrets_conn_uri(const struct secrets_conn *c, struct buf *out);
+/* JSON object with every field (owned), or NULL on ENOMEM. */
+json_t *secrets_conn_json(const struct secrets_conn *c);
+
+struct secrets_config {
+    const char *file;                       /* NULL: no file backend */
+    int no_env;                             /* 1: skip the environment backend */
+    const char *(*getenv_fn)(const char *); /* NULL: getenv */
+};
+
+struct secrets;
+
+remex_err secrets_open(const struct secrets_config *cfg, struct secrets **out,
+                       struct remex_error *e);
+void secrets_close(struct secrets *s);
+
+/* REMEX_ENOTFOUND when no backend has it. */
+remex_err secrets_get_conn(struct secrets *s, const char *conn_id, struct secrets_conn *out,
+                           struct remex_error *e);
+/* *out is malloc'd (caller frees): strings verbatim, other JSON values compact. */
+remex_err secrets_get_var(struct secrets *s, const char *key, char **out, struct remex_error *e);
+
+#endif

@@ -1,0 +1,718 @@
+/* secrets: environment + local file backends for connections and variables. */
+#include "remex/secrets.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "remex/json.h"
+
+#define SECRETS_YAML_DEPTH 32
+
+struct secrets {
+    char *file;
+    int no_env;
+    const char *(*getenv_fn)(const char *);
+    json_t *doc; /* owned: last parsed file */
+    struct timespec mtime;
+    off_t size;
+    int loaded;
+};
+
+void secrets_conn_free(struct secrets_conn *c)
+{
+    if (c == NULL)
+        return;
+    free(c->conn_type);
+    free(c->host);
+    free(c->login);
+    free(c->password);
+    free(c->schema);
+    json_decref(c->extra);
+    memset(c, 0, sizeof(*c));
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into a new string; plus_space turns '+' into ' '. NULL on error. */
+static char *pct_decode(const char *s, size_t n, int plus_space, const char **why)
+{
+    char *out = malloc(n + 1);
+    size_t k = 0;
+    if (out == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            if (i + 2 >= n) {
+                free(out);
+                *why = "truncated percent-encoding";
+                return NULL;
+            }
+            int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
+            if (a < 0 || b < 0 || (a == 0 && b == 0)) {
+                free(out);
+                *why = a < 0 || b < 0 ? "invalid percent-encoding" : "encoded NUL byte";
+                return NULL;
+            }
+            out[k++] = (char)(a * 16 + b);
+            i += 2;
+        } else if (plus_space && s[i] == '+') {
+            out[k++] = ' ';
+        } else {
+            out[k++] = s[i];
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* Parses the query string into extra (string values); __extra__ is merged JSON. */
+static remex_err parse_query(const char *q, struct secrets_conn *c, struct remex_error *e)
+{
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        const char *eq = memchr(q, '=', n);
+        const char *why = NULL;
+        char *k = pct_decode(q, eq ? (size_t)(eq - q) : n, 1, &why);
+        char *v = k && eq ? pct_decode(eq + 1, n - (size_t)(eq + 1 - q), 1, &why) : NULL;
+        if (k == NULL || (eq && v == NULL)) {
+            free(k);
+            return remex_seterr(e, REMEX_EPARSE, "connection URI: query: %s", why);
+        }
+        if (strcmp(k, "__extra__") == 0) {
+            json_t *x = NULL;
+            struct json_parse_opts o = {.name = "connection URI: __extra__"};
+            if (json_parse(v ? v : "", v ? strlen(v) : 0, &o, &x, e) != REMEX_OK ||
+                !json_is_object(x)) {
+                if (x)
+                    remex_seterr(e, REMEX_EPARSE, "connection URI: __extra__: expected object");
+                json_decref(x);
+                free(k);
+                free(v);
+                return REMEX_EPARSE;
+            }
+            json_object_update(c->extra, x);
+            json_decref(x);
+        } else if (*k) {
+            json_object_set_new(c->extra, k, json_string(v ? v : ""));
+        }
+        free(k);
+        free(v);
+        q += n;
+        if (*q == '&')
+            q++;
+    }
+    return REMEX_OK;
+}
+
+/* Splits host[:port] or [v6]:port of authority a[0..n). */
+static remex_err parse_hostport(const char *a, size_t n, struct secrets_conn *c,
+                                struct remex_error *e)
+{
+    const char *colon = NULL, *why = NULL;
+    size_t hlen = n;
+    if (n > 0 && a[0] == '[') {
+        const char *rb = memchr(a, ']', n);
+        if (rb == NULL)
+            return remex_seterr(e, REMEX_EPARSE, "connection URI: unclosed '[' in host");
+        hlen = (size_t)(rb - a) + 1;
+        if (hlen < n) {
+            if (a[hlen] != ':')
+                return remex_seterr(e, REMEX_EPARSE, "connection URI: junk after ']'");
+            colon = a + hlen;
+        }
+    } else {
+        colon = memchr(a, ':', n);
+        if (colon)
+            hlen = (size_t)(colon - a);
+    }
+    if (colon) {
+        size_t plen = n - (size_t)(colon + 1 - a);
+        long port = 0;
+        if (plen == 0 || plen > 5)
+            return remex_seterr(e, REMEX_EPARSE, "connection URI: invalid port");
+        for (size_t i = 0; i < plen; i++) {
+            if (!isdigit((unsigned char)colon[1 + i]))
+                return remex_seterr(e, REMEX_EPARSE, "connection URI: invalid port");
+            port = port * 10 + (colon[1 + i] - '0');
+        }
+        if (port < 1 || port > 65535)
+            return remex_seterr(e, REMEX_EPARSE, "connection URI: port out of range 1-65535");
+        c->port = (int)port;
+    }
+    if (hlen > 0 && (c->host = pct_decode(a, hlen, 0, &why)) == NULL)
+        return remex_seterr(e, REMEX_EPARSE, "connection URI: host: %s", why);
+    return REMEX_OK;
+}
+
+static remex_err parse_uri(const char *uri, struct secrets_conn *c, struct remex_error *e)
+{
+    const char *sep = strstr(uri, "://"), *why = NULL;
+    size_t slen;
+    if (strlen(uri) > SECRETS_URI_MAX)
+        return remex_seterr(e, REMEX_ETOOBIG, "connection URI: longer than %d bytes",
+                            SECRETS_URI_MAX);
+    if (sep == NULL || sep == uri)
+        return remex_seterr(e, REMEX_EPARSE, "connection URI: expected 'type://...'");
+    slen = (size_t)(sep - uri);
+    for (size_t i = 0; i < slen; i++) {
+        char ch = uri[i];
+        if (!(isalnum((unsigned char)ch) || ch == '+' || ch == '.' || ch == '-' || ch == '_') ||
+            (i == 0 && !isalpha((unsigned char)ch)))
+            return remex_seterr(e, REMEX_EPARSE, "connection URI: invalid scheme");
+    }
+    c->conn_type = dup_n(uri, slen);
+    if (c->conn_type == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    for (char *p = c->conn_type; *p; p++)
+        *p = *p == '-' ? '_' : (char)tolower((unsigned char)*p);
+    if (strcmp(c->conn_type, "postgresql") == 0)
+        memcpy(c->conn_type, "postgres", sizeof("postgres"));
+
+    const char *a = sep + 3;
+    size_t alen = strcspn(a, "/?");
+    const char *at = NULL;
+    for (size_t i = 0; i < alen; i++)
+        if (a[i] == '@')
+            at = a + i; /* last '@': passwords may contain a raw '@' */
+    if (at) {
+        size_t ulen = (size_t)(at - a);
+        const char *colon = memchr(a, ':', ulen);
+        size_t llen = colon ? (size_t)(colon - a) : ulen;
+        if (llen > 0 && (c->login = pct_decode(a, llen, 0, &why)) == NULL)
+            return remex_seterr(e, REMEX_EPARSE, "connection URI: login: %s", why);
+        if (colon && (c->password = pct_decode(colon + 1, ulen - llen - 1, 0, &why)) == NULL)
+            return remex_seterr(e, REMEX_EPARSE, "connection URI: password: %s", why);
+        alen -= ulen + 1;
+        a = at + 1;
+    }
+    remex_err rc = parse_hostport(a, alen, c, e);
+    if (rc != REMEX_OK)
+        return rc;
+    const char *rest = a + alen;
+    if (*rest == '/') {
+        size_t plen = strcspn(rest + 1, "?");
+        if (plen > 0 && (c->schema = pct_decode(rest + 1, plen, 0, &why)) == NULL)
+            return remex_seterr(e, REMEX_EPARSE, "connection URI: schema: %s", why);
+        rest += 1 + plen;
+    }
+    if (*rest == '?')
+        return parse_query(rest + 1, c, e);
+    return REMEX_OK;
+}
+
+remex_err secrets_conn_parse_uri(const char *uri, struct secrets_conn *out, struct remex_error *e)
+{
+    memset(out, 0, sizeof(*out));
+    out->extra = json_object();
+    if (out->extra == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    remex_err rc = parse_uri(uri, out, e);
+    if (rc != REMEX_OK)
+        secrets_conn_free(out);
+    return rc;
+}
+
+/* Copies an optional string field of obj into *dst. */
+static remex_err take_str(const json_t *obj, const char *key, char **dst, struct remex_error *e)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v))
+        return REMEX_OK;
+    if (!json_is_string(v))
+        return remex_seterr(e, REMEX_EINVAL, "connection.%s: expected string", key);
+    *dst = dup_n(json_string_value(v), json_string_length(v));
+    return *dst ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+}
+
+static remex_err conn_from_json(const json_t *obj, struct secrets_conn *c, struct remex_error *e)
+{
+    static const char *const known[] = {"conn_type", "host", "login", "password",
+                                        "schema",    "port", "extra", "description"};
+    const char *key;
+    const json_t *v;
+    remex_err rc;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        size_t i;
+        for (i = 0; i < sizeof(known) / sizeof(known[0]) && strcmp(key, known[i]) != 0; i++)
+            ;
+        if (i == sizeof(known) / sizeof(known[0]))
+            return remex_seterr(e, REMEX_EINVAL, "connection.%s: unknown field", key);
+    }
+    if ((rc = take_str(obj, "conn_type", &c->conn_type, e)) != REMEX_OK ||
+        (rc = take_str(obj, "host", &c->host, e)) != REMEX_OK ||
+        (rc = take_str(obj, "login", &c->login, e)) != REMEX_OK ||
+        (rc = take_str(obj, "password", &c->password, e)) != REMEX_OK ||
+        (rc = take_str(obj, "schema", &c->schema, e)) != REMEX_OK)
+        return rc;
+    if (c->conn_type == NULL)
+        return remex_seterr(e, REMEX_EINVAL, "connection.conn_type: missing");
+    v = json_object_get(obj, "port");
+    if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 65535)
+        c->port = (int)json_integer_value(v);
+    else if (v != NULL && !json_is_null(v))
+        return remex_seterr(e, REMEX_EINVAL, "connection.port: expected integer 1-65535");
+    v = json_object_get(obj, "extra");
+    if (json_is_object(v)) {
+        json_object_update(c->extra, (json_t *)v);
+    } else if (json_is_string(v)) {
+        json_t *x = NULL;
+        struct json_parse_opts o = {.name = "connection.extra"};
+        if (json_parse(json_string_value(v), json_string_length(v), &o, &x, e) != REMEX_OK ||
+            !json_is_object(x)) {
+            json_decref(x);
+            return remex_seterr(e, REMEX_EINVAL, "connection.extra: expected a JSON object");
+        }
+        json_object_update(c->extra, x);
+        json_decref(x);
+    } else if (v != NULL && !json_is_null(v)) {
+        return remex_seterr(e, REMEX_EINVAL, "connection.extra: expected object");
+    }
+    return REMEX_OK;
+}
+
+remex_err secrets_conn_from_json(const json_t *obj, struct secrets_conn *out, struct remex_error *e)
+{
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(obj))
+        return remex_seterr(e, REMEX_EINVAL, "connection: expected object");
+    out->extra = json_object();
+    if (out->extra == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    remex_err rc = conn_from_json(obj, out, e);
+    if (rc != REMEX_OK)
+        secrets_conn_free(out);
+    return rc;
+}
+
+static remex_err put_pct(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    remex_err rc = REMEX_OK;
+    for (const unsigned char *p = (const unsigned char *)s; *p && rc == REMEX_OK; p++) {
+        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            rc = buf_putc(b, (char)*p);
+        } else {
+            char t[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            rc = buf_append(b, t, 3);
+        }
+    }
+    return rc;
+}
+
+remex_err secrets_conn_uri(const struct secrets_conn *c, struct buf *out)
+{
+    remex_err rc = buf_printf(out, "%s://", c->conn_type ? c->conn_type : "generic");
+    if (rc == REMEX_OK && (c->login || c->password)) {
+        if (c->login)
+            rc = put_pct(out, c->login);
+        if (rc == REMEX_OK && c->password) {
+            rc = buf_putc(out, ':');
+            if (rc == REMEX_OK)
+                rc = put_pct(out, c->password);
+        }
+        if (rc == REMEX_OK)
+            rc = buf_putc(out, '@');
+    }
+    if (rc == REMEX_OK && c->host)
+        rc = c->host[0] == '[' ? buf_puts(out, c->host) : put_pct(out, c->host);
+    if (rc == REMEX_OK && c->port)
+        rc = buf_printf(out, ":%d", c->port);
+    if (rc == REMEX_OK && c->schema) {
+        rc = buf_putc(out, '/');
+        if (rc == REMEX_OK)
+            rc = put_pct(out, c->schema);
+    }
+    if (rc == REMEX_OK && c->extra && json_object_size(c->extra) > 0) {
+        char *x = json_dumps(c->extra, JSON_COMPACT | JSON_SORT_KEYS);
+        if (x == NULL)
+            return REMEX_ENOMEM;
+        rc = buf_puts(out, c->schema ? "?__extra__=" : "/?__extra__=");
+        if (rc == REMEX_OK)
+            rc = put_pct(out, x);
+        free(x);
+    }
+    return rc;
+}
+
+json_t *secrets_conn_json(const struct secrets_conn *c)
+{
+    json_t *o = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:O?}", "conn_type", c->conn_type, "host",
+                          c->host, "login", c->login, "password", c->password, "schema", c->schema,
+                          "extra", c->extra);
+    if (o && c->port)
+        json_object_set_new(o, "port", json_integer(c->port));
+    return o;
+}
+
+/* ---- YAML file → JSON (mappings, sequences, scalars; no aliases) ---- */
+
+static json_t *yaml_scalar(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+    if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        char *end;
+        if (n == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0)
+            return json_null();
+        if (strcmp(v, "true") == 0)
+            return json_true();
+        if (strcmp(v, "false") == 0)
+            return json_false();
+        errno = 0;
+        long long x = strtoll(v, &end, 10);
+        if (*end == '\0' && errno == 0 && (isdigit((unsigned char)v[0]) || v[0] == '-'))
+            return json_integer(x);
+    }
+    return json_stringn(v, n);
+}
+
+/* Adds val (stolen) into the container at the top of the stack. */
+static int yaml_attach(json_t **stack, char **keys, int depth, json_t *val)
+{
+    json_t *top = stack[depth - 1];
+    if (json_is_array(top))
+        return json_array_append_new(top, val) == 0;
+    if (keys[depth - 1] == NULL) {
+        if (!json_is_string(val) && !json_is_integer(val)) {
+            json_decref(val);
+            return 0;
+        }
+        char tmp[32];
+        const char *k = json_is_string(val) ? json_string_value(val) : tmp;
+        if (json_is_integer(val))
+            snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(val));
+        keys[depth - 1] = strdup(k);
+        json_decref(val);
+        return keys[depth - 1] != NULL;
+    }
+    int ok = json_object_set_new(top, keys[depth - 1], val) == 0;
+    free(keys[depth - 1]);
+    keys[depth - 1] = NULL;
+    return ok;
+}
+
+static remex_err yaml_to_json(const char *path, const char *data, size_t len, json_t **out,
+                              struct remex_error *e)
+{
+    yaml_parser_t p;
+    yaml_event_t ev;
+    json_t *stack[SECRETS_YAML_DEPTH + 1] = {0}, *root = NULL;
+    char *keys[SECRETS_YAML_DEPTH + 1] = {0};
+    int depth = 0, done = 0;
+    remex_err rc = REMEX_OK;
+
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_string(&p, (const unsigned char *)data, len);
+    while (!done && rc == REMEX_OK) {
+        if (!yaml_parser_parse(&p, &ev)) {
+            rc = remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: %s", path, p.problem_mark.line + 1,
+                              p.problem_mark.column + 1, p.problem ? p.problem : "YAML error");
+            break;
+        }
+        size_t line = ev.start_mark.line + 1, col = ev.start_mark.column + 1;
+        json_t *node = NULL;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        case YAML_ALIAS_EVENT:
+            rc = remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: aliases are not allowed", path, line,
+                              col);
+            break;
+        case YAML_SCALAR_EVENT:
+            node = yaml_scalar(&ev);
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            if (depth >= SECRETS_YAML_DEPTH) {
+                rc =
+                    remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: nested too deeply", path, line, col);
+                break;
+            }
+            node = ev.type == YAML_SEQUENCE_START_EVENT ? json_array() : json_object();
+            if (node == NULL || (depth > 0 && !yaml_attach(stack, keys, depth, json_incref(node))))
+                rc = remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: invalid key", path, line, col);
+            else if (depth == 0)
+                root = json_incref(node);
+            stack[depth++] = node;
+            node = NULL;
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            json_decref(stack[--depth]);
+            stack[depth] = NULL;
+            break;
+        default:
+            break;
+        }
+        if (node != NULL && rc == REMEX_OK) {
+            if (depth == 0) {
+                json_decref(root);
+                root = node;
+            } else if (!yaml_attach(stack, keys, depth, node)) {
+                rc = remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: mapping keys must be scalars", path,
+                                  line, col);
+            }
+        } else if (node != NULL) {
+            json_decref(node);
+        }
+        yaml_event_delete(&ev);
+    }
+    for (int i = 0; i < SECRETS_YAML_DEPTH + 1; i++) {
+        json_decref(stack[i]);
+        free(keys[i]);
+    }
+    yaml_parser_delete(&p);
+    if (rc != REMEX_OK) {
+        json_decref(root);
+        return rc;
+    }
+    *out = root ? root : json_object();
+    return REMEX_OK;
+}
+
+/* ---- file backend ---- */
+
+static remex_err read_file(struct secrets *s, char **data, size_t *len, struct stat *st,
+                           struct remex_error *e)
+{
+    int fd = open(s->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return remex_seterr(e, REMEX_EIO, "%s: %s", s->file, strerror(errno));
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return remex_seterr(e, REMEX_EIO, "%s: not a regular file", s->file);
+    }
+    if (st->st_mode & 077) {
+        close(fd);
+        return remex_seterr(e, REMEX_EPERM, "%s: permissions %04o are too open; chmod 600 %s",
+                            s->file, (unsigned)(st->st_mode & 07777), s->file);
+    }
+    if (st->st_size > SECRETS_FILE_MAX) {
+        close(fd);
+        return remex_seterr(e, REMEX_ETOOBIG, "%s: larger than %u bytes", s->file,
+                            SECRETS_FILE_MAX);
+    }
+    *data = malloc((size_t)st->st_size + 1);
+    if (*data == NULL) {
+        close(fd);
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    }
+    ssize_t n = 0, r;
+    while (n < st->st_size && (r = read(fd, *data + n, (size_t)(st->st_size - n))) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            close(fd);
+            free(*data);
+            return remex_seterr(e, REMEX_EIO, "%s: %s", s->file, strerror(errno));
+        }
+        n += r;
+    }
+    close(fd);
+    (*data)[n] = '\0';
+    *len = (size_t)n;
+    return REMEX_OK;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* Re-reads the file when it changed. */
+static remex_err load_file(struct secrets *s, struct remex_error *e)
+{
+    struct stat st;
+    char *data = NULL;
+    size_t len = 0;
+    json_t *doc = NULL;
+    remex_err rc;
+
+    if (s->loaded && stat(s->file, &st) == 0 && st.st_size == s->size &&
+        st.st_mtim.tv_sec == s->mtime.tv_sec && st.st_mtim.tv_nsec == s->mtime.tv_nsec)
+        return REMEX_OK;
+    if ((rc = read_file(s, &data, &len, &st, e)) != REMEX_OK)
+        return rc;
+    if (ends_with(s->file, ".yaml") || ends_with(s->file, ".yml")) {
+        rc = yaml_to_json(s->file, data, len, &doc, e);
+    } else {
+        struct json_parse_opts o = {.name = s->file, .max_bytes = SECRETS_FILE_MAX};
+        rc = json_parse(data, len, &o, &doc, e);
+    }
+    free(data);
+    if (rc == REMEX_OK && !json_is_object(doc))
+        rc = remex_seterr(e, REMEX_EPARSE, "%s: expected a mapping at the top", s->file);
+    const char *key;
+    json_t *v;
+    if (rc == REMEX_OK) {
+        json_object_foreach(doc, key, v)
+        {
+            if (strcmp(key, "connections") != 0 && strcmp(key, "variables") != 0) {
+                rc = remex_seterr(e, REMEX_EPARSE,
+                                  "%s: unknown key '%s' (expected connections, variables)", s->file,
+                                  key);
+                break;
+            }
+            if (!json_is_object(v) && !json_is_null(v)) {
+                rc = remex_seterr(e, REMEX_EPARSE, "%s: %s: expected a mapping", s->file, key);
+                break;
+            }
+        }
+    }
+    if (rc != REMEX_OK) {
+        json_decref(doc);
+        return rc;
+    }
+    json_decref(s->doc);
+    s->doc = doc;
+    s->mtime = st.st_mtim;
+    s->size = st.st_size;
+    s->loaded = 1;
+    return REMEX_OK;
+}
+
+remex_err secrets_open(const struct secrets_config *cfg, struct secrets **out,
+                       struct remex_error *e)
+{
+    struct secrets *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    s->no_env = cfg->no_env;
+    s->getenv_fn = cfg->getenv_fn ? cfg->getenv_fn : (const char *(*)(const char *))getenv;
+    if (cfg->file) {
+        s->file = strdup(cfg->file);
+        remex_err rc = s->file ? load_file(s, e) : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        if (rc != REMEX_OK) {
+            secrets_close(s);
+            return rc;
+        }
+    }
+    *out = s;
+    return REMEX_OK;
+}
+
+void secrets_close(struct secrets *s)
+{
+    if (s == NULL)
+        return;
+    json_decref(s->doc);
+    free(s->file);
+    free(s);
+}
+
+/* REMEX_<kind>_<ID> with ID upper-cased and [-.] → '_'. 0 if the id is invalid. */
+static int env_name(char *out, size_t cap, const char *kind, const char *id)
+{
+    int n = snprintf(out, cap, "REMEX_%s_", kind);
+    size_t k = (size_t)n;
+    if (*id == '\0')
+        return 0;
+    for (const char *p = id; *p; p++) {
+        char ch = *p;
+        if (k + 1 >= cap || !(isalnum((unsigned char)ch) || ch == '_' || ch == '-' || ch == '.'))
+            return 0;
+        out[k++] = (ch == '-' || ch == '.') ? '_' : (char)toupper((unsigned char)ch);
+    }
+    out[k] = '\0';
+    return 1;
+}
+
+remex_err secrets_get_conn(struct secrets *s, const char *conn_id, struct secrets_conn *out,
+                           struct remex_error *e)
+{
+    char name[300];
+    remex_err rc;
+    if (!env_name(name, sizeof(name), "CONN", conn_id))
+        return remex_seterr(e, REMEX_EINVAL, "invalid connection id");
+    if (!s->no_env) {
+        const char *v = s->getenv_fn(name);
+        if (v != NULL) {
+            if (v[0] == '{') {
+                json_t *o = NULL;
+                struct json_parse_opts jo = {.name = name, .max_bytes = SECRETS_URI_MAX};
+                rc = json_parse(v, strlen(v), &jo, &o, e);
+                if (rc == REMEX_OK)
+                    rc = secrets_conn_from_json(o, out, e);
+                json_decref(o);
+            } else {
+                rc = secrets_conn_parse_uri(v, out, e);
+            }
+            if (rc != REMEX_OK)
+                remex_errprefix(e, "%s", name);
+            return rc;
+        }
+    }
+    if (s->file) {
+        if ((rc = load_file(s, e)) != REMEX_OK)
+            return rc;
+        const json_t *c = json_object_get(json_object_get(s->doc, "connections"), conn_id);
+        if (json_is_string(c))
+            rc = secrets_conn_parse_uri(json_string_value(c), out, e);
+        else if (c != NULL)
+            rc = secrets_conn_from_json(c, out, e);
+        else
+            rc = REMEX_ENOTFOUND;
+        if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
+            remex_errprefix(e, "%s: connections.%s", s->file, conn_id);
+        if (rc != REMEX_ENOTFOUND)
+            return rc;
+    }
+    return remex_seterr(e, REMEX_ENOTFOUND, "connection '%s' not found", conn_id);
+}
+
+remex_err secrets_get_var(struct secrets *s, const char *key, char **out, struct remex_error *e)
+{
+    char name[300];
+    if (!env_name(name, sizeof(name), "VAR", key))
+        return remex_seterr(e, REMEX_EINVAL, "invalid variable key");
+    if (!s->no_env) {
+        const char *v = s->getenv_fn(name);
+        if (v != NULL) {
+            *out = strdup(v);
+            return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        }
+    }
+    if (s->file) {
+        remex_err rc = load_file(s, e);
+        if (rc != REMEX_OK)
+            return rc;
+        const json_t *v = json_object_get(json_object_get(s->doc, "variables"), key);
+        if (v != NULL) {
+            *out = json_is_string(v) ? strdup(json_string_value(v))
+                                     : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        }
+    }
+    return remex_seterr(e, REMEX_ENOTFOUND, "variable '%s' not found", key);
+}
