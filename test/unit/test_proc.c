@@ -28,8 +28,9 @@
  */
 #define SKIP_BECAUSE(...)                                                                          \
     do {                                                                                           \
-        print_message("# SKIP " __VA_ARGS__);                                                      \
-        return;                                                                                    \
+        print_message("# " __VA_ARGS__);                                                           \
+        fflush(stdout);                                                                            \
+        skip();                                                                                    \
     } while (0)
 
 static int64_t mono_ms(void)
