@@ -1203,6 +1203,8 @@ remex_err cfg_load_buf(const struct cfg_entry *table, void *obj, const char *nam
             walk_map(&c, table, obj, seen, "", "", root, 1);
         }
     }
+    if (!tree_ok && !c.oom && c.errs->n == 0)
+        add_err(&c, "%s: unreadable YAML", c.name); /* never leave a failure unexplained */
     if (tree_ok && !(opts && opts->no_env))
         apply_env(&c, table, obj, seen);
     if (tree_ok && !c.oom)
