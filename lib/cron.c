@@ -15,22 +15,23 @@ struct field_def {
     const char *const *names; /* index 0 maps to lo */
 };
 
-static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                          "jul", "aug", "sep", "oct", "nov", "dec", NULL};
+static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul",
+                                          "aug", "sep", "oct", "nov", "dec", NULL};
 static const char *const dow_names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL};
 
 /* Day of week is parsed over 0-7 (7 folded onto Sunday afterwards). */
 static const struct field_def fields[5] = {
-    {"minute", 0, 59, NULL},     {"hour", 0, 23, NULL},       {"day-of-month", 1, 31, NULL},
-    {"month", 1, 12, month_names}, {"day-of-week", 0, 7, dow_names},
+    {"minute", 0, 59, NULL},          {"hour", 0, 23, NULL},
+    {"day-of-month", 1, 31, NULL},    {"month", 1, 12, month_names},
+    {"day-of-week", 0, 7, dow_names},
 };
 
 static const struct {
     const char *name;
     const char *expr;
 } presets[] = {
-    {"@hourly", "0 * * * *"},  {"@daily", "0 0 * * *"},   {"@midnight", "0 0 * * *"},
-    {"@weekly", "0 0 * * 0"},  {"@monthly", "0 0 1 * *"}, {"@yearly", "0 0 1 1 *"},
+    {"@hourly", "0 * * * *"},   {"@daily", "0 0 * * *"},   {"@midnight", "0 0 * * *"},
+    {"@weekly", "0 0 * * 0"},   {"@monthly", "0 0 1 * *"}, {"@yearly", "0 0 1 1 *"},
     {"@annually", "0 0 1 1 *"},
 };
 
@@ -90,9 +91,9 @@ static remex_err parse_field(const struct field_def *f, const char *s, const cha
         }
         int v_bad = lo < f->lo || lo > f->hi ? lo : (hi < f->lo || hi > f->hi ? hi : -1);
         if (v_bad >= 0)
-            return remex_seterr(e, REMEX_EINVAL, "%s field: value %d out of range %d-%d (column %d)",
-                                f->name, v_bad, f->lo, f->hi,
-                                (int)(item - expr) + 1);
+            return remex_seterr(e, REMEX_EINVAL,
+                                "%s field: value %d out of range %d-%d (column %d)", f->name, v_bad,
+                                f->lo, f->hi, (int)(item - expr) + 1);
         if (hi < lo)
             return remex_seterr(e, REMEX_EINVAL, "%s field: range %d-%d is reversed (column %d)",
                                 f->name, lo, hi, (int)(item - expr) + 1);

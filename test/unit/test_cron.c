@@ -220,7 +220,7 @@ static void test_matches_brute_force(void **state)
 {
     (void)state;
     static const char *const exprs[] = {"*/7 */5 * * *", "0 0 13 * fri", "15 3,15 */3 * mon-wed",
-                                        "59 23 31 * *", "0 12 29 2 *", "*/20 * 1-3 * sat"};
+                                        "59 23 31 * *",  "0 12 29 2 *",  "*/20 * 1-3 * sat"};
     for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
         struct cron c;
         assert_int_equal(cron_parse(&c, exprs[i], NULL), REMEX_OK);
@@ -230,8 +230,8 @@ static void test_matches_brute_force(void **state)
             if (b == CRON_NONE && n != CRON_NONE && n >= t + 400 * 86400)
                 break; /* beyond the brute-force horizon */
             if (n != b)
-                fail_msg("%s after %lld: %lld vs brute %lld", exprs[i], (long long)t,
-                         (long long)n, (long long)b);
+                fail_msg("%s after %lld: %lld vs brute %lld", exprs[i], (long long)t, (long long)n,
+                         (long long)b);
             if (n == CRON_NONE)
                 break;
             assert_int_equal(cron_prev(&c, n), n);
@@ -275,12 +275,10 @@ static void test_intervals_catchup(void **state)
     assert_int_equal(cron_next_interval(&c, sd, CRON_UNBOUNDED, CRON_UNBOUNDED, 1, now, &iv), 1);
     assert_true(iv.start == T("2026-01-02T00:00:00Z"));
     /* end_date stops the schedule. */
-    assert_int_equal(cron_next_interval(&c, sd, T("2026-01-01T23:00:00Z"), CRON_UNBOUNDED, 1, now,
-                                        &iv),
-                     0);
-    assert_int_equal(cron_next_interval(&c, CRON_UNBOUNDED, CRON_UNBOUNDED, CRON_UNBOUNDED, 1, now,
-                                        &iv),
-                     0);
+    assert_int_equal(
+        cron_next_interval(&c, sd, T("2026-01-01T23:00:00Z"), CRON_UNBOUNDED, 1, now, &iv), 0);
+    assert_int_equal(
+        cron_next_interval(&c, CRON_UNBOUNDED, CRON_UNBOUNDED, CRON_UNBOUNDED, 1, now, &iv), 0);
 }
 
 static void test_intervals_no_catchup(void **state)
