@@ -1,0 +1,726 @@
+/*
+ * Scheduler state, schema, statement cache, the scheduler thread, agent
+ * failover hooks, metrics and the route table of sched*.c.
+ */
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "remex/log.h"
+#include "remex/timeutil.h"
+#include "sched.h"
+
+const struct store_migration store_migrations_sched[] = {
+    {100, "CREATE TABLE dags ("
+          " dag_id TEXT PRIMARY KEY, bundle TEXT NOT NULL DEFAULT '',"
+          " bundle_version TEXT NOT NULL DEFAULT '', fileloc TEXT NOT NULL DEFAULT '',"
+          " hash TEXT NOT NULL, json TEXT NOT NULL, is_active INTEGER NOT NULL DEFAULT 1,"
+          " is_paused INTEGER NOT NULL DEFAULT 0, next_run_ms INTEGER,"
+          " updated_ms INTEGER NOT NULL);"
+          "CREATE TABLE bundles (name TEXT PRIMARY KEY, version TEXT NOT NULL,"
+          " manifest TEXT NOT NULL, updated_ms INTEGER NOT NULL);"
+          "CREATE TABLE import_errors (id INTEGER PRIMARY KEY, bundle TEXT NOT NULL,"
+          " file TEXT NOT NULL, line INTEGER, col INTEGER, message TEXT NOT NULL,"
+          " created_ms INTEGER NOT NULL);"
+          "CREATE TABLE dag_runs ("
+          " id INTEGER PRIMARY KEY, dag_id TEXT NOT NULL, run_id TEXT NOT NULL,"
+          " run_type TEXT NOT NULL, logical_date INTEGER NOT NULL, di_start INTEGER,"
+          " di_end INTEGER, state TEXT NOT NULL, conf TEXT NOT NULL DEFAULT '{}',"
+          " created_ms INTEGER NOT NULL, started_ms INTEGER, ended_ms INTEGER,"
+          " UNIQUE (dag_id, run_id));"
+          "CREATE INDEX dag_runs_state ON dag_runs (state, dag_id, logical_date);"
+          "CREATE INDEX dag_runs_dag ON dag_runs (dag_id, logical_date);"
+          "CREATE TABLE task_instances ("
+          " id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES dag_runs (id),"
+          " task_id TEXT NOT NULL, map_index INTEGER NOT NULL DEFAULT -1,"
+          " try_number INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,"
+          " queue TEXT NOT NULL, priority_weight INTEGER NOT NULL DEFAULT 1,"
+          " pool_slots INTEGER NOT NULL DEFAULT 1, agent_id INTEGER,"
+          " queued_ms INTEGER, offered_ms INTEGER, offer_expires_ms INTEGER,"
+          " started_ms INTEGER, ended_ms INTEGER, next_retry_ms INTEGER,"
+          " timeout_ms INTEGER, cancel_ms INTEGER, due_ms INTEGER, exit_code INTEGER,"
+          " signal INTEGER, reason TEXT, log_uri TEXT, hostname TEXT, pid INTEGER,"
+          " trigger_event TEXT, report_try INTEGER, report_state TEXT,"
+          " UNIQUE (run, task_id, map_index));"
+          "CREATE INDEX ti_run_state ON task_instances (run, state);"
+          "CREATE INDEX ti_queue ON task_instances"
+          " (state, queue, priority_weight DESC, queued_ms, id);"
+          "CREATE INDEX ti_due ON task_instances (due_ms) WHERE due_ms IS NOT NULL;"
+          "CREATE INDEX ti_agent ON task_instances (agent_id, state);"
+          "CREATE TABLE triggers (id INTEGER PRIMARY KEY, ti INTEGER NOT NULL,"
+          " try_number INTEGER NOT NULL, spec TEXT NOT NULL, agent_id INTEGER,"
+          " timeout_ms INTEGER, created_ms INTEGER NOT NULL);"
+          "CREATE INDEX triggers_agent ON triggers (agent_id);"
+          "CREATE INDEX triggers_timeout ON triggers (timeout_ms) WHERE timeout_ms IS NOT NULL;"
+          "CREATE TABLE xcom (run INTEGER NOT NULL, task_id TEXT NOT NULL,"
+          " map_index INTEGER NOT NULL, key TEXT NOT NULL, uri TEXT NOT NULL,"
+          " size INTEGER NOT NULL, checksum TEXT NOT NULL, content_type TEXT NOT NULL,"
+          " updated_ms INTEGER NOT NULL, PRIMARY KEY (run, task_id, map_index, key));"},
+    {0, NULL},
+};
+
+enum dag_ti_state sched_col_state(sqlite3_stmt *st, int col)
+{
+    enum dag_ti_state v;
+    if (dag_state_parse(sq_text(st, col), &v) != 0)
+        return DAG_TI_NONE;
+    return v;
+}
+
+/* ---- statements ---- */
+
+static sqlite3_stmt *sq_vbind(struct plane *p, const char *sql, const char *fmt, va_list ap)
+{
+    struct sched *s = SCHED(p);
+    sqlite3_stmt *st = NULL;
+    size_t n = sizeof(s->stmts) / sizeof(s->stmts[0]);
+    size_t slot = n;
+    for (size_t i = 0; i < n; i++) {
+        if (s->stmts[i].sql == sql) {
+            st = s->stmts[i].st;
+            break;
+        }
+        if (!s->stmts[i].sql && slot == n)
+            slot = i;
+    }
+    if (!st) {
+        if (sqlite3_prepare_v3(p->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+            log_error("sched: prepare: %s: %s", sqlite3_errmsg(p->db), sql);
+            return NULL;
+        }
+        if (slot < n) {
+            s->stmts[slot].sql = sql;
+            s->stmts[slot].st = st;
+        } else {
+            log_error("sched: statement cache full");
+            sqlite3_finalize(st);
+            return NULL;
+        }
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    for (int i = 0; fmt && fmt[i]; i++) {
+        switch (fmt[i]) {
+        case 'i':
+            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+            break;
+        case 'N': {
+            int64_t v = va_arg(ap, int64_t);
+            if (v == INT64_MIN)
+                sqlite3_bind_null(st, i + 1);
+            else
+                sqlite3_bind_int64(st, i + 1, v);
+            break;
+        }
+        case 'd':
+            sqlite3_bind_double(st, i + 1, va_arg(ap, double));
+            break;
+        default: {
+            const char *t = va_arg(ap, const char *);
+            if (t)
+                sqlite3_bind_text(st, i + 1, t, -1, SQLITE_TRANSIENT);
+            else
+                sqlite3_bind_null(st, i + 1);
+        }
+        }
+    }
+    return st;
+}
+
+sqlite3_stmt *sq(struct plane *p, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sqlite3_stmt *st = sq_vbind(p, sql, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+int sq_run(struct plane *p, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sqlite3_stmt *st = sq_vbind(p, sql, fmt, ap);
+    va_end(ap);
+    if (!st)
+        return SQLITE_ERROR;
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        log_error("sched: %s: %s", sqlite3_errmsg(p->db), sql);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+}
+
+int64_t sq_int(struct plane *p, int64_t def, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sqlite3_stmt *st = sq_vbind(p, sql, fmt, ap);
+    va_end(ap);
+    if (!st)
+        return def;
+    int64_t v = def;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sq_col_int(st, 0, def);
+    sqlite3_reset(st);
+    return v;
+}
+
+const char *sq_text(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? (const char *)t : "";
+}
+
+int64_t sq_col_int(sqlite3_stmt *st, int col, int64_t def)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return def;
+    return sqlite3_column_int64(st, col);
+}
+
+int sq_begin(struct plane *p)
+{
+    if (!sqlite3_get_autocommit(p->db))
+        return 0;
+    if (sqlite3_exec(p->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        log_error("sched: BEGIN: %s", sqlite3_errmsg(p->db));
+        return 0;
+    }
+    return 1;
+}
+
+void sq_commit(struct plane *p, int began)
+{
+    if (began && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        log_error("sched: COMMIT: %s", sqlite3_errmsg(p->db));
+        sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
+/* ---- JSON helpers ---- */
+
+json_t *sched_time_json(int64_t ms)
+{
+    char b[TIMEUTIL_RFC3339_MAX];
+    if (ms <= 0 || timeutil_rfc3339_format(ms, ms % 1000 != 0, b, sizeof(b)) != REMEX_OK)
+        return json_null();
+    return json_string(b);
+}
+
+json_t *sched_col_time(sqlite3_stmt *st, int col)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return json_null();
+    return sched_time_json(sqlite3_column_int64(st, col));
+}
+
+json_t *sched_col_json(sqlite3_stmt *st, int col)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return json_null();
+    json_t *j = json_loads(sq_text(st, col), JSON_DECODE_ANY, NULL);
+    return j ? j : json_null();
+}
+
+int rq_int(struct plane_resp *rs, json_t *body, const char *field, int64_t lo, int64_t hi,
+           int64_t def, int required, int64_t *out)
+{
+    json_t *v = body ? json_object_get(body, field) : NULL;
+    if (!v || json_is_null(v)) {
+        if (required) {
+            plane_error(rs, 400, "bad_request", "%s: required", field);
+            return -1;
+        }
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        plane_error(rs, 400, "bad_request", "%s: expected integer", field);
+        return -1;
+    }
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi) {
+        plane_error(rs, 400, "bad_request", "%s: out of range [%" PRId64 ", %" PRId64 "]", field,
+                    lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int rq_num(struct plane_resp *rs, json_t *body, const char *field, double lo, double hi, double def,
+           double *out)
+{
+    json_t *v = body ? json_object_get(body, field) : NULL;
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_number(v)) {
+        plane_error(rs, 400, "bad_request", "%s: expected number", field);
+        return -1;
+    }
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi)) {
+        plane_error(rs, 400, "bad_request", "%s: out of range", field);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int rq_str(struct plane_resp *rs, json_t *body, const char *field, int required, size_t maxlen,
+           const char **out)
+{
+    json_t *v = body ? json_object_get(body, field) : NULL;
+    *out = NULL;
+    if (!v || json_is_null(v)) {
+        if (required) {
+            plane_error(rs, 400, "bad_request", "%s: required", field);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        plane_error(rs, 400, "bad_request", "%s: expected string", field);
+        return -1;
+    }
+    if (json_string_length(v) > maxlen || strlen(json_string_value(v)) != json_string_length(v)) {
+        plane_error(rs, 400, "bad_request", "%s: too long or contains NUL", field);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+int rq_obj(struct plane_resp *rs, json_t *body, const char *field, json_t **out)
+{
+    json_t *v = body ? json_object_get(body, field) : NULL;
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_object(v)) {
+        plane_error(rs, 400, "bad_request", "%s: expected object", field);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int rq_strarray(struct plane_resp *rs, json_t *body, const char *field, size_t maxn, json_t **out)
+{
+    json_t *v = body ? json_object_get(body, field) : NULL;
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v) || json_array_size(v) > maxn) {
+        plane_error(rs, 400, "bad_request", "%s: expected array of at most %zu strings", field,
+                    maxn);
+        return -1;
+    }
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x)
+    {
+        if (!json_is_string(x) || json_string_length(x) == 0 || json_string_length(x) > 256) {
+            plane_error(rs, 400, "bad_request", "%s[%zu]: expected non-empty string", field, i);
+            return -1;
+        }
+    }
+    *out = v;
+    return 0;
+}
+
+int rq_id(struct plane_req *rq, struct plane_resp *rs, int i, int64_t *out)
+{
+    const char *s = i < rq->nparam ? rq->param[i] : NULL;
+    char *end = NULL;
+    errno = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v <= 0) {
+        plane_error(rs, 404, "not_found", "no such object");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* ---- scheduler thread ---- */
+
+void sched_observe(struct shist *h, double seconds)
+{
+    static const double le[SCHED_HIST_N] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+    for (int i = 0; i < SCHED_HIST_N; i++)
+        if (seconds <= le[i]) {
+            h->bucket[i]++;
+            break;
+        }
+    h->count++;
+    h->sum += seconds;
+}
+
+void sched_mark_run(struct plane *p, int64_t run, int kind)
+{
+    struct sched *s = SCHED(p);
+    for (size_t i = s->ndirty; i > 0 && i + 8 > s->ndirty; i--)
+        if (s->dirty[i - 1].run == run) {
+            s->dirty[i - 1].kind |= kind;
+            plane_kick(p);
+            return;
+        }
+    if (s->ndirty == s->capdirty) {
+        size_t cap = s->capdirty ? s->capdirty * 2 : 64;
+        struct sdirty *n = realloc(s->dirty, cap * sizeof(*n));
+        if (!n) {
+            log_error("sched: out of memory marking run %" PRId64, run);
+            return;
+        }
+        s->dirty = n;
+        s->capdirty = cap;
+    }
+    s->dirty[s->ndirty].run = run;
+    s->dirty[s->ndirty].kind = kind;
+    s->ndirty++;
+    plane_kick(p);
+}
+
+void plane_kick(struct plane *p)
+{
+    p->sched_dirty = 1;
+    pthread_cond_signal(&p->sched_cv);
+}
+
+void sched_due_hint(struct plane *p, int64_t due_ms)
+{
+    struct sched *s = SCHED(p);
+    if (due_ms < s->wake_ms)
+        plane_kick(p);
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* One pass; returns the next due wall time (INT64_MAX: nothing due). */
+static int64_t sched_pass(struct plane *p)
+{
+    struct sched *s = SCHED(p);
+    int64_t now = plane_now_ms();
+    int began = sq_begin(p);
+    int64_t next = sdisp_due(p, now);
+    next = min64(next, strig_due(p, now));
+    next = min64(next, sruns_pass(p, now));
+    sq_commit(p, began);
+    if (s->queued_any) {
+        s->queued_any = 0;
+        pthread_cond_broadcast(&p->work_cv);
+    }
+    return next;
+}
+
+static void *sched_main(void *arg)
+{
+    struct plane *p = arg;
+    struct sched *s = SCHED(p);
+    pthread_mutex_lock(&p->mu);
+    while (!atomic_load(&p->stopping)) {
+        p->sched_dirty = 0;
+        uint64_t t0 = timeutil_mono_ns();
+        int64_t next = sched_pass(p);
+        sched_observe(&s->loop, (double)(timeutil_mono_ns() - t0) / 1e9);
+        if (p->sched_dirty || atomic_load(&p->stopping))
+            continue;
+        int64_t now = plane_now_ms();
+        /* A bound on the sleep guards against wall-clock steps only. */
+        int64_t delay = next == INT64_MAX ? 3600000 : next - now;
+        if (delay <= 0)
+            continue;
+        if (delay > 3600000)
+            delay = 3600000;
+        s->wake_ms = now + delay;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = ts.tv_nsec + (delay % 1000) * 1000000;
+        ts.tv_sec += delay / 1000 + ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        while (!p->sched_dirty && !atomic_load(&p->stopping)) {
+            if (pthread_cond_timedwait(&p->sched_cv, &p->mu, &ts) == ETIMEDOUT)
+                break;
+        }
+        s->wake_ms = INT64_MIN;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+remex_err sched_init(struct plane *p, struct remex_error *e)
+{
+    struct sched *s = calloc(1, sizeof(*s));
+    if (!s)
+        return remex_seterr(e, REMEX_ENOMEM, "sched: out of memory");
+    s->wake_ms = INT64_MIN;
+    s->runs_changed = 1;
+    p->sched = s;
+    remex_err rc = sdag_load_all(p, e);
+    if (rc != REMEX_OK)
+        return rc;
+    /* Running runs are re-evaluated once: the plane may have stopped mid-run. */
+    sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE state = 'running'", "");
+    while (st && sqlite3_step(st) == SQLITE_ROW)
+        sched_mark_run(p, sqlite3_column_int64(st, 0), SDIRTY_EVAL);
+    if (st)
+        sqlite3_reset(st);
+    return REMEX_OK;
+}
+
+remex_err sched_start(struct plane *p, struct remex_error *e)
+{
+    struct sched *s = SCHED(p);
+    int rc = pthread_create(&s->thread, NULL, sched_main, p);
+    if (rc != 0)
+        return remex_seterr(e, REMEX_ESYS, "sched: pthread_create: %s", strerror(rc));
+    s->started = 1;
+    return REMEX_OK;
+}
+
+void sched_stop(struct plane *p)
+{
+    struct sched *s = SCHED(p);
+    if (!s || !s->started)
+        return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stopping, 1);
+    pthread_cond_broadcast(&p->sched_cv);
+    pthread_cond_broadcast(&p->work_cv);
+    pthread_cond_broadcast(&p->trigger_cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(s->thread, NULL);
+    s->started = 0;
+}
+
+void sched_free(struct plane *p)
+{
+    struct sched *s = SCHED(p);
+    if (!s)
+        return;
+    for (size_t i = 0; i < sizeof(s->stmts) / sizeof(s->stmts[0]); i++)
+        if (s->stmts[i].st)
+            sqlite3_finalize(s->stmts[i].st);
+    sdag_free_all(s);
+    free(s->dirty);
+    free(s);
+    p->sched = NULL;
+}
+
+/* ---- agents ---- */
+
+void sched_agent_lost(struct plane *p, int64_t agent_id)
+{
+    int64_t now = plane_now_ms();
+    int began = sq_begin(p);
+    int n = 0;
+    sq_run(p,
+           "UPDATE task_instances SET state = 'queued', agent_id = NULL, due_ms = NULL,"
+           " offer_expires_ms = NULL WHERE agent_id = ?1 AND state = 'offered'",
+           "i", agent_id);
+    n = sqlite3_changes(p->db);
+    /* Running TIs fail and retry; ids first, since failing touches the same rows. */
+    int64_t ids[256];
+    for (;;) {
+        int k = 0;
+        sqlite3_stmt *st = sq(p,
+                              "SELECT id FROM task_instances WHERE agent_id = ?1 AND"
+                              " state = 'running' LIMIT 256",
+                              "i", agent_id);
+        while (st && k < 256 && sqlite3_step(st) == SQLITE_ROW)
+            ids[k++] = sqlite3_column_int64(st, 0);
+        if (st)
+            sqlite3_reset(st);
+        for (int i = 0; i < k; i++)
+            sched_ti_fail(p, ids[i], "agent lost", 1, now);
+        if (k < 256)
+            break;
+    }
+    strig_release_agent(p, agent_id);
+    sq_commit(p, began);
+    if (n > 0)
+        pthread_cond_broadcast(&p->work_cv);
+    plane_kick(p);
+}
+
+void sched_agent_reregistered(struct plane *p, int64_t agent_id)
+{
+    /* The previous session's offers and runs are gone with it; the worker replays
+     * its journaled reports, and reports for the failed try get 409. */
+    sched_agent_lost(p, agent_id);
+}
+
+static int running_listed(json_t *running, int64_t ti, int64_t try_number)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(running, i, x)
+    {
+        json_t *a = json_object_get(x, "ti_id"), *b = json_object_get(x, "try_number");
+        if (json_is_integer(a) && json_integer_value(a) == ti &&
+            (!json_is_integer(b) || json_integer_value(b) == try_number))
+            return 1;
+    }
+    return 0;
+}
+
+static void add_cancel(json_t *cancel, int64_t ti, int64_t try_number, const char *reason)
+{
+    json_array_append_new(cancel, json_pack("{sI sI ss}", "ti_id", (json_int_t)ti, "try_number",
+                                            (json_int_t)try_number, "reason", reason));
+}
+
+void sched_heartbeat(struct plane *p, int64_t agent_id, json_t *running, json_t *cancel)
+{
+    int64_t now = plane_now_ms();
+    int64_t grace = 2 * p->cfg.heartbeat_interval_ms;
+    int began = sq_begin(p);
+    /* What the agent runs that is no longer its: cancel. */
+    size_t i;
+    json_t *x;
+    if (json_is_array(running)) {
+        json_array_foreach(running, i, x)
+        {
+            json_t *a = json_object_get(x, "ti_id"), *b = json_object_get(x, "try_number");
+            if (!json_is_integer(a))
+                continue;
+            int64_t ti = json_integer_value(a);
+            int64_t tr = json_is_integer(b) ? json_integer_value(b) : -1;
+            sqlite3_stmt *st = sq(p,
+                                  "SELECT state, agent_id, try_number, cancel_ms, reason"
+                                  " FROM task_instances WHERE id = ?1",
+                                  "i", ti);
+            int mine = 0;
+            int64_t cms = -1;
+            char reason[64] = "no longer assigned to this agent";
+            if (st && sqlite3_step(st) == SQLITE_ROW) {
+                enum dag_ti_state s = sched_col_state(st, 0);
+                mine = (s == DAG_TI_RUNNING || s == DAG_TI_OFFERED) &&
+                       sq_col_int(st, 1, -1) == agent_id &&
+                       (tr < 0 || sqlite3_column_int64(st, 2) == tr);
+                cms = sq_col_int(st, 3, -1);
+                if (cms >= 0)
+                    snprintf(reason, sizeof(reason), "%s", sq_text(st, 4));
+                if (!mine && (s == DAG_TI_FAILED || s == DAG_TI_UP_FOR_RETRY) &&
+                    sq_col_int(st, 1, -1) == agent_id && strcmp(sq_text(st, 4), "") != 0)
+                    snprintf(reason, sizeof(reason), "%s", sq_text(st, 4));
+            }
+            if (st)
+                sqlite3_reset(st);
+            if (!mine)
+                add_cancel(cancel, ti, tr, reason);
+            else if (cms >= 0)
+                add_cancel(cancel, ti, tr, reason);
+        }
+    }
+    /* What the plane thinks runs there but the agent does not list: fail. */
+    int64_t gone[128];
+    int k = 0;
+    sqlite3_stmt *st = sq(p,
+                          "SELECT id, try_number FROM task_instances WHERE agent_id = ?1 AND"
+                          " state = 'running' AND started_ms < ?2",
+                          "ii", agent_id, now - grace);
+    while (st && sqlite3_step(st) == SQLITE_ROW && k < 128) {
+        int64_t ti = sqlite3_column_int64(st, 0);
+        if (!json_is_array(running) || !running_listed(running, ti, sqlite3_column_int64(st, 1)))
+            gone[k++] = ti;
+    }
+    if (st)
+        sqlite3_reset(st);
+    for (int j = 0; j < k; j++)
+        sched_ti_fail(p, gone[j], "not running on its agent", 1, now);
+    sq_commit(p, began);
+}
+
+/* ---- metrics ---- */
+
+static void emit_hist(struct buf *out, const char *name, const char *help, const struct shist *h)
+{
+    static const char *const le[SCHED_HIST_N] = {"0.0005", "0.001", "0.0025", "0.005", "0.01",
+                                                 "0.025",  "0.05",  "0.1",    "0.25",  "0.5",
+                                                 "1",      "2.5",   "5",      "10"};
+    buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < SCHED_HIST_N; i++) {
+        cum += h->bucket[i];
+        buf_printf(out, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, le[i], cum);
+    }
+    buf_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name,
+               h->count, name, h->sum, name, h->count);
+}
+
+void sched_metrics(struct plane *p, struct buf *out)
+{
+    struct sched *s = SCHED(p);
+    if (!s)
+        return;
+    buf_puts(out, "# HELP remex_plane_task_instances_queued Queued task instances per queue.\n"
+                  "# TYPE remex_plane_task_instances_queued gauge\n");
+    sqlite3_stmt *st = sq(p,
+                          "SELECT queue, count(*) FROM task_instances WHERE state = 'queued'"
+                          " GROUP BY queue",
+                          "");
+    while (st && sqlite3_step(st) == SQLITE_ROW)
+        buf_printf(out, "remex_plane_task_instances_queued{queue=\"%s\"} %" PRId64 "\n",
+                   sq_text(st, 0), (int64_t)sqlite3_column_int64(st, 1));
+    if (st)
+        sqlite3_reset(st);
+    buf_puts(out, "# HELP remex_plane_task_instances Task instances by state.\n"
+                  "# TYPE remex_plane_task_instances gauge\n");
+    for (int i = 0; i < DAG_TI__COUNT; i++) {
+        const char *nm = dag_state_name((enum dag_ti_state)i);
+        int64_t n = sq_int(p, 0, "SELECT count(*) FROM task_instances WHERE state = ?1", "t", nm);
+        buf_printf(out, "remex_plane_task_instances{state=\"%s\"} %" PRId64 "\n", nm, n);
+    }
+    static const char *const rstates[] = {"queued", "running", "success", "failed"};
+    buf_puts(out, "# HELP remex_plane_dag_runs Dag runs by state.\n"
+                  "# TYPE remex_plane_dag_runs gauge\n");
+    for (size_t i = 0; i < sizeof(rstates) / sizeof(rstates[0]); i++) {
+        int64_t n = sq_int(p, 0, "SELECT count(*) FROM dag_runs WHERE state = ?1", "t", rstates[i]);
+        buf_printf(out, "remex_plane_dag_runs{state=\"%s\"} %" PRId64 "\n", rstates[i], n);
+    }
+    emit_hist(out, "remex_plane_dispatch_latency_seconds",
+              "Time from a task instance being queued to its offer.", &s->latency);
+    emit_hist(out, "remex_plane_scheduler_loop_seconds", "Duration of one scheduler pass.",
+              &s->loop);
+}
+
+/* ---- routes ---- */
+
+const struct plane_route plane_routes_sched[] = {
+    {"POST", "/api/v1/work", AUTHZ_SESSION, sched_h_work},
+    {"POST", "/api/v1/task-instances/{ti_id}/start", AUTHZ_TASK, sched_h_start},
+    {"POST", "/api/v1/task-instances/{ti_id}/state", AUTHZ_TASK, sched_h_state},
+    {"PUT", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_put},
+    {"GET", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_get},
+    {"POST", "/api/v1/triggers/poll", AUTHZ_SESSION, sched_h_trigger_poll},
+    {"POST", "/api/v1/triggers/{trigger_id}/event", AUTHZ_SESSION, sched_h_trigger_event},
+    {"POST", "/api/v1/dags/manifest", AUTHZ_SESSION_OR_ADMIN, sched_h_manifest},
+    {"PUT", "/api/v1/dags/{dag_id}", AUTHZ_SESSION_OR_ADMIN, sched_h_dag_put},
+    {"GET", "/api/v1/admin/dags", AUTHZ_ADMIN, sched_h_dags_list},
+    {"GET", "/api/v1/admin/dags/{dag_id}", AUTHZ_ADMIN, sched_h_dag_show},
+    {"POST", "/api/v1/admin/dags/{dag_id}/pause", AUTHZ_ADMIN, sched_h_dag_pause},
+    {"POST", "/api/v1/admin/dags/{dag_id}/unpause", AUTHZ_ADMIN, sched_h_dag_unpause},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs", AUTHZ_ADMIN, sched_h_runs_trigger},
+    {"GET", "/api/v1/admin/dags/{dag_id}/runs", AUTHZ_ADMIN, sched_h_runs_list},
+    {"GET", "/api/v1/admin/dags/{dag_id}/runs/{run_id}", AUTHZ_ADMIN, sched_h_run_show},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", AUTHZ_ADMIN,
+     sched_h_task_clear},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/fail", AUTHZ_ADMIN,
+     sched_h_task_fail},
+    {"GET", "/api/v1/admin/import-errors", AUTHZ_ADMIN, sched_h_import_errors},
+    {NULL, NULL, AUTHZ_NONE, NULL},
+};

@@ -1,0 +1,168 @@
+/*
+ * Scheduler-internal interface shared by sched*.c (not used by the plane core).
+ *
+ * Every function here is called with plane.mu held unless noted. The DB is the
+ * source of truth; struct sched caches parsed DAGs (rebuilt from the dags table
+ * at start) and the set of dag runs whose task instances must be re-evaluated.
+ *
+ * Task instance life: scheduled (waiting on upstream) -> queued -> offered (to
+ * one agent, until offer_expires) -> running -> success | failed | skipped |
+ * deferred (-> queued again with the trigger event, same try) | up_for_retry
+ * (-> queued with try_number + 1 when due). upstream_failed and skipped are
+ * also set by dependency resolution. A TI's due_ms is the one instant the
+ * scheduler must look at it again (offer expiry, retry, execution timeout or
+ * cancel grace), indexed so the earliest due time is one lookup.
+ */
+#ifndef REMEX_PLANE_SCHED_H
+#define REMEX_PLANE_SCHED_H
+
+#include <stdint.h>
+
+#include "plane.h"
+#include "remex/dag.h"
+
+/* Kinds of re-evaluation a dag run needs (bit set). */
+enum { SDIRTY_DONE = 1, SDIRTY_EVAL = 2 };
+
+/* Task instance states are enum dag_ti_state (remex/dag.h); DAG_TI_NONE waits
+ * for its upstream tasks. */
+
+struct stask {
+    json_t *json; /* canonical task JSON (owned), sent in assignments */
+};
+
+struct sdag {
+    struct sdag *next;
+    struct dag *dag; /* owned, immutable */
+    char *bundle;
+    char *bundle_version;
+    json_t *params; /* borrowed from dag */
+    int is_active;
+    int is_paused;
+    int64_t next_run_ms;   /* when the next scheduled run may be created; INT64_MIN none */
+    int64_t last_start_ms; /* data_interval_start of the latest scheduled run */
+    int last_known;        /* last_start_ms loaded (INT64_MIN: no scheduled run yet) */
+    struct stask *tasks;   /* dag->ntasks entries */
+    int *index;            /* open-addressing table task_id -> index, nindex slots (owned) */
+    size_t nindex;
+};
+
+#define SCHED_HIST_N 14
+
+struct shist {
+    uint64_t bucket[SCHED_HIST_N]; /* cumulative at emit time */
+    uint64_t count;
+    double sum;
+};
+
+struct sdirty {
+    int64_t run;
+    int kind;
+};
+
+struct sched {
+    pthread_t thread;
+    int started;
+    struct sdag *dags;
+    struct {
+        const char *sql; /* key: the static string's address */
+        sqlite3_stmt *st;
+    } stmts[96];
+    struct sdirty *dirty;
+    size_t ndirty, capdirty;
+    int runs_changed;     /* queued runs may start / cron state changed */
+    int64_t wake_ms;      /* wall time the scheduler thread sleeps until */
+    int queued_any;       /* a pass queued TIs: broadcast work_cv */
+    struct shist latency; /* queued -> offered, seconds */
+    struct shist loop;    /* scheduler pass duration, seconds */
+};
+
+#define SCHED(p) ((struct sched *)(p)->sched)
+
+/* ---- sched.c ---- */
+/* Cached prepared statement for the static string sql, reset and bound per fmt:
+ * 'i' int64_t, 'N' int64_t (INT64_MIN binds NULL), 't' const char * (NULL binds
+ * NULL), 'd' double. NULL on error. */
+sqlite3_stmt *sq(struct plane *p, const char *sql, const char *fmt, ...);
+/* Runs a statement that returns no rows; SQLITE_DONE on success. */
+int sq_run(struct plane *p, const char *sql, const char *fmt, ...);
+/* First column of the first row as int64 (def when no row or NULL). */
+int64_t sq_int(struct plane *p, int64_t def, const char *sql, const char *fmt, ...);
+/* Column text or "" (borrowed until the next step/reset). */
+const char *sq_text(sqlite3_stmt *st, int col);
+/* Column int64 or def when NULL. */
+int64_t sq_col_int(sqlite3_stmt *st, int col, int64_t def);
+/* Begins a transaction unless one is open; returns 1 when it began one. */
+int sq_begin(struct plane *p);
+void sq_commit(struct plane *p, int began);
+
+/* State of a column ("none" and unknown text give DAG_TI_NONE). */
+enum dag_ti_state sched_col_state(sqlite3_stmt *st, int col);
+/* RFC 3339 string (owned json) or json null for ms <= 0 / NULL column. */
+json_t *sched_time_json(int64_t ms);
+json_t *sched_col_time(sqlite3_stmt *st, int col);
+/* Parsed JSON of a text column (owned) or json null. */
+json_t *sched_col_json(sqlite3_stmt *st, int col);
+/* Re-evaluate run (kind SDIRTY_*); wakes the scheduler. */
+void sched_mark_run(struct plane *p, int64_t run, int kind);
+/* A new due time exists: wake the scheduler if it sleeps past it. */
+void sched_due_hint(struct plane *p, int64_t due_ms);
+void sched_observe(struct shist *h, double seconds);
+
+/* Request-body helpers: 0 when fine, -1 after replying 400 naming the field. */
+int rq_int(struct plane_resp *rs, json_t *body, const char *field, int64_t lo, int64_t hi,
+           int64_t def, int required, int64_t *out);
+int rq_num(struct plane_resp *rs, json_t *body, const char *field, double lo, double hi, double def,
+           double *out);
+int rq_str(struct plane_resp *rs, json_t *body, const char *field, int required, size_t maxlen,
+           const char **out);
+int rq_obj(struct plane_resp *rs, json_t *body, const char *field, json_t **out);
+int rq_strarray(struct plane_resp *rs, json_t *body, const char *field, size_t maxn, json_t **out);
+/* Path parameter i as a positive id; -1 after replying 404. */
+int rq_id(struct plane_req *rq, struct plane_resp *rs, int i, int64_t *out);
+
+/* ---- sched_dags.c ---- */
+struct sdag *sdag_find(struct plane *p, const char *dag_id);
+long sdag_task_index(const struct sdag *d, const char *task_id); /* -1 if absent */
+remex_err sdag_load_all(struct plane *p, struct remex_error *e);
+void sdag_free_all(struct sched *s);
+void sched_h_dag_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_manifest(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_dags_list(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_dag_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_dag_pause(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_dag_unpause(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_import_errors(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+
+/* ---- sched_runs.c ---- */
+/* Cron runs, queued runs start, dirty runs; returns the next due wall time. */
+int64_t sruns_pass(struct plane *p, int64_t now);
+/* Creates a queued run; returns its id, 0 on a duplicate run_id, -1 on error. */
+int64_t sruns_create(struct plane *p, struct sdag *d, const char *run_id, const char *run_type,
+                     int64_t logical, int64_t di_start, int64_t di_end, const char *conf);
+/* Fails a TI's current try: up_for_retry when retries remain and retry_ok, else failed. */
+void sched_ti_fail(struct plane *p, int64_t ti, const char *reason, int retry_ok, int64_t now);
+void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_runs_list(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_task_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+
+/* ---- sched_dispatch.c ---- */
+/* Offer expiry, retries due, execution timeouts; returns the next due wall time. */
+int64_t sdisp_due(struct plane *p, int64_t now);
+void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+
+/* ---- sched_triggers.c ---- */
+int64_t strig_due(struct plane *p, int64_t now);
+void strig_release_agent(struct plane *p, int64_t agent_id);
+void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+
+/* ---- sched_xcom.c ---- */
+void sched_h_xcom_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_xcom_get(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+
+#endif

@@ -1,0 +1,473 @@
+/*
+ * DAGs: the in-memory cache of decoded DAGs, manifest sync, DAG upload, admin
+ * dag routes and import errors.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "remex/log.h"
+#include "sched.h"
+
+static size_t str_hash(const char *s)
+{
+    size_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+long sdag_task_index(const struct sdag *d, const char *task_id)
+{
+    if (!d->nindex)
+        return -1;
+    for (size_t i = str_hash(task_id) % d->nindex;; i = (i + 1) % d->nindex) {
+        int k = d->index[i];
+        if (k < 0)
+            return -1;
+        if (strcmp(d->dag->tasks[k].task_id, task_id) == 0)
+            return k;
+    }
+}
+
+static void sdag_free(struct sdag *d)
+{
+    if (!d)
+        return;
+    if (d->tasks)
+        for (size_t i = 0; i < d->dag->ntasks; i++)
+            json_decref(d->tasks[i].json);
+    free(d->tasks);
+    free(d->index);
+    free(d->bundle);
+    free(d->bundle_version);
+    dag_free(d->dag);
+    free(d);
+}
+
+/* Takes ownership of dag (freed on failure too). */
+static struct sdag *sdag_build(struct dag *dag, const char *bundle, const char *version)
+{
+    struct sdag *d = calloc(1, sizeof(*d));
+    if (!d) {
+        dag_free(dag);
+        return NULL;
+    }
+    d->dag = dag;
+    d->params = dag->params;
+    d->next_run_ms = INT64_MIN;
+    d->bundle = strdup(bundle ? bundle : "");
+    d->bundle_version = strdup(version ? version : "");
+    d->tasks = calloc(dag->ntasks ? dag->ntasks : 1, sizeof(*d->tasks));
+    d->nindex = dag->ntasks * 2 + 1;
+    d->index = malloc(d->nindex * sizeof(int));
+    if (!d->bundle || !d->bundle_version || !d->tasks || !d->index)
+        goto fail;
+    memset(d->index, 0xff, d->nindex * sizeof(int));
+    for (size_t i = 0; i < dag->ntasks; i++) {
+        d->tasks[i].json = dag_task_to_json_value(&dag->tasks[i]);
+        if (!d->tasks[i].json)
+            goto fail;
+        size_t h = str_hash(dag->tasks[i].task_id) % d->nindex;
+        while (d->index[h] >= 0)
+            h = (h + 1) % d->nindex;
+        d->index[h] = (int)i;
+    }
+    return d;
+fail:
+    sdag_free(d);
+    return NULL;
+}
+
+struct sdag *sdag_find(struct plane *p, const char *dag_id)
+{
+    for (struct sdag *d = SCHED(p)->dags; d; d = d->next)
+        if (strcmp(d->dag->dag_id, dag_id) == 0)
+            return d;
+    return NULL;
+}
+
+/* Replaces (or adds) the cached DAG of the same id. */
+static void sdag_install(struct plane *p, struct sdag *n)
+{
+    struct sched *s = SCHED(p);
+    for (struct sdag **pp = &s->dags; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->dag->dag_id, n->dag->dag_id) == 0) {
+            struct sdag *old = *pp;
+            n->next = old->next;
+            n->next_run_ms = old->next_run_ms;
+            n->last_start_ms = old->last_start_ms;
+            n->last_known = old->last_known;
+            *pp = n;
+            sdag_free(old);
+            return;
+        }
+    }
+    n->next = s->dags;
+    s->dags = n;
+}
+
+void sdag_free_all(struct sched *s)
+{
+    while (s->dags) {
+        struct sdag *d = s->dags;
+        s->dags = d->next;
+        sdag_free(d);
+    }
+}
+
+remex_err sdag_load_all(struct plane *p, struct remex_error *e)
+{
+    sqlite3_stmt *st = sq(p,
+                          "SELECT dag_id, json, bundle, bundle_version, is_active, is_paused,"
+                          " next_run_ms FROM dags",
+                          "");
+    if (!st)
+        return remex_seterr(e, REMEX_EIO, "sched: cannot read dags");
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct dag *dag = NULL;
+        struct remex_error de;
+        const char *txt = sq_text(st, 1);
+        if (dag_from_json(txt, strlen(txt), &dag, &de) != REMEX_OK) {
+            log_error("sched: stored dag %s no longer decodes: %s", sq_text(st, 0), de.msg);
+            continue;
+        }
+        struct sdag *d = sdag_build(dag, sq_text(st, 2), sq_text(st, 3));
+        if (!d) {
+            sqlite3_reset(st);
+            return remex_seterr(e, REMEX_ENOMEM, "sched: out of memory loading dags");
+        }
+        d->is_active = (int)sqlite3_column_int64(st, 4);
+        d->is_paused = (int)sqlite3_column_int64(st, 5);
+        d->next_run_ms = sq_col_int(st, 6, INT64_MIN);
+        d->next = SCHED(p)->dags;
+        SCHED(p)->dags = d;
+    }
+    sqlite3_reset(st);
+    return REMEX_OK;
+}
+
+/* ---- PUT /dags/{dag_id} ---- */
+
+static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
+                           const char *version, struct plane_resp *rs)
+{
+    char *text = NULL;
+    struct remex_error e;
+    if (dag_to_json(dag, &text, NULL, &e) != REMEX_OK) {
+        dag_free(dag);
+        plane_error(rs, 500, "internal", "cannot encode the dag");
+        return;
+    }
+    char hash[DAG_HASH_HEX];
+    memcpy(hash, dag->hash, sizeof(hash));
+    const char *fileloc = dag->fileloc ? dag->fileloc : "";
+    int rc = sq_run(p,
+                    "INSERT INTO dags (dag_id, bundle, bundle_version, fileloc, hash, json,"
+                    " is_active, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)"
+                    " ON CONFLICT (dag_id) DO UPDATE SET bundle = ?2, bundle_version = ?3,"
+                    " fileloc = ?4, hash = ?5, json = ?6, is_active = 1, updated_ms = ?7",
+                    "ttttttti", dag->dag_id, bundle, version, fileloc, hash, text, plane_now_ms());
+    free(text);
+    if (rc != SQLITE_DONE) {
+        dag_free(dag);
+        plane_error(rs, 500, "internal", "cannot store the dag");
+        return;
+    }
+    int paused =
+        (int)sq_int(p, 0, "SELECT is_paused FROM dags WHERE dag_id = ?1", "t", dag->dag_id);
+    struct sdag *d = sdag_build(dag, bundle, version);
+    if (!d) {
+        plane_error(rs, 500, "internal", "out of memory");
+        return;
+    }
+    d->is_active = 1;
+    d->is_paused = paused;
+    json_t *reply = json_pack("{ss ss}", "dag_id", d->dag->dag_id, "hash", hash);
+    sdag_install(p, d);
+    SCHED(p)->runs_changed = 1;
+    plane_kick(p);
+    plane_reply(rs, 200, reply);
+}
+
+void sched_h_dag_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    json_t *b = NULL, *dj = NULL;
+    const char *bname = "", *bver = "";
+    if (!rq->body || !json_is_object(rq->body)) {
+        plane_error(rs, 400, "bad_request", "body: expected object");
+        return;
+    }
+    if (rq_obj(rs, rq->body, "bundle", &b) < 0)
+        return;
+    if (b &&
+        (rq_str(rs, b, "name", 0, 256, &bname) < 0 || rq_str(rs, b, "version", 0, 256, &bver) < 0))
+        return;
+    bname = bname ? bname : "";
+    bver = bver ? bver : "";
+    dj = json_object_get(rq->body, "dag");
+    if (!dj || !json_is_object(dj)) {
+        plane_error(rs, 400, "bad_request", "dag: expected object");
+        return;
+    }
+    struct dag *dag = NULL;
+    struct remex_error e;
+    if (dag_from_json_value(dj, &dag, &e) != REMEX_OK) {
+        plane_error(rs, 400, "bad_request", "dag.%s", e.msg);
+        return;
+    }
+    if (strcmp(dag->dag_id, rq->param[0]) != 0) {
+        dag_free(dag);
+        plane_error(rs, 400, "bad_request", "dag.dag_id: does not match the path");
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    dag_put_locked(p, dag, bname, bver, rs);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- POST /dags/manifest ---- */
+
+/* Checks the manifest's shape; 0 or -1 after replying 400. */
+static int manifest_check(json_t *body, struct plane_resp *rs)
+{
+    json_t *files = json_object_get(body, "files"), *errs = json_object_get(body, "import_errors");
+    size_t i, j;
+    json_t *f, *x;
+    if (files && !json_is_array(files)) {
+        plane_error(rs, 400, "bad_request", "files: expected array");
+        return -1;
+    }
+    json_array_foreach(files, i, f)
+    {
+        json_t *dags = json_object_get(f, "dags");
+        if (!json_is_object(f) || !json_is_string(json_object_get(f, "path"))) {
+            plane_error(rs, 400, "bad_request", "files[%zu].path: expected string", i);
+            return -1;
+        }
+        if (dags && !json_is_array(dags)) {
+            plane_error(rs, 400, "bad_request", "files[%zu].dags: expected array", i);
+            return -1;
+        }
+        json_array_foreach(dags, j, x)
+        {
+            json_t *id = json_object_get(x, "dag_id"), *h = json_object_get(x, "hash");
+            if (!json_is_string(id) || !dag_id_valid(json_string_value(id))) {
+                plane_error(rs, 400, "bad_request", "files[%zu].dags[%zu].dag_id: invalid", i, j);
+                return -1;
+            }
+            if (!json_is_string(h)) {
+                plane_error(rs, 400, "bad_request", "files[%zu].dags[%zu].hash: expected string", i,
+                            j);
+                return -1;
+            }
+        }
+    }
+    if (errs && !json_is_array(errs)) {
+        plane_error(rs, 400, "bad_request", "import_errors: expected array");
+        return -1;
+    }
+    json_array_foreach(errs, i, x)
+    {
+        json_t *l = json_object_get(x, "line"), *c = json_object_get(x, "column");
+        if (!json_is_string(json_object_get(x, "file")) ||
+            !json_is_string(json_object_get(x, "message")) || (l && !json_is_integer(l)) ||
+            (c && !json_is_integer(c))) {
+            plane_error(rs, 400, "bad_request",
+                        "import_errors[%zu]: expected {file, line, column, message}", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void manifest_locked(struct plane *p, json_t *body, const char *bundle, const char *version,
+                            json_t *missing)
+{
+    int64_t now = plane_now_ms();
+    json_t *listed = json_object();
+    size_t i, j;
+    json_t *f, *x;
+    json_array_foreach(json_object_get(body, "files"), i, f)
+    {
+        json_array_foreach(json_object_get(f, "dags"), j, x)
+        {
+            const char *id = json_string_value(json_object_get(x, "dag_id"));
+            const char *h = json_string_value(json_object_get(x, "hash"));
+            json_object_set_new(listed, id, json_true());
+            struct sdag *d = sdag_find(p, id);
+            if (!d || strcmp(d->dag->hash, h) != 0) {
+                json_array_append_new(missing, json_string(id));
+                continue;
+            }
+            if (!d->is_active || strcmp(d->bundle, bundle) || strcmp(d->bundle_version, version)) {
+                char *nb = strdup(bundle), *nv = strdup(version);
+                if (nb && nv) {
+                    free(d->bundle);
+                    free(d->bundle_version);
+                    d->bundle = nb;
+                    d->bundle_version = nv;
+                    d->is_active = 1;
+                    sq_run(p,
+                           "UPDATE dags SET bundle = ?2, bundle_version = ?3, is_active = 1"
+                           " WHERE dag_id = ?1",
+                           "ttt", id, bundle, version);
+                } else {
+                    free(nb);
+                    free(nv);
+                }
+            }
+        }
+    }
+    for (struct sdag *d = SCHED(p)->dags; d; d = d->next) {
+        if (d->is_active && strcmp(d->bundle, bundle) == 0 &&
+            !json_object_get(listed, d->dag->dag_id)) {
+            d->is_active = 0;
+            sq_run(p, "UPDATE dags SET is_active = 0 WHERE dag_id = ?1", "t", d->dag->dag_id);
+        }
+    }
+    json_decref(listed);
+    sq_run(p, "DELETE FROM import_errors WHERE bundle = ?1", "t", bundle);
+    json_array_foreach(json_object_get(body, "import_errors"), i, x)
+    {
+        json_t *l = json_object_get(x, "line"), *c = json_object_get(x, "column");
+        sq_run(p,
+               "INSERT INTO import_errors (bundle, file, line, col, message, created_ms)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+               "ttiiti", bundle, json_string_value(json_object_get(x, "file")),
+               (int64_t)(l ? json_integer_value(l) : 0), (int64_t)(c ? json_integer_value(c) : 0),
+               json_string_value(json_object_get(x, "message")), now);
+    }
+    char *m = json_dumps(body, JSON_COMPACT);
+    sq_run(p,
+           "INSERT INTO bundles (name, version, manifest, updated_ms) VALUES (?1, ?2, ?3, ?4)"
+           " ON CONFLICT (name) DO UPDATE SET version = ?2, manifest = ?3, updated_ms = ?4",
+           "ttti", bundle, version, m ? m : "{}", now);
+    free(m);
+}
+
+void sched_h_manifest(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    const char *bundle, *version;
+    if (!rq->body || !json_is_object(rq->body)) {
+        plane_error(rs, 400, "bad_request", "body: expected object");
+        return;
+    }
+    if (rq_str(rs, rq->body, "bundle", 1, 256, &bundle) < 0 ||
+        rq_str(rs, rq->body, "version", 0, 256, &version) < 0 || manifest_check(rq->body, rs) < 0)
+        return;
+    json_t *missing = json_array();
+    pthread_mutex_lock(&p->mu);
+    int began = sq_begin(p);
+    manifest_locked(p, rq->body, bundle, version ? version : "", missing);
+    sq_commit(p, began);
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, json_pack("{so}", "missing", missing));
+}
+
+/* ---- admin ---- */
+
+static json_t *dag_summary(const struct sdag *d)
+{
+    const struct dag *g = d->dag;
+    json_t *tags = json_array();
+    for (size_t i = 0; i < g->tags.n; i++)
+        json_array_append_new(tags, json_string(g->tags.v[i]));
+    return json_pack("{ss ss ss ss s:s* s:s* sb sb so si so}", "dag_id", g->dag_id, "bundle",
+                     d->bundle, "bundle_version", d->bundle_version, "hash", g->hash, "description",
+                     g->description, "schedule", g->schedule, "is_active", d->is_active,
+                     "is_paused", d->is_paused, "tags", tags, "tasks", (int)g->ntasks,
+                     "next_dagrun_create_after",
+                     sched_time_json(d->next_run_ms > 0 ? d->next_run_ms : 0));
+}
+
+void sched_h_dags_list(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    (void)rq;
+    json_t *arr = json_array();
+    pthread_mutex_lock(&p->mu);
+    sqlite3_stmt *st = sq(p, "SELECT dag_id FROM dags ORDER BY dag_id", "");
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        struct sdag *d = sdag_find(p, sq_text(st, 0));
+        if (d)
+            json_array_append_new(arr, dag_summary(d));
+    }
+    if (st)
+        sqlite3_reset(st);
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, json_pack("{so}", "dags", arr));
+}
+
+void sched_h_dag_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    pthread_mutex_lock(&p->mu);
+    struct sdag *d = sdag_find(p, rq->param[0]);
+    if (!d) {
+        pthread_mutex_unlock(&p->mu);
+        plane_error(rs, 404, "not_found", "no such dag");
+        return;
+    }
+    json_t *o = dag_summary(d);
+    json_object_set_new(o, "dag", dag_to_json_value(d->dag));
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, o);
+}
+
+static void set_paused(struct plane *p, struct plane_req *rq, struct plane_resp *rs, int paused)
+{
+    pthread_mutex_lock(&p->mu);
+    struct sdag *d = sdag_find(p, rq->param[0]);
+    if (!d) {
+        pthread_mutex_unlock(&p->mu);
+        plane_error(rs, 404, "not_found", "no such dag");
+        return;
+    }
+    d->is_paused = paused;
+    sq_run(p, "UPDATE dags SET is_paused = ?2 WHERE dag_id = ?1", "ti", d->dag->dag_id,
+           (int64_t)paused);
+    if (!paused) {
+        /* Running runs resume their evaluation. */
+        sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE dag_id = ?1 AND state = 'running'",
+                              "t", d->dag->dag_id);
+        while (st && sqlite3_step(st) == SQLITE_ROW)
+            sched_mark_run(p, sqlite3_column_int64(st, 0), SDIRTY_EVAL);
+        if (st)
+            sqlite3_reset(st);
+    }
+    SCHED(p)->runs_changed = 1;
+    plane_kick(p);
+    json_t *o = json_pack("{ss sb}", "dag_id", d->dag->dag_id, "is_paused", paused);
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, o);
+}
+
+void sched_h_dag_pause(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    set_paused(p, rq, rs, 1);
+}
+
+void sched_h_dag_unpause(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    set_paused(p, rq, rs, 0);
+}
+
+void sched_h_import_errors(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    (void)rq;
+    json_t *arr = json_array();
+    pthread_mutex_lock(&p->mu);
+    sqlite3_stmt *st = sq(p,
+                          "SELECT bundle, file, line, col, message, created_ms FROM import_errors"
+                          " ORDER BY bundle, file, line",
+                          "");
+    while (st && sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(arr, json_pack("{ss ss sI sI ss so}", "bundle", sq_text(st, 0),
+                                             "file", sq_text(st, 1), "line",
+                                             (json_int_t)sqlite3_column_int64(st, 2), "column",
+                                             (json_int_t)sqlite3_column_int64(st, 3), "message",
+                                             sq_text(st, 4), "timestamp", sched_col_time(st, 5)));
+    if (st)
+        sqlite3_reset(st);
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, json_pack("{so}", "import_errors", arr));
+}

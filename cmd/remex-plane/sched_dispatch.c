@@ -1,0 +1,460 @@
+/*
+ * Dispatch: the work long poll and its offers, start, state reports, offer
+ * expiry, retries coming due and execution timeouts.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "remex/log.h"
+#include "remex/timeutil.h"
+#include "sched.h"
+
+#define WORK_MAX_ASSIGN 64
+#define DUE_BATCH       256
+
+int64_t sdisp_due(struct plane *p, int64_t now)
+{
+    struct sched *s = SCHED(p);
+    int64_t ids[DUE_BATCH];
+    int states[DUE_BATCH], cancelled[DUE_BATCH], n = 0;
+    sqlite3_stmt *st = sq(p,
+                          "SELECT id, state, cancel_ms FROM task_instances WHERE due_ms <= ?1"
+                          " ORDER BY due_ms LIMIT 256",
+                          "i", now);
+    while (st && n < DUE_BATCH && sqlite3_step(st) == SQLITE_ROW) {
+        ids[n] = sqlite3_column_int64(st, 0);
+        states[n] = (int)sched_col_state(st, 1);
+        cancelled[n] = sqlite3_column_type(st, 2) != SQLITE_NULL;
+        n++;
+    }
+    if (st)
+        sqlite3_reset(st);
+    int64_t grace = 2 * p->cfg.heartbeat_interval_ms;
+    for (int i = 0; i < n; i++) {
+        switch (states[i]) {
+        case DAG_TI_OFFERED:
+            log_info("sched: offer of task instance %" PRId64 " expired", ids[i]);
+            sq_run(p,
+                   "UPDATE task_instances SET state = 'queued', agent_id = NULL, due_ms = NULL,"
+                   " offer_expires_ms = NULL WHERE id = ?1",
+                   "i", ids[i]);
+            s->queued_any = 1;
+            break;
+        case DAG_TI_UP_FOR_RETRY:
+            sq_run(p,
+                   "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
+                   " queued_ms = ?2, agent_id = NULL, due_ms = NULL, next_retry_ms = NULL,"
+                   " trigger_event = NULL, report_state = NULL, cancel_ms = NULL,"
+                   " started_ms = NULL, ended_ms = NULL, exit_code = NULL, signal = NULL"
+                   " WHERE id = ?1",
+                   "ii", ids[i], now);
+            s->queued_any = 1;
+            break;
+        case DAG_TI_RUNNING:
+            if (!cancelled[i]) {
+                log_info("sched: task instance %" PRId64 " passed its execution_timeout", ids[i]);
+                sq_run(p,
+                       "UPDATE task_instances SET cancel_ms = ?2, reason = 'execution_timeout',"
+                       " due_ms = ?3 WHERE id = ?1",
+                       "iii", ids[i], now, now + grace);
+            } else {
+                sched_ti_fail(p, ids[i], "execution_timeout", 1, now);
+            }
+            break;
+        default:
+            sq_run(p, "UPDATE task_instances SET due_ms = NULL WHERE id = ?1", "i", ids[i]);
+        }
+    }
+    if (n == DUE_BATCH)
+        return now;
+    int64_t next =
+        sq_int(p, INT64_MAX, "SELECT min(due_ms) FROM task_instances WHERE due_ms IS NOT NULL", "");
+    return next;
+}
+
+/* ---- POST /work ---- */
+
+struct cand {
+    int64_t id, slots, prio, queued;
+};
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    if (x->prio != y->prio)
+        return x->prio > y->prio ? -1 : 1;
+    if (x->queued != y->queued)
+        return x->queued < y->queued ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Offers queued TIs of the queues to agent; returns how many (ids in out). */
+static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, int64_t *out)
+{
+    struct cand c[WORK_MAX_ASSIGN * 8];
+    int nc = 0;
+    int64_t lim = slots < WORK_MAX_ASSIGN ? slots : WORK_MAX_ASSIGN;
+    size_t qi;
+    json_t *q;
+    json_array_foreach(queues, qi, q)
+    {
+        if (qi >= 8)
+            break;
+        sqlite3_stmt *st = sq(p,
+                              "SELECT id, pool_slots, priority_weight, queued_ms FROM"
+                              " task_instances WHERE state = 'queued' AND queue = ?1 AND"
+                              " pool_slots <= ?2 ORDER BY priority_weight DESC, queued_ms, id"
+                              " LIMIT ?3",
+                              "tii", json_string_value(q), slots, lim);
+        while (st && sqlite3_step(st) == SQLITE_ROW) {
+            c[nc].id = sqlite3_column_int64(st, 0);
+            c[nc].slots = sqlite3_column_int64(st, 1);
+            c[nc].prio = sqlite3_column_int64(st, 2);
+            c[nc].queued = sq_col_int(st, 3, 0);
+            nc++;
+        }
+        if (st)
+            sqlite3_reset(st);
+    }
+    if (nc == 0)
+        return 0;
+    qsort(c, (size_t)nc, sizeof(c[0]), cmp_cand);
+    int64_t now = plane_now_ms(), exp = now + p->cfg.offer_timeout_ms;
+    int n = 0;
+    for (int i = 0; i < nc && n < WORK_MAX_ASSIGN && slots > 0; i++) {
+        if (c[i].slots > slots)
+            continue;
+        sq_run(p,
+               "UPDATE task_instances SET state = 'offered', agent_id = ?2, offered_ms = ?3,"
+               " offer_expires_ms = ?4, due_ms = ?4 WHERE id = ?1",
+               "iiii", c[i].id, agent, now, exp);
+        slots -= c[i].slots;
+        out[n++] = c[i].id;
+        double lat = (double)(now - c[i].queued) / 1000.0;
+        sched_observe(&SCHED(p)->latency, lat < 0 ? 0 : lat);
+    }
+    sched_due_hint(p, exp);
+    return n;
+}
+
+/* The assignment of an offered TI (without task_token); *run set. NULL if gone. */
+static json_t *assignment(struct plane *p, int64_t ti, int64_t *run, int64_t *try_number)
+{
+    sqlite3_stmt *st = sq(p,
+                          "SELECT t.task_id, t.map_index, t.try_number, t.trigger_event, t.run,"
+                          " t.offer_expires_ms, r.dag_id, r.run_id, r.logical_date, r.di_start,"
+                          " r.di_end, r.conf, t.queue FROM task_instances t JOIN dag_runs r"
+                          " ON r.id = t.run WHERE t.id = ?1",
+                          "i", ti);
+    if (!st || sqlite3_step(st) != SQLITE_ROW) {
+        if (st)
+            sqlite3_reset(st);
+        return NULL;
+    }
+    struct sdag *d = sdag_find(p, sq_text(st, 6));
+    long k = d ? sdag_task_index(d, sq_text(st, 0)) : -1;
+    *run = sqlite3_column_int64(st, 4);
+    *try_number = sqlite3_column_int64(st, 2);
+    json_t *a = json_pack(
+        "{sI ss ss ss sI sI ss so so so so s{ss ss} so so so}", "ti_id", (json_int_t)ti, "dag_id",
+        sq_text(st, 6), "run_id", sq_text(st, 7), "task_id", sq_text(st, 0), "map_index",
+        (json_int_t)sqlite3_column_int64(st, 1), "try_number", (json_int_t)*try_number, "queue",
+        sq_text(st, 12), "logical_date", sched_col_time(st, 8), "data_interval_start",
+        sched_col_time(st, 9), "data_interval_end", sched_col_time(st, 10), "offer_expires_at",
+        sched_col_time(st, 5), "bundle", "name", d ? d->bundle : "", "version",
+        d ? d->bundle_version : "", "task",
+        k >= 0 ? json_deep_copy(d->tasks[k].json) : json_object(), "params",
+        d && d->params ? json_deep_copy(d->params) : json_object(), "conf", sched_col_json(st, 11));
+    if (a && sqlite3_column_type(st, 3) != SQLITE_NULL)
+        json_object_set_new(a, "trigger_event", sched_col_json(st, 3));
+    sqlite3_reset(st);
+    return a;
+}
+
+static void deadline_after(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    int64_t ns = ts->tv_nsec + (ms % 1000) * 1000000;
+    ts->tv_sec += ms / 1000 + ns / 1000000000;
+    ts->tv_nsec = ns % 1000000000;
+}
+
+void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    json_t *queues = NULL, *dq = NULL;
+    int64_t slots;
+    double wait;
+    if (rq->body && !json_is_object(rq->body)) {
+        plane_error(rs, 400, "bad_request", "body: expected object");
+        return;
+    }
+    if (rq_strarray(rs, rq->body, "queues", 8, &queues) < 0 ||
+        rq_int(rs, rq->body, "free_slots", 0, 100000, 1, 0, &slots) < 0 ||
+        rq_num(rs, rq->body, "wait", 0, 1e9, 0, &wait) < 0)
+        return;
+    if (!queues || json_array_size(queues) == 0)
+        queues = dq = json_pack("[s]", "default");
+    int64_t wait_ms = (int64_t)(wait * 1000.0);
+    if (wait_ms > p->cfg.longpoll_max_ms)
+        wait_ms = p->cfg.longpoll_max_ms;
+    struct timespec ts;
+    deadline_after(&ts, wait_ms);
+    int64_t ids[WORK_MAX_ASSIGN], runs[WORK_MAX_ASSIGN], tries[WORK_MAX_ASSIGN];
+    json_t *arr = json_array();
+    int n = 0, authfail = 0;
+    pthread_mutex_lock(&p->mu);
+    while (slots > 0 && !atomic_load(&p->stopping)) {
+        if (!agents_session_valid(p, rq->who.agent_id, rq->who.session)) {
+            authfail = 1;
+            break;
+        }
+        n = pick(p, rq->who.agent_id, queues, slots, ids);
+        if (n > 0 || wait_ms == 0)
+            break;
+        if (pthread_cond_timedwait(&p->work_cv, &p->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *a = assignment(p, ids[i], &runs[i], &tries[i]);
+        json_array_append_new(arr, a ? a : json_null());
+    }
+    pthread_mutex_unlock(&p->mu);
+    json_decref(dq);
+    if (authfail) {
+        json_decref(arr);
+        log_info("sched: work poll of agent %" PRId64 " with a stale session", rq->who.agent_id);
+        plane_error(rs, 401, "unauthorized", "unauthorized");
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *a = json_array_get(arr, (size_t)i);
+        char *tok = NULL;
+        struct remex_error e;
+        if (!json_is_object(a) ||
+            auth_task_token(p, rq->who.agent_id, ids[i], tries[i], runs[i], &tok, &e) != REMEX_OK) {
+            log_error("sched: task token for %" PRId64 ": %s", ids[i], e.msg);
+            continue;
+        }
+        json_object_set_new(a, "task_token", json_string(tok));
+        free(tok);
+    }
+    plane_reply(rs, 200, json_pack("{so}", "assignments", arr));
+}
+
+/* ---- start / state ---- */
+
+/* Checks the path TI against the task token and the body's try; -1 after replying. */
+static int task_scope(struct plane_req *rq, struct plane_resp *rs, int64_t *ti, int64_t *try_no)
+{
+    if (rq_id(rq, rs, 0, ti) < 0)
+        return -1;
+    if (*ti != rq->who.ti_id) {
+        log_info("sched: task token of ti %" PRId64 " used for ti %" PRId64, rq->who.ti_id, *ti);
+        plane_error(rs, 403, "forbidden", "forbidden");
+        return -1;
+    }
+    if (!rq->body || !json_is_object(rq->body)) {
+        plane_error(rs, 400, "bad_request", "body: expected object");
+        return -1;
+    }
+    if (rq_int(rs, rq->body, "try_number", 1, INT32_MAX, 0, 1, try_no) < 0)
+        return -1;
+    if (*try_no != rq->who.try_number) {
+        plane_error(rs, 409, "conflict", "try_number does not match the task token");
+        return -1;
+    }
+    return 0;
+}
+
+void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    int64_t ti, tr, pid;
+    const char *host;
+    if (task_scope(rq, rs, &ti, &tr) < 0 || rq_int(rs, rq->body, "pid", 0, INT32_MAX, 0, 0, &pid) ||
+        rq_str(rs, rq->body, "hostname", 0, 255, &host) < 0)
+        return;
+    pthread_mutex_lock(&p->mu);
+    sqlite3_stmt *st = sq(p,
+                          "SELECT t.state, t.agent_id, t.try_number, t.task_id, r.dag_id FROM"
+                          " task_instances t JOIN dag_runs r ON r.id = t.run WHERE t.id = ?1",
+                          "i", ti);
+    int state = -1;
+    int64_t agent = -1, cur_try = -1, et = DAG_UNSET;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        state = (int)sched_col_state(st, 0);
+        agent = sq_col_int(st, 1, -1);
+        cur_try = sqlite3_column_int64(st, 2);
+        struct sdag *d = sdag_find(p, sq_text(st, 4));
+        long k = d ? sdag_task_index(d, sq_text(st, 3)) : -1;
+        if (k >= 0)
+            et = d->dag->tasks[k].execution_timeout_ms;
+    }
+    if (st)
+        sqlite3_reset(st);
+    int ok = agent == rq->who.agent_id && cur_try == tr;
+    if (ok && state == DAG_TI_OFFERED) {
+        int64_t now = plane_now_ms();
+        int64_t to = et == DAG_UNSET ? 0 : now + et;
+        sq_run(p,
+               "UPDATE task_instances SET state = 'running', started_ms = ?2, timeout_ms = ?3,"
+               " due_ms = ?3, offer_expires_ms = NULL, cancel_ms = NULL, report_state = NULL,"
+               " pid = ?4, hostname = ?5 WHERE id = ?1",
+               "iNNit", ti, now, to ? to : INT64_MIN, pid, host);
+        if (to)
+            sched_due_hint(p, to);
+    } else if (!(ok && state == DAG_TI_RUNNING)) {
+        ok = 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!ok)
+        plane_error(rs, 409, "conflict", "the offer is gone");
+    else
+        plane_reply(rs, 200, json_pack("{ss}", "state", "running"));
+}
+
+static const char *const report_states[] = {"success", "failed", "deferred", "skipped", NULL};
+
+struct report {
+    const char *state, *reason, *log_uri;
+    int64_t exit_code, signal;
+    int has_exit, has_signal;
+    json_t *trigger;
+};
+
+static int report_decode(struct plane_req *rq, struct plane_resp *rs, struct report *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (rq_str(rs, rq->body, "state", 1, 32, &r->state) < 0 ||
+        rq_str(rs, rq->body, "reason", 0, 1024, &r->reason) < 0 ||
+        rq_str(rs, rq->body, "log_uri", 0, 4096, &r->log_uri) < 0 ||
+        rq_int(rs, rq->body, "exit_code", -1, 255, -1, 0, &r->exit_code) < 0 ||
+        rq_int(rs, rq->body, "signal", 0, 128, 0, 0, &r->signal) < 0 ||
+        rq_obj(rs, rq->body, "trigger", &r->trigger) < 0)
+        return -1;
+    r->has_exit = json_is_integer(json_object_get(rq->body, "exit_code"));
+    r->has_signal = json_is_integer(json_object_get(rq->body, "signal"));
+    int known = 0;
+    for (int i = 0; report_states[i]; i++)
+        known |= strcmp(report_states[i], r->state) == 0;
+    if (!known) {
+        plane_error(rs, 400, "bad_request",
+                    "state: expected one of success, failed, deferred, skipped");
+        return -1;
+    }
+    if (strcmp(r->state, "deferred") == 0 && !r->trigger) {
+        plane_error(rs, 400, "bad_request", "trigger: required when state is deferred");
+        return -1;
+    }
+    json_t *to = r->trigger ? json_object_get(r->trigger, "timeout") : NULL;
+    if (to && !json_is_null(to) &&
+        (!json_is_number(to) || json_number_value(to) < 0 || json_number_value(to) > 1e9)) {
+        plane_error(rs, 400, "bad_request", "trigger.timeout: expected seconds");
+        return -1;
+    }
+    return 0;
+}
+
+/* Applies a valid report to a running TI; returns the new state name. */
+static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int has_down,
+                                const struct report *r, int64_t try_no)
+{
+    int64_t now = plane_now_ms();
+    int began = sq_begin(p);
+    sq_run(p,
+           "UPDATE task_instances SET report_try = ?2, report_state = ?3, exit_code = ?4,"
+           " signal = ?5, log_uri = coalesce(?6, log_uri) WHERE id = ?1",
+           "iitNNt", ti, try_no, r->state, r->has_exit ? r->exit_code : INT64_MIN,
+           r->has_signal ? r->signal : INT64_MIN, r->log_uri);
+    const char *res = r->state;
+    if (strcmp(r->state, "success") == 0 || strcmp(r->state, "skipped") == 0) {
+        sq_run(p,
+               "UPDATE task_instances SET state = ?2, ended_ms = ?3, due_ms = NULL,"
+               " cancel_ms = NULL, reason = ?4 WHERE id = ?1",
+               "itit", ti, r->state, now, r->reason);
+        sched_mark_run(p, run, has_down ? SDIRTY_EVAL : SDIRTY_DONE);
+    } else if (strcmp(r->state, "failed") == 0) {
+        char why[128];
+        int64_t cms = sq_int(p, -1, "SELECT cancel_ms FROM task_instances WHERE id = ?1", "i", ti);
+        if (cms >= 0)
+            snprintf(why, sizeof(why), "execution_timeout");
+        else if (r->reason)
+            snprintf(why, sizeof(why), "%s", r->reason);
+        else if (r->has_signal)
+            snprintf(why, sizeof(why), "killed by signal %" PRId64, r->signal);
+        else
+            snprintf(why, sizeof(why), "exit code %" PRId64, r->exit_code);
+        sched_ti_fail(p, ti, why, 1, now);
+        res = sq_int(p, 0, "SELECT state = 'failed' FROM task_instances WHERE id = ?1", "i", ti)
+                  ? "failed"
+                  : "up_for_retry";
+    } else {
+        char *spec = json_dumps(r->trigger, JSON_COMPACT);
+        json_t *to = json_object_get(r->trigger, "timeout");
+        int64_t tms = json_is_number(to) ? now + (int64_t)(json_number_value(to) * 1000.0) : 0;
+        sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", ti);
+        sq_run(p,
+               "INSERT INTO triggers (ti, try_number, spec, timeout_ms, created_ms)"
+               " VALUES (?1, ?2, ?3, ?4, ?5)",
+               "iitNi", ti, try_no, spec ? spec : "{}", tms ? tms : INT64_MIN, now);
+        free(spec);
+        sq_run(p,
+               "UPDATE task_instances SET state = 'deferred', agent_id = NULL, due_ms = NULL,"
+               " cancel_ms = NULL, timeout_ms = NULL WHERE id = ?1",
+               "i", ti);
+        if (tms)
+            sched_due_hint(p, tms);
+        pthread_cond_broadcast(&p->trigger_cv);
+    }
+    sq_commit(p, began);
+    return res;
+}
+
+void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    int64_t ti, tr;
+    struct report r;
+    if (task_scope(rq, rs, &ti, &tr) < 0 || report_decode(rq, rs, &r) < 0)
+        return;
+    pthread_mutex_lock(&p->mu);
+    sqlite3_stmt *st = sq(p,
+                          "SELECT t.state, t.agent_id, t.try_number, t.report_try,"
+                          " t.report_state, t.run, t.task_id, r.dag_id FROM task_instances t"
+                          " JOIN dag_runs r ON r.id = t.run WHERE t.id = ?1",
+                          "i", ti);
+    int found = 0, dup = 0, state = -1, has_down = 1;
+    int64_t agent = -1, cur_try = -1, run = 0;
+    char cur[32] = "";
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        found = 1;
+        state = (int)sched_col_state(st, 0);
+        snprintf(cur, sizeof(cur), "%s", sq_text(st, 0));
+        agent = sq_col_int(st, 1, -1);
+        cur_try = sqlite3_column_int64(st, 2);
+        dup = sq_col_int(st, 3, -1) == tr && strcmp(sq_text(st, 4), r.state) == 0;
+        run = sqlite3_column_int64(st, 5);
+        struct sdag *d = sdag_find(p, sq_text(st, 7));
+        long k = d ? sdag_task_index(d, sq_text(st, 6)) : -1;
+        has_down = k < 0 || d->dag->tasks[k].ndownstream > 0;
+    }
+    if (st)
+        sqlite3_reset(st);
+    const char *res = NULL;
+    int code = 200;
+    if (!found || cur_try != tr)
+        code = 409;
+    else if (dup)
+        res = cur;
+    else if (state != DAG_TI_RUNNING || agent != rq->who.agent_id)
+        code = 409;
+    else
+        res = report_apply(p, ti, run, has_down, &r, tr);
+    json_t *out = code == 200 ? json_pack("{ss}", "state", res) : NULL;
+    pthread_mutex_unlock(&p->mu);
+    if (code == 409)
+        plane_error(rs, 409, "conflict", "stale report: the task instance moved on");
+    else
+        plane_reply(rs, 200, out);
+}

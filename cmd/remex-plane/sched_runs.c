@@ -1,0 +1,608 @@
+/*
+ * Dag runs: cron runs with Airflow data intervals and catchup, manual runs,
+ * max_active_runs, dependency resolution with trigger rules, run completion,
+ * failures and retries, and the admin run/task routes.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "remex/log.h"
+#include "remex/timeutil.h"
+#include "sched.h"
+
+/* Catchup creates at most this many runs per DAG and pass (the pass repeats). */
+#define RUNS_PER_PASS 500
+
+int64_t sruns_create(struct plane *p, struct sdag *d, const char *run_id, const char *run_type,
+                     int64_t logical, int64_t di_start, int64_t di_end, const char *conf)
+{
+    sqlite3_stmt *st = sq(p,
+                          "INSERT INTO dag_runs (dag_id, run_id, run_type, logical_date, di_start,"
+                          " di_end, state, conf, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+                          " 'queued', ?7, ?8) ON CONFLICT (dag_id, run_id) DO NOTHING",
+                          "tttiiiti", d->dag->dag_id, run_id, run_type, logical, di_start, di_end,
+                          conf ? conf : "{}", plane_now_ms());
+    if (!st)
+        return -1;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        log_error("sched: create run %s/%s: %s", d->dag->dag_id, run_id, sqlite3_errmsg(p->db));
+        return -1;
+    }
+    if (sqlite3_changes(p->db) == 0)
+        return 0;
+    SCHED(p)->runs_changed = 1;
+    return sqlite3_last_insert_rowid(p->db);
+}
+
+/* Creates the scheduled runs that are due; returns the next creation time. */
+static int64_t cron_runs(struct plane *p, struct sdag *d, int64_t now)
+{
+    const struct dag *g = d->dag;
+    if (!g->schedule || !d->is_active || d->is_paused || g->start_date_ms == DAG_UNSET) {
+        d->next_run_ms = INT64_MIN;
+        return INT64_MAX;
+    }
+    if (!d->last_known) {
+        d->last_start_ms = sq_int(p, INT64_MIN,
+                                  "SELECT max(logical_date) FROM dag_runs WHERE dag_id = ?1"
+                                  " AND run_type = 'scheduled'",
+                                  "t", g->dag_id);
+        d->last_known = 1;
+    }
+    for (int k = 0; k < RUNS_PER_PASS; k++) {
+        struct cron_interval iv;
+        int64_t last = d->last_start_ms == INT64_MIN ? CRON_UNBOUNDED : d->last_start_ms / 1000;
+        int64_t end = g->end_date_ms == DAG_UNSET ? CRON_UNBOUNDED : g->end_date_ms / 1000;
+        if (!cron_next_interval(&g->cron, g->start_date_ms / 1000, end, last, g->catchup,
+                                now / 1000, &iv)) {
+            d->next_run_ms = INT64_MIN;
+            return INT64_MAX;
+        }
+        if (iv.end * 1000 > now) {
+            d->next_run_ms = iv.end * 1000;
+            return d->next_run_ms;
+        }
+        char ts[TIMEUTIL_RFC3339_MAX], run_id[64];
+        timeutil_rfc3339_format(iv.start * 1000, 0, ts, sizeof(ts));
+        snprintf(run_id, sizeof(run_id), "scheduled__%s", ts);
+        if (sruns_create(p, d, run_id, "scheduled", iv.start * 1000, iv.start * 1000, iv.end * 1000,
+                         "{}") < 0)
+            return now + 1000;
+        d->last_start_ms = iv.start * 1000;
+    }
+    return now; /* more to catch up: next pass at once */
+}
+
+/* Starts a queued run: one task instance per task, then evaluation. */
+static void run_start(struct plane *p, struct sdag *d, int64_t run, int64_t now)
+{
+    const struct dag *g = d->dag;
+    for (size_t i = 0; i < g->ntasks; i++) {
+        const struct dag_task *t = &g->tasks[i];
+        sq_run(p,
+               "INSERT OR IGNORE INTO task_instances (run, task_id, state, queue,"
+               " priority_weight, pool_slots) VALUES (?1, ?2, 'none', ?3, ?4, ?5)",
+               "ittii", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
+               t->pool_slots);
+    }
+    sq_run(p, "UPDATE dag_runs SET state = 'running', started_ms = ?2 WHERE id = ?1", "ii", run,
+           now);
+    sched_mark_run(p, run, SDIRTY_EVAL);
+}
+
+static void start_queued_runs(struct plane *p, int64_t now)
+{
+    for (struct sdag *d = SCHED(p)->dags; d; d = d->next) {
+        if (d->is_paused)
+            continue;
+        int64_t active = sq_int(p, 0,
+                                "SELECT count(*) FROM dag_runs WHERE state = 'running'"
+                                " AND dag_id = ?1",
+                                "t", d->dag->dag_id);
+        int64_t room = d->dag->max_active_runs - active;
+        if (room <= 0)
+            continue;
+        int64_t ids[64];
+        int n = 0;
+        sqlite3_stmt *st = sq(p,
+                              "SELECT id FROM dag_runs WHERE state = 'queued' AND dag_id = ?1"
+                              " ORDER BY logical_date, id LIMIT ?2",
+                              "ti", d->dag->dag_id, room < 64 ? room : 64);
+        while (st && n < 64 && sqlite3_step(st) == SQLITE_ROW)
+            ids[n++] = sqlite3_column_int64(st, 0);
+        if (st)
+            sqlite3_reset(st);
+        for (int i = 0; i < n; i++)
+            run_start(p, d, ids[i], now);
+    }
+}
+
+/* none -> queued for a new try. */
+static void ti_queue(struct plane *p, int64_t ti, int64_t now)
+{
+    sq_run(p,
+           "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
+           " queued_ms = ?2, agent_id = NULL, trigger_event = NULL, report_state = NULL,"
+           " exit_code = NULL, signal = NULL, reason = NULL, started_ms = NULL, ended_ms = NULL,"
+           " next_retry_ms = NULL, due_ms = NULL, cancel_ms = NULL WHERE id = ?1",
+           "ii", ti, now);
+    SCHED(p)->queued_any = 1;
+}
+
+static void run_finish(struct plane *p, struct sdag *d, int64_t run, const int *st, int64_t now)
+{
+    const struct dag *g = d->dag;
+    int failed = 0;
+    for (size_t i = 0; i < g->ntasks; i++) {
+        if (g->tasks[i].ndownstream != 0 || st[i] < 0)
+            continue;
+        if (st[i] == DAG_TI_FAILED || st[i] == DAG_TI_UPSTREAM_FAILED)
+            failed = 1;
+    }
+    sq_run(p, "UPDATE dag_runs SET state = ?2, ended_ms = ?3 WHERE id = ?1", "iti", run,
+           failed ? "failed" : "success", now);
+    SCHED(p)->runs_changed = 1;
+    log_info("sched: run %" PRId64 " of %s %s", run, g->dag_id, failed ? "failed" : "succeeded");
+}
+
+/* Loads the run's task instance states into st (per task index, -1 missing). */
+static int load_tis(struct plane *p, struct sdag *d, int64_t run, int *st, int64_t *ids,
+                    int64_t now)
+{
+    for (size_t i = 0; i < d->dag->ntasks; i++)
+        st[i] = -1;
+    sqlite3_stmt *q =
+        sq(p, "SELECT id, task_id, state FROM task_instances WHERE run = ?1", "i", run);
+    if (!q)
+        return -1;
+    int64_t removed[64];
+    int nrem = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        long k = sdag_task_index(d, sq_text(q, 1));
+        enum dag_ti_state s = sched_col_state(q, 2);
+        if (k < 0) {
+            if (!dag_state_is_terminal(s) && nrem < 64)
+                removed[nrem++] = sqlite3_column_int64(q, 0);
+            continue;
+        }
+        st[k] = (int)s;
+        ids[k] = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_reset(q);
+    for (int i = 0; i < nrem; i++)
+        sq_run(p,
+               "UPDATE task_instances SET state = 'removed', ended_ms = ?2, due_ms = NULL"
+               " WHERE id = ?1",
+               "ii", removed[i], now);
+    return 0;
+}
+
+static void run_eval(struct plane *p, int64_t run, int kind, int64_t now)
+{
+    char dag_id[DAG_ID_MAX + 1];
+    sqlite3_stmt *q = sq(p, "SELECT dag_id, state FROM dag_runs WHERE id = ?1", "i", run);
+    if (!q)
+        return;
+    int ok = sqlite3_step(q) == SQLITE_ROW && strcmp(sq_text(q, 1), "running") == 0;
+    snprintf(dag_id, sizeof(dag_id), "%s", ok ? sq_text(q, 0) : "");
+    sqlite3_reset(q);
+    struct sdag *d = ok ? sdag_find(p, dag_id) : NULL;
+    if (!d || d->is_paused)
+        return;
+    if (kind == SDIRTY_DONE &&
+        sq_int(p, 0,
+               "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run = ?1 AND state IN"
+               " ('none', 'scheduled', 'queued', 'offered', 'running', 'deferred',"
+               " 'up_for_retry'))",
+               "i", run))
+        return;
+    const struct dag *g = d->dag;
+    int *st = malloc((g->ntasks + 1) * sizeof(int));
+    int64_t *ids = malloc((g->ntasks + 1) * sizeof(int64_t));
+    if (!st || !ids || load_tis(p, d, run, st, ids, now) < 0)
+        goto out;
+    int all_done = 1, active = 0;
+    for (size_t k = 0; k < g->ntasks; k++) {
+        size_t i = g->topo[k];
+        const struct dag_task *t = &g->tasks[i];
+        if (st[i] == DAG_TI_NONE) {
+            struct dag_upstream_counts c = {0};
+            c.total = (unsigned)t->upstream.n;
+            for (size_t u = 0; u < t->upstream.n; u++) {
+                int s = st[t->upstream_idx[u]];
+                if (s == DAG_TI_SUCCESS)
+                    c.success++;
+                else if (s == DAG_TI_FAILED)
+                    c.failed++;
+                else if (s == DAG_TI_UPSTREAM_FAILED)
+                    c.upstream_failed++;
+                else if (s == DAG_TI_SKIPPED)
+                    c.skipped++;
+                else if (s == DAG_TI_REMOVED || s < 0)
+                    c.removed++;
+                if (s < 0 || dag_state_is_terminal((enum dag_ti_state)s))
+                    c.done++;
+            }
+            switch (dag_rule_eval(t->trigger_rule, &c)) {
+            case DAG_RULE_RUN:
+                ti_queue(p, ids[i], now);
+                st[i] = DAG_TI_QUEUED;
+                break;
+            case DAG_RULE_SKIP:
+            case DAG_RULE_UPSTREAM_FAILED: {
+                int skip = dag_rule_eval(t->trigger_rule, &c) == DAG_RULE_SKIP;
+                st[i] = skip ? DAG_TI_SKIPPED : DAG_TI_UPSTREAM_FAILED;
+                sq_run(p, "UPDATE task_instances SET state = ?2, ended_ms = ?3 WHERE id = ?1",
+                       "iti", ids[i], skip ? "skipped" : "upstream_failed", now);
+                break;
+            }
+            default:
+                break;
+            }
+        }
+        if (st[i] >= 0 && !dag_state_is_terminal((enum dag_ti_state)st[i])) {
+            all_done = 0;
+            active += st[i] != DAG_TI_NONE;
+        }
+    }
+    if (all_done) {
+        run_finish(p, d, run, st, now);
+    } else if (!active) {
+        /* Waiting tasks whose rules can no longer be met: Airflow's deadlock. */
+        for (size_t i = 0; i < g->ntasks; i++)
+            if (st[i] == DAG_TI_NONE) {
+                st[i] = DAG_TI_UPSTREAM_FAILED;
+                sq_run(p,
+                       "UPDATE task_instances SET state = 'upstream_failed', ended_ms = ?2,"
+                       " reason = 'dependencies can never be met' WHERE id = ?1",
+                       "ii", ids[i], now);
+            }
+        run_finish(p, d, run, st, now);
+    }
+out:
+    free(st);
+    free(ids);
+}
+
+static int cmp_dirty(const void *a, const void *b)
+{
+    const struct sdirty *x = a, *y = b;
+    return x->run < y->run ? -1 : x->run > y->run;
+}
+
+int64_t sruns_pass(struct plane *p, int64_t now)
+{
+    struct sched *s = SCHED(p);
+    int64_t next = INT64_MAX;
+    for (struct sdag *d = s->dags; d; d = d->next) {
+        int64_t t = cron_runs(p, d, now);
+        if (t < next)
+            next = t;
+    }
+    /* Evaluating can finish runs, which lets queued runs start: repeat. */
+    for (int round = 0; round < 4 && (s->runs_changed || s->ndirty); round++) {
+        if (s->runs_changed) {
+            s->runs_changed = 0;
+            start_queued_runs(p, now);
+        }
+        size_t n = s->ndirty;
+        struct sdirty *work = s->dirty;
+        s->dirty = NULL;
+        s->ndirty = s->capdirty = 0;
+        if (n > 1)
+            qsort(work, n, sizeof(*work), cmp_dirty);
+        for (size_t i = 0; i < n; i++) {
+            int kind = work[i].kind;
+            while (i + 1 < n && work[i + 1].run == work[i].run)
+                kind |= work[++i].kind;
+            run_eval(p, work[i].run, kind & SDIRTY_EVAL ? SDIRTY_EVAL : SDIRTY_DONE, now);
+        }
+        free(work);
+    }
+    if (s->runs_changed || s->ndirty)
+        next = now;
+    return next;
+}
+
+void sched_ti_fail(struct plane *p, int64_t ti, const char *reason, int retry_ok, int64_t now)
+{
+    sqlite3_stmt *q = sq(p,
+                         "SELECT t.run, t.task_id, t.try_number, r.dag_id FROM task_instances t"
+                         " JOIN dag_runs r ON r.id = t.run WHERE t.id = ?1",
+                         "i", ti);
+    if (!q)
+        return;
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_reset(q);
+        return;
+    }
+    int64_t run = sqlite3_column_int64(q, 0), try_number = sqlite3_column_int64(q, 2);
+    struct sdag *d = sdag_find(p, sq_text(q, 3));
+    long k = d ? sdag_task_index(d, sq_text(q, 1)) : -1;
+    sqlite3_reset(q);
+    const struct dag_task *t = k >= 0 ? &d->dag->tasks[k] : NULL;
+    if (retry_ok && t && try_number <= t->retries) {
+        int64_t due = now + dag_retry_delay_ms(t, try_number);
+        sq_run(p,
+               "UPDATE task_instances SET state = 'up_for_retry', ended_ms = ?2,"
+               " next_retry_ms = ?3, due_ms = ?3, cancel_ms = NULL, reason = ?4 WHERE id = ?1",
+               "iiit", ti, now, due, reason);
+        sched_due_hint(p, due);
+        return;
+    }
+    sq_run(p,
+           "UPDATE task_instances SET state = 'failed', ended_ms = ?2, due_ms = NULL,"
+           " cancel_ms = NULL, next_retry_ms = NULL, reason = ?3 WHERE id = ?1",
+           "iit", ti, now, reason);
+    sched_mark_run(p, run, SDIRTY_EVAL);
+}
+
+/* ---- admin routes ---- */
+
+#define RUN_COLS                                                                                   \
+    "id, dag_id, run_id, run_type, state, logical_date, di_start, di_end, conf, created_ms,"       \
+    " started_ms, ended_ms"
+
+static json_t *run_json(sqlite3_stmt *st)
+{
+    return json_pack("{sI ss ss ss ss so so so so so so so}", "id",
+                     (json_int_t)sqlite3_column_int64(st, 0), "dag_id", sq_text(st, 1), "run_id",
+                     sq_text(st, 2), "run_type", sq_text(st, 3), "state", sq_text(st, 4),
+                     "logical_date", sched_col_time(st, 5), "data_interval_start",
+                     sched_col_time(st, 6), "data_interval_end", sched_col_time(st, 7), "conf",
+                     sched_col_json(st, 8), "queued_at", sched_col_time(st, 9), "start_date",
+                     sched_col_time(st, 10), "end_date", sched_col_time(st, 11));
+}
+
+static int run_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 250)
+        return 0;
+    for (; *s; s++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:+-", *s))
+            return 0;
+    return 1;
+}
+
+void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    json_t *conf = NULL;
+    const char *ld = NULL, *rid = NULL;
+    if (rq->body && !json_is_object(rq->body)) {
+        plane_error(rs, 400, "bad_request", "body: expected object");
+        return;
+    }
+    if (rq_obj(rs, rq->body, "conf", &conf) < 0 ||
+        rq_str(rs, rq->body, "logical_date", 0, 64, &ld) < 0 ||
+        rq_str(rs, rq->body, "run_id", 0, 250, &rid) < 0)
+        return;
+    int64_t logical = plane_now_ms();
+    struct remex_error e;
+    if (ld && timeutil_rfc3339_parse(ld, &logical, &e) != REMEX_OK) {
+        plane_error(rs, 400, "bad_request", "logical_date: %s", e.msg);
+        return;
+    }
+    if (rid && !run_id_valid(rid)) {
+        plane_error(rs, 400, "bad_request", "run_id: expected [A-Za-z0-9_.:+-]{1,250}");
+        return;
+    }
+    char gen[96], ts[TIMEUTIL_RFC3339_MAX];
+    timeutil_rfc3339_format(logical, 1, ts, sizeof(ts));
+    snprintf(gen, sizeof(gen), "manual__%s", ts);
+    char *cj = conf ? json_dumps(conf, JSON_COMPACT) : NULL;
+    pthread_mutex_lock(&p->mu);
+    struct sdag *d = sdag_find(p, rq->param[0]);
+    int64_t id =
+        d ? sruns_create(p, d, rid ? rid : gen, "manual", logical, logical, logical, cj ? cj : "{}")
+          : -2;
+    json_t *out = NULL;
+    if (id > 0) {
+        plane_kick(p);
+        sqlite3_stmt *st = sq(p, "SELECT " RUN_COLS " FROM dag_runs WHERE id = ?1", "i", id);
+        if (st && sqlite3_step(st) == SQLITE_ROW)
+            out = run_json(st);
+        if (st)
+            sqlite3_reset(st);
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(cj);
+    if (id == -2)
+        plane_error(rs, 404, "not_found", "no such dag");
+    else if (id == 0)
+        plane_error(rs, 409, "conflict", "run_id already exists");
+    else if (!out)
+        plane_error(rs, 500, "internal", "cannot create the run");
+    else
+        plane_reply(rs, 200, out);
+}
+
+void sched_h_runs_list(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    const char *lim = plane_req_query(rq, "limit"), *state = plane_req_query(rq, "state");
+    char *end = NULL;
+    long limit = lim ? strtol(lim, &end, 10) : 100;
+    if (lim && (*end || limit < 1 || limit > 10000)) {
+        plane_error(rs, 400, "bad_request", "limit: expected integer in [1, 10000]");
+        return;
+    }
+    json_t *arr = json_array();
+    pthread_mutex_lock(&p->mu);
+    if (!sdag_find(p, rq->param[0])) {
+        pthread_mutex_unlock(&p->mu);
+        json_decref(arr);
+        plane_error(rs, 404, "not_found", "no such dag");
+        return;
+    }
+    sqlite3_stmt *st = sq(p,
+                          "SELECT " RUN_COLS " FROM dag_runs WHERE dag_id = ?1 AND"
+                          " (?2 IS NULL OR state = ?2) ORDER BY logical_date DESC, id DESC"
+                          " LIMIT ?3",
+                          "tti", rq->param[0], state, (int64_t)limit);
+    while (st && sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(arr, run_json(st));
+    if (st)
+        sqlite3_reset(st);
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, json_pack("{so}", "dag_runs", arr));
+}
+
+static json_t *ti_json(sqlite3_stmt *st)
+{
+    return json_pack(
+        "{sI ss sI sI ss ss sI sI so so so so so so so so}", "ti_id",
+        (json_int_t)sqlite3_column_int64(st, 0), "task_id", sq_text(st, 1), "map_index",
+        (json_int_t)sqlite3_column_int64(st, 2), "try_number",
+        (json_int_t)sqlite3_column_int64(st, 3), "state", sq_text(st, 4), "queue", sq_text(st, 5),
+        "priority_weight", (json_int_t)sqlite3_column_int64(st, 6), "pool_slots",
+        (json_int_t)sqlite3_column_int64(st, 7), "agent_id",
+        sqlite3_column_type(st, 8) == SQLITE_NULL ? json_null()
+                                                  : json_integer(sqlite3_column_int64(st, 8)),
+        "start_date", sched_col_time(st, 9), "end_date", sched_col_time(st, 10), "next_retry_at",
+        sched_col_time(st, 11), "exit_code",
+        sqlite3_column_type(st, 12) == SQLITE_NULL ? json_null()
+                                                   : json_integer(sqlite3_column_int64(st, 12)),
+        "reason",
+        sqlite3_column_type(st, 13) == SQLITE_NULL ? json_null() : json_string(sq_text(st, 13)),
+        "log_uri",
+        sqlite3_column_type(st, 14) == SQLITE_NULL ? json_null() : json_string(sq_text(st, 14)),
+        "queued_at", sched_col_time(st, 15));
+}
+
+void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    pthread_mutex_lock(&p->mu);
+    json_t *out = NULL;
+    sqlite3_stmt *st = sq(p, "SELECT " RUN_COLS " FROM dag_runs WHERE dag_id = ?1 AND run_id = ?2",
+                          "tt", rq->param[0], rq->param[1]);
+    int64_t id = 0;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        out = run_json(st);
+        id = sqlite3_column_int64(st, 0);
+    }
+    if (st)
+        sqlite3_reset(st);
+    if (out) {
+        json_t *tis = json_array();
+        st = sq(p,
+                "SELECT id, task_id, map_index, try_number, state, queue, priority_weight,"
+                " pool_slots, agent_id, started_ms, ended_ms, next_retry_ms, exit_code, reason,"
+                " log_uri, queued_ms FROM task_instances WHERE run = ?1 ORDER BY id",
+                "i", id);
+        while (st && sqlite3_step(st) == SQLITE_ROW)
+            json_array_append_new(tis, ti_json(st));
+        if (st)
+            sqlite3_reset(st);
+        json_object_set_new(out, "task_instances", tis);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!out)
+        plane_error(rs, 404, "not_found", "no such dag run");
+    else
+        plane_reply(rs, 200, out);
+}
+
+/* TI id of (dag_id, run_id, task_id) and its run id; 0 when absent. */
+static int64_t find_ti(struct plane *p, struct plane_req *rq, const char *task_id, int64_t *run)
+{
+    sqlite3_stmt *st = sq(p,
+                          "SELECT t.id, t.run FROM task_instances t JOIN dag_runs r ON"
+                          " r.id = t.run WHERE r.dag_id = ?1 AND r.run_id = ?2 AND"
+                          " t.task_id = ?3 AND t.map_index = -1",
+                          "ttt", rq->param[0], rq->param[1], task_id);
+    int64_t id = 0;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        *run = sqlite3_column_int64(st, 1);
+    }
+    if (st)
+        sqlite3_reset(st);
+    return id;
+}
+
+static void clear_one(struct plane *p, int64_t ti)
+{
+    sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", ti);
+    sq_run(p,
+           "UPDATE task_instances SET state = 'none', agent_id = NULL, due_ms = NULL,"
+           " cancel_ms = NULL, next_retry_ms = NULL, started_ms = NULL, ended_ms = NULL,"
+           " offer_expires_ms = NULL, timeout_ms = NULL, exit_code = NULL, signal = NULL,"
+           " reason = NULL, trigger_event = NULL, report_state = NULL WHERE id = ?1",
+           "i", ti);
+}
+
+void sched_h_task_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    int downstream = 0;
+    json_t *ds = rq->body ? json_object_get(rq->body, "downstream") : NULL;
+    if (ds && !json_is_boolean(ds)) {
+        plane_error(rs, 400, "bad_request", "downstream: expected boolean");
+        return;
+    }
+    downstream = ds && json_is_true(ds);
+    json_t *cleared = json_array();
+    pthread_mutex_lock(&p->mu);
+    int64_t run = 0;
+    struct sdag *d = sdag_find(p, rq->param[0]);
+    long k = d ? sdag_task_index(d, rq->param[2]) : -1;
+    int64_t ti = k >= 0 ? find_ti(p, rq, rq->param[2], &run) : 0;
+    if (!ti) {
+        pthread_mutex_unlock(&p->mu);
+        json_decref(cleared);
+        plane_error(rs, 404, "not_found", "no such task instance");
+        return;
+    }
+    int began = sq_begin(p);
+    const struct dag *g = d->dag;
+    char *mark = calloc(g->ntasks, 1);
+    if (mark) {
+        mark[k] = 1;
+        for (size_t j = 0; downstream && j < g->ntasks; j++) {
+            size_t i = g->topo[j];
+            for (size_t u = 0; !mark[i] && u < g->tasks[i].upstream.n; u++)
+                if (mark[g->tasks[i].upstream_idx[u]])
+                    mark[i] = 1;
+        }
+        for (size_t i = 0; i < g->ntasks; i++) {
+            int64_t r2 = 0, id = mark[i] ? find_ti(p, rq, g->tasks[i].task_id, &r2) : 0;
+            if (id) {
+                clear_one(p, id);
+                json_array_append_new(cleared, json_string(g->tasks[i].task_id));
+            }
+        }
+        free(mark);
+    }
+    sq_run(p,
+           "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1 AND"
+           " state IN ('success', 'failed')",
+           "i", run);
+    sq_commit(p, began);
+    sched_mark_run(p, run, SDIRTY_EVAL);
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, json_pack("{so}", "cleared", cleared));
+}
+
+void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    pthread_mutex_lock(&p->mu);
+    int64_t run = 0;
+    int64_t ti = find_ti(p, rq, rq->param[2], &run);
+    if (!ti) {
+        pthread_mutex_unlock(&p->mu);
+        plane_error(rs, 404, "not_found", "no such task instance");
+        return;
+    }
+    int began = sq_begin(p);
+    sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", ti);
+    sched_ti_fail(p, ti, "marked failed", 0, plane_now_ms());
+    sq_run(p,
+           "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1 AND"
+           " state = 'success'",
+           "i", run);
+    sq_commit(p, began);
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, json_pack("{ss ss}", "task_id", rq->param[2], "state", "failed"));
+}

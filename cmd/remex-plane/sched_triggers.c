@@ -1,0 +1,171 @@
+/*
+ * Deferral: triggers handed to triggerers by a capacity-aware long poll,
+ * trigger events that resume the deferred task instance, trigger timeouts.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "remex/log.h"
+#include "sched.h"
+
+#define POLL_MAX_TRIGGERS 1000
+
+int64_t strig_due(struct plane *p, int64_t now)
+{
+    int64_t ids[64], tis[64];
+    int n = 0;
+    sqlite3_stmt *st = sq(p,
+                          "SELECT id, ti FROM triggers WHERE timeout_ms <= ?1 ORDER BY timeout_ms"
+                          " LIMIT 64",
+                          "i", now);
+    while (st && n < 64 && sqlite3_step(st) == SQLITE_ROW) {
+        ids[n] = sqlite3_column_int64(st, 0);
+        tis[n] = sqlite3_column_int64(st, 1);
+        n++;
+    }
+    if (st)
+        sqlite3_reset(st);
+    for (int i = 0; i < n; i++) {
+        log_info("sched: trigger %" PRId64 " of task instance %" PRId64 " timed out", ids[i],
+                 tis[i]);
+        sq_run(p, "DELETE FROM triggers WHERE id = ?1", "i", ids[i]);
+        if (sq_int(p, 0, "SELECT state = 'deferred' FROM task_instances WHERE id = ?1", "i",
+                   tis[i]))
+            sched_ti_fail(p, tis[i], "trigger timeout", 1, now);
+    }
+    if (n == 64)
+        return now;
+    return sq_int(p, INT64_MAX, "SELECT min(timeout_ms) FROM triggers WHERE timeout_ms IS NOT NULL",
+                  "");
+}
+
+void strig_release_agent(struct plane *p, int64_t agent_id)
+{
+    sq_run(p, "UPDATE triggers SET agent_id = NULL WHERE agent_id = ?1", "i", agent_id);
+    if (sqlite3_changes(p->db) > 0)
+        pthread_cond_broadcast(&p->trigger_cv);
+}
+
+/* Hands up to cap unassigned triggers to agent; appends them to arr. */
+static int hand_out(struct plane *p, int64_t agent, int64_t cap, json_t *arr)
+{
+    int64_t ids[POLL_MAX_TRIGGERS];
+    int n = 0;
+    sqlite3_stmt *st = sq(p,
+                          "SELECT id, ti, spec, timeout_ms FROM triggers WHERE agent_id IS NULL"
+                          " ORDER BY id LIMIT ?1",
+                          "i", cap);
+    while (st && n < POLL_MAX_TRIGGERS && sqlite3_step(st) == SQLITE_ROW) {
+        ids[n++] = sqlite3_column_int64(st, 0);
+        json_array_append_new(
+            arr, json_pack("{sI sI so so}", "trigger_id", (json_int_t)sqlite3_column_int64(st, 0),
+                           "ti_id", (json_int_t)sqlite3_column_int64(st, 1), "spec",
+                           sched_col_json(st, 2), "timeout_at", sched_col_time(st, 3)));
+    }
+    if (st)
+        sqlite3_reset(st);
+    for (int i = 0; i < n; i++)
+        sq_run(p, "UPDATE triggers SET agent_id = ?2 WHERE id = ?1", "ii", ids[i], agent);
+    return n;
+}
+
+void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    int64_t cap;
+    double wait;
+    if (rq->body && !json_is_object(rq->body)) {
+        plane_error(rs, 400, "bad_request", "body: expected object");
+        return;
+    }
+    json_t *held = rq->body ? json_object_get(rq->body, "held") : NULL;
+    if (held && !json_is_array(held)) {
+        plane_error(rs, 400, "bad_request", "held: expected array of trigger ids");
+        return;
+    }
+    if (rq_int(rs, rq->body, "capacity", 0, 1000000, 1000, 0, &cap) < 0 ||
+        rq_num(rs, rq->body, "wait", 0, 1e9, 0, &wait) < 0)
+        return;
+    if (cap > POLL_MAX_TRIGGERS)
+        cap = POLL_MAX_TRIGGERS;
+    int64_t wait_ms = (int64_t)(wait * 1000.0);
+    if (wait_ms > p->cfg.longpoll_max_ms)
+        wait_ms = p->cfg.longpoll_max_ms;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + (wait_ms % 1000) * 1000000;
+    ts.tv_sec += wait_ms / 1000 + ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    json_t *arr = json_array();
+    int authfail = 0;
+    pthread_mutex_lock(&p->mu);
+    while (cap > 0 && !atomic_load(&p->stopping)) {
+        if (!agents_session_valid(p, rq->who.agent_id, rq->who.session)) {
+            authfail = 1;
+            break;
+        }
+        if (hand_out(p, rq->who.agent_id, cap, arr) > 0 || wait_ms == 0)
+            break;
+        if (pthread_cond_timedwait(&p->trigger_cv, &p->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (authfail) {
+        json_decref(arr);
+        plane_error(rs, 401, "unauthorized", "unauthorized");
+        return;
+    }
+    plane_reply(rs, 200, json_pack("{so}", "triggers", arr));
+}
+
+void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    int64_t id;
+    json_t *payload = NULL;
+    if (rq_id(rq, rs, 0, &id) < 0)
+        return;
+    if (rq->body && !json_is_object(rq->body)) {
+        plane_error(rs, 400, "bad_request", "body: expected object");
+        return;
+    }
+    if (rq_obj(rs, rq->body, "payload", &payload) < 0)
+        return;
+    char *pj = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+    pthread_mutex_lock(&p->mu);
+    sqlite3_stmt *st = sq(p, "SELECT ti, agent_id FROM triggers WHERE id = ?1", "i", id);
+    int64_t ti = 0, agent = -1;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        ti = sqlite3_column_int64(st, 0);
+        agent = sq_col_int(st, 1, -1);
+    }
+    if (st)
+        sqlite3_reset(st);
+    int code = 200;
+    if (!ti) {
+        code = 404;
+    } else if (agent != rq->who.agent_id) {
+        code = 409;
+    } else {
+        int began = sq_begin(p);
+        sq_run(p, "DELETE FROM triggers WHERE id = ?1", "i", id);
+        /* Resume: same try, the payload goes with the next assignment. */
+        sq_run(p,
+               "UPDATE task_instances SET state = 'queued', queued_ms = ?2, agent_id = NULL,"
+               " trigger_event = ?3, report_state = NULL, due_ms = NULL WHERE id = ?1 AND"
+               " state = 'deferred'",
+               "iit", ti, plane_now_ms(), pj ? pj : "{}");
+        if (sqlite3_changes(p->db) > 0)
+            pthread_cond_broadcast(&p->work_cv);
+        sq_commit(p, began);
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(pj);
+    if (code == 404)
+        plane_error(rs, 404, "not_found", "no such trigger");
+    else if (code == 409)
+        plane_error(rs, 409, "conflict", "the trigger is not held by this agent");
+    else
+        plane_reply(rs, 200, json_object());
+}
