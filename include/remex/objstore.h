@@ -1,0 +1,60 @@
+/*
+ * objstore: where XCom values and task logs live on the agent's side.
+ *
+ * A store is opened from a URL. Backends: `file:///abs/dir` (or a plain
+ * absolute path) stores each object as a file under that folder. Other schemes
+ * (s3://, gs://, az://) are refused with REMEX_EUNSUPPORTED until their backend
+ * exists.
+ *
+ * Keys are relative paths of 1..1024 bytes from [A-Za-z0-9._=/:+@,-], with no
+ * empty, "." or ".." segment and no leading '/'. Writes are atomic (temp file,
+ * fsync, rename): a reader sees the old object or the new one, never a mix.
+ * Every object has a reference: its URI, size and checksum ("sha256:<hex>").
+ * Reading by URI refuses URIs outside the store, so a reference that came from
+ * the plane can never make the agent read an arbitrary file.
+ */
+#ifndef REMEX_OBJSTORE_H
+#define REMEX_OBJSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remex/buf.h"
+#include "remex/err.h"
+
+#define OBJSTORE_KEY_MAX 1024
+#define OBJSTORE_URI_MAX 4096
+
+struct objstore;
+
+struct objstore_ref {
+    char uri[OBJSTORE_URI_MAX];
+    uint64_t size;
+    char checksum[72]; /* "sha256:" + 64 hex digits */
+};
+
+remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e);
+void objstore_close(struct objstore *s);
+
+/* REMEX_EINVAL (with the reason) for an invalid key. */
+remex_err objstore_check_key(const char *key, struct remex_error *e);
+
+/* Stores data under key (replacing it); ref (may be NULL) receives its reference. */
+remex_err objstore_put(struct objstore *s, const char *key, const void *data, size_t len,
+                       struct objstore_ref *ref, struct remex_error *e);
+/* Appends the object to out (whose cap bounds it: REMEX_ETOOBIG). ENOTFOUND if absent. */
+remex_err objstore_get(struct objstore *s, const char *key, struct buf *out, struct remex_error *e);
+/*
+ * Reads the object a reference points to. The URI must belong to this store;
+ * when checksum is not NULL the content must match it (REMEX_EPROTO otherwise).
+ */
+remex_err objstore_get_uri(struct objstore *s, const char *uri, const char *checksum,
+                           struct buf *out, struct remex_error *e);
+remex_err objstore_stat(struct objstore *s, const char *key, struct objstore_ref *ref,
+                        struct remex_error *e);
+remex_err objstore_delete(struct objstore *s, const char *key, struct remex_error *e);
+
+/* "sha256:<hex>" of data into out (at least 72 bytes). */
+void objstore_checksum(const void *data, size_t len, char out[72]);
+
+#endif

@@ -1,0 +1,253 @@
+/* objstore: local-folder object store with atomic writes and checksummed references. */
+#include "remex/objstore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct objstore {
+    char root[OBJSTORE_URI_MAX]; /* absolute folder, no trailing '/' */
+};
+
+void objstore_checksum(const void *data, size_t len, char out[72])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    static const char hex[] = "0123456789abcdef";
+    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
+    memcpy(out, "sha256:", 7);
+    for (unsigned i = 0; i < n && i < 32; i++) {
+        out[7 + 2 * i] = hex[md[i] >> 4];
+        out[8 + 2 * i] = hex[md[i] & 15];
+    }
+    out[7 + 64] = '\0';
+}
+
+static int mkdirs(char *path, size_t upto)
+{
+    for (size_t i = 1; i < upto; i++) {
+        if (path[i] != '/')
+            continue;
+        path[i] = '\0';
+        int rc = mkdir(path, 0700);
+        path[i] = '/';
+        if (rc != 0 && errno != EEXIST)
+            return -1;
+    }
+    return 0;
+}
+
+remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e)
+{
+    const char *path = url;
+    struct objstore *s;
+    size_t n;
+
+    if (strncmp(url, "file://", 7) == 0)
+        path = url + 7;
+    else if (strstr(url, "://") != NULL)
+        return remex_seterr(e, REMEX_EUNSUPPORTED, "object store '%.*s': backend not available",
+                            (int)(strstr(url, "://") - url), url);
+    if (path[0] != '/')
+        return remex_seterr(e, REMEX_EINVAL, "object store: '%s' is not an absolute path", url);
+    n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    if (n + 1 + OBJSTORE_KEY_MAX + 16 >= OBJSTORE_URI_MAX)
+        return remex_seterr(e, REMEX_ETOOBIG, "object store: path too long");
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    memcpy(s->root, path, n);
+    s->root[n] = '\0';
+    char tmp[OBJSTORE_URI_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/", s->root);
+    if (mkdirs(tmp, strlen(tmp)) != 0) {
+        remex_err rc = remex_seterr(e, REMEX_EIO, "object store %s: %s", s->root, strerror(errno));
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return REMEX_OK;
+}
+
+void objstore_close(struct objstore *s)
+{
+    free(s);
+}
+
+remex_err objstore_check_key(const char *key, struct remex_error *e)
+{
+    size_t n = strlen(key), seg = 0;
+    if (n == 0 || n > OBJSTORE_KEY_MAX)
+        return remex_seterr(e, REMEX_EINVAL, "object key: length must be 1-%d", OBJSTORE_KEY_MAX);
+    if (key[0] == '/')
+        return remex_seterr(e, REMEX_EINVAL, "object key: must not start with '/'");
+    for (size_t i = 0; i <= n; i++) {
+        char c = key[i];
+        if (c == '/' || c == '\0') {
+            size_t len = i - seg;
+            if (len == 0 || (len == 1 && key[seg] == '.') ||
+                (len == 2 && key[seg] == '.' && key[seg + 1] == '.'))
+                return remex_seterr(e, REMEX_EINVAL, "object key: empty, '.' or '..' segment");
+            seg = i + 1;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("._=:+@,-", c) != NULL))
+            return remex_seterr(e, REMEX_EINVAL, "object key: character 0x%02x not allowed",
+                                (unsigned char)c);
+    }
+    return REMEX_OK;
+}
+
+static void make_ref(const struct objstore *s, const char *key, uint64_t size, const char *sum,
+                     struct objstore_ref *ref)
+{
+    snprintf(ref->uri, sizeof(ref->uri), "file://%s/%s", s->root, key);
+    ref->size = size;
+    snprintf(ref->checksum, sizeof(ref->checksum), "%s", sum);
+}
+
+static remex_err write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return REMEX_EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return REMEX_OK;
+}
+
+remex_err objstore_put(struct objstore *s, const char *key, const void *data, size_t len,
+                       struct objstore_ref *ref, struct remex_error *e)
+{
+    char path[OBJSTORE_URI_MAX], tmp[OBJSTORE_URI_MAX + 32], sum[72];
+    remex_err rc = objstore_check_key(key, e);
+    int fd;
+    if (rc != REMEX_OK)
+        return rc;
+    snprintf(path, sizeof(path), "%s/%s", s->root, key);
+    if (mkdirs(path, strlen(path)) != 0)
+        return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+    if (write_all(fd, data, len) != REMEX_OK || fsync(fd) != 0) {
+        rc = remex_seterr(e, REMEX_EIO, "object store: %s: write: %s", key, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return rc;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        rc = remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+        unlink(tmp);
+        return rc;
+    }
+    if (ref) {
+        objstore_checksum(data, len, sum);
+        make_ref(s, key, len, sum, ref);
+    }
+    return REMEX_OK;
+}
+
+static remex_err read_path(const char *path, const char *key, struct buf *out,
+                           struct remex_error *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    char chunk[65536];
+    ssize_t r;
+    if (fd < 0)
+        return errno == ENOENT
+                   ? remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key)
+                   : remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+    while ((r = read(fd, chunk, sizeof(chunk))) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            close(fd);
+            return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+        }
+        if (buf_append(out, chunk, (size_t)r) != REMEX_OK) {
+            close(fd);
+            return remex_seterr(e, REMEX_ETOOBIG, "object store: %s: larger than %zu bytes", key,
+                                out->max);
+        }
+    }
+    close(fd);
+    return REMEX_OK;
+}
+
+remex_err objstore_get(struct objstore *s, const char *key, struct buf *out, struct remex_error *e)
+{
+    char path[OBJSTORE_URI_MAX];
+    remex_err rc = objstore_check_key(key, e);
+    if (rc != REMEX_OK)
+        return rc;
+    snprintf(path, sizeof(path), "%s/%s", s->root, key);
+    return read_path(path, key, out, e);
+}
+
+remex_err objstore_get_uri(struct objstore *s, const char *uri, const char *checksum,
+                           struct buf *out, struct remex_error *e)
+{
+    size_t rl = strlen(s->root);
+    const char *key;
+    size_t start = out->len;
+    char sum[72];
+    remex_err rc;
+    if (strncmp(uri, "file://", 7) != 0 || strncmp(uri + 7, s->root, rl) != 0 || uri[7 + rl] != '/')
+        return remex_seterr(e, REMEX_EPERM, "object reference outside this store");
+    key = uri + 7 + rl + 1;
+    if ((rc = objstore_get(s, key, out, e)) != REMEX_OK)
+        return rc;
+    if (checksum != NULL) {
+        objstore_checksum(out->data ? out->data + start : "", out->len - start, sum);
+        if (strcmp(sum, checksum) != 0) {
+            out->len = start;
+            if (out->data)
+                out->data[start] = '\0';
+            return remex_seterr(e, REMEX_EPROTO, "object store: %s: checksum mismatch", key);
+        }
+    }
+    return REMEX_OK;
+}
+
+remex_err objstore_stat(struct objstore *s, const char *key, struct objstore_ref *ref,
+                        struct remex_error *e)
+{
+    struct buf b = BUF_INIT((size_t)1 << 30);
+    char sum[72];
+    remex_err rc = objstore_get(s, key, &b, e);
+    if (rc == REMEX_OK) {
+        objstore_checksum(b.data ? b.data : "", b.len, sum);
+        make_ref(s, key, b.len, sum, ref);
+    }
+    buf_free(&b);
+    return rc;
+}
+
+remex_err objstore_delete(struct objstore *s, const char *key, struct remex_error *e)
+{
+    char path[OBJSTORE_URI_MAX];
+    remex_err rc = objstore_check_key(key, e);
+    if (rc != REMEX_OK)
+        return rc;
+    snprintf(path, sizeof(path), "%s/%s", s->root, key);
+    if (unlink(path) != 0)
+        return errno == ENOENT
+                   ? remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key)
+                   : remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+    return REMEX_OK;
+}
