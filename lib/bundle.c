@@ -234,7 +234,8 @@ remex_err bundle_version(const struct bundle_set *b, const char *name, char out[
     if (rc == REMEX_OK && ctx == NULL)
         rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");
     if (rc == REMEX_OK) {
-        qsort(w.files, w.n, sizeof(*w.files), cmp_str);
+        if (w.n > 1)
+            qsort(w.files, w.n, sizeof(*w.files), cmp_str);
         EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
         for (size_t i = 0; i < w.n && rc == REMEX_OK; i++)
             rc = hash_file(ctx, x->path, w.files[i], e);

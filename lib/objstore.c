@@ -109,6 +109,7 @@ remex_err objstore_check_key(const char *key, struct remex_error *e)
 static void make_ref(const struct objstore *s, const char *key, uint64_t size, const char *sum,
                      struct objstore_ref *ref)
 {
+    memset(ref, 0, sizeof(*ref));
     snprintf(ref->uri, sizeof(ref->uri), "file://%s/%s", s->root, key);
     ref->size = size;
     snprintf(ref->checksum, sizeof(ref->checksum), "%s", sum);
