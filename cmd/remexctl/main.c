@@ -1,0 +1,387 @@
+/*
+ * remexctl: command-line client of remex-plane's admin API.
+ *
+ *   remexctl [--plane URL] [--token-file F] [--ca-file F] [--insecure-http]
+ *            [-o table|json] COMMAND [SUBCOMMAND] [ARGS...]
+ *
+ * Exit codes: see enum ctl_exit in ctl.h (documented in docs/remexctl.md).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "remex/version.h"
+
+const struct ctl_cmd ctl_cmds[] = {
+    {"tokens", "create", "--name NAME [--expires DURATION]", "create an agent token",
+     "  --name NAME          token name (shown in lists)\n"
+     "  --expires DURATION   lifetime, e.g. 30d, 12h, 1d12h (default 30d)\n"
+     "The token value is printed once on stdout; the plane keeps only its hash.\n",
+     cmd_tokens_create},
+    {"tokens", "list", "", "list agent tokens (never their values)", NULL, cmd_tokens_list},
+    {"tokens", "revoke", "ID", "revoke an agent token (its sessions end at once)", NULL,
+     cmd_tokens_revoke},
+    {"agents", "list", "", "list agents", NULL, cmd_agents_list},
+    {"agents", "show", "ID", "show an agent with its last health report", NULL, cmd_agents_show},
+    {"dags", "list", "", "list DAGs", NULL, cmd_dags_list},
+    {"dags", "show", "DAG", "show a DAG and its tasks", NULL, cmd_dags_show},
+    {"dags", "push", "FILE.yaml [--bundle NAME]", "upload the DAGs of a YAML DAG file",
+     "  --bundle NAME   bundle name recorded with the DAGs (default \"cli\"); the\n"
+     "                  version is the SHA-256 of the file\n"
+     "Errors in the file are reported as FILE:LINE:COL: message.\n",
+     cmd_dags_push},
+    {"dags", "pause", "DAG", "pause a DAG (no new scheduled runs)", NULL, cmd_dags_pause},
+    {"dags", "unpause", "DAG", "unpause a DAG", NULL, cmd_dags_unpause},
+    {"dags", "trigger", "DAG [--conf JSON] [--logical-date T] [--run-id R] [--wait]",
+     "trigger a manual DAG run",
+     "  --conf JSON          run configuration, a JSON object\n"
+     "  --logical-date T     RFC 3339 logical date (default: now)\n"
+     "  --run-id R           run id (default: chosen by the plane)\n"
+     "  --wait               wait for the run to finish; exit 0 on success, 1 on failure\n"
+     "  --timeout DURATION   with --wait: give up after DURATION (exit 1)\n"
+     "  --interval DURATION  with --wait: poll interval (default 500ms)\n"
+     "On a terminal --wait redraws one progress line:\n"
+     "  run R: 3/6 done, 1 running, 0 failed\n",
+     cmd_dags_trigger},
+    {"runs", "list", "DAG", "list the runs of a DAG", NULL, cmd_runs_list},
+    {"runs", "show", "DAG RUN", "show a run and its task instances", NULL, cmd_runs_show},
+    {"tasks", "clear", "DAG RUN TASK", "clear a task instance so that it runs again", NULL,
+     cmd_tasks_clear},
+    {"tasks", "fail", "DAG RUN TASK", "mark a task instance failed", NULL, cmd_tasks_fail},
+    {"import-errors", NULL, "", "list DAG files that failed to parse", NULL, cmd_import_errors},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+static const char MAIN_HELP[] =
+    "usage: remexctl [OPTIONS] COMMAND [SUBCOMMAND] [ARGS...]\n"
+    "\n"
+    "Command-line client of remex-plane.\n"
+    "\n"
+    "Options:\n"
+    "  --plane URL          plane base URL (env REMEX_PLANE_URL, default " CTL_DEFAULT_PLANE ")\n"
+    "  --token-file FILE    admin token file, mode 0600 or stricter\n"
+    "                       (else env REMEX_ADMIN_TOKEN, then REMEX_ADMIN_TOKEN_FILE)\n"
+    "  --ca-file FILE       CA bundle for verifying the plane's TLS certificate\n"
+    "  --insecure-http      allow plain http:// to a non-loopback plane\n"
+    "  -o, --output FORMAT  table (default) or json (the plane's reply as is)\n"
+    "  -h, --help           this help; COMMAND --help for a command's\n"
+    "  --version            print the version\n";
+
+static const char EXIT_HELP[] =
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  the plane refused the request (not found, conflict, ...) or the run failed\n"
+    "  2  usage error or bad local configuration (token file, URL)\n"
+    "  3  the plane cannot be reached (connection, timeout, TLS)\n"
+    "  4  the plane rejected the admin token\n";
+
+static void vmsg(const struct ctl *c, const char *fmt, va_list ap)
+{
+    fputs("remexctl: ", stderr);
+    if (c != NULL && c->cmd != NULL)
+        fprintf(stderr, "%s: ", c->cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+int ctl_usage(const struct ctl *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vmsg(c, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try 'remexctl %s%s--help'.\n", c && c->cmd ? c->cmd : "",
+            c && c->cmd ? " " : "");
+    return CTL_EUSAGE;
+}
+
+int ctl_fail(const struct ctl *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vmsg(c, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int ctl_positional(const struct ctl *c, int argc, char **argv, int want, const char *what)
+{
+    int i;
+
+    for (i = 1; i < argc; i++)
+        if (argv[i][0] == '-' && argv[i][1] != '\0' && strcmp(argv[i], "--") != 0)
+            return ctl_usage(c, "unknown option '%s'", argv[i]);
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--") == 0) {
+            memmove(&argv[i], &argv[i + 1], (size_t)(argc - i) * sizeof(char *));
+            argc--;
+            break;
+        }
+    if (argc - 1 < want)
+        return ctl_usage(c, "missing %s", what);
+    if (argc - 1 > want)
+        return ctl_usage(c, "unexpected argument '%s'", argv[want + 1]);
+    return CTL_OK;
+}
+
+static void print_cmd_usage(FILE *f, const struct ctl_cmd *k)
+{
+    fprintf(f, "usage: remexctl %s%s%s%s%s\n", k->group, k->name ? " " : "", k->name ? k->name : "",
+            k->args[0] ? " " : "", k->args);
+}
+
+static void print_main_help(void)
+{
+    const struct ctl_cmd *k;
+    char words[64];
+
+    fputs(MAIN_HELP, stdout);
+    fputs("\nCommands:\n", stdout);
+    for (k = ctl_cmds; k->group; k++) {
+        snprintf(words, sizeof(words), "%s%s%s", k->group, k->name ? " " : "",
+                 k->name ? k->name : "");
+        printf("  %-16s %s\n", words, k->summary);
+    }
+    fputs("\n", stdout);
+    fputs(EXIT_HELP, stdout);
+}
+
+static void print_group_help(const char *group)
+{
+    const struct ctl_cmd *k;
+
+    printf("usage: remexctl %s SUBCOMMAND ...\n\nSubcommands:\n", group);
+    for (k = ctl_cmds; k->group; k++)
+        if (strcmp(k->group, group) == 0)
+            printf("  %-8s %-40s %s\n", k->name, k->args, k->summary);
+    printf("\nRun 'remexctl %s SUBCOMMAND --help' for details.\n", group);
+}
+
+static void print_cmd_help(const struct ctl_cmd *k)
+{
+    print_cmd_usage(stdout, k);
+    printf("\n%s.\n", k->summary);
+    if (k->help)
+        printf("\n%s", k->help);
+    printf("\nGlobal options (before COMMAND) are listed by 'remexctl --help'.\n\n%s", EXIT_HELP);
+}
+
+/* 1 when argv holds -h or --help before any "--". */
+static int wants_help(int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return 0;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int group_known(const char *g)
+{
+    const struct ctl_cmd *k;
+
+    for (k = ctl_cmds; k->group; k++)
+        if (strcmp(k->group, g) == 0)
+            return 1;
+    return 0;
+}
+
+/* Finds and runs the command at argv[0..]. */
+static int dispatch(struct ctl *c, int argc, char **argv)
+{
+    static char cmdname[64];
+    const struct ctl_cmd *k;
+    const char *sub = argc > 1 ? argv[1] : NULL;
+
+    if (!group_known(argv[0]))
+        return ctl_usage(c, "unknown command '%s'", argv[0]);
+    for (k = ctl_cmds; k->group; k++) {
+        if (strcmp(k->group, argv[0]) != 0)
+            continue;
+        if (k->name == NULL || (sub != NULL && strcmp(k->name, sub) == 0))
+            break;
+    }
+    if (k->group == NULL) {
+        c->cmd = argv[0];
+        if (sub == NULL || strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+            if (sub == NULL) {
+                print_group_help(argv[0]);
+                return ctl_usage(c, "missing subcommand");
+            }
+            print_group_help(argv[0]);
+            return CTL_OK;
+        }
+        return ctl_usage(c, "unknown subcommand '%s'", sub);
+    }
+    snprintf(cmdname, sizeof(cmdname), "%s%s%s", k->group, k->name ? " " : "",
+             k->name ? k->name : "");
+    c->cmd = cmdname;
+    if (k->name != NULL) {
+        argc--;
+        argv++;
+    }
+    if (wants_help(argc, argv)) {
+        print_cmd_help(k);
+        return CTL_OK;
+    }
+    return k->fn(c, argc, argv);
+}
+
+/* Reads the admin token from path into c->token. */
+static int read_token_file(struct ctl *c, const char *path)
+{
+    struct stat st;
+    ssize_t n;
+    size_t len;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0)
+        return ctl_fail(c, CTL_EUSAGE, "token file %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ctl_fail(c, CTL_EUSAGE, "token file %s: not a regular file", path);
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        return ctl_fail(c, CTL_EUSAGE,
+                        "token file %s is accessible by group or others (mode %04o); "
+                        "run: chmod 600 %s",
+                        path, (unsigned)(st.st_mode & 07777), path);
+    }
+    n = read(fd, c->token, sizeof(c->token) - 1);
+    close(fd);
+    if (n < 0)
+        return ctl_fail(c, CTL_EUSAGE, "token file %s: %s", path, strerror(errno));
+    len = (size_t)n;
+    if (len == sizeof(c->token) - 1)
+        return ctl_fail(c, CTL_EUSAGE, "token file %s: longer than %d bytes", path,
+                        CTL_TOKEN_MAX - 2);
+    while (len > 0 && (c->token[len - 1] == '\n' || c->token[len - 1] == '\r' ||
+                       c->token[len - 1] == ' ' || c->token[len - 1] == '\t'))
+        len--;
+    c->token[len] = '\0';
+    return CTL_OK;
+}
+
+int ctl_load_token(struct ctl *c)
+{
+    const char *v = getenv("REMEX_ADMIN_TOKEN");
+    const char *f = c->token_file;
+    const char *saved = c->cmd;
+    size_t i;
+    int rc = CTL_OK;
+
+    c->cmd = NULL;
+    if (f == NULL && v != NULL && v[0] != '\0') {
+        if (strlen(v) >= sizeof(c->token))
+            rc = ctl_fail(c, CTL_EUSAGE, "REMEX_ADMIN_TOKEN: too long");
+        else
+            memcpy(c->token, v, strlen(v) + 1);
+    } else {
+        if (f == NULL)
+            f = getenv("REMEX_ADMIN_TOKEN_FILE");
+        if (f == NULL || f[0] == '\0')
+            rc = ctl_fail(c, CTL_EUSAGE,
+                          "no admin token: use --token-file FILE, REMEX_ADMIN_TOKEN or "
+                          "REMEX_ADMIN_TOKEN_FILE");
+        else
+            rc = read_token_file(c, f);
+    }
+    for (i = 0; rc == CTL_OK && c->token[i]; i++)
+        if ((unsigned char)c->token[i] < 0x21 || (unsigned char)c->token[i] == 0x7F)
+            rc = ctl_fail(c, CTL_EUSAGE, "admin token holds spaces or control characters");
+    if (rc == CTL_OK && c->token[0] == '\0')
+        rc = ctl_fail(c, CTL_EUSAGE, "admin token is empty");
+    c->cmd = saved;
+    return rc;
+}
+
+/* Global options; returns the index of COMMAND in argv or -exit code. */
+static int parse_global(struct ctl *c, int argc, char **argv)
+{
+    enum { O_PLANE = 256, O_TOKEN_FILE, O_CA_FILE, O_INSECURE, O_VERSION };
+    static const struct option opts[] = {
+        {"plane", required_argument, NULL, O_PLANE},
+        {"token-file", required_argument, NULL, O_TOKEN_FILE},
+        {"ca-file", required_argument, NULL, O_CA_FILE},
+        {"insecure-http", no_argument, NULL, O_INSECURE},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "+o:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case O_PLANE:
+            c->plane = optarg;
+            break;
+        case O_TOKEN_FILE:
+            c->token_file = optarg;
+            break;
+        case O_CA_FILE:
+            c->ca_file = optarg;
+            break;
+        case O_INSECURE:
+            c->insecure_http = 1;
+            break;
+        case 'o':
+            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0)
+                return -ctl_usage(c, "-o: expected table or json, not '%s'", optarg);
+            c->json = strcmp(optarg, "json") == 0;
+            break;
+        case 'h':
+            print_main_help();
+            return -CTL_OK - 1000;
+        case O_VERSION:
+            printf("remexctl %s\n", REMEX_VERSION);
+            return -CTL_OK - 1000;
+        default:
+            if (optopt != 0 && strchr("o", optopt))
+                return -ctl_usage(c, "option '-%c' needs an argument", optopt);
+            return -ctl_usage(c, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    return optind;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl c;
+    const char *env_plane = getenv("REMEX_PLANE_URL");
+    int first, rc;
+
+    memset(&c, 0, sizeof(c));
+    c.plane = env_plane && env_plane[0] ? env_plane : CTL_DEFAULT_PLANE;
+    first = parse_global(&c, argc, argv);
+    if (first <= -1000)
+        return CTL_OK;
+    if (first < 0)
+        return -first;
+    if (first >= argc) {
+        fputs(MAIN_HELP, stderr);
+        return ctl_usage(&c, "missing command");
+    }
+    if (strcmp(argv[first], "help") == 0) {
+        print_main_help();
+        return CTL_OK;
+    }
+    rc = dispatch(&c, argc - first, argv + first);
+    ctl_close(&c);
+    return rc;
+}
