@@ -139,12 +139,9 @@ static void test_many_rows_and_cap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_aligned),
-        cmocka_unit_test(test_headers_only),
-        cmocka_unit_test(test_utf8_width),
-        cmocka_unit_test(test_hostile_cells_sanitised),
-        cmocka_unit_test(test_long_cell_cut),
-        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_aligned),           cmocka_unit_test(test_headers_only),
+        cmocka_unit_test(test_utf8_width),        cmocka_unit_test(test_hostile_cells_sanitised),
+        cmocka_unit_test(test_long_cell_cut),     cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_many_rows_and_cap),
     };
     return cmocka_run_group_tests_name("table", tests, NULL, NULL);
