@@ -1,0 +1,299 @@
+"""remexctl against a real remex-plane on loopback.
+
+Parts that need no plane (usage, help, token file checks, DAG file errors,
+an unreachable plane) always run; the rest start remex-plane and skip with a
+reason while the binary is not built. A scripted agent in this file
+registers with an agent token created through remexctl and completes (or
+fails) the task instances of a triggered run through the API.
+"""
+import json
+import os
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+
+CTL = os.path.join(harness.BIN, "remexctl")
+PLANE = os.path.join(harness.BIN, "remex-plane")
+
+GOOD_DAG = """\
+dag_id: hello
+schedule: null
+tasks:
+  - task_id: extract
+    command: [echo, extract]
+  - task_id: load
+    shell: echo load
+    upstream: [extract]
+"""
+
+BROKEN_DAG = """\
+dag_id: broken
+tasks:
+  - task_id: a
+    command: [echo, a]
+    retires: 2
+"""
+
+
+class Base(harness.TestCase):
+    def setUp(self):
+        super().setUp()
+        if not os.access(CTL, os.X_OK):
+            self.fail(f"remexctl not built: {CTL}")
+        self.token_file = self.write("admin.token", "not-the-token\n", mode=0o600)
+        self.url = f"http://127.0.0.1:{harness.free_port()}"  # nothing listens there
+
+    def ctl(self, *args, env=None, timeout=30):
+        full = {k: v for k, v in os.environ.items() if not k.startswith("REMEX_ADMIN_TOKEN")}
+        full.pop("REMEX_PLANE_URL", None)
+        full.update(env or {})
+        argv = [CTL, "--plane", self.url, "--token-file", self.token_file] + list(args)
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full,
+                           timeout=timeout * harness.SLOW)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+class WithoutPlane(Base):
+    def test_help_everywhere(self):
+        for args in (["--help"], ["tokens", "--help"], ["tokens", "create", "--help"],
+                     ["dags", "trigger", "--help"], ["import-errors", "--help"],
+                     ["runs", "show", "-h"]):
+            rc, out, err = self.ctl(*args)
+            self.assertEqual(rc, 0, (args, err))
+            self.assertIn("usage: remexctl", out)
+        rc, out, _ = self.ctl("--help")
+        self.assertIn("Exit codes:", out)
+        self.assertIn("4  the plane rejected the admin token", out)
+
+    def test_usage_errors_exit_2(self):
+        cases = [[], ["frob"], ["dags"], ["dags", "frob"], ["dags", "show"],
+                 ["dags", "show", "a", "b"], ["tokens", "create"], ["tokens", "revoke", "x"],
+                 ["tokens", "create", "--name", "n", "--expires", "soon"],
+                 ["dags", "trigger", "d", "--conf", "[1]"],
+                 ["dags", "trigger", "d", "--logical-date", "yesterday"],
+                 ["-o", "xml", "dags", "list"], ["--bogus"], ["dags", "list", "--bogus"],
+                 ["dags", "push"]]
+        for args in cases:
+            rc, out, err = self.ctl(*args)
+            self.assertEqual(rc, 2, (args, out, err))
+            self.assertIn("remexctl: ", err, args)
+
+    def test_unreachable_exit_3(self):
+        rc, out, err = self.ctl("dags", "list")
+        self.assertEqual(rc, 3, err)
+        self.assertIn(f"remexctl: dags list: plane at {self.url} unreachable:", err)
+
+    def test_token_file_checks(self):
+        loose = self.write("loose.token", "x\n", mode=0o644)
+        rc, _, err = self.ctl("--token-file", loose, "dags", "list")
+        self.assertEqual(rc, 2)
+        self.assertIn("accessible by group or others", err)
+        rc, _, err = self.ctl("--token-file", os.path.join(self.tmp, "none"), "dags", "list")
+        self.assertEqual(rc, 2)
+        empty = self.write("empty.token", "\n", mode=0o600)
+        rc, _, err = self.ctl("--token-file", empty, "dags", "list")
+        self.assertEqual(rc, 2)
+        self.assertIn("empty", err)
+
+    def test_token_from_environment(self):
+        env = {"REMEX_ADMIN_TOKEN": "abc"}
+        p = subprocess.run([CTL, "--plane", self.url, "dags", "list"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env={**os.environ, **env}, timeout=30)
+        self.assertEqual(p.returncode, 3, p.stderr)  # got past the token, then unreachable
+        p = subprocess.run([CTL, "--plane", self.url, "dags", "list"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30,
+                           env={k: v for k, v in os.environ.items()
+                                if not k.startswith("REMEX_ADMIN_TOKEN")})
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"no admin token", p.stderr)
+
+    def test_plain_http_only_to_loopback(self):
+        rc, _, err = self.ctl("--plane", "http://192.0.2.1:8080", "dags", "list")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("--insecure-http", err)
+
+    def test_broken_dag_file_names_line_and_column(self):
+        path = self.write("broken.yaml", BROKEN_DAG)
+        rc, _, err = self.ctl("dags", "push", path)
+        self.assertEqual(rc, 1, err)
+        self.assertIn(f"remexctl: dags push: {path}:5:5: tasks[0].retires: unknown key", err)
+        path = self.write("syntax.yaml", "dag_id: x\ntasks: [\n")
+        rc, _, err = self.ctl("dags", "push", path)
+        self.assertEqual(rc, 1, err)
+        self.assertRegex(err, r"syntax\.yaml:\d+:\d+: ")
+        rc, _, err = self.ctl("dags", "push", os.path.join(self.tmp, "missing.yaml"))
+        self.assertEqual(rc, 1)
+        self.assertIn("No such file", err)
+
+
+class ScriptedAgent(threading.Thread):
+    """Registers, polls for work and reports each task instance's outcome."""
+
+    def __init__(self, base, agent_token, fail_task=None, deadline=60.0):
+        super().__init__(daemon=True)
+        self.base, self.agent_token, self.fail_task = base, agent_token, fail_task
+        self.deadline = time.monotonic() + deadline * harness.SLOW
+        self.stop = threading.Event()
+        self.error = None
+        self.done = []
+
+    def run(self):
+        try:
+            st, reg = harness.http_json("POST", self.base + "/api/v1/agents/register", {
+                "name": "scripted", "roles": ["worker"], "version": "0.1.0",
+                "hostname": "test", "queues": ["default"], "slots": 4, "features": {}},
+                token=self.agent_token)
+            assert st == 200, (st, reg)
+            session = reg["session_token"]
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                st, work = harness.http_json("POST", self.base + "/api/v1/work",
+                                             {"queues": ["default"], "free_slots": 4, "wait": 1},
+                                             token=session, timeout=15)
+                assert st == 200, (st, work)
+                for a in work.get("assignments", []):
+                    self.complete(a)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+    def complete(self, a):
+        tok, ti = a["task_token"], a["ti_id"]
+        st, body = harness.http_json("POST", f"{self.base}/api/v1/task-instances/{ti}/start",
+                                     {"try_number": a["try_number"]}, token=tok)
+        assert st == 200, (st, body)
+        failed = a["task_id"] == self.fail_task
+        st, body = harness.http_json("POST", f"{self.base}/api/v1/task-instances/{ti}/state",
+                                     {"try_number": a["try_number"],
+                                      "state": "failed" if failed else "success",
+                                      "exit_code": 1 if failed else 0}, token=tok)
+        assert st == 200, (st, body)
+        self.done.append(a["task_id"])
+
+
+class WithPlane(Base):
+    def setUp(self):
+        super().setUp()
+        if not os.access(PLANE, os.X_OK):
+            self.skipTest(f"remex-plane is not built ({PLANE} missing)")
+        port = harness.free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.token_file = os.path.join(self.tmp, "admin.token")
+        cfg = self.write("plane.yaml", f"""\
+listen: 127.0.0.1:{port}
+db_path: {self.tmp}/plane.db
+admin_token_file: {self.token_file}
+signing_key_file: {self.tmp}/signing.key
+heartbeat_interval: 1s
+""")
+        self.plane = self.spawn("plane", [PLANE, "-c", cfg])
+        harness.wait_port(port, timeout=20)
+        harness.wait_for(lambda: os.path.exists(self.token_file), what="admin token file")
+
+    def push(self, text, name="dag.yaml"):
+        rc, out, err = self.ctl("dags", "push", self.write(name, text))
+        self.assertEqual(rc, 0, err)
+        return out
+
+    def test_tokens(self):
+        rc, value, err = self.ctl("tokens", "create", "--name", "agents-eu", "--expires", "30d")
+        self.assertEqual(rc, 0, err)
+        value = value.strip()
+        self.assertTrue(value and "\n" not in value)
+        rc, out, err = self.ctl("tokens", "list")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("agents-eu", out)
+        self.assertIn("active", out)
+        self.assertNotIn(value, out)
+        rc, out, err = self.ctl("-o", "json", "tokens", "list")
+        self.assertEqual(rc, 0, err)
+        doc = json.loads(out)
+        toks = doc["tokens"] if isinstance(doc, dict) else doc
+        tid = [t for t in toks if t["name"] == "agents-eu"][0]["id"]
+        rc, out, err = self.ctl("tokens", "revoke", str(tid))
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.ctl("tokens", "list")
+        self.assertIn("revoked", out)
+        st, _ = harness.http_json("POST", self.url + "/api/v1/agents/register", {
+            "name": "x", "roles": ["worker"], "version": "0", "queues": ["default"],
+            "slots": 1}, token=value)
+        self.assertEqual(st, 401)
+        rc, out, err = self.ctl("tokens", "revoke", "999999")
+        self.assertEqual(rc, 1, err)
+
+    def test_bad_admin_token_exit_4(self):
+        bad = self.write("bad.token", "wrong\n", mode=0o600)
+        rc, _, err = self.ctl("--token-file", bad, "dags", "list")
+        self.assertEqual(rc, 4, err)
+        self.assertIn("rejected the admin token", err)
+
+    def test_dags_push_list_show_pause(self):
+        out = self.push(GOOD_DAG)
+        self.assertIn("pushed hello", out)
+        rc, out, err = self.ctl("dags", "list")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("hello", out)
+        rc, out, err = self.ctl("dags", "show", "hello")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("extract", out)
+        self.assertIn("load", out)
+        for verb, want in (("pause", True), ("unpause", False)):
+            rc, out, err = self.ctl("dags", verb, "hello")
+            self.assertEqual(rc, 0, err)
+            rc, out, err = self.ctl("-o", "json", "dags", "show", "hello")
+            self.assertEqual(json.loads(out)["is_paused"], want)
+        rc, out, err = self.ctl("dags", "show", "nope")
+        self.assertEqual(rc, 1)
+        rc, _, err = self.ctl("dags", "push", self.write("broken.yaml", BROKEN_DAG))
+        self.assertEqual(rc, 1)
+        self.assertIn("broken.yaml:5:5:", err)
+        rc, out, err = self.ctl("import-errors")
+        self.assertEqual(rc, 0, err)
+
+    def test_trigger_with_conf(self):
+        self.push(GOOD_DAG)
+        rc, out, err = self.ctl("dags", "trigger", "hello", "--conf", '{"table": "orders"}',
+                                "--run-id", "manual_1")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("manual_1", out)
+        rc, out, err = self.ctl("runs", "list", "hello")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("manual_1", out)
+        rc, out, err = self.ctl("-o", "json", "runs", "show", "hello", "manual_1")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["conf"], {"table": "orders"})
+        rc, out, err = self.ctl("runs", "show", "hello", "manual_1")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("extract", out)
+
+    def agent(self, fail_task=None):
+        rc, value, err = self.ctl("tokens", "create", "--name", "scripted", "--expires", "1h")
+        self.assertEqual(rc, 0, err)
+        a = ScriptedAgent(self.url, value.strip(), fail_task)
+        a.start()
+        self.addCleanup(a.stop.set)
+        return a
+
+    def test_wait_success(self):
+        self.push(GOOD_DAG)
+        a = self.agent()
+        rc, out, err = self.ctl("dags", "trigger", "hello", "--wait", "--interval", "100ms",
+                                "--timeout", "60s", timeout=90)
+        self.assertIsNone(a.error)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("2/2 done, 0 running, 0 failed", out)
+        self.assertIn(": success", out)
+
+    def test_wait_failure(self):
+        self.push(GOOD_DAG)
+        a = self.agent(fail_task="extract")
+        rc, out, err = self.ctl("dags", "trigger", "hello", "--wait", "--interval", "100ms",
+                                "--timeout", "60s", timeout=90)
+        self.assertIsNone(a.error)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("failed", out + err)
+
+
+if __name__ == "__main__":
+    unittest.main()
