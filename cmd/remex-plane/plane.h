@@ -69,6 +69,8 @@ struct plane {
     atomic_int stopping;       /* set once on shutdown: long polls return at once */
     void *sched;               /* opaque scheduler state owned by sched*.c */
     void *metrics;             /* opaque counters owned by metrics.c */
+    void *server;              /* opaque libmicrohttpd state owned by server.c */
+    void *agents;              /* opaque lost-detector state owned by agents.c */
 };
 
 /* Who made a request, filled by server.c before the handler runs. */
@@ -89,6 +91,7 @@ struct plane_principal {
     int64_t ti_id;         /* task token */
     int64_t try_number;    /* task token */
     int64_t run_id;        /* task token */
+    int64_t exp_ms;        /* expiry of the presented JWT (ms since the epoch); 0 otherwise */
 };
 
 #define PLANE_MAX_PARAMS 4
@@ -136,6 +139,8 @@ void plane_error(struct plane_resp *rs, int status, const char *code, const char
     __attribute__((format(printf, 4, 5)));
 
 /* ---- store.c (call with mu held) ---- */
+/* Core migrations use versions 1-99, the scheduler's 100 and up; store_open
+ * applies every pending one of both arrays in version order. */
 struct store_migration {
     int version; /* strictly increasing across all arrays */
     const char *sql;
@@ -146,7 +151,36 @@ remex_err store_open(struct plane *p, struct remex_error *e);
 void store_close(struct plane *p);
 int64_t plane_now_ms(void); /* wall clock, ms since the epoch */
 
+/* Runs one or more SQL statements (no results). */
+remex_err store_exec(struct plane *p, const char *sql, struct remex_error *e);
+
+/* ---- server.c ---- */
+/* Starts libmicrohttpd (logs "listening on ADDR:PORT"); mu not held. */
+remex_err server_start(struct plane *p, struct remex_error *e);
+/* Stops accepting new connections (in-flight requests continue). */
+void server_quiesce(struct plane *p);
+/* Waits for the connection threads and frees the server. */
+void server_stop(struct plane *p);
+/* Appends one "METHOD PATTERN\n" line per served route (for --routes). */
+remex_err server_routes(struct buf *out);
+
 /* ---- auth.c ---- */
+/* Loads or creates the admin token file and the signing key file (mode 0600). */
+remex_err auth_init(struct plane *p, struct remex_error *e);
+/*
+ * Verifies the bearer credential bearer (may be NULL) for a route needing want.
+ * Returns 0 and fills who, 401 (missing, malformed, unknown, expired, revoked,
+ * tampered) or 403 (valid credential of the wrong kind). why gets the precise
+ * reason for the log (never the credential). Takes mu itself.
+ */
+int auth_check(struct plane *p, const char *bearer, enum plane_authz want,
+               struct plane_principal *who, char *why, size_t whysz);
+/* New agent token "rmx_<id>_<secret>" for row id; *out malloc'd; hash written (32 bytes). */
+remex_err auth_agent_token_new(int64_t id, char **out, unsigned char hash[32],
+                               struct remex_error *e);
+/* Session JWT (claims sub, tid, sid, typ, iat, exp); *out malloc'd, *exp_ms set. */
+remex_err auth_session_token(struct plane *p, int64_t agent_id, int64_t token_id, int64_t session,
+                             char **out, int64_t *exp_ms, struct remex_error *e);
 /* Issues a task token for one try; *out is malloc'd and owned by the caller. */
 remex_err auth_task_token(struct plane *p, int64_t agent_id, int64_t ti_id, int64_t try_number,
                           int64_t run_id, char **out, struct remex_error *e);
@@ -173,5 +207,17 @@ void sched_metrics(struct plane *p, struct buf *out);
 /* ---- agents.c (mu held) ---- */
 /* 1 if the agent exists and is not lost/offline and session is its current one. */
 int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session);
+/* Starts / stops the lost-agent detector thread (mu not held). */
+remex_err agents_start(struct plane *p, struct remex_error *e);
+void agents_stop(struct plane *p);
+
+/* ---- metrics.c ---- */
+remex_err metrics_init(struct plane *p);
+void metrics_free(struct plane *p);
+/* Counts one request; pattern is a static route pattern or "unmatched". Any thread. */
+void metrics_count(struct plane *p, const char *method, const char *pattern, int status,
+                   double seconds);
+/* GET /metrics (AUTHZ_NONE); takes mu for the agent and scheduler figures. */
+void metrics_handle(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
 #endif

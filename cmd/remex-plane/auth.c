@@ -1,0 +1,474 @@
+/*
+ * Credentials: the admin token file, the JWT signing key file, agent tokens
+ * (SHA-256 at rest, constant-time compare), session and task JWTs (HS256).
+ * Verification runs on every request: revocation and expiry take effect on the
+ * very next one. Failure reasons go to the caller's why buffer for the log;
+ * no credential value is ever logged or stored.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "plane.h"
+#include "remex/log.h"
+
+#define TOKEN_SECRET_BYTES 32
+#define BEARER_MAX         4096
+#define TASK_TOKEN_TTL_MS  (30LL * 86400 * 1000)
+
+static void b64url(const unsigned char *in, size_t n, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = tab[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        out[o++] = tab[(acc << (6 - bits)) & 63];
+    out[o] = '\0';
+}
+
+static void sha256(const void *data, size_t n, unsigned char out[32])
+{
+    unsigned int len = 32;
+    if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1)
+        memset(out, 0, 32); /* never equal to a stored hash of a real value */
+}
+
+/*
+ * Reads a secret file of at most cap bytes into buf; refuses files that are not
+ * regular or that group/others may access. Returns REMEX_ENOTFOUND if absent.
+ */
+static remex_err read_secret_file(const char *path, unsigned char *buf, size_t cap, size_t *n,
+                                  struct remex_error *e)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return REMEX_ENOTFOUND;
+        return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(errno));
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return remex_seterr(e, REMEX_EPERM, "%s: not a regular file", path);
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        return remex_seterr(e, REMEX_EPERM,
+                            "%s: must not be accessible by group or others (chmod 600)", path);
+    }
+    ssize_t r = read(fd, buf, cap);
+    close(fd);
+    if (r < 0)
+        return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(errno));
+    *n = (size_t)r;
+    return REMEX_OK;
+}
+
+/* Creates path with mode 0600 holding n bytes; fails if it appeared meanwhile. */
+static remex_err write_secret_file(const char *path, const void *data, size_t n,
+                                   struct remex_error *e)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return remex_seterr(e, REMEX_EIO, "%s: create: %s", path, strerror(errno));
+    ssize_t w = write(fd, data, n);
+    int ok = w == (ssize_t)n && fsync(fd) == 0;
+    close(fd);
+    if (!ok) {
+        unlink(path);
+        return remex_seterr(e, REMEX_EIO, "%s: write failed", path);
+    }
+    return REMEX_OK;
+}
+
+static remex_err load_admin_token(struct plane *p, struct remex_error *e)
+{
+    unsigned char buf[sizeof(p->admin_token)];
+    size_t n = 0;
+    remex_err rc = read_secret_file(p->cfg.admin_token_file, buf, sizeof(buf), &n, e);
+    if (rc == REMEX_ENOTFOUND) {
+        unsigned char raw[TOKEN_SECRET_BYTES];
+        char tok[80];
+        if (RAND_bytes(raw, sizeof(raw)) != 1)
+            return remex_seterr(e, REMEX_ESYS, "RAND_bytes failed");
+        memcpy(tok, "rmxadm_", 7);
+        b64url(raw, sizeof(raw), tok + 7);
+        OPENSSL_cleanse(raw, sizeof(raw));
+        size_t len = strlen(tok);
+        tok[len] = '\n';
+        rc = write_secret_file(p->cfg.admin_token_file, tok, len + 1, e);
+        OPENSSL_cleanse(tok, sizeof(tok));
+        if (rc)
+            return rc;
+        log_info("auth: created admin token file %s (mode 0600)", p->cfg.admin_token_file);
+        rc = read_secret_file(p->cfg.admin_token_file, buf, sizeof(buf), &n, e);
+    }
+    if (rc)
+        return rc;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    if (n < 16 || n >= sizeof(p->admin_token) || memchr(buf, '\0', n))
+        return remex_seterr(e, REMEX_EINVAL, "%s: admin token must be 16 to %zu bytes",
+                            p->cfg.admin_token_file, sizeof(p->admin_token) - 1);
+    memcpy(p->admin_token, buf, n);
+    p->admin_token[n] = '\0';
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return REMEX_OK;
+}
+
+static remex_err load_signing_key(struct plane *p, struct remex_error *e)
+{
+    unsigned char buf[64];
+    size_t n = 0;
+    remex_err rc = read_secret_file(p->cfg.signing_key_file, buf, sizeof(buf), &n, e);
+    if (rc == REMEX_ENOTFOUND) {
+        if (RAND_bytes(buf, sizeof(p->key)) != 1)
+            return remex_seterr(e, REMEX_ESYS, "RAND_bytes failed");
+        rc = write_secret_file(p->cfg.signing_key_file, buf, sizeof(p->key), e);
+        if (rc)
+            return rc;
+        log_info("auth: created signing key file %s (mode 0600)", p->cfg.signing_key_file);
+        n = sizeof(p->key);
+    } else if (rc) {
+        return rc;
+    }
+    if (n != sizeof(p->key))
+        return remex_seterr(e, REMEX_EINVAL, "%s: signing key must be exactly %zu bytes",
+                            p->cfg.signing_key_file, sizeof(p->key));
+    memcpy(p->key, buf, sizeof(p->key));
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return REMEX_OK;
+}
+
+remex_err auth_init(struct plane *p, struct remex_error *e)
+{
+    remex_err rc = load_admin_token(p, e);
+    if (rc)
+        return rc;
+    return load_signing_key(p, e);
+}
+
+remex_err auth_agent_token_new(int64_t id, char **out, unsigned char hash[32],
+                               struct remex_error *e)
+{
+    unsigned char raw[TOKEN_SECRET_BYTES];
+    char secret[64], *tok;
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return remex_seterr(e, REMEX_ESYS, "RAND_bytes failed");
+    b64url(raw, sizeof(raw), secret);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    if (asprintf(&tok, "rmx_%lld_%s", (long long)id, secret) < 0)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    OPENSSL_cleanse(secret, sizeof(secret));
+    sha256(tok, strlen(tok), hash);
+    *out = tok;
+    return REMEX_OK;
+}
+
+static remex_err sign(struct plane *p, jwt_t *j, char **out, struct remex_error *e)
+{
+    if (jwt_set_alg(j, JWT_ALG_HS256, p->key, (int)sizeof(p->key)) != 0)
+        return remex_seterr(e, REMEX_EINVAL, "jwt: cannot set HS256");
+    char *s = jwt_encode_str(j);
+    if (!s)
+        return remex_seterr(e, REMEX_ENOMEM, "jwt: encode failed");
+    *out = s;
+    return REMEX_OK;
+}
+
+remex_err auth_session_token(struct plane *p, int64_t agent_id, int64_t token_id, int64_t session,
+                             char **out, int64_t *exp_ms, struct remex_error *e)
+{
+    jwt_t *j = NULL;
+    int64_t now = plane_now_ms();
+    int64_t exp = (now + p->cfg.session_ttl_ms) / 1000;
+    if (jwt_new(&j) != 0)
+        return remex_seterr(e, REMEX_ENOMEM, "jwt: out of memory");
+    remex_err rc = REMEX_OK;
+    if (jwt_add_grant_int(j, "sub", (long)agent_id) ||
+        jwt_add_grant_int(j, "tid", (long)token_id) || jwt_add_grant_int(j, "sid", (long)session) ||
+        jwt_add_grant(j, "typ", "session") || jwt_add_grant_int(j, "iat", (long)(now / 1000)) ||
+        jwt_add_grant_int(j, "exp", (long)exp))
+        rc = remex_seterr(e, REMEX_ENOMEM, "jwt: cannot add claims");
+    else
+        rc = sign(p, j, out, e);
+    jwt_free(j);
+    if (!rc)
+        *exp_ms = exp * 1000;
+    return rc;
+}
+
+remex_err auth_task_token(struct plane *p, int64_t agent_id, int64_t ti_id, int64_t try_number,
+                          int64_t run_id, char **out, struct remex_error *e)
+{
+    jwt_t *j = NULL;
+    int64_t now = plane_now_ms();
+    if (jwt_new(&j) != 0)
+        return remex_seterr(e, REMEX_ENOMEM, "jwt: out of memory");
+    remex_err rc;
+    if (jwt_add_grant(j, "typ", "task") || jwt_add_grant_int(j, "agent", (long)agent_id) ||
+        jwt_add_grant_int(j, "ti", (long)ti_id) || jwt_add_grant_int(j, "try", (long)try_number) ||
+        jwt_add_grant_int(j, "run", (long)run_id) ||
+        jwt_add_grant_int(j, "iat", (long)(now / 1000)) ||
+        jwt_add_grant_int(j, "exp", (long)((now + TASK_TOKEN_TTL_MS) / 1000)))
+        rc = remex_seterr(e, REMEX_ENOMEM, "jwt: cannot add claims");
+    else
+        rc = sign(p, j, out, e);
+    jwt_free(j);
+    return rc;
+}
+
+/* ---- verification ---- */
+
+static int is_admin(struct plane *p, const char *tok)
+{
+    unsigned char a[32], b[32];
+    sha256(tok, strlen(tok), a);
+    sha256(p->admin_token, strlen(p->admin_token), b);
+    return p->admin_token[0] && CRYPTO_memcmp(a, b, 32) == 0;
+}
+
+/* Checks that agent token id is neither revoked nor expired (mu held). 0 or 401. */
+static int token_usable(struct plane *p, int64_t id, const unsigned char *hash, char *why,
+                        size_t whysz)
+{
+    sqlite3_stmt *st = NULL;
+    int status = 401;
+    int64_t now = plane_now_ms();
+    if (sqlite3_prepare_v2(p->db,
+                           "SELECT hash, expires_ms, revoked_ms, last_used_ms FROM tokens"
+                           " WHERE id = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(why, whysz, "token lookup: %s", sqlite3_errmsg(p->db));
+        return 401;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        snprintf(why, whysz, "agent token %lld does not exist", (long long)id);
+    } else if (hash && (sqlite3_column_bytes(st, 0) != 32 ||
+                        CRYPTO_memcmp(sqlite3_column_blob(st, 0), hash, 32) != 0)) {
+        snprintf(why, whysz, "agent token %lld: value does not match", (long long)id);
+    } else if (sqlite3_column_int64(st, 2) != 0) {
+        snprintf(why, whysz, "agent token %lld is revoked", (long long)id);
+    } else if (sqlite3_column_int64(st, 1) != 0 && sqlite3_column_int64(st, 1) <= now) {
+        snprintf(why, whysz, "agent token %lld is expired", (long long)id);
+    } else {
+        status = 0;
+        if (now - sqlite3_column_int64(st, 3) >= 1000) {
+            sqlite3_finalize(st);
+            st = NULL;
+            if (sqlite3_prepare_v2(p->db, "UPDATE tokens SET last_used_ms = ? WHERE id = ?", -1,
+                                   &st, NULL) == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, now);
+                sqlite3_bind_int64(st, 2, id);
+                sqlite3_step(st);
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    return status;
+}
+
+static int verify_agent_token(struct plane *p, const char *tok, struct plane_principal *who,
+                              char *why, size_t whysz)
+{
+    const char *s = tok + 4, *us = strchr(s, '_');
+    char num[24];
+    unsigned char hash[32];
+    if (!us || us == s || (size_t)(us - s) >= sizeof(num)) {
+        snprintf(why, whysz, "malformed agent token");
+        return 401;
+    }
+    memcpy(num, s, (size_t)(us - s));
+    num[us - s] = '\0';
+    char *end = NULL;
+    errno = 0;
+    long long id = strtoll(num, &end, 10);
+    if (errno || *end || id <= 0) {
+        snprintf(why, whysz, "malformed agent token id");
+        return 401;
+    }
+    sha256(tok, strlen(tok), hash);
+    pthread_mutex_lock(&p->mu);
+    int st = token_usable(p, id, hash, why, whysz);
+    pthread_mutex_unlock(&p->mu);
+    if (st)
+        return st;
+    who->kind = AUTHZ_AGENT_TOKEN;
+    who->token_id = id;
+    return 0;
+}
+
+/* Claim as int64, -1 when missing. */
+static int64_t claim(jwt_t *j, const char *name)
+{
+    errno = 0;
+    long v = jwt_get_grant_int(j, name);
+    if (errno)
+        return -1;
+    return (int64_t)v;
+}
+
+/* Session: the session must be current and its agent token usable (mu held). */
+static int session_current(struct plane *p, struct plane_principal *who, char *why, size_t whysz)
+{
+    if (!agents_session_valid(p, who->agent_id, who->session)) {
+        snprintf(why, whysz,
+                 "session %lld of agent %lld is not current (superseded, lost or"
+                 " offline)",
+                 (long long)who->session, (long long)who->agent_id);
+        return 401;
+    }
+    return token_usable(p, who->token_id, NULL, why, whysz);
+}
+
+/* Task: its agent must exist and hold a usable agent token (mu held). */
+static int task_agent_ok(struct plane *p, struct plane_principal *who, char *why, size_t whysz)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t tid = -1;
+    if (sqlite3_prepare_v2(p->db, "SELECT token_id FROM agents WHERE id = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, who->agent_id);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            tid = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    if (tid < 0) {
+        snprintf(why, whysz, "task token for unknown agent %lld", (long long)who->agent_id);
+        return 401;
+    }
+    who->token_id = tid;
+    return token_usable(p, tid, NULL, why, whysz);
+}
+
+static int verify_jwt(struct plane *p, const char *tok, struct plane_principal *who, char *why,
+                      size_t whysz)
+{
+    jwt_t *j = NULL;
+    if (jwt_decode(&j, tok, p->key, (int)sizeof(p->key)) != 0 || !j) {
+        snprintf(why, whysz, "JWT malformed or signature invalid");
+        return 401;
+    }
+    int status = 401;
+    const char *typ = jwt_get_grant(j, "typ");
+    int64_t exp = claim(j, "exp");
+    if (jwt_get_alg(j) != JWT_ALG_HS256) {
+        snprintf(why, whysz, "JWT alg is not HS256");
+    } else if (exp < 0 || exp * 1000 <= plane_now_ms()) {
+        snprintf(why, whysz, "JWT expired or without exp");
+    } else if (typ && strcmp(typ, "session") == 0) {
+        who->kind = AUTHZ_SESSION;
+        who->agent_id = claim(j, "sub");
+        who->token_id = claim(j, "tid");
+        who->session = claim(j, "sid");
+        status = 0;
+    } else if (typ && strcmp(typ, "task") == 0) {
+        who->kind = AUTHZ_TASK;
+        who->agent_id = claim(j, "agent");
+        who->ti_id = claim(j, "ti");
+        who->try_number = claim(j, "try");
+        who->run_id = claim(j, "run");
+        status = 0;
+    } else {
+        snprintf(why, whysz, "JWT typ missing or unknown");
+    }
+    jwt_free(j);
+    if (status)
+        return status;
+    who->exp_ms = exp * 1000;
+    if (who->agent_id <= 0 ||
+        (who->kind == AUTHZ_SESSION && (who->token_id <= 0 || who->session <= 0)) ||
+        (who->kind == AUTHZ_TASK && (who->ti_id <= 0 || who->try_number < 0))) {
+        snprintf(why, whysz, "JWT claims missing or invalid");
+        return 401;
+    }
+    pthread_mutex_lock(&p->mu);
+    status = who->kind == AUTHZ_SESSION ? session_current(p, who, why, whysz)
+                                        : task_agent_ok(p, who, why, whysz);
+    pthread_mutex_unlock(&p->mu);
+    return status;
+}
+
+static const char *kind_name(enum plane_authz k)
+{
+    switch (k) {
+    case AUTHZ_ADMIN:
+        return "admin token";
+    case AUTHZ_AGENT_TOKEN:
+        return "agent token";
+    case AUTHZ_SESSION:
+        return "session token";
+    case AUTHZ_SESSION_OR_ADMIN:
+        return "session or admin token";
+    case AUTHZ_TASK:
+        return "task token";
+    default:
+        return "none";
+    }
+}
+
+int auth_check(struct plane *p, const char *bearer, enum plane_authz want,
+               struct plane_principal *who, char *why, size_t whysz)
+{
+    memset(who, 0, sizeof(*who));
+    why[0] = '\0';
+    if (want == AUTHZ_NONE)
+        return 0;
+    if (!bearer || !*bearer) {
+        snprintf(why, whysz, "missing Authorization header");
+        return 401;
+    }
+    if (strncasecmp(bearer, "Bearer ", 7) != 0) {
+        snprintf(why, whysz, "Authorization is not a Bearer credential");
+        return 401;
+    }
+    const char *tok = bearer + 7;
+    while (*tok == ' ')
+        tok++;
+    size_t n = strlen(tok);
+    if (n == 0 || n > BEARER_MAX) {
+        snprintf(why, whysz, "bearer credential empty or over %d bytes", BEARER_MAX);
+        return 401;
+    }
+    int st;
+    if (is_admin(p, tok)) {
+        who->kind = AUTHZ_ADMIN;
+        st = 0;
+    } else if (strncmp(tok, "rmx_", 4) == 0) {
+        st = verify_agent_token(p, tok, who, why, whysz);
+    } else if (strchr(tok, '.')) {
+        st = verify_jwt(p, tok, who, why, whysz);
+    } else {
+        snprintf(why, whysz, "unrecognised credential");
+        st = 401;
+    }
+    if (st)
+        return st;
+    int ok = who->kind == want || (want == AUTHZ_SESSION_OR_ADMIN &&
+                                   (who->kind == AUTHZ_SESSION || who->kind == AUTHZ_ADMIN));
+    if (!ok) {
+        snprintf(why, whysz, "%s presented on a route that needs a %s", kind_name(who->kind),
+                 kind_name(want));
+        return 403;
+    }
+    return 0;
+}

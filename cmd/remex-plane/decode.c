@@ -1,0 +1,302 @@
+/* Request body decoding; see decode.h. */
+#include "decode.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const decode_agent_states[] = {
+    "starting", "running", "draining", "maintenance", NULL,
+};
+const char *const decode_agent_roles[] = {
+    "worker", "triggerer", "dag-processor", "sentinel", NULL,
+};
+static const char *const health_states[] = {"ok", "degraded", "failing", NULL};
+
+/* Nesting depth of [ and { outside strings; -1 as soon as max is passed. */
+static int scan_depth(const char *p, size_t n, int max)
+{
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+            continue;
+        }
+        if (c == '"') {
+            in_str = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max)
+                return -1;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return 0;
+}
+
+remex_err decode_body(const char *data, size_t len, int max_depth, json_t **out,
+                      struct remex_error *e)
+{
+    json_error_t je;
+    *out = NULL;
+    if (len == 0)
+        return remex_seterr(e, REMEX_EPARSE, "body: empty, expected a JSON object");
+    if (scan_depth(data, len, max_depth) < 0)
+        return remex_seterr(e, REMEX_EPARSE, "body: nested deeper than %d levels", max_depth);
+    json_t *v = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
+    if (!v)
+        return remex_seterr(e, REMEX_EPARSE, "body:%d:%d: %s", je.line, je.column, je.text);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return remex_seterr(e, REMEX_EINVAL, "body: expected a JSON object");
+    }
+    *out = v;
+    return REMEX_OK;
+}
+
+static int in_set(const char *s, const char *const *set)
+{
+    for (size_t i = 0; set[i]; i++)
+        if (strcmp(s, set[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A string field: required or not, length cap; *out stays def when absent. */
+static remex_err get_str(json_t *o, const char *path, const char *key, int required, size_t max,
+                         const char **out, struct remex_error *e)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return remex_seterr(e, REMEX_EINVAL, "%s%s: missing", path, key);
+        return REMEX_OK;
+    }
+    if (!json_is_string(v))
+        return remex_seterr(e, REMEX_EINVAL, "%s%s: expected string", path, key);
+    size_t n = json_string_length(v);
+    if (n > max)
+        return remex_seterr(e, REMEX_EINVAL, "%s%s: longer than %zu bytes", path, key, max);
+    if (memchr(json_string_value(v), '\0', n))
+        return remex_seterr(e, REMEX_EINVAL, "%s%s: contains NUL", path, key);
+    *out = json_string_value(v);
+    return REMEX_OK;
+}
+
+static remex_err get_int(json_t *o, const char *path, const char *key, int required, int64_t min,
+                         int64_t max, int64_t *out, struct remex_error *e)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return remex_seterr(e, REMEX_EINVAL, "%s%s: missing", path, key);
+        return REMEX_OK;
+    }
+    if (!json_is_integer(v))
+        return remex_seterr(e, REMEX_EINVAL, "%s%s: expected integer", path, key);
+    json_int_t x = json_integer_value(v);
+    if (x < min || x > max)
+        return remex_seterr(e, REMEX_EINVAL, "%s%s: must be between %lld and %lld", path, key,
+                            (long long)min, (long long)max);
+    *out = (int64_t)x;
+    return REMEX_OK;
+}
+
+/* An optional array (NULL when absent) of at most max items. */
+static remex_err get_array(json_t *o, const char *key, json_t **out, struct remex_error *e)
+{
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return REMEX_OK;
+    if (!json_is_array(v))
+        return remex_seterr(e, REMEX_EINVAL, "%s: expected array", key);
+    if (json_array_size(v) > DECODE_LIST_MAX)
+        return remex_seterr(e, REMEX_EINVAL, "%s: more than %d items", key, DECODE_LIST_MAX);
+    *out = v;
+    return REMEX_OK;
+}
+
+/* An optional object whose serialised size stays under DECODE_OBJ_BYTES. */
+static remex_err get_object(json_t *o, const char *key, json_t **out, struct remex_error *e)
+{
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return REMEX_OK;
+    if (!json_is_object(v))
+        return remex_seterr(e, REMEX_EINVAL, "%s: expected object", key);
+    size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT);
+    if (n == 0 || n > DECODE_OBJ_BYTES)
+        return remex_seterr(e, REMEX_EINVAL, "%s: larger than %d bytes", key, DECODE_OBJ_BYTES);
+    *out = v;
+    return REMEX_OK;
+}
+
+/* Array of non-empty short strings; when set is given, each must be in it. */
+static remex_err check_strings(json_t *a, const char *key, const char *const *set,
+                               struct remex_error *e)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_string(v))
+            return remex_seterr(e, REMEX_EINVAL, "%s[%zu]: expected string", key, i);
+        size_t n = json_string_length(v);
+        if (n == 0 || n > DECODE_NAME_MAX || memchr(json_string_value(v), '\0', n))
+            return remex_seterr(e, REMEX_EINVAL, "%s[%zu]: must be 1 to %d bytes", key, i,
+                                DECODE_NAME_MAX);
+        if (set && !in_set(json_string_value(v), set))
+            return remex_seterr(e, REMEX_EINVAL, "%s[%zu]: unknown value", key, i);
+    }
+    return REMEX_OK;
+}
+
+static int name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > DECODE_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+remex_err decode_register(json_t *body, struct decode_register *out, struct remex_error *e)
+{
+    remex_err rc;
+    memset(out, 0, sizeof(*out));
+    out->version = "";
+    out->hostname = "";
+    if ((rc = get_str(body, "", "name", 1, DECODE_NAME_MAX, &out->name, e)))
+        return rc;
+    if (!name_ok(out->name))
+        return remex_seterr(e, REMEX_EINVAL, "name: must be 1 to %d of A-Z a-z 0-9 . _ -",
+                            DECODE_NAME_MAX);
+    if ((rc = get_array(body, "roles", &out->roles, e)))
+        return rc;
+    if (!out->roles)
+        return remex_seterr(e, REMEX_EINVAL, "roles: missing");
+    if ((rc = check_strings(out->roles, "roles", decode_agent_roles, e)))
+        return rc;
+    if ((rc = get_str(body, "", "version", 1, DECODE_STR_MAX, &out->version, e)) ||
+        (rc = get_str(body, "", "hostname", 0, DECODE_STR_MAX, &out->hostname, e)))
+        return rc;
+    if ((rc = get_array(body, "queues", &out->queues, e)))
+        return rc;
+    if (!out->queues)
+        return remex_seterr(e, REMEX_EINVAL, "queues: missing");
+    if ((rc = check_strings(out->queues, "queues", NULL, e)))
+        return rc;
+    if ((rc = get_int(body, "", "slots", 1, 0, DECODE_SLOTS_MAX, &out->slots, e)))
+        return rc;
+    return get_object(body, "features", &out->features, e);
+}
+
+remex_err decode_heartbeat(json_t *body, struct decode_heartbeat *out, struct remex_error *e)
+{
+    remex_err rc;
+    size_t i;
+    json_t *v;
+    memset(out, 0, sizeof(*out));
+    if ((rc = get_str(body, "", "state", 1, DECODE_NAME_MAX, &out->state, e)))
+        return rc;
+    if (!in_set(out->state, decode_agent_states))
+        return remex_seterr(e, REMEX_EINVAL, "state: unknown agent state");
+    if ((rc = get_int(body, "", "free_slots", 1, 0, DECODE_SLOTS_MAX, &out->free_slots, e)))
+        return rc;
+    if ((rc = get_array(body, "running", &out->running, e)))
+        return rc;
+    if (out->running) {
+        json_array_foreach(out->running, i, v)
+        {
+            char path[48];
+            int64_t x = 0;
+            snprintf(path, sizeof(path), "running[%zu].", i);
+            if (!json_is_object(v))
+                return remex_seterr(e, REMEX_EINVAL, "running[%zu]: expected object", i);
+            if ((rc = get_int(v, path, "ti_id", 1, 1, INT64_MAX, &x, e)) ||
+                (rc = get_int(v, path, "try_number", 1, 1, INT32_MAX, &x, e)))
+                return rc;
+        }
+    }
+    if ((rc = get_array(body, "triggers", &out->triggers, e)))
+        return rc;
+    if (out->triggers) {
+        json_array_foreach(out->triggers, i, v)
+        {
+            if (!json_is_integer(v) || json_integer_value(v) < 1)
+                return remex_seterr(e, REMEX_EINVAL, "triggers[%zu]: expected positive integer", i);
+        }
+    }
+    return get_object(body, "sysinfo", &out->sysinfo, e);
+}
+
+remex_err decode_health(json_t *body, struct decode_health *out, struct remex_error *e)
+{
+    remex_err rc;
+    size_t i;
+    json_t *v;
+    memset(out, 0, sizeof(*out));
+    if ((rc = get_str(body, "", "status", 1, DECODE_NAME_MAX, &out->status, e)))
+        return rc;
+    if (!in_set(out->status, health_states))
+        return remex_seterr(e, REMEX_EINVAL, "status: must be ok, degraded or failing");
+    if ((rc = get_array(body, "checks", &out->checks, e)))
+        return rc;
+    if (!out->checks)
+        return remex_seterr(e, REMEX_EINVAL, "checks: missing");
+    json_array_foreach(out->checks, i, v)
+    {
+        char path[48];
+        const char *s = NULL;
+        snprintf(path, sizeof(path), "checks[%zu].", i);
+        if (!json_is_object(v))
+            return remex_seterr(e, REMEX_EINVAL, "checks[%zu]: expected object", i);
+        if ((rc = get_str(v, path, "name", 1, DECODE_NAME_MAX, &s, e)) ||
+            (rc = get_str(v, path, "status", 1, DECODE_NAME_MAX, &s, e)))
+            return rc;
+        if (!in_set(s, health_states))
+            return remex_seterr(e, REMEX_EINVAL, "%sstatus: must be ok, degraded or failing", path);
+        if ((rc = get_str(v, path, "message", 0, DECODE_STR_MAX, &s, e)))
+            return rc;
+    }
+    size_t n = json_dumpb(out->checks, NULL, 0, JSON_COMPACT);
+    if (n > DECODE_OBJ_BYTES)
+        return remex_seterr(e, REMEX_EINVAL, "checks: larger than %d bytes", DECODE_OBJ_BYTES);
+    return REMEX_OK;
+}
+
+remex_err decode_token_create(json_t *body, struct decode_token_create *out, struct remex_error *e)
+{
+    remex_err rc;
+    memset(out, 0, sizeof(*out));
+    if ((rc = get_str(body, "", "name", 1, DECODE_NAME_MAX, &out->name, e)))
+        return rc;
+    if (!name_ok(out->name))
+        return remex_seterr(e, REMEX_EINVAL, "name: must be 1 to %d of A-Z a-z 0-9 . _ -",
+                            DECODE_NAME_MAX);
+    return get_int(body, "", "expires_in", 1, 1, DECODE_EXPIRES_MAX, &out->expires_in_s, e);
+}
+
+int64_t decode_id(const char *s)
+{
+    char *end = NULL;
+    if (!s || !*s || *s < '0' || *s > '9' || strlen(s) > 19)
+        return -1;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v <= 0)
+        return -1;
+    return (int64_t)v;
+}

@@ -1,0 +1,158 @@
+/*
+ * /metrics in the Prometheus text format (version 0.0.4): HTTP requests by
+ * route pattern, method and status (count and duration sum), agents by state,
+ * then whatever the scheduler appends. Counters live behind their own mutex so
+ * counting never takes plane.mu.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "plane.h"
+#include "remex/log.h"
+
+#define METRICS_MAX_SERIES 1024
+#define METRICS_OUT_MAX    (4 * 1024 * 1024)
+
+struct series {
+    const char *method;  /* static (MHD or route table) */
+    const char *pattern; /* static */
+    int status;
+    uint64_t count;
+    double seconds;
+};
+
+struct metrics {
+    pthread_mutex_t mu;
+    size_t n;
+    uint64_t dropped; /* requests not counted: series table full */
+    struct series s[METRICS_MAX_SERIES];
+};
+
+remex_err metrics_init(struct plane *p)
+{
+    struct metrics *m = calloc(1, sizeof(*m));
+    if (!m)
+        return REMEX_ENOMEM;
+    pthread_mutex_init(&m->mu, NULL);
+    p->metrics = m;
+    return REMEX_OK;
+}
+
+void metrics_free(struct plane *p)
+{
+    struct metrics *m = p->metrics;
+    if (!m)
+        return;
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+    p->metrics = NULL;
+}
+
+/* Methods are interned to static strings so that series keys compare by value. */
+static const char *method_name(const char *m)
+{
+    static const char *const known[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(m, known[i]) == 0)
+            return known[i];
+    return "other";
+}
+
+void metrics_count(struct plane *p, const char *method, const char *pattern, int status,
+                   double seconds)
+{
+    struct metrics *m = p->metrics;
+    if (!m)
+        return;
+    method = method_name(method);
+    pthread_mutex_lock(&m->mu);
+    size_t i;
+    for (i = 0; i < m->n; i++)
+        if (m->s[i].status == status && m->s[i].method == method &&
+            strcmp(m->s[i].pattern, pattern) == 0)
+            break;
+    if (i == m->n) {
+        if (m->n == METRICS_MAX_SERIES) {
+            m->dropped++;
+            pthread_mutex_unlock(&m->mu);
+            return;
+        }
+        m->s[m->n++] = (struct series){method, pattern, status, 0, 0.0};
+    }
+    m->s[i].count++;
+    m->s[i].seconds += seconds;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void http_metrics(struct metrics *m, struct buf *out)
+{
+    buf_puts(out, "# HELP remex_plane_http_requests_total HTTP requests by route and status.\n"
+                  "# TYPE remex_plane_http_requests_total counter\n");
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n; i++)
+        buf_printf(out,
+                   "remex_plane_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"}"
+                   " %llu\n",
+                   m->s[i].method, m->s[i].pattern, m->s[i].status,
+                   (unsigned long long)m->s[i].count);
+    buf_puts(out, "# HELP remex_plane_http_request_seconds_total Time spent serving requests.\n"
+                  "# TYPE remex_plane_http_request_seconds_total counter\n");
+    for (size_t i = 0; i < m->n; i++)
+        buf_printf(out,
+                   "remex_plane_http_request_seconds_total{method=\"%s\",route=\"%s\","
+                   "status=\"%d\"} %.6f\n",
+                   m->s[i].method, m->s[i].pattern, m->s[i].status, m->s[i].seconds);
+    buf_printf(out,
+               "# HELP remex_plane_http_requests_uncounted_total Requests past the series cap.\n"
+               "# TYPE remex_plane_http_requests_uncounted_total counter\n"
+               "remex_plane_http_requests_uncounted_total %llu\n",
+               (unsigned long long)m->dropped);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Agent states are short [a-z] words (decode.c and agents.c), safe as label values. */
+static void agent_metrics(struct plane *p, struct buf *out)
+{
+    sqlite3_stmt *st = NULL;
+    static const char *const always[] = {"lost", "offline"};
+    int seen[2] = {0, 0};
+    buf_puts(out, "# HELP remex_plane_agents Agents by state.\n# TYPE remex_plane_agents gauge\n");
+    if (sqlite3_prepare_v2(p->db, "SELECT state, COUNT(*) FROM agents GROUP BY state ORDER BY 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *s = (const char *)sqlite3_column_text(st, 0);
+            if (!s || strspn(s, "abcdefghijklmnopqrstuvwxyz_") != strlen(s))
+                continue;
+            for (int i = 0; i < 2; i++)
+                seen[i] |= strcmp(s, always[i]) == 0;
+            buf_printf(out, "remex_plane_agents{state=\"%s\"} %lld\n", s,
+                       (long long)sqlite3_column_int64(st, 1));
+        }
+    }
+    sqlite3_finalize(st);
+    for (int i = 0; i < 2; i++)
+        if (!seen[i])
+            buf_printf(out, "remex_plane_agents{state=\"%s\"} 0\n", always[i]);
+}
+
+void metrics_handle(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    struct buf out = BUF_INIT(METRICS_OUT_MAX);
+    (void)rq;
+    if (p->metrics)
+        http_metrics(p->metrics, &out);
+    pthread_mutex_lock(&p->mu);
+    agent_metrics(p, &out);
+    sched_metrics(p, &out);
+    pthread_mutex_unlock(&p->mu);
+    size_t len = 0;
+    char *text = buf_detach(&out, &len);
+    if (!text) {
+        plane_error(rs, 500, "internal", "out of memory");
+        return;
+    }
+    rs->status = 200;
+    rs->text = text;
+    rs->text_len = len;
+    rs->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}

@@ -1,0 +1,182 @@
+/*
+ * SQLite store: opening (WAL, synchronous=NORMAL, foreign keys, busy timeout)
+ * and numbered migrations from store_migrations_core and store_migrations_sched,
+ * applied in version order, each in its own transaction, recorded in
+ * schema_version. All functions are called with plane.mu held (or before any
+ * other thread exists).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "plane.h"
+#include "remex/log.h"
+
+const struct store_migration store_migrations_core[] = {
+    {1, "CREATE TABLE tokens ("
+        " id INTEGER PRIMARY KEY,"
+        " name TEXT NOT NULL,"
+        " hash BLOB NOT NULL,"
+        " created_ms INTEGER NOT NULL,"
+        " expires_ms INTEGER NOT NULL DEFAULT 0," /* 0: never */
+        " revoked_ms INTEGER NOT NULL DEFAULT 0," /* 0: not revoked */
+        " last_used_ms INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE agents ("
+        " id INTEGER PRIMARY KEY,"
+        " name TEXT NOT NULL UNIQUE,"
+        " token_id INTEGER NOT NULL REFERENCES tokens(id),"
+        " session INTEGER NOT NULL DEFAULT 0,"
+        " state TEXT NOT NULL DEFAULT 'starting',"
+        " desired_state TEXT NOT NULL DEFAULT 'run',"
+        " roles TEXT NOT NULL DEFAULT '[]',"
+        " queues TEXT NOT NULL DEFAULT '[]',"
+        " version TEXT NOT NULL DEFAULT '',"
+        " hostname TEXT NOT NULL DEFAULT '',"
+        " slots INTEGER NOT NULL DEFAULT 0,"
+        " free_slots INTEGER NOT NULL DEFAULT 0,"
+        " features TEXT NOT NULL DEFAULT '{}',"
+        " sysinfo TEXT NOT NULL DEFAULT '{}',"
+        " health TEXT,"
+        " health_ms INTEGER NOT NULL DEFAULT 0,"
+        " registered_ms INTEGER NOT NULL,"
+        " last_heartbeat_ms INTEGER NOT NULL,"
+        " lost_ms INTEGER NOT NULL DEFAULT 0);"
+        "CREATE INDEX agents_heartbeat ON agents(state, last_heartbeat_ms);"},
+    {0, NULL},
+};
+
+int64_t plane_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+remex_err store_exec(struct plane *p, const char *sql, struct remex_error *e)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(p->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        remex_seterr(e, REMEX_EIO, "sqlite: %s", msg ? msg : sqlite3_errmsg(p->db));
+        sqlite3_free(msg);
+        return REMEX_EIO;
+    }
+    return REMEX_OK;
+}
+
+static int current_version(struct plane *p)
+{
+    sqlite3_stmt *st = NULL;
+    int v = 0;
+    if (sqlite3_prepare_v2(p->db, "SELECT COALESCE(MAX(version),0) FROM schema_version", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static remex_err apply_one(struct plane *p, const struct store_migration *m, struct remex_error *e)
+{
+    char rec[96];
+    remex_err rc = store_exec(p, "BEGIN IMMEDIATE", e);
+    if (rc)
+        return rc;
+    snprintf(rec, sizeof(rec), "INSERT INTO schema_version(version, applied_ms) VALUES(%d, %lld)",
+             m->version, (long long)plane_now_ms());
+    if ((rc = store_exec(p, m->sql, e)) || (rc = store_exec(p, rec, e))) {
+        remex_errprefix(e, "migration %d", m->version);
+        store_exec(p, "ROLLBACK", NULL);
+        return rc;
+    }
+    if ((rc = store_exec(p, "COMMIT", e)))
+        return rc;
+    log_info("store: applied migration %d", m->version);
+    return REMEX_OK;
+}
+
+/* Applies pending migrations of both arrays, merged in version order. */
+static remex_err migrate(struct plane *p, struct remex_error *e)
+{
+    const struct store_migration *a = store_migrations_core, *b = store_migrations_sched;
+    int have = current_version(p), last = 0;
+    while (a->sql || b->sql) {
+        const struct store_migration *m;
+        if (a->sql && (!b->sql || a->version < b->version))
+            m = a++;
+        else
+            m = b++;
+        if (m->version <= last)
+            return remex_seterr(e, REMEX_EINVAL, "migration %d: versions not increasing",
+                                m->version);
+        last = m->version;
+        if (m->version <= have)
+            continue;
+        remex_err rc = apply_one(p, m, e);
+        if (rc)
+            return rc;
+    }
+    if (have > last)
+        return remex_seterr(e, REMEX_EINVAL,
+                            "database schema version %d is newer than this binary (%d)", have,
+                            last);
+    return REMEX_OK;
+}
+
+/* Creates the parent directory of path (one level) when it is missing. */
+static remex_err make_parent(const char *path, struct remex_error *e)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return REMEX_OK;
+    size_t n = (size_t)(slash - path);
+    if (n >= sizeof(dir))
+        return remex_seterr(e, REMEX_EINVAL, "db_path: too long");
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return remex_seterr(e, REMEX_ESYS, "%s: mkdir: %s", dir, strerror(errno));
+    return REMEX_OK;
+}
+
+remex_err store_open(struct plane *p, struct remex_error *e)
+{
+    remex_err rc = make_parent(p->cfg.db_path, e);
+    if (rc)
+        return rc;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+    if (sqlite3_open_v2(p->cfg.db_path, &p->db, flags, NULL) != SQLITE_OK) {
+        rc = remex_seterr(e, REMEX_EIO, "%s: %s", p->cfg.db_path,
+                          p->db ? sqlite3_errmsg(p->db) : "cannot open");
+        sqlite3_close(p->db);
+        p->db = NULL;
+        return rc;
+    }
+    sqlite3_busy_timeout(p->db, 5000);
+    sqlite3_extended_result_codes(p->db, 1);
+    if ((rc = store_exec(p,
+                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                         " PRAGMA foreign_keys=ON;"
+                         " CREATE TABLE IF NOT EXISTS schema_version("
+                         " version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL);",
+                         e)) ||
+        (rc = migrate(p, e))) {
+        remex_errprefix(e, "%s", p->cfg.db_path);
+        store_close(p);
+        return rc;
+    }
+    chmod(p->cfg.db_path, 0600);
+    return REMEX_OK;
+}
+
+void store_close(struct plane *p)
+{
+    if (!p->db)
+        return;
+    if (sqlite3_close(p->db) != SQLITE_OK) {
+        log_warn("store: close: %s (statements still open)", sqlite3_errmsg(p->db));
+        sqlite3_close_v2(p->db);
+    }
+    p->db = NULL;
+}

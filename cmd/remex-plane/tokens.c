@@ -1,0 +1,162 @@
+/*
+ * Admin routes for agent tokens: create (the value is returned once and never
+ * stored: only its SHA-256), list (never the value or the hash), revoke.
+ * Revocation takes effect on the next request of any session of the token.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode.h"
+#include "plane.h"
+#include "remex/log.h"
+#include "remex/timeutil.h"
+
+static json_t *when(int64_t ms)
+{
+    char s[TIMEUTIL_RFC3339_MAX];
+    if (ms <= 0 || timeutil_rfc3339_format(ms, 1, s, sizeof(s)))
+        return json_null();
+    return json_string(s);
+}
+
+/* Inserts the row, then stores the hash of the value that embeds its id (mu held). */
+static remex_err insert_token(struct plane *p, const char *name, int64_t created, int64_t expires,
+                              int64_t *id, char **value, struct remex_error *e)
+{
+    sqlite3_stmt *st = NULL;
+    unsigned char hash[32] = {0};
+    remex_err rc = store_exec(p, "BEGIN IMMEDIATE", e);
+    if (rc)
+        return rc;
+    if (sqlite3_prepare_v2(p->db,
+                           "INSERT INTO tokens(name, hash, created_ms, expires_ms)"
+                           " VALUES(?, zeroblob(32), ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, created);
+    sqlite3_bind_int64(st, 3, expires);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    st = NULL;
+    *id = sqlite3_last_insert_rowid(p->db);
+    if ((rc = auth_agent_token_new(*id, value, hash, e)))
+        goto undo;
+    if (sqlite3_prepare_v2(p->db, "UPDATE tokens SET hash = ? WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        goto fail;
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, *id);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    if ((rc = store_exec(p, "COMMIT", e)) == REMEX_OK)
+        return REMEX_OK;
+    st = NULL;
+    goto undo;
+fail:
+    rc = remex_seterr(e, REMEX_EIO, "sqlite: %s", sqlite3_errmsg(p->db));
+    sqlite3_finalize(st);
+undo:
+    store_exec(p, "ROLLBACK", NULL);
+    if (*value) {
+        memset(*value, 0, strlen(*value));
+        free(*value);
+        *value = NULL;
+    }
+    return rc;
+}
+
+static void h_create(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    struct decode_token_create c;
+    struct remex_error e = {0};
+    if (!rq->body) {
+        plane_error(rs, 400, "bad_request", "body: missing");
+        return;
+    }
+    if (decode_token_create(rq->body, &c, &e)) {
+        plane_error(rs, 400, "bad_request", "%s", e.msg);
+        return;
+    }
+    int64_t now = plane_now_ms(), expires = now + c.expires_in_s * 1000;
+    int64_t id = 0;
+    char *value = NULL;
+    pthread_mutex_lock(&p->mu);
+    remex_err rc = insert_token(p, c.name, now, expires, &id, &value, &e);
+    pthread_mutex_unlock(&p->mu);
+    if (rc) {
+        log_error("tokens: create %s: %s", c.name, e.msg);
+        plane_error(rs, 500, "internal", "cannot create the token");
+        return;
+    }
+    log_info("tokens: created agent token %lld (%s)", (long long)id, c.name);
+    plane_reply(rs, 201,
+                json_pack("{s:I,s:s,s:s,s:o,s:o}", "id", (json_int_t)id, "name", c.name, "value",
+                          value, "created_at", when(now), "expires_at", when(expires)));
+    memset(value, 0, strlen(value));
+    free(value);
+}
+
+#define TOKEN_COLS "id, name, created_ms, expires_ms, revoked_ms, last_used_ms"
+
+static json_t *token_json(sqlite3_stmt *st)
+{
+    return json_pack(
+        "{s:I,s:s,s:o,s:o,s:o,s:o}", "id", (json_int_t)sqlite3_column_int64(st, 0), "name",
+        (const char *)sqlite3_column_text(st, 1), "created_at", when(sqlite3_column_int64(st, 2)),
+        "expires_at", when(sqlite3_column_int64(st, 3)), "revoked_at",
+        when(sqlite3_column_int64(st, 4)), "last_used_at", when(sqlite3_column_int64(st, 5)));
+}
+
+static void h_list(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *list = json_array();
+    (void)rq;
+    pthread_mutex_lock(&p->mu);
+    if (sqlite3_prepare_v2(p->db, "SELECT " TOKEN_COLS " FROM tokens ORDER BY id", -1, &st, NULL) ==
+        SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW)
+            json_array_append_new(list, token_json(st));
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, json_pack("{s:o}", "tokens", list));
+}
+
+static void h_revoke(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t id = decode_id(rq->param[0]);
+    json_t *t = NULL;
+    if (id <= 0) {
+        plane_error(rs, 404, "not_found", "no such token");
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (sqlite3_prepare_v2(p->db,
+                           "UPDATE tokens SET revoked_ms = CASE WHEN revoked_ms = 0 THEN ?2"
+                           " ELSE revoked_ms END WHERE id = ?1 RETURNING " TOKEN_COLS,
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, plane_now_ms());
+        if (sqlite3_step(st) == SQLITE_ROW)
+            t = token_json(st);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&p->mu);
+    if (!t) {
+        plane_error(rs, 404, "not_found", "no such token");
+        return;
+    }
+    log_info("tokens: revoked agent token %lld", (long long)id);
+    plane_reply(rs, 200, t);
+}
+
+const struct plane_route plane_routes_tokens[] = {
+    {"POST", "/api/v1/admin/tokens", AUTHZ_ADMIN, h_create},
+    {"GET", "/api/v1/admin/tokens", AUTHZ_ADMIN, h_list},
+    {"DELETE", "/api/v1/admin/tokens/{token_id}", AUTHZ_ADMIN, h_revoke},
+    {NULL, NULL, AUTHZ_NONE, NULL},
+};
