@@ -32,7 +32,8 @@ class AgentsTest(PlaneCase):
                                 sysinfo={"load1": 0.5})
         self.assertEqual(st, 200, hb)
         self.assertEqual(hb["desired_state"], "run")
-        self.assertEqual(hb["cancel"], [])
+        # ti 5 is unknown to the scheduler: the agent is told to stop it.
+        self.assertEqual([(c["ti_id"], c["try_number"]) for c in hb["cancel"]], [(5, 1)])
         self.assertNotIn("session_token", hb)  # 15 min session: no refresh yet
         a = self.admin_agent(aid)
         self.assertEqual((a["state"], a["free_slots"], a["sysinfo"]), ("draining", 2,
