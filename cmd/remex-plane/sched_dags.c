@@ -167,7 +167,7 @@ static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
                     " is_active, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)"
                     " ON CONFLICT (dag_id) DO UPDATE SET bundle = ?2, bundle_version = ?3,"
                     " fileloc = ?4, hash = ?5, json = ?6, is_active = 1, updated_ms = ?7",
-                    "ttttttti", dag->dag_id, bundle, version, fileloc, hash, text, plane_now_ms());
+                    "tttttti", dag->dag_id, bundle, version, fileloc, hash, text, plane_now_ms());
     free(text);
     if (rc != SQLITE_DONE) {
         dag_free(dag);
