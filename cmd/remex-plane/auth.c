@@ -23,6 +23,8 @@
 
 #define TOKEN_SECRET_BYTES 32
 #define BEARER_MAX         4096
+#define ADMIN_TOKEN_MIN    8  /* an operator-chosen admin token, at least */
+#define ADMIN_TOKEN_WEAK   32 /* shorter ones are accepted with a warning */
 #define TASK_TOKEN_TTL_MS  (30LL * 86400 * 1000)
 
 static void b64url(const unsigned char *in, size_t n, char *out)
@@ -125,9 +127,12 @@ static remex_err load_admin_token(struct plane *p, struct remex_error *e)
         return rc;
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         n--;
-    if (n < 16 || n >= sizeof(p->admin_token) || memchr(buf, '\0', n))
-        return remex_seterr(e, REMEX_EINVAL, "%s: admin token must be 16 to %zu bytes",
-                            p->cfg.admin_token_file, sizeof(p->admin_token) - 1);
+    if (n < ADMIN_TOKEN_MIN || n >= sizeof(p->admin_token) || memchr(buf, '\0', n))
+        return remex_seterr(e, REMEX_EINVAL, "%s: admin token must be %d to %zu bytes",
+                            p->cfg.admin_token_file, ADMIN_TOKEN_MIN, sizeof(p->admin_token) - 1);
+    if (n < ADMIN_TOKEN_WEAK)
+        log_warn("auth: %s: admin token shorter than %d bytes; prefer a generated one",
+                 p->cfg.admin_token_file, ADMIN_TOKEN_WEAK);
     memcpy(p->admin_token, buf, n);
     p->admin_token[n] = '\0';
     OPENSSL_cleanse(buf, sizeof(buf));

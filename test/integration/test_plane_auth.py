@@ -177,6 +177,15 @@ class FilesTest(PlaneCase):
         self.assertEqual(p.wait(20), 1)
         self.assertIn("chmod 600", p.output())
 
+    def test_too_short_admin_token_refused(self):
+        self.write("admin.token", "short\n", mode=0o600)
+        p = self.spawn("plane", [self.bin("remex-plane"), "-c", self.write("plane.yaml", (
+            f"listen: 127.0.0.1:0\ndb_path: {self.tmp}/p.db\n"
+            f"admin_token_file: {self.tmp}/admin.token\n"
+            f"signing_key_file: {self.tmp}/signing.key\n"))])
+        self.assertEqual(p.wait(20), 1)
+        self.assertIn("admin token must be 8 to 127 bytes", p.output())
+
     def test_existing_admin_token_is_used(self):
         self.write("admin.token", "rmxadm_0123456789abcdefghij\n", mode=0o600)
         self.start_plane()
