@@ -694,13 +694,22 @@ static remex_err decode_dag(const json_t *o, struct dag *d, struct remex_error *
 
 remex_err dag_from_json_value(const json_t *obj, struct dag **out, struct remex_error *e)
 {
+    return dag_from_json_value_ex(obj, out, NULL, e);
+}
+
+remex_err dag_from_json_value_ex(const json_t *obj, struct dag **out, size_t *bad_task,
+                                 struct remex_error *e)
+{
     struct dag *d = calloc(1, sizeof(*d));
     remex_err rc;
 
     *out = NULL;
+    if (bad_task != NULL)
+        *bad_task = (size_t)-1;
     if (d == NULL)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    if ((rc = decode_dag(obj, d, e)) != REMEX_OK || (rc = dag_validate(d, NULL, e)) != REMEX_OK) {
+    if ((rc = decode_dag(obj, d, e)) != REMEX_OK ||
+        (rc = dag_validate(d, bad_task, e)) != REMEX_OK) {
         dag_free(d);
         return rc;
     }

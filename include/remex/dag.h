@@ -194,6 +194,13 @@ remex_err dag_from_json(const char *text, size_t len, struct dag **out, struct r
 /* Same from a parsed object (borrowed; nothing is retained from it). */
 remex_err dag_from_json_value(const json_t *obj, struct dag **out, struct remex_error *e);
 
+/*
+ * Same as dag_from_json_value; on a task-level error *bad_task (when not NULL)
+ * is the index of the task at fault, else (size_t)-1.
+ */
+remex_err dag_from_json_value_ex(const json_t *obj, struct dag **out, size_t *bad_task,
+                                 struct remex_error *e);
+
 /* Canonical JSON text, NUL-terminated, owned by the caller (free()). len may be NULL. */
 remex_err dag_to_json(const struct dag *d, char **out, size_t *len, struct remex_error *e);
 
