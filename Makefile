@@ -116,6 +116,9 @@ test: bins unit
 sanitize:
 	@$(MAKE) --no-print-directory test SAN=1
 
+valgrind: unit
+	@bash mk/valgrind.sh $(BUILD)
+
 lint: | deps
 	@bash mk/lint.sh
 
