@@ -93,6 +93,28 @@ static char *dup_n(const char *s, size_t n)
     return d;
 }
 
+/*
+ * json_parse for documents that hold secret values: jansson quotes the input
+ * "near" a syntax error, so that part of the message is cut and only the
+ * name, line, column and reason remain.
+ */
+static remex_err parse_secret_json(const char *data, size_t len, const struct json_parse_opts *o,
+                                   json_t **out, struct remex_error *e)
+{
+    struct remex_error tmp;
+    remex_err rc = json_parse(data, len, o, out, &tmp);
+    size_t skip = o->name ? strlen(o->name) : 0;
+    char *near;
+
+    if (rc == REMEX_OK)
+        return REMEX_OK;
+    near = strstr(tmp.msg + (skip < sizeof(tmp.msg) ? skip : 0), " near ");
+    if (near != NULL)
+        *near = '\0';
+    explicit_bzero(tmp.msg + strlen(tmp.msg), sizeof(tmp.msg) - strlen(tmp.msg));
+    return remex_seterr(e, rc, "%s", tmp.msg);
+}
+
 /* Parses the query string into extra (string values); __extra__ is merged JSON. */
 static remex_err parse_query(const char *q, struct secrets_conn *c, struct remex_error *e)
 {
@@ -109,7 +131,7 @@ static remex_err parse_query(const char *q, struct secrets_conn *c, struct remex
         if (strcmp(k, "__extra__") == 0) {
             json_t *x = NULL;
             struct json_parse_opts o = {.name = "connection URI: __extra__"};
-            if (json_parse(v ? v : "", v ? strlen(v) : 0, &o, &x, e) != REMEX_OK ||
+            if (parse_secret_json(v ? v : "", v ? strlen(v) : 0, &o, &x, e) != REMEX_OK ||
                 !json_is_object(x)) {
                 if (x)
                     remex_seterr(e, REMEX_EPARSE, "connection URI: __extra__: expected object");
@@ -568,7 +590,7 @@ static remex_err load_file(struct secrets *s, struct remex_error *e)
         rc = yaml_to_json(s->file, data, len, &doc, e);
     } else {
         struct json_parse_opts o = {.name = s->file, .max_bytes = SECRETS_FILE_MAX};
-        rc = json_parse(data, len, &o, &doc, e);
+        rc = parse_secret_json(data, len, &o, &doc, e);
     }
     free(data);
     if (rc == REMEX_OK && !json_is_object(doc))
@@ -661,7 +683,7 @@ remex_err secrets_get_conn(struct secrets *s, const char *conn_id, struct secret
             if (v[0] == '{') {
                 json_t *o = NULL;
                 struct json_parse_opts jo = {.name = name, .max_bytes = SECRETS_URI_MAX};
-                rc = json_parse(v, strlen(v), &jo, &o, e);
+                rc = parse_secret_json(v, strlen(v), &jo, &o, e);
                 if (rc == REMEX_OK)
                     rc = secrets_conn_from_json(o, out, e);
                 json_decref(o);

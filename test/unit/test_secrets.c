@@ -23,6 +23,8 @@ static const char *fake_env(const char *name)
         return "{\"conn_type\":\"http\",\"host\":\"api\",\"password\":\"tok\",\"port\":8443}";
     if (strcmp(name, "REMEX_CONN_BROKEN") == 0)
         return "nonsense";
+    if (strcmp(name, "REMEX_CONN_TORN") == 0)
+        return "{\"conn_type\":\"http\",\"password\":\"hunter2-env";
     if (strcmp(name, "REMEX_VAR_REGION") == 0)
         return "eu-west-1";
     return NULL;
@@ -294,6 +296,35 @@ static void test_file_errors(void **state)
     assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_EIO);
 }
 
+/* jansson quotes the input "near" a syntax error: no secret value may ride along. */
+static void test_json_errors_hide_values(void **state)
+{
+    (void)state;
+    struct secrets_config cfg = {.getenv_fn = fake_env};
+    struct secrets *s;
+    struct secrets_conn c;
+    struct remex_error e;
+
+    assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_conn(s, "torn", &c, &e), REMEX_EPARSE);
+    assert_null(strstr(e.msg, "hunter2"));
+    assert_non_null(strstr(e.msg, "REMEX_CONN_TORN"));
+    secrets_close(s);
+
+    assert_int_equal(
+        secrets_conn_parse_uri("http://h/?__extra__=%7B%22key%22%3A%22hunter2-extra", &c, &e),
+        REMEX_EPARSE);
+    assert_null(strstr(e.msg, "hunter2"));
+    assert_non_null(strstr(e.msg, "__extra__"));
+
+    cfg.getenv_fn = NULL;
+    cfg.no_env = 1;
+    cfg.file = write_file("torn.json", "{\"variables\":{\"k\":\"hunter2-file\n\"}}", 0600);
+    assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_EPARSE);
+    assert_null(strstr(e.msg, "hunter2"));
+    assert_non_null(strstr(e.msg, "torn.json:1:"));
+}
+
 static void test_env_wins_over_file(void **state)
 {
     (void)state;
@@ -323,6 +354,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_yaml_file_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_wins_over_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_errors_hide_values, setup, teardown),
     };
     return cmocka_run_group_tests_name("secrets", tests, NULL, NULL);
 }
