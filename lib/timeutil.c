@@ -287,7 +287,8 @@ remex_err timeutil_duration_format(uint64_t ms, char *out, size_t outsz)
         int n =
             snprintf(out + len, outsz - len, "%llu%s", (unsigned long long)v, dur_units[u].name);
         if (n < 0 || (size_t)n >= outsz - len) {
-            out[0] = '\0';
+            if (outsz > 0)
+                out[0] = '\0';
             return REMEX_ETOOBIG;
         }
         len += (size_t)n;

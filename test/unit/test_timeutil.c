@@ -198,6 +198,10 @@ static void test_duration_format(void **state)
     assert_int_equal(timeutil_duration_format((uint64_t)INT64_MAX, out, sizeof(out)), REMEX_OK);
     assert_string_equal(out, "106751991167d7h12m55s807ms");
     assert_int_equal(timeutil_duration_format(5415000, out, 5), REMEX_ETOOBIG);
+    /* A zero-sized buffer is never written to. */
+    char guard[2] = {'x', 'y'};
+    assert_int_equal(timeutil_duration_format(90000, guard, 0), REMEX_ETOOBIG);
+    assert_int_equal(guard[0], 'x');
     assert_string_equal(out, "");
 }
 
