@@ -31,7 +31,7 @@ static int xcom_scope(struct plane *p, struct plane_req *rq, struct plane_resp *
         return -1;
     }
     sqlite3_stmt *st = sq(p,
-                          "SELECT run, task_id, map_index, agent_id, try_number FROM"
+                          "SELECT run, task_id, map_index, agent_id, try_number, state FROM"
                           " task_instances WHERE id = ?1",
                           "i", ti);
     int ok = 0;
@@ -40,7 +40,8 @@ static int xcom_scope(struct plane *p, struct plane_req *rq, struct plane_resp *
         snprintf(task_id, tsz, "%s", sq_text(st, 1));
         *map_index = sqlite3_column_int64(st, 2);
         ok = sq_col_int(st, 3, -1) == rq->who.agent_id &&
-             sqlite3_column_int64(st, 4) == rq->who.try_number && *run == rq->who.run_id;
+             sqlite3_column_int64(st, 4) == rq->who.try_number && *run == rq->who.run_id &&
+             sched_col_state(st, 5) == DAG_TI_RUNNING;
     }
     if (st)
         sqlite3_reset(st);

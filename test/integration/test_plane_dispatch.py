@@ -1,0 +1,309 @@
+"""remex-plane dispatch over the API: long-poll wake-up, offers and their
+expiry, start/state conflicts and idempotency, agent loss re-routing,
+heartbeat reconciliation and execution timeouts, deferral and trigger
+events, XCom reference scoping, and 8 concurrent pollers draining 10,000
+task instances with every one assigned exactly once."""
+import http.client
+import json
+import threading
+import time
+
+import harness
+from schedfix import Agent, SchedCase, dag, drive
+
+
+class DispatchTest(SchedCase):
+    def setUp(self):
+        super().setUp()
+        self.boot(offer_timeout="1s")
+
+    def test_longpoll_wakes_on_queue(self):
+        self.push_ok(dag("lp", [{"task_id": "t"}]))
+        ag = Agent(self, "w1")
+        t0 = time.monotonic()
+        self.assertEqual(ag.work(wait=0.5), [])
+        self.assertGreaterEqual(time.monotonic() - t0, 0.45)
+        got = {}
+
+        def poll():
+            got["a"] = ag.work(wait=20)
+            got["t"] = time.monotonic()
+
+        th = threading.Thread(target=poll)
+        th.start()
+        time.sleep(0.5)
+        t1 = time.monotonic()
+        self.trigger("lp")
+        th.join(25)
+        self.assertEqual(len(got["a"]), 1)
+        self.assertLess(got["t"] - t1, 1.0 * harness.SLOW)
+        a = got["a"][0]
+        for k in ("ti_id", "dag_id", "run_id", "task_id", "map_index", "try_number",
+                  "logical_date", "data_interval_start", "data_interval_end",
+                  "offer_expires_at", "task_token", "bundle", "task", "params", "conf"):
+            self.assertIn(k, a)
+        self.assertEqual(a["bundle"], {"name": "b1", "version": "v1"})
+        self.assertEqual(a["task"]["command"], ["true"])
+
+    def test_queue_matching_priority_and_slots(self):
+        self.push_ok(dag("pq", [{"task_id": "lo", "priority_weight": 1},
+                                {"task_id": "hi", "priority_weight": 9},
+                                {"task_id": "big", "priority_weight": 50, "pool_slots": 3},
+                                {"task_id": "other", "queue": "gpu"}]))
+        ag = Agent(self, "w1")
+        self.trigger("pq")
+        time.sleep(0.3)
+        got = ag.work(wait=2, free_slots=2)
+        self.assertEqual([a["task_id"] for a in got], ["hi", "lo"])
+        got = ag.work(wait=0, free_slots=3)
+        self.assertEqual([a["task_id"] for a in got], ["big"])
+        self.assertEqual(ag.work(wait=0.2, free_slots=8), [])
+        got = ag.work(wait=1, free_slots=8, queues=["gpu"])
+        self.assertEqual([a["task_id"] for a in got], ["other"])
+
+    def test_offer_expiry_requeues(self):
+        self.push_ok(dag("oe", [{"task_id": "t"}]))
+        ag = Agent(self, "w1")
+        ag2 = Agent(self, "w2")
+        self.trigger("oe")
+        (a,) = ag.work(wait=5)
+        t0 = time.monotonic()
+        (b,) = ag2.work(wait=10)  # re-offered once the 1 s offer expires
+        self.assertGreaterEqual(time.monotonic() - t0, 0.5)
+        self.assertEqual((b["ti_id"], b["try_number"]), (a["ti_id"], a["try_number"]))
+        st, body = ag.start(a)
+        self.assertEqual(st, 409, body)
+        self.assertEqual(ag2.start(b)[0], 200)
+        self.assertEqual(ag2.start(b)[0], 200)  # idempotent for the holder
+
+    def test_stale_try_and_idempotent_reports(self):
+        self.push_ok(dag("st", [{"task_id": "t", "retries": 1, "retry_delay": 1}]))
+        ag = Agent(self, "w1")
+        run = self.trigger("st")
+        (a,) = ag.take(1)
+        self.assertEqual(ag.report(a, "failed", exit_code=2), (200, {"state": "up_for_retry"}))
+        self.assertEqual(ag.report(a, "failed", exit_code=2)[0], 200)  # replayed report
+        (b,) = ag.take(1)
+        self.assertEqual(b["try_number"], 2)
+        st, body = ag.report(a, "success")  # the old try's token
+        self.assertEqual(st, 409, body)
+        bad = dict(b, try_number=1)
+        self.assertEqual(ag.report(bad, "success")[0], 409)
+        self.assertEqual(ag.report(b, "bogus")[0], 400)
+        self.assertEqual(ag.report(b, "success"), (200, {"state": "success"}))
+        self.assertEqual(ag.report(b, "success"), (200, {"state": "success"}))
+        self.assertEqual(ag.report(b, "failed")[0], 409)
+        # A task token only speaks for its own task instance.
+        st, body = self.req("POST", f"/api/v1/task-instances/{b['ti_id'] + 1}/state",
+                            {"try_number": 2, "state": "success"}, b["task_token"])
+        self.assertIn(st, (403, 404))
+        self.assertEqual(self.wait_run("st", run["run_id"])["state"], "success")
+
+    def test_agent_loss_reroutes(self):
+        self.push_ok(dag("loss", [{"task_id": "run", "retries": 1, "retry_delay": 0},
+                                  {"task_id": "offer"}]))
+        a_ag = Agent(self, "wa", beat=False)
+        self.trigger("loss", run_id="r")
+        got = a_ag.work(wait=5, free_slots=2)
+        harness.wait_for(lambda: len(got) == 2 or got.extend(a_ag.work(wait=1)), 10, 0.01)
+        by = {a["task_id"]: a for a in got}
+        self.assertEqual(a_ag.start(by["run"])[0], 200)
+        b_ag = Agent(self, "wb")
+        t0 = time.monotonic()
+        rerouted = {}
+        deadline = time.monotonic() + 20 * harness.SLOW
+        while len(rerouted) < 2 and time.monotonic() < deadline:
+            for a in b_ag.work(wait=2, free_slots=2):
+                self.assertEqual(b_ag.start(a)[0], 200)
+                rerouted[a["task_id"]] = a
+        self.assertLess(time.monotonic() - t0, 10 * harness.SLOW)
+        tries = {k: a["try_number"] for k, a in rerouted.items()}
+        self.assertEqual(tries, {"run": 2, "offer": 1})
+        # The lost agent's late report for its old try is refused.
+        self.assertEqual(a_ag.report(by["run"], "success")[0], 409)
+        for a in rerouted.values():
+            self.assertEqual(b_ag.report(a, "success")[0], 200)
+        self.assertEqual(self.wait_run("loss", "r")["state"], "success")
+
+    def test_heartbeat_reconciles_running_list(self):
+        self.push_ok(dag("hb", [{"task_id": "t", "retries": 0}]))
+        ag = Agent(self, "w1", beat=False)
+        self.trigger("hb", run_id="r")
+        (a,) = ag.take(1)
+        st, hb = ag.heartbeat([])  # the agent does not list it: failed after the grace
+        self.assertEqual(st, 200, hb)
+        harness.wait_for(lambda: ag.heartbeat([])[0] == 200 and
+                         self.ti_states("hb", "r")["t"] == "failed", 10, 0.2, "TI failed")
+        st, hb = ag.heartbeat([a, {"ti_id": 99999, "try_number": 1}])
+        self.assertEqual(sorted(c["ti_id"] for c in hb["cancel"]), sorted([a["ti_id"], 99999]))
+
+    def test_execution_timeout_cancels(self):
+        self.push_ok(dag("et", [{"task_id": "t", "execution_timeout": 1}]))
+        ag = Agent(self, "w1")
+        self.trigger("et", run_id="r")
+        (a,) = ag.take(1)
+        c = harness.wait_for(lambda: [x for x in ag.cancels if x["ti_id"] == a["ti_id"]], 10,
+                             0.05, "cancel of the timed-out TI")
+        self.assertEqual(c[0]["reason"], "execution_timeout")
+        self.assertEqual(ag.report(a, "failed", signal=15)[0], 200)
+        r = self.wait_run("et", "r")
+        self.assertEqual(r["state"], "failed")
+        self.assertEqual(r["task_instances"][0]["reason"], "execution_timeout")
+
+    def test_deferral_and_trigger_event(self):
+        self.push_ok(dag("df", [{"task_id": "wait", "command": ["sensor"]},
+                                {"task_id": "after", "upstream": ["wait"]}]))
+        ag = Agent(self, "w1")
+        trg = Agent(self, "t1")
+        self.trigger("df", run_id="r")
+        (a,) = ag.take(1)
+        spec = {"type": "timer", "at": "2030-01-01T00:00:00Z", "timeout": 30}
+        self.assertEqual(ag.report(a, "deferred", trigger=spec), (200, {"state": "deferred"}))
+        self.assertEqual(ag.work(wait=0.2), [])  # the slot is free, nothing to run
+        st, b = self.req("POST", "/api/v1/triggers/poll", {"capacity": 10, "wait": 5, "held": []},
+                         trg.session)
+        self.assertEqual(st, 200, b)
+        (t,) = b["triggers"]
+        self.assertEqual((t["ti_id"], t["spec"]["type"]), (a["ti_id"], "timer"))
+        st, b = self.req("POST", f"/api/v1/triggers/{t['trigger_id']}/event",
+                         {"payload": {"fired": True}}, ag.session)
+        self.assertEqual(st, 409, b)  # not held by that agent
+        st, b = self.req("POST", f"/api/v1/triggers/{t['trigger_id']}/event",
+                         {"payload": {"fired": True}}, trg.session)
+        self.assertEqual(st, 200, b)
+        (r,) = ag.take(1)
+        self.assertEqual((r["ti_id"], r["try_number"]), (a["ti_id"], a["try_number"]))
+        self.assertEqual(r["trigger_event"], {"fired": True})
+        self.assertEqual(ag.report(r, "success")[0], 200)
+        self.assertEqual(drive(self, ag, "df", "r")["state"], "success")
+
+    def test_trigger_timeout_fails(self):
+        self.push_ok(dag("tt", [{"task_id": "wait"}]))
+        ag = Agent(self, "w1")
+        self.trigger("tt", run_id="r")
+        (a,) = ag.take(1)
+        self.assertEqual(ag.report(a, "deferred", trigger={"type": "file", "timeout": 1})[0], 200)
+        r = self.wait_run("tt", "r", timeout=10)
+        self.assertEqual(r["state"], "failed")
+        self.assertEqual(r["task_instances"][0]["reason"], "trigger timeout")
+
+    def test_lost_triggerer_releases_triggers(self):
+        self.push_ok(dag("lt", [{"task_id": "wait"}]))
+        ag = Agent(self, "w1")
+        t1 = Agent(self, "t1", beat=False)
+        t2 = Agent(self, "t2")
+        self.trigger("lt", run_id="r")
+        (a,) = ag.take(1)
+        self.assertEqual(ag.report(a, "deferred", trigger={"type": "timer"})[0], 200)
+        st, b = self.req("POST", "/api/v1/triggers/poll", {"capacity": 5, "wait": 5}, t1.session)
+        self.assertEqual(len(b["triggers"]), 1)
+        st, b = self.req("POST", "/api/v1/triggers/poll", {"capacity": 5, "wait": 15},
+                         t2.session, )
+        self.assertEqual((st, len(b["triggers"])), (200, 1))
+
+    def test_xcom_scoped_to_the_run(self):
+        self.push_ok(dag("xc", [{"task_id": "p"}, {"task_id": "c", "upstream": ["p"]}]))
+        ag = Agent(self, "w1")
+        self.trigger("xc", run_id="r1")
+        self.trigger("xc", run_id="r2")
+        ps = ag.take(2)
+        p1 = [a for a in ps if a["run_id"] == "r1"][0]
+        p2 = [a for a in ps if a["run_id"] == "r2"][0]
+        ref = {"uri": "file:///x/1", "size": 3, "checksum": "sha256:ab",
+               "content_type": "application/json"}
+        path = f"/api/v1/task-instances/{p1['ti_id']}/xcom/out"
+        self.assertEqual(self.req("PUT", path, ref, p1["task_token"]), (200, {}))
+        self.assertEqual(self.req("GET", path, None, p1["task_token"]), (200, ref))
+        # Another run's token can neither read nor write it.
+        self.assertEqual(self.req("GET", path, None, p2["task_token"])[0], 403)
+        self.assertEqual(self.req("PUT", path, ref, p2["task_token"])[0], 403)
+        self.assertEqual(self.req("PUT", path, {"uri": 1}, p1["task_token"])[0], 400)
+        for a in ps:
+            self.assertEqual(ag.report(a, "success")[0], 200)
+        cs = ag.take(2)
+        c1 = [a for a in cs if a["run_id"] == "r1"][0]
+        c2 = [a for a in cs if a["run_id"] == "r2"][0]
+        q = "?task_id=p&map_index=-1"
+        st, b = self.req("GET", f"/api/v1/task-instances/{c1['ti_id']}/xcom/out{q}", None,
+                         c1["task_token"])
+        self.assertEqual((st, b), (200, ref))
+        st, b = self.req("GET", f"/api/v1/task-instances/{c2['ti_id']}/xcom/out{q}", None,
+                         c2["task_token"])
+        self.assertEqual(st, 404, b)  # run r2 has no such XCom
+        st, b = self.req("GET", f"/api/v1/task-instances/{c1['ti_id']}/xcom/out{q}", None,
+                         c2["task_token"])
+        self.assertEqual(st, 403, b)
+        # Once its try is over the token no longer reads either.
+        self.assertEqual(ag.report(p1, "success")[0], 200)
+        self.assertEqual(self.req("GET", path, None, p1["task_token"])[0], 403)
+
+
+class ConcurrencyTest(SchedCase):
+    N = 10000
+    POLLERS = 8
+
+    def test_10000_tis_8_pollers_each_assigned_once(self):
+        self.boot()
+        # Canonical DAG JSON is capped at 1 MiB: 5 runs of 2,000 independent tasks.
+        tasks = [{"task_id": f"t{i:04d}", "command": ["true"]} for i in range(self.N // 5)]
+        self.push_ok({"dag_id": "big", "fileloc": "big.yaml", "tasks": tasks,
+                      "max_active_runs": 5})
+        agents = [Agent(self, f"w{i}") for i in range(self.POLLERS)]
+        assigned = []
+        lock = threading.Lock()
+        errors = []
+
+        def worker(ag):
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+            def call(path, body, token):
+                c.request("POST", path, json.dumps(body),
+                          {"Authorization": "Bearer " + token,
+                           "Content-Type": "application/json"})
+                r = c.getresponse()
+                return r.status, json.loads(r.read() or b"null")
+
+            idle = 0
+            deadline = time.monotonic() + 90 * harness.SLOW
+            while idle < 3 and time.monotonic() < deadline:
+                st, b = call("/api/v1/work", {"queues": ["default"], "free_slots": 32,
+                                              "wait": 0.5}, ag.session)
+                if st != 200:
+                    errors.append((st, b))
+                    return
+                if not b["assignments"]:
+                    idle += 1
+                    continue
+                idle = 0
+                with lock:
+                    assigned.extend(a["ti_id"] for a in b["assignments"])
+                for a in b["assignments"]:
+                    path = f"/api/v1/task-instances/{a['ti_id']}"
+                    for sfx, body in (("/start", {"try_number": a["try_number"]}),
+                                      ("/state", {"try_number": a["try_number"],
+                                                  "state": "success"})):
+                        st, rb = call(path + sfx, body, a["task_token"])
+                        if st != 200:
+                            errors.append((sfx, st, rb))
+            c.close()
+
+        t0 = time.monotonic()
+        for i in range(5):
+            self.trigger("big", run_id=f"r{i}")
+        ths = [threading.Thread(target=worker, args=(ag,)) for ag in agents]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(120)
+        dt = time.monotonic() - t0
+        self.assertEqual(errors, [])
+        self.assertEqual(len(assigned), self.N)
+        self.assertEqual(len(set(assigned)), self.N)
+        for i in range(5):
+            self.assertEqual(self.wait_run("big", f"r{i}", timeout=30)["state"], "success")
+        print(f"\n10000 TIs through {self.POLLERS} pollers in {dt:.1f}s", flush=True)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
