@@ -397,9 +397,20 @@ void plane_kick(struct plane *p)
     pthread_cond_signal(&p->sched_cv);
 }
 
+int sched_run_pending(struct plane *p, int64_t run)
+{
+    return (int)sq_int(p, 0,
+                       "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run = ?1 AND state IN"
+                       " ('none', 'scheduled', 'queued', 'offered', 'running', 'deferred',"
+                       " 'up_for_retry'))",
+                       "i", run);
+}
+
 void sched_due_hint(struct plane *p, int64_t due_ms)
 {
     struct sched *s = SCHED(p);
+    if (due_ms < s->due_ms)
+        s->due_ms = due_ms;
     if (due_ms < s->wake_ms)
         plane_kick(p);
 }
@@ -415,8 +426,12 @@ static int64_t sched_pass(struct plane *p)
     struct sched *s = SCHED(p);
     int64_t now = plane_now_ms();
     int began = sq_begin(p);
-    int64_t next = sdisp_due(p, now);
-    next = min64(next, strig_due(p, now));
+    int64_t next = s->due_ms;
+    if (now >= s->due_ms) {
+        /* Only when something may be due: most passes follow a state report. */
+        next = min64(sdisp_due(p, now), strig_due(p, now));
+        s->due_ms = next;
+    }
     next = min64(next, sruns_pass(p, now));
     sq_commit(p, began);
     if (s->queued_any) {
@@ -467,8 +482,12 @@ remex_err sched_init(struct plane *p, struct remex_error *e)
     if (!s)
         return remex_seterr(e, REMEX_ENOMEM, "sched: out of memory");
     s->wake_ms = INT64_MIN;
+    s->due_ms = INT64_MIN;
     s->runs_changed = 1;
     p->sched = s;
+    /* One process owns the DB: no file lock round trips per transaction. */
+    if (sqlite3_exec(p->db, "PRAGMA locking_mode=EXCLUSIVE", NULL, NULL, NULL) != SQLITE_OK)
+        log_warn("sched: exclusive locking mode: %s", sqlite3_errmsg(p->db));
     remex_err rc = sdag_load_all(p, e);
     if (rc != REMEX_OK)
         return rc;

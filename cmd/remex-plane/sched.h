@@ -72,6 +72,7 @@ struct sched {
     size_t ndirty, capdirty;
     int runs_changed;     /* queued runs may start / cron state changed */
     int64_t wake_ms;      /* wall time the scheduler thread sleeps until */
+    int64_t due_ms;       /* earliest TI/trigger due time known (INT64_MIN: recompute) */
     int queued_any;       /* a pass queued TIs: broadcast work_cv */
     struct shist latency; /* queued -> offered, seconds */
     struct shist loop;    /* scheduler pass duration, seconds */
@@ -84,6 +85,8 @@ struct sched {
  * 'i' int64_t, 'N' int64_t (INT64_MIN binds NULL), 't' const char * (NULL binds
  * NULL), 'd' double. NULL on error. */
 sqlite3_stmt *sq(struct plane *p, const char *sql, const char *fmt, ...);
+/* 1 if the run has task instances that are not finished. */
+int sched_run_pending(struct plane *p, int64_t run);
 /* Runs a statement that returns no rows; SQLITE_DONE on success. */
 int sq_run(struct plane *p, const char *sql, const char *fmt, ...);
 /* First column of the first row as int64 (def when no row or NULL). */

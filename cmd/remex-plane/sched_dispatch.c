@@ -211,7 +211,9 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
             authfail = 1;
             break;
         }
+        int began = sq_begin(p);
         n = pick(p, rq->who.agent_id, queues, slots, ids);
+        sq_commit(p, began);
         if (n > 0 || wait_ms == 0)
             break;
         if (pthread_cond_timedwait(&p->work_cv, &p->mu, &ts) == ETIMEDOUT)
@@ -374,7 +376,9 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
                "UPDATE task_instances SET state = ?2, ended_ms = ?3, due_ms = NULL,"
                " cancel_ms = NULL, reason = ?4 WHERE id = ?1",
                "itit", ti, r->state, now, r->reason);
-        sched_mark_run(p, run, has_down ? SDIRTY_EVAL : SDIRTY_DONE);
+        /* A leaf finishing matters to the scheduler only when it was the last one. */
+        if (has_down || !sched_run_pending(p, run))
+            sched_mark_run(p, run, SDIRTY_EVAL);
     } else if (strcmp(r->state, "failed") == 0) {
         char why[128];
         int64_t cms = sq_int(p, -1, "SELECT cancel_ms FROM task_instances WHERE id = ?1", "i", ti);

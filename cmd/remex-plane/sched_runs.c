@@ -192,12 +192,7 @@ static void run_eval(struct plane *p, int64_t run, int kind, int64_t now)
     struct sdag *d = ok ? sdag_find(p, dag_id) : NULL;
     if (!d || d->is_paused)
         return;
-    if (kind == SDIRTY_DONE &&
-        sq_int(p, 0,
-               "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run = ?1 AND state IN"
-               " ('none', 'scheduled', 'queued', 'offered', 'running', 'deferred',"
-               " 'up_for_retry'))",
-               "i", run))
+    if (kind == SDIRTY_DONE && sched_run_pending(p, run))
         return;
     const struct dag *g = d->dag;
     int *st = malloc((g->ntasks + 1) * sizeof(int));
@@ -399,6 +394,12 @@ void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_re
     int64_t id =
         d ? sruns_create(p, d, rid ? rid : gen, "manual", logical, logical, logical, cj ? cj : "{}")
           : -2;
+    /* Generated ids of runs triggered within the same millisecond get a suffix. */
+    for (int k = 2; d && id == 0 && !rid && k < 1000; k++) {
+        char alt[128];
+        snprintf(alt, sizeof(alt), "%s.%d", gen, k);
+        id = sruns_create(p, d, alt, "manual", logical, logical, logical, cj ? cj : "{}");
+    }
     json_t *out = NULL;
     if (id > 0) {
         plane_kick(p);
