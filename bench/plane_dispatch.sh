@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# remex-plane dispatch benchmark: starts a plane on a free loopback port with
+# its DB in a temp dir, creates an agent token, then runs the C driver
+# (bench/_plane_dispatch.c): N simulated workers drain queued task instances
+# (/work -> start -> state), then the wake-up latency of a waiting long poll.
+# Prints figures; never asserts. Env: TASKS (10000), WORKERS (8), SLOTS (16).
+set -euo pipefail
+build=${REMEX_BUILD:-build}
+bin=${REMEX_BIN:-$build/bin}
+driver=$build/bench/_plane_dispatch
+[[ -x $bin/remex-plane && -x $driver ]] || { echo "plane_dispatch: build first (make bench)"; exit 1; }
+tmp=$(mktemp -d /tmp/remex-bench-plane.XXXXXX)
+pid=
+cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$tmp/plane.yaml" <<YAML
+listen: "127.0.0.1:$port"
+db_path: "$tmp/plane.db"
+admin_token_file: "$tmp/admin.token"
+signing_key_file: "$tmp/signing.key"
+log:
+  level: "warn"
+YAML
+"$bin/remex-plane" -c "$tmp/plane.yaml" 2>"$tmp/plane.log" &
+pid=$!
+up=
+for _ in $(seq 1 200); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && { up=1; break; }
+    sleep 0.05
+done
+[[ -n $up ]] || { echo "plane_dispatch: plane did not start"; cat "$tmp/plane.log"; exit 1; }
+url=http://127.0.0.1:$port
+admin=$(cat "$tmp/admin.token")
+tok=$(curl -sf -X POST -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+    -d '{"name":"bench","expires_in":3600}' "$url/api/v1/admin/tokens" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
+"$driver" --url "$url" --admin "$admin" --agent-token "$tok" --tasks "${TASKS:-10000}" \
+    --workers "${WORKERS:-8}" --slots "${SLOTS:-16}"
