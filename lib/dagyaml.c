@@ -165,12 +165,13 @@ static int node_add(struct ctx *c, struct ynode *parent, struct ynode *kid)
 static void yaml_diag(struct ctx *c, const yaml_parser_t *p)
 {
     const char *what = p->problem != NULL ? p->problem : "invalid YAML";
-    if (p->context != NULL)
-        diag(c, (unsigned)p->problem_mark.line + 1, (unsigned)p->problem_mark.column + 1, "%s %s",
-             p->context, what);
-    else
-        diag(c, (unsigned)p->problem_mark.line + 1, (unsigned)p->problem_mark.column + 1, "%s",
-             what);
+    const char *ctx = p->context != NULL ? p->context : "";
+    /* The usual cause: an unquoted cron expression or preset ("*" / "@" start a token). */
+    const char *hint = strstr(ctx, "alias") != NULL || strstr(what, "cannot start any token")
+                           ? " (quote values that start with *, @, &, ! or `)"
+                           : "";
+    diag(c, (unsigned)p->problem_mark.line + 1, (unsigned)p->problem_mark.column + 1, "%s%s%s%s",
+         ctx, *ctx ? " " : "", what, hint);
 }
 
 /*
@@ -186,7 +187,7 @@ static struct ynode *build(struct ctx *c, yaml_parser_t *p, yaml_event_t *ev, in
     switch (ev->type) {
     case YAML_ALIAS_EVENT:
         diag(c, (unsigned)m->line + 1, (unsigned)m->column + 1,
-             "aliases are not supported (write the value out)");
+             "aliases are not supported (write the value out, or quote a value starting with *)");
         return NULL;
     case YAML_SCALAR_EVENT:
         anchor = ev->data.scalar.anchor;

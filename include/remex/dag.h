@@ -8,7 +8,8 @@
  * default, validates (dag_validate) and computes the content hash.
  * dag_to_json writes the canonical form: every key present, keys sorted,
  * compact, durations as seconds (integers when whole, else up to 3 decimals),
- * times as RFC 3339 UTC. Decoding canonical JSON and encoding it again gives
+ * times as RFC 3339 UTC, other reals (in params, trigger) with 15 significant
+ * digits. Decoding canonical JSON and encoding it again gives
  * the same bytes; the hash is the SHA-256 hex of those bytes.
  *
  * Caps: DAG_JSON_MAX bytes of JSON, DAG_TASKS_MAX tasks, ids match
@@ -111,7 +112,9 @@ enum dag_rule_decision {
 /*
  * Airflow's TriggerRuleDep with flag_upstream_failed, for an unmapped task.
  * A task without upstreams (total == 0) and the rule `always` run at once.
- * Pure function.
+ * As in Airflow, a removed upstream counts as done but not as a success, so
+ * e.g. all_success then waits forever: the caller detects such a run as
+ * deadlocked (no task runnable, none running). Pure function.
  */
 enum dag_rule_decision dag_rule_eval(enum dag_trigger_rule r, const struct dag_upstream_counts *c);
 

@@ -365,6 +365,17 @@ static void test_refusals(void **state)
     expect_diag("dag_id: \"a\\0b\"\ntasks: [{task_id: t, shell: x}]\n", 1, 9, "scalar holds a NUL");
 }
 
+static void test_unquoted_cron_hint(void **state)
+{
+    (void)state;
+    expect_diag("dag_id: a\nschedule: */15 * * * *\nstart_date: 2026-01-01\n"
+                "tasks: [{task_id: t, shell: x}]\n",
+                2, 0, "quote values that start with *");
+    expect_diag("dag_id: a\nschedule: @daily\nstart_date: 2026-01-01\n"
+                "tasks: [{task_id: t, shell: x}]\n",
+                2, 11, "quote values that start with *, @");
+}
+
 static void test_nul_byte(void **state)
 {
     (void)state;
@@ -548,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_several_errors_collected),
         cmocka_unit_test(test_validation_errors_at_node),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_unquoted_cron_hint),
         cmocka_unit_test(test_nul_byte),
         cmocka_unit_test(test_anchor_alias_message),
         cmocka_unit_test(test_depth_cap),
