@@ -263,7 +263,7 @@ static remex_err compact(struct journal *j, struct remex_error *e)
         json_decref(o);
     }
     if (rc == REMEX_OK) {
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
         if (fd < 0 || write_all(fd, b.data ? b.data : "", b.len) != REMEX_OK || fsync(fd) != 0 ||
             rename(tmp, j->path) != 0)
             rc = REMEX_EIO;
@@ -353,14 +353,16 @@ remex_err journal_ack(struct journal *j, uint64_t seq, struct remex_error *e)
                             (unsigned long long)seq);
     json_t *o = json_pack("{s:I}", "ack", (json_int_t)seq);
     remex_err rc = o ? append_line(j, o, NULL, e) : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    int full = rc == REMEX_ETOOBIG;
     json_decref(o);
-    if (rc == REMEX_ETOOBIG)
-        rc = REMEX_OK; /* the ack still takes effect: compaction below persists it */
-    else if (rc != REMEX_OK)
+    if (rc != REMEX_OK && !full)
         return rc;
     drop_rec(j, seq);
-    /* Compact when delivered entries dominate a file worth rewriting (or it is full). */
-    if ((j->size > 64 * 1024 || j->size > j->max_bytes / 2) && j->live * 2 < j->size)
+    /*
+     * Compact when delivered entries dominate a file worth rewriting, and always
+     * when the ack line did not fit: the rewrite is then what persists the ack.
+     */
+    if (full || ((j->size > 64 * 1024 || j->size > j->max_bytes / 2) && j->live * 2 < j->size))
         return compact(j, e);
     return REMEX_OK;
 }

@@ -171,6 +171,92 @@ static void test_cap_and_compaction(void **state)
     journal_close(j);
 }
 
+/* An ack that does not fit a full journal must still survive a reopen. */
+static void test_ack_when_full_is_durable(void **state)
+{
+    (void)state;
+    struct remex_error e;
+    struct journal *j = open_ok(4096, NULL);
+    json_t *r =
+        json_pack("{s:s}", "pad", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    uint64_t seq;
+    size_t n = 0;
+
+    while (journal_append(j, r, NULL, &e) == REMEX_OK)
+        n++;
+    json_decref(r);
+    /* Fill the tail with short records and ack until an ack line does not fit. */
+    r = json_pack("{s:i}", "k", 1);
+    for (int tries = 0;; tries++) {
+        assert_true(tries < 50);
+        while (journal_append(j, r, NULL, &e) == REMEX_OK)
+            n++;
+        size_t size = journal_size(j);
+        journal_get(j, 0, &seq);
+        assert_int_equal(journal_ack(j, seq, &e), REMEX_OK);
+        n--;
+        assert_int_equal(journal_pending(j), n);
+        if (journal_size(j) <= size)
+            break; /* the ack line was not appended */
+    }
+    json_decref(r);
+    journal_close(j);
+    j = open_ok(4096, NULL);
+    assert_int_equal(journal_pending(j), n);
+    journal_close(j);
+}
+
+/* O_APPEND flag of the descriptor open on the journal file, -1 if none is. */
+static int journal_fd_appends(void)
+{
+    char link[64], target[256], info[64], line[128], want[160];
+    int flags = -1;
+
+    snprintf(want, sizeof(want), "%s/journal.log", path);
+
+    for (int fd = 3; fd < 1024 && flags < 0; fd++) {
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n < 0)
+            continue;
+        target[n] = '\0';
+        if (strcmp(target, want) != 0)
+            continue;
+        snprintf(info, sizeof(info), "/proc/self/fdinfo/%d", fd);
+        FILE *f = fopen(info, "r");
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f))
+            if (strncmp(line, "flags:", 6) == 0)
+                flags = (strtol(line + 6, NULL, 8) & O_APPEND) != 0;
+        fclose(f);
+    }
+    return flags;
+}
+
+/* After compaction appends still go to the end of the file, whatever the offset. */
+static void test_compaction_keeps_append_mode(void **state)
+{
+    (void)state;
+    struct remex_error e;
+    struct journal *j = open_ok(4096, NULL);
+    json_t *r =
+        json_pack("{s:s}", "pad", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    uint64_t seq;
+    size_t before;
+
+    assert_int_equal(journal_fd_appends(), 1);
+    while (journal_append(j, r, NULL, &e) == REMEX_OK)
+        ;
+    before = journal_size(j);
+    while (journal_size(j) >= before) {
+        journal_get(j, 0, &seq);
+        assert_int_equal(journal_ack(j, seq, &e), REMEX_OK);
+    }
+    json_decref(r);
+    assert_int_equal(journal_fd_appends(), 1);
+    journal_close(j);
+}
+
 static void test_rejects_non_object(void **state)
 {
     (void)state;
@@ -196,6 +282,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_reopen_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ack_when_full_is_durable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_keeps_append_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_middle_skipped, setup, teardown),
