@@ -85,7 +85,7 @@ remex_err proc_env_set(struct proc_env *env, const char *name, const char *value
         return remex_seterr(e, REMEX_EINVAL, "env: invalid variable name");
     nl = strlen(name);
     vl = strlen(value);
-    if (nl > PROC_ENV_MAX_ENTRY || vl > PROC_ENV_MAX_ENTRY - nl - 1)
+    if (nl >= PROC_ENV_MAX_ENTRY || vl > PROC_ENV_MAX_ENTRY - nl - 1)
         return remex_seterr(e, REMEX_ETOOBIG, "env %s: entry over %d bytes", name,
                             PROC_ENV_MAX_ENTRY);
     at = env_find(env, name);

@@ -288,6 +288,26 @@ static void test_env_is_exact(void **state)
     unsetenv("REMEX_TEST_LEAK");
 }
 
+/* "NAME=value" may not pass PROC_ENV_MAX_ENTRY, however long the name alone is. */
+static void test_env_entry_cap(void **state)
+{
+    (void)state;
+    struct proc_env env;
+    struct remex_error e;
+    char *name = malloc(PROC_ENV_MAX_ENTRY + 1);
+
+    assert_non_null(name);
+    memset(name, 'A', PROC_ENV_MAX_ENTRY);
+    name[PROC_ENV_MAX_ENTRY] = '\0';
+    proc_env_init(&env);
+    assert_int_equal(proc_env_set(&env, name, "x", &e), REMEX_ETOOBIG);
+    assert_int_equal(proc_env_set(&env, name + 2, "x", &e), REMEX_OK);
+    assert_int_equal(proc_env_set(&env, name + 1, "x", &e), REMEX_ETOOBIG);
+    assert_int_equal(proc_env_set(&env, name + 1, "", &e), REMEX_OK);
+    proc_env_free(&env);
+    free(name);
+}
+
 static void test_env_helpers(void **state)
 {
     (void)state;
@@ -969,6 +989,7 @@ int main(void)
         cmocka_unit_test(test_search_path),
         cmocka_unit_test(test_env_is_exact),
         cmocka_unit_test(test_env_helpers),
+        cmocka_unit_test(test_env_entry_cap),
         cmocka_unit_test(test_fd_table_clean),
         cmocka_unit_test(test_fd_mapping),
         cmocka_unit_test(test_bad_spec_rejected),
