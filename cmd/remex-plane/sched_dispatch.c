@@ -79,6 +79,7 @@ int64_t sdisp_due(struct plane *p, int64_t now)
 
 struct cand {
     int64_t id, slots, prio, queued;
+    struct sdag *dag;
 };
 
 static int cmp_cand(const void *a, const void *b)
@@ -91,12 +92,25 @@ static int cmp_cand(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Offers queued TIs of the queues to agent; returns how many (ids in out). */
+#define PICK_CANDS (WORK_MAX_ASSIGN * 4)
+
+/* Room left under the DAG's max_active_tasks (offered + running, all runs). */
+static int64_t dag_room(struct plane *p, struct sdag *d)
+{
+    int64_t active = sq_int(p, 0,
+                            "SELECT count(*) FROM dag_runs r JOIN task_instances t ON t.run = r.id"
+                            " WHERE r.state = 'running' AND r.dag_id = ?1 AND"
+                            " t.state IN ('offered', 'running')",
+                            "t", d->dag->dag_id);
+    return d->dag->max_active_tasks - active;
+}
+
+/* Offers queued TIs of the queues to agent by priority, then queue time, within
+ * free slots and each DAG's max_active_tasks; returns how many (ids in out). */
 static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, int64_t *out)
 {
-    struct cand c[WORK_MAX_ASSIGN * 8];
+    static __thread struct cand c[PICK_CANDS * 8];
     int nc = 0;
-    int64_t lim = slots < WORK_MAX_ASSIGN ? slots : WORK_MAX_ASSIGN;
     size_t qi;
     json_t *q;
     json_array_foreach(queues, qi, q)
@@ -104,16 +118,17 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
         if (qi >= 8)
             break;
         sqlite3_stmt *st = sq(p,
-                              "SELECT id, pool_slots, priority_weight, queued_ms FROM"
-                              " task_instances WHERE state = 'queued' AND queue = ?1 AND"
-                              " pool_slots <= ?2 ORDER BY priority_weight DESC, queued_ms, id"
-                              " LIMIT ?3",
-                              "tii", json_string_value(q), slots, lim);
+                              "SELECT t.id, t.pool_slots, t.priority_weight, t.queued_ms, r.dag_id"
+                              " FROM task_instances t JOIN dag_runs r ON r.id = t.run"
+                              " WHERE t.state = 'queued' AND t.queue = ?1 AND t.pool_slots <= ?2"
+                              " ORDER BY t.priority_weight DESC, t.queued_ms, t.id LIMIT ?3",
+                              "tii", json_string_value(q), slots, (int64_t)PICK_CANDS);
         while (st && sqlite3_step(st) == SQLITE_ROW) {
             c[nc].id = sqlite3_column_int64(st, 0);
             c[nc].slots = sqlite3_column_int64(st, 1);
             c[nc].prio = sqlite3_column_int64(st, 2);
             c[nc].queued = sq_col_int(st, 3, 0);
+            c[nc].dag = sdag_find(p, sq_text(st, 4));
             nc++;
         }
         if (st)
@@ -122,11 +137,31 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
     if (nc == 0)
         return 0;
     qsort(c, (size_t)nc, sizeof(c[0]), cmp_cand);
+    struct {
+        struct sdag *d;
+        int64_t room;
+    } rooms[16];
+    int nrooms = 0;
     int64_t now = plane_now_ms(), exp = now + p->cfg.offer_timeout_ms;
     int n = 0;
     for (int i = 0; i < nc && n < WORK_MAX_ASSIGN && slots > 0; i++) {
-        if (c[i].slots > slots)
+        if (c[i].slots > slots || !c[i].dag)
             continue;
+        int r = 0;
+        while (r < nrooms && rooms[r].d != c[i].dag)
+            r++;
+        if (r == nrooms) {
+            if (nrooms == 16)
+                continue; /* the next poll serves the other DAGs */
+            rooms[r].d = c[i].dag;
+            rooms[r].room = dag_room(p, c[i].dag);
+            nrooms++;
+        }
+        if (rooms[r].room <= 0) {
+            SCHED(p)->room_blocked = 1;
+            continue;
+        }
+        rooms[r].room--;
         sq_run(p,
                "UPDATE task_instances SET state = 'offered', agent_id = ?2, offered_ms = ?3,"
                " offer_expires_ms = ?4, due_ms = ?4 WHERE id = ?1",
@@ -136,7 +171,8 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
         double lat = (double)(now - c[i].queued) / 1000.0;
         sched_observe(&SCHED(p)->latency, lat < 0 ? 0 : lat);
     }
-    sched_due_hint(p, exp);
+    if (n > 0)
+        sched_due_hint(p, exp);
     return n;
 }
 
@@ -413,6 +449,11 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
         pthread_cond_broadcast(&p->trigger_cv);
     }
     sq_commit(p, began);
+    if (SCHED(p)->room_blocked) {
+        /* A slot under some DAG's max_active_tasks may have opened. */
+        SCHED(p)->room_blocked = 0;
+        pthread_cond_broadcast(&p->work_cv);
+    }
     return res;
 }
 

@@ -268,12 +268,53 @@ static int cmp_dirty(const void *a, const void *b)
     return x->run < y->run ? -1 : x->run > y->run;
 }
 
+/* Fails running runs past the DAG's dagrun_timeout (unfinished TIs are
+ * skipped, as Airflow does); returns the next such deadline. */
+static int64_t run_timeouts(struct plane *p, struct sdag *d, int64_t now)
+{
+    int64_t t = d->dag->dagrun_timeout_ms, ids[64], next = INT64_MAX;
+    int n = 0;
+    if (t == DAG_UNSET)
+        return INT64_MAX;
+    sqlite3_stmt *st = sq(p,
+                          "SELECT id, started_ms FROM dag_runs WHERE state = 'running' AND"
+                          " dag_id = ?1 ORDER BY started_ms LIMIT 64",
+                          "t", d->dag->dag_id);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        int64_t deadline = sq_col_int(st, 1, now) + t;
+        if (deadline > now) {
+            next = deadline;
+            break;
+        }
+        ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    if (st)
+        sqlite3_reset(st);
+    for (int i = 0; i < n; i++) {
+        log_info("sched: run %" PRId64 " of %s passed its dagrun_timeout", ids[i], d->dag->dag_id);
+        sq_run(p, "DELETE FROM triggers WHERE ti IN (SELECT id FROM task_instances WHERE run = ?1)",
+               "i", ids[i]);
+        sq_run(p,
+               "UPDATE task_instances SET state = 'skipped', ended_ms = ?2, due_ms = NULL,"
+               " reason = 'dagrun_timeout' WHERE run = ?1 AND state IN ('none', 'scheduled',"
+               " 'queued', 'offered', 'running', 'deferred', 'up_for_retry')",
+               "ii", ids[i], now);
+        sq_run(p, "UPDATE dag_runs SET state = 'failed', ended_ms = ?2 WHERE id = ?1", "ii", ids[i],
+               now);
+        SCHED(p)->runs_changed = 1;
+    }
+    return n == 64 ? now : next;
+}
+
 int64_t sruns_pass(struct plane *p, int64_t now)
 {
     struct sched *s = SCHED(p);
     int64_t next = INT64_MAX;
     for (struct sdag *d = s->dags; d; d = d->next) {
         int64_t t = cron_runs(p, d, now);
+        if (t < next)
+            next = t;
+        t = run_timeouts(p, d, now);
         if (t < next)
             next = t;
     }
