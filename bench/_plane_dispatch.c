@@ -172,7 +172,8 @@ static int push_dag(struct client *c, const char *dag_id, long ntasks)
     struct buf b = BUF_INIT(8 * 1024 * 1024);
     buf_printf(&b,
                "{\"bundle\":{\"name\":\"bench\",\"version\":\"1\"},\"dag\":{\"dag_id\":\"%s\","
-               "\"fileloc\":\"bench.yaml\",\"max_active_runs\":1000,\"tasks\":[",
+               "\"fileloc\":\"bench.yaml\",\"max_active_runs\":1000,"
+               "\"max_active_tasks\":1000000,\"tasks\":[",
                dag_id);
     for (long i = 0; i < ntasks; i++)
         buf_printf(&b, "%s{\"task_id\":\"t%05ld\",\"command\":[\"true\"]}", i ? "," : "", i);

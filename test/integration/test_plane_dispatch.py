@@ -247,7 +247,7 @@ class ConcurrencyTest(SchedCase):
         # Canonical DAG JSON is capped at 1 MiB: 5 runs of 2,000 independent tasks.
         tasks = [{"task_id": f"t{i:04d}", "command": ["true"]} for i in range(self.N // 5)]
         self.push_ok({"dag_id": "big", "fileloc": "big.yaml", "tasks": tasks,
-                      "max_active_runs": 5})
+                      "max_active_runs": 5, "max_active_tasks": 100000})
         agents = [Agent(self, f"w{i}") for i in range(self.POLLERS)]
         assigned = []
         lock = threading.Lock()

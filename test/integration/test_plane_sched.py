@@ -139,6 +139,36 @@ class SchedTest(SchedCase):
         self.assertEqual(b["run_id"], "r1")
         self.assertEqual(self.show_run("mar", "r2")["state"], "queued")
 
+    def test_max_active_tasks(self):
+        self.push_ok(dag("mat", [{"task_id": f"t{i}"} for i in range(4)], max_active_tasks=2))
+        ag = Agent(self, "w1")
+        self.trigger("mat", run_id="r")
+        got = ag.take(2, free_slots=8)
+        self.assertEqual(ag.work(wait=0.3, free_slots=8), [])
+        waiting = {}
+        th = __import__("threading").Thread(
+            target=lambda: waiting.setdefault("a", ag.work(wait=10, free_slots=8)))
+        th.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        self.assertEqual(ag.report(got[0], "success")[0], 200)
+        th.join(15)
+        self.assertLess(time.monotonic() - t0, 2 * harness.SLOW)
+        self.assertEqual(len(waiting["a"]), 1)
+
+    def test_dagrun_timeout(self):
+        self.push_ok(dag("drt", [{"task_id": "a"}, {"task_id": "b", "upstream": ["a"]}],
+                         dagrun_timeout=1))
+        ag = Agent(self, "w1")
+        self.trigger("drt", run_id="r")
+        (a,) = ag.take(1)
+        r = self.wait_run("drt", "r", timeout=10)
+        self.assertEqual(r["state"], "failed")
+        self.assertEqual(self.ti_states("drt", "r"), {"a": "skipped", "b": "skipped"})
+        harness.wait_for(lambda: [c for c in ag.cancels if c["ti_id"] == a["ti_id"]], 10, 0.05,
+                         "cancel of the running TI")
+        self.assertEqual(ag.report(a, "success")[0], 409)
+
     def test_pause_holds_runs(self):
         self.push_ok(dag("p", [{"task_id": "t"}], schedule="@daily",
                          start_date=rfc(midnight(2)), catchup=True))
