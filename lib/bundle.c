@@ -138,9 +138,14 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static remex_err walk_dir(const char *root, const char *rel, struct walk *w, struct remex_error *e)
+/* Recursion is bounded by BUNDLE_MAX_DEPTH (each level holds a DIR and ~8 KiB of stack). */
+static remex_err walk_dir(const char *root, const char *rel, int depth, struct walk *w,
+                          struct remex_error *e)
 {
     char path[PATH_MAX];
+    if (depth > BUNDLE_MAX_DEPTH)
+        return remex_seterr(e, REMEX_ETOOBIG, "%s: folders nested deeper than %d levels", root,
+                            BUNDLE_MAX_DEPTH);
     snprintf(path, sizeof(path), "%s%s%s", root, *rel ? "/" : "", rel);
     DIR *d = opendir(path);
     struct dirent *de;
@@ -158,7 +163,7 @@ static remex_err walk_dir(const char *root, const char *rel, struct walk *w, str
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
             continue;
         if (S_ISDIR(st.st_mode)) {
-            rc = walk_dir(root, sub, w, e);
+            rc = walk_dir(root, sub, depth + 1, w, e);
         } else if (S_ISREG(st.st_mode)) {
             if (w->n >= BUNDLE_MAX_FILES || (w->bytes += (uint64_t)st.st_size) > BUNDLE_MAX_BYTES) {
                 rc = remex_seterr(e, REMEX_ETOOBIG, "%s: bundle larger than %d files or 1 GiB",
@@ -229,7 +234,7 @@ remex_err bundle_version(const struct bundle_set *b, const char *name, char out[
     if (x == NULL)
         return remex_seterr(e, REMEX_ENOTFOUND, "bundle '%s' is not configured on this agent",
                             name);
-    rc = walk_dir(x->path, "", &w, e);
+    rc = walk_dir(x->path, "", 0, &w, e);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (rc == REMEX_OK && ctx == NULL)
         rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");

@@ -16,6 +16,7 @@
 
 #define BUNDLE_MAX_FILES 100000
 #define BUNDLE_MAX_BYTES (1ull << 30)
+#define BUNDLE_MAX_DEPTH 64 /* nested folders below a bundle root */
 
 struct bundle_spec {
     const char *name;
@@ -44,7 +45,8 @@ remex_err bundle_path(const struct bundle_set *b, const char *name, const char *
 /*
  * Content version of a local bundle: "sha256:<hex>" over the sorted relative
  * paths, sizes and contents of its regular files (".git" and dot-files skipped,
- * symlinks not followed). Caps: BUNDLE_MAX_FILES files, BUNDLE_MAX_BYTES bytes.
+ * symlinks not followed). Caps: BUNDLE_MAX_FILES files, BUNDLE_MAX_BYTES bytes,
+ * BUNDLE_MAX_DEPTH levels of folders (REMEX_ETOOBIG past any of them).
  */
 remex_err bundle_version(const struct bundle_set *b, const char *name, char out[72],
                          struct remex_error *e);

@@ -108,6 +108,31 @@ static void test_invalid_specs(void **state)
     assert_null(s);
 }
 
+/* Folder nesting is capped: the walk recurses once per level. */
+static void test_version_depth_cap(void **state)
+{
+    (void)state;
+    struct bundle_spec specs[] = {{"deep", b2}};
+    struct bundle_set *s;
+    struct remex_error e;
+    char v[72], path[1024];
+    size_t n = (size_t)snprintf(path, sizeof(path), "%s", b2);
+
+    for (int i = 0; i < BUNDLE_MAX_DEPTH; i++) {
+        n += (size_t)snprintf(path + n, sizeof(path) - n, "/d");
+        assert_int_equal(mkdir(path, 0755), 0);
+    }
+    put(path, "f", "x");
+    assert_int_equal(bundle_set_new(specs, 1, &s, &e), REMEX_OK);
+    assert_int_equal(bundle_version(s, "deep", v, &e), REMEX_OK);
+    n += (size_t)snprintf(path + n, sizeof(path) - n, "/d");
+    assert_int_equal(mkdir(path, 0755), 0);
+    put(path, "f", "x");
+    assert_int_equal(bundle_version(s, "deep", v, &e), REMEX_ETOOBIG);
+    assert_non_null(strstr(e.msg, "nested deeper"));
+    bundle_set_free(s);
+}
+
 static void test_version_tracks_content(void **state)
 {
     (void)state;
@@ -145,6 +170,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_relative_path_made_absolute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_specs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_tracks_content, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_depth_cap, setup, teardown),
     };
     return cmocka_run_group_tests_name("bundle", tests, NULL, NULL);
 }
