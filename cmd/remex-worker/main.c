@@ -1,0 +1,293 @@
+/*
+ * remex-worker: pulls task instances for its queues from the plane, runs each
+ * as an isolated process group, reports their state. See docs/worker.md.
+ *
+ *   remex-worker -c agent.yaml [--check] [--once] [--log-format text|json]
+ *                [--log-level error|warn|info|debug]
+ *
+ * Exit codes: 0 done (drained, or --once task succeeded), 1 runtime failure
+ * (or --once task did not succeed), 2 usage, 100 bad configuration or agent
+ * token refused (revoked, expired, invalid): a supervisor must not restart it.
+ *
+ * Signals (through the loop's signalfd): SIGTERM/SIGINT drain (a second one
+ * stops running tasks at once), SIGHUP re-reads the agent token file,
+ * SIGCHLD reaps tasks.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "remex/bundle.h"
+#include "remex/evloop.h"
+#include "remex/journal.h"
+#include "remex/log.h"
+#include "remex/objstore.h"
+#include "remex/secrets.h"
+#include "remex/version.h"
+#include "worker.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: remex-worker -c agent.yaml [--check] [--once] [--log-format text|json]\n"
+               "                    [--log-level error|warn|info|debug]\n");
+}
+
+void worker_finish(struct worker *w, int code)
+{
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    w->exit_code = code;
+    evloop_stop(w->loop);
+}
+
+void worker_check_done(struct worker *w)
+{
+    if (w->stopping || w->tasks || w->running > 0 || w->reports_inflight > 0)
+        return;
+    int spooled = journal_pending(w->journal) > 0;
+    if (spooled && w->plane_ok)
+        return; /* replaying: wait for it */
+    if (w->draining) {
+        log_info("drained%s; exiting", spooled ? " (undelivered reports stay in the journal)" : "");
+        worker_finish(w, WORKER_EXIT_OK);
+    } else if (w->once && w->once_taken) {
+        worker_finish(w, w->once_result);
+    }
+}
+
+static void on_drain_grace(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct worker *w = arg;
+    w->drain_timer = 0;
+    log_warn("drain grace period over: stopping running tasks");
+    w->drain_forced = 1;
+    task_stop_all(w, "worker shutdown");
+}
+
+static void on_signal(struct evloop *loop, int signo, void *arg)
+{
+    (void)loop;
+    struct worker *w = arg;
+    if (signo == SIGCHLD) {
+        task_reap(w);
+        return;
+    }
+    if (signo == SIGHUP) {
+        char *tok = NULL;
+        struct remex_error e;
+        if (cfg_secret_get(&w->cfg.token, &tok, NULL, &e) != REMEX_OK)
+            log_error("SIGHUP: agent token: %s", e.msg);
+        else
+            log_info("SIGHUP: agent token re-read");
+        cfg_secret_free(tok);
+        w->auth_retry = 0;
+        if (!w->registered)
+            plane_register(w);
+        return;
+    }
+    if (!w->draining) {
+        log_info("%s: draining (running tasks get %llu ms; send it again to stop them now)",
+                 signo == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)w->cfg.drain_grace_ms);
+        w->draining = 1;
+        w->drain_timer = evloop_timer_add(w->loop, w->cfg.drain_grace_ms, 0, on_drain_grace, w);
+    } else if (!w->drain_forced) {
+        log_warn("second %s: stopping running tasks now", signo == SIGINT ? "SIGINT" : "SIGTERM");
+        w->drain_forced = 1;
+        task_stop_all(w, "worker shutdown");
+    }
+    worker_check_done(w);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, mode) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Opens everything the loop needs; returns an exit code, or -1 to run. */
+static int setup(struct worker *w)
+{
+    struct remex_error e;
+    if (w->cfg.slots == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        w->slots = n > 0 ? n : 1;
+    } else {
+        w->slots = w->cfg.slots;
+    }
+    if (mkdir_p(w->cfg.state_dir, 0700) != 0 || mkdir_p(w->cfg.log_dir, 0750) != 0) {
+        log_error("cannot create state_dir %s or log_dir %s: %s", w->cfg.state_dir, w->cfg.log_dir,
+                  strerror(errno));
+        return WORKER_EXIT_AUTH;
+    }
+    char jdir[4200];
+    snprintf(jdir, sizeof(jdir), "%s/journal", w->cfg.state_dir);
+    size_t corrupt = 0;
+    if (journal_open(jdir, 0, &w->journal, &corrupt, &e) != REMEX_OK) {
+        log_error("report journal: %s", e.msg);
+        return WORKER_EXIT_FAIL;
+    }
+    if (corrupt)
+        log_warn("report journal: %zu corrupt entries skipped", corrupt);
+    if (journal_pending(w->journal))
+        log_info("report journal: %zu undelivered reports to replay before taking work",
+                 journal_pending(w->journal));
+    struct bundle_spec specs[256];
+    const struct wbundle *wb = w->cfg.bundles.items;
+    for (size_t i = 0; i < w->cfg.bundles.n && i < 256; i++)
+        specs[i] = (struct bundle_spec){.name = wb[i].name, .path = wb[i].path};
+    if (bundle_set_new(specs, w->cfg.bundles.n, &w->bundles, &e) != REMEX_OK) {
+        log_error("bundles: %s", e.msg);
+        return WORKER_EXIT_AUTH;
+    }
+    struct secrets_config sc = {.file = w->cfg.secrets_file};
+    if (secrets_open(&sc, &w->secrets, &e) != REMEX_OK) {
+        log_error("secrets: %s", e.msg);
+        return WORKER_EXIT_AUTH;
+    }
+    if (objstore_open(w->cfg.xcom_store, &w->xstore, &e) != REMEX_OK)
+        log_warn("xcom store: %s: XCom requests will fail", e.msg);
+    struct remex_error why;
+    remex_errclear(&why);
+    w->memlimit_mech = proc_memlimit_mechanism(w->cfg.cgroup_parent, &why);
+    log_info("memory limits: %s%s%s", w->memlimit_mech, why.msg[0] ? " (cgroup v2: " : "",
+             why.msg[0] ? why.msg : "");
+    if (why.msg[0])
+        log_info("cgroup v2 not usable: %s", why.msg);
+    if (!(w->loop = evloop_new(&e)) || plane_init(w, &e) != REMEX_OK) {
+        log_error("%s", e.msg);
+        return WORKER_EXIT_FAIL;
+    }
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        if (evloop_signal(w->loop, sigs[i], on_signal, w, &e) != REMEX_OK) {
+            log_error("%s", e.msg);
+            return WORKER_EXIT_FAIL;
+        }
+    signal(SIGPIPE, SIG_IGN);
+    return -1;
+}
+
+static void teardown(struct worker *w)
+{
+    task_free_all(w);
+    if (w->multi)
+        plane_shutdown(w);
+    evloop_free(w->loop);
+    journal_close(w->journal);
+    secrets_close(w->secrets);
+    bundle_set_free(w->bundles);
+    objstore_close(w->xstore);
+    free(w->agent_id);
+    if (w->session) {
+        explicit_bzero(w->session, strlen(w->session));
+        free(w->session);
+    }
+    cfg_free(wconfig_table, &w->cfg);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"check", no_argument, NULL, 'k'},
+                                         {"once", no_argument, NULL, 'o'},
+                                         {"log-format", required_argument, NULL, 'f'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL, *lfmt = NULL, *llvl = NULL;
+    int check = 0, once = 0, c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'o':
+            once = 1;
+            break;
+        case 'f':
+            lfmt = optarg;
+            break;
+        case 'l':
+            llvl = optarg;
+            break;
+        case 'V':
+            printf("remex-worker %s\n", REMEX_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return WORKER_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return WORKER_EXIT_USAGE;
+    }
+    if (check) {
+        struct buf out = BUF_INIT(64 * 1024);
+        int rc = cfg_check(wconfig_table, sizeof(struct wconfig), path, NULL, &out);
+        fputs(buf_cstr(&out), rc == 0 ? stdout : stderr);
+        buf_free(&out);
+        return rc;
+    }
+    static struct worker w;
+    struct cfg_errors errs = {0};
+    remex_err rc = cfg_load_file(wconfig_table, &w.cfg, path, NULL, &errs);
+    if (rc != REMEX_OK) {
+        struct buf out = BUF_INIT(64 * 1024);
+        cfg_check_report(rc, &errs, &out);
+        fputs(buf_cstr(&out), stderr);
+        buf_free(&out);
+        return CFG_EXIT_CONFIG;
+    }
+    enum log_level lv = LOG_LEVEL_INFO;
+    enum log_format lf = LOG_FORMAT_TEXT;
+    if (log_level_parse(llvl ? llvl : w.cfg.log_level, &lv) != 0 ||
+        log_format_parse(lfmt ? lfmt : w.cfg.log_format, &lf) != 0) {
+        fprintf(stderr, "remex-worker: unknown log level or format\n");
+        cfg_free(wconfig_table, &w.cfg);
+        return lfmt || llvl ? WORKER_EXIT_USAGE : CFG_EXIT_CONFIG;
+    }
+    log_init("worker", lv, lf);
+    w.once = once;
+    w.once_result = WORKER_EXIT_FAIL;
+    int code = setup(&w);
+    if (code < 0) {
+        log_info("remex-worker %s starting: plane %s, queues %zu, %lld slots", REMEX_VERSION,
+                 w.cfg.plane_url, w.cfg.queues.n, (long long)w.slots);
+        plane_register(&w);
+        struct remex_error e;
+        if (!w.stopping && evloop_run(w.loop, &e) != REMEX_OK) {
+            log_error("event loop: %s", e.msg);
+            w.exit_code = WORKER_EXIT_FAIL;
+        }
+        code = w.exit_code;
+    }
+    teardown(&w);
+    return code;
+}

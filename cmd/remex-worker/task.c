@@ -1,0 +1,808 @@
+/*
+ * Task instances: from an offer to the final report.
+ *
+ * offer -> decode + prepare (argv, env, cwd, limits; errors are kept and
+ * reported after start) -> start call -> spawn (own session and process
+ * group, clean fd table, explicit env, stdout+stderr into one pipe read by
+ * the loop) -> exit (SIGCHLD, reaped with WNOHANG) and output EOF -> report.
+ *
+ * Stopping a task (execution_timeout, cancel from the plane, drain) sends
+ * SIGTERM to its process group and SIGKILL after the grace period. When the
+ * group leader exits, what is left of its group is killed too, so a task
+ * never leaves processes behind.
+ *
+ * Out of memory. With cgroup v2 the task gets its own cgroup with
+ * memory.max and an oom_kill count > 0 in memory.events means out of memory.
+ * Otherwise the limit is RLIMIT_AS and the kernel never says why a process
+ * died, so the worker uses a documented heuristic: a try that did not
+ * succeed, whose limit was RLIMIT_AS, is reported as `out of memory` when
+ * (a) it was killed by SIGKILL that the worker did not send (the kernel OOM
+ * killer), or (b) its output contained an allocation-failure marker
+ * (tasklog.c: "MemoryError", "Cannot allocate memory", "out of memory",
+ * "std::bad_alloc", "memory allocation failed", "Out of memory").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "remex/bundle.h"
+#include "remex/evloop.h"
+#include "remex/json.h"
+#include "remex/log.h"
+#include "remex/mask.h"
+#include "remex/secrets.h"
+#include "remex/timeutil.h"
+#include "remex/tmpl.h"
+#include "worker.h"
+
+#define EOF_WAIT_MS  2000
+#define ARGV_MAX     4096
+#define TMPL_OUT_MAX (128u * 1024u)
+#define REASON_MAX   1024
+
+static void task_finish(struct wtask *t);
+
+static struct wtask *find_task(struct worker *w, int64_t ti, int64_t try_number)
+{
+    for (struct wtask *t = w->tasks; t; t = t->next)
+        if (t->ti_id == ti && (try_number < 0 || t->try_number == try_number) &&
+            t->phase != WT_DONE)
+            return t;
+    return NULL;
+}
+
+static void unlink_task(struct worker *w, struct wtask *t)
+{
+    for (struct wtask **pp = &w->tasks; *pp; pp = &(*pp)->next)
+        if (*pp == t) {
+            *pp = t->next;
+            return;
+        }
+}
+
+void task_release(struct wtask *t)
+{
+    if (t->phase != WT_DONE || t->pending > 0)
+        return;
+    struct worker *w = t->w;
+    unlink_task(w, t);
+    tasksock_close(t);
+    tasklog_close(t);
+    for (char **a = t->argv; a && *a; a++)
+        free(*a);
+    free(t->argv);
+    proc_env_free(&t->env);
+    free(t->cwd);
+    free(t->prep_error);
+    free(t->log_path);
+    buf_free(&t->line);
+    mask_free(t->mask);
+    json_decref(t->defer_trigger);
+    json_decref(t->asg);
+    free(t);
+    worker_check_done(w);
+}
+
+/* Gives the slot back (once). */
+static void free_slot(struct wtask *t)
+{
+    if (t->phase == WT_STARTING || t->phase == WT_RUNNING) {
+        t->w->running--;
+        t->phase = WT_EXITED;
+    }
+}
+
+/* ---- preparation ---- */
+
+static void set_prep_error(struct wtask *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_prep_error(struct wtask *t, const char *fmt, ...)
+{
+    if (t->prep_error)
+        return;
+    char msg[REASON_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    t->prep_error = strdup(msg);
+}
+
+/* NAME upper-cased with every character outside [A-Z0-9_] turned into '_'. */
+static void env_key(char *out, size_t outsz, const char *prefix, const char *name)
+{
+    size_t n = (size_t)snprintf(out, outsz, "%s", prefix);
+    for (const char *p = name; *p && n + 1 < outsz; p++) {
+        char c = *p;
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+            c = '_';
+        out[n++] = c;
+    }
+    out[n] = '\0';
+}
+
+static int expand(struct wtask *t, struct tmpl_task_vars *vars, const char *what, const char *in,
+                  char **out)
+{
+    struct buf b = BUF_INIT(TMPL_OUT_MAX);
+    struct remex_error e;
+    if (tmpl_expand(in, strlen(in), tmpl_task_lookup, vars, &b, &e) != REMEX_OK) {
+        set_prep_error(t, "template in %s: %s", what, e.msg);
+        buf_free(&b);
+        return -1;
+    }
+    *out = buf_detach(&b, NULL);
+    return *out ? 0 : -1;
+}
+
+static void env_put(struct wtask *t, const char *name, const char *value)
+{
+    struct remex_error e;
+    if (proc_env_set(&t->env, name, value, &e) != REMEX_OK)
+        set_prep_error(t, "environment %s: %s", name, e.msg);
+}
+
+static void secret_env(struct wtask *t, const char *name, const char *value)
+{
+    env_put(t, name, value);
+    mask_add(t->mask, value, strlen(value));
+}
+
+/* Connections and variables the task declares: REMEX_CONN_<ID>, REMEX_VAR_<KEY>, masked. */
+static void inject_secrets(struct wtask *t, json_t *task)
+{
+    struct worker *w = t->w;
+    size_t i;
+    json_t *v;
+    char key[300];
+    json_array_foreach(json_object_get(task, "connections"), i, v)
+    {
+        const char *id = json_string_value(v);
+        struct secrets_conn c = {0};
+        struct remex_error e;
+        struct buf uri = BUF_INIT(SECRETS_URI_MAX);
+        if (!id || !w->secrets || secrets_get_conn(w->secrets, id, &c, &e) != REMEX_OK ||
+            secrets_conn_uri(&c, &uri) != REMEX_OK) {
+            set_prep_error(t, "connection '%s': %s", id ? id : "?",
+                           w->secrets ? "not found in the secrets chain" : "no secrets backend");
+        } else {
+            if (c.password)
+                mask_add(t->mask, c.password, strlen(c.password));
+            env_key(key, sizeof(key), "REMEX_CONN_", id);
+            secret_env(t, key, buf_cstr(&uri));
+        }
+        buf_free(&uri);
+        secrets_conn_free(&c);
+    }
+    json_array_foreach(json_object_get(task, "variables"), i, v)
+    {
+        const char *k = json_string_value(v);
+        char *val = NULL;
+        struct remex_error e;
+        if (!k || !w->secrets || secrets_get_var(w->secrets, k, &val, &e) != REMEX_OK) {
+            set_prep_error(t, "variable '%s': not found in the secrets chain", k ? k : "?");
+            continue;
+        }
+        env_key(key, sizeof(key), "REMEX_VAR_", k);
+        secret_env(t, key, val);
+        free(val);
+    }
+}
+
+static void build_env(struct wtask *t, json_t *task, struct tmpl_task_vars *vars, const char *ld)
+{
+    static const char *const keep[] = {"HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", NULL};
+    struct remex_error e;
+    proc_env_copy(&t->env, keep, &e);
+    /* PATH: the worker's own folder first, so that `remex-task` is found. */
+    char self[4096], path[8192];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[n > 0 ? n : 0] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    const char *sp = getenv("PATH");
+    snprintf(path, sizeof(path), "%s%s%s", self, self[0] ? ":" : "",
+             sp && *sp ? sp : "/usr/local/bin:/usr/bin:/bin");
+    env_put(t, "PATH", path);
+
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(task, "env"), k, v)
+    {
+        char *val = NULL;
+        char what[300];
+        snprintf(what, sizeof(what), "env.%s", k);
+        if (!json_is_string(v)) {
+            set_prep_error(t, "task.env.%s: expected string", k);
+            continue;
+        }
+        if (expand(t, vars, what, json_string_value(v), &val) == 0)
+            env_put(t, k, val);
+        free(val);
+    }
+    char num[32], ds[11] = "";
+    env_put(t, "REMEX_DAG_ID", t->dag_id);
+    env_put(t, "REMEX_TASK_ID", t->task_id);
+    env_put(t, "REMEX_RUN_ID", t->run_id);
+    snprintf(num, sizeof(num), "%" PRId64, t->try_number);
+    env_put(t, "REMEX_TRY_NUMBER", num);
+    snprintf(num, sizeof(num), "%" PRId64, t->map_index);
+    env_put(t, "REMEX_MAP_INDEX", num);
+    env_put(t, "REMEX_LOGICAL_DATE", ld);
+    memcpy(ds, ld, strlen(ld) >= 10 ? 10 : 0);
+    env_put(t, "REMEX_DS", ds);
+    env_put(t, "REMEX_SOCKET", t->sock_path);
+    json_object_foreach(json_object_get(t->asg, "params"), k, v)
+    {
+        char key[300];
+        env_key(key, sizeof(key), "REMEX_PARAM_", k);
+        if (json_is_string(v)) {
+            env_put(t, key, json_string_value(v));
+        } else {
+            char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (s)
+                env_put(t, key, s);
+            free(s);
+        }
+    }
+    json_t *ev = json_object_get(t->asg, "trigger_event");
+    if (ev) {
+        char *s = json_dumps(ev, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (s)
+            env_put(t, "REMEX_TRIGGER_EVENT", s);
+        free(s);
+    }
+    inject_secrets(t, task);
+}
+
+static void build_argv(struct wtask *t, json_t *task, struct tmpl_task_vars *vars)
+{
+    json_t *cmd = json_object_get(task, "command");
+    json_t *sh = json_object_get(task, "shell");
+    size_t n = json_is_array(cmd) ? json_array_size(cmd) : 0;
+    if (json_is_string(sh) && n == 0) {
+        t->argv = calloc(4, sizeof(char *));
+        if (!t->argv)
+            return set_prep_error(t, "out of memory");
+        t->argv[0] = strdup("/bin/sh");
+        t->argv[1] = strdup("-c");
+        expand(t, vars, "shell", json_string_value(sh), &t->argv[2]);
+        return;
+    }
+    if (n == 0 || n > ARGV_MAX)
+        return set_prep_error(t, "task has neither a command nor a shell string");
+    t->argv = calloc(n + 1, sizeof(char *));
+    if (!t->argv)
+        return set_prep_error(t, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const char *s = json_string_value(json_array_get(cmd, i));
+        char what[32];
+        snprintf(what, sizeof(what), "command[%zu]", i);
+        if (!s)
+            return set_prep_error(t, "task.command[%zu]: expected string", i);
+        if (expand(t, vars, what, s, &t->argv[i]) != 0)
+            return;
+    }
+}
+
+static int64_t limit_num(json_t *lim, const char *key, double scale)
+{
+    json_t *v = json_object_get(lim, key);
+    return json_is_number(v) && json_number_value(v) > 0 ? (int64_t)(json_number_value(v) * scale)
+                                                         : 0;
+}
+
+static void add_rlimit(struct wtask *t, int res, uint64_t soft, uint64_t hard)
+{
+    t->rlim[t->nrlim].resource = res;
+    t->rlim[t->nrlim].lim.rlim_cur = soft;
+    t->rlim[t->nrlim].lim.rlim_max = hard;
+    t->nrlim++;
+}
+
+static void build_limits(struct wtask *t, json_t *task)
+{
+    struct worker *w = t->w;
+    json_t *lim = json_object_get(task, "limits");
+    int64_t mem = limit_num(lim, "memory", 1);
+    int64_t cpu_ms = limit_num(lim, "cpu_time", 1000);
+    int64_t nproc = limit_num(lim, "processes", 1);
+    int64_t nofile = limit_num(lim, "open_files", 1);
+    t->memory_limit = mem > 0 ? (uint64_t)mem : w->cfg.memory_limit;
+    if (cpu_ms <= 0)
+        cpu_ms = (int64_t)w->cfg.cpu_time_ms;
+    if (nproc <= 0)
+        nproc = w->cfg.max_processes;
+    if (nofile <= 0)
+        nofile = w->cfg.open_files;
+    if (t->memory_limit) {
+        if (strcmp(w->memlimit_mech, "cgroup2") == 0)
+            t->use_cgroup = 1;
+        else
+            add_rlimit(t, RLIMIT_AS, t->memory_limit, t->memory_limit);
+    }
+    if (cpu_ms > 0) {
+        uint64_t s = ((uint64_t)cpu_ms + 999) / 1000;
+        add_rlimit(t, RLIMIT_CPU, s, s + 5); /* SIGXCPU first, SIGKILL 5 s later */
+    }
+    if (nproc > 0)
+        add_rlimit(t, RLIMIT_NPROC, (uint64_t)nproc, (uint64_t)nproc);
+    if (nofile > 0)
+        add_rlimit(t, RLIMIT_NOFILE, (uint64_t)nofile, (uint64_t)nofile);
+    double to = json_is_number(json_object_get(task, "execution_timeout"))
+                    ? json_number_value(json_object_get(task, "execution_timeout"))
+                    : 0;
+    t->timeout_ms = to > 0 && to < 1e8 ? (int64_t)(to * 1000) : 0;
+}
+
+static void resolve_bundle(struct wtask *t)
+{
+    json_t *b = json_object_get(t->asg, "bundle");
+    const char *name = json_string_value(json_object_get(b, "name"));
+    const char *version = json_string_value(json_object_get(b, "version"));
+    const char *path = NULL;
+    struct remex_error e;
+    if (!t->w->bundles || !name ||
+        bundle_path(t->w->bundles, name, version && *version ? version : NULL, &path, &e) !=
+            REMEX_OK) {
+        set_prep_error(t, "bundle '%s' is not configured on this worker", name ? name : "");
+        return;
+    }
+    t->cwd = strdup(path);
+}
+
+static long long epoch_s(const char *s)
+{
+    int64_t ms = 0;
+    if (!s || timeutil_rfc3339_parse(s, &ms, NULL) != REMEX_OK)
+        return 0;
+    return (long long)(ms / 1000);
+}
+
+static void prepare(struct wtask *t, json_t *task, const char *ld)
+{
+    json_t *params = json_object_get(t->asg, "params");
+    struct tmpl_task_vars vars = {
+        .dag_id = t->dag_id,
+        .task_id = t->task_id,
+        .run_id = t->run_id,
+        .try_number = t->try_number,
+        .map_index = t->map_index,
+        .logical_date = epoch_s(ld),
+        .data_interval_start =
+            epoch_s(json_string_value(json_object_get(t->asg, "data_interval_start"))),
+        .data_interval_end =
+            epoch_s(json_string_value(json_object_get(t->asg, "data_interval_end"))),
+        .params = json_is_object(params) ? params : NULL,
+        .conf = json_object_get(t->asg, "conf"),
+    };
+    if (!vars.data_interval_start)
+        vars.data_interval_start = vars.logical_date;
+    if (!vars.data_interval_end)
+        vars.data_interval_end = vars.logical_date;
+    if (!json_is_object(vars.conf))
+        vars.conf = NULL;
+    snprintf(t->sock_path, sizeof(t->sock_path), "%s/sock/%" PRId64 ".%" PRId64 ".sock",
+             t->w->cfg.state_dir, t->ti_id, t->try_number);
+    if (strlen(t->sock_path) + 1 >= sizeof(t->sock_path))
+        set_prep_error(t, "state_dir path too long for a Unix socket");
+    if (json_object_get(task, "trigger") && !json_object_get(task, "command") &&
+        !json_object_get(task, "shell"))
+        set_prep_error(t, "task is a deferrable sensor; a triggerer runs it, not a worker");
+    resolve_bundle(t);
+    build_argv(t, task, &vars);
+    build_env(t, task, &vars, ld);
+    build_limits(t, task);
+}
+
+/* ---- offers ---- */
+
+static remex_err decode(struct wtask *t, json_t **task, const char **ld, struct remex_error *e)
+{
+    struct json_path p, bp;
+    json_path_init(&p, "assignment");
+    json_t *b;
+    remex_err rc;
+    if ((rc = json_as_obj(&p, t->asg, &b, e)) != REMEX_OK ||
+        (rc = json_get_i64(&p, t->asg, "ti_id", 1, INT64_MAX, &t->ti_id, e)) != REMEX_OK ||
+        (rc = json_get_i64(&p, t->asg, "try_number", 1, INT32_MAX, &t->try_number, e)) !=
+            REMEX_OK ||
+        (rc = json_get_str(&p, t->asg, "task_token", 16384, &t->token, e)) != REMEX_OK)
+        return rc;
+    if ((rc = json_get_str(&p, t->asg, "dag_id", 250, &t->dag_id, e)) != REMEX_OK ||
+        (rc = json_get_str(&p, t->asg, "run_id", 250, &t->run_id, e)) != REMEX_OK ||
+        (rc = json_get_str(&p, t->asg, "task_id", 250, &t->task_id, e)) != REMEX_OK ||
+        (rc = json_get_i64(&p, t->asg, "map_index", -1, INT32_MAX, &t->map_index, e)) != REMEX_OK ||
+        (rc = json_get_str(&p, t->asg, "logical_date", 64, ld, e)) != REMEX_OK ||
+        (rc = json_get_obj(&p, t->asg, "bundle", &b, e)) != REMEX_OK ||
+        (rc = json_get_obj(&p, t->asg, "task", task, e)) != REMEX_OK)
+        return rc;
+    json_path_key(&bp, &p, "bundle");
+    const char *s;
+    if ((rc = json_get_str(&bp, b, "name", 250, &s, e)) != REMEX_OK)
+        return rc;
+    json_t *o;
+    if ((rc = json_opt_obj(&p, t->asg, "params", &o, e)) != REMEX_OK ||
+        (rc = json_opt_obj(&p, t->asg, "conf", &o, e)) != REMEX_OK)
+        return rc;
+    int64_t dummy;
+    if (timeutil_rfc3339_parse(*ld, &dummy, NULL) != REMEX_OK)
+        return remex_seterr(e, REMEX_EINVAL, "assignment.logical_date: expected RFC 3339 time");
+    return REMEX_OK;
+}
+
+void task_offer(struct worker *w, json_t *asg)
+{
+    struct wtask *t = calloc(1, sizeof(*t));
+    if (!t) {
+        json_decref(asg);
+        log_error("offer dropped: out of memory");
+        return;
+    }
+    t->w = w;
+    t->asg = asg;
+    t->out_fd = t->log_fd = t->lfd = -1;
+    t->cg.procs_fd = -1;
+    t->phase = WT_STARTING;
+    buf_init(&t->line, 64u * 1024u);
+    t->mask = mask_new();
+    struct remex_error e;
+    json_t *task = NULL;
+    const char *ld = NULL;
+    remex_err rc = decode(t, &task, &ld, &e);
+    if (rc != REMEX_OK && (!t->ti_id || !t->try_number || !t->token)) {
+        log_error("malformed assignment dropped: %s", e.msg);
+        json_decref(asg);
+        buf_free(&t->line);
+        mask_free(t->mask);
+        free(t);
+        return;
+    }
+    t->next = w->tasks;
+    w->tasks = t;
+    w->running++;
+    if (rc != REMEX_OK) {
+        /* Identity is known: confirm it and fail the try with the reason. */
+        log_error("ti %" PRId64 ": malformed assignment: %s", t->ti_id, e.msg);
+        set_prep_error(t, "malformed assignment: %s", e.msg);
+        t->dag_id = t->dag_id ? t->dag_id : "unknown";
+        t->run_id = t->run_id ? t->run_id : "unknown";
+        t->task_id = t->task_id ? t->task_id : "unknown";
+    } else if (!t->mask) {
+        set_prep_error(t, "out of memory");
+    } else {
+        prepare(t, task, ld);
+    }
+    log_debug("offer ti %" PRId64 " %s.%s try %" PRId64, t->ti_id, t->dag_id, t->task_id,
+              t->try_number);
+    plane_start(w, t);
+}
+
+void task_gone(struct wtask *t, const char *why)
+{
+    struct worker *w = t->w;
+    log_info("ti %" PRId64 " (%s.%s try %" PRId64 ") not started: %s", t->ti_id, t->dag_id,
+             t->task_id, t->try_number, why);
+    free_slot(t);
+    t->phase = WT_DONE;
+    plane_maybe_poll(w);
+    task_release(t);
+}
+
+/* ---- process ---- */
+
+static void on_output(struct evloop *loop, int fd, unsigned ev, void *arg);
+
+static void close_output(struct wtask *t)
+{
+    if (t->out_fd >= 0) {
+        evloop_unwatch(t->w->loop, t->out_fd);
+        close(t->out_fd);
+        t->out_fd = -1;
+    }
+    t->out_eof = 1;
+    if (t->eof_timer)
+        evloop_timer_cancel(t->w->loop, t->eof_timer);
+    t->eof_timer = 0;
+}
+
+static void on_output(struct evloop *loop, int fd, unsigned ev, void *arg)
+{
+    (void)loop;
+    (void)ev;
+    struct wtask *t = arg;
+    char chunk[16384];
+    for (int i = 0; i < 8; i++) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n > 0) {
+            tasklog_feed(t, chunk, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        close_output(t);
+        if (t->exited)
+            task_finish(t);
+        return;
+    }
+}
+
+static void on_kill_timer(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct wtask *t = arg;
+    t->kill_timer = 0;
+    if (t->pid > 0 && !proc_group_empty(t->pid)) {
+        tasklog_note(t, "grace period over: SIGKILL to the process group");
+        proc_kill_group_now(t->pid, NULL);
+    }
+    if (t->use_cgroup && t->cg.procs_fd >= 0)
+        proc_cgroup_kill(&t->cg, NULL);
+}
+
+/* SIGTERM to the group now, SIGKILL after the grace period. */
+static void stop_task(struct wtask *t, const char *reason)
+{
+    if (t->stopping || t->exited)
+        return;
+    t->stopping = 1;
+    t->stop_reason = reason;
+    tasklog_note(t, "stopping (%s): SIGTERM to the process group", reason);
+    log_info("ti %" PRId64 " %s.%s: stopping (%s)", t->ti_id, t->dag_id, t->task_id, reason);
+    proc_term_group(t->pid, NULL);
+    uint64_t g = t->w->drain_forced && t->w->cfg.grace_ms > 2000 ? 2000 : t->w->cfg.grace_ms;
+    t->kill_timer = evloop_timer_add(t->w->loop, g, 0, on_kill_timer, t);
+}
+
+static void on_timeout(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct wtask *t = arg;
+    t->timeout_timer = 0;
+    stop_task(t, "execution_timeout");
+}
+
+static remex_err spawn(struct wtask *t, struct remex_error *e)
+{
+    struct worker *w = t->w;
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0)
+        return remex_seterr(e, REMEX_ESYS, "pipe: %s", strerror(errno));
+    if (t->use_cgroup) {
+        char name[64];
+        struct proc_cgroup_limits cl = {.memory_max = t->memory_limit};
+        snprintf(name, sizeof(name), "ti%" PRId64 "-%" PRId64, t->ti_id, t->try_number);
+        struct remex_error ce;
+        if (proc_cgroup_create(&t->cg, w->cfg.cgroup_parent, name, &cl, &ce) != REMEX_OK) {
+            log_warn("ti %" PRId64 ": cgroup: %s; using RLIMIT_AS", t->ti_id, ce.msg);
+            t->use_cgroup = 0;
+            add_rlimit(t, RLIMIT_AS, t->memory_limit, t->memory_limit);
+        }
+    }
+    struct proc_spec s = {
+        .argv = t->argv,
+        .envp = proc_env_array(&t->env),
+        .search_path = 1,
+        .cwd = t->cwd,
+        .new_session = 1,
+        .stdio = {{.kind = PROC_STDIO_NULL},
+                  {.kind = PROC_STDIO_FD, .fd = pfd[1]},
+                  {.kind = PROC_STDIO_FD, .fd = pfd[1]}},
+        .rlimits = t->rlim,
+        .nrlimits = t->nrlim,
+        .cgroup = t->use_cgroup ? &t->cg : NULL,
+    };
+    remex_err rc = proc_spawn(&s, &t->pid, e);
+    close(pfd[1]);
+    if (rc != REMEX_OK) {
+        close(pfd[0]);
+        return rc;
+    }
+    t->out_fd = pfd[0];
+    fcntl(t->out_fd, F_SETFL, fcntl(t->out_fd, F_GETFL) | O_NONBLOCK);
+    if (evloop_watch(w->loop, t->out_fd, EVLOOP_READ, on_output, t, e) != REMEX_OK) {
+        close(t->out_fd);
+        t->out_fd = -1;
+        t->out_eof = 1;
+    }
+    if (t->timeout_ms > 0)
+        t->timeout_timer = evloop_timer_add(w->loop, (uint64_t)t->timeout_ms, 0, on_timeout, t);
+    return REMEX_OK;
+}
+
+void task_started(struct wtask *t)
+{
+    struct worker *w = t->w;
+    struct remex_error e;
+    t->phase = WT_RUNNING;
+    if (w->once)
+        w->once_taken = 1;
+    if (tasklog_open(t, &e) != REMEX_OK)
+        log_warn("ti %" PRId64 ": task log: %s", t->ti_id, e.msg);
+    if (!t->prep_error && t->cancel_reason[0])
+        set_prep_error(t, "%s", t->cancel_reason);
+    if (!t->prep_error && tasksock_open(t, &e) != REMEX_OK)
+        set_prep_error(t, "task socket: %s", e.msg);
+    if (!t->prep_error && spawn(t, &e) != REMEX_OK)
+        set_prep_error(t, "%s", e.msg);
+    if (t->prep_error) {
+        log_warn("ti %" PRId64 " %s.%s try %" PRId64 " failed before exec: %s", t->ti_id, t->dag_id,
+                 t->task_id, t->try_number, t->prep_error);
+        tasklog_note(t, "failed before exec: %s", t->prep_error);
+        t->exited = 1;
+        t->out_eof = 1;
+        t->wstatus = -1;
+        task_finish(t);
+        return;
+    }
+    log_info("ti %" PRId64 " %s.%s try %" PRId64 " running as pid %d", t->ti_id, t->dag_id,
+             t->task_id, t->try_number, (int)t->pid);
+    plane_maybe_poll(w);
+}
+
+static void on_eof_timer(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct wtask *t = arg;
+    t->eof_timer = 0;
+    /* Something outside the group still holds the pipe: stop waiting for it. */
+    close_output(t);
+    task_finish(t);
+}
+
+static void on_exit_status(struct wtask *t, int wstatus)
+{
+    t->exited = 1;
+    t->wstatus = wstatus;
+    if (t->timeout_timer)
+        evloop_timer_cancel(t->w->loop, t->timeout_timer);
+    t->timeout_timer = 0;
+    /* Whatever the leader left in its group goes with it. */
+    if (!proc_group_empty(t->pid))
+        proc_kill_group_now(t->pid, NULL);
+    if (t->use_cgroup && t->cg.procs_fd >= 0)
+        proc_cgroup_kill(&t->cg, NULL);
+    if (t->kill_timer)
+        evloop_timer_cancel(t->w->loop, t->kill_timer);
+    t->kill_timer = 0;
+    if (t->out_eof)
+        task_finish(t);
+    else
+        t->eof_timer = evloop_timer_add(t->w->loop, EOF_WAIT_MS, 0, on_eof_timer, t);
+}
+
+void task_reap(struct worker *w)
+{
+    for (;;) {
+        int st;
+        pid_t pid = waitpid(-1, &st, WNOHANG);
+        if (pid <= 0)
+            return;
+        for (struct wtask *t = w->tasks; t; t = t->next)
+            if (t->pid == pid && !t->exited) {
+                on_exit_status(t, st);
+                break;
+            }
+    }
+}
+
+/* ---- outcome ---- */
+
+static int oom_detected(struct wtask *t, const struct proc_status *ps)
+{
+    if (t->use_cgroup) {
+        unsigned long long n = 0;
+        return proc_cgroup_oom_kills(&t->cg, &n, NULL) == REMEX_OK && n > 0;
+    }
+    if (!t->memory_limit || t->stop_reason)
+        return 0;
+    return (!ps->exited && ps->signo == SIGKILL) || t->oom_hint;
+}
+
+static void task_finish(struct wtask *t)
+{
+    struct worker *w = t->w;
+    if (t->phase != WT_RUNNING || !t->exited || !t->out_eof)
+        return;
+    tasklog_feed(t, "", 0);
+    struct proc_status ps = {0};
+    char desc[128] = "not started";
+    const char *state = "failed";
+    char reason[REASON_MAX] = "";
+    if (t->wstatus != -1) {
+        proc_status_decode(t->wstatus, &ps);
+        proc_status_str(t->wstatus, desc, sizeof(desc));
+    }
+    int ok = t->wstatus != -1 && ps.exited && ps.code == 0;
+    if (t->prep_error)
+        snprintf(reason, sizeof(reason), "%s", t->prep_error);
+    else if (oom_detected(t, &ps))
+        snprintf(reason, sizeof(reason), "out of memory");
+    else if (t->stop_reason)
+        snprintf(reason, sizeof(reason), "%s", t->stop_reason);
+    else if (!ok)
+        snprintf(reason, sizeof(reason), "%s", desc);
+    if (ok && !reason[0])
+        state = t->defer_trigger ? "deferred" : "success";
+    json_t *body = json_pack("{s:I,s:s}", "try_number", (json_int_t)t->try_number, "state", state);
+    if (t->wstatus != -1 && ps.exited)
+        json_object_set_new(body, "exit_code", json_integer(ps.code));
+    else if (t->wstatus != -1 && ps.signo > 0)
+        json_object_set_new(body, "signal", json_integer(ps.signo));
+    if (reason[0])
+        json_object_set_new(body, "reason", json_string(reason));
+    if (strcmp(state, "deferred") == 0)
+        json_object_set(body, "trigger", t->defer_trigger);
+    if (t->log_path) {
+        char uri[4200];
+        snprintf(uri, sizeof(uri), "file://%s", t->log_path);
+        json_object_set_new(body, "log_uri", json_string(uri));
+    }
+    tasklog_note(t, "%s (%s)%s%s", state, desc, reason[0] ? ": " : "", reason);
+    log_info("ti %" PRId64 " %s.%s try %" PRId64 ": %s (%s)%s%s", t->ti_id, t->dag_id, t->task_id,
+             t->try_number, state, desc, reason[0] ? ": " : "", reason);
+    tasklog_close(t);
+    tasksock_close(t);
+    if (t->use_cgroup)
+        proc_cgroup_remove(&t->cg, NULL);
+    if (w->once)
+        w->once_result = strcmp(state, "failed") == 0 ? WORKER_EXIT_FAIL : WORKER_EXIT_OK;
+    free_slot(t);
+    t->phase = WT_DONE;
+    plane_report(w, t, body);
+    plane_maybe_poll(w);
+    task_release(t);
+}
+
+void task_cancel(struct worker *w, int64_t ti, int64_t try_number, const char *reason)
+{
+    struct wtask *t = find_task(w, ti, try_number);
+    if (!t)
+        return;
+    if (t->phase == WT_STARTING) {
+        snprintf(t->cancel_reason, sizeof(t->cancel_reason), "cancelled: %s", reason);
+        return;
+    }
+    if (t->phase == WT_RUNNING && t->pid > 0) {
+        snprintf(t->cancel_reason, sizeof(t->cancel_reason), "cancelled: %s", reason);
+        stop_task(t, t->cancel_reason);
+    }
+}
+
+void task_stop_all(struct worker *w, const char *reason)
+{
+    for (struct wtask *t = w->tasks; t; t = t->next)
+        if (t->phase == WT_RUNNING && t->pid > 0 && !t->exited) {
+            if (t->stopping && w->drain_forced && t->kill_timer) {
+                evloop_timer_rearm(w->loop, t->kill_timer, 0);
+                continue;
+            }
+            stop_task(t, reason);
+        }
+}
+
+void task_free_all(struct worker *w)
+{
+    while (w->tasks) {
+        struct wtask *t = w->tasks;
+        if (t->pid > 0 && !t->exited && !proc_group_empty(t->pid))
+            proc_kill_group_now(t->pid, NULL);
+        t->phase = WT_DONE;
+        t->pending = 0;
+        close_output(t);
+        task_release(t);
+    }
+}

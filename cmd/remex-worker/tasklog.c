@@ -1,0 +1,175 @@
+/*
+ * Task log files: <log_dir>/dag_id=D/run_id=R/task_id=T[/map_index=M]/attempt=N.log.
+ *
+ * Output is split into lines; each line is masked (secret values handed to
+ * the task and their encodings) and written as "<RFC 3339 UTC ms> <line>\n"
+ * in one write. A line longer than the line buffer (64 KiB) is written in
+ * pieces. Past worker.log_max_bytes a marker line is written and the rest of
+ * the try's output is dropped (still read, so the task never blocks).
+ * Worker notes (start, stop, outcome) are written as "[remex] ..." lines.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "remex/log.h"
+#include "remex/mask.h"
+#include "remex/timeutil.h"
+#include "worker.h"
+
+static const char *const oom_markers[] = {"MemoryError",
+                                          "Cannot allocate memory",
+                                          "out of memory",
+                                          "Out of memory",
+                                          "std::bad_alloc",
+                                          "memory allocation failed",
+                                          NULL};
+
+/* Appends one path component, percent-encoding '/', '%', control bytes and a leading '.'. */
+static void put_component(struct buf *b, const char *key, const char *v)
+{
+    buf_printf(b, "/%s=", key);
+    for (size_t i = 0; v[i]; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == '/' || c == '%' || c < 0x20 || c == 0x7f || (i == 0 && c == '.'))
+            buf_printf(b, "%%%02X", c);
+        else
+            buf_putc(b, (char)c);
+    }
+}
+
+static int mkdirs(char *path)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(path, 0750);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST)
+            return -1;
+    }
+    return 0;
+}
+
+remex_err tasklog_open(struct wtask *t, struct remex_error *e)
+{
+    struct buf b = BUF_INIT(4096);
+    buf_puts(&b, t->w->cfg.log_dir);
+    put_component(&b, "dag_id", t->dag_id);
+    put_component(&b, "run_id", t->run_id);
+    put_component(&b, "task_id", t->task_id);
+    if (t->map_index >= 0)
+        buf_printf(&b, "/map_index=%" PRId64, t->map_index);
+    if (buf_printf(&b, "/attempt=%" PRId64 ".log", t->try_number) != REMEX_OK) {
+        buf_free(&b);
+        return remex_seterr(e, REMEX_ETOOBIG, "log path too long");
+    }
+    t->log_path = buf_detach(&b, NULL);
+    if (!t->log_path || mkdirs(t->log_path) != 0)
+        return remex_seterr(e, REMEX_ESYS, "mkdir for %s: %s", t->log_path ? t->log_path : "?",
+                            strerror(errno));
+    t->log_fd = open(t->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (t->log_fd < 0)
+        return remex_seterr(e, REMEX_ESYS, "open %s: %s", t->log_path, strerror(errno));
+    return REMEX_OK;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return;
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+/* Writes one line (no newline in it) with timestamp and masking. */
+static void emit(struct wtask *t, const char *line, size_t n)
+{
+    if (t->memory_limit && !t->use_cgroup && !t->oom_hint)
+        for (int i = 0; oom_markers[i]; i++)
+            if (memmem(line, n, oom_markers[i], strlen(oom_markers[i]))) {
+                t->oom_hint = 1;
+                break;
+            }
+    if (t->log_fd < 0 || t->truncated)
+        return;
+    char ts[TIMEUTIL_RFC3339_MAX];
+    timeutil_rfc3339_format(timeutil_real_ms(), 1, ts, sizeof(ts));
+    struct buf out = BUF_INIT(256u * 1024u);
+    buf_puts(&out, ts);
+    buf_putc(&out, ' ');
+    if (!t->mask || mask_apply(t->mask, line, n, &out) != REMEX_OK) {
+        buf_free(&out);
+        return;
+    }
+    buf_putc(&out, '\n');
+    if (t->log_bytes + out.len > t->w->cfg.log_max_bytes) {
+        t->truncated = 1;
+        buf_reset(&out);
+        buf_printf(&out, "%s [remex] log truncated: size cap of %" PRIu64 " bytes reached\n", ts,
+                   t->w->cfg.log_max_bytes);
+    }
+    write_all(t->log_fd, out.data, out.len);
+    t->log_bytes += out.len;
+    buf_free(&out);
+}
+
+void tasklog_feed(struct wtask *t, const char *p, size_t n)
+{
+    if (n == 0) { /* flush a last line without newline */
+        if (t->line.len)
+            emit(t, t->line.data, t->line.len);
+        buf_reset(&t->line);
+        return;
+    }
+    while (n > 0) {
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) : n;
+        size_t room = t->line.max - t->line.len;
+        if (take > room)
+            take = room;
+        buf_append(&t->line, p, take);
+        p += take;
+        n -= take;
+        if (nl && p == nl) {
+            p++;
+            n--;
+        } else if (t->line.len < t->line.max) {
+            continue; /* partial line: wait for more */
+        }
+        emit(t, t->line.data ? t->line.data : "", t->line.len);
+        buf_reset(&t->line);
+    }
+}
+
+void tasklog_note(struct wtask *t, const char *fmt, ...)
+{
+    char msg[1200];
+    int k = snprintf(msg, sizeof(msg), "[remex] ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + k, sizeof(msg) - (size_t)k, fmt, ap);
+    va_end(ap);
+    int saved = t->oom_hint;
+    emit(t, msg, strlen(msg));
+    t->oom_hint = saved;
+}
+
+void tasklog_close(struct wtask *t)
+{
+    if (t->log_fd >= 0)
+        close(t->log_fd);
+    t->log_fd = -1;
+}

@@ -1,0 +1,424 @@
+/*
+ * The per-task Unix socket (REMEX_SOCKET): requests from the task process,
+ * answered by the worker. Protocol: docs/task-protocol.md (ipc frames: 4-byte
+ * big-endian length + a JSON object).
+ *
+ * Only the task may talk: a connection is accepted when SO_PEERCRED shows the
+ * worker's uid and a pid inside the task's process group; anything else is
+ * closed at once (and logged). One request is served at a time per
+ * connection; frames that arrive while one is in progress wait in the decoder.
+ * The socket lives in <state_dir>/sock/ (mode 0700), is 0600, and is removed
+ * when the try ends.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "remex/evloop.h"
+#include "remex/ipc.h"
+#include "remex/json.h"
+#include "remex/log.h"
+#include "remex/mask.h"
+#include "remex/objstore.h"
+#include "remex/secrets.h"
+#include "worker.h"
+
+#define XCOM_VALUE_MAX (512u * 1024u)
+
+struct tconn {
+    struct tconn *next;
+    struct wtask *t;
+    struct ipc_conn *c;
+    int busy;
+    int closed;
+};
+
+static int conn_events(struct tconn *tc);
+static void serve(struct tconn *tc);
+
+static void conn_drop(struct tconn *tc)
+{
+    if (!tc->closed) {
+        evloop_unwatch(tc->t->w->loop, ipc_conn_fd(tc->c));
+        ipc_conn_free(tc->c);
+        tc->c = NULL;
+        tc->closed = 1;
+    }
+    if (tc->busy)
+        return;
+    struct wtask *t = tc->t;
+    for (struct tconn **pp = &t->conns; *pp; pp = &(*pp)->next)
+        if (*pp == tc) {
+            *pp = tc->next;
+            break;
+        }
+    free(tc);
+}
+
+/* Queues msg (owned) and flushes; -1 when the connection was dropped (tc freed). */
+static int reply(struct tconn *tc, json_t *msg)
+{
+    struct remex_error e;
+    if (!tc->closed && msg && ipc_conn_send(tc->c, msg, NULL, 0, &e) != REMEX_OK)
+        log_warn("ti %" PRId64 ": task socket reply: %s", tc->t->ti_id, e.msg);
+    json_decref(msg);
+    return tc->closed ? 0 : conn_events(tc);
+}
+
+static json_t *err_reply(const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static json_t *err_reply(const char *code, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", code, "message", msg);
+}
+
+/* Keys of XCom entries: 1..250 bytes of [A-Za-z0-9._-]. */
+static int good_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 250)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static void key_part(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        char c = *s;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 strchr("._=:+@,-", c);
+        buf_putc(b, ok ? c : '_');
+    }
+}
+
+/* ---- xcom ---- */
+
+struct xreq {
+    struct tconn *tc;
+    int pull;
+};
+
+static void xcom_done(struct worker *w, struct wtask *t, void *arg, remex_err rc, json_t *r,
+                      const char *msg)
+{
+    struct xreq *x = arg;
+    struct tconn *tc = x->tc;
+    json_t *out;
+    if (rc == REMEX_ENOTFOUND) {
+        out = err_reply("not_found", "no such XCom entry");
+    } else if (rc != REMEX_OK) {
+        out = err_reply("unavailable", "%s", msg);
+    } else if (!x->pull) {
+        out = json_pack("{s:b}", "ok", 1);
+    } else {
+        const char *uri = json_string_value(json_object_get(r, "uri"));
+        const char *sum = json_string_value(json_object_get(r, "checksum"));
+        struct buf v = BUF_INIT(XCOM_VALUE_MAX);
+        struct remex_error e;
+        if (!uri || !sum) {
+            out = err_reply("unavailable", "plane reply without uri or checksum");
+        } else if (objstore_get_uri(w->xstore, uri, sum, &v, &e) != REMEX_OK) {
+            out = err_reply("unavailable", "xcom value: %s", e.msg);
+        } else {
+            out = json_pack("{s:b,s:s%}", "ok", 1, "value", v.data ? v.data : "", v.len);
+            if (!out)
+                out = err_reply("unavailable", "xcom value is not UTF-8 text");
+        }
+        buf_free(&v);
+    }
+    (void)t;
+    json_decref(r);
+    tc->busy = 0;
+    free(x);
+    if (tc->closed) {
+        conn_drop(tc);
+        return;
+    }
+    if (reply(tc, out) == 0)
+        serve(tc);
+}
+
+static json_t *xcom_push(struct tconn *tc, json_t *req)
+{
+    struct wtask *t = tc->t;
+    struct worker *w = t->w;
+    const char *key = json_string_value(json_object_get(req, "key"));
+    json_t *val = json_object_get(req, "value");
+    if (!good_name(key))
+        return err_reply("bad_request", "key: expected 1-250 characters of [A-Za-z0-9._-]");
+    if (!json_is_string(val) || json_string_length(val) > XCOM_VALUE_MAX)
+        return err_reply("bad_request", "value: expected a string of at most %u bytes",
+                         XCOM_VALUE_MAX);
+    if (!w->xstore)
+        return err_reply("unavailable", "no XCom object store configured");
+    struct buf k = BUF_INIT(OBJSTORE_KEY_MAX);
+    buf_puts(&k, "xcom/dag_id=");
+    key_part(&k, t->dag_id);
+    buf_puts(&k, "/run_id=");
+    key_part(&k, t->run_id);
+    buf_puts(&k, "/task_id=");
+    key_part(&k, t->task_id);
+    buf_printf(&k, "/map_index=%" PRId64 "/", t->map_index);
+    buf_puts(&k, key);
+    struct objstore_ref ref;
+    struct remex_error e;
+    remex_err rc = objstore_put(w->xstore, buf_cstr(&k), json_string_value(val),
+                                json_string_length(val), &ref, &e);
+    buf_free(&k);
+    if (rc != REMEX_OK)
+        return err_reply("unavailable", "xcom store: %s", e.msg);
+    json_t *body = json_pack("{s:s,s:I,s:s,s:s}", "uri", ref.uri, "size", (json_int_t)ref.size,
+                             "checksum", ref.checksum, "content_type", "text/plain");
+    char path[400];
+    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/xcom/%s", t->ti_id, key);
+    struct xreq *x = calloc(1, sizeof(*x));
+    if (!x || !body) {
+        free(x);
+        json_decref(body);
+        return err_reply("internal", "out of memory");
+    }
+    x->tc = tc;
+    tc->busy = 1;
+    plane_task_call(w, t, "PUT", path, body, xcom_done, x);
+    json_decref(body);
+    return NULL;
+}
+
+static json_t *xcom_pull(struct tconn *tc, json_t *req)
+{
+    struct wtask *t = tc->t;
+    const char *key = json_string_value(json_object_get(req, "key"));
+    const char *task = json_string_value(json_object_get(req, "task_id"));
+    json_t *mi = json_object_get(req, "map_index");
+    if (!good_name(key))
+        return err_reply("bad_request", "key: expected 1-250 characters of [A-Za-z0-9._-]");
+    if (task && !good_name(task))
+        return err_reply("bad_request", "task_id: expected a task id");
+    if (mi && !json_is_integer(mi))
+        return err_reply("bad_request", "map_index: expected integer");
+    if (!t->w->xstore)
+        return err_reply("unavailable", "no XCom object store configured");
+    char path[700];
+    snprintf(path, sizeof(path),
+             "/api/v1/task-instances/%" PRId64 "/xcom/%s?task_id=%s&map_index=%" PRId64, t->ti_id,
+             key, task ? task : t->task_id, mi ? (int64_t)json_integer_value(mi) : (int64_t)-1);
+    struct xreq *x = calloc(1, sizeof(*x));
+    if (!x)
+        return err_reply("internal", "out of memory");
+    x->tc = tc;
+    x->pull = 1;
+    tc->busy = 1;
+    plane_task_call(t->w, t, "GET", path, NULL, xcom_done, x);
+    return NULL;
+}
+
+/* ---- connections, variables, defer ---- */
+
+static json_t *conn_get(struct tconn *tc, json_t *req)
+{
+    struct wtask *t = tc->t;
+    const char *id = json_string_value(json_object_get(req, "conn_id"));
+    if (!id || !*id || strlen(id) > 250)
+        return err_reply("bad_request", "conn_id: expected string");
+    struct secrets_conn c = {0};
+    struct remex_error e;
+    if (!t->w->secrets || secrets_get_conn(t->w->secrets, id, &c, &e) != REMEX_OK) {
+        secrets_conn_free(&c);
+        return err_reply("not_found", "no connection '%s'", id);
+    }
+    struct buf uri = BUF_INIT(8192);
+    secrets_conn_uri(&c, &uri);
+    json_t *cj = secrets_conn_json(&c);
+    if (cj)
+        json_object_set_new(cj, "uri", json_string(buf_cstr(&uri)));
+    if (c.password)
+        mask_add(t->mask, c.password, strlen(c.password));
+    mask_add(t->mask, uri.data ? uri.data : "", uri.len);
+    buf_free(&uri);
+    secrets_conn_free(&c);
+    if (!cj)
+        return err_reply("internal", "out of memory");
+    return json_pack("{s:b,s:o}", "ok", 1, "conn", cj);
+}
+
+static json_t *var_get(struct tconn *tc, json_t *req)
+{
+    struct wtask *t = tc->t;
+    const char *key = json_string_value(json_object_get(req, "key"));
+    if (!key || !*key || strlen(key) > 250)
+        return err_reply("bad_request", "key: expected string");
+    char *v = NULL;
+    struct remex_error e;
+    if (!t->w->secrets || secrets_get_var(t->w->secrets, key, &v, &e) != REMEX_OK)
+        return err_reply("not_found", "no variable '%s'", key);
+    mask_add(t->mask, v, strlen(v));
+    json_t *out = json_pack("{s:b,s:s}", "ok", 1, "value", v);
+    free(v);
+    return out ? out : err_reply("internal", "variable is not UTF-8 text");
+}
+
+static json_t *defer(struct tconn *tc, json_t *req)
+{
+    struct wtask *t = tc->t;
+    json_t *trig = json_object_get(req, "trigger");
+    json_t *rw = json_object_get(req, "resume_with");
+    if (!json_is_object(trig) || !json_is_string(json_object_get(trig, "type")))
+        return err_reply("bad_request", "trigger: expected an object with a string \"type\"");
+    if (rw && !json_is_string(rw))
+        return err_reply("bad_request", "resume_with: expected string");
+    json_decref(t->defer_trigger);
+    t->defer_trigger = json_deep_copy(trig);
+    if (rw && t->defer_trigger)
+        json_object_set(t->defer_trigger, "resume_with", rw);
+    tasklog_note(t, "deferral requested (trigger type %s); exit 0 to release the slot",
+                 json_string_value(json_object_get(trig, "type")));
+    return json_pack("{s:b}", "ok", 1);
+}
+
+static json_t *dispatch(struct tconn *tc, json_t *req)
+{
+    const char *op = json_string_value(json_object_get(req, "op"));
+    if (!op)
+        return err_reply("bad_request", "op: missing");
+    if (strcmp(op, "xcom.push") == 0)
+        return xcom_push(tc, req);
+    if (strcmp(op, "xcom.pull") == 0)
+        return xcom_pull(tc, req);
+    if (strcmp(op, "conn.get") == 0)
+        return conn_get(tc, req);
+    if (strcmp(op, "var.get") == 0)
+        return var_get(tc, req);
+    if (strcmp(op, "defer") == 0)
+        return defer(tc, req);
+    return err_reply("bad_request", "op: unknown operation");
+}
+
+/* ---- connection plumbing ---- */
+
+static void on_conn(struct evloop *loop, int fd, unsigned ev, void *arg);
+
+static int conn_events(struct tconn *tc)
+{
+    struct remex_error e;
+    remex_err rc = ipc_conn_flush(tc->c, &e);
+    if (rc != REMEX_OK && rc != REMEX_EAGAIN) {
+        int busy = tc->busy;
+        conn_drop(tc);
+        return busy ? 0 : -1;
+    }
+    evloop_modify(tc->t->w->loop, ipc_conn_fd(tc->c), ipc_conn_events(tc->c), NULL);
+    return 0;
+}
+
+static void serve(struct tconn *tc)
+{
+    while (!tc->closed && !tc->busy) {
+        json_t *req = NULL;
+        struct remex_error e;
+        remex_err rc = ipc_conn_pop(tc->c, &req, NULL, NULL, &e);
+        if (rc == REMEX_EAGAIN)
+            return;
+        if (rc != REMEX_OK) {
+            log_warn("ti %" PRId64 ": task socket: %s", tc->t->ti_id, e.msg);
+            conn_drop(tc);
+            return;
+        }
+        json_t *out = dispatch(tc, req);
+        json_decref(req);
+        if (out && reply(tc, out) != 0)
+            return;
+    }
+}
+
+static void on_conn(struct evloop *loop, int fd, unsigned ev, void *arg)
+{
+    (void)loop;
+    (void)fd;
+    struct tconn *tc = arg;
+    struct remex_error e;
+    if ((ev & EVLOOP_WRITE) && (conn_events(tc) != 0 || tc->closed))
+        return;
+    if (ev & (EVLOOP_READ | EVLOOP_ERROR)) {
+        remex_err rc = ipc_conn_read(tc->c, &e);
+        if (rc != REMEX_OK && rc != REMEX_EAGAIN) {
+            /* Peer gone: a request in progress drops the connection when it completes. */
+            conn_drop(tc);
+            return;
+        }
+        serve(tc);
+    }
+}
+
+static void on_accept(struct evloop *loop, int lfd, unsigned ev, void *arg)
+{
+    (void)ev;
+    struct wtask *t = arg;
+    for (int i = 0; i < 16; i++) {
+        int fd;
+        struct remex_error e;
+        if (ipc_accept(lfd, &fd, &e) != REMEX_OK)
+            return;
+        pid_t pid = 0;
+        uid_t uid = 0;
+        if (ipc_peer_cred(fd, &pid, &uid, NULL, &e) != REMEX_OK || uid != getuid() || t->pid <= 0 ||
+            getpgid(pid) != t->pid) {
+            log_warn("ti %" PRId64 ": task socket: refused peer pid %d uid %d (not in the task's "
+                     "process group)",
+                     t->ti_id, (int)pid, (int)uid);
+            close(fd);
+            continue;
+        }
+        struct tconn *tc = calloc(1, sizeof(*tc));
+        if (!tc || !(tc->c = ipc_conn_new(fd, 0, 0, &e))) {
+            free(tc);
+            continue;
+        }
+        tc->t = t;
+        if (evloop_watch(loop, ipc_conn_fd(tc->c), EVLOOP_READ, on_conn, tc, &e) != REMEX_OK) {
+            ipc_conn_free(tc->c);
+            free(tc);
+            continue;
+        }
+        tc->next = t->conns;
+        t->conns = tc;
+    }
+}
+
+remex_err tasksock_open(struct wtask *t, struct remex_error *e)
+{
+    char dir[sizeof(t->sock_path)];
+    snprintf(dir, sizeof(dir), "%s/sock", t->w->cfg.state_dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return remex_seterr(e, REMEX_ESYS, "mkdir %s: %s", dir, strerror(errno));
+    remex_err rc = ipc_listen(t->sock_path, 16, &t->lfd, e);
+    if (rc != REMEX_OK)
+        return rc;
+    return evloop_watch(t->w->loop, t->lfd, EVLOOP_READ, on_accept, t, e);
+}
+
+void tasksock_close(struct wtask *t)
+{
+    if (t->lfd >= 0) {
+        evloop_unwatch(t->w->loop, t->lfd);
+        close(t->lfd);
+        t->lfd = -1;
+        unlink(t->sock_path);
+    }
+    struct tconn *tc = t->conns, *next;
+    for (; tc; tc = next) {
+        next = tc->next;
+        conn_drop(tc);
+    }
+}

@@ -1,0 +1,226 @@
+/*
+ * remex-worker internal interfaces, shared by the worker's files.
+ *
+ * One thread, one evloop: every fd (curl sockets, task output pipes, task
+ * sockets, signalfd) and every timer is driven by the loop in main.c. HTTP
+ * calls to the plane go through one http_multi (non-blocking). Signals arrive
+ * through the loop's signalfd; SIGCHLD is answered by reaping with WNOHANG.
+ *
+ * Files and what they own:
+ *   main.c      flags, --check, signals, start/stop order, exit codes
+ *   config.c    the agent.yaml table (plane.*, worker.*, bundles, secrets, xcom)
+ *   plane.c     register, heartbeat, work long poll, start/state calls, the report
+ *               journal and its replay, session refresh, fatal auth handling
+ *   task.c      assignment decoding, environment, templates, limits, spawn, timeouts,
+ *               cancellation, exit classification (incl. out of memory)
+ *   tasklog.c   per-try log file: line splitting, timestamps, masking, size cap
+ *   tasksock.c  the per-task Unix socket (remex-task protocol, docs/task-protocol.md)
+ *
+ * Lifetimes: a struct wtask lives from the offer until its final report has
+ * been handed over (delivered, journaled or dropped) and no HTTP call refers
+ * to it (pending == 0); task_release frees it then.
+ */
+#ifndef REMEX_WORKER_H
+#define REMEX_WORKER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "remex/buf.h"
+#include "remex/cfg.h"
+#include "remex/err.h"
+#include "remex/http.h"
+#include "remex/proc.h"
+
+struct evloop;
+struct journal;
+struct mask;
+struct secrets;
+struct ipc_conn;
+struct objstore;
+struct bundle_set;
+
+/* Exit codes of remex-worker. */
+#define WORKER_EXIT_OK    0
+#define WORKER_EXIT_FAIL  1   /* runtime failure (or --once: the task did not succeed) */
+#define WORKER_EXIT_USAGE 2   /* bad command line */
+#define WORKER_EXIT_AUTH  100 /* bad configuration or credentials: do not restart */
+
+struct wbundle {
+    char *name;
+    char *path;
+};
+
+/* agent.yaml, after defaults and REMEX_* overrides (config.c). */
+struct wconfig {
+    char *plane_url;
+    struct cfg_secret token;
+    char *ca_file;
+    char *name;
+    struct cfg_strlist queues;
+    int64_t slots; /* 0: number of CPUs */
+    char *state_dir;
+    char *log_dir;
+    uint64_t log_max_bytes;
+    uint64_t poll_wait_ms;
+    uint64_t drain_grace_ms;
+    uint64_t grace_ms;       /* SIGTERM -> SIGKILL */
+    uint64_t memory_limit;   /* bytes, 0: none */
+    uint64_t cpu_time_ms;    /* 0: none */
+    int64_t max_processes;   /* 0: none (RLIMIT_NPROC counts per uid) */
+    int64_t open_files;      /* 0: none */
+    char *cgroup_parent;     /* cgroup v2 parent for per-task cgroups */
+    struct cfg_list bundles; /* struct wbundle */
+    char *secrets_file;
+    char *xcom_store; /* objstore URI: file:///var/lib/remex/xcom */
+    char *log_level;
+    char *log_format;
+};
+
+extern const struct cfg_entry wconfig_table[];
+
+enum wtask_phase {
+    WT_STARTING = 0, /* start call in flight */
+    WT_RUNNING,      /* process spawned (or about to be) */
+    WT_EXITED,       /* process reaped, output drained; report pending */
+    WT_DONE,         /* report handed over; freed when pending == 0 */
+};
+
+struct tconn; /* tasksock.c */
+
+struct wtask {
+    struct wtask *next;
+    struct worker *w;
+    enum wtask_phase phase;
+    int pending; /* HTTP calls and socket requests referring to this task */
+
+    json_t *asg; /* owned assignment */
+    int64_t ti_id, try_number, map_index;
+    const char *dag_id, *run_id, *task_id, *token; /* borrowed from asg */
+    char *prep_error;                              /* owned: fail the try with this reason */
+
+    /* prepared exec */
+    char **argv; /* owned, NULL-terminated */
+    struct proc_env env;
+    char *cwd;
+    struct proc_rlimit rlim[4];
+    size_t nrlim;
+    int64_t timeout_ms; /* 0: none */
+    uint64_t memory_limit;
+    int use_cgroup;
+    struct proc_cgroup cg;
+
+    /* process */
+    pid_t pid;
+    int out_fd; /* read end of stdout+stderr, -1 when closed */
+    int exited, wstatus, out_eof;
+    uint64_t timeout_timer, kill_timer, eof_timer;
+    const char *stop_reason; /* static: execution_timeout, cancelled: ..., worker shutdown */
+    char cancel_reason[128];
+    int stopping;
+
+    /* log */
+    char *log_path;
+    int log_fd;
+    struct buf line;
+    uint64_t log_bytes;
+    int truncated;
+    int oom_hint;
+    struct mask *mask;
+
+    /* socket */
+    int lfd;
+    char sock_path[108];
+    struct tconn *conns;
+
+    json_t *defer_trigger; /* owned: report deferred when the process exits 0 */
+};
+
+struct worker {
+    struct wconfig cfg;
+    struct evloop *loop;
+    struct http_multi *multi;
+    struct http_client *cli;  /* control calls */
+    struct http_client *poll; /* work long poll (longer timeout) */
+    uint64_t http_timer;
+    struct journal *journal;
+    struct secrets *secrets;
+    struct objstore *xstore;
+    struct bundle_set *bundles;
+    const char *memlimit_mech; /* "cgroup2" or "rlimit-as" */
+
+    char *agent_id;
+    char *session;
+    int64_t heartbeat_ms;
+    uint64_t hb_timer;
+    int hb_inflight, poll_inflight, reg_inflight, replay_inflight;
+    int registered;
+    int plane_ok;
+    unsigned poll_failures, hb_failures, reg_failures, replay_failures;
+    uint64_t poll_timer, replay_timer, reg_timer;
+    int auth_retry; /* 401 seen once: token file re-read and re-register attempted */
+
+    struct wtask *tasks;
+    int64_t slots;
+    int64_t running; /* tasks holding a slot (STARTING, RUNNING) */
+    int64_t reports_inflight;
+
+    int once;         /* --once: take one task, run it, exit */
+    int once_taken;   /* the one task was confirmed */
+    int once_result;  /* exit code for --once */
+    int draining;     /* SIGTERM seen */
+    int drain_forced; /* second SIGTERM or drain grace passed */
+    uint64_t drain_timer;
+    int exit_code;
+    int stopping;
+};
+
+/* ---- plane.c ---- */
+remex_err plane_init(struct worker *w, struct remex_error *e);
+void plane_shutdown(struct worker *w);
+void plane_register(struct worker *w);
+/* Polls for work when slots are free, the plane is reachable and the journal is empty. */
+void plane_maybe_poll(struct worker *w);
+/* Calls start for t (task.c continues in task_started / task_gone). */
+void plane_start(struct worker *w, struct wtask *t);
+/* Sends (or journals) the final report body (owned) of t. */
+void plane_report(struct worker *w, struct wtask *t, json_t *body);
+/* XCom reference calls for the task socket; cb receives rc, the reply (owned or NULL), a message.
+ */
+typedef void (*plane_json_cb)(struct worker *w, struct wtask *t, void *arg, remex_err rc,
+                              json_t *reply, const char *msg);
+void plane_task_call(struct worker *w, struct wtask *t, const char *method, const char *path,
+                     json_t *body, plane_json_cb cb, void *arg);
+/* Stops the loop with code (fatal credentials, drain complete). */
+void worker_finish(struct worker *w, int code);
+/* Checks whether a draining or --once worker is done. */
+void worker_check_done(struct worker *w);
+
+/* ---- task.c ---- */
+/* Takes an offer (asg owned). Malformed assignments are logged and dropped or failed. */
+void task_offer(struct worker *w, json_t *asg);
+void task_started(struct wtask *t);
+void task_gone(struct wtask *t, const char *why);
+void task_cancel(struct worker *w, int64_t ti_id, int64_t try_number, const char *reason);
+/* Stops every running task (SIGTERM, then SIGKILL after the grace period). */
+void task_stop_all(struct worker *w, const char *reason);
+void task_reap(struct worker *w);
+void task_release(struct wtask *t);
+/* Frees every task (shutdown). */
+void task_free_all(struct worker *w);
+
+/* ---- tasklog.c ---- */
+remex_err tasklog_open(struct wtask *t, struct remex_error *e);
+/* Appends raw output bytes; complete lines are timestamped, masked and written. */
+void tasklog_feed(struct wtask *t, const char *p, size_t n);
+/* Writes a worker note (timestamped, prefixed "[remex]") into the log. */
+void tasklog_note(struct wtask *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tasklog_close(struct wtask *t);
+
+/* ---- tasksock.c ---- */
+remex_err tasksock_open(struct wtask *t, struct remex_error *e);
+void tasksock_close(struct wtask *t);
+
+#endif
