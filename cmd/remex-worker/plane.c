@@ -171,6 +171,22 @@ static struct call *new_call(struct worker *w, enum call_kind k, struct wtask *t
     return c;
 }
 
+/* Marks the plane unreachable (logged once per outage). */
+static void plane_down(struct worker *w)
+{
+    if (w->plane_ok)
+        log_warn("plane unreachable: running tasks continue, no new work is started");
+    w->plane_ok = 0;
+}
+
+/* Marks the plane reachable (logged once per recovery). */
+static void plane_up(struct worker *w)
+{
+    if (!w->plane_ok && w->registered)
+        log_info("plane reachable again");
+    w->plane_ok = 1;
+}
+
 /* Transient: worth retrying later (no response, 5xx, 429, 408). */
 static int transient(remex_err rc, long status)
 {
@@ -274,7 +290,8 @@ static void register_done(struct worker *w, remex_err rc, long status, json_t *r
         status = 502;
     }
     if (transient(rc, status) || status / 100 != 2) {
-        w->plane_ok = transient(rc, status) ? 0 : w->plane_ok;
+        if (transient(rc, status))
+            plane_down(w);
         if (w->reg_failures++ % 10 == 0)
             log_warn("register: %s; retrying", msg);
         w->reg_timer = evloop_timer_add(w->loop, jitter(w->reg_failures), 0, retry_register, w);
@@ -347,13 +364,11 @@ static void heartbeat_done(struct worker *w, remex_err rc, long status, json_t *
         if (w->hb_failures++ == 0)
             log_warn("heartbeat: %s", msg);
         if (transient(rc, status))
-            w->plane_ok = 0;
+            plane_down(w);
         return;
     }
-    if (w->hb_failures)
-        log_info("heartbeat: plane reachable again");
     w->hb_failures = 0;
-    w->plane_ok = 1;
+    plane_up(w);
     json_t *v = json_object_get(r, "session_token");
     if (json_is_string(v))
         set_session(w, json_string_value(v));
@@ -437,16 +452,12 @@ static void poll_done(struct worker *w, remex_err rc, long status, json_t *r, co
         if (w->poll_failures++ == 0)
             log_warn("work poll: %s%s", msg,
                      status / 100 == 2 ? ": reply without an assignments array" : "");
-        if (transient(rc, status) && w->plane_ok) {
-            w->plane_ok = 0;
-            log_warn("plane unreachable: running tasks continue, no new work is started");
-        }
+        if (transient(rc, status))
+            plane_down(w);
         w->poll_timer = evloop_timer_add(w->loop, jitter(w->poll_failures), 0, poll_again, w);
         return;
     }
-    if (!w->plane_ok)
-        log_info("plane reachable again");
-    w->plane_ok = 1;
+    plane_up(w);
     w->poll_failures = 0;
     size_t i;
     json_t *a;
@@ -490,12 +501,12 @@ static void start_done(struct call *c, remex_err rc, long status, const char *ms
 {
     struct wtask *t = c->t;
     if (status / 100 == 2 && rc == REMEX_OK) {
-        c->w->plane_ok = 1;
+        plane_up(c->w);
         task_started(t);
         return;
     }
     if (transient(rc, status))
-        c->w->plane_ok = 0;
+        plane_down(c->w);
     /* An unconfirmed offer is never run: the plane re-queues it when the offer expires. */
     task_gone(t, status == 409 ? "offer gone (409)" : msg);
 }
@@ -585,12 +596,12 @@ static int report_outcome(struct call *c, remex_err rc, long status, const char 
     int64_t ti = (int64_t)json_integer_value(
         json_object_get(c->rec ? c->rec : (json_t *)journal_get(c->w->journal, 0, NULL), "ti_id"));
     if (rc == REMEX_OK && status / 100 == 2) {
-        c->w->plane_ok = 1;
+        plane_up(c->w);
         log_debug("report for ti %" PRId64 " delivered", ti);
         return 1;
     }
     if (transient(rc, status)) {
-        c->w->plane_ok = 0;
+        plane_down(c->w);
         return 0;
     }
     if (status == 409)

@@ -45,5 +45,186 @@ class TestWorkerRuns(WorkerCase):
         self.assertTrue(w.alive())
 
 
+
+
+def slurp(path):
+    with open(path) as f:
+        return f.read()
+
+
+def pid_dead(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+class TestWorkerFailures(WorkerCase):
+    def test_upstream_failure_and_retry_delay(self):
+        self.start_plane()
+        mark = os.path.join(self.tmp, "tries.txt")
+        flaky = (f"date +%s.%N >> {mark}; "
+                 f"[ $(wc -l < {mark}) -ge 2 ]")
+        self.put_dag({"dag_id": "fail", "tasks": [
+            {"task_id": "boom", "command": ["sh", "-c", "echo going down; exit 3"]},
+            {"task_id": "after", "shell": "true", "upstream": ["boom"]},
+            {"task_id": "flaky", "shell": flaky, "retries": 2, "retry_delay": 1},
+        ]})
+        w = self.start_worker()
+        run_id = self.trigger("fail")
+        run = self.wait_run("fail", run_id)
+        tis = self.tis(run)
+        self.assertEqual(run["state"], "failed")
+        self.assertEqual(tis["boom"]["state"], "failed")
+        self.assertEqual(tis["boom"]["exit_code"], 3)
+        self.assertEqual(tis["after"]["state"], "upstream_failed")
+        flaky_ti = self.wait_ti("fail", run_id, "flaky", ("success",))
+        self.assertEqual(flaky_ti["try_number"], 2)
+        t = [float(x) for x in lines(mark)]
+        self.assertEqual(len(t), 2)
+        self.assertGreaterEqual(t[1] - t[0], 0.95, "retry came before retry_delay")
+        self.assertIn("going down", self.task_log("fail", run_id, "boom"))
+        self.assertTrue(w.alive())
+
+    def test_timeout_kills_group_with_grandchild(self):
+        self.start_plane()
+        gc = os.path.join(self.tmp, "gc.pid")
+        self.put_dag({"dag_id": "slow", "tasks": [
+            {"task_id": "hang", "execution_timeout": 1,
+             "shell": f"sh -c 'sleep 300 & echo $! > {gc}; wait' ; sleep 300"}]})
+        self.start_worker()
+        run_id = self.trigger("slow")
+        t0 = time.monotonic()
+        run = self.wait_run("slow", run_id, timeout=20)
+        ti = self.tis(run)["hang"]
+        self.assertEqual(ti["state"], "failed")
+        self.assertIn("execution_timeout", ti["reason"])
+        self.assertLess(time.monotonic() - t0, 10)
+        pid = int(slurp(gc))
+        harness.wait_for(lambda: pid_dead(pid), 5, what="grandchild to die")
+        self.assertIn("stopping (execution_timeout)", self.task_log("slow", run_id, "hang"))
+
+    def test_cancel_from_plane_stops_task(self):
+        self.start_plane()
+        pidf = os.path.join(self.tmp, "t.pid")
+        self.put_dag({"dag_id": "cancel", "tasks": [
+            {"task_id": "long", "shell": f"echo $$ > {pidf}; exec sleep 300"}]})
+        self.start_worker()
+        run_id = self.trigger("cancel")
+        self.wait_ti("cancel", run_id, "long", ("running",))
+        harness.wait_for(lambda: os.path.exists(pidf) and slurp(pidf).strip(), 5)
+        pid = int(slurp(pidf))
+        st, b = self.req("POST", f"/api/v1/admin/dags/cancel/runs/{run_id}/tasks/long/fail", {},
+                         self.admin)
+        self.assertEqual(st, 200, b)
+        harness.wait_for(lambda: pid_dead(pid), 10, what="cancelled task to stop")
+        harness.wait_for(lambda: "stopping (cancelled" in self.task_log("cancel", run_id, "long"),
+                         5, what="cancel note in the task log")
+
+    def test_oom_isolated(self):
+        self.start_plane()
+        self.put_dag({"dag_id": "oom", "tasks": [
+            {"task_id": "hog", "limits": {"memory": 64 * 1024 * 1024},
+             "command": ["python3", "-c", "b = bytearray(256 * 1024 * 1024); print(len(b))"]},
+            {"task_id": "ok1", "shell": "sleep 0.3; echo fine"},
+            {"task_id": "ok2", "shell": "sleep 0.3; echo fine"},
+        ]})
+        w = self.start_worker(slots=3)
+        run_id = self.trigger("oom")
+        run = self.wait_run("oom", run_id)
+        tis = self.tis(run)
+        self.assertEqual(tis["hog"]["state"], "failed")
+        self.assertEqual(tis["hog"]["reason"], "out of memory")
+        self.assertEqual(tis["ok1"]["state"], "success")
+        self.assertEqual(tis["ok2"]["state"], "success")
+        self.assertIn("MemoryError", self.task_log("oom", run_id, "hog"))
+        self.assertRegex(w.output(), r"memory limits: (rlimit-as|cgroup2)")
+        self.assertTrue(w.alive())
+
+    def test_unknown_template_fails_with_reason(self):
+        self.start_plane()
+        self.put_dag({"dag_id": "tmpl", "tasks": [
+            {"task_id": "bad", "command": ["echo", "{{ nosuch }}"]}]})
+        self.start_worker()
+        run_id = self.trigger("tmpl")
+        run = self.wait_run("tmpl", run_id)
+        ti = self.tis(run)["bad"]
+        self.assertEqual(ti["state"], "failed")
+        self.assertIn("nosuch", ti["reason"])
+        self.assertIn("template in command[1]", ti["reason"])
+
+
+class TestWorkerData(WorkerCase):
+    def test_xcom_and_masked_connection(self):
+        self.start_plane()
+        secrets = self.write("secrets.json", (
+            '{"connections": {"db": "postgres://etl:Sup3rSecretPw@db.internal:5432/dw"},'
+            ' "variables": {"region": "eu-west-1-secret"}}'), mode=0o600)
+        self.put_dag({"dag_id": "xc", "params": {"who": "world"}, "tasks": [
+            {"task_id": "push", "shell": "remex-task xcom push greeting \"hello {{ params.who }}\""},
+            {"task_id": "pull", "upstream": ["push"], "connections": ["db"],
+             "shell": "v=$(remex-task xcom pull --task push greeting) && echo got:$v && "
+                      "test \"$v\" = 'hello world' && echo uri=$REMEX_CONN_DB && "
+                      "p=$(remex-task conn get db --field password) && echo pw=$p && "
+                      "echo b64=$(printf %s \"$p\" | base64) && "
+                      "echo var=$(remex-task var get region) && "
+                      "echo param=$REMEX_PARAM_WHO; remex-task xcom pull nope; echo rc=$?"},
+        ]})
+        self.start_worker(extra=f"secrets:\n  file: {secrets}\n")
+        run_id = self.trigger("xc")
+        run = self.wait_run("xc", run_id)
+        self.assertEqual(run["state"], "success", run)
+        log = self.task_log("xc", run_id, "pull")
+        self.assertIn("got:hello world", log)
+        self.assertIn("param=world", log)
+        self.assertIn("pw=***", log)
+        self.assertIn("var=***", log)
+        self.assertIn("rc=1", log)
+        self.assertNotIn("Sup3rSecretPw", log)
+        self.assertNotIn("U3VwM3JTZWNyZXRQdw", log)  # base64 of the password
+        self.assertNotIn("eu-west-1-secret", log)
+
+
+class TestWorkerLifecycle(WorkerCase):
+    def test_check_config(self):
+        tok = self.token_file("x" * 40)
+        good = self.worker_yaml(tok, url="http://127.0.0.1:1")
+        p = self.spawn("check", [self.bin("remex-worker"), "-c", good, "--check"])
+        self.assertEqual(p.wait(10), 0)
+        self.assertIn("configuration OK", p.output())
+        bad = self.write("bad.yaml", "plane:\n  url: http://127.0.0.1:1\n  token: x\n"
+                                     "worker:\n  slotz: 3\n")
+        p = self.spawn("check2", [self.bin("remex-worker"), "-c", bad, "--check"])
+        self.assertEqual(p.wait(10), 100)
+        self.assertRegex(p.output(), r"bad\.yaml:5:3: .*slotz")
+
+    def test_drain_lets_running_task_finish(self):
+        self.start_plane()
+        self.put_dag({"dag_id": "drain", "tasks": [
+            {"task_id": "t", "shell": "sleep 1.5; echo finished"}]})
+        w = self.start_worker()
+        run_id = self.trigger("drain")
+        self.wait_ti("drain", run_id, "t", ("running",))
+        w.signal(signal.SIGTERM)
+        self.assertEqual(w.wait(20), 0)
+        ti = self.tis(self.run_info("drain", run_id))["t"]
+        self.assertEqual(ti["state"], "success")
+        self.assertIn("draining", w.output())
+
+    def test_second_sigterm_stops_tasks(self):
+        self.start_plane()
+        self.put_dag({"dag_id": "drain2", "tasks": [{"task_id": "t", "shell": "sleep 300"}]})
+        w = self.start_worker()
+        run_id = self.trigger("drain2")
+        self.wait_ti("drain2", run_id, "t", ("running",))
+        w.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        w.signal(signal.SIGTERM)
+        self.assertEqual(w.wait(20), 0)
+        ti = self.wait_ti("drain2", run_id, "t", ("failed", "up_for_retry"))
+        self.assertIn("worker shutdown", ti["reason"] or "")
+
+
 if __name__ == "__main__":
     unittest.main()
