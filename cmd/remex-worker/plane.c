@@ -29,6 +29,7 @@
 enum call_kind { C_REGISTER, C_HEARTBEAT, C_POLL, C_START, C_STATE, C_REPLAY, C_TASK };
 
 struct call {
+    struct call *prev, *next; /* worker's list of calls in flight */
     struct worker *w;
     struct wtask *t; /* C_START, C_STATE, C_TASK: pending reference */
     enum call_kind kind;
@@ -115,10 +116,26 @@ remex_err plane_init(struct worker *w, struct remex_error *e)
     return http_multi_new(&h, &w->multi, e);
 }
 
+static void call_free(struct call *c)
+{
+    struct worker *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    json_decref(c->rec);
+    free(c);
+}
+
 void plane_shutdown(struct worker *w)
 {
+    /* Aborted transfers get no callback: their calls are released here. */
     http_multi_free(w->multi);
     w->multi = NULL;
+    while (w->calls)
+        call_free(w->calls);
     if (w->http_timer)
         evloop_timer_cancel(w->loop, w->http_timer);
     http_client_free(w->cli);
@@ -155,6 +172,10 @@ static int send_call(struct worker *w, struct call *c, struct http_client *cli, 
     }
     if (c->t)
         c->t->pending++;
+    c->next = w->calls;
+    if (w->calls)
+        w->calls->prev = c;
+    w->calls = c;
     return 0;
 }
 
@@ -711,9 +732,10 @@ static void on_done(remex_err rc, struct http_response *resp, const struct remex
         break;
     }
     json_decref(r);
-    if (c->t) {
-        c->t->pending--;
-        task_release(c->t);
+    struct wtask *t = c->t;
+    call_free(c);
+    if (t) {
+        t->pending--;
+        task_release(t);
     }
-    free(c);
 }

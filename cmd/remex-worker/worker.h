@@ -40,6 +40,7 @@ struct mask;
 struct secrets;
 struct ipc_conn;
 struct objstore;
+struct call;
 struct bundle_set;
 
 /* Exit codes of remex-worker. */
@@ -142,6 +143,7 @@ struct worker {
     struct wconfig cfg;
     struct evloop *loop;
     struct http_multi *multi;
+    struct call *calls;       /* plane.c: calls in flight */
     struct http_client *cli;  /* control calls */
     struct http_client *poll; /* work long poll (longer timeout) */
     uint64_t http_timer;
