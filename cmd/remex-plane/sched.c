@@ -61,6 +61,9 @@ const struct store_migration store_migrations_sched[] = {
           " map_index INTEGER NOT NULL, key TEXT NOT NULL, uri TEXT NOT NULL,"
           " size INTEGER NOT NULL, checksum TEXT NOT NULL, content_type TEXT NOT NULL,"
           " updated_ms INTEGER NOT NULL, PRIMARY KEY (run, task_id, map_index, key));"},
+    /* An agent's offered/running TIs are found through ti_queue's state prefix
+     * (bounded by slots); one index less to rewrite on every state change. */
+    {101, "DROP INDEX ti_agent;"},
     {0, NULL},
 };
 
@@ -188,7 +191,7 @@ int sq_begin(struct plane *p)
 {
     if (!sqlite3_get_autocommit(p->db))
         return 0;
-    if (sqlite3_exec(p->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+    if (sq_run(p, "BEGIN", "") != SQLITE_DONE) {
         log_error("sched: BEGIN: %s", sqlite3_errmsg(p->db));
         return 0;
     }
@@ -197,7 +200,7 @@ int sq_begin(struct plane *p)
 
 void sq_commit(struct plane *p, int began)
 {
-    if (began && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (began && sq_run(p, "COMMIT", "") != SQLITE_DONE) {
         log_error("sched: COMMIT: %s", sqlite3_errmsg(p->db));
         sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
     }
@@ -486,7 +489,8 @@ remex_err sched_init(struct plane *p, struct remex_error *e)
     s->runs_changed = 1;
     p->sched = s;
     /* One process owns the DB: no file lock round trips per transaction. */
-    if (sqlite3_exec(p->db, "PRAGMA locking_mode=EXCLUSIVE", NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(p->db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA wal_autocheckpoint=4000", NULL,
+                     NULL, NULL) != SQLITE_OK)
         log_warn("sched: exclusive locking mode: %s", sqlite3_errmsg(p->db));
     remex_err rc = sdag_load_all(p, e);
     if (rc != REMEX_OK)

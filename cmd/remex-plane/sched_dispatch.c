@@ -92,7 +92,7 @@ static int cmp_cand(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-#define PICK_CANDS (WORK_MAX_ASSIGN * 4)
+#define PICK_CANDS (WORK_MAX_ASSIGN * 2)
 
 /* Room left under the DAG's max_active_tasks (offered + running, all runs). */
 static int64_t dag_room(struct plane *p, struct sdag *d)
@@ -113,6 +113,8 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
     int nc = 0;
     size_t qi;
     json_t *q;
+    /* A few more candidates than slots, for DAGs at their max_active_tasks. */
+    int64_t lim = slots < WORK_MAX_ASSIGN ? slots * 2 : PICK_CANDS;
     json_array_foreach(queues, qi, q)
     {
         if (qi >= 8)
@@ -122,7 +124,7 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
                               " FROM task_instances t JOIN dag_runs r ON r.id = t.run"
                               " WHERE t.state = 'queued' AND t.queue = ?1 AND t.pool_slots <= ?2"
                               " ORDER BY t.priority_weight DESC, t.queued_ms, t.id LIMIT ?3",
-                              "tii", json_string_value(q), slots, (int64_t)PICK_CANDS);
+                              "tii", json_string_value(q), slots, lim);
         while (st && sqlite3_step(st) == SQLITE_ROW) {
             c[nc].id = sqlite3_column_int64(st, 0);
             c[nc].slots = sqlite3_column_int64(st, 1);
