@@ -62,15 +62,25 @@ static remex_err check_len(uint32_t len, size_t max_frame, struct remex_error *e
     return REMEX_OK;
 }
 
-/* Parses one payload into an owned object; REMEX_EPARSE on anything else. */
+/*
+ * Parses one payload into an owned object; REMEX_EPARSE on anything else.
+ * Payloads may hold secrets (task environments), so jansson's quote of the
+ * input "near" the error is left out of the message.
+ */
 static remex_err parse_payload(const char *p, size_t len, json_t **msg, struct remex_error *e)
 {
     json_error_t jerr;
     json_t *j = json_loadb(p, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 
-    if (j == NULL)
-        return remex_seterr(e, REMEX_EPARSE, "ipc: invalid JSON payload at byte %d: %s",
-                            jerr.position, jerr.text);
+    if (j == NULL) {
+        char *near = strstr(jerr.text, " near ");
+        if (near != NULL)
+            *near = '\0';
+        remex_seterr(e, REMEX_EPARSE, "ipc: invalid JSON payload at byte %d: %s", jerr.position,
+                     jerr.text);
+        explicit_bzero(&jerr, sizeof(jerr));
+        return REMEX_EPARSE;
+    }
     if (!json_is_object(j)) {
         json_decref(j);
         return remex_seterr(e, REMEX_EPARSE, "ipc: payload top level is not a JSON object");

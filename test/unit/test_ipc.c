@@ -300,6 +300,27 @@ static void test_invalid_json(void **state)
     }
 }
 
+/* Frames carry task secrets: a parse error names the position, never the payload. */
+static void test_invalid_json_hides_payload(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "{\"env\":{\"DB_PASSWORD\":\"hunter2",
+        "{\"env\":{\"DB_PASSWORD\":\"hunter2\x01\"}}",
+        "{\"token\":hunter2}",
+    };
+    struct remex_error e;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct buf b = BUF_INIT(256);
+        int n;
+        frame_str(&b, bad[i]);
+        assert_int_equal(decode_all(b.data, b.len, 0, &n, &e), REMEX_EPARSE);
+        assert_non_null(strstr(e.msg, "invalid JSON payload at byte"));
+        assert_null(strstr(e.msg, "hunter2"));
+        buf_free(&b);
+    }
+}
+
 static void test_invalid_utf8(void **state)
 {
     (void)state;
@@ -709,15 +730,25 @@ static void test_evloop_integration(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_encode_decode),        cmocka_unit_test(test_roundtrip_socketpair),
-        cmocka_unit_test(test_many_frames_one_read), cmocka_unit_test(test_split_every_offset),
-        cmocka_unit_test(test_oversized_length),     cmocka_unit_test(test_zero_length),
-        cmocka_unit_test(test_invalid_json),         cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_non_object),           cmocka_unit_test(test_depth_bomb),
-        cmocka_unit_test(test_eof_mid_frame),        cmocka_unit_test(test_outgoing_queue_cap),
-        cmocka_unit_test(test_fd_passing_conn),      cmocka_unit_test(test_fd_passing_blocking),
-        cmocka_unit_test(test_unexpected_fds_conn),  cmocka_unit_test(test_peer_credentials),
-        cmocka_unit_test(test_partial_writes),       cmocka_unit_test(test_listen_connect_path),
+        cmocka_unit_test(test_encode_decode),
+        cmocka_unit_test(test_roundtrip_socketpair),
+        cmocka_unit_test(test_many_frames_one_read),
+        cmocka_unit_test(test_split_every_offset),
+        cmocka_unit_test(test_oversized_length),
+        cmocka_unit_test(test_zero_length),
+        cmocka_unit_test(test_invalid_json),
+        cmocka_unit_test(test_invalid_json_hides_payload),
+        cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_non_object),
+        cmocka_unit_test(test_depth_bomb),
+        cmocka_unit_test(test_eof_mid_frame),
+        cmocka_unit_test(test_outgoing_queue_cap),
+        cmocka_unit_test(test_fd_passing_conn),
+        cmocka_unit_test(test_fd_passing_blocking),
+        cmocka_unit_test(test_unexpected_fds_conn),
+        cmocka_unit_test(test_peer_credentials),
+        cmocka_unit_test(test_partial_writes),
+        cmocka_unit_test(test_listen_connect_path),
         cmocka_unit_test(test_evloop_integration),
     };
     return cmocka_run_group_tests_name("ipc", tests, NULL, NULL);
