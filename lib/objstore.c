@@ -163,31 +163,36 @@ remex_err objstore_put(struct objstore *s, const char *key, const void *data, si
     return REMEX_OK;
 }
 
+/* Appends the file to out; on any error out is left as it was. */
 static remex_err read_path(const char *path, const char *key, struct buf *out,
                            struct remex_error *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     char chunk[65536];
+    size_t start = out->len;
+    remex_err rc = REMEX_OK;
     ssize_t r;
     if (fd < 0)
         return errno == ENOENT
                    ? remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key)
                    : remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
-    while ((r = read(fd, chunk, sizeof(chunk))) != 0) {
+    while (rc == REMEX_OK && (r = read(fd, chunk, sizeof(chunk))) != 0) {
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0) {
-            close(fd);
-            return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
-        }
-        if (buf_append(out, chunk, (size_t)r) != REMEX_OK) {
-            close(fd);
-            return remex_seterr(e, REMEX_ETOOBIG, "object store: %s: larger than %zu bytes", key,
-                                out->max);
-        }
+        if (r < 0)
+            rc = remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+        else if ((rc = buf_append(out, chunk, (size_t)r)) == REMEX_ETOOBIG)
+            rc = remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
+        else if (rc != REMEX_OK)
+            rc = remex_seterr(e, rc, "object store: %s: out of memory", key);
     }
     close(fd);
-    return REMEX_OK;
+    if (rc != REMEX_OK) {
+        out->len = start;
+        if (out->data)
+            out->data[start] = '\0';
+    }
+    return rc;
 }
 
 remex_err objstore_get(struct objstore *s, const char *key, struct buf *out, struct remex_error *e)

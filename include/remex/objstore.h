@@ -42,7 +42,10 @@ remex_err objstore_check_key(const char *key, struct remex_error *e);
 /* Stores data under key (replacing it); ref (may be NULL) receives its reference. */
 remex_err objstore_put(struct objstore *s, const char *key, const void *data, size_t len,
                        struct objstore_ref *ref, struct remex_error *e);
-/* Appends the object to out (whose cap bounds it: REMEX_ETOOBIG). ENOTFOUND if absent. */
+/*
+ * Appends the object to out (whose cap bounds it: REMEX_ETOOBIG). ENOTFOUND if
+ * absent. On any error out is left as it was.
+ */
 remex_err objstore_get(struct objstore *s, const char *key, struct buf *out, struct remex_error *e);
 /*
  * Reads the object a reference points to. The URI must belong to this store;

@@ -156,6 +156,28 @@ static void test_size_cap(void **state)
     objstore_close(s);
 }
 
+/* An object over the cap leaves out as it was, even after whole chunks fit. */
+static void test_size_cap_leaves_out_unchanged(void **state)
+{
+    (void)state;
+    struct objstore *s = open_store();
+    struct remex_error e;
+    struct buf b = BUF_INIT(100 * 1024);
+    size_t n = 200 * 1024;
+    char *data = malloc(n);
+
+    assert_non_null(data);
+    memset(data, 'x', n);
+    assert_int_equal(objstore_put(s, "huge", data, n, NULL, &e), REMEX_OK);
+    assert_int_equal(buf_puts(&b, "prefix"), REMEX_OK);
+    assert_int_equal(objstore_get(s, "huge", &b, &e), REMEX_ETOOBIG);
+    assert_int_equal(b.len, 6);
+    assert_string_equal(buf_cstr(&b), "prefix");
+    buf_free(&b);
+    free(data);
+    objstore_close(s);
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
@@ -177,6 +199,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_uri_outside_store_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checksum_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_cap_leaves_out_unchanged, setup, teardown),
         cmocka_unit_test(test_open_errors),
     };
     return cmocka_run_group_tests_name("objstore", tests, NULL, NULL);
