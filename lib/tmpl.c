@@ -136,11 +136,9 @@ static remex_err put_json_field(const json_t *obj, const char *key, size_t len, 
     return rc;
 }
 
-remex_err tmpl_task_lookup(void *ctx, const char *name, size_t len, struct buf *out,
-                           struct remex_error *e)
+static remex_err task_value(const struct tmpl_task_vars *v, const char *name, size_t len,
+                            struct buf *out)
 {
-    const struct tmpl_task_vars *v = ctx;
-    (void)e;
     if (name_is(name, len, "ds"))
         return put_time(out, v->logical_date, 0);
     if (name_is(name, len, "ds_nodash"))
@@ -168,4 +166,17 @@ remex_err tmpl_task_lookup(void *ctx, const char *name, size_t len, struct buf *
     if (len > 5 && memcmp(name, "conf.", 5) == 0)
         return put_json_field(v->conf, name + 5, len - 5, out);
     return REMEX_ENOTFOUND;
+}
+
+remex_err tmpl_task_lookup(void *ctx, const char *name, size_t len, struct buf *out,
+                           struct remex_error *e)
+{
+    remex_err rc = task_value(ctx, name, len, out);
+
+    /* The expander words ENOTFOUND and ETOOBIG; anything else is described here. */
+    if (rc == REMEX_EINVAL)
+        return remex_seterr(e, rc, "'%.*s': date out of range", (int)len, name);
+    if (rc != REMEX_OK && rc != REMEX_ENOTFOUND && rc != REMEX_ETOOBIG)
+        return remex_seterr(e, rc, "'%.*s': %s", (int)len, name, remex_strerror(rc));
+    return rc;
 }

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "remex/tmpl.h"
@@ -152,6 +154,24 @@ static void test_single_pass(void **state)
     buf_free(&b);
 }
 
+/* A date the C library cannot represent is an error whose message is filled in. */
+static void test_date_out_of_range_message(void **state)
+{
+    (void)state;
+    struct tmpl_task_vars v = vars();
+    struct buf b = BUF_INIT(4096);
+    struct remex_error e;
+    static const char in[] = "run {{ ds }}";
+
+    v.logical_date = LLONG_MAX;
+    snprintf(e.msg, sizeof(e.msg), "stale");
+    assert_int_equal(tmpl_expand(in, strlen(in), tmpl_task_lookup, &v, &b, &e), REMEX_EINVAL);
+    assert_int_equal(e.code, REMEX_EINVAL);
+    assert_non_null(strstr(e.msg, "ds"));
+    assert_null(strstr(e.msg, "stale"));
+    buf_free(&b);
+}
+
 static void test_cap(void **state)
 {
     (void)state;
@@ -182,6 +202,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_text_unchanged),
         cmocka_unit_test(test_airflow_dates),
+        cmocka_unit_test(test_date_out_of_range_message),
         cmocka_unit_test(test_ids_and_numbers),
         cmocka_unit_test(test_params_and_conf),
         cmocka_unit_test(test_unknown_never_empty),
