@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Worker benchmarks (figures only, never pass/fail): a real remex-plane and
+one real remex-worker on loopback.
+
+  chain40     40 sequential `true` tasks, trigger -> run success (target < 0.2 s),
+              per-task hop enqueue (queued_at) -> start (start_date) p50/p99
+  fanout10k   10,000 independent `true` tasks (10 DAGs x 1,000), 16 slots
+              (target > 1,000 tasks/s)
+  rss         remex-worker resident memory idle (target < 3 MB) and with 16 running tasks
+  floor       fork+exec of `true` 1,000 times (build/bench/_spawn_floor)
+
+Run: make bench   (or REMEX_BIN=build/bin python3 bench/worker_bench.py [chain40|fanout10k|rss])
+"""
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+BIN = os.environ.get("REMEX_BIN") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "bin")
+BUILD = os.environ.get("REMEX_BUILD") or os.path.dirname(BIN)
+
+
+def ts(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+class Rig:
+    def __init__(self, slots):
+        self.tmp = tempfile.mkdtemp(prefix="remex-bench-")
+        self.procs = []
+        conf = os.path.join(self.tmp, "plane.yaml")
+        with open(conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:0\ndb_path: {self.tmp}/plane.db\n"
+                    f"admin_token_file: {self.tmp}/admin.token\n"
+                    f"signing_key_file: {self.tmp}/signing.key\n"
+                    "heartbeat_interval: 5s\nbody_max: 8MiB\nlog:\n  level: warn\n")
+        self.plane_log = open(os.path.join(self.tmp, "plane.log"), "w+")
+        p = subprocess.Popen([os.path.join(BIN, "remex-plane"), "-c", conf, "--log-level", "info"],
+                             stdout=self.plane_log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.procs.append(p)
+        self.url = None
+        for _ in range(400):
+            self.plane_log.seek(0)
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.plane_log.read())
+            if m:
+                self.url = f"http://127.0.0.1:{m.group(1)}"
+                break
+            time.sleep(0.025)
+        with open(f"{self.tmp}/admin.token") as f:
+            self.admin = f.read().strip()
+        tok = self.req("POST", "/api/v1/admin/tokens", {"name": "bench", "expires_in": 3600})
+        tokf = os.path.join(self.tmp, "agent.token")
+        with open(tokf, "w") as f:
+            f.write(tok["value"])
+        os.chmod(tokf, 0o600)
+        os.makedirs(f"{self.tmp}/bundle")
+        wconf = os.path.join(self.tmp, "agent.yaml")
+        with open(wconf, "w") as f:
+            f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
+                    f"worker:\n  slots: {slots}\n  state_dir: {self.tmp}/state\n"
+                    f"  log_dir: {self.tmp}/logs\n"
+                    f"bundles:\n  - {{name: main, path: {self.tmp}/bundle}}\n"
+                    f"xcom:\n  store: file://{self.tmp}/xcom\n")
+        self.wlog = open(os.path.join(self.tmp, "worker.log"), "w+")
+        self.worker = subprocess.Popen([os.path.join(BIN, "remex-worker"), "-c", wconf,
+                                        "--log-level", "warn"], stdout=self.wlog,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(self.worker)
+        for _ in range(400):
+            a = self.req("GET", "/api/v1/admin/agents")
+            if a.get("agents"):
+                break
+            time.sleep(0.025)
+        time.sleep(0.2)
+
+    def req(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        r = urllib.request.Request(self.url + path, data=data, method=method,
+                                   headers={"Authorization": "Bearer " + self.admin,
+                                            "Content-Type": "application/json"})
+        with urllib.request.urlopen(r, timeout=60) as resp:
+            raw = resp.read()
+            return json.loads(raw) if raw else None
+
+    def put_dag(self, dag):
+        dag = dict({"fileloc": "bench.yaml"}, **dag)
+        self.req("PUT", f"/api/v1/dags/{dag['dag_id']}",
+                 {"bundle": {"name": "main", "version": "v1"}, "dag": dag})
+
+    def run(self, dag_id, timeout=600, poll=0.002):
+        t0 = time.monotonic()
+        run_id = self.req("POST", f"/api/v1/admin/dags/{dag_id}/runs", {})["run_id"]
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            st = self.req("GET", f"/api/v1/admin/dags/{dag_id}/runs?limit=1")
+            runs = [r for r in st["dag_runs"] if r["run_id"] == run_id]
+            if runs and runs[0]["state"] in ("success", "failed"):
+                break
+            time.sleep(poll)
+        wall = time.monotonic() - t0
+        return wall, self.req("GET", f"/api/v1/admin/dags/{dag_id}/runs/{run_id}")
+
+    def mem_kb(self, pid):
+        """(RSS, PSS, private) in KiB: shared library pages count fully in RSS only."""
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            t = f.read()
+        g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))  # noqa: E731
+        return g("Rss"), g("Pss"), g("Private_Clean") + g("Private_Dirty")
+
+    def close(self):
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def chain40():
+    r = Rig(4)
+    try:
+        tasks = [{"task_id": f"t{i:02d}", "command": ["true"]} for i in range(40)]
+        for i in range(1, 40):
+            tasks[i]["upstream"] = [f"t{i - 1:02d}"]
+        r.put_dag({"dag_id": "chain40", "tasks": tasks})
+        r.run("chain40")  # warm-up (connections, page cache)
+        wall, run = r.run("chain40")
+        plane = ts(run["end_date"]) - ts(run["queued_at"])
+        hops = [(ts(t["start_date"]) - ts(t["queued_at"])) * 1000 for t in run["task_instances"]]
+        print(f"chain40: {run['state']}: trigger -> success {wall:.3f} s wall "
+              f"({plane:.3f} s by the plane's timestamps; target < 0.2 s)")
+        print(f"chain40: per-task enqueue -> start p50 {pct(hops, 50):.2f} ms, "
+              f"p99 {pct(hops, 99):.2f} ms (target p99 < 5 ms; plane timestamps, ms resolution)")
+    finally:
+        r.close()
+
+
+def fanout10k():
+    """10 DAGs of 1,000 independent tasks (the plane caps a DAG's canonical JSON
+    at 1 MiB, about 6,000 tasks), all triggered at once."""
+    r = Rig(16)
+    try:
+        n, ndags = 10000, 10
+        per = n // ndags
+        for d in range(ndags):
+            r.put_dag({"dag_id": f"fan{d}",
+                       "tasks": [{"task_id": f"t{i:04d}", "command": ["true"]}
+                                 for i in range(per)]})
+        t0 = time.monotonic()
+        runs = [(f"fan{d}", r.req("POST", f"/api/v1/admin/dags/fan{d}/runs", {})["run_id"])
+                for d in range(ndags)]
+        done = {}
+        while len(done) < ndags and time.monotonic() - t0 < 900:
+            for dag_id, run_id in runs:
+                if dag_id in done:
+                    continue
+                st = r.req("GET", f"/api/v1/admin/dags/{dag_id}/runs?limit=1")
+                if st["dag_runs"] and st["dag_runs"][0]["state"] in ("success", "failed"):
+                    done[dag_id] = r.req("GET", f"/api/v1/admin/dags/{dag_id}/runs/{run_id}")
+            time.sleep(0.05)
+        wall = time.monotonic() - t0
+        ok = sum(1 for run in done.values() for t in run["task_instances"]
+                 if t["state"] == "success")
+        first = min(ts(run["queued_at"]) for run in done.values())
+        last = max(ts(run["end_date"]) for run in done.values())
+        print(f"fanout10k: {ok}/{n} tasks succeeded in {wall:.2f} s = {n / wall:.0f} tasks/s "
+              f"wall ({n / (last - first):.0f} tasks/s by the plane's timestamps; 16 slots; "
+              f"target > 1,000 tasks/s)")
+    finally:
+        r.close()
+
+
+def rss():
+    r = Rig(16)
+    try:
+        time.sleep(1.0)
+        idle = r.mem_kb(r.worker.pid)
+        r.put_dag({"dag_id": "sleep16",
+                   "tasks": [{"task_id": f"s{i:02d}", "command": ["sleep", "3"]}
+                             for i in range(16)]})
+        r.req("POST", "/api/v1/admin/dags/sleep16/runs", {})
+        busy = (0, 0, 0)
+        for _ in range(100):
+            time.sleep(0.05)
+            kids = subprocess.run(["pgrep", "-c", "-P", str(r.worker.pid)],
+                                  capture_output=True, text=True).stdout.strip()
+            if kids and int(kids) >= 16:
+                busy = r.mem_kb(r.worker.pid)
+                break
+        for name, m in (("idle", idle), ("16 running tasks", busy)):
+            print(f"rss: remex-worker {name}: RSS {m[0] / 1024:.2f} MiB, PSS {m[1] / 1024:.2f} MiB, "
+                  f"private {m[2] / 1024:.2f} MiB (target < 3 MB; worker process only)")
+    finally:
+        r.close()
+
+
+def floor():
+    exe = os.path.join(BUILD, "bench", "_spawn_floor")
+    if os.access(exe, os.X_OK):
+        subprocess.run([exe, "1000"])
+    else:
+        print(f"floor: {exe} not built")
+
+
+def main():
+    which = sys.argv[1:] or ["floor", "chain40", "fanout10k", "rss"]
+    for w in which:
+        globals()[w]()
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
