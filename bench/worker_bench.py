@@ -71,7 +71,7 @@ class Rig:
         wconf = os.path.join(self.tmp, "agent.yaml")
         with open(wconf, "w") as f:
             f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
-                    f"worker:\n  slots: {slots}\n  state_dir: {self.tmp}/state\n"
+                    f"worker:\n  slots: {slots}\n  state_dir: {os.environ.get('STATE', self.tmp)}/state\n"
                     f"  log_dir: {self.tmp}/logs\n"
                     f"bundles:\n  - {{name: main, path: {self.tmp}/bundle}}\n"
                     f"xcom:\n  store: file://{self.tmp}/xcom\n")

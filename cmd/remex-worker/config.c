@@ -122,6 +122,11 @@ const struct cfg_entry wconfig_table[] = {
      .offset = F(cgroup_parent),
      .def = "/sys/fs/cgroup/remex",
      .desc = "cgroup v2 parent of per-task cgroups, when usable."},
+    {.key = "worker.socket_dir",
+     .type = CFG_PATH,
+     .offset = F(socket_dir),
+     .desc = "Parent folder of the task sockets (default: $XDG_RUNTIME_DIR, /dev/shm if it "
+             "is tmpfs, else state_dir)."},
     {.key = "worker.log_level",
      .type = CFG_STRING,
      .offset = F(log_level),

@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "remex/bundle.h"
@@ -124,6 +126,67 @@ static int mkdir_p(const char *path, mode_t mode)
     return mkdir(tmp, mode) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* Creates (or accepts) a folder only this uid can enter. */
+static int private_dir(const char *path)
+{
+    struct stat st;
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return -1;
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
+        (st.st_mode & 077) != 0) {
+        errno = EPERM;
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The folder of the task sockets: <base>/remex-<uid>/w<pid> with base =
+ * worker.socket_dir, else $XDG_RUNTIME_DIR, else /dev/shm when it is a tmpfs
+ * (sockets on tmpfs cost no disk inode churn per task), else <state_dir>/sock.
+ */
+static int setup_sockdir(struct worker *w)
+{
+    const char *base = w->cfg.socket_dir;
+    struct statfs sf;
+    char parent[4096];
+    if (!base)
+        base = getenv("XDG_RUNTIME_DIR");
+    if (!base && statfs("/dev/shm", &sf) == 0 && sf.f_type == TMPFS_MAGIC &&
+        access("/dev/shm", W_OK) == 0)
+        base = "/dev/shm";
+    if (base && *base) {
+        snprintf(parent, sizeof(parent), "%s/remex-%u", base, (unsigned)getuid());
+        int n = snprintf(w->sock_dir, sizeof(w->sock_dir), "%s/w%d", parent, (int)getpid());
+        if (n > 0 && (size_t)n < sizeof(w->sock_dir) && private_dir(parent) == 0 &&
+            private_dir(w->sock_dir) == 0) {
+            w->sock_dir_tmp = 1;
+            return 0;
+        }
+        log_warn("task sockets: cannot use %s: %s; using the state dir", parent, strerror(errno));
+    }
+    int n = snprintf(w->sock_dir, sizeof(w->sock_dir), "%s/sock", w->cfg.state_dir);
+    if (n < 0 || (size_t)n >= sizeof(w->sock_dir) || private_dir(w->sock_dir) != 0) {
+        log_error("task sockets: state_dir path too long or folder not private (set "
+                  "worker.socket_dir)");
+        return -1;
+    }
+    return 0;
+}
+
+static void setup_task_path(struct worker *w)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[n > 0 ? n : 0] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    const char *sp = getenv("PATH");
+    snprintf(w->task_path, sizeof(w->task_path), "%s%s%s", self, self[0] ? ":" : "",
+             sp && *sp ? sp : "/usr/local/bin:/usr/bin:/bin");
+}
+
 /* Opens everything the loop needs; returns an exit code, or -1 to run. */
 static int setup(struct worker *w)
 {
@@ -139,6 +202,9 @@ static int setup(struct worker *w)
                   strerror(errno));
         return WORKER_EXIT_AUTH;
     }
+    if (setup_sockdir(w) != 0)
+        return WORKER_EXIT_AUTH;
+    setup_task_path(w);
     char jdir[4200];
     snprintf(jdir, sizeof(jdir), "%s/journal", w->cfg.state_dir);
     size_t corrupt = 0;
@@ -202,6 +268,8 @@ static void teardown(struct worker *w)
         explicit_bzero(w->session, strlen(w->session));
         free(w->session);
     }
+    if (w->sock_dir_tmp)
+        rmdir(w->sock_dir);
     cfg_free(wconfig_table, &w->cfg);
 }
 

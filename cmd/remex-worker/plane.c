@@ -434,8 +434,8 @@ void plane_maybe_poll(struct worker *w)
 {
     if (w->poll_inflight || w->poll_timer || !w->registered || w->draining || w->stopping)
         return;
-    if (w->once && w->once_taken)
-        return;
+    if (w->once && (w->once_taken || w->running > 0))
+        return; /* --once: one offer at a time until one is confirmed */
     if (journal_pending(w->journal) > 0 || w->running >= w->slots)
         return;
     int64_t free_slots = w->once ? 1 : w->slots - w->running;

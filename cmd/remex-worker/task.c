@@ -203,17 +203,7 @@ static void build_env(struct wtask *t, json_t *task, struct tmpl_task_vars *vars
     static const char *const keep[] = {"HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", NULL};
     struct remex_error e;
     proc_env_copy(&t->env, keep, &e);
-    /* PATH: the worker's own folder first, so that `remex-task` is found. */
-    char self[4096], path[8192];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    self[n > 0 ? n : 0] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    const char *sp = getenv("PATH");
-    snprintf(path, sizeof(path), "%s%s%s", self, self[0] ? ":" : "",
-             sp && *sp ? sp : "/usr/local/bin:/usr/bin:/bin");
-    env_put(t, "PATH", path);
+    env_put(t, "PATH", t->w->task_path);
 
     const char *k;
     json_t *v;
@@ -392,8 +382,8 @@ static void prepare(struct wtask *t, json_t *task, const char *ld)
         vars.data_interval_end = vars.logical_date;
     if (!json_is_object(vars.conf))
         vars.conf = NULL;
-    snprintf(t->sock_path, sizeof(t->sock_path), "%s/sock/%" PRId64 ".%" PRId64 ".sock",
-             t->w->cfg.state_dir, t->ti_id, t->try_number);
+    snprintf(t->sock_path, sizeof(t->sock_path), "%s/%" PRId64 ".%" PRId64 ".sock", t->w->sock_dir,
+             t->ti_id, t->try_number);
     if (strlen(t->sock_path) + 1 >= sizeof(t->sock_path))
         set_prep_error(t, "state_dir path too long for a Unix socket");
     if (json_object_get(task, "trigger") && !json_object_get(task, "command") &&

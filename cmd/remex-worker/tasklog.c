@@ -44,18 +44,23 @@ static void put_component(struct buf *b, const char *key, const char *v)
     }
 }
 
+/*
+ * Creates the parent folders of path. The common case (only the last folder
+ * is new) costs one mkdir; missing ancestors are created on the way back.
+ */
 static int mkdirs(char *path)
 {
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int rc = mkdir(path, 0750);
-        *p = '/';
-        if (rc != 0 && errno != EEXIST)
-            return -1;
-    }
-    return 0;
+    char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return 0;
+    *slash = '\0';
+    int rc = mkdir(path, 0750);
+    if (rc != 0 && errno == ENOENT && mkdirs(path) == 0)
+        rc = mkdir(path, 0750);
+    if (rc != 0 && errno == EEXIST)
+        rc = 0;
+    *slash = '/';
+    return rc;
 }
 
 remex_err tasklog_open(struct wtask *t, struct remex_error *e)

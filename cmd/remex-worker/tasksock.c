@@ -7,8 +7,9 @@
  * worker's uid and a pid inside the task's process group; anything else is
  * closed at once (and logged). One request is served at a time per
  * connection; frames that arrive while one is in progress wait in the decoder.
- * The socket lives in <state_dir>/sock/ (mode 0700), is 0600, and is removed
- * when the try ends.
+ * The socket lives in the worker's socket folder (main.c: a private 0700
+ * folder on tmpfs when one is available, else <state_dir>/sock), is 0600,
+ * and is removed when the try ends.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -398,10 +399,6 @@ static void on_accept(struct evloop *loop, int lfd, unsigned ev, void *arg)
 
 remex_err tasksock_open(struct wtask *t, struct remex_error *e)
 {
-    char dir[sizeof(t->sock_path)];
-    snprintf(dir, sizeof(dir), "%s/sock", t->w->cfg.state_dir);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return remex_seterr(e, REMEX_ESYS, "mkdir %s: %s", dir, strerror(errno));
     remex_err rc = ipc_listen(t->sock_path, 16, &t->lfd, e);
     if (rc != REMEX_OK)
         return rc;

@@ -73,6 +73,7 @@ struct wconfig {
     int64_t max_processes;   /* 0: none (RLIMIT_NPROC counts per uid) */
     int64_t open_files;      /* 0: none */
     char *cgroup_parent;     /* cgroup v2 parent for per-task cgroups */
+    char *socket_dir;        /* parent of the task socket folder; NULL: automatic */
     struct cfg_list bundles; /* struct wbundle */
     char *secrets_file;
     char *xcom_store; /* objstore URI: file:///var/lib/remex/xcom */
@@ -152,6 +153,9 @@ struct worker {
     struct objstore *xstore;
     struct bundle_set *bundles;
     const char *memlimit_mech; /* "cgroup2" or "rlimit-as" */
+    char sock_dir[72];         /* task sockets (private 0700 folder) */
+    int sock_dir_tmp;          /* 1: created by this process, removed at exit */
+    char task_path[8192];      /* PATH of tasks: the worker's folder first */
 
     char *agent_id;
     char *session;

@@ -226,5 +226,59 @@ class TestWorkerLifecycle(WorkerCase):
         self.assertIn("worker shutdown", ti["reason"] or "")
 
 
+class TestWorkerTaskInterface(WorkerCase):
+    def test_env_cwd_and_log_cap(self):
+        self.start_plane()
+        self.put_dag({"dag_id": "envd", "params": {"limit": 5, "name-x": "v"}, "tasks": [
+            {"task_id": "env", "env": {"MINE": "{{ dag_id }}-{{ try_number }}"},
+             "shell": "pwd; env | grep -E '^(REMEX_|MINE=)' | sort"},
+            {"task_id": "loud", "shell": "i=0; while [ $i -lt 500 ]; do "
+                                         "echo line-$i-xxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"},
+        ]})
+        self.start_worker(extra_worker="  log_max_bytes: 4096\n")
+        run_id = self.trigger("envd")
+        run = self.wait_run("envd", run_id)
+        self.assertEqual(run["state"], "success", run)
+        log = self.task_log("envd", run_id, "env")
+        for want in (self.bundle, "MINE=envd-1", "REMEX_DAG_ID=envd", "REMEX_TASK_ID=env",
+                     f"REMEX_RUN_ID={run_id}", "REMEX_TRY_NUMBER=1", "REMEX_MAP_INDEX=-1",
+                     "REMEX_DS=", "REMEX_LOGICAL_DATE=", "REMEX_SOCKET=", "REMEX_PARAM_LIMIT=5",
+                     "REMEX_PARAM_NAME_X=v"):
+            self.assertIn(want, log)
+        self.assertNotIn("token", log.lower())
+        loud = self.task_log("envd", run_id, "loud")
+        self.assertIn("[remex] log truncated", loud)
+        self.assertLess(len(loud), 4096 + 200)
+
+    def test_defer_and_peer_check(self):
+        self.start_plane()
+        self.put_dag({"dag_id": "dfr", "tasks": [
+            {"task_id": "outsider", "shell": "setsid remex-task var get x; echo rc=$?"},
+            {"task_id": "wait", "shell": "remex-task defer --resume-with done --trigger "
+                                         "'{\"type\": \"timer\", \"at\": \"2099-01-01T00:00:00Z\"}'"},
+        ]})
+        w = self.start_worker()
+        run_id = self.trigger("dfr")
+        ti = self.wait_ti("dfr", run_id, "wait", ("deferred",))
+        self.assertEqual(ti["state"], "deferred")
+        self.wait_ti("dfr", run_id, "outsider", ("success",))
+        self.assertIn("rc=3", self.task_log("dfr", run_id, "outsider"))
+        self.assertIn("not in the task's process group", w.output())
+
+    def test_once_and_sighup(self):
+        self.start_plane()
+        self.put_dag({"dag_id": "one", "tasks": [
+            {"task_id": "a", "shell": "true"}, {"task_id": "b", "shell": "true"}]})
+        w = self.start_worker(args=("--once",))
+        self.wait_registered(w)
+        w.signal(signal.SIGHUP)
+        w.wait_output("agent token re-read", timeout=5)
+        run_id = self.trigger("one")
+        self.assertEqual(w.wait(20), 0)
+        states = sorted(t["state"] for t in self.tis(self.run_info("one", run_id)).values())
+        self.assertEqual(states[-1], "success")
+        self.assertNotEqual(states[0], "success")
+
+
 if __name__ == "__main__":
     unittest.main()
