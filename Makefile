@@ -6,6 +6,7 @@
 #   make lint            clang-format check, banned-function checker, cppcheck
 #   make fuzz            libFuzzer targets, FUZZ_SECONDS each (default 30)
 #   make bench           benchmark drivers in bench/
+#   make run             plane + worker + example DAGs on this machine (RUN_ONCE=1: one run)
 #   make install         PREFIX=/usr/local DESTDIR=
 #
 # Layout rules that keep this file stable:
@@ -137,6 +138,10 @@ fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 
 fuzz: fuzz-build
 	@bash mk/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The whole system on this machine (see mk/run.sh); RUN_ONCE=1 exits after the example run.
+run: bins
+	@bash mk/run.sh
 
 bench: bins $(BENCH_BINS)
 	@bash mk/bench.sh $(BUILD)
