@@ -7,17 +7,20 @@
 # are. Without RUN_ONCE it keeps running with both logs on screen until Ctrl-C,
 # which drains the worker and stops everything. RUN_ONCE=1 exits after the run
 # with the run's outcome as exit code. RUN_PORT picks the plane's port
-# (default 8080; 0 = any free port).
+# (default 8080; 0 = any free port); RUN_VAR the state folder (default var/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${REMEX_BIN:-build/bin}
-VAR=var
+VAR=${RUN_VAR:-var}
 PORT=${RUN_PORT:-8080}
 DAG=${RUN_DAG:-example_sales}
 mkdir -p "$VAR/log"
 chmod 700 "$VAR"
+VAR=$(cd "$VAR" && pwd)
 
+# The plane and the worker run in their own sessions, so Ctrl-C reaches only this
+# script, which then drains the worker before it stops the plane.
 plane_pid= worker_pid= tail_pids=()
 say() { printf '\033[1mrun:\033[0m %s\n' "$*" 2>/dev/null || echo "run: $*"; }
 [[ -t 1 ]] || say() { echo "run: $*"; }
@@ -54,7 +57,9 @@ done
 
 # 1. The plane.
 : >"$VAR/log/plane.log"
-REMEX_PLANE_LISTEN=127.0.0.1:$PORT "$BIN/remex-plane" -c etc/plane.yaml >>"$VAR/log/plane.log" 2>&1 &
+REMEX_PLANE_LISTEN=127.0.0.1:$PORT REMEX_PLANE_DB_PATH=$VAR/plane.db \
+    REMEX_PLANE_ADMIN_TOKEN_FILE=$VAR/admin.token REMEX_PLANE_SIGNING_KEY_FILE=$VAR/signing.key \
+    setsid "$BIN/remex-plane" -c etc/plane.yaml >>"$VAR/log/plane.log" 2>&1 &
 plane_pid=$!
 for _ in $(seq 1 100); do
     addr=$(sed -n 's/.*listening on \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$VAR/log/plane.log" | tail -n1)
@@ -81,8 +86,12 @@ chmod 600 "$VAR/secrets.yaml" "$VAR/agent.token"
 
 # 3. The worker.
 : >"$VAR/log/worker.log"
-REMEX_XCOM_STORE="file://$PWD/$VAR/xcom" "$BIN/remex-worker" -c etc/run/agent.yaml \
-    >>"$VAR/log/worker.log" 2>&1 &
+# Folders the worker hands to task processes (which run in the bundle folder)
+# are given as absolute paths.
+export REMEX_XCOM_STORE="file://$VAR/xcom" REMEX_WORKER_STATE_DIR="$VAR/worker"
+export REMEX_WORKER_LOG_DIR="$VAR/logs" REMEX_PLANE_TOKEN_FILE="$VAR/agent.token"
+export REMEX_SECRETS_FILE="$VAR/secrets.yaml"
+setsid "$BIN/remex-worker" -c etc/run/agent.yaml >>"$VAR/log/worker.log" 2>&1 &
 worker_pid=$!
 sleep 0.3
 if ! kill -0 "$worker_pid" 2>/dev/null; then
@@ -92,8 +101,7 @@ if ! kill -0 "$worker_pid" 2>/dev/null; then
         tok=$("${CTL[@]}" tokens create --name local-worker --expires 30d 2>/dev/null) ||
             fail "could not create an agent token"
         printf '%s\n' "$tok" >"$VAR/agent.token"
-        REMEX_XCOM_STORE="file://$PWD/$VAR/xcom" "$BIN/remex-worker" -c etc/run/agent.yaml \
-            >>"$VAR/log/worker.log" 2>&1 &
+        setsid "$BIN/remex-worker" -c etc/run/agent.yaml >>"$VAR/log/worker.log" 2>&1 &
         worker_pid=$!
         sleep 0.3
     fi
@@ -101,11 +109,12 @@ if ! kill -0 "$worker_pid" 2>/dev/null; then
 fi
 say "worker running (logs: $VAR/log/worker.log, task logs under $VAR/logs/)"
 
-# 4. DAGs.
-for f in etc/dags/*.yaml; do
+# 4. DAGs: the runnable examples (the other files in etc/dags/ are format
+# references whose tools, such as psql, are not on this machine).
+for f in etc/dags/example*.yaml; do
     "${CTL[@]}" dags push --bundle examples "$f" >/dev/null || fail "could not push $f"
 done
-say "pushed $(ls etc/dags/*.yaml | wc -l) DAG files from etc/dags/"
+say "pushed $(ls etc/dags/example*.yaml | tr '\n' ' ')"
 
 if [[ -z ${RUN_ONCE:-} ]]; then
     tail -n0 -F "$VAR/log/plane.log" 2>/dev/null | sed -u 's/^/[plane]  /' &
@@ -116,10 +125,10 @@ fi
 
 # 5. Trigger the example and wait for it.
 say "triggering $DAG"
-"${CTL[@]}" dags trigger "$DAG" --wait --timeout 300
+"${CTL[@]}" dags trigger "$DAG" --wait --timeout 5m
 rc=$?
 run_id=$("${CTL[@]}" -o json runs list "$DAG" 2>/dev/null |
-    python3 -c 'import json,sys; r=json.load(sys.stdin)["runs"]; print(r[0]["run_id"] if r else "")' 2>/dev/null)
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["dag_runs"]; print(max(r, key=lambda x: x["id"])["run_id"] if r else "")' 2>/dev/null)
 if [[ -n $run_id ]]; then
     "${CTL[@]}" runs show "$DAG" "$run_id"
     say "task logs: $VAR/logs/dag_id=$DAG/run_id=$run_id/"
