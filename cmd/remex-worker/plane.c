@@ -264,8 +264,23 @@ void plane_register(struct worker *w)
 static void heartbeat_tick(struct evloop *loop, uint64_t id, void *arg);
 static void replay_next(struct worker *w);
 
+/*
+ * A session the plane refuses (expired, superseded, agent token revoked) is
+ * replaced by registering again. A plane that refuses fresh sessions over and
+ * over (a tampered or foreign session, a key mismatch) stops the worker with
+ * exit code 100 instead of a register/refuse loop.
+ */
+#define SESSION_REFUSALS_MAX 3
+
 static void auth_lost(struct worker *w, const char *what, const char *msg)
 {
+    if (++w->session_refusals >= SESSION_REFUSALS_MAX) {
+        log_error("%s: the plane refused %d session tokens in a row, the last one just issued "
+                  "(%s): the session is tampered or invalid; exiting with code %d",
+                  what, w->session_refusals, msg, WORKER_EXIT_AUTH);
+        worker_finish(w, WORKER_EXIT_AUTH);
+        return;
+    }
     log_warn("%s: session refused by the plane (%s); registering again", what, msg);
     w->registered = 0;
     plane_register(w);
@@ -389,6 +404,7 @@ static void heartbeat_done(struct worker *w, remex_err rc, long status, json_t *
         return;
     }
     w->hb_failures = 0;
+    w->session_refusals = 0;
     plane_up(w);
     json_t *v = json_object_get(r, "session_token");
     if (json_is_string(v))
@@ -480,6 +496,7 @@ static void poll_done(struct worker *w, remex_err rc, long status, json_t *r, co
     }
     plane_up(w);
     w->poll_failures = 0;
+    w->session_refusals = 0;
     size_t i;
     json_t *a;
     json_array_foreach(arr, i, a)

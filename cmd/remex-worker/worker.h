@@ -166,7 +166,8 @@ struct worker {
     int plane_ok;
     unsigned poll_failures, hb_failures, reg_failures, replay_failures;
     uint64_t poll_timer, replay_timer, reg_timer;
-    int auth_retry; /* 401 seen once: token file re-read and re-register attempted */
+    int session_refusals; /* consecutive 401s on fresh sessions */
+    int auth_retry;       /* 401 seen once: token file re-read and re-register attempted */
 
     struct wtask *tasks;
     int64_t slots;

@@ -158,6 +158,30 @@ class FakePlane(http.server.BaseHTTPRequestHandler):
         return self.reply(404, {"error": {"code": "not_found", "message": p}})
 
 
+class RefusingPlane(FakePlane):
+    """Issues sessions and then refuses them, as a plane refuses a tampered
+    session token (the real plane cannot be made to hand out a bad one)."""
+
+    def do_POST(self):  # noqa: N802 - http.server naming
+        if self.path.endswith("/register"):
+            RefusingPlane.registers += 1
+            return super().do_POST()
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return self.reply(401, {"error": {"code": "unauthorized", "message": "unauthorized"}})
+
+
+class TestWorkerSession(WorkerCase):
+    def test_refused_sessions_exit_100(self):
+        RefusingPlane.registers = 0
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingPlane)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.shutdown)
+        w = self.start_worker(token="x" * 40, url=f"http://127.0.0.1:{srv.server_port}")
+        self.assertEqual(w.wait(20), 100)
+        self.assertIn("the session is tampered or invalid", w.output())
+        self.assertLessEqual(RefusingPlane.registers, 3)
+
+
 class TestWorkerMalformed(WorkerCase):
     def test_malformed_assignment(self):
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakePlane)
