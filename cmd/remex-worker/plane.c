@@ -501,8 +501,12 @@ static void poll_done(struct worker *w, remex_err rc, long status, json_t *r, co
     json_t *a;
     json_array_foreach(arr, i, a)
     {
-        if (w->draining || (w->once && w->once_taken)) {
-            log_info("offer %zu ignored: %s", i, w->draining ? "draining" : "--once");
+        const char *skip = w->draining                                    ? "draining"
+                           : w->once && (w->once_taken || w->running > 0) ? "--once"
+                           : w->running >= w->slots                       ? "no free slot"
+                                                                          : NULL;
+        if (skip) {
+            log_info("offer %zu not taken: %s", i, skip);
             continue;
         }
         task_offer(w, json_incref(a));

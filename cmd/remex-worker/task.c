@@ -620,7 +620,7 @@ void task_started(struct wtask *t)
     if (w->once)
         w->once_taken = 1;
     if (tasklog_open(t, &e) != REMEX_OK)
-        log_warn("ti %" PRId64 ": task log: %s", t->ti_id, e.msg);
+        set_prep_error(t, "task log: %s", e.msg); /* never run a task whose output is lost */
     if (!t->prep_error && t->cancel_reason[0])
         set_prep_error(t, "%s", t->cancel_reason);
     if (!t->prep_error && tasksock_open(t, &e) != REMEX_OK)
