@@ -41,10 +41,9 @@ static json_t *rfc3339(int64_t ms)
 
 int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = store_stmt(p, "SELECT session, state FROM agents WHERE id = ?");
     int ok = 0;
-    if (sqlite3_prepare_v2(p->db, "SELECT session, state FROM agents WHERE id = ?", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (!st)
         return 0;
     sqlite3_bind_int64(st, 1, agent_id);
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -52,7 +51,7 @@ int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session)
         ok = sqlite3_column_int64(st, 0) == session && state && strcmp(state, "lost") != 0 &&
              strcmp(state, "offline") != 0;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return ok;
 }
 

@@ -255,13 +255,11 @@ static int is_admin(struct plane *p, const char *tok)
 static int token_usable(struct plane *p, int64_t id, const unsigned char *hash, char *why,
                         size_t whysz)
 {
-    sqlite3_stmt *st = NULL;
     int status = 401;
-    int64_t now = plane_now_ms();
-    if (sqlite3_prepare_v2(p->db,
-                           "SELECT hash, expires_ms, revoked_ms, last_used_ms FROM tokens"
-                           " WHERE id = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    int64_t now = plane_now_ms(), last_used = now;
+    sqlite3_stmt *st = store_stmt(p, "SELECT hash, expires_ms, revoked_ms, last_used_ms FROM tokens"
+                                     " WHERE id = ?");
+    if (!st) {
         snprintf(why, whysz, "token lookup: %s", sqlite3_errmsg(p->db));
         return 401;
     }
@@ -277,18 +275,16 @@ static int token_usable(struct plane *p, int64_t id, const unsigned char *hash, 
         snprintf(why, whysz, "agent token %lld is expired", (long long)id);
     } else {
         status = 0;
-        if (now - sqlite3_column_int64(st, 3) >= 1000) {
-            sqlite3_finalize(st);
-            st = NULL;
-            if (sqlite3_prepare_v2(p->db, "UPDATE tokens SET last_used_ms = ? WHERE id = ?", -1,
-                                   &st, NULL) == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, now);
-                sqlite3_bind_int64(st, 2, id);
-                sqlite3_step(st);
-            }
-        }
+        last_used = sqlite3_column_int64(st, 3);
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
+    if (status == 0 && now - last_used >= 1000 &&
+        (st = store_stmt(p, "UPDATE tokens SET last_used_ms = ? WHERE id = ?"))) {
+        sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_int64(st, 2, id);
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    }
     return status;
 }
 
@@ -348,15 +344,14 @@ static int session_current(struct plane *p, struct plane_principal *who, char *w
 /* Task: its agent must exist and hold a usable agent token (mu held). */
 static int task_agent_ok(struct plane *p, struct plane_principal *who, char *why, size_t whysz)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = store_stmt(p, "SELECT token_id FROM agents WHERE id = ?");
     int64_t tid = -1;
-    if (sqlite3_prepare_v2(p->db, "SELECT token_id FROM agents WHERE id = ?", -1, &st, NULL) ==
-        SQLITE_OK) {
+    if (st) {
         sqlite3_bind_int64(st, 1, who->agent_id);
         if (sqlite3_step(st) == SQLITE_ROW)
             tid = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
     if (tid < 0) {
         snprintf(why, whysz, "task token for unknown agent %lld", (long long)who->agent_id);
         return 401;

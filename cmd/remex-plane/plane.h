@@ -59,6 +59,7 @@ struct plane_config {
 struct plane {
     struct plane_config cfg;
     sqlite3 *db;               /* guarded by mu */
+    void *stmts;               /* prepared statement cache owned by store.c; guarded by mu */
     pthread_mutex_t mu;        /* the one lock: DB + scheduler state */
     pthread_cond_t work_cv;    /* broadcast when a task instance becomes queued */
     pthread_cond_t trigger_cv; /* broadcast when a trigger needs a triggerer */
@@ -153,6 +154,11 @@ int64_t plane_now_ms(void); /* wall clock, ms since the epoch */
 
 /* Runs one or more SQL statements (no results). */
 remex_err store_exec(struct plane *p, const char *sql, struct remex_error *e);
+/* Prepared statement for sql, cached by the ADDRESS of sql (pass a string
+ * literal, never a built string), reset and with its bindings cleared. The
+ * statement is owned by the store (finalized by store_close); the caller
+ * resets it when done with its rows. NULL on error (logged). */
+sqlite3_stmt *store_stmt(struct plane *p, const char *sql);
 
 /* ---- server.c ---- */
 /* Starts libmicrohttpd (logs "listening on ADDR:PORT"); mu not held. */

@@ -79,34 +79,9 @@ enum dag_ti_state sched_col_state(sqlite3_stmt *st, int col)
 
 static sqlite3_stmt *sq_vbind(struct plane *p, const char *sql, const char *fmt, va_list ap)
 {
-    struct sched *s = SCHED(p);
-    sqlite3_stmt *st = NULL;
-    size_t n = sizeof(s->stmts) / sizeof(s->stmts[0]);
-    size_t slot = n;
-    for (size_t i = 0; i < n; i++) {
-        if (s->stmts[i].sql == sql) {
-            st = s->stmts[i].st;
-            break;
-        }
-        if (!s->stmts[i].sql && slot == n)
-            slot = i;
-    }
-    if (!st) {
-        if (sqlite3_prepare_v3(p->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-            log_error("sched: prepare: %s: %s", sqlite3_errmsg(p->db), sql);
-            return NULL;
-        }
-        if (slot < n) {
-            s->stmts[slot].sql = sql;
-            s->stmts[slot].st = st;
-        } else {
-            log_error("sched: statement cache full");
-            sqlite3_finalize(st);
-            return NULL;
-        }
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    sqlite3_stmt *st = store_stmt(p, sql);
+    if (!st)
+        return NULL;
     for (int i = 0; fmt && fmt[i]; i++) {
         switch (fmt[i]) {
         case 'i':
@@ -534,9 +509,6 @@ void sched_free(struct plane *p)
     struct sched *s = SCHED(p);
     if (!s)
         return;
-    for (size_t i = 0; i < sizeof(s->stmts) / sizeof(s->stmts[0]); i++)
-        if (s->stmts[i].st)
-            sqlite3_finalize(s->stmts[i].st);
     sdag_free_all(s);
     free(s->dirty);
     free(s);

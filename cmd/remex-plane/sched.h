@@ -64,10 +64,6 @@ struct sched {
     pthread_t thread;
     int started;
     struct sdag *dags;
-    struct {
-        const char *sql; /* key: the static string's address */
-        sqlite3_stmt *st;
-    } stmts[96];
     struct sdirty *dirty;
     size_t ndirty, capdirty;
     int runs_changed;     /* queued runs may start / cron state changed */

@@ -6,6 +6,8 @@
  * other thread exists).
  */
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -62,6 +64,56 @@ remex_err store_exec(struct plane *p, const char *sql, struct remex_error *e)
         return REMEX_EIO;
     }
     return REMEX_OK;
+}
+
+/* Open-addressing table keyed by the SQL string's address; never shrinks. */
+#define STMT_SLOTS 256
+
+struct stmt_slot {
+    const char *sql;
+    sqlite3_stmt *st;
+};
+
+sqlite3_stmt *store_stmt(struct plane *p, const char *sql)
+{
+    struct stmt_slot *t = p->stmts;
+    if (!t && !(t = p->stmts = calloc(STMT_SLOTS, sizeof(*t)))) {
+        log_error("store: out of memory");
+        return NULL;
+    }
+    uintptr_t h = (uintptr_t)sql;
+    h ^= h >> 17;
+    size_t i = (size_t)(h * 0x9E3779B97F4A7C15ull >> 32) % STMT_SLOTS;
+    for (size_t k = 0; k < STMT_SLOTS; k++, i = (i + 1) % STMT_SLOTS) {
+        if (t[i].sql == sql) {
+            sqlite3_reset(t[i].st);
+            sqlite3_clear_bindings(t[i].st);
+            return t[i].st;
+        }
+        if (!t[i].sql)
+            break;
+    }
+    if (t[i].sql) {
+        log_error("store: statement cache full");
+        return NULL;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(p->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("store: prepare: %s: %s", sqlite3_errmsg(p->db), sql);
+        return NULL;
+    }
+    t[i].sql = sql;
+    t[i].st = st;
+    return st;
+}
+
+static void stmts_free(struct plane *p)
+{
+    struct stmt_slot *t = p->stmts;
+    for (size_t i = 0; t && i < STMT_SLOTS; i++)
+        sqlite3_finalize(t[i].st);
+    free(t);
+    p->stmts = NULL;
 }
 
 static int current_version(struct plane *p)
@@ -172,6 +224,7 @@ remex_err store_open(struct plane *p, struct remex_error *e)
 
 void store_close(struct plane *p)
 {
+    stmts_free(p);
     if (!p->db)
         return;
     if (sqlite3_close(p->db) != SQLITE_OK) {
