@@ -54,6 +54,64 @@ static void sha256(const void *data, size_t n, unsigned char out[32])
 }
 
 /*
+ * Verified JWTs, remembered by the SHA-256 of the token string (direct-mapped,
+ * a colliding token replaces the entry): the signature, algorithm, typ and
+ * claims of a token are checked once, when the plane issues it or at its first
+ * use. Expiry, the session being current and the agent token being neither
+ * revoked nor expired are still checked on every request. The signing key never
+ * changes while the plane runs, so a remembered verdict cannot go stale.
+ */
+#define JWT_CACHE_N 1024
+
+struct jwt_ent {
+    unsigned char h[32];
+    int used;
+    struct plane_principal who; /* kind, ids and exp_ms as decoded */
+};
+
+struct authc {
+    pthread_mutex_t mu; /* guards ent; never held with plane.mu wanted */
+    unsigned char admin_hash[32];
+    struct jwt_ent ent[JWT_CACHE_N];
+};
+
+static struct jwt_ent *jwt_slot(struct authc *c, const unsigned char h[32])
+{
+    return &c->ent[((size_t)h[0] | (size_t)h[1] << 8) % JWT_CACHE_N];
+}
+
+/* 1 and *who filled when h is a remembered verified token. */
+static int jwt_cache_get(struct plane *p, const unsigned char h[32], struct plane_principal *who)
+{
+    struct authc *c = p->auth;
+    int hit = 0;
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    struct jwt_ent *x = jwt_slot(c, h);
+    if (x->used && CRYPTO_memcmp(x->h, h, 32) == 0) {
+        *who = x->who;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+static void jwt_cache_put(struct plane *p, const unsigned char h[32],
+                          const struct plane_principal *who)
+{
+    struct authc *c = p->auth;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    struct jwt_ent *x = jwt_slot(c, h);
+    memcpy(x->h, h, 32);
+    x->who = *who;
+    x->used = 1;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/*
  * Reads a secret file of at most cap bytes into buf; refuses files that are not
  * regular or that group/others may access. Returns REMEX_ENOTFOUND if absent.
  */
@@ -165,10 +223,28 @@ static remex_err load_signing_key(struct plane *p, struct remex_error *e)
 
 remex_err auth_init(struct plane *p, struct remex_error *e)
 {
+    struct authc *c = calloc(1, sizeof(*c));
+    if (!c || pthread_mutex_init(&c->mu, NULL) != 0) {
+        free(c);
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    }
+    p->auth = c;
     remex_err rc = load_admin_token(p, e);
     if (rc)
         return rc;
+    sha256(p->admin_token, strlen(p->admin_token), c->admin_hash);
     return load_signing_key(p, e);
+}
+
+void auth_free(struct plane *p)
+{
+    struct authc *c = p->auth;
+    if (!c)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    OPENSSL_cleanse(c, sizeof(*c));
+    free(c);
+    p->auth = NULL;
 }
 
 remex_err auth_agent_token_new(int64_t id, char **out, unsigned char hash[32],
@@ -229,26 +305,37 @@ remex_err auth_task_token(struct plane *p, int64_t agent_id, int64_t ti_id, int6
     if (jwt_new(&j) != 0)
         return remex_seterr(e, REMEX_ENOMEM, "jwt: out of memory");
     remex_err rc;
+    long exp = (long)((now + TASK_TOKEN_TTL_MS) / 1000);
     if (jwt_add_grant(j, "typ", "task") || jwt_add_grant_int(j, "agent", (long)agent_id) ||
         jwt_add_grant_int(j, "ti", (long)ti_id) || jwt_add_grant_int(j, "try", (long)try_number) ||
         jwt_add_grant_int(j, "run", (long)run_id) ||
-        jwt_add_grant_int(j, "iat", (long)(now / 1000)) ||
-        jwt_add_grant_int(j, "exp", (long)((now + TASK_TOKEN_TTL_MS) / 1000)))
+        jwt_add_grant_int(j, "iat", (long)(now / 1000)) || jwt_add_grant_int(j, "exp", exp))
         rc = remex_seterr(e, REMEX_ENOMEM, "jwt: cannot add claims");
     else
         rc = sign(p, j, out, e);
     jwt_free(j);
+    if (rc == REMEX_OK && agent_id > 0 && ti_id > 0 && try_number >= 0) {
+        /* What verify_jwt would decode from it: its first use skips the HMAC. */
+        struct plane_principal who = {.kind = AUTHZ_TASK,
+                                      .agent_id = agent_id,
+                                      .ti_id = ti_id,
+                                      .try_number = try_number,
+                                      .run_id = run_id,
+                                      .exp_ms = (int64_t)exp * 1000};
+        unsigned char h[32];
+        sha256(*out, strlen(*out), h);
+        jwt_cache_put(p, h, &who);
+    }
     return rc;
 }
 
 /* ---- verification ---- */
 
-static int is_admin(struct plane *p, const char *tok)
+/* h: SHA-256 of the presented token. Constant time. */
+static int is_admin(struct plane *p, const unsigned char h[32])
 {
-    unsigned char a[32], b[32];
-    sha256(tok, strlen(tok), a);
-    sha256(p->admin_token, strlen(p->admin_token), b);
-    return p->admin_token[0] && CRYPTO_memcmp(a, b, 32) == 0;
+    const struct authc *c = p->auth;
+    return p->admin_token[0] && c && CRYPTO_memcmp(h, c->admin_hash, 32) == 0;
 }
 
 /* Checks that agent token id is neither revoked nor expired (mu held). 0 or 401. */
@@ -288,12 +375,11 @@ static int token_usable(struct plane *p, int64_t id, const unsigned char *hash, 
     return status;
 }
 
-static int verify_agent_token(struct plane *p, const char *tok, struct plane_principal *who,
-                              char *why, size_t whysz)
+static int verify_agent_token(struct plane *p, const char *tok, const unsigned char hash[32],
+                              struct plane_principal *who, char *why, size_t whysz)
 {
     const char *s = tok + 4, *us = strchr(s, '_');
     char num[24];
-    unsigned char hash[32];
     if (!us || us == s || (size_t)(us - s) >= sizeof(num)) {
         snprintf(why, whysz, "malformed agent token");
         return 401;
@@ -307,7 +393,6 @@ static int verify_agent_token(struct plane *p, const char *tok, struct plane_pri
         snprintf(why, whysz, "malformed agent token id");
         return 401;
     }
-    sha256(tok, strlen(tok), hash);
     pthread_mutex_lock(&p->mu);
     int st = token_usable(p, id, hash, why, whysz);
     pthread_mutex_unlock(&p->mu);
@@ -360,7 +445,9 @@ static int task_agent_ok(struct plane *p, struct plane_principal *who, char *why
     return token_usable(p, tid, NULL, why, whysz);
 }
 
-static int verify_jwt(struct plane *p, const char *tok, struct plane_principal *who, char *why,
+/* Signature (HS256 only), typ and claims of tok; fills who (exp_ms included,
+ * not compared with the clock). 0 or 401. */
+static int decode_jwt(struct plane *p, const char *tok, struct plane_principal *who, char *why,
                       size_t whysz)
 {
     jwt_t *j = NULL;
@@ -373,7 +460,7 @@ static int verify_jwt(struct plane *p, const char *tok, struct plane_principal *
     int64_t exp = claim(j, "exp");
     if (jwt_get_alg(j) != JWT_ALG_HS256) {
         snprintf(why, whysz, "JWT alg is not HS256");
-    } else if (exp < 0 || exp * 1000 <= plane_now_ms()) {
+    } else if (exp < 0) {
         snprintf(why, whysz, "JWT expired or without exp");
     } else if (typ && strcmp(typ, "session") == 0) {
         who->kind = AUTHZ_SESSION;
@@ -401,9 +488,26 @@ static int verify_jwt(struct plane *p, const char *tok, struct plane_principal *
         snprintf(why, whysz, "JWT claims missing or invalid");
         return 401;
     }
+    return 0;
+}
+
+/* h: SHA-256 of tok. */
+static int verify_jwt(struct plane *p, const char *tok, const unsigned char h[32],
+                      struct plane_principal *who, char *why, size_t whysz)
+{
+    if (!jwt_cache_get(p, h, who)) {
+        int status = decode_jwt(p, tok, who, why, whysz);
+        if (status)
+            return status;
+        jwt_cache_put(p, h, who);
+    }
+    if (who->exp_ms <= plane_now_ms()) {
+        snprintf(why, whysz, "JWT expired or without exp");
+        return 401;
+    }
     pthread_mutex_lock(&p->mu);
-    status = who->kind == AUTHZ_SESSION ? session_current(p, who, why, whysz)
-                                        : task_agent_ok(p, who, why, whysz);
+    int status = who->kind == AUTHZ_SESSION ? session_current(p, who, why, whysz)
+                                            : task_agent_ok(p, who, why, whysz);
     pthread_mutex_unlock(&p->mu);
     return status;
 }
@@ -450,13 +554,15 @@ int auth_check(struct plane *p, const char *bearer, enum plane_authz want,
         return 401;
     }
     int st;
-    if (is_admin(p, tok)) {
+    unsigned char h[32];
+    sha256(tok, n, h);
+    if (is_admin(p, h)) {
         who->kind = AUTHZ_ADMIN;
         st = 0;
     } else if (strncmp(tok, "rmx_", 4) == 0) {
-        st = verify_agent_token(p, tok, who, why, whysz);
+        st = verify_agent_token(p, tok, h, who, why, whysz);
     } else if (strchr(tok, '.')) {
-        st = verify_jwt(p, tok, who, why, whysz);
+        st = verify_jwt(p, tok, h, who, why, whysz);
     } else {
         snprintf(why, whysz, "unrecognised credential");
         st = 401;

@@ -284,6 +284,7 @@ static void shutdown_plane(struct plane *p, int stage)
         pthread_mutex_unlock(&p->mu);
     }
     metrics_free(p);
+    auth_free(p);
     memset(p->key, 0, sizeof(p->key));
     memset(p->admin_token, 0, sizeof(p->admin_token));
 }

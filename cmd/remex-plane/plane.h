@@ -72,6 +72,7 @@ struct plane {
     void *metrics;             /* opaque counters owned by metrics.c */
     void *server;              /* opaque libmicrohttpd state owned by server.c */
     void *agents;              /* opaque lost-detector state owned by agents.c */
+    void *auth;                /* opaque verified-credential cache owned by auth.c */
 };
 
 /* Who made a request, filled by server.c before the handler runs. */
@@ -173,6 +174,8 @@ remex_err server_routes(struct buf *out);
 /* ---- auth.c ---- */
 /* Loads or creates the admin token file and the signing key file (mode 0600). */
 remex_err auth_init(struct plane *p, struct remex_error *e);
+/* Frees what auth_init allocated (no other thread may use auth any more). */
+void auth_free(struct plane *p);
 /*
  * Verifies the bearer credential bearer (may be NULL) for a route needing want.
  * Returns 0 and fills who, 401 (missing, malformed, unknown, expired, revoked,

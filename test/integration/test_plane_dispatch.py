@@ -99,6 +99,27 @@ class DispatchTest(SchedCase):
         self.assertIn(st, (403, 404))
         self.assertEqual(self.wait_run("st", run["run_id"])["state"], "success")
 
+    def test_task_token_checks_after_first_use(self):
+        # Verified task tokens are remembered; a tampered copy, a revoked agent
+        # token and another task instance's path must still be refused.
+        self.push_ok(dag("tt", [{"task_id": "a"}, {"task_id": "b"}]))
+        ag = Agent(self, "w1")
+        self.trigger("tt")
+        a, b = ag.take(2)
+        h, c, s = a["task_token"].split(".")
+        bad = dict(a, task_token=f"{h}.{c}.{'A' if s[0] != 'A' else 'B'}{s[1:]}")
+        self.assertEqual(ag.report(bad, "success")[0], 401)
+        wrong = dict(b, task_token=a["task_token"])
+        self.assertEqual(ag.report(wrong, "success")[0], 403)
+        st, body = ag.report(a, "success")
+        self.assertEqual(st, 200, body)
+        tid = int(self.tok.split("_")[1])
+        self.assertEqual(self.req("DELETE", f"/api/v1/admin/tokens/{tid}", token=self.admin)[0],
+                         200)
+        st, body = ag.report(b, "success")
+        self.assertEqual(st, 401, body)
+        self.assertEqual(ag.report(a, "success")[0], 401)
+
     def test_agent_loss_reroutes(self):
         self.push_ok(dag("loss", [{"task_id": "run", "retries": 1, "retry_delay": 0},
                                   {"task_id": "offer"}]))
