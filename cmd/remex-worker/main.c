@@ -348,7 +348,7 @@ int main(int argc, char **argv)
     if (code < 0) {
         log_info("remex-worker %s starting: plane %s, queues %zu, %lld slots", REMEX_VERSION,
                  w.cfg.plane_url, w.cfg.queues.n, (long long)w.slots);
-        plane_register(&w);
+        plane_replay(&w); /* registers once the journal is delivered */
         struct remex_error e;
         if (!w.stopping && evloop_run(w.loop, &e) != REMEX_OK) {
             log_error("event loop: %s", e.msg);

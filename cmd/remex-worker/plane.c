@@ -262,7 +262,6 @@ void plane_register(struct worker *w)
 }
 
 static void heartbeat_tick(struct evloop *loop, uint64_t id, void *arg);
-static void replay_next(struct worker *w);
 
 /*
  * A session the plane refuses (expired, superseded, agent token revoked) is
@@ -350,7 +349,7 @@ static void register_done(struct worker *w, remex_err rc, long status, json_t *r
         evloop_timer_cancel(w->loop, w->hb_timer);
     w->hb_timer = evloop_timer_add(w->loop, (uint64_t)w->heartbeat_ms, (uint64_t)w->heartbeat_ms,
                                    heartbeat_tick, w);
-    replay_next(w);
+    plane_replay(w);
     plane_maybe_poll(w);
 }
 
@@ -431,7 +430,7 @@ static void heartbeat_done(struct worker *w, remex_err rc, long status, json_t *
         w->draining = 1;
         worker_check_done(w);
     }
-    replay_next(w);
+    plane_replay(w);
     plane_maybe_poll(w);
 }
 
@@ -511,7 +510,7 @@ static void poll_done(struct worker *w, remex_err rc, long status, json_t *r, co
         }
         task_offer(w, json_incref(a));
     }
-    replay_next(w);
+    plane_replay(w);
     plane_maybe_poll(w);
 }
 
@@ -604,7 +603,7 @@ void plane_report(struct worker *w, struct wtask *t, json_t *body)
     if (!w->plane_ok || journal_pending(w->journal) > 0) {
         spool(w, rec);
         json_decref(rec);
-        replay_next(w);
+        plane_replay(w);
         return;
     }
     send_report(w, rec, t, C_STATE, 0);
@@ -616,16 +615,21 @@ static void replay_tick(struct evloop *loop, uint64_t id, void *arg)
     (void)id;
     struct worker *w = arg;
     w->replay_timer = 0;
-    replay_next(w);
+    plane_replay(w);
 }
 
-static void replay_next(struct worker *w)
+void plane_replay(struct worker *w)
 {
     if (w->replay_inflight || w->replay_timer || w->stopping)
         return;
     uint64_t seq;
     const json_t *rec = journal_get(w->journal, 0, &seq);
     if (!rec) {
+        /* A restarted worker registers only once its journal is delivered:
+         * registering starts a new agent session, and the plane treats the
+         * tries of the previous one as lost. */
+        if (!w->registered)
+            plane_register(w);
         worker_check_done(w);
         return;
     }
@@ -661,7 +665,7 @@ static void state_done(struct call *c, remex_err rc, long status, const char *ms
         spool(w, c->rec);
     json_decref(c->rec);
     c->rec = NULL;
-    replay_next(w);
+    plane_replay(w);
     plane_maybe_poll(w);
     worker_check_done(w);
 }
@@ -675,7 +679,7 @@ static void replay_done(struct call *c, remex_err rc, long status, const char *m
         if (journal_ack(w->journal, c->seq, &e) != REMEX_OK)
             log_error("report journal: %s", e.msg);
         w->replay_failures = 0;
-        replay_next(w);
+        plane_replay(w);
         plane_maybe_poll(w);
         return;
     }

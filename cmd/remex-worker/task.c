@@ -587,6 +587,7 @@ static remex_err spawn(struct wtask *t, struct remex_error *e)
         .search_path = 1,
         .cwd = t->cwd,
         .new_session = 1,
+        .pdeathsig = SIGKILL, /* a worker that dies takes its tasks' leaders along */
         .stdio = {{.kind = PROC_STDIO_NULL},
                   {.kind = PROC_STDIO_FD, .fd = pfd[1]},
                   {.kind = PROC_STDIO_FD, .fd = pfd[1]}},

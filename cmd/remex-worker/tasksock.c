@@ -28,6 +28,7 @@
 #include "worker.h"
 
 #define XCOM_VALUE_MAX (512u * 1024u)
+#define CONNS_MAX      16 /* open connections per task */
 
 struct tconn {
     struct tconn *next;
@@ -378,6 +379,15 @@ static void on_accept(struct evloop *loop, int lfd, unsigned ev, void *arg)
             log_warn("ti %" PRId64 ": task socket: refused peer pid %d uid %d (not in the task's "
                      "process group)",
                      t->ti_id, (int)pid, (int)uid);
+            close(fd);
+            continue;
+        }
+        size_t open_conns = 0;
+        for (struct tconn *x = t->conns; x; x = x->next)
+            open_conns += !x->closed;
+        if (open_conns >= CONNS_MAX) {
+            log_warn("ti %" PRId64 ": task socket: more than %d connections; refused", t->ti_id,
+                     CONNS_MAX);
             close(fd);
             continue;
         }

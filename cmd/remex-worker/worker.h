@@ -188,6 +188,8 @@ struct worker {
 remex_err plane_init(struct worker *w, struct remex_error *e);
 void plane_shutdown(struct worker *w);
 void plane_register(struct worker *w);
+/* Delivers the journal, oldest first; registers when it is empty and not registered. */
+void plane_replay(struct worker *w);
 /* Polls for work when slots are free, the plane is reachable and the journal is empty. */
 void plane_maybe_poll(struct worker *w);
 /* Calls start for t (task.c continues in task_started / task_gone). */

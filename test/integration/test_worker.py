@@ -122,6 +122,23 @@ class TestWorkerFailures(WorkerCase):
         harness.wait_for(lambda: "stopping (cancelled" in self.task_log("cancel", run_id, "long"),
                          5, what="cancel note in the task log")
 
+    def test_clear_from_plane_stops_and_reruns(self):
+        self.start_plane()
+        self.put_dag({"dag_id": "clr", "tasks": [
+            {"task_id": "t", "shell": "[ $REMEX_TRY_NUMBER -ge 2 ] || exec sleep 300"}]})
+        w = self.start_worker()
+        run_id = self.trigger("clr")
+        self.wait_ti("clr", run_id, "t", ("running",))
+        st, b = self.req("POST", f"/api/v1/admin/dags/clr/runs/{run_id}/tasks/t/clear", {},
+                         self.admin)
+        self.assertEqual(st, 200, b)
+        # The plane queues try 2 at once and cancels try 1 at the next heartbeat.
+        run = self.wait_run("clr", run_id, timeout=20)
+        self.assertEqual(run["state"], "success", run)
+        harness.wait_for(lambda: "stopping (cancelled" in self.task_log("clr", run_id, "t", 1),
+                         10, what="try 1 to be stopped")
+        self.assertTrue(w.alive())
+
     def test_oom_isolated(self):
         self.start_plane()
         self.put_dag({"dag_id": "oom", "tasks": [

@@ -14,6 +14,11 @@ import harness  # noqa: E402
 from workerfix import WorkerCase, lines  # noqa: E402
 
 
+def slurp(path):
+    with open(path) as f:
+        return f.read()
+
+
 class TestWorkerAuth(WorkerCase):
     def test_revoked_token_exits_100(self):
         self.start_plane()
@@ -90,6 +95,32 @@ class TestWorkerOutage(WorkerCase):
         self.check_once_each(out, 6)
         self.assertIn("journaled", w.output())
         self.assertTrue(w.alive())
+
+    def test_journal_replayed_after_worker_restart(self):
+        """A report journaled while the plane was down is delivered by the next
+        worker process using the same state dir, before it takes new work."""
+        port = harness.free_port()
+        self.start_plane(listen=f"127.0.0.1:{port}", heartbeat_interval="5s",
+                         lost_after_missed=6)
+        out = os.path.join(self.tmp, "ran.txt")
+        self.put_dag({"dag_id": "jr", "tasks": [
+            {"task_id": "a", "shell": f"sleep 1; echo a >> {out}"},
+            {"task_id": "b", "shell": f"echo b >> {out}", "upstream": ["a"]}]})
+        state = os.path.join(self.tmp, "wstate")
+        w = self.start_worker(state=state)
+        run_id = self.trigger("jr")
+        self.wait_ti("jr", run_id, "a", ("running",))
+        self.plane.signal(signal.SIGKILL)
+        self.plane.wait(5)
+        w.wait_output("journaled", timeout=10)
+        w.signal(signal.SIGKILL)
+        w.wait(5)
+        self.restart_plane()
+        w2 = self.start_worker(state=state, token=slurp(self.agent_token_path).strip())
+        run = self.wait_run("jr", run_id, timeout=30)
+        self.assertEqual(run["state"], "success", run)
+        self.assertEqual(lines(out), ["a", "b"])
+        self.assertIn("undelivered reports to replay", w2.output())
 
     def test_network_cut_20s(self):
         self.start_plane(heartbeat_interval="5s", lost_after_missed=10)
