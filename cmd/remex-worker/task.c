@@ -332,7 +332,10 @@ static void build_limits(struct wtask *t, json_t *task)
     double to = json_is_number(json_object_get(task, "execution_timeout"))
                     ? json_number_value(json_object_get(task, "execution_timeout"))
                     : 0;
-    t->timeout_ms = to > 0 && to < 1e8 ? (int64_t)(to * 1000) : 0;
+    /* Timeouts past the loop's longest timer (~24.8 days) are clamped to it. */
+    t->timeout_ms = to <= 0                                    ? 0
+                    : to * 1000 >= (double)EVLOOP_TIMER_MAX_MS ? (int64_t)EVLOOP_TIMER_MAX_MS
+                                                               : (int64_t)(to * 1000);
 }
 
 static void resolve_bundle(struct wtask *t)

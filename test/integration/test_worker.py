@@ -216,6 +216,16 @@ class TestWorkerLifecycle(WorkerCase):
         self.assertEqual(p.wait(10), 100)
         self.assertRegex(p.output(), r"bad\.yaml:5:3: .*slotz")
 
+    def test_session_refreshed_past_its_ttl(self):
+        self.start_plane(session_ttl="3s")
+        self.put_dag({"dag_id": "ttl", "tasks": [{"task_id": "t", "shell": "true"}]})
+        w = self.start_worker()
+        self.wait_registered(w)
+        time.sleep(5)
+        run = self.wait_run("ttl", self.trigger("ttl"))
+        self.assertEqual(run["state"], "success", run)
+        self.assertNotIn("session refused", w.output())
+
     def test_drain_lets_running_task_finish(self):
         self.start_plane()
         self.put_dag({"dag_id": "drain", "tasks": [
