@@ -52,7 +52,7 @@ void worker_check_done(struct worker *w)
 {
     if (w->stopping || w->tasks || w->running > 0 || w->reports_inflight > 0)
         return;
-    int spooled = journal_pending(w->journal) > 0;
+    int spooled = journal_pending(w->journal) > 0 || json_array_size(w->held) > 0;
     if (spooled && w->plane_ok)
         return; /* replaying: wait for it */
     if (w->draining) {
@@ -259,6 +259,9 @@ static void teardown(struct worker *w)
     if (w->multi)
         plane_shutdown(w);
     evloop_free(w->loop);
+    if (json_array_size(w->held))
+        log_error("%zu reports the journal refused are lost", json_array_size(w->held));
+    json_decref(w->held);
     journal_close(w->journal);
     secrets_close(w->secrets);
     bundle_set_free(w->bundles);

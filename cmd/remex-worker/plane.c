@@ -227,8 +227,14 @@ static void retry_register(struct evloop *loop, uint64_t id, void *arg)
 
 void plane_register(struct worker *w)
 {
-    if (w->reg_inflight || w->stopping)
+    /* One registration at a time: a second one would start another session and
+     * make the plane treat the tries of the first as lost. */
+    if (w->reg_inflight || w->registered || w->stopping)
         return;
+    if (w->reg_timer) {
+        evloop_timer_cancel(w->loop, w->reg_timer);
+        w->reg_timer = 0;
+    }
     char *tok = NULL;
     struct remex_error e;
     if (cfg_secret_get(&w->cfg.token, &tok, NULL, &e) != REMEX_OK) {
@@ -580,16 +586,28 @@ static void send_report(struct worker *w, json_t *rec, struct wtask *t, enum cal
         w->replay_inflight = 1;
 }
 
-static void spool(struct worker *w, json_t *rec)
+/* Journals rec (borrowed); -1 when the journal refused it (full, disk error). */
+static int spool(struct worker *w, json_t *rec)
 {
     struct remex_error e;
     uint64_t seq = 0;
-    if (journal_append(w->journal, rec, &seq, &e) != REMEX_OK)
-        log_error("report journal: %s: report for ti %" PRId64 " lost", e.msg,
+    int64_t ti = (int64_t)json_integer_value(json_object_get(rec, "ti_id"));
+    if (journal_append(w->journal, rec, &seq, &e) != REMEX_OK) {
+        log_error("report journal: %s: report for ti %" PRId64 " kept in memory only", e.msg, ti);
+        return -1;
+    }
+    log_info("report for ti %" PRId64 " journaled (seq %" PRIu64 "); will be replayed", ti, seq);
+    return 0;
+}
+
+/* A report the journal refused is kept in memory and retried (lost if the worker dies). */
+static void hold_report(struct worker *w, json_t *rec)
+{
+    if (!w->held)
+        w->held = json_array();
+    if (!w->held || json_array_append(w->held, rec) != 0)
+        log_error("report for ti %" PRId64 " lost: out of memory",
                   (int64_t)json_integer_value(json_object_get(rec, "ti_id")));
-    else
-        log_info("report for ti %" PRId64 " journaled (seq %" PRIu64 "); will be replayed",
-                 (int64_t)json_integer_value(json_object_get(rec, "ti_id")), seq);
 }
 
 void plane_report(struct worker *w, struct wtask *t, json_t *body)
@@ -601,7 +619,8 @@ void plane_report(struct worker *w, struct wtask *t, json_t *body)
         return;
     }
     if (!w->plane_ok || journal_pending(w->journal) > 0) {
-        spool(w, rec);
+        if (spool(w, rec) != 0)
+            hold_report(w, rec);
         json_decref(rec);
         plane_replay(w);
         return;
@@ -624,6 +643,12 @@ void plane_replay(struct worker *w)
         return;
     uint64_t seq;
     const json_t *rec = journal_get(w->journal, 0, &seq);
+    if (!rec && json_array_size(w->held) > 0 && w->plane_ok) {
+        json_t *h = json_incref(json_array_get(w->held, 0));
+        json_array_remove(w->held, 0);
+        send_report(w, h, NULL, C_STATE, 0); /* takes h */
+        return;
+    }
     if (!rec) {
         /* A restarted worker registers only once its journal is delivered:
          * registering starts a new agent session, and the plane treats the
@@ -661,8 +686,8 @@ static void state_done(struct call *c, remex_err rc, long status, const char *ms
 {
     struct worker *w = c->w;
     w->reports_inflight--;
-    if (!report_outcome(c, rc, status, msg))
-        spool(w, c->rec);
+    if (!report_outcome(c, rc, status, msg) && spool(w, c->rec) != 0)
+        hold_report(w, c->rec);
     json_decref(c->rec);
     c->rec = NULL;
     plane_replay(w);

@@ -173,6 +173,7 @@ struct worker {
     int64_t slots;
     int64_t running; /* tasks holding a slot (STARTING, RUNNING) */
     int64_t reports_inflight;
+    json_t *held; /* reports the journal refused, retried from memory (owned) */
 
     int once;         /* --once: take one task, run it, exit */
     int once_taken;   /* the one task was confirmed */
