@@ -627,6 +627,8 @@ void task_started(struct wtask *t)
         set_prep_error(t, "task log: %s", e.msg); /* never run a task whose output is lost */
     if (!t->prep_error && t->cancel_reason[0])
         set_prep_error(t, "%s", t->cancel_reason);
+    if (!t->prep_error && w->drain_forced) /* confirmed while the worker was being stopped */
+        set_prep_error(t, "worker shutdown");
     if (!t->prep_error && tasksock_open(t, &e) != REMEX_OK)
         set_prep_error(t, "task socket: %s", e.msg);
     if (!t->prep_error && spawn(t, &e) != REMEX_OK)
@@ -723,7 +725,7 @@ static void task_finish(struct wtask *t)
     int ok = t->wstatus != -1 && ps.exited && ps.code == 0;
     if (t->prep_error)
         snprintf(reason, sizeof(reason), "%s", t->prep_error);
-    else if (oom_detected(t, &ps))
+    else if (!ok && oom_detected(t, &ps))
         snprintf(reason, sizeof(reason), "out of memory");
     else if (t->stop_reason)
         snprintf(reason, sizeof(reason), "%s", t->stop_reason);

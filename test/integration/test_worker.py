@@ -144,7 +144,8 @@ class TestWorkerFailures(WorkerCase):
         self.put_dag({"dag_id": "oom", "tasks": [
             {"task_id": "hog", "limits": {"memory": 64 * 1024 * 1024},
              "command": ["python3", "-c", "b = bytearray(256 * 1024 * 1024); print(len(b))"]},
-            {"task_id": "ok1", "shell": "sleep 0.3; echo fine"},
+            {"task_id": "ok1", "limits": {"memory": 64 * 1024 * 1024},
+             "shell": "sleep 0.3; echo 'handled a MemoryError'"},
             {"task_id": "ok2", "shell": "sleep 0.3; echo fine"},
         ]})
         w = self.start_worker(slots=3)
