@@ -463,10 +463,6 @@ remex_err sched_init(struct plane *p, struct remex_error *e)
     s->due_ms = INT64_MIN;
     s->runs_changed = 1;
     p->sched = s;
-    /* One process owns the DB: no file lock round trips per transaction. */
-    if (sqlite3_exec(p->db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA wal_autocheckpoint=4000", NULL,
-                     NULL, NULL) != SQLITE_OK)
-        log_warn("sched: exclusive locking mode: %s", sqlite3_errmsg(p->db));
     remex_err rc = sdag_load_all(p, e);
     if (rc != REMEX_OK)
         return rc;
