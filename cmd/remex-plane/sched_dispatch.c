@@ -403,21 +403,27 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
 {
     int64_t now = plane_now_ms();
     int began = sq_begin(p);
-    sq_run(p,
-           "UPDATE task_instances SET report_try = ?2, report_state = ?3, exit_code = ?4,"
-           " signal = ?5, log_uri = coalesce(?6, log_uri) WHERE id = ?1",
-           "iitNNt", ti, try_no, r->state, r->has_exit ? r->exit_code : INT64_MIN,
-           r->has_signal ? r->signal : INT64_MIN, r->log_uri);
+    int64_t ec = r->has_exit ? r->exit_code : INT64_MIN,
+            sig = r->has_signal ? r->signal : INT64_MIN;
     const char *res = r->state;
-    if (strcmp(r->state, "success") == 0 || strcmp(r->state, "skipped") == 0) {
+    int done = strcmp(r->state, "success") == 0 || strcmp(r->state, "skipped") == 0;
+    if (done) {
+        /* The report and the final state in one row update. */
         sq_run(p,
-               "UPDATE task_instances SET state = ?2, ended_ms = ?3, due_ms = NULL,"
-               " cancel_ms = NULL, reason = ?4 WHERE id = ?1",
-               "itit", ti, r->state, now, r->reason);
+               "UPDATE task_instances SET report_try = ?2, report_state = ?3, exit_code = ?4,"
+               " signal = ?5, log_uri = coalesce(?6, log_uri), state = ?3, ended_ms = ?7,"
+               " due_ms = NULL, cancel_ms = NULL, reason = ?8 WHERE id = ?1",
+               "iitNNtit", ti, try_no, r->state, ec, sig, r->log_uri, now, r->reason);
         /* A leaf finishing matters to the scheduler only when it was the last one. */
         if (has_down || !sched_run_pending(p, run))
             sched_mark_run(p, run, SDIRTY_EVAL);
-    } else if (strcmp(r->state, "failed") == 0) {
+    } else {
+        sq_run(p,
+               "UPDATE task_instances SET report_try = ?2, report_state = ?3, exit_code = ?4,"
+               " signal = ?5, log_uri = coalesce(?6, log_uri) WHERE id = ?1",
+               "iitNNt", ti, try_no, r->state, ec, sig, r->log_uri);
+    }
+    if (strcmp(r->state, "failed") == 0) {
         char why[128];
         int64_t cms = sq_int(p, -1, "SELECT cancel_ms FROM task_instances WHERE id = ?1", "i", ti);
         if (cms >= 0)
@@ -432,7 +438,7 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
         res = sq_int(p, 0, "SELECT state = 'failed' FROM task_instances WHERE id = ?1", "i", ti)
                   ? "failed"
                   : "up_for_retry";
-    } else {
+    } else if (!done) { /* deferred */
         char *spec = json_dumps(r->trigger, JSON_COMPACT);
         json_t *to = json_object_get(r->trigger, "timeout");
         int64_t tms = json_is_number(to) ? now + (int64_t)(json_number_value(to) * 1000.0) : 0;
