@@ -237,6 +237,8 @@ static remex_err start(struct plane *p, int *stage, struct remex_error *e)
     if (rc)
         return rc;
     *stage = 1;
+    if ((rc = store_checkpointer_start(p, e)))
+        return rc;
     if ((rc = auth_init(p, e)))
         return rc;
     pthread_mutex_lock(&p->mu);
@@ -279,6 +281,7 @@ static void shutdown_plane(struct plane *p, int stage)
         pthread_mutex_unlock(&p->mu);
     }
     if (stage >= 1) {
+        store_checkpointer_stop(p);
         pthread_mutex_lock(&p->mu);
         store_close(p);
         pthread_mutex_unlock(&p->mu);

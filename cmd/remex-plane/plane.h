@@ -60,6 +60,7 @@ struct plane {
     struct plane_config cfg;
     sqlite3 *db;               /* guarded by mu */
     void *stmts;               /* prepared statement cache owned by store.c; guarded by mu */
+    void *ckpt;                /* WAL checkpointer thread state owned by store.c */
     pthread_mutex_t mu;        /* the one lock: DB + scheduler state */
     pthread_cond_t work_cv;    /* broadcast when a task instance becomes queued */
     pthread_cond_t trigger_cv; /* broadcast when a trigger needs a triggerer */
@@ -151,6 +152,10 @@ extern const struct store_migration store_migrations_core[];  /* store.c, {0,NUL
 extern const struct store_migration store_migrations_sched[]; /* sched*.c, {0,NULL}-ended */
 remex_err store_open(struct plane *p, struct remex_error *e);
 void store_close(struct plane *p);
+/* Starts / stops the WAL checkpointer thread (mu not held). Until it runs,
+ * and when it falls far behind, commits checkpoint inline. */
+remex_err store_checkpointer_start(struct plane *p, struct remex_error *e);
+void store_checkpointer_stop(struct plane *p);
 int64_t plane_now_ms(void); /* wall clock, ms since the epoch */
 
 /* Runs one or more SQL statements (no results). */
