@@ -178,7 +178,10 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
     return n;
 }
 
-/* The assignment of an offered TI (without task_token); *run set. NULL if gone. */
+/* The assignment of an offered TI (without task_token); *run set. NULL if gone.
+ * "task" and "params" are the DAG's own immutable JSON, shared by reference:
+ * jansson's reference counts are atomic and the reply only reads them, so it
+ * may outlive a replaced DAG. */
 static json_t *assignment(struct plane *p, int64_t ti, int64_t *run, int64_t *try_number)
 {
     sqlite3_stmt *st = sq(p,
@@ -203,9 +206,9 @@ static json_t *assignment(struct plane *p, int64_t ti, int64_t *run, int64_t *tr
         sq_text(st, 12), "logical_date", sched_col_time(st, 8), "data_interval_start",
         sched_col_time(st, 9), "data_interval_end", sched_col_time(st, 10), "offer_expires_at",
         sched_col_time(st, 5), "bundle", "name", d ? d->bundle : "", "version",
-        d ? d->bundle_version : "", "task",
-        k >= 0 ? json_deep_copy(d->tasks[k].json) : json_object(), "params",
-        d && d->params ? json_deep_copy(d->params) : json_object(), "conf", sched_col_json(st, 11));
+        d ? d->bundle_version : "", "task", k >= 0 ? json_incref(d->tasks[k].json) : json_object(),
+        "params", d && d->params ? json_incref(d->params) : json_object(), "conf",
+        sched_col_json(st, 11));
     if (a && sqlite3_column_type(st, 3) != SQLITE_NULL)
         json_object_set_new(a, "trigger_event", sched_col_json(st, 3));
     sqlite3_reset(st);
