@@ -276,6 +276,46 @@ static void teardown(struct worker *w)
     cfg_free(wconfig_table, &w->cfg);
 }
 
+/*
+ * --check: the cfg checks, then what only a start would find out: bundle
+ * folders exist, the secrets file is readable and private.
+ */
+static int check_config(const char *path)
+{
+    struct buf out = BUF_INIT(64 * 1024);
+    int rc = cfg_check(wconfig_table, sizeof(struct wconfig), path, NULL, &out);
+    if (rc == 0) {
+        struct wconfig c = {0};
+        struct remex_error e;
+        struct bundle_set *bs = NULL;
+        struct secrets *sec = NULL;
+        struct bundle_spec specs[256];
+        const struct wbundle *wb;
+        if (cfg_load_file(wconfig_table, &c, path, NULL, NULL) != REMEX_OK)
+            return CFG_EXIT_CONFIG;
+        wb = c.bundles.items;
+        for (size_t i = 0; i < c.bundles.n && i < 256; i++)
+            specs[i] = (struct bundle_spec){.name = wb[i].name, .path = wb[i].path};
+        struct secrets_config sc = {.file = c.secrets_file};
+        buf_reset(&out);
+        if (bundle_set_new(specs, c.bundles.n, &bs, &e) != REMEX_OK) {
+            buf_printf(&out, "%s: bundles: %s\n", path ? path : "(defaults)", e.msg);
+            rc = CFG_EXIT_CONFIG;
+        } else if (secrets_open(&sc, &sec, &e) != REMEX_OK) {
+            buf_printf(&out, "%s: secrets.file: %s\n", path ? path : "(defaults)", e.msg);
+            rc = CFG_EXIT_CONFIG;
+        } else {
+            buf_puts(&out, "configuration OK\n");
+        }
+        bundle_set_free(bs);
+        secrets_close(sec);
+        cfg_free(wconfig_table, &c);
+    }
+    fputs(buf_cstr(&out), rc == 0 ? stdout : stderr);
+    buf_free(&out);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"check", no_argument, NULL, 'k'},
@@ -319,13 +359,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return WORKER_EXIT_USAGE;
     }
-    if (check) {
-        struct buf out = BUF_INIT(64 * 1024);
-        int rc = cfg_check(wconfig_table, sizeof(struct wconfig), path, NULL, &out);
-        fputs(buf_cstr(&out), rc == 0 ? stdout : stderr);
-        buf_free(&out);
-        return rc;
-    }
+    if (check)
+        return check_config(path);
     static struct worker w;
     struct cfg_errors errs = {0};
     remex_err rc = cfg_load_file(wconfig_table, &w.cfg, path, NULL, &errs);

@@ -216,6 +216,11 @@ class TestWorkerLifecycle(WorkerCase):
         p = self.spawn("check2", [self.bin("remex-worker"), "-c", bad, "--check"])
         self.assertEqual(p.wait(10), 100)
         self.assertRegex(p.output(), r"bad\.yaml:5:3: .*slotz")
+        nob = self.worker_yaml(tok, url="http://127.0.0.1:1")
+        os.rmdir(self.bundle)
+        p = self.spawn("check3", [self.bin("remex-worker"), "-c", nob, "--check"])
+        self.assertEqual(p.wait(10), 100)
+        self.assertIn("bundles:", p.output())
 
     def test_session_refreshed_past_its_ttl(self):
         self.start_plane(session_ttl="3s")
