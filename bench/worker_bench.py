@@ -115,11 +115,12 @@ class Rig:
         return wall, self.req("GET", f"/api/v1/admin/dags/{dag_id}/runs/{run_id}")
 
     def mem_kb(self, pid):
-        """(RSS, PSS, private) in KiB: shared library pages count fully in RSS only."""
+        """(RSS, PSS, anonymous) in KiB: shared library pages count fully in RSS only;
+        anonymous memory (heap, stacks) is what this process itself allocated."""
         with open(f"/proc/{pid}/smaps_rollup") as f:
             t = f.read()
         g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))  # noqa: E731
-        return g("Rss"), g("Pss"), g("Private_Clean") + g("Private_Dirty")
+        return g("Rss"), g("Pss"), g("Anonymous")
 
     def close(self):
         for p in reversed(self.procs):
@@ -204,7 +205,7 @@ def rss():
                 break
         for name, m in (("idle", idle), ("16 running tasks", busy)):
             print(f"rss: remex-worker {name}: RSS {m[0] / 1024:.2f} MiB, PSS {m[1] / 1024:.2f} MiB, "
-                  f"private {m[2] / 1024:.2f} MiB (target < 3 MB; worker process only)")
+                  f"anonymous {m[2] / 1024:.2f} MiB (target < 3 MB; worker process only)")
     finally:
         r.close()
 
