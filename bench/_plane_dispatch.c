@@ -30,6 +30,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -477,10 +478,14 @@ int main(int argc, char **argv)
     for (long i = 0; i < workers; i++)
         pthread_join(th[i], NULL);
     double secs = (double)(timeutil_mono_ns() - t0) / 1e9;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double dcpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     printf("plane_dispatch: %ld assignments (work+start+success) by %ld workers in %.2f s: "
-           "%.0f assignments/s, %ld errors\n",
+           "%.0f assignments/s, %ld errors (driver CPU %.2f s)\n",
            (long)atomic_load(&g_assigned), workers, secs, atomic_load(&g_assigned) / secs,
-           (long)atomic_load(&g_errors));
+           (long)atomic_load(&g_errors), dcpu);
     latency_phase(&c, (int)samples);
     free(th);
     client_free(&c);

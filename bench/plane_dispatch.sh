@@ -3,7 +3,8 @@
 # its DB in a temp dir, creates an agent token, then runs the C driver
 # (bench/_plane_dispatch.c): N simulated workers drain queued task instances
 # (/work -> start -> state), then the wake-up latency of a waiting long poll.
-# Prints figures; never asserts. Env: TASKS (10000), WORKERS (8), SLOTS (16).
+# Prints figures (with the machine's load and the plane's CPU time, since the
+# cores are shared); never asserts. Env: TASKS (10000), WORKERS (8), SLOTS (16).
 set -euo pipefail
 build=${REMEX_BUILD:-build}
 bin=${REMEX_BIN:-$build/bin}
@@ -35,5 +36,10 @@ admin=$(cat "$tmp/admin.token")
 tok=$(curl -sf -X POST -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
     -d '{"name":"bench","expires_in":3600}' "$url/api/v1/admin/tokens" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
+cpu() { awk '{printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$pid/stat"; }
+echo "plane_dispatch: $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+c0=$(cpu)
 "$driver" --url "$url" --admin "$admin" --agent-token "$tok" --tasks "${TASKS:-10000}" \
     --workers "${WORKERS:-8}" --slots "${SLOTS:-16}"
+echo "plane_dispatch: plane CPU (user+sys) over both phases: $(awk -v a="$c0" -v b="$(cpu)" 'BEGIN {printf "%.2f", b - a}') s;" \
+    "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
