@@ -26,11 +26,13 @@
 
 #include "remex/bundle.h"
 #include "remex/evloop.h"
+#include "remex/ipc.h"
 #include "remex/journal.h"
 #include "remex/log.h"
 #include "remex/objstore.h"
 #include "remex/secrets.h"
 #include "remex/version.h"
+#include "remex/supervise.h"
 #include "worker.h"
 
 static void usage(FILE *f)
@@ -74,6 +76,72 @@ static void on_drain_grace(struct evloop *loop, uint64_t id, void *arg)
     task_stop_all(w, "worker shutdown");
 }
 
+void worker_drain(struct worker *w, const char *why)
+{
+    struct remex_error e;
+    if (w->draining)
+        return;
+    log_info("%s: draining (running tasks get %llu ms; send SIGTERM again to stop them now)", why,
+             (unsigned long long)w->cfg.drain_grace_ms);
+    w->draining = 1;
+    w->drain_timer = evloop_timer_add(w->loop, w->cfg.drain_grace_ms, 0, on_drain_grace, w);
+    if (w->sup) {
+        json_t *x = json_pack("{s:s}", "reason", why);
+        if (supervise_notify(ipc_conn_fd(w->sup), "worker", "draining", x, &e) != REMEX_OK)
+            log_warn("supervisor: %s", e.msg);
+        json_decref(x);
+    }
+    worker_check_done(w);
+}
+
+void worker_notify_ready(struct worker *w)
+{
+    struct remex_error e;
+    if (w->sup == NULL || w->sup_ready)
+        return;
+    w->sup_ready = 1;
+    if (supervise_notify(ipc_conn_fd(w->sup), "worker", "ready", NULL, &e) != REMEX_OK)
+        log_warn("supervisor: %s", e.msg);
+}
+
+/* Frames from the supervisor: {"type":"drain"}; end of file = supervisor gone. */
+static void on_supervisor(struct evloop *loop, int fd, unsigned events, void *arg)
+{
+    struct worker *w = arg;
+    struct remex_error e;
+    json_t *msg = NULL;
+    remex_err rc;
+    (void)events;
+    rc = ipc_conn_read(w->sup, &e);
+    while (rc == REMEX_OK || rc == REMEX_EAGAIN) {
+        remex_err prc = ipc_conn_pop(w->sup, &msg, NULL, NULL, &e);
+        if (prc == REMEX_EAGAIN)
+            break;
+        if (prc != REMEX_OK) {
+            rc = prc;
+            break;
+        }
+        const char *type = json_string_value(json_object_get(msg, "type"));
+        if (type && strcmp(type, "drain") == 0)
+            worker_drain(w, "supervisor request");
+        else
+            log_debug("supervisor: ignoring a frame of type '%s'", type ? type : "?");
+        json_decref(msg);
+        msg = NULL;
+    }
+    if (rc == REMEX_EAGAIN || rc == REMEX_OK)
+        return;
+    evloop_unwatch(loop, fd);
+    ipc_conn_free(w->sup);
+    w->sup = NULL;
+    if (rc == REMEX_ECLOSED) {
+        log_warn("supervisor closed its socket");
+        worker_drain(w, "supervisor gone");
+    } else {
+        log_error("supervisor channel: %s; closing it", e.msg);
+    }
+}
+
 static void on_signal(struct evloop *loop, int signo, void *arg)
 {
     (void)loop;
@@ -96,10 +164,8 @@ static void on_signal(struct evloop *loop, int signo, void *arg)
         return;
     }
     if (!w->draining) {
-        log_info("%s: draining (running tasks get %llu ms; send it again to stop them now)",
-                 signo == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)w->cfg.drain_grace_ms);
-        w->draining = 1;
-        w->drain_timer = evloop_timer_add(w->loop, w->cfg.drain_grace_ms, 0, on_drain_grace, w);
+        worker_drain(w, signo == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
     } else if (!w->drain_forced) {
         log_warn("second %s: stopping running tasks now", signo == SIGINT ? "SIGINT" : "SIGTERM");
         w->drain_forced = 1;
@@ -243,6 +309,20 @@ static int setup(struct worker *w)
         log_error("%s", e.msg);
         return WORKER_EXIT_FAIL;
     }
+    remex_errclear(&e);
+    int sfd = supervise_fd(&e);
+    if (sfd < 0 && e.code != REMEX_OK) {
+        log_error("%s", e.msg);
+        return WORKER_EXIT_AUTH;
+    }
+    if (sfd >= 0) {
+        if (!(w->sup = ipc_conn_new(sfd, 64 * 1024, 64 * 1024, &e)) ||
+            evloop_watch(w->loop, sfd, EVLOOP_READ, on_supervisor, w, &e) != REMEX_OK) {
+            log_error("supervisor channel: %s", e.msg);
+            return WORKER_EXIT_FAIL;
+        }
+        log_info("supervised: readiness and drain over descriptor %d", sfd);
+    }
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         if (evloop_signal(w->loop, sigs[i], on_signal, w, &e) != REMEX_OK) {
@@ -258,6 +338,11 @@ static void teardown(struct worker *w)
     task_free_all(w);
     if (w->multi)
         plane_shutdown(w);
+    if (w->sup) {
+        evloop_unwatch(w->loop, ipc_conn_fd(w->sup));
+        ipc_conn_free(w->sup);
+        w->sup = NULL;
+    }
     evloop_free(w->loop);
     if (json_array_size(w->held))
         log_error("%zu reports the journal refused are lost", json_array_size(w->held));

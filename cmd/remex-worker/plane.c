@@ -355,6 +355,7 @@ static void register_done(struct worker *w, remex_err rc, long status, json_t *r
         evloop_timer_cancel(w->loop, w->hb_timer);
     w->hb_timer = evloop_timer_add(w->loop, (uint64_t)w->heartbeat_ms, (uint64_t)w->heartbeat_ms,
                                    heartbeat_tick, w);
+    worker_notify_ready(w);
     plane_replay(w);
     plane_maybe_poll(w);
 }

@@ -183,6 +183,9 @@ struct worker {
     uint64_t drain_timer;
     int exit_code;
     int stopping;
+
+    struct ipc_conn *sup; /* supervisor channel (REMEX_SUPERVISOR_FD) or NULL */
+    int sup_ready;        /* "ready" was sent */
 };
 
 /* ---- plane.c ---- */
@@ -207,6 +210,10 @@ void plane_task_call(struct worker *w, struct wtask *t, const char *method, cons
 void worker_finish(struct worker *w, int code);
 /* Checks whether a draining or --once worker is done. */
 void worker_check_done(struct worker *w);
+/* Starts draining (SIGTERM, supervisor request or supervisor gone); idempotent. */
+void worker_drain(struct worker *w, const char *why);
+/* Tells the supervisor, if any, that the worker can take work (once). */
+void worker_notify_ready(struct worker *w);
 
 /* ---- task.c ---- */
 /* Takes an offer (asg owned). Malformed assignments are logged and dropped or failed. */
