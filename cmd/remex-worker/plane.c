@@ -24,6 +24,7 @@
 #include "remex/json.h"
 #include "remex/log.h"
 #include "remex/version.h"
+#include "remex/timeutil.h"
 #include "worker.h"
 
 enum call_kind { C_REGISTER, C_HEARTBEAT, C_POLL, C_START, C_STATE, C_REPLAY, C_TASK };
@@ -371,7 +372,7 @@ static void heartbeat_tick(struct evloop *loop, uint64_t id, void *arg)
         return;
     json_t *run = json_array();
     for (struct wtask *t = w->tasks; t; t = t->next)
-        if (t->phase == WT_RUNNING)
+        if (t->phase == WT_RUNNING || t->phase == WT_STARTING)
             json_array_append_new(run, json_pack("{s:I,s:I}", "ti_id", (json_int_t)t->ti_id,
                                                  "try_number", (json_int_t)t->try_number));
     double load[1] = {0};
@@ -526,6 +527,8 @@ static void poll_done(struct worker *w, remex_err rc, long status, json_t *r, co
 void plane_start(struct worker *w, struct wtask *t)
 {
     char host[256] = "";
+    if (t->start_first_ms == 0)
+        t->start_first_ms = timeutil_mono_ms();
     gethostname(host, sizeof(host) - 1);
     json_t *body =
         json_pack("{s:I,s:s}", "try_number", (json_int_t)t->try_number, "hostname", host);
@@ -545,17 +548,57 @@ void plane_start(struct worker *w, struct wtask *t)
         task_gone(t, "start call could not be made");
 }
 
+/* How long an unanswered start is retried before the offer is given up. */
+#define START_RETRY_MS (5 * 60 * 1000)
+
+static void retry_start(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct wtask *t = arg;
+    t->start_timer = 0;
+    t->pending--; /* the timer's reference */
+    if (t->w->draining || t->w->stopping) {
+        task_gone(t, "draining before the plane confirmed the start");
+        return;
+    }
+    plane_start(t->w, t);
+}
+
+/*
+ * A start is run only once the plane confirmed it. A start that got no
+ * definitive answer (connection lost, timeout, 5xx) may still have been taken
+ * by the plane, which then counts the try as running: it is asked again (the
+ * plane answers a repeated start of the same try by the same agent with 200)
+ * until it is confirmed or refused (409: the offer expired unstarted and was
+ * re-queued). Meanwhile heartbeats list the task, so the plane does not fail
+ * it as "not running on its agent".
+ */
 static void start_done(struct call *c, remex_err rc, long status, const char *msg)
 {
     struct wtask *t = c->t;
+    struct worker *w = c->w;
     if (status / 100 == 2 && rc == REMEX_OK) {
-        plane_up(c->w);
+        plane_up(w);
         task_started(t);
         return;
     }
-    if (transient(rc, status))
-        plane_down(c->w);
-    /* An unconfirmed offer is never run: the plane re-queues it when the offer expires. */
+    if (transient(rc, status)) {
+        plane_down(w);
+        if (!w->draining && !w->stopping &&
+            timeutil_mono_ms() - t->start_first_ms < (uint64_t)START_RETRY_MS) {
+            t->start_attempts++;
+            t->pending++;
+            t->start_timer =
+                evloop_timer_add(w->loop, jitter(t->start_attempts), 0, retry_start, t);
+            if (t->start_timer) {
+                log_info("ti %" PRId64 " try %" PRId64 ": start not confirmed (%s); asking again",
+                         t->ti_id, t->try_number, msg);
+                return;
+            }
+            t->pending--;
+        }
+    }
     task_gone(t, status == 409 ? "offer gone (409)" : msg);
 }
 

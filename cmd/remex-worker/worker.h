@@ -119,6 +119,9 @@ struct wtask {
     int out_fd; /* read end of stdout+stderr, -1 when closed */
     int exited, wstatus, out_eof;
     uint64_t timeout_timer, kill_timer, eof_timer;
+    uint64_t start_timer;    /* retry of an unconfirmed start (holds a pending reference) */
+    unsigned start_attempts; /* start calls that got no definitive answer */
+    uint64_t start_first_ms; /* monotonic time of the first start call */
     const char *stop_reason; /* static: execution_timeout, cancelled: ..., worker shutdown */
     char cancel_reason[128];
     int stopping;
