@@ -151,6 +151,9 @@ install: bins
 	$(if $(BINS),install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/)
 	install -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/remex/*.h $(DESTDIR)$(PREFIX)/include/remex/
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/remex
+	install -m 0644 deploy/systemd/*.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/remex/
 
 clean:
 	rm -rf build
