@@ -763,19 +763,21 @@ static void task_finish(struct wtask *t)
     task_release(t);
 }
 
+/* The plane's execution_timeout cancel and the worker's own timer are the same
+ * event seen by two clocks: either way the stop reason is "execution_timeout". */
 void task_cancel(struct worker *w, int64_t ti, int64_t try_number, const char *reason)
 {
     struct wtask *t = find_task(w, ti, try_number);
     if (!t)
         return;
-    if (t->phase == WT_STARTING) {
-        snprintf(t->cancel_reason, sizeof(t->cancel_reason), "cancelled: %s", reason);
+    if (t->phase != WT_STARTING && !(t->phase == WT_RUNNING && t->pid > 0))
         return;
-    }
-    if (t->phase == WT_RUNNING && t->pid > 0) {
+    if (strcmp(reason, "execution_timeout") == 0)
+        snprintf(t->cancel_reason, sizeof(t->cancel_reason), "execution_timeout");
+    else
         snprintf(t->cancel_reason, sizeof(t->cancel_reason), "cancelled: %s", reason);
+    if (t->phase == WT_RUNNING)
         stop_task(t, t->cancel_reason);
-    }
 }
 
 void task_stop_all(struct worker *w, const char *reason)
