@@ -1,5 +1,6 @@
 """remex-worker under failure: refused credentials, a plane that dies or a
 network that is cut mid-run, and a plane that sends a malformed assignment."""
+import datetime
 import http.server
 import json
 import os
@@ -12,6 +13,12 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from workerfix import WorkerCase, lines  # noqa: E402
+
+
+def epoch(rfc3339):
+    """Seconds since the epoch of the plane's "YYYY-MM-DDTHH:MM:SS.mmmZ"."""
+    return datetime.datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def slurp(path):
@@ -64,16 +71,17 @@ class TestWorkerAuth(WorkerCase):
 
 class TestWorkerOutage(WorkerCase):
     def chain_dag(self, dag_id, out, n=6, sleep=1.0):
+        """Each task appends "t<i> <epoch seconds>" to out when it starts."""
         tasks = []
         for i in range(n):
-            t = {"task_id": f"t{i}", "shell": f"echo t{i} >> {out}; sleep {sleep}"}
+            t = {"task_id": f"t{i}", "shell": f"echo t{i} $(date +%s.%N) >> {out}; sleep {sleep}"}
             if i:
                 t["upstream"] = [f"t{i - 1}"] if i % 2 == 0 else []
             tasks.append(t)
         return {"dag_id": dag_id, "tasks": tasks}
 
     def check_once_each(self, out, n):
-        got = lines(out)
+        got = [ln.split()[0] for ln in lines(out)]
         self.assertEqual(sorted(got), sorted(set(got)), f"a task ran twice: {got}")
         self.assertEqual(len(got), n, got)
 
@@ -131,16 +139,25 @@ class TestWorkerOutage(WorkerCase):
         run_id = self.trigger("cut")
         harness.wait_for(lambda: len(lines(out)) >= 2, 10, what="tasks to start")
         px.cut()
-        time.sleep(1)  # a task confirmed just before the cut writes its line now
-        n_at_cut = len(lines(out))
-        time.sleep(19)
-        # While cut: confirmed tasks finished, nothing new started.
-        self.assertEqual(len(lines(out)), n_at_cut)
+        cut_at = time.time()
+        time.sleep(20)  # the outage
+        resumed_at = time.time()
         px.resume()
         run = self.wait_run("cut", run_id, timeout=40)
         self.assertEqual(run["state"], "success", run)
         self.check_once_each(out, 6)
         self.assertIn("plane unreachable", w.output())
+        # While cut, nothing new started: a task that began running during the cut
+        # is one whose start the plane had confirmed before it (however late the
+        # worker spawned it), and the plane confirmed no start during the cut.
+        started = {t["task_id"]: epoch(t["start_date"]) for t in run["task_instances"]}
+        for ln in lines(out):
+            task, ran_at = ln.split()[0], float(ln.split()[1])
+            self.assertFalse(cut_at <= started[task] < resumed_at,
+                             f"{task}: start confirmed during the cut")
+            if cut_at <= ran_at < resumed_at:
+                self.assertLess(started[task], cut_at, f"{task} started during the cut")
+        self.assertTrue(any(t < cut_at for t in started.values()), started)
 
 
 class FakePlane(http.server.BaseHTTPRequestHandler):
