@@ -150,6 +150,12 @@ class ScriptedAgent(threading.Thread):
             assert st == 200, (st, reg)
             session = reg["session_token"]
             while not self.stop.is_set() and time.monotonic() < self.deadline:
+                # Heartbeat like a real agent (each poll waits at most 1 s, under the
+                # plane's 1 s interval x 3 missed): a silent agent is lost after 3 s.
+                st, hb = harness.http_json(
+                    "POST", f"{self.base}/api/v1/agents/{reg['agent_id']}/heartbeat",
+                    {"state": "running", "free_slots": 4, "running": []}, token=session)
+                assert st == 200, (st, hb)
                 st, work = harness.http_json("POST", self.base + "/api/v1/work",
                                              {"queues": ["default"], "free_slots": 4, "wait": 1},
                                              token=session, timeout=15)
