@@ -332,7 +332,8 @@ class TestWorkerLifecycle(WorkerCase):
         run_id = self.trigger("drain2")
         self.wait_ti("drain2", run_id, "t", ("running",))
         w.signal(signal.SIGTERM)
-        time.sleep(0.3)
+        # Signals do not queue: send the second only once the first was handled.
+        w.wait_output("SIGTERM: draining")
         w.signal(signal.SIGTERM)
         self.assertEqual(w.wait(20), 0)
         ti = self.wait_ti("drain2", run_id, "t", ("failed", "up_for_retry"))
