@@ -303,11 +303,14 @@ class TestWorkerLifecycle(WorkerCase):
         self.assertIn("bundles:", p.output())
 
     def test_session_refreshed_past_its_ttl(self):
-        self.start_plane(session_ttl="3s")
+        # The plane refreshes a session in the last third of its TTL. With 3 s that
+        # window was exactly one 1 s heartbeat wide and a heartbeat delayed by load
+        # could miss it; with 6 s it spans two heartbeats.
+        self.start_plane(session_ttl="6s")
         self.put_dag({"dag_id": "ttl", "tasks": [{"task_id": "t", "shell": "true"}]})
         w = self.start_worker()
         self.wait_registered(w)
-        time.sleep(5)
+        time.sleep(7)  # past the first session's expiry
         run = self.wait_run("ttl", self.trigger("ttl"))
         self.assertEqual(run["state"], "success", run)
         self.assertNotIn("session refused", w.output())
