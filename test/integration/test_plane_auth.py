@@ -146,12 +146,15 @@ class AuthTest(PlaneCase):
 
 class SessionExpiryTest(PlaneCase):
     def test_expired_session_and_refresh(self):
-        self.start_plane(session_ttl="2s")
+        # "exp" is in whole seconds, so a session lives between TTL - 1 s and TTL.
+        # With 3 s a refreshed token outlives the 1.2 s wait below by at least 0.8 s
+        # (with 2 s it lived 1-1.67 s, and a delayed heartbeat left it too little).
+        self.start_plane(session_ttl="3s")
         tok = self.create_token()["value"]
         aid, sess = self.agent(tok)
         st, b = self.heartbeat(aid, sess)
         self.assertEqual(st, 200, b)
-        time.sleep(2.2)
+        time.sleep(3.2)
         st, b = self.heartbeat(aid, sess)
         self.assertEqual(st, 401, b)
         # A fresh session is refreshed by heartbeats once under a third of its life is left.
