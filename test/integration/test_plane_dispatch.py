@@ -284,6 +284,8 @@ class ConcurrencyTest(SchedCase):
                 r = c.getresponse()
                 return r.status, json.loads(r.read() or b"null")
 
+            # Poll until all N were handed out (however slowly the plane queues them
+            # on a loaded machine), then until 3 polls in a row find nothing more.
             idle = 0
             deadline = time.monotonic() + 90 * harness.SLOW
             while idle < 3 and time.monotonic() < deadline:
@@ -293,7 +295,9 @@ class ConcurrencyTest(SchedCase):
                     errors.append((st, b))
                     return
                 if not b["assignments"]:
-                    idle += 1
+                    with lock:
+                        if len(assigned) >= self.N:
+                            idle += 1
                     continue
                 idle = 0
                 with lock:
