@@ -1,18 +1,14 @@
 """remex-worker end to end against a real remex-plane: DAG shapes, failures,
 retries, timeouts, cancellation, memory limits, logs, XCom and connections."""
-import http.client
-import http.server
-import json
 import os
 import signal
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from workerfix import WorkerCase, lines  # noqa: E402
+from workerfix import PlaneRelay, WorkerCase, lines  # noqa: E402
 
 
 class TestWorkerRuns(WorkerCase):
@@ -49,64 +45,6 @@ class TestWorkerRuns(WorkerCase):
         self.assertTrue(w.alive())
 
 
-
-
-class HeartbeatTap:
-    """A loopback HTTP relay to the plane that, once cancel_reason is set, adds a
-    cancel of every running try (with that reason) to each heartbeat reply."""
-
-    def __init__(self, plane_port):
-        tap = self
-        self.cancel_reason = None
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def relay(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else None
-                hdrs = {k: v for k, v in self.headers.items()
-                        if k.lower() in ("authorization", "content-type", "accept")}
-                c = http.client.HTTPConnection("127.0.0.1", plane_port, timeout=60)
-                try:
-                    c.request(self.command, self.path, body=body, headers=hdrs)
-                    r = c.getresponse()
-                    data = r.read()
-                    reason = tap.cancel_reason
-                    if reason and r.status == 200 and self.path.endswith("/heartbeat"):
-                        sent = json.loads(body)
-                        reply = json.loads(data)
-                        reply.setdefault("cancel", []).extend(
-                            {"ti_id": x["ti_id"], "try_number": x["try_number"],
-                             "reason": reason} for x in sent.get("running", []))
-                        data = json.dumps(reply).encode()
-                    self.send_response(r.status)
-                    for k, v in r.getheaders():
-                        if k.lower() not in ("content-length", "transfer-encoding",
-                                             "connection"):
-                            self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:  # the worker or the plane went away (test teardown)
-                    self.close_connection = True
-                finally:
-                    c.close()
-
-            do_GET = do_POST = do_PUT = do_DELETE = relay
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.srv.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
-        self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
-        self.t.start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
 
 
 def slurp(path):
@@ -171,7 +109,7 @@ class TestWorkerFailures(WorkerCase):
         # The plane's execution_timeout cancel can reach the worker before the
         # worker's own timer fires; the try must stop for the same reason.
         self.start_plane()
-        tap = HeartbeatTap(self.port)
+        tap = PlaneRelay(self.port)
         self.addCleanup(tap.close)
         self.put_dag({"dag_id": "ptmo", "tasks": [{"task_id": "t", "shell": "exec sleep 300"}]})
         self.start_worker(url=tap.url)

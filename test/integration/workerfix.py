@@ -2,8 +2,11 @@
 planefix) plus real remex-worker processes on loopback, a local bundle folder,
 agent tokens created through the plane's admin API, and helpers to upload DAGs,
 trigger runs and wait for their outcome."""
+import http.client
+import http.server
 import json
 import os
+import threading
 import time
 
 import harness
@@ -102,6 +105,64 @@ class WorkerCase(planefix.PlaneCase):
 
     def script(self, name, text):
         return self.write(os.path.join("bundle", name), text, mode=0o755)
+
+
+class PlaneRelay:
+    """A loopback HTTP relay to the plane. Once cancel_reason is set it adds a
+    cancel of every running try (with that reason) to each heartbeat reply."""
+
+    def __init__(self, plane_port):
+        tap = self
+        self.cancel_reason = None
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def relay(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                hdrs = {k: v for k, v in self.headers.items()
+                        if k.lower() in ("authorization", "content-type", "accept")}
+                c = http.client.HTTPConnection("127.0.0.1", plane_port, timeout=60)
+                try:
+                    c.request(self.command, self.path, body=body, headers=hdrs)
+                    r = c.getresponse()
+                    data = r.read()
+                    reason = tap.cancel_reason
+                    if reason and r.status == 200 and self.path.endswith("/heartbeat"):
+                        sent = json.loads(body)
+                        reply = json.loads(data)
+                        reply.setdefault("cancel", []).extend(
+                            {"ti_id": x["ti_id"], "try_number": x["try_number"],
+                             "reason": reason} for x in sent.get("running", []))
+                        data = json.dumps(reply).encode()
+                    self.send_response(r.status)
+                    for k, v in r.getheaders():
+                        if k.lower() not in ("content-length", "transfer-encoding",
+                                             "connection"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the worker or the plane went away (test teardown)
+                    self.close_connection = True
+                finally:
+                    c.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = relay
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.srv.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.t.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
 
 
 def lines(path):
