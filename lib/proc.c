@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -19,6 +21,20 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define PROC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PROC_ASAN 1
+#endif
+#endif
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -206,6 +222,18 @@ struct spawn_plan {
     int opened[3]; /* stdio fds the parent opened (closed after fork), or -1 */
     pid_t parent;
     int errfd;
+    /*
+     * The one word a clone-vfork child writes in the parent's memory: set
+     * right before execve, so an empty error pipe with reached_exec == 0 means
+     * the child died before exec (a signal), not that exec succeeded.
+     */
+    volatile int reached_exec;
+};
+
+/* The child's own state, on its own stack: it never writes the shared plan. */
+struct child_ctx {
+    const struct spawn_plan *p;
+    int errfd;
 };
 
 static const char *rlimit_name(int res)
@@ -370,13 +398,29 @@ static remex_err plan_check(const struct proc_spec *s, struct remex_error *e)
 
 /* ---- spawn: the child, async-signal-safe calls only ---------------------- */
 
-static void __attribute__((noreturn)) child_fail(const struct spawn_plan *p, int step, int idx)
+/*
+ * The child runs either in a fork()ed copy of the parent or, with
+ * clone(CLONE_VM | CLONE_VFORK), in the parent's own memory while the parent
+ * thread is suspended. For the second case the child:
+ *  - writes only its own stack, its fd table and plan->reached_exec (and the
+ *    calling thread's errno, which the parent does not read after a
+ *    successful clone);
+ *  - makes raw system calls where libc would take a lock or touch shared
+ *    state: set*id through syscall() (glibc's wrappers broadcast to every
+ *    thread of the parent), close/write/open through syscall() (no
+ *    cancellation bookkeeping in the parent thread's descriptor);
+ *  - runs with every signal blocked (inherited from the parent) until each
+ *    disposition is back to SIG_DFL, so no parent handler ever runs on the
+ *    shared memory.
+ */
+
+static void __attribute__((noreturn)) child_fail(const struct child_ctx *c, int step, int idx)
 {
     struct child_report r = {step, errno, idx};
-    ssize_t n;
+    long n;
 
     do {
-        n = write(p->errfd, &r, sizeof(r));
+        n = syscall(SYS_write, c->errfd, &r, sizeof(r));
     } while (n < 0 && errno == EINTR);
     _exit(127);
 }
@@ -403,7 +447,7 @@ static void child_signals(void)
         }
     }
     sigemptyset(&none);
-    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, (size_t)((NSIG - 1) / 8));
 }
 
 static int is_dst(const struct spawn_plan *p, int fd)
@@ -412,6 +456,11 @@ static int is_dst(const struct spawn_plan *p, int fd)
         if (p->moves[i].dst == fd)
             return 1;
     return 0;
+}
+
+static void child_close(int fd)
+{
+    (void)syscall(SYS_close, fd);
 }
 
 struct linux_dirent64 {
@@ -436,14 +485,14 @@ static int child_close_from(int low, int keep)
     if (errno != ENOSYS)
         return -1;
 #endif
-    dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    dfd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
             return -1;
         for (long fd = low; fd < (long)rl.rlim_cur && fd < (1L << 20); fd++)
             if (fd != keep)
-                (void)close((int)fd);
+                child_close((int)fd);
         return 0;
     }
     while ((n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
@@ -459,75 +508,83 @@ static int child_close_from(int low, int keep)
                 fd = fd * 10 + (*c - '0');
             }
             if (digits && fd >= low && fd != keep && fd != dfd)
-                (void)close((int)fd);
+                child_close((int)fd);
             off += d->d_reclen;
         }
     }
-    (void)close(dfd);
+    child_close(dfd);
     return n < 0 ? -1 : 0;
 }
 
 /* Moves every source high first, so no dup2 clobbers a source still needed. */
-static void child_fds(struct spawn_plan *p)
+static void child_fds(struct child_ctx *c)
 {
+    const struct spawn_plan *p = c->p;
     int tmp[3 + PROC_MAX_FDMAP];
     int low = p->maxdst + 1;
 
-    if (p->errfd < low) {
-        int nfd = fcntl(p->errfd, F_DUPFD_CLOEXEC, low);
+    if (c->errfd < low) {
+        int nfd = (int)syscall(SYS_fcntl, c->errfd, F_DUPFD_CLOEXEC, low);
         if (nfd < 0)
-            child_fail(p, STEP_FDS, -1);
-        p->errfd = nfd;
+            child_fail(c, STEP_FDS, -1);
+        c->errfd = nfd;
     }
     for (size_t i = 0; i < p->nmoves; i++) {
-        tmp[i] = fcntl(p->moves[i].src, F_DUPFD_CLOEXEC, low);
+        tmp[i] = (int)syscall(SYS_fcntl, p->moves[i].src, F_DUPFD_CLOEXEC, low);
         if (tmp[i] < 0)
-            child_fail(p, STEP_FDS, (int)i);
+            child_fail(c, STEP_FDS, (int)i);
     }
     for (size_t i = 0; i < p->nmoves; i++)
-        if (dup2(tmp[i], p->moves[i].dst) < 0)
-            child_fail(p, STEP_DUP2, (int)i);
+        if (syscall(SYS_dup3, tmp[i], p->moves[i].dst, 0) < 0)
+            child_fail(c, STEP_DUP2, (int)i);
     for (int fd = 0; fd < low; fd++)
         if (!is_dst(p, fd))
-            (void)close(fd);
-    if (child_close_from(low, p->errfd) != 0)
-        child_fail(p, STEP_CLOSE, -1);
+            child_close(fd);
+    if (child_close_from(low, c->errfd) != 0)
+        child_fail(c, STEP_CLOSE, -1);
 }
 
 static void __attribute__((noreturn)) child_run(struct spawn_plan *p)
 {
     const struct proc_spec *s = p->spec;
     static const char zero[] = "0";
+    struct child_ctx c = {p, p->errfd};
 
     child_signals();
     if (s->new_session && setsid() < 0)
-        child_fail(p, STEP_SETSID, -1);
+        child_fail(&c, STEP_SETSID, -1);
     if (s->pdeathsig != 0) {
         if (prctl(PR_SET_PDEATHSIG, (unsigned long)s->pdeathsig) != 0)
-            child_fail(p, STEP_PDEATHSIG, -1);
+            child_fail(&c, STEP_PDEATHSIG, -1);
         if (getppid() != p->parent)
             _exit(127); /* the parent died before the signal was armed */
     }
-    if (s->cgroup != NULL && write(s->cgroup->procs_fd, zero, 1) != 1)
-        child_fail(p, STEP_CGROUP, -1);
+    if (s->cgroup != NULL && syscall(SYS_write, s->cgroup->procs_fd, zero, 1) != 1)
+        child_fail(&c, STEP_CGROUP, -1);
     if (s->cwd != NULL && chdir(s->cwd) != 0)
-        child_fail(p, STEP_CHDIR, -1);
+        child_fail(&c, STEP_CHDIR, -1);
     if (s->set_umask)
         (void)umask(s->umask & 0777);
-    child_fds(p);
+    child_fds(&c);
     for (size_t i = 0; i < s->nrlimits; i++)
         if (setrlimit((__rlimit_resource_t)s->rlimits[i].resource, &s->rlimits[i].lim) != 0)
-            child_fail(p, STEP_RLIMIT, (int)i);
+            child_fail(&c, STEP_RLIMIT, (int)i);
     if (s->drop_ids) {
-        if (setgroups(1, &s->gid) != 0)
-            child_fail(p, STEP_SETGROUPS, -1);
-        if (setgid(s->gid) != 0)
-            child_fail(p, STEP_SETGID, -1);
-        if (setuid(s->uid) != 0)
-            child_fail(p, STEP_SETUID, -1);
+        if (syscall(SYS_setgroups, 1, &s->gid) != 0)
+            child_fail(&c, STEP_SETGROUPS, -1);
+        if (syscall(SYS_setgid, s->gid) != 0)
+            child_fail(&c, STEP_SETGID, -1);
+        if (syscall(SYS_setuid, s->uid) != 0)
+            child_fail(&c, STEP_SETUID, -1);
     }
+    p->reached_exec = 1;
     execve(p->exe, s->argv, s->envp != NULL ? s->envp : (char *const[]){NULL});
-    child_fail(p, STEP_EXEC, -1);
+    child_fail(&c, STEP_EXEC, -1);
+}
+
+static int child_entry(void *arg)
+{
+    child_run(arg);
 }
 
 /* ---- spawn: the parent ----------------------------------------------------- */
@@ -576,8 +633,13 @@ static remex_err report_error(const struct spawn_plan *p, const struct child_rep
     return remex_seterr(e, REMEX_ESYS, "spawn: child failed at step %d: %s", r->step, why);
 }
 
-/* Reads the child's report: 0 bytes means exec succeeded (the pipe closed on exec). */
-static remex_err await_exec(struct spawn_plan *p, int rfd, pid_t pid, struct remex_error *e)
+/*
+ * Reads the child's report: 0 bytes means exec succeeded (the pipe closed on
+ * exec) or, after a fork, that the child died before exec; a clone-vfork child
+ * tells the two apart through reached_exec.
+ */
+static remex_err await_exec(struct spawn_plan *p, int rfd, pid_t pid, int vforked,
+                            struct remex_error *e)
 {
     struct child_report r;
     size_t got = 0;
@@ -591,20 +653,72 @@ static remex_err await_exec(struct spawn_plan *p, int rfd, pid_t pid, struct rem
             break;
         got += (size_t)n;
     }
-    if (got == 0)
+    if (got == 0 && (!vforked || p->reached_exec))
         return REMEX_OK;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
+    if (got == 0) {
+        char how[64];
+        return remex_seterr(e, REMEX_ESYS, "spawn: child %s before exec",
+                            proc_status_str(st, how, sizeof(how)));
+    }
     if (got < sizeof(r))
         return remex_seterr(e, REMEX_ESYS, "spawn: short report from child");
     return report_error(p, &r, e);
+}
+
+const char *proc_spawn_mechanism(void)
+{
+#ifdef PROC_ASAN
+    return "fork"; /* ASan's shadow memory and interceptors assume fork semantics */
+#else
+#ifdef RUNNING_ON_VALGRIND
+    if (RUNNING_ON_VALGRIND)
+        return "fork"; /* memcheck emulates CLONE_VM|CLONE_VFORK as a plain fork */
+#endif
+    const char *v = getenv("REMEX_SPAWN");
+    if (v != NULL && strcmp(v, "fork") == 0)
+        return "fork";
+    return "clone-vfork";
+#endif
+}
+
+#define SPAWN_STACK (64 * 1024) /* the child's stack, above one guard page */
+
+/*
+ * clone(CLONE_VM | CLONE_VFORK) on a fresh stack with a PROT_NONE guard page
+ * below it: returns once the child has exec'd or exited. Signals must already
+ * be blocked. -1 with *err on failure.
+ */
+static pid_t spawn_vfork(struct spawn_plan *p, int *err)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t len = page + SPAWN_STACK;
+    char *mem;
+    pid_t child;
+
+    mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (mem == MAP_FAILED) {
+        *err = errno;
+        return -1;
+    }
+    if (mprotect(mem, page, PROT_NONE) != 0) {
+        *err = errno;
+        munmap(mem, len);
+        return -1;
+    }
+    p->reached_exec = 0;
+    child = clone(child_entry, mem + len, CLONE_VM | CLONE_VFORK | SIGCHLD, p);
+    *err = errno;
+    munmap(mem, len);
+    return child;
 }
 
 remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_error *e)
 {
     struct spawn_plan *p;
     sigset_t all, old;
-    int pfd[2], saved;
+    int pfd[2], saved = 0, vforked;
     remex_err rc;
     pid_t child;
 
@@ -626,18 +740,21 @@ remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_erro
         rc = remex_seterr(e, errno_code(errno), "spawn: pipe: %s", strerror(errno));
     if (rc == REMEX_OK) {
         p->errfd = pfd[1];
+        vforked = strcmp(proc_spawn_mechanism(), "clone-vfork") == 0;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        child = fork();
+        child = vforked ? spawn_vfork(p, &saved) : fork();
         if (child == 0)
             child_run(p);
-        saved = errno;
+        if (!vforked)
+            saved = errno;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         close(pfd[1]);
         if (child < 0)
-            rc = remex_seterr(e, errno_code(saved), "fork: %s", strerror(saved));
+            rc = remex_seterr(e, errno_code(saved), "%s: %s", vforked ? "clone" : "fork",
+                              strerror(saved));
         else
-            rc = await_exec(p, pfd[0], child, e);
+            rc = await_exec(p, pfd[0], child, vforked, e);
         close(pfd[0]);
         if (rc == REMEX_OK)
             *pid = child;

@@ -15,6 +15,19 @@
  * Between fork and exec the child only makes async-signal-safe calls: all
  * allocation, path lookup and file opening happens in the parent first.
  *
+ * How the child is created (proc_spawn_mechanism names the one in force):
+ *  - "clone-vfork", the default: clone(CLONE_VM | CLONE_VFORK | SIGCHLD) on
+ *    a private 64 KiB stack with a PROT_NONE guard page below it. No page
+ *    tables are copied; the calling thread is suspended until the child has
+ *    exec'd or exited. The child writes none of the parent's memory except
+ *    one word of the spawn plan and the calling thread's errno, takes no
+ *    lock, calls no allocator, and runs with every signal blocked until all
+ *    dispositions are reset, so no parent handler runs in it. A child that
+ *    dies by a signal before exec is reported ("spawn: child killed by
+ *    signal 11 (SEGV) before exec") instead of passing for a success.
+ *  - "fork": plain fork(). Used in AddressSanitizer builds, under valgrind,
+ *    and when the environment has REMEX_SPAWN=fork (for debugging).
+ *
  * Error codes: REMEX_EINVAL for a bad spec, REMEX_ENOTFOUND (ENOENT),
  * REMEX_EPERM (EACCES, EPERM), REMEX_ENOMEM, REMEX_ETIMEOUT, REMEX_EUNSUPPORTED,
  * REMEX_ESYS for any other errno; the message names the step and strerror.
@@ -135,6 +148,12 @@ struct proc_spec {
  * names the step: "chdir /x: ...", "exec /no/such: ...", "setrlimit RLIMIT_AS: ...".
  */
 remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_error *e);
+
+/*
+ * "clone-vfork" or "fork" (static): the path proc_spawn takes in this process
+ * now. Reads REMEX_SPAWN with getenv (must not race setenv).
+ */
+const char *proc_spawn_mechanism(void);
 
 /* ---- waiting and exit status ------------------------------------------ */
 

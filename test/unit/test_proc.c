@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -977,6 +978,145 @@ static void test_cgroup_oom_events_parse(void **state)
     rmdir(dir);
 }
 
+/* The mechanism this group asked for, or "fork" where proc forces it. */
+static const char *want_mechanism = "clone-vfork";
+
+static int forced_fork(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return 1;
+#else
+    return getenv("REMEX_VALGRIND") != NULL && strcmp(getenv("REMEX_VALGRIND"), "1") == 0;
+#endif
+}
+
+static int setup_vfork(void **state)
+{
+    (void)state;
+    want_mechanism = forced_fork() ? "fork" : "clone-vfork";
+    return unsetenv("REMEX_SPAWN");
+}
+
+static int setup_fork(void **state)
+{
+    (void)state;
+    want_mechanism = "fork";
+    return setenv("REMEX_SPAWN", "fork", 1);
+}
+
+static void test_spawn_mechanism(void **state)
+{
+    (void)state;
+    assert_string_equal(proc_spawn_mechanism(), want_mechanism);
+}
+
+/* Every signal blocked in the caller before proc_spawn is blocked after it, and only those. */
+static void test_parent_sigmask_restored(void **state)
+{
+    (void)state;
+    char *ok[] = {"/bin/true", NULL}, *bad[] = {"/no/such", NULL};
+    struct proc_spec spec = {.argv = ok};
+    sigset_t set, old, after;
+    pid_t pid;
+    int st;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGTERM);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+    assert_int_equal(proc_spawn(&spec, &pid, NULL), REMEX_OK);
+    assert_int_equal(proc_wait(pid, -1, &st, NULL), REMEX_OK);
+    assert_int_equal(st, 0);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &after), 0);
+    for (int sig = 1; sig < SIGRTMIN; sig++)
+        assert_int_equal(sigismember(&after, sig), sig == SIGUSR1 || sig == SIGTERM);
+    spec.argv = bad;
+    assert_int_equal(proc_spawn(&spec, &pid, NULL), REMEX_ENOTFOUND);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &after), 0);
+    for (int sig = 1; sig < SIGRTMIN; sig++)
+        assert_int_equal(sigismember(&after, sig), sig == SIGUSR1 || sig == SIGTERM);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+
+/*
+ * The deepest child path (64 fd mappings, 16 rlimits, cwd, umask, session,
+ * parent-death signal, exec failure after all of them) fits the child's
+ * stack: touching the guard page would kill the child with SIGSEGV and
+ * proc_spawn would fail with "child killed by signal 11 (SEGV) before exec".
+ * Errors still arrive synchronously and leave no child behind.
+ */
+static void test_deep_child_path(void **state)
+{
+    (void)state;
+    char *bad[] = {"/no/such", NULL};
+    char *ok[] = {"/bin/sh", "-c", "echo x >&9; exit 7", NULL};
+    struct proc_fdmap fm[PROC_MAX_FDMAP];
+    struct proc_rlimit rl[PROC_MAX_RLIMITS];
+    static const int res[] = {RLIMIT_NOFILE, RLIMIT_CORE, RLIMIT_CPU, RLIMIT_FSIZE};
+    struct proc_spec spec = {.argv = bad,
+                             .fds = fm,
+                             .nfds = PROC_MAX_FDMAP,
+                             .rlimits = rl,
+                             .nrlimits = PROC_MAX_RLIMITS,
+                             .cwd = "/",
+                             .set_umask = 1,
+                             .umask = 077,
+                             .new_session = 1,
+                             .pdeathsig = SIGKILL};
+    struct remex_error e;
+    char out[OUT_MAX];
+    int pfd[2], st;
+    pid_t pid = -1;
+
+    assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+    for (int i = 0; i < PROC_MAX_FDMAP; i++) {
+        fm[i].parent_fd = pfd[1];
+        fm[i].child_fd = 3 + i;
+    }
+    for (int i = 0; i < PROC_MAX_RLIMITS; i++) {
+        rl[i].resource = res[i % 4];
+        assert_int_equal(getrlimit(rl[i].resource, &rl[i].lim), 0);
+    }
+    assert_int_equal(proc_spawn(&spec, &pid, &e), REMEX_ENOTFOUND);
+    assert_string_equal(e.msg, "exec /no/such: No such file or directory");
+    assert_int_equal(pid, -1);
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+    spec.argv = ok;
+    assert_int_equal(proc_spawn(&spec, &pid, &e), REMEX_OK);
+    close(pfd[1]);
+    read_fd(pfd[0], out, sizeof(out), 0);
+    close(pfd[0]);
+    assert_string_equal(out, "x\n");
+    assert_int_equal(proc_wait(pid, -1, &st, NULL), REMEX_OK);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 7);
+}
+
+/* Many spawns in a row: no stack, fd or child leaks on either path. */
+static void test_spawn_many(void **state)
+{
+    (void)state;
+    char *argv[] = {"/bin/true", NULL};
+    struct proc_spec spec = {.argv = argv};
+    int n = getenv("REMEX_VALGRIND") != NULL ? 20 : 300;
+    int low = dup(0), low2;
+
+    assert_true(low >= 0);
+    close(low);
+    for (int i = 0; i < n; i++) {
+        pid_t pid;
+        int st = -1;
+        assert_int_equal(proc_spawn(&spec, &pid, NULL), REMEX_OK);
+        assert_int_equal(proc_wait(pid, -1, &st, NULL), REMEX_OK);
+        assert_int_equal(st, 0);
+    }
+    /* The lowest free fd is unchanged: no pipe end or stdio fd leaked. */
+    low2 = dup(0);
+    close(low2);
+    assert_int_equal(low2, low);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1013,7 +1153,16 @@ int main(void)
         cmocka_unit_test(test_inherit_closed_stdin),
         cmocka_unit_test(test_search_path_skips_dirs),
         cmocka_unit_test(test_cgroup_join_failure_reported),
+        cmocka_unit_test(test_spawn_mechanism),
+        cmocka_unit_test(test_parent_sigmask_restored),
+        cmocka_unit_test(test_deep_child_path),
+        cmocka_unit_test(test_spawn_many),
     };
+    int failed;
+
     umask(022);
-    return cmocka_run_group_tests_name("proc", tests, NULL, NULL);
+    /* The same cases on both spawn paths: clone-vfork (the default), then fork. */
+    failed = cmocka_run_group_tests_name("proc (clone-vfork)", tests, setup_vfork, NULL);
+    failed += cmocka_run_group_tests_name("proc (fork)", tests, setup_fork, NULL);
+    return failed;
 }
