@@ -674,7 +674,7 @@ const char *proc_spawn_mechanism(void)
 #else
 #ifdef RUNNING_ON_VALGRIND
     if (RUNNING_ON_VALGRIND)
-        return "fork"; /* memcheck emulates CLONE_VM|CLONE_VFORK as a plain fork */
+        return "fork"; /* valgrind runs CLONE_VM|CLONE_VFORK as a copying fork */
 #endif
     const char *v = getenv("REMEX_SPAWN");
     if (v != NULL && strcmp(v, "fork") == 0)

@@ -25,8 +25,10 @@
  *    dispositions are reset, so no parent handler runs in it. A child that
  *    dies by a signal before exec is reported ("spawn: child killed by
  *    signal 11 (SEGV) before exec") instead of passing for a success.
- *  - "fork": plain fork(). Used in AddressSanitizer builds, under valgrind,
- *    and when the environment has REMEX_SPAWN=fork (for debugging).
+ *  - "fork": plain fork(). Used in AddressSanitizer builds, under valgrind
+ *    (which runs CLONE_VM | CLONE_VFORK as a copying fork, so the child's
+ *    result word would never reach the parent), and when the environment
+ *    has REMEX_SPAWN=fork (for debugging).
  *
  * Error codes: REMEX_EINVAL for a bad spec, REMEX_ENOTFOUND (ENOENT),
  * REMEX_EPERM (EACCES, EPERM), REMEX_ENOMEM, REMEX_ETIMEOUT, REMEX_EUNSUPPORTED,
