@@ -28,9 +28,11 @@
  *
  * Signals. evloop_signal blocks the signal in the calling thread (call it
  * before creating threads) and delivers it through one signalfd in the loop;
- * no signal handler is ever installed. Removing a handler or freeing the loop
- * leaves the signal blocked (unblocking could deliver a pending signal with
- * its default action).
+ * no signal handler is ever installed. A signal ignored on entry (SIG_IGN
+ * inherited, as background jobs get SIGINT) still arrives: Linux queues a
+ * blocked signal whatever its disposition. Removing a handler or freeing the
+ * loop leaves the signal blocked (unblocking could deliver a pending signal with its default
+ * action).
  *
  * libcurl multi. The API is enough for curl's socket interface without
  * depending on it: CURLMOPT_SOCKETFUNCTION maps CURL_POLL_IN/OUT/INOUT to

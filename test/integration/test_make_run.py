@@ -6,6 +6,7 @@ import glob
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import harness
@@ -53,7 +54,13 @@ class MakeRun(harness.TestCase):
 
     def test_ctrl_c_drains_and_stops(self):
         var = os.path.join(self.tmp, "var")
-        p = self.spawn("run", ["bash", os.path.join(harness.ROOT, "mk", "run.sh")],
+        # As from a terminal: SIGINT at its default disposition. A suite started
+        # in the background inherits it ignored, and bash cannot trap a signal
+        # that was ignored when it started.
+        reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                 "os.execv('/bin/bash', ['bash', sys.argv[1]])")
+        p = self.spawn("run", [sys.executable, "-c", reset,
+                               os.path.join(harness.ROOT, "mk", "run.sh")],
                        env=self.env(var), cwd=harness.ROOT)
         p.wait_output("press Ctrl-C", timeout=120)
         plane_log = open(os.path.join(var, "log", "plane.log")).read()

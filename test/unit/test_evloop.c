@@ -506,6 +506,27 @@ static void test_signalfd(void **state)
     evloop_free(loop);
 }
 
+/* A signal ignored on entry (background jobs inherit SIGINT ignored) still
+ * reaches the loop: a blocked signal is queued whatever its disposition. */
+static void test_signal_ignored_on_entry(void **state)
+{
+    (void)state;
+    struct evloop *loop = evloop_new(NULL);
+    struct sigrec s = {0, 0};
+    struct remex_error e;
+    int guard = 0;
+    signal(SIGWINCH, SIG_IGN);
+    assert_int_equal(evloop_signal(loop, SIGWINCH, sig_cb, &s, &e), REMEX_OK);
+    uint64_t id = evloop_timer_add(loop, 2000, 0, count_cb, &guard);
+    assert_int_equal(raise(SIGWINCH), 0);
+    assert_int_equal(evloop_run(loop, NULL), REMEX_OK);
+    assert_int_equal(s.count, 1);
+    assert_int_equal(s.signo, SIGWINCH);
+    assert_int_equal(guard, 0);
+    evloop_timer_cancel(loop, id);
+    evloop_free(loop);
+}
+
 struct stopper {
     int ticks;
 };
@@ -569,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_100k_timers),
         cmocka_unit_test(test_timer_added_in_callback_waits_a_pass),
         cmocka_unit_test(test_signalfd),
+        cmocka_unit_test(test_signal_ignored_on_entry),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_now_cached),
     };
