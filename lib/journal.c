@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "remex/buf.h"
+#include "remex/fsutil.h"
 
 #define JOURNAL_LINE_MAX    (4u << 20) /* one record's JSON */
 #define JOURNAL_DEFAULT_MAX (64u << 20)
@@ -49,20 +50,6 @@ static uint32_t crc32_of(const char *p, size_t n)
     for (size_t i = 0; i < n; i++)
         c = table[(c ^ (unsigned char)p[i]) & 0xff] ^ (c >> 8);
     return c ^ 0xffffffffu;
-}
-
-static remex_err write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return REMEX_EIO;
-        p += w;
-        n -= (size_t)w;
-    }
-    return REMEX_OK;
 }
 
 /* Formats one line "crc json\n" for obj into b. */
@@ -264,7 +251,7 @@ static remex_err compact(struct journal *j, struct remex_error *e)
     }
     if (rc == REMEX_OK) {
         fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-        if (fd < 0 || write_all(fd, b.data ? b.data : "", b.len) != REMEX_OK || fsync(fd) != 0 ||
+        if (fd < 0 || fsutil_write_all(fd, b.data ? b.data : "", b.len) != 0 || fsync(fd) != 0 ||
             rename(tmp, j->path) != 0)
             rc = REMEX_EIO;
     }
@@ -305,7 +292,7 @@ static remex_err append_line(struct journal *j, const json_t *o, size_t *bytes,
         return remex_seterr(e, REMEX_ETOOBIG, "%s: journal full (%zu bytes)", j->path,
                             j->max_bytes);
     }
-    if (write_all(j->fd, b.data, b.len) != REMEX_OK || fdatasync(j->fd) != 0) {
+    if (fsutil_write_all(j->fd, b.data, b.len) != 0 || fdatasync(j->fd) != 0) {
         rc = remex_seterr(e, REMEX_EIO, "%s: write failed: %s", j->path, strerror(errno));
         /* Drop a partial line so the next append starts clean. */
         if (ftruncate(j->fd, (off_t)j->size) != 0)

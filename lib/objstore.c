@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "remex/fsutil.h"
+
 struct objstore {
     char root[OBJSTORE_URI_MAX]; /* absolute folder, no trailing '/' */
 };
@@ -26,20 +28,6 @@ void objstore_checksum(const void *data, size_t len, char out[72])
         out[8 + 2 * i] = hex[md[i] & 15];
     }
     out[7 + 64] = '\0';
-}
-
-static int mkdirs(char *path, size_t upto)
-{
-    for (size_t i = 1; i < upto; i++) {
-        if (path[i] != '/')
-            continue;
-        path[i] = '\0';
-        int rc = mkdir(path, 0700);
-        path[i] = '/';
-        if (rc != 0 && errno != EEXIST)
-            return -1;
-    }
-    return 0;
 }
 
 remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e)
@@ -67,7 +55,7 @@ remex_err objstore_open(const char *url, struct objstore **out, struct remex_err
     s->root[n] = '\0';
     char tmp[OBJSTORE_URI_MAX];
     snprintf(tmp, sizeof(tmp), "%s/", s->root);
-    if (mkdirs(tmp, strlen(tmp)) != 0) {
+    if (fsutil_mkdir_parents(tmp, 0700) != 0) {
         remex_err rc = remex_seterr(e, REMEX_EIO, "object store %s: %s", s->root, strerror(errno));
         free(s);
         return rc;
@@ -115,20 +103,6 @@ static void make_ref(const struct objstore *s, const char *key, uint64_t size, c
     snprintf(ref->checksum, sizeof(ref->checksum), "%s", sum);
 }
 
-static remex_err write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return REMEX_EIO;
-        p += w;
-        n -= (size_t)w;
-    }
-    return REMEX_OK;
-}
-
 remex_err objstore_put(struct objstore *s, const char *key, const void *data, size_t len,
                        struct objstore_ref *ref, struct remex_error *e)
 {
@@ -138,13 +112,13 @@ remex_err objstore_put(struct objstore *s, const char *key, const void *data, si
     if (rc != REMEX_OK)
         return rc;
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
-    if (mkdirs(path, strlen(path)) != 0)
+    if (fsutil_mkdir_parents(path, 0700) != 0)
         return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
-    if (write_all(fd, data, len) != REMEX_OK || fsync(fd) != 0) {
+    if (fsutil_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         rc = remex_seterr(e, REMEX_EIO, "object store: %s: write: %s", key, strerror(errno));
         close(fd);
         unlink(tmp);

@@ -26,6 +26,7 @@
 
 #include "remex/bundle.h"
 #include "remex/evloop.h"
+#include "remex/fsutil.h"
 #include "remex/ipc.h"
 #include "remex/journal.h"
 #include "remex/log.h"
@@ -174,24 +175,6 @@ static void on_signal(struct evloop *loop, int signo, void *arg)
     worker_check_done(w);
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof(tmp))
-        return -1;
-    memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(tmp, mode) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* Creates (or accepts) a folder only this uid can enter. */
 static int private_dir(const char *path)
 {
@@ -263,7 +246,7 @@ static int setup(struct worker *w)
     } else {
         w->slots = w->cfg.slots;
     }
-    if (mkdir_p(w->cfg.state_dir, 0700) != 0 || mkdir_p(w->cfg.log_dir, 0750) != 0) {
+    if (fsutil_mkdir_p(w->cfg.state_dir, 0700) != 0 || fsutil_mkdir_p(w->cfg.log_dir, 0750) != 0) {
         log_error("cannot create state_dir %s or log_dir %s: %s", w->cfg.state_dir, w->cfg.log_dir,
                   strerror(errno));
         return WORKER_EXIT_AUTH;

@@ -21,6 +21,7 @@
 #include "remex/log.h"
 #include "remex/mask.h"
 #include "remex/timeutil.h"
+#include "remex/fsutil.h"
 #include "worker.h"
 
 static const char *const oom_markers[] = {"MemoryError",
@@ -44,25 +45,6 @@ static void put_component(struct buf *b, const char *key, const char *v)
     }
 }
 
-/*
- * Creates the parent folders of path. The common case (only the last folder
- * is new) costs one mkdir; missing ancestors are created on the way back.
- */
-static int mkdirs(char *path)
-{
-    char *slash = strrchr(path, '/');
-    if (!slash || slash == path)
-        return 0;
-    *slash = '\0';
-    int rc = mkdir(path, 0750);
-    if (rc != 0 && errno == ENOENT && mkdirs(path) == 0)
-        rc = mkdir(path, 0750);
-    if (rc != 0 && errno == EEXIST)
-        rc = 0;
-    *slash = '/';
-    return rc;
-}
-
 remex_err tasklog_open(struct wtask *t, struct remex_error *e)
 {
     struct buf b = BUF_INIT(4096);
@@ -77,26 +59,13 @@ remex_err tasklog_open(struct wtask *t, struct remex_error *e)
         return remex_seterr(e, REMEX_ETOOBIG, "log path too long");
     }
     t->log_path = buf_detach(&b, NULL);
-    if (!t->log_path || mkdirs(t->log_path) != 0)
+    if (!t->log_path || fsutil_mkdir_parents(t->log_path, 0750) != 0)
         return remex_seterr(e, REMEX_ESYS, "mkdir for %s: %s", t->log_path ? t->log_path : "?",
                             strerror(errno));
     t->log_fd = open(t->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (t->log_fd < 0)
         return remex_seterr(e, REMEX_ESYS, "open %s: %s", t->log_path, strerror(errno));
     return REMEX_OK;
-}
-
-static void write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return;
-        p += k;
-        n -= (size_t)k;
-    }
 }
 
 /* Writes one line (no newline in it) with timestamp and masking. */
@@ -126,7 +95,8 @@ static void emit(struct wtask *t, const char *line, size_t n)
         buf_printf(&out, "%s [remex] log truncated: size cap of %" PRIu64 " bytes reached\n", ts,
                    t->w->cfg.log_max_bytes);
     }
-    write_all(t->log_fd, out.data, out.len);
+    (void)fsutil_write_all(t->log_fd, out.data,
+                           out.len); /* a full disk loses lines, not the task */
     t->log_bytes += out.len;
     buf_free(&out);
 }
