@@ -300,3 +300,227 @@ int64_t decode_id(const char *s)
         return -1;
     return (int64_t)v;
 }
+
+/* ---- closed request bodies ---- */
+
+#define F_END                                                                                      \
+    {                                                                                              \
+        NULL, DECODE_ANY, NULL                                                                     \
+    }
+
+static const struct decode_field f_register[] = {
+    {"name", DECODE_ANY, NULL},     {"roles", DECODE_ANY, NULL},
+    {"version", DECODE_ANY, NULL},  {"hostname", DECODE_ANY, NULL},
+    {"queues", DECODE_ANY, NULL},   {"slots", DECODE_ANY, NULL},
+    {"features", DECODE_ANY, NULL}, F_END,
+};
+static const struct decode_field f_try_ref[] = {
+    {"ti_id", DECODE_ANY, NULL},
+    {"try_number", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_heartbeat[] = {
+    {"state", DECODE_ANY, NULL},
+    {"free_slots", DECODE_ANY, NULL},
+    {"running", DECODE_ARR_OBJ, f_try_ref},
+    {"triggers", DECODE_ANY, NULL},
+    {"sysinfo", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_check[] = {
+    {"name", DECODE_ANY, NULL},
+    {"status", DECODE_ANY, NULL},
+    {"message", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_health[] = {
+    {"status", DECODE_ANY, NULL},
+    {"checks", DECODE_ARR_OBJ, f_check},
+    F_END,
+};
+static const struct decode_field f_work[] = {
+    {"queues", DECODE_ANY, NULL},
+    {"free_slots", DECODE_ANY, NULL},
+    {"wait", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_start[] = {
+    {"try_number", DECODE_ANY, NULL},
+    {"pid", DECODE_ANY, NULL},
+    {"hostname", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_state[] = {
+    {"try_number", DECODE_ANY, NULL}, {"state", DECODE_ANY, NULL},
+    {"exit_code", DECODE_ANY, NULL},  {"signal", DECODE_ANY, NULL},
+    {"reason", DECODE_ANY, NULL},     {"trigger", DECODE_ANY, NULL},
+    {"log_uri", DECODE_ANY, NULL},    F_END,
+};
+static const struct decode_field f_xcom[] = {
+    {"uri", DECODE_ANY, NULL},
+    {"size", DECODE_ANY, NULL},
+    {"checksum", DECODE_ANY, NULL},
+    {"content_type", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_trigger_poll[] = {
+    {"capacity", DECODE_ANY, NULL},
+    {"wait", DECODE_ANY, NULL},
+    {"held", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_trigger_event[] = {
+    {"payload", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_manifest_dag[] = {
+    {"dag_id", DECODE_ANY, NULL},
+    {"hash", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_manifest_file[] = {
+    {"path", DECODE_ANY, NULL},
+    {"dags", DECODE_ARR_OBJ, f_manifest_dag},
+    F_END,
+};
+static const struct decode_field f_import_error[] = {
+    {"file", DECODE_ANY, NULL},
+    {"line", DECODE_ANY, NULL},
+    {"column", DECODE_ANY, NULL},
+    {"message", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_manifest[] = {
+    {"bundle", DECODE_ANY, NULL},
+    {"version", DECODE_ANY, NULL},
+    {"files", DECODE_ARR_OBJ, f_manifest_file},
+    {"import_errors", DECODE_ARR_OBJ, f_import_error},
+    F_END,
+};
+static const struct decode_field f_bundle[] = {
+    {"name", DECODE_ANY, NULL},
+    {"version", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_dag_put[] = {
+    {"bundle", DECODE_OBJ, f_bundle},
+    {"dag", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_token_create[] = {
+    {"name", DECODE_ANY, NULL},
+    {"expires_in", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_run_trigger[] = {
+    {"conf", DECODE_ANY, NULL},
+    {"logical_date", DECODE_ANY, NULL},
+    {"run_id", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_task_clear[] = {
+    {"downstream", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_none[] = {F_END};
+
+const struct decode_route_body decode_route_bodies[] = {
+    {"POST", "/api/v1/agents/register", f_register},
+    {"POST", "/api/v1/agents/{agent_id}/heartbeat", f_heartbeat},
+    {"POST", "/api/v1/agents/{agent_id}/health", f_health},
+    {"POST", "/api/v1/work", f_work},
+    {"POST", "/api/v1/task-instances/{ti_id}/start", f_start},
+    {"POST", "/api/v1/task-instances/{ti_id}/state", f_state},
+    {"PUT", "/api/v1/task-instances/{ti_id}/xcom/{key}", f_xcom},
+    {"POST", "/api/v1/triggers/poll", f_trigger_poll},
+    {"POST", "/api/v1/triggers/{trigger_id}/event", f_trigger_event},
+    {"POST", "/api/v1/dags/manifest", f_manifest},
+    {"PUT", "/api/v1/dags/{dag_id}", f_dag_put},
+    {"POST", "/api/v1/admin/tokens", f_token_create},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs", f_run_trigger},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", f_task_clear},
+    {NULL, NULL, NULL},
+};
+
+const struct decode_field *decode_body_fields(const char *method, const char *pattern)
+{
+    for (const struct decode_route_body *r = decode_route_bodies; r->method; r++)
+        if (strcmp(r->method, method) == 0 && strcmp(r->pattern, pattern) == 0)
+            return r->fields;
+    return f_none;
+}
+
+static const struct decode_field *field_find(const struct decode_field *fields, const char *key)
+{
+    for (const struct decode_field *f = fields; f->name; f++)
+        if (strcmp(f->name, key) == 0)
+            return f;
+    return NULL;
+}
+
+/* Checks the keys of object o against fields; path prefixes the names ("running[0]."). */
+static remex_err known_in(json_t *o, const struct decode_field *fields, const char *path,
+                          struct remex_error *e)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v)
+    {
+        const struct decode_field *f = field_find(fields, key);
+        char sub[256];
+        if (!f)
+            return remex_seterr(e, REMEX_EINVAL, "%s%.128s: unknown field", path, key);
+        if (f->kind == DECODE_OBJ && json_is_object(v)) {
+            snprintf(sub, sizeof(sub), "%s%s.", path, key);
+            remex_err rc = known_in(v, f->sub, sub, e);
+            if (rc)
+                return rc;
+        } else if (f->kind == DECODE_ARR_OBJ && json_is_array(v)) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x)
+            {
+                if (!json_is_object(x))
+                    continue;
+                snprintf(sub, sizeof(sub), "%s%s[%zu].", path, key, i);
+                remex_err rc = known_in(x, f->sub, sub, e);
+                if (rc)
+                    return rc;
+            }
+        }
+    }
+    return REMEX_OK;
+}
+
+remex_err decode_known_fields(json_t *body, const struct decode_field *fields,
+                              struct remex_error *e)
+{
+    if (!json_is_object(body))
+        return REMEX_OK;
+    return known_in(body, fields, "", e);
+}
+
+static remex_err print_fields(struct buf *out, const struct decode_field *fields,
+                              const char *prefix)
+{
+    for (const struct decode_field *f = fields; f->name; f++) {
+        char sub[256];
+        if (buf_printf(out, " %s%s", prefix, f->name))
+            return REMEX_ENOMEM;
+        if (f->kind == DECODE_ANY)
+            continue;
+        snprintf(sub, sizeof(sub), "%s%s%s", prefix, f->name, f->kind == DECODE_OBJ ? "." : "[].");
+        if (print_fields(out, f->sub, sub))
+            return REMEX_ENOMEM;
+    }
+    return REMEX_OK;
+}
+
+remex_err decode_bodies_print(struct buf *out)
+{
+    for (const struct decode_route_body *r = decode_route_bodies; r->method; r++)
+        if (buf_printf(out, "%s %s", r->method, r->pattern) || print_fields(out, r->fields, "") ||
+            buf_puts(out, "\n"))
+            return REMEX_ENOMEM;
+    return REMEX_OK;
+}

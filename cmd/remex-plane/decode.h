@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "remex/buf.h"
 #include "remex/err.h"
 
 #define DECODE_MAX_DEPTH   64   /* arrays + objects nesting in a request body */
@@ -75,6 +76,46 @@ remex_err decode_token_create(json_t *body, struct decode_token_create *out, str
 extern const char *const decode_agent_states[];
 /* Roles an agent may register with, NULL-terminated. */
 extern const char *const decode_agent_roles[];
+
+/*
+ * The keys a request body may carry, route by route (docs/api/openapi.yaml:
+ * every request schema is closed, additionalProperties: false). A field whose
+ * value is a closed object, or an array of closed objects, lists the keys
+ * allowed inside; other values (free-form objects such as sysinfo, conf or
+ * the DAG JSON, scalars, arrays of scalars) are not looked into.
+ */
+enum decode_kind {
+    DECODE_ANY = 0, /* any value: its type is checked by the route's decoder */
+    DECODE_OBJ,     /* a closed object: keys in sub */
+    DECODE_ARR_OBJ, /* an array whose object items are closed: keys in sub */
+};
+struct decode_field {
+    const char *name;
+    enum decode_kind kind;
+    const struct decode_field *sub; /* DECODE_OBJ, DECODE_ARR_OBJ; {NULL}-ended */
+};
+struct decode_route_body {
+    const char *method;
+    const char *pattern;               /* the route pattern, as served */
+    const struct decode_field *fields; /* {NULL}-ended */
+};
+/* Every route that takes a body, {NULL}-ended. */
+extern const struct decode_route_body decode_route_bodies[];
+
+/* The allowed keys of method + pattern's body; an empty list for a route
+ * without a body (any key is then unknown). */
+const struct decode_field *decode_body_fields(const char *method, const char *pattern);
+
+/*
+ * Refuses a key of body not in fields, at the top level and inside closed
+ * objects: "free_slotz: unknown field", "running[0].tryn: unknown field".
+ * Values of the wrong type are left to the route's decoder. REMEX_EINVAL.
+ */
+remex_err decode_known_fields(json_t *body, const struct decode_field *fields,
+                              struct remex_error *e);
+
+/* Appends one line per route with a body: "METHOD PATTERN key key.sub key[].sub ...". */
+remex_err decode_bodies_print(struct buf *out);
 
 /* Parses a decimal int64 path parameter ("12"); -1 on anything else or <= 0. */
 int64_t decode_id(const char *s);

@@ -2,7 +2,8 @@
  * remex-plane: the reference orchestration plane.
  *
  *   remex-plane -c plane.yaml [--check] [--log-format text|json] [--log-level L]
- *   remex-plane --routes
+ *   remex-plane --routes    (every served route)
+ *   remex-plane --bodies    (the keys each request body may carry)
  *
  * Start order: configuration, logging, store (migrations), credentials,
  * scheduler state, lost-agent detector, scheduler thread, HTTP server.
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "decode.h"
 #include "plane.h"
 #include "remex/cfg.h"
 #include "remex/log.h"
@@ -146,7 +148,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: remex-plane -c plane.yaml [--check] [--log-format text|json]"
                " [--log-level error|warn|info|debug]\n"
-               "       remex-plane --routes\n"
+               "       remex-plane --routes | --bodies\n"
                "Every key of plane.yaml can be overridden by REMEX_PLANE_<KEY> (dots as _).\n"
                "Exit: 0 clean stop, 1 runtime failure, 2 usage, 100 invalid configuration.\n");
 }
@@ -292,10 +294,10 @@ static void shutdown_plane(struct plane *p, int stage)
     memset(p->admin_token, 0, sizeof(p->admin_token));
 }
 
-static int print_routes(void)
+static int print_routes(int bodies)
 {
     struct buf out = BUF_INIT(1024 * 1024);
-    if (server_routes(&out)) {
+    if (bodies ? decode_bodies_print(&out) : server_routes(&out)) {
         fprintf(stderr, "remex-plane: out of memory\n");
         return EXIT_RUNTIME;
     }
@@ -331,13 +333,18 @@ static int run(struct plane *p)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},    {"check", no_argument, NULL, 'C'},
-        {"routes", no_argument, NULL, 'R'},          {"log-format", required_argument, NULL, 'F'},
-        {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 'C'},
+        {"routes", no_argument, NULL, 'R'},
+        {"log-format", required_argument, NULL, 'F'},
+        {"bodies", no_argument, NULL, 'B'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     const char *path = NULL, *lf = NULL, *ll = NULL;
-    int check = 0, routes = 0, c;
+    int check = 0, routes = 0, bodies = 0, c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -348,6 +355,9 @@ int main(int argc, char **argv)
             break;
         case 'R':
             routes = 1;
+            break;
+        case 'B':
+            bodies = 1;
             break;
         case 'F':
             lf = optarg;
@@ -370,8 +380,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (routes)
-        return print_routes();
+    if (routes || bodies)
+        return print_routes(bodies);
     if (!path) {
         fprintf(stderr, "remex-plane: -c plane.yaml is required\n");
         usage(stderr);

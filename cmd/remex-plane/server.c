@@ -258,7 +258,9 @@ static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *s
     json_t *body = NULL;
     if (st->body.len > 0) {
         struct remex_error e = {0};
-        if (decode_body(st->body.data, st->body.len, DECODE_MAX_DEPTH, &body, &e)) {
+        if (decode_body(st->body.data, st->body.len, DECODE_MAX_DEPTH, &body, &e) ||
+            decode_known_fields(body, decode_body_fields(r->method, r->pattern), &e)) {
+            json_decref(body);
             plane_error(rs, 400, "bad_request", "%s", e.msg);
             return;
         }

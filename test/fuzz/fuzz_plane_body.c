@@ -1,8 +1,10 @@
 /*
  * Fuzz target: the plane's request body decoding. The first byte selects the
- * decoder (register, heartbeat, health, token create); the rest is the body,
- * parsed with the plane's caps and then decoded. Nothing may crash, leak or
- * read out of bounds; every failure must carry a message.
+ * route whose closed key set the body is checked against (decode_route_bodies)
+ * and the decoder (register, heartbeat, health, token create); the rest is the
+ * body, parsed with the plane's caps, checked for unknown keys, then decoded.
+ * Nothing may crash, leak or read out of bounds; every failure must carry a
+ * message.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -24,7 +26,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         return 0;
     }
-    remex_err rc;
+    size_t nroutes = 0;
+    while (decode_route_bodies[nroutes].method)
+        nroutes++;
+    const struct decode_route_body *route = &decode_route_bodies[data[0] % nroutes];
+    remex_err rc = decode_known_fields(body, route->fields, &e);
+    if (rc != REMEX_OK && e.msg[0] == '\0')
+        __builtin_trap();
+    if (decode_body_fields(route->method, route->pattern) != route->fields)
+        __builtin_trap();
     switch (sel) {
     case 0: {
         struct decode_register r;
