@@ -9,6 +9,9 @@
 
 #define F(m) offsetof(struct wconfig, m)
 
+/* Indexed by enum wmem_enforcement. */
+const char *const wmem_enforcement_names[] = {"auto", "cgroup2", "cgroup1", "rlimit", NULL};
+
 static const struct cfg_entry bundle_table[] = {
     {.key = "name",
      .type = CFG_STRING,
@@ -98,6 +101,14 @@ const struct cfg_entry wconfig_table[] = {
      .offset = F(memory_limit),
      .def = "0",
      .desc = "Memory limit of a task that declares none (0: none)."},
+    {.key = "worker.task_defaults.memory_enforcement",
+     .type = CFG_ENUM,
+     .offset = F(memory_enforcement),
+     .def = "auto",
+     .enums = wmem_enforcement_names,
+     .desc = "How memory limits are enforced: auto (cgroup2, else cgroup1, else rlimit), "
+             "cgroup2, cgroup1 or rlimit (RLIMIT_AS). A forced mechanism that is not usable "
+             "stops the start."},
     {.key = "worker.task_defaults.cpu_time",
      .type = CFG_DURATION,
      .offset = F(cpu_time_ms),
@@ -121,7 +132,8 @@ const struct cfg_entry wconfig_table[] = {
      .type = CFG_PATH,
      .offset = F(cgroup_parent),
      .def = "/sys/fs/cgroup/remex",
-     .desc = "cgroup v2 parent of per-task cgroups, when usable."},
+     .desc = "cgroup v2 parent of per-task cgroups, when usable (cgroup v1 needs no setting: "
+             "the worker's own memory cgroup is found in /proc/self)."},
     {.key = "worker.socket_dir",
      .type = CFG_PATH,
      .offset = F(socket_dir),

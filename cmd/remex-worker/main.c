@@ -281,13 +281,10 @@ static int setup(struct worker *w)
     }
     if (objstore_open(w->cfg.xcom_store, &w->xstore, &e) != REMEX_OK)
         log_warn("xcom store: %s: XCom requests will fail", e.msg);
-    struct remex_error why;
-    remex_errclear(&why);
-    w->memlimit_mech = proc_memlimit_mechanism(w->cfg.cgroup_parent, &why);
-    log_info("memory limits: %s%s%s", w->memlimit_mech, why.msg[0] ? " (cgroup v2: " : "",
-             why.msg[0] ? why.msg : "");
-    if (why.msg[0])
-        log_info("cgroup v2 not usable: %s", why.msg);
+    if (memlimit_init(w, &e) != REMEX_OK) {
+        log_error("worker.task_defaults.memory_enforcement: %s", e.msg);
+        return WORKER_EXIT_AUTH;
+    }
     if (!(w->loop = evloop_new(&e)) || plane_init(w, &e) != REMEX_OK) {
         log_error("%s", e.msg);
         return WORKER_EXIT_FAIL;
@@ -319,6 +316,7 @@ static int setup(struct worker *w)
 static void teardown(struct worker *w)
 {
     task_free_all(w);
+    memlimit_shutdown(w);
     if (w->multi)
         plane_shutdown(w);
     if (w->sup) {

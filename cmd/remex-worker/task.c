@@ -316,7 +316,7 @@ static void build_limits(struct wtask *t, json_t *task)
     if (nofile <= 0)
         nofile = w->cfg.open_files;
     if (t->memory_limit) {
-        if (strcmp(w->memlimit_mech, "cgroup2") == 0)
+        if (w->cg_parent[0] != '\0')
             t->use_cgroup = 1;
         else
             add_rlimit(t, RLIMIT_AS, t->memory_limit, t->memory_limit);
@@ -578,7 +578,7 @@ static remex_err spawn(struct wtask *t, struct remex_error *e)
         struct proc_cgroup_limits cl = {.memory_max = t->memory_limit};
         snprintf(name, sizeof(name), "ti%" PRId64 "-%" PRId64, t->ti_id, t->try_number);
         struct remex_error ce;
-        if (proc_cgroup_create(&t->cg, w->cfg.cgroup_parent, name, &cl, &ce) != REMEX_OK) {
+        if (proc_cgroup_create(&t->cg, w->cg_parent, name, &cl, &ce) != REMEX_OK) {
             log_warn("ti %" PRId64 ": cgroup: %s; using RLIMIT_AS", t->ti_id, ce.msg);
             t->use_cgroup = 0;
             add_rlimit(t, RLIMIT_AS, t->memory_limit, t->memory_limit);
@@ -699,10 +699,10 @@ void task_reap(struct worker *w)
 
 static int oom_detected(struct wtask *t, const struct proc_status *ps)
 {
-    if (t->use_cgroup) {
-        unsigned long long n = 0;
-        return proc_cgroup_oom_kills(&t->cg, &n, NULL) == REMEX_OK && n > 0;
-    }
+    unsigned long long n = 0;
+    if (t->use_cgroup && proc_cgroup_oom_kills(&t->cg, &n, NULL) == REMEX_OK)
+        return n > 0;
+    /* No counter (cgroup v1 before Linux 4.13): the SIGKILL heuristic below. */
     if (!t->memory_limit || t->stop_reason)
         return 0;
     return (!ps->exited && ps->signo == SIGKILL) || t->oom_hint;
@@ -753,7 +753,7 @@ static void task_finish(struct wtask *t)
     tasklog_close(t);
     tasksock_close(t);
     if (t->use_cgroup)
-        proc_cgroup_remove(&t->cg, NULL);
+        memlimit_release(w, &t->cg);
     if (w->once)
         w->once_result = strcmp(state, "failed") == 0 ? WORKER_EXIT_FAIL : WORKER_EXIT_OK;
     free_slot(t);
@@ -798,6 +798,10 @@ void task_free_all(struct worker *w)
         struct wtask *t = w->tasks;
         if (t->pid > 0 && !t->exited && !proc_group_empty(t->pid))
             proc_kill_group_now(t->pid, NULL);
+        if (t->use_cgroup && t->cg.path[0] != '\0') {
+            proc_cgroup_kill(&t->cg, NULL);
+            memlimit_release(w, &t->cg);
+        }
         t->phase = WT_DONE;
         t->pending = 0;
         close_output(t);

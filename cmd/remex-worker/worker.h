@@ -9,6 +9,8 @@
  * Files and what they own:
  *   main.c      flags, --check, signals, start/stop order, exit codes
  *   config.c    the agent.yaml table (plane.*, worker.*, bundles, secrets, xcom)
+ *   memlimit.c  memory-limit mechanism (cgroup v2, cgroup v1, RLIMIT_AS), the worker's
+ *               own v1 parent cgroup, removal of task cgroups
  *   plane.c     register, heartbeat, work long poll, start/state calls, the report
  *               journal and its replay, session refresh, fatal auth handling
  *   task.c      assignment decoding, environment, templates, limits, spawn, timeouts,
@@ -49,6 +51,15 @@ struct bundle_set;
 #define WORKER_EXIT_USAGE 2   /* bad command line */
 #define WORKER_EXIT_AUTH  100 /* bad configuration or credentials: do not restart */
 
+/* worker.task_defaults.memory_enforcement */
+enum wmem_enforcement {
+    WMEM_AUTO = 0, /* cgroup2, else cgroup1, else rlimit */
+    WMEM_CGROUP2,
+    WMEM_CGROUP1,
+    WMEM_RLIMIT,
+};
+extern const char *const wmem_enforcement_names[];
+
 struct wbundle {
     char *name;
     char *path;
@@ -69,6 +80,7 @@ struct wconfig {
     uint64_t drain_grace_ms;
     uint64_t grace_ms;       /* SIGTERM -> SIGKILL */
     uint64_t memory_limit;   /* bytes, 0: none */
+    int memory_enforcement;  /* enum wmem_enforcement */
     uint64_t cpu_time_ms;    /* 0: none */
     int64_t max_processes;   /* 0: none (RLIMIT_NPROC counts per uid) */
     int64_t open_files;      /* 0: none */
@@ -155,10 +167,14 @@ struct worker {
     struct secrets *secrets;
     struct objstore *xstore;
     struct bundle_set *bundles;
-    const char *memlimit_mech; /* "cgroup2" or "rlimit-as" */
-    char sock_dir[72];         /* task sockets (private 0700 folder) */
-    int sock_dir_tmp;          /* 1: created by this process, removed at exit */
-    char task_path[8192];      /* PATH of tasks: the worker's folder first */
+    const char *memlimit_mech; /* "cgroup2", "cgroup1" or "rlimit-as" */
+    char cg_parent[4096];      /* parent of task cgroups; "" with rlimit-as */
+    struct proc_cgroup cg_own; /* cgroup1: the worker's own parent (removed at exit) */
+    struct cg_retry *cg_retry; /* memlimit.c: task cgroups whose removal is retried */
+    uint64_t cg_timer;
+    char sock_dir[72];    /* task sockets (private 0700 folder) */
+    int sock_dir_tmp;     /* 1: created by this process, removed at exit */
+    char task_path[8192]; /* PATH of tasks: the worker's folder first */
 
     char *agent_id;
     char *session;
@@ -230,6 +246,20 @@ void task_reap(struct worker *w);
 void task_release(struct wtask *t);
 /* Frees every task (shutdown). */
 void task_free_all(struct worker *w);
+
+/* ---- memlimit.c ---- */
+struct cg_retry;
+/*
+ * Picks the memory-limit mechanism (worker.task_defaults.memory_enforcement),
+ * creates the worker's own cgroup v1 parent when that is the one (removing
+ * stale ones of dead workers first) and logs which is in force and why.
+ * Fails only when a forced mechanism is not usable.
+ */
+remex_err memlimit_init(struct worker *w, struct remex_error *e);
+/* Removes a finished task's cgroup now, or kills its members and retries for a while. */
+void memlimit_release(struct worker *w, struct proc_cgroup *cg);
+/* Exit: the retried task cgroups and the worker's own parent go (bounded wait). */
+void memlimit_shutdown(struct worker *w);
 
 /* ---- tasklog.c ---- */
 remex_err tasklog_open(struct wtask *t, struct remex_error *e);

@@ -5,9 +5,10 @@
  * shell), an explicit environment (NULL means empty: the parent's environment
  * is never inherited implicitly), working directory, new session, rlimits,
  * uid/gid drop, umask, stdio redirection, parent fds mapped to fixed child fd
- * numbers, parent-death signal and optional cgroup v2 placement. The child's
- * fd table holds exactly 0, 1, 2 and the mapped fds; everything else is
- * closed. Signal dispositions and the signal mask are reset to defaults.
+ * numbers, parent-death signal and optional cgroup placement (v2, or the v1
+ * memory hierarchy; lib/proc_cgroup.c). The child's fd table holds exactly 0,
+ * 1, 2 and the mapped fds; everything else is closed. Signal dispositions
+ * and the signal mask are reset to defaults.
  * Every step between fork and exec that fails is reported back synchronously
  * through a close-on-exec pipe, so proc_spawn fails with a message such as
  * "exec /no/such: No such file or directory" and the child has been reaped.
@@ -216,10 +217,28 @@ size_t proc_reap_all(void (*cb)(pid_t pid, int wstatus, void *arg), void *arg);
 /* Makes this process the subreaper of its descendants (PR_SET_CHILD_SUBREAPER). */
 remex_err proc_set_subreaper(struct remex_error *e);
 
-/* ---- cgroup v2 ------------------------------------------------------------ */
+/* ---- cgroups: v2, and the memory controller of cgroup v1 ------------------------ */
+
+/*
+ * A cgroup a child joins before exec. Both layouts share the API; what
+ * differs:
+ *  - cgroup v2: memory.max (and memory.swap.max 0), pids.max; out-of-memory
+ *    kills are counted in memory.events (oom_kill); cgroup.kill kills the
+ *    members.
+ *  - cgroup v1, memory hierarchy only: memory.limit_in_bytes and
+ *    memory.memsw.limit_in_bytes (when swap accounting has it) to the same
+ *    value, so swap cannot dodge the limit; memory.oom_control's oom_kill
+ *    line counts kills (Linux >= 4.13). memory.failcnt is not used: it counts
+ *    every time usage hit the limit, reclaim that succeeded included, so it
+ *    does not say that anything was killed.
+ * The members are killed by reading cgroup.procs and sending SIGKILL (v1, and
+ * v2 before Linux 5.14 without cgroup.kill); a member that forks while that
+ * happens is caught by a re-read, up to a few rounds, so callers also kill
+ * the task's process group and retry removal.
+ */
 
 #define PROC_CG_MEMORY 0x1u /* memory controller (memory.max, memory.events) */
-#define PROC_CG_PIDS   0x2u /* pids controller (pids.max) */
+#define PROC_CG_PIDS   0x2u /* pids controller (pids.max; cgroup v2 only) */
 
 /*
  * A child cgroup created by proc_cgroup_create. The struct owns procs_fd
@@ -229,12 +248,13 @@ remex_err proc_set_subreaper(struct remex_error *e);
 struct proc_cgroup {
     char path[4096];
     int procs_fd; /* -1 when not created */
+    int v1;       /* 1: in the cgroup v1 memory hierarchy (set by proc_cgroup_create) */
 };
 
-/* Limits written at creation; 0 leaves the controller's default ("max"). */
+/* Limits written at creation; 0 leaves the controller's default (no limit). */
 struct proc_cgroup_limits {
-    unsigned long long memory_max; /* bytes; also sets memory.swap.max to 0 */
-    unsigned long long pids_max;
+    unsigned long long memory_max; /* bytes; v2: also memory.swap.max 0; v1: memsw too */
+    unsigned long long pids_max;   /* cgroup v2 only: REMEX_EUNSUPPORTED on v1 */
 };
 
 /*
@@ -246,27 +266,61 @@ struct proc_cgroup_limits {
  */
 remex_err proc_cgroup_probe(const char *parent, unsigned need, struct remex_error *e);
 /*
- * Names the memory-limit mechanism in force for tasks under parent:
- * "cgroup2" when the probe for PROC_CG_MEMORY passes, else "rlimit-as" with
- * the probe's reason left in why (if not NULL). Static string.
+ * Finds this process's own cgroup v1 memory cgroup directory: a "cgroup"
+ * mount in mountinfo whose super options name the memory controller, joined
+ * with the memory line of cgroup_file ("ID:CONTROLLERS:PATH") relative to the
+ * mount's root (bind mounts of a subtree are handled; mount points are
+ * unescaped). NULL files mean /proc/self/mountinfo and /proc/self/cgroup.
+ * Writes the directory into dir (len bytes, NUL-terminated); nothing is
+ * checked on disk (proc_cgroup_v1_probe does). Files over 1 MiB are
+ * REMEX_ETOOBIG, malformed lines REMEX_EPARSE ("FILE:LINE: ..."); no memory
+ * controller, no mount of it, or a cgroup outside this cgroup namespace is
+ * REMEX_EUNSUPPORTED with the reason. dir is "" on failure.
  */
-const char *proc_memlimit_mechanism(const char *parent, struct remex_error *why);
+remex_err proc_cgroup_v1_locate(const char *mountinfo, const char *cgroup_file, char *dir,
+                                size_t len, struct remex_error *e);
+/*
+ * Checks that dir is on a cgroup v1 mount with the memory controller
+ * (memory.limit_in_bytes) and writable. REMEX_OK, else REMEX_EUNSUPPORTED or
+ * REMEX_EPERM with the reason.
+ */
+remex_err proc_cgroup_v1_probe(const char *dir, struct remex_error *e);
 /*
  * Creates parent/name (name: one path component, [A-Za-z0-9._-], not "." or
- * ".."), writes the limits and opens cgroup.procs. REMEX_EEXIST if it exists.
- * On failure nothing is left behind and cg->procs_fd is -1.
+ * ".."), writes the limits and opens cgroup.procs. The layout (cg->v1) is the
+ * one parent is on. REMEX_EEXIST if it exists, REMEX_EUNSUPPORTED when
+ * parent is not on a cgroup mount. On failure nothing is left behind,
+ * cg->path is "" and cg->procs_fd is -1.
  */
 remex_err proc_cgroup_create(struct proc_cgroup *cg, const char *parent, const char *name,
                              const struct proc_cgroup_limits *lim, struct remex_error *e);
-/* Reads the oom_kill counter of memory.events. REMEX_EPARSE if absent or malformed. */
+/*
+ * Reads the count of processes the OOM killer killed in the cgroup: oom_kill
+ * in memory.events (v2; REMEX_EPARSE if absent) or in memory.oom_control (v1;
+ * REMEX_EUNSUPPORTED if absent, Linux < 4.13). REMEX_EPARSE if malformed.
+ */
 remex_err proc_cgroup_oom_kills(const struct proc_cgroup *cg, unsigned long long *count,
                                 struct remex_error *e);
-/* Kills every process in the cgroup (cgroup.kill, Linux >= 5.14). */
+/*
+ * Kills every process in the cgroup: cgroup.kill (v2, Linux >= 5.14), else
+ * SIGKILL to each pid in cgroup.procs (except the caller), a few rounds.
+ * Does not wait for them to exit.
+ */
 remex_err proc_cgroup_kill(const struct proc_cgroup *cg, struct remex_error *e);
 /*
  * Closes procs_fd and removes the directory. REMEX_EAGAIN while processes
  * remain (the fd is closed regardless; the path is kept for a retry).
  */
 remex_err proc_cgroup_remove(struct proc_cgroup *cg, struct remex_error *e);
+/*
+ * Removes the cgroup dir and every cgroup below it, blocking up to
+ * timeout_ms: depth first, the members of each get SIGKILL (never the
+ * caller), then each directory is removed once empty. For a caller's own
+ * parent cgroup at exit, or one a crashed predecessor left. REMEX_OK when dir
+ * is gone (or never existed); REMEX_EAGAIN if processes remain at the
+ * deadline; REMEX_EINVAL for a path that is not a cgroup or is a hierarchy's
+ * root (which holds every process).
+ */
+remex_err proc_cgroup_purge(const char *dir, int timeout_ms, struct remex_error *e);
 
 #endif

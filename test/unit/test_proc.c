@@ -709,15 +709,22 @@ static void test_cgroup_probe_reports(void **state)
 {
     (void)state;
     struct remex_error why;
-    const char *mech = proc_memlimit_mechanism("/sys/fs/cgroup", &why);
+    char v1[4096];
 
-    if (strcmp(mech, "cgroup2") == 0)
-        print_message("# memory limit mechanism: cgroup2 (/sys/fs/cgroup)\n");
+    if (proc_cgroup_probe("/sys/fs/cgroup", PROC_CG_MEMORY, &why) == REMEX_OK)
+        print_message("# cgroup2 memory: usable under /sys/fs/cgroup\n");
     else
-        print_message("# memory limit mechanism: %s (%s)\n", mech, why.msg);
+        print_message("# cgroup2 memory: %s\n", why.msg);
+    if (proc_cgroup_v1_locate(NULL, NULL, v1, sizeof(v1), &why) == REMEX_OK &&
+        proc_cgroup_v1_probe(v1, &why) == REMEX_OK)
+        print_message("# cgroup v1 memory: usable in %s\n", v1);
+    else
+        print_message("# cgroup v1 memory: %s\n", why.msg);
     assert_int_equal(proc_cgroup_probe("relative", 0, &why), REMEX_EINVAL);
     assert_int_equal(proc_cgroup_probe("/tmp", 0, &why), REMEX_EUNSUPPORTED);
     assert_string_equal(why.msg, "/tmp: not a cgroup2 mount");
+    assert_int_equal(proc_cgroup_v1_probe("/tmp", &why), REMEX_EUNSUPPORTED);
+    assert_string_equal(why.msg, "/tmp: not a cgroup v1 mount");
 }
 
 /* A cgroup2 directory we may create children in (controllers not required). */
@@ -774,7 +781,8 @@ static void test_cgroup_memory_limit(void **state)
     int st;
 
     if (parent == NULL || access(argv[0], X_OK) != 0)
-        SKIP_BECAUSE("cgroup memory limit not testable (RLIMIT_AS path tested instead): %s\n",
+        SKIP_BECAUSE("cgroup v2 memory limit not testable (cgroup v1 and RLIMIT_AS paths tested "
+                     "instead): %s\n",
                      parent == NULL ? e.msg : "no python3");
     snprintf(name, sizeof(name), "remex-mem-%d", (int)getpid());
     assert_int_equal(proc_cgroup_create(&cg, parent, name, &lim, &e), REMEX_OK);
@@ -978,6 +986,260 @@ static void test_cgroup_oom_events_parse(void **state)
     rmdir(dir);
 }
 
+/* ---- cgroup v1 memory ------------------------------------------------------------ */
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char path[256];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* proc_cgroup_v1_locate on a mountinfo and a cgroup file written into dir. */
+static remex_err locate(const char *dir, const char *mountinfo, const char *cgroup, char *out,
+                        struct remex_error *e)
+{
+    char mi[128], cg[128];
+
+    write_text(dir, "mountinfo", mountinfo);
+    write_text(dir, "cgroup", cgroup);
+    snprintf(mi, sizeof(mi), "%s/mountinfo", dir);
+    snprintf(cg, sizeof(cg), "%s/cgroup", dir);
+    return proc_cgroup_v1_locate(mi, cg, out, 4096, e);
+}
+
+#define MI_ROOT  "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+#define MI_CPU   "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+#define MI_MEM   "35 31 0:32 / /sys/fs/cgroup/memory rw shared:9 - cgroup cgroup rw,memory\n"
+#define MI_UNI   "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+#define CG_LINES "5:devices:/\n4:memory:/process_api/abc\n1:cpu:/\n0::/\n"
+
+static void test_cgroup_v1_locate_parse(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/remex-cg1-XXXXXX", out[4096], want[256], *big;
+    struct remex_error e;
+
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(locate(dir, MI_ROOT MI_CPU MI_MEM MI_UNI, CG_LINES, out, &e), REMEX_OK);
+    assert_string_equal(out, "/sys/fs/cgroup/memory/process_api/abc");
+    /* Root cgroup; controllers sharing one hierarchy. */
+    assert_int_equal(
+        locate(dir, "1 0 0:1 / /cg rw - cgroup x rw,cpu,memory\n", "3:cpu,memory:/\n", out, &e),
+        REMEX_OK);
+    assert_string_equal(out, "/cg");
+    /* A bind mount of a subtree (a container's view); an escaped mount point. */
+    assert_int_equal(locate(dir, "1 0 0:1 /docker/abc /mnt/my\\040cg rw - cgroup c rw,memory\n",
+                            "4:memory:/docker/abc/job\n", out, &e),
+                     REMEX_OK);
+    assert_string_equal(out, "/mnt/my cg/job");
+    assert_int_equal(locate(dir, "1 0 0:1 /docker/abc /m rw - cgroup c rw,memory\n",
+                            "4:memory:/docker/abc\n", out, &e),
+                     REMEX_OK);
+    assert_string_equal(out, "/m");
+    /* Nothing usable: each case says why. */
+    assert_int_equal(locate(dir, MI_ROOT MI_UNI, "0::/user.slice\n", out, &e), REMEX_EUNSUPPORTED);
+    snprintf(want, sizeof(want), "%s/cgroup: no cgroup v1 memory controller", dir);
+    assert_string_equal(e.msg, want);
+    assert_string_equal(out, "");
+    assert_int_equal(locate(dir, MI_ROOT MI_CPU MI_UNI, CG_LINES, out, &e), REMEX_EUNSUPPORTED);
+    snprintf(want, sizeof(want), "%s/mountinfo: no cgroup v1 memory mount", dir);
+    assert_string_equal(e.msg, want);
+    assert_int_equal(locate(dir, "1 0 0:1 / /m rw - cgroup c rw,memoryx\n", CG_LINES, out, &e),
+                     REMEX_EUNSUPPORTED);
+    assert_int_equal(locate(dir, "1 0 0:1 /docker/abc /m rw - cgroup c rw,memory\n",
+                            "4:memory:/docker/abcd\n", out, &e),
+                     REMEX_EUNSUPPORTED);
+    assert_non_null(strstr(e.msg, "is not under any cgroup v1 memory mount"));
+    assert_int_equal(locate(dir, MI_MEM, "4:memory:/../other\n", out, &e), REMEX_EUNSUPPORTED);
+    assert_non_null(strstr(e.msg, "outside this cgroup namespace"));
+    /* Malformed input names the file and line. */
+    assert_int_equal(
+        locate(dir, MI_ROOT "35 31 0:32 / /x rw cgroup cgroup rw,memory\n", CG_LINES, out, &e),
+        REMEX_EPARSE);
+    snprintf(want, sizeof(want), "%s/mountinfo:2: malformed mount line", dir);
+    assert_string_equal(e.msg, want);
+    assert_int_equal(locate(dir, "1 0 0:1 / /a\\09 rw - cgroup c memory\n", CG_LINES, out, &e),
+                     REMEX_EPARSE);
+    assert_int_equal(locate(dir, "", CG_LINES, out, &e), REMEX_EPARSE);
+    assert_int_equal(locate(dir, MI_MEM, "5:devices:/\nmemory\n", out, &e), REMEX_EPARSE);
+    snprintf(want, sizeof(want), "%s/cgroup:2: expected ID:CONTROLLERS:/PATH", dir);
+    assert_string_equal(e.msg, want);
+    big = malloc((2u << 20) + 1);
+    assert_non_null(big);
+    memset(big, 'x', 2u << 20);
+    big[2u << 20] = '\0';
+    assert_int_equal(locate(dir, big, CG_LINES, out, &e), REMEX_ETOOBIG);
+    assert_non_null(strstr(e.msg, "mountinfo: larger than"));
+    free(big);
+    snprintf(want, sizeof(want), "%s/nosuch", dir);
+    assert_int_equal(proc_cgroup_v1_locate(want, NULL, out, sizeof(out), &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "nosuch: No such file or directory"));
+    for (const char *const *f = (const char *const[]){"mountinfo", "cgroup", NULL}; *f; f++) {
+        snprintf(want, sizeof(want), "%s/%s", dir, *f);
+        unlink(want);
+    }
+    rmdir(dir);
+}
+
+static void test_cgroup_v1_oom_control_parse(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/remex-cg1-XXXXXX", path[128];
+    struct proc_cgroup cg = {.procs_fd = -1, .v1 = 1};
+    struct remex_error e;
+    unsigned long long n = 99;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(cg.path, sizeof(cg.path), "%s", dir);
+    write_text(dir, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n");
+    assert_int_equal(proc_cgroup_oom_kills(&cg, &n, &e), REMEX_OK);
+    assert_int_equal(n, 3);
+    write_text(dir, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");
+    assert_int_equal(proc_cgroup_oom_kills(&cg, &n, &e), REMEX_EUNSUPPORTED);
+    assert_non_null(strstr(e.msg, "memory.oom_control: no oom_kill counter (Linux < 4.13)"));
+    write_text(dir, "memory.oom_control", "oom_kill 1x\n");
+    assert_int_equal(proc_cgroup_oom_kills(&cg, &n, &e), REMEX_EPARSE);
+    snprintf(path, sizeof(path), "%s/memory.oom_control", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* This process's v1 memory cgroup, when children can be made there. */
+static int v1_own(char *own, size_t len, struct remex_error *e)
+{
+    return proc_cgroup_v1_locate(NULL, NULL, own, len, e) == REMEX_OK &&
+           proc_cgroup_v1_probe(own, e) == REMEX_OK;
+}
+
+static unsigned long long read_ull(const char *dir, const char *name)
+{
+    char path[4200], buf[64] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fgets(buf, sizeof(buf), f) == NULL)
+        buf[0] = '\0';
+    fclose(f);
+    return strtoull(buf, NULL, 10);
+}
+
+static int v1_seq;
+
+static void test_cgroup_v1_memory_limit(void **state)
+{
+    (void)state;
+    char *hog[] = {"/usr/bin/python3", "-c", "b = bytearray(200 * 1024 * 1024)", NULL};
+    char *fine[] = {"/usr/bin/python3", "-c", "b = bytearray(8 * 1024 * 1024)", NULL};
+    char *cat[] = {"/bin/cat", "/proc/self/cgroup", NULL};
+    struct proc_cgroup_limits lim = {64u << 20, 0};
+    struct proc_cgroup top, cg;
+    struct proc_spec spec = {.argv = hog, .cgroup = &cg, .stdio = {[2] = {PROC_STDIO_NULL}}};
+    struct remex_error e;
+    unsigned long long ooms = 99;
+    char own[4096], name[64], want[4200], out[OUT_MAX];
+    int st;
+
+    if (!v1_own(own, sizeof(own), &e))
+        SKIP_BECAUSE("cgroup v1 memory not available: %s\n", e.msg);
+    if (access(hog[0], X_OK) != 0)
+        SKIP_BECAUSE("no python3 to allocate with\n");
+    snprintf(name, sizeof(name), "remex-test-%d-%d", (int)getpid(), ++v1_seq);
+    assert_int_equal(proc_cgroup_create(&top, own, name, NULL, &e), REMEX_OK);
+    assert_true(top.v1);
+    /* pids.max has no place in the memory hierarchy. */
+    struct proc_cgroup_limits pids = {0, 10};
+    assert_int_equal(proc_cgroup_create(&cg, top.path, "p", &pids, &e), REMEX_EUNSUPPORTED);
+    assert_string_equal(cg.path, "");
+    assert_int_equal(proc_cgroup_create(&cg, top.path, "hog", &lim, &e), REMEX_OK);
+    assert_int_equal(read_ull(cg.path, "memory.limit_in_bytes"), 64u << 20);
+    if (read_ull(cg.path, "memory.memsw.limit_in_bytes") != 0)
+        assert_int_equal(read_ull(cg.path, "memory.memsw.limit_in_bytes"), 64u << 20);
+    assert_int_equal(run_capture(&spec, out, sizeof(out), &st, &e), REMEX_OK);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_int_equal(proc_cgroup_oom_kills(&cg, &ooms, &e), REMEX_OK);
+    assert_true(ooms >= 1);
+    snprintf(want, sizeof(want), "%s", cg.path);
+    assert_int_equal(proc_cgroup_remove(&cg, &e), REMEX_OK);
+    assert_string_equal(cg.path, "");
+    assert_int_equal(access(want, F_OK), -1);
+    /* Well-behaved under the same limit: not killed, no OOM counted; runs inside. */
+    assert_int_equal(proc_cgroup_create(&cg, top.path, "fine", &lim, &e), REMEX_OK);
+    spec.argv = fine;
+    assert_int_equal(run_capture(&spec, out, sizeof(out), &st, &e), REMEX_OK);
+    assert_int_equal(st, 0);
+    assert_int_equal(proc_cgroup_oom_kills(&cg, &ooms, &e), REMEX_OK);
+    assert_int_equal(ooms, 0);
+    spec.argv = cat;
+    assert_int_equal(run_capture(&spec, out, sizeof(out), &st, &e), REMEX_OK);
+    snprintf(want, sizeof(want), "/%s/fine\n", name);
+    assert_non_null(strstr(out, want));
+    assert_int_equal(proc_cgroup_remove(&cg, &e), REMEX_OK);
+    assert_int_equal(proc_cgroup_remove(&top, &e), REMEX_OK);
+    assert_int_equal(access(top.path, F_OK), -1);
+}
+
+/* Spawns a shell in cg (new session) that leaves a background sleep behind. */
+static pid_t spawn_sleepers(struct proc_cgroup *cg)
+{
+    char *argv[] = {"/bin/sh", "-c", "sleep 100 & exec sleep 100", NULL};
+    struct proc_spec spec = {.argv = argv, .cgroup = cg, .new_session = 1};
+    pid_t pid;
+
+    assert_int_equal(proc_spawn(&spec, &pid, NULL), REMEX_OK);
+    return pid;
+}
+
+static void test_cgroup_v1_kill_remove_purge(void **state)
+{
+    (void)state;
+    struct proc_cgroup top, cg;
+    struct remex_error e;
+    char own[4096], name[64], sub[4200];
+    int64_t deadline;
+    remex_err rc;
+    pid_t pid;
+    int st;
+
+    if (!v1_own(own, sizeof(own), &e))
+        SKIP_BECAUSE("cgroup v1 memory not available: %s\n", e.msg);
+    snprintf(name, sizeof(name), "remex-test-%d-%d", (int)getpid(), ++v1_seq);
+    assert_int_equal(proc_cgroup_create(&top, own, name, NULL, &e), REMEX_OK);
+    assert_int_equal(proc_cgroup_create(&cg, top.path, "t", NULL, &e), REMEX_OK);
+    pid = spawn_sleepers(&cg);
+    nap_ms(100); /* the background sleep is forked */
+    assert_int_equal(proc_cgroup_remove(&cg, &e), REMEX_EAGAIN);
+    assert_string_equal(cg.path + strlen(cg.path) - 2, "/t"); /* kept for a retry */
+    assert_int_equal(proc_cgroup_kill(&cg, &e), REMEX_OK);
+    assert_int_equal(proc_wait(pid, 5000, &st, &e), REMEX_OK);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    deadline = mono_ms() + 5000; /* the orphaned sleep exits on its own time */
+    while ((rc = proc_cgroup_remove(&cg, &e)) == REMEX_EAGAIN && mono_ms() < deadline)
+        nap_ms(10);
+    assert_int_equal(rc, REMEX_OK);
+    /* purge: a nested subtree with live processes goes in one call. */
+    assert_int_equal(proc_cgroup_create(&cg, top.path, "a", NULL, &e), REMEX_OK);
+    snprintf(sub, sizeof(sub), "%s/a/b", top.path);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    pid = spawn_sleepers(&cg);
+    proc_cgroup_remove(&cg, NULL); /* closes the fd; busy */
+    assert_int_equal(proc_cgroup_purge(top.path, 5000, &e), REMEX_OK);
+    assert_int_equal(access(top.path, F_OK), -1);
+    assert_int_equal(proc_wait(pid, 5000, &st, &e), REMEX_OK);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_int_equal(proc_cgroup_purge(top.path, 100, &e), REMEX_OK); /* gone: nothing to do */
+    assert_int_equal(proc_cgroup_purge("/tmp", 100, &e), REMEX_EINVAL);
+    assert_int_equal(proc_cgroup_purge("rel", 100, &e), REMEX_EINVAL);
+}
+
 /* The mechanism this group asked for, or "fork" where proc forces it. */
 static const char *want_mechanism = "clone-vfork";
 
@@ -1147,6 +1409,10 @@ int main(void)
         cmocka_unit_test(test_cgroup_placement),
         cmocka_unit_test(test_cgroup_memory_limit),
         cmocka_unit_test(test_cgroup_oom_events_parse),
+        cmocka_unit_test(test_cgroup_v1_locate_parse),
+        cmocka_unit_test(test_cgroup_v1_oom_control_parse),
+        cmocka_unit_test(test_cgroup_v1_memory_limit),
+        cmocka_unit_test(test_cgroup_v1_kill_remove_purge),
         cmocka_unit_test(test_parent_death_signal),
         cmocka_unit_test(test_drop_ids),
         cmocka_unit_test(test_more_rlimits),
