@@ -55,6 +55,25 @@ int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session)
     return ok;
 }
 
+int agents_work_allowed(struct plane *p, int64_t agent_id, int64_t session)
+{
+    sqlite3_stmt *st =
+        store_stmt(p, "SELECT session, state, desired_state FROM agents WHERE id = ?");
+    int ok = -1;
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, agent_id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *state = (const char *)sqlite3_column_text(st, 1);
+        const char *desired = (const char *)sqlite3_column_text(st, 2);
+        if (sqlite3_column_int64(st, 0) == session && state && strcmp(state, "lost") != 0 &&
+            strcmp(state, "offline") != 0)
+            ok = desired && strcmp(desired, "run") == 0;
+    }
+    sqlite3_reset(st);
+    return ok;
+}
+
 static char *dump(json_t *v, const char *def)
 {
     char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
@@ -331,12 +350,58 @@ static void h_admin_show(struct plane *p, struct plane_req *rq, struct plane_res
         plane_reply(rs, 200, a);
 }
 
+/* PATCH /admin/agents/{id} {desired_state}: persisted, answered with the agent. */
+static void h_admin_patch(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    struct decode_agent_patch d;
+    struct remex_error e = {0};
+    sqlite3_stmt *st = NULL;
+    json_t *a = NULL;
+    int64_t id = decode_id(rq->param[0]);
+    if (id <= 0) {
+        plane_error(rs, 404, "not_found", "no such agent");
+        return;
+    }
+    if (!rq->body) {
+        plane_error(rs, 400, "bad_request", "body: missing");
+        return;
+    }
+    if (decode_agent_patch(rq->body, &d, &e)) {
+        plane_error(rs, 400, "bad_request", "%s", e.msg);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (sqlite3_prepare_v2(p->db,
+                           "UPDATE agents SET desired_state = ?2 WHERE id = ?1"
+                           " RETURNING " AGENT_COLS,
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, d.desired_state, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            a = agent_json(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (a && strcmp(d.desired_state, "run") == 0) {
+        /* Its waiting long polls look again. */
+        pthread_cond_broadcast(&p->work_cv);
+        pthread_cond_broadcast(&p->trigger_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!a) {
+        plane_error(rs, 404, "not_found", "no such agent");
+        return;
+    }
+    log_info("agents: agent %lld desired state set to %s", (long long)id, d.desired_state);
+    plane_reply(rs, 200, a);
+}
+
 const struct plane_route plane_routes_agents[] = {
     {"POST", "/api/v1/agents/register", AUTHZ_AGENT_TOKEN, h_register},
     {"POST", "/api/v1/agents/{agent_id}/heartbeat", AUTHZ_SESSION, h_heartbeat},
     {"POST", "/api/v1/agents/{agent_id}/health", AUTHZ_SESSION, h_health},
     {"GET", "/api/v1/admin/agents", AUTHZ_ADMIN, h_admin_list},
     {"GET", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_show},
+    {"PATCH", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_patch},
     {NULL, NULL, AUTHZ_NONE, NULL},
 };
 

@@ -12,6 +12,7 @@ const char *const decode_agent_states[] = {
 const char *const decode_agent_roles[] = {
     "worker", "triggerer", "dag-processor", "sentinel", NULL,
 };
+const char *const decode_desired_states[] = {"run", "drain", "maintenance", NULL};
 static const char *const health_states[] = {"ok", "degraded", "failing", NULL};
 
 /* Nesting depth of [ and { outside strings; -1 as soon as max is passed. */
@@ -289,6 +290,17 @@ remex_err decode_token_create(json_t *body, struct decode_token_create *out, str
     return get_int(body, "", "expires_in", 1, 1, DECODE_EXPIRES_MAX, &out->expires_in_s, e);
 }
 
+remex_err decode_agent_patch(json_t *body, struct decode_agent_patch *out, struct remex_error *e)
+{
+    remex_err rc;
+    memset(out, 0, sizeof(*out));
+    if ((rc = get_str(body, "", "desired_state", 1, DECODE_NAME_MAX, &out->desired_state, e)))
+        return rc;
+    if (!in_set(out->desired_state, decode_desired_states))
+        return remex_seterr(e, REMEX_EINVAL, "desired_state: must be run, drain or maintenance");
+    return REMEX_OK;
+}
+
 int64_t decode_id(const char *s)
 {
     char *end = NULL;
@@ -412,6 +424,10 @@ static const struct decode_field f_token_create[] = {
     {"expires_in", DECODE_ANY, NULL},
     F_END,
 };
+static const struct decode_field f_agent_patch[] = {
+    {"desired_state", DECODE_ANY, NULL},
+    F_END,
+};
 static const struct decode_field f_run_trigger[] = {
     {"conf", DECODE_ANY, NULL},
     {"logical_date", DECODE_ANY, NULL},
@@ -437,6 +453,7 @@ const struct decode_route_body decode_route_bodies[] = {
     {"POST", "/api/v1/dags/manifest", f_manifest},
     {"PUT", "/api/v1/dags/{dag_id}", f_dag_put},
     {"POST", "/api/v1/admin/tokens", f_token_create},
+    {"PATCH", "/api/v1/admin/agents/{agent_id}", f_agent_patch},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs", f_run_trigger},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", f_task_clear},
     {NULL, NULL, NULL},

@@ -72,6 +72,14 @@ struct decode_token_create {
 };
 remex_err decode_token_create(json_t *body, struct decode_token_create *out, struct remex_error *e);
 
+/* Admin change of an agent: {desired_state}. */
+struct decode_agent_patch {
+    const char *desired_state; /* required: one of decode_desired_states */
+};
+remex_err decode_agent_patch(json_t *body, struct decode_agent_patch *out, struct remex_error *e);
+
+/* Desired states the plane can ask of an agent ("run", "drain", "maintenance"), NULL-terminated. */
+extern const char *const decode_desired_states[];
 /* States an agent may report in its heartbeat, NULL-terminated. */
 extern const char *const decode_agent_states[];
 /* Roles an agent may register with, NULL-terminated. */

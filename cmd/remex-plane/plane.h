@@ -221,6 +221,10 @@ void sched_metrics(struct plane *p, struct buf *out);
 /* ---- agents.c (mu held) ---- */
 /* 1 if the agent exists and is not lost/offline and session is its current one. */
 int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session);
+/* For a work or trigger poll: -1 when the session is not valid (as
+ * agents_session_valid), 0 when the agent's desired state is drain or
+ * maintenance (it gets no new work), 1 when it may take work. */
+int agents_work_allowed(struct plane *p, int64_t agent_id, int64_t session);
 /* Starts / stops the lost-agent detector thread (mu not held). */
 remex_err agents_start(struct plane *p, struct remex_error *e);
 void agents_stop(struct plane *p);

@@ -248,12 +248,13 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
     int n = 0, authfail = 0;
     pthread_mutex_lock(&p->mu);
     while (slots > 0 && !atomic_load(&p->stopping)) {
-        if (!agents_session_valid(p, rq->who.agent_id, rq->who.session)) {
+        int allowed = agents_work_allowed(p, rq->who.agent_id, rq->who.session);
+        if (allowed < 0) {
             authfail = 1;
             break;
         }
         int began = sq_begin(p);
-        n = pick(p, rq->who.agent_id, queues, slots, ids);
+        n = allowed ? pick(p, rq->who.agent_id, queues, slots, ids) : 0;
         sq_commit(p, began);
         if (n > 0 || wait_ms == 0)
             break;

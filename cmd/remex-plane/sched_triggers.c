@@ -102,11 +102,12 @@ void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_re
     int authfail = 0;
     pthread_mutex_lock(&p->mu);
     while (cap > 0 && !atomic_load(&p->stopping)) {
-        if (!agents_session_valid(p, rq->who.agent_id, rq->who.session)) {
+        int allowed = agents_work_allowed(p, rq->who.agent_id, rq->who.session);
+        if (allowed < 0) {
             authfail = 1;
             break;
         }
-        if (hand_out(p, rq->who.agent_id, cap, arr) > 0 || wait_ms == 0)
+        if ((allowed && hand_out(p, rq->who.agent_id, cap, arr) > 0) || wait_ms == 0)
             break;
         if (pthread_cond_timedwait(&p->trigger_cv, &p->mu, &ts) == ETIMEDOUT)
             break;

@@ -377,10 +377,13 @@ static void heartbeat_tick(struct evloop *loop, uint64_t id, void *arg)
                                                  "try_number", (json_int_t)t->try_number));
     double load[1] = {0};
     getloadavg(load, 1);
-    json_t *body =
-        json_pack("{s:s,s:I,s:o,s:[],s:{s:f}}", "state", w->draining ? "draining" : "running",
-                  "free_slots", (json_int_t)(w->draining ? 0 : w->slots - w->running), "running",
-                  run, "triggers", "sysinfo", "load1", load[0]);
+    const char *state = w->draining || w->plane_hold == 1 ? "draining"
+                        : w->plane_hold == 2              ? "maintenance"
+                                                          : "running";
+    int idle = w->draining || w->plane_hold;
+    json_t *body = json_pack("{s:s,s:I,s:o,s:[],s:{s:f}}", "state", state, "free_slots",
+                             (json_int_t)(idle ? 0 : w->slots - w->running), "running", run,
+                             "triggers", "sysinfo", "load1", load[0]);
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/agents/%s/heartbeat", w->agent_id);
     struct call *c = new_call(w, C_HEARTBEAT, NULL);
@@ -394,6 +397,27 @@ static void heartbeat_tick(struct evloop *loop, uint64_t id, void *arg)
         free(c);
     }
     json_decref(body);
+}
+
+/*
+ * The plane's desired state: "drain" and "maintenance" stop new work (running
+ * tasks go on, the worker stays registered and keeps beating); "run" takes
+ * work again. Unknown values change nothing.
+ */
+static void plane_desired(struct worker *w, const char *ds)
+{
+    int hold = !ds                              ? w->plane_hold
+               : strcmp(ds, "run") == 0         ? 0
+               : strcmp(ds, "drain") == 0       ? 1
+               : strcmp(ds, "maintenance") == 0 ? 2
+                                                : w->plane_hold;
+    if (hold == w->plane_hold)
+        return;
+    if (hold)
+        log_info("the plane asked this worker for %s: taking no new work", ds);
+    else
+        log_info("the plane asked this worker to run: taking work again");
+    w->plane_hold = hold;
 }
 
 static void heartbeat_done(struct worker *w, remex_err rc, long status, json_t *r, const char *msg)
@@ -432,12 +456,7 @@ static void heartbeat_done(struct worker *w, remex_err rc, long status, json_t *
         if (json_is_integer(ti) && json_is_integer(tr))
             task_cancel(w, json_integer_value(ti), json_integer_value(tr), why ? why : "cancelled");
     }
-    const char *ds = json_string_value(json_object_get(r, "desired_state"));
-    if (ds && strcmp(ds, "drain") == 0 && !w->draining) {
-        log_info("the plane asked this worker to drain");
-        w->draining = 1;
-        worker_check_done(w);
-    }
+    plane_desired(w, json_string_value(json_object_get(r, "desired_state")));
     plane_replay(w);
     plane_maybe_poll(w);
 }
@@ -455,7 +474,8 @@ static void poll_again(struct evloop *loop, uint64_t id, void *arg)
 
 void plane_maybe_poll(struct worker *w)
 {
-    if (w->poll_inflight || w->poll_timer || !w->registered || w->draining || w->stopping)
+    if (w->poll_inflight || w->poll_timer || !w->registered || w->draining || w->plane_hold ||
+        w->stopping)
         return;
     if (w->once && (w->once_taken || w->running > 0))
         return; /* --once: one offer at a time until one is confirmed */

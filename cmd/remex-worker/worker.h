@@ -198,6 +198,7 @@ struct worker {
     int once_taken;   /* the one task was confirmed */
     int once_result;  /* exit code for --once */
     int draining;     /* SIGTERM seen */
+    int plane_hold;   /* the plane's desired_state: 0 run, 1 drain, 2 maintenance (no new work) */
     int drain_forced; /* second SIGTERM or drain grace passed */
     uint64_t drain_timer;
     int exit_code;

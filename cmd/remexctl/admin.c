@@ -146,11 +146,11 @@ int cmd_tokens_revoke(struct ctl *c, int argc, char **argv)
 
 int cmd_agents_list(struct ctl *c, int argc, char **argv)
 {
-    static const char *const hdr[] = {"ID",    "NAME",           "STATE",  "QUEUES",
-                                      "SLOTS", "LAST HEARTBEAT", "VERSION"};
+    static const char *const hdr[] = {"ID",     "NAME",  "STATE",          "DESIRED",
+                                      "QUEUES", "SLOTS", "LAST HEARTBEAT", "VERSION"};
     struct table t;
     json_t *reply, *list, *a;
-    char b[7][TXT], slots[64];
+    char b[8][TXT], slots[64];
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
@@ -159,22 +159,23 @@ int cmd_agents_list(struct ctl *c, int argc, char **argv)
     rc = ctl_fetch(c, "GET", "/api/v1/admin/agents", NULL, &reply);
     if (rc != CTL_OK || reply == NULL)
         return rc;
-    if ((list = ctl_list(reply, "agents")) == NULL || table_init(&t, 7, hdr) != REMEX_OK) {
+    if ((list = ctl_list(reply, "agents")) == NULL || table_init(&t, 8, hdr) != REMEX_OK) {
         json_decref(reply);
         return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
     }
     json_array_foreach(list, i, a)
     {
-        snprintf(slots, sizeof(slots), "%s/%s", ctl_field(a, "free_slots", b[4], TXT),
-                 ctl_field(a, "slots", b[5], TXT));
-        const char *row[7] = {
+        snprintf(slots, sizeof(slots), "%s/%s", ctl_field(a, "free_slots", b[5], TXT),
+                 ctl_field(a, "slots", b[6], TXT));
+        const char *row[8] = {
             ctl_field(a, "agent_id", b[0], TXT),
             ctl_field(a, "name", b[1], TXT),
             ctl_field(a, "state", b[2], TXT),
-            ctl_field(a, "queues", b[3], TXT),
+            ctl_field(a, "desired_state", b[3], TXT),
+            ctl_field(a, "queues", b[4], TXT),
             slots,
-            ctl_field(a, "last_heartbeat_at", b[5], TXT),
-            ctl_field(a, "version", b[6], TXT),
+            ctl_field(a, "last_heartbeat_at", b[6], TXT),
+            ctl_field(a, "version", b[7], TXT),
         };
         if (table_add(&t, row) != REMEX_OK)
             break;
@@ -206,6 +207,88 @@ static int print_checks(const struct ctl *c, const json_t *health)
     return ctl_table_print(c, &t, 0);
 }
 
+/*
+ * The agent id of NAME_OR_ID into id (digits only): an agent named so wins,
+ * then an agent with that id. Fails (printed) when none matches.
+ */
+static int agent_resolve(struct ctl *c, const char *arg, char *id, size_t n)
+{
+    json_t *reply = NULL, *list, *a;
+    const json_t *by_id = NULL, *by_name = NULL;
+    size_t i;
+    int rc = ctl_call(c, "GET", "/api/v1/admin/agents", NULL, &reply, NULL);
+
+    if (rc != CTL_OK)
+        return rc;
+    if ((list = ctl_list(reply, "agents")) == NULL) {
+        json_decref(reply);
+        return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
+    }
+    json_array_foreach(list, i, a)
+    {
+        const char *name = json_string_value(json_object_get(a, "name"));
+        json_t *aid = json_object_get(a, "agent_id");
+        char s[32];
+        if (name && strcmp(name, arg) == 0)
+            by_name = a;
+        snprintf(s, sizeof(s), "%" JSON_INTEGER_FORMAT, json_integer_value(aid));
+        if (json_is_integer(aid) && strcmp(s, arg) == 0)
+            by_id = a;
+    }
+    a = (json_t *)(by_name ? by_name : by_id);
+    if (a)
+        snprintf(id, n, "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(json_object_get(a, "agent_id")));
+    json_decref(reply);
+    if (!a) {
+        char safe[TXT];
+        table_sanitize(safe, sizeof(safe), arg);
+        return ctl_fail(c, CTL_EFAIL, "no agent named or numbered '%s'", safe);
+    }
+    return CTL_OK;
+}
+
+/* PATCHes the agent's desired state and prints the result. */
+static int agent_set_desired(struct ctl *c, int argc, char **argv, const char *desired)
+{
+    struct buf path = BUF_INIT(4096);
+    json_t *body = NULL, *reply = NULL;
+    char id[32], b[3][TXT];
+    int rc = ctl_positional(c, argc, argv, 1, "agent NAME_OR_ID");
+
+    if (rc == CTL_OK)
+        rc = agent_resolve(c, argv[1], id, sizeof(id));
+    if (rc == CTL_OK)
+        rc = ctl_path(c, &path, "/api/v1/admin/agents/%s", id);
+    if (rc == CTL_OK && (body = json_pack("{s:s}", "desired_state", desired)) == NULL)
+        rc = ctl_fail(c, CTL_EFAIL, "out of memory");
+    if (rc == CTL_OK)
+        rc = ctl_fetch(c, "PATCH", buf_cstr(&path), body, &reply);
+    json_decref(body);
+    buf_free(&path);
+    if (rc != CTL_OK || reply == NULL)
+        return rc;
+    printf("agent %s (%s): desired state %s, state %s\n", ctl_field(reply, "agent_id", b[0], TXT),
+           ctl_field(reply, "name", b[1], TXT), desired, ctl_field(reply, "state", b[2], TXT));
+    json_decref(reply);
+    return fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
+}
+
+int cmd_agents_drain(struct ctl *c, int argc, char **argv)
+{
+    return agent_set_desired(c, argc, argv, "drain");
+}
+
+int cmd_agents_maintenance(struct ctl *c, int argc, char **argv)
+{
+    return agent_set_desired(c, argc, argv, "maintenance");
+}
+
+int cmd_agents_resume(struct ctl *c, int argc, char **argv)
+{
+    return agent_set_desired(c, argc, argv, "run");
+}
+
 int cmd_agents_show(struct ctl *c, int argc, char **argv)
 {
     static const char *const keys[] = {"agent_id",      "name",
@@ -221,12 +304,13 @@ int cmd_agents_show(struct ctl *c, int argc, char **argv)
     json_t *reply = NULL, *health;
     char b[TXT];
     size_t i;
-    int rc = ctl_positional(c, argc, argv, 1, "agent ID");
+    char id[32];
+    int rc = ctl_positional(c, argc, argv, 1, "agent NAME_OR_ID");
 
     if (rc == CTL_OK)
-        rc = parse_id(c, argv[1], "ID");
+        rc = agent_resolve(c, argv[1], id, sizeof(id));
     if (rc == CTL_OK)
-        rc = ctl_path(c, &path, "/api/v1/admin/agents/%s", argv[1]);
+        rc = ctl_path(c, &path, "/api/v1/admin/agents/%s", id);
     if (rc == CTL_OK)
         rc = ctl_fetch(c, "GET", buf_cstr(&path), NULL, &reply);
     buf_free(&path);

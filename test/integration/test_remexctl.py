@@ -315,6 +315,43 @@ heartbeat_interval: 1s
         self.assertEqual(rc, 1, out + err)
         self.assertIn("failed", out + err)
 
+    def test_agents_drain_resume_maintenance(self):
+        rc, value, err = self.ctl("tokens", "create", "--name", "agents")
+        self.assertEqual(rc, 0, err)
+        ids = {}
+        for name in ("w1", "7"):  # a name of digits is looked up as a name first
+            st, b = harness.http_json("POST", self.url + "/api/v1/agents/register", {
+                "name": name, "roles": ["worker"], "version": "0", "queues": ["default"],
+                "slots": 1}, token=value.strip())
+            self.assertEqual(st, 200, b)
+            ids[name] = b["agent_id"]
+        rc, out, err = self.ctl("agents", "drain", "w1")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, f"agent {ids['w1']} (w1): desired state drain, state starting\n")
+        rc, out, err = self.ctl("agents", "list")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("DESIRED", out.splitlines()[0])
+        row = [ln.split() for ln in out.splitlines() if " w1 " in ln][0]
+        self.assertEqual(row[2:4], ["starting", "drain"])
+        rc, out, err = self.ctl("agents", "show", "w1")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"desired_state:\s+drain")
+        # A name made of digits wins over the same number as an id.
+        rc, out, err = self.ctl("agents", "maintenance", "7")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"agent {ids['7']} (7): desired state maintenance", out)
+        rc, out, err = self.ctl("agents", "resume", str(ids["w1"]))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("(w1): desired state run", out)
+        rc, out, err = self.ctl("-o", "json", "agents", "show", "w1")
+        self.assertEqual(json.loads(out)["desired_state"], "run")
+        rc, out, err = self.ctl("agents", "drain", "nosuch")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("no agent named or numbered 'nosuch'", err)
+        for args in (["agents", "drain"], ["agents", "resume", "a", "b"]):
+            rc, out, err = self.ctl(*args)
+            self.assertEqual(rc, 2, (args, err))
+
 
 if __name__ == "__main__":
     unittest.main()
