@@ -211,21 +211,26 @@ static void h_heartbeat(struct plane *p, struct plane_req *rq, struct plane_resp
     }
     int64_t id = rq->who.agent_id;
     json_t *cancel = json_array(), *running = h.running ? h.running : json_array();
+    json_t *cancel_trig = json_array();
     pthread_mutex_lock(&p->mu);
     char *desired = record_heartbeat(p, id, &h);
-    if (desired)
+    if (desired) {
         sched_heartbeat(p, id, running, cancel);
+        if (h.triggers) /* an agent that lists no triggers has no say on them */
+            strig_heartbeat(p, id, h.triggers, cancel_trig);
+    }
     pthread_mutex_unlock(&p->mu);
     if (!h.running)
         json_decref(running);
     if (!desired) {
         json_decref(cancel);
+        json_decref(cancel_trig);
         plane_error(rs, 500, "internal", "cannot record the heartbeat");
         return;
     }
-    json_t *b = json_pack("{s:f,s:s,s:o}", "heartbeat_interval",
+    json_t *b = json_pack("{s:f,s:s,s:o,s:o}", "heartbeat_interval",
                           (double)p->cfg.heartbeat_interval_ms / 1000.0, "desired_state", desired,
-                          "cancel", cancel);
+                          "cancel", cancel, "cancel_triggers", cancel_trig);
     free(desired);
     int64_t left = rq->who.exp_ms - plane_now_ms();
     if (b && left < p->cfg.session_ttl_ms / 3) {

@@ -109,7 +109,8 @@ static remex_err get_int(json_t *o, const char *path, const char *key, int requi
 }
 
 /* An optional array (NULL when absent) of at most max items. */
-static remex_err get_array(json_t *o, const char *key, json_t **out, struct remex_error *e)
+static remex_err get_array_max(json_t *o, const char *key, size_t max, json_t **out,
+                               struct remex_error *e)
 {
     json_t *v = json_object_get(o, key);
     *out = NULL;
@@ -117,10 +118,15 @@ static remex_err get_array(json_t *o, const char *key, json_t **out, struct reme
         return REMEX_OK;
     if (!json_is_array(v))
         return remex_seterr(e, REMEX_EINVAL, "%s: expected array", key);
-    if (json_array_size(v) > DECODE_LIST_MAX)
-        return remex_seterr(e, REMEX_EINVAL, "%s: more than %d items", key, DECODE_LIST_MAX);
+    if (json_array_size(v) > max)
+        return remex_seterr(e, REMEX_EINVAL, "%s: more than %zu items", key, max);
     *out = v;
     return REMEX_OK;
+}
+
+static remex_err get_array(json_t *o, const char *key, json_t **out, struct remex_error *e)
+{
+    return get_array_max(o, key, DECODE_LIST_MAX, out, e);
 }
 
 /* An optional object whose serialised size stays under DECODE_OBJ_BYTES. */
@@ -231,7 +237,7 @@ remex_err decode_heartbeat(json_t *body, struct decode_heartbeat *out, struct re
                 return rc;
         }
     }
-    if ((rc = get_array(body, "triggers", &out->triggers, e)))
+    if ((rc = get_array_max(body, "triggers", DECODE_TRIGGERS_MAX, &out->triggers, e)))
         return rc;
     if (out->triggers) {
         json_array_foreach(out->triggers, i, v)

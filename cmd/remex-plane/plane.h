@@ -214,6 +214,11 @@ void sched_agent_reregistered(struct plane *p, int64_t agent_id);
 /* Heartbeat: reconcile the agent's running list; append {ti_id,try_number,reason}
  * objects to cancel (borrowed array) for TIs the agent must stop. */
 void sched_heartbeat(struct plane *p, int64_t agent_id, json_t *running, json_t *cancel);
+/* Heartbeat of an agent listing the triggers it holds (held: array of ids):
+ * a trigger assigned to it for longer than a heartbeat interval and not
+ * listed goes back to the pool; a listed id that is not assigned to it (gone,
+ * reassigned) is appended to cancel (borrowed array) for the agent to drop. */
+void strig_heartbeat(struct plane *p, int64_t agent_id, json_t *held, json_t *cancel);
 /* Appends the scheduler's Prometheus metrics (queued TIs per queue, dispatch
  * latency histogram, scheduler loop duration, runs by state). */
 void sched_metrics(struct plane *p, struct buf *out);

@@ -64,6 +64,9 @@ const struct store_migration store_migrations_sched[] = {
     /* An agent's offered/running TIs are found through ti_queue's state prefix
      * (bounded by slots); one index less to rewrite on every state change. */
     {101, "DROP INDEX ti_agent;"},
+    /* When a trigger was handed to its triggerer: heartbeats that do not list
+     * it release it once a heartbeat interval has passed. */
+    {102, "ALTER TABLE triggers ADD COLUMN assigned_ms INTEGER;"},
     {0, NULL},
 };
 

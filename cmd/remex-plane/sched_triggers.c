@@ -44,7 +44,8 @@ int64_t strig_due(struct plane *p, int64_t now)
 
 void strig_release_agent(struct plane *p, int64_t agent_id)
 {
-    sq_run(p, "UPDATE triggers SET agent_id = NULL WHERE agent_id = ?1", "i", agent_id);
+    sq_run(p, "UPDATE triggers SET agent_id = NULL, assigned_ms = NULL WHERE agent_id = ?1", "i",
+           agent_id);
     if (sqlite3_changes(p->db) > 0)
         pthread_cond_broadcast(&p->trigger_cv);
 }
@@ -67,9 +68,108 @@ static int hand_out(struct plane *p, int64_t agent, int64_t cap, json_t *arr)
     }
     if (st)
         sqlite3_reset(st);
+    int64_t now = plane_now_ms();
     for (int i = 0; i < n; i++)
-        sq_run(p, "UPDATE triggers SET agent_id = ?2 WHERE id = ?1", "ii", ids[i], agent);
+        sq_run(p, "UPDATE triggers SET agent_id = ?2, assigned_ms = ?3 WHERE id = ?1", "iii",
+               ids[i], agent, now);
     return n;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int has_id(const int64_t *v, size_t n, int64_t id)
+{
+    return n > 0 && bsearch(&id, v, n, sizeof(*v), cmp_i64) != NULL;
+}
+
+/* Sorted copy of the integer items of arr (malloc'd, *n set); NULL on no memory. */
+static int64_t *sorted_ids(json_t *arr, size_t *n)
+{
+    int64_t *v = malloc((json_array_size(arr) + 1) * sizeof(*v));
+    size_t i, k = 0;
+    json_t *x;
+    if (!v)
+        return NULL;
+    json_array_foreach(arr, i, x)
+    {
+        if (json_is_integer(x))
+            v[k++] = json_integer_value(x);
+    }
+    qsort(v, k, sizeof(*v), cmp_i64);
+    *n = k;
+    return v;
+}
+
+/* A growable list of ids; on no memory it stops growing and sets oom. */
+struct idlist {
+    int64_t *v;
+    size_t n, cap;
+    int oom;
+};
+
+static void idlist_add(struct idlist *l, int64_t id)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        int64_t *v = realloc(l->v, cap * sizeof(*v));
+        if (!v) {
+            l->oom = 1;
+            return;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = id;
+}
+
+void strig_heartbeat(struct plane *p, int64_t agent_id, json_t *held, json_t *cancel)
+{
+    size_t nheld = 0;
+    int64_t cutoff = plane_now_ms() - p->cfg.heartbeat_interval_ms;
+    int64_t *hv = sorted_ids(held, &nheld);
+    struct idlist mine = {0}, gone = {0};
+    if (!hv) {
+        log_error("sched: out of memory reconciling the triggers of agent %" PRId64, agent_id);
+        return;
+    }
+    int began = sq_begin(p);
+    sqlite3_stmt *st =
+        sq(p, "SELECT id, assigned_ms FROM triggers WHERE agent_id = ?1", "i", agent_id);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (has_id(hv, nheld, id))
+            idlist_add(&mine, id);
+        else if (sq_col_int(st, 1, 0) <= cutoff)
+            idlist_add(&gone, id); /* assigned, past the grace, not held */
+    }
+    if (st)
+        sqlite3_reset(st);
+    for (size_t i = 0; i < gone.n; i++) {
+        log_info("sched: trigger %" PRId64 " not held by agent %" PRId64 ": handed out again",
+                 gone.v[i], agent_id);
+        sq_run(p, "UPDATE triggers SET agent_id = NULL, assigned_ms = NULL WHERE id = ?1", "i",
+               gone.v[i]);
+    }
+    sq_commit(p, began);
+    if (gone.n > 0)
+        pthread_cond_broadcast(&p->trigger_cv);
+    /* Held but not (or no longer) this agent's: the agent drops them. */
+    if (!mine.oom) {
+        if (mine.n > 1)
+            qsort(mine.v, mine.n, sizeof(*mine.v), cmp_i64);
+        for (size_t i = 0; i < nheld; i++)
+            if ((i == 0 || hv[i] != hv[i - 1]) && !has_id(mine.v, mine.n, hv[i]))
+                json_array_append_new(cancel, json_integer(hv[i]));
+    }
+    if (mine.oom || gone.oom)
+        log_error("sched: out of memory reconciling the triggers of agent %" PRId64, agent_id);
+    free(hv);
+    free(mine.v);
+    free(gone.v);
 }
 
 void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_resp *rs)

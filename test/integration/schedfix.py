@@ -75,10 +75,10 @@ class Agent:
         return self.case.req("POST", f"/api/v1/task-instances/{a['ti_id']}/state", body,
                              a["task_token"])
 
-    def heartbeat(self, running=()):
+    def heartbeat(self, running=(), **extra):
         return self.case.heartbeat(self.id, self.session,
                                    running=[{"ti_id": a["ti_id"], "try_number": a["try_number"]}
-                                            for a in running])
+                                            for a in running], **extra)
 
     def take(self, n=1, timeout=15.0, **kw):
         """Polls until n assignments arrived (all started); returns them."""
