@@ -3,11 +3,14 @@
  * starts the plane and creates the tokens).
  *
  *   _plane_dispatch --url URL --admin TOKEN --agent-token TOKEN
- *                   [--tasks N] [--workers W] [--slots S] [--samples K]
+ *                   [--tasks N] [--workers W] [--slots S] [--samples K] [--plane-pid PID]
  *
  * Phase 1: W simulated workers (threads, one registered agent and one
  * keep-alive HTTP/1.1 connection each) drain N queued task instances with
- * /work -> start -> state success; prints assignments per second.
+ * /work -> start -> state success; prints assignments per second and, with
+ * --plane-pid, the plane's CPU time (user + system, /proc/PID/stat) over the
+ * phase and per assignment: a figure that does not depend on how much of the
+ * shared cores the run got.
  * Phase 2: one worker waits in a /work long poll while the driver triggers a
  * one-task run; prints the trigger -> reply latency (p50, p99) over K samples,
  * an upper bound of the plane's enqueue -> reply latency. Prints figures only.
@@ -54,6 +57,26 @@ static char g_hostport[128];
 static long g_slots = 16;
 static atomic_long g_assigned, g_errors;
 static long g_tasks = 10000;
+static long g_plane_pid;
+
+/* CPU seconds (user + system) of process pid so far; -1 when unreadable. */
+static double proc_cpu(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command name, which may hold spaces: state is field 3. */
+    char *s = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (!s || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
 
 /* Parses http://A.B.C.D:PORT into g_addr. */
 static int parse_url(const char *url)
@@ -418,7 +441,8 @@ int main(int argc, char **argv)
         {"url", required_argument, NULL, 'u'},         {"admin", required_argument, NULL, 'a'},
         {"agent-token", required_argument, NULL, 't'}, {"tasks", required_argument, NULL, 'n'},
         {"workers", required_argument, NULL, 'w'},     {"slots", required_argument, NULL, 's'},
-        {"samples", required_argument, NULL, 'k'},     {NULL, 0, NULL, 0},
+        {"samples", required_argument, NULL, 'k'},     {"plane-pid", required_argument, NULL, 'p'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -434,6 +458,13 @@ int main(int argc, char **argv)
             break;
         case 't':
             g_agent_token = optarg;
+            break;
+        case 'p':
+            if (!(optarg && *optarg && !*end && v > 0)) {
+                fprintf(stderr, "plane_dispatch: bad pid %s\n", optarg);
+                return 2;
+            }
+            g_plane_pid = v;
             break;
         case 'n':
         case 'w':
@@ -467,6 +498,7 @@ int main(int argc, char **argv)
     if (push_dag(&c, "bench", per) < 0)
         return 1;
     pthread_t *th = calloc((size_t)workers, sizeof(*th));
+    double pc0 = g_plane_pid ? proc_cpu(g_plane_pid) : -1;
     uint64_t t0 = timeutil_mono_ns();
     for (long i = 0; i < runs; i++)
         if (trigger(&c, "bench") < 0) {
@@ -478,6 +510,7 @@ int main(int argc, char **argv)
     for (long i = 0; i < workers; i++)
         pthread_join(th[i], NULL);
     double secs = (double)(timeutil_mono_ns() - t0) / 1e9;
+    double pc1 = pc0 >= 0 ? proc_cpu(g_plane_pid) : -1;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double dcpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
@@ -486,6 +519,11 @@ int main(int argc, char **argv)
            "%.0f assignments/s, %ld errors (driver CPU %.2f s)\n",
            (long)atomic_load(&g_assigned), workers, secs, atomic_load(&g_assigned) / secs,
            (long)atomic_load(&g_errors), dcpu);
+    long done = (long)atomic_load(&g_assigned);
+    if (pc0 >= 0 && pc1 >= 0 && done > 0)
+        printf("plane_dispatch: plane CPU over the assignments: %.2f s, %.1f us per assignment "
+               "(%.0f assignments per plane CPU second)\n",
+               pc1 - pc0, (pc1 - pc0) * 1e6 / (double)done, (double)done / (pc1 - pc0));
     latency_phase(&c, (int)samples);
     free(th);
     client_free(&c);

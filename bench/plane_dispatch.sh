@@ -40,6 +40,6 @@ cpu() { awk '{printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$pid/
 echo "plane_dispatch: $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 c0=$(cpu)
 "$driver" --url "$url" --admin "$admin" --agent-token "$tok" --tasks "${TASKS:-10000}" \
-    --workers "${WORKERS:-8}" --slots "${SLOTS:-16}"
+    --workers "${WORKERS:-8}" --slots "${SLOTS:-16}" --plane-pid "$pid"
 echo "plane_dispatch: plane CPU (user+sys) over both phases: $(awk -v a="$c0" -v b="$(cpu)" 'BEGIN {printf "%.2f", b - a}') s;" \
     "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
