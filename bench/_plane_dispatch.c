@@ -438,10 +438,14 @@ int main(int argc, char **argv)
 {
     long workers = 8, samples = 200;
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},         {"admin", required_argument, NULL, 'a'},
-        {"agent-token", required_argument, NULL, 't'}, {"tasks", required_argument, NULL, 'n'},
-        {"workers", required_argument, NULL, 'w'},     {"slots", required_argument, NULL, 's'},
-        {"samples", required_argument, NULL, 'k'},     {"plane-pid", required_argument, NULL, 'p'},
+        {"url", required_argument, NULL, 'u'},
+        {"admin", required_argument, NULL, 'a'},
+        {"agent-token", required_argument, NULL, 't'},
+        {"tasks", required_argument, NULL, 'n'},
+        {"workers", required_argument, NULL, 'w'},
+        {"slots", required_argument, NULL, 's'},
+        {"samples", required_argument, NULL, 'k'},
+        {"plane-pid", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     int ch;
