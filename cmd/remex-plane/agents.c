@@ -388,8 +388,8 @@ static void h_admin_patch(struct plane *p, struct plane_req *rq, struct plane_re
     sqlite3_finalize(st);
     if (a && strcmp(d.desired_state, "run") == 0) {
         /* Its waiting long polls look again. */
-        pthread_cond_broadcast(&p->work_cv);
-        pthread_cond_broadcast(&p->trigger_cv);
+        plane_wake(p, PLANE_WAIT_WORK);
+        plane_wake(p, PLANE_WAIT_TRIGGER);
     }
     pthread_mutex_unlock(&p->mu);
     if (!a) {

@@ -43,6 +43,7 @@ struct file_cfg {
     uint64_t longpoll_max;
     uint64_t body_max;
     int64_t threads;
+    int64_t max_connections;
     int log_level;
     int log_format;
 };
@@ -122,10 +123,17 @@ static const struct cfg_entry plane_cfg_table[] = {
     {.key = "threads",
      .type = CFG_INT,
      .offset = F(threads),
-     .def = "256",
+     .def = "0",
+     .min = 0,
+     .max = 64,
+     .desc = "HTTP event-loop threads (epoll); 0: one per CPU"},
+    {.key = "max_connections",
+     .type = CFG_INT,
+     .offset = F(max_connections),
+     .def = "1024",
      .min = 4,
-     .max = 10000,
-     .desc = "most concurrent connections (one thread each)"},
+     .max = 100000,
+     .desc = "most concurrent connections (a parked long poll holds one, no thread)"},
     {.key = "log.level",
      .type = CFG_ENUM,
      .offset = F(log_level),
@@ -173,6 +181,7 @@ static void copy_cfg(struct plane_config *c, const struct file_cfg *f)
     c->longpoll_max_ms = (int64_t)f->longpoll_max;
     c->body_max = (int64_t)f->body_max;
     c->threads = f->threads;
+    c->max_connections = f->max_connections;
     c->log_level = dupe(level_names[f->log_level]);
     c->log_format = dupe(format_names[f->log_format]);
 }
@@ -212,8 +221,7 @@ static int init_sync(struct plane *p)
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_mutex_init(&p->mu, NULL) || pthread_cond_init(&p->work_cv, &ca) ||
-             pthread_cond_init(&p->trigger_cv, &ca) || pthread_cond_init(&p->sched_cv, &ca);
+    int rc = pthread_mutex_init(&p->mu, NULL) || pthread_cond_init(&p->sched_cv, &ca);
     pthread_condattr_destroy(&ca);
     atomic_init(&p->stopping, 0);
     return rc ? -1 : 0;
@@ -221,8 +229,6 @@ static int init_sync(struct plane *p)
 
 static void fini_sync(struct plane *p)
 {
-    pthread_cond_destroy(&p->work_cv);
-    pthread_cond_destroy(&p->trigger_cv);
     pthread_cond_destroy(&p->sched_cv);
     pthread_mutex_destroy(&p->mu);
 }
@@ -267,8 +273,8 @@ static void shutdown_plane(struct plane *p, int stage)
         server_quiesce(p);
     atomic_store(&p->stopping, 1);
     pthread_mutex_lock(&p->mu);
-    pthread_cond_broadcast(&p->work_cv);
-    pthread_cond_broadcast(&p->trigger_cv);
+    plane_wake(p, PLANE_WAIT_WORK);
+    plane_wake(p, PLANE_WAIT_TRIGGER);
     pthread_cond_broadcast(&p->sched_cv);
     pthread_mutex_unlock(&p->mu);
     if (stage >= 4)

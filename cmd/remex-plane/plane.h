@@ -1,17 +1,20 @@
 /*
  * remex-plane internal interfaces, shared by the plane's files.
  *
- * Threads: libmicrohttpd runs one thread per connection (long polls block in
- * their handler). All database access and all scheduler state are guarded by
- * the one mutex plane.mu; a handler is entered WITHOUT mu held and takes it for
- * its critical section. Long polls wait on work_cv / trigger_cv with mu held
- * (pthread_cond_timedwait on CLOCK_MONOTONIC releases it while waiting).
+ * Threads: libmicrohttpd runs cfg.threads epoll event loops; a handler runs in
+ * the loop thread of its connection and must not block. All database access
+ * and all scheduler state are guarded by the one mutex plane.mu; a handler is
+ * entered WITHOUT mu held and takes it for its critical section. A long poll
+ * with nothing to hand out parks its request (plane_park, mu held) instead of
+ * waiting: the connection is suspended and the handler runs again after
+ * plane_wake for its kind or when its wait is over.
  * The scheduler runs in its own thread and sleeps on sched_cv until the next
  * due time or until plane_kick() says state changed; it never sleep-polls.
  *
  * Files and what they own:
  *   main.c      flags, plane.yaml, signals, start/stop order
- *   server.c    libmicrohttpd, routing, body cap, auth dispatch, errors, /healthz
+ *   server.c    libmicrohttpd, routing, body cap, auth dispatch, errors, /healthz,
+ *               parked long polls
  *   store.c     SQLite open (WAL), migrations (core + sched), helpers
  *   auth.c      admin token, agent tokens (SHA-256 at rest, constant-time compare),
  *               session and task JWTs (HS256, libjwt)
@@ -51,29 +54,28 @@ struct plane_config {
     int64_t session_ttl_ms;        /* 900000 */
     int64_t longpoll_max_ms;       /* 30000 */
     int64_t body_max;              /* 1 MiB */
-    int64_t threads;               /* upper bound on connection threads (256) */
+    int64_t threads;               /* HTTP event-loop threads; 0: one per CPU */
+    int64_t max_connections;       /* most concurrent connections (1024) */
     char *log_level;
     char *log_format;
 };
 
 struct plane {
     struct plane_config cfg;
-    sqlite3 *db;               /* guarded by mu */
-    void *stmts;               /* prepared statement cache owned by store.c; guarded by mu */
-    void *ckpt;                /* WAL checkpointer thread state owned by store.c */
-    pthread_mutex_t mu;        /* the one lock: DB + scheduler state */
-    pthread_cond_t work_cv;    /* broadcast when a task instance becomes queued */
-    pthread_cond_t trigger_cv; /* broadcast when a trigger needs a triggerer */
-    pthread_cond_t sched_cv;   /* scheduler wake-up (plane_kick) */
-    int sched_dirty;           /* guarded by mu; set by plane_kick */
-    unsigned char key[32];     /* JWT signing key */
-    char admin_token[128];     /* NUL-terminated; compared in constant time */
-    atomic_int stopping;       /* set once on shutdown: long polls return at once */
-    void *sched;               /* opaque scheduler state owned by sched*.c */
-    void *metrics;             /* opaque counters owned by metrics.c */
-    void *server;              /* opaque libmicrohttpd state owned by server.c */
-    void *agents;              /* opaque lost-detector state owned by agents.c */
-    void *auth;                /* opaque verified-credential cache owned by auth.c */
+    sqlite3 *db;             /* guarded by mu */
+    void *stmts;             /* prepared statement cache owned by store.c; guarded by mu */
+    void *ckpt;              /* WAL checkpointer thread state owned by store.c */
+    pthread_mutex_t mu;      /* the one lock: DB + scheduler state */
+    pthread_cond_t sched_cv; /* scheduler wake-up (plane_kick) */
+    int sched_dirty;         /* guarded by mu; set by plane_kick */
+    unsigned char key[32];   /* JWT signing key */
+    char admin_token[128];   /* NUL-terminated; compared in constant time */
+    atomic_int stopping;     /* set once on shutdown: long polls return at once */
+    void *sched;             /* opaque scheduler state owned by sched*.c */
+    void *metrics;           /* opaque counters owned by metrics.c */
+    void *server;            /* opaque libmicrohttpd state owned by server.c */
+    void *agents;            /* opaque lost-detector state owned by agents.c */
+    void *auth;              /* opaque verified-credential cache owned by auth.c */
 };
 
 /* Who made a request, filled by server.c before the handler runs. */
@@ -107,6 +109,7 @@ struct plane_req {
     json_t *body;                /* borrowed; NULL when the request had none */
     struct MHD_Connection *conn; /* for plane_req_query */
     struct plane_principal who;
+    void *server_state; /* server.c's per-request state (plane_park, plane_req_query) */
 };
 
 struct plane_resp {
@@ -132,7 +135,8 @@ extern const struct plane_route plane_routes_agents[]; /* agents.c */
 extern const struct plane_route plane_routes_tokens[]; /* tokens.c */
 extern const struct plane_route plane_routes_sched[];  /* sched*.c */
 
-/* Query-string argument or NULL. Borrowed from libmicrohttpd for the request. */
+/* Query-string argument, percent-decoded, or NULL (also when it would hold a
+ * NUL byte). Borrowed for the request. */
 const char *plane_req_query(const struct plane_req *rq, const char *key);
 
 /* Sets status and body (ownership of body moves to rs). */
@@ -171,10 +175,27 @@ sqlite3_stmt *store_stmt(struct plane *p, const char *sql);
 remex_err server_start(struct plane *p, struct remex_error *e);
 /* Stops accepting new connections (in-flight requests continue). */
 void server_quiesce(struct plane *p);
-/* Waits for the connection threads and frees the server. */
+/* Resumes parked requests, waits (bounded) for in-flight ones, stops the
+ * event loops and frees the server. */
 void server_stop(struct plane *p);
 /* Appends one "METHOD PATTERN\n" line per served route (for --routes). */
 remex_err server_routes(struct buf *out);
+
+/* Long polls. A handler with nothing to hand out calls plane_park (mu held)
+ * and returns without replying when it returns 0: the request is parked and
+ * its connection suspended (no thread waits). The server runs the handler
+ * again, with the same request (rq->body and rq->who kept), after plane_wake
+ * for that kind or once wait_ms (counted from the first park of the request)
+ * is over. plane_park returns -1 when the handler must reply now: the wait is
+ * over or 0, or the plane is stopping. plane_wake (mu held) resumes every
+ * request parked on kind; each re-checks its own condition. */
+enum plane_wait {
+    PLANE_WAIT_WORK,    /* a task instance became queued or a DAG got room */
+    PLANE_WAIT_TRIGGER, /* a trigger needs a triggerer */
+};
+#define PLANE_WAIT_KINDS 2
+int plane_park(struct plane *p, struct plane_req *rq, enum plane_wait kind, int64_t wait_ms);
+void plane_wake(struct plane *p, enum plane_wait kind);
 
 /* ---- auth.c ---- */
 /* Loads or creates the admin token file and the signing key file (mode 0600). */

@@ -417,7 +417,7 @@ static int64_t sched_pass(struct plane *p)
     sq_commit(p, began);
     if (s->queued_any) {
         s->queued_any = 0;
-        pthread_cond_broadcast(&p->work_cv);
+        plane_wake(p, PLANE_WAIT_WORK);
     }
     return next;
 }
@@ -496,8 +496,8 @@ void sched_stop(struct plane *p)
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->stopping, 1);
     pthread_cond_broadcast(&p->sched_cv);
-    pthread_cond_broadcast(&p->work_cv);
-    pthread_cond_broadcast(&p->trigger_cv);
+    plane_wake(p, PLANE_WAIT_WORK);
+    plane_wake(p, PLANE_WAIT_TRIGGER);
     pthread_mutex_unlock(&p->mu);
     pthread_join(s->thread, NULL);
     s->started = 0;
@@ -546,7 +546,7 @@ void sched_agent_lost(struct plane *p, int64_t agent_id)
     strig_release_agent(p, agent_id);
     sq_commit(p, began);
     if (n > 0)
-        pthread_cond_broadcast(&p->work_cv);
+        plane_wake(p, PLANE_WAIT_WORK);
     plane_kick(p);
 }
 

@@ -69,7 +69,7 @@ struct sched {
     int runs_changed;     /* queued runs may start / cron state changed */
     int64_t wake_ms;      /* wall time the scheduler thread sleeps until */
     int64_t due_ms;       /* earliest TI/trigger due time known (INT64_MIN: recompute) */
-    int queued_any;       /* a pass queued TIs: broadcast work_cv */
+    int queued_any;       /* a pass queued TIs: wake the work polls */
     int room_blocked;     /* a poll skipped TIs of a DAG at its max_active_tasks */
     struct shist latency; /* queued -> offered, seconds */
     struct shist loop;    /* scheduler pass duration, seconds */

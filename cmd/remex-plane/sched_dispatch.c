@@ -215,14 +215,6 @@ static json_t *assignment(struct plane *p, int64_t ti, int64_t *run, int64_t *tr
     return a;
 }
 
-static void deadline_after(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    int64_t ns = ts->tv_nsec + (ms % 1000) * 1000000;
-    ts->tv_sec += ms / 1000 + ns / 1000000000;
-    ts->tv_nsec = ns % 1000000000;
-}
-
 void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
     json_t *queues = NULL, *dq = NULL;
@@ -241,26 +233,27 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
     int64_t wait_ms = (int64_t)(wait * 1000.0);
     if (wait_ms > p->cfg.longpoll_max_ms)
         wait_ms = p->cfg.longpoll_max_ms;
-    struct timespec ts;
-    deadline_after(&ts, wait_ms);
     int64_t ids[WORK_MAX_ASSIGN], runs[WORK_MAX_ASSIGN], tries[WORK_MAX_ASSIGN];
-    json_t *arr = json_array();
     int n = 0, authfail = 0;
     pthread_mutex_lock(&p->mu);
-    while (slots > 0 && !atomic_load(&p->stopping)) {
+    if (slots > 0 && !atomic_load(&p->stopping)) {
         int allowed = agents_work_allowed(p, rq->who.agent_id, rq->who.session);
         if (allowed < 0) {
             authfail = 1;
-            break;
+        } else {
+            int began = sq_begin(p);
+            n = allowed ? pick(p, rq->who.agent_id, queues, slots, ids) : 0;
+            sq_commit(p, began);
+            /* Nothing yet: parked until work is queued, the agent may take
+             * work again, or the wait is over. */
+            if (n == 0 && plane_park(p, rq, PLANE_WAIT_WORK, wait_ms) == 0) {
+                pthread_mutex_unlock(&p->mu);
+                json_decref(dq);
+                return;
+            }
         }
-        int began = sq_begin(p);
-        n = allowed ? pick(p, rq->who.agent_id, queues, slots, ids) : 0;
-        sq_commit(p, began);
-        if (n > 0 || wait_ms == 0)
-            break;
-        if (pthread_cond_timedwait(&p->work_cv, &p->mu, &ts) == ETIMEDOUT)
-            break;
     }
+    json_t *arr = json_array();
     for (int i = 0; i < n; i++) {
         json_t *a = assignment(p, ids[i], &runs[i], &tries[i]);
         json_array_append_new(arr, a ? a : json_null());
@@ -458,13 +451,13 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
                "i", ti);
         if (tms)
             sched_due_hint(p, tms);
-        pthread_cond_broadcast(&p->trigger_cv);
+        plane_wake(p, PLANE_WAIT_TRIGGER);
     }
     sq_commit(p, began);
     if (SCHED(p)->room_blocked) {
         /* A slot under some DAG's max_active_tasks may have opened. */
         SCHED(p)->room_blocked = 0;
-        pthread_cond_broadcast(&p->work_cv);
+        plane_wake(p, PLANE_WAIT_WORK);
     }
     return res;
 }

@@ -47,7 +47,7 @@ void strig_release_agent(struct plane *p, int64_t agent_id)
     sq_run(p, "UPDATE triggers SET agent_id = NULL, assigned_ms = NULL WHERE agent_id = ?1", "i",
            agent_id);
     if (sqlite3_changes(p->db) > 0)
-        pthread_cond_broadcast(&p->trigger_cv);
+        plane_wake(p, PLANE_WAIT_TRIGGER);
 }
 
 /* Hands up to cap unassigned triggers to agent; appends them to arr. */
@@ -193,24 +193,21 @@ void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_re
     int64_t wait_ms = (int64_t)(wait * 1000.0);
     if (wait_ms > p->cfg.longpoll_max_ms)
         wait_ms = p->cfg.longpoll_max_ms;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (wait_ms % 1000) * 1000000;
-    ts.tv_sec += wait_ms / 1000 + ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
     json_t *arr = json_array();
     int authfail = 0;
     pthread_mutex_lock(&p->mu);
-    while (cap > 0 && !atomic_load(&p->stopping)) {
+    if (cap > 0 && !atomic_load(&p->stopping)) {
         int allowed = agents_work_allowed(p, rq->who.agent_id, rq->who.session);
         if (allowed < 0) {
             authfail = 1;
-            break;
+        } else if ((!allowed || hand_out(p, rq->who.agent_id, cap, arr) == 0) &&
+                   plane_park(p, rq, PLANE_WAIT_TRIGGER, wait_ms) == 0) {
+            /* Nothing yet: parked until a trigger needs a triggerer, the agent
+             * may take work again, or the wait is over. */
+            pthread_mutex_unlock(&p->mu);
+            json_decref(arr);
+            return;
         }
-        if ((allowed && hand_out(p, rq->who.agent_id, cap, arr) > 0) || wait_ms == 0)
-            break;
-        if (pthread_cond_timedwait(&p->trigger_cv, &p->mu, &ts) == ETIMEDOUT)
-            break;
     }
     pthread_mutex_unlock(&p->mu);
     if (authfail) {
@@ -258,7 +255,7 @@ void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_r
                " state = 'deferred'",
                "iit", ti, plane_now_ms(), pj ? pj : "{}");
         if (sqlite3_changes(p->db) > 0)
-            pthread_cond_broadcast(&p->work_cv);
+            plane_wake(p, PLANE_WAIT_WORK);
         sq_commit(p, began);
     }
     pthread_mutex_unlock(&p->mu);

@@ -1,20 +1,34 @@
 /*
- * HTTP front: libmicrohttpd with one thread per connection (long polls block
- * in their handler), routing over the route tables with {param} captures,
- * body cap (413 from Content-Length before anything is read; chunked bodies
- * are counted and dropped past the cap), bounded JSON parsing, credential
- * checks, uniform JSON errors, request log and metrics.
+ * HTTP front: libmicrohttpd with epoll and a pool of cfg.threads event-loop
+ * threads (MHD_USE_EPOLL_INTERNAL_THREAD, MHD_OPTION_THREAD_POOL_SIZE); a
+ * request is read, handled and answered by the thread that owns its
+ * connection. Routing over the route tables with {param} captures, body cap
+ * (413 from Content-Length before anything is read; chunked bodies are counted
+ * and dropped past the cap), bounded JSON parsing, credential checks, uniform
+ * JSON errors, request log and metrics.
  *
  * Order of checks: 404/405, 413, 401/403, 400 (body), then the handler.
- * MHD percent-decodes the path before routing, so a parameter cannot contain
- * "/" (no identifier in the API may).
+ * Routing splits the raw path on "/" and then percent-decodes each segment
+ * (the unescape callback leaves the path alone), so a parameter may hold "/"
+ * as %2F; query values are decoded by plane_req_query.
+ *
+ * Long polls hold no thread: a handler with nothing to hand out calls
+ * plane_park (mu held) and returns without a reply; the connection is then
+ * suspended (MHD_suspend_connection) until plane_wake for its kind or its
+ * deadline (a timer thread sleeping until the earliest one) resumes it, and
+ * the handler runs again with the same request. The parked lists and every
+ * park state change are guarded by plane.mu; a connection is only resumed
+ * after its suspend call returned (PARK_PARKING defers the wake-up to the
+ * thread that suspends it).
  */
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,24 +36,59 @@
 #include "decode.h"
 #include "plane.h"
 #include "remex/log.h"
+#include "remex/timeutil.h"
 
 #define MAX_SEGS       16
 #define PATH_MAX_BYTES 2048
+#define QUERY_DECODED  8             /* decoded query values kept per request */
+#define DRAIN_MAX_NS   10000000000LL /* shutdown waits this long for in-flight requests */
+
+enum park_state {
+    PARK_IDLE,      /* not parked */
+    PARK_PARKING,   /* linked; the handler returned, suspend not done yet */
+    PARK_SUSPENDED, /* linked; connection suspended */
+    PARK_RESUMING,  /* unlinked; resume requested, the handler runs again next */
+};
+
+/* A request's long-poll state; every field but conn guarded by plane.mu. */
+struct park {
+    struct park *prev, *next; /* in server.parked[kind] while PARKING or SUSPENDED */
+    struct MHD_Connection *conn;
+    enum park_state state;
+    int wake;            /* released while PARKING: resume right after suspending */
+    int armed;           /* deadline_ns set (first park of the request) */
+    int64_t deadline_ns; /* CLOCK_MONOTONIC */
+};
 
 struct server {
     struct MHD_Daemon *d;
-    char *cert, *key; /* PEM contents when TLS is on */
+    char *cert, *key;                      /* PEM contents when TLS is on */
+    struct park *parked[PLANE_WAIT_KINDS]; /* guarded by plane.mu */
+    pthread_t timer;
+    int timer_started;
+    int timer_stop;           /* guarded by plane.mu */
+    int64_t timer_at;         /* deadline the timer sleeps until (INT64_MAX none); plane.mu */
+    pthread_cond_t timer_cv;  /* CLOCK_MONOTONIC, waited on with plane.mu */
+    atomic_int inflight;      /* requests between their first callback and completion */
+    pthread_mutex_t drain_mu; /* with drain_cv: shutdown waits for inflight == 0 */
+    pthread_cond_t drain_cv;
 };
 
 /* Per-request state, from the first callback to the completion notice. */
 struct rstate {
     const struct plane_route *route; /* NULL: status_pre is 404 or 405 */
     int status_pre;                  /* 0 or an error decided before the handler */
+    int entered;                     /* the handler ran once: rq is complete */
     char allow[64];                  /* 405: methods allowed on the path */
     char *pathcopy;                  /* owned; segments point into it */
     const char *param[PLANE_MAX_PARAMS];
     int nparam;
     struct buf body;
+    json_t *json; /* owned; the decoded body the handler borrows */
+    struct plane_req rq;
+    struct park park;
+    char *query[QUERY_DECODED]; /* owned decoded query values */
+    int nquery;
     struct timespec t0;
 };
 
@@ -81,9 +130,62 @@ void plane_error(struct plane_resp *rs, int status, const char *code, const char
     plane_reply(rs, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %HH sequences of s in place (others are kept as they are); -1 when
+ * the result would hold a NUL byte. */
+static int pct_decode(char *s)
+{
+    char *o = s;
+    for (const char *i = s; *i; i++) {
+        int hi, lo;
+        if (i[0] == '%' && (hi = hexval(i[1])) >= 0 && (lo = hexval(i[2])) >= 0) {
+            *o = (char)(hi << 4 | lo);
+            if (*o == '\0')
+                return -1;
+            i += 2;
+        } else {
+            *o = *i;
+        }
+        o++;
+    }
+    *o = '\0';
+    return 0;
+}
+
+/* The unescape callback: values stay raw (the path is decoded per segment
+ * after routing, query values by plane_req_query). */
+static size_t keep_raw(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
 const char *plane_req_query(const struct plane_req *rq, const char *key)
 {
-    return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
+    const char *raw = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
+    struct rstate *st = rq->server_state;
+    if (!raw || !strchr(raw, '%') || !st)
+        return raw;
+    if (st->nquery == QUERY_DECODED)
+        return NULL;
+    char *d = strdup(raw);
+    if (!d || pct_decode(d) < 0) {
+        free(d);
+        return NULL;
+    }
+    st->query[st->nquery++] = d;
+    return d;
 }
 
 remex_err server_routes(struct buf *out)
@@ -136,7 +238,8 @@ static int param_index(const char *pattern, const char *name)
     return -1;
 }
 
-/* Finds the route for method + path; sets status_pre 404/405 when none. */
+/* Finds the route for method + raw path; sets status_pre 404/405 when none.
+ * Segments are split on "/" first, then percent-decoded. */
 static void route_lookup(struct rstate *st, const char *method, const char *url)
 {
     char *segs[MAX_SEGS];
@@ -149,9 +252,12 @@ static void route_lookup(struct rstate *st, const char *method, const char *url)
             return;
         segs[nseg++] = s;
         char *slash = strchr(s, '/');
+        if (slash)
+            *slash = '\0';
+        if (pct_decode(s) < 0)
+            return; /* no identifier holds a NUL byte */
         if (!slash)
             break;
-        *slash = '\0';
         s = slash + 1;
     }
     size_t alen = 0;
@@ -223,27 +329,31 @@ static enum MHD_Result send_resp(struct plane *p, struct MHD_Connection *c, stru
     return ret;
 }
 
-/* Authenticates, parses the body and runs the handler (upload complete). */
+/* Authenticates, parses the body and runs the handler (upload complete); the
+ * request is kept in st->rq for a parked handler's next run. */
 static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *st,
                      const char *method, const char *url, struct plane_resp *rs)
 {
     const struct plane_route *r = st->route;
-    struct plane_req rq = {.method = method, .path = url, .nparam = st->nparam, .conn = c};
+    struct plane_req *rq = &st->rq;
     char why[256];
-    memcpy(rq.param, st->param, sizeof(rq.param));
+    *rq = (struct plane_req){
+        .method = method, .path = url, .nparam = st->nparam, .conn = c, .server_state = st};
+    memcpy(rq->param, st->param, sizeof(rq->param));
     const char *authz =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    int code = auth_check(p, authz, r->authz, &rq.who, why, sizeof(why));
+    int code = auth_check(p, authz, r->authz, &rq->who, why, sizeof(why));
     if (code == 0) {
         int ia = param_index(r->pattern, "agent_id"), it = param_index(r->pattern, "ti_id");
-        if (rq.who.kind == AUTHZ_SESSION && ia >= 0 && decode_id(rq.param[ia]) != rq.who.agent_id) {
+        if (rq->who.kind == AUTHZ_SESSION && ia >= 0 &&
+            decode_id(rq->param[ia]) != rq->who.agent_id) {
             snprintf(why, sizeof(why), "session of agent %lld used for agent %s",
-                     (long long)rq.who.agent_id, rq.param[ia]);
+                     (long long)rq->who.agent_id, rq->param[ia]);
             code = 403;
-        } else if (rq.who.kind == AUTHZ_TASK && it >= 0 &&
-                   decode_id(rq.param[it]) != rq.who.ti_id) {
+        } else if (rq->who.kind == AUTHZ_TASK && it >= 0 &&
+                   decode_id(rq->param[it]) != rq->who.ti_id) {
             snprintf(why, sizeof(why), "task token of ti %lld used for ti %s",
-                     (long long)rq.who.ti_id, rq.param[it]);
+                     (long long)rq->who.ti_id, rq->param[it]);
             code = 403;
         }
     }
@@ -255,19 +365,155 @@ static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *s
             plane_error(rs, 401, "unauthorized", "missing or invalid credential");
         return;
     }
-    json_t *body = NULL;
     if (st->body.len > 0) {
         struct remex_error e = {0};
-        if (decode_body(st->body.data, st->body.len, DECODE_MAX_DEPTH, &body, &e) ||
-            decode_known_fields(body, decode_body_fields(r->method, r->pattern), &e)) {
-            json_decref(body);
+        if (decode_body(st->body.data, st->body.len, DECODE_MAX_DEPTH, &st->json, &e) ||
+            decode_known_fields(st->json, decode_body_fields(r->method, r->pattern), &e)) {
             plane_error(rs, 400, "bad_request", "%s", e.msg);
             return;
         }
     }
-    rq.body = body;
-    r->fn(p, &rq, rs);
-    json_decref(body);
+    rq->body = st->json;
+    st->entered = 1;
+    r->fn(p, rq, rs);
+}
+
+/* ---- long polls ---- */
+
+static void park_unlink(struct server *s, struct park *k, int kind)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        s->parked[kind] = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    k->prev = k->next = NULL;
+}
+
+/* Ends a park (mu held): resumes the connection, or has its suspending
+ * thread do so when the suspend is not done yet. */
+static void park_release(struct server *s, struct park *k, int kind)
+{
+    park_unlink(s, k, kind);
+    if (k->state == PARK_SUSPENDED) {
+        k->state = PARK_RESUMING;
+        MHD_resume_connection(k->conn);
+    } else {
+        k->wake = 1;
+    }
+}
+
+int plane_park(struct plane *p, struct plane_req *rq, enum plane_wait kind, int64_t wait_ms)
+{
+    struct server *s = p->server;
+    struct rstate *st = rq->server_state;
+    if (!s || !st || atomic_load(&p->stopping) || (unsigned)kind >= PLANE_WAIT_KINDS)
+        return -1;
+    struct park *k = &st->park;
+    int64_t now = (int64_t)timeutil_mono_ns();
+    if (!k->armed) {
+        k->armed = 1;
+        k->deadline_ns = now + (wait_ms > 0 ? wait_ms : 0) * 1000000;
+    }
+    if (now >= k->deadline_ns)
+        return -1;
+    k->conn = rq->conn;
+    k->state = PARK_PARKING;
+    k->wake = 0;
+    k->prev = NULL;
+    k->next = s->parked[kind];
+    if (k->next)
+        k->next->prev = k;
+    s->parked[kind] = k;
+    if (k->deadline_ns < s->timer_at) {
+        s->timer_at = k->deadline_ns;
+        pthread_cond_signal(&s->timer_cv);
+    }
+    return 0;
+}
+
+void plane_wake(struct plane *p, enum plane_wait kind)
+{
+    struct server *s = p->server;
+    if (!s || (unsigned)kind >= PLANE_WAIT_KINDS)
+        return;
+    while (s->parked[kind])
+        park_release(s, s->parked[kind], kind);
+}
+
+/* The handler parked the request: suspend its connection (called from the
+ * access handler, as libmicrohttpd requires). */
+static enum MHD_Result park_suspend(struct plane *p, struct MHD_Connection *c, struct rstate *st)
+{
+    MHD_suspend_connection(c);
+    pthread_mutex_lock(&p->mu);
+    if (st->park.wake) {
+        st->park.wake = 0;
+        st->park.state = PARK_RESUMING;
+        MHD_resume_connection(c);
+    } else {
+        st->park.state = PARK_SUSPENDED;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return MHD_YES;
+}
+
+/* Resumes parked requests whose deadline passed; sleeps until the next one. */
+static void *timer_main(void *arg)
+{
+    struct plane *p = arg;
+    struct server *s = p->server;
+    pthread_mutex_lock(&p->mu);
+    while (!s->timer_stop) {
+        int64_t now = (int64_t)timeutil_mono_ns(), next = INT64_MAX;
+        for (int kind = 0; kind < PLANE_WAIT_KINDS; kind++) {
+            struct park *k = s->parked[kind], *nk;
+            for (; k; k = nk) {
+                nk = k->next;
+                if (k->deadline_ns <= now)
+                    park_release(s, k, kind);
+                else if (k->deadline_ns < next)
+                    next = k->deadline_ns;
+            }
+        }
+        s->timer_at = next;
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&s->timer_cv, &p->mu);
+        } else {
+            struct timespec ts = {.tv_sec = next / 1000000000, .tv_nsec = next % 1000000000};
+            pthread_cond_timedwait(&s->timer_cv, &p->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* ---- libmicrohttpd callbacks ---- */
+
+/* First callback of a request: routing and the Content-Length cap. */
+static enum MHD_Result on_begin(struct plane *p, struct MHD_Connection *c, const char *url,
+                                const char *method, void **con_cls)
+{
+    struct server *s = p->server;
+    struct rstate *st = calloc(1, sizeof(*st));
+    if (!st)
+        return MHD_NO;
+    atomic_fetch_add(&s->inflight, 1);
+    clock_gettime(CLOCK_MONOTONIC, &st->t0);
+    buf_init(&st->body, (size_t)p->cfg.body_max);
+    *con_cls = st;
+    route_lookup(st, method, url);
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (st->status_pre == 0 && cl && strtoull(cl, NULL, 10) > (unsigned long long)p->cfg.body_max) {
+        struct plane_resp rs = {0};
+        st->status_pre = 413;
+        plane_error(&rs, 413, "payload_too_large", "body over %lld bytes",
+                    (long long)p->cfg.body_max);
+        return send_resp(p, c, st, method, &rs);
+    }
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -277,25 +523,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct plane *p = cls;
     struct rstate *st = *con_cls;
     (void)version;
-    if (!st) {
-        if (!(st = calloc(1, sizeof(*st))))
-            return MHD_NO;
-        clock_gettime(CLOCK_MONOTONIC, &st->t0);
-        buf_init(&st->body, (size_t)p->cfg.body_max);
-        *con_cls = st;
-        route_lookup(st, method, url);
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (st->status_pre == 0 && cl &&
-            strtoull(cl, NULL, 10) > (unsigned long long)p->cfg.body_max) {
-            struct plane_resp rs = {0};
-            st->status_pre = 413;
-            plane_error(&rs, 413, "payload_too_large", "body over %lld bytes",
-                        (long long)p->cfg.body_max);
-            return send_resp(p, c, st, method, &rs);
-        }
-        return MHD_YES;
-    }
+    if (!st)
+        return on_begin(p, c, url, method, con_cls);
     if (*upload_size > 0) {
         if (st->status_pre == 0 && buf_append(&st->body, upload, *upload_size) != REMEX_OK) {
             st->status_pre = 413;
@@ -305,31 +534,60 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     struct plane_resp rs = {0};
-    if (st->status_pre == 404)
+    if (st->status_pre == 404) {
         plane_error(&rs, 404, "not_found", "no such route");
-    else if (st->status_pre == 405)
+    } else if (st->status_pre == 405) {
         plane_error(&rs, 405, "method_not_allowed", "method %s not allowed here", method);
-    else if (st->status_pre == 413)
+    } else if (st->status_pre == 413) {
         plane_error(&rs, 413, "payload_too_large", "body over %lld bytes",
                     (long long)p->cfg.body_max);
-    else
+    } else if (st->entered) {
+        st->park.state = PARK_IDLE; /* resumed: unlinked by whoever released it */
+        st->route->fn(p, &st->rq, &rs);
+    } else {
         dispatch(p, c, st, method, url, &rs);
+    }
+    if (st->park.state == PARK_PARKING) {
+        json_decref(rs.body);
+        free(rs.text);
+        return park_suspend(p, c, st);
+    }
     return send_resp(p, c, st, method, &rs);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct plane *p = cls;
+    struct server *s = p->server;
     struct rstate *st = *con_cls;
-    (void)cls;
     (void)c;
     (void)toe;
     if (!st)
         return;
+    if (st->park.state == PARK_PARKING || st->park.state == PARK_SUSPENDED) {
+        /* Only when the daemon closes a parked connection. */
+        pthread_mutex_lock(&p->mu);
+        for (int kind = 0; kind < PLANE_WAIT_KINDS; kind++)
+            for (struct park *k = s->parked[kind]; k; k = k->next)
+                if (k == &st->park) {
+                    park_unlink(s, k, kind);
+                    break;
+                }
+        pthread_mutex_unlock(&p->mu);
+    }
     buf_free(&st->body);
+    json_decref(st->json);
+    for (int i = 0; i < st->nquery; i++)
+        free(st->query[i]);
     free(st->pathcopy);
     free(st);
     *con_cls = NULL;
+    if (atomic_fetch_sub(&s->inflight, 1) == 1 && atomic_load(&p->stopping)) {
+        pthread_mutex_lock(&s->drain_mu);
+        pthread_cond_broadcast(&s->drain_cv);
+        pthread_mutex_unlock(&s->drain_mu);
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -391,6 +649,71 @@ static uint16_t bound_port(struct MHD_Daemon *d)
     return di ? di->port : 0;
 }
 
+/* Lets the process hold max_connections sockets besides its other files. */
+static void fd_room(int64_t max_connections)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_connections + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
+        log_warn("max_connections %lld: the open-file limit (%llu) leaves room for fewer",
+                 (long long)max_connections, (unsigned long long)rl.rlim_cur);
+}
+
+static unsigned pool_size(const struct plane *p)
+{
+    long n = p->cfg.threads > 0 ? (long)p->cfg.threads : sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static void server_free(struct server *s)
+{
+    if (s->key)
+        memset(s->key, 0, strlen(s->key));
+    free(s->cert);
+    free(s->key);
+    pthread_cond_destroy(&s->timer_cv);
+    pthread_cond_destroy(&s->drain_cv);
+    pthread_mutex_destroy(&s->drain_mu);
+    free(s);
+}
+
+static struct server *server_new(void)
+{
+    struct server *s = calloc(1, sizeof(*s));
+    pthread_condattr_t ca;
+    if (!s)
+        return NULL;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->timer_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->drain_mu, NULL);
+    pthread_cond_init(&s->drain_cv, NULL);
+    atomic_init(&s->inflight, 0);
+    s->timer_at = INT64_MAX;
+    return s;
+}
+
+/* Reads the PEM files into s and adds the TLS options to opts. */
+static remex_err tls_setup(struct plane *p, struct server *s, struct MHD_OptionItem *opts,
+                           unsigned *flags, struct remex_error *e)
+{
+    remex_err rc;
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return remex_seterr(e, REMEX_EUNSUPPORTED, "tls: libmicrohttpd built without TLS");
+    if ((rc = read_pem(p->cfg.tls_cert, &s->cert, e)) ||
+        (rc = read_pem(p->cfg.tls_key, &s->key, e)))
+        return rc;
+    *flags |= MHD_USE_TLS;
+    opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert};
+    opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key};
+    return REMEX_OK;
+}
+
 remex_err server_start(struct plane *p, struct remex_error *e)
 {
     struct sockaddr_storage ss;
@@ -398,50 +721,44 @@ remex_err server_start(struct plane *p, struct remex_error *e)
     remex_err rc = parse_listen(p->cfg.listen, &ss, &sl, e);
     if (rc)
         return rc;
-    struct server *s = calloc(1, sizeof(*s));
+    if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) != MHD_YES)
+        return remex_seterr(e, REMEX_EUNSUPPORTED, "libmicrohttpd built without epoll");
+    struct server *s = server_new();
     if (!s)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
-    if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES)
-        flags |= MHD_USE_POLL;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
     int want_tls = p->cfg.tls_cert && *p->cfg.tls_cert && p->cfg.tls_key && *p->cfg.tls_key;
-    if (want_tls) {
-        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-            free(s);
-            return remex_seterr(e, REMEX_EUNSUPPORTED, "tls: libmicrohttpd built without TLS");
-        }
-        if ((rc = read_pem(p->cfg.tls_cert, &s->cert, e)) ||
-            (rc = read_pem(p->cfg.tls_key, &s->key, e))) {
-            free(s->cert);
-            free(s);
-            return rc;
-        }
-        flags |= MHD_USE_TLS;
-        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert};
-        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key};
+    if (want_tls && (rc = tls_setup(p, s, tls, &flags, e))) {
+        server_free(s);
+        return rc;
     }
-    s->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, p, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)p->cfg.threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)(p->cfg.longpoll_max_ms / 1000 + 60), MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        p, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+    fd_room(p->cfg.max_connections);
+    pthread_mutex_lock(&p->mu);
+    p->server = s; /* before the first request can park */
+    pthread_mutex_unlock(&p->mu);
+    int trc = pthread_create(&s->timer, NULL, timer_main, p);
+    s->timer_started = trc == 0;
+    if (trc == 0)
+        s->d = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, p, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, pool_size(p),
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->cfg.max_connections,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(p->cfg.longpoll_max_ms / 1000 + 60),
+            MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+            p, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!s->d) {
-        free(s->cert);
-        free(s->key);
-        free(s);
+        server_stop(p);
         return remex_seterr(e, REMEX_ESYS, "listen %s: cannot start the HTTP server",
                             p->cfg.listen);
     }
-    p->server = s;
     char host[256];
     const char *colon = strrchr(p->cfg.listen, ':');
     snprintf(host, sizeof(host), "%.*s", (int)(colon - p->cfg.listen), p->cfg.listen);
-    log_info("listening on %s:%u%s", host, bound_port(s->d), want_tls ? " (TLS)" : "");
+    log_info("listening on %s:%u%s (%u threads)", host, bound_port(s->d), want_tls ? " (TLS)" : "",
+             pool_size(p));
     (void)sl;
     return REMEX_OK;
 }
@@ -456,17 +773,39 @@ void server_quiesce(struct plane *p)
         close(fd);
 }
 
+/* Waits (bounded) until no request is in flight; stopping is set and every
+ * park was released, so the handlers answer at once. */
+static void drain(struct server *s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += DRAIN_MAX_NS / 1000000000;
+    pthread_mutex_lock(&s->drain_mu);
+    while (atomic_load(&s->inflight) > 0)
+        if (pthread_cond_timedwait(&s->drain_cv, &s->drain_mu, &ts) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&s->drain_mu);
+}
+
 void server_stop(struct plane *p)
 {
     struct server *s = p->server;
     if (!s)
         return;
-    if (s->d)
+    pthread_mutex_lock(&p->mu);
+    for (int kind = 0; kind < PLANE_WAIT_KINDS; kind++)
+        plane_wake(p, (enum plane_wait)kind);
+    s->timer_stop = 1;
+    pthread_cond_signal(&s->timer_cv);
+    pthread_mutex_unlock(&p->mu);
+    if (s->timer_started)
+        pthread_join(s->timer, NULL);
+    if (s->d) {
+        drain(s);
         MHD_stop_daemon(s->d);
-    if (s->key)
-        memset(s->key, 0, strlen(s->key));
-    free(s->cert);
-    free(s->key);
-    free(s);
+    }
+    pthread_mutex_lock(&p->mu);
     p->server = NULL;
+    pthread_mutex_unlock(&p->mu);
+    server_free(s);
 }
