@@ -399,7 +399,7 @@ static int run_id_valid(const char *s)
     if (n == 0 || n > 250)
         return 0;
     for (; *s; s++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:+-", *s))
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:+/-", *s))
             return 0;
     return 1;
 }
@@ -423,7 +423,7 @@ void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_re
         return;
     }
     if (rid && !run_id_valid(rid)) {
-        plane_error(rs, 400, "bad_request", "run_id: expected [A-Za-z0-9_.:+-]{1,250}");
+        plane_error(rs, 400, "bad_request", "run_id: expected [A-Za-z0-9_.:+/-]{1,250}");
         return;
     }
     char gen[96], ts[TIMEUTIL_RFC3339_MAX];
