@@ -156,7 +156,7 @@ void strig_heartbeat(struct plane *p, int64_t agent_id, json_t *held, json_t *ca
     }
     sq_commit(p, began);
     if (gone.n > 0)
-        pthread_cond_broadcast(&p->trigger_cv);
+        plane_wake(p, PLANE_WAIT_TRIGGER);
     /* Held but not (or no longer) this agent's: the agent drops them. */
     if (!mine.oom) {
         if (mine.n > 1)
