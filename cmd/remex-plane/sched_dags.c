@@ -176,6 +176,17 @@ static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
     }
     int paused =
         (int)sq_int(p, 0, "SELECT is_paused FROM dags WHERE dag_id = ?1", "t", dag->dag_id);
+    struct sdag *old = sdag_find(p, dag->dag_id);
+    if (old && strcmp(old->dag->hash, hash) != 0) {
+        /* A new version: running runs get task instances for added tasks and
+         * lose those of removed ones (see load_tis in sched_runs.c). */
+        sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE dag_id = ?1 AND state = 'running'",
+                              "t", dag->dag_id);
+        while (st && sqlite3_step(st) == SQLITE_ROW)
+            sched_mark_run(p, sqlite3_column_int64(st, 0), SDIRTY_EVAL);
+        if (st)
+            sqlite3_reset(st);
+    }
     struct sdag *d = sdag_build(dag, bundle, version);
     if (!d) {
         plane_error(rs, 500, "internal", "out of memory");

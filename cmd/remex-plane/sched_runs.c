@@ -148,35 +148,80 @@ static void run_finish(struct plane *p, struct sdag *d, int64_t run, const int *
     log_info("sched: run %" PRId64 " of %s %s", run, g->dag_id, failed ? "failed" : "succeeded");
 }
 
-/* Loads the run's task instance states into st (per task index, -1 missing). */
+/*
+ * Loads the run's task instance states into st and ids (per task index) and
+ * brings the run in line with the DAG's current version, as Airflow's
+ * verify_integrity does: a task without a task instance (added to the DAG
+ * since the run started) gets one, in state none; a task instance of a task
+ * no longer in the DAG that has not started (none, scheduled, queued,
+ * offered, up_for_retry) or cannot resume without its definition (deferred)
+ * becomes removed; a removed one whose task is back becomes none again. A
+ * running try of a removed task runs on: *orphans counts them, and the run
+ * waits for them. Returns 0, 1 when more task instances are left to bring in
+ * line (the run is marked again and must not be evaluated yet), -1 on error.
+ */
 static int load_tis(struct plane *p, struct sdag *d, int64_t run, int *st, int64_t *ids,
-                    int64_t now)
+                    int *orphans, int64_t now)
 {
-    for (size_t i = 0; i < d->dag->ntasks; i++)
+    const struct dag *g = d->dag;
+    for (size_t i = 0; i < g->ntasks; i++)
         st[i] = -1;
+    *orphans = 0;
     sqlite3_stmt *q =
         sq(p, "SELECT id, task_id, state FROM task_instances WHERE run = ?1", "i", run);
     if (!q)
         return -1;
-    int64_t removed[64];
-    int nrem = 0;
+    int64_t removed[64], restored[64];
+    int nrem = 0, nres = 0;
     while (sqlite3_step(q) == SQLITE_ROW) {
         long k = sdag_task_index(d, sq_text(q, 1));
         enum dag_ti_state s = sched_col_state(q, 2);
         if (k < 0) {
-            if (!dag_state_is_terminal(s) && nrem < 64)
+            if (s == DAG_TI_RUNNING)
+                (*orphans)++;
+            else if (!dag_state_is_terminal(s) && nrem < 64)
                 removed[nrem++] = sqlite3_column_int64(q, 0);
             continue;
+        }
+        if (s == DAG_TI_REMOVED && nres < 64) {
+            restored[nres++] = sqlite3_column_int64(q, 0);
+            s = DAG_TI_NONE;
         }
         st[k] = (int)s;
         ids[k] = sqlite3_column_int64(q, 0);
     }
     sqlite3_reset(q);
-    for (int i = 0; i < nrem; i++)
+    for (int i = 0; i < nrem; i++) {
+        sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", removed[i]);
         sq_run(p,
-               "UPDATE task_instances SET state = 'removed', ended_ms = ?2, due_ms = NULL"
-               " WHERE id = ?1",
+               "UPDATE task_instances SET state = 'removed', ended_ms = ?2, due_ms = NULL,"
+               " agent_id = NULL, offer_expires_ms = NULL, next_retry_ms = NULL WHERE id = ?1",
                "ii", removed[i], now);
+    }
+    for (int i = 0; i < nres; i++)
+        sq_run(p,
+               "UPDATE task_instances SET state = 'none', ended_ms = NULL, reason = NULL"
+               " WHERE id = ?1",
+               "i", restored[i]);
+    for (size_t i = 0; i < g->ntasks; i++) {
+        const struct dag_task *t = &g->tasks[i];
+        if (st[i] >= 0)
+            continue;
+        if (sq_run(p,
+                   "INSERT INTO task_instances (run, task_id, state, queue, priority_weight,"
+                   " pool_slots) VALUES (?1, ?2, 'none', ?3, ?4, ?5)",
+                   "ittii", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
+                   t->pool_slots) != SQLITE_DONE)
+            return -1;
+        ids[i] = sqlite3_last_insert_rowid(p->db);
+        st[i] = DAG_TI_NONE;
+        log_info("sched: run %" PRId64 " of %s: task %s added by a new DAG version", run, g->dag_id,
+                 t->task_id);
+    }
+    if (nrem == 64 || nres == 64) {
+        sched_mark_run(p, run, SDIRTY_EVAL); /* more to bring in line first */
+        return 1;
+    }
     return 0;
 }
 
@@ -197,9 +242,10 @@ static void run_eval(struct plane *p, int64_t run, int kind, int64_t now)
     const struct dag *g = d->dag;
     int *st = malloc((g->ntasks + 1) * sizeof(int));
     int64_t *ids = malloc((g->ntasks + 1) * sizeof(int64_t));
-    if (!st || !ids || load_tis(p, d, run, st, ids, now) < 0)
+    int orphans = 0;
+    if (!st || !ids || load_tis(p, d, run, st, ids, &orphans, now) != 0)
         goto out;
-    int all_done = 1, active = 0;
+    int all_done = !orphans, active = orphans;
     for (size_t k = 0; k < g->ntasks; k++) {
         size_t i = g->topo[k];
         const struct dag_task *t = &g->tasks[i];
