@@ -6,7 +6,9 @@ one real remex-worker on loopback.
               per-task hop enqueue (queued_at) -> start (start_date) p50/p99
   fanout10k   10,000 independent `true` tasks (10 DAGs x 1,000), 16 slots
               (target > 1,000 tasks/s)
-  rss         remex-worker resident memory idle (target < 3 MB) and with 16 running tasks
+  rss         remex-worker resident memory idle (target < 3 MB) and with 16 running tasks,
+              against a plain-HTTP plane and against a TLS plane (self-signed
+              certificate made with the openssl CLI, worker plane.ca_file)
   floor       fork+exec of `true` 1,000 times (build/bench/_spawn_floor)
 
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/worker_bench.py [chain40|fanout10k|rss])
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,16 +40,31 @@ def pct(v, p):
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
+def self_signed(folder):
+    """(cert, key) paths of a fresh P-256 certificate for 127.0.0.1, made by the openssl CLI."""
+    cert, key = os.path.join(folder, "tls.crt"), os.path.join(folder, "tls.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 class Rig:
-    def __init__(self, slots):
+    def __init__(self, slots, tls=False):
         self.tmp = tempfile.mkdtemp(prefix="remex-bench-")
         self.procs = []
+        self.ctx = None
         conf = os.path.join(self.tmp, "plane.yaml")
         with open(conf, "w") as f:
             f.write(f"listen: 127.0.0.1:0\ndb_path: {self.tmp}/plane.db\n"
                     f"admin_token_file: {self.tmp}/admin.token\n"
                     f"signing_key_file: {self.tmp}/signing.key\n"
                     "heartbeat_interval: 5s\nbody_max: 8MiB\nlog:\n  level: warn\n")
+            if tls:
+                cert, key = self_signed(self.tmp)
+                f.write(f"tls:\n  cert: {cert}\n  key: {key}\n")
+                self.ctx = ssl.create_default_context(cafile=cert)
         self.plane_log = open(os.path.join(self.tmp, "plane.log"), "w+")
         p = subprocess.Popen([os.path.join(BIN, "remex-plane"), "-c", conf, "--log-level", "info"],
                              stdout=self.plane_log, stderr=subprocess.STDOUT,
@@ -57,7 +75,7 @@ class Rig:
             self.plane_log.seek(0)
             m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.plane_log.read())
             if m:
-                self.url = f"http://127.0.0.1:{m.group(1)}"
+                self.url = f"{'https' if tls else 'http'}://127.0.0.1:{m.group(1)}"
                 break
             time.sleep(0.025)
         with open(f"{self.tmp}/admin.token") as f:
@@ -71,6 +89,7 @@ class Rig:
         wconf = os.path.join(self.tmp, "agent.yaml")
         with open(wconf, "w") as f:
             f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
+                    + (f"  ca_file: {cert}\n" if tls else "") +
                     f"worker:\n  slots: {slots}\n  state_dir: {os.environ.get('STATE', self.tmp)}/state\n"
                     f"  log_dir: {self.tmp}/logs\n"
                     f"bundles:\n  - {{name: main, path: {self.tmp}/bundle}}\n"
@@ -92,7 +111,7 @@ class Rig:
         r = urllib.request.Request(self.url + path, data=data, method=method,
                                    headers={"Authorization": "Bearer " + self.admin,
                                             "Content-Type": "application/json"})
-        with urllib.request.urlopen(r, timeout=60) as resp:
+        with urllib.request.urlopen(r, timeout=60, context=self.ctx) as resp:
             raw = resp.read()
             return json.loads(raw) if raw else None
 
@@ -187,27 +206,30 @@ def fanout10k():
 
 
 def rss():
-    r = Rig(16)
-    try:
-        time.sleep(1.0)
-        idle = r.mem_kb(r.worker.pid)
-        r.put_dag({"dag_id": "sleep16",
-                   "tasks": [{"task_id": f"s{i:02d}", "command": ["sleep", "3"]}
-                             for i in range(16)]})
-        r.req("POST", "/api/v1/admin/dags/sleep16/runs", {})
-        busy = (0, 0, 0)
-        for _ in range(100):
-            time.sleep(0.05)
-            kids = subprocess.run(["pgrep", "-c", "-P", str(r.worker.pid)],
-                                  capture_output=True, text=True).stdout.strip()
-            if kids and int(kids) >= 16:
-                busy = r.mem_kb(r.worker.pid)
-                break
-        for name, m in (("idle", idle), ("16 running tasks", busy)):
-            print(f"rss: remex-worker {name}: RSS {m[0] / 1024:.2f} MiB, PSS {m[1] / 1024:.2f} MiB, "
-                  f"anonymous {m[2] / 1024:.2f} MiB (target < 3 MB; worker process only)")
-    finally:
-        r.close()
+    for tls in (False, True):
+        r = Rig(16, tls=tls)
+        try:
+            time.sleep(1.0)
+            idle = r.mem_kb(r.worker.pid)
+            r.put_dag({"dag_id": "sleep16",
+                       "tasks": [{"task_id": f"s{i:02d}", "command": ["sleep", "3"]}
+                                 for i in range(16)]})
+            r.req("POST", "/api/v1/admin/dags/sleep16/runs", {})
+            busy = (0, 0, 0)
+            for _ in range(100):
+                time.sleep(0.05)
+                kids = subprocess.run(["pgrep", "-c", "-P", str(r.worker.pid)],
+                                      capture_output=True, text=True).stdout.strip()
+                if kids and int(kids) >= 16:
+                    busy = r.mem_kb(r.worker.pid)
+                    break
+            plane = "https plane" if tls else "http plane"
+            for name, m in (("idle", idle), ("16 running tasks", busy)):
+                print(f"rss: remex-worker {name}, {plane}: RSS {m[0] / 1024:.2f} MiB, "
+                      f"PSS {m[1] / 1024:.2f} MiB, anonymous {m[2] / 1024:.2f} MiB "
+                      "(target < 3 MB; worker process only)")
+        finally:
+            r.close()
 
 
 def floor():

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -66,21 +67,46 @@ struct http_multi {
 
 /* ---- process-wide init ---- */
 
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t global_mu = PTHREAD_MUTEX_INITIALIZER;
+static int global_done;    /* under global_mu */
+static int global_tls = 1; /* fixed once global_done is set */
 static CURLcode global_rc = CURLE_OK;
 
-static void global_init(void)
+/*
+ * tls = 0 starts OpenSSL without its configuration file and error strings
+ * before curl_global_init asks for both: the NO_ flags win because OpenSSL
+ * runs each of these steps once, whichever request comes first. Digests and
+ * HMAC (the default provider) work the same either way.
+ */
+static remex_err global_start(int tls, struct remex_error *e)
 {
-    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static remex_err ensure_global(struct remex_error *e)
-{
-    pthread_once(&global_once, global_init);
+    int ok = 1;
+    pthread_mutex_lock(&global_mu);
+    if (!global_done) {
+        global_done = 1;
+        if (tls == 0) {
+            global_tls = 0;
+            ok = OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_LOAD_SSL_STRINGS |
+                                      OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS,
+                                  NULL);
+        }
+        global_rc = ok ? curl_global_init(CURL_GLOBAL_DEFAULT) : CURLE_FAILED_INIT;
+    }
+    pthread_mutex_unlock(&global_mu);
     if (global_rc != CURLE_OK)
         return remex_seterr(e, REMEX_EIO, "http: curl_global_init: %s",
                             curl_easy_strerror(global_rc));
     return REMEX_OK;
+}
+
+remex_err http_global_init(int tls, struct remex_error *e)
+{
+    return global_start(tls ? 1 : 0, e);
+}
+
+static remex_err ensure_global(struct remex_error *e)
+{
+    return global_start(-1, e);
 }
 
 static uint64_t now_ms(void)
@@ -148,6 +174,11 @@ static remex_err check_url(const char *url, int allow_insecure, struct remex_err
         rc = remex_seterr(e, REMEX_EINVAL, "http: invalid URL");
     } else if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0) {
         rc = remex_seterr(e, REMEX_EINVAL, "http: unsupported URL scheme '%s'", scheme);
+    } else if (strcmp(scheme, "https") == 0 && !global_tls) {
+        rc = remex_seterr(e, REMEX_ETLS,
+                          "http: https:// to '%s' in a process started without TLS "
+                          "(http_global_init)",
+                          host);
     } else if (strcmp(scheme, "http") == 0 && !allow_insecure && !host_is_loopback(host)) {
         rc = remex_seterr(e, REMEX_EPERM,
                           "http: plain http:// to '%s' refused: use https:// or set "

@@ -15,10 +15,12 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -27,6 +29,7 @@
 #include "remex/bundle.h"
 #include "remex/evloop.h"
 #include "remex/fsutil.h"
+#include "remex/http.h"
 #include "remex/ipc.h"
 #include "remex/journal.h"
 #include "remex/log.h"
@@ -35,6 +38,21 @@
 #include "remex/version.h"
 #include "remex/supervise.h"
 #include "worker.h"
+
+/*
+ * Debian's libcurl pulls in libgnutls (through librtmp) although the worker's
+ * TLS is OpenSSL's. gnutls's library constructor runs its whole global init
+ * (crypto backends, ASN.1 trees, system priorities: about 1 MiB resident)
+ * unless the program defines this symbol returning non-zero: the mechanism
+ * of GNUTLS_SKIP_GLOBAL_INIT in <gnutls/gnutls.h>. Whoever does use gnutls
+ * still calls gnutls_global_init() itself. test_worker_footprint checks that the
+ * dynamic linker binds gnutls's reference to this definition.
+ */
+int _gnutls_global_init_skip(void);
+int _gnutls_global_init_skip(void)
+{
+    return 1;
+}
 
 static void usage(FILE *f)
 {
@@ -143,12 +161,40 @@ static void on_supervisor(struct evloop *loop, int fd, unsigned events, void *ar
     }
 }
 
+/*
+ * Heap given back after a burst: a burst of task starts leaves freed TLS
+ * contexts and buffers spread over the heap, which glibc only returns to the
+ * system from its top. Once no task has run for IDLE_TRIM_MS, malloc_trim
+ * releases every free page of the heap.
+ */
+#define IDLE_TRIM_MS 2000
+static uint64_t trim_timer;
+
+static void on_idle_trim(struct evloop *loop, uint64_t id, void *arg)
+{
+    struct worker *w = arg;
+    (void)loop;
+    (void)id;
+    trim_timer = 0;
+    if (w->running == 0)
+        malloc_trim(0);
+}
+
+static void arm_idle_trim(struct worker *w)
+{
+    if (trim_timer && evloop_timer_rearm(w->loop, trim_timer, IDLE_TRIM_MS) == REMEX_OK)
+        return;
+    trim_timer = evloop_timer_add(w->loop, IDLE_TRIM_MS, 0, on_idle_trim, w);
+}
+
 static void on_signal(struct evloop *loop, int signo, void *arg)
 {
     (void)loop;
     struct worker *w = arg;
     if (signo == SIGCHLD) {
         task_reap(w);
+        if (w->running == 0)
+            arm_idle_trim(w);
         return;
     }
     if (signo == SIGHUP) {
@@ -285,7 +331,10 @@ static int setup(struct worker *w)
         log_error("worker.task_defaults.memory_enforcement: %s", e.msg);
         return WORKER_EXIT_AUTH;
     }
-    if (!(w->loop = evloop_new(&e)) || plane_init(w, &e) != REMEX_OK) {
+    /* The plane is the worker's only HTTP peer: without https, no TLS start-up. */
+    int tls = w->cfg.plane_url && strncasecmp(w->cfg.plane_url, "https:", 6) == 0;
+    if (http_global_init(tls, &e) != REMEX_OK || !(w->loop = evloop_new(&e)) ||
+        plane_init(w, &e) != REMEX_OK) {
         log_error("%s", e.msg);
         return WORKER_EXIT_FAIL;
     }
@@ -393,6 +442,8 @@ int main(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *path = NULL, *lfmt = NULL, *llvl = NULL;
     int check = 0, once = 0, c;
+    /* One malloc arena: the only other threads are libcurl's short-lived resolver threads. */
+    mallopt(M_ARENA_MAX, 1);
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':

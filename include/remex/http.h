@@ -26,7 +26,8 @@
  * 403 REMEX_EFORBIDDEN, 404 REMEX_ENOTFOUND, 409 REMEX_ECONFLICT,
  * 413 REMEX_ETOOBIG, any other status outside 2xx REMEX_EHTTP.
  *
- * libcurl is initialised once per process (pthread_once) on first use.
+ * libcurl is initialised once per process: by http_global_init, else on
+ * first use as if by http_global_init(1).
  * Thread-safety: a client and a multi each belong to one thread at a time;
  * distinct clients may be used from distinct threads.
  */
@@ -65,6 +66,18 @@ struct http_client_opts {
 };
 
 struct http_client;
+
+/*
+ * Process-wide start-up of libcurl and its TLS library. tls = 1: full start
+ * (OpenSSL reads its configuration file and loads its error strings). tls = 0:
+ * the process promises never to use https://. OpenSSL then skips its
+ * configuration file and error strings, which keeps about 0.9 MiB of
+ * libcrypto out of memory; every later https:// URL is refused with
+ * REMEX_ETLS before any I/O. Call it before any other http_* function and
+ * before threads start; once libcurl is started, later calls only report the
+ * outcome of that start.
+ */
+remex_err http_global_init(int tls, struct remex_error *e);
 
 /* *out owned: release with http_client_free. */
 remex_err http_client_new(const struct http_client_opts *opts, struct http_client **out,
