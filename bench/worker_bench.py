@@ -12,6 +12,8 @@ one real remex-worker on loopback.
   floor       fork+exec of `true` 1,000 times (build/bench/_spawn_floor)
 
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/worker_bench.py [chain40|fanout10k|rss])
+Env: LOGS=DIR puts the task logs under DIR instead of the temporary folder;
+STATE=DIR the worker's state dir.
 """
 import datetime
 import json
@@ -53,6 +55,10 @@ def self_signed(folder):
 class Rig:
     def __init__(self, slots, tls=False):
         self.tmp = tempfile.mkdtemp(prefix="remex-bench-")
+        # LOGS=DIR puts the task logs in a fresh folder under DIR (e.g. /dev/shm, to take
+        # the file system's inode allocation out of the worker's figures).
+        self.logs = (tempfile.mkdtemp(prefix="remex-bench-logs-", dir=os.environ["LOGS"])
+                     if os.environ.get("LOGS") else os.path.join(self.tmp, "logs"))
         self.procs = []
         self.ctx = None
         conf = os.path.join(self.tmp, "plane.yaml")
@@ -91,7 +97,7 @@ class Rig:
             f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
                     + (f"  ca_file: {cert}\n" if tls else "") +
                     f"worker:\n  slots: {slots}\n  state_dir: {os.environ.get('STATE', self.tmp)}/state\n"
-                    f"  log_dir: {self.tmp}/logs\n"
+                    f"  log_dir: {self.logs}\n"
                     f"bundles:\n  - {{name: main, path: {self.tmp}/bundle}}\n"
                     f"xcom:\n  store: file://{self.tmp}/xcom\n")
         self.wlog = open(os.path.join(self.tmp, "worker.log"), "w+")
@@ -141,6 +147,13 @@ class Rig:
         g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))  # noqa: E731
         return g("Rss"), g("Pss"), g("Anonymous")
 
+    def cpu_s(self, pid):
+        """(own, reaped children) CPU seconds, user + system, of pid."""
+        with open(f"/proc/{pid}/stat") as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        hz = os.sysconf("SC_CLK_TCK")
+        return (int(v[11]) + int(v[12])) / hz, (int(v[13]) + int(v[14])) / hz
+
     def close(self):
         for p in reversed(self.procs):
             try:
@@ -148,6 +161,7 @@ class Rig:
             except ProcessLookupError:
                 pass
             p.wait()
+        shutil.rmtree(self.logs, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -181,6 +195,7 @@ def fanout10k():
             r.put_dag({"dag_id": f"fan{d}",
                        "tasks": [{"task_id": f"t{i:04d}", "command": ["true"]}
                                  for i in range(per)]})
+        w0, p0 = r.cpu_s(r.worker.pid), r.cpu_s(r.procs[0].pid)
         t0 = time.monotonic()
         runs = [(f"fan{d}", r.req("POST", f"/api/v1/admin/dags/fan{d}/runs", {})["run_id"])
                 for d in range(ndags)]
@@ -194,6 +209,7 @@ def fanout10k():
                     done[dag_id] = r.req("GET", f"/api/v1/admin/dags/{dag_id}/runs/{run_id}")
             time.sleep(0.05)
         wall = time.monotonic() - t0
+        w1, p1 = r.cpu_s(r.worker.pid), r.cpu_s(r.procs[0].pid)
         ok = sum(1 for run in done.values() for t in run["task_instances"]
                  if t["state"] == "success")
         first = min(ts(run["queued_at"]) for run in done.values())
@@ -201,6 +217,10 @@ def fanout10k():
         print(f"fanout10k: {ok}/{n} tasks succeeded in {wall:.2f} s = {n / wall:.0f} tasks/s "
               f"wall ({n / (last - first):.0f} tasks/s by the plane's timestamps; 16 slots; "
               f"target > 1,000 tasks/s)")
+        print(f"fanout10k: CPU for the run: worker {w1[0] - w0[0]:.2f} s "
+              f"({(w1[0] - w0[0]) / n * 1e6:.0f} us/task), its tasks {w1[1] - w0[1]:.2f} s, "
+              f"plane {p1[0] - p0[0]:.2f} s ({(p1[0] - p0[0]) / n * 1e6:.0f} us/task); "
+              f"load average {os.getloadavg()[0]:.2f}")
     finally:
         r.close()
 
