@@ -216,18 +216,22 @@ struct spawn_plan {
     int maxdst;
     int opened[3]; /* stdio fds the parent opened (closed after fork), or -1 */
     pid_t parent;
-    int errfd;
+    int errfd; /* fork: write end of the error pipe; clone-vfork: -1 */
     /*
-     * The one word a clone-vfork child writes in the parent's memory: set
-     * right before execve, so an empty error pipe with reached_exec == 0 means
-     * the child died before exec (a signal), not that exec succeeded.
+     * What a clone-vfork child writes in the parent's memory (the parent is
+     * suspended until the child execs or exits, so no pipe is needed):
+     * reached_exec is set right before execve, report and reported when a
+     * step fails. reached_exec == 0 without a report means the child died
+     * before exec (a signal), not that exec succeeded.
      */
     volatile int reached_exec;
+    volatile int reported;
+    struct child_report report;
 };
 
-/* The child's own state, on its own stack: it never writes the shared plan. */
+/* The child's own state, on its own stack: it writes the shared plan only to report. */
 struct child_ctx {
-    const struct spawn_plan *p;
+    struct spawn_plan *p;
     int errfd;
 };
 
@@ -397,9 +401,9 @@ static remex_err plan_check(const struct proc_spec *s, struct remex_error *e)
  * The child runs either in a fork()ed copy of the parent or, with
  * clone(CLONE_VM | CLONE_VFORK), in the parent's own memory while the parent
  * thread is suspended. For the second case the child:
- *  - writes only its own stack, its fd table and plan->reached_exec (and the
- *    calling thread's errno, which the parent does not read after a
- *    successful clone);
+ *  - writes only its own stack, its fd table, plan->reached_exec and, when a
+ *    step fails, plan->report (and the calling thread's errno, which the
+ *    parent does not read after a successful clone);
  *  - makes raw system calls where libc would take a lock or touch shared
  *    state: set*id through syscall() (glibc's wrappers broadcast to every
  *    thread of the parent), close/write/open through syscall() (no
@@ -414,6 +418,11 @@ static void __attribute__((noreturn)) child_fail(const struct child_ctx *c, int 
     struct child_report r = {step, errno, idx};
     long n;
 
+    if (c->errfd < 0) { /* clone-vfork: the parent reads the plan once we are gone */
+        c->p->report = r;
+        c->p->reported = 1;
+        _exit(127);
+    }
     do {
         n = syscall(SYS_write, c->errfd, &r, sizeof(r));
     } while (n < 0 && errno == EINTR);
@@ -516,16 +525,20 @@ static void child_fds(struct child_ctx *c)
 {
     const struct spawn_plan *p = c->p;
     int tmp[3 + PROC_MAX_FDMAP];
-    int low = p->maxdst + 1;
+    int low = p->maxdst + 1, direct = 1;
 
-    if (c->errfd < low) {
+    if (c->errfd >= 0 && c->errfd < low) {
         int nfd = (int)syscall(SYS_fcntl, c->errfd, F_DUPFD_CLOEXEC, low);
         if (nfd < 0)
             child_fail(c, STEP_FDS, -1);
         c->errfd = nfd;
     }
+    /* Sources all above every destination: no dup3 can clobber one, dup them in place. */
+    for (size_t i = 0; i < p->nmoves; i++)
+        direct &= p->moves[i].src >= low;
     for (size_t i = 0; i < p->nmoves; i++) {
-        tmp[i] = (int)syscall(SYS_fcntl, p->moves[i].src, F_DUPFD_CLOEXEC, low);
+        tmp[i] = direct ? p->moves[i].src
+                        : (int)syscall(SYS_fcntl, p->moves[i].src, F_DUPFD_CLOEXEC, low);
         if (tmp[i] < 0)
             child_fail(c, STEP_FDS, (int)i);
     }
@@ -629,12 +642,10 @@ static remex_err report_error(const struct spawn_plan *p, const struct child_rep
 }
 
 /*
- * Reads the child's report: 0 bytes means exec succeeded (the pipe closed on
- * exec) or, after a fork, that the child died before exec; a clone-vfork child
- * tells the two apart through reached_exec.
+ * Reads the child's report after a fork: 0 bytes means exec succeeded (the
+ * pipe closed on exec) or that the child died before exec.
  */
-static remex_err await_exec(struct spawn_plan *p, int rfd, pid_t pid, int vforked,
-                            struct remex_error *e)
+static remex_err await_exec(struct spawn_plan *p, int rfd, pid_t pid, struct remex_error *e)
 {
     struct child_report r;
     size_t got = 0;
@@ -648,18 +659,34 @@ static remex_err await_exec(struct spawn_plan *p, int rfd, pid_t pid, int vforke
             break;
         got += (size_t)n;
     }
-    if (got == 0 && (!vforked || p->reached_exec))
+    if (got == 0)
         return REMEX_OK;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    if (got == 0) {
-        char how[64];
-        return remex_seterr(e, REMEX_ESYS, "spawn: child %s before exec",
-                            proc_status_str(st, how, sizeof(how)));
-    }
     if (got < sizeof(r))
         return remex_seterr(e, REMEX_ESYS, "spawn: short report from child");
     return report_error(p, &r, e);
+}
+
+/*
+ * After a clone-vfork the child has exec'd or exited: what it wrote in the
+ * plan tells which, and why.
+ */
+static remex_err vfork_outcome(struct spawn_plan *p, pid_t pid, struct remex_error *e)
+{
+    int st;
+
+    if (p->reached_exec && !p->reported)
+        return REMEX_OK;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (p->reported) {
+        struct child_report r = p->report;
+        return report_error(p, &r, e);
+    }
+    char how[64];
+    return remex_seterr(e, REMEX_ESYS, "spawn: child %s before exec",
+                        proc_status_str(st, how, sizeof(how)));
 }
 
 const char *proc_spawn_mechanism(void)
@@ -681,31 +708,59 @@ const char *proc_spawn_mechanism(void)
 #define SPAWN_STACK (64 * 1024) /* the child's stack, above one guard page */
 
 /*
- * clone(CLONE_VM | CLONE_VFORK) on a fresh stack with a PROT_NONE guard page
- * below it: returns once the child has exec'd or exited. Signals must already
- * be blocked. -1 with *err on failure.
+ * One child stack, kept for the life of the process: a clone-vfork child is
+ * done with it when clone returns, so spawns in a row reuse it (no mmap,
+ * mprotect, munmap and fresh page faults per spawn). A thread that finds it
+ * taken maps a stack of its own for that spawn.
  */
-static pid_t spawn_vfork(struct spawn_plan *p, int *err)
+static pthread_mutex_t stack_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *stack_mem;
+
+static char *stack_map(size_t len, int *err)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t len = page + SPAWN_STACK;
-    char *mem;
-    pid_t child;
+    char *mem =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 
-    mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (mem == MAP_FAILED) {
         *err = errno;
-        return -1;
+        return NULL;
     }
     if (mprotect(mem, page, PROT_NONE) != 0) {
         *err = errno;
         munmap(mem, len);
+        return NULL;
+    }
+    return mem;
+}
+
+/*
+ * clone(CLONE_VM | CLONE_VFORK) on a stack with a PROT_NONE guard page below
+ * it: returns once the child has exec'd or exited. Signals must already be
+ * blocked. -1 with *err on failure.
+ */
+static pid_t spawn_vfork(struct spawn_plan *p, int *err)
+{
+    size_t len = (size_t)sysconf(_SC_PAGESIZE) + SPAWN_STACK;
+    int shared = pthread_mutex_trylock(&stack_lock) == 0;
+    char *mem = shared ? stack_mem : NULL;
+    pid_t child;
+
+    if (mem == NULL && (mem = stack_map(len, err)) == NULL) {
+        if (shared)
+            pthread_mutex_unlock(&stack_lock);
         return -1;
     }
     p->reached_exec = 0;
+    p->reported = 0;
     child = clone(child_entry, mem + len, CLONE_VM | CLONE_VFORK | SIGCHLD, p);
     *err = errno;
-    munmap(mem, len);
+    if (shared) {
+        stack_mem = mem;
+        pthread_mutex_unlock(&stack_lock);
+    } else {
+        munmap(mem, len);
+    }
     return child;
 }
 
@@ -713,7 +768,7 @@ remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_erro
 {
     struct spawn_plan *p;
     sigset_t all, old;
-    int pfd[2], saved = 0, vforked;
+    int pfd[2] = {-1, -1}, saved = 0, vforked;
     remex_err rc;
     pid_t child;
 
@@ -727,15 +782,17 @@ remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_erro
         return remex_seterr(e, REMEX_ENOMEM, "spawn: out of memory");
     p->spec = spec;
     p->opened[0] = p->opened[1] = p->opened[2] = -1;
+    p->errfd = -1;
     p->parent = getpid();
+    vforked = strcmp(proc_spawn_mechanism(), "clone-vfork") == 0;
     rc = plan_exe(p, e);
     if (rc == REMEX_OK)
         rc = plan_fds(p, e);
-    if (rc == REMEX_OK && pipe2(pfd, O_CLOEXEC) != 0)
+    /* A forked child reports through a pipe; a clone-vfork child through the plan. */
+    if (rc == REMEX_OK && !vforked && pipe2(pfd, O_CLOEXEC) != 0)
         rc = remex_seterr(e, errno_code(errno), "spawn: pipe: %s", strerror(errno));
     if (rc == REMEX_OK) {
         p->errfd = pfd[1];
-        vforked = strcmp(proc_spawn_mechanism(), "clone-vfork") == 0;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         child = vforked ? spawn_vfork(p, &saved) : fork();
@@ -744,13 +801,17 @@ remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_erro
         if (!vforked)
             saved = errno;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        close(pfd[1]);
+        if (pfd[1] >= 0)
+            close(pfd[1]);
         if (child < 0)
             rc = remex_seterr(e, errno_code(saved), "%s: %s", vforked ? "clone" : "fork",
                               strerror(saved));
+        else if (vforked)
+            rc = vfork_outcome(p, child, e);
         else
-            rc = await_exec(p, pfd[0], child, vforked, e);
-        close(pfd[0]);
+            rc = await_exec(p, pfd[0], child, e);
+        if (pfd[0] >= 0)
+            close(pfd[0]);
         if (rc == REMEX_OK)
             *pid = child;
     }

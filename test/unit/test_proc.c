@@ -1379,6 +1379,51 @@ static void test_spawn_many(void **state)
     assert_int_equal(low2, low);
 }
 
+/*
+ * Spawns from two threads at once (the second one finds the kept child stack
+ * taken and maps its own), successes and exec failures interleaved: each
+ * spawn gets its own outcome and message, and no child is left behind.
+ */
+static void *spawn_mixed(void *arg)
+{
+    long fails = 0;
+    char *ok[] = {"/bin/true", NULL};
+    char *bad[] = {"/no/such", NULL};
+
+    (void)arg;
+    for (int i = 0; i < 60; i++) {
+        struct proc_spec spec = {.argv = i % 3 == 0 ? bad : ok};
+        struct remex_error e;
+        pid_t pid = -1;
+        int st = -1;
+        remex_err rc = proc_spawn(&spec, &pid, &e);
+        if (i % 3 == 0) {
+            if (rc != REMEX_ENOTFOUND || pid != -1 ||
+                strcmp(e.msg, "exec /no/such: No such file or directory") != 0)
+                fails++;
+        } else if (rc != REMEX_OK || waitpid(pid, &st, 0) != pid || st != 0) {
+            fails++;
+        }
+    }
+    return (void *)fails;
+}
+
+static void test_spawn_threads(void **state)
+{
+    (void)state;
+    pthread_t th[2];
+    void *fails[2];
+
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, spawn_mixed, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(th[i], &fails[i]), 0);
+        assert_int_equal((long)fails[i], 0);
+    }
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1423,6 +1468,7 @@ int main(void)
         cmocka_unit_test(test_parent_sigmask_restored),
         cmocka_unit_test(test_deep_child_path),
         cmocka_unit_test(test_spawn_many),
+        cmocka_unit_test(test_spawn_threads),
     };
     int failed;
 
