@@ -14,6 +14,7 @@
  * SIGCHLD reaps tasks.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -300,6 +301,7 @@ static int setup(struct worker *w)
     if (setup_sockdir(w) != 0)
         return WORKER_EXIT_AUTH;
     setup_task_path(w);
+    w->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     char jdir[4200];
     snprintf(jdir, sizeof(jdir), "%s/journal", w->cfg.state_dir);
     size_t corrupt = 0;
@@ -366,6 +368,7 @@ static void teardown(struct worker *w)
 {
     task_free_all(w);
     memlimit_shutdown(w);
+    tasksock_pool_free(w);
     if (w->multi)
         plane_shutdown(w);
     if (w->sup) {
@@ -388,6 +391,8 @@ static void teardown(struct worker *w)
     }
     if (w->sock_dir_tmp)
         rmdir(w->sock_dir);
+    if (w->devnull >= 0)
+        close(w->devnull);
     cfg_free(wconfig_table, &w->cfg);
 }
 
@@ -498,6 +503,7 @@ int main(int argc, char **argv)
     }
     log_init("worker", lv, lf);
     w.once = once;
+    w.devnull = -1;
     w.once_result = WORKER_EXIT_FAIL;
     int code = setup(&w);
     if (code < 0) {

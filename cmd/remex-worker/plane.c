@@ -243,14 +243,14 @@ void plane_register(struct worker *w)
         worker_finish(w, WORKER_EXIT_AUTH);
         return;
     }
-    char host[256] = "";
-    gethostname(host, sizeof(host) - 1);
+    memset(w->hostname, 0, sizeof(w->hostname));
+    gethostname(w->hostname, sizeof(w->hostname) - 1);
     json_t *q = json_array();
     for (size_t i = 0; i < w->cfg.queues.n; i++)
         json_array_append_new(q, json_string(w->cfg.queues.items[i]));
     json_t *body =
         json_pack("{s:s,s:[s],s:s,s:s,s:o,s:I,s:{s:b,s:s}}", "name", w->cfg.name, "roles", "worker",
-                  "version", REMEX_VERSION, "hostname", host, "queues", q, "slots",
+                  "version", REMEX_VERSION, "hostname", w->hostname, "queues", q, "slots",
                   (json_int_t)w->slots, "features", "xcom", 1, "memory_limit", w->memlimit_mech);
     struct call *c = new_call(w, C_REGISTER, NULL);
     if (c && body) {
@@ -546,12 +546,10 @@ static void poll_done(struct worker *w, remex_err rc, long status, json_t *r, co
 
 void plane_start(struct worker *w, struct wtask *t)
 {
-    char host[256] = "";
     if (t->start_first_ms == 0)
         t->start_first_ms = timeutil_mono_ms();
-    gethostname(host, sizeof(host) - 1);
     json_t *body =
-        json_pack("{s:I,s:s}", "try_number", (json_int_t)t->try_number, "hostname", host);
+        json_pack("{s:I,s:s}", "try_number", (json_int_t)t->try_number, "hostname", w->hostname);
     char path[96];
     snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/start", t->ti_id);
     struct call *c = new_call(w, C_START, t);

@@ -231,7 +231,6 @@ static void build_env(struct wtask *t, json_t *task, struct tmpl_task_vars *vars
     env_put(t, "REMEX_LOGICAL_DATE", ld);
     memcpy(ds, ld, strlen(ld) >= 10 ? 10 : 0);
     env_put(t, "REMEX_DS", ds);
-    env_put(t, "REMEX_SOCKET", t->sock_path);
     json_object_foreach(json_object_get(t->asg, "params"), k, v)
     {
         char key[300];
@@ -385,10 +384,6 @@ static void prepare(struct wtask *t, json_t *task, const char *ld)
         vars.data_interval_end = vars.logical_date;
     if (!json_is_object(vars.conf))
         vars.conf = NULL;
-    snprintf(t->sock_path, sizeof(t->sock_path), "%s/%" PRId64 ".%" PRId64 ".sock", t->w->sock_dir,
-             t->ti_id, t->try_number);
-    if (strlen(t->sock_path) + 1 >= sizeof(t->sock_path))
-        set_prep_error(t, "state_dir path too long for a Unix socket");
     if (json_object_get(task, "trigger") && !json_object_get(task, "command") &&
         !json_object_get(task, "shell"))
         set_prep_error(t, "task is a deferrable sensor; a triggerer runs it, not a worker");
@@ -444,7 +439,7 @@ void task_offer(struct worker *w, json_t *asg)
     }
     t->w = w;
     t->asg = asg;
-    t->out_fd = t->log_fd = t->lfd = -1;
+    t->out_fd = t->log_fd = -1;
     t->cg.procs_fd = -1;
     t->phase = WT_STARTING;
     buf_init(&t->line, 64u * 1024u);
@@ -591,7 +586,7 @@ static remex_err spawn(struct wtask *t, struct remex_error *e)
         .cwd = t->cwd,
         .new_session = 1,
         .pdeathsig = SIGKILL, /* a worker that dies takes its tasks' leaders along */
-        .stdio = {{.kind = PROC_STDIO_NULL},
+        .stdio = {{.kind = w->devnull >= 0 ? PROC_STDIO_FD : PROC_STDIO_NULL, .fd = w->devnull},
                   {.kind = PROC_STDIO_FD, .fd = pfd[1]},
                   {.kind = PROC_STDIO_FD, .fd = pfd[1]}},
         .rlimits = t->rlim,
@@ -605,7 +600,7 @@ static remex_err spawn(struct wtask *t, struct remex_error *e)
         return rc;
     }
     t->out_fd = pfd[0];
-    fcntl(t->out_fd, F_SETFL, fcntl(t->out_fd, F_GETFL) | O_NONBLOCK);
+    fcntl(t->out_fd, F_SETFL, O_RDONLY | O_NONBLOCK); /* the read end's only status flags */
     if (evloop_watch(w->loop, t->out_fd, EVLOOP_READ, on_output, t, e) != REMEX_OK) {
         close(t->out_fd);
         t->out_fd = -1;

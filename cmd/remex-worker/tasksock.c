@@ -7,9 +7,16 @@
  * worker's uid and a pid inside the task's process group; anything else is
  * closed at once (and logged). One request is served at a time per
  * connection; frames that arrive while one is in progress wait in the decoder.
- * The socket lives in the worker's socket folder (main.c: a private 0700
- * folder on tmpfs when one is available, else <state_dir>/sock), is 0600,
- * and is removed when the try ends.
+ * The sockets live in the worker's socket folder (main.c: a private 0700
+ * folder on tmpfs when one is available, else <state_dir>/sock) and are 0600.
+ *
+ * Sockets are pooled: a running try takes a free socket "<n>.sock" (created
+ * on first use, so there are at most as many as tries ever ran at once) and
+ * gives it back when it ends, after its connections are closed. A socket
+ * serves one try at a time; a connection to a free socket is refused like any
+ * other foreign peer. The pool is removed when the worker exits. Reusing the
+ * sockets saves a socket, bind, chmod, listen, unlink and two epoll calls per
+ * try.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -363,69 +370,141 @@ static void on_conn(struct evloop *loop, int fd, unsigned ev, void *arg)
     }
 }
 
-static void on_accept(struct evloop *loop, int lfd, unsigned ev, void *arg)
+/* A listening socket of the pool; owner is the try it serves, NULL while free. */
+struct tsock {
+    struct worker *w;
+    int lfd;
+    struct wtask *owner;
+    char path[108];
+};
+
+/* Accepts one connection for t after the peer check; 0 accepted or refused, -1 nothing left. */
+static int accept_one(struct tsock *ts)
 {
-    (void)ev;
-    struct wtask *t = arg;
-    for (int i = 0; i < 16; i++) {
-        int fd;
-        struct remex_error e;
-        if (ipc_accept(lfd, &fd, &e) != REMEX_OK)
-            return;
-        pid_t pid = 0;
-        uid_t uid = 0;
-        if (ipc_peer_cred(fd, &pid, &uid, NULL, &e) != REMEX_OK || uid != getuid() || t->pid <= 0 ||
-            getpgid(pid) != t->pid) {
+    struct wtask *t = ts->owner;
+    int fd;
+    struct remex_error e;
+    if (ipc_accept(ts->lfd, &fd, &e) != REMEX_OK)
+        return -1;
+    pid_t pid = 0;
+    uid_t uid = 0;
+    if (ipc_peer_cred(fd, &pid, &uid, NULL, &e) != REMEX_OK || uid != getuid() || !t ||
+        t->pid <= 0 || getpgid(pid) != t->pid) {
+        if (t)
             log_warn("ti %" PRId64 ": task socket: refused peer pid %d uid %d (not in the task's "
                      "process group)",
                      t->ti_id, (int)pid, (int)uid);
-            close(fd);
-            continue;
-        }
-        size_t open_conns = 0;
-        for (struct tconn *x = t->conns; x; x = x->next)
-            open_conns += !x->closed;
-        if (open_conns >= CONNS_MAX) {
-            log_warn("ti %" PRId64 ": task socket: more than %d connections; refused", t->ti_id,
-                     CONNS_MAX);
-            close(fd);
-            continue;
-        }
-        struct tconn *tc = calloc(1, sizeof(*tc));
-        if (!tc || !(tc->c = ipc_conn_new(fd, 0, 0, &e))) {
-            free(tc);
-            continue;
-        }
-        tc->t = t;
-        if (evloop_watch(loop, ipc_conn_fd(tc->c), EVLOOP_READ, on_conn, tc, &e) != REMEX_OK) {
-            ipc_conn_free(tc->c);
-            free(tc);
-            continue;
-        }
-        tc->next = t->conns;
-        t->conns = tc;
+        else
+            log_warn("task socket %s: refused peer pid %d uid %d (no try is using it)", ts->path,
+                     (int)pid, (int)uid);
+        close(fd);
+        return 0;
     }
+    size_t open_conns = 0;
+    for (struct tconn *x = t->conns; x; x = x->next)
+        open_conns += !x->closed;
+    if (open_conns >= CONNS_MAX) {
+        log_warn("ti %" PRId64 ": task socket: more than %d connections; refused", t->ti_id,
+                 CONNS_MAX);
+        close(fd);
+        return 0;
+    }
+    struct tconn *tc = calloc(1, sizeof(*tc));
+    if (!tc || !(tc->c = ipc_conn_new(fd, 0, 0, &e))) {
+        free(tc);
+        close(fd);
+        return 0;
+    }
+    tc->t = t;
+    if (evloop_watch(t->w->loop, ipc_conn_fd(tc->c), EVLOOP_READ, on_conn, tc, &e) != REMEX_OK) {
+        ipc_conn_free(tc->c);
+        free(tc);
+        return 0;
+    }
+    tc->next = t->conns;
+    t->conns = tc;
+    return 0;
+}
+
+static void on_accept(struct evloop *loop, int lfd, unsigned ev, void *arg)
+{
+    (void)loop;
+    (void)lfd;
+    (void)ev;
+    for (int i = 0; i < 16 && accept_one(arg) == 0; i++)
+        ;
+}
+
+/* A free socket of the pool, created when every existing one is in use. */
+static remex_err pool_take(struct worker *w, struct tsock **out, struct remex_error *e)
+{
+    for (size_t i = 0; i < w->nsocks; i++)
+        if (!w->socks[i]->owner) {
+            *out = w->socks[i];
+            return REMEX_OK;
+        }
+    struct tsock **grown = realloc(w->socks, (w->nsocks + 1) * sizeof(*grown));
+    if (!grown)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    w->socks = grown;
+    struct tsock *ts = calloc(1, sizeof(*ts));
+    if (!ts)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    ts->w = w;
+    int n = snprintf(ts->path, sizeof(ts->path), "%s/%zu.sock", w->sock_dir, w->nsocks);
+    remex_err rc = n < 0 || (size_t)n >= sizeof(ts->path)
+                       ? remex_seterr(e, REMEX_ETOOBIG, "socket path too long for a Unix socket")
+                       : ipc_listen(ts->path, 16, &ts->lfd, e);
+    if (rc == REMEX_OK &&
+        (rc = evloop_watch(w->loop, ts->lfd, EVLOOP_READ, on_accept, ts, e)) != REMEX_OK) {
+        close(ts->lfd);
+        unlink(ts->path);
+    }
+    if (rc != REMEX_OK) {
+        free(ts);
+        return rc;
+    }
+    w->socks[w->nsocks++] = ts;
+    *out = ts;
+    return REMEX_OK;
 }
 
 remex_err tasksock_open(struct wtask *t, struct remex_error *e)
 {
-    remex_err rc = ipc_listen(t->sock_path, 16, &t->lfd, e);
+    struct tsock *ts = NULL;
+    remex_err rc = pool_take(t->w, &ts, e);
+    if (rc == REMEX_OK)
+        rc = proc_env_set(&t->env, "REMEX_SOCKET", ts->path, e);
     if (rc != REMEX_OK)
         return rc;
-    return evloop_watch(t->w->loop, t->lfd, EVLOOP_READ, on_accept, t, e);
+    ts->owner = t;
+    t->sock = ts;
+    return REMEX_OK;
 }
 
 void tasksock_close(struct wtask *t)
 {
-    if (t->lfd >= 0) {
-        evloop_unwatch(t->w->loop, t->lfd);
-        close(t->lfd);
-        t->lfd = -1;
-        unlink(t->sock_path);
+    if (t->sock) {
+        t->sock->owner = NULL;
+        t->sock = NULL;
     }
     struct tconn *tc = t->conns, *next;
     for (; tc; tc = next) {
         next = tc->next;
         conn_drop(tc);
     }
+}
+
+void tasksock_pool_free(struct worker *w)
+{
+    for (size_t i = 0; i < w->nsocks; i++) {
+        struct tsock *ts = w->socks[i];
+        evloop_unwatch(w->loop, ts->lfd);
+        close(ts->lfd);
+        unlink(ts->path);
+        free(ts);
+    }
+    free(w->socks);
+    w->socks = NULL;
+    w->nsocks = 0;
 }

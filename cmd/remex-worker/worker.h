@@ -16,7 +16,7 @@
  *   task.c      assignment decoding, environment, templates, limits, spawn, timeouts,
  *               cancellation, exit classification (incl. out of memory)
  *   tasklog.c   per-try log file: line splitting, timestamps, masking, size cap
- *   tasksock.c  the per-task Unix socket (remex-task protocol, docs/task-protocol.md)
+ *   tasksock.c  the task sockets (remex-task protocol, docs/task-protocol.md), pooled
  *
  * Lifetimes: a struct wtask lives from the offer until its final report has
  * been handed over (delivered, journaled or dropped) and no HTTP call refers
@@ -103,6 +103,7 @@ enum wtask_phase {
 };
 
 struct tconn; /* tasksock.c */
+struct tsock; /* tasksock.c */
 
 struct wtask {
     struct wtask *next;
@@ -148,8 +149,7 @@ struct wtask {
     struct mask *mask;
 
     /* socket */
-    int lfd;
-    char sock_path[108];
+    struct tsock *sock; /* from the worker's pool while the try runs, else NULL */
     struct tconn *conns;
 
     json_t *defer_trigger; /* owned: report deferred when the process exits 0 */
@@ -175,6 +175,10 @@ struct worker {
     char sock_dir[72];    /* task sockets (private 0700 folder) */
     int sock_dir_tmp;     /* 1: created by this process, removed at exit */
     char task_path[8192]; /* PATH of tasks: the worker's folder first */
+    struct tsock **socks; /* tasksock.c: the socket pool */
+    size_t nsocks;
+    int devnull;        /* /dev/null for the tasks' stdin (opened once), or -1 */
+    char hostname[256]; /* reported at register and start; read at each registration */
 
     char *agent_id;
     char *session;
@@ -271,7 +275,11 @@ void tasklog_note(struct wtask *t, const char *fmt, ...) __attribute__((format(p
 void tasklog_close(struct wtask *t);
 
 /* ---- tasksock.c ---- */
+/* Lends t a socket of the pool and names it in t's REMEX_SOCKET. */
 remex_err tasksock_open(struct wtask *t, struct remex_error *e);
+/* Closes t's connections and gives its socket back to the pool. */
 void tasksock_close(struct wtask *t);
+/* Closes and removes every socket of the pool (shutdown). */
+void tasksock_pool_free(struct worker *w);
 
 #endif

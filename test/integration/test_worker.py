@@ -1,8 +1,11 @@
 """remex-worker end to end against a real remex-plane: DAG shapes, failures,
 retries, timeouts, cancellation, logs, XCom and connections (memory limits:
 test_worker_memory.py)."""
+import json
 import os
 import signal
+import socket
+import struct
 import sys
 import time
 import unittest
@@ -299,6 +302,39 @@ class TestWorkerTaskInterface(WorkerCase):
         self.wait_ti("dfr", run_id, "outsider", ("success",))
         self.assertIn("rc=3", self.task_log("dfr", run_id, "outsider"))
         self.assertIn("not in the task's process group", w.output())
+
+    def test_task_socket_pool(self):
+        """Tries in a row share one pooled socket; each try is served on it, and a
+        connection to it while no try is using it is refused."""
+        self.start_plane()
+        sh = "echo sock=$REMEX_SOCKET; remex-task var get nosuch; echo rc=$?"
+        self.put_dag({"dag_id": "socks", "tasks": [
+            {"task_id": "a", "shell": sh},
+            {"task_id": "b", "shell": sh, "upstream": ["a"]},
+            {"task_id": "c", "shell": sh, "upstream": ["b"]},
+        ]})
+        w = self.start_worker(slots=1)
+        run_id = self.trigger("socks")
+        self.assertEqual(self.wait_run("socks", run_id)["state"], "success")
+        paths = set()
+        for t in ("a", "b", "c"):
+            log = self.task_log("socks", run_id, t)
+            self.assertIn("rc=1", log)  # served: "not found", not 3 (cannot reach the worker)
+            paths.add(log.split("sock=", 1)[1].split()[0])
+        self.assertEqual(len(paths), 1, paths)
+        path = paths.pop()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(path)
+            req = json.dumps({"op": "var.get", "key": "nosuch"}).encode()
+            s.sendall(struct.pack(">I", len(req)) + req)
+            try:
+                got = s.recv(4)
+            except ConnectionResetError:  # closed with the request unread
+                got = b""
+            self.assertEqual(got, b"")  # closed without a reply
+        w.wait_output("no try is using it", timeout=5)
+        self.assertTrue(w.alive())
 
     def test_once_and_sighup(self):
         self.start_plane()
