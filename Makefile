@@ -42,6 +42,10 @@ CPPFLAGS += -Iinclude -D_GNU_SOURCE
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 $(WARN) -fno-strict-aliasing -pipe
 LDLIBS += -lpthread -lm
+# Each binary records only the libraries it calls (gcc adds this by default
+# except with -fsanitize; clang never does): the worker loads no SQLite,
+# libmicrohttpd, libjwt or libgit2.
+LDFLAGS += -Wl,--as-needed
 
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

@@ -1,6 +1,7 @@
-"""What the worker starts besides its own code: gnutls (pulled in by Debian's
-libcurl through librtmp) must not run its global init, and the TLS start-up
-happens only for an https:// plane, where it must still verify: a worker
+"""What the worker loads and starts besides its own code: only the libraries
+it calls (not the plane's SQLite, libmicrohttpd, libjwt, libgit2); gnutls
+(pulled in by Debian's libcurl through librtmp) must not run its global
+init; and the TLS start-up happens only for an https:// plane, where it must still verify: a worker
 that does not trust the plane's self-signed certificate is refused
 (test_plane_tls runs a DAG with a worker that trusts it through
 plane.ca_file)."""
@@ -16,6 +17,15 @@ import workerfix
 
 
 class GnutlsInit(harness.TestCase):
+    def test_links_only_the_libraries_it_calls(self):
+        exe = self.bin("remex-worker")
+        dyn = subprocess.run(["readelf", "-d", exe], capture_output=True, text=True,
+                             timeout=30).stdout
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(\S+)\]", dyn)
+        self.assertTrue(any(n.startswith("libcurl") for n in needed), needed)
+        for lib in ("libsqlite3", "libmicrohttpd", "libjwt", "libgit2"):
+            self.assertFalse([n for n in needed if n.startswith(lib)], needed)
+
     def test_gnutls_constructor_sees_the_workers_skip(self):
         exe = self.bin("remex-worker")
         ldd = subprocess.run(["ldd", exe], capture_output=True, text=True, timeout=30).stdout
