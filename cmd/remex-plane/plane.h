@@ -118,6 +118,8 @@ struct plane_resp {
     char *text;   /* owned; sent as is when body is NULL (e.g. /metrics) */
     size_t text_len;
     const char *content_type; /* static string; default application/json */
+    int committed;            /* set by a handler that committed what it wrote (or may leave it
+                               * deferred): the server then sends the reply without settling */
 };
 
 typedef void (*plane_handler_fn)(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
@@ -162,6 +164,20 @@ remex_err store_checkpointer_start(struct plane *p, struct remex_error *e);
 void store_checkpointer_stop(struct plane *p);
 int64_t plane_now_ms(void); /* wall clock, ms since the epoch */
 
+/* Transactions (mu held). store_begin begins one, or takes over a deferred
+ * one, and returns 1: the caller then ends it with store_commit or
+ * store_commit_later. It returns 0 inside another holder's transaction (the
+ * outer holder commits). store_commit_later leaves the transaction open: the
+ * next store_begin takes it over (so the next commit of any request or of the
+ * scheduler carries it), store_settle commits it, and the store thread commits
+ * it at most 20 ms after the first deferred change. A crash of the plane
+ * before then loses the deferred changes: only a change that is recovered
+ * otherwise may be deferred (a start, see sched_dispatch.c). Writes outside
+ * store_begin join an open deferred transaction. */
+int store_begin(struct plane *p);
+void store_commit(struct plane *p, int began);
+void store_commit_later(struct plane *p, int began);
+void store_settle(struct plane *p);
 /* Runs one or more SQL statements (no results). */
 remex_err store_exec(struct plane *p, const char *sql, struct remex_error *e);
 /* Prepared statement for sql, cached by the ADDRESS of sql (pass a string

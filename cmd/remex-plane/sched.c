@@ -167,21 +167,12 @@ int64_t sq_col_int(sqlite3_stmt *st, int col, int64_t def)
 
 int sq_begin(struct plane *p)
 {
-    if (!sqlite3_get_autocommit(p->db))
-        return 0;
-    if (sq_run(p, "BEGIN", "") != SQLITE_DONE) {
-        log_error("sched: BEGIN: %s", sqlite3_errmsg(p->db));
-        return 0;
-    }
-    return 1;
+    return store_begin(p);
 }
 
 void sq_commit(struct plane *p, int began)
 {
-    if (began && sq_run(p, "COMMIT", "") != SQLITE_DONE) {
-        log_error("sched: COMMIT: %s", sqlite3_errmsg(p->db));
-        sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
-    }
+    store_commit(p, began);
 }
 
 /* ---- JSON helpers ---- */
@@ -469,6 +460,14 @@ remex_err sched_init(struct plane *p, struct remex_error *e)
     remex_err rc = sdag_load_all(p, e);
     if (rc != REMEX_OK)
         return rc;
+    /* A start is committed lazily: after a crash, a task instance its worker
+     * runs may read offered. Its agent's heartbeat or report says so (see
+     * sched_h_start); until then the offer must not expire. */
+    int64_t hold = plane_now_ms() + p->cfg.offer_timeout_ms;
+    sq_run(p,
+           "UPDATE task_instances SET offer_expires_ms = ?1, due_ms = ?1"
+           " WHERE state = 'offered' AND offer_expires_ms < ?1",
+           "i", hold);
     /* Running runs are re-evaluated once: the plane may have stopped mid-run. */
     sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE state = 'running'", "");
     while (st && sqlite3_step(st) == SQLITE_ROW)
@@ -597,7 +596,7 @@ void sched_heartbeat(struct plane *p, int64_t agent_id, json_t *running, json_t 
                                   "SELECT state, agent_id, try_number, cancel_ms, reason"
                                   " FROM task_instances WHERE id = ?1",
                                   "i", ti);
-            int mine = 0;
+            int mine = 0, offered = 0;
             int64_t cms = -1;
             char reason[64] = "no longer assigned to this agent";
             if (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -605,6 +604,7 @@ void sched_heartbeat(struct plane *p, int64_t agent_id, json_t *running, json_t 
                 mine = (s == DAG_TI_RUNNING || s == DAG_TI_OFFERED) &&
                        sq_col_int(st, 1, -1) == agent_id &&
                        (tr < 0 || sqlite3_column_int64(st, 2) == tr);
+                offered = mine && s == DAG_TI_OFFERED;
                 cms = sq_col_int(st, 3, -1);
                 if (cms >= 0)
                     snprintf(reason, sizeof(reason), "%s", sq_text(st, 4));
@@ -614,6 +614,8 @@ void sched_heartbeat(struct plane *p, int64_t agent_id, json_t *running, json_t 
             }
             if (st)
                 sqlite3_reset(st);
+            if (offered)
+                sdisp_promote(p, ti);
             if (!mine)
                 add_cancel(cancel, ti, tr, reason);
             else if (cms >= 0)

@@ -92,7 +92,7 @@ int64_t sq_int(struct plane *p, int64_t def, const char *sql, const char *fmt, .
 const char *sq_text(sqlite3_stmt *st, int col);
 /* Column int64 or def when NULL. */
 int64_t sq_col_int(sqlite3_stmt *st, int col, int64_t def);
-/* Begins a transaction unless one is open; returns 1 when it began one. */
+/* store_begin / store_commit (plane.h): 1 when the caller must commit. */
 int sq_begin(struct plane *p);
 void sq_commit(struct plane *p, int began);
 
@@ -151,6 +151,9 @@ void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp 
 /* ---- sched_dispatch.c ---- */
 /* Offer expiry, retries due, execution timeouts; returns the next due wall time. */
 int64_t sdisp_due(struct plane *p, int64_t now);
+/* An offered task instance its agent lists as running (its start was lost in
+ * a crash of the plane): running from now on. */
+void sdisp_promote(struct plane *p, int64_t ti);
 void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

@@ -278,6 +278,7 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
         json_object_set_new(a, "task_token", json_string(tok));
         free(tok);
     }
+    rs->committed = 1; /* the offers were committed before the reply was built */
     plane_reply(rs, 200, json_pack("{so}", "assignments", arr));
 }
 
@@ -306,6 +307,59 @@ static int task_scope(struct plane_req *rq, struct plane_resp *rs, int64_t *ti, 
     return 0;
 }
 
+/* execution_timeout of a task instance's task (DAG_UNSET: none or unknown). */
+static int64_t exec_timeout(struct plane *p, const char *dag_id, const char *task_id)
+{
+    struct sdag *d = sdag_find(p, dag_id);
+    long k = d ? sdag_task_index(d, task_id) : -1;
+    return k >= 0 ? d->dag->tasks[k].execution_timeout_ms : DAG_UNSET;
+}
+
+/* Offered -> running (mu held, in the caller's transaction); pid 0 and host
+ * NULL when unknown. */
+static void run_offered(struct plane *p, int64_t ti, int64_t et, int64_t pid, const char *host)
+{
+    int64_t now = plane_now_ms();
+    int64_t to = et == DAG_UNSET ? 0 : now + et;
+    sq_run(p,
+           "UPDATE task_instances SET state = 'running', started_ms = ?2, timeout_ms = ?3,"
+           " due_ms = ?3, offer_expires_ms = NULL, cancel_ms = NULL, report_state = NULL,"
+           " pid = ?4, hostname = ?5 WHERE id = ?1",
+           "iNNNt", ti, now, to ? to : INT64_MIN, pid > 0 ? pid : INT64_MIN, host);
+    if (to)
+        sched_due_hint(p, to);
+}
+
+void sdisp_promote(struct plane *p, int64_t ti)
+{
+    char dag_id[256] = "", task_id[256] = "";
+    sqlite3_stmt *st = sq(p,
+                          "SELECT t.task_id, r.dag_id FROM task_instances t JOIN dag_runs r"
+                          " ON r.id = t.run WHERE t.id = ?1 AND t.state = 'offered'",
+                          "i", ti);
+    int found = st && sqlite3_step(st) == SQLITE_ROW;
+    if (found) {
+        snprintf(task_id, sizeof(task_id), "%s", sq_text(st, 0));
+        snprintf(dag_id, sizeof(dag_id), "%s", sq_text(st, 1));
+    }
+    if (st)
+        sqlite3_reset(st);
+    if (!found)
+        return;
+    log_info("sched: task instance %" PRId64 " runs on its agent without a recorded start", ti);
+    int began = sq_begin(p);
+    run_offered(p, ti, exec_timeout(p, dag_id, task_id), 0, NULL);
+    sq_commit(p, began);
+}
+
+/*
+ * A start is committed lazily (store_commit_later): the next commit of any
+ * request carries it, 20 ms later at the latest. A crash of the plane in
+ * between loses it, and the task instance reads offered again after the
+ * restart; its worker runs it, so the plane takes it back as running from the
+ * worker's heartbeat (its running list, sdisp_promote) or state report, and
+ * gives offers a full offer_timeout after a restart (sched_init).
+ */
 void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
     int64_t ti, tr, pid;
@@ -324,28 +378,20 @@ void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
         state = (int)sched_col_state(st, 0);
         agent = sq_col_int(st, 1, -1);
         cur_try = sqlite3_column_int64(st, 2);
-        struct sdag *d = sdag_find(p, sq_text(st, 4));
-        long k = d ? sdag_task_index(d, sq_text(st, 3)) : -1;
-        if (k >= 0)
-            et = d->dag->tasks[k].execution_timeout_ms;
+        et = exec_timeout(p, sq_text(st, 4), sq_text(st, 3));
     }
     if (st)
         sqlite3_reset(st);
     int ok = agent == rq->who.agent_id && cur_try == tr;
     if (ok && state == DAG_TI_OFFERED) {
-        int64_t now = plane_now_ms();
-        int64_t to = et == DAG_UNSET ? 0 : now + et;
-        sq_run(p,
-               "UPDATE task_instances SET state = 'running', started_ms = ?2, timeout_ms = ?3,"
-               " due_ms = ?3, offer_expires_ms = NULL, cancel_ms = NULL, report_state = NULL,"
-               " pid = ?4, hostname = ?5 WHERE id = ?1",
-               "iNNit", ti, now, to ? to : INT64_MIN, pid, host);
-        if (to)
-            sched_due_hint(p, to);
+        int began = sq_begin(p);
+        run_offered(p, ti, et, pid, host);
+        store_commit_later(p, began);
     } else if (!(ok && state == DAG_TI_RUNNING)) {
         ok = 0;
     }
     pthread_mutex_unlock(&p->mu);
+    rs->committed = 1;
     if (!ok)
         plane_error(rs, 409, "conflict", "the offer is gone");
     else
@@ -475,7 +521,7 @@ void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
                           " JOIN dag_runs r ON r.id = t.run WHERE t.id = ?1",
                           "i", ti);
     int found = 0, dup = 0, state = -1, has_down = 1;
-    int64_t agent = -1, cur_try = -1, run = 0;
+    int64_t agent = -1, cur_try = -1, run = 0, et = DAG_UNSET;
     char cur[32] = "";
     if (st && sqlite3_step(st) == SQLITE_ROW) {
         found = 1;
@@ -488,6 +534,7 @@ void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
         struct sdag *d = sdag_find(p, sq_text(st, 7));
         long k = d ? sdag_task_index(d, sq_text(st, 6)) : -1;
         has_down = k < 0 || d->dag->tasks[k].ndownstream > 0;
+        et = k >= 0 ? d->dag->tasks[k].execution_timeout_ms : DAG_UNSET;
     }
     if (st)
         sqlite3_reset(st);
@@ -497,12 +544,18 @@ void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
         code = 409;
     else if (dup)
         res = cur;
-    else if (state != DAG_TI_RUNNING || agent != rq->who.agent_id)
+    else if ((state != DAG_TI_RUNNING && state != DAG_TI_OFFERED) || agent != rq->who.agent_id)
         code = 409;
-    else
+    else {
+        int began = sq_begin(p);
+        if (state == DAG_TI_OFFERED) /* its start was lost in a crash of the plane */
+            run_offered(p, ti, et, 0, NULL);
         res = report_apply(p, ti, run, has_down, &r, tr);
+        sq_commit(p, began);
+    }
     json_t *out = code == 200 ? json_pack("{ss}", "state", res) : NULL;
     pthread_mutex_unlock(&p->mu);
+    rs->committed = 1;
     if (code == 409)
         plane_error(rs, 409, "conflict", "stale report: the task instance moved on");
     else

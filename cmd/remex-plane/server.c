@@ -297,6 +297,12 @@ static enum MHD_Result send_resp(struct plane *p, struct MHD_Connection *c, stru
     const char *ctype = rs->content_type ? rs->content_type : "application/json";
     if (rs->status < 100 || rs->status > 599)
         plane_error(rs, 500, "internal", "handler produced no reply");
+    if (!rs->committed) {
+        /* What the request wrote may sit in a deferred transaction. */
+        pthread_mutex_lock(&p->mu);
+        store_settle(p);
+        pthread_mutex_unlock(&p->mu);
+    }
     if (rs->body) {
         data = json_dumps(rs->body, JSON_COMPACT);
         len = data ? strlen(data) : 0;

@@ -135,14 +135,93 @@ static void stmts_free(struct plane *p)
 #define CKPT_FRAMES 4000
 #define CKPT_INLINE (4 * CKPT_FRAMES)
 
+/*
+ * Deferred commits. A change that need not survive a crash of the plane on
+ * its own (a task instance's start) is left in an open transaction by
+ * store_commit_later; the next store_begin takes that transaction over, so
+ * the next commit of any request or of the scheduler carries it, and the
+ * store thread commits it STORE_DEFER_NS after the first deferred change at
+ * the latest. Outside a deferred transaction, a transaction is only ever open
+ * within one holder of plane.mu.
+ */
+#define STORE_DEFER_NS 20000000LL
+
 struct ckpt {
     pthread_t th;
-    pthread_mutex_t mu; /* guards want and stop; never held while taking plane.mu */
-    pthread_cond_t cv;
+    pthread_mutex_t mu; /* guards want, stop, armed, due_ns; never held while taking plane.mu */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
     int want, stop, started;
-    int walfd;     /* -1 until opened (the WAL file appears with the first write) */
-    char *walpath; /* owned */
+    int armed;      /* the thread commits a deferred transaction at due_ns */
+    int64_t due_ns; /* CLOCK_MONOTONIC */
+    int deferred;   /* guarded by plane.mu: the open transaction is a deferred one */
+    int walfd;      /* -1 until opened (the WAL file appears with the first write) */
+    char *walpath;  /* owned */
 };
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int run_simple(struct plane *p, const char *sql)
+{
+    sqlite3_stmt *st = store_stmt(p, sql);
+    int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+    if (st)
+        sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        log_error("store: %s: %s", sql, sqlite3_errmsg(p->db));
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_begin(struct plane *p)
+{
+    struct ckpt *c = p->ckpt;
+    if (!sqlite3_get_autocommit(p->db)) {
+        if (c && c->deferred) {
+            c->deferred = 0;
+            return 1;
+        }
+        return 0;
+    }
+    return run_simple(p, "BEGIN") == 0;
+}
+
+void store_commit(struct plane *p, int began)
+{
+    if (began && run_simple(p, "COMMIT") != 0)
+        sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+void store_commit_later(struct plane *p, int began)
+{
+    struct ckpt *c = p->ckpt;
+    if (!began)
+        return;
+    if (!c || !c->started) {
+        store_commit(p, began);
+        return;
+    }
+    c->deferred = 1;
+    pthread_mutex_lock(&c->mu);
+    if (!c->armed) {
+        c->armed = 1;
+        c->due_ns = mono_ns() + STORE_DEFER_NS;
+        pthread_cond_signal(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+void store_settle(struct plane *p)
+{
+    struct ckpt *c = p->ckpt;
+    if (c && c->deferred) {
+        c->deferred = 0;
+        store_commit(p, 1);
+    }
+}
 
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
@@ -161,29 +240,56 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
+static void checkpoint(struct plane *p, struct ckpt *c)
+{
+    if (c->walfd < 0 && c->walpath)
+        c->walfd = open(c->walpath, O_RDONLY | O_CLOEXEC);
+    if (c->walfd >= 0)
+        fdatasync(c->walfd);
+    pthread_mutex_lock(&p->mu);
+    store_settle(p); /* a checkpoint needs the connection outside a transaction */
+    int frames = 0, done = 0;
+    if (sqlite3_wal_checkpoint_v2(p->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &done) !=
+        SQLITE_OK)
+        log_warn("store: checkpoint: %s", sqlite3_errmsg(p->db));
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The store thread: checkpoints on request, commits deferred transactions
+ * when they are due. */
 static void *ckpt_main(void *arg)
 {
     struct plane *p = arg;
     struct ckpt *c = p->ckpt;
     for (;;) {
+        int fire = 0;
         pthread_mutex_lock(&c->mu);
-        while (!c->want && !c->stop)
-            pthread_cond_wait(&c->cv, &c->mu);
-        int stop = c->stop;
+        while (!c->want && !c->stop) {
+            if (c->armed && mono_ns() >= c->due_ns) {
+                fire = 1;
+                c->armed = 0;
+                break;
+            }
+            if (c->armed) {
+                struct timespec ts = {.tv_sec = c->due_ns / 1000000000,
+                                      .tv_nsec = c->due_ns % 1000000000};
+                pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+            } else {
+                pthread_cond_wait(&c->cv, &c->mu);
+            }
+        }
+        int stop = c->stop, want = c->want;
         c->want = 0;
         pthread_mutex_unlock(&c->mu);
         if (stop)
             break;
-        if (c->walfd < 0 && c->walpath)
-            c->walfd = open(c->walpath, O_RDONLY | O_CLOEXEC);
-        if (c->walfd >= 0)
-            fdatasync(c->walfd);
-        pthread_mutex_lock(&p->mu);
-        int frames = 0, done = 0;
-        if (sqlite3_wal_checkpoint_v2(p->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &done) !=
-            SQLITE_OK)
-            log_warn("store: checkpoint: %s", sqlite3_errmsg(p->db));
-        pthread_mutex_unlock(&p->mu);
+        if (fire) {
+            pthread_mutex_lock(&p->mu);
+            store_settle(p);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (want)
+            checkpoint(p, c);
     }
     return NULL;
 }
@@ -191,11 +297,15 @@ static void *ckpt_main(void *arg)
 remex_err store_checkpointer_start(struct plane *p, struct remex_error *e)
 {
     struct ckpt *c = calloc(1, sizeof(*c));
+    pthread_condattr_t ca;
     if (!c)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     c->walfd = -1;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_lock(&p->mu);
     const char *wal = sqlite3_filename_wal(sqlite3_db_filename(p->db, "main"));
     c->walpath = wal && *wal ? strdup(wal) : NULL;
@@ -223,6 +333,7 @@ void store_checkpointer_stop(struct plane *p)
         pthread_join(c->th, NULL);
     }
     pthread_mutex_lock(&p->mu);
+    store_settle(p);
     p->ckpt = NULL;
     pthread_mutex_unlock(&p->mu);
     if (c->walfd >= 0)

@@ -25,9 +25,10 @@ static remex_err insert_token(struct plane *p, const char *name, int64_t created
 {
     sqlite3_stmt *st = NULL;
     unsigned char hash[32] = {0};
-    remex_err rc = store_exec(p, "BEGIN IMMEDIATE", e);
-    if (rc)
-        return rc;
+    remex_err rc;
+    int began = store_begin(p); /* may carry a deferred start: committed with the token */
+    if (!began)
+        return remex_seterr(e, REMEX_EIO, "sqlite: cannot begin: %s", sqlite3_errmsg(p->db));
     if (sqlite3_prepare_v2(p->db,
                            "INSERT INTO tokens(name, hash, created_ms, expires_ms)"
                            " VALUES(?, zeroblob(32), ?, ?)",
