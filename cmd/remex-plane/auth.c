@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <jwt.h>
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,50 +48,58 @@ static void b64url(const unsigned char *in, size_t n, char *out)
     out[o] = '\0';
 }
 
+static EVP_MD *g_sha256; /* fetched once by auth_init: no provider lookup per digest */
+
 static void sha256(const void *data, size_t n, unsigned char out[32])
 {
     unsigned int len = 32;
-    if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1)
+    if (EVP_Digest(data, n, out, &len, g_sha256 ? g_sha256 : EVP_sha256(), NULL) != 1)
         memset(out, 0, 32); /* never equal to a stored hash of a real value */
 }
 
 /*
- * Verified JWTs, remembered by the SHA-256 of the token string (direct-mapped,
- * a colliding token replaces the entry): the signature, algorithm, typ and
- * claims of a token are checked once, when the plane issues it or at its first
- * use. Expiry, the session being current and the agent token being neither
- * revoked nor expired are still checked on every request. The signing key never
- * changes while the plane runs, so a remembered verdict cannot go stale.
+ * Verified JWTs, remembered by their full text (direct-mapped on the last
+ * characters, the signature; a colliding token replaces the entry): the
+ * signature, algorithm, typ and claims of a token are checked once, when the
+ * plane issues it or at its first use, and a later use compares the text in
+ * constant time. Expiry, the session being current and the agent token being
+ * neither revoked nor expired are still checked on every request. The signing
+ * key never changes while the plane runs, so a remembered verdict cannot go
+ * stale.
  */
 #define JWT_CACHE_N 1024
 
 struct jwt_ent {
-    unsigned char h[32];
-    int used;
+    char *tok; /* owned; NULL: unused */
+    size_t len;
     struct plane_principal who; /* kind, ids and exp_ms as decoded */
 };
 
 struct authc {
-    pthread_mutex_t mu; /* guards ent; never held with plane.mu wanted */
+    pthread_mutex_t mu; /* guards ent and mac; never held with plane.mu wanted */
     unsigned char admin_hash[32];
     struct jwt_ent ent[JWT_CACHE_N];
+    EVP_MAC_CTX *mac; /* HMAC-SHA256 keyed with the signing key (NULL: use libjwt) */
 };
 
-static struct jwt_ent *jwt_slot(struct authc *c, const unsigned char h[32])
+static struct jwt_ent *jwt_slot(struct authc *c, const char *tok, size_t n)
 {
-    return &c->ent[((size_t)h[0] | (size_t)h[1] << 8) % JWT_CACHE_N];
+    size_t h = 0;
+    for (size_t i = n > 8 ? n - 8 : 0; i < n; i++)
+        h = h * 131 + (unsigned char)tok[i];
+    return &c->ent[h % JWT_CACHE_N];
 }
 
-/* 1 and *who filled when h is a remembered verified token. */
-static int jwt_cache_get(struct plane *p, const unsigned char h[32], struct plane_principal *who)
+/* 1 and *who filled when tok is a remembered verified token. */
+static int jwt_cache_get(struct plane *p, const char *tok, size_t n, struct plane_principal *who)
 {
     struct authc *c = p->auth;
     int hit = 0;
     if (!c)
         return 0;
     pthread_mutex_lock(&c->mu);
-    struct jwt_ent *x = jwt_slot(c, h);
-    if (x->used && CRYPTO_memcmp(x->h, h, 32) == 0) {
+    struct jwt_ent *x = jwt_slot(c, tok, n);
+    if (x->tok && x->len == n && CRYPTO_memcmp(x->tok, tok, n) == 0) {
         *who = x->who;
         hit = 1;
     }
@@ -97,18 +107,22 @@ static int jwt_cache_get(struct plane *p, const unsigned char h[32], struct plan
     return hit;
 }
 
-static void jwt_cache_put(struct plane *p, const unsigned char h[32],
+static void jwt_cache_put(struct plane *p, const char *tok, size_t n,
                           const struct plane_principal *who)
 {
     struct authc *c = p->auth;
-    if (!c)
+    char *copy = c ? malloc(n + 1) : NULL;
+    if (!copy)
         return;
+    memcpy(copy, tok, n + 1);
     pthread_mutex_lock(&c->mu);
-    struct jwt_ent *x = jwt_slot(c, h);
-    memcpy(x->h, h, 32);
+    struct jwt_ent *x = jwt_slot(c, tok, n);
+    char *old = x->tok;
+    x->tok = copy;
+    x->len = n;
     x->who = *who;
-    x->used = 1;
     pthread_mutex_unlock(&c->mu);
+    free(old);
 }
 
 /*
@@ -221,6 +235,21 @@ static remex_err load_signing_key(struct plane *p, struct remex_error *e)
     return REMEX_OK;
 }
 
+/* An HMAC-SHA256 context keyed with the signing key, or NULL (libjwt signs). */
+static EVP_MAC_CTX *mac_new(const unsigned char *key, size_t n)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    EVP_MAC_free(mac); /* the context keeps its own reference */
+    if (ctx && EVP_MAC_init(ctx, key, n, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
 remex_err auth_init(struct plane *p, struct remex_error *e)
 {
     struct authc *c = calloc(1, sizeof(*c));
@@ -229,11 +258,16 @@ remex_err auth_init(struct plane *p, struct remex_error *e)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     }
     p->auth = c;
+    if (!g_sha256)
+        g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     remex_err rc = load_admin_token(p, e);
     if (rc)
         return rc;
     sha256(p->admin_token, strlen(p->admin_token), c->admin_hash);
-    return load_signing_key(p, e);
+    if ((rc = load_signing_key(p, e)))
+        return rc;
+    c->mac = mac_new(p->key, sizeof(p->key));
+    return REMEX_OK;
 }
 
 void auth_free(struct plane *p)
@@ -242,9 +276,17 @@ void auth_free(struct plane *p)
     if (!c)
         return;
     pthread_mutex_destroy(&c->mu);
+    for (size_t i = 0; i < JWT_CACHE_N; i++)
+        if (c->ent[i].tok) {
+            OPENSSL_cleanse(c->ent[i].tok, c->ent[i].len);
+            free(c->ent[i].tok);
+        }
+    EVP_MAC_CTX_free(c->mac);
     OPENSSL_cleanse(c, sizeof(*c));
     free(c);
     p->auth = NULL;
+    EVP_MD_free(g_sha256);
+    g_sha256 = NULL;
 }
 
 remex_err auth_agent_token_new(int64_t id, char **out, unsigned char hash[32],
@@ -297,35 +339,82 @@ remex_err auth_session_token(struct plane *p, int64_t agent_id, int64_t token_id
     return rc;
 }
 
+/* HS256 over the n bytes at in, as base64url into out (44 bytes). 0 or -1. */
+static int hs256(struct authc *c, const char *in, size_t n, char *out)
+{
+    unsigned char mac[32];
+    size_t len = 0;
+    pthread_mutex_lock(&c->mu);
+    int ok = EVP_MAC_init(c->mac, NULL, 0, NULL) == 1 &&
+             EVP_MAC_update(c->mac, (const unsigned char *)in, n) == 1 &&
+             EVP_MAC_final(c->mac, mac, &len, sizeof(mac)) == 1 && len == sizeof(mac);
+    pthread_mutex_unlock(&c->mu);
+    if (ok)
+        b64url(mac, sizeof(mac), out);
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return ok ? 0 : -1;
+}
+
+/* The task JWT built directly: the header libjwt writes, the claims of
+ * auth_task_token, the HS256 signature. *out malloc'd. */
+static remex_err task_jwt(struct authc *c, const struct plane_principal *w, int64_t iat, char **out,
+                          struct remex_error *e)
+{
+    /* {"alg":"HS256","typ":"JWT"} */
+    static const char head[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+    char claims[256], tok[512];
+    int cn = snprintf(claims, sizeof(claims),
+                      "{\"agent\":%lld,\"exp\":%lld,\"iat\":%lld,\"run\":%lld,\"ti\":%lld,"
+                      "\"try\":%lld,\"typ\":\"task\"}",
+                      (long long)w->agent_id, (long long)(w->exp_ms / 1000), (long long)iat,
+                      (long long)w->run_id, (long long)w->ti_id, (long long)w->try_number);
+    if (cn < 0 || (size_t)cn >= sizeof(claims))
+        return remex_seterr(e, REMEX_EINVAL, "jwt: claims too long");
+    size_t n = sizeof(head) - 1;
+    memcpy(tok, head, n);
+    tok[n++] = '.';
+    b64url((const unsigned char *)claims, (size_t)cn, tok + n);
+    n += strlen(tok + n);
+    tok[n++] = '.';
+    if (hs256(c, tok, n - 1, tok + n) != 0)
+        return remex_seterr(e, REMEX_ESYS, "jwt: HMAC failed");
+    if (!(*out = strdup(tok)))
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    return REMEX_OK;
+}
+
 remex_err auth_task_token(struct plane *p, int64_t agent_id, int64_t ti_id, int64_t try_number,
                           int64_t run_id, char **out, struct remex_error *e)
 {
-    jwt_t *j = NULL;
+    struct authc *c = p->auth;
     int64_t now = plane_now_ms();
-    if (jwt_new(&j) != 0)
-        return remex_seterr(e, REMEX_ENOMEM, "jwt: out of memory");
-    remex_err rc;
     long exp = (long)((now + TASK_TOKEN_TTL_MS) / 1000);
-    if (jwt_add_grant(j, "typ", "task") || jwt_add_grant_int(j, "agent", (long)agent_id) ||
-        jwt_add_grant_int(j, "ti", (long)ti_id) || jwt_add_grant_int(j, "try", (long)try_number) ||
-        jwt_add_grant_int(j, "run", (long)run_id) ||
-        jwt_add_grant_int(j, "iat", (long)(now / 1000)) || jwt_add_grant_int(j, "exp", exp))
-        rc = remex_seterr(e, REMEX_ENOMEM, "jwt: cannot add claims");
-    else
-        rc = sign(p, j, out, e);
-    jwt_free(j);
-    if (rc == REMEX_OK && agent_id > 0 && ti_id > 0 && try_number >= 0) {
-        /* What verify_jwt would decode from it: its first use skips the HMAC. */
-        struct plane_principal who = {.kind = AUTHZ_TASK,
-                                      .agent_id = agent_id,
-                                      .ti_id = ti_id,
-                                      .try_number = try_number,
-                                      .run_id = run_id,
-                                      .exp_ms = (int64_t)exp * 1000};
-        unsigned char h[32];
-        sha256(*out, strlen(*out), h);
-        jwt_cache_put(p, h, &who);
+    struct plane_principal who = {.kind = AUTHZ_TASK,
+                                  .agent_id = agent_id,
+                                  .ti_id = ti_id,
+                                  .try_number = try_number,
+                                  .run_id = run_id,
+                                  .exp_ms = (int64_t)exp * 1000};
+    remex_err rc;
+    if (c && c->mac) {
+        rc = task_jwt(c, &who, now / 1000, out, e);
+    } else {
+        jwt_t *j = NULL;
+        if (jwt_new(&j) != 0)
+            return remex_seterr(e, REMEX_ENOMEM, "jwt: out of memory");
+        if (jwt_add_grant(j, "typ", "task") || jwt_add_grant_int(j, "agent", (long)agent_id) ||
+            jwt_add_grant_int(j, "ti", (long)ti_id) ||
+            jwt_add_grant_int(j, "try", (long)try_number) ||
+            jwt_add_grant_int(j, "run", (long)run_id) ||
+            jwt_add_grant_int(j, "iat", (long)(now / 1000)) || jwt_add_grant_int(j, "exp", exp))
+            rc = remex_seterr(e, REMEX_ENOMEM, "jwt: cannot add claims");
+        else
+            rc = sign(p, j, out, e);
+        jwt_free(j);
     }
+    /* What verify_jwt would decode from it: its first use skips the HMAC. */
+    if (rc == REMEX_OK && agent_id > 0 && ti_id > 0 && try_number >= 0)
+        jwt_cache_put(p, *out, strlen(*out), &who);
     return rc;
 }
 
@@ -491,15 +580,15 @@ static int decode_jwt(struct plane *p, const char *tok, struct plane_principal *
     return 0;
 }
 
-/* h: SHA-256 of tok. */
-static int verify_jwt(struct plane *p, const char *tok, const unsigned char h[32],
+/* cached: tok was found in the verified-token cache (who filled). */
+static int verify_jwt(struct plane *p, const char *tok, size_t n, int cached,
                       struct plane_principal *who, char *why, size_t whysz)
 {
-    if (!jwt_cache_get(p, h, who)) {
+    if (!cached) {
         int status = decode_jwt(p, tok, who, why, whysz);
         if (status)
             return status;
-        jwt_cache_put(p, h, who);
+        jwt_cache_put(p, tok, n, who);
     }
     if (who->exp_ms <= plane_now_ms()) {
         snprintf(why, whysz, "JWT expired or without exp");
@@ -555,14 +644,20 @@ int auth_check(struct plane *p, const char *bearer, enum plane_authz want,
     }
     int st;
     unsigned char h[32];
-    sha256(tok, n, h);
-    if (is_admin(p, h)) {
+    /* A remembered JWT is the plane's own: neither the admin token nor an
+     * agent token, so no digest is needed to tell. */
+    int cached = strncmp(tok, "rmx_", 4) != 0 && jwt_cache_get(p, tok, n, who);
+    if (!cached)
+        sha256(tok, n, h);
+    if (cached) {
+        st = verify_jwt(p, tok, n, 1, who, why, whysz);
+    } else if (is_admin(p, h)) {
         who->kind = AUTHZ_ADMIN;
         st = 0;
     } else if (strncmp(tok, "rmx_", 4) == 0) {
         st = verify_agent_token(p, tok, h, who, why, whysz);
     } else if (strchr(tok, '.')) {
-        st = verify_jwt(p, tok, h, who, why, whysz);
+        st = verify_jwt(p, tok, n, 0, who, why, whysz);
     } else {
         snprintf(why, whysz, "unrecognised credential");
         st = 401;
