@@ -29,6 +29,7 @@ enum { SDIRTY_DONE = 1, SDIRTY_EVAL = 2 };
 
 struct stask {
     json_t *json; /* canonical task JSON (owned), sent in assignments */
+    char *text;   /* json serialised (owned), made at its first assignment; NULL until then */
 };
 
 struct sdag {
@@ -36,7 +37,8 @@ struct sdag {
     struct dag *dag; /* owned, immutable */
     char *bundle;
     char *bundle_version;
-    json_t *params; /* borrowed from dag */
+    json_t *params;    /* borrowed from dag */
+    char *params_text; /* params serialised (owned), made at the first assignment */
     int is_active;
     int is_paused;
     int64_t next_run_ms;   /* when the next scheduled run may be created; INT64_MIN none */

@@ -35,9 +35,12 @@ static void sdag_free(struct sdag *d)
     if (!d)
         return;
     if (d->tasks)
-        for (size_t i = 0; i < d->dag->ntasks; i++)
+        for (size_t i = 0; i < d->dag->ntasks; i++) {
             json_decref(d->tasks[i].json);
+            free(d->tasks[i].text);
+        }
     free(d->tasks);
+    free(d->params_text);
     free(d->index);
     free(d->bundle);
     free(d->bundle_version);

@@ -178,11 +178,60 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
     return n;
 }
 
-/* The assignment of an offered TI (without task_token); *run set. NULL if gone.
- * "task" and "params" are the DAG's own immutable JSON, shared by reference:
- * jansson's reference counts are atomic and the reply only reads them, so it
- * may outlive a replaced DAG. */
-static json_t *assignment(struct plane *p, int64_t ti, int64_t *run, int64_t *try_number)
+/* Appends s as a JSON string. s is UTF-8 (every string the plane stores came
+ * through jansson or the plane itself). */
+static void put_str(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_putc(b, '"');
+    for (const char *run = s;; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        buf_append(b, run, (size_t)(s - run));
+        if (!c)
+            break;
+        char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
+        size_t n = 2;
+        if (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') {
+            esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : c == '\b' ? 'b' : 'f';
+        } else if (c < 0x20) {
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        buf_append(b, esc, n);
+        run = s + 1;
+    }
+    buf_putc(b, '"');
+}
+
+/* Appends "key":<RFC 3339 time or null> of a millisecond column. */
+static void put_time(struct buf *b, const char *key, sqlite3_stmt *st, int col)
+{
+    char t[TIMEUTIL_RFC3339_MAX];
+    int64_t ms = sqlite3_column_type(st, col) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, col);
+    buf_printf(b, ",\"%s\":", key);
+    if (ms > 0 && timeutil_rfc3339_format(ms, ms % 1000 != 0, t, sizeof(t)) == REMEX_OK)
+        put_str(b, t);
+    else
+        buf_puts(b, "null");
+}
+
+/* Serialised JSON of j, cached in *text (owned by the DAG). */
+static const char *cached_text(char **text, json_t *j)
+{
+    if (!*text && j)
+        *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    return *text ? *text : "{}";
+}
+
+/* Appends the assignment of an offered TI as JSON text, without its closing
+ * brace (task_token comes last, outside mu); *run and *try_number set.
+ * Returns -1 (nothing appended) when the TI is gone. conf and trigger_event
+ * are JSON text the plane wrote itself (json_dumps), spliced as they are. */
+static int assignment(struct plane *p, struct buf *b, int64_t ti, int64_t *run, int64_t *try_number)
 {
     sqlite3_stmt *st = sq(p,
                           "SELECT t.task_id, t.map_index, t.try_number, t.trigger_event, t.run,"
@@ -193,26 +242,74 @@ static json_t *assignment(struct plane *p, int64_t ti, int64_t *run, int64_t *tr
     if (!st || sqlite3_step(st) != SQLITE_ROW) {
         if (st)
             sqlite3_reset(st);
-        return NULL;
+        return -1;
     }
     struct sdag *d = sdag_find(p, sq_text(st, 6));
     long k = d ? sdag_task_index(d, sq_text(st, 0)) : -1;
     *run = sqlite3_column_int64(st, 4);
     *try_number = sqlite3_column_int64(st, 2);
-    json_t *a = json_pack(
-        "{sI ss ss ss sI sI ss so so so so s{ss ss} so so so}", "ti_id", (json_int_t)ti, "dag_id",
-        sq_text(st, 6), "run_id", sq_text(st, 7), "task_id", sq_text(st, 0), "map_index",
-        (json_int_t)sqlite3_column_int64(st, 1), "try_number", (json_int_t)*try_number, "queue",
-        sq_text(st, 12), "logical_date", sched_col_time(st, 8), "data_interval_start",
-        sched_col_time(st, 9), "data_interval_end", sched_col_time(st, 10), "offer_expires_at",
-        sched_col_time(st, 5), "bundle", "name", d ? d->bundle : "", "version",
-        d ? d->bundle_version : "", "task", k >= 0 ? json_incref(d->tasks[k].json) : json_object(),
-        "params", d && d->params ? json_incref(d->params) : json_object(), "conf",
-        sched_col_json(st, 11));
-    if (a && sqlite3_column_type(st, 3) != SQLITE_NULL)
-        json_object_set_new(a, "trigger_event", sched_col_json(st, 3));
+    buf_printf(b, "{\"ti_id\":%" PRId64 ",\"dag_id\":", ti);
+    put_str(b, sq_text(st, 6));
+    buf_puts(b, ",\"run_id\":");
+    put_str(b, sq_text(st, 7));
+    buf_puts(b, ",\"task_id\":");
+    put_str(b, sq_text(st, 0));
+    buf_printf(b, ",\"map_index\":%lld,\"try_number\":%" PRId64 ",\"queue\":",
+               (long long)sqlite3_column_int64(st, 1), *try_number);
+    put_str(b, sq_text(st, 12));
+    put_time(b, "logical_date", st, 8);
+    put_time(b, "data_interval_start", st, 9);
+    put_time(b, "data_interval_end", st, 10);
+    put_time(b, "offer_expires_at", st, 5);
+    buf_puts(b, ",\"bundle\":{\"name\":");
+    put_str(b, d ? d->bundle : "");
+    buf_puts(b, ",\"version\":");
+    put_str(b, d ? d->bundle_version : "");
+    buf_printf(b, "},\"task\":%s,\"params\":%s,\"conf\":%s",
+               k >= 0 ? cached_text(&d->tasks[k].text, d->tasks[k].json) : "{}",
+               d && d->params ? cached_text(&d->params_text, d->params) : "{}",
+               sqlite3_column_type(st, 11) == SQLITE_NULL ? "null" : sq_text(st, 11));
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+        buf_printf(b, ",\"trigger_event\":%s", sq_text(st, 3));
     sqlite3_reset(st);
-    return a;
+    return 0;
+}
+
+/* {"assignments":[...]}: part[i] (freed here) closed with the TI's task token,
+ * null for a TI that was gone (tries[i] < 0). */
+static void reply_assignments(struct plane *p, int64_t agent, int n, const int64_t *ids,
+                              const int64_t *runs, const int64_t *tries, struct buf *part,
+                              struct plane_resp *rs)
+{
+    struct buf out = BUF_INIT(64 * 1024 * 1024);
+    buf_puts(&out, "{\"assignments\":[");
+    for (int i = 0; i < n; i++) {
+        char *tok = NULL;
+        struct remex_error e = {0};
+        if (i)
+            buf_putc(&out, ',');
+        if (tries[i] < 0) {
+            buf_free(&part[i]);
+            buf_puts(&out, "null");
+            continue;
+        }
+        buf_append(&out, part[i].data, part[i].len);
+        buf_free(&part[i]);
+        if (auth_task_token(p, agent, ids[i], tries[i], runs[i], &tok, &e) != REMEX_OK)
+            log_error("sched: task token for %" PRId64 ": %s", ids[i], e.msg);
+        if (tok) {
+            buf_puts(&out, ",\"task_token\":");
+            put_str(&out, tok);
+            free(tok);
+        }
+        buf_putc(&out, '}');
+    }
+    buf_puts(&out, "]}");
+    rs->status = 200;
+    rs->content_type = "application/json";
+    rs->text = buf_detach(&out, &rs->text_len);
+    if (!rs->text)
+        plane_error(rs, 500, "internal", "out of memory");
 }
 
 void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
@@ -253,33 +350,23 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
             }
         }
     }
-    json_t *arr = json_array();
+    /* The reply is written as text: the DAG's task and params JSON are
+     * serialised once, not per assignment. */
+    struct buf part[WORK_MAX_ASSIGN];
     for (int i = 0; i < n; i++) {
-        json_t *a = assignment(p, ids[i], &runs[i], &tries[i]);
-        json_array_append_new(arr, a ? a : json_null());
+        buf_init(&part[i], 16 * 1024 * 1024);
+        if (assignment(p, &part[i], ids[i], &runs[i], &tries[i]) < 0)
+            tries[i] = -1;
     }
     pthread_mutex_unlock(&p->mu);
     json_decref(dq);
     if (authfail) {
-        json_decref(arr);
         log_info("sched: work poll of agent %" PRId64 " with a stale session", rq->who.agent_id);
         plane_error(rs, 401, "unauthorized", "unauthorized");
         return;
     }
-    for (int i = 0; i < n; i++) {
-        json_t *a = json_array_get(arr, (size_t)i);
-        char *tok = NULL;
-        struct remex_error e;
-        if (!json_is_object(a) ||
-            auth_task_token(p, rq->who.agent_id, ids[i], tries[i], runs[i], &tok, &e) != REMEX_OK) {
-            log_error("sched: task token for %" PRId64 ": %s", ids[i], e.msg);
-            continue;
-        }
-        json_object_set_new(a, "task_token", json_string(tok));
-        free(tok);
-    }
-    rs->committed = 1; /* the offers were committed before the reply was built */
-    plane_reply(rs, 200, json_pack("{so}", "assignments", arr));
+    rs->committed = 1; /* the offers were committed before the reply is built */
+    reply_assignments(p, rq->who.agent_id, n, ids, runs, tries, part, rs);
 }
 
 /* ---- start / state ---- */

@@ -3,6 +3,9 @@ expiry, start/state conflicts and idempotency, agent loss re-routing,
 heartbeat reconciliation and execution timeouts, deferral and trigger
 events, XCom reference scoping, and 8 concurrent pollers draining 10,000
 task instances with every one assigned exactly once."""
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import threading
@@ -119,6 +122,42 @@ class DispatchTest(SchedCase):
         st, body = ag.report(b, "success")
         self.assertEqual(st, 401, body)
         self.assertEqual(ag.report(a, "success")[0], 401)
+
+    def test_task_token_is_an_hs256_jwt(self):
+        self.push_ok(dag("tj", [{"task_id": "a"}]))
+        ag = Agent(self, "w1")
+        self.trigger("tj")
+        (a,) = ag.take(1)
+        h, c, s = a["task_token"].split(".")
+
+        def unb64(x):
+            return base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+
+        self.assertEqual(json.loads(unb64(h)), {"alg": "HS256", "typ": "JWT"})
+        claims = json.loads(unb64(c))
+        self.assertEqual({k: claims[k] for k in ("typ", "agent", "ti", "try")},
+                         {"typ": "task", "agent": ag.id, "ti": a["ti_id"],
+                          "try": a["try_number"]})
+        self.assertGreater(claims["exp"], time.time() + 86400)
+        with open(self.conf["signing_key_file"], "rb") as f:
+            key = f.read()
+        mac = hmac.new(key, f"{h}.{c}".encode(), hashlib.sha256).digest()
+        self.assertEqual(unb64(s), mac)
+
+    def test_assignment_json_escapes_and_splices(self):
+        odd = 'v"1\\ \n\t\u00e9\u2603\u0001/'
+        st, b = self.push(dag("esc", [{"task_id": "a", "env": {"K": odd}}],
+                              params={"p": odd}), version=odd)
+        self.assertEqual(st, 200, b)
+        conf = {"s": odd, "n": [1, 2.5, None, True, {"x": []}]}
+        self.trigger("esc", run_id="r:+/x", conf=conf)
+        ag = Agent(self, "w1")
+        (a,) = ag.take(1)
+        self.assertEqual(a["bundle"], {"name": "b1", "version": odd})
+        self.assertEqual(a["conf"], conf)
+        self.assertEqual(a["run_id"], "r:+/x")
+        self.assertEqual(a["task"]["env"], {"K": odd})
+        self.assertEqual(a["params"]["p"], odd)
 
     def test_agent_loss_reroutes(self):
         self.push_ok(dag("loss", [{"task_id": "run", "retries": 1, "retry_delay": 0},
