@@ -40,8 +40,13 @@
 
 #define MAX_SEGS       16
 #define PATH_MAX_BYTES 2048
-#define QUERY_DECODED  8             /* decoded query values kept per request */
-#define DRAIN_MAX_NS   10000000000LL /* shutdown waits this long for in-flight requests */
+#define QUERY_DECODED  8 /* decoded query values kept per request */
+/* Per-connection memory of libmicrohttpd (its default is 32 KiB): request
+ * line and headers (a path is at most PATH_MAX_BYTES, a bearer 4 KiB), the
+ * read buffer bodies stream through, reply headers. libmicrohttpd zeroes it
+ * for every request, so it is kept small. */
+#define CONN_MEMORY  (16 * 1024)
+#define DRAIN_MAX_NS 10000000000LL /* shutdown waits this long for in-flight requests */
 
 enum park_state {
     PARK_IDLE,      /* not parked */
@@ -753,8 +758,9 @@ remex_err server_start(struct plane *p, struct remex_error *e)
             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, pool_size(p),
             MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->cfg.max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(p->cfg.longpoll_max_ms / 1000 + 60),
-            MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-            p, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK,
+            keep_raw, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, p, MHD_OPTION_ARRAY, tls,
+            MHD_OPTION_END);
     if (!s->d) {
         server_stop(p);
         return remex_seterr(e, REMEX_ESYS, "listen %s: cannot start the HTTP server",
