@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -259,11 +260,151 @@ static const char *rlimit_name(int res)
     }
 }
 
+/* ---- PATH lookup cache ---------------------------------------------------- */
+
+#define EXE_CACHE_MAX 64 /* remembered lookups; the oldest goes first past this */
+#define EXE_WATCH_MAX 64 /* folders watched */
+#define EXE_WATCH_MASK                                                                             \
+    (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF |            \
+     IN_MOVE_SELF | IN_ONLYDIR)
+
+struct exe_entry {
+    char *path_env; /* the PATH value searched */
+    char *name;
+    char *exe; /* where name was found */
+};
+
+struct proc_exe_cache {
+    int fd; /* inotify, non-blocking */
+    struct exe_entry ent[EXE_CACHE_MAX];
+    size_t n, next; /* entries in use; the slot reused when full */
+    char *watched[EXE_WATCH_MAX];
+    size_t nwatched;
+};
+
+remex_err proc_exe_cache_new(struct proc_exe_cache **out, struct remex_error *e)
+{
+    struct proc_exe_cache *c = calloc(1, sizeof(*c));
+
+    *out = NULL;
+    if (c == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "exe cache: out of memory");
+    c->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (c->fd < 0) {
+        int err = errno;
+        free(c);
+        return remex_seterr(e, errno_code(err), "exe cache: inotify_init1: %s", strerror(err));
+    }
+    *out = c;
+    return REMEX_OK;
+}
+
+/* Forgets every lookup and every folder (their watches stay; adding one again is harmless). */
+static void exe_entry_free(struct exe_entry *x);
+
+static void exe_cache_forget(struct proc_exe_cache *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        exe_entry_free(&c->ent[i]);
+    for (size_t i = 0; i < c->nwatched; i++)
+        free(c->watched[i]);
+    c->n = c->next = c->nwatched = 0;
+}
+
+void proc_exe_cache_free(struct proc_exe_cache *c)
+{
+    if (c == NULL)
+        return;
+    exe_cache_forget(c);
+    close(c->fd);
+    free(c);
+}
+
+/* Reads every pending event; any event (or a read error) forgets everything. */
+static void exe_cache_drain(struct proc_exe_cache *c)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int changed = 0;
+
+    for (;;) {
+        ssize_t n = read(c->fd, buf, sizeof(buf));
+        if (n > 0) {
+            changed = 1;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0 || errno != EAGAIN)
+            changed = 1;
+        break;
+    }
+    if (changed)
+        exe_cache_forget(c);
+}
+
+/* Watches folder dir[0..dl); 0 when it is (or already was) watched. */
+static int exe_cache_watch(struct proc_exe_cache *c, const char *dir, size_t dl)
+{
+    char buf[PATH_MAX];
+
+    if (dl == 0 || dir[0] != '/' || dl >= sizeof(buf))
+        return -1;
+    for (size_t i = 0; i < c->nwatched; i++)
+        if (strncmp(c->watched[i], dir, dl) == 0 && c->watched[i][dl] == '\0')
+            return 0;
+    if (c->nwatched == EXE_WATCH_MAX)
+        return -1;
+    memcpy(buf, dir, dl);
+    buf[dl] = '\0';
+    if (inotify_add_watch(c->fd, buf, EXE_WATCH_MASK) < 0)
+        return -1;
+    if ((c->watched[c->nwatched] = strdup(buf)) == NULL)
+        return -1;
+    c->nwatched++;
+    return 0;
+}
+
+static const char *exe_cache_find(const struct proc_exe_cache *c, const char *path,
+                                  const char *name)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->ent[i].name, name) == 0 && strcmp(c->ent[i].path_env, path) == 0)
+            return c->ent[i].exe;
+    return NULL;
+}
+
+static void exe_entry_free(struct exe_entry *x)
+{
+    free(x->path_env);
+    free(x->name);
+    free(x->exe);
+}
+
+static void exe_cache_put(struct proc_exe_cache *c, const char *path, const char *name,
+                          const char *exe)
+{
+    struct exe_entry *x;
+
+    if (c->n < EXE_CACHE_MAX) {
+        x = &c->ent[c->n++];
+    } else {
+        x = &c->ent[c->next];
+        c->next = (c->next + 1) % EXE_CACHE_MAX;
+        exe_entry_free(x);
+    }
+    x->path_env = strdup(path);
+    x->name = strdup(name);
+    x->exe = strdup(exe);
+    if (x->path_env == NULL || x->name == NULL || x->exe == NULL)
+        exe_cache_forget(c); /* out of memory: start over */
+}
+
 static remex_err plan_exe(struct spawn_plan *p, struct remex_error *e)
 {
     const struct proc_spec *s = p->spec;
     const char *name = s->path != NULL ? s->path : s->argv[0];
     const char *path = NULL, *dir;
+    struct proc_exe_cache *cache = s->exe_cache;
     size_t nl = strlen(name);
 
     if (nl == 0 || nl >= sizeof(p->exe))
@@ -277,6 +418,14 @@ static remex_err plan_exe(struct spawn_plan *p, struct remex_error *e)
             path = s->envp[i] + 5;
     if (path == NULL)
         path = "/usr/local/bin:/usr/bin:/bin";
+    if (cache != NULL) {
+        exe_cache_drain(cache);
+        const char *hit = exe_cache_find(cache, path, name);
+        if (hit != NULL && strlen(hit) < sizeof(p->exe)) {
+            memcpy(p->exe, hit, strlen(hit) + 1);
+            return REMEX_OK;
+        }
+    }
     for (dir = path;; dir++) {
         const char *end = strchrnul(dir, ':');
         size_t dl = (size_t)(end - dir);
@@ -284,13 +433,19 @@ static remex_err plan_exe(struct spawn_plan *p, struct remex_error *e)
             dir = ".";
             dl = 1;
         }
+        /* Watched before it is searched: a change after the search is seen by the next drain. */
+        if (cache != NULL && exe_cache_watch(cache, dir, dl) != 0)
+            cache = NULL;
         if (dl + 1 + nl < sizeof(p->exe)) {
             memcpy(p->exe, dir, dl);
             p->exe[dl] = '/';
             memcpy(p->exe + dl + 1, name, nl + 1);
             struct stat sb;
-            if (stat(p->exe, &sb) == 0 && S_ISREG(sb.st_mode) && access(p->exe, X_OK) == 0)
+            if (stat(p->exe, &sb) == 0 && S_ISREG(sb.st_mode) && access(p->exe, X_OK) == 0) {
+                if (cache != NULL)
+                    exe_cache_put(cache, path, name, p->exe);
                 return REMEX_OK;
+            }
         }
         if (*end == '\0')
             break;
@@ -334,7 +489,10 @@ static remex_err plan_stdio(struct spawn_plan *p, int i, struct remex_error *e)
     default:
         return remex_seterr(e, REMEX_EINVAL, "stdio %d: unknown kind", i);
     }
-    if (fcntl(fd, F_GETFD) < 0)
+    int checked = p->opened[i] >= 0; /* just opened, or the same fd as an earlier stdio */
+    for (size_t j = 0; j < p->nmoves; j++)
+        checked |= p->moves[j].src == fd;
+    if (!checked && fcntl(fd, F_GETFD) < 0)
         return remex_seterr(e, REMEX_EINVAL, "stdio %d: fd %d is not open", i, fd);
     p->moves[p->nmoves].src = fd;
     p->moves[p->nmoves].dst = i;

@@ -302,6 +302,8 @@ static int setup(struct worker *w)
         return WORKER_EXIT_AUTH;
     setup_task_path(w);
     w->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (proc_exe_cache_new(&w->exe_cache, &e) != REMEX_OK)
+        log_warn("%s: PATH is searched at every spawn", e.msg);
     char jdir[4200];
     snprintf(jdir, sizeof(jdir), "%s/journal", w->cfg.state_dir);
     size_t corrupt = 0;
@@ -393,6 +395,7 @@ static void teardown(struct worker *w)
         rmdir(w->sock_dir);
     if (w->devnull >= 0)
         close(w->devnull);
+    proc_exe_cache_free(w->exe_cache);
     cfg_free(wconfig_table, &w->cfg);
 }
 

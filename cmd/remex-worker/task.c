@@ -592,6 +592,7 @@ static remex_err spawn(struct wtask *t, struct remex_error *e)
         .rlimits = t->rlim,
         .nrlimits = t->nrlim,
         .cgroup = t->use_cgroup ? &t->cg : NULL,
+        .exe_cache = w->exe_cache,
     };
     remex_err rc = proc_spawn(&s, &t->pid, e);
     close(pfd[1]);

@@ -177,7 +177,8 @@ struct worker {
     char task_path[8192]; /* PATH of tasks: the worker's folder first */
     struct tsock **socks; /* tasksock.c: the socket pool */
     size_t nsocks;
-    int devnull;        /* /dev/null for the tasks' stdin (opened once), or -1 */
+    int devnull;                      /* /dev/null for the tasks' stdin (opened once), or -1 */
+    struct proc_exe_cache *exe_cache; /* PATH lookups of task commands, or NULL */
     char hostname[256]; /* reported at register and start; read at each registration */
 
     char *agent_id;

@@ -143,6 +143,7 @@ struct proc_spec {
     const struct proc_rlimit *rlimits; /* nrlimits entries, applied in order */
     size_t nrlimits;
     const struct proc_cgroup *cgroup; /* NULL: none; else the child joins it before exec */
+    struct proc_exe_cache *exe_cache; /* NULL: search PATH at every spawn (search_path) */
 };
 
 /*
@@ -151,6 +152,25 @@ struct proc_spec {
  * names the step: "chdir /x: ...", "exec /no/such: ...", "setrlimit RLIMIT_AS: ...".
  */
 remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_error *e);
+
+/*
+ * PATH lookups remembered between spawns (proc_spec.exe_cache), so a spawn
+ * does not stat every folder before the one that holds the program. A lookup
+ * of a name in a PATH value is remembered when every folder it searched, up
+ * to and including the one it was found in, is an absolute folder that inotify
+ * could watch. Any change in a watched folder (an entry created, removed,
+ * renamed or its attributes changed; the folder itself removed or moved)
+ * forgets every remembered lookup before the next one is served, so a
+ * remembered lookup finds what a search would; a lookup that went through a
+ * folder it could not watch (missing, relative, a file) searches every time.
+ * Not noticed: a PATH folder given through a symlink that is re-pointed
+ * elsewhere (the watch follows the old target). Not thread-safe: one cache per
+ * thread. Costs one inotify descriptor and one non-blocking read per lookup.
+ */
+struct proc_exe_cache;
+
+remex_err proc_exe_cache_new(struct proc_exe_cache **out, struct remex_error *e);
+void proc_exe_cache_free(struct proc_exe_cache *c);
 
 /*
  * "clone-vfork" or "fork" (static): the path proc_spawn takes in this process

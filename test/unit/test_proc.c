@@ -266,6 +266,95 @@ static void test_search_path(void **state)
     assert_string_equal(e.msg, "exec true: No such file or directory");
 }
 
+/* Writes an executable script at dir/name that prints word. */
+static void put_script(const char *dir, const char *name, const char *word, mode_t mode)
+{
+    char path[512], text[128];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(text, sizeof(text), "#!/bin/sh\necho %s\n", word);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* Runs `prog` through the cache with PATH=path; returns what it printed, or "" if not found. */
+static const char *cached_run(struct proc_exe_cache *c, const char *path, char *out, size_t cap)
+{
+    char *argv[] = {"prog", NULL};
+    char env0[600];
+    char *env[] = {env0, NULL};
+    struct proc_spec spec = {.argv = argv, .envp = env, .search_path = 1, .exe_cache = c};
+    struct remex_error e;
+    int st = -1;
+
+    snprintf(env0, sizeof(env0), "PATH=%s", path);
+    out[0] = '\0';
+    if (run_capture(&spec, out, cap, &st, &e) != REMEX_OK) {
+        assert_string_equal(e.msg, "exec prog: not found in PATH");
+        return out;
+    }
+    assert_int_equal(st, 0);
+    out[strcspn(out, "\n")] = '\0';
+    return out;
+}
+
+/*
+ * A remembered lookup finds what a search would: a program that appears in,
+ * loses its mode bits in, or disappears from an earlier folder, an earlier
+ * folder that is removed, and a missing folder that appears are all seen.
+ */
+static void test_exe_cache_follows_changes(void **state)
+{
+    (void)state;
+    char top[] = "/tmp/remex-execache-XXXXXX", d1[600], d2[600], d3[600], path[2000], p1[700];
+    char out[OUT_MAX];
+    struct proc_exe_cache *c = NULL;
+
+    assert_non_null(mkdtemp(top));
+    snprintf(d1, sizeof(d1), "%s/one", top);
+    snprintf(d2, sizeof(d2), "%s/two", top);
+    snprintf(d3, sizeof(d3), "%s/missing", top);
+    snprintf(p1, sizeof(p1), "%s/prog", d1);
+    assert_int_equal(mkdir(d1, 0755), 0);
+    assert_int_equal(mkdir(d2, 0755), 0);
+    put_script(d2, "prog", "two", 0755);
+    assert_int_equal(proc_exe_cache_new(&c, NULL), REMEX_OK);
+    snprintf(path, sizeof(path), "%s:%s", d1, d2);
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "two");
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "two");
+    put_script(d1, "prog", "one", 0755); /* appears earlier in PATH */
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "one");
+    assert_int_equal(chmod(p1, 0644), 0); /* no longer executable */
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "two");
+    assert_int_equal(chmod(p1, 0755), 0);
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "one");
+    assert_int_equal(unlink(p1), 0);
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "two");
+    /* A missing folder first: searched every time, so its new program is found. */
+    snprintf(path, sizeof(path), "%s:%s", d3, d2);
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "two");
+    assert_int_equal(mkdir(d3, 0755), 0);
+    put_script(d3, "prog", "three", 0755);
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "three");
+    /* The folder that held it goes away: not found any more. */
+    snprintf(path, sizeof(path), "%s", d2);
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "two");
+    snprintf(p1, sizeof(p1), "%s/prog", d2);
+    assert_int_equal(unlink(p1), 0);
+    assert_int_equal(rmdir(d2), 0);
+    assert_string_equal(cached_run(c, path, out, sizeof(out)), "");
+    proc_exe_cache_free(c);
+    snprintf(p1, sizeof(p1), "%s/prog", d3);
+    unlink(p1);
+    rmdir(d3);
+    rmdir(d1);
+    rmdir(top);
+}
+
 static void test_env_is_exact(void **state)
 {
     (void)state;
@@ -1434,6 +1523,7 @@ int main(void)
         cmocka_unit_test(test_chdir_failure_reported),
         cmocka_unit_test(test_cwd_and_umask),
         cmocka_unit_test(test_search_path),
+        cmocka_unit_test(test_exe_cache_follows_changes),
         cmocka_unit_test(test_env_is_exact),
         cmocka_unit_test(test_env_helpers),
         cmocka_unit_test(test_env_entry_cap),
