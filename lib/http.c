@@ -792,6 +792,10 @@ remex_err http_multi_new(const struct http_multi_hooks *hooks, struct http_multi
     curl_multi_setopt(m->cm, CURLMOPT_SOCKETDATA, m);
     curl_multi_setopt(m->cm, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(m->cm, CURLMOPT_TIMERDATA, m);
+    /* libcurl's default keeps four idle connections per transfer in progress, so
+     * a burst of concurrent calls leaves connections that are closed as soon as
+     * it ends and opened again by the next burst. */
+    curl_multi_setopt(m->cm, CURLMOPT_MAXCONNECTS, (long)HTTP_MULTI_IDLE_MAX);
     *out = m;
     return REMEX_OK;
 }

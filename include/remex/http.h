@@ -167,6 +167,9 @@ struct http_multi_done {
     void *arg; /* borrowed */
 };
 
+/* Connections a multi keeps open for reuse once their calls are done. */
+#define HTTP_MULTI_IDLE_MAX 64
+
 /* *out owned: http_multi_free. */
 remex_err http_multi_new(const struct http_multi_hooks *hooks, struct http_multi **out,
                          struct remex_error *e);

@@ -20,6 +20,7 @@ struct httpd {
     pthread_mutex_t mu;
     int hits;
     int route_hits;
+    int connections;
     char method[16], path[256], ua[256], auth[256];
 };
 
@@ -219,6 +220,19 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
 }
 
+static void connected(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                      enum MHD_ConnectionNotificationCode code)
+{
+    struct httpd *h = cls;
+    (void)c;
+    (void)socket_ctx;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->connections++;
+    pthread_mutex_unlock(&h->mu);
+}
+
 struct httpd *httpd_start(void)
 {
     struct httpd *h = calloc(1, sizeof(*h));
@@ -235,7 +249,8 @@ struct httpd *httpd_start(void)
     h->d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, handler, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, completed,
-        h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+        h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_NOTIFY_CONNECTION, connected, h,
+        MHD_OPTION_END);
     if (h->d == NULL || (info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT)) == NULL) {
         httpd_stop(h);
         return NULL;
@@ -270,6 +285,7 @@ void httpd_reset(struct httpd *h)
     pthread_mutex_lock(&h->mu);
     h->hits = 0;
     h->route_hits = 0;
+    h->connections = 0;
     h->method[0] = h->path[0] = h->ua[0] = h->auth[0] = '\0';
     pthread_mutex_unlock(&h->mu);
 }
@@ -279,6 +295,15 @@ int httpd_hits(struct httpd *h)
     int n;
     pthread_mutex_lock(&h->mu);
     n = h->hits;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+int httpd_connections(struct httpd *h)
+{
+    int n;
+    pthread_mutex_lock(&h->mu);
+    n = h->connections;
     pthread_mutex_unlock(&h->mu);
     return n;
 }

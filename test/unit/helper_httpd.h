@@ -12,8 +12,9 @@
  *   /flaky/K              503 for the first K hits since the last reset, then 200
  *   /retry-after/S        first hit 503 with "Retry-After: S", then 200
  *   /retry-after-date/S   first hit 503 with Retry-After = now + S as an HTTP-date, then 200
- * It records the number of requests and the last request's method, path,
- * User-Agent and Authorization. All accessors are thread-safe.
+ * It records the number of requests and of connections accepted and the last
+ * request's method, path, User-Agent and Authorization. All accessors are
+ * thread-safe.
  */
 #ifndef REMEX_TEST_HELPER_HTTPD_H
 #define REMEX_TEST_HELPER_HTTPD_H
@@ -30,6 +31,8 @@ const char *httpd_url(const struct httpd *h);
 /* Clears counters and recorded values. */
 void httpd_reset(struct httpd *h);
 int httpd_hits(struct httpd *h);
+/* Connections accepted since the start or the last reset. */
+int httpd_connections(struct httpd *h);
 /* Copies the last recorded header/method/path (empty when absent) into out. */
 void httpd_last(struct httpd *h, const char *what, char *out, unsigned cap);
 

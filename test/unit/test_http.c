@@ -583,6 +583,48 @@ static void test_multi_concurrent(void **state)
     http_client_free(c);
 }
 
+/*
+ * Connections outlive a burst of concurrent calls: after 8 calls at once and
+ * then one alone, the next 8 at once reuse the first burst's connections
+ * (libcurl's default would have closed all but four of them).
+ */
+static void test_multi_keeps_connections(void **state)
+{
+    (void)state;
+    struct http_client_opts o = {.max_attempts = 1};
+    struct http_client *c = client(&o);
+    struct loop l = {.timer_ms = -1};
+    struct http_multi_hooks hooks = {watch_fd, set_timer, &l};
+    struct http_multi *m = NULL;
+    struct remex_error e = {0};
+    struct req_ctx ctx[8];
+    struct http_request slow = {.method = "GET", .path = "/slow/150"};
+    struct http_request ok = {.method = "GET", .path = "/ok"};
+
+    httpd_reset(srv);
+    assert_int_equal(http_multi_new(&hooks, &m, &e), REMEX_OK);
+    for (int round = 0; round < 2; round++) {
+        l.done = 0;
+        for (int i = 0; i < 8; i++) {
+            ctx[i] = (struct req_ctx){&l, i};
+            assert_int_equal(
+                http_multi_start(m, c, &slow, (struct http_multi_done){on_done, &ctx[i]}, &e),
+                REMEX_OK);
+        }
+        run_loop(m, &l, 8, 10.0);
+        assert_int_equal(l.done, 8);
+        l.done = 0;
+        assert_int_equal(
+            http_multi_start(m, c, &ok, (struct http_multi_done){on_done, &ctx[0]}, &e), REMEX_OK);
+        run_loop(m, &l, 1, 10.0);
+        assert_int_equal(l.done, 1);
+    }
+    assert_int_equal(httpd_hits(srv), 18);
+    assert_int_equal(httpd_connections(srv), 8);
+    http_multi_free(m);
+    http_client_free(c);
+}
+
 static void test_multi_retry_and_errors(void **state)
 {
     (void)state;
@@ -668,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_check_status_sanitizes),
         cmocka_unit_test(test_token_never_in_errors),
         cmocka_unit_test(test_multi_concurrent),
+        cmocka_unit_test(test_multi_keeps_connections),
         cmocka_unit_test(test_multi_retry_and_errors),
         cmocka_unit_test(test_multi_free_with_pending),
     };
