@@ -832,11 +832,13 @@ static remex_err await_exec(struct spawn_plan *p, int rfd, pid_t pid, struct rem
  */
 static remex_err vfork_outcome(struct spawn_plan *p, pid_t pid, struct remex_error *e)
 {
-    int st;
+    int st = 0;
+    pid_t got;
 
     if (p->reached_exec && !p->reported)
         return REMEX_OK;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    /* ECHILD: another thread of the caller reaped it with waitpid(-1). */
+    while ((got = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
         ;
     if (p->reported) {
         struct child_report r = p->report;
@@ -844,7 +846,7 @@ static remex_err vfork_outcome(struct spawn_plan *p, pid_t pid, struct remex_err
     }
     char how[64];
     return remex_seterr(e, REMEX_ESYS, "spawn: child %s before exec",
-                        proc_status_str(st, how, sizeof(how)));
+                        got == pid ? proc_status_str(st, how, sizeof(how)) : "ended");
 }
 
 const char *proc_spawn_mechanism(void)
@@ -866,13 +868,22 @@ const char *proc_spawn_mechanism(void)
 #define SPAWN_STACK (64 * 1024) /* the child's stack, above one guard page */
 
 /*
- * One child stack, kept for the life of the process: a clone-vfork child is
- * done with it when clone returns, so spawns in a row reuse it (no mmap,
- * mprotect, munmap and fresh page faults per spawn). A thread that finds it
- * taken maps a stack of its own for that spawn.
+ * A few child stacks, kept for the life of the process: a clone-vfork child
+ * is done with its stack when clone returns, so spawns reuse them (no mmap,
+ * mprotect, munmap and fresh page faults per spawn). A thread that finds them
+ * all taken by other threads' spawns maps a stack of its own for its spawn.
  */
-static pthread_mutex_t stack_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *stack_mem;
+#define SPAWN_STACKS 4
+
+#define STACK_SLOT                                                                                 \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, NULL                                                            \
+    }
+
+static struct {
+    pthread_mutex_t lock;
+    char *mem;
+} stacks[SPAWN_STACKS] = {STACK_SLOT, STACK_SLOT, STACK_SLOT, STACK_SLOT};
 
 static char *stack_map(size_t len, int *err)
 {
@@ -900,22 +911,27 @@ static char *stack_map(size_t len, int *err)
 static pid_t spawn_vfork(struct spawn_plan *p, int *err)
 {
     size_t len = (size_t)sysconf(_SC_PAGESIZE) + SPAWN_STACK;
-    int shared = pthread_mutex_trylock(&stack_lock) == 0;
-    char *mem = shared ? stack_mem : NULL;
+    int slot = -1;
+    char *mem = NULL;
     pid_t child;
 
+    for (int i = 0; i < SPAWN_STACKS && slot < 0; i++)
+        if (pthread_mutex_trylock(&stacks[i].lock) == 0)
+            slot = i;
+    if (slot >= 0)
+        mem = stacks[slot].mem;
     if (mem == NULL && (mem = stack_map(len, err)) == NULL) {
-        if (shared)
-            pthread_mutex_unlock(&stack_lock);
+        if (slot >= 0)
+            pthread_mutex_unlock(&stacks[slot].lock);
         return -1;
     }
     p->reached_exec = 0;
     p->reported = 0;
     child = clone(child_entry, mem + len, CLONE_VM | CLONE_VFORK | SIGCHLD, p);
     *err = errno;
-    if (shared) {
-        stack_mem = mem;
-        pthread_mutex_unlock(&stack_lock);
+    if (slot >= 0) {
+        stacks[slot].mem = mem;
+        pthread_mutex_unlock(&stacks[slot].lock);
     } else {
         munmap(mem, len);
     }

@@ -363,11 +363,14 @@ static int setup(struct worker *w)
             return WORKER_EXIT_FAIL;
         }
     signal(SIGPIPE, SIG_IGN);
+    if (spawner_start(w, &e) != REMEX_OK)
+        log_warn("%s: tasks are spawned on the event loop", e.msg);
     return -1;
 }
 
 static void teardown(struct worker *w)
 {
+    spawner_stop(w);
     task_free_all(w);
     memlimit_shutdown(w);
     tasksock_pool_free(w);

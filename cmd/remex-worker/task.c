@@ -42,7 +42,9 @@
 #include "remex/tmpl.h"
 #include "worker.h"
 
-#define EOF_WAIT_MS  2000
+#define EOF_WAIT_MS 2000
+#define UNCLAIMED_MS                                                                               \
+    2000 /* a reaped unknown child is matched to a spawn this long (pids recycle) */
 #define ARGV_MAX     4096
 #define TMPL_OUT_MAX (128u * 1024u)
 #define REASON_MAX   1024
@@ -75,6 +77,8 @@ void task_release(struct wtask *t)
     unlink_task(w, t);
     tasksock_close(t);
     tasklog_close(t);
+    if (t->spawn_wfd >= 0)
+        close(t->spawn_wfd);
     for (char **a = t->argv; a && *a; a++)
         free(*a);
     free(t->argv);
@@ -439,7 +443,7 @@ void task_offer(struct worker *w, json_t *asg)
     }
     t->w = w;
     t->asg = asg;
-    t->out_fd = t->log_fd = -1;
+    t->out_fd = t->log_fd = t->spawn_wfd = -1;
     t->cg.procs_fd = -1;
     t->phase = WT_STARTING;
     buf_init(&t->line, 64u * 1024u);
@@ -562,6 +566,26 @@ static void on_timeout(struct evloop *loop, uint64_t id, void *arg)
     stop_task(t, "execution_timeout");
 }
 
+/* The output pipe is watched and the timeout armed once the child runs. */
+static void spawn_done(struct wtask *t, int rfd)
+{
+    struct worker *w = t->w;
+    struct remex_error e;
+    t->out_fd = rfd;
+    fcntl(t->out_fd, F_SETFL, O_RDONLY | O_NONBLOCK); /* the read end's only status flags */
+    if (evloop_watch(w->loop, t->out_fd, EVLOOP_READ, on_output, t, &e) != REMEX_OK) {
+        close(t->out_fd);
+        t->out_fd = -1;
+        t->out_eof = 1;
+    }
+    if (t->timeout_ms > 0)
+        t->timeout_timer = evloop_timer_add(w->loop, (uint64_t)t->timeout_ms, 0, on_timeout, t);
+}
+
+/*
+ * Spawns t: on a spawner thread when there is one (t->spawning; task_spawned
+ * continues), else right here.
+ */
 static remex_err spawn(struct wtask *t, struct remex_error *e)
 {
     struct worker *w = t->w;
@@ -579,7 +603,8 @@ static remex_err spawn(struct wtask *t, struct remex_error *e)
             add_rlimit(t, RLIMIT_AS, t->memory_limit, t->memory_limit);
         }
     }
-    struct proc_spec s = {
+    t->job.t = t;
+    t->job.spec = (struct proc_spec){
         .argv = t->argv,
         .envp = proc_env_array(&t->env),
         .search_path = 1,
@@ -594,22 +619,80 @@ static remex_err spawn(struct wtask *t, struct remex_error *e)
         .cgroup = t->use_cgroup ? &t->cg : NULL,
         .exe_cache = w->exe_cache,
     };
-    remex_err rc = proc_spawn(&s, &t->pid, e);
-    close(pfd[1]);
+    t->spawn_wfd = pfd[1];
+    t->out_fd = pfd[0]; /* not watched until the child runs */
+    if (spawner_submit(w, &t->job) == 0) {
+        t->spawning = 1;
+        t->pending++;
+        return REMEX_OK;
+    }
+    remex_err rc = proc_spawn(&t->job.spec, &t->pid, e);
+    close(t->spawn_wfd);
+    t->spawn_wfd = -1;
+    t->out_fd = -1;
     if (rc != REMEX_OK) {
         close(pfd[0]);
         return rc;
     }
-    t->out_fd = pfd[0];
-    fcntl(t->out_fd, F_SETFL, O_RDONLY | O_NONBLOCK); /* the read end's only status flags */
-    if (evloop_watch(w->loop, t->out_fd, EVLOOP_READ, on_output, t, e) != REMEX_OK) {
-        close(t->out_fd);
-        t->out_fd = -1;
-        t->out_eof = 1;
-    }
-    if (t->timeout_ms > 0)
-        t->timeout_timer = evloop_timer_add(w->loop, (uint64_t)t->timeout_ms, 0, on_timeout, t);
+    spawn_done(t, pfd[0]);
     return REMEX_OK;
+}
+
+/* A try that cannot run: its reason goes to the log and the report. */
+static void fail_before_exec(struct wtask *t)
+{
+    log_warn("ti %" PRId64 " %s.%s try %" PRId64 " failed before exec: %s", t->ti_id, t->dag_id,
+             t->task_id, t->try_number, t->prep_error);
+    tasklog_note(t, "failed before exec: %s", t->prep_error);
+    t->exited = 1;
+    t->out_eof = 1;
+    t->wstatus = -1;
+    task_finish(t);
+}
+
+static void on_exit_status(struct wtask *t, int wstatus);
+
+/* Takes the exit status of pid if the loop reaped it before its spawn came back. */
+static int claim_unclaimed(struct worker *w, pid_t pid, int *status)
+{
+    uint64_t now = timeutil_mono_ms();
+    for (size_t i = 0; i < sizeof(w->unclaimed) / sizeof(w->unclaimed[0]); i++)
+        if (w->unclaimed[i].pid == pid && now - w->unclaimed[i].at_ms < UNCLAIMED_MS) {
+            *status = w->unclaimed[i].status;
+            w->unclaimed[i].pid = 0;
+            return 1;
+        }
+    return 0;
+}
+
+void task_spawned(struct spawn_job *j)
+{
+    struct wtask *t = j->t;
+    struct worker *w = t->w;
+    int rfd = t->out_fd, st;
+    t->spawning = 0;
+    t->pending--;
+    close(t->spawn_wfd);
+    t->spawn_wfd = -1;
+    t->out_fd = -1;
+    if (j->rc != REMEX_OK) {
+        close(rfd);
+        set_prep_error(t, "%s", j->err.msg);
+        fail_before_exec(t);
+        task_release(t);
+        return;
+    }
+    t->pid = j->pid;
+    spawn_done(t, rfd);
+    tasksock_resume(t);
+    log_info("ti %" PRId64 " %s.%s try %" PRId64 " running as pid %d", t->ti_id, t->dag_id,
+             t->task_id, t->try_number, (int)t->pid);
+    if (claim_unclaimed(w, t->pid, &st))
+        on_exit_status(t, st);
+    else if (t->cancel_reason[0])
+        stop_task(t, t->cancel_reason);
+    else if (w->drain_forced)
+        stop_task(t, "worker shutdown");
 }
 
 void task_started(struct wtask *t)
@@ -630,17 +713,12 @@ void task_started(struct wtask *t)
     if (!t->prep_error && spawn(t, &e) != REMEX_OK)
         set_prep_error(t, "%s", e.msg);
     if (t->prep_error) {
-        log_warn("ti %" PRId64 " %s.%s try %" PRId64 " failed before exec: %s", t->ti_id, t->dag_id,
-                 t->task_id, t->try_number, t->prep_error);
-        tasklog_note(t, "failed before exec: %s", t->prep_error);
-        t->exited = 1;
-        t->out_eof = 1;
-        t->wstatus = -1;
-        task_finish(t);
+        fail_before_exec(t);
         return;
     }
-    log_info("ti %" PRId64 " %s.%s try %" PRId64 " running as pid %d", t->ti_id, t->dag_id,
-             t->task_id, t->try_number, (int)t->pid);
+    if (!t->spawning)
+        log_info("ti %" PRId64 " %s.%s try %" PRId64 " running as pid %d", t->ti_id, t->dag_id,
+                 t->task_id, t->try_number, (int)t->pid);
     plane_maybe_poll(w);
 }
 
@@ -683,11 +761,18 @@ void task_reap(struct worker *w)
         pid_t pid = waitpid(-1, &st, WNOHANG);
         if (pid <= 0)
             return;
-        for (struct wtask *t = w->tasks; t; t = t->next)
-            if (t->pid == pid && !t->exited) {
-                on_exit_status(t, st);
-                break;
-            }
+        struct wtask *t = w->tasks;
+        while (t && !(t->pid == pid && !t->exited))
+            t = t->next;
+        if (t) {
+            on_exit_status(t, st);
+        } else if (w->spawner) {
+            /* Maybe a child whose spawn has not come back yet: task_spawned claims it. */
+            unsigned i = w->unclaimed_next++ % (sizeof(w->unclaimed) / sizeof(w->unclaimed[0]));
+            w->unclaimed[i].pid = pid;
+            w->unclaimed[i].status = st;
+            w->unclaimed[i].at_ms = timeutil_mono_ms();
+        }
     }
 }
 
@@ -766,13 +851,13 @@ void task_cancel(struct worker *w, int64_t ti, int64_t try_number, const char *r
     struct wtask *t = find_task(w, ti, try_number);
     if (!t)
         return;
-    if (t->phase != WT_STARTING && !(t->phase == WT_RUNNING && t->pid > 0))
+    if (t->phase != WT_STARTING && !(t->phase == WT_RUNNING && (t->pid > 0 || t->spawning)))
         return;
     if (strcmp(reason, "execution_timeout") == 0)
         snprintf(t->cancel_reason, sizeof(t->cancel_reason), "execution_timeout");
     else
         snprintf(t->cancel_reason, sizeof(t->cancel_reason), "cancelled: %s", reason);
-    if (t->phase == WT_RUNNING)
+    if (t->phase == WT_RUNNING && t->pid > 0) /* a spawn in flight stops when it is back */
         stop_task(t, t->cancel_reason);
 }
 

@@ -374,9 +374,12 @@ static void on_conn(struct evloop *loop, int fd, unsigned ev, void *arg)
 struct tsock {
     struct worker *w;
     int lfd;
+    int paused; /* not watched: a peer came before the owner's spawn was back */
     struct wtask *owner;
     char path[108];
 };
+
+static void on_accept(struct evloop *loop, int lfd, unsigned ev, void *arg);
 
 /* Accepts one connection for t after the peer check; 0 accepted or refused, -1 nothing left. */
 static int accept_one(struct tsock *ts)
@@ -384,6 +387,12 @@ static int accept_one(struct tsock *ts)
     struct wtask *t = ts->owner;
     int fd;
     struct remex_error e;
+    if (t && t->spawning) {
+        /* The peer check needs the task's pid: accept once the spawn is back. */
+        evloop_unwatch(ts->w->loop, ts->lfd);
+        ts->paused = 1;
+        return -1;
+    }
     if (ipc_accept(ts->lfd, &fd, &e) != REMEX_OK)
         return -1;
     pid_t pid = 0;
@@ -482,10 +491,28 @@ remex_err tasksock_open(struct wtask *t, struct remex_error *e)
     return REMEX_OK;
 }
 
+static void resume(struct tsock *ts)
+{
+    struct remex_error e;
+    if (!ts->paused)
+        return;
+    if (evloop_watch(ts->w->loop, ts->lfd, EVLOOP_READ, on_accept, ts, &e) == REMEX_OK)
+        ts->paused = 0;
+    else
+        log_error("task socket %s: %s", ts->path, e.msg);
+}
+
+void tasksock_resume(struct wtask *t)
+{
+    if (t->sock)
+        resume(t->sock);
+}
+
 void tasksock_close(struct wtask *t)
 {
     if (t->sock) {
         t->sock->owner = NULL;
+        resume(t->sock);
         t->sock = NULL;
     }
     struct tconn *tc = t->conns, *next;
@@ -499,7 +526,8 @@ void tasksock_pool_free(struct worker *w)
 {
     for (size_t i = 0; i < w->nsocks; i++) {
         struct tsock *ts = w->socks[i];
-        evloop_unwatch(w->loop, ts->lfd);
+        if (!ts->paused)
+            evloop_unwatch(w->loop, ts->lfd);
         close(ts->lfd);
         unlink(ts->path);
         free(ts);

@@ -1,10 +1,11 @@
 /*
  * remex-worker internal interfaces, shared by the worker's files.
  *
- * One thread, one evloop: every fd (curl sockets, task output pipes, task
+ * One event-loop thread: every fd (curl sockets, task output pipes, task
  * sockets, signalfd) and every timer is driven by the loop in main.c. HTTP
  * calls to the plane go through one http_multi (non-blocking). Signals arrive
  * through the loop's signalfd; SIGCHLD is answered by reaping with WNOHANG.
+ * Spawner threads (spawner.c) only run proc_spawn on jobs the loop hands them.
  *
  * Files and what they own:
  *   main.c      flags, --check, signals, start/stop order, exit codes
@@ -17,6 +18,7 @@
  *               cancellation, exit classification (incl. out of memory)
  *   tasklog.c   per-try log file: line splitting, timestamps, masking, size cap
  *   tasksock.c  the task sockets (remex-task protocol, docs/task-protocol.md), pooled
+ *   spawner.c   spawner threads: proc_spawn off the loop
  *
  * Lifetimes: a struct wtask lives from the offer until its final report has
  * been handed over (delivered, journaled or dropped) and no HTTP call refers
@@ -44,6 +46,7 @@ struct ipc_conn;
 struct objstore;
 struct call;
 struct bundle_set;
+struct spawner;
 
 /* Exit codes of remex-worker. */
 #define WORKER_EXIT_OK    0
@@ -102,6 +105,16 @@ enum wtask_phase {
     WT_DONE,         /* report handed over; freed when pending == 0 */
 };
 
+/* A spawn handed to a spawner thread (spawner.c); lives in its task. */
+struct spawn_job {
+    struct spawn_job *next;
+    struct wtask *t;
+    struct proc_spec spec; /* points into the task, which leaves it alone until the job is back */
+    pid_t pid;
+    remex_err rc;
+    struct remex_error err;
+};
+
 struct tconn; /* tasksock.c */
 struct tsock; /* tasksock.c */
 
@@ -128,6 +141,9 @@ struct wtask {
     struct proc_cgroup cg;
 
     /* process */
+    struct spawn_job job;
+    int spawning;  /* job with a spawner thread (holds a pending reference) */
+    int spawn_wfd; /* write end of the output pipe until the spawn is done, or -1 */
     pid_t pid;
     int out_fd; /* read end of stdout+stderr, -1 when closed */
     int exited, wstatus, out_eof;
@@ -172,9 +188,16 @@ struct worker {
     struct proc_cgroup cg_own; /* cgroup1: the worker's own parent (removed at exit) */
     struct cg_retry *cg_retry; /* memlimit.c: task cgroups whose removal is retried */
     uint64_t cg_timer;
-    char sock_dir[72];    /* task sockets (private 0700 folder) */
-    int sock_dir_tmp;     /* 1: created by this process, removed at exit */
-    char task_path[8192]; /* PATH of tasks: the worker's folder first */
+    char sock_dir[72];       /* task sockets (private 0700 folder) */
+    int sock_dir_tmp;        /* 1: created by this process, removed at exit */
+    char task_path[8192];    /* PATH of tasks: the worker's folder first */
+    struct spawner *spawner; /* spawner.c, or NULL: spawns run on the loop */
+    struct {
+        pid_t pid;
+        int status;
+        uint64_t at_ms;
+    } unclaimed[32]; /* children reaped before their spawn came back (task.c) */
+    unsigned unclaimed_next;
     struct tsock **socks; /* tasksock.c: the socket pool */
     size_t nsocks;
     int devnull;                      /* /dev/null for the tasks' stdin (opened once), or -1 */
@@ -267,6 +290,17 @@ void memlimit_release(struct worker *w, struct proc_cgroup *cg);
 /* Exit: the retried task cgroups and the worker's own parent go (bounded wait). */
 void memlimit_shutdown(struct worker *w);
 
+/* Finishes the start of the task of a spawn that came back from a spawner thread. */
+void task_spawned(struct spawn_job *j);
+
+/* ---- spawner.c ---- */
+/* Starts the spawner threads (none: spawns stay on the loop). */
+remex_err spawner_start(struct worker *w, struct remex_error *e);
+/* Queues j; -1 without spawner threads. */
+int spawner_submit(struct worker *w, struct spawn_job *j);
+/* Joins the threads; children of spawns done but not collected are killed. */
+void spawner_stop(struct worker *w);
+
 /* ---- tasklog.c ---- */
 remex_err tasklog_open(struct wtask *t, struct remex_error *e);
 /* Appends raw output bytes; complete lines are timestamped, masked and written. */
@@ -280,6 +314,8 @@ void tasklog_close(struct wtask *t);
 remex_err tasksock_open(struct wtask *t, struct remex_error *e);
 /* Closes t's connections and gives its socket back to the pool. */
 void tasksock_close(struct wtask *t);
+/* Accepts t's connections again once its pid is known (after a spawn came back). */
+void tasksock_resume(struct wtask *t);
 /* Closes and removes every socket of the pool (shutdown). */
 void tasksock_pool_free(struct worker *w);
 

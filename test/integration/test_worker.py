@@ -48,6 +48,32 @@ class TestWorkerRuns(WorkerCase):
         self.assertRegex(log, r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[remex\] success")
         self.assertTrue(w.alive())
 
+    def test_many_short_tasks(self):
+        """Tasks that exit at once, many at a time: each one's own exit status is
+        reported (a child may be reaped before its spawn is back on the loop), and
+        one that talks to its socket at once is served."""
+        self.start_plane()
+        tasks = []
+        for i in range(90):
+            if i % 10 == 0:
+                t = {"shell": "remex-task var get nosuch; test $? -eq 1"}
+            elif i % 2:
+                t = {"command": ["sh", "-c", f"exit {i % 7 + 1}"]}
+            else:
+                t = {"command": ["true"]}
+            tasks.append(dict(t, task_id=f"t{i:02d}"))
+        self.put_dag({"dag_id": "short", "tasks": tasks})
+        w = self.start_worker(slots=16)
+        run_id = self.trigger("short")
+        tis = self.tis(self.wait_run("short", run_id, timeout=60))
+        for i in range(90):
+            ti = tis[f"t{i:02d}"]
+            if i % 2 and i % 10:
+                self.assertEqual((ti["state"], ti["exit_code"]), ("failed", i % 7 + 1), ti)
+            else:
+                self.assertEqual((ti["state"], ti["exit_code"]), ("success", 0), ti)
+        self.assertTrue(w.alive())
+
 
 
 
