@@ -427,28 +427,39 @@ static int is_admin(struct plane *p, const unsigned char h[32])
     return p->admin_token[0] && c && CRYPTO_memcmp(h, c->admin_hash, 32) == 0;
 }
 
-/* Checks that agent token id is neither revoked nor expired (mu held). 0 or 401. */
-static int token_usable(struct plane *p, int64_t id, const unsigned char *hash, char *why,
-                        size_t whysz)
+/* Checks that an agent token is neither revoked nor expired (mu held): token
+ * *id, or with agent > 0 the token of that agent (its id stored in *id, one
+ * query for both). hash, when set, must match. 0 or 401. */
+static int token_usable(struct plane *p, int64_t *id, int64_t agent, const unsigned char *hash,
+                        char *why, size_t whysz)
 {
     int status = 401;
     int64_t now = plane_now_ms(), last_used = now;
-    sqlite3_stmt *st = store_stmt(p, "SELECT hash, expires_ms, revoked_ms, last_used_ms FROM tokens"
-                                     " WHERE id = ?");
+    sqlite3_stmt *st =
+        agent > 0
+            ? store_stmt(p, "SELECT t.hash, t.expires_ms, t.revoked_ms, t.last_used_ms, t.id"
+                            " FROM agents a JOIN tokens t ON t.id = a.token_id WHERE a.id = ?")
+            : store_stmt(p, "SELECT hash, expires_ms, revoked_ms, last_used_ms, id FROM tokens"
+                            " WHERE id = ?");
     if (!st) {
         snprintf(why, whysz, "token lookup: %s", sqlite3_errmsg(p->db));
         return 401;
     }
-    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 1, agent > 0 ? agent : *id);
     if (sqlite3_step(st) != SQLITE_ROW) {
-        snprintf(why, whysz, "agent token %lld does not exist", (long long)id);
+        if (agent > 0)
+            snprintf(why, whysz, "task token for unknown agent %lld", (long long)agent);
+        else
+            snprintf(why, whysz, "agent token %lld does not exist", (long long)*id);
+    } else if ((*id = sqlite3_column_int64(st, 4)) <= 0) {
+        snprintf(why, whysz, "agent token lookup: no id");
     } else if (hash && (sqlite3_column_bytes(st, 0) != 32 ||
                         CRYPTO_memcmp(sqlite3_column_blob(st, 0), hash, 32) != 0)) {
-        snprintf(why, whysz, "agent token %lld: value does not match", (long long)id);
+        snprintf(why, whysz, "agent token %lld: value does not match", (long long)*id);
     } else if (sqlite3_column_int64(st, 2) != 0) {
-        snprintf(why, whysz, "agent token %lld is revoked", (long long)id);
+        snprintf(why, whysz, "agent token %lld is revoked", (long long)*id);
     } else if (sqlite3_column_int64(st, 1) != 0 && sqlite3_column_int64(st, 1) <= now) {
-        snprintf(why, whysz, "agent token %lld is expired", (long long)id);
+        snprintf(why, whysz, "agent token %lld is expired", (long long)*id);
     } else {
         status = 0;
         last_used = sqlite3_column_int64(st, 3);
@@ -457,7 +468,7 @@ static int token_usable(struct plane *p, int64_t id, const unsigned char *hash, 
     if (status == 0 && now - last_used >= 1000 &&
         (st = store_stmt(p, "UPDATE tokens SET last_used_ms = ? WHERE id = ?"))) {
         sqlite3_bind_int64(st, 1, now);
-        sqlite3_bind_int64(st, 2, id);
+        sqlite3_bind_int64(st, 2, *id);
         sqlite3_step(st);
         sqlite3_reset(st);
     }
@@ -482,8 +493,9 @@ static int verify_agent_token(struct plane *p, const char *tok, const unsigned c
         snprintf(why, whysz, "malformed agent token id");
         return 401;
     }
+    int64_t tid = id;
     pthread_mutex_lock(&p->mu);
-    int st = token_usable(p, id, hash, why, whysz);
+    int st = token_usable(p, &tid, 0, hash, why, whysz);
     pthread_mutex_unlock(&p->mu);
     if (st)
         return st;
@@ -512,26 +524,14 @@ static int session_current(struct plane *p, struct plane_principal *who, char *w
                  (long long)who->session, (long long)who->agent_id);
         return 401;
     }
-    return token_usable(p, who->token_id, NULL, why, whysz);
+    int64_t tid = who->token_id;
+    return token_usable(p, &tid, 0, NULL, why, whysz);
 }
 
 /* Task: its agent must exist and hold a usable agent token (mu held). */
 static int task_agent_ok(struct plane *p, struct plane_principal *who, char *why, size_t whysz)
 {
-    sqlite3_stmt *st = store_stmt(p, "SELECT token_id FROM agents WHERE id = ?");
-    int64_t tid = -1;
-    if (st) {
-        sqlite3_bind_int64(st, 1, who->agent_id);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            tid = sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
-    }
-    if (tid < 0) {
-        snprintf(why, whysz, "task token for unknown agent %lld", (long long)who->agent_id);
-        return 401;
-    }
-    who->token_id = tid;
-    return token_usable(p, tid, NULL, why, whysz);
+    return token_usable(p, &who->token_id, who->agent_id, NULL, why, whysz);
 }
 
 /* Signature (HS256 only), typ and claims of tok; fills who (exp_ms included,
