@@ -157,6 +157,10 @@ struct store_migration {
 extern const struct store_migration store_migrations_core[];  /* store.c, {0,NULL}-ended */
 extern const struct store_migration store_migrations_sched[]; /* sched*.c, {0,NULL}-ended */
 remex_err store_open(struct plane *p, struct remex_error *e);
+/* The VFS store_open uses (store_vfs.c): SQLite's "unix" with WAL writes
+ * gathered into one write per commit; NULL when unavailable (then the default
+ * VFS). Registers it on first call; mu held or before other threads. */
+const char *store_vfs_name(void);
 void store_close(struct plane *p);
 /* Starts / stops the WAL checkpointer thread (mu not held). Until it runs,
  * and when it falls far behind, commits checkpoint inline. */

@@ -426,7 +426,7 @@ remex_err store_open(struct plane *p, struct remex_error *e)
     if (rc)
         return rc;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
-    if (sqlite3_open_v2(p->cfg.db_path, &p->db, flags, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(p->cfg.db_path, &p->db, flags, store_vfs_name()) != SQLITE_OK) {
         rc = remex_seterr(e, REMEX_EIO, "%s: %s", p->cfg.db_path,
                           p->db ? sqlite3_errmsg(p->db) : "cannot open");
         sqlite3_close(p->db);

@@ -39,6 +39,22 @@ class KillTest(SchedCase):
             self.assertEqual((st, b), (200, {"state": "success"}))
         self.assertEqual(self.wait_run("k9", "r")["state"], "success")
 
+    def test_upload_and_trigger_survive_kill_9(self):
+        # Transactions of many WAL frames: written out before the reply too.
+        tasks = [{"task_id": f"t{i:04d}", "env": {"PAD": "x" * 200}} for i in range(1500)]
+        self.push_ok(dag("big", tasks, max_active_tasks=5000))
+        self.trigger("big", run_id="r1")
+        harness.wait_for(lambda: len(self.show_run("big", "r1")["task_instances"]) == 1500, 20,
+                         what="1500 task instances")
+        self.trigger("big", run_id="r2")
+        self.kill9_and_restart()
+        st, b = self.req("GET", "/api/v1/admin/dags/big", None, self.admin)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(len(self.show_run("big", "r1")["task_instances"]), 1500)
+        self.assertEqual(self.show_run("big", "r2")["run_id"], "r2")
+        harness.wait_for(lambda: len(self.show_run("big", "r2")["task_instances"]) == 1500, 20,
+                         what="the second run's task instances")
+
     def test_lost_start_comes_back_from_heartbeat_or_report(self):
         self.push_ok(dag("k8", [{"task_id": "t"}, {"task_id": "u"}]))
         ag = Agent(self, "w1", beat=False)
