@@ -93,11 +93,35 @@ remex_err json_parse(const char *data, size_t len, const struct json_parse_opts 
 
 /* ---- paths ---- */
 
+/* Appends part at dst[*n]; 0 when it no longer fits (dst then ends in "..."). */
+static int path_append(char *dst, size_t *n, const char *part)
+{
+    size_t k = strnlen(part, JSON_PATH_MAX);
+
+    if (*n + k >= JSON_PATH_MAX) {
+        memcpy(dst + *n, part, JSON_PATH_MAX - 1 - *n);
+        memcpy(dst + JSON_PATH_MAX - 4, "...", 4);
+        return 0;
+    }
+    memcpy(dst + *n, part, k);
+    *n += k;
+    dst[*n] = '\0';
+    return 1;
+}
+
+/*
+ * dst = a + sep + b, truncated to JSON_PATH_MAX - 1 bytes ending in "..." when
+ * longer. dst may be a itself (a child path built in place of its parent).
+ * Plain copies: decoders build a path for every field they read.
+ */
 static void path_set(char *dst, const char *a, const char *sep, const char *b)
 {
-    int n = snprintf(dst, JSON_PATH_MAX, "%s%s%s", a, sep, b);
-    if (n < 0 || n >= JSON_PATH_MAX)
-        memcpy(dst + JSON_PATH_MAX - 4, "...", 4);
+    size_t n = strnlen(a, JSON_PATH_MAX - 1);
+
+    memmove(dst, a, n);
+    dst[n] = '\0';
+    if (path_append(dst, &n, sep))
+        path_append(dst, &n, b);
 }
 
 void json_path_init(struct json_path *p, const char *root)
@@ -107,11 +131,7 @@ void json_path_init(struct json_path *p, const char *root)
 
 void json_path_key(struct json_path *child, const struct json_path *parent, const char *key)
 {
-    char pbuf[JSON_PATH_MAX];
-
-    memcpy(pbuf, parent->s, sizeof(pbuf)); /* child may alias parent */
-    pbuf[sizeof(pbuf) - 1] = '\0';
-    path_set(child->s, pbuf, pbuf[0] ? "." : "", key ? key : "");
+    path_set(child->s, parent->s, parent->s[0] ? "." : "", key ? key : ""); /* may alias */
 }
 
 void json_path_index(struct json_path *child, const struct json_path *parent, size_t i)

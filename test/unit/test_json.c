@@ -248,6 +248,19 @@ static void test_path_truncation(void **state)
     json_path_key(&p, &p, key);
     assert_int_equal(strlen(p.s), JSON_PATH_MAX - 1);
     assert_string_equal(p.s + JSON_PATH_MAX - 4, "...");
+    /* "root." + key of exactly the room left fits whole; one byte more does not. */
+    key[JSON_PATH_MAX - 1 - 5] = '\0';
+    json_path_init(&p, "root");
+    json_path_key(&p, &p, key);
+    assert_int_equal(strlen(p.s), JSON_PATH_MAX - 1);
+    assert_string_equal(p.s + JSON_PATH_MAX - 4, "kkk");
+    key[JSON_PATH_MAX - 1 - 5] = 'k';
+    key[JSON_PATH_MAX - 5] = '\0';
+    json_path_init(&p, "root");
+    json_path_key(&p, &p, key);
+    assert_int_equal(strlen(p.s), JSON_PATH_MAX - 1);
+    assert_string_equal(p.s + JSON_PATH_MAX - 4, "...");
+    assert_int_equal(strncmp(p.s, "root.kkk", 8), 0);
 }
 
 static void test_typed_fields_ok(void **state)
