@@ -8,7 +8,8 @@ one real remex-worker on loopback.
               (target > 1,000 tasks/s)
   rss         remex-worker resident memory idle (target < 3 MB) and with 16 running tasks,
               against a plain-HTTP plane and against a TLS plane (self-signed
-              certificate made with the openssl CLI, worker plane.ca_file)
+              certificate made with the openssl CLI, worker plane.ca_file), next to
+              the floor of the worker's own libraries (build/bench/_rss_floor)
   floor       fork+exec of `true` 1,000 times (build/bench/_spawn_floor)
 
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/worker_bench.py [chain40|fanout10k|rss])
@@ -225,7 +226,33 @@ def fanout10k():
         r.close()
 
 
+def rss_floor():
+    """RSS of bench/_rss_floor: the worker's libraries started as the worker
+    starts them, and nothing else (the floor the worker's idle RSS sits on)."""
+    exe = os.path.join(BUILD, "bench", "_rss_floor")
+    if not os.access(exe, os.X_OK):
+        print(f"rss: {exe} not built")
+        return None
+    p = subprocess.Popen([exe], stdout=subprocess.PIPE, text=True)
+    try:
+        if p.stdout.readline().strip() != "ready":
+            print("rss: _rss_floor did not start")
+            return None
+        time.sleep(0.5)
+        with open(f"/proc/{p.pid}/smaps_rollup") as f:
+            t = f.read()
+        g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))  # noqa: E731
+        print(f"rss: floor (the worker's libraries loaded and started, no remex code running): "
+              f"RSS {g('Rss') / 1024:.2f} MiB, PSS {g('Pss') / 1024:.2f} MiB, "
+              f"anonymous {g('Anonymous') / 1024:.2f} MiB")
+        return g("Rss")
+    finally:
+        p.kill()
+        p.wait()
+
+
 def rss():
+    floor_kb = rss_floor()
     for tls in (False, True):
         r = Rig(16, tls=tls)
         try:
@@ -247,7 +274,8 @@ def rss():
             for name, m in (("idle", idle), ("16 running tasks", busy)):
                 print(f"rss: remex-worker {name}, {plane}: RSS {m[0] / 1024:.2f} MiB, "
                       f"PSS {m[1] / 1024:.2f} MiB, anonymous {m[2] / 1024:.2f} MiB "
-                      "(target < 3 MB; worker process only)")
+                      "(target < 3 MB; worker process only)"
+                      + (f"; floor + {(m[0] - floor_kb) / 1024:.2f} MiB" if floor_kb else ""))
         finally:
             r.close()
 
