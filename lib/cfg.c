@@ -1132,6 +1132,20 @@ static int is_unset(const struct cfg_entry *e, const void *field)
     }
 }
 
+/* Reports why against entry e: its position in the file, its environment
+ * variable, or the file name, by where its value came from. */
+static void blame(struct ctx *c, const struct cfg_entry *e, const struct seen *sn,
+                  const char *dbase, const char *why)
+{
+    char name[KEY_MAX];
+    if (sn->src == 1)
+        add_err(c, "%s:%u:%u: %s%s: %s", c->name, sn->line, sn->col, dbase, e->key, why);
+    else if (sn->src == 2 && cfg_env_name(c->prefix, e->key, name, sizeof(name)) == 0)
+        add_err(c, "%s: %s", name, why);
+    else
+        add_err(c, "%s: %s%s: %s", c->name, dbase, e->key, why);
+}
+
 /* Required keys and validators, once all sources are applied. */
 static void finish(struct ctx *c, const struct cfg_entry *t, void *obj, struct seen *seen,
                    const char *dbase, const struct node *where, int top)
@@ -1155,14 +1169,25 @@ static void finish(struct ctx *c, const struct cfg_entry *t, void *obj, struct s
         why[0] = '\0';
         if (e->validate(field, why, sizeof(why)) == 0)
             continue;
-        if (seen[i].src == 1)
-            add_err(c, "%s:%u:%u: %s%s: %s", c->name, seen[i].line, seen[i].col, dbase, e->key,
-                    why);
-        else if (seen[i].src == 2 && cfg_env_name(c->prefix, e->key, name, sizeof(name)) == 0)
-            add_err(c, "%s: %s", name, why);
-        else
-            add_err(c, "%s: %s%s: %s", c->name, dbase, e->key, why);
+        blame(c, e, &seen[i], dbase, why);
     }
+}
+
+/* The cross-key check of opts, when everything else passed. */
+static void cross_check(struct ctx *c, const struct cfg_entry *t, const void *obj,
+                        const struct seen *seen, cfg_cross_fn fn)
+{
+    char why[REMEX_ERRMSG_MAX] = "";
+    const char *key = NULL;
+    if (fn(obj, &key, why, sizeof(why)) == 0)
+        return;
+    for (size_t i = 0; key && t[i].key != NULL; i++) {
+        if (strcmp(t[i].key, key) == 0) {
+            blame(c, &t[i], &seen[i], "", why);
+            return;
+        }
+    }
+    add_err(c, "%s: %s", c->name, why);
 }
 
 remex_err cfg_load_buf(const struct cfg_entry *table, void *obj, const char *name, const char *data,
@@ -1209,6 +1234,8 @@ remex_err cfg_load_buf(const struct cfg_entry *table, void *obj, const char *nam
         apply_env(&c, table, obj, seen);
     if (tree_ok && !c.oom)
         finish(&c, table, obj, seen, "", root, 1);
+    if (tree_ok && !c.oom && c.errs->n == 0 && opts && opts->cross)
+        cross_check(&c, table, obj, seen, opts->cross);
     node_free(root);
     free(seen);
     if (c.oom || c.errs->n > 0) {

@@ -150,7 +150,23 @@ static const struct cfg_entry plane_cfg_table[] = {
 };
 #undef F
 
-static const struct cfg_opts plane_cfg_opts = {.env_prefix = "REMEX_PLANE_"};
+/* After a restart, an offer whose start was not recorded is kept for one
+ * offer_timeout so that the worker's heartbeat can bring it back as running:
+ * two heartbeats must fit in it. */
+static int plane_cfg_cross(const void *obj, const char **key, char *why, size_t whysz)
+{
+    const struct file_cfg *f = obj;
+    if (f->offer_timeout >= 2 * f->heartbeat_interval)
+        return 0;
+    *key = "offer_timeout";
+    snprintf(why, whysz,
+             "offer_timeout (%llu ms) must be at least twice heartbeat_interval (%llu ms)",
+             (unsigned long long)f->offer_timeout, (unsigned long long)f->heartbeat_interval);
+    return -1;
+}
+
+static const struct cfg_opts plane_cfg_opts = {.env_prefix = "REMEX_PLANE_",
+                                               .cross = plane_cfg_cross};
 
 static void usage(FILE *f)
 {

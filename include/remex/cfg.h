@@ -113,6 +113,15 @@ struct cfg_entry {
     size_t max_items;            /* LIST, STRLIST: 0 means CFG_MAX_ITEMS */
 };
 
+/*
+ * A check across keys, run once every source is applied and every key is
+ * valid on its own: returns 0, or -1 after writing a short reason into why and
+ * pointing *key at the table key (dotted path) to blame; the message is then
+ * prefixed like a validator's, with that key's position in the file (or its
+ * environment variable).
+ */
+typedef int (*cfg_cross_fn)(const void *obj, const char **key, char *why, size_t whysz);
+
 /* Environment lookup: returns a borrowed string or NULL. */
 typedef const char *(*cfg_lookup_fn)(const char *name, void *ud);
 
@@ -122,6 +131,7 @@ struct cfg_opts {
     const char *env_prefix; /* NULL: "REMEX_" */
     int no_env;             /* non-zero: skip environment overrides */
     size_t max_file;        /* 0: CFG_MAX_FILE */
+    cfg_cross_fn cross;     /* optional, see cfg_cross_fn */
 };
 
 struct cfg_errors {

@@ -212,6 +212,27 @@ class FilesTest(PlaneCase):
         self.assertEqual(p.wait(20), 100)
         self.assertIn("REMEX_PLANE_LOST_AFTER_MISSED", p.output())
 
+    def test_offer_timeout_below_two_heartbeats_is_refused(self):
+        # After a restart an unrecorded start comes back from a heartbeat
+        # within offer_timeout: two heartbeats must fit in it.
+        bad = self.write("short.yaml", "listen: 127.0.0.1:0\nheartbeat_interval: 20s\n"
+                                       "offer_timeout: 30s\n")
+        for n, extra in enumerate(({}, {"REMEX_PLANE_OFFER_TIMEOUT": "39s"})):
+            p = self.spawn(f"short{n}", [self.bin("remex-plane"), "-c", bad], env=extra)
+            self.assertEqual(p.wait(20), 100)
+            out = p.output()
+            self.assertIn("offer_timeout", out)
+            self.assertIn("heartbeat_interval", out)
+            self.assertNotIn("listening on", out)
+        self.assertIn("REMEX_PLANE_OFFER_TIMEOUT:", out)
+        p = self.spawn("short2", [self.bin("remex-plane"), "-c", bad, "--check"])
+        self.assertEqual(p.wait(20), 100)
+        self.assertIn("short.yaml:3:16: offer_timeout:", p.output())
+        for ok, env in (("40s", {}), ("1m", {"REMEX_PLANE_HEARTBEAT_INTERVAL": "30s"})):
+            env = dict(env, REMEX_PLANE_OFFER_TIMEOUT=ok)
+            p = self.spawn(f"ok{ok}", [self.bin("remex-plane"), "-c", bad, "--check"], env=env)
+            self.assertEqual(p.wait(20), 0, p.output())
+
 
 if __name__ == "__main__":
     import unittest

@@ -18,7 +18,7 @@ from schedfix import Agent, SchedCase, dag, drive
 class DispatchTest(SchedCase):
     def setUp(self):
         super().setUp()
-        self.boot(offer_timeout="1s")
+        self.boot(offer_timeout="2s")
 
     def test_longpoll_wakes_on_queue(self):
         self.push_ok(dag("lp", [{"task_id": "t"}]))
@@ -71,7 +71,7 @@ class DispatchTest(SchedCase):
         self.trigger("oe")
         (a,) = ag.work(wait=5)
         t0 = time.monotonic()
-        (b,) = ag2.work(wait=10)  # re-offered once the 1 s offer expires
+        (b,) = ag2.work(wait=10)  # re-offered once the 2 s offer expires
         self.assertGreaterEqual(time.monotonic() - t0, 0.5)
         self.assertEqual((b["ti_id"], b["try_number"]), (a["ti_id"], a["try_number"]))
         st, body = ag.start(a)

@@ -12,8 +12,9 @@ from schedfix import Agent, SchedCase, dag
 class KillTest(SchedCase):
     def setUp(self):
         super().setUp()
-        # Agents here heartbeat by hand; a 5 s interval keeps them from being lost.
-        self.boot(offer_timeout="1s", heartbeat_interval="5s")
+        # Agents here heartbeat by hand; 100 missed heartbeats (50 s) keep them
+        # from being lost.
+        self.boot(offer_timeout="1s", heartbeat_interval="500ms", lost_after_missed=100)
 
     def kill9_and_restart(self):
         self.plane.signal(signal.SIGKILL)
@@ -65,12 +66,12 @@ class KillTest(SchedCase):
         states = self.ti_states("k8", "r")
         self.assertIn(states["t"], ("running", "offered"))
         self.assertIn(states["u"], ("running", "offered"))
-        # t comes back from the heartbeat's running list...
+        # u comes back from its state report...
+        self.assertEqual(ag.report(b, "success"), (200, {"state": "success"}))
+        # ...t from the heartbeat's running list.
         st, hb = ag.heartbeat([a])
         self.assertEqual((st, hb["cancel"]), (200, []))
         self.assertEqual(self.ti_states("k8", "r")["t"], "running")
-        # ...u from its state report.
-        self.assertEqual(ag.report(b, "success"), (200, {"state": "success"}))
         # Past offer_timeout t is still this worker's: nobody else gets it.
         time.sleep(1.5 * harness.SLOW)
         self.assertEqual(other.work(wait=0.2), [])

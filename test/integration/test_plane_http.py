@@ -20,7 +20,7 @@ def threads_of(pid):
 class LongPollTest(SchedCase):
     def setUp(self):
         super().setUp()
-        self.boot(threads=1, heartbeat_interval="60s")  # agents without heartbeats stay
+        self.boot(threads=1, heartbeat_interval="60s", offer_timeout="2m")  # agents without heartbeats stay
 
     def poll_all(self, agents, wait):
         """Starts one work long poll per agent; returns (threads, results dict)."""

@@ -632,6 +632,53 @@ static void test_env_overrides(void **state)
     assert_int_equal(cfg_env_name("REMEX_", "worker.slots", name, 10), REMEX_ETOOBIG);
 }
 
+/* Cross-key check: slots may not exceed the number of queues times 4. */
+static int slots_vs_queues(const void *obj, const char **key, char *why, size_t whysz)
+{
+    const struct tcfg *c = obj;
+    if (c->worker.slots <= (int64_t)(4 * c->worker.queues.n))
+        return 0;
+    *key = "worker.slots";
+    snprintf(why, whysz, "worker.slots must be at most 4 x the number of worker.queues");
+    return -1;
+}
+
+static void test_cross_check(void **state)
+{
+    (void)state;
+    static const char *const vars[] = {"REMEX_WORKER_SLOTS", "9", NULL, NULL};
+    struct tcfg c;
+    struct cfg_errors errs;
+    struct cfg_opts o = env_opts(no_vars);
+    o.cross = slots_vs_queues;
+    memset(&c, 0, sizeof(c));
+    /* good_doc: slots 8 and two queues */
+    assert_int_equal(cfg_load_buf(table, &c, "agent.yaml", good_doc, strlen(good_doc), &o, &errs),
+                     REMEX_OK);
+    cfg_free(table, &c);
+    o = env_opts(vars);
+    o.cross = slots_vs_queues;
+    assert_int_equal(cfg_load_buf(table, &c, "agent.yaml", good_doc, strlen(good_doc), &o, &errs),
+                     REMEX_ECONFIG);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msg[0], "REMEX_WORKER_SLOTS: worker.slots must be at most 4 x the "
+                                     "number of worker.queues");
+    const char *doc = "name: a\nplane: {url: 'http://h'}\nworker:\n  slots: 5\n";
+    o = env_opts(no_vars);
+    o.cross = slots_vs_queues;
+    assert_int_equal(cfg_load_buf(table, &c, "agent.yaml", doc, strlen(doc), &o, &errs),
+                     REMEX_ECONFIG);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msg[0],
+                        "agent.yaml:4:10: worker.slots: worker.slots must be at most 4 "
+                        "x the number of worker.queues");
+    /* not run while single keys are invalid */
+    doc = "name: a\nplane: {url: 'http://h'}\nworker:\n  slots: x\n";
+    assert_int_equal(cfg_load_buf(table, &c, "agent.yaml", doc, strlen(doc), &o, &errs),
+                     REMEX_ECONFIG);
+    assert_int_equal(errs.n, 1);
+}
+
 static void test_env_overrides_bad(void **state)
 {
     (void)state;
@@ -937,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_file_caps_and_errors),
         cmocka_unit_test(test_env_overrides),
+        cmocka_unit_test(test_cross_check),
         cmocka_unit_test(test_env_overrides_bad),
         cmocka_unit_test(test_secret_literal_and_dump),
         cmocka_unit_test(test_secret_file_permissions),
