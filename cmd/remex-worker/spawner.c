@@ -101,6 +101,7 @@ static void on_done(struct evloop *loop, int fd, unsigned ev, void *arg)
         rev = rev->next;
         task_spawned(j);
     }
+    task_reap(s->w); /* children that exited before their spawn was back */
 }
 
 remex_err spawner_start(struct worker *w, struct remex_error *e)

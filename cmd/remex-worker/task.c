@@ -42,9 +42,7 @@
 #include "remex/tmpl.h"
 #include "worker.h"
 
-#define EOF_WAIT_MS 2000
-#define UNCLAIMED_MS                                                                               \
-    2000 /* a reaped unknown child is matched to a spawn this long (pids recycle) */
+#define EOF_WAIT_MS  2000
 #define ARGV_MAX     4096
 #define TMPL_OUT_MAX (128u * 1024u)
 #define REASON_MAX   1024
@@ -624,6 +622,7 @@ static remex_err spawn(struct wtask *t, struct remex_error *e)
     if (spawner_submit(w, &t->job) == 0) {
         t->spawning = 1;
         t->pending++;
+        w->spawns_inflight++;
         return REMEX_OK;
     }
     remex_err rc = proc_spawn(&t->job.spec, &t->pid, e);
@@ -652,26 +651,14 @@ static void fail_before_exec(struct wtask *t)
 
 static void on_exit_status(struct wtask *t, int wstatus);
 
-/* Takes the exit status of pid if the loop reaped it before its spawn came back. */
-static int claim_unclaimed(struct worker *w, pid_t pid, int *status)
-{
-    uint64_t now = timeutil_mono_ms();
-    for (size_t i = 0; i < sizeof(w->unclaimed) / sizeof(w->unclaimed[0]); i++)
-        if (w->unclaimed[i].pid == pid && now - w->unclaimed[i].at_ms < UNCLAIMED_MS) {
-            *status = w->unclaimed[i].status;
-            w->unclaimed[i].pid = 0;
-            return 1;
-        }
-    return 0;
-}
-
 void task_spawned(struct spawn_job *j)
 {
     struct wtask *t = j->t;
     struct worker *w = t->w;
-    int rfd = t->out_fd, st;
+    int rfd = t->out_fd;
     t->spawning = 0;
     t->pending--;
+    w->spawns_inflight--;
     close(t->spawn_wfd);
     t->spawn_wfd = -1;
     t->out_fd = -1;
@@ -687,9 +674,7 @@ void task_spawned(struct spawn_job *j)
     tasksock_resume(t);
     log_info("ti %" PRId64 " %s.%s try %" PRId64 " running as pid %d", t->ti_id, t->dag_id,
              t->task_id, t->try_number, (int)t->pid);
-    if (claim_unclaimed(w, t->pid, &st))
-        on_exit_status(t, st);
-    else if (t->cancel_reason[0])
+    if (t->cancel_reason[0])
         stop_task(t, t->cancel_reason);
     else if (w->drain_forced)
         stop_task(t, "worker shutdown");
@@ -754,25 +739,34 @@ static void on_exit_status(struct wtask *t, int wstatus)
         t->eof_timer = evloop_timer_add(t->w->loop, EOF_WAIT_MS, 0, on_eof_timer, t);
 }
 
+/*
+ * Reaps the children that exited. Each one is looked at first (WNOWAIT) and
+ * reaped only once its task is known: a child whose spawn has not come back
+ * from its spawner thread yet stays a zombie until it has (task_spawned, then
+ * spawner.c calls this again), and one whose spawn failed is left to that
+ * spawn, which reaps it itself. A child no spawn can claim is reaped and
+ * dropped once no spawn is in flight.
+ */
 void task_reap(struct worker *w)
 {
     for (;;) {
-        int st;
-        pid_t pid = waitpid(-1, &st, WNOHANG);
-        if (pid <= 0)
+        siginfo_t si = {0};
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0)
             return;
+        pid_t pid = si.si_pid;
         struct wtask *t = w->tasks;
         while (t && !(t->pid == pid && !t->exited))
             t = t->next;
-        if (t) {
+        if (!t && w->spawns_inflight > 0)
+            return;
+        int st;
+        pid_t got = waitpid(pid, &st, WNOHANG);
+        if (got == 0)
+            return;
+        if (got < 0)
+            continue; /* reaped meanwhile by its failed spawn */
+        if (t)
             on_exit_status(t, st);
-        } else if (w->spawner) {
-            /* Maybe a child whose spawn has not come back yet: task_spawned claims it. */
-            unsigned i = w->unclaimed_next++ % (sizeof(w->unclaimed) / sizeof(w->unclaimed[0]));
-            w->unclaimed[i].pid = pid;
-            w->unclaimed[i].status = st;
-            w->unclaimed[i].at_ms = timeutil_mono_ms();
-        }
     }
 }
 

@@ -192,13 +192,8 @@ struct worker {
     int sock_dir_tmp;        /* 1: created by this process, removed at exit */
     char task_path[8192];    /* PATH of tasks: the worker's folder first */
     struct spawner *spawner; /* spawner.c, or NULL: spawns run on the loop */
-    struct {
-        pid_t pid;
-        int status;
-        uint64_t at_ms;
-    } unclaimed[32]; /* children reaped before their spawn came back (task.c) */
-    unsigned unclaimed_next;
-    struct tsock **socks; /* tasksock.c: the socket pool */
+    int64_t spawns_inflight; /* tasks whose spawn is with a spawner thread */
+    struct tsock **socks;    /* tasksock.c: the socket pool */
     size_t nsocks;
     int devnull;                      /* /dev/null for the tasks' stdin (opened once), or -1 */
     struct proc_exe_cache *exe_cache; /* PATH lookups of task commands, or NULL */
