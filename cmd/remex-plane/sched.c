@@ -76,6 +76,20 @@ const struct store_migration store_migrations_sched[] = {
           " WHERE state = 'queued';"
           "CREATE INDEX ti_active ON task_instances (agent_id)"
           " WHERE state IN ('offered', 'running');"},
+    /* Trigger ids are never reused (AUTOINCREMENT): without it SQLite hands
+     * out the id of a deleted highest trigger again, and a late event or a
+     * held list naming the old trigger would reach the new one. */
+    {104, "CREATE TABLE triggers_new (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+          " ti INTEGER NOT NULL, try_number INTEGER NOT NULL, spec TEXT NOT NULL,"
+          " agent_id INTEGER, timeout_ms INTEGER, created_ms INTEGER NOT NULL,"
+          " assigned_ms INTEGER);"
+          "INSERT INTO triggers_new (id, ti, try_number, spec, agent_id, timeout_ms,"
+          " created_ms, assigned_ms) SELECT id, ti, try_number, spec, agent_id, timeout_ms,"
+          " created_ms, assigned_ms FROM triggers;"
+          "DROP TABLE triggers;"
+          "ALTER TABLE triggers_new RENAME TO triggers;"
+          "CREATE INDEX triggers_agent ON triggers (agent_id);"
+          "CREATE INDEX triggers_timeout ON triggers (timeout_ms) WHERE timeout_ms IS NOT NULL;"},
     {0, NULL},
 };
 

@@ -57,6 +57,42 @@ class TriggersHeldTest(SchedCase):
         (r,) = self.worker.take(1)
         self.assertEqual((r["ti_id"], r["trigger_event"]), (a["ti_id"], {"x": 1}))
 
+    def test_trigger_ids_are_never_reused(self):
+        t1 = Agent(self, "t1", beat=False)
+        a = self.defer("r1")
+        (tid,) = self.poll(t1, wait=5)
+        st, b = self.req("POST", f"/api/v1/triggers/{tid}/event", {"payload": {"n": 1}},
+                         t1.session)
+        self.assertEqual(st, 200, b)
+        # The task resumes and defers again: a new trigger, handed to the same
+        # triggerer, while the fired one (the highest id) is gone.
+        (r,) = self.worker.take(1)
+        self.assertEqual(r["ti_id"], a["ti_id"])
+        st, b = self.worker.report(r, "deferred", trigger={"type": "timer",
+                                                            "at": "2099-01-01T00:00:00Z"})
+        self.assertEqual((st, b), (200, {"state": "deferred"}))
+        (tid2,) = self.poll(t1, wait=5)
+        self.assertGreater(tid2, tid)
+        # A late copy of the first event (a retry whose reply was lost) and a
+        # heartbeat still listing the old trigger do not reach the new one.
+        st, b = self.req("POST", f"/api/v1/triggers/{tid}/event", {"payload": {"n": 1}},
+                         t1.session)
+        self.assertEqual(st, 404, b)
+        self.assertEqual(self.ti_states("df", "r1")["s"], "deferred")
+        self.assertEqual(self.beat(t1, [tid, tid2]), [tid])
+        # Nor after a restart.
+        st, b = self.req("POST", f"/api/v1/triggers/{tid2}/event", {"payload": {"n": 2}},
+                         t1.session)
+        self.assertEqual(st, 200, b)
+        (r,) = self.worker.take(1)
+        self.assertEqual(self.stop_plane(), 0)
+        self.restart_plane()
+        st, b = self.worker.report(r, "deferred", trigger={"type": "timer",
+                                                            "at": "2099-01-01T00:00:00Z"})
+        self.assertEqual((st, b), (200, {"state": "deferred"}))
+        (tid3,) = self.poll(t1, wait=5)
+        self.assertGreater(tid3, tid2)
+
     def test_held_stays_assigned(self):
         t1, t2 = Agent(self, "t1", beat=False), Agent(self, "t2", beat=False)
         self.defer("r1")
