@@ -146,11 +146,11 @@ int cmd_tokens_revoke(struct ctl *c, int argc, char **argv)
 
 int cmd_agents_list(struct ctl *c, int argc, char **argv)
 {
-    static const char *const hdr[] = {"ID",     "NAME",  "STATE",          "DESIRED",
-                                      "QUEUES", "SLOTS", "LAST HEARTBEAT", "VERSION"};
+    static const char *const hdr[] = {"ID",    "NAME",    "STATE",          "DESIRED", "QUEUES",
+                                      "SLOTS", "RUNNING", "LAST HEARTBEAT", "VERSION"};
     struct table t;
     json_t *reply, *list, *a;
-    char b[8][TXT], slots[64];
+    char b[9][TXT], slots[64];
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
@@ -159,7 +159,7 @@ int cmd_agents_list(struct ctl *c, int argc, char **argv)
     rc = ctl_fetch(c, "GET", "/api/v1/admin/agents", NULL, &reply);
     if (rc != CTL_OK || reply == NULL)
         return rc;
-    if ((list = ctl_list(reply, "agents")) == NULL || table_init(&t, 8, hdr) != REMEX_OK) {
+    if ((list = ctl_list(reply, "agents")) == NULL || table_init(&t, 9, hdr) != REMEX_OK) {
         json_decref(reply);
         return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
     }
@@ -167,14 +167,11 @@ int cmd_agents_list(struct ctl *c, int argc, char **argv)
     {
         snprintf(slots, sizeof(slots), "%s/%s", ctl_field(a, "free_slots", b[5], TXT),
                  ctl_field(a, "slots", b[6], TXT));
-        const char *row[8] = {
-            ctl_field(a, "agent_id", b[0], TXT),
-            ctl_field(a, "name", b[1], TXT),
-            ctl_field(a, "state", b[2], TXT),
-            ctl_field(a, "desired_state", b[3], TXT),
-            ctl_field(a, "queues", b[4], TXT),
-            slots,
-            ctl_field(a, "last_heartbeat_at", b[6], TXT),
+        const char *row[9] = {
+            ctl_field(a, "agent_id", b[0], TXT), ctl_field(a, "name", b[1], TXT),
+            ctl_field(a, "state", b[2], TXT),    ctl_field(a, "desired_state", b[3], TXT),
+            ctl_field(a, "queues", b[4], TXT),   slots,
+            ctl_field(a, "running", b[8], TXT),  ctl_field(a, "last_heartbeat_at", b[6], TXT),
             ctl_field(a, "version", b[7], TXT),
         };
         if (table_add(&t, row) != REMEX_OK)

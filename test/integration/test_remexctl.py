@@ -330,9 +330,11 @@ heartbeat_interval: 1s
         self.assertEqual(out, f"agent {ids['w1']} (w1): desired state drain, state starting\n")
         rc, out, err = self.ctl("agents", "list")
         self.assertEqual(rc, 0, err)
-        self.assertIn("DESIRED", out.splitlines()[0])
+        self.assertEqual(out.splitlines()[0].split()[:7],
+                         ["ID", "NAME", "STATE", "DESIRED", "QUEUES", "SLOTS", "RUNNING"])
         row = [ln.split() for ln in out.splitlines() if " w1 " in ln][0]
         self.assertEqual(row[2:4], ["starting", "drain"])
+        self.assertEqual(row[6], "0")
         rc, out, err = self.ctl("agents", "show", "w1")
         self.assertEqual(rc, 0, err)
         self.assertRegex(out, r"desired_state:\s+drain")
