@@ -423,7 +423,7 @@ static int64_t sweep(struct plane *p)
     sqlite3_stmt *st = NULL;
     int64_t now = plane_now_ms(), win = lost_window_ms(p), next = 0;
     int64_t ids[64];
-    int n = 0;
+    int n = 0, rc = SQLITE_ERROR;
     if (sqlite3_prepare_v2(p->db,
                            "UPDATE agents SET state = 'lost', lost_ms = ?1"
                            " WHERE state NOT IN ('lost', 'offline') AND last_heartbeat_ms <= ?2"
@@ -431,7 +431,7 @@ static int64_t sweep(struct plane *p)
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, now);
         sqlite3_bind_int64(st, 2, now - win);
-        while (sqlite3_step(st) == SQLITE_ROW) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             if (n < 64)
                 ids[n++] = sqlite3_column_int64(st, 0);
             log_warn("agents: agent %lld (%s) lost: no heartbeat for %lld ms",
@@ -440,6 +440,11 @@ static int64_t sweep(struct plane *p)
         }
     }
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        /* Not recorded (disk full, I/O error; rolled back): again in a second. */
+        log_error("agents: marking lost agents: %s", sqlite3_errmsg(p->db));
+        return now + 1000;
+    }
     for (int i = 0; i < n; i++)
         sched_agent_lost(p, ids[i]);
     if (n)

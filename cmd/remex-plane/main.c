@@ -240,6 +240,7 @@ static int init_sync(struct plane *p)
     int rc = pthread_mutex_init(&p->mu, NULL) || pthread_cond_init(&p->sched_cv, &ca);
     pthread_condattr_destroy(&ca);
     atomic_init(&p->stopping, 0);
+    atomic_init(&p->store_rollbacks, 0);
     return rc ? -1 : 0;
 }
 

@@ -76,6 +76,12 @@ struct plane {
     void *server;            /* opaque libmicrohttpd state owned by server.c */
     void *agents;            /* opaque lost-detector state owned by agents.c */
     void *auth;              /* opaque verified-credential cache owned by auth.c */
+    /* Transactions rolled back since the store opened (store.c's rollback
+     * hook: a failed commit, an I/O error): a reply of a request that changed
+     * state while one happened may not be a success. Any thread reads it. */
+    atomic_uint_fast64_t store_rollbacks;
+    int store_resync; /* guarded by mu: set on a rollback; the scheduler reloads
+                       * what it caches from the database (sched_pass) */
 };
 
 /* Who made a request, filled by server.c before the handler runs. */
@@ -143,6 +149,9 @@ const char *plane_req_query(const struct plane_req *rq, const char *key);
 
 /* Sets status and body (ownership of body moves to rs). */
 void plane_reply(struct plane_resp *rs, int status, json_t *body);
+/* 503 "unavailable": what the request changed was not committed and is
+ * rolled back (the reason is logged by the store). */
+void plane_store_failed(struct plane_resp *rs);
 /* {"error":{"code":code,"message":...}} with status. */
 void plane_error(struct plane_resp *rs, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -179,9 +188,13 @@ int64_t plane_now_ms(void); /* wall clock, ms since the epoch */
  * otherwise may be deferred (a start, see sched_dispatch.c). Writes outside
  * store_begin join an open deferred transaction. */
 int store_begin(struct plane *p);
-void store_commit(struct plane *p, int began);
+/* store_commit and store_settle return 0 when committed (or nothing to
+ * commit), -1 when the commit failed (disk full, I/O error): the transaction,
+ * with a deferred one it took over, is rolled back (logged, counted in
+ * store_rollbacks) and the caller must not report success. */
+int store_commit(struct plane *p, int began);
 void store_commit_later(struct plane *p, int began);
-void store_settle(struct plane *p);
+int store_settle(struct plane *p);
 /* Runs one or more SQL statements (no results). */
 remex_err store_exec(struct plane *p, const char *sql, struct remex_error *e);
 /* Prepared statement for sql, cached by the ADDRESS of sql (pass a string

@@ -193,9 +193,9 @@ int sq_begin(struct plane *p)
     return store_begin(p);
 }
 
-void sq_commit(struct plane *p, int began)
+int sq_commit(struct plane *p, int began)
 {
-    store_commit(p, began);
+    return store_commit(p, began);
 }
 
 /* ---- JSON helpers ---- */
@@ -424,12 +424,57 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/* One pass; returns the next due wall time (INT64_MAX: nothing due). */
+/* Offers are kept for a full offer_timeout from now, and running runs are
+ * evaluated once: what the database holds may be behind what happened (a
+ * start lost in a crash or rolled back; a pass cut short). */
+static void sched_recover(struct plane *p)
+{
+    int64_t hold = plane_now_ms() + p->cfg.offer_timeout_ms;
+    sq_run(p,
+           "UPDATE task_instances SET offer_expires_ms = ?1, due_ms = ?1"
+           " WHERE state = 'offered' AND offer_expires_ms < ?1",
+           "i", hold);
+    sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE state = 'running'", "");
+    while (st && sqlite3_step(st) == SQLITE_ROW)
+        sched_mark_run(p, sqlite3_column_int64(st, 0), SDIRTY_EVAL);
+    if (st)
+        sqlite3_reset(st);
+}
+
+/* After a rollback (p->store_resync): the DAGs are reloaded from the
+ * database (an upload, pause or cron step may be undone), due times
+ * recomputed, and sched_recover run. */
+static void sched_resync(struct plane *p)
+{
+    struct sched *s = SCHED(p);
+    struct remex_error e = {0};
+    sdag_free_all(s);
+    if (sdag_load_all(p, &e) != REMEX_OK) {
+        log_error("sched: reloading the dags after a rollback: %s", e.msg);
+        p->store_resync = 1; /* again at the next pass */
+    }
+    sched_recover(p);
+    s->due_ms = INT64_MIN;
+    s->runs_changed = 1;
+    log_warn("sched: state reloaded from the database after a rollback");
+}
+
+/* One pass; returns the next due wall time (INT64_MAX: nothing due). After a
+ * pass whose commit failed, the next runs SCHED_RETRY_MS later at the
+ * earliest (the store may stay unwritable for a while). */
+#define SCHED_RETRY_MS 1000
+
 static int64_t sched_pass(struct plane *p)
 {
     struct sched *s = SCHED(p);
     int64_t now = plane_now_ms();
+    if (now < s->retry_ms)
+        return s->retry_ms;
     int began = sq_begin(p);
+    if (p->store_resync) {
+        p->store_resync = 0;
+        sched_resync(p);
+    }
     int64_t next = s->due_ms;
     if (now >= s->due_ms) {
         /* Only when something may be due: most passes follow a state report. */
@@ -437,7 +482,10 @@ static int64_t sched_pass(struct plane *p)
         s->due_ms = next;
     }
     next = min64(next, sruns_pass(p, now));
-    sq_commit(p, began);
+    if (sq_commit(p, began) != 0) {
+        s->retry_ms = now + SCHED_RETRY_MS; /* store_resync is set again */
+        next = s->retry_ms;
+    }
     if (s->queued_any) {
         s->queued_any = 0;
         plane_wake(p, PLANE_WAIT_WORK);
@@ -494,18 +542,9 @@ remex_err sched_init(struct plane *p, struct remex_error *e)
         return rc;
     /* A start is committed lazily: after a crash, a task instance its worker
      * runs may read offered. Its agent's heartbeat or report says so (see
-     * sched_h_start); until then the offer must not expire. */
-    int64_t hold = plane_now_ms() + p->cfg.offer_timeout_ms;
-    sq_run(p,
-           "UPDATE task_instances SET offer_expires_ms = ?1, due_ms = ?1"
-           " WHERE state = 'offered' AND offer_expires_ms < ?1",
-           "i", hold);
-    /* Running runs are re-evaluated once: the plane may have stopped mid-run. */
-    sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE state = 'running'", "");
-    while (st && sqlite3_step(st) == SQLITE_ROW)
-        sched_mark_run(p, sqlite3_column_int64(st, 0), SDIRTY_EVAL);
-    if (st)
-        sqlite3_reset(st);
+     * sched_h_start); until then the offer must not expire. Running runs are
+     * re-evaluated once: the plane may have stopped mid-run. */
+    sched_recover(p);
     return REMEX_OK;
 }
 

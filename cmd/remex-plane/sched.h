@@ -73,6 +73,7 @@ struct sched {
     int64_t due_ms;       /* earliest TI/trigger due time known (INT64_MIN: recompute) */
     int queued_any;       /* a pass queued TIs: wake the work polls */
     int room_blocked;     /* a poll skipped TIs of a DAG at its max_active_tasks */
+    int64_t retry_ms;     /* after a failed commit: no pass before this wall time */
     struct shist latency; /* queued -> offered, seconds */
     struct shist loop;    /* scheduler pass duration, seconds */
 };
@@ -94,9 +95,10 @@ int64_t sq_int(struct plane *p, int64_t def, const char *sql, const char *fmt, .
 const char *sq_text(sqlite3_stmt *st, int col);
 /* Column int64 or def when NULL. */
 int64_t sq_col_int(sqlite3_stmt *st, int col, int64_t def);
-/* store_begin / store_commit (plane.h): 1 when the caller must commit. */
+/* store_begin / store_commit (plane.h): 1 when the caller must commit;
+ * sq_commit returns -1 when the commit failed and was rolled back. */
 int sq_begin(struct plane *p);
-void sq_commit(struct plane *p, int began);
+int sq_commit(struct plane *p, int began);
 
 /* State of a column ("none" and unknown text give DAG_TI_NONE). */
 enum dag_ti_state sched_col_state(sqlite3_stmt *st, int col);

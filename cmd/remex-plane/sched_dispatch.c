@@ -331,7 +331,7 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
     if (wait_ms > p->cfg.longpoll_max_ms)
         wait_ms = p->cfg.longpoll_max_ms;
     int64_t ids[WORK_MAX_ASSIGN], runs[WORK_MAX_ASSIGN], tries[WORK_MAX_ASSIGN];
-    int n = 0, authfail = 0;
+    int n = 0, authfail = 0, lost = 0;
     pthread_mutex_lock(&p->mu);
     if (slots > 0 && !atomic_load(&p->stopping)) {
         int allowed = agents_work_allowed(p, rq->who.agent_id, rq->who.session);
@@ -340,10 +340,13 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
         } else {
             int began = sq_begin(p);
             n = allowed ? pick(p, rq->who.agent_id, queues, slots, ids) : 0;
-            sq_commit(p, began);
+            if (sq_commit(p, began) != 0) {
+                lost = 1; /* the offers were rolled back: none is handed out */
+                n = 0;
+            }
             /* Nothing yet: parked until work is queued, the agent may take
              * work again, or the wait is over. */
-            if (n == 0 && plane_park(p, rq, PLANE_WAIT_WORK, wait_ms) == 0) {
+            if (n == 0 && !lost && plane_park(p, rq, PLANE_WAIT_WORK, wait_ms) == 0) {
                 pthread_mutex_unlock(&p->mu);
                 json_decref(dq);
                 return;
@@ -366,6 +369,10 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
         return;
     }
     rs->committed = 1; /* the offers were committed before the reply is built */
+    if (lost) {
+        plane_store_failed(rs);
+        return;
+    }
     reply_assignments(p, rq->who.agent_id, n, ids, runs, tries, part, rs);
 }
 
@@ -607,7 +614,7 @@ void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
                           " t.report_state, t.run, t.task_id, r.dag_id FROM task_instances t"
                           " JOIN dag_runs r ON r.id = t.run WHERE t.id = ?1",
                           "i", ti);
-    int found = 0, dup = 0, state = -1, has_down = 1;
+    int found = 0, dup = 0, state = -1, has_down = 1, lost = 0;
     int64_t agent = -1, cur_try = -1, run = 0, et = DAG_UNSET;
     char cur[32] = "";
     if (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -638,12 +645,14 @@ void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
         if (state == DAG_TI_OFFERED) /* its start was lost in a crash of the plane */
             run_offered(p, ti, et, 0, NULL);
         res = report_apply(p, ti, run, has_down, &r, tr);
-        sq_commit(p, began);
+        lost = sq_commit(p, began) != 0; /* rolled back: the worker reports again */
     }
-    json_t *out = code == 200 ? json_pack("{ss}", "state", res) : NULL;
+    json_t *out = code == 200 && !lost ? json_pack("{ss}", "state", res) : NULL;
     pthread_mutex_unlock(&p->mu);
     rs->committed = 1;
-    if (code == 409)
+    if (lost)
+        plane_store_failed(rs);
+    else if (code == 409)
         plane_error(rs, 409, "conflict", "stale report: the task instance moved on");
     else
         plane_reply(rs, 200, out);

@@ -95,6 +95,7 @@ struct rstate {
     char *query[QUERY_DECODED]; /* owned decoded query values */
     int nquery;
     struct timespec t0;
+    uint_fast64_t rollbacks; /* store_rollbacks when the handler last ran */
 };
 
 static void healthz(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
@@ -123,6 +124,11 @@ void plane_reply(struct plane_resp *rs, int status, json_t *body)
     json_decref(rs->body);
     rs->status = status;
     rs->body = body ? body : json_object();
+}
+
+void plane_store_failed(struct plane_resp *rs)
+{
+    plane_error(rs, 503, "unavailable", "the change could not be saved; retry later");
 }
 
 void plane_error(struct plane_resp *rs, int status, const char *code, const char *fmt, ...)
@@ -303,10 +309,16 @@ static enum MHD_Result send_resp(struct plane *p, struct MHD_Connection *c, stru
     if (rs->status < 100 || rs->status > 599)
         plane_error(rs, 500, "internal", "handler produced no reply");
     if (!rs->committed) {
-        /* What the request wrote may sit in a deferred transaction. */
+        /* What the request wrote may sit in a deferred transaction. A write
+         * request succeeds only if no transaction was rolled back meanwhile
+         * (its own writes may have been in it); a handler's own 500 for a
+         * failed write is the same 503. */
         pthread_mutex_lock(&p->mu);
-        store_settle(p);
+        int lost = store_settle(p) != 0 || atomic_load(&p->store_rollbacks) != st->rollbacks;
         pthread_mutex_unlock(&p->mu);
+        if (lost && st->entered && strcmp(method, "GET") != 0 &&
+            (rs->status < 300 || rs->status == 500))
+            plane_store_failed(rs);
     }
     if (rs->body) {
         data = json_dumps(rs->body, JSON_COMPACT);
@@ -386,6 +398,7 @@ static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *s
     }
     rq->body = st->json;
     st->entered = 1;
+    st->rollbacks = atomic_load(&p->store_rollbacks);
     r->fn(p, rq, rs);
 }
 
@@ -554,6 +567,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                     (long long)p->cfg.body_max);
     } else if (st->entered) {
         st->park.state = PARK_IDLE; /* resumed: unlinked by whoever released it */
+        st->rollbacks = atomic_load(&p->store_rollbacks);
         st->route->fn(p, &st->rq, &rs);
     } else {
         dispatch(p, c, st, method, url, &rs);

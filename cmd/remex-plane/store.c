@@ -189,10 +189,19 @@ int store_begin(struct plane *p)
     return run_simple(p, "BEGIN") == 0;
 }
 
-void store_commit(struct plane *p, int began)
+int store_commit(struct plane *p, int began)
 {
-    if (began && run_simple(p, "COMMIT") != 0)
+    if (!began)
+        return 0;
+    if (sqlite3_get_autocommit(p->db))
+        return -1; /* an error already rolled the transaction back (rollback_hook) */
+    if (run_simple(p, "COMMIT") == 0)
+        return 0;
+    /* SQLite rolls back a transaction whose COMMIT failed on I/O (disk
+     * full, write error); anything else that left it open is undone here. */
+    if (!sqlite3_get_autocommit(p->db))
         sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
 }
 
 void store_commit_later(struct plane *p, int began)
@@ -214,13 +223,28 @@ void store_commit_later(struct plane *p, int began)
     pthread_mutex_unlock(&c->mu);
 }
 
-void store_settle(struct plane *p)
+int store_settle(struct plane *p)
 {
     struct ckpt *c = p->ckpt;
     if (c && c->deferred) {
         c->deferred = 0;
-        store_commit(p, 1);
+        return store_commit(p, 1);
     }
+    return 0;
+}
+
+/* Any transaction rolled back once the store is open: an explicit ROLLBACK,
+ * or SQLite undoing one after an error (a failed COMMIT, an I/O error in a
+ * statement). What the plane keeps in memory may be ahead of the database. */
+static void rollback_hook(void *arg)
+{
+    struct plane *p = arg;
+    struct ckpt *c = p->ckpt;
+    if (c)
+        c->deferred = 0; /* a deferred transaction, if open, is gone too */
+    p->store_resync = 1;
+    atomic_fetch_add(&p->store_rollbacks, 1);
+    log_warn("store: transaction rolled back");
 }
 
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
@@ -452,6 +476,7 @@ remex_err store_open(struct plane *p, struct remex_error *e)
         return rc;
     }
     chmod(p->cfg.db_path, 0600);
+    sqlite3_rollback_hook(p->db, rollback_hook, p);
     return REMEX_OK;
 }
 
