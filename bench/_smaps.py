@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-mapping memory breakdown of one process from /proc/PID/smaps (figures only).
 
-  python3 bench/smaps.py PID [--top N]
+  python3 bench/_smaps.py PID [--top N]
 
 One row per mapped file (all its segments summed) plus [heap], [stack] and
 anonymous mappings: RSS, PSS, private dirty, anonymous, in KiB, largest RSS first.
