@@ -16,7 +16,10 @@
  * long is printed separately.
  * Phase 2: one worker waits in a /work long poll while the driver triggers a
  * one-task run; prints the trigger -> reply latency (p50, p99) over K samples,
- * an upper bound of the plane's enqueue -> reply latency. Prints figures only.
+ * an upper bound of the plane's enqueue -> reply latency (it also holds the
+ * trigger request, the run's creation and both processes' wake-ups), and the
+ * plane's own queued -> offer histogram over the same samples from /metrics.
+ * Prints figures only.
  *
  * The HTTP client is a minimal blocking HTTP/1.1 one (keep-alive, TCP_NODELAY,
  * Content-Length bodies, one request in flight per connection) so that the
@@ -394,6 +397,30 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The plane's own queued -> offer histogram (/metrics): cumulative counts of
+ * remex_plane_dispatch_latency_seconds for le 0.0005, 0.001, 0.0025 and all
+ * observations, into h[4]. 0 or -1. */
+static int plane_hist(struct client *c, long h[4])
+{
+    static const char *const le[3] = {"0.0005", "0.001", "0.0025"};
+    if (call(c, "GET", "/metrics", g_admin, NULL) != 200)
+        return -1;
+    const char *m = buf_cstr(&c->out);
+    for (int i = 0; i < 4; i++) {
+        char key[96];
+        if (i < 3)
+            snprintf(key, sizeof(key), "remex_plane_dispatch_latency_seconds_bucket{le=\"%s\"} ",
+                     le[i]);
+        else
+            snprintf(key, sizeof(key), "remex_plane_dispatch_latency_seconds_count ");
+        const char *at = strstr(m, key);
+        if (!at)
+            return -1;
+        h[i] = strtol(at + strlen(key), NULL, 10);
+    }
+    return 0;
+}
+
 static void latency_phase(struct client *c, int samples)
 {
     struct buf b = BUF_INIT(4096);
@@ -407,6 +434,8 @@ static void latency_phase(struct client *c, int samples)
         fprintf(stderr, "plane_dispatch: latency setup failed\n");
         return;
     }
+    long h0[4], h1[4];
+    int have_hist = plane_hist(c, h0) == 0;
     uint64_t *v = calloc((size_t)samples, sizeof(*v));
     pthread_t th;
     pthread_create(&th, NULL, lat_poller, &l);
@@ -440,6 +469,12 @@ static void latency_phase(struct client *c, int samples)
                "p99 %.3f ms, max %.3f ms\n",
                k, v[k / 2] / 1e6, v[(k * 99) / 100 < k ? (k * 99) / 100 : k - 1] / 1e6,
                v[k - 1] / 1e6);
+    }
+    if (have_hist && plane_hist(c, h1) == 0) {
+        long n = h1[3] - h0[3];
+        printf("plane_dispatch: the plane's own queued->offer histogram over those runs "
+               "(/metrics): %ld of %ld within 0.5 ms, %ld within 1 ms, %ld within 2.5 ms\n",
+               h1[0] - h0[0], n, h1[1] - h0[1], h1[2] - h0[2]);
     }
     free(v);
     free(l.session);
