@@ -18,7 +18,8 @@
  * one-task run; prints the trigger -> reply latency (p50, p99) over K samples,
  * an upper bound of the plane's enqueue -> reply latency (it also holds the
  * trigger request, the run's creation and both processes' wake-ups), and the
- * plane's own queued -> offer histogram over the same samples from /metrics.
+ * plane's own queued -> offer histogram over the same samples from /metrics
+ * (millisecond timestamps: the le 0.0005 bucket holds 0 ms, le 0.001 1 ms).
  * Prints figures only.
  *
  * The HTTP client is a minimal blocking HTTP/1.1 one (keep-alive, TCP_NODELAY,
@@ -472,8 +473,9 @@ static void latency_phase(struct client *c, int samples)
     }
     if (have_hist && plane_hist(c, h1) == 0) {
         long n = h1[3] - h0[3];
-        printf("plane_dispatch: the plane's own queued->offer histogram over those runs "
-               "(/metrics): %ld of %ld within 0.5 ms, %ld within 1 ms, %ld within 2.5 ms\n",
+        printf("plane_dispatch: the plane's own queued->offer times over those runs "
+               "(/metrics; its clock has 1 ms steps, so <= 1 ms means under 2 ms): %ld of %ld "
+               "at 0 ms, %ld at <= 1 ms, %ld at <= 2 ms\n",
                h1[0] - h0[0], n, h1[1] - h0[1], h1[2] - h0[2]);
     }
     free(v);
