@@ -108,7 +108,10 @@ class TestWorkerMemory(WorkerCase):
         want = expected_mechanism()
         self.start_plane()
         w = self.start_worker(slots=3)
-        out = w.wait_output("memory limits:")
+        # Not just "memory limits:": a stale cgroup of a worker killed by another test
+        # is logged first with that prefix.
+        out = harness.wait_for(lambda: re.search(MECH_RE, w.output()) and w.output(), 10,
+                               what="the memory limits line")
         self.assertEqual(re.search(MECH_RE, out).group(1), want, out)
         log = self.run_hog(w)
         if want == "rlimit-as":
@@ -132,7 +135,7 @@ class TestWorkerMemory(WorkerCase):
     def test_forced_rlimit(self):
         self.start_plane()
         w = self.start_worker(slots=3, extra_worker="    memory_enforcement: rlimit\n")
-        out = w.wait_output("memory limits:")
+        out = w.wait_output("memory limits: rlimit-as")
         self.assertIn("memory limits: rlimit-as (RLIMIT_AS per task) (forced by "
                       "memory_enforcement)", out)
         self.assertIn("MemoryError", self.run_hog(w))
