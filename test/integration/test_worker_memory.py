@@ -156,27 +156,70 @@ class TestWorkerMemory(WorkerCase):
         self.assertEqual(p.wait(10), 100)
         self.assertRegex(p.output(), r"agent\d+\.yaml:12:\d+: .*memory_enforcement")
 
+    def _private_cgroup(self, own):
+        """A memory cgroup of this test's own under `own`: workers started in it
+        see it as their cgroup, so a worker of another test running at the same
+        time (which purges stale remex-worker-PID folders of its own parent)
+        cannot remove the folder this test leaves behind before w2 does."""
+        path = os.path.join(own, f"remex-it-{os.getpid()}-{os.path.basename(self.tmp)}")
+        os.mkdir(path)
+
+        def purge():
+            for root, dirs, _files in os.walk(path, topdown=False):
+                with open(os.path.join(root, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                harness.wait_for(lambda: _try_rmdir(root), 5, what=f"rmdir {root}")
+
+        self.addCleanup(purge)
+        return path
+
+    def _start_worker_in(self, cgroup, name):
+        """start_worker, with the worker moved into `cgroup` before it execs."""
+        tok = self.token_file(self.create_token()["value"], name=f"{name}.token")
+        cfg = self.worker_yaml(tok, None, 4, "", "", None, name)
+        script = 'g=$1; shift; echo $$ > "$g/cgroup.procs" && exec "$@"'
+        return self.spawn(name, ["/bin/sh", "-c", script, "sh", cgroup,
+                                 self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
+
     def test_stale_cgroup1_parent_of_a_crashed_worker(self):
         own = own_memory_cgroup_v1()
         if own is None or expected_mechanism() != "cgroup1":
             self.skipTest("no usable cgroup v1 memory controller (cgroup1 path not in force)")
+        mine = self._private_cgroup(own)
         self.start_plane()
         self.put_dag({"dag_id": "long", "tasks": [
             {"task_id": "t", "limits": {"memory": 64 * 1024 * 1024}, "shell": "sleep 300"}]})
-        w1 = self.start_worker()
+        w1 = self._start_worker_in(mine, "w1")
         run_id = self.trigger("long")
         self.wait_ti("long", run_id, "t", ("running",))
-        stale = os.path.join(own, f"remex-worker-{w1.pid}")
+        stale = os.path.join(mine, f"remex-worker-{w1.pid}")
         harness.wait_for(lambda: any(d.startswith("ti") for d in os.listdir(stale)), 5,
                          what="the task's cgroup")
         os.kill(w1.pid, signal.SIGKILL)  # no cleanup: the cgroups stay behind
         w1.wait(10)
         self.assertTrue(os.path.isdir(stale))
-        w2 = self.start_worker(name="w2")
+        w2 = self._start_worker_in(mine, "w2")
         # The stale cgroup is removed (and logged) before the mechanism line.
         out = w2.wait_output("memory limits: cgroup1 (")
         self.assertIn(f"removed stale cgroup {stale} of a worker that is gone", out)
+        self.assertIn(f"memory limits: cgroup1 ({mine}/remex-worker-{w2.pid})", out)
         self.assertFalse(os.path.exists(stale))
+        w2.signal(signal.SIGTERM)
+        self.assertEqual(w2.wait(20), 0)
+
+
+def _try_rmdir(path):
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
 
 
 if __name__ == "__main__":
