@@ -208,8 +208,10 @@ class TestWorkerMemory(WorkerCase):
         self.assertIn(f"removed stale cgroup {stale} of a worker that is gone", out)
         self.assertIn(f"memory limits: cgroup1 ({mine}/remex-worker-{w2.pid})", out)
         self.assertFalse(os.path.exists(stale))
+        self.wait_registered(w2)  # its signal handling is in place: SIGTERM drains
         w2.signal(signal.SIGTERM)
         self.assertEqual(w2.wait(20), 0)
+        self.assertFalse(os.path.exists(os.path.join(mine, f"remex-worker-{w2.pid}")))
 
 
 def _try_rmdir(path):
