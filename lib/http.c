@@ -16,6 +16,7 @@
 #include "remex/backoff.h"
 #include "remex/json.h"
 #include "remex/version.h"
+#include "remex/timeutil.h"
 
 #define UA "remex/" REMEX_VERSION
 
@@ -107,20 +108,6 @@ remex_err http_global_init(int tls, struct remex_error *e)
 static remex_err ensure_global(struct remex_error *e)
 {
     return global_start(-1, e);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 static void wipe_free(char *s)
@@ -605,7 +592,7 @@ remex_err http_do(struct http_client *c, const struct http_request *req, struct 
         delay = xfer_retry_delay(x, rc);
         if (delay < 0)
             break;
-        sleep_ms((uint64_t)delay);
+        timeutil_sleep_ms((uint64_t)delay);
     }
     /* The easy handle points into x (headers, buffers): drop that before x goes. */
     curl_easy_reset(x->easy);
@@ -736,7 +723,7 @@ remex_err http_json_request(struct http_client *c, const char *method, const cha
 static void multi_arm(struct http_multi *m)
 {
     long due = m->curl_due_ms;
-    long now = (long)now_ms();
+    long now = (long)timeutil_mono_ms();
 
     for (struct xfer *x = m->list; x; x = x->next)
         if (x->due_ms && (due < 0 || (long)x->due_ms < due))
@@ -766,7 +753,7 @@ static int on_timer(CURLM *cm, long timeout_ms, void *ud)
     struct http_multi *m = ud;
 
     (void)cm;
-    m->curl_due_ms = timeout_ms < 0 ? -1 : (long)now_ms() + timeout_ms;
+    m->curl_due_ms = timeout_ms < 0 ? -1 : (long)timeutil_mono_ms() + timeout_ms;
     multi_arm(m);
     return 0;
 }
@@ -915,7 +902,7 @@ static void multi_collect(struct http_multi *m)
         rc = xfer_result(x, cc, &err);
         delay = xfer_retry_delay(x, rc);
         if (delay >= 0) {
-            x->due_ms = now_ms() + (uint64_t)delay;
+            x->due_ms = timeutil_mono_ms() + (uint64_t)delay;
             if (x->due_ms == 0)
                 x->due_ms = 1;
             continue;
@@ -927,7 +914,7 @@ static void multi_collect(struct http_multi *m)
 /* Starts the retries that are due. */
 static void multi_start_due(struct http_multi *m)
 {
-    uint64_t now = now_ms();
+    uint64_t now = timeutil_mono_ms();
     struct xfer *x, *next;
 
     for (x = m->list; x; x = next) {
@@ -962,7 +949,7 @@ remex_err http_multi_timeout(struct http_multi *m)
 {
     int running;
 
-    if (m->curl_due_ms >= 0 && m->curl_due_ms <= (long)now_ms()) {
+    if (m->curl_due_ms >= 0 && m->curl_due_ms <= (long)timeutil_mono_ms()) {
         m->curl_due_ms = -1;
         if (curl_multi_socket_action(m->cm, CURL_SOCKET_TIMEOUT, 0, &running) != CURLM_OK)
             return REMEX_EIO;

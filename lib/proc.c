@@ -1,5 +1,6 @@
 /* proc: spawning, signalling, reaping and confining child processes. */
 #include "remex/proc.h"
+#include "remex/timeutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -998,23 +999,9 @@ remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_erro
 
 /* ---- waiting and exit status ------------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 remex_err proc_wait(pid_t pid, int timeout_ms, int *wstatus, struct remex_error *e)
 {
-    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = (int64_t)timeutil_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int st = 0;
     pid_t r;
 
@@ -1029,10 +1016,10 @@ remex_err proc_wait(pid_t pid, int timeout_ms, int *wstatus, struct remex_error 
         if (r < 0)
             return remex_seterr(e, errno == ECHILD ? REMEX_ENOTFOUND : REMEX_ESYS, "wait %d: %s",
                                 (int)pid, strerror(errno));
-        if (now_ms() >= deadline)
+        if ((int64_t)timeutil_mono_ms() >= deadline)
             return remex_seterr(e, REMEX_ETIMEOUT, "wait %d: still running after %d ms", (int)pid,
                                 timeout_ms);
-        sleep_ms(5);
+        timeutil_sleep_ms(5);
     }
     if (wstatus != NULL)
         *wstatus = st;
@@ -1113,7 +1100,7 @@ int proc_group_empty(pid_t pgid)
 
 remex_err proc_kill_group(pid_t pgid, int grace_ms, int *wstatus, struct remex_error *e)
 {
-    int64_t deadline = now_ms() + (grace_ms > 0 ? grace_ms : 0);
+    int64_t deadline = (int64_t)timeutil_mono_ms() + (grace_ms > 0 ? grace_ms : 0);
     int st = 0, reaped = 0;
     remex_err rc;
 
@@ -1128,11 +1115,11 @@ remex_err proc_kill_group(pid_t pgid, int grace_ms, int *wstatus, struct remex_e
         }
         if (reaped && proc_group_empty(pgid))
             break;
-        if (now_ms() >= deadline) {
+        if ((int64_t)timeutil_mono_ms() >= deadline) {
             (void)kill(-pgid, SIGKILL);
             break;
         }
-        sleep_ms(10);
+        timeutil_sleep_ms(10);
     }
     if (!reaped) {
         pid_t r;

@@ -3,6 +3,7 @@
  * cgroup v1). The contract is in include/remex/proc.h.
  */
 #include "remex/proc.h"
+#include "remex/timeutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -46,20 +47,6 @@ static remex_err cg_errno_code(int err)
     default:
         return REMEX_ESYS;
     }
-}
-
-static int64_t cg_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void cg_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 /*
@@ -492,7 +479,7 @@ static int purge_pass(const char *dir, int depth, struct remex_error *e)
 
 remex_err proc_cgroup_purge(const char *dir, int timeout_ms, struct remex_error *e)
 {
-    int64_t deadline = cg_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = (int64_t)timeutil_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     char up[4096 + 4];
     struct stat a, b;
     long type;
@@ -514,10 +501,10 @@ remex_err proc_cgroup_purge(const char *dir, int timeout_ms, struct remex_error 
             return e != NULL ? e->code : REMEX_ESYS;
         if (r > 0)
             return REMEX_OK;
-        if (cg_now_ms() >= deadline)
+        if ((int64_t)timeutil_mono_ms() >= deadline)
             return remex_seterr(e, REMEX_EAGAIN, "cgroup %s: still has processes after %d ms", dir,
                                 timeout_ms);
-        cg_sleep_ms(10);
+        timeutil_sleep_ms(10);
     }
 }
 

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
 #include <time.h>
 
 uint64_t timeutil_mono_ns(void)
@@ -15,6 +16,13 @@ uint64_t timeutil_mono_ns(void)
 uint64_t timeutil_mono_ms(void)
 {
     return timeutil_mono_ns() / 1000000u;
+}
+
+void timeutil_sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 int64_t timeutil_real_ms(void)

@@ -36,7 +36,7 @@ struct spawner {
     struct worker *w;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct spawn_job *todo, **todo_tail;
+    struct spawn_job *pending, **pending_tail;
     struct spawn_job *done;
     int stop;
     int efd;
@@ -53,14 +53,14 @@ static void *spawner_main(void *arg)
         cache = NULL; /* PATH searched at every spawn */
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->stop && !s->todo)
+        while (!s->stop && !s->pending)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->stop)
             break;
-        struct spawn_job *j = s->todo;
-        s->todo = j->next;
-        if (!s->todo)
-            s->todo_tail = &s->todo;
+        struct spawn_job *j = s->pending;
+        s->pending = j->next;
+        if (!s->pending)
+            s->pending_tail = &s->pending;
         pthread_mutex_unlock(&s->mu);
         j->spec.exe_cache = cache;
         j->pid = -1;
@@ -110,7 +110,7 @@ remex_err spawner_start(struct worker *w, struct remex_error *e)
     if (!s)
         return remex_seterr(e, REMEX_ENOMEM, "spawner: out of memory");
     s->w = w;
-    s->todo_tail = &s->todo;
+    s->pending_tail = &s->pending;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -148,8 +148,8 @@ int spawner_submit(struct worker *w, struct spawn_job *j)
         return -1;
     j->next = NULL;
     pthread_mutex_lock(&s->mu);
-    *s->todo_tail = j;
-    s->todo_tail = &j->next;
+    *s->pending_tail = j;
+    s->pending_tail = &j->next;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;

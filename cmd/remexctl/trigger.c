@@ -114,14 +114,6 @@ static void count_tis(const json_t *run, struct ti_counts *n)
     }
 }
 
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* Polls the run until it is success or failed. On a terminal one line is
  * redrawn in place; otherwise a line is printed whenever the counts change. */
 static int wait_run(struct ctl *c, const struct trigger_opts *o, const char *run_id)
@@ -161,7 +153,7 @@ static int wait_run(struct ctl *c, const struct trigger_opts *o, const char *run
                           state ? state : "unknown");
             break;
         }
-        sleep_ms(o->interval_ms);
+        timeutil_sleep_ms(o->interval_ms);
     }
     buf_free(&path);
     if (rc == CTL_OK) {

@@ -42,6 +42,9 @@
 uint64_t timeutil_mono_ms(void);
 uint64_t timeutil_mono_ns(void);
 
+/* Sleeps ms milliseconds on CLOCK_MONOTONIC, resuming after signals. */
+void timeutil_sleep_ms(uint64_t ms);
+
 /* CLOCK_REALTIME as milliseconds / seconds since the Unix epoch. */
 int64_t timeutil_real_ms(void);
 int64_t timeutil_real_s(void);

@@ -9,6 +9,18 @@
 
 #include "remex/timeutil.h"
 
+static void test_sleep_ms(void **state)
+{
+    (void)state;
+    uint64_t t0 = timeutil_mono_ns();
+    timeutil_sleep_ms(20);
+    uint64_t took = timeutil_mono_ns() - t0;
+    assert_true(took >= 20000000u);
+    t0 = timeutil_mono_ns();
+    timeutil_sleep_ms(0);
+    assert_true(timeutil_mono_ns() - t0 < 20000000u);
+}
+
 static void test_clocks(void **state)
 {
     (void)state;
@@ -280,6 +292,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_sleep_ms),
         cmocka_unit_test(test_rfc3339_format),
         cmocka_unit_test(test_rfc3339_parse_good),
         cmocka_unit_test(test_rfc3339_roundtrip),
