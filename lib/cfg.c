@@ -62,6 +62,22 @@ static void add_err(struct ctx *c, const char *fmt, ...)
     c->errs->n++;
 }
 
+/* Records a warning (never a failure); dropped silently past CFG_MAX_WARNINGS. */
+static void node_warn(struct ctx *c, const struct node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void node_warn(struct ctx *c, const struct node *n, const char *fmt, ...)
+{
+    char msg[REMEX_ERRMSG_MAX];
+    va_list ap;
+    if (c->errs->nwarn >= CFG_MAX_WARNINGS)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(c->errs->warn[c->errs->nwarn++], REMEX_ERRMSG_MAX, "%s:%u:%u: %s", c->name, n->line,
+             n->col, msg);
+}
+
 static void node_err(struct ctx *c, const struct node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void node_err(struct ctx *c, const struct node *n, const char *fmt, ...)
@@ -380,6 +396,8 @@ static const char *type_word(const struct cfg_entry *e)
         return "secret";
     case CFG_LIST:
         return "list";
+    case CFG_RESERVED:
+        return "reserved section";
     }
     return "?";
 }
@@ -689,6 +707,9 @@ static int parse_scalar(const struct cfg_entry *e, void *field, const char *s, c
     case CFG_LIST:
         snprintf(why, whysz, "a list of records cannot be given as text");
         return -1;
+    case CFG_RESERVED:
+        snprintf(why, whysz, "a reserved section cannot be given as text");
+        return -1;
     }
     snprintf(why, whysz, "out of memory");
     return -1;
@@ -994,6 +1015,12 @@ static void set_from_node(struct ctx *c, const struct cfg_entry *e, void *obj, s
     sn->line = v->line;
     sn->col = v->col;
     switch (e->type) {
+    case CFG_RESERVED:
+        if (v->kind != N_MAP)
+            node_err(c, v, "%s: expected a mapping", path);
+        else if (v->n > 0)
+            node_warn(c, v, "%s: %s; its keys are not read", path, e->desc);
+        return;
     case CFG_STRLIST:
         set_strlist(c, e, field, v, path);
         return;
@@ -1072,7 +1099,8 @@ static void apply_defaults(struct ctx *c, const struct cfg_entry *t, void *obj)
 {
     char why[REMEX_ERRMSG_MAX];
     for (; t->key != NULL; t++) {
-        if (t->def == NULL || t->type == CFG_LIST || t->type == CFG_SECRET)
+        if (t->def == NULL || t->type == CFG_LIST || t->type == CFG_SECRET ||
+            t->type == CFG_RESERVED)
             continue;
         if (parse_scalar(t, field_of(t, obj), t->def, why, sizeof(why)) != 0)
             add_err(c, "%s: invalid default: %s", t->key, why);
@@ -1085,7 +1113,8 @@ static void apply_env(struct ctx *c, const struct cfg_entry *t, void *obj, struc
     for (size_t i = 0; t[i].key != NULL; i++) {
         const struct cfg_entry *e = &t[i];
         const char *v, *fv = NULL;
-        if (e->type == CFG_LIST || cfg_env_name(c->prefix, e->key, name, sizeof(name)) != 0)
+        if (e->type == CFG_LIST || e->type == CFG_RESERVED ||
+            cfg_env_name(c->prefix, e->key, name, sizeof(name)) != 0)
             continue;
         v = env_get(c, name);
         if (e->type == CFG_SECRET) {
@@ -1204,6 +1233,7 @@ remex_err cfg_load_buf(const struct cfg_entry *table, void *obj, const char *nam
     c.errs = errs ? errs : &local;
     c.errs->n = 0;
     c.errs->dropped = 0;
+    c.errs->nwarn = 0;
     c.name = name ? name : "<config>";
     c.data = data;
     c.len = len;
@@ -1261,6 +1291,7 @@ remex_err cfg_load_file(const struct cfg_entry *table, void *obj, const char *pa
         return cfg_load_buf(table, obj, NULL, NULL, 0, opts, errs);
     er->n = 0;
     er->dropped = 0;
+    er->nwarn = 0;
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         snprintf(er->msg[0], REMEX_ERRMSG_MAX, "%s: %s", path, strerror(errno));
@@ -1399,6 +1430,7 @@ static remex_err dump_value(const struct cfg_entry *e, const void *field, struct
         return buf_puts(out, "<secret>");
     }
     case CFG_LIST:
+    case CFG_RESERVED:
         break;
     }
     return REMEX_OK;
@@ -1410,6 +1442,8 @@ static remex_err dump_table(const struct cfg_entry *t, const void *obj, const ch
     remex_err rc = REMEX_OK;
     for (; rc == REMEX_OK && t->key != NULL; t++) {
         const void *field = cfield_of(t, obj);
+        if (t->type == CFG_RESERVED)
+            continue;
         if (t->type == CFG_LIST) {
             const struct cfg_list *l = field;
             if (l->n == 0)
@@ -1463,7 +1497,7 @@ static remex_err usage_table(const struct cfg_entry *t, const char *prefix, cons
             rc = buf_printf(out, ", default %s", t->def);
         if (rc == REMEX_OK && (t->flags & CFG_REQUIRED))
             rc = buf_puts(out, ", required");
-        if (rc == REMEX_OK && *base == '\0' && t->type != CFG_LIST &&
+        if (rc == REMEX_OK && *base == '\0' && t->type != CFG_LIST && t->type != CFG_RESERVED &&
             cfg_env_name(prefix, t->key, env, sizeof(env)) == REMEX_OK)
             rc = buf_printf(out, t->type == CFG_SECRET ? ", env %s or %s_FILE" : ", env %s", env,
                             env);
@@ -1485,6 +1519,8 @@ remex_err cfg_usage(const struct cfg_entry *table, const struct cfg_opts *opts, 
 
 int cfg_check_report(remex_err rc, const struct cfg_errors *errs, struct buf *out)
 {
+    for (size_t i = 0; errs != NULL && i < errs->nwarn; i++)
+        buf_printf(out, "warning: %s\n", errs->warn[i]);
     if (rc == REMEX_OK) {
         buf_puts(out, "configuration OK\n");
         return 0;

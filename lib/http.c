@@ -536,9 +536,14 @@ static remex_err xfer_result(struct xfer *x, CURLcode cc, struct remex_error *e)
     }
 }
 
-static int status_retryable(long s)
+int http_retryable(remex_err rc, long status)
 {
-    return s == 429 || s == 502 || s == 503 || s == 504;
+    if (rc == REMEX_ECONNECT || rc == REMEX_ETIMEOUT || rc == REMEX_EIO || rc == REMEX_ECLOSED)
+        return 1;
+    if (rc != REMEX_OK)
+        return 0;
+    return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 ||
+           status == 504;
 }
 
 /*
@@ -547,10 +552,8 @@ static int status_retryable(long s)
  */
 static long xfer_retry_delay(struct xfer *x, remex_err rc)
 {
-    int transient = rc == REMEX_ECONNECT || rc == REMEX_ETIMEOUT ||
-                    (rc == REMEX_OK && status_retryable(x->resp.status));
-
-    if (!transient || !x->may_retry || x->resp.attempts >= x->c->max_attempts)
+    if (!http_retryable(rc, x->resp.status) || !x->may_retry ||
+        x->resp.attempts >= x->c->max_attempts)
         return -1;
     if (rc == REMEX_OK && x->retry_after_ms >= 0)
         return x->retry_after_ms < (long)x->c->backoff.cap_ms ? x->retry_after_ms

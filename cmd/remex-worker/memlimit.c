@@ -94,34 +94,34 @@ static remex_err setup_cgroup1(struct worker *w, struct remex_error *e)
 
 remex_err memlimit_init(struct worker *w, struct remex_error *e)
 {
-    int mode = w->cfg.memory_enforcement;
-    const char *forced = mode == WMEM_AUTO ? "" : " (forced by memory_enforcement)";
+    int mode = w->cfg->memory_enforcement;
+    const char *forced = mode == AGENTCFG_MEM_AUTO ? "" : " (forced by memory_enforcement)";
     char why2[REMEX_ERRMSG_MAX + 16] = "", why1[REMEX_ERRMSG_MAX + 16] = "";
     struct remex_error ce;
 
     w->cg_parent[0] = '\0';
     w->cg_own.path[0] = '\0';
     w->cg_own.procs_fd = -1;
-    if (mode == WMEM_AUTO || mode == WMEM_CGROUP2) {
-        if (proc_cgroup_probe(w->cfg.cgroup_parent, PROC_CG_MEMORY, &ce) == REMEX_OK) {
+    if (mode == AGENTCFG_MEM_AUTO || mode == AGENTCFG_MEM_CGROUP2) {
+        if (proc_cgroup_probe(w->cfg->cgroup_parent, PROC_CG_MEMORY, &ce) == REMEX_OK) {
             w->memlimit_mech = "cgroup2";
-            snprintf(w->cg_parent, sizeof(w->cg_parent), "%s", w->cfg.cgroup_parent);
+            snprintf(w->cg_parent, sizeof(w->cg_parent), "%s", w->cfg->cgroup_parent);
             log_info("memory limits: cgroup2 (%s)%s", w->cg_parent, forced);
             return REMEX_OK;
         }
-        if (mode == WMEM_CGROUP2)
+        if (mode == AGENTCFG_MEM_CGROUP2)
             return remex_seterr(e, REMEX_EUNSUPPORTED,
                                 "memory_enforcement is cgroup2 but cgroup v2 is not usable: %s",
                                 ce.msg);
         snprintf(why2, sizeof(why2), "; cgroup2: %s", ce.msg);
     }
-    if (mode == WMEM_AUTO || mode == WMEM_CGROUP1) {
+    if (mode == AGENTCFG_MEM_AUTO || mode == AGENTCFG_MEM_CGROUP1) {
         if (setup_cgroup1(w, &ce) == REMEX_OK) {
             w->memlimit_mech = "cgroup1";
             log_info("memory limits: cgroup1 (%s)%s%s", w->cg_parent, forced, why2);
             return REMEX_OK;
         }
-        if (mode == WMEM_CGROUP1)
+        if (mode == AGENTCFG_MEM_CGROUP1)
             return remex_seterr(e, REMEX_EUNSUPPORTED,
                                 "memory_enforcement is cgroup1 but cgroup v1 is not usable: %s",
                                 ce.msg);

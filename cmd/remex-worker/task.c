@@ -32,7 +32,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "remex/api.h"
 #include "remex/bundle.h"
+#include "remex/exit.h"
 #include "remex/evloop.h"
 #include "remex/json.h"
 #include "remex/log.h"
@@ -89,7 +91,7 @@ void task_release(struct wtask *t)
     json_decref(t->defer_trigger);
     json_decref(t->asg);
     free(t);
-    worker_check_done(w);
+    w->changed(w);
 }
 
 /* Gives the slot back (once). */
@@ -309,13 +311,13 @@ static void build_limits(struct wtask *t, json_t *task)
     int64_t cpu_ms = limit_num(lim, "cpu_time", 1000);
     int64_t nproc = limit_num(lim, "processes", 1);
     int64_t nofile = limit_num(lim, "open_files", 1);
-    t->memory_limit = mem > 0 ? (uint64_t)mem : w->cfg.memory_limit;
+    t->memory_limit = mem > 0 ? (uint64_t)mem : w->cfg->memory_limit;
     if (cpu_ms <= 0)
-        cpu_ms = (int64_t)w->cfg.cpu_time_ms;
+        cpu_ms = (int64_t)w->cfg->cpu_time_ms;
     if (nproc <= 0)
-        nproc = w->cfg.max_processes;
+        nproc = w->cfg->max_processes;
     if (nofile <= 0)
-        nofile = w->cfg.open_files;
+        nofile = w->cfg->open_files;
     if (t->memory_limit) {
         if (w->cg_parent[0] != '\0')
             t->use_cgroup = 1;
@@ -431,6 +433,120 @@ static remex_err decode(struct wtask *t, json_t **task, const char **ld, struct 
     return REMEX_OK;
 }
 
+/* ---- calls on the task's token ---- */
+
+struct tcall {
+    struct wtask *t;
+    task_call_fn fn;
+    void *arg;
+};
+
+static void tcall_done(void *arg, const struct api_result *res)
+{
+    struct tcall *c = arg;
+    struct wtask *t = c->t;
+    c->fn(t, c->arg, res);
+    free(c);
+    t->pending--;
+    task_release(t);
+}
+
+void task_call(struct wtask *t, const char *method, const char *path, const json_t *body,
+               const char *what, task_call_fn fn, void *arg)
+{
+    struct tcall *c = calloc(1, sizeof(*c));
+    struct remex_error e;
+    struct api_result res = {.rc = REMEX_ENOMEM, .msg = "out of memory"};
+    if (!c) {
+        fn(t, arg, &res);
+        return;
+    }
+    *c = (struct tcall){.t = t, .fn = fn, .arg = arg};
+    struct api_call call = {.method = method,
+                            .path = path,
+                            .body = body,
+                            .bearer = t->token,
+                            .what = what,
+                            .done = tcall_done,
+                            .arg = c};
+    if (api_call(t->w->api, &call, &e) != REMEX_OK) {
+        free(c);
+        res.rc = e.code;
+        res.msg = e.msg;
+        fn(t, arg, &res);
+        return;
+    }
+    t->pending++;
+}
+
+/* ---- start: an offer runs only once the plane confirmed it ---- */
+
+/* How long an unanswered start is retried before the offer is given up. */
+#define START_RETRY_MS (5 * 60 * 1000)
+
+static void start_call(struct wtask *t);
+static void task_started(struct wtask *t);
+static void task_gone(struct wtask *t, const char *why);
+
+static void retry_start(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct wtask *t = arg;
+    t->start_timer = 0;
+    t->pending--; /* the timer's reference */
+    if (worker_draining(t->w)) {
+        task_gone(t, "draining before the plane confirmed the start");
+        return;
+    }
+    start_call(t);
+}
+
+/*
+ * A start that got no definitive answer (connection lost, timeout, 5xx) may
+ * still have been taken by the plane, which then counts the try as running:
+ * it is asked again (the plane answers a repeated start of the same try by
+ * the same agent with 200) until it is confirmed or refused (409: the offer
+ * expired unstarted and was re-queued). Meanwhile heartbeats list the task,
+ * so the plane does not fail it as "not running on its agent".
+ */
+static void start_done(struct wtask *t, void *arg, const struct api_result *res)
+{
+    (void)arg;
+    struct worker *w = t->w;
+    if (res->rc == REMEX_OK) {
+        task_started(t);
+        return;
+    }
+    if ((res->status == 0 || res->retryable) && !worker_draining(w) &&
+        timeutil_mono_ms() - t->start_first_ms < (uint64_t)START_RETRY_MS) {
+        t->start_attempts++;
+        t->start_timer =
+            evloop_timer_add(w->loop, api_backoff_ms(t->start_attempts), 0, retry_start, t);
+        if (t->start_timer) {
+            t->pending++;
+            log_info("ti %" PRId64 " try %" PRId64 ": start not confirmed (%s); asking again",
+                     t->ti_id, t->try_number, res->msg);
+            return;
+        }
+    }
+    task_gone(t, res->status == 409 ? "offer gone (409)" : res->msg);
+}
+
+static void start_call(struct wtask *t)
+{
+    struct worker *w = t->w;
+    if (t->start_first_ms == 0)
+        t->start_first_ms = timeutil_mono_ms();
+    json_t *body =
+        json_pack("{s:I,s:s}", "try_number", (json_int_t)t->try_number, "hostname", w->hostname);
+    char path[96], what[96];
+    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/start", t->ti_id);
+    snprintf(what, sizeof(what), "start ti %" PRId64 " try %" PRId64, t->ti_id, t->try_number);
+    task_call(t, "POST", path, body, what, start_done, NULL);
+    json_decref(body);
+}
+
 void task_offer(struct worker *w, json_t *asg)
 {
     struct wtask *t = calloc(1, sizeof(*t));
@@ -475,17 +591,17 @@ void task_offer(struct worker *w, json_t *asg)
     }
     log_debug("offer ti %" PRId64 " %s.%s try %" PRId64, t->ti_id, t->dag_id, t->task_id,
               t->try_number);
-    plane_start(w, t);
+    start_call(t);
 }
 
-void task_gone(struct wtask *t, const char *why)
+static void task_gone(struct wtask *t, const char *why)
 {
     struct worker *w = t->w;
     log_info("ti %" PRId64 " (%s.%s try %" PRId64 ") not started: %s", t->ti_id, t->dag_id,
              t->task_id, t->try_number, why);
     free_slot(t);
     t->phase = WT_DONE;
-    plane_maybe_poll(w);
+    w->changed(w);
     task_release(t);
 }
 
@@ -551,7 +667,7 @@ static void stop_task(struct wtask *t, const char *reason)
     tasklog_note(t, "stopping (%s): SIGTERM to the process group", reason);
     log_info("ti %" PRId64 " %s.%s: stopping (%s)", t->ti_id, t->dag_id, t->task_id, reason);
     proc_term_group(t->pid, NULL);
-    uint64_t g = t->w->drain_forced && t->w->cfg.grace_ms > 2000 ? 2000 : t->w->cfg.grace_ms;
+    uint64_t g = t->w->drain_forced && t->w->cfg->grace_ms > 2000 ? 2000 : t->w->cfg->grace_ms;
     t->kill_timer = evloop_timer_add(t->w->loop, g, 0, on_kill_timer, t);
 }
 
@@ -680,12 +796,12 @@ void task_spawned(struct spawn_job *j)
         stop_task(t, "worker shutdown");
 }
 
-void task_started(struct wtask *t)
+static void task_started(struct wtask *t)
 {
     struct worker *w = t->w;
     struct remex_error e;
     t->phase = WT_RUNNING;
-    if (w->once)
+    if (w->r->once)
         w->once_taken = 1;
     if (tasklog_open(t, &e) != REMEX_OK)
         set_prep_error(t, "task log: %s", e.msg); /* never run a task whose output is lost */
@@ -704,7 +820,7 @@ void task_started(struct wtask *t)
     if (!t->spawning)
         log_info("ti %" PRId64 " %s.%s try %" PRId64 " running as pid %d", t->ti_id, t->dag_id,
                  t->task_id, t->try_number, (int)t->pid);
-    plane_maybe_poll(w);
+    w->changed(w);
 }
 
 static void on_eof_timer(struct evloop *loop, uint64_t id, void *arg)
@@ -829,12 +945,18 @@ static void task_finish(struct wtask *t)
     tasksock_close(t);
     if (t->use_cgroup)
         memlimit_release(w, &t->cg);
-    if (w->once)
-        w->once_result = strcmp(state, "failed") == 0 ? WORKER_EXIT_FAIL : WORKER_EXIT_OK;
+    if (w->r->once)
+        w->once_result = strcmp(state, "failed") == 0 ? REMEX_EXIT_FAIL : REMEX_EXIT_OK;
     free_slot(t);
     t->phase = WT_DONE;
-    plane_report(w, t, body);
-    plane_maybe_poll(w);
+    char path[96], what[96];
+    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/state", t->ti_id);
+    snprintf(what, sizeof(what), "state report ti %" PRId64, t->ti_id);
+    if (body)
+        api_report(w->api, path, t->token, body, what); /* takes body */
+    else
+        log_error("%s: out of memory: not reported", what);
+    w->changed(w);
     task_release(t);
 }
 

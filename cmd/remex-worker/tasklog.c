@@ -48,7 +48,7 @@ static void put_component(struct buf *b, const char *key, const char *v)
 remex_err tasklog_open(struct wtask *t, struct remex_error *e)
 {
     struct buf b = BUF_INIT(4096);
-    buf_puts(&b, t->w->cfg.log_dir);
+    buf_puts(&b, t->w->cfg->log_dir);
     put_component(&b, "dag_id", t->dag_id);
     put_component(&b, "run_id", t->run_id);
     put_component(&b, "task_id", t->task_id);
@@ -89,11 +89,11 @@ static void emit(struct wtask *t, const char *line, size_t n)
         return;
     }
     buf_putc(&out, '\n');
-    if (t->log_bytes + out.len > t->w->cfg.log_max_bytes) {
+    if (t->log_bytes + out.len > t->w->cfg->log_max_bytes) {
         t->truncated = 1;
         buf_reset(&out);
         buf_printf(&out, "%s [remex] log truncated: size cap of %" PRIu64 " bytes reached\n", ts,
-                   t->w->cfg.log_max_bytes);
+                   t->w->cfg->log_max_bytes);
     }
     (void)fsutil_write_all(t->log_fd, out.data,
                            out.len); /* a full disk loses lines, not the task */

@@ -119,9 +119,12 @@ struct xreq {
     int pull;
 };
 
-static void xcom_done(struct worker *w, struct wtask *t, void *arg, remex_err rc, json_t *r,
-                      const char *msg)
+static void xcom_done(struct wtask *t, void *arg, const struct api_result *res)
 {
+    struct worker *w = t->w;
+    remex_err rc = res->rc;
+    json_t *r = res->reply;
+    const char *msg = res->msg;
     struct xreq *x = arg;
     struct tconn *tc = x->tc;
     json_t *out;
@@ -147,8 +150,6 @@ static void xcom_done(struct worker *w, struct wtask *t, void *arg, remex_err rc
         }
         buf_free(&v);
     }
-    (void)t;
-    json_decref(r);
     tc->busy = 0;
     free(x);
     if (tc->closed) {
@@ -200,7 +201,7 @@ static json_t *xcom_push(struct tconn *tc, json_t *req)
     }
     x->tc = tc;
     tc->busy = 1;
-    plane_task_call(w, t, "PUT", path, body, xcom_done, x);
+    task_call(t, "PUT", path, body, NULL, xcom_done, x);
     json_decref(body);
     return NULL;
 }
@@ -229,7 +230,7 @@ static json_t *xcom_pull(struct tconn *tc, json_t *req)
     x->tc = tc;
     x->pull = 1;
     tc->busy = 1;
-    plane_task_call(t->w, t, "GET", path, NULL, xcom_done, x);
+    task_call(t, "GET", path, NULL, NULL, xcom_done, x);
     return NULL;
 }
 

@@ -1,24 +1,27 @@
 /*
  * remex-worker internal interfaces, shared by the worker's files.
  *
- * One event-loop thread: every fd (curl sockets, task output pipes, task
- * sockets, signalfd) and every timer is driven by the loop in main.c. HTTP
- * calls to the plane go through one http_multi (non-blocking). Signals arrive
- * through the loop's signalfd; SIGCHLD is answered by reaping with WNOHANG.
- * Spawner threads (spawner.c) only run proc_spawn on jobs the loop hands them.
+ * Built on the role runtime (remex/role.h: start-up, config, signals,
+ * supervisor channel, life cycle) and the API client (remex/api.h: session,
+ * heartbeat, report journal). One event-loop thread: every fd (curl sockets,
+ * task output pipes, task sockets, signalfd) and every timer is driven by the
+ * runtime's loop. Spawner threads (spawner.c) only run proc_spawn on jobs the
+ * loop hands them.
  *
  * Files and what they own:
- *   main.c      flags, --check, signals, start/stop order, exit codes
- *   config.c    the agent.yaml table (plane.*, worker.*, bundles, secrets, xcom)
+ *   main.c      the role's hooks (start, drain, stop), the API hooks (register and
+ *               heartbeat fields, cancel and desired_state replies), the work long poll
+ *   task.c      offer -> start call -> spawn -> reap -> state report: assignment decoding,
+ *               environment, templates, limits, timeouts, cancellation, exit classification
  *   memlimit.c  memory-limit mechanism (cgroup v2, cgroup v1, RLIMIT_AS), the worker's
  *               own v1 parent cgroup, removal of task cgroups
- *   plane.c     register, heartbeat, work long poll, start/state calls, the report
- *               journal and its replay, session refresh, fatal auth handling
- *   task.c      assignment decoding, environment, templates, limits, spawn, timeouts,
- *               cancellation, exit classification (incl. out of memory)
  *   tasklog.c   per-try log file: line splitting, timestamps, masking, size cap
  *   tasksock.c  the task sockets (remex-task protocol, docs/task-protocol.md), pooled
  *   spawner.c   spawner threads: proc_spawn off the loop
+ *
+ * The task path reads in one direction, main.c -> task.c -> (tasklog.c,
+ * tasksock.c, spawner.c, memlimit.c, lib api): task.c hands control back to
+ * main.c only through the w->changed hook.
  *
  * Lifetimes: a struct wtask lives from the offer until its final report has
  * been handed over (delivered, journaled or dropped) and no HTTP call refers
@@ -37,66 +40,15 @@
 #include "remex/err.h"
 #include "remex/http.h"
 #include "remex/proc.h"
+#include "remex/role.h"
 
 struct evloop;
-struct journal;
 struct mask;
 struct secrets;
 struct ipc_conn;
 struct objstore;
-struct call;
 struct bundle_set;
 struct spawner;
-
-/* Exit codes of remex-worker. */
-#define WORKER_EXIT_OK    0
-#define WORKER_EXIT_FAIL  1   /* runtime failure (or --once: the task did not succeed) */
-#define WORKER_EXIT_USAGE 2   /* bad command line */
-#define WORKER_EXIT_AUTH  100 /* bad configuration or credentials: do not restart */
-
-/* worker.task_defaults.memory_enforcement */
-enum wmem_enforcement {
-    WMEM_AUTO = 0, /* cgroup2, else cgroup1, else rlimit */
-    WMEM_CGROUP2,
-    WMEM_CGROUP1,
-    WMEM_RLIMIT,
-};
-extern const char *const wmem_enforcement_names[];
-
-struct wbundle {
-    char *name;
-    char *path;
-};
-
-/* agent.yaml, after defaults and REMEX_* overrides (config.c). */
-struct wconfig {
-    char *plane_url;
-    struct cfg_secret token;
-    char *ca_file;
-    char *name;
-    struct cfg_strlist queues;
-    int64_t slots; /* 0: number of CPUs */
-    char *state_dir;
-    char *log_dir;
-    uint64_t log_max_bytes;
-    uint64_t poll_wait_ms;
-    uint64_t drain_grace_ms;
-    uint64_t grace_ms;       /* SIGTERM -> SIGKILL */
-    uint64_t memory_limit;   /* bytes, 0: none */
-    int memory_enforcement;  /* enum wmem_enforcement */
-    uint64_t cpu_time_ms;    /* 0: none */
-    int64_t max_processes;   /* 0: none (RLIMIT_NPROC counts per uid) */
-    int64_t open_files;      /* 0: none */
-    char *cgroup_parent;     /* cgroup v2 parent for per-task cgroups */
-    char *socket_dir;        /* parent of the task socket folder; NULL: automatic */
-    struct cfg_list bundles; /* struct wbundle */
-    char *secrets_file;
-    char *xcom_store; /* objstore URI: file:///var/lib/remex/xcom */
-    char *log_level;
-    char *log_format;
-};
-
-extern const struct cfg_entry wconfig_table[];
 
 enum wtask_phase {
     WT_STARTING = 0, /* start call in flight */
@@ -172,14 +124,10 @@ struct wtask {
 };
 
 struct worker {
-    struct wconfig cfg;
-    struct evloop *loop;
-    struct http_multi *multi;
-    struct call *calls;       /* plane.c: calls in flight */
-    struct http_client *cli;  /* control calls */
-    struct http_client *poll; /* work long poll (longer timeout) */
-    uint64_t http_timer;
-    struct journal *journal;
+    struct role *r;                    /* the runtime: loop, config, api, life cycle */
+    const struct agentcfg_worker *cfg; /* r->cfg.worker */
+    struct evloop *loop;               /* r->loop */
+    struct api_client *api;            /* r->api */
     struct secrets *secrets;
     struct objstore *xstore;
     struct bundle_set *bundles;
@@ -197,72 +145,41 @@ struct worker {
     size_t nsocks;
     int devnull;                      /* /dev/null for the tasks' stdin (opened once), or -1 */
     struct proc_exe_cache *exe_cache; /* PATH lookups of task commands, or NULL */
-    char hostname[256]; /* reported at register and start; read at each registration */
+    char hostname[256];               /* reported at start */
 
-    char *agent_id;
-    char *session;
-    int64_t heartbeat_ms;
-    uint64_t hb_timer;
-    int hb_inflight, poll_inflight, reg_inflight, replay_inflight;
-    int registered;
-    int plane_ok;
-    unsigned poll_failures, hb_failures, reg_failures, replay_failures;
-    uint64_t poll_timer, replay_timer, reg_timer;
-    int session_refusals; /* consecutive 401s on fresh sessions */
-    int auth_retry;       /* 401 seen once: token file re-read and re-register attempted */
+    /*
+     * Called by task.c whenever a slot was freed or a task ended (main.c:
+     * poll again, or finish a drain): the task path hands control back
+     * through this hook instead of calling into the file that called it.
+     */
+    void (*changed)(struct worker *w);
+
+    int poll_inflight;
+    unsigned poll_failures;
+    uint64_t poll_timer;
 
     struct wtask *tasks;
     int64_t slots;
     int64_t running; /* tasks holding a slot (STARTING, RUNNING) */
-    int64_t reports_inflight;
-    json_t *held; /* reports the journal refused, retried from memory (owned) */
 
-    int once;         /* --once: take one task, run it, exit */
-    int once_taken;   /* the one task was confirmed */
+    int once_taken;   /* --once: the one task was confirmed */
     int once_result;  /* exit code for --once */
-    int draining;     /* SIGTERM seen */
     int plane_hold;   /* the plane's desired_state: 0 run, 1 drain, 2 maintenance (no new work) */
-    int drain_forced; /* second SIGTERM or drain grace passed */
+    int drain_forced; /* second SIGTERM or drain grace passed: running tasks are stopped */
     uint64_t drain_timer;
-    int exit_code;
-    int stopping;
-
-    struct ipc_conn *sup; /* supervisor channel (REMEX_SUPERVISOR_FD) or NULL */
-    int sup_ready;        /* "ready" was sent */
 };
 
-/* ---- plane.c ---- */
-remex_err plane_init(struct worker *w, struct remex_error *e);
-void plane_shutdown(struct worker *w);
-void plane_register(struct worker *w);
-/* Delivers the journal, oldest first; registers when it is empty and not registered. */
-void plane_replay(struct worker *w);
-/* Polls for work when slots are free, the plane is reachable and the journal is empty. */
-void plane_maybe_poll(struct worker *w);
-/* Calls start for t (task.c continues in task_started / task_gone). */
-void plane_start(struct worker *w, struct wtask *t);
-/* Sends (or journals) the final report body (owned) of t. */
-void plane_report(struct worker *w, struct wtask *t, json_t *body);
-/* XCom reference calls for the task socket; cb receives rc, the reply (owned or NULL), a message.
- */
-typedef void (*plane_json_cb)(struct worker *w, struct wtask *t, void *arg, remex_err rc,
-                              json_t *reply, const char *msg);
-void plane_task_call(struct worker *w, struct wtask *t, const char *method, const char *path,
-                     json_t *body, plane_json_cb cb, void *arg);
-/* Stops the loop with code (fatal credentials, drain complete). */
-void worker_finish(struct worker *w, int code);
-/* Checks whether a draining or --once worker is done. */
-void worker_check_done(struct worker *w);
-/* Starts draining (SIGTERM, supervisor request or supervisor gone); idempotent. */
-void worker_drain(struct worker *w, const char *why);
-/* Tells the supervisor, if any, that the worker can take work (once). */
-void worker_notify_ready(struct worker *w);
+/* The worker takes no new work: draining, stopping or finished (role.h). */
+int worker_draining(const struct worker *w);
 
 /* ---- task.c ---- */
-/* Takes an offer (asg owned). Malformed assignments are logged and dropped or failed. */
+/* Takes an offer (asg owned): asks the plane to start it, then runs it. Malformed
+ * assignments are logged and dropped or failed. */
 void task_offer(struct worker *w, json_t *asg);
-void task_started(struct wtask *t);
-void task_gone(struct wtask *t, const char *why);
+/* A call with t's task token that keeps t alive until fn has run (fn gets t as arg's owner). */
+typedef void (*task_call_fn)(struct wtask *t, void *arg, const struct api_result *res);
+void task_call(struct wtask *t, const char *method, const char *path, const json_t *body,
+               const char *what, task_call_fn fn, void *arg);
 void task_cancel(struct worker *w, int64_t ti_id, int64_t try_number, const char *reason);
 /* Stops every running task (SIGTERM, then SIGKILL after the grace period). */
 void task_stop_all(struct worker *w, const char *reason);

@@ -21,6 +21,11 @@
  *   CFG_LIST                       struct cfg_list   (array of elem_size records described
  *                                                     by entry.sub; offsets are relative
  *                                                     to one record)
+ *   CFG_RESERVED                   nothing           (a section kept for a part this
+ *                                                     version does not include: a mapping
+ *                                                     is accepted, not read, and a non-empty
+ *                                                     one gets a warning quoting entry.desc;
+ *                                                     anything else is an error)
  *
  * Errors are collected (up to CFG_MAX_ERRORS) as "file:line:col: path: message"
  * (line and column 1-based, of the offending node), "VARIABLE: message" for the
@@ -41,15 +46,17 @@
 
 #include "remex/buf.h"
 #include "remex/err.h"
+#include "remex/exit.h"
 
-#define CFG_MAX_ERRORS 20
-#define CFG_MAX_FILE   (1024 * 1024)
-#define CFG_MAX_DEPTH  32
-#define CFG_MAX_NODES  100000
-#define CFG_MAX_ITEMS  1024
-#define CFG_SECRET_MAX (64 * 1024)
+#define CFG_MAX_ERRORS   20
+#define CFG_MAX_WARNINGS 8
+#define CFG_MAX_FILE     (1024 * 1024)
+#define CFG_MAX_DEPTH    32
+#define CFG_MAX_NODES    100000
+#define CFG_MAX_ITEMS    1024
+#define CFG_SECRET_MAX   (64 * 1024)
 /* Exit code of a binary whose configuration is invalid (the supervisor does not restart it). */
-#define CFG_EXIT_CONFIG 100
+#define CFG_EXIT_CONFIG REMEX_EXIT_CONFIG
 
 enum cfg_type {
     CFG_STRING = 1,
@@ -63,6 +70,7 @@ enum cfg_type {
     CFG_PATH,
     CFG_SECRET,
     CFG_LIST,
+    CFG_RESERVED,
 };
 
 /* entry.flags */
@@ -138,6 +146,8 @@ struct cfg_errors {
     size_t n;       /* messages in msg[] */
     size_t dropped; /* further errors not recorded */
     char msg[CFG_MAX_ERRORS][REMEX_ERRMSG_MAX];
+    size_t nwarn; /* warnings in warn[] (a load with warnings only succeeds) */
+    char warn[CFG_MAX_WARNINGS][REMEX_ERRMSG_MAX];
 };
 
 /*
@@ -181,7 +191,8 @@ remex_err cfg_usage(const struct cfg_entry *table, const struct cfg_opts *opts, 
 remex_err cfg_env_name(const char *prefix, const char *key, char *out, size_t outsz);
 
 /*
- * --check support. Formats the outcome of a load: "configuration OK\n" and
+ * --check support. Formats the outcome of a load: its warnings ("warning: ..."
+ * lines), then "configuration OK\n" and
  * returns 0 when rc is REMEX_OK, else one line per error and returns
  * CFG_EXIT_CONFIG. The binary prints out to stdout (0) or stderr (100).
  */

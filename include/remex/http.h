@@ -10,8 +10,8 @@
  *   - Only http and https, no redirects, User-Agent "remex/<REMEX_VERSION>".
  *   - A response body over max_response_bytes aborts the transfer
  *     (REMEX_ETOOBIG, not retried).
- *   - Retries with full-jitter backoff (remex/backoff.h) on connect errors,
- *     timeouts, 429, 502, 503 and 504, up to max_attempts in all. Retry-After
+ *   - Retries with full-jitter backoff (remex/backoff.h) when http_retryable()
+ *     says so, up to max_attempts in all. Retry-After
  *     (seconds or HTTP-date) replaces the jittered delay, capped at the backoff
  *     cap. Methods other than GET, HEAD, PUT, DELETE, OPTIONS are retried only
  *     when the request is marked retry_safe.
@@ -78,6 +78,15 @@ struct http_client;
  * outcome of that start.
  */
 remex_err http_global_init(int tls, struct remex_error *e);
+
+/*
+ * The library's one definition of "worth repeating later": no complete
+ * response (connect error, timeout, connection lost, I/O error: REMEX_ECONNECT,
+ * REMEX_ETIMEOUT, REMEX_ECLOSED, REMEX_EIO) or a complete response with status
+ * 408, 429, 500, 502, 503 or 504. TLS failures, size caps and every other
+ * status are not: repeating them gives the same answer.
+ */
+int http_retryable(remex_err rc, long status);
 
 /* *out owned: release with http_client_free. */
 remex_err http_client_new(const struct http_client_opts *opts, struct http_client **out,

@@ -1,0 +1,168 @@
+/*
+ * api: the Remote Execution API client every role of the agent uses.
+ *
+ * One struct api_client per role process: it holds the agent's session with
+ * the plane and makes every call non-blocking through an httploop on the
+ * role's evloop. It owns
+ *
+ *   - the session, as one state machine (enum api_state):
+ *
+ *       UNREGISTERED --start/401--> REGISTERING --2xx--> REGISTERED
+ *       REGISTERED --session near expiry--> REFRESHING --new token--> REGISTERED
+ *       REGISTERED/REFRESHING --connect error, timeout, 5xx--> LOST --2xx--> REGISTERED
+ *       any --401/403 on a session call--> REGISTERING (after re-reading the token)
+ *       REGISTERING --agent token refused twice, or 3 fresh sessions refused--> FATAL
+ *
+ *     Registration waits until the report journal is delivered: a new session
+ *     makes the plane treat the tries of the previous one as lost.
+ *   - the heartbeat, at the interval the plane returns, with the role's fields
+ *     (hooks.heartbeat_body) and the plane's answers (hooks.on_heartbeat_reply);
+ *   - reports that must not be lost (api_report): sent at once while the plane
+ *     is reachable and nothing older waits, otherwise appended to the journal
+ *     (fsync'd, journal.h) and replayed oldest first; a report the journal
+ *     refuses is kept in memory and retried;
+ *   - one retry policy: http_retryable() (http.h, the definition http.c's own
+ *     retries use too) with full-jitter backoff api_backoff_ms().
+ *
+ * Roles plug in through struct api_hooks; the library never calls a role by
+ * name. Calls the role makes itself (work long poll, start, task-token calls)
+ * go through api_call, which keeps the session and reachability up to date.
+ *
+ * Logging goes through remex/log.h (the role's logger, stderr); tokens are
+ * never logged. Not thread-safe: the loop's thread only.
+ */
+#ifndef REMEX_API_H
+#define REMEX_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remex/cfg.h"
+#include "remex/err.h"
+
+struct evloop;
+struct api_client;
+
+enum api_state {
+    API_UNREGISTERED = 0, /* no session yet (replaying the journal first) */
+    API_REGISTERING,      /* register call in flight or waiting to retry */
+    API_REGISTERED,       /* session valid, plane reachable */
+    API_REFRESHING,       /* session near expiry: a heartbeat asks for a new token */
+    API_LOST,             /* session held, plane unreachable: calls are retried */
+    API_FATAL,            /* credentials refused for good: hooks.on_fatal was called */
+};
+
+/* Static name of a state ("registered"). */
+const char *api_state_name(enum api_state s);
+
+/*
+ * Role hooks; any may be NULL. json_t arguments are borrowed; body hooks add
+ * their fields to the object they are given.
+ */
+struct api_hooks {
+    void *ud;
+    /* Register body: the client sets name, roles, version, hostname; the role adds queues,
+     * slots, features and anything else it advertises. */
+    void (*register_body)(void *ud, json_t *body);
+    /* Registered (agent_id, session and heartbeat interval known). */
+    void (*on_registered)(void *ud);
+    /* Heartbeat body: the client sets sysinfo; the role sets state, free_slots, running and,
+     * for the role that holds triggers, triggers. */
+    void (*heartbeat_body)(void *ud, json_t *body);
+    /* A 2xx heartbeat reply (after the client took session_token and heartbeat_interval):
+     * cancel lists, desired_state, ... */
+    void (*on_heartbeat_reply)(void *ud, json_t *reply);
+    /* The credentials are refused for good: the role stops with exit_code (100). */
+    void (*on_fatal)(void *ud, int exit_code);
+    /* Something the role may wait for changed: reachability came back, a report was
+     * delivered, journaled or dropped, the journal became empty. */
+    void (*on_settled)(void *ud);
+};
+
+struct api_opts {
+    const char *url;                /* plane base URL (required) */
+    const struct cfg_secret *token; /* agent token (borrowed; re-read at each registration) */
+    const char *ca_file;            /* NULL: system store */
+    const char *name;               /* agent name (required) */
+    const char *role;               /* "worker", "triggerer", ... (required) */
+    const char *journal_dir;        /* report journal folder; NULL: api_report not available */
+    uint64_t long_poll_ms;          /* longest wait asked by a long poll (timeout of those calls) */
+    long timeout_ms;                /* other calls (0: 15 s) */
+    long connect_timeout_ms;        /* 0: 5 s */
+};
+
+/* *out owned: api_free. The journal is opened (its undelivered entries counted). */
+remex_err api_new(struct evloop *loop, const struct api_opts *opts, const struct api_hooks *hooks,
+                  struct api_client **out, struct remex_error *e);
+/* Aborts calls in flight (no callbacks), closes the journal, wipes the session. NULL: no-op. */
+void api_free(struct api_client *c);
+
+/* Starts: replays the journal, then registers. */
+void api_start(struct api_client *c);
+/* No new calls or timers from now on (the role is exiting); calls in flight may complete. */
+void api_stop(struct api_client *c);
+/* SIGHUP: the token is re-read at the next registration, and a refused one may be retried. */
+void api_reload(struct api_client *c);
+
+enum api_state api_state(const struct api_client *c);
+/* 1 while the last call reached the plane (REGISTERED, REFRESHING; not LOST). */
+int api_reachable(const struct api_client *c);
+/* Borrowed, NULL before the first registration. */
+const char *api_agent_id(const struct api_client *c);
+int64_t api_heartbeat_ms(const struct api_client *c);
+/* Reports not yet delivered: in flight, journaled or held in memory. */
+size_t api_reports_pending(const struct api_client *c);
+/* Reports journaled or held in memory (not counting those in flight). */
+size_t api_reports_spooled(const struct api_client *c);
+
+/* ---- calls ---- */
+
+/* Outcome of a call; everything is borrowed for the duration of the callback. */
+struct api_result {
+    remex_err rc;    /* REMEX_OK for a 2xx; else the transfer error or the status's mapping */
+    long status;     /* HTTP status, 0 without a complete response, 502 for an unreadable reply */
+    json_t *reply;   /* parsed 2xx body, or NULL (json_incref to keep it) */
+    const char *msg; /* "<what>: ok", or what went wrong (server message included) */
+    int retryable;   /* http_retryable(rc, status) */
+};
+
+typedef void (*api_done_fn)(void *arg, const struct api_result *res);
+
+struct api_call {
+    const char *method;
+    const char *path;
+    const json_t *body; /* borrowed (serialized at once), NULL: none */
+    const char *bearer; /* a task token; NULL: the session token */
+    int long_poll;      /* 1: the long-poll timeout (api_opts.long_poll_ms + 15 s) */
+    const char *what;   /* for messages ("work poll"); NULL: "METHOD PATH" */
+    api_done_fn done;   /* called exactly once unless the client is freed first */
+    void *arg;          /* borrowed */
+};
+
+/*
+ * Starts a call. A 401/403 on a session call sends the client back to
+ * registration (the callback still sees it). Returns REMEX_OK, or an error
+ * (nothing started, done not called): no session yet for a session call
+ * (REMEX_EAUTH), the client is stopping (REMEX_ECLOSED), or the request could
+ * not be built.
+ */
+remex_err api_call(struct api_client *c, const struct api_call *call, struct remex_error *e);
+
+/*
+ * A report that must not be lost: POST body (owned by the client from now on)
+ * to path with bearer (a task token; NULL: the session token at delivery).
+ * Delivered, or journaled and replayed oldest first across restarts, until the
+ * plane answers 2xx or refuses it with a definitive status (4xx other than
+ * 408/429: dropped, logged). Never fails: a report the journal refuses is kept
+ * in memory (and logged as lost if the process exits first).
+ */
+void api_report(struct api_client *c, const char *path, const char *bearer, json_t *body,
+                const char *what);
+
+/* ---- the retry policy ---- */
+
+/* Delay before retry number attempt (0-based): full jitter in [50, 50 + min(2 s, 200 ms << a)). */
+uint64_t api_backoff_ms(unsigned attempt);
+
+#endif

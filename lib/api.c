@@ -1,0 +1,823 @@
+/*
+ * api: the Remote Execution API client of every role (include/remex/api.h).
+ *
+ * Invariants:
+ *   - One registration at a time: a second one would start another session
+ *     and make the plane treat the tries of the first as lost.
+ *   - Registration waits for an empty journal (see api.h).
+ *   - Every struct call in flight is on c->calls and owns its request data;
+ *     api_free aborts the multi (no callbacks) and releases them.
+ *   - Reports: at most one journal replay in flight; a report is sent
+ *     directly only while the plane is reachable and nothing older waits.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "remex/api.h"
+#include "remex/backoff.h"
+#include "remex/buf.h"
+#include "remex/evloop.h"
+#include "remex/exit.h"
+#include "remex/http.h"
+#include "remex/httploop.h"
+#include "remex/journal.h"
+#include "remex/json.h"
+#include "remex/log.h"
+#include "remex/timeutil.h"
+#include "remex/version.h"
+
+#define BACKOFF_BASE_MS      200
+#define BACKOFF_CAP_MS       2000
+#define REPLY_MAX            (16u * 1024u * 1024u)
+#define BODY_MAX             (8u * 1024u * 1024u)
+#define SESSION_REFUSALS_MAX 3 /* fresh sessions refused in a row before FATAL */
+
+enum call_kind { K_REGISTER, K_HEARTBEAT, K_USER, K_REPORT, K_REPLAY };
+
+struct call {
+    struct call *prev, *next; /* c->calls */
+    struct api_client *c;
+    enum call_kind kind;
+    int on_session; /* made with the session token (a 401/403 refuses the session) */
+    uint64_t seq;   /* K_REPLAY: journal sequence */
+    json_t *rec;    /* K_REPORT: owned record {path, token, body, what} */
+    api_done_fn done;
+    void *arg;
+    char what[96];
+};
+
+struct api_client {
+    struct evloop *loop;          /* borrowed */
+    struct httploop *hl;          /* owned */
+    struct http_client *cli, *lp; /* owned: control calls, long polls */
+    struct api_hooks h;
+    const struct cfg_secret *token; /* borrowed */
+    char *name, *role;
+    struct journal *journal; /* owned, or NULL */
+    struct call *calls;
+
+    enum api_state state;
+    int stopping;
+    char *agent_id;         /* owned */
+    char *session;          /* owned, wiped on release */
+    int64_t session_exp_ms; /* wall clock, 0: unknown */
+    int64_t heartbeat_ms;
+    uint64_t hb_timer, reg_timer, replay_timer;
+    int hb_inflight, reg_inflight, replay_inflight;
+    unsigned reg_failures, hb_failures, replay_failures;
+    int session_refusals; /* 401s in a row on fresh sessions */
+    int token_retry;      /* agent token refused once: re-read and retried */
+    int64_t reports_inflight;
+    json_t *held; /* owned array of records the journal refused */
+    char hostname[256];
+};
+
+const char *api_state_name(enum api_state s)
+{
+    static const char *const names[] = {"unregistered", "registering", "registered",
+                                        "refreshing",   "lost",        "fatal"};
+    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+uint64_t api_backoff_ms(unsigned attempt)
+{
+    struct backoff b = {.base_ms = BACKOFF_BASE_MS, .cap_ms = BACKOFF_CAP_MS};
+    return backoff_full_jitter(&b, attempt > 16 ? 16 : attempt) + 50;
+}
+
+static void wipe(char **p)
+{
+    if (*p) {
+        explicit_bzero(*p, strlen(*p));
+        free(*p);
+        *p = NULL;
+    }
+}
+
+static void settled(struct api_client *c)
+{
+    if (c->h.on_settled && !c->stopping)
+        c->h.on_settled(c->h.ud);
+}
+
+static void go_fatal(struct api_client *c)
+{
+    c->state = API_FATAL;
+    c->stopping = 1;
+    if (c->h.on_fatal)
+        c->h.on_fatal(c->h.ud, REMEX_EXIT_CONFIG);
+}
+
+/* ---- life cycle ---- */
+
+remex_err api_new(struct evloop *loop, const struct api_opts *o, const struct api_hooks *hooks,
+                  struct api_client **out, struct remex_error *e)
+{
+    *out = NULL;
+    if (!o->url || !o->name || !o->role || !o->token)
+        return remex_seterr(e, REMEX_EINVAL, "api: url, name, role and token are required");
+    struct api_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return remex_seterr(e, REMEX_ENOMEM, "api: out of memory");
+    c->loop = loop;
+    c->token = o->token;
+    if (hooks)
+        c->h = *hooks;
+    c->name = strdup(o->name);
+    c->role = strdup(o->role);
+    struct http_client_opts ho = {.base_url = o->url,
+                                  .ca_file = o->ca_file,
+                                  .proxy = "",
+                                  .connect_timeout_ms =
+                                      o->connect_timeout_ms ? o->connect_timeout_ms : 5000,
+                                  .timeout_ms = o->timeout_ms ? o->timeout_ms : 15000,
+                                  .max_attempts = 1};
+    remex_err rc = !c->name || !c->role ? remex_seterr(e, REMEX_ENOMEM, "api: out of memory")
+                                        : http_client_new(&ho, &c->cli, e);
+    if (rc == REMEX_OK) {
+        ho.timeout_ms = (long)o->long_poll_ms + 15000;
+        ho.max_response_bytes = REPLY_MAX;
+        rc = http_client_new(&ho, &c->lp, e);
+    }
+    if (rc == REMEX_OK && !(c->hl = httploop_new(loop, e)))
+        rc = e ? e->code : REMEX_ENOMEM;
+    size_t corrupt = 0;
+    if (rc == REMEX_OK && o->journal_dir &&
+        (rc = journal_open(o->journal_dir, 0, &c->journal, &corrupt, e)) != REMEX_OK)
+        remex_errprefix(e, "report journal");
+    if (rc != REMEX_OK) {
+        api_free(c);
+        return rc;
+    }
+    if (corrupt)
+        log_warn("report journal: %zu corrupt entries skipped", corrupt);
+    if (c->journal && journal_pending(c->journal))
+        log_info("report journal: %zu undelivered reports to replay before taking work",
+                 journal_pending(c->journal));
+    *out = c;
+    return REMEX_OK;
+}
+
+static void call_free(struct call *k)
+{
+    struct api_client *c = k->c;
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        c->calls = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    json_decref(k->rec);
+    free(k);
+}
+
+static void cancel_timer(struct api_client *c, uint64_t *t)
+{
+    if (*t)
+        evloop_timer_cancel(c->loop, *t);
+    *t = 0;
+}
+
+void api_stop(struct api_client *c)
+{
+    if (!c)
+        return;
+    c->stopping = 1;
+    cancel_timer(c, &c->hb_timer);
+    cancel_timer(c, &c->reg_timer);
+    cancel_timer(c, &c->replay_timer);
+}
+
+void api_free(struct api_client *c)
+{
+    if (!c)
+        return;
+    api_stop(c);
+    httploop_free(c->hl); /* aborted transfers get no callback: their calls go below */
+    while (c->calls)
+        call_free(c->calls);
+    http_client_free(c->cli);
+    http_client_free(c->lp);
+    if (json_array_size(c->held))
+        log_error("%zu reports the journal refused are lost", json_array_size(c->held));
+    json_decref(c->held);
+    journal_close(c->journal);
+    wipe(&c->session);
+    free(c->agent_id);
+    free(c->name);
+    free(c->role);
+    free(c);
+}
+
+enum api_state api_state(const struct api_client *c)
+{
+    return c->state;
+}
+
+int api_reachable(const struct api_client *c)
+{
+    return c->state == API_REGISTERED || c->state == API_REFRESHING;
+}
+
+const char *api_agent_id(const struct api_client *c)
+{
+    return c->agent_id;
+}
+
+int64_t api_heartbeat_ms(const struct api_client *c)
+{
+    return c->heartbeat_ms;
+}
+
+size_t api_reports_spooled(const struct api_client *c)
+{
+    return (c->journal ? journal_pending(c->journal) : 0) + json_array_size(c->held);
+}
+
+size_t api_reports_pending(const struct api_client *c)
+{
+    return api_reports_spooled(c) + (size_t)c->reports_inflight;
+}
+
+/* ---- reachability ---- */
+
+static void plane_down(struct api_client *c)
+{
+    if (c->state == API_REGISTERED || c->state == API_REFRESHING) {
+        log_warn("plane unreachable: running work continues, no new work is taken");
+        c->state = API_LOST;
+    }
+}
+
+static void plane_up(struct api_client *c)
+{
+    if (c->state == API_LOST) {
+        log_info("plane reachable again");
+        c->state = API_REGISTERED;
+        settled(c);
+    }
+}
+
+/* ---- generic call ---- */
+
+static void on_done(remex_err rc, struct http_response *resp, const struct remex_error *e,
+                    void *arg);
+
+static remex_err send_call(struct api_client *c, struct call *k, struct http_client *cli,
+                           const char *method, const char *path, const char *bearer,
+                           const json_t *body, struct remex_error *e)
+{
+    struct buf b = BUF_INIT(BODY_MAX);
+    if (body && json_serialize(body, 0, &b, e) != REMEX_OK) {
+        buf_free(&b);
+        return e ? e->code : REMEX_EINVAL;
+    }
+    struct http_request rq = {.method = method,
+                              .path = path,
+                              .bearer = bearer,
+                              .body = body ? b.data : NULL,
+                              .body_len = body ? b.len : 0};
+    struct http_multi_done d = {.fn = on_done, .arg = k};
+    remex_err rc = http_multi_start(httploop_multi(c->hl), cli, &rq, d, e);
+    buf_free(&b);
+    if (rc != REMEX_OK)
+        return rc;
+    k->c = c;
+    k->next = c->calls;
+    if (c->calls)
+        c->calls->prev = k;
+    c->calls = k;
+    return REMEX_OK;
+}
+
+static struct call *new_call(enum call_kind kind, const char *what)
+{
+    struct call *k = calloc(1, sizeof(*k));
+    if (k) {
+        k->kind = kind;
+        snprintf(k->what, sizeof(k->what), "%s", what);
+    } else
+        log_error("%s: out of memory", what);
+    return k;
+}
+
+/* One call of kind made on the session or a given bearer; 0 started, -1 not (logged). */
+static int start_call(struct api_client *c, enum call_kind kind, const char *what,
+                      struct http_client *cli, const char *method, const char *path,
+                      const char *bearer, const json_t *body, struct call **out)
+{
+    struct remex_error e;
+    struct call *k = new_call(kind, what);
+    if (!k)
+        return -1;
+    if (send_call(c, k, cli, method, path, bearer, body, &e) != REMEX_OK) {
+        log_error("%s: %s", what, e.msg);
+        free(k);
+        return -1;
+    }
+    if (out)
+        *out = k;
+    return 0;
+}
+
+/* ---- register ---- */
+
+static void do_register(struct api_client *c);
+static void replay(struct api_client *c);
+
+static void retry_register(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct api_client *c = arg;
+    c->reg_timer = 0;
+    do_register(c);
+}
+
+static void register_later(struct api_client *c, uint64_t ms)
+{
+    cancel_timer(c, &c->reg_timer);
+    if (!c->stopping)
+        c->reg_timer = evloop_timer_add(c->loop, ms, 0, retry_register, c);
+}
+
+static void do_register(struct api_client *c)
+{
+    if (c->reg_inflight || c->stopping || c->state == API_FATAL)
+        return;
+    cancel_timer(c, &c->reg_timer);
+    c->state = API_REGISTERING;
+    char *tok = NULL;
+    struct remex_error e;
+    if (cfg_secret_get(c->token, &tok, NULL, &e) != REMEX_OK) {
+        log_error("agent token: %s; exiting (code %d)", e.msg, REMEX_EXIT_CONFIG);
+        go_fatal(c);
+        return;
+    }
+    memset(c->hostname, 0, sizeof(c->hostname));
+    gethostname(c->hostname, sizeof(c->hostname) - 1);
+    json_t *body = json_pack("{s:s,s:[s],s:s,s:s}", "name", c->name, "roles", c->role, "version",
+                             REMEX_VERSION, "hostname", c->hostname);
+    if (body && c->h.register_body)
+        c->h.register_body(c->h.ud, body);
+    if (body && start_call(c, K_REGISTER, "register", c->cli, "POST", "/api/v1/agents/register",
+                           tok, body, NULL) == 0)
+        c->reg_inflight = 1;
+    json_decref(body);
+    cfg_secret_free(tok);
+    if (!c->reg_inflight)
+        register_later(c, api_backoff_ms(c->reg_failures++));
+}
+
+static void heartbeat_tick(struct evloop *loop, uint64_t id, void *arg);
+
+static void set_session(struct api_client *c, const char *tok, const json_t *exp)
+{
+    wipe(&c->session);
+    c->session = strdup(tok);
+    int64_t ms = 0;
+    if (json_is_string(exp) &&
+        timeutil_rfc3339_parse(json_string_value(exp), &ms, NULL) == REMEX_OK)
+        c->session_exp_ms = ms;
+    else
+        c->session_exp_ms = 0;
+}
+
+static void arm_heartbeat(struct api_client *c)
+{
+    cancel_timer(c, &c->hb_timer);
+    c->hb_timer = evloop_timer_add(c->loop, (uint64_t)c->heartbeat_ms, (uint64_t)c->heartbeat_ms,
+                                   heartbeat_tick, c);
+}
+
+/* A refused agent token: re-read once (it may have been rotated), then FATAL. */
+static void token_refused(struct api_client *c, const char *msg)
+{
+    if (!c->token_retry) {
+        c->token_retry = 1;
+        log_warn("register: agent token refused (%s); re-reading the token and retrying", msg);
+        register_later(c, 500);
+        return;
+    }
+    log_error("register: the plane refused the agent token: it is revoked, expired or invalid "
+              "(%s); exiting with code %d",
+              msg, REMEX_EXIT_CONFIG);
+    go_fatal(c);
+}
+
+static void register_done(struct api_client *c, const struct api_result *r)
+{
+    c->reg_inflight = 0;
+    if (r->status == 401 || r->status == 403) {
+        token_refused(c, r->msg);
+        return;
+    }
+    struct json_path p;
+    json_path_init(&p, "register reply");
+    struct remex_error e;
+    int64_t id = 0;
+    const char *tok = NULL;
+    double iv = 5;
+    long status = r->status;
+    if (r->rc == REMEX_OK &&
+        (json_get_i64(&p, r->reply, "agent_id", 1, INT64_MAX, &id, &e) != REMEX_OK ||
+         json_get_str(&p, r->reply, "session_token", 16384, &tok, &e) != REMEX_OK ||
+         json_opt_double(&p, r->reply, "heartbeat_interval", 0.05, 3600, 5, &iv, &e) != REMEX_OK)) {
+        log_error("%s", e.msg);
+        status = 502;
+    }
+    if (r->rc != REMEX_OK || status / 100 != 2) {
+        if (c->reg_failures++ % 10 == 0)
+            log_warn("register: %s; retrying", r->msg);
+        register_later(c, api_backoff_ms(c->reg_failures));
+        return;
+    }
+    char idbuf[32];
+    snprintf(idbuf, sizeof(idbuf), "%" PRId64, id);
+    free(c->agent_id);
+    c->agent_id = strdup(idbuf);
+    set_session(c, tok, json_object_get(r->reply, "session_expires_at"));
+    c->token_retry = 0;
+    c->reg_failures = 0;
+    c->state = API_REGISTERED;
+    c->heartbeat_ms = (int64_t)(iv * 1000);
+    arm_heartbeat(c);
+    if (c->h.on_registered)
+        c->h.on_registered(c->h.ud);
+    replay(c);
+    settled(c);
+}
+
+/*
+ * A session the plane refuses (expired, superseded, agent token revoked) is
+ * replaced by registering again. A plane that refuses fresh sessions over and
+ * over (tampered or foreign session, key mismatch) is FATAL instead of a
+ * register/refuse loop.
+ */
+static void session_refused(struct api_client *c, const char *msg)
+{
+    if (c->state == API_REGISTERING || c->state == API_FATAL)
+        return; /* already replacing it */
+    if (++c->session_refusals >= SESSION_REFUSALS_MAX) {
+        log_error("%s: the plane refused %d session tokens in a row, the last one just issued: "
+                  "the session is tampered or invalid; exiting with code %d",
+                  msg, c->session_refusals, REMEX_EXIT_CONFIG);
+        go_fatal(c);
+        return;
+    }
+    log_warn("%s: session refused by the plane; registering again", msg);
+    cancel_timer(c, &c->hb_timer);
+    wipe(&c->session);
+    c->state = API_UNREGISTERED;
+    do_register(c);
+}
+
+/* ---- heartbeat ---- */
+
+static void send_heartbeat(struct api_client *c)
+{
+    if (c->hb_inflight || c->stopping || !c->session || c->state == API_REGISTERING)
+        return;
+    double load[1] = {0};
+    getloadavg(load, 1);
+    json_t *body = json_pack("{s:{s:f}}", "sysinfo", "load1", load[0]);
+    if (body && c->h.heartbeat_body)
+        c->h.heartbeat_body(c->h.ud, body);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/agents/%s/heartbeat", c->agent_id);
+    if (body &&
+        start_call(c, K_HEARTBEAT, "heartbeat", c->cli, "POST", path, c->session, body, NULL) == 0)
+        c->hb_inflight = 1;
+    json_decref(body);
+}
+
+static void heartbeat_tick(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct api_client *c = arg;
+    /* Within two intervals of its expiry the session is being refreshed: the plane hands
+     * out a new token in a heartbeat reply once a third of its lifetime is left. */
+    if (c->state == API_REGISTERED && c->session_exp_ms &&
+        c->session_exp_ms - timeutil_real_ms() < 2 * c->heartbeat_ms)
+        c->state = API_REFRESHING;
+    send_heartbeat(c);
+}
+
+static void heartbeat_done(struct api_client *c, const struct api_result *r)
+{
+    c->hb_inflight = 0;
+    if (r->rc != REMEX_OK || !json_is_object(r->reply)) {
+        if (r->status != 401 && r->status != 403 && c->hb_failures++ == 0)
+            log_warn("heartbeat: %s", r->msg);
+        return;
+    }
+    c->hb_failures = 0;
+    json_t *v = json_object_get(r->reply, "session_token");
+    if (json_is_string(v)) {
+        set_session(c, json_string_value(v), json_object_get(r->reply, "session_expires_at"));
+        if (c->state == API_REFRESHING)
+            c->state = API_REGISTERED;
+    }
+    v = json_object_get(r->reply, "heartbeat_interval");
+    int64_t iv = json_is_number(v) ? (int64_t)(json_number_value(v) * 1000) : 0;
+    if (iv >= 50 && iv <= 3600000 && iv != c->heartbeat_ms) {
+        c->heartbeat_ms = iv;
+        arm_heartbeat(c);
+    }
+    if (c->h.on_heartbeat_reply)
+        c->h.on_heartbeat_reply(c->h.ud, r->reply);
+    settled(c);
+}
+
+/* ---- user calls ---- */
+
+remex_err api_call(struct api_client *c, const struct api_call *call, struct remex_error *e)
+{
+    if (c->stopping)
+        return remex_seterr(e, REMEX_ECLOSED, "api: the client is stopping");
+    const char *bearer = call->bearer ? call->bearer : c->session;
+    if (!bearer)
+        return remex_seterr(e, REMEX_EAUTH, "api: not registered");
+    char what[96];
+    if (call->what)
+        snprintf(what, sizeof(what), "%s", call->what);
+    else
+        snprintf(what, sizeof(what), "%s %s", call->method, call->path);
+    struct call *k = calloc(1, sizeof(*k));
+    if (!k)
+        return remex_seterr(e, REMEX_ENOMEM, "%s: out of memory", what);
+    k->kind = K_USER;
+    k->done = call->done;
+    k->arg = call->arg;
+    k->on_session = call->bearer == NULL;
+    snprintf(k->what, sizeof(k->what), "%s", what);
+    remex_err rc = send_call(c, k, call->long_poll ? c->lp : c->cli, call->method, call->path,
+                             bearer, call->body, e);
+    if (rc != REMEX_OK)
+        free(k);
+    return rc;
+}
+
+/* ---- reports and the journal ---- */
+
+/*
+ * Sends rec (K_REPORT: owned, kept by the call; K_REPLAY: borrowed). Returns
+ * -1 when no call could be started (no session yet for a session report, or
+ * the request could not be built); rec is then still the caller's.
+ */
+static int send_report(struct api_client *c, json_t *rec, enum call_kind kind, uint64_t seq)
+{
+    const char *path = json_string_value(json_object_get(rec, "path"));
+    const char *tok = json_string_value(json_object_get(rec, "token"));
+    const char *what = json_string_value(json_object_get(rec, "what"));
+    struct call *k = NULL;
+    if (!path || !(tok ? tok : c->session) ||
+        start_call(c, kind, what ? what : "report", c->cli, "POST", path, tok ? tok : c->session,
+                   json_object_get(rec, "body"), &k) != 0)
+        return -1;
+    k->seq = seq;
+    k->on_session = tok == NULL;
+    if (kind == K_REPORT) {
+        k->rec = rec;
+        c->reports_inflight++;
+    } else {
+        c->replay_inflight = 1;
+    }
+    return 0;
+}
+
+/* Journals rec (borrowed); -1 when the journal refused it (full, disk error). */
+static int spool(struct api_client *c, json_t *rec)
+{
+    struct remex_error e;
+    uint64_t seq = 0;
+    const char *what = json_string_value(json_object_get(rec, "what"));
+    if (!c->journal) {
+        log_error("%s: no report journal: kept in memory only", what);
+        return -1;
+    }
+    if (journal_append(c->journal, rec, &seq, &e) != REMEX_OK) {
+        log_error("report journal: %s: %s kept in memory only", e.msg, what);
+        return -1;
+    }
+    log_info("%s journaled (seq %" PRIu64 "); will be replayed", what, seq);
+    return 0;
+}
+
+static void hold(struct api_client *c, json_t *rec)
+{
+    if (!c->held)
+        c->held = json_array();
+    if (!c->held || json_array_append(c->held, rec) != 0)
+        log_error("%s lost: out of memory", json_string_value(json_object_get(rec, "what")));
+}
+
+void api_report(struct api_client *c, const char *path, const char *bearer, json_t *body,
+                const char *what)
+{
+    json_t *rec = json_pack("{s:s,s:o,s:s}", "path", path, "body", body, "what", what);
+    if (!rec) {
+        log_error("%s: out of memory", what);
+        return;
+    }
+    if (bearer)
+        json_object_set_new(rec, "token", json_string(bearer));
+    if (!api_reachable(c) || api_reports_spooled(c) > 0 || send_report(c, rec, K_REPORT, 0) != 0) {
+        if (spool(c, rec) != 0)
+            hold(c, rec);
+        json_decref(rec);
+        replay(c);
+    }
+}
+
+static void replay_tick(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct api_client *c = arg;
+    c->replay_timer = 0;
+    replay(c);
+}
+
+/*
+ * Journal records of earlier versions carry {ti_id, token, body}: their path
+ * is the task instance's state route. Returns rec with a path (a new reference).
+ */
+static json_t *record_compat(const json_t *rec)
+{
+    json_t *r = json_deep_copy(rec);
+    if (r && !json_object_get(r, "path")) {
+        char path[96];
+        int64_t ti = (int64_t)json_integer_value(json_object_get(r, "ti_id"));
+        snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/state", ti);
+        json_object_set_new(r, "path", json_string(path));
+        snprintf(path, sizeof(path), "state report ti %" PRId64, ti);
+        json_object_set_new(r, "what", json_string(path));
+    }
+    return r;
+}
+
+static void replay(struct api_client *c)
+{
+    if (c->replay_inflight || c->replay_timer || c->stopping)
+        return;
+    uint64_t seq = 0;
+    const json_t *rec = c->journal ? journal_get(c->journal, 0, &seq) : NULL;
+    if (!rec && json_array_size(c->held) > 0 && api_reachable(c)) {
+        json_t *h = json_incref(json_array_get(c->held, 0));
+        if (send_report(c, h, K_REPORT, 0) == 0) /* takes h */
+            json_array_remove(c->held, 0);
+        else
+            json_decref(h);
+        return;
+    }
+    if (!rec) {
+        if (c->state == API_UNREGISTERED)
+            do_register(c);
+        settled(c);
+        return;
+    }
+    if (!json_object_get(rec, "token") && !c->session) {
+        /* A report made on the session (no task token): it needs a session first. */
+        if (c->state == API_UNREGISTERED)
+            do_register(c);
+        return;
+    }
+    json_t *r = record_compat(rec);
+    if (r)
+        send_report(c, r, K_REPLAY, seq);
+    json_decref(r);
+    if (!c->replay_inflight)
+        c->replay_timer =
+            evloop_timer_add(c->loop, api_backoff_ms(c->replay_failures++), 0, replay_tick, c);
+}
+
+/* 1: delivered or refused for good (drop it); 0: keep and retry later. */
+static int report_outcome(const struct call *k, const struct api_result *r)
+{
+    if (r->rc == REMEX_OK) {
+        log_debug("%s delivered", k->what);
+        return 1;
+    }
+    /* No definitive answer, or a session that is being replaced: sent again later. */
+    if (r->status == 0 || r->retryable || (k->on_session && (r->status == 401 || r->status == 403)))
+        return 0;
+    if (r->status == 409)
+        log_info("%s refused as stale (409): dropped", k->what);
+    else
+        log_error("%s refused: %s: dropped", k->what, r->msg);
+    return 1;
+}
+
+static void report_done(struct api_client *c, struct call *k, const struct api_result *r)
+{
+    c->reports_inflight--;
+    if (!report_outcome(k, r) && spool(c, k->rec) != 0)
+        hold(c, k->rec);
+    replay(c);
+    settled(c);
+}
+
+static void replay_done(struct api_client *c, struct call *k, const struct api_result *r)
+{
+    struct remex_error e;
+    c->replay_inflight = 0;
+    if (report_outcome(k, r)) {
+        if (journal_ack(c->journal, k->seq, &e) != REMEX_OK)
+            log_error("report journal: %s", e.msg);
+        c->replay_failures = 0;
+        replay(c);
+        return;
+    }
+    if (c->replay_failures++ == 0)
+        log_warn("journal replay: %s; retrying", r->msg);
+    if (!c->stopping)
+        c->replay_timer =
+            evloop_timer_add(c->loop, api_backoff_ms(c->replay_failures), 0, replay_tick, c);
+    settled(c);
+}
+
+/* ---- start, reload ---- */
+
+void api_start(struct api_client *c)
+{
+    replay(c); /* registers once the journal is delivered */
+}
+
+void api_reload(struct api_client *c)
+{
+    c->token_retry = 0;
+    if (c->state == API_UNREGISTERED || (c->state == API_REGISTERING && !c->reg_inflight))
+        do_register(c);
+}
+
+/* ---- completion ---- */
+
+/* Fills r from a finished transfer; *reply owned by the caller. */
+static void result_of(struct call *k, remex_err rc, struct http_response *resp,
+                      const struct remex_error *e, struct api_result *r, char *msg, size_t msgsz)
+{
+    struct remex_error se;
+    memset(r, 0, sizeof(*r));
+    r->msg = msg;
+    r->rc = rc;
+    r->status = rc == REMEX_OK ? resp->status : 0;
+    if (rc != REMEX_OK) {
+        snprintf(msg, msgsz, "%s: %s", k->what, e ? e->msg : remex_strerror(rc));
+    } else if ((r->rc = http_check_status(k->what, r->status, &resp->body, &se)) != REMEX_OK) {
+        snprintf(msg, msgsz, "%s", se.msg);
+    } else {
+        snprintf(msg, msgsz, "%s: ok", k->what);
+        struct json_parse_opts po = {.name = k->what, .max_bytes = REPLY_MAX};
+        if (resp->body.len &&
+            json_parse(resp->body.data, resp->body.len, &po, &r->reply, &se) != REMEX_OK) {
+            snprintf(msg, msgsz, "%s", se.msg);
+            r->rc = REMEX_EPROTO;
+            r->status = 502; /* a reply that cannot be read counts as a bad gateway */
+        }
+    }
+    r->retryable = http_retryable(rc, r->status);
+}
+
+static void on_done(remex_err rc, struct http_response *resp, const struct remex_error *e,
+                    void *arg)
+{
+    struct call *k = arg;
+    struct api_client *c = k->c;
+    char msg[REMEX_ERRMSG_MAX];
+    struct api_result r;
+    result_of(k, rc, resp, e, &r, msg, sizeof(msg));
+    int on_session = k->kind == K_HEARTBEAT || k->on_session;
+    if (r.status / 100 == 2 && r.rc == REMEX_OK) {
+        if (on_session)
+            c->session_refusals = 0;
+        plane_up(c);
+    } else if (rc != REMEX_OK || r.retryable) {
+        plane_down(c);
+    }
+    if (on_session && (r.status == 401 || r.status == 403))
+        session_refused(c, msg);
+    switch (k->kind) {
+    case K_REGISTER:
+        register_done(c, &r);
+        break;
+    case K_HEARTBEAT:
+        heartbeat_done(c, &r);
+        break;
+    case K_REPORT:
+        report_done(c, k, &r);
+        break;
+    case K_REPLAY:
+        replay_done(c, k, &r);
+        break;
+    case K_USER:
+        if (k->done)
+            k->done(k->arg, &r);
+        break;
+    }
+    json_decref(r.reply);
+    call_free(k);
+}
