@@ -249,6 +249,57 @@ class TestWorkerLifecycle(WorkerCase):
         self.assertEqual(p.wait(10), 100)
         self.assertIn("bundles:", p.output())
 
+    def test_one_agent_yaml_with_every_section(self):
+        # Every role validates the whole agent.yaml: a file with the sections of roles
+        # this version does not include passes, with a warning naming each reserved one.
+        tok = self.token_file("x" * 40)
+        state = os.path.join(self.tmp, "agentstate")
+        full = self.write("full.yaml", (
+            "plane:\n  url: http://127.0.0.1:1\n  token: {file: %s}\n"
+            "state_dir: %s\n"
+            "logs:\n  level: debug\n  format: json\n"
+            "bundles:\n  - {name: main, path: %s}\n"
+            "xcom:\n  store: file://%s/x\n"
+            "worker:\n  queues: [default]\n"
+            "dag_processor:\n  refresh_interval: 5m\n"
+            "triggerer:\n  capacity: 1000\n"
+            "sentinel: {}\n"
+            "agent:\n  roles: [worker]\n") % (tok, state, self.bundle, state))
+        p = self.spawn("full", [self.bin("remex-worker"), "-c", full, "--check"])
+        self.assertEqual(p.wait(10), 0, p.output())
+        out = p.output()
+        self.assertIn("configuration OK", out)
+        self.assertRegex(out, r"full\.yaml:\d+:3: dag_processor: reserved for remex-dag-processor")
+        self.assertRegex(out, r"full\.yaml:\d+:3: triggerer: reserved for remex-triggerer")
+        self.assertRegex(out, r"full\.yaml:\d+:3: agent: reserved for the remex-agent")
+        self.assertNotIn("sentinel", out)  # an empty mapping needs no warning
+        # A reserved section is a mapping or nothing.
+        bad = self.write("badres.yaml", "plane:\n  url: http://127.0.0.1:1\n  token: x\n"
+                                        "triggerer: 12\n")
+        p = self.spawn("badres", [self.bin("remex-worker"), "-c", bad, "--check"])
+        self.assertEqual(p.wait(10), 100)
+        self.assertIn("badres.yaml:4:12: triggerer: expected a mapping", p.output())
+
+    def test_derived_defaults_and_shared_log_settings(self):
+        # logs.level applies to every role; the worker's state sits under state_dir.
+        self.start_plane()
+        tok = self.token_file(self.create_token()["value"])
+        self.logdir = os.path.join(self.tmp, "logs")
+        state = os.path.join(self.tmp, "shared")
+        cfg = self.write("shared.yaml", (
+            "plane:\n  url: http://127.0.0.1:%d\n  token: {file: %s}\n"
+            "state_dir: %s\nlogs:\n  level: debug\n  format: json\n"
+            "bundles:\n  - {name: main, path: %s}\n"
+            "worker:\n  log_dir: %s\n") % (self.port, tok, state, self.bundle, self.logdir))
+        w = self.spawn("sharedw", [self.bin("remex-worker"), "-c", cfg])
+        w.wait_output("registered as agent", timeout=10)
+        self.assertTrue(os.path.isdir(os.path.join(state, "worker", "journal")))
+        first = [l for l in w.output().splitlines() if l.startswith("{")]
+        self.assertTrue(first, w.output())
+        self.assertEqual(json.loads(first[0])["role"], "worker")
+        w.signal(signal.SIGTERM)
+        self.assertEqual(w.wait(10), 0)
+
     def test_session_refreshed_past_its_ttl(self):
         # The plane refreshes a session in the last third of its TTL. With 3 s that
         # window was exactly one 1 s heartbeat wide and a heartbeat delayed by load
