@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "remex/hash.h"
+
 struct bundle {
     char *name;
     char *path;
@@ -229,7 +231,6 @@ remex_err bundle_version(const struct bundle_set *b, const char *name, char out[
     remex_err rc;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    static const char hex[] = "0123456789abcdef";
 
     if (x == NULL)
         return remex_seterr(e, REMEX_ENOTFOUND, "bundle '%s' is not configured on this agent",
@@ -248,11 +249,7 @@ remex_err bundle_version(const struct bundle_set *b, const char *name, char out[
     }
     if (rc == REMEX_OK) {
         memcpy(out, "sha256:", 7);
-        for (unsigned i = 0; i < 32 && i < mdlen; i++) {
-            out[7 + 2 * i] = hex[md[i] >> 4];
-            out[8 + 2 * i] = hex[md[i] & 15];
-        }
-        out[71] = '\0';
+        hash_hex(md, mdlen < HASH_SHA256_LEN ? mdlen : HASH_SHA256_LEN, out + 7);
     }
     EVP_MD_CTX_free(ctx);
     for (size_t i = 0; i < w.n; i++)

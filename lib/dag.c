@@ -7,9 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "remex/buf.h"
+#include "remex/hash.h"
 #include "remex/timeutil.h"
 
 #define DAY_MS     (24LL * 3600 * 1000)
@@ -879,14 +878,8 @@ remex_err dag_to_json(const struct dag *d, char **out, size_t *len, struct remex
 /* SHA-256 hex of n bytes at s into out. */
 static remex_err sha256_hex(const char *s, size_t n, char out[DAG_HASH_HEX], struct remex_error *e)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-
-    out[0] = '\0';
-    if (EVP_Digest(s, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+    if (hash_sha256_hex(s, n, out) != REMEX_OK)
         return remex_seterr(e, REMEX_ENOMEM, "sha256 failed");
-    for (unsigned i = 0; i < mdlen; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
     return REMEX_OK;
 }
 

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "remex/fsutil.h"
+#include "remex/hash.h"
 
 struct objstore {
     char root[OBJSTORE_URI_MAX]; /* absolute folder, no trailing '/' */
@@ -18,16 +18,9 @@ struct objstore {
 
 void objstore_checksum(const void *data, size_t len, char out[72])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    static const char hex[] = "0123456789abcdef";
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
     memcpy(out, "sha256:", 7);
-    for (unsigned i = 0; i < n && i < 32; i++) {
-        out[7 + 2 * i] = hex[md[i] >> 4];
-        out[8 + 2 * i] = hex[md[i] & 15];
-    }
-    out[7 + 64] = '\0';
+    if (hash_sha256_hex(data, len, out + 7) != REMEX_OK)
+        out[0] = '\0';
 }
 
 remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e)
