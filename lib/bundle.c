@@ -63,8 +63,7 @@ remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundl
             break;
         }
         if (stat(specs[i].path, &st) != 0) {
-            rc = remex_seterr(e, REMEX_EINVAL, "bundles[%zu].path: %s: %s", i, specs[i].path,
-                              strerror(errno));
+            rc = remex_errno(e, REMEX_EINVAL, "bundles[%zu].path: %s", i, specs[i].path);
             break;
         }
         if (!S_ISDIR(st.st_mode)) {
@@ -76,7 +75,7 @@ remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundl
         b->items[i].path = realpath(specs[i].path, NULL);
         b->n = i + 1;
         if (b->items[i].name == NULL || b->items[i].path == NULL)
-            rc = remex_seterr(e, REMEX_ENOMEM, "bundles[%zu]: %s", i, strerror(errno));
+            rc = remex_errno(e, REMEX_ENOMEM, "bundles[%zu]", i);
     }
     if (rc != REMEX_OK) {
         bundle_set_free(b);
@@ -153,7 +152,7 @@ static remex_err walk_dir(const char *root, const char *rel, int depth, struct w
     struct dirent *de;
     remex_err rc = REMEX_OK;
     if (d == NULL)
-        return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "%s", path);
     while (rc == REMEX_OK && (de = readdir(d)) != NULL) {
         char sub[PATH_MAX];
         struct stat st;
@@ -205,7 +204,7 @@ static remex_err hash_file(EVP_MD_CTX *ctx, const char *root, const char *rel,
     if (fd < 0 || fstat(fd, &st) != 0) {
         if (fd >= 0)
             close(fd);
-        return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "%s", path);
     }
     int n = snprintf(hdr, sizeof(hdr), "%lld", (long long)st.st_size);
     EVP_DigestUpdate(ctx, rel, strlen(rel) + 1);
@@ -215,7 +214,7 @@ static remex_err hash_file(EVP_MD_CTX *ctx, const char *root, const char *rel,
             continue;
         if (r < 0) {
             close(fd);
-            return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(errno));
+            return remex_errno(e, REMEX_EIO, "%s", path);
         }
         EVP_DigestUpdate(ctx, chunk, (size_t)r);
     }

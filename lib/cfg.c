@@ -704,8 +704,7 @@ static remex_err secret_read_file(const char *path, char **out, size_t *len, str
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
     if (fd < 0)
-        return remex_seterr(e, errno == EACCES ? REMEX_EPERM : REMEX_EIO, "%s: %s", path,
-                            strerror(errno));
+        return remex_errno(e, errno == EACCES ? REMEX_EPERM : REMEX_EIO, "%s", path);
     if (fstat(fd, &st) != 0) {
         int saved = errno;
         close(fd);

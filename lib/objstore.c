@@ -49,7 +49,7 @@ remex_err objstore_open(const char *url, struct objstore **out, struct remex_err
     char tmp[OBJSTORE_URI_MAX];
     snprintf(tmp, sizeof(tmp), "%s/", s->root);
     if (fsutil_mkdir_parents(tmp, 0700) != 0) {
-        remex_err rc = remex_seterr(e, REMEX_EIO, "object store %s: %s", s->root, strerror(errno));
+        remex_err rc = remex_errno(e, REMEX_EIO, "object store %s", s->root);
         free(s);
         return rc;
     }
@@ -106,20 +106,20 @@ remex_err objstore_put(struct objstore *s, const char *key, const void *data, si
         return rc;
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
     if (fsutil_mkdir_parents(path, 0700) != 0)
-        return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "object store: %s", key);
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
-        return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "object store: %s", key);
     if (fsutil_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
-        rc = remex_seterr(e, REMEX_EIO, "object store: %s: write: %s", key, strerror(errno));
+        rc = remex_errno(e, REMEX_EIO, "object store: %s: write", key);
         close(fd);
         unlink(tmp);
         return rc;
     }
     close(fd);
     if (rename(tmp, path) != 0) {
-        rc = remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+        rc = remex_errno(e, REMEX_EIO, "object store: %s", key);
         unlink(tmp);
         return rc;
     }
@@ -142,12 +142,12 @@ static remex_err read_path(const char *path, const char *key, struct buf *out,
     if (fd < 0)
         return errno == ENOENT
                    ? remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key)
-                   : remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+                   : remex_errno(e, REMEX_EIO, "object store: %s", key);
     while (rc == REMEX_OK && (r = read(fd, chunk, sizeof(chunk))) != 0) {
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            rc = remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+            rc = remex_errno(e, REMEX_EIO, "object store: %s", key);
         else if ((rc = buf_append(out, chunk, (size_t)r)) == REMEX_ETOOBIG)
             rc = remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
         else if (rc != REMEX_OK)
@@ -221,6 +221,6 @@ remex_err objstore_delete(struct objstore *s, const char *key, struct remex_erro
     if (unlink(path) != 0)
         return errno == ENOENT
                    ? remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key)
-                   : remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+                   : remex_errno(e, REMEX_EIO, "object store: %s", key);
     return REMEX_OK;
 }

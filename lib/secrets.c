@@ -529,7 +529,7 @@ static remex_err read_file(struct secrets *s, char **data, size_t *len, struct s
 {
     int fd = open(s->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return remex_seterr(e, REMEX_EIO, "%s: %s", s->file, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "%s", s->file);
     if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
         close(fd);
         return remex_seterr(e, REMEX_EIO, "%s: not a regular file", s->file);
@@ -556,7 +556,7 @@ static remex_err read_file(struct secrets *s, char **data, size_t *len, struct s
         if (r < 0) {
             close(fd);
             free(*data);
-            return remex_seterr(e, REMEX_EIO, "%s: %s", s->file, strerror(errno));
+            return remex_errno(e, REMEX_EIO, "%s", s->file);
         }
         n += r;
     }
