@@ -696,20 +696,27 @@ static int parse_scalar(const struct cfg_entry *e, void *field, const char *s, c
 
 /* ---- secrets ------------------------------------------------------------ */
 
-static remex_err secret_read_file(const char *path, char **out, size_t *len, struct remex_error *e)
+remex_err cfg_secret_read_file(const char *path, size_t max, char **out, size_t *len,
+                               struct stat *stp, struct remex_error *e)
 {
     struct stat st;
     char *buf;
     size_t n = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
+    *out = NULL;
+    if (stp != NULL)
+        memset(stp, 0, sizeof(*stp));
     if (fd < 0)
         return remex_errno(e, errno == EACCES ? REMEX_EPERM : REMEX_EIO, "%s", path);
     if (fstat(fd, &st) != 0) {
         int saved = errno;
         close(fd);
-        return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(saved));
+        errno = saved;
+        return remex_errno(e, REMEX_EIO, "%s", path);
     }
+    if (stp != NULL)
+        *stp = st;
     if (!S_ISREG(st.st_mode)) {
         close(fd);
         return remex_seterr(e, REMEX_EPERM, "%s: not a regular file", path);
@@ -719,13 +726,15 @@ static remex_err secret_read_file(const char *path, char **out, size_t *len, str
         return remex_seterr(e, REMEX_EPERM, "%s: permissions %04o are too open; chmod 600 %s", path,
                             (unsigned)(st.st_mode & 07777), path);
     }
-    buf = malloc(CFG_SECRET_MAX + 2);
+    if (max > CFG_SECRET_MAX)
+        max = CFG_SECRET_MAX;
+    buf = malloc(max + 2);
     if (buf == NULL) {
         close(fd);
         return remex_seterr(e, REMEX_ENOMEM, "%s: out of memory", path);
     }
     for (;;) {
-        ssize_t r = read(fd, buf + n, CFG_SECRET_MAX + 1 - n);
+        ssize_t r = read(fd, buf + n, max + 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -733,17 +742,17 @@ static remex_err secret_read_file(const char *path, char **out, size_t *len, str
             close(fd);
             explicit_bzero(buf, n);
             free(buf);
-            return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(saved));
+            errno = saved;
+            return remex_errno(e, REMEX_EIO, "%s", path);
         }
-        if (r == 0 || (n += (size_t)r) > CFG_SECRET_MAX)
+        if (r == 0 || (n += (size_t)r) > max)
             break;
     }
     close(fd);
-    if (n > CFG_SECRET_MAX) {
+    if (n > max) {
         explicit_bzero(buf, n);
         free(buf);
-        return remex_seterr(e, REMEX_ETOOBIG, "%s: secret file larger than %d bytes", path,
-                            CFG_SECRET_MAX);
+        return remex_seterr(e, REMEX_ETOOBIG, "%s: secret file larger than %zu bytes", path, max);
     }
     if (n > 0 && buf[n - 1] == '\n')
         n--;
@@ -767,7 +776,7 @@ remex_err cfg_secret_get(const struct cfg_secret *s, char **out, size_t *len, st
     *out = NULL;
     switch (s->kind) {
     case CFG_SECRET_FILE:
-        return secret_read_file(s->source, out, len, e);
+        return cfg_secret_read_file(s->source, CFG_SECRET_MAX, out, len, NULL, e);
     case CFG_SECRET_VALUE:
     case CFG_SECRET_ENV:
         if (s->value != NULL) {
@@ -796,7 +805,7 @@ static int secret_check_file(const char *path, char *why, size_t whysz)
 {
     struct remex_error err;
     char *v = NULL;
-    if (secret_read_file(path, &v, NULL, &err) != REMEX_OK) {
+    if (cfg_secret_read_file(path, CFG_SECRET_MAX, &v, NULL, NULL, &err) != REMEX_OK) {
         snprintf(why, whysz, "%s", err.msg);
         return -1;
     }
