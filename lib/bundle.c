@@ -97,11 +97,6 @@ void bundle_set_free(struct bundle_set *b)
     free(b);
 }
 
-size_t bundle_count(const struct bundle_set *b)
-{
-    return b->n;
-}
-
 const char *bundle_name(const struct bundle_set *b, size_t i)
 {
     return i < b->n ? b->items[i].name : NULL;

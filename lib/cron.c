@@ -134,16 +134,6 @@ static int days_in_month(int y, int m)
     return dim[m - 1];
 }
 
-int cron_is_preset(const char *s)
-{
-    if (strcmp(s, "@once") == 0)
-        return 1;
-    for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
-        if (strcmp(s, presets[i].name) == 0)
-            return 1;
-    return 0;
-}
-
 remex_err cron_parse(struct cron *c, const char *expr, struct remex_error *e)
 {
     uint64_t masks[5];
