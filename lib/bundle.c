@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "remex/hash.h"
+
 struct bundle {
     char *name;
     char *path;
@@ -61,8 +63,7 @@ remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundl
             break;
         }
         if (stat(specs[i].path, &st) != 0) {
-            rc = remex_seterr(e, REMEX_EINVAL, "bundles[%zu].path: %s: %s", i, specs[i].path,
-                              strerror(errno));
+            rc = remex_errno(e, REMEX_EINVAL, "bundles[%zu].path: %s", i, specs[i].path);
             break;
         }
         if (!S_ISDIR(st.st_mode)) {
@@ -74,7 +75,7 @@ remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundl
         b->items[i].path = realpath(specs[i].path, NULL);
         b->n = i + 1;
         if (b->items[i].name == NULL || b->items[i].path == NULL)
-            rc = remex_seterr(e, REMEX_ENOMEM, "bundles[%zu]: %s", i, strerror(errno));
+            rc = remex_errno(e, REMEX_ENOMEM, "bundles[%zu]", i);
     }
     if (rc != REMEX_OK) {
         bundle_set_free(b);
@@ -94,11 +95,6 @@ void bundle_set_free(struct bundle_set *b)
     }
     free(b->items);
     free(b);
-}
-
-size_t bundle_count(const struct bundle_set *b)
-{
-    return b->n;
 }
 
 const char *bundle_name(const struct bundle_set *b, size_t i)
@@ -151,7 +147,7 @@ static remex_err walk_dir(const char *root, const char *rel, int depth, struct w
     struct dirent *de;
     remex_err rc = REMEX_OK;
     if (d == NULL)
-        return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "%s", path);
     while (rc == REMEX_OK && (de = readdir(d)) != NULL) {
         char sub[PATH_MAX];
         struct stat st;
@@ -203,7 +199,7 @@ static remex_err hash_file(EVP_MD_CTX *ctx, const char *root, const char *rel,
     if (fd < 0 || fstat(fd, &st) != 0) {
         if (fd >= 0)
             close(fd);
-        return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "%s", path);
     }
     int n = snprintf(hdr, sizeof(hdr), "%lld", (long long)st.st_size);
     EVP_DigestUpdate(ctx, rel, strlen(rel) + 1);
@@ -213,7 +209,7 @@ static remex_err hash_file(EVP_MD_CTX *ctx, const char *root, const char *rel,
             continue;
         if (r < 0) {
             close(fd);
-            return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(errno));
+            return remex_errno(e, REMEX_EIO, "%s", path);
         }
         EVP_DigestUpdate(ctx, chunk, (size_t)r);
     }
@@ -229,7 +225,6 @@ remex_err bundle_version(const struct bundle_set *b, const char *name, char out[
     remex_err rc;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    static const char hex[] = "0123456789abcdef";
 
     if (x == NULL)
         return remex_seterr(e, REMEX_ENOTFOUND, "bundle '%s' is not configured on this agent",
@@ -248,11 +243,7 @@ remex_err bundle_version(const struct bundle_set *b, const char *name, char out[
     }
     if (rc == REMEX_OK) {
         memcpy(out, "sha256:", 7);
-        for (unsigned i = 0; i < 32 && i < mdlen; i++) {
-            out[7 + 2 * i] = hex[md[i] >> 4];
-            out[8 + 2 * i] = hex[md[i] & 15];
-        }
-        out[71] = '\0';
+        hash_hex(md, mdlen < HASH_SHA256_LEN ? mdlen : HASH_SHA256_LEN, out + 7);
     }
     EVP_MD_CTX_free(ctx);
     for (size_t i = 0; i < w.n; i++)

@@ -11,24 +11,20 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "remex/timeutil.h"
+#include "remex/yamltree.h"
 
 #define KEY_MAX 256 /* longest dotted path or display path */
 
-enum nkind { N_SCALAR, N_MAP, N_SEQ };
-
-/* A YAML node with its 1-based position. Map kids alternate key, value. */
-struct node {
-    enum nkind kind;
-    unsigned line, col;
-    int plain;
-    char *text;
-    size_t len;
-    struct node **kids;
-    size_t n, cap;
-};
+/*
+ * The walkers below read the tree of remex/yamltree.h (struct ytree_node:
+ * 1-based positions, map kids alternate key, value) under these short names.
+ */
+#define node     ytree_node
+#define N_SCALAR YTREE_SCALAR
+#define N_MAP    YTREE_MAP
+#define N_SEQ    YTREE_SEQ
 
 /* Where a field's value came from, for messages after the fact. */
 struct seen {
@@ -44,7 +40,6 @@ struct ctx {
     const char *prefix;
     cfg_lookup_fn lookup;
     void *lookup_ud;
-    size_t nodes;
     int oom;
 };
 
@@ -116,168 +111,46 @@ static void wipe_free(char *p)
     free(p);
 }
 
-/* ---- YAML events -> node tree ------------------------------------------ */
+/* ---- YAML text -> node tree (remex/yamltree.h) ------------------------- */
 
-static void node_free(struct node *n)
-{
-    if (n == NULL)
-        return;
-    for (size_t i = 0; i < n->n; i++)
-        node_free(n->kids[i]);
-    free(n->kids);
-    if (n->text != NULL)
-        explicit_bzero(n->text, n->len);
-    free(n->text);
-    free(n);
-}
-
-static int node_add(struct node *parent, struct node *kid)
-{
-    if (parent->n == parent->cap) {
-        size_t cap = parent->cap ? parent->cap * 2 : 8;
-        struct node **k = realloc(parent->kids, cap * sizeof(*k));
-        if (k == NULL)
-            return -1;
-        parent->kids = k;
-        parent->cap = cap;
-    }
-    parent->kids[parent->n++] = kid;
-    return 0;
-}
-
-static void yaml_error(struct ctx *c, const yaml_parser_t *p)
-{
-    unsigned line = 1, col = 1;
-    if (p->error == YAML_READER_ERROR) {
-        size_t off = p->problem_offset < c->len ? p->problem_offset : c->len;
-        for (size_t i = 0; i < off; i++) {
-            if (c->data[i] == '\n') {
-                line++;
-                col = 1;
-            } else {
-                col++;
-            }
-        }
-    } else {
-        line = (unsigned)p->problem_mark.line + 1;
-        col = (unsigned)p->problem_mark.column + 1;
-    }
-    if (p->error == YAML_MEMORY_ERROR)
-        c->oom = 1;
-    add_err(c, "%s:%u:%u: YAML syntax error: %s%s%s%s", c->name, line, col,
-            p->problem ? p->problem : "unknown problem", p->context ? " (" : "",
-            p->context ? p->context : "", p->context ? ")" : "");
-}
-
-/* Parses the whole input. Returns the root (NULL for an empty stream) or sets an error. */
+/* Parses the whole input. Returns the root (NULL for an empty stream) or records an error. */
 static int build_tree(struct ctx *c, struct node **rootp)
 {
-    yaml_parser_t p;
-    yaml_event_t ev;
-    struct node *stack[CFG_MAX_DEPTH + 1], *root = NULL;
-    size_t depth = 0;
-    int docs = 0, rc = -1, done = 0;
+    static const struct ytree_limits lim = {CFG_MAX_NODES, CFG_MAX_DEPTH, YTREE_ALLOW_TAGS};
+    struct ytree_error ye;
 
-    *rootp = NULL;
-    if (!yaml_parser_initialize(&p)) {
+    if (ytree_parse(c->data, c->len, &lim, rootp, &ye) == REMEX_OK)
+        return 0;
+    switch (ye.kind) {
+    case YTREE_ENOMEM:
         c->oom = 1;
-        return -1;
+        break;
+    case YTREE_ESYNTAX:
+        add_err(c, "%s:%u:%u: YAML syntax error: %s%s%s%s", c->name, ye.line, ye.col,
+                ye.problem[0] ? ye.problem : "unknown problem", ye.context[0] ? " (" : "",
+                ye.context, ye.context[0] ? ")" : "");
+        break;
+    case YTREE_EDOCS:
+        add_err(c, "%s:%u:%u: only one YAML document is allowed", c->name, ye.line, ye.col);
+        break;
+    case YTREE_EALIAS:
+        add_err(c, "%s:%u:%u: YAML aliases are not supported", c->name, ye.line, ye.col);
+        break;
+    case YTREE_EANCHOR:
+        add_err(c, "%s:%u:%u: YAML anchors are not supported", c->name, ye.line, ye.col);
+        break;
+    case YTREE_ENODES:
+        add_err(c, "%s:%u:%u: more than %d YAML nodes", c->name, ye.line, ye.col, CFG_MAX_NODES);
+        break;
+    case YTREE_EDEPTH:
+        add_err(c, "%s:%u:%u: nesting deeper than %d levels", c->name, ye.line, ye.col,
+                CFG_MAX_DEPTH);
+        break;
+    default:
+        add_err(c, "%s:%u:%u: unreadable YAML", c->name, ye.line, ye.col);
+        break;
     }
-    yaml_parser_set_input_string(&p, (const unsigned char *)c->data, c->len);
-    while (!done) {
-        struct node *n = NULL;
-        unsigned line, col;
-        const yaml_char_t *anchor = NULL;
-
-        if (!yaml_parser_parse(&p, &ev)) {
-            yaml_error(c, &p);
-            goto out;
-        }
-        line = (unsigned)ev.start_mark.line + 1;
-        col = (unsigned)ev.start_mark.column + 1;
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = 1;
-            break;
-        case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1) {
-                add_err(c, "%s:%u:%u: only one YAML document is allowed", c->name, line, col);
-                yaml_event_delete(&ev);
-                goto out;
-            }
-            break;
-        case YAML_ALIAS_EVENT:
-            add_err(c, "%s:%u:%u: YAML aliases are not supported", c->name, line, col);
-            yaml_event_delete(&ev);
-            goto out;
-        case YAML_SCALAR_EVENT:
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT:
-            anchor = ev.type == YAML_SCALAR_EVENT           ? ev.data.scalar.anchor
-                     : ev.type == YAML_SEQUENCE_START_EVENT ? ev.data.sequence_start.anchor
-                                                            : ev.data.mapping_start.anchor;
-            if (anchor != NULL) {
-                add_err(c, "%s:%u:%u: YAML anchors are not supported", c->name, line, col);
-                yaml_event_delete(&ev);
-                goto out;
-            }
-            if (++c->nodes > CFG_MAX_NODES) {
-                add_err(c, "%s:%u:%u: more than %d YAML nodes", c->name, line, col, CFG_MAX_NODES);
-                yaml_event_delete(&ev);
-                goto out;
-            }
-            if (ev.type != YAML_SCALAR_EVENT && depth >= CFG_MAX_DEPTH) {
-                add_err(c, "%s:%u:%u: nesting deeper than %d levels", c->name, line, col,
-                        CFG_MAX_DEPTH);
-                yaml_event_delete(&ev);
-                goto out;
-            }
-            n = calloc(1, sizeof(*n));
-            if (n == NULL) {
-                c->oom = 1;
-                yaml_event_delete(&ev);
-                goto out;
-            }
-            n->line = line;
-            n->col = col;
-            if (ev.type == YAML_SCALAR_EVENT) {
-                n->kind = N_SCALAR;
-                n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-                n->len = ev.data.scalar.length;
-                n->text = dupn(c, (const char *)ev.data.scalar.value, n->len);
-            } else {
-                n->kind = ev.type == YAML_SEQUENCE_START_EVENT ? N_SEQ : N_MAP;
-            }
-            if ((n->kind == N_SCALAR && n->text == NULL) ||
-                (depth > 0 ? node_add(stack[depth - 1], n) : (root == NULL ? 0 : -1)) != 0) {
-                c->oom = c->oom || depth > 0;
-                node_free(n);
-                yaml_event_delete(&ev);
-                goto out;
-            }
-            if (depth == 0)
-                root = n;
-            if (n->kind != N_SCALAR)
-                stack[depth++] = n;
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-            if (depth > 0)
-                depth--;
-            break;
-        default:
-            break;
-        }
-        yaml_event_delete(&ev);
-    }
-    rc = 0;
-out:
-    yaml_parser_delete(&p);
-    if (rc != 0)
-        node_free(root);
-    else
-        *rootp = root;
-    return rc;
+    return -1;
 }
 
 /* ---- table helpers ------------------------------------------------------ */
@@ -717,21 +590,27 @@ static int parse_scalar(const struct cfg_entry *e, void *field, const char *s, c
 
 /* ---- secrets ------------------------------------------------------------ */
 
-static remex_err secret_read_file(const char *path, char **out, size_t *len, struct remex_error *e)
+remex_err cfg_secret_read_file(const char *path, size_t max, char **out, size_t *len,
+                               struct stat *stp, struct remex_error *e)
 {
     struct stat st;
     char *buf;
     size_t n = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
+    *out = NULL;
+    if (stp != NULL)
+        memset(stp, 0, sizeof(*stp));
     if (fd < 0)
-        return remex_seterr(e, errno == EACCES ? REMEX_EPERM : REMEX_EIO, "%s: %s", path,
-                            strerror(errno));
+        return remex_errno(e, errno == EACCES ? REMEX_EPERM : REMEX_EIO, "%s", path);
     if (fstat(fd, &st) != 0) {
         int saved = errno;
         close(fd);
-        return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(saved));
+        errno = saved;
+        return remex_errno(e, REMEX_EIO, "%s", path);
     }
+    if (stp != NULL)
+        *stp = st;
     if (!S_ISREG(st.st_mode)) {
         close(fd);
         return remex_seterr(e, REMEX_EPERM, "%s: not a regular file", path);
@@ -741,13 +620,15 @@ static remex_err secret_read_file(const char *path, char **out, size_t *len, str
         return remex_seterr(e, REMEX_EPERM, "%s: permissions %04o are too open; chmod 600 %s", path,
                             (unsigned)(st.st_mode & 07777), path);
     }
-    buf = malloc(CFG_SECRET_MAX + 2);
+    if (max > CFG_SECRET_MAX)
+        max = CFG_SECRET_MAX;
+    buf = malloc(max + 2);
     if (buf == NULL) {
         close(fd);
         return remex_seterr(e, REMEX_ENOMEM, "%s: out of memory", path);
     }
     for (;;) {
-        ssize_t r = read(fd, buf + n, CFG_SECRET_MAX + 1 - n);
+        ssize_t r = read(fd, buf + n, max + 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -755,17 +636,17 @@ static remex_err secret_read_file(const char *path, char **out, size_t *len, str
             close(fd);
             explicit_bzero(buf, n);
             free(buf);
-            return remex_seterr(e, REMEX_EIO, "%s: %s", path, strerror(saved));
+            errno = saved;
+            return remex_errno(e, REMEX_EIO, "%s", path);
         }
-        if (r == 0 || (n += (size_t)r) > CFG_SECRET_MAX)
+        if (r == 0 || (n += (size_t)r) > max)
             break;
     }
     close(fd);
-    if (n > CFG_SECRET_MAX) {
+    if (n > max) {
         explicit_bzero(buf, n);
         free(buf);
-        return remex_seterr(e, REMEX_ETOOBIG, "%s: secret file larger than %d bytes", path,
-                            CFG_SECRET_MAX);
+        return remex_seterr(e, REMEX_ETOOBIG, "%s: secret file larger than %zu bytes", path, max);
     }
     if (n > 0 && buf[n - 1] == '\n')
         n--;
@@ -789,7 +670,7 @@ remex_err cfg_secret_get(const struct cfg_secret *s, char **out, size_t *len, st
     *out = NULL;
     switch (s->kind) {
     case CFG_SECRET_FILE:
-        return secret_read_file(s->source, out, len, e);
+        return cfg_secret_read_file(s->source, CFG_SECRET_MAX, out, len, NULL, e);
     case CFG_SECRET_VALUE:
     case CFG_SECRET_ENV:
         if (s->value != NULL) {
@@ -818,7 +699,7 @@ static int secret_check_file(const char *path, char *why, size_t whysz)
 {
     struct remex_error err;
     char *v = NULL;
-    if (secret_read_file(path, &v, NULL, &err) != REMEX_OK) {
+    if (cfg_secret_read_file(path, CFG_SECRET_MAX, &v, NULL, NULL, &err) != REMEX_OK) {
         snprintf(why, whysz, "%s", err.msg);
         return -1;
     }
@@ -1266,7 +1147,7 @@ remex_err cfg_load_buf(const struct cfg_entry *table, void *obj, const char *nam
         finish(&c, table, obj, seen, "", root, 1);
     if (tree_ok && !c.oom && c.errs->n == 0 && opts && opts->cross)
         cross_check(&c, table, obj, seen, opts->cross);
-    node_free(root);
+    ytree_free(root);
     free(seen);
     if (c.oom || c.errs->n > 0) {
         cfg_free(table, obj);

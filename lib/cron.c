@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "remex/timeutil.h"
+
 #define YEAR_MIN 1970
 #define YEAR_MAX 9999
 
@@ -132,16 +134,6 @@ static int days_in_month(int y, int m)
     return dim[m - 1];
 }
 
-int cron_is_preset(const char *s)
-{
-    if (strcmp(s, "@once") == 0)
-        return 1;
-    for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
-        if (strcmp(s, presets[i].name) == 0)
-            return 1;
-    return 0;
-}
-
 remex_err cron_parse(struct cron *c, const char *expr, struct remex_error *e)
 {
     uint64_t masks[5];
@@ -216,41 +208,25 @@ struct tmm {
     int y, mo, d, h, mi;
 };
 
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 static void to_tmm(int64_t t, struct tmm *tm)
 {
     int64_t z = (t >= 0 ? t / 86400 : (t - 86399) / 86400);
     int64_t sod = t - z * 86400;
     tm->h = (int)(sod / 3600);
     tm->mi = (int)(sod % 3600 / 60);
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    tm->d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    tm->mo = (int)(mp < 10 ? mp + 3 : mp - 9);
-    tm->y = (int)(yoe + era * 400 + (tm->mo <= 2));
+    int64_t y;
+    timeutil_civil_from_days(z, &y, &tm->mo, &tm->d);
+    tm->y = (int)y;
 }
 
 static int64_t from_tmm(const struct tmm *tm)
 {
-    return days_from_civil(tm->y, tm->mo, tm->d) * 86400 + tm->h * 3600 + tm->mi * 60;
+    return timeutil_days_from_civil(tm->y, tm->mo, tm->d) * 86400 + tm->h * 3600 + tm->mi * 60;
 }
 
 static int weekday(int y, int m, int d)
 {
-    int64_t z = days_from_civil(y, m, d);
+    int64_t z = timeutil_days_from_civil(y, m, d);
     return (int)((z % 7 + 11) % 7); /* 1970-01-01 was a Thursday (4) */
 }
 

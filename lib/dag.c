@@ -7,9 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "remex/buf.h"
+#include "remex/hash.h"
 #include "remex/timeutil.h"
 
 #define DAY_MS     (24LL * 3600 * 1000)
@@ -216,14 +215,6 @@ int dag_id_valid(const char *id)
             return 0;
     }
     return n > 0;
-}
-
-long dag_find_task(const struct dag *d, const char *task_id)
-{
-    for (size_t i = 0; i < d->ntasks; i++)
-        if (strcmp(d->tasks[i].task_id, task_id) == 0)
-            return (long)i;
-    return -1;
 }
 
 static void strv_free(struct dag_strv *v)
@@ -876,34 +867,6 @@ remex_err dag_to_json(const struct dag *d, char **out, size_t *len, struct remex
     return REMEX_OK;
 }
 
-/* SHA-256 hex of n bytes at s into out. */
-static remex_err sha256_hex(const char *s, size_t n, char out[DAG_HASH_HEX], struct remex_error *e)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-
-    out[0] = '\0';
-    if (EVP_Digest(s, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-        return remex_seterr(e, REMEX_ENOMEM, "sha256 failed");
-    for (unsigned i = 0; i < mdlen; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return REMEX_OK;
-}
-
-remex_err dag_hash(const struct dag *d, char out[DAG_HASH_HEX], struct remex_error *e)
-{
-    size_t len;
-    char *s;
-    remex_err rc = dag_to_json(d, &s, &len, e);
-
-    out[0] = '\0';
-    if (rc != REMEX_OK)
-        return rc;
-    rc = sha256_hex(s, len, out, e);
-    free(s);
-    return rc;
-}
-
 /* Checks the canonical size cap and records the hash in d->hash. */
 static remex_err finish_hash(struct dag *d, struct remex_error *e)
 {
@@ -917,7 +880,9 @@ static remex_err finish_hash(struct dag *d, struct remex_error *e)
         rc = remex_seterr(e, REMEX_ETOOBIG, "dag: canonical JSON larger than %d bytes",
                           DAG_JSON_MAX);
     else
-        rc = sha256_hex(s, len, d->hash, e);
+        rc = hash_sha256_hex(s, len, d->hash) == REMEX_OK
+                 ? REMEX_OK
+                 : remex_seterr(e, REMEX_ENOMEM, "sha256 failed");
     free(s);
     return rc;
 }

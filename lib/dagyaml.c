@@ -11,30 +11,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <yaml.h>
-
 #include "remex/timeutil.h"
+#include "remex/yamltree.h"
 
 #define NODES_MAX (1024 * 1024)
-
-enum ykind { Y_SCALAR, Y_SEQ, Y_MAP };
-
-/* A YAML node with its position. Maps hold key/value pairs in kids[2i], kids[2i+1]. */
-struct ynode {
-    enum ykind kind;
-    unsigned line, col;
-    int plain; /* scalar written without quotes or block style */
-    char *str; /* scalar text (NUL-terminated, UTF-8) */
-    size_t len;
-    struct ynode **kids;
-    size_t n; /* kids used */
-    size_t alloc;
-};
 
 struct ctx {
     const char *file;
     struct dagyaml_result *res;
-    size_t nodes;
     int oom;
 };
 
@@ -60,46 +44,6 @@ static void diag(struct ctx *c, unsigned line, unsigned col, const char *fmt, ..
 
 /* ------------------------------------------------------------ input checks */
 
-/* Returns the byte offset of the first invalid UTF-8 sequence or NUL, or len. */
-static size_t utf8_check(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char b = s[i];
-        size_t n;
-        uint32_t cp;
-        if (b == 0)
-            return i;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if ((b & 0xe0) == 0xc0) {
-            n = 2;
-            cp = b & 0x1f;
-        } else if ((b & 0xf0) == 0xe0) {
-            n = 3;
-            cp = b & 0x0f;
-        } else if ((b & 0xf8) == 0xf0) {
-            n = 4;
-            cp = b & 0x07;
-        } else {
-            return i;
-        }
-        if (i + n > len)
-            return i;
-        for (size_t k = 1; k < n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return i;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return i;
-        i += n;
-    }
-    return len;
-}
-
 /* 1-based line and column (in characters) of byte offset off. */
 static void position_of(const char *s, size_t off, unsigned *line, unsigned *col)
 {
@@ -118,240 +62,84 @@ static void position_of(const char *s, size_t off, unsigned *line, unsigned *col
 
 /* ------------------------------------------------------------ tree building */
 
-static void node_free(struct ynode *n)
-{
-    if (n == NULL)
-        return;
-    for (size_t i = 0; i < n->n; i++)
-        node_free(n->kids[i]);
-    free(n->kids);
-    free(n->str);
-    free(n);
-}
-
-static struct ynode *node_new(struct ctx *c, enum ykind kind, const yaml_mark_t *m)
-{
-    struct ynode *n;
-    if (++c->nodes > NODES_MAX)
-        return NULL;
-    n = calloc(1, sizeof(*n));
-    if (n == NULL) {
-        c->oom = 1;
-        return NULL;
-    }
-    n->kind = kind;
-    n->line = (unsigned)m->line + 1;
-    n->col = (unsigned)m->column + 1;
-    return n;
-}
-
-static int node_add(struct ctx *c, struct ynode *parent, struct ynode *kid)
-{
-    if (parent->n == parent->alloc) {
-        size_t na = parent->alloc ? parent->alloc * 2 : 8;
-        struct ynode **k = realloc(parent->kids, na * sizeof(*k));
-        if (k == NULL) {
-            c->oom = 1;
-            return -1;
-        }
-        parent->kids = k;
-        parent->alloc = na;
-    }
-    parent->kids[parent->n++] = kid;
-    return 0;
-}
-
 /* Reports a libyaml error. */
-static void yaml_diag(struct ctx *c, const yaml_parser_t *p)
+static void yaml_diag(struct ctx *c, const struct ytree_error *ye)
 {
-    const char *what = p->problem != NULL ? p->problem : "invalid YAML";
-    const char *ctx = p->context != NULL ? p->context : "";
+    const char *what = ye->problem[0] ? ye->problem : "invalid YAML";
+    const char *ctx = ye->context;
     /* The usual cause: an unquoted cron expression or preset ("*" / "@" start a token). */
     const char *hint = strstr(ctx, "alias") != NULL || strstr(what, "cannot start any token")
                            ? " (quote values that start with *, @, &, ! or `)"
                            : "";
-    diag(c, (unsigned)p->problem_mark.line + 1, (unsigned)p->problem_mark.column + 1, "%s%s%s%s",
-         ctx, *ctx ? " " : "", what, hint);
-}
-
-/*
- * Builds the node started by event ev (already parsed). Returns NULL after
- * recording a diagnostic (or setting oom). Recursion is bounded by the depth cap.
- */
-static struct ynode *build(struct ctx *c, yaml_parser_t *p, yaml_event_t *ev, int depth)
-{
-    struct ynode *n = NULL;
-    const yaml_mark_t *m = &ev->start_mark;
-    const unsigned char *anchor = NULL, *tag = NULL;
-
-    switch (ev->type) {
-    case YAML_ALIAS_EVENT:
-        diag(c, (unsigned)m->line + 1, (unsigned)m->column + 1,
-             "aliases are not supported (write the value out, or quote a value starting with *)");
-        return NULL;
-    case YAML_SCALAR_EVENT:
-        anchor = ev->data.scalar.anchor;
-        tag = ev->data.scalar.tag;
-        break;
-    case YAML_SEQUENCE_START_EVENT:
-        anchor = ev->data.sequence_start.anchor;
-        tag = ev->data.sequence_start.tag;
-        break;
-    case YAML_MAPPING_START_EVENT:
-        anchor = ev->data.mapping_start.anchor;
-        tag = ev->data.mapping_start.tag;
-        break;
-    default:
-        diag(c, (unsigned)m->line + 1, (unsigned)m->column + 1, "unexpected YAML event");
-        return NULL;
-    }
-    if (anchor != NULL) {
-        diag(c, (unsigned)m->line + 1, (unsigned)m->column + 1, "anchors are not supported");
-        return NULL;
-    }
-    if (tag != NULL) {
-        diag(c, (unsigned)m->line + 1, (unsigned)m->column + 1, "tags are not supported");
-        return NULL;
-    }
-    if (depth > DAGYAML_DEPTH_MAX) {
-        diag(c, (unsigned)m->line + 1, (unsigned)m->column + 1, "nesting deeper than %d",
-             DAGYAML_DEPTH_MAX);
-        return NULL;
-    }
-    if (ev->type == YAML_SCALAR_EVENT) {
-        if (utf8_check(ev->data.scalar.value, ev->data.scalar.length) != ev->data.scalar.length) {
-            diag(c, (unsigned)m->line + 1, (unsigned)m->column + 1,
-                 "scalar holds a NUL or invalid character");
-            return NULL;
-        }
-        n = node_new(c, Y_SCALAR, m);
-        if (n == NULL)
-            goto toomany;
-        n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-        n->len = ev->data.scalar.length;
-        n->str = malloc(n->len + 1);
-        if (n->str == NULL) {
-            c->oom = 1;
-            free(n);
-            return NULL;
-        }
-        memcpy(n->str, ev->data.scalar.value, n->len);
-        n->str[n->len] = '\0';
-        return n;
-    }
-    n = node_new(c, ev->type == YAML_SEQUENCE_START_EVENT ? Y_SEQ : Y_MAP, m);
-    if (n == NULL)
-        goto toomany;
-    yaml_event_type_t end =
-        ev->type == YAML_SEQUENCE_START_EVENT ? YAML_SEQUENCE_END_EVENT : YAML_MAPPING_END_EVENT;
-    for (;;) {
-        yaml_event_t kid;
-        if (!yaml_parser_parse(p, &kid)) {
-            yaml_diag(c, p);
-            node_free(n);
-            return NULL;
-        }
-        if (kid.type == end) {
-            yaml_event_delete(&kid);
-            return n;
-        }
-        struct ynode *k = build(c, p, &kid, depth + 1);
-        yaml_event_delete(&kid);
-        if (k == NULL || node_add(c, n, k) != 0) {
-            node_free(k);
-            node_free(n);
-            return NULL;
-        }
-    }
-toomany:
-    if (!c->oom)
-        diag(c, (unsigned)m->line + 1, (unsigned)m->column + 1, "more than %d YAML nodes",
-             NODES_MAX);
-    return NULL;
+    diag(c, ye->line, ye->col, "%s%s%s%s", ctx, *ctx ? " " : "", what, hint);
 }
 
 /* Parses the single document into a tree; NULL after a diagnostic (or an empty file). */
-static struct ynode *load(struct ctx *c, const char *data, size_t len)
+static struct ytree_node *load(struct ctx *c, const char *data, size_t len)
 {
-    yaml_parser_t p;
-    yaml_event_t ev;
-    struct ynode *root = NULL;
-    int docs = 0, done = 0;
+    static const struct ytree_limits lim = {NODES_MAX, DAGYAML_DEPTH_MAX, YTREE_CHECK_SCALARS};
+    struct ytree_node *root;
+    struct ytree_error ye;
 
-    if (!yaml_parser_initialize(&p)) {
+    if (ytree_parse(data, len, &lim, &root, &ye) == REMEX_OK)
+        return root;
+    switch (ye.kind) {
+    case YTREE_ENOMEM:
         c->oom = 1;
-        return NULL;
+        break;
+    case YTREE_ESYNTAX:
+        yaml_diag(c, &ye);
+        break;
+    case YTREE_EALIAS:
+        diag(c, ye.line, ye.col,
+             "aliases are not supported (write the value out, or quote a value starting with *)");
+        break;
+    case YTREE_EANCHOR:
+        diag(c, ye.line, ye.col, "anchors are not supported");
+        break;
+    case YTREE_ETAG:
+        diag(c, ye.line, ye.col, "tags are not supported");
+        break;
+    case YTREE_EDEPTH:
+        diag(c, ye.line, ye.col, "nesting deeper than %d", DAGYAML_DEPTH_MAX);
+        break;
+    case YTREE_ESCALAR:
+        diag(c, ye.line, ye.col, "scalar holds a NUL or invalid character");
+        break;
+    case YTREE_ENODES:
+        diag(c, ye.line, ye.col, "more than %d YAML nodes", NODES_MAX);
+        break;
+    case YTREE_EDOCS:
+        diag(c, ye.line, ye.col, "more than one YAML document (use a top-level `dags:` list)");
+        break;
+    default:
+        diag(c, ye.line, ye.col, "invalid YAML");
+        break;
     }
-    yaml_parser_set_input_string(&p, (const unsigned char *)data, len);
-    yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);
-    while (!done) {
-        if (!yaml_parser_parse(&p, &ev)) {
-            yaml_diag(c, &p);
-            node_free(root);
-            root = NULL;
-            break;
-        }
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = 1;
-            break;
-        case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1) {
-                diag(c, (unsigned)ev.start_mark.line + 1, (unsigned)ev.start_mark.column + 1,
-                     "more than one YAML document (use a top-level `dags:` list)");
-                node_free(root);
-                root = NULL;
-                done = 1;
-            }
-            break;
-        case YAML_SCALAR_EVENT:
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT:
-        case YAML_ALIAS_EVENT:
-            root = build(c, &p, &ev, 1);
-            if (root == NULL)
-                done = 1;
-            break;
-        default:
-            break;
-        }
-        yaml_event_delete(&ev);
-    }
-    yaml_parser_delete(&p);
-    return root;
+    return NULL;
 }
 
 /* ------------------------------------------------------------ helpers */
 
-static const struct ynode *map_get(const struct ynode *m, const char *key)
+static int is_null(const struct ytree_node *n)
 {
-    if (m == NULL || m->kind != Y_MAP)
-        return NULL;
-    for (size_t i = 0; i + 1 < m->n; i += 2)
-        if (m->kids[i]->kind == Y_SCALAR && strcmp(m->kids[i]->str, key) == 0)
-            return m->kids[i + 1];
-    return NULL;
+    return n->kind == YTREE_SCALAR && n->plain &&
+           (n->len == 0 || strcmp(n->text, "~") == 0 || strcmp(n->text, "null") == 0 ||
+            strcmp(n->text, "Null") == 0 || strcmp(n->text, "NULL") == 0);
 }
 
-static int is_null(const struct ynode *n)
-{
-    return n->kind == Y_SCALAR && n->plain &&
-           (n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
-            strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0);
-}
-
-static int plain_bool(const struct ynode *n, int *v)
+static int plain_bool(const struct ytree_node *n, int *v)
 {
     static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False",
                                                                            "FALSE"};
-    if (n->kind != Y_SCALAR || !n->plain)
+    if (n->kind != YTREE_SCALAR || !n->plain)
         return 0;
     for (int i = 0; i < 3; i++) {
-        if (strcmp(n->str, t[i]) == 0) {
+        if (strcmp(n->text, t[i]) == 0) {
             *v = 1;
             return 1;
         }
-        if (strcmp(n->str, f[i]) == 0) {
+        if (strcmp(n->text, f[i]) == 0) {
             *v = 0;
             return 1;
         }
@@ -359,27 +147,27 @@ static int plain_bool(const struct ynode *n, int *v)
     return 0;
 }
 
-static int plain_int(const struct ynode *n, long long *v)
+static int plain_int(const struct ytree_node *n, long long *v)
 {
-    const char *s = n->str;
+    const char *s = n->text;
     char *end;
-    if (n->kind != Y_SCALAR || !n->plain || n->len == 0 || n->len > 20)
+    if (n->kind != YTREE_SCALAR || !n->plain || n->len == 0 || n->len > 20)
         return 0;
     if (*s == '+' || *s == '-')
         s++;
     if (*s < '0' || *s > '9')
         return 0;
     errno = 0;
-    *v = strtoll(n->str, &end, 10);
+    *v = strtoll(n->text, &end, 10);
     return errno == 0 && *end == '\0';
 }
 
-static int plain_float(const struct ynode *n, double *v)
+static int plain_float(const struct ytree_node *n, double *v)
 {
-    const char *s = n->str;
+    const char *s = n->text;
     char *end;
     int digits = 0;
-    if (n->kind != Y_SCALAR || !n->plain || n->len == 0 || n->len > 64)
+    if (n->kind != YTREE_SCALAR || !n->plain || n->len == 0 || n->len > 64)
         return 0;
     for (const char *p = s; *p; p++) {
         if (*p >= '0' && *p <= '9')
@@ -518,20 +306,20 @@ static const char *safe_key(const char *k, char out[64])
     return out;
 }
 
-static void unknown_key(struct ctx *c, const struct ynode *k, const struct keydef *defs)
+static void unknown_key(struct ctx *c, const struct ytree_node *k, const struct keydef *defs)
 {
     const char *best = NULL;
     size_t bd = 99;
     for (size_t i = 0; defs[i].name != NULL; i++) {
-        size_t d = edit_distance(k->str, defs[i].name);
+        size_t d = edit_distance(k->text, defs[i].name);
         if (d < bd) {
             bd = d;
             best = defs[i].name;
         }
     }
     char pk[64];
-    safe_key(k->str, pk);
-    if (best != NULL && bd <= 2 && bd < strlen(k->str))
+    safe_key(k->text, pk);
+    if (best != NULL && bd <= 2 && bd < strlen(k->text))
         NDIAG(c, k, "unknown key '%s' (did you mean '%s'?)", pk, best);
     else
         NDIAG(c, k, "unknown key '%s'", pk);
@@ -550,53 +338,54 @@ static json_t *seconds_json(int64_t ms)
 
 /* ------------------------------------------------------------ conversion */
 
-static json_t *convert(struct ctx *c, const struct ynode *n, enum vkind kind, const char *what);
+static json_t *convert(struct ctx *c, const struct ytree_node *n, enum vkind kind,
+                       const char *what);
 
-static json_t *scalar_str(struct ctx *c, const struct ynode *n, const char *what)
+static json_t *scalar_str(struct ctx *c, const struct ytree_node *n, const char *what)
 {
-    if (n->kind != Y_SCALAR || is_null(n)) {
+    if (n->kind != YTREE_SCALAR || is_null(n)) {
         NDIAG(c, n, "%s: expected string", what);
         return NULL;
     }
-    json_t *j = json_stringn(n->str, n->len);
+    json_t *j = json_stringn(n->text, n->len);
     return j != NULL ? j : jnomem(c);
 }
 
-static json_t *conv_duration(struct ctx *c, const struct ynode *n, const char *what)
+static json_t *conv_duration(struct ctx *c, const struct ytree_node *n, const char *what)
 {
     long long iv;
     double dv;
     uint64_t ms;
-    if (n->kind == Y_SCALAR && plain_int(n, &iv) && iv >= 0 && iv <= DAG_SECONDS_MAX)
+    if (n->kind == YTREE_SCALAR && plain_int(n, &iv) && iv >= 0 && iv <= DAG_SECONDS_MAX)
         return json_integer(iv);
-    if (n->kind == Y_SCALAR && plain_float(n, &dv) && dv >= 0 && dv <= (double)DAG_SECONDS_MAX)
+    if (n->kind == YTREE_SCALAR && plain_float(n, &dv) && dv >= 0 && dv <= (double)DAG_SECONDS_MAX)
         return json_real(dv);
-    if (n->kind == Y_SCALAR && !is_null(n) && timeutil_duration_parse(n->str, &ms, NULL) == 0 &&
-        ms <= (uint64_t)DAG_SECONDS_MAX * 1000)
+    if (n->kind == YTREE_SCALAR && !is_null(n) &&
+        timeutil_duration_parse(n->text, &ms, NULL) == 0 && ms <= (uint64_t)DAG_SECONDS_MAX * 1000)
         return seconds_json((int64_t)ms);
     NDIAG(c, n, "%s: expected a duration like 30s, 5m, 1h30m or a number of seconds", what);
     return NULL;
 }
 
-static json_t *conv_size(struct ctx *c, const struct ynode *n, const char *what)
+static json_t *conv_size(struct ctx *c, const struct ytree_node *n, const char *what)
 {
     long long iv;
     uint64_t b;
-    if (n->kind == Y_SCALAR && plain_int(n, &iv) && iv >= 0)
+    if (n->kind == YTREE_SCALAR && plain_int(n, &iv) && iv >= 0)
         return json_integer(iv);
-    if (n->kind == Y_SCALAR && !is_null(n) && timeutil_size_parse(n->str, &b, NULL) == 0 &&
+    if (n->kind == YTREE_SCALAR && !is_null(n) && timeutil_size_parse(n->text, &b, NULL) == 0 &&
         b <= (uint64_t)INT64_MAX)
         return json_integer((json_int_t)b);
     NDIAG(c, n, "%s: expected a size like 64MiB or a number of bytes", what);
     return NULL;
 }
 
-static json_t *conv_date(struct ctx *c, const struct ynode *n, const char *what)
+static json_t *conv_date(struct ctx *c, const struct ytree_node *n, const char *what)
 {
     char buf[64], out[TIMEUTIL_RFC3339_MAX];
     int64_t ms;
-    if (n->kind == Y_SCALAR && n->len < 40) {
-        memcpy(buf, n->str, n->len + 1);
+    if (n->kind == YTREE_SCALAR && n->len < 40) {
+        memcpy(buf, n->text, n->len + 1);
         if (n->len == 10)
             snprintf(buf + 10, sizeof(buf) - 10, "T00:00:00Z");
         else if (n->len > 10 && buf[10] == ' ')
@@ -612,9 +401,9 @@ static json_t *conv_date(struct ctx *c, const struct ynode *n, const char *what)
     return NULL;
 }
 
-static json_t *conv_strlist(struct ctx *c, const struct ynode *n, const char *what)
+static json_t *conv_strlist(struct ctx *c, const struct ytree_node *n, const char *what)
 {
-    if (n->kind != Y_SEQ) {
+    if (n->kind != YTREE_SEQ) {
         NDIAG(c, n, "%s: expected a list of strings", what);
         return NULL;
     }
@@ -635,14 +424,14 @@ static json_t *conv_strlist(struct ctx *c, const struct ynode *n, const char *wh
 }
 
 /* Any YAML value as JSON: plain scalars resolve to null, booleans and numbers. */
-static json_t *conv_generic(struct ctx *c, const struct ynode *n, const char *what)
+static json_t *conv_generic(struct ctx *c, const struct ytree_node *n, const char *what)
 {
     long long iv;
     double dv;
     int bv;
     json_t *j;
 
-    if (n->kind == Y_SCALAR) {
+    if (n->kind == YTREE_SCALAR) {
         if (is_null(n))
             return json_null();
         if (plain_bool(n, &bv))
@@ -651,35 +440,35 @@ static json_t *conv_generic(struct ctx *c, const struct ynode *n, const char *wh
             return json_integer(iv);
         if (plain_float(n, &dv))
             return json_real(dv);
-        j = json_stringn(n->str, n->len);
+        j = json_stringn(n->text, n->len);
         return j != NULL ? j : jnomem(c);
     }
-    j = n->kind == Y_SEQ ? json_array() : json_object();
+    j = n->kind == YTREE_SEQ ? json_array() : json_object();
     if (j == NULL)
         return jnomem(c);
     int bad = 0;
-    for (size_t i = 0; i < n->n; i += n->kind == Y_SEQ ? 1 : 2) {
+    for (size_t i = 0; i < n->n; i += n->kind == YTREE_SEQ ? 1 : 2) {
         json_t *v;
-        if (n->kind == Y_SEQ) {
+        if (n->kind == YTREE_SEQ) {
             v = conv_generic(c, n->kids[i], what);
             if (v == NULL || json_array_append_new(j, v) != 0)
                 bad = 1;
             continue;
         }
-        const struct ynode *k = n->kids[i];
-        if (k->kind != Y_SCALAR) {
+        const struct ytree_node *k = n->kids[i];
+        if (k->kind != YTREE_SCALAR) {
             NDIAG(c, k, "%s: mapping keys must be scalars", what);
             bad = 1;
             continue;
         }
-        if (json_object_get(j, k->str) != NULL) {
+        if (json_object_get(j, k->text) != NULL) {
             char sk[64];
-            NDIAG(c, k, "%s: duplicate key '%s'", what, safe_key(k->str, sk));
+            NDIAG(c, k, "%s: duplicate key '%s'", what, safe_key(k->text, sk));
             bad = 1;
             continue;
         }
         v = conv_generic(c, n->kids[i + 1], what);
-        if (v == NULL || json_object_set_new(j, k->str, v) != 0)
+        if (v == NULL || json_object_set_new(j, k->text, v) != 0)
             bad = 1;
     }
     if (bad) {
@@ -690,12 +479,12 @@ static json_t *conv_generic(struct ctx *c, const struct ynode *n, const char *wh
 }
 
 /* A mapping of known keys. Keys of kind V_TASKS / V_DEFAULTS are left to the caller. */
-static json_t *conv_map(struct ctx *c, const struct ynode *n, const struct keydef *defs,
+static json_t *conv_map(struct ctx *c, const struct ytree_node *n, const struct keydef *defs,
                         const char *what)
 {
     unsigned seen = 0;
     int bad = 0;
-    if (n->kind != Y_MAP) {
+    if (n->kind != YTREE_MAP) {
         NDIAG(c, n, "%s: expected a mapping", what);
         return NULL;
     }
@@ -703,14 +492,14 @@ static json_t *conv_map(struct ctx *c, const struct ynode *n, const struct keyde
     if (o == NULL)
         return jnomem(c);
     for (size_t i = 0; i + 1 < n->n; i += 2) {
-        const struct ynode *k = n->kids[i];
+        const struct ytree_node *k = n->kids[i];
         size_t d = 0;
-        if (k->kind != Y_SCALAR) {
+        if (k->kind != YTREE_SCALAR) {
             NDIAG(c, k, "mapping keys must be scalars");
             bad = 1;
             continue;
         }
-        while (defs[d].name != NULL && strcmp(defs[d].name, k->str) != 0)
+        while (defs[d].name != NULL && strcmp(defs[d].name, k->text) != 0)
             d++;
         if (defs[d].name == NULL) {
             unknown_key(c, k, defs);
@@ -736,10 +525,10 @@ static json_t *conv_map(struct ctx *c, const struct ynode *n, const struct keyde
     return o;
 }
 
-static json_t *conv_env(struct ctx *c, const struct ynode *n, const char *what)
+static json_t *conv_env(struct ctx *c, const struct ytree_node *n, const char *what)
 {
     int bad = 0;
-    if (n->kind != Y_MAP) {
+    if (n->kind != YTREE_MAP) {
         NDIAG(c, n, "%s: expected a mapping of names to strings", what);
         return NULL;
     }
@@ -747,17 +536,17 @@ static json_t *conv_env(struct ctx *c, const struct ynode *n, const char *what)
     if (o == NULL)
         return jnomem(c);
     for (size_t i = 0; i + 1 < n->n; i += 2) {
-        const struct ynode *k = n->kids[i];
-        if (k->kind != Y_SCALAR || json_object_get(o, k->str) != NULL) {
+        const struct ytree_node *k = n->kids[i];
+        if (k->kind != YTREE_SCALAR || json_object_get(o, k->text) != NULL) {
             NDIAG(c, k, "%s: %s", what,
-                  k->kind != Y_SCALAR ? "keys must be scalars" : "duplicate key");
+                  k->kind != YTREE_SCALAR ? "keys must be scalars" : "duplicate key");
             bad = 1;
             continue;
         }
         char w[96], sk[64];
-        snprintf(w, sizeof(w), "%s.%s", what, safe_key(k->str, sk));
+        snprintf(w, sizeof(w), "%s.%s", what, safe_key(k->text, sk));
         json_t *v = scalar_str(c, n->kids[i + 1], w);
-        if (v == NULL || json_object_set_new(o, k->str, v) != 0)
+        if (v == NULL || json_object_set_new(o, k->text, v) != 0)
             bad = 1;
     }
     if (bad) {
@@ -767,14 +556,14 @@ static json_t *conv_env(struct ctx *c, const struct ynode *n, const char *what)
     return o;
 }
 
-static json_t *conv_trigger(struct ctx *c, const struct ynode *n, const char *what)
+static json_t *conv_trigger(struct ctx *c, const struct ytree_node *n, const char *what)
 {
-    if (n->kind != Y_MAP) {
+    if (n->kind != YTREE_MAP) {
         NDIAG(c, n, "%s: expected a mapping with a type", what);
         return NULL;
     }
     json_t *o = conv_generic(c, n, what);
-    const struct ynode *t = map_get(n, "timeout");
+    const struct ytree_node *t = ytree_map_get(n, "timeout");
     if (o != NULL && t != NULL && !is_null(t)) {
         json_t *v = conv_duration(c, t, "trigger.timeout");
         if (v == NULL || json_object_set_new(o, "timeout", v) != 0) {
@@ -785,15 +574,15 @@ static json_t *conv_trigger(struct ctx *c, const struct ynode *n, const char *wh
     return o;
 }
 
-static json_t *conv_rule(struct ctx *c, const struct ynode *n, const char *what)
+static json_t *conv_rule(struct ctx *c, const struct ytree_node *n, const char *what)
 {
     enum dag_trigger_rule r;
     const char *best = NULL;
     size_t bd = 99;
-    if (n->kind == Y_SCALAR && dag_trigger_rule_parse(n->str, &r) == 0)
-        return json_string(n->str);
-    for (int i = 0; n->kind == Y_SCALAR && i < DAG_TR__COUNT; i++) {
-        size_t d = edit_distance(n->str, dag_trigger_rule_name((enum dag_trigger_rule)i));
+    if (n->kind == YTREE_SCALAR && dag_trigger_rule_parse(n->text, &r) == 0)
+        return json_string(n->text);
+    for (int i = 0; n->kind == YTREE_SCALAR && i < DAG_TR__COUNT; i++) {
+        size_t d = edit_distance(n->text, dag_trigger_rule_name((enum dag_trigger_rule)i));
         if (d < bd) {
             bd = d;
             best = dag_trigger_rule_name((enum dag_trigger_rule)i);
@@ -806,7 +595,7 @@ static json_t *conv_rule(struct ctx *c, const struct ynode *n, const char *what)
     return NULL;
 }
 
-static json_t *convert(struct ctx *c, const struct ynode *n, enum vkind kind, const char *what)
+static json_t *convert(struct ctx *c, const struct ytree_node *n, enum vkind kind, const char *what)
 {
     long long iv;
     int bv;
@@ -838,13 +627,13 @@ static json_t *convert(struct ctx *c, const struct ynode *n, enum vkind kind, co
     case V_DATE:
         return conv_date(c, n, what);
     case V_CMD:
-        if (n->kind == Y_SCALAR) {
+        if (n->kind == YTREE_SCALAR) {
             NDIAG(c, n, "command: expected a list of arguments (use shell: for a command line)");
             return NULL;
         }
         return conv_strlist(c, n, what);
     case V_UPSTREAM:
-        if (n->kind == Y_SCALAR) {
+        if (n->kind == YTREE_SCALAR) {
             json_t *s = scalar_str(c, n, what), *a = s != NULL ? json_array() : NULL;
             if (a == NULL || json_array_append_new(a, s) != 0) {
                 json_decref(a);
@@ -864,7 +653,7 @@ static json_t *convert(struct ctx *c, const struct ynode *n, enum vkind kind, co
     case V_TRIGGER:
         return conv_trigger(c, n, what);
     case V_PARAMS:
-        if (n->kind != Y_MAP) {
+        if (n->kind != YTREE_MAP) {
             NDIAG(c, n, "%s: expected a mapping", what);
             return NULL;
         }
@@ -898,10 +687,11 @@ static int apply_defaults(json_t *task, const json_t *defaults)
 }
 
 /* Returns the node a "path: message" error refers to. */
-static const struct ynode *resolve_path(const struct ynode *dag, const struct ynode *defaults,
-                                        const char *msg, size_t bad_task)
+static const struct ytree_node *resolve_path(const struct ytree_node *dag,
+                                             const struct ytree_node *defaults, const char *msg,
+                                             size_t bad_task)
 {
-    const struct ynode *cur = dag, *tasks = map_get(dag, "tasks");
+    const struct ytree_node *cur = dag, *tasks = ytree_map_get(dag, "tasks");
     const char *p = msg;
     int in_task = 0;
     while (*p != '\0' && *p != ':' && *p != ' ') {
@@ -910,7 +700,7 @@ static const struct ynode *resolve_path(const struct ynode *dag, const struct yn
         if (*p == '[') {
             char *end;
             unsigned long idx = strtoul(p + 1, &end, 10);
-            if (*end != ']' || cur->kind != Y_SEQ || idx >= cur->n)
+            if (*end != ']' || cur->kind != YTREE_SEQ || idx >= cur->n)
                 break;
             in_task = cur == tasks;
             cur = cur->kids[idx];
@@ -922,22 +712,22 @@ static const struct ynode *resolve_path(const struct ynode *dag, const struct yn
         while (*p != '\0' && *p != '.' && *p != '[' && *p != ':' && *p != ' ' && n + 1 < 64)
             key[n++] = *p++;
         key[n] = '\0';
-        const struct ynode *next = map_get(cur, key);
+        const struct ytree_node *next = ytree_map_get(cur, key);
         if (next == NULL && in_task)
-            next = map_get(defaults, key);
+            next = ytree_map_get(defaults, key);
         in_task = 0;
         if (next == NULL)
             break;
         cur = next;
     }
-    if ((cur == dag || cur == tasks) && tasks != NULL && tasks->kind == Y_SEQ &&
+    if ((cur == dag || cur == tasks) && tasks != NULL && tasks->kind == YTREE_SEQ &&
         bad_task < tasks->n)
         cur = tasks->kids[bad_task];
     return cur;
 }
 
 /* Converts one DAG mapping; on success appends the model to res. */
-static void one_dag(struct ctx *c, const struct ynode *n)
+static void one_dag(struct ctx *c, const struct ytree_node *n)
 {
     size_t before = c->res->ndiags;
     int bad = 0;
@@ -945,32 +735,32 @@ static void one_dag(struct ctx *c, const struct ynode *n)
     json_t *o = conv_map(c, n, dag_keys, "dag");
     if (o == NULL)
         bad = 1;
-    const struct ynode *dn = map_get(n, "default_args"), *tn = map_get(n, "tasks");
+    const struct ytree_node *dn = ytree_map_get(n, "default_args"), *tn = ytree_map_get(n, "tasks");
     json_t *defaults = NULL, *tasks = json_array();
     if (tasks == NULL) {
         json_decref(o);
         c->oom = 1;
         return;
     }
-    if (n->kind == Y_MAP && dn != NULL && !is_null(dn)) {
+    if (n->kind == YTREE_MAP && dn != NULL && !is_null(dn)) {
         defaults = conv_map(c, dn, default_keys, "default_args");
         bad |= defaults == NULL;
     }
-    if (n->kind == Y_MAP && map_get(n, "dag_id") == NULL) {
+    if (n->kind == YTREE_MAP && ytree_map_get(n, "dag_id") == NULL) {
         NDIAG(c, n, "dag_id: required");
         bad = 1;
     }
-    if (n->kind == Y_MAP && (tn == NULL || tn->kind != Y_SEQ)) {
+    if (n->kind == YTREE_MAP && (tn == NULL || tn->kind != YTREE_SEQ)) {
         NDIAG(c, tn != NULL ? tn : n, "tasks: expected a list of task mappings");
         bad = 1;
     }
-    for (size_t i = 0; tn != NULL && tn->kind == Y_SEQ && i < tn->n; i++) {
+    for (size_t i = 0; tn != NULL && tn->kind == YTREE_SEQ && i < tn->n; i++) {
         char w[48];
         snprintf(w, sizeof(w), "tasks[%zu]", i);
         if (c->res->ndiags >= DAGYAML_DIAGS_MAX)
             break;
         json_t *t = conv_map(c, tn->kids[i], task_keys, w);
-        if (t != NULL && map_get(tn->kids[i], "task_id") == NULL) {
+        if (t != NULL && ytree_map_get(tn->kids[i], "task_id") == NULL) {
             NDIAG(c, tn->kids[i], "task_id: required");
             json_decref(t);
             t = NULL;
@@ -1003,7 +793,7 @@ static void one_dag(struct ctx *c, const struct ynode *n)
         return;
     }
     if (rc != REMEX_OK) {
-        const struct ynode *at = resolve_path(n, dn, e.msg, bad_task);
+        const struct ytree_node *at = resolve_path(n, dn, e.msg, bad_task);
         NDIAG(c, at, "%s", e.msg);
         return;
     }
@@ -1017,10 +807,10 @@ static void one_dag(struct ctx *c, const struct ynode *n)
     c->res->dags[c->res->ndags++] = d;
 }
 
-static void walk_root(struct ctx *c, const struct ynode *root)
+static void walk_root(struct ctx *c, const struct ytree_node *root)
 {
-    const struct ynode *list = map_get(root, "dags");
-    if (root->kind != Y_MAP) {
+    const struct ytree_node *list = ytree_map_get(root, "dags");
+    if (root->kind != YTREE_MAP) {
         NDIAG(c, root, "expected a DAG mapping or a mapping with `dags:`");
         return;
     }
@@ -1031,7 +821,7 @@ static void walk_root(struct ctx *c, const struct ynode *root)
     for (size_t i = 0; i + 1 < root->n; i += 2)
         if (root->kids[i + 1] != list)
             NDIAG(c, root->kids[i], "unexpected key next to `dags:` (put it inside a DAG)");
-    if (list->kind != Y_SEQ) {
+    if (list->kind != YTREE_SEQ) {
         NDIAG(c, list, "dags: expected a list of DAG mappings");
         return;
     }
@@ -1046,7 +836,7 @@ static void walk_root(struct ctx *c, const struct ynode *root)
             continue;
         for (size_t j = 0; j < had; j++) {
             if (strcmp(c->res->dags[j]->dag_id, c->res->dags[had]->dag_id) == 0) {
-                const struct ynode *id = map_get(list->kids[i], "dag_id");
+                const struct ytree_node *id = ytree_map_get(list->kids[i], "dag_id");
                 NDIAG(c, id != NULL ? id : list->kids[i], "dag_id: duplicate dag id '%s'",
                       c->res->dags[had]->dag_id);
                 break;
@@ -1095,21 +885,21 @@ remex_err dagyaml_parse(const char *data, size_t len, const char *fileloc,
     unsigned line, col;
 
     result_init(res);
-    struct ctx c = {fileloc, res, 0, 0};
+    struct ctx c = {fileloc, res, 0};
     if (len > DAGYAML_FILE_MAX) {
         diag(&c, 1, 1, "file larger than %d bytes", DAGYAML_FILE_MAX);
         return finish(&c, e);
     }
-    size_t bad = utf8_check((const unsigned char *)data, len);
+    size_t bad = ytree_utf8_check(data, len);
     if (bad < len) {
         position_of(data, bad, &line, &col);
         diag(&c, line, col, data[bad] == '\0' ? "NUL byte" : "invalid UTF-8");
         return finish(&c, e);
     }
-    struct ynode *root = load(&c, data, len);
+    struct ytree_node *root = load(&c, data, len);
     if (root != NULL && res->ndiags == 0 && !c.oom)
         walk_root(&c, root);
-    node_free(root);
+    ytree_free(root);
     return finish(&c, e);
 }
 
@@ -1121,7 +911,7 @@ remex_err dagyaml_parse_file(const char *path, const char *fileloc, struct dagya
     size_t len = 0;
 
     result_init(res);
-    struct ctx c = {fileloc, res, 0, 0};
+    struct ctx c = {fileloc, res, 0};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         int err = fd < 0 ? errno : EINVAL;

@@ -62,6 +62,26 @@ remex_err remex_seterr(struct remex_error *e, remex_err code, const char *fmt, .
     return code;
 }
 
+remex_err remex_errno(struct remex_error *e, remex_err code, const char *fmt, ...)
+{
+    int saved = errno;
+    if (e != NULL) {
+        char sysbuf[128];
+        const char *sys = strerror_r(saved, sysbuf, sizeof(sysbuf)); /* GNU: never NULL */
+        va_list ap;
+        e->code = code;
+        va_start(ap, fmt);
+        int n = vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+        va_end(ap);
+        size_t used = n < 0 ? 0 : (size_t)n < sizeof(e->msg) ? (size_t)n : sizeof(e->msg) - 1;
+        if (n < 0)
+            e->msg[0] = '\0';
+        snprintf(e->msg + used, sizeof(e->msg) - used, ": %s", sys);
+    }
+    errno = saved;
+    return code;
+}
+
 void remex_errprefix(struct remex_error *e, const char *fmt, ...)
 {
     char prefix[REMEX_ERRMSG_MAX], old[REMEX_ERRMSG_MAX];

@@ -87,7 +87,7 @@ struct evloop *evloop_new(struct remex_error *e)
     sigemptyset(&loop->sigs);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0) {
-        remex_seterr(e, REMEX_ESYS, "evloop: epoll_create1: %s", strerror(errno));
+        remex_errno(e, REMEX_ESYS, "evloop: epoll_create1");
         free(loop);
         return NULL;
     }
@@ -194,8 +194,7 @@ remex_err evloop_watch(struct evloop *loop, int fd, unsigned events,
     /* A new serial: events fetched for the old watch are not delivered to the new one. */
     serial = ++loop->serial;
     if (epoll_register(loop, fd, known, events, serial) < 0)
-        return remex_seterr(e, REMEX_ESYS, "evloop_watch: epoll_ctl fd %d: %s", fd,
-                            strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "evloop_watch: epoll_ctl fd %d", fd);
     if (!known)
         loop->nwatches++;
     w->cb = cb;
@@ -217,8 +216,7 @@ remex_err evloop_modify(struct evloop *loop, int fd, unsigned events, struct rem
     if (w->mask == events)
         return REMEX_OK;
     if (epoll_register(loop, fd, 1, events, w->serial) < 0)
-        return remex_seterr(e, REMEX_ESYS, "evloop_modify: epoll_ctl fd %d: %s", fd,
-                            strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "evloop_modify: epoll_ctl fd %d", fd);
     w->mask = events;
     return REMEX_OK;
 }
@@ -491,10 +489,10 @@ remex_err evloop_signal(struct evloop *loop, int signo,
     sigemptyset(&one);
     sigaddset(&one, signo);
     if (sigprocmask(SIG_BLOCK, &one, NULL) < 0)
-        return remex_seterr(e, REMEX_ESYS, "evloop_signal: sigprocmask: %s", strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "evloop_signal: sigprocmask");
     fd = signalfd(loop->sigfd, &next, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0)
-        return remex_seterr(e, REMEX_ESYS, "evloop_signal: signalfd: %s", strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "evloop_signal: signalfd");
     if (loop->sigfd < 0) {
         rc = evloop_watch(loop, fd, EVLOOP_READ, signals_dispatch, NULL, e);
         if (rc != REMEX_OK) {
@@ -556,7 +554,7 @@ remex_err evloop_run_once(struct evloop *loop, int timeout_ms, struct remex_erro
     loop->now = mono_ms();
     n = epoll_wait(loop->epfd, evs, EVLOOP_BATCH, wait_timeout(loop, timeout_ms));
     if (n < 0 && errno != EINTR)
-        return remex_seterr(e, REMEX_ESYS, "evloop: epoll_wait: %s", strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "evloop: epoll_wait");
     loop->now = mono_ms();
     for (int i = 0; i < n; i++)
         dispatch(loop, &evs[i]);

@@ -323,7 +323,7 @@ struct ipc_conn *ipc_conn_new(int fd, size_t max_frame, size_t max_queue, struct
     }
     fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-        remex_seterr(e, REMEX_ESYS, "ipc: fcntl fd %d: %s", fd, strerror(errno));
+        remex_errno(e, REMEX_ESYS, "ipc: fcntl fd %d", fd);
         close(fd);
         return NULL;
     }
@@ -410,7 +410,7 @@ remex_err ipc_conn_read(struct ipc_conn *c, struct remex_error *e)
             return REMEX_EAGAIN;
         if (errno == ECONNRESET)
             return remex_seterr(e, REMEX_ECLOSED, "ipc: connection reset by peer");
-        return remex_seterr(e, REMEX_ESYS, "ipc: recvmsg: %s", strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "ipc: recvmsg");
     }
     d->in.len += (size_t)n;
     d->in.data[d->in.len] = '\0';
@@ -493,8 +493,8 @@ remex_err ipc_conn_send(struct ipc_conn *c, const json_t *msg, const int *fds, s
         for (size_t i = 0; i < nfds; i++) {
             a->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
             if (a->fds[i] < 0) {
-                rc = remex_seterr(e, errno == EBADF ? REMEX_EINVAL : REMEX_ESYS,
-                                  "ipc: dup of fd %d: %s", fds[i], strerror(errno));
+                rc = remex_errno(e, errno == EBADF ? REMEX_EINVAL : REMEX_ESYS, "ipc: dup of fd %d",
+                                 fds[i]);
                 close_fds(a->fds, nfds);
                 return rc;
             }
@@ -538,7 +538,7 @@ remex_err ipc_conn_flush(struct ipc_conn *c, struct remex_error *e)
                 return REMEX_EAGAIN;
             if (errno == EPIPE || errno == ECONNRESET)
                 return remex_seterr(e, REMEX_ECLOSED, "ipc: peer closed the connection");
-            return remex_seterr(e, REMEX_ESYS, "ipc: sendmsg: %s", strerror(errno));
+            return remex_errno(e, REMEX_ESYS, "ipc: sendmsg");
         }
         if (with_fds && n > 0) {
             close_fds(a->fds, a->nfds);
@@ -580,7 +580,7 @@ static remex_err wait_fd(int fd, short events, uint64_t deadline, struct remex_e
         if (n == 0)
             return remex_seterr(e, REMEX_ETIMEOUT, "ipc: timed out");
         if (errno != EINTR)
-            return remex_seterr(e, REMEX_ESYS, "ipc: poll: %s", strerror(errno));
+            return remex_errno(e, REMEX_ESYS, "ipc: poll");
     }
 }
 
@@ -604,7 +604,7 @@ remex_err ipc_send_fds(int fd, const json_t *msg, const int *fds, size_t nfds,
         else if (errno == EPIPE || errno == ECONNRESET)
             rc = remex_seterr(e, REMEX_ECLOSED, "ipc: peer closed the connection");
         else if (errno != EINTR)
-            rc = remex_seterr(e, REMEX_ESYS, "ipc: sendmsg: %s", strerror(errno));
+            rc = remex_errno(e, REMEX_ESYS, "ipc: sendmsg");
     }
     buf_free(&b);
     return rc;
@@ -632,8 +632,7 @@ static remex_err recv_exact(int fd, char *p, size_t len, int *fds, size_t maxfds
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             continue;
         if (n < 0)
-            return remex_seterr(e, errno == ECONNRESET ? REMEX_ECLOSED : REMEX_ESYS,
-                                "ipc: recvmsg: %s", strerror(errno));
+            return remex_errno(e, errno == ECONNRESET ? REMEX_ECLOSED : REMEX_ESYS, "ipc: recvmsg");
         if (over || *nfds + ngot > maxfds) {
             close_fds(got, ngot);
             return remex_seterr(e, REMEX_EPROTO, "ipc: peer passed too many file descriptors");
@@ -716,19 +715,18 @@ static remex_err unlink_stale(const char *path, const struct sockaddr_un *sa, st
     int fd, rc;
 
     if (lstat(path, &st) < 0)
-        return errno == ENOENT ? REMEX_OK
-                               : remex_seterr(e, REMEX_ESYS, "ipc: %s: %s", path, strerror(errno));
+        return errno == ENOENT ? REMEX_OK : remex_errno(e, REMEX_ESYS, "ipc: %s", path);
     if (!S_ISSOCK(st.st_mode))
         return remex_seterr(e, REMEX_EEXIST, "ipc: %s exists and is not a socket", path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return remex_seterr(e, REMEX_ESYS, "ipc: socket: %s", strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "ipc: socket");
     rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
     close(fd);
     if (rc == 0)
         return remex_seterr(e, REMEX_EEXIST, "ipc: %s: another process is listening", path);
     if (unlink(path) < 0 && errno != ENOENT)
-        return remex_seterr(e, REMEX_ESYS, "ipc: unlink %s: %s", path, strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "ipc: unlink %s", path);
     return REMEX_OK;
 }
 
@@ -745,15 +743,15 @@ remex_err ipc_listen(const char *path, int backlog, int *out, struct remex_error
         return rc;
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return remex_seterr(e, REMEX_ESYS, "ipc: socket: %s", strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "ipc: socket");
     /* Nobody can connect before listen(), so the chmod closes the umask window. */
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        rc = remex_seterr(e, REMEX_ESYS, "ipc: bind %s: %s", path, strerror(errno));
+        rc = remex_errno(e, REMEX_ESYS, "ipc: bind %s", path);
         close(fd);
         return rc;
     }
     if (chmod(path, 0600) < 0 || listen(fd, backlog > 0 ? backlog : 64) < 0) {
-        rc = remex_seterr(e, REMEX_ESYS, "ipc: listen %s: %s", path, strerror(errno));
+        rc = remex_errno(e, REMEX_ESYS, "ipc: listen %s", path);
         close(fd);
         unlink(path);
         return rc;
@@ -773,7 +771,7 @@ remex_err ipc_accept(int lfd, int *out, struct remex_error *e)
         return REMEX_OK;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
         return REMEX_EAGAIN;
-    return remex_seterr(e, REMEX_ESYS, "ipc: accept: %s", strerror(errno));
+    return remex_errno(e, REMEX_ESYS, "ipc: accept");
 }
 
 remex_err ipc_connect(const char *path, int *out, struct remex_error *e)
@@ -787,10 +785,10 @@ remex_err ipc_connect(const char *path, int *out, struct remex_error *e)
         return rc;
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return remex_seterr(e, REMEX_ESYS, "ipc: socket: %s", strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "ipc: socket");
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        rc = remex_seterr(e, errno == ENOENT || errno == ECONNREFUSED ? REMEX_ECONNECT : REMEX_ESYS,
-                          "ipc: connect %s: %s", path, strerror(errno));
+        rc = remex_errno(e, errno == ENOENT || errno == ECONNREFUSED ? REMEX_ECONNECT : REMEX_ESYS,
+                         "ipc: connect %s", path);
         close(fd);
         return rc;
     }
@@ -801,7 +799,7 @@ remex_err ipc_connect(const char *path, int *out, struct remex_error *e)
 remex_err ipc_socketpair(int sv[2], struct remex_error *e)
 {
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        return remex_seterr(e, REMEX_ESYS, "ipc: socketpair: %s", strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "ipc: socketpair");
     return REMEX_OK;
 }
 
@@ -811,7 +809,7 @@ remex_err ipc_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid, struct remex
     socklen_t len = sizeof(cr);
 
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || len != sizeof(cr))
-        return remex_seterr(e, REMEX_ESYS, "ipc: SO_PEERCRED: %s", strerror(errno));
+        return remex_errno(e, REMEX_ESYS, "ipc: SO_PEERCRED");
     if (pid)
         *pid = cr.pid;
     if (uid)
@@ -823,8 +821,8 @@ remex_err ipc_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid, struct remex
 
 remex_err ipc_peer_check(int fd, uid_t uid, pid_t pid, struct remex_error *e)
 {
-    pid_t ppid;
-    uid_t puid;
+    pid_t ppid = 0;
+    uid_t puid = (uid_t)-1;
     remex_err rc = ipc_peer_cred(fd, &ppid, &puid, NULL, e);
 
     if (rc != REMEX_OK)

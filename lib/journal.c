@@ -179,8 +179,7 @@ static remex_err replay(struct journal *j, size_t *corrupt, struct remex_error *
     buf_free(&b);
     if (good_end != (size_t)lseek(j->fd, 0, SEEK_END)) {
         if (ftruncate(j->fd, (off_t)good_end) != 0 || fdatasync(j->fd) != 0)
-            return remex_seterr(e, REMEX_EIO, "%s: cannot cut torn tail: %s", j->path,
-                                strerror(errno));
+            return remex_errno(e, REMEX_EIO, "%s: cannot cut torn tail", j->path);
     }
     lseek(j->fd, 0, SEEK_END);
     j->size = good_end;
@@ -215,14 +214,13 @@ remex_err journal_open(const char *dir, size_t max_bytes, struct journal **out, 
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        rc = remex_seterr(e, REMEX_EIO, "%s: cannot create journal directory: %s", dir,
-                          strerror(errno));
+        rc = remex_errno(e, REMEX_EIO, "%s: cannot create journal directory", dir);
         journal_close(j);
         return rc;
     }
     j->fd = open(j->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (j->fd < 0) {
-        rc = remex_seterr(e, REMEX_EIO, "%s: %s", j->path, strerror(errno));
+        rc = remex_errno(e, REMEX_EIO, "%s", j->path);
         journal_close(j);
         return rc;
     }
@@ -267,7 +265,7 @@ static remex_err compact(struct journal *j, struct remex_error *e)
         lseek(j->fd, 0, SEEK_END);
         j->size = b.len;
     } else {
-        remex_seterr(e, rc, "%s: compaction failed: %s", j->path, strerror(errno));
+        remex_errno(e, rc, "%s: compaction failed", j->path);
         if (tmp)
             unlink(tmp);
     }
@@ -293,7 +291,7 @@ static remex_err append_line(struct journal *j, const json_t *o, size_t *bytes,
                             j->max_bytes);
     }
     if (fsutil_write_all(j->fd, b.data, b.len) != 0 || fdatasync(j->fd) != 0) {
-        rc = remex_seterr(e, REMEX_EIO, "%s: write failed: %s", j->path, strerror(errno));
+        rc = remex_errno(e, REMEX_EIO, "%s: write failed", j->path);
         /* Drop a partial line so the next append starts clean. */
         if (ftruncate(j->fd, (off_t)j->size) != 0)
             rc = remex_seterr(e, REMEX_EIO, "%s: write failed and cannot truncate", j->path);

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "remex/fsutil.h"
+#include "remex/hash.h"
 
 struct objstore {
     char root[OBJSTORE_URI_MAX]; /* absolute folder, no trailing '/' */
@@ -18,16 +18,9 @@ struct objstore {
 
 void objstore_checksum(const void *data, size_t len, char out[72])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    static const char hex[] = "0123456789abcdef";
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
     memcpy(out, "sha256:", 7);
-    for (unsigned i = 0; i < n && i < 32; i++) {
-        out[7 + 2 * i] = hex[md[i] >> 4];
-        out[8 + 2 * i] = hex[md[i] & 15];
-    }
-    out[7 + 64] = '\0';
+    if (hash_sha256_hex(data, len, out + 7) != REMEX_OK)
+        out[0] = '\0';
 }
 
 remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e)
@@ -56,7 +49,7 @@ remex_err objstore_open(const char *url, struct objstore **out, struct remex_err
     char tmp[OBJSTORE_URI_MAX];
     snprintf(tmp, sizeof(tmp), "%s/", s->root);
     if (fsutil_mkdir_parents(tmp, 0700) != 0) {
-        remex_err rc = remex_seterr(e, REMEX_EIO, "object store %s: %s", s->root, strerror(errno));
+        remex_err rc = remex_errno(e, REMEX_EIO, "object store %s", s->root);
         free(s);
         return rc;
     }
@@ -113,20 +106,20 @@ remex_err objstore_put(struct objstore *s, const char *key, const void *data, si
         return rc;
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
     if (fsutil_mkdir_parents(path, 0700) != 0)
-        return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "object store: %s", key);
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
-        return remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "object store: %s", key);
     if (fsutil_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
-        rc = remex_seterr(e, REMEX_EIO, "object store: %s: write: %s", key, strerror(errno));
+        rc = remex_errno(e, REMEX_EIO, "object store: %s: write", key);
         close(fd);
         unlink(tmp);
         return rc;
     }
     close(fd);
     if (rename(tmp, path) != 0) {
-        rc = remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+        rc = remex_errno(e, REMEX_EIO, "object store: %s", key);
         unlink(tmp);
         return rc;
     }
@@ -149,12 +142,12 @@ static remex_err read_path(const char *path, const char *key, struct buf *out,
     if (fd < 0)
         return errno == ENOENT
                    ? remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key)
-                   : remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+                   : remex_errno(e, REMEX_EIO, "object store: %s", key);
     while (rc == REMEX_OK && (r = read(fd, chunk, sizeof(chunk))) != 0) {
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            rc = remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+            rc = remex_errno(e, REMEX_EIO, "object store: %s", key);
         else if ((rc = buf_append(out, chunk, (size_t)r)) == REMEX_ETOOBIG)
             rc = remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
         else if (rc != REMEX_OK)
@@ -228,6 +221,6 @@ remex_err objstore_delete(struct objstore *s, const char *key, struct remex_erro
     if (unlink(path) != 0)
         return errno == ENOENT
                    ? remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key)
-                   : remex_seterr(e, REMEX_EIO, "object store: %s: %s", key, strerror(errno));
+                   : remex_errno(e, REMEX_EIO, "object store: %s", key);
     return REMEX_OK;
 }

@@ -294,7 +294,8 @@ remex_err proc_exe_cache_new(struct proc_exe_cache **out, struct remex_error *e)
     if (c->fd < 0) {
         int err = errno;
         free(c);
-        return remex_seterr(e, errno_code(err), "exe cache: inotify_init1: %s", strerror(err));
+        errno = err;
+        return remex_errno(e, errno_code(err), "exe cache: inotify_init1");
     }
     *out = c;
     return REMEX_OK;
@@ -470,7 +471,7 @@ static remex_err plan_stdio(struct spawn_plan *p, int i, struct remex_error *e)
     case PROC_STDIO_NULL:
         fd = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
         if (fd < 0)
-            return remex_seterr(e, errno_code(errno), "open /dev/null: %s", strerror(errno));
+            return remex_errno(e, errno_code(errno), "open /dev/null");
         p->opened[i] = fd;
         break;
     case PROC_STDIO_FD:
@@ -484,7 +485,7 @@ static remex_err plan_stdio(struct spawn_plan *p, int i, struct remex_error *e)
         else
             fd = open(st->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
         if (fd < 0)
-            return remex_seterr(e, errno_code(errno), "open %s: %s", st->path, strerror(errno));
+            return remex_errno(e, errno_code(errno), "open %s", st->path);
         p->opened[i] = fd;
         break;
     default:
@@ -965,7 +966,7 @@ remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_erro
         rc = plan_fds(p, e);
     /* A forked child reports through a pipe; a clone-vfork child through the plan. */
     if (rc == REMEX_OK && !vforked && pipe2(pfd, O_CLOEXEC) != 0)
-        rc = remex_seterr(e, errno_code(errno), "spawn: pipe: %s", strerror(errno));
+        rc = remex_errno(e, errno_code(errno), "spawn: pipe");
     if (rc == REMEX_OK) {
         p->errfd = pfd[1];
         sigfillset(&all);
@@ -978,13 +979,14 @@ remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_erro
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (pfd[1] >= 0)
             close(pfd[1]);
-        if (child < 0)
-            rc = remex_seterr(e, errno_code(saved), "%s: %s", vforked ? "clone" : "fork",
-                              strerror(saved));
-        else if (vforked)
+        if (child < 0) {
+            errno = saved;
+            rc = remex_errno(e, errno_code(saved), "%s", vforked ? "clone" : "fork");
+        } else if (vforked) {
             rc = vfork_outcome(p, child, e);
-        else
+        } else {
             rc = await_exec(p, pfd[0], child, e);
+        }
         if (pfd[0] >= 0)
             close(pfd[0]);
         if (rc == REMEX_OK)
@@ -1014,8 +1016,8 @@ remex_err proc_wait(pid_t pid, int timeout_ms, int *wstatus, struct remex_error 
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            return remex_seterr(e, errno == ECHILD ? REMEX_ENOTFOUND : REMEX_ESYS, "wait %d: %s",
-                                (int)pid, strerror(errno));
+            return remex_errno(e, errno == ECHILD ? REMEX_ENOTFOUND : REMEX_ESYS, "wait %d",
+                               (int)pid);
         if ((int64_t)timeutil_mono_ms() >= deadline)
             return remex_seterr(e, REMEX_ETIMEOUT, "wait %d: still running after %d ms", (int)pid,
                                 timeout_ms);
@@ -1075,7 +1077,7 @@ static remex_err signal_group(pid_t pgid, int sig, struct remex_error *e)
     if (kill(-pgid, sig) != 0) {
         if (errno == ESRCH)
             return remex_seterr(e, REMEX_ENOTFOUND, "kill group %d: no such group", (int)pgid);
-        return remex_seterr(e, errno_code(errno), "kill group %d: %s", (int)pgid, strerror(errno));
+        return remex_errno(e, errno_code(errno), "kill group %d", (int)pgid);
     }
     return REMEX_OK;
 }
@@ -1157,7 +1159,6 @@ size_t proc_reap_all(void (*cb)(pid_t pid, int wstatus, void *arg), void *arg)
 remex_err proc_set_subreaper(struct remex_error *e)
 {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1UL) != 0)
-        return remex_seterr(e, errno_code(errno), "prctl PR_SET_CHILD_SUBREAPER: %s",
-                            strerror(errno));
+        return remex_errno(e, errno_code(errno), "prctl PR_SET_CHILD_SUBREAPER");
     return REMEX_OK;
 }

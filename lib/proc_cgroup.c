@@ -64,7 +64,7 @@ static remex_err read_capped(const char *path, size_t cap, char **out, size_t *l
     *out = NULL;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return remex_seterr(e, cg_errno_code(errno), "%s: %s", path, strerror(errno));
+        return remex_errno(e, cg_errno_code(errno), "%s", path);
     buf = malloc(cap + 2);
     if (buf == NULL) {
         close(fd);
@@ -75,7 +75,7 @@ static remex_err read_capped(const char *path, size_t cap, char **out, size_t *l
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            remex_err rc = remex_seterr(e, cg_errno_code(errno), "%s: %s", path, strerror(errno));
+            remex_err rc = remex_errno(e, cg_errno_code(errno), "%s", path);
             close(fd);
             free(buf);
             return rc;
@@ -185,11 +185,11 @@ remex_err proc_cgroup_probe(const char *parent, unsigned need, struct remex_erro
     if (parent == NULL || parent[0] != '/')
         return remex_seterr(e, REMEX_EINVAL, "cgroup: parent must be an absolute path");
     if (statfs(parent, &sfs) != 0)
-        return remex_seterr(e, REMEX_EUNSUPPORTED, "%s: %s", parent, strerror(errno));
+        return remex_errno(e, REMEX_EUNSUPPORTED, "%s", parent);
     if (sfs.f_type != CGROUP2_SUPER_MAGIC)
         return remex_seterr(e, REMEX_EUNSUPPORTED, "%s: not a cgroup2 mount", parent);
     if (access(parent, W_OK | X_OK) != 0)
-        return remex_seterr(e, REMEX_EPERM, "%s: not writable: %s", parent, strerror(errno));
+        return remex_errno(e, REMEX_EPERM, "%s: not writable", parent);
     snprintf(path, sizeof(path), "%s/cgroup.subtree_control", parent);
     rc = read_capped(path, CG_SMALL_MAX, &list, NULL, &why);
     if (rc != REMEX_OK)
@@ -223,7 +223,7 @@ static int cg_name_ok(const char *name)
 static remex_err cg_write(const char *dir, const char *file, const char *val, struct remex_error *e)
 {
     if (write_file(dir, file, val) != 0)
-        return remex_seterr(e, cg_errno_code(errno), "%s/%s: %s", dir, file, strerror(errno));
+        return remex_errno(e, cg_errno_code(errno), "%s/%s", dir, file);
     return REMEX_OK;
 }
 
@@ -240,8 +240,7 @@ static remex_err cg_limits_v2(const char *dir, const struct proc_cgroup_limits *
             return rc;
         /* Without swap accounting the file is absent: nothing to disable. */
         if (write_file(dir, "memory.swap.max", "0") != 0 && errno != ENOENT)
-            return remex_seterr(e, cg_errno_code(errno), "%s/memory.swap.max: %s", dir,
-                                strerror(errno));
+            return remex_errno(e, cg_errno_code(errno), "%s/memory.swap.max", dir);
     }
     if (lim->pids_max > 0) {
         snprintf(v, sizeof(v), "%llu", lim->pids_max);
@@ -274,8 +273,7 @@ static remex_err cg_limits_v1(const char *dir, const struct proc_cgroup_limits *
         return rc;
     /* Absent without swap accounting (swapaccount=0): no swap to dodge with. */
     if (write_file(dir, "memory.memsw.limit_in_bytes", v) != 0 && errno != ENOENT)
-        return remex_seterr(e, cg_errno_code(errno), "%s/memory.memsw.limit_in_bytes: %s", dir,
-                            strerror(errno));
+        return remex_errno(e, cg_errno_code(errno), "%s/memory.memsw.limit_in_bytes", dir);
     return cg_write(dir, "memory.oom_control", "0", e);
 }
 
@@ -301,8 +299,7 @@ remex_err proc_cgroup_create(struct proc_cgroup *cg, const char *parent, const c
         return remex_seterr(e, REMEX_EINVAL, "cgroup: path too long");
     }
     if (mkdir(cg->path, 0755) != 0) {
-        rc = remex_seterr(e, cg_errno_code(errno), "cgroup %s: mkdir: %s", cg->path,
-                          strerror(errno));
+        rc = remex_errno(e, cg_errno_code(errno), "cgroup %s: mkdir", cg->path);
         cg->path[0] = '\0'; /* not ours: a later remove must not touch it */
         return rc;
     }
@@ -313,7 +310,7 @@ remex_err proc_cgroup_create(struct proc_cgroup *cg, const char *parent, const c
         snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg->path);
         cg->procs_fd = open(procs, O_WRONLY | O_CLOEXEC);
         if (cg->procs_fd < 0)
-            rc = remex_seterr(e, cg_errno_code(errno), "%s: %s", procs, strerror(errno));
+            rc = remex_errno(e, cg_errno_code(errno), "%s", procs);
     }
     if (rc != REMEX_OK) {
         (void)rmdir(cg->path);
@@ -388,8 +385,7 @@ remex_err proc_cgroup_kill(const struct proc_cgroup *cg, struct remex_error *e)
         if (write_file(cg->path, "cgroup.kill", "1") == 0)
             return REMEX_OK;
         if (errno != ENOENT)
-            return remex_seterr(e, cg_errno_code(errno), "%s/cgroup.kill: %s", cg->path,
-                                strerror(errno));
+            return remex_errno(e, cg_errno_code(errno), "%s/cgroup.kill", cg->path);
         /* Linux < 5.14: no cgroup.kill, signal the members instead. */
     }
     /* A member forking while it is signalled is caught by the next round. */
@@ -413,8 +409,7 @@ remex_err proc_cgroup_remove(struct proc_cgroup *cg, struct remex_error *e)
         if (errno == EBUSY)
             return remex_seterr(e, REMEX_EAGAIN, "cgroup %s: still has processes", cg->path);
         if (errno != ENOENT)
-            return remex_seterr(e, cg_errno_code(errno), "cgroup %s: rmdir: %s", cg->path,
-                                strerror(errno));
+            return remex_errno(e, cg_errno_code(errno), "cgroup %s: rmdir", cg->path);
     }
     cg->path[0] = '\0';
     return REMEX_OK;
@@ -443,7 +438,7 @@ static int purge_pass(const char *dir, int depth, struct remex_error *e)
     if (dp == NULL) {
         if (errno == ENOENT)
             return 1;
-        remex_seterr(e, cg_errno_code(errno), "cgroup %s: %s", dir, strerror(errno));
+        remex_errno(e, cg_errno_code(errno), "cgroup %s", dir);
         return -1;
     }
     while ((d = readdir(dp)) != NULL) {
@@ -473,7 +468,7 @@ static int purge_pass(const char *dir, int depth, struct remex_error *e)
         return 1;
     if (errno == EBUSY)
         return 0;
-    remex_seterr(e, cg_errno_code(errno), "cgroup %s: rmdir: %s", dir, strerror(errno));
+    remex_errno(e, cg_errno_code(errno), "cgroup %s: rmdir", dir);
     return -1;
 }
 
@@ -737,7 +732,7 @@ remex_err proc_cgroup_v1_probe(const char *dir, struct remex_error *e)
         return remex_seterr(e, REMEX_EINVAL, "cgroup: parent must be an absolute path");
     long type = fs_type(dir);
     if (type < 0)
-        return remex_seterr(e, REMEX_EUNSUPPORTED, "%s: %s", dir, strerror(errno));
+        return remex_errno(e, REMEX_EUNSUPPORTED, "%s", dir);
     if (type != CGROUP_SUPER_MAGIC)
         return remex_seterr(e, REMEX_EUNSUPPORTED, "%s: not a cgroup v1 mount", dir);
     snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", dir);
@@ -745,6 +740,6 @@ remex_err proc_cgroup_v1_probe(const char *dir, struct remex_error *e)
         return remex_seterr(e, REMEX_EUNSUPPORTED, "%s: no memory controller (%s)", dir,
                             strerror(errno));
     if (access(dir, W_OK | X_OK) != 0)
-        return remex_seterr(e, REMEX_EPERM, "%s: not writable: %s", dir, strerror(errno));
+        return remex_errno(e, REMEX_EPERM, "%s: not writable", dir);
     return REMEX_OK;
 }

@@ -9,11 +9,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "remex/json.h"
+#include "remex/yamltree.h"
 
 #define SECRETS_YAML_DEPTH 32
+#define SECRETS_YAML_NODES (SECRETS_FILE_MAX / 2) /* "1," is the shortest node */
 
 struct secrets {
     char *file;
@@ -397,13 +398,12 @@ json_t *secrets_conn_json(const struct secrets_conn *c)
 
 /* ---- YAML file → JSON (mappings, sequences, scalars; no aliases) ---- */
 
-static json_t *yaml_scalar(const yaml_event_t *ev)
+static json_t *yaml_scalar(const struct ytree_node *n)
 {
-    const char *v = (const char *)ev->data.scalar.value;
-    size_t n = ev->data.scalar.length;
-    if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+    const char *v = n->text;
+    if (n->plain) {
         char *end;
-        if (n == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0)
+        if (n->len == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0)
             return json_null();
         if (strcmp(v, "true") == 0)
             return json_true();
@@ -414,112 +414,91 @@ static json_t *yaml_scalar(const yaml_event_t *ev)
         if (*end == '\0' && errno == 0 && (isdigit((unsigned char)v[0]) || v[0] == '-'))
             return json_integer(x);
     }
-    return json_stringn(v, n);
+    return json_stringn(v, n->len);
 }
 
-/* Adds val (stolen) into the container at the top of the stack. */
-static int yaml_attach(json_t **stack, char **keys, int depth, json_t *val)
+/* The JSON of node n into *out (owned by the caller). Recursion is bounded by the depth cap. */
+static remex_err yaml_json(const char *path, const struct ytree_node *n, json_t **out,
+                           struct remex_error *e)
 {
-    json_t *top = stack[depth - 1];
-    if (json_is_array(top))
-        return json_array_append_new(top, val) == 0;
-    if (keys[depth - 1] == NULL) {
-        if (!json_is_string(val) && !json_is_integer(val)) {
-            json_decref(val);
-            return 0;
-        }
-        char tmp[32];
-        const char *k = json_is_string(val) ? json_string_value(val) : tmp;
-        if (json_is_integer(val))
-            snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(val));
-        keys[depth - 1] = strdup(k);
-        json_decref(val);
-        return keys[depth - 1] != NULL;
+    json_t *j = n->kind == YTREE_SCALAR ? yaml_scalar(n)
+                : n->kind == YTREE_SEQ  ? json_array()
+                                        : json_object();
+    remex_err rc = REMEX_OK;
+
+    *out = NULL;
+    if (j == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    for (size_t i = 0; n->kind == YTREE_SEQ && i < n->n && rc == REMEX_OK; i++) {
+        json_t *v;
+        if ((rc = yaml_json(path, n->kids[i], &v, e)) == REMEX_OK &&
+            json_array_append_new(j, v) != 0)
+            rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");
     }
-    int ok = json_object_set_new(top, keys[depth - 1], val) == 0;
-    free(keys[depth - 1]);
-    keys[depth - 1] = NULL;
-    return ok;
+    for (size_t i = 0; n->kind == YTREE_MAP && i + 1 < n->n && rc == REMEX_OK; i += 2) {
+        const struct ytree_node *k = n->kids[i];
+        json_t *kj = k->kind == YTREE_SCALAR ? yaml_scalar(k) : NULL, *v;
+        char tmp[32];
+        const char *key = tmp;
+        if (k->kind != YTREE_SCALAR)
+            rc = remex_seterr(e, REMEX_EPARSE, "%s:%u:%u: invalid key", path, k->line, k->col);
+        else if (json_is_string(kj))
+            key = json_string_value(kj);
+        else if (json_is_integer(kj))
+            snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(kj));
+        else
+            rc = remex_seterr(e, REMEX_EPARSE, "%s:%u:%u: mapping keys must be scalars", path,
+                              k->line, k->col);
+        if (rc == REMEX_OK && (rc = yaml_json(path, n->kids[i + 1], &v, e)) == REMEX_OK &&
+            json_object_set_new(j, key, v) != 0)
+            rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        json_decref(kj);
+    }
+    if (rc != REMEX_OK) {
+        json_decref(j);
+        return rc;
+    }
+    *out = j;
+    return REMEX_OK;
 }
 
 static remex_err yaml_to_json(const char *path, const char *data, size_t len, json_t **out,
                               struct remex_error *e)
 {
-    yaml_parser_t p;
-    yaml_event_t ev;
-    json_t *stack[SECRETS_YAML_DEPTH + 1] = {0}, *root = NULL;
-    char *keys[SECRETS_YAML_DEPTH + 1] = {0};
-    int depth = 0, done = 0;
-    remex_err rc = REMEX_OK;
+    static const struct ytree_limits lim = {SECRETS_YAML_NODES, SECRETS_YAML_DEPTH,
+                                            YTREE_ALLOW_ANCHORS | YTREE_ALLOW_TAGS};
+    struct ytree_node *root;
+    struct ytree_error ye;
+    remex_err rc = ytree_parse(data, len, &lim, &root, &ye);
 
-    yaml_parser_initialize(&p);
-    yaml_parser_set_input_string(&p, (const unsigned char *)data, len);
-    while (!done && rc == REMEX_OK) {
-        if (!yaml_parser_parse(&p, &ev)) {
-            rc = remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: %s", path, p.problem_mark.line + 1,
-                              p.problem_mark.column + 1, p.problem ? p.problem : "YAML error");
-            break;
-        }
-        size_t line = ev.start_mark.line + 1, col = ev.start_mark.column + 1;
-        json_t *node = NULL;
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = 1;
-            break;
-        case YAML_ALIAS_EVENT:
-            rc = remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: aliases are not allowed", path, line,
-                              col);
-            break;
-        case YAML_SCALAR_EVENT:
-            node = yaml_scalar(&ev);
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT:
-            if (depth >= SECRETS_YAML_DEPTH) {
-                rc =
-                    remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: nested too deeply", path, line, col);
-                break;
-            }
-            node = ev.type == YAML_SEQUENCE_START_EVENT ? json_array() : json_object();
-            if (node == NULL || (depth > 0 && !yaml_attach(stack, keys, depth, json_incref(node))))
-                rc = remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: invalid key", path, line, col);
-            else if (depth == 0)
-                root = json_incref(node);
-            stack[depth++] = node;
-            node = NULL;
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-            json_decref(stack[--depth]);
-            stack[depth] = NULL;
-            break;
-        default:
-            break;
-        }
-        if (node != NULL && rc == REMEX_OK) {
-            if (depth == 0) {
-                json_decref(root);
-                root = node;
-            } else if (!yaml_attach(stack, keys, depth, node)) {
-                rc = remex_seterr(e, REMEX_EPARSE, "%s:%zu:%zu: mapping keys must be scalars", path,
-                                  line, col);
-            }
-        } else if (node != NULL) {
-            json_decref(node);
-        }
-        yaml_event_delete(&ev);
-    }
-    for (int i = 0; i < SECRETS_YAML_DEPTH + 1; i++) {
-        json_decref(stack[i]);
-        free(keys[i]);
-    }
-    yaml_parser_delete(&p);
     if (rc != REMEX_OK) {
-        json_decref(root);
-        return rc;
+        switch (ye.kind) {
+        case YTREE_ENOMEM:
+            return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        case YTREE_EALIAS:
+            return remex_seterr(e, REMEX_EPARSE, "%s:%u:%u: aliases are not allowed", path, ye.line,
+                                ye.col);
+        case YTREE_EDEPTH:
+            return remex_seterr(e, REMEX_EPARSE, "%s:%u:%u: nested too deeply", path, ye.line,
+                                ye.col);
+        case YTREE_ENODES:
+            return remex_seterr(e, REMEX_EPARSE, "%s:%u:%u: more than %u YAML nodes", path, ye.line,
+                                ye.col, (unsigned)SECRETS_YAML_NODES);
+        case YTREE_EDOCS:
+            return remex_seterr(e, REMEX_EPARSE, "%s:%u:%u: more than one YAML document", path,
+                                ye.line, ye.col);
+        default:
+            return remex_seterr(e, REMEX_EPARSE, "%s:%u:%u: %s", path, ye.line, ye.col,
+                                ye.problem[0] ? ye.problem : "YAML error");
+        }
     }
-    *out = root ? root : json_object();
-    return REMEX_OK;
+    if (root == NULL) {
+        *out = json_object();
+        return *out != NULL ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    }
+    rc = yaml_json(path, root, out, e);
+    ytree_free(root);
+    return rc;
 }
 
 /* ---- file backend ---- */
@@ -529,7 +508,7 @@ static remex_err read_file(struct secrets *s, char **data, size_t *len, struct s
 {
     int fd = open(s->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return remex_seterr(e, REMEX_EIO, "%s: %s", s->file, strerror(errno));
+        return remex_errno(e, REMEX_EIO, "%s", s->file);
     if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
         close(fd);
         return remex_seterr(e, REMEX_EIO, "%s: not a regular file", s->file);
@@ -556,7 +535,7 @@ static remex_err read_file(struct secrets *s, char **data, size_t *len, struct s
         if (r < 0) {
             close(fd);
             free(*data);
-            return remex_seterr(e, REMEX_EIO, "%s: %s", s->file, strerror(errno));
+            return remex_errno(e, REMEX_EIO, "%s", s->file);
         }
         n += r;
     }

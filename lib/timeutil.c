@@ -39,8 +39,7 @@ int64_t timeutil_real_s(void)
     return (int64_t)ts.tv_sec;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (any y >= 0). */
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t timeutil_days_from_civil(int64_t y, int m, int d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -50,8 +49,7 @@ static int64_t days_from_civil(int64_t y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
-/* Inverse of days_from_civil. */
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+void timeutil_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 {
     z += 719468;
     int64_t era = (z >= 0 ? z : z - 146096) / 146097;
@@ -94,7 +92,7 @@ remex_err timeutil_rfc3339_format(int64_t epoch_ms, int with_ms, char *out, size
         days--;
     int64_t rem = epoch_ms - days * 86400000;
     secs = rem / 1000;
-    civil_from_days(days, &y, &m, &d);
+    timeutil_civil_from_days(days, &y, &m, &d);
     if (with_ms)
         n = snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)y, m, d,
                      (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60),
@@ -190,7 +188,8 @@ remex_err timeutil_rfc3339_parse(const char *s, int64_t *epoch_ms, struct remex_
         return rfc_fail(e, "minute must be 00-59");
     if (sec > 59)
         return rfc_fail(e, "second must be 00-59 (leap seconds are not supported)");
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - (int64_t)off * 60;
+    int64_t t =
+        timeutil_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - (int64_t)off * 60;
     *epoch_ms = t * 1000 + ms;
     return REMEX_OK;
 }

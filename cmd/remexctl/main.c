@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "remex/cfg.h"
 #include "remex/version.h"
 
 const struct ctl_cmd ctl_cmds[] = {
@@ -252,36 +253,25 @@ static int dispatch(struct ctl *c, int argc, char **argv)
 /* Reads the admin token from path into c->token. */
 static int read_token_file(struct ctl *c, const char *path)
 {
+    struct remex_error e;
     struct stat st;
-    ssize_t n;
-    size_t len;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    char *v = NULL;
+    size_t len = 0;
+    remex_err rc = cfg_secret_read_file(path, sizeof(c->token) - 2, &v, &len, &st, &e);
 
-    if (fd < 0)
-        return ctl_fail(c, CTL_EUSAGE, "token file %s: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return ctl_fail(c, CTL_EUSAGE, "token file %s: not a regular file", path);
-    }
-    if (st.st_mode & 077) {
-        close(fd);
+    if (rc == REMEX_EPERM && S_ISREG(st.st_mode) && (st.st_mode & 077))
         return ctl_fail(c, CTL_EUSAGE,
                         "token file %s is accessible by group or others (mode %04o); "
                         "run: chmod 600 %s",
                         path, (unsigned)(st.st_mode & 07777), path);
-    }
-    n = read(fd, c->token, sizeof(c->token) - 1);
-    close(fd);
-    if (n < 0)
-        return ctl_fail(c, CTL_EUSAGE, "token file %s: %s", path, strerror(errno));
-    len = (size_t)n;
-    if (len == sizeof(c->token) - 1)
-        return ctl_fail(c, CTL_EUSAGE, "token file %s: longer than %d bytes", path,
-                        CTL_TOKEN_MAX - 2);
-    while (len > 0 && (c->token[len - 1] == '\n' || c->token[len - 1] == '\r' ||
-                       c->token[len - 1] == ' ' || c->token[len - 1] == '\t'))
+    if (rc != REMEX_OK)
+        return ctl_fail(c, CTL_EUSAGE, "token file %s", e.msg);
+    while (len > 0 &&
+           (v[len - 1] == '\n' || v[len - 1] == '\r' || v[len - 1] == ' ' || v[len - 1] == '\t'))
         len--;
+    memcpy(c->token, v, len);
     c->token[len] = '\0';
+    cfg_secret_free(v);
     return CTL_OK;
 }
 

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,20 +16,7 @@
 #include "ctl.h"
 #include "remex/dag.h"
 #include "remex/dagyaml.h"
-
-static void sha256_hex(const char *data, size_t len, char out[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    static const char hex[] = "0123456789abcdef";
-
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    for (unsigned i = 0; i < 32 && i < mdlen; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
-}
+#include "remex/hash.h"
 
 /* Uploads one validated DAG. */
 static int push_one(struct ctl *c, const struct dag *d, json_t *bundle)
@@ -122,8 +108,9 @@ int cmd_dags_push(struct ctl *c, int argc, char **argv)
         rc = res.ndiags ? CTL_EFAIL : ctl_fail(c, CTL_EFAIL, "%s", e.msg);
     } else if (res.ndags == 0) {
         rc = ctl_fail(c, CTL_EFAIL, "%s: no DAG in the file", file);
+    } else if (hash_sha256_hex(buf_cstr(&data), data.len, hex) != REMEX_OK) {
+        rc = ctl_fail(c, CTL_EFAIL, "out of memory");
     } else {
-        sha256_hex(buf_cstr(&data), data.len, hex);
         snprintf(version, sizeof(version), "sha256:%s", hex);
         bundle = json_pack("{s:s, s:s}", "name", bundle_name, "version", version);
         rc = bundle ? CTL_OK : ctl_fail(c, CTL_EFAIL, "out of memory");

@@ -29,7 +29,6 @@ struct bundle_set;
 remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundle_set **out,
                          struct remex_error *e);
 void bundle_set_free(struct bundle_set *b);
-size_t bundle_count(const struct bundle_set *b);
 /* Name of the i-th bundle (borrowed), NULL past the end. */
 const char *bundle_name(const struct bundle_set *b, size_t i);
 

@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "remex/buf.h"
 #include "remex/err.h"
@@ -178,6 +179,22 @@ void cfg_free(const struct cfg_entry *table, void *obj);
  */
 remex_err cfg_secret_get(const struct cfg_secret *s, char **out, size_t *len,
                          struct remex_error *e);
+
+/*
+ * The file part of cfg_secret_get, for any credential file (remexctl's admin
+ * token): opens path (O_NONBLOCK, so a FIFO cannot hang it), refuses anything
+ * but a regular file with no group/other permission bits (REMEX_EPERM),
+ * reads at most max bytes (capped at CFG_SECRET_MAX; more is REMEX_ETOOBIG),
+ * strips one trailing "\n" or "\r\n" and refuses an empty value or a NUL
+ * byte (REMEX_EINVAL). *out is malloc'd and NUL-terminated (release with
+ * cfg_secret_free), NULL on error; *len (if len is not NULL) is its length.
+ * st, if not NULL, receives the file's fstat (zeroed when the file could not
+ * be opened), so that a caller can word its own message about a mode.
+ * Messages name the path, never the content.
+ */
+remex_err cfg_secret_read_file(const char *path, size_t max, char **out, size_t *len,
+                               struct stat *st, struct remex_error *e);
+
 /* Wipes and frees a value returned by cfg_secret_get. NULL is a no-op. */
 void cfg_secret_free(char *value);
 

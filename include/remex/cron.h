@@ -54,9 +54,6 @@ struct cron {
  */
 remex_err cron_parse(struct cron *c, const char *expr, struct remex_error *e);
 
-/* Non-zero when s is one of the @ presets (cheap check, no full parse). */
-int cron_is_preset(const char *s);
-
 /*
  * First fire time strictly after `after` (epoch seconds), or CRON_NONE for
  * @once and past year 9999. Cost is bounded by field-wise jumps (no

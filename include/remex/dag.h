@@ -212,9 +212,6 @@ remex_err dag_to_json(const struct dag *d, char **out, size_t *len, struct remex
 json_t *dag_to_json_value(const struct dag *d);
 json_t *dag_task_to_json_value(const struct dag_task *t);
 
-/* SHA-256 hex of the canonical JSON into out (also kept in d->hash by decode/validate). */
-remex_err dag_hash(const struct dag *d, char out[DAG_HASH_HEX], struct remex_error *e);
-
 /*
  * Checks the invariants (ids, unique task ids, upstreams exist, no cycle,
  * command xor shell unless trigger, schedule parses, caps) and fills
@@ -223,9 +220,6 @@ remex_err dag_hash(const struct dag *d, char out[DAG_HASH_HEX], struct remex_err
  * (size_t)-1. A cycle is reported as "tasks: cycle a -> b -> a".
  */
 remex_err dag_validate(struct dag *d, size_t *bad_task, struct remex_error *e);
-
-/* Index of the task with that id, or -1. Linear; call after dag_validate for repeated use. */
-long dag_find_task(const struct dag *d, const char *task_id);
 
 /*
  * Delay before the next try after try try_number (1-based) failed, in ms:

@@ -60,6 +60,15 @@ const char *remex_errname(remex_err code);
 remex_err remex_seterr(struct remex_error *e, remex_err code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * remex_seterr for a failed system call: the formatted message is followed by
+ * ": " and the description of the errno value at entry ("open x: No such file
+ * or directory"), truncated as a whole to REMEX_ERRMSG_MAX. Thread-safe
+ * (strerror_r); errno is preserved.
+ */
+remex_err remex_errno(struct remex_error *e, remex_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Prefixes the message already in e with "prefix: " (for adding context upward). */
 void remex_errprefix(struct remex_error *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

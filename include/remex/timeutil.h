@@ -50,6 +50,14 @@ int64_t timeutil_real_ms(void);
 int64_t timeutil_real_s(void);
 
 /*
+ * Civil dates of the proleptic Gregorian calendar (any year, negative ones
+ * included; m 1-12, d 1-31, not range-checked): days since 1970-01-01 of
+ * y-m-d, and its inverse.
+ */
+int64_t timeutil_days_from_civil(int64_t y, int m, int d);
+void timeutil_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
+
+/*
  * Formats epoch_ms as UTC "2026-11-22T10:00:00Z" (with_ms == 0) or
  * "2026-11-22T10:00:00.123Z" (with_ms != 0; the value is floored to the second
  * otherwise). Years outside 0000-9999 give REMEX_EINVAL.

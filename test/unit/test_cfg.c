@@ -778,6 +778,59 @@ static void test_secret_file_permissions(void **state)
     assert_null(strstr(e.msg, "s3cr3t"));
 }
 
+static void test_secret_read_file(void **state)
+{
+    (void)state;
+    char path[128];
+    struct remex_error e;
+    struct stat st;
+    char *v = (char *)"x";
+    size_t n = 0;
+
+    snprintf(path, sizeof(path), "%s/read-file", tmpdir);
+    write_file(path, "abcd\r\n", 0600);
+    assert_int_equal(cfg_secret_read_file(path, 6, &v, &n, &st, &e), REMEX_OK);
+    assert_string_equal(v, "abcd");
+    assert_int_equal(n, 4);
+    assert_true(S_ISREG(st.st_mode));
+    cfg_secret_free(v);
+
+    /* The cap counts the raw bytes, newline included. */
+    assert_int_equal(cfg_secret_read_file(path, 5, &v, &n, NULL, &e), REMEX_ETOOBIG);
+    assert_null(v);
+    assert_non_null(strstr(e.msg, "larger than 5 bytes"));
+
+    /* The mode reaches the caller so that it can word its own message. */
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_int_equal(cfg_secret_read_file(path, 64, &v, &n, &st, &e), REMEX_EPERM);
+    assert_null(v);
+    assert_int_equal(st.st_mode & 07777, 0640);
+
+    /* Only one trailing newline goes; a NUL byte or nothing left is refused. */
+    write_file(path, "\n", 0600);
+    assert_int_equal(cfg_secret_read_file(path, 64, &v, &n, NULL, &e), REMEX_EINVAL);
+    write_file(path, "a\n\n", 0600);
+    assert_int_equal(cfg_secret_read_file(path, 64, &v, &n, NULL, &e), REMEX_OK);
+    assert_int_equal(n, 2);
+    cfg_secret_free(v);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fwrite("a\0b", 1, 3, f);
+    fclose(f);
+    assert_int_equal(cfg_secret_read_file(path, 64, &v, &n, NULL, &e), REMEX_EINVAL);
+    assert_null(v);
+
+    /* Missing file: errno text, st zeroed. */
+    snprintf(path, sizeof(path), "%s/no-such-file", tmpdir);
+    assert_int_equal(cfg_secret_read_file(path, 64, &v, &n, &st, &e), REMEX_EIO);
+    assert_int_equal(st.st_mode, 0);
+    assert_non_null(strstr(e.msg, "No such file"));
+
+    /* A directory is not a secret file. */
+    assert_int_equal(cfg_secret_read_file(tmpdir, 64, &v, &n, &st, &e), REMEX_EPERM);
+    assert_non_null(strstr(e.msg, "not a regular file"));
+}
+
 static void test_secret_file_rotation(void **state)
 {
     (void)state;
@@ -951,8 +1004,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    static const char *const files[] = {"big.yaml", "agent.yaml", "token-open",
-                                        "token",    "token-env",  "check.yaml"};
+    static const char *const files[] = {"big.yaml",  "agent.yaml", "token-open", "token",
+                                        "token-env", "check.yaml", "read-file"};
     char path[128];
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
@@ -989,6 +1042,7 @@ int main(void)
         cmocka_unit_test(test_secret_literal_and_dump),
         cmocka_unit_test(test_secret_file_permissions),
         cmocka_unit_test(test_secret_file_rotation),
+        cmocka_unit_test(test_secret_read_file),
         cmocka_unit_test(test_secret_env),
         cmocka_unit_test(test_secret_env_override),
         cmocka_unit_test(test_secret_never_in_messages),

@@ -72,8 +72,6 @@ static void test_presets(void **state)
     assert_next("@monthly", "2026-03-04T10:00:00Z", "2026-04-01T00:00:00Z");
     assert_next("@yearly", "2026-03-04T10:00:00Z", "2027-01-01T00:00:00Z");
     assert_next("@annually", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
-    assert_true(cron_is_preset("@once"));
-    assert_false(cron_is_preset("0 0 * * *"));
 }
 
 static void test_once_has_no_next(void **state)

@@ -57,6 +57,49 @@ static void test_err_truncates(void **state)
     assert_int_equal(strlen(e.msg), REMEX_ERRMSG_MAX - 1);
 }
 
+static void test_err_errno(void **state)
+{
+    (void)state;
+    struct remex_error e;
+    char want[REMEX_ERRMSG_MAX], big[2000];
+
+    remex_errclear(&e);
+    errno = ENOENT;
+    assert_int_equal(remex_errno(&e, REMEX_EIO, "open %s", "/x/y"), REMEX_EIO);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(e.code, REMEX_EIO);
+    snprintf(want, sizeof(want), "open /x/y: %s", strerror(ENOENT));
+    assert_string_equal(e.msg, want);
+
+    /* errno at entry counts, even if formatting would touch it. */
+    errno = EACCES;
+    remex_errno(&e, REMEX_EPERM, "%s", "f");
+    snprintf(want, sizeof(want), "f: %s", strerror(EACCES));
+    assert_string_equal(e.msg, want);
+    assert_int_equal(errno, EACCES);
+
+    /* Unknown errno values still give a description. */
+    errno = 99999;
+    remex_errno(&e, REMEX_ESYS, "x");
+    assert_true(strncmp(e.msg, "x: ", 3) == 0 && strlen(e.msg) > 3);
+
+    /* Truncation covers the whole message; the buffer stays terminated. */
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    errno = EIO;
+    remex_errno(&e, REMEX_EIO, "%s", big);
+    assert_int_equal(strlen(e.msg), REMEX_ERRMSG_MAX - 1);
+    big[REMEX_ERRMSG_MAX - 4] = '\0';
+    remex_errno(&e, REMEX_EIO, "%s", big);
+    assert_int_equal(strlen(e.msg), REMEX_ERRMSG_MAX - 1);
+    assert_int_equal(memcmp(e.msg + REMEX_ERRMSG_MAX - 4, ": ", 2), 0);
+
+    /* NULL carrier: only the code comes back, errno untouched. */
+    errno = EINTR;
+    assert_int_equal(remex_errno(NULL, REMEX_ESYS, "x"), REMEX_ESYS);
+    assert_int_equal(errno, EINTR);
+}
+
 /* Captures log output through a pipe. */
 static size_t capture(char *out, size_t cap, void (*emit)(void))
 {
@@ -193,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_err_stable_values),
         cmocka_unit_test(test_err_seterr_prefix),
         cmocka_unit_test(test_err_truncates),
+        cmocka_unit_test(test_err_errno),
         cmocka_unit_test(test_log_level_filter_and_lazy_args),
         cmocka_unit_test(test_log_json_valid),
         cmocka_unit_test(test_log_text_one_line),

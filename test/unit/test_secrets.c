@@ -283,6 +283,21 @@ static void test_file_errors(void **state)
     cfg.file = write_file("alias.yaml", "a: &x 1\nvariables: {b: *x}\n", 0600);
     assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_EPARSE);
     assert_non_null(strstr(e.msg, "aliases are not allowed"));
+    cfg.file = write_file("keys.yaml", "variables:\n  ? [a]\n  : 1\n", 0600);
+    assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_EPARSE);
+    assert_non_null(strstr(e.msg, "keys.yaml:2:5: invalid key"));
+    cfg.file = write_file("keys.yaml", "variables: {null: 1}\n", 0600);
+    assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_EPARSE);
+    assert_non_null(strstr(e.msg, "keys.yaml:1:13: mapping keys must be scalars"));
+    cfg.file = write_file("docs.yaml", "variables: {}\n---\nvariables: {}\n", 0600);
+    assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_EPARSE);
+    assert_non_null(strstr(e.msg, "docs.yaml:2:1: more than one YAML document"));
+    cfg.file = write_file(
+        "deep.yaml",
+        "variables: {a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}\n",
+        0600);
+    assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_EPARSE);
+    assert_non_null(strstr(e.msg, "nested too deeply"));
     cfg.file = write_file("unknown.json", "{\"connectoins\":{}}", 0600);
     assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_EPARSE);
     assert_non_null(strstr(e.msg, "unknown key 'connectoins'"));

@@ -288,6 +288,37 @@ static void test_size_format(void **state)
     assert_string_equal(out, "");
 }
 
+static void test_civil(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t y;
+        int m, d;
+        int64_t days;
+    } cases[] = {
+        {1970, 1, 1, 0},     {1969, 12, 31, -1},      {2000, 2, 29, 11016},
+        {2000, 3, 1, 11017}, {1900, 3, 1, -25508},    {2026, 11, 22, 20779},
+        {0, 1, 1, -719528},  {9999, 12, 31, 2932896}, {-1, 12, 31, -719529},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t y;
+        int m, d;
+        assert_int_equal(timeutil_days_from_civil(cases[i].y, cases[i].m, cases[i].d),
+                         cases[i].days);
+        timeutil_civil_from_days(cases[i].days, &y, &m, &d);
+        assert_int_equal(y, cases[i].y);
+        assert_int_equal(m, cases[i].m);
+        assert_int_equal(d, cases[i].d);
+    }
+    /* Every day of 1999-2001 round-trips and follows the previous one. */
+    for (int64_t z = 10592; z < 11688; z++) {
+        int64_t y;
+        int m, d;
+        timeutil_civil_from_days(z, &y, &m, &d);
+        assert_int_equal(timeutil_days_from_civil(y, m, d), z);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_duration_format),
         cmocka_unit_test(test_size_parse),
         cmocka_unit_test(test_size_format),
+        cmocka_unit_test(test_civil),
     };
     return cmocka_run_group_tests_name("timeutil", tests, NULL, NULL);
 }
