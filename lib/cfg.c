@@ -17,14 +17,8 @@
 
 #define KEY_MAX 256 /* longest dotted path or display path */
 
-/*
- * The walkers below read the tree of remex/yamltree.h (struct ytree_node:
- * 1-based positions, map kids alternate key, value) under these short names.
- */
-#define node     ytree_node
-#define N_SCALAR YTREE_SCALAR
-#define N_MAP    YTREE_MAP
-#define N_SEQ    YTREE_SEQ
+/* The walkers below read the tree of remex/yamltree.h (1-based positions, map kids alternate
+ * key, value). */
 
 /* Where a field's value came from, for messages after the fact. */
 struct seen {
@@ -58,9 +52,9 @@ static void add_err(struct ctx *c, const char *fmt, ...)
 }
 
 /* Records a warning (never a failure); dropped silently past CFG_MAX_WARNINGS. */
-static void node_warn(struct ctx *c, const struct node *n, const char *fmt, ...)
+static void node_warn(struct ctx *c, const struct ytree_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void node_warn(struct ctx *c, const struct node *n, const char *fmt, ...)
+static void node_warn(struct ctx *c, const struct ytree_node *n, const char *fmt, ...)
 {
     char msg[REMEX_ERRMSG_MAX];
     va_list ap;
@@ -73,9 +67,9 @@ static void node_warn(struct ctx *c, const struct node *n, const char *fmt, ...)
              n->col, msg);
 }
 
-static void node_err(struct ctx *c, const struct node *n, const char *fmt, ...)
+static void node_err(struct ctx *c, const struct ytree_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void node_err(struct ctx *c, const struct node *n, const char *fmt, ...)
+static void node_err(struct ctx *c, const struct ytree_node *n, const char *fmt, ...)
 {
     char msg[REMEX_ERRMSG_MAX];
     va_list ap;
@@ -114,7 +108,7 @@ static void wipe_free(char *p)
 /* ---- YAML text -> node tree (remex/yamltree.h) ------------------------- */
 
 /* Parses the whole input. Returns the root (NULL for an empty stream) or records an error. */
-static int build_tree(struct ctx *c, struct node **rootp)
+static int build_tree(struct ctx *c, struct ytree_node **rootp)
 {
     static const struct ytree_limits lim = {CFG_MAX_NODES, CFG_MAX_DEPTH, YTREE_ALLOW_TAGS};
     struct ytree_error ye;
@@ -760,26 +754,27 @@ static int secret_set_ref(struct ctx *c, struct cfg_secret *s, int is_file, cons
 
 /* ---- applying YAML nodes ------------------------------------------------ */
 
-static int is_null(const struct node *n)
+static int is_null(const struct ytree_node *n)
 {
-    return n->kind == N_SCALAR && n->plain &&
+    return n->kind == YTREE_SCALAR && n->plain &&
            (n->len == 0 || strcmp(n->text, "~") == 0 || strcmp(n->text, "null") == 0 ||
             strcmp(n->text, "Null") == 0 || strcmp(n->text, "NULL") == 0);
 }
 
 static void apply_defaults(struct ctx *c, const struct cfg_entry *t, void *obj);
 static void finish(struct ctx *c, const struct cfg_entry *t, void *obj, struct seen *seen,
-                   const char *dbase, const struct node *where, int top);
+                   const char *dbase, const struct ytree_node *where, int top);
 static void walk_map(struct ctx *c, const struct cfg_entry *t, void *obj, struct seen *seen,
-                     const char *tprefix, const char *dbase, const struct node *map, int depth);
+                     const char *tprefix, const char *dbase, const struct ytree_node *map,
+                     int depth);
 
-static void set_strlist(struct ctx *c, const struct cfg_entry *e, void *field, const struct node *v,
-                        const char *path)
+static void set_strlist(struct ctx *c, const struct cfg_entry *e, void *field,
+                        const struct ytree_node *v, const char *path)
 {
     size_t cap = e->max_items ? e->max_items : CFG_MAX_ITEMS;
     struct cfg_strlist nl = {NULL, 0};
 
-    if (v->kind != N_SEQ) {
+    if (v->kind != YTREE_SEQ) {
         node_err(c, v, "%s: expected a list of strings", path);
         return;
     }
@@ -793,8 +788,8 @@ static void set_strlist(struct ctx *c, const struct cfg_entry *e, void *field, c
         return;
     }
     for (size_t i = 0; i < v->n; i++) {
-        const struct node *it = v->kids[i];
-        if (it->kind != N_SCALAR || strlen(it->text) != it->len) {
+        const struct ytree_node *it = v->kids[i];
+        if (it->kind != YTREE_SCALAR || strlen(it->text) != it->len) {
             node_err(c, it, "%s[%zu]: expected a string", path, i);
             strlist_free(&nl);
             return;
@@ -809,14 +804,14 @@ static void set_strlist(struct ctx *c, const struct cfg_entry *e, void *field, c
     *(struct cfg_strlist *)field = nl;
 }
 
-static void set_secret(struct ctx *c, const struct cfg_entry *e, void *field, const struct node *v,
-                       const char *path)
+static void set_secret(struct ctx *c, const struct cfg_entry *e, void *field,
+                       const struct ytree_node *v, const char *path)
 {
     char why[REMEX_ERRMSG_MAX];
-    const struct node *k, *r;
+    const struct ytree_node *k, *r;
     (void)e;
 
-    if (v->kind == N_SCALAR) {
+    if (v->kind == YTREE_SCALAR) {
         if (strlen(v->text) != v->len || v->len == 0) {
             node_err(c, v, "%s: secret must be a non-empty string", path);
             return;
@@ -825,14 +820,14 @@ static void set_secret(struct ctx *c, const struct cfg_entry *e, void *field, co
             c->oom = 1;
         return;
     }
-    if (v->kind != N_MAP || v->n != 2 || v->kids[0]->kind != N_SCALAR ||
+    if (v->kind != YTREE_MAP || v->n != 2 || v->kids[0]->kind != YTREE_SCALAR ||
         (strcmp(v->kids[0]->text, "file") != 0 && strcmp(v->kids[0]->text, "env") != 0)) {
         node_err(c, v, "%s: expected a string, {file: PATH} or {env: NAME}", path);
         return;
     }
     k = v->kids[0];
     r = v->kids[1];
-    if (r->kind != N_SCALAR || strlen(r->text) != r->len || r->len == 0) {
+    if (r->kind != YTREE_SCALAR || strlen(r->text) != r->len || r->len == 0) {
         node_err(c, r, "%s: %s: expected a string", path, k->text);
         return;
     }
@@ -841,13 +836,13 @@ static void set_secret(struct ctx *c, const struct cfg_entry *e, void *field, co
         node_err(c, r, "%s: %s", path, why);
 }
 
-static void set_list(struct ctx *c, const struct cfg_entry *e, void *field, const struct node *v,
-                     const char *path, int depth)
+static void set_list(struct ctx *c, const struct cfg_entry *e, void *field,
+                     const struct ytree_node *v, const char *path, int depth)
 {
     size_t cap = e->max_items ? e->max_items : CFG_MAX_ITEMS, n = table_len(e->sub);
     struct cfg_list *l = field;
 
-    if (v->kind != N_SEQ) {
+    if (v->kind != YTREE_SEQ) {
         node_err(c, v, "%s: expected a list", path);
         return;
     }
@@ -873,7 +868,7 @@ static void set_list(struct ctx *c, const struct cfg_entry *e, void *field, cons
         }
         snprintf(dbase, sizeof(dbase), "%s[%zu].", path, i);
         apply_defaults(c, e->sub, rec);
-        if (v->kids[i]->kind != N_MAP) {
+        if (v->kids[i]->kind != YTREE_MAP) {
             node_err(c, v->kids[i], "%s[%zu]: expected a mapping", path, i);
         } else {
             walk_map(c, e->sub, rec, seen, "", dbase, v->kids[i], depth + 1);
@@ -884,7 +879,7 @@ static void set_list(struct ctx *c, const struct cfg_entry *e, void *field, cons
 }
 
 static void set_from_node(struct ctx *c, const struct cfg_entry *e, void *obj, struct seen *sn,
-                          const struct node *v, const char *dbase, int depth)
+                          const struct ytree_node *v, const char *dbase, int depth)
 {
     char path[KEY_MAX], why[REMEX_ERRMSG_MAX];
     void *field = field_of(e, obj);
@@ -897,7 +892,7 @@ static void set_from_node(struct ctx *c, const struct cfg_entry *e, void *obj, s
     sn->col = v->col;
     switch (e->type) {
     case CFG_RESERVED:
-        if (v->kind != N_MAP)
+        if (v->kind != YTREE_MAP)
             node_err(c, v, "%s: expected a mapping", path);
         else if (v->n > 0)
             node_warn(c, v, "%s: %s; its keys are not read", path, e->desc);
@@ -914,7 +909,7 @@ static void set_from_node(struct ctx *c, const struct cfg_entry *e, void *obj, s
     default:
         break;
     }
-    if (v->kind != N_SCALAR) {
+    if (v->kind != YTREE_SCALAR) {
         node_err(c, v, "%s: expected %s", path, type_word(e));
         return;
     }
@@ -927,23 +922,25 @@ static void set_from_node(struct ctx *c, const struct cfg_entry *e, void *obj, s
 }
 
 static void walk_map(struct ctx *c, const struct cfg_entry *t, void *obj, struct seen *seen,
-                     const char *tprefix, const char *dbase, const struct node *map, int depth)
+                     const char *tprefix, const char *dbase, const struct ytree_node *map,
+                     int depth)
 {
     for (size_t i = 0; i + 1 < map->n; i += 2) {
-        const struct node *k = map->kids[i], *v = map->kids[i + 1];
+        const struct ytree_node *k = map->kids[i], *v = map->kids[i + 1];
         const struct cfg_entry *e;
         char full[KEY_MAX], sugg[KEY_MAX];
         size_t j;
 
         if (c->oom)
             return;
-        if (k->kind != N_SCALAR) {
+        if (k->kind != YTREE_SCALAR) {
             node_err(c, k, "mapping keys must be strings");
             continue;
         }
         for (j = 0; j < i; j += 2) {
-            const struct node *o = map->kids[j];
-            if (o->kind == N_SCALAR && o->len == k->len && memcmp(o->text, k->text, k->len) == 0)
+            const struct ytree_node *o = map->kids[j];
+            if (o->kind == YTREE_SCALAR && o->len == k->len &&
+                memcmp(o->text, k->text, k->len) == 0)
                 break;
         }
         if (j < i) {
@@ -959,7 +956,7 @@ static void walk_map(struct ctx *c, const struct cfg_entry *t, void *obj, struct
         if ((e = find_entry(t, full)) != NULL) {
             set_from_node(c, e, obj, &seen[e - t], v, dbase, depth);
         } else if (is_section(t, full)) {
-            if (v->kind == N_MAP) {
+            if (v->kind == YTREE_MAP) {
                 char sub[KEY_MAX];
                 snprintf(sub, sizeof(sub), "%s.", full);
                 walk_map(c, t, obj, seen, sub, dbase, v, depth + 1);
@@ -1058,7 +1055,7 @@ static void blame(struct ctx *c, const struct cfg_entry *e, const struct seen *s
 
 /* Required keys and validators, once all sources are applied. */
 static void finish(struct ctx *c, const struct cfg_entry *t, void *obj, struct seen *seen,
-                   const char *dbase, const struct node *where, int top)
+                   const char *dbase, const struct ytree_node *where, int top)
 {
     char why[REMEX_ERRMSG_MAX], name[KEY_MAX];
     for (size_t i = 0; t[i].key != NULL; i++) {
@@ -1105,7 +1102,7 @@ remex_err cfg_load_buf(const struct cfg_entry *table, void *obj, const char *nam
 {
     struct cfg_errors local = {0};
     struct ctx c;
-    struct node *root = NULL;
+    struct ytree_node *root = NULL;
     struct seen *seen;
     size_t max = opts && opts->max_file ? opts->max_file : CFG_MAX_FILE;
     int tree_ok = 1;
@@ -1132,10 +1129,10 @@ remex_err cfg_load_buf(const struct cfg_entry *table, void *obj, const char *nam
             tree_ok = 0;
         } else if (build_tree(&c, &root) != 0) {
             tree_ok = 0;
-        } else if (root != NULL && !is_null(root) && root->kind != N_MAP) {
+        } else if (root != NULL && !is_null(root) && root->kind != YTREE_MAP) {
             node_err(&c, root, "top level must be a mapping");
             tree_ok = 0;
-        } else if (root != NULL && root->kind == N_MAP) {
+        } else if (root != NULL && root->kind == YTREE_MAP) {
             walk_map(&c, table, obj, seen, "", "", root, 1);
         }
     }
