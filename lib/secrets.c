@@ -1,5 +1,6 @@
 /* secrets: environment + local file backends for connections and variables. */
 #include "remex/secrets.h"
+#include "remex/urlenc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -39,48 +40,19 @@ void secrets_conn_free(struct secrets_conn *c)
     memset(c, 0, sizeof(*c));
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string; plus_space turns '+' into ' '. NULL on error. */
 static char *pct_decode(const char *s, size_t n, int plus_space, const char **why)
 {
     char *out = malloc(n + 1);
-    size_t k = 0;
     if (out == NULL) {
         *why = "out of memory";
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%') {
-            if (i + 2 >= n) {
-                free(out);
-                *why = "truncated percent-encoding";
-                return NULL;
-            }
-            int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
-            if (a < 0 || b < 0 || (a == 0 && b == 0)) {
-                free(out);
-                *why = a < 0 || b < 0 ? "invalid percent-encoding" : "encoded NUL byte";
-                return NULL;
-            }
-            out[k++] = (char)(a * 16 + b);
-            i += 2;
-        } else if (plus_space && s[i] == '+') {
-            out[k++] = ' ';
-        } else {
-            out[k++] = s[i];
-        }
+    *why = urlenc_decode(out, s, n, URLENC_STRICT | (plus_space ? URLENC_PLUS_SPACE : 0), NULL);
+    if (*why) {
+        free(out);
+        return NULL;
     }
-    out[k] = '\0';
     return out;
 }
 

@@ -37,6 +37,7 @@
 #include "plane.h"
 #include "remex/log.h"
 #include "remex/timeutil.h"
+#include "remex/urlenc.h"
 
 #define MAX_SEGS       16
 #define PATH_MAX_BYTES 2048
@@ -141,36 +142,11 @@ void plane_error(struct plane_resp *rs, int status, const char *code, const char
     plane_reply(rs, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %HH sequences of s in place (others are kept as they are); -1 when
  * the result would hold a NUL byte. */
 static int pct_decode(char *s)
 {
-    char *o = s;
-    for (const char *i = s; *i; i++) {
-        int hi, lo;
-        if (i[0] == '%' && (hi = hexval(i[1])) >= 0 && (lo = hexval(i[2])) >= 0) {
-            *o = (char)(hi << 4 | lo);
-            if (*o == '\0')
-                return -1;
-            i += 2;
-        } else {
-            *o = *i;
-        }
-        o++;
-    }
-    *o = '\0';
-    return 0;
+    return urlenc_decode(s, s, strlen(s), 0, NULL) == NULL ? 0 : -1;
 }
 
 /* The unescape callback: values stay raw (the path is decoded per segment
