@@ -790,14 +790,6 @@ remex_err http_multi_new(const struct http_multi_hooks *hooks, struct http_multi
     return REMEX_OK;
 }
 
-void http_multi_set_hooks(struct http_multi *m, void (*watch_fd)(int, int, void *),
-                          void (*set_timer)(long, void *), void *ud)
-{
-    m->hooks.watch_fd = watch_fd;
-    m->hooks.set_timer = set_timer;
-    m->hooks.ud = ud;
-}
-
 static void multi_unlink(struct http_multi *m, struct xfer *x)
 {
     for (struct xfer **pp = &m->list; *pp; pp = &(*pp)->next) {

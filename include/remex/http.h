@@ -184,9 +184,6 @@ remex_err http_multi_new(const struct http_multi_hooks *hooks, struct http_multi
                          struct remex_error *e);
 /* Aborts unfinished transfers without calling their callbacks, then frees m. */
 void http_multi_free(struct http_multi *m);
-/* Compatibility spelling of setting the hooks after creation. */
-void http_multi_set_hooks(struct http_multi *m, void (*watch_fd)(int, int, void *),
-                          void (*set_timer)(long, void *), void *ud);
 /* Starts req on client c (borrowed: must outlive the transfer). Request data is copied. */
 remex_err http_multi_start(struct http_multi *m, struct http_client *c,
                            const struct http_request *req, struct http_multi_done done,

@@ -642,8 +642,8 @@ static void test_multi_retry_and_errors(void **state)
 
     snprintf(url, sizeof(url), "http://127.0.0.1:%u", closed_port());
     refused = client(&ro);
-    assert_int_equal(http_multi_new(NULL, &m, &e), REMEX_OK);
-    http_multi_set_hooks(m, watch_fd, set_timer, &l);
+    struct http_multi_hooks hooks = {.watch_fd = watch_fd, .set_timer = set_timer, .ud = &l};
+    assert_int_equal(http_multi_new(&hooks, &m, &e), REMEX_OK);
     assert_int_equal(http_multi_start(m, c, &flaky, (struct http_multi_done){on_done, &ctx[0]}, &e),
                      REMEX_OK);
     assert_int_equal(
