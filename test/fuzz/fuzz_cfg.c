@@ -1,9 +1,11 @@
-/* Fuzz target: cfg_load_buf on arbitrary bytes against a representative table. */
+/* Fuzz target: cfg_load_buf on arbitrary bytes against a representative table, then against
+ * the agent's own table (agentcfg: every type, reserved sections and their warnings). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "remex/agentcfg.h"
 #include "remex/cfg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -111,6 +113,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         cfg_check_report(REMEX_ECONFIG, &errs, &out);
     }
+    struct agentcfg ac;
+    memset(&ac, 0, sizeof(ac));
+    o.no_env = 1;
+    if (cfg_load_buf(agentcfg_table, &ac, "fuzz.yaml", (const char *)data, size, &o, &errs) ==
+        REMEX_OK)
+        cfg_free(agentcfg_table, &ac);
+    /* warnings, like errors, are positioned in the file */
+    for (size_t i = 0; i < errs.nwarn; i++)
+        if (strncmp(errs.warn[i], "fuzz.yaml:", 10) != 0)
+            abort();
     buf_free(&out);
     return 0;
 }
