@@ -90,6 +90,18 @@ const struct store_migration store_migrations_sched[] = {
           "ALTER TABLE triggers_new RENAME TO triggers;"
           "CREATE INDEX triggers_agent ON triggers (agent_id);"
           "CREATE INDEX triggers_timeout ON triggers (timeout_ms) WHERE timeout_ms IS NOT NULL;"},
+    /* Every try of a task instance: its row as it was when the try ended
+     * (sched_grid.c shows them; a retry or a clear keeps the earlier ones). */
+    {110, "CREATE TABLE ti_tries (ti INTEGER NOT NULL, try_number INTEGER NOT NULL,"
+          " state TEXT NOT NULL, agent_id INTEGER, hostname TEXT, started_ms INTEGER,"
+          " ended_ms INTEGER, exit_code INTEGER, signal INTEGER, reason TEXT, log_uri TEXT,"
+          " PRIMARY KEY (ti, try_number)) WITHOUT ROWID;"
+          "CREATE TRIGGER ti_tries_end AFTER UPDATE OF state ON task_instances"
+          " WHEN NEW.try_number > 0 AND NEW.state IS NOT OLD.state AND NEW.state IN"
+          " ('success', 'failed', 'up_for_retry', 'skipped', 'deferred')"
+          " BEGIN INSERT OR REPLACE INTO ti_tries VALUES (NEW.id, NEW.try_number, NEW.state,"
+          " NEW.agent_id, NEW.hostname, NEW.started_ms, NEW.ended_ms, NEW.exit_code, NEW.signal,"
+          " NEW.reason, NEW.log_uri); END;"},
     {0, NULL},
 };
 
@@ -798,5 +810,10 @@ const struct plane_route plane_routes_sched[] = {
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/fail", AUTHZ_ADMIN,
      sched_h_task_fail},
     {"GET", "/api/v1/admin/import-errors", AUTHZ_ADMIN, sched_h_import_errors},
+    {"GET", "/api/v1/admin/dags/{dag_id}/grid", AUTHZ_ADMIN, sched_h_grid},
+    {"GET", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", AUTHZ_ADMIN,
+     sched_h_ti_show},
+    {"GET", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log", AUTHZ_ADMIN,
+     sched_h_ti_log},
     {NULL, NULL, AUTHZ_NONE, NULL},
 };

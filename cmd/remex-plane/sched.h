@@ -152,6 +152,10 @@ void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *
 void sched_h_task_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
+/* ---- sched_grid.c: admin views for the web UI ---- */
+void sched_h_grid(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_ti_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_ti_log(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 /* ---- sched_dispatch.c ---- */
 /* Offer expiry, retries due, execution timeouts; returns the next due wall time. */
 int64_t sdisp_due(struct plane *p, int64_t now);
