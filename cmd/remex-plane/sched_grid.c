@@ -236,17 +236,31 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* 1 when the n bytes at s are a lead byte and continuation bytes only, fewer
+ * than the lead byte announces. */
+static int utf8_cut(const unsigned char *s, size_t n)
+{
+    size_t need = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+                  : s[0] >= 0xC2 && s[0] <= 0xDF                   ? 2
+                                                                   : 0;
+    if (need == 0 || n >= need)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return 1;
+}
+
 /* Appends n bytes of s to out as UTF-8, each invalid byte as U+FFFD and NUL
- * as U+FFFD too. A sequence cut by the end of the chunk is left out: *used
- * tells how many bytes were consumed. */
-static remex_err utf8_clean(const unsigned char *s, size_t n, int at_eof, struct buf *out,
-                            size_t *used)
+ * as U+FFFD too. A sequence cut by the end of the chunk is left out (the
+ * task may still be writing it): *used tells how many bytes were consumed. */
+static remex_err utf8_clean(const unsigned char *s, size_t n, struct buf *out, size_t *used)
 {
     size_t i = 0;
     while (i < n) {
         size_t l = utf8_len(s + i, n - i);
-        if (l == 0 && !at_eof && n - i < 4 && s[i] >= 0xC2 && s[i] <= 0xF4)
-            break; /* possibly the start of a sequence the next read completes */
+        if (l == 0 && utf8_cut(s + i, n - i))
+            break; /* the start of a sequence the next read may complete */
         remex_err rc = l == 0 || s[i] == 0 ? buf_append(out, "\xEF\xBF\xBD", 3)
                                            : buf_append(out, s + i, l);
         if (rc)
@@ -294,8 +308,7 @@ static int log_read(const char *path, int64_t off, json_t *o)
     }
     struct buf out = BUF_INIT((size_t)GRID_LOG_CHUNK * 3 + 16);
     size_t used = 0;
-    int at_end = off + got >= (int64_t)sb.st_size;
-    if (utf8_clean(raw, (size_t)got, at_end, &out, &used) != REMEX_OK) {
+    if (utf8_clean(raw, (size_t)got, &out, &used) != REMEX_OK) {
         free(raw);
         buf_free(&out);
         errno = ENOMEM;
