@@ -334,7 +334,7 @@ class UiBrowserTest(workerfix.WorkerCase):
         env = dict(os.environ, REMEX_UI_URL=self.url, REMEX_UI_TOKEN=self.admin,
                    REMEX_UI_SHOTS=SHOTS, REMEX_UI_MARKER=marker, REMEX_UI_CHROMIUM=CHROMIUM,
                    REMEX_UI_PROFILE=os.path.join(self.tmp, "chromium-profile"),
-                   NODE_PATH=os.path.dirname(module))
+                   REMEX_UI_PLAYWRIGHT=module, REMEX_UI_SLOW=str(harness.SLOW))
         script = os.path.join(harness.ROOT, "test/integration/ui_browser.mjs")
         p = subprocess.run(["node", script], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=240 * harness.SLOW)
