@@ -74,8 +74,8 @@ remex_err websess_issue(const unsigned char key[32], int64_t exp_s, char *out, s
 
 static int is_b64url(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 static int all_b64url(const char *s, size_t n)

@@ -97,15 +97,15 @@ enum plane_authz {
 };
 
 struct plane_principal {
-    enum plane_authz kind; /* what was presented and verified */
-    int64_t token_id;      /* agent token id (agent token or session) */
-    int64_t agent_id;      /* session or task token */
-    int64_t session;       /* session sequence number */
-    int64_t ti_id;         /* task token */
-    int64_t try_number;    /* task token */
-    int64_t run_id;        /* task token */
-    int64_t exp_ms;        /* expiry of the presented JWT (ms since the epoch); 0 otherwise */
-    int ui;                /* AUTHZ_ADMIN through the web UI's session cookie (ui.c) */
+    enum plane_authz kind;  /* what was presented and verified */
+    int64_t token_id;       /* agent token id (agent token or session) */
+    int64_t agent_id;       /* session or task token */
+    int64_t session;        /* session sequence number */
+    int64_t ti_id;          /* task token */
+    int64_t try_number;     /* task token */
+    int64_t run_id;         /* task token */
+    int64_t exp_ms;         /* expiry of the presented JWT (ms since the epoch); 0 otherwise */
+    int ui;                 /* AUTHZ_ADMIN through the web UI's session cookie (ui.c) */
     struct websess ui_sess; /* that session, when ui */
 };
 
@@ -127,14 +127,14 @@ struct plane_resp {
     json_t *body; /* owned; serialised as JSON */
     char *text;   /* owned; sent as is when body is NULL (e.g. /metrics) */
     size_t text_len;
-    const char *content_type; /* static string; default application/json */
+    const char *content_type;         /* static string; default application/json */
     const unsigned char *static_data; /* borrowed static bytes, sent when body and text are NULL */
     size_t static_len;
     const char *cache_control; /* static string; default "no-store" */
     const char *etag;          /* static string or NULL */
     char set_cookie[256];      /* Set-Cookie value when not empty */
-    int committed;            /* set by a handler that committed what it wrote (or may leave it
-                               * deferred): the server then sends the reply without settling */
+    int committed;             /* set by a handler that committed what it wrote (or may leave it
+                                * deferred): the server then sends the reply without settling */
 };
 
 typedef void (*plane_handler_fn)(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

@@ -67,8 +67,8 @@ void sched_h_grid(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
         json_array_append_new(
             runs, json_pack("{sI ss ss so so so so}", "id", (json_int_t)sqlite3_column_int64(st, 0),
                             "run_id", sq_text(st, 1), "state", sq_text(st, 2), "logical_date",
-                            sched_col_time(st, 3), "start_date", sched_col_time(st, 4),
-                            "end_date", sched_col_time(st, 5), "tis", json_object()));
+                            sched_col_time(st, 3), "start_date", sched_col_time(st, 4), "end_date",
+                            sched_col_time(st, 5), "tis", json_object()));
     if (st)
         sqlite3_reset(st);
     size_t i;
@@ -81,9 +81,9 @@ void sched_h_grid(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
                 " map_index = -1",
                 "i", (int64_t)json_integer_value(json_object_get(r, "id")));
         while (st && sqlite3_step(st) == SQLITE_ROW)
-            json_object_set_new(tis, sq_text(st, 0),
-                                json_pack("[sI]", sq_text(st, 1),
-                                          (json_int_t)sqlite3_column_int64(st, 2)));
+            json_object_set_new(
+                tis, sq_text(st, 0),
+                json_pack("[sI]", sq_text(st, 1), (json_int_t)sqlite3_column_int64(st, 2)));
         if (st)
             sqlite3_reset(st);
         json_object_del(r, "id");
@@ -95,13 +95,15 @@ void sched_h_grid(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 
 static json_t *col_int_or_null(sqlite3_stmt *st, int col)
 {
-    return sqlite3_column_type(st, col) == SQLITE_NULL ? json_null()
-                                                       : json_integer(sqlite3_column_int64(st, col));
+    return sqlite3_column_type(st, col) == SQLITE_NULL
+               ? json_null()
+               : json_integer(sqlite3_column_int64(st, col));
 }
 
 static json_t *col_str_or_null(sqlite3_stmt *st, int col)
 {
-    return sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() : json_string(sq_text(st, col));
+    return sqlite3_column_type(st, col) == SQLITE_NULL ? json_null()
+                                                       : json_string(sq_text(st, col));
 }
 
 /* One try from columns try_number, state, agent_id, hostname, started_ms,
@@ -120,7 +122,7 @@ static json_t *try_json(sqlite3_stmt *st)
 }
 
 #define TRY_COLS                                                                                   \
-    "try_number, state, agent_id, hostname, started_ms, ended_ms, exit_code, signal, reason,"     \
+    "try_number, state, agent_id, hostname, started_ms, ended_ms, exit_code, signal, reason,"      \
     " log_uri, (SELECT name FROM agents a WHERE a.id = agent_id)"
 
 /* TI id and run id of (dag_id, run_id, task_id) of the path; 0 when absent. */
@@ -193,11 +195,11 @@ void sched_h_ti_show(struct plane *p, struct plane_req *rq, struct plane_resp *r
     int ended = last && json_integer_value(json_object_get(last, "try_number")) == n &&
                 strcmp(json_string_value(json_object_get(last, "state")),
                        json_string_value(json_object_get(cur, "state"))) == 0;
-    json_t *out = json_pack("{ss ss ss sO sO sI sO so so}", "dag_id", rq->param[0], "run_id",
-                            rq->param[1], "task_id", rq->param[2], "state",
-                            json_object_get(cur, "state"), "queue", json_object_get(cur, "queue"),
-                            "try_number", n, "map_index", json_object_get(cur, "map_index"),
-                            "tries", tries, "xcom", xcom);
+    json_t *out =
+        json_pack("{ss ss ss sO sO sI sO so so}", "dag_id", rq->param[0], "run_id", rq->param[1],
+                  "task_id", rq->param[2], "state", json_object_get(cur, "state"), "queue",
+                  json_object_get(cur, "queue"), "try_number", n, "map_index",
+                  json_object_get(cur, "map_index"), "tries", tries, "xcom", xcom);
     if (n > 0 && !ended) {
         json_object_del(cur, "queue");
         json_object_del(cur, "map_index");
@@ -240,9 +242,10 @@ static size_t utf8_len(const unsigned char *s, size_t n)
  * than the lead byte announces. */
 static int utf8_cut(const unsigned char *s, size_t n)
 {
-    size_t need = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
-                  : s[0] >= 0xC2 && s[0] <= 0xDF                   ? 2
-                                                                   : 0;
+    size_t need = s[0] >= 0xF0 && s[0] <= 0xF4   ? 4
+                  : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+                  : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+                                                 : 0;
     if (need == 0 || n >= need)
         return 0;
     for (size_t i = 1; i < n; i++)
@@ -261,8 +264,8 @@ static remex_err utf8_clean(const unsigned char *s, size_t n, struct buf *out, s
         size_t l = utf8_len(s + i, n - i);
         if (l == 0 && utf8_cut(s + i, n - i))
             break; /* the start of a sequence the next read may complete */
-        remex_err rc = l == 0 || s[i] == 0 ? buf_append(out, "\xEF\xBF\xBD", 3)
-                                           : buf_append(out, s + i, l);
+        remex_err rc =
+            l == 0 || s[i] == 0 ? buf_append(out, "\xEF\xBF\xBD", 3) : buf_append(out, s + i, l);
         if (rc)
             return rc;
         i += l ? l : 1;
@@ -343,14 +346,13 @@ void sched_h_ti_log(struct plane *p, struct plane_req *rq, struct plane_resp *rs
     pthread_mutex_lock(&p->mu);
     int64_t ti = path_ti(p, rq, &run);
     sqlite3_stmt *st =
-        !ti ? NULL
-        : tq
-            ? sq(p,
-                 "SELECT try_number, log_uri FROM task_instances WHERE id = ?1 AND try_number = ?2"
-                 " UNION ALL SELECT try_number, log_uri FROM ti_tries WHERE ti = ?1 AND"
-                 " try_number = ?2",
-                 "ii", ti, (int64_t)want_try)
-            : sq(p, "SELECT try_number, log_uri FROM task_instances WHERE id = ?1", "i", ti);
+        !ti  ? NULL
+        : tq ? sq(p,
+                  "SELECT try_number, log_uri FROM task_instances WHERE id = ?1 AND try_number = ?2"
+                  " UNION ALL SELECT try_number, log_uri FROM ti_tries WHERE ti = ?1 AND"
+                  " try_number = ?2",
+                  "ii", ti, (int64_t)want_try)
+             : sq(p, "SELECT try_number, log_uri FROM task_instances WHERE id = ?1", "i", ti);
     int found = st && sqlite3_step(st) == SQLITE_ROW;
     if (found) {
         tno = sqlite3_column_int64(st, 0);
@@ -364,9 +366,9 @@ void sched_h_ti_log(struct plane *p, struct plane_req *rq, struct plane_resp *rs
         plane_error(rs, 404, "not_found", ti ? "no such try" : "no such task instance");
         return;
     }
-    json_t *o = json_pack("{sI so sb sI}", "try_number", (json_int_t)tno, "location",
-                          uri ? json_string(uri) : json_null(), "readable", 0, "offset",
-                          (json_int_t)off);
+    json_t *o =
+        json_pack("{sI so sb sI}", "try_number", (json_int_t)tno, "location",
+                  uri ? json_string(uri) : json_null(), "readable", 0, "offset", (json_int_t)off);
     const char *path = uri ? log_path(uri) : NULL;
     if (!uri)
         json_object_set_new(o, "reason", json_string("the worker reported no log location yet"));
@@ -375,9 +377,9 @@ void sched_h_ti_log(struct plane *p, struct plane_req *rq, struct plane_resp *rs
                             json_string("the log is where its agent put it: the plane reads only"
                                         " local file:// logs (*.log)"));
     else if (log_read(path, off, o) != 0)
-        json_object_set_new(o, "reason", json_string(errno == ENOENT
-                                                         ? "no such file on the plane's machine"
-                                                         : "the plane cannot read this file"));
+        json_object_set_new(o, "reason",
+                            json_string(errno == ENOENT ? "no such file on the plane's machine"
+                                                        : "the plane cannot read this file"));
     else
         json_object_set_new(o, "readable", json_true());
     free(uri);

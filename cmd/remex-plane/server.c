@@ -115,11 +115,7 @@ static const struct plane_route routes_core[] = {
 };
 
 static const struct plane_route *const tables[] = {
-    routes_core,
-    plane_routes_agents,
-    plane_routes_tokens,
-    plane_routes_sched,
-    plane_routes_ui,
+    routes_core, plane_routes_agents, plane_routes_tokens, plane_routes_sched, plane_routes_ui,
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 

@@ -31,8 +31,8 @@
 
 /* A verified session. */
 struct websess {
-    int64_t exp_s;                       /* expiry, seconds since the epoch */
-    char nonce[WEBSESS_TOKEN_LEN + 1];   /* identifies the session (e.g. for logout) */
+    int64_t exp_s;                     /* expiry, seconds since the epoch */
+    char nonce[WEBSESS_TOKEN_LEN + 1]; /* identifies the session (e.g. for logout) */
 };
 
 /* out = HMAC-SHA256(secret, label): a key of its own for sessions, derived
@@ -67,8 +67,7 @@ int websess_csrf_ok(const unsigned char key[32], const struct websess *s, const 
  * pair has no '=' or an empty name, or when name appears twice (a second
  * value may have been planted by a sibling domain: refused rather than
  * guessed). */
-remex_err websess_cookie_find(const char *header, const char *name, const char **val,
-                              size_t *len);
+remex_err websess_cookie_find(const char *header, const char *name, const char **val, size_t *len);
 
 /* 1 when origin (the Origin request header) names this server: exactly
  * "http://" (or "https://" when tls) followed by host (the Host request

@@ -66,7 +66,12 @@ static void test_tampered_and_malformed(void **state)
     snprintf(t, sizeof(t), "%s", v);
     t[1] = '2';
     assert_int_equal(websess_verify(KEY, t, n, NOW, &s), REMEX_EPARSE);
-    const char *bad[] = {"", "v1.", "v1..", "v1.0123.x.y", "v1.12.a.b", "v2.1.a.b",
+    const char *bad[] = {"",
+                         "v1.",
+                         "v1..",
+                         "v1.0123.x.y",
+                         "v1.12.a.b",
+                         "v2.1.a.b",
                          "v1.99999999999999999999.aaaa.bbbb"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(websess_verify(KEY, bad[i], strlen(bad[i]), NOW, &s), REMEX_EPARSE);
@@ -112,8 +117,7 @@ static void test_cookie_find(void **state)
                      REMEX_OK);
     assert_int_equal(n, 3);
     assert_memory_equal(v, "xyz", 3);
-    assert_int_equal(websess_cookie_find("remex_session=\"q\"", "remex_session", &v, &n),
-                     REMEX_OK);
+    assert_int_equal(websess_cookie_find("remex_session=\"q\"", "remex_session", &v, &n), REMEX_OK);
     assert_int_equal(n, 1);
     assert_memory_equal(v, "q", 1);
     assert_int_equal(websess_cookie_find(" ;; s = 7 ;", "s", &v, &n), REMEX_OK);
@@ -172,9 +176,12 @@ static void test_key_derive(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_issue_verify_roundtrip), cmocka_unit_test(test_tampered_and_malformed),
-        cmocka_unit_test(test_csrf),                   cmocka_unit_test(test_cookie_find),
-        cmocka_unit_test(test_origin),                 cmocka_unit_test(test_key_derive),
+        cmocka_unit_test(test_issue_verify_roundtrip),
+        cmocka_unit_test(test_tampered_and_malformed),
+        cmocka_unit_test(test_csrf),
+        cmocka_unit_test(test_cookie_find),
+        cmocka_unit_test(test_origin),
+        cmocka_unit_test(test_key_derive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
