@@ -366,6 +366,7 @@ static const struct decode_field f_start[] = {
     {"try_number", DECODE_ANY, NULL},
     {"pid", DECODE_ANY, NULL},
     {"hostname", DECODE_ANY, NULL},
+    {"log_uri", DECODE_ANY, NULL},
     F_END,
 };
 static const struct decode_field f_state[] = {

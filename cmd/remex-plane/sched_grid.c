@@ -192,9 +192,13 @@ void sched_h_ti_show(struct plane *p, struct plane_req *rq, struct plane_resp *r
     /* The current try is listed unless ti_tries already holds its end. */
     json_int_t n = json_integer_value(json_object_get(cur, "try_number"));
     json_t *last = json_array_get(tries, json_array_size(tries) - 1);
-    int ended = last && json_integer_value(json_object_get(last, "try_number")) == n &&
-                strcmp(json_string_value(json_object_get(last, "state")),
-                       json_string_value(json_object_get(cur, "state"))) == 0;
+    /* ... or the try has not started again since (cleared: none; queued after a
+     * deferral): then what ti_tries holds is still the latest about it. */
+    const char *cs = json_string_value(json_object_get(cur, "state"));
+    int ended =
+        last && json_integer_value(json_object_get(last, "try_number")) == n &&
+        (strcmp(json_string_value(json_object_get(last, "state")), cs) == 0 ||
+         strcmp(cs, "none") == 0 || strcmp(cs, "scheduled") == 0 || strcmp(cs, "queued") == 0);
     json_t *out =
         json_pack("{ss ss ss sO sO sI sO so so}", "dag_id", rq->param[0], "run_id", rq->param[1],
                   "task_id", rq->param[2], "state", json_object_get(cur, "state"), "queue",

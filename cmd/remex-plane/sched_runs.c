@@ -127,7 +127,7 @@ static void ti_queue(struct plane *p, int64_t ti, int64_t now)
            "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
            " queued_ms = ?2, agent_id = NULL, trigger_event = NULL, report_state = NULL,"
            " exit_code = NULL, signal = NULL, reason = NULL, started_ms = NULL, ended_ms = NULL,"
-           " next_retry_ms = NULL, due_ms = NULL, cancel_ms = NULL WHERE id = ?1",
+           " next_retry_ms = NULL, due_ms = NULL, cancel_ms = NULL, log_uri = NULL WHERE id = ?1",
            "ii", ti, now);
     SCHED(p)->queued_any = 1;
 }

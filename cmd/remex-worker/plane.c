@@ -550,6 +550,11 @@ void plane_start(struct worker *w, struct wtask *t)
         t->start_first_ms = timeutil_mono_ms();
     json_t *body =
         json_pack("{s:I,s:s}", "try_number", (json_int_t)t->try_number, "hostname", w->hostname);
+    if (body && t->log_path) { /* where the plane (its UI) finds the log while the task runs */
+        char uri[4200];
+        snprintf(uri, sizeof(uri), "file://%s", t->log_path);
+        json_object_set_new(body, "log_uri", json_string(uri));
+    }
     char path[96];
     snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/start", t->ti_id);
     struct call *c = new_call(w, C_START, t);

@@ -475,6 +475,9 @@ void task_offer(struct worker *w, json_t *asg)
     }
     log_debug("offer ti %" PRId64 " %s.%s try %" PRId64, t->ti_id, t->dag_id, t->task_id,
               t->try_number);
+    struct remex_error le;
+    if (!t->prep_error && tasklog_path(t, &le) != REMEX_OK) /* then the start names no log */
+        log_warn("ti %" PRId64 ": task log path: %s", t->ti_id, le.msg);
     plane_start(w, t);
 }
 

@@ -269,6 +269,46 @@ class UiHttpTest(UiMixin, SchedCase):
         self.assertNotIn("content", lg)
 
 
+    def test_running_log_followed_and_clear_keeps_tries(self):
+        self.push_ok(dag("ur", [{"task_id": "a"}]))
+        self.trigger("ur", run_id="r")
+        ag = Agent(self, "w1")
+        (a,) = harness.wait_for(lambda: ag.work(wait=1) or None, 15, what="an offer")
+        with ag.lock:
+            ag.running[a["ti_id"]] = a
+        logf = os.path.join(self.tmp, "run.log")
+        with open(logf, "w") as f:
+            f.write("first\n")
+        # The start names where the log is being written.
+        st, b = self.req("POST", f"/api/v1/task-instances/{a['ti_id']}/start",
+                         {"try_number": 1, "pid": 7, "hostname": "h", "log_uri": "file://" + logf},
+                         a["task_token"])
+        self.assertEqual(st, 200, b)
+        base = "/api/v1/admin/dags/ur/runs/r/tasks/a"
+        st, lg = self.req("GET", base + "/log", None, self.admin)
+        self.assertEqual((lg["readable"], lg["content"], lg["next_offset"]), (True, "first\n", 6))
+        with open(logf, "a") as f:
+            f.write("second\n")
+        st, lg = self.req("GET", base + "/log?offset=6", None, self.admin)
+        self.assertEqual((lg["content"], lg["next_offset"], lg["size"]), ("second\n", 13, 13))
+        st, t = self.req("GET", base, None, self.admin)
+        self.assertEqual([(x["try_number"], x["state"], x["log_uri"]) for x in t["tries"]],
+                         [(1, "running", "file://" + logf)])
+        self.assertEqual(ag.report(a, "failed", exit_code=1)[0], 200)
+        st, b = self.req("POST", base + "/clear", {}, self.admin)
+        self.assertEqual(st, 200, b)
+        st, t = self.req("GET", base, None, self.admin)
+        tries = [(x["try_number"], x["state"]) for x in t["tries"]]
+        # Cleared (none, try 1) or already queued again (try 2): try 1 stays failed.
+        self.assertIn(tries, ([(1, "failed")], [(1, "failed"), (2, "queued")]), t)
+        # The next try starts without the previous try's log location.
+        (a2,) = ag.take(1)
+        self.assertEqual(a2["try_number"], 2)
+        st, lg = self.req("GET", base + "/log", None, self.admin)
+        self.assertEqual((lg["try_number"], lg["location"], lg["readable"]), (2, None, False))
+        st, lg = self.req("GET", base + "/log?try_number=1", None, self.admin)
+        self.assertEqual(lg["content"], "first\nsecond\n")
+
 @unittest.skipUnless(shutil.which("openssl"), "needs the openssl CLI")
 class UiTlsTest(TlsMixin, UiMixin, planefix.PlaneCase):
     def test_cookie_secure_with_tls(self):
