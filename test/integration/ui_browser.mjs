@@ -122,6 +122,8 @@ try {
   assert.equal(def.dag_id, 'ui_etl');
   assert.equal(def.tasks.length, 5);
   await shot(page, 'dag-grid');
+  // The README's picture (docs/ui-dag.png is a copy of it).
+  await page.screenshot({ path: path.join(SHOTS, 'ui-dag-small.png'), clip: { x: 0, y: 0, width: 960, height: 640 } });
 
   // 5. A failed task: its log, then clear it and see the rerun succeed.
   await page.click('nav >> text=DAGs');

@@ -14,7 +14,7 @@ export function renderGrid(host, dagId, grid) {
   const t0 = performance.now();
   const runs = grid.dag_runs;
   const base = `#/dags/${enc(dagId)}/runs/`;
-  const parts = ['<table class="grid"><caption>Runs (columns, oldest first) × tasks (rows)</caption>',
+  const parts = ['<table class="grid" aria-label="Runs (columns, oldest first) by tasks (rows)">',
     '<thead><tr><th scope="col">Task</th>'];
   for (const r of runs) {
     const s = r.state;
@@ -124,7 +124,9 @@ export async function dagPage(view, dagId) {
   const limitSel = h('select', { id: 'grid-limit' }, [25, 100, 365].map((n) => h('option', { value: n }, n)));
   view.replaceChildren(head, forms,
     h('section', { 'aria-labelledby': 'grid-h' }, h('h2', { id: 'grid-h' }, 'Grid'),
-      h('label', { for: 'grid-limit' }, 'Runs shown '), limitSel, gridHost),
+      h('label', { for: 'grid-limit' }, 'Runs shown '), limitSel,
+      h('p.muted', {}, 'Runs are columns (oldest left), tasks are rows; hover or focus a cell for its try.'),
+      gridHost),
     h('section', { 'aria-labelledby': 'graph-h' }, h('h2', { id: 'graph-h' }, 'Graph'),
       h('label', { for: 'graph-run' }, 'States of run '), runSel, graphHost),
     h('section', { 'aria-labelledby': 'def-h' }, h('h2', { id: 'def-h' }, 'Definition'), def));
