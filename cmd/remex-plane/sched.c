@@ -90,18 +90,13 @@ const struct store_migration store_migrations_sched[] = {
           "ALTER TABLE triggers_new RENAME TO triggers;"
           "CREATE INDEX triggers_agent ON triggers (agent_id);"
           "CREATE INDEX triggers_timeout ON triggers (timeout_ms) WHERE timeout_ms IS NOT NULL;"},
-    /* Every try of a task instance: its row as it was when the try ended
-     * (sched_grid.c shows them; a retry or a clear keeps the earlier ones). */
+    /* Tries of a task instance other than its row's latest: the row as it was
+     * when a try ended in a state another try can follow, or when a finished
+     * try was cleared (sched_try_record). */
     {110, "CREATE TABLE ti_tries (ti INTEGER NOT NULL, try_number INTEGER NOT NULL,"
           " state TEXT NOT NULL, agent_id INTEGER, hostname TEXT, started_ms INTEGER,"
           " ended_ms INTEGER, exit_code INTEGER, signal INTEGER, reason TEXT, log_uri TEXT,"
-          " PRIMARY KEY (ti, try_number)) WITHOUT ROWID;"
-          "CREATE TRIGGER ti_tries_end AFTER UPDATE OF state ON task_instances"
-          " WHEN NEW.try_number > 0 AND NEW.state IS NOT OLD.state AND NEW.state IN"
-          " ('success', 'failed', 'up_for_retry', 'skipped', 'deferred')"
-          " BEGIN INSERT OR REPLACE INTO ti_tries VALUES (NEW.id, NEW.try_number, NEW.state,"
-          " NEW.agent_id, NEW.hostname, NEW.started_ms, NEW.ended_ms, NEW.exit_code, NEW.signal,"
-          " NEW.reason, NEW.log_uri); END;"},
+          " PRIMARY KEY (ti, try_number)) WITHOUT ROWID;"},
     {0, NULL},
 };
 

@@ -553,6 +553,8 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
                " signal = ?5, log_uri = coalesce(?6, log_uri), state = ?3, ended_ms = ?7,"
                " due_ms = NULL, cancel_ms = NULL, reason = ?8 WHERE id = ?1",
                "iitNNtit", ti, try_no, r->state, ec, sig, r->log_uri, now, r->reason);
+        if (strcmp(r->state, "skipped") == 0)
+            sched_try_record(p, ti);
         /* A leaf finishing matters to the scheduler only when it was the last one. */
         if (has_down || !sched_run_pending(p, run))
             sched_mark_run(p, run, SDIRTY_EVAL);
@@ -591,6 +593,7 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
                "UPDATE task_instances SET state = 'deferred', agent_id = NULL, due_ms = NULL,"
                " cancel_ms = NULL, timeout_ms = NULL WHERE id = ?1",
                "i", ti);
+        sched_try_record(p, ti);
         if (tms)
             sched_due_hint(p, tms);
         plane_wake(p, PLANE_WAIT_TRIGGER);

@@ -3,9 +3,11 @@
  * task instance with every try and its XCom references, and a try's log when
  * the plane can read where the worker wrote it.
  *
- * Tries: migration 110's trigger copies a task instance's row into ti_tries
- * each time its state becomes an end of a try (success, failed, up_for_retry,
- * skipped, deferred), so earlier tries stay visible after a retry or a clear.
+ * Tries: sched_try_record copies a task instance's row into ti_tries when a
+ * try ends in a state another try can follow (failed, up_for_retry, skipped,
+ * deferred) and when a finished try is cleared, so earlier tries stay
+ * visible after a retry or a clear; the row itself is the latest try. A try
+ * ending in success costs no copy (the dispatch path stays one row update).
  *
  * Logs: a try's log_uri comes from its worker. The plane reads it only when it
  * is a file:// URI of an absolute path without "..", ending in ".log", naming
@@ -28,6 +30,16 @@
 
 #define GRID_RUNS_MAX  1000
 #define GRID_LOG_CHUNK (256 * 1024)
+
+void sched_try_record(struct plane *p, int64_t ti)
+{
+    sq_run(p,
+           "INSERT OR REPLACE INTO ti_tries SELECT id, try_number, state, agent_id, hostname,"
+           " started_ms, ended_ms, exit_code, signal, reason, log_uri FROM task_instances"
+           " WHERE id = ?1 AND try_number > 0 AND state IN ('success', 'failed',"
+           " 'up_for_retry', 'skipped', 'deferred')",
+           "i", ti);
+}
 
 /* GET /api/v1/admin/dags/{dag_id}/grid?limit=N (newest N runs, default 25):
  * {dag_id, tasks: [{task_id, upstream}], dag_runs: [{run_id, state,
