@@ -370,6 +370,23 @@ class UiBrowserTest(workerfix.WorkerCase):
             {"task_id": "fetch", "shell": f"if [ -f {marker} ]; then echo 'input found, try"
                                           " {{ try_number }}'; else echo 'boom: input missing';"
                                           " exit 3; fi"}]})
+        # An import error of another bundle, and a sentinel with a failing check
+        # that never heartbeats (so it goes lost).
+        st, b = self.req("POST", "/api/v1/dags/manifest",
+                         {"bundle": "drafts", "version": "d1", "files": [],
+                          "import_errors": [{"file": "bad.yaml", "line": 3, "column": 7,
+                                             "message": "tasks[0].upstream: no task 'nope'"}]},
+                         self.admin)
+        self.assertEqual(st, 200, b)
+        st, b = self.register(self.create_token("sentinel")["value"], "s1", roles=["sentinel"])
+        self.assertEqual(st, 200, b)
+        st, h = self.req("POST", f"/api/v1/agents/{b['agent_id']}/health",
+                         {"status": "failing",
+                          "checks": [{"name": "disk", "status": "failing",
+                                      "message": "/var is 97% full"},
+                                     {"name": "plane", "status": "ok", "message": "reachable"}]},
+                         b["session_token"])
+        self.assertEqual(st, 200, h)
         os.makedirs(SHOTS, exist_ok=True)
         env = dict(os.environ, REMEX_UI_URL=self.url, REMEX_UI_TOKEN=self.admin,
                    REMEX_UI_SHOTS=SHOTS, REMEX_UI_MARKER=marker, REMEX_UI_CHROMIUM=CHROMIUM,

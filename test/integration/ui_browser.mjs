@@ -88,12 +88,16 @@ try {
   assert.ok(!(await page.evaluate(() => document.cookie)).includes('remex_session'));
   await page.click('nav >> text=Agents');
   await page.waitForSelector('tr[data-agent="w1"] td.state:has-text("healthy")', { timeout: T });
+  await page.waitForSelector('tr[data-agent="s1"]:has-text("disk: failing /var is 97% full")');
+  assert.ok(!(await page.textContent('tr[data-agent="s1"]')).includes('reachable'), 'a passing check listed');
+  await page.waitForSelector('tr[data-agent="s1"] td.state:has-text("lost")', { timeout: T });
   const hb = await page.textContent('tr[data-agent="w1"] time');
   assert.match(hb, /^\d+s ago$/);
   await shot(page, 'agents');
 
   // 3. Trigger ui_etl with conf from the DAGs page; bad JSON is refused first.
   await page.click('nav >> text=DAGs');
+  await page.waitForSelector('.import-errors:has-text("bad.yaml:3:7 tasks[0].upstream: no task \'nope\'")');
   await page.click('button[aria-label="Trigger ui_etl"]');
   await page.fill('#conf-ui_etl', '{"rows": 3');
   await page.click('form.trigger button[type=submit]');

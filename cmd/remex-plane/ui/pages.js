@@ -10,7 +10,7 @@ function healthCell(a) {
   const failing = (hl.checks || []).filter((c) => c.status !== 'ok');
   return h('div', {}, badge(hl.status),
     failing.length
-      ? h('ul.checks', {}, failing.map((c) => h('li', {}, badge(c.status, c.name),
+      ? h('ul.checks', {}, failing.map((c) => h('li', {}, badge(c.status, `${c.name}: ${c.status}`),
         c.message ? ` ${c.message}` : '')))
       : null,
     h('div.muted', {}, `reported ${fmtAge(hl.reported_at)}`));
