@@ -7,8 +7,7 @@ Every regular file of UI_DIR becomes a static byte array with its content type
 and ETag (first 16 hex digits of its SHA-256); ui_version is 12 hex digits of
 the SHA-256 over all names and contents. In index.html, @VERSION@ is replaced
 by ui_version, so the page names its scripts and styles under /ui/<version>/
-(served as immutable). Output is written only when it changed, so an unchanged
-UI does not relink the plane."""
+(served as immutable). An unchanged output is only touched."""
 import hashlib
 import os
 import sys
@@ -71,6 +70,7 @@ def main():
     try:
         with open(dst) as f:
             if f.read() == text:
+                os.utime(dst)  # up to date for make, without a new object to link
                 return
     except OSError:
         pass
