@@ -70,7 +70,7 @@ def main():
     try:
         with open(dst) as f:
             if f.read() == text:
-                os.utime(dst)  # up to date for make, without a new object to link
+                os.utime(dst)  # newer than its sources: make does not run this again
                 return
     except OSError:
         pass
