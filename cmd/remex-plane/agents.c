@@ -316,11 +316,12 @@ static json_t *agent_json(sqlite3_stmt *st, int full)
         json_object_set_new(a, "running", json_integer(sqlite3_column_int64(st, 19)));
     if (a)
         json_object_set_new(a, "triggers_held", json_integer(sqlite3_column_int64(st, 20)));
+    if (a) /* in lists too: the web UI's agents page reads one list per refresh */
+        json_object_set_new(a, "health", parse_col(st, 17));
     if (a && full) {
         json_object_set_new(a, "session", json_integer(sqlite3_column_int64(st, 14)));
         json_object_set_new(a, "features", parse_col(st, 15));
         json_object_set_new(a, "sysinfo", parse_col(st, 16));
-        json_object_set_new(a, "health", parse_col(st, 17));
     }
     return a;
 }

@@ -216,6 +216,13 @@ class UiHttpTest(UiMixin, SchedCase):
         (a,) = ag.take(1)
         self.assertEqual(ag.report(a, "failed", exit_code=3, log_uri="file://" + logf)[0], 200)
         runs = [run] + [self.trigger("ug", run_id=f"r{i}")["run_id"] for i in (1, 2)]
+        # Lists carry what the UI's pages show per row (one request per refresh).
+        st, b = self.req("GET", "/api/v1/admin/dags", None, self.admin)
+        self.assertEqual(b["dags"][0]["last_run"], {"run_id": "r2", "state": "queued"}
+                         if b["dags"][0]["last_run"]["state"] == "queued" else
+                         {"run_id": "r2", "state": "running"})
+        st, b = self.req("GET", "/api/v1/admin/agents", None, self.admin)
+        self.assertEqual((b["agents"][0]["health"], b["agents"][0]["triggers_held"]), (None, 0))
         st, g = self.req("GET", "/api/v1/admin/dags/ug/grid?limit=2", None, self.admin)
         self.assertEqual(st, 200, g)
         self.assertEqual([t["task_id"] for t in g["tasks"]], ["a", "b"])

@@ -44,10 +44,7 @@ export async function agentsPage(view) {
   const body = h('div');
   view.replaceChildren(h('h1', {}, 'Agents'), body);
   const load = async () => {
-    const { agents } = await api.get('/api/v1/admin/agents');
-    // The health report and held triggers are in each agent's own view.
-    const full = await Promise.all(agents.map((a) => api.get(`/api/v1/admin/agents/${a.agent_id}`)
-      .catch(() => a)));
+    const { agents: full } = await api.get('/api/v1/admin/agents');
     body.replaceChildren(full.length === 0
       ? h('p.muted', {}, 'No agent has registered yet.')
       : table(['Agent', 'Roles', 'Queues', 'Version', 'State', 'Last heartbeat', 'Slots',
@@ -123,8 +120,7 @@ export async function dagsPage(view) {
   const load = async () => {
     const [{ dags }, ie] = await Promise.all([api.get('/api/v1/admin/dags'),
       api.get('/api/v1/admin/import-errors')]);
-    const last = await Promise.all(dags.map((d) => api.get(`/api/v1/admin/dags/${enc(d.dag_id)}/runs?limit=1`)
-      .then((r) => r.dag_runs[0] || null).catch(() => null)));
+    const last = dags.map((d) => d.last_run || null);
     const rows = dags.map((d, i) => h('tr', { 'data-dag': d.dag_id },
       h('th', { scope: 'row' }, h('a', { href: `#/dags/${enc(d.dag_id)}` }, d.dag_id),
         d.description ? h('div.muted', {}, d.description) : null),
