@@ -298,9 +298,15 @@ class UiHttpTest(UiMixin, SchedCase):
             f.write("second\n")
         st, lg = self.req("GET", base + "/log?offset=6", None, self.admin)
         self.assertEqual((lg["content"], lg["next_offset"], lg["size"]), ("second\n", 13, 13))
+        ref = {"uri": "file:///xcom/ur/r/a/total", "size": 4,
+               "checksum": "sha256:" + "ab" * 32, "content_type": "application/json"}
+        st, b = self.req("PUT", f"/api/v1/task-instances/{a['ti_id']}/xcom/total", ref,
+                         a["task_token"])
+        self.assertEqual(st, 200, b)
         st, t = self.req("GET", base, None, self.admin)
         self.assertEqual([(x["try_number"], x["state"], x["log_uri"]) for x in t["tries"]],
                          [(1, "running", "file://" + logf)])
+        self.assertEqual(t["xcom"], [dict(ref, key="total")])
         self.assertEqual(ag.report(a, "failed", exit_code=1)[0], 200)
         st, b = self.req("POST", base + "/clear", {}, self.admin)
         self.assertEqual(st, 200, b)
@@ -417,8 +423,10 @@ class UiBrowserTest(workerfix.WorkerCase):
         self.assertEqual(run["conf"], {"rows": 3})
         st, t = self.req("GET", f"/api/v1/admin/dags/ui_flaky/runs/{res['flaky_run']}/tasks/fetch",
                          None, self.admin)
-        self.assertEqual([(x["try_number"], x["state"]) for x in t["tries"]],
-                         [(1, "failed"), (2, "success")])
+        # Try 1 failed, try 2 succeeded after the clear and was then marked failed.
+        self.assertEqual([(x["try_number"], x["state"], x["reason"]) for x in t["tries"]],
+                         [(1, "failed", "exit code 3"), (2, "failed", "marked failed")])
+        self.assertEqual(t["tries"][1]["exit_code"], 0)
         st, a = self.req("GET", "/api/v1/admin/agents", None, self.admin)
         self.assertEqual(a["agents"][0]["desired_state"], "run")
         for name in ("login", "agents", "dags", "dag-grid", "task-log", "task-rerun"):

@@ -150,6 +150,9 @@ try {
   await page.waitForSelector('#log:has-text("input found, try 2")', { timeout: T });
   assert.ok(!(await page.textContent('#log')).includes('boom'), 'try 2 shows try 1\'s log');
   await shot(page, 'task-rerun');
+  await page.click('button[aria-label="Mark fetch failed"]');
+  await page.waitForSelector('#ti-state:has-text("failed")', { timeout: T });
+  await page.waitForSelector('tr[data-try="2"]:has-text("marked failed")', { timeout: T });
 
   // 6. Pause ui_etl with the keyboard only.
   await page.click('nav >> text=DAGs');
