@@ -159,6 +159,10 @@ try {
   await page.waitForSelector('tr[data-dag="ui_etl"]');
   await page.focus('nav >> text=DAGs');
   await tabTo(page, 'Pause ui_etl');
+  // A live refresh rebuilds the table; the keyboard focus stays on the button.
+  const row = await page.$('tr[data-dag="ui_etl"]');
+  await page.waitForFunction((r) => !r.isConnected, row, { timeout: T });
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Pause ui_etl');
   await page.keyboard.press('Enter');
   await page.waitForSelector('tr[data-dag="ui_etl"] td.paused:has-text("paused")', { timeout: T });
 

@@ -3,7 +3,7 @@
 // REFRESH_MS while the tab is visible, one call at a time; a new page stops
 // the previous page's loop).
 import * as api from './api.js';
-import { h, flash } from './util.js';
+import { h, flash, focusMemo } from './util.js';
 import { agentsPage, dagsPage } from './pages.js';
 import { dagPage } from './dag.js';
 import { runPage, tiPage } from './ti.js';
@@ -107,8 +107,10 @@ async function render() {
   const tick = async () => {
     if (gen !== loop.gen) return;
     if (!document.hidden && refresh) {
+      const restore = focusMemo();
       try {
         await refresh();
+        restore();
         document.getElementById('live').textContent = `updated ${new Date().toLocaleTimeString()}`;
       } catch (e) {
         if (gen === loop.gen) flash(e.message, true);

@@ -57,18 +57,37 @@ export function fmtDuration(sec) {
   return `${Math.floor(sec / 60)}m${Math.round(sec % 60)}s`;
 }
 
+// Remembers the focused element of <main>; the returned function focuses its
+// twin (same tag, id, label, link and text) once a refresh replaced it, so a
+// keyboard user keeps their place while the page updates itself.
+export function focusMemo() {
+  const main = document.getElementById('main');
+  const el = document.activeElement;
+  if (!main || !el || el === main || !main.contains(el)) return () => {};
+  const key = (x) => [x.tagName, x.id, x.getAttribute('aria-label'), x.getAttribute('href'),
+    x.textContent].join('\u0000');
+  const want = key(el);
+  return () => {
+    if (el.isConnected) return;
+    const twin = [...main.querySelectorAll(el.tagName)].find((x) => key(x) === want);
+    if (twin) twin.focus();
+  };
+}
+
 // A button that runs an async action, disabled while it runs; errors go to msg.
 export function action(label, fn, opts = {}) {
   const b = h('button', { type: 'button', class: opts.cls || null, 'aria-label': opts.aria || null },
     label);
   b.addEventListener('click', async () => {
     b.disabled = true;
+    const restore = focusMemo();
     try {
       await fn();
     } catch (e) {
       flash(e.message || String(e), true);
     } finally {
       b.disabled = false;
+      restore();
     }
   });
   return b;
