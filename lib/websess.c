@@ -147,16 +147,16 @@ static int ows(char c)
     return c == ' ' || c == '\t';
 }
 
-remex_err websess_cookie_find(const char *header, const char *name, const char **val, size_t *len)
+remex_err websess_cookie_find(const char *header, const char *name, int nth, const char **val,
+                              size_t *len)
 {
-    if (!header || !name || !*name)
+    if (!header || !name || !*name || nth < 0)
         return REMEX_ENOTFOUND;
     size_t hl = strnlen(header, WEBSESS_HEADER_MAX + 1), nl = strlen(name);
     if (hl > WEBSESS_HEADER_MAX)
         return REMEX_ETOOBIG;
-    const char *p = header, *end = header + hl, *found = NULL;
-    size_t flen = 0;
-    int pairs = 0;
+    const char *p = header, *end = header + hl;
+    int pairs = 0, seen = 0;
     while (p < end) {
         while (p < end && (ows(*p) || *p == ';'))
             p++;
@@ -167,33 +167,26 @@ remex_err websess_cookie_find(const char *header, const char *name, const char *
         const char *semi = memchr(p, ';', (size_t)(end - p));
         const char *pe = semi ? semi : end;
         const char *eq = memchr(p, '=', (size_t)(pe - p));
-        if (!eq || eq == p)
-            return REMEX_EPARSE;
-        const char *ne = eq;
+        const char *ne = eq ? eq : p;
         while (ne > p && ows(ne[-1]))
             ne--;
-        const char *v = eq + 1, *ve = pe;
-        while (v < ve && ows(*v))
-            v++;
-        while (ve > v && ows(ve[-1]))
-            ve--;
-        if (ve - v >= 2 && *v == '"' && ve[-1] == '"') {
-            v++;
-            ve--;
-        }
-        if ((size_t)(ne - p) == nl && memcmp(p, name, nl) == 0) {
-            if (found)
-                return REMEX_EPARSE;
-            found = v;
-            flen = (size_t)(ve - v);
+        if (eq && (size_t)(ne - p) == nl && memcmp(p, name, nl) == 0 && seen++ == nth) {
+            const char *v = eq + 1, *ve = pe;
+            while (v < ve && ows(*v))
+                v++;
+            while (ve > v && ows(ve[-1]))
+                ve--;
+            if (ve - v >= 2 && *v == '"' && ve[-1] == '"') {
+                v++;
+                ve--;
+            }
+            *val = v;
+            *len = (size_t)(ve - v);
+            return REMEX_OK;
         }
         p = pe;
     }
-    if (!found)
-        return REMEX_ENOTFOUND;
-    *val = found;
-    *len = flen;
-    return REMEX_OK;
+    return REMEX_ENOTFOUND;
 }
 
 int websess_origin_ok(const char *origin, const char *host, int tls)

@@ -134,7 +134,7 @@ int ui_has_cookie(struct MHD_Connection *c)
 {
     const char *v;
     size_t n;
-    return websess_cookie_find(header(c, MHD_HTTP_HEADER_COOKIE), UI_COOKIE, &v, &n) !=
+    return websess_cookie_find(header(c, MHD_HTTP_HEADER_COOKIE), UI_COOKIE, 0, &v, &n) !=
            REMEX_ENOTFOUND;
 }
 
@@ -148,12 +148,19 @@ int ui_auth_cookie(struct plane *p, struct MHD_Connection *c, const char *method
                    struct plane_principal *who, char *why, size_t whysz)
 {
     struct ui_state *u = p->ui;
-    const char *v = NULL;
+    const char *v = NULL, *cookies = header(c, MHD_HTTP_HEADER_COOKIE);
     size_t n = 0;
+    remex_err rc = REMEX_EINVAL;
     memset(who, 0, sizeof(*who));
-    remex_err rc = websess_cookie_find(header(c, MHD_HTTP_HEADER_COOKIE), UI_COOKIE, &v, &n);
-    if (rc == REMEX_OK && u)
-        rc = websess_verify(u->key, v, n, now_s(), &who->ui_sess);
+    /* The first of the cookies so named that this plane signed (another
+     * server on the same host may have set one too: cookies ignore ports). */
+    for (int k = 0;
+         u && rc != REMEX_OK && websess_cookie_find(cookies, UI_COOKIE, k, &v, &n) == REMEX_OK;
+         k++) {
+        remex_err r = websess_verify(u->key, v, n, now_s(), &who->ui_sess);
+        if (r == REMEX_OK || rc == REMEX_EINVAL || r == REMEX_ETIMEOUT)
+            rc = r; /* the reason logged: expired over forged over malformed */
+    }
     if (rc != REMEX_OK || !u) {
         snprintf(why, whysz, "ui session cookie %s",
                  rc == REMEX_ETIMEOUT ? "expired"

@@ -60,14 +60,16 @@ remex_err websess_csrf(const unsigned char key[32], const struct websess *s,
  * time; 0 otherwise. */
 int websess_csrf_ok(const unsigned char key[32], const struct websess *s, const char *presented);
 
-/* Finds cookie name in a Cookie request header ("a=1; b=2"). REMEX_OK with
- * *val and *len pointing into header (borrowed, not NUL-terminated; surrounding
- * double quotes removed); REMEX_ENOTFOUND when absent; REMEX_ETOOBIG over
- * WEBSESS_HEADER_MAX bytes or WEBSESS_COOKIES_MAX pairs; REMEX_EPARSE when a
- * pair has no '=' or an empty name, or when name appears twice (a second
- * value may have been planted by a sibling domain: refused rather than
- * guessed). */
-remex_err websess_cookie_find(const char *header, const char *name, const char **val, size_t *len);
+/* Finds the nth (from 0) cookie called name in a Cookie request header
+ * ("a=1; b=2"). A browser may send several of one name (set for other
+ * paths, or by another server on the same host: cookies ignore the port), so
+ * the caller tries each in turn. REMEX_OK with *val and *len pointing into
+ * header (borrowed, not NUL-terminated; surrounding double quotes removed);
+ * REMEX_ENOTFOUND when there are not that many; REMEX_ETOOBIG over
+ * WEBSESS_HEADER_MAX bytes or WEBSESS_COOKIES_MAX pairs. Pairs without '='
+ * (nameless cookies) and with an empty name are skipped. */
+remex_err websess_cookie_find(const char *header, const char *name, int nth, const char **val,
+                              size_t *len);
 
 /* 1 when origin (the Origin request header) names this server: exactly
  * "http://" (or "https://" when tls) followed by host (the Host request

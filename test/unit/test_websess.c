@@ -113,37 +113,48 @@ static void test_cookie_find(void **state)
     (void)state;
     const char *v;
     size_t n;
-    assert_int_equal(websess_cookie_find("a=1; remex_session=xyz; b=2", "remex_session", &v, &n),
+    assert_int_equal(websess_cookie_find("a=1; remex_session=xyz; b=2", "remex_session", 0, &v, &n),
                      REMEX_OK);
     assert_int_equal(n, 3);
     assert_memory_equal(v, "xyz", 3);
-    assert_int_equal(websess_cookie_find("remex_session=\"q\"", "remex_session", &v, &n), REMEX_OK);
+    assert_int_equal(websess_cookie_find("remex_session=\"q\"", "remex_session", 0, &v, &n),
+                     REMEX_OK);
     assert_int_equal(n, 1);
     assert_memory_equal(v, "q", 1);
-    assert_int_equal(websess_cookie_find(" ;; s = 7 ;", "s", &v, &n), REMEX_OK);
+    assert_int_equal(websess_cookie_find(" ;; s = 7 ;", "s", 0, &v, &n), REMEX_OK);
     assert_int_equal(n, 1);
-    assert_int_equal(websess_cookie_find("s=", "s", &v, &n), REMEX_OK);
+    assert_int_equal(websess_cookie_find("s=", "s", 0, &v, &n), REMEX_OK);
     assert_int_equal(n, 0);
+    assert_int_equal(websess_cookie_find("s=\"", "s", 0, &v, &n), REMEX_OK);
+    assert_int_equal(n, 1); /* a lone quote stays */
     /* prefixes and suffixes of the name do not match */
-    assert_int_equal(websess_cookie_find("xs=1; sx=2", "s", &v, &n), REMEX_ENOTFOUND);
-    assert_int_equal(websess_cookie_find("", "s", &v, &n), REMEX_ENOTFOUND);
-    assert_int_equal(websess_cookie_find(NULL, "s", &v, &n), REMEX_ENOTFOUND);
-    /* malformed */
-    assert_int_equal(websess_cookie_find("s", "s", &v, &n), REMEX_EPARSE);
-    assert_int_equal(websess_cookie_find("=1", "s", &v, &n), REMEX_EPARSE);
-    assert_int_equal(websess_cookie_find("s=1; s=2", "s", &v, &n), REMEX_EPARSE);
+    assert_int_equal(websess_cookie_find("xs=1; sx=2", "s", 0, &v, &n), REMEX_ENOTFOUND);
+    assert_int_equal(websess_cookie_find("", "s", 0, &v, &n), REMEX_ENOTFOUND);
+    assert_int_equal(websess_cookie_find(NULL, "s", 0, &v, &n), REMEX_ENOTFOUND);
+    assert_int_equal(websess_cookie_find("s=1", "s", -1, &v, &n), REMEX_ENOTFOUND);
+    /* nameless cookies and empty names are skipped, not fatal */
+    assert_int_equal(websess_cookie_find("s", "s", 0, &v, &n), REMEX_ENOTFOUND);
+    assert_int_equal(websess_cookie_find("=1", "s", 0, &v, &n), REMEX_ENOTFOUND);
+    assert_int_equal(websess_cookie_find("junk; =x; s=5", "s", 0, &v, &n), REMEX_OK);
+    assert_memory_equal(v, "5", 1);
+    /* several of one name: each in turn */
+    assert_int_equal(websess_cookie_find("s=1; t=0; s=2", "s", 0, &v, &n), REMEX_OK);
+    assert_memory_equal(v, "1", 1);
+    assert_int_equal(websess_cookie_find("s=1; t=0; s=2", "s", 1, &v, &n), REMEX_OK);
+    assert_memory_equal(v, "2", 1);
+    assert_int_equal(websess_cookie_find("s=1; t=0; s=2", "s", 2, &v, &n), REMEX_ENOTFOUND);
     /* caps */
     char big[WEBSESS_HEADER_MAX + 16];
     memset(big, 'a', sizeof(big) - 1);
     big[0] = 's';
     big[1] = '=';
     big[sizeof(big) - 1] = '\0';
-    assert_int_equal(websess_cookie_find(big, "s", &v, &n), REMEX_ETOOBIG);
+    assert_int_equal(websess_cookie_find(big, "s", 0, &v, &n), REMEX_ETOOBIG);
     char many[WEBSESS_COOKIES_MAX * 6 + 32];
     size_t o = 0;
     for (int i = 0; i <= WEBSESS_COOKIES_MAX; i++)
         o += (size_t)snprintf(many + o, sizeof(many) - o, "k%d=1;", i);
-    assert_int_equal(websess_cookie_find(many, "s", &v, &n), REMEX_ETOOBIG);
+    assert_int_equal(websess_cookie_find(many, "s", 0, &v, &n), REMEX_ETOOBIG);
 }
 
 static void test_origin(void **state)
