@@ -15,6 +15,7 @@
 #   test/unit/test_*.c   -> build/test/test_*   (cmocka, linked with libremex.a)
 #   test/fuzz/fuzz_*.c   -> build/fuzz/fuzz_*   (clang, libFuzzer)
 #   bench/*.c            -> build/bench/*
+#   cmd/remex-plane/ui/* -> build/gen/ui_assets.c (mk/ui-embed.py), linked into remex-plane
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
@@ -104,6 +105,17 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/bin/%: $$(addprefix $(BUILD)/obj/,$$(subst .c,.o,$$(wildcard cmd/$$*/*.c))) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(PKG_LIBS) $(LDLIBS)
+
+# The web UI's files, compiled into remex-plane as static arrays.
+UI_FILES := $(sort $(wildcard cmd/remex-plane/ui/*))
+UI_GEN := $(BUILD)/gen/ui_assets.c
+$(UI_GEN): $(UI_FILES) mk/ui-embed.py
+	@mkdir -p $(@D)
+	python3 mk/ui-embed.py cmd/remex-plane/ui $@
+$(BUILD)/obj/gen/ui_assets.o: $(UI_GEN) cmd/remex-plane/ui_assets.h | deps
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Icmd/remex-plane $(CFLAGS) -c $< -o $@
+$(BUILD)/bin/remex-plane: $(BUILD)/obj/gen/ui_assets.o
 
 $(BUILD)/test/%: $(BUILD)/obj/test/unit/%.o $(UNIT_HELPER_OBJ) $(LIB)
 	@mkdir -p $(@D)

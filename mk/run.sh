@@ -4,8 +4,9 @@
 # Starts remex-plane (SQLite and credentials under var/), creates an agent
 # token, starts remex-worker with etc/run/agent.yaml, pushes the DAGs in
 # etc/dags/, triggers example_sales and waits for it, then shows where its logs
-# are. Without RUN_ONCE it keeps running with both logs on screen until Ctrl-C,
-# which drains the worker and stops everything. RUN_ONCE=1 exits after the run
+# are. Without RUN_ONCE it ends by naming the web UI's address ("open
+# http://127.0.0.1:8080/") and keeps running until Ctrl-C, which drains the
+# worker and stops everything. RUN_ONCE=1 exits after the run
 # with the run's outcome as exit code. RUN_PORT picks the plane's port
 # (default 8080; 0 = any free port); RUN_VAR the state folder (default var/).
 set -uo pipefail
@@ -142,6 +143,8 @@ fi
 say "running; remexctl works against it with:"
 echo "  export REMEX_PLANE_URL=$REMEX_PLANE_URL REMEX_ADMIN_TOKEN_FILE=$VAR/admin.token"
 say "press Ctrl-C to drain and stop"
+say "web UI: log in with the admin token in $VAR/admin.token at"
+say "open $REMEX_PLANE_URL/"
 while kill -0 "$plane_pid" 2>/dev/null && kill -0 "$worker_pid" 2>/dev/null; do
     sleep 1
 done

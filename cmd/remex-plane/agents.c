@@ -289,13 +289,15 @@ static json_t *parse_col(sqlite3_stmt *st, int col)
     return v ? v : json_null();
 }
 
-/* The last column counts the agent's offered and running task instances
- * (through the ti_active partial index: its condition is named as is). */
+/* Column 19 counts the agent's offered and running task instances (through
+ * the ti_active partial index: its condition is named as is), column 20 the
+ * triggers it holds (triggers_agent index). */
 #define AGENT_COLS                                                                                 \
     "id, name, state, desired_state, roles, queues, version, hostname, slots, free_slots,"         \
     " registered_ms, last_heartbeat_ms, lost_ms, token_id, session, features, sysinfo, health,"    \
     " health_ms, (SELECT count(*) FROM task_instances t WHERE t.agent_id = agents.id"              \
-    " AND state IN ('offered', 'running'))"
+    " AND state IN ('offered', 'running')),"                                                       \
+    " (SELECT count(*) FROM triggers g WHERE g.agent_id = agents.id)"
 
 static json_t *agent_json(sqlite3_stmt *st, int full)
 {
@@ -312,11 +314,14 @@ static json_t *agent_json(sqlite3_stmt *st, int full)
         "token_id", (json_int_t)sqlite3_column_int64(st, 13));
     if (a)
         json_object_set_new(a, "running", json_integer(sqlite3_column_int64(st, 19)));
+    if (a)
+        json_object_set_new(a, "triggers_held", json_integer(sqlite3_column_int64(st, 20)));
+    if (a) /* in lists too: the web UI's agents page reads one list per refresh */
+        json_object_set_new(a, "health", parse_col(st, 17));
     if (a && full) {
         json_object_set_new(a, "session", json_integer(sqlite3_column_int64(st, 14)));
         json_object_set_new(a, "features", parse_col(st, 15));
         json_object_set_new(a, "sysinfo", parse_col(st, 16));
-        json_object_set_new(a, "health", parse_col(st, 17));
     }
     return a;
 }

@@ -366,6 +366,7 @@ static const struct decode_field f_start[] = {
     {"try_number", DECODE_ANY, NULL},
     {"pid", DECODE_ANY, NULL},
     {"hostname", DECODE_ANY, NULL},
+    {"log_uri", DECODE_ANY, NULL},
     F_END,
 };
 static const struct decode_field f_state[] = {
@@ -444,6 +445,10 @@ static const struct decode_field f_task_clear[] = {
     {"downstream", DECODE_ANY, NULL},
     F_END,
 };
+static const struct decode_field f_ui_login[] = {
+    {"token", DECODE_ANY, NULL},
+    F_END,
+};
 static const struct decode_field f_none[] = {F_END};
 
 const struct decode_route_body decode_route_bodies[] = {
@@ -462,6 +467,7 @@ const struct decode_route_body decode_route_bodies[] = {
     {"PATCH", "/api/v1/admin/agents/{agent_id}", f_agent_patch},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs", f_run_trigger},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", f_task_clear},
+    {"POST", "/api/v1/ui/session", f_ui_login},
     {NULL, NULL, NULL},
 };
 

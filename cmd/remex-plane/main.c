@@ -264,7 +264,7 @@ static remex_err start(struct plane *p, int *stage, struct remex_error *e)
     *stage = 1;
     if ((rc = store_checkpointer_start(p, e)))
         return rc;
-    if ((rc = auth_init(p, e)))
+    if ((rc = auth_init(p, e)) || (rc = ui_init(p, e)))
         return rc;
     pthread_mutex_lock(&p->mu);
     rc = sched_init(p, e);
@@ -312,6 +312,7 @@ static void shutdown_plane(struct plane *p, int stage)
         pthread_mutex_unlock(&p->mu);
     }
     metrics_free(p);
+    ui_free(p);
     auth_free(p);
     memset(p->key, 0, sizeof(p->key));
     memset(p->admin_token, 0, sizeof(p->admin_token));

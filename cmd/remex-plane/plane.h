@@ -37,6 +37,7 @@
 
 #include "remex/buf.h"
 #include "remex/err.h"
+#include "remex/websess.h"
 
 struct MHD_Connection;
 
@@ -76,6 +77,7 @@ struct plane {
     void *server;            /* opaque libmicrohttpd state owned by server.c */
     void *agents;            /* opaque lost-detector state owned by agents.c */
     void *auth;              /* opaque verified-credential cache owned by auth.c */
+    void *ui;                /* opaque web UI session state owned by ui.c */
     /* Transactions rolled back since the store opened (store.c's rollback
      * hook: a failed commit, an I/O error): a reply of a request that changed
      * state while one happened may not be a success. Any thread reads it. */
@@ -95,14 +97,16 @@ enum plane_authz {
 };
 
 struct plane_principal {
-    enum plane_authz kind; /* what was presented and verified */
-    int64_t token_id;      /* agent token id (agent token or session) */
-    int64_t agent_id;      /* session or task token */
-    int64_t session;       /* session sequence number */
-    int64_t ti_id;         /* task token */
-    int64_t try_number;    /* task token */
-    int64_t run_id;        /* task token */
-    int64_t exp_ms;        /* expiry of the presented JWT (ms since the epoch); 0 otherwise */
+    enum plane_authz kind;  /* what was presented and verified */
+    int64_t token_id;       /* agent token id (agent token or session) */
+    int64_t agent_id;       /* session or task token */
+    int64_t session;        /* session sequence number */
+    int64_t ti_id;          /* task token */
+    int64_t try_number;     /* task token */
+    int64_t run_id;         /* task token */
+    int64_t exp_ms;         /* expiry of the presented JWT (ms since the epoch); 0 otherwise */
+    int ui;                 /* AUTHZ_ADMIN through the web UI's session cookie (ui.c) */
+    struct websess ui_sess; /* that session, when ui */
 };
 
 #define PLANE_MAX_PARAMS 4
@@ -123,9 +127,14 @@ struct plane_resp {
     json_t *body; /* owned; serialised as JSON */
     char *text;   /* owned; sent as is when body is NULL (e.g. /metrics) */
     size_t text_len;
-    const char *content_type; /* static string; default application/json */
-    int committed;            /* set by a handler that committed what it wrote (or may leave it
-                               * deferred): the server then sends the reply without settling */
+    const char *content_type;         /* static string; default application/json */
+    const unsigned char *static_data; /* borrowed static bytes, sent when body and text are NULL */
+    size_t static_len;
+    const char *cache_control; /* static string; default "no-store" */
+    const char *etag;          /* static string or NULL */
+    char set_cookie[256];      /* Set-Cookie value when not empty */
+    int committed;             /* set by a handler that committed what it wrote (or may leave it
+                                * deferred): the server then sends the reply without settling */
 };
 
 typedef void (*plane_handler_fn)(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
@@ -276,6 +285,22 @@ void strig_heartbeat(struct plane *p, int64_t agent_id, json_t *held, json_t *ca
 /* Appends the scheduler's Prometheus metrics (queued TIs per queue, dispatch
  * latency histogram, scheduler loop duration, runs by state). */
 void sched_metrics(struct plane *p, struct buf *out);
+
+/* ---- ui.c: the web UI (mu not held) ---- */
+extern const struct plane_route plane_routes_ui[];
+/* Derives the session key from the signing key and the admin token (so that
+ * changing either ends every browser session); after auth_init. */
+remex_err ui_init(struct plane *p, struct remex_error *e);
+void ui_free(struct plane *p);
+/* 1 when the request carries the UI's session cookie (then it is checked by
+ * ui_auth_cookie instead of a bearer credential). */
+int ui_has_cookie(struct MHD_Connection *c);
+/* Checks the session cookie of a request to an admin route: signature, expiry,
+ * not logged out; for a method other than GET and HEAD also the Origin header
+ * (this server) and the X-CSRF-Token header (constant-time). Returns 0 with
+ * who filled as AUTHZ_ADMIN (who->ui set), 401 or 403; why as auth_check. */
+int ui_auth_cookie(struct plane *p, struct MHD_Connection *c, const char *method,
+                   struct plane_principal *who, char *why, size_t whysz);
 
 /* ---- agents.c (mu held) ---- */
 /* 1 if the agent exists and is not lost/offline and session is its current one. */

@@ -90,6 +90,13 @@ const struct store_migration store_migrations_sched[] = {
           "ALTER TABLE triggers_new RENAME TO triggers;"
           "CREATE INDEX triggers_agent ON triggers (agent_id);"
           "CREATE INDEX triggers_timeout ON triggers (timeout_ms) WHERE timeout_ms IS NOT NULL;"},
+    /* Tries of a task instance other than its row's latest: the row as it was
+     * when a try ended in a state another try can follow, or when a finished
+     * try was cleared (sched_try_record). */
+    {110, "CREATE TABLE ti_tries (ti INTEGER NOT NULL, try_number INTEGER NOT NULL,"
+          " state TEXT NOT NULL, agent_id INTEGER, hostname TEXT, started_ms INTEGER,"
+          " ended_ms INTEGER, exit_code INTEGER, signal INTEGER, reason TEXT, log_uri TEXT,"
+          " PRIMARY KEY (ti, try_number)) WITHOUT ROWID;"},
     {0, NULL},
 };
 
@@ -798,5 +805,10 @@ const struct plane_route plane_routes_sched[] = {
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/fail", AUTHZ_ADMIN,
      sched_h_task_fail},
     {"GET", "/api/v1/admin/import-errors", AUTHZ_ADMIN, sched_h_import_errors},
+    {"GET", "/api/v1/admin/dags/{dag_id}/grid", AUTHZ_ADMIN, sched_h_grid},
+    {"GET", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", AUTHZ_ADMIN,
+     sched_h_ti_show},
+    {"GET", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log", AUTHZ_ADMIN,
+     sched_h_ti_log},
     {NULL, NULL, AUTHZ_NONE, NULL},
 };

@@ -152,6 +152,14 @@ void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *
 void sched_h_task_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
+/* ---- sched_grid.c: admin views for the web UI ---- */
+/* Copies the TI's row into ti_tries when its try has ended (success, failed,
+ * up_for_retry, skipped, deferred): call after a try ends in anything but
+ * success, and before a clear resets the row. */
+void sched_try_record(struct plane *p, int64_t ti);
+void sched_h_grid(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_ti_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_ti_log(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 /* ---- sched_dispatch.c ---- */
 /* Offer expiry, retries due, execution timeouts; returns the next due wall time. */
 int64_t sdisp_due(struct plane *p, int64_t now);

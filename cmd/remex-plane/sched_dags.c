@@ -408,6 +408,23 @@ void sched_h_dags_list(struct plane *p, struct plane_req *rq, struct plane_resp 
     }
     if (st)
         sqlite3_reset(st);
+    /* Each DAG's newest run (dag_runs_dag index): the list is all the web UI's
+     * DAGs page reads per refresh. */
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        json_t *last = json_null();
+        st = sq(p,
+                "SELECT run_id, state FROM dag_runs WHERE dag_id = ?1 ORDER BY logical_date DESC,"
+                " id DESC LIMIT 1",
+                "t", json_string_value(json_object_get(o, "dag_id")));
+        if (st && sqlite3_step(st) == SQLITE_ROW)
+            last = json_pack("{ss ss}", "run_id", sq_text(st, 0), "state", sq_text(st, 1));
+        if (st)
+            sqlite3_reset(st);
+        json_object_set_new(o, "last_run", last);
+    }
     pthread_mutex_unlock(&p->mu);
     plane_reply(rs, 200, json_pack("{so}", "dags", arr));
 }

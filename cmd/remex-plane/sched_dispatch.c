@@ -48,8 +48,8 @@ int64_t sdisp_due(struct plane *p, int64_t now)
                    "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
                    " queued_ms = ?2, agent_id = NULL, due_ms = NULL, next_retry_ms = NULL,"
                    " trigger_event = NULL, report_state = NULL, cancel_ms = NULL,"
-                   " started_ms = NULL, ended_ms = NULL, exit_code = NULL, signal = NULL"
-                   " WHERE id = ?1",
+                   " started_ms = NULL, ended_ms = NULL, exit_code = NULL, signal = NULL,"
+                   " log_uri = NULL WHERE id = ?1",
                    "ii", ids[i], now);
             s->queued_any = 1;
             break;
@@ -411,15 +411,16 @@ static int64_t exec_timeout(struct plane *p, const char *dag_id, const char *tas
 
 /* Offered -> running (mu held, in the caller's transaction); pid 0 and host
  * NULL when unknown. */
-static void run_offered(struct plane *p, int64_t ti, int64_t et, int64_t pid, const char *host)
+static void run_offered(struct plane *p, int64_t ti, int64_t et, int64_t pid, const char *host,
+                        const char *log_uri)
 {
     int64_t now = plane_now_ms();
     int64_t to = et == DAG_UNSET ? 0 : now + et;
     sq_run(p,
            "UPDATE task_instances SET state = 'running', started_ms = ?2, timeout_ms = ?3,"
            " due_ms = ?3, offer_expires_ms = NULL, cancel_ms = NULL, report_state = NULL,"
-           " pid = ?4, hostname = ?5 WHERE id = ?1",
-           "iNNNt", ti, now, to ? to : INT64_MIN, pid > 0 ? pid : INT64_MIN, host);
+           " pid = ?4, hostname = ?5, log_uri = coalesce(?6, log_uri) WHERE id = ?1",
+           "iNNNtt", ti, now, to ? to : INT64_MIN, pid > 0 ? pid : INT64_MIN, host, log_uri);
     if (to)
         sched_due_hint(p, to);
 }
@@ -442,7 +443,7 @@ void sdisp_promote(struct plane *p, int64_t ti)
         return;
     log_info("sched: task instance %" PRId64 " runs on its agent without a recorded start", ti);
     int began = sq_begin(p);
-    run_offered(p, ti, exec_timeout(p, dag_id, task_id), 0, NULL);
+    run_offered(p, ti, exec_timeout(p, dag_id, task_id), 0, NULL, NULL);
     sq_commit(p, began);
 }
 
@@ -457,9 +458,10 @@ void sdisp_promote(struct plane *p, int64_t ti)
 void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
     int64_t ti, tr, pid;
-    const char *host;
+    const char *host, *log_uri;
     if (task_scope(rq, rs, &ti, &tr) < 0 || rq_int(rs, rq->body, "pid", 0, INT32_MAX, 0, 0, &pid) ||
-        rq_str(rs, rq->body, "hostname", 0, 255, &host) < 0)
+        rq_str(rs, rq->body, "hostname", 0, 255, &host) < 0 ||
+        rq_str(rs, rq->body, "log_uri", 0, 4096, &log_uri) < 0)
         return;
     pthread_mutex_lock(&p->mu);
     sqlite3_stmt *st = sq(p,
@@ -479,7 +481,7 @@ void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
     int ok = agent == rq->who.agent_id && cur_try == tr;
     if (ok && state == DAG_TI_OFFERED) {
         int began = sq_begin(p);
-        run_offered(p, ti, et, pid, host);
+        run_offered(p, ti, et, pid, host, log_uri);
         store_commit_later(p, began);
     } else if (!(ok && state == DAG_TI_RUNNING)) {
         ok = 0;
@@ -551,6 +553,8 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
                " signal = ?5, log_uri = coalesce(?6, log_uri), state = ?3, ended_ms = ?7,"
                " due_ms = NULL, cancel_ms = NULL, reason = ?8 WHERE id = ?1",
                "iitNNtit", ti, try_no, r->state, ec, sig, r->log_uri, now, r->reason);
+        if (strcmp(r->state, "skipped") == 0)
+            sched_try_record(p, ti);
         /* A leaf finishing matters to the scheduler only when it was the last one. */
         if (has_down || !sched_run_pending(p, run))
             sched_mark_run(p, run, SDIRTY_EVAL);
@@ -589,6 +593,7 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
                "UPDATE task_instances SET state = 'deferred', agent_id = NULL, due_ms = NULL,"
                " cancel_ms = NULL, timeout_ms = NULL WHERE id = ?1",
                "i", ti);
+        sched_try_record(p, ti);
         if (tms)
             sched_due_hint(p, tms);
         plane_wake(p, PLANE_WAIT_TRIGGER);
@@ -643,7 +648,7 @@ void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
     else {
         int began = sq_begin(p);
         if (state == DAG_TI_OFFERED) /* its start was lost in a crash of the plane */
-            run_offered(p, ti, et, 0, NULL);
+            run_offered(p, ti, et, 0, NULL, NULL);
         res = report_apply(p, ti, run, has_down, &r, tr);
         lost = sq_commit(p, began) != 0; /* rolled back: the worker reports again */
     }

@@ -127,7 +127,7 @@ static void ti_queue(struct plane *p, int64_t ti, int64_t now)
            "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
            " queued_ms = ?2, agent_id = NULL, trigger_event = NULL, report_state = NULL,"
            " exit_code = NULL, signal = NULL, reason = NULL, started_ms = NULL, ended_ms = NULL,"
-           " next_retry_ms = NULL, due_ms = NULL, cancel_ms = NULL WHERE id = ?1",
+           " next_retry_ms = NULL, due_ms = NULL, cancel_ms = NULL, log_uri = NULL WHERE id = ?1",
            "ii", ti, now);
     SCHED(p)->queued_any = 1;
 }
@@ -412,6 +412,7 @@ void sched_ti_fail(struct plane *p, int64_t ti, const char *reason, int retry_ok
                "UPDATE task_instances SET state = 'up_for_retry', ended_ms = ?2,"
                " next_retry_ms = ?3, due_ms = ?3, cancel_ms = NULL, reason = ?4 WHERE id = ?1",
                "iiit", ti, now, due, reason);
+        sched_try_record(p, ti);
         sched_due_hint(p, due);
         return;
     }
@@ -419,6 +420,7 @@ void sched_ti_fail(struct plane *p, int64_t ti, const char *reason, int retry_ok
            "UPDATE task_instances SET state = 'failed', ended_ms = ?2, due_ms = NULL,"
            " cancel_ms = NULL, next_retry_ms = NULL, reason = ?3 WHERE id = ?1",
            "iit", ti, now, reason);
+    sched_try_record(p, ti);
     sched_mark_run(p, run, SDIRTY_EVAL);
 }
 
@@ -613,6 +615,7 @@ static int64_t find_ti(struct plane *p, struct plane_req *rq, const char *task_i
 
 static void clear_one(struct plane *p, int64_t ti)
 {
+    sched_try_record(p, ti); /* the try as it ended, before the row is reset */
     sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", ti);
     sq_run(p,
            "UPDATE task_instances SET state = 'none', agent_id = NULL, due_ms = NULL,"

@@ -48,6 +48,9 @@
  * for every request, so it is kept small. */
 #define CONN_MEMORY  (16 * 1024)
 #define DRAIN_MAX_NS 10000000000LL /* shutdown waits this long for in-flight requests */
+#define SECURITY_CSP                                                                               \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"                     \
+    " connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 enum park_state {
     PARK_IDLE,      /* not parked */
@@ -113,10 +116,7 @@ static const struct plane_route routes_core[] = {
 };
 
 static const struct plane_route *const tables[] = {
-    routes_core,
-    plane_routes_agents,
-    plane_routes_tokens,
-    plane_routes_sched,
+    routes_core, plane_routes_agents, plane_routes_tokens, plane_routes_sched, plane_routes_ui,
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
@@ -190,6 +190,10 @@ static int pattern_match(const char *pat, char **segs, int nseg, const char **pa
     int i = 0, n = 0;
     if (*pat != '/')
         return 0;
+    if (pat[1] == '\0') { /* "/": the root, one empty segment */
+        *np = 0;
+        return nseg == 1 && segs[0][0] == '\0';
+    }
     pat++;
     while (*pat) {
         const char *end = strchr(pat, '/');
@@ -305,14 +309,30 @@ static enum MHD_Result send_resp(struct plane *p, struct MHD_Connection *c, stru
         len = rs->text_len;
         rs->text = NULL;
     }
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        !data && rs->static_data
+            ? MHD_create_response_from_buffer(rs->static_len, (void *)rs->static_data,
+                                              MHD_RESPMEM_PERSISTENT)
+            : MHD_create_response_from_buffer(len, data ? data : (void *)"",
+                                              data ? MHD_RESPMEM_MUST_FREE
+                                                   : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(data);
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            rs->cache_control ? rs->cache_control : "no-store");
+    if (rs->etag)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, rs->etag);
+    if (rs->set_cookie[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, rs->set_cookie);
+    /* Every reply, API or UI: nothing runs but the plane's own scripts and
+     * styles, no framing, no MIME sniffing, no Referer leaving the plane. */
+    MHD_add_response_header(r, "Content-Security-Policy", SECURITY_CSP);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
     if (rs->status == 405)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, st->allow);
     if (rs->status == 401)
@@ -341,7 +361,14 @@ static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *s
     memcpy(rq->param, st->param, sizeof(rq->param));
     const char *authz =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    int code = auth_check(p, authz, r->authz, &rq->who, why, sizeof(why));
+    int code;
+    /* A browser session stands for the admin token on admin routes; a bearer
+     * credential, when present, is what counts. */
+    if (!authz && (r->authz == AUTHZ_ADMIN || r->authz == AUTHZ_SESSION_OR_ADMIN) &&
+        ui_has_cookie(c))
+        code = ui_auth_cookie(p, c, method, &rq->who, why, sizeof(why));
+    else
+        code = auth_check(p, authz, r->authz, &rq->who, why, sizeof(why));
     if (code == 0) {
         int ia = param_index(r->pattern, "agent_id"), it = param_index(r->pattern, "ti_id");
         if (rq->who.kind == AUTHZ_SESSION && ia >= 0 &&

@@ -540,6 +540,11 @@ static void start_call(struct wtask *t)
         t->start_first_ms = timeutil_mono_ms();
     json_t *body =
         json_pack("{s:I,s:s}", "try_number", (json_int_t)t->try_number, "hostname", w->hostname);
+    if (body && t->log_path) { /* where the plane (its UI) finds the log while the task runs */
+        char uri[4200];
+        snprintf(uri, sizeof(uri), "file://%s", t->log_path);
+        json_object_set_new(body, "log_uri", json_string(uri));
+    }
     char path[96], what[96];
     snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/start", t->ti_id);
     snprintf(what, sizeof(what), "start ti %" PRId64 " try %" PRId64, t->ti_id, t->try_number);
@@ -591,6 +596,9 @@ void task_offer(struct worker *w, json_t *asg)
     }
     log_debug("offer ti %" PRId64 " %s.%s try %" PRId64, t->ti_id, t->dag_id, t->task_id,
               t->try_number);
+    struct remex_error le;
+    if (!t->prep_error && tasklog_path(t, &le) != REMEX_OK) /* then the start names no log */
+        log_warn("ti %" PRId64 ": task log path: %s", t->ti_id, le.msg);
     start_call(t);
 }
 

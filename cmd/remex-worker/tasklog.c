@@ -45,8 +45,10 @@ static void put_component(struct buf *b, const char *key, const char *v)
     }
 }
 
-remex_err tasklog_open(struct wtask *t, struct remex_error *e)
+remex_err tasklog_path(struct wtask *t, struct remex_error *e)
 {
+    if (t->log_path)
+        return REMEX_OK;
     struct buf b = BUF_INIT(4096);
     buf_puts(&b, t->w->cfg->log_dir);
     put_component(&b, "dag_id", t->dag_id);
@@ -58,8 +60,17 @@ remex_err tasklog_open(struct wtask *t, struct remex_error *e)
         buf_free(&b);
         return remex_seterr(e, REMEX_ETOOBIG, "log path too long");
     }
-    t->log_path = buf_detach(&b, NULL);
-    if (!t->log_path || fsutil_mkdir_parents(t->log_path, 0750) != 0)
+    if (!(t->log_path = buf_detach(&b, NULL)))
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    return REMEX_OK;
+}
+
+remex_err tasklog_open(struct wtask *t, struct remex_error *e)
+{
+    remex_err rc = tasklog_path(t, e);
+    if (rc)
+        return rc;
+    if (fsutil_mkdir_parents(t->log_path, 0750) != 0)
         return remex_seterr(e, REMEX_ESYS, "mkdir for %s: %s", t->log_path ? t->log_path : "?",
                             strerror(errno));
     t->log_fd = open(t->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);

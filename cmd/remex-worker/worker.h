@@ -214,6 +214,10 @@ int spawner_submit(struct worker *w, struct spawn_job *j);
 void spawner_stop(struct worker *w);
 
 /* ---- tasklog.c ---- */
+/* Sets t->log_path (owned by t) from the log folder, DAG, run, task and try,
+ * unless already set; the start call names it to the plane. */
+remex_err tasklog_path(struct wtask *t, struct remex_error *e);
+/* Creates the folders and opens t->log_path (tasklog_path first). */
 remex_err tasklog_open(struct wtask *t, struct remex_error *e);
 /* Appends raw output bytes; complete lines are timestamped, masked and written. */
 void tasklog_feed(struct wtask *t, const char *p, size_t n);

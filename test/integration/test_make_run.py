@@ -66,6 +66,11 @@ class MakeRun(harness.TestCase):
         plane_log = open(os.path.join(var, "log", "plane.log")).read()
         port = int(plane_log.split("listening on 127.0.0.1:")[1].split()[0])
         self.assertTrue(harness.port_open(port))
+        # It ends by naming the web UI, which the plane serves there.
+        p.wait_output(f"open http://127.0.0.1:{port}/", timeout=10)
+        st, hd, page = harness.http("GET", f"http://127.0.0.1:{port}/")
+        self.assertEqual(st, 200)
+        self.assertIn(b'<script type="module"', page)
         os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         self.assertEqual(p.wait(timeout=60), 130)
         out = p.output()

@@ -204,6 +204,10 @@ class SpecParse(unittest.TestCase):
         self.assertIn(("GET", "/api/v1/task-instances/{}/xcom/{}"), routes)
         self.assertIn(("PUT", "/api/v1/task-instances/{}/xcom/{}"), routes)
         self.assertIn(("GET", "/healthz"), routes)
+        self.assertIn(("GET", "/"), routes)  # the web UI (docs/ui.md)
+        self.assertIn(("GET", "/ui/{}/{}"), routes)
+        self.assertIn(("DELETE", "/api/v1/ui/session"), routes)
+        self.assertIn(("GET", "/api/v1/admin/dags/{}/runs/{}/tasks/{}/log"), routes)
         self.assertGreaterEqual(len(routes), 29)
 
     def test_reader_ignores_non_paths(self):

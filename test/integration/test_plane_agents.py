@@ -167,9 +167,11 @@ class AgentsTest(PlaneCase):
     def test_404_405_healthz(self):
         st, b = self.req("GET", "/api/v1/nope")
         self.assertEqual((st, b["error"]["code"]), (404, "not_found"))
-        for path in ("/", "/healthz/", "/api/v1/agents//heartbeat", "/api/v1/agents/1/heartbeat/x",
-                     "/" + "a/" * 40):
+        for path in ("//", "/healthz/", "/api/v1/agents//heartbeat",
+                     "/api/v1/agents/1/heartbeat/x", "/" + "a/" * 40):
             self.assertEqual(self.req("GET", path)[0], 404, path)
+        st, hd, _ = harness.http("GET", self.url + "/")  # the web UI's page (test_plane_ui.py)
+        self.assertEqual((st, hd.get("Content-Type")), (200, "text/html; charset=utf-8"))
         st, hd, raw = harness.http("GET", self.url + "/api/v1/agents/register")
         self.assertEqual(st, 405)
         self.assertEqual(hd.get("Allow"), "POST")
