@@ -14,6 +14,7 @@
 
 #define F(m)        offsetof(struct agentcfg, m)
 #define W(m)        offsetof(struct agentcfg, worker.m)
+#define A(m)        offsetof(struct agentcfg, agent.m)
 #define BUNDLES_MAX 256
 
 const char *const agentcfg_memenf_names[] = {"auto", "cgroup2", "cgroup1", "rlimit", NULL};
@@ -31,6 +32,80 @@ static const struct cfg_entry bundle_table[] = {
      .desc = "Local folder of the bundle (tasks run in it)."},
     {0},
 };
+
+static const struct cfg_entry instance_table[] = {
+    {.key = "name",
+     .type = CFG_STRING,
+     .offset = offsetof(struct agentcfg_instance, name),
+     .flags = CFG_REQUIRED,
+     .desc = "Instance name: [A-Za-z0-9._-], also the agent name it registers with."},
+    {.key = "queues",
+     .type = CFG_STRLIST,
+     .offset = offsetof(struct agentcfg_instance, queues),
+     .desc = "Queues of this instance (default: worker.queues)."},
+    {.key = "slots",
+     .type = CFG_INT,
+     .offset = offsetof(struct agentcfg_instance, slots),
+     .def = "0",
+     .min = 0,
+     .max = 4096,
+     .desc = "Slots of this instance (0: worker.slots)."},
+    {0},
+};
+
+/* Names of the roles remex-agent knows, as in agent.roles and on the command line. */
+const char *const agentcfg_role_names[] = {"worker", "dag-processor", "triggerer", "sentinel",
+                                           NULL};
+
+static int check_roles(const void *field, char *why, size_t whysz)
+{
+    const struct cfg_strlist *l = field;
+    for (size_t i = 0; i < l->n; i++) {
+        size_t k = 0;
+        while (agentcfg_role_names[k] && strcmp(agentcfg_role_names[k], l->items[i]) != 0)
+            k++;
+        if (!agentcfg_role_names[k]) {
+            snprintf(why, whysz,
+                     "unknown role '%.64s' (worker, dag-processor, triggerer, sentinel)",
+                     l->items[i]);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(l->items[j], l->items[i]) == 0) {
+                snprintf(why, whysz, "role '%.64s' listed twice", l->items[i]);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+static int name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return 0;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+static int check_instances(const void *field, char *why, size_t whysz)
+{
+    const struct cfg_list *l = field;
+    const struct agentcfg_instance *w = l->items;
+    for (size_t i = 0; i < l->n; i++) {
+        if (!name_ok(w[i].name)) {
+            snprintf(why, whysz, "workers[%zu].name: expected 1-64 characters of [A-Za-z0-9._-]",
+                     i);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(w[j].name, w[i].name) == 0) {
+                snprintf(why, whysz, "workers[%zu].name: '%s' is also workers[%zu]", i, w[i].name,
+                         j);
+                return -1;
+            }
+    }
+    return 0;
+}
 
 static int check_log_level(const void *field, char *why, size_t whysz)
 {
@@ -218,9 +293,40 @@ const struct cfg_entry agentcfg_table[] = {
     {.key = "sentinel",
      .type = CFG_RESERVED,
      .desc = "reserved for remex-sentinel, which this version does not include"},
-    {.key = "agent",
-     .type = CFG_RESERVED,
-     .desc = "reserved for the remex-agent supervisor, which this version does not include"},
+    /* ---- agent (the supervisor) ---- */
+    {.key = "agent.roles",
+     .type = CFG_STRLIST,
+     .offset = A(roles),
+     .def = "worker,dag-processor,triggerer,sentinel",
+     .validate = check_roles,
+     .desc = "Roles remex-agent starts: worker, dag-processor, triggerer, sentinel."},
+    {.key = "agent.control_socket",
+     .type = CFG_PATH,
+     .offset = A(control_socket),
+     .desc =
+         "Control socket of remex-agent (status, restart, stop; default <state_dir>/agent.sock)."},
+    {.key = "agent.stop_grace",
+     .type = CFG_DURATION,
+     .offset = A(stop_grace_ms),
+     .def = "10s",
+     .min = 0,
+     .max = 3600000,
+     .desc = "Forced stop: SIGTERM to a role's process group, SIGKILL after this long."},
+    {.key = "agent.restart_delay",
+     .type = CFG_DURATION,
+     .offset = A(restart_ms),
+     .def = "1s",
+     .min = 10,
+     .max = 60000,
+     .desc = "First delay before a role is restarted; it doubles at each crash, up to 60 s."},
+    {.key = "agent.workers",
+     .type = CFG_LIST,
+     .offset = A(workers),
+     .sub = instance_table,
+     .elem_size = sizeof(struct agentcfg_instance),
+     .max_items = 64,
+     .validate = check_instances,
+     .desc = "Worker instances of their own: [{name, queues, slots}] (default: one, worker.*)."},
     {0},
 };
 
@@ -246,7 +352,58 @@ static int derive_defaults(struct agentcfg *c)
         snprintf(buf, sizeof(buf), "file://%s/%s/xcom", cwd, c->state_dir);
     else
         return -1;
-    return derive(&c->xcom.store, buf);
+    if (derive(&c->xcom.store, buf) != 0)
+        return -1;
+    snprintf(buf, sizeof(buf), "%s/agent.sock", c->state_dir);
+    return derive(&c->agent.control_socket, buf);
+}
+
+/* Replaces a strlist with a copy of src; -1 out of memory (dst unchanged). */
+static int strlist_copy(struct cfg_strlist *dst, const struct cfg_strlist *src)
+{
+    char **items = calloc(src->n ? src->n : 1, sizeof(char *));
+    if (!items)
+        return -1;
+    for (size_t i = 0; i < src->n; i++)
+        if (!(items[i] = strdup(src->items[i]))) {
+            while (i--)
+                free(items[i]);
+            free(items);
+            return -1;
+        }
+    for (size_t i = 0; i < dst->n; i++)
+        free(dst->items[i]);
+    free(dst->items);
+    dst->items = items;
+    dst->n = src->n;
+    return 0;
+}
+
+remex_err agentcfg_instance_apply(struct agentcfg *cfg, const char *instance, struct remex_error *e)
+{
+    const struct agentcfg_instance *w = cfg->agent.workers.items;
+    size_t i = 0;
+    while (i < cfg->agent.workers.n && strcmp(w[i].name, instance) != 0)
+        i++;
+    if (i == cfg->agent.workers.n)
+        return remex_seterr(e, REMEX_ENOTFOUND,
+                            "--instance %.64s: no such entry in agent.workers (%zu entries)",
+                            instance, cfg->agent.workers.n);
+    char dir[PATH_MAX + 80];
+    snprintf(dir, sizeof(dir), "%s/%s", cfg->worker.state_dir, w[i].name);
+    char *name = strdup(w[i].name), *state = strdup(dir);
+    if (!name || !state || (w[i].queues.n && strlist_copy(&cfg->worker.queues, &w[i].queues))) {
+        free(name);
+        free(state);
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    }
+    free(cfg->worker.name);
+    cfg->worker.name = name;
+    free(cfg->worker.state_dir);
+    cfg->worker.state_dir = state;
+    if (w[i].slots)
+        cfg->worker.slots = w[i].slots;
+    return REMEX_OK;
 }
 
 remex_err agentcfg_load(struct agentcfg *cfg, const char *path, struct cfg_errors *errs)

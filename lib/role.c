@@ -262,20 +262,24 @@ static int check(const struct role_ops *ops, const char *path)
 }
 
 struct role_args {
-    const char *path, *lfmt, *llvl;
+    const char *path, *lfmt, *llvl, *instance, *opt;
     int check, once;
 };
 
 /* -1: go on; else the exit code. */
 static int parse_args(const struct role_ops *ops, int argc, char **argv, struct role_args *a)
 {
-    static const struct option opts[] = {{"check", no_argument, NULL, 'k'},
-                                         {"once", no_argument, NULL, 'o'},
-                                         {"log-format", required_argument, NULL, 'f'},
-                                         {"log-level", required_argument, NULL, 'l'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {"version", no_argument, NULL, 'V'},
-                                         {NULL, 0, NULL, 0}};
+    struct option opts[] = {{"check", no_argument, NULL, 'k'},
+                            {"once", no_argument, NULL, 'o'},
+                            {"instance", required_argument, NULL, 'i'},
+                            {"log-format", required_argument, NULL, 'f'},
+                            {"log-level", required_argument, NULL, 'l'},
+                            {"help", no_argument, NULL, 'h'},
+                            {"version", no_argument, NULL, 'V'},
+                            {ops->opt_name ? ops->opt_name : "", required_argument, NULL, 'x'},
+                            {NULL, 0, NULL, 0}};
+    if (!ops->opt_name)
+        opts[7] = opts[8]; /* no option of the role's own */
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
@@ -291,6 +295,16 @@ static int parse_args(const struct role_ops *ops, int argc, char **argv, struct 
                 return REMEX_EXIT_USAGE;
             }
             a->once = 1;
+            break;
+        case 'i':
+            if (!(ops->flags & ROLE_HAS_INSTANCE)) {
+                usage(ops, stderr);
+                return REMEX_EXIT_USAGE;
+            }
+            a->instance = optarg;
+            break;
+        case 'x':
+            a->opt = optarg;
             break;
         case 'f':
             a->lfmt = optarg;
@@ -365,6 +379,8 @@ int role_main(const struct role_ops *ops, void *ud, int argc, char **argv)
     r.ud = ud;
     r.config_path = a.path;
     r.once = a.once;
+    r.instance = a.instance;
+    r.opt = a.opt;
     if ((code = load(&r, &a)) >= 0) {
         agentcfg_free(&r.cfg);
         return code;

@@ -2,8 +2,11 @@
  * remex-worker: pulls task instances for its queues from the plane, runs each
  * as an isolated process group, reports their state. See docs/worker.md.
  *
- *   remex-worker -c agent.yaml [--check] [--once] [--log-format text|json]
- *                [--log-level error|warn|info|debug]
+ *   remex-worker -c agent.yaml [--check] [--once] [--instance NAME]
+ *                [--log-format text|json] [--log-level error|warn|info|debug]
+ *
+ * --instance NAME runs the entry NAME of agent.workers (its name, queues and
+ * slots; state under <worker.state_dir>/NAME), as remex-agent does for each.
  *
  * The role runtime (remex/role.h) does start-up, signals and the supervisor
  * channel; this file is the worker's part: its hooks, the API hooks and the
@@ -417,6 +420,11 @@ static int setup(struct worker *w)
 static int role_start_hook(struct role *r)
 {
     struct worker *w = r->ud;
+    struct remex_error e;
+    if (r->instance && agentcfg_instance_apply(&r->cfg, r->instance, &e) != REMEX_OK) {
+        log_error("%s", e.msg);
+        return REMEX_EXIT_CONFIG;
+    }
     w->r = r;
     w->cfg = &r->cfg.worker;
     w->loop = r->loop;
@@ -455,7 +463,7 @@ static void role_stop_hook(struct role *r)
 
 static const struct role_ops worker_ops = {
     .name = "worker",
-    .flags = ROLE_HAS_ONCE | ROLE_HAS_CHILDREN,
+    .flags = ROLE_HAS_ONCE | ROLE_HAS_CHILDREN | ROLE_HAS_INSTANCE,
     .log_config = role_log_config,
     .start = role_start_hook,
     .drain = role_drain_hook,

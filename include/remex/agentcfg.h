@@ -4,14 +4,16 @@
  * Every role (and the supervisor) loads the whole file with this table and
  * validates the whole file, so that `--check` of any of them gives the same
  * verdict. Shared sections: plane, state_dir, logs, bundles, secrets, xcom.
- * One section per role: worker; dag_processor, triggerer, sentinel and agent
- * are reserved for the roles this version does not include (a mapping is
- * accepted there and named in a warning, never silently read).
+ * One section per role: worker, agent (the supervisor, with its workers[]
+ * instances); dag_processor, triggerer and sentinel are reserved for the roles
+ * this version does not include (a mapping is accepted there and named in a
+ * warning, never silently read).
  *
  * Derived defaults, applied by agentcfg_load after every source:
  *   worker.state_dir  <state_dir>/worker
  *   worker.log_level  logs.level      worker.log_format  logs.format
  *   xcom.store        file://<absolute state_dir>/xcom
+ *   agent.control_socket  <state_dir>/agent.sock
  *
  * Every key is overridable from the environment (cfg.h): worker.slots ->
  * REMEX_WORKER_SLOTS. docs/configuration.md documents the keys.
@@ -60,6 +62,22 @@ struct agentcfg_worker {
     char *log_format;
 };
 
+/* One entry of workers: a worker instance of its own (remex-agent starts one per entry). */
+struct agentcfg_instance {
+    char *name;                /* instance and agent name */
+    struct cfg_strlist queues; /* empty: worker.queues */
+    int64_t slots;             /* 0: worker.slots */
+};
+
+/* agent: the supervisor (remex-agent). */
+struct agentcfg_agent {
+    struct cfg_strlist roles; /* roles started, in order */
+    char *control_socket;     /* default: <state_dir>/agent.sock */
+    uint64_t stop_grace_ms;   /* SIGTERM -> SIGKILL of a role's group on a forced stop */
+    uint64_t restart_ms;      /* first restart delay (doubles up to 60 times it, capped 60 s) */
+    struct cfg_list workers;  /* struct agentcfg_instance; empty: one worker from worker.* */
+};
+
 /* agent.yaml after defaults, the file, REMEX_* overrides and derived defaults. */
 struct agentcfg {
     struct {
@@ -80,9 +98,12 @@ struct agentcfg {
         char *store;
     } xcom;
     struct agentcfg_worker worker;
+    struct agentcfg_agent agent;
 };
 
 extern const struct cfg_entry agentcfg_table[];
+/* The roles remex-agent knows, NULL-terminated: worker, dag-processor, triggerer, sentinel. */
+extern const char *const agentcfg_role_names[];
 
 /*
  * Loads path (NULL: defaults and environment only) into cfg (zeroed or
@@ -91,6 +112,14 @@ extern const struct cfg_entry agentcfg_table[];
  */
 remex_err agentcfg_load(struct agentcfg *cfg, const char *path, struct cfg_errors *errs);
 void agentcfg_free(struct agentcfg *cfg);
+
+/*
+ * Applies workers[] entry `instance` to cfg->worker: name, queues and slots
+ * of the entry, state_dir <worker.state_dir>/<instance>. REMEX_ENOTFOUND
+ * when no entry has that name (e names the known ones).
+ */
+remex_err agentcfg_instance_apply(struct agentcfg *cfg, const char *instance,
+                                  struct remex_error *e);
 
 /*
  * --check of the whole agent: the table's checks, then what only a start

@@ -2,8 +2,9 @@
  * role: the common start of every role binary (remex-worker, and the roles to
  * come), in the manner of relayd's proc_run.
  *
- * role_main() does, in order: argument parsing (-c FILE, --check, --once when
- * the role has it, --log-format, --log-level, -h, --version); --check of the
+ * role_main() does, in order: argument parsing (-c FILE, --check, --once and
+ * --instance when the role has them, one option of the role's own,
+ * --log-format, --log-level, -h, --version); --check of the
  * whole agent.yaml (agentcfg_check, then the role's own check); config load
  * and validation (exit 100 with file:line:col messages); malloc tuning (one
  * arena); log set-up; TLS library start-up (OpenSSL's configuration only when
@@ -46,12 +47,16 @@ enum role_state {
 
 #define ROLE_HAS_ONCE     0x1u /* accepts --once */
 #define ROLE_HAS_CHILDREN 0x2u /* gets SIGCHLD through ops.child */
+#define ROLE_HAS_INSTANCE 0x4u /* accepts --instance NAME (r->instance) */
 
 struct role;
 
 struct role_ops {
     const char *name; /* "worker": log prefix, supervisor frames, registered role */
     unsigned flags;   /* ROLE_HAS_* */
+    /* One more long option with an argument (e.g. "roles"), its value in r->opt; NULL: none. */
+    const char *opt_name;
+    const char *opt_help; /* usage text of that option ("--roles worker,triggerer") */
     /* Extra --check beyond the agent's (NULL: none): appends "path: message" lines to out
      * and returns 0 or REMEX_EXIT_CONFIG. */
     int (*check)(const struct agentcfg *cfg, const char *path, struct buf *out);
@@ -81,6 +86,8 @@ struct role {
     struct api_client *api;  /* opened by role_api, freed by the runtime after ops.stop */
     enum role_state state;
     int once;                 /* --once given */
+    const char *instance;     /* --instance, or NULL */
+    const char *opt;          /* the value of ops.opt_name, or NULL */
     int exit_code;            /* set by role_finish */
     const char *drain_reason; /* static, once draining */
     struct ipc_conn *sup;     /* supervisor channel, or NULL when run alone */
