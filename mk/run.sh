@@ -2,11 +2,12 @@
 # make run: the whole system on this machine.
 #
 # Starts remex-plane (SQLite and credentials under var/), creates an agent
-# token, starts remex-worker with etc/run/agent.yaml, pushes the DAGs in
-# etc/dags/, triggers example_sales and waits for it, then shows where its logs
-# are. Without RUN_ONCE it ends by naming the web UI's address ("open
-# http://127.0.0.1:8080/") and keeps running until Ctrl-C, which drains the
-# worker and stops everything. RUN_ONCE=1 exits after the run
+# token, starts remex-agent (the supervisor and its roles) with
+# etc/run/agent.yaml, pushes the DAGs in etc/dags/, triggers example_sales and
+# waits for it, then shows the run, the agent's status and where the logs are.
+# Without RUN_ONCE it ends by naming the web UI's address ("open
+# http://127.0.0.1:8080/"), then shows the agent's log until Ctrl-C, which
+# drains the agent, stops the plane and exits 0. RUN_ONCE=1 exits after the run
 # with the run's outcome as exit code. RUN_PORT picks the plane's port
 # (default 8080; 0 = any free port); RUN_VAR the state folder (default var/).
 set -uo pipefail
@@ -20,19 +21,19 @@ mkdir -p "$VAR/log"
 chmod 700 "$VAR"
 VAR=$(cd "$VAR" && pwd)
 
-# The plane and the worker run in their own sessions, so Ctrl-C reaches only this
-# script, which then drains the worker before it stops the plane.
-plane_pid= worker_pid= tail_pids=()
+# The plane and the agent run in their own sessions, so Ctrl-C reaches only this
+# script, which then drains the agent before it stops the plane.
+plane_pid= agent_pid= tail_pids=()
 say() { printf '\033[1mrun:\033[0m %s\n' "$*" 2>/dev/null || echo "run: $*"; }
 [[ -t 1 ]] || say() { echo "run: $*"; }
 
 stop_all() {
     trap - INT TERM
     for p in "${tail_pids[@]}"; do kill "$p" 2>/dev/null; done
-    if [[ -n $worker_pid ]] && kill -0 "$worker_pid" 2>/dev/null; then
-        say "draining the worker"
-        kill -TERM "$worker_pid"
-        wait "$worker_pid" 2>/dev/null
+    if [[ -n $agent_pid ]] && kill -0 "$agent_pid" 2>/dev/null; then
+        say "draining the agent"
+        kill -TERM "$agent_pid"
+        wait "$agent_pid" 2>/dev/null
     fi
     if [[ -n $plane_pid ]] && kill -0 "$plane_pid" 2>/dev/null; then
         say "stopping the plane"
@@ -43,16 +44,17 @@ stop_all() {
 
 fail() {
     echo "run: $*" >&2
-    for f in "$VAR/log/plane.log" "$VAR/log/worker.log"; do
+    for f in "$VAR/log/plane.log" "$VAR/log/agent.log"; do
         [[ -s $f ]] && { echo "---- last lines of $f" >&2; tail -n 20 "$f" >&2; }
     done
     stop_all
     exit 1
 }
 
-trap 'echo; stop_all; exit 130' INT TERM
+# Ctrl-C is how an interactive run ends: a clean stop, exit 0.
+trap 'echo; stop_all; exit 0' INT TERM
 
-for b in remex-plane remex-worker remex-task remexctl; do
+for b in remex-plane remex-agent remex-worker remex-task remexctl; do
     [[ -x $BIN/$b ]] || fail "$BIN/$b is not built (run make)"
 done
 
@@ -74,7 +76,7 @@ unset REMEX_ADMIN_TOKEN
 say "plane on $REMEX_PLANE_URL (state in $VAR/plane.db, admin token in $VAR/admin.token)"
 CTL=("$BIN/remexctl")
 
-# 2. An agent token for the worker (kept across runs while it is valid).
+# 2. An agent token for the agent (kept across runs while it is valid).
 umask 077
 if [[ ! -s $VAR/agent.token ]] || ! grep -q . "$VAR/agent.token"; then
     tok=$("${CTL[@]}" tokens create --name local-worker --expires 30d 2>/dev/null) ||
@@ -85,30 +87,38 @@ fi
 cp etc/run/secrets.yaml "$VAR/secrets.yaml"
 chmod 600 "$VAR/secrets.yaml" "$VAR/agent.token"
 
-# 3. The worker.
-: >"$VAR/log/worker.log"
-# Folders the worker hands to task processes (which run in the bundle folder)
-# are given as absolute paths.
-export REMEX_XCOM_STORE="file://$VAR/xcom" REMEX_WORKER_STATE_DIR="$VAR/worker"
-export REMEX_WORKER_LOG_DIR="$VAR/logs" REMEX_PLANE_TOKEN_FILE="$VAR/agent.token"
-export REMEX_SECRETS_FILE="$VAR/secrets.yaml"
-setsid "$BIN/remex-worker" -c etc/run/agent.yaml >>"$VAR/log/worker.log" 2>&1 &
-worker_pid=$!
-sleep 0.3
-if ! kill -0 "$worker_pid" 2>/dev/null; then
+# 3. The agent: the supervisor and its roles (agent.roles in etc/run/agent.yaml).
+: >"$VAR/log/agent.log"
+export REMEX_STATE_DIR="$VAR" REMEX_WORKER_LOG_DIR="$VAR/logs"
+export REMEX_PLANE_TOKEN_FILE="$VAR/agent.token" REMEX_SECRETS_FILE="$VAR/secrets.yaml"
+AGENT=("$BIN/remex-agent" -c etc/run/agent.yaml)
+start_agent() {
+    setsid "${AGENT[@]}" >>"$VAR/log/agent.log" 2>&1 &
+    agent_pid=$!
+    for _ in $(seq 1 100); do
+        grep -q "agent ready" "$VAR/log/agent.log" && return 0
+        grep -q "is FATAL" "$VAR/log/agent.log" && return 1
+        kill -0 "$agent_pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+if ! start_agent; then
     # A token left from an older database is refused: make a new one once.
-    if grep -qiE 'revoked|expired|unauthori|401' "$VAR/log/worker.log"; then
+    if grep -qiE 'revoked|expired|invalid' "$VAR/log/agent.log"; then
+        kill -TERM "$agent_pid" 2>/dev/null
+        wait "$agent_pid" 2>/dev/null
         rm -f "$VAR/agent.token"
         tok=$("${CTL[@]}" tokens create --name local-worker --expires 30d 2>/dev/null) ||
             fail "could not create an agent token"
         printf '%s\n' "$tok" >"$VAR/agent.token"
-        setsid "$BIN/remex-worker" -c etc/run/agent.yaml >>"$VAR/log/worker.log" 2>&1 &
-        worker_pid=$!
-        sleep 0.3
+        say "the old agent token was refused; created a new one"
+        start_agent || fail "remex-agent did not become ready"
+    else
+        fail "remex-agent did not become ready"
     fi
-    kill -0 "$worker_pid" 2>/dev/null || fail "remex-worker exited"
 fi
-say "worker running (logs: $VAR/log/worker.log, task logs under $VAR/logs/)"
+say "agent ready (log: $VAR/log/agent.log, task logs under $VAR/logs/)"
 
 # 4. DAGs: the runnable examples (the other files in etc/dags/ are format
 # references whose tools, such as psql, are not on this machine).
@@ -116,13 +126,6 @@ for f in etc/dags/example*.yaml; do
     "${CTL[@]}" dags push --bundle examples "$f" >/dev/null || fail "could not push $f"
 done
 say "pushed $(ls etc/dags/example*.yaml | tr '\n' ' ')"
-
-if [[ -z ${RUN_ONCE:-} ]]; then
-    tail -n0 -F "$VAR/log/plane.log" 2>/dev/null | sed -u 's/^/[plane]  /' &
-    tail_pids+=($!)
-    tail -n0 -F "$VAR/log/worker.log" 2>/dev/null | sed -u 's/^/[worker] /' &
-    tail_pids+=($!)
-fi
 
 # 5. Trigger the example and wait for it.
 say "triggering $DAG"
@@ -135,6 +138,7 @@ if [[ -n $run_id ]]; then
     say "task logs: $VAR/logs/dag_id=$DAG/run_id=$run_id/"
 fi
 if [[ $rc -eq 0 ]]; then say "run succeeded"; else say "run did not succeed (exit $rc)"; fi
+"${AGENT[@]}" status || true
 
 if [[ -n ${RUN_ONCE:-} ]]; then
     stop_all
@@ -142,10 +146,16 @@ if [[ -n ${RUN_ONCE:-} ]]; then
 fi
 say "running; remexctl works against it with:"
 echo "  export REMEX_PLANE_URL=$REMEX_PLANE_URL REMEX_ADMIN_TOKEN_FILE=$VAR/admin.token"
-say "press Ctrl-C to drain and stop"
+echo "  ${AGENT[*]} status    # the agent's roles"
 say "web UI: log in with the admin token in $VAR/admin.token at"
 say "open $REMEX_PLANE_URL/"
-while kill -0 "$plane_pid" 2>/dev/null && kill -0 "$worker_pid" 2>/dev/null; do
+say "press Ctrl-C to drain and stop; the agent's log follows"
+tail -n0 -F "$VAR/log/agent.log" 2>/dev/null &
+tail_pids+=($!)
+while kill -0 "$plane_pid" 2>/dev/null && kill -0 "$agent_pid" 2>/dev/null; do
     sleep 1
 done
+say "the plane or the agent stopped on its own (see $VAR/log/)"
+stop_all
+exit 1
 fail "a process exited unexpectedly"

@@ -342,7 +342,7 @@ static enum MHD_Result send_resp(struct plane *p, struct MHD_Connection *c, stru
     const char *pat = st->route ? st->route->pattern : "unmatched";
     double dt = elapsed_s(&st->t0);
     metrics_count(p, method, pat, rs->status, dt);
-    log_info("http: %s %s %d %.1fms", method, pat, rs->status, dt * 1000.0);
+    log_debug("http: %s %s %d %.1fms", method, pat, rs->status, dt * 1000.0);
     json_decref(rs->body);
     free(rs->text);
     return ret;

@@ -1,4 +1,4 @@
-"""`make run`: the whole system on one machine (plane + worker + example DAG).
+"""`make run`: the whole system on one machine (plane + remex-agent + example DAG).
 
 Runs the real Makefile target with RUN_ONCE=1 and checks the example
 pipeline's outcome and logs, then the interactive mode with a Ctrl-C."""
@@ -29,6 +29,8 @@ class MakeRun(harness.TestCase):
         out = p.stdout.decode(errors="replace")
         self.assertEqual(p.returncode, 0, out[-4000:])
         self.assertIn("run succeeded", out)
+        self.assertIn("agent ready", out)
+        self.assertRegex(out, r"worker +\d+ +up +yes")
         runs = glob.glob(os.path.join(var, "logs", "dag_id=example_sales", "run_id=*"))
         self.assertEqual(len(runs), 1, runs)
         run = runs[0]
@@ -71,12 +73,18 @@ class MakeRun(harness.TestCase):
         st, hd, page = harness.http("GET", f"http://127.0.0.1:{port}/")
         self.assertEqual(st, 200)
         self.assertIn(b'<script type="module"', page)
-        os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        self.assertEqual(p.wait(timeout=60), 130)
         out = p.output()
-        self.assertIn("draining the worker", out)
+        # The agent's status is shown; the plane's per-request log is not.
+        self.assertRegex(out, r"worker +\d+ +up +yes")
+        self.assertNotIn("http: POST", out)
+        os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        self.assertEqual(p.wait(timeout=60), 0)  # Ctrl-C is the normal end: no make error
+        out = p.output()
+        self.assertIn("draining the agent", out)
         self.assertIn("stopping the plane", out)
-        with open(os.path.join(var, "log", "worker.log")) as f:
-            self.assertIn("drain", f.read())
+        with open(os.path.join(var, "log", "agent.log")) as f:
+            log = f.read()
+        self.assertIn("[worker] ", log)
+        self.assertIn("every role stopped; exiting", log)
         harness.wait_for(lambda: not harness.port_open(port), timeout=10,
                          what="the plane to stop listening")
