@@ -94,8 +94,19 @@ enum plane_authz {
     AUTHZ_TASK, /* task JWT; agent/ti/try from its claims */
 };
 
+/* Agent roles as bits: an agent token allows a set, a session holds the
+ * roles its agent registered with (always within its token's). */
+enum plane_role {
+    PLANE_ROLE_WORKER = 1,
+    PLANE_ROLE_TRIGGERER = 2,
+    PLANE_ROLE_DAG_PROCESSOR = 4,
+    PLANE_ROLE_SENTINEL = 8,
+};
+#define PLANE_ROLES_ALL 15u
+
 struct plane_principal {
     enum plane_authz kind; /* what was presented and verified */
+    unsigned roles;        /* session: PLANE_ROLE_* bits of its agent's registration */
     int64_t token_id;      /* agent token id (agent token or session) */
     int64_t agent_id;      /* session or task token */
     int64_t session;       /* session sequence number */
@@ -130,12 +141,15 @@ struct plane_resp {
 
 typedef void (*plane_handler_fn)(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
-/* A route: pattern segments in braces capture one path segment ("{dag_id}"). */
+/* A route: pattern segments in braces capture one path segment ("{dag_id}").
+ * role: a session must hold this PLANE_ROLE_* bit (0: any session); the
+ * admin token, where authz allows it, needs none. */
 struct plane_route {
     const char *method;
     const char *pattern;
     enum plane_authz authz;
     plane_handler_fn fn;
+    unsigned role;
 };
 
 /* Route tables, each terminated by an entry with method == NULL. */
@@ -278,8 +292,12 @@ void strig_heartbeat(struct plane *p, int64_t agent_id, json_t *held, json_t *ca
 void sched_metrics(struct plane *p, struct buf *out);
 
 /* ---- agents.c (mu held) ---- */
-/* 1 if the agent exists and is not lost/offline and session is its current one. */
-int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session);
+/* 1 if the agent exists and is not lost/offline and session is its current
+ * one; *roles (may be NULL) gets the PLANE_ROLE_* bits it registered with. */
+int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session, unsigned *roles);
+/* The queues the agent's token allows: 1 and *queues (owned JSON array) set
+ * when the token names queues, 0 when it allows every queue, -1 on error. */
+int agents_token_queues(struct plane *p, int64_t agent_id, json_t **queues);
 /* For a work or trigger poll: -1 when the session is not valid (as
  * agents_session_valid), 0 when the agent's desired state is drain or
  * maintenance (it gets no new work), 1 when it may take work. */

@@ -312,21 +312,62 @@ static void reply_assignments(struct plane *p, int64_t agent, int n, const int64
         plane_error(rs, 500, "internal", "out of memory");
 }
 
+/* The agent token's queues bound what a work poll may ask for: a queue
+ * outside them is refused (403 naming it), never silently dropped. -1 after
+ * replying. */
+static int work_queues_allowed(struct plane *p, struct plane_req *rq, struct plane_resp *rs,
+                               json_t *queues)
+{
+    json_t *allowed = NULL;
+    size_t i, j;
+    json_t *v, *a;
+    pthread_mutex_lock(&p->mu);
+    int r = agents_token_queues(p, rq->who.agent_id, &allowed);
+    pthread_mutex_unlock(&p->mu);
+    if (r < 0) {
+        plane_error(rs, 500, "internal", "cannot read the agent token");
+        return -1;
+    }
+    json_array_foreach(queues, i, v)
+    {
+        int found = r == 0;
+        json_array_foreach(allowed, j, a)
+        {
+            if (!found && json_equal(a, v))
+                found = 1;
+        }
+        if (!found) {
+            plane_error(rs, 403, "forbidden",
+                        "queues[%zu]: the agent token does not allow queue '%s'", i,
+                        json_string_value(v));
+            json_decref(allowed);
+            return -1;
+        }
+    }
+    json_decref(allowed);
+    return 0;
+}
+
 void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
-    json_t *queues = NULL, *dq = NULL;
+    json_t *queues = NULL;
     int64_t slots;
     double wait;
     if (rq->body && !json_is_object(rq->body)) {
         plane_error(rs, 400, "bad_request", "body: expected object");
         return;
     }
-    if (rq_strarray(rs, rq->body, "queues", 8, &queues) < 0 ||
-        rq_int(rs, rq->body, "free_slots", 0, 100000, 1, 0, &slots) < 0 ||
+    if (rq_strarray(rs, rq->body, "queues", 8, &queues) < 0)
+        return;
+    if (!queues || json_array_size(queues) == 0) {
+        plane_error(rs, 400, "bad_request", "queues: required, at least one queue");
+        return;
+    }
+    if (rq_int(rs, rq->body, "free_slots", 0, 100000, 1, 1, &slots) < 0 ||
         rq_num(rs, rq->body, "wait", 0, 1e9, 0, &wait) < 0)
         return;
-    if (!queues || json_array_size(queues) == 0)
-        queues = dq = json_pack("[s]", "default");
+    if (work_queues_allowed(p, rq, rs, queues) < 0)
+        return;
     int64_t wait_ms = (int64_t)(wait * 1000.0);
     if (wait_ms > p->cfg.longpoll_max_ms)
         wait_ms = p->cfg.longpoll_max_ms;
@@ -348,7 +389,6 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
              * work again, or the wait is over. */
             if (n == 0 && !lost && plane_park(p, rq, PLANE_WAIT_WORK, wait_ms) == 0) {
                 pthread_mutex_unlock(&p->mu);
-                json_decref(dq);
                 return;
             }
         }
@@ -362,7 +402,6 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
             tries[i] = -1;
     }
     pthread_mutex_unlock(&p->mu);
-    json_decref(dq);
     if (authfail) {
         log_info("sched: work poll of agent %" PRId64 " with a stale session", rq->who.agent_id);
         plane_error(rs, 401, "unauthorized", "unauthorized");

@@ -106,9 +106,9 @@ static void healthz(struct plane *p, struct plane_req *rq, struct plane_resp *rs
 }
 
 static const struct plane_route routes_core[] = {
-    {"GET", "/healthz", AUTHZ_NONE, healthz},
-    {"GET", "/metrics", AUTHZ_NONE, metrics_handle},
-    {NULL, NULL, AUTHZ_NONE, NULL},
+    {"GET", "/healthz", AUTHZ_NONE, healthz, 0},
+    {"GET", "/metrics", AUTHZ_NONE, metrics_handle, 0},
+    {NULL, NULL, AUTHZ_NONE, NULL, 0},
 };
 
 static const struct plane_route *const tables[] = {
@@ -352,6 +352,15 @@ static enum MHD_Result send_resp(struct plane *p, struct MHD_Connection *c, stru
     return ret;
 }
 
+/* Name of one PLANE_ROLE_* bit. */
+static const char *role_name(unsigned bit)
+{
+    for (unsigned b = 0; decode_agent_roles[b]; b++)
+        if (bit == 1u << b)
+            return decode_agent_roles[b];
+    return "?";
+}
+
 /* Authenticates, parses the body and runs the handler (upload complete); the
  * request is kept in st->rq for a parked handler's next run. */
 static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *st,
@@ -360,6 +369,7 @@ static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *s
     const struct plane_route *r = st->route;
     struct plane_req *rq = &st->rq;
     char why[256];
+    unsigned role = 0;
     *rq = (struct plane_req){
         .method = method, .path = url, .nparam = st->nparam, .conn = c, .server_state = st};
     memcpy(rq->param, st->param, sizeof(rq->param));
@@ -378,11 +388,20 @@ static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *s
             snprintf(why, sizeof(why), "task token of ti %lld used for ti %s",
                      (long long)rq->who.ti_id, rq->param[it]);
             code = 403;
+        } else if (rq->who.kind == AUTHZ_SESSION && r->role && !(rq->who.roles & r->role)) {
+            snprintf(why, sizeof(why), "session of agent %lld has no %s role",
+                     (long long)rq->who.agent_id, role_name(r->role));
+            code = 403;
+            role = r->role;
         }
     }
     if (code) {
         log_warn("auth: %s %s refused (%d): %s", method, r->pattern, code, why);
-        if (code == 403)
+        if (role) /* the agent's own registration: no credential detail in it */
+            plane_error(rs, 403, "forbidden",
+                        "this route needs the %s role: the agent did not register it",
+                        role_name(role));
+        else if (code == 403)
             plane_error(rs, 403, "forbidden", "credential not allowed here");
         else
             plane_error(rs, 401, "unauthorized", "missing or invalid credential");

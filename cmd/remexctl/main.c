@@ -20,9 +20,13 @@
 #include "remex/version.h"
 
 const struct ctl_cmd ctl_cmds[] = {
-    {"tokens", "create", "--name NAME [--expires DURATION]", "create an agent token",
+    {"tokens", "create", "--name NAME [--expires DURATION] [--roles R,...] [--queues Q,...]",
+     "create an agent token",
      "  --name NAME          token name (shown in lists)\n"
      "  --expires DURATION   lifetime, e.g. 30d, 12h, 1d12h (default 30d)\n"
+     "  --roles R,...        roles its agents may register: worker, dag-processor,\n"
+     "                       triggerer, sentinel (default: all)\n"
+     "  --queues Q,...       queues its workers may serve (default: every queue)\n"
      "The token value is printed once on stdout; the plane keeps only its hash.\n",
      cmd_tokens_create},
     {"tokens", "list", "", "list agent tokens (never their values)", NULL, cmd_tokens_list},

@@ -129,7 +129,7 @@ class AuthTest(PlaneCase):
         self.assertEqual(len(b["tokens"]), 1)
         t = b["tokens"][0]
         self.assertEqual(set(t), {"id", "name", "created_at", "expires_at", "last_used_at",
-                                  "revoked_at"})
+                                  "revoked_at", "roles"})
         # The secret is everything after "rmx_<id>_" (base64url may itself hold "_").
         secret = self.tok.split("_", 2)[2]
         self.assertGreaterEqual(len(secret), 32)
