@@ -203,6 +203,25 @@ heartbeat_interval: 1s
         self.assertEqual(rc, 0, err)
         return out
 
+    def test_tokens_roles_and_queues(self):
+        rc, value, err = self.ctl("tokens", "create", "--name", "etl", "--roles",
+                                  "worker,dag-processor", "--queues", "etl,default")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.ctl("tokens", "list")
+        self.assertEqual(rc, 0, err)
+        row = [l for l in out.splitlines() if " etl " in l][0]
+        self.assertIn("worker,dag-processor", row)
+        self.assertIn("etl,default", row)
+        st, b = harness.http_json("POST", self.url + "/api/v1/agents/register", {
+            "name": "t", "roles": ["triggerer"], "version": "0", "queues": ["etl"],
+            "slots": 1}, token=value.strip())
+        self.assertEqual(st, 403, b)
+        self.assertIn("triggerer", b["error"]["message"])
+        for bad in (["--roles", "worker,,x"], ["--roles", "chef"], ["--queues", ""]):
+            rc, out, err = self.ctl("tokens", "create", "--name", "b", *bad)
+            self.assertIn(rc, (1, 2), (bad, err))
+            self.assertIn("roles" if bad[0] == "--roles" else "queues", err)
+
     def test_tokens(self):
         rc, value, err = self.ctl("tokens", "create", "--name", "agents-eu", "--expires", "30d")
         self.assertEqual(rc, 0, err)
