@@ -31,7 +31,7 @@ BUILD ?= build
 endif
 
 CC ?= cc
-PKGS := libcurl jansson yaml-0.1 openssl libgit2 libjwt libmicrohttpd sqlite3
+PKGS := libcurl jansson yaml-0.1 openssl libgit2 libjwt libmicrohttpd gnutls sqlite3
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)

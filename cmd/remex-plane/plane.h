@@ -45,6 +45,7 @@ struct plane_config {
     char *listen;   /* "127.0.0.1:8080" */
     char *tls_cert; /* PEM file; TLS when set together with tls_key */
     char *tls_key;
+    char *tls_priorities;          /* GnuTLS priority string (SERVER_TLS_PRIORITIES) */
     char *db_path;                 /* SQLite file ("var/plane.db") */
     char *admin_token_file;        /* mode 0600; created with a random token if absent */
     char *signing_key_file;        /* mode 0600; 32 random bytes generated if absent */
@@ -218,6 +219,15 @@ remex_err store_exec(struct plane *p, const char *sql, struct remex_error *e);
 sqlite3_stmt *store_stmt(struct plane *p, const char *sql);
 
 /* ---- server.c ---- */
+/* TLS 1.2 and 1.3 only, forward-secret key exchange, AEAD ciphers only (no
+ * CBC, no SHA-1 MACs), the server's order first. */
+#define SERVER_TLS_PRIORITIES                                                                      \
+    "SECURE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:"      \
+    "+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:+DHE-RSA:%SERVER_PRECEDENCE"
+/* Configuration checks of what server_start refuses; 0, or -1 with why set
+ * (no key name in it). Any thread, no state. */
+int server_check_listen(const char *listen, char *why, size_t whysz);
+int server_check_tls_priorities(const char *prio, char *why, size_t whysz);
 /* Starts libmicrohttpd (logs "listening on ADDR:PORT"); mu not held. */
 remex_err server_start(struct plane *p, struct remex_error *e);
 /* Stops accepting new connections (in-flight requests continue). */

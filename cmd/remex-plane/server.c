@@ -22,6 +22,7 @@
  * thread that suspends it).
  */
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -687,6 +688,35 @@ static remex_err parse_listen(const char *s, struct sockaddr_storage *ss, sockle
     return REMEX_OK;
 }
 
+int server_check_listen(const char *listen, char *why, size_t whysz)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    struct remex_error e = {0};
+    if (!listen || parse_listen(listen, &ss, &sl, &e) == REMEX_OK)
+        return 0;
+    /* parse_listen's message starts with "listen: " */
+    snprintf(why, whysz, "%s (got '%s'; a name such as localhost is not resolved)",
+             strncmp(e.msg, "listen: ", 8) == 0 ? e.msg + 8 : e.msg, listen);
+    return -1;
+}
+
+int server_check_tls_priorities(const char *prio, char *why, size_t whysz)
+{
+    gnutls_priority_t pc;
+    const char *at = NULL;
+    if (!prio)
+        return 0;
+    int rc = gnutls_priority_init(&pc, prio, &at);
+    if (rc == GNUTLS_E_SUCCESS) {
+        gnutls_priority_deinit(pc);
+        return 0;
+    }
+    snprintf(why, whysz, "not a valid GnuTLS priority string (%s at '%.40s')", gnutls_strerror(rc),
+             at ? at : prio);
+    return -1;
+}
+
 static uint16_t bound_port(struct MHD_Daemon *d)
 {
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -755,6 +785,9 @@ static remex_err tls_setup(struct plane *p, struct server *s, struct MHD_OptionI
     *flags |= MHD_USE_TLS;
     opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert};
     opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key};
+    opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                      p->cfg.tls_priorities ? p->cfg.tls_priorities
+                                                            : SERVER_TLS_PRIORITIES};
     return REMEX_OK;
 }
 
@@ -773,7 +806,7 @@ remex_err server_start(struct plane *p, struct remex_error *e)
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+    struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
     int want_tls = p->cfg.tls_cert && *p->cfg.tls_cert && p->cfg.tls_key && *p->cfg.tls_key;
     if (want_tls && (rc = tls_setup(p, s, tls, &flags, e))) {
         server_free(s);
