@@ -227,6 +227,25 @@ static const char *cached_text(char **text, json_t *j)
     return *text ? *text : "{}";
 }
 
+/* The params of a run whose conf is a non-empty object: the DAG's params
+ * updated with every key of the conf (Airflow's dag_run_conf_overrides_params),
+ * as malloc'd JSON text; NULL when the run has no such conf (the DAG's
+ * params are used as they are). */
+static char *run_params(struct sdag *d, const char *conf)
+{
+    if (!conf || conf[0] != '{' || strcmp(conf, "{}") == 0)
+        return NULL;
+    json_t *c = json_loads(conf, 0, NULL);
+    json_t *merged = d && json_is_object(d->params) ? json_deep_copy(d->params) : json_object();
+    char *text = NULL;
+    if (json_is_object(c) && json_object_size(c) > 0 && merged &&
+        json_object_update(merged, c) == 0)
+        text = json_dumps(merged, JSON_COMPACT);
+    json_decref(c);
+    json_decref(merged);
+    return text;
+}
+
 /* Appends the assignment of an offered TI as JSON text, without its closing
  * brace (task_token comes last, outside mu); *run and *try_number set.
  * Returns -1 (nothing appended) when the TI is gone. conf and trigger_event
@@ -265,10 +284,15 @@ static int assignment(struct plane *p, struct buf *b, int64_t ti, int64_t *run, 
     put_str(b, d ? d->bundle : "");
     buf_puts(b, ",\"version\":");
     put_str(b, d ? d->bundle_version : "");
+    const char *conf = sqlite3_column_type(st, 11) == SQLITE_NULL ? "{}" : sq_text(st, 11);
+    char *merged = run_params(d, conf);
     buf_printf(b, "},\"task\":%s,\"params\":%s,\"conf\":%s",
                k >= 0 ? cached_text(&d->tasks[k].text, d->tasks[k].json) : "{}",
-               d && d->params ? cached_text(&d->params_text, d->params) : "{}",
-               sqlite3_column_type(st, 11) == SQLITE_NULL ? "null" : sq_text(st, 11));
+               merged           ? merged
+               : d && d->params ? cached_text(&d->params_text, d->params)
+                                : "{}",
+               conf);
+    free(merged);
     if (sqlite3_column_type(st, 3) != SQLITE_NULL)
         buf_printf(b, ",\"trigger_event\":%s", sq_text(st, 3));
     sqlite3_reset(st);
