@@ -387,10 +387,10 @@ static json_t *dag_summary(const struct sdag *d)
     json_t *tags = json_array();
     for (size_t i = 0; i < g->tags.n; i++)
         json_array_append_new(tags, json_string(g->tags.v[i]));
-    return json_pack("{ss ss ss ss s:s* s:s* sb sb so si so}", "dag_id", g->dag_id, "bundle",
-                     d->bundle, "bundle_version", d->bundle_version, "hash", g->hash, "description",
-                     g->description, "schedule", g->schedule, "is_active", d->is_active,
-                     "is_paused", d->is_paused, "tags", tags, "tasks", (int)g->ntasks,
+    return json_pack("{ss s{ssss} ss s:s* s:s* sb sb so si so}", "dag_id", g->dag_id, "bundle",
+                     "name", d->bundle, "version", d->bundle_version, "hash", g->hash,
+                     "description", g->description, "schedule", g->schedule, "is_active",
+                     d->is_active, "is_paused", d->is_paused, "tags", tags, "tasks", (int)g->ntasks,
                      "next_dagrun_create_after",
                      sched_time_json(d->next_run_ms > 0 ? d->next_run_ms : 0));
 }

@@ -154,7 +154,7 @@ static void h_revoke(struct plane *p, struct plane_req *rq, struct plane_resp *r
     int64_t id = decode_id(rq->param[0]);
     json_t *t = NULL;
     if (id <= 0) {
-        plane_error(rs, 404, "not_found", "no such token");
+        plane_error(rs, 400, "bad_request", "token_id: expected a positive integer");
         return;
     }
     pthread_mutex_lock(&p->mu);

@@ -202,7 +202,7 @@ class SchedTest(SchedCase):
         st, b = self.req("GET", "/api/v1/admin/import-errors", None, self.admin)
         self.assertEqual(b["import_errors"], [])
         st, b = self.req("GET", "/api/v1/admin/dags/m1", None, self.admin)
-        self.assertEqual((b["bundle_version"], b["is_active"]), ("v2", True))
+        self.assertEqual((b["bundle"]["version"], b["is_active"]), ("v2", True))
         self.assertEqual(b["dag"]["tasks"][0]["task_id"], "t")
         st, b = self.req("POST", "/api/v1/dags/manifest",
                          {"bundle": "b1", "version": "v3", "files": [],
