@@ -800,6 +800,8 @@ const struct plane_route plane_routes_sched[] = {
      sched_h_task_clear, 0},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/fail", AUTHZ_ADMIN,
      sched_h_task_fail, 0},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/success", AUTHZ_ADMIN,
+     sched_h_task_success, 0},
     {"GET", "/api/v1/admin/import-errors", AUTHZ_ADMIN, sched_h_import_errors, 0},
     {NULL, NULL, AUTHZ_NONE, NULL, 0},
 };

@@ -541,7 +541,7 @@ void sched_h_runs_list(struct plane *p, struct plane_req *rq, struct plane_resp 
 static json_t *ti_json(sqlite3_stmt *st)
 {
     return json_pack(
-        "{sI ss sI sI ss ss sI sI so so so so so so so so}", "ti_id",
+        "{sI ss sI sI ss ss sI sI so so so so so so so so so}", "ti_id",
         (json_int_t)sqlite3_column_int64(st, 0), "task_id", sq_text(st, 1), "map_index",
         (json_int_t)sqlite3_column_int64(st, 2), "try_number",
         (json_int_t)sqlite3_column_int64(st, 3), "state", sq_text(st, 4), "queue", sq_text(st, 5),
@@ -557,7 +557,8 @@ static json_t *ti_json(sqlite3_stmt *st)
         sqlite3_column_type(st, 13) == SQLITE_NULL ? json_null() : json_string(sq_text(st, 13)),
         "log_uri",
         sqlite3_column_type(st, 14) == SQLITE_NULL ? json_null() : json_string(sq_text(st, 14)),
-        "queued_at", sched_col_time(st, 15));
+        "queued_at", sched_col_time(st, 15), "agent_name",
+        sqlite3_column_type(st, 16) == SQLITE_NULL ? json_null() : json_string(sq_text(st, 16)));
 }
 
 void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
@@ -576,9 +577,11 @@ void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *
     if (out) {
         json_t *tis = json_array();
         st = sq(p,
-                "SELECT id, task_id, map_index, try_number, state, queue, priority_weight,"
-                " pool_slots, agent_id, started_ms, ended_ms, next_retry_ms, exit_code, reason,"
-                " log_uri, queued_ms FROM task_instances WHERE run = ?1 ORDER BY id",
+                "SELECT t.id, t.task_id, t.map_index, t.try_number, t.state, t.queue,"
+                " t.priority_weight, t.pool_slots, t.agent_id, t.started_ms, t.ended_ms,"
+                " t.next_retry_ms, t.exit_code, t.reason, t.log_uri, t.queued_ms, a.name"
+                " FROM task_instances t LEFT JOIN agents a ON a.id = t.agent_id"
+                " WHERE t.run = ?1 ORDER BY t.id",
                 "i", id);
         while (st && sqlite3_step(st) == SQLITE_ROW)
             json_array_append_new(tis, ti_json(st));
@@ -693,4 +696,45 @@ void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp 
     sq_commit(p, began);
     pthread_mutex_unlock(&p->mu);
     plane_reply(rs, 200, json_pack("{ss ss}", "task_id", rq->param[2], "state", "failed"));
+}
+
+/* Marks a task instance success whatever its state (a running try is told
+ * to stop at its worker's next heartbeat, as for fail); the run's
+ * upstream_failed task instances and the run are evaluated again, so
+ * downstream tasks run and a failed run can end as success. */
+void sched_h_task_success(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    pthread_mutex_lock(&p->mu);
+    int64_t run = 0;
+    int64_t ti = find_ti(p, rq, rq->param[2], &run);
+    if (!ti) {
+        pthread_mutex_unlock(&p->mu);
+        plane_error(rs, 404, "not_found", "no such task instance");
+        return;
+    }
+    int64_t now = plane_now_ms();
+    int began = sq_begin(p);
+    sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", ti);
+    sq_run(p,
+           "UPDATE task_instances SET state = 'success', ended_ms = ?2, due_ms = NULL,"
+           " cancel_ms = NULL, next_retry_ms = NULL, reason = 'marked success' WHERE id = ?1",
+           "ii", ti, now);
+    /* upstream_failed is a consequence: evaluated again (it comes back
+     * when another upstream task still failed). */
+    sq_run(p,
+           "UPDATE task_instances SET state = 'none', ended_ms = NULL, reason = NULL"
+           " WHERE run = ?1 AND state = 'upstream_failed'",
+           "i", run);
+    sq_run(p,
+           "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1 AND"
+           " state = 'failed'",
+           "i", run);
+    sched_mark_run(p, run, SDIRTY_EVAL);
+    int failed = sq_commit(p, began);
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        plane_store_failed(rs);
+        return;
+    }
+    plane_reply(rs, 200, json_pack("{ss ss}", "task_id", rq->param[2], "state", "success"));
 }

@@ -154,7 +154,13 @@ class PrismContractTest(WorkerCase):
                      ["runs", "list", "contract"], ["runs", "show", "contract", run_id],
                      ["agents", "list"], ["agents", "show", "w1"], ["agents", "drain", "w1"],
                      ["agents", "resume", "w1"], ["tokens", "list"], ["import-errors"],
-                     ["tasks", "clear", "contract", run_id, "multi"]):
+                     ["tasks", "clear", "contract", run_id, "multi"],
+                     ["tasks", "clear", "--downstream", "contract", run_id, "argv"],
+                     ["tasks", "mark", "success", "contract", run_id, "argv"],
+                     ["tasks", "mark", "failed", "contract", run_id, "push"],
+                     ["tasks", "list", "contract", run_id], ["-o", "yaml", "tasks", "list",
+                                                             "contract", run_id],
+                     ["tasks", "logs", "contract", run_id, "pull"]):
             self.ctl(*args)
         rc, out, err = self.ctl("dags", "list")
         self.assertRegex(out, r"contract\s+no\s+yes\s+-\s+main\s", "the bundle's name is shown")
