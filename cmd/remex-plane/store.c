@@ -476,6 +476,12 @@ remex_err store_open(struct plane *p, struct remex_error *e)
     remex_err rc = make_parent(p->cfg.db_path, e);
     if (rc)
         return rc;
+    /* Created here with mode 0600 whatever the umask: SQLite gives the -wal
+     * and -shm files the mode of the database file. */
+    int fd = open(p->cfg.db_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return remex_seterr(e, REMEX_EIO, "%s: %s", p->cfg.db_path, strerror(errno));
+    close(fd);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
     if (sqlite3_open_v2(p->cfg.db_path, &p->db, flags, store_vfs_name()) != SQLITE_OK) {
         rc = remex_seterr(e, REMEX_EIO, "%s: %s", p->cfg.db_path,
