@@ -731,6 +731,19 @@ static void emit_hist(struct buf *out, const char *name, const char *help, const
                h->count, name, h->sum, name, h->count);
 }
 
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void label_value(struct buf *out, const char *v)
+{
+    for (; v && *v; v++) {
+        if (*v == '\\' || *v == '"')
+            buf_putc(out, '\\');
+        if (*v == '\n')
+            buf_puts(out, "\\n");
+        else
+            buf_putc(out, *v);
+    }
+}
+
 void sched_metrics(struct plane *p, struct buf *out)
 {
     struct sched *s = SCHED(p);
@@ -738,13 +751,18 @@ void sched_metrics(struct plane *p, struct buf *out)
         return;
     buf_puts(out, "# HELP remex_plane_task_instances_queued Queued task instances per queue.\n"
                   "# TYPE remex_plane_task_instances_queued gauge\n");
+    /* Every known queue (of a task instance or an agent) keeps a series, 0
+     * when nothing is queued on it, so that rate() and alerts see it drop. */
     sqlite3_stmt *st = sq(p,
-                          "SELECT queue, count(*) FROM task_instances WHERE state = 'queued'"
-                          " GROUP BY queue",
+                          "SELECT q, SUM(n) FROM (SELECT queue AS q, state = 'queued' AS n"
+                          " FROM task_instances UNION ALL SELECT j.value, 0 FROM agents a,"
+                          " json_each(a.queues) j WHERE j.type = 'text') GROUP BY q ORDER BY q",
                           "");
-    while (st && sqlite3_step(st) == SQLITE_ROW)
-        buf_printf(out, "remex_plane_task_instances_queued{queue=\"%s\"} %" PRId64 "\n",
-                   sq_text(st, 0), (int64_t)sqlite3_column_int64(st, 1));
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        buf_puts(out, "remex_plane_task_instances_queued{queue=\"");
+        label_value(out, sq_text(st, 0));
+        buf_printf(out, "\"} %" PRId64 "\n", (int64_t)sqlite3_column_int64(st, 1));
+    }
     if (st)
         sqlite3_reset(st);
     buf_puts(out, "# HELP remex_plane_task_instances Task instances by state.\n"

@@ -295,6 +295,12 @@ class SchedTest(SchedCase):
                      "remex_plane_scheduler_loop_seconds_count", 'remex_plane_dag_runs{state="running"} 1',
                      'remex_plane_task_instances{state="queued"} 1'):
             self.assertIn(name, text)
+        # Once taken, the queue keeps its series at 0; an agent's queue has one too.
+        ag = Agent(self, "w1", queues=("q1", 'odd"q'))
+        ag.take(1, queues=["q1"])
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        self.assertIn('remex_plane_task_instances_queued{queue="q1"} 0', text)
+        self.assertIn('remex_plane_task_instances_queued{queue="odd\\"q"} 0', text)
 
 
 if __name__ == "__main__":
