@@ -495,6 +495,51 @@ static void h_admin_patch(struct plane *p, struct plane_req *rq, struct plane_re
     plane_reply(rs, 200, a);
 }
 
+/* Forgets a lost or offline agent (its row; the task instances it ran keep
+ * their history, without its name). An agent still registered is 409. */
+static void h_admin_delete(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    int64_t id = decode_id(rq->param[0]);
+    char state[32] = "";
+    pthread_mutex_lock(&p->mu);
+    sqlite3_stmt *st = id > 0 ? store_stmt(p, "SELECT state FROM agents WHERE id = ?") : NULL;
+    if (st) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            snprintf(state, sizeof(state), "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_reset(st);
+    }
+    if (!state[0] || (strcmp(state, "lost") != 0 && strcmp(state, "offline") != 0)) {
+        pthread_mutex_unlock(&p->mu);
+        if (!state[0])
+            plane_error(rs, 404, "not_found", "no such agent");
+        else
+            plane_error(rs, 409, "conflict",
+                        "the agent is %s: only a lost or offline agent can be deleted", state);
+        return;
+    }
+    int began = store_begin(p);
+    sqlite3_stmt *u = store_stmt(p, "UPDATE triggers SET agent_id = NULL WHERE agent_id = ?");
+    sqlite3_stmt *d = store_stmt(p, "DELETE FROM agents WHERE id = ?");
+    int ok = u && d;
+    if (ok) {
+        sqlite3_bind_int64(u, 1, id);
+        ok = sqlite3_step(u) == SQLITE_DONE;
+        sqlite3_reset(u);
+        sqlite3_bind_int64(d, 1, id);
+        ok = ok && sqlite3_step(d) == SQLITE_DONE;
+        sqlite3_reset(d);
+    }
+    int failed = !ok || store_commit(p, began) != 0;
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        plane_store_failed(rs);
+        return;
+    }
+    log_info("agents: agent %lld deleted", (long long)id);
+    plane_reply(rs, 200, json_pack("{sI sb}", "agent_id", (json_int_t)id, "deleted", 1));
+}
+
 const struct plane_route plane_routes_agents[] = {
     {"POST", "/api/v1/agents/register", AUTHZ_AGENT_TOKEN, h_register, 0},
     {"POST", "/api/v1/agents/{agent_id}/heartbeat", AUTHZ_SESSION, h_heartbeat, 0},
@@ -502,6 +547,7 @@ const struct plane_route plane_routes_agents[] = {
     {"GET", "/api/v1/admin/agents", AUTHZ_ADMIN, h_admin_list, 0},
     {"GET", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_show, 0},
     {"PATCH", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_patch, 0},
+    {"DELETE", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_delete, 0},
     {NULL, NULL, AUTHZ_NONE, NULL, 0},
 };
 

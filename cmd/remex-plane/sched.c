@@ -820,6 +820,10 @@ const struct plane_route plane_routes_sched[] = {
      sched_h_task_fail, 0},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/success", AUTHZ_ADMIN,
      sched_h_task_success, 0},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/clear", AUTHZ_ADMIN, sched_h_run_clear, 0},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/cancel", AUTHZ_ADMIN, sched_h_run_cancel,
+     0},
+    {"DELETE", "/api/v1/admin/dags/{dag_id}", AUTHZ_ADMIN, sched_h_dag_delete, 0},
     {"GET", "/api/v1/admin/import-errors", AUTHZ_ADMIN, sched_h_import_errors, 0},
     {NULL, NULL, AUTHZ_NONE, NULL, 0},
 };

@@ -152,6 +152,9 @@ void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *
 void sched_h_task_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_task_success(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_run_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_run_cancel(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_dag_delete(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
 /* ---- sched_dispatch.c ---- */
 /* Offer expiry, retries due, execution timeouts; returns the next due wall time. */

@@ -738,3 +738,106 @@ void sched_h_task_success(struct plane *p, struct plane_req *rq, struct plane_re
     }
     plane_reply(rs, 200, json_pack("{ss ss}", "task_id", rq->param[2], "state", "success"));
 }
+
+/* Run id and state of (dag_id, run_id) of the path (mu held); 0 when absent.
+ * state (may be NULL) gets a copy of at most n bytes. */
+static int64_t find_run(struct plane *p, struct plane_req *rq, char *state, size_t n)
+{
+    sqlite3_stmt *st = sq(p, "SELECT id, state FROM dag_runs WHERE dag_id = ?1 AND run_id = ?2",
+                          "tt", rq->param[0], rq->param[1]);
+    int64_t id = 0;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        if (state)
+            snprintf(state, n, "%s", sq_text(st, 1));
+    }
+    if (st)
+        sqlite3_reset(st);
+    return id;
+}
+
+/* Clears every task instance of a run (as tasks/{task_id}/clear does for
+ * one): the run runs again from the start; running tries are stopped at
+ * their workers' next heartbeat. */
+void sched_h_run_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    json_t *cleared = json_array();
+    pthread_mutex_lock(&p->mu);
+    int64_t run = find_run(p, rq, NULL, 0);
+    if (!run) {
+        pthread_mutex_unlock(&p->mu);
+        json_decref(cleared);
+        plane_error(rs, 404, "not_found", "no such dag run");
+        return;
+    }
+    int began = sq_begin(p);
+    int64_t ids[1024];
+    size_t n = 0;
+    sqlite3_stmt *st =
+        sq(p, "SELECT id, task_id FROM task_instances WHERE run = ?1 ORDER BY id", "i", run);
+    while (st && sqlite3_step(st) == SQLITE_ROW && n < sizeof(ids) / sizeof(ids[0])) {
+        ids[n++] = sqlite3_column_int64(st, 0);
+        json_array_append_new(cleared, json_string(sq_text(st, 1)));
+    }
+    if (st)
+        sqlite3_reset(st);
+    for (size_t i = 0; i < n; i++)
+        clear_one(p, ids[i]);
+    sq_run(p, "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1", "i", run);
+    SCHED(p)->runs_changed = 1;
+    sched_mark_run(p, run, SDIRTY_EVAL);
+    int failed = sq_commit(p, began);
+    plane_kick(p);
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        json_decref(cleared);
+        plane_store_failed(rs);
+        return;
+    }
+    plane_reply(rs, 200, json_pack("{so}", "cleared", cleared));
+}
+
+/* Cancels a queued or running run: its unfinished task instances end
+ * (running, offered and deferred ones failed with reason "run cancelled",
+ * the others skipped), their triggers are dropped, and the run is failed.
+ * A finished run is 409. */
+void sched_h_run_cancel(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    char state[32] = "";
+    pthread_mutex_lock(&p->mu);
+    int64_t run = find_run(p, rq, state, sizeof(state));
+    if (!run || (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)) {
+        pthread_mutex_unlock(&p->mu);
+        if (!run)
+            plane_error(rs, 404, "not_found", "no such dag run");
+        else
+            plane_error(rs, 409, "conflict", "the run is already %s", state);
+        return;
+    }
+    int64_t now = plane_now_ms();
+    int began = sq_begin(p);
+    sq_run(p, "DELETE FROM triggers WHERE ti IN (SELECT id FROM task_instances WHERE run = ?1)",
+           "i", run);
+    sq_run(p,
+           "UPDATE task_instances SET state = 'failed', ended_ms = ?2, due_ms = NULL,"
+           " next_retry_ms = NULL, reason = 'run cancelled' WHERE run = ?1 AND"
+           " state IN ('offered', 'running', 'deferred')",
+           "ii", run, now);
+    sq_run(p,
+           "UPDATE task_instances SET state = 'skipped', ended_ms = ?2, due_ms = NULL,"
+           " next_retry_ms = NULL, reason = 'run cancelled' WHERE run = ?1 AND"
+           " state IN ('none', 'scheduled', 'queued', 'up_for_retry')",
+           "ii", run, now);
+    sq_run(p, "UPDATE dag_runs SET state = 'failed', ended_ms = ?2 WHERE id = ?1", "ii", run, now);
+    SCHED(p)->runs_changed = 1;
+    int failed = sq_commit(p, began);
+    plane_kick(p);
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        plane_store_failed(rs);
+        return;
+    }
+    plane_reply(
+        rs, 200,
+        json_pack("{ss ss ss}", "dag_id", rq->param[0], "run_id", rq->param[1], "state", "failed"));
+}

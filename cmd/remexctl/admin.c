@@ -244,7 +244,7 @@ static int print_checks(const struct ctl *c, const json_t *health)
  * The agent id of NAME_OR_ID into id (digits only): an agent named so wins,
  * then an agent with that id. Fails (printed) when none matches.
  */
-static int agent_resolve(struct ctl *c, const char *arg, char *id, size_t n)
+int ctl_agent_resolve(struct ctl *c, const char *arg, char *id, size_t n)
 {
     json_t *reply = NULL, *list, *a;
     const json_t *by_id = NULL, *by_name = NULL;
@@ -290,7 +290,7 @@ static int agent_set_desired(struct ctl *c, int argc, char **argv, const char *d
     int rc = ctl_positional(c, argc, argv, 1, "agent NAME_OR_ID");
 
     if (rc == CTL_OK)
-        rc = agent_resolve(c, argv[1], id, sizeof(id));
+        rc = ctl_agent_resolve(c, argv[1], id, sizeof(id));
     if (rc == CTL_OK)
         rc = ctl_path(c, &path, "/api/v1/admin/agents/%s", id);
     if (rc == CTL_OK && (body = json_pack("{s:s}", "desired_state", desired)) == NULL)
@@ -341,7 +341,7 @@ int cmd_agents_show(struct ctl *c, int argc, char **argv)
     int rc = ctl_positional(c, argc, argv, 1, "agent NAME_OR_ID");
 
     if (rc == CTL_OK)
-        rc = agent_resolve(c, argv[1], id, sizeof(id));
+        rc = ctl_agent_resolve(c, argv[1], id, sizeof(id));
     if (rc == CTL_OK)
         rc = ctl_path(c, &path, "/api/v1/admin/agents/%s", id);
     if (rc == CTL_OK)

@@ -10,6 +10,7 @@
  *   dags.c    dags, runs
  *   tasks.c   tasks list, clear, fail, mark, logs; the task instance table
  *   trigger.c dags trigger --wait
+ *   manage.c  runs cancel/clear, dags delete/backfill, agents delete
  *   push.c    dags push: DAG YAML file -> canonical DAG JSON -> upload
  *
  * Every command function returns an exit code (enum ctl_exit) and has already
@@ -109,6 +110,11 @@ int ctl_print_raw(const struct ctl *c, struct buf *raw);
 /* Key/value list: a headerless two-column table of "key:" and value. */
 remex_err ctl_kv(struct table *t, const char *key, const char *value);
 
+/* ---- admin.c ---- */
+/* The agent id (digits) of NAME_OR_ID into id: an agent so named wins, then
+ * the agent with that id; the failure is printed. */
+int ctl_agent_resolve(struct ctl *c, const char *arg, char *id, size_t n);
+
 /* ---- tasks.c ---- */
 /* Prints the task instances of run (a DagRunDetail) as a table: MAP only
  * when a task is mapped, LOG with -o wide; failed_only: the failed ones with
@@ -138,6 +144,11 @@ int cmd_tasks_fail(struct ctl *c, int argc, char **argv);
 int cmd_tasks_mark(struct ctl *c, int argc, char **argv);
 int cmd_tasks_list(struct ctl *c, int argc, char **argv);
 int cmd_tasks_logs(struct ctl *c, int argc, char **argv);
+int cmd_runs_cancel(struct ctl *c, int argc, char **argv);
+int cmd_runs_clear(struct ctl *c, int argc, char **argv);
+int cmd_dags_delete(struct ctl *c, int argc, char **argv);
+int cmd_dags_backfill(struct ctl *c, int argc, char **argv);
+int cmd_agents_delete(struct ctl *c, int argc, char **argv);
 
 /* Commands without options: rejects any option, checks the positional count. */
 int ctl_positional(const struct ctl *c, int argc, char **argv, int want, const char *what);

@@ -45,6 +45,7 @@ const struct ctl_cmd ctl_cmds[] = {
      NULL, cmd_agents_maintenance},
     {"agents", "resume", "NAME_OR_ID", "let a drained or maintenance agent take work again", NULL,
      cmd_agents_resume},
+    {"agents", "delete", "NAME_OR_ID", "forget a lost or offline agent", NULL, cmd_agents_delete},
     {"dags", "list", "", "list DAGs", NULL, cmd_dags_list},
     {"dags", "show", "DAG", "show a DAG and its tasks", NULL, cmd_dags_show},
     {"dags", "push", "FILE.yaml [--bundle NAME]", "upload the DAGs of a YAML DAG file",
@@ -52,6 +53,13 @@ const struct ctl_cmd ctl_cmds[] = {
      "                  version is the SHA-256 of the file\n"
      "Errors in the file are reported as FILE:LINE:COL: message.\n",
      cmd_dags_push},
+    {"dags", "delete", "DAG", "delete a DAG with its runs (none may be queued or running)",
+     "A DAG still in a bundle comes back with the next manifest or push.\n", cmd_dags_delete},
+    {"dags", "backfill", "DAG --from T --to T", "create the scheduled runs of a past period",
+     "  --from T   first logical date (RFC 3339 or YYYY-MM-DD), included\n"
+     "  --to T     last logical date, included\n"
+     "One manual run per schedule time, run id backfill__<logical date>.\n",
+     cmd_dags_backfill},
     {"dags", "pause", "DAG", "pause a DAG (no new scheduled runs)", NULL, cmd_dags_pause},
     {"dags", "unpause", "DAG", "unpause a DAG", NULL, cmd_dags_unpause},
     {"dags", "trigger", "DAG [--conf JSON] [--logical-date T] [--run-id R] [--wait]",
@@ -67,6 +75,10 @@ const struct ctl_cmd ctl_cmds[] = {
      cmd_dags_trigger},
     {"runs", "list", "DAG", "list the runs of a DAG", NULL, cmd_runs_list},
     {"runs", "show", "DAG RUN", "show a run and its task instances", NULL, cmd_runs_show},
+    {"runs", "cancel", "DAG RUN", "cancel a queued or running run (it ends failed)",
+     "Running task instances are stopped and failed, the others skipped.\n", cmd_runs_cancel},
+    {"runs", "clear", "DAG RUN", "clear every task instance of a run so that it runs again", NULL,
+     cmd_runs_clear},
     {"tasks", "list", "DAG RUN", "list the task instances of a run", NULL, cmd_tasks_list},
     {"tasks", "clear", "DAG RUN TASK [--downstream]", "clear a task instance so that it runs again",
      "  --downstream   clear the tasks downstream of TASK as well\n", cmd_tasks_clear},

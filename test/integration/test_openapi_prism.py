@@ -167,6 +167,13 @@ class PrismContractTest(WorkerCase):
         rc, out, err = self.ctl("-o", "json", "dags", "trigger", "contract", "--conf",
                                 '{"x": "b"}', "--wait", "--timeout", "3s", ok=False)
         self.assertIn(rc, (0, 1), err)
+        self.ctl("dags", "trigger", "contract", "--run-id", "to-cancel")
+        self.ctl("runs", "cancel", "contract", "to-cancel")
+        self.assertEqual(self.ctl("runs", "cancel", "contract", "to-cancel", ok=False)[0], 1)
+        self.ctl("runs", "clear", "contract", "to-cancel")
+        self.ctl("runs", "cancel", "contract", "to-cancel")
+        self.ctl("dags", "delete", "side")
+        self.assertEqual(self.ctl("agents", "delete", "w1", ok=False)[0], 1)  # 409: running
         rc, value, err = self.ctl("tokens", "create", "--name", "spare", "--roles", "worker")
         rc, out, err = self.ctl("-o", "json", "tokens", "list")
         spare = [t for t in json.loads(out)["tokens"] if t["name"] == "spare"][0]
@@ -201,6 +208,10 @@ class PrismContractTest(WorkerCase):
             ("POST", "/api/v1/work", {}, wsess, 400),
             ("PATCH", "/api/v1/admin/agents/999", {"desired_state": "drain"}, self.admin, 404),
             ("GET", "/api/v1/admin/agents/999", None, self.admin, 404),
+            ("DELETE", "/api/v1/admin/agents/999", None, self.admin, 404),
+            ("DELETE", "/api/v1/admin/dags/nope", None, self.admin, 404),
+            ("POST", "/api/v1/admin/dags/contract/runs/nope/cancel", None, self.admin, 404),
+            ("POST", "/api/v1/admin/dags/contract/runs/nope/clear", None, self.admin, 404),
             ("POST", "/api/v1/admin/tokens", {"name": "x"}, self.admin, 400),
         ]
         for method, path, body, tok, want in cases:

@@ -414,6 +414,64 @@ heartbeat_interval: 1s
         rc, out, err = self.ctl("tasks", "mark", "done", "hello", "r1", "load")
         self.assertEqual(rc, 2, err)
 
+    def test_runs_cancel_clear_dags_delete_backfill(self):
+        self.push(GOOD_DAG)
+        rc, out, err = self.ctl("dags", "trigger", "hello", "--run-id", "c1")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.ctl("runs", "cancel", "hello", "c1")
+        self.assertEqual((rc, out), (0, "cancelled run c1 of hello\n"), err)
+        run = json.loads(self.ctl("runs", "show", "hello", "c1", "-o", "json")[1])
+        self.assertEqual(run["state"], "failed")
+        self.assertEqual({t["state"] for t in run["task_instances"]}, {"skipped"})
+        self.assertEqual({t["reason"] for t in run["task_instances"]}, {"run cancelled"})
+        rc, out, err = self.ctl("runs", "cancel", "hello", "c1")
+        self.assertEqual(rc, 1)
+        self.assertIn("conflict: the run is already failed", err)
+        rc, out, err = self.ctl("runs", "clear", "hello", "c1")
+        self.assertEqual((rc, out), (0, "cleared run c1 of hello\n"), err)
+        run = json.loads(self.ctl("runs", "show", "hello", "c1", "-o", "json")[1])
+        self.assertIn(run["state"], ("running", "queued"))
+        self.assertFalse({t["state"] for t in run["task_instances"]} & {"skipped", "failed"})
+        # A DAG with an active run is not deleted; once cancelled it is, runs included.
+        rc, out, err = self.ctl("dags", "delete", "hello")
+        self.assertEqual(rc, 1)
+        self.assertIn("queued or running runs", err)
+        self.assertEqual(self.ctl("runs", "cancel", "hello", "c1")[0], 0)
+        rc, out, err = self.ctl("dags", "delete", "hello")
+        self.assertEqual((rc, out), (0, "deleted hello\n"), err)
+        rc, out, err = self.ctl("runs", "list", "hello")
+        self.assertIn("DAG 'hello' not found", err)
+        # Backfill: one run per schedule time in [from, to].
+        self.push(GOOD_DAG.replace("schedule: null", "schedule: '@daily'\nstart_date: 2026-01-01"))
+        rc, out, err = self.ctl("dags", "pause", "hello")
+        rc, out, err = self.ctl("dags", "backfill", "hello", "--from", "2026-01-03T00:00:00Z",
+                                "--to", "2026-01-05T00:00:00Z")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("backfill of hello: 3 runs", out)
+        runs = json.loads(self.ctl("runs", "list", "hello", "-o", "json")[1])["dag_runs"]
+        ids = sorted(r["run_id"] for r in runs if r["run_id"].startswith("backfill__"))
+        self.assertEqual(ids, ["backfill__2026-01-03T00:00:00Z", "backfill__2026-01-04T00:00:00Z",
+                               "backfill__2026-01-05T00:00:00Z"])
+        rc, out, err = self.ctl("dags", "backfill", "hello", "--from", "2026-01-05T00:00:00Z")
+        self.assertEqual(rc, 2)
+
+    def test_agents_delete(self):
+        rc, value, err = self.ctl("tokens", "create", "--name", "gone")
+        st, b = harness.http_json("POST", self.url + "/api/v1/agents/register", {
+            "name": "gone", "roles": ["worker"], "version": "0", "queues": ["default"],
+            "slots": 1}, token=value.strip())
+        self.assertEqual(st, 200, b)
+        rc, out, err = self.ctl("agents", "delete", "gone")
+        self.assertEqual(rc, 1)
+        self.assertIn("only a lost or offline agent can be deleted", err)
+        # A silent agent is lost after 3 missed heartbeats (1 s each here).
+        harness.wait_for(lambda: "lost" in self.ctl("agents", "show", "gone")[1], 15, 0.2,
+                         "the agent to be lost")
+        rc, out, err = self.ctl("agents", "delete", "gone")
+        self.assertEqual((rc, out), (0, f"deleted agent {b['agent_id']} (gone)\n"), err)
+        rc, out, err = self.ctl("agents", "list")
+        self.assertNotIn("gone", out)
+
     def test_output_anywhere_and_errors_in_words(self):
         self.push(GOOD_DAG.replace("shell: echo load", "shell: |\n      echo one\n      echo two"))
         rc, out, err = self.ctl("dags", "list", "-o", "json")
