@@ -73,7 +73,7 @@ int cmd_dags_delete(struct ctl *c, int argc, char **argv)
 int cmd_agents_delete(struct ctl *c, int argc, char **argv)
 {
     struct buf path = BUF_INIT(4096);
-    char id[32], msg[TXT + 64], safe[TXT];
+    char id[32] = "", msg[TXT + 64], safe[TXT];
     int rc = ctl_positional(c, argc, argv, 1, "agent NAME_OR_ID");
 
     if (rc == CTL_OK)
