@@ -486,6 +486,11 @@ static const struct decode_field f_task_clear[] = {
     {"downstream", DECODE_ANY, NULL},
     F_END,
 };
+static const struct decode_field f_pool_put[] = {
+    {"slots", DECODE_ANY, NULL},
+    {"description", DECODE_ANY, NULL},
+    F_END,
+};
 static const struct decode_field f_none[] = {F_END};
 
 const struct decode_route_body decode_route_bodies[] = {
@@ -504,6 +509,7 @@ const struct decode_route_body decode_route_bodies[] = {
     {"PATCH", "/api/v1/admin/agents/{agent_id}", f_agent_patch},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs", f_run_trigger},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", f_task_clear},
+    {"PUT", "/api/v1/admin/pools/{pool}", f_pool_put},
     {NULL, NULL, NULL},
 };
 

@@ -90,6 +90,15 @@ const struct store_migration store_migrations_sched[] = {
           "ALTER TABLE triggers_new RENAME TO triggers;"
           "CREATE INDEX triggers_agent ON triggers (agent_id);"
           "CREATE INDEX triggers_timeout ON triggers (timeout_ms) WHERE timeout_ms IS NOT NULL;"},
+    /* Named pools (Airflow's): slots shared by every task instance in the
+     * pool across DAGs, runs and agents; default_pool holds tasks naming
+     * none and starts unbounded (SCHED_POOL_UNBOUNDED: agents' slots are the
+     * limit, as before pools). A TI records its pool when created. */
+    {105, "CREATE TABLE pools (name TEXT PRIMARY KEY, slots INTEGER NOT NULL,"
+          " description TEXT NOT NULL DEFAULT '', updated_ms INTEGER NOT NULL);"
+          "INSERT INTO pools (name, slots, description, updated_ms)"
+          " VALUES ('default_pool', 1000000, 'Default pool', 0);"
+          "ALTER TABLE task_instances ADD COLUMN pool TEXT NOT NULL DEFAULT 'default_pool';"},
     {0, NULL},
 };
 
@@ -786,6 +795,7 @@ void sched_metrics(struct plane *p, struct buf *out)
         int64_t n = sq_int(p, 0, "SELECT count(*) FROM dag_runs WHERE state = ?1", "t", rstates[i]);
         buf_printf(out, "remex_plane_dag_runs{state=\"%s\"} %" PRId64 "\n", rstates[i], n);
     }
+    sched_pool_metrics(p, out);
     emit_hist(out, "remex_plane_dispatch_latency_seconds",
               "Time from a task instance being queued to its offer.", &s->latency);
     emit_hist(out, "remex_plane_scheduler_loop_seconds", "Duration of one scheduler pass.",
@@ -824,6 +834,9 @@ const struct plane_route plane_routes_sched[] = {
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/cancel", AUTHZ_ADMIN, sched_h_run_cancel,
      0},
     {"DELETE", "/api/v1/admin/dags/{dag_id}", AUTHZ_ADMIN, sched_h_dag_delete, 0},
+    {"GET", "/api/v1/admin/pools", AUTHZ_ADMIN, sched_h_pools_list, 0},
+    {"PUT", "/api/v1/admin/pools/{pool}", AUTHZ_ADMIN, sched_h_pool_put, 0},
+    {"DELETE", "/api/v1/admin/pools/{pool}", AUTHZ_ADMIN, sched_h_pool_delete, 0},
     {"GET", "/api/v1/admin/import-errors", AUTHZ_ADMIN, sched_h_import_errors, 0},
     {NULL, NULL, AUTHZ_NONE, NULL, 0},
 };

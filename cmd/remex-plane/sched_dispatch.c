@@ -80,7 +80,37 @@ int64_t sdisp_due(struct plane *p, int64_t now)
 struct cand {
     int64_t id, slots, prio, queued;
     struct sdag *dag;
+    int pool; /* index in the pick's pool table, -1: too many pools this poll */
 };
+
+#define PICK_POOLS 16
+
+/* The pools of one pick: name and free slots (slots - those of its offered
+ * and running TIs; 0 for a pool that does not exist, so its TIs wait). */
+struct pick_pool {
+    char name[256];
+    int64_t room;
+};
+
+/* Index of name in pools (added with its room when new), -1 when full. */
+static int pool_index(struct plane *p, struct pick_pool *pools, int *n, const char *name)
+{
+    for (int i = 0; i < *n; i++)
+        if (strcmp(pools[i].name, name) == 0)
+            return i;
+    if (*n == PICK_POOLS || strlen(name) >= sizeof(pools[0].name))
+        return -1;
+    snprintf(pools[*n].name, sizeof(pools[*n].name), "%s", name);
+    int64_t slots = sq_int(p, 0, "SELECT slots FROM pools WHERE name = ?1", "t", name);
+    /* An unbounded pool (the default one unless resized) costs no count. */
+    pools[*n].room = slots >= SCHED_POOL_UNBOUNDED
+                         ? slots
+                         : slots - sq_int(p, 0,
+                                          "SELECT COALESCE(SUM(pool_slots), 0) FROM task_instances"
+                                          " WHERE pool = ?1 AND state IN ('offered', 'running')",
+                                          "t", name);
+    return (*n)++;
+}
 
 static int cmp_cand(const void *a, const void *b)
 {
@@ -106,11 +136,13 @@ static int64_t dag_room(struct plane *p, struct sdag *d)
 }
 
 /* Offers queued TIs of the queues to agent by priority, then queue time, within
- * free slots and each DAG's max_active_tasks; returns how many (ids in out). */
+ * free slots, each DAG's max_active_tasks and each pool's free slots; returns
+ * how many (ids in out). */
 static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, int64_t *out)
 {
     static __thread struct cand c[PICK_CANDS * 8];
-    int nc = 0;
+    struct pick_pool pools[PICK_POOLS];
+    int nc = 0, npools = 0;
     size_t qi;
     json_t *q;
     /* A few more candidates than slots, for DAGs at their max_active_tasks. */
@@ -120,8 +152,8 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
         if (qi >= 8)
             break;
         sqlite3_stmt *st = sq(p,
-                              "SELECT t.id, t.pool_slots, t.priority_weight, t.queued_ms, r.dag_id"
-                              " FROM task_instances t JOIN dag_runs r ON r.id = t.run"
+                              "SELECT t.id, t.pool_slots, t.priority_weight, t.queued_ms, r.dag_id,"
+                              " t.pool FROM task_instances t JOIN dag_runs r ON r.id = t.run"
                               " WHERE t.state = 'queued' AND t.queue = ?1 AND t.pool_slots <= ?2"
                               " ORDER BY t.priority_weight DESC, t.queued_ms, t.id LIMIT ?3",
                               "tii", json_string_value(q), slots, lim);
@@ -131,6 +163,7 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
             c[nc].prio = sqlite3_column_int64(st, 2);
             c[nc].queued = sq_col_int(st, 3, 0);
             c[nc].dag = sdag_find(p, sq_text(st, 4));
+            c[nc].pool = pool_index(p, pools, &npools, sq_text(st, 5));
             nc++;
         }
         if (st)
@@ -163,6 +196,11 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
             SCHED(p)->room_blocked = 1;
             continue;
         }
+        if (c[i].pool < 0 || pools[c[i].pool].room < c[i].slots) {
+            SCHED(p)->room_blocked = 1; /* woken when a TI of the pool ends */
+            continue;
+        }
+        pools[c[i].pool].room -= c[i].slots;
         rooms[r].room--;
         sq_run(p,
                "UPDATE task_instances SET state = 'offered', agent_id = ?2, offered_ms = ?3,"

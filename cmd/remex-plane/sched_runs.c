@@ -84,9 +84,9 @@ static void run_start(struct plane *p, struct sdag *d, int64_t run, int64_t now)
         const struct dag_task *t = &g->tasks[i];
         sq_run(p,
                "INSERT OR IGNORE INTO task_instances (run, task_id, state, queue,"
-               " priority_weight, pool_slots) VALUES (?1, ?2, 'none', ?3, ?4, ?5)",
-               "ittii", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
-               t->pool_slots);
+               " priority_weight, pool_slots, pool) VALUES (?1, ?2, 'none', ?3, ?4, ?5, ?6)",
+               "ittiit", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
+               t->pool_slots, t->pool ? t->pool : DAG_DEFAULT_POOL);
     }
     sq_run(p, "UPDATE dag_runs SET state = 'running', started_ms = ?2 WHERE id = ?1", "ii", run,
            now);
@@ -209,9 +209,9 @@ static int load_tis(struct plane *p, struct sdag *d, int64_t run, int *st, int64
             continue;
         if (sq_run(p,
                    "INSERT INTO task_instances (run, task_id, state, queue, priority_weight,"
-                   " pool_slots) VALUES (?1, ?2, 'none', ?3, ?4, ?5)",
-                   "ittii", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
-                   t->pool_slots) != SQLITE_DONE)
+                   " pool_slots, pool) VALUES (?1, ?2, 'none', ?3, ?4, ?5, ?6)",
+                   "ittiit", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
+                   t->pool_slots, t->pool ? t->pool : DAG_DEFAULT_POOL) != SQLITE_DONE)
             return -1;
         ids[i] = sqlite3_last_insert_rowid(p->db);
         st[i] = DAG_TI_NONE;

@@ -10,7 +10,7 @@
  *   dags.c    dags, runs
  *   tasks.c   tasks list, clear, fail, mark, logs; the task instance table
  *   trigger.c dags trigger --wait
- *   manage.c  runs cancel/clear, dags delete/backfill, agents delete
+ *   manage.c  runs cancel/clear, dags delete/backfill, agents delete, pools
  *   push.c    dags push: DAG YAML file -> canonical DAG JSON -> upload
  *
  * Every command function returns an exit code (enum ctl_exit) and has already
@@ -149,6 +149,9 @@ int cmd_runs_clear(struct ctl *c, int argc, char **argv);
 int cmd_dags_delete(struct ctl *c, int argc, char **argv);
 int cmd_dags_backfill(struct ctl *c, int argc, char **argv);
 int cmd_agents_delete(struct ctl *c, int argc, char **argv);
+int cmd_pools_list(struct ctl *c, int argc, char **argv);
+int cmd_pools_set(struct ctl *c, int argc, char **argv);
+int cmd_pools_delete(struct ctl *c, int argc, char **argv);
 
 /* Commands without options: rejects any option, checks the positional count. */
 int ctl_positional(const struct ctl *c, int argc, char **argv, int want, const char *what);

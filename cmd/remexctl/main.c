@@ -91,6 +91,15 @@ const struct ctl_cmd ctl_cmds[] = {
      "Task logs stay on the agent's side: the plane knows where a log is\n"
      "(log_uri); a file:// log readable from this machine is printed.\n",
      cmd_tasks_logs},
+    {"pools", "list", "", "list pools with their occupied, queued and open slots", NULL,
+     cmd_pools_list},
+    {"pools", "set", "NAME SLOTS [--description TEXT]", "create or resize a pool",
+     "Task instances of a pool (the DAG task key pool:, default default_pool)\n"
+     "share its slots, each taking its pool_slots while offered or running,\n"
+     "across DAGs, runs and agents. default_pool starts unbounded (1000000).\n",
+     cmd_pools_set},
+    {"pools", "delete", "NAME", "delete a pool (its task instances wait until it exists)", NULL,
+     cmd_pools_delete},
     {"import-errors", NULL, "", "list DAG files that failed to parse", NULL, cmd_import_errors},
     {"completion", NULL, "bash|zsh", "print a shell completion script",
      "  bash:  source <(remexctl completion bash)   (or save it in\n"

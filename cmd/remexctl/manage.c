@@ -177,3 +177,90 @@ int cmd_dags_backfill(struct ctl *c, int argc, char **argv)
     printf("backfill of %s: %d runs from %s to %s\n", dag, made, from, to);
     return fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
 }
+
+int cmd_pools_list(struct ctl *c, int argc, char **argv)
+{
+    static const char *const hdr[] = {"POOL", "SLOTS", "OCCUPIED", "QUEUED", "OPEN", "DESCRIPTION"};
+    json_t *reply = NULL, *x;
+    struct table t;
+    char b[6][TXT];
+    size_t i;
+    int rc = ctl_positional(c, argc, argv, 0, "");
+
+    if (rc == CTL_OK)
+        rc = ctl_fetch(c, "GET", "/api/v1/admin/pools", NULL, &reply);
+    if (rc != CTL_OK || reply == NULL)
+        return rc;
+    if (!ctl_list(reply, "pools") || table_init(&t, 6, hdr) != REMEX_OK) {
+        json_decref(reply);
+        return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
+    }
+    json_array_foreach(ctl_list(reply, "pools"), i, x)
+    {
+        const char *row[6] = {
+            ctl_field(x, "name", b[0], TXT),     ctl_field(x, "slots", b[1], TXT),
+            ctl_field(x, "occupied", b[2], TXT), ctl_field(x, "queued", b[3], TXT),
+            ctl_field(x, "open", b[4], TXT),     ctl_field(x, "description", b[5], TXT),
+        };
+        if (table_add(&t, row) != REMEX_OK)
+            break;
+    }
+    json_decref(reply);
+    return ctl_table_print(c, &t, 0);
+}
+
+int cmd_pools_set(struct ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"description", required_argument, NULL, 'd'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *desc = NULL;
+    struct buf path = BUF_INIT(4096);
+    json_t *body = NULL, *reply = NULL;
+    char *end = NULL, b[3][TXT];
+    int ch, rc;
+
+    opterr = 0;
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (ch != 'd')
+            return ctl_usage(c, "unknown or incomplete option '%s'", argv[optind - 1]);
+        desc = optarg;
+    }
+    if (argc - optind != 2)
+        return ctl_usage(c, argc - optind < 2 ? "missing NAME and SLOTS" : "unexpected argument");
+    long long slots = strtoll(argv[optind + 1], &end, 10);
+    if (!*argv[optind + 1] || *end || slots < 0 || slots > 1000000)
+        return ctl_usage(c, "SLOTS: expected an integer 0..1000000, not '%s'", argv[optind + 1]);
+    body = json_pack("{s:I}", "slots", (json_int_t)slots);
+    if (body && desc)
+        json_object_set_new(body, "description", json_string(desc));
+    rc = ctl_path(c, &path, "/api/v1/admin/pools/%s", argv[optind]);
+    if (rc == CTL_OK)
+        rc = ctl_fetch(c, "PUT", buf_cstr(&path), body, &reply);
+    json_decref(body);
+    buf_free(&path);
+    if (rc != CTL_OK || reply == NULL)
+        return rc;
+    printf("pool %s: %s slots (%s occupied)\n", ctl_field(reply, "name", b[0], TXT),
+           ctl_field(reply, "slots", b[1], TXT), ctl_field(reply, "occupied", b[2], TXT));
+    json_decref(reply);
+    return fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
+}
+
+int cmd_pools_delete(struct ctl *c, int argc, char **argv)
+{
+    struct buf path = BUF_INIT(4096);
+    char msg[TXT + 16], safe[TXT];
+    int rc = ctl_positional(c, argc, argv, 1, "NAME");
+
+    if (rc == CTL_OK)
+        rc = ctl_path(c, &path, "/api/v1/admin/pools/%s", argv[1]);
+    table_sanitize(safe, sizeof(safe), argc > 1 ? argv[1] : "");
+    snprintf(msg, sizeof(msg), "deleted pool %s", safe);
+    if (rc == CTL_OK)
+        rc = act(c, "DELETE", &path, msg);
+    buf_free(&path);
+    return rc;
+}

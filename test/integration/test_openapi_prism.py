@@ -173,6 +173,10 @@ class PrismContractTest(WorkerCase):
         self.ctl("runs", "clear", "contract", "to-cancel")
         self.ctl("runs", "cancel", "contract", "to-cancel")
         self.ctl("dags", "delete", "side")
+        self.ctl("pools", "set", "warehouse", "2", "--description", "DB links")
+        self.ctl("pools", "list")
+        self.ctl("pools", "delete", "warehouse")
+        self.assertEqual(self.ctl("pools", "delete", "default_pool", ok=False)[0], 1)
         self.assertEqual(self.ctl("agents", "delete", "w1", ok=False)[0], 1)  # 409: running
         rc, value, err = self.ctl("tokens", "create", "--name", "spare", "--roles", "worker")
         rc, out, err = self.ctl("-o", "json", "tokens", "list")
@@ -213,6 +217,8 @@ class PrismContractTest(WorkerCase):
             ("POST", "/api/v1/admin/dags/contract/runs/nope/cancel", None, self.admin, 404),
             ("POST", "/api/v1/admin/dags/contract/runs/nope/clear", None, self.admin, 404),
             ("POST", "/api/v1/admin/tokens", {"name": "x"}, self.admin, 400),
+            ("PUT", "/api/v1/admin/pools/p", {"slots": -1}, self.admin, 400),
+            ("DELETE", "/api/v1/admin/pools/nope", None, self.admin, 404),
         ]
         for method, path, body, tok, want in cases:
             st, b = self.req(method, path, body, tok)

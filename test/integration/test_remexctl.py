@@ -455,6 +455,23 @@ heartbeat_interval: 1s
         rc, out, err = self.ctl("dags", "backfill", "hello", "--from", "2026-01-05T00:00:00Z")
         self.assertEqual(rc, 2)
 
+    def test_pools(self):
+        rc, out, err = self.ctl("pools", "set", "warehouse", "4", "--description", "DB links")
+        self.assertEqual((rc, out), (0, "pool warehouse: 4 slots (0 occupied)\n"), err)
+        rc, out, err = self.ctl("pools", "list")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.splitlines()[0].split(),
+                         ["POOL", "SLOTS", "OCCUPIED", "QUEUED", "OPEN", "DESCRIPTION"])
+        self.assertRegex(out, r"warehouse\s+4\s+0\s+0\s+4\s+DB links")
+        self.assertRegex(out, r"default_pool\s+1000000\s")
+        for bad in (["pools", "set", "x"], ["pools", "set", "x", "-1"], ["pools", "set", "x", "a"]):
+            self.assertEqual(self.ctl(*bad)[0], 2, bad)
+        rc, out, err = self.ctl("pools", "delete", "default_pool")
+        self.assertEqual(rc, 1)
+        self.assertIn("default_pool cannot be deleted", err)
+        rc, out, err = self.ctl("pools", "delete", "warehouse")
+        self.assertEqual((rc, out), (0, "deleted pool warehouse\n"), err)
+
     def test_agents_delete(self):
         rc, value, err = self.ctl("tokens", "create", "--name", "gone")
         st, b = harness.http_json("POST", self.url + "/api/v1/agents/register", {
