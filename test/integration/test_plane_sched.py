@@ -199,6 +199,26 @@ class SchedTest(SchedCase):
         self.assertEqual(self.req("DELETE", "/api/v1/admin/pools/nosuch", None, self.admin)[0],
                          200)
 
+    def test_pool_slot_freed_wakes_a_waiting_poll(self):
+        self.assertEqual(self.req("PUT", "/api/v1/admin/pools/one", {"slots": 1}, self.admin)[0],
+                         200)
+        self.push_ok(dag("po", [{"task_id": "a", "pool": "one"}, {"task_id": "b", "pool": "one"}]))
+        ag = Agent(self, "w1")
+        self.trigger("po", run_id="r")
+        (first,) = ag.take(1, free_slots=8)
+        waiting = {}
+        th = __import__("threading").Thread(
+            target=lambda: waiting.setdefault("a", ag.work(wait=10, free_slots=8)))
+        th.start()
+        time.sleep(0.3)
+        self.assertNotIn("a", waiting)
+        t0 = time.monotonic()
+        self.assertEqual(ag.report(first, "success")[0], 200)
+        th.join(15)
+        self.assertLess(time.monotonic() - t0, 2 * harness.SLOW)
+        self.assertEqual([a["task_id"] for a in waiting["a"]],
+                         [t for t in ("a", "b") if t != first["task_id"]])
+
     def test_dagrun_timeout(self):
         self.push_ok(dag("drt", [{"task_id": "a"}, {"task_id": "b", "upstream": ["a"]}],
                          dagrun_timeout=1))
