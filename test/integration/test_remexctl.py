@@ -455,6 +455,23 @@ heartbeat_interval: 1s
         rc, out, err = self.ctl("dags", "backfill", "hello", "--from", "2026-01-05T00:00:00Z")
         self.assertEqual(rc, 2)
 
+    def test_push_warns_of_a_bundle_no_agent_serves(self):
+        path = self.write("dag.yaml", GOOD_DAG)
+        rc, out, err = self.ctl("dags", "push", path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("warning: no --bundle: the DAGs are recorded in bundle 'cli'", err)
+        rc, value, err = self.ctl("tokens", "create", "--name", "b")
+        st, b = harness.http_json("POST", self.url + "/api/v1/agents/register", {
+            "name": "w", "roles": ["worker"], "version": "0", "queues": ["default"], "slots": 1,
+            "features": {"bundles": ["main", "etl"]}}, token=value.strip())
+        self.assertEqual(st, 200, b)
+        rc, out, err = self.ctl("dags", "push", path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("warning: no agent serves bundle 'cli' (agents serve: main, etl)", err)
+        self.assertIn("--bundle NAME", err)
+        rc, out, err = self.ctl("dags", "push", "--bundle", "main", path)
+        self.assertEqual((rc, err), (0, ""))
+
     def test_pools(self):
         rc, out, err = self.ctl("pools", "set", "warehouse", "4", "--description", "DB links")
         self.assertEqual((rc, out), (0, "pool warehouse: 4 slots (0 occupied)\n"), err)
