@@ -101,10 +101,11 @@ static int dag_schedule(struct ctl *c, const char *dag, char *sched, size_t n)
     if (rc != CTL_OK)
         return rc;
     const char *s = json_string_value(json_object_get(json_object_get(reply, "dag"), "schedule"));
-    if (s)
+    int recurring = s && strcmp(s, "@once") != 0;
+    if (recurring)
         snprintf(sched, n, "%s", s);
-    json_decref(reply);
-    if (!s || strcmp(s, "@once") == 0)
+    json_decref(reply); /* s is gone with it */
+    if (!recurring)
         return ctl_fail(c, CTL_EFAIL, "DAG '%s' has no recurring schedule to backfill", dag);
     return CTL_OK;
 }
