@@ -11,6 +11,7 @@
  * else): stop accepting, set stopping and wake every long poll, stop the
  * scheduler and the detector, wait for in-flight requests, close the DB, exit 0.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stddef.h>
@@ -180,6 +181,16 @@ static int plane_cfg_cross(const void *obj, const char **key, char *why, size_t 
     if (server_check_tls_priorities(f->tls_priorities, why, whysz) != 0) {
         *key = "tls.priorities";
         return -1;
+    }
+    for (int i = 0; cert && i < 2; i++) {
+        const char *path = i ? f->tls_key : f->tls_cert;
+        FILE *pem = fopen(path, "r");
+        if (!pem) {
+            *key = i ? "tls.key" : "tls.cert";
+            snprintf(why, whysz, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        fclose(pem);
     }
     if (f->offer_timeout >= 2 * f->heartbeat_interval)
         return 0;

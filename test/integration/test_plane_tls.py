@@ -163,7 +163,9 @@ class PlaneConfigCheckTest(PlaneCase):
                            ({"listen": "127.0.0.1"}, "listen"),
                            ({"tls": {"cert": "/x.crt"}}, "tls.key"),
                            ({"tls": {"key": "/x.key"}}, "tls.cert"),
-                           ({"tls": {"priorities": "NORMAL:+BOGUS"}}, "tls.priorities")]:
+                           ({"tls": {"priorities": "NORMAL:+BOGUS"}}, "tls.priorities"),
+                           ({"tls": {"cert": os.path.join(self.tmp, "no.crt"),
+                                     "key": os.path.join(self.tmp, "no.key")}}, "tls.cert")]:
             conf = dict(base, listen="127.0.0.1:0")
             conf.update(extra)
             lines = []
