@@ -32,7 +32,7 @@ BUILD ?= build
 endif
 
 CC ?= cc
-PKGS := libcurl jansson yaml-0.1 openssl libgit2 libjwt libmicrohttpd sqlite3
+PKGS := libcurl jansson yaml-0.1 openssl libgit2 libjwt libmicrohttpd gnutls sqlite3
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -79,7 +79,7 @@ FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 
 DEPFILES := $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
 
-.PHONY: all deps lib bins unit test sanitize lint format fuzz fuzz-build bench install clean run
+.PHONY: all deps lib bins unit test prism sanitize lint format fuzz fuzz-build bench install clean run
 
 all: bins
 
@@ -127,8 +127,12 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 
 unit: $(UNIT_BINS)
 
-test: bins unit
+test: bins unit prism
 	@python3 test/run.py --build $(BUILD) --san $(SAN)
+
+# The pinned Prism CLI of the OpenAPI contract test (build/node/prism/).
+prism:
+	@bash mk/prism.sh
 
 sanitize:
 	@$(MAKE) --no-print-directory test SAN=1

@@ -238,6 +238,7 @@ static void task_free(struct dag_task *t)
     free(t->env);
     strv_free(&t->upstream);
     free(t->queue);
+    free(t->pool);
     strv_free(&t->connections);
     strv_free(&t->variables);
     json_decref(t->trigger);
@@ -560,6 +561,7 @@ static const char *const task_keys[] = {"task_id",
                                         "queue",
                                         "priority_weight",
                                         "pool_slots",
+                                        "pool",
                                         "connections",
                                         "variables",
                                         "limits",
@@ -607,6 +609,7 @@ static remex_err decode_task(const json_t *o, const char *path, struct dag_task 
         (rc = get_int(o, path, "priority_weight", 0, 1, INT32_MIN, INT32_MAX, &t->priority_weight,
                       e)) != REMEX_OK ||
         (rc = get_int(o, path, "pool_slots", 0, 1, 1, 1000000, &t->pool_slots, e)) != REMEX_OK ||
+        (rc = get_str(o, path, "pool", 1, NULL, &t->pool, e)) != REMEX_OK ||
         (rc = get_strv(o, path, "connections", 1, &t->connections, e)) != REMEX_OK ||
         (rc = get_strv(o, path, "variables", 1, &t->variables, e)) != REMEX_OK ||
         (rc = get_limits(o, path, &t->limits, e)) != REMEX_OK ||
@@ -806,6 +809,8 @@ json_t *dag_task_to_json_value(const struct dag_task *t)
     put(o, "queue", json_string(t->queue), &ok);
     put(o, "priority_weight", json_integer(t->priority_weight), &ok);
     put(o, "pool_slots", json_integer(t->pool_slots), &ok);
+    if (t->pool != NULL && strcmp(t->pool, DAG_DEFAULT_POOL) != 0)
+        put(o, "pool", json_string(t->pool), &ok); /* absent: the default pool */
     put(o, "connections", strv_json(&t->connections), &ok);
     put(o, "variables", strv_json(&t->variables), &ok);
     put(o, "trigger", t->trigger != NULL ? json_deep_copy(t->trigger) : json_null(), &ok);
@@ -897,6 +902,9 @@ static remex_err validate_task_fields(const struct dag_task *t, size_t i, struct
     if (!dag_id_valid(t->queue))
         return remex_seterr(e, REMEX_EINVAL,
                             "tasks[%zu].queue: expected name matching [A-Za-z0-9_.-]{1,250}", i);
+    if (t->pool != NULL && !dag_id_valid(t->pool))
+        return remex_seterr(e, REMEX_EINVAL,
+                            "tasks[%zu].pool: expected name matching [A-Za-z0-9_.-]{1,250}", i);
     if (t->has_command && t->command.n == 0)
         return remex_seterr(e, REMEX_EINVAL, "tasks[%zu].command: expected a non-empty list", i);
     if (t->has_command && t->shell != NULL)

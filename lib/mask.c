@@ -1,6 +1,7 @@
 /* mask: replace secret values (and their encodings) in log lines. */
 #include "remex/mask.h"
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,57 +70,144 @@ static remex_err add_pat(struct mask *m, const char *s, size_t len)
     return REMEX_OK;
 }
 
-/* Adds the base64 forms: standard, URL-safe, each with and without '=' padding. */
-static remex_err add_base64(struct mask *m, const char *v, size_t len)
+/* Adds b[0..n) in the standard and the URL-safe base64 alphabets. */
+static remex_err add_b64_both(struct mask *m, unsigned char *b, size_t n)
 {
-    size_t cap = 4 * ((len + 2) / 3) + 1;
-    unsigned char *b = malloc(cap);
-    remex_err rc;
-    if (b == NULL)
-        return REMEX_ENOMEM;
-    int n = EVP_EncodeBlock(b, (const unsigned char *)v, (int)len);
-    size_t unpadded = (size_t)n;
-    while (unpadded > 0 && b[unpadded - 1] == '=')
-        unpadded--;
-    rc = add_pat(m, (char *)b, (size_t)n);
-    if (rc == REMEX_OK)
-        rc = add_pat(m, (char *)b, unpadded);
-    for (int i = 0; i < n; i++) {
+    remex_err rc = add_pat(m, (char *)b, n);
+    for (size_t i = 0; i < n; i++) {
         if (b[i] == '+')
             b[i] = '-';
         else if (b[i] == '/')
             b[i] = '_';
     }
     if (rc == REMEX_OK)
-        rc = add_pat(m, (char *)b, (size_t)n);
-    if (rc == REMEX_OK)
-        rc = add_pat(m, (char *)b, unpadded);
+        rc = add_pat(m, (char *)b, n);
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] == '-')
+            b[i] = '+';
+        else if (b[i] == '_')
+            b[i] = '/';
+    }
+    return rc;
+}
+
+/*
+ * Adds the base64 forms of the value at each of the three alignments it can
+ * have inside a longer encoded text ("login:" + password in HTTP Basic):
+ * with shift s bytes before it, the characters that depend only on the
+ * value's bytes (the first ceil(8s/6) depend on what precedes it, the last
+ * one of an unfinished group on what follows). At shift 0 the complete
+ * encoding, padded and unpadded, is added as well. Standard and URL-safe.
+ */
+static remex_err add_base64(struct mask *m, const char *v, size_t len)
+{
+    size_t cap = 4 * ((len + 2 + 2) / 3) + 1;
+    unsigned char *in = malloc(len + 2), *b = malloc(cap);
+    remex_err rc = REMEX_OK;
+    if (in == NULL || b == NULL) {
+        free(in);
+        free(b);
+        return REMEX_ENOMEM;
+    }
+    for (size_t shift = 0; shift < 3 && rc == REMEX_OK; shift++) {
+        static const size_t skip[3] = {0, 2, 3};
+        memset(in, 0, shift);
+        memcpy(in + shift, v, len);
+        size_t total = shift + len;
+        size_t n = (size_t)EVP_EncodeBlock(b, in, (int)total), body = n;
+        while (body > 0 && b[body - 1] == '=')
+            body--;
+        if (shift == 0)
+            rc = add_b64_both(m, b, n);
+        if (rc == REMEX_OK && shift == 0)
+            rc = add_b64_both(m, b, body);
+        if (total % 3 != 0 && body > 0)
+            body--; /* its last character also holds bits of what follows */
+        if (rc == REMEX_OK && body > skip[shift])
+            rc = add_b64_both(m, b + skip[shift], body - skip[shift]);
+    }
+    free(in);
     free(b);
     return rc;
 }
 
-/* Adds the percent-encoded form (RFC 3986 unreserved characters kept). */
+/* Percent-encoding flavours: which bytes stay literal besides RFC 3986's
+ * unreserved ones, and whether a space is '+' (HTML forms). */
+struct pct_style {
+    const char *keep;
+    int plus;
+};
+
+static const struct pct_style pct_styles[] = {
+    {"", 0},      /* RFC 3986, Go url.PathEscape-like, Python quote(safe='') */
+    {"/", 0},     /* Python urllib.parse.quote (safe='/') */
+    {"", 1},      /* application/x-www-form-urlencoded, Python quote_plus */
+    {"*", 1},     /* Java URLEncoder */
+    {"!'()*", 0}, /* JavaScript encodeURIComponent */
+};
+
+static int unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
+}
+
+/* Adds the value's percent-encoded forms (each style, upper- and
+ * lower-case hex digits) that differ from the value. */
 static remex_err add_urlencoded(struct mask *m, const char *v, size_t len)
 {
-    static const char hex[] = "0123456789ABCDEF";
     char *u = malloc(len * 3 + 1);
-    size_t k = 0;
-    remex_err rc;
+    remex_err rc = REMEX_OK;
     if (u == NULL)
         return REMEX_ENOMEM;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            u[k++] = (char)c;
-        } else {
-            u[k++] = '%';
-            u[k++] = hex[c >> 4];
-            u[k++] = hex[c & 15];
+    for (size_t st = 0; st < sizeof(pct_styles) / sizeof(pct_styles[0]); st++) {
+        for (int lower = 0; lower < 2 && rc == REMEX_OK; lower++) {
+            const char *hex = lower ? "0123456789abcdef" : "0123456789ABCDEF";
+            size_t k = 0;
+            for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)v[i];
+                if (unreserved(c) || (c && strchr(pct_styles[st].keep, c))) {
+                    u[k++] = (char)c;
+                } else if (c == ' ' && pct_styles[st].plus) {
+                    u[k++] = '+';
+                } else {
+                    u[k++] = '%';
+                    u[k++] = hex[c >> 4];
+                    u[k++] = hex[c & 15];
+                }
+            }
+            if (k != len || memcmp(u, v, len) != 0)
+                rc = add_pat(m, u, k);
         }
     }
-    rc = k != len ? add_pat(m, u, k) : REMEX_OK;
     free(u);
+    return rc;
+}
+
+/* Adds the value as it appears inside a JSON string (quotes excluded):
+ * jansson's escaping, with '/' escaped, and with non-ASCII as \uXXXX. */
+static remex_err add_json(struct mask *m, const char *v, size_t len)
+{
+    static const size_t flags[] = {0, JSON_ESCAPE_SLASH, JSON_ENSURE_ASCII};
+    json_t *s = json_stringn_nocheck(v, len);
+    remex_err rc = s ? REMEX_OK : REMEX_ENOMEM;
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]) && rc == REMEX_OK; i++) {
+        char *d = json_dumps(s, JSON_ENCODE_ANY | flags[i]);
+        size_t n = d ? strlen(d) : 0;
+        /* NULL: not encodable that way (invalid UTF-8): no such form */
+        if (d != NULL && n >= 2 && (n - 2 != len || memcmp(d + 1, v, len) != 0))
+            rc = add_pat(m, d + 1, n - 2);
+        if (d != NULL && rc == REMEX_OK && flags[i] == JSON_ENSURE_ASCII && strstr(d, "\\u")) {
+            /* jansson writes \u00EF, Python and JavaScript \u00ef */
+            for (char *u = strstr(d, "\\u"); u; u = strstr(u + 2, "\\u"))
+                for (size_t k = 2; k < 6 && u[k]; k++)
+                    if (u[k] >= 'A' && u[k] <= 'F')
+                        u[k] = (char)(u[k] - 'A' + 'a');
+            rc = add_pat(m, d + 1, n - 2);
+        }
+        free(d);
+    }
+    json_decref(s);
     return rc;
 }
 
@@ -142,6 +230,8 @@ remex_err mask_add(struct mask *m, const char *value, size_t len)
     if ((rc = add_pat(m, value, len)) != REMEX_OK)
         return rc;
     if ((rc = add_base64(m, value, len)) != REMEX_OK)
+        return rc;
+    if ((rc = add_json(m, value, len)) != REMEX_OK)
         return rc;
     return add_urlencoded(m, value, len);
 }

@@ -23,6 +23,24 @@ static size_t skip_spaces(const char *s, size_t i, size_t end)
     return i;
 }
 
+/* Length of the well-formed UTF-8 character at s[i] (before end), 0 when
+ * the bytes there are not one (so an error shows whole characters). */
+static size_t utf8_len(const char *s, size_t i, size_t end)
+{
+    unsigned char c = (unsigned char)s[i];
+    size_t n = c < 0x80                 ? 1
+               : c >= 0xc2 && c <= 0xdf ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
+    if (n == 0 || i + n > end)
+        return 0;
+    for (size_t k = 1; k < n; k++)
+        if (((unsigned char)s[i + k] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
 /* Parses the expression in s[start..end) (between the braces) and appends it. */
 static remex_err expand_expr(const char *s, size_t start, size_t end, tmpl_lookup_fn lookup,
                              void *ctx, struct buf *out, struct remex_error *e)
@@ -50,9 +68,15 @@ static remex_err expand_expr(const char *s, size_t start, size_t end, tmpl_looku
         }
     }
     size_t k = skip_spaces(s, j, end);
-    if (k != end)
-        return remex_seterr(e, REMEX_EPARSE, "column %zu: unexpected '%c' in template", k + 1,
-                            s[k]);
+    if (k != end) {
+        size_t n = utf8_len(s, k, end);
+        if (n == 0)
+            return remex_seterr(e, REMEX_EPARSE,
+                                "column %zu: unexpected byte 0x%02x (not UTF-8) in template", k + 1,
+                                (unsigned char)s[k]);
+        return remex_seterr(e, REMEX_EPARSE, "column %zu: unexpected '%.*s' in template", k + 1,
+                            (int)n, s + k);
+    }
     rc = lookup(ctx, s + i, j - i, out, e);
     if (rc == REMEX_ENOTFOUND)
         return remex_seterr(e, REMEX_ENOTFOUND, "column %zu: unknown template variable '%.*s'",

@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config clang libclang-rt-14-dev clang-format cppcheck
       python3 git curl ca-certificates
       libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libgit2-dev
-      libjwt-dev libmicrohttpd-dev libsqlite3-dev libcmocka-dev sqlite3 procps)
+      libjwt-dev libmicrohttpd-dev libgnutls28-dev libsqlite3-dev libcmocka-dev sqlite3 procps)
 # Extra packages requested by later modules (one per line, '#' comments).
 if [[ -f mk/deps-extra.txt ]]; then
     while read -r p _; do

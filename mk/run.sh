@@ -17,6 +17,8 @@ BIN=${REMEX_BIN:-build/bin}
 VAR=${RUN_VAR:-var}
 PORT=${RUN_PORT:-8080}
 DAG=${RUN_DAG:-example_sales}
+# Everything under $VAR (logs, tokens, the database) is private: 0600 / 0700.
+umask 077
 mkdir -p "$VAR/log"
 chmod 700 "$VAR"
 VAR=$(cd "$VAR" && pwd)

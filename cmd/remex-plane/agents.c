@@ -39,9 +39,9 @@ static json_t *rfc3339(int64_t ms)
     return json_string(s);
 }
 
-int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session)
+int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session, unsigned *roles)
 {
-    sqlite3_stmt *st = store_stmt(p, "SELECT session, state FROM agents WHERE id = ?");
+    sqlite3_stmt *st = store_stmt(p, "SELECT session, state, role_mask FROM agents WHERE id = ?");
     int ok = 0;
     if (!st)
         return 0;
@@ -50,9 +50,89 @@ int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session)
         const char *state = (const char *)sqlite3_column_text(st, 1);
         ok = sqlite3_column_int64(st, 0) == session && state && strcmp(state, "lost") != 0 &&
              strcmp(state, "offline") != 0;
+        if (roles)
+            *roles = (unsigned)sqlite3_column_int64(st, 2) & PLANE_ROLES_ALL;
     }
     sqlite3_reset(st);
     return ok;
+}
+
+int agents_token_queues(struct plane *p, int64_t agent_id, json_t **queues)
+{
+    sqlite3_stmt *st = store_stmt(p, "SELECT t.queues FROM agents a JOIN tokens t"
+                                     " ON t.id = a.token_id WHERE a.id = ?");
+    int r = -1;
+    *queues = NULL;
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, agent_id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        r = 0;
+        if (sqlite3_column_type(st, 0) != SQLITE_NULL) {
+            *queues = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+            r = json_is_array(*queues) ? 1 : -1;
+        }
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+/* 1 when the string s is an item of the JSON array a. */
+static int in_array(json_t *a, const char *s)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Checks a registration against what its agent token allows (mu held): 0,
+ * or 403 / 500 with msg set for the reply. */
+static int register_scope(struct plane *p, const struct decode_register *r, int64_t token_id,
+                          char *msg, size_t msgsz)
+{
+    sqlite3_stmt *st = store_stmt(p, "SELECT roles, queues FROM tokens WHERE id = ?");
+    if (!st) {
+        snprintf(msg, msgsz, "cannot read the agent token");
+        return 500;
+    }
+    sqlite3_bind_int64(st, 1, token_id);
+    int code = 500;
+    snprintf(msg, msgsz, "cannot read the agent token");
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        unsigned allowed = (unsigned)sqlite3_column_int64(st, 0);
+        json_t *q = sqlite3_column_type(st, 1) == SQLITE_NULL
+                        ? NULL
+                        : json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        size_t i;
+        json_t *v;
+        code = 0;
+        json_array_foreach(r->roles, i, v)
+        {
+            json_t *one = json_pack("[O]", v);
+            if (!code && !(decode_role_mask(one) & allowed)) {
+                snprintf(msg, msgsz, "roles[%zu]: agent token %lld does not allow role '%s'", i,
+                         (long long)token_id, json_string_value(v));
+                code = 403;
+            }
+            json_decref(one);
+        }
+        json_array_foreach(r->queues, i, v)
+        {
+            if (!code && q && !in_array(q, json_string_value(v))) {
+                snprintf(msg, msgsz, "queues[%zu]: agent token %lld does not allow queue '%s'", i,
+                         (long long)token_id, json_string_value(v));
+                code = 403;
+            }
+        }
+        json_decref(q);
+    }
+    sqlite3_reset(st);
+    return code;
 }
 
 int agents_work_allowed(struct plane *p, int64_t agent_id, int64_t session)
@@ -92,12 +172,13 @@ static int upsert_agent(struct plane *p, const struct decode_register *r, int64_
              sqlite3_prepare_v2(
                  p->db,
                  "INSERT INTO agents(name, token_id, session, state, roles, queues, version,"
-                 " hostname, slots, free_slots, features, registered_ms, last_heartbeat_ms)"
-                 " VALUES(?1, ?2, 1, 'starting', ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?9)"
+                 " hostname, slots, free_slots, features, registered_ms, last_heartbeat_ms,"
+                 " role_mask)"
+                 " VALUES(?1, ?2, 1, 'starting', ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?9, ?10)"
                  " ON CONFLICT(name) DO UPDATE SET token_id = ?2, session = session + 1,"
                  " state = 'starting', roles = ?3, queues = ?4, version = ?5, hostname = ?6,"
                  " slots = ?7, free_slots = ?7, features = ?8, registered_ms = ?9,"
-                 " last_heartbeat_ms = ?9, lost_ms = 0"
+                 " last_heartbeat_ms = ?9, lost_ms = 0, role_mask = ?10"
                  " RETURNING id, session",
                  -1, &st, NULL) == SQLITE_OK;
     if (ok) {
@@ -110,6 +191,7 @@ static int upsert_agent(struct plane *p, const struct decode_register *r, int64_
         sqlite3_bind_int64(st, 7, r->slots);
         sqlite3_bind_text(st, 8, features, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 9, now);
+        sqlite3_bind_int64(st, 10, decode_role_mask(r->roles));
         ok = sqlite3_step(st) == SQLITE_ROW;
         if (ok) {
             *id = sqlite3_column_int64(st, 0);
@@ -142,7 +224,15 @@ static void h_register(struct plane *p, struct plane_req *rq, struct plane_resp 
     int existed = 0;
     char *tok = NULL;
     struct lostd *ld = p->agents;
+    char msg[DECODE_NAME_MAX * 2 + 96];
     pthread_mutex_lock(&p->mu);
+    int refused = register_scope(p, &r, rq->who.token_id, msg, sizeof(msg));
+    if (refused) {
+        pthread_mutex_unlock(&p->mu);
+        log_warn("agents: registration of %s refused: %s", r.name, msg);
+        plane_error(rs, refused, refused == 403 ? "forbidden" : "internal", "%s", msg);
+        return;
+    }
     int ok = upsert_agent(p, &r, rq->who.token_id, &id, &session, &existed);
     if (ok) {
         if (existed)
@@ -410,14 +500,60 @@ static void h_admin_patch(struct plane *p, struct plane_req *rq, struct plane_re
     plane_reply(rs, 200, a);
 }
 
+/* Forgets a lost or offline agent (its row; the task instances it ran keep
+ * their history, without its name). An agent still registered is 409. */
+static void h_admin_delete(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    int64_t id = decode_id(rq->param[0]);
+    char state[32] = "";
+    pthread_mutex_lock(&p->mu);
+    sqlite3_stmt *st = id > 0 ? store_stmt(p, "SELECT state FROM agents WHERE id = ?") : NULL;
+    if (st) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            snprintf(state, sizeof(state), "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_reset(st);
+    }
+    if (!state[0] || (strcmp(state, "lost") != 0 && strcmp(state, "offline") != 0)) {
+        pthread_mutex_unlock(&p->mu);
+        if (!state[0])
+            plane_error(rs, 404, "not_found", "no such agent");
+        else
+            plane_error(rs, 409, "conflict",
+                        "the agent is %s: only a lost or offline agent can be deleted", state);
+        return;
+    }
+    int began = store_begin(p);
+    sqlite3_stmt *u = store_stmt(p, "UPDATE triggers SET agent_id = NULL WHERE agent_id = ?");
+    sqlite3_stmt *d = store_stmt(p, "DELETE FROM agents WHERE id = ?");
+    int ok = u && d;
+    if (ok) {
+        sqlite3_bind_int64(u, 1, id);
+        ok = sqlite3_step(u) == SQLITE_DONE;
+        sqlite3_reset(u);
+        sqlite3_bind_int64(d, 1, id);
+        ok = ok && sqlite3_step(d) == SQLITE_DONE;
+        sqlite3_reset(d);
+    }
+    int failed = !ok || store_commit(p, began) != 0;
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        plane_store_failed(rs);
+        return;
+    }
+    log_info("agents: agent %lld deleted", (long long)id);
+    plane_reply(rs, 200, json_pack("{sI sb}", "agent_id", (json_int_t)id, "deleted", 1));
+}
+
 const struct plane_route plane_routes_agents[] = {
-    {"POST", "/api/v1/agents/register", AUTHZ_AGENT_TOKEN, h_register},
-    {"POST", "/api/v1/agents/{agent_id}/heartbeat", AUTHZ_SESSION, h_heartbeat},
-    {"POST", "/api/v1/agents/{agent_id}/health", AUTHZ_SESSION, h_health},
-    {"GET", "/api/v1/admin/agents", AUTHZ_ADMIN, h_admin_list},
-    {"GET", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_show},
-    {"PATCH", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_patch},
-    {NULL, NULL, AUTHZ_NONE, NULL},
+    {"POST", "/api/v1/agents/register", AUTHZ_AGENT_TOKEN, h_register, 0},
+    {"POST", "/api/v1/agents/{agent_id}/heartbeat", AUTHZ_SESSION, h_heartbeat, 0},
+    {"POST", "/api/v1/agents/{agent_id}/health", AUTHZ_SESSION, h_health, PLANE_ROLE_SENTINEL},
+    {"GET", "/api/v1/admin/agents", AUTHZ_ADMIN, h_admin_list, 0},
+    {"GET", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_show, 0},
+    {"PATCH", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_patch, 0},
+    {"DELETE", "/api/v1/admin/agents/{agent_id}", AUTHZ_ADMIN, h_admin_delete, 0},
+    {NULL, NULL, AUTHZ_NONE, NULL, 0},
 };
 
 /* ---- lost detection ---- */

@@ -517,7 +517,7 @@ static int64_t claim(jwt_t *j, const char *name)
 /* Session: the session must be current and its agent token usable (mu held). */
 static int session_current(struct plane *p, struct plane_principal *who, char *why, size_t whysz)
 {
-    if (!agents_session_valid(p, who->agent_id, who->session)) {
+    if (!agents_session_valid(p, who->agent_id, who->session, &who->roles)) {
         snprintf(why, whysz,
                  "session %lld of agent %lld is not current (superseded, lost or"
                  " offline)",

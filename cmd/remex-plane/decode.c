@@ -284,16 +284,56 @@ remex_err decode_health(json_t *body, struct decode_health *out, struct remex_er
     return REMEX_OK;
 }
 
+unsigned decode_role_mask(json_t *roles)
+{
+    unsigned mask = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(roles, i, v)
+    {
+        for (unsigned b = 0; json_is_string(v) && decode_agent_roles[b]; b++)
+            if (strcmp(json_string_value(v), decode_agent_roles[b]) == 0)
+                mask |= 1u << b;
+    }
+    return mask;
+}
+
+json_t *decode_role_names(unsigned mask)
+{
+    json_t *a = json_array();
+    for (unsigned b = 0; a && decode_agent_roles[b]; b++)
+        if (mask & (1u << b))
+            json_array_append_new(a, json_string(decode_agent_roles[b]));
+    return a;
+}
+
 remex_err decode_token_create(json_t *body, struct decode_token_create *out, struct remex_error *e)
 {
     remex_err rc;
     memset(out, 0, sizeof(*out));
+    out->roles = DECODE_ROLES_ALL;
     if ((rc = get_str(body, "", "name", 1, DECODE_NAME_MAX, &out->name, e)))
         return rc;
     if (!name_ok(out->name))
         return remex_seterr(e, REMEX_EINVAL, "name: must be 1 to %d of A-Z a-z 0-9 . _ -",
                             DECODE_NAME_MAX);
-    return get_int(body, "", "expires_in", 1, 1, DECODE_EXPIRES_MAX, &out->expires_in_s, e);
+    if ((rc = get_int(body, "", "expires_in", 1, 1, DECODE_EXPIRES_MAX, &out->expires_in_s, e)))
+        return rc;
+    json_t *roles = NULL;
+    if ((rc = get_array(body, "roles", &roles, e)))
+        return rc;
+    if (roles) {
+        if (json_array_size(roles) == 0)
+            return remex_seterr(e, REMEX_EINVAL, "roles: must name at least one role");
+        if ((rc = check_strings(roles, "roles", decode_agent_roles, e)))
+            return rc;
+        out->roles = decode_role_mask(roles);
+    }
+    if ((rc = get_array(body, "queues", &out->queues, e)))
+        return rc;
+    if (out->queues && json_array_size(out->queues) == 0)
+        return remex_seterr(e, REMEX_EINVAL, "queues: must name at least one queue");
+    return out->queues ? check_strings(out->queues, "queues", NULL, e) : REMEX_OK;
 }
 
 remex_err decode_agent_patch(json_t *body, struct decode_agent_patch *out, struct remex_error *e)
@@ -429,6 +469,8 @@ static const struct decode_field f_dag_put[] = {
 static const struct decode_field f_token_create[] = {
     {"name", DECODE_ANY, NULL},
     {"expires_in", DECODE_ANY, NULL},
+    {"roles", DECODE_ANY, NULL},
+    {"queues", DECODE_ANY, NULL},
     F_END,
 };
 static const struct decode_field f_agent_patch[] = {
@@ -447,6 +489,11 @@ static const struct decode_field f_task_clear[] = {
 };
 static const struct decode_field f_ui_login[] = {
     {"token", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_pool_put[] = {
+    {"slots", DECODE_ANY, NULL},
+    {"description", DECODE_ANY, NULL},
     F_END,
 };
 static const struct decode_field f_none[] = {F_END};
@@ -468,6 +515,7 @@ const struct decode_route_body decode_route_bodies[] = {
     {"POST", "/api/v1/admin/dags/{dag_id}/runs", f_run_trigger},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", f_task_clear},
     {"POST", "/api/v1/ui/session", f_ui_login},
+    {"PUT", "/api/v1/admin/pools/{pool}", f_pool_put},
     {NULL, NULL, NULL},
 };
 

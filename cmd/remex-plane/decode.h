@@ -66,11 +66,17 @@ struct decode_health {
 };
 remex_err decode_health(json_t *body, struct decode_health *out, struct remex_error *e);
 
-/* Token creation: {name, expires_in} (integer seconds, 1..DECODE_EXPIRES_MAX). */
+/* Token creation: {name, expires_in (integer seconds, 1..DECODE_EXPIRES_MAX),
+ * roles, queues}. roles: optional non-empty array of decode_agent_roles
+ * (absent: all); queues: optional non-empty array of queue names (absent:
+ * every queue). */
 struct decode_token_create {
     const char *name;
     int64_t expires_in_s;
+    unsigned roles; /* bit i: decode_agent_roles[i] */
+    json_t *queues; /* borrowed; NULL: every queue */
 };
+#define DECODE_ROLES_ALL 15u
 remex_err decode_token_create(json_t *body, struct decode_token_create *out, struct remex_error *e);
 
 /* Admin change of an agent: {desired_state}. */
@@ -83,8 +89,13 @@ remex_err decode_agent_patch(json_t *body, struct decode_agent_patch *out, struc
 extern const char *const decode_desired_states[];
 /* States an agent may report in its heartbeat, NULL-terminated. */
 extern const char *const decode_agent_states[];
-/* Roles an agent may register with, NULL-terminated. */
+/* Roles an agent may register with, NULL-terminated; role i is bit 1 << i
+ * (the order of enum plane_role). */
 extern const char *const decode_agent_roles[];
+/* Bits of the known role names in the array roles (others ignored). */
+unsigned decode_role_mask(json_t *roles);
+/* New array of the role names of mask (owned). */
+json_t *decode_role_names(unsigned mask);
 
 /*
  * The keys a request body may carry, route by route (docs/api/openapi.yaml:

@@ -11,6 +11,7 @@
  * else): stop accepting, set stopping and wake every long poll, stop the
  * scheduler and the detector, wait for in-flight requests, close the DB, exit 0.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stddef.h>
@@ -33,6 +34,7 @@ struct file_cfg {
     char *listen;
     char *tls_cert;
     char *tls_key;
+    char *tls_priorities;
     char *db_path;
     char *admin_token_file;
     char *signing_key_file;
@@ -63,6 +65,11 @@ static const struct cfg_entry plane_cfg_table[] = {
      .offset = F(tls_cert),
      .desc = "PEM certificate chain; TLS when set with tls.key"},
     {.key = "tls.key", .type = CFG_PATH, .offset = F(tls_key), .desc = "PEM private key"},
+    {.key = "tls.priorities",
+     .type = CFG_STRING,
+     .offset = F(tls_priorities),
+     .def = SERVER_TLS_PRIORITIES,
+     .desc = "GnuTLS priority string (default: TLS 1.2 and 1.3, forward-secret AEAD suites)"},
     {.key = "db_path",
      .type = CFG_PATH,
      .offset = F(db_path),
@@ -153,9 +160,38 @@ static const struct cfg_entry plane_cfg_table[] = {
 /* After a restart, an offer whose start was not recorded is kept for one
  * offer_timeout so that the worker's heartbeat can bring it back as running:
  * two heartbeats must fit in it. */
+/* The checks of what start would refuse run here too, so --check catches
+ * them and a start exits 100 before creating any file: listen must be a
+ * numeric HOST:PORT, tls.cert and tls.key come together, tls.priorities
+ * must parse. */
 static int plane_cfg_cross(const void *obj, const char **key, char *why, size_t whysz)
 {
     const struct file_cfg *f = obj;
+    int cert = f->tls_cert && *f->tls_cert, tkey = f->tls_key && *f->tls_key;
+    if (server_check_listen(f->listen, why, whysz) != 0) {
+        *key = "listen";
+        return -1;
+    }
+    if (cert != tkey) {
+        *key = cert ? "tls.key" : "tls.cert";
+        snprintf(why, whysz, "required with %s (both set turn HTTPS on)",
+                 cert ? "tls.cert" : "tls.key");
+        return -1;
+    }
+    if (server_check_tls_priorities(f->tls_priorities, why, whysz) != 0) {
+        *key = "tls.priorities";
+        return -1;
+    }
+    for (int i = 0; cert && i < 2; i++) {
+        const char *path = i ? f->tls_key : f->tls_cert;
+        FILE *pem = fopen(path, "r");
+        if (!pem) {
+            *key = i ? "tls.key" : "tls.cert";
+            snprintf(why, whysz, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        fclose(pem);
+    }
     if (f->offer_timeout >= 2 * f->heartbeat_interval)
         return 0;
     *key = "offer_timeout";
@@ -187,6 +223,7 @@ static void copy_cfg(struct plane_config *c, const struct file_cfg *f)
     c->listen = dupe(f->listen);
     c->tls_cert = dupe(f->tls_cert);
     c->tls_key = dupe(f->tls_key);
+    c->tls_priorities = dupe(f->tls_priorities);
     c->db_path = dupe(f->db_path);
     c->admin_token_file = dupe(f->admin_token_file);
     c->signing_key_file = dupe(f->signing_key_file);
@@ -204,8 +241,9 @@ static void copy_cfg(struct plane_config *c, const struct file_cfg *f)
 
 static void free_cfg(struct plane_config *c)
 {
-    char **s[] = {&c->listen,           &c->tls_cert,         &c->tls_key,   &c->db_path,
-                  &c->admin_token_file, &c->signing_key_file, &c->log_level, &c->log_format};
+    char **s[] = {&c->listen,           &c->tls_cert,  &c->tls_key,
+                  &c->tls_priorities,   &c->db_path,   &c->admin_token_file,
+                  &c->signing_key_file, &c->log_level, &c->log_format};
     for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
         free(*s[i]);
         *s[i] = NULL;

@@ -1,6 +1,7 @@
 /*
  * /metrics in the Prometheus text format (version 0.0.4): HTTP requests by
- * route pattern, method and status (count and duration sum), agents by state,
+ * route pattern, method and status code (count and duration histogram),
+ * agents by state,
  * then whatever the scheduler appends. Counters live behind their own mutex so
  * counting never takes plane.mu.
  */
@@ -13,12 +14,19 @@
 #define METRICS_MAX_SERIES 1024
 #define METRICS_OUT_MAX    (4 * 1024 * 1024)
 
+/* Upper bounds (seconds) of the request duration histogram; long polls
+ * take up to longpoll_max (30 s by default). */
+static const double req_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                     0.5,   1,      2.5,   5,    10,    30,   60};
+#define REQ_BUCKETS (sizeof(req_buckets) / sizeof(req_buckets[0]))
+
 struct series {
     const char *method;  /* static (MHD or route table) */
     const char *pattern; /* static */
     int status;
     uint64_t count;
     double seconds;
+    uint64_t le[REQ_BUCKETS]; /* requests of at most req_buckets[i] seconds */
 };
 
 struct metrics {
@@ -77,13 +85,19 @@ void metrics_count(struct plane *p, const char *method, const char *pattern, int
             pthread_mutex_unlock(&m->mu);
             return;
         }
-        m->s[m->n++] = (struct series){method, pattern, status, 0, 0.0};
+        m->s[m->n++] = (struct series){method, pattern, status, 0, 0.0, {0}};
     }
     m->s[i].count++;
     m->s[i].seconds += seconds;
+    for (size_t b = 0; b < REQ_BUCKETS; b++)
+        if (seconds <= req_buckets[b])
+            m->s[i].le[b]++;
     pthread_mutex_unlock(&m->mu);
 }
 
+/* Requests by method, route pattern and status code (label "code", as
+ * Prometheus' own client libraries name it), and their duration as a
+ * histogram with the same labels. */
 static void http_metrics(struct metrics *m, struct buf *out)
 {
     buf_puts(out, "# HELP remex_plane_http_requests_total HTTP requests by route and status.\n"
@@ -91,17 +105,32 @@ static void http_metrics(struct metrics *m, struct buf *out)
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->n; i++)
         buf_printf(out,
-                   "remex_plane_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"}"
+                   "remex_plane_http_requests_total{method=\"%s\",route=\"%s\",code=\"%d\"}"
                    " %llu\n",
                    m->s[i].method, m->s[i].pattern, m->s[i].status,
                    (unsigned long long)m->s[i].count);
-    buf_puts(out, "# HELP remex_plane_http_request_seconds_total Time spent serving requests.\n"
-                  "# TYPE remex_plane_http_request_seconds_total counter\n");
-    for (size_t i = 0; i < m->n; i++)
+    buf_puts(out, "# HELP remex_plane_http_request_duration_seconds Time to serve a request (a long"
+                  " poll's included).\n"
+                  "# TYPE remex_plane_http_request_duration_seconds histogram\n");
+    for (size_t i = 0; i < m->n; i++) {
+        const struct series *x = &m->s[i];
+        for (size_t b = 0; b < REQ_BUCKETS; b++)
+            buf_printf(out,
+                       "remex_plane_http_request_duration_seconds_bucket{method=\"%s\","
+                       "route=\"%s\",code=\"%d\",le=\"%g\"} %llu\n",
+                       x->method, x->pattern, x->status, req_buckets[b],
+                       (unsigned long long)x->le[b]);
         buf_printf(out,
-                   "remex_plane_http_request_seconds_total{method=\"%s\",route=\"%s\","
-                   "status=\"%d\"} %.6f\n",
-                   m->s[i].method, m->s[i].pattern, m->s[i].status, m->s[i].seconds);
+                   "remex_plane_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\","
+                   "code=\"%d\",le=\"+Inf\"} %llu\n"
+                   "remex_plane_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\","
+                   "code=\"%d\"} %.6f\n"
+                   "remex_plane_http_request_duration_seconds_count{method=\"%s\",route=\"%s\","
+                   "code=\"%d\"} %llu\n",
+                   x->method, x->pattern, x->status, (unsigned long long)x->count, x->method,
+                   x->pattern, x->status, x->seconds, x->method, x->pattern, x->status,
+                   (unsigned long long)x->count);
+    }
     buf_printf(out,
                "# HELP remex_plane_http_requests_uncounted_total Requests past the series cap.\n"
                "# TYPE remex_plane_http_requests_uncounted_total counter\n"

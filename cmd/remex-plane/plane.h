@@ -46,6 +46,7 @@ struct plane_config {
     char *listen;   /* "127.0.0.1:8080" */
     char *tls_cert; /* PEM file; TLS when set together with tls_key */
     char *tls_key;
+    char *tls_priorities;          /* GnuTLS priority string (SERVER_TLS_PRIORITIES) */
     char *db_path;                 /* SQLite file ("var/plane.db") */
     char *admin_token_file;        /* mode 0600; created with a random token if absent */
     char *signing_key_file;        /* mode 0600; 32 random bytes generated if absent */
@@ -96,8 +97,19 @@ enum plane_authz {
     AUTHZ_TASK, /* task JWT; agent/ti/try from its claims */
 };
 
+/* Agent roles as bits: an agent token allows a set, a session holds the
+ * roles its agent registered with (always within its token's). */
+enum plane_role {
+    PLANE_ROLE_WORKER = 1,
+    PLANE_ROLE_TRIGGERER = 2,
+    PLANE_ROLE_DAG_PROCESSOR = 4,
+    PLANE_ROLE_SENTINEL = 8,
+};
+#define PLANE_ROLES_ALL 15u
+
 struct plane_principal {
     enum plane_authz kind;  /* what was presented and verified */
+    unsigned roles;         /* session: PLANE_ROLE_* bits of its agent's registration */
     int64_t token_id;       /* agent token id (agent token or session) */
     int64_t agent_id;       /* session or task token */
     int64_t session;        /* session sequence number */
@@ -139,12 +151,15 @@ struct plane_resp {
 
 typedef void (*plane_handler_fn)(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
-/* A route: pattern segments in braces capture one path segment ("{dag_id}"). */
+/* A route: pattern segments in braces capture one path segment ("{dag_id}").
+ * role: a session must hold this PLANE_ROLE_* bit (0: any session); the
+ * admin token, where authz allows it, needs none. */
 struct plane_route {
     const char *method;
     const char *pattern;
     enum plane_authz authz;
     plane_handler_fn fn;
+    unsigned role;
 };
 
 /* Route tables, each terminated by an entry with method == NULL. */
@@ -213,6 +228,15 @@ remex_err store_exec(struct plane *p, const char *sql, struct remex_error *e);
 sqlite3_stmt *store_stmt(struct plane *p, const char *sql);
 
 /* ---- server.c ---- */
+/* TLS 1.2 and 1.3 only, forward-secret key exchange, AEAD ciphers only (no
+ * CBC, no SHA-1 MACs), the server's order first. */
+#define SERVER_TLS_PRIORITIES                                                                      \
+    "SECURE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:"      \
+    "+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:+DHE-RSA:%SERVER_PRECEDENCE"
+/* Configuration checks of what server_start refuses; 0, or -1 with why set
+ * (no key name in it). Any thread, no state. */
+int server_check_listen(const char *listen, char *why, size_t whysz);
+int server_check_tls_priorities(const char *prio, char *why, size_t whysz);
 /* Starts libmicrohttpd (logs "listening on ADDR:PORT"); mu not held. */
 remex_err server_start(struct plane *p, struct remex_error *e);
 /* Stops accepting new connections (in-flight requests continue). */
@@ -303,8 +327,12 @@ int ui_auth_cookie(struct plane *p, struct MHD_Connection *c, const char *method
                    struct plane_principal *who, char *why, size_t whysz);
 
 /* ---- agents.c (mu held) ---- */
-/* 1 if the agent exists and is not lost/offline and session is its current one. */
-int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session);
+/* 1 if the agent exists and is not lost/offline and session is its current
+ * one; *roles (may be NULL) gets the PLANE_ROLE_* bits it registered with. */
+int agents_session_valid(struct plane *p, int64_t agent_id, int64_t session, unsigned *roles);
+/* The queues the agent's token allows: 1 and *queues (owned JSON array) set
+ * when the token names queues, 0 when it allows every queue, -1 on error. */
+int agents_token_queues(struct plane *p, int64_t agent_id, json_t **queues);
 /* For a work or trigger poll: -1 when the session is not valid (as
  * agents_session_valid), 0 when the agent's desired state is drain or
  * maintenance (it gets no new work), 1 when it may take work. */

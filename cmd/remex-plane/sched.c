@@ -90,6 +90,15 @@ const struct store_migration store_migrations_sched[] = {
           "ALTER TABLE triggers_new RENAME TO triggers;"
           "CREATE INDEX triggers_agent ON triggers (agent_id);"
           "CREATE INDEX triggers_timeout ON triggers (timeout_ms) WHERE timeout_ms IS NOT NULL;"},
+    /* Named pools (Airflow's): slots shared by every task instance in the
+     * pool across DAGs, runs and agents; default_pool holds tasks naming
+     * none and starts unbounded (SCHED_POOL_UNBOUNDED: agents' slots are the
+     * limit, as before pools). A TI records its pool when created. */
+    {105, "CREATE TABLE pools (name TEXT PRIMARY KEY, slots INTEGER NOT NULL,"
+          " description TEXT NOT NULL DEFAULT '', updated_ms INTEGER NOT NULL);"
+          "INSERT INTO pools (name, slots, description, updated_ms)"
+          " VALUES ('default_pool', 1000000, 'Default pool', 0);"
+          "ALTER TABLE task_instances ADD COLUMN pool TEXT NOT NULL DEFAULT 'default_pool';"},
     /* Tries of a task instance other than its row's latest: the row as it was
      * when a try ended in a state another try can follow, or when a finished
      * try was cleared (sched_try_record). */
@@ -738,6 +747,19 @@ static void emit_hist(struct buf *out, const char *name, const char *help, const
                h->count, name, h->sum, name, h->count);
 }
 
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void label_value(struct buf *out, const char *v)
+{
+    for (; v && *v; v++) {
+        if (*v == '\\' || *v == '"')
+            buf_putc(out, '\\');
+        if (*v == '\n')
+            buf_puts(out, "\\n");
+        else
+            buf_putc(out, *v);
+    }
+}
+
 void sched_metrics(struct plane *p, struct buf *out)
 {
     struct sched *s = SCHED(p);
@@ -745,13 +767,18 @@ void sched_metrics(struct plane *p, struct buf *out)
         return;
     buf_puts(out, "# HELP remex_plane_task_instances_queued Queued task instances per queue.\n"
                   "# TYPE remex_plane_task_instances_queued gauge\n");
+    /* Every known queue (of a task instance or an agent) keeps a series, 0
+     * when nothing is queued on it, so that rate() and alerts see it drop. */
     sqlite3_stmt *st = sq(p,
-                          "SELECT queue, count(*) FROM task_instances WHERE state = 'queued'"
-                          " GROUP BY queue",
+                          "SELECT q, SUM(n) FROM (SELECT queue AS q, state = 'queued' AS n"
+                          " FROM task_instances UNION ALL SELECT j.value, 0 FROM agents a,"
+                          " json_each(a.queues) j WHERE j.type = 'text') GROUP BY q ORDER BY q",
                           "");
-    while (st && sqlite3_step(st) == SQLITE_ROW)
-        buf_printf(out, "remex_plane_task_instances_queued{queue=\"%s\"} %" PRId64 "\n",
-                   sq_text(st, 0), (int64_t)sqlite3_column_int64(st, 1));
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        buf_puts(out, "remex_plane_task_instances_queued{queue=\"");
+        label_value(out, sq_text(st, 0));
+        buf_printf(out, "\"} %" PRId64 "\n", (int64_t)sqlite3_column_int64(st, 1));
+    }
     if (st)
         sqlite3_reset(st);
     buf_puts(out, "# HELP remex_plane_task_instances Task instances by state.\n"
@@ -775,6 +802,7 @@ void sched_metrics(struct plane *p, struct buf *out)
         int64_t n = sq_int(p, 0, "SELECT count(*) FROM dag_runs WHERE state = ?1", "t", rstates[i]);
         buf_printf(out, "remex_plane_dag_runs{state=\"%s\"} %" PRId64 "\n", rstates[i], n);
     }
+    sched_pool_metrics(p, out);
     emit_hist(out, "remex_plane_dispatch_latency_seconds",
               "Time from a task instance being queued to its offer.", &s->latency);
     emit_hist(out, "remex_plane_scheduler_loop_seconds", "Duration of one scheduler pass.",
@@ -784,31 +812,43 @@ void sched_metrics(struct plane *p, struct buf *out)
 /* ---- routes ---- */
 
 const struct plane_route plane_routes_sched[] = {
-    {"POST", "/api/v1/work", AUTHZ_SESSION, sched_h_work},
-    {"POST", "/api/v1/task-instances/{ti_id}/start", AUTHZ_TASK, sched_h_start},
-    {"POST", "/api/v1/task-instances/{ti_id}/state", AUTHZ_TASK, sched_h_state},
-    {"PUT", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_put},
-    {"GET", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_get},
-    {"POST", "/api/v1/triggers/poll", AUTHZ_SESSION, sched_h_trigger_poll},
-    {"POST", "/api/v1/triggers/{trigger_id}/event", AUTHZ_SESSION, sched_h_trigger_event},
-    {"POST", "/api/v1/dags/manifest", AUTHZ_SESSION_OR_ADMIN, sched_h_manifest},
-    {"PUT", "/api/v1/dags/{dag_id}", AUTHZ_SESSION_OR_ADMIN, sched_h_dag_put},
-    {"GET", "/api/v1/admin/dags", AUTHZ_ADMIN, sched_h_dags_list},
-    {"GET", "/api/v1/admin/dags/{dag_id}", AUTHZ_ADMIN, sched_h_dag_show},
-    {"POST", "/api/v1/admin/dags/{dag_id}/pause", AUTHZ_ADMIN, sched_h_dag_pause},
-    {"POST", "/api/v1/admin/dags/{dag_id}/unpause", AUTHZ_ADMIN, sched_h_dag_unpause},
-    {"POST", "/api/v1/admin/dags/{dag_id}/runs", AUTHZ_ADMIN, sched_h_runs_trigger},
-    {"GET", "/api/v1/admin/dags/{dag_id}/runs", AUTHZ_ADMIN, sched_h_runs_list},
-    {"GET", "/api/v1/admin/dags/{dag_id}/runs/{run_id}", AUTHZ_ADMIN, sched_h_run_show},
+    {"POST", "/api/v1/work", AUTHZ_SESSION, sched_h_work, PLANE_ROLE_WORKER},
+    {"POST", "/api/v1/task-instances/{ti_id}/start", AUTHZ_TASK, sched_h_start, 0},
+    {"POST", "/api/v1/task-instances/{ti_id}/state", AUTHZ_TASK, sched_h_state, 0},
+    {"PUT", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_put, 0},
+    {"GET", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_get, 0},
+    {"POST", "/api/v1/triggers/poll", AUTHZ_SESSION, sched_h_trigger_poll, PLANE_ROLE_TRIGGERER},
+    {"POST", "/api/v1/triggers/{trigger_id}/event", AUTHZ_SESSION, sched_h_trigger_event,
+     PLANE_ROLE_TRIGGERER},
+    {"POST", "/api/v1/dags/manifest", AUTHZ_SESSION_OR_ADMIN, sched_h_manifest,
+     PLANE_ROLE_DAG_PROCESSOR},
+    {"PUT", "/api/v1/dags/{dag_id}", AUTHZ_SESSION_OR_ADMIN, sched_h_dag_put,
+     PLANE_ROLE_DAG_PROCESSOR},
+    {"GET", "/api/v1/admin/dags", AUTHZ_ADMIN, sched_h_dags_list, 0},
+    {"GET", "/api/v1/admin/dags/{dag_id}", AUTHZ_ADMIN, sched_h_dag_show, 0},
+    {"POST", "/api/v1/admin/dags/{dag_id}/pause", AUTHZ_ADMIN, sched_h_dag_pause, 0},
+    {"POST", "/api/v1/admin/dags/{dag_id}/unpause", AUTHZ_ADMIN, sched_h_dag_unpause, 0},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs", AUTHZ_ADMIN, sched_h_runs_trigger, 0},
+    {"GET", "/api/v1/admin/dags/{dag_id}/runs", AUTHZ_ADMIN, sched_h_runs_list, 0},
+    {"GET", "/api/v1/admin/dags/{dag_id}/runs/{run_id}", AUTHZ_ADMIN, sched_h_run_show, 0},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", AUTHZ_ADMIN,
-     sched_h_task_clear},
+     sched_h_task_clear, 0},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/fail", AUTHZ_ADMIN,
-     sched_h_task_fail},
-    {"GET", "/api/v1/admin/import-errors", AUTHZ_ADMIN, sched_h_import_errors},
-    {"GET", "/api/v1/admin/dags/{dag_id}/grid", AUTHZ_ADMIN, sched_h_grid},
+     sched_h_task_fail, 0},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/success", AUTHZ_ADMIN,
+     sched_h_task_success, 0},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/clear", AUTHZ_ADMIN, sched_h_run_clear, 0},
+    {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/cancel", AUTHZ_ADMIN, sched_h_run_cancel,
+     0},
+    {"DELETE", "/api/v1/admin/dags/{dag_id}", AUTHZ_ADMIN, sched_h_dag_delete, 0},
+    {"GET", "/api/v1/admin/pools", AUTHZ_ADMIN, sched_h_pools_list, 0},
+    {"PUT", "/api/v1/admin/pools/{pool}", AUTHZ_ADMIN, sched_h_pool_put, 0},
+    {"DELETE", "/api/v1/admin/pools/{pool}", AUTHZ_ADMIN, sched_h_pool_delete, 0},
+    {"GET", "/api/v1/admin/import-errors", AUTHZ_ADMIN, sched_h_import_errors, 0},
+    {"GET", "/api/v1/admin/dags/{dag_id}/grid", AUTHZ_ADMIN, sched_h_grid, 0},
     {"GET", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", AUTHZ_ADMIN,
-     sched_h_ti_show},
+     sched_h_ti_show, 0},
     {"GET", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log", AUTHZ_ADMIN,
-     sched_h_ti_log},
-    {NULL, NULL, AUTHZ_NONE, NULL},
+     sched_h_ti_log, 0},
+    {NULL, NULL, AUTHZ_NONE, NULL, 0},
 };

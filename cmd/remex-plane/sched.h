@@ -151,6 +151,18 @@ void sched_h_runs_list(struct plane *p, struct plane_req *rq, struct plane_resp 
 void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_task_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_task_success(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_run_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+/* ---- sched_pools.c ---- */
+/* Slots of a pool that is not counted (the default_pool as created): the
+ * most a pool can have. */
+#define SCHED_POOL_UNBOUNDED 1000000
+void sched_h_pools_list(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_pool_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_pool_delete(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_pool_metrics(struct plane *p, struct buf *out);
+void sched_h_run_cancel(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_dag_delete(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
 /* ---- sched_grid.c: admin views for the web UI ---- */
 /* Copies the TI's row into ti_tries when its try has ended (success, failed,

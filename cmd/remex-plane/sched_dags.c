@@ -387,10 +387,10 @@ static json_t *dag_summary(const struct sdag *d)
     json_t *tags = json_array();
     for (size_t i = 0; i < g->tags.n; i++)
         json_array_append_new(tags, json_string(g->tags.v[i]));
-    return json_pack("{ss ss ss ss s:s* s:s* sb sb so si so}", "dag_id", g->dag_id, "bundle",
-                     d->bundle, "bundle_version", d->bundle_version, "hash", g->hash, "description",
-                     g->description, "schedule", g->schedule, "is_active", d->is_active,
-                     "is_paused", d->is_paused, "tags", tags, "tasks", (int)g->ntasks,
+    return json_pack("{ss s{ssss} ss s:s* s:s* sb sb so si so}", "dag_id", g->dag_id, "bundle",
+                     "name", d->bundle, "version", d->bundle_version, "hash", g->hash,
+                     "description", g->description, "schedule", g->schedule, "is_active",
+                     d->is_active, "is_paused", d->is_paused, "tags", tags, "tasks", (int)g->ntasks,
                      "next_dagrun_create_after",
                      sched_time_json(d->next_run_ms > 0 ? d->next_run_ms : 0));
 }
@@ -501,4 +501,59 @@ void sched_h_import_errors(struct plane *p, struct plane_req *rq, struct plane_r
         sqlite3_reset(st);
     pthread_mutex_unlock(&p->mu);
     plane_reply(rs, 200, json_pack("{so}", "import_errors", arr));
+}
+
+/* Forgets a DAG: its row, runs, task instances, triggers and XCom
+ * references (the values stay in the agents' object storage). Refused (409)
+ * while it has a queued or running run: pause it and cancel those first.
+ * A DAG still in a bundle comes back with the next manifest or push. */
+void sched_h_dag_delete(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    pthread_mutex_lock(&p->mu);
+    struct sched *s = SCHED(p);
+    struct sdag **pp = &s->dags;
+    while (*pp && strcmp((*pp)->dag->dag_id, rq->param[0]) != 0)
+        pp = &(*pp)->next;
+    if (!*pp) {
+        pthread_mutex_unlock(&p->mu);
+        plane_error(rs, 404, "not_found", "no such dag");
+        return;
+    }
+    int64_t active = sq_int(p, 0,
+                            "SELECT count(*) FROM dag_runs WHERE dag_id = ?1 AND"
+                            " state IN ('queued', 'running')",
+                            "t", rq->param[0]);
+    if (active > 0) {
+        pthread_mutex_unlock(&p->mu);
+        plane_error(rs, 409, "conflict",
+                    "the DAG has %lld queued or running runs: pause it and cancel them first",
+                    (long long)active);
+        return;
+    }
+    int began = sq_begin(p);
+    static const char *const del[] = {
+        "DELETE FROM triggers WHERE ti IN (SELECT t.id FROM task_instances t JOIN dag_runs r"
+        " ON r.id = t.run WHERE r.dag_id = ?1)",
+        "DELETE FROM xcom WHERE run IN (SELECT id FROM dag_runs WHERE dag_id = ?1)",
+        "DELETE FROM task_instances WHERE run IN (SELECT id FROM dag_runs WHERE dag_id = ?1)",
+        "DELETE FROM dag_runs WHERE dag_id = ?1",
+        "DELETE FROM dags WHERE dag_id = ?1",
+    };
+    for (size_t i = 0; i < sizeof(del) / sizeof(del[0]); i++)
+        sq_run(p, del[i], "t", rq->param[0]);
+    int failed = sq_commit(p, began);
+    if (!failed) {
+        struct sdag *gone = *pp;
+        *pp = gone->next;
+        sdag_free(gone);
+        s->runs_changed = 1;
+        plane_kick(p);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        plane_store_failed(rs);
+        return;
+    }
+    log_info("sched: DAG %s deleted", rq->param[0]);
+    plane_reply(rs, 200, json_pack("{ss sb}", "dag_id", rq->param[0], "deleted", 1));
 }

@@ -80,7 +80,37 @@ int64_t sdisp_due(struct plane *p, int64_t now)
 struct cand {
     int64_t id, slots, prio, queued;
     struct sdag *dag;
+    int pool; /* index in the pick's pool table, -1: too many pools this poll */
 };
+
+#define PICK_POOLS 16
+
+/* The pools of one pick: name and free slots (slots - those of its offered
+ * and running TIs; 0 for a pool that does not exist, so its TIs wait). */
+struct pick_pool {
+    char name[256];
+    int64_t room;
+};
+
+/* Index of name in pools (added with its room when new), -1 when full. */
+static int pool_index(struct plane *p, struct pick_pool *pools, int *n, const char *name)
+{
+    for (int i = 0; i < *n; i++)
+        if (strcmp(pools[i].name, name) == 0)
+            return i;
+    if (*n == PICK_POOLS || strlen(name) >= sizeof(pools[0].name))
+        return -1;
+    snprintf(pools[*n].name, sizeof(pools[*n].name), "%s", name);
+    int64_t slots = sq_int(p, 0, "SELECT slots FROM pools WHERE name = ?1", "t", name);
+    /* An unbounded pool (the default one unless resized) costs no count. */
+    pools[*n].room = slots >= SCHED_POOL_UNBOUNDED
+                         ? slots
+                         : slots - sq_int(p, 0,
+                                          "SELECT COALESCE(SUM(pool_slots), 0) FROM task_instances"
+                                          " WHERE pool = ?1 AND state IN ('offered', 'running')",
+                                          "t", name);
+    return (*n)++;
+}
 
 static int cmp_cand(const void *a, const void *b)
 {
@@ -106,11 +136,13 @@ static int64_t dag_room(struct plane *p, struct sdag *d)
 }
 
 /* Offers queued TIs of the queues to agent by priority, then queue time, within
- * free slots and each DAG's max_active_tasks; returns how many (ids in out). */
+ * free slots, each DAG's max_active_tasks and each pool's free slots; returns
+ * how many (ids in out). */
 static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, int64_t *out)
 {
     static __thread struct cand c[PICK_CANDS * 8];
-    int nc = 0;
+    struct pick_pool pools[PICK_POOLS];
+    int nc = 0, npools = 0;
     size_t qi;
     json_t *q;
     /* A few more candidates than slots, for DAGs at their max_active_tasks. */
@@ -120,8 +152,8 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
         if (qi >= 8)
             break;
         sqlite3_stmt *st = sq(p,
-                              "SELECT t.id, t.pool_slots, t.priority_weight, t.queued_ms, r.dag_id"
-                              " FROM task_instances t JOIN dag_runs r ON r.id = t.run"
+                              "SELECT t.id, t.pool_slots, t.priority_weight, t.queued_ms, r.dag_id,"
+                              " t.pool FROM task_instances t JOIN dag_runs r ON r.id = t.run"
                               " WHERE t.state = 'queued' AND t.queue = ?1 AND t.pool_slots <= ?2"
                               " ORDER BY t.priority_weight DESC, t.queued_ms, t.id LIMIT ?3",
                               "tii", json_string_value(q), slots, lim);
@@ -131,6 +163,7 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
             c[nc].prio = sqlite3_column_int64(st, 2);
             c[nc].queued = sq_col_int(st, 3, 0);
             c[nc].dag = sdag_find(p, sq_text(st, 4));
+            c[nc].pool = pool_index(p, pools, &npools, sq_text(st, 5));
             nc++;
         }
         if (st)
@@ -163,6 +196,11 @@ static int pick(struct plane *p, int64_t agent, json_t *queues, int64_t slots, i
             SCHED(p)->room_blocked = 1;
             continue;
         }
+        if (c[i].pool < 0 || pools[c[i].pool].room < c[i].slots) {
+            SCHED(p)->room_blocked = 1; /* woken when a TI of the pool ends */
+            continue;
+        }
+        pools[c[i].pool].room -= c[i].slots;
         rooms[r].room--;
         sq_run(p,
                "UPDATE task_instances SET state = 'offered', agent_id = ?2, offered_ms = ?3,"
@@ -227,6 +265,25 @@ static const char *cached_text(char **text, json_t *j)
     return *text ? *text : "{}";
 }
 
+/* The params of a run whose conf is a non-empty object: the DAG's params
+ * updated with every key of the conf (Airflow's dag_run_conf_overrides_params),
+ * as malloc'd JSON text; NULL when the run has no such conf (the DAG's
+ * params are used as they are). */
+static char *run_params(struct sdag *d, const char *conf)
+{
+    if (!conf || conf[0] != '{' || strcmp(conf, "{}") == 0)
+        return NULL;
+    json_t *c = json_loads(conf, 0, NULL);
+    json_t *merged = d && json_is_object(d->params) ? json_deep_copy(d->params) : json_object();
+    char *text = NULL;
+    if (json_is_object(c) && json_object_size(c) > 0 && merged &&
+        json_object_update(merged, c) == 0)
+        text = json_dumps(merged, JSON_COMPACT);
+    json_decref(c);
+    json_decref(merged);
+    return text;
+}
+
 /* Appends the assignment of an offered TI as JSON text, without its closing
  * brace (task_token comes last, outside mu); *run and *try_number set.
  * Returns -1 (nothing appended) when the TI is gone. conf and trigger_event
@@ -265,10 +322,15 @@ static int assignment(struct plane *p, struct buf *b, int64_t ti, int64_t *run, 
     put_str(b, d ? d->bundle : "");
     buf_puts(b, ",\"version\":");
     put_str(b, d ? d->bundle_version : "");
+    const char *conf = sqlite3_column_type(st, 11) == SQLITE_NULL ? "{}" : sq_text(st, 11);
+    char *merged = run_params(d, conf);
     buf_printf(b, "},\"task\":%s,\"params\":%s,\"conf\":%s",
                k >= 0 ? cached_text(&d->tasks[k].text, d->tasks[k].json) : "{}",
-               d && d->params ? cached_text(&d->params_text, d->params) : "{}",
-               sqlite3_column_type(st, 11) == SQLITE_NULL ? "null" : sq_text(st, 11));
+               merged           ? merged
+               : d && d->params ? cached_text(&d->params_text, d->params)
+                                : "{}",
+               conf);
+    free(merged);
     if (sqlite3_column_type(st, 3) != SQLITE_NULL)
         buf_printf(b, ",\"trigger_event\":%s", sq_text(st, 3));
     sqlite3_reset(st);
@@ -312,21 +374,62 @@ static void reply_assignments(struct plane *p, int64_t agent, int n, const int64
         plane_error(rs, 500, "internal", "out of memory");
 }
 
+/* The agent token's queues bound what a work poll may ask for: a queue
+ * outside them is refused (403 naming it), never silently dropped. -1 after
+ * replying. */
+static int work_queues_allowed(struct plane *p, struct plane_req *rq, struct plane_resp *rs,
+                               json_t *queues)
+{
+    json_t *allowed = NULL;
+    size_t i, j;
+    json_t *v, *a;
+    pthread_mutex_lock(&p->mu);
+    int r = agents_token_queues(p, rq->who.agent_id, &allowed);
+    pthread_mutex_unlock(&p->mu);
+    if (r < 0) {
+        plane_error(rs, 500, "internal", "cannot read the agent token");
+        return -1;
+    }
+    json_array_foreach(queues, i, v)
+    {
+        int found = r == 0;
+        json_array_foreach(allowed, j, a)
+        {
+            if (!found && json_equal(a, v))
+                found = 1;
+        }
+        if (!found) {
+            plane_error(rs, 403, "forbidden",
+                        "queues[%zu]: the agent token does not allow queue '%s'", i,
+                        json_string_value(v));
+            json_decref(allowed);
+            return -1;
+        }
+    }
+    json_decref(allowed);
+    return 0;
+}
+
 void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
-    json_t *queues = NULL, *dq = NULL;
+    json_t *queues = NULL;
     int64_t slots;
     double wait;
     if (rq->body && !json_is_object(rq->body)) {
         plane_error(rs, 400, "bad_request", "body: expected object");
         return;
     }
-    if (rq_strarray(rs, rq->body, "queues", 8, &queues) < 0 ||
-        rq_int(rs, rq->body, "free_slots", 0, 100000, 1, 0, &slots) < 0 ||
+    if (rq_strarray(rs, rq->body, "queues", 8, &queues) < 0)
+        return;
+    if (!queues || json_array_size(queues) == 0) {
+        plane_error(rs, 400, "bad_request", "queues: required, at least one queue");
+        return;
+    }
+    if (rq_int(rs, rq->body, "free_slots", 0, 100000, 1, 1, &slots) < 0 ||
         rq_num(rs, rq->body, "wait", 0, 1e9, 0, &wait) < 0)
         return;
-    if (!queues || json_array_size(queues) == 0)
-        queues = dq = json_pack("[s]", "default");
+    if (work_queues_allowed(p, rq, rs, queues) < 0)
+        return;
     int64_t wait_ms = (int64_t)(wait * 1000.0);
     if (wait_ms > p->cfg.longpoll_max_ms)
         wait_ms = p->cfg.longpoll_max_ms;
@@ -348,7 +451,6 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
              * work again, or the wait is over. */
             if (n == 0 && !lost && plane_park(p, rq, PLANE_WAIT_WORK, wait_ms) == 0) {
                 pthread_mutex_unlock(&p->mu);
-                json_decref(dq);
                 return;
             }
         }
@@ -362,7 +464,6 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
             tries[i] = -1;
     }
     pthread_mutex_unlock(&p->mu);
-    json_decref(dq);
     if (authfail) {
         log_info("sched: work poll of agent %" PRId64 " with a stale session", rq->who.agent_id);
         plane_error(rs, 401, "unauthorized", "unauthorized");

@@ -84,9 +84,9 @@ static void run_start(struct plane *p, struct sdag *d, int64_t run, int64_t now)
         const struct dag_task *t = &g->tasks[i];
         sq_run(p,
                "INSERT OR IGNORE INTO task_instances (run, task_id, state, queue,"
-               " priority_weight, pool_slots) VALUES (?1, ?2, 'none', ?3, ?4, ?5)",
-               "ittii", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
-               t->pool_slots);
+               " priority_weight, pool_slots, pool) VALUES (?1, ?2, 'none', ?3, ?4, ?5, ?6)",
+               "ittiit", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
+               t->pool_slots, t->pool ? t->pool : DAG_DEFAULT_POOL);
     }
     sq_run(p, "UPDATE dag_runs SET state = 'running', started_ms = ?2 WHERE id = ?1", "ii", run,
            now);
@@ -209,9 +209,9 @@ static int load_tis(struct plane *p, struct sdag *d, int64_t run, int *st, int64
             continue;
         if (sq_run(p,
                    "INSERT INTO task_instances (run, task_id, state, queue, priority_weight,"
-                   " pool_slots) VALUES (?1, ?2, 'none', ?3, ?4, ?5)",
-                   "ittii", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
-                   t->pool_slots) != SQLITE_DONE)
+                   " pool_slots, pool) VALUES (?1, ?2, 'none', ?3, ?4, ?5, ?6)",
+                   "ittiit", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
+                   t->pool_slots, t->pool ? t->pool : DAG_DEFAULT_POOL) != SQLITE_DONE)
             return -1;
         ids[i] = sqlite3_last_insert_rowid(p->db);
         st[i] = DAG_TI_NONE;
@@ -543,7 +543,7 @@ void sched_h_runs_list(struct plane *p, struct plane_req *rq, struct plane_resp 
 static json_t *ti_json(sqlite3_stmt *st)
 {
     return json_pack(
-        "{sI ss sI sI ss ss sI sI so so so so so so so so}", "ti_id",
+        "{sI ss sI sI ss ss sI sI so so so so so so so so so}", "ti_id",
         (json_int_t)sqlite3_column_int64(st, 0), "task_id", sq_text(st, 1), "map_index",
         (json_int_t)sqlite3_column_int64(st, 2), "try_number",
         (json_int_t)sqlite3_column_int64(st, 3), "state", sq_text(st, 4), "queue", sq_text(st, 5),
@@ -559,7 +559,8 @@ static json_t *ti_json(sqlite3_stmt *st)
         sqlite3_column_type(st, 13) == SQLITE_NULL ? json_null() : json_string(sq_text(st, 13)),
         "log_uri",
         sqlite3_column_type(st, 14) == SQLITE_NULL ? json_null() : json_string(sq_text(st, 14)),
-        "queued_at", sched_col_time(st, 15));
+        "queued_at", sched_col_time(st, 15), "agent_name",
+        sqlite3_column_type(st, 16) == SQLITE_NULL ? json_null() : json_string(sq_text(st, 16)));
 }
 
 void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
@@ -578,9 +579,11 @@ void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *
     if (out) {
         json_t *tis = json_array();
         st = sq(p,
-                "SELECT id, task_id, map_index, try_number, state, queue, priority_weight,"
-                " pool_slots, agent_id, started_ms, ended_ms, next_retry_ms, exit_code, reason,"
-                " log_uri, queued_ms FROM task_instances WHERE run = ?1 ORDER BY id",
+                "SELECT t.id, t.task_id, t.map_index, t.try_number, t.state, t.queue,"
+                " t.priority_weight, t.pool_slots, t.agent_id, t.started_ms, t.ended_ms,"
+                " t.next_retry_ms, t.exit_code, t.reason, t.log_uri, t.queued_ms, a.name"
+                " FROM task_instances t LEFT JOIN agents a ON a.id = t.agent_id"
+                " WHERE t.run = ?1 ORDER BY t.id",
                 "i", id);
         while (st && sqlite3_step(st) == SQLITE_ROW)
             json_array_append_new(tis, ti_json(st));
@@ -696,4 +699,148 @@ void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp 
     sq_commit(p, began);
     pthread_mutex_unlock(&p->mu);
     plane_reply(rs, 200, json_pack("{ss ss}", "task_id", rq->param[2], "state", "failed"));
+}
+
+/* Marks a task instance success whatever its state (a running try is told
+ * to stop at its worker's next heartbeat, as for fail); the run's
+ * upstream_failed task instances and the run are evaluated again, so
+ * downstream tasks run and a failed run can end as success. */
+void sched_h_task_success(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    pthread_mutex_lock(&p->mu);
+    int64_t run = 0;
+    int64_t ti = find_ti(p, rq, rq->param[2], &run);
+    if (!ti) {
+        pthread_mutex_unlock(&p->mu);
+        plane_error(rs, 404, "not_found", "no such task instance");
+        return;
+    }
+    int64_t now = plane_now_ms();
+    int began = sq_begin(p);
+    sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", ti);
+    sq_run(p,
+           "UPDATE task_instances SET state = 'success', ended_ms = ?2, due_ms = NULL,"
+           " cancel_ms = NULL, next_retry_ms = NULL, reason = 'marked success' WHERE id = ?1",
+           "ii", ti, now);
+    /* upstream_failed is a consequence: evaluated again (it comes back
+     * when another upstream task still failed). */
+    sq_run(p,
+           "UPDATE task_instances SET state = 'none', ended_ms = NULL, reason = NULL"
+           " WHERE run = ?1 AND state = 'upstream_failed'",
+           "i", run);
+    sq_run(p,
+           "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1 AND"
+           " state = 'failed'",
+           "i", run);
+    sched_mark_run(p, run, SDIRTY_EVAL);
+    int failed = sq_commit(p, began);
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        plane_store_failed(rs);
+        return;
+    }
+    plane_reply(rs, 200, json_pack("{ss ss}", "task_id", rq->param[2], "state", "success"));
+}
+
+/* Run id and state of (dag_id, run_id) of the path (mu held); 0 when absent.
+ * state (may be NULL) gets a copy of at most n bytes. */
+static int64_t find_run(struct plane *p, struct plane_req *rq, char *state, size_t n)
+{
+    sqlite3_stmt *st = sq(p, "SELECT id, state FROM dag_runs WHERE dag_id = ?1 AND run_id = ?2",
+                          "tt", rq->param[0], rq->param[1]);
+    int64_t id = 0;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        if (state)
+            snprintf(state, n, "%s", sq_text(st, 1));
+    }
+    if (st)
+        sqlite3_reset(st);
+    return id;
+}
+
+/* Clears every task instance of a run (as tasks/{task_id}/clear does for
+ * one): the run runs again from the start; running tries are stopped at
+ * their workers' next heartbeat. */
+void sched_h_run_clear(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    json_t *cleared = json_array();
+    pthread_mutex_lock(&p->mu);
+    int64_t run = find_run(p, rq, NULL, 0);
+    if (!run) {
+        pthread_mutex_unlock(&p->mu);
+        json_decref(cleared);
+        plane_error(rs, 404, "not_found", "no such dag run");
+        return;
+    }
+    int began = sq_begin(p);
+    int64_t ids[1024];
+    size_t n = 0;
+    sqlite3_stmt *st =
+        sq(p, "SELECT id, task_id FROM task_instances WHERE run = ?1 ORDER BY id", "i", run);
+    while (st && sqlite3_step(st) == SQLITE_ROW && n < sizeof(ids) / sizeof(ids[0])) {
+        ids[n++] = sqlite3_column_int64(st, 0);
+        json_array_append_new(cleared, json_string(sq_text(st, 1)));
+    }
+    if (st)
+        sqlite3_reset(st);
+    for (size_t i = 0; i < n; i++)
+        clear_one(p, ids[i]);
+    sq_run(p, "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1", "i", run);
+    SCHED(p)->runs_changed = 1;
+    sched_mark_run(p, run, SDIRTY_EVAL);
+    int failed = sq_commit(p, began);
+    plane_kick(p);
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        json_decref(cleared);
+        plane_store_failed(rs);
+        return;
+    }
+    plane_reply(rs, 200, json_pack("{so}", "cleared", cleared));
+}
+
+/* Cancels a queued or running run: its unfinished task instances end
+ * (running, offered and deferred ones failed with reason "run cancelled",
+ * the others skipped), their triggers are dropped, and the run is failed.
+ * A finished run is 409. */
+void sched_h_run_cancel(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    char state[32] = "";
+    pthread_mutex_lock(&p->mu);
+    int64_t run = find_run(p, rq, state, sizeof(state));
+    if (!run || (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)) {
+        pthread_mutex_unlock(&p->mu);
+        if (!run)
+            plane_error(rs, 404, "not_found", "no such dag run");
+        else
+            plane_error(rs, 409, "conflict", "the run is already %s", state);
+        return;
+    }
+    int64_t now = plane_now_ms();
+    int began = sq_begin(p);
+    sq_run(p, "DELETE FROM triggers WHERE ti IN (SELECT id FROM task_instances WHERE run = ?1)",
+           "i", run);
+    sq_run(p,
+           "UPDATE task_instances SET state = 'failed', ended_ms = ?2, due_ms = NULL,"
+           " next_retry_ms = NULL, reason = 'run cancelled' WHERE run = ?1 AND"
+           " state IN ('offered', 'running', 'deferred')",
+           "ii", run, now);
+    sq_run(p,
+           "UPDATE task_instances SET state = 'skipped', ended_ms = ?2, due_ms = NULL,"
+           " next_retry_ms = NULL, reason = 'run cancelled' WHERE run = ?1 AND"
+           " state IN ('none', 'scheduled', 'queued', 'up_for_retry')",
+           "ii", run, now);
+    sq_run(p, "UPDATE dag_runs SET state = 'failed', ended_ms = ?2 WHERE id = ?1", "ii", run, now);
+    SCHED(p)->runs_changed = 1;
+    int failed = sq_commit(p, began);
+    plane_kick(p);
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        plane_store_failed(rs);
+        return;
+    }
+    plane_reply(
+        rs, 200,
+        json_pack("{ss ss ss}", "dag_id", rq->param[0], "run_id", rq->param[1], "state", "failed"));
 }

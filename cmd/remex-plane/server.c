@@ -22,6 +22,7 @@
  * thread that suspends it).
  */
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -110,9 +111,9 @@ static void healthz(struct plane *p, struct plane_req *rq, struct plane_resp *rs
 }
 
 static const struct plane_route routes_core[] = {
-    {"GET", "/healthz", AUTHZ_NONE, healthz},
-    {"GET", "/metrics", AUTHZ_NONE, metrics_handle},
-    {NULL, NULL, AUTHZ_NONE, NULL},
+    {"GET", "/healthz", AUTHZ_NONE, healthz, 0},
+    {"GET", "/metrics", AUTHZ_NONE, metrics_handle, 0},
+    {NULL, NULL, AUTHZ_NONE, NULL, 0},
 };
 
 static const struct plane_route *const tables[] = {
@@ -348,6 +349,15 @@ static enum MHD_Result send_resp(struct plane *p, struct MHD_Connection *c, stru
     return ret;
 }
 
+/* Name of one PLANE_ROLE_* bit. */
+static const char *role_name(unsigned bit)
+{
+    for (unsigned b = 0; decode_agent_roles[b]; b++)
+        if (bit == 1u << b)
+            return decode_agent_roles[b];
+    return "?";
+}
+
 /* Authenticates, parses the body and runs the handler (upload complete); the
  * request is kept in st->rq for a parked handler's next run. */
 static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *st,
@@ -356,6 +366,7 @@ static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *s
     const struct plane_route *r = st->route;
     struct plane_req *rq = &st->rq;
     char why[256];
+    unsigned role = 0;
     *rq = (struct plane_req){
         .method = method, .path = url, .nparam = st->nparam, .conn = c, .server_state = st};
     memcpy(rq->param, st->param, sizeof(rq->param));
@@ -381,11 +392,20 @@ static void dispatch(struct plane *p, struct MHD_Connection *c, struct rstate *s
             snprintf(why, sizeof(why), "task token of ti %lld used for ti %s",
                      (long long)rq->who.ti_id, rq->param[it]);
             code = 403;
+        } else if (rq->who.kind == AUTHZ_SESSION && r->role && !(rq->who.roles & r->role)) {
+            snprintf(why, sizeof(why), "session of agent %lld has no %s role",
+                     (long long)rq->who.agent_id, role_name(r->role));
+            code = 403;
+            role = r->role;
         }
     }
     if (code) {
         log_warn("auth: %s %s refused (%d): %s", method, r->pattern, code, why);
-        if (code == 403)
+        if (role) /* the agent's own registration: no credential detail in it */
+            plane_error(rs, 403, "forbidden",
+                        "this route needs the %s role: the agent did not register it",
+                        role_name(role));
+        else if (code == 403)
             plane_error(rs, 403, "forbidden", "credential not allowed here");
         else
             plane_error(rs, 401, "unauthorized", "missing or invalid credential");
@@ -671,6 +691,35 @@ static remex_err parse_listen(const char *s, struct sockaddr_storage *ss, sockle
     return REMEX_OK;
 }
 
+int server_check_listen(const char *listen, char *why, size_t whysz)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    struct remex_error e = {0};
+    if (!listen || parse_listen(listen, &ss, &sl, &e) == REMEX_OK)
+        return 0;
+    /* parse_listen's message starts with "listen: " */
+    snprintf(why, whysz, "%s (got '%s'; a name such as localhost is not resolved)",
+             strncmp(e.msg, "listen: ", 8) == 0 ? e.msg + 8 : e.msg, listen);
+    return -1;
+}
+
+int server_check_tls_priorities(const char *prio, char *why, size_t whysz)
+{
+    gnutls_priority_t pc;
+    const char *at = NULL;
+    if (!prio)
+        return 0;
+    int rc = gnutls_priority_init(&pc, prio, &at);
+    if (rc == GNUTLS_E_SUCCESS) {
+        gnutls_priority_deinit(pc);
+        return 0;
+    }
+    snprintf(why, whysz, "not a valid GnuTLS priority string (%s at '%.40s')", gnutls_strerror(rc),
+             at ? at : prio);
+    return -1;
+}
+
 static uint16_t bound_port(struct MHD_Daemon *d)
 {
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -739,6 +788,9 @@ static remex_err tls_setup(struct plane *p, struct server *s, struct MHD_OptionI
     *flags |= MHD_USE_TLS;
     opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert};
     opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key};
+    opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                      p->cfg.tls_priorities ? p->cfg.tls_priorities
+                                                            : SERVER_TLS_PRIORITIES};
     return REMEX_OK;
 }
 
@@ -757,7 +809,7 @@ remex_err server_start(struct plane *p, struct remex_error *e)
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+    struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
     int want_tls = p->cfg.tls_cert && *p->cfg.tls_cert && p->cfg.tls_key && *p->cfg.tls_key;
     if (want_tls && (rc = tls_setup(p, s, tls, &flags, e))) {
         server_free(s);

@@ -49,6 +49,17 @@ const struct store_migration store_migrations_core[] = {
         " last_heartbeat_ms INTEGER NOT NULL,"
         " lost_ms INTEGER NOT NULL DEFAULT 0);"
         "CREATE INDEX agents_heartbeat ON agents(state, last_heartbeat_ms);"},
+    /* Role-scoped agent tokens: tokens.roles holds the PLANE_ROLE_* bits the
+     * token allows (existing tokens: all), tokens.queues the JSON array of
+     * queues it may serve (NULL: every queue); agents.role_mask the bits the
+     * agent registered with (computed for existing rows from agents.roles). */
+    {2, "ALTER TABLE tokens ADD COLUMN roles INTEGER NOT NULL DEFAULT 15;"
+        "ALTER TABLE tokens ADD COLUMN queues TEXT;"
+        "ALTER TABLE agents ADD COLUMN role_mask INTEGER NOT NULL DEFAULT 0;"
+        "UPDATE agents SET role_mask = (instr(roles, '\"worker\"') > 0)"
+        " | ((instr(roles, '\"triggerer\"') > 0) << 1)"
+        " | ((instr(roles, '\"dag-processor\"') > 0) << 2)"
+        " | ((instr(roles, '\"sentinel\"') > 0) << 3);"},
     {0, NULL},
 };
 
@@ -380,6 +391,20 @@ static int current_version(struct plane *p)
     return v;
 }
 
+/* 1 when migration version is recorded in schema_version. */
+static int applied(struct plane *p, int version)
+{
+    sqlite3_stmt *st = NULL;
+    int yes = 0;
+    if (sqlite3_prepare_v2(p->db, "SELECT 1 FROM schema_version WHERE version = ?", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, version);
+        yes = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return yes;
+}
+
 static remex_err apply_one(struct plane *p, const struct store_migration *m, struct remex_error *e)
 {
     char rec[96];
@@ -399,7 +424,9 @@ static remex_err apply_one(struct plane *p, const struct store_migration *m, str
     return REMEX_OK;
 }
 
-/* Applies pending migrations of both arrays, merged in version order. */
+/* Applies pending migrations of both arrays, merged in version order. A
+ * migration is pending when schema_version does not record it: a core
+ * migration added after scheduler ones were applied still runs once. */
 static remex_err migrate(struct plane *p, struct remex_error *e)
 {
     const struct store_migration *a = store_migrations_core, *b = store_migrations_sched;
@@ -414,7 +441,7 @@ static remex_err migrate(struct plane *p, struct remex_error *e)
             return remex_seterr(e, REMEX_EINVAL, "migration %d: versions not increasing",
                                 m->version);
         last = m->version;
-        if (m->version <= have)
+        if (m->version <= have && applied(p, m->version))
             continue;
         remex_err rc = apply_one(p, m, e);
         if (rc)
@@ -449,6 +476,12 @@ remex_err store_open(struct plane *p, struct remex_error *e)
     remex_err rc = make_parent(p->cfg.db_path, e);
     if (rc)
         return rc;
+    /* Created here with mode 0600 whatever the umask: SQLite gives the -wal
+     * and -shm files the mode of the database file. */
+    int fd = open(p->cfg.db_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return remex_seterr(e, REMEX_EIO, "%s: %s", p->cfg.db_path, strerror(errno));
+    close(fd);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
     if (sqlite3_open_v2(p->cfg.db_path, &p->db, flags, store_vfs_name()) != SQLITE_OK) {
         rc = remex_seterr(e, REMEX_EIO, "%s: %s", p->cfg.db_path,

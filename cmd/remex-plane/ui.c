@@ -309,10 +309,10 @@ static void h_asset(struct plane *p, struct plane_req *rq, struct plane_resp *rs
 }
 
 const struct plane_route plane_routes_ui[] = {
-    {"GET", "/", AUTHZ_NONE, h_index},
-    {"GET", "/ui/{version}/{file}", AUTHZ_NONE, h_asset},
-    {"POST", "/api/v1/ui/session", AUTHZ_NONE, h_login},
-    {"GET", "/api/v1/ui/session", AUTHZ_ADMIN, h_session},
-    {"DELETE", "/api/v1/ui/session", AUTHZ_ADMIN, h_logout},
-    {NULL, NULL, AUTHZ_NONE, NULL},
+    {"GET", "/", AUTHZ_NONE, h_index, 0},
+    {"GET", "/ui/{version}/{file}", AUTHZ_NONE, h_asset, 0},
+    {"POST", "/api/v1/ui/session", AUTHZ_NONE, h_login, 0},
+    {"GET", "/api/v1/ui/session", AUTHZ_ADMIN, h_session, 0},
+    {"DELETE", "/api/v1/ui/session", AUTHZ_ADMIN, h_logout, 0},
+    {NULL, NULL, AUTHZ_NONE, NULL, 0},
 };

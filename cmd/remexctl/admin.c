@@ -9,14 +9,38 @@
 
 #define TXT 512
 
+/* Sets body[key] to the items of the comma-separated list s (non-empty, no
+ * empty item); a usage error names the option. */
+static int comma_list(struct ctl *c, json_t *body, const char *key, const char *s)
+{
+    json_t *a = json_array();
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == 0) {
+            json_decref(a);
+            return ctl_usage(c, "--%s: expected NAME[,NAME...], not '%s'", key, s);
+        }
+        json_array_append_new(a, json_stringn(p, n));
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    json_object_set_new(body, key, a);
+    return CTL_OK;
+}
+
 int cmd_tokens_create(struct ctl *c, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"name", required_argument, NULL, 'n'},
         {"expires", required_argument, NULL, 'e'},
+        {"roles", required_argument, NULL, 'r'},
+        {"queues", required_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
-    const char *name = NULL, *expires = "30d";
+    const char *name = NULL, *expires = "30d", *roles = NULL, *queues = NULL;
     struct remex_error e;
     uint64_t ms;
     json_t *body, *reply = NULL;
@@ -30,6 +54,10 @@ int cmd_tokens_create(struct ctl *c, int argc, char **argv)
             name = optarg;
         else if (ch == 'e')
             expires = optarg;
+        else if (ch == 'r')
+            roles = optarg;
+        else if (ch == 'q')
+            queues = optarg;
         else
             return ctl_usage(c, "unknown or incomplete option '%s'", argv[optind - 1]);
     }
@@ -44,6 +72,11 @@ int cmd_tokens_create(struct ctl *c, int argc, char **argv)
     body = json_pack("{s:s, s:I}", "name", name, "expires_in", (json_int_t)(ms / 1000));
     if (body == NULL)
         return ctl_fail(c, CTL_EFAIL, "out of memory");
+    if ((roles && (rc = comma_list(c, body, "roles", roles)) != CTL_OK) ||
+        (queues && (rc = comma_list(c, body, "queues", queues)) != CTL_OK)) {
+        json_decref(body);
+        return rc;
+    }
     rc = ctl_fetch(c, "POST", "/api/v1/admin/tokens", body, &reply);
     json_decref(body);
     if (rc != CTL_OK || reply == NULL)
@@ -77,10 +110,11 @@ static const char *token_status(const json_t *tok)
 
 int cmd_tokens_list(struct ctl *c, int argc, char **argv)
 {
-    static const char *const hdr[] = {"ID", "NAME", "STATUS", "CREATED", "EXPIRES", "LAST USED"};
+    static const char *const hdr[] = {"ID",     "NAME",    "STATUS",  "ROLES",
+                                      "QUEUES", "CREATED", "EXPIRES", "LAST USED"};
     struct table t;
     json_t *reply, *list, *tok;
-    char b[5][TXT];
+    char b[7][TXT];
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
@@ -89,16 +123,18 @@ int cmd_tokens_list(struct ctl *c, int argc, char **argv)
     rc = ctl_fetch(c, "GET", "/api/v1/admin/tokens", NULL, &reply);
     if (rc != CTL_OK || reply == NULL)
         return rc;
-    if ((list = ctl_list(reply, "tokens")) == NULL || table_init(&t, 6, hdr) != REMEX_OK) {
+    if ((list = ctl_list(reply, "tokens")) == NULL || table_init(&t, 8, hdr) != REMEX_OK) {
         json_decref(reply);
         return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
     }
     json_array_foreach(list, i, tok)
     {
-        const char *row[6] = {
+        const char *row[8] = {
             ctl_field(tok, "id", b[0], TXT),
             ctl_field(tok, "name", b[1], TXT),
             token_status(tok),
+            ctl_field(tok, "roles", b[5], TXT),
+            json_object_get(tok, "queues") ? ctl_field(tok, "queues", b[6], TXT) : "*",
             ctl_field(tok, "created_at", b[2], TXT),
             ctl_field(tok, "expires_at", b[3], TXT),
             ctl_field(tok, "last_used_at", b[4], TXT),
@@ -208,7 +244,7 @@ static int print_checks(const struct ctl *c, const json_t *health)
  * The agent id of NAME_OR_ID into id (digits only): an agent named so wins,
  * then an agent with that id. Fails (printed) when none matches.
  */
-static int agent_resolve(struct ctl *c, const char *arg, char *id, size_t n)
+int ctl_agent_resolve(struct ctl *c, const char *arg, char *id, size_t n)
 {
     json_t *reply = NULL, *list, *a;
     const json_t *by_id = NULL, *by_name = NULL;
@@ -254,7 +290,7 @@ static int agent_set_desired(struct ctl *c, int argc, char **argv, const char *d
     int rc = ctl_positional(c, argc, argv, 1, "agent NAME_OR_ID");
 
     if (rc == CTL_OK)
-        rc = agent_resolve(c, argv[1], id, sizeof(id));
+        rc = ctl_agent_resolve(c, argv[1], id, sizeof(id));
     if (rc == CTL_OK)
         rc = ctl_path(c, &path, "/api/v1/admin/agents/%s", id);
     if (rc == CTL_OK && (body = json_pack("{s:s}", "desired_state", desired)) == NULL)
@@ -305,7 +341,7 @@ int cmd_agents_show(struct ctl *c, int argc, char **argv)
     int rc = ctl_positional(c, argc, argv, 1, "agent NAME_OR_ID");
 
     if (rc == CTL_OK)
-        rc = agent_resolve(c, argv[1], id, sizeof(id));
+        rc = ctl_agent_resolve(c, argv[1], id, sizeof(id));
     if (rc == CTL_OK)
         rc = ctl_path(c, &path, "/api/v1/admin/agents/%s", id);
     if (rc == CTL_OK)

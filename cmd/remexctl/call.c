@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <yaml.h>
+
 #include "ctl.h"
 #include "remex/http.h"
 #include "remex/json.h"
@@ -84,6 +86,81 @@ static int map_error(struct ctl *c, remex_err rc, const struct remex_error *e)
     }
 }
 
+/* Path segment i (0: the one after "/api/v1/admin/" or "/api/v1/"),
+ * percent-decoded into buf; "" when absent. */
+static const char *segment(const char *path, int i, char *buf, size_t n)
+{
+    const char *p = strncmp(path, "/api/v1/admin/", 14) == 0 ? path + 14
+                    : strncmp(path, "/api/v1/", 8) == 0      ? path + 8
+                                                             : path;
+    char raw[256];
+    size_t o = 0;
+
+    for (; i > 0 && p; i--)
+        if ((p = strchr(p, '/')) != NULL)
+            p++;
+    for (; p && *p && *p != '/' && *p != '?' && o + 1 < sizeof(raw); p++) {
+        unsigned v;
+        if (p[0] == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]) &&
+            sscanf(p + 1, "%2x", &v) == 1) {
+            raw[o++] = (char)v;
+            p += 2;
+        } else {
+            raw[o++] = *p;
+        }
+    }
+    raw[o] = '\0';
+    table_sanitize(buf, n, raw);
+    return buf;
+}
+
+/* A refusal of the plane (4xx other than 401/403, 5xx) in the user's terms
+ * first: what was not found and how to get it; the plane's own message
+ * otherwise. -v adds the HTTP exchange. Returns CTL_EFAIL. */
+static int refused(struct ctl *c, const char *what, const char *path, int status,
+                   const struct buf *body)
+{
+    json_t *b = body->len ? json_loadb(body->data, body->len, 0, NULL) : NULL;
+    json_t *err = json_object_get(b, "error");
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    const char *code = json_string_value(json_object_get(err, "code"));
+    char s0[256], s1[256], s2[256], s3[256], s4[256], m[512];
+    const char *kind = segment(path, 0, s0, sizeof(s0));
+
+    table_sanitize(m, sizeof(m), msg ? msg : "");
+    if (c->verbose)
+        fprintf(stderr, "remexctl: %s: HTTP %d %s: %s\n", what, status, code ? code : "?",
+                m[0] ? m : "(no message)");
+    if (status == 404 && strcmp(kind, "dags") == 0 && msg && strstr(msg, "task")) {
+        ctl_fail(c, CTL_EFAIL,
+                 "task '%s' not found in run '%s' of DAG '%s'; see remexctl tasks "
+                 "list %s %s",
+                 segment(path, 5, s1, sizeof(s1)), segment(path, 3, s2, sizeof(s2)),
+                 segment(path, 1, s3, sizeof(s3)), s3, s2);
+    } else if (status == 404 && strcmp(kind, "dags") == 0 && msg && strstr(msg, "run")) {
+        ctl_fail(c, CTL_EFAIL, "run '%s' of DAG '%s' not found; see remexctl runs list %s",
+                 segment(path, 3, s1, sizeof(s1)), segment(path, 1, s2, sizeof(s2)), s2);
+    } else if (status == 404 && strcmp(kind, "dags") == 0) {
+        ctl_fail(c, CTL_EFAIL, "DAG '%s' not found; push it with remexctl dags push",
+                 segment(path, 1, s1, sizeof(s1)));
+    } else if (status == 404 && strcmp(kind, "agents") == 0) {
+        ctl_fail(c, CTL_EFAIL, "agent '%s' not found; see remexctl agents list",
+                 segment(path, 1, s1, sizeof(s1)));
+    } else if (status == 404 && strcmp(kind, "tokens") == 0) {
+        ctl_fail(c, CTL_EFAIL, "token %s not found; see remexctl tokens list",
+                 segment(path, 1, s1, sizeof(s1)));
+    } else if (status == 409) {
+        ctl_fail(c, CTL_EFAIL, "conflict: %s", m[0] ? m : "the plane refused the change");
+    } else if (status >= 500) {
+        ctl_fail(c, CTL_EFAIL, "the plane failed to answer (HTTP %d%s%s); try again%s", status,
+                 m[0] ? ": " : "", m, c->verbose ? "" : " (-v shows the request)");
+    } else {
+        ctl_fail(c, CTL_EFAIL, "%s", m[0] ? m : segment(path, 0, s4, sizeof(s4)));
+    }
+    json_decref(b);
+    return CTL_EFAIL;
+}
+
 int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, json_t **reply,
              struct buf *raw)
 {
@@ -115,6 +192,11 @@ int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, 
         return map_error(c, rc, &e);
     }
     snprintf(what, sizeof(what), "%s %s", method, path);
+    if (rs.status >= 400 && rs.status != 401 && rs.status != 403) {
+        x = refused(c, what, path, rs.status, &rs.body);
+        http_response_free(&rs);
+        return x;
+    }
     rc = http_check_status(what, rs.status, &rs.body, &e);
     if (rc == REMEX_OK && reply != NULL && rs.body.len > 0) {
         memset(&po, 0, sizeof(po));
@@ -267,8 +349,99 @@ remex_err ctl_kv(struct table *t, const char *key, const char *value)
     return table_add(t, (const char *const[]){k, value});
 }
 
+/* Emits v as YAML events (block style; strings quoted only when YAML needs
+ * it). 0 or -1. */
+static int yaml_value(yaml_emitter_t *em, json_t *v)
+{
+    yaml_event_t ev;
+    char num[64];
+    const char *k;
+    json_t *x;
+    size_t i;
+    int ok = 1;
+
+    if (json_is_object(v)) {
+        ok = yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) &&
+             yaml_emitter_emit(em, &ev);
+        json_object_foreach(v, k, x)
+        {
+            if (!ok)
+                break;
+            ok = yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)k, (int)strlen(k), 1,
+                                              1, YAML_ANY_SCALAR_STYLE) &&
+                 yaml_emitter_emit(em, &ev) && yaml_value(em, x) == 0;
+        }
+        return ok && yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev) ? 0 : -1;
+    }
+    if (json_is_array(v)) {
+        ok = yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE) &&
+             yaml_emitter_emit(em, &ev);
+        json_array_foreach(v, i, x)
+        {
+            if (ok)
+                ok = yaml_value(em, x) == 0;
+        }
+        return ok && yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev) ? 0 : -1;
+    }
+    if (json_is_string(v))
+        return yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)json_string_value(v),
+                                            (int)json_string_length(v), 1, 1,
+                                            YAML_ANY_SCALAR_STYLE) &&
+                       yaml_emitter_emit(em, &ev)
+                   ? 0
+                   : -1;
+    if (json_is_integer(v))
+        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+    else
+        snprintf(num, sizeof(num), "%s",
+                 json_is_true(v)    ? "true"
+                 : json_is_false(v) ? "false"
+                                    : "null");
+    return yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)num, (int)strlen(num), 1, 0,
+                                        YAML_PLAIN_SCALAR_STYLE) &&
+                   yaml_emitter_emit(em, &ev)
+               ? 0
+               : -1;
+}
+
+static int yaml_out(void *data, unsigned char *buffer, size_t size)
+{
+    return buf_append(data, buffer, size) == REMEX_OK;
+}
+
+/* The JSON document raw as a YAML document on stdout. */
+static int print_yaml(const struct ctl *c, const struct buf *raw)
+{
+    json_t *v = json_loadb(raw->data ? raw->data : "null", raw->len ? raw->len : 4,
+                           JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    struct buf out = BUF_INIT(64u * 1024u * 1024u);
+    yaml_emitter_t em;
+    yaml_event_t ev;
+    int ok = v != NULL && yaml_emitter_initialize(&em);
+
+    if (ok) {
+        yaml_emitter_set_output(&em, yaml_out, &out);
+        yaml_emitter_set_unicode(&em, 1);
+        ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) &&
+             yaml_emitter_emit(&em, &ev) &&
+             yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) &&
+             yaml_emitter_emit(&em, &ev) && yaml_value(&em, v) == 0 &&
+             yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&em, &ev) &&
+             yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev);
+        yaml_emitter_delete(&em);
+    }
+    json_decref(v);
+    int rc = ok ? ctl_write(c, &out) : ctl_fail(c, CTL_EFAIL, "cannot write the reply as YAML");
+    buf_free(&out);
+    return rc;
+}
+
 int ctl_print_raw(const struct ctl *c, struct buf *raw)
 {
+    if (c->yaml)
+        return print_yaml(c, raw);
     if ((raw->len == 0 || raw->data[raw->len - 1] != '\n') && buf_putc(raw, '\n') != REMEX_OK)
         return ctl_fail(c, CTL_EFAIL, "output too large");
     return ctl_write(c, raw);

@@ -7,7 +7,10 @@
  *   call.c    plane calls (HTTP client, error to exit code mapping), output
  *             helpers (tables, key/value lists, JSON values as text)
  *   admin.c   tokens, agents, import-errors
- *   dags.c    dags, runs, tasks, trigger --wait
+ *   dags.c    dags, runs
+ *   tasks.c   tasks list, clear, fail, mark, logs; the task instance table
+ *   trigger.c dags trigger --wait
+ *   manage.c  runs cancel/clear, dags delete/backfill, agents delete, pools
  *   push.c    dags push: DAG YAML file -> canonical DAG JSON -> upload
  *
  * Every command function returns an exit code (enum ctl_exit) and has already
@@ -43,6 +46,9 @@ struct ctl {
     const char *ca_file;
     int insecure_http;         /* allow http:// to non-loopback hosts */
     int json;                  /* -o json */
+    int yaml;                  /* -o yaml (json is set too: the reply, as YAML) */
+    int wide;                  /* -o wide: tables with every column */
+    int verbose;               /* -v: HTTP detail of refusals */
     const char *cmd;           /* "dags push": prefix of messages (static or argv) */
     char token[CTL_TOKEN_MAX]; /* "" until loaded; wiped at exit */
     struct http_client *http;  /* owned; created on the first call */
@@ -104,6 +110,17 @@ int ctl_print_raw(const struct ctl *c, struct buf *raw);
 /* Key/value list: a headerless two-column table of "key:" and value. */
 remex_err ctl_kv(struct table *t, const char *key, const char *value);
 
+/* ---- admin.c ---- */
+/* The agent id (digits) of NAME_OR_ID into id: an agent so named wins, then
+ * the agent with that id; the failure is printed. */
+int ctl_agent_resolve(struct ctl *c, const char *arg, char *id, size_t n);
+
+/* ---- tasks.c ---- */
+/* Prints the task instances of run (a DagRunDetail) as a table: MAP only
+ * when a task is mapped, LOG with -o wide; failed_only: the failed ones with
+ * their reason and log. */
+int ctl_print_tis(const struct ctl *c, const json_t *run, int failed_only);
+
 /* ---- command functions ---- */
 int cmd_tokens_create(struct ctl *c, int argc, char **argv);
 int cmd_tokens_list(struct ctl *c, int argc, char **argv);
@@ -124,6 +141,17 @@ int cmd_runs_list(struct ctl *c, int argc, char **argv);
 int cmd_runs_show(struct ctl *c, int argc, char **argv);
 int cmd_tasks_clear(struct ctl *c, int argc, char **argv);
 int cmd_tasks_fail(struct ctl *c, int argc, char **argv);
+int cmd_tasks_mark(struct ctl *c, int argc, char **argv);
+int cmd_tasks_list(struct ctl *c, int argc, char **argv);
+int cmd_tasks_logs(struct ctl *c, int argc, char **argv);
+int cmd_runs_cancel(struct ctl *c, int argc, char **argv);
+int cmd_runs_clear(struct ctl *c, int argc, char **argv);
+int cmd_dags_delete(struct ctl *c, int argc, char **argv);
+int cmd_dags_backfill(struct ctl *c, int argc, char **argv);
+int cmd_agents_delete(struct ctl *c, int argc, char **argv);
+int cmd_pools_list(struct ctl *c, int argc, char **argv);
+int cmd_pools_set(struct ctl *c, int argc, char **argv);
+int cmd_pools_delete(struct ctl *c, int argc, char **argv);
 
 /* Commands without options: rejects any option, checks the positional count. */
 int ctl_positional(const struct ctl *c, int argc, char **argv, int want, const char *what);

@@ -47,10 +47,24 @@ int cmd_dags_list(struct ctl *c, int argc, char **argv)
     return ctl_table_print(c, &t, 0);
 }
 
+/* A multi-line shell string shows its first line and the count of the
+ * others in the table; print_shells prints it whole below. */
 static const char *task_what(const json_t *task, char *buf, size_t n)
 {
-    if (json_is_string(json_object_get(task, "shell")))
-        return json_string_value(json_object_get(task, "shell"));
+    const char *sh = json_string_value(json_object_get(task, "shell"));
+    const char *nl = sh ? strchr(sh, '\n') : NULL;
+
+    if (nl && nl[1] != '\0') {
+        size_t lines = 1;
+        for (const char *q = nl; q && q[1]; q = strchr(q + 1, '\n'))
+            lines++;
+        snprintf(buf, n, "%.*s ... (%zu lines, below)", (int)(nl - sh), sh, lines);
+        return buf;
+    }
+    if (sh) {
+        snprintf(buf, n, "%.*s", (int)(nl ? (size_t)(nl - sh) : strlen(sh)), sh);
+        return buf;
+    }
     if (json_is_array(json_object_get(task, "command"))) {
         const char *s = ctl_field(task, "command", buf, n);
         size_t i;
@@ -91,7 +105,27 @@ static int print_tasks(const struct ctl *c, const json_t *dag)
             break;
     }
     printf("\n");
-    return ctl_table_print(c, &t, 0);
+    int rc = ctl_table_print(c, &t, 0);
+    json_array_foreach(tasks, i, k)
+    {
+        const char *sh = json_string_value(json_object_get(k, "shell"));
+        const char *nl = sh ? strchr(sh, '\n') : NULL;
+        char id[TXT], line[TXT];
+
+        if (rc != CTL_OK || !nl || nl[1] == '\0')
+            continue;
+        printf("\nshell of %s:\n", ctl_field(k, "task_id", id, sizeof(id)));
+        while (sh && *sh) {
+            nl = strchr(sh, '\n');
+            size_t len = nl ? (size_t)(nl - sh) : strlen(sh);
+            char one[TXT];
+            snprintf(one, sizeof(one), "%.*s", (int)(len < TXT - 1 ? len : TXT - 1), sh);
+            table_sanitize(line, sizeof(line), one);
+            printf("  %s\n", line);
+            sh = nl ? nl + 1 : NULL;
+        }
+    }
+    return rc;
 }
 
 int cmd_dags_show(struct ctl *c, int argc, char **argv)
@@ -102,8 +136,8 @@ int cmd_dags_show(struct ctl *c, int argc, char **argv)
                                        "schedule",
                                        "hash",
                                        "tags",
-                                       "next_dagrun_logical_date",
-                                       "updated_at"};
+                                       "next_dagrun_create_after",
+                                       "description"};
     struct buf path = BUF_INIT(4096);
     struct table t;
     json_t *reply = NULL, *dag;
@@ -209,33 +243,6 @@ int cmd_runs_list(struct ctl *c, int argc, char **argv)
     return ctl_table_print(c, &t, 0);
 }
 
-static int print_tis(const struct ctl *c, const json_t *run)
-{
-    static const char *const hdr[] = {"TASK", "MAP", "TRY", "STATE", "AGENT", "START", "END"};
-    json_t *tis = json_object_get(run, "task_instances"), *ti;
-    struct table t;
-    char b[7][TXT];
-    size_t i;
-
-    if (!json_is_array(tis))
-        return CTL_OK;
-    if (table_init(&t, 7, hdr) != REMEX_OK)
-        return ctl_fail(c, CTL_EFAIL, "out of memory");
-    json_array_foreach(tis, i, ti)
-    {
-        const char *row[7] = {
-            ctl_field(ti, "task_id", b[0], TXT),    ctl_field(ti, "map_index", b[1], TXT),
-            ctl_field(ti, "try_number", b[2], TXT), ctl_field(ti, "state", b[3], TXT),
-            ctl_field(ti, "agent_id", b[4], TXT),   ctl_field(ti, "start_date", b[5], TXT),
-            ctl_field(ti, "end_date", b[6], TXT),
-        };
-        if (table_add(&t, row) != REMEX_OK)
-            break;
-    }
-    printf("\n");
-    return ctl_table_print(c, &t, 0);
-}
-
 static int print_run(const struct ctl *c, const json_t *run)
 {
     static const char *const keys[] = {"dag_id",
@@ -260,7 +267,11 @@ static int print_run(const struct ctl *c, const json_t *run)
         if (json_object_get(run, keys[i]) != NULL)
             ctl_kv(&t, keys[i], ctl_field(run, keys[i], b, sizeof(b)));
     rc = ctl_table_print(c, &t, 1);
-    return rc == CTL_OK ? print_tis(c, run) : rc;
+    if (rc == CTL_OK && json_array_size(json_object_get(run, "task_instances")) > 0) {
+        printf("\n");
+        rc = ctl_print_tis(c, run, 0);
+    }
+    return rc;
 }
 
 static int run_path(const struct ctl *c, struct buf *path, const char *dag, const char *run)
@@ -284,39 +295,4 @@ int cmd_runs_show(struct ctl *c, int argc, char **argv)
     rc = print_run(c, reply);
     json_decref(reply);
     return rc;
-}
-
-static int task_action(struct ctl *c, int argc, char **argv, const char *verb, const char *done)
-{
-    struct buf path = BUF_INIT(4096);
-    json_t *reply = NULL;
-    char b[TXT];
-    int rc = ctl_positional(c, argc, argv, 3, "DAG, RUN and TASK");
-
-    if (rc == CTL_OK)
-        rc = ctl_path(c, &path, "/api/v1/admin/dags/%s/runs/%s/tasks/%s/", argv[1], argv[2],
-                      argv[3]);
-    if (rc == CTL_OK && buf_puts(&path, verb) != REMEX_OK)
-        rc = ctl_fail(c, CTL_EUSAGE, "argument too long");
-    if (rc == CTL_OK)
-        rc = ctl_fetch(c, "POST", buf_cstr(&path), NULL, &reply);
-    buf_free(&path);
-    if (rc != CTL_OK || c->json)
-        return rc;
-    printf("%s %s %s %s", done, argv[1], argv[2], argv[3]);
-    if (json_is_string(json_object_get(reply, "state")))
-        printf(" (state %s)", ctl_field(reply, "state", b, sizeof(b)));
-    printf("\n");
-    json_decref(reply);
-    return fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
-}
-
-int cmd_tasks_clear(struct ctl *c, int argc, char **argv)
-{
-    return task_action(c, argc, argv, "clear", "cleared");
-}
-
-int cmd_tasks_fail(struct ctl *c, int argc, char **argv)
-{
-    return task_action(c, argc, argv, "fail", "marked failed");
 }

@@ -20,10 +20,16 @@
 #include "remex/cfg.h"
 #include "remex/version.h"
 
+static int cmd_completion(struct ctl *c, int argc, char **argv);
+
 const struct ctl_cmd ctl_cmds[] = {
-    {"tokens", "create", "--name NAME [--expires DURATION]", "create an agent token",
+    {"tokens", "create", "--name NAME [--expires DURATION] [--roles R,...] [--queues Q,...]",
+     "create an agent token",
      "  --name NAME          token name (shown in lists)\n"
      "  --expires DURATION   lifetime, e.g. 30d, 12h, 1d12h (default 30d)\n"
+     "  --roles R,...        roles its agents may register: worker, dag-processor,\n"
+     "                       triggerer, sentinel (default: all)\n"
+     "  --queues Q,...       queues its workers may serve (default: every queue)\n"
      "The token value is printed once on stdout; the plane keeps only its hash.\n",
      cmd_tokens_create},
     {"tokens", "list", "", "list agent tokens (never their values)", NULL, cmd_tokens_list},
@@ -40,6 +46,7 @@ const struct ctl_cmd ctl_cmds[] = {
      NULL, cmd_agents_maintenance},
     {"agents", "resume", "NAME_OR_ID", "let a drained or maintenance agent take work again", NULL,
      cmd_agents_resume},
+    {"agents", "delete", "NAME_OR_ID", "forget a lost or offline agent", NULL, cmd_agents_delete},
     {"dags", "list", "", "list DAGs", NULL, cmd_dags_list},
     {"dags", "show", "DAG", "show a DAG and its tasks", NULL, cmd_dags_show},
     {"dags", "push", "FILE.yaml [--bundle NAME]", "upload the DAGs of a YAML DAG file",
@@ -47,6 +54,13 @@ const struct ctl_cmd ctl_cmds[] = {
      "                  version is the SHA-256 of the file\n"
      "Errors in the file are reported as FILE:LINE:COL: message.\n",
      cmd_dags_push},
+    {"dags", "delete", "DAG", "delete a DAG with its runs (none may be queued or running)",
+     "A DAG still in a bundle comes back with the next manifest or push.\n", cmd_dags_delete},
+    {"dags", "backfill", "DAG --from T --to T", "create the scheduled runs of a past period",
+     "  --from T   first logical date (RFC 3339 or YYYY-MM-DD), included\n"
+     "  --to T     last logical date, included\n"
+     "One manual run per schedule time, run id backfill__<logical date>.\n",
+     cmd_dags_backfill},
     {"dags", "pause", "DAG", "pause a DAG (no new scheduled runs)", NULL, cmd_dags_pause},
     {"dags", "unpause", "DAG", "unpause a DAG", NULL, cmd_dags_unpause},
     {"dags", "trigger", "DAG [--conf JSON] [--logical-date T] [--run-id R] [--wait]",
@@ -62,10 +76,37 @@ const struct ctl_cmd ctl_cmds[] = {
      cmd_dags_trigger},
     {"runs", "list", "DAG", "list the runs of a DAG", NULL, cmd_runs_list},
     {"runs", "show", "DAG RUN", "show a run and its task instances", NULL, cmd_runs_show},
-    {"tasks", "clear", "DAG RUN TASK", "clear a task instance so that it runs again", NULL,
-     cmd_tasks_clear},
-    {"tasks", "fail", "DAG RUN TASK", "mark a task instance failed", NULL, cmd_tasks_fail},
+    {"runs", "cancel", "DAG RUN", "cancel a queued or running run (it ends failed)",
+     "Running task instances are stopped and failed, the others skipped.\n", cmd_runs_cancel},
+    {"runs", "clear", "DAG RUN", "clear every task instance of a run so that it runs again", NULL,
+     cmd_runs_clear},
+    {"tasks", "list", "DAG RUN", "list the task instances of a run", NULL, cmd_tasks_list},
+    {"tasks", "clear", "DAG RUN TASK [--downstream]", "clear a task instance so that it runs again",
+     "  --downstream   clear the tasks downstream of TASK as well\n", cmd_tasks_clear},
+    {"tasks", "mark", "success|failed DAG RUN TASK", "mark a task instance success or failed",
+     "A running try is stopped; its run is evaluated again (downstream tasks follow).\n",
+     cmd_tasks_mark},
+    {"tasks", "fail", "DAG RUN TASK", "mark a task instance failed (as tasks mark failed)", NULL,
+     cmd_tasks_fail},
+    {"tasks", "logs", "DAG RUN TASK", "print a task's log, or where it is when not readable here",
+     "Task logs stay on the agent's side: the plane knows where a log is\n"
+     "(log_uri); a file:// log readable from this machine is printed.\n",
+     cmd_tasks_logs},
+    {"pools", "list", "", "list pools with their occupied, queued and open slots", NULL,
+     cmd_pools_list},
+    {"pools", "set", "NAME SLOTS [--description TEXT]", "create or resize a pool",
+     "Task instances of a pool (the DAG task key pool:, default default_pool)\n"
+     "share its slots, each taking its pool_slots while offered or running,\n"
+     "across DAGs, runs and agents. default_pool starts unbounded (1000000).\n",
+     cmd_pools_set},
+    {"pools", "delete", "NAME", "delete a pool (its task instances wait until it exists)", NULL,
+     cmd_pools_delete},
     {"import-errors", NULL, "", "list DAG files that failed to parse", NULL, cmd_import_errors},
+    {"completion", NULL, "bash|zsh", "print a shell completion script",
+     "  bash:  source <(remexctl completion bash)   (or save it in\n"
+     "         /etc/bash_completion.d/remexctl)\n"
+     "  zsh:   source <(remexctl completion zsh)\n",
+     cmd_completion},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -80,7 +121,9 @@ static const char MAIN_HELP[] =
     "                       (else env REMEX_ADMIN_TOKEN, then REMEX_ADMIN_TOKEN_FILE)\n"
     "  --ca-file FILE       CA bundle for verifying the plane's TLS certificate\n"
     "  --insecure-http      allow plain http:// to a non-loopback plane\n"
-    "  -o, --output FORMAT  table (default) or json (the plane's reply as is)\n"
+    "  -o, --output FORMAT  table (default), wide (every column), json (the plane's\n"
+    "                       reply as is) or yaml; accepted anywhere on the line\n"
+    "  -v, --verbose        with a refusal, also print the HTTP request and status\n"
     "  -h, --help           this help; COMMAND --help for a command's\n"
     "  --version            print the version\n";
 
@@ -154,12 +197,19 @@ static void print_main_help(void)
     const struct ctl_cmd *k;
     char words[64];
 
+    int w = 0;
+
+    for (k = ctl_cmds; k->group; k++) {
+        int n = snprintf(words, sizeof(words), "%s%s%s", k->group, k->name ? " " : "",
+                         k->name ? k->name : "");
+        w = n > w ? n : w;
+    }
     fputs(MAIN_HELP, stdout);
     fputs("\nCommands:\n", stdout);
     for (k = ctl_cmds; k->group; k++) {
         snprintf(words, sizeof(words), "%s%s%s", k->group, k->name ? " " : "",
                  k->name ? k->name : "");
-        printf("  %-16s %s\n", words, k->summary);
+        printf("  %-*s  %s\n", w, words, k->summary);
     }
     fputs("\n", stdout);
     fputs(EXIT_HELP, stdout);
@@ -169,10 +219,17 @@ static void print_group_help(const char *group)
 {
     const struct ctl_cmd *k;
 
+    int wn = 0, wa = 0;
+
+    for (k = ctl_cmds; k->group; k++)
+        if (strcmp(k->group, group) == 0 && k->name) {
+            wn = (int)strlen(k->name) > wn ? (int)strlen(k->name) : wn;
+            wa = (int)strlen(k->args) > wa ? (int)strlen(k->args) : wa;
+        }
     printf("usage: remexctl %s SUBCOMMAND ...\n\nSubcommands:\n", group);
     for (k = ctl_cmds; k->group; k++)
-        if (strcmp(k->group, group) == 0)
-            printf("  %-8s %-40s %s\n", k->name, k->args, k->summary);
+        if (strcmp(k->group, group) == 0 && k->name)
+            printf("  %-*s  %-*s  %s\n", wn, k->name, wa, k->args, k->summary);
     printf("\nRun 'remexctl %s SUBCOMMAND --help' for details.\n", group);
 }
 
@@ -209,6 +266,49 @@ static int group_known(const char *g)
     return 0;
 }
 
+/* Edit distance of a and b (both short), capped at 9. */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), prev[33], cur[33];
+
+    if (la > 32 || lb > 32)
+        return 9;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof(cur));
+    }
+    return prev[lb] > 9 ? 9 : prev[lb];
+}
+
+/* The known group (group == NULL) or subcommand of group closest to word,
+ * when close enough to be a typo; NULL otherwise. */
+static const char *suggest(const char *group, const char *word)
+{
+    const struct ctl_cmd *k;
+    const char *best = NULL;
+    size_t bd = 3;
+
+    for (k = ctl_cmds; k->group; k++) {
+        const char *cand = group ? k->name : k->group;
+        size_t d;
+        if (cand == NULL || (group && strcmp(k->group, group) != 0))
+            continue;
+        d = distance(word, cand);
+        if (d < bd || (strncmp(cand, word, strlen(word)) == 0 && strlen(word) >= 2 && bd > 1)) {
+            bd = d < bd ? d : 1;
+            best = cand;
+        }
+    }
+    return best;
+}
+
 /* Finds and runs the command at argv[0..]. */
 static int dispatch(struct ctl *c, int argc, char **argv)
 {
@@ -216,8 +316,12 @@ static int dispatch(struct ctl *c, int argc, char **argv)
     const struct ctl_cmd *k;
     const char *sub = argc > 1 ? argv[1] : NULL;
 
-    if (!group_known(argv[0]))
+    if (!group_known(argv[0])) {
+        const char *s = suggest(NULL, argv[0]);
+        if (s)
+            return ctl_usage(c, "unknown command '%s'; did you mean '%s'?", argv[0], s);
         return ctl_usage(c, "unknown command '%s'", argv[0]);
+    }
     for (k = ctl_cmds; k->group; k++) {
         if (strcmp(k->group, argv[0]) != 0)
             continue;
@@ -234,6 +338,9 @@ static int dispatch(struct ctl *c, int argc, char **argv)
             print_group_help(argv[0]);
             return CTL_OK;
         }
+        if (suggest(argv[0], sub))
+            return ctl_usage(c, "unknown subcommand '%s'; did you mean '%s %s'?", sub, argv[0],
+                             suggest(argv[0], sub));
         return ctl_usage(c, "unknown subcommand '%s'", sub);
     }
     snprintf(cmdname, sizeof(cmdname), "%s%s%s", k->group, k->name ? " " : "",
@@ -308,6 +415,52 @@ int ctl_load_token(struct ctl *c)
     return rc;
 }
 
+/* -o FORMAT: table, wide, json or yaml. */
+static int set_output(struct ctl *c, const char *f)
+{
+    if (strcmp(f, "table") && strcmp(f, "wide") && strcmp(f, "json") && strcmp(f, "yaml"))
+        return ctl_usage(c, "-o: expected table, wide, json or yaml, not '%s'", f);
+    c->json = strcmp(f, "json") == 0 || strcmp(f, "yaml") == 0;
+    c->yaml = strcmp(f, "yaml") == 0;
+    c->wide = strcmp(f, "wide") == 0;
+    return CTL_OK;
+}
+
+/* Takes -o FORMAT, -oFORMAT, --output FORMAT and --output=FORMAT from
+ * anywhere on the line before "--" (so "dags list -o json" works), and
+ * removes them from argv. Returns CTL_OK or the usage exit code. */
+static int take_output(struct ctl *c, int *argc, char **argv)
+{
+    int i = 1;
+
+    while (i < *argc && strcmp(argv[i], "--") != 0) {
+        const char *a = argv[i], *v = NULL;
+        int used = 0;
+
+        if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            if (i + 1 >= *argc)
+                return ctl_usage(c, "%s needs an argument", a);
+            v = argv[i + 1];
+            used = 2;
+        } else if (strncmp(a, "--output=", 9) == 0) {
+            v = a + 9;
+            used = 1;
+        } else if (strncmp(a, "-o", 2) == 0 && a[2] != '\0') {
+            v = a + 2;
+            used = 1;
+        }
+        if (!used) {
+            i++;
+            continue;
+        }
+        if (set_output(c, v) != CTL_OK)
+            return CTL_EUSAGE;
+        memmove(&argv[i], &argv[i + used], (size_t)(*argc - i - used + 1) * sizeof(char *));
+        *argc -= used;
+    }
+    return CTL_OK;
+}
+
 /* Global options; returns the index of COMMAND in argv or -exit code. */
 static int parse_global(struct ctl *c, int argc, char **argv)
 {
@@ -318,6 +471,7 @@ static int parse_global(struct ctl *c, int argc, char **argv)
         {"ca-file", required_argument, NULL, O_CA_FILE},
         {"insecure-http", no_argument, NULL, O_INSECURE},
         {"output", required_argument, NULL, 'o'},
+        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -325,7 +479,7 @@ static int parse_global(struct ctl *c, int argc, char **argv)
     int ch;
 
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, "+o:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "+o:hv", opts, NULL)) != -1) {
         switch (ch) {
         case O_PLANE:
             c->plane = optarg;
@@ -340,9 +494,11 @@ static int parse_global(struct ctl *c, int argc, char **argv)
             c->insecure_http = 1;
             break;
         case 'o':
-            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0)
-                return -ctl_usage(c, "-o: expected table or json, not '%s'", optarg);
-            c->json = strcmp(optarg, "json") == 0;
+            if (set_output(c, optarg) != CTL_OK)
+                return -CTL_EUSAGE;
+            break;
+        case 'v':
+            c->verbose = 1;
             break;
         case 'h':
             print_main_help();
@@ -367,6 +523,8 @@ int main(int argc, char **argv)
 
     memset(&c, 0, sizeof(c));
     c.plane = env_plane && env_plane[0] ? env_plane : CTL_DEFAULT_PLANE;
+    if ((rc = take_output(&c, &argc, argv)) != CTL_OK)
+        return rc;
     first = parse_global(&c, argc, argv);
     if (first <= -1000)
         return CTL_OK;
@@ -383,4 +541,83 @@ int main(int argc, char **argv)
     rc = dispatch(&c, argc - first, argv + first);
     ctl_close(&c);
     return rc;
+}
+
+/* Words of the command table for completion: the groups (group == NULL) or
+ * the subcommands of group, space-separated. */
+static void words_of(const char *group, char *out, size_t n)
+{
+    const struct ctl_cmd *k, *j;
+    size_t o = 0;
+
+    out[0] = '\0';
+    for (k = ctl_cmds; k->group; k++) {
+        const char *w = group ? k->name : k->group;
+        int seen = 0;
+        if (!w || (group && strcmp(k->group, group) != 0))
+            continue;
+        for (j = ctl_cmds; j < k && !group; j++)
+            seen |= strcmp(j->group, w) == 0;
+        if (!seen && o + strlen(w) + 2 < n)
+            o += (size_t)snprintf(out + o, n - o, "%s%s", o ? " " : "", w);
+    }
+}
+
+static int cmd_completion(struct ctl *c, int argc, char **argv)
+{
+    const struct ctl_cmd *k;
+    char words[1024];
+    int rc = ctl_positional(c, argc, argv, 1, "the shell (bash or zsh)");
+
+    if (rc != CTL_OK)
+        return rc;
+    if (strcmp(argv[1], "bash") != 0 && strcmp(argv[1], "zsh") != 0)
+        return ctl_usage(c, "expected bash or zsh, not '%s'", argv[1]);
+    if (strcmp(argv[1], "zsh") == 0)
+        printf("# remexctl completion for zsh (bash's, through bashcompinit)\n"
+               "autoload -U +X bashcompinit && bashcompinit\n");
+    else
+        printf("# remexctl completion for bash\n");
+    words_of(NULL, words, sizeof(words));
+    printf("_remexctl() {\n"
+           "    local cur=\"${COMP_WORDS[COMP_CWORD]}\" i n=0 group=\n"
+           "    for ((i = 1; i < COMP_CWORD; i++)); do\n"
+           "        case \"${COMP_WORDS[i]}\" in\n"
+           "        --plane|--token-file|--ca-file|-o|--output) ((i++)) ;;\n"
+           "        -*) ;;\n"
+           "        *) ((n++)); [ $n -eq 1 ] && group=\"${COMP_WORDS[i]}\" ;;\n"
+           "        esac\n"
+           "    done\n"
+           "    case \"${COMP_WORDS[COMP_CWORD-1]}\" in\n"
+           "    -o|--output) COMPREPLY=($(compgen -W \"table wide json yaml\" -- \"$cur\")); "
+           "return ;;\n"
+           "    --token-file|--ca-file) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
+           "    esac\n"
+           "    if [ $n -eq 0 ]; then\n"
+           "        COMPREPLY=($(compgen -W \"%s --plane --token-file --ca-file --insecure-http"
+           " -o --output -v --verbose --help --version\" -- \"$cur\"))\n"
+           "        return\n"
+           "    fi\n"
+           "    if [ $n -eq 1 ]; then\n"
+           "        case \"$group\" in\n",
+           words);
+    for (k = ctl_cmds; k->group; k++) {
+        if (!k->name || (k != ctl_cmds && k[-1].group && strcmp(k[-1].group, k->group) == 0))
+            continue;
+        words_of(k->group, words, sizeof(words));
+        printf("        %s) COMPREPLY=($(compgen -W \"%s --help\" -- \"$cur\")) ;;\n", k->group,
+               words);
+    }
+    printf("        completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
+           "        esac\n"
+           "        return\n"
+           "    fi\n"
+           "    case \"$cur\" in\n"
+           "    -*) COMPREPLY=($(compgen -W \"--help --wait --conf --timeout --bundle --downstream"
+           " --name --expires --roles --queues\" -- \"$cur\")) ;;\n"
+           "    *) COMPREPLY=($(compgen -f -- \"$cur\")) ;;\n"
+           "    esac\n"
+           "}\n"
+           "complete -F _remexctl remexctl\n");
+    return fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
 }

@@ -68,6 +68,77 @@ static int read_file(struct ctl *c, const char *file, struct buf *out)
     return CTL_OK;
 }
 
+#define PUSH_AGENTS_ASKED 50 /* agents whose bundles a push looks at */
+
+/* Adds the bundle names agent id reports (features.bundles) to served. */
+static void agent_bundles(struct ctl *c, json_t *id, json_t *served)
+{
+    struct buf path = BUF_INIT(256);
+    json_t *a = NULL, *b;
+    size_t i;
+
+    if (buf_printf(&path, "/api/v1/admin/agents/%" JSON_INTEGER_FORMAT, json_integer_value(id)) ==
+            REMEX_OK &&
+        ctl_call(c, "GET", buf_cstr(&path), NULL, &a, NULL) == CTL_OK)
+        json_array_foreach(json_object_get(json_object_get(a, "features"), "bundles"), i, b)
+        {
+            if (json_is_string(b))
+                json_object_set(served, json_string_value(b), json_true());
+        }
+    json_decref(a);
+    buf_free(&path);
+}
+
+/*
+ * After a push: when the agents that report their bundles (registration
+ * features.bundles) serve none named bundle, says so and which they serve; a
+ * push without --bundle that no agent reports on gets a reminder of what a
+ * bundle name is for. Only warnings (stderr); the push stands.
+ */
+static void warn_bundle(struct ctl *c, const char *bundle, int named)
+{
+    json_t *reply = NULL, *served = json_object(), *a;
+    size_t i, asked = 0;
+    const char *k;
+    json_t *v;
+
+    if (ctl_call(c, "GET", "/api/v1/admin/agents", NULL, &reply, NULL) != CTL_OK) {
+        json_decref(served);
+        return;
+    }
+    json_array_foreach(ctl_list(reply, "agents"), i, a)
+    {
+        const char *st = json_string_value(json_object_get(a, "state"));
+        if (asked < PUSH_AGENTS_ASKED && st && strcmp(st, "lost") && strcmp(st, "offline")) {
+            agent_bundles(c, json_object_get(a, "agent_id"), served);
+            asked++;
+        }
+    }
+    json_decref(reply);
+    if (json_object_size(served) > 0 && !json_object_get(served, bundle)) {
+        struct buf list = BUF_INIT(4096);
+        char safe[256];
+        json_object_foreach(served, k, v)
+        {
+            table_sanitize(safe, sizeof(safe), k);
+            buf_printf(&list, "%s%s", list.len ? ", " : "", safe);
+        }
+        table_sanitize(safe, sizeof(safe), bundle);
+        fprintf(stderr,
+                "remexctl: dags push: warning: no agent serves bundle '%s' (agents serve: %s); "
+                "its tasks wait for one%s\n",
+                safe, buf_cstr(&list), named ? "" : "; name the bundle with --bundle NAME");
+        buf_free(&list);
+    } else if (json_object_size(served) == 0 && !named) {
+        fprintf(stderr,
+                "remexctl: dags push: warning: no --bundle: the DAGs are recorded in bundle "
+                "'%s'; a worker runs a task only from a bundle of that name in its agent.yaml "
+                "(bundles:)\n",
+                bundle);
+    }
+    json_decref(served);
+}
+
 int cmd_dags_push(struct ctl *c, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -75,6 +146,7 @@ int cmd_dags_push(struct ctl *c, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *bundle_name = "cli", *file;
+    int named = 0;
     struct buf data = BUF_INIT(DAGYAML_FILE_MAX);
     struct dagyaml_result res;
     struct remex_error e;
@@ -88,6 +160,7 @@ int cmd_dags_push(struct ctl *c, int argc, char **argv)
         if (ch != 'b')
             return ctl_usage(c, "unknown or incomplete option '%s'", argv[optind - 1]);
         bundle_name = optarg;
+        named = 1;
     }
     if (optind >= argc)
         return ctl_usage(c, "missing FILE");
@@ -116,6 +189,8 @@ int cmd_dags_push(struct ctl *c, int argc, char **argv)
         rc = bundle ? CTL_OK : ctl_fail(c, CTL_EFAIL, "out of memory");
         for (size_t i = 0; rc == CTL_OK && i < res.ndags; i++)
             rc = push_one(c, res.dags[i], bundle);
+        if (rc == CTL_OK && !c->json)
+            warn_bundle(c, bundle_name, named);
     }
     json_decref(bundle);
     dagyaml_result_free(&res);

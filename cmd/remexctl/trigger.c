@@ -159,15 +159,24 @@ static int wait_run(struct ctl *c, const struct trigger_opts *o, const char *run
     if (rc == CTL_OK) {
         if (c->json) {
             char *s = json_dumps(run, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            struct buf raw = BUF_INIT(64u * 1024u * 1024u);
 
-            printf("%s\n", s ? s : "null");
+            buf_puts(&raw, s ? s : "null");
+            ctl_print_raw(c, &raw);
+            buf_free(&raw);
             free(s);
         } else {
             printf("%srun %s: %s\n", tty ? "\n" : "", safe, state);
         }
         fflush(stdout);
+        if (strcmp(state, "success") != 0 && !c->json) {
+            printf("failed task instances:\n");
+            ctl_print_tis(c, run, 1);
+        }
         if (strcmp(state, "success") != 0)
-            rc = ctl_fail(c, CTL_EFAIL, "run %s failed", safe);
+            rc =
+                ctl_fail(c, CTL_EFAIL, "run %s failed; remexctl tasks logs %s %s TASK prints a log",
+                         safe, o->dag, safe);
     }
     json_decref(run);
     return rc;

@@ -136,6 +136,8 @@ struct dag_limits {
     int64_t open_files;
 };
 
+#define DAG_DEFAULT_POOL "default_pool"
+
 struct dag_task {
     char *task_id;
     int has_command;         /* command is a list (possibly empty) rather than null */
@@ -153,6 +155,7 @@ struct dag_task {
     char *queue;
     int64_t priority_weight;
     int64_t pool_slots;
+    char *pool; /* named pool (Airflow's); NULL: DAG_DEFAULT_POOL */
     struct dag_strv connections;
     struct dag_strv variables;
     struct dag_limits limits;

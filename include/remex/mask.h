@@ -2,9 +2,13 @@
  * mask: redaction of secret values in task logs.
  *
  * A mask holds the secret values handed to one task (connection passwords,
- * variables marked secret, tokens). For each value it also masks its standard
- * and URL-safe base64 encodings (with and without padding) and its
- * percent-encoded form, since tasks commonly print those. Values shorter than
+ * variables marked secret, tokens). For each value it also masks the forms
+ * tasks commonly print: its standard and URL-safe base64 encodings (with and
+ * without padding, and at each of the three byte alignments the value can
+ * have inside a longer encoded text, as in HTTP Basic "login:password"), its
+ * JSON string escapes (plain, '/' escaped, non-ASCII as \uXXXX) and its
+ * percent-encodings (RFC 3986, '/' kept, form encoding with '+' for space,
+ * JavaScript's encodeURIComponent; upper- and lower-case hex). Values shorter than
  * MASK_MIN_LEN are not masked (masking "a" would destroy the log; same rule
  * as Airflow's min_length_masked_secret). Masking works on one line at a time:
  * the worker splits output into lines before it timestamps them, so a secret
@@ -22,7 +26,7 @@
 #include "remex/err.h"
 
 #define MASK_MIN_LEN  5
-#define MASK_MAX_PATS 4096 /* patterns per mask (each value adds up to 6) */
+#define MASK_MAX_PATS 8192 /* patterns per mask (each value adds up to 30) */
 #define MASK_MAX_LEN  8192 /* longest value masked */
 
 struct mask;

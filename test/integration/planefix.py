@@ -52,14 +52,19 @@ class PlaneCase(harness.TestCase):
             return st, data
         return st, (json.loads(data) if data else None)
 
-    def create_token(self, name="agents", expires_in=3600):
-        st, b = self.req("POST", "/api/v1/admin/tokens", {"name": name, "expires_in": expires_in},
-                         self.admin)
+    def create_token(self, name="agents", expires_in=3600, **extra):
+        body = {"name": name, "expires_in": expires_in}
+        body.update(extra)
+        st, b = self.req("POST", "/api/v1/admin/tokens", body, self.admin)
         self.assertEqual(st, 201, b)
         return b
 
+    # Roles a fixture agent registers with: all of them, so that one session
+    # can drive every agent route (test_plane_roles.py tests narrower ones).
+    ALL_ROLES = ["worker", "triggerer", "dag-processor", "sentinel"]
+
     def register(self, token, name="w1", **extra):
-        body = {"name": name, "roles": ["worker"], "version": "0.1.0", "hostname": "h",
+        body = {"name": name, "roles": self.ALL_ROLES, "version": "0.1.0", "hostname": "h",
                 "queues": ["default"], "slots": 4}
         body.update(extra)
         return self.req("POST", "/api/v1/agents/register", body, token)

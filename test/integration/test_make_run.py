@@ -49,6 +49,11 @@ class MakeRun(harness.TestCase):
         # Credentials were created with mode 0600.
         for name in ("admin.token", "agent.token", "signing.key", "secrets.yaml"):
             self.assertEqual(os.stat(os.path.join(var, name)).st_mode & 0o777, 0o600, name)
+        # Every file and folder under var/ is private (logs and the database too).
+        for top, dirs, files in os.walk(var):
+            for n in dirs + files:
+                path = os.path.join(top, n)
+                self.assertEqual(os.lstat(path).st_mode & 0o077, 0, path)
         # Nothing is left running: both ports closed and no process holds the DB.
         plane_log = open(os.path.join(var, "log", "plane.log")).read()
         port = int(plane_log.split("listening on 127.0.0.1:")[1].split()[0])

@@ -191,9 +191,16 @@ class AgentsTest(PlaneCase):
         self.assertIn('remex_plane_agents{state="running"} 1', text)
         self.assertIn('remex_plane_agents{state="lost"} 0', text)
         self.assertIn('remex_plane_http_requests_total{method="POST",'
-                      'route="/api/v1/agents/{agent_id}/heartbeat",status="200"} 1', text)
-        self.assertIn('route="unmatched",status="404"} 1', text)
+                      'route="/api/v1/agents/{agent_id}/heartbeat",code="200"} 1', text)
+        self.assertIn('route="unmatched",code="404"} 1', text)
         self.assertIn("# TYPE remex_plane_http_requests_total counter", text)
+        # Request latency is a histogram with the same labels.
+        self.assertIn("# TYPE remex_plane_http_request_duration_seconds histogram", text)
+        hb = 'method="POST",route="/api/v1/agents/{agent_id}/heartbeat",code="200"'
+        self.assertIn(f'remex_plane_http_request_duration_seconds_bucket{{{hb},le="+Inf"}} 1', text)
+        self.assertIn(f'remex_plane_http_request_duration_seconds_count{{{hb}}} 1', text)
+        self.assertIn(f'remex_plane_http_request_duration_seconds_bucket{{{hb},le="60"}} 1', text)
+        self.assertNotIn('status="', text)
         for line in text.splitlines():
             if line and not line.startswith("#"):
                 name, value = line.rsplit(" ", 1)

@@ -28,9 +28,11 @@ class AuthTest(PlaneCase):
         self.assertNotIn("expired", body["error"]["message"])
 
     def test_files_created_private(self):
-        for k in ("admin_token_file", "signing_key_file"):
+        for k in ("admin_token_file", "signing_key_file", "db_path"):
             mode = stat.S_IMODE(os.stat(self.conf[k]).st_mode)
             self.assertEqual(mode, 0o600, k)
+        # SQLite gives the WAL the database's mode, whatever the umask (022 here).
+        self.assertEqual(stat.S_IMODE(os.stat(self.conf["db_path"] + "-wal").st_mode), 0o600)
         self.assertEqual(os.path.getsize(self.conf["signing_key_file"]), 32)
         self.assertGreaterEqual(len(self.admin), 16)
 
@@ -129,7 +131,7 @@ class AuthTest(PlaneCase):
         self.assertEqual(len(b["tokens"]), 1)
         t = b["tokens"][0]
         self.assertEqual(set(t), {"id", "name", "created_at", "expires_at", "last_used_at",
-                                  "revoked_at"})
+                                  "revoked_at", "roles"})
         # The secret is everything after "rmx_<id>_" (base64url may itself hold "_").
         secret = self.tok.split("_", 2)[2]
         self.assertGreaterEqual(len(secret), 32)

@@ -156,6 +156,69 @@ class SchedTest(SchedCase):
         self.assertLess(time.monotonic() - t0, 2 * harness.SLOW)
         self.assertEqual(len(waiting["a"]), 1)
 
+    def test_pools_shared_across_dags_and_agents(self):
+        """A pool's slots bound its task instances across DAGs, runs and agents
+        (pool_slots each); a task naming an unknown pool waits until it exists."""
+        st, b = self.req("PUT", "/api/v1/admin/pools/db", {"slots": 3, "description": "the DB"},
+                         self.admin)
+        self.assertEqual((st, b["slots"], b["open"]), (200, 3, 3), b)
+        self.push_ok(dag("pa", [{"task_id": "heavy", "pool": "db", "pool_slots": 2},
+                                {"task_id": "free"}]))
+        self.push_ok(dag("pb", [{"task_id": "light", "pool": "db"},
+                                {"task_id": "other", "pool": "db"},
+                                {"task_id": "late", "pool": "nosuch"}]))
+        self.assertEqual(self.req("GET", "/api/v1/admin/dags/pa", None, self.admin)[1]["dag"]
+                         ["tasks"][0]["pool"], "db")
+        w1, w2 = Agent(self, "w1"), Agent(self, "w2")
+        self.trigger("pa", run_id="r")
+        self.trigger("pb", run_id="r")
+        time.sleep(0.3)
+        got = [a["task_id"] for a in w1.work(wait=1, free_slots=8)]
+        got += [a["task_id"] for a in w2.work(wait=1, free_slots=8)]
+        pooled = [t for t in got if t in ("heavy", "light", "other")]
+        # 3 slots: heavy (2) + one light one, or light + other; never all three.
+        self.assertIn(sorted(pooled), (["heavy", "light"], ["heavy", "other"], ["light", "other"]))
+        self.assertIn("free", got)
+        self.assertNotIn("late", got)
+        st, b = self.req("GET", "/api/v1/admin/pools", None, self.admin)
+        db = [x for x in b["pools"] if x["name"] == "db"][0]
+        self.assertEqual(db["occupied"], 3 if "heavy" in pooled else 2)
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        self.assertIn(f'remex_plane_pool_slots{{pool="db",state="occupied"}} {db["occupied"]}',
+                      text)
+        self.assertIn('remex_plane_pool_slots{pool="db",state="total"} 3', text)
+        # Creating the missing pool lets its task instance go at once.
+        self.assertEqual(self.req("PUT", "/api/v1/admin/pools/nosuch", {"slots": 1},
+                                  self.admin)[0], 200)
+        self.assertEqual([a["task_id"] for a in w2.work(wait=2, free_slots=8)], ["late"])
+        for bad in ({"slots": -1}, {"slots": "3"}, {}, {"slots": 1, "extra": 1}):
+            st, b = self.req("PUT", "/api/v1/admin/pools/db", bad, self.admin)
+            self.assertEqual(st, 400, (bad, b))
+        self.assertEqual(self.req("DELETE", "/api/v1/admin/pools/default_pool", None,
+                                  self.admin)[0], 409)
+        self.assertEqual(self.req("DELETE", "/api/v1/admin/pools/nosuch", None, self.admin)[0],
+                         200)
+
+    def test_pool_slot_freed_wakes_a_waiting_poll(self):
+        self.assertEqual(self.req("PUT", "/api/v1/admin/pools/one", {"slots": 1}, self.admin)[0],
+                         200)
+        self.push_ok(dag("po", [{"task_id": "a", "pool": "one"}, {"task_id": "b", "pool": "one"}]))
+        ag = Agent(self, "w1")
+        self.trigger("po", run_id="r")
+        (first,) = ag.take(1, free_slots=8)
+        waiting = {}
+        th = __import__("threading").Thread(
+            target=lambda: waiting.setdefault("a", ag.work(wait=10, free_slots=8)))
+        th.start()
+        time.sleep(0.3)
+        self.assertNotIn("a", waiting)
+        t0 = time.monotonic()
+        self.assertEqual(ag.report(first, "success")[0], 200)
+        th.join(15)
+        self.assertLess(time.monotonic() - t0, 2 * harness.SLOW)
+        self.assertEqual([a["task_id"] for a in waiting["a"]],
+                         [t for t in ("a", "b") if t != first["task_id"]])
+
     def test_dagrun_timeout(self):
         self.push_ok(dag("drt", [{"task_id": "a"}, {"task_id": "b", "upstream": ["a"]}],
                          dagrun_timeout=1))
@@ -202,7 +265,7 @@ class SchedTest(SchedCase):
         st, b = self.req("GET", "/api/v1/admin/import-errors", None, self.admin)
         self.assertEqual(b["import_errors"], [])
         st, b = self.req("GET", "/api/v1/admin/dags/m1", None, self.admin)
-        self.assertEqual((b["bundle_version"], b["is_active"]), ("v2", True))
+        self.assertEqual((b["bundle"]["version"], b["is_active"]), ("v2", True))
         self.assertEqual(b["dag"]["tasks"][0]["task_id"], "t")
         st, b = self.req("POST", "/api/v1/dags/manifest",
                          {"bundle": "b1", "version": "v3", "files": [],
@@ -295,6 +358,12 @@ class SchedTest(SchedCase):
                      "remex_plane_scheduler_loop_seconds_count", 'remex_plane_dag_runs{state="running"} 1',
                      'remex_plane_task_instances{state="queued"} 1'):
             self.assertIn(name, text)
+        # Once taken, the queue keeps its series at 0; an agent's queue has one too.
+        ag = Agent(self, "w1", queues=("q1", 'odd"q'))
+        ag.take(1, queues=["q1"])
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        self.assertIn('remex_plane_task_instances_queued{queue="q1"} 0', text)
+        self.assertIn('remex_plane_task_instances_queued{queue="odd\\"q"} 0', text)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import threading
 import time
 import unittest
 
+from planefix import PlaneCase
+
 import harness
 from schedfix import Agent, SchedCase, dag
 from workerfix import WorkerCase
@@ -76,6 +78,34 @@ class TlsPlaneTest(TlsMixin, SchedCase):
         c.close()
         self.assertEqual(self.req("GET", "/healthz")[0], 200)  # still serving
 
+    def handshake(self, version, ciphers=None):
+        """Negotiated (version, cipher) of a handshake limited to version, or
+        the ssl.SSLError the plane's refusal raised. SECLEVEL=0 lets this
+        client offer what OpenSSL 3 would refuse by itself: the refusal seen
+        is the plane's."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(self.cert)
+        ctx.minimum_version = ctx.maximum_version = version
+        ctx.set_ciphers((ciphers or "ALL") + ":@SECLEVEL=0")
+        import socket
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as t:
+                return t.version(), t.cipher()[0]
+
+    def test_only_tls12_13_with_forward_secret_aead(self):
+        v = ssl.TLSVersion
+        self.assertEqual(self.handshake(v.TLSv1_3)[0], "TLSv1.3")
+        self.assertEqual(self.handshake(v.TLSv1_2), ("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384"))
+        self.assertEqual(self.handshake(v.TLSv1_2, "ECDHE-ECDSA-CHACHA20-POLY1305")[0],
+                         "TLSv1.2")
+        for version, ciphers in [(v.TLSv1, None), (v.TLSv1_1, None),
+                                 (v.TLSv1_2, "ECDHE-ECDSA-AES128-SHA"),
+                                 (v.TLSv1_2, "ECDHE-ECDSA-AES256-SHA384"),
+                                 (v.TLSv1_2, "AES128-GCM-SHA256")]:
+            with self.assertRaises(ssl.SSLError, msg=(version, ciphers)):
+                self.handshake(version, ciphers)
+        self.assertEqual(self.req("GET", "/healthz")[0], 200)
+
     def test_long_poll_over_tls_wakes_at_once(self):
         self.push_ok(dag("tl", [{"task_id": "t"}]))
         ag = Agent(self, "w1")
@@ -119,6 +149,45 @@ class TlsWorkerTest(TlsMixin, WorkerCase):
         self.assertEqual(run["state"], "success", run)
         with open(out) as f:
             self.assertEqual(f.read().split(), ["a", "b"])
+
+
+class PlaneConfigCheckTest(PlaneCase):
+    """--check refuses what start would refuse, and start refuses it with
+    exit 100 before creating any file."""
+
+    def test_check_catches_what_start_refuses(self):
+        base = {"db_path": os.path.join(self.tmp, "var/plane.db"),
+                "admin_token_file": os.path.join(self.tmp, "admin.token"),
+                "signing_key_file": os.path.join(self.tmp, "signing.key")}
+        for extra, key in [({"listen": "localhost:8080"}, "listen"),
+                           ({"listen": "127.0.0.1"}, "listen"),
+                           ({"tls": {"cert": "/x.crt"}}, "tls.key"),
+                           ({"tls": {"key": "/x.key"}}, "tls.cert"),
+                           ({"tls": {"priorities": "NORMAL:+BOGUS"}}, "tls.priorities"),
+                           ({"tls": {"cert": os.path.join(self.tmp, "no.crt"),
+                                     "key": os.path.join(self.tmp, "no.key")}}, "tls.cert")]:
+            conf = dict(base, listen="127.0.0.1:0")
+            conf.update(extra)
+            lines = []
+            for k, v in conf.items():
+                if isinstance(v, dict):
+                    lines.append(f"{k}:")
+                    lines.extend(f"  {k2}: {json.dumps(v2)}" for k2, v2 in v.items())
+                else:
+                    lines.append(f"{k}: {json.dumps(v)}")
+            path = self.write("bad.yaml", "\n".join(lines) + "\n")
+            for args in (["--check"], []):
+                p = subprocess.run([self.bin("remex-plane"), "-c", path] + args,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+                self.assertEqual(p.returncode, 100, (extra, args, p.stderr))
+                self.assertIn(f"{key}: ", p.stderr.decode(), extra)
+                self.assertNotIn(b"configuration OK", p.stdout)
+            for k in ("admin_token_file", "signing_key_file"):
+                self.assertFalse(os.path.exists(base[k]), (extra, k))
+        path = self.write("good.yaml", f"listen: 127.0.0.1:0\ndb_path: {base['db_path']}\n")
+        p = subprocess.run([self.bin("remex-plane"), "-c", path, "--check"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, b"configuration OK"), p.stderr)
 
 
 if __name__ == "__main__":

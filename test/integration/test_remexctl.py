@@ -57,6 +57,37 @@ class Base(harness.TestCase):
 
 
 class WithoutPlane(Base):
+    def test_did_you_mean(self):
+        rc, out, err = self.ctl("dag", "list")
+        self.assertEqual(rc, 2)
+        self.assertIn("unknown command 'dag'; did you mean 'dags'?", err)
+        rc, out, err = self.ctl("dags", "lst")
+        self.assertIn("unknown subcommand 'lst'; did you mean 'dags list'?", err)
+        rc, out, err = self.ctl("frobnicate")
+        self.assertNotIn("did you mean", err)
+
+    def test_help_aligned(self):
+        rc, out, err = self.ctl("--help")
+        self.assertEqual(rc, 0, err)
+        cmds = out.split("Commands:\n")[1].split("\n\n")[0].splitlines()
+        starts = {len(ln) - len(ln[2:].split("  ", 1)[1].lstrip()) for ln in cmds}
+        self.assertEqual(len(starts), 1, cmds)
+        for want in ("tasks mark", "tasks logs", "tasks list", "completion"):
+            self.assertIn(want, out)
+
+    def test_completion(self):
+        for shell in ("bash", "zsh"):
+            rc, out, err = self.ctl("completion", shell)
+            self.assertEqual(rc, 0, err)
+            self.assertIn("complete -F _remexctl remexctl", out)
+        script = self.write("c.bash", self.ctl("completion", "bash")[1])
+        p = subprocess.run(["bash", "-c", f"source {script}; COMP_WORDS=(remexctl -o json tasks m);"
+                            " COMP_CWORD=4; _remexctl; echo ${COMPREPLY[@]}"],
+                           stdout=subprocess.PIPE, timeout=30)
+        self.assertEqual(p.stdout.decode().split(), ["mark"])
+        rc, out, err = self.ctl("completion", "fish")
+        self.assertEqual(rc, 2)
+
     def test_help_everywhere(self):
         for args in (["--help"], ["tokens", "--help"], ["tokens", "create", "--help"],
                      ["dags", "trigger", "--help"], ["import-errors", "--help"],
@@ -140,6 +171,7 @@ class ScriptedAgent(threading.Thread):
         self.stop = threading.Event()
         self.error = None
         self.done = []
+        self.log_dir = None
 
     def run(self):
         try:
@@ -171,10 +203,17 @@ class ScriptedAgent(threading.Thread):
                                      {"try_number": a["try_number"]}, token=tok)
         assert st == 200, (st, body)
         failed = a["task_id"] == self.fail_task
+        report = {"try_number": a["try_number"], "state": "failed" if failed else "success",
+                  "exit_code": 1 if failed else 0}
+        if self.log_dir:
+            path = os.path.join(self.log_dir, f"{a['task_id']}.log")
+            with open(path, "w") as f:
+                f.write(f"log of {a['task_id']}\n")
+            report["log_uri"] = "file://" + path
+        if failed:
+            report["reason"] = "exit code 1: table orders is locked"
         st, body = harness.http_json("POST", f"{self.base}/api/v1/task-instances/{ti}/state",
-                                     {"try_number": a["try_number"],
-                                      "state": "failed" if failed else "success",
-                                      "exit_code": 1 if failed else 0}, token=tok)
+                                     report, token=tok)
         assert st == 200, (st, body)
         self.done.append(a["task_id"])
 
@@ -202,6 +241,25 @@ heartbeat_interval: 1s
         rc, out, err = self.ctl("dags", "push", self.write(name, text))
         self.assertEqual(rc, 0, err)
         return out
+
+    def test_tokens_roles_and_queues(self):
+        rc, value, err = self.ctl("tokens", "create", "--name", "etl", "--roles",
+                                  "worker,dag-processor", "--queues", "etl,default")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.ctl("tokens", "list")
+        self.assertEqual(rc, 0, err)
+        row = [l for l in out.splitlines() if " etl " in l][0]
+        self.assertIn("worker,dag-processor", row)
+        self.assertIn("etl,default", row)
+        st, b = harness.http_json("POST", self.url + "/api/v1/agents/register", {
+            "name": "t", "roles": ["triggerer"], "version": "0", "queues": ["etl"],
+            "slots": 1}, token=value.strip())
+        self.assertEqual(st, 403, b)
+        self.assertIn("triggerer", b["error"]["message"])
+        for bad in (["--roles", "worker,,x"], ["--roles", "chef"], ["--queues", ""]):
+            rc, out, err = self.ctl("tokens", "create", "--name", "b", *bad)
+            self.assertIn(rc, (1, 2), (bad, err))
+            self.assertIn("roles" if bad[0] == "--roles" else "queues", err)
 
     def test_tokens(self):
         rc, value, err = self.ctl("tokens", "create", "--name", "agents-eu", "--expires", "30d")
@@ -288,10 +346,11 @@ heartbeat_interval: 1s
         self.assertEqual(rc, 0, err)
         self.assertIn("extract", out)
 
-    def agent(self, fail_task=None):
+    def agent(self, fail_task=None, log_dir=None):
         rc, value, err = self.ctl("tokens", "create", "--name", "scripted", "--expires", "1h")
         self.assertEqual(rc, 0, err)
         a = ScriptedAgent(self.url, value.strip(), fail_task)
+        a.log_dir = log_dir
         a.start()
         self.addCleanup(a.stop.set)
         return a
@@ -314,6 +373,166 @@ heartbeat_interval: 1s
         self.assertIsNone(a.error)
         self.assertEqual(rc, 1, out + err)
         self.assertIn("failed", out + err)
+
+    def test_failure_explained(self):
+        """A failed --wait lists the failed tasks with their reason and log;
+        runs show has REASON and the agent's name, no MAP column for unmapped
+        tasks; tasks logs prints a readable log; mark success re-evaluates."""
+        self.push(GOOD_DAG)
+        logs = os.path.join(self.tmp, "tasklogs")
+        os.makedirs(logs)
+        a = self.agent(fail_task="extract", log_dir=logs)
+        rc, out, err = self.ctl("dags", "trigger", "hello", "--run-id", "r1", "--wait",
+                                "--interval", "100ms", "--timeout", "60s", timeout=90)
+        self.assertIsNone(a.error)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("failed task instances:", out)
+        row = [ln for ln in out.splitlines() if ln.startswith("extract")][0]
+        self.assertIn("table orders is locked", row)
+        self.assertIn("file://" + os.path.join(logs, "extract.log"), row)
+        self.assertIn("remexctl tasks logs hello r1 TASK", err)
+        rc, out, err = self.ctl("runs", "show", "hello", "r1")
+        self.assertEqual(rc, 0, err)
+        hdr = [ln for ln in out.splitlines() if ln.startswith("TASK")][0].split()
+        self.assertEqual(hdr, ["TASK", "TRY", "STATE", "AGENT", "START", "END", "REASON"])
+        self.assertRegex(out, r"extract\s+1\s+failed\s+scripted\s")
+        rc, out, err = self.ctl("tasks", "list", "hello", "r1", "-o", "wide")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("LOG", out.splitlines()[0])
+        rc, out, err = self.ctl("tasks", "logs", "hello", "r1", "extract")
+        self.assertEqual((rc, out), (0, "log of extract\n"), err)
+        rc, out, err = self.ctl("tasks", "mark", "success", "hello", "r1", "extract")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("marked success hello r1 extract (state success)", out)
+        run = harness.wait_for(lambda: (lambda r: r if r["state"] == "success" else None)(
+            json.loads(self.ctl("runs", "show", "hello", "r1", "-o", "json")[1])), 20, 0.1,
+            "the run to succeed after mark success")
+        self.assertEqual({t["task_id"]: t["state"] for t in run["task_instances"]},
+                         {"extract": "success", "load": "success"})
+        rc, out, err = self.ctl("tasks", "mark", "failed", "hello", "r1", "load")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.ctl("tasks", "mark", "done", "hello", "r1", "load")
+        self.assertEqual(rc, 2, err)
+
+    def test_runs_cancel_clear_dags_delete_backfill(self):
+        self.push(GOOD_DAG)
+        rc, out, err = self.ctl("dags", "trigger", "hello", "--run-id", "c1")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.ctl("runs", "cancel", "hello", "c1")
+        self.assertEqual((rc, out), (0, "cancelled run c1 of hello\n"), err)
+        run = json.loads(self.ctl("runs", "show", "hello", "c1", "-o", "json")[1])
+        self.assertEqual(run["state"], "failed")
+        self.assertEqual({t["state"] for t in run["task_instances"]}, {"skipped"})
+        self.assertEqual({t["reason"] for t in run["task_instances"]}, {"run cancelled"})
+        rc, out, err = self.ctl("runs", "cancel", "hello", "c1")
+        self.assertEqual(rc, 1)
+        self.assertIn("conflict: the run is already failed", err)
+        rc, out, err = self.ctl("runs", "clear", "hello", "c1")
+        self.assertEqual((rc, out), (0, "cleared run c1 of hello\n"), err)
+        run = json.loads(self.ctl("runs", "show", "hello", "c1", "-o", "json")[1])
+        self.assertIn(run["state"], ("running", "queued"))
+        self.assertFalse({t["state"] for t in run["task_instances"]} & {"skipped", "failed"})
+        # A DAG with an active run is not deleted; once cancelled it is, runs included.
+        rc, out, err = self.ctl("dags", "delete", "hello")
+        self.assertEqual(rc, 1)
+        self.assertIn("queued or running runs", err)
+        self.assertEqual(self.ctl("runs", "cancel", "hello", "c1")[0], 0)
+        rc, out, err = self.ctl("dags", "delete", "hello")
+        self.assertEqual((rc, out), (0, "deleted hello\n"), err)
+        rc, out, err = self.ctl("runs", "list", "hello")
+        self.assertIn("DAG 'hello' not found", err)
+        # Backfill: one run per schedule time in [from, to].
+        self.push(GOOD_DAG.replace("schedule: null", "schedule: '@daily'\nstart_date: 2026-01-01"))
+        rc, out, err = self.ctl("dags", "pause", "hello")
+        rc, out, err = self.ctl("dags", "backfill", "hello", "--from", "2026-01-03T00:00:00Z",
+                                "--to", "2026-01-05T00:00:00Z")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("backfill of hello: 3 runs", out)
+        runs = json.loads(self.ctl("runs", "list", "hello", "-o", "json")[1])["dag_runs"]
+        ids = sorted(r["run_id"] for r in runs if r["run_id"].startswith("backfill__"))
+        self.assertEqual(ids, ["backfill__2026-01-03T00:00:00Z", "backfill__2026-01-04T00:00:00Z",
+                               "backfill__2026-01-05T00:00:00Z"])
+        rc, out, err = self.ctl("dags", "backfill", "hello", "--from", "2026-01-05T00:00:00Z")
+        self.assertEqual(rc, 2)
+
+    def test_push_warns_of_a_bundle_no_agent_serves(self):
+        path = self.write("dag.yaml", GOOD_DAG)
+        rc, out, err = self.ctl("dags", "push", path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("warning: no --bundle: the DAGs are recorded in bundle 'cli'", err)
+        rc, value, err = self.ctl("tokens", "create", "--name", "b")
+        st, b = harness.http_json("POST", self.url + "/api/v1/agents/register", {
+            "name": "w", "roles": ["worker"], "version": "0", "queues": ["default"], "slots": 1,
+            "features": {"bundles": ["main", "etl"]}}, token=value.strip())
+        self.assertEqual(st, 200, b)
+        rc, out, err = self.ctl("dags", "push", path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("warning: no agent serves bundle 'cli' (agents serve: main, etl)", err)
+        self.assertIn("--bundle NAME", err)
+        rc, out, err = self.ctl("dags", "push", "--bundle", "main", path)
+        self.assertEqual((rc, err), (0, ""))
+
+    def test_pools(self):
+        rc, out, err = self.ctl("pools", "set", "warehouse", "4", "--description", "DB links")
+        self.assertEqual((rc, out), (0, "pool warehouse: 4 slots (0 occupied)\n"), err)
+        rc, out, err = self.ctl("pools", "list")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.splitlines()[0].split(),
+                         ["POOL", "SLOTS", "OCCUPIED", "QUEUED", "OPEN", "DESCRIPTION"])
+        self.assertRegex(out, r"warehouse\s+4\s+0\s+0\s+4\s+DB links")
+        self.assertRegex(out, r"default_pool\s+1000000\s")
+        for bad in (["pools", "set", "x"], ["pools", "set", "x", "-1"], ["pools", "set", "x", "a"]):
+            self.assertEqual(self.ctl(*bad)[0], 2, bad)
+        rc, out, err = self.ctl("pools", "delete", "default_pool")
+        self.assertEqual(rc, 1)
+        self.assertIn("default_pool cannot be deleted", err)
+        rc, out, err = self.ctl("pools", "delete", "warehouse")
+        self.assertEqual((rc, out), (0, "deleted pool warehouse\n"), err)
+
+    def test_agents_delete(self):
+        rc, value, err = self.ctl("tokens", "create", "--name", "gone")
+        st, b = harness.http_json("POST", self.url + "/api/v1/agents/register", {
+            "name": "gone", "roles": ["worker"], "version": "0", "queues": ["default"],
+            "slots": 1}, token=value.strip())
+        self.assertEqual(st, 200, b)
+        rc, out, err = self.ctl("agents", "delete", "gone")
+        self.assertEqual(rc, 1)
+        self.assertIn("only a lost or offline agent can be deleted", err)
+        # A silent agent is lost after 3 missed heartbeats (1 s each here).
+        harness.wait_for(lambda: "lost" in self.ctl("agents", "show", "gone")[1], 15, 0.2,
+                         "the agent to be lost")
+        rc, out, err = self.ctl("agents", "delete", "gone")
+        self.assertEqual((rc, out), (0, f"deleted agent {b['agent_id']} (gone)\n"), err)
+        rc, out, err = self.ctl("agents", "list")
+        self.assertNotIn("gone", out)
+
+    def test_output_anywhere_and_errors_in_words(self):
+        self.push(GOOD_DAG.replace("shell: echo load", "shell: |\n      echo one\n      echo two"))
+        rc, out, err = self.ctl("dags", "list", "-o", "json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["dags"][0]["bundle"]["name"], "cli")
+        rc, out, err = self.ctl("dags", "show", "hello", "--output=yaml")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("dag_id: hello\n", out)
+        self.assertRegex(out, r"bundle:\n  name: cli\n")
+        rc, out, err = self.ctl("dags", "show", "hello")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("?", out)
+        self.assertIn("echo one ... (2 lines, below)", out)
+        self.assertIn("shell of load:\n  echo one\n  echo two\n", out)
+        rc, out, err = self.ctl("dags", "show", "nope")
+        self.assertEqual(rc, 1)
+        self.assertEqual(err, "remexctl: dags show: DAG 'nope' not found; push it with remexctl "
+                              "dags push\n")
+        rc, out, err = self.ctl("-v", "runs", "show", "hello", "nope")
+        self.assertEqual(rc, 1)
+        self.assertIn("HTTP 404", err)
+        self.assertIn("run 'nope' of DAG 'hello' not found; see remexctl runs list hello", err)
+        rc, out, err = self.ctl("tasks", "logs", "hello", "nope", "x")
+        self.assertIn("run 'nope' of DAG 'hello' not found", err)
+        rc, out, err = self.ctl("dags", "list", "-o", "xml")
+        self.assertEqual(rc, 2)
+        self.assertIn("expected table, wide, json or yaml", err)
 
     def test_agents_drain_resume_maintenance(self):
         rc, value, err = self.ctl("tokens", "create", "--name", "agents")

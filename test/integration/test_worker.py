@@ -365,6 +365,21 @@ class TestWorkerTaskInterface(WorkerCase):
         self.assertIn("[remex] log truncated", loud)
         self.assertLess(len(loud), 4096 + 200)
 
+    def test_conf_overrides_params(self):
+        """A manual run's conf overrides params in templates and REMEX_PARAM_*
+        (docs/dag-format.md); keys only in the conf are params too."""
+        self.start_plane()
+        self.put_dag({"dag_id": "pc", "params": {"x": "a", "y": "keep"}, "tasks": [
+            {"task_id": "t", "shell": 'echo "x={{ params.x }} y={{ params.y }}"'
+                                      ' "z=$REMEX_PARAM_Z env=$REMEX_PARAM_X"'}]})
+        self.start_worker()
+        plain = self.trigger("pc")
+        conf = self.trigger("pc", {"x": "b", "z": 3})
+        for run_id, want in ((plain, "x=a y=keep z= env=a"), (conf, "x=b y=keep z=3 env=b")):
+            run = self.wait_run("pc", run_id)
+            self.assertEqual(run["state"], "success", run)
+            self.assertIn(want, self.task_log("pc", run_id, "t"))
+
     def test_defer_and_peer_check(self):
         self.start_plane()
         self.put_dag({"dag_id": "dfr", "tasks": [

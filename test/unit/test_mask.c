@@ -7,6 +7,9 @@
 
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <stdio.h>
+
 #include "remex/mask.h"
 
 static const char *apply(struct mask *m, const char *line, struct buf *out)
@@ -95,6 +98,76 @@ static void test_multiline_value(void **state)
     mask_free(m);
 }
 
+/* What a task prints after `remex-task conn get ID`: the value inside a JSON string. */
+static void test_json_escaped_masked(void **state)
+{
+    (void)state;
+    struct mask *m = mask_new();
+    struct buf b = BUF_INIT(4096);
+    assert_int_equal(mask_add(m, "pa\"ss\\wd/1", 10), REMEX_OK);
+    assert_string_equal(apply(m, "{\"password\": \"pa\\\"ss\\\\wd/1\"}", &b),
+                        "{\"password\": \"***\"}");
+    assert_string_equal(apply(m, "{\"password\":\"pa\\\"ss\\\\wd\\/1\"}", &b),
+                        "{\"password\":\"***\"}");
+    assert_int_equal(mask_add(m, "na\xc3\xafve-pw", 9), REMEX_OK);
+    assert_string_equal(apply(m, "\"na\\u00efve-pw\"", &b), "\"***\"");
+    assert_string_equal(apply(m, "\"na\\u00EFve-pw\"", &b), "\"***\"");
+    assert_int_equal(mask_add(m, "line1\nline2", 11), REMEX_OK);
+    assert_string_equal(apply(m, "{\"v\": \"line1\\nline2\"}", &b), "{\"v\": \"***\"}");
+    buf_free(&b);
+    mask_free(m);
+}
+
+static void test_url_encodings_masked(void **state)
+{
+    (void)state;
+    struct mask *m = mask_new();
+    struct buf b = BUF_INIT(4096);
+    assert_int_equal(mask_add(m, "my pass/w*rd!", 13), REMEX_OK);
+    /* form encoding: space as '+' */
+    assert_string_equal(apply(m, "password=my+pass%2Fw%2Ard%21&x=1", &b), "password=***&x=1");
+    /* Java URLEncoder keeps '*' */
+    assert_string_equal(apply(m, "password=my+pass%2Fw*rd%21&x=1", &b), "password=***&x=1");
+    /* Python quote(): '/' kept */
+    assert_string_equal(apply(m, "/login/my%20pass/w%2Ard%21", &b), "/login/***");
+    /* encodeURIComponent keeps ! ' ( ) * */
+    assert_string_equal(apply(m, "?p=my%20pass%2Fw*rd!", &b), "?p=***");
+    /* lower-case hex digits */
+    assert_string_equal(apply(m, "?p=my%20pass%2fw%2ard%21", &b), "?p=***");
+    buf_free(&b);
+    mask_free(m);
+}
+
+/* base64 of "login:" + password (HTTP Basic) at every prefix length. */
+static void test_base64_any_alignment_masked(void **state)
+{
+    (void)state;
+    static const char *const logins[] = {"", "a:", "ab:", "abc:", "user1:", "admin:x"};
+    for (size_t i = 0; i < sizeof(logins) / sizeof(logins[0]); i++) {
+        struct mask *m = mask_new();
+        struct buf b = BUF_INIT(4096);
+        char plain[64], enc[128], line[160];
+        const char *pw = "correct-horse-battery";
+        assert_int_equal(mask_add(m, pw, strlen(pw)), REMEX_OK);
+        int n = snprintf(plain, sizeof(plain), "%s%s%s", logins[i], pw, i % 2 ? "@host" : "");
+        EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)plain, n);
+        snprintf(line, sizeof(line), "Authorization: Basic %s", enc);
+        const char *got = apply(m, line, &b);
+        assert_non_null(strstr(got, "***"));
+        /* at most the 3 characters on each side that mix in other bytes stay */
+        size_t kept = strlen(got) - strlen("Authorization: Basic ***");
+        size_t b64_login = 4 * ((strlen(logins[i]) + 2) / 3);
+        size_t b64_tail = i % 2 ? 4 * ((strlen("@host") + 2) / 3) : 0;
+        assert_true(kept <= b64_login + b64_tail + 4);
+        /* none of the password's own 4-character groups survives */
+        char pwenc[64];
+        EVP_EncodeBlock((unsigned char *)pwenc, (const unsigned char *)pw + 3, 12);
+        assert_null(strstr(got, pwenc));
+        buf_free(&b);
+        mask_free(m);
+    }
+}
+
 static void test_duplicates_and_caps(void **state)
 {
     (void)state;
@@ -137,11 +210,18 @@ static void test_binary_line(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plain_value_masked),  cmocka_unit_test(test_base64_forms_masked),
-        cmocka_unit_test(test_urlencoded_masked),   cmocka_unit_test(test_short_values_ignored),
-        cmocka_unit_test(test_longest_first),       cmocka_unit_test(test_multiline_value),
-        cmocka_unit_test(test_duplicates_and_caps), cmocka_unit_test(test_output_cap),
+        cmocka_unit_test(test_plain_value_masked),
+        cmocka_unit_test(test_base64_forms_masked),
+        cmocka_unit_test(test_urlencoded_masked),
+        cmocka_unit_test(test_short_values_ignored),
+        cmocka_unit_test(test_longest_first),
+        cmocka_unit_test(test_multiline_value),
+        cmocka_unit_test(test_duplicates_and_caps),
+        cmocka_unit_test(test_output_cap),
         cmocka_unit_test(test_binary_line),
+        cmocka_unit_test(test_json_escaped_masked),
+        cmocka_unit_test(test_url_encodings_masked),
+        cmocka_unit_test(test_base64_any_alignment_masked),
     };
     return cmocka_run_group_tests_name("mask", tests, NULL, NULL);
 }

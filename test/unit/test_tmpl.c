@@ -130,6 +130,21 @@ static void test_malformed(void **state)
     buf_free(&b);
 }
 
+/* A non-ASCII name is reported with its whole character, never one byte of it. */
+static void test_non_ascii_reported_whole(void **state)
+{
+    (void)state;
+    struct buf b = BUF_INIT(4096);
+    struct remex_error e;
+    assert_int_equal(expand("{{ params.na\xc3\xafve }}", &b, &e), REMEX_EPARSE);
+    assert_string_equal(e.msg, "column 13: unexpected '\xc3\xaf' in template");
+    assert_int_equal(expand("{{ ds\xe2\x82\xac }}", &b, &e), REMEX_EPARSE);
+    assert_string_equal(e.msg, "column 6: unexpected '\xe2\x82\xac' in template");
+    assert_int_equal(expand("{{ ds\xc3 }}", &b, &e), REMEX_EPARSE);
+    assert_string_equal(e.msg, "column 6: unexpected byte 0xc3 (not UTF-8) in template");
+    buf_free(&b);
+}
+
 static void test_literal_braces(void **state)
 {
     (void)state;
@@ -207,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_params_and_conf),
         cmocka_unit_test(test_unknown_never_empty),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_non_ascii_reported_whole),
         cmocka_unit_test(test_literal_braces),
         cmocka_unit_test(test_single_pass),
         cmocka_unit_test(test_cap),
