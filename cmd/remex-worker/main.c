@@ -167,10 +167,15 @@ static void hook_register_body(void *ud, json_t *body)
         json_array_append_new(q, json_string(w->cfg->queues.items[i]));
     json_object_set_new(body, "queues", q);
     json_object_set_new(body, "slots", json_integer(w->slots));
-    /* XCom is advertised only when its store opened. */
-    json_object_set_new(
-        body, "features",
-        json_pack("{s:b,s:s}", "xcom", w->xstore != NULL, "memory_limit", w->memlimit_mech));
+    /* XCom is advertised only when its store opened; bundles by name, so that remexctl can
+     * tell a push to a bundle no agent serves. */
+    json_t *bundles = json_array();
+    const struct agentcfg_bundle *b = w->r->cfg.bundles.items;
+    for (size_t i = 0; i < w->r->cfg.bundles.n; i++)
+        json_array_append_new(bundles, json_string(b[i].name));
+    json_object_set_new(body, "features",
+                        json_pack("{s:b,s:s,s:o}", "xcom", w->xstore != NULL, "memory_limit",
+                                  w->memlimit_mech, "bundles", bundles));
 }
 
 static void hook_registered(void *ud)

@@ -271,7 +271,7 @@ class TestWorkerLifecycle(WorkerCase):
         self.assertIn("configuration OK", out)
         self.assertRegex(out, r"full\.yaml:\d+:3: dag_processor: reserved for remex-dag-processor")
         self.assertRegex(out, r"full\.yaml:\d+:3: triggerer: reserved for remex-triggerer")
-        self.assertRegex(out, r"full\.yaml:\d+:3: agent: reserved for the remex-agent")
+        self.assertNotIn("agent: reserved", out)  # the supervisor's section is read
         self.assertNotIn("sentinel", out)  # an empty mapping needs no warning
         # A reserved section is a mapping or nothing.
         bad = self.write("badres.yaml", "plane:\n  url: http://127.0.0.1:1\n  token: x\n"
@@ -294,6 +294,13 @@ class TestWorkerLifecycle(WorkerCase):
         w = self.spawn("sharedw", [self.bin("remex-worker"), "-c", cfg])
         w.wait_output("registered as agent", timeout=10)
         self.assertTrue(os.path.isdir(os.path.join(state, "worker", "journal")))
+        # Registration advertises what this worker has: its bundles, and XCom (the derived
+        # file://<state_dir>/xcom store opened).
+        st, agents = self.req("GET", "/api/v1/admin/agents", token=self.admin)
+        st, a = self.req("GET", f"/api/v1/admin/agents/{agents['agents'][0]['agent_id']}",
+                         token=self.admin)
+        self.assertEqual(a["features"]["bundles"], ["main"])
+        self.assertTrue(a["features"]["xcom"])
         first = [l for l in w.output().splitlines() if l.startswith("{")]
         self.assertTrue(first, w.output())
         self.assertEqual(json.loads(first[0])["role"], "worker")

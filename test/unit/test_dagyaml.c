@@ -161,6 +161,29 @@ static void test_single_dag_and_defaults(void **state)
     dagyaml_result_free(&r);
 }
 
+/* pool: a task's own, from default_args, or default_pool. */
+static void test_pool_key(void **state)
+{
+    (void)state;
+    struct dagyaml_result r;
+    struct dag *d = parse_one("dag_id: p\n"
+                              "default_args: {pool: warehouse}\n"
+                              "tasks:\n"
+                              "  - {task_id: a, shell: 'true'}\n"
+                              "  - {task_id: b, shell: 'true', pool: reports, pool_slots: 2}\n",
+                              &r);
+    assert_string_equal(d->tasks[0].pool, "warehouse");
+    assert_string_equal(d->tasks[1].pool, "reports");
+    assert_int_equal(d->tasks[1].pool_slots, 2);
+    dagyaml_result_free(&r);
+    d = parse_one("dag_id: q\ntasks:\n  - {task_id: a, shell: 'true'}\n", &r);
+    assert_true(d->tasks[0].pool == NULL || strcmp(d->tasks[0].pool, "default_pool") == 0);
+    dagyaml_result_free(&r);
+    assert_int_not_equal(
+        parse("dag_id: x\ntasks:\n  - {task_id: a, shell: 'true', pool: [1]}\n", &r), REMEX_OK);
+    dagyaml_result_free(&r);
+}
+
 static void test_dags_list_form(void **state)
 {
     (void)state;
@@ -552,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_doc_example_matches_etc),
         cmocka_unit_test(test_single_dag_and_defaults),
         cmocka_unit_test(test_dags_list_form),
+        cmocka_unit_test(test_pool_key),
         cmocka_unit_test(test_default_args_merge),
         cmocka_unit_test(test_durations_sizes_dates),
         cmocka_unit_test(test_unknown_key_suggestion),
