@@ -1409,7 +1409,7 @@ int cfg_check_report(remex_err rc, const struct cfg_errors *errs, struct buf *ou
         buf_printf(out, "%s\n", errs->msg[i]);
     if (errs != NULL && errs->dropped > 0)
         buf_printf(out, "(%zu more errors not shown)\n", errs->dropped);
-    return CFG_EXIT_CONFIG;
+    return REMEX_EXIT_CONFIG;
 }
 
 int cfg_check(const struct cfg_entry *table, size_t objsize, const char *path,

@@ -23,11 +23,10 @@
 #include "decode.h"
 #include "plane.h"
 #include "remex/cfg.h"
+#include "remex/exit.h"
 #include "remex/log.h"
 #include "remex/version.h"
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE   2
 
 /* plane.yaml as cfg loads it; copied into struct plane_config. */
 struct file_cfg {
@@ -250,7 +249,7 @@ static void free_cfg(struct plane_config *c)
     }
 }
 
-/* Loads the file into p->cfg; prints errors and returns CFG_EXIT_CONFIG on failure. */
+/* Loads the file into p->cfg; prints errors and returns REMEX_EXIT_CONFIG on failure. */
 static int load_config(struct plane *p, const char *path)
 {
     struct file_cfg f;
@@ -263,7 +262,7 @@ static int load_config(struct plane *p, const char *path)
         int code = cfg_check_report(rc, &errs, &out);
         fputs(buf_cstr(&out), stderr);
         buf_free(&out);
-        return code ? code : CFG_EXIT_CONFIG;
+        return code ? code : REMEX_EXIT_CONFIG;
     }
     copy_cfg(&p->cfg, &f);
     cfg_free(plane_cfg_table, &f);
@@ -361,7 +360,7 @@ static int print_routes(int bodies)
     struct buf out = BUF_INIT(1024 * 1024);
     if (bodies ? decode_bodies_print(&out) : server_routes(&out)) {
         fprintf(stderr, "remex-plane: out of memory\n");
-        return EXIT_RUNTIME;
+        return REMEX_EXIT_FAIL;
     }
     fputs(buf_cstr(&out), stdout);
     buf_free(&out);
@@ -381,7 +380,7 @@ static int run(struct plane *p)
     if (start(p, &stage, &e)) {
         log_error("start: %s", e.msg);
         shutdown_plane(p, stage);
-        return EXIT_RUNTIME;
+        return REMEX_EXIT_FAIL;
     }
     log_info("remex-plane %s started (db %s)", REMEX_VERSION, p->cfg.db_path);
     while (sigwait(&set, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
@@ -435,19 +434,19 @@ int main(int argc, char **argv)
             return 0;
         default:
             usage(stderr);
-            return EXIT_USAGE;
+            return REMEX_EXIT_USAGE;
         }
     }
     if (optind != argc) {
         usage(stderr);
-        return EXIT_USAGE;
+        return REMEX_EXIT_USAGE;
     }
     if (routes || bodies)
         return print_routes(bodies);
     if (!path) {
         fprintf(stderr, "remex-plane: -c plane.yaml is required\n");
         usage(stderr);
-        return EXIT_USAGE;
+        return REMEX_EXIT_USAGE;
     }
     if (check) {
         struct buf out = BUF_INIT(64 * 1024);
@@ -467,13 +466,13 @@ int main(int argc, char **argv)
         log_format_parse(lf ? lf : p->cfg.log_format, &fmt) < 0) {
         fprintf(stderr, "remex-plane: unknown --log-level or --log-format\n");
         free_cfg(&p->cfg);
-        return EXIT_USAGE;
+        return REMEX_EXIT_USAGE;
     }
     log_init("plane", level, fmt);
     if (init_sync(p) != 0) {
         log_error("cannot initialise locks");
         free_cfg(&p->cfg);
-        return EXIT_RUNTIME;
+        return REMEX_EXIT_FAIL;
     }
     code = run(p);
     fini_sync(p);

@@ -56,8 +56,6 @@
 #define CFG_MAX_NODES    100000
 #define CFG_MAX_ITEMS    1024
 #define CFG_SECRET_MAX   (64 * 1024)
-/* Exit code of a binary whose configuration is invalid (the supervisor does not restart it). */
-#define CFG_EXIT_CONFIG REMEX_EXIT_CONFIG
 
 enum cfg_type {
     CFG_STRING = 1,
@@ -211,7 +209,7 @@ remex_err cfg_env_name(const char *prefix, const char *key, char *out, size_t ou
  * --check support. Formats the outcome of a load: its warnings ("warning: ..."
  * lines), then "configuration OK\n" and
  * returns 0 when rc is REMEX_OK, else one line per error and returns
- * CFG_EXIT_CONFIG. The binary prints out to stdout (0) or stderr (100).
+ * REMEX_EXIT_CONFIG. The binary prints out to stdout (0) or stderr (100).
  */
 int cfg_check_report(remex_err rc, const struct cfg_errors *errs, struct buf *out);
 

@@ -453,7 +453,7 @@ static void test_collects_all_errors_capped(void **state)
     assert_string_equal(errs.msg[0], "agent.yaml:3:1: unknown key 'bad0'");
     assert_string_equal(errs.msg[19], "agent.yaml:22:1: unknown key 'bad19'");
     struct buf out = BUF_INIT(1 << 16);
-    assert_int_equal(cfg_check_report(REMEX_ECONFIG, &errs, &out), CFG_EXIT_CONFIG);
+    assert_int_equal(cfg_check_report(REMEX_ECONFIG, &errs, &out), REMEX_EXIT_CONFIG);
     assert_non_null(strstr(buf_cstr(&out), "(10 more errors not shown)\n"));
     buf_free(&out);
 }
@@ -974,12 +974,12 @@ static void test_check_and_usage(void **state)
     assert_string_equal(buf_cstr(&out), "configuration OK\n");
     buf_reset(&out);
     write_file(path, "name: a\nplane: {url: 'http://h'}\nworker: {slotz: 1}\n", 0644);
-    assert_int_equal(cfg_check(table, sizeof(struct tcfg), path, &o, &out), CFG_EXIT_CONFIG);
+    assert_int_equal(cfg_check(table, sizeof(struct tcfg), path, &o, &out), REMEX_EXIT_CONFIG);
     char want[512];
     snprintf(want, sizeof(want), "%s:3:10: unknown key 'slotz' (did you mean 'slots'?)\n", path);
     assert_string_equal(buf_cstr(&out), want);
     buf_reset(&out);
-    assert_int_equal(cfg_check_report(REMEX_ENOMEM, NULL, &out), CFG_EXIT_CONFIG);
+    assert_int_equal(cfg_check_report(REMEX_ENOMEM, NULL, &out), REMEX_EXIT_CONFIG);
     assert_string_equal(buf_cstr(&out), "configuration invalid: out of memory\n");
     buf_reset(&out);
 
