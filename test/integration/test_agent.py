@@ -170,6 +170,28 @@ class TestAgent(AgentCase):
         a.wait_output("worker is FATAL: exit code 100", timeout=15)
         self.assertEqual(self.role(cfg, "worker")["restarts"], 0)
 
+    def test_roles_exit_when_the_agent_dies(self):
+        # SIGKILL leaves the agent no time to stop its roles: the channel's end of file and
+        # the parent-death signal make each role drain and exit by itself.
+        self.start_plane()
+        cfg = self.agent_yaml(workers=[("w1", "default", 1), ("w2", "default", 1)])
+        a = self.start_agent(cfg)
+        a.wait_output("agent ready", timeout=15)
+        pids = [r["pid"] for r in self.status(cfg)["roles"]]
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(5)
+
+        def gone():
+            for p in pids:
+                try:
+                    with open(f"/proc/{p}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            return False
+                except FileNotFoundError:
+                    pass
+            return True
+        harness.wait_for(gone, 10, what="the roles to exit")
+
     def test_sigterm_lets_a_running_task_finish(self):
         self.start_plane()
         cfg = self.agent_yaml()
