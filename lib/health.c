@@ -61,7 +61,7 @@ static json_t *checks_json(const struct health_set *h, int all,
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < h->n; i++) {
         const struct health_check *c = &h->checks[i];
-        if (!all && c->status == HEALTH_OK)
+        if (!all && c->status != HEALTH_FAIL)
             continue;
         json_t *o = json_pack("{s:s,s:s}", "name", c->name, "status", name(c->status));
         if (o && c->msg[0])

@@ -27,15 +27,17 @@ struct queue_cap {
 static void role_metrics(const struct sentinel *s, struct buf *b)
 {
     const struct supstatus *st = &s->status;
+    if (!st->nroles)
+        return; /* a family without samples says nothing */
     FAMILY(b, "remex_agent_role_up", "gauge",
            "1 while the role's process is up (supervisor state up, or its /healthz answers).");
     for (size_t i = 0; i < st->nroles; i++) {
-        const char *l[] = {"role", st->roles[i].role, "instance", st->roles[i].instance};
+        const char *l[] = {"role", st->roles[i].role, "role_instance", st->roles[i].instance};
         promtext_sample(b, "remex_agent_role_up", l, 2, st->roles[i].state == SUPSTATUS_UP);
     }
     FAMILY(b, "remex_agent_role_ready", "gauge", "1 while the role is up and ready.");
     for (size_t i = 0; i < st->nroles; i++) {
-        const char *l[] = {"role", st->roles[i].role, "instance", st->roles[i].instance};
+        const char *l[] = {"role", st->roles[i].role, "role_instance", st->roles[i].instance};
         promtext_sample(b, "remex_agent_role_ready", l, 2,
                         st->roles[i].state == SUPSTATUS_UP && st->roles[i].ready);
     }
@@ -46,20 +48,20 @@ static void role_metrics(const struct sentinel *s, struct buf *b)
            "fatal, stopping, stopped.");
     for (size_t i = 0; i < st->nroles; i++)
         for (int k = SUPSTATUS_STARTING; k <= SUPSTATUS_STOPPED; k++) {
-            const char *l[] = {"role", st->roles[i].role, "instance", st->roles[i].instance,
+            const char *l[] = {"role", st->roles[i].role, "role_instance", st->roles[i].instance,
                                "state", supstatus_state_name((enum supstatus_role_state)k)};
             promtext_sample(b, "remex_agent_role_state", l, 3, (int)st->roles[i].state == k);
         }
     FAMILY(b, "remex_agent_role_restarts_total", "counter",
            "Restarts of the role by the supervisor.");
     for (size_t i = 0; i < st->nroles; i++) {
-        const char *l[] = {"role", st->roles[i].role, "instance", st->roles[i].instance};
+        const char *l[] = {"role", st->roles[i].role, "role_instance", st->roles[i].instance};
         promtext_sample(b, "remex_agent_role_restarts_total", l, 2,
                         (double)st->roles[i].restarts);
     }
     FAMILY(b, "remex_agent_role_uptime_seconds", "gauge", "Time since the role last started.");
     for (size_t i = 0; i < st->nroles; i++) {
-        const char *l[] = {"role", st->roles[i].role, "instance", st->roles[i].instance};
+        const char *l[] = {"role", st->roles[i].role, "role_instance", st->roles[i].instance};
         promtext_sample(b, "remex_agent_role_uptime_seconds", l, 2, st->roles[i].uptime_s);
     }
 }

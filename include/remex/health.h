@@ -53,8 +53,8 @@ const struct health_check *health_get(const struct health_set *h, const char *na
 enum health_status health_overall(const struct health_set *h);
 
 /*
- * The sentinel's /health body (owned): every check when all is 0, else only
- * the checks that are not ok (what a 503 names).
+ * The sentinel's /health body (owned): every check when all is 1, else only
+ * the failing ones (what a 503 names).
  */
 json_t *health_json(const struct health_set *h, int all);
 /* The plane's HealthReport body (owned). */
