@@ -136,6 +136,7 @@ static void got_cert(struct tlsprobe *t, X509 *cert)
     }
     t->s->tls_not_after_ms = (int64_t)timegm(&tm) * 1000;
     t->s->tls_err[0] = '\0';
+    SSL_shutdown(t->ssl); /* close_notify (non-blocking: sent or not, the probe is done) */
     close_conn(t);
 }
 

@@ -4,6 +4,7 @@ control socket (a small fake supervisor here: the sentinel is only its
 client, and the fake lets a test make a role FATAL at will), roles watched
 through their /healthz, `promtool check metrics`, and a real Prometheus
 scraping the sentinel."""
+import http.client
 import http.server
 import json
 import os
@@ -97,6 +98,7 @@ class SentinelCase(planefix.PlaneCase):
             "plane:\n"
             f"  url: {self.url}\n"
             f"  token: {{file: {self.token_path}}}\n"
+            + (f"  ca_file: {self.cert}\n" if getattr(self, "cert", None) else "") +
             f"state_dir: {self.state}\n"
             "bundles:\n"
             f"  - {{name: main, path: {self.bundle}}}\n"
@@ -351,3 +353,55 @@ class Prometheus(SentinelCase):
         self.assertEqual(res[0]["metric"]["role_instance"], "worker")
         self.assertEqual(res[0]["metric"]["instance"], f"127.0.0.1:{self.hport}")
         self.assertEqual(res[0]["value"][1], "1")
+
+
+class TlsPlane(SentinelCase):
+    def setUp(self):
+        harness.TestCase.setUp(self)
+        self.cert = os.path.join(self.tmp, "tls.crt")
+        key = os.path.join(self.tmp, "tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", self.cert,
+                        "-days", "3", "-subj", "/CN=127.0.0.1", "-addext",
+                        "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True,
+                       timeout=60)
+        self.start_plane(tls={"cert": self.cert, "key": key})
+        self.url = self.url.replace("http://", "https://")
+        self.state = os.path.join(self.tmp, "state")
+        self.bundle = os.path.join(self.tmp, "bundle")
+        for d in (self.state, self.bundle, os.path.join(self.tmp, "logs")):
+            os.makedirs(d)
+        self.sock = os.path.join(self.state, "agent.sock")
+        self.hport = harness.free_port()
+        self.base = f"http://127.0.0.1:{self.hport}"
+        self.fakes = []
+        st, tok = self.req("POST", "/api/v1/admin/tokens", {"name": "s", "expires_in": 3600},
+                           self.admin)
+        self.assertEqual(st, 201, tok)
+        self.token_path = self.write("agent.token", tok["value"] + "\n", mode=0o600)
+
+    def req(self, method, path, body=None, token=None, raw=False):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.cert)
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=20)
+        hdrs = {"Authorization": "Bearer " + token} if token else {}
+        data = json.dumps(body).encode() if body is not None else None
+        if data:
+            hdrs["Content-Type"] = "application/json"
+        c.request(method, path, body=data, headers=hdrs)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None)
+
+    def test_certificate_expiry_is_watched(self):
+        self.start_sentinel("  tls_warn: 7d\n")
+
+        def read():
+            c = self.check("tls_certificate")
+            return c and "expires" in c.get("message", "") and c
+        c = harness.wait_for(read, 15, 0.1, "the certificate to be read")
+        self.assertEqual(c["status"], "warn", c)  # 3 days left, warned at 7
+        self.assertRegex(c["message"], r"^plane certificate expires at \S+ \(in 2d 23h\)$")
+        m = self.metrics()
+        self.assertRegex(m, r"remex_agent_plane_certificate_expiry_timestamp_seconds \d{10}\n")
+        self.assertEqual(self.check("plane")["status"], "ok")
