@@ -61,9 +61,9 @@ static enum MHD_Result queue(struct MHD_Connection *c, int status, const char *c
 {
     size_t len = 0;
     char *data = buf_detach(body, &len);
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        data ? len : 0, data ? (void *)data : (void *)"",
-        data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(data ? len : 0, data ? (void *)data : (void *)"",
+                                        data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(data);
         return MHD_NO;
@@ -86,9 +86,8 @@ static enum MHD_Result simple(struct MHD_Connection *c, int status, const char *
 
 /* Answers at the first call (headers received): no request here carries a body. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     (void)upload_data;
@@ -100,7 +99,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     *con_cls = h;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return simple(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *te =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     if ((cl && strcmp(cl, "0") != 0) || te)
@@ -164,11 +164,10 @@ struct rolehttp *rolehttp_new(struct evloop *loop, const char *listen, rolehttp_
     h->epfd = -1;
     unsigned flags = MHD_USE_EPOLL | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     errno = 0;
-    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)ROLEHTTP_CONN_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
-                            CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
-                            MHD_OPTION_END);
+    h->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)ROLEHTTP_CONN_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+        CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_END);
     if (!h->d) {
         remex_seterr(e, REMEX_ESYS, "listen %s: %s", listen,
                      errno ? strerror(errno) : "cannot start the HTTP server");

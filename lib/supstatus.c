@@ -92,8 +92,7 @@ static remex_err parse_queues(const json_t *o, const char *path, struct supstatu
         size_t n = json_string_length(v);
         if (!json_is_string(v) || n == 0 || n >= SUPSTATUS_NAME_MAX ||
             memchr(json_string_value(v), '\0', n))
-            return remex_seterr(e, REMEX_EPROTO, "%squeues[%zu]: expected a short string", path,
-                                i);
+            return remex_seterr(e, REMEX_EPROTO, "%squeues[%zu]: expected a short string", path, i);
         memcpy(r->queues[i], json_string_value(v), n + 1);
         r->nqueues = i + 1;
     }

@@ -88,13 +88,11 @@ static void check_plane(struct sentinel *s)
     else if (s->last_err[0])
         health_set(&s->health, "plane", HEALTH_WARN, "%s", s->last_err);
     else if (s->rtt_s >= 0 && rtt_ms > (double)s->cfg->rtt_warn_ms)
-        health_set(&s->health, "plane", HEALTH_WARN, "reachable, slow: round trip %.0f ms",
-                   rtt_ms);
+        health_set(&s->health, "plane", HEALTH_WARN, "reachable, slow: round trip %.0f ms", rtt_ms);
     else if (s->rtt_s >= 0)
         health_set(&s->health, "plane", HEALTH_OK, "reachable, round trip %.1f ms", rtt_ms);
     else
-        health_set(&s->health, "plane", HEALTH_OK, "registered as agent %s",
-                   api_agent_id(s->api));
+        health_set(&s->health, "plane", HEALTH_OK, "registered as agent %s", api_agent_id(s->api));
 }
 
 /*
@@ -138,8 +136,8 @@ static void check_tls(struct sentinel *s)
     }
     if (!s->tls_not_after_ms)
         return; /* first probe still running */
-    enum health_status st = health_grade_expiry("plane certificate", s->tls_not_after_ms,
-                                                wall_ms(), s->cfg->tls_warn_ms, msg, sizeof(msg));
+    enum health_status st = health_grade_expiry("plane certificate", s->tls_not_after_ms, wall_ms(),
+                                                s->cfg->tls_warn_ms, msg, sizeof(msg));
     health_set(&s->health, "tls_certificate", st, "%s", msg);
 }
 
@@ -234,16 +232,16 @@ static void check_disk(struct sentinel *s)
         } else {
             d->avail = (uint64_t)v.f_bavail * v.f_frsize;
             d->total = (uint64_t)v.f_blocks * v.f_frsize;
-            st = health_grade_disk(d->avail, d->total, s->cfg->disk_warn_pct,
-                                   s->cfg->disk_fail_pct, one, sizeof(one));
+            st = health_grade_disk(d->avail, d->total, s->cfg->disk_warn_pct, s->cfg->disk_fail_pct,
+                                   one, sizeof(one));
         }
         if (st > worst) {
             worst = st;
             len = 0;
         }
         if (st == worst && len < sizeof(msg)) {
-            int n = snprintf(msg + len, sizeof(msg) - len, "%s%s %s: %s", len ? "; " : "",
-                             d->kind, d->path, one);
+            int n = snprintf(msg + len, sizeof(msg) - len, "%s%s %s: %s", len ? "; " : "", d->kind,
+                             d->path, one);
             if (n > 0)
                 len += (size_t)n;
         }

@@ -48,16 +48,16 @@ static void role_metrics(const struct sentinel *s, struct buf *b)
            "fatal, stopping, stopped.");
     for (size_t i = 0; i < st->nroles; i++)
         for (int k = SUPSTATUS_STARTING; k <= SUPSTATUS_STOPPED; k++) {
-            const char *l[] = {"role", st->roles[i].role, "role_instance", st->roles[i].instance,
-                               "state", supstatus_state_name((enum supstatus_role_state)k)};
+            const char *l[] = {"role",          st->roles[i].role,
+                               "role_instance", st->roles[i].instance,
+                               "state",         supstatus_state_name((enum supstatus_role_state)k)};
             promtext_sample(b, "remex_agent_role_state", l, 3, (int)st->roles[i].state == k);
         }
     FAMILY(b, "remex_agent_role_restarts_total", "counter",
            "Restarts of the role by the supervisor.");
     for (size_t i = 0; i < st->nroles; i++) {
         const char *l[] = {"role", st->roles[i].role, "role_instance", st->roles[i].instance};
-        promtext_sample(b, "remex_agent_role_restarts_total", l, 2,
-                        (double)st->roles[i].restarts);
+        promtext_sample(b, "remex_agent_role_restarts_total", l, 2, (double)st->roles[i].restarts);
     }
     FAMILY(b, "remex_agent_role_uptime_seconds", "gauge", "Time since the role last started.");
     for (size_t i = 0; i < st->nroles; i++) {
@@ -108,7 +108,8 @@ static void check_metrics(const struct sentinel *s, struct buf *b)
                         (const char *[]){"check", s->health.checks[i].name}, 1,
                         (double)s->health.checks[i].status);
     FAMILY(b, "remex_sentinel_healthy", "gauge", "1 while no check fails (/health answers 200).");
-    promtext_sample(b, "remex_sentinel_healthy", NULL, 0, health_overall(&s->health) != HEALTH_FAIL);
+    promtext_sample(b, "remex_sentinel_healthy", NULL, 0,
+                    health_overall(&s->health) != HEALTH_FAIL);
 }
 
 static void plane_metrics(const struct sentinel *s, struct buf *b)
@@ -151,15 +152,15 @@ static void disk_metrics(const struct sentinel *s, struct buf *b)
     for (size_t i = 0; i < s->ndirs; i++)
         if (s->dirs[i].ok)
             promtext_sample(b, "remex_agent_disk_free_bytes",
-                            (const char *[]){"folder", s->dirs[i].kind, "path", s->dirs[i].path},
-                            2, (double)s->dirs[i].avail);
+                            (const char *[]){"folder", s->dirs[i].kind, "path", s->dirs[i].path}, 2,
+                            (double)s->dirs[i].avail);
     FAMILY(b, "remex_agent_disk_size_bytes", "gauge",
            "Size of the file system of a watched folder.");
     for (size_t i = 0; i < s->ndirs; i++)
         if (s->dirs[i].ok)
             promtext_sample(b, "remex_agent_disk_size_bytes",
-                            (const char *[]){"folder", s->dirs[i].kind, "path", s->dirs[i].path},
-                            2, (double)s->dirs[i].total);
+                            (const char *[]){"folder", s->dirs[i].kind, "path", s->dirs[i].path}, 2,
+                            (double)s->dirs[i].total);
 }
 
 void expo_metrics(struct sentinel *s, struct buf *out)

@@ -23,7 +23,7 @@ struct probe {
     struct http_client *client;
     char path[1024];
     int inflight;
-    long status;  /* last answer, 0: none */
+    long status; /* last answer, 0: none */
     char err[160];
     int answered; /* at least one round finished */
 };
@@ -108,10 +108,10 @@ static void grade(struct probes *ps)
         r->slots = -1;
         r->state = p->status ? SUPSTATUS_UP : SUPSTATUS_STOPPED;
         r->ready = p->status == 200;
-        enum health_status st = !p->answered  ? HEALTH_WARN
-                                : !p->status  ? HEALTH_FAIL
-                                : r->ready    ? HEALTH_OK
-                                              : HEALTH_WARN;
+        enum health_status st = !p->answered ? HEALTH_WARN
+                                : !p->status ? HEALTH_FAIL
+                                : r->ready   ? HEALTH_OK
+                                             : HEALTH_WARN;
         up += st == HEALTH_OK;
         if (st == HEALTH_OK)
             continue;
@@ -121,9 +121,9 @@ static void grade(struct probes *ps)
             int n = !p->answered ? snprintf(msg + len, sizeof(msg) - len, "%s%s: not probed yet",
                                             len ? "; " : "", rl[i].name)
                     : p->status  ? snprintf(msg + len, sizeof(msg) - len, "%s%s: HTTP %ld",
-                                            len ? "; " : "", rl[i].name, p->status)
+                                           len ? "; " : "", rl[i].name, p->status)
                                  : snprintf(msg + len, sizeof(msg) - len, "%s%s: %s",
-                                            len ? "; " : "", rl[i].name, p->err);
+                                           len ? "; " : "", rl[i].name, p->err);
             if (n > 0)
                 len += (size_t)n;
         }

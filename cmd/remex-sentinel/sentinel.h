@@ -39,7 +39,7 @@ struct tlsprobe;
 struct sent_dir {
     char kind[64]; /* "state", "logs", "bundle:<name>" (a bounded metrics label) */
     const char *path;
-    int ok;        /* statvfs succeeded at the last tick */
+    int ok; /* statvfs succeeded at the last tick */
     uint64_t avail, total;
 };
 
@@ -65,14 +65,14 @@ struct sentinel {
     int64_t token_expires_ms; /* sentinel.token_expires_at, 0: unknown */
 
     /* roles */
-    struct supctl *sup;     /* NULL when sentinel.roles lists /healthz URLs */
-    struct probes *probes;  /* NULL when the control socket is used */
+    struct supctl *sup;    /* NULL when sentinel.roles lists /healthz URLs */
+    struct probes *probes; /* NULL when the control socket is used */
     struct supstatus status;
-    int have_status;        /* status is the supervisor's last answer */
-    char status_err[256];   /* why the last query failed */
+    int have_status;      /* status is the supervisor's last answer */
+    char status_err[256]; /* why the last query failed */
 
     /* TLS */
-    struct tlsprobe *tls;   /* NULL for an http:// plane */
+    struct tlsprobe *tls; /* NULL for an http:// plane */
     int64_t tls_not_after_ms;
     char tls_err[256];
 

@@ -137,9 +137,9 @@ static int connect_nb(struct supctl *c, char *why, size_t whysz)
     memcpy(sa.sun_path, c->path, strlen(c->path) + 1);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         snprintf(why, whysz, "%s",
-                 errno == ENOENT    ? "no such socket (is remex-agent running?)"
-                 : errno == EAGAIN  ? "busy (connection backlog full)"
-                                    : strerror(errno));
+                 errno == ENOENT   ? "no such socket (is remex-agent running?)"
+                 : errno == EAGAIN ? "busy (connection backlog full)"
+                                   : strerror(errno));
         close(fd);
         return -1;
     }

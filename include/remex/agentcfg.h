@@ -69,17 +69,17 @@ struct agentcfg_sentinel_role {
 };
 
 struct agentcfg_sentinel {
-    char *name;               /* agent name registered with the plane */
-    char *listen;             /* /health and /metrics: "127.0.0.1:9464", "[::1]:9464" */
-    char *agent_socket;       /* the supervisor's control socket */
-    struct cfg_list roles;    /* struct agentcfg_sentinel_role; empty: the control socket */
-    uint64_t interval_ms;     /* checks and reports; 0: the plane's heartbeat interval */
-    int64_t disk_warn_pct;    /* free space below this percentage: warn */
-    int64_t disk_fail_pct;    /* free space below this percentage: fail */
-    uint64_t token_warn_ms;   /* token expiring within this: warn */
-    char *token_expires_at;   /* RFC 3339, as `remexctl tokens create` printed it; NULL: unknown */
-    uint64_t rtt_warn_ms;     /* plane round trip above this: warn */
-    uint64_t tls_warn_ms;     /* plane certificate expiring within this: warn */
+    char *name;             /* agent name registered with the plane */
+    char *listen;           /* /health and /metrics: "127.0.0.1:9464", "[::1]:9464" */
+    char *agent_socket;     /* the supervisor's control socket */
+    struct cfg_list roles;  /* struct agentcfg_sentinel_role; empty: the control socket */
+    uint64_t interval_ms;   /* checks and reports; 0: the plane's heartbeat interval */
+    int64_t disk_warn_pct;  /* free space below this percentage: warn */
+    int64_t disk_fail_pct;  /* free space below this percentage: fail */
+    uint64_t token_warn_ms; /* token expiring within this: warn */
+    char *token_expires_at; /* RFC 3339, as `remexctl tokens create` printed it; NULL: unknown */
+    uint64_t rtt_warn_ms;   /* plane round trip above this: warn */
+    uint64_t tls_warn_ms;   /* plane certificate expiring within this: warn */
     char *log_level;
     char *log_format;
 };

@@ -27,8 +27,8 @@
 #include "remex/buf.h"
 #include "remex/err.h"
 
-#define ROLEHTTP_CONN_MAX  64
-#define ROLEHTTP_BODY_MAX  ((size_t)4 << 20)
+#define ROLEHTTP_CONN_MAX 64
+#define ROLEHTTP_BODY_MAX ((size_t)4 << 20)
 
 struct evloop;
 struct rolehttp;

@@ -35,7 +35,8 @@ static void *client_main(void *arg)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
         write(fd, c->request, strlen(c->request)) == (ssize_t)strlen(c->request)) {
         ssize_t r;
-        while (n < sizeof(c->reply) - 1 && (r = read(fd, c->reply + n, sizeof(c->reply) - 1 - n)) > 0)
+        while (n < sizeof(c->reply) - 1 &&
+               (r = read(fd, c->reply + n, sizeof(c->reply) - 1 - n)) > 0)
             n += (size_t)r;
     }
     c->reply[n] = '\0';
@@ -123,8 +124,8 @@ static void test_parse_listen(void **state)
     assert_int_equal(rolehttp_parse_listen("[::1]:80", &sa, &len, &e), REMEX_OK);
     assert_int_equal(sa.ss_family, AF_INET6);
     assert_int_equal(len, sizeof(struct sockaddr_in6));
-    static const char *const bad[] = {"localhost:80", "127.0.0.1", "127.0.0.1:", ":80",
-                                      "127.0.0.1:65536", "[::1:80", "::1:80", "1.2.3.4:8x"};
+    static const char *const bad[] = {"localhost:80",    "127.0.0.1", "127.0.0.1:", ":80",
+                                      "127.0.0.1:65536", "[::1:80",   "::1:80",     "1.2.3.4:8x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(rolehttp_parse_listen(bad[i], &sa, &len, &e), REMEX_EINVAL);
 }
