@@ -9,12 +9,22 @@
 #include <string.h>
 
 #include "remex/evloop.h"
+#include "remex/promtext.h"
+#include "remex/role.h"
 #include "remex/rolehttp.h"
 
 #define CONN_TIMEOUT_S 10u
 
+/* rolehttp_role's state: what its handler reads. */
+struct role_probe {
+    struct role *r;
+    rolehttp_metrics_fn fn;
+    void *ud;
+};
+
 struct rolehttp {
     struct evloop *loop;
+    struct role_probe probe; /* rolehttp_role only */
     struct MHD_Daemon *d;
     int epfd;
     uint64_t timer;
@@ -204,4 +214,66 @@ void rolehttp_free(struct rolehttp *h)
         evloop_unwatch(h->loop, h->epfd);
     MHD_stop_daemon(h->d);
     free(h);
+}
+
+/* ---- a role's own probe endpoint ---- */
+
+static const char *const role_state_names[] = {"starting", "ready", "draining", "stopping",
+                                               "finished"};
+
+static void role_metrics(const struct role_probe *p, struct buf *out)
+{
+    const char *name = p->r->ops->name;
+    promtext_family(out, "remex_role_ready", "gauge", "1 while the role is ready for its work.");
+    promtext_sample(out, "remex_role_ready", (const char *[]){"role", name}, 1,
+                    p->r->state == ROLE_READY);
+    promtext_family(out, "remex_role_state", "gauge", "1 for the role's current life-cycle state.");
+    for (size_t i = 0; i < sizeof(role_state_names) / sizeof(role_state_names[0]); i++)
+        promtext_sample(out, "remex_role_state",
+                        (const char *[]){"role", name, "state", role_state_names[i]}, 2,
+                        (size_t)p->r->state == i);
+    if (p->r->api) {
+        promtext_family(out, "remex_role_plane_up", "gauge",
+                        "1 while the plane answers the role's calls.");
+        promtext_sample(out, "remex_role_plane_up", (const char *[]){"role", name}, 1,
+                        api_reachable(p->r->api));
+        promtext_family(out, "remex_role_reports_pending", "gauge",
+                        "Reports not yet delivered to the plane (in flight or journaled).");
+        promtext_sample(out, "remex_role_reports_pending", (const char *[]){"role", name}, 1,
+                        (double)api_reports_pending(p->r->api));
+    }
+    if (p->fn)
+        p->fn(p->ud, out);
+}
+
+static void role_handler(void *ud, const char *path, struct rolehttp_resp *resp)
+{
+    const struct role_probe *p = ud;
+    size_t st = (size_t)p->r->state;
+    const char *state =
+        st < sizeof(role_state_names) / sizeof(role_state_names[0]) ? role_state_names[st] : "?";
+    if (strcmp(path, "/metrics") == 0) {
+        resp->content_type = PROMTEXT_CONTENT_TYPE;
+        role_metrics(p, &resp->body);
+    } else if (strcmp(path, "/healthz") == 0) {
+        resp->status = p->r->state == ROLE_READY ? 200 : 503;
+        resp->content_type = "application/json";
+        buf_printf(&resp->body, "{\"role\":\"%s\",\"state\":\"%s\"}\n", p->r->ops->name, state);
+    } else if (strcmp(path, "/livez") == 0) {
+        buf_puts(&resp->body, "ok\n");
+    } else {
+        resp->status = 404;
+        buf_puts(&resp->body, "not found: try /healthz, /livez or /metrics\n");
+    }
+}
+
+struct rolehttp *rolehttp_role(struct role *r, const char *listen, rolehttp_metrics_fn fn, void *ud,
+                               struct remex_error *e)
+{
+    struct rolehttp *h = rolehttp_new(r->loop, listen, role_handler, NULL, e);
+    if (!h)
+        return NULL;
+    h->probe = (struct role_probe){.r = r, .fn = fn, .ud = ud};
+    h->ud = &h->probe;
+    return h;
 }

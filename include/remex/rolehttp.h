@@ -58,4 +58,29 @@ uint16_t rolehttp_port(const struct rolehttp *h);
 /* Closes every connection and the listening socket. NULL: no-op. */
 void rolehttp_free(struct rolehttp *h);
 
+/* ---- a role's own probe endpoint ---- */
+
+struct role;
+
+/* Appends the role's own metric families (promtext.h) to out. */
+typedef void (*rolehttp_metrics_fn)(void *ud, struct buf *out);
+
+/*
+ * The endpoint of one role process, for Kubernetes probes and scraping one
+ * container per role. A role calls it from its start hook when its
+ * configuration names an address, and frees it (rolehttp_free) in its stop
+ * hook; the runtime never starts it by itself. Serves
+ *
+ *   /healthz  200 {"role":..,"state":"ready"} while the role is READY, else 503
+ *             with its state (starting, draining, stopping): readiness
+ *   /livez    200 while the loop answers: liveness
+ *   /metrics  remex_role_ready{role}, remex_role_state{role,state}, and with
+ *             an API client remex_role_plane_up{role} and
+ *             remex_role_reports_pending{role}; then fn's families (fn may be NULL)
+ *
+ * r, fn and ud are borrowed and must outlive the server.
+ */
+struct rolehttp *rolehttp_role(struct role *r, const char *listen, rolehttp_metrics_fn fn, void *ud,
+                               struct remex_error *e);
+
 #endif

@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include "remex/evloop.h"
+#include "remex/promtext.h"
+#include "remex/role.h"
 #include "remex/rolehttp.h"
 
 struct client {
@@ -147,12 +149,56 @@ static void test_busy_port_refused(void **state)
     evloop_free(loop);
 }
 
+static void own_metrics(void *ud, struct buf *out)
+{
+    promtext_family(out, "remex_test_things", "gauge", "Things.");
+    promtext_sample(out, "remex_test_things", NULL, 0, *(int *)ud);
+}
+
+static void test_role_endpoint(void **state)
+{
+    (void)state;
+    struct remex_error e;
+    static const struct role_ops ops = {.name = "worker"};
+    struct role r = {.ops = &ops, .state = ROLE_STARTING};
+    int things = 7;
+    char resp[8192];
+    r.loop = evloop_new(&e);
+    struct rolehttp *h = rolehttp_role(&r, "127.0.0.1:0", own_metrics, &things, &e);
+    assert_non_null(h);
+    uint16_t port = rolehttp_port(h);
+    const char *hz = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    exchange(r.loop, port, hz, resp, sizeof(resp));
+    assert_non_null(strstr(resp, "HTTP/1.1 503"));
+    assert_non_null(strstr(resp, "{\"role\":\"worker\",\"state\":\"starting\"}"));
+    r.state = ROLE_READY;
+    exchange(r.loop, port, hz, resp, sizeof(resp));
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    r.state = ROLE_DRAINING;
+    exchange(r.loop, port, hz, resp, sizeof(resp));
+    assert_non_null(strstr(resp, "HTTP/1.1 503"));
+    assert_non_null(strstr(resp, "draining"));
+    exchange(r.loop, port, "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", resp,
+             sizeof(resp));
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    exchange(r.loop, port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", resp,
+             sizeof(resp));
+    assert_non_null(strstr(resp, "remex_role_ready{role=\"worker\"} 0\n"));
+    assert_non_null(strstr(resp, "remex_role_state{role=\"worker\",state=\"draining\"} 1\n"));
+    assert_non_null(strstr(resp, "remex_role_state{role=\"worker\",state=\"ready\"} 0\n"));
+    assert_null(strstr(resp, "remex_role_plane_up")); /* no API client */
+    assert_non_null(strstr(resp, "remex_test_things 7\n"));
+    rolehttp_free(h);
+    evloop_free(r.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_serves_from_the_loop),
         cmocka_unit_test(test_parse_listen),
         cmocka_unit_test(test_busy_port_refused),
+        cmocka_unit_test(test_role_endpoint),
     };
     return cmocka_run_group_tests_name("rolehttp", tests, NULL, NULL);
 }
