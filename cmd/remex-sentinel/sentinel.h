@@ -91,9 +91,9 @@ void checks_free(struct sentinel *s);
 /* Grades the roles check from the last supervisor status or probes. */
 void checks_roles(struct sentinel *s);
 
-/* supctl.c: one status query at a time; done is called with the outcome. */
+/* supctl.c: the supervisor's status, one query at a time (bounded by 5 s). */
 struct supctl *supctl_new(struct sentinel *s, const char *path);
-/* Starts a query unless one is in flight; the answer lands in s->status. */
+/* Starts a query unless one is in flight; the answer lands in s->status and the roles check. */
 void supctl_query(struct supctl *c);
 void supctl_free(struct supctl *c);
 
