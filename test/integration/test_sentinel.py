@@ -205,6 +205,22 @@ class Registration(SentinelCase):
         harness.wait_for(bundles_ok, 10, 0.1, "the bundle folder to be seen again")
         self.assertIn("remex_agent_token_expiry_timestamp_seconds 946684800\n", self.metrics())
 
+    def test_plane_gone_fails_health(self):
+        self.start_sentinel()
+        self.assertEqual(self.check("plane")["status"], "ok")
+        self.assertEqual(self.stop_plane(), 0)
+
+        def plane_failing():
+            st, h = self.health()
+            c = next((c for c in h["checks"] if c["name"] == "plane"), None)
+            return st == 503 and c and c["status"] == "fail" and c
+        c = harness.wait_for(plane_failing, 20, 0.1, "the plane check to fail")
+        self.assertTrue(c["message"].startswith("unreachable"), c)
+        m = self.metrics()
+        self.assertIn("remex_agent_plane_up 0\n", m)
+        self.assertIn('remex_sentinel_check_status{check="plane"} 2\n', m)
+        self.assertTrue(self.sentinel.alive())  # it keeps watching and serving
+
     def test_check_refuses_inconsistent_thresholds(self):
         cfg = self.config("  disk_warn_free: 5\n  disk_fail_free: 20\n")
         p = subprocess.run([self.bin("remex-sentinel"), "-c", cfg, "--check"],
