@@ -11,10 +11,12 @@
 #include "remex/agentcfg.h"
 #include "remex/bundle.h"
 #include "remex/secrets.h"
+#include "remex/timeutil.h"
 
 #define F(m)        offsetof(struct agentcfg, m)
 #define W(m)        offsetof(struct agentcfg, worker.m)
 #define A(m)        offsetof(struct agentcfg, agent.m)
+#define S(m)        offsetof(struct agentcfg, sentinel.m)
 #define BUNDLES_MAX 256
 
 const char *const agentcfg_memenf_names[] = {"auto", "cgroup2", "cgroup1", "rlimit", NULL};
@@ -79,6 +81,34 @@ static int check_roles(const void *field, char *why, size_t whysz)
     return 0;
 }
 
+static const struct cfg_entry sentinel_role_table[] = {
+    {.key = "name",
+     .type = CFG_STRING,
+     .offset = offsetof(struct agentcfg_sentinel_role, name),
+     .flags = CFG_REQUIRED,
+     .desc = "Role label of the watched role (its metrics' role label)."},
+    {.key = "url",
+     .type = CFG_URL,
+     .offset = offsetof(struct agentcfg_sentinel_role, url),
+     .flags = CFG_REQUIRED,
+     .desc = "The role's /healthz URL (200: up and ready)."},
+    {0},
+};
+
+/* "HOST:PORT" with HOST an IPv4 address or a bracketed IPv6 one, PORT 1..65535. */
+static int check_listen(const void *field, char *why, size_t whysz)
+{
+    const char *s = *(char *const *)field;
+    const char *colon = strrchr(s, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || colon == s || !end || *end || end == colon + 1 || port < 1 || port > 65535) {
+        snprintf(why, whysz, "expected ADDRESS:PORT (127.0.0.1:9464, [::1]:9464)");
+        return -1;
+    }
+    return 0;
+}
+
 static int name_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -105,6 +135,15 @@ static int check_instances(const void *field, char *why, size_t whysz)
             }
     }
     return 0;
+}
+
+static int check_rfc3339(const void *field, char *why, size_t whysz)
+{
+    int64_t ms;
+    if (timeutil_rfc3339_parse(*(char *const *)field, &ms, NULL) == REMEX_OK)
+        return 0;
+    snprintf(why, whysz, "expected an RFC 3339 time (2026-01-31T00:00:00Z)");
+    return -1;
 }
 
 static int check_log_level(const void *field, char *why, size_t whysz)
@@ -290,9 +329,82 @@ const struct cfg_entry agentcfg_table[] = {
     {.key = "triggerer",
      .type = CFG_RESERVED,
      .desc = "reserved for remex-triggerer, which this version does not include"},
-    {.key = "sentinel",
-     .type = CFG_RESERVED,
-     .desc = "reserved for remex-sentinel, which this version does not include"},
+    /* ---- sentinel ---- */
+    {.key = "sentinel.name",
+     .type = CFG_STRING,
+     .offset = S(name),
+     .def = "sentinel",
+     .desc = "Agent name the sentinel registers with (health reports are shown under it)."},
+    {.key = "sentinel.listen",
+     .type = CFG_STRING,
+     .offset = S(listen),
+     .def = "127.0.0.1:9464",
+     .validate = check_listen,
+     .desc = "Address of /health and /metrics (ADDRESS:PORT; all interfaces only when given "
+             "as 0.0.0.0 or [::])."},
+    {.key = "sentinel.agent_socket",
+     .type = CFG_PATH,
+     .offset = S(agent_socket),
+     .desc = "The supervisor's control socket (default: <state_dir>/agent.sock)."},
+    {.key = "sentinel.roles",
+     .type = CFG_LIST,
+     .offset = S(roles),
+     .sub = sentinel_role_table,
+     .elem_size = sizeof(struct agentcfg_sentinel_role),
+     .max_items = 64,
+     .desc = "Roles in their own containers, watched through their /healthz: [{name, url}] "
+             "(empty: the supervisor's control socket)."},
+    {.key = "sentinel.interval",
+     .type = CFG_DURATION,
+     .offset = S(interval_ms),
+     .def = "0",
+     .max = 3600000,
+     .desc = "Checks and health reports (0: the plane's heartbeat interval)."},
+    {.key = "sentinel.disk_warn_free",
+     .type = CFG_INT,
+     .offset = S(disk_warn_pct),
+     .def = "10",
+     .min = 0,
+     .max = 100,
+     .desc = "Free space (percent) below which a folder's disk is a warning."},
+    {.key = "sentinel.disk_fail_free",
+     .type = CFG_INT,
+     .offset = S(disk_fail_pct),
+     .def = "5",
+     .min = 0,
+     .max = 100,
+     .desc = "Free space (percent) below which a folder's disk fails the check."},
+    {.key = "sentinel.token_warn",
+     .type = CFG_DURATION,
+     .offset = S(token_warn_ms),
+     .def = "7d",
+     .desc = "Agent token expiring within this is a warning."},
+    {.key = "sentinel.token_expires_at",
+     .type = CFG_STRING,
+     .offset = S(token_expires_at),
+     .validate = check_rfc3339,
+     .desc = "The agent token's expiry as `remexctl tokens create` printed it (the plane does "
+             "not tell agents)."},
+    {.key = "sentinel.plane_rtt_warn",
+     .type = CFG_DURATION,
+     .offset = S(rtt_warn_ms),
+     .def = "2s",
+     .desc = "Round trip of a plane call above this is a warning."},
+    {.key = "sentinel.tls_warn",
+     .type = CFG_DURATION,
+     .offset = S(tls_warn_ms),
+     .def = "14d",
+     .desc = "The plane's TLS certificate expiring within this is a warning."},
+    {.key = "sentinel.log_level",
+     .type = CFG_STRING,
+     .offset = S(log_level),
+     .validate = check_log_level,
+     .desc = "The sentinel's log level (default: logs.level)."},
+    {.key = "sentinel.log_format",
+     .type = CFG_STRING,
+     .offset = S(log_format),
+     .validate = check_log_format,
+     .desc = "The sentinel's log format (default: logs.format)."},
     /* ---- agent (the supervisor) ---- */
     {.key = "agent.roles",
      .type = CFG_STRLIST,
@@ -345,6 +457,11 @@ static int derive_defaults(struct agentcfg *c)
     snprintf(buf, sizeof(buf), "%s/worker", c->state_dir);
     if (derive(&c->worker.state_dir, buf) != 0 || derive(&c->worker.log_level, c->logs.level) ||
         derive(&c->worker.log_format, c->logs.format))
+        return -1;
+    snprintf(buf, sizeof(buf), "%s/agent.sock", c->state_dir);
+    if (derive(&c->sentinel.agent_socket, buf) != 0 ||
+        derive(&c->sentinel.log_level, c->logs.level) ||
+        derive(&c->sentinel.log_format, c->logs.format))
         return -1;
     if (c->state_dir[0] == '/')
         snprintf(buf, sizeof(buf), "file://%s/xcom", c->state_dir);

@@ -4,14 +4,16 @@
  * Every role (and the supervisor) loads the whole file with this table and
  * validates the whole file, so that `--check` of any of them gives the same
  * verdict. Shared sections: plane, state_dir, logs, bundles, secrets, xcom.
- * One section per role: worker, agent (the supervisor, with its workers[]
- * instances); dag_processor, triggerer and sentinel are reserved for the roles
+ * One section per role: worker, sentinel, agent (the supervisor, with its
+ * workers[] instances); dag_processor and triggerer are reserved for the roles
  * this version does not include (a mapping is accepted there and named in a
  * warning, never silently read).
  *
  * Derived defaults, applied by agentcfg_load after every source:
  *   worker.state_dir  <state_dir>/worker
  *   worker.log_level  logs.level      worker.log_format  logs.format
+ *   sentinel.agent_socket  <state_dir>/agent.sock
+ *   sentinel.log_level logs.level     sentinel.log_format logs.format
  *   xcom.store        file://<absolute state_dir>/xcom
  *   agent.control_socket  <state_dir>/agent.sock
  *
@@ -78,6 +80,28 @@ struct agentcfg_agent {
     struct cfg_list workers;  /* struct agentcfg_instance; empty: one worker from worker.* */
 };
 
+/* sentinel.roles[]: a role running in its own container, watched through its /healthz. */
+struct agentcfg_sentinel_role {
+    char *name; /* "worker", "triggerer-1": the role label of its metrics */
+    char *url;  /* http(s)://host:port/healthz */
+};
+
+struct agentcfg_sentinel {
+    char *name;             /* agent name registered with the plane */
+    char *listen;           /* /health and /metrics: "127.0.0.1:9464", "[::1]:9464" */
+    char *agent_socket;     /* the supervisor's control socket */
+    struct cfg_list roles;  /* struct agentcfg_sentinel_role; empty: the control socket */
+    uint64_t interval_ms;   /* checks and reports; 0: the plane's heartbeat interval */
+    int64_t disk_warn_pct;  /* free space below this percentage: warn */
+    int64_t disk_fail_pct;  /* free space below this percentage: fail */
+    uint64_t token_warn_ms; /* token expiring within this: warn */
+    char *token_expires_at; /* RFC 3339, as `remexctl tokens create` printed it; NULL: unknown */
+    uint64_t rtt_warn_ms;   /* plane round trip above this: warn */
+    uint64_t tls_warn_ms;   /* plane certificate expiring within this: warn */
+    char *log_level;
+    char *log_format;
+};
+
 /* agent.yaml after defaults, the file, REMEX_* overrides and derived defaults. */
 struct agentcfg {
     struct {
@@ -99,6 +123,7 @@ struct agentcfg {
     } xcom;
     struct agentcfg_worker worker;
     struct agentcfg_agent agent;
+    struct agentcfg_sentinel sentinel;
 };
 
 extern const struct cfg_entry agentcfg_table[];

@@ -1,0 +1,279 @@
+/*
+ * The checks graded from this process. Each writes one entry of s->health;
+ * the order of first appearance is the order of the report:
+ * plane, token_expiry, tls_certificate, roles, secrets, xcom_store, bundles,
+ * disk.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "remex/api.h"
+#include "remex/evloop.h"
+#include "remex/log.h"
+#include "remex/objstore.h"
+#include "remex/role.h"
+#include "remex/secrets.h"
+#include "remex/timeutil.h"
+#include "sentinel.h"
+
+#define PROBE_KEY "_sentinel/probe"
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void add_dir(struct sentinel *s, const char *kind, const char *path)
+{
+    if (!path || s->ndirs >= SENT_DIRS_MAX)
+        return;
+    for (size_t i = 0; i < s->ndirs; i++)
+        if (strcmp(s->dirs[i].path, path) == 0)
+            return;
+    struct sent_dir *d = &s->dirs[s->ndirs++];
+    snprintf(d->kind, sizeof(d->kind), "%s", kind);
+    d->path = path;
+}
+
+void checks_init(struct sentinel *s)
+{
+    const struct agentcfg *c = &s->r->cfg;
+    struct remex_error e;
+    static const char *const order[] = {"plane",   "token_expiry", "tls_certificate", "roles",
+                                        "secrets", "xcom_store",   "bundles",         "disk"};
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        if (i != 2 || strncmp(c->plane.url, "https://", 8) == 0)
+            health_set(&s->health, order[i], HEALTH_WARN, "not checked yet");
+    add_dir(s, "state", c->state_dir);
+    add_dir(s, "logs", c->worker.log_dir);
+    const struct agentcfg_bundle *b = c->bundles.items;
+    for (size_t i = 0; i < c->bundles.n; i++) {
+        char kind[64];
+        snprintf(kind, sizeof(kind), "bundle:%s", b[i].name);
+        add_dir(s, kind, b[i].path);
+    }
+    struct secrets_config sc = {.file = c->secrets.file};
+    if (secrets_open(&sc, &s->secrets, &e) != REMEX_OK)
+        log_warn("secrets: %s", e.msg);
+}
+
+void checks_free(struct sentinel *s)
+{
+    secrets_close(s->secrets);
+    objstore_close(s->xstore);
+    s->secrets = NULL;
+    s->xstore = NULL;
+}
+
+static void check_plane(struct sentinel *s)
+{
+    enum api_state st = api_state(s->api);
+    double rtt_ms = s->rtt_s * 1000.0;
+    if (st == API_FATAL)
+        health_set(&s->health, "plane", HEALTH_FAIL, "the plane refused the agent token");
+    else if (st == API_LOST)
+        health_set(&s->health, "plane", HEALTH_FAIL, "unreachable: %s",
+                   s->last_err[0] ? s->last_err : "calls fail");
+    else if (st == API_UNREGISTERED || st == API_REGISTERING)
+        health_set(&s->health, "plane", HEALTH_WARN, "registering with %s", s->r->cfg.plane.url);
+    else if (s->last_err[0])
+        health_set(&s->health, "plane", HEALTH_WARN, "%s", s->last_err);
+    else if (s->rtt_s >= 0 && rtt_ms > (double)s->cfg->rtt_warn_ms)
+        health_set(&s->health, "plane", HEALTH_WARN, "reachable, slow: round trip %.0f ms", rtt_ms);
+    else if (s->rtt_s >= 0)
+        health_set(&s->health, "plane", HEALTH_OK, "reachable, round trip %.1f ms", rtt_ms);
+    else
+        health_set(&s->health, "plane", HEALTH_OK, "registered as agent %s", api_agent_id(s->api));
+}
+
+/*
+ * The token can be read (a rotated file that became unreadable is found
+ * before the next registration needs it), the plane has not refused it, and
+ * it is not near the expiry the operator gave in sentinel.token_expires_at
+ * (the plane does not tell an agent when its token expires).
+ */
+static void check_token(struct sentinel *s)
+{
+    struct remex_error e;
+    char *tok = NULL, msg[HEALTH_MSG_MAX];
+    if (cfg_secret_get(&s->r->cfg.plane.token, &tok, NULL, &e) != REMEX_OK) {
+        health_set(&s->health, "token_expiry", HEALTH_FAIL, "agent token: %s", e.msg);
+        return;
+    }
+    cfg_secret_free(tok);
+    if (api_state(s->api) == API_FATAL) {
+        health_set(&s->health, "token_expiry", HEALTH_FAIL,
+                   "the plane refused the agent token (expired or revoked)");
+        return;
+    }
+    enum health_status st = health_grade_expiry("agent token", s->token_expires_ms, wall_ms(),
+                                                s->cfg->token_warn_ms, msg, sizeof(msg));
+    if (!s->token_expires_ms)
+        snprintf(msg, sizeof(msg),
+                 "agent token readable%s; its expiry is not known here (set "
+                 "sentinel.token_expires_at)",
+                 api_agent_id(s->api) ? " and accepted by the plane" : "");
+    health_set(&s->health, "token_expiry", st, "%s", msg);
+}
+
+static void check_tls(struct sentinel *s)
+{
+    char msg[HEALTH_MSG_MAX];
+    if (!s->tls)
+        return;
+    if (s->tls_err[0] && !s->tls_not_after_ms) {
+        health_set(&s->health, "tls_certificate", HEALTH_WARN, "%s", s->tls_err);
+        return;
+    }
+    if (!s->tls_not_after_ms)
+        return; /* first probe still running */
+    enum health_status st = health_grade_expiry("plane certificate", s->tls_not_after_ms, wall_ms(),
+                                                s->cfg->tls_warn_ms, msg, sizeof(msg));
+    health_set(&s->health, "tls_certificate", st, "%s", msg);
+}
+
+/*
+ * The backend answers a lookup: a name that is never defined is looked up,
+ * which re-reads a changed file and checks its mode; "not found" is the
+ * healthy answer.
+ */
+static void check_secrets(struct sentinel *s)
+{
+    const char *file = s->r->cfg.secrets.file;
+    struct remex_error e;
+    char *v = NULL;
+    if (!s->secrets) {
+        struct secrets_config sc = {.file = file};
+        if (secrets_open(&sc, &s->secrets, &e) != REMEX_OK) {
+            health_set(&s->health, "secrets", HEALTH_FAIL, "%s", e.msg);
+            return;
+        }
+    }
+    remex_err rc = secrets_get_var(s->secrets, "remex-sentinel-probe", &v, &e);
+    free(v);
+    if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
+        health_set(&s->health, "secrets", HEALTH_FAIL, "%s", e.msg);
+    else if (file)
+        health_set(&s->health, "secrets", HEALTH_OK, "environment and %s readable", file);
+    else
+        health_set(&s->health, "secrets", HEALTH_OK, "environment only (no secrets.file)");
+}
+
+/* A probe object is written, read back, compared and deleted. */
+static void check_xcom(struct sentinel *s)
+{
+    const char *url = s->r->cfg.xcom.store;
+    struct remex_error e;
+    char data[64];
+    struct buf got = BUF_INIT(sizeof(data));
+    if (!s->xstore && objstore_open(url, &s->xstore, &e) != REMEX_OK) {
+        health_set(&s->health, "xcom_store", HEALTH_FAIL, "%s", e.msg);
+        return;
+    }
+    int n = snprintf(data, sizeof(data), "remex-sentinel %d %" PRIu64, (int)getpid(), s->ticks);
+    remex_err rc = objstore_put(s->xstore, PROBE_KEY, data, (size_t)n, NULL, &e);
+    if (rc == REMEX_OK)
+        rc = objstore_get(s->xstore, PROBE_KEY, &got, &e);
+    if (rc == REMEX_OK && (got.len != (size_t)n || memcmp(got.data, data, (size_t)n) != 0))
+        rc = remex_seterr(&e, REMEX_EPROTO, "probe object read back different");
+    if (rc == REMEX_OK)
+        rc = objstore_delete(s->xstore, PROBE_KEY, &e);
+    buf_free(&got);
+    if (rc != REMEX_OK)
+        health_set(&s->health, "xcom_store", HEALTH_FAIL, "%s", e.msg);
+    else
+        health_set(&s->health, "xcom_store", HEALTH_OK, "a probe object round-trips");
+}
+
+/*
+ * Bundle folders exist and can be listed (bundle freshness needs the
+ * dag-processor's last scan, which this version does not publish).
+ */
+static void check_bundles(struct sentinel *s)
+{
+    const struct agentcfg *c = &s->r->cfg;
+    const struct agentcfg_bundle *b = c->bundles.items;
+    struct stat st;
+    for (size_t i = 0; i < c->bundles.n; i++) {
+        errno = 0;
+        if (stat(b[i].path, &st) != 0 || !S_ISDIR(st.st_mode) ||
+            access(b[i].path, R_OK | X_OK) != 0) {
+            health_set(&s->health, "bundles", HEALTH_FAIL, "bundle %s: %s: %s", b[i].name,
+                       b[i].path, errno ? strerror(errno) : "not a folder");
+            return;
+        }
+    }
+    health_set(&s->health, "bundles", HEALTH_OK, "%zu bundle folder%s present", c->bundles.n,
+               c->bundles.n == 1 ? "" : "s");
+}
+
+static void check_disk(struct sentinel *s)
+{
+    enum health_status worst = HEALTH_OK;
+    char msg[HEALTH_MSG_MAX] = "", one[256];
+    size_t len = 0;
+    for (size_t i = 0; i < s->ndirs; i++) {
+        struct sent_dir *d = &s->dirs[i];
+        struct statvfs v;
+        d->ok = statvfs(d->path, &v) == 0;
+        enum health_status st;
+        if (!d->ok) {
+            snprintf(one, sizeof(one), "%s", strerror(errno));
+            st = HEALTH_WARN;
+        } else {
+            d->avail = (uint64_t)v.f_bavail * v.f_frsize;
+            d->total = (uint64_t)v.f_blocks * v.f_frsize;
+            st = health_grade_disk(d->avail, d->total, s->cfg->disk_warn_pct, s->cfg->disk_fail_pct,
+                                   one, sizeof(one));
+        }
+        if (st > worst) {
+            worst = st;
+            len = 0;
+        }
+        if (st == worst && len < sizeof(msg)) {
+            int n = snprintf(msg + len, sizeof(msg) - len, "%s%s %s: %s", len ? "; " : "", d->kind,
+                             d->path, one);
+            if (n > 0)
+                len += (size_t)n;
+        }
+    }
+    if (worst == HEALTH_OK)
+        snprintf(msg, sizeof(msg), "%zu folder%s above %" PRId64 "%% free", s->ndirs,
+                 s->ndirs == 1 ? "" : "s", s->cfg->disk_warn_pct);
+    health_set(&s->health, "disk", worst, "%s", msg);
+}
+
+void checks_roles(struct sentinel *s)
+{
+    char msg[HEALTH_MSG_MAX];
+    if (s->probes)
+        return; /* probe.c grades the /healthz answers */
+    if (!s->have_status) {
+        health_set(&s->health, "roles", HEALTH_WARN, "%s",
+                   s->status_err[0] ? s->status_err : "no status yet");
+        return;
+    }
+    int g = supstatus_grade(&s->status, msg, sizeof(msg));
+    health_set(&s->health, "roles", (enum health_status)g, "%s", msg);
+}
+
+void checks_run(struct sentinel *s)
+{
+    check_plane(s);
+    check_token(s);
+    check_tls(s);
+    checks_roles(s);
+    check_secrets(s);
+    check_xcom(s);
+    check_bundles(s);
+    check_disk(s);
+}
