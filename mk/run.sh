@@ -93,6 +93,12 @@ chmod 600 "$VAR/secrets.yaml" "$VAR/agent.token"
 : >"$VAR/log/agent.log"
 export REMEX_STATE_DIR="$VAR" REMEX_WORKER_LOG_DIR="$VAR/logs"
 export REMEX_PLANE_TOKEN_FILE="$VAR/agent.token" REMEX_SECRETS_FILE="$VAR/secrets.yaml"
+# The sentinel's /health and /metrics: RUN_SENTINEL_PORT, else 9464 (any free port with RUN_PORT=0).
+SPORT=${RUN_SENTINEL_PORT:-9464}
+if [[ $PORT == 0 && -z ${RUN_SENTINEL_PORT:-} ]]; then
+    SPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
+export REMEX_SENTINEL_LISTEN=127.0.0.1:$SPORT
 AGENT=("$BIN/remex-agent" -c etc/run/agent.yaml)
 start_agent() {
     setsid "${AGENT[@]}" >>"$VAR/log/agent.log" 2>&1 &
@@ -149,6 +155,7 @@ fi
 say "running; remexctl works against it with:"
 echo "  export REMEX_PLANE_URL=$REMEX_PLANE_URL REMEX_ADMIN_TOKEN_FILE=$VAR/admin.token"
 echo "  ${AGENT[*]} status    # the agent's roles"
+echo "  curl http://$REMEX_SENTINEL_LISTEN/health    # the sentinel's checks; /metrics for Prometheus"
 say "web UI: log in with the admin token in $VAR/admin.token at"
 say "open $REMEX_PLANE_URL/"
 say "press Ctrl-C to drain and stop; the agent's log follows"

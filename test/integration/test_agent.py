@@ -96,19 +96,21 @@ class TestAgent(AgentCase):
 
     def test_kill_9_twenty_times(self):
         self.start_plane()
-        cfg = self.agent_yaml(restart_delay="100ms")
+        cfg = self.agent_yaml(roles=("worker", "sentinel"), restart_delay="100ms",
+                              extra=f"sentinel:\n  listen: 127.0.0.1:{harness.free_port()}\n")
         a = self.start_agent(cfg)
         a.wait_output("agent ready", timeout=15)
-        for i in range(20):
-            r = self.wait_role(cfg, "worker", lambda r: r["state"] == "up" and r["ready"],
-                               timeout=5, what="up")
-            t0 = time.monotonic()
-            os.kill(r["pid"], signal.SIGKILL)
-            r2 = self.wait_role(cfg, "worker", lambda r, old=r["pid"]: r["ready"] and
-                                r["pid"] not in (None, old), timeout=5, what="restarted")
-            self.assertLess(time.monotonic() - t0, 2.0 * harness.SLOW)
-            self.assertEqual(r2["restarts"], i + 1)
-            self.assertEqual(r2["last_exit"], "killed by signal 9 (KILL)")
+        for role in ("worker", "sentinel"):
+            for i in range(20):
+                r = self.wait_role(cfg, role, lambda r: r["state"] == "up" and r["ready"],
+                                   timeout=5, what="up")
+                t0 = time.monotonic()
+                os.kill(r["pid"], signal.SIGKILL)
+                r2 = self.wait_role(cfg, role, lambda r, old=r["pid"]: r["ready"] and
+                                    r["pid"] not in (None, old), timeout=5, what="restarted")
+                self.assertLess(time.monotonic() - t0, 2.0 * harness.SLOW)
+                self.assertEqual(r2["restarts"], i + 1)
+                self.assertEqual(r2["last_exit"], "killed by signal 9 (KILL)")
         # Killed while working is not a crash loop, and no task is lost afterwards.
         self.put_dag({"dag_id": "after", "tasks": [{"task_id": f"t{i}", "shell": "true"}
                                                    for i in range(10)]})
@@ -121,15 +123,23 @@ class TestAgent(AgentCase):
         # A copy of remex-agent beside a real worker and a triggerer that exits at once.
         bindir = os.path.join(self.tmp, "bin")
         os.makedirs(bindir)
-        for b in ("remex-agent", "remex-worker", "remex-task"):
+        for b in ("remex-agent", "remex-worker", "remex-task", "remex-sentinel"):
             shutil.copy(self.bin(b), os.path.join(bindir, b))
         crash = os.path.join(bindir, "remex-triggerer")
         with open(crash, "w") as f:
             f.write("#!/bin/sh\necho 'boom: cannot start' >&2\nexit 3\n")
         os.chmod(crash, 0o755)
-        cfg = self.agent_yaml(roles=("worker", "triggerer"), restart_delay="20ms")
+        sport = harness.free_port()
+        cfg = self.agent_yaml(roles=("worker", "triggerer", "sentinel"), restart_delay="20ms",
+                              extra=f"sentinel:\n  listen: 127.0.0.1:{sport}\n  interval: 200ms\n")
         a = self.start_agent(cfg, binary=os.path.join(bindir, "remex-agent"))
         a.wait_output("triggerer is FATAL", timeout=20)
+        # The sentinel reads the supervisor's status: /health is 503 naming the FATAL role.
+        def failing():
+            st, hd, body = harness.http("GET", f"http://127.0.0.1:{sport}/health")
+            return st == 503 and b"triggerer" in body and json.loads(body)
+        health = harness.wait_for(failing, 10, what="/health 503")
+        self.assertEqual(health["status"], "fail")
         r = self.role(cfg, "triggerer")
         self.assertEqual(r["state"], "fatal")
         self.assertIn("crash loop: 6 exits within 60 s", r["reason"])

@@ -3,6 +3,7 @@
 Runs the real Makefile target with RUN_ONCE=1 and checks the example
 pipeline's outcome and logs, then the interactive mode with a Ctrl-C."""
 import glob
+import re
 import os
 import signal
 import subprocess
@@ -81,7 +82,13 @@ class MakeRun(harness.TestCase):
         out = p.output()
         # The agent's status is shown; the plane's per-request log is not.
         self.assertRegex(out, r"worker +\d+ +up +yes")
+        self.assertRegex(out, r"sentinel +\d+ +up +yes")
         self.assertNotIn("http: POST", out)
+        # The sentinel answers where the run said.
+        url = re.search(r"curl (http://127\.0\.0\.1:\d+/health)", out).group(1)
+        st, hd, body = harness.http("GET", url)
+        self.assertIn(st, (200, 503), body)
+        self.assertIn(b'"checks"', body)
         os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         self.assertEqual(p.wait(timeout=60), 0)  # Ctrl-C is the normal end: no make error
         out = p.output()
