@@ -27,7 +27,6 @@
 #include "remex/log.h"
 #include "remex/version.h"
 
-
 /* plane.yaml as cfg loads it; copied into struct plane_config. */
 struct file_cfg {
     char *listen;
