@@ -317,6 +317,12 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = W(log_level),
      .validate = check_log_level,
      .desc = "The worker's log level (default: logs.level)."},
+    {.key = "worker.listen",
+     .type = CFG_STRING,
+     .offset = W(listen),
+     .validate = check_listen,
+     .desc = "Address of the worker's own /healthz, /livez and /metrics (ADDRESS:PORT), for "
+             "probes and scraping one container per role; unset: none."},
     {.key = "worker.log_format",
      .type = CFG_STRING,
      .offset = W(log_format),

@@ -1,9 +1,17 @@
 /*
  * rolehttp: libmicrohttpd in the role's evloop (include/remex/rolehttp.h).
+ *
+ * libmicrohttpd is loaded with dlopen the first time a server is started,
+ * never linked: its library constructor starts GnuTLS (about 1 MiB resident),
+ * which a role that serves nothing must not pay for. The functions used here
+ * are called through a table of pointers of their own prototypes
+ * (<microhttpd.h>), under their own names.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +22,58 @@
 #include "remex/rolehttp.h"
 
 #define CONN_TIMEOUT_S 10u
+
+/* ---- libmicrohttpd, loaded on first use ---- */
+
+static struct {
+    void *lib;
+    __typeof__(&MHD_start_daemon) start_daemon;
+    __typeof__(&MHD_stop_daemon) stop_daemon;
+    __typeof__(&MHD_get_daemon_info) get_daemon_info;
+    __typeof__(&MHD_get_timeout) get_timeout;
+    __typeof__(&MHD_run) run;
+    __typeof__(&MHD_lookup_connection_value) lookup_connection_value;
+    __typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
+    __typeof__(&MHD_add_response_header) add_response_header;
+    __typeof__(&MHD_queue_response) queue_response;
+    __typeof__(&MHD_destroy_response) destroy_response;
+} mhd;
+static pthread_once_t mhd_once = PTHREAD_ONCE_INIT;
+static char mhd_error[256];
+
+#define MHD_SYM(f) (*(void **)&mhd.f = dlsym(mhd.lib, "MHD_" #f)) == NULL
+
+static void mhd_load(void)
+{
+    static const char *const names[] = {"libmicrohttpd.so.12", "libmicrohttpd.so"};
+    for (size_t i = 0; i < 2 && !mhd.lib; i++)
+        mhd.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!mhd.lib) {
+        const char *why = dlerror();
+        snprintf(mhd_error, sizeof(mhd_error), "cannot load libmicrohttpd: %s", why ? why : "?");
+        return;
+    }
+    if (MHD_SYM(start_daemon) || MHD_SYM(stop_daemon) || MHD_SYM(get_daemon_info) ||
+        MHD_SYM(get_timeout) || MHD_SYM(run) || MHD_SYM(lookup_connection_value) ||
+        MHD_SYM(create_response_from_buffer) || MHD_SYM(add_response_header) ||
+        MHD_SYM(queue_response) || MHD_SYM(destroy_response)) {
+        snprintf(mhd_error, sizeof(mhd_error), "libmicrohttpd lacks a function: %s", dlerror());
+        dlclose(mhd.lib);
+        mhd.lib = NULL;
+    }
+}
+
+/* The calls below go through the table (same names, same prototypes). */
+#define MHD_start_daemon                mhd.start_daemon
+#define MHD_stop_daemon                 mhd.stop_daemon
+#define MHD_get_daemon_info             mhd.get_daemon_info
+#define MHD_get_timeout                 mhd.get_timeout
+#define MHD_run                         mhd.run
+#define MHD_lookup_connection_value     mhd.lookup_connection_value
+#define MHD_create_response_from_buffer mhd.create_response_from_buffer
+#define MHD_add_response_header         mhd.add_response_header
+#define MHD_queue_response              mhd.queue_response
+#define MHD_destroy_response            mhd.destroy_response
 
 /* rolehttp_role's state: what its handler reads. */
 struct role_probe {
@@ -163,6 +223,11 @@ struct rolehttp *rolehttp_new(struct evloop *loop, const char *listen, rolehttp_
     socklen_t salen;
     if (rolehttp_parse_listen(listen, &sa, &salen, e) != REMEX_OK)
         return NULL;
+    pthread_once(&mhd_once, mhd_load);
+    if (!mhd.lib) {
+        remex_seterr(e, REMEX_EUNSUPPORTED, "listen %s: %s", listen, mhd_error);
+        return NULL;
+    }
     struct rolehttp *h = calloc(1, sizeof(*h));
     if (!h) {
         remex_seterr(e, REMEX_ENOMEM, "rolehttp: out of memory");

@@ -35,7 +35,9 @@
 #include "remex/fsutil.h"
 #include "remex/log.h"
 #include "remex/objstore.h"
+#include "remex/promtext.h"
 #include "remex/role.h"
+#include "remex/rolehttp.h"
 #include "remex/secrets.h"
 #include "remex/version.h"
 #include "worker.h"
@@ -359,6 +361,17 @@ static void setup_task_path(struct worker *w)
              sp && *sp ? sp : "/usr/local/bin:/usr/bin:/bin");
 }
 
+/* The worker's own metric families on its /metrics (worker.listen). */
+static void worker_metrics(void *ud, struct buf *out)
+{
+    struct worker *w = ud;
+    const char *busy[] = {"state", "busy"}, *idle[] = {"state", "free"};
+    promtext_family(out, "remex_worker_slots", "gauge", "Task slots of this worker by state.");
+    promtext_sample(out, "remex_worker_slots", busy, 1, (double)w->running);
+    promtext_sample(out, "remex_worker_slots", idle, 1,
+                    (double)(w->slots > w->running ? w->slots - w->running : 0));
+}
+
 /* Opens everything the worker needs; returns an exit code, or -1 to run. */
 static int setup(struct worker *w)
 {
@@ -417,6 +430,10 @@ static int setup(struct worker *w)
         return REMEX_EXIT_FAIL;
     }
     w->api = w->r->api;
+    if (w->cfg->listen && !(w->http = rolehttp_role(w->r, w->cfg->listen, worker_metrics, w, &e))) {
+        log_error("worker.listen %s: %s", w->cfg->listen, e.msg);
+        return REMEX_EXIT_CONFIG;
+    }
     if (spawner_start(w, &e) != REMEX_OK)
         log_warn("%s: tasks are spawned on the event loop", e.msg);
     return -1;
@@ -452,6 +469,8 @@ static void role_stop_hook(struct role *r)
         evloop_timer_cancel(w->loop, w->poll_timer);
     if (w->drain_timer)
         evloop_timer_cancel(w->loop, w->drain_timer);
+    rolehttp_free(w->http);
+    w->http = NULL;
     spawner_stop(w);
     task_free_all(w);
     memlimit_shutdown(w);

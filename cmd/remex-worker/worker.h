@@ -49,6 +49,7 @@ struct ipc_conn;
 struct objstore;
 struct bundle_set;
 struct spawner;
+struct rolehttp;
 
 enum wtask_phase {
     WT_STARTING = 0, /* start call in flight */
@@ -160,7 +161,8 @@ struct worker {
 
     struct wtask *tasks;
     int64_t slots;
-    int64_t running; /* tasks holding a slot (STARTING, RUNNING) */
+    int64_t running;       /* tasks holding a slot (STARTING, RUNNING) */
+    struct rolehttp *http; /* worker.listen: its probes and metrics, or NULL */
 
     int once_taken;   /* --once: the one task was confirmed */
     int once_result;  /* exit code for --once */

@@ -62,6 +62,7 @@ struct agentcfg_worker {
     char *socket_dir;       /* parent of the task socket folder; NULL: automatic */
     char *log_level;
     char *log_format;
+    char *listen; /* /healthz, /livez, /metrics of this worker ("127.0.0.1:9465"); NULL: none */
 };
 
 /* One entry of workers: a worker instance of its own (remex-agent starts one per entry). */
