@@ -57,7 +57,7 @@ void role_finish(struct role *r, int code)
         evloop_stop(r->loop);
 }
 
-static void sup_notify(struct role *r, const char *type, json_t *extra)
+void role_notify(struct role *r, const char *type, const json_t *extra)
 {
     struct remex_error e;
     if (r->sup && supervise_notify(ipc_conn_fd(r->sup), r->ops->name, type, extra, &e) != REMEX_OK)
@@ -69,7 +69,7 @@ void role_ready(struct role *r)
     if (r->state != ROLE_STARTING)
         return;
     r->state = ROLE_READY;
-    sup_notify(r, "ready", NULL);
+    role_notify(r, "ready", NULL);
 }
 
 void role_drain(struct role *r, const char *why)
@@ -79,7 +79,7 @@ void role_drain(struct role *r, const char *why)
     r->state = ROLE_DRAINING;
     r->drain_reason = why;
     json_t *x = json_pack("{s:s}", "reason", why);
-    sup_notify(r, "draining", x);
+    role_notify(r, "draining", x);
     json_decref(x);
     r->ops->drain(r, why);
 }

@@ -84,6 +84,7 @@ struct child {
     unsigned nexits;
     unsigned restarts;
     char last_exit[96]; /* "exit code 1", "killed by signal 9 (KILL)", "" */
+    json_t *capacity;   /* owned: a worker's last {"queues","slots","free_slots"}, or NULL */
     char fatal_reason[160];
 };
 

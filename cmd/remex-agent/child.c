@@ -190,6 +190,21 @@ static void on_frame(struct child *c, json_t *m)
             set_state(c, CH_UP);
         else
             c->a->hooks.changed(c->a);
+    } else if (type && strcmp(type, "capacity") == 0) {
+        json_t *q = json_object_get(m, "queues"), *sl = json_object_get(m, "slots"),
+               *fr = json_object_get(m, "free_slots"), *v;
+        size_t i;
+        int ok = json_is_array(q) && json_array_size(q) <= 64 && json_is_integer(sl) &&
+                 json_is_integer(fr) && json_integer_value(sl) >= 0 &&
+                 json_integer_value(fr) >= 0 && json_integer_value(fr) <= json_integer_value(sl);
+        json_array_foreach(q, i, v) ok = ok && json_is_string(v) && json_string_length(v) <= 64;
+        if (!ok) {
+            log_warn("%s: malformed capacity frame ignored", c->label);
+            return;
+        }
+        json_decref(c->capacity);
+        c->capacity = json_pack("{s:O,s:O,s:O}", "queues", q, "slots", sl, "free_slots", fr);
+        c->a->hooks.changed(c->a);
     } else if (type && strcmp(type, "draining") == 0) {
         const char *why = json_string_value(json_object_get(m, "reason"));
         log_info("%s draining (%s)", c->label, why ? why : "?");
@@ -405,6 +420,8 @@ static void exited(struct child *c, int status)
     proc_status_str(status, c->last_exit, sizeof(c->last_exit));
     c->pid = 0;
     c->ready = 0;
+    json_decref(c->capacity);
+    c->capacity = NULL;
     close_sup(c);
     drain_output(c);
     close_output(c);
@@ -595,6 +612,8 @@ json_t *child_status(const struct child *c)
     json_object_set_new(j, "last_exit", c->last_exit[0] ? json_string(c->last_exit) : json_null());
     if (c->state == CH_FATAL)
         json_object_set_new(j, "reason", json_string(c->fatal_reason));
+    if (c->capacity)
+        json_object_update(j, c->capacity);
     return j;
 }
 
@@ -676,6 +695,7 @@ void child_free_all(struct agent *a)
         close_sup(c);
         close_output(c);
         buf_free(&c->line);
+        json_decref(c->capacity);
     }
     free(a->children);
     a->children = NULL;

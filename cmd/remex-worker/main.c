@@ -152,10 +152,50 @@ static void maybe_poll(struct worker *w)
             evloop_timer_add(w->loop, api_backoff_ms(w->poll_failures++), 0, poll_again, w);
 }
 
+/*
+ * The worker's capacity for the supervisor (its status, the sentinel's
+ * per-queue slot metrics): {"type":"capacity","queues":[..],"slots":N,
+ * "free_slots":M}, at most once per CAP_PERIOD_MS and only when it changed.
+ */
+#define CAP_PERIOD_MS 1000
+
+static int64_t free_slots(const struct worker *w)
+{
+    return worker_draining(w) || w->plane_hold || w->running >= w->slots ? 0
+                                                                         : w->slots - w->running;
+}
+
+static void send_capacity(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct worker *w = arg;
+    w->cap_timer = 0;
+    if (!w->r->sup || free_slots(w) == w->cap_sent)
+        return;
+    json_t *q = json_array();
+    for (size_t i = 0; i < w->cfg->queues.n; i++)
+        json_array_append_new(q, json_string(w->cfg->queues.items[i]));
+    json_t *x = json_pack("{s:o,s:I,s:I}", "queues", q, "slots", (json_int_t)w->slots, "free_slots",
+                          (json_int_t)free_slots(w));
+    role_notify(w->r, "capacity", x);
+    json_decref(x);
+    w->cap_sent = free_slots(w);
+}
+
+static void capacity_changed(struct worker *w)
+{
+    if (w->r->sup && !w->cap_timer && free_slots(w) != w->cap_sent && w->r->state >= ROLE_READY &&
+        w->r->state != ROLE_FINISHED)
+        w->cap_timer =
+            evloop_timer_add(w->loop, w->cap_sent < 0 ? 0 : CAP_PERIOD_MS, 0, send_capacity, w);
+}
+
 /* task.c's hook: a slot was freed or a task ended. */
 static void on_changed(struct worker *w)
 {
     maybe_poll(w);
+    capacity_changed(w);
     check_done(w);
 }
 
@@ -187,6 +227,7 @@ static void hook_registered(void *ud)
              " slots, memory limits: %s)",
              api_agent_id(w->api), api_heartbeat_ms(w->api), w->slots, w->memlimit_mech);
     role_ready(w->r);
+    capacity_changed(w);
 }
 
 static void hook_heartbeat_body(void *ud, json_t *body)
@@ -453,6 +494,7 @@ static int role_start_hook(struct role *r)
     w->devnull = -1;
     w->once_result = REMEX_EXIT_FAIL;
     w->changed = on_changed;
+    w->cap_sent = -1;
     int code = setup(w);
     if (code >= 0)
         return code;
@@ -471,6 +513,8 @@ static void role_stop_hook(struct role *r)
         evloop_timer_cancel(w->loop, w->drain_timer);
     rolehttp_free(w->http);
     w->http = NULL;
+    if (w->cap_timer)
+        evloop_timer_cancel(w->loop, w->cap_timer);
     spawner_stop(w);
     task_free_all(w);
     memlimit_shutdown(w);

@@ -163,6 +163,8 @@ struct worker {
     int64_t slots;
     int64_t running;       /* tasks holding a slot (STARTING, RUNNING) */
     struct rolehttp *http; /* worker.listen: its probes and metrics, or NULL */
+    uint64_t cap_timer;    /* pending capacity frame to the supervisor */
+    int64_t cap_sent;      /* free slots last told to the supervisor, -1: none yet */
 
     int once_taken;   /* --once: the one task was confirmed */
     int once_result;  /* exit code for --once */

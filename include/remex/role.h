@@ -107,6 +107,12 @@ remex_err role_api(struct role *r, const char *name, const char *journal_dir, ui
 
 /* The role can do its work: READY, and "ready" to the supervisor (once). */
 void role_ready(struct role *r);
+/*
+ * Sends {"type":type,"role":..,"pid":..,...extra} (extra borrowed, or NULL) to
+ * the supervisor; nothing when run alone. Frames are small and rare (a
+ * role rate-limits what changes often).
+ */
+void role_notify(struct role *r, const char *type, const json_t *extra);
 /* Ends the loop with code (idempotent: the first code stays). */
 void role_finish(struct role *r, int code);
 /* Starts draining as if asked (e.g. the plane asked); idempotent. */

@@ -9,6 +9,8 @@
  *       once the role can do its work (the worker: registered with the plane)
  *   {"type":"draining","role":"worker","pid":123,"reason":"SIGTERM"}
  *       when it starts to drain
+ *   {"type":"capacity","role":"worker","pid":123,"queues":["default"],"slots":4,"free_slots":3}
+ *       a worker, once ready, whenever its free slots changed (at most once a second)
  *
  * and reads {"type":"drain"} (start draining). End of file on the socket means
  * the supervisor is gone: the role drains and exits. A role run alone (no

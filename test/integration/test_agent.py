@@ -3,6 +3,7 @@ loopback. Readiness, status, restarts after kill -9, crash loops turned FATAL,
 drain with a running task, PID 1 in a PID namespace, bad configuration and
 SIGHUP, systemd notification and the output of the roles."""
 import json
+import re
 import os
 import shutil
 import signal
@@ -85,6 +86,11 @@ class TestAgent(AgentCase):
         self.assertEqual(len(doc["roles"]), 2)
         sock = os.path.join(self.state, "agent.sock")
         self.assertEqual(stat.S_IMODE(os.stat(sock).st_mode), 0o600)
+        # Each worker tells the agent its capacity (for the sentinel's per-queue slot metrics).
+        w1 = self.wait_role(cfg, "worker/w1", lambda r: "free_slots" in r, what="capacity")
+        self.assertEqual((w1["queues"], w1["slots"], w1["free_slots"]), (["default"], 2, 2))
+        w2 = self.wait_role(cfg, "worker/w2", lambda r: "free_slots" in r, what="capacity")
+        self.assertEqual((w2["queues"], w2["slots"], w2["free_slots"]), (["etl"], 1, 1))
         # A task runs through the supervised worker.
         self.put_dag({"dag_id": "hello", "tasks": [{"task_id": "t", "shell": "echo hi"}]})
         run = self.trigger("hello")
@@ -140,6 +146,12 @@ class TestAgent(AgentCase):
             return st == 503 and b"triggerer" in body and json.loads(body)
         health = harness.wait_for(failing, 10, what="/health 503")
         self.assertEqual(health["status"], "fail")
+        # The worker's capacity reaches the sentinel's metrics through the agent.
+        def slots():
+            st, hd, body = harness.http("GET", f"http://127.0.0.1:{sport}/metrics")
+            return st == 200 and re.search(r'remex_agent_queue_slots_free\{queue="default"\} [1-9]',
+                                           body.decode())
+        harness.wait_for(slots, 10, what="slot metrics")
         r = self.role(cfg, "triggerer")
         self.assertEqual(r["state"], "fatal")
         self.assertIn("crash loop: 6 exits within 60 s", r["reason"])

@@ -12,6 +12,15 @@ import workerfix
 
 
 def read_frame(sock, timeout):
+    """The next frame other than "capacity" (which a worker sends whenever its free slots
+    change, at most once a second; test_agent checks its content)."""
+    while True:
+        msg = read_any_frame(sock, timeout)
+        if msg.get("type") != "capacity":
+            return msg
+
+
+def read_any_frame(sock, timeout):
     sock.settimeout(timeout * harness.SLOW)
     hdr = b""
     while len(hdr) < 4:
