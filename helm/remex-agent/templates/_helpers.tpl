@@ -230,7 +230,7 @@ spec:
   {{- end }}
   terminationGracePeriodSeconds: {{ .grace }}
   securityContext:
-    {{- toYaml ($v.podSecurityContext | default dict) | nindent 4 }}
+    {{- include "remex.podSecurityContext" $root | nindent 4 }}
   {{- with $g.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -256,7 +256,7 @@ spec:
         - /etc/remex/secret-src/{{ .volume }}/{{ .file }}
         {{- end }}
       securityContext:
-        {{- toYaml ($v.containerSecurityContext | default dict) | nindent 8 }}
+        {{- include "remex.containerSecurityContext" $root | nindent 8 }}
       resources:
         requests: {cpu: 10m, memory: 16Mi}
         limits: {memory: 32Mi}
@@ -306,7 +306,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       securityContext:
-        {{- toYaml ($v.containerSecurityContext | default dict) | nindent 8 }}
+        {{- include "remex.containerSecurityContext" $root | nindent 8 }}
       volumeMounts:
         - {name: config, mountPath: /etc/remex/agent.yaml, subPath: agent.yaml, readOnly: true}
         - {name: state, mountPath: {{ $v.stateDir | default "/var/lib/remex" | quote }}}
@@ -351,7 +351,7 @@ spec:
     - name: {{ .volume }}
       secret:
         secretName: {{ .secret }}
-        defaultMode: 0400
+        defaultMode: 256 # 0400: octal literals read differently in YAML 1.1 and 1.2
         items:
           - {key: {{ .key }}, path: {{ .file }}}
     {{- end }}
@@ -360,7 +360,7 @@ spec:
     - name: plane-ca
       secret:
         secretName: {{ $v.planeCASecretName }}
-        defaultMode: 0444
+        defaultMode: 292 # 0444
         items:
           - {key: ca.crt, path: ca.crt}
     {{- end }}
@@ -382,4 +382,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .group }}
 remex.dev/worker-group: {{ .group }}
 {{- end }}
+{{- end -}}
+
+{{/* The security contexts; left out of the values, they are the restricted defaults. */}}
+{{- define "remex.podSecurityContext" -}}
+{{- toYaml (.Values.podSecurityContext | default (dict "runAsNonRoot" true "runAsUser" 50000 "runAsGroup" 50000 "fsGroup" 50000 "seccompProfile" (dict "type" "RuntimeDefault"))) -}}
+{{- end -}}
+
+{{- define "remex.containerSecurityContext" -}}
+{{- toYaml (.Values.containerSecurityContext | default (dict "readOnlyRootFilesystem" true "allowPrivilegeEscalation" false "runAsNonRoot" true "capabilities" (dict "drop" (list "ALL")))) -}}
 {{- end -}}
