@@ -397,6 +397,39 @@ class HelmChart(harness.TestCase):
 
     # ---- the rest ----
 
+    def test_readme_documents_every_value(self):
+        gen = os.path.join(ROOT, "mk/helm-readme.cjs")
+        p = subprocess.run(["node", gen, "--check"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout.decode())
+        # And the generator is not vacuous: a value without a description, or a README row
+        # that values.yaml does not have, fails it.
+        readme = open(os.path.join(CHART, "README.md")).read()
+        rows = re.findall(r"^\| `([^`]+)` \| `(.*?)` \|", readme, re.M)
+        keys = {k for k, _ in rows}
+        for k in ("agentTokenSecretName", "workers[].autoscaling.keda.query", "sentinel.port",
+                  "podSecurityContext", "worker.taskDefaults.memoryEnforcement"):
+            self.assertIn(k, keys)
+        self.assertIn(("workers[].terminationGracePeriodSeconds", "600"), rows)
+        values = json.loads(subprocess.run(
+            ["node", VALIDATOR, "tojson", os.path.join(CHART, "values.yaml")],
+            stdout=subprocess.PIPE, check=True, timeout=60).stdout)
+
+        def leaves(v, prefix=""):
+            for k, x in v.items():
+                key = prefix + k
+                if isinstance(x, dict) and x and key not in ("podSecurityContext",
+                                                             "containerSecurityContext"):
+                    yield from leaves(x, key + ".")
+                elif isinstance(x, list) and x and isinstance(x[0], dict):
+                    yield from leaves(x[0], key + "[].")
+                else:
+                    yield key, x
+        got = dict(leaves(values))
+        self.assertEqual(set(got), keys)
+        for k, default in rows:
+            self.assertEqual(json.loads(default.replace("\\|", "|")), got[k], k)
+
     def test_restricted_namespace(self):
         objs = self.render("restricted-namespace")
         ns = self.by_kind(objs, "Namespace")["remex-prod"]
