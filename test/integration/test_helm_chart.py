@@ -307,8 +307,10 @@ class HelmChart(harness.TestCase):
         self.assertEqual((so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]), (1, 20))
         trig = so["spec"]["triggers"][0]
         self.assertEqual(trig["type"], "prometheus")
-        self.assertEqual(trig["metadata"]["serverAddress"], "http://prometheus.monitoring.svc:9090")
-        self.assertEqual(trig["metadata"]["query"], 'sum(remex_queue_depth{queue=~"batch|backfill"})')
+        self.assertEqual(trig["metadata"]["serverAddress"],
+                         "http://prometheus.monitoring.svc:9090")
+        self.assertEqual(trig["metadata"]["query"],
+                         'sum(remex_queue_depth{queue=~"batch|backfill"})')
         self.assertEqual(trig["metadata"]["threshold"], "8")
         # The autoscaler owns replicas.
         dep = self.by_kind(objs, "Deployment")["rx-worker-batch"]
