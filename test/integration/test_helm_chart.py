@@ -485,6 +485,16 @@ class HelmChart(harness.TestCase):
         self.assertIn('refresh_interval: "60s"', cfg)
         self.assertIn('token: {file: "/run/remex/secrets/git-ml-token"}', cfg)
 
+    def test_plain_manifests_are_the_charts(self):
+        """deploy/kubernetes/remex-agent.yaml is the chart rendered with its values file."""
+        d = os.path.join(ROOT, "deploy/kubernetes")
+        _, out, _ = self.helm("template", "remex", CHART, "--namespace", "remex",
+                              "-f", os.path.join(d, "values.yaml"))
+        self.assertEqual(open(os.path.join(d, "remex-agent.yaml")).read(), out,
+                         "deploy/kubernetes/remex-agent.yaml is stale: regenerate it with the "
+                         "command in deploy/kubernetes/values.yaml")
+        self.assertEqual(self.validate(out)["errors"], [])
+
     def test_optional_blocks_absent(self):
         objs = self.render("absent")
         dep = self.by_kind(objs, "Deployment")["rx-worker-default"]
