@@ -6,7 +6,8 @@
 #                                exec bit)
 #   build/node/kmodels/          kubernetes-models, @kubernetes-models/keda and
 #                                @kubernetes-models/prometheus-operator, the schema
-#                                validators of test/integration/k8s_validate.cjs
+#                                validators of test/integration/k8s_validate.cjs, and
+#                                yaml (the rendered manifests and values.yaml as JSON)
 # Called by `make test` (target helm-tools); prints nothing when both are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ TOOLS=build/tools/helm
 HELM="$TOOLS/helm"
 # The last releases that run on Debian 12's Node.js 18/20 (5.x needs Node 22).
 KMODELS=(kubernetes-models@4.5.1 @kubernetes-models/keda@0.4.2
-         @kubernetes-models/prometheus-operator@4.4.4)
+         @kubernetes-models/prometheus-operator@4.4.4 yaml@2.6.1)
 KPREFIX=build/node/kmodels
 
 need_node() {
