@@ -485,6 +485,65 @@ class HelmChart(harness.TestCase):
         self.assertIn('refresh_interval: "60s"', cfg)
         self.assertIn('token: {file: "/run/remex/secrets/git-ml-token"}', cfg)
 
+    def test_secret_files_copy_makes_them_readable_for_remex(self):
+        """What the kubelet makes of a Secret volume under fsGroup 50000 (files root:50000,
+        mode 0440) is refused by remex; the chart's init container, run as uid 50000 with the
+        rendered command, turns it into a 0400 file of uid 50000 that remex accepts."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root to act as the kubelet (chown) and as uid 50000")
+        objs = self.render("two-groups")
+        spec = self.pod(self.by_kind(objs, "Deployment")["rx-worker-default"])
+        init = spec["initContainers"][0]
+        uid = spec["securityContext"]["runAsUser"]
+        gid = spec["securityContext"]["fsGroup"]
+        pod = os.path.join(self.tmp, "pod")
+        os.chmod(self.tmp, 0o755)
+
+        def at(path):
+            return pod + path
+
+        for arg in init["args"]:
+            os.makedirs(os.path.dirname(at(arg)), exist_ok=True)
+            with open(at(arg), "w") as f:
+                f.write("tok-groups\n" if arg.endswith("agent-token") else "{}\n")
+            os.chown(at(arg), 0, gid)
+            os.chmod(at(arg), 0o440)
+        dest = init["command"][-1]
+        os.makedirs(at(dest))
+        os.chmod(at(dest), 0o1777)  # an emptyDir
+        for d in ("/var/lib/remex", "/var/log/remex/tasks"):
+            os.makedirs(at(d))
+            os.chown(at(d), uid, gid)
+
+        def as_pod_user():
+            os.setgroups([gid])
+            os.setgid(gid)
+            os.setuid(uid)
+
+        cmd = [init["command"][0], *init["command"][1:-1], at(dest)]
+        p = subprocess.run(cmd + [at(a) for a in init["args"]], preexec_fn=as_pod_user,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout.decode())
+        for name in ("agent-token", "secrets.yaml"):
+            st = os.stat(os.path.join(at(dest), name))
+            self.assertEqual((st.st_uid, st.st_mode & 0o777), (uid, 0o400), name)
+        text = self.config(objs, "worker-default.yaml")
+        for d in ("/run/remex/", "/var/lib/remex", "/var/log/remex"):
+            text = text.replace(d, pod + d)
+        cfg = self.write("agent.yaml", text)
+        check = [self.bin("remex-agent"), "-c", cfg, "--check"]
+        p = subprocess.run(check, preexec_fn=as_pod_user, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout.decode())
+        # The Secret volume's own file, as the kubelet leaves it, is refused.
+        src = [a for a in init["args"] if a.endswith("agent-token")][0]
+        bad = self.write("agent-bad.yaml", text.replace(
+            pod + "/run/remex/secrets/agent-token", at(src)))
+        p = subprocess.run(check[:2] + [bad, "--check"], preexec_fn=as_pod_user,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(p.returncode, 100, p.stdout.decode())
+        self.assertIn("too open", p.stdout.decode())
+
     def test_plain_manifests_are_the_charts(self):
         """deploy/kubernetes/remex-agent.yaml is the chart rendered with its values file."""
         d = os.path.join(ROOT, "deploy/kubernetes")
