@@ -89,7 +89,7 @@ class Containerfile(PlaneCase):
         if not shutil.which("podman"):
             return  # buildah builds; running it needs podman
         self.start_plane()
-        tok = self.create_token("image")["token"]
+        tok = self.create_token("image")["value"]
         cfgdir = os.path.join(self.tmp, "etc")
         os.makedirs(cfgdir)
         self.write(os.path.join(cfgdir, "agent.token"), tok + "\n", mode=0o400)
