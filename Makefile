@@ -7,7 +7,7 @@
 #   make fuzz            libFuzzer targets, FUZZ_SECONDS each (default 30)
 #   make bench           benchmark drivers in bench/
 #   make run             plane + worker + example DAGs on this machine (RUN_ONCE=1: one run)
-#   make install         PREFIX=/usr/local DESTDIR=
+#   make install         PREFIX=/usr/local DESTDIR= [SYSTEMDUNITDIR=/lib/systemd/system]
 #
 # Layout rules that keep this file stable:
 #   lib/*.c              -> build/libremex.a
@@ -23,6 +23,9 @@ SHELL := /bin/bash
 SAN ?= 0
 PREFIX ?= /usr/local
 DESTDIR ?=
+# Where make install puts the systemd units (their ExecStart names $(PREFIX)/bin); set it to
+# /lib/systemd/system for systemd to find them.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 FUZZ_SECONDS ?= 30
 
 ifeq ($(SAN),1)
@@ -79,7 +82,7 @@ FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 
 DEPFILES := $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
 
-.PHONY: all deps lib bins unit test prism sanitize lint format fuzz fuzz-build bench install clean run
+.PHONY: all deps lib bins unit test prism helm-tools sanitize lint format fuzz fuzz-build bench install clean run
 
 all: bins
 
@@ -127,12 +130,17 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 
 unit: $(UNIT_BINS)
 
-test: bins unit prism
+test: bins unit prism helm-tools
 	@python3 test/run.py --build $(BUILD) --san $(SAN)
 
 # The pinned Prism CLI of the OpenAPI contract test (build/node/prism/).
 prism:
 	@bash mk/prism.sh
+
+# Helm 3.17 and the Kubernetes schema validators of the chart tests (build/tools/helm/,
+# build/node/kmodels/).
+helm-tools:
+	@bash mk/helm.sh
 
 sanitize:
 	@$(MAKE) --no-print-directory test SAN=1
@@ -171,8 +179,13 @@ install: bins
 	$(if $(BINS),install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/)
 	install -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/remex/*.h $(DESTDIR)$(PREFIX)/include/remex/
-	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/remex
-	install -m 0644 deploy/systemd/*.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(PREFIX)/share/doc/remex
+	for u in deploy/systemd/*.service; do \
+		sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' \
+		    -e 's|/usr/local/share/doc/|$(PREFIX)/share/doc/|g' "$$u" \
+		    > $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; \
+	done
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/remex/
 
 clean:
