@@ -194,7 +194,7 @@ class HelmChart(harness.TestCase):
     def test_per_role_default(self):
         objs = self.render("perrole-default")
         deps = self.by_kind(objs, "Deployment")
-        self.assertEqual(list(deps), ["rx-worker-default"])
+        self.assertEqual(sorted(deps), ["rx-sentinel", "rx-worker-default"])
         self.assertEqual(self.by_kind(objs, "Secret"), {})  # the token is an existing Secret
         dep = deps["rx-worker-default"]
         spec = self.pod(dep)
@@ -235,7 +235,7 @@ class HelmChart(harness.TestCase):
     def test_two_worker_groups(self):
         objs = self.render("two-groups")
         deps = self.by_kind(objs, "Deployment")
-        self.assertEqual(sorted(deps), ["rx-worker-default", "rx-worker-gpu"])
+        self.assertEqual(sorted(deps), ["rx-sentinel", "rx-worker-default", "rx-worker-gpu"])
         self.assertEqual(deps["rx-worker-default"]["spec"]["replicas"], 3)
         gpu = deps["rx-worker-gpu"]
         spec = self.pod(gpu)
@@ -386,7 +386,7 @@ class HelmChart(harness.TestCase):
 
     def test_all_in_one_without_sentinel_probes_the_control_socket(self):
         objs = self.render(sets=["mode=allInOne", "planeURL=https://p.example",
-                                 "agentToken=t"])
+                                 "agentToken=t", "sentinel.enabled=false"])
         c = self.pod(self.by_kind(objs, "Deployment")["rx-agent"])["containers"][0]
         self.assertEqual(c["readinessProbe"]["exec"]["command"],
                          ["remex-agent", "-c", "/etc/remex/agent.yaml", "status"])
@@ -465,7 +465,7 @@ class HelmChart(harness.TestCase):
     def test_git_bundles(self):
         objs = self.render("git-ssh")
         deps = self.by_kind(objs, "Deployment")
-        self.assertEqual(sorted(deps), ["rx-dag-processor", "rx-worker-default"])
+        self.assertEqual(sorted(deps), ["rx-dag-processor", "rx-sentinel", "rx-worker-default"])
         dp = deps["rx-dag-processor"]
         c = self.pod(dp)["containers"][0]
         self.assertEqual(c["args"][-2:], ["--roles", "dag-processor"])

@@ -97,8 +97,10 @@ class HelmPod(PlaneCase):
         self.assertEqual(agent.wait(30), 0)
 
     def test_all_in_one_pod(self):
+        # Without the sentinel (which would listen on the pod's 0.0.0.0:9464 here), the probes
+        # ask the supervisor's control socket.
         objs = self.render({"mode": "allInOne", "planeURL": self.url,
-                            "agentToken": self.token,
+                            "agentToken": self.token, "sentinel": {"enabled": False},
                             "workers": [{"name": "a", "queues": ["qa"], "slots": 1},
                                         {"name": "b", "queues": ["qb"], "slots": 3}]})
         c = self.container(objs, "rx-agent", "agent.yaml")
