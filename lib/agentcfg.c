@@ -14,6 +14,7 @@
 
 #define F(m)        offsetof(struct agentcfg, m)
 #define W(m)        offsetof(struct agentcfg, worker.m)
+#define D(m)        offsetof(struct agentcfg, dag_processor.m)
 #define BUNDLES_MAX 256
 
 const char *const agentcfg_memenf_names[] = {"auto", "cgroup2", "cgroup1", "rlimit", NULL};
@@ -29,6 +30,12 @@ static const struct cfg_entry bundle_table[] = {
      .offset = offsetof(struct agentcfg_bundle, path),
      .flags = CFG_REQUIRED,
      .desc = "Local folder of the bundle (tasks run in it)."},
+    {.key = "versioned",
+     .type = CFG_BOOL,
+     .offset = offsetof(struct agentcfg_bundle, versioned),
+     .def = "true",
+     .desc = "A task runs only while the folder holds the version its DAG was scheduled with "
+             "(false: in the folder as it is)."},
     {0},
 };
 
@@ -91,7 +98,7 @@ const struct cfg_entry agentcfg_table[] = {
      .sub = bundle_table,
      .elem_size = sizeof(struct agentcfg_bundle),
      .max_items = BUNDLES_MAX,
-     .desc = "DAG bundles: [{name, path}]."},
+     .desc = "DAG bundles: [{name, path, versioned}]."},
     {.key = "secrets.file",
      .type = CFG_PATH,
      .offset = F(secrets.file),
@@ -208,10 +215,34 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = W(log_format),
      .validate = check_log_format,
      .desc = "The worker's log format (default: logs.format)."},
+    /* ---- dag_processor ---- */
+    {.key = "dag_processor.name",
+     .type = CFG_STRING,
+     .offset = D(name),
+     .def = "dag-processor",
+     .desc = "Agent name of the dag-processor shown by the plane."},
+    {.key = "dag_processor.state_dir",
+     .type = CFG_PATH,
+     .offset = D(state_dir),
+     .desc = "File-hash cache of each bundle (default: <state_dir>/dag_processor)."},
+    {.key = "dag_processor.refresh_interval",
+     .type = CFG_DURATION,
+     .offset = D(refresh_ms),
+     .def = "30s",
+     .min = 1000,
+     .max = 86400000,
+     .desc = "Rescan of each local bundle (unchanged files cost one stat each)."},
+    {.key = "dag_processor.log_level",
+     .type = CFG_STRING,
+     .offset = D(log_level),
+     .validate = check_log_level,
+     .desc = "The dag-processor's log level (default: logs.level)."},
+    {.key = "dag_processor.log_format",
+     .type = CFG_STRING,
+     .offset = D(log_format),
+     .validate = check_log_format,
+     .desc = "The dag-processor's log format (default: logs.format)."},
     /* ---- reserved for the roles this version does not include ---- */
-    {.key = "dag_processor",
-     .type = CFG_RESERVED,
-     .desc = "reserved for remex-dag-processor, which this version does not include"},
     {.key = "triggerer",
      .type = CFG_RESERVED,
      .desc = "reserved for remex-triggerer, which this version does not include"},
@@ -239,6 +270,11 @@ static int derive_defaults(struct agentcfg *c)
     snprintf(buf, sizeof(buf), "%s/worker", c->state_dir);
     if (derive(&c->worker.state_dir, buf) != 0 || derive(&c->worker.log_level, c->logs.level) ||
         derive(&c->worker.log_format, c->logs.format))
+        return -1;
+    snprintf(buf, sizeof(buf), "%s/dag_processor", c->state_dir);
+    if (derive(&c->dag_processor.state_dir, buf) != 0 ||
+        derive(&c->dag_processor.log_level, c->logs.level) ||
+        derive(&c->dag_processor.log_format, c->logs.format))
         return -1;
     if (c->state_dir[0] == '/')
         snprintf(buf, sizeof(buf), "file://%s/xcom", c->state_dir);
@@ -274,7 +310,8 @@ static int check_resources(const struct agentcfg *c, const char *path, struct bu
     struct remex_error e;
     int rc = 0;
     for (size_t i = 0; i < c->bundles.n && i < BUNDLES_MAX; i++)
-        specs[i] = (struct bundle_spec){.name = b[i].name, .path = b[i].path};
+        specs[i] = (struct bundle_spec){
+            .name = b[i].name, .path = b[i].path, .unversioned = !b[i].versioned};
     struct secrets_config sc = {.file = c->secrets.file};
     if (bundle_set_new(specs, c->bundles.n, &bs, &e) != REMEX_OK) {
         buf_printf(out, "%s: bundles: %s\n", path ? path : "(defaults)", e.msg);

@@ -348,10 +348,14 @@ static void resolve_bundle(struct wtask *t)
     const char *version = json_string_value(json_object_get(b, "version"));
     const char *path = NULL;
     struct remex_error e;
-    if (!t->w->bundles || !name ||
-        bundle_path(t->w->bundles, name, version && *version ? version : NULL, &path, &e) !=
-            REMEX_OK) {
+    if (!t->w->bundles || !name) {
         set_prep_error(t, "bundle '%s' is not configured on this worker", name ? name : "");
+        return;
+    }
+    /* The task runs in its bundle at the version its DAG was scheduled with, or not at all. */
+    if (bundle_path(t->w->bundles, name, version && *version ? version : NULL, &path, &e) !=
+        REMEX_OK) {
+        set_prep_error(t, "%s", e.msg);
         return;
     }
     t->cwd = strdup(path);

@@ -4,13 +4,14 @@
  * Every role (and the supervisor) loads the whole file with this table and
  * validates the whole file, so that `--check` of any of them gives the same
  * verdict. Shared sections: plane, state_dir, logs, bundles, secrets, xcom.
- * One section per role: worker; dag_processor, triggerer, sentinel and agent
+ * One section per role: worker, dag_processor; triggerer, sentinel and agent
  * are reserved for the roles this version does not include (a mapping is
  * accepted there and named in a warning, never silently read).
  *
  * Derived defaults, applied by agentcfg_load after every source:
  *   worker.state_dir  <state_dir>/worker
  *   worker.log_level  logs.level      worker.log_format  logs.format
+ *   dag_processor.state_dir  <state_dir>/dag_processor (and log_level, log_format as worker's)
  *   xcom.store        file://<absolute state_dir>/xcom
  *
  * Every key is overridable from the environment (cfg.h): worker.slots ->
@@ -19,6 +20,7 @@
 #ifndef REMEX_AGENTCFG_H
 #define REMEX_AGENTCFG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "remex/buf.h"
@@ -37,6 +39,15 @@ extern const char *const agentcfg_memenf_names[];
 struct agentcfg_bundle {
     char *name;
     char *path;
+    bool versioned; /* false: tasks run in the folder as it is, whatever their version */
+};
+
+struct agentcfg_dag_processor {
+    char *name;
+    char *state_dir;     /* file-hash caches */
+    uint64_t refresh_ms; /* rescan interval of local bundles */
+    char *log_level;
+    char *log_format;
 };
 
 struct agentcfg_worker {
@@ -80,6 +91,7 @@ struct agentcfg {
         char *store;
     } xcom;
     struct agentcfg_worker worker;
+    struct agentcfg_dag_processor dag_processor;
 };
 
 extern const struct cfg_entry agentcfg_table[];

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,7 +55,7 @@ static int teardown(void **state)
 static void test_paths(void **state)
 {
     (void)state;
-    struct bundle_spec specs[] = {{"main", a}, {"other", b2}};
+    struct bundle_spec specs[] = {{"main", a, 0}, {"other", b2, 0}};
     struct bundle_set *s;
     struct remex_error e;
     const char *p;
@@ -63,10 +64,86 @@ static void test_paths(void **state)
     assert_null(bundle_name(s, 2));
     assert_int_equal(bundle_path(s, "main", NULL, &p, &e), REMEX_OK);
     assert_string_equal(p, a);
-    assert_int_equal(bundle_path(s, "main", "sha256:abc", &p, &e), REMEX_OK);
+    /* A version the folder does not hold cannot be had (the bug was: any version resolved). */
+    assert_int_equal(bundle_path(s, "main", "sha256:abc", &p, &e), REMEX_ECONFLICT);
+    assert_non_null(strstr(e.msg, "bundle 'main' at version sha256:abc cannot be had"));
+    assert_non_null(strstr(e.msg, "now holds version sha256:"));
+    assert_non_null(strstr(e.msg, a));
     assert_int_equal(bundle_path(s, "nope", NULL, &p, &e), REMEX_ENOTFOUND);
     assert_non_null(strstr(e.msg, "'nope'"));
     bundle_set_free(s);
+}
+
+/* A task runs at its version while the folder still holds it, and fails once it changed. */
+static void test_path_at_version(void **state)
+{
+    (void)state;
+    struct bundle_spec specs[] = {{"main", a, 0}, {"loose", a, 1}};
+    struct bundle_set *s = NULL;
+    struct remex_error e;
+    const char *p = NULL;
+    char v1[BUNDLE_VERSION_MAX], v2[BUNDLE_VERSION_MAX];
+    assert_int_equal(bundle_set_new(specs, 2, &s, &e), REMEX_OK);
+    assert_int_equal(bundle_version(s, "main", v1, &e), REMEX_OK);
+    assert_int_equal(bundle_path(s, "main", v1, &p, &e), REMEX_OK);
+    assert_string_equal(p, a);
+    assert_string_equal(bundle_root(s, "main"), a);
+    assert_null(bundle_root(s, "nope"));
+    put(a, "run.sh", "echo changed\n");
+    assert_int_equal(bundle_version(s, "main", v2, &e), REMEX_OK);
+    assert_string_not_equal(v1, v2);
+    assert_int_equal(bundle_path(s, "main", v1, &p, &e), REMEX_ECONFLICT);
+    assert_non_null(strstr(e.msg, v1));
+    assert_non_null(strstr(e.msg, v2));
+    assert_non_null(strstr(e.msg, "versioned: false"));
+    assert_int_equal(bundle_path(s, "main", v2, &p, &e), REMEX_OK);
+    /* versioned: false runs in the folder as it is, whatever the version. */
+    assert_int_equal(bundle_path(s, "loose", v1, &p, &e), REMEX_OK);
+    assert_string_equal(p, a);
+    assert_int_equal(bundle_path(s, "loose", "v1", &p, &e), REMEX_OK);
+    bundle_set_free(s);
+}
+
+/* The stat cache: unchanged files are not read; any change of content is seen. */
+static void test_scan_cache(void **state)
+{
+    (void)state;
+    struct bundle_files f1, f2, f3;
+    struct remex_error e;
+    char v1[BUNDLE_VERSION_MAX], v2[BUNDLE_VERSION_MAX], v3[BUNDLE_VERSION_MAX];
+    assert_int_equal(bundle_scan_dir(a, NULL, &f1, v1, &e), REMEX_OK);
+    assert_int_equal(f1.n, 2);
+    assert_int_equal(f1.hashed, 2);
+    assert_string_equal(f1.v[0].rel, "dags/etl.yaml");
+    assert_string_equal(f1.v[1].rel, "run.sh");
+    assert_int_equal(bundle_files_find(&f1, "run.sh"), 1);
+    assert_int_equal(bundle_files_find(&f1, "nope"), -1);
+    /* Files written just now are racy: the next scan reads them again. */
+    assert_int_equal(f1.v[0].racy, 1);
+    assert_int_equal(bundle_scan_dir(a, &f1, &f2, v2, &e), REMEX_OK);
+    assert_int_equal(f2.hashed, 2);
+    assert_string_equal(v1, v2);
+    /* Once settled, an unchanged file is taken from the cache. */
+    for (size_t i = 0; i < f2.n; i++)
+        f2.v[i].racy = 0;
+    assert_int_equal(bundle_scan_dir(a, &f2, &f3, v3, &e), REMEX_OK);
+    assert_int_equal(f3.hashed, 0);
+    assert_string_equal(v1, v3);
+    bundle_files_free(&f3);
+    /* Same size and mtime, new content: the ctime gives it away. */
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/run.sh", a);
+    assert_int_equal(stat(path, &st), 0);
+    put(a, "run.sh", "echo HI\n");
+    struct timespec ts[2] = {st.st_atim, st.st_mtim};
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+    assert_int_equal(bundle_scan_dir(a, &f2, &f3, v3, &e), REMEX_OK);
+    assert_int_equal(f3.hashed, 1);
+    assert_string_not_equal(v1, v3);
+    bundle_files_free(&f1);
+    bundle_files_free(&f2);
+    bundle_files_free(&f3);
 }
 
 static void test_relative_path_made_absolute(void **state)
@@ -75,7 +152,7 @@ static void test_relative_path_made_absolute(void **state)
     char cwd[256];
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     assert_int_equal(chdir(dir), 0);
-    struct bundle_spec specs[] = {{"main", "a"}};
+    struct bundle_spec specs[] = {{"main", "a", 0}};
     struct bundle_set *s;
     struct remex_error e;
     const char *p;
@@ -91,17 +168,17 @@ static void test_invalid_specs(void **state)
     (void)state;
     struct bundle_set *s = NULL;
     struct remex_error e;
-    struct bundle_spec dup[] = {{"x", a}, {"x", b2}};
+    struct bundle_spec dup[] = {{"x", a, 0}, {"x", b2, 0}};
     assert_int_equal(bundle_set_new(dup, 2, &s, &e), REMEX_EINVAL);
     assert_non_null(strstr(e.msg, "bundles[1].name: duplicate"));
-    struct bundle_spec badname[] = {{"bad name", a}};
+    struct bundle_spec badname[] = {{"bad name", a, 0}};
     assert_int_equal(bundle_set_new(badname, 1, &s, &e), REMEX_EINVAL);
-    struct bundle_spec missing[] = {{"m", "/nonexistent/folder"}};
+    struct bundle_spec missing[] = {{"m", "/nonexistent/folder", 0}};
     assert_int_equal(bundle_set_new(missing, 1, &s, &e), REMEX_EINVAL);
     assert_non_null(strstr(e.msg, "bundles[0].path: /nonexistent/folder: No such file"));
     char file[160];
     snprintf(file, sizeof(file), "%s/run.sh", a);
-    struct bundle_spec notdir[] = {{"f", file}};
+    struct bundle_spec notdir[] = {{"f", file, 0}};
     assert_int_equal(bundle_set_new(notdir, 1, &s, &e), REMEX_EINVAL);
     assert_non_null(strstr(e.msg, "not a folder"));
     assert_null(s);
@@ -111,7 +188,7 @@ static void test_invalid_specs(void **state)
 static void test_version_depth_cap(void **state)
 {
     (void)state;
-    struct bundle_spec specs[] = {{"deep", b2}};
+    struct bundle_spec specs[] = {{"deep", b2, 0}};
     struct bundle_set *s;
     struct remex_error e;
     char v[72], path[1024];
@@ -135,7 +212,7 @@ static void test_version_depth_cap(void **state)
 static void test_version_tracks_content(void **state)
 {
     (void)state;
-    struct bundle_spec specs[] = {{"main", a}, {"empty", b2}};
+    struct bundle_spec specs[] = {{"main", a, 0}, {"empty", b2, 0}};
     struct bundle_set *s;
     struct remex_error e;
     char v1[72], v2[72], v3[72], v4[72], ve[72];
@@ -166,6 +243,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_at_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relative_path_made_absolute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_specs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_tracks_content, setup, teardown),
