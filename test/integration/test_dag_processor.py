@@ -1,0 +1,249 @@
+"""remex-dag-processor against a real remex-plane on loopback: scan, manifest,
+upload of only what the plane lacks, import errors with file:line:col, the
+file-hash cache across restarts, --once, --lint, DAGs that disappear, DAG ids
+defined twice, and a worker that runs a task at the version its DAG was
+scheduled with (or fails it, naming both versions)."""
+import os
+import re
+import signal
+import unittest
+
+import harness
+import workerfix
+
+DAG = """dag_id: {id}
+schedule: null
+start_date: 2026-01-01
+tasks:
+  - task_id: t
+    command: [./run.sh]
+"""
+
+BROKEN = """dag_id: broken
+tasks:
+  - task_id: a
+    command: [true]
+    retries: many
+"""
+
+
+def put_counts(text):
+    """(manifest posts, dag uploads) from the plane's /metrics text."""
+    def total(route, method):
+        n = 0
+        for m in re.finditer(r'remex_plane_http_requests_total\{method="%s",route="%s",'
+                             r'status="\d+"\} (\d+)' % (method, re.escape(route)), text):
+            n += int(m.group(1))
+        return n
+    return total("/api/v1/dags/manifest", "POST"), total("/api/v1/dags/{dag_id}", "PUT")
+
+
+class DagProcessorTest(workerfix.WorkerCase):
+    def setUp(self):
+        super().setUp()
+        self.start_plane()
+        self.tok = self.token_file(self.create_token()["value"], "dp.token")
+        self.state = os.path.join(self.tmp, "dpstate")
+        self.ndp = 0
+
+    def dp_yaml(self, extra_bundle=""):
+        return self.write("dp.yaml", (
+            "plane:\n"
+            f"  url: {self.url}\n"
+            f"  token: {{file: {self.tok}}}\n"
+            f"state_dir: {self.state}\n"
+            "bundles:\n"
+            f"  - {{name: main, path: {self.bundle}{extra_bundle}}}\n"
+            "dag_processor:\n"
+            "  refresh_interval: 1s\n"))
+
+    def start_dp(self, *args):
+        self.ndp += 1
+        return self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c", self.dp_yaml(),
+                                            "--log-level", "debug", *args])
+
+    def once(self):
+        p = self.start_dp("--once")
+        rc = p.wait(30)
+        return rc, p.output()
+
+    def counts(self):
+        return put_counts(self.req("GET", "/metrics", raw=True)[1].decode())
+
+    def dags(self):
+        st, b = self.req("GET", "/api/v1/admin/dags", None, self.admin)
+        self.assertEqual(st, 200, b)
+        return {d["dag_id"]: d for d in b["dags"]}
+
+    def import_errors(self):
+        st, b = self.req("GET", "/api/v1/admin/import-errors", None, self.admin)
+        self.assertEqual(st, 200, b)
+        return b["import_errors"]
+
+    def test_once_uploads_only_what_changed(self):
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        self.write("bundle/sub/b.yml", DAG.format(id="b"))
+        self.write("bundle/run.sh", "#!/bin/sh\necho one\n", mode=0o755)
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.counts(), (1, 2))
+        dags = self.dags()
+        self.assertEqual(set(dags), {"a", "b"})
+        ver = dags["a"]["bundle_version"]
+        self.assertRegex(ver, r"^sha256:[0-9a-f]{64}$")
+        self.assertEqual(dags["a"]["bundle"], "main")
+        self.assertEqual(dags["b"]["bundle_version"], ver)
+        # A restart with nothing changed reads no file (cache on disk) and uploads nothing.
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("0 parsed", out)
+        self.assertEqual(self.counts()[1], 2)
+        # One DAG changed: one upload. The other DAG moves to the new version unchanged.
+        self.write("bundle/a.yaml", DAG.format(id="a") + "tags: [x]\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.counts()[1], 3)
+        dags = self.dags()
+        self.assertNotEqual(dags["a"]["bundle_version"], ver)
+        self.assertEqual(dags["b"]["bundle_version"], dags["a"]["bundle_version"])
+        # A DAG file removed: its DAG becomes inactive.
+        os.unlink(os.path.join(self.bundle, "sub/b.yml"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        dags = self.dags()
+        self.assertFalse(dags["b"]["is_active"])
+        self.assertTrue(dags["a"]["is_active"])
+
+    def test_import_errors_positioned_and_cleared(self):
+        self.write("bundle/good.yaml", DAG.format(id="good"))
+        self.write("bundle/broken.yaml", BROKEN)
+        rc, out = self.once()
+        self.assertEqual(rc, 1, out)  # --once: non-zero with any import error
+        self.assertIn("broken.yaml:5:14:", out)
+        errs = self.import_errors()
+        self.assertEqual(len(errs), 1, errs)
+        e = errs[0]
+        self.assertEqual((e["bundle"], e["file"], e["line"], e["column"]),
+                         ("main", "broken.yaml", 5, 14))
+        self.assertIn("retries", e["message"])
+        # The broken file hides no other DAG.
+        self.assertIn("good", self.dags())
+        self.assertNotIn("broken", self.dags())
+        # Fixed: the error is cleared.
+        self.write("bundle/broken.yaml", BROKEN.replace("many", "2"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.import_errors(), [])
+        self.assertIn("broken", self.dags())
+
+    def test_dag_id_in_two_files(self):
+        self.write("bundle/one.yaml", DAG.format(id="same"))
+        self.write("bundle/two.yaml", "# another copy\n" + DAG.format(id="same"))
+        self.write("bundle/other.yaml", DAG.format(id="other"))
+        rc, out = self.once()
+        self.assertEqual(rc, 1, out)
+        errs = sorted((e["file"], e["line"], e["column"], e["message"])
+                      for e in self.import_errors())
+        self.assertEqual(errs, [
+            ("one.yaml", 1, 1, "dag_id 'same' is also defined in two.yaml"),
+            ("two.yaml", 2, 1, "dag_id 'same' is also defined in one.yaml"),
+        ])
+        self.assertEqual(set(self.dags()), {"other"})
+
+    def test_running_rescans_and_syncs_changes(self):
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        p = self.start_dp()
+        p.wait_output("registered as agent", 15)
+        harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
+        up = self.counts()[1]
+        # Unchanged rescans send nothing.
+        n = p.output().count("unchanged (version")
+        harness.wait_for(lambda: p.output().count("unchanged (version") >= n + 2, 15, 0.1,
+                         "two unchanged rescans")
+        self.assertEqual(self.counts()[1], up)
+        self.write("bundle/c.yaml", DAG.format(id="c"))
+        harness.wait_for(lambda: "c" in self.dags(), 15, 0.1, "dag c on the plane")
+        self.write("bundle/bad.yaml", "dag_id: [\n")
+        harness.wait_for(lambda: self.import_errors(), 15, 0.1, "the import error")
+        self.assertEqual(self.import_errors()[0]["file"], "bad.yaml")
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
+        self.assertIn("drained", p.output())
+        self.assertNotIn(open(self.tok).read().strip(), p.output())
+
+    def test_corrupt_cache_is_ignored(self):
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        with open(os.path.join(self.state, "dag_processor", "main.cache.json"), "w") as f:
+            f.write('{"format": 1, "files": [')
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("file-hash cache ignored", out)
+        self.assertIn("1 parsed", out)
+
+    def test_lint(self):
+        good = self.write("good.yaml", DAG.format(id="g"))
+        bad = self.write("bad.yaml", BROKEN)
+        dup = self.write("dup.yaml", DAG.format(id="g"))
+        p = self.spawn("lint1", [self.bin("remex-dag-processor"), "--lint", good])
+        self.assertEqual(p.wait(10), 0, p.output())
+        self.assertIn("1 file OK (1 DAG)", p.output())
+        p = self.spawn("lint2", [self.bin("remex-dag-processor"), "--lint", good, bad, dup])
+        self.assertEqual(p.wait(10), 1, p.output())
+        out = p.output()
+        self.assertIn(bad + ":5:14: ", out)
+        self.assertIn(good + ":1:1: dag_id 'g' is also defined in " + dup, out)
+        self.assertIn(dup + ":1:1: dag_id 'g' is also defined in " + good, out)
+        p = self.spawn("lint3", [self.bin("remex-dag-processor"), "--lint"])
+        self.assertEqual(p.wait(10), 2, p.output())
+        p = self.spawn("lint4", [self.bin("remex-dag-processor"), "--lint",
+                                 os.path.join(self.tmp, "nope.yaml")])
+        self.assertEqual(p.wait(10), 1, p.output())
+        self.assertIn("nope.yaml:1:1: cannot read the file", p.output())
+
+    def test_task_runs_at_its_version_or_fails_naming_both(self):
+        self.write("bundle/v.yaml", DAG.format(id="v"))
+        self.script("run.sh", "#!/bin/sh\necho version-one\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        ver1 = self.dags()["v"]["bundle_version"]
+        tok = self.create_token()["value"]
+        self.agent_token_path = self.token_file(tok)
+        cfg = self.write("w.yaml", (
+            "plane:\n"
+            f"  url: {self.url}\n"
+            f"  token: {{file: {self.agent_token_path}}}\n"
+            "worker:\n  name: w1\n  slots: 2\n"
+            f"  state_dir: {self.tmp}/wstate\n  log_dir: {self.tmp}/logs\n  poll_wait: 10s\n"
+            "bundles:\n"
+            f"  - {{name: main, path: {self.bundle}}}\n"
+            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+        self.logdir = os.path.join(self.tmp, "logs")
+        w = self.spawn("worker", [self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
+        self.wait_registered(w)
+        st, _ = self.req("POST", "/api/v1/admin/dags/v/unpause", {}, self.admin)
+        run = self.trigger("v")
+        b = self.wait_run("v", run)
+        self.assertEqual(b["state"], "success", b)
+        self.assertIn("version-one", self.task_log("v", run, "t"))
+        # The folder changes after the DAG was scheduled at ver1: the task cannot run at ver1.
+        self.script("run.sh", "#!/bin/sh\necho version-two\n")
+        run2 = self.trigger("v")
+        b = self.wait_run("v", run2)
+        self.assertEqual(b["state"], "failed", b)
+        out = w.output()
+        self.assertIn("bundle 'main' at version %s cannot be had" % ver1, out)
+        self.assertRegex(out, r"now holds version sha256:[0-9a-f]{64}")
+        # Once the dag-processor synced the new version, tasks run the new code.
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertNotEqual(self.dags()["v"]["bundle_version"], ver1)
+        run3 = self.trigger("v")
+        b = self.wait_run("v", run3)
+        self.assertEqual(b["state"], "success", b)
+        self.assertIn("version-two", self.task_log("v", run3, "t"))
+
+
+if __name__ == "__main__":
+    unittest.main()
