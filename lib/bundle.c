@@ -142,11 +142,12 @@ remex_err bundle_path(struct bundle_set *b, const char *name, const char *versio
         if ((rc = rescan(x, cur, e)) != REMEX_OK)
             return rc;
         if (strcmp(cur, version) != 0)
-            return remex_seterr(e, REMEX_ECONFLICT,
-                                "bundle '%s' at version %s cannot be had: its folder %s now holds "
-                                "version %s (the DAG's files changed since it was scheduled; mark "
-                                "the bundle 'versioned: false' to run tasks in the folder as it is)",
-                                name, version, x->path, cur);
+            return remex_seterr(
+                e, REMEX_ECONFLICT,
+                "bundle '%s' at version %s cannot be had: its folder %s now holds "
+                "version %s (the DAG's files changed since it was scheduled; mark "
+                "the bundle 'versioned: false' to run tasks in the folder as it is)",
+                name, version, x->path, cur);
     }
     *path = x->path;
     return REMEX_OK;
@@ -280,15 +281,15 @@ static const struct bundle_file *reuse(const struct bundle_files *prev, size_t *
     if (*j >= prev->n || c != 0)
         return NULL;
     const struct bundle_file *p = &prev->v[*j];
-    if (p->racy || p->size != x->size || p->mtime_ns != x->mtime_ns ||
-        p->ctime_ns != x->ctime_ns || p->ino != x->ino || p->sha256[0] == '\0')
+    if (p->racy || p->size != x->size || p->mtime_ns != x->mtime_ns || p->ctime_ns != x->ctime_ns ||
+        p->ino != x->ino || p->sha256[0] == '\0')
         return NULL;
     return p;
 }
 
 /* Fills every file's content hash (reused or read); marks racy files. */
-static remex_err hash_all(const char *root, const struct bundle_files *prev,
-                          struct bundle_files *f, struct remex_error *e)
+static remex_err hash_all(const char *root, const struct bundle_files *prev, struct bundle_files *f,
+                          struct remex_error *e)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);

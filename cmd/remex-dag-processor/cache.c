@@ -37,8 +37,8 @@ static json_t *entry_json(const struct bundle_file *f, const struct dp_entry *x)
             er, json_pack("[i,i,s]", (int)x->errs[i].line, (int)x->errs[i].col, x->errs[i].msg));
     return json_pack("{s:s,s:I,s:I,s:I,s:I,s:b,s:s,s:b,s:o,s:o}", "p", f->rel, "s",
                      (json_int_t)f->size, "m", (json_int_t)f->mtime_ns, "c",
-                     (json_int_t)f->ctime_ns, "i", (json_int_t)f->ino, "r", f->racy, "h",
-                     f->sha256, "g", x->is_dag, "d", d, "e", er);
+                     (json_int_t)f->ctime_ns, "i", (json_int_t)f->ino, "r", f->racy, "h", f->sha256,
+                     "g", x->is_dag, "d", d, "e", er);
 }
 
 remex_err dp_cache_save(const char *path, const char *root, const struct dp_state *s,
@@ -102,7 +102,7 @@ static int load_dags(json_t *d, struct dp_entry *x)
         struct dp_dag *g = &x->dags[x->ndags];
         if ((g->dag_id = strdup(id)) == NULL)
             return -1;
-        strcpy(g->hash, h);
+        memcpy(g->hash, h, strlen(h) + 1);
         g->line = (unsigned)json_integer_value(json_array_get(v, 2));
         g->col = (unsigned)json_integer_value(json_array_get(v, 3));
         x->ndags++;
@@ -114,8 +114,7 @@ static int load_errs(json_t *er, struct dp_entry *x)
 {
     size_t i;
     json_t *v;
-    if (!json_is_array(er) ||
-        (x->errs = calloc(json_array_size(er) + 1, sizeof(*x->errs))) == NULL)
+    if (!json_is_array(er) || (x->errs = calloc(json_array_size(er) + 1, sizeof(*x->errs))) == NULL)
         return -1;
     json_array_foreach(er, i, v)
     {
@@ -141,9 +140,9 @@ static int load_file(json_t *o, struct bundle_file *f, struct dp_entry *x)
     json_t *s = json_object_get(o, "s"), *m = json_object_get(o, "m"), *c = json_object_get(o, "c");
     json_t *ino = json_object_get(o, "i"), *r = json_object_get(o, "r");
     json_t *g = json_object_get(o, "g");
-    if (rel == NULL || *rel == '\0' || strlen(rel) >= PATH_MAX || !hex64(h) || !json_is_integer(s) ||
-        json_integer_value(s) < 0 || !json_is_integer(m) || !json_is_integer(c) ||
-        !json_is_integer(ino) || !json_is_boolean(r) || !json_is_boolean(g))
+    if (rel == NULL || *rel == '\0' || strlen(rel) >= PATH_MAX || !hex64(h) ||
+        !json_is_integer(s) || json_integer_value(s) < 0 || !json_is_integer(m) ||
+        !json_is_integer(c) || !json_is_integer(ino) || !json_is_boolean(r) || !json_is_boolean(g))
         return -1;
     if ((f->rel = strdup(rel)) == NULL)
         return -1;
@@ -152,10 +151,10 @@ static int load_file(json_t *o, struct bundle_file *f, struct dp_entry *x)
     f->ctime_ns = json_integer_value(c);
     f->ino = (uint64_t)json_integer_value(ino);
     f->racy = json_is_true(r);
-    strcpy(f->sha256, h);
+    memcpy(f->sha256, h, sizeof(f->sha256));
     x->is_dag = json_is_true(g);
     if (x->is_dag)
-        strcpy(x->sha256, h);
+        memcpy(x->sha256, h, sizeof(x->sha256));
     return load_dags(json_object_get(o, "d"), x) == 0 && load_errs(json_object_get(o, "e"), x) == 0
                ? 0
                : -1;

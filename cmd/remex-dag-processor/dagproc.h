@@ -58,7 +58,8 @@ struct dp_state {
 
 /* ---- scan.c ---- */
 int dp_is_dag_file(const char *rel);
-/* Parses one file's text into *ent (ent->is_dag and sha256 set by the caller). keep: keep models. */
+/* Parses one file's text into *ent (ent->is_dag and sha256 set by the caller). keep: keep models.
+ */
 remex_err dp_parse(const char *data, size_t len, const char *rel, int keep, struct dp_entry *ent,
                    struct remex_error *e);
 /* Reads and parses the file at path (size cap and read errors become import errors). */
@@ -118,11 +119,11 @@ struct dp_bundle {
     uint64_t refresh_timer;
     /* sync (sync.c) */
     int syncing;
-    int sync_wanted;                    /* a scan is waiting for the session */
-    char synced[HASH_SHA256_HEX];       /* digest of the last manifest the plane took */
-    char sending[HASH_SHA256_HEX];      /* digest of the manifest being synced */
-    json_t *missing;                    /* dag ids the plane asked for */
-    json_t *where;                      /* dag_id -> file index, built when needed */
+    int sync_wanted;               /* a scan is waiting for the session */
+    char synced[HASH_SHA256_HEX];  /* digest of the last manifest the plane took */
+    char sending[HASH_SHA256_HEX]; /* digest of the manifest being synced */
+    json_t *missing;               /* dag ids the plane asked for */
+    json_t *where;                 /* dag_id -> file index, built when needed */
     size_t next_missing, inflight, uploaded, upload_failed, nerrors;
     unsigned sync_failures;
     uint64_t retry_timer;

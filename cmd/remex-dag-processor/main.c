@@ -239,8 +239,8 @@ static int setup_bundle(struct dagproc *dp, struct dp_bundle *b, const struct ag
         log_warn("bundle %s: file-hash cache ignored (every file is read again): %s", b->name,
                  e.msg);
     b->pending = 1;
-    b->refresh_timer = evloop_timer_add(dp->loop, cfg->refresh_ms, cfg->refresh_ms, refresh_fire,
-                                        b);
+    b->refresh_timer =
+        evloop_timer_add(dp->loop, cfg->refresh_ms, cfg->refresh_ms, refresh_fire, b);
     return -1;
 }
 
@@ -268,7 +268,8 @@ static int setup(struct dagproc *dp)
             return code;
     }
     dp->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (dp->efd < 0 || evloop_watch(dp->loop, dp->efd, EVLOOP_READ, efd_ready, dp, &e) != REMEX_OK) {
+    if (dp->efd < 0 ||
+        evloop_watch(dp->loop, dp->efd, EVLOOP_READ, efd_ready, dp, &e) != REMEX_OK) {
         log_error("scan thread channel: %s", dp->efd < 0 ? strerror(errno) : e.msg);
         return REMEX_EXIT_FAIL;
     }
@@ -294,8 +295,7 @@ static int role_start_hook(struct role *r)
     int code = setup(dp);
     if (code >= 0)
         return code;
-    log_info("remex-dag-processor %s starting: plane %s, %zu bundle%s, rescan every %" PRIu64
-             " ms",
+    log_info("remex-dag-processor %s starting: plane %s, %zu bundle%s, rescan every %" PRIu64 " ms",
              REMEX_VERSION, r->cfg.plane.url, dp->nb, dp->nb == 1 ? "" : "s",
              r->cfg.dag_processor.refresh_ms);
     api_start(dp->api);

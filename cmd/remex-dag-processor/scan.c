@@ -56,16 +56,15 @@ void dp_state_drop_models(struct dp_state *s)
 /* Is c a character that ends a plain YAML scalar on a line? */
 static int ends_scalar(char c)
 {
-    return c == '\0' || c == '\n' || c == '\r' || c == ' ' || c == '\t' || c == '#' ||
-           c == '"' || c == '\'' || c == ',' || c == '}';
+    return c == '\0' || c == '\n' || c == '\r' || c == ' ' || c == '\t' || c == '#' || c == '"' ||
+           c == '\'' || c == ',' || c == '}';
 }
 
 /*
  * Line and column of the `dag_id: <id>` key that defines id in data (the
  * parser's models carry no positions). 1:1 when not found.
  */
-static void find_dag_id(const char *data, size_t len, const char *id, unsigned *line,
-                        unsigned *col)
+static void find_dag_id(const char *data, size_t len, const char *id, unsigned *line, unsigned *col)
 {
     size_t idlen = strlen(id);
     unsigned ln = 1;
@@ -115,8 +114,8 @@ static remex_err take_dags(struct dagyaml_result *res, const char *data, size_t 
                            struct dp_entry *ent, struct remex_error *e)
 {
     ent->dags = calloc(res->ndags ? res->ndags : 1, sizeof(*ent->dags));
-    if (ent->dags == NULL || (keep && (ent->models = calloc(res->ndags ? res->ndags : 1,
-                                                            sizeof(*ent->models))) == NULL))
+    if (ent->dags == NULL ||
+        (keep && (ent->models = calloc(res->ndags ? res->ndags : 1, sizeof(*ent->models))) == NULL))
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     for (size_t i = 0; i < res->ndags; i++) {
         struct dp_dag *d = &ent->dags[i];
@@ -198,8 +197,7 @@ remex_err dp_parse_file(const char *path, const char *rel, int keep, struct dp_e
 }
 
 /* Copies a cached entry's DAGs and errors (no models). */
-static remex_err copy_entry(const struct dp_entry *from, struct dp_entry *to,
-                            struct remex_error *e)
+static remex_err copy_entry(const struct dp_entry *from, struct dp_entry *to, struct remex_error *e)
 {
     remex_err rc = REMEX_OK;
     to->dags = calloc(from->ndags ? from->ndags : 1, sizeof(*to->dags));
@@ -304,9 +302,9 @@ struct mf {
 static void mf_dup(void *ud, size_t file, unsigned line, unsigned col, const char *msg)
 {
     struct mf *m = ud;
-    json_array_append_new(m->errs, json_pack("{s:s,s:i,s:i,s:s}", "file", m->s->files.v[file].rel,
-                                             "line", (int)line, "column", (int)col, "message",
-                                             msg));
+    json_array_append_new(m->errs,
+                          json_pack("{s:s,s:i,s:i,s:s}", "file", m->s->files.v[file].rel, "line",
+                                    (int)line, "column", (int)col, "message", msg));
 }
 
 /* Ids defined in more than one file (json object used as a set). */
@@ -364,9 +362,9 @@ json_t *dp_manifest(const char *bundle, const struct dp_state *s, size_t *nerror
         json_t *dags = json_array();
         for (size_t j = 0; j < ents[i]->ndags; j++)
             if (!json_object_get(dup, ents[i]->dags[j].dag_id))
-                json_array_append_new(dags, json_pack("{s:s,s:s}", "dag_id",
-                                                      ents[i]->dags[j].dag_id, "hash",
-                                                      ents[i]->dags[j].hash));
+                json_array_append_new(dags,
+                                      json_pack("{s:s,s:s}", "dag_id", ents[i]->dags[j].dag_id,
+                                                "hash", ents[i]->dags[j].hash));
         json_array_append_new(files, json_pack("{s:s,s:o}", "path", names[i], "dags", dags));
     }
     json_decref(dup);

@@ -67,8 +67,8 @@ static void fail(struct dp_bundle *b, const char *what, const char *msg)
     b->synced[0] = '\0';
     finish(b, 0);
     if (b->dp->r->state < ROLE_DRAINING && !b->dp->r->once)
-        b->retry_timer = evloop_timer_add(b->dp->loop, api_backoff_ms(b->sync_failures++ + 4), 0,
-                                          retry_fire, b);
+        b->retry_timer =
+            evloop_timer_add(b->dp->loop, api_backoff_ms(b->sync_failures++ + 4), 0, retry_fire, b);
 }
 
 /* The model of dag_id in the current scan (parsing its file again when the scan kept none). */
@@ -200,13 +200,12 @@ static void log_errors(const struct dp_bundle *b, json_t *m)
 {
     size_t i;
     json_t *x;
-    json_array_foreach(json_object_get(m, "import_errors"), i, x)
-        log_warn("bundle %s: import error: %s:%" JSON_INTEGER_FORMAT ":%" JSON_INTEGER_FORMAT
-                 ": %s",
-                 b->name, json_string_value(json_object_get(x, "file")),
-                 json_integer_value(json_object_get(x, "line")),
-                 json_integer_value(json_object_get(x, "column")),
-                 json_string_value(json_object_get(x, "message")));
+    json_array_foreach(json_object_get(m, "import_errors"), i, x) log_warn(
+        "bundle %s: import error: %s:%" JSON_INTEGER_FORMAT ":%" JSON_INTEGER_FORMAT ": %s",
+        b->name, json_string_value(json_object_get(x, "file")),
+        json_integer_value(json_object_get(x, "line")),
+        json_integer_value(json_object_get(x, "column")),
+        json_string_value(json_object_get(x, "message")));
 }
 
 void dp_sync_start(struct dp_bundle *b)

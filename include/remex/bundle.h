@@ -45,7 +45,7 @@ struct bundle_spec {
 
 /* One regular file of a scan. */
 struct bundle_file {
-    char *rel;        /* path below the root, '/'-separated (owned) */
+    char *rel; /* path below the root, '/'-separated (owned) */
     uint64_t size;
     int64_t mtime_ns; /* st_mtim */
     int64_t ctime_ns; /* st_ctim */
