@@ -142,6 +142,7 @@ struct dagproc {
     struct dp_bundle *th_bundle;
     struct dp_state th_out;
     remex_err th_rc;
+    uint64_t th_ms; /* the scan's duration */
     struct remex_error th_err;
     size_t once_errors; /* import errors seen by --once */
     int once_failed;    /* a scan or sync failed under --once */

@@ -85,6 +85,7 @@ static void *scan_thread(void *arg)
     struct dp_bundle *b = dp->th_bundle;
     struct remex_error ce;
     uint64_t one = 1;
+    uint64_t t0 = timeutil_mono_ns();
     dp->th_rc = dp_scan(b->root, b->have_cur ? &b->cur : NULL, &dp->th_out, &dp->th_err);
     if (dp->th_rc == REMEX_OK &&
         dp_cache_save(b->cache_path, b->root, &dp->th_out, &ce) != REMEX_OK) {
@@ -92,6 +93,7 @@ static void *scan_thread(void *arg)
         dp->th_err = ce;
         dp->th_err.code = REMEX_OK;
     }
+    dp->th_ms = (timeutil_mono_ns() - t0) / 1000000;
     while (write(dp->efd, &one, sizeof(one)) < 0 && errno == EINTR)
         ;
     return NULL;
@@ -120,9 +122,10 @@ static void scan_done(struct dagproc *dp)
     b->cur = dp->th_out;
     b->have_cur = 1;
     memset(&dp->th_out, 0, sizeof(dp->th_out));
-    log_debug("bundle %s: scanned %zu files (%zu hashed), %zu DAG files (%zu parsed), version %s",
+    log_debug("bundle %s: scanned %zu files (%zu hashed), %zu DAG files (%zu parsed) in %" PRIu64
+              " ms, version %s",
               b->name, b->cur.files.n, b->cur.files.hashed, b->cur.ndagfiles, b->cur.parsed,
-              b->cur.version);
+              dp->th_ms, b->cur.version);
     dp_sync_start(b);
 }
 
