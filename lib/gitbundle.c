@@ -1,0 +1,259 @@
+/* gitbundle: git repositories as bundles through libgit2 (include/remex/gitbundle.h). */
+#include "remex/gitbundle.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <git2.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "remex/fsutil.h"
+
+int gitbundle_is_sha(const char *s)
+{
+    size_t n = 0;
+    for (; s && s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return 0;
+    return n == 40;
+}
+
+int gitbundle_checkout_path(const char *dir, const char *sha, char *path, size_t pathsz)
+{
+    int n = snprintf(path, pathsz, "%s/%s", dir, sha);
+    return n > 0 && (size_t)n < pathsz ? 0 : -1;
+}
+
+/* The URL without user info ("https://user:pw@host/x" -> "https://host/x"), for messages. */
+static void safe_url(const char *url, char *out, size_t outsz)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+    if (at && (!slash || at < slash))
+        snprintf(out, outsz, "%.*s%s", (int)(scheme + 3 - url), url, at + 1);
+    else
+        snprintf(out, outsz, "%s", url);
+}
+
+/* Credential callback state: one attempt per fetch, so a refused token fails at once. */
+struct cred {
+    const struct gitbundle_opts *o;
+    int tries;
+    int refused;
+    char why[256]; /* why no credential could be given (not secret) */
+};
+
+static int cred_cb(git_credential **out, const char *url, const char *user, unsigned allowed,
+                   void *payload)
+{
+    struct cred *c = payload;
+    (void)url;
+    char *tok = NULL;
+    struct remex_error e;
+    if (!(allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) || c->o->token == NULL ||
+        c->o->token->kind == CFG_SECRET_NONE) {
+        snprintf(c->why, sizeof(c->why), "the server asks for credentials and none are set");
+        c->refused = 1;
+        return GIT_EUSER;
+    }
+    if (c->tries++ > 0) {
+        c->refused = 1;
+        return GIT_EUSER;
+    }
+    if (cfg_secret_get(c->o->token, &tok, NULL, &e) != REMEX_OK) {
+        snprintf(c->why, sizeof(c->why), "%s", e.msg);
+        c->refused = 1;
+        return GIT_EUSER;
+    }
+    int rc = git_credential_userpass_plaintext_new(out, user && *user ? user : "remex", tok);
+    cfg_secret_free(tok);
+    return rc;
+}
+
+/* The remex error for a failed libgit2 call. */
+static remex_err git_fail(const struct gitbundle_opts *o, const struct cred *c, const char *what,
+                          struct remex_error *e)
+{
+    char url[1024];
+    const git_error *ge = git_error_last();
+    const char *msg = ge && ge->message ? ge->message : "unknown error";
+    safe_url(o->url, url, sizeof(url));
+    if (c && c->refused) {
+        const char *src = o->token && o->token->source ? o->token->source : "the configuration";
+        if (c->why[0])
+            return remex_seterr(e, REMEX_EAUTH, "bundle '%s': authentication failed for %s: %s",
+                                o->name, url, c->why);
+        return remex_seterr(e, REMEX_EAUTH,
+                            "bundle '%s': authentication failed for %s: check the token in %s",
+                            o->name, url, src);
+    }
+    if (ge && (ge->klass == GIT_ERROR_NET || ge->klass == GIT_ERROR_HTTP ||
+               ge->klass == GIT_ERROR_SSL || ge->klass == GIT_ERROR_OS))
+        return remex_seterr(e, REMEX_ECONNECT, "bundle '%s': %s %s: %s", o->name, what, url, msg);
+    return remex_seterr(e, REMEX_EIO, "bundle '%s': %s %s: %s", o->name, what, url, msg);
+}
+
+static remex_err open_cache(const struct gitbundle_opts *o, git_repository **repo,
+                            struct remex_error *e)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof(path), "%s/repo.git", o->dir);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return remex_seterr(e, REMEX_EINVAL, "bundle '%s': %s: path too long", o->name, o->dir);
+    if (fsutil_mkdir_p(o->dir, 0700) != 0)
+        return remex_errno(e, REMEX_EIO, "bundle '%s': %s", o->name, o->dir);
+    if (git_repository_open_bare(repo, path) == 0)
+        return REMEX_OK;
+    if (git_repository_init(repo, path, 1) == 0)
+        return REMEX_OK;
+    return git_fail(o, NULL, "cannot create the cache of", e);
+}
+
+/* Resolves ref in the cache: a SHA, a fetched branch, a tag. */
+static int resolve(git_repository *repo, const char *ref, git_oid *oid)
+{
+    char name[512];
+    git_object *obj = NULL;
+    if (gitbundle_is_sha(ref)) {
+        git_oid id;
+        if (git_oid_fromstr(&id, ref) != 0 || git_object_lookup(&obj, repo, &id, GIT_OBJECT_ANY))
+            return -1;
+    } else {
+        snprintf(name, sizeof(name), "refs/remotes/origin/%s^{commit}", ref);
+        if (git_revparse_single(&obj, repo, name) != 0) {
+            snprintf(name, sizeof(name), "refs/tags/%s^{commit}", ref);
+            if (git_revparse_single(&obj, repo, name) != 0)
+                return -1;
+        }
+    }
+    git_object *commit = NULL;
+    int rc = git_object_peel(&commit, obj, GIT_OBJECT_COMMIT);
+    git_object_free(obj);
+    if (rc != 0)
+        return -1;
+    git_oid_cpy(oid, git_object_id(commit));
+    git_object_free(commit);
+    return 0;
+}
+
+static remex_err do_fetch(const struct gitbundle_opts *o, git_repository *repo,
+                          struct remex_error *e)
+{
+    git_remote *remote = NULL;
+    struct cred c = {.o = o};
+    char *specs[] = {"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"};
+    git_strarray rs = {specs, 2};
+    git_fetch_options fo;
+    git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
+    fo.callbacks.credentials = cred_cb;
+    fo.callbacks.payload = &c;
+    fo.prune = GIT_FETCH_PRUNE;
+    fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+    if (git_remote_create_anonymous(&remote, repo, o->url) != 0)
+        return git_fail(o, NULL, "bad repository URL", e);
+    int rc = git_remote_fetch(remote, &rs, &fo, "remex fetch");
+    git_remote_free(remote);
+    return rc == 0 ? REMEX_OK : git_fail(o, &c, "cannot fetch", e);
+}
+
+remex_err gitbundle_fetch(const struct gitbundle_opts *o, char sha[GITBUNDLE_SHA_HEX],
+                          struct remex_error *e)
+{
+    git_repository *repo = NULL;
+    const char *ref = o->ref && *o->ref ? o->ref : "main";
+    git_oid oid;
+    remex_err rc;
+    git_libgit2_init();
+    if ((rc = open_cache(o, &repo, e)) != REMEX_OK) {
+        git_libgit2_shutdown();
+        return rc;
+    }
+    /* A pinned commit already in the cache needs no network. */
+    if (!gitbundle_is_sha(ref) || resolve(repo, ref, &oid) != 0) {
+        rc = do_fetch(o, repo, e);
+        if (rc == REMEX_OK && resolve(repo, ref, &oid) != 0) {
+            char url[1024];
+            safe_url(o->url, url, sizeof(url));
+            rc = remex_seterr(e, REMEX_ENOTFOUND,
+                              "bundle '%s': tracking_ref '%s' is no branch, tag or commit of %s",
+                              o->name, ref, url);
+        }
+    }
+    if (rc == REMEX_OK)
+        git_oid_tostr(sha, GITBUNDLE_SHA_HEX, &oid);
+    git_repository_free(repo);
+    git_libgit2_shutdown();
+    return rc;
+}
+
+static remex_err checkout_into(const struct gitbundle_opts *o, git_repository *repo,
+                               const char *sha, const char *tmp, struct remex_error *e)
+{
+    git_oid oid;
+    git_commit *commit = NULL;
+    git_tree *tree = NULL;
+    git_checkout_options co;
+    remex_err rc = REMEX_OK;
+    if (git_oid_fromstr(&oid, sha) != 0 || git_commit_lookup(&commit, repo, &oid) != 0)
+        return remex_seterr(e, REMEX_ENOTFOUND, "bundle '%s': commit %s is not in the cache",
+                            o->name, sha);
+    git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
+    co.checkout_strategy = GIT_CHECKOUT_FORCE;
+    co.target_directory = tmp;
+    if (git_commit_tree(&tree, commit) != 0 ||
+        git_checkout_tree(repo, (git_object *)tree, &co) != 0)
+        rc = git_fail(o, NULL, "cannot check out", e);
+    git_tree_free(tree);
+    git_commit_free(commit);
+    return rc;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0; /* best effort: go on with the rest */
+}
+
+/* Removes a temporary checkout that failed half-way (or lost a race); never follows links. */
+static void remove_tree(const char *path)
+{
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+remex_err gitbundle_checkout(const struct gitbundle_opts *o, const char *sha, char *path,
+                             size_t pathsz, struct remex_error *e)
+{
+    struct stat st;
+    char tmp[PATH_MAX];
+    git_repository *repo = NULL;
+    remex_err rc;
+    if (!gitbundle_is_sha(sha))
+        return remex_seterr(e, REMEX_EINVAL, "bundle '%s': version '%s' is not a commit SHA",
+                            o->name, sha);
+    if (gitbundle_checkout_path(o->dir, sha, path, pathsz) != 0)
+        return remex_seterr(e, REMEX_EINVAL, "bundle '%s': %s: path too long", o->name, o->dir);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return REMEX_OK;
+    snprintf(tmp, sizeof(tmp), "%s/.tmp-%s-%d", o->dir, sha, (int)getpid());
+    git_libgit2_init();
+    if ((rc = open_cache(o, &repo, e)) == REMEX_OK) {
+        rc = checkout_into(o, repo, sha, tmp, e);
+        if (rc == REMEX_OK && rename(tmp, path) != 0 && errno != EEXIST && errno != ENOTEMPTY)
+            rc = remex_errno(e, REMEX_EIO, "bundle '%s': %s", o->name, path);
+        if (stat(tmp, &st) == 0)
+            remove_tree(tmp); /* failed, or another process made the same checkout first */
+    }
+    git_repository_free(repo);
+    git_libgit2_shutdown();
+    return rc;
+}
