@@ -28,8 +28,32 @@ static const struct cfg_entry bundle_table[] = {
     {.key = "path",
      .type = CFG_PATH,
      .offset = offsetof(struct agentcfg_bundle, path),
-     .flags = CFG_REQUIRED,
-     .desc = "Local folder of the bundle (tasks run in it)."},
+     .desc = "Local bundle: its folder (tasks run in it). Set path or url."},
+    {.key = "url",
+     .type = CFG_STRING,
+     .offset = offsetof(struct agentcfg_bundle, url),
+     .desc = "Git bundle: repository URL (https://, http:// on loopback, git://, file://, path)."},
+    {.key = "tracking_ref",
+     .type = CFG_STRING,
+     .offset = offsetof(struct agentcfg_bundle, tracking_ref),
+     .def = "main",
+     .desc = "Git bundle: branch, tag or full 40-hex commit SHA (pinned)."},
+    {.key = "subdir",
+     .type = CFG_STRING,
+     .offset = offsetof(struct agentcfg_bundle, subdir),
+     .desc = "Git bundle: folder of the repository that is the bundle (default: its root)."},
+    {.key = "refresh_interval",
+     .type = CFG_DURATION,
+     .offset = offsetof(struct agentcfg_bundle, refresh_ms),
+     .def = "300s",
+     .min = 1000,
+     .max = 86400000,
+     .desc = "Git bundle: how often the dag-processor fetches tracking_ref."},
+    {.key = "token",
+     .type = CFG_SECRET,
+     .offset = offsetof(struct agentcfg_bundle, token),
+     .desc = "Git bundle over HTTPS: token sent as the basic-auth password ({file: PATH}, "
+             "{env: VAR})."},
     {.key = "versioned",
      .type = CFG_BOOL,
      .offset = offsetof(struct agentcfg_bundle, versioned),
@@ -300,6 +324,19 @@ void agentcfg_free(struct agentcfg *cfg)
     cfg_free(agentcfg_table, cfg);
 }
 
+void agentcfg_bundle_spec(const struct agentcfg *c, const struct agentcfg_bundle *b,
+                          struct bundle_spec *out)
+{
+    *out = (struct bundle_spec){.name = b->name,
+                                .path = b->path,
+                                .unversioned = !b->versioned,
+                                .url = b->url,
+                                .ref = b->tracking_ref,
+                                .subdir = b->subdir,
+                                .state_dir = c->state_dir,
+                                .token = &b->token};
+}
+
 /* The resources a start would open: bundle folders and the secrets file. */
 static int check_resources(const struct agentcfg *c, const char *path, struct buf *out)
 {
@@ -310,8 +347,7 @@ static int check_resources(const struct agentcfg *c, const char *path, struct bu
     struct remex_error e;
     int rc = 0;
     for (size_t i = 0; i < c->bundles.n && i < BUNDLES_MAX; i++)
-        specs[i] = (struct bundle_spec){
-            .name = b[i].name, .path = b[i].path, .unversioned = !b[i].versioned};
+        agentcfg_bundle_spec(c, &b[i], &specs[i]);
     struct secrets_config sc = {.file = c->secrets.file};
     if (bundle_set_new(specs, c->bundles.n, &bs, &e) != REMEX_OK) {
         buf_printf(out, "%s: bundles: %s\n", path ? path : "(defaults)", e.msg);

@@ -15,8 +15,11 @@
 
 struct bundle {
     char *name;
-    char *path;
+    char *path; /* local: the folder; git: NULL */
     int unversioned;
+    char *git_dir;            /* git: <state_dir>/bundles/<name> */
+    char *subdir;             /* git: NULL or a relative folder */
+    char *checkout;           /* git: the last path bundle_path answered */
     struct bundle_files last; /* stat cache: the last scan */
 };
 
@@ -37,6 +40,40 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* A git spec: URL, ref, subdir (relative, no ".."), a state dir for its checkouts. */
+static remex_err git_check(const struct bundle_spec *specs, size_t i, struct remex_error *e)
+{
+    const struct bundle_spec *s = &specs[i];
+    const char *sd = s->subdir;
+    if (s->url[0] == '\0')
+        return remex_seterr(e, REMEX_EINVAL, "bundles[%zu].url: empty", i);
+    if (s->ref != NULL && s->ref[0] == '\0')
+        return remex_seterr(e, REMEX_EINVAL, "bundles[%zu].tracking_ref: empty", i);
+    if (sd != NULL && (sd[0] == '/' || strcmp(sd, "..") == 0 || strncmp(sd, "../", 3) == 0 ||
+                       strstr(sd, "/../") != NULL ||
+                       (strlen(sd) >= 3 && strcmp(sd + strlen(sd) - 3, "/..") == 0)))
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundles[%zu].subdir: must be a folder inside the repository", i);
+    if (s->state_dir == NULL)
+        return remex_seterr(e, REMEX_EINVAL, "bundles[%zu]: a git bundle needs state_dir", i);
+    return REMEX_OK;
+}
+
+/* Copies a git spec into x; -1 out of memory. */
+static int git_copy(const struct bundle_spec *s, struct bundle *x)
+{
+    char buf[PATH_MAX];
+    char *abs = s->state_dir[0] == '/' ? NULL : realpath(".", NULL);
+    int n = snprintf(buf, sizeof(buf), "%s%s%s/bundles/%s", abs ? abs : "", abs ? "/" : "",
+                     s->state_dir, s->name);
+    free(abs);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return -1;
+    x->git_dir = strdup(buf);
+    x->subdir = s->subdir && *s->subdir ? strdup(s->subdir) : NULL;
+    return x->git_dir == NULL || (s->subdir && *s->subdir && x->subdir == NULL) ? -1 : 0;
+}
+
 /* Checks spec i against the specs before it and its folder. */
 static remex_err spec_check(const struct bundle_spec *specs, size_t i, struct remex_error *e)
 {
@@ -48,8 +85,16 @@ static remex_err spec_check(const struct bundle_spec *specs, size_t i, struct re
         if (strcmp(specs[j].name, specs[i].name) == 0)
             return remex_seterr(e, REMEX_EINVAL, "bundles[%zu].name: duplicate bundle '%s'", i,
                                 specs[i].name);
+    if (specs[i].url != NULL && specs[i].path != NULL)
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundles[%zu]: set path (a local folder) or url (a git repository), "
+                            "not both",
+                            i);
+    if (specs[i].url != NULL)
+        return git_check(specs, i, e);
     if (specs[i].path == NULL)
-        return remex_seterr(e, REMEX_EINVAL, "bundles[%zu].path: missing", i);
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundles[%zu]: set path (a local folder) or url (a git repository)", i);
     if (stat(specs[i].path, &st) != 0)
         return remex_errno(e, REMEX_EINVAL, "bundles[%zu].path: %s", i, specs[i].path);
     if (!S_ISDIR(st.st_mode))
@@ -71,9 +116,15 @@ remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundl
         if ((rc = spec_check(specs, i, e)) != REMEX_OK)
             break;
         b->items[i].name = strdup(specs[i].name);
-        b->items[i].path = realpath(specs[i].path, NULL);
         b->items[i].unversioned = specs[i].unversioned;
         b->n = i + 1;
+        if (specs[i].url != NULL) {
+            if (b->items[i].name == NULL || git_copy(&specs[i], &b->items[i]) != 0)
+                rc = remex_seterr(e, REMEX_ENOMEM, "bundles[%zu]: out of memory or path too long",
+                                  i);
+            continue;
+        }
+        b->items[i].path = realpath(specs[i].path, NULL);
         if (b->items[i].name == NULL || b->items[i].path == NULL)
             rc = remex_errno(e, REMEX_ENOMEM, "bundles[%zu]", i);
     }
@@ -92,6 +143,9 @@ void bundle_set_free(struct bundle_set *b)
     for (size_t i = 0; i < b->n; i++) {
         free(b->items[i].name);
         free(b->items[i].path);
+        free(b->items[i].git_dir);
+        free(b->items[i].subdir);
+        free(b->items[i].checkout);
         bundle_files_free(&b->items[i].last);
     }
     free(b->items);
@@ -117,6 +171,50 @@ const char *bundle_root(const struct bundle_set *b, const char *name)
     return x ? x->path : NULL;
 }
 
+const char *bundle_git_dir(const struct bundle_set *b, const char *name)
+{
+    const struct bundle *x = find(b, name);
+    return x ? x->git_dir : NULL;
+}
+
+/* A full 40-hex lower-case commit SHA (as gitbundle_is_sha; no libgit2 in the worker). */
+static int is_sha(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return 0;
+    return n == 40;
+}
+
+/* The checkout of a git bundle at a commit: dir/<sha>[/subdir], which must exist. */
+static remex_err git_path(struct bundle *x, const char *version, const char **path,
+                          struct remex_error *e)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    if (version == NULL || !is_sha(version))
+        return remex_seterr(e, REMEX_EINVAL,
+                            "git bundle '%s': version '%s' is not a commit SHA (was the DAG "
+                            "uploaded by hand rather than by a dag-processor?)",
+                            x->name, version ? version : "");
+    int n = snprintf(p, sizeof(p), "%s/%s%s%s", x->git_dir, version, x->subdir ? "/" : "",
+                     x->subdir ? x->subdir : "");
+    if (n < 0 || (size_t)n >= sizeof(p))
+        return remex_seterr(e, REMEX_EINVAL, "git bundle '%s': path too long", x->name);
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+        return remex_seterr(e, REMEX_ENOTFOUND,
+                            "git bundle '%s': commit %s is not checked out on this agent (%s): "
+                            "the agent's dag-processor checks out each version it syncs; check "
+                            "that it runs with the same state_dir",
+                            x->name, version, p);
+    free(x->checkout);
+    if ((x->checkout = strdup(p)) == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    *path = x->checkout;
+    return REMEX_OK;
+}
+
 /* Rescans x with its own last scan as the stat cache. */
 static remex_err rescan(struct bundle *x, char version[BUNDLE_VERSION_MAX], struct remex_error *e)
 {
@@ -138,6 +236,8 @@ remex_err bundle_path(struct bundle_set *b, const char *name, const char *versio
     if (x == NULL)
         return remex_seterr(e, REMEX_ENOTFOUND, "bundle '%s' is not configured on this agent",
                             name);
+    if (x->git_dir != NULL)
+        return git_path(x, version, path, e);
     if (version != NULL && *version != '\0' && !x->unversioned) {
         if ((rc = rescan(x, cur, e)) != REMEX_OK)
             return rc;
@@ -159,6 +259,11 @@ remex_err bundle_version(struct bundle_set *b, const char *name, char out[BUNDLE
     struct bundle *x = find(b, name);
     if (x == NULL)
         return remex_seterr(e, REMEX_ENOTFOUND, "bundle '%s' is not configured on this agent",
+                            name);
+    if (x->git_dir != NULL)
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundle '%s' is a git bundle: its version is the commit its "
+                            "tracking_ref points to",
                             name);
     return rescan(x, out, e);
 }

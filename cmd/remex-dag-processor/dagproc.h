@@ -18,6 +18,7 @@
 #include "remex/bundle.h"
 #include "remex/dag.h"
 #include "remex/err.h"
+#include "remex/gitbundle.h"
 
 #define DP_CACHE_MAX (256u * 1024 * 1024) /* cache file cap */
 
@@ -110,8 +111,13 @@ struct dagproc;
 struct dp_bundle {
     struct dagproc *dp;
     char *name;
-    char *root; /* absolute */
+    char *root; /* absolute; git: the checkout (and subdir) of the last scan, NULL before */
     char cache_path[4096];
+    char *cache_id; /* what the cache is of: the folder, or "git:<url>#<subdir>" */
+    int is_git;
+    struct gitbundle_opts git; /* git: borrows from the configuration */
+    char *git_dir;             /* <state_dir>/bundles/<name> */
+    const char *subdir;
     struct dp_state cur; /* the last good scan (its cache is on disk) */
     int have_cur;
     int pending;  /* a scan is wanted */
@@ -141,6 +147,8 @@ struct dagproc {
     int th_running; /* a scan thread exists (joined on completion) */
     struct dp_bundle *th_bundle;
     struct dp_state th_out;
+    char *th_root; /* git: the folder scanned */
+    int th_same;   /* git: tracking_ref still at the scanned commit, nothing scanned */
     remex_err th_rc;
     uint64_t th_ms; /* the scan's duration */
     struct remex_error th_err;

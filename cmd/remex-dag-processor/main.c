@@ -79,19 +79,46 @@ void dp_synced(struct dp_bundle *b, int ok)
 
 /* ---- the scan thread ---- */
 
+/* Git: fetches tracking_ref and checks its commit out; the folder to scan, or NULL. */
+static char *git_prepare(struct dagproc *dp, struct dp_bundle *b, char sha[GITBUNDLE_SHA_HEX])
+{
+    char co[4096], root[4200];
+    if ((dp->th_rc = gitbundle_fetch(&b->git, sha, &dp->th_err)) != REMEX_OK)
+        return NULL;
+    if (b->have_cur && strcmp(sha, b->cur.version) == 0) {
+        dp->th_same = 1;
+        return NULL;
+    }
+    if ((dp->th_rc = gitbundle_checkout(&b->git, sha, co, sizeof(co), &dp->th_err)) != REMEX_OK)
+        return NULL;
+    snprintf(root, sizeof(root), "%s%s%s", co, b->subdir ? "/" : "", b->subdir ? b->subdir : "");
+    char *r = strdup(root);
+    if (r == NULL)
+        dp->th_rc = remex_seterr(&dp->th_err, REMEX_ENOMEM, "out of memory");
+    return r;
+}
+
 static void *scan_thread(void *arg)
 {
     struct dagproc *dp = arg;
     struct dp_bundle *b = dp->th_bundle;
     struct remex_error ce;
+    char sha[GITBUNDLE_SHA_HEX];
     uint64_t one = 1;
     uint64_t t0 = timeutil_mono_ns();
-    dp->th_rc = dp_scan(b->root, b->have_cur ? &b->cur : NULL, &dp->th_out, &dp->th_err);
-    if (dp->th_rc == REMEX_OK &&
-        dp_cache_save(b->cache_path, b->root, &dp->th_out, &ce) != REMEX_OK) {
-        /* Not fatal: the next start parses again. Reported by the loop. */
-        dp->th_err = ce;
-        dp->th_err.code = REMEX_OK;
+    const char *root = b->root;
+    if (b->is_git)
+        root = dp->th_root = git_prepare(dp, b, sha);
+    if (root != NULL) {
+        dp->th_rc = dp_scan(root, b->have_cur ? &b->cur : NULL, &dp->th_out, &dp->th_err);
+        if (dp->th_rc == REMEX_OK && b->is_git)
+            snprintf(dp->th_out.version, sizeof(dp->th_out.version), "%s", sha);
+        if (dp->th_rc == REMEX_OK &&
+            dp_cache_save(b->cache_path, b->cache_id, &dp->th_out, &ce) != REMEX_OK) {
+            /* Not fatal: the next start parses again. Reported by the loop. */
+            dp->th_err = ce;
+            dp->th_err.code = REMEX_OK;
+        }
     }
     dp->th_ms = (timeutil_mono_ns() - t0) / 1000000;
     while (write(dp->efd, &one, sizeof(one)) < 0 && errno == EINTR)
@@ -108,12 +135,24 @@ static void scan_done(struct dagproc *dp)
     dp->th_running = 0;
     dp->th_bundle = NULL;
     b->scanning = 0;
+    if (dp->th_same) {
+        log_debug("bundle %s: %s still at %s", b->name, b->git.ref, b->cur.version);
+        dp_synced(b, 1);
+        return;
+    }
     if (dp->th_rc != REMEX_OK) {
-        log_error("bundle %s: scan of %s failed: %s%s%s", b->name, b->root, dp->th_err.msg,
-                  b->have_cur ? "; the plane keeps version " : "",
+        free(dp->th_root);
+        dp->th_root = NULL;
+        log_error("bundle %s: scan of %s failed: %s%s%s", b->name, b->is_git ? b->git.url : b->root,
+                  dp->th_err.msg, b->have_cur ? "; the plane keeps version " : "",
                   b->have_cur ? b->cur.version : "");
         dp_synced(b, 0);
         return;
+    }
+    if (b->is_git) {
+        free(b->root);
+        b->root = dp->th_root;
+        dp->th_root = NULL;
     }
     if (dp->th_err.msg[0] != '\0' && dp->th_err.code == REMEX_OK)
         log_warn("bundle %s: file-hash cache not saved: %s", b->name, dp->th_err.msg);
@@ -153,6 +192,8 @@ static void kick(struct dagproc *dp)
         b->pending = 0;
         b->scanning = 1;
         dp->th_bundle = b;
+        dp->th_same = 0;
+        dp->th_root = NULL;
         memset(&dp->th_err, 0, sizeof(dp->th_err));
         dp->th_err.code = REMEX_OK;
         int err = pthread_create(&scan_tid, NULL, scan_thread, dp);
@@ -218,14 +259,43 @@ static void role_log_config(const struct agentcfg *c, const char **level, const 
     *format = c->dag_processor.log_format;
 }
 
+/* Git fields of b from the configuration; -1 out of memory. */
+static int setup_git(struct dagproc *dp, struct dp_bundle *b, const struct agentcfg_bundle *cb)
+{
+    char dir[4200], id[8192];
+    const struct agentcfg *ac = &dp->r->cfg;
+    char *abs = ac->state_dir[0] == '/' ? NULL : realpath(".", NULL);
+    snprintf(dir, sizeof(dir), "%s%s%s/bundles/%s", abs ? abs : "", abs ? "/" : "", ac->state_dir,
+             cb->name);
+    free(abs);
+    snprintf(id, sizeof(id), "git:%s#%s", cb->url, cb->subdir ? cb->subdir : "");
+    b->is_git = 1;
+    b->subdir = cb->subdir && *cb->subdir ? cb->subdir : NULL;
+    b->git_dir = strdup(dir);
+    b->cache_id = strdup(id);
+    b->git = (struct gitbundle_opts){.name = b->name,
+                                     .url = cb->url,
+                                     .ref = cb->tracking_ref,
+                                     .dir = b->git_dir,
+                                     .token = &cb->token};
+    return b->git_dir && b->cache_id ? 0 : -1;
+}
+
 static int setup_bundle(struct dagproc *dp, struct dp_bundle *b, const struct agentcfg_bundle *cb)
 {
     const struct agentcfg_dag_processor *cfg = &dp->r->cfg.dag_processor;
     struct remex_error e;
+    uint64_t every = cfg->refresh_ms;
     b->dp = dp;
     b->name = strdup(cb->name);
-    b->root = realpath(cb->path, NULL);
-    if (b->name == NULL || b->root == NULL) {
+    if (b->name == NULL)
+        return REMEX_EXIT_FAIL;
+    if (cb->url != NULL) {
+        if (setup_git(dp, b, cb) != 0)
+            return REMEX_EXIT_FAIL;
+        every = cb->refresh_ms;
+    } else if ((b->root = realpath(cb->path, NULL)) == NULL ||
+               (b->cache_id = strdup(b->root)) == NULL) {
         log_error("bundles: %s: %s", cb->path, strerror(errno));
         return REMEX_EXIT_CONFIG;
     }
@@ -235,15 +305,14 @@ static int setup_bundle(struct dagproc *dp, struct dp_bundle *b, const struct ag
         log_error("dag_processor.state_dir: path too long");
         return REMEX_EXIT_CONFIG;
     }
-    remex_err rc = dp_cache_load(b->cache_path, b->root, &b->cur, &e);
+    remex_err rc = dp_cache_load(b->cache_path, b->cache_id, &b->cur, &e);
     if (rc == REMEX_OK)
         b->have_cur = 1;
     else if (rc != REMEX_ENOTFOUND)
         log_warn("bundle %s: file-hash cache ignored (every file is read again): %s", b->name,
                  e.msg);
     b->pending = 1;
-    b->refresh_timer =
-        evloop_timer_add(dp->loop, cfg->refresh_ms, cfg->refresh_ms, refresh_fire, b);
+    b->refresh_timer = evloop_timer_add(dp->loop, every, every, refresh_fire, b);
     return -1;
 }
 
@@ -333,6 +402,7 @@ static void role_stop_hook(struct role *r)
     if (dp->th_running) {
         pthread_join(scan_tid, NULL); /* a scan is bounded by the bundle caps */
         dp_state_free(&dp->th_out);
+        free(dp->th_root);
         dp->th_running = 0;
     }
     for (size_t i = 0; i < dp->nb; i++) {
@@ -344,6 +414,8 @@ static void role_stop_hook(struct role *r)
             dp_state_free(&b->cur);
         free(b->name);
         free(b->root);
+        free(b->cache_id);
+        free(b->git_dir);
     }
     free(dp->b);
     if (dp->efd >= 0) {

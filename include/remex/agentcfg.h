@@ -36,10 +36,16 @@ enum agentcfg_memenf {
 /* Indexed by enum agentcfg_memenf, NULL-terminated. */
 extern const char *const agentcfg_memenf_names[];
 
+/* One bundle: local (path) or git (url, tracking_ref, subdir, refresh_interval, token). */
 struct agentcfg_bundle {
     char *name;
     char *path;
     bool versioned; /* false: tasks run in the folder as it is, whatever their version */
+    char *url;
+    char *tracking_ref;
+    char *subdir;
+    uint64_t refresh_ms;
+    struct cfg_secret token;
 };
 
 struct agentcfg_dag_processor {
@@ -95,6 +101,11 @@ struct agentcfg {
 };
 
 extern const struct cfg_entry agentcfg_table[];
+
+struct bundle_spec;
+/* The bundle module's spec of bundle b (borrows from c and b). */
+void agentcfg_bundle_spec(const struct agentcfg *c, const struct agentcfg_bundle *b,
+                          struct bundle_spec *out);
 
 /*
  * Loads path (NULL: defaults and environment only) into cfg (zeroed or

@@ -20,6 +20,11 @@
  * file problem of stat caches). The set keeps its last scan per bundle, so a
  * worker computes an unchanged bundle's version with stat calls only.
  *
+ * Git bundles (gitbundle.h): the version is a commit SHA and tasks run in
+ * that commit's checkout, <state_dir>/bundles/<name>/<sha>/<subdir>, made by
+ * the dag-processor before it syncs the version. bundle_path only looks the
+ * checkout up (no network, no libgit2 here).
+ *
  * Not thread-safe: one set per thread.
  */
 #ifndef REMEX_BUNDLE_H
@@ -37,10 +42,19 @@
 #define BUNDLE_VERSION_MAX 72 /* "sha256:" + 64 hex + NUL fits */
 #define BUNDLE_RACY_NS     2000000000LL
 
+struct cfg_secret;
+
+/* A local bundle sets path; a git bundle sets url (and state_dir), never both. */
 struct bundle_spec {
     const char *name;
     const char *path; /* folder; made absolute when the set is built */
     int unversioned;  /* `versioned: false`: tasks run in the folder as it is */
+    /* git (gitbundle.h) */
+    const char *url;
+    const char *ref;                /* tracking_ref (NULL: "main") */
+    const char *subdir;             /* relative folder of the repository, NULL: root */
+    const char *state_dir;          /* the agent's; checkouts in <state_dir>/bundles/<name> */
+    const struct cfg_secret *token; /* borrowed for the set's life, may be NULL */
 };
 
 /* One regular file of a scan. */
@@ -69,8 +83,10 @@ remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundl
 void bundle_set_free(struct bundle_set *b);
 /* Name of the i-th bundle (borrowed), NULL past the end. */
 const char *bundle_name(const struct bundle_set *b, size_t i);
-/* Absolute folder of bundle name (borrowed), NULL for an unknown bundle. */
+/* Absolute folder of local bundle name (borrowed), NULL for an unknown or git bundle. */
 const char *bundle_root(const struct bundle_set *b, const char *name);
+/* The git cache folder of bundle name, <state_dir>/bundles/<name>; NULL unless a git bundle. */
+const char *bundle_git_dir(const struct bundle_set *b, const char *name);
 
 /*
  * Folder in which tasks of bundle `name` at `version` run (borrowed, valid
@@ -78,7 +94,8 @@ const char *bundle_root(const struct bundle_set *b, const char *name);
  * REMEX_ENOTFOUND for an unknown bundle; REMEX_ECONFLICT when the bundle is
  * versioned and its folder no longer holds `version` (the message names the
  * bundle, the version asked and the folder's current version); a scan error
- * otherwise (REMEX_EIO, REMEX_ETOOBIG).
+ * otherwise (REMEX_EIO, REMEX_ETOOBIG). Git bundles: REMEX_EINVAL without a
+ * commit SHA, REMEX_ENOTFOUND when that commit is not checked out here.
  */
 remex_err bundle_path(struct bundle_set *b, const char *name, const char *version,
                       const char **path, struct remex_error *e);

@@ -55,7 +55,8 @@ static int teardown(void **state)
 static void test_paths(void **state)
 {
     (void)state;
-    struct bundle_spec specs[] = {{"main", a, 0}, {"other", b2, 0}};
+    struct bundle_spec specs[] = {{.name = "main", .path = a, .unversioned = 0},
+                                  {.name = "other", .path = b2, .unversioned = 0}};
     struct bundle_set *s;
     struct remex_error e;
     const char *p;
@@ -78,7 +79,8 @@ static void test_paths(void **state)
 static void test_path_at_version(void **state)
 {
     (void)state;
-    struct bundle_spec specs[] = {{"main", a, 0}, {"loose", a, 1}};
+    struct bundle_spec specs[] = {{.name = "main", .path = a, .unversioned = 0},
+                                  {.name = "loose", .path = a, .unversioned = 1}};
     struct bundle_set *s = NULL;
     struct remex_error e;
     const char *p = NULL;
@@ -146,13 +148,58 @@ static void test_scan_cache(void **state)
     bundle_files_free(&f3);
 }
 
+/* Git bundles: a task runs in its commit's checkout, which must be there. */
+static void test_git_paths(void **state)
+{
+    (void)state;
+    char state_dir[128], co[256];
+    const char *sha = "0123456789abcdef0123456789abcdef01234567";
+    snprintf(state_dir, sizeof(state_dir), "%s/state", dir);
+    struct bundle_spec specs[] = {
+        {.name = "g", .url = "file:///nowhere", .subdir = "dags", .state_dir = state_dir}};
+    struct bundle_set *s = NULL;
+    struct remex_error e;
+    const char *p = NULL;
+    char v[BUNDLE_VERSION_MAX];
+    assert_int_equal(bundle_set_new(specs, 1, &s, &e), REMEX_OK);
+    snprintf(co, sizeof(co), "%s/bundles/g", state_dir);
+    assert_string_equal(bundle_git_dir(s, "g"), co);
+    assert_null(bundle_root(s, "g"));
+    assert_int_equal(bundle_path(s, "g", "v1", &p, &e), REMEX_EINVAL);
+    assert_non_null(strstr(e.msg, "version 'v1' is not a commit SHA"));
+    assert_int_equal(bundle_path(s, "g", NULL, &p, &e), REMEX_EINVAL);
+    assert_int_equal(bundle_path(s, "g", sha, &p, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "is not checked out on this agent"));
+    snprintf(co, sizeof(co), "mkdir -p '%s/bundles/g/%s/dags'", state_dir, sha);
+    assert_int_equal(system(co), 0);
+    assert_int_equal(bundle_path(s, "g", sha, &p, &e), REMEX_OK);
+    snprintf(co, sizeof(co), "%s/bundles/g/%s/dags", state_dir, sha);
+    assert_string_equal(p, co);
+    assert_int_equal(bundle_version(s, "g", v, &e), REMEX_EINVAL);
+    bundle_set_free(s);
+    /* Refused specs: both sources, neither, a subdir leaving the repository. */
+    struct bundle_spec both[] = {{.name = "x", .path = a, .url = "file:///r", .state_dir = dir}};
+    assert_int_equal(bundle_set_new(both, 1, &s, &e), REMEX_EINVAL);
+    assert_non_null(strstr(e.msg, "not both"));
+    struct bundle_spec none[] = {{.name = "x"}};
+    assert_int_equal(bundle_set_new(none, 1, &s, &e), REMEX_EINVAL);
+    assert_non_null(strstr(e.msg, "set path (a local folder) or url"));
+    const char *bad[] = {"../x", "/abs", "a/../../b", "..", "a/.."};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        struct bundle_spec sd[] = {
+            {.name = "x", .url = "file:///r", .subdir = bad[i], .state_dir = dir}};
+        assert_int_equal(bundle_set_new(sd, 1, &s, &e), REMEX_EINVAL);
+        assert_non_null(strstr(e.msg, "subdir: must be a folder inside"));
+    }
+}
+
 static void test_relative_path_made_absolute(void **state)
 {
     (void)state;
     char cwd[256];
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     assert_int_equal(chdir(dir), 0);
-    struct bundle_spec specs[] = {{"main", "a", 0}};
+    struct bundle_spec specs[] = {{.name = "main", .path = "a", .unversioned = 0}};
     struct bundle_set *s;
     struct remex_error e;
     const char *p;
@@ -168,17 +215,18 @@ static void test_invalid_specs(void **state)
     (void)state;
     struct bundle_set *s = NULL;
     struct remex_error e;
-    struct bundle_spec dup[] = {{"x", a, 0}, {"x", b2, 0}};
+    struct bundle_spec dup[] = {{.name = "x", .path = a, .unversioned = 0},
+                                {.name = "x", .path = b2, .unversioned = 0}};
     assert_int_equal(bundle_set_new(dup, 2, &s, &e), REMEX_EINVAL);
     assert_non_null(strstr(e.msg, "bundles[1].name: duplicate"));
-    struct bundle_spec badname[] = {{"bad name", a, 0}};
+    struct bundle_spec badname[] = {{.name = "bad name", .path = a, .unversioned = 0}};
     assert_int_equal(bundle_set_new(badname, 1, &s, &e), REMEX_EINVAL);
-    struct bundle_spec missing[] = {{"m", "/nonexistent/folder", 0}};
+    struct bundle_spec missing[] = {{.name = "m", .path = "/nonexistent/folder", .unversioned = 0}};
     assert_int_equal(bundle_set_new(missing, 1, &s, &e), REMEX_EINVAL);
     assert_non_null(strstr(e.msg, "bundles[0].path: /nonexistent/folder: No such file"));
     char file[160];
     snprintf(file, sizeof(file), "%s/run.sh", a);
-    struct bundle_spec notdir[] = {{"f", file, 0}};
+    struct bundle_spec notdir[] = {{.name = "f", .path = file, .unversioned = 0}};
     assert_int_equal(bundle_set_new(notdir, 1, &s, &e), REMEX_EINVAL);
     assert_non_null(strstr(e.msg, "not a folder"));
     assert_null(s);
@@ -188,7 +236,7 @@ static void test_invalid_specs(void **state)
 static void test_version_depth_cap(void **state)
 {
     (void)state;
-    struct bundle_spec specs[] = {{"deep", b2, 0}};
+    struct bundle_spec specs[] = {{.name = "deep", .path = b2, .unversioned = 0}};
     struct bundle_set *s;
     struct remex_error e;
     char v[72], path[1024];
@@ -212,7 +260,8 @@ static void test_version_depth_cap(void **state)
 static void test_version_tracks_content(void **state)
 {
     (void)state;
-    struct bundle_spec specs[] = {{"main", a, 0}, {"empty", b2, 0}};
+    struct bundle_spec specs[] = {{.name = "main", .path = a, .unversioned = 0},
+                                  {.name = "empty", .path = b2, .unversioned = 0}};
     struct bundle_set *s;
     struct remex_error e;
     char v1[72], v2[72], v3[72], v4[72], ve[72];
@@ -245,6 +294,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_path_at_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_git_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relative_path_made_absolute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_specs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_tracks_content, setup, teardown),
