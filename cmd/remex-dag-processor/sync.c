@@ -186,6 +186,15 @@ static void manifest_done(void *arg, const struct api_result *res)
 {
     struct dp_bundle *b = arg;
     json_t *missing = json_object_get(res->reply, "missing");
+    if (res->status == 413) {
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "the plane refused a manifest of %zu DAG files as too large (HTTP 413): raise "
+                 "body_max in the plane's plane.yaml",
+                 b->cur.ndagfiles);
+        fail(b, "manifest", msg);
+        return;
+    }
     if (res->rc != REMEX_OK || !json_is_array(missing)) {
         fail(b, "manifest", res->rc != REMEX_OK ? res->msg : "reply without a missing array");
         return;
