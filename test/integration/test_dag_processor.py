@@ -126,6 +126,11 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual((e["bundle"], e["file"], e["line"], e["column"]),
                          ("main", "broken.yaml", 5, 14))
         self.assertIn("retries", e["message"])
+        # remexctl shows it with its position.
+        ctl = self.spawn("ctl", [self.bin("remexctl"), "--plane", self.url, "--token-file",
+                                 self.conf["admin_token_file"], "import-errors"])
+        self.assertEqual(ctl.wait(15), 0, ctl.output())
+        self.assertRegex(ctl.output(), r"main\s+broken\.yaml:5:14\s+.*retries")
         # The broken file hides no other DAG.
         self.assertIn("good", self.dags())
         self.assertNotIn("broken", self.dags())
