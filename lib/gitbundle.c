@@ -154,7 +154,13 @@ static remex_err do_fetch(const struct gitbundle_opts *o, git_repository *repo,
     fo.callbacks.payload = &c;
     fo.prune = GIT_FETCH_PRUNE;
     fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-    if (git_remote_create_anonymous(&remote, repo, o->url) != 0)
+    git_remote_create_options ro;
+    git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+    ro.repository = repo;
+    /* url.*.insteadOf rewriting is skipped: the URL is the configured one (and libgit2
+     * 1.5 leaks a PCRE2 match block per config key it tests for it). */
+    ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+    if (git_remote_create_with_opts(&remote, o->url, &ro) != 0)
         return git_fail(o, NULL, "bad repository URL", e);
     int rc = git_remote_fetch(remote, &rs, &fo, "remex fetch");
     git_remote_free(remote);
