@@ -7,6 +7,7 @@
  *   cache.c  the scan's file-hash cache on disk (<state_dir>/<bundle>.cache.json)
  *   sync.c   manifest to the plane, upload of the DAGs it lacks (on the loop)
  *   lint.c   --lint FILE...: offline validation with the plane's messages
+ *   watch.c  inotify on local bundles (the periodic rescan stays the fallback)
  *   main.c   the role: timers, the scan thread, --once
  */
 #ifndef REMEX_DAGPROC_H
@@ -135,6 +136,14 @@ struct dp_bundle {
     uint64_t retry_timer;
     uint64_t sync_start_ms;
     int once_done;
+    uint64_t watch_timer; /* watch.c: debounce of inotify events */
+    int watch_warned;
+};
+
+/* An inotify watch descriptor and the bundle it belongs to. */
+struct dp_watch {
+    int wd;
+    struct dp_bundle *b;
 };
 
 struct dagproc {
@@ -152,6 +161,9 @@ struct dagproc {
     remex_err th_rc;
     uint64_t th_ms; /* the scan's duration */
     struct remex_error th_err;
+    int ifd; /* inotify (watch.c), -1 when unavailable */
+    struct dp_watch *watch;
+    size_t nwatch, capwatch;
     size_t once_errors; /* import errors seen by --once */
     int once_failed;    /* a scan or sync failed under --once */
 };
@@ -161,5 +173,12 @@ void dp_sync_start(struct dp_bundle *b);
 /* sync.c: the session is up: runs the syncs that waited for it. */
 void dp_sync_registered(struct dagproc *dp);
 void dp_sync_free(struct dp_bundle *b);
+/* watch.c */
+remex_err dp_watch_start(struct dagproc *dp, struct remex_error *e);
+/* Watches b's root and the folders of its last scan (local bundles). */
+void dp_watch_bundle(struct dp_bundle *b);
+void dp_watch_stop(struct dagproc *dp);
+/* main.c: starts the next wanted scan when the scan thread is free. */
+void dp_kick(struct dagproc *dp);
 /* main.c: a bundle's sync ended (ok: the plane has the manifest and every DAG). */
 void dp_synced(struct dp_bundle *b, int ok);

@@ -39,8 +39,6 @@
 
 static struct dagproc DP;
 
-static void kick(struct dagproc *dp);
-
 /* Ends a drain, or --once, when no scan or sync is left. */
 static void check_done(struct dagproc *dp)
 {
@@ -73,7 +71,7 @@ void dp_synced(struct dp_bundle *b, int ok)
         dp->once_errors += b->nerrors;
         dp->once_failed |= !ok;
     }
-    kick(dp); /* a scan that waited for this sync */
+    dp_kick(dp); /* a scan that waited for this sync */
     check_done(dp);
 }
 
@@ -161,6 +159,8 @@ static void scan_done(struct dagproc *dp)
     b->cur = dp->th_out;
     b->have_cur = 1;
     memset(&dp->th_out, 0, sizeof(dp->th_out));
+    if (!dp->r->once)
+        dp_watch_bundle(b);
     log_debug("bundle %s: scanned %zu files (%zu hashed), %zu DAG files (%zu parsed) in %" PRIu64
               " ms, version %s",
               b->name, b->cur.files.n, b->cur.files.hashed, b->cur.ndagfiles, b->cur.parsed,
@@ -176,12 +176,12 @@ static void efd_ready(struct evloop *loop, int fd, unsigned events, void *arg)
     uint64_t v;
     if (read(fd, &v, sizeof(v)) == (ssize_t)sizeof(v) && dp->th_running)
         scan_done(dp);
-    kick(dp);
+    dp_kick(dp);
     check_done(dp);
 }
 
 /* Starts the next wanted scan when the thread is free (never one of a bundle being synced). */
-static void kick(struct dagproc *dp)
+void dp_kick(struct dagproc *dp)
 {
     if (dp->th_running || dp->r->state >= ROLE_DRAINING)
         return;
@@ -215,7 +215,7 @@ static void refresh_fire(struct evloop *loop, uint64_t id, void *arg)
     (void)id;
     struct dp_bundle *b = arg;
     b->pending = 1;
-    kick(b->dp);
+    dp_kick(b->dp);
 }
 
 /* ---- API hooks ---- */
@@ -339,6 +339,8 @@ static int setup(struct dagproc *dp)
         if ((code = setup_bundle(dp, &dp->b[i], &cb[i])) >= 0)
             return code;
     }
+    if (!dp->r->once && dp_watch_start(dp, &e) != REMEX_OK)
+        log_warn("inotify: %s: bundles are rescanned every interval only", e.msg);
     dp->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (dp->efd < 0 ||
         evloop_watch(dp->loop, dp->efd, EVLOOP_READ, efd_ready, dp, &e) != REMEX_OK) {
@@ -364,6 +366,7 @@ static int role_start_hook(struct role *r)
     dp->r = r;
     dp->loop = r->loop;
     dp->efd = -1;
+    dp->ifd = -1;
     int code = setup(dp);
     if (code >= 0)
         return code;
@@ -371,7 +374,7 @@ static int role_start_hook(struct role *r)
              REMEX_VERSION, r->cfg.plane.url, dp->nb, dp->nb == 1 ? "" : "s",
              r->cfg.dag_processor.refresh_ms);
     api_start(dp->api);
-    kick(dp); /* scans run while the session is being set up */
+    dp_kick(dp); /* scans run while the session is being set up */
     return -1;
 }
 
@@ -385,6 +388,9 @@ static void role_drain_hook(struct role *r, const char *why)
         dp->b[i].refresh_timer = 0;
         dp->b[i].pending = 0;
         dp->b[i].sync_wanted = 0;
+        if (dp->b[i].watch_timer)
+            evloop_timer_cancel(dp->loop, dp->b[i].watch_timer);
+        dp->b[i].watch_timer = 0;
         dp_sync_free(&dp->b[i]);
     }
     check_done(dp);
@@ -417,6 +423,7 @@ static void role_stop_hook(struct role *r)
         free(b->cache_id);
         free(b->git_dir);
     }
+    dp_watch_stop(dp);
     free(dp->b);
     if (dp->efd >= 0) {
         evloop_unwatch(dp->loop, dp->efd);

@@ -46,7 +46,7 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.state = os.path.join(self.tmp, "dpstate")
         self.ndp = 0
 
-    def dp_yaml(self, extra_bundle=""):
+    def dp_yaml(self, extra_bundle="", refresh="1s"):
         return self.write("dp.yaml", (
             "plane:\n"
             f"  url: {self.url}\n"
@@ -55,12 +55,13 @@ class DagProcessorTest(workerfix.WorkerCase):
             "bundles:\n"
             f"  - {{name: main, path: {self.bundle}{extra_bundle}}}\n"
             "dag_processor:\n"
-            "  refresh_interval: 1s\n"))
+            f"  refresh_interval: {refresh}\n"))
 
-    def start_dp(self, *args):
+    def start_dp(self, *args, refresh="1s"):
         self.ndp += 1
-        return self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c", self.dp_yaml(),
-                                            "--log-level", "debug", *args])
+        return self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c",
+                                            self.dp_yaml(refresh=refresh), "--log-level", "debug",
+                                            *args])
 
     def once(self):
         p = self.start_dp("--once")
@@ -175,6 +176,23 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual(p.wait(15), 0, p.output())
         self.assertIn("drained", p.output())
         self.assertNotIn(open(self.tok).read().strip(), p.output())
+
+    def test_inotify_sees_changes_between_rescans(self):
+        # The periodic rescan is an hour away: only inotify can see these changes.
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        self.write("bundle/sub/x.yaml", DAG.format(id="x"))
+        p = self.start_dp(refresh="1h")
+        harness.wait_for(lambda: "x" in self.dags(), 15, 0.1, "dags on the plane")
+        self.write("bundle/b.yaml", DAG.format(id="b"))           # new file in the root
+        self.write("bundle/sub/y.yaml", DAG.format(id="y"))       # new file in a sub-folder
+        harness.wait_for(lambda: {"b", "y"} <= set(self.dags()), 15, 0.1, "new dags")
+        os.rename(os.path.join(self.bundle, "sub/x.yaml"),
+                  os.path.join(self.bundle, "sub/.x.yaml.bak"))   # moved away (now a dot-file)
+        harness.wait_for(lambda: not self.dags()["x"]["is_active"], 15, 0.1, "x inactive")
+        self.write("bundle/.swap", "editor scratch\n")            # dot-files change nothing
+        self.assertIn("changed on disk: rescanning", p.output())
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
 
     def test_corrupt_cache_is_ignored(self):
         self.write("bundle/a.yaml", DAG.format(id="a"))
