@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -250,6 +251,35 @@ remex_err bundle_path(struct bundle_set *b, const char *name, const char *versio
                 name, version, x->path, cur);
     }
     *path = x->path;
+    return REMEX_OK;
+}
+
+remex_err bundle_hold(const struct bundle_set *b, const char *name, const char *version, int *fd,
+                      struct remex_error *e)
+{
+    const struct bundle *x = find(b, name);
+    char p[PATH_MAX];
+    struct stat a, c;
+    *fd = -1;
+    if (x == NULL || x->git_dir == NULL)
+        return REMEX_OK;
+    if (version == NULL || !is_sha(version))
+        return remex_seterr(e, REMEX_EINVAL, "git bundle '%s': version '%s' is not a commit SHA",
+                            name, version ? version : "");
+    snprintf(p, sizeof(p), "%s/%s", x->git_dir, version);
+    int d = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* The pruner holds the folder exclusively while it renames it away; a folder opened
+     * just before that rename is caught by comparing it with what the path holds now. */
+    if (d < 0 || flock(d, LOCK_SH | LOCK_NB) != 0 || fstat(d, &a) != 0 || stat(p, &c) != 0 ||
+        a.st_ino != c.st_ino || a.st_dev != c.st_dev) {
+        if (d >= 0)
+            close(d);
+        return remex_seterr(e, REMEX_ENOTFOUND,
+                            "git bundle '%s': the checkout of %s is gone (pruned): keep more "
+                            "versions (dag_processor.keep_versions)",
+                            name, version);
+    }
+    *fd = d;
     return REMEX_OK;
 }
 

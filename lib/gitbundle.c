@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -262,4 +265,81 @@ remex_err gitbundle_checkout(const struct gitbundle_opts *o, const char *sha, ch
     git_repository_free(repo);
     git_libgit2_shutdown();
     return rc;
+}
+
+/* One checkout folder found by gitbundle_prune. */
+struct co {
+    char sha[GITBUNDLE_SHA_HEX];
+    int64_t mtime_ns;
+};
+
+static int newest_first(const void *a, const void *b)
+{
+    int64_t x = ((const struct co *)a)->mtime_ns, y = ((const struct co *)b)->mtime_ns;
+    return x < y   ? 1
+           : x > y ? -1
+                   : strcmp(((const struct co *)a)->sha, ((const struct co *)b)->sha);
+}
+
+/* Removes dir/sha unless someone holds it; 1 removed, 0 held, -1 failed. */
+static int prune_one(const char *dir, const char *sha)
+{
+    char path[PATH_MAX], gone[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, sha);
+    snprintf(gone, sizeof(gone), "%s/.prune-%s-%d", dir, sha, (int)getpid());
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return 0;
+    }
+    int rc = rename(path, gone) == 0 ? 1 : -1;
+    close(fd);
+    if (rc == 1)
+        remove_tree(gone);
+    return rc;
+}
+
+size_t gitbundle_prune(const char *dir, size_t keep, const char *const *spare, size_t n,
+                       size_t *held)
+{
+    DIR *d = opendir(dir);
+    struct co *v = NULL;
+    size_t nv = 0, cap = 0, removed = 0;
+    struct dirent *de;
+    *held = 0;
+    if (d == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        if (!gitbundle_is_sha(de->d_name) || fstatat(dirfd(d), de->d_name, &st, 0) != 0 ||
+            !S_ISDIR(st.st_mode))
+            continue;
+        if (nv == cap) {
+            struct co *nvp = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+            if (nvp == NULL)
+                break;
+            v = nvp;
+        }
+        memcpy(v[nv].sha, de->d_name, GITBUNDLE_SHA_HEX);
+        v[nv++].mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    }
+    closedir(d);
+    if (nv > 1)
+        qsort(v, nv, sizeof(*v), newest_first);
+    for (size_t i = keep; i < nv; i++) {
+        int spared = 0;
+        for (size_t j = 0; j < n && !spared; j++)
+            spared = spare[j] && strcmp(spare[j], v[i].sha) == 0;
+        if (spared)
+            continue;
+        int r = prune_one(dir, v[i].sha);
+        if (r == 1)
+            removed++;
+        else if (r == 0)
+            (*held)++;
+    }
+    free(v);
+    return removed;
 }

@@ -2,7 +2,7 @@
  * The file-hash cache of a bundle on disk, so that a restart re-reads and
  * re-uploads nothing that did not change:
  *
- *   {"format": 1, "remex": VERSION, "root": "/abs/bundle",
+ *   {"format": 1, "remex": VERSION, "root": "/abs/bundle", "version": bundle version,
  *    "files": [{"p": rel, "s": size, "m": mtime_ns, "c": ctime_ns, "i": inode,
  *               "r": racy, "h": sha256, "d": [[dag_id, hash, line, col]...],
  *               "e": [[line, col, message]...]}]}
@@ -48,8 +48,8 @@ remex_err dp_cache_save(const char *path, const char *root, const struct dp_stat
     json_t *files = json_array();
     for (size_t i = 0; files && i < s->files.n; i++)
         json_array_append_new(files, entry_json(&s->files.v[i], &s->ent[i]));
-    json_t *o = json_pack("{s:i,s:s,s:s,s:o}", "format", DP_CACHE_FORMAT, "remex", REMEX_VERSION,
-                          "root", root, "files", files);
+    json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:o}", "format", DP_CACHE_FORMAT, "remex",
+                          REMEX_VERSION, "root", root, "version", s->version, "files", files);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text == NULL)
@@ -199,6 +199,7 @@ remex_err dp_cache_load(const char *path, const char *root, struct dp_state *out
     json_t *fmt = json_object_get(o, "format"), *files = json_object_get(o, "files");
     const char *ver = json_string_value(json_object_get(o, "remex"));
     const char *r = json_string_value(json_object_get(o, "root"));
+    const char *v = json_string_value(json_object_get(o, "version"));
     remex_err rc;
     if (!json_is_integer(fmt) || json_integer_value(fmt) != DP_CACHE_FORMAT || ver == NULL ||
         strcmp(ver, REMEX_VERSION) != 0 || r == NULL || strcmp(r, root) != 0)
@@ -206,8 +207,12 @@ remex_err dp_cache_load(const char *path, const char *root, struct dp_state *out
                           path);
     else if (!json_is_array(files))
         rc = remex_seterr(e, REMEX_EPARSE, "%s: files: expected an array", path);
+    else if (v == NULL || strlen(v) >= sizeof(out->version))
+        rc = remex_seterr(e, REMEX_EPARSE, "%s: version: expected a bundle version", path);
     else
         rc = load_files(path, files, out, e);
+    if (rc == REMEX_OK)
+        memcpy(out->version, v, strlen(v) + 1);
     json_decref(o);
     if (rc != REMEX_OK)
         dp_state_free(out);

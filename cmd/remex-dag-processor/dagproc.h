@@ -156,8 +156,9 @@ struct dagproc {
     int th_running; /* a scan thread exists (joined on completion) */
     struct dp_bundle *th_bundle;
     struct dp_state th_out;
-    char *th_root; /* git: the folder scanned */
-    int th_same;   /* git: tracking_ref still at the scanned commit, nothing scanned */
+    char *th_root;             /* git: the folder scanned */
+    int th_same;               /* git: tracking_ref still at the scanned commit, nothing scanned */
+    size_t th_pruned, th_held; /* git: checkouts removed, and kept because a task holds them */
     remex_err th_rc;
     uint64_t th_ms; /* the scan's duration */
     struct remex_error th_err;

@@ -83,12 +83,18 @@ static char *git_prepare(struct dagproc *dp, struct dp_bundle *b, char sha[GITBU
     char co[4096], root[4200];
     if ((dp->th_rc = gitbundle_fetch(&b->git, sha, &dp->th_err)) != REMEX_OK)
         return NULL;
-    if (b->have_cur && strcmp(sha, b->cur.version) == 0) {
+    /* Unchanged since this process synced it (a restart always sends its manifest once). */
+    if (b->have_cur && b->synced[0] != '\0' && strcmp(sha, b->cur.version) == 0) {
         dp->th_same = 1;
         return NULL;
     }
     if ((dp->th_rc = gitbundle_checkout(&b->git, sha, co, sizeof(co), &dp->th_err)) != REMEX_OK)
         return NULL;
+    /* The new checkout and the one scanned before (the plane's until this one is synced)
+     * are always kept, besides the newest keep_versions. */
+    const char *spare[2] = {sha, b->have_cur ? b->cur.version : NULL};
+    dp->th_pruned = gitbundle_prune(b->git_dir, (size_t)dp->r->cfg.dag_processor.keep_versions,
+                                    spare, 2, &dp->th_held);
     snprintf(root, sizeof(root), "%s%s%s", co, b->subdir ? "/" : "", b->subdir ? b->subdir : "");
     char *r = strdup(root);
     if (r == NULL)
@@ -147,6 +153,9 @@ static void scan_done(struct dagproc *dp)
         dp_synced(b, 0);
         return;
     }
+    if (dp->th_pruned || dp->th_held)
+        log_info("bundle %s: pruned %zu old checkout%s (%zu kept: a task runs in them)", b->name,
+                 dp->th_pruned, dp->th_pruned == 1 ? "" : "s", dp->th_held);
     if (b->is_git) {
         free(b->root);
         b->root = dp->th_root;
@@ -194,6 +203,7 @@ void dp_kick(struct dagproc *dp)
         dp->th_bundle = b;
         dp->th_same = 0;
         dp->th_root = NULL;
+        dp->th_pruned = dp->th_held = 0;
         memset(&dp->th_err, 0, sizeof(dp->th_err));
         dp->th_err.code = REMEX_OK;
         int err = pthread_create(&scan_tid, NULL, scan_thread, dp);

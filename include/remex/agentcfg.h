@@ -50,8 +50,9 @@ struct agentcfg_bundle {
 
 struct agentcfg_dag_processor {
     char *name;
-    char *state_dir;     /* file-hash caches */
-    uint64_t refresh_ms; /* rescan interval of local bundles */
+    char *state_dir;       /* file-hash caches */
+    uint64_t refresh_ms;   /* rescan interval of local bundles */
+    int64_t keep_versions; /* git checkouts kept (newest first) */
     char *log_level;
     char *log_format;
 };

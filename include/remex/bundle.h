@@ -101,6 +101,16 @@ remex_err bundle_path(struct bundle_set *b, const char *name, const char *versio
                       const char **path, struct remex_error *e);
 
 /*
+ * Keeps the checkout of a git bundle's version from being pruned while a task
+ * runs in it: *fd is the checkout folder opened (O_CLOEXEC) with a shared
+ * flock(2), held until the caller closes it; gitbundle_prune never removes a
+ * folder someone holds. Local bundles: *fd = -1 (nothing to hold).
+ * REMEX_ENOTFOUND when the checkout is gone or being pruned.
+ */
+remex_err bundle_hold(const struct bundle_set *b, const char *name, const char *version, int *fd,
+                      struct remex_error *e);
+
+/*
  * Content version of a local bundle: "sha256:<hex>" over, for each regular
  * file in rel order, "rel\0size\0<sha256 hex of content>\0" (".git" and
  * dot-files skipped, symlinks not followed). Caps: BUNDLE_MAX_FILES files,

@@ -56,6 +56,16 @@ remex_err gitbundle_fetch(const struct gitbundle_opts *o, char sha[GITBUNDLE_SHA
 remex_err gitbundle_checkout(const struct gitbundle_opts *o, const char *sha, char *path,
                              size_t pathsz, struct remex_error *e);
 
+/*
+ * Removes the checkouts in dir beyond the newest keep (by folder mtime, the
+ * time the checkout was made), never one named in spare (n SHAs) and never
+ * one a task holds (bundle_hold's shared flock: the pruner takes it
+ * exclusively, renames the folder away, then deletes it). Returns the number
+ * removed; *held counts those skipped because a task holds them.
+ */
+size_t gitbundle_prune(const char *dir, size_t keep, const char *const *spare, size_t n,
+                       size_t *held);
+
 /* The folder a checkout of sha has (or would have): dir/<sha>. */
 int gitbundle_checkout_path(const char *dir, const char *sha, char *path, size_t pathsz);
 

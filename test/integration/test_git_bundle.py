@@ -33,7 +33,7 @@ class GitBundleTest(workerfix.WorkerCase):
         self.repo = gitfix.GitRepo(self.tmp)
         self.n = 0
 
-    def cfg(self, url, ref="main", token=None, refresh="1s"):
+    def cfg(self, url, ref="main", token=None, refresh="1s", keep=5):
         tok = f", token: {{file: {token}}}" if token else ""
         self.n += 1
         return self.write(f"agent{self.n}.yaml", (
@@ -44,6 +44,7 @@ class GitBundleTest(workerfix.WorkerCase):
             "bundles:\n"
             f"  - {{name: main, url: \"{url}\", tracking_ref: \"{ref}\", subdir: dags, "
             f"refresh_interval: {refresh}{tok}}}\n"
+            f"dag_processor:\n  keep_versions: {keep}\n"
             "worker:\n  name: w1\n  slots: 2\n"
             f"  log_dir: {self.tmp}/logs\n  poll_wait: 10s\n"
             f"xcom:\n  store: file://{self.tmp}/xcom\n"))
@@ -96,6 +97,47 @@ class GitBundleTest(workerfix.WorkerCase):
         self.assertEqual(self.dag()["bundle_version"], sha1)
         state, log = self.run_g()
         self.assertIn("one", log)
+
+    def test_pruning_never_removes_a_running_tasks_checkout(self):
+        d = gitfix.GitDaemon(self, self.repo.srv)
+        slow = dict(files("one"))
+        marker = os.path.join(self.tmp, "started")
+        release = os.path.join(self.tmp, "release")
+        slow["dags/run.sh"] = (f"#!/bin/sh\ntouch {marker}\n"
+                               f"while [ ! -e {release} ]; do sleep 0.05; done\necho one\n", 0o755)
+        sha1 = self.repo.commit(slow)
+        cfg = self.cfg(d.url + "/repo.git", keep=1)
+        rc, out = self.once(cfg)
+        self.assertEqual(rc, 0, out)
+        w = self.spawn("worker", [self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
+        self.wait_registered(w)
+        run = self.trigger("g")
+        harness.wait_for(lambda: os.path.exists(marker), 20, 0.05, "the task to start")
+        co = lambda sha: os.path.exists(os.path.join(self.state, "bundles", "main", sha))
+        # Two commits later, with one version kept, the running task's checkout stays.
+        sha2 = self.repo.commit(files("two"))
+        rc, out = self.once(cfg)
+        self.assertEqual(rc, 0, out)
+        sha3 = self.repo.commit(files("three"))
+        rc, out = self.once(cfg)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("1 kept: a task runs in them", out)
+        self.assertTrue(co(sha1))
+        self.assertTrue(co(sha2))  # the plane's version until sha3 was synced
+        self.assertTrue(co(sha3))
+        with open(release, "w"):
+            pass
+        b = self.wait_run("g", run)
+        self.assertEqual(b["state"], "success", b)
+        self.logdir = os.path.join(self.tmp, "logs")
+        self.assertIn("one", self.task_log("g", run, "t"))
+        # The task is done: the next sync prunes its checkout and the superseded one.
+        sha4 = self.repo.commit(files("four"))
+        rc, out = self.once(cfg)
+        self.assertEqual(rc, 0, out)
+        self.assertFalse(co(sha1))
+        self.assertFalse(co(sha2))
+        self.assertTrue(co(sha3) and co(sha4))
 
     def test_http_token_auth(self):
         token = "s3cret-token-" + "x" * 20

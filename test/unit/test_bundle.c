@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "remex/bundle.h"
+#include "remex/gitbundle.h"
 
 static char dir[64], a[128], b2[128];
 
@@ -193,6 +194,80 @@ static void test_git_paths(void **state)
     }
 }
 
+/* Makes the checkout folder <state>/bundles/g/<sha> with the given mtime (seconds). */
+static void make_checkout(const char *gdir, const char *sha, long mtime)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "mkdir -p '%s/%s/dags' && touch '%s/%s/dags/f'", gdir, sha, gdir, sha);
+    assert_int_equal(system(p), 0);
+    snprintf(p, sizeof(p), "%s/%s", gdir, sha);
+    struct timespec ts[2] = {{mtime, 0}, {mtime, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+}
+
+static int exists(const char *gdir, const char *sha)
+{
+    char p[256];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/%s", gdir, sha);
+    return stat(p, &st) == 0;
+}
+
+/* Pruning keeps the newest, the spared, and every checkout a task holds. */
+static void test_prune_never_under_a_task(void **state)
+{
+    (void)state;
+    char state_dir[128];
+    const char *old = "1111111111111111111111111111111111111111",
+               *mid = "2222222222222222222222222222222222222222",
+               *spared = "3333333333333333333333333333333333333333",
+               *newest = "4444444444444444444444444444444444444444";
+    snprintf(state_dir, sizeof(state_dir), "%s/state", dir);
+    struct bundle_spec specs[] = {
+        {.name = "g", .url = "file:///nowhere", .subdir = "dags", .state_dir = state_dir}};
+    struct bundle_set *s = NULL;
+    struct remex_error e;
+    const char *p;
+    int fd = -1, fd2 = -1;
+    size_t held = 0;
+    assert_int_equal(bundle_set_new(specs, 1, &s, &e), REMEX_OK);
+    const char *gdir = bundle_git_dir(s, "g");
+    make_checkout(gdir, old, 1000);
+    make_checkout(gdir, mid, 2000);
+    make_checkout(gdir, spared, 2500);
+    make_checkout(gdir, newest, 3000);
+    /* A task runs in the oldest checkout. */
+    assert_int_equal(bundle_path(s, "g", old, &p, &e), REMEX_OK);
+    assert_int_equal(bundle_hold(s, "g", old, &fd, &e), REMEX_OK);
+    assert_true(fd >= 0);
+    const char *spare[] = {spared};
+    assert_int_equal(gitbundle_prune(gdir, 1, spare, 1, &held), 1);
+    assert_int_equal(held, 1);
+    assert_true(exists(gdir, old));
+    assert_false(exists(gdir, mid));
+    assert_true(exists(gdir, spared));
+    assert_true(exists(gdir, newest));
+    /* Two tasks may hold one checkout. */
+    assert_int_equal(bundle_hold(s, "g", old, &fd2, &e), REMEX_OK);
+    close(fd);
+    assert_int_equal(gitbundle_prune(gdir, 1, spare, 1, &held), 0);
+    assert_true(exists(gdir, old));
+    close(fd2);
+    /* Once no task holds it, it goes. */
+    assert_int_equal(gitbundle_prune(gdir, 1, spare, 1, &held), 1);
+    assert_int_equal(held, 0);
+    assert_false(exists(gdir, old));
+    assert_int_equal(bundle_hold(s, "g", old, &fd, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "is gone (pruned)"));
+    /* A local bundle holds nothing. */
+    bundle_set_free(s);
+    struct bundle_spec loc[] = {{.name = "l", .path = a}};
+    assert_int_equal(bundle_set_new(loc, 1, &s, &e), REMEX_OK);
+    assert_int_equal(bundle_hold(s, "l", NULL, &fd, &e), REMEX_OK);
+    assert_int_equal(fd, -1);
+    bundle_set_free(s);
+}
+
 static void test_relative_path_made_absolute(void **state)
 {
     (void)state;
@@ -295,6 +370,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_path_at_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_git_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_never_under_a_task, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relative_path_made_absolute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_specs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_tracks_content, setup, teardown),
