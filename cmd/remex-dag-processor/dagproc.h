@@ -7,6 +7,7 @@
  *   cache.c  the scan's file-hash cache on disk (<state_dir>/<bundle>.cache.json)
  *   sync.c   manifest to the plane, upload of the DAGs it lacks (on the loop)
  *   lint.c   --lint FILE...: offline validation with the plane's messages
+ *   metrics.c the figures for the sentinel (<state_dir>/metrics.prom)
  *   watch.c  inotify on local bundles (the periodic rescan stays the fallback)
  *   main.c   the role: timers, the scan thread, --once
  */
@@ -108,6 +109,14 @@ struct api_client;
 struct evloop;
 struct dagproc;
 
+/* A bundle's figures (metrics.c). */
+struct dp_counters {
+    uint64_t parsed, hits, uploads, failures;
+    uint64_t scan_ms, sync_ms;
+    int64_t last_ok_unix_ms;
+    char plane_version[BUNDLE_VERSION_MAX];
+};
+
 /* One configured bundle. */
 struct dp_bundle {
     struct dagproc *dp;
@@ -136,6 +145,7 @@ struct dp_bundle {
     uint64_t retry_timer;
     uint64_t sync_start_ms;
     int once_done;
+    struct dp_counters m;
     uint64_t watch_timer; /* watch.c: debounce of inotify events */
     int watch_warned;
 };
@@ -163,6 +173,7 @@ struct dagproc {
     uint64_t th_ms; /* the scan's duration */
     struct remex_error th_err;
     int ifd; /* inotify (watch.c), -1 when unavailable */
+    int metrics_warned;
     struct dp_watch *watch;
     size_t nwatch, capwatch;
     size_t once_errors; /* import errors seen by --once */
@@ -174,6 +185,9 @@ void dp_sync_start(struct dp_bundle *b);
 /* sync.c: the session is up: runs the syncs that waited for it. */
 void dp_sync_registered(struct dagproc *dp);
 void dp_sync_free(struct dp_bundle *b);
+/* metrics.c: rewrites <dag_processor.state_dir>/metrics.prom. */
+void dp_metrics_write(struct dagproc *dp);
+
 /* watch.c */
 remex_err dp_watch_start(struct dagproc *dp, struct remex_error *e);
 /* Watches b's root and the folders of its last scan (local bundles). */

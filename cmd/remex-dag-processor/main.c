@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dagproc.h"
@@ -66,6 +67,16 @@ static void check_done(struct dagproc *dp)
 void dp_synced(struct dp_bundle *b, int ok)
 {
     struct dagproc *dp = b->dp;
+    if (ok) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        b->m.last_ok_unix_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        if (b->have_cur)
+            memcpy(b->m.plane_version, b->cur.version, sizeof(b->m.plane_version));
+    } else {
+        b->m.failures++;
+    }
+    dp_metrics_write(dp);
     if (dp->r->once && !b->once_done) {
         b->once_done = 1;
         dp->once_errors += b->nerrors;
@@ -167,6 +178,9 @@ static void scan_done(struct dagproc *dp)
         dp_state_free(&b->cur);
     b->cur = dp->th_out;
     b->have_cur = 1;
+    b->m.parsed += b->cur.parsed;
+    b->m.hits += b->cur.hits;
+    b->m.scan_ms = dp->th_ms;
     memset(&dp->th_out, 0, sizeof(dp->th_out));
     if (!dp->r->once)
         dp_watch_bundle(b);

@@ -175,6 +175,8 @@ static void pump(struct dp_bundle *b)
         return;
     }
     uint64_t ms = evloop_now_ms(b->dp->loop) - b->sync_start_ms;
+    b->m.uploads += b->uploaded;
+    b->m.sync_ms = ms;
     log_info("bundle %s: version %s on the plane: %zu DAG files (%zu parsed, %zu from the "
              "cache), %zu uploaded, %zu import errors, %" PRIu64 " ms",
              b->name, b->cur.version, b->cur.ndagfiles, b->cur.parsed, b->cur.hits, b->uploaded,

@@ -94,10 +94,21 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertRegex(ver, r"^sha256:[0-9a-f]{64}$")
         self.assertEqual(dags["a"]["bundle"], "main")
         self.assertEqual(dags["b"]["bundle_version"], ver)
+        # The figures for the sentinel.
+        with open(os.path.join(self.state, "dag_processor", "metrics.prom")) as f:
+            prom = f.read()
+        self.assertIn('remex_dag_processor_files_parsed_total{bundle="main"} 2.000', prom)
+        self.assertIn('remex_dag_processor_uploads_total{bundle="main"} 2.000', prom)
+        self.assertIn('remex_dag_processor_import_errors{bundle="main"} 0.000', prom)
+        self.assertIn('remex_dag_processor_bundle_version{bundle="main",version="%s"} 1' % ver,
+                      prom)
+        self.assertRegex(prom, r'last_refresh_timestamp_seconds\{bundle="main"\} 1\d{9}\.\d{3}')
         # A restart with nothing changed reads no file (cache on disk) and uploads nothing.
         rc, out = self.once()
         self.assertEqual(rc, 0, out)
         self.assertIn("0 parsed", out)
+        with open(os.path.join(self.state, "dag_processor", "metrics.prom")) as f:
+            self.assertIn('remex_dag_processor_cache_hits_total{bundle="main"} 2.000', f.read())
         self.assertEqual(self.counts()[1], 2)
         # One DAG changed: one upload. The other DAG moves to the new version unchanged.
         self.write("bundle/a.yaml", DAG.format(id="a") + "tags: [x]\n")
@@ -191,6 +202,28 @@ class DagProcessorTest(workerfix.WorkerCase):
         harness.wait_for(lambda: not self.dags()["x"]["is_active"], 15, 0.1, "x inactive")
         self.write("bundle/.swap", "editor scratch\n")            # dot-files change nothing
         self.assertIn("changed on disk: rescanning", p.output())
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
+
+    def test_plane_unreachable_then_back(self):
+        # Through a TCP proxy the test can pause: a manifest that cannot be delivered is
+        # retried with backoff, and the change reaches the plane once it is back.
+        prox = self.proxy(self.port)
+        real = self.url
+        self.url = f"http://127.0.0.1:{prox.port}"
+        cfg = self.dp_yaml(refresh="1h")
+        self.url = real
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        p = self.spawn("dp-proxy", [self.bin("remex-dag-processor"), "-c", cfg, "--log-level",
+                                    "debug"])
+        harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
+        prox.cut()
+        prox.pause()
+        self.write("bundle/b.yaml", DAG.format(id="b"))
+        harness.wait_for(lambda: "retrying" in p.output(), 20, 0.1, "a failed sync")
+        self.assertNotIn("b", self.dags())
+        prox.resume()
+        harness.wait_for(lambda: "b" in self.dags(), 30, 0.1, "dag b once the plane is back")
         p.signal(signal.SIGTERM)
         self.assertEqual(p.wait(15), 0, p.output())
 
