@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "remex/fsutil.h"
+#include "remex/knownhosts.h"
 
 int gitbundle_is_sha(const char *s)
 {
@@ -31,8 +32,7 @@ int gitbundle_checkout_path(const char *dir, const char *sha, char *path, size_t
     return n > 0 && (size_t)n < pathsz ? 0 : -1;
 }
 
-/* The URL without user info ("https://user:pw@host/x" -> "https://host/x"), for messages. */
-static void safe_url(const char *url, char *out, size_t outsz)
+void gitbundle_safe_url(const char *url, char *out, size_t outsz)
 {
     const char *scheme = strstr(url, "://");
     const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
@@ -43,39 +43,146 @@ static void safe_url(const char *url, char *out, size_t outsz)
         snprintf(out, outsz, "%s", url);
 }
 
-/* Credential callback state: one attempt per fetch, so a refused token fails at once. */
+/* Credential and host key callbacks' state: one attempt per fetch, so a refused credential
+ * fails at once. */
 struct cred {
     const struct gitbundle_opts *o;
     int tries;
-    int refused;
-    char why[256]; /* why no credential could be given (not secret) */
+    int refused;     /* credentials refused, or none to give */
+    int ssh;         /* the credential asked for was an SSH key */
+    int hostkey_bad; /* the SSH server's key is not the known one */
+    char why[512];   /* not secret */
 };
+
+static int refuse(struct cred *c, const char *why)
+{
+    if (why)
+        snprintf(c->why, sizeof(c->why), "%s", why);
+    c->refused = 1;
+    return GIT_EUSER;
+}
+
+static int cred_token(struct cred *c, git_credential **out, const char *user)
+{
+    char *tok = NULL;
+    struct remex_error e;
+    if (c->o->token == NULL || c->o->token->kind == CFG_SECRET_NONE)
+        return refuse(c, "the server asks for credentials and none are set");
+    if (cfg_secret_get(c->o->token, &tok, NULL, &e) != REMEX_OK)
+        return refuse(c, e.msg);
+    int rc = git_credential_userpass_plaintext_new(out, user && *user ? user : "remex", tok);
+    cfg_secret_free(tok);
+    return rc;
+}
+
+static int cred_ssh(struct cred *c, git_credential **out, const char *user)
+{
+    const struct gitbundle_opts *o = c->o;
+    char *pass = NULL;
+    struct remex_error e;
+    c->ssh = 1;
+    user = user && *user ? user : "git";
+    if (o->ssh_key == NULL && o->ssh_agent)
+        return git_credential_ssh_key_from_agent(out, user);
+    if (o->ssh_key == NULL)
+        return refuse(c, "the server asks for an SSH key and neither ssh_key nor ssh_agent "
+                         "is set");
+    if (o->ssh_passphrase && o->ssh_passphrase->kind != CFG_SECRET_NONE &&
+        cfg_secret_get(o->ssh_passphrase, &pass, NULL, &e) != REMEX_OK)
+        return refuse(c, e.msg);
+    int rc = git_credential_ssh_key_new(out, user, NULL, o->ssh_key, pass);
+    cfg_secret_free(pass);
+    return rc;
+}
 
 static int cred_cb(git_credential **out, const char *url, const char *user, unsigned allowed,
                    void *payload)
 {
     struct cred *c = payload;
     (void)url;
-    char *tok = NULL;
+    if (allowed & GIT_CREDENTIAL_USERNAME)
+        return git_credential_username_new(out, user && *user ? user : "git");
+    if (c->tries++ > 0)
+        return refuse(c, NULL);
+    if (allowed & GIT_CREDENTIAL_SSH_KEY)
+        return cred_ssh(c, out, user);
+    if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT)
+        return cred_token(c, out, user);
+    return refuse(c, "the server asks for a kind of credentials remex does not offer");
+}
+
+/* The port of an ssh:// URL (22 for scp-like "host:path" and without one). */
+static int url_port(const char *url)
+{
+    const char *h = strstr(url, "://");
+    if (h == NULL)
+        return 22;
+    h += 3;
+    const char *slash = strchr(h, '/'), *at = strchr(h, '@');
+    if (at && (!slash || at < slash))
+        h = at + 1;
+    const char *colon = strchr(h, ':');
+    if (colon == NULL || (slash && colon > slash))
+        return 22;
+    long p = strtol(colon + 1, NULL, 10);
+    return p > 0 && p < 65536 ? (int)p : 22;
+}
+
+/*
+ * SSH host keys are checked against known_hosts (libgit2 1.5 does not); TLS
+ * certificates keep libgit2's own verification (GIT_PASSTHROUGH).
+ */
+static int cert_cb(git_cert *cert, int valid, const char *host, void *payload)
+{
+    struct cred *c = payload;
     struct remex_error e;
-    if (!(allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) || c->o->token == NULL ||
-        c->o->token->kind == CFG_SECRET_NONE) {
-        snprintf(c->why, sizeof(c->why), "the server asks for credentials and none are set");
-        c->refused = 1;
-        return GIT_EUSER;
+    char kh[PATH_MAX];
+    (void)valid;
+    if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2)
+        return GIT_PASSTHROUGH;
+    const git_cert_hostkey *hk = (const git_cert_hostkey *)cert;
+    if (c->o->known_hosts)
+        snprintf(kh, sizeof(kh), "%s", c->o->known_hosts);
+    else
+        snprintf(kh, sizeof(kh), "%s/.ssh/known_hosts", getenv("HOME") ? getenv("HOME") : "");
+    if (!(hk->type & GIT_CERT_SSH_RAW) || hk->hostkey == NULL) {
+        snprintf(c->why, sizeof(c->why), "the server's raw host key is not available");
+        c->hostkey_bad = 1;
+        return GIT_ECERTIFICATE;
     }
-    if (c->tries++ > 0) {
-        c->refused = 1;
-        return GIT_EUSER;
-    }
-    if (cfg_secret_get(c->o->token, &tok, NULL, &e) != REMEX_OK) {
+    if (knownhosts_check(kh, host, url_port(c->o->url), (const unsigned char *)hk->hostkey,
+                         hk->hostkey_len, &e) != REMEX_OK) {
         snprintf(c->why, sizeof(c->why), "%s", e.msg);
-        c->refused = 1;
-        return GIT_EUSER;
+        c->hostkey_bad = 1;
+        return GIT_ECERTIFICATE;
     }
-    int rc = git_credential_userpass_plaintext_new(out, user && *user ? user : "remex", tok);
-    cfg_secret_free(tok);
-    return rc;
+    return 0;
+}
+
+/* The message of refused credentials: what to check, never a secret. */
+static remex_err auth_fail(const struct gitbundle_opts *o, const struct cred *c, const char *url,
+                           struct remex_error *e)
+{
+    if (c->hostkey_bad)
+        return remex_seterr(e, REMEX_EAUTH, "bundle '%s': host key check failed for %s: %s",
+                            o->name, url, c->why);
+    if (c->why[0])
+        return remex_seterr(e, REMEX_EAUTH, "bundle '%s': authentication failed for %s: %s",
+                            o->name, url, c->why);
+    if (c->ssh && o->ssh_key)
+        return remex_seterr(e, REMEX_EAUTH,
+                            "bundle '%s': authentication failed for %s: check the SSH key in %s "
+                            "(and its passphrase)",
+                            o->name, url, o->ssh_key);
+    if (c->ssh)
+        return remex_seterr(e, REMEX_EAUTH,
+                            "bundle '%s': authentication failed for %s: check the keys "
+                            "ssh-agent holds (SSH_AUTH_SOCK)",
+                            o->name, url);
+    const char *src = o->token && o->token->source ? o->token->source : "the configuration";
+    return remex_seterr(e, REMEX_EAUTH,
+                        "bundle '%s': authentication failed for %s: check the token in %s", o->name,
+                        url, src);
 }
 
 /* The remex error for a failed libgit2 call. */
@@ -85,18 +192,12 @@ static remex_err git_fail(const struct gitbundle_opts *o, const struct cred *c, 
     char url[1024];
     const git_error *ge = git_error_last();
     const char *msg = ge && ge->message ? ge->message : "unknown error";
-    safe_url(o->url, url, sizeof(url));
-    if (c && c->refused) {
-        const char *src = o->token && o->token->source ? o->token->source : "the configuration";
-        if (c->why[0])
-            return remex_seterr(e, REMEX_EAUTH, "bundle '%s': authentication failed for %s: %s",
-                                o->name, url, c->why);
-        return remex_seterr(e, REMEX_EAUTH,
-                            "bundle '%s': authentication failed for %s: check the token in %s",
-                            o->name, url, src);
-    }
-    if (ge && (ge->klass == GIT_ERROR_NET || ge->klass == GIT_ERROR_HTTP ||
-               ge->klass == GIT_ERROR_SSL || ge->klass == GIT_ERROR_OS))
+    gitbundle_safe_url(o->url, url, sizeof(url));
+    if (c && (c->refused || c->hostkey_bad))
+        return auth_fail(o, c, url, e);
+    if (ge &&
+        (ge->klass == GIT_ERROR_NET || ge->klass == GIT_ERROR_HTTP || ge->klass == GIT_ERROR_SSL ||
+         ge->klass == GIT_ERROR_OS || ge->klass == GIT_ERROR_SSH))
         return remex_seterr(e, REMEX_ECONNECT, "bundle '%s': %s %s: %s", o->name, what, url, msg);
     return remex_seterr(e, REMEX_EIO, "bundle '%s': %s %s: %s", o->name, what, url, msg);
 }
@@ -154,6 +255,7 @@ static remex_err do_fetch(const struct gitbundle_opts *o, git_repository *repo,
     git_fetch_options fo;
     git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
     fo.callbacks.credentials = cred_cb;
+    fo.callbacks.certificate_check = cert_cb;
     fo.callbacks.payload = &c;
     fo.prune = GIT_FETCH_PRUNE;
     fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
@@ -187,7 +289,7 @@ remex_err gitbundle_fetch(const struct gitbundle_opts *o, char sha[GITBUNDLE_SHA
         rc = do_fetch(o, repo, e);
         if (rc == REMEX_OK && resolve(repo, ref, &oid) != 0) {
             char url[1024];
-            safe_url(o->url, url, sizeof(url));
+            gitbundle_safe_url(o->url, url, sizeof(url));
             rc = remex_seterr(e, REMEX_ENOTFOUND,
                               "bundle '%s': tracking_ref '%s' is no branch, tag or commit of %s",
                               o->name, ref, url);

@@ -158,8 +158,13 @@ static void scan_done(struct dagproc *dp)
     if (dp->th_rc != REMEX_OK) {
         free(dp->th_root);
         dp->th_root = NULL;
-        log_error("bundle %s: scan of %s failed: %s%s%s", b->name, b->is_git ? b->git.url : b->root,
-                  dp->th_err.msg, b->have_cur ? "; the plane keeps version " : "",
+        char where[1024];
+        if (b->is_git)
+            gitbundle_safe_url(b->git.url, where, sizeof(where));
+        else
+            snprintf(where, sizeof(where), "%s", b->root);
+        log_error("bundle %s: scan of %s failed: %s%s%s", b->name, where, dp->th_err.msg,
+                  b->have_cur ? "; the plane keeps version " : "",
                   b->have_cur ? b->cur.version : "");
         dp_synced(b, 0);
         return;
@@ -301,7 +306,11 @@ static int setup_git(struct dagproc *dp, struct dp_bundle *b, const struct agent
                                      .url = cb->url,
                                      .ref = cb->tracking_ref,
                                      .dir = b->git_dir,
-                                     .token = &cb->token};
+                                     .token = &cb->token,
+                                     .ssh_key = cb->ssh_key,
+                                     .ssh_passphrase = &cb->ssh_passphrase,
+                                     .ssh_agent = cb->ssh_agent,
+                                     .known_hosts = cb->known_hosts};
     return b->git_dir && b->cache_id ? 0 : -1;
 }
 

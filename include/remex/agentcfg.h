@@ -36,7 +36,8 @@ enum agentcfg_memenf {
 /* Indexed by enum agentcfg_memenf, NULL-terminated. */
 extern const char *const agentcfg_memenf_names[];
 
-/* One bundle: local (path) or git (url, tracking_ref, subdir, refresh_interval, token). */
+/* One bundle: local (path) or git (url, tracking_ref, subdir, refresh_interval, token or
+ * ssh_key, ssh_passphrase, ssh_agent, known_hosts). */
 struct agentcfg_bundle {
     char *name;
     char *path;
@@ -46,6 +47,10 @@ struct agentcfg_bundle {
     char *subdir;
     uint64_t refresh_ms;
     struct cfg_secret token;
+    char *ssh_key;
+    struct cfg_secret ssh_passphrase;
+    bool ssh_agent;
+    char *known_hosts;
 };
 
 struct agentcfg_dag_processor {

@@ -8,10 +8,13 @@
  *
  * A bundle's version is the commit SHA its tracking_ref resolves to:
  * tracking_ref is a branch, a tag or a full 40-hex SHA (pinned: fetched once,
- * never moves). URLs: https://, http:// (loopback), git://, file:// and
- * plain paths. HTTPS auth: the token (file, env or value; re-read at each
- * fetch) is sent as the basic-auth password. Error messages name the URL
- * (without any user info) and what to check, never the token.
+ * never moves). URLs: https://, http:// (loopback), git://, ssh://, scp-like
+ * user@host:path, file:// and plain paths. HTTPS auth: the token (file, env
+ * or value; re-read at each fetch) is sent as the basic-auth password. SSH
+ * auth: a private key file (with a passphrase) or ssh-agent; the server's host
+ * key must be listed in known_hosts (knownhosts.h), never accepted unseen.
+ * Error messages name the URL (without any user info) and what to check,
+ * never a token, key or passphrase.
  *
  * Every call blocks (network and disk): call them from a thread other than a
  * role's loop. Calls on one dir must not overlap within a process; the
@@ -33,8 +36,16 @@ struct gitbundle_opts {
     const char *url;                /* repository */
     const char *ref;                /* branch, tag or 40-hex SHA; NULL: "main" */
     const char *dir;                /* <state_dir>/bundles/<name> (created) */
-    const struct cfg_secret *token; /* NULL or CFG_SECRET_NONE: no auth */
+    const struct cfg_secret *token; /* HTTPS: NULL or CFG_SECRET_NONE: no auth */
+    /* SSH (ssh://[user@]host[:port]/path or user@host:path; user default "git") */
+    const char *ssh_key;                     /* private key file, or NULL */
+    const struct cfg_secret *ssh_passphrase; /* of ssh_key, may be NULL */
+    int ssh_agent;                           /* use ssh-agent (SSH_AUTH_SOCK) when no ssh_key */
+    const char *known_hosts;                 /* NULL: $HOME/.ssh/known_hosts */
 };
+
+/* url without user info ("https://user:pw@host/x" -> "https://host/x"), for messages. */
+void gitbundle_safe_url(const char *url, char *out, size_t outsz);
 
 /* 1 when s is a full 40-hex commit SHA. */
 int gitbundle_is_sha(const char *s);

@@ -117,3 +117,63 @@ class GitHttp:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class GitSshd:
+    """sshd from Debian on a loopback port: host key and client keys made here, key-only
+    login for the current user (StrictModes off: the files live in the test's temp dir).
+    As root, sshd needs its privilege separation folder /run/sshd (what the Debian package
+    creates at boot); without it, or without sshd, the SSH tests are skipped with the reason."""
+
+    SSHD = "/usr/sbin/sshd"
+
+    @staticmethod
+    def unavailable():
+        if not os.path.exists(GitSshd.SSHD):
+            return "sshd not installed (openssh-server, mk/deps-extra.txt)"
+        if os.geteuid() == 0:
+            try:
+                os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+            except OSError as e:
+                return f"sshd needs /run/sshd as root: {e}"
+        return None
+
+    def __init__(self, case, root):
+        self.dir = os.path.join(root, "sshd")
+        os.makedirs(self.dir, mode=0o700)
+        self.hostkey = os.path.join(self.dir, "host_ed25519")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.hostkey],
+                       check=True, timeout=30)
+        self.user = pwd_name()
+        self.auth = os.path.join(self.dir, "authorized_keys")
+        open(self.auth, "w").close()
+        self.port = harness.free_port()
+        cfg = os.path.join(self.dir, "sshd_config")
+        with open(cfg, "w") as f:
+            f.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.hostkey}\n"
+                    f"PidFile {self.dir}/sshd.pid\nAuthorizedKeysFile {self.auth}\n"
+                    "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+                    "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+                    f"AllowUsers {self.user}\nLogLevel VERBOSE\n")
+        self.proc = case.spawn("sshd", [self.SSHD, "-D", "-e", "-f", cfg])
+        harness.wait_port(self.port, 15)
+        with open(self.hostkey + ".pub") as f:
+            typ, key = f.read().split()[:2]
+        self.known_hosts_line = f"[127.0.0.1]:{self.port} {typ} {key}\n"
+
+    def client_key(self, name, passphrase="", authorize=True):
+        path = os.path.join(self.dir, name)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", path],
+                       check=True, timeout=30)
+        if authorize:
+            with open(path + ".pub") as src, open(self.auth, "a") as dst:
+                dst.write(src.read())
+        return path
+
+    def url(self, bare):
+        return f"ssh://{self.user}@127.0.0.1:{self.port}{bare}"
+
+
+def pwd_name():
+    import pwd
+    return pwd.getpwuid(os.geteuid()).pw_name

@@ -5,6 +5,7 @@ plane at version = commit SHA; remex-worker runs each task in the checkout of
 the commit its DAG was scheduled with."""
 import os
 import signal
+import subprocess
 import unittest
 
 import gitfix
@@ -33,8 +34,9 @@ class GitBundleTest(workerfix.WorkerCase):
         self.repo = gitfix.GitRepo(self.tmp)
         self.n = 0
 
-    def cfg(self, url, ref="main", token=None, refresh="1s", keep=5):
+    def cfg(self, url, ref="main", token=None, refresh="1s", keep=5, extra=""):
         tok = f", token: {{file: {token}}}" if token else ""
+        tok += extra
         self.n += 1
         return self.write(f"agent{self.n}.yaml", (
             "plane:\n"
@@ -165,6 +167,72 @@ class GitBundleTest(workerfix.WorkerCase):
         self.assertNotEqual(rc, 0, out)
         self.assertIn("authentication failed", out)
         self.assertIn("none are set", out)
+
+
+    def test_ssh_key_and_known_hosts(self):
+        why = gitfix.GitSshd.unavailable()
+        if why:
+            self.skipTest(why)
+        sshd = gitfix.GitSshd(self, self.tmp)
+        sha1 = self.repo.commit(files("one"))
+        url = sshd.url(self.repo.bare)
+        shown = url.replace(sshd.user + "@", "")  # messages carry no user info
+        key = sshd.client_key("id_plain")
+        kh = self.write("known_hosts", "# test\n" + sshd.known_hosts_line)
+        rc, out = self.once(self.cfg(url, extra=f", ssh_key: {key}, known_hosts: {kh}"))
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.dag()["bundle_version"], sha1)
+        # A key with a passphrase, read from a file.
+        sha2 = self.repo.commit(files("two"))
+        pkey = sshd.client_key("id_pass", passphrase="correct horse")
+        pf = self.write("pass", "correct horse\n", mode=0o600)
+        rc, out = self.once(self.cfg(url, extra=f", ssh_key: {pkey}, known_hosts: {kh}, "
+                                                f"ssh_passphrase: {{file: {pf}}}"))
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.dag()["bundle_version"], sha2)
+        self.assertNotIn("correct horse", out)
+        # A key the server does not know: what to check, and the plane keeps its version.
+        self.repo.commit(files("three"))
+        stranger = sshd.client_key("id_stranger", authorize=False)
+        rc, out = self.once(self.cfg(url, extra=f", ssh_key: {stranger}, known_hosts: {kh}"))
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn(f"authentication failed for {shown}: check the SSH key in {stranger}", out)
+        self.assertEqual(self.dag()["bundle_version"], sha2)
+        # A server known_hosts does not list, or lists with another key: no connection.
+        empty = self.write("kh_empty", "")
+        rc, out = self.once(self.cfg(url, extra=f", ssh_key: {key}, known_hosts: {empty}"))
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn(f"host key check failed for {shown}: {empty} does not list "
+                      f"[127.0.0.1]:{sshd.port}", out)
+        other = sshd.client_key("id_other", authorize=False)
+        with open(other + ".pub") as f:
+            typ, k = f.read().split()[:2]
+        wrong = self.write("kh_wrong", f"[127.0.0.1]:{sshd.port} {typ} {k}\n")
+        rc, out = self.once(self.cfg(url, extra=f", ssh_key: {key}, known_hosts: {wrong}"))
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("lists another host key for [127.0.0.1]:%d" % sshd.port, out)
+        self.assertEqual(self.dag()["bundle_version"], sha2)
+
+    def test_ssh_agent(self):
+        why = gitfix.GitSshd.unavailable()
+        if why:
+            self.skipTest(why)
+        sshd = gitfix.GitSshd(self, self.tmp)
+        sha1 = self.repo.commit(files("one"))
+        key = sshd.client_key("id_agent")
+        sock = os.path.join(self.tmp, "agent.sock")
+        agent = self.spawn("ssh-agent", ["ssh-agent", "-D", "-a", sock])
+        harness.wait_for(lambda: os.path.exists(sock), 10, 0.05, "ssh-agent's socket")
+        env = dict(os.environ, SSH_AUTH_SOCK=sock)
+        subprocess.run(["ssh-add", "-q", key], env=env, check=True, timeout=30,
+                       capture_output=True)
+        kh = self.write("known_hosts", sshd.known_hosts_line)
+        cfg = self.cfg(sshd.url(self.repo.bare), extra=f", ssh_agent: true, known_hosts: {kh}")
+        p = self.spawn("dp-agent", [self.bin("remex-dag-processor"), "-c", cfg, "--once"],
+                       env=env)
+        self.assertEqual(p.wait(60), 0, p.output())
+        self.assertEqual(self.dag()["bundle_version"], sha1)
+        agent.signal(signal.SIGTERM)
 
 
 if __name__ == "__main__":
