@@ -182,7 +182,7 @@ struct dagproc {
 
 /* sync.c: starts syncing b->cur with the plane (once registered). */
 void dp_sync_start(struct dp_bundle *b);
-/* sync.c: the session is up: runs the syncs that waited for it. */
+/* sync.c: the session is up, or the plane reachable again: runs the syncs that waited. */
 void dp_sync_registered(struct dagproc *dp);
 void dp_sync_free(struct dp_bundle *b);
 /* metrics.c: rewrites <dag_processor.state_dir>/metrics.prom. */

@@ -274,6 +274,12 @@ static void hook_registered(void *ud)
     dp_sync_registered(dp);
 }
 
+/* Reachability came back (or a report settled): syncs that waited for the session go. */
+static void hook_settled(void *ud)
+{
+    dp_sync_registered(ud);
+}
+
 static void hook_fatal(void *ud, int code)
 {
     struct dagproc *dp = ud;
@@ -384,7 +390,8 @@ static int setup(struct dagproc *dp)
                           .register_body = hook_register_body,
                           .on_registered = hook_registered,
                           .heartbeat_body = hook_heartbeat_body,
-                          .on_fatal = hook_fatal};
+                          .on_fatal = hook_fatal,
+                          .on_settled = hook_settled};
     if (role_api(dp->r, ac->dag_processor.name, NULL, 0, &h, &e) != REMEX_OK) {
         log_error("%s", e.msg);
         return REMEX_EXIT_FAIL;

@@ -226,7 +226,8 @@ void dp_sync_start(struct dp_bundle *b)
     if (b->syncing || !b->have_cur)
         return;
     enum api_state st = api_state(dp->api);
-    if (st != API_REGISTERED && st != API_REFRESHING) {
+    /* While the plane looks unreachable (LOST) calls go on and fail fast into the retry. */
+    if (st != API_REGISTERED && st != API_REFRESHING && st != API_LOST) {
         b->sync_wanted = 1; /* dp_sync_registered starts it */
         return;
     }

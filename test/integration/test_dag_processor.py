@@ -220,7 +220,9 @@ class DagProcessorTest(workerfix.WorkerCase):
         prox.cut()
         prox.pause()
         self.write("bundle/b.yaml", DAG.format(id="b"))
-        harness.wait_for(lambda: "retrying" in p.output(), 20, 0.1, "a failed sync")
+        # It keeps trying while the plane is away (a retry that found the session "lost"
+        # once waited for a re-registration that never came).
+        harness.wait_for(lambda: p.output().count("retrying") >= 2, 20, 0.1, "two failed syncs")
         self.assertNotIn("b", self.dags())
         prox.resume()
         harness.wait_for(lambda: "b" in self.dags(), 30, 0.1, "dag b once the plane is back")
