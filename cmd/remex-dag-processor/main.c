@@ -164,8 +164,7 @@ static void scan_done(struct dagproc *dp)
         else
             snprintf(where, sizeof(where), "%s", b->root);
         log_error("bundle %s: scan of %s failed: %s%s%s", b->name, where, dp->th_err.msg,
-                  b->have_cur ? "; the plane keeps version " : "",
-                  b->have_cur ? b->cur.version : "");
+                  b->m.plane_version[0] ? "; the plane keeps version " : "", b->m.plane_version);
         dp_synced(b, 0);
         return;
     }
@@ -431,7 +430,10 @@ static void role_drain_hook(struct role *r, const char *why)
         if (dp->b[i].watch_timer)
             evloop_timer_cancel(dp->loop, dp->b[i].watch_timer);
         dp->b[i].watch_timer = 0;
-        dp_sync_free(&dp->b[i]);
+        /* A sync in flight completes; one waiting to be retried is not. */
+        if (dp->b[i].retry_timer)
+            evloop_timer_cancel(dp->loop, dp->b[i].retry_timer);
+        dp->b[i].retry_timer = 0;
     }
     check_done(dp);
 }

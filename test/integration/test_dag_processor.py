@@ -153,6 +153,57 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual(self.import_errors(), [])
         self.assertIn("broken", self.dags())
 
+    def test_one_file_per_rule_exact_messages(self):
+        # Each file breaks one rule; the plane shows each problem with its exact position
+        # and message, and the valid file's DAG is synced beside them.
+        bad = {
+            "unknown_key.yaml": ("dag_id: a\ntasks:\n  - task_id: t\n    comand: [true]\n",
+                                 [(4, 5, "unknown key 'comand' (did you mean 'command'?)")]),
+            "unknown_upstream.yaml": (
+                "dag_id: b\ntasks:\n  - task_id: t\n    command: [true]\n    upstream: [nope]\n",
+                [(5, 16, "tasks[0].upstream[0]: unknown task 'nope'")]),
+            "cycle.yaml": ("dag_id: c\ntasks:\n  - task_id: x\n    command: [true]\n"
+                           "    upstream: [y]\n  - task_id: y\n    command: [true]\n"
+                           "    upstream: [x]\n", [(3, 5, "tasks: cycle x -> y -> x")]),
+            "bad_cron.yaml": ("dag_id: d\nschedule: \"61 * * * *\"\ntasks:\n  - task_id: t\n"
+                              "    command: [true]\n",
+                              [(2, 11, "schedule: minute field: value 61 out of range 0-59 "
+                                       "(column 1)")]),
+            "bad_id.yaml": ("dag_id: \"bad id!\"\ntasks:\n  - task_id: t\n    command: [true]\n",
+                            [(1, 9, "dag_id: expected id matching [A-Za-z0-9_.-]{1,250}")]),
+            "bad_duration.yaml": ("dag_id: f\ntasks:\n  - task_id: t\n    command: [true]\n"
+                                  "    retry_delay: soon\n",
+                                  [(5, 18, "retry_delay: expected a duration like 30s, 5m, 1h30m "
+                                           "or a number of seconds")]),
+            "no_command.yaml": ("dag_id: g\ntasks:\n  - task_id: t\n",
+                                [(3, 5, "tasks[0]: exactly one of command and shell is required")]),
+            "dup_task.yaml": ("dag_id: h\ntasks:\n  - task_id: t\n    command: [true]\n"
+                              "  - task_id: t\n    command: [true]\n",
+                              [(5, 14, "tasks[1].task_id: duplicate task id 't'")]),
+            "bad_rule.yaml": ("dag_id: k\ntasks:\n  - task_id: t\n    command: [true]\n"
+                              "    trigger_rule: sometimes\n",
+                              [(5, 19, "trigger_rule: unknown trigger rule (see "
+                                       "docs/dag-format.md)")]),
+            "alias.yaml": ("a: &x 1\nb: *x\n", [(1, 4, "anchors are not supported")]),
+            "empty.yaml": ("", [(1, 1, "no DAG in the file")]),
+        }
+        for name, (text, _) in bad.items():
+            self.write("bundle/" + name, text)
+        self.write("bundle/ok.yaml", DAG.format(id="ok"))
+        rc, out = self.once()
+        self.assertEqual(rc, 1, out)
+        want = sorted((f, l, c, m) for f, (_, errs) in bad.items() for (l, c, m) in errs)
+        got = sorted((e["file"], e["line"], e["column"], e["message"])
+                     for e in self.import_errors())
+        self.assertEqual(got, want)
+        self.assertEqual(set(self.dags()), {"ok"})
+        # --lint says the same, file by file.
+        p = self.spawn("lint-all", [self.bin("remex-dag-processor"), "--lint",
+                                    *[os.path.join(self.bundle, n) for n in sorted(bad)]])
+        self.assertEqual(p.wait(15), 1)
+        for f, l, c, m in want:
+            self.assertIn(f"{os.path.join(self.bundle, f)}:{l}:{c}: {m}\n", p.output())
+
     def test_dag_id_in_two_files(self):
         self.write("bundle/one.yaml", DAG.format(id="same"))
         self.write("bundle/two.yaml", "# another copy\n" + DAG.format(id="same"))
