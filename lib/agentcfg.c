@@ -17,6 +17,7 @@
 #define W(m)        offsetof(struct agentcfg, worker.m)
 #define A(m)        offsetof(struct agentcfg, agent.m)
 #define S(m)        offsetof(struct agentcfg, sentinel.m)
+#define D(m)        offsetof(struct agentcfg, dag_processor.m)
 #define BUNDLES_MAX 256
 
 const char *const agentcfg_memenf_names[] = {"auto", "cgroup2", "cgroup1", "rlimit", NULL};
@@ -30,8 +31,56 @@ static const struct cfg_entry bundle_table[] = {
     {.key = "path",
      .type = CFG_PATH,
      .offset = offsetof(struct agentcfg_bundle, path),
-     .flags = CFG_REQUIRED,
-     .desc = "Local folder of the bundle (tasks run in it)."},
+     .desc = "Local bundle: its folder (tasks run in it). Set path or url."},
+    {.key = "url",
+     .type = CFG_STRING,
+     .offset = offsetof(struct agentcfg_bundle, url),
+     .desc = "Git bundle: repository URL (https://, http:// on loopback, git://, file://, path)."},
+    {.key = "tracking_ref",
+     .type = CFG_STRING,
+     .offset = offsetof(struct agentcfg_bundle, tracking_ref),
+     .def = "main",
+     .desc = "Git bundle: branch, tag or full 40-hex commit SHA (pinned)."},
+    {.key = "subdir",
+     .type = CFG_STRING,
+     .offset = offsetof(struct agentcfg_bundle, subdir),
+     .desc = "Git bundle: folder of the repository that is the bundle (default: its root)."},
+    {.key = "refresh_interval",
+     .type = CFG_DURATION,
+     .offset = offsetof(struct agentcfg_bundle, refresh_ms),
+     .def = "300s",
+     .min = 1000,
+     .max = 86400000,
+     .desc = "Git bundle: how often the dag-processor fetches tracking_ref."},
+    {.key = "token",
+     .type = CFG_SECRET,
+     .offset = offsetof(struct agentcfg_bundle, token),
+     .desc = "Git bundle over HTTPS: token sent as the basic-auth password ({file: PATH}, "
+             "{env: VAR})."},
+    {.key = "ssh_key",
+     .type = CFG_PATH,
+     .offset = offsetof(struct agentcfg_bundle, ssh_key),
+     .desc = "Git bundle over SSH: private key file."},
+    {.key = "ssh_passphrase",
+     .type = CFG_SECRET,
+     .offset = offsetof(struct agentcfg_bundle, ssh_passphrase),
+     .desc = "Git bundle over SSH: passphrase of ssh_key ({file: PATH}, {env: VAR})."},
+    {.key = "ssh_agent",
+     .type = CFG_BOOL,
+     .offset = offsetof(struct agentcfg_bundle, ssh_agent),
+     .def = "false",
+     .desc = "Git bundle over SSH: authenticate with ssh-agent (SSH_AUTH_SOCK) when no ssh_key."},
+    {.key = "known_hosts",
+     .type = CFG_PATH,
+     .offset = offsetof(struct agentcfg_bundle, known_hosts),
+     .desc = "Git bundle over SSH: known_hosts file the server's key must be in "
+             "(default: ~/.ssh/known_hosts)."},
+    {.key = "versioned",
+     .type = CFG_BOOL,
+     .offset = offsetof(struct agentcfg_bundle, versioned),
+     .def = "true",
+     .desc = "A task runs only while the folder holds the version its DAG was scheduled with "
+             "(false: in the folder as it is)."},
     {0},
 };
 
@@ -205,7 +254,7 @@ const struct cfg_entry agentcfg_table[] = {
      .sub = bundle_table,
      .elem_size = sizeof(struct agentcfg_bundle),
      .max_items = BUNDLES_MAX,
-     .desc = "DAG bundles: [{name, path}]."},
+     .desc = "DAG bundles: [{name, path, versioned}]."},
     {.key = "secrets.file",
      .type = CFG_PATH,
      .offset = F(secrets.file),
@@ -328,10 +377,41 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = W(log_format),
      .validate = check_log_format,
      .desc = "The worker's log format (default: logs.format)."},
+    /* ---- dag_processor ---- */
+    {.key = "dag_processor.name",
+     .type = CFG_STRING,
+     .offset = D(name),
+     .def = "dag-processor",
+     .desc = "Agent name of the dag-processor shown by the plane."},
+    {.key = "dag_processor.state_dir",
+     .type = CFG_PATH,
+     .offset = D(state_dir),
+     .desc = "File-hash cache of each bundle (default: <state_dir>/dag_processor)."},
+    {.key = "dag_processor.refresh_interval",
+     .type = CFG_DURATION,
+     .offset = D(refresh_ms),
+     .def = "30s",
+     .min = 1000,
+     .max = 86400000,
+     .desc = "Rescan of each local bundle (unchanged files cost one stat each)."},
+    {.key = "dag_processor.keep_versions",
+     .type = CFG_INT,
+     .offset = D(keep_versions),
+     .def = "5",
+     .min = 1,
+     .max = 1000,
+     .desc = "Git bundles: checkouts kept besides the current one (never one a task runs in)."},
+    {.key = "dag_processor.log_level",
+     .type = CFG_STRING,
+     .offset = D(log_level),
+     .validate = check_log_level,
+     .desc = "The dag-processor's log level (default: logs.level)."},
+    {.key = "dag_processor.log_format",
+     .type = CFG_STRING,
+     .offset = D(log_format),
+     .validate = check_log_format,
+     .desc = "The dag-processor's log format (default: logs.format)."},
     /* ---- reserved for the roles this version does not include ---- */
-    {.key = "dag_processor",
-     .type = CFG_RESERVED,
-     .desc = "reserved for remex-dag-processor, which this version does not include"},
     {.key = "triggerer",
      .type = CFG_RESERVED,
      .desc = "reserved for remex-triggerer, which this version does not include"},
@@ -469,6 +549,11 @@ static int derive_defaults(struct agentcfg *c)
         derive(&c->sentinel.log_level, c->logs.level) ||
         derive(&c->sentinel.log_format, c->logs.format))
         return -1;
+    snprintf(buf, sizeof(buf), "%s/dag_processor", c->state_dir);
+    if (derive(&c->dag_processor.state_dir, buf) != 0 ||
+        derive(&c->dag_processor.log_level, c->logs.level) ||
+        derive(&c->dag_processor.log_format, c->logs.format))
+        return -1;
     if (c->state_dir[0] == '/')
         snprintf(buf, sizeof(buf), "file://%s/xcom", c->state_dir);
     else if (getcwd(cwd, sizeof(cwd)))
@@ -544,6 +629,19 @@ void agentcfg_free(struct agentcfg *cfg)
     cfg_free(agentcfg_table, cfg);
 }
 
+void agentcfg_bundle_spec(const struct agentcfg *c, const struct agentcfg_bundle *b,
+                          struct bundle_spec *out)
+{
+    *out = (struct bundle_spec){.name = b->name,
+                                .path = b->path,
+                                .unversioned = !b->versioned,
+                                .url = b->url,
+                                .ref = b->tracking_ref,
+                                .subdir = b->subdir,
+                                .state_dir = c->state_dir,
+                                .token = &b->token};
+}
+
 /* The resources a start would open: bundle folders and the secrets file. */
 static int check_resources(const struct agentcfg *c, const char *path, struct buf *out)
 {
@@ -554,7 +652,7 @@ static int check_resources(const struct agentcfg *c, const char *path, struct bu
     struct remex_error e;
     int rc = 0;
     for (size_t i = 0; i < c->bundles.n && i < BUNDLES_MAX; i++)
-        specs[i] = (struct bundle_spec){.name = b[i].name, .path = b[i].path};
+        agentcfg_bundle_spec(c, &b[i], &specs[i]);
     struct secrets_config sc = {.file = c->secrets.file};
     if (bundle_set_new(specs, c->bundles.n, &bs, &e) != REMEX_OK) {
         buf_printf(out, "%s: bundles: %s\n", path ? path : "(defaults)", e.msg);

@@ -1,4 +1,4 @@
-/* bundle: local folder bundles and their content versions. */
+/* bundle: local folder bundles, their scans and content versions. */
 #include "remex/bundle.h"
 
 #include <dirent.h>
@@ -9,14 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
-
-#include "remex/hash.h"
 
 struct bundle {
     char *name;
-    char *path;
+    char *path; /* local: the folder; git: NULL */
+    int unversioned;
+    char *git_dir;            /* git: <state_dir>/bundles/<name> */
+    char *subdir;             /* git: NULL or a relative folder */
+    char *checkout;           /* git: the last path bundle_path answered */
+    struct bundle_files last; /* stat cache: the last scan */
 };
 
 struct bundle_set {
@@ -36,6 +41,69 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* A git spec: URL, ref, subdir (relative, no ".."), a state dir for its checkouts. */
+static remex_err git_check(const struct bundle_spec *specs, size_t i, struct remex_error *e)
+{
+    const struct bundle_spec *s = &specs[i];
+    const char *sd = s->subdir;
+    if (s->url[0] == '\0')
+        return remex_seterr(e, REMEX_EINVAL, "bundles[%zu].url: empty", i);
+    if (s->ref != NULL && s->ref[0] == '\0')
+        return remex_seterr(e, REMEX_EINVAL, "bundles[%zu].tracking_ref: empty", i);
+    if (sd != NULL && (sd[0] == '/' || strcmp(sd, "..") == 0 || strncmp(sd, "../", 3) == 0 ||
+                       strstr(sd, "/../") != NULL ||
+                       (strlen(sd) >= 3 && strcmp(sd + strlen(sd) - 3, "/..") == 0)))
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundles[%zu].subdir: must be a folder inside the repository", i);
+    if (s->state_dir == NULL)
+        return remex_seterr(e, REMEX_EINVAL, "bundles[%zu]: a git bundle needs state_dir", i);
+    return REMEX_OK;
+}
+
+/* Copies a git spec into x; -1 out of memory. */
+static int git_copy(const struct bundle_spec *s, struct bundle *x)
+{
+    char buf[PATH_MAX];
+    char *abs = s->state_dir[0] == '/' ? NULL : realpath(".", NULL);
+    int n = snprintf(buf, sizeof(buf), "%s%s%s/bundles/%s", abs ? abs : "", abs ? "/" : "",
+                     s->state_dir, s->name);
+    free(abs);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return -1;
+    x->git_dir = strdup(buf);
+    x->subdir = s->subdir && *s->subdir ? strdup(s->subdir) : NULL;
+    return x->git_dir == NULL || (s->subdir && *s->subdir && x->subdir == NULL) ? -1 : 0;
+}
+
+/* Checks spec i against the specs before it and its folder. */
+static remex_err spec_check(const struct bundle_spec *specs, size_t i, struct remex_error *e)
+{
+    struct stat st;
+    if (specs[i].name == NULL || !valid_name(specs[i].name))
+        return remex_seterr(e, REMEX_EINVAL, "bundles[%zu].name: must match [A-Za-z0-9_.-]{1,64}",
+                            i);
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(specs[j].name, specs[i].name) == 0)
+            return remex_seterr(e, REMEX_EINVAL, "bundles[%zu].name: duplicate bundle '%s'", i,
+                                specs[i].name);
+    if (specs[i].url != NULL && specs[i].path != NULL)
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundles[%zu]: set path (a local folder) or url (a git repository), "
+                            "not both",
+                            i);
+    if (specs[i].url != NULL)
+        return git_check(specs, i, e);
+    if (specs[i].path == NULL)
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundles[%zu]: set path (a local folder) or url (a git repository)", i);
+    if (stat(specs[i].path, &st) != 0)
+        return remex_errno(e, REMEX_EINVAL, "bundles[%zu].path: %s", i, specs[i].path);
+    if (!S_ISDIR(st.st_mode))
+        return remex_seterr(e, REMEX_EINVAL, "bundles[%zu].path: %s: not a folder", i,
+                            specs[i].path);
+    return REMEX_OK;
+}
+
 remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundle_set **out,
                          struct remex_error *e)
 {
@@ -46,34 +114,18 @@ remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundl
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < n && rc == REMEX_OK; i++) {
-        struct stat st;
-        if (specs[i].name == NULL || !valid_name(specs[i].name)) {
-            rc = remex_seterr(e, REMEX_EINVAL, "bundles[%zu].name: must match [A-Za-z0-9_.-]{1,64}",
-                              i);
+        if ((rc = spec_check(specs, i, e)) != REMEX_OK)
             break;
-        }
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(specs[j].name, specs[i].name) == 0)
-                rc = remex_seterr(e, REMEX_EINVAL, "bundles[%zu].name: duplicate bundle '%s'", i,
-                                  specs[i].name);
-        if (rc != REMEX_OK)
-            break;
-        if (specs[i].path == NULL) {
-            rc = remex_seterr(e, REMEX_EINVAL, "bundles[%zu].path: missing", i);
-            break;
-        }
-        if (stat(specs[i].path, &st) != 0) {
-            rc = remex_errno(e, REMEX_EINVAL, "bundles[%zu].path: %s", i, specs[i].path);
-            break;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-            rc = remex_seterr(e, REMEX_EINVAL, "bundles[%zu].path: %s: not a folder", i,
-                              specs[i].path);
-            break;
-        }
         b->items[i].name = strdup(specs[i].name);
-        b->items[i].path = realpath(specs[i].path, NULL);
+        b->items[i].unversioned = specs[i].unversioned;
         b->n = i + 1;
+        if (specs[i].url != NULL) {
+            if (b->items[i].name == NULL || git_copy(&specs[i], &b->items[i]) != 0)
+                rc = remex_seterr(e, REMEX_ENOMEM, "bundles[%zu]: out of memory or path too long",
+                                  i);
+            continue;
+        }
+        b->items[i].path = realpath(specs[i].path, NULL);
         if (b->items[i].name == NULL || b->items[i].path == NULL)
             rc = remex_errno(e, REMEX_ENOMEM, "bundles[%zu]", i);
     }
@@ -92,6 +144,10 @@ void bundle_set_free(struct bundle_set *b)
     for (size_t i = 0; i < b->n; i++) {
         free(b->items[i].name);
         free(b->items[i].path);
+        free(b->items[i].git_dir);
+        free(b->items[i].subdir);
+        free(b->items[i].checkout);
+        bundle_files_free(&b->items[i].last);
     }
     free(b->items);
     free(b);
@@ -102,7 +158,7 @@ const char *bundle_name(const struct bundle_set *b, size_t i)
     return i < b->n ? b->items[i].name : NULL;
 }
 
-static const struct bundle *find(const struct bundle_set *b, const char *name)
+static struct bundle *find(const struct bundle_set *b, const char *name)
 {
     for (size_t i = 0; i < b->n; i++)
         if (strcmp(b->items[i].name, name) == 0)
@@ -110,39 +166,183 @@ static const struct bundle *find(const struct bundle_set *b, const char *name)
     return NULL;
 }
 
-remex_err bundle_path(const struct bundle_set *b, const char *name, const char *version,
-                      const char **path, struct remex_error *e)
+const char *bundle_root(const struct bundle_set *b, const char *name)
 {
     const struct bundle *x = find(b, name);
-    (void)version;
+    return x ? x->path : NULL;
+}
+
+const char *bundle_git_dir(const struct bundle_set *b, const char *name)
+{
+    const struct bundle *x = find(b, name);
+    return x ? x->git_dir : NULL;
+}
+
+/* A full 40-hex lower-case commit SHA (as gitbundle_is_sha; no libgit2 in the worker). */
+static int is_sha(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return 0;
+    return n == 40;
+}
+
+/* The checkout of a git bundle at a commit: dir/<sha>[/subdir], which must exist. */
+static remex_err git_path(struct bundle *x, const char *version, const char **path,
+                          struct remex_error *e)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    if (version == NULL || !is_sha(version))
+        return remex_seterr(e, REMEX_EINVAL,
+                            "git bundle '%s': version '%s' is not a commit SHA (was the DAG "
+                            "uploaded by hand rather than by a dag-processor?)",
+                            x->name, version ? version : "");
+    int n = snprintf(p, sizeof(p), "%s/%s%s%s", x->git_dir, version, x->subdir ? "/" : "",
+                     x->subdir ? x->subdir : "");
+    if (n < 0 || (size_t)n >= sizeof(p))
+        return remex_seterr(e, REMEX_EINVAL, "git bundle '%s': path too long", x->name);
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+        return remex_seterr(e, REMEX_ENOTFOUND,
+                            "git bundle '%s': commit %s is not checked out on this agent (%s): "
+                            "the agent's dag-processor checks out each version it syncs; check "
+                            "that it runs with the same state_dir",
+                            x->name, version, p);
+    free(x->checkout);
+    if ((x->checkout = strdup(p)) == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    *path = x->checkout;
+    return REMEX_OK;
+}
+
+/* Rescans x with its own last scan as the stat cache. */
+static remex_err rescan(struct bundle *x, char version[BUNDLE_VERSION_MAX], struct remex_error *e)
+{
+    struct bundle_files nf;
+    remex_err rc = bundle_scan_dir(x->path, &x->last, &nf, version, e);
+    if (rc != REMEX_OK)
+        return rc;
+    bundle_files_free(&x->last);
+    x->last = nf;
+    return REMEX_OK;
+}
+
+remex_err bundle_path(struct bundle_set *b, const char *name, const char *version,
+                      const char **path, struct remex_error *e)
+{
+    struct bundle *x = find(b, name);
+    char cur[BUNDLE_VERSION_MAX];
+    remex_err rc;
     if (x == NULL)
         return remex_seterr(e, REMEX_ENOTFOUND, "bundle '%s' is not configured on this agent",
                             name);
+    if (x->git_dir != NULL)
+        return git_path(x, version, path, e);
+    if (version != NULL && *version != '\0' && !x->unversioned) {
+        if ((rc = rescan(x, cur, e)) != REMEX_OK)
+            return rc;
+        if (strcmp(cur, version) != 0)
+            return remex_seterr(
+                e, REMEX_ECONFLICT,
+                "bundle '%s' at version %s cannot be had: its folder %s now holds "
+                "version %s (the DAG's files changed since it was scheduled; mark "
+                "the bundle 'versioned: false' to run tasks in the folder as it is)",
+                name, version, x->path, cur);
+    }
     *path = x->path;
     return REMEX_OK;
 }
 
-/* Walk state for bundle_version. */
+remex_err bundle_hold(const struct bundle_set *b, const char *name, const char *version, int *fd,
+                      struct remex_error *e)
+{
+    const struct bundle *x = find(b, name);
+    char p[PATH_MAX];
+    struct stat a, c;
+    *fd = -1;
+    if (x == NULL || x->git_dir == NULL)
+        return REMEX_OK;
+    if (version == NULL || !is_sha(version))
+        return remex_seterr(e, REMEX_EINVAL, "git bundle '%s': version '%s' is not a commit SHA",
+                            name, version ? version : "");
+    snprintf(p, sizeof(p), "%s/%s", x->git_dir, version);
+    int d = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* The pruner holds the folder exclusively while it renames it away; a folder opened
+     * just before that rename is caught by comparing it with what the path holds now. */
+    if (d < 0 || flock(d, LOCK_SH | LOCK_NB) != 0 || fstat(d, &a) != 0 || stat(p, &c) != 0 ||
+        a.st_ino != c.st_ino || a.st_dev != c.st_dev) {
+        if (d >= 0)
+            close(d);
+        return remex_seterr(e, REMEX_ENOTFOUND,
+                            "git bundle '%s': the checkout of %s is gone (pruned): keep more "
+                            "versions (dag_processor.keep_versions)",
+                            name, version);
+    }
+    *fd = d;
+    return REMEX_OK;
+}
+
+remex_err bundle_version(struct bundle_set *b, const char *name, char out[BUNDLE_VERSION_MAX],
+                         struct remex_error *e)
+{
+    struct bundle *x = find(b, name);
+    if (x == NULL)
+        return remex_seterr(e, REMEX_ENOTFOUND, "bundle '%s' is not configured on this agent",
+                            name);
+    if (x->git_dir != NULL)
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundle '%s' is a git bundle: its version is the commit its "
+                            "tracking_ref points to",
+                            name);
+    return rescan(x, out, e);
+}
+
+/* ---- scans ---- */
+
+/* Walk state of a scan. */
 struct walk {
-    char **files; /* relative paths, owned */
-    size_t n, cap;
+    const char *root;
+    struct bundle_files *f;
+    size_t cap;
     uint64_t bytes;
 };
 
-static int cmp_str(const void *a, const void *b)
+static remex_err walk_add(struct walk *w, const char *rel, const struct stat *st,
+                          struct remex_error *e)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    struct bundle_files *f = w->f;
+    if (f->n >= BUNDLE_MAX_FILES || (w->bytes += (uint64_t)st->st_size) > BUNDLE_MAX_BYTES)
+        return remex_seterr(e, REMEX_ETOOBIG, "%s: bundle larger than %d files or 1 GiB", w->root,
+                            BUNDLE_MAX_FILES);
+    if (f->n == w->cap) {
+        size_t nc = w->cap ? w->cap * 2 : 64;
+        struct bundle_file *v = realloc(f->v, nc * sizeof(*v));
+        if (v == NULL)
+            return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        f->v = v;
+        w->cap = nc;
+    }
+    struct bundle_file *x = &f->v[f->n];
+    memset(x, 0, sizeof(*x));
+    if ((x->rel = strdup(rel)) == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    x->size = (uint64_t)st->st_size;
+    x->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    x->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+    x->ino = (uint64_t)st->st_ino;
+    f->n++;
+    return REMEX_OK;
 }
 
 /* Recursion is bounded by BUNDLE_MAX_DEPTH (each level holds a DIR and ~8 KiB of stack). */
-static remex_err walk_dir(const char *root, const char *rel, int depth, struct walk *w,
-                          struct remex_error *e)
+static remex_err walk_dir(struct walk *w, const char *rel, int depth, struct remex_error *e)
 {
     char path[PATH_MAX];
     if (depth > BUNDLE_MAX_DEPTH)
-        return remex_seterr(e, REMEX_ETOOBIG, "%s: folders nested deeper than %d levels", root,
+        return remex_seterr(e, REMEX_ETOOBIG, "%s: folders nested deeper than %d levels", w->root,
                             BUNDLE_MAX_DEPTH);
-    snprintf(path, sizeof(path), "%s%s%s", root, *rel ? "/" : "", rel);
+    snprintf(path, sizeof(path), "%s%s%s", w->root, *rel ? "/" : "", rel);
     DIR *d = opendir(path);
     struct dirent *de;
     remex_err rc = REMEX_OK;
@@ -158,96 +358,169 @@ static remex_err walk_dir(const char *root, const char *rel, int depth, struct w
             continue;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
             continue;
-        if (S_ISDIR(st.st_mode)) {
-            rc = walk_dir(root, sub, depth + 1, w, e);
-        } else if (S_ISREG(st.st_mode)) {
-            if (w->n >= BUNDLE_MAX_FILES || (w->bytes += (uint64_t)st.st_size) > BUNDLE_MAX_BYTES) {
-                rc = remex_seterr(e, REMEX_ETOOBIG, "%s: bundle larger than %d files or 1 GiB",
-                                  root, BUNDLE_MAX_FILES);
-                break;
-            }
-            if (w->n == w->cap) {
-                size_t nc = w->cap ? w->cap * 2 : 64;
-                char **f = realloc(w->files, nc * sizeof(*f));
-                if (f == NULL) {
-                    rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");
-                    break;
-                }
-                w->files = f;
-                w->cap = nc;
-            }
-            if ((w->files[w->n] = strdup(sub)) == NULL)
-                rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");
-            else
-                w->n++;
-        }
+        if (S_ISDIR(st.st_mode))
+            rc = walk_dir(w, sub, depth + 1, e);
+        else if (S_ISREG(st.st_mode))
+            rc = walk_add(w, sub, &st, e);
     }
     closedir(d);
     return rc;
 }
 
-/* Feeds "relpath\0size\0<content>" of one file into the digest. */
-static remex_err hash_file(EVP_MD_CTX *ctx, const char *root, const char *rel,
+/* SHA-256 of a file's content into hex; the file must still have the scanned size. */
+static remex_err hash_file(EVP_MD_CTX *ctx, const char *root, struct bundle_file *x,
                            struct remex_error *e)
 {
-    char path[PATH_MAX], hdr[40];
-    unsigned char chunk[65536];
+    char path[PATH_MAX];
+    unsigned char chunk[65536], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    uint64_t total = 0;
     ssize_t r;
-    struct stat st;
-    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    snprintf(path, sizeof(path), "%s/%s", root, x->rel);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        if (fd >= 0)
-            close(fd);
+    if (fd < 0)
         return remex_errno(e, REMEX_EIO, "%s", path);
-    }
-    int n = snprintf(hdr, sizeof(hdr), "%lld", (long long)st.st_size);
-    EVP_DigestUpdate(ctx, rel, strlen(rel) + 1);
-    EVP_DigestUpdate(ctx, hdr, (size_t)n + 1);
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     while ((r = read(fd, chunk, sizeof(chunk))) != 0) {
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0) {
+        if (r < 0 || (total += (uint64_t)r) > x->size) {
             close(fd);
-            return remex_errno(e, REMEX_EIO, "%s", path);
+            return r < 0 ? remex_errno(e, REMEX_EIO, "%s", path)
+                         : remex_seterr(e, REMEX_EAGAIN, "%s: changed while it was read", path);
         }
         EVP_DigestUpdate(ctx, chunk, (size_t)r);
     }
     close(fd);
+    if (total != x->size)
+        return remex_seterr(e, REMEX_EAGAIN, "%s: changed while it was read", path);
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    hash_hex(md, mdlen < HASH_SHA256_LEN ? mdlen : HASH_SHA256_LEN, x->sha256);
     return REMEX_OK;
 }
 
-remex_err bundle_version(const struct bundle_set *b, const char *name, char out[72],
-                         struct remex_error *e)
+static int cmp_file(const void *a, const void *b)
 {
-    const struct bundle *x = find(b, name);
-    struct walk w = {0};
-    remex_err rc;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    return strcmp(((const struct bundle_file *)a)->rel, ((const struct bundle_file *)b)->rel);
+}
 
-    if (x == NULL)
-        return remex_seterr(e, REMEX_ENOTFOUND, "bundle '%s' is not configured on this agent",
-                            name);
-    rc = walk_dir(x->path, "", 0, &w, e);
+/* prev's entry for x when its stat signature still holds, else NULL; *j walks prev in order. */
+static const struct bundle_file *reuse(const struct bundle_files *prev, size_t *j,
+                                       const struct bundle_file *x)
+{
+    int c = 1;
+    if (prev == NULL)
+        return NULL;
+    while (*j < prev->n && (c = strcmp(prev->v[*j].rel, x->rel)) < 0)
+        (*j)++;
+    if (*j >= prev->n || c != 0)
+        return NULL;
+    const struct bundle_file *p = &prev->v[*j];
+    if (p->racy || p->size != x->size || p->mtime_ns != x->mtime_ns || p->ctime_ns != x->ctime_ns ||
+        p->ino != x->ino || p->sha256[0] == '\0')
+        return NULL;
+    return p;
+}
+
+/* Fills every file's content hash (reused or read); marks racy files. */
+static remex_err hash_all(const char *root, const struct bundle_files *prev, struct bundle_files *f,
+                          struct remex_error *e)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t racy_after = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec - BUNDLE_RACY_NS;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (rc == REMEX_OK && ctx == NULL)
-        rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    if (rc == REMEX_OK) {
-        if (w.n > 1)
-            qsort(w.files, w.n, sizeof(*w.files), cmp_str);
-        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-        for (size_t i = 0; i < w.n && rc == REMEX_OK; i++)
-            rc = hash_file(ctx, x->path, w.files[i], e);
-        EVP_DigestFinal_ex(ctx, md, &mdlen);
-    }
-    if (rc == REMEX_OK) {
-        memcpy(out, "sha256:", 7);
-        hash_hex(md, mdlen < HASH_SHA256_LEN ? mdlen : HASH_SHA256_LEN, out + 7);
+    size_t j = 0;
+    remex_err rc = REMEX_OK;
+    if (ctx == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    for (size_t i = 0; i < f->n && rc == REMEX_OK; i++) {
+        struct bundle_file *x = &f->v[i];
+        const struct bundle_file *p = reuse(prev, &j, x);
+        x->racy = x->mtime_ns > racy_after || x->ctime_ns > racy_after;
+        if (p != NULL) {
+            memcpy(x->sha256, p->sha256, sizeof(x->sha256));
+            continue;
+        }
+        rc = hash_file(ctx, root, x, e);
+        f->hashed++;
     }
     EVP_MD_CTX_free(ctx);
-    for (size_t i = 0; i < w.n; i++)
-        free(w.files[i]);
-    free(w.files);
     return rc;
+}
+
+remex_err bundle_files_version(const struct bundle_files *f, char version[BUNDLE_VERSION_MAX],
+                               struct remex_error *e)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hdr[24];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (size_t i = 0; i < f->n; i++) {
+        int n = snprintf(hdr, sizeof(hdr), "%llu", (unsigned long long)f->v[i].size);
+        EVP_DigestUpdate(ctx, f->v[i].rel, strlen(f->v[i].rel) + 1);
+        EVP_DigestUpdate(ctx, hdr, (size_t)n + 1);
+        EVP_DigestUpdate(ctx, f->v[i].sha256, strlen(f->v[i].sha256) + 1);
+    }
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    memcpy(version, "sha256:", 7);
+    hash_hex(md, mdlen < HASH_SHA256_LEN ? mdlen : HASH_SHA256_LEN, version + 7);
+    return REMEX_OK;
+}
+
+remex_err bundle_scan_dir(const char *root, const struct bundle_files *prev,
+                          struct bundle_files *out, char version[BUNDLE_VERSION_MAX],
+                          struct remex_error *e)
+{
+    struct walk w = {.root = root, .f = out};
+    remex_err rc;
+    memset(out, 0, sizeof(*out));
+    /* A file rewritten while it is read is read again, a few times at most. */
+    for (int attempt = 0;; attempt++) {
+        rc = walk_dir(&w, "", 0, e);
+        if (rc == REMEX_OK && out->n > 1)
+            qsort(out->v, out->n, sizeof(*out->v), cmp_file);
+        if (rc == REMEX_OK)
+            rc = hash_all(root, prev, out, e);
+        if (rc != REMEX_EAGAIN || attempt == 3)
+            break;
+        bundle_files_free(out);
+        w.cap = 0;
+        w.bytes = 0;
+    }
+    if (rc == REMEX_EAGAIN)
+        rc = REMEX_EIO;
+    if (rc == REMEX_OK)
+        rc = bundle_files_version(out, version, e);
+    if (rc != REMEX_OK)
+        bundle_files_free(out);
+    return rc;
+}
+
+long bundle_files_find(const struct bundle_files *f, const char *rel)
+{
+    size_t lo = 0, hi = f->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(f->v[mid].rel, rel);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+void bundle_files_free(struct bundle_files *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        free(f->v[i].rel);
+    free(f->v);
+    memset(f, 0, sizeof(*f));
 }

@@ -91,6 +91,7 @@ def main():
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if args.san == "1":
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=86")
+        env.setdefault("LSAN_OPTIONS", "suppressions=" + os.path.join(ROOT, "test", "lsan.supp"))
         env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1:exitcode=87")
     only = re.compile(args.only) if args.only else None
 

@@ -441,7 +441,7 @@ static int setup(struct worker *w)
     struct bundle_spec specs[256];
     const struct agentcfg_bundle *wb = ac->bundles.items;
     for (size_t i = 0; i < ac->bundles.n && i < 256; i++)
-        specs[i] = (struct bundle_spec){.name = wb[i].name, .path = wb[i].path};
+        agentcfg_bundle_spec(ac, &wb[i], &specs[i]);
     if (bundle_set_new(specs, ac->bundles.n, &w->bundles, &e) != REMEX_OK) {
         log_error("bundles: %s", e.msg);
         return REMEX_EXIT_CONFIG;

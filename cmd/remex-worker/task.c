@@ -84,6 +84,8 @@ void task_release(struct wtask *t)
     free(t->argv);
     proc_env_free(&t->env);
     free(t->cwd);
+    if (t->bundle_fd >= 0)
+        close(t->bundle_fd);
     free(t->prep_error);
     free(t->log_path);
     buf_free(&t->line);
@@ -348,10 +350,15 @@ static void resolve_bundle(struct wtask *t)
     const char *version = json_string_value(json_object_get(b, "version"));
     const char *path = NULL;
     struct remex_error e;
-    if (!t->w->bundles || !name ||
-        bundle_path(t->w->bundles, name, version && *version ? version : NULL, &path, &e) !=
-            REMEX_OK) {
+    if (!t->w->bundles || !name) {
         set_prep_error(t, "bundle '%s' is not configured on this worker", name ? name : "");
+        return;
+    }
+    /* The task runs in its bundle at the version its DAG was scheduled with, or not at all. */
+    if (bundle_path(t->w->bundles, name, version && *version ? version : NULL, &path, &e) !=
+            REMEX_OK ||
+        bundle_hold(t->w->bundles, name, version, &t->bundle_fd, &e) != REMEX_OK) {
+        set_prep_error(t, "%s", e.msg);
         return;
     }
     t->cwd = strdup(path);
@@ -562,7 +569,7 @@ void task_offer(struct worker *w, json_t *asg)
     }
     t->w = w;
     t->asg = asg;
-    t->out_fd = t->log_fd = t->spawn_wfd = -1;
+    t->out_fd = t->log_fd = t->spawn_wfd = t->bundle_fd = -1;
     t->cg.procs_fd = -1;
     t->phase = WT_STARTING;
     buf_init(&t->line, 64u * 1024u);

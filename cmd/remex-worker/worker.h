@@ -86,6 +86,7 @@ struct wtask {
     char **argv; /* owned, NULL-terminated */
     struct proc_env env;
     char *cwd;
+    int bundle_fd; /* git bundle: the checkout held (bundle_hold) while the try lives, or -1 */
     struct proc_rlimit rlim[4];
     size_t nrlim;
     int64_t timeout_ms; /* 0: none */

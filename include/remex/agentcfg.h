@@ -4,9 +4,9 @@
  * Every role (and the supervisor) loads the whole file with this table and
  * validates the whole file, so that `--check` of any of them gives the same
  * verdict. Shared sections: plane, state_dir, logs, bundles, secrets, xcom.
- * One section per role: worker, sentinel, agent (the supervisor, with its
- * workers[] instances); dag_processor and triggerer are reserved for the roles
- * this version does not include (a mapping is accepted there and named in a
+ * One section per role: worker, dag_processor, sentinel, agent (the supervisor,
+ * with its workers[] instances); triggerer is reserved for the role this
+ * version does not include (a mapping is accepted there and named in a
  * warning, never silently read).
  *
  * Derived defaults, applied by agentcfg_load after every source:
@@ -14,6 +14,7 @@
  *   worker.log_level  logs.level      worker.log_format  logs.format
  *   sentinel.agent_socket  <state_dir>/agent.sock
  *   sentinel.log_level logs.level     sentinel.log_format logs.format
+ *   dag_processor.state_dir  <state_dir>/dag_processor (and log_level, log_format as worker's)
  *   xcom.store        file://<absolute state_dir>/xcom
  *   agent.control_socket  <state_dir>/agent.sock
  *
@@ -23,6 +24,7 @@
 #ifndef REMEX_AGENTCFG_H
 #define REMEX_AGENTCFG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "remex/buf.h"
@@ -38,9 +40,30 @@ enum agentcfg_memenf {
 /* Indexed by enum agentcfg_memenf, NULL-terminated. */
 extern const char *const agentcfg_memenf_names[];
 
+/* One bundle: local (path) or git (url, tracking_ref, subdir, refresh_interval, token or
+ * ssh_key, ssh_passphrase, ssh_agent, known_hosts). */
 struct agentcfg_bundle {
     char *name;
     char *path;
+    bool versioned; /* false: tasks run in the folder as it is, whatever their version */
+    char *url;
+    char *tracking_ref;
+    char *subdir;
+    uint64_t refresh_ms;
+    struct cfg_secret token;
+    char *ssh_key;
+    struct cfg_secret ssh_passphrase;
+    bool ssh_agent;
+    char *known_hosts;
+};
+
+struct agentcfg_dag_processor {
+    char *name;
+    char *state_dir;       /* file-hash caches */
+    uint64_t refresh_ms;   /* rescan interval of local bundles */
+    int64_t keep_versions; /* git checkouts kept (newest first) */
+    char *log_level;
+    char *log_format;
 };
 
 struct agentcfg_worker {
@@ -125,11 +148,17 @@ struct agentcfg {
     struct agentcfg_worker worker;
     struct agentcfg_agent agent;
     struct agentcfg_sentinel sentinel;
+    struct agentcfg_dag_processor dag_processor;
 };
 
 extern const struct cfg_entry agentcfg_table[];
 /* The roles remex-agent knows, NULL-terminated: worker, dag-processor, triggerer, sentinel. */
 extern const char *const agentcfg_role_names[];
+
+struct bundle_spec;
+/* The bundle module's spec of bundle b (borrows from c and b). */
+void agentcfg_bundle_spec(const struct agentcfg *c, const struct agentcfg_bundle *b,
+                          struct bundle_spec *out);
 
 /*
  * Loads path (NULL: defaults and environment only) into cfg (zeroed or

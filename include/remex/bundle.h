@@ -1,26 +1,78 @@
 /*
  * bundle: named folders of DAG files and task code, at a version.
  *
- * A bundle set is built from the agent configuration (`bundles: [{name, path}]`).
- * Local bundles are folders used in place: tasks run in the folder as it is,
- * and the bundle's version is a content hash (see bundle_version). Git bundles
- * plug in behind the same calls (resolve a version to a checkout folder).
- * Names match [A-Za-z0-9_.-]{1,64} and are unique within a set.
+ * A bundle set is built from the agent configuration (`bundles: [{name, path,
+ * versioned}]`). A local bundle is a folder; its version is a content hash
+ * (bundle_version). Names match [A-Za-z0-9_.-]{1,64} and are unique within a
+ * set.
+ *
+ * Versions (docs/bundles.md): a task is scheduled with the version of the
+ * bundle its DAG was read from. For a versioned local bundle (the default),
+ * bundle_path answers the folder only while the folder's content is still that
+ * version; once the folder changed, the version cannot be had and the task
+ * fails with both versions named. A bundle marked `versioned: false` runs
+ * every task in the folder as it is, whatever version it was scheduled with.
+ *
+ * Scanning: bundle_scan_dir walks a folder once, stats every regular file
+ * and hashes the content of only those whose (size, mtime, ctime, inode)
+ * changed since a previous scan the caller hands in; a file changed less than
+ * BUNDLE_RACY_NS before a scan is never trusted by the next one (the racy
+ * file problem of stat caches). The set keeps its last scan per bundle, so a
+ * worker computes an unchanged bundle's version with stat calls only.
+ *
+ * Git bundles (gitbundle.h): the version is a commit SHA and tasks run in
+ * that commit's checkout, <state_dir>/bundles/<name>/<sha>/<subdir>, made by
+ * the dag-processor before it syncs the version. bundle_path only looks the
+ * checkout up (no network, no libgit2 here).
+ *
+ * Not thread-safe: one set per thread.
  */
 #ifndef REMEX_BUNDLE_H
 #define REMEX_BUNDLE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "remex/err.h"
+#include "remex/hash.h"
 
-#define BUNDLE_MAX_FILES 100000
-#define BUNDLE_MAX_BYTES (1ull << 30)
-#define BUNDLE_MAX_DEPTH 64 /* nested folders below a bundle root */
+#define BUNDLE_MAX_FILES   100000
+#define BUNDLE_MAX_BYTES   (1ull << 30)
+#define BUNDLE_MAX_DEPTH   64 /* nested folders below a bundle root */
+#define BUNDLE_VERSION_MAX 72 /* "sha256:" + 64 hex + NUL fits */
+#define BUNDLE_RACY_NS     2000000000LL
 
+struct cfg_secret;
+
+/* A local bundle sets path; a git bundle sets url (and state_dir), never both. */
 struct bundle_spec {
     const char *name;
     const char *path; /* folder; made absolute when the set is built */
+    int unversioned;  /* `versioned: false`: tasks run in the folder as it is */
+    /* git (gitbundle.h) */
+    const char *url;
+    const char *ref;                /* tracking_ref (NULL: "main") */
+    const char *subdir;             /* relative folder of the repository, NULL: root */
+    const char *state_dir;          /* the agent's; checkouts in <state_dir>/bundles/<name> */
+    const struct cfg_secret *token; /* borrowed for the set's life, may be NULL */
+};
+
+/* One regular file of a scan. */
+struct bundle_file {
+    char *rel; /* path below the root, '/'-separated (owned) */
+    uint64_t size;
+    int64_t mtime_ns; /* st_mtim */
+    int64_t ctime_ns; /* st_ctim */
+    uint64_t ino;
+    int racy;                     /* changed within BUNDLE_RACY_NS of the scan: rehash next time */
+    char sha256[HASH_SHA256_HEX]; /* content */
+};
+
+/* A scan: files sorted by rel (strcmp). */
+struct bundle_files {
+    struct bundle_file *v;
+    size_t n;
+    size_t hashed; /* files whose content was read by this scan */
 };
 
 struct bundle_set;
@@ -31,23 +83,57 @@ remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundl
 void bundle_set_free(struct bundle_set *b);
 /* Name of the i-th bundle (borrowed), NULL past the end. */
 const char *bundle_name(const struct bundle_set *b, size_t i);
+/* Absolute folder of local bundle name (borrowed), NULL for an unknown or git bundle. */
+const char *bundle_root(const struct bundle_set *b, const char *name);
+/* The git cache folder of bundle name, <state_dir>/bundles/<name>; NULL unless a git bundle. */
+const char *bundle_git_dir(const struct bundle_set *b, const char *name);
 
 /*
  * Folder in which tasks of bundle `name` at `version` run (borrowed, valid
- * until bundle_set_free). version may be NULL (current). Local bundles have
- * only their current content: any version resolves to the folder.
- * REMEX_ENOTFOUND for an unknown bundle.
+ * until bundle_set_free). version NULL or "" means the current content.
+ * REMEX_ENOTFOUND for an unknown bundle; REMEX_ECONFLICT when the bundle is
+ * versioned and its folder no longer holds `version` (the message names the
+ * bundle, the version asked and the folder's current version); a scan error
+ * otherwise (REMEX_EIO, REMEX_ETOOBIG). Git bundles: REMEX_EINVAL without a
+ * commit SHA, REMEX_ENOTFOUND when that commit is not checked out here.
  */
-remex_err bundle_path(const struct bundle_set *b, const char *name, const char *version,
+remex_err bundle_path(struct bundle_set *b, const char *name, const char *version,
                       const char **path, struct remex_error *e);
 
 /*
- * Content version of a local bundle: "sha256:<hex>" over the sorted relative
- * paths, sizes and contents of its regular files (".git" and dot-files skipped,
- * symlinks not followed). Caps: BUNDLE_MAX_FILES files, BUNDLE_MAX_BYTES bytes,
- * BUNDLE_MAX_DEPTH levels of folders (REMEX_ETOOBIG past any of them).
+ * Keeps the checkout of a git bundle's version from being pruned while a task
+ * runs in it: *fd is the checkout folder opened (O_CLOEXEC) with a shared
+ * flock(2), held until the caller closes it; gitbundle_prune never removes a
+ * folder someone holds. Local bundles: *fd = -1 (nothing to hold).
+ * REMEX_ENOTFOUND when the checkout is gone or being pruned.
  */
-remex_err bundle_version(const struct bundle_set *b, const char *name, char out[72],
+remex_err bundle_hold(const struct bundle_set *b, const char *name, const char *version, int *fd,
+                      struct remex_error *e);
+
+/*
+ * Content version of a local bundle: "sha256:<hex>" over, for each regular
+ * file in rel order, "rel\0size\0<sha256 hex of content>\0" (".git" and
+ * dot-files skipped, symlinks not followed). Caps: BUNDLE_MAX_FILES files,
+ * BUNDLE_MAX_BYTES bytes, BUNDLE_MAX_DEPTH levels of folders (REMEX_ETOOBIG
+ * past any of them). Uses and refreshes the set's stat cache.
+ */
+remex_err bundle_version(struct bundle_set *b, const char *name, char out[BUNDLE_VERSION_MAX],
                          struct remex_error *e);
+
+/*
+ * Scans the folder root into *out (initialised here; free with
+ * bundle_files_free) and writes its version as bundle_version does. prev
+ * (sorted, may be NULL) lends content hashes of unchanged files. Caps and
+ * skipped entries as bundle_version.
+ */
+remex_err bundle_scan_dir(const char *root, const struct bundle_files *prev,
+                          struct bundle_files *out, char version[BUNDLE_VERSION_MAX],
+                          struct remex_error *e);
+/* The version of a scan (as bundle_version). */
+remex_err bundle_files_version(const struct bundle_files *f, char version[BUNDLE_VERSION_MAX],
+                               struct remex_error *e);
+/* Index of rel in f, or -1. */
+long bundle_files_find(const struct bundle_files *f, const char *rel);
+void bundle_files_free(struct bundle_files *f);
 
 #endif

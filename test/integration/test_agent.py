@@ -27,7 +27,7 @@ class AgentCase(workerfix.WorkerCase):
             f"plane:\n  url: {self.url}\n  token: {{file: {tok}}}\n"
             f"state_dir: {self.state}\n"
             f"logs:\n  format: {logs_format}\n"
-            f"bundles:\n  - {{name: main, path: {self.bundle}}}\n"
+            f"bundles:\n  - {{name: main, path: {self.bundle}, versioned: false}}\n"
             f"xcom:\n  store: file://{self.tmp}/xcom\n"
             f"worker:\n  log_dir: {self.logdir}\n  poll_wait: 5s\n  drain_grace: {drain_grace}\n"
             f"  task_defaults:\n    grace_period: 1s\n"

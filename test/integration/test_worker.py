@@ -251,7 +251,8 @@ class TestWorkerLifecycle(WorkerCase):
 
     def test_one_agent_yaml_with_every_section(self):
         # Every role validates the whole agent.yaml: a file with the sections of roles
-        # this version does not include passes, with a warning naming each reserved one.
+        # this version does not include passes, with a warning naming each reserved one;
+        # the dag_processor section is read (and checked), not reserved.
         tok = self.token_file("x" * 40)
         state = os.path.join(self.tmp, "agentstate")
         full = self.write("full.yaml", (
@@ -269,7 +270,7 @@ class TestWorkerLifecycle(WorkerCase):
         self.assertEqual(p.wait(10), 0, p.output())
         out = p.output()
         self.assertIn("configuration OK", out)
-        self.assertRegex(out, r"full\.yaml:\d+:3: dag_processor: reserved for remex-dag-processor")
+        self.assertNotIn("dag_processor", out)
         self.assertRegex(out, r"full\.yaml:\d+:3: triggerer: reserved for remex-triggerer")
         self.assertNotIn("agent: reserved", out)  # the supervisor's section is read
         self.assertNotIn("sentinel", out)  # an empty mapping needs no warning
@@ -279,6 +280,12 @@ class TestWorkerLifecycle(WorkerCase):
         p = self.spawn("badres", [self.bin("remex-worker"), "-c", bad, "--check"])
         self.assertEqual(p.wait(10), 100)
         self.assertIn("badres.yaml:4:12: triggerer: expected a mapping", p.output())
+        # The dag_processor section is checked like the worker's.
+        bad = self.write("baddp.yaml", "plane:\n  url: http://127.0.0.1:1\n  token: x\n"
+                                       "dag_processor:\n  refresh_interval: 10ms\n")
+        p = self.spawn("baddp", [self.bin("remex-worker"), "-c", bad, "--check"])
+        self.assertEqual(p.wait(10), 100)
+        self.assertIn("baddp.yaml:5:21: dag_processor.refresh_interval", p.output())
 
     def test_derived_defaults_and_shared_log_settings(self):
         # logs.level applies to every role; the worker's state sits under state_dir.

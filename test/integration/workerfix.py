@@ -44,7 +44,8 @@ class WorkerCase(planefix.PlaneCase):
             "    grace_period: 1s\n"
             + extra_worker +
             "bundles:\n"
-            f"  - {{name: main, path: {self.bundle}}}\n"
+            # DAGs are put by hand here (version "v1"), not read by a dag-processor.
+            f"  - {{name: main, path: {self.bundle}, versioned: false}}\n"
             "xcom:\n"
             f"  store: file://{self.tmp}/xcom\n"
             + extra))

@@ -1,0 +1,358 @@
+"""remex-dag-processor against a real remex-plane on loopback: scan, manifest,
+upload of only what the plane lacks, import errors with file:line:col, the
+file-hash cache across restarts, --once, --lint, DAGs that disappear, DAG ids
+defined twice, and a worker that runs a task at the version its DAG was
+scheduled with (or fails it, naming both versions)."""
+import os
+import re
+import signal
+import unittest
+
+import harness
+import workerfix
+
+DAG = """dag_id: {id}
+schedule: null
+start_date: 2026-01-01
+tasks:
+  - task_id: t
+    command: [./run.sh]
+"""
+
+BROKEN = """dag_id: broken
+tasks:
+  - task_id: a
+    command: [true]
+    retries: many
+"""
+
+
+def put_counts(text):
+    """(manifest posts, dag uploads) from the plane's /metrics text."""
+    def total(route, method):
+        n = 0
+        for m in re.finditer(r'remex_plane_http_requests_total\{method="%s",route="%s",'
+                             r'code="\d+"\} (\d+)' % (method, re.escape(route)), text):
+            n += int(m.group(1))
+        return n
+    return total("/api/v1/dags/manifest", "POST"), total("/api/v1/dags/{dag_id}", "PUT")
+
+
+class DagProcessorTest(workerfix.WorkerCase):
+    def setUp(self):
+        super().setUp()
+        self.start_plane()
+        self.tok = self.token_file(self.create_token()["value"], "dp.token")
+        self.state = os.path.join(self.tmp, "dpstate")
+        self.ndp = 0
+
+    def dp_yaml(self, extra_bundle="", refresh="1s"):
+        return self.write("dp.yaml", (
+            "plane:\n"
+            f"  url: {self.url}\n"
+            f"  token: {{file: {self.tok}}}\n"
+            f"state_dir: {self.state}\n"
+            "bundles:\n"
+            f"  - {{name: main, path: {self.bundle}{extra_bundle}}}\n"
+            "dag_processor:\n"
+            f"  refresh_interval: {refresh}\n"))
+
+    def start_dp(self, *args, refresh="1s"):
+        self.ndp += 1
+        return self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c",
+                                            self.dp_yaml(refresh=refresh), "--log-level", "debug",
+                                            *args])
+
+    def once(self):
+        p = self.start_dp("--once")
+        rc = p.wait(30)
+        return rc, p.output()
+
+    def counts(self):
+        return put_counts(self.req("GET", "/metrics", raw=True)[1].decode())
+
+    def dags(self):
+        st, b = self.req("GET", "/api/v1/admin/dags", None, self.admin)
+        self.assertEqual(st, 200, b)
+        return {d["dag_id"]: d for d in b["dags"]}
+
+    def import_errors(self):
+        st, b = self.req("GET", "/api/v1/admin/import-errors", None, self.admin)
+        self.assertEqual(st, 200, b)
+        return b["import_errors"]
+
+    def test_once_uploads_only_what_changed(self):
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        self.write("bundle/sub/b.yml", DAG.format(id="b"))
+        self.write("bundle/run.sh", "#!/bin/sh\necho one\n", mode=0o755)
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.counts(), (1, 2))
+        dags = self.dags()
+        self.assertEqual(set(dags), {"a", "b"})
+        ver = dags["a"]["bundle"]["version"]
+        self.assertRegex(ver, r"^sha256:[0-9a-f]{64}$")
+        self.assertEqual(dags["a"]["bundle"]["name"], "main")
+        self.assertEqual(dags["b"]["bundle"]["version"], ver)
+        # The figures for the sentinel.
+        with open(os.path.join(self.state, "dag_processor", "metrics.prom")) as f:
+            prom = f.read()
+        self.assertIn('remex_dag_processor_files_parsed_total{bundle="main"} 2.000', prom)
+        self.assertIn('remex_dag_processor_uploads_total{bundle="main"} 2.000', prom)
+        self.assertIn('remex_dag_processor_import_errors{bundle="main"} 0.000', prom)
+        self.assertIn('remex_dag_processor_bundle_version{bundle="main",version="%s"} 1' % ver,
+                      prom)
+        self.assertRegex(prom, r'last_refresh_timestamp_seconds\{bundle="main"\} 1\d{9}\.\d{3}')
+        # A restart with nothing changed reads no file (cache on disk) and uploads nothing.
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("0 parsed", out)
+        with open(os.path.join(self.state, "dag_processor", "metrics.prom")) as f:
+            self.assertIn('remex_dag_processor_cache_hits_total{bundle="main"} 2.000', f.read())
+        self.assertEqual(self.counts()[1], 2)
+        # One DAG changed: one upload. The other DAG moves to the new version unchanged.
+        self.write("bundle/a.yaml", DAG.format(id="a") + "tags: [x]\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.counts()[1], 3)
+        dags = self.dags()
+        self.assertNotEqual(dags["a"]["bundle"]["version"], ver)
+        self.assertEqual(dags["b"]["bundle"]["version"], dags["a"]["bundle"]["version"])
+        # A DAG file removed: its DAG becomes inactive.
+        os.unlink(os.path.join(self.bundle, "sub/b.yml"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        dags = self.dags()
+        self.assertFalse(dags["b"]["is_active"])
+        self.assertTrue(dags["a"]["is_active"])
+
+    def test_import_errors_positioned_and_cleared(self):
+        self.write("bundle/good.yaml", DAG.format(id="good"))
+        self.write("bundle/broken.yaml", BROKEN)
+        rc, out = self.once()
+        self.assertEqual(rc, 1, out)  # --once: non-zero with any import error
+        self.assertIn("broken.yaml:5:14:", out)
+        errs = self.import_errors()
+        self.assertEqual(len(errs), 1, errs)
+        e = errs[0]
+        self.assertEqual((e["bundle"], e["file"], e["line"], e["column"]),
+                         ("main", "broken.yaml", 5, 14))
+        self.assertIn("retries", e["message"])
+        # remexctl shows it with its position.
+        ctl = self.spawn("ctl", [self.bin("remexctl"), "--plane", self.url, "--token-file",
+                                 self.conf["admin_token_file"], "import-errors"])
+        self.assertEqual(ctl.wait(15), 0, ctl.output())
+        self.assertRegex(ctl.output(), r"main\s+broken\.yaml:5:14\s+.*retries")
+        # The broken file hides no other DAG.
+        self.assertIn("good", self.dags())
+        self.assertNotIn("broken", self.dags())
+        # Fixed: the error is cleared.
+        self.write("bundle/broken.yaml", BROKEN.replace("many", "2"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.import_errors(), [])
+        self.assertIn("broken", self.dags())
+
+    def test_one_file_per_rule_exact_messages(self):
+        # Each file breaks one rule; the plane shows each problem with its exact position
+        # and message, and the valid file's DAG is synced beside them.
+        bad = {
+            "unknown_key.yaml": ("dag_id: a\ntasks:\n  - task_id: t\n    comand: [true]\n",
+                                 [(4, 5, "unknown key 'comand' (did you mean 'command'?)")]),
+            "unknown_upstream.yaml": (
+                "dag_id: b\ntasks:\n  - task_id: t\n    command: [true]\n    upstream: [nope]\n",
+                [(5, 16, "tasks[0].upstream[0]: unknown task 'nope'")]),
+            "cycle.yaml": ("dag_id: c\ntasks:\n  - task_id: x\n    command: [true]\n"
+                           "    upstream: [y]\n  - task_id: y\n    command: [true]\n"
+                           "    upstream: [x]\n", [(3, 5, "tasks: cycle x -> y -> x")]),
+            "bad_cron.yaml": ("dag_id: d\nschedule: \"61 * * * *\"\ntasks:\n  - task_id: t\n"
+                              "    command: [true]\n",
+                              [(2, 11, "schedule: minute field: value 61 out of range 0-59 "
+                                       "(column 1)")]),
+            "bad_id.yaml": ("dag_id: \"bad id!\"\ntasks:\n  - task_id: t\n    command: [true]\n",
+                            [(1, 9, "dag_id: expected id matching [A-Za-z0-9_.-]{1,250}")]),
+            "bad_duration.yaml": ("dag_id: f\ntasks:\n  - task_id: t\n    command: [true]\n"
+                                  "    retry_delay: soon\n",
+                                  [(5, 18, "retry_delay: expected a duration like 30s, 5m, 1h30m "
+                                           "or a number of seconds")]),
+            "no_command.yaml": ("dag_id: g\ntasks:\n  - task_id: t\n",
+                                [(3, 5, "tasks[0]: exactly one of command and shell is required")]),
+            "dup_task.yaml": ("dag_id: h\ntasks:\n  - task_id: t\n    command: [true]\n"
+                              "  - task_id: t\n    command: [true]\n",
+                              [(5, 14, "tasks[1].task_id: duplicate task id 't'")]),
+            "bad_rule.yaml": ("dag_id: k\ntasks:\n  - task_id: t\n    command: [true]\n"
+                              "    trigger_rule: sometimes\n",
+                              [(5, 19, "trigger_rule: unknown trigger rule (see "
+                                       "docs/dag-format.md)")]),
+            "alias.yaml": ("a: &x 1\nb: *x\n", [(1, 4, "anchors are not supported")]),
+            "empty.yaml": ("", [(1, 1, "no DAG in the file")]),
+        }
+        for name, (text, _) in bad.items():
+            self.write("bundle/" + name, text)
+        self.write("bundle/ok.yaml", DAG.format(id="ok"))
+        rc, out = self.once()
+        self.assertEqual(rc, 1, out)
+        want = sorted((f, l, c, m) for f, (_, errs) in bad.items() for (l, c, m) in errs)
+        got = sorted((e["file"], e["line"], e["column"], e["message"])
+                     for e in self.import_errors())
+        self.assertEqual(got, want)
+        self.assertEqual(set(self.dags()), {"ok"})
+        # --lint says the same, file by file.
+        p = self.spawn("lint-all", [self.bin("remex-dag-processor"), "--lint",
+                                    *[os.path.join(self.bundle, n) for n in sorted(bad)]])
+        self.assertEqual(p.wait(15), 1)
+        for f, l, c, m in want:
+            self.assertIn(f"{os.path.join(self.bundle, f)}:{l}:{c}: {m}\n", p.output())
+
+    def test_dag_id_in_two_files(self):
+        self.write("bundle/one.yaml", DAG.format(id="same"))
+        self.write("bundle/two.yaml", "# another copy\n" + DAG.format(id="same"))
+        self.write("bundle/other.yaml", DAG.format(id="other"))
+        rc, out = self.once()
+        self.assertEqual(rc, 1, out)
+        errs = sorted((e["file"], e["line"], e["column"], e["message"])
+                      for e in self.import_errors())
+        self.assertEqual(errs, [
+            ("one.yaml", 1, 1, "dag_id 'same' is also defined in two.yaml"),
+            ("two.yaml", 2, 1, "dag_id 'same' is also defined in one.yaml"),
+        ])
+        self.assertEqual(set(self.dags()), {"other"})
+
+    def test_running_rescans_and_syncs_changes(self):
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        p = self.start_dp()
+        p.wait_output("registered as agent", 15)
+        harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
+        up = self.counts()[1]
+        # Unchanged rescans send nothing.
+        n = p.output().count("unchanged (version")
+        harness.wait_for(lambda: p.output().count("unchanged (version") >= n + 2, 15, 0.1,
+                         "two unchanged rescans")
+        self.assertEqual(self.counts()[1], up)
+        self.write("bundle/c.yaml", DAG.format(id="c"))
+        harness.wait_for(lambda: "c" in self.dags(), 15, 0.1, "dag c on the plane")
+        self.write("bundle/bad.yaml", "dag_id: [\n")
+        harness.wait_for(lambda: self.import_errors(), 15, 0.1, "the import error")
+        self.assertEqual(self.import_errors()[0]["file"], "bad.yaml")
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
+        self.assertIn("drained", p.output())
+        self.assertNotIn(open(self.tok).read().strip(), p.output())
+
+    def test_inotify_sees_changes_between_rescans(self):
+        # The periodic rescan is an hour away: only inotify can see these changes.
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        self.write("bundle/sub/x.yaml", DAG.format(id="x"))
+        p = self.start_dp(refresh="1h")
+        harness.wait_for(lambda: "x" in self.dags(), 15, 0.1, "dags on the plane")
+        self.write("bundle/b.yaml", DAG.format(id="b"))           # new file in the root
+        self.write("bundle/sub/y.yaml", DAG.format(id="y"))       # new file in a sub-folder
+        harness.wait_for(lambda: {"b", "y"} <= set(self.dags()), 15, 0.1, "new dags")
+        os.rename(os.path.join(self.bundle, "sub/x.yaml"),
+                  os.path.join(self.bundle, "sub/.x.yaml.bak"))   # moved away (now a dot-file)
+        harness.wait_for(lambda: not self.dags()["x"]["is_active"], 15, 0.1, "x inactive")
+        self.write("bundle/.swap", "editor scratch\n")            # dot-files change nothing
+        self.assertIn("changed on disk: rescanning", p.output())
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
+
+    def test_plane_unreachable_then_back(self):
+        # Through a TCP proxy the test can pause: a manifest that cannot be delivered is
+        # retried with backoff, and the change reaches the plane once it is back.
+        prox = self.proxy(self.port)
+        real = self.url
+        self.url = f"http://127.0.0.1:{prox.port}"
+        cfg = self.dp_yaml(refresh="1h")
+        self.url = real
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        p = self.spawn("dp-proxy", [self.bin("remex-dag-processor"), "-c", cfg, "--log-level",
+                                    "debug"])
+        harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
+        prox.cut()
+        prox.pause()
+        self.write("bundle/b.yaml", DAG.format(id="b"))
+        # It keeps trying while the plane is away (a retry that found the session "lost"
+        # once waited for a re-registration that never came).
+        harness.wait_for(lambda: p.output().count("retrying") >= 2, 20, 0.1, "two failed syncs")
+        self.assertNotIn("b", self.dags())
+        prox.resume()
+        harness.wait_for(lambda: "b" in self.dags(), 30, 0.1, "dag b once the plane is back")
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
+
+    def test_corrupt_cache_is_ignored(self):
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        with open(os.path.join(self.state, "dag_processor", "main.cache.json"), "w") as f:
+            f.write('{"format": 1, "files": [')
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("file-hash cache ignored", out)
+        self.assertIn("1 parsed", out)
+
+    def test_lint(self):
+        good = self.write("good.yaml", DAG.format(id="g"))
+        bad = self.write("bad.yaml", BROKEN)
+        dup = self.write("dup.yaml", DAG.format(id="g"))
+        p = self.spawn("lint1", [self.bin("remex-dag-processor"), "--lint", good])
+        self.assertEqual(p.wait(10), 0, p.output())
+        self.assertIn("1 file OK (1 DAG)", p.output())
+        p = self.spawn("lint2", [self.bin("remex-dag-processor"), "--lint", good, bad, dup])
+        self.assertEqual(p.wait(10), 1, p.output())
+        out = p.output()
+        self.assertIn(bad + ":5:14: ", out)
+        self.assertIn(good + ":1:1: dag_id 'g' is also defined in " + dup, out)
+        self.assertIn(dup + ":1:1: dag_id 'g' is also defined in " + good, out)
+        p = self.spawn("lint3", [self.bin("remex-dag-processor"), "--lint"])
+        self.assertEqual(p.wait(10), 2, p.output())
+        p = self.spawn("lint4", [self.bin("remex-dag-processor"), "--lint",
+                                 os.path.join(self.tmp, "nope.yaml")])
+        self.assertEqual(p.wait(10), 1, p.output())
+        self.assertIn("nope.yaml:1:1: cannot read the file", p.output())
+
+    def test_task_runs_at_its_version_or_fails_naming_both(self):
+        self.write("bundle/v.yaml", DAG.format(id="v"))
+        self.script("run.sh", "#!/bin/sh\necho version-one\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        ver1 = self.dags()["v"]["bundle"]["version"]
+        tok = self.create_token()["value"]
+        self.agent_token_path = self.token_file(tok)
+        cfg = self.write("w.yaml", (
+            "plane:\n"
+            f"  url: {self.url}\n"
+            f"  token: {{file: {self.agent_token_path}}}\n"
+            "worker:\n  name: w1\n  slots: 2\n"
+            f"  state_dir: {self.tmp}/wstate\n  log_dir: {self.tmp}/logs\n  poll_wait: 10s\n"
+            "bundles:\n"
+            f"  - {{name: main, path: {self.bundle}}}\n"
+            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+        self.logdir = os.path.join(self.tmp, "logs")
+        w = self.spawn("worker", [self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
+        self.wait_registered(w)
+        st, _ = self.req("POST", "/api/v1/admin/dags/v/unpause", {}, self.admin)
+        run = self.trigger("v")
+        b = self.wait_run("v", run)
+        self.assertEqual(b["state"], "success", b)
+        self.assertIn("version-one", self.task_log("v", run, "t"))
+        # The folder changes after the DAG was scheduled at ver1: the task cannot run at ver1.
+        self.script("run.sh", "#!/bin/sh\necho version-two\n")
+        run2 = self.trigger("v")
+        b = self.wait_run("v", run2)
+        self.assertEqual(b["state"], "failed", b)
+        out = w.output()
+        self.assertIn("bundle 'main' at version %s cannot be had" % ver1, out)
+        self.assertRegex(out, r"now holds version sha256:[0-9a-f]{64}")
+        # Once the dag-processor synced the new version, tasks run the new code.
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertNotEqual(self.dags()["v"]["bundle"]["version"], ver1)
+        run3 = self.trigger("v")
+        b = self.wait_run("v", run3)
+        self.assertEqual(b["state"], "success", b)
+        self.assertIn("version-two", self.task_log("v", run3, "t"))
+
+
+if __name__ == "__main__":
+    unittest.main()
