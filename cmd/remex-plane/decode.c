@@ -389,6 +389,7 @@ static const struct decode_field f_trigger_poll[] = {
 };
 static const struct decode_field f_trigger_event[] = {
     {"payload", DECODE_ANY, NULL},
+    {"timed_out", DECODE_ANY, NULL},
     F_END,
 };
 static const struct decode_field f_manifest_dag[] = {

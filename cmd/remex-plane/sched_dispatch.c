@@ -51,7 +51,8 @@ int64_t sdisp_due(struct plane *p, int64_t now)
                    " started_ms = NULL, ended_ms = NULL, exit_code = NULL, signal = NULL"
                    " WHERE id = ?1",
                    "ii", ids[i], now);
-            s->queued_any = 1;
+            if (!strig_declared(p, ids[i], strig_task_of(p, ids[i]), now))
+                s->queued_any = 1;
             break;
         case DAG_TI_RUNNING:
             if (!cancelled[i]) {
@@ -576,22 +577,11 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
                   ? "failed"
                   : "up_for_retry";
     } else if (!done) { /* deferred */
-        char *spec = json_dumps(r->trigger, JSON_COMPACT);
-        json_t *to = json_object_get(r->trigger, "timeout");
-        int64_t tms = json_is_number(to) ? now + (int64_t)(json_number_value(to) * 1000.0) : 0;
-        sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", ti);
-        sq_run(p,
-               "INSERT INTO triggers (ti, try_number, spec, timeout_ms, created_ms)"
-               " VALUES (?1, ?2, ?3, ?4, ?5)",
-               "iitNi", ti, try_no, spec ? spec : "{}", tms ? tms : INT64_MIN, now);
-        free(spec);
+        strig_insert(p, ti, try_no, r->trigger, now);
         sq_run(p,
                "UPDATE task_instances SET state = 'deferred', agent_id = NULL, due_ms = NULL,"
                " cancel_ms = NULL, timeout_ms = NULL WHERE id = ?1",
                "i", ti);
-        if (tms)
-            sched_due_hint(p, tms);
-        plane_wake(p, PLANE_WAIT_TRIGGER);
     }
     sq_commit(p, began);
     if (SCHED(p)->room_blocked) {

@@ -270,7 +270,7 @@ static void run_eval(struct plane *p, int64_t run, int kind, int64_t now)
             switch (dag_rule_eval(t->trigger_rule, &c)) {
             case DAG_RULE_RUN:
                 ti_queue(p, ids[i], now);
-                st[i] = DAG_TI_QUEUED;
+                st[i] = strig_declared(p, ids[i], t, now) ? DAG_TI_DEFERRED : DAG_TI_QUEUED;
                 break;
             case DAG_RULE_SKIP:
             case DAG_RULE_UPSTREAM_FAILED: {

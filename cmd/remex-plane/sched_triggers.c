@@ -13,17 +13,47 @@
 
 #define POLL_MAX_TRIGGERS 1000
 
+/* 1 when the trigger spec (JSON text) asks on_timeout: skip. */
+static int spec_skips(const char *spec)
+{
+    json_t *j = json_loads(spec, JSON_DECODE_ANY, NULL);
+    json_t *v = json_is_object(j) ? json_object_get(j, "on_timeout") : NULL;
+    int skip = json_is_string(v) && strcmp(json_string_value(v), "skip") == 0;
+    json_decref(j);
+    return skip;
+}
+
+/* Ends a deferred TI whose trigger timed out: skipped or failed (and retried)
+ * as its trigger's on_timeout says. The trigger row is gone already. */
+static void timed_out(struct plane *p, int64_t ti, int skip, int64_t now)
+{
+    if (!sq_int(p, 0, "SELECT state = 'deferred' FROM task_instances WHERE id = ?1", "i", ti))
+        return;
+    if (!skip) {
+        sched_ti_fail(p, ti, "trigger timeout", 1, now);
+        return;
+    }
+    sq_run(p,
+           "UPDATE task_instances SET state = 'skipped', ended_ms = ?2, reason = 'trigger timeout',"
+           " due_ms = NULL WHERE id = ?1",
+           "ii", ti, now);
+    sched_mark_run(p, sq_int(p, 0, "SELECT run FROM task_instances WHERE id = ?1", "i", ti),
+                   SDIRTY_EVAL);
+}
+
 int64_t strig_due(struct plane *p, int64_t now)
 {
     int64_t ids[64], tis[64];
+    int skip[64];
     int n = 0;
     sqlite3_stmt *st = sq(p,
-                          "SELECT id, ti FROM triggers WHERE timeout_ms <= ?1 ORDER BY timeout_ms"
-                          " LIMIT 64",
+                          "SELECT id, ti, spec FROM triggers WHERE timeout_ms <= ?1"
+                          " ORDER BY timeout_ms LIMIT 64",
                           "i", now);
     while (st && n < 64 && sqlite3_step(st) == SQLITE_ROW) {
         ids[n] = sqlite3_column_int64(st, 0);
         tis[n] = sqlite3_column_int64(st, 1);
+        skip[n] = spec_skips(sq_text(st, 2));
         n++;
     }
     if (st)
@@ -32,14 +62,60 @@ int64_t strig_due(struct plane *p, int64_t now)
         log_info("sched: trigger %" PRId64 " of task instance %" PRId64 " timed out", ids[i],
                  tis[i]);
         sq_run(p, "DELETE FROM triggers WHERE id = ?1", "i", ids[i]);
-        if (sq_int(p, 0, "SELECT state = 'deferred' FROM task_instances WHERE id = ?1", "i",
-                   tis[i]))
-            sched_ti_fail(p, tis[i], "trigger timeout", 1, now);
+        timed_out(p, tis[i], skip[i], now);
     }
     if (n == 64)
         return now;
     return sq_int(p, INT64_MAX, "SELECT min(timeout_ms) FROM triggers WHERE timeout_ms IS NOT NULL",
                   "");
+}
+
+void strig_insert(struct plane *p, int64_t ti, int64_t try_no, const json_t *spec, int64_t now)
+{
+    char *text = json_dumps(spec, JSON_COMPACT);
+    json_t *to = json_object_get(spec, "timeout");
+    int64_t tms = json_is_number(to) ? now + (int64_t)(json_number_value(to) * 1000.0) : 0;
+    sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", ti);
+    sq_run(p,
+           "INSERT INTO triggers (ti, try_number, spec, timeout_ms, created_ms)"
+           " VALUES (?1, ?2, ?3, ?4, ?5)",
+           "iitNi", ti, try_no, text ? text : "{}", tms ? tms : INT64_MIN, now);
+    free(text);
+    if (tms)
+        sched_due_hint(p, tms);
+    plane_wake(p, PLANE_WAIT_TRIGGER);
+}
+
+const struct dag_task *strig_task_of(struct plane *p, int64_t ti)
+{
+    sqlite3_stmt *st = sq(p,
+                          "SELECT t.task_id, r.dag_id FROM task_instances t JOIN dag_runs r"
+                          " ON r.id = t.run WHERE t.id = ?1",
+                          "i", ti);
+    const struct dag_task *t = NULL;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        struct sdag *d = sdag_find(p, sq_text(st, 1));
+        long k = d ? sdag_task_index(d, sq_text(st, 0)) : -1;
+        t = k >= 0 ? &d->dag->tasks[k] : NULL;
+    }
+    if (st)
+        sqlite3_reset(st);
+    return t;
+}
+
+int strig_declared(struct plane *p, int64_t ti, const struct dag_task *t, int64_t now)
+{
+    if (!t || !t->trigger)
+        return 0;
+    int64_t try_no = sq_int(p, 0, "SELECT try_number FROM task_instances WHERE id = ?1", "i", ti);
+    sq_run(p,
+           "UPDATE task_instances SET state = 'deferred', agent_id = NULL, due_ms = NULL,"
+           " started_ms = ?2 WHERE id = ?1 AND state = 'queued'",
+           "ii", ti, now);
+    if (sqlite3_changes(p->db) == 0)
+        return 0;
+    strig_insert(p, ti, try_no, t->trigger, now);
+    return 1;
 }
 
 void strig_release_agent(struct plane *p, int64_t agent_id)
@@ -218,6 +294,31 @@ void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_re
     plane_reply(rs, 200, json_pack("{so}", "triggers", arr));
 }
 
+/* A trigger's event for ti (deferred): a declared sensor without a command
+ * succeeds; anything else is queued again, same try, with the payload (pj). */
+static void fire(struct plane *p, int64_t ti, const char *pj, int64_t now)
+{
+    const struct dag_task *t = strig_task_of(p, ti);
+    if (t && t->trigger && !t->has_command && !t->shell) {
+        sq_run(p,
+               "UPDATE task_instances SET state = 'success', ended_ms = ?2, trigger_event = ?3,"
+               " due_ms = NULL, agent_id = NULL WHERE id = ?1 AND state = 'deferred'",
+               "iit", ti, now, pj);
+        if (sqlite3_changes(p->db) > 0)
+            sched_mark_run(
+                p, sq_int(p, 0, "SELECT run FROM task_instances WHERE id = ?1", "i", ti),
+                SDIRTY_EVAL);
+        return;
+    }
+    sq_run(p,
+           "UPDATE task_instances SET state = 'queued', queued_ms = ?2, agent_id = NULL,"
+           " trigger_event = ?3, report_state = NULL, due_ms = NULL WHERE id = ?1 AND"
+           " state = 'deferred'",
+           "iit", ti, now, pj);
+    if (sqlite3_changes(p->db) > 0)
+        plane_wake(p, PLANE_WAIT_WORK);
+}
+
 void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
     int64_t id;
@@ -230,13 +331,20 @@ void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_r
     }
     if (rq_obj(rs, rq->body, "payload", &payload) < 0)
         return;
+    json_t *tmo = rq->body ? json_object_get(rq->body, "timed_out") : NULL;
+    if (tmo && !json_is_boolean(tmo)) {
+        plane_error(rs, 400, "bad_request", "timed_out: expected boolean");
+        return;
+    }
     char *pj = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
     pthread_mutex_lock(&p->mu);
-    sqlite3_stmt *st = sq(p, "SELECT ti, agent_id FROM triggers WHERE id = ?1", "i", id);
+    sqlite3_stmt *st = sq(p, "SELECT ti, agent_id, spec FROM triggers WHERE id = ?1", "i", id);
     int64_t ti = 0, agent = -1;
+    int skip = 0;
     if (st && sqlite3_step(st) == SQLITE_ROW) {
         ti = sqlite3_column_int64(st, 0);
         agent = sq_col_int(st, 1, -1);
+        skip = spec_skips(sq_text(st, 2));
     }
     if (st)
         sqlite3_reset(st);
@@ -246,16 +354,17 @@ void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_r
     } else if (agent != rq->who.agent_id) {
         code = 409;
     } else {
+        int64_t now = plane_now_ms();
         int began = sq_begin(p);
         sq_run(p, "DELETE FROM triggers WHERE id = ?1", "i", id);
-        /* Resume: same try, the payload goes with the next assignment. */
-        sq_run(p,
-               "UPDATE task_instances SET state = 'queued', queued_ms = ?2, agent_id = NULL,"
-               " trigger_event = ?3, report_state = NULL, due_ms = NULL WHERE id = ?1 AND"
-               " state = 'deferred'",
-               "iit", ti, plane_now_ms(), pj ? pj : "{}");
-        if (sqlite3_changes(p->db) > 0)
-            plane_wake(p, PLANE_WAIT_WORK);
+        if (json_is_true(tmo)) {
+            log_info("sched: trigger %" PRId64 " of task instance %" PRId64
+                     " timed out on its triggerer",
+                     id, ti);
+            timed_out(p, ti, skip, now);
+        } else {
+            fire(p, ti, pj ? pj : "{}", now);
+        }
         sq_commit(p, began);
     }
     pthread_mutex_unlock(&p->mu);

@@ -388,8 +388,10 @@ static void prepare(struct wtask *t, json_t *task, const char *ld)
         vars.data_interval_end = vars.logical_date;
     if (!json_is_object(vars.conf))
         vars.conf = NULL;
-    if (json_object_get(task, "trigger") && !json_object_get(task, "command") &&
-        !json_object_get(task, "shell"))
+    /* Canonical task JSON carries "command": null and "shell": null: presence is not enough. */
+    if (json_is_object(json_object_get(task, "trigger")) &&
+        !json_is_array(json_object_get(task, "command")) &&
+        !json_is_string(json_object_get(task, "shell")))
         set_prep_error(t, "task is a deferrable sensor; a triggerer runs it, not a worker");
     resolve_bundle(t);
     build_argv(t, task, &vars);
