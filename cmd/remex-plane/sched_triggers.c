@@ -126,21 +126,40 @@ void strig_release_agent(struct plane *p, int64_t agent_id)
         plane_wake(p, PLANE_WAIT_TRIGGER);
 }
 
+/* The run context of the trigger row st (columns 4..): what a triggerer expands
+ * templates with (owned json). */
+static json_t *trigger_context(struct plane *p, sqlite3_stmt *st)
+{
+    struct sdag *d = sdag_find(p, sq_text(st, 6));
+    json_t *params = d && d->params ? json_deep_copy(d->params) : json_object();
+    return json_pack(
+        "{ss ss ss sI sI so so so so so}", "dag_id", sq_text(st, 6), "run_id", sq_text(st, 7),
+        "task_id", sq_text(st, 5), "try_number", (json_int_t)sqlite3_column_int64(st, 8),
+        "map_index", (json_int_t)sqlite3_column_int64(st, 9), "logical_date",
+        sched_col_time(st, 10), "data_interval_start", sched_col_time(st, 11), "data_interval_end",
+        sched_col_time(st, 12), "params", params, "conf", sched_col_json(st, 13));
+}
+
 /* Hands up to cap unassigned triggers to agent; appends them to arr. */
 static int hand_out(struct plane *p, int64_t agent, int64_t cap, json_t *arr)
 {
     int64_t ids[POLL_MAX_TRIGGERS];
     int n = 0;
-    sqlite3_stmt *st = sq(p,
-                          "SELECT id, ti, spec, timeout_ms FROM triggers WHERE agent_id IS NULL"
-                          " ORDER BY id LIMIT ?1",
-                          "i", cap);
+    sqlite3_stmt *st =
+        sq(p,
+           "SELECT g.id, g.ti, g.spec, g.timeout_ms, g.created_ms, t.task_id, r.dag_id, r.run_id,"
+           " g.try_number, t.map_index, r.logical_date, r.di_start, r.di_end, r.conf"
+           " FROM triggers g JOIN task_instances t ON t.id = g.ti JOIN dag_runs r"
+           " ON r.id = t.run WHERE g.agent_id IS NULL ORDER BY g.id LIMIT ?1",
+           "i", cap);
     while (st && n < POLL_MAX_TRIGGERS && sqlite3_step(st) == SQLITE_ROW) {
         ids[n++] = sqlite3_column_int64(st, 0);
         json_array_append_new(
-            arr, json_pack("{sI sI so so}", "trigger_id", (json_int_t)sqlite3_column_int64(st, 0),
-                           "ti_id", (json_int_t)sqlite3_column_int64(st, 1), "spec",
-                           sched_col_json(st, 2), "timeout_at", sched_col_time(st, 3)));
+            arr,
+            json_pack("{sI sI so so so so}", "trigger_id", (json_int_t)sqlite3_column_int64(st, 0),
+                      "ti_id", (json_int_t)sqlite3_column_int64(st, 1), "spec",
+                      sched_col_json(st, 2), "timeout_at", sched_col_time(st, 3), "created_at",
+                      sched_col_time(st, 4), "context", trigger_context(p, st)));
     }
     if (st)
         sqlite3_reset(st);
@@ -305,9 +324,8 @@ static void fire(struct plane *p, int64_t ti, const char *pj, int64_t now)
                " due_ms = NULL, agent_id = NULL WHERE id = ?1 AND state = 'deferred'",
                "iit", ti, now, pj);
         if (sqlite3_changes(p->db) > 0)
-            sched_mark_run(
-                p, sq_int(p, 0, "SELECT run FROM task_instances WHERE id = ?1", "i", ti),
-                SDIRTY_EVAL);
+            sched_mark_run(p, sq_int(p, 0, "SELECT run FROM task_instances WHERE id = ?1", "i", ti),
+                           SDIRTY_EVAL);
         return;
     }
     sq_run(p,
