@@ -14,6 +14,7 @@
 
 #define F(m)        offsetof(struct agentcfg, m)
 #define W(m)        offsetof(struct agentcfg, worker.m)
+#define T(m)        offsetof(struct agentcfg, triggerer.m)
 #define BUNDLES_MAX 256
 
 const char *const agentcfg_memenf_names[] = {"auto", "cgroup2", "cgroup1", "rlimit", NULL};
@@ -208,13 +209,75 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = W(log_format),
      .validate = check_log_format,
      .desc = "The worker's log format (default: logs.format)."},
+    /* ---- triggerer ---- */
+    {.key = "triggerer.name",
+     .type = CFG_STRING,
+     .offset = T(name),
+     .def = "triggerer",
+     .desc = "Agent name of the triggerer shown by the plane."},
+    {.key = "triggerer.capacity",
+     .type = CFG_INT,
+     .offset = T(capacity),
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .desc = "Triggers held at once; the plane hands out no more."},
+    {.key = "triggerer.state_dir",
+     .type = CFG_PATH,
+     .offset = T(state_dir),
+     .desc = "Event journal (default: <state_dir>/triggerer)."},
+    {.key = "triggerer.poll_wait",
+     .type = CFG_DURATION,
+     .offset = T(poll_wait_ms),
+     .def = "30s",
+     .min = 1000,
+     .max = 60000,
+     .desc = "Long-poll wait asked from the plane."},
+    {.key = "triggerer.default_timeout",
+     .type = CFG_DURATION,
+     .offset = T(default_timeout_ms),
+     .def = "7d",
+     .min = 1000,
+     .max = 31622400000,
+     .desc = "Timeout of a trigger that declares none; then the task fails (or is skipped "
+             "with on_timeout: skip)."},
+    {.key = "triggerer.poke_interval",
+     .type = CFG_DURATION,
+     .offset = T(poke_ms),
+     .def = "30s",
+     .min = 100,
+     .max = 86400000,
+     .desc = "Check interval of http, external_run and object_key triggers, and the fallback "
+             "poll of file triggers, when the trigger declares none."},
+    {.key = "triggerer.http_timeout",
+     .type = CFG_DURATION,
+     .offset = T(http_timeout_ms),
+     .def = "10s",
+     .min = 100,
+     .max = 600000,
+     .desc = "Time one check of an http trigger may take (connect included)."},
+    {.key = "triggerer.drain_grace",
+     .type = CFG_DURATION,
+     .offset = T(drain_grace_ms),
+     .def = "5s",
+     .min = 0,
+     .max = 600000,
+     .desc = "SIGTERM: time to deliver fired events before exiting (held triggers go back "
+             "to the plane at once)."},
+    {.key = "triggerer.log_level",
+     .type = CFG_STRING,
+     .offset = T(log_level),
+     .validate = check_log_level,
+     .desc = "The triggerer's log level (default: logs.level)."},
+    {.key = "triggerer.log_format",
+     .type = CFG_STRING,
+     .offset = T(log_format),
+     .validate = check_log_format,
+     .desc = "The triggerer's log format (default: logs.format)."},
     /* ---- reserved for the roles this version does not include ---- */
     {.key = "dag_processor",
      .type = CFG_RESERVED,
      .desc = "reserved for remex-dag-processor, which this version does not include"},
-    {.key = "triggerer",
-     .type = CFG_RESERVED,
-     .desc = "reserved for remex-triggerer, which this version does not include"},
     {.key = "sentinel",
      .type = CFG_RESERVED,
      .desc = "reserved for remex-sentinel, which this version does not include"},
@@ -239,6 +302,11 @@ static int derive_defaults(struct agentcfg *c)
     snprintf(buf, sizeof(buf), "%s/worker", c->state_dir);
     if (derive(&c->worker.state_dir, buf) != 0 || derive(&c->worker.log_level, c->logs.level) ||
         derive(&c->worker.log_format, c->logs.format))
+        return -1;
+    snprintf(buf, sizeof(buf), "%s/triggerer", c->state_dir);
+    if (derive(&c->triggerer.state_dir, buf) != 0 ||
+        derive(&c->triggerer.log_level, c->logs.level) ||
+        derive(&c->triggerer.log_format, c->logs.format))
         return -1;
     if (c->state_dir[0] == '/')
         snprintf(buf, sizeof(buf), "file://%s/xcom", c->state_dir);

@@ -4,13 +4,15 @@
  * Every role (and the supervisor) loads the whole file with this table and
  * validates the whole file, so that `--check` of any of them gives the same
  * verdict. Shared sections: plane, state_dir, logs, bundles, secrets, xcom.
- * One section per role: worker; dag_processor, triggerer, sentinel and agent
+ * One section per role: worker, triggerer; dag_processor, sentinel and agent
  * are reserved for the roles this version does not include (a mapping is
  * accepted there and named in a warning, never silently read).
  *
  * Derived defaults, applied by agentcfg_load after every source:
  *   worker.state_dir  <state_dir>/worker
  *   worker.log_level  logs.level      worker.log_format  logs.format
+ *   triggerer.state_dir  <state_dir>/triggerer
+ *   triggerer.log_level  logs.level   triggerer.log_format  logs.format
  *   xcom.store        file://<absolute state_dir>/xcom
  *
  * Every key is overridable from the environment (cfg.h): worker.slots ->
@@ -60,6 +62,19 @@ struct agentcfg_worker {
     char *log_format;
 };
 
+struct agentcfg_triggerer {
+    char *name;
+    int64_t capacity; /* triggers held at once */
+    char *state_dir;
+    uint64_t poll_wait_ms;
+    uint64_t default_timeout_ms; /* a trigger without a timeout */
+    uint64_t poke_ms;            /* checks of polled kinds without poke_interval */
+    uint64_t http_timeout_ms;
+    uint64_t drain_grace_ms;
+    char *log_level;
+    char *log_format;
+};
+
 /* agent.yaml after defaults, the file, REMEX_* overrides and derived defaults. */
 struct agentcfg {
     struct {
@@ -80,6 +95,7 @@ struct agentcfg {
         char *store;
     } xcom;
     struct agentcfg_worker worker;
+    struct agentcfg_triggerer triggerer;
 };
 
 extern const struct cfg_entry agentcfg_table[];

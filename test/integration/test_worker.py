@@ -270,15 +270,15 @@ class TestWorkerLifecycle(WorkerCase):
         out = p.output()
         self.assertIn("configuration OK", out)
         self.assertRegex(out, r"full\.yaml:\d+:3: dag_processor: reserved for remex-dag-processor")
-        self.assertRegex(out, r"full\.yaml:\d+:3: triggerer: reserved for remex-triggerer")
+        self.assertNotIn("triggerer:", out)  # the triggerer's own section: read, no warning
         self.assertRegex(out, r"full\.yaml:\d+:3: agent: reserved for the remex-agent")
         self.assertNotIn("sentinel", out)  # an empty mapping needs no warning
         # A reserved section is a mapping or nothing.
         bad = self.write("badres.yaml", "plane:\n  url: http://127.0.0.1:1\n  token: x\n"
-                                        "triggerer: 12\n")
+                                        "sentinel: 12\n")
         p = self.spawn("badres", [self.bin("remex-worker"), "-c", bad, "--check"])
         self.assertEqual(p.wait(10), 100)
-        self.assertIn("badres.yaml:4:12: triggerer: expected a mapping", p.output())
+        self.assertIn("badres.yaml:4:11: sentinel: expected a mapping", p.output())
 
     def test_derived_defaults_and_shared_log_settings(self):
         # logs.level applies to every role; the worker's state sits under state_dir.

@@ -232,7 +232,8 @@ static void test_check_reserved_section(void **state)
     close(p[0]);
     assert_int_equal(wait_code(pid), REMEX_EXIT_OK);
     assert_non_null(strstr(out, "warning: "));
-    assert_non_null(strstr(out, ":5:3: triggerer: reserved for remex-triggerer"));
+    assert_non_null(strstr(out, ":5:3: sentinel: reserved for remex-sentinel"));
+    assert_null(strstr(out, "triggerer:")); /* a role's own section: read, no warning */
     assert_non_null(strstr(out, "configuration OK"));
 }
 
@@ -259,7 +260,7 @@ static int setup(void **state)
     write_file(bad, "plane:\n  url: http://127.0.0.1:1\n  token: t\nworker:\n  slotz: 3\n");
     snprintf(text, sizeof(text),
              "plane:\n  url: http://127.0.0.1:1\n  token: t0k3n\n"
-             "triggerer:\n  capacity: 1000\nsentinel: {}\n");
+             "sentinel:\n  port: 9000\ntriggerer:\n  capacity: 1000\n");
     write_file(reserved, text);
     return 0;
 }
