@@ -784,6 +784,8 @@ const struct plane_route plane_routes_sched[] = {
     {"GET", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_get},
     {"POST", "/api/v1/triggers/poll", AUTHZ_SESSION, sched_h_trigger_poll},
     {"POST", "/api/v1/triggers/{trigger_id}/event", AUTHZ_SESSION, sched_h_trigger_event},
+    {"POST", "/api/v1/triggers/events", AUTHZ_SESSION, sched_h_trigger_events},
+    {"GET", "/api/v1/dags/{dag_id}/runs/{run_id}/status", AUTHZ_SESSION, sched_h_run_status},
     {"POST", "/api/v1/dags/manifest", AUTHZ_SESSION_OR_ADMIN, sched_h_manifest},
     {"PUT", "/api/v1/dags/{dag_id}", AUTHZ_SESSION_OR_ADMIN, sched_h_dag_put},
     {"GET", "/api/v1/admin/dags", AUTHZ_ADMIN, sched_h_dags_list},

@@ -176,6 +176,9 @@ int strig_declared(struct plane *p, int64_t ti, const struct dag_task *t, int64_
 void strig_release_agent(struct plane *p, int64_t agent_id);
 void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+#define STRIG_EVENTS_MAX 1000 /* events in one POST /triggers/events */
+void sched_h_trigger_events(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_run_status(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
 /* ---- sched_xcom.c ---- */
 void sched_h_xcom_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

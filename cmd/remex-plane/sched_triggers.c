@@ -337,6 +337,111 @@ static void fire(struct plane *p, int64_t ti, const char *pj, int64_t now)
         plane_wake(p, PLANE_WAIT_WORK);
 }
 
+/* Applies one event of the triggerer agent to trigger id: 200 applied, 404
+ * no such trigger (fired already, timed out, or its task moved on), 409 held
+ * by another agent. pj: the payload as JSON text. */
+static int apply_event(struct plane *p, int64_t agent, int64_t id, const char *pj, int timed)
+{
+    sqlite3_stmt *st = sq(p, "SELECT ti, agent_id, spec FROM triggers WHERE id = ?1", "i", id);
+    int64_t ti = 0, holder = -1;
+    int skip = 0;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        ti = sqlite3_column_int64(st, 0);
+        holder = sq_col_int(st, 1, -1);
+        skip = spec_skips(sq_text(st, 2));
+    }
+    if (st)
+        sqlite3_reset(st);
+    if (!ti)
+        return 404;
+    if (holder != agent)
+        return 409;
+    int64_t now = plane_now_ms();
+    sq_run(p, "DELETE FROM triggers WHERE id = ?1", "i", id);
+    if (timed) {
+        log_info("sched: trigger %" PRId64 " of task instance %" PRId64
+                 " timed out on its triggerer",
+                 id, ti);
+        timed_out(p, ti, skip, now);
+    } else {
+        fire(p, ti, pj, now);
+    }
+    return 200;
+}
+
+/* One event object: trigger_id (positive), payload (object), timed_out (bool). */
+static const char *event_decode(json_t *ev, int64_t *id, char **pj, int *timed)
+{
+    json_t *tid = json_object_get(ev, "trigger_id"), *pl = json_object_get(ev, "payload");
+    json_t *tmo = json_object_get(ev, "timed_out");
+    const char *k;
+    json_t *v;
+    *pj = NULL;
+    if (!json_is_object(ev))
+        return "expected object";
+    json_object_foreach(ev, k, v)
+    {
+        if (strcmp(k, "trigger_id") && strcmp(k, "payload") && strcmp(k, "timed_out"))
+            return "unknown field";
+    }
+    if (!json_is_integer(tid) || json_integer_value(tid) <= 0)
+        return "trigger_id: expected positive integer";
+    if (pl && !json_is_null(pl) && !json_is_object(pl))
+        return "payload: expected object";
+    if (tmo && !json_is_boolean(tmo))
+        return "timed_out: expected boolean";
+    *id = json_integer_value(tid);
+    *timed = json_is_true(tmo);
+    *pj = json_is_object(pl) ? json_dumps(pl, JSON_COMPACT) : strdup("{}");
+    return *pj ? NULL : "out of memory";
+}
+
+void sched_h_trigger_events(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    json_t *evs = rq->body ? json_object_get(rq->body, "events") : NULL;
+    size_t n = json_array_size(evs), i;
+    if (!json_is_array(evs) || n > STRIG_EVENTS_MAX) {
+        plane_error(rs, 400, "bad_request", "events: expected array of up to %d events",
+                    STRIG_EVENTS_MAX);
+        return;
+    }
+    int64_t *ids = calloc(n + 1, sizeof(*ids));
+    char **pjs = calloc(n + 1, sizeof(*pjs));
+    int *timed = calloc(n + 1, sizeof(*timed));
+    json_t *out = json_array();
+    const char *bad = !ids || !pjs || !timed || !out ? "out of memory" : NULL;
+    for (i = 0; i < n && !bad; i++)
+        if ((bad = event_decode(json_array_get(evs, i), &ids[i], &pjs[i], &timed[i])))
+            break;
+    if (!bad) {
+        pthread_mutex_lock(&p->mu);
+        int began = sq_begin(p);
+        for (i = 0; i < n; i++) {
+            int code = apply_event(p, rq->who.agent_id, ids[i], pjs[i], timed[i]);
+            json_array_append_new(out,
+                                  json_pack("{sI ss}", "trigger_id", (json_int_t)ids[i], "result",
+                                            code == 200   ? "applied"
+                                            : code == 404 ? "gone"
+                                                          : "not_held"));
+        }
+        int lost = sq_commit(p, began) != 0;
+        pthread_mutex_unlock(&p->mu);
+        rs->committed = 1;
+        if (lost)
+            plane_store_failed(rs);
+        else
+            plane_reply(rs, 200, json_pack("{sO}", "results", out));
+    } else {
+        plane_error(rs, 400, "bad_request", "events[%zu]: %s", i, bad);
+    }
+    for (i = 0; i < n && pjs; i++)
+        free(pjs[i]);
+    json_decref(out);
+    free(ids);
+    free(pjs);
+    free(timed);
+}
+
 void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
     int64_t id;
@@ -356,35 +461,9 @@ void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_r
     }
     char *pj = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
     pthread_mutex_lock(&p->mu);
-    sqlite3_stmt *st = sq(p, "SELECT ti, agent_id, spec FROM triggers WHERE id = ?1", "i", id);
-    int64_t ti = 0, agent = -1;
-    int skip = 0;
-    if (st && sqlite3_step(st) == SQLITE_ROW) {
-        ti = sqlite3_column_int64(st, 0);
-        agent = sq_col_int(st, 1, -1);
-        skip = spec_skips(sq_text(st, 2));
-    }
-    if (st)
-        sqlite3_reset(st);
-    int code = 200;
-    if (!ti) {
-        code = 404;
-    } else if (agent != rq->who.agent_id) {
-        code = 409;
-    } else {
-        int64_t now = plane_now_ms();
-        int began = sq_begin(p);
-        sq_run(p, "DELETE FROM triggers WHERE id = ?1", "i", id);
-        if (json_is_true(tmo)) {
-            log_info("sched: trigger %" PRId64 " of task instance %" PRId64
-                     " timed out on its triggerer",
-                     id, ti);
-            timed_out(p, ti, skip, now);
-        } else {
-            fire(p, ti, pj ? pj : "{}", now);
-        }
-        sq_commit(p, began);
-    }
+    int began = sq_begin(p);
+    int code = apply_event(p, rq->who.agent_id, id, pj ? pj : "{}", json_is_true(tmo));
+    sq_commit(p, began);
     pthread_mutex_unlock(&p->mu);
     free(pj);
     if (code == 404)
@@ -393,4 +472,41 @@ void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_r
         plane_error(rs, 409, "conflict", "the trigger is not held by this agent");
     else
         plane_reply(rs, 200, json_object());
+}
+
+/* What an external_run trigger asks: a run's state and its task instances' states. */
+void sched_h_run_status(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    pthread_mutex_lock(&p->mu);
+    sqlite3_stmt *st = sq(p, "SELECT id, state FROM dag_runs WHERE dag_id = ?1 AND run_id = ?2",
+                          "tt", rq->param[0], rq->param[1]);
+    int64_t run = 0;
+    json_t *out = NULL;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        run = sqlite3_column_int64(st, 0);
+        out = json_pack("{ss ss ss}", "dag_id", rq->param[0], "run_id", rq->param[1], "state",
+                        sq_text(st, 1));
+    }
+    if (st)
+        sqlite3_reset(st);
+    json_t *tis = json_array();
+    st = run ? sq(p,
+                  "SELECT task_id, map_index, state FROM task_instances WHERE run = ?1"
+                  " ORDER BY task_id, map_index",
+                  "i", run)
+             : NULL;
+    while (st && sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(tis, json_pack("{ss sI ss}", "task_id", sq_text(st, 0), "map_index",
+                                             (json_int_t)sqlite3_column_int64(st, 1), "state",
+                                             sq_text(st, 2)));
+    if (st)
+        sqlite3_reset(st);
+    pthread_mutex_unlock(&p->mu);
+    if (!out) {
+        json_decref(tis);
+        plane_error(rs, 404, "not_found", "no such dag run");
+        return;
+    }
+    json_object_set_new(out, "task_instances", tis);
+    plane_reply(rs, 200, out);
 }

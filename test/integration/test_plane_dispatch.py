@@ -325,6 +325,39 @@ class DispatchTest(SchedCase):
             self.assertEqual(st, 400, (body, b))
         self.assertEqual(self.ti_states("eb", "r"), {"s": "deferred"})
 
+    def test_trigger_events_batch_and_run_status(self):
+        self.push_ok(dag("eb2", [{"task_id": f"s{i}", "trigger": {"type": "timer", "delta": 1}}
+                                 for i in range(3)]))
+        t1, t2 = Agent(self, "t1"), Agent(self, "t2")
+        self.trigger("eb2", run_id="r")
+        got = self.poll_triggers(t1, 3)
+        ids = sorted(t["trigger_id"] for t in got)
+        ctx = got[0]["context"]
+        self.assertEqual((ctx["dag_id"], ctx["run_id"], ctx["try_number"]), ("eb2", "r", 1))
+        self.assertIsNotNone(got[0]["created_at"])
+        body = {"events": [{"trigger_id": ids[0], "payload": {"n": 0}},
+                           {"trigger_id": ids[1], "timed_out": True}]}
+        st, b = self.req("POST", "/api/v1/triggers/events", body, t2.session)
+        self.assertEqual(st, 200, b)
+        self.assertEqual([r["result"] for r in b["results"]], ["not_held", "not_held"])
+        st, b = self.req("POST", "/api/v1/triggers/events", body, t1.session)
+        self.assertEqual([r["result"] for r in b["results"]], ["applied", "applied"])
+        st, b = self.req("POST", "/api/v1/triggers/events", body, t1.session)
+        self.assertEqual([r["result"] for r in b["results"]], ["gone", "gone"])  # once only
+        for bad in ({"events": [{"trigger_id": 0}]}, {"events": [{"trigger_id": ids[2],
+                                                                  "payload": 1}]},
+                    {"events": [{"trigger_id": ids[2], "x": 1}]}, {"events": {}},
+                    {"events": [{"trigger_id": ids[2]}] * 1001}):
+            st, b = self.req("POST", "/api/v1/triggers/events", bad, t1.session)
+            self.assertEqual(st, 400, (bad if len(str(bad)) < 200 else "1001 events", b))
+        st, b = self.req("GET", "/api/v1/dags/eb2/runs/r/status", None, t1.session)
+        self.assertEqual(st, 200, b)
+        states = {x["task_id"]: x["state"] for x in b["task_instances"]}
+        self.assertEqual(sorted(states.values()), ["deferred", "failed", "success"])
+        self.assertEqual(b["state"], "running")
+        st, b = self.req("GET", "/api/v1/dags/eb2/runs/nope/status", None, t1.session)
+        self.assertEqual(st, 404, b)
+
     def test_trigger_timeout_fails(self):
         self.push_ok(dag("tt", [{"task_id": "wait"}]))
         ag = Agent(self, "w1")
