@@ -16,7 +16,8 @@ const char *trigspec_kind_name(enum trigspec_kind k)
 }
 
 /* Keys each kind accepts besides the common ones. */
-static const char *const common_keys[] = {"type", "timeout", "on_timeout", "poke_interval", NULL};
+static const char *const common_keys[] = {"type",          "timeout",     "on_timeout",
+                                          "poke_interval", "resume_with", NULL};
 static const char *const kind_keys[TRIGSPEC__COUNT][8] = {
     [TRIGSPEC_TIMER] = {"delta", "at", NULL},
     [TRIGSPEC_FILE] = {"path", "non_empty", NULL},
@@ -255,6 +256,11 @@ static remex_err parse_common(const json_t *spec, struct trigspec *t, struct rem
     if ((rc = get_seconds(spec, "timeout", &t->timeout_ms, e)) != REMEX_OK ||
         (rc = get_seconds(spec, "poke_interval", &t->poke_ms, e)) != REMEX_OK)
         return rc;
+    const json_t *rw = json_object_get(spec, "resume_with");
+    if (rw && !json_is_null(rw) &&
+        (!json_is_string(rw) || json_string_length(rw) == 0 || json_string_length(rw) > 255))
+        return remex_seterr(e, REMEX_EINVAL,
+                            "trigger.resume_with: expected a name of 1..255 bytes");
     const json_t *ot = json_object_get(spec, "on_timeout");
     if (ot && !json_is_null(ot)) {
         const char *s = json_string_value(ot);

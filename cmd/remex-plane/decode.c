@@ -385,6 +385,7 @@ static const struct decode_field f_trigger_poll[] = {
     {"capacity", DECODE_ANY, NULL},
     {"wait", DECODE_ANY, NULL},
     {"held", DECODE_ANY, NULL},
+    {"release", DECODE_ANY, NULL},
     F_END,
 };
 static const struct decode_field f_trigger_event[] = {
@@ -394,6 +395,7 @@ static const struct decode_field f_trigger_event[] = {
 };
 static const struct decode_field f_trigger_event_item[] = {
     {"trigger_id", DECODE_ANY, NULL},
+    {"error", DECODE_ANY, NULL},
     {"payload", DECODE_ANY, NULL},
     {"timed_out", DECODE_ANY, NULL},
     F_END,

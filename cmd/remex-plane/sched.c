@@ -90,6 +90,9 @@ const struct store_migration store_migrations_sched[] = {
           "ALTER TABLE triggers_new RENAME TO triggers;"
           "CREATE INDEX triggers_agent ON triggers (agent_id);"
           "CREATE INDEX triggers_timeout ON triggers (timeout_ms) WHERE timeout_ms IS NOT NULL;"},
+    /* The resume_with name of a run-time deferral, given to the resumed try
+     * with its trigger event. */
+    {105, "ALTER TABLE task_instances ADD COLUMN resume_with TEXT;"},
     {0, NULL},
 };
 

@@ -44,13 +44,14 @@ int64_t sdisp_due(struct plane *p, int64_t now)
             s->queued_any = 1;
             break;
         case DAG_TI_UP_FOR_RETRY:
-            sq_run(p,
-                   "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
-                   " queued_ms = ?2, agent_id = NULL, due_ms = NULL, next_retry_ms = NULL,"
-                   " trigger_event = NULL, report_state = NULL, cancel_ms = NULL,"
-                   " started_ms = NULL, ended_ms = NULL, exit_code = NULL, signal = NULL"
-                   " WHERE id = ?1",
-                   "ii", ids[i], now);
+            sq_run(
+                p,
+                "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
+                " queued_ms = ?2, agent_id = NULL, due_ms = NULL, next_retry_ms = NULL,"
+                " trigger_event = NULL, resume_with = NULL, report_state = NULL, cancel_ms = NULL,"
+                " started_ms = NULL, ended_ms = NULL, exit_code = NULL, signal = NULL"
+                " WHERE id = ?1",
+                "ii", ids[i], now);
             if (!strig_declared(p, ids[i], strig_task_of(p, ids[i]), now))
                 s->queued_any = 1;
             break;
@@ -237,7 +238,8 @@ static int assignment(struct plane *p, struct buf *b, int64_t ti, int64_t *run, 
     sqlite3_stmt *st = sq(p,
                           "SELECT t.task_id, t.map_index, t.try_number, t.trigger_event, t.run,"
                           " t.offer_expires_ms, r.dag_id, r.run_id, r.logical_date, r.di_start,"
-                          " r.di_end, r.conf, t.queue FROM task_instances t JOIN dag_runs r"
+                          " r.di_end, r.conf, t.queue, t.resume_with FROM task_instances t"
+                          " JOIN dag_runs r"
                           " ON r.id = t.run WHERE t.id = ?1",
                           "i", ti);
     if (!st || sqlite3_step(st) != SQLITE_ROW) {
@@ -272,6 +274,10 @@ static int assignment(struct plane *p, struct buf *b, int64_t ti, int64_t *run, 
                sqlite3_column_type(st, 11) == SQLITE_NULL ? "null" : sq_text(st, 11));
     if (sqlite3_column_type(st, 3) != SQLITE_NULL)
         buf_printf(b, ",\"trigger_event\":%s", sq_text(st, 3));
+    if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
+        buf_puts(b, ",\"resume_with\":");
+        put_str(b, sq_text(st, 13));
+    }
     sqlite3_reset(st);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "decode.h"
 #include "remex/log.h"
 #include "sched.h"
 
@@ -21,6 +22,15 @@ static int spec_skips(const char *spec)
     int skip = json_is_string(v) && strcmp(json_string_value(v), "skip") == 0;
     json_decref(j);
     return skip;
+}
+
+/* The resume_with string of the trigger spec (JSON text) into out ("" if none). */
+static void spec_resume_with(const char *spec, char *out, size_t outsz)
+{
+    json_t *j = json_loads(spec, JSON_DECODE_ANY, NULL);
+    const char *s = json_string_value(json_is_object(j) ? json_object_get(j, "resume_with") : NULL);
+    snprintf(out, outsz, "%s", s ? s : "");
+    json_decref(j);
 }
 
 /* Ends a deferred TI whose trigger timed out: skipped or failed (and retried)
@@ -267,6 +277,29 @@ void strig_heartbeat(struct plane *p, int64_t agent_id, json_t *held, json_t *ca
     free(gone.v);
 }
 
+/* Triggers of ids (borrowed array) that agent holds go back to the queue. */
+static void release(struct plane *p, int64_t agent, json_t *ids)
+{
+    size_t i, n = 0;
+    json_t *x;
+    int began = sq_begin(p);
+    json_array_foreach(ids, i, x)
+    {
+        if (!json_is_integer(x))
+            continue;
+        sq_run(p,
+               "UPDATE triggers SET agent_id = NULL, assigned_ms = NULL WHERE id = ?1 AND"
+               " agent_id = ?2",
+               "ii", json_integer_value(x), agent);
+        n += (size_t)sqlite3_changes(p->db);
+    }
+    sq_commit(p, began);
+    if (n > 0) {
+        log_info("sched: agent %" PRId64 " handed %zu triggers back", agent, n);
+        plane_wake(p, PLANE_WAIT_TRIGGER);
+    }
+}
+
 void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
     int64_t cap;
@@ -283,6 +316,11 @@ void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_re
     if (rq_int(rs, rq->body, "capacity", 0, 1000000, 1000, 0, &cap) < 0 ||
         rq_num(rs, rq->body, "wait", 0, 1e9, 0, &wait) < 0)
         return;
+    json_t *rel = rq->body ? json_object_get(rq->body, "release") : NULL;
+    if (rel && (!json_is_array(rel) || json_array_size(rel) > DECODE_TRIGGERS_MAX)) {
+        plane_error(rs, 400, "bad_request", "release: expected array of trigger ids");
+        return;
+    }
     if (cap > POLL_MAX_TRIGGERS)
         cap = POLL_MAX_TRIGGERS;
     int64_t wait_ms = (int64_t)(wait * 1000.0);
@@ -291,6 +329,8 @@ void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_re
     json_t *arr = json_array();
     int authfail = 0;
     pthread_mutex_lock(&p->mu);
+    if (json_array_size(rel) > 0)
+        release(p, rq->who.agent_id, rel);
     if (cap > 0 && !atomic_load(&p->stopping)) {
         int allowed = agents_work_allowed(p, rq->who.agent_id, rq->who.session);
         if (allowed < 0) {
@@ -314,8 +354,9 @@ void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_re
 }
 
 /* A trigger's event for ti (deferred): a declared sensor without a command
- * succeeds; anything else is queued again, same try, with the payload (pj). */
-static void fire(struct plane *p, int64_t ti, const char *pj, int64_t now)
+ * succeeds; anything else is queued again, same try, with the payload (pj)
+ * and the deferral's resume_with (NULL: none). */
+static void fire(struct plane *p, int64_t ti, const char *pj, const char *resume_with, int64_t now)
 {
     const struct dag_task *t = strig_task_of(p, ti);
     if (t && t->trigger && !t->has_command && !t->shell) {
@@ -330,9 +371,9 @@ static void fire(struct plane *p, int64_t ti, const char *pj, int64_t now)
     }
     sq_run(p,
            "UPDATE task_instances SET state = 'queued', queued_ms = ?2, agent_id = NULL,"
-           " trigger_event = ?3, report_state = NULL, due_ms = NULL WHERE id = ?1 AND"
-           " state = 'deferred'",
-           "iit", ti, now, pj);
+           " trigger_event = ?3, resume_with = ?4, report_state = NULL, due_ms = NULL"
+           " WHERE id = ?1 AND state = 'deferred'",
+           "iitt", ti, now, pj, resume_with);
     if (sqlite3_changes(p->db) > 0)
         plane_wake(p, PLANE_WAIT_WORK);
 }
@@ -340,15 +381,18 @@ static void fire(struct plane *p, int64_t ti, const char *pj, int64_t now)
 /* Applies one event of the triggerer agent to trigger id: 200 applied, 404
  * no such trigger (fired already, timed out, or its task moved on), 409 held
  * by another agent. pj: the payload as JSON text. */
-static int apply_event(struct plane *p, int64_t agent, int64_t id, const char *pj, int timed)
+static int apply_event(struct plane *p, int64_t agent, int64_t id, const char *pj, int timed,
+                       const char *err)
 {
     sqlite3_stmt *st = sq(p, "SELECT ti, agent_id, spec FROM triggers WHERE id = ?1", "i", id);
     int64_t ti = 0, holder = -1;
     int skip = 0;
+    char rw[256] = "";
     if (st && sqlite3_step(st) == SQLITE_ROW) {
         ti = sqlite3_column_int64(st, 0);
         holder = sq_col_int(st, 1, -1);
         skip = spec_skips(sq_text(st, 2));
+        spec_resume_with(sq_text(st, 2), rw, sizeof(rw));
     }
     if (st)
         sqlite3_reset(st);
@@ -358,20 +402,28 @@ static int apply_event(struct plane *p, int64_t agent, int64_t id, const char *p
         return 409;
     int64_t now = plane_now_ms();
     sq_run(p, "DELETE FROM triggers WHERE id = ?1", "i", id);
-    if (timed) {
+    if (err) {
+        char why[600];
+        snprintf(why, sizeof(why), "trigger: %s", err);
+        log_info("sched: trigger %" PRId64 " of task instance %" PRId64 " failed: %s", id, ti, err);
+        if (sq_int(p, 0, "SELECT state = 'deferred' FROM task_instances WHERE id = ?1", "i", ti))
+            sched_ti_fail(p, ti, why, 0, now);
+    } else if (timed) {
         log_info("sched: trigger %" PRId64 " of task instance %" PRId64
                  " timed out on its triggerer",
                  id, ti);
         timed_out(p, ti, skip, now);
     } else {
-        fire(p, ti, pj, now);
+        fire(p, ti, pj, rw[0] ? rw : NULL, now);
     }
     return 200;
 }
 
-/* One event object: trigger_id (positive), payload (object), timed_out (bool). */
-static const char *event_decode(json_t *ev, int64_t *id, char **pj, int *timed)
+/* One event object: trigger_id (positive), payload (object), timed_out (bool),
+ * error (string: the trigger cannot run; *err borrowed from ev). */
+static const char *event_decode(json_t *ev, int64_t *id, char **pj, int *timed, const char **err)
 {
+    json_t *je = json_object_get(ev, "error");
     json_t *tid = json_object_get(ev, "trigger_id"), *pl = json_object_get(ev, "payload");
     json_t *tmo = json_object_get(ev, "timed_out");
     const char *k;
@@ -381,7 +433,8 @@ static const char *event_decode(json_t *ev, int64_t *id, char **pj, int *timed)
         return "expected object";
     json_object_foreach(ev, k, v)
     {
-        if (strcmp(k, "trigger_id") && strcmp(k, "payload") && strcmp(k, "timed_out"))
+        if (strcmp(k, "trigger_id") && strcmp(k, "payload") && strcmp(k, "timed_out") &&
+            strcmp(k, "error"))
             return "unknown field";
     }
     if (!json_is_integer(tid) || json_integer_value(tid) <= 0)
@@ -390,6 +443,9 @@ static const char *event_decode(json_t *ev, int64_t *id, char **pj, int *timed)
         return "payload: expected object";
     if (tmo && !json_is_boolean(tmo))
         return "timed_out: expected boolean";
+    if (je && (!json_is_string(je) || json_string_length(je) == 0 || json_string_length(je) > 512))
+        return "error: expected a message of 1..512 bytes";
+    *err = json_string_value(je);
     *id = json_integer_value(tid);
     *timed = json_is_true(tmo);
     *pj = json_is_object(pl) ? json_dumps(pl, JSON_COMPACT) : strdup("{}");
@@ -408,16 +464,17 @@ void sched_h_trigger_events(struct plane *p, struct plane_req *rq, struct plane_
     int64_t *ids = calloc(n + 1, sizeof(*ids));
     char **pjs = calloc(n + 1, sizeof(*pjs));
     int *timed = calloc(n + 1, sizeof(*timed));
+    const char **errs = calloc(n + 1, sizeof(*errs));
     json_t *out = json_array();
-    const char *bad = !ids || !pjs || !timed || !out ? "out of memory" : NULL;
+    const char *bad = !ids || !pjs || !timed || !errs || !out ? "out of memory" : NULL;
     for (i = 0; i < n && !bad; i++)
-        if ((bad = event_decode(json_array_get(evs, i), &ids[i], &pjs[i], &timed[i])))
+        if ((bad = event_decode(json_array_get(evs, i), &ids[i], &pjs[i], &timed[i], &errs[i])))
             break;
     if (!bad) {
         pthread_mutex_lock(&p->mu);
         int began = sq_begin(p);
         for (i = 0; i < n; i++) {
-            int code = apply_event(p, rq->who.agent_id, ids[i], pjs[i], timed[i]);
+            int code = apply_event(p, rq->who.agent_id, ids[i], pjs[i], timed[i], errs[i]);
             json_array_append_new(out,
                                   json_pack("{sI ss}", "trigger_id", (json_int_t)ids[i], "result",
                                             code == 200   ? "applied"
@@ -440,6 +497,7 @@ void sched_h_trigger_events(struct plane *p, struct plane_req *rq, struct plane_
     free(ids);
     free(pjs);
     free(timed);
+    free(errs);
 }
 
 void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
@@ -462,7 +520,7 @@ void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_r
     char *pj = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
     pthread_mutex_lock(&p->mu);
     int began = sq_begin(p);
-    int code = apply_event(p, rq->who.agent_id, id, pj ? pj : "{}", json_is_true(tmo));
+    int code = apply_event(p, rq->who.agent_id, id, pj ? pj : "{}", json_is_true(tmo), NULL);
     sq_commit(p, began);
     pthread_mutex_unlock(&p->mu);
     free(pj);

@@ -255,6 +255,9 @@ static void build_env(struct wtask *t, json_t *task, struct tmpl_task_vars *vars
             env_put(t, "REMEX_TRIGGER_EVENT", s);
         free(s);
     }
+    const char *rw = json_string_value(json_object_get(t->asg, "resume_with"));
+    if (ev && rw)
+        env_put(t, "REMEX_RESUME_WITH", rw);
     inject_secrets(t, task);
 }
 

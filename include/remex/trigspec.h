@@ -8,7 +8,8 @@
  * template variables first, then their values checked).
  *
  * Kinds and fields (docs/dag-format.md):
- *   common       type, timeout (s), on_timeout (fail|skip), poke_interval (s)
+ *   common       type, timeout (s), on_timeout (fail|skip), poke_interval (s),
+ *                resume_with (a run-time deferral's name for the resumed try)
  *   timer        delta (s or "5m") | at (RFC 3339)                 exactly one
  *   file         path (absolute path or glob), non_empty (bool)
  *   http         url, method (GET|HEAD), status (100..599, default 200),
