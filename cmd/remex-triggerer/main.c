@@ -62,6 +62,7 @@ static void check_done(struct trg *t)
 /* ---- the trigger long poll ---- */
 
 static void maybe_poll(struct trg *t);
+static void release_ids(struct trg *t, json_t *ids);
 
 static void poll_again(struct evloop *loop, uint64_t id, void *arg)
 {
@@ -92,9 +93,17 @@ static void poll_done(void *arg, const struct api_result *res)
     t->poll_failures = 0;
     size_t i, n = json_array_size(arr);
     json_t *x;
-    if (draining(t)) {
+    if (draining(t)) { /* a poll parked before the drain: give these back too */
+        json_t *ids = json_array();
+        json_array_foreach(arr, i, x)
+        {
+            json_t *id = json_object_get(x, "trigger_id");
+            if (json_is_integer(id))
+                json_array_append(ids, id);
+        }
+        release_ids(t, ids);
         check_done(t);
-        return; /* handed out while draining: the plane hands them out again after its grace */
+        return;
     }
     json_array_foreach(arr, i, x)
     {
@@ -245,17 +254,11 @@ static void on_drain_grace(struct evloop *loop, uint64_t id, void *arg)
     role_finish(t->r, REMEX_EXIT_OK);
 }
 
-/* Hands the armed triggers back to the plane (a capacity-0 poll that releases
- * them), so that another triggerer takes them at once. */
-static void release_all(struct trg *t)
+/* Hands ids (owned array) back to the plane in a capacity-0 poll that
+ * releases them, so that another triggerer takes them at once. */
+static void release_ids(struct trg *t, json_t *ids)
 {
-    json_t *ids = trig_active_ids(t);
     size_t n = json_array_size(ids);
-    for (size_t i = 0; i < n; i++) {
-        struct trig *g = trig_find(t, json_integer_value(json_array_get(ids, i)));
-        if (g)
-            trig_forget(t, g);
-    }
     if (n == 0) {
         json_decref(ids);
         return;
@@ -264,6 +267,18 @@ static void release_all(struct trg *t)
     api_report(t->api, "/api/v1/triggers/poll", NULL,
                json_pack("{s:i,s:i,s:o}", "capacity", 0, "wait", 0, "release", ids),
                "trigger release");
+}
+
+/* Drain: every armed trigger goes back to the plane. */
+static void release_all(struct trg *t)
+{
+    json_t *ids = trig_active_ids(t);
+    for (size_t i = 0; i < json_array_size(ids); i++) {
+        struct trig *g = trig_find(t, json_integer_value(json_array_get(ids, i)));
+        if (g)
+            trig_forget(t, g);
+    }
+    release_ids(t, ids);
 }
 
 static void role_drain_hook(struct role *r, const char *why)

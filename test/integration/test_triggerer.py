@@ -44,7 +44,7 @@ class TriggererCase(WorkerCase):
         p = self.spawn(f"triggerer{self.ntrig}", [self.bin("remex-triggerer"), "-c", cfg,
                                                   "--log-level", "debug"])
         p.wait_output("registered as agent", timeout=10 * harness.SLOW)
-        p.state_dir = f"{self.tmp}/tstate{self.ntrig}"
+        p.state_dir = f"{self.tmp}/tstate{self.ntrig}/triggerer"
         return p
 
     def trigger_run(self, dag_id, run_id):
@@ -291,7 +291,7 @@ class TestTriggererProcess(TriggererCase):
         self.assertEqual({(t["state"], t["try_number"]) for t in tis}, {("success", 1)})
 
     def test_drain_hands_triggers_back_at_once(self):
-        self.start_plane(heartbeat_interval="30s")  # no reassignment by lost heartbeats
+        self.start_plane(heartbeat_interval="20s", offer_timeout="60s")  # no loss detection
         self.dag_of_timers("dr", 50, 2)
         t1 = self.start_triggerer("t1")
         self.trigger_run("dr", "r1")
