@@ -91,8 +91,11 @@ const struct store_migration store_migrations_sched[] = {
           "CREATE INDEX triggers_agent ON triggers (agent_id);"
           "CREATE INDEX triggers_timeout ON triggers (timeout_ms) WHERE timeout_ms IS NOT NULL;"},
     /* The resume_with name of a run-time deferral, given to the resumed try
-     * with its trigger event. */
-    {105, "ALTER TABLE task_instances ADD COLUMN resume_with TEXT;"},
+     * with its trigger event. Triggers are found by their task instance on
+     * every deferral, event and clear: without an index each is a scan of
+     * every trigger held (quadratic in the number of deferred tasks). */
+    {105, "ALTER TABLE task_instances ADD COLUMN resume_with TEXT;"
+          "CREATE INDEX triggers_ti ON triggers (ti);"},
     {0, NULL},
 };
 
