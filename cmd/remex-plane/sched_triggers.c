@@ -13,6 +13,7 @@
 #include "sched.h"
 
 #define POLL_MAX_TRIGGERS 1000
+#define POLL_REPLY_BYTES  (4u * 1024u * 1024u) /* one more item once past it */
 
 /* 1 when the trigger spec (JSON text) asks on_timeout: skip. */
 static int spec_skips(const char *spec)
@@ -162,7 +163,13 @@ static int hand_out(struct plane *p, int64_t agent, int64_t cap, json_t *arr)
            " FROM triggers g JOIN task_instances t ON t.id = g.ti JOIN dag_runs r"
            " ON r.id = t.run WHERE g.agent_id IS NULL ORDER BY g.id LIMIT ?1",
            "i", cap);
-    while (st && n < POLL_MAX_TRIGGERS && sqlite3_step(st) == SQLITE_ROW) {
+    size_t bytes = 0;
+    while (st && n < POLL_MAX_TRIGGERS && bytes < POLL_REPLY_BYTES &&
+           sqlite3_step(st) == SQLITE_ROW) {
+        /* Spec and run conf are the variable part of an item (params are
+         * bounded by the DAG's own cap): the reply stays within what a
+         * triggerer accepts, whatever the runs' conf. */
+        bytes += (size_t)sqlite3_column_bytes(st, 2) + (size_t)sqlite3_column_bytes(st, 13) + 512;
         ids[n++] = sqlite3_column_int64(st, 0);
         json_array_append_new(
             arr,

@@ -358,6 +358,32 @@ class DispatchTest(SchedCase):
         st, b = self.req("GET", "/api/v1/dags/eb2/runs/nope/status", None, t1.session)
         self.assertEqual(st, 404, b)
 
+    def test_trigger_poll_reply_bounded_by_run_conf(self):
+        """Each handed-out trigger carries its run's conf: 1,000 of them with a
+        large conf once made a reply the triggerer refused (over 16 MiB)."""
+        self.push_ok(dag("bc", [{"task_id": f"s{i}", "trigger": {"type": "timer", "delta": 1}}
+                                for i in range(100)]))
+        trg = Agent(self, "t1")
+        big = {"blob": "x" * 60000}
+        st, b = self.req("POST", "/api/v1/admin/dags/bc/runs", {"run_id": "r", "conf": big},
+                         self.admin)
+        self.assertEqual(st, 200, b)
+        harness.wait_for(lambda: set(self.ti_states("bc", "r").values()) == {"deferred"}, 10,
+                         0.05, "100 deferred")
+        got, sizes = [], []
+        for _ in range(5):
+            st, _, raw = harness.http("POST", self.url + "/api/v1/triggers/poll",
+                                      {"capacity": 1000, "wait": 0}, trg.session)
+            self.assertEqual(st, 200)
+            sizes.append(len(raw))
+            got += json.loads(raw)["triggers"]
+            if len(got) == 100:
+                break
+        self.assertEqual(len({t["trigger_id"] for t in got}), 100)
+        self.assertGreater(len(sizes), 1)
+        self.assertLess(max(sizes), 5 * 1024 * 1024)
+        self.assertEqual(got[0]["context"]["conf"], big)
+
     def test_trigger_timeout_fails(self):
         self.push_ok(dag("tt", [{"task_id": "wait"}]))
         ag = Agent(self, "w1")
