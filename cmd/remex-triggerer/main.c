@@ -113,8 +113,10 @@ static void poll_done(void *arg, const struct api_result *res)
         }
         trig_add(t, x);
     }
-    if (n > 0)
+    if (n > 0) {
         log_debug("trigger poll: %zu new, %zu held", n, t->active);
+        role_idle_trim(t->r); /* the reply's parse is the peak: give it back once idle */
+    }
     maybe_poll(t);
 }
 
@@ -183,7 +185,7 @@ static void hook_heartbeat_body(void *ud, json_t *body)
                                                           : "running";
     json_object_set_new(body, "state", json_string(state));
     json_object_set_new(body, "free_slots", json_integer(0));
-    json_object_set_new(body, "triggers", trig_held_ids(t));
+    json_object_set(body, "triggers", trig_held_ids(t)); /* serialised before the loop goes on */
 }
 
 static void hook_heartbeat_reply(void *ud, json_t *r)

@@ -41,7 +41,8 @@ remex_err trig_init(struct trg *t, struct remex_error *e)
     t->tabn = 1024;
     t->tab = calloc(t->tabn, sizeof(*t->tab));
     t->pending = json_array();
-    if (!t->tab || !t->pending)
+    t->held_json = json_array();
+    if (!t->tab || !t->pending || !t->held_json)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     return REMEX_OK;
 }
@@ -75,12 +76,27 @@ struct trig *trig_find(struct trg *t, int64_t id)
     return NULL;
 }
 
+/* Swap-removes g's id from held_json (the last id takes its place). */
+static void unlist(struct trg *t, struct trig *g)
+{
+    size_t last = json_array_size(t->held_json) - 1;
+    if (g->held_idx != last) {
+        json_t *lid = json_array_get(t->held_json, last);
+        struct trig *m = trig_find(t, json_integer_value(lid));
+        if (m)
+            m->held_idx = g->held_idx;
+        json_array_set(t->held_json, g->held_idx, lid);
+    }
+    json_array_remove(t->held_json, last);
+}
+
 static void unlink_trig(struct trg *t, struct trig *g)
 {
     for (struct trig **pp = &t->tab[slot(t, g->id)]; *pp; pp = &(*pp)->hnext)
         if (*pp == g) {
             *pp = g->hnext;
             t->held--;
+            unlist(t, g);
             return;
         }
 }
@@ -201,6 +217,8 @@ static void settle(struct trg *t, struct trig *g, json_t *ev)
     disarm(t, g);
     deactivate(t, g);
     g->phase = TRIG_FIRED;
+    g->fired_next = t->fired;
+    t->fired = g;
     trigspec_free(&g->spec); /* a fired trigger keeps only its id until delivered */
     g->spec.kind = k;
     free(g->file_path);
@@ -345,6 +363,11 @@ static struct trig *insert(struct trg *t, int64_t id, int64_t ti)
     g->owner = t;
     g->id = id;
     g->ti_id = ti;
+    g->held_idx = json_array_size(t->held_json);
+    if (json_array_append_new(t->held_json, json_integer(id)) != 0) {
+        free(g);
+        return NULL;
+    }
     if (t->held >= t->tabn)
         grow(t);
     size_t s = slot(t, id);
@@ -408,36 +431,30 @@ void trig_add(struct trg *t, json_t *item)
 
 /* ---- lists ---- */
 
-static json_t *ids_where(struct trg *t, int active_only)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < t->tabn; i++)
-        for (struct trig *g = t->tab[i]; g; g = g->hnext)
-            if (!active_only || g->phase == TRIG_HELD)
-                json_array_append_new(a, json_integer(g->id));
-    return a;
-}
-
 json_t *trig_held_ids(struct trg *t)
 {
-    return ids_where(t, 0);
+    return t->held_json;
 }
 
 json_t *trig_active_ids(struct trg *t)
 {
-    return ids_where(t, 1);
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < t->tabn; i++)
+        for (struct trig *g = t->tab[i]; g; g = g->hnext)
+            if (g->phase == TRIG_HELD)
+                json_array_append_new(a, json_integer(g->id));
+    return a;
 }
 
 void trig_purge_fired(struct trg *t)
 {
-    if (t->held == t->active || json_array_size(t->pending) > 0 || api_reports_pending(t->api) > 0)
+    if (!t->fired || json_array_size(t->pending) > 0 || api_reports_pending(t->api) > 0)
         return;
-    for (size_t i = 0; i < t->tabn; i++)
-        for (struct trig *g = t->tab[i], *nx; g; g = nx) {
-            nx = g->hnext;
-            if (g->phase == TRIG_FIRED)
-                trig_forget(t, g);
-        }
+    while (t->fired) {
+        struct trig *g = t->fired;
+        t->fired = g->fired_next;
+        trig_forget(t, g);
+    }
 }
 
 void trig_free_all(struct trg *t)
@@ -455,8 +472,11 @@ void trig_free_all(struct trg *t)
     }
     free(t->tab);
     t->tab = NULL;
+    t->fired = NULL;
     json_decref(t->pending);
     t->pending = NULL;
+    json_decref(t->held_json);
+    t->held_json = NULL;
 }
 
 /* ---- metrics ---- */

@@ -37,8 +37,10 @@ enum trig_phase {
 
 /* One held trigger. Owned by the table (trg.tab); freed by trig_forget. */
 struct trig {
-    struct trig *hnext; /* id hash chain */
-    struct trg *owner;  /* borrowed */
+    struct trig *hnext;      /* id hash chain */
+    struct trg *owner;       /* borrowed */
+    struct trig *fired_next; /* TRIG_FIRED: next on trg.fired */
+    size_t held_idx;         /* index of its id in trg.held_json */
     int64_t id, ti_id;
     enum trig_phase phase;
     struct trigspec spec;
@@ -76,10 +78,12 @@ struct trg {
     char *store_dir; /* the agent's file object store (object_key), or NULL */
     /* the table */
     struct trig **tab;
-    size_t tabn;       /* buckets (power of two) */
-    size_t held;       /* triggers in the table (fired ones included) */
-    size_t active;     /* TRIG_HELD ones */
-    struct trig *gone; /* TRIG_GONE ones (hnext chain), freed when their check completes */
+    size_t tabn;        /* buckets (power of two) */
+    size_t held;        /* triggers in the table (fired ones included) */
+    size_t active;      /* TRIG_HELD ones */
+    struct trig *gone;  /* TRIG_GONE ones (hnext chain), freed when their check completes */
+    struct trig *fired; /* TRIG_FIRED ones (fired_next chain), purged once delivered */
+    json_t *held_json;  /* ids of every trigger in the table (owned; swap-removed, O(1)) */
     /* events waiting to be sent in a batch (owned json array) */
     json_t *pending;
     uint64_t flush_timer;
@@ -115,7 +119,8 @@ void trig_release(struct trg *t, struct trig *g);
 void trig_fire(struct trg *t, struct trig *g, json_t *payload);
 /* The trigger cannot run (bad spec after expansion, unusable backend). */
 void trig_fail(struct trg *t, struct trig *g, const char *why);
-/* Ids of every trigger in the table (owned array), for heartbeats. */
+/* Ids of every trigger in the table, for heartbeats: borrowed, valid until
+ * the table changes (serialise it before returning to the loop). */
 json_t *trig_held_ids(struct trg *t);
 /* Ids of the TRIG_HELD ones (owned array), handed back when draining. */
 json_t *trig_active_ids(struct trg *t);
