@@ -197,6 +197,41 @@ class TestDeclaredSensors(TriggererCase):
         self.assertEqual(hits[0], ("/jobs/r1?x=1", None))
         self.assertIn('"value":"done"', self.task_log("hs", "r1", "wait"))
 
+    def test_http_sensor_bearer_from_connection(self):
+        self.start_plane()
+        seen = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_HEAD(self):
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.shutdown)
+        sec = self.write("secrets.yaml", "connections:\n  api: http://svc:t0k3n-val@127.0.0.1\n",
+                         mode=0o600)
+        self.put_dag({"dag_id": "hc", "tasks": [
+            {"task_id": "wait", "trigger": {
+                "type": "http", "method": "HEAD", "status": 204, "connection": "api",
+                "url": f"http://127.0.0.1:{srv.server_address[1]}/ready"}},
+            {"task_id": "nope", "trigger": {
+                "type": "http", "connection": "missing",
+                "url": f"http://127.0.0.1:{srv.server_address[1]}/ready"}}]})
+        trg = self.start_triggerer(extra=f"secrets:\n  file: {sec}\n")
+        run = self.wait_run("hc", self.trigger("hc"), timeout=20)
+        tis = self.tis(run)
+        self.assertEqual(tis["wait"]["state"], "success")
+        self.assertEqual(seen[0], "Bearer t0k3n-val")
+        self.assertEqual(tis["nope"]["state"], "failed")
+        self.assertIn("connection missing", tis["nope"]["reason"])
+        self.assertNotIn("t0k3n-val", trg.output())
+
     def test_external_run(self):
         self.start_plane()
         self.put_dag({"dag_id": "up", "tasks": [{"task_id": "a", "shell": "sleep 1"}]})
