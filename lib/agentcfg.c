@@ -18,6 +18,7 @@
 #define A(m)        offsetof(struct agentcfg, agent.m)
 #define S(m)        offsetof(struct agentcfg, sentinel.m)
 #define D(m)        offsetof(struct agentcfg, dag_processor.m)
+#define T(m)        offsetof(struct agentcfg, triggerer.m)
 #define BUNDLES_MAX 256
 
 const char *const agentcfg_memenf_names[] = {"auto", "cgroup2", "cgroup1", "rlimit", NULL};
@@ -411,10 +412,6 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = D(log_format),
      .validate = check_log_format,
      .desc = "The dag-processor's log format (default: logs.format)."},
-    /* ---- reserved for the roles this version does not include ---- */
-    {.key = "triggerer",
-     .type = CFG_RESERVED,
-     .desc = "reserved for remex-triggerer, which this version does not include"},
     /* ---- sentinel ---- */
     {.key = "sentinel.name",
      .type = CFG_STRING,
@@ -525,6 +522,71 @@ const struct cfg_entry agentcfg_table[] = {
      .max_items = 64,
      .validate = check_instances,
      .desc = "Worker instances of their own: [{name, queues, slots}] (default: one, worker.*)."},
+    /* ---- triggerer ---- */
+    {.key = "triggerer.name",
+     .type = CFG_STRING,
+     .offset = T(name),
+     .def = "triggerer",
+     .desc = "Agent name of the triggerer shown by the plane."},
+    {.key = "triggerer.capacity",
+     .type = CFG_INT,
+     .offset = T(capacity),
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .desc = "Triggers held at once; the plane hands out no more."},
+    {.key = "triggerer.state_dir",
+     .type = CFG_PATH,
+     .offset = T(state_dir),
+     .desc = "Event journal (default: <state_dir>/triggerer)."},
+    {.key = "triggerer.poll_wait",
+     .type = CFG_DURATION,
+     .offset = T(poll_wait_ms),
+     .def = "30s",
+     .min = 1000,
+     .max = 60000,
+     .desc = "Long-poll wait asked from the plane."},
+    {.key = "triggerer.default_timeout",
+     .type = CFG_DURATION,
+     .offset = T(default_timeout_ms),
+     .def = "7d",
+     .min = 1000,
+     .max = 31622400000,
+     .desc = "Timeout of a trigger that declares none; then the task fails (or is skipped "
+             "with on_timeout: skip)."},
+    {.key = "triggerer.poke_interval",
+     .type = CFG_DURATION,
+     .offset = T(poke_ms),
+     .def = "30s",
+     .min = 100,
+     .max = 86400000,
+     .desc = "Check interval of http, external_run and object_key triggers, and the fallback "
+             "poll of file triggers, when the trigger declares none."},
+    {.key = "triggerer.http_timeout",
+     .type = CFG_DURATION,
+     .offset = T(http_timeout_ms),
+     .def = "10s",
+     .min = 100,
+     .max = 600000,
+     .desc = "Time one check of an http trigger may take (connect included)."},
+    {.key = "triggerer.drain_grace",
+     .type = CFG_DURATION,
+     .offset = T(drain_grace_ms),
+     .def = "5s",
+     .min = 0,
+     .max = 600000,
+     .desc = "SIGTERM: time to deliver fired events before exiting (held triggers go back "
+             "to the plane at once)."},
+    {.key = "triggerer.log_level",
+     .type = CFG_STRING,
+     .offset = T(log_level),
+     .validate = check_log_level,
+     .desc = "The triggerer's log level (default: logs.level)."},
+    {.key = "triggerer.log_format",
+     .type = CFG_STRING,
+     .offset = T(log_format),
+     .validate = check_log_format,
+     .desc = "The triggerer's log format (default: logs.format)."},
     {0},
 };
 
@@ -553,6 +615,11 @@ static int derive_defaults(struct agentcfg *c)
     if (derive(&c->dag_processor.state_dir, buf) != 0 ||
         derive(&c->dag_processor.log_level, c->logs.level) ||
         derive(&c->dag_processor.log_format, c->logs.format))
+        return -1;
+    snprintf(buf, sizeof(buf), "%s/triggerer", c->state_dir);
+    if (derive(&c->triggerer.state_dir, buf) != 0 ||
+        derive(&c->triggerer.log_level, c->logs.level) ||
+        derive(&c->triggerer.log_format, c->logs.format))
         return -1;
     if (c->state_dir[0] == '/')
         snprintf(buf, sizeof(buf), "file://%s/xcom", c->state_dir);

@@ -1,5 +1,6 @@
 /* dag: DAG model, strict JSON decoding, canonical encoding, validation, rules. */
 #include "remex/dag.h"
+#include "remex/trigspec.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -535,6 +536,12 @@ static remex_err get_trigger(const json_t *o, const char *path, json_t **out, st
         return remex_seterr(e, REMEX_EINVAL, "%s.type: expected trigger type string", sub);
     if ((rc = get_seconds(v, sub, "timeout", 1, DAG_UNSET, &timeout, e)) != REMEX_OK)
         return rc;
+    struct trigspec ts;
+    struct remex_error te;
+    rc = trigspec_parse(v, NULL, &ts, &te);
+    trigspec_free(&ts);
+    if (rc != REMEX_OK)
+        return remex_seterr(e, rc, "%s.%s", path, te.msg);
     *out = json_deep_copy(v);
     if (*out == NULL)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");

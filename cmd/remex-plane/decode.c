@@ -426,10 +426,23 @@ static const struct decode_field f_trigger_poll[] = {
     {"capacity", DECODE_ANY, NULL},
     {"wait", DECODE_ANY, NULL},
     {"held", DECODE_ANY, NULL},
+    {"release", DECODE_ANY, NULL},
     F_END,
 };
 static const struct decode_field f_trigger_event[] = {
     {"payload", DECODE_ANY, NULL},
+    {"timed_out", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_trigger_event_item[] = {
+    {"trigger_id", DECODE_ANY, NULL},
+    {"error", DECODE_ANY, NULL},
+    {"payload", DECODE_ANY, NULL},
+    {"timed_out", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_trigger_events[] = {
+    {"events", DECODE_ARR_OBJ, f_trigger_event_item},
     F_END,
 };
 static const struct decode_field f_manifest_dag[] = {
@@ -508,6 +521,7 @@ const struct decode_route_body decode_route_bodies[] = {
     {"PUT", "/api/v1/task-instances/{ti_id}/xcom/{key}", f_xcom},
     {"POST", "/api/v1/triggers/poll", f_trigger_poll},
     {"POST", "/api/v1/triggers/{trigger_id}/event", f_trigger_event},
+    {"POST", "/api/v1/triggers/events", f_trigger_events},
     {"POST", "/api/v1/dags/manifest", f_manifest},
     {"PUT", "/api/v1/dags/{dag_id}", f_dag_put},
     {"POST", "/api/v1/admin/tokens", f_token_create},

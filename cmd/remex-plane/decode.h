@@ -18,11 +18,12 @@
 #include "remex/buf.h"
 #include "remex/err.h"
 
-#define DECODE_MAX_DEPTH    64    /* arrays + objects nesting in a request body */
-#define DECODE_NAME_MAX     128   /* agent and token names */
-#define DECODE_STR_MAX      1024  /* free-form short strings (version, hostname, ...) */
-#define DECODE_LIST_MAX     256   /* roles, queues, running, triggers, checks */
-#define DECODE_TRIGGERS_MAX 10000 /* trigger ids a heartbeat may list */
+/* Trigger ids a heartbeat may list (body_max bounds it too). */
+#define DECODE_TRIGGERS_MAX 1000000
+#define DECODE_MAX_DEPTH    64   /* arrays + objects nesting in a request body */
+#define DECODE_NAME_MAX     128  /* agent and token names */
+#define DECODE_STR_MAX      1024 /* free-form short strings (version, hostname, ...) */
+#define DECODE_LIST_MAX     256  /* roles, queues, running, triggers, checks */
 #define DECODE_SLOTS_MAX    100000
 #define DECODE_OBJ_BYTES    (64 * 1024)          /* features, sysinfo, health checks serialised */
 #define DECODE_EXPIRES_MAX  (10LL * 365 * 86400) /* ten years, seconds */

@@ -99,6 +99,12 @@ const struct store_migration store_migrations_sched[] = {
           "INSERT INTO pools (name, slots, description, updated_ms)"
           " VALUES ('default_pool', 1000000, 'Default pool', 0);"
           "ALTER TABLE task_instances ADD COLUMN pool TEXT NOT NULL DEFAULT 'default_pool';"},
+    /* The resume_with name of a run-time deferral, given to the resumed try
+     * with its trigger event. Triggers are found by their task instance on
+     * every deferral, event and clear: without an index each is a scan of
+     * every trigger held (quadratic in the number of deferred tasks). */
+    {106, "ALTER TABLE task_instances ADD COLUMN resume_with TEXT;"
+          "CREATE INDEX triggers_ti ON triggers (ti);"},
     /* Tries of a task instance other than its row's latest: the row as it was
      * when a try ended in a state another try can follow, or when a finished
      * try was cleared (sched_try_record). */
@@ -819,6 +825,10 @@ const struct plane_route plane_routes_sched[] = {
     {"GET", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_get, 0},
     {"POST", "/api/v1/triggers/poll", AUTHZ_SESSION, sched_h_trigger_poll, PLANE_ROLE_TRIGGERER},
     {"POST", "/api/v1/triggers/{trigger_id}/event", AUTHZ_SESSION, sched_h_trigger_event,
+     PLANE_ROLE_TRIGGERER},
+    {"POST", "/api/v1/triggers/events", AUTHZ_SESSION, sched_h_trigger_events,
+     PLANE_ROLE_TRIGGERER},
+    {"GET", "/api/v1/dags/{dag_id}/runs/{run_id}/status", AUTHZ_SESSION, sched_h_run_status,
      PLANE_ROLE_TRIGGERER},
     {"POST", "/api/v1/dags/manifest", AUTHZ_SESSION_OR_ADMIN, sched_h_manifest,
      PLANE_ROLE_DAG_PROCESSOR},

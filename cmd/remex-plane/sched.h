@@ -183,10 +183,22 @@ void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
 /* ---- sched_triggers.c ---- */
+/* Trigger timeouts (on_timeout: skip or fail); returns the next due wall time. */
 int64_t strig_due(struct plane *p, int64_t now);
+/* (Re)places the trigger of deferred ti's try try_no: spec borrowed; its timeout
+ * (seconds) counts from now; wakes the trigger polls. */
+void strig_insert(struct plane *p, int64_t ti, int64_t try_no, const json_t *spec, int64_t now);
+/* The task of ti in its DAG (borrowed from the DAG cache), or NULL. */
+const struct dag_task *strig_task_of(struct plane *p, int64_t ti);
+/* A new try of a declared sensor (t->trigger): queued -> deferred with the
+ * task's trigger, never offered to a worker. 1 when it was deferred. */
+int strig_declared(struct plane *p, int64_t ti, const struct dag_task *t, int64_t now);
 void strig_release_agent(struct plane *p, int64_t agent_id);
 void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+#define STRIG_EVENTS_MAX 1000 /* events in one POST /triggers/events */
+void sched_h_trigger_events(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_run_status(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
 /* ---- sched_xcom.c ---- */
 void sched_h_xcom_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

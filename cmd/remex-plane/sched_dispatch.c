@@ -44,14 +44,16 @@ int64_t sdisp_due(struct plane *p, int64_t now)
             s->queued_any = 1;
             break;
         case DAG_TI_UP_FOR_RETRY:
-            sq_run(p,
-                   "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
-                   " queued_ms = ?2, agent_id = NULL, due_ms = NULL, next_retry_ms = NULL,"
-                   " trigger_event = NULL, report_state = NULL, cancel_ms = NULL,"
-                   " started_ms = NULL, ended_ms = NULL, exit_code = NULL, signal = NULL,"
-                   " log_uri = NULL WHERE id = ?1",
-                   "ii", ids[i], now);
-            s->queued_any = 1;
+            sq_run(
+                p,
+                "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
+                " queued_ms = ?2, agent_id = NULL, due_ms = NULL, next_retry_ms = NULL,"
+                " trigger_event = NULL, resume_with = NULL, report_state = NULL, cancel_ms = NULL,"
+                " started_ms = NULL, ended_ms = NULL, exit_code = NULL, signal = NULL,"
+                " log_uri = NULL WHERE id = ?1",
+                "ii", ids[i], now);
+            if (!strig_declared(p, ids[i], strig_task_of(p, ids[i]), now))
+                s->queued_any = 1;
             break;
         case DAG_TI_RUNNING:
             if (!cancelled[i]) {
@@ -293,7 +295,8 @@ static int assignment(struct plane *p, struct buf *b, int64_t ti, int64_t *run, 
     sqlite3_stmt *st = sq(p,
                           "SELECT t.task_id, t.map_index, t.try_number, t.trigger_event, t.run,"
                           " t.offer_expires_ms, r.dag_id, r.run_id, r.logical_date, r.di_start,"
-                          " r.di_end, r.conf, t.queue FROM task_instances t JOIN dag_runs r"
+                          " r.di_end, r.conf, t.queue, t.resume_with FROM task_instances t"
+                          " JOIN dag_runs r"
                           " ON r.id = t.run WHERE t.id = ?1",
                           "i", ti);
     if (!st || sqlite3_step(st) != SQLITE_ROW) {
@@ -333,6 +336,10 @@ static int assignment(struct plane *p, struct buf *b, int64_t ti, int64_t *run, 
     free(merged);
     if (sqlite3_column_type(st, 3) != SQLITE_NULL)
         buf_printf(b, ",\"trigger_event\":%s", sq_text(st, 3));
+    if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
+        buf_puts(b, ",\"resume_with\":");
+        put_str(b, sq_text(st, 13));
+    }
     sqlite3_reset(st);
     return 0;
 }
@@ -681,23 +688,12 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
                   ? "failed"
                   : "up_for_retry";
     } else if (!done) { /* deferred */
-        char *spec = json_dumps(r->trigger, JSON_COMPACT);
-        json_t *to = json_object_get(r->trigger, "timeout");
-        int64_t tms = json_is_number(to) ? now + (int64_t)(json_number_value(to) * 1000.0) : 0;
-        sq_run(p, "DELETE FROM triggers WHERE ti = ?1", "i", ti);
-        sq_run(p,
-               "INSERT INTO triggers (ti, try_number, spec, timeout_ms, created_ms)"
-               " VALUES (?1, ?2, ?3, ?4, ?5)",
-               "iitNi", ti, try_no, spec ? spec : "{}", tms ? tms : INT64_MIN, now);
-        free(spec);
+        strig_insert(p, ti, try_no, r->trigger, now);
         sq_run(p,
                "UPDATE task_instances SET state = 'deferred', agent_id = NULL, due_ms = NULL,"
                " cancel_ms = NULL, timeout_ms = NULL WHERE id = ?1",
                "i", ti);
         sched_try_record(p, ti);
-        if (tms)
-            sched_due_hint(p, tms);
-        plane_wake(p, PLANE_WAIT_TRIGGER);
     }
     sq_commit(p, began);
     if (SCHED(p)->room_blocked) {

@@ -125,7 +125,8 @@ static void ti_queue(struct plane *p, int64_t ti, int64_t now)
 {
     sq_run(p,
            "UPDATE task_instances SET state = 'queued', try_number = try_number + 1,"
-           " queued_ms = ?2, agent_id = NULL, trigger_event = NULL, report_state = NULL,"
+           " queued_ms = ?2, agent_id = NULL, trigger_event = NULL, resume_with = NULL, "
+           "report_state = NULL,"
            " exit_code = NULL, signal = NULL, reason = NULL, started_ms = NULL, ended_ms = NULL,"
            " next_retry_ms = NULL, due_ms = NULL, cancel_ms = NULL, log_uri = NULL WHERE id = ?1",
            "ii", ti, now);
@@ -270,7 +271,7 @@ static void run_eval(struct plane *p, int64_t run, int kind, int64_t now)
             switch (dag_rule_eval(t->trigger_rule, &c)) {
             case DAG_RULE_RUN:
                 ti_queue(p, ids[i], now);
-                st[i] = DAG_TI_QUEUED;
+                st[i] = strig_declared(p, ids[i], t, now) ? DAG_TI_DEFERRED : DAG_TI_QUEUED;
                 break;
             case DAG_RULE_SKIP:
             case DAG_RULE_UPSTREAM_FAILED: {
@@ -624,7 +625,8 @@ static void clear_one(struct plane *p, int64_t ti)
            "UPDATE task_instances SET state = 'none', agent_id = NULL, due_ms = NULL,"
            " cancel_ms = NULL, next_retry_ms = NULL, started_ms = NULL, ended_ms = NULL,"
            " offer_expires_ms = NULL, timeout_ms = NULL, exit_code = NULL, signal = NULL,"
-           " reason = NULL, trigger_event = NULL, report_state = NULL WHERE id = ?1",
+           " reason = NULL, trigger_event = NULL, resume_with = NULL, report_state = NULL WHERE id "
+           "= ?1",
            "i", ti);
 }
 

@@ -257,6 +257,9 @@ static void build_env(struct wtask *t, json_t *task, struct tmpl_task_vars *vars
             env_put(t, "REMEX_TRIGGER_EVENT", s);
         free(s);
     }
+    const char *rw = json_string_value(json_object_get(t->asg, "resume_with"));
+    if (ev && rw)
+        env_put(t, "REMEX_RESUME_WITH", rw);
     inject_secrets(t, task);
 }
 
@@ -395,8 +398,10 @@ static void prepare(struct wtask *t, json_t *task, const char *ld)
         vars.data_interval_end = vars.logical_date;
     if (!json_is_object(vars.conf))
         vars.conf = NULL;
-    if (json_object_get(task, "trigger") && !json_object_get(task, "command") &&
-        !json_object_get(task, "shell"))
+    /* Canonical task JSON carries "command": null and "shell": null: presence is not enough. */
+    if (json_is_object(json_object_get(task, "trigger")) &&
+        !json_is_array(json_object_get(task, "command")) &&
+        !json_is_string(json_object_get(task, "shell")))
         set_prep_error(t, "task is a deferrable sensor; a triggerer runs it, not a worker");
     resolve_bundle(t);
     build_argv(t, task, &vars);

@@ -32,6 +32,7 @@
 #include "remex/mask.h"
 #include "remex/objstore.h"
 #include "remex/secrets.h"
+#include "remex/trigspec.h"
 #include "worker.h"
 
 #define XCOM_VALUE_MAX (512u * 1024u)
@@ -288,6 +289,12 @@ static json_t *defer(struct tconn *tc, json_t *req)
         return err_reply("bad_request", "trigger: expected an object with a string \"type\"");
     if (rw && !json_is_string(rw))
         return err_reply("bad_request", "resume_with: expected string");
+    struct trigspec ts;
+    struct remex_error e = {0};
+    remex_err rc = trigspec_parse(trig, NULL, &ts, &e);
+    trigspec_free(&ts);
+    if (rc != REMEX_OK)
+        return err_reply("bad_request", "%s", e.msg);
     json_decref(t->defer_trigger);
     t->defer_trigger = json_deep_copy(trig);
     if (rw && t->defer_trigger)

@@ -4,10 +4,10 @@
  * Every role (and the supervisor) loads the whole file with this table and
  * validates the whole file, so that `--check` of any of them gives the same
  * verdict. Shared sections: plane, state_dir, logs, bundles, secrets, xcom.
- * One section per role: worker, dag_processor, sentinel, agent (the supervisor,
- * with its workers[] instances); triggerer is reserved for the role this
- * version does not include (a mapping is accepted there and named in a
- * warning, never silently read).
+ * One section per role: worker, dag_processor, triggerer, sentinel, and agent
+ * (the supervisor, with its workers[] instances). The cfg type CFG_RESERVED
+ * keeps a section for a part a version does not include (accepted, named in a
+ * warning, never silently read); this version has none.
  *
  * Derived defaults, applied by agentcfg_load after every source:
  *   worker.state_dir  <state_dir>/worker
@@ -15,6 +15,8 @@
  *   sentinel.agent_socket  <state_dir>/agent.sock
  *   sentinel.log_level logs.level     sentinel.log_format logs.format
  *   dag_processor.state_dir  <state_dir>/dag_processor (and log_level, log_format as worker's)
+ *   triggerer.state_dir  <state_dir>/triggerer
+ *   triggerer.log_level  logs.level   triggerer.log_format  logs.format
  *   xcom.store        file://<absolute state_dir>/xcom
  *   agent.control_socket  <state_dir>/agent.sock
  *
@@ -126,6 +128,19 @@ struct agentcfg_sentinel {
     char *log_format;
 };
 
+struct agentcfg_triggerer {
+    char *name;
+    int64_t capacity; /* triggers held at once */
+    char *state_dir;
+    uint64_t poll_wait_ms;
+    uint64_t default_timeout_ms; /* a trigger without a timeout */
+    uint64_t poke_ms;            /* checks of polled kinds without poke_interval */
+    uint64_t http_timeout_ms;
+    uint64_t drain_grace_ms;
+    char *log_level;
+    char *log_format;
+};
+
 /* agent.yaml after defaults, the file, REMEX_* overrides and derived defaults. */
 struct agentcfg {
     struct {
@@ -149,6 +164,7 @@ struct agentcfg {
     struct agentcfg_agent agent;
     struct agentcfg_sentinel sentinel;
     struct agentcfg_dag_processor dag_processor;
+    struct agentcfg_triggerer triggerer;
 };
 
 extern const struct cfg_entry agentcfg_table[];

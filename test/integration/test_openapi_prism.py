@@ -133,6 +133,16 @@ class PrismContractTest(WorkerCase):
         st, b = self.req("POST", f"/api/v1/triggers/{trig['trigger_id']}/event",
                          {"payload": {"fired": True}}, sess)
         self.assertEqual(st, 200, b)
+        # The batch form: the same trigger again (gone now: its result says so) and one
+        # that never was.
+        st, b = self.req("POST", "/api/v1/triggers/events",
+                         {"events": [{"trigger_id": trig["trigger_id"], "payload": {}},
+                                     {"trigger_id": 999999, "timed_out": True}]}, sess)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(len(b["results"]), 2)
+        # What an external_run trigger reads.
+        st, b = self.req("GET", f"/api/v1/dags/contract/runs/{self.run_id}/status", None, sess)
+        self.assertEqual(st, 200, b)
 
     def drive_dag_processor(self, sess):
         man = {"bundle": "main", "version": "v2",
@@ -242,6 +252,7 @@ class PrismContractTest(WorkerCase):
         w = self.start_worker()
         self.wait_registered(w)
         run_id = self.trigger("contract", {"x": "b"})
+        self.run_id = run_id
         self.drive_triggers(aid, sess)
         run = self.wait_run("contract", run_id, timeout=60)
         self.assertEqual(run["state"], "success", run)

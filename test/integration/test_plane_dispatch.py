@@ -237,6 +237,153 @@ class DispatchTest(SchedCase):
         self.assertEqual(ag.report(r, "success")[0], 200)
         self.assertEqual(drive(self, ag, "df", "r")["state"], "success")
 
+    def poll_triggers(self, agent, n, wait=5):
+        st, b = self.req("POST", "/api/v1/triggers/poll", {"capacity": 10, "wait": wait,
+                                                          "held": []}, agent.session)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(len(b["triggers"]), n, b)
+        return b["triggers"]
+
+    def event(self, agent, trig, **body):
+        return self.req("POST", f"/api/v1/triggers/{trig['trigger_id']}/event", body,
+                        agent.session)
+
+    def test_declared_sensor_never_takes_a_worker_slot(self):
+        spec = {"type": "timer", "delta": 1, "timeout": 60}
+        self.push_ok(dag("ds", [{"task_id": "s", "trigger": spec},
+                                {"task_id": "after", "upstream": ["s"]}]))
+        ag = Agent(self, "w1")
+        trg = Agent(self, "t1")
+        self.trigger("ds", run_id="r")
+        self.assertEqual(ag.work(wait=0.5), [])  # a sensor is no worker's work
+        self.assertEqual(self.ti_states("ds", "r"), {"s": "deferred", "after": "none"})
+        (t,) = self.poll_triggers(trg, 1)
+        self.assertEqual(t["spec"], spec)
+        self.assertIsNotNone(t["timeout_at"])
+        self.assertEqual(self.event(trg, t, payload={"at": 1})[0], 200)
+        self.assertEqual(self.event(trg, t, payload={"at": 2})[0], 404)  # fires once
+        (a,) = ag.take(1)
+        self.assertEqual(a["task_id"], "after")
+        self.assertEqual(ag.report(a, "success")[0], 200)
+        r = self.wait_run("ds", "r")
+        self.assertEqual(r["state"], "success")
+        s = [x for x in r["task_instances"] if x["task_id"] == "s"][0]
+        self.assertEqual((s["state"], s["try_number"]), ("success", 1))
+
+    def test_declared_sensor_with_command_runs_with_the_payload(self):
+        self.push_ok(dag("dc", [{"task_id": "s", "command": ["true"],
+                                 "trigger": {"type": "timer", "delta": 0}}]))
+        ag = Agent(self, "w1")
+        trg = Agent(self, "t1")
+        self.trigger("dc", run_id="r")
+        (t,) = self.poll_triggers(trg, 1)
+        self.assertEqual(ag.work(wait=0), [])
+        self.assertEqual(self.event(trg, t, payload={"k": "v"})[0], 200)
+        (a,) = ag.take(1)
+        self.assertEqual((a["task_id"], a["try_number"], a["trigger_event"]), ("s", 1, {"k": "v"}))
+        self.assertEqual(ag.report(a, "success")[0], 200)
+        self.assertEqual(self.wait_run("dc", "r")["state"], "success")
+
+    def test_declared_sensor_retry_defers_again(self):
+        self.push_ok(dag("dr", [{"task_id": "s", "retries": 1, "retry_delay": 0,
+                                 "trigger": {"type": "timer", "delta": 5}}]))
+        trg = Agent(self, "t1")
+        self.trigger("dr", run_id="r")
+        (t,) = self.poll_triggers(trg, 1)
+        self.assertEqual(self.event(trg, t, timed_out=True)[0], 200)
+        (t2,) = self.poll_triggers(trg, 1)  # try 2: deferred again, not queued
+        self.assertEqual(t2["ti_id"], t["ti_id"])
+        r = self.show_run("dr", "r")
+        self.assertEqual([(x["state"], x["try_number"]) for x in r["task_instances"]],
+                         [("deferred", 2)])
+        self.assertEqual(self.event(trg, t2, timed_out=True)[0], 200)
+        r = self.wait_run("dr", "r")
+        self.assertEqual((r["state"], r["task_instances"][0]["reason"]),
+                         ("failed", "trigger timeout"))
+
+    def test_trigger_on_timeout_skip(self):
+        self.push_ok(dag("sk", [{"task_id": "s", "trigger": {"type": "timer", "delta": 3600,
+                                                             "timeout": 1, "on_timeout": "skip"}},
+                                {"task_id": "t", "trigger": {"type": "timer", "delta": 3600,
+                                                             "on_timeout": "skip"}}]))
+        trg = Agent(self, "t1")
+        self.trigger("sk", run_id="r")
+        ts = {x["spec"]["timeout"]: x for x in self.poll_triggers(trg, 2)}
+        self.assertEqual(self.event(trg, ts[None], timed_out=True)[0], 200)  # the holder's default
+        r = self.wait_run("sk", "r", timeout=10)  # "s": the plane's own clock
+        self.assertEqual({x["task_id"]: (x["state"], x["reason"]) for x in r["task_instances"]},
+                         {"s": ("skipped", "trigger timeout"), "t": ("skipped", "trigger timeout")})
+        self.assertEqual(r["state"], "success")
+
+    def test_trigger_event_body_refused(self):
+        self.push_ok(dag("eb", [{"task_id": "s", "trigger": {"type": "timer", "delta": 1}}]))
+        trg = Agent(self, "t1")
+        self.trigger("eb", run_id="r")
+        (t,) = self.poll_triggers(trg, 1)
+        for body in ({"timed_out": 1}, {"payload": []}, {"extra": 1}):
+            st, b = self.event(trg, t, **body)
+            self.assertEqual(st, 400, (body, b))
+        self.assertEqual(self.ti_states("eb", "r"), {"s": "deferred"})
+
+    def test_trigger_events_batch_and_run_status(self):
+        self.push_ok(dag("eb2", [{"task_id": f"s{i}", "trigger": {"type": "timer", "delta": 1}}
+                                 for i in range(3)]))
+        t1, t2 = Agent(self, "t1"), Agent(self, "t2")
+        self.trigger("eb2", run_id="r")
+        got = self.poll_triggers(t1, 3)
+        ids = sorted(t["trigger_id"] for t in got)
+        ctx = got[0]["context"]
+        self.assertEqual((ctx["dag_id"], ctx["run_id"], ctx["try_number"]), ("eb2", "r", 1))
+        self.assertIsNotNone(got[0]["created_at"])
+        body = {"events": [{"trigger_id": ids[0], "payload": {"n": 0}},
+                           {"trigger_id": ids[1], "timed_out": True}]}
+        st, b = self.req("POST", "/api/v1/triggers/events", body, t2.session)
+        self.assertEqual(st, 200, b)
+        self.assertEqual([r["result"] for r in b["results"]], ["not_held", "not_held"])
+        st, b = self.req("POST", "/api/v1/triggers/events", body, t1.session)
+        self.assertEqual([r["result"] for r in b["results"]], ["applied", "applied"])
+        st, b = self.req("POST", "/api/v1/triggers/events", body, t1.session)
+        self.assertEqual([r["result"] for r in b["results"]], ["gone", "gone"])  # once only
+        for bad in ({"events": [{"trigger_id": 0}]}, {"events": [{"trigger_id": ids[2],
+                                                                  "payload": 1}]},
+                    {"events": [{"trigger_id": ids[2], "x": 1}]}, {"events": {}},
+                    {"events": [{"trigger_id": ids[2]}] * 1001}):
+            st, b = self.req("POST", "/api/v1/triggers/events", bad, t1.session)
+            self.assertEqual(st, 400, (bad if len(str(bad)) < 200 else "1001 events", b))
+        st, b = self.req("GET", "/api/v1/dags/eb2/runs/r/status", None, t1.session)
+        self.assertEqual(st, 200, b)
+        states = {x["task_id"]: x["state"] for x in b["task_instances"]}
+        self.assertEqual(sorted(states.values()), ["deferred", "failed", "success"])
+        self.assertEqual(b["state"], "running")
+        st, b = self.req("GET", "/api/v1/dags/eb2/runs/nope/status", None, t1.session)
+        self.assertEqual(st, 404, b)
+
+    def test_trigger_poll_reply_bounded_by_run_conf(self):
+        """Each handed-out trigger carries its run's conf: 1,000 of them with a
+        large conf once made a reply the triggerer refused (over 16 MiB)."""
+        self.push_ok(dag("bc", [{"task_id": f"s{i}", "trigger": {"type": "timer", "delta": 1}}
+                                for i in range(100)]))
+        trg = Agent(self, "t1")
+        big = {"blob": "x" * 60000}
+        st, b = self.req("POST", "/api/v1/admin/dags/bc/runs", {"run_id": "r", "conf": big},
+                         self.admin)
+        self.assertEqual(st, 200, b)
+        harness.wait_for(lambda: set(self.ti_states("bc", "r").values()) == {"deferred"}, 10,
+                         0.05, "100 deferred")
+        got, sizes = [], []
+        for _ in range(5):
+            st, _, raw = harness.http("POST", self.url + "/api/v1/triggers/poll",
+                                      {"capacity": 1000, "wait": 0}, trg.session)
+            self.assertEqual(st, 200)
+            sizes.append(len(raw))
+            got += json.loads(raw)["triggers"]
+            if len(got) == 100:
+                break
+        self.assertEqual(len({t["trigger_id"] for t in got}), 100)
+        self.assertGreater(len(sizes), 1)
+        self.assertLess(max(sizes), 5 * 1024 * 1024)
+        self.assertEqual(got[0]["context"]["conf"], big)
+
     def test_trigger_timeout_fails(self):
         self.push_ok(dag("tt", [{"task_id": "wait"}]))
         ag = Agent(self, "w1")

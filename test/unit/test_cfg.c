@@ -236,6 +236,46 @@ static void test_full_document(void **state)
     cfg_free(table, &c); /* idempotent */
 }
 
+/* A reserved section: a mapping is accepted, not read, and named in a warning; a scalar is an
+ * error; an empty mapping says nothing; the environment cannot set it. */
+struct rcfg {
+    char *name;
+};
+static const struct cfg_entry reserved_table[] = {
+    {.key = "name", .type = CFG_STRING, .offset = offsetof(struct rcfg, name), .def = "x"},
+    {.key = "later", .type = CFG_RESERVED, .desc = "reserved for remex-later"},
+    {0},
+};
+
+static void test_reserved_section(void **state)
+{
+    (void)state;
+    struct rcfg c = {0};
+    struct cfg_errors errs;
+    const char *doc = "name: a\nlater:\n  anything: [1, 2]\n  deep: {x: y}\n";
+    assert_int_equal(cfg_load_buf(reserved_table, &c, "r.yaml", doc, strlen(doc), NULL, &errs),
+                     REMEX_OK);
+    assert_string_equal(c.name, "a");
+    assert_int_equal(errs.nwarn, 1);
+    assert_string_equal(errs.warn[0], "r.yaml:3:3: later: reserved for remex-later; its keys are "
+                                      "not read");
+    struct buf out = BUF_INIT(4096);
+    assert_int_equal(cfg_check_report(REMEX_OK, &errs, &out), 0);
+    assert_non_null(strstr(buf_cstr(&out), "warning: r.yaml:3:3: later:"));
+    assert_non_null(strstr(buf_cstr(&out), "configuration OK"));
+    buf_free(&out);
+    cfg_free(reserved_table, &c);
+    doc = "later: {}\n";
+    assert_int_equal(cfg_load_buf(reserved_table, &c, "r.yaml", doc, strlen(doc), NULL, &errs),
+                     REMEX_OK);
+    assert_int_equal(errs.nwarn, 0);
+    cfg_free(reserved_table, &c);
+    doc = "later: 12\n";
+    assert_int_equal(cfg_load_buf(reserved_table, &c, "r.yaml", doc, strlen(doc), NULL, &errs),
+                     REMEX_ECONFIG);
+    assert_string_equal(errs.msg[0], "r.yaml:1:8: later: expected a mapping");
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -1018,6 +1058,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_document),
+        cmocka_unit_test(test_reserved_section),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_null_keeps_default),
         cmocka_unit_test(test_unknown_key_suggestion),
