@@ -128,16 +128,20 @@ if ! start_agent; then
 fi
 say "agent ready (log: $VAR/log/agent.log, task logs under $VAR/logs/)"
 
-# 4. DAGs: the runnable examples (the other files in etc/dags/ are format
-# references whose tools, such as psql, are not on this machine).
-for f in etc/dags/example*.yaml; do
-    "${CTL[@]}" dags push --bundle examples "$f" >/dev/null || fail "could not push $f"
+# 4. DAGs: the dag-processor uploads the examples bundle (etc/dags/) on its first
+# scan; wait until the plane has the example.
+for _ in $(seq 1 100); do
+    "${CTL[@]}" dags show "$DAG" >/dev/null 2>&1 && break
+    sleep 0.1
 done
-say "pushed $(ls etc/dags/example*.yaml | tr '\n' ' ')"
+"${CTL[@]}" dags show "$DAG" >/dev/null 2>&1 || fail "the dag-processor did not upload $DAG"
+say "the dag-processor synced etc/dags/ ($("${CTL[@]}" -o json dags list 2>/dev/null |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)["dags"]))' 2>/dev/null) DAGs)"
 
 # 5. Trigger the example and wait for it.
 say "triggering $DAG"
-"${CTL[@]}" dags trigger "$DAG" --wait --timeout 5m
+mkdir -p "$VAR/drop"
+"${CTL[@]}" dags trigger "$DAG" --conf "{\"drop_dir\": \"$VAR/drop\"}" --wait --timeout 5m
 rc=$?
 run_id=$("${CTL[@]}" -o json runs list "$DAG" 2>/dev/null |
     python3 -c 'import json,sys; r=json.load(sys.stdin)["dag_runs"]; print(max(r, key=lambda x: x["id"])["run_id"] if r else "")' 2>/dev/null)

@@ -138,17 +138,21 @@ void strig_release_agent(struct plane *p, int64_t agent_id)
 }
 
 /* The run context of the trigger row st (columns 4..): what a triggerer expands
- * templates with (owned json). */
+ * templates with (owned json). As for an assignment, the run's conf overrides
+ * the DAG's params key by key. */
 static json_t *trigger_context(struct plane *p, sqlite3_stmt *st)
 {
     struct sdag *d = sdag_find(p, sq_text(st, 6));
     json_t *params = d && d->params ? json_deep_copy(d->params) : json_object();
+    json_t *conf = sched_col_json(st, 13);
+    if (params && json_is_object(conf))
+        json_object_update(params, conf);
     return json_pack(
         "{ss ss ss sI sI so so so so so}", "dag_id", sq_text(st, 6), "run_id", sq_text(st, 7),
         "task_id", sq_text(st, 5), "try_number", (json_int_t)sqlite3_column_int64(st, 8),
         "map_index", (json_int_t)sqlite3_column_int64(st, 9), "logical_date",
         sched_col_time(st, 10), "data_interval_start", sched_col_time(st, 11), "data_interval_end",
-        sched_col_time(st, 12), "params", params, "conf", sched_col_json(st, 13));
+        sched_col_time(st, 12), "params", params, "conf", conf);
 }
 
 /* Hands up to cap unassigned triggers to agent; appends them to arr. */

@@ -31,7 +31,11 @@ class MakeRun(harness.TestCase):
         self.assertEqual(p.returncode, 0, out[-4000:])
         self.assertIn("run succeeded", out)
         self.assertIn("agent ready", out)
-        self.assertRegex(out, r"worker +\d+ +up +yes")
+        for role in ("worker", "dag-processor", "triggerer", "sentinel"):
+            self.assertRegex(out, role + r" +\d+ +up +yes")
+        # The sensor waited for the file extract dropped, held by the triggerer.
+        self.assertRegex(out, r"wait_for_orders +1 +success")
+        self.assertTrue(glob.glob(os.path.join(var, "drop", "orders_*.csv")))
         runs = glob.glob(os.path.join(var, "logs", "dag_id=example_sales", "run_id=*"))
         self.assertEqual(len(runs), 1, runs)
         run = runs[0]

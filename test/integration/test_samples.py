@@ -30,6 +30,9 @@ class SamplesTest(WorkerCase):
         self.bundle = DAGS
         w = self.start_worker(extra=f"secrets:\n  file: {secrets}\n")
         self.wait_registered(w)
+        # The sensors of the samples (example_sales waits for a file) need a triggerer.
+        t = self.spawn("triggerer", [self.bin("remex-triggerer"), "-c", self.worker_cfg])
+        t.wait_output("registered", timeout=10)
         return w
 
     def test_readme_walkthrough(self):
@@ -53,9 +56,11 @@ class SamplesTest(WorkerCase):
         rc, out, err = self.ctl("runs", "list", "etl_daily")
         self.assertEqual(rc, 0, err)
         self.assertRegex(out, r"walk\s+success")
-        for dag in ("vacuum_weekly", "backfill_manual", "example_sales"):
+        drop = os.path.join(self.tmp, "drop")
+        for dag, conf in (("vacuum_weekly", "{}"), ("backfill_manual", "{}"),
+                          ("example_sales", '{"drop_dir": "%s"}' % drop)):
             rc, out, err = self.ctl("dags", "trigger", dag, "--run-id", "walk", "--wait",
-                                    "--interval", "100ms", "--timeout", "90s")
+                                    "--conf", conf, "--interval", "100ms", "--timeout", "90s")
             self.assertEqual(rc, 0, (dag, out + err))
 
 
