@@ -102,11 +102,12 @@ class TestAgent(AgentCase):
 
     def test_kill_9_twenty_times(self):
         self.start_plane()
-        cfg = self.agent_yaml(roles=("worker", "sentinel"), restart_delay="100ms",
+        roles = ("worker", "dag-processor", "triggerer", "sentinel")
+        cfg = self.agent_yaml(roles=roles, restart_delay="100ms",
                               extra=f"sentinel:\n  listen: 127.0.0.1:{harness.free_port()}\n")
         a = self.start_agent(cfg)
-        a.wait_output("agent ready", timeout=15)
-        for role in ("worker", "sentinel"):
+        a.wait_output("agent ready: 4 of 4 roles up", timeout=15)
+        for role in roles:
             for i in range(20):
                 r = self.wait_role(cfg, role, lambda r: r["state"] == "up" and r["ready"],
                                    timeout=5, what="up")
