@@ -194,9 +194,49 @@ static void check_xcom(struct sentinel *s)
         health_set(&s->health, "xcom_store", HEALTH_OK, "a probe object round-trips");
 }
 
+#define FRESH_FILE_MAX (1024 * 1024)
+
 /*
- * Bundle folders exist and can be listed (bundle freshness needs the
- * dag-processor's last scan, which this version does not publish).
+ * The dag-processor's last successful refresh of bundle name, from its
+ * metrics file (<dag_processor.state_dir>/metrics.prom, written atomically):
+ * seconds since the epoch, 0 for never; -1 when the file or the line is not
+ * there (no dag-processor on this agent, or it has not written yet).
+ */
+static double last_refresh(const char *text, const char *name)
+{
+    char key[160];
+    snprintf(key, sizeof(key), "remex_dag_processor_last_refresh_timestamp_seconds{bundle=\"%s\"} ",
+             name);
+    const char *p = strstr(text, key);
+    if (!p)
+        return -1;
+    char *end = NULL;
+    double v = strtod(p + strlen(key), &end);
+    return end && end != p + strlen(key) ? v : -1;
+}
+
+/* Reads the dag-processor's metrics file into a NUL-terminated buffer; NULL when absent. */
+static char *read_dp_metrics(const struct agentcfg *c)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/metrics.prom", c->dag_processor.state_dir);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    char *buf = malloc(FRESH_FILE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, FRESH_FILE_MAX, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+/*
+ * Local bundle folders exist and can be listed; and, when a dag-processor
+ * runs on this agent (its metrics file is there), each bundle was refreshed
+ * within three of its intervals (git: refresh_interval, local:
+ * dag_processor.refresh_interval): a stale one is a warning, one never
+ * refreshed since the dag-processor started a warning too.
  */
 static void check_bundles(struct sentinel *s)
 {
@@ -205,15 +245,35 @@ static void check_bundles(struct sentinel *s)
     struct stat st;
     for (size_t i = 0; i < c->bundles.n; i++) {
         errno = 0;
-        if (stat(b[i].path, &st) != 0 || !S_ISDIR(st.st_mode) ||
-            access(b[i].path, R_OK | X_OK) != 0) {
+        if (b[i].path && (stat(b[i].path, &st) != 0 || !S_ISDIR(st.st_mode) ||
+                          access(b[i].path, R_OK | X_OK) != 0)) {
             health_set(&s->health, "bundles", HEALTH_FAIL, "bundle %s: %s: %s", b[i].name,
                        b[i].path, errno ? strerror(errno) : "not a folder");
             return;
         }
     }
-    health_set(&s->health, "bundles", HEALTH_OK, "%zu bundle folder%s present", c->bundles.n,
-               c->bundles.n == 1 ? "" : "s");
+    char *text = read_dp_metrics(c);
+    double now = (double)timeutil_real_ms() / 1000.0;
+    for (size_t i = 0; text && i < c->bundles.n; i++) {
+        double last = last_refresh(text, b[i].name);
+        double iv = (double)(b[i].url ? b[i].refresh_ms : c->dag_processor.refresh_ms) / 1000.0;
+        if (last == 0) {
+            health_set(&s->health, "bundles", HEALTH_WARN,
+                       "bundle %s: not refreshed yet by the dag-processor", b[i].name);
+            free(text);
+            return;
+        }
+        if (last > 0 && now - last > 3 * iv + 5) {
+            health_set(&s->health, "bundles", HEALTH_WARN,
+                       "bundle %s: last refreshed %.0f s ago (interval %.0f s)", b[i].name,
+                       now - last, iv);
+            free(text);
+            return;
+        }
+    }
+    health_set(&s->health, "bundles", HEALTH_OK, "%zu bundle%s present%s", c->bundles.n,
+               c->bundles.n == 1 ? "" : "s", text ? " and refreshed" : "");
+    free(text);
 }
 
 static void check_disk(struct sentinel *s)

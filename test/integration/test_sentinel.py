@@ -7,6 +7,7 @@ scraping the sentinel."""
 import http.client
 import http.server
 import json
+import time
 import os
 import shutil
 import socket
@@ -204,6 +205,28 @@ class Registration(SentinelCase):
             return [c["name"] for c in h["checks"]] == ["token_expiry"]
         harness.wait_for(bundles_ok, 10, 0.1, "the bundle folder to be seen again")
         self.assertIn("remex_agent_token_expiry_timestamp_seconds 946684800\n", self.metrics())
+
+    def test_bundle_freshness_from_the_dag_processor(self):
+        # The dag-processor publishes each bundle's last refresh in its metrics file; the
+        # sentinel warns when it is older than three intervals (local: 30 s by default).
+        dp = os.path.join(self.state, "dag_processor")
+        os.makedirs(dp, exist_ok=True)
+        prom = os.path.join(dp, "metrics.prom")
+
+        def publish(ts):
+            with open(prom + ".tmp", "w") as f:
+                f.write('remex_dag_processor_last_refresh_timestamp_seconds{bundle="main"} '
+                        f"{ts:.3f}\n")
+            os.rename(prom + ".tmp", prom)
+        publish(time.time() - 3600)
+        self.start_sentinel()
+        stale = harness.wait_for(lambda: (lambda c: c and c["status"] == "warn" and c)(
+            self.check("bundles")), 15, 0.1, "a stale bundle warning")
+        self.assertIn("bundle main: last refreshed", stale["message"])
+        publish(time.time())
+        fresh = harness.wait_for(lambda: (lambda c: c and c["status"] == "ok" and c)(
+            self.check("bundles")), 15, 0.1, "the bundle fresh again")
+        self.assertIn("refreshed", fresh["message"])
 
     def test_plane_gone_fails_health(self):
         self.start_sentinel()
