@@ -828,6 +828,7 @@ const struct plane_route plane_routes_sched[] = {
      PLANE_ROLE_TRIGGERER},
     {"POST", "/api/v1/triggers/events", AUTHZ_SESSION, sched_h_trigger_events,
      PLANE_ROLE_TRIGGERER},
+    {"GET", "/api/v1/queues/depth", AUTHZ_SESSION, sched_h_queue_depth, 0},
     {"GET", "/api/v1/dags/{dag_id}/runs/{run_id}/status", AUTHZ_SESSION, sched_h_run_status,
      PLANE_ROLE_TRIGGERER},
     {"POST", "/api/v1/dags/manifest", AUTHZ_SESSION_OR_ADMIN, sched_h_manifest,

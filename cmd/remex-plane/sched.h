@@ -199,6 +199,7 @@ void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_r
 #define STRIG_EVENTS_MAX 1000 /* events in one POST /triggers/events */
 void sched_h_trigger_events(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_run_status(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_queue_depth(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
 /* ---- sched_xcom.c ---- */
 void sched_h_xcom_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

@@ -147,12 +147,12 @@ static json_t *trigger_context(struct plane *p, sqlite3_stmt *st)
     json_t *conf = sched_col_json(st, 13);
     if (params && json_is_object(conf))
         json_object_update(params, conf);
-    return json_pack(
-        "{ss ss ss sI sI so so so so so}", "dag_id", sq_text(st, 6), "run_id", sq_text(st, 7),
-        "task_id", sq_text(st, 5), "try_number", (json_int_t)sqlite3_column_int64(st, 8),
-        "map_index", (json_int_t)sqlite3_column_int64(st, 9), "logical_date",
-        sched_col_time(st, 10), "data_interval_start", sched_col_time(st, 11), "data_interval_end",
-        sched_col_time(st, 12), "params", params, "conf", conf);
+    return json_pack("{ss ss ss sI sI so so so so so}", "dag_id", sq_text(st, 6), "run_id",
+                     sq_text(st, 7), "task_id", sq_text(st, 5), "try_number",
+                     (json_int_t)sqlite3_column_int64(st, 8), "map_index",
+                     (json_int_t)sqlite3_column_int64(st, 9), "logical_date",
+                     sched_col_time(st, 10), "data_interval_start", sched_col_time(st, 11),
+                     "data_interval_end", sched_col_time(st, 12), "params", params, "conf", conf);
 }
 
 /* Hands up to cap unassigned triggers to agent; appends them to arr. */
@@ -578,4 +578,48 @@ void sched_h_run_status(struct plane *p, struct plane_req *rq, struct plane_resp
     }
     json_object_set_new(out, "task_instances", tis);
     plane_reply(rs, 200, out);
+}
+
+/*
+ * GET /api/v1/queues/depth?queues=a,b: how many task instances wait on each
+ * named queue (state queued), for an agent's autoscaling metrics. At most
+ * QUEUE_DEPTH_MAX names of at most 128 bytes each; any session may ask.
+ */
+#define QUEUE_DEPTH_MAX 64
+
+void sched_h_queue_depth(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    const char *q = plane_req_query(rq, "queues");
+    char list[QUEUE_DEPTH_MAX * 130];
+    if (!q || !*q || strlen(q) >= sizeof(list)) {
+        plane_error(rs, 400, "bad_request", "queues: expected 1 to %d queue names, comma-separated",
+                    QUEUE_DEPTH_MAX);
+        return;
+    }
+    snprintf(list, sizeof(list), "%s", q);
+    const char *names[QUEUE_DEPTH_MAX];
+    size_t n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == QUEUE_DEPTH_MAX || strlen(t) > 128) {
+            plane_error(rs, 400, "bad_request",
+                        "queues: expected 1 to %d names of at most 128 bytes", QUEUE_DEPTH_MAX);
+            return;
+        }
+        names[n++] = t;
+    }
+    if (n == 0) {
+        plane_error(rs, 400, "bad_request", "queues: expected at least one name");
+        return;
+    }
+    json_t *arr = json_array();
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < n; i++) {
+        int64_t c = sq_int(
+            p, 0, "SELECT count(*) FROM task_instances WHERE state = 'queued' AND queue = ?1", "t",
+            names[i]);
+        json_array_append_new(arr, json_pack("{ss sI}", "name", names[i], "queued", (json_int_t)c));
+    }
+    pthread_mutex_unlock(&p->mu);
+    plane_reply(rs, 200, json_pack("{so}", "queues", arr));
 }

@@ -99,6 +99,25 @@ static void slot_metrics(const struct sentinel *s, struct buf *b)
                         (double)(q[j].slots - q[j].free_slots));
 }
 
+/* The plane's queued task instances on the workers' queues (the autoscaler's signal). */
+static void depth_metrics(const struct sentinel *s, struct buf *b)
+{
+    size_t i;
+    json_t *q;
+    if (!json_array_size(s->depth))
+        return;
+    FAMILY(b, "remex_agent_queue_depth", "gauge",
+           "Task instances queued on the plane for the queue (the workers' queues).");
+    json_array_foreach(s->depth, i, q)
+    {
+        const char *name = json_string_value(json_object_get(q, "name"));
+        json_t *n = json_object_get(q, "queued");
+        if (name && json_is_integer(n))
+            promtext_sample(b, "remex_agent_queue_depth", (const char *[]){"queue", name}, 1,
+                            (double)json_integer_value(n));
+    }
+}
+
 static void check_metrics(const struct sentinel *s, struct buf *b)
 {
     FAMILY(b, "remex_sentinel_check_status", "gauge",
@@ -167,6 +186,7 @@ void expo_metrics(struct sentinel *s, struct buf *out)
 {
     role_metrics(s, out);
     slot_metrics(s, out);
+    depth_metrics(s, out);
     check_metrics(s, out);
     plane_metrics(s, out);
     disk_metrics(s, out);

@@ -87,6 +87,60 @@ static void send_report(struct sentinel *s)
     json_decref(body);
 }
 
+/* ---- queue depth of the workers' queues ---- */
+
+static void depth_done(void *arg, const struct api_result *res)
+{
+    struct sentinel *s = arg;
+    s->depth_inflight = 0;
+    json_t *q = json_object_get(res->reply, "queues");
+    if (res->rc != REMEX_OK || !json_is_array(q)) {
+        log_debug("queue depth: %s", res->msg);
+        return;
+    }
+    json_decref(s->depth);
+    s->depth = json_incref(q);
+}
+
+/* Asks the plane how deep the queues of the supervisor's workers are (nothing without them). */
+static void query_depth(struct sentinel *s)
+{
+    char list[4096] = "";
+    size_t len = 0, n = 0;
+    for (size_t i = 0; i < s->status.nroles && s->have_status; i++) {
+        const struct supstatus_role *r = &s->status.roles[i];
+        for (size_t k = 0; k < r->nqueues && n < 64; k++) {
+            char probe[SUPSTATUS_NAME_MAX + 2];
+            snprintf(probe, sizeof(probe), ",%s,", r->queues[k]);
+            char have[sizeof(list) + 2];
+            snprintf(have, sizeof(have), ",%s,", list);
+            if (strstr(have, probe) || len + strlen(r->queues[k]) + 2 >= sizeof(list))
+                continue;
+            len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "",
+                                    r->queues[k]);
+            n++;
+        }
+    }
+    enum api_state st = api_state(s->api);
+    if (!n || s->depth_inflight || (st != API_REGISTERED && st != API_REFRESHING))
+        return;
+    char path[4200], *o = path;
+    o += snprintf(path, sizeof(path), "/api/v1/queues/depth?queues=");
+    for (const char *c = list; *c && o < path + sizeof(path) - 4; c++) {
+        if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+            strchr(",-._~", *c))
+            *o++ = *c;
+        else
+            o += snprintf(o, 4, "%%%02X", (unsigned char)*c);
+    }
+    *o = '\0';
+    struct api_call c = {
+        .method = "GET", .path = path, .what = "queue depth", .done = depth_done, .arg = s};
+    struct remex_error e;
+    if (api_call(s->api, &c, &e) == REMEX_OK)
+        s->depth_inflight = 1;
+}
+
 /* ---- the round ---- */
 
 static void on_tick(struct evloop *loop, uint64_t id, void *arg);
@@ -114,6 +168,7 @@ static void round_run(struct sentinel *s)
         tlsprobe_run(s->tls);
     checks_run(s);
     send_report(s);
+    query_depth(s);
 }
 
 static void on_tick(struct evloop *loop, uint64_t id, void *arg)
@@ -277,6 +332,8 @@ static void role_stop_hook(struct role *r)
     probes_free(s->probes);
     tlsprobe_free(s->tls);
     checks_free(s);
+    json_decref(s->depth);
+    s->depth = NULL;
 }
 
 static const struct role_ops sentinel_ops = {

@@ -15,6 +15,7 @@
 #ifndef REMEX_SENTINEL_H
 #define REMEX_SENTINEL_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "remex/agentcfg.h"
@@ -82,6 +83,10 @@ struct sentinel {
 
     struct sent_dir dirs[SENT_DIRS_MAX];
     size_t ndirs;
+
+    /* queue depth of the workers' queues (GET /api/v1/queues/depth), last answer */
+    int depth_inflight;
+    json_t *depth; /* owned: [{name, queued}], or NULL before the first answer */
 };
 
 /* checks.c: the checks graded from this process, into s->health. */

@@ -140,6 +140,10 @@ class PrismContractTest(WorkerCase):
                                      {"trigger_id": 999999, "timed_out": True}]}, sess)
         self.assertEqual(st, 200, b)
         self.assertEqual(len(b["results"]), 2)
+        # What the sentinel reads for its queue-depth metric.
+        st, b = self.req("GET", "/api/v1/queues/depth?queues=default,nosuch", None, sess)
+        self.assertEqual(st, 200, b)
+        self.assertEqual([q["name"] for q in b["queues"]], ["default", "nosuch"])
         # What an external_run trigger reads.
         st, b = self.req("GET", f"/api/v1/dags/contract/runs/{self.run_id}/status", None, sess)
         self.assertEqual(st, 200, b)
@@ -229,6 +233,8 @@ class PrismContractTest(WorkerCase):
             ("POST", "/api/v1/admin/tokens", {"name": "x"}, self.admin, 400),
             ("PUT", "/api/v1/admin/pools/p", {"slots": -1}, self.admin, 400),
             ("DELETE", "/api/v1/admin/pools/nope", None, self.admin, 404),
+            ("GET", "/api/v1/queues/depth", None, wsess, 400),
+            ("GET", "/api/v1/queues/depth?queues=a", None, None, 401),
             # The web UI's session: a login without an Origin naming the plane, no cookie.
             ("POST", "/api/v1/ui/session", {"token": "not-the-admin-token"}, None, 403),
             ("GET", "/api/v1/ui/session", None, None, 401),

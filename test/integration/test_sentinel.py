@@ -260,6 +260,22 @@ class Registration(SentinelCase):
 
 
 class Supervisor(SentinelCase):
+    def test_queue_depth_of_the_workers_queues(self):
+        # Three task instances wait on the worker's queue (no worker takes them here): the
+        # sentinel asks the plane and exposes the depth for an autoscaler.
+        self.fake(status())
+        st, b = self.req("PUT", "/api/v1/dags/deep",
+                         {"bundle": {"name": "main", "version": "v1"},
+                          "dag": {"dag_id": "deep", "fileloc": "d.yaml",
+                                  "tasks": [{"task_id": f"t{i}", "shell": "true"}
+                                            for i in range(3)]}}, self.admin)
+        self.assertIn(st, (200, 201), b)
+        st, b = self.req("POST", "/api/v1/admin/dags/deep/runs", {}, self.admin)
+        self.assertIn(st, (200, 201), b)
+        self.start_sentinel()
+        harness.wait_for(lambda: 'remex_agent_queue_depth{queue="default"} 3\n' in self.metrics(),
+                         15, 0.1, "the queue depth metric")
+
     def test_fatal_role_turns_health_503(self):
         sup = self.fake(status())
         self.start_sentinel()
