@@ -171,9 +171,11 @@ static int hand_out(struct plane *p, int64_t agent, int64_t cap, json_t *arr)
     while (st && n < POLL_MAX_TRIGGERS && bytes < POLL_REPLY_BYTES &&
            sqlite3_step(st) == SQLITE_ROW) {
         /* Spec and run conf are the variable part of an item (params are
-         * bounded by the DAG's own cap): the reply stays within what a
-         * triggerer accepts, whatever the runs' conf. */
-        bytes += (size_t)sqlite3_column_bytes(st, 2) + (size_t)sqlite3_column_bytes(st, 13) + 512;
+         * bounded by the DAG's own cap; the conf appears twice: as itself and
+         * merged into params): the reply stays within what a triggerer
+         * accepts, whatever the runs' conf. */
+        bytes +=
+            (size_t)sqlite3_column_bytes(st, 2) + 2 * (size_t)sqlite3_column_bytes(st, 13) + 512;
         ids[n++] = sqlite3_column_int64(st, 0);
         json_array_append_new(
             arr,
