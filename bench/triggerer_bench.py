@@ -282,8 +282,8 @@ def timers100k():
             print("timers100k: the 10,000 did not all fire within 30 s of their due time")
             return
         q = {k: v for k, v in fired.items() if "quantile_seconds" in k}
-        p50 = q['remex_triggerer_timer_lateness_quantile_seconds{quantile="0.5"}'] * 1000
-        p99 = q['remex_triggerer_timer_lateness_quantile_seconds{quantile="0.99"}'] * 1000
+        p50 = q['remex_triggerer_timer_lateness_quantile_seconds{q="0.5"}'] * 1000
+        p99 = q['remex_triggerer_timer_lateness_quantile_seconds{q="0.99"}'] * 1000
         lag = fired.get("remex_triggerer_loop_lag_max_seconds", 0) * 1000
         print(f"timers100k: 10,000 due within one second, 90,000 held: fire lateness p50 "
               f"{p50:.1f} ms, p99 {p99:.1f} ms (goal p99 < 10 ms; 0.1 ms buckets, upper bounds); "

@@ -402,6 +402,12 @@ const struct cfg_entry agentcfg_table[] = {
      .min = 1,
      .max = 1000,
      .desc = "Git bundles: checkouts kept besides the current one (never one a task runs in)."},
+    {.key = "dag_processor.listen",
+     .type = CFG_STRING,
+     .offset = D(listen),
+     .validate = check_listen,
+     .desc = "Address of the dag-processor's own /healthz, /livez and /metrics (ADDRESS:PORT); "
+             "unset: none."},
     {.key = "dag_processor.log_level",
      .type = CFG_STRING,
      .offset = D(log_level),
@@ -577,6 +583,12 @@ const struct cfg_entry agentcfg_table[] = {
      .max = 600000,
      .desc = "SIGTERM: time to deliver fired events before exiting (held triggers go back "
              "to the plane at once)."},
+    {.key = "triggerer.listen",
+     .type = CFG_STRING,
+     .offset = T(listen),
+     .validate = check_listen,
+     .desc = "Address of the triggerer's own /healthz, /livez and /metrics (ADDRESS:PORT); "
+             "unset: none."},
     {.key = "triggerer.log_level",
      .type = CFG_STRING,
      .offset = T(log_level),

@@ -156,7 +156,10 @@ struct dp_watch {
     struct dp_bundle *b;
 };
 
+struct rolehttp;
+
 struct dagproc {
+    struct rolehttp *http; /* dag_processor.listen: its probes and metrics, or NULL */
     struct role *r;
     struct api_client *api;
     struct evloop *loop;
@@ -187,6 +190,8 @@ void dp_sync_registered(struct dagproc *dp);
 void dp_sync_free(struct dp_bundle *b);
 /* metrics.c: rewrites <dag_processor.state_dir>/metrics.prom. */
 void dp_metrics_write(struct dagproc *dp);
+/* The dag-processor's metric families (Prometheus text) appended to out. */
+void dp_metrics_text(struct dagproc *dp, struct buf *out);
 
 /* watch.c */
 remex_err dp_watch_start(struct dagproc *dp, struct remex_error *e);

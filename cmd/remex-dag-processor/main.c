@@ -35,6 +35,7 @@
 #include "remex/fsutil.h"
 #include "remex/log.h"
 #include "remex/role.h"
+#include "remex/rolehttp.h"
 #include "remex/timeutil.h"
 #include "remex/version.h"
 
@@ -354,6 +355,11 @@ static int setup_bundle(struct dagproc *dp, struct dp_bundle *b, const struct ag
     return -1;
 }
 
+static void dp_metrics_fn(void *ud, struct buf *out)
+{
+    dp_metrics_text(ud, out);
+}
+
 static int setup(struct dagproc *dp)
 {
     const struct agentcfg *ac = &dp->r->cfg;
@@ -396,6 +402,11 @@ static int setup(struct dagproc *dp)
         return REMEX_EXIT_FAIL;
     }
     dp->api = dp->r->api;
+    if (ac->dag_processor.listen &&
+        !(dp->http = rolehttp_role(dp->r, ac->dag_processor.listen, dp_metrics_fn, dp, &e))) {
+        log_error("dag_processor.listen %s: %s", ac->dag_processor.listen, e.msg);
+        return REMEX_EXIT_CONFIG;
+    }
     return -1;
 }
 
@@ -447,6 +458,8 @@ static void role_stop_now_hook(struct role *r)
 static void role_stop_hook(struct role *r)
 {
     struct dagproc *dp = r->ud;
+    rolehttp_free(dp->http);
+    dp->http = NULL;
     if (dp->th_running) {
         pthread_join(scan_tid, NULL); /* a scan is bounded by the bundle caps */
         dp_state_free(&dp->th_out);

@@ -65,24 +65,29 @@ static double value(const struct dp_bundle *b, size_t i)
     }
 }
 
+void dp_metrics_text(struct dagproc *dp, struct buf *out)
+{
+    for (size_t i = 0; i < sizeof(M) / sizeof(*M); i++) {
+        buf_printf(out, "# HELP remex_dag_processor_%s %s\n# TYPE remex_dag_processor_%s %s\n",
+                   M[i].name, M[i].help, M[i].name, M[i].type);
+        for (size_t j = 0; j < dp->nb; j++)
+            buf_printf(out, "remex_dag_processor_%s{bundle=\"%s\"} %.3f\n", M[i].name,
+                       dp->b[j].name, value(&dp->b[j], i));
+    }
+    buf_puts(out, "# HELP remex_dag_processor_bundle_version The bundle version on the plane.\n"
+                  "# TYPE remex_dag_processor_bundle_version gauge\n");
+    for (size_t j = 0; j < dp->nb; j++)
+        if (dp->b[j].m.plane_version[0])
+            buf_printf(out, "remex_dag_processor_bundle_version{bundle=\"%s\",version=\"%s\"} 1\n",
+                       dp->b[j].name, dp->b[j].m.plane_version);
+}
+
 void dp_metrics_write(struct dagproc *dp)
 {
     char path[PATH_MAX], tmp[PATH_MAX + 8];
     struct buf out = BUF_INIT(1024 * 1024);
     const char *dir = dp->r->cfg.dag_processor.state_dir;
-    for (size_t i = 0; i < sizeof(M) / sizeof(*M); i++) {
-        buf_printf(&out, "# HELP remex_dag_processor_%s %s\n# TYPE remex_dag_processor_%s %s\n",
-                   M[i].name, M[i].help, M[i].name, M[i].type);
-        for (size_t j = 0; j < dp->nb; j++)
-            buf_printf(&out, "remex_dag_processor_%s{bundle=\"%s\"} %.3f\n", M[i].name,
-                       dp->b[j].name, value(&dp->b[j], i));
-    }
-    buf_puts(&out, "# HELP remex_dag_processor_bundle_version The bundle version on the plane.\n"
-                   "# TYPE remex_dag_processor_bundle_version gauge\n");
-    for (size_t j = 0; j < dp->nb; j++)
-        if (dp->b[j].m.plane_version[0])
-            buf_printf(&out, "remex_dag_processor_bundle_version{bundle=\"%s\",version=\"%s\"} 1\n",
-                       dp->b[j].name, dp->b[j].m.plane_version);
+    dp_metrics_text(dp, &out);
     snprintf(path, sizeof(path), "%s/metrics.prom", dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

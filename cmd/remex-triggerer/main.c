@@ -30,6 +30,7 @@
 #include "remex/httploop.h"
 #include "remex/log.h"
 #include "remex/role.h"
+#include "remex/rolehttp.h"
 #include "remex/secrets.h"
 #include "remex/timeutil.h"
 #include "remex/version.h"
@@ -320,6 +321,11 @@ static char *store_dir(const char *url)
     return d;
 }
 
+static void trig_metrics_fn(void *ud, struct buf *out)
+{
+    trig_metrics_text(ud, out);
+}
+
 static int setup(struct trg *t)
 {
     struct remex_error e = {0};
@@ -353,6 +359,11 @@ static int setup(struct trg *t)
         return REMEX_EXIT_FAIL;
     }
     t->api = t->r->api;
+    if (t->cfg->listen &&
+        !(t->http = rolehttp_role(t->r, t->cfg->listen, trig_metrics_fn, t, &e))) {
+        log_error("triggerer.listen %s: %s", t->cfg->listen, e.msg);
+        return REMEX_EXIT_CONFIG;
+    }
     t->lag_timer = evloop_timer_add(t->loop, LAG_TICK_MS, LAG_TICK_MS, on_lag_tick, t);
     t->metrics_timer = evloop_timer_add(t->loop, METRICS_MS, METRICS_MS, on_metrics, t);
     return -1;
@@ -388,6 +399,8 @@ static void role_stop_hook(struct role *r)
     if (t->pending && json_array_size(t->pending) > 0)
         log_warn("%zu trigger events not sent; the plane hands their triggers out again",
                  json_array_size(t->pending));
+    rolehttp_free(t->http);
+    t->http = NULL;
     if (t->tab)
         trig_write_metrics(t);
     httploop_free(t->hl); /* aborts checks in flight without their callbacks */

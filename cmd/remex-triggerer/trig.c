@@ -481,7 +481,7 @@ void trig_free_all(struct trg *t)
 
 /* ---- metrics ---- */
 
-static void metrics_text(struct trg *t, struct buf *b)
+void trig_metrics_text(struct trg *t, struct buf *b)
 {
     buf_puts(b, "# HELP remex_triggerer_triggers_held Triggers armed, by kind.\n"
                 "# TYPE remex_triggerer_triggers_held gauge\n");
@@ -489,6 +489,7 @@ static void metrics_text(struct trg *t, struct buf *b)
         buf_printf(b, "remex_triggerer_triggers_held{kind=\"%s\"} %" PRIu64 "\n",
                    trigspec_kind_name((enum trigspec_kind)k), t->m.held_by_kind[k]);
     buf_printf(b,
+               "# HELP remex_triggerer_events_total Trigger events, by outcome.\n"
                "# TYPE remex_triggerer_events_total counter\n"
                "remex_triggerer_events_total{outcome=\"fired\"} %" PRIu64 "\n"
                "remex_triggerer_events_total{outcome=\"timed_out\"} %" PRIu64 "\n"
@@ -508,9 +509,13 @@ static void metrics_text(struct trg *t, struct buf *b)
     buf_printf(b,
                "remex_triggerer_timer_lateness_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
                "remex_triggerer_timer_lateness_seconds_count %" PRIu64 "\n"
+               "# HELP remex_triggerer_timer_lateness_quantile_seconds Timer lateness at the "
+               "quantile q (0.1 ms buckets).\n"
                "# TYPE remex_triggerer_timer_lateness_quantile_seconds gauge\n"
-               "remex_triggerer_timer_lateness_quantile_seconds{quantile=\"0.5\"} %g\n"
-               "remex_triggerer_timer_lateness_quantile_seconds{quantile=\"0.99\"} %g\n"
+               "remex_triggerer_timer_lateness_quantile_seconds{q=\"0.5\"} %g\n"
+               "remex_triggerer_timer_lateness_quantile_seconds{q=\"0.99\"} %g\n"
+               "# HELP remex_triggerer_loop_lag_max_seconds Longest event-loop lag since the last "
+               "write.\n"
                "# TYPE remex_triggerer_loop_lag_max_seconds gauge\n"
                "remex_triggerer_loop_lag_max_seconds %g\n",
                t->m.lat_n, t->m.lat_n, trig_lateness_quantile(t, 0.5) / 1000.0,
@@ -523,7 +528,7 @@ void trig_write_metrics(struct trg *t)
     struct buf b = BUF_INIT(64 * 1024);
     snprintf(path, sizeof(path), "%s/metrics.prom", t->cfg->state_dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    metrics_text(t, &b);
+    trig_metrics_text(t, &b);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int ok = fd >= 0 && write(fd, b.data, b.len) == (ssize_t)b.len;
     if (fd >= 0)

@@ -68,7 +68,10 @@ struct trg_metrics {
     uint64_t loop_lag_max_ms; /* since the last metrics write */
 };
 
+struct rolehttp;
+
 struct trg {
+    struct rolehttp *http; /* triggerer.listen: its probes and metrics, or NULL */
     struct role *r;
     const struct agentcfg_triggerer *cfg;
     struct evloop *loop;
@@ -128,6 +131,8 @@ json_t *trig_active_ids(struct trg *t);
 void trig_purge_fired(struct trg *t);
 /* Writes <state_dir>/metrics.prom (Prometheus text, atomically). */
 void trig_write_metrics(struct trg *t);
+/* The triggerer's metric families (Prometheus text) appended to b. */
+void trig_metrics_text(struct trg *t, struct buf *b);
 /* p-quantile (0..1) of the timer lateness, in ms; -1 without samples. */
 double trig_lateness_quantile(const struct trg *t, double q);
 

@@ -66,6 +66,7 @@ struct agentcfg_dag_processor {
     int64_t keep_versions; /* git checkouts kept (newest first) */
     char *log_level;
     char *log_format;
+    char *listen; /* its /healthz, /livez and /metrics ("127.0.0.1:9466"); NULL: none */
 };
 
 struct agentcfg_worker {
@@ -139,6 +140,7 @@ struct agentcfg_triggerer {
     uint64_t drain_grace_ms;
     char *log_level;
     char *log_format;
+    char *listen; /* its /healthz, /livez and /metrics ("127.0.0.1:9467"); NULL: none */
 };
 
 /* agent.yaml after defaults, the file, REMEX_* overrides and derived defaults. */

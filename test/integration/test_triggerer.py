@@ -371,7 +371,7 @@ class TestTriggererProcess(TriggererCase):
         self.assertEqual(trg.wait(10), 0)  # checks in flight are aborted and freed
         m = self.metrics(trg)
         q99 = float([ln for ln in m.splitlines()
-                     if 'quantile="0.99"' in ln][0].split()[-1])
+                     if 'q="0.99"' in ln][0].split()[-1])
         count = int([ln for ln in m.splitlines()
                      if ln.startswith("remex_triggerer_timer_lateness_seconds_count")][0]
                     .split()[-1])
