@@ -397,12 +397,12 @@ static void token_refused(struct api_client *c, const char *msg)
 {
     if (!c->token_retry) {
         c->token_retry = 1;
-        log_warn("register: agent token refused (%s); re-reading the token and retrying", msg);
+        log_warn("agent token refused (%s); re-reading the token and retrying", msg);
         register_later(c, 500);
         return;
     }
-    log_error("register: the plane refused the agent token: it is revoked, expired or invalid "
-              "(%s); exiting with code %d",
+    log_error("the plane refused the agent token: it is revoked, expired or invalid (%s); "
+              "exiting with code %d",
               msg, REMEX_EXIT_CONFIG);
     go_fatal(c);
 }
@@ -430,7 +430,7 @@ static void register_done(struct api_client *c, const struct api_result *r)
     }
     if (r->rc != REMEX_OK || status / 100 != 2) {
         if (c->reg_failures++ % 10 == 0)
-            log_warn("register: %s; retrying", r->msg);
+            log_warn("%s; retrying", r->msg);
         register_later(c, api_backoff_ms(c->reg_failures));
         return;
     }
@@ -511,7 +511,7 @@ static void heartbeat_done(struct api_client *c, const struct api_result *r)
     c->hb_inflight = 0;
     if (r->rc != REMEX_OK || !json_is_object(r->reply)) {
         if (r->status != 401 && r->status != 403 && c->hb_failures++ == 0)
-            log_warn("heartbeat: %s", r->msg);
+            log_warn("%s", r->msg);
         return;
     }
     c->hb_failures = 0;

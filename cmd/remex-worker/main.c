@@ -39,6 +39,7 @@
 #include "remex/role.h"
 #include "remex/rolehttp.h"
 #include "remex/secrets.h"
+#include "remex/timeutil.h"
 #include "remex/version.h"
 #include "worker.h"
 
@@ -88,7 +89,7 @@ static void poll_done(void *arg, const struct api_result *res)
     json_t *arr = json_object_get(res->reply, "assignments");
     if (res->rc != REMEX_OK || !json_is_array(arr)) {
         if (w->poll_failures++ == 0)
-            log_warn("work poll: %s%s", res->msg,
+            log_warn("%s%s", res->msg,
                      res->rc == REMEX_OK ? ": reply without an assignments array" : "");
         if (w->r->state != ROLE_FINISHED)
             w->poll_timer =
@@ -310,8 +311,10 @@ static void on_drain_grace(struct evloop *loop, uint64_t id, void *arg)
 static void role_drain_hook(struct role *r, const char *why)
 {
     struct worker *w = r->ud;
-    log_info("%s: draining (running tasks get %llu ms; send SIGTERM again to stop them now)", why,
-             (unsigned long long)w->cfg->drain_grace_ms);
+    char grace[32];
+    timeutil_duration_format(w->cfg->drain_grace_ms, grace, sizeof(grace));
+    log_info("%s: draining (running tasks get %s; send SIGTERM again to stop them now)", why,
+             grace);
     w->drain_timer = evloop_timer_add(w->loop, w->cfg->drain_grace_ms, 0, on_drain_grace, w);
     check_done(w);
 }
@@ -498,8 +501,13 @@ static int role_start_hook(struct role *r)
     int code = setup(w);
     if (code >= 0)
         return code;
-    log_info("remex-worker %s starting: plane %s, queues %zu, %lld slots", REMEX_VERSION,
-             r->cfg.plane.url, w->cfg->queues.n, (long long)w->slots);
+    char qs[512] = "";
+    size_t ql = 0;
+    for (size_t i = 0; i < w->cfg->queues.n && ql < sizeof(qs); i++)
+        ql += (size_t)snprintf(qs + ql, sizeof(qs) - ql, "%s%s", i ? ", " : "",
+                               w->cfg->queues.items[i]);
+    log_info("remex-worker %s starting: plane %s, queues [%s], %lld slots", REMEX_VERSION,
+             r->cfg.plane.url, qs, (long long)w->slots);
     api_start(w->api); /* registers once the journal is delivered */
     return -1;
 }

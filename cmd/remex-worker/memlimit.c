@@ -113,7 +113,7 @@ remex_err memlimit_init(struct worker *w, struct remex_error *e)
             return remex_seterr(e, REMEX_EUNSUPPORTED,
                                 "memory_enforcement is cgroup2 but cgroup v2 is not usable: %s",
                                 ce.msg);
-        snprintf(why2, sizeof(why2), "; cgroup2: %s", ce.msg);
+        snprintf(why2, sizeof(why2), "; cgroup v2 not used (%s)", ce.msg);
     }
     if (mode == AGENTCFG_MEM_AUTO || mode == AGENTCFG_MEM_CGROUP1) {
         if (setup_cgroup1(w, &ce) == REMEX_OK) {
@@ -125,7 +125,7 @@ remex_err memlimit_init(struct worker *w, struct remex_error *e)
             return remex_seterr(e, REMEX_EUNSUPPORTED,
                                 "memory_enforcement is cgroup1 but cgroup v1 is not usable: %s",
                                 ce.msg);
-        snprintf(why1, sizeof(why1), "; cgroup1: %s", ce.msg);
+        snprintf(why1, sizeof(why1), "; cgroup v1 not used (%s)", ce.msg);
     }
     w->memlimit_mech = "rlimit-as";
     log_info("memory limits: rlimit-as (RLIMIT_AS per task)%s%s%s", forced, why2, why1);

@@ -285,6 +285,24 @@ class TestWorkerLifecycle(WorkerCase):
         self.assertEqual(p.wait(10), 100)
         self.assertIn("baddp.yaml:5:21: dag_processor.refresh_interval", p.output())
 
+    def test_messages_read_well(self):
+        # Queue names rather than a count, durations as an operator writes them, no doubled
+        # prefixes, and the memory mechanism's alternatives not worded as errors.
+        self.start_plane()
+        w = self.start_worker()
+        self.wait_registered(w)
+        out = w.output()
+        self.assertRegex(out, r"starting: plane http://127\.0\.0\.1:\d+, queues \[default\], 4 slots")
+        self.assertNotRegex(out, r"cgroup2: /")
+        w.signal(signal.SIGTERM)
+        self.assertEqual(w.wait(10), 0)
+        out = w.output()
+        self.assertIn("SIGTERM: draining (running tasks get 10m;", out)
+        for line in out.splitlines():
+            words = line.split()
+            self.assertFalse(any(a.endswith(":") and a == b for a, b in zip(words, words[1:])),
+                             line)
+
     def test_derived_defaults_and_shared_log_settings(self):
         # logs.level applies to every role; the worker's state sits under state_dir.
         self.start_plane()
