@@ -188,6 +188,19 @@ void strig_release_agent(struct plane *p, int64_t agent_id);
 void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
+/* ---- sched_counts.c: counts kept by SQLite triggers ---- */
+extern const char scount_migration_sql[]; /* migration 120 */
+/* Queued TIs per queue, TIs by state, runs by state (Prometheus text). */
+void scount_metrics(struct plane *p, struct buf *out);
+/* Task instances queued on queue now (one row read). */
+int64_t scount_queued_on(struct plane *p, const char *queue);
+/* Parks a work poll on its queues (rq_strarray of at most PLANE_PARK_KEYS,
+ * borrowed from rq->body); as plane_park. */
+int sched_park_work(struct plane *p, struct plane_req *rq, json_t *queues, int64_t wait_ms);
+/* Work was queued or room opened: for each queue with N queued task
+ * instances, resumes at most N work polls parked on it (plane_wake_key). */
+void sched_wake_work(struct plane *p);
+
 /* ---- sched_xcom.c ---- */
 void sched_h_xcom_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_xcom_get(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

@@ -255,7 +255,7 @@ void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_r
                " state = 'deferred'",
                "iit", ti, plane_now_ms(), pj ? pj : "{}");
         if (sqlite3_changes(p->db) > 0)
-            plane_wake(p, PLANE_WAIT_WORK);
+            sched_wake_work(p);
         sq_commit(p, began);
     }
     pthread_mutex_unlock(&p->mu);
