@@ -58,6 +58,7 @@ struct plane_config {
     int64_t body_max;              /* 1 MiB */
     int64_t threads;               /* HTTP event-loop threads; 0: one per CPU */
     int64_t max_connections;       /* most concurrent connections (1024) */
+    int64_t retention_ms;          /* automatic retention (sched_retention.c); 0: off */
     char *log_level;
     char *log_format;
 };

@@ -108,6 +108,8 @@ const struct store_migration store_migrations_sched[] = {
           " PRIMARY KEY (ti, try_number)) WITHOUT ROWID;"},
     /* Counts by state and queue kept by triggers (sched_counts.c). */
     {120, scount_migration_sql},
+    /* Finished runs by end time, for retention (sched_retention.c). */
+    {121, sret_migration_sql},
     {0, NULL},
 };
 
@@ -500,6 +502,7 @@ static int64_t sched_pass(struct plane *p)
         s->due_ms = next;
     }
     next = min64(next, sruns_pass(p, now));
+    next = min64(next, sret_pass(p, now));
     if (sq_commit(p, began) != 0) {
         s->retry_ms = now + SCHED_RETRY_MS; /* store_resync is set again */
         next = s->retry_ms;
@@ -794,6 +797,7 @@ const struct plane_route plane_routes_sched[] = {
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/cancel", AUTHZ_ADMIN, sched_h_run_cancel,
      0},
     {"DELETE", "/api/v1/admin/dags/{dag_id}", AUTHZ_ADMIN, sched_h_dag_delete, 0},
+    {"POST", "/api/v1/admin/db/clean", AUTHZ_ADMIN, sched_h_db_clean, 0},
     {"GET", "/api/v1/admin/pools", AUTHZ_ADMIN, sched_h_pools_list, 0},
     {"PUT", "/api/v1/admin/pools/{pool}", AUTHZ_ADMIN, sched_h_pool_put, 0},
     {"DELETE", "/api/v1/admin/pools/{pool}", AUTHZ_ADMIN, sched_h_pool_delete, 0},

@@ -74,6 +74,7 @@ struct sched {
     int queued_any;       /* a pass queued TIs: wake the work polls */
     int room_blocked;     /* a poll skipped TIs of a DAG at its max_active_tasks */
     int64_t retry_ms;     /* after a failed commit: no pass before this wall time */
+    int64_t retention_ms; /* next automatic retention slice (sched_retention.c) */
     struct shist latency; /* queued -> offered, seconds */
     struct shist loop;    /* scheduler pass duration, seconds */
 };
@@ -200,6 +201,13 @@ int sched_park_work(struct plane *p, struct plane_req *rq, json_t *queues, int64
 /* Work was queued or room opened: for each queue with N queued task
  * instances, resumes at most N work polls parked on it (plane_wake_key). */
 void sched_wake_work(struct plane *p);
+
+/* ---- sched_retention.c ---- */
+extern const char sret_migration_sql[]; /* migration 121 */
+void sched_h_db_clean(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+/* Automatic retention, in the scheduler pass: one bounded slice when due;
+ * returns the next due wall time (INT64_MAX when retention is off). */
+int64_t sret_pass(struct plane *p, int64_t now);
 
 /* ---- sched_xcom.c ---- */
 void sched_h_xcom_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

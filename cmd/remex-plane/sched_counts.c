@@ -123,7 +123,8 @@ void scount_metrics(struct plane *p, struct buf *out)
     buf_puts(out, "# HELP remex_plane_dag_runs Dag runs by state.\n"
                   "# TYPE remex_plane_dag_runs gauge\n");
     for (size_t i = 0; i < sizeof(rstates) / sizeof(rstates[0]); i++) {
-        int64_t n = sq_int(p, 0, "SELECT n FROM run_state_counts WHERE state = ?1", "t", rstates[i]);
+        int64_t n =
+            sq_int(p, 0, "SELECT n FROM run_state_counts WHERE state = ?1", "t", rstates[i]);
         buf_printf(out, "remex_plane_dag_runs{state=\"%s\"} %" PRId64 "\n", rstates[i], n);
     }
 }

@@ -25,17 +25,16 @@
 static json_t *pools_json(struct plane *p)
 {
     json_t *arr = json_array();
-    sqlite3_stmt *st =
-        sq(p,
-           /* Each sum walks a partial index (ti_active, ti_queue): the cost
-            * follows the work in flight and queued, not the history. */
-           "SELECT p.name, p.slots, p.description,"
-           " COALESCE((SELECT SUM(t.pool_slots) FROM task_instances t"
-           "  WHERE t.state IN ('offered', 'running') AND t.pool = p.name), 0),"
-           " COALESCE((SELECT SUM(t.pool_slots) FROM task_instances t"
-           "  WHERE t.state = 'queued' AND t.pool = p.name), 0)"
-           " FROM pools p ORDER BY p.name",
-           "");
+    sqlite3_stmt *st = sq(p,
+                          /* Each sum walks a partial index (ti_active, ti_queue): the cost
+                           * follows the work in flight and queued, not the history. */
+                          "SELECT p.name, p.slots, p.description,"
+                          " COALESCE((SELECT SUM(t.pool_slots) FROM task_instances t"
+                          "  WHERE t.state IN ('offered', 'running') AND t.pool = p.name), 0),"
+                          " COALESCE((SELECT SUM(t.pool_slots) FROM task_instances t"
+                          "  WHERE t.state = 'queued' AND t.pool = p.name), 0)"
+                          " FROM pools p ORDER BY p.name",
+                          "");
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         int64_t slots = sqlite3_column_int64(st, 1), occ = sqlite3_column_int64(st, 3);
         json_array_append_new(arr, json_pack("{ss sI ss sI sI sI}", "name", sq_text(st, 0), "slots",

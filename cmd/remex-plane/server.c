@@ -77,7 +77,7 @@ struct park {
 
 struct server {
     struct MHD_Daemon *d;
-    char *cert, *key;                      /* PEM contents when TLS is on */
+    char *cert, *key; /* PEM contents when TLS is on */
     /* Parked requests of each kind, oldest first (a keyed wake-up resumes
      * the longest waiting ones); counts and wake-ups for /metrics. All
      * guarded by plane.mu. */
@@ -474,8 +474,8 @@ int plane_park_keys(struct plane *p, struct plane_req *rq, enum plane_wait kind,
 {
     struct server *s = p->server;
     struct rstate *st = rq->server_state;
-    if (!s || !st || atomic_load(&p->stopping) || (unsigned)kind >= PLANE_WAIT_KINDS ||
-        nkeys < 0 || nkeys > PLANE_PARK_KEYS)
+    if (!s || !st || atomic_load(&p->stopping) || (unsigned)kind >= PLANE_WAIT_KINDS || nkeys < 0 ||
+        nkeys > PLANE_PARK_KEYS)
         return -1;
     struct park *k = &st->park;
     int64_t now = (int64_t)timeutil_mono_ns();

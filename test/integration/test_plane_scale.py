@@ -10,7 +10,7 @@ import threading
 import time
 
 import harness
-from schedfix import Agent, SchedCase, dag
+from schedfix import Agent, SchedCase, dag, drive
 
 
 def metric_values(text, name):
@@ -176,6 +176,79 @@ class WakeupTest(SchedCase):
         self.stop_plane()  # answers the parked polls at once
         for t in threads:
             t.join(30)
+
+
+class RetentionTest(SchedCase):
+    DAY_MS = 86400 * 1000
+
+    def age_runs(self, run_ids, days):
+        """Ends the runs days ago (the plane stopped: it holds the file)."""
+        self.assertEqual(self.stop_plane(), 0)
+        db = sqlite3.connect(self.conf["db_path"])
+        with db:
+            for r in run_ids:
+                db.execute("UPDATE dag_runs SET ended_ms = ended_ms - ? WHERE run_id = ?",
+                           (days * self.DAY_MS, r))
+        db.close()
+        self.restart_plane()
+
+    def counts_agree(self):
+        self.assertEqual(self.stop_plane(), 0)
+        db = sqlite3.connect(self.conf["db_path"])
+        try:
+            full = dict(db.execute("SELECT state, count(*) FROM task_instances GROUP BY state"))
+            kept = dict(db.execute("SELECT state, n FROM ti_state_counts WHERE n != 0"))
+            orphans = db.execute("SELECT count(*) FROM task_instances t WHERE NOT EXISTS"
+                                 " (SELECT 1 FROM dag_runs r WHERE r.id = t.run)").fetchone()[0]
+        finally:
+            db.close()
+        self.restart_plane()
+        self.assertEqual(kept, full)
+        self.assertEqual(orphans, 0)
+
+    def clean(self, older_than, dry_run=False):
+        st, b = self.req("POST", "/api/v1/admin/db/clean",
+                         {"older_than": older_than, "dry_run": dry_run}, self.admin)
+        self.assertEqual(st, 200, b)
+        return b
+
+    def test_db_clean_deletes_old_finished_runs_only(self):
+        self.boot()
+        self.push_ok(dag("old", [{"task_id": f"t{i}"} for i in range(3)]))
+        ag = Agent(self, "w1")
+        for r in ("r1", "r2", "r3", "r4"):
+            self.trigger("old", run_id=r)
+            drive(self, ag, "old", r)
+        self.trigger("old", run_id="open")  # queued/running: kept at any age
+        self.age_runs(["r1", "r2", "r3", "open"], 40)
+        b = self.clean(30 * 86400, dry_run=True)
+        self.assertEqual((b["dag_runs"], b["task_instances"], b["dry_run"], b["more"]),
+                         (3, 9, True, False), b)
+        self.assertEqual(len(self.runs("old")), 5)
+        b = self.clean(30 * 86400)
+        self.assertEqual((b["dag_runs"], b["task_instances"], b["more"]), (3, 9, False), b)
+        self.assertEqual(sorted(r["run_id"] for r in self.runs("old")), ["open", "r4"])
+        self.assertEqual(self.clean(30 * 86400)["dag_runs"], 0)
+        st, b = self.req("POST", "/api/v1/admin/db/clean", {"older_than": "30d"}, self.admin)
+        self.assertEqual(st, 400, b)
+        self.counts_agree()
+
+    def test_latest_scheduled_run_is_kept_and_automatic_retention_runs(self):
+        self.boot(retention={"older_than": "30d"})
+        self.push_ok(dag("sch", [{"task_id": "t"}], schedule="@daily",
+                         start_date="2020-01-01T00:00:00Z", catchup=False))
+        ag = Agent(self, "w1")
+        run = harness.wait_for(lambda: self.runs("sch"), 20, 0.05, "the scheduled run")[0]
+        drive(self, ag, "sch", run["run_id"])
+        self.trigger("sch", run_id="m1")
+        drive(self, ag, "sch", "m1")
+        self.age_runs([run["run_id"], "m1"], 40)
+        # The automatic retention deletes the manual run; the latest scheduled
+        # one stays (the next data interval follows from it).
+        harness.wait_for(lambda: [r["run_id"] for r in self.runs("sch")] == [run["run_id"]],
+                         20, 0.1, "the retention to delete m1")
+        self.assertEqual(self.clean(0, dry_run=True)["dag_runs"], 0)
+        self.counts_agree()
 
 
 if __name__ == "__main__":
