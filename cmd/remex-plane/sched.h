@@ -34,7 +34,8 @@ struct stask {
 
 struct sdag {
     struct sdag *next;
-    struct dag *dag; /* owned, immutable */
+    struct sdag *hnext; /* chain of its bucket in sched.dag_tab (sched_dagmap.c) */
+    struct dag *dag;    /* owned, immutable */
     char *bundle;
     char *bundle_version;
     json_t *params;    /* borrowed from dag */
@@ -47,6 +48,11 @@ struct sdag {
     struct stask *tasks;   /* dag->ntasks entries */
     int *index;            /* open-addressing table task_id -> index, nindex slots (owned) */
     size_t nindex;
+    /* cron_runs' answer, valid until cron_due_ms while is_active, is_paused
+     * and last_known are as they were (cron_flags): a pass skips the DAG's
+     * cron arithmetic until then. 0: compute. */
+    int64_t cron_due_ms;
+    unsigned cron_flags;
 };
 
 #define SCHED_HIST_N 14
@@ -66,6 +72,8 @@ struct sched {
     pthread_t thread;
     int started;
     struct sdag *dags;
+    struct sdag **dag_tab; /* dag_id -> sdag buckets, dag_cap (a power of 2) of them */
+    size_t dag_cap, ndags;
     struct sdirty *dirty;
     size_t ndirty, capdirty;
     int runs_changed;     /* queued runs may start / cron state changed */
@@ -125,6 +133,12 @@ int rq_obj(struct plane_resp *rs, json_t *body, const char *field, json_t **out)
 int rq_strarray(struct plane_resp *rs, json_t *body, const char *field, size_t maxn, json_t **out);
 /* Path parameter i as a positive id; -1 after replying 404. */
 int rq_id(struct plane_req *rq, struct plane_resp *rs, int i, int64_t *out);
+
+/* ---- sched_dagmap.c: sched.dags by dag_id ---- */
+void sdmap_put(struct sched *s, struct sdag *d); /* d is (being) linked on s->dags */
+void sdmap_del(struct sched *s, struct sdag *d);
+struct sdag *sdmap_get(struct sched *s, const char *dag_id);
+void sdmap_free(struct sched *s);
 
 /* ---- sched_dags.c ---- */
 struct sdag *sdag_find(struct plane *p, const char *dag_id);

@@ -178,6 +178,33 @@ class WakeupTest(SchedCase):
             t.join(30)
 
 
+class ManyDagsTest(SchedCase):
+    def test_dags_are_found_after_the_table_grows_and_after_replace_and_delete(self):
+        self.boot()
+        n = 300  # past several doublings of the DAG table
+        for i in range(n):
+            self.push_ok(dag(f"d{i:03d}", [{"task_id": "t"}]))
+        self.push_ok(dag("d007", [{"task_id": "t"}, {"task_id": "u"}]))  # a new version
+        for i in (0, 150, 299):
+            st, b = self.req("DELETE", f"/api/v1/admin/dags/d{i:03d}", None, self.admin)
+            self.assertEqual(st, 200, b)
+        for i in range(n):
+            st, b = self.req("GET", f"/api/v1/admin/dags/d{i:03d}", None, self.admin)
+            self.assertEqual(st, 404 if i in (0, 150, 299) else 200, (i, b))
+        st, b = self.req("GET", "/api/v1/admin/dags/d007", None, self.admin)
+        self.assertEqual(b["tasks"], 2, b)
+        ag = Agent(self, "w1")
+        self.trigger("d298", run_id="r")
+        self.assertEqual(drive(self, ag, "d298", "r")["state"], "success")
+        self.restart_after_stop()
+        st, b = self.req("GET", "/api/v1/admin/dags/d298", None, self.admin)
+        self.assertEqual(st, 200, b)
+
+    def restart_after_stop(self):
+        self.assertEqual(self.stop_plane(), 0)
+        self.restart_plane()
+
+
 class RetentionTest(SchedCase):
     DAY_MS = 86400 * 1000
 
