@@ -2,11 +2,13 @@
 """remex-plane at scale: one table of figures at growing history and agent
 counts, one real plane per row (SQLite on the local disk, log level warn).
 
-For each row: a fresh database gets H finished task instances (runs of 100
-successful task instances of one DAG, written straight into the database
-while the plane is stopped, in one transaction); then the plane starts, A
-agents each park a /work long poll on a queue no task uses (as idle workers
-do), and the driver measures:
+For each row "H:A:D": a fresh database gets H finished task instances (runs
+of 100 successful task instances of one DAG, written straight into the
+database while the plane is stopped, in one transaction); then the plane
+starts, D DAGs with a daily schedule starting in 2100 are pushed (each
+scheduler pass has them to consider; the push time is printed), A agents
+each park a /work long poll on a queue no task uses (as idle workers do),
+and the driver measures:
   - /metrics: time of one scrape (median and max of 10);
   - heartbeat: p50 / p99 / max of 300 heartbeats of one agent while another
     thread scrapes /metrics every 50 ms (a scrape holds the plane's lock);
@@ -16,8 +18,9 @@ do), and the driver measures:
 The first row (H=0, A=0) is the floor: other rows print their /metrics and
 heartbeat p99 as ratios of it. Never asserts; bounded in time and count.
 
-Env: PLANE_SCALE_ROWS "H:A,..." (default "0:0,0:200,300000:0,300000:200";
-e.g. "0:0,1000000:0,3000000:1000" for the full run), TASKS (2000),
+Env: PLANE_SCALE_ROWS "H:A:D,..." (default
+"0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000"; e.g.
+"0:0:1,1000000:0:1,3000000:1000:10000" for a long run), TASKS (2000),
 REMEX_BIN / REMEX_BUILD (build/bin, build).
 """
 import http.client
@@ -37,10 +40,11 @@ import time
 
 BUILD = os.environ.get("REMEX_BUILD", "build")
 BIN = os.environ.get("REMEX_BIN", os.path.join(BUILD, "bin"))
-ROWS = os.environ.get("PLANE_SCALE_ROWS", "0:0,0:200,300000:0,300000:200")
+ROWS = os.environ.get("PLANE_SCALE_ROWS", "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000")
 TASKS = int(os.environ.get("TASKS", "2000"))
 MAX_HISTORY = 20_000_000
 MAX_AGENTS = 2000
+MAX_DAGS = 20000
 
 
 def free_port():
@@ -214,6 +218,22 @@ def dispatch(plane, tok):
             float(lat.group(2)) if lat else float("nan"))
 
 
+def push_dags(plane, n):
+    """n one-task DAGs, scheduled daily from 2100 (never due here); seconds taken."""
+    conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+    t0 = time.monotonic()
+    for i in range(n):
+        d = {"dag_id": f"idle{i:05d}", "fileloc": f"dags/idle{i}.yaml", "schedule": "@daily",
+             "start_date": "2100-01-01T00:00:00Z", "tasks": [{"task_id": "t",
+                                                              "command": ["true"]}]}
+        st, b = plane.call("PUT", f"/api/v1/dags/{d['dag_id']}",
+                           {"bundle": {"name": "idle", "version": "1"}, "dag": d}, plane.admin,
+                           conn=conn)
+        if st != 200:
+            raise RuntimeError(f"push: {st} {b[:200]}")
+    return time.monotonic() - t0
+
+
 def size_mib(path):
     try:
         return os.path.getsize(path) / 1048576
@@ -221,7 +241,7 @@ def size_mib(path):
         return 0.0
 
 
-def row(history, agents):
+def row(history, agents, ndags):
     tmp = tempfile.mkdtemp(prefix="remex-bench-scale.")
     plane = Plane(tmp)
     stop = threading.Event()
@@ -235,6 +255,7 @@ def row(history, agents):
         st, b = plane.call("POST", "/api/v1/admin/tokens", {"name": "bench", "expires_in": 3600},
                            plane.admin)
         tok = json.loads(b)["value"]
+        push = push_dags(plane, ndags)
         park_idle(plane, tok, agents, stop)
         deadline = time.monotonic() + 60
         while agents and time.monotonic() < deadline:
@@ -249,7 +270,7 @@ def row(history, agents):
         h50, h99, hmax = heartbeats(plane, tok)
         rate, w50, w99 = dispatch(plane, tok)
         db = os.path.join(tmp, "plane.db")
-        r = dict(history=history, agents=agents, fill=fill, m50=m50, mmax=mmax, h50=h50,
+        r = dict(history=history, agents=agents, push=push, fill=fill, m50=m50, mmax=mmax, h50=h50,
                  h99=h99, hmax=hmax, rate=rate, w50=w50, w99=w99, db=size_mib(db),
                  wal=size_mib(db + "-wal"), rss=plane.rss_mib())
     finally:
@@ -266,19 +287,20 @@ def main():
         return 1
     rows = []
     for spec in ROWS.split(","):
-        h, a = (int(x) for x in spec.split(":"))
-        rows.append((min(max(h, 0), MAX_HISTORY), min(max(a, 0), MAX_AGENTS)))
+        h, a, d = ([int(x) for x in spec.split(":")] + [1, 1])[:3]
+        rows.append((min(max(h, 0), MAX_HISTORY), min(max(a, 0), MAX_AGENTS),
+                     min(max(d, 0), MAX_DAGS)))
     print(f"plane_scale: {os.cpu_count()} cores, load average before:"
           f" {' '.join(open('/proc/loadavg').read().split()[:3])}; binary {BIN}/remex-plane")
-    print("| finished TIs | parked polls | /metrics p50 / max ms (x floor) "
+    print("| finished TIs | parked polls | DAGs (push s) | /metrics p50 / max ms (x floor) "
           "| heartbeat p50 / p99 / max ms (p99 x floor) | dispatch /s | wake-up p50 / p99 ms "
           "| DB / WAL MiB | plane RSS MiB |")
-    print("|---:|---:|---|---|---:|---|---|---:|")
+    print("|---:|---:|---:|---|---|---:|---|---|---:|")
     floor = None
-    for h, a in rows:
-        r = row(h, a)
+    for h, a, d in rows:
+        r = row(h, a, d)
         floor = floor or r
-        print(f"| {h:,} | {a:,} | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
+        print(f"| {h:,} | {a:,} | {d:,} ({r['push']:.2f}) | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
               f" | {r['h50']:.2f} / {r['h99']:.2f} / {r['hmax']:.2f} "
               f"({r['h99'] / floor['h99']:.1f}x) | {r['rate']:,.0f} | {r['w50']:.2f} / {r['w99']:.2f}"
               f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
