@@ -32,12 +32,17 @@
 #define RET_AUTO_IDLE_MS  60000
 #define RET_OLDER_MAX_SEC (100LL * 366 * 86400)
 
-/* Finished runs ended before ?1, the latest scheduled run of a DAG aside;
- * dag_runs_ended (migration 121) holds exactly the finished runs by end. */
+/* Finished runs ended before ?1, the latest scheduled run of a DAG aside.
+ * dag_runs_ended (migration 121) holds exactly the finished runs by end, so
+ * a slice reads the oldest ones first and stops at its LIMIT; a scheduled
+ * candidate is kept unless a later scheduled run exists (dag_runs_dag, from
+ * its logical date on: usually the next entry). */
 #define RET_ELIGIBLE                                                                               \
-    " FROM dag_runs r WHERE r.state IN ('success', 'failed') AND r.ended_ms < ?1"                  \
-    " AND NOT (r.run_type = 'scheduled' AND r.logical_date >= (SELECT max(x.logical_date)"         \
-    " FROM dag_runs x WHERE x.dag_id = r.dag_id AND x.run_type = 'scheduled'))"
+    " FROM dag_runs r INDEXED BY dag_runs_ended"                                                   \
+    " WHERE r.state IN ('success', 'failed') AND r.ended_ms < ?1"                                  \
+    " AND NOT (r.run_type = 'scheduled' AND NOT EXISTS (SELECT 1 FROM dag_runs x"                  \
+    " WHERE x.dag_id = r.dag_id AND x.logical_date > r.logical_date"                               \
+    " AND x.run_type = 'scheduled'))"
 
 const char sret_migration_sql[] =
     "CREATE INDEX dag_runs_ended ON dag_runs (ended_ms) WHERE state IN ('success', 'failed');";
