@@ -106,10 +106,8 @@ const struct store_migration store_migrations_sched[] = {
           " state TEXT NOT NULL, agent_id INTEGER, hostname TEXT, started_ms INTEGER,"
           " ended_ms INTEGER, exit_code INTEGER, signal INTEGER, reason TEXT, log_uri TEXT,"
           " PRIMARY KEY (ti, try_number)) WITHOUT ROWID;"},
-    /* Counts by state and queue kept by triggers (sched_counts.c). */
-    {120, scount_migration_sql},
     /* Finished runs by end time, for retention (sched_retention.c). */
-    {121, sret_migration_sql},
+    {120, sret_migration_sql},
     {0, NULL},
 };
 
@@ -559,6 +557,8 @@ remex_err sched_init(struct plane *p, struct remex_error *e)
     s->runs_changed = 1;
     p->sched = s;
     remex_err rc = sdag_load_all(p, e);
+    if (rc == REMEX_OK)
+        rc = scount_init(p, e);
     if (rc != REMEX_OK)
         return rc;
     /* A start is committed lazily: after a crash, a task instance its worker
@@ -599,6 +599,7 @@ void sched_free(struct plane *p)
     struct sched *s = SCHED(p);
     if (!s)
         return;
+    scount_free(p);
     sdag_free_all(s);
     free(s->dirty);
     free(s);

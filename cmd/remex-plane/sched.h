@@ -83,6 +83,7 @@ struct sched {
     int room_blocked;     /* a poll skipped TIs of a DAG at its max_active_tasks */
     int64_t retry_ms;     /* after a failed commit: no pass before this wall time */
     int64_t retention_ms; /* next automatic retention slice (sched_retention.c) */
+    void *counts;         /* struct scount (sched_counts.c) */
     struct shist latency; /* queued -> offered, seconds */
     struct shist loop;    /* scheduler pass duration, seconds */
 };
@@ -203,12 +204,14 @@ void strig_release_agent(struct plane *p, int64_t agent_id);
 void sched_h_trigger_poll(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
-/* ---- sched_counts.c: counts kept by SQLite triggers ---- */
-extern const char scount_migration_sql[]; /* migration 120 */
+/* ---- sched_counts.c: counts kept by SQLite's pre-update hook ---- */
+/* Counts once from the tables and installs the hooks that keep the counts
+ * (a full count, once per start); after the migrations. scount_free
+ * removes them. */
+remex_err scount_init(struct plane *p, struct remex_error *e);
+void scount_free(struct plane *p);
 /* Queued TIs per queue, TIs by state, runs by state (Prometheus text). */
 void scount_metrics(struct plane *p, struct buf *out);
-/* Task instances queued on queue now (one row read). */
-int64_t scount_queued_on(struct plane *p, const char *queue);
 /* Parks a work poll on its queues (rq_strarray of at most PLANE_PARK_KEYS,
  * borrowed from rq->body); as plane_park. */
 int sched_park_work(struct plane *p, struct plane_req *rq, json_t *queues, int64_t wait_ms);
@@ -217,7 +220,7 @@ int sched_park_work(struct plane *p, struct plane_req *rq, json_t *queues, int64
 void sched_wake_work(struct plane *p);
 
 /* ---- sched_retention.c ---- */
-extern const char sret_migration_sql[]; /* migration 121 */
+extern const char sret_migration_sql[]; /* migration 120 */
 void sched_h_db_clean(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 /* Automatic retention, in the scheduler pass: one bounded slice when due;
  * returns the next due wall time (INT64_MAX when retention is off). */

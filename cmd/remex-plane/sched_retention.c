@@ -33,7 +33,7 @@
 #define RET_OLDER_MAX_SEC (100LL * 366 * 86400)
 
 /* Finished runs ended before ?1, the latest scheduled run of a DAG aside.
- * dag_runs_ended (migration 121) holds exactly the finished runs by end, so
+ * dag_runs_ended (migration 120) holds exactly the finished runs by end, so
  * a slice reads the oldest ones first and stops at its LIMIT; a scheduled
  * candidate is kept unless a later scheduled run exists (dag_runs_dag, from
  * its logical date on: usually the next entry). */
