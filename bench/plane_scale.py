@@ -251,7 +251,9 @@ def row(history, agents, ndags):
         t0 = time.monotonic()
         add_history(os.path.join(tmp, "plane.db"), history)
         fill = time.monotonic() - t0
+        t0 = time.monotonic()
         plane.start()
+        start = time.monotonic() - t0
         st, b = plane.call("POST", "/api/v1/admin/tokens", {"name": "bench", "expires_in": 3600},
                            plane.admin)
         tok = json.loads(b)["value"]
@@ -270,7 +272,7 @@ def row(history, agents, ndags):
         h50, h99, hmax = heartbeats(plane, tok)
         rate, w50, w99 = dispatch(plane, tok)
         db = os.path.join(tmp, "plane.db")
-        r = dict(history=history, agents=agents, push=push, fill=fill, m50=m50, mmax=mmax, h50=h50,
+        r = dict(history=history, agents=agents, push=push, fill=fill, start=start, m50=m50, mmax=mmax, h50=h50,
                  h99=h99, hmax=hmax, rate=rate, w50=w50, w99=w99, db=size_mib(db),
                  wal=size_mib(db + "-wal"), rss=plane.rss_mib())
     finally:
@@ -292,7 +294,8 @@ def main():
                      min(max(d, 0), MAX_DAGS)))
     print(f"plane_scale: {os.cpu_count()} cores, load average before:"
           f" {' '.join(open('/proc/loadavg').read().split()[:3])}; binary {BIN}/remex-plane")
-    print("| finished TIs | parked polls | DAGs (push s) | /metrics p50 / max ms (x floor) "
+    print("| finished TIs (plane start s) | parked polls | DAGs (push s) "
+          "| /metrics p50 / max ms (x floor) "
           "| heartbeat p50 / p99 / max ms (p99 x floor) | dispatch /s | wake-up p50 / p99 ms "
           "| DB / WAL MiB | plane RSS MiB |")
     print("|---:|---:|---:|---|---|---:|---|---|---:|")
@@ -300,7 +303,7 @@ def main():
     for h, a, d in rows:
         r = row(h, a, d)
         floor = floor or r
-        print(f"| {h:,} | {a:,} | {d:,} ({r['push']:.2f}) | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
+        print(f"| {h:,} ({r['start']:.2f}) | {a:,} | {d:,} ({r['push']:.2f}) | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
               f" | {r['h50']:.2f} / {r['h99']:.2f} / {r['hmax']:.2f} "
               f"({r['h99'] / floor['h99']:.1f}x) | {r['rate']:,.0f} | {r['w50']:.2f} / {r['w99']:.2f}"
               f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)

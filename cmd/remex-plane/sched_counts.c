@@ -183,7 +183,9 @@ static void scount_full(struct plane *p, struct scount *c)
     }
     if (st)
         sqlite3_reset(st);
-    st = sq(p, "SELECT queue, sum(state = 'queued') FROM task_instances GROUP BY queue", "");
+    /* ti_queue holds the queued task instances only: O(queued). */
+    st = sq(p, "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue",
+            "");
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         struct scount_queue *x = scount_queue(c, sq_text(st, 0));
         if (x)
