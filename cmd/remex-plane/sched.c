@@ -758,7 +758,7 @@ void sched_metrics(struct plane *p, struct buf *out)
     struct sched *s = SCHED(p);
     if (!s)
         return;
-    scount_metrics(p, out); /* O(1) in history: count tables, not scans */
+    scount_metrics(p, out); /* O(1) in history: kept counts, not scans */
     sched_pool_metrics(p, out);
     emit_hist(out, "remex_plane_dispatch_latency_seconds",
               "Time from a task instance being queued to its offer.", &s->latency);
