@@ -509,6 +509,11 @@ static const struct decode_field f_pool_put[] = {
     {"description", DECODE_ANY, NULL},
     F_END,
 };
+static const struct decode_field f_db_clean[] = {
+    {"older_than", DECODE_ANY, NULL},
+    {"dry_run", DECODE_ANY, NULL},
+    F_END,
+};
 static const struct decode_field f_none[] = {F_END};
 
 const struct decode_route_body decode_route_bodies[] = {
@@ -530,6 +535,7 @@ const struct decode_route_body decode_route_bodies[] = {
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", f_task_clear},
     {"POST", "/api/v1/ui/session", f_ui_login},
     {"PUT", "/api/v1/admin/pools/{pool}", f_pool_put},
+    {"POST", "/api/v1/admin/db/clean", f_db_clean},
     {NULL, NULL, NULL},
 };
 

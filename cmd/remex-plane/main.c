@@ -44,6 +44,7 @@ struct file_cfg {
     uint64_t body_max;
     int64_t threads;
     int64_t max_connections;
+    uint64_t retention_older_than;
     int log_level;
     int log_format;
 };
@@ -139,6 +140,13 @@ static const struct cfg_entry plane_cfg_table[] = {
      .min = 4,
      .max = 100000,
      .desc = "most concurrent connections (a parked long poll holds one, no thread)"},
+    {.key = "retention.older_than",
+     .type = CFG_DURATION,
+     .offset = F(retention_older_than),
+     .def = "0s",
+     .min = 0,
+     .max = 86400000LL * 36600,
+     .desc = "delete finished runs that ended longer ago (as remexctl db clean); 0s: keep all"},
     {.key = "log.level",
      .type = CFG_ENUM,
      .offset = F(log_level),
@@ -233,6 +241,7 @@ static void copy_cfg(struct plane_config *c, const struct file_cfg *f)
     c->body_max = (int64_t)f->body_max;
     c->threads = f->threads;
     c->max_connections = f->max_connections;
+    c->retention_ms = (int64_t)f->retention_older_than;
     c->log_level = dupe(level_names[f->log_level]);
     c->log_format = dupe(format_names[f->log_format]);
 }

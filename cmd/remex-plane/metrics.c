@@ -164,6 +164,27 @@ static void agent_metrics(struct plane *p, struct buf *out)
             buf_printf(out, "remex_plane_agents{state=\"%s\"} 0\n", always[i]);
 }
 
+/* Parked long polls and how many were resumed by a wake-up (their deadline
+ * aside): with targeted wake-ups the second grows with the work handed out,
+ * not with work times polls. */
+static void park_metrics(struct plane *p, struct buf *out)
+{
+    static const char *const kinds[PLANE_WAIT_KINDS] = {"work", "trigger"};
+    size_t parked[PLANE_WAIT_KINDS];
+    uint64_t woken[PLANE_WAIT_KINDS];
+    for (int k = 0; k < PLANE_WAIT_KINDS; k++)
+        plane_park_stats(p, (enum plane_wait)k, &parked[k], &woken[k]);
+    buf_puts(out, "# HELP remex_plane_long_polls_parked Long polls waiting, by kind.\n"
+                  "# TYPE remex_plane_long_polls_parked gauge\n");
+    for (int k = 0; k < PLANE_WAIT_KINDS; k++)
+        buf_printf(out, "remex_plane_long_polls_parked{kind=\"%s\"} %zu\n", kinds[k], parked[k]);
+    buf_puts(out, "# HELP remex_plane_long_poll_wakeups_total Long polls resumed by a wake-up.\n"
+                  "# TYPE remex_plane_long_poll_wakeups_total counter\n");
+    for (int k = 0; k < PLANE_WAIT_KINDS; k++)
+        buf_printf(out, "remex_plane_long_poll_wakeups_total{kind=\"%s\"} %llu\n", kinds[k],
+                   (unsigned long long)woken[k]);
+}
+
 void metrics_handle(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
     struct buf out = BUF_INIT(METRICS_OUT_MAX);
@@ -172,6 +193,7 @@ void metrics_handle(struct plane *p, struct plane_req *rq, struct plane_resp *rs
         http_metrics(p->metrics, &out);
     pthread_mutex_lock(&p->mu);
     agent_metrics(p, &out);
+    park_metrics(p, &out);
     sched_metrics(p, &out);
     pthread_mutex_unlock(&p->mu);
     size_t len = 0;

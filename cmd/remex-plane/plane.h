@@ -58,6 +58,7 @@ struct plane_config {
     int64_t body_max;              /* 1 MiB */
     int64_t threads;               /* HTTP event-loop threads; 0: one per CPU */
     int64_t max_connections;       /* most concurrent connections (1024) */
+    int64_t retention_ms;          /* automatic retention (sched_retention.c); 0: off */
     char *log_level;
     char *log_format;
 };
@@ -262,6 +263,19 @@ enum plane_wait {
 #define PLANE_WAIT_KINDS 2
 int plane_park(struct plane *p, struct plane_req *rq, enum plane_wait kind, int64_t wait_ms);
 void plane_wake(struct plane *p, enum plane_wait kind);
+/* Keyed long polls: plane_park_keys parks as plane_park, waiting for one of
+ * keys (strings borrowed for the life of the request, e.g. from rq->body;
+ * at most PLANE_PARK_KEYS). plane_wake_key (mu held) resumes at most max of
+ * the requests parked on kind that wait for key (or for no key in
+ * particular), the longest waiting first, and returns how many: one
+ * queued task instance on a queue resumes one poll of that queue, not all
+ * of them. plane_wake still resumes every one. */
+#define PLANE_PARK_KEYS 8
+int plane_park_keys(struct plane *p, struct plane_req *rq, enum plane_wait kind, int64_t wait_ms,
+                    const char *const *keys, int nkeys);
+size_t plane_wake_key(struct plane *p, enum plane_wait kind, const char *key, size_t max);
+/* Requests parked on kind now, and parks resumed by a wake-up so far (mu held). */
+void plane_park_stats(struct plane *p, enum plane_wait kind, size_t *parked, uint64_t *woken);
 
 /* ---- auth.c ---- */
 /* Loads or creates the admin token file and the signing key file (mode 0600). */

@@ -112,6 +112,8 @@ const struct store_migration store_migrations_sched[] = {
           " state TEXT NOT NULL, agent_id INTEGER, hostname TEXT, started_ms INTEGER,"
           " ended_ms INTEGER, exit_code INTEGER, signal INTEGER, reason TEXT, log_uri TEXT,"
           " PRIMARY KEY (ti, try_number)) WITHOUT ROWID;"},
+    /* Finished runs by end time, for retention (sched_retention.c). */
+    {120, sret_migration_sql},
     {0, NULL},
 };
 
@@ -504,13 +506,14 @@ static int64_t sched_pass(struct plane *p)
         s->due_ms = next;
     }
     next = min64(next, sruns_pass(p, now));
+    next = min64(next, sret_pass(p, now));
     if (sq_commit(p, began) != 0) {
         s->retry_ms = now + SCHED_RETRY_MS; /* store_resync is set again */
         next = s->retry_ms;
     }
     if (s->queued_any) {
         s->queued_any = 0;
-        plane_wake(p, PLANE_WAIT_WORK);
+        sched_wake_work(p);
     }
     return next;
 }
@@ -560,6 +563,8 @@ remex_err sched_init(struct plane *p, struct remex_error *e)
     s->runs_changed = 1;
     p->sched = s;
     remex_err rc = sdag_load_all(p, e);
+    if (rc == REMEX_OK)
+        rc = scount_init(p, e);
     if (rc != REMEX_OK)
         return rc;
     /* A start is committed lazily: after a crash, a task instance its worker
@@ -600,6 +605,7 @@ void sched_free(struct plane *p)
     struct sched *s = SCHED(p);
     if (!s)
         return;
+    scount_free(p);
     sdag_free_all(s);
     free(s->dirty);
     free(s);
@@ -639,7 +645,7 @@ void sched_agent_lost(struct plane *p, int64_t agent_id)
     strig_release_agent(p, agent_id);
     sq_commit(p, began);
     if (n > 0)
-        plane_wake(p, PLANE_WAIT_WORK);
+        sched_wake_work(p);
     plane_kick(p);
 }
 
@@ -753,61 +759,12 @@ static void emit_hist(struct buf *out, const char *name, const char *help, const
                h->count, name, h->sum, name, h->count);
 }
 
-/* A Prometheus label value: backslash, double quote and newline escaped. */
-static void label_value(struct buf *out, const char *v)
-{
-    for (; v && *v; v++) {
-        if (*v == '\\' || *v == '"')
-            buf_putc(out, '\\');
-        if (*v == '\n')
-            buf_puts(out, "\\n");
-        else
-            buf_putc(out, *v);
-    }
-}
-
 void sched_metrics(struct plane *p, struct buf *out)
 {
     struct sched *s = SCHED(p);
     if (!s)
         return;
-    buf_puts(out, "# HELP remex_plane_task_instances_queued Queued task instances per queue.\n"
-                  "# TYPE remex_plane_task_instances_queued gauge\n");
-    /* Every known queue (of a task instance or an agent) keeps a series, 0
-     * when nothing is queued on it, so that rate() and alerts see it drop. */
-    sqlite3_stmt *st = sq(p,
-                          "SELECT q, SUM(n) FROM (SELECT queue AS q, state = 'queued' AS n"
-                          " FROM task_instances UNION ALL SELECT j.value, 0 FROM agents a,"
-                          " json_each(a.queues) j WHERE j.type = 'text') GROUP BY q ORDER BY q",
-                          "");
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
-        buf_puts(out, "remex_plane_task_instances_queued{queue=\"");
-        label_value(out, sq_text(st, 0));
-        buf_printf(out, "\"} %" PRId64 "\n", (int64_t)sqlite3_column_int64(st, 1));
-    }
-    if (st)
-        sqlite3_reset(st);
-    buf_puts(out, "# HELP remex_plane_task_instances Task instances by state.\n"
-                  "# TYPE remex_plane_task_instances gauge\n");
-    int64_t count[DAG_TI__COUNT] = {0};
-    st = sq(p, "SELECT state, count(*) FROM task_instances GROUP BY state", ""); /* one scan */
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
-        enum dag_ti_state v;
-        if (dag_state_parse(sq_text(st, 0), &v) == 0)
-            count[v] += sqlite3_column_int64(st, 1);
-    }
-    if (st)
-        sqlite3_reset(st);
-    for (int i = 0; i < DAG_TI__COUNT; i++)
-        buf_printf(out, "remex_plane_task_instances{state=\"%s\"} %" PRId64 "\n",
-                   dag_state_name((enum dag_ti_state)i), count[i]);
-    static const char *const rstates[] = {"queued", "running", "success", "failed"};
-    buf_puts(out, "# HELP remex_plane_dag_runs Dag runs by state.\n"
-                  "# TYPE remex_plane_dag_runs gauge\n");
-    for (size_t i = 0; i < sizeof(rstates) / sizeof(rstates[0]); i++) {
-        int64_t n = sq_int(p, 0, "SELECT count(*) FROM dag_runs WHERE state = ?1", "t", rstates[i]);
-        buf_printf(out, "remex_plane_dag_runs{state=\"%s\"} %" PRId64 "\n", rstates[i], n);
-    }
+    scount_metrics(p, out); /* O(1) in history: kept counts, not scans */
     sched_pool_metrics(p, out);
     emit_hist(out, "remex_plane_dispatch_latency_seconds",
               "Time from a task instance being queued to its offer.", &s->latency);
@@ -852,6 +809,7 @@ const struct plane_route plane_routes_sched[] = {
     {"POST", "/api/v1/admin/dags/{dag_id}/runs/{run_id}/cancel", AUTHZ_ADMIN, sched_h_run_cancel,
      0},
     {"DELETE", "/api/v1/admin/dags/{dag_id}", AUTHZ_ADMIN, sched_h_dag_delete, 0},
+    {"POST", "/api/v1/admin/db/clean", AUTHZ_ADMIN, sched_h_db_clean, 0},
     {"GET", "/api/v1/admin/pools", AUTHZ_ADMIN, sched_h_pools_list, 0},
     {"PUT", "/api/v1/admin/pools/{pool}", AUTHZ_ADMIN, sched_h_pool_put, 0},
     {"DELETE", "/api/v1/admin/pools/{pool}", AUTHZ_ADMIN, sched_h_pool_delete, 0},

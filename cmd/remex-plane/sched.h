@@ -34,7 +34,8 @@ struct stask {
 
 struct sdag {
     struct sdag *next;
-    struct dag *dag; /* owned, immutable */
+    struct sdag *hnext; /* chain of its bucket in sched.dag_tab (sched_dagmap.c) */
+    struct dag *dag;    /* owned, immutable */
     char *bundle;
     char *bundle_version;
     json_t *params;    /* borrowed from dag */
@@ -47,6 +48,11 @@ struct sdag {
     struct stask *tasks;   /* dag->ntasks entries */
     int *index;            /* open-addressing table task_id -> index, nindex slots (owned) */
     size_t nindex;
+    /* cron_runs' answer, valid until cron_due_ms while is_active, is_paused
+     * and last_known are as they were (cron_flags): a pass skips the DAG's
+     * cron arithmetic until then. 0: compute. */
+    int64_t cron_due_ms;
+    unsigned cron_flags;
 };
 
 #define SCHED_HIST_N 14
@@ -66,6 +72,8 @@ struct sched {
     pthread_t thread;
     int started;
     struct sdag *dags;
+    struct sdag **dag_tab; /* dag_id -> sdag buckets, dag_cap (a power of 2) of them */
+    size_t dag_cap, ndags;
     struct sdirty *dirty;
     size_t ndirty, capdirty;
     int runs_changed;     /* queued runs may start / cron state changed */
@@ -74,6 +82,8 @@ struct sched {
     int queued_any;       /* a pass queued TIs: wake the work polls */
     int room_blocked;     /* a poll skipped TIs of a DAG at its max_active_tasks */
     int64_t retry_ms;     /* after a failed commit: no pass before this wall time */
+    int64_t retention_ms; /* next automatic retention slice (sched_retention.c) */
+    void *counts;         /* struct scount (sched_counts.c) */
     struct shist latency; /* queued -> offered, seconds */
     struct shist loop;    /* scheduler pass duration, seconds */
 };
@@ -124,6 +134,12 @@ int rq_obj(struct plane_resp *rs, json_t *body, const char *field, json_t **out)
 int rq_strarray(struct plane_resp *rs, json_t *body, const char *field, size_t maxn, json_t **out);
 /* Path parameter i as a positive id; -1 after replying 404. */
 int rq_id(struct plane_req *rq, struct plane_resp *rs, int i, int64_t *out);
+
+/* ---- sched_dagmap.c: sched.dags by dag_id ---- */
+void sdmap_put(struct sched *s, struct sdag *d); /* d is (being) linked on s->dags */
+void sdmap_del(struct sched *s, struct sdag *d);
+struct sdag *sdmap_get(struct sched *s, const char *dag_id);
+void sdmap_free(struct sched *s);
 
 /* ---- sched_dags.c ---- */
 struct sdag *sdag_find(struct plane *p, const char *dag_id);
@@ -200,6 +216,28 @@ void sched_h_trigger_event(struct plane *p, struct plane_req *rq, struct plane_r
 void sched_h_trigger_events(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_run_status(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_queue_depth(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+
+/* ---- sched_counts.c: counts kept by SQLite's pre-update hook ---- */
+/* Counts once from the tables and installs the hooks that keep the counts
+ * (a full count, once per start); after the migrations. scount_free
+ * removes them. */
+remex_err scount_init(struct plane *p, struct remex_error *e);
+void scount_free(struct plane *p);
+/* Queued TIs per queue, TIs by state, runs by state (Prometheus text). */
+void scount_metrics(struct plane *p, struct buf *out);
+/* Parks a work poll on its queues (rq_strarray of at most PLANE_PARK_KEYS,
+ * borrowed from rq->body); as plane_park. */
+int sched_park_work(struct plane *p, struct plane_req *rq, json_t *queues, int64_t wait_ms);
+/* Work was queued or room opened: for each queue with N queued task
+ * instances, resumes at most N work polls parked on it (plane_wake_key). */
+void sched_wake_work(struct plane *p);
+
+/* ---- sched_retention.c ---- */
+extern const char sret_migration_sql[]; /* migration 120 */
+void sched_h_db_clean(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+/* Automatic retention, in the scheduler pass: one bounded slice when due;
+ * returns the next due wall time (INT64_MAX when retention is off). */
+int64_t sret_pass(struct plane *p, int64_t now);
 
 /* ---- sched_xcom.c ---- */
 void sched_h_xcom_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

@@ -84,10 +84,7 @@ fail:
 
 struct sdag *sdag_find(struct plane *p, const char *dag_id)
 {
-    for (struct sdag *d = SCHED(p)->dags; d; d = d->next)
-        if (strcmp(d->dag->dag_id, dag_id) == 0)
-            return d;
-    return NULL;
+    return sdmap_get(SCHED(p), dag_id);
 }
 
 /* Replaces (or adds) the cached DAG of the same id. */
@@ -102,12 +99,15 @@ static void sdag_install(struct plane *p, struct sdag *n)
             n->last_start_ms = old->last_start_ms;
             n->last_known = old->last_known;
             *pp = n;
+            sdmap_del(s, old);
+            sdmap_put(s, n);
             sdag_free(old);
             return;
         }
     }
     n->next = s->dags;
     s->dags = n;
+    sdmap_put(s, n);
 }
 
 void sdag_free_all(struct sched *s)
@@ -117,6 +117,7 @@ void sdag_free_all(struct sched *s)
         s->dags = d->next;
         sdag_free(d);
     }
+    sdmap_free(s);
 }
 
 remex_err sdag_load_all(struct plane *p, struct remex_error *e)
@@ -145,6 +146,7 @@ remex_err sdag_load_all(struct plane *p, struct remex_error *e)
         d->next_run_ms = sq_col_int(st, 6, INT64_MIN);
         d->next = SCHED(p)->dags;
         SCHED(p)->dags = d;
+        sdmap_put(SCHED(p), d);
     }
     sqlite3_reset(st);
     return REMEX_OK;
@@ -545,6 +547,7 @@ void sched_h_dag_delete(struct plane *p, struct plane_req *rq, struct plane_resp
     if (!failed) {
         struct sdag *gone = *pp;
         *pp = gone->next;
+        sdmap_del(s, gone);
         sdag_free(gone);
         s->runs_changed = 1;
         plane_kick(p);

@@ -454,9 +454,9 @@ void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
                 lost = 1; /* the offers were rolled back: none is handed out */
                 n = 0;
             }
-            /* Nothing yet: parked until work is queued, the agent may take
-             * work again, or the wait is over. */
-            if (n == 0 && !lost && plane_park(p, rq, PLANE_WAIT_WORK, wait_ms) == 0) {
+            /* Nothing yet: parked until work is queued on one of its
+             * queues, the agent may take work again, or the wait is over. */
+            if (n == 0 && !lost && sched_park_work(p, rq, queues, wait_ms) == 0) {
                 pthread_mutex_unlock(&p->mu);
                 return;
             }
@@ -699,7 +699,7 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
     if (SCHED(p)->room_blocked) {
         /* A slot under some DAG's max_active_tasks may have opened. */
         SCHED(p)->room_blocked = 0;
-        plane_wake(p, PLANE_WAIT_WORK);
+        sched_wake_work(p);
     }
     return res;
 }

@@ -25,14 +25,16 @@
 static json_t *pools_json(struct plane *p)
 {
     json_t *arr = json_array();
-    sqlite3_stmt *st =
-        sq(p,
-           "SELECT p.name, p.slots, p.description,"
-           " COALESCE(SUM(CASE WHEN t.state IN ('offered', 'running') THEN t.pool_slots END), 0),"
-           " COALESCE(SUM(CASE WHEN t.state = 'queued' THEN t.pool_slots END), 0)"
-           " FROM pools p LEFT JOIN task_instances t ON t.pool = p.name AND"
-           " t.state IN ('offered', 'running', 'queued') GROUP BY p.name ORDER BY p.name",
-           "");
+    sqlite3_stmt *st = sq(p,
+                          /* Each sum walks a partial index (ti_active, ti_queue): the cost
+                           * follows the work in flight and queued, not the history. */
+                          "SELECT p.name, p.slots, p.description,"
+                          " COALESCE((SELECT SUM(t.pool_slots) FROM task_instances t"
+                          "  WHERE t.state IN ('offered', 'running') AND t.pool = p.name), 0),"
+                          " COALESCE((SELECT SUM(t.pool_slots) FROM task_instances t"
+                          "  WHERE t.state = 'queued' AND t.pool = p.name), 0)"
+                          " FROM pools p ORDER BY p.name",
+                          "");
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         int64_t slots = sqlite3_column_int64(st, 1), occ = sqlite3_column_int64(st, 3);
         json_array_append_new(arr, json_pack("{ss sI ss sI sI sI}", "name", sq_text(st, 0), "slots",
@@ -103,7 +105,7 @@ void sched_h_pool_put(struct plane *p, struct plane_req *rq, struct plane_resp *
                 out = json_incref(x);
         }
         json_decref(all);
-        plane_wake(p, PLANE_WAIT_WORK);
+        sched_wake_work(p);
     }
     pthread_mutex_unlock(&p->mu);
     if (failed || !out) {

@@ -38,7 +38,7 @@ int64_t sruns_create(struct plane *p, struct sdag *d, const char *run_id, const 
 }
 
 /* Creates the scheduled runs that are due; returns the next creation time. */
-static int64_t cron_runs(struct plane *p, struct sdag *d, int64_t now)
+static int64_t cron_runs_due(struct plane *p, struct sdag *d, int64_t now)
 {
     const struct dag *g = d->dag;
     if (!g->schedule || !d->is_active || d->is_paused || g->start_date_ms == DAG_UNSET) {
@@ -76,6 +76,24 @@ static int64_t cron_runs(struct plane *p, struct sdag *d, int64_t now)
     return now; /* more to catch up: next pass at once */
 }
 
+static unsigned cron_flags(const struct sdag *d)
+{
+    return (d->is_active ? 1u : 0u) | (d->is_paused ? 2u : 0u) | (d->last_known ? 4u : 0u);
+}
+
+/* cron_runs_due, skipped while its last answer is in the future and the DAG's
+ * flags are unchanged: a pass costs no cron arithmetic for a DAG not due. A
+ * new DAG version is a new sdag (cron_due_ms 0). */
+static int64_t cron_runs(struct plane *p, struct sdag *d, int64_t now)
+{
+    if (d->cron_due_ms > now && d->cron_flags == cron_flags(d))
+        return d->cron_due_ms;
+    int64_t t = cron_runs_due(p, d, now);
+    d->cron_due_ms = t;
+    d->cron_flags = cron_flags(d);
+    return t;
+}
+
 /* Starts a queued run: one task instance per task, then evaluation. */
 static void run_start(struct plane *p, struct sdag *d, int64_t run, int64_t now)
 {
@@ -93,11 +111,40 @@ static void run_start(struct plane *p, struct sdag *d, int64_t run, int64_t now)
     sched_mark_run(p, run, SDIRTY_EVAL);
 }
 
+/* The DAGs with queued runs (dag_runs_state's prefix: the cost follows the
+ * queued runs, not the DAGs), paused ones aside; *n set. Owned array (NULL
+ * when none, or out of memory: then the runs start on a later pass). */
+static struct sdag **dags_with_queued_runs(struct plane *p, size_t *n)
+{
+    struct sdag **out = NULL;
+    size_t cap = 0;
+    *n = 0;
+    sqlite3_stmt *st = sq(p, "SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued'", "");
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        struct sdag *d = sdag_find(p, sq_text(st, 0));
+        if (!d || d->is_paused)
+            continue;
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct sdag **o = realloc(out, nc * sizeof(*o));
+            if (!o)
+                break;
+            out = o;
+            cap = nc;
+        }
+        out[(*n)++] = d;
+    }
+    if (st)
+        sqlite3_reset(st);
+    return out;
+}
+
 static void start_queued_runs(struct plane *p, int64_t now)
 {
-    for (struct sdag *d = SCHED(p)->dags; d; d = d->next) {
-        if (d->is_paused)
-            continue;
+    size_t nd = 0;
+    struct sdag **todo = dags_with_queued_runs(p, &nd);
+    for (size_t k = 0; k < nd; k++) {
+        struct sdag *d = todo[k];
         int64_t active = sq_int(p, 0,
                                 "SELECT count(*) FROM dag_runs WHERE state = 'running'"
                                 " AND dag_id = ?1",
@@ -118,6 +165,7 @@ static void start_queued_runs(struct plane *p, int64_t now)
         for (int i = 0; i < n; i++)
             run_start(p, d, ids[i], now);
     }
+    free(todo);
 }
 
 /* none -> queued for a new try. */

@@ -388,7 +388,7 @@ static void fire(struct plane *p, int64_t ti, const char *pj, const char *resume
            " WHERE id = ?1 AND state = 'deferred'",
            "iitt", ti, now, pj, resume_with);
     if (sqlite3_changes(p->db) > 0)
-        plane_wake(p, PLANE_WAIT_WORK);
+        sched_wake_work(p);
 }
 
 /* Applies one event of the triggerer agent to trigger id: 200 applied, 404

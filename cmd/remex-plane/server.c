@@ -68,12 +68,22 @@ struct park {
     int wake;            /* released while PARKING: resume right after suspending */
     int armed;           /* deadline_ns set (first park of the request) */
     int64_t deadline_ns; /* CLOCK_MONOTONIC */
+    /* What the request waits for (plane_park_keys; borrowed from its body,
+     * kept for the request): a keyed wake-up resumes it only when one of
+     * them equals the key. No keys: any wake-up of its kind resumes it. */
+    const char *keys[PLANE_PARK_KEYS];
+    int nkeys;
 };
 
 struct server {
     struct MHD_Daemon *d;
-    char *cert, *key;                      /* PEM contents when TLS is on */
-    struct park *parked[PLANE_WAIT_KINDS]; /* guarded by plane.mu */
+    char *cert, *key; /* PEM contents when TLS is on */
+    /* Parked requests of each kind, oldest first (a keyed wake-up resumes
+     * the longest waiting ones); counts and wake-ups for /metrics. All
+     * guarded by plane.mu. */
+    struct park *parked[PLANE_WAIT_KINDS], *parked_tail[PLANE_WAIT_KINDS];
+    size_t nparked[PLANE_WAIT_KINDS];
+    uint64_t woken[PLANE_WAIT_KINDS]; /* parks resumed by a wake-up (not by their deadline) */
     pthread_t timer;
     int timer_started;
     int timer_stop;           /* guarded by plane.mu */
@@ -435,7 +445,10 @@ static void park_unlink(struct server *s, struct park *k, int kind)
         s->parked[kind] = k->next;
     if (k->next)
         k->next->prev = k->prev;
+    else
+        s->parked_tail[kind] = k->prev;
     k->prev = k->next = NULL;
+    s->nparked[kind]--;
 }
 
 /* Ends a park (mu held): resumes the connection, or has its suspending
@@ -453,9 +466,16 @@ static void park_release(struct server *s, struct park *k, int kind)
 
 int plane_park(struct plane *p, struct plane_req *rq, enum plane_wait kind, int64_t wait_ms)
 {
+    return plane_park_keys(p, rq, kind, wait_ms, NULL, 0);
+}
+
+int plane_park_keys(struct plane *p, struct plane_req *rq, enum plane_wait kind, int64_t wait_ms,
+                    const char *const *keys, int nkeys)
+{
     struct server *s = p->server;
     struct rstate *st = rq->server_state;
-    if (!s || !st || atomic_load(&p->stopping) || (unsigned)kind >= PLANE_WAIT_KINDS)
+    if (!s || !st || atomic_load(&p->stopping) || (unsigned)kind >= PLANE_WAIT_KINDS || nkeys < 0 ||
+        nkeys > PLANE_PARK_KEYS)
         return -1;
     struct park *k = &st->park;
     int64_t now = (int64_t)timeutil_mono_ns();
@@ -468,11 +488,17 @@ int plane_park(struct plane *p, struct plane_req *rq, enum plane_wait kind, int6
     k->conn = rq->conn;
     k->state = PARK_PARKING;
     k->wake = 0;
-    k->prev = NULL;
-    k->next = s->parked[kind];
-    if (k->next)
-        k->next->prev = k;
-    s->parked[kind] = k;
+    for (int i = 0; i < nkeys; i++)
+        k->keys[i] = keys[i];
+    k->nkeys = nkeys;
+    k->next = NULL;
+    k->prev = s->parked_tail[kind];
+    if (k->prev)
+        k->prev->next = k;
+    else
+        s->parked[kind] = k;
+    s->parked_tail[kind] = k;
+    s->nparked[kind]++;
     if (k->deadline_ns < s->timer_at) {
         s->timer_at = k->deadline_ns;
         pthread_cond_signal(&s->timer_cv);
@@ -485,8 +511,44 @@ void plane_wake(struct plane *p, enum plane_wait kind)
     struct server *s = p->server;
     if (!s || (unsigned)kind >= PLANE_WAIT_KINDS)
         return;
-    while (s->parked[kind])
+    while (s->parked[kind]) {
         park_release(s, s->parked[kind], kind);
+        s->woken[kind]++;
+    }
+}
+
+static int park_matches(const struct park *k, const char *key)
+{
+    if (k->nkeys == 0)
+        return 1;
+    for (int i = 0; i < k->nkeys; i++)
+        if (k->keys[i] && strcmp(k->keys[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+size_t plane_wake_key(struct plane *p, enum plane_wait kind, const char *key, size_t max)
+{
+    struct server *s = p->server;
+    size_t n = 0;
+    if (!s || (unsigned)kind >= PLANE_WAIT_KINDS || !key)
+        return 0;
+    for (struct park *k = s->parked[kind], *nk; k && n < max; k = nk) {
+        nk = k->next;
+        if (park_matches(k, key)) {
+            park_release(s, k, kind);
+            n++;
+        }
+    }
+    s->woken[kind] += n;
+    return n;
+}
+
+void plane_park_stats(struct plane *p, enum plane_wait kind, size_t *parked, uint64_t *woken)
+{
+    struct server *s = p->server;
+    *parked = s && (unsigned)kind < PLANE_WAIT_KINDS ? s->nparked[kind] : 0;
+    *woken = s && (unsigned)kind < PLANE_WAIT_KINDS ? s->woken[kind] : 0;
 }
 
 /* The handler parked the request: suspend its connection (called from the

@@ -152,6 +152,7 @@ int cmd_agents_delete(struct ctl *c, int argc, char **argv);
 int cmd_pools_list(struct ctl *c, int argc, char **argv);
 int cmd_pools_set(struct ctl *c, int argc, char **argv);
 int cmd_pools_delete(struct ctl *c, int argc, char **argv);
+int cmd_db_clean(struct ctl *c, int argc, char **argv);
 
 /* Commands without options: rejects any option, checks the positional count. */
 int ctl_positional(const struct ctl *c, int argc, char **argv, int want, const char *what);

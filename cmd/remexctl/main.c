@@ -102,6 +102,13 @@ const struct ctl_cmd ctl_cmds[] = {
     {"pools", "delete", "NAME", "delete a pool (its task instances wait until it exists)", NULL,
      cmd_pools_delete},
     {"import-errors", NULL, "", "list DAG files that failed to parse", NULL, cmd_import_errors},
+    {"db", "clean", "--older-than DURATION [--dry-run]",
+     "delete finished runs that ended longer ago, with their task instances",
+     "  --older-than D  e.g. 30d: runs that ended before now minus D\n"
+     "  --dry-run       count what would be deleted, delete nothing\n"
+     "Kept: runs not finished, and the latest scheduled run of each DAG.\n"
+     "The plane deletes in bounded slices; remexctl calls it until none is left.\n",
+     cmd_db_clean},
     {"completion", NULL, "bash|zsh", "print a shell completion script",
      "  bash:  source <(remexctl completion bash)   (or save it in\n"
      "         /etc/bash_completion.d/remexctl)\n"

@@ -265,3 +265,66 @@ int cmd_pools_delete(struct ctl *c, int argc, char **argv)
     buf_free(&path);
     return rc;
 }
+
+/* db clean: POST /api/v1/admin/db/clean until the plane reports no runs
+ * left (each call deletes a bounded slice); a dry run is one call. Stops
+ * when a call makes no progress, so the loop is bounded by the history. */
+int cmd_db_clean(struct ctl *c, int argc, char **argv)
+{
+    enum { O_OLDER = 1, O_DRY };
+    static const struct option opts[] = {
+        {"older-than", required_argument, NULL, O_OLDER},
+        {"dry-run", no_argument, NULL, O_DRY},
+        {NULL, 0, NULL, 0},
+    };
+    const char *older = NULL;
+    int dry = 0, ch, rc = CTL_OK, more = 1;
+    uint64_t ms = 0;
+    json_int_t runs = 0, tis = 0;
+    char cutoff[TXT] = "";
+    struct remex_error e = {0};
+
+    opterr = 0;
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        if (ch == O_OLDER)
+            older = optarg;
+        else if (ch == O_DRY)
+            dry = 1;
+        else
+            return ctl_usage(c, "unknown or incomplete option '%s'", argv[optind - 1]);
+    }
+    if (optind < argc)
+        return ctl_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!older)
+        return ctl_usage(c, "--older-than is required (e.g. 30d)");
+    if (timeutil_duration_parse(older, &ms, &e) != REMEX_OK)
+        return ctl_usage(c, "--older-than: %s", e.msg);
+    json_t *body = json_pack("{s:I, s:b}", "older_than", (json_int_t)(ms / 1000), "dry_run", dry);
+    if (!body)
+        return ctl_fail(c, CTL_EFAIL, "out of memory");
+    while (rc == CTL_OK && more) {
+        json_t *reply = NULL;
+        rc = ctl_call(c, "POST", "/api/v1/admin/db/clean", body, &reply, NULL);
+        if (rc != CTL_OK)
+            break;
+        json_int_t n = json_integer_value(json_object_get(reply, "dag_runs"));
+        runs += n;
+        tis += json_integer_value(json_object_get(reply, "task_instances"));
+        ctl_field(reply, "cutoff", cutoff, sizeof(cutoff));
+        more = !dry && n > 0 && json_is_true(json_object_get(reply, "more"));
+        json_decref(reply);
+    }
+    json_decref(body);
+    if (rc != CTL_OK)
+        return rc;
+    if (c->json)
+        printf("{\"cutoff\":\"%s\",\"dry_run\":%s,\"dag_runs\":%" JSON_INTEGER_FORMAT
+               ",\"task_instances\":%" JSON_INTEGER_FORMAT "}\n",
+               cutoff, dry ? "true" : "false", runs, tis);
+    else
+        printf("%s %" JSON_INTEGER_FORMAT " dag runs and %" JSON_INTEGER_FORMAT
+               " task instances that ended before %s\n",
+               dry ? "would delete" : "deleted", runs, tis, cutoff);
+    return fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
+}

@@ -190,6 +190,8 @@ class PrismContractTest(WorkerCase):
         self.ctl("pools", "set", "warehouse", "2", "--description", "DB links")
         self.ctl("pools", "list")
         self.ctl("pools", "delete", "warehouse")
+        self.ctl("db", "clean", "--older-than", "0s", "--dry-run")
+        self.ctl("-o", "json", "db", "clean", "--older-than", "1h")
         self.assertEqual(self.ctl("pools", "delete", "default_pool", ok=False)[0], 1)
         self.assertEqual(self.ctl("agents", "delete", "w1", ok=False)[0], 1)  # 409: running
         rc, value, err = self.ctl("tokens", "create", "--name", "spare", "--roles", "worker")
@@ -235,6 +237,7 @@ class PrismContractTest(WorkerCase):
             ("DELETE", "/api/v1/admin/pools/nope", None, self.admin, 404),
             ("GET", "/api/v1/queues/depth", None, wsess, 400),
             ("GET", "/api/v1/queues/depth?queues=a", None, None, 401),
+            ("POST", "/api/v1/admin/db/clean", {"older_than": -1}, self.admin, 400),
             # The web UI's session: a login without an Origin naming the plane, no cookie.
             ("POST", "/api/v1/ui/session", {"token": "not-the-admin-token"}, None, 403),
             ("GET", "/api/v1/ui/session", None, None, 401),

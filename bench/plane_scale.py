@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""remex-plane at scale: one table of figures at growing history and agent
+counts, one real plane per row (SQLite on the local disk, log level warn).
+
+For each row "H:A:D": a fresh database gets H finished task instances (runs
+of 100 successful task instances of one DAG, written straight into the
+database while the plane is stopped, in one transaction); then the plane
+starts, D DAGs with a daily schedule starting in 2100 are pushed (each
+scheduler pass has them to consider; the push time is printed), A agents
+each park a /work long poll on a queue no task uses (as idle workers do),
+and the driver measures:
+  - /metrics: time of one scrape (median and max of 10);
+  - heartbeat: p50 / p99 / max of 300 heartbeats of one agent while another
+    thread scrapes /metrics every 50 ms (a scrape holds the plane's lock);
+  - dispatch and wake-up: bench/_plane_dispatch (TASKS assignments by 4
+    workers, then 100 trigger -> waiting long-poll reply samples);
+  - DB and WAL size, plane RSS at the end.
+The first row (H=0, A=0) is the floor: other rows print their /metrics and
+heartbeat p99 as ratios of it. Never asserts; bounded in time and count.
+
+Env: PLANE_SCALE_ROWS "H:A:D,..." (default
+"0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000"; e.g.
+"0:0:1,1000000:0:1,3000000:1000:10000" for a long run), TASKS (2000),
+REMEX_BIN / REMEX_BUILD (build/bin, build).
+"""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BUILD = os.environ.get("REMEX_BUILD", "build")
+BIN = os.environ.get("REMEX_BIN", os.path.join(BUILD, "bin"))
+ROWS = os.environ.get("PLANE_SCALE_ROWS", "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000")
+TASKS = int(os.environ.get("TASKS", "2000"))
+MAX_HISTORY = 20_000_000
+MAX_AGENTS = 2000
+MAX_DAGS = 20000
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Plane:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.port = free_port()
+        self.cfg = os.path.join(tmp, "plane.yaml")
+        with open(self.cfg, "w") as f:
+            f.write(f'listen: "127.0.0.1:{self.port}"\ndb_path: "{tmp}/plane.db"\n'
+                    f'admin_token_file: "{tmp}/admin.token"\n'
+                    f'signing_key_file: "{tmp}/signing.key"\n'
+                    f'max_connections: {MAX_AGENTS + 200}\nlongpoll_max: "30s"\n'
+                    'log:\n  level: "warn"\n')
+        self.proc = None
+
+    def start(self):
+        self.log = open(os.path.join(self.tmp, "plane.log"), "ab")
+        self.proc = subprocess.Popen([os.path.join(BIN, "remex-plane"), "-c", self.cfg],
+                                     stdout=self.log, stderr=self.log)
+        for _ in range(600):
+            try:
+                if self.call("GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("plane did not start")
+        with open(os.path.join(self.tmp, "admin.token")) as f:
+            self.admin = f.read().strip()
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+            self.proc = None
+            self.log.close()
+
+    def call(self, method, path, body=None, token=None, timeout=60, conn=None):
+        c = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        hdr = {"Content-Type": "application/json"}
+        if token:
+            hdr["Authorization"] = "Bearer " + token
+        c.request(method, path, json.dumps(body) if body is not None else None, hdr)
+        r = c.getresponse()
+        data = r.read()
+        if not conn:
+            c.close()
+        return r.status, data
+
+    def rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            m = re.search(r"VmRSS:\s+(\d+)", f.read())
+        return int(m.group(1)) / 1024 if m else 0.0
+
+
+def add_history(db_path, n):
+    """n finished task instances (runs of 100) written directly, one transaction."""
+    if n <= 0:
+        return
+    db = sqlite3.connect(db_path)
+    db.execute("PRAGMA journal_mode=WAL")
+    now = int(time.time() * 1000)
+    runs = (n + 99) // 100
+    cur = db.cursor()
+    cur.execute("BEGIN")
+    base = (cur.execute("SELECT COALESCE(MAX(id), 0) FROM dag_runs").fetchone()[0])
+    cur.executemany(
+        "INSERT INTO dag_runs (id, dag_id, run_id, run_type, logical_date, state, created_ms,"
+        " started_ms, ended_ms) VALUES (?, 'history', ?, 'manual', ?, 'success', ?, ?, ?)",
+        ((base + r + 1, f"h{r}", now - r, now, now, now) for r in range(runs)))
+    cur.executemany(
+        "INSERT INTO task_instances (run, task_id, try_number, state, queue, started_ms,"
+        " ended_ms) VALUES (?, ?, 1, 'success', 'default', ?, ?)",
+        ((base + i // 100 + 1, f"t{i % 100}", now, now) for i in range(n)))
+    db.commit()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def pct(v, q):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * q))] if v else float("nan")
+
+
+def park_idle(plane, tok, n, stop):
+    """n agents, each keeping a /work long poll parked on queue 'idle'."""
+    sessions = []
+    for i in range(n):
+        st, b = plane.call("POST", "/api/v1/agents/register",
+                           {"name": f"idle{i}", "roles": ["worker"], "version": "0.1.0",
+                            "hostname": "h", "queues": ["idle"], "slots": 1}, tok)
+        if st != 200:
+            raise RuntimeError(f"register: {st} {b[:200]}")
+        sessions.append(json.loads(b)["session_token"])
+
+    def loop(sess):
+        conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+        while not stop.is_set():
+            try:
+                plane.call("POST", "/api/v1/work",
+                           {"queues": ["idle"], "free_slots": 1, "wait": 20}, sess, conn=conn)
+            except OSError:
+                return
+    threads = [threading.Thread(target=loop, args=(s,), daemon=True) for s in sessions]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def parked(plane):
+    text = plane.call("GET", "/metrics")[1].decode()
+    m = re.search(r'remex_plane_long_polls_parked\{kind="work"\} (\d+)', text)
+    return int(m.group(1)) if m else None
+
+
+def metrics_times(plane):
+    ts = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        plane.call("GET", "/metrics")
+        ts.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(ts), max(ts)
+
+
+def heartbeats(plane, tok):
+    st, b = plane.call("POST", "/api/v1/agents/register",
+                       {"name": "hb", "roles": ["sentinel"], "version": "0.1.0",
+                        "hostname": "h", "queues": [], "slots": 0}, tok)
+    b = json.loads(b)
+    aid, sess = b["agent_id"], b["session_token"]
+    stop = threading.Event()
+
+    def scraper():
+        while not stop.is_set():
+            plane.call("GET", "/metrics")
+            time.sleep(0.05)
+    th = threading.Thread(target=scraper, daemon=True)
+    th.start()
+    conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+    ts = []
+    for _ in range(300):
+        t0 = time.perf_counter()
+        plane.call("POST", f"/api/v1/agents/{aid}/heartbeat",
+                   {"state": "running", "free_slots": 0, "running": []}, sess, conn=conn)
+        ts.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.002)
+    stop.set()
+    th.join(30)
+    return pct(ts, 0.5), pct(ts, 0.99), max(ts)
+
+
+def dispatch(plane, tok):
+    out = subprocess.run(
+        [os.path.join(BUILD, "bench", "_plane_dispatch"), "--url", f"http://127.0.0.1:{plane.port}",
+         "--admin", plane.admin, "--agent-token", tok, "--tasks", str(TASKS), "--workers", "4",
+         "--slots", "16", "--samples", "100", "--plane-pid", str(plane.proc.pid)],
+        capture_output=True, text=True, timeout=600).stdout
+    rate = re.search(r"([\d.]+) assignments/s", out)
+    lat = re.search(r"p50 ([\d.]+) ms, p99 ([\d.]+) ms", out)
+    return (float(rate.group(1)) if rate else float("nan"),
+            float(lat.group(1)) if lat else float("nan"),
+            float(lat.group(2)) if lat else float("nan"))
+
+
+def push_dags(plane, n):
+    """n one-task DAGs, scheduled daily from 2100 (never due here); seconds taken."""
+    conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+    t0 = time.monotonic()
+    for i in range(n):
+        d = {"dag_id": f"idle{i:05d}", "fileloc": f"dags/idle{i}.yaml", "schedule": "@daily",
+             "start_date": "2100-01-01T00:00:00Z", "tasks": [{"task_id": "t",
+                                                              "command": ["true"]}]}
+        st, b = plane.call("PUT", f"/api/v1/dags/{d['dag_id']}",
+                           {"bundle": {"name": "idle", "version": "1"}, "dag": d}, plane.admin,
+                           conn=conn)
+        if st != 200:
+            raise RuntimeError(f"push: {st} {b[:200]}")
+    return time.monotonic() - t0
+
+
+def size_mib(path):
+    try:
+        return os.path.getsize(path) / 1048576
+    except OSError:
+        return 0.0
+
+
+def row(history, agents, ndags):
+    tmp = tempfile.mkdtemp(prefix="remex-bench-scale.")
+    plane = Plane(tmp)
+    stop = threading.Event()
+    try:
+        plane.start()  # creates the schema
+        plane.stop()
+        t0 = time.monotonic()
+        add_history(os.path.join(tmp, "plane.db"), history)
+        fill = time.monotonic() - t0
+        t0 = time.monotonic()
+        plane.start()
+        start = time.monotonic() - t0
+        st, b = plane.call("POST", "/api/v1/admin/tokens", {"name": "bench", "expires_in": 3600},
+                           plane.admin)
+        tok = json.loads(b)["value"]
+        push = push_dags(plane, ndags)
+        park_idle(plane, tok, agents, stop)
+        deadline = time.monotonic() + 60
+        while agents and time.monotonic() < deadline:
+            n = parked(plane)
+            if n is None:  # a plane without the gauge: give the polls time to park
+                time.sleep(2)
+                break
+            if n >= agents:
+                break
+            time.sleep(0.1)
+        m50, mmax = metrics_times(plane)
+        h50, h99, hmax = heartbeats(plane, tok)
+        rate, w50, w99 = dispatch(plane, tok)
+        db = os.path.join(tmp, "plane.db")
+        r = dict(history=history, agents=agents, push=push, fill=fill, start=start, m50=m50, mmax=mmax, h50=h50,
+                 h99=h99, hmax=hmax, rate=rate, w50=w50, w99=w99, db=size_mib(db),
+                 wal=size_mib(db + "-wal"), rss=plane.rss_mib())
+    finally:
+        stop.set()
+        plane.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return r
+
+
+def main():
+    if not os.access(os.path.join(BIN, "remex-plane"), os.X_OK) or \
+            not os.access(os.path.join(BUILD, "bench", "_plane_dispatch"), os.X_OK):
+        print("plane_scale: build first (make bench)")
+        return 1
+    rows = []
+    for spec in ROWS.split(","):
+        h, a, d = ([int(x) for x in spec.split(":")] + [1, 1])[:3]
+        rows.append((min(max(h, 0), MAX_HISTORY), min(max(a, 0), MAX_AGENTS),
+                     min(max(d, 0), MAX_DAGS)))
+    print(f"plane_scale: {os.cpu_count()} cores, load average before:"
+          f" {' '.join(open('/proc/loadavg').read().split()[:3])}; binary {BIN}/remex-plane")
+    print("| finished TIs (plane start s) | parked polls | DAGs (push s) "
+          "| /metrics p50 / max ms (x floor) "
+          "| heartbeat p50 / p99 / max ms (p99 x floor) | dispatch /s | wake-up p50 / p99 ms "
+          "| DB / WAL MiB | plane RSS MiB |")
+    print("|---:|---:|---:|---|---|---:|---|---|---:|")
+    floor = None
+    for h, a, d in rows:
+        r = row(h, a, d)
+        floor = floor or r
+        print(f"| {h:,} ({r['start']:.2f}) | {a:,} | {d:,} ({r['push']:.2f}) | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
+              f" | {r['h50']:.2f} / {r['h99']:.2f} / {r['hmax']:.2f} "
+              f"({r['h99'] / floor['h99']:.1f}x) | {r['rate']:,.0f} | {r['w50']:.2f} / {r['w99']:.2f}"
+              f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
+    print(f"plane_scale: load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""remex-plane at scale, checked for what it must keep true (never timed):
+the counts /metrics shows are kept incrementally and equal a full count of
+the database after a mixed workload, a kill -9 and a restart; a queued task
+instance resumes only parked work polls of its queue, and no more of them
+than there is work."""
+import re
+import signal
+import sqlite3
+import threading
+import time
+
+import harness
+from schedfix import Agent, SchedCase, dag, drive
+
+
+def metric_values(text, name):
+    """{label value: number} of a one-label gauge or counter in /metrics."""
+    out = {}
+    for m in re.finditer(r'^' + name + r'\{\w+="([^"]*)"\} (\d+)$', text, re.M):
+        out[m.group(1)] = int(m.group(2))
+    return out
+
+
+class CountsTest(SchedCase):
+    def setUp(self):
+        super().setUp()
+        self.boot(offer_timeout="2s", heartbeat_interval="500ms", lost_after_missed=100)
+
+    def metrics(self):
+        st, data = self.req("GET", "/metrics", raw=True)
+        self.assertEqual(st, 200)
+        return data.decode()
+
+    def full_counts(self):
+        """The truth, by scanning the tables."""
+        db = sqlite3.connect(self.conf["db_path"], timeout=10)
+        try:
+            tis = dict(db.execute("SELECT state, count(*) FROM task_instances GROUP BY state"))
+            queued = dict(db.execute("SELECT queue, count(*) FROM task_instances"
+                                     " WHERE state = 'queued' GROUP BY queue"))
+            runs = dict(db.execute("SELECT state, count(*) FROM dag_runs GROUP BY state"))
+        finally:
+            db.close()
+        return tis, queued, runs
+
+    def assert_counts_match(self):
+        # One scheduler pass may be between the scrape and the scan: compare
+        # once the plane is idle (two equal scrapes in a row).
+        def counts():
+            return "\n".join(x for x in self.metrics().splitlines()
+                             if x.startswith(("remex_plane_task_instances",
+                                              "remex_plane_dag_runs")))
+
+        def settled():
+            a = counts()
+            time.sleep(0.2)
+            b = counts()
+            return b if a == b else None
+        text = harness.wait_for(settled, 20, 0.1, "the plane to settle")
+        # The plane holds its database exclusively: count with it stopped.
+        self.assertEqual(self.stop_plane(), 0)
+        tis, queued, runs = self.full_counts()
+        self.restart_plane()
+        got = metric_values(text, "remex_plane_task_instances")
+        self.assertEqual({k: v for k, v in got.items() if v}, tis, text)
+        got_q = metric_values(text, "remex_plane_task_instances_queued")
+        self.assertEqual({k: v for k, v in got_q.items() if v}, queued, text)
+        got_r = metric_values(text, "remex_plane_dag_runs")
+        self.assertEqual({k: v for k, v in got_r.items() if v},
+                         {k: v for k, v in runs.items() if k in got_r}, text)
+        return tis
+
+    def kill9_and_restart(self):
+        self.plane.signal(signal.SIGKILL)
+        self.assertEqual(self.plane.wait(20), -signal.SIGKILL)
+        self.restart_plane()
+
+    def test_counts_equal_a_full_count_after_mixed_work_kill_9_and_restart(self):
+        tasks = [{"task_id": f"ok{i}"} for i in range(6)]
+        tasks += [{"task_id": "bad", "retries": 1, "retry_delay": 0}]
+        tasks += [{"task_id": "after_bad", "upstream": ["bad"]}]
+        tasks += [{"task_id": f"other{i}", "queue": "q2"} for i in range(3)]
+        self.push_ok(dag("mix", tasks, max_active_tasks=50))
+        ag = Agent(self, "w1", slots=16)
+        for r in ("r1", "r2", "r3"):
+            self.trigger("mix", run_id=r)
+        # r1: every default-queue task runs; "bad" fails twice (one retry).
+        harness.wait_for(lambda: len(self.show_run("mix", "r1")["task_instances"]) == 11, 20)
+        # 3 runs x (6 ok + 2 tries of bad); after_bad ends upstream_failed.
+        done = 0
+        deadline = time.monotonic() + 30 * harness.SLOW
+        while done < 24 and time.monotonic() < deadline:
+            for a in ag.work(wait=0.3, free_slots=16):
+                self.assertEqual(ag.start(a)[0], 200)
+                done += 1
+                if a["task_id"] == "bad":
+                    self.assertEqual(ag.report(a, "failed", exit_code=1)[0], 200)
+                elif a["run_id"] == "r3" and a["task_id"] in ("ok0", "ok1"):
+                    continue  # left running across the crash
+                else:
+                    self.assertEqual(ag.report(a, "success")[0], 200)
+        self.assertEqual(done, 24)
+        before = self.assert_counts_match()
+        self.assertGreater(before.get("queued", 0), 0, before)  # q2 has no worker
+        self.assertGreater(before.get("success", 0), 0, before)
+        # A clear moves finished task instances back; then kill -9 at once.
+        st, b = self.req("POST", "/api/v1/admin/dags/mix/runs/r1/clear", {}, self.admin)
+        self.assertEqual(st, 200, b)
+        self.kill9_and_restart()
+        self.assert_counts_match()
+        # More work after the restart: the q2 tasks of every run, then a count.
+        ag2 = Agent(self, "w2", queues=("q2",), slots=16)
+        for a in ag2.take(9, free_slots=16):
+            self.assertEqual(ag2.report(a, "success")[0], 200)
+        self.assert_counts_match()
+
+
+class WakeupTest(SchedCase):
+    def setUp(self):
+        super().setUp()
+        self.boot()
+
+    def scrape(self):
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        parked = metric_values(text, "remex_plane_long_polls_parked").get("work")
+        woken = metric_values(text, "remex_plane_long_poll_wakeups_total").get("work")
+        self.assertIsNotNone(parked, "no remex_plane_long_polls_parked{kind=\"work\"}")
+        self.assertIsNotNone(woken, "no remex_plane_long_poll_wakeups_total{kind=\"work\"}")
+        return parked, woken
+
+    def test_a_queued_task_wakes_only_polls_of_its_queue_and_no_more_than_its_work(self):
+        self.push_ok(dag("qa", [{"task_id": "t", "queue": "a"}]))
+        self.push_ok(dag("qb", [{"task_id": f"t{i}", "queue": "b"} for i in range(2)],
+                         max_active_tasks=10))
+        agents = [Agent(self, f"a{i}", queues=("a",)) for i in range(4)]
+        agents += [Agent(self, f"b{i}", queues=("b",)) for i in range(4)]
+        got = {}
+        lock = threading.Lock()
+
+        def poll(ag):
+            # Bounded: one long poll of 20 s, repeated only while nothing came.
+            for _ in range(2):
+                try:
+                    a = ag.work(wait=20, free_slots=1)
+                except (AssertionError, OSError):
+                    return  # the plane stopped at the end of the test
+                if a:
+                    with lock:
+                        got[ag.id] = a
+                    return
+
+        threads = [threading.Thread(target=poll, args=(ag,), daemon=True) for ag in agents]
+        for t in threads:
+            t.start()
+        harness.wait_for(lambda: self.scrape()[0] == 8, 20, 0.05, "8 parked work polls")
+        _, woken0 = self.scrape()
+        self.trigger("qa", run_id="r")
+        harness.wait_for(lambda: len(got) == 1, 20, 0.02, "one assignment on queue a")
+        parked, woken1 = self.scrape()
+        self.assertEqual(woken1 - woken0, 1, "one queued task instance woke more than one poll")
+        a_ids = {ag.id for ag in agents[:4]}
+        self.assertTrue(set(got) <= a_ids, got)
+        harness.wait_for(lambda: self.scrape()[0] == 7, 20, 0.05, "7 polls parked again")
+        # Two task instances on b: at most two b polls resumed, none of a.
+        self.trigger("qb", run_id="r")
+        harness.wait_for(lambda: len(got) == 3, 20, 0.02, "two assignments on queue b")
+        _, woken2 = self.scrape()
+        self.assertLessEqual(woken2 - woken1, 2)
+        b_ids = {ag.id for ag in agents[4:]}
+        self.assertEqual(len(set(got) & b_ids), 2, got)
+        harness.wait_for(lambda: self.scrape()[0] == 5, 20, 0.05, "5 polls parked again")
+        self.stop_plane()  # answers the parked polls at once
+        for t in threads:
+            t.join(30)
+
+
+class ManyDagsTest(SchedCase):
+    def test_dags_are_found_after_the_table_grows_and_after_replace_and_delete(self):
+        self.boot()
+        n = 300  # past several doublings of the DAG table
+        for i in range(n):
+            self.push_ok(dag(f"d{i:03d}", [{"task_id": "t"}]))
+        self.push_ok(dag("d007", [{"task_id": "t"}, {"task_id": "u"}]))  # a new version
+        for i in (0, 150, 299):
+            st, b = self.req("DELETE", f"/api/v1/admin/dags/d{i:03d}", None, self.admin)
+            self.assertEqual(st, 200, b)
+        for i in range(n):
+            st, b = self.req("GET", f"/api/v1/admin/dags/d{i:03d}", None, self.admin)
+            self.assertEqual(st, 404 if i in (0, 150, 299) else 200, (i, b))
+        st, b = self.req("GET", "/api/v1/admin/dags/d007", None, self.admin)
+        self.assertEqual(b["tasks"], 2, b)
+        ag = Agent(self, "w1")
+        self.trigger("d298", run_id="r")
+        self.assertEqual(drive(self, ag, "d298", "r")["state"], "success")
+        self.restart_after_stop()
+        st, b = self.req("GET", "/api/v1/admin/dags/d298", None, self.admin)
+        self.assertEqual(st, 200, b)
+
+    def restart_after_stop(self):
+        self.assertEqual(self.stop_plane(), 0)
+        self.restart_plane()
+
+
+class RetentionTest(SchedCase):
+    DAY_MS = 86400 * 1000
+
+    def age_runs(self, run_ids, days):
+        """Ends the runs days ago (the plane stopped: it holds the file)."""
+        self.assertEqual(self.stop_plane(), 0)
+        db = sqlite3.connect(self.conf["db_path"])
+        with db:
+            for r in run_ids:
+                db.execute("UPDATE dag_runs SET ended_ms = ended_ms - ? WHERE run_id = ?",
+                           (days * self.DAY_MS, r))
+        db.close()
+        self.restart_plane()
+
+    def counts_agree(self):
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        kept = {k: v for k, v in metric_values(text, "remex_plane_task_instances").items() if v}
+        self.assertEqual(self.stop_plane(), 0)
+        db = sqlite3.connect(self.conf["db_path"])
+        try:
+            full = dict(db.execute("SELECT state, count(*) FROM task_instances GROUP BY state"))
+            orphans = db.execute("SELECT count(*) FROM task_instances t WHERE NOT EXISTS"
+                                 " (SELECT 1 FROM dag_runs r WHERE r.id = t.run)").fetchone()[0]
+        finally:
+            db.close()
+        self.restart_plane()
+        self.assertEqual(kept, full)
+        self.assertEqual(orphans, 0)
+
+    def clean(self, older_than, dry_run=False):
+        st, b = self.req("POST", "/api/v1/admin/db/clean",
+                         {"older_than": older_than, "dry_run": dry_run}, self.admin)
+        self.assertEqual(st, 200, b)
+        return b
+
+    def test_db_clean_deletes_old_finished_runs_only(self):
+        self.boot()
+        self.push_ok(dag("old", [{"task_id": f"t{i}"} for i in range(3)]))
+        ag = Agent(self, "w1")
+        for r in ("r1", "r2", "r3", "r4"):
+            self.trigger("old", run_id=r)
+            drive(self, ag, "old", r)
+        self.trigger("old", run_id="open")  # queued/running: kept at any age
+        self.age_runs(["r1", "r2", "r3", "open"], 40)
+        b = self.clean(30 * 86400, dry_run=True)
+        self.assertEqual((b["dag_runs"], b["task_instances"], b["dry_run"], b["more"]),
+                         (3, 9, True, False), b)
+        self.assertEqual(len(self.runs("old")), 5)
+        b = self.clean(30 * 86400)
+        self.assertEqual((b["dag_runs"], b["task_instances"], b["more"]), (3, 9, False), b)
+        self.assertEqual(sorted(r["run_id"] for r in self.runs("old")), ["open", "r4"])
+        self.assertEqual(self.clean(30 * 86400)["dag_runs"], 0)
+        st, b = self.req("POST", "/api/v1/admin/db/clean", {"older_than": "30d"}, self.admin)
+        self.assertEqual(st, 400, b)
+        self.counts_agree()
+
+    def test_latest_scheduled_run_is_kept_and_automatic_retention_runs(self):
+        self.boot(retention={"older_than": "30d"})
+        self.push_ok(dag("sch", [{"task_id": "t"}], schedule="@daily",
+                         start_date="2020-01-01T00:00:00Z", catchup=False))
+        ag = Agent(self, "w1")
+        run = harness.wait_for(lambda: self.runs("sch"), 20, 0.05, "the scheduled run")[0]
+        drive(self, ag, "sch", run["run_id"])
+        self.trigger("sch", run_id="m1")
+        drive(self, ag, "sch", "m1")
+        self.age_runs([run["run_id"], "m1"], 40)
+        # The automatic retention deletes the manual run; the latest scheduled
+        # one stays (the next data interval follows from it).
+        harness.wait_for(lambda: [r["run_id"] for r in self.runs("sch")] == [run["run_id"]],
+                         20, 0.1, "the retention to delete m1")
+        self.assertEqual(self.clean(0, dry_run=True)["dag_runs"], 0)
+        self.counts_agree()
+
+
+if __name__ == "__main__":
+    harness.main()
