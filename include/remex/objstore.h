@@ -2,9 +2,10 @@
  * objstore: where XCom values and task logs live on the agent's side.
  *
  * A store is opened from a URL. Backends: `file:///abs/dir` (or a plain
- * absolute path) stores each object as a file under that folder. Other schemes
- * (s3://, gs://, az://) are refused with REMEX_EUNSUPPORTED until their backend
- * exists.
+ * absolute path) stores each object as a file under that folder;
+ * `s3://bucket[/prefix]` stores objects in S3 or an S3-compatible server
+ * (remex/objstore_s3.h; blocking HTTP: never call it from an event loop).
+ * Other schemes (gs://, az://) are refused with REMEX_EUNSUPPORTED.
  *
  * Keys are relative paths of 1..1024 bytes from [A-Za-z0-9._=/:+@,-], with no
  * empty, "." or ".." segment and no leading '/'. Writes are atomic (temp file,
@@ -33,7 +34,23 @@ struct objstore_ref {
     char checksum[72]; /* "sha256:" + 64 hex digits */
 };
 
+/* Backend settings beside the URL; every field may be NULL / 0 (defaults). Borrowed. */
+struct objstore_opts {
+    const char *endpoint;         /* S3: "https://minio.internal:9000" */
+    const char *region;           /* S3: "eu-west-1" */
+    int path_style;               /* S3: 1 path style, 0 virtual host, -1 (default) automatic */
+    const char *profile;          /* S3: shared credentials profile */
+    const char *credentials_file; /* S3: shared credentials file */
+    const char *ca_file;          /* remote stores: CA bundle (NULL: system store) */
+    const char *(*getenv_fn)(const char *); /* NULL: getenv */
+};
+
+/* Opens url with default settings (objstore_open_opts with NULL opts). */
 remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e);
+remex_err objstore_open_opts(const char *url, const struct objstore_opts *opts,
+                             struct objstore **out, struct remex_error *e);
+/* 1 when reads and writes of s do network I/O (keep them off event loops). */
+int objstore_is_remote(const struct objstore *s);
 void objstore_close(struct objstore *s);
 
 /* REMEX_EINVAL (with the reason) for an invalid key. */
