@@ -10,6 +10,7 @@
 
 #include "remex/agentcfg.h"
 #include "remex/bundle.h"
+#include "remex/objstore.h"
 #include "remex/secrets.h"
 #include "remex/timeutil.h"
 
@@ -166,6 +167,19 @@ static int check_log_format(const void *field, char *why, size_t whysz)
     return -1;
 }
 
+const char *const agentcfg_path_style_names[] = {"auto", "path", "virtual", NULL};
+
+void agentcfg_objstore_opts(const struct agentcfg *c, struct objstore_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->endpoint = c->xcom.s3.endpoint;
+    o->region = c->xcom.s3.region;
+    o->path_style = c->xcom.s3.path_style == 1 ? 1 : c->xcom.s3.path_style == 2 ? 0 : -1;
+    o->profile = c->xcom.s3.profile;
+    o->credentials_file = c->xcom.s3.credentials_file;
+    o->ca_file = c->xcom.ca_file;
+}
+
 const struct cfg_entry agentcfg_table[] = {
     /* ---- shared ---- */
     {.key = "plane.url",
@@ -213,7 +227,43 @@ const struct cfg_entry agentcfg_table[] = {
     {.key = "xcom.store",
      .type = CFG_STRING,
      .offset = F(xcom.store),
-     .desc = "Object store URI for XCom values (default: file://<state_dir>/xcom)."},
+     .desc = "Object store URI for XCom values: file:///dir or s3://bucket/prefix "
+             "(default: file://<state_dir>/xcom)."},
+    {.key = "xcom.ca_file",
+     .type = CFG_PATH,
+     .offset = F(xcom.ca_file),
+     .desc = "CA bundle for the remote object stores (default: system store)."},
+    {.key = "xcom.s3.endpoint",
+     .type = CFG_URL,
+     .offset = F(xcom.s3.endpoint),
+     .desc = "S3-compatible endpoint, scheme://host[:port] (default: AWS_ENDPOINT_URL_S3, "
+             "AWS_ENDPOINT_URL, else https://s3.<region>.amazonaws.com)."},
+    {.key = "xcom.s3.region",
+     .type = CFG_STRING,
+     .offset = F(xcom.s3.region),
+     .desc = "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)."},
+    {.key = "xcom.s3.path_style",
+     .type = CFG_ENUM,
+     .offset = F(xcom.s3.path_style),
+     .def = "auto",
+     .enums = agentcfg_path_style_names,
+     .desc = "S3 addressing: path (/bucket/key), virtual (bucket.host/key) or auto (path "
+             "with a custom endpoint, else virtual)."},
+    {.key = "xcom.s3.profile",
+     .type = CFG_STRING,
+     .offset = F(xcom.s3.profile),
+     .desc = "Profile of the shared credentials file (default: environment keys, AWS_PROFILE, "
+             "else default)."},
+    {.key = "xcom.s3.credentials_file",
+     .type = CFG_PATH,
+     .offset = F(xcom.s3.credentials_file),
+     .desc = "Shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE, else "
+             "~/.aws/credentials)."},
+    {.key = "logs.store",
+     .type = CFG_STRING,
+     .offset = F(logs.store),
+     .desc = "Object store URI task logs are uploaded to when a try ends (file:///dir or "
+             "s3://bucket/prefix, with the xcom.s3 settings); unset: local files only."},
     /* ---- worker ---- */
     {.key = "worker.name",
      .type = CFG_STRING,

@@ -397,8 +397,12 @@ static int setup(struct worker *w)
         log_error("secrets: %s", e.msg);
         return REMEX_EXIT_CONFIG;
     }
-    if (objstore_open(ac->xcom.store, &w->xstore, &e) != REMEX_OK)
+    struct objstore_opts so;
+    agentcfg_objstore_opts(ac, &so);
+    if (objstore_open_opts(ac->xcom.store, &so, &w->xstore, &e) != REMEX_OK)
         log_warn("xcom store: %s: XCom requests will fail", e.msg);
+    if (ac->logs.store && objstore_open_opts(ac->logs.store, &so, &w->lstore, &e) != REMEX_OK)
+        log_warn("logs store: %s: task logs stay in local files only", e.msg);
     if (memlimit_init(w, &e) != REMEX_OK) {
         log_error("worker.task_defaults.memory_enforcement: %s", e.msg);
         return REMEX_EXIT_CONFIG;
@@ -419,6 +423,10 @@ static int setup(struct worker *w)
     w->api = w->r->api;
     if (spawner_start(w, &e) != REMEX_OK)
         log_warn("%s: tasks are spawned on the event loop", e.msg);
+    if (storeio_start(w, &e) != REMEX_OK) {
+        log_error("%s", e.msg);
+        return REMEX_EXIT_FAIL;
+    }
     return -1;
 }
 
@@ -453,12 +461,14 @@ static void role_stop_hook(struct role *r)
     if (w->drain_timer)
         evloop_timer_cancel(w->loop, w->drain_timer);
     spawner_stop(w);
+    storeio_stop(w);
     task_free_all(w);
     memlimit_shutdown(w);
     tasksock_pool_free(w);
     secrets_close(w->secrets);
     bundle_set_free(w->bundles);
     objstore_close(w->xstore);
+    objstore_close(w->lstore);
     if (w->sock_dir_tmp)
         rmdir(w->sock_dir);
     if (w->devnull >= 0)

@@ -907,6 +907,77 @@ static int oom_detected(struct wtask *t, const struct proc_status *ps)
     return (!ps->exited && ps->signo == SIGKILL) || t->oom_hint;
 }
 
+/* Hands the final state report (body owned) to the report journal. */
+static void send_report(struct wtask *t, json_t *body)
+{
+    char path[96], what[96];
+    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/state", t->ti_id);
+    snprintf(what, sizeof(what), "state report ti %" PRId64, t->ti_id);
+    if (body)
+        api_report(t->w->api, path, t->token, body, what); /* takes body */
+    else
+        log_error("%s: out of memory: not reported", what);
+}
+
+/* Task logs larger than this are not uploaded (the local file stays where it is). */
+#define LOG_UPLOAD_MAX (256u * 1024u * 1024u)
+
+static void log_uploaded(struct store_job *j)
+{
+    struct wtask *t = j->t;
+    json_t *body = j->arg;
+    if (j->rc == REMEX_OK)
+        json_object_set_new(body, "log_uri", json_string(j->ref.uri));
+    else
+        log_warn("ti %" PRId64 " %s.%s try %" PRId64 ": log upload: %s; the log stays in %s",
+                 t->ti_id, t->dag_id, t->task_id, t->try_number, j->err.msg, t->log_path);
+    send_report(t, body);
+}
+
+static void key_part(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        char c = *s;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 strchr("._=:+@,-", c);
+        buf_putc(b, ok ? c : '_');
+    }
+}
+
+/*
+ * With a logs store, uploads the closed log file off the loop and sends the
+ * report (body taken) once that is done, naming the stored copy. 0: no
+ * upload (the caller sends the report).
+ */
+static int upload_log(struct wtask *t, json_t *body)
+{
+    struct worker *w = t->w;
+    if (!w->lstore || !t->log_path)
+        return 0;
+    struct store_job *j = store_job_new(t, w->lstore, STORE_PUT_FILE, LOG_UPLOAD_MAX);
+    struct buf k = BUF_INIT(OBJSTORE_KEY_MAX);
+    buf_puts(&k, "logs/dag_id=");
+    key_part(&k, t->dag_id);
+    buf_puts(&k, "/run_id=");
+    key_part(&k, t->run_id);
+    buf_puts(&k, "/task_id=");
+    key_part(&k, t->task_id);
+    buf_printf(&k, "/map_index=%" PRId64 "/attempt=%" PRId64 ".log", t->map_index,
+               t->try_number);
+    if (!j || !(j->path = strdup(t->log_path)) || !(j->key = buf_detach(&k, NULL))) {
+        store_job_free(j);
+        buf_free(&k);
+        return 0;
+    }
+    j->done = log_uploaded;
+    j->arg = body;
+    if (storeio_submit(w, j) != 0) {
+        store_job_free(j);
+        return 0;
+    }
+    return 1;
+}
+
 static void task_finish(struct wtask *t)
 {
     struct worker *w = t->w;
@@ -957,13 +1028,8 @@ static void task_finish(struct wtask *t)
         w->once_result = strcmp(state, "failed") == 0 ? REMEX_EXIT_FAIL : REMEX_EXIT_OK;
     free_slot(t);
     t->phase = WT_DONE;
-    char path[96], what[96];
-    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/state", t->ti_id);
-    snprintf(what, sizeof(what), "state report ti %" PRId64, t->ti_id);
-    if (body)
-        api_report(w->api, path, t->token, body, what); /* takes body */
-    else
-        log_error("%s: out of memory: not reported", what);
+    if (!body || !upload_log(t, body))
+        send_report(t, body);
     w->changed(w);
     task_release(t);
 }

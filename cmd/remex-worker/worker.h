@@ -39,6 +39,7 @@
 #include "remex/cfg.h"
 #include "remex/err.h"
 #include "remex/http.h"
+#include "remex/objstore.h"
 #include "remex/proc.h"
 #include "remex/role.h"
 
@@ -49,6 +50,7 @@ struct ipc_conn;
 struct objstore;
 struct bundle_set;
 struct spawner;
+struct storeio;
 
 enum wtask_phase {
     WT_STARTING = 0, /* start call in flight */
@@ -130,6 +132,8 @@ struct worker {
     struct api_client *api;            /* r->api */
     struct secrets *secrets;
     struct objstore *xstore;
+    struct objstore *lstore; /* task logs (logs.store), or NULL: local files only */
+    struct storeio *storeio; /* storeio.c: object-store transfers off the loop */
     struct bundle_set *bundles;
     const char *memlimit_mech; /* "cgroup2", "cgroup1" or "rlimit-as" */
     char cg_parent[4096];      /* parent of task cgroups; "" with rlimit-as */
@@ -204,6 +208,33 @@ void memlimit_shutdown(struct worker *w);
 
 /* Finishes the start of the task of a spawn that came back from a spawner thread. */
 void task_spawned(struct spawn_job *j);
+
+/* ---- storeio.c ---- */
+enum store_op { STORE_PUT, STORE_PUT_FILE, STORE_GET_URI };
+/* One transfer run by the store thread; done runs on the loop, then the job is freed. */
+struct store_job {
+    struct store_job *next;
+    struct wtask *t;        /* a pending reference is held while the job is out */
+    struct objstore *store; /* borrowed */
+    enum store_op op;
+    char *key;      /* owned: PUT/PUT_FILE key, GET_URI uri */
+    char *path;     /* owned: PUT_FILE source file */
+    char *checksum; /* owned: GET_URI expected checksum, or NULL */
+    struct buf data; /* PUT data in, GET_URI data out (its cap bounds the object) */
+    struct objstore_ref ref; /* PUT/PUT_FILE result */
+    remex_err rc;
+    struct remex_error err;
+    void (*done)(struct store_job *j); /* on the loop; must not free j */
+    void *arg;
+};
+struct store_job *store_job_new(struct wtask *t, struct objstore *store, enum store_op op,
+                                size_t cap);
+void store_job_free(struct store_job *j);
+remex_err storeio_start(struct worker *w, struct remex_error *e);
+/* Queues j (taking it) and a pending reference on j->t; -1 without the thread (j kept). */
+int storeio_submit(struct worker *w, struct store_job *j);
+/* Joins the thread, then runs the done callbacks of every job (unrun ones: REMEX_ECLOSED). */
+void storeio_stop(struct worker *w);
 
 /* ---- spawner.c ---- */
 /* Starts the spawner threads (none: spawns stay on the loop). */

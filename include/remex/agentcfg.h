@@ -113,6 +113,7 @@ struct agentcfg {
     struct {
         char *level;
         char *format;
+        char *store; /* object store URI for task logs; NULL: local files only */
     } logs;
     struct cfg_list bundles; /* struct agentcfg_bundle */
     struct {
@@ -120,6 +121,14 @@ struct agentcfg {
     } secrets;
     struct {
         char *store;
+        char *ca_file; /* remote stores (XCom and logs): CA bundle */
+        struct {
+            char *endpoint;
+            char *region;
+            int path_style; /* index into agentcfg_path_style_names: auto, path, virtual */
+            char *profile;
+            char *credentials_file;
+        } s3; /* S3 settings of both xcom.store and logs.store */
     } xcom;
     struct agentcfg_worker worker;
     struct agentcfg_agent agent;
@@ -127,6 +136,12 @@ struct agentcfg {
 };
 
 extern const struct cfg_entry agentcfg_table[];
+/* xcom.s3.path_style values, NULL-terminated: "auto", "path", "virtual". */
+extern const char *const agentcfg_path_style_names[];
+
+struct objstore_opts;
+/* Fills o from the xcom.* store settings (borrowed strings of c). */
+void agentcfg_objstore_opts(const struct agentcfg *c, struct objstore_opts *o);
 /* The roles remex-agent knows, NULL-terminated: worker, dag-processor, triggerer, sentinel. */
 extern const char *const agentcfg_role_names[];
 

@@ -70,7 +70,7 @@ static int start_server(void **state)
     snprintf(srv_dir, sizeof(srv_dir), "/tmp/remex-s3rver-XXXXXX");
     if (!mkdtemp(srv_dir) || pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
         return -1;
-    char *argv[] = {"node", "test/s3rver.js", srv_dir, "remex", NULL};
+    char *argv[] = {"node", "test/s3rver.js", "--stdin", srv_dir, "remex", NULL};
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
