@@ -9,24 +9,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "remex/objstore.h"
 #include "remex/objstore_s3.h"
 
-extern char **environ;
+#include "helper_server.h"
 
-static pid_t srv_pid = -1;
-static int srv_stdin = -1;
+static struct test_server srv = {.pid = -1, .stdin_fd = -1};
 static char srv_dir[64];
 static char endpoint[64];
 static const char *secret = "S3RVER";
@@ -40,68 +34,25 @@ static const char *fake_getenv(const char *n)
     return NULL;
 }
 
-/* Reads "port N" from fd within 20 s; 0 on failure. */
-static unsigned read_port(int fd)
-{
-    char line[64];
-    size_t n = 0;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    while (n + 1 < sizeof(line) && poll(&p, 1, 20000) == 1) {
-        ssize_t r = read(fd, line + n, 1);
-        if (r <= 0)
-            return 0;
-        if (line[n] == '\n') {
-            line[n] = '\0';
-            return strncmp(line, "port ", 5) == 0 ? (unsigned)strtoul(line + 5, NULL, 10) : 0;
-        }
-        n++;
-    }
-    return 0;
-}
-
 static int start_server(void **state)
 {
     (void)state;
-    int in[2], out[2];
-    posix_spawn_file_actions_t fa;
-    unsigned port;
     if (access("build/node/s3rver/node_modules/@20minutes/s3rver/package.json", R_OK) != 0)
         return 0; /* each test skips with the reason */
     snprintf(srv_dir, sizeof(srv_dir), "/tmp/remex-s3rver-XXXXXX");
-    if (!mkdtemp(srv_dir) || pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
+    if (!mkdtemp(srv_dir))
         return -1;
     char *argv[] = {"node", "test/s3rver.js", "--stdin", srv_dir, "remex", NULL};
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    if (posix_spawnp(&srv_pid, "node", &fa, NULL, argv, environ) != 0)
-        srv_pid = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    close(in[0]);
-    close(out[1]);
-    srv_stdin = in[1];
-    port = srv_pid > 0 ? read_port(out[0]) : 0;
-    close(out[0]);
-    if (port == 0)
+    if (test_server_start(&srv, argv) != 0)
         return -1;
-    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", port);
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", srv.port);
     return 0;
 }
 
 static int stop_server(void **state)
 {
     (void)state;
-    if (srv_stdin >= 0)
-        close(srv_stdin); /* the launcher exits when its stdin closes */
-    if (srv_pid > 0) {
-        int st;
-        for (int i = 0; i < 50 && waitpid(srv_pid, &st, WNOHANG) == 0; i++)
-            usleep(100000);
-        if (waitpid(srv_pid, &st, WNOHANG) == 0) {
-            kill(srv_pid, SIGKILL);
-            waitpid(srv_pid, &st, 0);
-        }
-    }
+    test_server_stop(&srv);
     if (srv_dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", srv_dir);
