@@ -180,6 +180,58 @@ void agentcfg_objstore_opts(const struct agentcfg *c, struct objstore_opts *o)
     o->ca_file = c->xcom.ca_file;
 }
 
+/* A secret's value for a backend: NULL when unset; *path set instead for a file secret. */
+static remex_err secret_value(const struct cfg_secret *sec, char **val, const char **path,
+                              struct remex_error *e)
+{
+    *val = NULL;
+    *path = NULL;
+    if (sec->kind == CFG_SECRET_NONE)
+        return REMEX_OK;
+    if (sec->kind == CFG_SECRET_FILE) {
+        *path = sec->source;
+        return REMEX_OK;
+    }
+    return cfg_secret_get(sec, val, NULL, e);
+}
+
+remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
+                                struct remex_error *e)
+{
+    const char *order[16];
+    size_t n = 0;
+    char *tok = NULL, *sid = NULL;
+    const char *tok_file = NULL, *sid_file = NULL;
+    remex_err rc;
+    for (size_t i = 0; i < c->secrets.backends.n && n + 1 < 16; i++)
+        order[n++] = c->secrets.backends.items[i];
+    order[n] = NULL;
+    struct secrets_vault_config vc = {
+        .url = c->secrets.vault.url, .mount = c->secrets.vault.mount,
+        .kv_version = (int)c->secrets.vault.kv_version,
+        .namespace_ = c->secrets.vault.namespace_, .role_id = c->secrets.vault.role_id,
+        .approle_mount = c->secrets.vault.approle_mount, .ca_file = c->secrets.vault.ca_file};
+    struct secrets_config sc = {.file = c->secrets.file,
+                                .vault = c->secrets.vault.url ? &vc : NULL,
+                                .vault_connections_path = c->secrets.vault.connections_path,
+                                .vault_variables_path = c->secrets.vault.variables_path,
+                                .order = n ? order : NULL,
+                                .cache_ttl_ms = c->secrets.cache_ttl_ms};
+    rc = secret_value(&c->secrets.vault.token, &tok, &tok_file, e);
+    if (rc == REMEX_OK)
+        rc = secret_value(&c->secrets.vault.secret_id, &sid, &sid_file, e);
+    if (rc == REMEX_OK) {
+        vc.token = tok;
+        vc.token_file = tok_file;
+        vc.secret_id = sid;
+        vc.secret_id_file = sid_file;
+        rc = secrets_open(&sc, out, e);
+    }
+    cfg_secret_free(tok);
+    cfg_secret_free(sid);
+    return rc;
+}
+
 const struct cfg_entry agentcfg_table[] = {
     /* ---- shared ---- */
     {.key = "plane.url",
@@ -224,6 +276,69 @@ const struct cfg_entry agentcfg_table[] = {
      .type = CFG_PATH,
      .offset = F(secrets.file),
      .desc = "Local connections/variables file (JSON or YAML, mode 0600)."},
+    {.key = "secrets.backends",
+     .type = CFG_STRLIST,
+     .offset = F(secrets.backends),
+     .desc = "Order of the secrets chain: env, file, vault (default: in that order; the "
+             "first backend that has the key wins)."},
+    {.key = "secrets.cache_ttl",
+     .type = CFG_DURATION,
+     .offset = F(secrets.cache_ttl_ms),
+     .def = "60s",
+     .min = 1,
+     .max = 86400000,
+     .desc = "How long values from remote backends (Vault) are cached."},
+    {.key = "secrets.vault.url",
+     .type = CFG_URL,
+     .offset = F(secrets.vault.url),
+     .desc = "HashiCorp Vault address (https://vault.internal:8200); unset: no Vault backend."},
+    {.key = "secrets.vault.mount",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.mount),
+     .def = "secret",
+     .desc = "KV secrets engine mount."},
+    {.key = "secrets.vault.kv_version",
+     .type = CFG_INT,
+     .offset = F(secrets.vault.kv_version),
+     .def = "2",
+     .min = 1,
+     .max = 2,
+     .desc = "KV engine version: 1 or 2."},
+    {.key = "secrets.vault.namespace",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.namespace_),
+     .desc = "Vault Enterprise namespace (X-Vault-Namespace)."},
+    {.key = "secrets.vault.token",
+     .type = CFG_SECRET,
+     .offset = F(secrets.vault.token),
+     .desc = "Vault token: value, {file: PATH} (re-read when Vault refuses it) or {env: VAR}."},
+    {.key = "secrets.vault.role_id",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.role_id),
+     .desc = "AppRole role_id (instead of a token)."},
+    {.key = "secrets.vault.secret_id",
+     .type = CFG_SECRET,
+     .offset = F(secrets.vault.secret_id),
+     .desc = "AppRole secret_id: value, {file: PATH} or {env: VAR}."},
+    {.key = "secrets.vault.approle_mount",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.approle_mount),
+     .def = "approle",
+     .desc = "Mount of the AppRole auth method."},
+    {.key = "secrets.vault.connections_path",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.connections_path),
+     .def = "connections",
+     .desc = "Path of connections under the mount (<mount>/<path>/<conn_id>)."},
+    {.key = "secrets.vault.variables_path",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.variables_path),
+     .def = "variables",
+     .desc = "Path of variables under the mount (<mount>/<path>/<key>)."},
+    {.key = "secrets.vault.ca_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.vault.ca_file),
+     .desc = "CA bundle for Vault's TLS certificate (default: system store)."},
     {.key = "xcom.store",
      .type = CFG_STRING,
      .offset = F(xcom.store),
@@ -599,12 +714,13 @@ static int check_resources(const struct agentcfg *c, const char *path, struct bu
     int rc = 0;
     for (size_t i = 0; i < c->bundles.n && i < BUNDLES_MAX; i++)
         specs[i] = (struct bundle_spec){.name = b[i].name, .path = b[i].path};
-    struct secrets_config sc = {.file = c->secrets.file};
+
     if (bundle_set_new(specs, c->bundles.n, &bs, &e) != REMEX_OK) {
         buf_printf(out, "%s: bundles: %s\n", path ? path : "(defaults)", e.msg);
         rc = REMEX_EXIT_CONFIG;
-    } else if (secrets_open(&sc, &sec, &e) != REMEX_OK) {
-        buf_printf(out, "%s: secrets.file: %s\n", path ? path : "(defaults)", e.msg);
+    } else if (agentcfg_secrets_open(c, &sec, &e) != REMEX_OK) {
+        buf_printf(out, "%s: secrets%s: %s\n", path ? path : "(defaults)",
+                   strncmp(e.msg, "vault", 5) == 0 ? "" : ".file", e.msg);
         rc = REMEX_EXIT_CONFIG;
     }
     bundle_set_free(bs);

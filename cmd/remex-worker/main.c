@@ -392,8 +392,7 @@ static int setup(struct worker *w)
         log_error("bundles: %s", e.msg);
         return REMEX_EXIT_CONFIG;
     }
-    struct secrets_config sc = {.file = ac->secrets.file};
-    if (secrets_open(&sc, &w->secrets, &e) != REMEX_OK) {
+    if (agentcfg_secrets_open(ac, &w->secrets, &e) != REMEX_OK) {
         log_error("secrets: %s", e.msg);
         return REMEX_EXIT_CONFIG;
     }

@@ -1,13 +1,16 @@
 /*
  * storeio: object-store transfers off the event loop.
  *
- * One thread runs the jobs in order (an objstore belongs to one thread at a
- * time; XCom and log stores are only touched here once the loop is running).
+ * One thread runs the jobs in order: object-store transfers (XCom values, task
+ * logs) and secrets lookups (the chain may call Vault). Once the loop runs,
+ * the worker's stores and secrets chain are used by this thread only.
  * Finished jobs come back through an eventfd and their done callback runs on
  * the loop. Each job holds a pending reference on its task (task.c), dropped
  * after done has run. The thread blocks all signals: they stay with the loop.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,6 +23,7 @@
 #include "remex/evloop.h"
 #include "remex/log.h"
 #include "remex/objstore.h"
+#include "remex/secrets.h"
 #include "worker.h"
 
 #define STOREIO_STACK (256u * 1024u)
@@ -57,6 +61,103 @@ static remex_err read_file(const char *path, struct buf *out, struct remex_error
     return rc;
 }
 
+/* REMEX_CONN_ / REMEX_VAR_ name of an id: upper-cased, [-.] as '_' (ids are checked upstream). */
+static void env_name(char *out, size_t cap, const char *prefix, const char *id)
+{
+    size_t k = (size_t)snprintf(out, cap, "%s", prefix);
+    for (; *id && k + 1 < cap; id++)
+        out[k++] = (*id == '-' || *id == '.') ? '_' : (char)toupper((unsigned char)*id);
+    out[k] = '\0';
+}
+
+/* Records the failure of one lookup in res (the first one wins). */
+static void secret_fail(json_t *res, remex_err rc, const struct remex_error *e)
+{
+    if (json_object_get(res, "error"))
+        return;
+    json_object_set_new(res, "code", json_string(rc == REMEX_ENOTFOUND ? "not_found"
+                                                                        : "unavailable"));
+    json_object_set_new(res, "error", json_string(e->msg));
+}
+
+/* One connection: its URI (and, with as_obj, the whole object) into res; values into mask. */
+static void resolve_conn(struct secrets *sec, const char *id, json_t *res, int as_obj)
+{
+    struct secrets_conn c = {0};
+    struct remex_error e;
+    struct buf uri = BUF_INIT(SECRETS_URI_MAX);
+    json_t *mask = json_object_get(res, "mask");
+    remex_err rc = secrets_get_conn(sec, id, &c, &e);
+    if (rc == REMEX_OK && (rc = secrets_conn_uri(&c, &uri)) != REMEX_OK)
+        remex_seterr(&e, rc, "connection '%s': cannot be written as a URI", id);
+    if (rc != REMEX_OK) {
+        secret_fail(res, rc, &e);
+    } else {
+        char name[300];
+        if (c.password)
+            json_array_append_new(mask, json_string(c.password));
+        json_array_append_new(mask, json_string(buf_cstr(&uri)));
+        if (as_obj) {
+            json_t *cj = secrets_conn_json(&c);
+            if (cj)
+                json_object_set_new(cj, "uri", json_string(buf_cstr(&uri)));
+            json_object_set_new(res, "conn", cj ? cj : json_null());
+        } else {
+            env_name(name, sizeof(name), "REMEX_CONN_", id);
+            json_object_set_new(json_object_get(res, "env"), name, json_string(buf_cstr(&uri)));
+        }
+    }
+    buf_free(&uri);
+    secrets_conn_free(&c);
+}
+
+static void resolve_var(struct secrets *sec, const char *key, json_t *res, int single)
+{
+    char *v = NULL, name[300];
+    struct remex_error e;
+    remex_err rc = secrets_get_var(sec, key, &v, &e);
+    if (rc != REMEX_OK) {
+        secret_fail(res, rc, &e);
+        return;
+    }
+    json_array_append_new(json_object_get(res, "mask"), json_string(v));
+    if (single) {
+        json_object_set_new(res, "value", json_string(v));
+    } else {
+        env_name(name, sizeof(name), "REMEX_VAR_", key);
+        json_object_set_new(json_object_get(res, "env"), name, json_string(v));
+    }
+    free(v);
+}
+
+/* The lookups of a SECRETS job, on the store thread (the only user of the chain). */
+static void resolve_secrets(struct store_job *j)
+{
+    json_t *res = json_pack("{s:{},s:[]}", "env", "mask"), *v;
+    size_t i;
+    j->res = res;
+    if (!res) {
+        j->rc = remex_seterr(&j->err, REMEX_ENOMEM, "out of memory");
+        return;
+    }
+    if (!j->secrets) {
+        struct remex_error e;
+        remex_seterr(&e, REMEX_ENOTFOUND, "no secrets backend");
+        secret_fail(res, REMEX_ENOTFOUND, &e);
+        return;
+    }
+    json_array_foreach(json_object_get(j->req, "connections"), i, v)
+        if (json_is_string(v))
+            resolve_conn(j->secrets, json_string_value(v), res, 0);
+    json_array_foreach(json_object_get(j->req, "variables"), i, v)
+        if (json_is_string(v))
+            resolve_var(j->secrets, json_string_value(v), res, 0);
+    if ((v = json_object_get(j->req, "conn")) && json_is_string(v))
+        resolve_conn(j->secrets, json_string_value(v), res, 1);
+    if ((v = json_object_get(j->req, "var")) && json_is_string(v))
+        resolve_var(j->secrets, json_string_value(v), res, 1);
+}
+
 static void run_job(struct store_job *j)
 {
     switch (j->op) {
@@ -72,6 +173,9 @@ static void run_job(struct store_job *j)
         break;
     case STORE_GET_URI:
         j->rc = objstore_get_uri(j->store, j->key, j->checksum, &j->data, &j->err);
+        break;
+    case STORE_SECRETS:
+        resolve_secrets(j);
         break;
     default:
         j->rc = remex_seterr(&j->err, REMEX_EINVAL, "store job: unknown operation");
@@ -195,6 +299,8 @@ void store_job_free(struct store_job *j)
     free(j->key);
     free(j->path);
     free(j->checksum);
+    json_decref(j->req);
+    json_decref(j->res);
     buf_free(&j->data);
     free(j);
 }

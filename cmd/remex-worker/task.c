@@ -155,53 +155,6 @@ static void env_put(struct wtask *t, const char *name, const char *value)
         set_prep_error(t, "environment %s: %s", name, e.msg);
 }
 
-static void secret_env(struct wtask *t, const char *name, const char *value)
-{
-    env_put(t, name, value);
-    mask_add(t->mask, value, strlen(value));
-}
-
-/* Connections and variables the task declares: REMEX_CONN_<ID>, REMEX_VAR_<KEY>, masked. */
-static void inject_secrets(struct wtask *t, json_t *task)
-{
-    struct worker *w = t->w;
-    size_t i;
-    json_t *v;
-    char key[300];
-    json_array_foreach(json_object_get(task, "connections"), i, v)
-    {
-        const char *id = json_string_value(v);
-        struct secrets_conn c = {0};
-        struct remex_error e;
-        struct buf uri = BUF_INIT(SECRETS_URI_MAX);
-        if (!id || !w->secrets || secrets_get_conn(w->secrets, id, &c, &e) != REMEX_OK ||
-            secrets_conn_uri(&c, &uri) != REMEX_OK) {
-            set_prep_error(t, "connection '%s': %s", id ? id : "?",
-                           w->secrets ? "not found in the secrets chain" : "no secrets backend");
-        } else {
-            if (c.password)
-                mask_add(t->mask, c.password, strlen(c.password));
-            env_key(key, sizeof(key), "REMEX_CONN_", id);
-            secret_env(t, key, buf_cstr(&uri));
-        }
-        buf_free(&uri);
-        secrets_conn_free(&c);
-    }
-    json_array_foreach(json_object_get(task, "variables"), i, v)
-    {
-        const char *k = json_string_value(v);
-        char *val = NULL;
-        struct remex_error e;
-        if (!k || !w->secrets || secrets_get_var(w->secrets, k, &val, &e) != REMEX_OK) {
-            set_prep_error(t, "variable '%s': not found in the secrets chain", k ? k : "?");
-            continue;
-        }
-        env_key(key, sizeof(key), "REMEX_VAR_", k);
-        secret_env(t, key, val);
-        free(val);
-    }
-}
-
 static void build_env(struct wtask *t, json_t *task, struct tmpl_task_vars *vars, const char *ld)
 {
     static const char *const keep[] = {"HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", NULL};
@@ -255,7 +208,6 @@ static void build_env(struct wtask *t, json_t *task, struct tmpl_task_vars *vars
             env_put(t, "REMEX_TRIGGER_EVENT", s);
         free(s);
     }
-    inject_secrets(t, task);
 }
 
 static void build_argv(struct wtask *t, json_t *task, struct tmpl_task_vars *vars)
@@ -552,6 +504,61 @@ static void start_call(struct wtask *t)
     json_decref(body);
 }
 
+/* After the offer's preparation (and its secrets): the start call. */
+static void offer_continue(struct wtask *t)
+{
+    struct remex_error le;
+    if (!t->prep_error && tasklog_path(t, &le) != REMEX_OK) /* then the start names no log */
+        log_warn("ti %" PRId64 ": task log path: %s", t->ti_id, le.msg);
+    start_call(t);
+}
+
+/* The declared connections and variables are back: REMEX_CONN_<ID>, REMEX_VAR_<KEY>, masked. */
+static void secrets_fetched(struct store_job *j)
+{
+    struct wtask *t = j->t;
+    const char *err = json_string_value(json_object_get(j->res, "error"));
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (j->rc != REMEX_OK)
+        set_prep_error(t, "secrets: %s", j->err.msg);
+    else if (err)
+        set_prep_error(t, "%s", err);
+    json_array_foreach(json_object_get(j->res, "mask"), i, v)
+        mask_add(t->mask, json_string_value(v), json_string_length(v));
+    json_object_foreach(json_object_get(j->res, "env"), k, v)
+        env_put(t, k, json_string_value(v));
+    offer_continue(t);
+}
+
+/*
+ * Looks up the task's declared connections and variables on the store
+ * thread (the chain may call a remote backend). 1: the offer continues in
+ * secrets_fetched; 0: nothing to fetch (or no thread: the try fails).
+ */
+static int fetch_secrets(struct wtask *t, json_t *task)
+{
+    json_t *conns = json_object_get(task, "connections");
+    json_t *vars = json_object_get(task, "variables");
+    if (json_array_size(conns) == 0 && json_array_size(vars) == 0)
+        return 0;
+    struct store_job *j = store_job_new(t, NULL, STORE_SECRETS, 0);
+    if (j) {
+        j->secrets = t->w->secrets;
+        j->req = json_pack("{s:o,s:o}", "connections",
+                           conns ? json_deep_copy(conns) : json_array(), "variables",
+                           vars ? json_deep_copy(vars) : json_array());
+        j->done = secrets_fetched;
+    }
+    if (!j || !j->req || storeio_submit(t->w, j) != 0) {
+        store_job_free(j);
+        set_prep_error(t, "secrets: the lookup could not be started");
+        return 0;
+    }
+    return 1;
+}
+
 void task_offer(struct worker *w, json_t *asg)
 {
     struct wtask *t = calloc(1, sizeof(*t));
@@ -596,10 +603,8 @@ void task_offer(struct worker *w, json_t *asg)
     }
     log_debug("offer ti %" PRId64 " %s.%s try %" PRId64, t->ti_id, t->dag_id, t->task_id,
               t->try_number);
-    struct remex_error le;
-    if (!t->prep_error && tasklog_path(t, &le) != REMEX_OK) /* then the start names no log */
-        log_warn("ti %" PRId64 ": task log path: %s", t->ti_id, le.msg);
-    start_call(t);
+    if (t->prep_error || !fetch_secrets(t, task))
+        offer_continue(t);
 }
 
 static void task_gone(struct wtask *t, const char *why)

@@ -278,47 +278,64 @@ static json_t *xcom_pull(struct tconn *tc, json_t *req)
 
 /* ---- connections, variables, defer ---- */
 
-static json_t *conn_get(struct tconn *tc, json_t *req)
+/* A conn.get or var.get answer is back from the store thread. */
+static void secret_fetched(struct store_job *j)
+{
+    struct xreq *x = j->arg;
+    struct wtask *t = j->t;
+    const char *err = json_string_value(json_object_get(j->res, "error"));
+    const char *code = json_string_value(json_object_get(j->res, "code"));
+    json_t *v, *out;
+    size_t i;
+    json_array_foreach(json_object_get(j->res, "mask"), i, v)
+        mask_add(t->mask, json_string_value(v), json_string_length(v));
+    if (j->rc != REMEX_OK)
+        out = err_reply("unavailable", "%s", j->err.msg);
+    else if (err)
+        out = err_reply(code ? code : "unavailable", "%s", err);
+    else if ((v = json_object_get(j->res, "conn")) != NULL)
+        out = json_pack("{s:b,s:O}", "ok", 1, "conn", v);
+    else
+        out = json_pack("{s:b,s:O}", "ok", 1, "value", json_object_get(j->res, "value"));
+    xcom_reply(x, out ? out : err_reply("internal", "out of memory"));
+}
+
+/* Hands one lookup ("conn" or "var" = id) to the store thread; NULL: the reply comes later. */
+static json_t *secret_lookup(struct tconn *tc, const char *field, const char *id)
 {
     struct wtask *t = tc->t;
+    struct store_job *j = store_job_new(t, NULL, STORE_SECRETS, 0);
+    struct xreq *x = calloc(1, sizeof(*x));
+    if (j) {
+        j->secrets = t->w->secrets;
+        j->req = json_pack("{s:s}", field, id);
+        j->done = secret_fetched;
+        j->arg = x;
+    }
+    if (!j || !x || !j->req || storeio_submit(t->w, j) != 0) {
+        store_job_free(j);
+        free(x);
+        return err_reply("unavailable", "secrets: the lookup could not be started");
+    }
+    x->tc = tc;
+    tc->busy = 1;
+    return NULL;
+}
+
+static json_t *conn_get(struct tconn *tc, json_t *req)
+{
     const char *id = json_string_value(json_object_get(req, "conn_id"));
     if (!id || !*id || strlen(id) > 250)
         return err_reply("bad_request", "conn_id: expected string");
-    struct secrets_conn c = {0};
-    struct remex_error e;
-    if (!t->w->secrets || secrets_get_conn(t->w->secrets, id, &c, &e) != REMEX_OK) {
-        secrets_conn_free(&c);
-        return err_reply("not_found", "no connection '%s'", id);
-    }
-    struct buf uri = BUF_INIT(8192);
-    secrets_conn_uri(&c, &uri);
-    json_t *cj = secrets_conn_json(&c);
-    if (cj)
-        json_object_set_new(cj, "uri", json_string(buf_cstr(&uri)));
-    if (c.password)
-        mask_add(t->mask, c.password, strlen(c.password));
-    mask_add(t->mask, uri.data ? uri.data : "", uri.len);
-    buf_free(&uri);
-    secrets_conn_free(&c);
-    if (!cj)
-        return err_reply("internal", "out of memory");
-    return json_pack("{s:b,s:o}", "ok", 1, "conn", cj);
+    return secret_lookup(tc, "conn", id);
 }
 
 static json_t *var_get(struct tconn *tc, json_t *req)
 {
-    struct wtask *t = tc->t;
     const char *key = json_string_value(json_object_get(req, "key"));
     if (!key || !*key || strlen(key) > 250)
         return err_reply("bad_request", "key: expected string");
-    char *v = NULL;
-    struct remex_error e;
-    if (!t->w->secrets || secrets_get_var(t->w->secrets, key, &v, &e) != REMEX_OK)
-        return err_reply("not_found", "no variable '%s'", key);
-    mask_add(t->mask, v, strlen(v));
-    json_t *out = json_pack("{s:b,s:s}", "ok", 1, "value", v);
-    free(v);
-    return out ? out : err_reply("internal", "variable is not UTF-8 text");
+    return secret_lookup(tc, "var", key);
 }
 
 static json_t *defer(struct tconn *tc, json_t *req)

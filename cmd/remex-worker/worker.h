@@ -210,7 +210,7 @@ void memlimit_shutdown(struct worker *w);
 void task_spawned(struct spawn_job *j);
 
 /* ---- storeio.c ---- */
-enum store_op { STORE_PUT, STORE_PUT_FILE, STORE_GET_URI };
+enum store_op { STORE_PUT, STORE_PUT_FILE, STORE_GET_URI, STORE_SECRETS };
 /* One transfer run by the store thread; done runs on the loop, then the job is freed. */
 struct store_job {
     struct store_job *next;
@@ -222,6 +222,18 @@ struct store_job {
     char *checksum; /* owned: GET_URI expected checksum, or NULL */
     struct buf data; /* PUT data in, GET_URI data out (its cap bounds the object) */
     struct objstore_ref ref; /* PUT/PUT_FILE result */
+    /*
+     * SECRETS: req (owned, deep copy made on the loop) holds "connections" and
+     * "variables" (arrays of ids, for the task's environment), or "conn" / "var"
+     * (one id, for remex-task); res (owned, made on the thread) receives "env"
+     * {REMEX_CONN_ID: uri, REMEX_VAR_KEY: value}, "conn" (object with "uri"),
+     * "value", "mask" [values to register with the task's masker], and on failure
+     * "error" (message naming backend and key, never a value) and "code"
+     * ("not_found" or "unavailable").
+     */
+    struct secrets *secrets; /* borrowed: only the store thread uses it once the loop runs */
+    json_t *req;
+    json_t *res;
     remex_err rc;
     struct remex_error err;
     void (*done)(struct store_job *j); /* on the loop; must not free j */

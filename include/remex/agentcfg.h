@@ -118,6 +118,21 @@ struct agentcfg {
     struct cfg_list bundles; /* struct agentcfg_bundle */
     struct {
         char *file;
+        struct cfg_strlist backends; /* order of the chain; empty: env, file, vault */
+        uint64_t cache_ttl_ms;
+        struct {
+            char *url;
+            char *mount;
+            int64_t kv_version;
+            char *namespace_;
+            struct cfg_secret token; /* value, {file: PATH} (re-read when refused) or {env: VAR} */
+            char *role_id;
+            struct cfg_secret secret_id;
+            char *approle_mount;
+            char *connections_path;
+            char *variables_path;
+            char *ca_file;
+        } vault;
     } secrets;
     struct {
         char *store;
@@ -142,6 +157,14 @@ extern const char *const agentcfg_path_style_names[];
 struct objstore_opts;
 /* Fills o from the xcom.* store settings (borrowed strings of c). */
 void agentcfg_objstore_opts(const struct agentcfg *c, struct objstore_opts *o);
+
+struct secrets;
+/*
+ * Opens the secrets chain of the secrets section (file, Vault, order, cache).
+ * Literal and environment tokens are copied into the backend and wiped here.
+ */
+remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
+                                struct remex_error *e);
 /* The roles remex-agent knows, NULL-terminated: worker, dag-processor, triggerer, sentinel. */
 extern const char *const agentcfg_role_names[];
 
