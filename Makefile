@@ -79,7 +79,7 @@ FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 
 DEPFILES := $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
 
-.PHONY: all deps lib bins unit test prism s3rver sanitize lint format fuzz fuzz-build bench install clean run
+.PHONY: all deps lib bins unit test prism s3rver azurite sanitize lint format fuzz fuzz-build bench install clean run
 
 all: bins
 
@@ -127,7 +127,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 
 unit: $(UNIT_BINS)
 
-test: bins unit prism s3rver
+test: bins unit prism s3rver azurite
 	@python3 test/run.py --build $(BUILD) --san $(SAN)
 
 # The pinned Prism CLI of the OpenAPI contract test (build/node/prism/).
@@ -137,6 +137,10 @@ prism:
 # The pinned S3 server of the S3 object-store tests (build/node/s3rver/).
 s3rver:
 	@bash mk/s3rver.sh
+
+# The pinned Azure Storage emulator of the Azure Blob tests (build/node/azurite/).
+azurite:
+	@bash mk/azurite.sh
 
 sanitize:
 	@$(MAKE) --no-print-directory test SAN=1

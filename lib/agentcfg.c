@@ -169,15 +169,25 @@ static int check_log_format(const void *field, char *why, size_t whysz)
 
 const char *const agentcfg_path_style_names[] = {"auto", "path", "virtual", NULL};
 
-void agentcfg_objstore_opts(const struct agentcfg *c, struct objstore_opts *o)
+remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url,
+                                 struct objstore_opts *o, char **key, struct remex_error *e)
 {
+    int az = url && strncmp(url, "az://", 5) == 0;
     memset(o, 0, sizeof(*o));
-    o->endpoint = c->xcom.s3.endpoint;
+    *key = NULL;
+    o->endpoint = az ? c->xcom.azure.endpoint : c->xcom.s3.endpoint;
     o->region = c->xcom.s3.region;
     o->path_style = c->xcom.s3.path_style == 1 ? 1 : c->xcom.s3.path_style == 2 ? 0 : -1;
     o->profile = c->xcom.s3.profile;
     o->credentials_file = c->xcom.s3.credentials_file;
     o->ca_file = c->xcom.ca_file;
+    if (az && c->xcom.azure.account_key.kind != CFG_SECRET_NONE) {
+        remex_err rc = cfg_secret_get(&c->xcom.azure.account_key, key, NULL, e);
+        if (rc != REMEX_OK)
+            return rc;
+        o->azure_key = *key;
+    }
+    return REMEX_OK;
 }
 
 /* A secret's value for a backend: NULL when unset; *path set instead for a file secret. */
@@ -342,7 +352,8 @@ const struct cfg_entry agentcfg_table[] = {
     {.key = "xcom.store",
      .type = CFG_STRING,
      .offset = F(xcom.store),
-     .desc = "Object store URI for XCom values: file:///dir or s3://bucket/prefix "
+     .desc = "Object store URI for XCom values: file:///dir, s3://bucket/prefix or "
+             "az://account/container/prefix "
              "(default: file://<state_dir>/xcom)."},
     {.key = "xcom.ca_file",
      .type = CFG_PATH,
@@ -374,11 +385,22 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = F(xcom.s3.credentials_file),
      .desc = "Shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE, else "
              "~/.aws/credentials)."},
+    {.key = "xcom.azure.endpoint",
+     .type = CFG_URL,
+     .offset = F(xcom.azure.endpoint),
+     .desc = "Azure Blob endpoint (default: AZURE_STORAGE_ENDPOINT, else "
+             "https://<account>.blob.core.windows.net)."},
+    {.key = "xcom.azure.account_key",
+     .type = CFG_SECRET,
+     .offset = F(xcom.azure.account_key),
+     .desc = "Storage account key (Shared Key): value, {file: PATH} or {env: VAR} "
+             "(default: AZURE_STORAGE_KEY)."},
     {.key = "logs.store",
      .type = CFG_STRING,
      .offset = F(logs.store),
      .desc = "Object store URI task logs are uploaded to when a try ends (file:///dir or "
-             "s3://bucket/prefix, with the xcom.s3 settings); unset: local files only."},
+             "s3://bucket/prefix or az://account/container/prefix, with the xcom.s3 / xcom.azure "
+             "settings); unset: local files only."},
     /* ---- worker ---- */
     {.key = "worker.name",
      .type = CFG_STRING,

@@ -14,11 +14,13 @@
 
 #include "remex/fsutil.h"
 #include "remex/hash.h"
+#include "remex/objstore_azure.h"
 #include "remex/objstore_s3.h"
 
 struct objstore {
-    char root[OBJSTORE_URI_MAX]; /* local: absolute folder, no trailing '/'; s3: "s3://b/p/" */
-    struct objstore_s3 *s3;      /* owned; NULL for a local store */
+    char root[OBJSTORE_URI_MAX]; /* local: absolute folder, no trailing '/'; else "s3://b/p/" */
+    struct objstore_s3 *s3;      /* owned; NULL unless an S3 store */
+    struct objstore_azure *az;   /* owned; NULL unless an Azure Blob store */
 };
 
 void objstore_checksum(const void *data, size_t len, char out[72])
@@ -44,9 +46,25 @@ static remex_err open_s3(const char *url, const struct objstore_opts *opts, stru
     return REMEX_OK;
 }
 
+static remex_err open_azure(const char *url, const struct objstore_opts *opts,
+                            struct objstore **out, struct remex_error *e)
+{
+    struct objstore *s = calloc(1, sizeof(*s));
+    remex_err rc;
+    if (s == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    if ((rc = objstore_azure_open(url, opts, &s->az, e)) != REMEX_OK) {
+        free(s);
+        return rc;
+    }
+    objstore_azure_uri_base(s->az, s->root, sizeof(s->root));
+    *out = s;
+    return REMEX_OK;
+}
+
 int objstore_is_remote(const struct objstore *s)
 {
-    return s->s3 != NULL;
+    return s->s3 != NULL || s->az != NULL;
 }
 
 remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e)
@@ -63,6 +81,8 @@ remex_err objstore_open_opts(const char *url, const struct objstore_opts *opts,
 
     if (strncmp(url, "s3://", 5) == 0)
         return open_s3(url, opts, out, e);
+    if (strncmp(url, "az://", 5) == 0)
+        return open_azure(url, opts, out, e);
     if (strncmp(url, "file://", 7) == 0)
         path = url + 7;
     else if (strstr(url, "://") != NULL)
@@ -93,8 +113,10 @@ remex_err objstore_open_opts(const char *url, const struct objstore_opts *opts,
 
 void objstore_close(struct objstore *s)
 {
-    if (s)
+    if (s) {
         objstore_s3_close(s->s3);
+        objstore_azure_close(s->az);
+    }
     free(s);
 }
 
@@ -127,7 +149,7 @@ static void make_ref(const struct objstore *s, const char *key, uint64_t size, c
                      struct objstore_ref *ref)
 {
     memset(ref, 0, sizeof(*ref));
-    if (s->s3)
+    if (objstore_is_remote(s))
         snprintf(ref->uri, sizeof(ref->uri), "%s%s", s->root, key);
     else
         snprintf(ref->uri, sizeof(ref->uri), "file://%s/%s", s->root, key);
@@ -143,8 +165,10 @@ remex_err objstore_put(struct objstore *s, const char *key, const void *data, si
     int fd;
     if (rc != REMEX_OK)
         return rc;
-    if (s->s3) {
-        if ((rc = objstore_s3_put(s->s3, key, data, len, e)) == REMEX_OK && ref) {
+    if (objstore_is_remote(s)) {
+        rc = s->s3 ? objstore_s3_put(s->s3, key, data, len, e)
+                   : objstore_azure_put(s->az, key, data, len, e);
+        if (rc == REMEX_OK && ref) {
             objstore_checksum(data, len, sum);
             make_ref(s, key, len, sum, ref);
         }
@@ -216,6 +240,8 @@ remex_err objstore_get(struct objstore *s, const char *key, struct buf *out, str
         return rc;
     if (s->s3)
         return objstore_s3_get(s->s3, key, out, e);
+    if (s->az)
+        return objstore_azure_get(s->az, key, out, e);
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
     return read_path(path, key, out, e);
 }
@@ -228,7 +254,7 @@ remex_err objstore_get_uri(struct objstore *s, const char *uri, const char *chec
     size_t start = out->len;
     char sum[72];
     remex_err rc;
-    if (s->s3) {
+    if (objstore_is_remote(s)) {
         if (strncmp(uri, s->root, rl) != 0)
             return remex_seterr(e, REMEX_EPERM, "object reference outside this store");
         key = uri + rl;
@@ -274,6 +300,8 @@ remex_err objstore_delete(struct objstore *s, const char *key, struct remex_erro
         return rc;
     if (s->s3)
         return objstore_s3_delete(s->s3, key, e);
+    if (s->az)
+        return objstore_azure_delete(s->az, key, e);
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
     if (unlink(path) != 0)
         return errno == ENOENT

@@ -360,6 +360,19 @@ static void setup_task_path(struct worker *w)
 }
 
 /* Opens everything the worker needs; returns an exit code, or -1 to run. */
+/* Opens the object store at url with the agent.yaml settings of its backend. */
+static remex_err open_store(const struct agentcfg *ac, const char *url, struct objstore **out,
+                            struct remex_error *e)
+{
+    struct objstore_opts so;
+    char *key = NULL;
+    remex_err rc = agentcfg_objstore_opts(ac, url, &so, &key, e);
+    if (rc == REMEX_OK)
+        rc = objstore_open_opts(url, &so, out, e);
+    cfg_secret_free(key);
+    return rc;
+}
+
 static int setup(struct worker *w)
 {
     struct remex_error e;
@@ -396,11 +409,9 @@ static int setup(struct worker *w)
         log_error("secrets: %s", e.msg);
         return REMEX_EXIT_CONFIG;
     }
-    struct objstore_opts so;
-    agentcfg_objstore_opts(ac, &so);
-    if (objstore_open_opts(ac->xcom.store, &so, &w->xstore, &e) != REMEX_OK)
+    if (open_store(ac, ac->xcom.store, &w->xstore, &e) != REMEX_OK)
         log_warn("xcom store: %s: XCom requests will fail", e.msg);
-    if (ac->logs.store && objstore_open_opts(ac->logs.store, &so, &w->lstore, &e) != REMEX_OK)
+    if (ac->logs.store && open_store(ac, ac->logs.store, &w->lstore, &e) != REMEX_OK)
         log_warn("logs store: %s: task logs stay in local files only", e.msg);
     if (memlimit_init(w, &e) != REMEX_OK) {
         log_error("worker.task_defaults.memory_enforcement: %s", e.msg);

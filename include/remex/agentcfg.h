@@ -144,6 +144,10 @@ struct agentcfg {
             char *profile;
             char *credentials_file;
         } s3; /* S3 settings of both xcom.store and logs.store */
+        struct {
+            char *endpoint;
+            struct cfg_secret account_key;
+        } azure; /* Azure Blob settings of both stores */
     } xcom;
     struct agentcfg_worker worker;
     struct agentcfg_agent agent;
@@ -155,8 +159,13 @@ extern const struct cfg_entry agentcfg_table[];
 extern const char *const agentcfg_path_style_names[];
 
 struct objstore_opts;
-/* Fills o from the xcom.* store settings (borrowed strings of c). */
-void agentcfg_objstore_opts(const struct agentcfg *c, struct objstore_opts *o);
+/*
+ * Fills o for the store at url from the xcom.* settings (borrowed strings of
+ * c). *key (release with cfg_secret_free after the open) holds the Azure
+ * account key when one is configured.
+ */
+remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url,
+                                 struct objstore_opts *o, char **key, struct remex_error *e);
 
 struct secrets;
 /*

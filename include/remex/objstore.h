@@ -4,8 +4,10 @@
  * A store is opened from a URL. Backends: `file:///abs/dir` (or a plain
  * absolute path) stores each object as a file under that folder;
  * `s3://bucket[/prefix]` stores objects in S3 or an S3-compatible server
- * (remex/objstore_s3.h; blocking HTTP: never call it from an event loop).
- * Other schemes (gs://, az://) are refused with REMEX_EUNSUPPORTED.
+ * (remex/objstore_s3.h), `az://account/container[/prefix]` in Azure Blob
+ * Storage (remex/objstore_azure.h); remote stores do blocking HTTP: never call
+ * them from an event loop. Other schemes (gs://) are refused with
+ * REMEX_EUNSUPPORTED.
  *
  * Keys are relative paths of 1..1024 bytes from [A-Za-z0-9._=/:+@,-], with no
  * empty, "." or ".." segment and no leading '/'. Writes are atomic (temp file,
@@ -36,11 +38,12 @@ struct objstore_ref {
 
 /* Backend settings beside the URL; every field may be NULL / 0 (defaults). Borrowed. */
 struct objstore_opts {
-    const char *endpoint;         /* S3: "https://minio.internal:9000" */
+    const char *endpoint;         /* S3: "https://minio.internal:9000"; Azure: blob endpoint */
     const char *region;           /* S3: "eu-west-1" */
     int path_style;               /* S3: 1 path style, 0 virtual host, -1 (default) automatic */
     const char *profile;          /* S3: shared credentials profile */
     const char *credentials_file; /* S3: shared credentials file */
+    const char *azure_key;        /* Azure: storage account key (base64; secret, borrowed) */
     const char *ca_file;          /* remote stores: CA bundle (NULL: system store) */
     const char *(*getenv_fn)(const char *); /* NULL: getenv */
 };
