@@ -4,6 +4,7 @@ SigV4 signatures; installed by mk/s3rver.sh under build/node/s3rver)."""
 import glob
 import os
 import re
+import subprocess
 import unittest
 
 import harness
@@ -46,6 +47,17 @@ class TestS3Store(WorkerCase):
             f.write(text)
         return path
 
+    def ctl(self, *args, timeout=30):
+        """remexctl with the caller's own S3 credentials in the environment."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("REMEX_") and not k.startswith("AWS_")}
+        env.update({"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER",
+                    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.s3port}",
+                    "AWS_REGION": "us-east-1"})
+        return subprocess.Popen([self.bin("remexctl"), "--plane", self.url, "--token-file",
+                                 self.conf["admin_token_file"], *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+
     def objects(self):
         return sorted(os.path.relpath(p, self.s3dir)
                       for p in glob.glob(os.path.join(self.s3dir, "**", "*._S3rver_object"),
@@ -84,6 +96,45 @@ class TestS3Store(WorkerCase):
         st, b = self.req("GET", f"/api/v1/admin/dags/s3x/runs/{run_id}", None, self.admin)
         text = repr(b)
         self.assertIn("s3://remex/logs/logs/dag_id=s3x/", text, ti)
+        # remexctl reads the stored log from S3 with the caller's credentials, even once
+        # the local copy is gone.
+        os.unlink(os.path.join(self.logdir, "dag_id=s3x", f"run_id={run_id}", "task_id=pull",
+                               "attempt=1.log"))
+        p = self.ctl("tasks", "logs", "s3x", run_id, "pull", "--try", "1")
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b'got:{"n": 42}', out)
+        p = self.ctl("tasks", "logs", "s3x", run_id, "pull", "--try", "2")
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"no try 2", err)
+
+    def test_follow_a_running_task(self):
+        self.start_plane()
+        self.start_s3()
+        self.xcom_extra = self.s3_yaml("S3RVER")
+        gate = os.path.join(self.tmp, "gate")
+        self.put_dag({"dag_id": "fol", "tasks": [
+            {"task_id": "slow", "shell": f"echo first; while [ ! -e {gate} ]; do sleep 0.05; "
+                                         "done; echo second"}]})
+        self.start_worker(extra="logs:\n  store: s3://remex/logs\n")
+        run_id = self.trigger("fol")
+        self.wait_ti("fol", run_id, "slow", ("running",))
+        p = self.ctl("tasks", "logs", "fol", run_id, "slow", "--follow")
+        # The running try's lines arrive while it runs.
+        harness.wait_for(lambda: "first" in open(os.path.join(
+            self.logdir, "dag_id=fol", f"run_id={run_id}", "task_id=slow",
+            "attempt=1.log")).read(), 10, what="first line")
+        line = p.stdout.readline()
+        self.assertIn(b"first", line)
+        self.assertIsNone(p.poll())  # still following
+        with open(gate, "w"):
+            pass
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b"second", out)
+        self.assertIn(b"[remex] success", out)
+        self.assertEqual((line + out).count(b"first"), 1)  # nothing printed twice
 
     def test_wrong_secret_fails_the_task_with_a_clear_reason(self):
         self.start_plane()
