@@ -169,8 +169,8 @@ static int check_log_format(const void *field, char *why, size_t whysz)
 
 const char *const agentcfg_path_style_names[] = {"auto", "path", "virtual", NULL};
 
-remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url,
-                                 struct objstore_opts *o, char **key, struct remex_error *e)
+remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url, struct objstore_opts *o,
+                                 char **key, struct remex_error *e)
 {
     int az = url && strncmp(url, "az://", 5) == 0;
     memset(o, 0, sizeof(*o));
@@ -216,11 +216,13 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
     for (size_t i = 0; i < c->secrets.backends.n && n + 1 < 16; i++)
         order[n++] = c->secrets.backends.items[i];
     order[n] = NULL;
-    struct secrets_vault_config vc = {
-        .url = c->secrets.vault.url, .mount = c->secrets.vault.mount,
-        .kv_version = (int)c->secrets.vault.kv_version,
-        .namespace_ = c->secrets.vault.namespace_, .role_id = c->secrets.vault.role_id,
-        .approle_mount = c->secrets.vault.approle_mount, .ca_file = c->secrets.vault.ca_file};
+    struct secrets_vault_config vc = {.url = c->secrets.vault.url,
+                                      .mount = c->secrets.vault.mount,
+                                      .kv_version = (int)c->secrets.vault.kv_version,
+                                      .namespace_ = c->secrets.vault.namespace_,
+                                      .role_id = c->secrets.vault.role_id,
+                                      .approle_mount = c->secrets.vault.approle_mount,
+                                      .ca_file = c->secrets.vault.ca_file};
     struct secrets_config sc = {.file = c->secrets.file,
                                 .vault = c->secrets.vault.url ? &vc : NULL,
                                 .vault_connections_path = c->secrets.vault.connections_path,

@@ -20,7 +20,7 @@
 struct objstore_azure {
     char account[AZ_NAME_MAX];
     char container[AZ_NAME_MAX];
-    char prefix[OBJSTORE_KEY_MAX]; /* "" or "a/b/" */
+    char prefix[OBJSTORE_KEY_MAX];   /* "" or "a/b/" */
     char base_path[AZ_ENDPOINT_MAX]; /* path part of the endpoint ("" or "/devstoreaccount1") */
     unsigned char key[OBJSTORE_AZURE_KEY_MAX]; /* secret: wiped at close */
     int key_len;
@@ -160,8 +160,10 @@ remex_err objstore_azure_open(const char *url, const struct objstore_opts *opts,
     if (rc == REMEX_OK)
         rc = load_key(s, key, e);
     if (rc == REMEX_OK) {
-        struct http_client_opts ho = {.base_url = base, .max_response_bytes = AZ_RESPONSE_MAX,
-                                      .ca_file = o->ca_file, .max_attempts = 4,
+        struct http_client_opts ho = {.base_url = base,
+                                      .max_response_bytes = AZ_RESPONSE_MAX,
+                                      .ca_file = o->ca_file,
+                                      .max_attempts = 4,
                                       .timeout_ms = 120000};
         rc = http_client_new(&ho, &s->http, e);
     }
@@ -190,15 +192,16 @@ remex_err objstore_azure_string_to_sign(const char *verb, size_t content_length,
                                         const char *content_type, const char *const *ms_headers,
                                         const char *canonical_resource, struct buf *out)
 {
-    const char *h[16];
+    const char *h[16] = {NULL};
     size_t n = 0;
     char len[32] = "";
     remex_err rc;
-    for (; ms_headers && ms_headers[n]; n++)
+    while (ms_headers && ms_headers[n]) {
         if (n == 16)
             return REMEX_EINVAL;
-        else
-            h[n] = ms_headers[n];
+        h[n] = ms_headers[n];
+        n++;
+    }
     qsort(h, n, sizeof(h[0]), str_cmp);
     if (content_length > 0)
         snprintf(len, sizeof(len), "%zu", content_length);
@@ -226,8 +229,7 @@ static void http_date(char out[40])
 }
 
 /* "SharedKey account:base64(HMAC-SHA256(key, sts))" into out. */
-static remex_err sign(const struct objstore_azure *s, const struct buf *sts, char *out,
-                      size_t cap)
+static remex_err sign(const struct objstore_azure *s, const struct buf *sts, char *out, size_t cap)
 {
     unsigned char mac[32];
     unsigned int ml = sizeof(mac);
@@ -251,8 +253,8 @@ static remex_err az_status(const char *what, const char *key, const struct http_
     remex_err rc = http_check_status(what, r->status, NULL, NULL);
     if (rc == REMEX_OK)
         return REMEX_OK;
-    if (!objstore_s3_parse_error(r->body.data ? r->body.data : "", r->body.len, code,
-                                 sizeof(code), msg, sizeof(msg)))
+    if (!objstore_s3_parse_error(r->body.data ? r->body.data : "", r->body.len, code, sizeof(code),
+                                 msg, sizeof(msg)))
         return remex_seterr(e, rc, "azure %s %s: HTTP %ld", what, key, r->status);
     char *nl = strstr(msg, "RequestId:"); /* the service appends request ids: kept out */
     if (nl)
@@ -309,8 +311,12 @@ static remex_err az_call(struct objstore_azure *s, const char *method, const cha
     snprintf(dh, sizeof(dh), "x-ms-date: %s", date);
     snprintf(vh, sizeof(vh), "x-ms-version: %s", OBJSTORE_AZURE_VERSION);
     const char *lines[] = {dh, vh, auth, ms[2] ? "x-ms-blob-type: BlockBlob" : NULL, NULL};
-    struct http_request req = {.method = method, .path = buf_cstr(&path), .body = body,
-                               .body_len = len, .headers = lines, .content_type = ctype};
+    struct http_request req = {.method = method,
+                               .path = buf_cstr(&path),
+                               .body = body,
+                               .body_len = len,
+                               .headers = lines,
+                               .content_type = ctype};
     rc = http_do(s->http, &req, resp, e);
     OPENSSL_cleanse(auth, sizeof(auth));
     const char *name = key ? key : s->container;
@@ -338,8 +344,8 @@ remex_err objstore_azure_get(struct objstore_azure *s, const char *key, struct b
 {
     struct http_response r;
     remex_err rc = az_call(s, "GET", key, NULL, 0, &r, e);
-    if (rc == REMEX_OK && (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) ==
-                              REMEX_ETOOBIG)
+    if (rc == REMEX_OK &&
+        (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
         remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
     else if (rc == REMEX_ENOMEM)
         remex_seterr(e, rc, "object store: %s: out of memory", key);

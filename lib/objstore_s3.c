@@ -10,15 +10,15 @@
 #include "remex/http.h"
 #include "remex/sigv4.h"
 
-#define S3_HOST_MAX    512
-#define S3_BUCKET_MAX  63
+#define S3_HOST_MAX     512
+#define S3_BUCKET_MAX   63
 #define S3_RESPONSE_MAX (1u << 30) /* responses; callers' buffers cap further */
 
 struct objstore_s3 {
     char bucket[S3_BUCKET_MAX + 1];
     char prefix[OBJSTORE_KEY_MAX]; /* "" or "a/b/" */
     char region[64];
-    char host[S3_HOST_MAX];  /* Host header value, port included when given */
+    char host[S3_HOST_MAX]; /* Host header value, port included when given */
     int path_style;
     struct sigv4_creds creds; /* secret: wiped at close */
     struct http_client *http;
@@ -84,8 +84,8 @@ static remex_err parse_url(struct objstore_s3 *s, const char *url, struct remex_
 }
 
 /* Builds the base URL and Host header from the endpoint; base receives "scheme://host[:port]". */
-static remex_err endpoint_setup(struct objstore_s3 *s, const char *endpoint, char *base,
-                                size_t cap, struct remex_error *e)
+static remex_err endpoint_setup(struct objstore_s3 *s, const char *endpoint, char *base, size_t cap,
+                                struct remex_error *e)
 {
     const char *scheme_end = strstr(endpoint, "://"), *h;
     size_t hn;
@@ -137,8 +137,10 @@ remex_err objstore_s3_open(const char *url, const struct objstore_opts *opts,
     if (rc == REMEX_OK)
         rc = sigv4_creds_load(o->profile, o->credentials_file, o->getenv_fn, &s->creds, e);
     if (rc == REMEX_OK) {
-        struct http_client_opts ho = {.base_url = base, .max_response_bytes = S3_RESPONSE_MAX,
-                                      .ca_file = o->ca_file, .max_attempts = 4,
+        struct http_client_opts ho = {.base_url = base,
+                                      .max_response_bytes = S3_RESPONSE_MAX,
+                                      .ca_file = o->ca_file,
+                                      .max_attempts = 4,
                                       .timeout_ms = 120000};
         rc = http_client_new(&ho, &s->http, e);
     }
@@ -207,8 +209,8 @@ static remex_err s3_status(const char *what, const char *key, const struct http_
     remex_err rc = http_check_status(what, r->status, NULL, NULL);
     if (rc == REMEX_OK)
         return REMEX_OK;
-    if (!objstore_s3_parse_error(r->body.data ? r->body.data : "", r->body.len, code,
-                                 sizeof(code), msg, sizeof(msg)))
+    if (!objstore_s3_parse_error(r->body.data ? r->body.data : "", r->body.len, code, sizeof(code),
+                                 msg, sizeof(msg)))
         return remex_seterr(e, rc, "s3 %s %s: HTTP %ld", what, key, r->status);
     if (strcmp(code, "SignatureDoesNotMatch") == 0)
         return remex_seterr(e, rc,
@@ -250,9 +252,15 @@ static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *
     sh[nh++] = (struct sigv4_header){"x-amz-date", date};
     if (s->creds.session_token[0])
         sh[nh++] = (struct sigv4_header){"x-amz-security-token", s->creds.session_token};
-    struct sigv4_input in = {.method = method, .path = buf_cstr(&path), .query = "",
-                             .headers = sh, .nheaders = nh, .payload_hash = phash,
-                             .region = s->region, .service = "s3", .amz_date = date};
+    struct sigv4_input in = {.method = method,
+                             .path = buf_cstr(&path),
+                             .query = "",
+                             .headers = sh,
+                             .nheaders = nh,
+                             .payload_hash = phash,
+                             .region = s->region,
+                             .service = "s3",
+                             .amz_date = date};
     if (rc == REMEX_OK)
         rc = sigv4_authorization(&s->creds, &in, &authz);
     if (rc != REMEX_OK || authz.len + 32 > sizeof(ah)) {
@@ -273,8 +281,11 @@ static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *
         lines[nl++] = th;
     }
     lines[nl] = NULL;
-    struct http_request req = {.method = method, .path = buf_cstr(&path), .body = body,
-                               .body_len = len, .headers = lines,
+    struct http_request req = {.method = method,
+                               .path = buf_cstr(&path),
+                               .body = body,
+                               .body_len = len,
+                               .headers = lines,
                                .content_type = "application/octet-stream"};
     if (body == NULL && strcmp(method, "PUT") == 0)
         req.body = "";
@@ -304,8 +315,8 @@ remex_err objstore_s3_get(struct objstore_s3 *s, const char *key, struct buf *ou
 {
     struct http_response r;
     remex_err rc = s3_call(s, "GET", key, NULL, 0, &r, e);
-    if (rc == REMEX_OK && (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) ==
-                              REMEX_ETOOBIG)
+    if (rc == REMEX_OK &&
+        (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
         remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
     else if (rc == REMEX_ENOMEM)
         remex_seterr(e, rc, "object store: %s: out of memory", key);

@@ -603,7 +603,8 @@ static remex_err set_order(struct secrets *s, const struct secrets_config *cfg,
             b = BK_VAULT;
         else
             return remex_seterr(e, REMEX_EINVAL,
-                                "secrets: unknown backend '%s' (expected env, file or vault)", o[i]);
+                                "secrets: unknown backend '%s' (expected env, file or vault)",
+                                o[i]);
         for (size_t j = 0; j < s->norder; j++)
             if (s->order[j] == b)
                 return remex_seterr(e, REMEX_EINVAL, "secrets: backend '%s' listed twice", o[i]);
@@ -625,10 +626,9 @@ remex_err secrets_open(const struct secrets_config *cfg, struct secrets **out,
     s->getenv_fn = cfg->getenv_fn ? cfg->getenv_fn : (const char *(*)(const char *))getenv;
     s->cache_ttl_ms = cfg->cache_ttl_ms ? cfg->cache_ttl_ms : SECRETS_CACHE_TTL_MS_DEFAULT;
     s->now_ms = cfg->now_ms ? cfg->now_ms : timeutil_mono_ms;
-    s->vault_conn_path = strdup(cfg->vault_connections_path ? cfg->vault_connections_path
-                                                            : "connections");
-    s->vault_var_path = strdup(cfg->vault_variables_path ? cfg->vault_variables_path
-                                                         : "variables");
+    s->vault_conn_path =
+        strdup(cfg->vault_connections_path ? cfg->vault_connections_path : "connections");
+    s->vault_var_path = strdup(cfg->vault_variables_path ? cfg->vault_variables_path : "variables");
     s->cache = json_object();
     if (!s->vault_conn_path || !s->vault_var_path || !s->cache)
         rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");

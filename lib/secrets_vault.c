@@ -22,7 +22,7 @@ struct secrets_vault {
     char *namespace_;
     char *token_file;
     char *role_id;
-    char *secret_id;      /* secret: wiped at close */
+    char *secret_id; /* secret: wiped at close */
     char *secret_id_file;
     char *approle_mount;
     char token[SECRETS_VAULT_TOKEN_MAX]; /* secret: wiped at close; "" until known */
@@ -119,9 +119,11 @@ remex_err secrets_vault_open(const struct secrets_vault_config *cfg, struct secr
     v->secret_id_file = dup_or(cfg->secret_id_file, NULL);
     if (cfg->token)
         snprintf(v->token, sizeof(v->token), "%s", cfg->token);
-    struct http_client_opts ho = {.base_url = cfg->url, .ca_file = cfg->ca_file,
+    struct http_client_opts ho = {.base_url = cfg->url,
+                                  .ca_file = cfg->ca_file,
                                   .max_response_bytes = SECRETS_VAULT_REPLY_MAX,
-                                  .timeout_ms = 30000, .max_attempts = 3};
+                                  .timeout_ms = 30000,
+                                  .max_attempts = 3};
     if (!v->mount || !v->approle_mount)
         rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");
     else if ((rc = http_client_new(&ho, &v->http, e)) != REMEX_OK)
@@ -141,8 +143,8 @@ remex_err secrets_vault_open(const struct secrets_vault_config *cfg, struct secr
 static remex_err parse_body(const char *body, size_t len, const char *name, json_t **out,
                             struct remex_error *e)
 {
-    struct json_parse_opts o = {.max_bytes = SECRETS_VAULT_REPLY_MAX, .max_depth = VAULT_DEPTH,
-                                .name = name};
+    struct json_parse_opts o = {
+        .max_bytes = SECRETS_VAULT_REPLY_MAX, .max_depth = VAULT_DEPTH, .name = name};
     struct remex_error tmp;
     /* jansson quotes the input near a syntax error: only the code goes out. */
     if (json_parse(body, len, &o, out, &tmp) != REMEX_OK)
@@ -219,7 +221,10 @@ static remex_err vault_do(struct secrets_vault *v, const char *method, const cha
         lines[n++] = nh;
     }
     lines[n] = NULL;
-    struct http_request req = {.method = method, .path = path, .headers = lines, .body = body,
+    struct http_request req = {.method = method,
+                               .path = path,
+                               .headers = lines,
+                               .body = body,
                                .body_len = body ? strlen(body) : 0};
     rc = http_do(v->http, &req, resp, e);
     explicit_bzero(th, sizeof(th));
@@ -251,8 +256,8 @@ static remex_err approle_login(struct secrets_vault *v, struct remex_error *e)
     rc = vault_do(v, "POST", path, body, 0, &r, e);
     explicit_bzero(body, strlen(body));
     free(body);
-    if (rc == REMEX_OK && (rc = http_check_status("vault approle login", r.status, NULL, e)) ==
-                              REMEX_OK)
+    if (rc == REMEX_OK &&
+        (rc = http_check_status("vault approle login", r.status, NULL, e)) == REMEX_OK)
         rc = secrets_vault_parse_login(r.body.data ? r.body.data : "", r.body.len, v->token,
                                        sizeof(v->token), &lease, e);
     if (r.body.data)
@@ -269,8 +274,7 @@ static int refresh_token(struct secrets_vault *v, struct remex_error *e)
     if (v->role_id)
         return approle_login(v, e) == REMEX_OK;
     if (v->token_file)
-        return read_secret_file(v->token_file, "token", v->token, sizeof(v->token), e) ==
-               REMEX_OK;
+        return read_secret_file(v->token_file, "token", v->token, sizeof(v->token), e) == REMEX_OK;
     return 0;
 }
 
@@ -312,8 +316,8 @@ remex_err secrets_vault_read(struct secrets_vault *v, const char *path, json_t *
             remex_seterr(e, rc, "vault: GET %s/%s: HTTP %ld%s", v->mount, path, r.status,
                          r.status == 403 ? " permission denied (token or policy)" : "");
         else if (rc == REMEX_OK)
-            rc = secrets_vault_parse_read(r.body.data ? r.body.data : "", r.body.len,
-                                          v->kv_version, data, e);
+            rc = secrets_vault_parse_read(r.body.data ? r.body.data : "", r.body.len, v->kv_version,
+                                          data, e);
         if (r.body.data)
             explicit_bzero(r.body.data, r.body.len);
         http_response_free(&r);

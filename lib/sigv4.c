@@ -115,8 +115,9 @@ remex_err sigv4_authorization(const struct sigv4_creds *c, const struct sigv4_in
         rc = REMEX_ENOMEM;
     if (rc == REMEX_OK) {
         hash_hex(mac, 32, sig);
-        rc = buf_printf(out, "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, "
-                             "SignedHeaders=%s, Signature=%s",
+        rc = buf_printf(out,
+                        "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, "
+                        "SignedHeaders=%s, Signature=%s",
                         c->access_key, day, in->region, in->service, buf_cstr(&sh), sig);
     }
     OPENSSL_cleanse(key, sizeof(key));
@@ -216,8 +217,8 @@ remex_err sigv4_creds_parse(const char *text, size_t len, const char *profile,
         }
     }
     if (rc == REMEX_OK && (!found || !out->access_key[0] || !out->secret_key[0]))
-        rc = remex_seterr(e, REMEX_ENOTFOUND, "credentials file: profile '%s' has no keys",
-                          profile);
+        rc =
+            remex_seterr(e, REMEX_ENOTFOUND, "credentials file: profile '%s' has no keys", profile);
     if (rc != REMEX_OK)
         sigv4_creds_wipe(out);
     return rc;
@@ -237,8 +238,8 @@ static remex_err read_capped(const char *path, struct buf *b, struct remex_error
             continue;
         if (r < 0 || buf_append(b, chunk, (size_t)r) != REMEX_OK) {
             remex_err rc = r < 0 ? remex_errno(e, REMEX_EIO, "%s", path)
-                                 : remex_seterr(e, REMEX_ETOOBIG, "%s: larger than %u bytes",
-                                                path, SIGV4_CREDS_FILE_MAX);
+                                 : remex_seterr(e, REMEX_ETOOBIG, "%s: larger than %u bytes", path,
+                                                SIGV4_CREDS_FILE_MAX);
             close(fd);
             return rc;
         }

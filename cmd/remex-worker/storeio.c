@@ -75,8 +75,8 @@ static void secret_fail(json_t *res, remex_err rc, const struct remex_error *e)
 {
     if (json_object_get(res, "error"))
         return;
-    json_object_set_new(res, "code", json_string(rc == REMEX_ENOTFOUND ? "not_found"
-                                                                        : "unavailable"));
+    json_object_set_new(res, "code",
+                        json_string(rc == REMEX_ENOTFOUND ? "not_found" : "unavailable"));
     json_object_set_new(res, "error", json_string(e->msg));
 }
 
@@ -147,11 +147,15 @@ static void resolve_secrets(struct store_job *j)
         return;
     }
     json_array_foreach(json_object_get(j->req, "connections"), i, v)
+    {
         if (json_is_string(v))
             resolve_conn(j->secrets, json_string_value(v), res, 0);
+    }
     json_array_foreach(json_object_get(j->req, "variables"), i, v)
+    {
         if (json_is_string(v))
             resolve_var(j->secrets, json_string_value(v), res, 0);
+    }
     if ((v = json_object_get(j->req, "conn")) && json_is_string(v))
         resolve_conn(j->secrets, json_string_value(v), res, 1);
     if ((v = json_object_get(j->req, "var")) && json_is_string(v))

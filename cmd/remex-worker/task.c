@@ -526,9 +526,13 @@ static void secrets_fetched(struct store_job *j)
     else if (err)
         set_prep_error(t, "%s", err);
     json_array_foreach(json_object_get(j->res, "mask"), i, v)
+    {
         mask_add(t->mask, json_string_value(v), json_string_length(v));
+    }
     json_object_foreach(json_object_get(j->res, "env"), k, v)
+    {
         env_put(t, k, json_string_value(v));
+    }
     offer_continue(t);
 }
 
@@ -546,9 +550,8 @@ static int fetch_secrets(struct wtask *t, json_t *task)
     struct store_job *j = store_job_new(t, NULL, STORE_SECRETS, 0);
     if (j) {
         j->secrets = t->w->secrets;
-        j->req = json_pack("{s:o,s:o}", "connections",
-                           conns ? json_deep_copy(conns) : json_array(), "variables",
-                           vars ? json_deep_copy(vars) : json_array());
+        j->req = json_pack("{s:o,s:o}", "connections", conns ? json_deep_copy(conns) : json_array(),
+                           "variables", vars ? json_deep_copy(vars) : json_array());
         j->done = secrets_fetched;
     }
     if (!j || !j->req || storeio_submit(t->w, j) != 0) {
@@ -967,8 +970,7 @@ static int upload_log(struct wtask *t, json_t *body)
     key_part(&k, t->run_id);
     buf_puts(&k, "/task_id=");
     key_part(&k, t->task_id);
-    buf_printf(&k, "/map_index=%" PRId64 "/attempt=%" PRId64 ".log", t->map_index,
-               t->try_number);
+    buf_printf(&k, "/map_index=%" PRId64 "/attempt=%" PRId64 ".log", t->map_index, t->try_number);
     if (!j || !(j->path = strdup(t->log_path)) || !(j->key = buf_detach(&k, NULL))) {
         store_job_free(j);
         buf_free(&k);

@@ -192,9 +192,9 @@ static void xcom_stored(struct store_job *j)
         xcom_reply(x, err_reply("unavailable", "xcom store: %s", j->err.msg));
         return;
     }
-    json_t *body = json_pack("{s:s,s:I,s:s,s:s}", "uri", j->ref.uri, "size",
-                             (json_int_t)j->ref.size, "checksum", j->ref.checksum,
-                             "content_type", "text/plain");
+    json_t *body =
+        json_pack("{s:s,s:I,s:s,s:s}", "uri", j->ref.uri, "size", (json_int_t)j->ref.size,
+                  "checksum", j->ref.checksum, "content_type", "text/plain");
     if (!body) {
         xcom_reply(x, err_reply("internal", "out of memory"));
         return;
@@ -234,8 +234,7 @@ static json_t *xcom_push(struct tconn *tc, json_t *req)
         buf_free(&k);
         return err_reply("internal", "out of memory");
     }
-    snprintf(x->path, sizeof(x->path), "/api/v1/task-instances/%" PRId64 "/xcom/%s", t->ti_id,
-             key);
+    snprintf(x->path, sizeof(x->path), "/api/v1/task-instances/%" PRId64 "/xcom/%s", t->ti_id, key);
     x->tc = tc;
     j->done = xcom_stored;
     j->arg = x;
@@ -288,7 +287,9 @@ static void secret_fetched(struct store_job *j)
     json_t *v, *out;
     size_t i;
     json_array_foreach(json_object_get(j->res, "mask"), i, v)
+    {
         mask_add(t->mask, json_string_value(v), json_string_length(v));
+    }
     if (j->rc != REMEX_OK)
         out = err_reply("unavailable", "%s", j->err.msg);
     else if (err)
@@ -306,18 +307,20 @@ static json_t *secret_lookup(struct tconn *tc, const char *field, const char *id
     struct wtask *t = tc->t;
     struct store_job *j = store_job_new(t, NULL, STORE_SECRETS, 0);
     struct xreq *x = calloc(1, sizeof(*x));
-    if (j) {
-        j->secrets = t->w->secrets;
-        j->req = json_pack("{s:s}", field, id);
-        j->done = secret_fetched;
-        j->arg = x;
+    if (!j || !x || !(j->req = json_pack("{s:s}", field, id))) {
+        store_job_free(j);
+        free(x);
+        return err_reply("internal", "out of memory");
     }
-    if (!j || !x || !j->req || storeio_submit(t->w, j) != 0) {
+    x->tc = tc;
+    j->secrets = t->w->secrets;
+    j->done = secret_fetched;
+    j->arg = x; /* the job owns x until secret_fetched */
+    if (storeio_submit(t->w, j) != 0) {
         store_job_free(j);
         free(x);
         return err_reply("unavailable", "secrets: the lookup could not be started");
     }
-    x->tc = tc;
     tc->busy = 1;
     return NULL;
 }

@@ -217,10 +217,10 @@ struct store_job {
     struct wtask *t;        /* a pending reference is held while the job is out */
     struct objstore *store; /* borrowed */
     enum store_op op;
-    char *key;      /* owned: PUT/PUT_FILE key, GET_URI uri */
-    char *path;     /* owned: PUT_FILE source file */
-    char *checksum; /* owned: GET_URI expected checksum, or NULL */
-    struct buf data; /* PUT data in, GET_URI data out (its cap bounds the object) */
+    char *key;               /* owned: PUT/PUT_FILE key, GET_URI uri */
+    char *path;              /* owned: PUT_FILE source file */
+    char *checksum;          /* owned: GET_URI expected checksum, or NULL */
+    struct buf data;         /* PUT data in, GET_URI data out (its cap bounds the object) */
     struct objstore_ref ref; /* PUT/PUT_FILE result */
     /*
      * SECRETS: req (owned, deep copy made on the loop) holds "connections" and

@@ -18,13 +18,13 @@
 #include "ctl.h"
 #include "remex/objstore.h"
 
-#define LOG_FETCH_MAX (256u * 1024u * 1024u) /* largest stored log printed */
+#define LOG_FETCH_MAX  (256u * 1024u * 1024u) /* largest stored log printed */
 #define FOLLOW_POLL_MS 500
 
 static int ended(const char *state)
 {
-    static const char *const live[] = {"running", "queued", "scheduled", "deferred", "none",
-                                       "restarting", NULL};
+    static const char *const live[] = {"running", "queued",     "scheduled", "deferred",
+                                       "none",    "restarting", NULL};
     if (!state)
         return 0;
     for (size_t i = 0; live[i]; i++)
@@ -52,15 +52,15 @@ static int fetch_ti(struct ctl *c, char **argv, int check_run, json_t **reply)
 {
     struct buf path = BUF_INIT(4096);
     json_t *run = NULL;
-    int rc = check_run ? ctl_path(c, &path, "/api/v1/admin/dags/%s/runs/%s", argv[0], argv[1])
-                       : CTL_OK;
+    int rc =
+        check_run ? ctl_path(c, &path, "/api/v1/admin/dags/%s/runs/%s", argv[0], argv[1]) : CTL_OK;
     if (rc == CTL_OK && check_run)
         rc = ctl_call(c, "GET", buf_cstr(&path), NULL, &run, NULL);
     json_decref(run);
     buf_reset(&path);
     if (rc == CTL_OK)
-        rc = ctl_path(c, &path, "/api/v1/admin/dags/%s/runs/%s/tasks/%s", argv[0], argv[1],
-                      argv[2]);
+        rc =
+            ctl_path(c, &path, "/api/v1/admin/dags/%s/runs/%s/tasks/%s", argv[0], argv[1], argv[2]);
     if (rc == CTL_OK)
         rc = ctl_call(c, "GET", buf_cstr(&path), NULL, reply, NULL);
     buf_free(&path);

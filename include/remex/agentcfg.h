@@ -164,8 +164,8 @@ struct objstore_opts;
  * c). *key (release with cfg_secret_free after the open) holds the Azure
  * account key when one is configured.
  */
-remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url,
-                                 struct objstore_opts *o, char **key, struct remex_error *e);
+remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url, struct objstore_opts *o,
+                                 char **key, struct remex_error *e);
 
 struct secrets;
 /*

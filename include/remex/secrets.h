@@ -73,9 +73,9 @@ json_t *secrets_conn_json(const struct secrets_conn *c);
 #define SECRETS_CACHE_MAX            4096 /* cached entries; the oldest go first */
 
 struct secrets_config {
-    const char *file;                       /* NULL: no file backend */
-    int no_env;                             /* 1: skip the environment backend */
-    const char *(*getenv_fn)(const char *); /* NULL: getenv */
+    const char *file;                         /* NULL: no file backend */
+    int no_env;                               /* 1: skip the environment backend */
+    const char *(*getenv_fn)(const char *);   /* NULL: getenv */
     const struct secrets_vault_config *vault; /* NULL: no Vault backend */
     const char *vault_connections_path;       /* NULL: "connections" */
     const char *vault_variables_path;         /* NULL: "variables" */

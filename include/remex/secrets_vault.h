@@ -24,14 +24,14 @@
 
 /* Every string borrowed for the open call (copied); NULL: the default named. */
 struct secrets_vault_config {
-    const char *url;          /* required: "https://vault.internal:8200" */
-    const char *mount;        /* KV mount: "secret" */
-    int kv_version;           /* 1 or 2 (0: 2) */
-    const char *namespace_;   /* Vault Enterprise namespace, or NULL */
-    const char *token;        /* a token value, or NULL */
-    const char *token_file;   /* a file holding the token, or NULL */
-    const char *role_id;      /* AppRole: role_id (with secret_id or secret_id_file) */
-    const char *secret_id;    /* AppRole: secret_id value */
+    const char *url;        /* required: "https://vault.internal:8200" */
+    const char *mount;      /* KV mount: "secret" */
+    int kv_version;         /* 1 or 2 (0: 2) */
+    const char *namespace_; /* Vault Enterprise namespace, or NULL */
+    const char *token;      /* a token value, or NULL */
+    const char *token_file; /* a file holding the token, or NULL */
+    const char *role_id;    /* AppRole: role_id (with secret_id or secret_id_file) */
+    const char *secret_id;  /* AppRole: secret_id value */
     const char *secret_id_file;
     const char *approle_mount; /* "approle" */
     const char *ca_file;       /* NULL: system store */

@@ -163,9 +163,9 @@ static void test_string_to_sign(void **state)
     struct buf b = BUF_INIT(4096);
     const char *ms[] = {"x-ms-version:2021-08-06", "x-ms-date:Mon, 07 Dec 2026 05:00:00 GMT",
                         "x-ms-blob-type:BlockBlob", NULL};
-    assert_int_equal(objstore_azure_string_to_sign("PUT", 11, "text/plain", ms,
-                                                   "/acct/acct/c/k%20x", &b),
-                     REMEX_OK);
+    assert_int_equal(
+        objstore_azure_string_to_sign("PUT", 11, "text/plain", ms, "/acct/acct/c/k%20x", &b),
+        REMEX_OK);
     assert_string_equal(buf_cstr(&b), "PUT\n\n\n11\n\ntext/plain\n\n\n\n\n\n\n"
                                       "x-ms-blob-type:BlockBlob\n"
                                       "x-ms-date:Mon, 07 Dec 2026 05:00:00 GMT\n"

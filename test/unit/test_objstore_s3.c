@@ -186,8 +186,8 @@ static void test_no_bucket_no_server(void **state)
     assert_non_null(strstr(e.msg, "NoSuchBucket"));
     objstore_close(s);
     /* No credentials at all. */
-    struct objstore_opts o = {.endpoint = endpoint, .getenv_fn = NULL,
-                              .credentials_file = "/nonexistent/credentials"};
+    struct objstore_opts o = {
+        .endpoint = endpoint, .getenv_fn = NULL, .credentials_file = "/nonexistent/credentials"};
     const char *saved = getenv("AWS_ACCESS_KEY_ID");
     if (saved == NULL) {
         assert_int_equal(objstore_open_opts("s3://remex", &o, &s, &e), REMEX_ENOTFOUND);
@@ -211,12 +211,12 @@ static void test_parse_error(void **state)
                      1);
     assert_string_equal(code, "AccessDenied");
     assert_string_equal(msg, "Access  Denied"); /* control characters dropped */
-    const char *bad[] = {"", "<Code>", "<Code>x", "</Code><Code>", "<Error><Code></Code></Error>",
-                         "not xml at all"};
+    const char *bad[] = {
+        "", "<Code>", "<Code>x", "</Code><Code>", "<Error><Code></Code></Error>", "not xml at all"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(objstore_s3_parse_error(bad[i], strlen(bad[i]), code, sizeof(code), msg,
-                                                 sizeof(msg)),
-                         0);
+        assert_int_equal(
+            objstore_s3_parse_error(bad[i], strlen(bad[i]), code, sizeof(code), msg, sizeof(msg)),
+            0);
     /* Truncated to the caps. */
     const char *lng = "<Code>ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQRSTUVWXYZ</Code>";
     assert_int_equal(objstore_s3_parse_error(lng, strlen(lng), code, 8, msg, sizeof(msg)), 1);
@@ -224,15 +224,14 @@ static void test_parse_error(void **state)
     /* Not NUL-terminated input is read within its length only. */
     char raw[12];
     memcpy(raw, "<Code>AB</Co", 12);
-    assert_int_equal(objstore_s3_parse_error(raw, sizeof(raw), code, sizeof(code), msg,
-                                             sizeof(msg)),
-                     0);
+    assert_int_equal(
+        objstore_s3_parse_error(raw, sizeof(raw), code, sizeof(code), msg, sizeof(msg)), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),  cmocka_unit_test(test_large_and_empty),
+        cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_large_and_empty),
         cmocka_unit_test(test_wrong_secret), cmocka_unit_test(test_no_bucket_no_server),
         cmocka_unit_test(test_parse_error),
     };

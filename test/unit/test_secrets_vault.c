@@ -119,8 +119,8 @@ static void test_token_kv2_and_cache(void **state)
 {
     (void)state;
     struct secrets_vault_config vc = {.url = url, .token = "hvs.root-token"};
-    struct secrets_config sc = {.vault = &vc, .getenv_fn = no_env, .now_ms = now_fn,
-                                .cache_ttl_ms = 1000};
+    struct secrets_config sc = {
+        .vault = &vc, .getenv_fn = no_env, .now_ms = now_fn, .cache_ttl_ms = 1000};
     struct secrets *s;
     struct secrets_conn c = {0};
     struct remex_error e;
@@ -168,10 +168,10 @@ static void test_token_kv2_and_cache(void **state)
     buf_free(&b);
     secrets_close(s);
     /* KV v1 on another mount, the token read from a file, a custom variables prefix. */
-    struct secrets_vault_config v1 = {.url = url, .token_file = token_path, .mount = "kv",
-                                      .kv_version = 1};
-    struct secrets_config sc1 = {.vault = &v1, .getenv_fn = no_env,
-                                 .vault_variables_path = "airflow/variables"};
+    struct secrets_vault_config v1 = {
+        .url = url, .token_file = token_path, .mount = "kv", .kv_version = 1};
+    struct secrets_config sc1 = {
+        .vault = &v1, .getenv_fn = no_env, .vault_variables_path = "airflow/variables"};
     assert_int_equal(secrets_open(&sc1, &s, &e), REMEX_OK);
     assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
     assert_string_equal(v, "kv1-region");
@@ -213,8 +213,7 @@ static void test_chain_order(void **state)
 static void test_approle_and_relogin(void **state)
 {
     (void)state;
-    struct secrets_vault_config vc = {.url = url, .role_id = "role-1",
-                                      .secret_id_file = sid_path};
+    struct secrets_vault_config vc = {.url = url, .role_id = "role-1", .secret_id_file = sid_path};
     struct secrets_vault *v;
     struct remex_error e;
     json_t *d = NULL;
@@ -267,8 +266,8 @@ static void test_refused_down_and_kv1(void **state)
     /* KV v1 on another mount and prefix. */
     struct secrets_vault *vv;
     json_t *d;
-    struct secrets_vault_config v1 = {.url = url, .token_file = token_path, .mount = "kv",
-                                      .kv_version = 1};
+    struct secrets_vault_config v1 = {
+        .url = url, .token_file = token_path, .mount = "kv", .kv_version = 1};
     assert_int_equal(secrets_vault_open(&v1, &vv, &e), REMEX_OK);
     /* The fake revoked its tokens: that read is refused (and the file re-read). */
     assert_int_equal(secrets_vault_read(vv, "airflow/variables/region", &d, &e), REMEX_EFORBIDDEN);
@@ -302,11 +301,14 @@ static void test_parsers(void **state)
     assert_int_equal(secrets_vault_parse_read(v2, strlen(v2), 1, &d, &e), REMEX_OK);
     assert_non_null(json_object_get(d, "data")); /* v1 sees the outer data */
     json_decref(d);
-    const char *bad[] = {"", "[]", "{\"data\":1}", "{\"data\":{\"data\":[1]}}", "{\"data\":",
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"data\":1}",
+                         "{\"data\":{\"data\":[1]}}",
+                         "{\"data\":",
                          "{\"data\":{\"data\":{\"value\":\"secret-in-bad-json\"}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(secrets_vault_parse_read(bad[i], strlen(bad[i]), 2, &d, &e),
-                         REMEX_EPROTO);
+        assert_int_equal(secrets_vault_parse_read(bad[i], strlen(bad[i]), 2, &d, &e), REMEX_EPROTO);
         assert_null(d);
         assert_null(strstr(e.msg, "secret-in-bad-json"));
     }
@@ -315,7 +317,8 @@ static void test_parsers(void **state)
                      REMEX_OK);
     assert_string_equal(tok, "hvs.x");
     assert_int_equal(lease, 60);
-    const char *badl[] = {"{}", "{\"auth\":{\"client_token\":\"\"}}",
+    const char *badl[] = {"{}",
+                          "{\"auth\":{\"client_token\":\"\"}}",
                           "{\"auth\":{\"client_token\":\"a b\"}}",
                           "{\"auth\":{\"client_token\":\"x\",\"lease_duration\":-1}}",
                           "{\"auth\":{\"client_token\":\"x\",\"lease_duration\":\"1\"}}",

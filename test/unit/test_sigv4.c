@@ -28,10 +28,16 @@ static void test_get_vanilla(void **state)
     struct sigv4_creds c = creds("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
     struct sigv4_header h[] = {{"x-amz-date", "20150830T123600Z"},
                                {"host", "example.amazonaws.com"}};
-    struct sigv4_input in = {
-        .method = "GET", .path = "/", .query = "", .headers = h, .nheaders = 2,
-        .payload_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        .region = "us-east-1", .service = "service", .amz_date = "20150830T123600Z"};
+    struct sigv4_input in = {.method = "GET",
+                             .path = "/",
+                             .query = "",
+                             .headers = h,
+                             .nheaders = 2,
+                             .payload_hash =
+                                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                             .region = "us-east-1",
+                             .service = "service",
+                             .amz_date = "20150830T123600Z"};
     struct buf out = BUF_INIT(4096);
     assert_int_equal(sigv4_authorization(&c, &in, &out), REMEX_OK);
     assert_string_equal(buf_cstr(&out),
@@ -45,15 +51,22 @@ static void test_get_vanilla(void **state)
 static void test_s3_get_object(void **state)
 {
     (void)state;
-    struct sigv4_creds c = creds("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+    struct sigv4_creds c =
+        creds("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
     const char *empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     struct sigv4_header h[] = {{"host", "examplebucket.s3.amazonaws.com"},
                                {"range", "bytes=0-9"},
                                {"x-amz-content-sha256", empty},
                                {"x-amz-date", "20130524T000000Z"}};
-    struct sigv4_input in = {.method = "GET", .path = "/test.txt", .query = "", .headers = h,
-                             .nheaders = 4, .payload_hash = empty, .region = "us-east-1",
-                             .service = "s3", .amz_date = "20130524T000000Z"};
+    struct sigv4_input in = {.method = "GET",
+                             .path = "/test.txt",
+                             .query = "",
+                             .headers = h,
+                             .nheaders = 4,
+                             .payload_hash = empty,
+                             .region = "us-east-1",
+                             .service = "s3",
+                             .amz_date = "20130524T000000Z"};
     struct buf out = BUF_INIT(4096);
     assert_int_equal(sigv4_authorization(&c, &in, &out), REMEX_OK);
     assert_non_null(strstr(buf_cstr(&out), "SignedHeaders=host;range;x-amz-content-sha256;"
@@ -72,8 +85,14 @@ static void test_bad_input(void **state)
     (void)state;
     struct sigv4_creds c = creds("A", "B");
     struct sigv4_header h[] = {{"Host", "x"}};
-    struct sigv4_input in = {.method = "GET", .path = "/", .query = "", .headers = h,
-                             .nheaders = 1, .payload_hash = "x", .region = "r", .service = "s",
+    struct sigv4_input in = {.method = "GET",
+                             .path = "/",
+                             .query = "",
+                             .headers = h,
+                             .nheaders = 1,
+                             .payload_hash = "x",
+                             .region = "r",
+                             .service = "s",
                              .amz_date = "20130524T000000Z"};
     struct buf out = BUF_INIT(4096);
     assert_int_equal(sigv4_authorization(&c, &in, &out), REMEX_EINVAL); /* upper-case name */
@@ -206,9 +225,9 @@ static void test_creds_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_get_vanilla),     cmocka_unit_test(test_s3_get_object),
-        cmocka_unit_test(test_bad_input),       cmocka_unit_test(test_uri_encode),
-        cmocka_unit_test(test_creds_parse),     cmocka_unit_test(test_creds_malformed),
+        cmocka_unit_test(test_get_vanilla), cmocka_unit_test(test_s3_get_object),
+        cmocka_unit_test(test_bad_input),   cmocka_unit_test(test_uri_encode),
+        cmocka_unit_test(test_creds_parse), cmocka_unit_test(test_creds_malformed),
         cmocka_unit_test(test_creds_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
