@@ -18,7 +18,9 @@
 #define SECRETS_YAML_DEPTH 32
 #define SECRETS_YAML_NODES (SECRETS_FILE_MAX / 2) /* "1," is the shortest node */
 
-enum backend { BK_ENV, BK_FILE, BK_VAULT };
+enum backend { BK_ENV, BK_FILE, BK_VAULT, BK_AWS_SM, BK_AWS_SSM };
+static const char *const backend_names[] = {"env",     "file", "vault", "aws_secrets_manager",
+                                            "aws_ssm", NULL};
 #define BACKENDS_MAX 8
 
 struct secrets {
@@ -30,7 +32,9 @@ struct secrets {
     struct secrets_vault *vault; /* owned, or NULL */
     char *vault_conn_path;
     char *vault_var_path;
-    json_t *cache; /* owned: "c:<id>" / "v:<key>" -> [expires_ms, data object] */
+    struct secrets_aws *aws[2]; /* owned, or NULL: [0] Secrets Manager, [1] SSM */
+    char *aws_prefix[2][2];     /* [backend][0 connections, 1 variables] */
+    json_t *cache;              /* owned: "c:<id>" / "v:<key>" -> [expires_ms, data object] */
     uint64_t cache_ttl_ms;
     uint64_t (*now_ms)(void);
     json_t *doc; /* owned: last parsed file */
@@ -587,30 +591,50 @@ static remex_err load_file(struct secrets *s, struct remex_error *e)
     return REMEX_OK;
 }
 
-/* Fills s->order from cfg->order (names) or the default: env, file, vault. */
+/* Fills s->order from cfg->order (names) or the default: every backend, in backend_names order. */
 static remex_err set_order(struct secrets *s, const struct secrets_config *cfg,
                            struct remex_error *e)
 {
-    static const char *const def[] = {"env", "file", "vault", NULL};
-    const char *const *o = cfg->order ? cfg->order : def;
+    const char *const *o = cfg->order ? cfg->order : backend_names;
     for (size_t i = 0; o[i]; i++) {
-        enum backend b;
-        if (strcmp(o[i], "env") == 0)
-            b = BK_ENV;
-        else if (strcmp(o[i], "file") == 0)
-            b = BK_FILE;
-        else if (strcmp(o[i], "vault") == 0)
-            b = BK_VAULT;
-        else
+        size_t b = 0;
+        while (backend_names[b] && strcmp(o[i], backend_names[b]) != 0)
+            b++;
+        if (!backend_names[b])
             return remex_seterr(e, REMEX_EINVAL,
-                                "secrets: unknown backend '%s' (expected env, file or vault)",
+                                "secrets: unknown backend '%s' (expected env, file, vault, "
+                                "aws_secrets_manager or aws_ssm)",
                                 o[i]);
         for (size_t j = 0; j < s->norder; j++)
-            if (s->order[j] == b)
+            if (s->order[j] == (enum backend)b)
                 return remex_seterr(e, REMEX_EINVAL, "secrets: backend '%s' listed twice", o[i]);
         if (s->norder == BACKENDS_MAX)
             return remex_seterr(e, REMEX_EINVAL, "secrets: too many backends");
-        s->order[s->norder++] = b;
+        s->order[s->norder++] = (enum backend)b;
+    }
+    return REMEX_OK;
+}
+
+/* Opens the AWS backends that are configured, with their prefixes. */
+static remex_err open_aws(struct secrets *s, const struct secrets_config *cfg,
+                          struct remex_error *e)
+{
+    const struct secrets_aws_config *c[2] = {cfg->aws_sm, cfg->aws_ssm};
+    const char *pre[2][2] = {{cfg->aws_sm_connections_prefix, cfg->aws_sm_variables_prefix},
+                             {cfg->aws_ssm_connections_prefix, cfg->aws_ssm_variables_prefix}};
+    static const char *const def[2][2] = {{"airflow/connections", "airflow/variables"},
+                                          {"/airflow/connections", "/airflow/variables"}};
+    for (int i = 0; i < 2; i++) {
+        if (!c[i])
+            continue;
+        for (int k = 0; k < 2; k++)
+            if (!(s->aws_prefix[i][k] = strdup(pre[i][k] ? pre[i][k] : def[i][k])))
+                return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        struct secrets_aws_config one = *c[i];
+        one.service = i == 0 ? SECRETS_AWS_SECRETS_MANAGER : SECRETS_AWS_SSM;
+        remex_err rc = secrets_aws_open(&one, &s->aws[i], e);
+        if (rc != REMEX_OK)
+            return rc;
     }
     return REMEX_OK;
 }
@@ -640,6 +664,8 @@ remex_err secrets_open(const struct secrets_config *cfg, struct secrets **out,
     }
     if (rc == REMEX_OK && cfg->vault)
         rc = secrets_vault_open(cfg->vault, &s->vault, e);
+    if (rc == REMEX_OK)
+        rc = open_aws(s, cfg, e);
     if (rc != REMEX_OK) {
         secrets_close(s);
         return rc;
@@ -655,6 +681,11 @@ void secrets_close(struct secrets *s)
     json_decref(s->doc);
     json_decref(s->cache);
     secrets_vault_close(s->vault);
+    for (int i = 0; i < 2; i++) {
+        secrets_aws_close(s->aws[i]);
+        free(s->aws_prefix[i][0]);
+        free(s->aws_prefix[i][1]);
+    }
     free(s->vault_conn_path);
     free(s->vault_var_path);
     free(s->file);
@@ -739,6 +770,56 @@ static remex_err vault_var(struct secrets *s, const char *key, char **out, struc
     return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
 }
 
+/* ---- the AWS backends, with the cache ---- */
+
+/* The value of <prefix>/<id> in AWS backend i (malloc'd into *out), through the cache. */
+static remex_err aws_get(struct secrets *s, int i, int var, const char *id, char **out,
+                         struct remex_error *e)
+{
+    char ck[320], name[1100];
+    uint64_t now = s->now_ms();
+    json_t *hit;
+    remex_err rc;
+    snprintf(ck, sizeof(ck), "%c%d:%s", var ? 'v' : 'c', i + 2, id);
+    hit = json_object_get(s->cache, ck);
+    if (hit && (uint64_t)json_integer_value(json_array_get(hit, 0)) > now) {
+        *out = strdup(json_string_value(json_array_get(hit, 1)));
+        return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    }
+    json_object_del(s->cache, ck);
+    snprintf(name, sizeof(name), "%s/%s", s->aws_prefix[i][var], id);
+    if ((rc = secrets_aws_get(s->aws[i], name, out, e)) != REMEX_OK)
+        return rc;
+    if (json_object_size(s->cache) >= SECRETS_CACHE_MAX)
+        json_object_clear(s->cache);
+    json_t *entry = json_pack("[I,s]", (json_int_t)(now + s->cache_ttl_ms), *out);
+    if (entry)
+        json_object_set_new(s->cache, ck, entry); /* a value that is not UTF-8 is not cached */
+    return REMEX_OK;
+}
+
+static remex_err aws_conn(struct secrets *s, int i, const char *conn_id, struct secrets_conn *out,
+                          struct remex_error *e)
+{
+    char *v = NULL;
+    remex_err rc = aws_get(s, i, 0, conn_id, &v, e);
+    if (rc != REMEX_OK)
+        return rc;
+    if (v[0] == '{') {
+        json_t *o = NULL;
+        struct json_parse_opts jo = {.name = conn_id, .max_bytes = SECRETS_URI_MAX};
+        rc = parse_secret_json(v, strlen(v), &jo, &o, e);
+        if (rc == REMEX_OK)
+            rc = secrets_conn_from_json(o, out, e);
+        json_decref(o);
+    } else {
+        rc = secrets_conn_parse_uri(v, out, e);
+    }
+    explicit_bzero(v, strlen(v));
+    free(v);
+    return rc;
+}
+
 /* ---- the local backends ---- */
 
 static remex_err env_conn(struct secrets *s, const char *name, struct secrets_conn *out,
@@ -800,7 +881,7 @@ static remex_err file_var(struct secrets *s, const char *key, char **out, struct
 
 static const char *backend_name(enum backend b)
 {
-    return b == BK_ENV ? "env" : b == BK_FILE ? "file" : "vault";
+    return backend_names[b];
 }
 
 remex_err secrets_get_conn(struct secrets *s, const char *conn_id, struct secrets_conn *out,
@@ -816,8 +897,10 @@ remex_err secrets_get_conn(struct secrets *s, const char *conn_id, struct secret
             rc = env_conn(s, name, out, e);
         else if (b == BK_FILE)
             rc = file_conn(s, conn_id, out, e);
-        else if (s->vault)
+        else if (b == BK_VAULT && s->vault)
             rc = vault_conn(s, conn_id, out, e);
+        else if ((b == BK_AWS_SM || b == BK_AWS_SSM) && s->aws[b - BK_AWS_SM])
+            rc = aws_conn(s, (int)(b - BK_AWS_SM), conn_id, out, e);
         if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
             remex_errprefix(e, "secrets backend %s: connection '%s'", backend_name(b), conn_id);
     }
@@ -841,6 +924,8 @@ remex_err secrets_get_var(struct secrets *s, const char *key, char **out, struct
             rc = file_var(s, key, out, e);
         else if (b == BK_VAULT && s->vault)
             rc = vault_var(s, key, out, e);
+        else if ((b == BK_AWS_SM || b == BK_AWS_SSM) && s->aws[b - BK_AWS_SM])
+            rc = aws_get(s, (int)(b - BK_AWS_SM), 1, key, out, e);
         if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
             remex_errprefix(e, "secrets backend %s: variable '%s'", backend_name(b), key);
     }

@@ -14,9 +14,11 @@
  * struct secrets_conn. The file must not be readable by group or others; it is
  * re-read when its modification time or size changes.
  *
- * Remote backends (HashiCorp Vault: remex/secrets_vault.h) join the chain
- * when configured. The chain's order is cfg->order ("env", "file", "vault";
- * default in that order); the first backend that has the key wins. A backend
+ * Remote backends (HashiCorp Vault: remex/secrets_vault.h; AWS Secrets
+ * Manager and SSM Parameter Store: remex/secrets_aws.h) join the chain when
+ * configured. The chain's order is cfg->order (default: env, file, vault,
+ * aws_secrets_manager, aws_ssm); the first backend that has the key wins.
+ * AWS values are the connection's URI or JSON fields, or the variable. A backend
  * that fails (down, refusing) ends the lookup with an error naming the
  * backend and the key. Remote results are cached for cache_ttl_ms (default
  * 60 s); remote lookups block (call them off any event loop). Vault layout
@@ -37,6 +39,7 @@
 
 #include "remex/buf.h"
 #include "remex/err.h"
+#include "remex/secrets_aws.h"
 #include "remex/secrets_vault.h"
 
 #define SECRETS_FILE_MAX (1u << 20)
@@ -79,7 +82,15 @@ struct secrets_config {
     const struct secrets_vault_config *vault; /* NULL: no Vault backend */
     const char *vault_connections_path;       /* NULL: "connections" */
     const char *vault_variables_path;         /* NULL: "variables" */
-    const char *const *order; /* NULL-terminated backend names, or NULL: env, file, vault */
+    /* AWS Secrets Manager / SSM Parameter Store, or NULL; their prefixes (NULL: Airflow's
+     * "airflow/connections", "airflow/variables"; SSM: "/airflow/connections", ...). */
+    const struct secrets_aws_config *aws_sm;
+    const struct secrets_aws_config *aws_ssm;
+    const char *aws_sm_connections_prefix, *aws_sm_variables_prefix;
+    const char *aws_ssm_connections_prefix, *aws_ssm_variables_prefix;
+    /* NULL-terminated backend names ("env", "file", "vault", "aws_secrets_manager",
+     * "aws_ssm"), or NULL: env, file, vault, aws_secrets_manager, aws_ssm */
+    const char *const *order;
     uint64_t cache_ttl_ms;    /* 0: SECRETS_CACHE_TTL_MS_DEFAULT */
     uint64_t (*now_ms)(void); /* NULL: the monotonic clock (tests inject their own) */
 };
