@@ -210,12 +210,24 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
 {
     const char *order[16];
     size_t n = 0;
+    int named[2] = {0, 0};
     char *tok = NULL, *sid = NULL;
     const char *tok_file = NULL, *sid_file = NULL;
     remex_err rc;
-    for (size_t i = 0; i < c->secrets.backends.n && n + 1 < 16; i++)
+    for (size_t i = 0; i < c->secrets.backends.n && n + 1 < 16; i++) {
         order[n++] = c->secrets.backends.items[i];
+        named[0] |= strcmp(order[n - 1], "aws_secrets_manager") == 0;
+        named[1] |= strcmp(order[n - 1], "aws_ssm") == 0;
+    }
     order[n] = NULL;
+    struct secrets_aws_config aws[2];
+    for (int i = 0; i < 2; i++) {
+        const struct agentcfg_aws_secrets *a = &c->secrets.aws[i];
+        aws[i] = (struct secrets_aws_config){.region = a->region,
+                                             .endpoint = a->endpoint,
+                                             .profile = a->profile,
+                                             .credentials_file = a->credentials_file};
+    }
     struct secrets_vault_config vc = {.url = c->secrets.vault.url,
                                       .mount = c->secrets.vault.mount,
                                       .kv_version = (int)c->secrets.vault.kv_version,
@@ -228,7 +240,13 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
                                 .vault_connections_path = c->secrets.vault.connections_path,
                                 .vault_variables_path = c->secrets.vault.variables_path,
                                 .order = n ? order : NULL,
-                                .cache_ttl_ms = c->secrets.cache_ttl_ms};
+                                .cache_ttl_ms = c->secrets.cache_ttl_ms,
+                                .aws_sm = named[0] ? &aws[0] : NULL,
+                                .aws_ssm = named[1] ? &aws[1] : NULL,
+                                .aws_sm_connections_prefix = c->secrets.aws[0].connections_prefix,
+                                .aws_sm_variables_prefix = c->secrets.aws[0].variables_prefix,
+                                .aws_ssm_connections_prefix = c->secrets.aws[1].connections_prefix,
+                                .aws_ssm_variables_prefix = c->secrets.aws[1].variables_prefix};
     rc = secret_value(&c->secrets.vault.token, &tok, &tok_file, e);
     if (rc == REMEX_OK)
         rc = secret_value(&c->secrets.vault.secret_id, &sid, &sid_file, e);
@@ -291,8 +309,8 @@ const struct cfg_entry agentcfg_table[] = {
     {.key = "secrets.backends",
      .type = CFG_STRLIST,
      .offset = F(secrets.backends),
-     .desc = "Order of the secrets chain: env, file, vault (default: in that order; the "
-             "first backend that has the key wins)."},
+     .desc = "Order of the secrets chain: env, file, vault, aws_secrets_manager, aws_ssm "
+             "(default: env, file, vault; the first backend that has the key wins)."},
     {.key = "secrets.cache_ttl",
      .type = CFG_DURATION,
      .offset = F(secrets.cache_ttl_ms),
@@ -351,6 +369,62 @@ const struct cfg_entry agentcfg_table[] = {
      .type = CFG_PATH,
      .offset = F(secrets.vault.ca_file),
      .desc = "CA bundle for Vault's TLS certificate (default: system store)."},
+    {.key = "secrets.aws_secrets_manager.region",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[0].region),
+     .desc =
+         "AWS Secrets Manager region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1); "
+         "the backend is used when secrets.backends names aws_secrets_manager."},
+    {.key = "secrets.aws_secrets_manager.endpoint",
+     .type = CFG_URL,
+     .offset = F(secrets.aws[0].endpoint),
+     .desc = "AWS Secrets Manager endpoint, scheme://host[:port] (default: the region's)."},
+    {.key = "secrets.aws_secrets_manager.profile",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[0].profile),
+     .desc = "Shared credentials profile (default: environment keys, AWS_PROFILE, default)."},
+    {.key = "secrets.aws_secrets_manager.credentials_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.aws[0].credentials_file),
+     .desc = "Shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials)."},
+    {.key = "secrets.aws_secrets_manager.connections_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[0].connections_prefix),
+     .def = "airflow/connections",
+     .desc = "Name prefix of connections (<prefix>/<conn_id>)."},
+    {.key = "secrets.aws_secrets_manager.variables_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[0].variables_prefix),
+     .def = "airflow/variables",
+     .desc = "Name prefix of variables (<prefix>/<key>)."},
+    {.key = "secrets.aws_ssm.region",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[1].region),
+     .desc =
+         "SSM Parameter Store region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1); "
+         "the backend is used when secrets.backends names aws_ssm."},
+    {.key = "secrets.aws_ssm.endpoint",
+     .type = CFG_URL,
+     .offset = F(secrets.aws[1].endpoint),
+     .desc = "SSM Parameter Store endpoint, scheme://host[:port] (default: the region's)."},
+    {.key = "secrets.aws_ssm.profile",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[1].profile),
+     .desc = "Shared credentials profile (default: environment keys, AWS_PROFILE, default)."},
+    {.key = "secrets.aws_ssm.credentials_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.aws[1].credentials_file),
+     .desc = "Shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials)."},
+    {.key = "secrets.aws_ssm.connections_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[1].connections_prefix),
+     .def = "/airflow/connections",
+     .desc = "Name prefix of connections (<prefix>/<conn_id>)."},
+    {.key = "secrets.aws_ssm.variables_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[1].variables_prefix),
+     .def = "/airflow/variables",
+     .desc = "Name prefix of variables (<prefix>/<key>)."},
     {.key = "xcom.store",
      .type = CFG_STRING,
      .offset = F(xcom.store),

@@ -192,14 +192,13 @@ static remex_err aws_status(struct secrets_aws *a, const char *name, const struc
     if (strcmp(type, "InvalidSignatureException") == 0 ||
         strcmp(type, "SignatureDoesNotMatch") == 0)
         return remex_seterr(e, REMEX_EFORBIDDEN,
-                            "%s: %s: HTTP %ld %s: the secret access key does not match the "
+                            "%s (HTTP %ld) on %s: the secret access key does not match the "
                             "access key id",
-                            svc_label(a->svc), name, r->status, type);
+                            type, r->status, name);
     if (strcmp(type, "AccessDeniedException") == 0 ||
         strcmp(type, "UnrecognizedClientException") == 0)
         rc = REMEX_EFORBIDDEN;
-    return remex_seterr(e, rc, "%s: %s: HTTP %ld %s: %s", svc_label(a->svc), name, r->status, type,
-                        msg);
+    return remex_seterr(e, rc, "%s (HTTP %ld) on %s: %s", type, r->status, name, msg);
 }
 
 /* Signs and sends one JSON 1.1 call; resp holds the reply. */

@@ -133,6 +133,15 @@ struct agentcfg {
             char *variables_path;
             char *ca_file;
         } vault;
+        /* AWS Secrets Manager ([0]) and SSM Parameter Store ([1]): on when named in backends */
+        struct agentcfg_aws_secrets {
+            char *region;
+            char *endpoint;
+            char *profile;
+            char *credentials_file;
+            char *connections_prefix;
+            char *variables_prefix;
+        } aws[2];
     } secrets;
     struct {
         char *store;
