@@ -15,12 +15,14 @@
 #include "remex/fsutil.h"
 #include "remex/hash.h"
 #include "remex/objstore_azure.h"
+#include "remex/objstore_gcs.h"
 #include "remex/objstore_s3.h"
 
 struct objstore {
     char root[OBJSTORE_URI_MAX]; /* local: absolute folder, no trailing '/'; else "s3://b/p/" */
     struct objstore_s3 *s3;      /* owned; NULL unless an S3 store */
     struct objstore_azure *az;   /* owned; NULL unless an Azure Blob store */
+    struct objstore_gcs *gcs;    /* owned; NULL unless a GCS store */
 };
 
 void objstore_checksum(const void *data, size_t len, char out[72])
@@ -62,9 +64,25 @@ static remex_err open_azure(const char *url, const struct objstore_opts *opts,
     return REMEX_OK;
 }
 
+static remex_err open_gcs(const char *url, const struct objstore_opts *opts, struct objstore **out,
+                          struct remex_error *e)
+{
+    struct objstore *s = calloc(1, sizeof(*s));
+    remex_err rc;
+    if (s == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    if ((rc = objstore_gcs_open(url, opts, &s->gcs, e)) != REMEX_OK) {
+        free(s);
+        return rc;
+    }
+    objstore_gcs_uri_base(s->gcs, s->root, sizeof(s->root));
+    *out = s;
+    return REMEX_OK;
+}
+
 int objstore_is_remote(const struct objstore *s)
 {
-    return s->s3 != NULL || s->az != NULL;
+    return s->s3 != NULL || s->az != NULL || s->gcs != NULL;
 }
 
 remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e)
@@ -83,6 +101,8 @@ remex_err objstore_open_opts(const char *url, const struct objstore_opts *opts,
         return open_s3(url, opts, out, e);
     if (strncmp(url, "az://", 5) == 0)
         return open_azure(url, opts, out, e);
+    if (strncmp(url, "gs://", 5) == 0)
+        return open_gcs(url, opts, out, e);
     if (strncmp(url, "file://", 7) == 0)
         path = url + 7;
     else if (strstr(url, "://") != NULL)
@@ -116,6 +136,7 @@ void objstore_close(struct objstore *s)
     if (s) {
         objstore_s3_close(s->s3);
         objstore_azure_close(s->az);
+        objstore_gcs_close(s->gcs);
     }
     free(s);
 }
@@ -166,8 +187,9 @@ remex_err objstore_put(struct objstore *s, const char *key, const void *data, si
     if (rc != REMEX_OK)
         return rc;
     if (objstore_is_remote(s)) {
-        rc = s->s3 ? objstore_s3_put(s->s3, key, data, len, e)
-                   : objstore_azure_put(s->az, key, data, len, e);
+        rc = s->s3   ? objstore_s3_put(s->s3, key, data, len, e)
+             : s->az ? objstore_azure_put(s->az, key, data, len, e)
+                     : objstore_gcs_put(s->gcs, key, data, len, e);
         if (rc == REMEX_OK && ref) {
             objstore_checksum(data, len, sum);
             make_ref(s, key, len, sum, ref);
@@ -242,6 +264,8 @@ remex_err objstore_get(struct objstore *s, const char *key, struct buf *out, str
         return objstore_s3_get(s->s3, key, out, e);
     if (s->az)
         return objstore_azure_get(s->az, key, out, e);
+    if (s->gcs)
+        return objstore_gcs_get(s->gcs, key, out, e);
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
     return read_path(path, key, out, e);
 }
@@ -302,6 +326,8 @@ remex_err objstore_delete(struct objstore *s, const char *key, struct remex_erro
         return objstore_s3_delete(s->s3, key, e);
     if (s->az)
         return objstore_azure_delete(s->az, key, e);
+    if (s->gcs)
+        return objstore_gcs_delete(s->gcs, key, e);
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
     if (unlink(path) != 0)
         return errno == ENOENT

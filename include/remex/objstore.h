@@ -5,9 +5,9 @@
  * absolute path) stores each object as a file under that folder;
  * `s3://bucket[/prefix]` stores objects in S3 or an S3-compatible server
  * (remex/objstore_s3.h), `az://account/container[/prefix]` in Azure Blob
- * Storage (remex/objstore_azure.h); remote stores do blocking HTTP: never call
- * them from an event loop. Other schemes (gs://) are refused with
- * REMEX_EUNSUPPORTED.
+ * Storage (remex/objstore_azure.h), `gs://bucket[/prefix]` in Google Cloud
+ * Storage (remex/objstore_gcs.h); remote stores do blocking HTTP: never call
+ * them from an event loop. Other schemes are refused with REMEX_EUNSUPPORTED.
  *
  * Keys are relative paths of 1..1024 bytes from [A-Za-z0-9._=/:+@,-], with no
  * empty, "." or ".." segment and no leading '/'. Writes are atomic (temp file,
@@ -44,6 +44,8 @@ struct objstore_opts {
     const char *profile;          /* S3: shared credentials profile */
     const char *credentials_file; /* S3: shared credentials file */
     const char *azure_key;        /* Azure: storage account key (base64; secret, borrowed) */
+    const char *gcp_key_file;     /* GCS: service-account key file */
+    const char *token_uri;        /* GCS: OAuth token endpoint (NULL: the key's) */
     const char *ca_file;          /* remote stores: CA bundle (NULL: system store) */
     const char *(*getenv_fn)(const char *); /* NULL: getenv */
 };

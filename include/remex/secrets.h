@@ -15,10 +15,11 @@
  * re-read when its modification time or size changes.
  *
  * Remote backends (HashiCorp Vault: remex/secrets_vault.h; AWS Secrets
- * Manager and SSM Parameter Store: remex/secrets_aws.h) join the chain when
- * configured. The chain's order is cfg->order (default: env, file, vault,
- * aws_secrets_manager, aws_ssm); the first backend that has the key wins.
- * AWS values are the connection's URI or JSON fields, or the variable. A backend
+ * Manager and SSM Parameter Store: remex/secrets_aws.h; Google Cloud Secret
+ * Manager: remex/secrets_gcp.h) join the chain when configured. The chain's
+ * order is cfg->order (default: env, file, vault, aws_secrets_manager,
+ * aws_ssm, gcp_secret_manager); the first backend that has the key wins.
+ * AWS and GCP values are the connection's URI or JSON fields, or the variable. A backend
  * that fails (down, refusing) ends the lookup with an error naming the
  * backend and the key. Remote results are cached for cache_ttl_ms (default
  * 60 s); remote lookups block (call them off any event loop). Vault layout
@@ -40,6 +41,7 @@
 #include "remex/buf.h"
 #include "remex/err.h"
 #include "remex/secrets_aws.h"
+#include "remex/secrets_gcp.h"
 #include "remex/secrets_vault.h"
 
 #define SECRETS_FILE_MAX (1u << 20)
@@ -88,8 +90,12 @@ struct secrets_config {
     const struct secrets_aws_config *aws_ssm;
     const char *aws_sm_connections_prefix, *aws_sm_variables_prefix;
     const char *aws_ssm_connections_prefix, *aws_ssm_variables_prefix;
+    /* Google Cloud Secret Manager, or NULL; names <prefix>-<id> (NULL prefixes: Airflow's
+     * "airflow-connections", "airflow-variables"). */
+    const struct secrets_gcp_config *gcp;
+    const char *gcp_connections_prefix, *gcp_variables_prefix;
     /* NULL-terminated backend names ("env", "file", "vault", "aws_secrets_manager",
-     * "aws_ssm"), or NULL: env, file, vault, aws_secrets_manager, aws_ssm */
+     * "aws_ssm", "gcp_secret_manager"), or NULL: all of them in that order */
     const char *const *order;
     uint64_t cache_ttl_ms;    /* 0: SECRETS_CACHE_TTL_MS_DEFAULT */
     uint64_t (*now_ms)(void); /* NULL: the monotonic clock (tests inject their own) */
