@@ -172,10 +172,12 @@ const char *const agentcfg_path_style_names[] = {"auto", "path", "virtual", NULL
 remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url, struct objstore_opts *o,
                                  char **key, struct remex_error *e)
 {
-    int az = url && strncmp(url, "az://", 5) == 0;
+    int az = url && strncmp(url, "az://", 5) == 0, gs = url && strncmp(url, "gs://", 5) == 0;
     memset(o, 0, sizeof(*o));
     *key = NULL;
-    o->endpoint = az ? c->xcom.azure.endpoint : c->xcom.s3.endpoint;
+    o->endpoint = az ? c->xcom.azure.endpoint : gs ? c->xcom.gcs.endpoint : c->xcom.s3.endpoint;
+    o->gcp_key_file = c->xcom.gcs.key_file;
+    o->token_uri = c->xcom.gcs.token_uri;
     o->region = c->xcom.s3.region;
     o->path_style = c->xcom.s3.path_style == 1 ? 1 : c->xcom.s3.path_style == 2 ? 0 : -1;
     o->profile = c->xcom.s3.profile;
@@ -210,7 +212,7 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
 {
     const char *order[16];
     size_t n = 0;
-    int named[2] = {0, 0};
+    int named[3] = {0, 0, 0};
     char *tok = NULL, *sid = NULL;
     const char *tok_file = NULL, *sid_file = NULL;
     remex_err rc;
@@ -218,8 +220,13 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
         order[n++] = c->secrets.backends.items[i];
         named[0] |= strcmp(order[n - 1], "aws_secrets_manager") == 0;
         named[1] |= strcmp(order[n - 1], "aws_ssm") == 0;
+        named[2] |= strcmp(order[n - 1], "gcp_secret_manager") == 0;
     }
     order[n] = NULL;
+    struct secrets_gcp_config gcp = {.project = c->secrets.gcp.project,
+                                     .key_file = c->secrets.gcp.key_file,
+                                     .endpoint = c->secrets.gcp.endpoint,
+                                     .token_uri = c->secrets.gcp.token_uri};
     struct secrets_aws_config aws[2];
     for (int i = 0; i < 2; i++) {
         const struct agentcfg_aws_secrets *a = &c->secrets.aws[i];
@@ -246,7 +253,10 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
                                 .aws_sm_connections_prefix = c->secrets.aws[0].connections_prefix,
                                 .aws_sm_variables_prefix = c->secrets.aws[0].variables_prefix,
                                 .aws_ssm_connections_prefix = c->secrets.aws[1].connections_prefix,
-                                .aws_ssm_variables_prefix = c->secrets.aws[1].variables_prefix};
+                                .aws_ssm_variables_prefix = c->secrets.aws[1].variables_prefix,
+                                .gcp = named[2] ? &gcp : NULL,
+                                .gcp_connections_prefix = c->secrets.gcp.connections_prefix,
+                                .gcp_variables_prefix = c->secrets.gcp.variables_prefix};
     rc = secret_value(&c->secrets.vault.token, &tok, &tok_file, e);
     if (rc == REMEX_OK)
         rc = secret_value(&c->secrets.vault.secret_id, &sid, &sid_file, e);
@@ -309,8 +319,9 @@ const struct cfg_entry agentcfg_table[] = {
     {.key = "secrets.backends",
      .type = CFG_STRLIST,
      .offset = F(secrets.backends),
-     .desc = "Order of the secrets chain: env, file, vault, aws_secrets_manager, aws_ssm "
-             "(default: env, file, vault; the first backend that has the key wins)."},
+     .desc = "Order of the secrets chain: env, file, vault, aws_secrets_manager, aws_ssm, "
+             "gcp_secret_manager (default: env, file, vault; the first backend that has the "
+             "key wins)."},
     {.key = "secrets.cache_ttl",
      .type = CFG_DURATION,
      .offset = F(secrets.cache_ttl_ms),
@@ -425,11 +436,38 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = F(secrets.aws[1].variables_prefix),
      .def = "/airflow/variables",
      .desc = "Name prefix of variables (<prefix>/<key>)."},
+    {.key = "secrets.gcp_secret_manager.project",
+     .type = CFG_STRING,
+     .offset = F(secrets.gcp.project),
+     .desc = "Google Cloud project of the secrets; the backend is used when secrets.backends "
+             "names gcp_secret_manager."},
+    {.key = "secrets.gcp_secret_manager.key_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.gcp.key_file),
+     .desc = "Service-account key file (default: GOOGLE_APPLICATION_CREDENTIALS)."},
+    {.key = "secrets.gcp_secret_manager.endpoint",
+     .type = CFG_URL,
+     .offset = F(secrets.gcp.endpoint),
+     .desc = "Secret Manager endpoint (default: https://secretmanager.googleapis.com)."},
+    {.key = "secrets.gcp_secret_manager.token_uri",
+     .type = CFG_URL,
+     .offset = F(secrets.gcp.token_uri),
+     .desc = "OAuth token endpoint (default: the key file's token_uri)."},
+    {.key = "secrets.gcp_secret_manager.connections_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.gcp.connections_prefix),
+     .def = "airflow-connections",
+     .desc = "Secret name prefix of connections (<prefix>-<conn_id>)."},
+    {.key = "secrets.gcp_secret_manager.variables_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.gcp.variables_prefix),
+     .def = "airflow-variables",
+     .desc = "Secret name prefix of variables (<prefix>-<key>)."},
     {.key = "xcom.store",
      .type = CFG_STRING,
      .offset = F(xcom.store),
-     .desc = "Object store URI for XCom values: file:///dir, s3://bucket/prefix or "
-             "az://account/container/prefix "
+     .desc = "Object store URI for XCom values: file:///dir, s3://bucket/prefix, "
+             "az://account/container/prefix or gs://bucket/prefix "
              "(default: file://<state_dir>/xcom)."},
     {.key = "xcom.ca_file",
      .type = CFG_PATH,
@@ -471,6 +509,18 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = F(xcom.azure.account_key),
      .desc = "Storage account key (Shared Key): value, {file: PATH} or {env: VAR} "
              "(default: AZURE_STORAGE_KEY)."},
+    {.key = "xcom.gcs.key_file",
+     .type = CFG_PATH,
+     .offset = F(xcom.gcs.key_file),
+     .desc = "GCS service-account key file (default: GOOGLE_APPLICATION_CREDENTIALS)."},
+    {.key = "xcom.gcs.endpoint",
+     .type = CFG_URL,
+     .offset = F(xcom.gcs.endpoint),
+     .desc = "GCS endpoint (default: STORAGE_EMULATOR_HOST, else https://storage.googleapis.com)."},
+    {.key = "xcom.gcs.token_uri",
+     .type = CFG_URL,
+     .offset = F(xcom.gcs.token_uri),
+     .desc = "OAuth token endpoint (default: the key file's token_uri)."},
     {.key = "logs.store",
      .type = CFG_STRING,
      .offset = F(logs.store),

@@ -142,6 +142,14 @@ struct agentcfg {
             char *connections_prefix;
             char *variables_prefix;
         } aws[2];
+        struct {
+            char *project; /* on when backends names gcp_secret_manager */
+            char *key_file;
+            char *endpoint;
+            char *token_uri;
+            char *connections_prefix;
+            char *variables_prefix;
+        } gcp;
     } secrets;
     struct {
         char *store;
@@ -157,6 +165,11 @@ struct agentcfg {
             char *endpoint;
             struct cfg_secret account_key;
         } azure; /* Azure Blob settings of both stores */
+        struct {
+            char *key_file;
+            char *endpoint;
+            char *token_uri;
+        } gcs; /* GCS settings of both stores */
     } xcom;
     struct agentcfg_worker worker;
     struct agentcfg_agent agent;
