@@ -212,7 +212,8 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
 {
     const char *order[16];
     size_t n = 0;
-    int named[3] = {0, 0, 0};
+    int named[4] = {0, 0, 0, 0};
+    char *azsec = NULL;
     char *tok = NULL, *sid = NULL;
     const char *tok_file = NULL, *sid_file = NULL;
     remex_err rc;
@@ -221,12 +222,25 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
         named[0] |= strcmp(order[n - 1], "aws_secrets_manager") == 0;
         named[1] |= strcmp(order[n - 1], "aws_ssm") == 0;
         named[2] |= strcmp(order[n - 1], "gcp_secret_manager") == 0;
+        named[3] |= strcmp(order[n - 1], "azure_key_vault") == 0;
     }
     order[n] = NULL;
     struct secrets_gcp_config gcp = {.project = c->secrets.gcp.project,
                                      .key_file = c->secrets.gcp.key_file,
                                      .endpoint = c->secrets.gcp.endpoint,
                                      .token_uri = c->secrets.gcp.token_uri};
+    const char *fed = c->secrets.azkv.federated_token_file;
+    if (!fed && c->secrets.azkv.client_secret.kind == CFG_SECRET_NONE)
+        fed = getenv("AZURE_FEDERATED_TOKEN_FILE");
+    struct secrets_azkv_config azkv = {
+        .vault_url = c->secrets.azkv.vault_url,
+        .tenant_id =
+            c->secrets.azkv.tenant_id ? c->secrets.azkv.tenant_id : getenv("AZURE_TENANT_ID"),
+        .client_id =
+            c->secrets.azkv.client_id ? c->secrets.azkv.client_id : getenv("AZURE_CLIENT_ID"),
+        .federated_token_file = fed,
+        .authority =
+            c->secrets.azkv.authority ? c->secrets.azkv.authority : getenv("AZURE_AUTHORITY_HOST")};
     struct secrets_aws_config aws[2];
     for (int i = 0; i < 2; i++) {
         const struct agentcfg_aws_secrets *a = &c->secrets.aws[i];
@@ -256,10 +270,16 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
                                 .aws_ssm_variables_prefix = c->secrets.aws[1].variables_prefix,
                                 .gcp = named[2] ? &gcp : NULL,
                                 .gcp_connections_prefix = c->secrets.gcp.connections_prefix,
-                                .gcp_variables_prefix = c->secrets.gcp.variables_prefix};
+                                .gcp_variables_prefix = c->secrets.gcp.variables_prefix,
+                                .azkv = named[3] ? &azkv : NULL,
+                                .azkv_connections_prefix = c->secrets.azkv.connections_prefix,
+                                .azkv_variables_prefix = c->secrets.azkv.variables_prefix};
     rc = secret_value(&c->secrets.vault.token, &tok, &tok_file, e);
     if (rc == REMEX_OK)
         rc = secret_value(&c->secrets.vault.secret_id, &sid, &sid_file, e);
+    if (rc == REMEX_OK && named[3] && c->secrets.azkv.client_secret.kind != CFG_SECRET_NONE)
+        rc = cfg_secret_get(&c->secrets.azkv.client_secret, &azsec, NULL, e);
+    azkv.client_secret = azsec;
     if (rc == REMEX_OK) {
         vc.token = tok;
         vc.token_file = tok_file;
@@ -269,6 +289,7 @@ remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
     }
     cfg_secret_free(tok);
     cfg_secret_free(sid);
+    cfg_secret_free(azsec);
     return rc;
 }
 
@@ -320,7 +341,8 @@ const struct cfg_entry agentcfg_table[] = {
      .type = CFG_STRLIST,
      .offset = F(secrets.backends),
      .desc = "Order of the secrets chain: env, file, vault, aws_secrets_manager, aws_ssm, "
-             "gcp_secret_manager (default: env, file, vault; the first backend that has the "
+             "gcp_secret_manager, azure_key_vault (default: env, file, vault; the first backend "
+             "that has the "
              "key wins)."},
     {.key = "secrets.cache_ttl",
      .type = CFG_DURATION,
@@ -461,6 +483,43 @@ const struct cfg_entry agentcfg_table[] = {
     {.key = "secrets.gcp_secret_manager.variables_prefix",
      .type = CFG_STRING,
      .offset = F(secrets.gcp.variables_prefix),
+     .def = "airflow-variables",
+     .desc = "Secret name prefix of variables (<prefix>-<key>)."},
+    {.key = "secrets.azure_key_vault.vault_url",
+     .type = CFG_URL,
+     .offset = F(secrets.azkv.vault_url),
+     .desc = "Key Vault URL (https://NAME.vault.azure.net); the backend is used when "
+             "secrets.backends names azure_key_vault."},
+    {.key = "secrets.azure_key_vault.tenant_id",
+     .type = CFG_STRING,
+     .offset = F(secrets.azkv.tenant_id),
+     .desc = "Entra ID tenant (default: AZURE_TENANT_ID)."},
+    {.key = "secrets.azure_key_vault.client_id",
+     .type = CFG_STRING,
+     .offset = F(secrets.azkv.client_id),
+     .desc = "Application (client) id (default: AZURE_CLIENT_ID)."},
+    {.key = "secrets.azure_key_vault.client_secret",
+     .type = CFG_SECRET,
+     .offset = F(secrets.azkv.client_secret),
+     .desc = "Client secret: value, {file: PATH} or {env: VAR} (or a federated token file)."},
+    {.key = "secrets.azure_key_vault.federated_token_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.azkv.federated_token_file),
+     .desc = "Workload identity token file (default: AZURE_FEDERATED_TOKEN_FILE when no "
+             "client secret)."},
+    {.key = "secrets.azure_key_vault.authority",
+     .type = CFG_URL,
+     .offset = F(secrets.azkv.authority),
+     .desc = "Entra ID authority (default: AZURE_AUTHORITY_HOST, else "
+             "https://login.microsoftonline.com)."},
+    {.key = "secrets.azure_key_vault.connections_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.azkv.connections_prefix),
+     .def = "airflow-connections",
+     .desc = "Secret name prefix of connections (<prefix>-<conn_id>, '_' and '.' as '-')."},
+    {.key = "secrets.azure_key_vault.variables_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.azkv.variables_prefix),
      .def = "airflow-variables",
      .desc = "Secret name prefix of variables (<prefix>-<key>)."},
     {.key = "xcom.store",

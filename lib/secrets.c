@@ -18,9 +18,15 @@
 #define SECRETS_YAML_DEPTH 32
 #define SECRETS_YAML_NODES (SECRETS_FILE_MAX / 2) /* "1," is the shortest node */
 
-enum backend { BK_ENV, BK_FILE, BK_VAULT, BK_AWS_SM, BK_AWS_SSM, BK_GCP };
-static const char *const backend_names[] = {
-    "env", "file", "vault", "aws_secrets_manager", "aws_ssm", "gcp_secret_manager", NULL};
+enum backend { BK_ENV, BK_FILE, BK_VAULT, BK_AWS_SM, BK_AWS_SSM, BK_GCP, BK_AZKV };
+static const char *const backend_names[] = {"env",
+                                            "file",
+                                            "vault",
+                                            "aws_secrets_manager",
+                                            "aws_ssm",
+                                            "gcp_secret_manager",
+                                            "azure_key_vault",
+                                            NULL};
 #define BACKENDS_MAX 8
 
 struct secrets {
@@ -33,8 +39,9 @@ struct secrets {
     char *vault_conn_path;
     char *vault_var_path;
     struct secrets_aws *aws[2]; /* owned, or NULL: [0] Secrets Manager, [1] SSM */
-    char *aws_prefix[3][2];     /* [SM, SSM, GCP][0 connections, 1 variables] */
+    char *aws_prefix[4][2];     /* [SM, SSM, GCP, Azure KV][0 connections, 1 variables] */
     struct secrets_gcp *gcp;    /* owned, or NULL */
+    struct secrets_azkv *azkv;  /* owned, or NULL */
     json_t *cache;              /* owned: "c:<id>" / "v:<key>" -> [expires_ms, data object] */
     uint64_t cache_ttl_ms;
     uint64_t (*now_ms)(void);
@@ -604,7 +611,8 @@ static remex_err set_order(struct secrets *s, const struct secrets_config *cfg,
         if (!backend_names[b])
             return remex_seterr(e, REMEX_EINVAL,
                                 "secrets: unknown backend '%s' (expected env, file, vault, "
-                                "aws_secrets_manager, aws_ssm or gcp_secret_manager)",
+                                "aws_secrets_manager, aws_ssm, gcp_secret_manager or "
+                                "azure_key_vault)",
                                 o[i]);
         for (size_t j = 0; j < s->norder; j++)
             if (s->order[j] == (enum backend)b)
@@ -629,6 +637,21 @@ static remex_err open_gcp(struct secrets *s, const struct secrets_config *cfg,
     if (!s->aws_prefix[2][0] || !s->aws_prefix[2][1])
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     return secrets_gcp_open(cfg->gcp, &s->gcp, e);
+}
+
+/* Opens Azure Key Vault when configured, with its prefixes (Airflow's). */
+static remex_err open_azkv(struct secrets *s, const struct secrets_config *cfg,
+                           struct remex_error *e)
+{
+    if (!cfg->azkv)
+        return REMEX_OK;
+    s->aws_prefix[3][0] =
+        strdup(cfg->azkv_connections_prefix ? cfg->azkv_connections_prefix : "airflow-connections");
+    s->aws_prefix[3][1] =
+        strdup(cfg->azkv_variables_prefix ? cfg->azkv_variables_prefix : "airflow-variables");
+    if (!s->aws_prefix[3][0] || !s->aws_prefix[3][1])
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    return secrets_azkv_open(cfg->azkv, &s->azkv, e);
 }
 
 /* Opens the AWS backends that are configured, with their prefixes. */
@@ -684,6 +707,8 @@ remex_err secrets_open(const struct secrets_config *cfg, struct secrets **out,
         rc = open_aws(s, cfg, e);
     if (rc == REMEX_OK)
         rc = open_gcp(s, cfg, e);
+    if (rc == REMEX_OK)
+        rc = open_azkv(s, cfg, e);
     if (rc != REMEX_OK) {
         secrets_close(s);
         return rc;
@@ -699,13 +724,14 @@ void secrets_close(struct secrets *s)
     json_decref(s->doc);
     json_decref(s->cache);
     secrets_vault_close(s->vault);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (i < 2)
             secrets_aws_close(s->aws[i]);
         free(s->aws_prefix[i][0]);
         free(s->aws_prefix[i][1]);
     }
     secrets_gcp_close(s->gcp);
+    secrets_azkv_close(s->azkv);
     free(s->vault_conn_path);
     free(s->vault_var_path);
     free(s->file);
@@ -793,7 +819,7 @@ static remex_err vault_var(struct secrets *s, const char *key, char **out, struc
 /* ---- the AWS backends, with the cache ---- */
 
 /* The value of <prefix>/<id> in AWS backend i (0, 1), or <prefix>-<id> in Google Cloud Secret
- * Manager (i = 2), malloc'd into *out, through the cache. */
+ * Manager (i = 2) or Azure Key Vault (i = 3), malloc'd into *out, through the cache. */
 static remex_err aws_get(struct secrets *s, int i, int var, const char *id, char **out,
                          struct remex_error *e)
 {
@@ -808,8 +834,13 @@ static remex_err aws_get(struct secrets *s, int i, int var, const char *id, char
         return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
     }
     json_object_del(s->cache, ck);
-    snprintf(name, sizeof(name), "%s%s%s", s->aws_prefix[i][var], i == 2 ? "-" : "/", id);
-    rc = i == 2 ? secrets_gcp_get(s->gcp, name, out, e) : secrets_aws_get(s->aws[i], name, out, e);
+    snprintf(name, sizeof(name), "%s%s%s", s->aws_prefix[i][var], i >= 2 ? "-" : "/", id);
+    if (i == 3) /* Key Vault names: [0-9A-Za-z-], so Airflow's dashes for '_' and '.' */
+        for (char *p = name; *p; p++)
+            *p = (*p == '_' || *p == '.') ? '-' : *p;
+    rc = i == 3   ? secrets_azkv_get(s->azkv, name, out, e)
+         : i == 2 ? secrets_gcp_get(s->gcp, name, out, e)
+                  : secrets_aws_get(s->aws[i], name, out, e);
     if (rc != REMEX_OK)
         return rc;
     if (json_object_size(s->cache) >= SECRETS_CACHE_MAX)
@@ -925,6 +956,8 @@ remex_err secrets_get_conn(struct secrets *s, const char *conn_id, struct secret
             rc = aws_conn(s, (int)(b - BK_AWS_SM), conn_id, out, e);
         else if (b == BK_GCP && s->gcp)
             rc = aws_conn(s, 2, conn_id, out, e);
+        else if (b == BK_AZKV && s->azkv)
+            rc = aws_conn(s, 3, conn_id, out, e);
         if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
             remex_errprefix(e, "secrets backend %s: connection '%s'", backend_name(b), conn_id);
     }
@@ -952,6 +985,8 @@ remex_err secrets_get_var(struct secrets *s, const char *key, char **out, struct
             rc = aws_get(s, (int)(b - BK_AWS_SM), 1, key, out, e);
         else if (b == BK_GCP && s->gcp)
             rc = aws_get(s, 2, 1, key, out, e);
+        else if (b == BK_AZKV && s->azkv)
+            rc = aws_get(s, 3, 1, key, out, e);
         if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
             remex_errprefix(e, "secrets backend %s: variable '%s'", backend_name(b), key);
     }

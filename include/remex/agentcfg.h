@@ -150,6 +150,16 @@ struct agentcfg {
             char *connections_prefix;
             char *variables_prefix;
         } gcp;
+        struct {
+            char *vault_url; /* on when backends names azure_key_vault */
+            char *tenant_id;
+            char *client_id;
+            struct cfg_secret client_secret;
+            char *federated_token_file;
+            char *authority;
+            char *connections_prefix;
+            char *variables_prefix;
+        } azkv;
     } secrets;
     struct {
         char *store;

@@ -16,10 +16,11 @@
  *
  * Remote backends (HashiCorp Vault: remex/secrets_vault.h; AWS Secrets
  * Manager and SSM Parameter Store: remex/secrets_aws.h; Google Cloud Secret
- * Manager: remex/secrets_gcp.h) join the chain when configured. The chain's
- * order is cfg->order (default: env, file, vault, aws_secrets_manager,
- * aws_ssm, gcp_secret_manager); the first backend that has the key wins.
- * AWS and GCP values are the connection's URI or JSON fields, or the variable. A backend
+ * Manager: remex/secrets_gcp.h; Azure Key Vault: remex/secrets_azkv.h) join
+ * the chain when configured. The chain's order is cfg->order (default: env,
+ * file, vault, aws_secrets_manager, aws_ssm, gcp_secret_manager,
+ * azure_key_vault); the first backend that has the key wins. Cloud secret
+ * values are the connection's URI or JSON fields, or the variable. A backend
  * that fails (down, refusing) ends the lookup with an error naming the
  * backend and the key. Remote results are cached for cache_ttl_ms (default
  * 60 s); remote lookups block (call them off any event loop). Vault layout
@@ -41,6 +42,7 @@
 #include "remex/buf.h"
 #include "remex/err.h"
 #include "remex/secrets_aws.h"
+#include "remex/secrets_azkv.h"
 #include "remex/secrets_gcp.h"
 #include "remex/secrets_vault.h"
 
@@ -94,8 +96,12 @@ struct secrets_config {
      * "airflow-connections", "airflow-variables"). */
     const struct secrets_gcp_config *gcp;
     const char *gcp_connections_prefix, *gcp_variables_prefix;
+    /* Azure Key Vault, or NULL; names <prefix>-<id> with '_' and '.' as '-' (NULL prefixes:
+     * "airflow-connections", "airflow-variables"). */
+    const struct secrets_azkv_config *azkv;
+    const char *azkv_connections_prefix, *azkv_variables_prefix;
     /* NULL-terminated backend names ("env", "file", "vault", "aws_secrets_manager",
-     * "aws_ssm", "gcp_secret_manager"), or NULL: all of them in that order */
+     * "aws_ssm", "gcp_secret_manager", "azure_key_vault"), or NULL: all, in that order */
     const char *const *order;
     uint64_t cache_ttl_ms;    /* 0: SECRETS_CACHE_TTL_MS_DEFAULT */
     uint64_t (*now_ms)(void); /* NULL: the monotonic clock (tests inject their own) */

@@ -1,10 +1,12 @@
-/* Fuzz target: the GCP service-account key, token reply and Secret Manager reply parsers. */
+/* Fuzz target: OAuth token replies (GCP, Entra ID), the GCP service-account key, Secret
+ * Manager and Azure Key Vault reply parsers. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "remex/gcpauth.h"
+#include "remex/secrets_azkv.h"
 #include "remex/secrets_gcp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -21,6 +23,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (exp <= 0 || strlen(tok) >= sizeof(tok)))
         __builtin_trap();
     if (secrets_gcp_parse_access((const char *)data, size, &v, &e) == REMEX_OK && !v)
+        __builtin_trap();
+    free(v);
+    v = NULL;
+    if (secrets_azkv_parse_value((const char *)data, size, &v, &e) == REMEX_OK && !v)
         __builtin_trap();
     free(v);
     return 0;
