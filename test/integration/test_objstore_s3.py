@@ -67,13 +67,21 @@ class TestS3Store(WorkerCase):
         self.start_plane()
         self.start_s3()
         self.xcom_extra = self.s3_yaml("S3RVER")
+        secrets = self.write("secrets.json", '{"connections": {"db": '
+                             '"postgres://etl:S3cret%2BPw@db:5432/dw"}}', mode=0o600)
         self.put_dag({"dag_id": "s3x", "tasks": [
             {"task_id": "push", "shell": "remex-task xcom push rows '{\"n\": 42}' && echo pushed"},
-            {"task_id": "pull", "upstream": ["push"],
+            {"task_id": "pull", "upstream": ["push"], "connections": ["db"],
              "shell": "v=$(remex-task xcom pull --task push rows) && echo got:$v && "
-                      "test \"$v\" = '{\"n\": 42}'"},
+                      "test \"$v\" = '{\"n\": 42}' && "
+                      "p=$(remex-task conn get db --field password) && echo pw=$p && "
+                      "echo b64=$(printf %s \"$p\" | base64) && "
+                      "echo url=$(python3 -c 'import sys,urllib.parse;"
+                      "print(urllib.parse.quote(sys.argv[1], safe=\"\"))' \"$p\") && "
+                      "echo json=$(python3 -c 'import sys,json;print(json.dumps(sys.argv[1]))' "
+                      "\"$p\")"},
         ]})
-        self.start_worker(extra="logs:\n  store: s3://remex/logs\n")
+        self.start_worker(extra=f"logs:\n  store: s3://remex/logs\nsecrets:\n  file: {secrets}\n")
         run_id = self.trigger("s3x")
         run = self.wait_run("s3x", run_id)
         self.assertEqual(run["state"], "success", run)
@@ -91,7 +99,14 @@ class TestS3Store(WorkerCase):
         self.assertEqual(len(logs), 2, objs)
         pull_log = [o for o in logs if "task_id=pull" in o][0]
         with open(os.path.join(self.s3dir, pull_log)) as f:
-            self.assertIn("got:{\"n\": 42}", f.read())
+            stored = f.read()
+        # The copy in object storage is masked like the local one: plain, base64,
+        # URL-encoded and JSON-escaped forms of the password.
+        self.assertIn("got:{\"n\": 42}", stored)
+        for line in ("pw=***", "b64=***", "url=***", 'json="***"'):
+            self.assertIn(line, stored)
+        for leak in ("S3cret+Pw", "UzNjcmV0K1B3", "S3cret%2BPw"):
+            self.assertNotIn(leak, stored)
         ti = self.tis(run)["pull"]
         st, b = self.req("GET", f"/api/v1/admin/dags/s3x/runs/{run_id}", None, self.admin)
         text = repr(b)
