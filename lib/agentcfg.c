@@ -558,6 +558,14 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = F(xcom.s3.credentials_file),
      .desc = "Shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE, else "
              "~/.aws/credentials)."},
+    {.key = "logs.upload_interval",
+     .type = CFG_DURATION,
+     .offset = F(logs.upload_interval_ms),
+     .def = "0s",
+     .min = 0,
+     .max = 86400000,
+     .desc = "With logs.store: also upload a running try's log this often, so its partial log "
+             "can be read (0: only when the try ends)."},
     {.key = "xcom.azure.endpoint",
      .type = CFG_URL,
      .offset = F(xcom.azure.endpoint),

@@ -166,14 +166,19 @@ remex_err objstore_check_key(const char *key, struct remex_error *e)
     return REMEX_OK;
 }
 
+void objstore_uri(const struct objstore *s, const char *key, char *out, size_t cap)
+{
+    if (objstore_is_remote(s))
+        snprintf(out, cap, "%s%s", s->root, key);
+    else
+        snprintf(out, cap, "file://%s/%s", s->root, key);
+}
+
 static void make_ref(const struct objstore *s, const char *key, uint64_t size, const char *sum,
                      struct objstore_ref *ref)
 {
     memset(ref, 0, sizeof(*ref));
-    if (objstore_is_remote(s))
-        snprintf(ref->uri, sizeof(ref->uri), "%s%s", s->root, key);
-    else
-        snprintf(ref->uri, sizeof(ref->uri), "file://%s/%s", s->root, key);
+    objstore_uri(s, key, ref->uri, sizeof(ref->uri));
     ref->size = size;
     snprintf(ref->checksum, sizeof(ref->checksum), "%s", sum);
 }

@@ -75,6 +75,7 @@ void task_release(struct wtask *t)
         return;
     struct worker *w = t->w;
     unlink_task(w, t);
+    tasklog_stream_stop(t);
     tasksock_close(t);
     tasklog_close(t);
     if (t->spawn_wfd >= 0)
@@ -493,8 +494,8 @@ static void start_call(struct wtask *t)
     json_t *body =
         json_pack("{s:I,s:s}", "try_number", (json_int_t)t->try_number, "hostname", w->hostname);
     if (body && t->log_path) { /* where the plane (its UI) finds the log while the task runs */
-        char uri[4200];
-        snprintf(uri, sizeof(uri), "file://%s", t->log_path);
+        char uri[OBJSTORE_URI_MAX + 8];
+        tasklog_start_uri(t, uri, sizeof(uri));
         json_object_set_new(body, "log_uri", json_string(uri));
     }
     char path[96], what[96];
@@ -710,6 +711,7 @@ static void spawn_done(struct wtask *t, int rfd)
     }
     if (t->timeout_ms > 0)
         t->timeout_timer = evloop_timer_add(w->loop, (uint64_t)t->timeout_ms, 0, on_timeout, t);
+    tasklog_stream_start(t);
 }
 
 /*
@@ -927,9 +929,6 @@ static void send_report(struct wtask *t, json_t *body)
         log_error("%s: out of memory: not reported", what);
 }
 
-/* Task logs larger than this are not uploaded (the local file stays where it is). */
-#define LOG_UPLOAD_MAX (256u * 1024u * 1024u)
-
 static void log_uploaded(struct store_job *j)
 {
     struct wtask *t = j->t;
@@ -942,16 +941,6 @@ static void log_uploaded(struct store_job *j)
     send_report(t, body);
 }
 
-static void key_part(struct buf *b, const char *s)
-{
-    for (; *s; s++) {
-        char c = *s;
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 strchr("._=:+@,-", c);
-        buf_putc(b, ok ? c : '_');
-    }
-}
-
 /*
  * With a logs store, uploads the closed log file off the loop and sends the
  * report (body taken) once that is done, naming the stored copy. 0: no
@@ -962,15 +951,9 @@ static int upload_log(struct wtask *t, json_t *body)
     struct worker *w = t->w;
     if (!w->lstore || !t->log_path)
         return 0;
-    struct store_job *j = store_job_new(t, w->lstore, STORE_PUT_FILE, LOG_UPLOAD_MAX);
+    struct store_job *j = store_job_new(t, w->lstore, STORE_PUT_FILE, TASKLOG_UPLOAD_MAX);
     struct buf k = BUF_INIT(OBJSTORE_KEY_MAX);
-    buf_puts(&k, "logs/dag_id=");
-    key_part(&k, t->dag_id);
-    buf_puts(&k, "/run_id=");
-    key_part(&k, t->run_id);
-    buf_puts(&k, "/task_id=");
-    key_part(&k, t->task_id);
-    buf_printf(&k, "/map_index=%" PRId64 "/attempt=%" PRId64 ".log", t->map_index, t->try_number);
+    tasklog_store_key(t, &k);
     if (!j || !(j->path = strdup(t->log_path)) || !(j->key = buf_detach(&k, NULL))) {
         store_job_free(j);
         buf_free(&k);
@@ -1027,6 +1010,7 @@ static void task_finish(struct wtask *t)
     tasklog_note(t, "%s (%s)%s%s", state, desc, reason[0] ? ": " : "", reason);
     log_info("ti %" PRId64 " %s.%s try %" PRId64 ": %s (%s)%s%s", t->ti_id, t->dag_id, t->task_id,
              t->try_number, state, desc, reason[0] ? ": " : "", reason);
+    tasklog_stream_stop(t);
     tasklog_close(t);
     tasksock_close(t);
     if (t->use_cgroup)

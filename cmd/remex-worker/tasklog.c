@@ -18,7 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "remex/evloop.h"
 #include "remex/log.h"
+#include "remex/objstore.h"
 #include "remex/mask.h"
 #include "remex/timeutil.h"
 #include "remex/fsutil.h"
@@ -158,4 +160,88 @@ void tasklog_close(struct wtask *t)
     if (t->log_fd >= 0)
         close(t->log_fd);
     t->log_fd = -1;
+}
+
+/* ---- uploads to logs.store ---- */
+
+static void key_part(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        char c = *s;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 strchr("._=:+@,-", c);
+        buf_putc(b, ok ? c : '_');
+    }
+}
+
+remex_err tasklog_store_key(struct wtask *t, struct buf *b)
+{
+    buf_puts(b, "logs/dag_id=");
+    key_part(b, t->dag_id);
+    buf_puts(b, "/run_id=");
+    key_part(b, t->run_id);
+    buf_puts(b, "/task_id=");
+    key_part(b, t->task_id);
+    return buf_printf(b, "/map_index=%" PRId64 "/attempt=%" PRId64 ".log", t->map_index,
+                      t->try_number);
+}
+
+static int streaming(const struct wtask *t)
+{
+    return t->w->lstore && t->w->r->cfg.logs.upload_interval_ms > 0;
+}
+
+void tasklog_start_uri(struct wtask *t, char *out, size_t cap)
+{
+    struct buf k = BUF_INIT(OBJSTORE_KEY_MAX);
+    if (streaming(t) && tasklog_store_key(t, &k) == REMEX_OK)
+        objstore_uri(t->w->lstore, buf_cstr(&k), out, cap);
+    else
+        snprintf(out, cap, "file://%s", t->log_path);
+    buf_free(&k);
+}
+
+static void partial_done(struct store_job *j)
+{
+    struct wtask *t = j->t;
+    t->log_upload_busy = 0;
+    if (j->rc != REMEX_OK)
+        log_debug("ti %" PRId64 ": partial log upload: %s", t->ti_id, j->err.msg);
+}
+
+/* Timer: hands the log as it is now to the store thread (one upload at a time). */
+static void on_upload_timer(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct wtask *t = arg;
+    struct store_job *j;
+    struct buf k = BUF_INIT(OBJSTORE_KEY_MAX);
+    if (t->log_upload_busy || !t->log_path ||
+        !(j = store_job_new(t, t->w->lstore, STORE_PUT_FILE, TASKLOG_UPLOAD_MAX))) {
+        buf_free(&k);
+        return;
+    }
+    j->done = partial_done;
+    if (tasklog_store_key(t, &k) != REMEX_OK || !(j->key = buf_detach(&k, NULL)) ||
+        !(j->path = strdup(t->log_path)) || storeio_submit(t->w, j) != 0) {
+        store_job_free(j);
+        buf_free(&k);
+        return;
+    }
+    t->log_upload_busy = 1;
+}
+
+void tasklog_stream_start(struct wtask *t)
+{
+    uint64_t ms = t->w->r->cfg.logs.upload_interval_ms;
+    if (streaming(t) && !t->log_upload_timer)
+        t->log_upload_timer = evloop_timer_add(t->w->loop, ms, ms, on_upload_timer, t);
+}
+
+void tasklog_stream_stop(struct wtask *t)
+{
+    if (t->log_upload_timer)
+        evloop_timer_cancel(t->w->loop, t->log_upload_timer);
+    t->log_upload_timer = 0;
 }

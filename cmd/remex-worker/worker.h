@@ -102,10 +102,12 @@ struct wtask {
     int out_fd; /* read end of stdout+stderr, -1 when closed */
     int exited, wstatus, out_eof;
     uint64_t timeout_timer, kill_timer, eof_timer;
-    uint64_t start_timer;    /* retry of an unconfirmed start (holds a pending reference) */
-    unsigned start_attempts; /* start calls that got no definitive answer */
-    uint64_t start_first_ms; /* monotonic time of the first start call */
-    const char *stop_reason; /* static: execution_timeout, cancelled: ..., worker shutdown */
+    uint64_t log_upload_timer; /* tasklog.c: partial log uploads while the try runs */
+    int log_upload_busy;       /* a partial upload is with the store thread */
+    uint64_t start_timer;      /* retry of an unconfirmed start (holds a pending reference) */
+    unsigned start_attempts;   /* start calls that got no definitive answer */
+    uint64_t start_first_ms;   /* monotonic time of the first start call */
+    const char *stop_reason;   /* static: execution_timeout, cancelled: ..., worker shutdown */
     char cancel_reason[128];
     int stopping;
 
@@ -267,6 +269,15 @@ void tasklog_feed(struct wtask *t, const char *p, size_t n);
 /* Writes a worker note (timestamped, prefixed "[remex]") into the log. */
 void tasklog_note(struct wtask *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tasklog_close(struct wtask *t);
+/* Task logs larger than this are not uploaded (the local file stays where it is). */
+#define TASKLOG_UPLOAD_MAX (256u * 1024u * 1024u)
+/* The object key of t's log in logs.store ("logs/dag_id=.../attempt=N.log") into b. */
+remex_err tasklog_store_key(struct wtask *t, struct buf *b);
+/* With logs.store and logs.upload_interval: uploads the running try's log periodically. */
+void tasklog_stream_start(struct wtask *t);
+void tasklog_stream_stop(struct wtask *t);
+/* The URI the plane gets for t's log at start: the stored copy when streaming, else the file. */
+void tasklog_start_uri(struct wtask *t, char *out, size_t cap);
 
 /* ---- tasksock.c ---- */
 /* Lends t a socket of the pool and names it in t's REMEX_SOCKET. */

@@ -113,7 +113,8 @@ struct agentcfg {
     struct {
         char *level;
         char *format;
-        char *store; /* object store URI for task logs; NULL: local files only */
+        char *store;                 /* object store URI for task logs; NULL: local files only */
+        uint64_t upload_interval_ms; /* 0: upload when the try ends only */
     } logs;
     struct cfg_list bundles; /* struct agentcfg_bundle */
     struct {

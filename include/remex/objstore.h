@@ -79,6 +79,9 @@ remex_err objstore_stat(struct objstore *s, const char *key, struct objstore_ref
                         struct remex_error *e);
 remex_err objstore_delete(struct objstore *s, const char *key, struct remex_error *e);
 
+/* The URI the object under key has (or will have) in s: no I/O, any thread. */
+void objstore_uri(const struct objstore *s, const char *key, char *out, size_t cap);
+
 /* "sha256:<hex>" of data into out (at least 72 bytes). */
 void objstore_checksum(const void *data, size_t len, char out[72]);
 

@@ -125,6 +125,8 @@ class TestS3Store(WorkerCase):
         self.assertIn(b"no try 2", err)
 
     def test_follow_a_running_task(self):
+        """With logs.upload_interval the running try's log is uploaded as it grows and the
+        plane names the stored copy from the start: remexctl follows it from S3."""
         self.start_plane()
         self.start_s3()
         self.xcom_extra = self.s3_yaml("S3RVER")
@@ -132,14 +134,22 @@ class TestS3Store(WorkerCase):
         self.put_dag({"dag_id": "fol", "tasks": [
             {"task_id": "slow", "shell": f"echo first; while [ ! -e {gate} ]; do sleep 0.05; "
                                          "done; echo second"}]})
-        self.start_worker(extra="logs:\n  store: s3://remex/logs\n")
+        self.start_worker(extra="logs:\n  store: s3://remex/logs\n  upload_interval: 200ms\n")
         run_id = self.trigger("fol")
-        self.wait_ti("fol", run_id, "slow", ("running",))
+        ti = self.wait_ti("fol", run_id, "slow", ("running",))
+        self.assertTrue(ti["log_uri"].startswith("s3://remex/logs/logs/dag_id=fol/"), ti)
+        obj = os.path.join(self.s3dir, "remex", "logs", "logs", "dag_id=fol",
+                           f"run_id={run_id}", "task_id=slow", "map_index=-1",
+                           "attempt=1.log._S3rver_object")
+
+        def partial():
+            try:
+                with open(obj) as f:
+                    return "first" in f.read()
+            except FileNotFoundError:
+                return False
+        harness.wait_for(partial, 10, what="the partial log in S3")
         p = self.ctl("tasks", "logs", "fol", run_id, "slow", "--follow")
-        # The running try's lines arrive while it runs.
-        harness.wait_for(lambda: "first" in open(os.path.join(
-            self.logdir, "dag_id=fol", f"run_id={run_id}", "task_id=slow",
-            "attempt=1.log")).read(), 10, what="first line")
         line = p.stdout.readline()
         self.assertIn(b"first", line)
         self.assertIsNone(p.poll())  # still following
