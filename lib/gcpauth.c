@@ -253,7 +253,7 @@ static remex_err make_assertion(struct gcpauth *g, struct buf *jwt)
 remex_err gcpauth_token(struct gcpauth *g, const char **token, struct remex_error *e)
 {
     struct buf jwt = BUF_INIT(16384), form = BUF_INIT(20000);
-    struct http_response r;
+    struct http_response r = {0};
     long long exp = 0;
     remex_err rc;
     if (g->expires && time(NULL) < g->expires - 60) {

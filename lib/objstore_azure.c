@@ -333,7 +333,7 @@ static remex_err az_call(struct objstore_azure *s, const char *method, const cha
 remex_err objstore_azure_put(struct objstore_azure *s, const char *key, const void *data,
                              size_t len, struct remex_error *e)
 {
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = az_call(s, "PUT", key, data ? data : "", len, &r, e);
     http_response_free(&r);
     return rc;
@@ -342,7 +342,7 @@ remex_err objstore_azure_put(struct objstore_azure *s, const char *key, const vo
 remex_err objstore_azure_get(struct objstore_azure *s, const char *key, struct buf *out,
                              struct remex_error *e)
 {
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = az_call(s, "GET", key, NULL, 0, &r, e);
     if (rc == REMEX_OK &&
         (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
@@ -355,7 +355,7 @@ remex_err objstore_azure_get(struct objstore_azure *s, const char *key, struct b
 
 remex_err objstore_azure_delete(struct objstore_azure *s, const char *key, struct remex_error *e)
 {
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = az_call(s, "DELETE", key, NULL, 0, &r, e);
     http_response_free(&r);
     return rc;
@@ -363,7 +363,7 @@ remex_err objstore_azure_delete(struct objstore_azure *s, const char *key, struc
 
 remex_err objstore_azure_create_container(struct objstore_azure *s, struct remex_error *e)
 {
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = az_call(s, "PUT", NULL, "", 0, &r, e);
     if (rc == REMEX_ECONFLICT)
         rc = REMEX_OK; /* ContainerAlreadyExists */

@@ -113,6 +113,7 @@ static remex_err gcs_call(struct objstore_gcs *s, const char *method, const char
                           struct remex_error *e)
 {
     remex_err rc = REMEX_OK;
+    memset(resp, 0, sizeof(*resp)); /* the caller frees it whatever happens */
     for (int attempt = 0; attempt < 2; attempt++) {
         const char *tok = NULL;
         if ((rc = gcpauth_token(s->auth, &tok, e)) != REMEX_OK)
@@ -132,6 +133,7 @@ static remex_err gcs_call(struct objstore_gcs *s, const char *method, const char
             break;
         gcpauth_invalidate(s->auth);
         http_response_free(resp);
+        memset(resp, 0, sizeof(*resp));
     }
     if ((rc = http_check_status("gcs", resp->status, &resp->body, e)) != REMEX_OK)
         remex_errprefix(e, "gcs %s %s: HTTP %ld", method, key, resp->status);
@@ -142,7 +144,7 @@ remex_err objstore_gcs_put(struct objstore_gcs *s, const char *key, const void *
                            struct remex_error *e)
 {
     struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = buf_printf(&p, "/upload/storage/v1/b/%s/o?uploadType=media&name=", s->bucket);
     if (rc == REMEX_OK)
         rc = put_name(s, &p, key);
@@ -157,7 +159,7 @@ remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *
                            struct remex_error *e)
 {
     struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket);
     if (rc == REMEX_OK)
         rc = put_name(s, &p, key);
@@ -178,7 +180,7 @@ remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *
 remex_err objstore_gcs_delete(struct objstore_gcs *s, const char *key, struct remex_error *e)
 {
     struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket);
     if (rc == REMEX_OK)
         rc = put_name(s, &p, key);

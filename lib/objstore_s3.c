@@ -304,7 +304,7 @@ static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *
 remex_err objstore_s3_put(struct objstore_s3 *s, const char *key, const void *data, size_t len,
                           struct remex_error *e)
 {
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = s3_call(s, "PUT", key, data ? data : "", len, &r, e);
     http_response_free(&r);
     return rc;
@@ -313,7 +313,7 @@ remex_err objstore_s3_put(struct objstore_s3 *s, const char *key, const void *da
 remex_err objstore_s3_get(struct objstore_s3 *s, const char *key, struct buf *out,
                           struct remex_error *e)
 {
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = s3_call(s, "GET", key, NULL, 0, &r, e);
     if (rc == REMEX_OK &&
         (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
@@ -326,7 +326,7 @@ remex_err objstore_s3_get(struct objstore_s3 *s, const char *key, struct buf *ou
 
 remex_err objstore_s3_delete(struct objstore_s3 *s, const char *key, struct remex_error *e)
 {
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = s3_call(s, "DELETE", key, NULL, 0, &r, e);
     http_response_free(&r);
     return rc;

@@ -268,7 +268,7 @@ static remex_err aws_call(struct secrets_aws *a, const char *target, const char 
 remex_err secrets_aws_get(struct secrets_aws *a, const char *name, char **value,
                           struct remex_error *e)
 {
-    struct http_response r;
+    struct http_response r = {0};
     json_t *req;
     char *body;
     remex_err rc;

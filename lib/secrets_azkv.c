@@ -145,7 +145,7 @@ static remex_err credential(struct secrets_azkv *k, struct buf *form, struct rem
 static remex_err fetch_token(struct secrets_azkv *k, struct remex_error *e)
 {
     struct buf form = BUF_INIT(64u * 1024u);
-    struct http_response r;
+    struct http_response r = {0};
     long long exp = 0;
     remex_err rc = buf_puts(&form, "grant_type=client_credentials&scope=" AZKV_SCOPE);
     if (rc == REMEX_OK)
@@ -205,7 +205,7 @@ remex_err secrets_azkv_get(struct secrets_azkv *k, const char *name, char **valu
                            struct remex_error *e)
 {
     char path[256];
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = REMEX_OK;
     size_t n = strlen(name);
     *value = NULL;

@@ -108,7 +108,7 @@ remex_err secrets_gcp_get(struct secrets_gcp *g, const char *name, char **value,
                           struct remex_error *e)
 {
     char path[512];
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = REMEX_OK;
     *value = NULL;
     if (!*name || strlen(name) > 255 ||

@@ -237,7 +237,7 @@ static remex_err vault_do(struct secrets_vault *v, const char *method, const cha
 static remex_err approle_login(struct secrets_vault *v, struct remex_error *e)
 {
     char sid[SECRETS_VAULT_TOKEN_MAX], path[300];
-    struct http_response r;
+    struct http_response r = {0};
     long long lease = 0;
     remex_err rc = REMEX_OK;
     if (v->secret_id_file)
@@ -296,7 +296,7 @@ remex_err secrets_vault_read(struct secrets_vault *v, const char *path, json_t *
                              struct remex_error *e)
 {
     char url[VAULT_PATH_MAX * 2 + 64];
-    struct http_response r;
+    struct http_response r = {0};
     remex_err rc = REMEX_OK;
     *data = NULL;
     if (!path_ok(path))
