@@ -168,6 +168,7 @@ static int check_log_format(const void *field, char *why, size_t whysz)
 }
 
 const char *const agentcfg_path_style_names[] = {"auto", "path", "virtual", NULL};
+const char *const agentcfg_logs_stdout_names[] = {"none", "json", NULL};
 
 remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url, struct objstore_opts *o,
                                  char **key, struct remex_error *e)
@@ -558,6 +559,13 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = F(xcom.s3.credentials_file),
      .desc = "Shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE, else "
              "~/.aws/credentials)."},
+    {.key = "logs.stdout",
+     .type = CFG_ENUM,
+     .offset = F(logs.stdout_format),
+     .def = "none",
+     .enums = agentcfg_logs_stdout_names,
+     .desc = "Also write task log lines to the worker's stdout: none, or json (one object per "
+             "line with the task's identifiers, masked like the log file)."},
     {.key = "logs.upload_interval",
      .type = CFG_DURATION,
      .offset = F(logs.upload_interval_ms),

@@ -7,6 +7,9 @@
  * pieces. Past worker.log_max_bytes a marker line is written and the rest of
  * the try's output is dropped (still read, so the task never blocks).
  * Worker notes (start, stop, outcome) are written as "[remex] ..." lines.
+ * With logs.stdout: json every line also goes to the worker's stdout as one
+ * JSON object (ts, dag_id, run_id, task_id, map_index, try_number, ti_id,
+ * line), masked the same way, for a logging sidecar or the container runtime.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -82,6 +85,28 @@ remex_err tasklog_open(struct wtask *t, struct remex_error *e)
 }
 
 /* Writes one line (no newline in it) with timestamp and masking. */
+/* One masked line (text[0..n)) as a JSON object on stdout, in one write. */
+static void emit_stdout(struct wtask *t, const char *ts, const char *text, size_t n)
+{
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s%}", "ts", ts, "dag_id", t->dag_id,
+                          "run_id", t->run_id, "task_id", t->task_id, "map_index",
+                          (json_int_t)t->map_index, "try_number", (json_int_t)t->try_number,
+                          "ti_id", (json_int_t)t->ti_id, "line", text, n);
+    if (!o) /* not UTF-8: the bytes are replaced, the line is kept */
+        o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "ts", ts, "dag_id", t->dag_id, "run_id",
+                      t->run_id, "task_id", t->task_id, "map_index", (json_int_t)t->map_index,
+                      "try_number", (json_int_t)t->try_number, "ti_id", (json_int_t)t->ti_id,
+                      "line", "[remex] line is not UTF-8");
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s)
+        return;
+    size_t l = strlen(s);
+    s[l] = '\n'; /* replaces the NUL: one write of the whole line */
+    (void)fsutil_write_all(STDOUT_FILENO, s, l + 1);
+    free(s);
+}
+
 static void emit(struct wtask *t, const char *line, size_t n)
 {
     if (t->memory_limit && !t->use_cgroup && !t->oom_hint)
@@ -101,6 +126,8 @@ static void emit(struct wtask *t, const char *line, size_t n)
         buf_free(&out);
         return;
     }
+    if (t->w->r->cfg.logs.stdout_format == 1)
+        emit_stdout(t, ts, out.data + strlen(ts) + 1, out.len - strlen(ts) - 1);
     buf_putc(&out, '\n');
     if (t->log_bytes + out.len > t->w->cfg->log_max_bytes) {
         t->truncated = 1;

@@ -115,6 +115,7 @@ struct agentcfg {
         char *format;
         char *store;                 /* object store URI for task logs; NULL: local files only */
         uint64_t upload_interval_ms; /* 0: upload when the try ends only */
+        int stdout_format;           /* index into agentcfg_logs_stdout_names: none, json */
     } logs;
     struct cfg_list bundles; /* struct agentcfg_bundle */
     struct {
@@ -188,6 +189,8 @@ struct agentcfg {
 };
 
 extern const struct cfg_entry agentcfg_table[];
+/* logs.stdout values, NULL-terminated: "none", "json". */
+extern const char *const agentcfg_logs_stdout_names[];
 /* xcom.s3.path_style values, NULL-terminated: "auto", "path", "virtual". */
 extern const char *const agentcfg_path_style_names[];
 
