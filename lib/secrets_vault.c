@@ -25,6 +25,9 @@ struct secrets_vault {
     char *secret_id; /* secret: wiped at close */
     char *secret_id_file;
     char *approle_mount;
+    char *k8s_role;
+    char *k8s_jwt_file;
+    char *k8s_mount;
     char token[SECRETS_VAULT_TOKEN_MAX]; /* secret: wiped at close; "" until known */
     time_t token_renew_at;               /* AppRole: log in again from then on; 0: never */
 };
@@ -55,6 +58,9 @@ void secrets_vault_close(struct secrets_vault *v)
     wipe_free(v->secret_id);
     free(v->secret_id_file);
     free(v->approle_mount);
+    free(v->k8s_role);
+    free(v->k8s_jwt_file);
+    free(v->k8s_mount);
     explicit_bzero(v->token, sizeof(v->token));
     free(v);
 }
@@ -97,9 +103,10 @@ remex_err secrets_vault_open(const struct secrets_vault_config *cfg, struct secr
     int approle = cfg->role_id != NULL;
     if (!cfg->url)
         return remex_seterr(e, REMEX_EINVAL, "vault: url is required");
-    if (approle + (cfg->token != NULL) + (cfg->token_file != NULL) != 1)
+    if (approle + (cfg->token != NULL) + (cfg->token_file != NULL) + (cfg->k8s_role != NULL) != 1)
         return remex_seterr(e, REMEX_EINVAL,
-                            "vault: exactly one of token, token_file or role_id is required");
+                            "vault: exactly one of token, token_file, role_id "
+                            "or a kubernetes role is required");
     if (approle && (cfg->secret_id != NULL) == (cfg->secret_id_file != NULL))
         return remex_seterr(e, REMEX_EINVAL,
                             "vault: approle needs one of secret_id or secret_id_file");
@@ -117,6 +124,10 @@ remex_err secrets_vault_open(const struct secrets_vault_config *cfg, struct secr
     v->role_id = dup_or(cfg->role_id, NULL);
     v->secret_id = dup_or(cfg->secret_id, NULL);
     v->secret_id_file = dup_or(cfg->secret_id_file, NULL);
+    v->k8s_role = dup_or(cfg->k8s_role, NULL);
+    v->k8s_jwt_file =
+        dup_or(cfg->k8s_jwt_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
+    v->k8s_mount = dup_or(cfg->k8s_mount, "kubernetes");
     if (cfg->token)
         snprintf(v->token, sizeof(v->token), "%s", cfg->token);
     struct http_client_opts ho = {.base_url = cfg->url,
@@ -233,31 +244,36 @@ static remex_err vault_do(struct secrets_vault *v, const char *method, const cha
     return rc;
 }
 
-/* Logs in with AppRole: v->token and its renewal time. */
+/* Logs in with AppRole or Kubernetes auth: v->token and its renewal time. */
 static remex_err approle_login(struct secrets_vault *v, struct remex_error *e)
 {
     char sid[SECRETS_VAULT_TOKEN_MAX], path[300];
     struct http_response r = {0};
     long long lease = 0;
     remex_err rc = REMEX_OK;
-    if (v->secret_id_file)
+    int k8s = v->k8s_role != NULL;
+    if (k8s)
+        rc = read_secret_file(v->k8s_jwt_file, "service account token", sid, sizeof(sid), e);
+    else if (v->secret_id_file)
         rc = read_secret_file(v->secret_id_file, "secret_id", sid, sizeof(sid), e);
     else
         snprintf(sid, sizeof(sid), "%s", v->secret_id);
     if (rc != REMEX_OK)
         return rc;
-    json_t *b = json_pack("{s:s,s:s}", "role_id", v->role_id, "secret_id", sid);
+    json_t *b = k8s ? json_pack("{s:s,s:s}", "role", v->k8s_role, "jwt", sid)
+                    : json_pack("{s:s,s:s}", "role_id", v->role_id, "secret_id", sid);
     char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
     explicit_bzero(sid, sizeof(sid));
     json_decref(b);
     if (!body)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    snprintf(path, sizeof(path), "/v1/auth/%s/login", v->approle_mount);
+    snprintf(path, sizeof(path), "/v1/auth/%s/login", k8s ? v->k8s_mount : v->approle_mount);
     rc = vault_do(v, "POST", path, body, 0, &r, e);
     explicit_bzero(body, strlen(body));
     free(body);
     if (rc == REMEX_OK &&
-        (rc = http_check_status("vault approle login", r.status, NULL, e)) == REMEX_OK)
+        (rc = http_check_status(k8s ? "vault kubernetes login" : "vault approle login", r.status,
+                                NULL, e)) == REMEX_OK)
         rc = secrets_vault_parse_login(r.body.data ? r.body.data : "", r.body.len, v->token,
                                        sizeof(v->token), &lease, e);
     if (r.body.data)
@@ -271,7 +287,7 @@ static remex_err approle_login(struct secrets_vault *v, struct remex_error *e)
 /* Gets a fresh token after Vault refused the current one: 0 when there is none to get. */
 static int refresh_token(struct secrets_vault *v, struct remex_error *e)
 {
-    if (v->role_id)
+    if (v->role_id || v->k8s_role)
         return approle_login(v, e) == REMEX_OK;
     if (v->token_file)
         return read_secret_file(v->token_file, "token", v->token, sizeof(v->token), e) == REMEX_OK;
@@ -302,7 +318,8 @@ remex_err secrets_vault_read(struct secrets_vault *v, const char *path, json_t *
     if (!path_ok(path))
         return remex_seterr(e, REMEX_EINVAL, "vault: invalid secret path");
     snprintf(url, sizeof(url), "/v1/%s/%s%s", v->mount, v->kv_version == 2 ? "data/" : "", path);
-    if (v->role_id && (!v->token[0] || (v->token_renew_at && time(NULL) >= v->token_renew_at)))
+    if ((v->role_id || v->k8s_role) &&
+        (!v->token[0] || (v->token_renew_at && time(NULL) >= v->token_renew_at)))
         rc = approle_login(v, e);
     for (int attempt = 0; rc == REMEX_OK; attempt++) {
         rc = vault_do(v, "GET", url, NULL, 1, &r, e);

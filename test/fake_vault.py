@@ -6,14 +6,15 @@ server can be had here. This one follows Vault's published HTTP API for what
 remex uses: KV v2 reads (GET /v1/secret/data/PATH -> {"data": {"data": {...},
 "metadata": {...}}}), KV v1 reads (GET /v1/kv/PATH -> {"data": {...}}), AppRole
 login (POST /v1/auth/approle/login -> {"auth": {"client_token", "lease_duration",
-"renewable"}}), 404 {"errors": []} for a missing secret, and 403 {"errors":
+"renewable"}}), Kubernetes login (POST /v1/auth/kubernetes/login with role and
+the service account JWT), 404 {"errors": []} for a missing secret, and 403 {"errors":
 ["permission denied"]} for a request without a valid X-Vault-Token header, as
 Vault checks it (tokens compared in constant time). With a namespace set, the
 X-Vault-Namespace header must carry it.
 
 Usage: fake_vault.py [--stdin] SECRETS.json   (SECRETS: {"secret": {PATH: {...}},
 "kv": {PATH: {...}}, "tokens": [...], "approle": {"role_id", "secret_id",
-"lease"}, "namespace": NAME}). Prints "port N" once listening. Test hooks (no
+"lease"}, "kubernetes": {"role", "jwt"}, "namespace": NAME}). Prints "port N" once listening. Test hooks (no
 auth): GET /_hits (requests per path and the headers last seen), POST /_revoke
 (every token becomes invalid). With --stdin it exits when stdin closes.
 """
@@ -102,6 +103,22 @@ class H(http.server.BaseHTTPRequestHandler):
             TOKENS.clear()
             return self.send(200, {})
         self.record()
+        if self.path == "/v1/auth/kubernetes/login":
+            kc = CONF.get("kubernetes", {})
+            try:
+                b = json.loads(raw)
+            except ValueError:
+                return self.send(400, {"errors": ["failed to parse JSON input"]})
+            if b.get("role") != kc.get("role"):
+                return self.send(400, {"errors": ["invalid role name"]})
+            if not hmac.compare_digest(str(b.get("jwt", "")).encode(), kc.get("jwt", "").encode()):
+                return self.send(403, {"errors": ["permission denied"]})
+            with LOCK:
+                COUNTER[0] += 1
+                tok = "hvs.k8s-%d" % COUNTER[0]
+                TOKENS.append(tok)
+            return self.send(200, {"auth": {"client_token": tok, "policies": ["remex"],
+                                            "lease_duration": 3600, "renewable": True}})
         if self.path == "/v1/auth/approle/login":
             ar = CONF.get("approle", {})
             try:

@@ -131,6 +131,9 @@ struct agentcfg {
             char *role_id;
             struct cfg_secret secret_id;
             char *approle_mount;
+            char *k8s_role;
+            char *k8s_jwt_file;
+            char *k8s_mount;
             char *connections_path;
             char *variables_path;
             char *ca_file;

@@ -34,6 +34,9 @@ struct secrets_vault_config {
     const char *secret_id;  /* AppRole: secret_id value */
     const char *secret_id_file;
     const char *approle_mount; /* "approle" */
+    const char *k8s_role;      /* Kubernetes auth: the Vault role (instead of token/AppRole) */
+    const char *k8s_jwt_file;  /* NULL: /var/run/secrets/kubernetes.io/serviceaccount/token */
+    const char *k8s_mount;     /* "kubernetes" */
     const char *ca_file;       /* NULL: system store */
 };
 

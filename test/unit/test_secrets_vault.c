@@ -22,11 +22,12 @@
 #include "helper_server.h"
 
 static struct test_server srv = {.pid = -1, .stdin_fd = -1};
-static char url[64], conf_path[64], token_path[64], sid_path[64];
+static char url[64], conf_path[64], token_path[64], sid_path[64], jwt_path[64];
 
 static const char *conf =
     "{\"tokens\": [\"hvs.root-token\"],"
     " \"approle\": {\"role_id\": \"role-1\", \"secret_id\": \"sid-1\", \"lease\": 3600},"
+    " \"kubernetes\": {\"role\": \"remex\", \"jwt\": \"eyJhbGciOiJSUzI1NiJ9.sa.sig\"},"
     " \"secret\": {\"connections/warehouse\": {\"conn_uri\": "
     "\"postgres://etl:Vault%20Pw%2F1@db.internal:5432/dw\"},"
     "  \"connections/api\": {\"conn_type\": \"http\", \"host\": \"api.internal\","
@@ -52,8 +53,9 @@ static int start(void **state)
     snprintf(conf_path, sizeof(conf_path), "/tmp/remex-vault-XXXXXX");
     snprintf(token_path, sizeof(token_path), "/tmp/remex-vtok-XXXXXX");
     snprintf(sid_path, sizeof(sid_path), "/tmp/remex-vsid-XXXXXX");
+    snprintf(jwt_path, sizeof(jwt_path), "/tmp/remex-vjwt-XXXXXX");
     if (write_file(conf_path, conf) || write_file(token_path, "hvs.root-token\n") ||
-        write_file(sid_path, "sid-1\n"))
+        write_file(sid_path, "sid-1\n") || write_file(jwt_path, "eyJhbGciOiJSUzI1NiJ9.sa.sig\n"))
         return -1;
     char *argv[] = {"python3", "test/fake_vault.py", "--stdin", conf_path, NULL};
     if (test_server_start(&srv, argv) != 0)
@@ -69,6 +71,7 @@ static int stop(void **state)
     unlink(conf_path);
     unlink(token_path);
     unlink(sid_path);
+    unlink(jwt_path);
     return 0;
 }
 
@@ -241,6 +244,28 @@ static void test_approle_and_relogin(void **state)
     secrets_vault_close(v);
 }
 
+static void test_kubernetes_auth(void **state)
+{
+    (void)state;
+    struct secrets_vault_config vc = {.url = url, .k8s_role = "remex", .k8s_jwt_file = jwt_path};
+    struct secrets_vault *v;
+    struct remex_error e;
+    json_t *d = NULL;
+    int logins = hits("/v1/auth/kubernetes/login");
+    assert_int_equal(secrets_vault_open(&vc, &v, &e), REMEX_OK);
+    assert_int_equal(secrets_vault_read(v, "variables/region", &d, &e), REMEX_OK);
+    assert_string_equal(json_string_value(json_object_get(d, "value")), "eu-west-1");
+    json_decref(d);
+    assert_int_equal(hits("/v1/auth/kubernetes/login"), logins + 1);
+    secrets_vault_close(v);
+    vc.k8s_role = "other-role";
+    assert_int_equal(secrets_vault_open(&vc, &v, &e), REMEX_OK);
+    assert_int_not_equal(secrets_vault_read(v, "variables/region", &d, &e), REMEX_OK);
+    assert_non_null(strstr(e.msg, "kubernetes login"));
+    assert_null(strstr(e.msg, "eyJhbGci"));
+    secrets_vault_close(v);
+}
+
 static void test_refused_down_and_kv1(void **state)
 {
     (void)state;
@@ -340,11 +365,9 @@ static void test_parsers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_kv2_and_cache),
-        cmocka_unit_test(test_chain_order),
-        cmocka_unit_test(test_approle_and_relogin),
-        cmocka_unit_test(test_refused_down_and_kv1),
-        cmocka_unit_test(test_parsers),
+        cmocka_unit_test(test_token_kv2_and_cache),  cmocka_unit_test(test_chain_order),
+        cmocka_unit_test(test_kubernetes_auth),      cmocka_unit_test(test_approle_and_relogin),
+        cmocka_unit_test(test_refused_down_and_kv1), cmocka_unit_test(test_parsers),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
