@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "remex/awscreds.h"
 #include "remex/hash.h"
 #include "remex/http.h"
 #include "remex/sigv4.h"
@@ -20,7 +21,8 @@ struct objstore_s3 {
     char region[64];
     char host[S3_HOST_MAX]; /* Host header value, port included when given */
     int path_style;
-    struct sigv4_creds creds; /* secret: wiped at close */
+    struct awscreds *provider; /* owned */
+    struct sigv4_creds creds;  /* current copy from provider; secret: wiped at close */
     struct http_client *http;
 };
 
@@ -135,7 +137,8 @@ remex_err objstore_s3_open(const char *url, const struct objstore_opts *opts,
     if (rc == REMEX_OK)
         rc = endpoint_setup(s, endpoint, base, sizeof(base), e);
     if (rc == REMEX_OK)
-        rc = sigv4_creds_load(o->profile, o->credentials_file, o->getenv_fn, &s->creds, e);
+        rc = awscreds_open(o->profile, o->credentials_file, o->getenv_fn, o->ca_file, &s->provider,
+                           e);
     if (rc == REMEX_OK) {
         struct http_client_opts ho = {.base_url = base,
                                       .max_response_bytes = S3_RESPONSE_MAX,
@@ -158,6 +161,7 @@ void objstore_s3_close(struct objstore_s3 *s)
     if (!s)
         return;
     http_client_free(s->http);
+    awscreds_close(s->provider);
     sigv4_creds_wipe(&s->creds);
     free(s);
 }
@@ -246,6 +250,11 @@ static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *
     }
     if (rc == REMEX_OK)
         rc = hash_sha256_hex(body, len, phash);
+    if (rc == REMEX_OK && (rc = awscreds_get(s->provider, &s->creds, e)) != REMEX_OK) {
+        buf_free(&path);
+        buf_free(&authz);
+        return rc;
+    }
     sigv4_amz_date(time(NULL), date);
     sh[nh++] = (struct sigv4_header){"host", s->host};
     sh[nh++] = (struct sigv4_header){"x-amz-content-sha256", phash};

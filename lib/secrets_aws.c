@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "remex/awscreds.h"
 #include "remex/hash.h"
 #include "remex/http.h"
 #include "remex/json.h"
@@ -18,7 +19,8 @@ struct secrets_aws {
     enum secrets_aws_service svc;
     char region[64];
     char host[AWS_HOST_MAX];
-    struct sigv4_creds creds; /* secret: wiped at close */
+    struct awscreds *provider; /* owned */
+    struct sigv4_creds creds;  /* current copy from provider; secret: wiped at close */
     struct http_client *http;
 };
 
@@ -42,6 +44,7 @@ void secrets_aws_close(struct secrets_aws *a)
     if (!a)
         return;
     http_client_free(a->http);
+    awscreds_close(a->provider);
     sigv4_creds_wipe(&a->creds);
     free(a);
 }
@@ -86,8 +89,8 @@ remex_err secrets_aws_open(const struct secrets_aws_config *cfg, struct secrets_
     snprintf(a->region, sizeof(a->region), "%s", region);
     snprintf(def, sizeof(def), "https://%s.%s.amazonaws.com", svc_name(a->svc), a->region);
     rc = set_endpoint(a, cfg->endpoint ? cfg->endpoint : def, base, sizeof(base), e);
-    if (rc == REMEX_OK && (rc = sigv4_creds_load(cfg->profile, cfg->credentials_file,
-                                                 cfg->getenv_fn, &a->creds, e)) != REMEX_OK)
+    if (rc == REMEX_OK && (rc = awscreds_open(cfg->profile, cfg->credentials_file, cfg->getenv_fn,
+                                              cfg->ca_file, &a->provider, e)) != REMEX_OK)
         remex_errprefix(e, "%s", svc_label(a->svc));
     if (rc == REMEX_OK) {
         struct http_client_opts ho = {.base_url = base,
@@ -213,6 +216,8 @@ static remex_err aws_call(struct secrets_aws *a, const char *target, const char 
     size_t nh = 0, nl = 0;
     const char *lines[6];
     remex_err rc = hash_sha256_hex(body, strlen(body), phash);
+    if (rc == REMEX_OK && (rc = awscreds_get(a->provider, &a->creds, e)) != REMEX_OK)
+        return rc;
     sigv4_amz_date(time(NULL), date);
     sh[nh++] = (struct sigv4_header){"content-type", ctype};
     sh[nh++] = (struct sigv4_header){"host", a->host};

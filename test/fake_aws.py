@@ -15,8 +15,14 @@ signature, compared in constant time. A bad signature gets 400
 InvalidSignatureException, an unknown access key 400
 UnrecognizedClientException, as AWS answers.
 
+STS: POST / Action=AssumeRoleWithWebIdentity (unsigned; the web identity token
+must match) issues temporary credentials (ASIA... key, secret, session token,
+expiration); requests signed with them must carry and sign their
+X-Amz-Security-Token.
+
 Usage: fake_aws.py [--stdin] CONF.json   (CONF: {"access_key", "secret_key",
-"region", "secrets": {NAME: STRING}, "parameters": {NAME: STRING}}). Prints
+"region", "secrets": {NAME: STRING}, "parameters": {NAME: STRING},
+"web_identity": {"role_arn", "token", "ttl"}}). Prints
 "port N" once listening. GET /_hits returns the requests per target and name.
 """
 import datetime
@@ -37,14 +43,15 @@ with open(args[0]) as f:
     CONF = json.load(f)
 HITS = {}
 LOCK = threading.Lock()
+TEMP = {}  # temporary access key -> (secret key, session token), issued by the STS fake
 
 
 def sign(key, msg):
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
-def expected_signature(method, path, query, headers, signed, body, scope_date, region, service,
-                       amz_date):
+def expected_signature(secret_key, method, path, query, headers, signed, body, scope_date, region,
+                       service, amz_date):
     canon_headers = "".join("%s:%s\n" % (h, " ".join(headers.get(h, "").split()))
                             for h in signed)
     canon = "\n".join([method, urllib.parse.quote(path, safe="/-_.~"), query, canon_headers,
@@ -52,7 +59,7 @@ def expected_signature(method, path, query, headers, signed, body, scope_date, r
     sts = "\n".join(["AWS4-HMAC-SHA256", amz_date,
                      "%s/%s/%s/aws4_request" % (scope_date, region, service),
                      hashlib.sha256(canon.encode()).hexdigest()])
-    k = sign(("AWS4" + CONF["secret_key"]).encode(), scope_date)
+    k = sign(("AWS4" + secret_key).encode(), scope_date)
     k = sign(k, region)
     k = sign(k, service)
     k = sign(k, "aws4_request")
@@ -90,7 +97,17 @@ class H(http.server.BaseHTTPRequestHandler):
         signed = parts.get("SignedHeaders", "").split(";")
         if len(cred) != 5 or cred[4] != "aws4_request":
             return 400, {"__type": "IncompleteSignatureException", "message": "bad credential"}
-        if not hmac.compare_digest(cred[0].encode(), CONF["access_key"].encode()):
+        with LOCK:
+            temp = TEMP.get(cred[0])
+        if temp:
+            secret = temp[0]
+            if not hmac.compare_digest(temp[1].encode(),
+                                       self.headers.get("X-Amz-Security-Token", "").encode()):
+                return 400, {"__type": "UnrecognizedClientException",
+                             "message": "The security token included in the request is invalid."}
+        elif hmac.compare_digest(cred[0].encode(), CONF["access_key"].encode()):
+            secret = CONF["secret_key"]
+        else:
             return 400, {"__type": "UnrecognizedClientException",
                          "message": "The security token included in the request is invalid."}
         amz_date = self.headers.get("X-Amz-Date", "")
@@ -107,7 +124,9 @@ class H(http.server.BaseHTTPRequestHandler):
         if abs((datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()) > 900:
             return 400, {"__type": "InvalidSignatureException", "message": "Signature expired"}
         headers = {k.lower(): v for k, v in self.headers.items()}
-        want = expected_signature("POST", self.path, "", headers, signed, body, cred[1],
+        if temp and "x-amz-security-token" not in signed:
+            return 400, {"__type": "IncompleteSignatureException", "message": "token not signed"}
+        want = expected_signature(secret, "POST", self.path, "", headers, signed, body, cred[1],
                                   cred[2], cred[3], amz_date)
         if not hmac.compare_digest(want.encode(), parts.get("Signature", "").encode()):
             return 400, {"__type": "InvalidSignatureException",
@@ -115,9 +134,48 @@ class H(http.server.BaseHTTPRequestHandler):
                                     "signature you provided."}
         return None
 
+    def sts(self, body):
+        """AssumeRoleWithWebIdentity: unsigned, the web identity token is the credential."""
+        form = urllib.parse.parse_qs(body.decode())
+        one = lambda k: form.get(k, [""])[0]
+        wi = CONF.get("web_identity", {})
+        if one("Action") != "AssumeRoleWithWebIdentity" or one("Version") != "2011-06-15":
+            return self.send_xml(400, "<ErrorResponse><Error><Code>InvalidAction</Code>"
+                                      "</Error></ErrorResponse>")
+        if (one("RoleArn") != wi.get("role_arn") or not one("RoleSessionName") or
+                not hmac.compare_digest(one("WebIdentityToken").encode(),
+                                        wi.get("token", "").encode())):
+            return self.send_xml(400, "<ErrorResponse><Error><Code>InvalidIdentityToken</Code>"
+                                      "<Message>bad token</Message></Error></ErrorResponse>")
+        ak = "ASIA" + os.urandom(8).hex().upper()
+        sk, tok = os.urandom(20).hex(), os.urandom(48).hex()
+        exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+            seconds=wi.get("ttl", 3600))
+        with LOCK:
+            TEMP[ak] = (sk, tok)
+            HITS["sts"] = HITS.get("sts", 0) + 1
+        return self.send_xml(200, (
+            '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            "<AssumeRoleWithWebIdentityResult><Credentials>"
+            "<AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey>"
+            "<SessionToken>%s</SessionToken><Expiration>%s</Expiration>"
+            "</Credentials></AssumeRoleWithWebIdentityResult>"
+            "</AssumeRoleWithWebIdentityResponse>")
+            % (ak, sk, tok, exp.strftime("%Y-%m-%dT%H:%M:%SZ")))
+
+    def send_xml(self, status, text):
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n) if n else b""
+        if "X-Amz-Target" not in self.headers and body.startswith(b"Action="):
+            return self.sts(body)
         refused = self.check_auth(body)
         if refused:
             return self.send(*refused)

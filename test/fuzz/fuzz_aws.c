@@ -1,9 +1,10 @@
-/* Fuzz target: AWS Secrets Manager / SSM reply and error parsers. */
+/* Fuzz target: AWS Secrets Manager / SSM reply and error parsers, STS web-identity replies. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "remex/awscreds.h"
 #include "remex/secrets_aws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -23,5 +24,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (secrets_aws_parse_error((const char *)data, size, type, sizeof(type), msg, sizeof(msg)) &&
         (strlen(type) >= sizeof(type) || strlen(msg) >= sizeof(msg)))
         __builtin_trap();
+    struct sigv4_creds c;
+    time_t exp;
+    if (awscreds_parse_sts((const char *)data, size, &c, &exp, &e) == REMEX_OK &&
+        (!c.access_key[0] || !c.secret_key[0] || !c.session_token[0]))
+        __builtin_trap();
+    sigv4_creds_wipe(&c);
     return 0;
 }

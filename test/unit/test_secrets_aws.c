@@ -11,11 +11,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "remex/awscreds.h"
 #include "remex/http.h"
 #include "remex/secrets.h"
 #include "remex/secrets_aws.h"
@@ -27,6 +29,7 @@ static char endpoint[64], conf_path[64];
 static const char *secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 static const char *access_key = "AKIDREMEXTEST";
 static const char *session_token;
+static const char *web_token_file, *sts_endpoint;
 
 static const char *conf =
     "{\"access_key\": \"AKIDREMEXTEST\", \"secret_key\": "
@@ -36,6 +39,8 @@ static const char *conf =
     "               \"airflow/connections/api\": \"{\\\"conn_type\\\": \\\"http\\\", "
     "\\\"host\\\": \\\"api\\\", \\\"password\\\": \\\"tok-98765\\\"}\","
     "               \"airflow/variables/region\": \"eu-west-1-sm\"},"
+    " \"web_identity\": {\"role_arn\": \"arn:aws:iam::123456789012:role/remex\","
+    "                    \"token\": \"eyJraWQiOi.irsa.sig\", \"ttl\": 3600},"
     " \"parameters\": {\"/airflow/variables/region\": \"eu-west-1-ssm\","
     "                  \"/airflow/variables/only-ssm\": \"from-ssm\"}}";
 
@@ -49,6 +54,12 @@ static const char *fake_env(const char *n)
         return session_token;
     if (strcmp(n, "AWS_REGION") == 0)
         return "eu-west-1";
+    if (web_token_file && strcmp(n, "AWS_WEB_IDENTITY_TOKEN_FILE") == 0)
+        return web_token_file;
+    if (web_token_file && strcmp(n, "AWS_ROLE_ARN") == 0)
+        return "arn:aws:iam::123456789012:role/remex";
+    if (web_token_file && strcmp(n, "AWS_ENDPOINT_URL_STS") == 0)
+        return sts_endpoint;
     return NULL;
 }
 
@@ -171,6 +182,48 @@ static void test_session_token_signed(void **state)
     session_token = NULL;
 }
 
+/* EKS IRSA: no keys, a web identity token file and a role: STS issues temporary keys. */
+static void test_web_identity(void **state)
+{
+    (void)state;
+    char tf[] = "/tmp/remex-irsa-XXXXXX";
+    int fd = mkstemp(tf);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "eyJraWQiOi.irsa.sig\n", 20), 20);
+    close(fd);
+    const char *ak = access_key, *sk = secret_key;
+    access_key = NULL;
+    secret_key = NULL;
+    web_token_file = tf;
+    sts_endpoint = endpoint;
+    struct secrets *s = open_chain(NULL);
+    struct remex_error e;
+    char *v = NULL;
+    int before = hits("sts");
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    assert_string_equal(v, "from-ssm");
+    free(v);
+    assert_int_equal(hits("sts"), before + 2); /* one exchange per backend, then kept */
+    fake_now += 1000;
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    free(v);
+    assert_int_equal(hits("sts"), before + 2);
+    secrets_close(s);
+    /* A token STS does not accept: a clear error, no secret in it. */
+    fd = open(tf, O_WRONLY | O_TRUNC);
+    assert_int_equal(write(fd, "forged", 6), 6);
+    close(fd);
+    s = open_chain(NULL);
+    assert_int_not_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    assert_non_null(strstr(e.msg, "sts"));
+    assert_null(strstr(e.msg, "forged"));
+    secrets_close(s);
+    unlink(tf);
+    web_token_file = NULL;
+    access_key = ak;
+    secret_key = sk;
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -242,14 +295,33 @@ static void test_parsers(void **state)
     assert_string_equal(msg, "can't find");
     assert_int_equal(secrets_aws_parse_error("nope", 4, type, sizeof(type), msg, sizeof(msg)), 0);
     assert_int_equal(secrets_aws_parse_error("{}", 2, type, sizeof(type), msg, sizeof(msg)), 0);
+    /* STS replies. */
+    struct sigv4_creds c;
+    time_t exp = 0;
+    const char *sts = "<R><Credentials><AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>sk"
+                      "</SecretAccessKey><SessionToken>tok</SessionToken><Expiration>"
+                      "2026-12-07T07:00:00Z</Expiration></Credentials></R>";
+    assert_int_equal(awscreds_parse_sts(sts, strlen(sts), &c, &exp, &e), REMEX_OK);
+    assert_string_equal(c.access_key, "ASIA1");
+    assert_string_equal(c.session_token, "tok");
+    assert_int_equal(exp, 1796626800);
+    const char *bads[] = {"", "<AccessKeyId>A</AccessKeyId>",
+                          "<AccessKeyId>A</AccessKeyId><SecretAccessKey>s</SecretAccessKey>"
+                          "<SessionToken>t</SessionToken><Expiration>soon</Expiration>",
+                          "<AccessKeyId>A B</AccessKeyId><SecretAccessKey>s</SecretAccessKey>"
+                          "<SessionToken>t</SessionToken><Expiration>2026-12-07T07:00:00Z"
+                          "</Expiration>"};
+    for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+        assert_int_equal(awscreds_parse_sts(bads[i], strlen(bads[i]), &c, &exp, &e), REMEX_EPROTO);
+        assert_string_equal(c.secret_key, "");
+    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain_and_cache),
-        cmocka_unit_test(test_session_token_signed),
-        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_chain_and_cache), cmocka_unit_test(test_session_token_signed),
+        cmocka_unit_test(test_web_identity),    cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_parsers),
     };
     return cmocka_run_group_tests(tests, start, stop);
