@@ -226,6 +226,22 @@ static remex_err s3_status(const char *what, const char *key, const struct http_
 
 /* ---- requests ---- */
 
+/* The request path of key (NULL: the bucket), encoded as SigV4 signs it. */
+static remex_err s3_path(const struct objstore_s3 *s, const char *key, struct buf *path)
+{
+    remex_err rc = REMEX_OK;
+    if (s->path_style)
+        rc = buf_printf(path, "/%s", s->bucket);
+    if (rc == REMEX_OK)
+        rc = buf_putc(path, '/');
+    if (rc == REMEX_OK && key) {
+        rc = sigv4_uri_encode(path, s->prefix, strlen(s->prefix), 1);
+        if (rc == REMEX_OK)
+            rc = sigv4_uri_encode(path, key, strlen(key), 1);
+    }
+    return rc;
+}
+
 /* Sends one signed request for key (NULL: the bucket) and checks its status. */
 static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *key,
                          const void *body, size_t len, struct http_response *resp,
@@ -237,17 +253,8 @@ static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *
     struct sigv4_header sh[4];
     const char *lines[6];
     size_t nh = 0, nl = 0;
-    remex_err rc = REMEX_OK;
+    remex_err rc = s3_path(s, key, &path);
 
-    if (s->path_style)
-        rc = buf_printf(&path, "/%s", s->bucket);
-    if (rc == REMEX_OK)
-        rc = buf_putc(&path, '/');
-    if (rc == REMEX_OK && key) {
-        rc = sigv4_uri_encode(&path, s->prefix, strlen(s->prefix), 1);
-        if (rc == REMEX_OK)
-            rc = sigv4_uri_encode(&path, key, strlen(key), 1);
-    }
     if (rc == REMEX_OK)
         rc = hash_sha256_hex(body, len, phash);
     if (rc == REMEX_OK && (rc = awscreds_get(s->provider, &s->creds, e)) != REMEX_OK) {
