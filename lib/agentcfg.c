@@ -583,6 +583,14 @@ const struct cfg_entry agentcfg_table[] = {
      .enums = agentcfg_logs_stdout_names,
      .desc = "Also write task log lines to the worker's stdout: none, or json (one object per "
              "line with the task's identifiers, masked like the log file)."},
+    {.key = "logs.local_retention",
+     .type = CFG_DURATION,
+     .offset = F(logs.local_retention_ms),
+     .def = "0s",
+     .min = 0,
+     .max = 31536000000,
+     .desc = "With logs.store: remove a try's local log file this long after its upload "
+             "succeeded (0: keep local files)."},
     {.key = "logs.upload_interval",
      .type = CFG_DURATION,
      .offset = F(logs.upload_interval_ms),

@@ -473,6 +473,7 @@ static void role_stop_hook(struct role *r)
     spawner_stop(w);
     storeio_stop(w);
     task_free_all(w);
+    tasklog_expiry_free(w);
     memlimit_shutdown(w);
     tasksock_pool_free(w);
     secrets_close(w->secrets);

@@ -933,9 +933,10 @@ static void log_uploaded(struct store_job *j)
 {
     struct wtask *t = j->t;
     json_t *body = j->arg;
-    if (j->rc == REMEX_OK)
+    if (j->rc == REMEX_OK) {
         json_object_set_new(body, "log_uri", json_string(j->ref.uri));
-    else
+        tasklog_expire_later(t->w, t->log_path);
+    } else
         log_warn("ti %" PRId64 " %s.%s try %" PRId64 ": log upload: %s; the log stays in %s",
                  t->ti_id, t->dag_id, t->task_id, t->try_number, j->err.msg, t->log_path);
     send_report(t, body);

@@ -272,3 +272,61 @@ void tasklog_stream_stop(struct wtask *t)
         evloop_timer_cancel(t->w->loop, t->log_upload_timer);
     t->log_upload_timer = 0;
 }
+
+/* ---- local copies of uploaded logs ---- */
+
+struct log_expiry {
+    struct log_expiry *next;
+    uint64_t due_ms;
+    char path[]; /* owned with the entry */
+};
+
+static void on_expiry_timer(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct worker *w = arg;
+    uint64_t now = timeutil_mono_ms();
+    while (w->log_expiry && w->log_expiry->due_ms <= now) {
+        struct log_expiry *x = w->log_expiry;
+        w->log_expiry = x->next;
+        if (unlink(x->path) != 0 && errno != ENOENT)
+            log_warn("removing uploaded log %s: %s", x->path, strerror(errno));
+        free(x);
+    }
+    if (!w->log_expiry) {
+        evloop_timer_cancel(w->loop, w->log_expiry_timer);
+        w->log_expiry_timer = 0;
+    }
+}
+
+void tasklog_expire_later(struct worker *w, const char *path)
+{
+    uint64_t ret = w->r->cfg.logs.local_retention_ms;
+    size_t n = strlen(path) + 1;
+    struct log_expiry *x, **pp = &w->log_expiry;
+    if (ret == 0 || !(x = malloc(sizeof(*x) + n)))
+        return;
+    x->next = NULL;
+    x->due_ms = timeutil_mono_ms() + ret;
+    memcpy(x->path, path, n);
+    while (*pp) /* same retention for all: the list stays ordered by due time */
+        pp = &(*pp)->next;
+    *pp = x;
+    if (!w->log_expiry_timer) {
+        uint64_t tick = ret < 1000 ? ret : 1000;
+        w->log_expiry_timer = evloop_timer_add(w->loop, tick, tick, on_expiry_timer, w);
+    }
+}
+
+void tasklog_expiry_free(struct worker *w)
+{
+    if (w->log_expiry_timer)
+        evloop_timer_cancel(w->loop, w->log_expiry_timer);
+    w->log_expiry_timer = 0;
+    while (w->log_expiry) {
+        struct log_expiry *x = w->log_expiry;
+        w->log_expiry = x->next;
+        free(x);
+    }
+}

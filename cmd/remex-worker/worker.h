@@ -134,8 +134,10 @@ struct worker {
     struct api_client *api;            /* r->api */
     struct secrets *secrets;
     struct objstore *xstore;
-    struct objstore *lstore; /* task logs (logs.store), or NULL: local files only */
-    struct storeio *storeio; /* storeio.c: object-store transfers off the loop */
+    struct objstore *lstore;       /* task logs (logs.store), or NULL: local files only */
+    struct storeio *storeio;       /* storeio.c: object-store transfers off the loop */
+    struct log_expiry *log_expiry; /* tasklog.c: uploaded local logs to remove, oldest first */
+    uint64_t log_expiry_timer;
     struct bundle_set *bundles;
     const char *memlimit_mech; /* "cgroup2", "cgroup1" or "rlimit-as" */
     char cg_parent[4096];      /* parent of task cgroups; "" with rlimit-as */
@@ -276,6 +278,10 @@ remex_err tasklog_store_key(struct wtask *t, struct buf *b);
 /* With logs.store and logs.upload_interval: uploads the running try's log periodically. */
 void tasklog_stream_start(struct wtask *t);
 void tasklog_stream_stop(struct wtask *t);
+/* After a successful upload: removes path after logs.local_retention (copied; 0: never). */
+void tasklog_expire_later(struct worker *w, const char *path);
+/* Shutdown: forgets pending removals (the files stay). */
+void tasklog_expiry_free(struct worker *w);
 /* The URI the plane gets for t's log at start: the stored copy when streaming, else the file. */
 void tasklog_start_uri(struct wtask *t, char *out, size_t cap);
 

@@ -115,6 +115,7 @@ struct agentcfg {
         char *format;
         char *store;                 /* object store URI for task logs; NULL: local files only */
         uint64_t upload_interval_ms; /* 0: upload when the try ends only */
+        uint64_t local_retention_ms; /* 0: keep local copies; else remove this long after upload */
         int stdout_format;           /* index into agentcfg_logs_stdout_names: none, json */
     } logs;
     struct cfg_list bundles; /* struct agentcfg_bundle */

@@ -81,7 +81,8 @@ class TestS3Store(WorkerCase):
                       "echo json=$(python3 -c 'import sys,json;print(json.dumps(sys.argv[1]))' "
                       "\"$p\")"},
         ]})
-        self.start_worker(extra=f"logs:\n  store: s3://remex/logs\nsecrets:\n  file: {secrets}\n")
+        self.start_worker(extra=f"logs:\n  store: s3://remex/logs\n  local_retention: 300ms\n"
+                                f"secrets:\n  file: {secrets}\n")
         run_id = self.trigger("s3x")
         run = self.wait_run("s3x", run_id)
         self.assertEqual(run["state"], "success", run)
@@ -111,10 +112,11 @@ class TestS3Store(WorkerCase):
         st, b = self.req("GET", f"/api/v1/admin/dags/s3x/runs/{run_id}", None, self.admin)
         text = repr(b)
         self.assertIn("s3://remex/logs/logs/dag_id=s3x/", text, ti)
-        # remexctl reads the stored log from S3 with the caller's credentials, even once
-        # the local copy is gone.
-        os.unlink(os.path.join(self.logdir, "dag_id=s3x", f"run_id={run_id}", "task_id=pull",
-                               "attempt=1.log"))
+        # The local copies go once uploaded (logs.local_retention), and remexctl reads the
+        # stored log from S3 with the caller's own credentials.
+        local = os.path.join(self.logdir, "dag_id=s3x", f"run_id={run_id}", "task_id=pull",
+                             "attempt=1.log")
+        harness.wait_for(lambda: not os.path.exists(local), 10, what="local log removed")
         p = self.ctl("tasks", "logs", "s3x", run_id, "pull", "--try", "1")
         out, err = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 0, err)
