@@ -1,9 +1,9 @@
 /*
  * remexctl tasks logs: prints a try's log from where the agent put it. The
  * plane only knows the location (log_uri): a file:// log is read when this
- * machine can (co-located), an s3:// or az:// log from object storage with
- * the caller's own credentials (AWS_* / AZURE_STORAGE_* environment, as the
- * SDKs read them). --follow prints a running try's log as it grows and
+ * machine can (co-located), an s3://, az:// or gs:// log from object storage
+ * with the caller's own credentials (AWS_*, AZURE_STORAGE_*,
+ * GOOGLE_APPLICATION_CREDENTIALS environment, as the SDKs read them). --follow prints a running try's log as it grows and
  * returns once the try ended, finishing with the stored copy when the worker
  * uploaded one.
  */
@@ -97,7 +97,8 @@ static remex_err read_log(const char *uri, struct buf *out, struct remex_error *
         fclose(f);
         return rc == REMEX_OK ? REMEX_OK : remex_seterr(e, rc, "%s: too large", uri + 7);
     }
-    if (strncmp(uri, "s3://", 5) != 0 && strncmp(uri, "az://", 5) != 0)
+    if (strncmp(uri, "s3://", 5) != 0 && strncmp(uri, "az://", 5) != 0 &&
+        strncmp(uri, "gs://", 5) != 0)
         return remex_seterr(e, REMEX_EUNSUPPORTED, "no reader for this location");
     p = uri + 5;
     for (int i = 0; i < parts && p; i++)
