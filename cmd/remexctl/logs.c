@@ -3,9 +3,9 @@
  * plane only knows the location (log_uri): a file:// log is read when this
  * machine can (co-located), an s3://, az:// or gs:// log from object storage
  * with the caller's own credentials (AWS_*, AZURE_STORAGE_*,
- * GOOGLE_APPLICATION_CREDENTIALS environment, as the SDKs read them). --follow prints a running try's log as it grows and
- * returns once the try ended, finishing with the stored copy when the worker
- * uploaded one.
+ * GOOGLE_APPLICATION_CREDENTIALS environment, as the SDKs read them).
+ * --follow prints a running try's log as it grows and returns once the try
+ * ended, finishing with the stored copy when the worker uploaded one.
  */
 #include <errno.h>
 #include <getopt.h>
