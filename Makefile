@@ -82,7 +82,7 @@ FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 
 DEPFILES := $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
 
-.PHONY: all deps lib bins unit test prism helm-tools sanitize lint format fuzz fuzz-build bench install clean run
+.PHONY: all deps lib bins unit test prism helm-tools s3rver azurite sanitize lint format fuzz fuzz-build bench install clean run
 
 all: bins
 
@@ -130,7 +130,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 
 unit: $(UNIT_BINS)
 
-test: bins unit prism helm-tools
+test: bins unit prism helm-tools s3rver azurite
 	@python3 test/run.py --build $(BUILD) --san $(SAN)
 
 # The pinned Prism CLI of the OpenAPI contract test (build/node/prism/).
@@ -141,6 +141,13 @@ prism:
 # build/node/kmodels/).
 helm-tools:
 	@bash mk/helm.sh
+# The pinned S3 server of the S3 object-store tests (build/node/s3rver/).
+s3rver:
+	@bash mk/s3rver.sh
+
+# The pinned Azure Storage emulator of the Azure Blob tests (build/node/azurite/).
+azurite:
+	@bash mk/azurite.sh
 
 sanitize:
 	@$(MAKE) --no-print-directory test SAN=1

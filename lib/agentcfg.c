@@ -10,6 +10,7 @@
 
 #include "remex/agentcfg.h"
 #include "remex/bundle.h"
+#include "remex/objstore.h"
 #include "remex/secrets.h"
 #include "remex/timeutil.h"
 
@@ -216,6 +217,136 @@ static int check_log_format(const void *field, char *why, size_t whysz)
     return -1;
 }
 
+const char *const agentcfg_path_style_names[] = {"auto", "path", "virtual", NULL};
+const char *const agentcfg_logs_stdout_names[] = {"none", "json", NULL};
+
+remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url, struct objstore_opts *o,
+                                 char **key, struct remex_error *e)
+{
+    int az = url && strncmp(url, "az://", 5) == 0, gs = url && strncmp(url, "gs://", 5) == 0;
+    memset(o, 0, sizeof(*o));
+    *key = NULL;
+    o->endpoint = az ? c->xcom.azure.endpoint : gs ? c->xcom.gcs.endpoint : c->xcom.s3.endpoint;
+    o->gcp_key_file = c->xcom.gcs.key_file;
+    o->token_uri = c->xcom.gcs.token_uri;
+    o->region = c->xcom.s3.region;
+    o->path_style = c->xcom.s3.path_style == 1 ? 1 : c->xcom.s3.path_style == 2 ? 0 : -1;
+    o->profile = c->xcom.s3.profile;
+    o->credentials_file = c->xcom.s3.credentials_file;
+    o->ca_file = c->xcom.ca_file;
+    if (az && c->xcom.azure.account_key.kind != CFG_SECRET_NONE) {
+        remex_err rc = cfg_secret_get(&c->xcom.azure.account_key, key, NULL, e);
+        if (rc != REMEX_OK)
+            return rc;
+        o->azure_key = *key;
+    }
+    return REMEX_OK;
+}
+
+/* A secret's value for a backend: NULL when unset; *path set instead for a file secret. */
+static remex_err secret_value(const struct cfg_secret *sec, char **val, const char **path,
+                              struct remex_error *e)
+{
+    *val = NULL;
+    *path = NULL;
+    if (sec->kind == CFG_SECRET_NONE)
+        return REMEX_OK;
+    if (sec->kind == CFG_SECRET_FILE) {
+        *path = sec->source;
+        return REMEX_OK;
+    }
+    return cfg_secret_get(sec, val, NULL, e);
+}
+
+remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
+                                struct remex_error *e)
+{
+    const char *order[16];
+    size_t n = 0;
+    int named[4] = {0, 0, 0, 0};
+    char *azsec = NULL;
+    char *tok = NULL, *sid = NULL;
+    const char *tok_file = NULL, *sid_file = NULL;
+    remex_err rc;
+    for (size_t i = 0; i < c->secrets.backends.n && n + 1 < 16; i++) {
+        order[n++] = c->secrets.backends.items[i];
+        named[0] |= strcmp(order[n - 1], "aws_secrets_manager") == 0;
+        named[1] |= strcmp(order[n - 1], "aws_ssm") == 0;
+        named[2] |= strcmp(order[n - 1], "gcp_secret_manager") == 0;
+        named[3] |= strcmp(order[n - 1], "azure_key_vault") == 0;
+    }
+    order[n] = NULL;
+    struct secrets_gcp_config gcp = {.project = c->secrets.gcp.project,
+                                     .key_file = c->secrets.gcp.key_file,
+                                     .endpoint = c->secrets.gcp.endpoint,
+                                     .token_uri = c->secrets.gcp.token_uri};
+    const char *fed = c->secrets.azkv.federated_token_file;
+    if (!fed && c->secrets.azkv.client_secret.kind == CFG_SECRET_NONE)
+        fed = getenv("AZURE_FEDERATED_TOKEN_FILE");
+    struct secrets_azkv_config azkv = {
+        .vault_url = c->secrets.azkv.vault_url,
+        .tenant_id =
+            c->secrets.azkv.tenant_id ? c->secrets.azkv.tenant_id : getenv("AZURE_TENANT_ID"),
+        .client_id =
+            c->secrets.azkv.client_id ? c->secrets.azkv.client_id : getenv("AZURE_CLIENT_ID"),
+        .federated_token_file = fed,
+        .authority =
+            c->secrets.azkv.authority ? c->secrets.azkv.authority : getenv("AZURE_AUTHORITY_HOST")};
+    struct secrets_aws_config aws[2];
+    for (int i = 0; i < 2; i++) {
+        const struct agentcfg_aws_secrets *a = &c->secrets.aws[i];
+        aws[i] = (struct secrets_aws_config){.region = a->region,
+                                             .endpoint = a->endpoint,
+                                             .profile = a->profile,
+                                             .credentials_file = a->credentials_file};
+    }
+    struct secrets_vault_config vc = {.url = c->secrets.vault.url,
+                                      .mount = c->secrets.vault.mount,
+                                      .kv_version = (int)c->secrets.vault.kv_version,
+                                      .namespace_ = c->secrets.vault.namespace_,
+                                      .role_id = c->secrets.vault.role_id,
+                                      .approle_mount = c->secrets.vault.approle_mount,
+                                      .k8s_role = c->secrets.vault.k8s_role,
+                                      .k8s_jwt_file = c->secrets.vault.k8s_jwt_file,
+                                      .k8s_mount = c->secrets.vault.k8s_mount,
+                                      .ca_file = c->secrets.vault.ca_file};
+    struct secrets_config sc = {.file = c->secrets.file,
+                                .vault = c->secrets.vault.url ? &vc : NULL,
+                                .vault_connections_path = c->secrets.vault.connections_path,
+                                .vault_variables_path = c->secrets.vault.variables_path,
+                                .order = n ? order : NULL,
+                                .cache_ttl_ms = c->secrets.cache_ttl_ms,
+                                .aws_sm = named[0] ? &aws[0] : NULL,
+                                .aws_ssm = named[1] ? &aws[1] : NULL,
+                                .aws_sm_connections_prefix = c->secrets.aws[0].connections_prefix,
+                                .aws_sm_variables_prefix = c->secrets.aws[0].variables_prefix,
+                                .aws_ssm_connections_prefix = c->secrets.aws[1].connections_prefix,
+                                .aws_ssm_variables_prefix = c->secrets.aws[1].variables_prefix,
+                                .gcp = named[2] ? &gcp : NULL,
+                                .gcp_connections_prefix = c->secrets.gcp.connections_prefix,
+                                .gcp_variables_prefix = c->secrets.gcp.variables_prefix,
+                                .azkv = named[3] ? &azkv : NULL,
+                                .azkv_connections_prefix = c->secrets.azkv.connections_prefix,
+                                .azkv_variables_prefix = c->secrets.azkv.variables_prefix};
+    rc = secret_value(&c->secrets.vault.token, &tok, &tok_file, e);
+    if (rc == REMEX_OK)
+        rc = secret_value(&c->secrets.vault.secret_id, &sid, &sid_file, e);
+    if (rc == REMEX_OK && named[3] && c->secrets.azkv.client_secret.kind != CFG_SECRET_NONE)
+        rc = cfg_secret_get(&c->secrets.azkv.client_secret, &azsec, NULL, e);
+    azkv.client_secret = azsec;
+    if (rc == REMEX_OK) {
+        vc.token = tok;
+        vc.token_file = tok_file;
+        vc.secret_id = sid;
+        vc.secret_id_file = sid_file;
+        rc = secrets_open(&sc, out, e);
+    }
+    cfg_secret_free(tok);
+    cfg_secret_free(sid);
+    cfg_secret_free(azsec);
+    return rc;
+}
+
 const struct cfg_entry agentcfg_table[] = {
     /* ---- shared ---- */
     {.key = "plane.url",
@@ -260,10 +391,292 @@ const struct cfg_entry agentcfg_table[] = {
      .type = CFG_PATH,
      .offset = F(secrets.file),
      .desc = "Local connections/variables file (JSON or YAML, mode 0600)."},
+    {.key = "secrets.backends",
+     .type = CFG_STRLIST,
+     .offset = F(secrets.backends),
+     .desc = "Order of the secrets chain: env, file, vault, aws_secrets_manager, aws_ssm, "
+             "gcp_secret_manager, azure_key_vault (default: env, file, vault; the first backend "
+             "that has the "
+             "key wins)."},
+    {.key = "secrets.cache_ttl",
+     .type = CFG_DURATION,
+     .offset = F(secrets.cache_ttl_ms),
+     .def = "60s",
+     .min = 1,
+     .max = 86400000,
+     .desc = "How long values from remote backends (Vault) are cached."},
+    {.key = "secrets.vault.url",
+     .type = CFG_URL,
+     .offset = F(secrets.vault.url),
+     .desc = "HashiCorp Vault address (https://vault.internal:8200); unset: no Vault backend."},
+    {.key = "secrets.vault.mount",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.mount),
+     .def = "secret",
+     .desc = "KV secrets engine mount."},
+    {.key = "secrets.vault.kv_version",
+     .type = CFG_INT,
+     .offset = F(secrets.vault.kv_version),
+     .def = "2",
+     .min = 1,
+     .max = 2,
+     .desc = "KV engine version: 1 or 2."},
+    {.key = "secrets.vault.namespace",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.namespace_),
+     .desc = "Vault Enterprise namespace (X-Vault-Namespace)."},
+    {.key = "secrets.vault.token",
+     .type = CFG_SECRET,
+     .offset = F(secrets.vault.token),
+     .desc = "Vault token: value, {file: PATH} (re-read when Vault refuses it) or {env: VAR}."},
+    {.key = "secrets.vault.role_id",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.role_id),
+     .desc = "AppRole role_id (instead of a token)."},
+    {.key = "secrets.vault.secret_id",
+     .type = CFG_SECRET,
+     .offset = F(secrets.vault.secret_id),
+     .desc = "AppRole secret_id: value, {file: PATH} or {env: VAR}."},
+    {.key = "secrets.vault.approle_mount",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.approle_mount),
+     .def = "approle",
+     .desc = "Mount of the AppRole auth method."},
+    {.key = "secrets.vault.kubernetes_role",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.k8s_role),
+     .desc = "Kubernetes auth: the Vault role (instead of a token or AppRole)."},
+    {.key = "secrets.vault.kubernetes_jwt_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.vault.k8s_jwt_file),
+     .desc = "Kubernetes auth: the service account token file (default: "
+             "/var/run/secrets/kubernetes.io/serviceaccount/token)."},
+    {.key = "secrets.vault.kubernetes_mount",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.k8s_mount),
+     .def = "kubernetes",
+     .desc = "Mount of the Kubernetes auth method."},
+    {.key = "secrets.vault.connections_path",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.connections_path),
+     .def = "connections",
+     .desc = "Path of connections under the mount (<mount>/<path>/<conn_id>)."},
+    {.key = "secrets.vault.variables_path",
+     .type = CFG_STRING,
+     .offset = F(secrets.vault.variables_path),
+     .def = "variables",
+     .desc = "Path of variables under the mount (<mount>/<path>/<key>)."},
+    {.key = "secrets.vault.ca_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.vault.ca_file),
+     .desc = "CA bundle for Vault's TLS certificate (default: system store)."},
+    {.key = "secrets.aws_secrets_manager.region",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[0].region),
+     .desc =
+         "AWS Secrets Manager region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1); "
+         "the backend is used when secrets.backends names aws_secrets_manager."},
+    {.key = "secrets.aws_secrets_manager.endpoint",
+     .type = CFG_URL,
+     .offset = F(secrets.aws[0].endpoint),
+     .desc = "AWS Secrets Manager endpoint, scheme://host[:port] (default: the region's)."},
+    {.key = "secrets.aws_secrets_manager.profile",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[0].profile),
+     .desc = "Shared credentials profile (default: environment keys, AWS_PROFILE, default)."},
+    {.key = "secrets.aws_secrets_manager.credentials_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.aws[0].credentials_file),
+     .desc = "Shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials)."},
+    {.key = "secrets.aws_secrets_manager.connections_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[0].connections_prefix),
+     .def = "airflow/connections",
+     .desc = "Name prefix of connections (<prefix>/<conn_id>)."},
+    {.key = "secrets.aws_secrets_manager.variables_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[0].variables_prefix),
+     .def = "airflow/variables",
+     .desc = "Name prefix of variables (<prefix>/<key>)."},
+    {.key = "secrets.aws_ssm.region",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[1].region),
+     .desc =
+         "SSM Parameter Store region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1); "
+         "the backend is used when secrets.backends names aws_ssm."},
+    {.key = "secrets.aws_ssm.endpoint",
+     .type = CFG_URL,
+     .offset = F(secrets.aws[1].endpoint),
+     .desc = "SSM Parameter Store endpoint, scheme://host[:port] (default: the region's)."},
+    {.key = "secrets.aws_ssm.profile",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[1].profile),
+     .desc = "Shared credentials profile (default: environment keys, AWS_PROFILE, default)."},
+    {.key = "secrets.aws_ssm.credentials_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.aws[1].credentials_file),
+     .desc = "Shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials)."},
+    {.key = "secrets.aws_ssm.connections_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[1].connections_prefix),
+     .def = "/airflow/connections",
+     .desc = "Name prefix of connections (<prefix>/<conn_id>)."},
+    {.key = "secrets.aws_ssm.variables_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.aws[1].variables_prefix),
+     .def = "/airflow/variables",
+     .desc = "Name prefix of variables (<prefix>/<key>)."},
+    {.key = "secrets.gcp_secret_manager.project",
+     .type = CFG_STRING,
+     .offset = F(secrets.gcp.project),
+     .desc = "Google Cloud project of the secrets; the backend is used when secrets.backends "
+             "names gcp_secret_manager."},
+    {.key = "secrets.gcp_secret_manager.key_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.gcp.key_file),
+     .desc = "Service-account key file (default: GOOGLE_APPLICATION_CREDENTIALS)."},
+    {.key = "secrets.gcp_secret_manager.endpoint",
+     .type = CFG_URL,
+     .offset = F(secrets.gcp.endpoint),
+     .desc = "Secret Manager endpoint (default: https://secretmanager.googleapis.com)."},
+    {.key = "secrets.gcp_secret_manager.token_uri",
+     .type = CFG_URL,
+     .offset = F(secrets.gcp.token_uri),
+     .desc = "OAuth token endpoint (default: the key file's token_uri)."},
+    {.key = "secrets.gcp_secret_manager.connections_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.gcp.connections_prefix),
+     .def = "airflow-connections",
+     .desc = "Secret name prefix of connections (<prefix>-<conn_id>)."},
+    {.key = "secrets.gcp_secret_manager.variables_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.gcp.variables_prefix),
+     .def = "airflow-variables",
+     .desc = "Secret name prefix of variables (<prefix>-<key>)."},
+    {.key = "secrets.azure_key_vault.vault_url",
+     .type = CFG_URL,
+     .offset = F(secrets.azkv.vault_url),
+     .desc = "Key Vault URL (https://NAME.vault.azure.net); the backend is used when "
+             "secrets.backends names azure_key_vault."},
+    {.key = "secrets.azure_key_vault.tenant_id",
+     .type = CFG_STRING,
+     .offset = F(secrets.azkv.tenant_id),
+     .desc = "Entra ID tenant (default: AZURE_TENANT_ID)."},
+    {.key = "secrets.azure_key_vault.client_id",
+     .type = CFG_STRING,
+     .offset = F(secrets.azkv.client_id),
+     .desc = "Application (client) id (default: AZURE_CLIENT_ID)."},
+    {.key = "secrets.azure_key_vault.client_secret",
+     .type = CFG_SECRET,
+     .offset = F(secrets.azkv.client_secret),
+     .desc = "Client secret: value, {file: PATH} or {env: VAR} (or a federated token file)."},
+    {.key = "secrets.azure_key_vault.federated_token_file",
+     .type = CFG_PATH,
+     .offset = F(secrets.azkv.federated_token_file),
+     .desc = "Workload identity token file (default: AZURE_FEDERATED_TOKEN_FILE when no "
+             "client secret)."},
+    {.key = "secrets.azure_key_vault.authority",
+     .type = CFG_URL,
+     .offset = F(secrets.azkv.authority),
+     .desc = "Entra ID authority (default: AZURE_AUTHORITY_HOST, else "
+             "https://login.microsoftonline.com)."},
+    {.key = "secrets.azure_key_vault.connections_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.azkv.connections_prefix),
+     .def = "airflow-connections",
+     .desc = "Secret name prefix of connections (<prefix>-<conn_id>, '_' and '.' as '-')."},
+    {.key = "secrets.azure_key_vault.variables_prefix",
+     .type = CFG_STRING,
+     .offset = F(secrets.azkv.variables_prefix),
+     .def = "airflow-variables",
+     .desc = "Secret name prefix of variables (<prefix>-<key>)."},
     {.key = "xcom.store",
      .type = CFG_STRING,
      .offset = F(xcom.store),
-     .desc = "Object store URI for XCom values (default: file://<state_dir>/xcom)."},
+     .desc = "Object store URI for XCom values: file:///dir, s3://bucket/prefix, "
+             "az://account/container/prefix or gs://bucket/prefix "
+             "(default: file://<state_dir>/xcom)."},
+    {.key = "xcom.ca_file",
+     .type = CFG_PATH,
+     .offset = F(xcom.ca_file),
+     .desc = "CA bundle for the remote object stores (default: system store)."},
+    {.key = "xcom.s3.endpoint",
+     .type = CFG_URL,
+     .offset = F(xcom.s3.endpoint),
+     .desc = "S3-compatible endpoint, scheme://host[:port] (default: AWS_ENDPOINT_URL_S3, "
+             "AWS_ENDPOINT_URL, else https://s3.<region>.amazonaws.com)."},
+    {.key = "xcom.s3.region",
+     .type = CFG_STRING,
+     .offset = F(xcom.s3.region),
+     .desc = "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)."},
+    {.key = "xcom.s3.path_style",
+     .type = CFG_ENUM,
+     .offset = F(xcom.s3.path_style),
+     .def = "auto",
+     .enums = agentcfg_path_style_names,
+     .desc = "S3 addressing: path (/bucket/key), virtual (bucket.host/key) or auto (path "
+             "with a custom endpoint, else virtual)."},
+    {.key = "xcom.s3.profile",
+     .type = CFG_STRING,
+     .offset = F(xcom.s3.profile),
+     .desc = "Profile of the shared credentials file (default: environment keys, AWS_PROFILE, "
+             "else default)."},
+    {.key = "xcom.s3.credentials_file",
+     .type = CFG_PATH,
+     .offset = F(xcom.s3.credentials_file),
+     .desc = "Shared credentials file (default: AWS_SHARED_CREDENTIALS_FILE, else "
+             "~/.aws/credentials)."},
+    {.key = "logs.stdout",
+     .type = CFG_ENUM,
+     .offset = F(logs.stdout_format),
+     .def = "none",
+     .enums = agentcfg_logs_stdout_names,
+     .desc = "Also write task log lines to the worker's stdout: none, or json (one object per "
+             "line with the task's identifiers, masked like the log file)."},
+    {.key = "logs.local_retention",
+     .type = CFG_DURATION,
+     .offset = F(logs.local_retention_ms),
+     .def = "0s",
+     .min = 0,
+     .max = 31536000000,
+     .desc = "With logs.store: remove a try's local log file this long after its upload "
+             "succeeded (0: keep local files)."},
+    {.key = "logs.upload_interval",
+     .type = CFG_DURATION,
+     .offset = F(logs.upload_interval_ms),
+     .def = "0s",
+     .min = 0,
+     .max = 86400000,
+     .desc = "With logs.store: also upload a running try's log this often, so its partial log "
+             "can be read (0: only when the try ends)."},
+    {.key = "xcom.azure.endpoint",
+     .type = CFG_URL,
+     .offset = F(xcom.azure.endpoint),
+     .desc = "Azure Blob endpoint (default: AZURE_STORAGE_ENDPOINT, else "
+             "https://<account>.blob.core.windows.net)."},
+    {.key = "xcom.azure.account_key",
+     .type = CFG_SECRET,
+     .offset = F(xcom.azure.account_key),
+     .desc = "Storage account key (Shared Key): value, {file: PATH} or {env: VAR} "
+             "(default: AZURE_STORAGE_KEY)."},
+    {.key = "xcom.gcs.key_file",
+     .type = CFG_PATH,
+     .offset = F(xcom.gcs.key_file),
+     .desc = "GCS service-account key file (default: GOOGLE_APPLICATION_CREDENTIALS)."},
+    {.key = "xcom.gcs.endpoint",
+     .type = CFG_URL,
+     .offset = F(xcom.gcs.endpoint),
+     .desc = "GCS endpoint (default: STORAGE_EMULATOR_HOST, else https://storage.googleapis.com)."},
+    {.key = "xcom.gcs.token_uri",
+     .type = CFG_URL,
+     .offset = F(xcom.gcs.token_uri),
+     .desc = "OAuth token endpoint (default: the key file's token_uri)."},
+    {.key = "logs.store",
+     .type = CFG_STRING,
+     .offset = F(logs.store),
+     .desc = "Object store URI task logs are uploaded to when a try ends (file:///dir or "
+             "s3://bucket/prefix or az://account/container/prefix, with the xcom.s3 / xcom.azure "
+             "settings); unset: local files only."},
     /* ---- worker ---- */
     {.key = "worker.name",
      .type = CFG_STRING,
@@ -732,12 +1145,12 @@ static int check_resources(const struct agentcfg *c, const char *path, struct bu
     int rc = 0;
     for (size_t i = 0; i < c->bundles.n && i < BUNDLES_MAX; i++)
         agentcfg_bundle_spec(c, &b[i], &specs[i]);
-    struct secrets_config sc = {.file = c->secrets.file};
     if (bundle_set_new(specs, c->bundles.n, &bs, &e) != REMEX_OK) {
         buf_printf(out, "%s: bundles: %s\n", path ? path : "(defaults)", e.msg);
         rc = REMEX_EXIT_CONFIG;
-    } else if (secrets_open(&sc, &sec, &e) != REMEX_OK) {
-        buf_printf(out, "%s: secrets.file: %s\n", path ? path : "(defaults)", e.msg);
+    } else if (agentcfg_secrets_open(c, &sec, &e) != REMEX_OK) {
+        buf_printf(out, "%s: secrets%s: %s\n", path ? path : "(defaults)",
+                   strncmp(e.msg, "vault", 5) == 0 ? "" : ".file", e.msg);
         rc = REMEX_EXIT_CONFIG;
     }
     bundle_set_free(bs);

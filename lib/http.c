@@ -331,6 +331,11 @@ static remex_err xfer_headers(struct xfer *x, const struct http_request *req)
         explicit_bzero(line, n);
         free(line);
     }
+    for (const char *const *h = req->headers; rc == REMEX_OK && h && *h; h++) {
+        if (has_ctl(*h) || strchr(*h, ':') == NULL)
+            return REMEX_EINVAL;
+        rc = add_header(&x->hdrs, *h);
+    }
     return rc;
 }
 

@@ -1,4 +1,7 @@
-/* objstore: local-folder object store with atomic writes and checksummed references. */
+/*
+ * objstore: object stores with checksummed references: the local-folder
+ * backend (atomic writes) here, and the dispatch to the remote backends.
+ */
 #include "remex/objstore.h"
 
 #include <errno.h>
@@ -11,9 +14,15 @@
 
 #include "remex/fsutil.h"
 #include "remex/hash.h"
+#include "remex/objstore_azure.h"
+#include "remex/objstore_gcs.h"
+#include "remex/objstore_s3.h"
 
 struct objstore {
-    char root[OBJSTORE_URI_MAX]; /* absolute folder, no trailing '/' */
+    char root[OBJSTORE_URI_MAX]; /* local: absolute folder, no trailing '/'; else "s3://b/p/" */
+    struct objstore_s3 *s3;      /* owned; NULL unless an S3 store */
+    struct objstore_azure *az;   /* owned; NULL unless an Azure Blob store */
+    struct objstore_gcs *gcs;    /* owned; NULL unless a GCS store */
 };
 
 void objstore_checksum(const void *data, size_t len, char out[72])
@@ -23,12 +32,77 @@ void objstore_checksum(const void *data, size_t len, char out[72])
         out[0] = '\0';
 }
 
+static remex_err open_s3(const char *url, const struct objstore_opts *opts, struct objstore **out,
+                         struct remex_error *e)
+{
+    struct objstore *s = calloc(1, sizeof(*s));
+    remex_err rc;
+    if (s == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    if ((rc = objstore_s3_open(url, opts, &s->s3, e)) != REMEX_OK) {
+        free(s);
+        return rc;
+    }
+    objstore_s3_uri_base(s->s3, s->root, sizeof(s->root));
+    *out = s;
+    return REMEX_OK;
+}
+
+static remex_err open_azure(const char *url, const struct objstore_opts *opts,
+                            struct objstore **out, struct remex_error *e)
+{
+    struct objstore *s = calloc(1, sizeof(*s));
+    remex_err rc;
+    if (s == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    if ((rc = objstore_azure_open(url, opts, &s->az, e)) != REMEX_OK) {
+        free(s);
+        return rc;
+    }
+    objstore_azure_uri_base(s->az, s->root, sizeof(s->root));
+    *out = s;
+    return REMEX_OK;
+}
+
+static remex_err open_gcs(const char *url, const struct objstore_opts *opts, struct objstore **out,
+                          struct remex_error *e)
+{
+    struct objstore *s = calloc(1, sizeof(*s));
+    remex_err rc;
+    if (s == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    if ((rc = objstore_gcs_open(url, opts, &s->gcs, e)) != REMEX_OK) {
+        free(s);
+        return rc;
+    }
+    objstore_gcs_uri_base(s->gcs, s->root, sizeof(s->root));
+    *out = s;
+    return REMEX_OK;
+}
+
+int objstore_is_remote(const struct objstore *s)
+{
+    return s->s3 != NULL || s->az != NULL || s->gcs != NULL;
+}
+
 remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e)
+{
+    return objstore_open_opts(url, NULL, out, e);
+}
+
+remex_err objstore_open_opts(const char *url, const struct objstore_opts *opts,
+                             struct objstore **out, struct remex_error *e)
 {
     const char *path = url;
     struct objstore *s;
     size_t n;
 
+    if (strncmp(url, "s3://", 5) == 0)
+        return open_s3(url, opts, out, e);
+    if (strncmp(url, "az://", 5) == 0)
+        return open_azure(url, opts, out, e);
+    if (strncmp(url, "gs://", 5) == 0)
+        return open_gcs(url, opts, out, e);
     if (strncmp(url, "file://", 7) == 0)
         path = url + 7;
     else if (strstr(url, "://") != NULL)
@@ -59,6 +133,11 @@ remex_err objstore_open(const char *url, struct objstore **out, struct remex_err
 
 void objstore_close(struct objstore *s)
 {
+    if (s) {
+        objstore_s3_close(s->s3);
+        objstore_azure_close(s->az);
+        objstore_gcs_close(s->gcs);
+    }
     free(s);
 }
 
@@ -87,11 +166,19 @@ remex_err objstore_check_key(const char *key, struct remex_error *e)
     return REMEX_OK;
 }
 
+void objstore_uri(const struct objstore *s, const char *key, char *out, size_t cap)
+{
+    if (objstore_is_remote(s))
+        snprintf(out, cap, "%s%s", s->root, key);
+    else
+        snprintf(out, cap, "file://%s/%s", s->root, key);
+}
+
 static void make_ref(const struct objstore *s, const char *key, uint64_t size, const char *sum,
                      struct objstore_ref *ref)
 {
     memset(ref, 0, sizeof(*ref));
-    snprintf(ref->uri, sizeof(ref->uri), "file://%s/%s", s->root, key);
+    objstore_uri(s, key, ref->uri, sizeof(ref->uri));
     ref->size = size;
     snprintf(ref->checksum, sizeof(ref->checksum), "%s", sum);
 }
@@ -104,6 +191,16 @@ remex_err objstore_put(struct objstore *s, const char *key, const void *data, si
     int fd;
     if (rc != REMEX_OK)
         return rc;
+    if (objstore_is_remote(s)) {
+        rc = s->s3   ? objstore_s3_put(s->s3, key, data, len, e)
+             : s->az ? objstore_azure_put(s->az, key, data, len, e)
+                     : objstore_gcs_put(s->gcs, key, data, len, e);
+        if (rc == REMEX_OK && ref) {
+            objstore_checksum(data, len, sum);
+            make_ref(s, key, len, sum, ref);
+        }
+        return rc;
+    }
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
     if (fsutil_mkdir_parents(path, 0700) != 0)
         return remex_errno(e, REMEX_EIO, "object store: %s", key);
@@ -168,6 +265,12 @@ remex_err objstore_get(struct objstore *s, const char *key, struct buf *out, str
     remex_err rc = objstore_check_key(key, e);
     if (rc != REMEX_OK)
         return rc;
+    if (s->s3)
+        return objstore_s3_get(s->s3, key, out, e);
+    if (s->az)
+        return objstore_azure_get(s->az, key, out, e);
+    if (s->gcs)
+        return objstore_gcs_get(s->gcs, key, out, e);
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
     return read_path(path, key, out, e);
 }
@@ -180,9 +283,16 @@ remex_err objstore_get_uri(struct objstore *s, const char *uri, const char *chec
     size_t start = out->len;
     char sum[72];
     remex_err rc;
-    if (strncmp(uri, "file://", 7) != 0 || strncmp(uri + 7, s->root, rl) != 0 || uri[7 + rl] != '/')
-        return remex_seterr(e, REMEX_EPERM, "object reference outside this store");
-    key = uri + 7 + rl + 1;
+    if (objstore_is_remote(s)) {
+        if (strncmp(uri, s->root, rl) != 0)
+            return remex_seterr(e, REMEX_EPERM, "object reference outside this store");
+        key = uri + rl;
+    } else {
+        if (strncmp(uri, "file://", 7) != 0 || strncmp(uri + 7, s->root, rl) != 0 ||
+            uri[7 + rl] != '/')
+            return remex_seterr(e, REMEX_EPERM, "object reference outside this store");
+        key = uri + 7 + rl + 1;
+    }
     if ((rc = objstore_get(s, key, out, e)) != REMEX_OK)
         return rc;
     if (checksum != NULL) {
@@ -217,6 +327,12 @@ remex_err objstore_delete(struct objstore *s, const char *key, struct remex_erro
     remex_err rc = objstore_check_key(key, e);
     if (rc != REMEX_OK)
         return rc;
+    if (s->s3)
+        return objstore_s3_delete(s->s3, key, e);
+    if (s->az)
+        return objstore_azure_delete(s->az, key, e);
+    if (s->gcs)
+        return objstore_gcs_delete(s->gcs, key, e);
     snprintf(path, sizeof(path), "%s/%s", s->root, key);
     if (unlink(path) != 0)
         return errno == ENOENT

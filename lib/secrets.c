@@ -1,4 +1,4 @@
-/* secrets: environment + local file backends for connections and variables. */
+/* secrets: the chain of connection and variable backends (environment, local file, Vault). */
 #include "remex/secrets.h"
 #include "remex/urlenc.h"
 
@@ -12,15 +12,39 @@
 #include <unistd.h>
 
 #include "remex/json.h"
+#include "remex/timeutil.h"
 #include "remex/yamltree.h"
 
 #define SECRETS_YAML_DEPTH 32
 #define SECRETS_YAML_NODES (SECRETS_FILE_MAX / 2) /* "1," is the shortest node */
 
+enum backend { BK_ENV, BK_FILE, BK_VAULT, BK_AWS_SM, BK_AWS_SSM, BK_GCP, BK_AZKV };
+static const char *const backend_names[] = {"env",
+                                            "file",
+                                            "vault",
+                                            "aws_secrets_manager",
+                                            "aws_ssm",
+                                            "gcp_secret_manager",
+                                            "azure_key_vault",
+                                            NULL};
+#define BACKENDS_MAX 8
+
 struct secrets {
     char *file;
     int no_env;
     const char *(*getenv_fn)(const char *);
+    enum backend order[BACKENDS_MAX];
+    size_t norder;
+    struct secrets_vault *vault; /* owned, or NULL */
+    char *vault_conn_path;
+    char *vault_var_path;
+    struct secrets_aws *aws[2]; /* owned, or NULL: [0] Secrets Manager, [1] SSM */
+    char *aws_prefix[4][2];     /* [SM, SSM, GCP, Azure KV][0 connections, 1 variables] */
+    struct secrets_gcp *gcp;    /* owned, or NULL */
+    struct secrets_azkv *azkv;  /* owned, or NULL */
+    json_t *cache;              /* owned: "c:<id>" / "v:<key>" -> [expires_ms, data object] */
+    uint64_t cache_ttl_ms;
+    uint64_t (*now_ms)(void);
     json_t *doc; /* owned: last parsed file */
     struct timespec mtime;
     off_t size;
@@ -575,21 +599,119 @@ static remex_err load_file(struct secrets *s, struct remex_error *e)
     return REMEX_OK;
 }
 
+/* Fills s->order from cfg->order (names) or the default: every backend, in backend_names order. */
+static remex_err set_order(struct secrets *s, const struct secrets_config *cfg,
+                           struct remex_error *e)
+{
+    const char *const *o = cfg->order ? cfg->order : backend_names;
+    for (size_t i = 0; o[i]; i++) {
+        size_t b = 0;
+        while (backend_names[b] && strcmp(o[i], backend_names[b]) != 0)
+            b++;
+        if (!backend_names[b])
+            return remex_seterr(e, REMEX_EINVAL,
+                                "secrets: unknown backend '%s' (expected env, file, vault, "
+                                "aws_secrets_manager, aws_ssm, gcp_secret_manager or "
+                                "azure_key_vault)",
+                                o[i]);
+        for (size_t j = 0; j < s->norder; j++)
+            if (s->order[j] == (enum backend)b)
+                return remex_seterr(e, REMEX_EINVAL, "secrets: backend '%s' listed twice", o[i]);
+        if (s->norder == BACKENDS_MAX)
+            return remex_seterr(e, REMEX_EINVAL, "secrets: too many backends");
+        s->order[s->norder++] = (enum backend)b;
+    }
+    return REMEX_OK;
+}
+
+/* Opens Google Cloud Secret Manager when configured, with its prefixes (Airflow's). */
+static remex_err open_gcp(struct secrets *s, const struct secrets_config *cfg,
+                          struct remex_error *e)
+{
+    if (!cfg->gcp)
+        return REMEX_OK;
+    s->aws_prefix[2][0] =
+        strdup(cfg->gcp_connections_prefix ? cfg->gcp_connections_prefix : "airflow-connections");
+    s->aws_prefix[2][1] =
+        strdup(cfg->gcp_variables_prefix ? cfg->gcp_variables_prefix : "airflow-variables");
+    if (!s->aws_prefix[2][0] || !s->aws_prefix[2][1])
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    return secrets_gcp_open(cfg->gcp, &s->gcp, e);
+}
+
+/* Opens Azure Key Vault when configured, with its prefixes (Airflow's). */
+static remex_err open_azkv(struct secrets *s, const struct secrets_config *cfg,
+                           struct remex_error *e)
+{
+    if (!cfg->azkv)
+        return REMEX_OK;
+    s->aws_prefix[3][0] =
+        strdup(cfg->azkv_connections_prefix ? cfg->azkv_connections_prefix : "airflow-connections");
+    s->aws_prefix[3][1] =
+        strdup(cfg->azkv_variables_prefix ? cfg->azkv_variables_prefix : "airflow-variables");
+    if (!s->aws_prefix[3][0] || !s->aws_prefix[3][1])
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    return secrets_azkv_open(cfg->azkv, &s->azkv, e);
+}
+
+/* Opens the AWS backends that are configured, with their prefixes. */
+static remex_err open_aws(struct secrets *s, const struct secrets_config *cfg,
+                          struct remex_error *e)
+{
+    const struct secrets_aws_config *c[2] = {cfg->aws_sm, cfg->aws_ssm};
+    const char *pre[2][2] = {{cfg->aws_sm_connections_prefix, cfg->aws_sm_variables_prefix},
+                             {cfg->aws_ssm_connections_prefix, cfg->aws_ssm_variables_prefix}};
+    static const char *const def[2][2] = {{"airflow/connections", "airflow/variables"},
+                                          {"/airflow/connections", "/airflow/variables"}};
+    for (int i = 0; i < 2; i++) {
+        if (!c[i])
+            continue;
+        for (int k = 0; k < 2; k++)
+            if (!(s->aws_prefix[i][k] = strdup(pre[i][k] ? pre[i][k] : def[i][k])))
+                return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        struct secrets_aws_config one = *c[i];
+        one.service = i == 0 ? SECRETS_AWS_SECRETS_MANAGER : SECRETS_AWS_SSM;
+        remex_err rc = secrets_aws_open(&one, &s->aws[i], e);
+        if (rc != REMEX_OK)
+            return rc;
+    }
+    return REMEX_OK;
+}
+
 remex_err secrets_open(const struct secrets_config *cfg, struct secrets **out,
                        struct remex_error *e)
 {
     struct secrets *s = calloc(1, sizeof(*s));
+    remex_err rc = REMEX_OK;
     if (s == NULL)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     s->no_env = cfg->no_env;
     s->getenv_fn = cfg->getenv_fn ? cfg->getenv_fn : (const char *(*)(const char *))getenv;
-    if (cfg->file) {
+    s->cache_ttl_ms = cfg->cache_ttl_ms ? cfg->cache_ttl_ms : SECRETS_CACHE_TTL_MS_DEFAULT;
+    s->now_ms = cfg->now_ms ? cfg->now_ms : timeutil_mono_ms;
+    s->vault_conn_path =
+        strdup(cfg->vault_connections_path ? cfg->vault_connections_path : "connections");
+    s->vault_var_path = strdup(cfg->vault_variables_path ? cfg->vault_variables_path : "variables");
+    s->cache = json_object();
+    if (!s->vault_conn_path || !s->vault_var_path || !s->cache)
+        rc = remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    if (rc == REMEX_OK)
+        rc = set_order(s, cfg, e);
+    if (rc == REMEX_OK && cfg->file) {
         s->file = strdup(cfg->file);
-        remex_err rc = s->file ? load_file(s, e) : remex_seterr(e, REMEX_ENOMEM, "out of memory");
-        if (rc != REMEX_OK) {
-            secrets_close(s);
-            return rc;
-        }
+        rc = s->file ? load_file(s, e) : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    }
+    if (rc == REMEX_OK && cfg->vault)
+        rc = secrets_vault_open(cfg->vault, &s->vault, e);
+    if (rc == REMEX_OK)
+        rc = open_aws(s, cfg, e);
+    if (rc == REMEX_OK)
+        rc = open_gcp(s, cfg, e);
+    if (rc == REMEX_OK)
+        rc = open_azkv(s, cfg, e);
+    if (rc != REMEX_OK) {
+        secrets_close(s);
+        return rc;
     }
     *out = s;
     return REMEX_OK;
@@ -600,6 +722,18 @@ void secrets_close(struct secrets *s)
     if (s == NULL)
         return;
     json_decref(s->doc);
+    json_decref(s->cache);
+    secrets_vault_close(s->vault);
+    for (int i = 0; i < 4; i++) {
+        if (i < 2)
+            secrets_aws_close(s->aws[i]);
+        free(s->aws_prefix[i][0]);
+        free(s->aws_prefix[i][1]);
+    }
+    secrets_gcp_close(s->gcp);
+    secrets_azkv_close(s->azkv);
+    free(s->vault_conn_path);
+    free(s->vault_var_path);
     free(s->file);
     free(s);
 }
@@ -621,71 +755,242 @@ static int env_name(char *out, size_t cap, const char *kind, const char *id)
     return 1;
 }
 
+/* ---- the Vault backend, with the cache ---- */
+
+/*
+ * The Vault secret at <base>/<id> (borrowed from the cache, valid until the
+ * next lookup), through the cache. REMEX_ENOTFOUND when Vault has none.
+ */
+static remex_err vault_get(struct secrets *s, char kind, const char *base, const char *id,
+                           json_t **data, struct remex_error *e)
+{
+    char ck[320], path[1100];
+    uint64_t now = s->now_ms();
+    json_t *hit, *fresh = NULL;
+    remex_err rc;
+    snprintf(ck, sizeof(ck), "%c:%s", kind, id);
+    hit = json_object_get(s->cache, ck);
+    if (hit && (uint64_t)json_integer_value(json_array_get(hit, 0)) > now) {
+        *data = json_array_get(hit, 1);
+        return REMEX_OK;
+    }
+    json_object_del(s->cache, ck);
+    snprintf(path, sizeof(path), "%s/%s", base, id);
+    if ((rc = secrets_vault_read(s->vault, path, &fresh, e)) != REMEX_OK)
+        return rc;
+    if (json_object_size(s->cache) >= SECRETS_CACHE_MAX)
+        json_object_clear(s->cache); /* bounded; entries are cheap to fetch again */
+    json_t *entry = json_pack("[I,o]", (json_int_t)(now + s->cache_ttl_ms), fresh);
+    if (!entry || json_object_set_new(s->cache, ck, entry) != 0)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    *data = fresh;
+    return REMEX_OK;
+}
+
+static remex_err vault_conn(struct secrets *s, const char *conn_id, struct secrets_conn *out,
+                            struct remex_error *e)
+{
+    json_t *d = NULL;
+    remex_err rc = vault_get(s, 'c', s->vault_conn_path, conn_id, &d, e);
+    if (rc != REMEX_OK)
+        return rc;
+    const char *uri = json_string_value(json_object_get(d, "conn_uri"));
+    rc = uri ? secrets_conn_parse_uri(uri, out, e) : secrets_conn_from_json(d, out, e);
+    if (rc != REMEX_OK)
+        remex_errprefix(e, "vault: %s/%s", s->vault_conn_path, conn_id);
+    return rc;
+}
+
+static remex_err vault_var(struct secrets *s, const char *key, char **out, struct remex_error *e)
+{
+    json_t *d = NULL, *v;
+    remex_err rc = vault_get(s, 'v', s->vault_var_path, key, &d, e);
+    if (rc != REMEX_OK)
+        return rc;
+    v = json_object_get(d, "value");
+    if (!v)
+        return remex_seterr(e, REMEX_EPROTO, "vault: %s/%s: no 'value' field", s->vault_var_path,
+                            key);
+    *out = json_is_string(v) ? strdup(json_string_value(v))
+                             : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+}
+
+/* ---- the AWS backends, with the cache ---- */
+
+/* The value of <prefix>/<id> in AWS backend i (0, 1), or <prefix>-<id> in Google Cloud Secret
+ * Manager (i = 2) or Azure Key Vault (i = 3), malloc'd into *out, through the cache. */
+static remex_err aws_get(struct secrets *s, int i, int var, const char *id, char **out,
+                         struct remex_error *e)
+{
+    char ck[320], name[1100];
+    uint64_t now = s->now_ms();
+    json_t *hit;
+    remex_err rc;
+    snprintf(ck, sizeof(ck), "%c%d:%s", var ? 'v' : 'c', i + 2, id);
+    hit = json_object_get(s->cache, ck);
+    if (hit && (uint64_t)json_integer_value(json_array_get(hit, 0)) > now) {
+        *out = strdup(json_string_value(json_array_get(hit, 1)));
+        return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    }
+    json_object_del(s->cache, ck);
+    snprintf(name, sizeof(name), "%s%s%s", s->aws_prefix[i][var], i >= 2 ? "-" : "/", id);
+    if (i == 3) /* Key Vault names: [0-9A-Za-z-], so Airflow's dashes for '_' and '.' */
+        for (char *p = name; *p; p++)
+            *p = (*p == '_' || *p == '.') ? '-' : *p;
+    rc = i == 3   ? secrets_azkv_get(s->azkv, name, out, e)
+         : i == 2 ? secrets_gcp_get(s->gcp, name, out, e)
+                  : secrets_aws_get(s->aws[i], name, out, e);
+    if (rc != REMEX_OK)
+        return rc;
+    if (json_object_size(s->cache) >= SECRETS_CACHE_MAX)
+        json_object_clear(s->cache);
+    json_t *entry = json_pack("[I,s]", (json_int_t)(now + s->cache_ttl_ms), *out);
+    if (entry)
+        json_object_set_new(s->cache, ck, entry); /* a value that is not UTF-8 is not cached */
+    return REMEX_OK;
+}
+
+static remex_err aws_conn(struct secrets *s, int i, const char *conn_id, struct secrets_conn *out,
+                          struct remex_error *e)
+{
+    char *v = NULL;
+    remex_err rc = aws_get(s, i, 0, conn_id, &v, e);
+    if (rc != REMEX_OK)
+        return rc;
+    if (v[0] == '{') {
+        json_t *o = NULL;
+        struct json_parse_opts jo = {.name = conn_id, .max_bytes = SECRETS_URI_MAX};
+        rc = parse_secret_json(v, strlen(v), &jo, &o, e);
+        if (rc == REMEX_OK)
+            rc = secrets_conn_from_json(o, out, e);
+        json_decref(o);
+    } else {
+        rc = secrets_conn_parse_uri(v, out, e);
+    }
+    explicit_bzero(v, strlen(v));
+    free(v);
+    return rc;
+}
+
+/* ---- the local backends ---- */
+
+static remex_err env_conn(struct secrets *s, const char *name, struct secrets_conn *out,
+                          struct remex_error *e)
+{
+    const char *v = s->no_env ? NULL : s->getenv_fn(name);
+    remex_err rc;
+    if (v == NULL)
+        return REMEX_ENOTFOUND;
+    if (v[0] == '{') {
+        json_t *o = NULL;
+        struct json_parse_opts jo = {.name = name, .max_bytes = SECRETS_URI_MAX};
+        rc = parse_secret_json(v, strlen(v), &jo, &o, e);
+        if (rc == REMEX_OK)
+            rc = secrets_conn_from_json(o, out, e);
+        json_decref(o);
+    } else {
+        rc = secrets_conn_parse_uri(v, out, e);
+    }
+    if (rc != REMEX_OK)
+        remex_errprefix(e, "%s", name);
+    return rc;
+}
+
+static remex_err file_conn(struct secrets *s, const char *conn_id, struct secrets_conn *out,
+                           struct remex_error *e)
+{
+    remex_err rc;
+    if (!s->file)
+        return REMEX_ENOTFOUND;
+    if ((rc = load_file(s, e)) != REMEX_OK)
+        return rc;
+    const json_t *c = json_object_get(json_object_get(s->doc, "connections"), conn_id);
+    if (json_is_string(c))
+        rc = secrets_conn_parse_uri(json_string_value(c), out, e);
+    else if (c != NULL)
+        rc = secrets_conn_from_json(c, out, e);
+    else
+        rc = REMEX_ENOTFOUND;
+    if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
+        remex_errprefix(e, "%s: connections.%s", s->file, conn_id);
+    return rc;
+}
+
+static remex_err file_var(struct secrets *s, const char *key, char **out, struct remex_error *e)
+{
+    remex_err rc;
+    if (!s->file)
+        return REMEX_ENOTFOUND;
+    if ((rc = load_file(s, e)) != REMEX_OK)
+        return rc;
+    const json_t *v = json_object_get(json_object_get(s->doc, "variables"), key);
+    if (v == NULL)
+        return REMEX_ENOTFOUND;
+    *out = json_is_string(v) ? strdup(json_string_value(v))
+                             : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+}
+
+static const char *backend_name(enum backend b)
+{
+    return backend_names[b];
+}
+
 remex_err secrets_get_conn(struct secrets *s, const char *conn_id, struct secrets_conn *out,
                            struct remex_error *e)
 {
     char name[300];
-    remex_err rc;
+    remex_err rc = REMEX_ENOTFOUND;
     if (!env_name(name, sizeof(name), "CONN", conn_id))
         return remex_seterr(e, REMEX_EINVAL, "invalid connection id");
-    if (!s->no_env) {
-        const char *v = s->getenv_fn(name);
-        if (v != NULL) {
-            if (v[0] == '{') {
-                json_t *o = NULL;
-                struct json_parse_opts jo = {.name = name, .max_bytes = SECRETS_URI_MAX};
-                rc = parse_secret_json(v, strlen(v), &jo, &o, e);
-                if (rc == REMEX_OK)
-                    rc = secrets_conn_from_json(o, out, e);
-                json_decref(o);
-            } else {
-                rc = secrets_conn_parse_uri(v, out, e);
-            }
-            if (rc != REMEX_OK)
-                remex_errprefix(e, "%s", name);
-            return rc;
-        }
-    }
-    if (s->file) {
-        if ((rc = load_file(s, e)) != REMEX_OK)
-            return rc;
-        const json_t *c = json_object_get(json_object_get(s->doc, "connections"), conn_id);
-        if (json_is_string(c))
-            rc = secrets_conn_parse_uri(json_string_value(c), out, e);
-        else if (c != NULL)
-            rc = secrets_conn_from_json(c, out, e);
-        else
-            rc = REMEX_ENOTFOUND;
+    for (size_t i = 0; i < s->norder && rc == REMEX_ENOTFOUND; i++) {
+        enum backend b = s->order[i];
+        if (b == BK_ENV)
+            rc = env_conn(s, name, out, e);
+        else if (b == BK_FILE)
+            rc = file_conn(s, conn_id, out, e);
+        else if (b == BK_VAULT && s->vault)
+            rc = vault_conn(s, conn_id, out, e);
+        else if ((b == BK_AWS_SM || b == BK_AWS_SSM) && s->aws[b - BK_AWS_SM])
+            rc = aws_conn(s, (int)(b - BK_AWS_SM), conn_id, out, e);
+        else if (b == BK_GCP && s->gcp)
+            rc = aws_conn(s, 2, conn_id, out, e);
+        else if (b == BK_AZKV && s->azkv)
+            rc = aws_conn(s, 3, conn_id, out, e);
         if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
-            remex_errprefix(e, "%s: connections.%s", s->file, conn_id);
-        if (rc != REMEX_ENOTFOUND)
-            return rc;
+            remex_errprefix(e, "secrets backend %s: connection '%s'", backend_name(b), conn_id);
     }
-    return remex_seterr(e, REMEX_ENOTFOUND, "connection '%s' not found", conn_id);
+    if (rc == REMEX_ENOTFOUND)
+        return remex_seterr(e, REMEX_ENOTFOUND, "connection '%s' not found", conn_id);
+    return rc;
 }
 
 remex_err secrets_get_var(struct secrets *s, const char *key, char **out, struct remex_error *e)
 {
     char name[300];
+    remex_err rc = REMEX_ENOTFOUND;
     if (!env_name(name, sizeof(name), "VAR", key))
         return remex_seterr(e, REMEX_EINVAL, "invalid variable key");
-    if (!s->no_env) {
-        const char *v = s->getenv_fn(name);
-        if (v != NULL) {
-            *out = strdup(v);
-            return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
-        }
+    for (size_t i = 0; i < s->norder && rc == REMEX_ENOTFOUND; i++) {
+        enum backend b = s->order[i];
+        const char *v;
+        if (b == BK_ENV && !s->no_env && (v = s->getenv_fn(name)) != NULL)
+            rc = (*out = strdup(v)) ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        else if (b == BK_FILE)
+            rc = file_var(s, key, out, e);
+        else if (b == BK_VAULT && s->vault)
+            rc = vault_var(s, key, out, e);
+        else if ((b == BK_AWS_SM || b == BK_AWS_SSM) && s->aws[b - BK_AWS_SM])
+            rc = aws_get(s, (int)(b - BK_AWS_SM), 1, key, out, e);
+        else if (b == BK_GCP && s->gcp)
+            rc = aws_get(s, 2, 1, key, out, e);
+        else if (b == BK_AZKV && s->azkv)
+            rc = aws_get(s, 3, 1, key, out, e);
+        if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
+            remex_errprefix(e, "secrets backend %s: variable '%s'", backend_name(b), key);
     }
-    if (s->file) {
-        remex_err rc = load_file(s, e);
-        if (rc != REMEX_OK)
-            return rc;
-        const json_t *v = json_object_get(json_object_get(s->doc, "variables"), key);
-        if (v != NULL) {
-            *out = json_is_string(v) ? strdup(json_string_value(v))
-                                     : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
-        }
-    }
-    return remex_seterr(e, REMEX_ENOTFOUND, "variable '%s' not found", key);
+    if (rc == REMEX_ENOTFOUND)
+        return remex_seterr(e, REMEX_ENOTFOUND, "variable '%s' not found", key);
+    return rc;
 }

@@ -417,6 +417,19 @@ static void worker_metrics(void *ud, struct buf *out)
 }
 
 /* Opens everything the worker needs; returns an exit code, or -1 to run. */
+/* Opens the object store at url with the agent.yaml settings of its backend. */
+static remex_err open_store(const struct agentcfg *ac, const char *url, struct objstore **out,
+                            struct remex_error *e)
+{
+    struct objstore_opts so;
+    char *key = NULL;
+    remex_err rc = agentcfg_objstore_opts(ac, url, &so, &key, e);
+    if (rc == REMEX_OK)
+        rc = objstore_open_opts(url, &so, out, e);
+    cfg_secret_free(key);
+    return rc;
+}
+
 static int setup(struct worker *w)
 {
     struct remex_error e;
@@ -449,13 +462,14 @@ static int setup(struct worker *w)
         log_error("bundles: %s", e.msg);
         return REMEX_EXIT_CONFIG;
     }
-    struct secrets_config sc = {.file = ac->secrets.file};
-    if (secrets_open(&sc, &w->secrets, &e) != REMEX_OK) {
+    if (agentcfg_secrets_open(ac, &w->secrets, &e) != REMEX_OK) {
         log_error("secrets: %s", e.msg);
         return REMEX_EXIT_CONFIG;
     }
-    if (objstore_open(ac->xcom.store, &w->xstore, &e) != REMEX_OK)
+    if (open_store(ac, ac->xcom.store, &w->xstore, &e) != REMEX_OK)
         log_warn("xcom store: %s: XCom requests will fail", e.msg);
+    if (ac->logs.store && open_store(ac, ac->logs.store, &w->lstore, &e) != REMEX_OK)
+        log_warn("logs store: %s: task logs stay in local files only", e.msg);
     if (memlimit_init(w, &e) != REMEX_OK) {
         log_error("worker.task_defaults.memory_enforcement: %s", e.msg);
         return REMEX_EXIT_CONFIG;
@@ -480,6 +494,10 @@ static int setup(struct worker *w)
     }
     if (spawner_start(w, &e) != REMEX_OK)
         log_warn("%s: tasks are spawned on the event loop", e.msg);
+    if (storeio_start(w, &e) != REMEX_OK) {
+        log_error("%s", e.msg);
+        return REMEX_EXIT_FAIL;
+    }
     return -1;
 }
 
@@ -524,12 +542,15 @@ static void role_stop_hook(struct role *r)
     if (w->cap_timer)
         evloop_timer_cancel(w->loop, w->cap_timer);
     spawner_stop(w);
+    storeio_stop(w);
     task_free_all(w);
+    tasklog_expiry_free(w);
     memlimit_shutdown(w);
     tasksock_pool_free(w);
     secrets_close(w->secrets);
     bundle_set_free(w->bundles);
     objstore_close(w->xstore);
+    objstore_close(w->lstore);
     if (w->sock_dir_tmp)
         rmdir(w->sock_dir);
     if (w->devnull >= 0)

@@ -75,6 +75,7 @@ void task_release(struct wtask *t)
         return;
     struct worker *w = t->w;
     unlink_task(w, t);
+    tasklog_stream_stop(t);
     tasksock_close(t);
     tasklog_close(t);
     if (t->spawn_wfd >= 0)
@@ -157,53 +158,6 @@ static void env_put(struct wtask *t, const char *name, const char *value)
         set_prep_error(t, "environment %s: %s", name, e.msg);
 }
 
-static void secret_env(struct wtask *t, const char *name, const char *value)
-{
-    env_put(t, name, value);
-    mask_add(t->mask, value, strlen(value));
-}
-
-/* Connections and variables the task declares: REMEX_CONN_<ID>, REMEX_VAR_<KEY>, masked. */
-static void inject_secrets(struct wtask *t, json_t *task)
-{
-    struct worker *w = t->w;
-    size_t i;
-    json_t *v;
-    char key[300];
-    json_array_foreach(json_object_get(task, "connections"), i, v)
-    {
-        const char *id = json_string_value(v);
-        struct secrets_conn c = {0};
-        struct remex_error e;
-        struct buf uri = BUF_INIT(SECRETS_URI_MAX);
-        if (!id || !w->secrets || secrets_get_conn(w->secrets, id, &c, &e) != REMEX_OK ||
-            secrets_conn_uri(&c, &uri) != REMEX_OK) {
-            set_prep_error(t, "connection '%s': %s", id ? id : "?",
-                           w->secrets ? "not found in the secrets chain" : "no secrets backend");
-        } else {
-            if (c.password)
-                mask_add(t->mask, c.password, strlen(c.password));
-            env_key(key, sizeof(key), "REMEX_CONN_", id);
-            secret_env(t, key, buf_cstr(&uri));
-        }
-        buf_free(&uri);
-        secrets_conn_free(&c);
-    }
-    json_array_foreach(json_object_get(task, "variables"), i, v)
-    {
-        const char *k = json_string_value(v);
-        char *val = NULL;
-        struct remex_error e;
-        if (!k || !w->secrets || secrets_get_var(w->secrets, k, &val, &e) != REMEX_OK) {
-            set_prep_error(t, "variable '%s': not found in the secrets chain", k ? k : "?");
-            continue;
-        }
-        env_key(key, sizeof(key), "REMEX_VAR_", k);
-        secret_env(t, key, val);
-        free(val);
-    }
-}
-
 static void build_env(struct wtask *t, json_t *task, struct tmpl_task_vars *vars, const char *ld)
 {
     static const char *const keep[] = {"HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", NULL};
@@ -260,7 +214,6 @@ static void build_env(struct wtask *t, json_t *task, struct tmpl_task_vars *vars
     const char *rw = json_string_value(json_object_get(t->asg, "resume_with"));
     if (ev && rw)
         env_put(t, "REMEX_RESUME_WITH", rw);
-    inject_secrets(t, task);
 }
 
 static void build_argv(struct wtask *t, json_t *task, struct tmpl_task_vars *vars)
@@ -553,8 +506,8 @@ static void start_call(struct wtask *t)
     json_t *body =
         json_pack("{s:I,s:s}", "try_number", (json_int_t)t->try_number, "hostname", w->hostname);
     if (body && t->log_path) { /* where the plane (its UI) finds the log while the task runs */
-        char uri[4200];
-        snprintf(uri, sizeof(uri), "file://%s", t->log_path);
+        char uri[OBJSTORE_URI_MAX + 8];
+        tasklog_start_uri(t, uri, sizeof(uri));
         json_object_set_new(body, "log_uri", json_string(uri));
     }
     char path[96], what[96];
@@ -562,6 +515,64 @@ static void start_call(struct wtask *t)
     snprintf(what, sizeof(what), "start ti %" PRId64 " try %" PRId64, t->ti_id, t->try_number);
     task_call(t, "POST", path, body, what, start_done, NULL);
     json_decref(body);
+}
+
+/* After the offer's preparation (and its secrets): the start call. */
+static void offer_continue(struct wtask *t)
+{
+    struct remex_error le;
+    if (!t->prep_error && tasklog_path(t, &le) != REMEX_OK) /* then the start names no log */
+        log_warn("ti %" PRId64 ": task log path: %s", t->ti_id, le.msg);
+    start_call(t);
+}
+
+/* The declared connections and variables are back: REMEX_CONN_<ID>, REMEX_VAR_<KEY>, masked. */
+static void secrets_fetched(struct store_job *j)
+{
+    struct wtask *t = j->t;
+    const char *err = json_string_value(json_object_get(j->res, "error"));
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (j->rc != REMEX_OK)
+        set_prep_error(t, "secrets: %s", j->err.msg);
+    else if (err)
+        set_prep_error(t, "%s", err);
+    json_array_foreach(json_object_get(j->res, "mask"), i, v)
+    {
+        mask_add(t->mask, json_string_value(v), json_string_length(v));
+    }
+    json_object_foreach(json_object_get(j->res, "env"), k, v)
+    {
+        env_put(t, k, json_string_value(v));
+    }
+    offer_continue(t);
+}
+
+/*
+ * Looks up the task's declared connections and variables on the store
+ * thread (the chain may call a remote backend). 1: the offer continues in
+ * secrets_fetched; 0: nothing to fetch (or no thread: the try fails).
+ */
+static int fetch_secrets(struct wtask *t, json_t *task)
+{
+    json_t *conns = json_object_get(task, "connections");
+    json_t *vars = json_object_get(task, "variables");
+    if (json_array_size(conns) == 0 && json_array_size(vars) == 0)
+        return 0;
+    struct store_job *j = store_job_new(t, NULL, STORE_SECRETS, 0);
+    if (j) {
+        j->secrets = t->w->secrets;
+        j->req = json_pack("{s:o,s:o}", "connections", conns ? json_deep_copy(conns) : json_array(),
+                           "variables", vars ? json_deep_copy(vars) : json_array());
+        j->done = secrets_fetched;
+    }
+    if (!j || !j->req || storeio_submit(t->w, j) != 0) {
+        store_job_free(j);
+        set_prep_error(t, "secrets: the lookup could not be started");
+        return 0;
+    }
+    return 1;
 }
 
 void task_offer(struct worker *w, json_t *asg)
@@ -608,10 +619,8 @@ void task_offer(struct worker *w, json_t *asg)
     }
     log_debug("offer ti %" PRId64 " %s.%s try %" PRId64, t->ti_id, t->dag_id, t->task_id,
               t->try_number);
-    struct remex_error le;
-    if (!t->prep_error && tasklog_path(t, &le) != REMEX_OK) /* then the start names no log */
-        log_warn("ti %" PRId64 ": task log path: %s", t->ti_id, le.msg);
-    start_call(t);
+    if (t->prep_error || !fetch_secrets(t, task))
+        offer_continue(t);
 }
 
 static void task_gone(struct wtask *t, const char *why)
@@ -714,6 +723,7 @@ static void spawn_done(struct wtask *t, int rfd)
     }
     if (t->timeout_ms > 0)
         t->timeout_timer = evloop_timer_add(w->loop, (uint64_t)t->timeout_ms, 0, on_timeout, t);
+    tasklog_stream_start(t);
 }
 
 /*
@@ -919,6 +929,58 @@ static int oom_detected(struct wtask *t, const struct proc_status *ps)
     return (!ps->exited && ps->signo == SIGKILL) || t->oom_hint;
 }
 
+/* Hands the final state report (body owned) to the report journal. */
+static void send_report(struct wtask *t, json_t *body)
+{
+    char path[96], what[96];
+    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/state", t->ti_id);
+    snprintf(what, sizeof(what), "state report ti %" PRId64, t->ti_id);
+    if (body)
+        api_report(t->w->api, path, t->token, body, what); /* takes body */
+    else
+        log_error("%s: out of memory: not reported", what);
+}
+
+static void log_uploaded(struct store_job *j)
+{
+    struct wtask *t = j->t;
+    json_t *body = j->arg;
+    if (j->rc == REMEX_OK) {
+        json_object_set_new(body, "log_uri", json_string(j->ref.uri));
+        tasklog_expire_later(t->w, t->log_path);
+    } else
+        log_warn("ti %" PRId64 " %s.%s try %" PRId64 ": log upload: %s; the log stays in %s",
+                 t->ti_id, t->dag_id, t->task_id, t->try_number, j->err.msg, t->log_path);
+    send_report(t, body);
+}
+
+/*
+ * With a logs store, uploads the closed log file off the loop and sends the
+ * report (body taken) once that is done, naming the stored copy. 0: no
+ * upload (the caller sends the report).
+ */
+static int upload_log(struct wtask *t, json_t *body)
+{
+    struct worker *w = t->w;
+    if (!w->lstore || !t->log_path)
+        return 0;
+    struct store_job *j = store_job_new(t, w->lstore, STORE_PUT_FILE, TASKLOG_UPLOAD_MAX);
+    struct buf k = BUF_INIT(OBJSTORE_KEY_MAX);
+    tasklog_store_key(t, &k);
+    if (!j || !(j->path = strdup(t->log_path)) || !(j->key = buf_detach(&k, NULL))) {
+        store_job_free(j);
+        buf_free(&k);
+        return 0;
+    }
+    j->done = log_uploaded;
+    j->arg = body;
+    if (storeio_submit(w, j) != 0) {
+        store_job_free(j);
+        return 0;
+    }
+    return 1;
+}
+
 static void task_finish(struct wtask *t)
 {
     struct worker *w = t->w;
@@ -961,6 +1023,7 @@ static void task_finish(struct wtask *t)
     tasklog_note(t, "%s (%s)%s%s", state, desc, reason[0] ? ": " : "", reason);
     log_info("ti %" PRId64 " %s.%s try %" PRId64 ": %s (%s)%s%s", t->ti_id, t->dag_id, t->task_id,
              t->try_number, state, desc, reason[0] ? ": " : "", reason);
+    tasklog_stream_stop(t);
     tasklog_close(t);
     tasksock_close(t);
     if (t->use_cgroup)
@@ -969,13 +1032,8 @@ static void task_finish(struct wtask *t)
         w->once_result = strcmp(state, "failed") == 0 ? REMEX_EXIT_FAIL : REMEX_EXIT_OK;
     free_slot(t);
     t->phase = WT_DONE;
-    char path[96], what[96];
-    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/state", t->ti_id);
-    snprintf(what, sizeof(what), "state report ti %" PRId64, t->ti_id);
-    if (body)
-        api_report(w->api, path, t->token, body, what); /* takes body */
-    else
-        log_error("%s: out of memory: not reported", what);
+    if (!body || !upload_log(t, body))
+        send_report(t, body);
     w->changed(w);
     task_release(t);
 }

@@ -118,47 +118,90 @@ static void key_part(struct buf *b, const char *s)
 struct xreq {
     struct tconn *tc;
     int pull;
+    char path[400]; /* push: the plane's XCom route */
 };
+
+/* Replies out to x's connection (or drops it if it closed meanwhile) and frees x. */
+static void xcom_reply(struct xreq *x, json_t *out)
+{
+    struct tconn *tc = x->tc;
+    tc->busy = 0;
+    free(x);
+    if (tc->closed) {
+        json_decref(out);
+        conn_drop(tc);
+        return;
+    }
+    if (reply(tc, out) == 0)
+        serve(tc);
+}
+
+/* The value of a pull, back from the store thread. */
+static void xcom_fetched(struct store_job *j)
+{
+    json_t *out;
+    if (j->rc != REMEX_OK) {
+        out = err_reply("unavailable", "xcom value: %s", j->err.msg);
+    } else {
+        out = json_pack("{s:b,s:s%}", "ok", 1, "value", j->data.data ? j->data.data : "",
+                        j->data.len);
+        if (!out)
+            out = err_reply("unavailable", "xcom value is not UTF-8 text");
+    }
+    xcom_reply(j->arg, out);
+}
 
 static void xcom_done(struct wtask *t, void *arg, const struct api_result *res)
 {
     struct worker *w = t->w;
     remex_err rc = res->rc;
     json_t *r = res->reply;
-    const char *msg = res->msg;
     struct xreq *x = arg;
-    struct tconn *tc = x->tc;
-    json_t *out;
     if (rc == REMEX_ENOTFOUND) {
-        out = err_reply("not_found", "no such XCom entry");
+        xcom_reply(x, err_reply("not_found", "no such XCom entry"));
     } else if (rc != REMEX_OK) {
-        out = err_reply("unavailable", "%s", msg);
+        xcom_reply(x, err_reply("unavailable", "%s", res->msg));
     } else if (!x->pull) {
-        out = json_pack("{s:b}", "ok", 1);
+        xcom_reply(x, json_pack("{s:b}", "ok", 1));
     } else {
         const char *uri = json_string_value(json_object_get(r, "uri"));
         const char *sum = json_string_value(json_object_get(r, "checksum"));
-        struct buf v = BUF_INIT(XCOM_VALUE_MAX);
-        struct remex_error e;
+        struct store_job *j = store_job_new(t, w->xstore, STORE_GET_URI, XCOM_VALUE_MAX);
         if (!uri || !sum) {
-            out = err_reply("unavailable", "plane reply without uri or checksum");
-        } else if (objstore_get_uri(w->xstore, uri, sum, &v, &e) != REMEX_OK) {
-            out = err_reply("unavailable", "xcom value: %s", e.msg);
-        } else {
-            out = json_pack("{s:b,s:s%}", "ok", 1, "value", v.data ? v.data : "", v.len);
-            if (!out)
-                out = err_reply("unavailable", "xcom value is not UTF-8 text");
+            store_job_free(j);
+            xcom_reply(x, err_reply("unavailable", "plane reply without uri or checksum"));
+            return;
         }
-        buf_free(&v);
+        if (j) {
+            j->key = strdup(uri);
+            j->checksum = strdup(sum);
+            j->done = xcom_fetched;
+            j->arg = x;
+        }
+        if (!j || !j->key || !j->checksum || storeio_submit(w, j) != 0) {
+            store_job_free(j);
+            xcom_reply(x, err_reply("unavailable", "xcom value: store thread unavailable"));
+        }
     }
-    tc->busy = 0;
-    free(x);
-    if (tc->closed) {
-        conn_drop(tc);
+}
+
+/* The value of a push is stored: its reference goes to the plane. */
+static void xcom_stored(struct store_job *j)
+{
+    struct xreq *x = j->arg;
+    if (j->rc != REMEX_OK) {
+        xcom_reply(x, err_reply("unavailable", "xcom store: %s", j->err.msg));
         return;
     }
-    if (reply(tc, out) == 0)
-        serve(tc);
+    json_t *body =
+        json_pack("{s:s,s:I,s:s,s:s}", "uri", j->ref.uri, "size", (json_int_t)j->ref.size,
+                  "checksum", j->ref.checksum, "content_type", "text/plain");
+    if (!body) {
+        xcom_reply(x, err_reply("internal", "out of memory"));
+        return;
+    }
+    task_call(j->t, "PUT", x->path, body, NULL, xcom_done, x);
+    json_decref(body);
 }
 
 static json_t *xcom_push(struct tconn *tc, json_t *req)
@@ -174,6 +217,8 @@ static json_t *xcom_push(struct tconn *tc, json_t *req)
                          XCOM_VALUE_MAX);
     if (!w->xstore)
         return err_reply("unavailable", "no XCom object store configured");
+    struct store_job *j = store_job_new(t, w->xstore, STORE_PUT, XCOM_VALUE_MAX);
+    struct xreq *x = calloc(1, sizeof(*x));
     struct buf k = BUF_INIT(OBJSTORE_KEY_MAX);
     buf_puts(&k, "xcom/dag_id=");
     key_part(&k, t->dag_id);
@@ -183,27 +228,23 @@ static json_t *xcom_push(struct tconn *tc, json_t *req)
     key_part(&k, t->task_id);
     buf_printf(&k, "/map_index=%" PRId64 "/", t->map_index);
     buf_puts(&k, key);
-    struct objstore_ref ref;
-    struct remex_error e;
-    remex_err rc = objstore_put(w->xstore, buf_cstr(&k), json_string_value(val),
-                                json_string_length(val), &ref, &e);
-    buf_free(&k);
-    if (rc != REMEX_OK)
-        return err_reply("unavailable", "xcom store: %s", e.msg);
-    json_t *body = json_pack("{s:s,s:I,s:s,s:s}", "uri", ref.uri, "size", (json_int_t)ref.size,
-                             "checksum", ref.checksum, "content_type", "text/plain");
-    char path[400];
-    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/xcom/%s", t->ti_id, key);
-    struct xreq *x = calloc(1, sizeof(*x));
-    if (!x || !body) {
+    if (!j || !x || buf_append(&j->data, json_string_value(val), json_string_length(val)) ||
+        !(j->key = buf_detach(&k, NULL))) {
+        store_job_free(j);
         free(x);
-        json_decref(body);
+        buf_free(&k);
         return err_reply("internal", "out of memory");
     }
+    snprintf(x->path, sizeof(x->path), "/api/v1/task-instances/%" PRId64 "/xcom/%s", t->ti_id, key);
     x->tc = tc;
+    j->done = xcom_stored;
+    j->arg = x;
+    if (storeio_submit(w, j) != 0) {
+        store_job_free(j);
+        free(x);
+        return err_reply("unavailable", "xcom store: store thread unavailable");
+    }
     tc->busy = 1;
-    task_call(t, "PUT", path, body, NULL, xcom_done, x);
-    json_decref(body);
     return NULL;
 }
 
@@ -237,47 +278,68 @@ static json_t *xcom_pull(struct tconn *tc, json_t *req)
 
 /* ---- connections, variables, defer ---- */
 
-static json_t *conn_get(struct tconn *tc, json_t *req)
+/* A conn.get or var.get answer is back from the store thread. */
+static void secret_fetched(struct store_job *j)
+{
+    struct xreq *x = j->arg;
+    struct wtask *t = j->t;
+    const char *err = json_string_value(json_object_get(j->res, "error"));
+    const char *code = json_string_value(json_object_get(j->res, "code"));
+    json_t *v, *out;
+    size_t i;
+    json_array_foreach(json_object_get(j->res, "mask"), i, v)
+    {
+        mask_add(t->mask, json_string_value(v), json_string_length(v));
+    }
+    if (j->rc != REMEX_OK)
+        out = err_reply("unavailable", "%s", j->err.msg);
+    else if (err)
+        out = err_reply(code ? code : "unavailable", "%s", err);
+    else if ((v = json_object_get(j->res, "conn")) != NULL)
+        out = json_pack("{s:b,s:O}", "ok", 1, "conn", v);
+    else
+        out = json_pack("{s:b,s:O}", "ok", 1, "value", json_object_get(j->res, "value"));
+    xcom_reply(x, out ? out : err_reply("internal", "out of memory"));
+}
+
+/* Hands one lookup ("conn" or "var" = id) to the store thread; NULL: the reply comes later. */
+static json_t *secret_lookup(struct tconn *tc, const char *field, const char *id)
 {
     struct wtask *t = tc->t;
+    struct store_job *j = store_job_new(t, NULL, STORE_SECRETS, 0);
+    struct xreq *x = calloc(1, sizeof(*x));
+    if (!j || !x || !(j->req = json_pack("{s:s}", field, id))) {
+        store_job_free(j);
+        free(x);
+        return err_reply("internal", "out of memory");
+    }
+    x->tc = tc;
+    j->secrets = t->w->secrets;
+    j->done = secret_fetched;
+    j->arg = x; /* the job owns x until secret_fetched */
+    if (storeio_submit(t->w, j) != 0) {
+        store_job_free(j);
+        free(x);
+        return err_reply("unavailable", "secrets: the lookup could not be started");
+    }
+    tc->busy = 1;
+    return NULL;
+}
+
+static json_t *conn_get(struct tconn *tc, json_t *req)
+{
     const char *id = json_string_value(json_object_get(req, "conn_id"));
     if (!id || !*id || strlen(id) > 250)
         return err_reply("bad_request", "conn_id: expected string");
-    struct secrets_conn c = {0};
-    struct remex_error e;
-    if (!t->w->secrets || secrets_get_conn(t->w->secrets, id, &c, &e) != REMEX_OK) {
-        secrets_conn_free(&c);
-        return err_reply("not_found", "no connection '%s'", id);
-    }
-    struct buf uri = BUF_INIT(8192);
-    secrets_conn_uri(&c, &uri);
-    json_t *cj = secrets_conn_json(&c);
-    if (cj)
-        json_object_set_new(cj, "uri", json_string(buf_cstr(&uri)));
-    if (c.password)
-        mask_add(t->mask, c.password, strlen(c.password));
-    mask_add(t->mask, uri.data ? uri.data : "", uri.len);
-    buf_free(&uri);
-    secrets_conn_free(&c);
-    if (!cj)
-        return err_reply("internal", "out of memory");
-    return json_pack("{s:b,s:o}", "ok", 1, "conn", cj);
+    return secret_lookup(tc, "conn", id);
 }
 
 static json_t *var_get(struct tconn *tc, json_t *req)
 {
-    struct wtask *t = tc->t;
     const char *key = json_string_value(json_object_get(req, "key"));
     if (!key || !*key || strlen(key) > 250)
         return err_reply("bad_request", "key: expected string");
-    char *v = NULL;
-    struct remex_error e;
-    if (!t->w->secrets || secrets_get_var(t->w->secrets, key, &v, &e) != REMEX_OK)
-        return err_reply("not_found", "no variable '%s'", key);
-    mask_add(t->mask, v, strlen(v));
-    json_t *out = json_pack("{s:b,s:s}", "ok", 1, "value", v);
-    free(v);
-    return out ? out : err_reply("internal", "variable is not UTF-8 text");
+    return secret_lookup(tc, "var", key);
 }
 
 static json_t *defer(struct tconn *tc, json_t *req)

@@ -39,6 +39,7 @@
 #include "remex/cfg.h"
 #include "remex/err.h"
 #include "remex/http.h"
+#include "remex/objstore.h"
 #include "remex/proc.h"
 #include "remex/role.h"
 
@@ -50,6 +51,7 @@ struct objstore;
 struct bundle_set;
 struct spawner;
 struct rolehttp;
+struct storeio;
 
 enum wtask_phase {
     WT_STARTING = 0, /* start call in flight */
@@ -102,10 +104,12 @@ struct wtask {
     int out_fd; /* read end of stdout+stderr, -1 when closed */
     int exited, wstatus, out_eof;
     uint64_t timeout_timer, kill_timer, eof_timer;
-    uint64_t start_timer;    /* retry of an unconfirmed start (holds a pending reference) */
-    unsigned start_attempts; /* start calls that got no definitive answer */
-    uint64_t start_first_ms; /* monotonic time of the first start call */
-    const char *stop_reason; /* static: execution_timeout, cancelled: ..., worker shutdown */
+    uint64_t log_upload_timer; /* tasklog.c: partial log uploads while the try runs */
+    int log_upload_busy;       /* a partial upload is with the store thread */
+    uint64_t start_timer;      /* retry of an unconfirmed start (holds a pending reference) */
+    unsigned start_attempts;   /* start calls that got no definitive answer */
+    uint64_t start_first_ms;   /* monotonic time of the first start call */
+    const char *stop_reason;   /* static: execution_timeout, cancelled: ..., worker shutdown */
     char cancel_reason[128];
     int stopping;
 
@@ -132,6 +136,10 @@ struct worker {
     struct api_client *api;            /* r->api */
     struct secrets *secrets;
     struct objstore *xstore;
+    struct objstore *lstore;       /* task logs (logs.store), or NULL: local files only */
+    struct storeio *storeio;       /* storeio.c: object-store transfers off the loop */
+    struct log_expiry *log_expiry; /* tasklog.c: uploaded local logs to remove, oldest first */
+    uint64_t log_expiry_timer;
     struct bundle_set *bundles;
     const char *memlimit_mech; /* "cgroup2", "cgroup1" or "rlimit-as" */
     char cg_parent[4096];      /* parent of task cgroups; "" with rlimit-as */
@@ -210,6 +218,45 @@ void memlimit_shutdown(struct worker *w);
 /* Finishes the start of the task of a spawn that came back from a spawner thread. */
 void task_spawned(struct spawn_job *j);
 
+/* ---- storeio.c ---- */
+enum store_op { STORE_PUT, STORE_PUT_FILE, STORE_GET_URI, STORE_SECRETS };
+/* One transfer run by the store thread; done runs on the loop, then the job is freed. */
+struct store_job {
+    struct store_job *next;
+    struct wtask *t;        /* a pending reference is held while the job is out */
+    struct objstore *store; /* borrowed */
+    enum store_op op;
+    char *key;               /* owned: PUT/PUT_FILE key, GET_URI uri */
+    char *path;              /* owned: PUT_FILE source file */
+    char *checksum;          /* owned: GET_URI expected checksum, or NULL */
+    struct buf data;         /* PUT data in, GET_URI data out (its cap bounds the object) */
+    struct objstore_ref ref; /* PUT/PUT_FILE result */
+    /*
+     * SECRETS: req (owned, deep copy made on the loop) holds "connections" and
+     * "variables" (arrays of ids, for the task's environment), or "conn" / "var"
+     * (one id, for remex-task); res (owned, made on the thread) receives "env"
+     * {REMEX_CONN_ID: uri, REMEX_VAR_KEY: value}, "conn" (object with "uri"),
+     * "value", "mask" [values to register with the task's masker], and on failure
+     * "error" (message naming backend and key, never a value) and "code"
+     * ("not_found" or "unavailable").
+     */
+    struct secrets *secrets; /* borrowed: only the store thread uses it once the loop runs */
+    json_t *req;
+    json_t *res;
+    remex_err rc;
+    struct remex_error err;
+    void (*done)(struct store_job *j); /* on the loop; must not free j */
+    void *arg;
+};
+struct store_job *store_job_new(struct wtask *t, struct objstore *store, enum store_op op,
+                                size_t cap);
+void store_job_free(struct store_job *j);
+remex_err storeio_start(struct worker *w, struct remex_error *e);
+/* Queues j (taking it) and a pending reference on j->t; -1 without the thread (j kept). */
+int storeio_submit(struct worker *w, struct store_job *j);
+/* Joins the thread, then runs the done callbacks of every job (unrun ones: REMEX_ECLOSED). */
+void storeio_stop(struct worker *w);
+
 /* ---- spawner.c ---- */
 /* Starts the spawner threads (none: spawns stay on the loop). */
 remex_err spawner_start(struct worker *w, struct remex_error *e);
@@ -229,6 +276,19 @@ void tasklog_feed(struct wtask *t, const char *p, size_t n);
 /* Writes a worker note (timestamped, prefixed "[remex]") into the log. */
 void tasklog_note(struct wtask *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tasklog_close(struct wtask *t);
+/* Task logs larger than this are not uploaded (the local file stays where it is). */
+#define TASKLOG_UPLOAD_MAX (256u * 1024u * 1024u)
+/* The object key of t's log in logs.store ("logs/dag_id=.../attempt=N.log") into b. */
+remex_err tasklog_store_key(struct wtask *t, struct buf *b);
+/* With logs.store and logs.upload_interval: uploads the running try's log periodically. */
+void tasklog_stream_start(struct wtask *t);
+void tasklog_stream_stop(struct wtask *t);
+/* After a successful upload: removes path after logs.local_retention (copied; 0: never). */
+void tasklog_expire_later(struct worker *w, const char *path);
+/* Shutdown: forgets pending removals (the files stay). */
+void tasklog_expiry_free(struct worker *w);
+/* The URI the plane gets for t's log at start: the stored copy when streaming, else the file. */
+void tasklog_start_uri(struct wtask *t, char *out, size_t cap);
 
 /* ---- tasksock.c ---- */
 /* Lends t a socket of the pool and names it in t's REMEX_SOCKET. */

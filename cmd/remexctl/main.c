@@ -88,9 +88,15 @@ const struct ctl_cmd ctl_cmds[] = {
      cmd_tasks_mark},
     {"tasks", "fail", "DAG RUN TASK", "mark a task instance failed (as tasks mark failed)", NULL,
      cmd_tasks_fail},
-    {"tasks", "logs", "DAG RUN TASK", "print a task's log, or where it is when not readable here",
+    {"tasks", "logs", "DAG RUN TASK [--try N] [--follow]",
+     "print a task's log, or where it is when not readable here",
      "Task logs stay on the agent's side: the plane knows where a log is\n"
-     "(log_uri); a file:// log readable from this machine is printed.\n",
+     "(log_uri). A file:// log readable from this machine is printed; an s3://,\n"
+     "az:// or gs:// log is read with your own credentials (AWS_ACCESS_KEY_ID,\n"
+     "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL;\n"
+     "AZURE_STORAGE_KEY, AZURE_STORAGE_ENDPOINT; GOOGLE_APPLICATION_CREDENTIALS).\n"
+     "  --try N      the log of try N (default: the current try)\n"
+     "  --follow     print a running try's log as it grows, until the try ends\n",
      cmd_tasks_logs},
     {"pools", "list", "", "list pools with their occupied, queued and open slots", NULL,
      cmd_pools_list},

@@ -1,4 +1,4 @@
-/* remexctl: tasks list, clear, fail, mark, logs; the task instance table of
+/* remexctl: tasks list, clear, fail, mark (logs: logs.c); the task instance table of
  * runs show and of a failed dags trigger --wait. */
 #include <errno.h>
 #include <getopt.h>
@@ -178,58 +178,4 @@ int cmd_tasks_mark(struct ctl *c, int argc, char **argv)
     if (strcmp(argv[1], "failed") == 0)
         return task_post(c, argv + 2, "fail", NULL, "marked failed");
     return ctl_usage(c, "expected success or failed, not '%s'", argv[1]);
-}
-
-/* Copies the file at a file:// URI to stdout; CTL_EFAIL when it cannot. */
-static int cat_file(struct ctl *c, const char *uri)
-{
-    char buf[65536];
-    size_t n;
-    FILE *f;
-
-    if (strncmp(uri, "file://", 7) != 0)
-        return CTL_EFAIL;
-    if ((f = fopen(uri + 7, "r")) == NULL) {
-        fprintf(stderr, "remexctl: %s: %s: %s (the log stays on the agent's machine)\n", c->cmd,
-                uri + 7, strerror(errno));
-        return CTL_EFAIL;
-    }
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        if (fwrite(buf, 1, n, stdout) != n)
-            break;
-    fclose(f);
-    return fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
-}
-
-int cmd_tasks_logs(struct ctl *c, int argc, char **argv)
-{
-    json_t *reply = NULL, *ti, *found = NULL;
-    char b[TXT];
-    size_t i;
-    int rc = ctl_positional(c, argc, argv, 3, "DAG, RUN and TASK");
-
-    if (rc == CTL_OK)
-        rc = fetch_run(c, argv[1], argv[2], &reply);
-    if (rc != CTL_OK)
-        return rc;
-    json_array_foreach(json_object_get(reply, "task_instances"), i, ti)
-    {
-        const char *id = json_string_value(json_object_get(ti, "task_id"));
-        if (id && strcmp(id, argv[3]) == 0)
-            found = ti;
-    }
-    if (!found)
-        rc = ctl_fail(c, CTL_EFAIL, "task '%s' not found in run %s of DAG '%s'", argv[3], argv[2],
-                      argv[1]);
-    else if (!json_is_string(json_object_get(found, "log_uri")))
-        rc = ctl_fail(c, CTL_EFAIL, "%s has no log yet (state %s)", argv[3],
-                      ctl_field(found, "state", b, sizeof(b)));
-    else if (cat_file(c, json_string_value(json_object_get(found, "log_uri"))) == CTL_OK)
-        rc = CTL_OK;
-    else {
-        printf("%s\n", ctl_field(found, "log_uri", b, sizeof(b)));
-        rc = fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
-    }
-    json_decref(reply);
-    return rc;
 }

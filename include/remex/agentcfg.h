@@ -154,13 +154,79 @@ struct agentcfg {
     struct {
         char *level;
         char *format;
+        char *store;                 /* object store URI for task logs; NULL: local files only */
+        uint64_t upload_interval_ms; /* 0: upload when the try ends only */
+        uint64_t local_retention_ms; /* 0: keep local copies; else remove this long after upload */
+        int stdout_format;           /* index into agentcfg_logs_stdout_names: none, json */
     } logs;
     struct cfg_list bundles; /* struct agentcfg_bundle */
     struct {
         char *file;
+        struct cfg_strlist backends; /* order of the chain; empty: env, file, vault */
+        uint64_t cache_ttl_ms;
+        struct {
+            char *url;
+            char *mount;
+            int64_t kv_version;
+            char *namespace_;
+            struct cfg_secret token; /* value, {file: PATH} (re-read when refused) or {env: VAR} */
+            char *role_id;
+            struct cfg_secret secret_id;
+            char *approle_mount;
+            char *k8s_role;
+            char *k8s_jwt_file;
+            char *k8s_mount;
+            char *connections_path;
+            char *variables_path;
+            char *ca_file;
+        } vault;
+        /* AWS Secrets Manager ([0]) and SSM Parameter Store ([1]): on when named in backends */
+        struct agentcfg_aws_secrets {
+            char *region;
+            char *endpoint;
+            char *profile;
+            char *credentials_file;
+            char *connections_prefix;
+            char *variables_prefix;
+        } aws[2];
+        struct {
+            char *project; /* on when backends names gcp_secret_manager */
+            char *key_file;
+            char *endpoint;
+            char *token_uri;
+            char *connections_prefix;
+            char *variables_prefix;
+        } gcp;
+        struct {
+            char *vault_url; /* on when backends names azure_key_vault */
+            char *tenant_id;
+            char *client_id;
+            struct cfg_secret client_secret;
+            char *federated_token_file;
+            char *authority;
+            char *connections_prefix;
+            char *variables_prefix;
+        } azkv;
     } secrets;
     struct {
         char *store;
+        char *ca_file; /* remote stores (XCom and logs): CA bundle */
+        struct {
+            char *endpoint;
+            char *region;
+            int path_style; /* index into agentcfg_path_style_names: auto, path, virtual */
+            char *profile;
+            char *credentials_file;
+        } s3; /* S3 settings of both xcom.store and logs.store */
+        struct {
+            char *endpoint;
+            struct cfg_secret account_key;
+        } azure; /* Azure Blob settings of both stores */
+        struct {
+            char *key_file;
+            char *endpoint;
+            char *token_uri;
+        } gcs; /* GCS settings of both stores */
     } xcom;
     struct agentcfg_worker worker;
     struct agentcfg_agent agent;
@@ -170,6 +236,27 @@ struct agentcfg {
 };
 
 extern const struct cfg_entry agentcfg_table[];
+/* logs.stdout values, NULL-terminated: "none", "json". */
+extern const char *const agentcfg_logs_stdout_names[];
+/* xcom.s3.path_style values, NULL-terminated: "auto", "path", "virtual". */
+extern const char *const agentcfg_path_style_names[];
+
+struct objstore_opts;
+/*
+ * Fills o for the store at url from the xcom.* settings (borrowed strings of
+ * c). *key (release with cfg_secret_free after the open) holds the Azure
+ * account key when one is configured.
+ */
+remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url, struct objstore_opts *o,
+                                 char **key, struct remex_error *e);
+
+struct secrets;
+/*
+ * Opens the secrets chain of the secrets section (file, Vault, order, cache).
+ * Literal and environment tokens are copied into the backend and wiped here.
+ */
+remex_err agentcfg_secrets_open(const struct agentcfg *c, struct secrets **out,
+                                struct remex_error *e);
 /* The roles remex-agent knows, NULL-terminated: worker, dag-processor, triggerer, sentinel. */
 extern const char *const agentcfg_role_names[];
 

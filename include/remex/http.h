@@ -107,6 +107,13 @@ struct http_request {
     const void *body;         /* borrowed for the duration of the call (copied by the multi) */
     size_t body_len;
     int retry_safe; /* a non-idempotent request that may be repeated (carries its own key) */
+    /*
+     * NULL or a NULL-terminated list of extra "Name: value" lines (borrowed for
+     * the call, copied; wiped before free since they may carry signatures).
+     * A line with a control character is REMEX_EINVAL. Used by request signers
+     * (SigV4, Shared Key) that need headers of their own.
+     */
+    const char *const *headers;
 };
 
 struct http_response {

@@ -12,8 +12,23 @@
  *
  * A connection is an Airflow-style URI or a JSON object with the fields of
  * struct secrets_conn. The file must not be readable by group or others; it is
- * re-read when its modification time or size changes. Values never appear in
- * error messages. Thread-safety: one owner.
+ * re-read when its modification time or size changes.
+ *
+ * Remote backends (HashiCorp Vault: remex/secrets_vault.h; AWS Secrets
+ * Manager and SSM Parameter Store: remex/secrets_aws.h; Google Cloud Secret
+ * Manager: remex/secrets_gcp.h; Azure Key Vault: remex/secrets_azkv.h) join
+ * the chain when configured. The chain's order is cfg->order (default: env,
+ * file, vault, aws_secrets_manager, aws_ssm, gcp_secret_manager,
+ * azure_key_vault); the first backend that has the key wins. Cloud secret
+ * values are the connection's URI or JSON fields, or the variable. A backend
+ * that fails (down, refusing) ends the lookup with an error naming the
+ * backend and the key. Remote results are cached for cache_ttl_ms (default
+ * 60 s); remote lookups block (call them off any event loop). Vault layout
+ * (Airflow's): connections at <mount>/<connections_path>/<id> holding
+ * conn_uri or the connection's fields, variables at
+ * <mount>/<variables_path>/<key> holding value.
+ *
+ * Values never appear in error messages. Thread-safety: one owner.
  */
 #ifndef REMEX_SECRETS_H
 #define REMEX_SECRETS_H
@@ -22,8 +37,14 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <stdint.h>
+
 #include "remex/buf.h"
 #include "remex/err.h"
+#include "remex/secrets_aws.h"
+#include "remex/secrets_azkv.h"
+#include "remex/secrets_gcp.h"
+#include "remex/secrets_vault.h"
 
 #define SECRETS_FILE_MAX (1u << 20)
 #define SECRETS_URI_MAX  8192
@@ -55,10 +76,35 @@ remex_err secrets_conn_uri(const struct secrets_conn *c, struct buf *out);
 /* JSON object with every field (owned), or NULL on ENOMEM. */
 json_t *secrets_conn_json(const struct secrets_conn *c);
 
+#define SECRETS_CACHE_TTL_MS_DEFAULT 60000
+#define SECRETS_CACHE_MAX            4096 /* cached entries; the oldest go first */
+
 struct secrets_config {
-    const char *file;                       /* NULL: no file backend */
-    int no_env;                             /* 1: skip the environment backend */
-    const char *(*getenv_fn)(const char *); /* NULL: getenv */
+    const char *file;                         /* NULL: no file backend */
+    int no_env;                               /* 1: skip the environment backend */
+    const char *(*getenv_fn)(const char *);   /* NULL: getenv */
+    const struct secrets_vault_config *vault; /* NULL: no Vault backend */
+    const char *vault_connections_path;       /* NULL: "connections" */
+    const char *vault_variables_path;         /* NULL: "variables" */
+    /* AWS Secrets Manager / SSM Parameter Store, or NULL; their prefixes (NULL: Airflow's
+     * "airflow/connections", "airflow/variables"; SSM: "/airflow/connections", ...). */
+    const struct secrets_aws_config *aws_sm;
+    const struct secrets_aws_config *aws_ssm;
+    const char *aws_sm_connections_prefix, *aws_sm_variables_prefix;
+    const char *aws_ssm_connections_prefix, *aws_ssm_variables_prefix;
+    /* Google Cloud Secret Manager, or NULL; names <prefix>-<id> (NULL prefixes: Airflow's
+     * "airflow-connections", "airflow-variables"). */
+    const struct secrets_gcp_config *gcp;
+    const char *gcp_connections_prefix, *gcp_variables_prefix;
+    /* Azure Key Vault, or NULL; names <prefix>-<id> with '_' and '.' as '-' (NULL prefixes:
+     * "airflow-connections", "airflow-variables"). */
+    const struct secrets_azkv_config *azkv;
+    const char *azkv_connections_prefix, *azkv_variables_prefix;
+    /* NULL-terminated backend names ("env", "file", "vault", "aws_secrets_manager",
+     * "aws_ssm", "gcp_secret_manager", "azure_key_vault"), or NULL: all, in that order */
+    const char *const *order;
+    uint64_t cache_ttl_ms;    /* 0: SECRETS_CACHE_TTL_MS_DEFAULT */
+    uint64_t (*now_ms)(void); /* NULL: the monotonic clock (tests inject their own) */
 };
 
 struct secrets;

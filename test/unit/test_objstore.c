@@ -184,8 +184,10 @@ static void test_open_errors(void **state)
     struct objstore *s = NULL;
     struct remex_error e;
     assert_int_equal(objstore_open("relative/dir", &s, &e), REMEX_EINVAL);
-    assert_int_equal(objstore_open("s3://bucket/prefix", &s, &e), REMEX_EUNSUPPORTED);
-    assert_non_null(strstr(e.msg, "'s3'"));
+    assert_int_equal(objstore_open("ftp://bucket/prefix", &s, &e), REMEX_EUNSUPPORTED);
+    assert_non_null(strstr(e.msg, "'ftp'"));
+    assert_int_equal(objstore_open("s3://BAD_bucket/prefix", &s, &e), REMEX_EINVAL);
+    assert_non_null(strstr(e.msg, "bucket"));
     assert_int_equal(objstore_open("/proc/forbidden/store", &s, &e), REMEX_EIO);
     assert_null(s);
 }

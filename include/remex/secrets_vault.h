@@ -1,0 +1,69 @@
+/*
+ * secrets_vault: HashiCorp Vault KV (version 1 and 2) as a secrets backend.
+ *
+ * Reads <mount>/<path> (KV v1: GET /v1/MOUNT/PATH; KV v2: GET
+ * /v1/MOUNT/data/PATH) with the token in the X-Vault-Token header (and
+ * X-Vault-Namespace when a namespace is set). Authentication: a token (value
+ * or file, the file re-read when Vault refuses the token), or AppRole (POST
+ * /v1/auth/MOUNT/login with role_id and secret_id, logging in again before
+ * the lease ends and when Vault answers 403). Blocking HTTP (lib http): call
+ * it off any event loop. Replies are capped at SECRETS_VAULT_REPLY_MAX bytes
+ * and JSON depth 32. Tokens and secret values never appear in messages.
+ * Thread-safety: one thread at a time per backend.
+ */
+#ifndef REMEX_SECRETS_VAULT_H
+#define REMEX_SECRETS_VAULT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "remex/err.h"
+
+#define SECRETS_VAULT_REPLY_MAX (1u << 20)
+#define SECRETS_VAULT_TOKEN_MAX 4096
+
+/* Every string borrowed for the open call (copied); NULL: the default named. */
+struct secrets_vault_config {
+    const char *url;        /* required: "https://vault.internal:8200" */
+    const char *mount;      /* KV mount: "secret" */
+    int kv_version;         /* 1 or 2 (0: 2) */
+    const char *namespace_; /* Vault Enterprise namespace, or NULL */
+    const char *token;      /* a token value, or NULL */
+    const char *token_file; /* a file holding the token, or NULL */
+    const char *role_id;    /* AppRole: role_id (with secret_id or secret_id_file) */
+    const char *secret_id;  /* AppRole: secret_id value */
+    const char *secret_id_file;
+    const char *approle_mount; /* "approle" */
+    const char *k8s_role;      /* Kubernetes auth: the Vault role (instead of token/AppRole) */
+    const char *k8s_jwt_file;  /* NULL: /var/run/secrets/kubernetes.io/serviceaccount/token */
+    const char *k8s_mount;     /* "kubernetes" */
+    const char *ca_file;       /* NULL: system store */
+};
+
+struct secrets_vault;
+
+remex_err secrets_vault_open(const struct secrets_vault_config *cfg, struct secrets_vault **out,
+                             struct remex_error *e);
+void secrets_vault_close(struct secrets_vault *v);
+
+/*
+ * Reads the secret at path (relative to the mount, "connections/db") into
+ * *data (owned object: its key/value pairs). REMEX_ENOTFOUND when Vault has
+ * none; REMEX_EAUTH / REMEX_EFORBIDDEN when it refuses; REMEX_EPROTO for a
+ * malformed reply. Messages start with "vault" and name the path.
+ */
+remex_err secrets_vault_read(struct secrets_vault *v, const char *path, json_t **data,
+                             struct remex_error *e);
+
+/*
+ * Parsers of Vault replies (exposed for tests and fuzzing). body[0..len) is
+ * untrusted. read: *data (owned) is the secret's key/value object of a KV v1
+ * or v2 read reply. login: token receives auth.client_token (< cap bytes)
+ * and *lease_s auth.lease_duration (0 when absent).
+ */
+remex_err secrets_vault_parse_read(const char *body, size_t len, int kv_version, json_t **data,
+                                   struct remex_error *e);
+remex_err secrets_vault_parse_login(const char *body, size_t len, char *token, size_t cap,
+                                    long long *lease_s, struct remex_error *e);
+
+#endif

@@ -1,0 +1,192 @@
+/* objstore_gcs: Google Cloud Storage (JSON API) with service-account OAuth tokens. */
+#include "remex/objstore_gcs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "remex/gcpauth.h"
+#include "remex/http.h"
+#include "remex/sigv4.h"
+
+#define GCS_SCOPE        "https://www.googleapis.com/auth/devstorage.read_write"
+#define GCS_BUCKET_MAX   222
+#define GCS_RESPONSE_MAX (1u << 30)
+
+struct objstore_gcs {
+    char bucket[GCS_BUCKET_MAX + 1];
+    char prefix[OBJSTORE_KEY_MAX];
+    struct gcpauth *auth;
+    struct http_client *http;
+};
+
+static const char *std_getenv(const char *n)
+{
+    return getenv(n);
+}
+
+void objstore_gcs_close(struct objstore_gcs *s)
+{
+    if (!s)
+        return;
+    http_client_free(s->http);
+    gcpauth_close(s->auth);
+    free(s);
+}
+
+static remex_err parse_url(struct objstore_gcs *s, const char *url, struct remex_error *e)
+{
+    const char *b = url + 5, *slash = strchr(b, '/');
+    size_t bn = slash ? (size_t)(slash - b) : strlen(b), pn;
+    if (bn < 3 || bn > GCS_BUCKET_MAX || strspn(b, "abcdefghijklmnopqrstuvwxyz0123456789-_.") < bn)
+        return remex_seterr(e, REMEX_EINVAL, "object store gs: invalid bucket name");
+    memcpy(s->bucket, b, bn);
+    if (!slash)
+        return REMEX_OK;
+    pn = strlen(slash + 1);
+    while (pn > 0 && slash[pn] == '/')
+        pn--;
+    if (pn == 0)
+        return REMEX_OK;
+    if (pn + 2 > 512)
+        return remex_seterr(e, REMEX_ETOOBIG, "object store gs: prefix too long");
+    memcpy(s->prefix, slash + 1, pn);
+    s->prefix[pn] = '\0';
+    if (objstore_check_key(s->prefix, e) != REMEX_OK)
+        return remex_seterr(e, REMEX_EINVAL, "object store gs: invalid prefix");
+    s->prefix[pn] = '/';
+    s->prefix[pn + 1] = '\0';
+    return REMEX_OK;
+}
+
+remex_err objstore_gcs_open(const char *url, const struct objstore_opts *opts,
+                            struct objstore_gcs **out, struct remex_error *e)
+{
+    static const struct objstore_opts none = {.path_style = -1};
+    const struct objstore_opts *o = opts ? opts : &none;
+    const char *(*g)(const char *) = o->getenv_fn ? o->getenv_fn : std_getenv;
+    const char *key = o->gcp_key_file ? o->gcp_key_file : g("GOOGLE_APPLICATION_CREDENTIALS");
+    const char *endpoint = o->endpoint ? o->endpoint : g("STORAGE_EMULATOR_HOST");
+    struct objstore_gcs *s = calloc(1, sizeof(*s));
+    remex_err rc;
+    if (!s)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    rc = parse_url(s, url, e);
+    if (rc == REMEX_OK && !key)
+        rc = remex_seterr(e, REMEX_ENOTFOUND,
+                          "no service-account key (GOOGLE_APPLICATION_CREDENTIALS)");
+    if (rc == REMEX_OK)
+        rc = gcpauth_open(key, o->token_uri, GCS_SCOPE, o->ca_file, &s->auth, e);
+    if (rc == REMEX_OK) {
+        struct http_client_opts ho = {.base_url =
+                                          endpoint ? endpoint : "https://storage.googleapis.com",
+                                      .max_response_bytes = GCS_RESPONSE_MAX,
+                                      .ca_file = o->ca_file,
+                                      .max_attempts = 4,
+                                      .timeout_ms = 120000};
+        rc = http_client_new(&ho, &s->http, e);
+    }
+    if (rc != REMEX_OK) {
+        remex_errprefix(e, "object store %s", url);
+        objstore_gcs_close(s);
+        return rc;
+    }
+    *out = s;
+    return REMEX_OK;
+}
+
+void objstore_gcs_uri_base(const struct objstore_gcs *s, char *out, size_t cap)
+{
+    snprintf(out, cap, "gs://%s/%s", s->bucket, s->prefix);
+}
+
+/* Appends prefix + key, percent-encoded as one path segment or query value. */
+static remex_err put_name(const struct objstore_gcs *s, struct buf *b, const char *key)
+{
+    remex_err rc = sigv4_uri_encode(b, s->prefix, strlen(s->prefix), 0);
+    return rc == REMEX_OK ? sigv4_uri_encode(b, key, strlen(key), 0) : rc;
+}
+
+/* One call with the access token; a 401 gets a new token once. */
+static remex_err gcs_call(struct objstore_gcs *s, const char *method, const char *path,
+                          const void *body, size_t len, const char *key, struct http_response *resp,
+                          struct remex_error *e)
+{
+    remex_err rc = REMEX_OK;
+    memset(resp, 0, sizeof(*resp)); /* the caller frees it whatever happens */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        const char *tok = NULL;
+        if ((rc = gcpauth_token(s->auth, &tok, e)) != REMEX_OK)
+            return rc;
+        struct http_request req = {.method = method,
+                                   .path = path,
+                                   .bearer = tok,
+                                   .body = body,
+                                   .body_len = len,
+                                   .content_type = body ? "application/octet-stream" : NULL,
+                                   .retry_safe = 1};
+        if ((rc = http_do(s->http, &req, resp, e)) != REMEX_OK) {
+            remex_errprefix(e, "gcs %s %s", method, key);
+            return rc;
+        }
+        if (resp->status != 401 || attempt == 1)
+            break;
+        gcpauth_invalidate(s->auth);
+        http_response_free(resp);
+        memset(resp, 0, sizeof(*resp));
+    }
+    if ((rc = http_check_status("gcs", resp->status, &resp->body, e)) != REMEX_OK)
+        remex_errprefix(e, "gcs %s %s: HTTP %ld", method, key, resp->status);
+    return rc;
+}
+
+remex_err objstore_gcs_put(struct objstore_gcs *s, const char *key, const void *data, size_t len,
+                           struct remex_error *e)
+{
+    struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
+    struct http_response r = {0};
+    remex_err rc = buf_printf(&p, "/upload/storage/v1/b/%s/o?uploadType=media&name=", s->bucket);
+    if (rc == REMEX_OK)
+        rc = put_name(s, &p, key);
+    rc = rc == REMEX_OK ? gcs_call(s, "POST", buf_cstr(&p), data ? data : "", len, key, &r, e)
+                        : remex_seterr(e, rc, "gcs: key too long");
+    http_response_free(&r);
+    buf_free(&p);
+    return rc;
+}
+
+remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *out,
+                           struct remex_error *e)
+{
+    struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
+    struct http_response r = {0};
+    remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket);
+    if (rc == REMEX_OK)
+        rc = put_name(s, &p, key);
+    if (rc == REMEX_OK)
+        rc = buf_puts(&p, "?alt=media");
+    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, e)
+                        : remex_seterr(e, rc, "gcs: key too long");
+    if (rc == REMEX_OK &&
+        (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
+        remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
+    else if (rc == REMEX_ENOMEM)
+        remex_seterr(e, rc, "object store: %s: out of memory", key);
+    http_response_free(&r);
+    buf_free(&p);
+    return rc;
+}
+
+remex_err objstore_gcs_delete(struct objstore_gcs *s, const char *key, struct remex_error *e)
+{
+    struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
+    struct http_response r = {0};
+    remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket);
+    if (rc == REMEX_OK)
+        rc = put_name(s, &p, key);
+    rc = rc == REMEX_OK ? gcs_call(s, "DELETE", buf_cstr(&p), NULL, 0, key, &r, e)
+                        : remex_seterr(e, rc, "gcs: key too long");
+    http_response_free(&r);
+    buf_free(&p);
+    return rc;
+}

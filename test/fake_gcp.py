@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""A fake Google OAuth token endpoint, Cloud Storage JSON API and Secret
+Manager for the GCP tests, on 127.0.0.1.
+
+Why a fake: no Google endpoint can be reached from the tests and no emulator
+of these services is packaged here (fake-gcs-server is not on Debian or npm).
+This one follows the published APIs for what remex uses and checks auth as
+Google does: POST /token takes a jwt-bearer assertion and verifies its RS256
+signature against the test service account's public key (Python's
+`cryptography`, independently of remex), its audience (this token URI),
+issuer, scope and expiry, then issues an access token; every storage and
+secret call must carry a live one as "Authorization: Bearer", else 401.
+
+Storage: POST /upload/storage/v1/b/B/o?uploadType=media&name=N, GET
+/storage/v1/b/B/o/N?alt=media, DELETE /storage/v1/b/B/o/N. Secret Manager:
+GET /v1/projects/P/secrets/S/versions/latest:access -> {"payload": {"data":
+base64}}. Errors: {"error": {"code", "message", "status"}}.
+
+Usage: fake_gcp.py [--stdin] CONF.json (CONF: {"key_pem": PATH, "email",
+"buckets": [...], "project", "secrets": {NAME: STRING}, "token_ttl"}).
+Prints "port N". GET /_stats: tokens issued, requests per path.
+"""
+import base64
+import hmac
+import http.server
+import json
+import os
+import secrets as pysecrets
+import sys
+import threading
+import time
+import urllib.parse
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+args = sys.argv[1:]
+watch = args and args[0] == "--stdin"
+if watch:
+    args = args[1:]
+with open(args[0]) as f:
+    CONF = json.load(f)
+with open(CONF["key_pem"], "rb") as f:
+    PUB = serialization.load_pem_private_key(f.read(), password=None).public_key()
+TOKENS = {}
+OBJECTS = {b: {} for b in CONF.get("buckets", [])}
+STATS = {"tokens": 0, "paths": {}}
+LOCK = threading.Lock()
+
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, status, obj=None, raw=None):
+        body = raw if raw is not None else json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream" if raw is not None
+                         else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def error(self, code, status, message):
+        return self.send(code, {"error": {"code": code, "message": message, "status": status}})
+
+    def body(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        return self.rfile.read(n) if n else b""
+
+    def authorized(self):
+        auth = self.headers.get("Authorization", "")
+        tok = auth[7:] if auth.startswith("Bearer ") else ""
+        with LOCK:
+            for t, exp in TOKENS.items():
+                if hmac.compare_digest(t.encode(), tok.encode()) and exp > time.time():
+                    return True
+        return False
+
+    def token(self, raw):
+        form = urllib.parse.parse_qs(raw.decode())
+        if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
+            return self.send(400, {"error": "unsupported_grant_type"})
+        try:
+            h, c, sig = form["assertion"][0].split(".")
+            PUB.verify(b64url_decode(sig), (h + "." + c).encode(), padding.PKCS1v15(),
+                       hashes.SHA256())
+            header, claims = json.loads(b64url_decode(h)), json.loads(b64url_decode(c))
+        except Exception:
+            return self.send(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+        aud = "http://127.0.0.1:%d/token" % self.server.server_address[1]
+        now = time.time()
+        if (header.get("alg") != "RS256" or claims.get("aud") != aud
+                or claims.get("iss") != CONF["email"] or not claims.get("scope")
+                or not claims.get("iat", 0) - 300 <= now <= claims.get("exp", 0)):
+            return self.send(400, {"error": "invalid_grant", "error_description": "bad claims"})
+        tok = "ya29.fake-" + pysecrets.token_hex(16)
+        ttl = CONF.get("token_ttl", 3600)
+        with LOCK:
+            TOKENS[tok] = now + ttl
+            STATS["tokens"] += 1
+        return self.send(200, {"access_token": tok, "expires_in": ttl, "token_type": "Bearer"})
+
+    def route(self, method):
+        u = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(u.query)
+        raw = self.body()
+        if method == "GET" and u.path == "/_stats":
+            with LOCK:
+                return self.send(200, STATS)
+        if method == "POST" and u.path == "/token":
+            return self.token(raw)
+        with LOCK:
+            STATS["paths"][u.path] = STATS["paths"].get(u.path, 0) + 1
+        if not self.authorized():
+            return self.error(401, "UNAUTHENTICATED", "Request had invalid authentication "
+                                                      "credentials.")
+        parts = u.path.split("/")
+        if method == "POST" and u.path.startswith("/upload/storage/v1/b/"):
+            b = parts[5]
+            if b not in OBJECTS:
+                return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
+            OBJECTS[b][q["name"][0]] = raw
+            return self.send(200, {"bucket": b, "name": q["name"][0], "size": str(len(raw))})
+        if u.path.startswith("/storage/v1/b/") and len(parts) >= 7:
+            b, name = parts[4], urllib.parse.unquote(parts[6])
+            objs = OBJECTS.get(b)
+            if objs is None or name not in objs:
+                return self.error(404, "NOT_FOUND", "No such object: %s/%s" % (b, name))
+            if method == "DELETE":
+                del objs[name]
+                return self.send(204, raw=b"")
+            return self.send(200, raw=objs[name])
+        if method == "GET" and u.path.startswith("/v1/projects/"):
+            # /v1/projects/P/secrets/S/versions/latest:access
+            if len(parts) != 8 or parts[4] != "secrets" or parts[7] != "latest:access":
+                return self.error(400, "INVALID_ARGUMENT", "bad path")
+            if parts[3] != CONF.get("project"):
+                return self.error(403, "PERMISSION_DENIED", "Permission denied on project")
+            v = CONF.get("secrets", {}).get(parts[5])
+            if v is None:
+                return self.error(404, "NOT_FOUND", "Secret [%s] not found or has no versions."
+                                  % parts[5])
+            return self.send(200, {"name": self.path, "payload": {
+                "data": base64.b64encode(v.encode()).decode()}})
+        return self.error(404, "NOT_FOUND", "no route")
+
+    def do_GET(self):
+        self.route("GET")
+
+    def do_POST(self):
+        self.route("POST")
+
+    def do_DELETE(self):
+        self.route("DELETE")
+
+
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+sys.stdout.write("port %d\n" % srv.server_address[1])
+sys.stdout.flush()
+if watch:
+    def stdin_watch():
+        sys.stdin.read()
+        os._exit(0)
+    threading.Thread(target=stdin_watch, daemon=True).start()
+srv.serve_forever()

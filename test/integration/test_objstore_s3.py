@@ -1,0 +1,187 @@
+"""XCom values and task logs in S3: a real remex-plane and remex-worker with
+xcom.store and logs.store on @20minutes/s3rver (an S3 server that verifies
+SigV4 signatures; installed by mk/s3rver.sh under build/node/s3rver)."""
+import glob
+import os
+import re
+import subprocess
+import unittest
+
+import harness
+from workerfix import WorkerCase
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+S3RVER = os.path.join(ROOT, "build", "node", "s3rver", "node_modules", "@20minutes", "s3rver")
+
+
+@unittest.skipUnless(os.path.isdir(S3RVER), "s3rver not installed (run mk/s3rver.sh)")
+class TestS3Store(WorkerCase):
+    def start_s3(self):
+        self.s3dir = os.path.join(self.tmp, "s3")
+        os.makedirs(self.s3dir)
+        p = self.spawn("s3rver", ["node", os.path.join(ROOT, "test", "s3rver.js"), self.s3dir,
+                                  "remex"])
+        out = p.wait_output("port ", timeout=20)
+        self.s3port = int(re.search(r"port (\d+)", out).group(1))
+        return p
+
+    def s3_yaml(self, secret):
+        creds = self.write("aws-credentials",
+                           "[remex-test]\naws_access_key_id = S3RVER\n"
+                           f"aws_secret_access_key = {secret}\n", mode=0o600)
+        return ("  s3:\n"
+                f"    endpoint: http://127.0.0.1:{self.s3port}\n"
+                "    region: us-east-1\n"
+                "    path_style: path\n"
+                "    profile: remex-test\n"
+                f"    credentials_file: {creds}\n")
+
+    def worker_yaml(self, token_path, url=None, slots=4, extra_worker="", extra="",
+                    state=None, name="w1"):
+        path = super().worker_yaml(token_path, url, slots, extra_worker, extra, state, name)
+        with open(path) as f:
+            text = f.read()
+        text = text.replace(f"  store: file://{self.tmp}/xcom\n",
+                            "  store: s3://remex/agent-a\n" + self.xcom_extra)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def ctl(self, *args, timeout=30):
+        """remexctl with the caller's own S3 credentials in the environment."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("REMEX_") and not k.startswith("AWS_")}
+        env.update({"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER",
+                    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.s3port}",
+                    "AWS_REGION": "us-east-1"})
+        return subprocess.Popen([self.bin("remexctl"), "--plane", self.url, "--token-file",
+                                 self.conf["admin_token_file"], *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+
+    def objects(self):
+        return sorted(os.path.relpath(p, self.s3dir)
+                      for p in glob.glob(os.path.join(self.s3dir, "**", "*._S3rver_object"),
+                                         recursive=True))
+
+    def test_xcom_round_trip_and_log_upload(self):
+        self.start_plane()
+        self.start_s3()
+        self.xcom_extra = self.s3_yaml("S3RVER")
+        secrets = self.write("secrets.json", '{"connections": {"db": '
+                             '"postgres://etl:S3cret%2BPw@db:5432/dw"}}', mode=0o600)
+        self.put_dag({"dag_id": "s3x", "tasks": [
+            {"task_id": "push", "shell": "remex-task xcom push rows '{\"n\": 42}' && echo pushed"},
+            {"task_id": "pull", "upstream": ["push"], "connections": ["db"],
+             "shell": "v=$(remex-task xcom pull --task push rows) && echo got:$v && "
+                      "test \"$v\" = '{\"n\": 42}' && "
+                      "p=$(remex-task conn get db --field password) && echo pw=$p && "
+                      "echo b64=$(printf %s \"$p\" | base64) && "
+                      "echo url=$(python3 -c 'import sys,urllib.parse;"
+                      "print(urllib.parse.quote(sys.argv[1], safe=\"\"))' \"$p\") && "
+                      "echo json=$(python3 -c 'import sys,json;print(json.dumps(sys.argv[1]))' "
+                      "\"$p\")"},
+        ]})
+        self.start_worker(extra=f"logs:\n  store: s3://remex/logs\n  local_retention: 300ms\n"
+                                f"secrets:\n  file: {secrets}\n")
+        run_id = self.trigger("s3x")
+        run = self.wait_run("s3x", run_id)
+        self.assertEqual(run["state"], "success", run)
+        objs = self.objects()
+        # The value is in the bucket under the XCom layout, and the plane holds its s3:// URI.
+        xkeys = [o for o in objs if o.startswith("remex/agent-a/xcom/dag_id=s3x/")]
+        self.assertEqual(len(xkeys), 1, objs)
+        self.assertIn("/task_id=push/map_index=-1/rows", xkeys[0])
+        with open(os.path.join(self.s3dir, xkeys[0])) as f:
+            self.assertEqual(f.read(), '{"n": 42}')
+        # No local XCom folder was written.
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "xcom")))
+        # Both logs were uploaded when their tries ended, and the plane names the S3 copy.
+        logs = [o for o in objs if o.startswith("remex/logs/logs/dag_id=s3x/")]
+        self.assertEqual(len(logs), 2, objs)
+        pull_log = [o for o in logs if "task_id=pull" in o][0]
+        with open(os.path.join(self.s3dir, pull_log)) as f:
+            stored = f.read()
+        # The copy in object storage is masked like the local one: plain, base64,
+        # URL-encoded and JSON-escaped forms of the password.
+        self.assertIn("got:{\"n\": 42}", stored)
+        for line in ("pw=***", "b64=***", "url=***", 'json="***"'):
+            self.assertIn(line, stored)
+        for leak in ("S3cret+Pw", "UzNjcmV0K1B3", "S3cret%2BPw"):
+            self.assertNotIn(leak, stored)
+        ti = self.tis(run)["pull"]
+        st, b = self.req("GET", f"/api/v1/admin/dags/s3x/runs/{run_id}", None, self.admin)
+        text = repr(b)
+        self.assertIn("s3://remex/logs/logs/dag_id=s3x/", text, ti)
+        # The local copies go once uploaded (logs.local_retention), and remexctl reads the
+        # stored log from S3 with the caller's own credentials.
+        local = os.path.join(self.logdir, "dag_id=s3x", f"run_id={run_id}", "task_id=pull",
+                             "attempt=1.log")
+        harness.wait_for(lambda: not os.path.exists(local), 10, what="local log removed")
+        p = self.ctl("tasks", "logs", "s3x", run_id, "pull", "--try", "1")
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b'got:{"n": 42}', out)
+        p = self.ctl("tasks", "logs", "s3x", run_id, "pull", "--try", "2")
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"no try 2", err)
+
+    def test_follow_a_running_task(self):
+        """With logs.upload_interval the running try's log is uploaded as it grows and the
+        plane names the stored copy from the start: remexctl follows it from S3."""
+        self.start_plane()
+        self.start_s3()
+        self.xcom_extra = self.s3_yaml("S3RVER")
+        gate = os.path.join(self.tmp, "gate")
+        self.put_dag({"dag_id": "fol", "tasks": [
+            {"task_id": "slow", "shell": f"echo first; while [ ! -e {gate} ]; do sleep 0.05; "
+                                         "done; echo second"}]})
+        self.start_worker(extra="logs:\n  store: s3://remex/logs\n  upload_interval: 200ms\n")
+        run_id = self.trigger("fol")
+        ti = self.wait_ti("fol", run_id, "slow", ("running",))
+        self.assertTrue(ti["log_uri"].startswith("s3://remex/logs/logs/dag_id=fol/"), ti)
+        obj = os.path.join(self.s3dir, "remex", "logs", "logs", "dag_id=fol",
+                           f"run_id={run_id}", "task_id=slow", "map_index=-1",
+                           "attempt=1.log._S3rver_object")
+
+        def partial():
+            try:
+                with open(obj) as f:
+                    return "first" in f.read()
+            except FileNotFoundError:
+                return False
+        harness.wait_for(partial, 10, what="the partial log in S3")
+        p = self.ctl("tasks", "logs", "fol", run_id, "slow", "--follow")
+        line = p.stdout.readline()
+        self.assertIn(b"first", line)
+        self.assertIsNone(p.poll())  # still following
+        with open(gate, "w"):
+            pass
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b"second", out)
+        self.assertIn(b"[remex] success", out)
+        self.assertEqual((line + out).count(b"first"), 1)  # nothing printed twice
+
+    def test_wrong_secret_fails_the_task_with_a_clear_reason(self):
+        self.start_plane()
+        self.start_s3()
+        self.xcom_extra = self.s3_yaml("not-the-secret")
+        self.put_dag({"dag_id": "s3bad", "tasks": [
+            {"task_id": "push", "shell": "remex-task xcom push k v"}]})
+        w = self.start_worker()
+        run_id = self.trigger("s3bad")
+        run = self.wait_run("s3bad", run_id)
+        self.assertEqual(run["state"], "failed", run)
+        log = self.task_log("s3bad", run_id, "push")
+        self.assertIn("403 SignatureDoesNotMatch", log)
+        self.assertIn("secret access key", log)
+        self.assertNotIn("not-the-secret", log)
+        self.assertNotIn("not-the-secret", w.output())
+        self.assertEqual(self.objects(), [])
+        # The worker stays up and keeps serving.
+        self.assertIsNone(w.p.poll())
+
+
+if __name__ == "__main__":
+    unittest.main()

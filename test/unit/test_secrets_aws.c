@@ -1,0 +1,328 @@
+/*
+ * Unit tests: AWS Secrets Manager and SSM Parameter Store backends in the
+ * secrets chain, against test/fake_aws.py, and their reply parsers on
+ * malformed input. A fake because no AWS endpoint or emulator can be had
+ * here; it recomputes every request's SigV4 signature with Python's own
+ * hmac/hashlib (independently of lib sigv4) and refuses a mismatch.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "remex/awscreds.h"
+#include "remex/http.h"
+#include "remex/secrets.h"
+#include "remex/secrets_aws.h"
+
+#include "helper_server.h"
+
+static struct test_server srv = {.pid = -1, .stdin_fd = -1};
+static char endpoint[64], conf_path[64];
+static const char *secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+static const char *access_key = "AKIDREMEXTEST";
+static const char *session_token;
+static const char *web_token_file, *sts_endpoint;
+
+static const char *conf =
+    "{\"access_key\": \"AKIDREMEXTEST\", \"secret_key\": "
+    "\"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\", \"region\": \"eu-west-1\","
+    " \"secrets\": {\"airflow/connections/warehouse\": "
+    "\"postgres://etl:Sm%20Pw@db.internal:5432/dw\","
+    "               \"airflow/connections/api\": \"{\\\"conn_type\\\": \\\"http\\\", "
+    "\\\"host\\\": \\\"api\\\", \\\"password\\\": \\\"tok-98765\\\"}\","
+    "               \"airflow/variables/region\": \"eu-west-1-sm\"},"
+    " \"web_identity\": {\"role_arn\": \"arn:aws:iam::123456789012:role/remex\","
+    "                    \"token\": \"eyJraWQiOi.irsa.sig\", \"ttl\": 3600},"
+    " \"parameters\": {\"/airflow/variables/region\": \"eu-west-1-ssm\","
+    "                  \"/airflow/variables/only-ssm\": \"from-ssm\"}}";
+
+static const char *fake_env(const char *n)
+{
+    if (strcmp(n, "AWS_ACCESS_KEY_ID") == 0)
+        return access_key;
+    if (strcmp(n, "AWS_SECRET_ACCESS_KEY") == 0)
+        return secret_key;
+    if (strcmp(n, "AWS_SESSION_TOKEN") == 0)
+        return session_token;
+    if (strcmp(n, "AWS_REGION") == 0)
+        return "eu-west-1";
+    if (web_token_file && strcmp(n, "AWS_WEB_IDENTITY_TOKEN_FILE") == 0)
+        return web_token_file;
+    if (web_token_file && strcmp(n, "AWS_ROLE_ARN") == 0)
+        return "arn:aws:iam::123456789012:role/remex";
+    if (web_token_file && strcmp(n, "AWS_ENDPOINT_URL_STS") == 0)
+        return sts_endpoint;
+    return NULL;
+}
+
+static int start(void **state)
+{
+    (void)state;
+    snprintf(conf_path, sizeof(conf_path), "/tmp/remex-aws-XXXXXX");
+    int fd = mkstemp(conf_path);
+    if (fd < 0 || write(fd, conf, strlen(conf)) != (ssize_t)strlen(conf))
+        return -1;
+    close(fd);
+    char *argv[] = {"python3", "test/fake_aws.py", "--stdin", conf_path, NULL};
+    if (test_server_start(&srv, argv) != 0)
+        return -1;
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", srv.port);
+    return 0;
+}
+
+static int stop(void **state)
+{
+    (void)state;
+    test_server_stop(&srv);
+    unlink(conf_path);
+    return 0;
+}
+
+static int hits(const char *what)
+{
+    struct http_client *c;
+    struct http_client_opts o = {.base_url = endpoint, .max_attempts = 1};
+    struct http_response r;
+    struct http_request req = {.method = "GET", .path = "/_hits"};
+    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
+    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
+    json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL);
+    int n = (int)json_integer_value(json_object_get(j, what));
+    json_decref(j);
+    http_response_free(&r);
+    http_client_free(c);
+    return n;
+}
+
+static uint64_t fake_now = 1000;
+static uint64_t now_fn(void)
+{
+    return fake_now;
+}
+
+static struct secrets *open_chain(const char *const *order)
+{
+    static struct secrets_aws_config sm, ssm;
+    sm = (struct secrets_aws_config){.endpoint = endpoint, .getenv_fn = fake_env};
+    ssm = sm;
+    struct secrets_config sc = {.aws_sm = &sm,
+                                .aws_ssm = &ssm,
+                                .getenv_fn = fake_env,
+                                .order = order,
+                                .now_ms = now_fn,
+                                .cache_ttl_ms = 500};
+    struct secrets *s = NULL;
+    struct remex_error e;
+    if (secrets_open(&sc, &s, &e) != REMEX_OK)
+        fail_msg("secrets_open: %s", e.msg);
+    return s;
+}
+
+static void test_chain_and_cache(void **state)
+{
+    (void)state;
+    const char *order[] = {"aws_secrets_manager", "aws_ssm", NULL};
+    struct secrets *s = open_chain(order);
+    struct secrets_conn c = {0};
+    struct remex_error e;
+    char *v = NULL;
+    assert_int_equal(secrets_get_conn(s, "warehouse", &c, &e), REMEX_OK);
+    assert_string_equal(c.password, "Sm Pw");
+    assert_string_equal(c.host, "db.internal");
+    secrets_conn_free(&c);
+    assert_int_equal(secrets_get_conn(s, "api", &c, &e), REMEX_OK); /* JSON form */
+    assert_string_equal(c.password, "tok-98765");
+    secrets_conn_free(&c);
+    /* First hit wins: Secrets Manager before SSM; SSM when only it has the key. */
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    assert_string_equal(v, "eu-west-1-sm");
+    free(v);
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    assert_string_equal(v, "from-ssm");
+    free(v);
+    assert_int_equal(hits("AmazonSSM.GetParameter /airflow/variables/only-ssm"), 1);
+    /* Cached within the TTL. */
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    free(v);
+    assert_int_equal(hits("AmazonSSM.GetParameter /airflow/variables/only-ssm"), 1);
+    fake_now += 501;
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    free(v);
+    assert_int_equal(hits("AmazonSSM.GetParameter /airflow/variables/only-ssm"), 2);
+    assert_int_equal(secrets_get_var(s, "nowhere", &v, &e), REMEX_ENOTFOUND);
+    secrets_close(s);
+    /* The other order. */
+    const char *ssm_first[] = {"aws_ssm", "aws_secrets_manager", NULL};
+    s = open_chain(ssm_first);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    assert_string_equal(v, "eu-west-1-ssm");
+    free(v);
+    secrets_close(s);
+}
+
+static void test_session_token_signed(void **state)
+{
+    (void)state;
+    /* The token is a signed header: the fake's recomputed signature covers it. */
+    session_token = "IQoJb3JpZ2luX2VjEXAMPLETOKEN";
+    struct secrets *s = open_chain(NULL);
+    struct remex_error e;
+    char *v = NULL;
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    free(v);
+    secrets_close(s);
+    session_token = NULL;
+}
+
+/* EKS IRSA: no keys, a web identity token file and a role: STS issues temporary keys. */
+static void test_web_identity(void **state)
+{
+    (void)state;
+    char tf[] = "/tmp/remex-irsa-XXXXXX";
+    int fd = mkstemp(tf);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "eyJraWQiOi.irsa.sig\n", 20), 20);
+    close(fd);
+    const char *ak = access_key, *sk = secret_key;
+    access_key = NULL;
+    secret_key = NULL;
+    web_token_file = tf;
+    sts_endpoint = endpoint;
+    struct secrets *s = open_chain(NULL);
+    struct remex_error e;
+    char *v = NULL;
+    int before = hits("sts");
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    assert_string_equal(v, "from-ssm");
+    free(v);
+    assert_int_equal(hits("sts"), before + 2); /* one exchange per backend, then kept */
+    fake_now += 1000;
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    free(v);
+    assert_int_equal(hits("sts"), before + 2);
+    secrets_close(s);
+    /* A token STS does not accept: a clear error, no secret in it. */
+    fd = open(tf, O_WRONLY | O_TRUNC);
+    assert_int_equal(write(fd, "forged", 6), 6);
+    close(fd);
+    s = open_chain(NULL);
+    assert_int_not_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    assert_non_null(strstr(e.msg, "sts"));
+    assert_null(strstr(e.msg, "forged"));
+    secrets_close(s);
+    unlink(tf);
+    web_token_file = NULL;
+    access_key = ak;
+    secret_key = sk;
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    struct remex_error e;
+    char *v = NULL;
+    secret_key = "not-the-secret-key";
+    struct secrets *s = open_chain(NULL);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_EFORBIDDEN);
+    assert_non_null(strstr(e.msg, "secrets backend aws_secrets_manager: variable 'region'"));
+    assert_non_null(strstr(e.msg, "InvalidSignatureException"));
+    assert_null(strstr(e.msg, "not-the-secret-key"));
+    secrets_close(s);
+    secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    access_key = "AKIDUNKNOWN";
+    s = open_chain(NULL);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_EFORBIDDEN);
+    assert_non_null(strstr(e.msg, "UnrecognizedClientException"));
+    secrets_close(s);
+    access_key = "AKIDREMEXTEST";
+    /* Down. */
+    struct secrets_aws_config down = {.endpoint = "http://127.0.0.1:1", .getenv_fn = fake_env};
+    struct secrets_config sc = {.aws_sm = &down, .getenv_fn = fake_env};
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_ECONNECT);
+    assert_non_null(strstr(e.msg, "aws_secrets_manager"));
+    secrets_close(s);
+    /* Bad endpoint, bad order. */
+    struct secrets_aws *a;
+    struct secrets_aws_config bad = {.endpoint = "http://127.0.0.1:1/x", .getenv_fn = fake_env};
+    assert_int_equal(secrets_aws_open(&bad, &a, &e), REMEX_EINVAL);
+    const char *order[] = {"aws", NULL};
+    sc.order = order;
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_EINVAL);
+}
+
+static void test_parsers(void **state)
+{
+    (void)state;
+    char *v = NULL, type[32], msg[64];
+    struct remex_error e;
+    const char *sm = "{\"Name\":\"x\",\"SecretString\":\"abc\"}";
+    assert_int_equal(secrets_aws_parse_value(SECRETS_AWS_SECRETS_MANAGER, sm, strlen(sm), &v, &e),
+                     REMEX_OK);
+    assert_string_equal(v, "abc");
+    free(v);
+    const char *ssm = "{\"Parameter\":{\"Value\":\"p\"}}";
+    assert_int_equal(secrets_aws_parse_value(SECRETS_AWS_SSM, ssm, strlen(ssm), &v, &e), REMEX_OK);
+    assert_string_equal(v, "p");
+    free(v);
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"SecretBinary\":\"AAA=\"}",
+                         "{\"SecretString\":1}",
+                         "{\"SecretString\":\"leak\"",
+                         "{\"Parameter\":{}}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_not_equal(
+            secrets_aws_parse_value(i == 5 ? SECRETS_AWS_SSM : SECRETS_AWS_SECRETS_MANAGER, bad[i],
+                                    strlen(bad[i]), &v, &e),
+            REMEX_OK);
+        assert_null(v);
+        assert_null(strstr(e.msg, "leak"));
+    }
+    const char *err = "{\"__type\":\"com.amazonaws.secretsmanager#ResourceNotFoundException\","
+                      "\"message\":\"can't \\u0001find\"}";
+    assert_int_equal(
+        secrets_aws_parse_error(err, strlen(err), type, sizeof(type), msg, sizeof(msg)), 1);
+    assert_string_equal(type, "ResourceNotFoundException");
+    assert_string_equal(msg, "can't find");
+    assert_int_equal(secrets_aws_parse_error("nope", 4, type, sizeof(type), msg, sizeof(msg)), 0);
+    assert_int_equal(secrets_aws_parse_error("{}", 2, type, sizeof(type), msg, sizeof(msg)), 0);
+    /* STS replies. */
+    struct sigv4_creds c;
+    time_t exp = 0;
+    const char *sts = "<R><Credentials><AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>sk"
+                      "</SecretAccessKey><SessionToken>tok</SessionToken><Expiration>"
+                      "2026-12-07T07:00:00Z</Expiration></Credentials></R>";
+    assert_int_equal(awscreds_parse_sts(sts, strlen(sts), &c, &exp, &e), REMEX_OK);
+    assert_string_equal(c.access_key, "ASIA1");
+    assert_string_equal(c.session_token, "tok");
+    assert_int_equal(exp, 1796626800);
+    const char *bads[] = {"", "<AccessKeyId>A</AccessKeyId>",
+                          "<AccessKeyId>A</AccessKeyId><SecretAccessKey>s</SecretAccessKey>"
+                          "<SessionToken>t</SessionToken><Expiration>soon</Expiration>",
+                          "<AccessKeyId>A B</AccessKeyId><SecretAccessKey>s</SecretAccessKey>"
+                          "<SessionToken>t</SessionToken><Expiration>2026-12-07T07:00:00Z"
+                          "</Expiration>"};
+    for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+        assert_int_equal(awscreds_parse_sts(bads[i], strlen(bads[i]), &c, &exp, &e), REMEX_EPROTO);
+        assert_string_equal(c.secret_key, "");
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chain_and_cache), cmocka_unit_test(test_session_token_signed),
+        cmocka_unit_test(test_web_identity),    cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_parsers),
+    };
+    return cmocka_run_group_tests(tests, start, stop);
+}

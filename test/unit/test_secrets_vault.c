@@ -1,0 +1,373 @@
+/*
+ * Unit tests: the Vault backend and the secrets chain (order, first hit,
+ * TTL cache) against test/fake_vault.py, and Vault reply parsers on
+ * malformed input. A fake because no Vault server can be had here (see the
+ * fake's header): it follows Vault's HTTP API and checks X-Vault-Token.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "remex/http.h"
+#include "remex/secrets.h"
+#include "remex/secrets_vault.h"
+
+#include "helper_server.h"
+
+static struct test_server srv = {.pid = -1, .stdin_fd = -1};
+static char url[64], conf_path[64], token_path[64], sid_path[64], jwt_path[64];
+
+static const char *conf =
+    "{\"tokens\": [\"hvs.root-token\"],"
+    " \"approle\": {\"role_id\": \"role-1\", \"secret_id\": \"sid-1\", \"lease\": 3600},"
+    " \"kubernetes\": {\"role\": \"remex\", \"jwt\": \"eyJhbGciOiJSUzI1NiJ9.sa.sig\"},"
+    " \"secret\": {\"connections/warehouse\": {\"conn_uri\": "
+    "\"postgres://etl:Vault%20Pw%2F1@db.internal:5432/dw\"},"
+    "  \"connections/api\": {\"conn_type\": \"http\", \"host\": \"api.internal\","
+    "                        \"password\": \"tok-123456\"},"
+    "  \"variables/region\": {\"value\": \"eu-west-1\"},"
+    "  \"variables/limits\": {\"value\": {\"rows\": 10}},"
+    "  \"variables/novalue\": {\"other\": 1}},"
+    " \"kv\": {\"airflow/variables/region\": {\"value\": \"kv1-region\"}}}";
+
+static int write_file(char *tmpl, const char *text)
+{
+    int fd = mkstemp(tmpl);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static int start(void **state)
+{
+    (void)state;
+    snprintf(conf_path, sizeof(conf_path), "/tmp/remex-vault-XXXXXX");
+    snprintf(token_path, sizeof(token_path), "/tmp/remex-vtok-XXXXXX");
+    snprintf(sid_path, sizeof(sid_path), "/tmp/remex-vsid-XXXXXX");
+    snprintf(jwt_path, sizeof(jwt_path), "/tmp/remex-vjwt-XXXXXX");
+    if (write_file(conf_path, conf) || write_file(token_path, "hvs.root-token\n") ||
+        write_file(sid_path, "sid-1\n") || write_file(jwt_path, "eyJhbGciOiJSUzI1NiJ9.sa.sig\n"))
+        return -1;
+    char *argv[] = {"python3", "test/fake_vault.py", "--stdin", conf_path, NULL};
+    if (test_server_start(&srv, argv) != 0)
+        return -1;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", srv.port);
+    return 0;
+}
+
+static int stop(void **state)
+{
+    (void)state;
+    test_server_stop(&srv);
+    unlink(conf_path);
+    unlink(token_path);
+    unlink(sid_path);
+    unlink(jwt_path);
+    return 0;
+}
+
+/* GET path on the fake (its test hooks) into out. */
+static void fake_get(const char *method, const char *path, struct buf *out)
+{
+    struct http_client *c;
+    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
+    struct http_response r;
+    struct http_request req = {.method = method, .path = path};
+    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
+    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
+    buf_reset(out);
+    buf_append(out, r.body.data ? r.body.data : "", r.body.len);
+    http_response_free(&r);
+    http_client_free(c);
+}
+
+static int hits(const char *path)
+{
+    struct buf b = BUF_INIT(1 << 20);
+    fake_get("GET", "/_hits", &b);
+    json_t *j = json_loads(buf_cstr(&b), 0, NULL);
+    int n = (int)json_integer_value(json_object_get(json_object_get(j, "hits"), path));
+    json_decref(j);
+    buf_free(&b);
+    return n;
+}
+
+static uint64_t fake_now;
+static uint64_t now_fn(void)
+{
+    return fake_now;
+}
+
+static const char *no_env(const char *n)
+{
+    (void)n;
+    return NULL;
+}
+
+static const char *env_db(const char *n)
+{
+    return strcmp(n, "REMEX_CONN_WAREHOUSE") == 0 ? "mysql://env:envpw@envhost/x" : NULL;
+}
+
+static void test_token_kv2_and_cache(void **state)
+{
+    (void)state;
+    struct secrets_vault_config vc = {.url = url, .token = "hvs.root-token"};
+    struct secrets_config sc = {
+        .vault = &vc, .getenv_fn = no_env, .now_ms = now_fn, .cache_ttl_ms = 1000};
+    struct secrets *s;
+    struct secrets_conn c = {0};
+    struct remex_error e;
+    char *v = NULL;
+    fake_now = 1000;
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_conn(s, "warehouse", &c, &e), REMEX_OK);
+    assert_string_equal(c.conn_type, "postgres");
+    assert_string_equal(c.login, "etl");
+    assert_string_equal(c.password, "Vault Pw/1");
+    assert_int_equal(c.port, 5432);
+    secrets_conn_free(&c);
+    /* The fields form. */
+    assert_int_equal(secrets_get_conn(s, "api", &c, &e), REMEX_OK);
+    assert_string_equal(c.host, "api.internal");
+    assert_string_equal(c.password, "tok-123456");
+    secrets_conn_free(&c);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    assert_string_equal(v, "eu-west-1");
+    free(v);
+    assert_int_equal(secrets_get_var(s, "limits", &v, &e), REMEX_OK);
+    assert_string_equal(v, "{\"rows\":10}");
+    free(v);
+    /* Served from the cache within the TTL, fetched again after it. */
+    int before = hits("/v1/secret/data/connections/warehouse");
+    assert_int_equal(before, 1);
+    fake_now += 999;
+    assert_int_equal(secrets_get_conn(s, "warehouse", &c, &e), REMEX_OK);
+    secrets_conn_free(&c);
+    assert_int_equal(hits("/v1/secret/data/connections/warehouse"), 1);
+    fake_now += 2;
+    assert_int_equal(secrets_get_conn(s, "warehouse", &c, &e), REMEX_OK);
+    secrets_conn_free(&c);
+    assert_int_equal(hits("/v1/secret/data/connections/warehouse"), 2);
+    /* Missing: not found, naming the key only. */
+    assert_int_equal(secrets_get_var(s, "nope", &v, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "'nope'"));
+    assert_int_equal(secrets_get_var(s, "novalue", &v, &e), REMEX_EPROTO);
+    assert_non_null(strstr(e.msg, "secrets backend vault"));
+    /* The token went in X-Vault-Token, never as a bearer. */
+    struct buf b = BUF_INIT(1 << 20);
+    fake_get("GET", "/_hits", &b);
+    assert_non_null(strstr(buf_cstr(&b), "\"token_header\": true"));
+    assert_non_null(strstr(buf_cstr(&b), "\"authorization\": \"\""));
+    buf_free(&b);
+    secrets_close(s);
+    /* KV v1 on another mount, the token read from a file, a custom variables prefix. */
+    struct secrets_vault_config v1 = {
+        .url = url, .token_file = token_path, .mount = "kv", .kv_version = 1};
+    struct secrets_config sc1 = {
+        .vault = &v1, .getenv_fn = no_env, .vault_variables_path = "airflow/variables"};
+    assert_int_equal(secrets_open(&sc1, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    assert_string_equal(v, "kv1-region");
+    free(v);
+    assert_int_equal(hits("/v1/kv/airflow/variables/region"), 1);
+    secrets_close(s);
+}
+
+static void test_chain_order(void **state)
+{
+    (void)state;
+    struct secrets_vault_config vc = {.url = url, .token = "hvs.root-token"};
+    const char *vault_first[] = {"vault", "env", NULL};
+    struct secrets_config sc = {.vault = &vc, .getenv_fn = env_db};
+    struct secrets *s;
+    struct secrets_conn c = {0};
+    struct remex_error e;
+    /* Default order: the environment comes first. */
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_conn(s, "warehouse", &c, &e), REMEX_OK);
+    assert_string_equal(c.login, "env");
+    secrets_conn_free(&c);
+    secrets_close(s);
+    sc.order = vault_first;
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_conn(s, "warehouse", &c, &e), REMEX_OK);
+    assert_string_equal(c.login, "etl");
+    secrets_conn_free(&c);
+    secrets_close(s);
+    const char *bad[] = {"env", "consul", NULL};
+    sc.order = bad;
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_EINVAL);
+    assert_non_null(strstr(e.msg, "consul"));
+    const char *twice[] = {"env", "env", NULL};
+    sc.order = twice;
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_EINVAL);
+}
+
+static void test_approle_and_relogin(void **state)
+{
+    (void)state;
+    struct secrets_vault_config vc = {.url = url, .role_id = "role-1", .secret_id_file = sid_path};
+    struct secrets_vault *v;
+    struct remex_error e;
+    json_t *d = NULL;
+    assert_int_equal(secrets_vault_open(&vc, &v, &e), REMEX_OK);
+    int logins = hits("/v1/auth/approle/login");
+    assert_int_equal(secrets_vault_read(v, "variables/region", &d, &e), REMEX_OK);
+    assert_string_equal(json_string_value(json_object_get(d, "value")), "eu-west-1");
+    json_decref(d);
+    assert_int_equal(hits("/v1/auth/approle/login"), logins + 1);
+    /* Vault forgets every token: the backend logs in again and carries on. */
+    struct buf b = BUF_INIT(4096);
+    fake_get("POST", "/_revoke", &b);
+    buf_free(&b);
+    assert_int_equal(secrets_vault_read(v, "variables/region", &d, &e), REMEX_OK);
+    json_decref(d);
+    assert_int_equal(hits("/v1/auth/approle/login"), logins + 2);
+    secrets_vault_close(v);
+    /* A wrong secret_id: the login fails with Vault's status. */
+    vc.secret_id_file = NULL;
+    vc.secret_id = "wrong-secret-id";
+    assert_int_equal(secrets_vault_open(&vc, &v, &e), REMEX_OK);
+    assert_int_not_equal(secrets_vault_read(v, "variables/region", &d, &e), REMEX_OK);
+    assert_non_null(strstr(e.msg, "approle login"));
+    assert_null(strstr(e.msg, "wrong-secret-id"));
+    secrets_vault_close(v);
+}
+
+static void test_kubernetes_auth(void **state)
+{
+    (void)state;
+    struct secrets_vault_config vc = {.url = url, .k8s_role = "remex", .k8s_jwt_file = jwt_path};
+    struct secrets_vault *v;
+    struct remex_error e;
+    json_t *d = NULL;
+    int logins = hits("/v1/auth/kubernetes/login");
+    assert_int_equal(secrets_vault_open(&vc, &v, &e), REMEX_OK);
+    assert_int_equal(secrets_vault_read(v, "variables/region", &d, &e), REMEX_OK);
+    assert_string_equal(json_string_value(json_object_get(d, "value")), "eu-west-1");
+    json_decref(d);
+    assert_int_equal(hits("/v1/auth/kubernetes/login"), logins + 1);
+    secrets_vault_close(v);
+    vc.k8s_role = "other-role";
+    assert_int_equal(secrets_vault_open(&vc, &v, &e), REMEX_OK);
+    assert_int_not_equal(secrets_vault_read(v, "variables/region", &d, &e), REMEX_OK);
+    assert_non_null(strstr(e.msg, "kubernetes login"));
+    assert_null(strstr(e.msg, "eyJhbGci"));
+    secrets_vault_close(v);
+}
+
+static void test_refused_down_and_kv1(void **state)
+{
+    (void)state;
+    struct secrets_vault_config vc = {.url = url, .token = "hvs.bad-token-value"};
+    struct secrets_config sc = {.vault = &vc, .getenv_fn = no_env};
+    struct secrets *s;
+    struct remex_error e;
+    char *v = NULL;
+    /* Tokens were revoked by the previous test: a token file is re-read on 403. */
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_EFORBIDDEN);
+    assert_non_null(strstr(e.msg, "secrets backend vault: variable 'region'"));
+    assert_non_null(strstr(e.msg, "403"));
+    assert_null(strstr(e.msg, "bad-token-value"));
+    secrets_close(s);
+    /* Down: a clear connection error naming the backend and the key. */
+    struct secrets_vault_config down = {.url = "http://127.0.0.1:1", .token = "t"};
+    sc.vault = &down;
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_ECONNECT);
+    assert_non_null(strstr(e.msg, "secrets backend vault: variable 'region'"));
+    secrets_close(s);
+    /* KV v1 on another mount and prefix. */
+    struct secrets_vault *vv;
+    json_t *d;
+    struct secrets_vault_config v1 = {
+        .url = url, .token_file = token_path, .mount = "kv", .kv_version = 1};
+    assert_int_equal(secrets_vault_open(&v1, &vv, &e), REMEX_OK);
+    /* The fake revoked its tokens: that read is refused (and the file re-read). */
+    assert_int_equal(secrets_vault_read(vv, "airflow/variables/region", &d, &e), REMEX_EFORBIDDEN);
+    secrets_vault_close(vv);
+    /* Bad configurations. */
+    struct secrets_vault_config none = {.url = url};
+    assert_int_equal(secrets_vault_open(&none, &vv, &e), REMEX_EINVAL);
+    struct secrets_vault_config both = {.url = url, .token = "a", .role_id = "r"};
+    assert_int_equal(secrets_vault_open(&both, &vv, &e), REMEX_EINVAL);
+    struct secrets_vault_config kv3 = {.url = url, .token = "a", .kv_version = 3};
+    assert_int_equal(secrets_vault_open(&kv3, &vv, &e), REMEX_EINVAL);
+    /* Paths that would leave the mount are refused before any request. */
+    struct secrets_vault_config ok = {.url = url, .token = "a"};
+    assert_int_equal(secrets_vault_open(&ok, &vv, &e), REMEX_OK);
+    assert_int_equal(secrets_vault_read(vv, "../sys/seal", &d, &e), REMEX_EINVAL);
+    assert_int_equal(secrets_vault_read(vv, "a?b", &d, &e), REMEX_EINVAL);
+    secrets_vault_close(vv);
+}
+
+static void test_parsers(void **state)
+{
+    (void)state;
+    json_t *d = NULL;
+    char tok[64];
+    long long lease = -1;
+    struct remex_error e;
+    const char *v2 = "{\"data\":{\"data\":{\"value\":\"x\"},\"metadata\":{}}}";
+    assert_int_equal(secrets_vault_parse_read(v2, strlen(v2), 2, &d, &e), REMEX_OK);
+    assert_string_equal(json_string_value(json_object_get(d, "value")), "x");
+    json_decref(d);
+    assert_int_equal(secrets_vault_parse_read(v2, strlen(v2), 1, &d, &e), REMEX_OK);
+    assert_non_null(json_object_get(d, "data")); /* v1 sees the outer data */
+    json_decref(d);
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"data\":1}",
+                         "{\"data\":{\"data\":[1]}}",
+                         "{\"data\":",
+                         "{\"data\":{\"data\":{\"value\":\"secret-in-bad-json\"}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(secrets_vault_parse_read(bad[i], strlen(bad[i]), 2, &d, &e), REMEX_EPROTO);
+        assert_null(d);
+        assert_null(strstr(e.msg, "secret-in-bad-json"));
+    }
+    const char *login = "{\"auth\":{\"client_token\":\"hvs.x\",\"lease_duration\":60}}";
+    assert_int_equal(secrets_vault_parse_login(login, strlen(login), tok, sizeof(tok), &lease, &e),
+                     REMEX_OK);
+    assert_string_equal(tok, "hvs.x");
+    assert_int_equal(lease, 60);
+    const char *badl[] = {"{}",
+                          "{\"auth\":{\"client_token\":\"\"}}",
+                          "{\"auth\":{\"client_token\":\"a b\"}}",
+                          "{\"auth\":{\"client_token\":\"x\",\"lease_duration\":-1}}",
+                          "{\"auth\":{\"client_token\":\"x\",\"lease_duration\":\"1\"}}",
+                          "{\"auth\":{\"client_token\":"
+                          "\"0123456789012345678901234567890123456789012345678901234567890123456789"
+                          "\"}}"};
+    for (size_t i = 0; i < sizeof(badl) / sizeof(badl[0]); i++)
+        assert_int_equal(
+            secrets_vault_parse_login(badl[i], strlen(badl[i]), tok, sizeof(tok), &lease, &e),
+            REMEX_EPROTO);
+    /* Depth and size caps. */
+    struct buf deep = BUF_INIT(1 << 16);
+    for (int i = 0; i < 100; i++)
+        buf_puts(&deep, "{\"a\":");
+    assert_int_equal(secrets_vault_parse_read(deep.data, deep.len, 2, &d, &e), REMEX_EPROTO);
+    buf_free(&deep);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_token_kv2_and_cache),  cmocka_unit_test(test_chain_order),
+        cmocka_unit_test(test_kubernetes_auth),      cmocka_unit_test(test_approle_and_relogin),
+        cmocka_unit_test(test_refused_down_and_kv1), cmocka_unit_test(test_parsers),
+    };
+    return cmocka_run_group_tests(tests, start, stop);
+}
