@@ -91,7 +91,7 @@ chmod 600 "$VAR/secrets.yaml" "$VAR/agent.token"
 
 # 3. The agent: the supervisor and its roles (agent.roles in etc/run/agent.yaml).
 : >"$VAR/log/agent.log"
-export REMEX_STATE_DIR="$VAR" REMEX_WORKER_LOG_DIR="$VAR/logs"
+export REMEX_STATE_DIR="$VAR" REMEX_WORKER_LOG_DIR="$VAR/task-logs"
 export REMEX_PLANE_TOKEN_FILE="$VAR/agent.token" REMEX_SECRETS_FILE="$VAR/secrets.yaml"
 # The sentinel's /health and /metrics: RUN_SENTINEL_PORT, else 9464 (any free port with RUN_PORT=0).
 SPORT=${RUN_SENTINEL_PORT:-9464}
@@ -126,7 +126,7 @@ if ! start_agent; then
         fail "remex-agent did not become ready"
     fi
 fi
-say "agent ready (log: $VAR/log/agent.log, task logs under $VAR/logs/)"
+say "agent ready (log: $VAR/log/agent.log, task logs under $VAR/task-logs/)"
 
 # 4. DAGs: the dag-processor uploads the examples bundle (etc/dags/) on its first
 # scan; wait until the plane has the example.
@@ -147,7 +147,7 @@ run_id=$("${CTL[@]}" -o json runs list "$DAG" 2>/dev/null |
     python3 -c 'import json,sys; r=json.load(sys.stdin)["dag_runs"]; print(max(r, key=lambda x: x["id"])["run_id"] if r else "")' 2>/dev/null)
 if [[ -n $run_id ]]; then
     "${CTL[@]}" runs show "$DAG" "$run_id"
-    say "task logs: $VAR/logs/dag_id=$DAG/run_id=$run_id/"
+    say "task logs: $VAR/task-logs/dag_id=$DAG/run_id=$run_id/"
 fi
 if [[ $rc -eq 0 ]]; then say "run succeeded"; else say "run did not succeed (exit $rc)"; fi
 "${AGENT[@]}" status || true

@@ -36,7 +36,7 @@ class MakeRun(harness.TestCase):
         # The sensor waited for the file extract dropped, held by the triggerer.
         self.assertRegex(out, r"wait_for_orders +1 +success")
         self.assertTrue(glob.glob(os.path.join(var, "drop", "orders_*.csv")))
-        runs = glob.glob(os.path.join(var, "logs", "dag_id=example_sales", "run_id=*"))
+        runs = glob.glob(os.path.join(var, "task-logs", "dag_id=example_sales", "run_id=*"))
         self.assertEqual(len(runs), 1, runs)
         run = runs[0]
         # The flaky region failed once and succeeded on its retry.
