@@ -205,9 +205,12 @@ class HelmChart(harness.TestCase):
         env = {e["name"]: e for e in c["env"]}
         self.assertEqual(env["REMEX_WORKER_NAME"]["valueFrom"]["fieldRef"]["fieldPath"],
                          "metadata.name")
-        for probe in ("livenessProbe", "readinessProbe"):
-            self.assertEqual(c[probe]["exec"]["command"],
-                             ["remex-agent", "-c", "/etc/remex/agent.yaml", "status"])
+        # Probes on the worker's own endpoints (worker.listen in its config).
+        self.assertEqual(c["ports"], [{"name": "health", "containerPort": 9465, "protocol": "TCP"}])
+        self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/healthz", "port": "health"})
+        self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/livez", "port": "health"})
+        cm = self.by_kind(objs, "ConfigMap")["rx-config"]["data"]["worker-default.yaml"]
+        self.assertIn('listen: "0.0.0.0:9465"', cm)
         # The token: the Secret is mounted in the init container only, copied 0400.
         vols = {v["name"]: v for v in spec["volumes"]}
         self.assertEqual(vols["src-token"]["secret"],
@@ -484,6 +487,15 @@ class HelmChart(harness.TestCase):
         self.assertIn('subdir: "dags"', cfg)
         self.assertIn('refresh_interval: "60s"', cfg)
         self.assertIn('token: {file: "/run/remex/secrets/git-ml-token"}', cfg)
+        # The SSH key reaches the dag-processor as ssh_key, with its known_hosts; task logs go to
+        # the object store.
+        self.assertIn('ssh_key: "/run/remex/secrets/git-pipelines-ssh-key"', cfg)
+        self.assertIn('known_hosts: "/etc/remex/known_hosts/github"', cfg)
+        self.assertIn('store: "s3://acme-remex/logs"', cfg)
+        self.assertIn("secrets:\n  backends:\n  - env\n  - vault\n  vault:\n", cfg)
+        self.assertIn("dag_processor:\n  listen: 0.0.0.0:9466", cfg)
+        dpc = self.pod(dp)["containers"][0]
+        self.assertEqual(dpc["readinessProbe"]["httpGet"], {"path": "/healthz", "port": "health"})
 
     def test_secret_files_copy_makes_them_readable_for_remex(self):
         """What the kubelet makes of a Secret volume under fsGroup 50000 (files root:50000,

@@ -65,6 +65,16 @@ class HelmPod(PlaneCase):
         return {a["name"]: a for a in items}
 
     def probe(self, c, which):
+        pr = c[which]
+        if "httpGet" in pr:  # the kubelet's GET, to the pod's port (here on loopback)
+            ports = {p["name"]: p["containerPort"] for p in c.get("ports") or []}
+            port = pr["httpGet"]["port"]
+            port = ports.get(port, port)
+            try:
+                st, _, body = harness.http("GET", f"http://127.0.0.1:{port}{pr['httpGet']['path']}")
+            except OSError as e:
+                return 1, str(e)
+            return (0 if 200 <= st < 400 else 1), body.decode(errors="replace")
         # In the image the binaries are on PATH.
         env = dict(os.environ, PATH=harness.BIN + ":" + os.environ.get("PATH", "/usr/bin"))
         p = subprocess.run(self.moved(c[which]["exec"]["command"]), stdout=subprocess.PIPE,
@@ -73,6 +83,7 @@ class HelmPod(PlaneCase):
 
     def test_per_role_worker_pod(self):
         objs = self.render({"planeURL": self.url, "agentToken": self.token,
+                            "worker": {"healthPort": harness.free_port()},
                             "workers": [{"name": "etl", "queues": ["etl", "default"],
                                          "slots": 2}]})
         c = self.container(objs, "rx-worker-etl", "worker-etl.yaml")
@@ -85,10 +96,11 @@ class HelmPod(PlaneCase):
         self.assertNotEqual(rc, 0, "the probe passes with no agent running")
         agent = self.spawn("pod", argv, env=env)
         agent.wait_output("agent ready", timeout=30)
-        for which in ("livenessProbe", "readinessProbe"):
-            rc, out = self.probe(c, which)
-            self.assertEqual(rc, 0, out)
-            self.assertIn("worker", out)
+        rc, out = self.probe(c, "livenessProbe")  # /livez: the loop answers
+        self.assertEqual(rc, 0, out)
+        rc, out = harness.wait_for(lambda: (lambda r: r[0] == 0 and r)(
+            self.probe(c, "readinessProbe")), 10, 0.1, "the worker's /healthz")  # ready
+        self.assertIn('"role":"worker"', out.replace(" ", ""))
         a = self.agents()["rx-worker-etl-5d9f7c-x2k8q"]
         self.assertEqual(sorted(a["queues"]), ["default", "etl"])
         self.assertEqual(a["slots"], 2)

@@ -113,11 +113,17 @@ state_dir: {{ $v.stateDir | default "/var/lib/remex" | quote }}
 logs:
   level: {{ dig "level" "info" ($v.logs | default dict) }}
   format: {{ dig "format" "json" ($v.logs | default dict) }}
+  {{- with ($v.objectStorage | default dict).logs }}
+  store: {{ . | quote }}
+  {{- end }}
 worker:
   name: {{ printf "%s-%s" $prefix ($g.name | default "worker") | quote }}
   queues: {{ $g.queues | default $w.queues | default (list "default") | toJson }}
   slots: {{ $g.slots | default $w.slots | default 0 | int }}
   log_dir: {{ $v.logDir | default "/var/log/remex/tasks" | quote }}
+  {{- if and .group (not .allInOne) }}
+  listen: {{ printf "0.0.0.0:%d" (int ($w.healthPort | default 9465)) | quote }}
+  {{- end }}
   log_max_bytes: {{ $w.logMaxBytes | default "100MiB" | quote }}
   poll_wait: {{ $w.pollWait | default "30s" | quote }}
   drain_grace: {{ $w.drainGrace | default "570s" | quote }}
@@ -145,28 +151,45 @@ bundles:
     {{- if .git.tokenSecretName }}
     token: {file: {{ printf "/run/remex/secrets/git-%s-token" .name | quote }}}
     {{- end }}
+    {{- if .git.sshKeySecretName }}
+    ssh_key: {{ printf "/run/remex/secrets/git-%s-ssh-key" .name | quote }}
+    {{- end }}
+    {{- with .git.knownHostsFile }}
+    known_hosts: {{ . | quote }}
+    {{- end }}
   {{- else }}
   - {name: {{ .name | quote }}, path: {{ .path | quote }}}
   {{- end }}
   {{- end }}
 {{- end }}
-{{- with ($v.secretsBackend | default dict).secretName }}
+{{- $sbv := $v.secretsBackend | default dict }}
+{{- if or $sbv.secretName $sbv.config }}
 secrets:
+  {{- if $sbv.secretName }}
   file: /run/remex/secrets/secrets.yaml
+  {{- end }}
+  {{- with $sbv.config }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 {{- with ($v.objectStorage | default dict).xcom }}
 xcom:
   store: {{ . | quote }}
 {{- end }}
 {{- $dp := $v.dagProcessor | default dict }}
-{{- if and (dig "enabled" false $dp) $dp.config }}
+{{- if dig "enabled" false $dp }}
+{{- $dc := $dp.config | default dict }}
+{{- if not .allInOne }}{{ $dc = merge (dict "listen" (printf "0.0.0.0:%d" (int ($dp.healthPort | default 9466)))) $dc }}{{ end }}
+{{- if $dc }}
 dag_processor:
-  {{- toYaml $dp.config | nindent 2 }}
+  {{- toYaml $dc | nindent 2 }}
+{{- end }}
 {{- end }}
 {{- $tr := $v.triggerer | default dict }}
 {{- if dig "enabled" false $tr }}
 {{- $tc := $tr.config | default dict }}
 {{- if $tr.capacity }}{{ $tc = merge (dict "capacity" $tr.capacity) $tc }}{{ end }}
+{{- if not .allInOne }}{{ $tc = merge (dict "listen" (printf "0.0.0.0:%d" (int ($tr.healthPort | default 9467)))) $tc }}{{ end }}
 {{- if $tc }}
 triggerer:
   {{- toYaml $tc | nindent 2 }}
@@ -199,7 +222,9 @@ Pod template of a remex Deployment. Argument: dict
   configKey  the ConfigMap key mounted as /etc/remex/agent.yaml
   roles      the --roles of remex-agent ("" in allInOne mode: agent.roles)
   nameEnv    REMEX_*_NAME set to the pod's name, so replicas register apart ("" for none)
-  httpHealth the sentinel port its /health probes use (0: exec probes on the control socket)
+  httpHealth the port its HTTP probes use (0: exec probes on the control socket)
+  roleHealth true: the role's own /healthz (readiness) and /livez (liveness) on httpHealth;
+             false: the sentinel's /health
 */}}
 {{- define "remex.podTemplate" -}}
 {{- $root := .root -}}
@@ -296,9 +321,18 @@ spec:
       {{- end }}
       {{- $exec := dict "exec" (dict "command" (list "remex-agent" "-c" "/etc/remex/agent.yaml" "status")) -}}
       {{- $probe := $exec -}}
-      {{- if .httpHealth }}{{ $probe = dict "httpGet" (dict "path" "/health" "port" "health") }}{{ end }}
+      {{- $live := $probe -}}
+      {{- if .httpHealth }}
+      {{- if .roleHealth }}
+      {{- $probe = dict "httpGet" (dict "path" "/healthz" "port" "health") }}
+      {{- $live = dict "httpGet" (dict "path" "/livez" "port" "health") }}
+      {{- else }}
+      {{- $probe = dict "httpGet" (dict "path" "/health" "port" "health") }}
+      {{- $live = $probe }}
+      {{- end }}
+      {{- end }}
       livenessProbe:
-        {{- toYaml ($g.livenessProbe | default (merge (dict "periodSeconds" 30 "timeoutSeconds" 10 "failureThreshold" 4) $probe)) | nindent 8 }}
+        {{- toYaml ($g.livenessProbe | default (merge (dict "periodSeconds" 30 "timeoutSeconds" 10 "failureThreshold" 4) $live)) | nindent 8 }}
       readinessProbe:
         {{- toYaml ($g.readinessProbe | default (merge (dict "periodSeconds" 10 "timeoutSeconds" 10 "failureThreshold" 3) $probe)) | nindent 8 }}
       {{- with $g.resources }}
