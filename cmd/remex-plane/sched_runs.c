@@ -142,9 +142,9 @@ static struct sdag **dags_with_queued_runs(struct plane *p, size_t *n)
 static void start_queued_runs(struct plane *p, int64_t now)
 {
     size_t nd = 0;
-    struct sdag **todo = dags_with_queued_runs(p, &nd);
+    struct sdag **queued_dags = dags_with_queued_runs(p, &nd);
     for (size_t k = 0; k < nd; k++) {
-        struct sdag *d = todo[k];
+        struct sdag *d = queued_dags[k];
         int64_t active = sq_int(p, 0,
                                 "SELECT count(*) FROM dag_runs WHERE state = 'running'"
                                 " AND dag_id = ?1",
@@ -165,7 +165,7 @@ static void start_queued_runs(struct plane *p, int64_t now)
         for (int i = 0; i < n; i++)
             run_start(p, d, ids[i], now);
     }
-    free(todo);
+    free(queued_dags);
 }
 
 /* none -> queued for a new try. */
