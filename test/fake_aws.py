@@ -20,9 +20,21 @@ must match) issues temporary credentials (ASIA... key, secret, session token,
 expiration); requests signed with them must carry and sign their
 X-Amz-Security-Token.
 
+Instance metadata (IMDSv2, as EC2 answers): PUT /latest/api/token needs
+X-aws-ec2-metadata-token-ttl-seconds (1..21600) and returns a session token;
+GET /latest/meta-data/iam/security-credentials/[ROLE] needs that token in
+X-aws-ec2-metadata-token and answers 401 without it or with an unknown one
+(IMDSv1 requests are refused, as on an instance with HttpTokens=required);
+the credentials are temporary ones as STS issues ("imds": {"role", "ttl"}).
+Container credentials (ECS / EKS Pod Identity): GET /container-creds needs
+the Authorization header to equal "container": {"token"} (401 otherwise).
+Temporary credentials past their Expiration are refused with 400
+ExpiredTokenException, as AWS does.
+
 Usage: fake_aws.py [--stdin] CONF.json   (CONF: {"access_key", "secret_key",
 "region", "secrets": {NAME: STRING}, "parameters": {NAME: STRING},
-"web_identity": {"role_arn", "token", "ttl"}}). Prints
+"web_identity": {"role_arn", "token", "ttl"}, "imds": {"role", "ttl"},
+"container": {"token", "ttl"}}). Prints
 "port N" once listening. GET /_hits returns the requests per target and name.
 """
 import datetime
@@ -33,6 +45,7 @@ import json
 import os
 import sys
 import threading
+import time
 import urllib.parse
 
 args = sys.argv[1:]
@@ -43,7 +56,23 @@ with open(args[0]) as f:
     CONF = json.load(f)
 HITS = {}
 LOCK = threading.Lock()
-TEMP = {}  # temporary access key -> (secret key, session token), issued by the STS fake
+TEMP = {}  # temporary access key -> (secret key, session token, expiry), issued by the fakes
+IMDS_TOKENS = {}  # IMDSv2 session token -> expiry (epoch seconds)
+
+
+def issue(ttl):
+    """Temporary credentials valid for ttl seconds, as STS issues them."""
+    ak = "ASIA" + os.urandom(8).hex().upper()
+    sk, tok = os.urandom(20).hex(), os.urandom(48).hex()
+    exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=ttl)
+    with LOCK:
+        TEMP[ak] = (sk, tok, exp)
+    return ak, sk, tok, exp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hit(name):
+    with LOCK:
+        HITS[name] = HITS.get(name, 0) + 1
 
 
 def sign(key, msg):
@@ -80,10 +109,71 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def send_text(self, status, text):
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def creds_json(self, ttl, imds):
+        ak, sk, tok, exp = issue(ttl)
+        obj = {"AccessKeyId": ak, "SecretAccessKey": sk, "Token": tok, "Expiration": exp}
+        if imds:
+            obj.update({"Code": "Success", "Type": "AWS-HMAC",
+                        "LastUpdated": datetime.datetime.now(
+                            datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+        return self.send(200, obj)
+
+    def do_PUT(self):
+        """IMDSv2 session tokens."""
+        if self.path != "/latest/api/token" or "imds" not in CONF:
+            return self.send_text(404, "Not Found")
+        try:
+            ttl = int(self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", ""))
+        except ValueError:
+            ttl = 0
+        if not 1 <= ttl <= 21600:
+            return self.send_text(400, "Bad Request")
+        tok = os.urandom(24).hex()
+        with LOCK:
+            IMDS_TOKENS[tok] = time.time() + min(ttl, CONF["imds"].get("token_ttl", ttl))
+        hit("imds token")
+        return self.send_text(200, tok)
+
+    def imds(self):
+        tok = self.headers.get("X-aws-ec2-metadata-token", "")
+        with LOCK:
+            good = [t for t, exp in IMDS_TOKENS.items()
+                    if hmac.compare_digest(t.encode(), tok.encode()) and exp > time.time()]
+        if not good:
+            hit("imds refused")
+            return self.send_text(401, "Unauthorized")
+        base = "/latest/meta-data/iam/security-credentials/"
+        role = CONF["imds"].get("role", "remex-node")
+        if self.path == base:
+            hit("imds role")
+            return self.send_text(200, role)
+        if self.path == base + role:
+            hit("imds creds")
+            return self.creds_json(CONF["imds"].get("ttl", 3600), True)
+        return self.send_text(404, "Not Found")
+
     def do_GET(self):
         if self.path == "/_hits":
             with LOCK:
                 return self.send(200, HITS)
+        if self.path.startswith("/latest/") and "imds" in CONF:
+            return self.imds()
+        if self.path == "/container-creds" and "container" in CONF:
+            want = CONF["container"].get("token", "")
+            if not hmac.compare_digest(self.headers.get("Authorization", "").encode(),
+                                       want.encode()):
+                hit("container refused")
+                return self.send(401, {"message": "Unauthorized"})
+            hit("container")
+            return self.creds_json(CONF["container"].get("ttl", 3600), False)
         return self.send(404, {})
 
     def check_auth(self, body):
@@ -105,6 +195,9 @@ class H(http.server.BaseHTTPRequestHandler):
                                        self.headers.get("X-Amz-Security-Token", "").encode()):
                 return 400, {"__type": "UnrecognizedClientException",
                              "message": "The security token included in the request is invalid."}
+            if datetime.datetime.now(datetime.timezone.utc) >= temp[2]:
+                return 400, {"__type": "ExpiredTokenException",
+                             "message": "The security token included in the request is expired"}
         elif hmac.compare_digest(cred[0].encode(), CONF["access_key"].encode()):
             secret = CONF["secret_key"]
         else:
@@ -147,13 +240,8 @@ class H(http.server.BaseHTTPRequestHandler):
                                         wi.get("token", "").encode())):
             return self.send_xml(400, "<ErrorResponse><Error><Code>InvalidIdentityToken</Code>"
                                       "<Message>bad token</Message></Error></ErrorResponse>")
-        ak = "ASIA" + os.urandom(8).hex().upper()
-        sk, tok = os.urandom(20).hex(), os.urandom(48).hex()
-        exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-            seconds=wi.get("ttl", 3600))
-        with LOCK:
-            TEMP[ak] = (sk, tok)
-            HITS["sts"] = HITS.get("sts", 0) + 1
+        ak, sk, tok, exp = issue(wi.get("ttl", 3600))
+        hit("sts")
         return self.send_xml(200, (
             '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
             "<AssumeRoleWithWebIdentityResult><Credentials>"
@@ -161,7 +249,7 @@ class H(http.server.BaseHTTPRequestHandler):
             "<SessionToken>%s</SessionToken><Expiration>%s</Expiration>"
             "</Credentials></AssumeRoleWithWebIdentityResult>"
             "</AssumeRoleWithWebIdentityResponse>")
-            % (ak, sk, tok, exp.strftime("%Y-%m-%dT%H:%M:%SZ")))
+            % (ak, sk, tok, exp))
 
     def send_xml(self, status, text):
         body = text.encode()
@@ -174,6 +262,14 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n) if n else b""
+        if self.path == "/_conf":  # the tests' control: merge into CONF, or revoke tokens
+            req = json.loads(body)
+            with LOCK:
+                if req.pop("revoke_imds_tokens", False):
+                    IMDS_TOKENS.clear()
+                for k, v in req.items():
+                    CONF.setdefault(k, {}).update(v)
+            return self.send(200, {})
         if "X-Amz-Target" not in self.headers and body.startswith(b"Action="):
             return self.sts(body)
         refused = self.check_auth(body)

@@ -89,6 +89,9 @@ def main():
     env["REMEX_SAN"] = args.san
     env["REMEX_ROOT"] = ROOT
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # Tests never reach a real cloud metadata service (tests that want one point at a fake).
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["NO_GCE_CHECK"] = "True"
     if args.san == "1":
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=86")
         env.setdefault("LSAN_OPTIONS", "suppressions=" + os.path.join(ROOT, "test", "lsan.supp"))

@@ -1,4 +1,5 @@
-/* Fuzz target: AWS Secrets Manager / SSM reply and error parsers, STS web-identity replies. */
+/* Fuzz target: AWS Secrets Manager / SSM reply and error parsers, STS web-identity replies,
+ * container-credentials and IMDS credentials replies. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +29,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     time_t exp;
     if (awscreds_parse_sts((const char *)data, size, &c, &exp, &e) == REMEX_OK &&
         (!c.access_key[0] || !c.secret_key[0] || !c.session_token[0]))
+        __builtin_trap();
+    sigv4_creds_wipe(&c);
+    if (awscreds_parse_json((const char *)data, size, &c, &exp, &e) == REMEX_OK &&
+        (!c.access_key[0] || !c.secret_key[0] || !c.session_token[0] || exp <= 0))
         __builtin_trap();
     sigv4_creds_wipe(&c);
     return 0;

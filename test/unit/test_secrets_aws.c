@@ -30,6 +30,8 @@ static const char *secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 static const char *access_key = "AKIDREMEXTEST";
 static const char *session_token;
 static const char *web_token_file, *sts_endpoint;
+/* Instance metadata and container credentials (the fake's endpoints). */
+static const char *imds_endpoint, *imds_disabled, *ctr_uri, *ctr_token, *ctr_token_file;
 
 static const char *conf =
     "{\"access_key\": \"AKIDREMEXTEST\", \"secret_key\": "
@@ -42,7 +44,9 @@ static const char *conf =
     " \"web_identity\": {\"role_arn\": \"arn:aws:iam::123456789012:role/remex\","
     "                    \"token\": \"eyJraWQiOi.irsa.sig\", \"ttl\": 3600},"
     " \"parameters\": {\"/airflow/variables/region\": \"eu-west-1-ssm\","
-    "                  \"/airflow/variables/only-ssm\": \"from-ssm\"}}";
+    "                  \"/airflow/variables/only-ssm\": \"from-ssm\"},"
+    " \"imds\": {\"role\": \"remex-node\", \"ttl\": 3600},"
+    " \"container\": {\"token\": \"ctr-auth-7f3a\", \"ttl\": 3600}}";
 
 static const char *fake_env(const char *n)
 {
@@ -60,6 +64,16 @@ static const char *fake_env(const char *n)
         return "arn:aws:iam::123456789012:role/remex";
     if (web_token_file && strcmp(n, "AWS_ENDPOINT_URL_STS") == 0)
         return sts_endpoint;
+    if (strcmp(n, "AWS_EC2_METADATA_SERVICE_ENDPOINT") == 0)
+        return imds_endpoint;
+    if (strcmp(n, "AWS_EC2_METADATA_DISABLED") == 0)
+        return imds_disabled;
+    if (strcmp(n, "AWS_CONTAINER_CREDENTIALS_FULL_URI") == 0)
+        return ctr_uri;
+    if (strcmp(n, "AWS_CONTAINER_AUTHORIZATION_TOKEN") == 0)
+        return ctr_token;
+    if (strcmp(n, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") == 0)
+        return ctr_token_file;
     return NULL;
 }
 
@@ -100,6 +114,21 @@ static int hits(const char *what)
     http_response_free(&r);
     http_client_free(c);
     return n;
+}
+
+/* POSTs a JSON object to the fake's /_conf (its settings for the next requests). */
+static void fake_conf(const char *json)
+{
+    struct http_client *c;
+    struct http_client_opts o = {.base_url = endpoint, .max_attempts = 1};
+    struct http_response r;
+    struct http_request req = {
+        .method = "POST", .path = "/_conf", .body = json, .body_len = strlen(json)};
+    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
+    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
+    assert_int_equal(r.status, 200);
+    http_response_free(&r);
+    http_client_free(c);
 }
 
 static uint64_t fake_now = 1000;
@@ -317,12 +346,166 @@ static void test_parsers(void **state)
     }
 }
 
+/* EC2 instance role: no keys, no file; IMDSv2 (the fake refuses requests without a session
+ * token, as an instance with HttpTokens=required does). */
+static void test_imds(void **state)
+{
+    (void)state;
+    const char *ak = access_key, *sk = secret_key;
+    struct remex_error e;
+    char *v = NULL;
+    access_key = secret_key = NULL;
+    imds_endpoint = endpoint;
+    int tokens = hits("imds token"), roles = hits("imds role"), creds = hits("imds creds");
+    struct secrets *s = open_chain(NULL);
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    assert_string_equal(v, "from-ssm");
+    free(v);
+    /* One provider per backend: each gets a session token, the role and credentials once. */
+    assert_int_equal(hits("imds token"), tokens + 2);
+    assert_int_equal(hits("imds role"), roles + 2);
+    assert_int_equal(hits("imds creds"), creds + 2);
+    fake_now += 1000;
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    free(v);
+    assert_int_equal(hits("imds creds"), creds + 2); /* kept while far from Expiration */
+    secrets_close(s);
+    /* Credentials within 5 minutes of their Expiration are fetched again before use, with the
+     * session token kept. */
+    fake_conf("{\"imds\": {\"ttl\": 200}}");
+    s = open_chain(NULL);
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    free(v);
+    tokens = hits("imds token");
+    creds = hits("imds creds");
+    fake_now += 1000;
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    free(v);
+    assert_int_equal(hits("imds creds"), creds + 2);
+    assert_int_equal(hits("imds token"), tokens);
+    /* Session tokens revoked: a 401, a new token, the same call succeeds. */
+    fake_conf("{\"revoke_imds_tokens\": true}");
+    int refused = hits("imds refused");
+    fake_now += 1000;
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    free(v);
+    assert_int_equal(hits("imds refused"), refused + 2);
+    assert_int_equal(hits("imds token"), tokens + 2);
+    fake_conf("{\"imds\": {\"ttl\": 3600}}");
+    secrets_close(s);
+    /* AWS_EC2_METADATA_DISABLED=true: no source, a clear error at open. */
+    imds_disabled = "true";
+    struct secrets_aws *a = NULL;
+    struct secrets_aws_config c = {.endpoint = endpoint, .getenv_fn = fake_env};
+    assert_int_equal(secrets_aws_open(&c, &a, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "credentials"));
+    imds_disabled = NULL;
+    /* A metadata service that is down: the lookup fails naming the backend and the key. */
+    imds_endpoint = "http://127.0.0.1:1";
+    s = open_chain(NULL);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_ECONNECT);
+    assert_non_null(strstr(e.msg, "secrets backend aws_secrets_manager: variable 'region'"));
+    assert_non_null(strstr(e.msg, "aws imds"));
+    secrets_close(s);
+    imds_endpoint = NULL;
+    access_key = ak;
+    secret_key = sk;
+}
+
+/* ECS task role / EKS Pod Identity: the full URI and its Authorization token (value or file). */
+static void test_container(void **state)
+{
+    (void)state;
+    const char *ak = access_key, *sk = secret_key;
+    struct remex_error e;
+    char *v = NULL, uri[128];
+    access_key = secret_key = NULL;
+    snprintf(uri, sizeof(uri), "%s/container-creds", endpoint);
+    ctr_uri = uri;
+    ctr_token = "ctr-auth-7f3a";
+    int n = hits("container");
+    struct secrets *s = open_chain(NULL);
+    assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
+    assert_string_equal(v, "from-ssm");
+    free(v);
+    assert_int_equal(hits("container"), n + 2);
+    secrets_close(s);
+    /* The token file wins over the value and is read at each fetch. */
+    char tf[] = "/tmp/remex-ctr-XXXXXX";
+    int fd = mkstemp(tf);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "ctr-auth-7f3a\n", 14), 14);
+    close(fd);
+    ctr_token = "wrong-value";
+    ctr_token_file = tf;
+    s = open_chain(NULL);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    free(v);
+    secrets_close(s);
+    /* A token the endpoint refuses: the error names the source, never the token. */
+    ctr_token_file = NULL;
+    n = hits("container refused");
+    s = open_chain(NULL);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_EAUTH);
+    assert_non_null(strstr(e.msg, "aws container credentials"));
+    assert_non_null(strstr(e.msg, "variable 'region'"));
+    assert_null(strstr(e.msg, "wrong-value"));
+    assert_int_equal(hits("container refused"), n + 1);
+    secrets_close(s);
+    /* Not an http(s) URL. */
+    ctr_uri = "file:///etc/passwd";
+    struct secrets_aws *a = NULL;
+    struct secrets_aws_config c = {.endpoint = endpoint, .getenv_fn = fake_env};
+    assert_int_equal(secrets_aws_open(&c, &a, &e), REMEX_EINVAL);
+    unlink(tf);
+    ctr_uri = ctr_token = NULL;
+    access_key = ak;
+    secret_key = sk;
+}
+
+static void test_parse_json_creds(void **state)
+{
+    (void)state;
+    struct sigv4_creds c;
+    time_t exp = 0;
+    struct remex_error e;
+    const char *ok = "{\"Code\":\"Success\",\"Type\":\"AWS-HMAC\",\"AccessKeyId\":\"ASIA2\","
+                     "\"SecretAccessKey\":\"sk2\",\"Token\":\"t2\","
+                     "\"Expiration\":\"2026-12-07T07:00:00Z\"}";
+    assert_int_equal(awscreds_parse_json(ok, strlen(ok), &c, &exp, &e), REMEX_OK);
+    assert_string_equal(c.access_key, "ASIA2");
+    assert_string_equal(c.secret_key, "sk2");
+    assert_string_equal(c.session_token, "t2");
+    assert_int_equal(exp, 1796626800);
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"AccessKeyId\":\"A\"}",
+                         "{\"Code\":\"Failure\",\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"leak\","
+                         "\"Token\":\"t\",\"Expiration\":\"2026-12-07T07:00:00Z\"}",
+                         "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"leak\",\"Token\":\"t\","
+                         "\"Expiration\":\"tomorrow\"}",
+                         "{\"AccessKeyId\":\"A B\",\"SecretAccessKey\":\"leak\",\"Token\":\"t\","
+                         "\"Expiration\":\"2026-12-07T07:00:00Z\"}",
+                         "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"leak\",\"Token\":1,"
+                         "\"Expiration\":\"2026-12-07T07:00:00Z\"}",
+                         "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"leak\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(awscreds_parse_json(bad[i], strlen(bad[i]), &c, &exp, &e), REMEX_EPROTO);
+        assert_string_equal(c.secret_key, "");
+        assert_null(strstr(e.msg, "leak"));
+    }
+    char big[70 * 1024];
+    memset(big, ' ', sizeof(big));
+    assert_int_equal(awscreds_parse_json(big, sizeof(big), &c, &exp, &e), REMEX_ETOOBIG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_and_cache), cmocka_unit_test(test_session_token_signed),
         cmocka_unit_test(test_web_identity),    cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_parsers),
+        cmocka_unit_test(test_parsers),         cmocka_unit_test(test_imds),
+        cmocka_unit_test(test_container),       cmocka_unit_test(test_parse_json_creds),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
