@@ -1,4 +1,5 @@
-/* gcpauth: service-account JWT (RS256, OpenSSL) traded for an OAuth access token. */
+/* gcpauth: service-account JWT (RS256, OpenSSL) traded for an OAuth access token, or the
+ * metadata server's token. */
 #include "remex/gcpauth.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,12 +19,16 @@
 #include "remex/http.h"
 #include "remex/json.h"
 
+#define METADATA_TOKEN_PATH "/computeMetadata/v1/instance/service-accounts/default/token"
+#define METADATA_DEFAULT    "metadata.google.internal"
+
 struct gcpauth {
+    int metadata; /* 1: tokens from the metadata server (no key) */
     char *email;
     char *token_uri;  /* the JWT's audience */
     char *token_path; /* path part of token_uri */
     char *scope;
-    EVP_PKEY *key; /* owned */
+    EVP_PKEY *key; /* owned; NULL for the metadata server */
     struct http_client *http;
     char token[GCPAUTH_TOKEN_MAX]; /* secret: wiped at close */
     time_t expires;                /* 0: no token */
@@ -146,9 +152,72 @@ static remex_err split_uri(const char *uri, char *base, size_t cap, char **path,
     return *path ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
 }
 
+/* 1 when the machine says it runs on Google Compute Engine (DMI product name), as google-auth
+ * checks it. */
+static int on_gce(void)
+{
+    char b[64] = {0};
+    int fd = open("/sys/class/dmi/id/product_name", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, b, sizeof(b) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    return n > 0 && (strncmp(b, "Google", 6) == 0);
+}
+
+remex_err gcpauth_open_metadata(const char *scope, struct gcpauth **out, struct remex_error *e)
+{
+    const char *host = getenv("GCE_METADATA_HOST"), *off = getenv("NO_GCE_CHECK");
+    char base[300];
+    struct gcpauth *g;
+    remex_err rc;
+    if (host && !*host)
+        host = NULL;
+    if (!host && ((off && strcasecmp(off, "true") == 0) || !on_gce()))
+        return remex_seterr(e, REMEX_ENOTFOUND,
+                            "gcp auth: no service-account key (GOOGLE_APPLICATION_CREDENTIALS) "
+                            "and no metadata server (not on GCE, GCE_METADATA_HOST unset)");
+    if (strlen(host ? host : METADATA_DEFAULT) > 255 ||
+        strcspn(host ? host : METADATA_DEFAULT, "/?#@ \t\r\n") !=
+            strlen(host ? host : METADATA_DEFAULT))
+        return remex_seterr(e, REMEX_EINVAL, "gcp auth: GCE_METADATA_HOST: not a host[:port]");
+    snprintf(base, sizeof(base), "http://%s", host ? host : METADATA_DEFAULT);
+    if (!(g = calloc(1, sizeof(*g))))
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    g->metadata = 1;
+    g->scope = strdup(scope);
+    /* ?scopes=SCOPE (percent-encoded), as google-auth asks for them. */
+    struct buf p = BUF_INIT(1024);
+    rc = buf_puts(&p, METADATA_TOKEN_PATH "?scopes=");
+    for (const char *c = scope; rc == REMEX_OK && *c; c++)
+        rc = strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~", *c)
+                 ? buf_putc(&p, *c)
+                 : buf_printf(&p, "%%%02X", (unsigned char)*c);
+    g->token_path = rc == REMEX_OK ? strdup(buf_cstr(&p)) : NULL;
+    buf_free(&p);
+    /* The metadata server speaks plain http on a link-local address, never through a proxy. */
+    struct http_client_opts ho = {.base_url = base,
+                                  .proxy = "",
+                                  .allow_insecure_http = 1,
+                                  .max_response_bytes = 64u * 1024u,
+                                  .connect_timeout_ms = 1000,
+                                  .timeout_ms = 5000,
+                                  .max_attempts = 3};
+    rc = g->token_path && g->scope ? http_client_new(&ho, &g->http, e)
+                                   : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    if (rc != REMEX_OK) {
+        remex_errprefix(e, "gcp auth: metadata server");
+        gcpauth_close(g);
+        return rc;
+    }
+    *out = g;
+    return REMEX_OK;
+}
+
 remex_err gcpauth_open(const char *key_file, const char *token_uri, const char *scope,
                        const char *ca_file, struct gcpauth **out, struct remex_error *e)
 {
+    if (!key_file)
+        return gcpauth_open_metadata(scope, out, e);
     struct buf b = BUF_INIT(GCPAUTH_KEY_MAX + 1);
     char *f[3] = {NULL, NULL, NULL}, base[512];
     struct gcpauth *g = calloc(1, sizeof(*g));
@@ -250,41 +319,58 @@ static remex_err make_assertion(struct gcpauth *g, struct buf *jwt)
     return rc;
 }
 
+/* Builds the request that asks for a token: a signed assertion, or the metadata server's GET. */
+static remex_err token_request(struct gcpauth *g, struct buf *form, struct http_request *req,
+                               struct remex_error *e)
+{
+    static const char *const flavor[] = {"Metadata-Flavor: Google", NULL};
+    struct buf jwt = BUF_INIT(16384);
+    remex_err rc;
+    if (g->metadata) {
+        *req = (struct http_request){.method = "GET", .path = g->token_path, .headers = flavor};
+        return REMEX_OK;
+    }
+    rc = make_assertion(g, &jwt);
+    if (rc == REMEX_OK)
+        rc = buf_printf(form,
+                        "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Ajwt-"
+                        "bearer&assertion=%s",
+                        buf_cstr(&jwt));
+    buf_free(&jwt);
+    if (rc != REMEX_OK)
+        return remex_seterr(e, rc, "gcp auth: cannot sign the assertion");
+    *req = (struct http_request){.method = "POST",
+                                 .path = g->token_path,
+                                 .body = form->data,
+                                 .body_len = form->len,
+                                 .content_type = "application/x-www-form-urlencoded",
+                                 .retry_safe = 1};
+    return REMEX_OK;
+}
+
 remex_err gcpauth_token(struct gcpauth *g, const char **token, struct remex_error *e)
 {
-    struct buf jwt = BUF_INIT(16384), form = BUF_INIT(20000);
+    struct buf form = BUF_INIT(20000);
     struct http_response r = {0};
+    struct http_request req;
+    const char *what = g->metadata ? "gcp auth: metadata server token" : "gcp auth: token";
     long long exp = 0;
     remex_err rc;
     if (g->expires && time(NULL) < g->expires - 60) {
         *token = g->token;
         return REMEX_OK;
     }
-    rc = make_assertion(g, &jwt);
-    if (rc == REMEX_OK)
-        rc = buf_printf(&form,
-                        "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Ajwt-"
-                        "bearer&assertion=%s",
-                        buf_cstr(&jwt));
-    buf_free(&jwt);
-    if (rc != REMEX_OK) {
+    if ((rc = token_request(g, &form, &req, e)) != REMEX_OK) {
         buf_free(&form);
-        return remex_seterr(e, rc, "gcp auth: cannot sign the assertion");
+        return rc;
     }
-    struct http_request req = {.method = "POST",
-                               .path = g->token_path,
-                               .body = form.data,
-                               .body_len = form.len,
-                               .content_type = "application/x-www-form-urlencoded",
-                               .retry_safe = 1};
     rc = http_do(g->http, &req, &r, e);
     buf_free(&form);
-    if (rc == REMEX_OK &&
-        (rc = http_check_status("gcp auth: token", r.status, NULL, e)) == REMEX_OK)
+    if (rc == REMEX_OK && (rc = http_check_status(what, r.status, NULL, e)) == REMEX_OK)
         rc = gcpauth_parse_token(r.body.data ? r.body.data : "", r.body.len, g->token,
                                  sizeof(g->token), &exp, e);
     else if (rc != REMEX_OK && r.status == 0)
-        remex_errprefix(e, "gcp auth");
+        remex_errprefix(e, "%s", what);
     if (r.body.data)
         OPENSSL_cleanse(r.body.data, r.body.len);
     http_response_free(&r);

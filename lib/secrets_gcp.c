@@ -1,4 +1,5 @@
-/* secrets_gcp: Google Cloud Secret Manager reads with service-account OAuth tokens. */
+/* secrets_gcp: Google Cloud Secret Manager reads with service-account or metadata-server OAuth
+ * tokens. */
 #include "remex/secrets_gcp.h"
 
 #include <openssl/crypto.h>
@@ -37,14 +38,13 @@ remex_err secrets_gcp_open(const struct secrets_gcp_config *cfg, struct secrets_
     if (!cfg->project || !*cfg->project || strlen(cfg->project) >= sizeof(g->project) ||
         strspn(cfg->project, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(cfg->project))
         return remex_seterr(e, REMEX_EINVAL, "gcp secret manager: invalid project id");
-    if (!key)
-        return remex_seterr(e, REMEX_ENOTFOUND,
-                            "gcp secret manager: no service-account key "
-                            "(GOOGLE_APPLICATION_CREDENTIALS)");
     if (!(g = calloc(1, sizeof(*g))))
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     snprintf(g->project, sizeof(g->project), "%s", cfg->project);
+    /* No key: the metadata server's token (GCE, GKE Workload Identity, Cloud Run). */
     rc = gcpauth_open(key, cfg->token_uri, GCP_SCOPE, cfg->ca_file, &g->auth, e);
+    if (rc != REMEX_OK)
+        remex_errprefix(e, "gcp secret manager");
     if (rc == REMEX_OK) {
         struct http_client_opts ho = {
             .base_url = cfg->endpoint ? cfg->endpoint : "https://secretmanager.googleapis.com",

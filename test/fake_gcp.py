@@ -16,9 +16,19 @@ Storage: POST /upload/storage/v1/b/B/o?uploadType=media&name=N, GET
 GET /v1/projects/P/secrets/S/versions/latest:access -> {"payload": {"data":
 base64}}. Errors: {"error": {"code", "message", "status"}}.
 
+Metadata server (GCE, GKE Workload Identity): GET
+/computeMetadata/v1/instance/service-accounts/default/token answers only with
+"Metadata-Flavor: Google" and without X-Forwarded-For (403 otherwise, as the
+real server does), checks ?scopes= against "metadata": {"scopes": [...]}
+and issues an access token valid for "metadata": {"ttl"} seconds
+({"access_token", "expires_in", "token_type"}); without "metadata" in CONF
+the path is 404 (no metadata server). POST /_conf merges JSON into CONF
+(the tests change TTLs with it).
+
 Usage: fake_gcp.py [--stdin] CONF.json (CONF: {"key_pem": PATH, "email",
 "buckets": [...], "project", "secrets": {NAME: STRING}, "token_ttl"}).
-Prints "port N". GET /_stats: tokens issued, requests per path.
+Prints "port N". GET /_stats: tokens issued (JWT and metadata), metadata refusals,
+requests per path.
 """
 import base64
 import hmac
@@ -44,7 +54,8 @@ with open(CONF["key_pem"], "rb") as f:
     PUB = serialization.load_pem_private_key(f.read(), password=None).public_key()
 TOKENS = {}
 OBJECTS = {b: {} for b in CONF.get("buckets", [])}
-STATS = {"tokens": 0, "paths": {}}
+STATS = {"tokens": 0, "metadata_tokens": 0, "metadata_refused": 0, "paths": {}}
+METADATA_TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token"
 LOCK = threading.Lock()
 
 
@@ -107,6 +118,24 @@ class H(http.server.BaseHTTPRequestHandler):
             STATS["tokens"] += 1
         return self.send(200, {"access_token": tok, "expires_in": ttl, "token_type": "Bearer"})
 
+    def metadata_token(self, q):
+        md = CONF.get("metadata")
+        if md is None:
+            return self.send(404, raw=b"Not Found")
+        if self.headers.get("Metadata-Flavor") != "Google" or "X-Forwarded-For" in self.headers:
+            with LOCK:
+                STATS["metadata_refused"] += 1
+            return self.send(403, raw=b"Missing Metadata-Flavor:Google header.")
+        for scope in ",".join(q.get("scopes", [])).split(","):
+            if scope and scope not in md.get("scopes", []):
+                return self.send(400, raw=b"invalid scope")
+        tok = "ya29.meta-" + pysecrets.token_hex(16)
+        ttl = md.get("ttl", 3599)
+        with LOCK:
+            TOKENS[tok] = time.time() + ttl
+            STATS["metadata_tokens"] += 1
+        return self.send(200, {"access_token": tok, "expires_in": ttl, "token_type": "Bearer"})
+
     def route(self, method):
         u = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(u.query)
@@ -116,6 +145,13 @@ class H(http.server.BaseHTTPRequestHandler):
                 return self.send(200, STATS)
         if method == "POST" and u.path == "/token":
             return self.token(raw)
+        if method == "GET" and u.path == METADATA_TOKEN:
+            return self.metadata_token(q)
+        if method == "POST" and u.path == "/_conf":
+            with LOCK:
+                for k, v in json.loads(raw).items():
+                    CONF.setdefault(k, {}).update(v)
+            return self.send(200, {})
         with LOCK:
             STATS["paths"][u.path] = STATS["paths"].get(u.path, 0) + 1
         if not self.authorized():

@@ -5,7 +5,21 @@
  * token_uri), an RS256-signed JWT assertion (OpenSSL) is traded at token_uri
  * (grant_type urn:ietf:params:oauth:grant-type:jwt-bearer) for an access
  * token, kept until a minute before it expires. token_uri may be overridden
- * (tests, private endpoints). Blocking HTTP: call it off any event loop. Key
+ * (tests, private endpoints).
+ *
+ * Without a key file, tokens come from the metadata server of GCE, GKE
+ * (Workload Identity) or Cloud Run: GET
+ * http://HOST/computeMetadata/v1/instance/service-accounts/default/token with
+ * "Metadata-Flavor: Google", HOST being GCE_METADATA_HOST (as google-auth
+ * reads it, "127.0.0.1:8080") else metadata.google.internal, reached without
+ * proxy. Without GCE_METADATA_HOST the server is used only when the machine's
+ * DMI product name says Google, and never when NO_GCE_CHECK=true; otherwise
+ * open fails with REMEX_ENOTFOUND. The scope goes in ?scopes=; the
+ * instance's access scopes (or the Workload Identity service account's
+ * roles) still bound what the token may do.
+ *
+ * Tokens are fetched on first use and again a minute before they expire.
+ * Blocking HTTP: call it off any event loop. Key
  * files are capped at GCPAUTH_KEY_MAX bytes; token replies at 64 KiB. Keys and
  * tokens never appear in messages. Thread-safety: one thread at a time.
  */
@@ -21,10 +35,13 @@
 
 struct gcpauth;
 
-/* key_file: service-account key; token_uri: NULL for the key's own; ca_file may be NULL. */
+/* key_file: service-account key, or NULL for the metadata server (gcpauth_open_metadata);
+ * token_uri: NULL for the key's own; ca_file may be NULL. */
 remex_err gcpauth_open(const char *key_file, const char *token_uri, const char *scope,
                        const char *ca_file, struct gcpauth **out, struct remex_error *e);
 void gcpauth_close(struct gcpauth *g);
+/* Tokens from the metadata server (see above), asked for scope (?scopes=). */
+remex_err gcpauth_open_metadata(const char *scope, struct gcpauth **out, struct remex_error *e);
 
 /* The current access token (borrowed until the next call), fetched when missing or expiring. */
 remex_err gcpauth_token(struct gcpauth *g, const char **token, struct remex_error *e);

@@ -2,7 +2,8 @@
  * secrets_gcp: Google Cloud Secret Manager as a secrets backend.
  *
  * Reads GET /v1/projects/PROJECT/secrets/NAME/versions/latest:access with a
- * service account's OAuth token (remex/gcpauth.h) and decodes payload.data
+ * service account's OAuth token (remex/gcpauth.h: from the key file, else
+ * from the metadata server) and decodes payload.data
  * (base64). Endpoint: cfg->endpoint, else https://secretmanager.googleapis.com.
  * Blocking HTTP: call it off any event loop. Replies capped at
  * SECRETS_GCP_REPLY_MAX bytes; values never appear in messages.
@@ -20,7 +21,8 @@
 /* Strings borrowed for the open call. */
 struct secrets_gcp_config {
     const char *project;   /* required */
-    const char *key_file;  /* service-account key (NULL: GOOGLE_APPLICATION_CREDENTIALS) */
+    const char *key_file;  /* service-account key (NULL: GOOGLE_APPLICATION_CREDENTIALS, and
+                              without it the metadata server) */
     const char *endpoint;  /* NULL: https://secretmanager.googleapis.com */
     const char *token_uri; /* NULL: the key's */
     const char *ca_file;

@@ -1,5 +1,5 @@
-/* Fuzz target: OAuth token replies (GCP, Entra ID), the GCP service-account key, Secret
- * Manager and Azure Key Vault reply parsers. */
+/* Fuzz target: OAuth token replies (GCP token endpoint and metadata server, Entra ID), the GCP
+ * service-account key, Secret Manager and Azure Key Vault reply parsers. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -4,7 +4,8 @@
  * their parsers on malformed input. A fake because no Google endpoint or
  * packaged emulator can be had here; it verifies the RS256 JWT with the
  * test key's public half (Python's cryptography) and requires a live bearer
- * token on every call.
+ * token on every call. Its metadata server refuses requests without
+ * "Metadata-Flavor: Google", as Google's does.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -77,7 +78,9 @@ static int start(void **state)
              " \"buckets\": [\"remex-b\"], \"project\": \"proj-1\", \"token_ttl\": 3600,"
              " \"secrets\": {\"airflow-connections-warehouse\": "
              "\"postgres://etl:Gcp%%20Pw@db:5432/dw\","
-             " \"airflow-variables-region\": \"europe-west1-secret\"}}",
+             " \"airflow-variables-region\": \"europe-west1-secret\"},"
+             " \"metadata\": {\"ttl\": 3599, \"scopes\": "
+             "[\"https://www.googleapis.com/auth/cloud-platform\"]}}",
              pem);
     if (write_text(conf, text) != 0)
         return -1;
@@ -111,7 +114,8 @@ static int stop(void **state)
         }                                                                                          \
     } while (0)
 
-static int stat_tokens(void)
+/* The fake's counter name from /_stats. */
+static int fake_stat(const char *name)
 {
     struct http_client *c;
     struct http_client_opts o = {.base_url = url, .max_attempts = 1};
@@ -120,11 +124,30 @@ static int stat_tokens(void)
     assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
     assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
     json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL);
-    int n = (int)json_integer_value(json_object_get(j, "tokens"));
+    int n = (int)json_integer_value(json_object_get(j, name));
     json_decref(j);
     http_response_free(&r);
     http_client_free(c);
     return n;
+}
+
+static int stat_tokens(void)
+{
+    return fake_stat("tokens");
+}
+
+static void fake_conf(const char *json)
+{
+    struct http_client *c;
+    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
+    struct http_response r;
+    struct http_request req = {
+        .method = "POST", .path = "/_conf", .body = json, .body_len = strlen(json)};
+    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
+    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
+    assert_int_equal(r.status, 200);
+    http_response_free(&r);
+    http_client_free(c);
 }
 
 static void test_gcs_round_trip(void **state)
@@ -226,12 +249,88 @@ static void test_parsers(void **state)
     }
 }
 
+/* No key: Secret Manager with the metadata server's token (GCE, GKE Workload Identity). */
+static void test_metadata_server(void **state)
+{
+    (void)state;
+    NEED_FAKE();
+    char host[64];
+    struct remex_error e;
+    struct secrets *s;
+    char *v = NULL;
+    char *saved = getenv("GOOGLE_APPLICATION_CREDENTIALS")
+                      ? strdup(getenv("GOOGLE_APPLICATION_CREDENTIALS"))
+                      : NULL;
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+    snprintf(host, sizeof(host), "127.0.0.1:%u", srv.port);
+    setenv("GCE_METADATA_HOST", host, 1);
+    struct secrets_gcp_config gc = {.project = "proj-1", .endpoint = url};
+    const char *order[] = {"gcp_secret_manager", NULL};
+    struct secrets_config sc = {.gcp = &gc, .order = order, .cache_ttl_ms = 1};
+    int jwt = fake_stat("tokens"), md = fake_stat("metadata_tokens"),
+        refused = fake_stat("metadata_refused");
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    assert_string_equal(v, "europe-west1-secret");
+    free(v);
+    usleep(2000); /* past the 1 ms cache */
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+    free(v);
+    assert_int_equal(fake_stat("metadata_tokens"), md + 1); /* kept until a minute before expiry */
+    assert_int_equal(fake_stat("tokens"), jwt);             /* no key, no JWT */
+    assert_int_equal(fake_stat("metadata_refused"), refused);
+    secrets_close(s);
+    /* Tokens that expire within the minute are fetched again before each use. */
+    fake_conf("{\"metadata\": {\"ttl\": 30}}");
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    md = fake_stat("metadata_tokens");
+    for (int i = 0; i < 2; i++) {
+        usleep(2000);
+        assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+        free(v);
+    }
+    assert_int_equal(fake_stat("metadata_tokens"), md + 2);
+    fake_conf("{\"metadata\": {\"ttl\": 3599}}");
+    secrets_close(s);
+    /* The server refuses a request without Metadata-Flavor (what lib sends it is proven above). */
+    struct http_client *c;
+    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
+    struct http_response r;
+    struct http_request req = {
+        .method = "GET", .path = "/computeMetadata/v1/instance/service-accounts/default/token"};
+    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
+    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
+    assert_int_equal(r.status, 403);
+    http_response_free(&r);
+    http_client_free(c);
+    /* A metadata server that is down: the lookup fails naming the backend and the key. */
+    setenv("GCE_METADATA_HOST", "127.0.0.1:1", 1);
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_ECONNECT);
+    assert_non_null(strstr(e.msg, "secrets backend gcp_secret_manager: variable 'region'"));
+    assert_non_null(strstr(e.msg, "metadata server"));
+    secrets_close(s);
+    /* Neither a key nor a metadata server: a clear error at open. */
+    unsetenv("GCE_METADATA_HOST");
+    setenv("NO_GCE_CHECK", "true", 1);
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "GOOGLE_APPLICATION_CREDENTIALS"));
+    setenv("GCE_METADATA_HOST", "evil/path", 1);
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_EINVAL);
+    unsetenv("GCE_METADATA_HOST");
+    unsetenv("NO_GCE_CHECK");
+    if (saved)
+        setenv("GOOGLE_APPLICATION_CREDENTIALS", saved, 1);
+    free(saved);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gcs_round_trip),
         cmocka_unit_test(test_secret_manager_chain),
         cmocka_unit_test(test_parsers),
+        cmocka_unit_test(test_metadata_server),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
