@@ -1,4 +1,5 @@
-/* secrets: the chain of connection and variable backends (environment, local file, Vault). */
+/* secrets: the chain of connection and variable backends (environment, local file, Vault, AWS,
+ * GCP, Azure Key Vault). */
 #include "remex/secrets.h"
 #include "remex/urlenc.h"
 
@@ -932,65 +933,108 @@ static remex_err file_var(struct secrets *s, const char *key, char **out, struct
     return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
 }
 
-static const char *backend_name(enum backend b)
+static remex_err env_var(struct secrets *s, const char *name, char **out, struct remex_error *e)
 {
-    return backend_names[b];
+    const char *v = s->no_env ? NULL : s->getenv_fn(name);
+    if (v == NULL)
+        return REMEX_ENOTFOUND;
+    return (*out = strdup(v)) ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+}
+
+/* ---- the chain ---- */
+
+/* The index of a cloud backend in aws_get's numbering, or -1 when b is not configured. */
+static int remote_index(const struct secrets *s, enum backend b)
+{
+    switch (b) {
+    case BK_AWS_SM:
+    case BK_AWS_SSM:
+        return s->aws[b - BK_AWS_SM] ? (int)(b - BK_AWS_SM) : -1;
+    case BK_GCP:
+        return s->gcp ? 2 : -1;
+    case BK_AZKV:
+        return s->azkv ? 3 : -1;
+    default:
+        return -1;
+    }
+}
+
+/*
+ * Backend b's answer for connection id (conn != NULL) or variable id (into *str);
+ * env is the REMEX_CONN_/REMEX_VAR_ name. REMEX_ENOTFOUND, without a message,
+ * when b has none or is not configured.
+ */
+static remex_err lookup_one(struct secrets *s, enum backend b, const char *env, const char *id,
+                            struct secrets_conn *conn, char **str, struct remex_error *e)
+{
+    int i;
+    if (b == BK_ENV)
+        return conn ? env_conn(s, env, conn, e) : env_var(s, env, str, e);
+    if (b == BK_FILE)
+        return conn ? file_conn(s, id, conn, e) : file_var(s, id, str, e);
+    if (b == BK_VAULT)
+        return !s->vault ? REMEX_ENOTFOUND
+               : conn    ? vault_conn(s, id, conn, e)
+                         : vault_var(s, id, str, e);
+    if ((i = remote_index(s, b)) < 0)
+        return REMEX_ENOTFOUND;
+    return conn ? aws_conn(s, i, id, conn, e) : aws_get(s, i, 1, id, str, e);
+}
+
+/* Walks the chain for a connection (conn) or a variable (str): the first answer wins. */
+static remex_err chain_get(struct secrets *s, const char *id, struct secrets_conn *conn, char **str,
+                           struct remex_error *e)
+{
+    const char *what = conn ? "connection" : "variable";
+    char name[300];
+    remex_err rc = REMEX_ENOTFOUND;
+    if (!env_name(name, sizeof(name), conn ? "CONN" : "VAR", id))
+        return remex_seterr(e, REMEX_EINVAL,
+                            conn ? "invalid connection id" : "invalid variable key");
+    for (size_t i = 0; i < s->norder && rc == REMEX_ENOTFOUND; i++) {
+        rc = lookup_one(s, s->order[i], name, id, conn, str, e);
+        if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
+            remex_errprefix(e, "secrets backend %s: %s '%s'", backend_names[s->order[i]], what, id);
+    }
+    if (rc == REMEX_ENOTFOUND)
+        return remex_seterr(e, REMEX_ENOTFOUND, "%s '%s' not found", what, id);
+    return rc;
 }
 
 remex_err secrets_get_conn(struct secrets *s, const char *conn_id, struct secrets_conn *out,
                            struct remex_error *e)
 {
-    char name[300];
-    remex_err rc = REMEX_ENOTFOUND;
-    if (!env_name(name, sizeof(name), "CONN", conn_id))
-        return remex_seterr(e, REMEX_EINVAL, "invalid connection id");
-    for (size_t i = 0; i < s->norder && rc == REMEX_ENOTFOUND; i++) {
-        enum backend b = s->order[i];
-        if (b == BK_ENV)
-            rc = env_conn(s, name, out, e);
-        else if (b == BK_FILE)
-            rc = file_conn(s, conn_id, out, e);
-        else if (b == BK_VAULT && s->vault)
-            rc = vault_conn(s, conn_id, out, e);
-        else if ((b == BK_AWS_SM || b == BK_AWS_SSM) && s->aws[b - BK_AWS_SM])
-            rc = aws_conn(s, (int)(b - BK_AWS_SM), conn_id, out, e);
-        else if (b == BK_GCP && s->gcp)
-            rc = aws_conn(s, 2, conn_id, out, e);
-        else if (b == BK_AZKV && s->azkv)
-            rc = aws_conn(s, 3, conn_id, out, e);
-        if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
-            remex_errprefix(e, "secrets backend %s: connection '%s'", backend_name(b), conn_id);
-    }
-    if (rc == REMEX_ENOTFOUND)
-        return remex_seterr(e, REMEX_ENOTFOUND, "connection '%s' not found", conn_id);
-    return rc;
+    return chain_get(s, conn_id, out, NULL, e);
 }
 
 remex_err secrets_get_var(struct secrets *s, const char *key, char **out, struct remex_error *e)
 {
+    return chain_get(s, key, NULL, out, e);
+}
+
+size_t secrets_probe(struct secrets *s, const char *key,
+                     void (*fn)(const char *backend, remex_err rc, const char *msg, void *ud),
+                     void *ud)
+{
     char name[300];
-    remex_err rc = REMEX_ENOTFOUND;
+    size_t n = 0;
     if (!env_name(name, sizeof(name), "VAR", key))
-        return remex_seterr(e, REMEX_EINVAL, "invalid variable key");
-    for (size_t i = 0; i < s->norder && rc == REMEX_ENOTFOUND; i++) {
+        return 0;
+    for (size_t i = 0; i < s->norder; i++) {
         enum backend b = s->order[i];
-        const char *v;
-        if (b == BK_ENV && !s->no_env && (v = s->getenv_fn(name)) != NULL)
-            rc = (*out = strdup(v)) ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
-        else if (b == BK_FILE)
-            rc = file_var(s, key, out, e);
-        else if (b == BK_VAULT && s->vault)
-            rc = vault_var(s, key, out, e);
-        else if ((b == BK_AWS_SM || b == BK_AWS_SSM) && s->aws[b - BK_AWS_SM])
-            rc = aws_get(s, (int)(b - BK_AWS_SM), 1, key, out, e);
-        else if (b == BK_GCP && s->gcp)
-            rc = aws_get(s, 2, 1, key, out, e);
-        else if (b == BK_AZKV && s->azkv)
-            rc = aws_get(s, 3, 1, key, out, e);
-        if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
-            remex_errprefix(e, "secrets backend %s: variable '%s'", backend_name(b), key);
+        struct remex_error e = {0};
+        char *v = NULL;
+        if ((b == BK_FILE && !s->file) || (b == BK_ENV && s->no_env) ||
+            (b == BK_VAULT && !s->vault) || (b > BK_VAULT && remote_index(s, b) < 0))
+            continue; /* not configured */
+        remex_err rc = lookup_one(s, b, name, key, NULL, &v, &e);
+        if (v) {
+            explicit_bzero(v, strlen(v));
+            free(v);
+        }
+        n++;
+        fn(backend_names[b], rc == REMEX_ENOTFOUND ? REMEX_OK : rc,
+           rc == REMEX_OK || rc == REMEX_ENOTFOUND ? "" : e.msg, ud);
     }
-    if (rc == REMEX_ENOTFOUND)
-        return remex_seterr(e, REMEX_ENOTFOUND, "variable '%s' not found", key);
-    return rc;
+    return n;
 }

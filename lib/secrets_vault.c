@@ -1,4 +1,5 @@
-/* secrets_vault: HashiCorp Vault KV v1/v2 reads with token or AppRole authentication. */
+/* secrets_vault: HashiCorp Vault KV v1/v2 reads with token, AppRole or Kubernetes authentication,
+ * the token renewed (renew-self) or obtained again before its lease runs out. */
 #include "remex/secrets_vault.h"
 
 #include <errno.h>
@@ -29,7 +30,12 @@ struct secrets_vault {
     char *k8s_jwt_file;
     char *k8s_mount;
     char token[SECRETS_VAULT_TOKEN_MAX]; /* secret: wiped at close; "" until known */
-    time_t token_renew_at;               /* AppRole: log in again from then on; 0: never */
+    /* Lease of the token: renew (or log in again) from token_renew_at on (0: never, the token
+     * has no TTL or it is unknown); renewable as Vault said; looked_up: a given token's TTL was
+     * asked for (lookup-self) once since it was read. */
+    time_t token_renew_at;
+    int renewable;
+    int looked_up;
 };
 
 static char *dup_or(const char *s, const char *def)
@@ -189,24 +195,58 @@ remex_err secrets_vault_parse_read(const char *body, size_t len, int kv_version,
     return REMEX_OK;
 }
 
-remex_err secrets_vault_parse_login(const char *body, size_t len, char *token, size_t cap,
-                                    long long *lease_s, struct remex_error *e)
+remex_err secrets_vault_parse_auth(const char *body, size_t len, char *token, size_t cap,
+                                   long long *lease_s, int *renewable, struct remex_error *e)
 {
-    json_t *doc = NULL, *auth, *lease;
+    json_t *doc = NULL, *auth, *lease, *ren; /* doc owned, the rest borrowed from it */
     const char *t;
-    remex_err rc = parse_body(body, len, "vault login reply", &doc, e);
+    remex_err rc = parse_body(body, len, "vault auth reply", &doc, e);
     if (rc != REMEX_OK)
         return rc;
     auth = json_object_get(doc, "auth");
     t = json_string_value(json_object_get(auth, "client_token"));
     lease = json_object_get(auth, "lease_duration");
+    ren = json_object_get(auth, "renewable");
     if (!t || !*t || strlen(t) >= cap || strcspn(t, " \t\r\n") != strlen(t)) {
-        rc = remex_seterr(e, REMEX_EPROTO, "vault login reply: auth.client_token missing or bad");
+        rc = remex_seterr(e, REMEX_EPROTO, "vault auth reply: auth.client_token missing or bad");
     } else if (lease && (!json_is_integer(lease) || json_integer_value(lease) < 0)) {
-        rc = remex_seterr(e, REMEX_EPROTO, "vault login reply: auth.lease_duration: bad value");
+        rc = remex_seterr(e, REMEX_EPROTO, "vault auth reply: auth.lease_duration: bad value");
+    } else if (ren && !json_is_boolean(ren)) {
+        rc = remex_seterr(e, REMEX_EPROTO, "vault auth reply: auth.renewable: not a boolean");
     } else {
         snprintf(token, cap, "%s", t);
         *lease_s = lease ? (long long)json_integer_value(lease) : 0;
+        *renewable = json_is_true(ren);
+    }
+    json_decref(doc);
+    return rc;
+}
+
+remex_err secrets_vault_parse_login(const char *body, size_t len, char *token, size_t cap,
+                                    long long *lease_s, struct remex_error *e)
+{
+    int renewable = 0;
+    return secrets_vault_parse_auth(body, len, token, cap, lease_s, &renewable, e);
+}
+
+remex_err secrets_vault_parse_lookup(const char *body, size_t len, long long *ttl_s, int *renewable,
+                                     struct remex_error *e)
+{
+    json_t *doc = NULL, *data, *ttl, *ren; /* doc owned, the rest borrowed from it */
+    remex_err rc = parse_body(body, len, "vault lookup-self reply", &doc, e);
+    if (rc != REMEX_OK)
+        return rc;
+    data = json_object_get(doc, "data");
+    ttl = json_object_get(data, "ttl");
+    ren = json_object_get(data, "renewable");
+    if (!json_is_integer(ttl) || json_integer_value(ttl) < 0)
+        rc = remex_seterr(e, REMEX_EPROTO, "vault lookup-self reply: data.ttl missing or bad");
+    else if (ren && !json_is_boolean(ren))
+        rc =
+            remex_seterr(e, REMEX_EPROTO, "vault lookup-self reply: data.renewable: not a boolean");
+    else {
+        *ttl_s = (long long)json_integer_value(ttl);
+        *renewable = json_is_true(ren);
     }
     json_decref(doc);
     return rc;
@@ -244,6 +284,13 @@ static remex_err vault_do(struct secrets_vault *v, const char *method, const cha
     return rc;
 }
 
+/* The next renewal at two thirds of a lease of lease_s seconds, as Vault's agent does; none
+ * for a token without TTL. */
+static void schedule(struct secrets_vault *v, long long lease_s)
+{
+    v->token_renew_at = lease_s > 0 ? time(NULL) + (time_t)(lease_s * 2 / 3) : 0;
+}
+
 /* Logs in with AppRole or Kubernetes auth: v->token and its renewal time. */
 static remex_err approle_login(struct secrets_vault *v, struct remex_error *e)
 {
@@ -274,14 +321,64 @@ static remex_err approle_login(struct secrets_vault *v, struct remex_error *e)
     if (rc == REMEX_OK &&
         (rc = http_check_status(k8s ? "vault kubernetes login" : "vault approle login", r.status,
                                 NULL, e)) == REMEX_OK)
-        rc = secrets_vault_parse_login(r.body.data ? r.body.data : "", r.body.len, v->token,
-                                       sizeof(v->token), &lease, e);
+        rc = secrets_vault_parse_auth(r.body.data ? r.body.data : "", r.body.len, v->token,
+                                      sizeof(v->token), &lease, &v->renewable, e);
     if (r.body.data)
         explicit_bzero(r.body.data, r.body.len);
     http_response_free(&r);
-    /* Renew at two thirds of the lease, as Vault's agent does. */
-    v->token_renew_at = rc == REMEX_OK && lease > 0 ? time(NULL) + lease * 2 / 3 : 0;
+    schedule(v, rc == REMEX_OK ? lease : 0);
     return rc;
+}
+
+/*
+ * renew-self: POST /v1/auth/token/renew-self with the token. The new lease
+ * (Vault caps it at the token's max TTL) sets the next renewal. REMEX_EPROTO
+ * when Vault grants no time at all.
+ */
+static remex_err renew_self(struct secrets_vault *v, struct remex_error *e)
+{
+    char tok[SECRETS_VAULT_TOKEN_MAX];
+    struct http_response r = {0};
+    long long lease = 0;
+    int renewable = 0;
+    remex_err rc = vault_do(v, "POST", "/v1/auth/token/renew-self", "{}", 1, &r, e);
+    if (rc == REMEX_OK &&
+        (rc = http_check_status("vault token renew-self", r.status, NULL, e)) == REMEX_OK)
+        rc = secrets_vault_parse_auth(r.body.data ? r.body.data : "", r.body.len, tok, sizeof(tok),
+                                      &lease, &renewable, e);
+    if (rc == REMEX_OK && lease <= 0)
+        rc = remex_seterr(e, REMEX_EPROTO, "vault token renew-self: no time granted");
+    if (rc == REMEX_OK) {
+        snprintf(v->token, sizeof(v->token), "%s", tok);
+        v->renewable = renewable;
+        schedule(v, lease);
+    }
+    explicit_bzero(tok, sizeof(tok));
+    if (r.body.data)
+        explicit_bzero(r.body.data, r.body.len);
+    http_response_free(&r);
+    return rc;
+}
+
+/* A given token's TTL and renewability (lookup-self), once per token read; when the policy does
+ * not allow the lookup, the token is used as it is, without renewal. */
+static void lookup_self(struct secrets_vault *v)
+{
+    struct http_response r = {0};
+    struct remex_error e;
+    long long ttl = 0;
+    int renewable = 0;
+    v->looked_up = 1;
+    if (vault_do(v, "GET", "/v1/auth/token/lookup-self", NULL, 1, &r, &e) == REMEX_OK &&
+        r.status == 200 &&
+        secrets_vault_parse_lookup(r.body.data ? r.body.data : "", r.body.len, &ttl, &renewable,
+                                   &e) == REMEX_OK) {
+        v->renewable = renewable;
+        schedule(v, ttl);
+    }
+    if (r.body.data)
+        explicit_bzero(r.body.data, r.body.len);
+    http_response_free(&r);
 }
 
 /* Gets a fresh token after Vault refused the current one: 0 when there is none to get. */
@@ -289,9 +386,37 @@ static int refresh_token(struct secrets_vault *v, struct remex_error *e)
 {
     if (v->role_id || v->k8s_role)
         return approle_login(v, e) == REMEX_OK;
-    if (v->token_file)
+    if (v->token_file) {
+        v->looked_up = 0;
+        v->token_renew_at = 0;
         return read_secret_file(v->token_file, "token", v->token, sizeof(v->token), e) == REMEX_OK;
+    }
     return 0;
+}
+
+/*
+ * Before a read: a token, renewed when its lease is two thirds through. A
+ * renewable token is renewed (renew-self); when that fails or the token is
+ * not renewable, AppRole / Kubernetes log in again and a token file is read
+ * again; a literal token is used until Vault refuses it.
+ */
+static remex_err ensure_token(struct secrets_vault *v, struct remex_error *e)
+{
+    int login = v->role_id || v->k8s_role;
+    if (login && !v->token[0])
+        return approle_login(v, e);
+    if (!login && !v->looked_up)
+        lookup_self(v);
+    if (!v->token_renew_at || time(NULL) < v->token_renew_at)
+        return REMEX_OK;
+    if (v->renewable && renew_self(v, e) == REMEX_OK)
+        return REMEX_OK;
+    if (login)
+        return approle_login(v, e);
+    v->token_renew_at = 0;
+    if (v->token_file)
+        refresh_token(v, e);
+    return REMEX_OK;
 }
 
 static int path_ok(const char *p)
@@ -318,9 +443,7 @@ remex_err secrets_vault_read(struct secrets_vault *v, const char *path, json_t *
     if (!path_ok(path))
         return remex_seterr(e, REMEX_EINVAL, "vault: invalid secret path");
     snprintf(url, sizeof(url), "/v1/%s/%s%s", v->mount, v->kv_version == 2 ? "data/" : "", path);
-    if ((v->role_id || v->k8s_role) &&
-        (!v->token[0] || (v->token_renew_at && time(NULL) >= v->token_renew_at)))
-        rc = approle_login(v, e);
+    rc = ensure_token(v, e);
     for (int attempt = 0; rc == REMEX_OK; attempt++) {
         rc = vault_do(v, "GET", url, NULL, 1, &r, e);
         if (rc == REMEX_OK && r.status == 403 && attempt == 0 && refresh_token(v, e)) {

@@ -12,11 +12,22 @@ the service account JWT), 404 {"errors": []} for a missing secret, and 403 {"err
 Vault checks it (tokens compared in constant time). With a namespace set, the
 X-Vault-Namespace header must carry it.
 
+Token leases, as Vault keeps them: a token issued by a login lives for its
+lease ("lease" seconds, renewable unless "renewable": false) and never past
+"max_ttl" seconds after the login; POST /v1/auth/token/renew-self extends it
+by the lease again (capped at max_ttl; 400 "lease is not renewable" for a
+token that is not), GET /v1/auth/token/lookup-self reports data.ttl and
+data.renewable. An expired token is refused with 403 like any unknown one.
+The configured "tokens" never expire unless "token_ttl" is set.
+
 Usage: fake_vault.py [--stdin] SECRETS.json   (SECRETS: {"secret": {PATH: {...}},
-"kv": {PATH: {...}}, "tokens": [...], "approle": {"role_id", "secret_id",
-"lease"}, "kubernetes": {"role", "jwt"}, "namespace": NAME}). Prints "port N" once listening. Test hooks (no
-auth): GET /_hits (requests per path and the headers last seen), POST /_revoke
-(every token becomes invalid). With --stdin it exits when stdin closes.
+"kv": {PATH: {...}}, "tokens": [...], "token_ttl", "token_renewable",
+"approle": {"role_id", "secret_id", "lease", "renewable", "max_ttl"},
+"kubernetes": {"role", "jwt", "lease", "renewable", "max_ttl"}, "namespace": NAME}).
+Prints "port N" once listening. Test hooks (no auth): GET /_hits (requests
+per path and the headers last seen), POST /_revoke (every token becomes
+invalid), POST /_conf (merges JSON into SECRETS; {"add_token": {"token", "ttl",
+"renewable"}} issues a token). With --stdin it exits when stdin closes.
 """
 import hmac
 import http.server
@@ -24,6 +35,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 args = sys.argv[1:]
 watch = args and args[0] == "--stdin"
@@ -31,18 +43,38 @@ if watch:
     args = args[1:]
 with open(args[0]) as f:
     CONF = json.load(f)
-TOKENS = list(CONF.get("tokens", []))
+# token -> {"exp": epoch seconds or None (never), "lease", "renewable", "max": epoch or None}
+TOKENS = {}
+
+
+def issue(tok, lease, renewable, max_ttl):
+    now = time.time()
+    TOKENS[tok] = {"exp": now + lease if lease else None, "lease": lease,
+                   "renewable": renewable, "max": now + max_ttl if max_ttl else None}
+
+
+for _t in CONF.get("tokens", []):
+    issue(_t, CONF.get("token_ttl", 0), CONF.get("token_renewable", True), 0)
 HITS = {}
 LAST = {}
 LOCK = threading.Lock()
 COUNTER = [0]
 
 
+def find_token(tok):
+    """The live token's record, else None; every candidate compared in constant time."""
+    found = None
+    now = time.time()
+    for t, rec in TOKENS.items():
+        if hmac.compare_digest(t.encode(), (tok or "").encode()) and (
+                rec["exp"] is None or rec["exp"] > now):
+            found = (t, rec)
+    return found
+
+
 def token_ok(tok):
-    ok = False
-    for t in TOKENS:  # every candidate compared, in constant time each
-        ok |= hmac.compare_digest(t.encode(), (tok or "").encode())
-    return ok
+    with LOCK:
+        return find_token(tok) is not None
 
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -77,6 +109,12 @@ class H(http.server.BaseHTTPRequestHandler):
         if not token_ok(self.headers.get("X-Vault-Token")):
             return self.send(403, {"errors": ["permission denied"]})
         p = self.path
+        if p == "/v1/auth/token/lookup-self":
+            with LOCK:
+                t, rec = find_token(self.headers.get("X-Vault-Token"))
+                ttl = 0 if rec["exp"] is None else max(0, int(rec["exp"] - time.time()))
+                return self.send(200, {"data": {"ttl": ttl, "renewable": rec["renewable"],
+                                                "policies": ["remex"]}})
         if p.startswith("/v1/secret/data/"):
             d = CONF.get("secret", {}).get(p[len("/v1/secret/data/"):])
             if d is None:
@@ -99,10 +137,36 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(n) if n else b""
+        if self.path == "/_conf":  # test hook: merge into CONF; add_token issues a token
+            req = json.loads(raw)
+            with LOCK:
+                add = req.pop("add_token", None)
+                if add:
+                    issue(add["token"], add.get("ttl", 0), add.get("renewable", True), 0)
+                for k, v in req.items():
+                    CONF.setdefault(k, {}).update(v)
+            return self.send(200, {})
         if self.path == "/_revoke":
-            TOKENS.clear()
+            with LOCK:
+                TOKENS.clear()
             return self.send(200, {})
         self.record()
+        if self.path == "/v1/auth/token/renew-self":
+            with LOCK:
+                found = find_token(self.headers.get("X-Vault-Token"))
+                if found is None:
+                    return self.send(403, {"errors": ["permission denied"]})
+                t, rec = found
+                if not rec["renewable"]:
+                    return self.send(400, {"errors": ["lease is not renewable"]})
+                now = time.time()
+                exp = now + rec["lease"] if rec["lease"] else None
+                if rec["max"] is not None and (exp is None or exp > rec["max"]):
+                    exp = rec["max"]
+                rec["exp"] = exp
+                left = 0 if exp is None else int(exp - now)
+            return self.send(200, {"auth": {"client_token": t, "policies": ["remex"],
+                                            "lease_duration": left, "renewable": True}})
         if self.path == "/v1/auth/kubernetes/login":
             kc = CONF.get("kubernetes", {})
             try:
@@ -116,9 +180,10 @@ class H(http.server.BaseHTTPRequestHandler):
             with LOCK:
                 COUNTER[0] += 1
                 tok = "hvs.k8s-%d" % COUNTER[0]
-                TOKENS.append(tok)
+                issue(tok, kc.get("lease", 3600), kc.get("renewable", True), kc.get("max_ttl", 0))
             return self.send(200, {"auth": {"client_token": tok, "policies": ["remex"],
-                                            "lease_duration": 3600, "renewable": True}})
+                                            "lease_duration": kc.get("lease", 3600),
+                                            "renewable": kc.get("renewable", True)}})
         if self.path == "/v1/auth/approle/login":
             ar = CONF.get("approle", {})
             try:
@@ -133,11 +198,11 @@ class H(http.server.BaseHTTPRequestHandler):
             with LOCK:
                 COUNTER[0] += 1
                 tok = "hvs.approle-%d" % COUNTER[0]
-                TOKENS.append(tok)
+                issue(tok, ar.get("lease", 3600), ar.get("renewable", True), ar.get("max_ttl", 0))
             return self.send(200, {"auth": {"client_token": tok, "accessor": "a",
                                             "policies": ["remex"],
                                             "lease_duration": ar.get("lease", 3600),
-                                            "renewable": True}})
+                                            "renewable": ar.get("renewable", True)}})
         return self.send(405, {"errors": []})
 
 

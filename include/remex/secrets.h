@@ -119,4 +119,15 @@ remex_err secrets_get_conn(struct secrets *s, const char *conn_id, struct secret
 /* *out is malloc'd (caller frees): strings verbatim, other JSON values compact. */
 remex_err secrets_get_var(struct secrets *s, const char *key, char **out, struct remex_error *e);
 
+/*
+ * Health probe: looks variable key (one that is never defined) up in each
+ * configured backend on its own, in chain order, and calls fn once per backend
+ * with its name ("vault", ...), REMEX_OK when it answered (found or not) or
+ * its failure with the message (which names the backend's service, never a
+ * value). Blocking like the lookups. Returns the number of backends probed.
+ */
+size_t secrets_probe(struct secrets *s, const char *key,
+                     void (*fn)(const char *backend, remex_err rc, const char *msg, void *ud),
+                     void *ud);
+
 #endif

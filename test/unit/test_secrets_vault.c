@@ -312,6 +312,137 @@ static void test_refused_down_and_kv1(void **state)
     secrets_vault_close(vv);
 }
 
+/* POSTs json to the fake's /_conf hook. */
+static void fake_conf(const char *json)
+{
+    struct http_client *c;
+    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
+    struct http_response r;
+    struct http_request req = {
+        .method = "POST", .path = "/_conf", .body = json, .body_len = strlen(json)};
+    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
+    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
+    assert_int_equal(r.status, 200);
+    http_response_free(&r);
+    http_client_free(c);
+}
+
+static void read_ok(struct secrets_vault *v)
+{
+    struct remex_error e;
+    json_t *d = NULL;
+    if (secrets_vault_read(v, "variables/region", &d, &e) != REMEX_OK)
+        fail_msg("vault read: %s", e.msg);
+    assert_string_equal(json_string_value(json_object_get(d, "value")), "eu-west-1");
+    json_decref(d);
+}
+
+/*
+ * Leases that run out: the fake expires tokens after their lease (2 s) and
+ * caps renewals at max_ttl (3 s), as Vault does. Three backends side by side:
+ * AppRole with a renewable token (renewed, then logged in again once the max
+ * TTL leaves no time), AppRole with a token that is not renewable (logged in
+ * again), and a literal renewable token (renewed past its first lease).
+ */
+static void test_token_renewal(void **state)
+{
+    (void)state;
+    fake_conf("{\"approle\": {\"lease\": 2, \"max_ttl\": 3, \"renewable\": true},"
+              " \"kubernetes\": {\"lease\": 2, \"renewable\": false},"
+              " \"add_token\": {\"token\": \"hvs.literal-ttl\", \"ttl\": 2}}");
+    struct secrets_vault_config ar = {.url = url, .role_id = "role-1", .secret_id = "sid-1"};
+    struct secrets_vault_config k8s = {.url = url, .k8s_role = "remex", .k8s_jwt_file = jwt_path};
+    struct secrets_vault_config lit = {.url = url, .token = "hvs.literal-ttl"};
+    struct secrets_vault *va, *vk, *vl;
+    struct remex_error e;
+    assert_int_equal(secrets_vault_open(&ar, &va, &e), REMEX_OK);
+    assert_int_equal(secrets_vault_open(&k8s, &vk, &e), REMEX_OK);
+    assert_int_equal(secrets_vault_open(&lit, &vl, &e), REMEX_OK);
+    int al = hits("/v1/auth/approle/login"), kl = hits("/v1/auth/kubernetes/login");
+    int renew = hits("/v1/auth/token/renew-self"), look = hits("/v1/auth/token/lookup-self");
+    read_ok(va);
+    read_ok(vk);
+    read_ok(vl);
+    assert_int_equal(hits("/v1/auth/approle/login"), al + 1);
+    assert_int_equal(hits("/v1/auth/kubernetes/login"), kl + 1);
+    /* The literal token's TTL: lookup-self says 1 s left (whole seconds, rounded down), past two
+     * thirds of it already: renewed at once. */
+    assert_int_equal(hits("/v1/auth/token/lookup-self"), look + 1);
+    assert_int_equal(hits("/v1/auth/token/renew-self"), renew + 1);
+    usleep(1100 * 1000); /* two thirds of the 2 s lease */
+    read_ok(va);
+    read_ok(vk);
+    read_ok(vl);
+    /* Renewable tokens renewed, the other one replaced by a new login. */
+    assert_int_equal(hits("/v1/auth/token/renew-self"), renew + 3);
+    assert_int_equal(hits("/v1/auth/approle/login"), al + 1);
+    assert_int_equal(hits("/v1/auth/kubernetes/login"), kl + 2);
+    usleep(1100 * 1000); /* 2.2 s: the literal token lives on only because it was renewed */
+    read_ok(va);
+    read_ok(vl);
+    /* The AppRole token hit its 3 s max TTL: renewal granted (almost) nothing, a new login. */
+    assert_int_equal(hits("/v1/auth/approle/login"), al + 2);
+    secrets_vault_close(va);
+    secrets_vault_close(vk);
+    secrets_vault_close(vl);
+    fake_conf("{\"approle\": {\"lease\": 3600, \"max_ttl\": 0},"
+              " \"kubernetes\": {\"lease\": 3600, \"renewable\": true}}");
+}
+
+struct probe_seen {
+    char names[8][32];
+    remex_err rc[8];
+    char msg[8][256];
+    size_t n;
+};
+
+static void probe_fn(const char *backend, remex_err rc, const char *msg, void *ud)
+{
+    struct probe_seen *p = ud;
+    if (p->n < 8) {
+        snprintf(p->names[p->n], sizeof(p->names[0]), "%s", backend);
+        snprintf(p->msg[p->n], sizeof(p->msg[0]), "%s", msg);
+        p->rc[p->n++] = rc;
+    }
+}
+
+/* secrets_probe: each configured backend on its own, a failing one named with its reason. */
+static void test_probe(void **state)
+{
+    (void)state;
+    struct secrets_vault_config ok = {.url = url, .role_id = "role-1", .secret_id = "sid-1"};
+    struct secrets_vault_config down = {.url = "http://127.0.0.1:1", .token = "hvs.t"};
+    const char *order[] = {"vault", "env", NULL};
+    struct secrets_config sc = {.vault = &ok, .getenv_fn = env_db, .order = order};
+    struct secrets *s;
+    struct remex_error e;
+    struct probe_seen p = {0};
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_probe(s, "remex-sentinel-probe", probe_fn, &p), 2);
+    assert_string_equal(p.names[0], "vault");
+    assert_int_equal(p.rc[0], REMEX_OK); /* not found is an answer */
+    assert_string_equal(p.names[1], "env");
+    assert_int_equal(p.rc[1], REMEX_OK);
+    secrets_close(s);
+    sc.vault = &down;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_probe(s, "remex-sentinel-probe", probe_fn, &p), 2);
+    assert_int_equal(p.rc[0], REMEX_ECONNECT);
+    assert_non_null(strstr(p.msg[0], "vault"));
+    assert_null(strstr(p.msg[0], "hvs.t"));
+    assert_int_equal(p.rc[1], REMEX_OK); /* the next backend is still probed */
+    secrets_close(s);
+    /* No vault configured: only what is. */
+    struct secrets_config none = {.getenv_fn = env_db};
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(secrets_open(&none, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_probe(s, "remex-sentinel-probe", probe_fn, &p), 1);
+    assert_string_equal(p.names[0], "env");
+    assert_int_equal(secrets_probe(s, "not a key!", probe_fn, &p), 0);
+    secrets_close(s);
+}
+
 static void test_parsers(void **state)
 {
     (void)state;
@@ -354,6 +485,32 @@ static void test_parsers(void **state)
         assert_int_equal(
             secrets_vault_parse_login(badl[i], strlen(badl[i]), tok, sizeof(tok), &lease, &e),
             REMEX_EPROTO);
+    /* renew-self replies (auth) and lookup-self replies. */
+    int ren = 0;
+    const char *rs = "{\"auth\":{\"client_token\":\"hvs.y\",\"lease_duration\":30,"
+                     "\"renewable\":true}}";
+    assert_int_equal(secrets_vault_parse_auth(rs, strlen(rs), tok, sizeof(tok), &lease, &ren, &e),
+                     REMEX_OK);
+    assert_int_equal(lease, 30);
+    assert_int_equal(ren, 1);
+    const char *nr = "{\"auth\":{\"client_token\":\"hvs.y\",\"renewable\":\"yes\"}}";
+    assert_int_equal(secrets_vault_parse_auth(nr, strlen(nr), tok, sizeof(tok), &lease, &ren, &e),
+                     REMEX_EPROTO);
+    long long ttl = -1;
+    const char *lk = "{\"data\":{\"ttl\":42,\"renewable\":false,\"policies\":[]}}";
+    assert_int_equal(secrets_vault_parse_lookup(lk, strlen(lk), &ttl, &ren, &e), REMEX_OK);
+    assert_int_equal(ttl, 42);
+    assert_int_equal(ren, 0);
+    const char *badk[] = {"",
+                          "{}",
+                          "{\"data\":{}}",
+                          "{\"data\":{\"ttl\":-5}}",
+                          "{\"data\":{\"ttl\":\"5m\"}}",
+                          "{\"data\":{\"ttl\":5,\"renewable\":1}}",
+                          "{\"data\":{\"ttl\":5"};
+    for (size_t i = 0; i < sizeof(badk) / sizeof(badk[0]); i++)
+        assert_int_equal(secrets_vault_parse_lookup(badk[i], strlen(badk[i]), &ttl, &ren, &e),
+                         REMEX_EPROTO);
     /* Depth and size caps. */
     struct buf deep = BUF_INIT(1 << 16);
     for (int i = 0; i < 100; i++)
@@ -368,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_token_kv2_and_cache),  cmocka_unit_test(test_chain_order),
         cmocka_unit_test(test_kubernetes_auth),      cmocka_unit_test(test_approle_and_relogin),
         cmocka_unit_test(test_refused_down_and_kv1), cmocka_unit_test(test_parsers),
+        cmocka_unit_test(test_token_renewal),        cmocka_unit_test(test_probe),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
