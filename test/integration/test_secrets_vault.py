@@ -6,7 +6,9 @@ right X-Vault-Token, as Vault does."""
 import json
 import os
 import re
+import time
 import unittest
+import urllib.request
 
 from workerfix import WorkerCase
 
@@ -15,10 +17,11 @@ PASSWORD = "Vault Pw/1+é\"x"
 
 
 class TestVaultSecrets(WorkerCase):
-    def start_vault(self):
+    def start_vault(self, lease=3600, max_ttl=0):
         conf = self.write("vault.json", json.dumps({
             "tokens": ["hvs.worker-token"],
-            "approle": {"role_id": "remex-role", "secret_id": "sid-42", "lease": 3600},
+            "approle": {"role_id": "remex-role", "secret_id": "sid-42", "lease": lease,
+                        "max_ttl": max_ttl},
             "secret": {
                 "connections/warehouse": {"conn_type": "postgres", "host": "db.internal",
                                           "login": "etl", "password": PASSWORD, "port": 5432},
@@ -82,6 +85,40 @@ class TestVaultSecrets(WorkerCase):
         self.assertEqual(run["state"], "failed")
         reason = self.tis(run)["t"]["reason"]
         self.assertIn("secrets backend vault: connection 'warehouse'", reason)
+        self.assertIsNone(w.p.poll())
+        self.assertNotIn("sid-42", w.output())
+
+
+    def vault_hits(self):
+        with urllib.request.urlopen(self.vault_url + "/_hits", timeout=5) as r:
+            return json.load(r)["hits"]
+
+    def test_tokens_that_expire(self):
+        # The fake Vault gives AppRole tokens a 2 s lease and a 3 s max TTL and refuses them
+        # once expired: the worker renews them (renew-self), logs in again when the max TTL
+        # leaves nothing to renew, and its tasks keep reading secrets across several leases.
+        self.start_plane()
+        self.start_vault(lease=2, max_ttl=3)
+        self.put_dag({"dag_id": "vexp", "tasks": [
+            {"task_id": "t", "variables": ["region"],
+             "shell": "echo var=$(remex-task var get region)"}]})
+        w = self.start_worker(extra=(f"secrets:\n  cache_ttl: 100ms\n  vault:\n"
+                                     f"    url: {self.vault_url}\n"
+                                     f"    role_id: remex-role\n    secret_id: sid-42\n"))
+        end = time.monotonic() + 5
+        runs = 0
+        while time.monotonic() < end or runs < 3:
+            run_id = self.trigger("vexp")
+            run = self.wait_run("vexp", run_id)
+            self.assertEqual(run["state"], "success", (runs, self.tis(run)["t"].get("reason")))
+            self.assertIn("var=***", self.task_log("vexp", run_id, "t"))
+            runs += 1
+            time.sleep(0.7)
+            if runs > 20:
+                break
+        hits = self.vault_hits()
+        self.assertGreaterEqual(hits.get("/v1/auth/token/renew-self", 0), 1, hits)
+        self.assertGreaterEqual(hits.get("/v1/auth/approle/login", 0), 2, hits)
         self.assertIsNone(w.p.poll())
         self.assertNotIn("sid-42", w.output())
 
