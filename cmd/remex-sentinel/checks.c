@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "remex/agentcfg.h"
 #include "remex/api.h"
 #include "remex/evloop.h"
 #include "remex/log.h"
@@ -61,8 +62,7 @@ void checks_init(struct sentinel *s)
         snprintf(kind, sizeof(kind), "bundle:%s", b[i].name);
         add_dir(s, kind, b[i].path);
     }
-    struct secrets_config sc = {.file = c->secrets.file};
-    if (secrets_open(&sc, &s->secrets, &e) != REMEX_OK)
+    if (agentcfg_secrets_open(c, &s->secrets, &e) != REMEX_OK)
         log_warn("secrets: %s", e.msg);
 }
 
@@ -141,31 +141,48 @@ static void check_tls(struct sentinel *s)
     health_set(&s->health, "tls_certificate", st, "%s", msg);
 }
 
+/* What secrets_probe found: the backends that answered, and those that failed with why. */
+struct secrets_seen {
+    char ok[HEALTH_MSG_MAX];
+    char failed[HEALTH_MSG_MAX];
+};
+
+static void append(char *dst, const char *fmt, const char *a, const char *b)
+{
+    size_t n = strlen(dst);
+    if (n < HEALTH_MSG_MAX - 1)
+        snprintf(dst + n, HEALTH_MSG_MAX - n, fmt, n ? ", " : "", a, b);
+}
+
+static void secrets_seen_fn(const char *backend, remex_err rc, const char *msg, void *ud)
+{
+    struct secrets_seen *seen = ud;
+    if (rc == REMEX_OK)
+        append(seen->ok, "%s%s%s", backend, "");
+    else
+        append(seen->failed, "%sbackend %s: %s", backend, msg);
+}
+
 /*
- * The backend answers a lookup: a name that is never defined is looked up,
- * which re-reads a changed file and checks its mode; "not found" is the
- * healthy answer.
+ * Each configured backend of the agent's chain (agent.yaml secrets:, as the
+ * worker opens it) answers a lookup on its own: a name that is never defined
+ * is looked up, which re-reads a changed file and checks its mode; "not
+ * found" is the healthy answer. A failing backend is named with its reason.
  */
 static void check_secrets(struct sentinel *s)
 {
-    const char *file = s->r->cfg.secrets.file;
     struct remex_error e;
-    char *v = NULL;
-    if (!s->secrets) {
-        struct secrets_config sc = {.file = file};
-        if (secrets_open(&sc, &s->secrets, &e) != REMEX_OK) {
-            health_set(&s->health, "secrets", HEALTH_FAIL, "%s", e.msg);
-            return;
-        }
-    }
-    remex_err rc = secrets_get_var(s->secrets, "remex-sentinel-probe", &v, &e);
-    free(v);
-    if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
+    struct secrets_seen seen = {{0}, {0}};
+    if (!s->secrets && agentcfg_secrets_open(&s->r->cfg, &s->secrets, &e) != REMEX_OK) {
         health_set(&s->health, "secrets", HEALTH_FAIL, "%s", e.msg);
-    else if (file)
-        health_set(&s->health, "secrets", HEALTH_OK, "environment and %s readable", file);
+        return;
+    }
+    secrets_probe(s->secrets, "remex-sentinel-probe", secrets_seen_fn, &seen);
+    if (seen.failed[0])
+        health_set(&s->health, "secrets", HEALTH_FAIL, "%s", seen.failed);
     else
-        health_set(&s->health, "secrets", HEALTH_OK, "environment only (no secrets.file)");
+        health_set(&s->health, "secrets", HEALTH_OK, "backends answering: %s",
+                   seen.ok[0] ? seen.ok : "none");
 }
 
 /* A probe object is written, read back, compared and deleted. */
