@@ -21,6 +21,7 @@
 #define IMDS_TOKEN_TTL_S  21600
 #define IMDS_ROLE_MAX     128
 #define IMDS_DEFAULT      "http://169.254.169.254"
+#define IMDS_DEFAULT_V6   "http://[fd00:ec2::254]"
 #define ECS_RELATIVE_BASE "http://169.254.170.2"
 
 enum source { SRC_STATIC, SRC_WEB, SRC_CONTAINER, SRC_IMDS };
@@ -88,10 +89,11 @@ const char *awscreds_source(const struct awscreds *a)
 
 /* A short client to a metadata endpoint: no proxy, quick timeouts, plain http allowed when the
  * host is one of AWS's link-local addresses (or loopback, which lib http always allows). */
-static remex_err meta_client(const char *base, int link_local, struct http_client **out,
-                             struct remex_error *e)
+static remex_err meta_client(const char *base, int link_local, const char *ca_file,
+                             struct http_client **out, struct remex_error *e)
 {
     struct http_client_opts ho = {.base_url = base,
+                                  .ca_file = ca_file,
                                   .proxy = "",
                                   .allow_insecure_http = link_local,
                                   .max_response_bytes = STS_REPLY_MAX,
@@ -118,7 +120,7 @@ static int host_is(const char *url, const char *const *hosts)
 
 /* Container credentials (ECS task role, EKS Pod Identity), as the SDKs read them. */
 static remex_err open_container(struct awscreds *a, const char *(*g)(const char *),
-                                struct remex_error *e)
+                                const char *ca_file, struct remex_error *e)
 {
     static const char *const ecs[] = {"169.254.170.2", "169.254.170.23", "[fd00:ec2::23]", NULL};
     const char *full = env(g, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
@@ -148,7 +150,7 @@ static remex_err open_container(struct awscreds *a, const char *(*g)(const char 
         a->ctr_auth = strdup(tok);
     if (!a->ctr_path || (tf && !a->ctr_auth_file) || (!tf && tok && !a->ctr_auth))
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    remex_err rc = meta_client(base, host_is(url, ecs), &a->ctr, e);
+    remex_err rc = meta_client(base, host_is(url, ecs), ca_file, &a->ctr, e);
     if (rc != REMEX_OK)
         remex_errprefix(e, "aws container credentials");
     return rc;
@@ -204,11 +206,14 @@ remex_err awscreds_open(const char *profile, const char *file,
         if (rc == REMEX_ENOTFOUND && !profile &&
             (env(g, "AWS_CONTAINER_CREDENTIALS_FULL_URI") ||
              env(g, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")))
-            rc = open_container(a, g, e);
+            rc = open_container(a, g, ca_file, e);
         else if (rc == REMEX_ENOTFOUND && !profile && !(off && strcasecmp(off, "true") == 0) &&
                  (imds || on_ec2())) {
+            const char *mode = env(g, "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+            const char *def =
+                mode && strcasecmp(mode, "IPv6") == 0 ? IMDS_DEFAULT_V6 : IMDS_DEFAULT;
             a->src = SRC_IMDS;
-            if ((rc = meta_client(imds ? imds : IMDS_DEFAULT, 1, &a->imds, e)) != REMEX_OK)
+            if ((rc = meta_client(imds ? imds : def, 1, NULL, &a->imds, e)) != REMEX_OK)
                 remex_errprefix(e, "aws imds");
         }
     }

@@ -18,7 +18,9 @@
  * X-aws-ec2-metadata-token). IMDS is tried when
  * AWS_EC2_METADATA_SERVICE_ENDPOINT names it (e.g. "http://127.0.0.1:8111")
  * or when the machine's DMI/hypervisor data says EC2 (then at
- * http://169.254.169.254), and never when AWS_EC2_METADATA_DISABLED=true.
+ * http://169.254.169.254, or http://[fd00:ec2::254] with
+ * AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6), and never when
+ * AWS_EC2_METADATA_DISABLED=true.
  * Metadata endpoints are reached without proxy, plain http allowed only to
  * AWS's link-local addresses, loopback or the configured IMDS endpoint.
  *

@@ -8,7 +8,7 @@
  * (tests, private endpoints).
  *
  * Without a key file, tokens come from the metadata server of GCE, GKE
- * (Workload Identity) or Cloud Run: GET
+ * (Workload Identity) or Cloud Run (there with GCE_METADATA_HOST set): GET
  * http://HOST/computeMetadata/v1/instance/service-accounts/default/token with
  * "Metadata-Flavor: Google", HOST being GCE_METADATA_HOST (as google-auth
  * reads it, "127.0.0.1:8080") else metadata.google.internal, reached without
