@@ -756,6 +756,31 @@ static int env_name(char *out, size_t cap, const char *kind, const char *id)
     return 1;
 }
 
+/* ---- the cache of remote answers ---- */
+
+/* The value cached under ck while fresh (borrowed, valid until the next cache_put), else NULL;
+ * a stale entry is dropped. */
+static json_t *cache_get(struct secrets *s, const char *ck, uint64_t now)
+{
+    json_t *hit = json_object_get(s->cache, ck); /* borrowed */
+    if (hit && (uint64_t)json_integer_value(json_array_get(hit, 0)) > now)
+        return json_array_get(hit, 1);
+    json_object_del(s->cache, ck);
+    return NULL;
+}
+
+/* Caches value (a new reference, stolen; NULL is ignored) under ck for cache_ttl_ms; 0 on
+ * ENOMEM. The cache is bounded: full, it is emptied (entries are cheap to fetch again). */
+static int cache_put(struct secrets *s, const char *ck, uint64_t now, json_t *value)
+{
+    if (!value)
+        return 1;
+    if (json_object_size(s->cache) >= SECRETS_CACHE_MAX)
+        json_object_clear(s->cache);
+    json_t *entry = json_pack("[I,o]", (json_int_t)(now + s->cache_ttl_ms), value); /* owned */
+    return entry && json_object_set_new(s->cache, ck, entry) == 0;
+}
+
 /* ---- the Vault backend, with the cache ---- */
 
 /*
@@ -770,21 +795,16 @@ static remex_err vault_get(struct secrets *s, char kind, const char *base, const
     json_t *hit, *fresh = NULL;
     remex_err rc;
     snprintf(ck, sizeof(ck), "%c:%s", kind, id);
-    hit = json_object_get(s->cache, ck);
-    if (hit && (uint64_t)json_integer_value(json_array_get(hit, 0)) > now) {
-        *data = json_array_get(hit, 1);
+    if ((hit = cache_get(s, ck, now)) != NULL) {
+        *data = hit;
         return REMEX_OK;
     }
-    json_object_del(s->cache, ck);
     snprintf(path, sizeof(path), "%s/%s", base, id);
     if ((rc = secrets_vault_read(s->vault, path, &fresh, e)) != REMEX_OK)
         return rc;
-    if (json_object_size(s->cache) >= SECRETS_CACHE_MAX)
-        json_object_clear(s->cache); /* bounded; entries are cheap to fetch again */
-    json_t *entry = json_pack("[I,o]", (json_int_t)(now + s->cache_ttl_ms), fresh);
-    if (!entry || json_object_set_new(s->cache, ck, entry) != 0)
-        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     *data = fresh;
+    if (!cache_put(s, ck, now, fresh))
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     return REMEX_OK;
 }
 
@@ -829,12 +849,10 @@ static remex_err aws_get(struct secrets *s, int i, int var, const char *id, char
     json_t *hit;
     remex_err rc;
     snprintf(ck, sizeof(ck), "%c%d:%s", var ? 'v' : 'c', i + 2, id);
-    hit = json_object_get(s->cache, ck);
-    if (hit && (uint64_t)json_integer_value(json_array_get(hit, 0)) > now) {
-        *out = strdup(json_string_value(json_array_get(hit, 1)));
+    if ((hit = cache_get(s, ck, now)) != NULL) {
+        *out = strdup(json_string_value(hit));
         return *out ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
     }
-    json_object_del(s->cache, ck);
     snprintf(name, sizeof(name), "%s%s%s", s->aws_prefix[i][var], i >= 2 ? "-" : "/", id);
     if (i == 3) /* Key Vault names: [0-9A-Za-z-], so Airflow's dashes for '_' and '.' */
         for (char *p = name; *p; p++)
@@ -844,11 +862,7 @@ static remex_err aws_get(struct secrets *s, int i, int var, const char *id, char
                   : secrets_aws_get(s->aws[i], name, out, e);
     if (rc != REMEX_OK)
         return rc;
-    if (json_object_size(s->cache) >= SECRETS_CACHE_MAX)
-        json_object_clear(s->cache);
-    json_t *entry = json_pack("[I,s]", (json_int_t)(now + s->cache_ttl_ms), *out);
-    if (entry)
-        json_object_set_new(s->cache, ck, entry); /* a value that is not UTF-8 is not cached */
+    cache_put(s, ck, now, json_string(*out)); /* a value that is not UTF-8 is not cached */
     return REMEX_OK;
 }
 
