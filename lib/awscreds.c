@@ -81,12 +81,6 @@ static const char *env(const char *(*g)(const char *), const char *n)
     return v && *v ? v : NULL;
 }
 
-const char *awscreds_source(const struct awscreds *a)
-{
-    static const char *const names[] = {"static", "web identity", "container", "imds"};
-    return names[a->src];
-}
-
 /* A short client to a metadata endpoint: no proxy, quick timeouts, plain http allowed when the
  * host is one of AWS's link-local addresses (or loopback, which lib http always allows). */
 static remex_err meta_client(const char *base, int link_local, const char *ca_file,

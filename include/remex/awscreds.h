@@ -66,7 +66,4 @@ remex_err awscreds_parse_sts(const char *body, size_t len, struct sigv4_creds *o
 remex_err awscreds_parse_json(const char *body, size_t len, struct sigv4_creds *out,
                               time_t *expires, struct remex_error *e);
 
-/* The source in use: "static" (environment or file), "web identity", "container" or "imds". */
-const char *awscreds_source(const struct awscreds *a);
-
 #endif

@@ -3,7 +3,10 @@
  * secrets chain, against test/fake_aws.py, and their reply parsers on
  * malformed input. A fake because no AWS endpoint or emulator can be had
  * here; it recomputes every request's SigV4 signature with Python's own
- * hmac/hashlib (independently of lib sigv4) and refuses a mismatch.
+ * hmac/hashlib (independently of lib sigv4) and refuses a mismatch. It also
+ * plays the EC2 instance metadata service (IMDSv2: no session token, no
+ * answer) and a container-credentials endpoint (Authorization checked),
+ * since neither exists off AWS; their temporary credentials expire.
  */
 #include <setjmp.h>
 #include <stdarg.h>
