@@ -33,6 +33,8 @@ remex_err secrets_gcp_open(const struct secrets_gcp_config *cfg, struct secrets_
                            struct remex_error *e)
 {
     const char *key = cfg->key_file ? cfg->key_file : getenv("GOOGLE_APPLICATION_CREDENTIALS");
+    if (key && !*key)
+        key = NULL; /* set but empty: no key */
     struct secrets_gcp *g;
     remex_err rc;
     if (!cfg->project || !*cfg->project || strlen(cfg->project) >= sizeof(g->project) ||
