@@ -4,8 +4,9 @@
  * Secrets Manager: POST / with X-Amz-Target secretsmanager.GetSecretValue
  * ({"SecretId": NAME} → SecretString). Parameter Store: AmazonSSM.GetParameter
  * ({"Name": NAME, "WithDecryption": true} → Parameter.Value). JSON 1.1
- * protocol, signed with SigV4 (remex/sigv4.h; credentials from the
- * environment or the shared credentials file, loaded at open). Endpoint:
+ * protocol, signed with SigV4 (remex/sigv4.h) with credentials from
+ * remex/awscreds.h (environment, web identity, shared file, container
+ * endpoint, IMDSv2; temporary ones refreshed before they expire). Endpoint:
  * cfg->endpoint, else https://secretsmanager.REGION.amazonaws.com /
  * https://ssm.REGION.amazonaws.com. Blocking HTTP: call it off any event
  * loop. Replies are capped at SECRETS_AWS_REPLY_MAX bytes. Keys and values
