@@ -25,7 +25,8 @@ X-aws-ec2-metadata-token-ttl-seconds (1..21600) and returns a session token;
 GET /latest/meta-data/iam/security-credentials/[ROLE] needs that token in
 X-aws-ec2-metadata-token and answers 401 without it or with an unknown one
 (IMDSv1 requests are refused, as on an instance with HttpTokens=required);
-the credentials are temporary ones as STS issues ("imds": {"role", "ttl"}).
+the credentials are temporary ones as STS issues ("imds": {"role", "ttl"};
+"fail": true makes the credentials path answer 500).
 Container credentials (ECS / EKS Pod Identity): GET /container-creds needs
 the Authorization header to equal "container": {"token"} (401 otherwise).
 Temporary credentials past their Expiration are refused with 400
@@ -155,6 +156,9 @@ class H(http.server.BaseHTTPRequestHandler):
         if self.path == base:
             hit("imds role")
             return self.send_text(200, role)
+        if self.path == base + role and CONF["imds"].get("fail"):
+            hit("imds failed")
+            return self.send_text(500, "Internal Server Error")
         if self.path == base + role:
             hit("imds creds")
             return self.creds_json(CONF["imds"].get("ttl", 3600), True)

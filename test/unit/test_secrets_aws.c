@@ -502,13 +502,58 @@ static void test_parse_json_creds(void **state)
     assert_int_equal(awscreds_parse_json(big, sizeof(big), &c, &exp, &e), REMEX_ETOOBIG);
 }
 
+/* A refresh that fails while the credentials are still valid: they are used, and the refresh is
+ * tried again at the next call, as the SDKs do. */
+static void test_refresh_failure_keeps_valid_credentials(void **state)
+{
+    (void)state;
+    const char *ak = access_key, *sk = secret_key;
+    struct awscreds *a = NULL;
+    struct sigv4_creds c1, c2;
+    struct remex_error e;
+    access_key = secret_key = NULL;
+    imds_endpoint = endpoint;
+    fake_conf("{\"imds\": {\"ttl\": 200}}"); /* within the 5 min margin: every call refreshes */
+    assert_int_equal(awscreds_open(NULL, NULL, fake_env, NULL, &a, &e), REMEX_OK);
+    assert_int_equal(awscreds_get(a, &c1, &e), REMEX_OK);
+    fake_conf("{\"imds\": {\"fail\": true}}");
+    int failed = hits("imds failed");
+    assert_int_equal(awscreds_get(a, &c2, &e), REMEX_OK);
+    int after = hits("imds failed");
+    assert_true(after > failed); /* a 500 is retried once by lib http */
+    assert_string_equal(c2.access_key, c1.access_key);
+    assert_int_equal(awscreds_get(a, &c2, &e), REMEX_OK); /* tried again */
+    assert_true(hits("imds failed") > after);
+    fake_conf("{\"imds\": {\"fail\": false}}");
+    assert_int_equal(awscreds_get(a, &c2, &e), REMEX_OK);
+    assert_string_not_equal(c2.access_key, c1.access_key);
+    awscreds_close(a);
+    /* No credentials yet and the service fails: an error naming IMDS. */
+    fake_conf("{\"imds\": {\"fail\": true}}");
+    assert_int_equal(awscreds_open(NULL, NULL, fake_env, NULL, &a, &e), REMEX_OK);
+    assert_int_not_equal(awscreds_get(a, &c2, &e), REMEX_OK);
+    assert_non_null(strstr(e.msg, "aws imds"));
+    awscreds_close(a);
+    fake_conf("{\"imds\": {\"fail\": false, \"ttl\": 3600}}");
+    sigv4_creds_wipe(&c1);
+    sigv4_creds_wipe(&c2);
+    imds_endpoint = NULL;
+    access_key = ak;
+    secret_key = sk;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain_and_cache), cmocka_unit_test(test_session_token_signed),
-        cmocka_unit_test(test_web_identity),    cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_parsers),         cmocka_unit_test(test_imds),
-        cmocka_unit_test(test_container),       cmocka_unit_test(test_parse_json_creds),
+        cmocka_unit_test(test_chain_and_cache),
+        cmocka_unit_test(test_session_token_signed),
+        cmocka_unit_test(test_web_identity),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_parsers),
+        cmocka_unit_test(test_imds),
+        cmocka_unit_test(test_container),
+        cmocka_unit_test(test_parse_json_creds),
+        cmocka_unit_test(test_refresh_failure_keeps_valid_credentials),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
