@@ -134,8 +134,12 @@ static remex_err open_container(struct awscreds *a, const char *(*g)(const char 
                             "aws container credentials: AWS_CONTAINER_CREDENTIALS_FULL_URI is "
                             "not an http(s) URL");
     if (!path)
-        path = "/";
+        path = url + strlen(url);
+    if ((size_t)(path - url) >= sizeof(base))
+        return remex_seterr(e, REMEX_EINVAL, "aws container credentials: host too long");
     snprintf(base, sizeof(base), "%.*s", (int)(path - url), url);
+    if (!*path)
+        path = "/";
     a->src = SRC_CONTAINER;
     a->ctr_path = strdup(path);
     if (tf)

@@ -455,6 +455,19 @@ static void test_container(void **state)
     assert_null(strstr(e.msg, "wrong-value"));
     assert_int_equal(hits("container refused"), n + 1);
     secrets_close(s);
+    /* A URI without a path asks for "/" on that host (the fake has nothing there). */
+    ctr_uri = endpoint;
+    ctr_token = "ctr-auth-7f3a";
+    struct awscreds *ac = NULL;
+    struct sigv4_creds sc;
+    assert_int_equal(awscreds_open(NULL, NULL, fake_env, NULL, &ac, &e), REMEX_OK);
+    assert_int_equal(awscreds_get(ac, &sc, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "aws container credentials"));
+    awscreds_close(ac);
+    /* Plain http to a host that is neither loopback nor AWS's link-local endpoint: refused
+     * before any request, so the token never travels in clear text. */
+    ctr_uri = "http://creds.example.com/x";
+    assert_int_equal(awscreds_open(NULL, NULL, fake_env, NULL, &ac, &e), REMEX_EPERM);
     /* Not an http(s) URL. */
     ctr_uri = "file:///etc/passwd";
     struct secrets_aws *a = NULL;
