@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -887,6 +888,20 @@ static int prune_one(const char *dir, const char *name)
     return rc;
 }
 
+/* A ".tmp-…-PID" or ".prune-…-PID" folder left by a process that is gone (it crashed
+ * half-way): 1 when it may be removed. */
+static int stale_work_dir(const char *name)
+{
+    const char *dash = strrchr(name, '-');
+    char *end = NULL;
+    if ((strncmp(name, ".tmp-", 5) != 0 && strncmp(name, ".prune-", 7) != 0) || dash == NULL)
+        return 0;
+    long pid = strtol(dash + 1, &end, 10);
+    if (end == dash + 1 || *end != '\0' || pid <= 0 || pid > INT_MAX)
+        return 0;
+    return pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
 size_t bundle_prune_dir(const char *dir, size_t keep, const char *const *spare, size_t n,
                         size_t *held)
 {
@@ -899,6 +914,12 @@ size_t bundle_prune_dir(const char *dir, size_t keep, const char *const *spare, 
         return 0;
     while ((de = readdir(d)) != NULL) {
         struct stat st;
+        if (stale_work_dir(de->d_name)) {
+            char p[PATH_MAX];
+            snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+            bundle_remove_tree(p);
+            continue;
+        }
         if (!version_name(de->d_name) || fstatat(dirfd(d), de->d_name, &st, 0) != 0 ||
             !S_ISDIR(st.st_mode))
             continue;

@@ -153,7 +153,8 @@ void bundle_snapshot_counts(const struct bundle_set *b, const char *name, size_t
  * never one named in spare (n names: a SHA, "sha256:<hex>" or <hex>) and
  * never one a task holds (bundle_hold's shared flock: the pruner takes it
  * exclusively, renames the folder away, then deletes it). Returns the number
- * removed; *held counts those skipped because a task holds them.
+ * removed; *held counts those skipped because a task holds them. Work folders
+ * (".tmp-…-PID", ".prune-…-PID") of processes that no longer exist are removed too.
  */
 size_t bundle_prune_dir(const char *dir, size_t keep, const char *const *spare, size_t n,
                         size_t *held);

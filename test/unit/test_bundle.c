@@ -487,7 +487,15 @@ static void test_snapshot_prune(void **state)
         utimensat(AT_FDCWD, path, ts, 0);
     }
     assert_int_equal(bundle_hold(s, "main", v[0], &fd, &e), REMEX_OK);
+    /* A crashed snapshot's work folder (no such pid) goes; this process's own stays. */
+    char stale[600], mine[600];
+    snprintf(stale, sizeof(stale), "%s/.tmp-abc-%d", bundle_snapshot_dir(s, "main"), INT32_MAX);
+    snprintf(mine, sizeof(mine), "%s/.tmp-abc-%d", bundle_snapshot_dir(s, "main"), (int)getpid());
+    assert_int_equal(mkdir(stale, 0500), 0);
+    assert_int_equal(mkdir(mine, 0700), 0);
     assert_int_equal(bundle_prune_dir(bundle_snapshot_dir(s, "main"), 1, NULL, 0, &held), 1);
+    assert_int_not_equal(stat(stale, &st), 0);
+    assert_int_equal(stat(mine, &st), 0);
     assert_int_equal(held, 1);
     snprintf(path, sizeof(path), "%s/%s", bundle_snapshot_dir(s, "main"), v[1] + 7);
     assert_int_not_equal(stat(path, &st), 0);
