@@ -457,9 +457,14 @@ void bundles_stop(struct worker *w)
         pthread_join(b->th, NULL);
     evloop_unwatch(w->loop, b->efd);
     close(b->efd);
-    /* Finished jobs keep their results; jobs never run fail as "worker stopping". */
+    /* No task starts now: waiting tasks fail as "worker stopping", also those whose job
+     * finished but was not delivered yet (their folder is known, but nothing may be spawned
+     * while the worker stops). */
     for (struct bjob *j = b->pending; j; j = j->next)
         j->rc = remex_seterr(&j->err, REMEX_ECLOSED, "worker stopping");
+    for (struct bjob *j = b->done; j; j = j->next)
+        if (j->kind == BJ_RESOLVE)
+            j->rc = remex_seterr(&j->err, REMEX_ECLOSED, "worker stopping");
     deliver(b, b->done);
     deliver(b, b->pending);
     pthread_mutex_destroy(&b->mu);
