@@ -149,7 +149,9 @@ static void run_resolve(struct bundles *b, struct bjob *j)
         j->rc = fetch_commit(b, j, gd);
         if (j->rc == REMEX_OK)
             j->rc = bundle_path(set, j->name, v, &path, &j->err);
-        else if (j->rc != REMEX_ECLOSED) { /* the reason the try fails with */
+        else if (j->rc == REMEX_ECLOSED) /* cancelled: the worker stops at once */
+            remex_seterr(&j->err, j->rc, "worker shutdown (the fetch of commit %s was stopped)", v);
+        else { /* the reason the try fails with */
             char why[REMEX_ERRMSG_MAX], pfx[96];
             int n = snprintf(pfx, sizeof(pfx), "bundle '%s': ", j->name);
             const char *m = j->err.msg;
@@ -439,6 +441,12 @@ remex_err bundles_start(struct worker *w, struct remex_error *e)
         b->snap_timer = evloop_timer_add(w->loop, every, every, on_snap_timer, b);
     }
     return REMEX_OK;
+}
+
+void bundles_cancel(struct worker *w)
+{
+    if (w->bundlesq)
+        __atomic_store_n(&w->bundlesq->cancel, 1, __ATOMIC_RELAXED);
 }
 
 void bundles_stop(struct worker *w)

@@ -326,6 +326,7 @@ static void role_stop_now_hook(struct role *r)
         log_warn("stopping running tasks now");
         w->drain_forced = 1;
         task_stop_all(w, "worker shutdown");
+        bundles_cancel(w); /* a fetch in transfer stops; its tries fail as shut down */
     }
     check_done(w);
 }

@@ -271,6 +271,8 @@ remex_err bundles_start(struct worker *w, struct remex_error *e);
  * on the loop (t holds a pending reference meanwhile).
  */
 int bundles_resolve(struct wtask *t, void (*cont)(struct wtask *t));
+/* Cancels a fetch in transfer (at libgit2's next progress callback) and every later one. */
+void bundles_cancel(struct worker *w);
 /* Stops the thread (a fetch in progress is cancelled); waiting tasks continue with the reason. */
 void bundles_stop(struct worker *w);
 /* The bundle thread's figures in Prometheus text. */

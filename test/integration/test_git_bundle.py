@@ -349,6 +349,30 @@ class WorkerFetchTest(GitBundleTest):
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "wstate", "bundles", "main",
                                                      sha1)))
 
+    def test_worker_stopped_during_a_fetch_fails_the_waiting_try(self):
+        d = gitfix.GitDaemon(self, self.repo.srv)
+        self.repo.commit(files("one"))
+        rc, out = self.once(self.cfg(d.url + "/repo.git"))
+        self.assertEqual(rc, 0, out)
+        token = "slow-token-" + "z" * 20
+        h = gitfix.GitHttp(self.repo.srv, token, delay=2.0)
+        self.addCleanup(h.close)
+        good = self.write("w.token", token + "\n", mode=0o600)
+        w = self.start(self.worker_cfg(h.url + "/repo.git", token=good))
+        run = self.trigger("g")
+        harness.wait_for(lambda: h.served >= 1, 20, 0.05, "the worker's fetch to start")
+        w.signal(signal.SIGTERM)  # drain: a try waiting for its fetch would be let finish
+        w.wait_output("draining", 10)
+        w.signal(signal.SIGTERM)  # the second one stops at once: the fetch is cancelled
+        self.assertEqual(w.wait(20), 0, w.output())
+        # The fetch ends (cancelled once data flows; here the server holds each answer 2 s),
+        # and the try fails instead of starting: its retry rules apply.
+        self.assertIn("ti 1 g.t try 1 failed before exec: worker shutdown (the fetch of commit",
+                      w.output())
+        self.assertNotIn("running as pid", w.output())
+        b = self.wait_run("g", run)
+        self.assertTrue(self.tis(b)["t"]["reason"].startswith("worker shutdown"), b)
+
     def test_worker_fetch_with_a_wrong_token_is_clear(self):
         d = gitfix.GitDaemon(self, self.repo.srv)
         self.repo.commit(files("one"))
