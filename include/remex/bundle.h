@@ -117,11 +117,13 @@ remex_err bundle_path(struct bundle_set *b, const char *name, const char *versio
                       const char **path, struct remex_error *e);
 
 /*
- * Keeps the checkout of a git bundle's version from being pruned while a task
- * runs in it: *fd is the checkout folder opened (O_CLOEXEC) with a shared
- * flock(2), held until the caller closes it; gitbundle_prune never removes a
- * folder someone holds. Local bundles: *fd = -1 (nothing to hold).
- * REMEX_ENOTFOUND when the checkout is gone or being pruned.
+ * Keeps the checkout of a git bundle's version, or the snapshot of a local
+ * one's, from being pruned while a task runs in it: *fd is the folder opened
+ * (O_CLOEXEC) with a shared flock(2), held until the caller closes it;
+ * bundle_prune_dir never removes a folder someone holds. Local bundles without
+ * snapshots (`versioned: false`, no state_dir) and an empty local version:
+ * *fd = -1 (nothing to hold). REMEX_ENOTFOUND when the folder is gone or
+ * being pruned.
  */
 remex_err bundle_hold(const struct bundle_set *b, const char *name, const char *version, int *fd,
                       struct remex_error *e);
