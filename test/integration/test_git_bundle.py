@@ -4,9 +4,11 @@ auth (http:// with a token), checks each commit out once, syncs it with a real
 plane at version = commit SHA; remex-worker runs each task in the checkout of
 the commit its DAG was scheduled with."""
 import os
+import re
 import signal
 import subprocess
 import unittest
+import urllib.request
 
 import gitfix
 import harness
@@ -261,8 +263,9 @@ class WorkerFetchTest(GitBundleTest):
     so it fetches the commit each task was scheduled with itself (libgit2, on its bundle
     thread), once for all the tasks that wait for it."""
 
-    def worker_cfg(self, url, token=None):
+    def worker_cfg(self, url, token=None, listen=None):
         tok = f", token: {{file: {token}}}" if token else ""
+        lst = f"  listen: 127.0.0.1:{listen}\n" if listen else ""
         return self.write("worker.yaml", (
             "plane:\n"
             f"  url: {self.url}\n"
@@ -270,9 +273,16 @@ class WorkerFetchTest(GitBundleTest):
             f"state_dir: {self.tmp}/wstate\n"
             "bundles:\n"
             f"  - {{name: main, url: \"{url}\", tracking_ref: main, subdir: dags{tok}}}\n"
-            "worker:\n  name: w2\n  slots: 2\n"
+            "worker:\n  name: w2\n  slots: 2\n" + lst +
             f"  log_dir: {self.tmp}/logs\n  poll_wait: 10s\n"
             f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+
+    def metric(self, port, name):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+        self.assertIsNotNone(m, text)
+        return float(m.group(1))
 
     def start(self, cfg):
         w = self.spawn("worker", [self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
@@ -294,7 +304,8 @@ class WorkerFetchTest(GitBundleTest):
         self.addCleanup(h.close)
         good = self.write("w.token", token + "\n", mode=0o600)
         wstate = os.path.join(self.tmp, "wstate", "bundles", "main")
-        w = self.start(self.worker_cfg(h.url + "/repo.git", token=good))
+        mport = harness.free_port()
+        w = self.start(self.worker_cfg(h.url + "/repo.git", token=good, listen=mport))
         self.assertFalse(os.path.exists(os.path.join(wstate, sha1)))
         run = self.trigger("g2")
         b = self.wait_run("g2", run, timeout=60)
@@ -306,6 +317,9 @@ class WorkerFetchTest(GitBundleTest):
         self.assertEqual(len(fetched), 1, fetched)
         self.assertIn(f"bundle 'main': fetched commit {sha1}", fetched[0])
         self.assertIn("(2 tasks waited)", fetched[0])
+        self.assertEqual(self.metric(mport, "remex_worker_bundle_fetches_total"), 1)
+        self.assertEqual(self.metric(mport, "remex_worker_bundle_shared_waits_total"), 1)
+        self.assertEqual(self.metric(mport, "remex_worker_bundle_fetch_failures_total"), 0)
         self.assertTrue(os.path.isdir(os.path.join(wstate, sha1, "dags")))
         # The checkout is there now: the next run fetches nothing.
         served = h.served
