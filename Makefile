@@ -48,7 +48,7 @@ CFLAGS += -std=c11 $(WARN) -fno-strict-aliasing -pipe
 LDLIBS += -lpthread -lm
 # Each binary records only the libraries it calls (gcc adds this by default
 # except with -fsanitize; clang never does): the worker loads no SQLite,
-# libmicrohttpd, libjwt or libgit2.
+# libmicrohttpd or libjwt.
 LDFLAGS += -Wl,--as-needed
 
 ifeq ($(SAN),1)

@@ -30,7 +30,7 @@ ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTE
            GIT_COMMITTER_EMAIL="b@x", GIT_CONFIG_NOSYSTEM="1", HOME="/nonexistent")
 
 DAG = """dag_id: d{i:03d}
-schedule: "@daily"
+schedule: null
 start_date: 2026-01-01
 description: "rev {rev}"
 tasks:
@@ -91,6 +91,73 @@ def wait(pred, timeout):
     return False
 
 
+def run_once(url, admin, dag_id, timeout=300):
+    """Triggers dag_id and waits for its run to end: (seconds, state)."""
+    t0 = time.monotonic()
+    run = http("POST", f"{url}/api/v1/admin/dags/{dag_id}/runs", {}, admin)["run_id"]
+    state = None
+    end = t0 + timeout
+    while time.monotonic() < end:
+        state = http("GET", f"{url}/api/v1/admin/dags/{dag_id}/runs/{run}", None, admin)["state"]
+        if state in ("success", "failed"):
+            break
+        time.sleep(0.01)
+    return time.monotonic() - t0, state
+
+
+def worker_fetch(tmp, url, admin, tokf, gport, push, version, procs):
+    """A worker whose state_dir holds no checkout runs a task of the plane's commit: it
+    fetches the commit itself (clone of the 1,000 commits), then a run of the same commit
+    (the floor: the checkout is there), then a run of a newly pushed commit (an
+    incremental fetch)."""
+    cfg = os.path.join(tmp, "worker.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"plane:\n  url: {url}\n  token: {{file: {tokf}}}\nstate_dir: {tmp}/wstate\n"
+                f"bundles:\n  - {{name: g, url: \"git://127.0.0.1:{gport}/repo.git\", "
+                f"subdir: dags}}\nworker:\n  name: wb\n  slots: 2\n  poll_wait: 10s\n"
+                f"  log_dir: {tmp}/tasklogs\nxcom:\n  store: file://{tmp}/xcom\n")
+    wlog = open(os.path.join(tmp, "worker.log"), "w+")
+    w = subprocess.Popen([os.path.join(BIN, "remex-worker"), "-c", cfg, "--log-level", "info"],
+                         stdout=wlog, stderr=subprocess.STDOUT)
+    procs.append(w)
+
+    def logtext():
+        wlog.seek(0)
+        return wlog.read()
+
+    if not wait(lambda: "registered as agent" in logtext(), 30):
+        print("worker: did not register")
+        return
+    # Warm-up: the first run after the worker registered, of a DAG whose version is no
+    # commit (it fails at once, nothing fetched): start-up costs stay out of the figures.
+    http("PUT", url + "/api/v1/dags/warm", {"bundle": {"name": "g", "version": "none"}, "dag": {
+        "dag_id": "warm", "fileloc": "warm.yaml",
+        "tasks": [{"task_id": "a", "command": ["true"]}]}}, admin)
+    wall, state = run_once(url, admin, "warm")
+    print(f"worker warm  trigger->run done={wall:.3f}s state={state} (warm-up, version 'none')")
+    rows = [("miss", "a commit this worker never saw: clone + checkout + task")]
+    rows.append(("hit", "the same commit again: checkout there (floor)"))
+    rows.append(("miss2", "cache and checkouts removed, worker warm: clone + checkout + task"))
+    rows.append(("new", "a newly pushed commit: incremental fetch + checkout + task"))
+    for what, desc in rows:
+        if what == "miss2":
+            shutil.rmtree(os.path.join(tmp, "wstate", "bundles"))
+        if what == "new":
+            sha = push(99)
+            if not wait(lambda: version() == sha, 30):
+                print("worker: the new commit did not reach the plane")
+                return
+        n0 = logtext().count("fetched commit")
+        wall, state = run_once(url, admin, "d000")
+        if what != "hit":  # the log line may reach the file a moment after the run ended
+            wait(lambda: logtext().count("fetched commit") > n0, 5)
+        fetched = re.findall(r"fetched commit [0-9a-f]{40} in (\d+) ms", logtext())
+        fetch = fetched[-1] + "ms" if logtext().count("fetched commit") > n0 else "none"
+        print(f"worker {what:5s} trigger->run done={wall:.3f}s fetch={fetch} state={state} "
+              f"({desc})")
+        sys.stdout.flush()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="remex-gitbench-")
     procs = []
@@ -148,7 +215,7 @@ def main():
             return git("rev-parse", "HEAD", cwd=work).decode().strip()
 
         def version():
-            return http("GET", url + "/api/v1/admin/dags/d000", None, admin)["bundle_version"]
+            return http("GET", url + "/api/v1/admin/dags/d000", None, admin)["bundle"]["version"]
 
         for what in ("clone", "push"):
             if what == "push":
@@ -178,6 +245,7 @@ def main():
         if lat:
             print(f"live  push->plane mean={sum(lat) / len(lat):.3f}s min={min(lat):.3f}s "
                   f"max={max(lat):.3f}s n={len(lat)} (refresh_interval 1s)")
+        worker_fetch(tmp, url, admin, tokf, gport, push, version, procs)
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -807,14 +807,16 @@ const struct cfg_entry agentcfg_table[] = {
      .def = "30s",
      .min = 1000,
      .max = 86400000,
-     .desc = "Rescan of each local bundle (unchanged files cost one stat each)."},
+     .desc = "Rescan of each local bundle (unchanged files cost one stat each); the worker "
+             "snapshots versioned local bundles at the same interval."},
     {.key = "dag_processor.keep_versions",
      .type = CFG_INT,
      .offset = D(keep_versions),
      .def = "5",
      .min = 1,
      .max = 1000,
-     .desc = "Git bundles: checkouts kept besides the current one (never one a task runs in)."},
+     .desc = "Git checkouts and local snapshots kept besides the current one (never one a "
+             "task runs in)."},
     {.key = "dag_processor.listen",
      .type = CFG_STRING,
      .offset = D(listen),

@@ -2,10 +2,12 @@
 #include "remex/bundle.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "remex/fsutil.h"
 
 struct bundle {
     char *name;
@@ -22,6 +26,11 @@ struct bundle {
     char *subdir;             /* git: NULL or a relative folder */
     char *checkout;           /* git: the last path bundle_path answered */
     struct bundle_files last; /* stat cache: the last scan */
+    /* local, versioned, with a state_dir: snapshots in <state_dir>/bundles/<name>/<64 hex> */
+    char *snap_dir;
+    struct bundle_files snap_prev; /* the files of the last snapshot made (links to reuse) */
+    char snap_prev_hex[HASH_SHA256_HEX];
+    size_t snap_made, snap_linked; /* snapshots made, files linked rather than copied */
 };
 
 struct bundle_set {
@@ -60,17 +69,21 @@ static remex_err git_check(const struct bundle_spec *specs, size_t i, struct rem
     return REMEX_OK;
 }
 
-/* Copies a git spec into x; -1 out of memory. */
-static int git_copy(const struct bundle_spec *s, struct bundle *x)
+/* <state_dir>/bundles/<name>, absolute (owned), or NULL. */
+static char *bundles_dir(const struct bundle_spec *s)
 {
     char buf[PATH_MAX];
     char *abs = s->state_dir[0] == '/' ? NULL : realpath(".", NULL);
     int n = snprintf(buf, sizeof(buf), "%s%s%s/bundles/%s", abs ? abs : "", abs ? "/" : "",
                      s->state_dir, s->name);
     free(abs);
-    if (n < 0 || (size_t)n >= sizeof(buf))
-        return -1;
-    x->git_dir = strdup(buf);
+    return n < 0 || (size_t)n >= sizeof(buf) ? NULL : strdup(buf);
+}
+
+/* Copies a git spec into x; -1 out of memory. */
+static int git_copy(const struct bundle_spec *s, struct bundle *x)
+{
+    x->git_dir = bundles_dir(s);
     x->subdir = s->subdir && *s->subdir ? strdup(s->subdir) : NULL;
     return x->git_dir == NULL || (s->subdir && *s->subdir && x->subdir == NULL) ? -1 : 0;
 }
@@ -128,6 +141,9 @@ remex_err bundle_set_new(const struct bundle_spec *specs, size_t n, struct bundl
         b->items[i].path = realpath(specs[i].path, NULL);
         if (b->items[i].name == NULL || b->items[i].path == NULL)
             rc = remex_errno(e, REMEX_ENOMEM, "bundles[%zu]", i);
+        else if (!specs[i].unversioned && specs[i].state_dir != NULL &&
+                 (b->items[i].snap_dir = bundles_dir(&specs[i])) == NULL)
+            rc = remex_seterr(e, REMEX_ENOMEM, "bundles[%zu]: out of memory or path too long", i);
     }
     if (rc != REMEX_OK) {
         bundle_set_free(b);
@@ -147,7 +163,9 @@ void bundle_set_free(struct bundle_set *b)
         free(b->items[i].git_dir);
         free(b->items[i].subdir);
         free(b->items[i].checkout);
+        free(b->items[i].snap_dir);
         bundle_files_free(&b->items[i].last);
+        bundle_files_free(&b->items[i].snap_prev);
     }
     free(b->items);
     free(b);
@@ -228,6 +246,57 @@ static remex_err rescan(struct bundle *x, char version[BUNDLE_VERSION_MAX], stru
     return REMEX_OK;
 }
 
+/* The snapshot folder of version "sha256:<hex>" of x: snap_dir/<hex>; -1 when not such a version.
+ */
+static int snap_path(const struct bundle *x, const char *version, char *p, size_t n)
+{
+    if (strncmp(version, "sha256:", 7) != 0 || strlen(version) != 7 + 64)
+        return -1;
+    for (const char *h = version + 7; *h; h++)
+        if (!((*h >= '0' && *h <= '9') || (*h >= 'a' && *h <= 'f')))
+            return -1;
+    int k = snprintf(p, n, "%s/%s", x->snap_dir, version + 7);
+    return k > 0 && (size_t)k < n ? 0 : -1;
+}
+
+static remex_err make_snapshot(struct bundle *x, const char *version, const char *dst,
+                               struct remex_error *e);
+
+/* A versioned local bundle with snapshots: the snapshot of version, made now when the folder
+ * holds it. */
+static remex_err local_path(struct bundle *x, const char *version, const char **path,
+                            struct remex_error *e)
+{
+    char p[PATH_MAX], cur[BUNDLE_VERSION_MAX];
+    struct stat st;
+    remex_err rc;
+    if (snap_path(x, version, p, sizeof(p)) != 0)
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundle '%s': version '%s' is not a local bundle version "
+                            "(sha256:<64 hex>; was the DAG pushed by hand? mark the bundle "
+                            "'versioned: false' to run tasks in the folder as it is)",
+                            x->name, version);
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if ((rc = rescan(x, cur, e)) != REMEX_OK)
+            return rc;
+        if (strcmp(cur, version) != 0)
+            return remex_seterr(
+                e, REMEX_ECONFLICT,
+                "bundle '%s' at version %s cannot be had: its folder %s now holds "
+                "version %s and no snapshot of %s was taken on this agent (the DAG's "
+                "files changed before the worker saw them; mark the bundle 'versioned: "
+                "false' to run tasks in the folder as it is)",
+                x->name, version, x->path, cur, version);
+        if ((rc = make_snapshot(x, version, p, e)) != REMEX_OK)
+            return rc;
+    }
+    free(x->checkout);
+    if ((x->checkout = strdup(p)) == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    *path = x->checkout;
+    return REMEX_OK;
+}
+
 remex_err bundle_path(struct bundle_set *b, const char *name, const char *version,
                       const char **path, struct remex_error *e)
 {
@@ -239,6 +308,8 @@ remex_err bundle_path(struct bundle_set *b, const char *name, const char *versio
                             name);
     if (x->git_dir != NULL)
         return git_path(x, version, path, e);
+    if (version != NULL && *version != '\0' && x->snap_dir != NULL)
+        return local_path(x, version, path, e);
     if (version != NULL && *version != '\0' && !x->unversioned) {
         if ((rc = rescan(x, cur, e)) != REMEX_OK)
             return rc;
@@ -254,32 +325,49 @@ remex_err bundle_path(struct bundle_set *b, const char *name, const char *versio
     return REMEX_OK;
 }
 
+remex_err bundle_hold_dir(const char *dir, int *fd)
+{
+    struct stat a, c;
+    int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    *fd = -1;
+    /* The pruner holds the folder exclusively while it renames it away; a folder opened
+     * just before that rename is caught by comparing it with what the path holds now. */
+    if (d < 0 || flock(d, LOCK_SH | LOCK_NB) != 0 || fstat(d, &a) != 0 || stat(dir, &c) != 0 ||
+        a.st_ino != c.st_ino || a.st_dev != c.st_dev) {
+        if (d >= 0)
+            close(d);
+        return REMEX_ENOTFOUND;
+    }
+    *fd = d;
+    return REMEX_OK;
+}
+
 remex_err bundle_hold(const struct bundle_set *b, const char *name, const char *version, int *fd,
                       struct remex_error *e)
 {
     const struct bundle *x = find(b, name);
     char p[PATH_MAX];
-    struct stat a, c;
     *fd = -1;
-    if (x == NULL || x->git_dir == NULL)
+    if (x == NULL || (x->git_dir == NULL && x->snap_dir == NULL) || version == NULL ||
+        (x->git_dir == NULL && *version == '\0'))
         return REMEX_OK;
-    if (version == NULL || !is_sha(version))
-        return remex_seterr(e, REMEX_EINVAL, "git bundle '%s': version '%s' is not a commit SHA",
-                            name, version ? version : "");
-    snprintf(p, sizeof(p), "%s/%s", x->git_dir, version);
-    int d = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    /* The pruner holds the folder exclusively while it renames it away; a folder opened
-     * just before that rename is caught by comparing it with what the path holds now. */
-    if (d < 0 || flock(d, LOCK_SH | LOCK_NB) != 0 || fstat(d, &a) != 0 || stat(p, &c) != 0 ||
-        a.st_ino != c.st_ino || a.st_dev != c.st_dev) {
-        if (d >= 0)
-            close(d);
-        return remex_seterr(e, REMEX_ENOTFOUND,
-                            "git bundle '%s': the checkout of %s is gone (pruned): keep more "
-                            "versions (dag_processor.keep_versions)",
-                            name, version);
+    if (x->git_dir == NULL) {
+        if (snap_path(x, version, p, sizeof(p)) != 0)
+            return remex_seterr(e, REMEX_EINVAL,
+                                "bundle '%s': version '%s' is not a local "
+                                "bundle version",
+                                name, version);
+    } else {
+        if (!is_sha(version))
+            return remex_seterr(e, REMEX_EINVAL,
+                                "git bundle '%s': version '%s' is not a commit SHA", name, version);
+        snprintf(p, sizeof(p), "%s/%s", x->git_dir, version);
     }
-    *fd = d;
+    if (bundle_hold_dir(p, fd) != REMEX_OK)
+        return remex_seterr(e, REMEX_ENOTFOUND,
+                            "bundle '%s': the %s of %s is gone (pruned): keep more versions "
+                            "(dag_processor.keep_versions)",
+                            name, x->git_dir ? "checkout" : "snapshot", version);
     return REMEX_OK;
 }
 
@@ -331,6 +419,7 @@ static remex_err walk_add(struct walk *w, const char *rel, const struct stat *st
     x->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
     x->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
     x->ino = (uint64_t)st->st_ino;
+    x->mode = (uint32_t)st->st_mode;
     f->n++;
     return REMEX_OK;
 }
@@ -523,4 +612,343 @@ void bundle_files_free(struct bundle_files *f)
         free(f->v[i].rel);
     free(f->v);
     memset(f, 0, sizeof(*f));
+}
+
+/* ---- snapshots of local bundles ---- */
+
+/* Creates the folders of rel inside root (rel's last component excluded). */
+static int mkdirs_in(const char *root, const char *rel)
+{
+    char p[PATH_MAX];
+    int n = snprintf(p, sizeof(p), "%s/%s", root, rel);
+    if (n < 0 || (size_t)n >= sizeof(p))
+        return -1;
+    return fsutil_mkdir_parents(p, 0700);
+}
+
+/* Copies src to dst (created, mode) while hashing it; the content must hash to want. */
+static remex_err copy_checked(EVP_MD_CTX *ctx, const char *src, const char *dst, mode_t mode,
+                              const struct bundle_file *want, struct remex_error *e)
+{
+    unsigned char chunk[65536], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[HASH_SHA256_HEX];
+    uint64_t total = 0;
+    ssize_t r;
+    remex_err rc = REMEX_OK;
+    int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (in < 0)
+        return remex_errno(e, REMEX_EAGAIN, "%s", src);
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        close(in);
+        return remex_errno(e, REMEX_EIO, "%s", dst);
+    }
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    while (rc == REMEX_OK && (r = read(in, chunk, sizeof(chunk))) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            rc = remex_errno(e, REMEX_EIO, "%s", src);
+        else if ((total += (uint64_t)r) > want->size)
+            rc = remex_seterr(e, REMEX_EAGAIN, "%s: changed while it was copied", src);
+        else if (fsutil_write_all(out, chunk, (size_t)r) != 0)
+            rc = remex_errno(e, REMEX_EIO, "%s", dst);
+        else
+            EVP_DigestUpdate(ctx, chunk, (size_t)r);
+    }
+    close(in);
+    if (rc == REMEX_OK && (fchmod(out, mode) != 0 || close(out) != 0))
+        return remex_errno(e, REMEX_EIO, "%s", dst);
+    if (rc != REMEX_OK) {
+        close(out);
+        return rc;
+    }
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    hash_hex(md, mdlen < HASH_SHA256_LEN ? mdlen : HASH_SHA256_LEN, hex);
+    if (total != want->size || strcmp(hex, want->sha256) != 0)
+        return remex_seterr(e, REMEX_EAGAIN, "%s: changed while it was copied", src);
+    return REMEX_OK;
+}
+
+/* Read-only and private like the rest of the state_dir: owner r, x kept, nothing else. */
+static mode_t ro_mode(uint32_t m)
+{
+    return (m & S_IXUSR) ? 0500 : 0400;
+}
+
+/* Links rel from the previous snapshot when it holds the same content and mode. */
+static int link_prev(const struct bundle *x, const struct bundle_file *f, const char *dst)
+{
+    char src[PATH_MAX];
+    long i = x->snap_prev_hex[0] ? bundle_files_find(&x->snap_prev, f->rel) : -1;
+    if (i < 0 || strcmp(x->snap_prev.v[i].sha256, f->sha256) != 0 ||
+        ro_mode(x->snap_prev.v[i].mode) != ro_mode(f->mode))
+        return -1;
+    int n = snprintf(src, sizeof(src), "%s/%s/%s", x->snap_dir, x->snap_prev_hex, f->rel);
+    return n > 0 && (size_t)n < sizeof(src) ? link(src, dst) : -1;
+}
+
+static int ro_dir(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        chmod(path, 0500);
+    return 0;
+}
+
+static int rw_dir(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag == FTW_D && (st->st_mode & 0700) != 0700)
+        chmod(path, 0700);
+    return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0; /* best effort: go on with the rest */
+}
+
+void bundle_remove_tree(const char *path)
+{
+    nftw(path, rw_dir, 16, FTW_PHYS); /* read-only snapshot folders first become writable */
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Copies the files of scan f (of x's folder) into tmp, each checked against its hash. */
+static remex_err fill_snapshot(struct bundle *x, const struct bundle_files *f, const char *tmp,
+                               size_t *linked, struct remex_error *e)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+    remex_err rc = REMEX_OK;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    for (size_t i = 0; i < f->n && rc == REMEX_OK; i++) {
+        snprintf(src, sizeof(src), "%s/%s", x->path, f->v[i].rel);
+        if (snprintf(dst, sizeof(dst), "%s/%s", tmp, f->v[i].rel) >= (int)sizeof(dst) ||
+            mkdirs_in(tmp, f->v[i].rel) != 0)
+            rc = remex_errno(e, REMEX_EIO, "bundle '%s': snapshot %s", x->name, dst);
+        else if (link_prev(x, &f->v[i], dst) == 0)
+            (*linked)++;
+        else
+            rc = copy_checked(ctx, src, dst, ro_mode(f->v[i].mode), &f->v[i], e);
+    }
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/*
+ * Snapshot of x's folder at version into dst: the files are copied (or linked from the
+ * previous snapshot, which is never written to) into a temporary folder, each checked
+ * against the content hash of the scan that gave version, then made read-only and renamed
+ * into place. A file changed meanwhile fails it (REMEX_ECONFLICT).
+ */
+static remex_err make_snapshot(struct bundle *x, const char *version, const char *dst,
+                               struct remex_error *e)
+{
+    char tmp[PATH_MAX];
+    size_t linked = 0;
+    remex_err rc;
+    if (fsutil_mkdir_p(x->snap_dir, 0700) != 0)
+        return remex_errno(e, REMEX_EIO, "bundle '%s': %s", x->name, x->snap_dir);
+    snprintf(tmp, sizeof(tmp), "%s/.tmp-%s-%d", x->snap_dir, version + 7, (int)getpid());
+    bundle_remove_tree(tmp); /* a crashed try of this pid's predecessor */
+    if (mkdir(tmp, 0700) != 0)
+        return remex_errno(e, REMEX_EIO, "bundle '%s': %s", x->name, tmp);
+    rc = fill_snapshot(x, &x->last, tmp, &linked, e);
+    if (rc == REMEX_EAGAIN) {
+        char why[REMEX_ERRMSG_MAX];
+        snprintf(why, sizeof(why), "%s", e->msg);
+        rc = remex_seterr(e, REMEX_ECONFLICT,
+                          "bundle '%s' at version %s cannot be had: its folder %s changed "
+                          "while the snapshot was taken (%s)",
+                          x->name, version, x->path, why);
+    }
+    if (rc == REMEX_OK) {
+        nftw(tmp, ro_dir, 16, FTW_DEPTH | FTW_PHYS);
+        if (rename(tmp, dst) != 0 && errno != EEXIST && errno != ENOTEMPTY)
+            rc = remex_errno(e, REMEX_EIO, "bundle '%s': %s", x->name, dst);
+    }
+    struct stat st;
+    if (stat(tmp, &st) == 0)
+        bundle_remove_tree(tmp); /* failed, or another process made the same snapshot */
+    if (rc != REMEX_OK)
+        return rc;
+    /* The files of this snapshot: the next one links what did not change. */
+    struct bundle_files copy = {0};
+    if ((copy.v = calloc(x->last.n ? x->last.n : 1, sizeof(*copy.v))) != NULL) {
+        for (size_t i = 0; i < x->last.n; i++) {
+            copy.v[i] = x->last.v[i];
+            if ((copy.v[i].rel = strdup(x->last.v[i].rel)) == NULL)
+                break;
+            copy.n = i + 1;
+        }
+    }
+    bundle_files_free(&x->snap_prev);
+    x->snap_prev_hex[0] = '\0';
+    if (copy.v != NULL && copy.n == x->last.n) {
+        x->snap_prev = copy;
+        memcpy(x->snap_prev_hex, version + 7, HASH_SHA256_HEX);
+    } else {
+        bundle_files_free(&copy);
+    }
+    x->snap_made++;
+    x->snap_linked += linked;
+    return REMEX_OK;
+}
+
+remex_err bundle_snapshot(struct bundle_set *b, const char *name, char version[BUNDLE_VERSION_MAX],
+                          int *made, struct remex_error *e)
+{
+    struct bundle *x = find(b, name);
+    char p[PATH_MAX];
+    struct stat st;
+    remex_err rc;
+    *made = 0;
+    if (x == NULL || x->snap_dir == NULL)
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundle '%s' is no versioned local bundle with a state_dir", name);
+    if ((rc = rescan(x, version, e)) != REMEX_OK)
+        return rc;
+    if (snap_path(x, version, p, sizeof(p)) != 0)
+        return remex_seterr(e, REMEX_EINVAL, "bundle '%s': bad version %s", name, version);
+    if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+        return REMEX_OK;
+    if ((rc = make_snapshot(x, version, p, e)) == REMEX_OK)
+        *made = 1;
+    return rc;
+}
+
+const char *bundle_snapshot_dir(const struct bundle_set *b, const char *name)
+{
+    const struct bundle *x = find(b, name);
+    return x ? x->snap_dir : NULL;
+}
+
+void bundle_snapshot_counts(const struct bundle_set *b, const char *name, size_t *made,
+                            size_t *linked)
+{
+    const struct bundle *x = find(b, name);
+    *made = x ? x->snap_made : 0;
+    *linked = x ? x->snap_linked : 0;
+}
+
+/* ---- pruning (git checkouts and local snapshots) ---- */
+
+/* A version folder's name: 40 hex (a commit) or 64 hex (a local content version). */
+static int version_name(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return 0;
+    return n == 40 || n == 64;
+}
+
+/* One version folder found by bundle_prune_dir. */
+struct vdir {
+    char name[HASH_SHA256_HEX];
+    int64_t mtime_ns;
+};
+
+static int newest_first(const void *a, const void *b)
+{
+    int64_t x = ((const struct vdir *)a)->mtime_ns, y = ((const struct vdir *)b)->mtime_ns;
+    return x < y   ? 1
+           : x > y ? -1
+                   : strcmp(((const struct vdir *)a)->name, ((const struct vdir *)b)->name);
+}
+
+/* Removes dir/name unless someone holds it; 1 removed, 0 held, -1 failed. */
+static int prune_one(const char *dir, const char *name)
+{
+    char path[PATH_MAX], gone[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(gone, sizeof(gone), "%s/.prune-%s-%d", dir, name, (int)getpid());
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return 0;
+    }
+    int rc = rename(path, gone) == 0 ? 1 : -1;
+    close(fd);
+    if (rc == 1)
+        bundle_remove_tree(gone);
+    return rc;
+}
+
+/* A ".tmp-…-PID" or ".prune-…-PID" folder left by a process that is gone (it crashed
+ * half-way): 1 when it may be removed. */
+static int stale_work_dir(const char *name)
+{
+    const char *dash = strrchr(name, '-');
+    char *end = NULL;
+    if ((strncmp(name, ".tmp-", 5) != 0 && strncmp(name, ".prune-", 7) != 0) || dash == NULL)
+        return 0;
+    long pid = strtol(dash + 1, &end, 10);
+    if (end == dash + 1 || *end != '\0' || pid <= 0 || pid > INT_MAX)
+        return 0;
+    return pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+size_t bundle_prune_dir(const char *dir, size_t keep, const char *const *spare, size_t n,
+                        size_t *held)
+{
+    DIR *d = opendir(dir);
+    struct vdir *v = NULL;
+    size_t nv = 0, cap = 0, removed = 0;
+    struct dirent *de;
+    *held = 0;
+    if (d == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        if (stale_work_dir(de->d_name)) {
+            char p[PATH_MAX];
+            snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+            bundle_remove_tree(p);
+            continue;
+        }
+        if (!version_name(de->d_name) || fstatat(dirfd(d), de->d_name, &st, 0) != 0 ||
+            !S_ISDIR(st.st_mode))
+            continue;
+        if (nv == cap) {
+            struct vdir *nvp = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+            if (nvp == NULL)
+                break;
+            v = nvp;
+        }
+        snprintf(v[nv].name, sizeof(v[nv].name), "%s", de->d_name);
+        v[nv++].mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    }
+    closedir(d);
+    if (nv > 1)
+        qsort(v, nv, sizeof(*v), newest_first);
+    for (size_t i = keep; i < nv; i++) {
+        int spared = 0;
+        for (size_t j = 0; j < n && !spared; j++)
+            spared = spare[j] &&
+                     (strcmp(spare[j], v[i].name) == 0 || (strncmp(spare[j], "sha256:", 7) == 0 &&
+                                                           strcmp(spare[j] + 7, v[i].name) == 0));
+        if (spared)
+            continue;
+        int r = prune_one(dir, v[i].name);
+        if (r == 1)
+            removed++;
+        else if (r == 0)
+            (*held)++;
+    }
+    free(v);
+    return removed;
 }

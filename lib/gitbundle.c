@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "remex/bundle.h"
 #include "remex/fsutil.h"
 #include "remex/knownhosts.h"
 
@@ -47,6 +48,7 @@ void gitbundle_safe_url(const char *url, char *out, size_t outsz)
  * fails at once. */
 struct cred {
     const struct gitbundle_opts *o;
+    int cancelled;
     int tries;
     int refused;     /* credentials refused, or none to give */
     int ssh;         /* the credential asked for was an SSH key */
@@ -245,6 +247,41 @@ static int resolve(git_repository *repo, const char *ref, git_oid *oid)
     return 0;
 }
 
+/* Stops a fetch once o->cancel is set. */
+static int progress_cb(const git_indexer_progress *st, void *payload)
+{
+    struct cred *c = payload;
+    (void)st;
+    if (c->o->cancel && __atomic_load_n(c->o->cancel, __ATOMIC_RELAXED)) {
+        c->cancelled = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* The cache's lock (dir/.lock, held exclusively) or -1 with e set. */
+static int lock_cache(const struct gitbundle_opts *o, struct remex_error *e)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/.lock", o->dir);
+    if (fsutil_mkdir_p(o->dir, 0700) != 0) {
+        remex_errno(e, REMEX_EIO, "bundle '%s': %s", o->name, o->dir);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        remex_errno(e, REMEX_EIO, "bundle '%s': %s", o->name, path);
+        return -1;
+    }
+    while (flock(fd, LOCK_EX) != 0)
+        if (errno != EINTR) {
+            remex_errno(e, REMEX_EIO, "bundle '%s': lock %s", o->name, path);
+            close(fd);
+            return -1;
+        }
+    return fd;
+}
+
 static remex_err do_fetch(const struct gitbundle_opts *o, git_repository *repo,
                           struct remex_error *e)
 {
@@ -256,6 +293,7 @@ static remex_err do_fetch(const struct gitbundle_opts *o, git_repository *repo,
     git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
     fo.callbacks.credentials = cred_cb;
     fo.callbacks.certificate_check = cert_cb;
+    fo.callbacks.transfer_progress = progress_cb;
     fo.callbacks.payload = &c;
     fo.prune = GIT_FETCH_PRUNE;
     fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
@@ -269,6 +307,9 @@ static remex_err do_fetch(const struct gitbundle_opts *o, git_repository *repo,
         return git_fail(o, NULL, "bad repository URL", e);
     int rc = git_remote_fetch(remote, &rs, &fo, "remex fetch");
     git_remote_free(remote);
+    if (rc != 0 && c.cancelled)
+        return remex_seterr(e, REMEX_ECLOSED, "bundle '%s': fetch stopped (shutting down)",
+                            o->name);
     return rc == 0 ? REMEX_OK : git_fail(o, &c, "cannot fetch", e);
 }
 
@@ -279,9 +320,13 @@ remex_err gitbundle_fetch(const struct gitbundle_opts *o, char sha[GITBUNDLE_SHA
     const char *ref = o->ref && *o->ref ? o->ref : "main";
     git_oid oid;
     remex_err rc;
+    int lk = lock_cache(o, e);
+    if (lk < 0)
+        return e->code;
     git_libgit2_init();
     if ((rc = open_cache(o, &repo, e)) != REMEX_OK) {
         git_libgit2_shutdown();
+        close(lk);
         return rc;
     }
     /* A pinned commit already in the cache needs no network. */
@@ -290,15 +335,23 @@ remex_err gitbundle_fetch(const struct gitbundle_opts *o, char sha[GITBUNDLE_SHA
         if (rc == REMEX_OK && resolve(repo, ref, &oid) != 0) {
             char url[1024];
             gitbundle_safe_url(o->url, url, sizeof(url));
-            rc = remex_seterr(e, REMEX_ENOTFOUND,
-                              "bundle '%s': tracking_ref '%s' is no branch, tag or commit of %s",
-                              o->name, ref, url);
+            if (gitbundle_is_sha(ref))
+                rc = remex_seterr(e, REMEX_ENOTFOUND,
+                                  "bundle '%s': commit %s is on no branch or tag of %s (was it "
+                                  "force-pushed away?)",
+                                  o->name, ref, url);
+            else
+                rc = remex_seterr(e, REMEX_ENOTFOUND,
+                                  "bundle '%s': tracking_ref '%s' is no branch, tag or commit "
+                                  "of %s",
+                                  o->name, ref, url);
         }
     }
     if (rc == REMEX_OK)
         git_oid_tostr(sha, GITBUNDLE_SHA_HEX, &oid);
     git_repository_free(repo);
     git_libgit2_shutdown();
+    close(lk);
     return rc;
 }
 
@@ -356,6 +409,13 @@ remex_err gitbundle_checkout(const struct gitbundle_opts *o, const char *sha, ch
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return REMEX_OK;
     snprintf(tmp, sizeof(tmp), "%s/.tmp-%s-%d", o->dir, sha, (int)getpid());
+    int lk = lock_cache(o, e);
+    if (lk < 0)
+        return e->code;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* made while this call waited */
+        close(lk);
+        return REMEX_OK;
+    }
     git_libgit2_init();
     if ((rc = open_cache(o, &repo, e)) == REMEX_OK) {
         rc = checkout_into(o, repo, sha, tmp, e);
@@ -366,82 +426,12 @@ remex_err gitbundle_checkout(const struct gitbundle_opts *o, const char *sha, ch
     }
     git_repository_free(repo);
     git_libgit2_shutdown();
-    return rc;
-}
-
-/* One checkout folder found by gitbundle_prune. */
-struct co {
-    char sha[GITBUNDLE_SHA_HEX];
-    int64_t mtime_ns;
-};
-
-static int newest_first(const void *a, const void *b)
-{
-    int64_t x = ((const struct co *)a)->mtime_ns, y = ((const struct co *)b)->mtime_ns;
-    return x < y   ? 1
-           : x > y ? -1
-                   : strcmp(((const struct co *)a)->sha, ((const struct co *)b)->sha);
-}
-
-/* Removes dir/sha unless someone holds it; 1 removed, 0 held, -1 failed. */
-static int prune_one(const char *dir, const char *sha)
-{
-    char path[PATH_MAX], gone[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", dir, sha);
-    snprintf(gone, sizeof(gone), "%s/.prune-%s-%d", dir, sha, (int)getpid());
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        close(fd);
-        return 0;
-    }
-    int rc = rename(path, gone) == 0 ? 1 : -1;
-    close(fd);
-    if (rc == 1)
-        remove_tree(gone);
+    close(lk);
     return rc;
 }
 
 size_t gitbundle_prune(const char *dir, size_t keep, const char *const *spare, size_t n,
                        size_t *held)
 {
-    DIR *d = opendir(dir);
-    struct co *v = NULL;
-    size_t nv = 0, cap = 0, removed = 0;
-    struct dirent *de;
-    *held = 0;
-    if (d == NULL)
-        return 0;
-    while ((de = readdir(d)) != NULL) {
-        struct stat st;
-        if (!gitbundle_is_sha(de->d_name) || fstatat(dirfd(d), de->d_name, &st, 0) != 0 ||
-            !S_ISDIR(st.st_mode))
-            continue;
-        if (nv == cap) {
-            struct co *nvp = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
-            if (nvp == NULL)
-                break;
-            v = nvp;
-        }
-        memcpy(v[nv].sha, de->d_name, GITBUNDLE_SHA_HEX);
-        v[nv++].mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-    }
-    closedir(d);
-    if (nv > 1)
-        qsort(v, nv, sizeof(*v), newest_first);
-    for (size_t i = keep; i < nv; i++) {
-        int spared = 0;
-        for (size_t j = 0; j < n && !spared; j++)
-            spared = spare[j] && strcmp(spare[j], v[i].sha) == 0;
-        if (spared)
-            continue;
-        int r = prune_one(dir, v[i].sha);
-        if (r == 1)
-            removed++;
-        else if (r == 0)
-            (*held)++;
-    }
-    free(v);
-    return removed;
+    return bundle_prune_dir(dir, keep, spare, n, held);
 }

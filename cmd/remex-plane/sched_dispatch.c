@@ -673,7 +673,7 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
                "iitNNt", ti, try_no, r->state, ec, sig, r->log_uri);
     }
     if (strcmp(r->state, "failed") == 0) {
-        char why[128];
+        char why[1025]; /* the reason whole, as accepted (up to 1024 bytes) */
         int64_t cms = sq_int(p, -1, "SELECT cancel_ms FROM task_instances WHERE id = ?1", "i", ti);
         if (cms >= 0)
             snprintf(why, sizeof(why), "execution_timeout");

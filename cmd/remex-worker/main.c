@@ -326,6 +326,7 @@ static void role_stop_now_hook(struct role *r)
         log_warn("stopping running tasks now");
         w->drain_forced = 1;
         task_stop_all(w, "worker shutdown");
+        bundles_cancel(w); /* a fetch in transfer stops; its tries fail as shut down */
     }
     check_done(w);
 }
@@ -414,6 +415,7 @@ static void worker_metrics(void *ud, struct buf *out)
     promtext_sample(out, "remex_worker_slots", busy, 1, (double)w->running);
     promtext_sample(out, "remex_worker_slots", idle, 1,
                     (double)(w->slots > w->running ? w->slots - w->running : 0));
+    bundles_metrics(w, out);
 }
 
 /* Opens everything the worker needs; returns an exit code, or -1 to run. */
@@ -498,6 +500,10 @@ static int setup(struct worker *w)
         log_error("%s", e.msg);
         return REMEX_EXIT_FAIL;
     }
+    if (bundles_start(w, &e) != REMEX_OK) {
+        log_error("%s", e.msg);
+        return REMEX_EXIT_FAIL;
+    }
     return -1;
 }
 
@@ -542,6 +548,7 @@ static void role_stop_hook(struct role *r)
     if (w->cap_timer)
         evloop_timer_cancel(w->loop, w->cap_timer);
     spawner_stop(w);
+    bundles_stop(w);
     storeio_stop(w);
     task_free_all(w);
     tasklog_expiry_free(w);

@@ -1,7 +1,7 @@
 /*
  * Task instances: from an offer to the final report.
  *
- * offer -> decode + prepare (argv, env, cwd, limits; errors are kept and
+ * offer -> decode + prepare (argv, env, limits; errors are kept and
  * reported after start) -> start call -> spawn (own session and process
  * group, clean fd table, explicit env, stdout+stderr into one pipe read by
  * the loop) -> exit (SIGCHLD, reaped with WNOHANG) and output EOF -> report.
@@ -299,27 +299,6 @@ static void build_limits(struct wtask *t, json_t *task)
                                                                : (int64_t)(to * 1000);
 }
 
-static void resolve_bundle(struct wtask *t)
-{
-    json_t *b = json_object_get(t->asg, "bundle");
-    const char *name = json_string_value(json_object_get(b, "name"));
-    const char *version = json_string_value(json_object_get(b, "version"));
-    const char *path = NULL;
-    struct remex_error e;
-    if (!t->w->bundles || !name) {
-        set_prep_error(t, "bundle '%s' is not configured on this worker", name ? name : "");
-        return;
-    }
-    /* The task runs in its bundle at the version its DAG was scheduled with, or not at all. */
-    if (bundle_path(t->w->bundles, name, version && *version ? version : NULL, &path, &e) !=
-            REMEX_OK ||
-        bundle_hold(t->w->bundles, name, version, &t->bundle_fd, &e) != REMEX_OK) {
-        set_prep_error(t, "%s", e.msg);
-        return;
-    }
-    t->cwd = strdup(path);
-}
-
 static long long epoch_s(const char *s)
 {
     int64_t ms = 0;
@@ -356,7 +335,6 @@ static void prepare(struct wtask *t, json_t *task, const char *ld)
         !json_is_array(json_object_get(task, "command")) &&
         !json_is_string(json_object_get(task, "shell")))
         set_prep_error(t, "task is a deferrable sensor; a triggerer runs it, not a worker");
-    resolve_bundle(t);
     build_argv(t, task, &vars);
     build_env(t, task, &vars, ld);
     build_limits(t, task);
@@ -830,6 +808,10 @@ static void task_started(struct wtask *t)
 {
     struct worker *w = t->w;
     struct remex_error e;
+    /* The task runs in its bundle at the version its DAG was scheduled with, or not at all:
+     * the bundle thread finds (or fetches) that version, then calls this again. */
+    if (bundles_resolve(t, task_started))
+        return;
     t->phase = WT_RUNNING;
     if (w->r->once)
         w->once_taken = 1;

@@ -18,6 +18,8 @@
  *   tasklog.c   per-try log file: line splitting, timestamps, masking, size cap
  *   tasksock.c  the task sockets (remex-task protocol, docs/task-protocol.md), pooled
  *   spawner.c   spawner threads: proc_spawn off the loop
+ *   bundles.c   the bundle thread: each task's folder at its bundle version (git fetch and
+ *               checkout, local snapshots), off the loop
  *
  * The task path reads in one direction, main.c -> task.c -> (tasklog.c,
  * tasksock.c, spawner.c, memlimit.c, lib api): task.c hands control back to
@@ -52,6 +54,7 @@ struct bundle_set;
 struct spawner;
 struct rolehttp;
 struct storeio;
+struct bundles;
 
 enum wtask_phase {
     WT_STARTING = 0, /* start call in flight */
@@ -140,11 +143,12 @@ struct worker {
     struct storeio *storeio;       /* storeio.c: object-store transfers off the loop */
     struct log_expiry *log_expiry; /* tasklog.c: uploaded local logs to remove, oldest first */
     uint64_t log_expiry_timer;
-    struct bundle_set *bundles;
-    const char *memlimit_mech; /* "cgroup2", "cgroup1" or "rlimit-as" */
-    char cg_parent[4096];      /* parent of task cgroups; "" with rlimit-as */
-    struct proc_cgroup cg_own; /* cgroup1: the worker's own parent (removed at exit) */
-    struct cg_retry *cg_retry; /* memlimit.c: task cgroups whose removal is retried */
+    struct bundle_set *bundles; /* owned by the bundle thread (bundles.c) once it runs */
+    struct bundles *bundlesq;   /* bundles.c, or NULL */
+    const char *memlimit_mech;  /* "cgroup2", "cgroup1" or "rlimit-as" */
+    char cg_parent[4096];       /* parent of task cgroups; "" with rlimit-as */
+    struct proc_cgroup cg_own;  /* cgroup1: the worker's own parent (removed at exit) */
+    struct cg_retry *cg_retry;  /* memlimit.c: task cgroups whose removal is retried */
     uint64_t cg_timer;
     char sock_dir[72];       /* task sockets (private 0700 folder) */
     int sock_dir_tmp;        /* 1: created by this process, removed at exit */
@@ -256,6 +260,23 @@ remex_err storeio_start(struct worker *w, struct remex_error *e);
 int storeio_submit(struct worker *w, struct store_job *j);
 /* Joins the thread, then runs the done callbacks of every job (unrun ones: REMEX_ECLOSED). */
 void storeio_stop(struct worker *w);
+
+/* ---- bundles.c ---- */
+/* Starts the bundle thread (and the periodic snapshots of versioned local bundles). */
+remex_err bundles_start(struct worker *w, struct remex_error *e);
+/*
+ * t's folder at its bundle version: 0 when there is nothing to wait for (t->cwd
+ * set, or t->prep_error set with the reason); 1 when a job of the bundle thread
+ * will set one of them, hold the version folder in t->bundle_fd and call cont(t)
+ * on the loop (t holds a pending reference meanwhile).
+ */
+int bundles_resolve(struct wtask *t, void (*cont)(struct wtask *t));
+/* Cancels a fetch in transfer (at libgit2's next progress callback) and every later one. */
+void bundles_cancel(struct worker *w);
+/* Stops the thread (a fetch in progress is cancelled); waiting tasks continue with the reason. */
+void bundles_stop(struct worker *w);
+/* The bundle thread's figures in Prometheus text. */
+void bundles_metrics(struct worker *w, struct buf *out);
 
 /* ---- spawner.c ---- */
 /* Starts the spawner threads (none: spawns stay on the loop). */

@@ -20,10 +20,21 @@
  * file problem of stat caches). The set keeps its last scan per bundle, so a
  * worker computes an unchanged bundle's version with stat calls only.
  *
+ * Snapshots: a versioned local bundle whose spec has a state_dir runs each
+ * task in a read-only snapshot of the version it was scheduled with,
+ * <state_dir>/bundles/<name>/<64 hex>/, taken while the folder held that
+ * version (bundle_snapshot, or bundle_path at first use). Files are copied and
+ * checked against the scan's content hashes; a file unchanged since the
+ * previous snapshot this set made is hard-linked from it (snapshots are never
+ * written to, so sharing their inodes is safe; the live folder's files are
+ * never linked, since an editor writing in place would change the snapshot).
+ * Without a state_dir the folder itself is used while it holds the version.
+ *
  * Git bundles (gitbundle.h): the version is a commit SHA and tasks run in
  * that commit's checkout, <state_dir>/bundles/<name>/<sha>/<subdir>, made by
- * the dag-processor before it syncs the version. bundle_path only looks the
- * checkout up (no network, no libgit2 here).
+ * the dag-processor before it syncs the version, or by the worker
+ * (gitbundle_fetch + gitbundle_checkout) when it is missing. bundle_path only
+ * looks the checkout up (no network, no libgit2 here).
  *
  * Not thread-safe: one set per thread.
  */
@@ -64,6 +75,7 @@ struct bundle_file {
     int64_t mtime_ns; /* st_mtim */
     int64_t ctime_ns; /* st_ctim */
     uint64_t ino;
+    uint32_t mode;                /* st_mode (snapshots keep the owner's execute bit) */
     int racy;                     /* changed within BUNDLE_RACY_NS of the scan: rehash next time */
     char sha256[HASH_SHA256_HEX]; /* content */
 };
@@ -94,21 +106,62 @@ const char *bundle_git_dir(const struct bundle_set *b, const char *name);
  * REMEX_ENOTFOUND for an unknown bundle; REMEX_ECONFLICT when the bundle is
  * versioned and its folder no longer holds `version` (the message names the
  * bundle, the version asked and the folder's current version); a scan error
- * otherwise (REMEX_EIO, REMEX_ETOOBIG). Git bundles: REMEX_EINVAL without a
- * commit SHA, REMEX_ENOTFOUND when that commit is not checked out here.
+ * otherwise (REMEX_EIO, REMEX_ETOOBIG). With snapshots (see above): the
+ * snapshot folder of version, made now when the folder holds version;
+ * REMEX_ECONFLICT naming both versions when there is no snapshot and the
+ * folder holds another; REMEX_EINVAL for a version that is no
+ * "sha256:<64 hex>". Git bundles: REMEX_EINVAL without a commit SHA,
+ * REMEX_ENOTFOUND when that commit is not checked out here.
  */
 remex_err bundle_path(struct bundle_set *b, const char *name, const char *version,
                       const char **path, struct remex_error *e);
 
 /*
- * Keeps the checkout of a git bundle's version from being pruned while a task
- * runs in it: *fd is the checkout folder opened (O_CLOEXEC) with a shared
- * flock(2), held until the caller closes it; gitbundle_prune never removes a
- * folder someone holds. Local bundles: *fd = -1 (nothing to hold).
- * REMEX_ENOTFOUND when the checkout is gone or being pruned.
+ * Keeps the checkout of a git bundle's version, or the snapshot of a local
+ * one's, from being pruned while a task runs in it: *fd is the folder opened
+ * (O_CLOEXEC) with a shared flock(2), held until the caller closes it;
+ * bundle_prune_dir never removes a folder someone holds. Local bundles without
+ * snapshots (`versioned: false`, no state_dir) and an empty local version:
+ * *fd = -1 (nothing to hold). REMEX_ENOTFOUND when the folder is gone or
+ * being pruned.
  */
 remex_err bundle_hold(const struct bundle_set *b, const char *name, const char *version, int *fd,
                       struct remex_error *e);
+
+/*
+ * Holds the version folder dir (a checkout or a snapshot) as bundle_hold does:
+ * *fd gets it with a shared flock; REMEX_ENOTFOUND (no message) when it is gone
+ * or being pruned.
+ */
+remex_err bundle_hold_dir(const char *dir, int *fd);
+
+/*
+ * Snapshot of versioned local bundle name at the folder's current version
+ * (written to version): made unless it exists (*made = 1 when made now).
+ * REMEX_EINVAL for a bundle without snapshots; REMEX_ECONFLICT when a file
+ * changed while it was copied (try again later); scan errors as bundle_version.
+ */
+remex_err bundle_snapshot(struct bundle_set *b, const char *name, char version[BUNDLE_VERSION_MAX],
+                          int *made, struct remex_error *e);
+/* Folder of the snapshots of name (<state_dir>/bundles/<name>, borrowed), or NULL. */
+const char *bundle_snapshot_dir(const struct bundle_set *b, const char *name);
+/* Snapshots this set made of name, and the files they linked from the previous one. */
+void bundle_snapshot_counts(const struct bundle_set *b, const char *name, size_t *made,
+                            size_t *linked);
+
+/*
+ * Removes the version folders of dir (40-hex commit checkouts and 64-hex local
+ * snapshots) beyond the newest keep (by folder mtime, the time it was made),
+ * never one named in spare (n names: a SHA, "sha256:<hex>" or <hex>) and
+ * never one a task holds (bundle_hold's shared flock: the pruner takes it
+ * exclusively, renames the folder away, then deletes it). Returns the number
+ * removed; *held counts those skipped because a task holds them. Work folders
+ * (".tmp-…-PID", ".prune-…-PID") of processes that no longer exist are removed too.
+ */
+size_t bundle_prune_dir(const char *dir, size_t keep, const char *const *spare, size_t n,
+                        size_t *held);
+/* Removes a folder tree (read-only folders in it included); never follows links. */
+void bundle_remove_tree(const char *path);
 
 /*
  * Content version of a local bundle: "sha256:<hex>" over, for each regular

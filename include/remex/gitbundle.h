@@ -17,9 +17,11 @@
  * never a token, key or passphrase.
  *
  * Every call blocks (network and disk): call them from a thread other than a
- * role's loop. Calls on one dir must not overlap within a process; the
- * checkout folders appear atomically (rename), so readers in other processes
- * see a checkout whole or not at all.
+ * role's loop. Fetches and checkouts of one dir are serialised by an
+ * exclusive flock(2) on dir/.lock, across threads and processes (the
+ * dag-processor and the worker of one agent share the cache); the checkout
+ * folders appear atomically (rename), so readers see a checkout whole or not
+ * at all.
  */
 #ifndef REMEX_GITBUNDLE_H
 #define REMEX_GITBUNDLE_H
@@ -42,6 +44,9 @@ struct gitbundle_opts {
     const struct cfg_secret *ssh_passphrase; /* of ssh_key, may be NULL */
     int ssh_agent;                           /* use ssh-agent (SSH_AUTH_SOCK) when no ssh_key */
     const char *known_hosts;                 /* NULL: $HOME/.ssh/known_hosts */
+    /* When set and *cancel becomes non-zero (another thread, __atomic), a fetch in
+     * progress stops with REMEX_ECLOSED. May be NULL. */
+    const int *cancel;
 };
 
 /* url without user info ("https://user:pw@host/x" -> "https://host/x"), for messages. */

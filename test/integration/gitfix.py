@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 
 import harness
 
@@ -59,8 +60,11 @@ class GitDaemon:
 class GitHttp:
     """git http-backend as CGI behind basic auth; counts the requests it refused."""
 
-    def __init__(self, srv, token):
+    def __init__(self, srv, token, delay=0.0):
+        """delay: seconds each authorised request waits first (a slow server, so that
+        tests can have several tasks wait for one fetch)."""
         self.refused = 0
+        self.served = 0
         backend = shutil.which("git-http-backend") or "/usr/lib/git-core/git-http-backend"
         fix = self
         want = "Basic " + base64.b64encode(b"remex:" + token.encode()).decode()
@@ -79,6 +83,9 @@ class GitHttp:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                fix.served += 1
+                if delay:
+                    time.sleep(delay)
                 path, _, query = self.path.partition("?")
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""

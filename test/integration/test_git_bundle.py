@@ -4,9 +4,11 @@ auth (http:// with a token), checks each commit out once, syncs it with a real
 plane at version = commit SHA; remex-worker runs each task in the checkout of
 the commit its DAG was scheduled with."""
 import os
+import re
 import signal
 import subprocess
 import unittest
+import urllib.request
 
 import gitfix
 import harness
@@ -233,6 +235,275 @@ class GitBundleTest(workerfix.WorkerCase):
         self.assertEqual(p.wait(60), 0, p.output())
         self.assertEqual(self.dag()["bundle"]["version"], sha1)
         agent.signal(signal.SIGTERM)
+
+
+TWO = """dag_id: g2
+schedule: null
+start_date: 2026-01-01
+tasks:
+  - task_id: t
+    command: [./run.sh]
+  - task_id: u
+    command: [./run.sh]
+"""
+
+RETRY = """dag_id: r
+schedule: null
+start_date: 2026-01-01
+tasks:
+  - task_id: t
+    command: [./run.sh]
+    retries: 1
+    retry_delay: 1s
+"""
+
+
+class WorkerFetchTest(GitBundleTest):
+    """A worker on another host: its state_dir has none of the dag-processor's checkouts,
+    so it fetches the commit each task was scheduled with itself (libgit2, on its bundle
+    thread), once for all the tasks that wait for it."""
+
+    def worker_cfg(self, url, token=None, listen=None):
+        tok = f", token: {{file: {token}}}" if token else ""
+        lst = f"  listen: 127.0.0.1:{listen}\n" if listen else ""
+        return self.write("worker.yaml", (
+            "plane:\n"
+            f"  url: {self.url}\n"
+            f"  token: {{file: {self.tok}}}\n"
+            f"state_dir: {self.tmp}/wstate\n"
+            "bundles:\n"
+            f"  - {{name: main, url: \"{url}\", tracking_ref: main, subdir: dags{tok}}}\n"
+            "worker:\n  name: w2\n  slots: 2\n" + lst +
+            f"  log_dir: {self.tmp}/logs\n  poll_wait: 10s\n"
+            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+
+    def metric(self, port, name):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+        self.assertIsNotNone(m, text)
+        return float(m.group(1))
+
+    def start(self, cfg):
+        w = self.spawn("worker", [self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
+        self.wait_registered(w)
+        return w
+
+    def test_worker_fetches_a_commit_it_never_saw_once_for_two_tasks(self):
+        d = gitfix.GitDaemon(self, self.repo.srv)
+        f = files("one")
+        f["dags/g2.yaml"] = (TWO, 0o644)
+        sha1 = self.repo.commit(f)
+        rc, out = self.once(self.cfg(d.url + "/repo.git"))
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.dag()["bundle"]["version"], sha1)
+        # The worker reads through a slow HTTP server with a token: both tasks of the run
+        # are offered while the one fetch runs.
+        token = "worker-token-" + "y" * 20
+        h = gitfix.GitHttp(self.repo.srv, token, delay=1.0)
+        self.addCleanup(h.close)
+        good = self.write("w.token", token + "\n", mode=0o600)
+        wstate = os.path.join(self.tmp, "wstate", "bundles", "main")
+        mport = harness.free_port()
+        w = self.start(self.worker_cfg(h.url + "/repo.git", token=good, listen=mport))
+        self.assertFalse(os.path.exists(os.path.join(wstate, sha1)))
+        run = self.trigger("g2")
+        b = self.wait_run("g2", run, timeout=60)
+        self.assertEqual(b["state"], "success", b)
+        self.logdir = os.path.join(self.tmp, "logs")
+        self.assertIn("one", self.task_log("g2", run, "t"))
+        self.assertIn("one", self.task_log("g2", run, "u"))
+        fetched = [ln for ln in w.output().splitlines() if "fetched commit" in ln]
+        self.assertEqual(len(fetched), 1, fetched)
+        self.assertIn(f"bundle 'main': fetched commit {sha1}", fetched[0])
+        self.assertIn("(2 tasks waited)", fetched[0])
+        self.assertEqual(self.metric(mport, "remex_worker_bundle_fetches_total"), 1)
+        self.assertEqual(self.metric(mport, "remex_worker_bundle_shared_waits_total"), 1)
+        self.assertEqual(self.metric(mport, "remex_worker_bundle_fetch_failures_total"), 0)
+        self.assertTrue(os.path.isdir(os.path.join(wstate, sha1, "dags")))
+        # The checkout is there now: the next run fetches nothing.
+        served = h.served
+        run = self.trigger("g")
+        self.assertEqual(self.wait_run("g", run)["state"], "success")
+        self.assertEqual(h.served, served)
+        self.assertEqual(len([ln for ln in w.output().splitlines() if "fetched commit" in ln]),
+                         1)
+        self.assertNotIn(token, w.output())
+        # A new commit: the next run executes the new code while the old checkout stays.
+        sha2 = self.repo.commit(files("two"))
+        rc, out = self.once(self.cfg(d.url + "/repo.git"))
+        self.assertEqual(rc, 0, out)
+        run = self.trigger("g")
+        self.assertEqual(self.wait_run("g", run, timeout=60)["state"], "success")
+        self.assertIn("two", self.task_log("g", run, "t"))
+        self.assertTrue(os.path.isdir(os.path.join(wstate, sha1)))
+        self.assertTrue(os.path.isdir(os.path.join(wstate, sha2)))
+
+    def test_unreachable_commit_fails_the_try_with_the_reason_and_retries(self):
+        d = gitfix.GitDaemon(self, self.repo.srv)
+        sha0 = self.repo.commit(files("zero"))
+        f = files("one")
+        f["dags/r.yaml"] = (RETRY, 0o644)
+        sha1 = self.repo.commit(f)
+        rc, out = self.once(self.cfg(d.url + "/repo.git"))
+        self.assertEqual(rc, 0, out)
+        # The branch is force-pushed back: the scheduled commit is on no branch any more.
+        gitfix.git("update-ref", "refs/heads/main", sha0, cwd=self.repo.bare)
+        w = self.start(self.worker_cfg(d.url + "/repo.git"))
+        run = self.trigger("r")
+        b = self.wait_run("r", run, timeout=60)
+        self.assertEqual(b["state"], "failed", b)
+        ti = self.tis(b)["t"]
+        self.assertEqual(ti["try_number"], 2)  # retried by its retry rules
+        self.assertIn(f"commit {sha1} of git bundle 'main' cannot be had", ti["reason"])
+        self.assertIn(f"is on no branch or tag of {d.url}/repo.git", ti["reason"])
+        tries = [ln for ln in w.output().splitlines() if "failed before exec: commit "
+                 f"{sha1} of git bundle 'main' cannot be had" in ln]
+        self.assertEqual(len(tries), 2, tries)  # each try fetched again and failed
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "wstate", "bundles", "main",
+                                                     sha1)))
+
+    def test_worker_stopped_during_a_fetch_fails_the_waiting_try(self):
+        d = gitfix.GitDaemon(self, self.repo.srv)
+        self.repo.commit(files("one"))
+        rc, out = self.once(self.cfg(d.url + "/repo.git"))
+        self.assertEqual(rc, 0, out)
+        token = "slow-token-" + "z" * 20
+        h = gitfix.GitHttp(self.repo.srv, token, delay=2.0)
+        self.addCleanup(h.close)
+        good = self.write("w.token", token + "\n", mode=0o600)
+        w = self.start(self.worker_cfg(h.url + "/repo.git", token=good))
+        run = self.trigger("g")
+        harness.wait_for(lambda: h.served >= 1, 20, 0.05, "the worker's fetch to start")
+        w.signal(signal.SIGTERM)  # drain: a try waiting for its fetch would be let finish
+        w.wait_output("draining", 10)
+        w.signal(signal.SIGTERM)  # the second one stops at once: the fetch is cancelled
+        self.assertEqual(w.wait(20), 0, w.output())
+        # The fetch ends (cancelled once data flows; here the server holds each answer 2 s),
+        # and the try fails instead of starting: its retry rules apply.
+        self.assertIn("ti 1 g.t try 1 failed before exec: worker shutdown (the fetch of commit",
+                      w.output())
+        self.assertNotIn("running as pid", w.output())
+        b = self.wait_run("g", run)
+        self.assertTrue(self.tis(b)["t"]["reason"].startswith("worker shutdown"), b)
+
+    def test_worker_fetch_with_a_wrong_token_is_clear(self):
+        d = gitfix.GitDaemon(self, self.repo.srv)
+        self.repo.commit(files("one"))
+        rc, out = self.once(self.cfg(d.url + "/repo.git"))
+        self.assertEqual(rc, 0, out)
+        h = gitfix.GitHttp(self.repo.srv, "the-right-token")
+        self.addCleanup(h.close)
+        bad = self.write("bad.token", "wrong-token-value\n", mode=0o600)
+        w = self.start(self.worker_cfg(h.url + "/repo.git", token=bad))
+        run = self.trigger("g")
+        b = self.wait_run("g", run, timeout=60)
+        self.assertEqual(b["state"], "failed", b)
+        reason = self.tis(b)["t"]["reason"]
+        self.assertIn(f"authentication failed for {h.url}/repo.git: check the token in {bad}",
+                      reason)
+        self.assertNotIn("wrong-token-value", reason + w.output())
+
+
+LOCAL_DAG = """dag_id: l
+schedule: null
+start_date: 2026-01-01
+tasks:
+  - task_id: t
+    command: [./run.sh]
+"""
+
+
+class LocalSnapshotTest(workerfix.WorkerCase):
+    """Local bundles: a task runs in a read-only snapshot of the version it was scheduled
+    with, taken by the worker while the folder held it."""
+
+    def setUp(self):
+        super().setUp()
+        self.start_plane()
+        self.tok = self.token_file(self.create_token()["value"], "dp.token")
+        self.state = os.path.join(self.tmp, "agentstate")
+        self.folder = os.path.join(self.tmp, "dags")
+        os.makedirs(self.folder)
+        self.logdir = os.path.join(self.tmp, "logs")
+        self.put_files("one")
+
+    def put_files(self, word):
+        with open(os.path.join(self.folder, "l.yaml"), "w") as f:
+            f.write(LOCAL_DAG)
+        p = os.path.join(self.folder, "run.sh")
+        with open(p, "w") as f:
+            f.write(f"#!/bin/sh\necho {word}\n")
+        os.chmod(p, 0o755)
+
+    def cfg(self, versioned=True):
+        v = "" if versioned else ", versioned: false"
+        return self.write("agent.yaml", (
+            "plane:\n"
+            f"  url: {self.url}\n"
+            f"  token: {{file: {self.tok}}}\n"
+            f"state_dir: {self.state}\n"
+            f"bundles:\n  - {{name: main, path: {self.folder}{v}}}\n"
+            "dag_processor:\n  refresh_interval: 1h\n"
+            "worker:\n  name: w1\n  slots: 2\n"
+            f"  log_dir: {self.logdir}\n  poll_wait: 10s\n"
+            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+
+    def sync(self, cfg):
+        p = self.spawn("dp", [self.bin("remex-dag-processor"), "-c", cfg, "--once"])
+        self.assertEqual(p.wait(60), 0, p.output())
+        st, b = self.req("GET", "/api/v1/admin/dags/l", None, self.admin)
+        self.assertEqual(st, 200, b)
+        return b["bundle"]["version"]
+
+    def run_l(self):
+        run = self.trigger("l")
+        b = self.wait_run("l", run, timeout=60)
+        ti = self.tis(b)["t"]
+        return b["state"], ti, (self.task_log("l", run, "t") if b["state"] == "success" else "")
+
+    def test_changed_folder_runs_the_snapshot_and_without_one_fails_naming_both(self):
+        cfg = self.cfg()
+        w = self.spawn("worker", [self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
+        self.wait_registered(w)
+        w.wait_output("snapshot of version sha256:", 20)
+        v1 = self.sync(cfg)
+        self.assertIn(f"snapshot of version {v1} taken", w.output())
+        snap = os.path.join(self.state, "bundles", "main", v1[len("sha256:"):])
+        self.assertTrue(os.path.isfile(os.path.join(snap, "run.sh")))
+        # The folder changes between scheduling and running: the task runs the snapshot.
+        self.put_files("two")
+        state, ti, log = self.run_l()
+        self.assertEqual(state, "success", ti)
+        self.assertIn("one", log)
+        self.assertNotIn("two", log)
+        # The plane takes the new version; the folder changes again before any task ran
+        # and before the worker looked: no snapshot of it, so the task fails naming both.
+        v2 = self.sync(cfg)
+        self.assertNotEqual(v1, v2)
+        self.put_files("three")
+        state, ti, _ = self.run_l()
+        self.assertEqual(state, "failed", ti)
+        v3 = self.sync(cfg)
+        self.assertIn(f"bundle 'main' at version {v2} cannot be had", ti["reason"])
+        self.assertIn(f"now holds version {v3}", ti["reason"])
+        # The folder holds the plane's version again: the task snapshots it at first use.
+        state, ti, log = self.run_l()
+        self.assertEqual(state, "success", ti)
+        self.assertIn("three", log)
+        self.assertTrue(os.path.isdir(os.path.join(self.state, "bundles", "main",
+                                                   v3[len("sha256:"):])))
+
+    def test_unversioned_runs_the_folder_as_it_is(self):
+        cfg = self.cfg(versioned=False)
+        w = self.spawn("worker", [self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
+        self.wait_registered(w)
+        self.sync(cfg)
+        self.put_files("two")
+        state, ti, log = self.run_l()
+        self.assertEqual(state, "success", ti)
+        self.assertIn("two", log)
+        self.assertFalse(os.path.exists(os.path.join(self.state, "bundles", "main")))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What the worker loads and starts besides its own code: only the libraries
-it calls (not the plane's SQLite, libmicrohttpd, libjwt, libgit2); gnutls
+it calls (not the plane's SQLite, libmicrohttpd, libjwt; libgit2 it calls: a
+worker fetches the git bundle commits it lacks itself, docs/bundles.md); gnutls
 (pulled in by Debian's libcurl through librtmp) must not run its global
 init; and the TLS start-up happens only for an https:// plane, where it must still verify: a worker
 that does not trust the plane's self-signed certificate is refused
@@ -23,7 +24,7 @@ class GnutlsInit(harness.TestCase):
                              timeout=30).stdout
         needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(\S+)\]", dyn)
         self.assertTrue(any(n.startswith("libcurl") for n in needed), needed)
-        for lib in ("libsqlite3", "libmicrohttpd", "libjwt", "libgit2"):
+        for lib in ("libsqlite3", "libmicrohttpd", "libjwt"):
             self.assertFalse([n for n in needed if n.startswith(lib)], needed)
 
     def test_gnutls_constructor_sees_the_workers_skip(self):

@@ -363,6 +363,153 @@ static void test_version_tracks_content(void **state)
     bundle_set_free(s);
 }
 
+static void slurp(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t k = fread(out, 1, n - 1, f);
+    out[k] = '\0';
+    fclose(f);
+}
+
+/* A versioned local bundle with a state_dir runs each task in a read-only snapshot of the
+ * version it was scheduled with, even after the folder changed (the bug was: the folder as
+ * it is now, or a failure). */
+static void test_snapshot_keeps_the_scheduled_version(void **state)
+{
+    (void)state;
+    char sd[128], v1[BUNDLE_VERSION_MAX], v2[BUNDLE_VERSION_MAX], f[512], text[64], exe[160];
+    struct stat st, st2;
+    snprintf(sd, sizeof(sd), "%s/state", dir);
+    snprintf(exe, sizeof(exe), "%s/run.sh", a);
+    chmod(exe, 0755);
+    struct bundle_spec specs[] = {{.name = "main", .path = a, .state_dir = sd}};
+    struct bundle_set *s = NULL;
+    struct remex_error e;
+    const char *p = NULL;
+    int made = 0, fd = -1;
+    size_t nmade, linked;
+    assert_int_equal(bundle_set_new(specs, 1, &s, &e), REMEX_OK);
+    assert_int_equal(bundle_snapshot(s, "main", v1, &made, &e), REMEX_OK);
+    assert_int_equal(made, 1);
+    assert_int_equal(bundle_snapshot(s, "main", v1, &made, &e), REMEX_OK);
+    assert_int_equal(made, 0); /* already there */
+    put(a, "run.sh", "echo changed\n");
+    assert_int_equal(bundle_path(s, "main", v1, &p, &e), REMEX_OK);
+    snprintf(f, sizeof(f), "%s/bundles/main/%s", sd, v1 + 7);
+    assert_string_equal(p, f);
+    snprintf(f, sizeof(f), "%s/run.sh", p);
+    slurp(f, text, sizeof(text));
+    assert_string_equal(text, "echo hi\n");
+    /* Read-only, the execute bit kept. */
+    assert_int_equal(stat(f, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0500);
+    snprintf(f, sizeof(f), "%s/dags/etl.yaml", p);
+    assert_int_equal(stat(f, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0400);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0500);
+    assert_int_equal(bundle_hold(s, "main", v1, &fd, &e), REMEX_OK);
+    assert_true(fd >= 0);
+    close(fd);
+    /* The new version is snapshotted at first use; the unchanged file is linked from the
+     * previous snapshot (same inode), the changed one copied. */
+    assert_int_equal(bundle_version(s, "main", v2, &e), REMEX_OK);
+    assert_string_not_equal(v1, v2);
+    assert_int_equal(bundle_path(s, "main", v2, &p, &e), REMEX_OK);
+    snprintf(f, sizeof(f), "%s/run.sh", p);
+    slurp(f, text, sizeof(text));
+    assert_string_equal(text, "echo changed\n");
+    snprintf(f, sizeof(f), "%s/dags/etl.yaml", p);
+    assert_int_equal(stat(f, &st), 0);
+    snprintf(f, sizeof(f), "%s/bundles/main/%s/dags/etl.yaml", sd, v1 + 7);
+    assert_int_equal(stat(f, &st2), 0);
+    assert_int_equal(st.st_ino, st2.st_ino);
+    bundle_snapshot_counts(s, "main", &nmade, &linked);
+    assert_int_equal(nmade, 2);
+    assert_int_equal(linked, 1);
+    bundle_set_free(s);
+}
+
+/* No snapshot of the scheduled version and the folder changed: the reason names both. */
+static void test_snapshot_missing_names_both_versions(void **state)
+{
+    (void)state;
+    char sd[128], v1[BUNDLE_VERSION_MAX], v2[BUNDLE_VERSION_MAX];
+    snprintf(sd, sizeof(sd), "%s/state", dir);
+    struct bundle_spec specs[] = {{.name = "main", .path = a, .state_dir = sd},
+                                  {.name = "loose", .path = a, .unversioned = 1, .state_dir = sd}};
+    struct bundle_set *s = NULL;
+    struct remex_error e;
+    const char *p = NULL;
+    int fd = 7;
+    assert_int_equal(bundle_set_new(specs, 2, &s, &e), REMEX_OK);
+    assert_int_equal(bundle_version(s, "main", v1, &e), REMEX_OK);
+    put(a, "run.sh", "echo other\n");
+    assert_int_equal(bundle_version(s, "main", v2, &e), REMEX_OK);
+    assert_int_equal(bundle_path(s, "main", v1, &p, &e), REMEX_ECONFLICT);
+    assert_non_null(strstr(e.msg, "bundle 'main' at version"));
+    assert_non_null(strstr(e.msg, v1));
+    assert_non_null(strstr(e.msg, v2));
+    assert_non_null(strstr(e.msg, "no snapshot"));
+    assert_int_equal(bundle_path(s, "main", "sha256:zz", &p, &e), REMEX_EINVAL);
+    assert_non_null(strstr(e.msg, "not a local bundle version"));
+    /* versioned: false runs in the folder as it is and takes no snapshot. */
+    assert_int_equal(bundle_path(s, "loose", v1, &p, &e), REMEX_OK);
+    assert_string_equal(p, a);
+    assert_int_equal(bundle_hold(s, "loose", v1, &fd, &e), REMEX_OK);
+    assert_int_equal(fd, -1);
+    assert_null(bundle_snapshot_dir(s, "loose"));
+    bundle_set_free(s);
+}
+
+/* Snapshots are pruned like checkouts: newest K kept, never one a task holds; read-only trees
+ * are removed whole. */
+static void test_snapshot_prune(void **state)
+{
+    (void)state;
+    char sd[128], v[3][BUNDLE_VERSION_MAX], path[512];
+    snprintf(sd, sizeof(sd), "%s/state", dir);
+    struct bundle_spec specs[] = {{.name = "main", .path = a, .state_dir = sd}};
+    struct bundle_set *s = NULL;
+    struct remex_error e;
+    int made = 0, fd = -1;
+    size_t held = 9;
+    struct stat st;
+    assert_int_equal(bundle_set_new(specs, 1, &s, &e), REMEX_OK);
+    const char *texts[] = {"echo 1\n", "echo 2\n", "echo 3\n"};
+    for (int i = 0; i < 3; i++) {
+        put(a, "run.sh", texts[i]);
+        assert_int_equal(bundle_snapshot(s, "main", v[i], &made, &e), REMEX_OK);
+        assert_int_equal(made, 1);
+        snprintf(path, sizeof(path), "%s/%s", bundle_snapshot_dir(s, "main"), v[i] + 7);
+        struct timespec ts[2] = {{.tv_sec = 1000 + i}, {.tv_sec = 1000 + i}};
+        utimensat(AT_FDCWD, path, ts, 0);
+    }
+    assert_int_equal(bundle_hold(s, "main", v[0], &fd, &e), REMEX_OK);
+    /* A crashed snapshot's work folder (no such pid) goes; this process's own stays. */
+    char stale[600], mine[600];
+    snprintf(stale, sizeof(stale), "%s/.tmp-abc-%d", bundle_snapshot_dir(s, "main"), INT32_MAX);
+    snprintf(mine, sizeof(mine), "%s/.tmp-abc-%d", bundle_snapshot_dir(s, "main"), (int)getpid());
+    assert_int_equal(mkdir(stale, 0500), 0);
+    assert_int_equal(mkdir(mine, 0700), 0);
+    assert_int_equal(bundle_prune_dir(bundle_snapshot_dir(s, "main"), 1, NULL, 0, &held), 1);
+    assert_int_not_equal(stat(stale, &st), 0);
+    assert_int_equal(stat(mine, &st), 0);
+    assert_int_equal(held, 1);
+    snprintf(path, sizeof(path), "%s/%s", bundle_snapshot_dir(s, "main"), v[1] + 7);
+    assert_int_not_equal(stat(path, &st), 0);
+    close(fd);
+    const char *spare[] = {v[0]}; /* "sha256:<hex>" names the folder <hex> */
+    assert_int_equal(bundle_prune_dir(bundle_snapshot_dir(s, "main"), 1, spare, 1, &held), 0);
+    assert_int_equal(bundle_prune_dir(bundle_snapshot_dir(s, "main"), 1, NULL, 0, &held), 1);
+    snprintf(path, sizeof(path), "%s/%s", bundle_snapshot_dir(s, "main"), v[0] + 7);
+    assert_int_not_equal(stat(path, &st), 0);
+    assert_int_equal(bundle_hold(s, "main", v[0], &fd, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "snapshot of"));
+    bundle_set_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +522,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_specs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_tracks_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_depth_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_keeps_the_scheduled_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_missing_names_both_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_prune, setup, teardown),
     };
     return cmocka_run_group_tests_name("bundle", tests, NULL, NULL);
 }

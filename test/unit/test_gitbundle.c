@@ -140,11 +140,49 @@ static void test_errors_name_the_url(void **state)
     assert_false(gitbundle_is_sha("abc"));
 }
 
+/* The worker's fetch of one commit into an empty cache: a commit on a side branch is had;
+ * a commit on no branch or tag fails with the reason; a cancelled fetch stops. */
+static void test_fetch_one_commit(void **state)
+{
+    (void)state;
+    char sha1[64], side[64], lost[64], got[GITBUNDLE_SHA_HEX], path[512], file[600], text[64];
+    struct remex_error e;
+    commit("a.yaml", "one\n");
+    git_out("rev-parse HEAD", sha1, sizeof(sha1));
+    sh("git -C '%s' checkout -qb side", repo);
+    commit("a.yaml", "side\n");
+    git_out("rev-parse HEAD", side, sizeof(side));
+    commit("a.yaml", "lost\n");
+    git_out("rev-parse HEAD", lost, sizeof(lost));
+    sh("git -C '%s' reset -q --hard HEAD~1 && git -C '%s' checkout -q main", repo, repo);
+    struct gitbundle_opts o = {.name = "main", .url = url, .ref = side, .dir = cache};
+    assert_int_equal(gitbundle_fetch(&o, got, &e), REMEX_OK);
+    assert_string_equal(got, side);
+    assert_int_equal(gitbundle_checkout(&o, side, path, sizeof(path), &e), REMEX_OK);
+    snprintf(file, sizeof(file), "%s/a.yaml", path);
+    read_file(file, text, sizeof(text));
+    assert_string_equal(text, "side\n");
+    o.ref = lost;
+    assert_int_equal(gitbundle_fetch(&o, got, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, lost));
+    assert_non_null(strstr(e.msg, "is on no branch or tag of file://"));
+    /* A fresh cache whose fetch is cancelled before it starts stops with REMEX_ECLOSED. */
+    int cancel = 1;
+    char other[160];
+    snprintf(other, sizeof(other), "%s/cache/other", dir);
+    struct gitbundle_opts c = {
+        .name = "o", .url = url, .ref = sha1, .dir = other, .cancel = &cancel};
+    remex_err rc = gitbundle_fetch(&c, got, &e);
+    assert_int_equal(rc, REMEX_ECLOSED);
+    assert_non_null(strstr(e.msg, "stopped"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fetch_branch_tag_and_pinned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_name_the_url, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_one_commit, setup, teardown),
     };
     return cmocka_run_group_tests_name("gitbundle", tests, NULL, NULL);
 }
