@@ -221,12 +221,15 @@ struct agentcfg {
         struct {
             char *endpoint;
             struct cfg_secret account_key;
-        } azure; /* Azure Blob settings of both stores */
+            struct cfg_secret sas_token; /* replaces account_key when set */
+        } azure;                         /* Azure Blob settings of both stores */
         struct {
             char *key_file;
             char *endpoint;
             char *token_uri;
-        } gcs; /* GCS settings of both stores */
+        } gcs;                        /* GCS settings of both stores */
+        uint64_t multipart_threshold; /* S3 multipart / Azure blocks from this size on */
+        uint64_t part_size;           /* S3 part / Azure block size */
     } xcom;
     struct agentcfg_worker worker;
     struct agentcfg_agent agent;

@@ -18,13 +18,16 @@
 #define REMEX_OBJSTORE_AZURE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "remex/buf.h"
 #include "remex/err.h"
+#include "remex/http.h"
 #include "remex/objstore.h"
 
 #define OBJSTORE_AZURE_VERSION "2021-08-06"
-#define OBJSTORE_AZURE_KEY_MAX 128 /* decoded key bytes (accounts use 64) */
+#define OBJSTORE_AZURE_KEY_MAX 128  /* decoded key bytes (accounts use 64) */
+#define OBJSTORE_AZURE_SAS_MAX 2048 /* SAS token bytes */
 
 struct objstore_azure;
 
@@ -37,6 +40,12 @@ remex_err objstore_azure_put(struct objstore_azure *s, const char *key, const vo
 remex_err objstore_azure_get(struct objstore_azure *s, const char *key, struct buf *out,
                              struct remex_error *e);
 remex_err objstore_azure_delete(struct objstore_azure *s, const char *key, struct remex_error *e);
+/* Streams fd[0, size) into key (see objstore_put_file); sum receives its "sha256:<hex>". */
+remex_err objstore_azure_put_file(struct objstore_azure *s, const char *key, int fd, uint64_t size,
+                                  char sum[72], struct remex_error *e);
+/* Get Blob of key with its body streamed to sink. */
+remex_err objstore_azure_get_stream(struct objstore_azure *s, const char *key,
+                                    const struct http_stream *sink, struct remex_error *e);
 /* Creates the container (REMEX_OK when it exists already): for set-up tools and tests. */
 remex_err objstore_azure_create_container(struct objstore_azure *s, struct remex_error *e);
 /* "az://ACCOUNT/CONTAINER/PREFIX/" (or without PREFIX) into out. */
