@@ -355,7 +355,7 @@ static remex_err az_do(struct objstore_azure *s, const struct az_req *q, struct 
                res = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
     struct buf sts = BUF_INIT(8 * OBJSTORE_KEY_MAX + 512);
     char date[40], dh[64], vh[64], auth[160] = "", xh[200] = "", ms_date[64], ms_ver[64];
-    int has_body = q->body != NULL || q->stream != NULL;
+    int has_body = q->body != NULL || (q->stream && q->stream->read);
     size_t len = q->stream ? (size_t)q->stream->upload_len : q->len;
     const char *ctype = has_body ? "application/octet-stream" : NULL;
     const char *query = q->key ? (q->query ? q->query : "") : "restype=container";
@@ -521,11 +521,9 @@ static remex_err az_put_range(struct objstore_azure *s, struct az_req *q, int fd
     struct az_up u = {.md5 = ""};
     struct http_response r;
     unsigned char b64[32];
-    remex_err rc = objstore_digest_range(fd, off, len, whole, NULL, &d, e);
+    remex_err rc = objstore_digest_range(fd, off, len, whole, md5_all, &d, e);
     if (rc != REMEX_OK)
         return rc;
-    if (md5_all)
-        EVP_DigestUpdate(md5_all, d.md5, 16);
     objstore_src_init(&u.src, fd, off, len);
     struct http_stream st = {
         .read = up_read, .upload_len = len, .header = up_header, .reset = up_reset, .ud = &u};
