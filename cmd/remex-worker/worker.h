@@ -106,6 +106,7 @@ struct wtask {
     uint64_t timeout_timer, kill_timer, eof_timer;
     uint64_t log_upload_timer; /* tasklog.c: partial log uploads while the try runs */
     int log_upload_busy;       /* a partial upload is with the store thread */
+    int report_waits_upload;   /* the final log upload runs; the report follows it */
     uint64_t start_timer;      /* retry of an unconfirmed start (holds a pending reference) */
     unsigned start_attempts;   /* start calls that got no definitive answer */
     uint64_t start_first_ms;   /* monotonic time of the first start call */

@@ -2,9 +2,11 @@
 xcom.store and logs.store on @20minutes/s3rver (an S3 server that verifies
 SigV4 signatures; installed by mk/s3rver.sh under build/node/s3rver)."""
 import glob
+import hashlib
 import os
 import re
 import subprocess
+import sys
 import unittest
 
 import harness
@@ -162,6 +164,53 @@ class TestS3Store(WorkerCase):
         self.assertIn(b"second", out)
         self.assertIn(b"[remex] success", out)
         self.assertEqual((line + out).count(b"first"), 1)  # nothing printed twice
+
+    def test_200mb_log_streams_with_flat_rss(self):
+        """A task writes a 200 MiB log; the worker uploads it to S3 in parts (multipart
+        upload, s3rver checks every part's SigV4 payload hash and Content-MD5) streamed
+        from the file: its peak RSS (VmHWM) grows by far less than the object."""
+        self.start_plane()
+        self.start_s3()
+        self.xcom_extra = (self.s3_yaml("S3RVER") +
+                           "  multipart_threshold: 32MiB\n  part_size: 16MiB\n")
+        size = 200 * 1024 * 1024
+        line = "x" * 99  # 100-byte lines
+        self.put_dag({"dag_id": "big", "tasks": [
+            {"task_id": "log", "shell": f"yes {line} | head -c {size}"}]})
+        w = self.start_worker(extra_worker="  log_max_bytes: 300MiB\n",
+                              extra="logs:\n  store: s3://remex/logs\n")
+        self.wait_registered(w)
+
+        def hwm():
+            with open(f"/proc/{w.p.pid}/status") as f:
+                for ln in f:
+                    if ln.startswith("VmHWM:"):
+                        return int(ln.split()[1]) * 1024
+            raise AssertionError("no VmHWM")
+        before = hwm()
+        run_id = self.trigger("big")
+        run = self.wait_run("big", run_id, timeout=300)
+        self.assertEqual(run["state"], "success", (run, w.output()[-3000:]))
+        growth = hwm() - before
+        local = os.path.join(self.logdir, "dag_id=big", f"run_id={run_id}", "task_id=log",
+                             "attempt=1.log")
+        obj = os.path.join(self.s3dir, "remex", "logs", "logs", "dag_id=big",
+                           f"run_id={run_id}", "task_id=log", "map_index=-1",
+                           "attempt=1.log._S3rver_object")
+
+        def sha(path):
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            return h.hexdigest()
+        self.assertGreaterEqual(os.path.getsize(local), size)
+        self.assertEqual(os.path.getsize(obj), os.path.getsize(local))
+        self.assertEqual(sha(obj), sha(local))
+        self.assertIn("s3://remex/logs/logs/dag_id=big/", repr(self.tis(run)["log"]))
+        sys.stderr.write(f"\n# 200 MiB log: worker VmHWM {before / 2**20:.1f} MiB -> "
+                         f"{(before + growth) / 2**20:.1f} MiB (+{growth / 2**20:.1f} MiB)\n")
+        self.assertLess(growth, 32 * 1024 * 1024)
 
     def test_wrong_secret_fails_the_task_with_a_clear_reason(self):
         self.start_plane()
