@@ -308,6 +308,7 @@ static void test_sas(void **state)
     ASSERT_OK(objstore_open_opts("az://devstoreaccount1/remex/sas", &o, &s, &e));
     assert_int_equal(objstore_put(s, "k", "v", 1, NULL, &e), REMEX_EFORBIDDEN);
     assert_non_null(strstr(e.msg, "HTTP 403 "));
+    assert_non_null(strstr(e.msg, "the SAS token was refused"));
     assert_null(strstr(e.msg, "sig="));
     assert_null(strstr(e.msg, strstr(sas, "sig=") + 4));
     objstore_close(s);
