@@ -234,6 +234,10 @@ remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url, stru
     o->profile = c->xcom.s3.profile;
     o->credentials_file = c->xcom.s3.credentials_file;
     o->ca_file = c->xcom.ca_file;
+    o->azure_tenant_id = c->xcom.azure.tenant_id;
+    o->azure_client_id = c->xcom.azure.client_id;
+    o->azure_federated_token_file = c->xcom.azure.federated_token_file;
+    o->azure_authority = c->xcom.azure.authority_host;
     o->multipart_threshold = c->xcom.multipart_threshold;
     o->part_size = c->xcom.part_size;
     if (az && c->xcom.azure.sas_token.kind != CFG_SECRET_NONE) {
@@ -671,6 +675,24 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = F(xcom.azure.sas_token),
      .desc = "SAS token (account or service SAS, \"sv=...&sig=...\"): value, {file: PATH} or "
              "{env: VAR}; replaces account_key (default: AZURE_STORAGE_SAS_TOKEN)."},
+    {.key = "xcom.azure.tenant_id",
+     .type = CFG_STRING,
+     .offset = F(xcom.azure.tenant_id),
+     .desc = "Entra ID tenant for bearer tokens (workload identity; default: AZURE_TENANT_ID)."},
+    {.key = "xcom.azure.client_id",
+     .type = CFG_STRING,
+     .offset = F(xcom.azure.client_id),
+     .desc = "Client id of the workload identity (default: AZURE_CLIENT_ID)."},
+    {.key = "xcom.azure.federated_token_file",
+     .type = CFG_PATH,
+     .offset = F(xcom.azure.federated_token_file),
+     .desc = "Federated token file traded for Entra ID bearer tokens when neither account_key "
+             "nor sas_token is set (default: AZURE_FEDERATED_TOKEN_FILE)."},
+    {.key = "xcom.azure.authority_host",
+     .type = CFG_URL,
+     .offset = F(xcom.azure.authority_host),
+     .desc = "Entra ID token endpoint host (default: AZURE_AUTHORITY_HOST, else "
+             "https://login.microsoftonline.com)."},
     {.key = "xcom.multipart_threshold",
      .type = CFG_SIZE,
      .offset = F(xcom.multipart_threshold),

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "remex/azauth.h"
 #include "remex/http.h"
 #include "remex/objstore_http.h"
 #include "remex/sigv4.h"
@@ -29,6 +30,7 @@ struct objstore_azure {
     unsigned char key[OBJSTORE_AZURE_KEY_MAX]; /* secret: wiped at close */
     int key_len;
     char sas[OBJSTORE_AZURE_SAS_MAX]; /* secret: SAS query ("sv=...&sig=..."), "" for Shared Key */
+    struct azauth *bearer;            /* owned; Entra ID tokens instead of a key or SAS */
     uint64_t multipart_threshold;     /* blobs of this size or more go up as blocks */
     uint64_t part_size;               /* block size */
     struct http_client *http;
@@ -44,6 +46,7 @@ void objstore_azure_close(struct objstore_azure *s)
     if (!s)
         return;
     http_client_free(s->http);
+    azauth_close(s->bearer);
     OPENSSL_cleanse(s->key, sizeof(s->key));
     OPENSSL_cleanse(s->sas, sizeof(s->sas));
     free(s);
@@ -225,11 +228,22 @@ remex_err objstore_azure_open(const char *url, const struct objstore_opts *opts,
     if (rc == REMEX_OK && s->part_size < OBJSTORE_PART_MIN)
         rc = remex_seterr(e, REMEX_EINVAL, "part_size must be at least %llu",
                           (unsigned long long)OBJSTORE_PART_MIN);
+    const char *fed = o->azure_federated_token_file ? o->azure_federated_token_file
+                                                    : g("AZURE_FEDERATED_TOKEN_FILE");
     if (rc == REMEX_OK && o->azure_sas_file)
         rc = load_sas_file(s, o->azure_sas_file, e);
     else if (rc == REMEX_OK && sas && *sas)
         rc = load_sas(s, sas, e);
-    else if (rc == REMEX_OK)
+    else if (rc == REMEX_OK && (!key || !*key) && fed && *fed) {
+        struct azauth_config ac = {
+            .tenant_id = o->azure_tenant_id ? o->azure_tenant_id : g("AZURE_TENANT_ID"),
+            .client_id = o->azure_client_id ? o->azure_client_id : g("AZURE_CLIENT_ID"),
+            .federated_token_file = fed,
+            .authority = o->azure_authority ? o->azure_authority : g("AZURE_AUTHORITY_HOST"),
+            .scope = OBJSTORE_AZURE_SCOPE,
+            .ca_file = o->ca_file};
+        rc = azauth_open(&ac, &s->bearer, e);
+    } else if (rc == REMEX_OK)
         rc = load_key(s, key, e);
     if (rc == REMEX_OK) {
         struct http_client_opts ho = {.base_url = base,
@@ -360,6 +374,7 @@ static remex_err az_do(struct objstore_azure *s, const struct az_req *q, struct 
     const char *ctype = has_body ? "application/octet-stream" : NULL;
     const char *query = q->key ? (q->query ? q->query : "") : "restype=container";
     const char *name = q->key ? q->key : s->container;
+    const char *bearer = NULL; /* borrowed from s->bearer */
     remex_err rc = buf_printf(&path, "%s/%s", s->base_path, s->container);
     memset(resp, 0, sizeof(*resp));
     if (rc == REMEX_OK && q->key) {
@@ -373,7 +388,14 @@ static remex_err az_do(struct objstore_azure *s, const struct az_req *q, struct 
     snprintf(ms_date, sizeof(ms_date), "x-ms-date:%s", date);
     snprintf(ms_ver, sizeof(ms_ver), "x-ms-version:%s", OBJSTORE_AZURE_VERSION);
     const char *ms[4] = {ms_date, ms_ver, q->ms_extra, NULL};
-    if (rc == REMEX_OK && !s->sas[0]) {
+    if (rc == REMEX_OK && s->bearer && (rc = azauth_token(s->bearer, &bearer, e)) != REMEX_OK) {
+        buf_free(&path);
+        buf_free(&res);
+        buf_free(&sts);
+        remex_errprefix(e, "azure %s %s", q->method, name);
+        return rc;
+    }
+    if (rc == REMEX_OK && !s->sas[0] && !s->bearer) {
         rc = buf_printf(&res, "/%s%s%s", s->account, buf_cstr(&path),
                         q->key ? (q->canon_query ? q->canon_query : "") : "\nrestype:container");
         if (rc == REMEX_OK)
@@ -407,8 +429,11 @@ static remex_err az_do(struct objstore_azure *s, const struct az_req *q, struct 
                                .body_len = q->len,
                                .headers = lines,
                                .content_type = ctype,
+                               .bearer = bearer,
                                .stream = q->stream};
     rc = http_do(s->http, &req, resp, e);
+    if (rc == REMEX_OK && resp->status == 401 && s->bearer)
+        azauth_invalidate(s->bearer); /* the next request gets a new token */
     OPENSSL_cleanse(auth, sizeof(auth));
     if (path.data)
         OPENSSL_cleanse(path.data, path.len); /* holds the SAS signature */

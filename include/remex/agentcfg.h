@@ -222,7 +222,11 @@ struct agentcfg {
             char *endpoint;
             struct cfg_secret account_key;
             struct cfg_secret sas_token; /* replaces account_key when set */
-        } azure;                         /* Azure Blob settings of both stores */
+            char *tenant_id;             /* Entra ID workload identity (no key, no SAS) */
+            char *client_id;
+            char *federated_token_file;
+            char *authority_host;
+        } azure; /* Azure Blob settings of both stores */
         struct {
             char *key_file;
             char *endpoint;

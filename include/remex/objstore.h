@@ -48,8 +48,12 @@ struct objstore_opts {
     const char *token_uri;        /* GCS: OAuth token endpoint (NULL: the key's) */
     const char *ca_file;          /* remote stores: CA bundle (NULL: system store) */
     const char *(*getenv_fn)(const char *); /* NULL: getenv */
-    const char *azure_sas;        /* Azure: SAS token ("sv=...&sig=..."; secret, borrowed) */
-    const char *azure_sas_file;   /* Azure: file holding the SAS token (read at open) */
+    const char *azure_sas;       /* Azure: SAS token ("sv=...&sig=..."; secret, borrowed) */
+    const char *azure_sas_file;  /* Azure: file holding the SAS token (read at open) */
+    const char *azure_tenant_id; /* Azure bearer: Entra ID tenant (AZURE_TENANT_ID) */
+    const char *azure_client_id; /* Azure bearer: client id (AZURE_CLIENT_ID) */
+    const char *azure_federated_token_file; /* AZURE_FEDERATED_TOKEN_FILE */
+    const char *azure_authority;  /* AZURE_AUTHORITY_HOST, else https://login.microsoftonline.com */
     uint64_t multipart_threshold; /* S3 / Azure: 0 = OBJSTORE_MULTIPART_THRESHOLD */
     uint64_t part_size;           /* S3 / Azure: 0 = OBJSTORE_PART_SIZE; min OBJSTORE_PART_MIN */
 };

@@ -323,6 +323,102 @@ static void test_sas(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/*
+ * Bearer tokens by workload identity: Azurite over HTTPS (a certificate the
+ * test makes, trusted through ca_file) with --oauth basic, and test/fake_aad.py
+ * (why a fake: see its header) trading the federated token for an access
+ * token.
+ */
+static void test_bearer_workload_identity(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    struct test_server az = {.pid = -1, .stdin_fd = -1}, aad = {.pid = -1, .stdin_fd = -1};
+    char tmp[64] = "/tmp/remex-azbearer-XXXXXX", cert[128], key[128], fed[128], conf[128];
+    char trusted[128];
+    char data[128], cmd[600], ep[96], authority[64];
+    struct remex_error e;
+    struct objstore *s = NULL;
+    struct objstore_azure *raw = NULL;
+    assert_non_null(mkdtemp(tmp));
+    snprintf(cert, sizeof(cert), "%s/cert.pem", tmp);
+    snprintf(key, sizeof(key), "%s/key.pem", tmp);
+    snprintf(fed, sizeof(fed), "%s/azure-identity-token", tmp);
+    snprintf(conf, sizeof(conf), "%s/aad.json", tmp);
+    snprintf(trusted, sizeof(trusted), "%s/issued-token", tmp);
+    snprintf(data, sizeof(data), "%s/data", tmp);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 1 "
+             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null && mkdir %s",
+             key, cert, data);
+    assert_int_equal(system(cmd), 0);
+    /* The token the (test's) issuer minted, as the fake identity provider knows it, and the
+     * copy the worker finds in its federated token file. */
+    write_file(trusted, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6cmVtZXg6"
+                        "d29ya2VyIn0.c2lnbmF0dXJl\n");
+    write_file(fed, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6cmVtZXg6d29y"
+                    "a2VyIn0.c2lnbmF0dXJl\n");
+    snprintf(cmd, sizeof(cmd),
+             "{\"tenant\": \"72f988bf-86f1-41af-91ab-2d7cd011db47\", \"client_id\": "
+             "\"11111111-2222-3333-4444-555555555555\", \"assertion_file\": \"%s\", "
+             "\"wrong_audience\": [\"99999999-2222-3333-4444-555555555555\"]}",
+             trusted);
+    write_file(conf, cmd);
+    char *aargv[] = {"python3", "test/fake_aad.py", "--stdin", conf, NULL};
+    char *zargv[] = {"node", "test/azurite.js", "--stdin", data, "--cert", cert, "--key",
+                     key,    "--oauth",         "basic",   NULL};
+    assert_int_equal(test_server_start(&aad, aargv), 0);
+    assert_int_equal(test_server_start(&az, zargv), 0);
+    snprintf(ep, sizeof(ep), "https://127.0.0.1:%u/devstoreaccount1", az.port);
+    snprintf(authority, sizeof(authority), "http://127.0.0.1:%u", aad.port);
+    struct objstore_opts o = {.endpoint = ep,
+                              .ca_file = cert,
+                              .getenv_fn = no_env,
+                              .azure_tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47",
+                              .azure_client_id = "11111111-2222-3333-4444-555555555555",
+                              .azure_federated_token_file = fed,
+                              .azure_authority = authority};
+    ASSERT_OK(objstore_azure_open("az://devstoreaccount1/remex", &o, &raw, &e));
+    ASSERT_OK(objstore_azure_create_container(raw, &e));
+    objstore_azure_close(raw);
+    ASSERT_OK(objstore_open_opts("az://devstoreaccount1/remex/wi", &o, &s, &e));
+    stream_round_trips(s, tmp);
+    objstore_close(s);
+    /* A federated token the identity provider does not accept: the token request fails. */
+    write_file(fed, "eyJhbGciOiJSUzI1NiJ9.bm90LXRydXN0ZWQ.c2ln\n");
+    ASSERT_OK(objstore_open_opts("az://devstoreaccount1/remex/wi", &o, &s, &e));
+    assert_int_equal(objstore_put(s, "k", "v", 1, NULL, &e), REMEX_EAUTH);
+    assert_non_null(strstr(e.msg, "azure auth: token"));
+    assert_null(strstr(e.msg, "bm90LXRydXN0ZWQ"));
+    objstore_close(s);
+    /* A token for another audience: Azurite refuses it. */
+    write_file(fed, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6cmVtZXg6d29y"
+                    "a2VyIn0.c2lnbmF0dXJl\n");
+    o.azure_client_id = "99999999-2222-3333-4444-555555555555";
+    ASSERT_OK(objstore_open_opts("az://devstoreaccount1/remex/wi", &o, &s, &e));
+    assert_int_not_equal(objstore_put(s, "k", "v", 1, NULL, &e), REMEX_OK);
+    assert_non_null(strstr(e.msg, "HTTP 40"));
+    objstore_close(s);
+    /* Without the CA, TLS verification refuses Azurite's certificate. */
+    o.ca_file = NULL;
+    o.azure_client_id = "11111111-2222-3333-4444-555555555555";
+    ASSERT_OK(objstore_open_opts("az://devstoreaccount1/remex/wi", &o, &s, &e));
+    assert_int_equal(objstore_put(s, "k", "v", 1, NULL, &e), REMEX_ETLS);
+    objstore_close(s);
+    test_server_stop(&az);
+    test_server_stop(&aad);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* The string to sign follows the Blob service's layout: 12 standard headers, x-ms-* sorted. */
 static void test_string_to_sign(void **state)
 {
@@ -351,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_string_to_sign),
         cmocka_unit_test(test_stream_blocks),
         cmocka_unit_test(test_sas),
+        cmocka_unit_test(test_bearer_workload_identity),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
