@@ -361,13 +361,30 @@ struct az_req {
     const char *ms_extra;             /* one more "x-ms-name:value" header, or NULL */
 };
 
-/* The signed (Shared Key) or SAS-carrying request path and headers, then the call. */
+/* The "Authorization: SharedKey ..." line of a request on path (no query) into auth. */
+static remex_err shared_key(const struct objstore_azure *s, const struct az_req *q,
+                            const char *path, size_t len, const char *ctype, const char *const *ms,
+                            char *auth, size_t cap)
+{
+    struct buf res = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512),
+               sts = BUF_INIT(8 * OBJSTORE_KEY_MAX + 512);
+    remex_err rc =
+        buf_printf(&res, "/%s%s%s", s->account, path,
+                   q->key ? (q->canon_query ? q->canon_query : "") : "\nrestype:container");
+    if (rc == REMEX_OK)
+        rc = objstore_azure_string_to_sign(q->method, len, ctype, ms, buf_cstr(&res), &sts);
+    if (rc == REMEX_OK)
+        rc = sign(s, &sts, auth, cap);
+    buf_free(&res);
+    buf_free(&sts);
+    return rc;
+}
+
+/* The signed (Shared Key), SAS-carrying or bearer request: path and headers, then the call. */
 static remex_err az_do(struct objstore_azure *s, const struct az_req *q, struct http_response *resp,
                        struct remex_error *e)
 {
-    struct buf path = BUF_INIT(4 * OBJSTORE_KEY_MAX + 4096),
-               res = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
-    struct buf sts = BUF_INIT(8 * OBJSTORE_KEY_MAX + 512);
+    struct buf path = BUF_INIT(4 * OBJSTORE_KEY_MAX + 4096);
     char date[40], dh[64], vh[64], auth[160] = "", xh[200] = "", ms_date[64], ms_ver[64];
     int has_body = q->body != NULL || (q->stream && q->stream->read);
     size_t len = q->stream ? (size_t)q->stream->upload_len : q->len;
@@ -390,25 +407,15 @@ static remex_err az_do(struct objstore_azure *s, const struct az_req *q, struct 
     const char *ms[4] = {ms_date, ms_ver, q->ms_extra, NULL};
     if (rc == REMEX_OK && s->bearer && (rc = azauth_token(s->bearer, &bearer, e)) != REMEX_OK) {
         buf_free(&path);
-        buf_free(&res);
-        buf_free(&sts);
         remex_errprefix(e, "azure %s %s", q->method, name);
         return rc;
     }
-    if (rc == REMEX_OK && !s->sas[0] && !s->bearer) {
-        rc = buf_printf(&res, "/%s%s%s", s->account, buf_cstr(&path),
-                        q->key ? (q->canon_query ? q->canon_query : "") : "\nrestype:container");
-        if (rc == REMEX_OK)
-            rc = objstore_azure_string_to_sign(q->method, len, ctype, ms, buf_cstr(&res), &sts);
-        if (rc == REMEX_OK)
-            rc = sign(s, &sts, auth, sizeof(auth));
-    }
+    if (rc == REMEX_OK && !s->sas[0] && !s->bearer)
+        rc = shared_key(s, q, buf_cstr(&path), len, ctype, ms, auth, sizeof(auth));
     if (rc == REMEX_OK && (query[0] || s->sas[0]))
         rc = buf_printf(&path, "?%s%s%s", query, query[0] && s->sas[0] ? "&" : "", s->sas);
     if (rc != REMEX_OK) {
         buf_free(&path);
-        buf_free(&res);
-        buf_free(&sts);
         return remex_seterr(e, rc, "azure %s: cannot sign the request", q->method);
     }
     snprintf(dh, sizeof(dh), "x-ms-date: %s", date);
@@ -442,8 +449,6 @@ static remex_err az_do(struct objstore_azure *s, const struct az_req *q, struct 
     else
         rc = az_status(q->method, name, resp, s, e);
     buf_free(&path);
-    buf_free(&res);
-    buf_free(&sts);
     return rc;
 }
 

@@ -241,6 +241,29 @@ struct s3_req {
     int retry_safe;
 };
 
+/* The SigV4 Authorization value of a request on path (canonical, no query) into authz. */
+static remex_err s3_sign(struct objstore_s3 *s, const struct s3_req *q, const char *path,
+                         const char *phash, const char *date, struct buf *authz)
+{
+    struct sigv4_header sh[4];
+    size_t nh = 0;
+    sh[nh++] = (struct sigv4_header){"host", s->host};
+    sh[nh++] = (struct sigv4_header){"x-amz-content-sha256", phash};
+    sh[nh++] = (struct sigv4_header){"x-amz-date", date};
+    if (s->creds.session_token[0])
+        sh[nh++] = (struct sigv4_header){"x-amz-security-token", s->creds.session_token};
+    struct sigv4_input in = {.method = q->method,
+                             .path = path,
+                             .query = q->query ? q->query : "",
+                             .headers = sh,
+                             .nheaders = nh,
+                             .payload_hash = phash,
+                             .region = s->region,
+                             .service = "s3",
+                             .amz_date = date};
+    return sigv4_authorization(&s->creds, &in, authz);
+}
+
 /* Sends one signed request and checks its status. */
 static remex_err s3_do(struct objstore_s3 *s, const struct s3_req *q, struct http_response *resp,
                        struct remex_error *e)
@@ -248,10 +271,9 @@ static remex_err s3_do(struct objstore_s3 *s, const struct s3_req *q, struct htt
     struct buf path = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512), authz = BUF_INIT(2048);
     char phash[HASH_SHA256_HEX], date[17], hh[S3_HOST_MAX + 8], dh[40], ch[100], ah[2200];
     char th[SIGV4_TOKEN_MAX + 32], mh[64];
-    struct sigv4_header sh[4];
     const char *lines[8], *query = q->query ? q->query : "";
     const char *name = q->key ? q->key : s->bucket;
-    size_t nh = 0, nl = 0;
+    size_t nl = 0;
     remex_err rc = s3_path(s, q->key, &path);
 
     memset(resp, 0, sizeof(*resp));
@@ -265,22 +287,8 @@ static remex_err s3_do(struct objstore_s3 *s, const struct s3_req *q, struct htt
         return rc;
     }
     sigv4_amz_date(time(NULL), date);
-    sh[nh++] = (struct sigv4_header){"host", s->host};
-    sh[nh++] = (struct sigv4_header){"x-amz-content-sha256", phash};
-    sh[nh++] = (struct sigv4_header){"x-amz-date", date};
-    if (s->creds.session_token[0])
-        sh[nh++] = (struct sigv4_header){"x-amz-security-token", s->creds.session_token};
-    struct sigv4_input in = {.method = q->method,
-                             .path = buf_cstr(&path),
-                             .query = query,
-                             .headers = sh,
-                             .nheaders = nh,
-                             .payload_hash = phash,
-                             .region = s->region,
-                             .service = "s3",
-                             .amz_date = date};
     if (rc == REMEX_OK)
-        rc = sigv4_authorization(&s->creds, &in, &authz);
+        rc = s3_sign(s, q, buf_cstr(&path), phash, date, &authz);
     if (rc == REMEX_OK && query[0])
         rc = buf_printf(&path, "?%s", query);
     if (rc != REMEX_OK || authz.len + 32 > sizeof(ah)) {
