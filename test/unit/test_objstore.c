@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "remex/objstore.h"
+#include "remex/objstore_http.h"
 
 static char dir[64], root[128];
 
@@ -218,6 +219,37 @@ static void test_put_get_file(void **state)
     objstore_close(s);
 }
 
+/* A download sink checks the body against the MD5 the store states (ETag, Content-MD5,
+ * x-goog-hash). */
+static void sink_case(const char *header, remex_err want)
+{
+    struct objstore_sink k;
+    struct remex_error e;
+    char path[128], sum[72];
+    uint64_t n = 0;
+    snprintf(path, sizeof(path), "%s/sink.out", dir);
+    assert_int_equal(objstore_sink_open(&k, path, &e), REMEX_OK);
+    k.st.header(header, strlen(header), k.st.ud);
+    assert_int_equal(k.st.write("1234", 4, k.st.ud), 0);
+    assert_int_equal(objstore_sink_finish(&k, REMEX_OK, NULL, sum, &n, &e), want);
+    assert_int_equal(access(path, F_OK) == 0, want == REMEX_OK);
+    unlink(path);
+}
+
+static void test_sink_store_md5(void **state)
+{
+    (void)state;
+    /* md5("1234") = 81dc9bdb52d04dc20036dbd8313ed055 = gdyb21LQTcIANtvYMT7QVQ== */
+    sink_case("ETag: \"81dc9bdb52d04dc20036dbd8313ed055\"", REMEX_OK);
+    sink_case("ETag: \"81dc9bdb52d04dc20036dbd8313ed056\"", REMEX_EPROTO);
+    sink_case("ETag: \"81dc9bdb52d04dc20036dbd8313ed056-2\"", REMEX_OK); /* multipart: not an MD5 */
+    sink_case("ETag: \"0x8DC1234567890AB\"", REMEX_OK);                  /* Azure: not an MD5 */
+    sink_case("Content-MD5: gdyb21LQTcIANtvYMT7QVQ==", REMEX_OK);
+    sink_case("content-md5: AAAAAAAAAAAAAAAAAAAAAA==", REMEX_EPROTO);
+    sink_case("x-goog-hash: crc32c=n03x6A==, md5=gdyb21LQTcIANtvYMT7QVQ==", REMEX_OK);
+    sink_case("x-goog-hash: crc32c=n03x6A==,md5=AAAAAAAAAAAAAAAAAAAAAA==", REMEX_EPROTO);
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
@@ -244,6 +276,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_cap_leaves_out_unchanged, setup, teardown),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test_setup_teardown(test_put_get_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sink_store_md5, setup, teardown),
     };
     return cmocka_run_group_tests_name("objstore", tests, NULL, NULL);
 }
