@@ -311,15 +311,8 @@ remex_err objstore_get_uri(struct objstore *s, const char *uri, const char *chec
 remex_err objstore_stat(struct objstore *s, const char *key, struct objstore_ref *ref,
                         struct remex_error *e)
 {
-    struct buf b = BUF_INIT((size_t)1 << 30);
-    char sum[72];
-    remex_err rc = objstore_get(s, key, &b, e);
-    if (rc == REMEX_OK) {
-        objstore_checksum(b.data ? b.data : "", b.len, sum);
-        make_ref(s, key, b.len, sum, ref);
-    }
-    buf_free(&b);
-    return rc;
+    /* read through once, in bounded memory, to measure and checksum it */
+    return objstore_get_file(s, key, NULL, NULL, ref, e);
 }
 
 remex_err objstore_delete(struct objstore *s, const char *key, struct remex_error *e)

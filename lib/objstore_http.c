@@ -177,7 +177,7 @@ void objstore_src_init(struct objstore_src *s, int fd, uint64_t off, uint64_t le
 static int sink_write(const void *p, size_t n, void *ud)
 {
     struct objstore_sink *k = ud;
-    if (fsutil_write_all(k->fd, p, n) != 0)
+    if (k->fd >= 0 && fsutil_write_all(k->fd, p, n) != 0)
         return -1;
     EVP_DigestUpdate(k->sha, p, n);
     EVP_DigestUpdate(k->md5, p, n);
@@ -190,7 +190,7 @@ static int sink_reset(void *ud)
     struct objstore_sink *k = ud;
     k->n = 0;
     k->etag[0] = k->content_md5[0] = '\0';
-    if (ftruncate(k->fd, 0) != 0 || lseek(k->fd, 0, SEEK_SET) != 0)
+    if (k->fd >= 0 && (ftruncate(k->fd, 0) != 0 || lseek(k->fd, 0, SEEK_SET) != 0))
         return -1;
     return EVP_DigestInit_ex(k->sha, EVP_sha256(), NULL) == 1 &&
                    EVP_DigestInit_ex(k->md5, EVP_md5(), NULL) == 1
@@ -229,9 +229,9 @@ remex_err objstore_sink_open(struct objstore_sink *k, const char *path, struct r
 {
     memset(k, 0, sizeof(*k));
     k->fd = -1;
-    if (snprintf(k->path, sizeof(k->path), "%s", path) >= (int)sizeof(k->path) ||
-        snprintf(k->tmp, sizeof(k->tmp), "%s.part.%ld", path, (long)getpid()) >=
-            (int)sizeof(k->tmp))
+    if (path && (snprintf(k->path, sizeof(k->path), "%s", path) >= (int)sizeof(k->path) ||
+                 snprintf(k->tmp, sizeof(k->tmp), "%s.part.%ld", path, (long)getpid()) >=
+                     (int)sizeof(k->tmp)))
         return remex_seterr(e, REMEX_ETOOBIG, "%s: path too long", path);
     k->sha = EVP_MD_CTX_new();
     k->md5 = EVP_MD_CTX_new();
@@ -240,8 +240,9 @@ remex_err objstore_sink_open(struct objstore_sink *k, const char *path, struct r
         EVP_MD_CTX_free(k->md5);
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     }
-    k->fd = open(k->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (k->fd < 0) {
+    if (path)
+        k->fd = open(k->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (path && k->fd < 0) {
         EVP_MD_CTX_free(k->sha);
         EVP_MD_CTX_free(k->md5);
         return remex_errno(e, REMEX_EIO, "%s", k->tmp);
@@ -287,17 +288,18 @@ remex_err objstore_sink_finish(struct objstore_sink *k, remex_err rc, const char
         else if (md5_mismatch(k, md5))
             rc = remex_seterr(e, REMEX_EPROTO,
                               "the body does not match the MD5 the store reports for it");
-        else if (fsync(k->fd) != 0)
+        else if (k->fd >= 0 && fsync(k->fd) != 0)
             rc = remex_errno(e, REMEX_EIO, "%s", k->tmp);
     }
-    if (k->fd >= 0)
+    if (k->fd >= 0) {
         close(k->fd);
-    k->fd = -1;
-    if (rc == REMEX_OK && rename(k->tmp, k->path) != 0)
-        rc = remex_errno(e, REMEX_EIO, "%s", k->path);
-    if (rc != REMEX_OK)
-        unlink(k->tmp);
-    else {
+        k->fd = -1;
+        if (rc == REMEX_OK && rename(k->tmp, k->path) != 0)
+            rc = remex_errno(e, REMEX_EIO, "%s", k->path);
+        if (rc != REMEX_OK)
+            unlink(k->tmp);
+    }
+    if (rc == REMEX_OK) {
         if (sum)
             memcpy(sum, got, 72);
         if (size)

@@ -109,7 +109,8 @@ remex_err objstore_put_file(struct objstore *s, const char *key, const char *pat
  * only when complete), in bounded memory. checksum (may be NULL) must match
  * ("sha256:<hex>"), and so must the MD5 the store reports (S3 single-part
  * ETag, Azure Content-MD5, GCS x-goog-hash): REMEX_EPROTO otherwise, and
- * path is left untouched. ref (may be NULL) receives the reference.
+ * path is left untouched. ref (may be NULL) receives the reference. path
+ * NULL: nothing is written; the object is only read, measured and checked.
  */
 remex_err objstore_get_file(struct objstore *s, const char *key, const char *path,
                             const char *checksum, struct objstore_ref *ref, struct remex_error *e);

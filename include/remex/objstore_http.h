@@ -77,7 +77,10 @@ struct objstore_sink {
     struct http_stream st;
 };
 
-/* Creates path's temporary file (mode 0600). On error nothing is left behind. */
+/*
+ * Creates path's temporary file (mode 0600). On error nothing is left behind.
+ * path NULL: no file; the body is only measured and checked.
+ */
 remex_err objstore_sink_open(struct objstore_sink *k, const char *path, struct remex_error *e);
 
 /*

@@ -214,6 +214,12 @@ static void test_put_get_file(void **state)
     assert_int_not_equal(access(tmp, F_OK), 0);
     assert_int_equal(objstore_get_file(s, "logs/none", dst, NULL, NULL, &e), REMEX_ENOTFOUND);
     assert_int_equal(objstore_get_file(s, "../x", dst, NULL, NULL, &e), REMEX_EINVAL);
+    /* stat reads the object through without keeping it: same size and checksum. */
+    struct objstore_ref st;
+    assert_int_equal(objstore_stat(s, "logs/a.log", &st, &e), REMEX_OK);
+    assert_int_equal(st.size, 4);
+    assert_string_equal(st.checksum, ref.checksum);
+    assert_int_equal(objstore_stat(s, "logs/none", &st, &e), REMEX_ENOTFOUND);
     assert_int_equal(objstore_put_file(s, "logs/b", "/nonexistent", NULL, &e), REMEX_ENOTFOUND);
     assert_int_equal(objstore_put_file(s, "logs/b", dir, NULL, &e), REMEX_EINVAL);
     objstore_close(s);
