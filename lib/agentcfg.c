@@ -234,7 +234,18 @@ remex_err agentcfg_objstore_opts(const struct agentcfg *c, const char *url, stru
     o->profile = c->xcom.s3.profile;
     o->credentials_file = c->xcom.s3.credentials_file;
     o->ca_file = c->xcom.ca_file;
-    if (az && c->xcom.azure.account_key.kind != CFG_SECRET_NONE) {
+    o->azure_tenant_id = c->xcom.azure.tenant_id;
+    o->azure_client_id = c->xcom.azure.client_id;
+    o->azure_federated_token_file = c->xcom.azure.federated_token_file;
+    o->azure_authority = c->xcom.azure.authority_host;
+    o->multipart_threshold = c->xcom.multipart_threshold;
+    o->part_size = c->xcom.part_size;
+    if (az && c->xcom.azure.sas_token.kind != CFG_SECRET_NONE) {
+        remex_err rc = cfg_secret_get(&c->xcom.azure.sas_token, key, NULL, e);
+        if (rc != REMEX_OK)
+            return rc;
+        o->azure_sas = *key; /* a SAS token replaces the account key */
+    } else if (az && c->xcom.azure.account_key.kind != CFG_SECRET_NONE) {
         remex_err rc = cfg_secret_get(&c->xcom.azure.account_key, key, NULL, e);
         if (rc != REMEX_OK)
             return rc;
@@ -659,6 +670,45 @@ const struct cfg_entry agentcfg_table[] = {
      .offset = F(xcom.azure.account_key),
      .desc = "Storage account key (Shared Key): value, {file: PATH} or {env: VAR} "
              "(default: AZURE_STORAGE_KEY)."},
+    {.key = "xcom.azure.sas_token",
+     .type = CFG_SECRET,
+     .offset = F(xcom.azure.sas_token),
+     .desc = "SAS token (account or service SAS, \"sv=...&sig=...\"): value, {file: PATH} or "
+             "{env: VAR}; replaces account_key (default: AZURE_STORAGE_SAS_TOKEN)."},
+    {.key = "xcom.azure.tenant_id",
+     .type = CFG_STRING,
+     .offset = F(xcom.azure.tenant_id),
+     .desc = "Entra ID tenant for bearer tokens (workload identity; default: AZURE_TENANT_ID)."},
+    {.key = "xcom.azure.client_id",
+     .type = CFG_STRING,
+     .offset = F(xcom.azure.client_id),
+     .desc = "Client id of the workload identity (default: AZURE_CLIENT_ID)."},
+    {.key = "xcom.azure.federated_token_file",
+     .type = CFG_PATH,
+     .offset = F(xcom.azure.federated_token_file),
+     .desc = "Federated token file traded for Entra ID bearer tokens when neither account_key "
+             "nor sas_token is set (default: AZURE_FEDERATED_TOKEN_FILE)."},
+    {.key = "xcom.azure.authority_host",
+     .type = CFG_URL,
+     .offset = F(xcom.azure.authority_host),
+     .desc = "Entra ID token endpoint host (default: AZURE_AUTHORITY_HOST, else "
+             "https://login.microsoftonline.com)."},
+    {.key = "xcom.multipart_threshold",
+     .type = CFG_SIZE,
+     .offset = F(xcom.multipart_threshold),
+     .def = "64MiB",
+     .min = 1,
+     .max = INT64_MAX,
+     .desc = "Objects of this size or more are uploaded in parts (S3 multipart upload, Azure "
+             "Put Block + Put Block List)."},
+    {.key = "xcom.part_size",
+     .type = CFG_SIZE,
+     .offset = F(xcom.part_size),
+     .def = "16MiB",
+     .min = 5 * 1024 * 1024,
+     .max = 5368709120,
+     .desc = "Size of one part (S3) or block (Azure) of a multipart upload, 5MiB-5GiB; raised "
+             "as needed to stay within 10000 parts."},
     {.key = "xcom.gcs.key_file",
      .type = CFG_PATH,
      .offset = F(xcom.gcs.key_file),

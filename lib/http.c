@@ -50,6 +50,8 @@ struct xfer {
     struct http_response resp;
     long retry_after_ms; /* -1: none in this attempt's response */
     int toobig;
+    const struct http_stream *stream; /* borrowed; blocking http_do only */
+    int stream_err;                   /* 1: the source failed, 2: the sink failed */
     char errbuf[CURL_ERROR_SIZE];
     /* multi only */
     struct http_multi *m;
@@ -135,6 +137,9 @@ static int host_is_loopback(const char *host)
     size_t n = strlen(host);
 
     if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    /* RFC 6761: names under .localhost are loopback; libcurl resolves them so itself. */
+    if (n > 10 && strcasecmp(host + n - 10, ".localhost") == 0)
         return 1;
     if (inet_pton(AF_INET, host, &a4) == 1)
         return (ntohl(a4.s_addr) >> 24) == 127;
@@ -310,7 +315,7 @@ static remex_err xfer_headers(struct xfer *x, const struct http_request *req)
 
     if (rc == REMEX_OK)
         rc = add_header(&x->hdrs, "Expect:");
-    if (rc == REMEX_OK && req->body != NULL) {
+    if (rc == REMEX_OK && (req->body != NULL || (req->stream && req->stream->read))) {
         const char *ct = req->content_type ? req->content_type : "application/json";
         char line[256];
         if (has_ctl(ct) ||
@@ -361,8 +366,11 @@ static remex_err xfer_new(struct http_client *c, const struct http_request *req,
         return remex_seterr(e, REMEX_ENOMEM, "http: out of memory");
     x->c = c;
     memcpy(x->method, req->method, ml + 1);
-    snprintf(x->what, sizeof(x->what), "%s %s", req->method, req->path);
+    /* the query stays out of messages: it may carry a credential (a SAS token) */
+    snprintf(x->what, sizeof(x->what), "%s %.*s", req->method, (int)strcspn(req->path, "?"),
+             req->path);
     x->may_retry = method_idempotent(req->method) || req->retry_safe;
+    x->stream = req->stream;
     buf_init(&x->resp.body, c->max_response);
     ul = strlen(c->base_url) + strlen(req->path) + 1;
     x->url = malloc(ul);
@@ -398,7 +406,17 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct xfer *x = ud;
     size_t n = size * nmemb;
+    long status = 0;
 
+    if (x->stream && x->stream->write) {
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300) {
+            if (x->stream->write(p, n, x->stream->ud) == 0)
+                return n;
+            x->stream_err = 2;
+            return 0;
+        }
+    }
     if (buf_append(&x->resp.body, p, n) != REMEX_OK) {
         x->toobig = 1;
         return 0; /* aborts with CURLE_WRITE_ERROR */
@@ -440,6 +458,12 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     static const char name[] = "retry-after:";
     char v[128];
 
+    if (x->stream && x->stream->header) {
+        size_t l = n;
+        while (l > 0 && (p[l - 1] == '\r' || p[l - 1] == '\n'))
+            l--;
+        x->stream->header(p, l, x->stream->ud);
+    }
     if (n > sizeof(name) - 1 && n - (sizeof(name) - 1) < sizeof(v) &&
         strncasecmp(p, name, sizeof(name) - 1) == 0) {
         memcpy(v, p + sizeof(name) - 1, n - (sizeof(name) - 1));
@@ -447,6 +471,40 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
         x->retry_after_ms = parse_retry_after(v);
     }
     return n;
+}
+
+static size_t on_upload(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = x->stream->read(p, size * nmemb, x->stream->ud);
+    if (n == HTTP_STREAM_ABORT || n > size * nmemb) {
+        x->stream_err = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    return n;
+}
+
+/* The streaming options of one attempt (x->stream set). */
+static int xfer_setup_stream(struct xfer *x)
+{
+    CURL *h = x->easy;
+    int ok = 1;
+#define SET(opt, val) ok &= curl_easy_setopt(h, opt, val) == CURLE_OK
+    SET(CURLOPT_TIMEOUT_MS, 0L);
+    SET(CURLOPT_LOW_SPEED_LIMIT, HTTP_STREAM_LOW_SPEED);
+    SET(CURLOPT_LOW_SPEED_TIME, x->c->timeout_ms / 1000 > 0 ? x->c->timeout_ms / 1000 : 1L);
+    if (x->stream->write)
+        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
+    if (x->stream->read) {
+        SET(CURLOPT_UPLOAD, 1L);
+        SET(CURLOPT_READFUNCTION, on_upload);
+        SET(CURLOPT_READDATA, x);
+        SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)x->stream->upload_len);
+        if (strcmp(x->method, "PUT") != 0)
+            SET(CURLOPT_CUSTOMREQUEST, x->method);
+    }
+#undef SET
+    return ok;
 }
 
 /* Configures x->easy for one attempt. */
@@ -460,6 +518,7 @@ static remex_err xfer_setup(struct xfer *x)
     x->resp.status = 0;
     x->retry_after_ms = -1;
     x->toobig = 0;
+    x->stream_err = 0;
     x->errbuf[0] = '\0';
 #define SET(opt, val) ok &= curl_easy_setopt(h, opt, val) == CURLE_OK
     SET(CURLOPT_URL, x->url);
@@ -488,6 +547,8 @@ static remex_err xfer_setup(struct xfer *x)
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
         if (strcmp(x->method, "POST") != 0)
             SET(CURLOPT_CUSTOMREQUEST, x->method);
+    } else if (x->stream && x->stream->read) {
+        /* the body is streamed: xfer_setup_stream sets the method */
     } else if (strcmp(x->method, "POST") == 0) {
         SET(CURLOPT_POSTFIELDS, "");
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
@@ -497,6 +558,8 @@ static remex_err xfer_setup(struct xfer *x)
         SET(CURLOPT_CUSTOMREQUEST, x->method);
     }
 #undef SET
+    if (x->stream)
+        ok &= xfer_setup_stream(x);
     return ok ? REMEX_OK : REMEX_EINVAL;
 }
 
@@ -509,6 +572,10 @@ static remex_err xfer_result(struct xfer *x, CURLcode cc, struct remex_error *e)
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp.status);
         return REMEX_OK;
     }
+    if (x->stream_err == 1)
+        return remex_seterr(e, REMEX_EIO, "%s: reading the request body failed", x->what);
+    if (x->stream_err == 2)
+        return remex_seterr(e, REMEX_ESYS, "%s: storing the response body failed", x->what);
     if (x->toobig || cc == CURLE_FILESIZE_EXCEEDED)
         return remex_seterr(e, REMEX_ETOOBIG, "%s: response exceeds %zu bytes", x->what,
                             x->c->max_response);
@@ -557,7 +624,7 @@ int http_retryable(remex_err rc, long status)
  */
 static long xfer_retry_delay(struct xfer *x, remex_err rc)
 {
-    if (!http_retryable(rc, x->resp.status) || !x->may_retry ||
+    if (!http_retryable(rc, x->resp.status) || !x->may_retry || x->stream_err ||
         x->resp.attempts >= x->c->max_attempts)
         return -1;
     if (rc == REMEX_OK && x->retry_after_ms >= 0)
@@ -593,6 +660,10 @@ remex_err http_do(struct http_client *c, const struct http_request *req, struct 
         curl_easy_reset(x->easy);
         if (xfer_setup(x) != REMEX_OK) {
             rc = remex_seterr(e, REMEX_EINVAL, "%s: curl rejected an option", x->what);
+            break;
+        }
+        if (x->stream && x->stream->reset && x->stream->reset(x->stream->ud) != 0) {
+            rc = remex_seterr(e, REMEX_EIO, "%s: cannot restart the body", x->what);
             break;
         }
         x->resp.attempts++;
@@ -860,6 +931,8 @@ remex_err http_multi_start(struct http_multi *m, struct http_client *c,
     struct xfer *x;
     remex_err rc;
 
+    if (req && req->stream)
+        return remex_seterr(e, REMEX_EINVAL, "http: streamed bodies need http_do");
     if ((rc = xfer_new(c, req, &x, e)) != REMEX_OK)
         return rc;
     x->easy = curl_easy_init();

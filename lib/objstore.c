@@ -16,6 +16,7 @@
 #include "remex/hash.h"
 #include "remex/objstore_azure.h"
 #include "remex/objstore_gcs.h"
+#include "remex/objstore_http.h"
 #include "remex/objstore_s3.h"
 
 struct objstore {
@@ -310,15 +311,8 @@ remex_err objstore_get_uri(struct objstore *s, const char *uri, const char *chec
 remex_err objstore_stat(struct objstore *s, const char *key, struct objstore_ref *ref,
                         struct remex_error *e)
 {
-    struct buf b = BUF_INIT((size_t)1 << 30);
-    char sum[72];
-    remex_err rc = objstore_get(s, key, &b, e);
-    if (rc == REMEX_OK) {
-        objstore_checksum(b.data ? b.data : "", b.len, sum);
-        make_ref(s, key, b.len, sum, ref);
-    }
-    buf_free(&b);
-    return rc;
+    /* read through once, in bounded memory, to measure and checksum it */
+    return objstore_get_file(s, key, NULL, NULL, ref, e);
 }
 
 remex_err objstore_delete(struct objstore *s, const char *key, struct remex_error *e)
@@ -338,5 +332,115 @@ remex_err objstore_delete(struct objstore *s, const char *key, struct remex_erro
         return errno == ENOENT
                    ? remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key)
                    : remex_errno(e, REMEX_EIO, "object store: %s", key);
+    return REMEX_OK;
+}
+
+/* ---- streaming ---- */
+
+/* Copies fd[0, size) to the sink (local stores). */
+static remex_err copy_to_sink(int fd, uint64_t size, struct objstore_sink *k, struct remex_error *e)
+{
+    char *chunk = malloc(1u << 18);
+    uint64_t done = 0;
+    remex_err rc = chunk ? REMEX_OK : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    while (rc == REMEX_OK && done < size) {
+        size_t want = size - done < (1u << 18) ? (size_t)(size - done) : (1u << 18);
+        ssize_t r = pread(fd, chunk, want, (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            rc = r < 0 ? remex_errno(e, REMEX_EIO, "read")
+                       : remex_seterr(e, REMEX_EIO, "the file shrank while being read");
+        else if (k->st.write(chunk, (size_t)r, k->st.ud) != 0)
+            rc = remex_errno(e, REMEX_EIO, "write %s", k->tmp);
+        else
+            done += (uint64_t)r;
+    }
+    free(chunk);
+    return rc;
+}
+
+/* Opens a regular file for reading and gives its size. */
+static remex_err open_regular(const char *path, int *fd, uint64_t *size, struct remex_error *e)
+{
+    struct stat st;
+    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (*fd < 0)
+        return errno == ENOENT ? remex_seterr(e, REMEX_ENOTFOUND, "%s: not found", path)
+                               : remex_errno(e, REMEX_EIO, "%s", path);
+    if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return remex_seterr(e, REMEX_EINVAL, "%s: not a regular file", path);
+    }
+    *size = (uint64_t)st.st_size;
+    return REMEX_OK;
+}
+
+remex_err objstore_put_file(struct objstore *s, const char *key, const char *path,
+                            struct objstore_ref *ref, struct remex_error *e)
+{
+    char dst[OBJSTORE_URI_MAX], sum[72];
+    uint64_t size = 0;
+    int fd = -1;
+    remex_err rc = objstore_check_key(key, e);
+    if (rc == REMEX_OK)
+        rc = open_regular(path, &fd, &size, e);
+    if (rc != REMEX_OK)
+        return rc;
+    if (s->s3) {
+        rc = objstore_s3_put_file(s->s3, key, fd, size, sum, e);
+    } else if (s->az) {
+        rc = objstore_azure_put_file(s->az, key, fd, size, sum, e);
+    } else if (s->gcs) {
+        rc = objstore_gcs_put_file(s->gcs, key, fd, size, sum, e);
+    } else {
+        struct objstore_sink k;
+        snprintf(dst, sizeof(dst), "%s/%s", s->root, key);
+        if (fsutil_mkdir_parents(dst, 0700) != 0)
+            rc = remex_errno(e, REMEX_EIO, "object store: %s", key);
+        else if ((rc = objstore_sink_open(&k, dst, e)) == REMEX_OK)
+            rc = objstore_sink_finish(&k, copy_to_sink(fd, size, &k, e), NULL, sum, NULL, e);
+        if (rc != REMEX_OK)
+            remex_errprefix(e, "object store: %s", key);
+    }
+    close(fd);
+    if (rc == REMEX_OK && ref)
+        make_ref(s, key, size, sum, ref);
+    return rc;
+}
+
+remex_err objstore_get_file(struct objstore *s, const char *key, const char *path,
+                            const char *checksum, struct objstore_ref *ref, struct remex_error *e)
+{
+    char src[OBJSTORE_URI_MAX], sum[72];
+    struct objstore_sink k;
+    uint64_t size = 0;
+    int fd = -1;
+    remex_err rc = objstore_check_key(key, e);
+    if (rc != REMEX_OK || (rc = objstore_sink_open(&k, path, e)) != REMEX_OK)
+        return rc;
+    if (s->s3) {
+        rc = objstore_s3_get_stream(s->s3, key, &k.st, e);
+    } else if (s->az) {
+        rc = objstore_azure_get_stream(s->az, key, &k.st, e);
+    } else if (s->gcs) {
+        rc = objstore_gcs_get_stream(s->gcs, key, &k.st, e);
+    } else {
+        snprintf(src, sizeof(src), "%s/%s", s->root, key);
+        if ((rc = open_regular(src, &fd, &size, e)) == REMEX_OK) {
+            rc = copy_to_sink(fd, size, &k, e);
+            close(fd);
+        } else if (rc == REMEX_ENOTFOUND) {
+            remex_seterr(e, rc, "object store: %s: not found", key);
+        }
+    }
+    rc = objstore_sink_finish(&k, rc, checksum, sum, &size, e);
+    if (rc == REMEX_EPROTO)
+        remex_errprefix(e, "object store: %s", key);
+    if (rc != REMEX_OK)
+        return rc;
+    if (ref)
+        make_ref(s, key, size, sum, ref);
     return REMEX_OK;
 }

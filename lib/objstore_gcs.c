@@ -1,12 +1,15 @@
 /* objstore_gcs: Google Cloud Storage (JSON API) with service-account OAuth tokens. */
 #include "remex/objstore_gcs.h"
 
+#include <jansson.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "remex/gcpauth.h"
 #include "remex/http.h"
+#include "remex/objstore_http.h"
 #include "remex/sigv4.h"
 
 #define GCS_SCOPE        "https://www.googleapis.com/auth/devstorage.read_write"
@@ -110,7 +113,7 @@ static remex_err put_name(const struct objstore_gcs *s, struct buf *b, const cha
 /* One call with the access token; a 401 gets a new token once. */
 static remex_err gcs_call(struct objstore_gcs *s, const char *method, const char *path,
                           const void *body, size_t len, const char *key, struct http_response *resp,
-                          struct remex_error *e)
+                          const struct http_stream *st, struct remex_error *e)
 {
     remex_err rc = REMEX_OK;
     memset(resp, 0, sizeof(*resp)); /* the caller frees it whatever happens */
@@ -123,8 +126,10 @@ static remex_err gcs_call(struct objstore_gcs *s, const char *method, const char
                                    .bearer = tok,
                                    .body = body,
                                    .body_len = len,
-                                   .content_type = body ? "application/octet-stream" : NULL,
-                                   .retry_safe = 1};
+                                   .content_type =
+                                       body || (st && st->read) ? "application/octet-stream" : NULL,
+                                   .retry_safe = 1,
+                                   .stream = st};
         if ((rc = http_do(s->http, &req, resp, e)) != REMEX_OK) {
             remex_errprefix(e, "gcs %s %s", method, key);
             return rc;
@@ -148,7 +153,7 @@ remex_err objstore_gcs_put(struct objstore_gcs *s, const char *key, const void *
     remex_err rc = buf_printf(&p, "/upload/storage/v1/b/%s/o?uploadType=media&name=", s->bucket);
     if (rc == REMEX_OK)
         rc = put_name(s, &p, key);
-    rc = rc == REMEX_OK ? gcs_call(s, "POST", buf_cstr(&p), data ? data : "", len, key, &r, e)
+    rc = rc == REMEX_OK ? gcs_call(s, "POST", buf_cstr(&p), data ? data : "", len, key, &r, NULL, e)
                         : remex_seterr(e, rc, "gcs: key too long");
     http_response_free(&r);
     buf_free(&p);
@@ -165,7 +170,7 @@ remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *
         rc = put_name(s, &p, key);
     if (rc == REMEX_OK)
         rc = buf_puts(&p, "?alt=media");
-    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, e)
+    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, NULL, e)
                         : remex_seterr(e, rc, "gcs: key too long");
     if (rc == REMEX_OK &&
         (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
@@ -184,7 +189,63 @@ remex_err objstore_gcs_delete(struct objstore_gcs *s, const char *key, struct re
     remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket);
     if (rc == REMEX_OK)
         rc = put_name(s, &p, key);
-    rc = rc == REMEX_OK ? gcs_call(s, "DELETE", buf_cstr(&p), NULL, 0, key, &r, e)
+    rc = rc == REMEX_OK ? gcs_call(s, "DELETE", buf_cstr(&p), NULL, 0, key, &r, NULL, e)
+                        : remex_seterr(e, rc, "gcs: key too long");
+    http_response_free(&r);
+    buf_free(&p);
+    return rc;
+}
+
+/* ---- streaming ---- */
+
+remex_err objstore_gcs_put_file(struct objstore_gcs *s, const char *key, int fd, uint64_t size,
+                                char sum[72], struct remex_error *e)
+{
+    struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
+    struct http_response r = {0};
+    struct objstore_digest d;
+    struct objstore_src src;
+    unsigned char b64[32];
+    void *whole = objstore_digest_new();
+    remex_err rc = whole ? objstore_digest_range(fd, 0, size, whole, NULL, &d, e)
+                         : remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    if (rc == REMEX_OK)
+        rc = buf_printf(&p, "/upload/storage/v1/b/%s/o?uploadType=media&name=", s->bucket);
+    if (rc == REMEX_OK)
+        rc = put_name(s, &p, key);
+    if (rc == REMEX_OK) {
+        objstore_src_init(&src, fd, 0, size);
+        rc = gcs_call(s, "POST", buf_cstr(&p), NULL, 0, key, &r, &src.st, e);
+    }
+    if (rc == REMEX_OK) {
+        /* The object resource names the MD5 the service computed: it must be what was sent. */
+        json_t *o = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
+        const char *md5 = json_string_value(json_object_get(o, "md5Hash"));
+        EVP_EncodeBlock(b64, d.md5, 16);
+        if (md5 && strcmp(md5, (const char *)b64) != 0)
+            rc = remex_seterr(e, REMEX_EPROTO,
+                              "gcs POST %s: md5Hash %s is not the MD5 of what was sent", key, md5);
+        json_decref(o);
+    }
+    if (rc == REMEX_OK)
+        objstore_digest_final(whole, sum);
+    objstore_digest_free(whole);
+    http_response_free(&r);
+    buf_free(&p);
+    return rc;
+}
+
+remex_err objstore_gcs_get_stream(struct objstore_gcs *s, const char *key,
+                                  const struct http_stream *sink, struct remex_error *e)
+{
+    struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
+    struct http_response r = {0};
+    remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket);
+    if (rc == REMEX_OK)
+        rc = put_name(s, &p, key);
+    if (rc == REMEX_OK)
+        rc = buf_puts(&p, "?alt=media");
+    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, sink, e)
                         : remex_seterr(e, rc, "gcs: key too long");
     http_response_free(&r);
     buf_free(&p);

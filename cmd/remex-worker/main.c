@@ -235,8 +235,9 @@ static void hook_heartbeat_body(void *ud, json_t *body)
 {
     struct worker *w = ud;
     json_t *run = json_array();
+    /* A finished try whose report waits for its log upload is still the agent's: listed. */
     for (struct wtask *t = w->tasks; t; t = t->next)
-        if (t->phase == WT_RUNNING || t->phase == WT_STARTING)
+        if (t->phase == WT_RUNNING || t->phase == WT_STARTING || t->report_waits_upload)
             json_array_append_new(run, json_pack("{s:I,s:I}", "ti_id", (json_int_t)t->ti_id,
                                                  "try_number", (json_int_t)t->try_number));
     const char *state = worker_draining(w) || w->plane_hold == 1 ? "draining"

@@ -2,11 +2,11 @@
  * storeio: object-store transfers off the event loop.
  *
  * One thread runs the jobs in order: object-store transfers (XCom values, task
- * logs) and secrets lookups (the chain may call Vault). Once the loop runs,
- * the worker's stores and secrets chain are used by this thread only.
- * Finished jobs come back through an eventfd and their done callback runs on
- * the loop. Each job holds a pending reference on its task (task.c), dropped
- * after done has run. The thread blocks all signals: they stay with the loop.
+ * logs, streamed from their files) and secrets lookups (the chain may call Vault). Once the loop
+ * runs, the worker's stores and secrets chain are used by this thread only. Finished jobs come back
+ * through an eventfd and their done callback runs on the loop. Each job holds a pending reference
+ * on its task (task.c), dropped after done has run. The thread blocks all signals: they stay with
+ * the loop.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -39,27 +39,6 @@ struct storeio {
     pthread_t th;
     int started;
 };
-
-/* Reads a whole file (capped by out) for a PUT_FILE job. */
-static remex_err read_file(const char *path, struct buf *out, struct remex_error *e)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    char chunk[65536];
-    ssize_t r;
-    remex_err rc = REMEX_OK;
-    if (fd < 0)
-        return remex_errno(e, REMEX_EIO, "%s", path);
-    while (rc == REMEX_OK && (r = read(fd, chunk, sizeof(chunk))) != 0) {
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            rc = remex_errno(e, REMEX_EIO, "%s", path);
-        else if (buf_append(out, chunk, (size_t)r) != REMEX_OK)
-            rc = remex_seterr(e, REMEX_ETOOBIG, "%s: larger than %zu bytes", path, out->max);
-    }
-    close(fd);
-    return rc;
-}
 
 /* REMEX_CONN_ / REMEX_VAR_ name of an id: upper-cased, [-.] as '_' (ids are checked upstream). */
 static void env_name(char *out, size_t cap, const char *prefix, const char *id)
@@ -170,10 +149,8 @@ static void run_job(struct store_job *j)
                              &j->ref, &j->err);
         break;
     case STORE_PUT_FILE:
-        j->rc = read_file(j->path, &j->data, &j->err);
-        if (j->rc == REMEX_OK)
-            j->rc = objstore_put(j->store, j->key, j->data.data ? j->data.data : "", j->data.len,
-                                 &j->ref, &j->err);
+        /* streamed from the file: memory stays bounded whatever the log's size */
+        j->rc = objstore_put_file(j->store, j->key, j->path, &j->ref, &j->err);
         break;
     case STORE_GET_URI:
         j->rc = objstore_get_uri(j->store, j->key, j->checksum, &j->data, &j->err);

@@ -933,6 +933,7 @@ static void log_uploaded(struct store_job *j)
     } else
         log_warn("ti %" PRId64 " %s.%s try %" PRId64 ": log upload: %s; the log stays in %s",
                  t->ti_id, t->dag_id, t->task_id, t->try_number, j->err.msg, t->log_path);
+    t->report_waits_upload = 0;
     send_report(t, body);
 }
 
@@ -960,6 +961,7 @@ static int upload_log(struct wtask *t, json_t *body)
         store_job_free(j);
         return 0;
     }
+    t->report_waits_upload = 1;
     return 1;
 }
 

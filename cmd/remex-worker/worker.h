@@ -109,6 +109,7 @@ struct wtask {
     uint64_t timeout_timer, kill_timer, eof_timer;
     uint64_t log_upload_timer; /* tasklog.c: partial log uploads while the try runs */
     int log_upload_busy;       /* a partial upload is with the store thread */
+    int report_waits_upload;   /* the final log upload runs; the report follows it */
     uint64_t start_timer;      /* retry of an unconfirmed start (holds a pending reference) */
     unsigned start_attempts;   /* start calls that got no definitive answer */
     uint64_t start_first_ms;   /* monotonic time of the first start call */
@@ -297,7 +298,7 @@ void tasklog_feed(struct wtask *t, const char *p, size_t n);
 /* Writes a worker note (timestamped, prefixed "[remex]") into the log. */
 void tasklog_note(struct wtask *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tasklog_close(struct wtask *t);
-/* Task logs larger than this are not uploaded (the local file stays where it is). */
+/* Buffer cap of a log upload job; the upload itself streams from the file, whatever its size. */
 #define TASKLOG_UPLOAD_MAX (256u * 1024u * 1024u)
 /* The object key of t's log in logs.store ("logs/dag_id=.../attempt=N.log") into b. */
 remex_err tasklog_store_key(struct wtask *t, struct buf *b);

@@ -221,12 +221,19 @@ struct agentcfg {
         struct {
             char *endpoint;
             struct cfg_secret account_key;
+            struct cfg_secret sas_token; /* replaces account_key when set */
+            char *tenant_id;             /* Entra ID workload identity (no key, no SAS) */
+            char *client_id;
+            char *federated_token_file;
+            char *authority_host;
         } azure; /* Azure Blob settings of both stores */
         struct {
             char *key_file;
             char *endpoint;
             char *token_uri;
-        } gcs; /* GCS settings of both stores */
+        } gcs;                        /* GCS settings of both stores */
+        uint64_t multipart_threshold; /* S3 multipart / Azure blocks from this size on */
+        uint64_t part_size;           /* S3 part / Azure block size */
     } xcom;
     struct agentcfg_worker worker;
     struct agentcfg_agent agent;

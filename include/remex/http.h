@@ -99,6 +99,8 @@ void http_client_free(struct http_client *c);
  */
 remex_err http_client_set_bearer(struct http_client *c, const char *token);
 
+struct http_stream;
+
 struct http_request {
     const char *method;       /* "GET", "POST", ...: upper-case letters only */
     const char *path;         /* appended to base_url; must start with '/' */
@@ -114,6 +116,35 @@ struct http_request {
      * (SigV4, Shared Key) that need headers of their own.
      */
     const char *const *headers;
+    /* NULL, or a streamed body source and/or sink (see struct http_stream; borrowed). */
+    const struct http_stream *stream;
+};
+
+/*
+ * Streaming for http_do (http_multi_start refuses it with REMEX_EINVAL): the
+ * request body comes from read instead of req->body, and the body of a 2xx
+ * response goes to write instead of resp->body, so neither is ever held whole.
+ * reset runs before every attempt, the first included: it rewinds the source
+ * and empties the sink, so that a retried attempt sends and receives the
+ * same bytes again. Non-2xx bodies are buffered as usual (capped by
+ * max_response_bytes). A streamed attempt has no overall deadline: it fails
+ * with REMEX_ETIMEOUT when fewer than HTTP_STREAM_LOW_SPEED bytes per second
+ * move for the client's timeout_ms. A failing callback ends the call with
+ * REMEX_EIO (read, reset) or REMEX_ESYS (write), never retried.
+ */
+#define HTTP_STREAM_LOW_SPEED 1024L
+#define HTTP_STREAM_ABORT     ((size_t)-1)
+struct http_stream {
+    /* Upload: fills dst with up to cap bytes; 0 at the end, HTTP_STREAM_ABORT on error. */
+    size_t (*read)(void *dst, size_t cap, void *ud);
+    uint64_t upload_len; /* exact body length sent when read is set */
+    /* Download: consumes n bytes of a 2xx body; nonzero aborts. */
+    int (*write)(const void *p, size_t n, void *ud);
+    /* Every response header line of every attempt, without its CR LF (may be NULL). */
+    void (*header)(const char *line, size_t n, void *ud);
+    /* Before each attempt; nonzero aborts. May be NULL when read and write are. */
+    int (*reset)(void *ud);
+    void *ud; /* borrowed */
 };
 
 struct http_response {

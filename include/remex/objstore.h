@@ -48,7 +48,20 @@ struct objstore_opts {
     const char *token_uri;        /* GCS: OAuth token endpoint (NULL: the key's) */
     const char *ca_file;          /* remote stores: CA bundle (NULL: system store) */
     const char *(*getenv_fn)(const char *); /* NULL: getenv */
+    const char *azure_sas;       /* Azure: SAS token ("sv=...&sig=..."; secret, borrowed) */
+    const char *azure_sas_file;  /* Azure: file holding the SAS token (read at open) */
+    const char *azure_tenant_id; /* Azure bearer: Entra ID tenant (AZURE_TENANT_ID) */
+    const char *azure_client_id; /* Azure bearer: client id (AZURE_CLIENT_ID) */
+    const char *azure_federated_token_file; /* AZURE_FEDERATED_TOKEN_FILE */
+    const char *azure_authority;  /* AZURE_AUTHORITY_HOST, else https://login.microsoftonline.com */
+    uint64_t multipart_threshold; /* S3 / Azure: 0 = OBJSTORE_MULTIPART_THRESHOLD */
+    uint64_t part_size;           /* S3 / Azure: 0 = OBJSTORE_PART_SIZE; min OBJSTORE_PART_MIN */
 };
+
+/* Objects of at least the threshold go up in parts (S3 multipart, Azure blocks). */
+#define OBJSTORE_MULTIPART_THRESHOLD (64ull << 20)
+#define OBJSTORE_PART_SIZE           (16ull << 20)
+#define OBJSTORE_PART_MIN            (5ull << 20)
 
 /* Opens url with default settings (objstore_open_opts with NULL opts). */
 remex_err objstore_open(const char *url, struct objstore **out, struct remex_error *e);
@@ -78,6 +91,29 @@ remex_err objstore_get_uri(struct objstore *s, const char *uri, const char *chec
 remex_err objstore_stat(struct objstore *s, const char *key, struct objstore_ref *ref,
                         struct remex_error *e);
 remex_err objstore_delete(struct objstore *s, const char *key, struct remex_error *e);
+
+/*
+ * Streams the regular file at path into key, in bounded memory whatever its
+ * size: the length is taken when the call starts (bytes appended later are
+ * not sent) and SHA-256 is computed while reading. Remote stores verify what
+ * they received (S3: signed SHA-256 and Content-MD5 per request, part ETags;
+ * Azure: the service's Content-MD5; GCS: the reply's md5Hash); a retried
+ * request re-reads the file. Objects of multipart_threshold bytes or more go
+ * up in parts (S3 multipart upload, aborted on failure; Azure Put Block +
+ * Put Block List). ref (may be NULL) receives the reference.
+ */
+remex_err objstore_put_file(struct objstore *s, const char *key, const char *path,
+                            struct objstore_ref *ref, struct remex_error *e);
+/*
+ * Streams the object into the file path (written beside it, renamed over it
+ * only when complete), in bounded memory. checksum (may be NULL) must match
+ * ("sha256:<hex>"), and so must the MD5 the store reports (S3 single-part
+ * ETag, Azure Content-MD5, GCS x-goog-hash): REMEX_EPROTO otherwise, and
+ * path is left untouched. ref (may be NULL) receives the reference. path
+ * NULL: nothing is written; the object is only read, measured and checked.
+ */
+remex_err objstore_get_file(struct objstore *s, const char *key, const char *path,
+                            const char *checksum, struct objstore_ref *ref, struct remex_error *e);
 
 /* The URI the object under key has (or will have) in s: no I/O, any thread. */
 void objstore_uri(const struct objstore *s, const char *key, char *out, size_t cap);

@@ -15,9 +15,11 @@
 #define REMEX_OBJSTORE_GCS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "remex/buf.h"
 #include "remex/err.h"
+#include "remex/http.h"
 #include "remex/objstore.h"
 
 struct objstore_gcs;
@@ -30,6 +32,15 @@ remex_err objstore_gcs_put(struct objstore_gcs *s, const char *key, const void *
 remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *out,
                            struct remex_error *e);
 remex_err objstore_gcs_delete(struct objstore_gcs *s, const char *key, struct remex_error *e);
+/*
+ * Streams fd[0, size) into key with a media upload (see objstore_put_file);
+ * the reply's md5Hash must match what was sent. sum receives "sha256:<hex>".
+ */
+remex_err objstore_gcs_put_file(struct objstore_gcs *s, const char *key, int fd, uint64_t size,
+                                char sum[72], struct remex_error *e);
+/* GET ?alt=media of key with its body streamed to sink (x-goog-hash md5 checked by the sink). */
+remex_err objstore_gcs_get_stream(struct objstore_gcs *s, const char *key,
+                                  const struct http_stream *sink, struct remex_error *e);
 /* "gs://BUCKET/PREFIX/" into out. */
 void objstore_gcs_uri_base(const struct objstore_gcs *s, char *out, size_t cap);
 

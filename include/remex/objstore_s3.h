@@ -21,9 +21,11 @@
 #define REMEX_OBJSTORE_S3_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "remex/buf.h"
 #include "remex/err.h"
+#include "remex/http.h"
 #include "remex/objstore.h"
 
 #define OBJSTORE_S3_ERROR_MAX (64u * 1024u) /* error bodies looked at, at most */
@@ -41,6 +43,15 @@ remex_err objstore_s3_put(struct objstore_s3 *s, const char *key, const void *da
 remex_err objstore_s3_get(struct objstore_s3 *s, const char *key, struct buf *out,
                           struct remex_error *e);
 remex_err objstore_s3_delete(struct objstore_s3 *s, const char *key, struct remex_error *e);
+/*
+ * Streams fd[0, size) into key (see objstore_put_file); sum receives
+ * "sha256:<hex>" of what was sent.
+ */
+remex_err objstore_s3_put_file(struct objstore_s3 *s, const char *key, int fd, uint64_t size,
+                               char sum[72], struct remex_error *e);
+/* GET of key with its body streamed to sink (remex/http.h). */
+remex_err objstore_s3_get_stream(struct objstore_s3 *s, const char *key,
+                                 const struct http_stream *sink, struct remex_error *e);
 /* "s3://BUCKET/PREFIX/" (or "s3://BUCKET/") into out. */
 void objstore_s3_uri_base(const struct objstore_s3 *s, char *out, size_t cap);
 

@@ -2,9 +2,14 @@
 xcom.store and logs.store on @20minutes/s3rver (an S3 server that verifies
 SigV4 signatures; installed by mk/s3rver.sh under build/node/s3rver)."""
 import glob
+import hashlib
+import http.client
+import http.server
 import os
 import re
 import subprocess
+import sys
+import threading
 import unittest
 
 import harness
@@ -162,6 +167,133 @@ class TestS3Store(WorkerCase):
         self.assertIn(b"second", out)
         self.assertIn(b"[remex] success", out)
         self.assertEqual((line + out).count(b"first"), 1)  # nothing printed twice
+
+    def test_200mb_log_streams_with_flat_rss(self):
+        """A task writes a 200 MiB log; the worker uploads it to S3 in parts (multipart
+        upload, s3rver checks every part's SigV4 payload hash and Content-MD5) streamed
+        from the file: its peak RSS (VmHWM) grows by far less than the object."""
+        self.start_plane()
+        self.start_s3()
+        self.xcom_extra = (self.s3_yaml("S3RVER") +
+                           "  multipart_threshold: 32MiB\n  part_size: 16MiB\n")
+        size = 200 * 1024 * 1024
+        line = "x" * 99  # 100-byte lines
+        self.put_dag({"dag_id": "big", "tasks": [
+            {"task_id": "log", "shell": f"yes {line} | head -c {size}"}]})
+        w = self.start_worker(extra_worker="  log_max_bytes: 300MiB\n",
+                              extra="logs:\n  store: s3://remex/logs\n")
+        self.wait_registered(w)
+
+        def hwm():
+            with open(f"/proc/{w.p.pid}/status") as f:
+                for ln in f:
+                    if ln.startswith("VmHWM:"):
+                        return int(ln.split()[1]) * 1024
+            raise AssertionError("no VmHWM")
+        before = hwm()
+        run_id = self.trigger("big")
+        run = self.wait_run("big", run_id, timeout=300)
+        self.assertEqual(run["state"], "success", (run, w.output()[-3000:]))
+        growth = hwm() - before
+        local = os.path.join(self.logdir, "dag_id=big", f"run_id={run_id}", "task_id=log",
+                             "attempt=1.log")
+        obj = os.path.join(self.s3dir, "remex", "logs", "logs", "dag_id=big",
+                           f"run_id={run_id}", "task_id=log", "map_index=-1",
+                           "attempt=1.log._S3rver_object")
+
+        def sha(path):
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            return h.hexdigest()
+        self.assertGreaterEqual(os.path.getsize(local), size)
+        self.assertEqual(os.path.getsize(obj), os.path.getsize(local))
+        self.assertEqual(sha(obj), sha(local))
+        self.assertIn("s3://remex/logs/logs/dag_id=big/", repr(self.tis(run)["log"]))
+        sys.stderr.write(f"\n# 200 MiB log: worker VmHWM {before / 2**20:.1f} MiB -> "
+                         f"{(before + growth) / 2**20:.1f} MiB (+{growth / 2**20:.1f} MiB)\n")
+        self.assertLess(growth, 32 * 1024 * 1024)
+
+    def start_throttling_proxy(self):
+        """A loopback HTTP relay in front of s3rver that answers every UploadPart of part 2
+        with 503 SlowDown (S3's throttling reply) and relays everything else unchanged
+        (Host header included, so s3rver still checks the client's SigV4 signature)."""
+        seen = []
+        upstream = self.s3port
+
+        class Relay(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def relay(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n) if n else b""
+                seen.append((self.command, self.path, len(body)))
+                if self.command == "PUT" and "partNumber=2&" in self.path:
+                    err = (b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>"
+                           b"Please reduce your request rate.</Message></Error>")
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(err)))
+                    self.end_headers()
+                    self.wfile.write(err)
+                    return
+                c = http.client.HTTPConnection("127.0.0.1", upstream, timeout=60)
+                c.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for k, v in self.headers.items():
+                    c.putheader(k, v)
+                c.endheaders(body)
+                r = c.getresponse()
+                data = r.read()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                c.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        return srv.server_address[1], seen
+
+    def test_throttled_multipart_upload_is_retried_then_aborted(self):
+        """UploadPart answered 503 SlowDown every time: each retry sends the whole part again
+        (re-read from the file), and after the last attempt AbortMultipartUpload is sent
+        and nothing is completed; the task still succeeds and the report names the local
+        log. (s3rver does not implement AbortMultipartUpload: it takes the DELETE for a
+        DeleteObject, so the test checks the request, not the server's cleanup.)"""
+        self.start_plane()
+        self.start_s3()
+        port, seen = self.start_throttling_proxy()
+        self.xcom_extra = (self.s3_yaml("S3RVER").replace(
+            f"http://127.0.0.1:{self.s3port}", f"http://127.0.0.1:{port}") +
+            "  multipart_threshold: 8MiB\n  part_size: 5MiB\n")
+        size = 12 * 1024 * 1024
+        self.put_dag({"dag_id": "thr", "tasks": [
+            {"task_id": "log", "shell": f"yes {'y' * 99} | head -c {size}"}]})
+        w = self.start_worker(extra="logs:\n  store: s3://remex/logs\n")
+        run_id = self.trigger("thr")
+        run = self.wait_run("thr", run_id, timeout=120)
+        self.assertEqual(run["state"], "success", run)
+        ti = self.tis(run)["log"]
+        self.assertTrue(ti["log_uri"].startswith("file://"), ti)
+        part2 = [r for r in seen if r[0] == "PUT" and "partNumber=2&" in r[1]]
+        self.assertEqual(len(part2), 4, seen)  # 4 attempts in all
+        self.assertTrue(all(r[2] == 5 * 1024 * 1024 for r in part2), part2)
+        self.assertTrue(any(r[0] == "PUT" and "partNumber=1&" in r[1] for r in seen), seen)
+        aborts = [r for r in seen if r[0] == "DELETE" and "uploadId=" in r[1]]
+        self.assertEqual(len(aborts), 1, seen)
+        self.assertFalse(any(r[0] == "POST" and "uploadId=" in r[1] for r in seen), seen)
+        self.assertIn("SlowDown", w.output())
+        self.assertEqual([o for o in self.objects() if "dag_id=thr" in o], [])
 
     def test_wrong_secret_fails_the_task_with_a_clear_reason(self):
         self.start_plane()

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -688,6 +689,130 @@ static void test_multi_free_with_pending(void **state)
     http_client_free(c);
 }
 
+/* ---- streamed bodies ---- */
+
+/* A generated source (byte i is i*7) and a sink that checks what it gets. */
+struct stream_t {
+    size_t len, pos, got, resets, bad;
+    int fail_write;
+    char etag[64];
+};
+
+static size_t st_read(void *dst, size_t cap, void *ud)
+{
+    struct stream_t *t = ud;
+    size_t n = t->len - t->pos < cap ? t->len - t->pos : cap;
+    for (size_t i = 0; i < n; i++)
+        ((unsigned char *)dst)[i] = (unsigned char)((t->pos + i) * 7);
+    t->pos += n;
+    return n;
+}
+
+static int st_write(const void *p, size_t n, void *ud)
+{
+    struct stream_t *t = ud;
+    if (t->fail_write)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (((const unsigned char *)p)[i] != (unsigned char)((t->got + i) * 7))
+            t->bad++;
+    t->got += n;
+    return 0;
+}
+
+static void st_header(const char *line, size_t n, void *ud)
+{
+    struct stream_t *t = ud;
+    if (n > 13 && strncasecmp(line, "Content-Type:", 13) == 0)
+        snprintf(t->etag, sizeof(t->etag), "%.*s", (int)(n - 13), line + 13);
+}
+
+static int st_reset(void *ud)
+{
+    struct stream_t *t = ud;
+    t->pos = t->got = 0;
+    t->resets++;
+    return 0;
+}
+
+/* A streamed upload comes back through a streamed download, byte for byte. */
+static void test_stream_echo(void **state)
+{
+    (void)state;
+    struct http_client_opts o = {.max_response_bytes = 1024}; /* streamed bodies are not capped */
+    struct http_client *c = client(&o);
+    struct stream_t t = {.len = 900000}; /* the test server echoes up to 1 MiB */
+    struct http_stream st = {.read = st_read,
+                             .upload_len = t.len,
+                             .write = st_write,
+                             .header = st_header,
+                             .reset = st_reset,
+                             .ud = &t};
+    struct http_request req = {.method = "PUT", .path = "/echo", .stream = &st};
+    struct http_response r;
+    struct remex_error e = {0};
+    assert_int_equal(http_do(c, &req, &r, &e), REMEX_OK);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 0); /* the body went to the sink */
+    assert_int_equal(t.got, t.len);
+    assert_int_equal(t.bad, 0);
+    assert_int_equal(t.resets, 1);
+    assert_non_null(strstr(t.etag, "application/json"));
+    http_response_free(&r);
+    /* A failing sink ends the call at once: REMEX_ESYS, not retried. */
+    t.fail_write = 1;
+    assert_int_equal(http_do(c, &req, &r, &e), REMEX_ESYS);
+    assert_int_equal(r.attempts, 1);
+    http_response_free(&r);
+    http_client_free(c);
+}
+
+/* Each retried attempt restarts the source: the server gets the whole body every time. */
+static void test_stream_retry_restarts(void **state)
+{
+    (void)state;
+    struct http_client_opts o = {.max_attempts = 4};
+    struct http_client *c = client(&o);
+    struct stream_t t = {.len = 100000};
+    struct http_stream st = {.read = st_read, .upload_len = t.len, .reset = st_reset, .ud = &t};
+    struct http_request req = {.method = "PUT", .path = "/flaky/2", .stream = &st};
+    struct http_response r;
+    struct remex_error e = {0};
+    assert_int_equal(http_do(c, &req, &r, &e), REMEX_OK);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.attempts, 3);
+    assert_int_equal(t.resets, 3);
+    assert_string_equal(buf_cstr(&r.body), "{\"ok\":true,\"hit\":3}"); /* no sink: buffered */
+    http_response_free(&r);
+    http_client_free(c);
+}
+
+/* Query strings stay out of messages (they may carry a SAS signature); multis refuse streams. */
+static void test_stream_query_and_multi(void **state)
+{
+    (void)state;
+    struct http_client *c = client(NULL);
+    struct http_response r;
+    struct remex_error e = {0};
+    struct http_request req = {.method = "GET", .path = "/nope?sig=S3CRETSIG"};
+    struct http_client_opts o = {.base_url = "http://127.0.0.1:1", .max_attempts = 1};
+    struct http_client *dead = client(&o);
+    assert_int_not_equal(http_do(dead, &req, &r, &e), REMEX_OK);
+    assert_null(strstr(e.msg, "S3CRETSIG"));
+    assert_non_null(strstr(e.msg, "GET /nope"));
+    http_response_free(&r);
+    struct http_multi_hooks hooks = {0};
+    struct http_multi *m = NULL;
+    struct stream_t t = {.len = 1};
+    struct http_stream st = {.read = st_read, .upload_len = 1, .reset = st_reset, .ud = &t};
+    struct http_request sreq = {.method = "PUT", .path = "/echo", .stream = &st};
+    assert_int_equal(http_multi_new(&hooks, &m, &e), REMEX_OK);
+    assert_int_equal(http_multi_start(m, c, &sreq, (struct http_multi_done){0}, &e), REMEX_EINVAL);
+    http_multi_free(m);
+    http_client_free(dead);
+    http_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -713,6 +838,9 @@ int main(void)
         cmocka_unit_test(test_multi_keeps_connections),
         cmocka_unit_test(test_multi_retry_and_errors),
         cmocka_unit_test(test_multi_free_with_pending),
+        cmocka_unit_test(test_stream_echo),
+        cmocka_unit_test(test_stream_retry_restarts),
+        cmocka_unit_test(test_stream_query_and_multi),
     };
     return cmocka_run_group_tests_name("http", tests, setup, teardown);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "remex/objstore.h"
+#include "remex/objstore_http.h"
 
 static char dir[64], root[128];
 
@@ -178,6 +179,83 @@ static void test_size_cap_leaves_out_unchanged(void **state)
     objstore_close(s);
 }
 
+/* put_file / get_file on a folder store: same references, atomic results, checks. */
+static void test_put_get_file(void **state)
+{
+    (void)state;
+    struct objstore *s = open_store();
+    struct objstore_ref ref, got;
+    struct remex_error e;
+    char src[128], dst[128], bad[72], text[64] = "";
+    snprintf(src, sizeof(src), "%s/src.txt", dir);
+    snprintf(dst, sizeof(dst), "%s/dst.txt", dir);
+    FILE *f = fopen(src, "w");
+    assert_non_null(f);
+    fputs("1234", f);
+    fclose(f);
+    assert_int_equal(objstore_put_file(s, "logs/a.log", src, &ref, &e), REMEX_OK);
+    assert_int_equal(ref.size, 4);
+    assert_string_equal(ref.checksum,
+                        "sha256:03ac674216f3e15c761ee1a5e255f067953623c8b388b4459e13f978d7c846f4");
+    assert_non_null(strstr(ref.uri, "/store/logs/a.log"));
+    assert_int_equal(objstore_get_file(s, "logs/a.log", dst, ref.checksum, &got, &e), REMEX_OK);
+    assert_string_equal(got.checksum, ref.checksum);
+    f = fopen(dst, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(text, sizeof(text), f));
+    fclose(f);
+    assert_string_equal(text, "1234");
+    /* A wrong checksum leaves the target as it was and no temporary file behind. */
+    snprintf(bad, sizeof(bad), "sha256:%064d", 0);
+    assert_int_equal(objstore_get_file(s, "logs/a.log", dst, bad, NULL, &e), REMEX_EPROTO);
+    assert_non_null(strstr(e.msg, "checksum mismatch"));
+    char tmp[160];
+    snprintf(tmp, sizeof(tmp), "%s.part.%ld", dst, (long)getpid());
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    assert_int_equal(objstore_get_file(s, "logs/none", dst, NULL, NULL, &e), REMEX_ENOTFOUND);
+    assert_int_equal(objstore_get_file(s, "../x", dst, NULL, NULL, &e), REMEX_EINVAL);
+    /* stat reads the object through without keeping it: same size and checksum. */
+    struct objstore_ref st;
+    assert_int_equal(objstore_stat(s, "logs/a.log", &st, &e), REMEX_OK);
+    assert_int_equal(st.size, 4);
+    assert_string_equal(st.checksum, ref.checksum);
+    assert_int_equal(objstore_stat(s, "logs/none", &st, &e), REMEX_ENOTFOUND);
+    assert_int_equal(objstore_put_file(s, "logs/b", "/nonexistent", NULL, &e), REMEX_ENOTFOUND);
+    assert_int_equal(objstore_put_file(s, "logs/b", dir, NULL, &e), REMEX_EINVAL);
+    objstore_close(s);
+}
+
+/* A download sink checks the body against the MD5 the store states (ETag, Content-MD5,
+ * x-goog-hash). */
+static void sink_case(const char *header, remex_err want)
+{
+    struct objstore_sink k;
+    struct remex_error e;
+    char path[128], sum[72];
+    uint64_t n = 0;
+    snprintf(path, sizeof(path), "%s/sink.out", dir);
+    assert_int_equal(objstore_sink_open(&k, path, &e), REMEX_OK);
+    k.st.header(header, strlen(header), k.st.ud);
+    assert_int_equal(k.st.write("1234", 4, k.st.ud), 0);
+    assert_int_equal(objstore_sink_finish(&k, REMEX_OK, NULL, sum, &n, &e), want);
+    assert_int_equal(access(path, F_OK) == 0, want == REMEX_OK);
+    unlink(path);
+}
+
+static void test_sink_store_md5(void **state)
+{
+    (void)state;
+    /* md5("1234") = 81dc9bdb52d04dc20036dbd8313ed055 = gdyb21LQTcIANtvYMT7QVQ== */
+    sink_case("ETag: \"81dc9bdb52d04dc20036dbd8313ed055\"", REMEX_OK);
+    sink_case("ETag: \"81dc9bdb52d04dc20036dbd8313ed056\"", REMEX_EPROTO);
+    sink_case("ETag: \"81dc9bdb52d04dc20036dbd8313ed056-2\"", REMEX_OK); /* multipart: not an MD5 */
+    sink_case("ETag: \"0x8DC1234567890AB\"", REMEX_OK);                  /* Azure: not an MD5 */
+    sink_case("Content-MD5: gdyb21LQTcIANtvYMT7QVQ==", REMEX_OK);
+    sink_case("content-md5: AAAAAAAAAAAAAAAAAAAAAA==", REMEX_EPROTO);
+    sink_case("x-goog-hash: crc32c=n03x6A==, md5=gdyb21LQTcIANtvYMT7QVQ==", REMEX_OK);
+    sink_case("x-goog-hash: crc32c=n03x6A==,md5=AAAAAAAAAAAAAAAAAAAAAA==", REMEX_EPROTO);
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
@@ -203,6 +281,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_cap_leaves_out_unchanged, setup, teardown),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test_setup_teardown(test_put_get_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sink_store_md5, setup, teardown),
     };
     return cmocka_run_group_tests_name("objstore", tests, NULL, NULL);
 }

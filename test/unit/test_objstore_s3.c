@@ -201,6 +201,122 @@ static void test_no_bucket_no_server(void **state)
     assert_int_equal(objstore_open_opts("s3://remex", &o, &s, &e), REMEX_EINVAL);
 }
 
+/* Writes n bytes of a position-dependent pattern to path; returns its "sha256:<hex>" in sum. */
+static void write_pattern(const char *path, size_t n, char sum[72])
+{
+    FILE *f = fopen(path, "wb");
+    char *b = malloc(n ? n : 1);
+    assert_non_null(f);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (char)((i * 131u + i / 4096u) & 0xff);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    objstore_checksum(b, n, sum);
+    free(b);
+}
+
+/* Asserts rc is REMEX_OK, naming the error otherwise. */
+#define ASSERT_OK(call)                                                                            \
+    do {                                                                                           \
+        remex_err rc_ = (call);                                                                    \
+        if (rc_ != REMEX_OK)                                                                       \
+            fail_msg("%s: %s", #call, e.msg);                                                      \
+    } while (0)
+
+static int files_equal(const char *a, const char *b)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+/* put_file / get_file: single PUT below the threshold, 3-part multipart above it. */
+static void test_stream_multipart(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    struct objstore_opts o = {.endpoint = endpoint,
+                              .path_style = 1,
+                              .getenv_fn = fake_getenv,
+                              .multipart_threshold = 6u << 20,
+                              .part_size = 5u << 20};
+    struct objstore *s = NULL;
+    struct objstore_ref ref, got;
+    struct remex_error e;
+    char dir[64] = "/tmp/remex-s3file-XXXXXX", src[128], dst[128], sum[72], bad[72];
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(objstore_open_opts("s3://remex/st", &o, &s, &e), REMEX_OK);
+    snprintf(src, sizeof(src), "%s/src", dir);
+    snprintf(dst, sizeof(dst), "%s/out/dst", dir);
+    char outdir[128];
+    snprintf(outdir, sizeof(outdir), "%s/out", dir);
+    assert_int_equal(mkdir(outdir, 0700), 0);
+    const size_t sizes[] = {0, 1000, (13u << 20) + 12345};
+    for (size_t i = 0; i < 3; i++) {
+        write_pattern(src, sizes[i], sum);
+        ASSERT_OK(objstore_put_file(s, "big/obj", src, &ref, &e));
+        assert_int_equal(ref.size, sizes[i]);
+        assert_string_equal(ref.checksum, sum);
+        assert_string_equal(ref.uri, "s3://remex/st/big/obj");
+        ASSERT_OK(objstore_get_file(s, "big/obj", dst, ref.checksum, &got, &e));
+        assert_int_equal(got.size, sizes[i]);
+        assert_string_equal(got.checksum, sum);
+        assert_true(files_equal(src, dst));
+    }
+    /* The multipart object is one object on the server (parts assembled, upload gone). */
+    char meta[256];
+    snprintf(meta, sizeof(meta), "%s/remex/st/big/obj._S3rver_object", srv_dir);
+    struct stat sb;
+    assert_int_equal(stat(meta, &sb), 0);
+    assert_int_equal((size_t)sb.st_size, sizes[2]);
+    /* A wrong expected checksum: REMEX_EPROTO and the target is left as it was. */
+    snprintf(bad, sizeof(bad), "sha256:%064d", 0);
+    assert_int_equal(objstore_get_file(s, "big/obj", dst, bad, NULL, &e), REMEX_EPROTO);
+    assert_non_null(strstr(e.msg, "checksum mismatch"));
+    assert_true(files_equal(src, dst));
+    /* Missing objects and files. */
+    assert_int_equal(objstore_get_file(s, "big/none", dst, NULL, NULL, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "NoSuchKey"));
+    assert_int_equal(objstore_put_file(s, "big/x", "/nonexistent/file", NULL, &e), REMEX_ENOTFOUND);
+    assert_int_equal(objstore_put_file(s, "big/x", dir, NULL, &e), REMEX_EINVAL);
+    objstore_close(s);
+    /* A part size under S3's 5 MiB minimum is refused at open. */
+    o.part_size = 1u << 20;
+    assert_int_equal(objstore_open_opts("s3://remex/st", &o, &s, &e), REMEX_EINVAL);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Virtual-host addressing: "remex.s3.localhost" (libcurl resolves *.localhost to loopback). */
+static void test_virtual_host(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    char vh[64];
+    snprintf(vh, sizeof(vh), "http://s3.localhost:%u", srv.port);
+    struct objstore_opts o = {.endpoint = vh, .path_style = 0, .getenv_fn = fake_getenv};
+    struct objstore *s = NULL;
+    struct remex_error e;
+    struct buf b = BUF_INIT(1 << 16);
+    assert_int_equal(objstore_open_opts("s3://remex/vh", &o, &s, &e), REMEX_OK);
+    ASSERT_OK(objstore_put(s, "k/v", "hello", 5, NULL, &e));
+    ASSERT_OK(objstore_get(s, "k/v", &b, &e));
+    assert_string_equal(buf_cstr(&b), "hello");
+    char meta[256];
+    struct stat sb;
+    snprintf(meta, sizeof(meta), "%s/remex/vh/k/v._S3rver_object", srv_dir);
+    assert_int_equal(stat(meta, &sb), 0);
+    /* A bucket that does not exist, by virtual host: NoSuchBucket. */
+    objstore_close(s);
+    assert_int_equal(objstore_open_opts("s3://nobucket/vh", &o, &s, &e), REMEX_OK);
+    assert_int_equal(objstore_put(s, "k/v", "x", 1, NULL, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "NoSuchBucket"));
+    objstore_close(s);
+    buf_free(&b);
+}
+
 static void test_parse_error(void **state)
 {
     (void)state;
@@ -233,7 +349,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_large_and_empty),
         cmocka_unit_test(test_wrong_secret), cmocka_unit_test(test_no_bucket_no_server),
-        cmocka_unit_test(test_parse_error),
+        cmocka_unit_test(test_parse_error),  cmocka_unit_test(test_stream_multipart),
+        cmocka_unit_test(test_virtual_host),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);
 }
