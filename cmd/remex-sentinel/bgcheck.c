@@ -16,7 +16,8 @@
  *     deadline the check is graded fail with what is still running
  *     (ops->stuck, from the last step the thread reported) and the time
  *     given; a run that ends later still lands (its own answer is newer).
- *   - bgcheck_free waits at most wait_ms for a run to end. A call blocked in
+ *   - bgcheck_free waits until a given time at most for a run to end
+ *     (bgcheck_stop first on every check lets them end together). A call blocked in
  *     libcurl cannot be interrupted, so past that the thread is detached and
  *     owns the check from then on: it frees ctx and the check when the call
  *     returns (the ctx holds only objects of its own, nothing borrowed from
@@ -60,6 +61,7 @@ struct bgcheck {
 
     /* loop side */
     int started_thread;
+    int stopping; /* bgcheck_stop was called */
     int inflight;
     uint64_t started_ms;
     uint64_t deadline_ms;
@@ -203,7 +205,11 @@ struct bgcheck *bgcheck_new(struct sentinel *s, const struct bgcheck_ops *ops, v
     c->ctx = ctx;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    pthread_cond_init(&c->exitcv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_exit's deadline */
+    pthread_cond_init(&c->exitcv, &ca);
+    pthread_condattr_destroy(&ca);
     c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->efd < 0) {
         remex_errno(e, REMEX_ESYS, "%s check: eventfd", ops->name);
@@ -242,7 +248,7 @@ int bgcheck_busy(const struct bgcheck *c)
 
 int bgcheck_start(struct bgcheck *c, uint64_t deadline_ms)
 {
-    if (c->inflight)
+    if (c->inflight || c->stopping)
         return 0;
     evloop_update_time(c->s->loop);
     c->started_ms = evloop_now_ms(c->s->loop);
@@ -257,34 +263,39 @@ int bgcheck_start(struct bgcheck *c, uint64_t deadline_ms)
     return 1;
 }
 
-/* Waits for the thread's exit until wait_ms from now; 1 when it exited. */
-static int wait_exit(struct bgcheck *c, uint64_t wait_ms)
+/* Waits for the thread's exit until until_ms (CLOCK_MONOTONIC), under mu; 1 when it exited. */
+static int wait_exit(struct bgcheck *c, uint64_t until_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(wait_ms / 1000);
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = {.tv_sec = (time_t)(until_ms / 1000),
+                             .tv_nsec = (long)(until_ms % 1000) * 1000000L};
     int rc = 0;
     while (!c->exited && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&c->exitcv, &c->mu, &until);
     return c->exited;
 }
 
-void bgcheck_free(struct bgcheck *c, uint64_t wait_ms)
+void bgcheck_stop(struct bgcheck *c)
 {
-    if (!c)
+    if (!c || c->stopping)
         return;
+    c->stopping = 1;
     if (c->deadline_timer)
         evloop_timer_cancel(c->s->loop, c->deadline_timer);
+    c->deadline_timer = 0;
     evloop_unwatch(c->s->loop, c->efd);
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
     pthread_cond_broadcast(&c->cv);
-    int exited = wait_exit(c, wait_ms);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void bgcheck_free(struct bgcheck *c, uint64_t until_ms)
+{
+    if (!c)
+        return;
+    bgcheck_stop(c);
+    pthread_mutex_lock(&c->mu);
+    int exited = wait_exit(c, until_ms);
     if (!exited)
         c->abandoned = 1;
     pthread_mutex_unlock(&c->mu);
@@ -293,7 +304,6 @@ void bgcheck_free(struct bgcheck *c, uint64_t wait_ms)
         destroy(c);
         return;
     }
-    log_warn("%s: a check still running after %g s is not waited for", c->ops->name,
-             (double)wait_ms / 1000.0);
+    log_warn("%s: still running at stop, not waited for", c->ops->name);
     pthread_detach(c->th); /* it frees the check when its call returns */
 }

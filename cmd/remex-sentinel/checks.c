@@ -130,8 +130,11 @@ remex_err checks_init(struct sentinel *s, struct remex_error *e)
 
 void checks_free(struct sentinel *s)
 {
-    bgcheck_free(s->secrets_chk, CHECK_STOP_WAIT_MS);
-    bgcheck_free(s->xcom_chk, CHECK_STOP_WAIT_MS);
+    uint64_t until = timeutil_mono_ms() + CHECK_STOP_WAIT_MS; /* for both at once */
+    bgcheck_stop(s->secrets_chk);
+    bgcheck_stop(s->xcom_chk);
+    bgcheck_free(s->secrets_chk, until);
+    bgcheck_free(s->xcom_chk, until);
     s->secrets_chk = NULL;
     s->xcom_chk = NULL;
 }
@@ -331,6 +334,19 @@ static void xcom_ctx_free(void *ctx)
 static const struct bgcheck_ops xcom_ops = {
     .name = "xcom_store", .run = xcom_run, .stuck = xcom_stuck, .free_ctx = xcom_ctx_free};
 
+/* The XCom store with the agent.yaml settings of its backend (xcom.s3.*, ...), as the worker
+ * opens it; the store copies what it keeps. */
+static remex_err open_store(const struct agentcfg *c, struct objstore **out, struct remex_error *e)
+{
+    struct objstore_opts so;
+    char *key = NULL;
+    remex_err rc = agentcfg_objstore_opts(c, c->xcom.store, &so, &key, e);
+    if (rc == REMEX_OK)
+        rc = objstore_open_opts(c->xcom.store, &so, out, e);
+    cfg_secret_free(key);
+    return rc;
+}
+
 /* The store is opened on the loop (no I/O) and probed on the check's thread. */
 static void check_xcom(struct sentinel *s, uint64_t deadline_ms)
 {
@@ -338,7 +354,7 @@ static void check_xcom(struct sentinel *s, uint64_t deadline_ms)
     struct xcom_ctx *xc = bgcheck_ctx(s->xcom_chk);
     if (bgcheck_busy(s->xcom_chk))
         return;
-    if (!xc->store && objstore_open(s->r->cfg.xcom.store, &xc->store, &e) != REMEX_OK) {
+    if (!xc->store && open_store(&s->r->cfg, &xc->store, &e) != REMEX_OK) {
         health_set(&s->health, "xcom_store", HEALTH_FAIL, "%s", e.msg);
         return;
     }

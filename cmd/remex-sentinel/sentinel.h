@@ -125,8 +125,13 @@ int bgcheck_busy(const struct bgcheck *c);
 int bgcheck_start(struct bgcheck *c, uint64_t deadline_ms);
 /* On the check's thread: the run's progress, passed to ops->stuck at the deadline. */
 void bgcheck_step(struct bgcheck *c, unsigned step);
-/* Stops the thread, waiting at most wait_ms for a run to end (then the thread frees it). */
-void bgcheck_free(struct bgcheck *c, uint64_t wait_ms);
+/* Asks the thread to end (a run in flight is not graded any more); no wait. */
+void bgcheck_stop(struct bgcheck *c);
+/*
+ * Stops the thread, waiting for a run to end until until_ms at most (timeutil_mono_ms
+ * time); past it the thread is left to free the check when its call returns.
+ */
+void bgcheck_free(struct bgcheck *c, uint64_t until_ms);
 
 /* supctl.c: the supervisor's status, one query at a time (bounded by 5 s). */
 struct supctl *supctl_new(struct sentinel *s, const char *path);
