@@ -10,7 +10,9 @@
  *     started twice).
  *   - The loop touches the check's ctx only while no run is in flight
  *     (bgcheck_busy() == 0); the thread only during a run. The mutex
- *     hand-over at start and at completion orders the two.
+ *     hand-over at start and at completion orders the two. The one
+ *     exception, ops->stuck at the deadline, reads only fields that no run
+ *     changes (set before the first start).
  *   - The grade lands in s->health on the loop: when the run ends (through
  *     an eventfd), or at its deadline, whichever comes first. At the
  *     deadline the check is graded fail with what is still running

@@ -111,7 +111,8 @@ struct bgcheck_ops {
     const char *name; /* the check's name in s->health */
     /* On the check's thread: the work, graded into *st and msg; may report bgcheck_step. */
     void (*run)(struct bgcheck *c, void *ctx, enum health_status *st, char *msg, size_t cap);
-    /* On the loop at the deadline: what is still running ("backend vault"), from the step. */
+    /* On the loop at the deadline, during the run: what is still running ("backend vault"),
+     * from the step; reads only fields of ctx that no run changes. */
     void (*stuck)(void *ctx, unsigned step, char *out, size_t cap);
     void (*free_ctx)(void *ctx); /* NULL: nothing to free */
 };
