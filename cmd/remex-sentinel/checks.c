@@ -26,6 +26,26 @@
 
 #define PROBE_KEY "_sentinel/probe"
 
+#define CHECK_DEADLINE_MAX_MS 10000 /* a check's deadline: the round interval, at most this */
+#define CHECK_STOP_WAIT_MS    1000  /* at stop, how long a running check is waited for */
+#define SECRETS_CHAIN_MAX     8
+
+/* The secrets check's own objects (see bgcheck.c for who touches them when). */
+struct secrets_ctx {
+    struct secrets *sec;                  /* owned; NULL until the chain opens */
+    const char *names[SECRETS_CHAIN_MAX]; /* the chain's configured backends, static strings */
+    size_t n;
+};
+
+/* The xcom_store check's own objects. */
+struct xcom_ctx {
+    struct objstore *store; /* owned; NULL until the store opens */
+    char data[64];          /* the probe object of the run */
+    size_t len;
+};
+
+static const struct bgcheck_ops secrets_ops, xcom_ops;
+
 static int64_t wall_ms(void)
 {
     struct timespec ts;
@@ -45,10 +65,36 @@ static void add_dir(struct sentinel *s, const char *kind, const char *path)
     d->path = path;
 }
 
-void checks_init(struct sentinel *s)
+/* The configured backends of the agent's chain, in its order (as agentcfg_secrets_open opens
+ * it): static names, so the check's thread borrows nothing from the configuration. */
+static size_t chain_names(const struct agentcfg *c, const char **out, size_t cap)
+{
+    static const char *const all[] = {"env",
+                                      "file",
+                                      "vault",
+                                      "aws_secrets_manager",
+                                      "aws_ssm",
+                                      "gcp_secret_manager",
+                                      "azure_key_vault"};
+    const size_t nall = sizeof(all) / sizeof(all[0]);
+    size_t n = 0, norder = c->secrets.backends.n ? c->secrets.backends.n : 3;
+    for (size_t i = 0; i < norder && n < cap; i++) {
+        const char *want = c->secrets.backends.n ? c->secrets.backends.items[i] : all[i];
+        for (size_t k = 0; k < nall; k++) {
+            if (strcmp(want, all[k]) != 0)
+                continue;
+            if ((k == 1 && !c->secrets.file) || (k == 2 && !c->secrets.vault.url))
+                break; /* not configured: skipped by the chain */
+            out[n++] = all[k];
+            break;
+        }
+    }
+    return n;
+}
+
+remex_err checks_init(struct sentinel *s, struct remex_error *e)
 {
     const struct agentcfg *c = &s->r->cfg;
-    struct remex_error e;
     static const char *const order[] = {"plane",   "token_expiry", "tls_certificate", "roles",
                                         "secrets", "xcom_store",   "bundles",         "disk"};
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
@@ -62,16 +108,35 @@ void checks_init(struct sentinel *s)
         snprintf(kind, sizeof(kind), "bundle:%s", b[i].name);
         add_dir(s, kind, b[i].path);
     }
-    if (agentcfg_secrets_open(c, &s->secrets, &e) != REMEX_OK)
-        log_warn("secrets: %s", e.msg);
+    struct secrets_ctx *sc = calloc(1, sizeof(*sc));
+    struct xcom_ctx *xc = calloc(1, sizeof(*xc));
+    if (!sc || !xc) {
+        free(sc);
+        free(xc);
+        return remex_seterr(e, REMEX_ENOMEM, "checks: out of memory");
+    }
+    sc->n = chain_names(c, sc->names, SECRETS_CHAIN_MAX);
+    if (!(s->secrets_chk = bgcheck_new(s, &secrets_ops, sc, e))) {
+        free(xc);
+        return e->code;
+    }
+    if (!(s->xcom_chk = bgcheck_new(s, &xcom_ops, xc, e)))
+        return e->code;
+    struct remex_error oe;
+    if (agentcfg_secrets_open(c, &sc->sec, &oe) != REMEX_OK)
+        log_warn("secrets: %s", oe.msg);
+    return REMEX_OK;
 }
 
 void checks_free(struct sentinel *s)
 {
-    secrets_close(s->secrets);
-    objstore_close(s->xstore);
-    s->secrets = NULL;
-    s->xstore = NULL;
+    uint64_t until = timeutil_mono_ms() + CHECK_STOP_WAIT_MS; /* for both at once */
+    bgcheck_stop(s->secrets_chk);
+    bgcheck_stop(s->xcom_chk);
+    bgcheck_free(s->secrets_chk, until);
+    bgcheck_free(s->xcom_chk, until);
+    s->secrets_chk = NULL;
+    s->xcom_chk = NULL;
 }
 
 static void check_plane(struct sentinel *s)
@@ -143,6 +208,8 @@ static void check_tls(struct sentinel *s)
 
 /* What secrets_probe found: the backends that answered, and those that failed with why. */
 struct secrets_seen {
+    struct bgcheck *c;
+    unsigned done; /* backends probed so far: the step the thread reports */
     char ok[HEALTH_MSG_MAX];
     char failed[HEALTH_MSG_MAX];
 };
@@ -154,9 +221,11 @@ static void append(char *dst, const char *fmt, const char *a, const char *b)
         snprintf(dst + n, HEALTH_MSG_MAX - n, fmt, n ? ", " : "", a, b);
 }
 
+/* On the check's thread, after each backend. */
 static void secrets_seen_fn(const char *backend, remex_err rc, const char *msg, void *ud)
 {
     struct secrets_seen *seen = ud;
+    bgcheck_step(seen->c, ++seen->done);
     if (rc == REMEX_OK)
         append(seen->ok, "%s%s%s", backend, "");
     else
@@ -164,51 +233,135 @@ static void secrets_seen_fn(const char *backend, remex_err rc, const char *msg, 
 }
 
 /*
- * Each configured backend of the agent's chain (agent.yaml secrets:, as the
- * worker opens it) answers a lookup on its own: a name that is never defined
- * is looked up, which re-reads a changed file and checks its mode; "not
- * found" is the healthy answer. A failing backend is named with its reason.
+ * On the check's thread. Each configured backend of the agent's chain
+ * (agent.yaml secrets:, as the worker opens it) answers a lookup on its own:
+ * a name that is never defined is looked up, which re-reads a changed file
+ * and checks its mode; "not found" is the healthy answer. A failing backend
+ * is named with its reason.
  */
-static void check_secrets(struct sentinel *s)
+static void secrets_run(struct bgcheck *c, void *ctx, enum health_status *st, char *msg, size_t cap)
+{
+    struct secrets_ctx *sc = ctx;
+    struct secrets_seen *seen = calloc(1, sizeof(*seen));
+    if (!seen) {
+        *st = HEALTH_FAIL;
+        snprintf(msg, cap, "out of memory");
+        return;
+    }
+    seen->c = c;
+    secrets_probe(sc->sec, "remex-sentinel-probe", secrets_seen_fn, seen);
+    *st = seen->failed[0] ? HEALTH_FAIL : HEALTH_OK;
+    if (seen->failed[0])
+        snprintf(msg, cap, "%s", seen->failed);
+    else
+        snprintf(msg, cap, "backends answering: %s", seen->ok[0] ? seen->ok : "none");
+    free(seen);
+}
+
+/* On the loop at the deadline: the backend after the last one that answered. */
+static void secrets_stuck(void *ctx, unsigned step, char *out, size_t cap)
+{
+    const struct secrets_ctx *sc = ctx;
+    if (step < sc->n)
+        snprintf(out, cap, "backend %s", sc->names[step]);
+    else
+        snprintf(out, cap, "the secrets chain");
+}
+
+static void secrets_ctx_free(void *ctx)
+{
+    struct secrets_ctx *sc = ctx;
+    if (sc)
+        secrets_close(sc->sec);
+    free(sc);
+}
+
+static const struct bgcheck_ops secrets_ops = {
+    .name = "secrets", .run = secrets_run, .stuck = secrets_stuck, .free_ctx = secrets_ctx_free};
+
+/* The chain is opened on the loop (local files only) and probed on the check's thread. */
+static void check_secrets(struct sentinel *s, uint64_t deadline_ms)
 {
     struct remex_error e;
-    struct secrets_seen seen = {{0}, {0}};
-    if (!s->secrets && agentcfg_secrets_open(&s->r->cfg, &s->secrets, &e) != REMEX_OK) {
+    struct secrets_ctx *sc = bgcheck_ctx(s->secrets_chk);
+    if (bgcheck_busy(s->secrets_chk))
+        return; /* the run of an earlier round is still going */
+    if (!sc->sec && agentcfg_secrets_open(&s->r->cfg, &sc->sec, &e) != REMEX_OK) {
         health_set(&s->health, "secrets", HEALTH_FAIL, "%s", e.msg);
         return;
     }
-    secrets_probe(s->secrets, "remex-sentinel-probe", secrets_seen_fn, &seen);
-    if (seen.failed[0])
-        health_set(&s->health, "secrets", HEALTH_FAIL, "%s", seen.failed);
-    else
-        health_set(&s->health, "secrets", HEALTH_OK, "backends answering: %s",
-                   seen.ok[0] ? seen.ok : "none");
+    bgcheck_start(s->secrets_chk, deadline_ms);
 }
 
-/* A probe object is written, read back, compared and deleted. */
-static void check_xcom(struct sentinel *s)
+/* On the check's thread: a probe object is written, read back, compared and deleted. */
+static void xcom_run(struct bgcheck *c, void *ctx, enum health_status *st, char *msg, size_t cap)
 {
-    const char *url = s->r->cfg.xcom.store;
+    struct xcom_ctx *xc = ctx;
     struct remex_error e;
-    char data[64];
-    struct buf got = BUF_INIT(sizeof(data));
-    if (!s->xstore && objstore_open(url, &s->xstore, &e) != REMEX_OK) {
+    struct buf got = BUF_INIT(sizeof(xc->data));
+    bgcheck_step(c, 0);
+    remex_err rc = objstore_put(xc->store, PROBE_KEY, xc->data, xc->len, NULL, &e);
+    if (rc == REMEX_OK) {
+        bgcheck_step(c, 1);
+        rc = objstore_get(xc->store, PROBE_KEY, &got, &e);
+    }
+    if (rc == REMEX_OK && (got.len != xc->len || memcmp(got.data, xc->data, xc->len) != 0))
+        rc = remex_seterr(&e, REMEX_EPROTO, "probe object read back different");
+    if (rc == REMEX_OK) {
+        bgcheck_step(c, 2);
+        rc = objstore_delete(xc->store, PROBE_KEY, &e);
+    }
+    buf_free(&got);
+    *st = rc == REMEX_OK ? HEALTH_OK : HEALTH_FAIL;
+    snprintf(msg, cap, "%s", rc == REMEX_OK ? "a probe object round-trips" : e.msg);
+}
+
+static void xcom_stuck(void *ctx, unsigned step, char *out, size_t cap)
+{
+    (void)ctx;
+    static const char *const what[] = {"put", "get", "delete"};
+    snprintf(out, cap, "%s of " PROBE_KEY, what[step < 3 ? step : 2]);
+}
+
+static void xcom_ctx_free(void *ctx)
+{
+    struct xcom_ctx *xc = ctx;
+    if (xc)
+        objstore_close(xc->store);
+    free(xc);
+}
+
+static const struct bgcheck_ops xcom_ops = {
+    .name = "xcom_store", .run = xcom_run, .stuck = xcom_stuck, .free_ctx = xcom_ctx_free};
+
+/* The XCom store with the agent.yaml settings of its backend (xcom.s3.*, ...), as the worker
+ * opens it; the store copies what it keeps. */
+static remex_err open_store(const struct agentcfg *c, struct objstore **out, struct remex_error *e)
+{
+    struct objstore_opts so;
+    char *key = NULL;
+    remex_err rc = agentcfg_objstore_opts(c, c->xcom.store, &so, &key, e);
+    if (rc == REMEX_OK)
+        rc = objstore_open_opts(c->xcom.store, &so, out, e);
+    cfg_secret_free(key);
+    return rc;
+}
+
+/* The store is opened on the loop (no I/O) and probed on the check's thread. */
+static void check_xcom(struct sentinel *s, uint64_t deadline_ms)
+{
+    struct remex_error e;
+    struct xcom_ctx *xc = bgcheck_ctx(s->xcom_chk);
+    if (bgcheck_busy(s->xcom_chk))
+        return;
+    if (!xc->store && open_store(&s->r->cfg, &xc->store, &e) != REMEX_OK) {
         health_set(&s->health, "xcom_store", HEALTH_FAIL, "%s", e.msg);
         return;
     }
-    int n = snprintf(data, sizeof(data), "remex-sentinel %d %" PRIu64, (int)getpid(), s->ticks);
-    remex_err rc = objstore_put(s->xstore, PROBE_KEY, data, (size_t)n, NULL, &e);
-    if (rc == REMEX_OK)
-        rc = objstore_get(s->xstore, PROBE_KEY, &got, &e);
-    if (rc == REMEX_OK && (got.len != (size_t)n || memcmp(got.data, data, (size_t)n) != 0))
-        rc = remex_seterr(&e, REMEX_EPROTO, "probe object read back different");
-    if (rc == REMEX_OK)
-        rc = objstore_delete(s->xstore, PROBE_KEY, &e);
-    buf_free(&got);
-    if (rc != REMEX_OK)
-        health_set(&s->health, "xcom_store", HEALTH_FAIL, "%s", e.msg);
-    else
-        health_set(&s->health, "xcom_store", HEALTH_OK, "a probe object round-trips");
+    int n =
+        snprintf(xc->data, sizeof(xc->data), "remex-sentinel %d %" PRIu64, (int)getpid(), s->ticks);
+    xc->len = (size_t)n;
+    bgcheck_start(s->xcom_chk, deadline_ms);
 }
 
 #define FRESH_FILE_MAX (1024 * 1024)
@@ -349,8 +502,10 @@ void checks_run(struct sentinel *s)
     check_token(s);
     check_tls(s);
     checks_roles(s);
-    check_secrets(s);
-    check_xcom(s);
+    uint64_t iv = sentinel_interval_ms(s);
+    uint64_t deadline = iv < CHECK_DEADLINE_MAX_MS ? iv : CHECK_DEADLINE_MAX_MS;
+    check_secrets(s, deadline);
+    check_xcom(s, deadline);
     check_bundles(s);
     check_disk(s);
 }

@@ -33,7 +33,7 @@
 
 static struct sentinel S;
 
-static uint64_t interval_ms(const struct sentinel *s)
+uint64_t sentinel_interval_ms(const struct sentinel *s)
 {
     if (s->cfg->interval_ms)
         return s->cfg->interval_ms;
@@ -42,6 +42,8 @@ static uint64_t interval_ms(const struct sentinel *s)
 }
 
 /* ---- the health report ---- */
+
+static void send_report(struct sentinel *s);
 
 static void report_done(void *arg, const struct api_result *res)
 {
@@ -54,20 +56,25 @@ static void report_done(void *arg, const struct api_result *res)
     if (res->rc == REMEX_OK) {
         s->reports_ok++;
         s->last_err[0] = '\0';
-        return;
+    } else {
+        s->reports_failed++;
+        if (strcmp(s->last_err, res->msg) != 0)
+            log_warn("health report: %s", res->msg);
+        snprintf(s->last_err, sizeof(s->last_err), "%s", res->msg);
     }
-    s->reports_failed++;
-    if (strcmp(s->last_err, res->msg) != 0)
-        log_warn("health report: %s", res->msg);
-    snprintf(s->last_err, sizeof(s->last_err), "%s", res->msg);
+    if (s->report_again && s->r->state != ROLE_FINISHED)
+        send_report(s); /* a grade changed since this one left */
 }
 
 static void send_report(struct sentinel *s)
 {
     enum api_state st = api_state(s->api);
+    if (s->report_inflight)
+        s->report_again = 1;
     if (s->report_inflight || !api_agent_id(s->api) ||
         (st != API_REGISTERED && st != API_REFRESHING && st != API_LOST))
         return;
+    s->report_again = 0;
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/agents/%s/health", api_agent_id(s->api));
     json_t *body = health_report_body(&s->health);
@@ -85,6 +92,11 @@ static void send_report(struct sentinel *s)
     else if (body)
         log_debug("health report not sent: %s", e.msg);
     json_decref(body);
+}
+
+void sentinel_report(struct sentinel *s)
+{
+    send_report(s);
 }
 
 /* ---- queue depth of the workers' queues ---- */
@@ -178,7 +190,7 @@ static void on_tick(struct evloop *loop, uint64_t id, void *arg)
     struct sentinel *s = arg;
     s->tick_timer = 0;
     round_run(s);
-    arm_tick(s, interval_ms(s));
+    arm_tick(s, sentinel_interval_ms(s));
 }
 
 /* ---- API hooks ---- */
@@ -197,11 +209,11 @@ static void hook_registered(void *ud)
     struct sentinel *s = ud;
     log_info("registered as agent %s (heartbeat every %" PRId64 " ms; reports every %" PRIu64
              " ms)",
-             api_agent_id(s->api), api_heartbeat_ms(s->api), interval_ms(s));
+             api_agent_id(s->api), api_heartbeat_ms(s->api), sentinel_interval_ms(s));
     role_ready(s->r);
     checks_run(s);
     send_report(s); /* the first report does not wait a whole interval */
-    arm_tick(s, interval_ms(s));
+    arm_tick(s, sentinel_interval_ms(s));
 }
 
 static void hook_heartbeat_body(void *ud, json_t *body)
@@ -271,7 +283,10 @@ static int setup(struct sentinel *s)
     if (s->cfg->token_expires_at &&
         timeutil_rfc3339_parse(s->cfg->token_expires_at, &s->token_expires_ms, &e) != REMEX_OK)
         s->token_expires_ms = 0;
-    checks_init(s);
+    if (checks_init(s, &e) != REMEX_OK) {
+        log_error("%s", e.msg);
+        return REMEX_EXIT_FAIL;
+    }
     if (s->cfg->roles.n) {
         if (!(s->probes = probes_new(s, &e))) {
             log_error("sentinel.roles: %s", e.msg);
@@ -318,7 +333,7 @@ static int role_start_hook(struct role *r)
              s->probes ? "their /healthz" : s->cfg->agent_socket);
     api_start(s->api);
     round_run(s); /* /health answers from the first moment */
-    arm_tick(s, interval_ms(s));
+    arm_tick(s, sentinel_interval_ms(s));
     return -1;
 }
 

@@ -4,13 +4,16 @@
  *   main.c     role and API hooks, the check tick, the health report to the plane
  *   checks.c   the checks graded from this process (plane, token, secrets, XCom store,
  *              bundles, disk, TLS certificate)
+ *   bgcheck.c  the checks that call remote services (secrets, XCom store), each on a
+ *              thread of its own, graded on the loop when they end or at their deadline
  *   supctl.c   the supervisor's control socket (status of the co-located roles)
  *   probe.c    roles in their own containers, through their /healthz
  *   tlsprobe.c the plane's TLS certificate (notAfter), non-blocking OpenSSL
  *   expo.c     /health and /metrics
  *
  * Everything runs on the role's loop; nothing here blocks it (file checks
- * are single system calls on local folders).
+ * are single system calls on local folders; the blocking calls of the
+ * secrets and xcom_store checks run on their bgcheck threads).
  */
 #ifndef REMEX_SENTINEL_H
 #define REMEX_SENTINEL_H
@@ -33,6 +36,7 @@ struct objstore;
 struct supctl;
 struct probes;
 struct tlsprobe;
+struct bgcheck;
 
 #define SENT_DIRS_MAX 64
 
@@ -56,6 +60,7 @@ struct sentinel {
 
     /* plane */
     int report_inflight;
+    int report_again; /* a grade changed while a report was in flight: send once it ends */
     uint64_t report_started_ms;
     double rtt_s;       /* last health report's round trip, -1 before the first */
     long last_status;   /* HTTP status of the last report (0: none or no response) */
@@ -77,9 +82,9 @@ struct sentinel {
     int64_t tls_not_after_ms;
     char tls_err[256];
 
-    /* backends */
-    struct secrets *secrets;
-    struct objstore *xstore;
+    /* backends: the secrets and xcom_store checks, each on its own thread */
+    struct bgcheck *secrets_chk;
+    struct bgcheck *xcom_chk;
 
     struct sent_dir dirs[SENT_DIRS_MAX];
     size_t ndirs;
@@ -89,12 +94,45 @@ struct sentinel {
     json_t *depth; /* owned: [{name, queued}], or NULL before the first answer */
 };
 
+/* main.c: the round period (sentinel.interval, else the plane's heartbeat interval). */
+uint64_t sentinel_interval_ms(const struct sentinel *s);
+/* main.c: sends the health report now, or once the one in flight has ended. */
+void sentinel_report(struct sentinel *s);
+
 /* checks.c: the checks graded from this process, into s->health. */
-void checks_init(struct sentinel *s);
+remex_err checks_init(struct sentinel *s, struct remex_error *e);
 void checks_run(struct sentinel *s);
 void checks_free(struct sentinel *s);
 /* Grades the roles check from the last supervisor status or probes. */
 void checks_roles(struct sentinel *s);
+
+/* bgcheck.c: a blocking check on a thread of its own (contract in bgcheck.c). */
+struct bgcheck_ops {
+    const char *name; /* the check's name in s->health */
+    /* On the check's thread: the work, graded into *st and msg; may report bgcheck_step. */
+    void (*run)(struct bgcheck *c, void *ctx, enum health_status *st, char *msg, size_t cap);
+    /* On the loop at the deadline, during the run: what is still running ("backend vault"),
+     * from the step; reads only fields of ctx that no run changes. */
+    void (*stuck)(void *ctx, unsigned step, char *out, size_t cap);
+    void (*free_ctx)(void *ctx); /* NULL: nothing to free */
+};
+/* Starts the thread; ctx is owned by the check from now on (freed on failure too). */
+struct bgcheck *bgcheck_new(struct sentinel *s, const struct bgcheck_ops *ops, void *ctx,
+                            struct remex_error *e);
+/* The ctx, for the loop to touch only while bgcheck_busy() is 0. */
+void *bgcheck_ctx(struct bgcheck *c);
+int bgcheck_busy(const struct bgcheck *c);
+/* Starts a run graded fail after deadline_ms unless it ended; 0 (nothing done) while one runs. */
+int bgcheck_start(struct bgcheck *c, uint64_t deadline_ms);
+/* On the check's thread: the run's progress, passed to ops->stuck at the deadline. */
+void bgcheck_step(struct bgcheck *c, unsigned step);
+/* Asks the thread to end (a run in flight is not graded any more); no wait. */
+void bgcheck_stop(struct bgcheck *c);
+/*
+ * Stops the thread, waiting for a run to end until until_ms at most (timeutil_mono_ms
+ * time); past it the thread is left to free the check when its call returns.
+ */
+void bgcheck_free(struct bgcheck *c, uint64_t until_ms);
 
 /* supctl.c: the supervisor's status, one query at a time (bounded by 5 s). */
 struct supctl *supctl_new(struct sentinel *s, const char *path);

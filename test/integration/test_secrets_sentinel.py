@@ -4,10 +4,15 @@ by test/fake_vault.py (a fake because no Vault server can be had here; it
 refuses requests without the right X-Vault-Token, as Vault does). While Vault
 answers, the secrets check is healthy and names the backends; when Vault goes
 away, the check fails naming the vault backend and why, and the sentinel stays
-up."""
+up. A Vault that accepts connections and never answers (a backend dropping
+packets) stalls only the secrets check's own thread: /health and /metrics keep
+answering, the check fails at its deadline naming vault, and SIGTERM does not
+wait for the hung call."""
 import json
 import os
 import re
+import signal
+import time
 
 import harness
 import test_sentinel
@@ -39,6 +44,50 @@ class SecretsBackends(test_sentinel.SentinelCase):
         st, _ = self.health()
         self.assertEqual(st, 503)
         self.assertIsNone(self.sentinel.p.poll())
+
+    def test_a_vault_that_never_answers_does_not_stall_the_sentinel(self):
+        silent = test_sentinel.SilentServer()
+        self.fakes.append(silent)
+        tok = self.write("vault.token", "hvs.sentinel-token\n", mode=0o600)
+        # interval 1s: the secrets check's deadline is the round interval (at most 10 s)
+        self.start_sentinel("secrets:\n  backends: [env, vault]\n  vault:\n"
+                            f"    url: http://127.0.0.1:{silent.port}\n"
+                            f"    token: {{file: {tok}}}\n")
+        harness.wait_for(lambda: silent.conns, 15, 0.05, "the secrets check to reach Vault")
+        # While the check's call hangs (Vault's client would wait 30 s x 3 attempts),
+        # the loop answers: every request within 0.5 s, over several rounds.
+        worst = 0.0
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            for path in ("/health", "/metrics"):
+                t0 = time.monotonic()
+                st, _, _ = harness.http("GET", self.base + path, timeout=5)
+                worst = max(worst, time.monotonic() - t0)
+                self.assertIn(st, (200, 503), path)
+            time.sleep(0.05)
+        self.assertLess(worst, 0.5, "a request waited for the hung check")
+
+        def failed():
+            c = self.check("secrets")
+            return c if c and c["status"] == "fail" else None
+        bad = harness.wait_for(failed, 10, 0.1, "the secrets check to fail at its deadline")
+        self.assertEqual(bad["message"], "backend vault: no answer within 1 s")
+        self.assertIn("secrets: backend vault: no answer within 1 s", self.sentinel.output())
+        st, body = self.health()
+        self.assertEqual(st, 503)
+        self.assertIn("secrets", [c["name"] for c in body["checks"]])
+        self.assertIn('remex_sentinel_check_status{check="secrets"} 2', self.metrics())
+        # Rounds kept coming (interval 1 s) but the hung run was never started twice.
+        self.assertEqual(len(silent.conns), 1)
+        self.assertIsNone(self.sentinel.p.poll())
+        t0 = time.monotonic()
+        self.sentinel.signal(signal.SIGTERM)
+        code = self.sentinel.wait(10)
+        took = time.monotonic() - t0
+        self.assertEqual(code, 0, self.sentinel.output())
+        self.assertLess(took, 5.0, "SIGTERM waited for the hung check")
+        self.assertIn("secrets: still running at stop, not waited for",
+                      self.sentinel.output())
 
 
 if __name__ == "__main__":

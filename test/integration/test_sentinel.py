@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import threading
+import unittest.mock
 
 import harness
 import planefix
@@ -72,6 +73,37 @@ def status(worker_state="up", ready=True, restarts=0, last_exit=None):
                       {"role": "triggerer", "instance": "triggerer", "pid": 4243,
                        "state": "up", "ready": True, "uptime_s": 4.5, "restarts": 0,
                        "last_exit": None}]}
+
+
+class SilentServer:
+    """Accepts TCP connections on loopback, reads what comes and never answers:
+    a Vault whose replies are lost. Connections stay open until close()."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+
+    def close(self):
+        self.stop.set()
+        self.t.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
 
 
 class SentinelCase(planefix.PlaneCase):
@@ -149,6 +181,10 @@ class Registration(SentinelCase):
         # no supervisor here: the roles are unknown, a warning and not a failure
         self.assertEqual(self.check("roles")["status"], "warn")
         self.assertIn("no such socket", self.check("roles")["message"])
+        # secrets and xcom_store answer from their own threads, just after the first round
+        harness.wait_for(lambda: all(self.check(n)["message"] != "not checked yet"
+                                     for n in ("xcom_store", "secrets")), 10, 0.05,
+                         "the first answers of the secrets and xcom_store checks")
         for n in ("xcom_store", "bundles", "disk", "secrets"):
             self.assertEqual(self.check(n)["status"], "ok", self.check(n))
         # the plane holds the report
@@ -159,9 +195,13 @@ class Registration(SentinelCase):
         self.assertEqual(ag["slots"], 0)
 
         def reported():
+            # the secrets and xcom_store checks run on their own threads: a report that
+            # left before their first answer says "not checked yet"; their answer is
+            # reported as soon as it changes the grade
             _, a = self.req("GET", f"/api/v1/admin/agents/{ag['agent_id']}", token=self.admin)
-            return a.get("health") and a
-        a = harness.wait_for(reported, 15, 0.1, "a health report")
+            checks = {c["name"]: c for c in (a.get("health") or {}).get("checks", [])}
+            return checks and checks["xcom_store"]["status"] != "degraded" and a
+        a = harness.wait_for(reported, 15, 0.1, "a health report with the XCom store's answer")
         self.assertEqual(a["health"]["status"], "degraded")  # roles: warn -> degraded
         checks = {c["name"]: c for c in a["health"]["checks"]}
         self.assertEqual(checks["xcom_store"]["status"], "ok")
@@ -334,6 +374,37 @@ class _Healthz(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *a):
         pass
+
+
+class XcomStore(SentinelCase):
+    def test_a_store_that_never_answers_does_not_stall_the_sentinel(self):
+        """xcom.store on S3 whose endpoint accepts and never answers. The store is
+        opened with the xcom.s3.* settings, as the worker opens it: the
+        environment's endpoint (a closed loopback port) is not the one probed."""
+        silent = SilentServer()
+        self.fakes.append(silent)
+        env = {"AWS_ACCESS_KEY_ID": "AKIDSENTINEL", "AWS_SECRET_ACCESS_KEY": "sentinel-secret",
+               "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{harness.free_port()}",
+               "AWS_EC2_METADATA_DISABLED": "true"}
+        with unittest.mock.patch.dict(os.environ, env):
+            self.start_sentinel("xcom:\n  store: s3://probe-bucket/xcom\n  s3:\n"
+                                f"    endpoint: http://127.0.0.1:{silent.port}\n"
+                                "    region: us-east-1\n")
+        harness.wait_for(lambda: silent.conns, 15, 0.05, "the xcom_store check to reach S3")
+
+        def failed():
+            c = self.check("xcom_store")
+            return c if c and c["status"] == "fail" else None
+        bad = harness.wait_for(failed, 10, 0.1, "the xcom_store check to fail at its deadline")
+        self.assertEqual(bad["message"], "put of _sentinel/probe: no answer within 1 s")
+        t0 = time.monotonic()
+        st, _, _ = harness.http("GET", self.base + "/metrics", timeout=5)
+        self.assertEqual(st, 200)
+        self.assertLess(time.monotonic() - t0, 0.5)
+        self.assertEqual(len(silent.conns), 1)  # not started twice
+        self.sentinel.signal(15)
+        self.assertEqual(self.sentinel.wait(10), 0)
+        self.assertIn("xcom_store: still running at stop, not waited for", self.sentinel.output())
 
 
 class Probes(SentinelCase):
