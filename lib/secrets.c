@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1026,6 +1027,22 @@ remex_err secrets_get_var(struct secrets *s, const char *key, char **out, struct
     return chain_get(s, key, NULL, out, e);
 }
 
+/* A backend of the order that the chain skips: named but not configured. */
+static bool skipped(const struct secrets *s, enum backend b)
+{
+    return (b == BK_FILE && !s->file) || (b == BK_ENV && s->no_env) ||
+           (b == BK_VAULT && !s->vault) || (b > BK_VAULT && remote_index(s, b) < 0);
+}
+
+size_t secrets_chain(const struct secrets *s, const char **names, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->norder && n < cap; i++)
+        if (!skipped(s, s->order[i]))
+            names[n++] = backend_names[s->order[i]];
+    return n;
+}
+
 size_t secrets_probe(struct secrets *s, const char *key,
                      void (*fn)(const char *backend, remex_err rc, const char *msg, void *ud),
                      void *ud)
@@ -1038,9 +1055,8 @@ size_t secrets_probe(struct secrets *s, const char *key,
         enum backend b = s->order[i];
         struct remex_error e = {0};
         char *v = NULL;
-        if ((b == BK_FILE && !s->file) || (b == BK_ENV && s->no_env) ||
-            (b == BK_VAULT && !s->vault) || (b > BK_VAULT && remote_index(s, b) < 0))
-            continue; /* not configured */
+        if (skipped(s, b))
+            continue;
         remex_err rc = lookup_one(s, b, name, key, NULL, &v, &e);
         if (v) {
             explicit_bzero(v, strlen(v));

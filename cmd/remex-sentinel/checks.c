@@ -33,7 +33,7 @@
 /* The secrets check's own objects (see bgcheck.c for who touches them when). */
 struct secrets_ctx {
     struct secrets *sec;                  /* owned; NULL until the chain opens */
-    const char *names[SECRETS_CHAIN_MAX]; /* the chain's configured backends, static strings */
+    const char *names[SECRETS_CHAIN_MAX]; /* secrets_chain's static names, set on the loop */
     size_t n;
 };
 
@@ -65,33 +65,6 @@ static void add_dir(struct sentinel *s, const char *kind, const char *path)
     d->path = path;
 }
 
-/* The configured backends of the agent's chain, in its order (as agentcfg_secrets_open opens
- * it): static names, so the check's thread borrows nothing from the configuration. */
-static size_t chain_names(const struct agentcfg *c, const char **out, size_t cap)
-{
-    static const char *const all[] = {"env",
-                                      "file",
-                                      "vault",
-                                      "aws_secrets_manager",
-                                      "aws_ssm",
-                                      "gcp_secret_manager",
-                                      "azure_key_vault"};
-    const size_t nall = sizeof(all) / sizeof(all[0]);
-    size_t n = 0, norder = c->secrets.backends.n ? c->secrets.backends.n : 3;
-    for (size_t i = 0; i < norder && n < cap; i++) {
-        const char *want = c->secrets.backends.n ? c->secrets.backends.items[i] : all[i];
-        for (size_t k = 0; k < nall; k++) {
-            if (strcmp(want, all[k]) != 0)
-                continue;
-            if ((k == 1 && !c->secrets.file) || (k == 2 && !c->secrets.vault.url))
-                break; /* not configured: skipped by the chain */
-            out[n++] = all[k];
-            break;
-        }
-    }
-    return n;
-}
-
 remex_err checks_init(struct sentinel *s, struct remex_error *e)
 {
     const struct agentcfg *c = &s->r->cfg;
@@ -115,7 +88,6 @@ remex_err checks_init(struct sentinel *s, struct remex_error *e)
         free(xc);
         return remex_seterr(e, REMEX_ENOMEM, "checks: out of memory");
     }
-    sc->n = chain_names(c, sc->names, SECRETS_CHAIN_MAX);
     if (!(s->secrets_chk = bgcheck_new(s, &secrets_ops, sc, e))) {
         free(xc);
         return e->code;
@@ -125,6 +97,8 @@ remex_err checks_init(struct sentinel *s, struct remex_error *e)
     struct remex_error oe;
     if (agentcfg_secrets_open(c, &sc->sec, &oe) != REMEX_OK)
         log_warn("secrets: %s", oe.msg);
+    else
+        sc->n = secrets_chain(sc->sec, sc->names, SECRETS_CHAIN_MAX);
     return REMEX_OK;
 }
 
@@ -286,9 +260,12 @@ static void check_secrets(struct sentinel *s, uint64_t deadline_ms)
     struct secrets_ctx *sc = bgcheck_ctx(s->secrets_chk);
     if (bgcheck_busy(s->secrets_chk))
         return; /* the run of an earlier round is still going */
-    if (!sc->sec && agentcfg_secrets_open(&s->r->cfg, &sc->sec, &e) != REMEX_OK) {
-        health_set(&s->health, "secrets", HEALTH_FAIL, "%s", e.msg);
-        return;
+    if (!sc->sec) {
+        if (agentcfg_secrets_open(&s->r->cfg, &sc->sec, &e) != REMEX_OK) {
+            health_set(&s->health, "secrets", HEALTH_FAIL, "%s", e.msg);
+            return;
+        }
+        sc->n = secrets_chain(sc->sec, sc->names, SECRETS_CHAIN_MAX);
     }
     bgcheck_start(s->secrets_chk, deadline_ms);
 }

@@ -130,4 +130,10 @@ size_t secrets_probe(struct secrets *s, const char *key,
                      void (*fn)(const char *backend, remex_err rc, const char *msg, void *ud),
                      void *ud);
 
+/*
+ * The configured backends in chain order, as secrets_probe visits them:
+ * stores up to cap static names ("env", "vault", ...) and returns how many.
+ */
+size_t secrets_chain(const struct secrets *s, const char **names, size_t cap);
+
 #endif

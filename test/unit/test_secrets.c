@@ -355,6 +355,29 @@ static void test_env_wins_over_file(void **state)
     secrets_close(s);
 }
 
+/* secrets_chain names the configured backends in the chain's order, skipping the ones the
+ * order names but the configuration lacks (what the sentinel reports a hung probe with). */
+static void test_chain_names(void **state)
+{
+    (void)state;
+    const char *path = write_file("c.json", "{\"variables\":{}}", 0600);
+    static const char *const order[] = {"vault", "file", "env", NULL};
+    struct secrets_config cfg = {.file = path, .getenv_fn = fake_env, .order = order};
+    struct secrets *s;
+    struct remex_error e;
+    const char *names[4];
+    assert_int_equal(secrets_open(&cfg, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_chain(s, names, 4), 2);
+    assert_string_equal(names[0], "file");
+    assert_string_equal(names[1], "env");
+    assert_int_equal(secrets_chain(s, names, 1), 1);
+    secrets_close(s);
+    struct secrets_config none = {.no_env = 1};
+    assert_int_equal(secrets_open(&none, &s, &e), REMEX_OK);
+    assert_int_equal(secrets_chain(s, names, 4), 0);
+    secrets_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +393,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_wins_over_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_errors_hide_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_names, setup, teardown),
     };
     return cmocka_run_group_tests_name("secrets", tests, NULL, NULL);
 }
