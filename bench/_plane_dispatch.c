@@ -4,6 +4,7 @@
  *
  *   _plane_dispatch --url URL --admin TOKEN --agent-token TOKEN
  *                   [--tasks N] [--workers W] [--slots S] [--samples K] [--plane-pid PID]
+ *                   [--batch]
  *
  * Phase 1: W simulated workers (threads, one registered agent and one
  * keep-alive HTTP/1.1 connection each) drain N queued task instances with
@@ -13,7 +14,10 @@
  * shared cores the run got. The phase runs from the first trigger to the
  * answer to the last assignment's state report; workers that polled after
  * the queue ran dry wait out their long poll (wait 1 s) after that, and how
- * long is printed separately.
+ * long is printed separately. With --batch a worker starts all the
+ * assignments of one /work reply in one POST /task-instances/start and
+ * reports them in one POST /task-instances/state (as remex-worker does);
+ * without it, one start and one state request per assignment.
  * Phase 2: one worker waits in a /work long poll while the driver triggers a
  * one-task run; prints the trigger -> reply latency (p50, p99) over K samples,
  * an upper bound of the plane's enqueue -> reply latency (it also holds the
@@ -69,6 +73,9 @@ static _Atomic uint64_t g_done_ns;
 static double g_done_cpu = -1;
 static long g_tasks = 10000;
 static long g_plane_pid;
+static int g_batch; /* --batch: the batched start and state routes */
+/* The worker thread's session token (the batched routes' credential). */
+static _Thread_local const char *g_session_tls;
 
 /* CPU seconds (user + system) of process pid so far; -1 when unreadable. */
 static double proc_cpu(long pid)
@@ -256,9 +263,69 @@ static int agent_register(struct client *c, const char *name, char **session)
     return *session ? 0 : -1;
 }
 
+/* Runs every assignment in c->out with the batched routes: one
+ * POST /task-instances/start for all of them, then one
+ * POST /task-instances/state with their success reports. Returns how many. */
+static long run_assignments_batch(struct client *c)
+{
+    json_t *j = json_loads(buf_cstr(&c->out), 0, NULL);
+    json_t *arr = json_object_get(j, "assignments");
+    size_t i, n = json_array_size(arr);
+    json_t *a;
+    if (n == 0) {
+        json_decref(j);
+        return 0;
+    }
+    struct buf sb = BUF_INIT(16 * 1024 * 1024), rb = BUF_INIT(16 * 1024 * 1024);
+    buf_puts(&sb, "{\"items\":[");
+    buf_puts(&rb, "{\"items\":[");
+    json_array_foreach(arr, i, a)
+    {
+        json_int_t ti = json_integer_value(json_object_get(a, "ti_id"));
+        json_int_t tr = json_integer_value(json_object_get(a, "try_number"));
+        const char *tok = json_string_value(json_object_get(a, "task_token"));
+        buf_printf(&sb,
+                   "%s{\"ti_id\":%" JSON_INTEGER_FORMAT ",\"try_number\":%" JSON_INTEGER_FORMAT
+                   ",\"task_token\":\"%s\"}",
+                   i ? "," : "", ti, tr, tok ? tok : "");
+        buf_printf(&rb,
+                   "%s{\"ti_id\":%" JSON_INTEGER_FORMAT ",\"try_number\":%" JSON_INTEGER_FORMAT
+                   ",\"task_token\":\"%s\",\"state\":\"success\"}",
+                   i ? "," : "", ti, tr, tok ? tok : "");
+    }
+    buf_puts(&sb, "]}");
+    buf_puts(&rb, "]}");
+    json_decref(j);
+    /* Every item must come back 200: count the others as errors. */
+    const char *bodies[2] = {buf_cstr(&sb), buf_cstr(&rb)};
+    const char *paths[2] = {"/api/v1/task-instances/start", "/api/v1/task-instances/state"};
+    for (int k = 0; k < 2; k++) {
+        if (call(c, "POST", paths[k], g_session_tls, bodies[k]) != 200) {
+            atomic_fetch_add(&g_errors, (long)n);
+            continue;
+        }
+        json_t *r = json_loads(buf_cstr(&c->out), 0, NULL);
+        json_t *res = json_object_get(r, "results");
+        json_t *x;
+        size_t m;
+        long ok = 0;
+        json_array_foreach(res, m, x)
+        {
+            ok += json_integer_value(json_object_get(x, "status")) == 200;
+        }
+        atomic_fetch_add(&g_errors, (long)n - ok);
+        json_decref(r);
+    }
+    buf_free(&sb);
+    buf_free(&rb);
+    return (long)n;
+}
+
 /* Runs every assignment in c->out: start, then success. Returns how many. */
 static long run_assignments(struct client *c)
 {
+    if (g_batch)
+        return run_assignments_batch(c);
     json_t *j = json_loads(buf_cstr(&c->out), 0, NULL);
     json_t *arr = json_object_get(j, "assignments");
     size_t i;
@@ -300,6 +367,7 @@ static void *worker(void *arg)
         client_free(&c);
         return NULL;
     }
+    g_session_tls = session;
     snprintf(body, sizeof(body), "{\"queues\":[\"default\"],\"free_slots\":%ld,\"wait\":1}",
              g_slots);
     int idle = 0;
@@ -369,6 +437,7 @@ static void *lat_poller(void *arg)
     struct client c;
     if (client_init(&c) < 0)
         return NULL;
+    g_session_tls = l->session;
     for (;;) {
         pthread_mutex_lock(&l->mu);
         while (!l->go && !l->done)
@@ -494,6 +563,7 @@ int main(int argc, char **argv)
         {"slots", required_argument, NULL, 's'},
         {"samples", required_argument, NULL, 'k'},
         {"plane-pid", required_argument, NULL, 'p'},
+        {"batch", no_argument, NULL, 'b'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -510,6 +580,9 @@ int main(int argc, char **argv)
             break;
         case 't':
             g_agent_token = optarg;
+            break;
+        case 'b':
+            g_batch = 1;
             break;
         case 'p':
             if (!(optarg && *optarg && !*end && v > 0)) {
@@ -534,7 +607,7 @@ int main(int argc, char **argv)
     }
     if (!g_url || !g_admin || !g_agent_token) {
         fprintf(stderr, "usage: _plane_dispatch --url URL --admin TOKEN --agent-token TOKEN "
-                        "[--tasks N] [--workers W] [--slots S] [--samples K]\n");
+                        "[--tasks N] [--workers W] [--slots S] [--samples K] [--batch]\n");
         return 2;
     }
     if (parse_url(g_url) < 0) {
@@ -571,10 +644,10 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double dcpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    printf("plane_dispatch: %ld assignments (work+start+success) by %ld workers in %.2f s: "
+    printf("plane_dispatch: %s %ld assignments (work+start+success) by %ld workers in %.2f s: "
            "%.0f assignments/s, %ld errors (driver CPU %.2f s)\n",
-           (long)atomic_load(&g_assigned), workers, secs, atomic_load(&g_assigned) / secs,
-           (long)atomic_load(&g_errors), dcpu);
+           g_batch ? "batched routes:" : "single routes:", (long)atomic_load(&g_assigned), workers,
+           secs, atomic_load(&g_assigned) / secs, (long)atomic_load(&g_errors), dcpu);
     printf("plane_dispatch: workers back %.2f s after the last assignment (idle long polls)\n",
            (double)(t1 - (done ? done : t1)) / 1e9);
     long nassigned = (long)atomic_load(&g_assigned);

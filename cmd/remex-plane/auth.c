@@ -673,3 +673,20 @@ int auth_check(struct plane *p, const char *bearer, enum plane_authz want,
     }
     return 0;
 }
+
+int auth_check_token(struct plane *p, const char *token, enum plane_authz want,
+                     struct plane_principal *who, char *why, size_t whysz)
+{
+    char bearer[BEARER_MAX + 8];
+    size_t n = token ? strlen(token) : 0;
+    if (n == 0 || n > BEARER_MAX) {
+        memset(who, 0, sizeof(*who));
+        snprintf(why, whysz, "credential empty or over %d bytes", BEARER_MAX);
+        return 401;
+    }
+    memcpy(bearer, "Bearer ", 7);
+    memcpy(bearer + 7, token, n + 1);
+    int st = auth_check(p, bearer, want, who, why, whysz);
+    OPENSSL_cleanse(bearer, sizeof(bearer));
+    return st;
+}
