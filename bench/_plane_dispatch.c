@@ -304,17 +304,12 @@ static long run_assignments_batch(struct client *c)
             atomic_fetch_add(&g_errors, (long)n);
             continue;
         }
-        json_t *r = json_loads(buf_cstr(&c->out), 0, NULL);
-        json_t *res = json_object_get(r, "results");
-        json_t *x;
-        size_t m;
+        /* The plane writes each result as {"ti_id":N,"status":S,...}
+         * (compact): counting the 200s takes a scan, not a parse. */
         long ok = 0;
-        json_array_foreach(res, m, x)
-        {
-            ok += json_integer_value(json_object_get(x, "status")) == 200;
-        }
+        for (const char *x = buf_cstr(&c->out); (x = strstr(x, "\"status\":200")); x += 13)
+            ok++;
         atomic_fetch_add(&g_errors, (long)n - ok);
-        json_decref(r);
     }
     buf_free(&sb);
     buf_free(&rb);
