@@ -67,7 +67,7 @@ static void sha256(const void *data, size_t n, unsigned char out[32])
  * key never changes while the plane runs, so a remembered verdict cannot go
  * stale.
  */
-#define JWT_CACHE_N 1024
+#define JWT_CACHE_N 8192 /* direct-mapped: room for many more tokens than are in use at once */
 
 struct jwt_ent {
     char *tok; /* owned; NULL: unused */
