@@ -9,6 +9,10 @@
  *     api_free aborts the multi (no callbacks) and releases them.
  *   - Reports: at most one journal replay in flight; a report is sent
  *     directly only while the plane is reachable and nothing older waits.
+ *   - Batched starts and reports (c->starts, c->reports) wait at most until
+ *     the next loop turn (batch_timer) or, for reports, until the report
+ *     call in flight is answered (report_calls); a report waiting there
+ *     counts in reports_inflight, so api_reports_pending sees it.
  */
 #include <inttypes.h>
 #include <stdlib.h>

@@ -186,8 +186,9 @@ remex_err api_ti_start(struct api_client *c, int64_t ti_id, const char *task_tok
  * The state report of a try (body owned from now on: {try_number, state,
  * exit_code, ...}) on its task token: api_report of
  * POST /api/v1/task-instances/{ti_id}/state, except that reports made in the
- * same loop turn while the plane is reachable and no report is spooled go
- * in one POST /api/v1/task-instances/state. Its journal record is the single
+ * same loop turn, or while another report call is in flight, go together in
+ * one POST /api/v1/task-instances/state (while the plane is reachable and no
+ * report is spooled; a report alone goes at once). Its journal record is the single
  * route's: a report the batch does not settle (no answer, 5xx, the session
  * refused, 404/405/413 for the batch) is journaled and replayed alone; an
  * item refused in the batch's result (400, 401/403 of its task token, 409)
