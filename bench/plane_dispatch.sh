@@ -6,8 +6,10 @@
 # Prints figures (with the machine's load and the plane's CPU time, since the
 # cores are shared); never asserts. Runs twice, each on a fresh plane: with
 # the single start/state routes (one request per task instance each) and with
-# the batched ones (one request per /work reply each). Env: TASKS (10000),
-# WORKERS (8), SLOTS (16), MODES ("single batch").
+# the batched ones (one request per /work reply each); first the floor: the
+# batched requests against a canned HTTP server in the driver (no plane), the
+# ceiling the transport and the driver leave. Env: TASKS (10000), WORKERS
+# (8), SLOTS (16), MODES ("floor single batch").
 set -euo pipefail
 build=${REMEX_BUILD:-build}
 bin=${REMEX_BIN:-$build/bin}
@@ -52,11 +54,13 @@ run_mode() { # $1: "" (single start/state routes) or --batch
     pid=
 }
 cpu() { awk '{printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$pid/stat"; }
-modes=${MODES:-single batch}
+modes=${MODES:-floor single batch}
 for m in $modes; do
     case $m in
+    floor) "$driver" --floor --tasks "${TASKS:-10000}" --workers "${WORKERS:-8}" \
+        --slots "${SLOTS:-16}" ;;
     single) run_mode "" ;;
     batch) run_mode --batch ;;
-    *) echo "plane_dispatch: unknown mode $m (single, batch)"; exit 2 ;;
+    *) echo "plane_dispatch: unknown mode $m (floor, single, batch)"; exit 2 ;;
     esac
 done
