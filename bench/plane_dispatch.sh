@@ -8,7 +8,7 @@
 # the single start/state routes (one request per task instance each) and with
 # the batched ones (one request per /work reply each); first the floor: the
 # batched requests against a canned HTTP server in the driver (no plane), the
-# ceiling the transport and the driver leave. Env: TASKS (10000), WORKERS
+# ceiling the transport and the driver leave. Env: TASKS (20000), WORKERS
 # (8), SLOTS (16), MODES ("floor single batch").
 set -euo pipefail
 build=${REMEX_BUILD:-build}
@@ -46,7 +46,7 @@ run_mode() { # $1: "" (single start/state routes) or --batch
         python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
     echo "plane_dispatch: $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     c0=$(cpu)
-    "$driver" --url "$url" --admin "$admin" --agent-token "$tok" --tasks "${TASKS:-10000}" \
+    "$driver" --url "$url" --admin "$admin" --agent-token "$tok" --tasks "${TASKS:-20000}" \
         --workers "${WORKERS:-8}" --slots "${SLOTS:-16}" --plane-pid "$pid" $1
     echo "plane_dispatch: plane CPU (user+sys) over both phases: $(awk -v a="$c0" -v b="$(cpu)" 'BEGIN {printf "%.2f", b - a}') s;" \
         "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -57,7 +57,7 @@ cpu() { awk '{printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$pid/
 modes=${MODES:-floor single batch}
 for m in $modes; do
     case $m in
-    floor) "$driver" --floor --tasks "${TASKS:-10000}" --workers "${WORKERS:-8}" \
+    floor) "$driver" --floor --tasks "${TASKS:-20000}" --workers "${WORKERS:-8}" \
         --slots "${SLOTS:-16}" ;;
     single) run_mode "" ;;
     batch) run_mode --batch ;;
