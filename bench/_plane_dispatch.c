@@ -4,6 +4,8 @@
  *
  *   _plane_dispatch --url URL --admin TOKEN --agent-token TOKEN
  *                   [--tasks N] [--workers W] [--slots S] [--samples K] [--plane-pid PID]
+ *                   [--batch]
+ *   _plane_dispatch --floor [--tasks N] [--workers W] [--slots S]
  *
  * Phase 1: W simulated workers (threads, one registered agent and one
  * keep-alive HTTP/1.1 connection each) drain N queued task instances with
@@ -13,7 +15,10 @@
  * shared cores the run got. The phase runs from the first trigger to the
  * answer to the last assignment's state report; workers that polled after
  * the queue ran dry wait out their long poll (wait 1 s) after that, and how
- * long is printed separately.
+ * long is printed separately. With --batch a worker starts all the
+ * assignments of one /work reply in one POST /task-instances/start and
+ * reports them in one POST /task-instances/state (as remex-worker does);
+ * without it, one start and one state request per assignment.
  * Phase 2: one worker waits in a /work long poll while the driver triggers a
  * one-task run; prints the trigger -> reply latency (p50, p99) over K samples,
  * an upper bound of the plane's enqueue -> reply latency (it also holds the
@@ -32,6 +37,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -69,6 +75,9 @@ static _Atomic uint64_t g_done_ns;
 static double g_done_cpu = -1;
 static long g_tasks = 10000;
 static long g_plane_pid;
+static int g_batch; /* --batch: the batched start and state routes */
+/* The worker thread's session token (the batched routes' credential). */
+static _Thread_local const char *g_session_tls;
 
 /* CPU seconds (user + system) of process pid so far; -1 when unreadable. */
 static double proc_cpu(long pid)
@@ -256,9 +265,64 @@ static int agent_register(struct client *c, const char *name, char **session)
     return *session ? 0 : -1;
 }
 
+/* Runs every assignment in c->out with the batched routes: one
+ * POST /task-instances/start for all of them, then one
+ * POST /task-instances/state with their success reports. Returns how many. */
+static long run_assignments_batch(struct client *c)
+{
+    json_t *j = json_loads(buf_cstr(&c->out), 0, NULL);
+    json_t *arr = json_object_get(j, "assignments");
+    size_t i, n = json_array_size(arr);
+    json_t *a;
+    if (n == 0) {
+        json_decref(j);
+        return 0;
+    }
+    struct buf sb = BUF_INIT(16 * 1024 * 1024), rb = BUF_INIT(16 * 1024 * 1024);
+    buf_puts(&sb, "{\"items\":[");
+    buf_puts(&rb, "{\"items\":[");
+    json_array_foreach(arr, i, a)
+    {
+        json_int_t ti = json_integer_value(json_object_get(a, "ti_id"));
+        json_int_t tr = json_integer_value(json_object_get(a, "try_number"));
+        const char *tok = json_string_value(json_object_get(a, "task_token"));
+        buf_printf(&sb,
+                   "%s{\"ti_id\":%" JSON_INTEGER_FORMAT ",\"try_number\":%" JSON_INTEGER_FORMAT
+                   ",\"task_token\":\"%s\"}",
+                   i ? "," : "", ti, tr, tok ? tok : "");
+        buf_printf(&rb,
+                   "%s{\"ti_id\":%" JSON_INTEGER_FORMAT ",\"try_number\":%" JSON_INTEGER_FORMAT
+                   ",\"task_token\":\"%s\",\"state\":\"success\"}",
+                   i ? "," : "", ti, tr, tok ? tok : "");
+    }
+    buf_puts(&sb, "]}");
+    buf_puts(&rb, "]}");
+    json_decref(j);
+    /* Every item must come back 200: count the others as errors. */
+    const char *bodies[2] = {buf_cstr(&sb), buf_cstr(&rb)};
+    const char *paths[2] = {"/api/v1/task-instances/start", "/api/v1/task-instances/state"};
+    for (int k = 0; k < 2; k++) {
+        if (call(c, "POST", paths[k], g_session_tls, bodies[k]) != 200) {
+            atomic_fetch_add(&g_errors, (long)n);
+            continue;
+        }
+        /* The plane writes each result as {"ti_id":N,"status":S,...}
+         * (compact): counting the 200s takes a scan, not a parse. */
+        long ok = 0;
+        for (const char *x = buf_cstr(&c->out); (x = strstr(x, "\"status\":200")); x += 13)
+            ok++;
+        atomic_fetch_add(&g_errors, (long)n - ok);
+    }
+    buf_free(&sb);
+    buf_free(&rb);
+    return (long)n;
+}
+
 /* Runs every assignment in c->out: start, then success. Returns how many. */
 static long run_assignments(struct client *c)
 {
+    if (g_batch)
+        return run_assignments_batch(c);
     json_t *j = json_loads(buf_cstr(&c->out), 0, NULL);
     json_t *arr = json_object_get(j, "assignments");
     size_t i;
@@ -300,6 +364,7 @@ static void *worker(void *arg)
         client_free(&c);
         return NULL;
     }
+    g_session_tls = session;
     snprintf(body, sizeof(body), "{\"queues\":[\"default\"],\"free_slots\":%ld,\"wait\":1}",
              g_slots);
     int idle = 0;
@@ -369,6 +434,7 @@ static void *lat_poller(void *arg)
     struct client c;
     if (client_init(&c) < 0)
         return NULL;
+    g_session_tls = l->session;
     for (;;) {
         pthread_mutex_lock(&l->mu);
         while (!l->go && !l->done)
@@ -482,9 +548,181 @@ static void latency_phase(struct client *c, int samples)
     free(l.session);
 }
 
+/* ---- --floor: the same requests against a canned HTTP server ----
+ *
+ * The floor of the dispatch figure on this machine: the driver's workers make
+ * exactly the requests of --batch (register, /work, batched start, batched
+ * state), over the same keep-alive loopback connections, to a libmicrohttpd
+ * server configured as the plane's (epoll, one event loop per CPU) that
+ * answers each with a reply of the plane's shape and size from memory: no
+ * database, no scheduler, no credential checks. Server and driver share this
+ * process, so the CPU printed is both. */
+
+static atomic_long g_floor_left; /* assignments the canned server still hands out */
+static char *g_floor_asg;        /* one assignment's JSON text, "%ld" for its ti_id */
+
+struct floor_req {
+    struct buf body;
+};
+
+static enum MHD_Result floor_reply(struct MHD_Connection *c, int status, char *text)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* The canned reply to one request (malloc'd). */
+static char *floor_answer(const char *url, const struct buf *body)
+{
+    struct buf out = BUF_INIT(16 * 1024 * 1024);
+    static atomic_long next_ti;
+    if (strcmp(url, "/api/v1/agents/register") == 0) {
+        buf_puts(&out, "{\"agent_id\":1,\"session_token\":\"floor\",\"heartbeat_interval\":5}");
+    } else if (strcmp(url, "/api/v1/work") == 0) {
+        long n = g_slots, left = atomic_fetch_sub(&g_floor_left, n);
+        n = left <= 0 ? 0 : left < n ? left : n;
+        buf_puts(&out, "{\"assignments\":[");
+        for (long i = 0; i < n; i++) {
+            buf_puts(&out, i ? "," : "");
+            buf_printf(&out, g_floor_asg, atomic_fetch_add(&next_ti, 1) + 1);
+        }
+        buf_puts(&out, "]}");
+    } else { /* a batch: one result per item */
+        int start = strstr(url, "/start") != NULL;
+        buf_puts(&out, "{\"results\":[");
+        const char *x = body->data ? buf_cstr((struct buf *)body) : "";
+        for (int i = 0; (x = strstr(x, "\"ti_id\":")); i++) {
+            long ti = strtol(x + 8, NULL, 10);
+            buf_printf(&out, "%s{\"ti_id\":%ld,\"status\":200,\"state\":\"%s\"}", i ? "," : "", ti,
+                       start ? "running" : "success");
+            x += 8;
+        }
+        buf_puts(&out, "]}");
+    }
+    return buf_detach(&out, NULL);
+}
+
+static enum MHD_Result floor_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                     const char *method, const char *version, const char *data,
+                                     size_t *size, void **ptr)
+{
+    (void)cls;
+    (void)method;
+    (void)version;
+    struct floor_req *q = *ptr;
+    if (!q) {
+        q = calloc(1, sizeof(*q));
+        if (!q)
+            return MHD_NO;
+        buf_init(&q->body, 1024 * 1024);
+        *ptr = q;
+        return MHD_YES;
+    }
+    if (*size) {
+        buf_append(&q->body, data, *size);
+        *size = 0;
+        return MHD_YES;
+    }
+    char *text = floor_answer(url, &q->body);
+    return text ? floor_reply(c, 200, text) : MHD_NO;
+}
+
+static void floor_done(void *cls, struct MHD_Connection *c, void **ptr,
+                       enum MHD_RequestTerminationCode t)
+{
+    (void)cls;
+    (void)c;
+    (void)t;
+    struct floor_req *q = *ptr;
+    if (q) {
+        buf_free(&q->body);
+        free(q);
+    }
+    *ptr = NULL;
+}
+
+/* Starts the canned server on a free loopback port and points g_url at it. */
+static struct MHD_Daemon *floor_start(char *url, size_t urlsz)
+{
+    /* An assignment as the plane writes it (same keys, similar sizes), with
+     * a task token of a real one's length. */
+    struct buf a = BUF_INIT(64 * 1024);
+    buf_puts(&a, "{\"ti_id\":%ld,\"dag_id\":\"bench\",\"run_id\":"
+                 "\"manual__2026-12-07T08:00:00.000000+00:00\",\"task_id\":\"t00001\","
+                 "\"map_index\":-1,\"try_number\":1,\"queue\":\"default\","
+                 "\"logical_date\":\"2026-12-07T08:00:00Z\",\"data_interval_start\":"
+                 "\"2026-12-07T08:00:00Z\",\"data_interval_end\":\"2026-12-07T08:00:00Z\","
+                 "\"offer_expires_at\":\"2026-12-07T08:00:30.000Z\",\"bundle\":{\"name\":"
+                 "\"bench\",\"version\":\"1\"},\"task\":{\"task_id\":\"t00001\","
+                 "\"command\":[\"true\"]},\"params\":{},\"conf\":{},\"task_token\":\"");
+    for (int i = 0; i < 180; i++)
+        buf_putc(&a, "abcdefghijklmnopqrstuvwxyz0123456789._"[i % 38]);
+    buf_puts(&a, "\"}");
+    g_floor_asg = buf_detach(&a, NULL);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                         floor_handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(ncpu > 0 && ncpu < 64 ? ncpu : 1),
+                         MHD_OPTION_NOTIFY_COMPLETED, floor_done, NULL, MHD_OPTION_END);
+    if (!d)
+        return NULL;
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    snprintf(url, urlsz, "http://127.0.0.1:%u", i ? (unsigned)i->port : 0u);
+    return d;
+}
+
+/* --floor: the dispatch phase of --batch against the canned server. */
+static int floor_run(long workers)
+{
+    char url[64];
+    struct MHD_Daemon *d = floor_start(url, sizeof(url));
+    if (!d || parse_url(url) < 0) {
+        fprintf(stderr, "plane_dispatch: floor server did not start\n");
+        return 1;
+    }
+    g_batch = 1;
+    g_agent_token = "floor";
+    atomic_store(&g_floor_left, g_tasks);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    pthread_t *th = calloc((size_t)workers, sizeof(*th));
+    uint64_t t0 = timeutil_mono_ns();
+    for (long i = 0; i < workers; i++)
+        pthread_create(&th[i], NULL, worker, (void *)i);
+    for (long i = 0; i < workers; i++)
+        pthread_join(th[i], NULL);
+    uint64_t done = atomic_load(&g_done_ns);
+    double secs = (double)((done ? done : timeutil_mono_ns()) - t0) / 1e9;
+    getrusage(RUSAGE_SELF, &r1);
+    double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) +
+                 (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1e6 +
+                 (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
+                 (double)(r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+    long n = (long)atomic_load(&g_assigned);
+    printf("plane_dispatch: floor (the batched requests to a canned HTTP server, no plane): "
+           "%ld assignments by %ld workers in %.2f s: %.0f assignments/s, %ld errors "
+           "(driver + server CPU %.2f s, %.1f us per assignment)\n",
+           n, workers, secs, n / secs, (long)atomic_load(&g_errors), cpu,
+           n ? cpu * 1e6 / (double)n : 0.0);
+    MHD_stop_daemon(d);
+    free(th);
+    free(g_floor_asg);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long workers = 8, samples = 200;
+    int floor_mode = 0;
     static const struct option opts[] = {
         {"url", required_argument, NULL, 'u'},
         {"admin", required_argument, NULL, 'a'},
@@ -494,6 +732,8 @@ int main(int argc, char **argv)
         {"slots", required_argument, NULL, 's'},
         {"samples", required_argument, NULL, 'k'},
         {"plane-pid", required_argument, NULL, 'p'},
+        {"batch", no_argument, NULL, 'b'},
+        {"floor", no_argument, NULL, 'f'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -510,6 +750,12 @@ int main(int argc, char **argv)
             break;
         case 't':
             g_agent_token = optarg;
+            break;
+        case 'b':
+            g_batch = 1;
+            break;
+        case 'f':
+            floor_mode = 1;
             break;
         case 'p':
             if (!(optarg && *optarg && !*end && v > 0)) {
@@ -532,9 +778,12 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (floor_mode)
+        return floor_run(workers);
     if (!g_url || !g_admin || !g_agent_token) {
         fprintf(stderr, "usage: _plane_dispatch --url URL --admin TOKEN --agent-token TOKEN "
-                        "[--tasks N] [--workers W] [--slots S] [--samples K]\n");
+                        "[--tasks N] [--workers W] [--slots S] [--samples K] [--batch]\n"
+                        "       _plane_dispatch --floor [--tasks N] [--workers W] [--slots S]\n");
         return 2;
     }
     if (parse_url(g_url) < 0) {
@@ -571,10 +820,10 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double dcpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    printf("plane_dispatch: %ld assignments (work+start+success) by %ld workers in %.2f s: "
+    printf("plane_dispatch: %s %ld assignments (work+start+success) by %ld workers in %.2f s: "
            "%.0f assignments/s, %ld errors (driver CPU %.2f s)\n",
-           (long)atomic_load(&g_assigned), workers, secs, atomic_load(&g_assigned) / secs,
-           (long)atomic_load(&g_errors), dcpu);
+           g_batch ? "batched routes:" : "single routes:", (long)atomic_load(&g_assigned), workers,
+           secs, atomic_load(&g_assigned) / secs, (long)atomic_load(&g_errors), dcpu);
     printf("plane_dispatch: workers back %.2f s after the last assignment (idle long polls)\n",
            (double)(t1 - (done ? done : t1)) / 1e9);
     long nassigned = (long)atomic_load(&g_assigned);

@@ -99,7 +99,7 @@ class Rig:
                     + (f"  ca_file: {cert}\n" if tls else "") +
                     f"worker:\n  slots: {slots}\n  state_dir: {os.environ.get('STATE', self.tmp)}/state\n"
                     f"  log_dir: {self.logs}\n"
-                    f"bundles:\n  - {{name: main, path: {self.tmp}/bundle}}\n"
+                    f"bundles:\n  - {{name: main, path: {self.tmp}/bundle, versioned: false}}\n"
                     f"xcom:\n  store: file://{self.tmp}/xcom\n")
         self.wlog = open(os.path.join(self.tmp, "worker.log"), "w+")
         self.worker = subprocess.Popen([os.path.join(BIN, "remex-worker"), "-c", wconf,

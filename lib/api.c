@@ -9,6 +9,10 @@
  *     api_free aborts the multi (no callbacks) and releases them.
  *   - Reports: at most one journal replay in flight; a report is sent
  *     directly only while the plane is reachable and nothing older waits.
+ *   - Batched starts and reports (c->starts, c->reports) wait at most until
+ *     the next loop turn (batch_timer) or, for reports, until the report
+ *     call in flight is answered (report_calls); a report waiting there
+ *     counts in reports_inflight, so api_reports_pending sees it.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -34,15 +38,33 @@
 #define BODY_MAX             (8u * 1024u * 1024u)
 #define SESSION_REFUSALS_MAX 3 /* fresh sessions refused in a row before FATAL */
 
-enum call_kind { K_REGISTER, K_HEARTBEAT, K_USER, K_REPORT, K_REPLAY };
+enum call_kind { K_REGISTER, K_HEARTBEAT, K_USER, K_REPORT, K_REPLAY, K_BSTART, K_BSTATE };
+
+/* A start or a state report waiting for the next batch flush (see "typed
+ * calls" below). */
+struct pend {
+    int64_t ti;
+    json_t *rec;      /* owned: a report's journal record {path, token, body, what}, or a
+                       * start's {token, body} */
+    api_done_fn done; /* start only */
+    void *arg;
+    char what[96];
+};
+
+struct pendq {
+    struct pend *v; /* owned */
+    size_t n, cap;
+};
 
 struct call {
     struct call *prev, *next; /* c->calls */
     struct api_client *c;
     enum call_kind kind;
-    int on_session; /* made with the session token (a 401/403 refuses the session) */
-    uint64_t seq;   /* K_REPLAY: journal sequence */
-    json_t *rec;    /* K_REPORT: owned record {path, token, body, what} */
+    int on_session;     /* made with the session token (a 401/403 refuses the session) */
+    uint64_t seq;       /* K_REPLAY: journal sequence */
+    json_t *rec;        /* K_REPORT: owned record {path, token, body, what} */
+    struct pend *batch; /* K_BSTART, K_BSTATE: owned items, in request order */
+    size_t nbatch;
     api_done_fn done;
     void *arg;
     char what[96];
@@ -72,6 +94,10 @@ struct api_client {
     int64_t reports_inflight;
     json_t *held; /* owned array of records the journal refused */
     char hostname[256];
+    struct pendq starts, reports; /* waiting for the batch flush (batch_timer) */
+    uint64_t batch_timer;
+    int no_batch;     /* the plane lacks the batched routes: single calls only */
+    int report_calls; /* state report calls in flight (K_REPORT, K_BSTATE) */
 };
 
 const char *api_state_name(enum api_state s)
@@ -160,6 +186,18 @@ remex_err api_new(struct evloop *loop, const struct api_opts *o, const struct ap
     return REMEX_OK;
 }
 
+/* Releases n pending items (no callbacks). */
+static void pend_free(struct pend *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_t *tok = json_object_get(v[i].rec, "token"); /* borrowed */
+        if (json_is_string(tok)) /* a task token: wiped before it is freed */
+            explicit_bzero((char *)json_string_value(tok), json_string_length(tok));
+        json_decref(v[i].rec);
+    }
+    free(v);
+}
+
 static void call_free(struct call *k)
 {
     struct api_client *c = k->c;
@@ -170,6 +208,7 @@ static void call_free(struct call *k)
     if (k->next)
         k->next->prev = k->prev;
     json_decref(k->rec);
+    pend_free(k->batch, k->nbatch);
     free(k);
 }
 
@@ -180,6 +219,8 @@ static void cancel_timer(struct api_client *c, uint64_t *t)
     *t = 0;
 }
 
+static void batch_stop(struct api_client *c);
+
 void api_stop(struct api_client *c)
 {
     if (!c)
@@ -188,6 +229,8 @@ void api_stop(struct api_client *c)
     cancel_timer(c, &c->hb_timer);
     cancel_timer(c, &c->reg_timer);
     cancel_timer(c, &c->replay_timer);
+    cancel_timer(c, &c->batch_timer);
+    batch_stop(c);
 }
 
 void api_free(struct api_client *c)
@@ -203,6 +246,7 @@ void api_free(struct api_client *c)
     if (json_array_size(c->held))
         log_error("%zu reports the journal refused are lost", json_array_size(c->held));
     json_decref(c->held);
+    pend_free(c->starts.v, c->starts.n); /* never sent: no callbacks, as calls in flight */
     journal_close(c->journal);
     wipe(&c->session);
     free(c->agent_id);
@@ -583,6 +627,7 @@ static int send_report(struct api_client *c, json_t *rec, enum call_kind kind, u
     if (kind == K_REPORT) {
         k->rec = rec;
         c->reports_inflight++;
+        c->report_calls++;
     } else {
         c->replay_inflight = 1;
     }
@@ -613,24 +658,6 @@ static void hold(struct api_client *c, json_t *rec)
         c->held = json_array();
     if (!c->held || json_array_append(c->held, rec) != 0)
         log_error("%s lost: out of memory", json_string_value(json_object_get(rec, "what")));
-}
-
-void api_report(struct api_client *c, const char *path, const char *bearer, json_t *body,
-                const char *what)
-{
-    json_t *rec = json_pack("{s:s,s:o,s:s}", "path", path, "body", body, "what", what);
-    if (!rec) {
-        log_error("%s: out of memory", what);
-        return;
-    }
-    if (bearer)
-        json_object_set_new(rec, "token", json_string(bearer));
-    if (!api_reachable(c) || api_reports_spooled(c) > 0 || send_report(c, rec, K_REPORT, 0) != 0) {
-        if (spool(c, rec) != 0)
-            hold(c, rec);
-        json_decref(rec);
-        replay(c);
-    }
 }
 
 static void replay_tick(struct evloop *loop, uint64_t id, void *arg)
@@ -695,6 +722,8 @@ static void replay(struct api_client *c)
             evloop_timer_add(c->loop, api_backoff_ms(c->replay_failures++), 0, replay_tick, c);
 }
 
+static void batch_arm(struct api_client *c);
+
 /* 1: delivered or refused for good (drop it); 0: keep and retry later. */
 static int report_outcome(const struct call *k, const struct api_result *r)
 {
@@ -715,6 +744,9 @@ static int report_outcome(const struct call *k, const struct api_result *r)
 static void report_done(struct api_client *c, struct call *k, const struct api_result *r)
 {
     c->reports_inflight--;
+    c->report_calls--;
+    if (c->reports.n > 0) /* reports that waited for this call */
+        batch_arm(c);
     if (!report_outcome(k, r) && spool(c, k->rec) != 0)
         hold(c, k->rec);
     replay(c);
@@ -738,6 +770,395 @@ static void replay_done(struct api_client *c, struct call *k, const struct api_r
         c->replay_timer =
             evloop_timer_add(c->loop, api_backoff_ms(c->replay_failures), 0, replay_tick, c);
     settled(c);
+}
+
+/* ---- typed calls of the work routes; batched starts and state reports ----
+ *
+ * api_ti_start and api_ti_report queue their item and arm a 0 ms timer: what
+ * the role asks for in one loop turn (the assignments of one work reply, the
+ * tasks reaped in one SIGCHLD) leaves in one request to the batched route
+ * when there are two or more, and as the single call when there is one.
+ * State reports also wait while another report call is in flight and then
+ * leave together (a group commit on the worker's side: no added latency
+ * when reports are rare, one request per round trip when they are not).
+ * A report keeps the journal record of the single route ({path, token, body,
+ * what}): whenever it cannot be delivered in a batch (plane unreachable, the
+ * batch unanswered or refused as a whole, a plane without the batched
+ * routes) it is journaled as such and replayed alone, so a journal written
+ * by an older worker or a newer one replays the same. An item the plane
+ * refuses in its result is handled as the single route's refusal is. */
+
+#define BATCH_MAX 256 /* items per batched request */
+
+static int pend_push(struct pendq *q, const struct pend *p)
+{
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        struct pend *v = realloc(q->v, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        q->v = v;
+        q->cap = cap;
+    }
+    q->v[q->n++] = *p;
+    return 0;
+}
+
+static void batch_flush(struct evloop *loop, uint64_t id, void *arg);
+
+static void batch_arm(struct api_client *c)
+{
+    if (!c->batch_timer && !c->stopping)
+        c->batch_timer = evloop_timer_add(c->loop, 0, 0, batch_flush, c);
+    if (!c->batch_timer) /* no timer: sent at once */
+        batch_flush(c->loop, 0, c);
+}
+
+/* The single form of a report (as api_report): sent at once while the plane
+ * is reachable and nothing older waits, else journaled. Takes rec. */
+static void report_send_or_spool(struct api_client *c, json_t *rec)
+{
+    if (!api_reachable(c) || api_reports_spooled(c) > 0 || c->stopping ||
+        send_report(c, rec, K_REPORT, 0) != 0) {
+        if (spool(c, rec) != 0)
+            hold(c, rec);
+        json_decref(rec);
+        replay(c);
+    }
+}
+
+void api_report(struct api_client *c, const char *path, const char *bearer, json_t *body,
+                const char *what)
+{
+    json_t *rec = json_pack("{s:s,s:o,s:s}", "path", path, "body", body, "what", what);
+    if (!rec) {
+        log_error("%s: out of memory", what);
+        return;
+    }
+    if (bearer)
+        json_object_set_new(rec, "token", json_string(bearer));
+    report_send_or_spool(c, rec);
+}
+
+void api_ti_report(struct api_client *c, int64_t ti_id, const char *task_token, json_t *body,
+                   const char *what)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/state", ti_id);
+    json_t *rec = json_pack("{s:s,s:o,s:s,s:s}", "path", path, "body", body, "what", what, "token",
+                            task_token ? task_token : "");
+    if (!rec || !task_token) {
+        log_error("%s: %s: not reported", what, rec ? "no task token" : "out of memory");
+        json_decref(rec);
+        return;
+    }
+    struct pend p = {.ti = ti_id, .rec = rec};
+    snprintf(p.what, sizeof(p.what), "%s", what);
+    if (c->no_batch || !api_reachable(c) || api_reports_spooled(c) > 0 || c->stopping ||
+        pend_push(&c->reports, &p) != 0) {
+        report_send_or_spool(c, rec);
+        return;
+    }
+    c->reports_inflight++; /* pending until its batch is answered */
+    batch_arm(c);
+}
+
+/* The single start of p (owned by the call from now on); its callback runs
+ * exactly once, now when the call cannot start. */
+static void start_single(struct api_client *c, struct pend *p)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/start", p->ti);
+    struct api_call call = {.method = "POST",
+                            .path = path,
+                            .body = json_object_get(p->rec, "body"),
+                            .bearer = json_string_value(json_object_get(p->rec, "token")),
+                            .what = p->what,
+                            .done = p->done,
+                            .arg = p->arg};
+    struct remex_error e;
+    if (api_call(c, &call, &e) != REMEX_OK) {
+        struct api_result r = {.rc = e.code, .msg = e.msg, .retryable = 0};
+        if (p->done)
+            p->done(p->arg, &r);
+    }
+    json_t *tok = json_object_get(p->rec, "token"); /* borrowed */
+    if (json_is_string(tok))
+        explicit_bzero((char *)json_string_value(tok), json_string_length(tok));
+    json_decref(p->rec);
+    p->rec = NULL;
+}
+
+remex_err api_ti_start(struct api_client *c, int64_t ti_id, const char *task_token,
+                       const json_t *body, const char *what, api_done_fn done, void *arg,
+                       struct remex_error *e)
+{
+    if (c->stopping)
+        return remex_seterr(e, REMEX_ECLOSED, "api: the client is stopping");
+    if (!task_token || !done)
+        return remex_seterr(e, REMEX_EINVAL, "%s: a task token and a callback are required", what);
+    struct pend p = {.ti = ti_id, .done = done, .arg = arg};
+    snprintf(p.what, sizeof(p.what), "%s", what);
+    p.rec = json_pack("{s:s,s:O}", "token", task_token, "body", body ? body : json_object());
+    if (!p.rec || pend_push(&c->starts, &p) != 0) {
+        json_decref(p.rec);
+        return remex_seterr(e, REMEX_ENOMEM, "%s: out of memory", what);
+    }
+    batch_arm(c);
+    return REMEX_OK;
+}
+
+/* {"items":[...]}: each item's body with its ti_id and task token (owned). */
+static json_t *batch_body(const struct pend *v, size_t n)
+{
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < n; i++) {
+        json_t *it = json_copy(json_object_get(v[i].rec, "body")); /* shallow: values shared */
+        if (!it || json_object_set_new(it, "ti_id", json_integer((json_int_t)v[i].ti)) ||
+            json_object_set(it, "task_token", json_object_get(v[i].rec, "token")) ||
+            json_array_append_new(items, it)) {
+            json_decref(items);
+            return NULL;
+        }
+    }
+    return items ? json_pack("{s:o}", "items", items) : NULL;
+}
+
+/* One batched call of the first n items of q (moved into the call); 0, or -1
+ * when it could not start (the items stay in q). */
+static int batch_send(struct api_client *c, struct pendq *q, size_t n, enum call_kind kind)
+{
+    const char *path =
+        kind == K_BSTART ? "/api/v1/task-instances/start" : "/api/v1/task-instances/state";
+    char what[96];
+    snprintf(what, sizeof(what), "%s of %zu task instances",
+             kind == K_BSTART ? "start" : "state report", n);
+    json_t *body = c->session ? batch_body(q->v, n) : NULL;
+    struct pend *mine = calloc(n, sizeof(*mine));
+    struct call *k = NULL;
+    if (!body || !mine || start_call(c, kind, what, c->cli, "POST", path, c->session, body, &k)) {
+        json_decref(body);
+        free(mine);
+        return -1;
+    }
+    json_decref(body);
+    memcpy(mine, q->v, n * sizeof(*mine));
+    memmove(q->v, q->v + n, (q->n - n) * sizeof(*mine));
+    q->n -= n;
+    k->on_session = 1;
+    k->batch = mine;
+    k->nbatch = n;
+    if (kind == K_BSTATE)
+        c->report_calls++;
+    return 0;
+}
+
+static void batch_flush(struct evloop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    struct api_client *c = arg;
+    c->batch_timer = 0;
+    while (c->starts.n > 0) {
+        size_t n = c->starts.n < BATCH_MAX ? c->starts.n : BATCH_MAX;
+        if (n > 1 && !c->no_batch && batch_send(c, &c->starts, n, K_BSTART) == 0)
+            continue;
+        struct pend p = c->starts.v[0]; /* alone, or the batch could not start */
+        memmove(c->starts.v, c->starts.v + 1, --c->starts.n * sizeof(p));
+        start_single(c, &p);
+    }
+    /* Group commit: while a report call is in flight, the reports made
+     * meanwhile wait for its answer and then go together (report_done,
+     * bstate_done re-arm the flush); an idle worker's report goes at once. */
+    while (c->reports.n > 0 && (c->report_calls == 0 || !api_reachable(c) || c->stopping)) {
+        size_t n = c->reports.n < BATCH_MAX ? c->reports.n : BATCH_MAX;
+        if (n > 1 && !c->no_batch && api_reachable(c) && !c->stopping &&
+            batch_send(c, &c->reports, n, K_BSTATE) == 0)
+            continue;
+        struct pend p = c->reports.v[0];
+        memmove(c->reports.v, c->reports.v + 1, --c->reports.n * sizeof(p));
+        c->reports_inflight--;
+        report_send_or_spool(c, p.rec); /* takes it */
+    }
+}
+
+/* api_stop: reports still waiting for their batch go to the journal. */
+static void batch_stop(struct api_client *c)
+{
+    for (size_t i = 0; i < c->reports.n; i++) {
+        c->reports_inflight--;
+        if (spool(c, c->reports.v[i].rec) != 0)
+            hold(c, c->reports.v[i].rec);
+        json_decref(c->reports.v[i].rec);
+    }
+    c->reports.n = 0;
+    free(c->reports.v);
+    c->reports.v = NULL;
+    c->reports.cap = 0;
+}
+
+/* The plane answered the batch as a whole with a status saying the batched
+ * route cannot take it (404/405: an older plane; 413: over its body cap):
+ * the items go as single calls from now on (404/405) or this once (413). */
+static int batch_unsupported(struct api_client *c, const struct api_result *r)
+{
+    if (r->status != 404 && r->status != 405 && r->status != 413)
+        return 0;
+    if (r->status != 413 && !c->no_batch) {
+        log_info("the plane has no batched start/state routes (%ld): single calls from now on",
+                 r->status);
+        c->no_batch = 1;
+    }
+    return 1;
+}
+
+/* The result of item i of a 2xx batch reply as a single call's result would
+ * be (status, rc and message as http_check_status gives them); *r borrows
+ * item. -1 when the reply has no result i. */
+static int item_result(const char *what, const struct api_result *whole, size_t i,
+                       struct api_result *r, char *msg, size_t msgsz)
+{
+    json_t *item = json_array_get(json_object_get(whole->reply, "results"), i); /* borrowed */
+    json_t *st = json_object_get(item, "status");
+    if (!json_is_integer(st))
+        return -1;
+    memset(r, 0, sizeof(*r));
+    r->status = (long)json_integer_value(st);
+    r->reply = item;
+    r->msg = msg;
+    struct buf b = BUF_INIT(64 * 1024);
+    struct remex_error se;
+    char *text = json_dumps(item, JSON_COMPACT);
+    if (text)
+        buf_puts(&b, text);
+    free(text);
+    r->rc = http_check_status(what, r->status, &b, &se);
+    buf_free(&b);
+    if (r->rc == REMEX_OK)
+        snprintf(msg, msgsz, "%s: ok", what);
+    else
+        snprintf(msg, msgsz, "%s", se.msg);
+    r->retryable = http_retryable(REMEX_OK, r->status);
+    return 0;
+}
+
+static void bstart_done(struct api_client *c, struct call *k, const struct api_result *r)
+{
+    int again = batch_unsupported(c, r);
+    for (size_t i = 0; i < k->nbatch; i++) {
+        struct pend *p = &k->batch[i];
+        char msg[REMEX_ERRMSG_MAX];
+        struct api_result ir;
+        if (again && !c->stopping) {
+            start_single(c, p);
+            continue;
+        }
+        if (r->rc != REMEX_OK) {
+            ir = *r; /* no answer for the item: the whole call's result */
+            ir.reply = NULL;
+            /* Refused on the session (being replaced), not on the task's
+             * token: the start may be asked again. */
+            if (r->status == 401 || r->status == 403)
+                ir.retryable = 1;
+        } else if (item_result(p->what, r, i, &ir, msg, sizeof(msg)) != 0) {
+            ir = (struct api_result){.rc = REMEX_EPROTO,
+                                     .status = 502,
+                                     .retryable = 1,
+                                     .msg = "batched start: reply without this item's result"};
+        }
+        if (p->done)
+            p->done(p->arg, &ir);
+    }
+}
+
+static void bstate_done(struct api_client *c, struct call *k, const struct api_result *r)
+{
+    int again = batch_unsupported(c, r);
+    c->reports_inflight -= (int64_t)k->nbatch;
+    c->report_calls--;
+    if (c->reports.n > 0) /* reports that waited for this batch */
+        batch_arm(c);
+    for (size_t i = 0; i < k->nbatch; i++) {
+        struct pend *p = &k->batch[i];
+        char msg[REMEX_ERRMSG_MAX];
+        struct api_result ir;
+        /* The outcome as for the single report (its own what; on its task
+         * token, so a 401/403 of the item is definitive, and of the whole
+         * call, made on the session, is not). */
+        struct call one = {.on_session = 0};
+        snprintf(one.what, sizeof(one.what), "%s", p->what);
+        int keep;
+        if (again)
+            keep = 1;
+        else if (r->rc != REMEX_OK) {
+            one.on_session = 1;
+            keep = !report_outcome(&one, r);
+        } else if (item_result(p->what, r, i, &ir, msg, sizeof(msg)) != 0)
+            keep = 1;
+        else
+            keep = !report_outcome(&one, &ir);
+        if (keep && spool(c, p->rec) != 0)
+            hold(c, p->rec);
+    }
+    replay(c);
+    settled(c);
+}
+
+/* ---- typed calls: work poll and XCom ---- */
+
+remex_err api_work_poll(struct api_client *c, const json_t *body, api_done_fn done, void *arg,
+                        struct remex_error *e)
+{
+    struct api_call call = {.method = "POST",
+                            .path = "/api/v1/work",
+                            .body = body,
+                            .long_poll = 1,
+                            .what = "work poll",
+                            .done = done,
+                            .arg = arg};
+    return api_call(c, &call, e);
+}
+
+/* 1 when s is an XCom key or task id the API takes in a path: 1-250 of
+ * [A-Za-z0-9._-] (nothing to escape). */
+static int xcom_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 250)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+remex_err api_xcom_put(struct api_client *c, int64_t ti_id, const char *task_token, const char *key,
+                       const json_t *ref, api_done_fn done, void *arg, struct remex_error *e)
+{
+    if (!xcom_name_ok(key))
+        return remex_seterr(e, REMEX_EINVAL, "xcom key: expected 1-250 of [A-Za-z0-9._-]");
+    char path[400];
+    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/xcom/%s", ti_id, key);
+    struct api_call call = {
+        .method = "PUT", .path = path, .body = ref, .bearer = task_token, .done = done, .arg = arg};
+    return api_call(c, &call, e);
+}
+
+remex_err api_xcom_get(struct api_client *c, int64_t ti_id, const char *task_token, const char *key,
+                       const char *task_id, int64_t map_index, api_done_fn done, void *arg,
+                       struct remex_error *e)
+{
+    if (!xcom_name_ok(key) || !xcom_name_ok(task_id))
+        return remex_seterr(e, REMEX_EINVAL,
+                            "xcom key and task id: expected 1-250 of [A-Za-z0-9._-]");
+    char path[700];
+    snprintf(path, sizeof(path),
+             "/api/v1/task-instances/%" PRId64 "/xcom/%s?task_id=%s&map_index=%" PRId64, ti_id, key,
+             task_id, map_index);
+    struct api_call call = {
+        .method = "GET", .path = path, .bearer = task_token, .done = done, .arg = arg};
+    return api_call(c, &call, e);
 }
 
 /* ---- start, reload ---- */
@@ -816,6 +1237,12 @@ static void on_done(remex_err rc, struct http_response *resp, const struct remex
     case K_USER:
         if (k->done)
             k->done(k->arg, &r);
+        break;
+    case K_BSTART:
+        bstart_done(c, k, &r);
+        break;
+    case K_BSTATE:
+        bstate_done(c, k, &r);
         break;
     }
     json_decref(r.reply);

@@ -415,6 +415,30 @@ static const struct decode_field f_state[] = {
     {"reason", DECODE_ANY, NULL},     {"trigger", DECODE_ANY, NULL},
     {"log_uri", DECODE_ANY, NULL},    F_END,
 };
+static const struct decode_field f_start_item[] = {
+    {"ti_id", DECODE_ANY, NULL},
+    {"try_number", DECODE_ANY, NULL},
+    {"task_token", DECODE_ANY, NULL},
+    {"pid", DECODE_ANY, NULL},
+    {"hostname", DECODE_ANY, NULL},
+    {"log_uri", DECODE_ANY, NULL},
+    F_END,
+};
+static const struct decode_field f_start_batch[] = {
+    {"items", DECODE_ARR_OBJ, f_start_item},
+    F_END,
+};
+static const struct decode_field f_state_item[] = {
+    {"ti_id", DECODE_ANY, NULL},      {"try_number", DECODE_ANY, NULL},
+    {"task_token", DECODE_ANY, NULL}, {"state", DECODE_ANY, NULL},
+    {"exit_code", DECODE_ANY, NULL},  {"signal", DECODE_ANY, NULL},
+    {"reason", DECODE_ANY, NULL},     {"trigger", DECODE_ANY, NULL},
+    {"log_uri", DECODE_ANY, NULL},    F_END,
+};
+static const struct decode_field f_state_batch[] = {
+    {"items", DECODE_ARR_OBJ, f_state_item},
+    F_END,
+};
 static const struct decode_field f_xcom[] = {
     {"uri", DECODE_ANY, NULL},
     {"size", DECODE_ANY, NULL},
@@ -524,6 +548,8 @@ const struct decode_route_body decode_route_bodies[] = {
     {"POST", "/api/v1/task-instances/{ti_id}/start", f_start},
     {"POST", "/api/v1/task-instances/{ti_id}/state", f_state},
     {"PUT", "/api/v1/task-instances/{ti_id}/xcom/{key}", f_xcom},
+    {"POST", "/api/v1/task-instances/start", f_start_batch},
+    {"POST", "/api/v1/task-instances/state", f_state_batch},
     {"POST", "/api/v1/triggers/poll", f_trigger_poll},
     {"POST", "/api/v1/triggers/{trigger_id}/event", f_trigger_event},
     {"POST", "/api/v1/triggers/events", f_trigger_events},

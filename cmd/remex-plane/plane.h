@@ -290,6 +290,10 @@ void auth_free(struct plane *p);
  */
 int auth_check(struct plane *p, const char *bearer, enum plane_authz want,
                struct plane_principal *who, char *why, size_t whysz);
+/* auth_check for a credential given as a value rather than an Authorization
+ * header (e.g. a task token inside a batch item); same results. */
+int auth_check_token(struct plane *p, const char *token, enum plane_authz want,
+                     struct plane_principal *who, char *why, size_t whysz);
 /* New agent token "rmx_<id>_<secret>" for row id; *out malloc'd; hash written (32 bytes). */
 remex_err auth_agent_token_new(int64_t id, char **out, unsigned char hash[32],
                                struct remex_error *e);

@@ -780,6 +780,8 @@ const struct plane_route plane_routes_sched[] = {
     {"POST", "/api/v1/task-instances/{ti_id}/state", AUTHZ_TASK, sched_h_state, 0},
     {"PUT", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_put, 0},
     {"GET", "/api/v1/task-instances/{ti_id}/xcom/{key}", AUTHZ_TASK, sched_h_xcom_get, 0},
+    {"POST", "/api/v1/task-instances/start", AUTHZ_SESSION, sched_h_start_batch, PLANE_ROLE_WORKER},
+    {"POST", "/api/v1/task-instances/state", AUTHZ_SESSION, sched_h_state_batch, PLANE_ROLE_WORKER},
     {"POST", "/api/v1/triggers/poll", AUTHZ_SESSION, sched_h_trigger_poll, PLANE_ROLE_TRIGGERER},
     {"POST", "/api/v1/triggers/{trigger_id}/event", AUTHZ_SESSION, sched_h_trigger_event,
      PLANE_ROLE_TRIGGERER},

@@ -197,6 +197,35 @@ void sdisp_promote(struct plane *p, int64_t ti);
 void sched_h_work(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+/* The optional fields of a start (pid, hostname, log_uri; strings borrowed
+ * from body): 0, or -1 after replying 400 into rs naming the field. */
+int sdisp_start_decode(struct plane_resp *rs, json_t *body, int64_t *pid, const char **host,
+                       const char **log_uri);
+/* Start of try tr of task instance ti by agent_id (mu held, inside the
+ * caller's transaction, which it may commit lazily: see sched_h_start):
+ * offered -> running; 200 also when it is running already (a retried start),
+ * 409 when the offer is gone (another agent, another try, any other state). */
+int sdisp_start_one(struct plane *p, int64_t agent_id, int64_t ti, int64_t tr, int64_t pid,
+                    const char *host, const char *log_uri);
+/* A state report's fields; strings and trigger borrowed from the body. */
+struct sdisp_report {
+    const char *state, *reason, *log_uri;
+    int64_t exit_code, signal;
+    int has_exit, has_signal;
+    json_t *trigger;
+};
+int sdisp_report_decode(struct plane_resp *rs, json_t *body, struct sdisp_report *r);
+/* Applies report r of try tr of ti by agent_id (mu held, inside the caller's
+ * transaction, which the caller commits before answering): 200 with the
+ * state reached in res (also for a repeated report: the state it reached
+ * then), 409 when the report is stale (another try, another agent, a task
+ * instance that moved on). */
+int sdisp_state_one(struct plane *p, int64_t agent_id, int64_t ti, int64_t tr,
+                    const struct sdisp_report *r, char res[32]);
+
+/* ---- sched_batch.c: many starts or state reports per request ---- */
+void sched_h_start_batch(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_state_batch(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 
 /* ---- sched_triggers.c ---- */
 /* Trigger timeouts (on_timeout: skip or fail); returns the next due wall time. */

@@ -563,15 +563,9 @@ void sdisp_promote(struct plane *p, int64_t ti)
  * worker's heartbeat (its running list, sdisp_promote) or state report, and
  * gives offers a full offer_timeout after a restart (sched_init).
  */
-void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+int sdisp_start_one(struct plane *p, int64_t agent_id, int64_t ti, int64_t tr, int64_t pid,
+                    const char *host, const char *log_uri)
 {
-    int64_t ti, tr, pid;
-    const char *host, *log_uri;
-    if (task_scope(rq, rs, &ti, &tr) < 0 || rq_int(rs, rq->body, "pid", 0, INT32_MAX, 0, 0, &pid) ||
-        rq_str(rs, rq->body, "hostname", 0, 255, &host) < 0 ||
-        rq_str(rs, rq->body, "log_uri", 0, 4096, &log_uri) < 0)
-        return;
-    pthread_mutex_lock(&p->mu);
     sqlite3_stmt *st = sq(p,
                           "SELECT t.state, t.agent_id, t.try_number, t.task_id, r.dag_id FROM"
                           " task_instances t JOIN dag_runs r ON r.id = t.run WHERE t.id = ?1",
@@ -586,17 +580,38 @@ void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
     }
     if (st)
         sqlite3_reset(st);
-    int ok = agent == rq->who.agent_id && cur_try == tr;
-    if (ok && state == DAG_TI_OFFERED) {
-        int began = sq_begin(p);
+    if (agent != agent_id || cur_try != tr)
+        return 409;
+    if (state == DAG_TI_OFFERED)
         run_offered(p, ti, et, pid, host, log_uri);
-        store_commit_later(p, began);
-    } else if (!(ok && state == DAG_TI_RUNNING)) {
-        ok = 0;
-    }
+    else if (state != DAG_TI_RUNNING)
+        return 409;
+    return 200;
+}
+
+int sdisp_start_decode(struct plane_resp *rs, json_t *body, int64_t *pid, const char **host,
+                       const char **log_uri)
+{
+    if (rq_int(rs, body, "pid", 0, INT32_MAX, 0, 0, pid) < 0 ||
+        rq_str(rs, body, "hostname", 0, 255, host) < 0 ||
+        rq_str(rs, body, "log_uri", 0, 4096, log_uri) < 0)
+        return -1;
+    return 0;
+}
+
+void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    int64_t ti, tr, pid;
+    const char *host, *log_uri;
+    if (task_scope(rq, rs, &ti, &tr) < 0 || sdisp_start_decode(rs, rq->body, &pid, &host, &log_uri))
+        return;
+    pthread_mutex_lock(&p->mu);
+    int began = sq_begin(p);
+    int code = sdisp_start_one(p, rq->who.agent_id, ti, tr, pid, host, log_uri);
+    store_commit_later(p, began);
     pthread_mutex_unlock(&p->mu);
     rs->committed = 1;
-    if (!ok)
+    if (code != 200)
         plane_error(rs, 409, "conflict", "the offer is gone");
     else
         plane_reply(rs, 200, json_pack("{ss}", "state", "running"));
@@ -604,25 +619,18 @@ void sched_h_start(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 
 static const char *const report_states[] = {"success", "failed", "deferred", "skipped", NULL};
 
-struct report {
-    const char *state, *reason, *log_uri;
-    int64_t exit_code, signal;
-    int has_exit, has_signal;
-    json_t *trigger;
-};
-
-static int report_decode(struct plane_req *rq, struct plane_resp *rs, struct report *r)
+int sdisp_report_decode(struct plane_resp *rs, json_t *body, struct sdisp_report *r)
 {
     memset(r, 0, sizeof(*r));
-    if (rq_str(rs, rq->body, "state", 1, 32, &r->state) < 0 ||
-        rq_str(rs, rq->body, "reason", 0, 1024, &r->reason) < 0 ||
-        rq_str(rs, rq->body, "log_uri", 0, 4096, &r->log_uri) < 0 ||
-        rq_int(rs, rq->body, "exit_code", -1, 255, -1, 0, &r->exit_code) < 0 ||
-        rq_int(rs, rq->body, "signal", 0, 128, 0, 0, &r->signal) < 0 ||
-        rq_obj(rs, rq->body, "trigger", &r->trigger) < 0)
+    if (rq_str(rs, body, "state", 1, 32, &r->state) < 0 ||
+        rq_str(rs, body, "reason", 0, 1024, &r->reason) < 0 ||
+        rq_str(rs, body, "log_uri", 0, 4096, &r->log_uri) < 0 ||
+        rq_int(rs, body, "exit_code", -1, 255, -1, 0, &r->exit_code) < 0 ||
+        rq_int(rs, body, "signal", 0, 128, 0, 0, &r->signal) < 0 ||
+        rq_obj(rs, body, "trigger", &r->trigger) < 0)
         return -1;
-    r->has_exit = json_is_integer(json_object_get(rq->body, "exit_code"));
-    r->has_signal = json_is_integer(json_object_get(rq->body, "signal"));
+    r->has_exit = json_is_integer(json_object_get(body, "exit_code"));
+    r->has_signal = json_is_integer(json_object_get(body, "signal"));
     int known = 0;
     for (int i = 0; report_states[i]; i++)
         known |= strcmp(report_states[i], r->state) == 0;
@@ -646,7 +654,7 @@ static int report_decode(struct plane_req *rq, struct plane_resp *rs, struct rep
 
 /* Applies a valid report to a running TI; returns the new state name. */
 static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int has_down,
-                                const struct report *r, int64_t try_no)
+                                const struct sdisp_report *r, int64_t try_no)
 {
     int64_t now = plane_now_ms();
     int began = sq_begin(p);
@@ -704,28 +712,24 @@ static const char *report_apply(struct plane *p, int64_t ti, int64_t run, int ha
     return res;
 }
 
-void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+int sdisp_state_one(struct plane *p, int64_t agent_id, int64_t ti, int64_t tr,
+                    const struct sdisp_report *r, char res[32])
 {
-    int64_t ti, tr;
-    struct report r;
-    if (task_scope(rq, rs, &ti, &tr) < 0 || report_decode(rq, rs, &r) < 0)
-        return;
-    pthread_mutex_lock(&p->mu);
     sqlite3_stmt *st = sq(p,
                           "SELECT t.state, t.agent_id, t.try_number, t.report_try,"
                           " t.report_state, t.run, t.task_id, r.dag_id FROM task_instances t"
                           " JOIN dag_runs r ON r.id = t.run WHERE t.id = ?1",
                           "i", ti);
-    int found = 0, dup = 0, state = -1, has_down = 1, lost = 0;
+    int found = 0, dup = 0, state = -1, has_down = 1;
     int64_t agent = -1, cur_try = -1, run = 0, et = DAG_UNSET;
-    char cur[32] = "";
+    res[0] = '\0';
     if (st && sqlite3_step(st) == SQLITE_ROW) {
         found = 1;
         state = (int)sched_col_state(st, 0);
-        snprintf(cur, sizeof(cur), "%s", sq_text(st, 0));
+        snprintf(res, 32, "%s", sq_text(st, 0));
         agent = sq_col_int(st, 1, -1);
         cur_try = sqlite3_column_int64(st, 2);
-        dup = sq_col_int(st, 3, -1) == tr && strcmp(sq_text(st, 4), r.state) == 0;
+        dup = sq_col_int(st, 3, -1) == tr && strcmp(sq_text(st, 4), r->state) == 0;
         run = sqlite3_column_int64(st, 5);
         struct sdag *d = sdag_find(p, sq_text(st, 7));
         long k = d ? sdag_task_index(d, sq_text(st, 6)) : -1;
@@ -734,22 +738,29 @@ void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
     }
     if (st)
         sqlite3_reset(st);
-    const char *res = NULL;
-    int code = 200;
     if (!found || cur_try != tr)
-        code = 409;
-    else if (dup)
-        res = cur;
-    else if ((state != DAG_TI_RUNNING && state != DAG_TI_OFFERED) || agent != rq->who.agent_id)
-        code = 409;
-    else {
-        int began = sq_begin(p);
-        if (state == DAG_TI_OFFERED) /* its start was lost in a crash of the plane */
-            run_offered(p, ti, et, 0, NULL, NULL);
-        res = report_apply(p, ti, run, has_down, &r, tr);
-        lost = sq_commit(p, began) != 0; /* rolled back: the worker reports again */
-    }
-    json_t *out = code == 200 && !lost ? json_pack("{ss}", "state", res) : NULL;
+        return 409;
+    if (dup)
+        return 200; /* res: the state it reached then */
+    if ((state != DAG_TI_RUNNING && state != DAG_TI_OFFERED) || agent != agent_id)
+        return 409;
+    if (state == DAG_TI_OFFERED) /* its start was lost in a crash of the plane */
+        run_offered(p, ti, et, 0, NULL, NULL);
+    snprintf(res, 32, "%s", report_apply(p, ti, run, has_down, r, tr));
+    return 200;
+}
+
+void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    int64_t ti, tr;
+    struct sdisp_report r;
+    char res[32];
+    if (task_scope(rq, rs, &ti, &tr) < 0 || sdisp_report_decode(rs, rq->body, &r) < 0)
+        return;
+    pthread_mutex_lock(&p->mu);
+    int began = sq_begin(p);
+    int code = sdisp_state_one(p, rq->who.agent_id, ti, tr, &r, res);
+    int lost = sq_commit(p, began) != 0; /* rolled back: the worker reports again */
     pthread_mutex_unlock(&p->mu);
     rs->committed = 1;
     if (lost)
@@ -757,5 +768,5 @@ void sched_h_state(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
     else if (code == 409)
         plane_error(rs, 409, "conflict", "stale report: the task instance moved on");
     else
-        plane_reply(rs, 200, out);
+        plane_reply(rs, 200, json_pack("{ss}", "state", res));
 }

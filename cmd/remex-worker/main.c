@@ -137,15 +137,8 @@ static void maybe_poll(struct worker *w)
     double wait = st != API_LOST ? (double)w->cfg->poll_wait_ms / 1000.0 : 0;
     json_t *body =
         json_pack("{s:o,s:I,s:f}", "queues", q, "free_slots", (json_int_t)free_slots, "wait", wait);
-    struct api_call c = {.method = "POST",
-                         .path = "/api/v1/work",
-                         .body = body,
-                         .long_poll = 1,
-                         .what = "work poll",
-                         .done = poll_done,
-                         .arg = w};
     struct remex_error e;
-    if (body && api_call(w->api, &c, &e) == REMEX_OK)
+    if (body && api_work_poll(w->api, body, poll_done, w, &e) == REMEX_OK)
         w->poll_inflight = 1;
     json_decref(body);
     if (!w->poll_inflight)

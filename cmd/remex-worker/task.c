@@ -384,7 +384,7 @@ struct tcall {
     void *arg;
 };
 
-static void tcall_done(void *arg, const struct api_result *res)
+void task_call_done(void *arg, const struct api_result *res)
 {
     struct tcall *c = arg;
     struct wtask *t = c->t;
@@ -394,28 +394,26 @@ static void tcall_done(void *arg, const struct api_result *res)
     task_release(t);
 }
 
-void task_call(struct wtask *t, const char *method, const char *path, const json_t *body,
-               const char *what, task_call_fn fn, void *arg)
+struct tcall *task_call_new(struct wtask *t, task_call_fn fn, void *arg)
 {
     struct tcall *c = calloc(1, sizeof(*c));
-    struct remex_error e;
-    struct api_result res = {.rc = REMEX_ENOMEM, .msg = "out of memory"};
     if (!c) {
+        struct api_result res = {.rc = REMEX_ENOMEM, .msg = "out of memory"};
         fn(t, arg, &res);
-        return;
+        return NULL;
     }
     *c = (struct tcall){.t = t, .fn = fn, .arg = arg};
-    struct api_call call = {.method = method,
-                            .path = path,
-                            .body = body,
-                            .bearer = t->token,
-                            .what = what,
-                            .done = tcall_done,
-                            .arg = c};
-    if (api_call(t->w->api, &call, &e) != REMEX_OK) {
+    return c;
+}
+
+void task_call_started(struct tcall *c, remex_err rc, const struct remex_error *e)
+{
+    struct wtask *t = c->t;
+    if (rc != REMEX_OK) {
+        struct api_result res = {.rc = rc, .msg = e->msg};
+        task_call_fn fn = c->fn;
+        void *arg = c->arg;
         free(c);
-        res.rc = e.code;
-        res.msg = e.msg;
         fn(t, arg, &res);
         return;
     }
@@ -488,10 +486,14 @@ static void start_call(struct wtask *t)
         tasklog_start_uri(t, uri, sizeof(uri));
         json_object_set_new(body, "log_uri", json_string(uri));
     }
-    char path[96], what[96];
-    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/start", t->ti_id);
+    char what[96];
+    struct remex_error e = {0};
     snprintf(what, sizeof(what), "start ti %" PRId64 " try %" PRId64, t->ti_id, t->try_number);
-    task_call(t, "POST", path, body, what, start_done, NULL);
+    /* Starts made in the same loop turn (one work reply's offers) go in one request. */
+    struct tcall *c = task_call_new(t, start_done, NULL);
+    if (c)
+        task_call_started(
+            c, api_ti_start(w->api, t->ti_id, t->token, body, what, task_call_done, c, &e), &e);
     json_decref(body);
 }
 
@@ -914,11 +916,10 @@ static int oom_detected(struct wtask *t, const struct proc_status *ps)
 /* Hands the final state report (body owned) to the report journal. */
 static void send_report(struct wtask *t, json_t *body)
 {
-    char path[96], what[96];
-    snprintf(path, sizeof(path), "/api/v1/task-instances/%" PRId64 "/state", t->ti_id);
+    char what[96];
     snprintf(what, sizeof(what), "state report ti %" PRId64, t->ti_id);
-    if (body)
-        api_report(t->w->api, path, t->token, body, what); /* takes body */
+    if (body) /* reports made in the same loop turn go in one request */
+        api_ti_report(t->w->api, t->ti_id, t->token, body, what); /* takes body */
     else
         log_error("%s: out of memory: not reported", what);
 }

@@ -118,7 +118,7 @@ static void key_part(struct buf *b, const char *s)
 struct xreq {
     struct tconn *tc;
     int pull;
-    char path[400]; /* push: the plane's XCom route */
+    char key[256]; /* push: the XCom key (good_name) */
 };
 
 /* Replies out to x's connection (or drops it if it closed meanwhile) and frees x. */
@@ -200,7 +200,13 @@ static void xcom_stored(struct store_job *j)
         xcom_reply(x, err_reply("internal", "out of memory"));
         return;
     }
-    task_call(j->t, "PUT", x->path, body, NULL, xcom_done, x);
+    struct remex_error e = {0};
+    struct tcall *c = task_call_new(j->t, xcom_done, x);
+    if (c)
+        task_call_started(c,
+                          api_xcom_put(j->t->w->api, j->t->ti_id, j->t->token, x->key, body,
+                                       task_call_done, c, &e),
+                          &e);
     json_decref(body);
 }
 
@@ -235,7 +241,7 @@ static json_t *xcom_push(struct tconn *tc, json_t *req)
         buf_free(&k);
         return err_reply("internal", "out of memory");
     }
-    snprintf(x->path, sizeof(x->path), "/api/v1/task-instances/%" PRId64 "/xcom/%s", t->ti_id, key);
+    snprintf(x->key, sizeof(x->key), "%s", key);
     x->tc = tc;
     j->done = xcom_stored;
     j->arg = x;
@@ -262,17 +268,20 @@ static json_t *xcom_pull(struct tconn *tc, json_t *req)
         return err_reply("bad_request", "map_index: expected integer");
     if (!t->w->xstore)
         return err_reply("unavailable", "no XCom object store configured");
-    char path[700];
-    snprintf(path, sizeof(path),
-             "/api/v1/task-instances/%" PRId64 "/xcom/%s?task_id=%s&map_index=%" PRId64, t->ti_id,
-             key, task ? task : t->task_id, mi ? (int64_t)json_integer_value(mi) : (int64_t)-1);
     struct xreq *x = calloc(1, sizeof(*x));
     if (!x)
         return err_reply("internal", "out of memory");
     x->tc = tc;
     x->pull = 1;
     tc->busy = 1;
-    task_call(t, "GET", path, NULL, NULL, xcom_done, x);
+    struct remex_error e = {0};
+    struct tcall *c = task_call_new(t, xcom_done, x);
+    if (c)
+        task_call_started(c,
+                          api_xcom_get(t->w->api, t->ti_id, t->token, key, task ? task : t->task_id,
+                                       mi ? (int64_t)json_integer_value(mi) : (int64_t)-1,
+                                       task_call_done, c, &e),
+                          &e);
     return NULL;
 }
 

@@ -196,8 +196,14 @@ int worker_draining(const struct worker *w);
 void task_offer(struct worker *w, json_t *asg);
 /* A call with t's task token that keeps t alive until fn has run (fn gets t as arg's owner). */
 typedef void (*task_call_fn)(struct wtask *t, void *arg, const struct api_result *res);
-void task_call(struct wtask *t, const char *method, const char *path, const json_t *body,
-               const char *what, task_call_fn fn, void *arg);
+/* A call of the api's typed task calls on behalf of t (holding a reference
+ * on it until its callback ran): c = task_call_new(t, fn, arg) (NULL: fn was
+ * called with REMEX_ENOMEM), then task_call_started(c, api_xxx(..., task_call_done,
+ * c, &e), &e) (on an error fn is called at once). fn runs exactly once. */
+struct tcall;
+struct tcall *task_call_new(struct wtask *t, task_call_fn fn, void *arg);
+void task_call_started(struct tcall *c, remex_err rc, const struct remex_error *e);
+void task_call_done(void *arg, const struct api_result *res);
 void task_cancel(struct worker *w, int64_t ti_id, int64_t try_number, const char *reason);
 /* Stops every running task (SIGTERM, then SIGKILL after the grace period). */
 void task_stop_all(struct worker *w, const char *reason);

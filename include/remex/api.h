@@ -160,6 +160,53 @@ remex_err api_call(struct api_client *c, const struct api_call *call, struct rem
 void api_report(struct api_client *c, const char *path, const char *bearer, json_t *body,
                 const char *what);
 
+/* ---- typed calls of the work routes (the role builds no route path) ---- */
+
+/* POST /api/v1/work (long poll) with body {queues, free_slots, wait}; as api_call. */
+remex_err api_work_poll(struct api_client *c, const json_t *body, api_done_fn done, void *arg,
+                        struct remex_error *e);
+
+/*
+ * Start of an offered try: body {try_number, pid, hostname, log_uri}
+ * (borrowed, copied), on the assignment's task token (copied). The start is
+ * queued and sent on the next loop turn: two or more queued starts go in one
+ * POST /api/v1/task-instances/start (batches of up to 256), one alone to its
+ * single route. done is called exactly once per start, unless the client is
+ * freed first, with what the single route would have answered: the item's
+ * status (200, 401, 403, 409...) and its result object as reply, or the
+ * whole call's failure (transfer error, 5xx, session refused). A plane
+ * without the batched route (404/405) gets single calls from then on.
+ * REMEX_ECLOSED when the client is stopping (done not called).
+ */
+remex_err api_ti_start(struct api_client *c, int64_t ti_id, const char *task_token,
+                       const json_t *body, const char *what, api_done_fn done, void *arg,
+                       struct remex_error *e);
+
+/*
+ * The state report of a try (body owned from now on: {try_number, state,
+ * exit_code, ...}) on its task token: api_report of
+ * POST /api/v1/task-instances/{ti_id}/state, except that reports made in the
+ * same loop turn, or while another report call is in flight, go together in
+ * one POST /api/v1/task-instances/state (while the plane is reachable and no
+ * report is spooled; a report alone goes at once). Its journal record is the single
+ * route's: a report the batch does not settle (no answer, 5xx, the session
+ * refused, 404/405/413 for the batch) is journaled and replayed alone; an
+ * item refused in the batch's result (400, 401/403 of its task token, 409)
+ * is dropped and logged as the single route's refusal is.
+ */
+void api_ti_report(struct api_client *c, int64_t ti_id, const char *task_token, json_t *body,
+                   const char *what);
+
+/* PUT /api/v1/task-instances/{ti_id}/xcom/{key} with ref {uri, size, checksum,
+ * content_type} and GET of the XCom of task_id/map_index in the same run, on
+ * the task token. key and task_id: 1-250 of [A-Za-z0-9._-], else REMEX_EINVAL
+ * (done not called). As api_call. */
+remex_err api_xcom_put(struct api_client *c, int64_t ti_id, const char *task_token, const char *key,
+                       const json_t *ref, api_done_fn done, void *arg, struct remex_error *e);
+remex_err api_xcom_get(struct api_client *c, int64_t ti_id, const char *task_token, const char *key,
+                       const char *task_id, int64_t map_index, api_done_fn done, void *arg,
+                       struct remex_error *e);
+
 /* ---- the retry policy ---- */
 
 /* Delay before retry number attempt (0-based): full jitter in [50, 50 + min(2 s, 200 ms << a)). */

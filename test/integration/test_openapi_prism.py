@@ -162,6 +162,51 @@ class PrismContractTest(WorkerCase):
                          {"bundle": {"name": "main", "version": "v2"}, "dag": dag}, sess)
         self.assertEqual(st, 200, b)
 
+    def drive_task_routes(self):
+        """The single and the batched start and state routes, each with a 200,
+        whatever the real worker's timing made it use (a queue it does not serve)."""
+        tasks = [{"task_id": t, "command": ["true"], "queue": "scripted"} for t in ("a", "b")]
+        st, b = self.req("PUT", "/api/v1/dags/scripted",
+                         {"bundle": {"name": "main", "version": "v2"},
+                          "dag": {"dag_id": "scripted", "fileloc": "s.yaml", "tasks": tasks}},
+                         self.admin)
+        self.assertEqual(st, 200, b)
+        run_id = self.trigger("scripted")
+        tok = self.create_token("scripted-worker", roles=["worker"])["value"]
+        st, b = self.register(tok, "scripted-worker", roles=["worker"], queues=["scripted"])
+        self.assertEqual(st, 200, b)
+        sess = b["session_token"]
+        got = []
+
+        def work():
+            st, b = self.req("POST", "/api/v1/work",
+                             {"queues": ["scripted"], "free_slots": 2, "wait": 1}, sess)
+            self.assertEqual(st, 200, b)
+            got.extend(b["assignments"])
+            return len(got) == 2
+        harness.wait_for(work, 20, 0.05, "two scripted assignments")
+        a, b2 = got
+        item = lambda x, **kw: dict(ti_id=x["ti_id"], try_number=x["try_number"],  # noqa: E731
+                                    task_token=x["task_token"], **kw)
+        st, r = self.req("POST", f"/api/v1/task-instances/{a['ti_id']}/start",
+                         {"try_number": a["try_number"], "pid": 7, "hostname": "h"},
+                         a["task_token"])
+        self.assertEqual(st, 200, r)
+        st, r = self.req("POST", "/api/v1/task-instances/start",
+                         {"items": [item(b2, pid=8, hostname="h"), item(a)]}, sess)
+        self.assertEqual((st, [x["status"] for x in r["results"]]), (200, [200, 200]), r)
+        st, r = self.req("POST", f"/api/v1/task-instances/{a['ti_id']}/state",
+                         {"try_number": a["try_number"], "state": "success", "exit_code": 0},
+                         a["task_token"])
+        self.assertEqual(st, 200, r)
+        st, r = self.req("POST", "/api/v1/task-instances/state",
+                         {"items": [item(b2, state="success", exit_code=0),
+                                    item(a, state="success"),
+                                    item(a, state="failed", exit_code=1)]}, sess)
+        # Applied, a replay, and a stale report (409 in its result).
+        self.assertEqual((st, [x["status"] for x in r["results"]]), (200, [200, 200, 409]), r)
+        self.assertEqual(self.wait_run("scripted", run_id)["state"], "success")
+
     def drive_remexctl(self, run_id):
         for args in (["dags", "list"], ["-o", "json", "dags", "list"], ["dags", "show", "contract"],
                      ["dags", "pause", "contract"], ["dags", "unpause", "contract"],
@@ -267,6 +312,7 @@ class PrismContractTest(WorkerCase):
         self.assertEqual(run["state"], "success", run)
         self.assertIn("b", self.task_log("contract", run_id, "argv"))
         self.drive_dag_processor(self.scripted_agent()[1])
+        self.drive_task_routes()
         self.drive_remexctl(run_id)
         for path in ("/healthz", "/metrics"):
             st, _ = self.req("GET", path, raw=True)

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cmocka.h>
 #include <arpa/inet.h>
@@ -49,6 +50,8 @@ struct plane {
     const char *hb_session;              /* heartbeat replies carry this session token */
     const char *rotate_file, *rotate_to; /* first refused register: rewrite the token file */
     const char *user_reply;              /* /user replies this raw body with 200 */
+    int batch_status;                    /* batched start/state routes: 0: 200 */
+    int item_script[16], nitem;          /* per-item statuses of batch results (0: 200) */
     struct rec log[LOG_MAX];
     int nlog;
 };
@@ -126,6 +129,31 @@ static int route(struct plane *p, const char *method, const char *url, const cha
         }
         return s;
     }
+    if (strcmp(url, "/api/v1/task-instances/state") == 0 ||
+        strcmp(url, "/api/v1/task-instances/start") == 0) {
+        if (p->batch_status && p->batch_status != 200)
+            return p->batch_status;
+        json_t *b = json_loadb(k->body, k->len, 0, NULL), *it;
+        size_t i, n = 0;
+        n += (size_t)snprintf(out, outsz, "{\"results\":[");
+        json_array_foreach(json_object_get(b, "items"), i, it)
+        {
+            int s = next_status(p->item_script, &p->nitem, 200);
+            long long ti = (long long)json_integer_value(json_object_get(it, "ti_id"));
+            if (n < outsz)
+                n += (size_t)snprintf(out + n, outsz - n,
+                                      s == 200 ? "%s{\"ti_id\":%lld,\"status\":200,\"state\":\"x\"}"
+                                               : "%s{\"ti_id\":%lld,\"status\":%d,\"error\":"
+                                                 "{\"code\":\"x\",\"message\":\"item %d\"}}",
+                                      i ? "," : "", ti, s, s);
+        }
+        if (n < outsz)
+            snprintf(out + n, outsz - n, "]}");
+        json_decref(b);
+        return 200;
+    }
+    if (strstr(url, "/start"))
+        return 200;
     if (strstr(url, "/state"))
         return next_status(p->report_script, &p->nreport,
                            p->report_default ? p->report_default : 200);
@@ -619,6 +647,151 @@ static void test_malformed_replies(void **state)
     assert_non_null(strstr(last_msg, "GET /user"));
 }
 
+/* ---- batched starts and state reports ---- */
+
+static void ti_report(struct fixture *f, int ti)
+{
+    char what[32];
+    snprintf(what, sizeof(what), "report %d", ti);
+    char tok[32];
+    snprintf(tok, sizeof(tok), "task-token-%d", ti);
+    api_ti_report(f->api, ti, tok, json_pack("{s:i,s:s}", "try_number", 1, "state", "success"),
+                  what);
+}
+
+static int reports_settled(struct fixture *f)
+{
+    return api_reports_pending(f->api) == 0;
+}
+
+/* Reports made in one loop turn go in one batched request, one item each
+ * with its ti_id and task token; items refused in the results are dropped
+ * as single refusals are; a report alone goes to its single route. */
+static void test_batched_reports(void **state)
+{
+    struct fixture *f = *state;
+    api_start(f->api);
+    assert_true(run_until(f, is_registered, 3000));
+    f->p->item_script[1] = 409;
+    f->p->item_script[2] = 403;
+    f->p->nitem = 3;
+    ti_report(f, 11);
+    ti_report(f, 12);
+    ti_report(f, 13);
+    assert_int_equal(api_reports_pending(f->api), 3);
+    assert_true(run_until(f, reports_settled, 3000));
+    assert_int_equal(api_reports_spooled(f->api), 0);
+    assert_int_equal(count(f->p, "/api/v1/task-instances/state"), 1);
+    assert_int_equal(count(f->p, "/11/state") + count(f->p, "/12/state"), 0);
+    int seen = 0;
+    for (int i = 0; i < f->p->nlog; i++) {
+        if (strcmp(f->p->log[i].path, "/api/v1/task-instances/state") != 0)
+            continue;
+        seen = 1;
+        assert_string_equal(f->p->log[i].auth, "Bearer sess-1"); /* the session's */
+        json_t *b = json_loads(f->p->log[i].body, 0, NULL);
+        json_t *items = json_object_get(b, "items");
+        assert_int_equal(json_array_size(items), 3);
+        json_t *it = json_array_get(items, 1);
+        assert_int_equal(json_integer_value(json_object_get(it, "ti_id")), 12);
+        assert_string_equal(json_string_value(json_object_get(it, "task_token")), "task-token-12");
+        assert_string_equal(json_string_value(json_object_get(it, "state")), "success");
+        json_decref(b);
+    }
+    assert_true(seen);
+    ti_report(f, 14); /* alone: the single route */
+    assert_true(run_until(f, reports_settled, 3000));
+    assert_int_equal(count(f->p, "/api/v1/task-instances/14/state"), 1);
+    assert_int_equal(count(f->p, "/api/v1/task-instances/state"), 1);
+}
+
+static int singles_replayed(struct fixture *f)
+{
+    return api_reports_pending(f->api) == 0 && count(f->p, "/22/state") == 1;
+}
+
+/* A batch the plane does not settle (503, then a plane without the batched
+ * route) leaves its reports in the journal as single reports, replayed alone. */
+static void test_batched_reports_unsettled(void **state)
+{
+    struct fixture *f = *state;
+    api_start(f->api);
+    assert_true(run_until(f, is_registered, 3000));
+    f->p->batch_status = 503;
+    ti_report(f, 21);
+    ti_report(f, 22);
+    assert_true(run_until(f, singles_replayed, 5000));
+    assert_int_equal(count(f->p, "/api/v1/task-instances/state"), 1);
+    assert_int_equal(count(f->p, "/api/v1/task-instances/21/state"), 1);
+    /* An older plane: 404 for the batch, single reports from then on. */
+    f->p->batch_status = 404;
+    ti_report(f, 31);
+    ti_report(f, 32);
+    assert_true(run_until(f, reports_settled, 5000));
+    assert_int_equal(count(f->p, "/api/v1/task-instances/state"), 2);
+    assert_int_equal(count(f->p, "/31/state") + count(f->p, "/32/state"), 2);
+    ti_report(f, 33);
+    ti_report(f, 34);
+    assert_true(run_until(f, reports_settled, 5000));
+    assert_int_equal(count(f->p, "/api/v1/task-instances/state"), 2);
+    assert_int_equal(count(f->p, "/33/state") + count(f->p, "/34/state"), 2);
+}
+
+static struct api_result starts[4];
+static int nstarts;
+
+static void start_cb(void *arg, const struct api_result *r)
+{
+    int i = (int)(intptr_t)arg;
+    starts[i] = *r;
+    starts[i].reply = NULL;
+    starts[i].msg = NULL;
+    nstarts++;
+}
+
+static int got_two_starts(struct fixture *f)
+{
+    (void)f;
+    return nstarts == 2;
+}
+
+static int starts_done(struct fixture *f)
+{
+    (void)f;
+    return nstarts == 3;
+}
+
+/* Starts made in one loop turn go in one batched request; each callback gets
+ * its item's status as the single route's answer. */
+static void test_batched_starts(void **state)
+{
+    struct fixture *f = *state;
+    api_start(f->api);
+    assert_true(run_until(f, is_registered, 3000));
+    f->p->item_script[1] = 409;
+    f->p->nitem = 2;
+    nstarts = 0;
+    json_t *body = json_pack("{s:i}", "try_number", 1);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(api_ti_start(f->api, 40 + i, "task-token", body, "start", start_cb,
+                                      (void *)(intptr_t)i, NULL),
+                         REMEX_OK);
+    assert_true(run_until(f, got_two_starts, 3000));
+    assert_int_equal(count(f->p, "/api/v1/task-instances/start"), 1);
+    assert_int_equal(starts[0].rc, REMEX_OK);
+    assert_int_equal(starts[0].status, 200);
+    assert_int_equal(starts[1].rc, REMEX_ECONFLICT);
+    assert_int_equal(starts[1].status, 409);
+    assert_false(starts[1].retryable);
+    assert_int_equal(
+        api_ti_start(f->api, 42, "task-token", body, "start", start_cb, (void *)(intptr_t)2, NULL),
+        REMEX_OK);
+    assert_true(run_until(f, starts_done, 3000));
+    assert_int_equal(count(f->p, "/api/v1/task-instances/42/start"), 1);
+    assert_int_equal(starts[2].rc, REMEX_OK);
+    json_decref(body);
+}
+
 /* The one retry policy. */
 static void test_retryable(void **state)
 {
@@ -652,6 +825,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_journal_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_refused_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batched_reports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batched_reports_unsettled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batched_starts, setup, teardown),
         cmocka_unit_test(test_retryable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
