@@ -108,9 +108,10 @@ struct trg {
 /* ---- trig.c ---- */
 remex_err trig_init(struct trg *t, struct remex_error *e);
 void trig_free_all(struct trg *t);
-/* A trigger from the poll reply (borrowed json): parsed, armed, held. A
- * malformed one is reported as failed at once. */
-void trig_add(struct trg *t, json_t *item);
+/* Item number i of a poll reply (borrowed json): decoded
+ * (trigspec_poll_item), parsed, armed, held. A malformed one is reported as
+ * failed at once; one without a usable trigger_id is logged and ignored. */
+void trig_add(struct trg *t, const json_t *item, size_t i);
 struct trig *trig_find(struct trg *t, int64_t id);
 /* Drops a trigger without an event (cancel_triggers, drain, delivered). */
 void trig_forget(struct trg *t, struct trig *g);
