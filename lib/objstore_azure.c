@@ -269,10 +269,11 @@ static remex_err az_status(const char *what, const char *key, const struct http_
     return remex_seterr(e, rc, "azure %s %s: HTTP %ld %s: %s", what, key, r->status, code, msg);
 }
 
-/* One signed request for key (NULL: the container itself, with query "restype=container"). */
-static remex_err az_call(struct objstore_azure *s, const char *method, const char *key,
-                         const void *body, size_t len, struct http_response *resp,
-                         struct remex_error *e)
+/* One signed request for key (NULL: the container itself, with query
+ * "restype=container"; list NULL, or the prefix of a one-blob listing). */
+static remex_err az_request(struct objstore_azure *s, const char *method, const char *key,
+                            const char *list, const void *body, size_t len,
+                            struct http_response *resp, struct remex_error *e)
 {
     struct buf path = BUF_INIT(4 * OBJSTORE_KEY_MAX), res = BUF_INIT(4 * OBJSTORE_KEY_MAX + 128);
     struct buf sts = BUF_INIT(8 * OBJSTORE_KEY_MAX);
@@ -293,7 +294,10 @@ static remex_err az_call(struct objstore_azure *s, const char *method, const cha
     const char *ms[4] = {ms_date, ms_ver, NULL, NULL};
     if (key && strcmp(method, "PUT") == 0)
         ms[2] = "x-ms-blob-type:BlockBlob";
-    if (rc == REMEX_OK)
+    if (rc == REMEX_OK && list)
+        rc = buf_printf(&res, "/%s%s\ncomp:list\nmaxresults:1\nprefix:%s%s\nrestype:container",
+                        s->account, buf_cstr(&path), s->prefix, list);
+    else if (rc == REMEX_OK)
         rc = buf_printf(&res, "/%s%s%s", s->account, buf_cstr(&path),
                         key ? "" : "\nrestype:container");
     if (rc == REMEX_OK)
@@ -302,6 +306,10 @@ static remex_err az_call(struct objstore_azure *s, const char *method, const cha
         rc = sign(s, &sts, auth, sizeof(auth));
     if (rc == REMEX_OK && !key)
         rc = buf_puts(&path, "?restype=container");
+    if (rc == REMEX_OK && list &&
+        (rc = buf_puts(&path, "&comp=list&maxresults=1&prefix=")) == REMEX_OK &&
+        (rc = sigv4_uri_encode(&path, s->prefix, strlen(s->prefix), 0)) == REMEX_OK)
+        rc = sigv4_uri_encode(&path, list, strlen(list), 0);
     if (rc != REMEX_OK) {
         buf_free(&path);
         buf_free(&res);
@@ -328,6 +336,13 @@ static remex_err az_call(struct objstore_azure *s, const char *method, const cha
     buf_free(&res);
     buf_free(&sts);
     return rc;
+}
+
+static remex_err az_call(struct objstore_azure *s, const char *method, const char *key,
+                         const void *body, size_t len, struct http_response *resp,
+                         struct remex_error *e)
+{
+    return az_request(s, method, key, NULL, body, len, resp, e);
 }
 
 remex_err objstore_azure_put(struct objstore_azure *s, const char *key, const void *data,
@@ -369,4 +384,32 @@ remex_err objstore_azure_create_container(struct objstore_azure *s, struct remex
         rc = REMEX_OK; /* ContainerAlreadyExists */
     http_response_free(&r);
     return rc;
+}
+
+remex_err objstore_azure_first(struct objstore_azure *s, const char *prefix, char *found,
+                               size_t cap, struct remex_error *e)
+{
+    struct http_response r = {0};
+    remex_err rc = az_request(s, "GET", NULL, prefix, NULL, 0, &r, e);
+    if (rc != REMEX_OK) {
+        http_response_free(&r);
+        return rc;
+    }
+    /* The first <Name> of <Blobs> (the container's name is an attribute). */
+    const char *b = r.body.data ? r.body.data : "";
+    size_t pl = strlen(s->prefix), n = 0;
+    const char *p = memmem(b, r.body.len, "<Name>", 6), *q = NULL;
+    if (p)
+        q = memmem(p + 6, r.body.len - (size_t)(p + 6 - b), "</Name>", 7);
+    char name[2 * OBJSTORE_KEY_MAX + 8];
+    for (p = p ? p + 6 : NULL; p && q && p < q && n + 1 < sizeof(name); p++)
+        if ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f)
+            name[n++] = *p;
+    name[n] = '\0';
+    http_response_free(&r);
+    if (n == 0 || strncmp(name, s->prefix, pl) != 0 ||
+        strncmp(name + pl, prefix, strlen(prefix)) != 0)
+        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
+    snprintf(found, cap, "%s", name + pl);
+    return REMEX_OK;
 }

@@ -1,6 +1,7 @@
 /* objstore_gcs: Google Cloud Storage (JSON API) with service-account OAuth tokens. */
 #include "remex/objstore_gcs.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,5 +189,38 @@ remex_err objstore_gcs_delete(struct objstore_gcs *s, const char *key, struct re
                         : remex_seterr(e, rc, "gcs: key too long");
     http_response_free(&r);
     buf_free(&p);
+    return rc;
+}
+
+remex_err objstore_gcs_first(struct objstore_gcs *s, const char *prefix, char *found, size_t cap,
+                             struct remex_error *e)
+{
+    struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
+    struct http_response r = {0};
+    remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o?maxResults=1&prefix=", s->bucket);
+    if (rc == REMEX_OK)
+        rc = put_name(s, &p, prefix);
+    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, prefix, &r, e)
+                        : remex_seterr(e, rc, "gcs: prefix too long");
+    buf_free(&p);
+    if (rc != REMEX_OK) {
+        http_response_free(&r);
+        return rc;
+    }
+    /* {"items": [{"name": ...}]}; no "items" when nothing matches. */
+    json_t *doc = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
+    const char *name = json_string_value(
+        json_object_get(json_array_get(json_object_get(doc, "items"), 0), "name"));
+    size_t pl = strlen(s->prefix);
+    if (name && strncmp(name, s->prefix, pl) == 0 &&
+        strncmp(name + pl, prefix, strlen(prefix)) == 0) {
+        snprintf(found, cap, "%s", name + pl);
+    } else {
+        rc = remex_seterr(e, doc ? REMEX_ENOTFOUND : REMEX_EPROTO,
+                          doc ? "object store: %s: no object" : "gcs list %s: reply is not JSON",
+                          prefix);
+    }
+    json_decref(doc);
+    http_response_free(&r);
     return rc;
 }

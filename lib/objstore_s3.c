@@ -226,13 +226,14 @@ static remex_err s3_status(const char *what, const char *key, const struct http_
 
 /* ---- requests ---- */
 
-/* The request path of key (NULL: the bucket), encoded as SigV4 signs it. */
+/* The request path of key (NULL: the bucket: "/BUCKET" path style, "/"
+ * virtual host, as the SDKs send it), encoded as SigV4 signs it. */
 static remex_err s3_path(const struct objstore_s3 *s, const char *key, struct buf *path)
 {
     remex_err rc = REMEX_OK;
     if (s->path_style)
         rc = buf_printf(path, "/%s", s->bucket);
-    if (rc == REMEX_OK)
+    if (rc == REMEX_OK && (key || !s->path_style))
         rc = buf_putc(path, '/');
     if (rc == REMEX_OK && key) {
         rc = sigv4_uri_encode(path, s->prefix, strlen(s->prefix), 1);
@@ -242,10 +243,11 @@ static remex_err s3_path(const struct objstore_s3 *s, const char *key, struct bu
     return rc;
 }
 
-/* Sends one signed request for key (NULL: the bucket) and checks its status. */
-static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *key,
-                         const void *body, size_t len, struct http_response *resp,
-                         struct remex_error *e)
+/* Sends one signed request for key (NULL: the bucket) with a canonical query
+ * (sorted, encoded; "" for none) and checks its status. */
+static remex_err s3_request(struct objstore_s3 *s, const char *method, const char *key,
+                            const char *query, const void *body, size_t len,
+                            struct http_response *resp, struct remex_error *e)
 {
     struct buf path = BUF_INIT(4 * OBJSTORE_KEY_MAX), authz = BUF_INIT(2048);
     char phash[HASH_SHA256_HEX], date[17], hh[S3_HOST_MAX + 8], dh[40], ch[100], ah[2200];
@@ -270,7 +272,7 @@ static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *
         sh[nh++] = (struct sigv4_header){"x-amz-security-token", s->creds.session_token};
     struct sigv4_input in = {.method = method,
                              .path = buf_cstr(&path),
-                             .query = "",
+                             .query = query,
                              .headers = sh,
                              .nheaders = nh,
                              .payload_hash = phash,
@@ -305,6 +307,12 @@ static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *
                                .content_type = "application/octet-stream"};
     if (body == NULL && strcmp(method, "PUT") == 0)
         req.body = "";
+    if (query[0] && (buf_putc(&path, '?') != REMEX_OK || buf_puts(&path, query) != REMEX_OK)) {
+        buf_free(&path);
+        buf_free(&authz);
+        return remex_seterr(e, REMEX_ETOOBIG, "s3 %s: query too long", method);
+    }
+    req.path = buf_cstr(&path);
     rc = http_do(s->http, &req, resp, e);
     explicit_bzero(ah, sizeof(ah));
     explicit_bzero(th, sizeof(th));
@@ -315,6 +323,13 @@ static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *
     buf_free(&path);
     buf_free(&authz);
     return rc;
+}
+
+static remex_err s3_call(struct objstore_s3 *s, const char *method, const char *key,
+                         const void *body, size_t len, struct http_response *resp,
+                         struct remex_error *e)
+{
+    return s3_request(s, method, key, "", body, len, resp, e);
 }
 
 remex_err objstore_s3_put(struct objstore_s3 *s, const char *key, const void *data, size_t len,
@@ -346,4 +361,32 @@ remex_err objstore_s3_delete(struct objstore_s3 *s, const char *key, struct reme
     remex_err rc = s3_call(s, "DELETE", key, NULL, 0, &r, e);
     http_response_free(&r);
     return rc;
+}
+
+remex_err objstore_s3_first(struct objstore_s3 *s, const char *prefix, char *found, size_t cap,
+                            struct remex_error *e)
+{
+    struct buf q = BUF_INIT(4 * OBJSTORE_KEY_MAX + 64);
+    struct http_response r = {0};
+    char key[2 * OBJSTORE_KEY_MAX + 8];
+    size_t pl = strlen(s->prefix);
+    remex_err rc = buf_puts(&q, "list-type=2&max-keys=1&prefix=");
+    if (rc == REMEX_OK)
+        rc = sigv4_uri_encode(&q, s->prefix, pl, 0);
+    if (rc == REMEX_OK)
+        rc = sigv4_uri_encode(&q, prefix, strlen(prefix), 0);
+    rc = rc == REMEX_OK ? s3_request(s, "GET", NULL, buf_cstr(&q), NULL, 0, &r, e)
+                        : remex_seterr(e, rc, "s3 list %s: prefix too long", prefix);
+    buf_free(&q);
+    if (rc != REMEX_OK) {
+        http_response_free(&r);
+        return rc;
+    }
+    /* The first <Key> of the listing (keys are checked ASCII: no entities). */
+    int hit = xml_field(r.body.data ? r.body.data : "", r.body.len, "Key", key, sizeof(key));
+    http_response_free(&r);
+    if (!hit || strncmp(key, s->prefix, pl) != 0 || strncmp(key + pl, prefix, strlen(prefix)) != 0)
+        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
+    snprintf(found, cap, "%s", key + pl);
+    return REMEX_OK;
 }

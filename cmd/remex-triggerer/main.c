@@ -330,6 +330,10 @@ static int setup(struct trg *t)
         return REMEX_EXIT_CONFIG;
     }
     t->store_dir = store_dir(ac->xcom.store);
+    if (!t->store_dir && ac->xcom.store && store_init(t, ac->xcom.store, &e) != REMEX_OK) {
+        log_error("xcom.store %s: %s", ac->xcom.store, e.msg);
+        return REMEX_EXIT_CONFIG;
+    }
     if (trig_init(t, &e) != REMEX_OK || !(t->hl = httploop_new(t->loop, &e)) ||
         watch_init(t, &e) != REMEX_OK) {
         log_error("%s", e.msg);
@@ -395,6 +399,7 @@ static void role_stop_hook(struct role *r)
         trig_write_metrics(t);
     httploop_free(t->hl); /* aborts checks in flight without their callbacks */
     t->hl = NULL;
+    store_shutdown(t); /* before the triggers: its results name them by id */
     trig_free_all(t);
     watch_shutdown(t);
     secrets_close(t->secrets);

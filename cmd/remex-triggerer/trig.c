@@ -344,7 +344,9 @@ static struct trig *insert(struct trg *t, int64_t id, int64_t ti)
 static void arm(struct trg *t, struct trig *g)
 {
     int rc = 0;
-    if (g->spec.kind == TRIGSPEC_FILE || g->spec.kind == TRIGSPEC_OBJECT_KEY)
+    if (g->spec.kind == TRIGSPEC_OBJECT_KEY && t->store)
+        rc = store_arm(t, g);
+    else if (g->spec.kind == TRIGSPEC_FILE || g->spec.kind == TRIGSPEC_OBJECT_KEY)
         rc = watch_arm(t, g);
     else if (g->spec.kind == TRIGSPEC_HTTP || g->spec.kind == TRIGSPEC_EXTERNAL_RUN)
         rc = poke_arm(t, g);

@@ -30,6 +30,10 @@ remex_err objstore_gcs_put(struct objstore_gcs *s, const char *key, const void *
 remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *out,
                            struct remex_error *e);
 remex_err objstore_gcs_delete(struct objstore_gcs *s, const char *key, struct remex_error *e);
+/* The first object name (store prefix removed) that starts with prefix, into
+ * found; REMEX_ENOTFOUND when none (objects.list, maxResults=1). */
+remex_err objstore_gcs_first(struct objstore_gcs *s, const char *prefix, char *found, size_t cap,
+                             struct remex_error *e);
 /* "gs://BUCKET/PREFIX/" into out. */
 void objstore_gcs_uri_base(const struct objstore_gcs *s, char *out, size_t cap);
 

@@ -53,4 +53,9 @@ void objstore_s3_uri_base(const struct objstore_s3 *s, char *out, size_t cap);
 int objstore_s3_parse_error(const char *body, size_t len, char *code, size_t code_cap, char *msg,
                             size_t msg_cap);
 
+/* The first key (store prefix removed) that starts with prefix, into found;
+ * REMEX_ENOTFOUND when none (ListObjectsV2, max-keys=1). */
+remex_err objstore_s3_first(struct objstore_s3 *s, const char *prefix, char *found, size_t cap,
+                            struct remex_error *e);
+
 #endif
