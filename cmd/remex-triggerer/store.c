@@ -3,8 +3,9 @@
  * gs://). Remote store calls block (remex/objstore.h), so they never run on
  * the loop: one store thread runs the checks in order (one small listing
  * each, objstore_find) and hands the results back through an eventfd. Each
- * held trigger has at most one check queued or running, so the queue is
- * bounded by triggerer.capacity. A check result names its trigger by id: a
+ * held trigger has at most one check queued or running, and at most
+ * STORE_QUEUE_MAX checks wait at once (a poke that finds the queue full is
+ * skipped: the trigger is checked at its next poke). A check result names its trigger by id: a
  * trigger that went meanwhile (fired, dropped, drained) simply is not found.
  * The thread blocks every signal (they stay with the loop); it owns the store
  * from its start until store_shutdown has joined it.
@@ -29,16 +30,16 @@
 #include "remex/role.h"
 #include "triggerer.h"
 
-#define STORE_STACK (256u * 1024u)
+#define STORE_STACK     (256u * 1024u)
+#define STORE_QUEUE_MAX 4096 /* checks waiting for the thread */
 
 struct store_job {
     struct store_job *next;
     int64_t id; /* the trigger's */
     int exact;  /* key (1) or prefix (0) */
     remex_err rc;
-    char key[OBJSTORE_KEY_MAX + 1];
-    char found[OBJSTORE_KEY_MAX + 1];
-    char msg[REMEX_ERRMSG_MAX];
+    char *key;    /* owned */
+    char *result; /* owned: the key found (rc OK), else the error message; NULL out of memory */
 };
 
 struct trgstore {
@@ -47,11 +48,19 @@ struct trgstore {
     pthread_cond_t cv;
     struct store_job *pending, **tail; /* under mu */
     struct store_job *done;            /* under mu, newest first */
+    size_t queued;                     /* under mu: jobs on pending */
     int stop;                          /* under mu */
     int efd;
     pthread_t th;
     int started;
 };
+
+static void job_free(struct store_job *j)
+{
+    free(j->key);
+    free(j->result);
+    free(j);
+}
 
 static void *store_main(void *arg)
 {
@@ -66,11 +75,12 @@ static void *store_main(void *arg)
         s->pending = j->next;
         if (!s->pending)
             s->tail = &s->pending;
+        s->queued--;
         pthread_mutex_unlock(&s->mu);
         struct remex_error e = {0};
-        j->rc = objstore_find(s->s, j->key, j->exact, j->found, sizeof(j->found), &e);
-        if (j->rc != REMEX_OK)
-            snprintf(j->msg, sizeof(j->msg), "%s", e.msg);
+        char found[OBJSTORE_KEY_MAX + 1];
+        j->rc = objstore_find(s->s, j->key, j->exact, found, sizeof(found), &e);
+        j->result = strdup(j->rc == REMEX_OK ? found : e.msg);
         pthread_mutex_lock(&s->mu);
         j->next = s->done;
         s->done = j;
@@ -90,13 +100,13 @@ static void settle_job(struct trg *t, struct store_job *j)
     if (!g || g->phase != TRIG_HELD || g->spec.kind != TRIGSPEC_OBJECT_KEY)
         return;
     g->store_queued = 0;
-    if (j->rc == REMEX_OK) {
+    if (j->rc == REMEX_OK && j->result) {
         char uri[OBJSTORE_URI_MAX];
-        objstore_uri(t->store->s, j->found, uri, sizeof(uri));
-        trig_fire(t, g, json_pack("{ss ss}", "key", j->found, "uri", uri));
+        objstore_uri(t->store->s, j->result, uri, sizeof(uri));
+        trig_fire(t, g, json_pack("{ss ss}", "key", j->result, "uri", uri));
     } else if (j->rc != REMEX_ENOTFOUND && !g->store_warned) {
         g->store_warned = 1; /* once per trigger: it keeps being checked */
-        log_warn("trigger %" PRId64 ": %s", g->id, j->msg);
+        log_warn("trigger %" PRId64 ": %s", g->id, j->result ? j->result : "out of memory");
     }
 }
 
@@ -122,7 +132,7 @@ static void on_done(struct evloop *loop, int fd, unsigned ev, void *arg)
         j = rev;
         rev = rev->next;
         settle_job(t, j);
-        free(j);
+        job_free(j);
     }
 }
 
@@ -191,7 +201,7 @@ void store_shutdown(struct trg *t)
     for (size_t i = 0; i < 2; i++)
         for (struct store_job *j = lists[i], *nx; j; j = nx) {
             nx = j->next;
-            free(j);
+            job_free(j);
         }
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -206,18 +216,26 @@ static void queue_check(struct trg *t, struct trig *g)
     struct trgstore *s = t->store;
     if (g->store_queued || g->phase != TRIG_HELD || !s->started)
         return;
+    pthread_mutex_lock(&s->mu);
+    size_t queued = s->queued;
+    pthread_mutex_unlock(&s->mu);
+    if (queued >= STORE_QUEUE_MAX)
+        return; /* the store is slow: checked at the next poke */
     struct store_job *j = calloc(1, sizeof(*j));
-    if (!j) {
+    if (j)
+        j->key = strdup(g->spec.key);
+    if (!j || !j->key) {
+        free(j);
         log_error("trigger %" PRId64 ": out of memory; checked at the next poke", g->id);
         return;
     }
     j->id = g->id;
     j->exact = !g->spec.prefix;
-    snprintf(j->key, sizeof(j->key), "%s", g->spec.key);
     g->store_queued = 1;
     pthread_mutex_lock(&s->mu);
     *s->tail = j;
     s->tail = &j->next;
+    s->queued++;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
