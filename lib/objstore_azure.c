@@ -396,16 +396,10 @@ remex_err objstore_azure_first(struct objstore_azure *s, const char *prefix, cha
         return rc;
     }
     /* The first <Name> of <Blobs> (the container's name is an attribute). */
-    const char *b = r.body.data ? r.body.data : "";
-    size_t pl = strlen(s->prefix), n = 0;
-    const char *p = memmem(b, r.body.len, "<Name>", 6), *q = NULL;
-    if (p)
-        q = memmem(p + 6, r.body.len - (size_t)(p + 6 - b), "</Name>", 7);
     char name[2 * OBJSTORE_KEY_MAX + 8];
-    for (p = p ? p + 6 : NULL; p && q && p < q && n + 1 < sizeof(name); p++)
-        if ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f)
-            name[n++] = *p;
-    name[n] = '\0';
+    size_t pl = strlen(s->prefix);
+    int n = objstore_s3_xml_first(r.body.data ? r.body.data : "", r.body.len, "Name", name,
+                                  sizeof(name));
     http_response_free(&r);
     if (n == 0 || strncmp(name, s->prefix, pl) != 0 ||
         strncmp(name + pl, prefix, strlen(prefix)) != 0)

@@ -383,10 +383,23 @@ remex_err objstore_s3_first(struct objstore_s3 *s, const char *prefix, char *fou
         return rc;
     }
     /* The first <Key> of the listing (keys are checked ASCII: no entities). */
-    int hit = xml_field(r.body.data ? r.body.data : "", r.body.len, "Key", key, sizeof(key));
+    int hit =
+        objstore_s3_xml_first(r.body.data ? r.body.data : "", r.body.len, "Key", key, sizeof(key));
     http_response_free(&r);
     if (!hit || strncmp(key, s->prefix, pl) != 0 || strncmp(key + pl, prefix, strlen(prefix)) != 0)
         return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
     snprintf(found, cap, "%s", key + pl);
     return REMEX_OK;
+}
+
+int objstore_s3_xml_first(const char *body, size_t len, const char *tag, char *out, size_t cap)
+{
+    if (len > OBJSTORE_LIST_REPLY_MAX)
+        len = OBJSTORE_LIST_REPLY_MAX;
+    if (strlen(tag) > 24) {
+        if (cap)
+            out[0] = '\0';
+        return 0;
+    }
+    return xml_field(body, len, tag, out, cap);
 }
