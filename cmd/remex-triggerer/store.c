@@ -8,7 +8,9 @@
  * skipped: the trigger is checked at its next poke). A check result names its trigger by id: a
  * trigger that went meanwhile (fired, dropped, drained) simply is not found.
  * The thread blocks every signal (they stay with the loop); it owns the store
- * from its start until store_shutdown has joined it.
+ * from its start until store_shutdown has joined it. At exit a check still
+ * hanging after triggerer.drain_grace is not waited for: the thread and its
+ * store are left to the process's exit.
  *
  * A file:// store is not checked here: watch.c watches its folders.
  */
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "remex/agentcfg.h"
@@ -182,6 +185,20 @@ remex_err store_init(struct trg *t, const char *url, struct remex_error *e)
     return rc;
 }
 
+/* Joins the thread within ms milliseconds: 1 joined, 0 still running. */
+static int join_within(struct trgstore *s, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_timedjoin_np(s->th, NULL, &ts) == 0;
+}
+
 void store_shutdown(struct trg *t)
 {
     struct trgstore *s = t->store;
@@ -191,8 +208,16 @@ void store_shutdown(struct trg *t)
     s->stop = 1;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    if (s->started)
-        pthread_join(s->th, NULL); /* a check in flight ends within the store's HTTP timeout */
+    if (s->started && !join_within(s, t->cfg->drain_grace_ms)) {
+        /* A check hangs on the store (its client retries for minutes): the
+         * process is exiting, so the thread and its store are left to the
+         * exit rather than holding it up. */
+        log_warn("an object store check is still running; exiting without waiting for it");
+        pthread_detach(s->th);
+        evloop_unwatch(t->loop, s->efd);
+        t->store = NULL;
+        return;
+    }
     if (s->efd >= 0) {
         evloop_unwatch(t->loop, s->efd);
         close(s->efd);

@@ -154,7 +154,8 @@ struct trgstore;
 /* Opens the remote object store url (agent.yaml settings of its backend) and
  * starts its thread. */
 remex_err store_init(struct trg *t, const char *url, struct remex_error *e);
-/* Joins the thread (a check in flight ends first), frees the store. */
+/* Joins the thread (a check in flight ends first, or is left to the exit
+ * after triggerer.drain_grace), frees the store. */
 void store_shutdown(struct trg *t);
 /* Arms an object_key trigger on the remote store; -1 after trig_fail. */
 int store_arm(struct trg *t, struct trig *g);

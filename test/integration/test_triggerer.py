@@ -407,6 +407,36 @@ class TestObjectKeyRemoteStores(TriggererCase):
                 f"    endpoint: {base}\n    token_uri: {base}/token\n")
         self.run_sensors(xcom, put, "gs://remex/agent-a/")
 
+    def test_hanging_store_holds_up_neither_timers_nor_exit(self):
+        """A store that accepts connections and never answers: its check hangs
+        on the store thread while timers fire on time; SIGTERM exits within
+        drain_grace (3 s here) instead of waiting for the store's client."""
+        self.start_plane()
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)  # never accepted, never answered
+        self.addCleanup(srv.close)
+        creds = self.write("aws-credentials", "[remex-test]\naws_access_key_id = S3RVER\n"
+                           "aws_secret_access_key = S3RVER\n", mode=0o600)
+        xcom = ("xcom:\n  store: s3://remex/agent-a\n  s3:\n"
+                f"    endpoint: http://127.0.0.1:{srv.getsockname()[1]}\n"
+                "    region: us-east-1\n    path_style: path\n    profile: remex-test\n"
+                f"    credentials_file: {creds}\n")
+        self.put_dag({"dag_id": "hst", "tasks": [
+            {"task_id": "wait", "trigger": {"type": "object_key", "key": "x/_SUCCESS"}},
+            {"task_id": "tick", "trigger": {"type": "timer", "delta": 0.5}}]})
+        trg = self.start_triggerer(xcom=xcom)
+        run_id = self.trigger("hst")
+        t0 = time.time()
+        self.wait_ti("hst", run_id, "tick", ("success",), timeout=10)
+        self.assertLess(time.time() - t0, 5)
+        self.assertEqual(self.tis(self.run_info("hst", run_id))["wait"]["state"], "deferred")
+        trg.signal(signal.SIGTERM)
+        t0 = time.time()
+        self.assertEqual(trg.wait(20), 0, trg.output()[-3000:])
+        self.assertLess(time.time() - t0, 8)
+        self.assertIn("object store check is still running", trg.output())
+
     def test_object_key_store_failure_is_logged_once_and_retried(self):
         """An unreachable store: the check fails (logged once), the trigger stays
         armed and times out by its own timeout; the loop is never held up."""
