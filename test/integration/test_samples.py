@@ -4,12 +4,14 @@ remex-triggerer whose configuration is etc/agent.yaml's (queue default, bundle
 main at etc/dags, the sample secrets file); its sensor waits for the export's
 marker in the object store. The other sample DAGs run too, and each example
 sensor of etc/dags/sensors.yaml (one per trigger kind) runs to success
-against what it waits for: a file, the plane's /healthz, an object, another
-DAG's run. Samples name only commands that exist."""
+against what it waits for: a file, a small HTTP server the test starts, an
+object, another DAG's run. Samples name only commands that exist."""
+import http.server
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import harness
@@ -114,10 +116,30 @@ class SamplesTest(WorkerCase):
         self.assertEqual(rc, 0, err)
         inbox = os.path.join(self.tmp, "inbox")
         drop = os.path.join(self.tmp, "drop")
+        # sensor_http polls a small server: 503 twice, then {"status": "ok"}.
+        hits = []
+
+        class Status(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                hits.append(self.path)
+                code, body = (503, b'{"status": "starting"}') if len(hits) < 3 else (
+                    200, b'{"status": "ok"}')
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Status)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.shutdown)
+        status_url = f"http://127.0.0.1:{srv.server_address[1]}/status"
         runs = {
             "sensor_timer": "{}",
             "sensor_file": json.dumps({"inbox": inbox}),
-            "sensor_http": json.dumps({"status_url": self.url + "/healthz"}),
+            "sensor_http": json.dumps({"status_url": status_url}),
             "sensor_object_key": json.dumps({"day": "2026-11-22"}),
             "sensor_external_run": "{}",
         }
@@ -157,6 +179,8 @@ class SamplesTest(WorkerCase):
                       self.task_log("sensor_file", "ex", "wait_for_file"))
         self.assertIn('endpoint ready: {"status":200,"value":"ok"}',
                       self.task_log("sensor_http", "ex", "wait_for_endpoint"))
+        self.assertGreaterEqual(len(hits), 3)  # it kept polling through the 503s
+        self.assertEqual(hits[0], "/status")
         self.assertIn('"key":"exports/2026-11-22/_SUCCESS"',
                       self.task_log("sensor_object_key", "ex", "wait_for_export"))
         self.assertIn('upstream done: {"dag_id":"example_sales","run_id":"ex",'
