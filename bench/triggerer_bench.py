@@ -16,6 +16,12 @@ one real remex-triggerer on loopback, fed by the plane.
               buckets), next to the floor of the same timer load on a bare
               evloop (build/bench/_timer_floor) and the triggerer's memory
               holding nothing.
+  objkey_s3   100 object_key sensors on an s3:// store served by s3rver
+              (poke_interval 0.1 s, checked one at a time on the triggerer's
+              store thread); each object written in turn: write -> the plane
+              applied the event p50/p99, next to the floor of one
+              ListObjectsV2 round trip to the same s3rver from this script;
+              the triggerer's CPU while they are polled.
 
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/triggerer_bench.py)
 """
@@ -43,9 +49,11 @@ def rfc3339(t):
 
 
 class Rig:
-    def __init__(self, worker=False):
+    def __init__(self, worker=False, extra="", pre=None):
         self.tmp = tempfile.mkdtemp(prefix="remex-bench-trg-")
         self.procs = []
+        if pre:
+            extra = pre(self)  # servers the triggerer needs, started first
         conf = os.path.join(self.tmp, "plane.yaml")
         with open(conf, "w") as f:
             f.write(f"listen: 127.0.0.1:0\ndb_path: {self.tmp}/plane.db\n"
@@ -78,7 +86,7 @@ class Rig:
         with open(tconf, "w") as f:
             f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
                     f"state_dir: {self.tmp}/state\n"
-                    "triggerer:\n  capacity: 100000\n  poll_wait: 5s\n")
+                    "triggerer:\n  capacity: 100000\n  poll_wait: 5s\n" + extra)
         if worker:
             os.makedirs(f"{self.tmp}/bundle")
             wconf = os.path.join(self.tmp, "worker.yaml")
@@ -292,6 +300,81 @@ def timers100k():
         r.close()
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def s3rver(r):
+    """Starts s3rver (bucket remex) for the Rig; returns the xcom settings."""
+    d = os.path.join(r.tmp, "s3")
+    os.makedirs(d)
+    r.s3log = open(os.path.join(r.tmp, "s3rver.log"), "w+")
+    p = subprocess.Popen(["node", os.path.join(ROOT, "test", "s3rver.js"), d, "remex"],
+                         stdout=r.s3log, stderr=subprocess.STDOUT, start_new_session=True)
+    r.procs.append(p)
+    for _ in range(400):
+        r.s3log.seek(0)
+        m = re.search(r"port (\d+)", r.s3log.read())
+        if m:
+            r.s3port = int(m.group(1))
+            break
+        time.sleep(0.025)
+    creds = os.path.join(r.tmp, "aws-credentials")
+    with open(creds, "w") as f:
+        f.write("[bench]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
+    os.chmod(creds, 0o600)
+    return ("  poke_interval: 100ms\nxcom:\n  store: s3://remex/agent\n  s3:\n"
+            f"    endpoint: http://127.0.0.1:{r.s3port}\n    region: us-east-1\n"
+            f"    path_style: path\n    profile: bench\n    credentials_file: {creds}\n")
+
+
+def objkey_s3():
+    if not os.path.isdir(os.path.join(ROOT, "build", "node", "s3rver")):
+        print("objkey_s3: s3rver not installed (mk/s3rver.sh)")
+        return
+    r = Rig(pre=s3rver)
+    try:
+        n = 100
+        base = f"http://127.0.0.1:{r.s3port}/remex"
+        r.put_dag({"dag_id": "objs", "tasks": [
+            {"task_id": f"o{k:03d}", "trigger": {"type": "object_key",
+                                                 "key": f"exports/o{k:03d}/_SUCCESS"}}
+            for k in range(n)]})
+        r.req("POST", "/api/v1/admin/dags/objs/runs", {"run_id": "r"})
+        if not wait(lambda: r.held() >= n, 60):
+            print(f"objkey_s3: the {n} triggers were not held within 60 s")
+            return
+        floor = []
+        for _ in range(50):
+            t0 = time.monotonic()
+            urllib.request.urlopen(f"{base}?list-type=2&max-keys=1&prefix=agent%2Fexports%2Fx",
+                                   timeout=10).read()
+            floor.append((time.monotonic() - t0) * 1000)
+        c0, t0 = r.cpu_s(r.trg.pid), time.monotonic()
+        time.sleep(5)
+        cpu = (r.cpu_s(r.trg.pid) - c0) / (time.monotonic() - t0) * 100
+        made = {}
+        for k in range(n):
+            req = urllib.request.Request(f"{base}/agent/exports/o{k:03d}/_SUCCESS", data=b"ok",
+                                         method="PUT")
+            made[f"o{k:03d}"] = time.time()
+            urllib.request.urlopen(req, timeout=10).read()
+            time.sleep(0.05)
+        run = wait(lambda: (lambda b: b if b["state"] == "success" else None)(
+            r.req("GET", "/api/v1/admin/dags/objs/runs/r")), 60, 0.2)
+        if not run:
+            print("objkey_s3: not every object event arrived within 60 s")
+            return
+        lat = [(ts(t["end_date"]) - made[t["task_id"]]) * 1000 for t in run["task_instances"]]
+        print(f"objkey_s3: {n} object_key sensors on s3rver, poke_interval 100 ms: object written "
+              f"-> event applied by the plane p50 {pct(lat, 50):.0f} ms, p99 {pct(lat, 99):.0f} ms; "
+              f"floor: one ListObjectsV2 round trip p50 {pct(floor, 50):.1f} ms, p99 "
+              f"{pct(floor, 99):.1f} ms (a full round of {n} checks: {n} x that); triggerer CPU "
+              f"while polling them: {cpu:.1f} % of one core")
+    finally:
+        r.close()
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["files1k", "roundtrip", "timers100k"]:
-        {"files1k": files1k, "roundtrip": roundtrip, "timers100k": timers100k}[name]()
+    for name in sys.argv[1:] or ["files1k", "roundtrip", "timers100k", "objkey_s3"]:
+        {"files1k": files1k, "roundtrip": roundtrip, "timers100k": timers100k,
+         "objkey_s3": objkey_s3}[name]()

@@ -15,6 +15,7 @@
  *     counts in reports_inflight, so api_reports_pending sees it.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1247,4 +1248,73 @@ static void on_done(remex_err rc, struct http_response *resp, const struct remex
     }
     json_decref(r.reply);
     call_free(k);
+}
+
+/* ---- triggers (remex-triggerer) ---- */
+
+remex_err api_trigger_poll(struct api_client *c, int64_t capacity, double wait_s, api_done_fn done,
+                           void *arg, struct remex_error *e)
+{
+    json_t *body = json_pack("{s:I,s:f}", "capacity", (json_int_t)capacity, "wait", wait_s);
+    if (!body)
+        return remex_seterr(e, REMEX_ENOMEM, "trigger poll: out of memory");
+    struct api_call k = {.method = "POST",
+                         .path = "/api/v1/triggers/poll",
+                         .body = body,
+                         .long_poll = 1,
+                         .what = "trigger poll",
+                         .done = done,
+                         .arg = arg};
+    remex_err rc = api_call(c, &k, e);
+    json_decref(body);
+    return rc;
+}
+
+void api_trigger_release(struct api_client *c, json_t *ids)
+{
+    api_report(c, "/api/v1/triggers/poll", NULL,
+               json_pack("{s:i,s:i,s:o}", "capacity", 0, "wait", 0, "release", ids),
+               "trigger release");
+}
+
+void api_trigger_events(struct api_client *c, json_t *events)
+{
+    api_report(c, "/api/v1/triggers/events", NULL, json_pack("{s:o}", "events", events),
+               "trigger events");
+}
+
+/* Percent-encodes s (RFC 3986 unreserved kept) into out; -1 when it does not fit. */
+static int path_segment(char *out, size_t outsz, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        int keep = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == '~';
+        if (o + (keep ? 1 : 3) >= outsz)
+            return -1;
+        if (keep) {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+remex_err api_dag_run_status(struct api_client *c, const char *dag_id, const char *run_id,
+                             api_done_fn done, void *arg, struct remex_error *e)
+{
+    char dag[3 * 1024 + 1], run[3 * 1024 + 1], path[sizeof(dag) + sizeof(run) + 32];
+    if (strlen(dag_id) > 1024 || strlen(run_id) > 1024 || path_segment(dag, sizeof(dag), dag_id) ||
+        path_segment(run, sizeof(run), run_id))
+        return remex_seterr(e, REMEX_ETOOBIG, "dag_id or run_id over 1024 bytes");
+    snprintf(path, sizeof(path), "/api/v1/dags/%s/runs/%s/status", dag, run);
+    struct api_call k = {
+        .method = "GET", .path = path, .what = "run status", .done = done, .arg = arg};
+    return api_call(c, &k, e);
 }

@@ -4,6 +4,7 @@
  */
 #include "remex/objstore.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -443,4 +444,74 @@ remex_err objstore_get_file(struct objstore *s, const char *key, const char *pat
     if (ref)
         make_ref(s, key, size, sum, ref);
     return REMEX_OK;
+}
+/* The file store's objstore_find: key's folder, one level. */
+static remex_err find_local(struct objstore *s, const char *key, int exact, char *found, size_t cap,
+                            struct remex_error *e)
+{
+    char path[OBJSTORE_URI_MAX];
+    struct stat st;
+    const char *slash = strrchr(key, '/');
+    const char *base = slash ? slash + 1 : key;
+    size_t dl = slash ? (size_t)(slash - key) : 0, bl = strlen(base);
+    if (exact || bl == 0) {
+        snprintf(path, sizeof(path), "%s/%s", s->root, key);
+        if (exact && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+            snprintf(found, cap, "%s", key);
+            return REMEX_OK;
+        }
+        if (exact)
+            return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key);
+    }
+    snprintf(path, sizeof(path), "%s/%.*s", s->root, (int)dl, key);
+    DIR *d = opendir(path);
+    if (!d)
+        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", key);
+    const struct dirent *de;
+    char best[256] = "";
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || strncmp(de->d_name, base, bl) != 0 ||
+            strstr(de->d_name, ".tmp.") || (best[0] && strcmp(de->d_name, best) >= 0))
+            continue;
+        char f[OBJSTORE_URI_MAX + 256];
+        snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+        if (stat(f, &st) == 0 && S_ISREG(st.st_mode))
+            snprintf(best, sizeof(best), "%s", de->d_name);
+    }
+    closedir(d);
+    if (!best[0])
+        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", key);
+    snprintf(found, cap, "%.*s%s%s", (int)dl, key, slash ? "/" : "", best);
+    return REMEX_OK;
+}
+
+remex_err objstore_find(struct objstore *s, const char *key, int exact, char *found, size_t cap,
+                        struct remex_error *e)
+{
+    char k[2 * OBJSTORE_KEY_MAX + 8];
+    remex_err rc;
+    if (strlen(key) > OBJSTORE_KEY_MAX)
+        return remex_seterr(e, REMEX_EINVAL, "object store: key over %d bytes", OBJSTORE_KEY_MAX);
+    if (exact && (rc = objstore_check_key(key, e)) != REMEX_OK)
+        return rc;
+    if (!exact && key[0]) { /* a prefix: a valid key once its trailing '/' is dropped */
+        snprintf(k, sizeof(k), "%s", key);
+        size_t n = strlen(k);
+        if (k[n - 1] == '/')
+            k[n - 1] = '\0';
+        if ((rc = objstore_check_key(k, e)) != REMEX_OK)
+            return rc;
+    }
+    if (!s->s3 && !s->az && !s->gcs)
+        return find_local(s, key, exact, found, cap, e);
+    rc = s->s3   ? objstore_s3_first(s->s3, key, k, sizeof(k), e)
+         : s->az ? objstore_azure_first(s->az, key, k, sizeof(k), e)
+                 : objstore_gcs_first(s->gcs, key, k, sizeof(k), e);
+    if (rc != REMEX_OK && rc != REMEX_ENOTFOUND)
+        remex_errprefix(e, "object store: looking for %s", key);
+    if (rc == REMEX_OK && exact && strcmp(k, key) != 0)
+        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: not found", key);
+    if (rc == REMEX_OK)
+        snprintf(found, cap, "%s", k);
+    return rc;
 }

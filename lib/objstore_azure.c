@@ -368,9 +368,10 @@ static remex_err shared_key(const struct objstore_azure *s, const struct az_req 
 {
     struct buf res = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512),
                sts = BUF_INIT(8 * OBJSTORE_KEY_MAX + 512);
-    remex_err rc =
-        buf_printf(&res, "/%s%s%s", s->account, path,
-                   q->key ? (q->canon_query ? q->canon_query : "") : "\nrestype:container");
+    remex_err rc = buf_printf(&res, "/%s%s%s", s->account, path,
+                              q->canon_query ? q->canon_query
+                              : q->key       ? ""
+                                             : "\nrestype:container");
     if (rc == REMEX_OK)
         rc = objstore_azure_string_to_sign(q->method, len, ctype, ms, buf_cstr(&res), &sts);
     if (rc == REMEX_OK)
@@ -389,7 +390,7 @@ static remex_err az_do(struct objstore_azure *s, const struct az_req *q, struct 
     int has_body = q->body != NULL || (q->stream && q->stream->read);
     size_t len = q->stream ? (size_t)q->stream->upload_len : q->len;
     const char *ctype = has_body ? "application/octet-stream" : NULL;
-    const char *query = q->key ? (q->query ? q->query : "") : "restype=container";
+    const char *query = q->query ? q->query : q->key ? "" : "restype=container";
     const char *name = q->key ? q->key : s->container;
     const char *bearer = NULL; /* borrowed from s->bearer */
     remex_err rc = buf_printf(&path, "%s/%s", s->base_path, s->container);
@@ -653,4 +654,45 @@ remex_err objstore_azure_get_stream(struct objstore_azure *s, const char *key,
     remex_err rc = az_do(s, &q, &r, e);
     http_response_free(&r);
     return rc;
+}
+
+remex_err objstore_azure_first(struct objstore_azure *s, const char *prefix, char *found,
+                               size_t cap, struct remex_error *e)
+{
+    struct http_response r = {0};
+    struct buf qs = BUF_INIT(4 * OBJSTORE_KEY_MAX + 128),
+               canon = BUF_INIT(2 * OBJSTORE_KEY_MAX + 128);
+    remex_err rc = buf_puts(&qs, "comp=list&maxresults=1&prefix=");
+    if (rc == REMEX_OK)
+        rc = sigv4_uri_encode(&qs, s->prefix, strlen(s->prefix), 0);
+    if (rc == REMEX_OK)
+        rc = sigv4_uri_encode(&qs, prefix, strlen(prefix), 0);
+    if (rc == REMEX_OK)
+        rc = buf_puts(&qs, "&restype=container");
+    if (rc == REMEX_OK)
+        rc = buf_printf(&canon, "\ncomp:list\nmaxresults:1\nprefix:%s%s\nrestype:container",
+                        s->prefix, prefix);
+    if (rc == REMEX_OK) {
+        struct az_req q = {
+            .method = "GET", .query = buf_cstr(&qs), .canon_query = buf_cstr(&canon)};
+        rc = az_do(s, &q, &r, e);
+    } else {
+        remex_seterr(e, rc, "azure list %s: prefix too long", prefix);
+    }
+    buf_free(&qs);
+    buf_free(&canon);
+    if (rc != REMEX_OK) {
+        http_response_free(&r);
+        return rc;
+    }
+    /* The first <Name> of <Blobs> (the container's name is an attribute). */
+    char name[2 * OBJSTORE_KEY_MAX + 8];
+    size_t pl = strlen(s->prefix);
+    int n = objstore_http_xml_field(r.body.data, r.body.len, "Name", name, sizeof(name));
+    http_response_free(&r);
+    if (n == 0 || strncmp(name, s->prefix, pl) != 0 ||
+        strncmp(name + pl, prefix, strlen(prefix)) != 0)
+        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
+    snprintf(found, cap, "%s", name + pl);
+    return REMEX_OK;
 }

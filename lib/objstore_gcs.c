@@ -251,3 +251,52 @@ remex_err objstore_gcs_get_stream(struct objstore_gcs *s, const char *key,
     buf_free(&p);
     return rc;
 }
+
+remex_err objstore_gcs_first(struct objstore_gcs *s, const char *prefix, char *found, size_t cap,
+                             struct remex_error *e)
+{
+    struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
+    struct http_response r = {0};
+    remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o?maxResults=1&prefix=", s->bucket);
+    if (rc == REMEX_OK)
+        rc = put_name(s, &p, prefix);
+    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, prefix, &r, NULL, e)
+                        : remex_seterr(e, rc, "gcs: prefix too long");
+    buf_free(&p);
+    if (rc != REMEX_OK) {
+        http_response_free(&r);
+        return rc;
+    }
+    char name[2 * OBJSTORE_KEY_MAX + 8];
+    int got =
+        objstore_gcs_list_first(r.body.data ? r.body.data : "", r.body.len, name, sizeof(name));
+    size_t pl = strlen(s->prefix);
+    if (got == 1 && strncmp(name, s->prefix, pl) == 0 &&
+        strncmp(name + pl, prefix, strlen(prefix)) == 0)
+        snprintf(found, cap, "%s", name + pl);
+    else
+        rc = remex_seterr(e, got < 0 ? REMEX_EPROTO : REMEX_ENOTFOUND,
+                          got < 0 ? "gcs list %s: reply is not a listing"
+                                  : "object store: %s: no object",
+                          prefix);
+    http_response_free(&r);
+    return rc;
+}
+
+int objstore_gcs_list_first(const char *body, size_t len, char *out, size_t cap)
+{
+    if (cap)
+        out[0] = '\0';
+    if (len > OBJSTORE_GCS_LIST_MAX)
+        return -1;
+    json_t *doc = json_loadb(body, len, 0, NULL);  /* owned */
+    json_t *items = json_object_get(doc, "items"); /* borrowed from doc */
+    const char *name = json_string_value(json_object_get(json_array_get(items, 0), "name"));
+    int rc = !json_is_object(doc) || (items && !json_is_array(items)) ? -1 : 0;
+    if (rc == 0 && name && name[0] && strlen(name) < cap) {
+        memcpy(out, name, strlen(name) + 1);
+        rc = 1;
+    }
+    json_decref(doc);
+    return rc;
+}

@@ -212,13 +212,14 @@ static remex_err s3_status(const char *what, const char *key, const struct http_
 
 /* ---- requests ---- */
 
-/* The request path of key (NULL: the bucket), encoded as SigV4 signs it. */
+/* The request path of key (NULL: the bucket: "/BUCKET" path style, "/"
+ * virtual host, as the SDKs send it), encoded as SigV4 signs it. */
 static remex_err s3_path(const struct objstore_s3 *s, const char *key, struct buf *path)
 {
     remex_err rc = REMEX_OK;
     if (s->path_style)
         rc = buf_printf(path, "/%s", s->bucket);
-    if (rc == REMEX_OK)
+    if (rc == REMEX_OK && (key || !s->path_style))
         rc = buf_putc(path, '/');
     if (rc == REMEX_OK && key) {
         rc = sigv4_uri_encode(path, s->prefix, strlen(s->prefix), 1);
@@ -625,4 +626,49 @@ remex_err objstore_s3_get_stream(struct objstore_s3 *s, const char *key,
     remex_err rc = s3_do(s, &q, &r, e);
     http_response_free(&r);
     return rc;
+}
+
+remex_err objstore_s3_first(struct objstore_s3 *s, const char *prefix, char *found, size_t cap,
+                            struct remex_error *e)
+{
+    struct buf q = BUF_INIT(4 * OBJSTORE_KEY_MAX + 64);
+    struct http_response r = {0};
+    char key[2 * OBJSTORE_KEY_MAX + 8];
+    size_t pl = strlen(s->prefix);
+    remex_err rc = buf_puts(&q, "list-type=2&max-keys=1&prefix=");
+    if (rc == REMEX_OK)
+        rc = sigv4_uri_encode(&q, s->prefix, pl, 0);
+    if (rc == REMEX_OK)
+        rc = sigv4_uri_encode(&q, prefix, strlen(prefix), 0);
+    if (rc == REMEX_OK) {
+        struct s3_req req = {.method = "GET", .query = buf_cstr(&q), .retry_safe = 1};
+        rc = s3_do(s, &req, &r, e);
+    } else {
+        remex_seterr(e, rc, "s3 list %s: prefix too long", prefix);
+    }
+    buf_free(&q);
+    if (rc != REMEX_OK) {
+        http_response_free(&r);
+        return rc;
+    }
+    /* The first <Key> of the listing (keys are checked ASCII: no entities). */
+    int hit =
+        objstore_s3_xml_first(r.body.data ? r.body.data : "", r.body.len, "Key", key, sizeof(key));
+    http_response_free(&r);
+    if (!hit || strncmp(key, s->prefix, pl) != 0 || strncmp(key + pl, prefix, strlen(prefix)) != 0)
+        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
+    snprintf(found, cap, "%s", key + pl);
+    return REMEX_OK;
+}
+
+int objstore_s3_xml_first(const char *body, size_t len, const char *tag, char *out, size_t cap)
+{
+    if (len > OBJSTORE_LIST_REPLY_MAX)
+        len = OBJSTORE_LIST_REPLY_MAX;
+    if (strlen(tag) > 24) {
+        if (cap)
+            out[0] = '\0';
+        return 0;
+    }
+    return objstore_http_xml_field(body, len, tag, out, cap);
 }

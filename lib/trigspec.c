@@ -323,3 +323,145 @@ void trigspec_free(struct trigspec *t)
     free(t->state);
     memset(t, 0, sizeof(*t));
 }
+
+/* ---- the trigger poll's reply ---- */
+
+remex_err trigspec_poll_reply(const json_t *reply, json_t **items, struct remex_error *e)
+{
+    json_t *arr = json_is_object(reply) ? json_object_get(reply, "triggers") : NULL;
+    *items = NULL;
+    if (!json_is_object(reply))
+        return remex_seterr(e, REMEX_EPROTO, "reply: expected an object");
+    if (!json_is_array(arr))
+        return remex_seterr(e, REMEX_EPROTO, "reply.triggers: expected an array");
+    if (json_array_size(arr) > TRIGSPEC_POLL_MAX)
+        return remex_seterr(e, REMEX_EPROTO, "reply.triggers: %zu items, more than %d",
+                            json_array_size(arr), TRIGSPEC_POLL_MAX);
+    *items = arr;
+    return REMEX_OK;
+}
+
+/* A positive integer member k of o into *v; REMEX_EPROTO naming it otherwise. */
+static remex_err item_id(const json_t *o, const char *k, size_t i, int64_t *v,
+                         struct remex_error *e)
+{
+    json_t *x = json_object_get(o, k);
+    if (!json_is_integer(x) || json_integer_value(x) <= 0)
+        return remex_seterr(e, REMEX_EPROTO, "triggers[%zu].%s: expected a positive integer", i, k);
+    *v = json_integer_value(x);
+    return REMEX_OK;
+}
+
+/* An RFC 3339 (or null/absent: INT64_MIN) member k of o; where names o for errors. */
+static remex_err item_time(const json_t *o, const char *k, size_t i, const char *where, int64_t *v,
+                           struct remex_error *e)
+{
+    json_t *x = json_object_get(o, k);
+    *v = INT64_MIN;
+    if (!x || json_is_null(x))
+        return REMEX_OK;
+    const char *s = json_string_value(x);
+    struct remex_error te;
+    if (!s || json_string_length(x) > 64 || timeutil_rfc3339_parse(s, v, &te) != REMEX_OK)
+        return remex_seterr(e, REMEX_EPROTO, "triggers[%zu].%s%s: expected RFC 3339 time or null",
+                            i, where, k);
+    return REMEX_OK;
+}
+
+/* A context string member k (absent: ""), capped. */
+static remex_err ctx_str(const json_t *ctx, const char *k, size_t i, const char **v,
+                         struct remex_error *e)
+{
+    json_t *x = json_object_get(ctx, k);
+    *v = "";
+    if (!x)
+        return REMEX_OK;
+    if (!json_is_string(x) || json_string_length(x) > TRIGSPEC_CTX_STR_MAX ||
+        strlen(json_string_value(x)) != json_string_length(x))
+        return remex_seterr(e, REMEX_EPROTO,
+                            "triggers[%zu].context.%s: expected a string of at most %d bytes", i, k,
+                            TRIGSPEC_CTX_STR_MAX);
+    *v = json_string_value(x);
+    return REMEX_OK;
+}
+
+/* A context integer member k (absent: def). */
+static remex_err ctx_int(const json_t *ctx, const char *k, size_t i, long long def, long long *v,
+                         struct remex_error *e)
+{
+    json_t *x = json_object_get(ctx, k);
+    *v = def;
+    if (!x)
+        return REMEX_OK;
+    if (!json_is_integer(x))
+        return remex_seterr(e, REMEX_EPROTO, "triggers[%zu].context.%s: expected an integer", i, k);
+    *v = (long long)json_integer_value(x);
+    return REMEX_OK;
+}
+
+/* A context object member k (absent or null: NULL). */
+static remex_err ctx_obj(const json_t *ctx, const char *k, size_t i, const json_t **v,
+                         struct remex_error *e)
+{
+    json_t *x = json_object_get(ctx, k);
+    *v = NULL;
+    if (!x || json_is_null(x))
+        return REMEX_OK;
+    if (!json_is_object(x))
+        return remex_seterr(e, REMEX_EPROTO, "triggers[%zu].context.%s: expected an object", i, k);
+    *v = x;
+    return REMEX_OK;
+}
+
+static remex_err item_context(const json_t *ctx, size_t i, struct tmpl_task_vars *v,
+                              struct remex_error *e)
+{
+    int64_t ld, dis, die;
+    const json_t *params, *conf;
+    remex_err rc = REMEX_OK;
+    if (ctx && !json_is_object(ctx))
+        return remex_seterr(e, REMEX_EPROTO, "triggers[%zu].context: expected an object", i);
+    /* absent: every member takes its default (json_object_get(NULL, k) is NULL) */
+    if ((rc = ctx_str(ctx, "dag_id", i, &v->dag_id, e)) != REMEX_OK ||
+        (rc = ctx_str(ctx, "task_id", i, &v->task_id, e)) != REMEX_OK ||
+        (rc = ctx_str(ctx, "run_id", i, &v->run_id, e)) != REMEX_OK ||
+        (rc = ctx_int(ctx, "try_number", i, 1, &v->try_number, e)) != REMEX_OK ||
+        (rc = ctx_int(ctx, "map_index", i, -1, &v->map_index, e)) != REMEX_OK ||
+        (rc = item_time(ctx, "logical_date", i, "context.", &ld, e)) != REMEX_OK ||
+        (rc = item_time(ctx, "data_interval_start", i, "context.", &dis, e)) != REMEX_OK ||
+        (rc = item_time(ctx, "data_interval_end", i, "context.", &die, e)) != REMEX_OK ||
+        (rc = ctx_obj(ctx, "params", i, &params, e)) != REMEX_OK ||
+        (rc = ctx_obj(ctx, "conf", i, &conf, e)) != REMEX_OK)
+        return rc;
+    if (ld == INT64_MIN)
+        ld = 0;
+    v->logical_date = ld / 1000;
+    v->data_interval_start = (dis == INT64_MIN ? ld : dis) / 1000;
+    v->data_interval_end = (die == INT64_MIN ? ld : die) / 1000;
+    v->params = params;
+    v->conf = conf;
+    return REMEX_OK;
+}
+
+remex_err trigspec_poll_item(const json_t *item, size_t i, struct trigspec_item *out,
+                             struct remex_error *e)
+{
+    memset(out, 0, sizeof(*out));
+    out->created_ms = out->timeout_at_ms = INT64_MIN;
+    if (!json_is_object(item))
+        return remex_seterr(e, REMEX_EPROTO, "triggers[%zu]: expected an object", i);
+    int64_t id = 0;
+    remex_err rc = item_id(item, "trigger_id", i, &id, e);
+    if (rc != REMEX_OK)
+        return rc;
+    out->trigger_id = id;
+    if ((rc = item_id(item, "ti_id", i, &out->ti_id, e)) != REMEX_OK)
+        return rc;
+    out->spec = json_object_get(item, "spec");
+    if (!json_is_object(out->spec))
+        return remex_seterr(e, REMEX_EPROTO, "triggers[%zu].spec: expected an object", i);
+    if ((rc = item_time(item, "created_at", i, "", &out->created_ms, e)) != REMEX_OK ||
+        (rc = item_time(item, "timeout_at", i, "", &out->timeout_at_ms, e)) != REMEX_OK)
+        return rc;
+    return item_context(json_object_get(item, "context"), i, &out->vars, e);
+}

@@ -4,11 +4,13 @@
 # Starts remex-plane (SQLite and credentials under var/), creates an agent
 # token, starts remex-agent (the supervisor and its roles) with
 # etc/run/agent.yaml, pushes the DAGs in etc/dags/, triggers example_sales and
-# waits for it, then shows the run, the agent's status and where the logs are.
+# waits for it, then runs the README's walkthrough DAG etl_daily (writing the
+# export marker its sensor waits for; RUN_SKIP_ETL=1 skips it), then shows the
+# runs, the agent's status and where the logs are.
 # Without RUN_ONCE it ends by naming the web UI's address ("open
 # http://127.0.0.1:8080/"), then shows the agent's log until Ctrl-C, which
-# drains the agent, stops the plane and exits 0. RUN_ONCE=1 exits after the run
-# with the run's outcome as exit code. RUN_PORT picks the plane's port
+# drains the agent, stops the plane and exits 0. RUN_ONCE=1 exits after the runs
+# with their outcome as exit code (0: both succeeded). RUN_PORT picks the plane's port
 # (default 8080; 0 = any free port); RUN_VAR the state folder (default var/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -150,6 +152,35 @@ if [[ -n $run_id ]]; then
     say "task logs: $VAR/task-logs/dag_id=$DAG/run_id=$run_id/"
 fi
 if [[ $rc -eq 0 ]]; then say "run succeeded"; else say "run did not succeed (exit $rc)"; fi
+
+# 6. The README's walkthrough DAG etl_daily: its sensor waits (held by the
+# triggerer) for the export's marker in the agent's object store (var/xcom/);
+# this script plays the exporter and writes the marker once the sensor waits.
+if [[ $DAG == example_sales && -z ${RUN_SKIP_ETL:-} ]]; then
+    DAY=2026-11-22
+    MARK=$VAR/xcom/exports/$DAY/_SUCCESS
+    rm -f "$MARK"
+    mkdir -p "$(dirname "$MARK")"
+    say "triggering etl_daily for $DAY: wait_for_export waits for $MARK"
+    "${CTL[@]}" dags trigger etl_daily --conf "{\"day\": \"$DAY\"}" --wait --timeout 5m \
+        >"$VAR/log/etl_daily.trigger" 2>&1 &
+    etl_pid=$!
+    for _ in $(seq 1 100); do
+        "${CTL[@]}" -o json runs list etl_daily 2>/dev/null | grep -q '"state": *"running"' && break
+        sleep 0.1
+    done
+    sleep 1
+    say "the export landed: writing $MARK"
+    : >"$MARK"
+    wait "$etl_pid"
+    etl_rc=$?
+    cat "$VAR/log/etl_daily.trigger"
+    etl_run=$("${CTL[@]}" -o json runs list etl_daily 2>/dev/null |
+        python3 -c 'import json,sys; r=json.load(sys.stdin)["dag_runs"]; print(max(r, key=lambda x: x["id"])["run_id"] if r else "")' 2>/dev/null)
+    [[ -n $etl_run ]] && "${CTL[@]}" runs show etl_daily "$etl_run"
+    if [[ $etl_rc -eq 0 ]]; then say "etl_daily succeeded"; else say "etl_daily did not succeed (exit $etl_rc)"; fi
+    [[ $rc -eq 0 ]] && rc=$etl_rc
+fi
 "${AGENT[@]}" status || true
 
 if [[ -n ${RUN_ONCE:-} ]]; then

@@ -12,7 +12,8 @@ issuer, scope and expiry, then issues an access token; every storage and
 secret call must carry a live one as "Authorization: Bearer", else 401.
 
 Storage: POST /upload/storage/v1/b/B/o?uploadType=media&name=N, GET
-/storage/v1/b/B/o/N?alt=media, DELETE /storage/v1/b/B/o/N. Secret Manager:
+/storage/v1/b/B/o/N?alt=media, DELETE /storage/v1/b/B/o/N, GET
+/storage/v1/b/B/o?prefix=P&maxResults=N (objects.list). Secret Manager:
 GET /v1/projects/P/secrets/S/versions/latest:access -> {"payload": {"data":
 base64}}. Errors: {"error": {"code", "message", "status"}}.
 
@@ -164,6 +165,19 @@ class H(http.server.BaseHTTPRequestHandler):
                 return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
             OBJECTS[b][q["name"][0]] = raw
             return self.send(200, {"bucket": b, "name": q["name"][0], "size": str(len(raw))})
+        if method == "GET" and len(parts) == 6 and parts[5] == "o" and parts[3] == "b":
+            # objects.list: names in lexicographic order, "items" absent when none
+            objs = OBJECTS.get(parts[4])
+            if objs is None:
+                return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
+            pre = q.get("prefix", [""])[0]
+            names = sorted(n for n in objs if n.startswith(pre))
+            names = names[:int(q.get("maxResults", ["1000"])[0])]
+            out = {"kind": "storage#objects"}
+            if names:
+                out["items"] = [{"bucket": parts[4], "name": n, "size": str(len(objs[n]))}
+                                for n in names]
+            return self.send(200, out)
         if u.path.startswith("/storage/v1/b/") and len(parts) >= 7:
             b, name = parts[4], urllib.parse.unquote(parts[6])
             objs = OBJECTS.get(b)

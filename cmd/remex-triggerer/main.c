@@ -80,11 +80,12 @@ static void poll_done(void *arg, const struct api_result *res)
     t->poll_inflight = 0;
     if (res->status == 401 || res->status == 403)
         return; /* the session is being replaced: on_registered polls again */
-    json_t *arr = json_object_get(res->reply, "triggers");
-    if (res->rc != REMEX_OK || !json_is_array(arr)) {
+    json_t *arr = NULL;
+    struct remex_error de = {0};
+    remex_err drc = res->rc == REMEX_OK ? trigspec_poll_reply(res->reply, &arr, &de) : res->rc;
+    if (drc != REMEX_OK) {
         if (t->poll_failures++ == 0)
-            log_warn("trigger poll: %s%s", res->msg,
-                     res->rc == REMEX_OK ? ": reply without a triggers array" : "");
+            log_warn("trigger poll: %s", res->rc == REMEX_OK ? de.msg : res->msg);
         if (t->r->state != ROLE_FINISHED)
             t->poll_timer =
                 evloop_timer_add(t->loop, api_backoff_ms(t->poll_failures), 0, poll_again, t);
@@ -99,7 +100,7 @@ static void poll_done(void *arg, const struct api_result *res)
         json_array_foreach(arr, i, x)
         {
             json_t *id = json_object_get(x, "trigger_id");
-            if (json_is_integer(id))
+            if (json_is_integer(id) && json_integer_value(id) > 0)
                 json_array_append(ids, id);
         }
         release_ids(t, ids);
@@ -112,7 +113,7 @@ static void poll_done(void *arg, const struct api_result *res)
             log_warn("trigger poll: %zu triggers over capacity not taken", n - i);
             break;
         }
-        trig_add(t, x);
+        trig_add(t, x, i);
     }
     if (n > 0) {
         log_debug("trigger poll: %zu new, %zu held", n, t->active);
@@ -133,18 +134,9 @@ static void maybe_poll(struct trg *t)
     if (room > POLL_BATCH_MAX)
         room = POLL_BATCH_MAX;
     double wait = st != API_LOST ? (double)t->cfg->poll_wait_ms / 1000.0 : 0;
-    json_t *body = json_pack("{s:I,s:f}", "capacity", (json_int_t)room, "wait", wait);
-    struct api_call c = {.method = "POST",
-                         .path = "/api/v1/triggers/poll",
-                         .body = body,
-                         .long_poll = 1,
-                         .what = "trigger poll",
-                         .done = poll_done,
-                         .arg = t};
     struct remex_error e;
-    if (body && api_call(t->api, &c, &e) == REMEX_OK)
+    if (api_trigger_poll(t->api, room, wait, poll_done, t, &e) == REMEX_OK)
         t->poll_inflight = 1;
-    json_decref(body);
     if (!t->poll_inflight)
         t->poll_timer =
             evloop_timer_add(t->loop, api_backoff_ms(t->poll_failures++), 0, poll_again, t);
@@ -267,9 +259,7 @@ static void release_ids(struct trg *t, json_t *ids)
         return;
     }
     log_info("handing %zu triggers back to the plane", n);
-    api_report(t->api, "/api/v1/triggers/poll", NULL,
-               json_pack("{s:i,s:i,s:o}", "capacity", 0, "wait", 0, "release", ids),
-               "trigger release");
+    api_trigger_release(t->api, ids);
 }
 
 /* Drain: every armed trigger goes back to the plane. */
@@ -340,6 +330,10 @@ static int setup(struct trg *t)
         return REMEX_EXIT_CONFIG;
     }
     t->store_dir = store_dir(ac->xcom.store);
+    if (!t->store_dir && ac->xcom.store && store_init(t, ac->xcom.store, &e) != REMEX_OK) {
+        log_error("xcom.store %s: %s", ac->xcom.store, e.msg);
+        return REMEX_EXIT_CONFIG;
+    }
     if (trig_init(t, &e) != REMEX_OK || !(t->hl = httploop_new(t->loop, &e)) ||
         watch_init(t, &e) != REMEX_OK) {
         log_error("%s", e.msg);
@@ -405,6 +399,7 @@ static void role_stop_hook(struct role *r)
         trig_write_metrics(t);
     httploop_free(t->hl); /* aborts checks in flight without their callbacks */
     t->hl = NULL;
+    store_shutdown(t); /* before the triggers: its results name them by id */
     trig_free_all(t);
     watch_shutdown(t);
     secrets_close(t->secrets);

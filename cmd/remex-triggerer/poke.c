@@ -3,7 +3,7 @@
  * interval, never two at a time for one trigger. http checks run on the
  * loop's http_multi (libcurl's threaded resolver: DNS never blocks the
  * loop; each check bounded by triggerer.http_timeout); external_run checks
- * ask the plane on the session (GET /api/v1/dags/{dag_id}/runs/{run_id}/status).
+ * ask the plane on the session (api_dag_run_status).
  *
  * An http trigger's connection (secrets chain) gives its bearer token: the
  * connection's password. Plain http:// to a host other than loopback is
@@ -115,29 +115,6 @@ static void external_done(void *arg, const struct api_result *res)
                             "task_id", g->spec.task_id, "state", got));
 }
 
-/* Percent-encodes s (RFC 3986 unreserved kept) into out; -1 when it does not fit. */
-static int pct(char *out, size_t outsz, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        int keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                   c == '-' || c == '_' || c == '.' || c == '~';
-        if (o + (keep ? 1 : 3) >= outsz)
-            return -1;
-        if (keep) {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-    return 0;
-}
-
 static void check(struct trg *t, struct trig *g)
 {
     struct remex_error e = {0};
@@ -154,19 +131,11 @@ static void check(struct trg *t, struct trig *g)
             log_warn("trigger %" PRId64 ": %s", g->id, e.msg);
         return;
     }
-    char dag[1024], run[1024], path[2200];
-    if (pct(dag, sizeof(dag), g->spec.dag_id) || pct(run, sizeof(run), g->spec.run_id)) {
-        trig_fail(t, g, "external_run: dag_id or run_id too long");
-        return;
-    }
-    snprintf(path, sizeof(path), "/api/v1/dags/%s/runs/%s/status", dag, run);
-    struct api_call c = {.method = "GET",
-                         .path = path,
-                         .what = "external_run check",
-                         .done = external_done,
-                         .arg = g};
-    if (api_call(t->api, &c, &e) == REMEX_OK)
+    remex_err rc = api_dag_run_status(t->api, g->spec.dag_id, g->spec.run_id, external_done, g, &e);
+    if (rc == REMEX_OK)
         g->inflight = 1;
+    else if (rc == REMEX_ETOOBIG)
+        trig_fail(t, g, "external_run: dag_id or run_id too long");
 }
 
 static void on_poke(struct evloop *loop, uint64_t id, void *arg)

@@ -21,7 +21,6 @@
 #include "triggerer.h"
 
 #define EVENTS_PER_REPORT 1000 /* the plane's cap per batch */
-#define ITEM_STR_MAX      1024 /* context strings from the plane */
 
 static int64_t real_us(void)
 {
@@ -171,16 +170,14 @@ static void flush(struct trg *t)
         } else {
             t->pending = json_array();
         }
-        json_t *body = json_pack("{so}", "events", batch);
-        if (!body || !t->pending) {
+        if (!t->pending) {
             log_error("trigger events: out of memory; %zu events lost", n);
-            json_decref(body);
-            if (!t->pending)
-                t->pending = json_array();
+            json_decref(batch);
+            t->pending = json_array();
             return;
         }
         t->m.events_sent += n;
-        api_report(t->api, "/api/v1/triggers/events", NULL, body, "trigger events");
+        api_trigger_events(t->api, batch);
     }
 }
 
@@ -320,41 +317,6 @@ static void arm_main(struct trg *t, struct trig *g)
 
 /* ---- adding a trigger from the plane ---- */
 
-/* An RFC 3339 member as epoch ms; def when absent or malformed. */
-static int64_t get_time(json_t *o, const char *k, int64_t def)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    int64_t ms;
-    struct remex_error e;
-    if (!s || strlen(s) > 64 || timeutil_rfc3339_parse(s, &ms, &e) != REMEX_OK)
-        return def;
-    return ms;
-}
-
-static const char *ctx_str(json_t *ctx, const char *k)
-{
-    const char *s = json_string_value(json_object_get(ctx, k));
-    return s && strlen(s) <= ITEM_STR_MAX ? s : "";
-}
-
-static void make_vars(json_t *ctx, struct tmpl_task_vars *v)
-{
-    json_t *params = json_object_get(ctx, "params"), *conf = json_object_get(ctx, "conf");
-    int64_t ld = get_time(ctx, "logical_date", 0);
-    *v = (struct tmpl_task_vars){
-        .dag_id = ctx_str(ctx, "dag_id"),
-        .task_id = ctx_str(ctx, "task_id"),
-        .run_id = ctx_str(ctx, "run_id"),
-        .try_number = (long long)json_integer_value(json_object_get(ctx, "try_number")),
-        .map_index = (long long)json_integer_value(json_object_get(ctx, "map_index")),
-        .logical_date = ld / 1000,
-        .data_interval_start = get_time(ctx, "data_interval_start", ld) / 1000,
-        .data_interval_end = get_time(ctx, "data_interval_end", ld) / 1000,
-        .params = json_is_object(params) ? params : NULL,
-        .conf = json_is_object(conf) ? conf : NULL,
-    };
-}
-
 static struct trig *insert(struct trg *t, int64_t id, int64_t ti)
 {
     struct trig *g = calloc(1, sizeof(*g));
@@ -382,7 +344,9 @@ static struct trig *insert(struct trg *t, int64_t id, int64_t ti)
 static void arm(struct trg *t, struct trig *g)
 {
     int rc = 0;
-    if (g->spec.kind == TRIGSPEC_FILE || g->spec.kind == TRIGSPEC_OBJECT_KEY)
+    if (g->spec.kind == TRIGSPEC_OBJECT_KEY && t->store)
+        rc = store_arm(t, g);
+    else if (g->spec.kind == TRIGSPEC_FILE || g->spec.kind == TRIGSPEC_OBJECT_KEY)
         rc = watch_arm(t, g);
     else if (g->spec.kind == TRIGSPEC_HTTP || g->spec.kind == TRIGSPEC_EXTERNAL_RUN)
         rc = poke_arm(t, g);
@@ -390,37 +354,35 @@ static void arm(struct trg *t, struct trig *g)
         arm_main(t, g);
 }
 
-void trig_add(struct trg *t, json_t *item)
+void trig_add(struct trg *t, const json_t *item, size_t i)
 {
-    json_t *jid = json_object_get(item, "trigger_id"), *jti = json_object_get(item, "ti_id");
-    json_t *spec = json_object_get(item, "spec"), *ctx = json_object_get(item, "context");
-    if (!json_is_integer(jid) || json_integer_value(jid) <= 0 || !json_is_integer(jti)) {
-        log_warn("trigger poll: an item without a valid trigger_id or ti_id: ignored");
+    struct trigspec_item it;
+    struct remex_error e = {0}, pe = {0};
+    remex_err prc = trigspec_poll_item(item, i, &it, &pe);
+    if (prc != REMEX_OK && it.trigger_id == 0) {
+        log_warn("trigger poll: %s: item ignored", pe.msg);
         return;
     }
-    int64_t id = json_integer_value(jid);
-    if (trig_find(t, id))
+    if (trig_find(t, it.trigger_id))
         return; /* handed out again while still held: one trigger, one event */
-    struct trig *g = insert(t, id, json_integer_value(jti));
+    struct trig *g = insert(t, it.trigger_id, it.ti_id);
     if (!g) {
-        log_error("trigger %" PRId64 ": out of memory; not held", id);
+        log_error("trigger %" PRId64 ": out of memory; not held", it.trigger_id);
         return;
     }
-    struct tmpl_task_vars vars;
-    struct remex_error e = {0};
-    make_vars(json_is_object(ctx) ? ctx : NULL, &vars);
-    remex_err rc = trigspec_parse(spec, &vars, &g->spec, &e);
+    remex_err rc = prc == REMEX_OK ? trigspec_parse(it.spec, &it.vars, &g->spec, &e) : prc;
     int64_t now = timeutil_real_ms();
-    int64_t created = get_time(item, "created_at", now);
-    g->deadline_ms = get_time(item, "timeout_at", created + (int64_t)t->cfg->default_timeout_ms);
+    int64_t created = it.created_ms != INT64_MIN ? it.created_ms : now;
+    g->deadline_ms = it.timeout_at_ms != INT64_MIN ? it.timeout_at_ms
+                                                   : created + (int64_t)t->cfg->default_timeout_ms;
     t->m.held_by_kind[rc == REMEX_OK ? g->spec.kind : 0]++;
     if (rc != REMEX_OK) {
         g->spec.kind = TRIGSPEC_TIMER; /* counted there until it is reported */
-        trig_fail(t, g, e.msg);
+        trig_fail(t, g, prc != REMEX_OK ? pe.msg : e.msg);
         return;
     }
     if (g->spec.kind == TRIGSPEC_EXTERNAL_RUN && !g->spec.run_id &&
-        !(g->spec.run_id = strdup(vars.run_id))) {
+        !(g->spec.run_id = strdup(it.vars.run_id))) {
         trig_fail(t, g, "out of memory");
         return;
     }

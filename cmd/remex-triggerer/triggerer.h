@@ -6,7 +6,9 @@
  *   watch.c  file and object_key triggers: inotify on the parent folder plus
  *            a bounded fallback poll (network file systems)
  *   poke.c   http and external_run triggers: non-blocking checks through
- *            the loop's http_multi and the plane session (api_call)
+ *            the loop's http_multi and the plane session (lib/api)
+ *   store.c  object_key triggers on a remote object store (s3://, az://,
+ *            gs://): checks on a store thread, results through an eventfd
  *
  * Everything runs on the role's one event loop; nothing blocks on the
  * network. Calls go down: trig.c calls watch.c and poke.c through the kind
@@ -50,12 +52,14 @@ struct trig {
     uint64_t poke_timer; /* polled kinds: next check */
     int inflight;        /* a check (http, external_run) is running */
     /* file / object_key */
-    struct fwatch *fw;      /* folder watch it is listed on, or NULL */
-    struct trig *fw_next;   /* next trigger of that watch */
-    char *file_path;        /* resolved path or glob (owned) */
-    struct http_client *hc; /* http: client of its URL (owned) */
-    char *http_path;        /* http: path and query of its URL (owned) */
-    char *bearer;           /* http: token from its connection (owned, wiped) */
+    struct fwatch *fw;         /* folder watch it is listed on, or NULL */
+    struct trig *fw_next;      /* next trigger of that watch */
+    char *file_path;           /* resolved path or glob (owned) */
+    struct http_client *hc;    /* http: client of its URL (owned) */
+    char *http_path;           /* http: path and query of its URL (owned) */
+    char *bearer;              /* http: token from its connection (owned, wiped) */
+    unsigned store_queued : 1; /* object_key, remote store: a check queued or running */
+    unsigned store_warned : 1; /* object_key, remote store: a failed check was logged */
 };
 
 #define TRG_LAT_BUCKETS 1000 /* lateness histogram: 100 us buckets up to 100 ms */
@@ -78,7 +82,8 @@ struct trg {
     struct api_client *api;
     struct httploop *hl;
     struct secrets *secrets;
-    char *store_dir; /* the agent's file object store (object_key), or NULL */
+    char *store_dir;        /* the agent's file object store (object_key), or NULL */
+    struct trgstore *store; /* the agent's remote object store (object_key), or NULL */
     /* the table */
     struct trig **tab;
     size_t tabn;        /* buckets (power of two) */
@@ -108,9 +113,10 @@ struct trg {
 /* ---- trig.c ---- */
 remex_err trig_init(struct trg *t, struct remex_error *e);
 void trig_free_all(struct trg *t);
-/* A trigger from the poll reply (borrowed json): parsed, armed, held. A
- * malformed one is reported as failed at once. */
-void trig_add(struct trg *t, json_t *item);
+/* Item number i of a poll reply (borrowed json): decoded
+ * (trigspec_poll_item), parsed, armed, held. A malformed one is reported as
+ * failed at once; one without a usable trigger_id is logged and ignored. */
+void trig_add(struct trg *t, const json_t *item, size_t i);
 struct trig *trig_find(struct trg *t, int64_t id);
 /* Drops a trigger without an event (cancel_triggers, drain, delivered). */
 void trig_forget(struct trg *t, struct trig *g);
@@ -142,6 +148,17 @@ void watch_shutdown(struct trg *t);
 /* Arms a file or object_key trigger; -1 after trig_fail. */
 int watch_arm(struct trg *t, struct trig *g);
 void watch_disarm(struct trg *t, struct trig *g);
+
+/* ---- store.c ---- */
+struct trgstore;
+/* Opens the remote object store url (agent.yaml settings of its backend) and
+ * starts its thread. */
+remex_err store_init(struct trg *t, const char *url, struct remex_error *e);
+/* Joins the thread (a check in flight ends first, or is left to the exit
+ * after triggerer.drain_grace), frees the store. */
+void store_shutdown(struct trg *t);
+/* Arms an object_key trigger on the remote store; -1 after trig_fail. */
+int store_arm(struct trg *t, struct trig *g);
 
 /* ---- poke.c ---- */
 /* Arms an http or external_run trigger; -1 after trig_fail. */

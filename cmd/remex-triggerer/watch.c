@@ -6,9 +6,9 @@
  * that do not exist yet. A check is one stat(2), or one glob(3) of one
  * folder for patterns: local metadata calls, never the network.
  *
- * object_key triggers look in the agent's object store (xcom.store); only a
- * file:// store can be watched (remex/objstore.h has no other backend yet):
- * key K is the file <store>/K, prefix P matches the objects <store>/P*.
+ * object_key triggers on a file:// object store (xcom.store) are watched
+ * here: key K is the file <store>/K, prefix P matches the objects <store>/P*.
+ * Remote stores (s3://, az://, gs://) are checked by store.c.
  */
 #include <errno.h>
 #include <fnmatch.h>
@@ -207,7 +207,7 @@ static int resolve(struct trg *t, struct trig *g)
     if (g->spec.kind == TRIGSPEC_FILE) {
         n = snprintf(p, sizeof(p), "%s", g->spec.path);
     } else if (!t->store_dir) {
-        trig_fail(t, g, "object_key: the agent's object store (xcom.store) is not a file:// store");
+        trig_fail(t, g, "object_key: the agent has no object store (xcom.store)");
         return -1;
     } else {
         n = snprintf(p, sizeof(p), "%s/%s%s", t->store_dir, g->spec.key, g->spec.prefix ? "*" : "");

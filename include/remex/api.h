@@ -212,4 +212,28 @@ remex_err api_xcom_get(struct api_client *c, int64_t ti_id, const char *task_tok
 /* Delay before retry number attempt (0-based): full jitter in [50, 50 + min(2 s, 200 ms << a)). */
 uint64_t api_backoff_ms(unsigned attempt);
 
+/* ---- triggers (remex-triggerer) ---- */
+
+/*
+ * POST /api/v1/triggers/poll: up to capacity (1..1000) triggers, the plane
+ * parking the call up to wait_s seconds (a long poll). done gets the reply
+ * envelope {"triggers": [...]} (decode it with trigspec_poll_reply).
+ * Errors as api_call.
+ */
+remex_err api_trigger_poll(struct api_client *c, int64_t capacity, double wait_s, api_done_fn done,
+                           void *arg, struct remex_error *e);
+/* Hands triggers back (ids: owned json array of trigger ids) in a report: a
+ * capacity-0 poll that releases them, so another triggerer takes them at once. */
+void api_trigger_release(struct api_client *c, json_t *ids);
+/* Reports trigger events (events: owned json array of {trigger_id, payload |
+ * error | timed_out}) to POST /api/v1/triggers/events, journaled until delivered. */
+void api_trigger_events(struct api_client *c, json_t *events);
+/*
+ * GET /api/v1/dags/{dag_id}/runs/{run_id}/status (ids percent-encoded):
+ * the run's state and its task instances' states. REMEX_ETOOBIG (nothing
+ * started) when an id is over 1024 bytes; other errors as api_call.
+ */
+remex_err api_dag_run_status(struct api_client *c, const char *dag_id, const char *run_id,
+                             api_done_fn done, void *arg, struct remex_error *e);
+
 #endif

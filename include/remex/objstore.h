@@ -121,4 +121,17 @@ void objstore_uri(const struct objstore *s, const char *key, char *out, size_t c
 /* "sha256:<hex>" of data into out (at least 72 bytes). */
 void objstore_checksum(const void *data, size_t len, char out[72]);
 
+/*
+ * Looks for an object: with exact, the object key itself; otherwise the first
+ * object (in key order) whose key starts with key. Its key goes to found (cap
+ * bytes). REMEX_ENOTFOUND when there is none. Remote stores list with a page
+ * size of one (S3 ListObjectsV2, Azure List Blobs, GCS objects.list): one
+ * small request, whatever the object's size. The file store looks in one
+ * folder (key's folder; an object in a subfolder of a prefix is not seen).
+ * A key is checked as objstore_check_key does, a prefix too once a trailing
+ * '/' is dropped (REMEX_EINVAL).
+ */
+remex_err objstore_find(struct objstore *s, const char *key, int exact, char *found, size_t cap,
+                        struct remex_error *e);
+
 #endif

@@ -55,6 +55,10 @@ remex_err objstore_azure_put_file(struct objstore_azure *s, const char *key, int
 remex_err objstore_azure_get_stream(struct objstore_azure *s, const char *key,
                                     const struct http_stream *sink, struct remex_error *e);
 /* Creates the container (REMEX_OK when it exists already): for set-up tools and tests. */
+/* The first blob name (store prefix removed) that starts with prefix, into
+ * found; REMEX_ENOTFOUND when none (List Blobs, maxresults=1). */
+remex_err objstore_azure_first(struct objstore_azure *s, const char *prefix, char *found,
+                               size_t cap, struct remex_error *e);
 remex_err objstore_azure_create_container(struct objstore_azure *s, struct remex_error *e);
 /* "az://ACCOUNT/CONTAINER/PREFIX/" (or without PREFIX) into out. */
 void objstore_azure_uri_base(const struct objstore_azure *s, char *out, size_t cap);

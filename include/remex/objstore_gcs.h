@@ -41,6 +41,16 @@ remex_err objstore_gcs_put_file(struct objstore_gcs *s, const char *key, int fd,
 /* GET ?alt=media of key with its body streamed to sink (x-goog-hash md5 checked by the sink). */
 remex_err objstore_gcs_get_stream(struct objstore_gcs *s, const char *key,
                                   const struct http_stream *sink, struct remex_error *e);
+#define OBJSTORE_GCS_LIST_MAX (64u * 1024u) /* an objects.list reply, at most */
+
+/* The first object name of an objects.list reply ({"items": [{"name"}]}) into
+ * out: 1 found (it fits in cap), 0 none (no items, or a name too long), -1 not
+ * a listing (not JSON, not an object, items not an array, over the cap). */
+int objstore_gcs_list_first(const char *body, size_t len, char *out, size_t cap);
+/* The first object name (store prefix removed) that starts with prefix, into
+ * found; REMEX_ENOTFOUND when none (objects.list, maxResults=1). */
+remex_err objstore_gcs_first(struct objstore_gcs *s, const char *prefix, char *found, size_t cap,
+                             struct remex_error *e);
 /* "gs://BUCKET/PREFIX/" into out. */
 void objstore_gcs_uri_base(const struct objstore_gcs *s, char *out, size_t cap);
 

@@ -64,4 +64,17 @@ void objstore_s3_uri_base(const struct objstore_s3 *s, char *out, size_t cap);
 int objstore_s3_parse_error(const char *body, size_t len, char *code, size_t code_cap, char *msg,
                             size_t msg_cap);
 
+#define OBJSTORE_LIST_REPLY_MAX (64u * 1024u) /* listing replies looked at, at most */
+
+/* The text of the first <tag>...</tag> of an XML body into out (printable
+ * ASCII kept, truncated to cap - 1; tag at most 24 bytes), looking at the
+ * first OBJSTORE_LIST_REPLY_MAX bytes: 1 when found and not empty, else 0
+ * (out ""). Used for S3 and Azure listings. */
+int objstore_s3_xml_first(const char *body, size_t len, const char *tag, char *out, size_t cap);
+
+/* The first key (store prefix removed) that starts with prefix, into found;
+ * REMEX_ENOTFOUND when none (ListObjectsV2, max-keys=1). */
+remex_err objstore_s3_first(struct objstore_s3 *s, const char *prefix, char *found, size_t cap,
+                            struct remex_error *e);
+
 #endif

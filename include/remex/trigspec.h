@@ -89,4 +89,37 @@ remex_err trigspec_parse(const json_t *spec, const struct tmpl_task_vars *vars,
                          struct trigspec *out, struct remex_error *e);
 void trigspec_free(struct trigspec *t);
 
+/* ---- the trigger poll's reply (POST /api/v1/triggers/poll) ---- */
+
+#define TRIGSPEC_POLL_MAX    1000 /* items per reply (the plane's cap) */
+#define TRIGSPEC_CTX_STR_MAX 1024 /* context strings (dag_id, run_id, task_id) */
+
+/* One item of a poll reply. Every pointer is borrowed from the reply. */
+struct trigspec_item {
+    int64_t trigger_id, ti_id;  /* > 0 */
+    const json_t *spec;         /* the spec object (trigspec_parse it with vars) */
+    int64_t created_ms;         /* epoch ms, INT64_MIN when null */
+    int64_t timeout_at_ms;      /* epoch ms, INT64_MIN when null */
+    struct tmpl_task_vars vars; /* the run's template variables, from "context" */
+};
+
+/*
+ * Checks a poll reply's envelope: an object whose "triggers" is an array of
+ * at most TRIGSPEC_POLL_MAX items; *items (borrowed) is that array.
+ * REMEX_EPROTO "reply.triggers: ..." otherwise.
+ */
+remex_err trigspec_poll_reply(const json_t *reply, json_t **items, struct remex_error *e);
+/*
+ * Decodes item number i of a reply into out (zeroed first): trigger_id and
+ * ti_id positive integers, spec an object, timeout_at and created_at RFC 3339
+ * or null, context an object (dag_id, run_id, task_id strings of at most
+ * TRIGSPEC_CTX_STR_MAX bytes; try_number, map_index integers; logical_date,
+ * data_interval_start/end RFC 3339 or null; params and conf objects or null).
+ * REMEX_EPROTO "triggers[i].FIELD: ..." otherwise; out->trigger_id is set
+ * as soon as it was read (0 before), so that the caller can report a failure
+ * for the trigger instead of dropping it.
+ */
+remex_err trigspec_poll_item(const json_t *item, size_t i, struct trigspec_item *out,
+                             struct remex_error *e);
+
 #endif

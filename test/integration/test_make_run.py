@@ -1,7 +1,8 @@
 """`make run`: the whole system on one machine (plane + remex-agent + example DAG).
 
 Runs the real Makefile target with RUN_ONCE=1 and checks the example
-pipeline's outcome and logs, then the interactive mode with a Ctrl-C."""
+pipeline's outcome and logs and the README's walkthrough DAG etl_daily (its
+sensor included), then the interactive mode with a Ctrl-C."""
 import glob
 import re
 import os
@@ -35,6 +36,18 @@ class MakeRun(harness.TestCase):
             self.assertRegex(out, role + r" +\d+ +up +yes")
         # The sensor waited for the file extract dropped, held by the triggerer.
         self.assertRegex(out, r"wait_for_orders +1 +success")
+        # The README's walkthrough DAG ran too: its sensor waited (held by the
+        # triggerer) for the export marker make run wrote into the object store.
+        self.assertIn("etl_daily succeeded", out)
+        self.assertRegex(out, r"wait_for_export +1 +success")
+        self.assertTrue(os.path.exists(os.path.join(var, "xcom", "exports", "2026-11-22",
+                                                    "_SUCCESS")))
+        etl = glob.glob(os.path.join(var, "task-logs", "dag_id=etl_daily", "run_id=*"))
+        self.assertEqual(len(etl), 1, etl)
+        # A sensor never runs on a worker: no log of it; the tasks after it ran.
+        self.assertFalse(os.path.exists(os.path.join(etl[0], "task_id=wait_for_export")))
+        with open(os.path.join(etl[0], "task_id=load", "attempt=1.log")) as f:
+            self.assertIn("loading 3600 rows into postgres", f.read())
         self.assertTrue(glob.glob(os.path.join(var, "drop", "orders_*.csv")))
         runs = glob.glob(os.path.join(var, "task-logs", "dag_id=example_sales", "run_id=*"))
         self.assertEqual(len(runs), 1, runs)

@@ -2,15 +2,23 @@
 remex-triggerer on loopback. Declared sensors of every trigger kind, run-time
 deferral with resume, timeouts, failover of a killed triggerer, drain, and
 timers that stay on time while HTTP checks hang."""
+import base64
+import email.utils
+import hashlib
+import hmac
+import importlib.util
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import sys
 import threading
 import time
 import unittest
+import urllib.parse
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -23,7 +31,7 @@ class TriggererCase(WorkerCase):
         self.ntrig = 0
         self.xcom = os.path.join(self.tmp, "xcom")
 
-    def start_triggerer(self, name="t1", extra="", token=None):
+    def start_triggerer(self, name="t1", extra="", token=None, xcom=None):
         self.ntrig += 1
         if token is None:
             token = self.create_token(f"trg{self.ntrig}")["value"]
@@ -33,8 +41,7 @@ class TriggererCase(WorkerCase):
             f"  url: {self.url}\n"
             f"  token: {{file: {tok}}}\n"
             f"state_dir: {self.tmp}/tstate{self.ntrig}\n"
-            "xcom:\n"
-            f"  store: file://{self.xcom}\n"
+            + (xcom or f"xcom:\n  store: file://{self.xcom}\n") +
             "triggerer:\n"
             f"  name: {name}\n"
             "  poll_wait: 2s\n"
@@ -256,6 +263,203 @@ class TestDeclaredSensors(TriggererCase):
                 {"task_id": "w", "trigger": {"type": "sql", "sql": "select 1"}}]}}, self.admin)
         self.assertEqual(st, 400, b)
         self.assertIn("tasks[0].trigger.type: expected timer, file", b["error"]["message"])
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+S3RVER = os.path.join(ROOT, "build", "node", "s3rver", "node_modules", "@20minutes", "s3rver")
+AZURITE = os.path.join(ROOT, "build", "node", "azurite", "node_modules", "azurite")
+# Azurite's well-known development account (public, documented by Microsoft).
+AZ_ACCOUNT = "devstoreaccount1"
+AZ_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+          "KBHBeksoGMGw==")
+
+
+class TestObjectKeyRemoteStores(TriggererCase):
+    """object_key on the remote object stores, checked on the triggerer's store
+    thread (one listing of page size 1 per check): S3 against @20minutes/s3rver
+    (it verifies SigV4), Azure Blob against Azurite (it verifies Shared Key).
+    Objects are written by the test with its own requests, so the triggerer's
+    signing is checked by the servers independently."""
+
+    def start_node(self, script, *args):
+        d = os.path.join(self.tmp, os.path.basename(script))
+        os.makedirs(d)
+        p = self.spawn(os.path.basename(script), ["node", os.path.join(ROOT, "test", script), d,
+                                                  *args])
+        return int(re.search(r"port (\d+)", p.wait_output("port ", timeout=30)).group(1))
+
+    def s3_put(self, port, key):
+        # s3rver takes anonymous writes; the triggerer's reads are signed (and checked).
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/remex/{key}", data=b"ok",
+                                     method="PUT")
+        self.assertEqual(urllib.request.urlopen(req, timeout=10).status, 200)
+
+    def az_put(self, port, path, container=False):
+        """A Shared Key signed PUT (Blob service REST API) of a container or a blob."""
+        body = b"" if container else b"ok"
+        hdr = {"x-ms-date": email.utils.formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
+        if not container:
+            hdr["x-ms-blob-type"] = "BlockBlob"
+        res = f"/{AZ_ACCOUNT}/{AZ_ACCOUNT}{path}" + ("\nrestype:container" if container else "")
+        sts = "\n".join(["PUT", "", "", str(len(body)) if body else "", "",
+                         "application/octet-stream", "", "", "", "", "", ""]) + "\n"
+        sts += "".join(f"{k}:{v}\n" for k, v in sorted(hdr.items())) + res
+        mac = hmac.new(base64.b64decode(AZ_KEY), sts.encode(), hashlib.sha256).digest()
+        hdr["Authorization"] = f"SharedKey {AZ_ACCOUNT}:{base64.b64encode(mac).decode()}"
+        hdr["Content-Type"] = "application/octet-stream"
+        url = f"http://127.0.0.1:{port}/{AZ_ACCOUNT}{path}" + ("?restype=container"
+                                                              if container else "")
+        req = urllib.request.Request(url, data=body, method="PUT", headers=hdr)
+        self.assertEqual(urllib.request.urlopen(req, timeout=10).status, 201)
+
+    def run_sensors(self, xcom, put, uri_base):
+        """A key sensor (templated, with a command that logs its event) and a
+        prefix sensor wait on the store; objects outside the store's prefix or
+        before the awaited ones do not fire them; writing the objects does."""
+        self.start_plane()
+        put("exports/p/part-0")  # the bucket's root: outside the store's prefix agent-a/
+        put("agent-a/exports/r1/_SUCCES")  # a shorter name: not the key
+        self.put_dag({"dag_id": "ok", "params": {"dir": "exports"}, "tasks": [
+            {"task_id": "wait", "shell": "echo \"event=$REMEX_TRIGGER_EVENT\"",
+             "trigger": {"type": "object_key", "key": "{{ params.dir }}/{{ run_id }}/_SUCCESS"}},
+            {"task_id": "any", "trigger": {"type": "object_key", "prefix": "exports/p/"}}]})
+        self.start_worker()
+        trg = self.start_triggerer(xcom=xcom)
+        self.trigger_run("ok", "r1")
+        self.wait_ti("ok", "r1", "wait", ("deferred",))
+        self.wait_ti("ok", "r1", "any", ("deferred",))
+        time.sleep(1)  # five checks of each at poke_interval 200ms: nothing there yet
+        tis = self.tis(self.run_info("ok", "r1"))
+        self.assertEqual((tis["wait"]["state"], tis["any"]["state"]), ("deferred", "deferred"))
+        put("agent-a/exports/r1/_SUCCESS")
+        put("agent-a/exports/p/part-7")
+        run = self.wait_run("ok", "r1", timeout=20)
+        self.assertEqual(run["state"], "success", run)
+        log = self.task_log("ok", "r1", "wait")
+        self.assertIn('"key":"exports/r1/_SUCCESS"', log)
+        self.assertIn(f'"uri":"{uri_base}exports/r1/_SUCCESS"', log)
+        self.assertNotIn("Sanitizer", trg.output())
+        self.assertNotIn("object store", trg.output())  # no failed check was logged
+
+    @unittest.skipUnless(os.path.isdir(S3RVER), "s3rver not installed (run mk/s3rver.sh)")
+    def test_object_key_on_s3(self):
+        port = self.start_node("s3rver.js", "remex")
+        creds = self.write("aws-credentials", "[remex-test]\naws_access_key_id = S3RVER\n"
+                           "aws_secret_access_key = S3RVER\n", mode=0o600)
+        xcom = ("xcom:\n  store: s3://remex/agent-a\n  s3:\n"
+                f"    endpoint: http://127.0.0.1:{port}\n    region: us-east-1\n"
+                f"    path_style: path\n    profile: remex-test\n    credentials_file: {creds}\n")
+        self.run_sensors(xcom, lambda k: self.s3_put(port, k), "s3://remex/agent-a/")
+
+    @unittest.skipUnless(os.path.isdir(AZURITE), "azurite not installed (run mk/azurite.sh)")
+    def test_object_key_on_azure_blob(self):
+        port = self.start_node("azurite.js")
+        self.az_put(port, "/remex", container=True)
+        xcom = (f"xcom:\n  store: az://{AZ_ACCOUNT}/remex/agent-a\n  azure:\n"
+                f"    endpoint: http://127.0.0.1:{port}/{AZ_ACCOUNT}\n"
+                f"    account_key: {AZ_KEY}\n")
+        self.run_sensors(xcom, lambda k: self.az_put(port, "/remex/" + k),
+                         f"az://{AZ_ACCOUNT}/remex/agent-a/")
+
+    @unittest.skipUnless(importlib.util.find_spec("cryptography"),
+                         "python3-cryptography missing: the fake cannot verify RS256")
+    def test_object_key_on_gcs(self):
+        """GCS against test/fake_gcp.py (a fake: no GCS emulator is packaged here;
+        it verifies the service account's RS256 JWT and every call's token)."""
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        email_ = "remex@proj.iam.gserviceaccount.com"
+        pem_path = self.write("sa.pem", pem, mode=0o600)
+        conf = self.write("gcp.json", json.dumps({"key_pem": pem_path, "email": email_,
+                                                   "buckets": ["remex"], "project": "p"}))
+        p = self.spawn("fake_gcp", [sys.executable, os.path.join(ROOT, "test", "fake_gcp.py"),
+                                    conf])
+        port = int(re.search(r"port (\d+)", p.wait_output("port ", timeout=20)).group(1))
+        base = f"http://127.0.0.1:{port}"
+        keyfile = self.write("sa.json", json.dumps({
+            "type": "service_account", "client_email": email_, "private_key": pem,
+            "token_uri": base + "/token"}), mode=0o600)
+
+        def b64(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        now = int(time.time())
+        signing = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode()) + "." + b64(
+            json.dumps({"iss": email_, "scope": "https://www.googleapis.com/auth/"
+                        "devstorage.read_write", "aud": base + "/token", "iat": now,
+                        "exp": now + 600}).encode())
+        sig = key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
+        form = urllib.parse.urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                                       "assertion": signing + "." + b64(sig)}).encode()
+        tok = json.load(urllib.request.urlopen(base + "/token", data=form,
+                                               timeout=10))["access_token"]
+
+        def put(name):
+            req = urllib.request.Request(
+                f"{base}/upload/storage/v1/b/remex/o?uploadType=media&name="
+                + urllib.parse.quote(name, safe=""), data=b"ok", method="POST",
+                headers={"Authorization": "Bearer " + tok,
+                         "Content-Type": "application/octet-stream"})
+            self.assertEqual(urllib.request.urlopen(req, timeout=10).status, 200)
+        xcom = (f"xcom:\n  store: gs://remex/agent-a\n  gcs:\n    key_file: {keyfile}\n"
+                f"    endpoint: {base}\n    token_uri: {base}/token\n")
+        self.run_sensors(xcom, put, "gs://remex/agent-a/")
+
+    def test_hanging_store_holds_up_neither_timers_nor_exit(self):
+        """A store that accepts connections and never answers: its check hangs
+        on the store thread while timers fire on time; SIGTERM exits within
+        drain_grace (3 s here) instead of waiting for the store's client."""
+        self.start_plane()
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)  # never accepted, never answered
+        self.addCleanup(srv.close)
+        creds = self.write("aws-credentials", "[remex-test]\naws_access_key_id = S3RVER\n"
+                           "aws_secret_access_key = S3RVER\n", mode=0o600)
+        xcom = ("xcom:\n  store: s3://remex/agent-a\n  s3:\n"
+                f"    endpoint: http://127.0.0.1:{srv.getsockname()[1]}\n"
+                "    region: us-east-1\n    path_style: path\n    profile: remex-test\n"
+                f"    credentials_file: {creds}\n")
+        self.put_dag({"dag_id": "hst", "tasks": [
+            {"task_id": "wait", "trigger": {"type": "object_key", "key": "x/_SUCCESS"}},
+            {"task_id": "tick", "trigger": {"type": "timer", "delta": 0.5}}]})
+        trg = self.start_triggerer(xcom=xcom)
+        run_id = self.trigger("hst")
+        t0 = time.time()
+        self.wait_ti("hst", run_id, "tick", ("success",), timeout=10)
+        self.assertLess(time.time() - t0, 5)
+        self.assertEqual(self.tis(self.run_info("hst", run_id))["wait"]["state"], "deferred")
+        trg.signal(signal.SIGTERM)
+        t0 = time.time()
+        self.assertEqual(trg.wait(20), 0, trg.output()[-3000:])
+        self.assertLess(time.time() - t0, 8)
+        self.assertIn("object store check is still running", trg.output())
+
+    def test_object_key_store_failure_is_logged_once_and_retried(self):
+        """An unreachable store: the check fails (logged once), the trigger stays
+        armed and times out by its own timeout; the loop is never held up."""
+        self.start_plane()
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()  # nothing listens there
+        creds = self.write("aws-credentials", "[remex-test]\naws_access_key_id = S3RVER\n"
+                           "aws_secret_access_key = S3RVER\n", mode=0o600)
+        xcom = ("xcom:\n  store: s3://remex/agent-a\n  s3:\n"
+                f"    endpoint: http://127.0.0.1:{port}\n    region: us-east-1\n"
+                f"    path_style: path\n    profile: remex-test\n    credentials_file: {creds}\n")
+        self.put_dag({"dag_id": "of", "tasks": [
+            {"task_id": "wait", "trigger": {"type": "object_key", "key": "x/_SUCCESS",
+                                             "timeout": 2, "on_timeout": "skip"}},
+            {"task_id": "tick", "trigger": {"type": "timer", "delta": 0.5}}]})
+        trg = self.start_triggerer(xcom=xcom)
+        run = self.wait_run("of", self.trigger("of"), timeout=20)
+        tis = self.tis(run)
+        self.assertEqual((tis["wait"]["state"], tis["tick"]["state"]), ("skipped", "success"))
+        self.assertEqual(trg.output().count("object store: looking for x/_SUCCESS"), 1,
+                         trg.output()[-3000:])
 
 
 class TestDeferralSemantics(TriggererCase):

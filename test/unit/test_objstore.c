@@ -256,6 +256,38 @@ static void test_sink_store_md5(void **state)
     sink_case("x-goog-hash: crc32c=n03x6A==,md5=AAAAAAAAAAAAAAAAAAAAAA==", REMEX_EPROTO);
 }
 
+static void test_find(void **state)
+{
+    (void)state;
+    struct objstore *s = open_store();
+    struct remex_error e;
+    char found[OBJSTORE_KEY_MAX + 1];
+    assert_int_equal(objstore_put(s, "exports/d1/part-2", "x", 1, NULL, &e), REMEX_OK);
+    assert_int_equal(objstore_put(s, "exports/d1/part-1", "x", 1, NULL, &e), REMEX_OK);
+    assert_int_equal(objstore_put(s, "exports/d1/_SUCCESS", "", 0, NULL, &e), REMEX_OK);
+    /* A key: itself only (a longer or shorter name is not it). */
+    assert_int_equal(objstore_find(s, "exports/d1/_SUCCESS", 1, found, sizeof(found), &e),
+                     REMEX_OK);
+    assert_string_equal(found, "exports/d1/_SUCCESS");
+    assert_int_equal(objstore_find(s, "exports/d1/_SUCC", 1, found, sizeof(found), &e),
+                     REMEX_ENOTFOUND);
+    assert_int_equal(objstore_find(s, "exports/d1", 1, found, sizeof(found), &e),
+                     REMEX_ENOTFOUND); /* a folder is not an object */
+    /* A prefix: the first object in key order. */
+    assert_int_equal(objstore_find(s, "exports/d1/part-", 0, found, sizeof(found), &e), REMEX_OK);
+    assert_string_equal(found, "exports/d1/part-1");
+    assert_int_equal(objstore_find(s, "exports/d1/", 0, found, sizeof(found), &e), REMEX_OK);
+    assert_string_equal(found, "exports/d1/_SUCCESS");
+    assert_int_equal(objstore_find(s, "exports/d2/", 0, found, sizeof(found), &e), REMEX_ENOTFOUND);
+    assert_int_equal(objstore_find(s, "exports/d1/x", 0, found, sizeof(found), &e),
+                     REMEX_ENOTFOUND);
+    /* Keys are checked as everywhere else. */
+    assert_int_equal(objstore_find(s, "../etc/passwd", 1, found, sizeof(found), &e), REMEX_EINVAL);
+    assert_int_equal(objstore_find(s, "../", 0, found, sizeof(found), &e), REMEX_EINVAL);
+    assert_int_equal(objstore_find(s, "a//b", 0, found, sizeof(found), &e), REMEX_EINVAL);
+    objstore_close(s);
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
@@ -276,6 +308,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_get_ref, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_and_delete, setup, teardown),
         cmocka_unit_test(test_bad_keys),
+        cmocka_unit_test_setup_teardown(test_find, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uri_outside_store_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checksum_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),

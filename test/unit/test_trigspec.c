@@ -173,6 +173,129 @@ static void test_caps(void **state)
     expect_error(big, &VARS, "too long");
 }
 
+/* The reply poll0 decoded last: the item's pointers borrow from it. */
+static json_t *last_reply;
+
+/* Decodes reply text: the envelope, then item 0; rc and message in msg. */
+static remex_err poll0(const char *text, struct trigspec_item *it, char *msg)
+{
+    json_decref(last_reply);
+    json_t *j = json_loads(text, JSON_DECODE_ANY, NULL), *items = NULL;
+    struct remex_error e = {0};
+    assert_non_null(j);
+    remex_err rc = trigspec_poll_reply(j, &items, &e);
+    if (rc == REMEX_OK)
+        rc = trigspec_poll_item(json_array_get(items, 0), 0, it, &e);
+    snprintf(msg, 512, "%s", rc == REMEX_OK ? "" : e.msg);
+    last_reply = j;
+    return rc;
+}
+
+static void expect_poll_error(const char *text, const char *want, int64_t want_id)
+{
+    struct trigspec_item it;
+    char msg[512];
+    remex_err rc = poll0(text, &it, msg);
+    if (rc != REMEX_EPROTO || !strstr(msg, want))
+        fail_msg("%s: got '%s', want '%s'", text, msg, want);
+    if (!strstr(want, "reply") && it.trigger_id != want_id)
+        fail_msg("%s: trigger_id %lld, want %lld", text, (long long)it.trigger_id,
+                 (long long)want_id);
+}
+
+static void test_poll_reply(void **state)
+{
+    (void)state;
+    struct trigspec_item it;
+    char msg[512];
+    assert_int_equal(
+        poll0("{\"triggers\":[{\"trigger_id\":7,\"ti_id\":3,\"spec\":{\"type\":\"timer\","
+              "\"delta\":1},\"timeout_at\":null,\"created_at\":\"2026-01-01T00:00:01Z\","
+              "\"context\":{\"dag_id\":\"etl\",\"run_id\":\"r1\",\"task_id\":\"w\","
+              "\"try_number\":2,\"map_index\":-1,\"logical_date\":\"2026-01-01T00:00:00Z\","
+              "\"data_interval_start\":null,\"data_interval_end\":\"2026-01-02T00:00:00Z\","
+              "\"params\":{\"a\":1},\"conf\":null}}]}",
+              &it, msg),
+        REMEX_OK);
+    assert_int_equal(it.trigger_id, 7);
+    assert_int_equal(it.ti_id, 3);
+    assert_int_equal(it.created_ms, 1767225601000LL);
+    assert_true(it.timeout_at_ms == INT64_MIN);
+    assert_string_equal(it.vars.dag_id, "etl");
+    assert_string_equal(it.vars.run_id, "r1");
+    assert_int_equal(it.vars.try_number, 2);
+    assert_int_equal(it.vars.logical_date, 1767225600);
+    assert_int_equal(it.vars.data_interval_start, 1767225600); /* null: the logical date */
+    assert_int_equal(it.vars.data_interval_end, 1767312000);
+    assert_non_null(it.vars.params);
+    assert_null(it.vars.conf);
+    /* The spec decoded with the item's variables. */
+    struct trigspec t;
+    struct remex_error e;
+    assert_int_equal(trigspec_parse(it.spec, &it.vars, &t, &e), REMEX_OK);
+    assert_int_equal(t.delta_ms, 1000);
+    trigspec_free(&t);
+    /* An empty reply and an item without context are fine. */
+    assert_int_equal(poll0("{\"triggers\":[{\"trigger_id\":1,\"ti_id\":1,\"spec\":{}}]}", &it, msg),
+                     REMEX_OK);
+    assert_string_equal(it.vars.run_id, "");
+    assert_int_equal(it.vars.map_index, -1);
+
+    /* Malformed envelopes. */
+    expect_poll_error("[]", "reply: expected an object", 0);
+    expect_poll_error("{}", "reply.triggers: expected an array", 0);
+    expect_poll_error("{\"triggers\":{}}", "reply.triggers: expected an array", 0);
+    /* Malformed items: the field is named; trigger_id kept once read. */
+    expect_poll_error("{\"triggers\":[3]}", "triggers[0]: expected an object", 0);
+    expect_poll_error("{\"triggers\":[{\"ti_id\":1}]}", "triggers[0].trigger_id", 0);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":-4,\"ti_id\":1}]}", "triggers[0].trigger_id",
+                      0);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":\"4\",\"ti_id\":1}]}",
+                      "triggers[0].trigger_id", 0);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":4}]}", "triggers[0].ti_id", 4);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":4,\"ti_id\":1,\"spec\":\"x\"}]}",
+                      "triggers[0].spec: expected an object", 4);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":4,\"ti_id\":1,\"spec\":{},"
+                      "\"timeout_at\":\"soon\"}]}",
+                      "triggers[0].timeout_at: expected RFC 3339", 4);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":4,\"ti_id\":1,\"spec\":{},"
+                      "\"context\":[]}]}",
+                      "triggers[0].context: expected an object", 4);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":4,\"ti_id\":1,\"spec\":{},"
+                      "\"context\":{\"run_id\":5}}]}",
+                      "triggers[0].context.run_id: expected a string", 4);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":4,\"ti_id\":1,\"spec\":{},"
+                      "\"context\":{\"try_number\":\"1\"}}]}",
+                      "triggers[0].context.try_number: expected an integer", 4);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":4,\"ti_id\":1,\"spec\":{},"
+                      "\"context\":{\"logical_date\":17}}]}",
+                      "triggers[0].context.logical_date", 4);
+    expect_poll_error("{\"triggers\":[{\"trigger_id\":4,\"ti_id\":1,\"spec\":{},"
+                      "\"context\":{\"params\":[1]}}]}",
+                      "triggers[0].context.params: expected an object", 4);
+    /* Caps: a context string over TRIGSPEC_CTX_STR_MAX, more than TRIGSPEC_POLL_MAX items. */
+    char big[TRIGSPEC_CTX_STR_MAX + 200];
+    int n = snprintf(big, sizeof(big),
+                     "{\"triggers\":[{\"trigger_id\":4,\"ti_id\":1,\"spec\":{},"
+                     "\"context\":{\"dag_id\":\"");
+    memset(big + n, 'd', TRIGSPEC_CTX_STR_MAX + 1);
+    snprintf(big + n + TRIGSPEC_CTX_STR_MAX + 1, sizeof(big) - (size_t)n - TRIGSPEC_CTX_STR_MAX - 1,
+             "\"}}]}");
+    expect_poll_error(big, "triggers[0].context.dag_id", 4);
+    json_t *many = json_array(), *env;
+    for (int k = 0; k <= TRIGSPEC_POLL_MAX; k++)
+        json_array_append_new(many, json_integer(k));
+    env = json_pack("{so}", "triggers", many);
+    json_t *items = NULL;
+    struct remex_error pe = {0};
+    assert_int_equal(trigspec_poll_reply(env, &items, &pe), REMEX_EPROTO);
+    assert_non_null(strstr(pe.msg, "more than 1000"));
+    assert_null(items);
+    json_decref(env);
+    json_decref(last_reply);
+    last_reply = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_http_object_external),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_poll_reply),
     };
     return cmocka_run_group_tests_name("trigspec", tests, NULL, NULL);
 }
