@@ -542,11 +542,12 @@ static void up_header(const char *line, size_t n, void *ud)
 }
 
 /*
- * Streams fd[off, off+len) with q (its stream is set here); the MD5 the
+ * Streams fd[off, off+len) with a copy of q carrying the stream; the MD5 the
  * service computed over what it received must be d's.
  */
-static remex_err az_put_range(struct objstore_azure *s, struct az_req *q, int fd, uint64_t off,
-                              uint64_t len, void *whole, void *md5_all, struct remex_error *e)
+static remex_err az_put_range(struct objstore_azure *s, const struct az_req *q, int fd,
+                              uint64_t off, uint64_t len, void *whole, void *md5_all,
+                              struct remex_error *e)
 {
     struct objstore_digest d;
     struct az_up u = {.md5 = ""};
@@ -558,8 +559,9 @@ static remex_err az_put_range(struct objstore_azure *s, struct az_req *q, int fd
     objstore_src_init(&u.src, fd, off, len);
     struct http_stream st = {
         .read = up_read, .upload_len = len, .header = up_header, .reset = up_reset, .ud = &u};
-    q->stream = &st;
-    rc = az_do(s, q, &r, e);
+    struct az_req req = *q; /* the caller's q never points at this frame's stream */
+    req.stream = &st;
+    rc = az_do(s, &req, &r, e);
     http_response_free(&r);
     EVP_EncodeBlock(b64, d.md5, 16);
     if (rc == REMEX_OK && u.md5[0] && strcmp(u.md5, (const char *)b64) != 0)
