@@ -434,6 +434,13 @@ int sched_run_pending(struct plane *p, int64_t run)
     return 0;
 }
 
+int sched_slice_over(struct sched *s)
+{
+    if (!s->sliced && timeutil_mono_ns() >= s->slice_end_ns)
+        s->sliced = 1;
+    return s->sliced;
+}
+
 void sched_due_hint(struct plane *p, int64_t due_ms)
 {
     struct sched *s = SCHED(p);
@@ -487,6 +494,8 @@ static void sched_resync(struct plane *p)
  * pass whose commit failed, the next runs SCHED_RETRY_MS later at the
  * earliest (the store may stay unwritable for a while). */
 #define SCHED_RETRY_MS 1000
+/* Pause between two slices of a cut pass, plane.mu free. */
+#define SCHED_SLICE_GAP_NS 200000L
 
 static int64_t sched_pass(struct plane *p)
 {
@@ -526,8 +535,24 @@ static void *sched_main(void *arg)
     while (!atomic_load(&p->stopping)) {
         p->sched_dirty = 0;
         uint64_t t0 = timeutil_mono_ns();
+        s->slice_end_ns = t0 + SCHED_SLICE_NS;
+        s->sliced = 0;
         int64_t next = sched_pass(p);
-        sched_observe(&s->loop, (double)(timeutil_mono_ns() - t0) / 1e9);
+        double took = (double)(timeutil_mono_ns() - t0) / 1e9;
+        sched_observe(&s->loop, took);
+        if (took > s->step_max)
+            s->step_max = took;
+        if (s->sliced) {
+            /* Cut at its budget: let the requests waiting for mu in before
+             * the next slice (a mutex handed straight back would starve
+             * them). */
+            s->slices++;
+            pthread_mutex_unlock(&p->mu);
+            struct timespec gap = {0, SCHED_SLICE_GAP_NS};
+            nanosleep(&gap, NULL);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
         if (p->sched_dirty || atomic_load(&p->stopping))
             continue;
         int64_t now = plane_now_ms();
@@ -770,6 +795,23 @@ void sched_metrics(struct plane *p, struct buf *out)
               "Time from a task instance being queued to its offer.", &s->latency);
     emit_hist(out, "remex_plane_scheduler_loop_seconds", "Duration of one scheduler pass.",
               &s->loop);
+    buf_printf(out,
+               "# HELP remex_plane_scheduler_step_max_seconds Longest scheduler pass since the"
+               " start (plane.mu held throughout).\n"
+               "# TYPE remex_plane_scheduler_step_max_seconds gauge\n"
+               "remex_plane_scheduler_step_max_seconds %.6f\n"
+               "# HELP remex_plane_scheduler_slices_total Scheduler passes cut at their time"
+               " budget, the rest of their work left to the next pass.\n"
+               "# TYPE remex_plane_scheduler_slices_total counter\n"
+               "remex_plane_scheduler_slices_total %" PRIu64 "\n"
+               "# HELP remex_plane_scheduler_dags_examined_total DAGs a scheduler pass looked at"
+               " (due for a cron run or a dagrun_timeout); DAGs not due cost nothing.\n"
+               "# TYPE remex_plane_scheduler_dags_examined_total counter\n"
+               "remex_plane_scheduler_dags_examined_total %" PRIu64 "\n"
+               "# HELP remex_plane_scheduler_dags_due DAGs with a next due time (the due heap).\n"
+               "# TYPE remex_plane_scheduler_dags_due gauge\n"
+               "remex_plane_scheduler_dags_due %zu\n",
+               s->step_max, s->slices, s->dags_examined, s->nheap);
 }
 
 /* ---- routes ---- */

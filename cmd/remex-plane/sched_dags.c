@@ -59,6 +59,8 @@ static struct sdag *sdag_build(struct dag *dag, const char *bundle, const char *
     d->dag = dag;
     d->params = dag->params;
     d->next_run_ms = INT64_MIN;
+    d->heap_key = INT64_MAX;
+    d->heap_pos = SIZE_MAX;
     d->bundle = strdup(bundle ? bundle : "");
     d->bundle_version = strdup(version ? version : "");
     d->tasks = calloc(dag->ntasks ? dag->ntasks : 1, sizeof(*d->tasks));
@@ -101,17 +103,22 @@ static void sdag_install(struct plane *p, struct sdag *n)
             *pp = n;
             sdmap_del(s, old);
             sdmap_put(s, n);
+            sdheap_set(s, old, INT64_MAX);
             sdag_free(old);
+            sruns_touch(p, n);
             return;
         }
     }
     n->next = s->dags;
     s->dags = n;
     sdmap_put(s, n);
+    sruns_touch(p, n);
 }
 
 void sdag_free_all(struct sched *s)
 {
+    sdheap_free(s);
+    s->start_run = 0;
     while (s->dags) {
         struct sdag *d = s->dags;
         s->dags = d->next;
@@ -147,6 +154,7 @@ remex_err sdag_load_all(struct plane *p, struct remex_error *e)
         d->next = SCHED(p)->dags;
         SCHED(p)->dags = d;
         sdmap_put(SCHED(p), d);
+        sdheap_set(SCHED(p), d, INT64_MIN); /* looked at once, in the first passes */
     }
     sqlite3_reset(st);
     return REMEX_OK;
@@ -324,6 +332,7 @@ static void manifest_locked(struct plane *p, json_t *body, const char *bundle, c
                     d->bundle = nb;
                     d->bundle_version = nv;
                     d->is_active = 1;
+                    sruns_touch(p, d);
                     sq_run(p,
                            "UPDATE dags SET bundle = ?2, bundle_version = ?3, is_active = 1"
                            " WHERE dag_id = ?1",
@@ -339,6 +348,7 @@ static void manifest_locked(struct plane *p, json_t *body, const char *bundle, c
         if (d->is_active && strcmp(d->bundle, bundle) == 0 &&
             !json_object_get(listed, d->dag->dag_id)) {
             d->is_active = 0;
+            sruns_touch(p, d);
             sq_run(p, "UPDATE dags SET is_active = 0 WHERE dag_id = ?1", "t", d->dag->dag_id);
         }
     }
@@ -456,6 +466,7 @@ static void set_paused(struct plane *p, struct plane_req *rq, struct plane_resp 
         return;
     }
     d->is_paused = paused;
+    sruns_touch(p, d);
     sq_run(p, "UPDATE dags SET is_paused = ?2 WHERE dag_id = ?1", "ti", d->dag->dag_id,
            (int64_t)paused);
     if (!paused) {
@@ -548,6 +559,7 @@ void sched_h_dag_delete(struct plane *p, struct plane_req *rq, struct plane_resp
         struct sdag *gone = *pp;
         *pp = gone->next;
         sdmap_del(s, gone);
+        sdheap_set(s, gone, INT64_MAX);
         sdag_free(gone);
         s->runs_changed = 1;
         plane_kick(p);
