@@ -3,6 +3,7 @@ the counts /metrics shows are kept incrementally and equal a full count of
 the database after a mixed workload, a kill -9 and a restart; a queued task
 instance resumes only parked work polls of its queue, and no more of them
 than there is work."""
+import datetime
 import re
 import signal
 import sqlite3
@@ -201,6 +202,109 @@ class ManyDagsTest(SchedCase):
         self.restart_plane()
 
 
+def metric(text, name):
+    """The value of an unlabelled gauge or counter in /metrics (None if absent)."""
+    m = re.search(r'^' + name + r' ([0-9.e+-]+)$', text, re.M)
+    return float(m.group(1)) if m else None
+
+
+class DueHeapTest(SchedCase):
+    """10,000 DAGs with schedules: a scheduler pass looks only at the DAGs
+    that are due; pause, unpause, a new version and delete keep the due heap
+    right; a due DAG gets its run on time after a restart and after its
+    schedule changed."""
+    NDAGS = 10000
+
+    def sched_stats(self):
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        stats = {k: metric(text, "remex_plane_scheduler_" + k) for k in
+                 ("dags_examined_total", "dags_due", "loop_seconds_count")}
+        for k, v in stats.items():
+            self.assertIsNotNone(v, f"no remex_plane_scheduler_{k} in /metrics")
+        return stats
+
+    def seed_dags(self, template_id, n):
+        """n copies of a pushed DAG, written straight into the stopped plane's
+        database (pushing 10,000 over HTTP would time the client)."""
+        db = sqlite3.connect(self.conf["db_path"])
+        with db:
+            row = db.execute("SELECT bundle, bundle_version, fileloc, hash, json, updated_ms"
+                             " FROM dags WHERE dag_id = ?", (template_id,)).fetchone()
+            db.executemany(
+                "INSERT INTO dags (dag_id, bundle, bundle_version, fileloc, hash, json,"
+                " updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((f"s{i:05d}", row[0], row[1], row[2], row[3],
+                  row[4].replace(f'"{template_id}"', f'"s{i:05d}"'), row[5])
+                 for i in range(n)))
+        db.close()
+
+    def settled(self):
+        """Stats once two scrapes 0.3 s apart see no DAG examined."""
+        def still():
+            a = self.sched_stats()
+            time.sleep(0.3)
+            b = self.sched_stats()
+            return b if a["dags_examined_total"] == b["dags_examined_total"] else None
+        return harness.wait_for(still, 60, 0.1, "the first passes over the DAGs")
+
+    def test_passes_look_only_at_due_dags_and_due_dags_run_on_time(self):
+        self.boot()
+        never = {"schedule": "0 0 1 1 *", "start_date": "2100-01-01T00:00:00Z"}
+        self.push_ok(dag("tpl", [{"task_id": "t"}], **never))
+        self.push_ok(dag("manual", [{"task_id": f"t{i}"} for i in range(3)]))
+        self.assertEqual(self.stop_plane(), 0)
+        self.seed_dags("tpl", self.NDAGS)
+        self.restart_plane()
+        s0 = self.settled()
+        # Every scheduled DAG was looked at once after the start, and stays in
+        # the heap (due in 2101); the DAG without a schedule is not in it.
+        self.assertEqual(s0["dags_due"], self.NDAGS + 1, s0)
+        self.assertGreaterEqual(s0["dags_examined_total"], self.NDAGS + 1, s0)
+        self.assertLess(s0["dags_examined_total"], self.NDAGS + 50, s0)
+        # A run of the manual DAG: several passes, none looks at a DAG.
+        ag = Agent(self, "w1")
+        self.trigger("manual", run_id="r1")
+        self.assertEqual(drive(self, ag, "manual", "r1")["state"], "success")
+        s1 = self.sched_stats()
+        self.assertGreater(s1["loop_seconds_count"], s0["loop_seconds_count"] + 2, (s0, s1))
+        self.assertEqual(s1["dags_examined_total"], s0["dags_examined_total"], (s0, s1))
+        # Pause takes a DAG out of the heap, unpause puts it back; delete
+        # takes it out for good.
+        for path, due in (("s00007/pause", self.NDAGS), ("s00007/unpause", self.NDAGS + 1)):
+            st, b = self.req("POST", f"/api/v1/admin/dags/{path}", {}, self.admin)
+            self.assertEqual(st, 200, b)
+            harness.wait_for(lambda: self.sched_stats()["dags_due"] == due, 10, 0.05,
+                             f"{due} DAGs due after {path}")
+        st, b = self.req("DELETE", "/api/v1/admin/dags/s00008", None, self.admin)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(self.sched_stats()["dags_due"], self.NDAGS)
+        # A schedule change: the new version of s00042 runs every minute; its
+        # latest complete interval gets a run at once (catchup off).
+        self.push_ok(dag("s00042", [{"task_id": "t"}], schedule="* * * * *",
+                         start_date="2020-01-01T00:00:00Z", catchup=False))
+        first = harness.wait_for(lambda: self.runs("s00042"), 10, 0.05, "the first run")[0]
+        s2 = self.sched_stats()
+        self.assertLess(s2["dags_examined_total"] - s1["dags_examined_total"], 10, (s1, s2))
+        # Across a restart, the next interval's run is created when it ends.
+        self.assertEqual(self.stop_plane(), 0)
+        self.restart_plane()
+        end = first["data_interval_end"]
+        nxt = harness.wait_for(
+            lambda: [r for r in self.runs("s00042") if r["data_interval_start"] == end],
+            75, 0.2, "the next minute's run")[0]
+        created = _rfc3339(nxt["queued_at"])
+        due = _rfc3339(nxt["data_interval_end"])
+        self.assertGreaterEqual(created, due, nxt)
+        self.assertLess(created - due, 3.0, nxt)  # looked at when due, not at a later pass
+        s3 = self.settled()
+        self.assertEqual(s3["dags_due"], self.NDAGS, s3)
+
+
+def _rfc3339(v):
+    """Seconds since the epoch of an RFC 3339 UTC time ("...Z")."""
+    return datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+
+
 class RetentionTest(SchedCase):
     DAY_MS = 86400 * 1000
 
@@ -276,4 +380,5 @@ class RetentionTest(SchedCase):
 
 
 if __name__ == "__main__":
-    harness.main()
+    import unittest
+    unittest.main()
