@@ -4,6 +4,8 @@ the database after a mixed workload, a kill -9 and a restart; a queued task
 instance resumes only parked work polls of its queue, and no more of them
 than there is work."""
 import datetime
+import http.client
+import json
 import re
 import signal
 import sqlite3
@@ -298,6 +300,146 @@ class DueHeapTest(SchedCase):
         self.assertLess(created - due, 3.0, nxt)  # looked at when due, not at a later pass
         s3 = self.settled()
         self.assertEqual(s3["dags_due"], self.NDAGS, s3)
+
+
+class KeepAlive:
+    """One loopback HTTP/1.1 connection kept open (a worker's client does the
+    same): draining 10,000 task instances one urllib connection each would
+    time the client."""
+
+    def __init__(self, case):
+        self.conn = http.client.HTTPConnection("127.0.0.1", case.port, timeout=30)
+
+    def call(self, method, path, body, token):
+        self.conn.request(method, path, json.dumps(body),
+                          {"Content-Type": "application/json", "Authorization": "Bearer " + token})
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None)
+
+    def close(self):
+        self.conn.close()
+
+
+class SliceTest(SchedCase):
+    """Runs are created in bounded slices: until its last task instance
+    exists a run stays queued with every task instance in state none (a
+    kill -9 between slices leaves it so, never a running run with part of
+    its task instances), and after a restart it is completed, runs and
+    succeeds. 2,000 tasks a run: the most that fit the DAG JSON cap (1 MiB
+    canonical, about 400 bytes a task) is about 2,500."""
+    NTASKS = 2000
+    NRUNS = 10
+
+    def scrape(self):
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        return (metric_values(text, "remex_plane_task_instances"),
+                metric_values(text, "remex_plane_dag_runs"), text)
+
+    def db_rows(self, sql, *args):
+        db = sqlite3.connect(self.conf["db_path"])
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def runs_in_db(self):
+        """{run_id: (run state, task instances, {ti states})} of the stopped plane."""
+        out = {}
+        for run_id, rstate, tstate, n in self.db_rows(
+                "SELECT r.run_id, r.state, t.state, count(t.id) FROM dag_runs r LEFT JOIN"
+                " task_instances t ON t.run = r.id GROUP BY r.id, t.state"):
+            _, total, states = out.get(run_id, (rstate, 0, set()))
+            if tstate is not None:
+                states.add(tstate)
+            out[run_id] = (rstate, total + n, states)
+        return out
+
+    def kill_mid_creation(self, tries=5):
+        """Triggers NRUNS runs and kill -9s the plane while they are being
+        created; returns the runs as the database holds them, once a run
+        was caught half created (bounded: tries rounds)."""
+        for k in range(tries):
+            for i in range(self.NRUNS):
+                self.trigger("big", run_id=f"k{k}r{i}")
+            deadline = time.monotonic() + 20 * harness.SLOW
+            while time.monotonic() < deadline:
+                _, runs, _ = self.scrape()
+                if 0 < runs.get("queued", 0) < self.NRUNS:
+                    break
+            self.plane.signal(signal.SIGKILL)
+            self.assertEqual(self.plane.wait(20), -signal.SIGKILL)
+            got = self.runs_in_db()
+            half = [r for r, (st, n, _) in got.items() if st == "queued" and 0 < n]
+            if half:
+                return got, half[0]
+            self.restart_plane()
+            for r, (st, _, _) in got.items():
+                if st in ("queued", "running"):
+                    self.req("POST", f"/api/v1/admin/dags/big/runs/{r}/cancel", {}, self.admin)
+        self.fail(f"no run caught half created in {tries} tries")
+
+    def drain(self, ag, n):
+        """Runs n assignments to success over one kept-alive connection."""
+        c = KeepAlive(self)
+        done = 0
+        deadline = time.monotonic() + 60 * harness.SLOW
+        try:
+            while done < n and time.monotonic() < deadline:
+                st, b = c.call("POST", "/api/v1/work",
+                               {"queues": ["default"], "free_slots": 500, "wait": 1}, ag.session)
+                self.assertEqual(st, 200, b)
+                for a in b["assignments"]:
+                    path = f"/api/v1/task-instances/{a['ti_id']}"
+                    st, r = c.call("POST", path + "/start",
+                                   {"try_number": a["try_number"], "pid": 1, "hostname": "h"},
+                                   a["task_token"])
+                    self.assertEqual(st, 200, r)
+                    st, r = c.call("POST", path + "/state",
+                                   {"try_number": a["try_number"], "state": "success"},
+                                   a["task_token"])
+                    self.assertEqual(st, 200, r)
+                    done += 1
+        finally:
+            c.close()
+        self.assertEqual(done, n)
+
+    def test_runs_are_created_in_slices_and_a_kill_9_between_them_leaves_no_half_run(self):
+        self.boot()
+        self.push_ok(dag("big", [{"task_id": f"t{i:04d}"} for i in range(self.NTASKS)],
+                         max_active_tasks=self.NTASKS, max_active_runs=self.NRUNS))
+        got, half = self.kill_mid_creation()
+        # The invariant, as the crash left it: a running run has all of its
+        # task instances; a queued one has part of them, every one none.
+        for r, (st, n, states) in got.items():
+            if st == "running":
+                self.assertEqual(n, self.NTASKS, (r, got[r]))
+            elif st == "queued":
+                self.assertLess(n, self.NTASKS, (r, got[r]))
+                self.assertLessEqual(states, {"none"}, (r, got[r]))
+        self.restart_plane()
+        # Completed after the restart, in slices; the others are cancelled,
+        # the half-created one runs to success.
+        def running():
+            r = self.show_run("big", half)
+            return r if r["state"] == "running" else None
+        r = harness.wait_for(running, 60, 0.1, f"run {half} to be running")
+        self.assertEqual(len(r["task_instances"]), self.NTASKS)
+        for other, (st, _, _) in got.items():
+            if other != half and st in ("queued", "running"):
+                st, b = self.req("POST", f"/api/v1/admin/dags/big/runs/{other}/cancel", {},
+                                 self.admin)
+                self.assertEqual(st, 200, b)
+        _, _, text = self.scrape()
+        self.assertGreater(metric(text, "remex_plane_scheduler_slices_total"), 0)
+        ag = Agent(self, "w1", slots=500)
+        self.drain(ag, self.NTASKS)
+        self.assertEqual(self.wait_run("big", half, 30)["state"], "success")
+        self.assertEqual(self.stop_plane(), 0)
+        rows = self.db_rows("SELECT t.state, count(*) FROM dag_runs r JOIN task_instances t"
+                            " ON t.run = r.id WHERE r.run_id = ? GROUP BY t.state", half)
+        self.assertEqual(rows, [("success", self.NTASKS)])
+        self.restart_plane()
 
 
 def _rfc3339(v):
