@@ -442,6 +442,55 @@ class SliceTest(SchedCase):
         self.restart_plane()
 
 
+class SlicedWorkTest(SchedCase):
+    """A catch-up of 1,000 runs and a new version of a DAG under a running
+    2,000-task run are done across many passes, with every run and task
+    instance where it must be in the end."""
+
+    def slices(self):
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        return metric(text, "remex_plane_scheduler_slices_total")
+
+    def test_a_catch_up_of_1000_runs_creates_each_once(self):
+        self.boot()
+        start = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0) \
+            - datetime.timedelta(minutes=1000)
+        self.push_ok(dag("cu", [{"task_id": "t"}], schedule="* * * * *",
+                         start_date=start.strftime("%Y-%m-%dT%H:%M:%SZ"), catchup=True,
+                         max_active_runs=1))
+        runs = harness.wait_for(lambda: (lambda r: r if len(r) >= 1000 else None)(self.runs("cu")),
+                                60, 0.2, "1,000 catch-up runs")
+        starts = sorted(r["data_interval_start"] for r in runs)
+        self.assertEqual(len(set(starts)), len(starts))  # each interval once
+        first = _rfc3339(starts[0])
+        self.assertEqual(first, start.timestamp())
+        for i, v in enumerate(starts[:1000]):
+            self.assertEqual(_rfc3339(v), first + 60 * i)  # no gap
+
+    def test_a_new_version_under_a_running_2000_task_run_is_applied_in_slices(self):
+        self.boot()
+        n = 2000
+        self.push_ok(dag("upd", [{"task_id": f"a{i:04d}"} for i in range(n)],
+                         max_active_tasks=10))
+        self.trigger("upd", run_id="r")
+        harness.wait_for(lambda: self.show_run("upd", "r")["state"] == "running", 30, 0.1,
+                         "the run to be running")
+        before = self.slices()
+        # Every task replaced: 2,000 task instances removed, 2,000 added.
+        self.push_ok(dag("upd", [{"task_id": f"b{i:04d}"} for i in range(n)],
+                         max_active_tasks=10))
+
+        def applied():
+            tis = self.show_run("upd", "r")["task_instances"]
+            old = {t["state"] for t in tis if t["task_id"].startswith("a")}
+            new = [t for t in tis if t["task_id"].startswith("b")]
+            return tis if old <= {"removed"} and len(new) == n else None
+        tis = harness.wait_for(applied, 60, 0.2, "the new version applied to the run")
+        self.assertEqual(len(tis), 2 * n)
+        self.assertGreater(self.slices(), before)
+        self.assertEqual(self.show_run("upd", "r")["state"], "running")
+
+
 def _rfc3339(v):
     """Seconds since the epoch of an RFC 3339 UTC time ("...Z")."""
     return datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
