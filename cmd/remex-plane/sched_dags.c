@@ -162,35 +162,29 @@ remex_err sdag_load_all(struct plane *p, struct remex_error *e)
 
 /* ---- PUT /dags/{dag_id} ---- */
 
-static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
-                           const char *version, struct plane_resp *rs)
+/* Stores and installs d (owned; its canonical JSON text borrowed), mu held.
+ * The encoding and the task cache were built before the lock: a 2,000-task
+ * DAG costs them milliseconds. */
+static void dag_put_locked(struct plane *p, struct sdag *d, const char *text, struct plane_resp *rs)
 {
-    char *text = NULL;
-    struct remex_error e;
-    if (dag_to_json(dag, &text, NULL, &e) != REMEX_OK) {
-        dag_free(dag);
-        plane_error(rs, 500, "internal", "cannot encode the dag");
-        return;
-    }
-    char hash[DAG_HASH_HEX];
-    memcpy(hash, dag->hash, sizeof(hash));
+    const struct dag *dag = d->dag;
     const char *fileloc = dag->fileloc ? dag->fileloc : "";
     int rc = sq_run(p,
                     "INSERT INTO dags (dag_id, bundle, bundle_version, fileloc, hash, json,"
                     " is_active, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)"
                     " ON CONFLICT (dag_id) DO UPDATE SET bundle = ?2, bundle_version = ?3,"
                     " fileloc = ?4, hash = ?5, json = ?6, is_active = 1, updated_ms = ?7",
-                    "tttttti", dag->dag_id, bundle, version, fileloc, hash, text, plane_now_ms());
-    free(text);
+                    "tttttti", dag->dag_id, d->bundle, d->bundle_version, fileloc, dag->hash, text,
+                    plane_now_ms());
     if (rc != SQLITE_DONE) {
-        dag_free(dag);
+        sdag_free(d);
         plane_error(rs, 500, "internal", "cannot store the dag");
         return;
     }
     int paused =
         (int)sq_int(p, 0, "SELECT is_paused FROM dags WHERE dag_id = ?1", "t", dag->dag_id);
     struct sdag *old = sdag_find(p, dag->dag_id);
-    if (old && strcmp(old->dag->hash, hash) != 0) {
+    if (old && strcmp(old->dag->hash, dag->hash) != 0) {
         /* A new version: running runs get task instances for added tasks and
          * lose those of removed ones (see load_tis in sched_runs.c). */
         sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE dag_id = ?1 AND state = 'running'",
@@ -200,14 +194,9 @@ static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
         if (st)
             sqlite3_reset(st);
     }
-    struct sdag *d = sdag_build(dag, bundle, version);
-    if (!d) {
-        plane_error(rs, 500, "internal", "out of memory");
-        return;
-    }
     d->is_active = 1;
     d->is_paused = paused;
-    json_t *reply = json_pack("{ss ss}", "dag_id", d->dag->dag_id, "hash", hash);
+    json_t *reply = json_pack("{ss ss}", "dag_id", dag->dag_id, "hash", dag->hash);
     sdag_install(p, d);
     SCHED(p)->runs_changed = 1;
     plane_kick(p);
@@ -245,9 +234,22 @@ void sched_h_dag_put(struct plane *p, struct plane_req *rq, struct plane_resp *r
         plane_error(rs, 400, "bad_request", "dag.dag_id: does not match the path");
         return;
     }
+    char *text = NULL;
+    if (dag_to_json(dag, &text, NULL, &e) != REMEX_OK) {
+        dag_free(dag);
+        plane_error(rs, 500, "internal", "cannot encode the dag");
+        return;
+    }
+    struct sdag *d = sdag_build(dag, bname, bver); /* owns dag from here */
+    if (!d) {
+        free(text);
+        plane_error(rs, 500, "internal", "out of memory");
+        return;
+    }
     pthread_mutex_lock(&p->mu);
-    dag_put_locked(p, dag, bname, bver, rs);
+    dag_put_locked(p, d, text, rs);
     pthread_mutex_unlock(&p->mu);
+    free(text);
 }
 
 /* ---- POST /dags/manifest ---- */
