@@ -12,16 +12,24 @@ and the driver measures:
   - /metrics: time of one scrape (median and max of 10);
   - heartbeat: p50 / p99 / max of 300 heartbeats of one agent while another
     thread scrapes /metrics every 50 ms (a scrape holds the plane's lock);
+  - the fleet (rows with A > 0): the A agents also heartbeat every 5 s each
+    (spread evenly, 20 client threads) and /metrics is scraped every 15 s,
+    for WINDOW seconds (default 20) during which bench/_plane_dispatch runs
+    at full rate: heartbeat p50 / p99 / max over every fleet heartbeat of
+    the window, and the slowest of its scrapes;
   - dispatch and wake-up: bench/_plane_dispatch (TASKS assignments by 4
-    workers, then 100 trigger -> waiting long-poll reply samples);
+    workers, runs of 2,000 tasks, then 100 trigger -> waiting long-poll reply
+    samples);
+  - the longest scheduler pass (remex_plane_scheduler_step_max_seconds: the
+    plane's lock is held throughout a pass);
   - DB and WAL size, plane RSS at the end.
 The first row (H=0, A=0) is the floor: other rows print their /metrics and
 heartbeat p99 as ratios of it. Never asserts; bounded in time and count.
 
 Env: PLANE_SCALE_ROWS "H:A:D,..." (default
 "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000"; e.g.
-"0:0:1,1000000:0:1,3000000:1000:10000" for a long run), TASKS (2000),
-REMEX_BIN / REMEX_BUILD (build/bin, build).
+"0:0:1,1000000:0:1,10000000:1000:10000" for a long run), TASKS (20000),
+WINDOW (20), REMEX_BIN / REMEX_BUILD (build/bin, build).
 """
 import http.client
 import json
@@ -41,7 +49,11 @@ import time
 BUILD = os.environ.get("REMEX_BUILD", "build")
 BIN = os.environ.get("REMEX_BIN", os.path.join(BUILD, "bin"))
 ROWS = os.environ.get("PLANE_SCALE_ROWS", "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000")
-TASKS = int(os.environ.get("TASKS", "2000"))
+TASKS = min(int(os.environ.get("TASKS", "20000")), 200000)
+WINDOW = min(max(float(os.environ.get("WINDOW", "20")), 16.0), 120.0)
+HB_EVERY = 5.0       # each fleet agent's heartbeat period, seconds
+SCRAPE_EVERY = 15.0  # the fleet's /metrics scrape period, seconds
+HB_THREADS = 20
 MAX_HISTORY = 20_000_000
 MAX_AGENTS = 2000
 MAX_DAGS = 20000
@@ -139,15 +151,18 @@ def pct(v, q):
 
 
 def park_idle(plane, tok, n, stop):
-    """n agents, each keeping a /work long poll parked on queue 'idle'."""
-    sessions = []
+    """n agents, each keeping a /work long poll parked on queue 'idle';
+    returns their (agent_id, session token)."""
+    agents = []
     for i in range(n):
         st, b = plane.call("POST", "/api/v1/agents/register",
                            {"name": f"idle{i}", "roles": ["worker"], "version": "0.1.0",
                             "hostname": "h", "queues": ["idle"], "slots": 1}, tok)
         if st != 200:
             raise RuntimeError(f"register: {st} {b[:200]}")
-        sessions.append(json.loads(b)["session_token"])
+        b = json.loads(b)
+        agents.append((b["agent_id"], b["session_token"]))
+    sessions = [sess for _, sess in agents]
 
     def loop(sess):
         conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
@@ -160,7 +175,54 @@ def park_idle(plane, tok, n, stop):
     threads = [threading.Thread(target=loop, args=(s,), daemon=True) for s in sessions]
     for t in threads:
         t.start()
+    return agents
+
+
+def fleet(plane, agents, stop, hb_ms, scrape_ms):
+    """Every agent heartbeats every HB_EVERY s (evenly spread over the period,
+    HB_THREADS client threads with a kept-alive connection each) and one
+    thread scrapes /metrics every SCRAPE_EVERY s, until stop; latencies in ms
+    are appended to hb_ms and scrape_ms. Returns the threads."""
+    t0 = time.monotonic()
+
+    def beat(mine):
+        conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+        for k in range(1_000_000):
+            for j, (idx, aid, sess) in enumerate(mine):
+                due = t0 + k * HB_EVERY + idx * HB_EVERY / len(agents)
+                wait = due - time.monotonic()
+                if stop.wait(wait) if wait > 0 else stop.is_set():
+                    return
+                t = time.perf_counter()
+                try:
+                    plane.call("POST", f"/api/v1/agents/{aid}/heartbeat",
+                               {"state": "running", "free_slots": 1, "running": []}, sess,
+                               conn=conn)
+                except OSError:
+                    return
+                hb_ms.append((time.perf_counter() - t) * 1000)
+
+    def scrape():
+        for k in range(1_000_000):
+            if stop.wait(max(0.0, t0 + k * SCRAPE_EVERY - time.monotonic())):
+                return
+            t = time.perf_counter()
+            plane.call("GET", "/metrics")
+            scrape_ms.append((time.perf_counter() - t) * 1000)
+
+    indexed = [(i, aid, sess) for i, (aid, sess) in enumerate(agents)]
+    threads = [threading.Thread(target=beat, args=(indexed[k::HB_THREADS],), daemon=True)
+               for k in range(min(HB_THREADS, len(agents)))]
+    threads.append(threading.Thread(target=scrape, daemon=True))
+    for t in threads:
+        t.start()
     return threads
+
+
+def sched_stat(plane, name):
+    text = plane.call("GET", "/metrics")[1].decode()
+    m = re.search(r"^remex_plane_scheduler_" + name + r" ([0-9.e+-]+)$", text, re.M)
+    return float(m.group(1)) if m else float("nan")
 
 
 def parked(plane):
@@ -258,7 +320,7 @@ def row(history, agents, ndags):
                            plane.admin)
         tok = json.loads(b)["value"]
         push = push_dags(plane, ndags)
-        park_idle(plane, tok, agents, stop)
+        fleet_agents = park_idle(plane, tok, agents, stop)
         deadline = time.monotonic() + 60
         while agents and time.monotonic() < deadline:
             n = parked(plane)
@@ -270,11 +332,25 @@ def row(history, agents, ndags):
             time.sleep(0.1)
         m50, mmax = metrics_times(plane)
         h50, h99, hmax = heartbeats(plane, tok)
+        hb_ms, scrape_ms, fstop = [], [], threading.Event()
+        if fleet_agents:
+            fthreads = fleet(plane, fleet_agents, fstop, hb_ms, scrape_ms)
+            t0 = time.monotonic()
+            time.sleep(2)
         rate, w50, w99 = dispatch(plane, tok)
+        if fleet_agents:
+            fstop.wait(max(0.0, t0 + WINDOW - time.monotonic()))
+            fstop.set()
+            for t in fthreads:
+                t.join(60)
         db = os.path.join(tmp, "plane.db")
         r = dict(history=history, agents=agents, push=push, fill=fill, start=start, m50=m50, mmax=mmax, h50=h50,
                  h99=h99, hmax=hmax, rate=rate, w50=w50, w99=w99, db=size_mib(db),
-                 wal=size_mib(db + "-wal"), rss=plane.rss_mib())
+                 wal=size_mib(db + "-wal"), rss=plane.rss_mib(),
+                 f50=pct(hb_ms, 0.5), f99=pct(hb_ms, 0.99), fmax=max(hb_ms, default=float("nan")),
+                 fn=len(hb_ms), smax=max(scrape_ms, default=float("nan")), ns=len(scrape_ms),
+                 step=sched_stat(plane, "step_max_seconds") * 1000,
+                 slices=sched_stat(plane, "slices_total"))
     finally:
         stop.set()
         plane.stop()
@@ -294,18 +370,25 @@ def main():
                      min(max(d, 0), MAX_DAGS)))
     print(f"plane_scale: {os.cpu_count()} cores, load average before:"
           f" {' '.join(open('/proc/loadavg').read().split()[:3])}; binary {BIN}/remex-plane")
-    print("| finished TIs (plane start s) | parked polls | DAGs (push s) "
+    print("| finished TIs (fill s, plane start s) | agents | DAGs (push s) "
           "| /metrics p50 / max ms (x floor) "
-          "| heartbeat p50 / p99 / max ms (p99 x floor) | dispatch /s | wake-up p50 / p99 ms "
+          "| heartbeat p50 / p99 / max ms, one agent scraped every 50 ms (p99 x floor) "
+          "| fleet heartbeat p50 / p99 / max ms (n) | fleet scrape max ms (n) "
+          "| dispatch /s | wake-up p50 / p99 ms | longest scheduler pass ms (slices) "
           "| DB / WAL MiB | plane RSS MiB |")
-    print("|---:|---:|---:|---|---|---:|---|---|---:|")
+    print("|---:|---:|---:|---|---|---|---|---:|---|---|---|---:|")
     floor = None
     for h, a, d in rows:
         r = row(h, a, d)
         floor = floor or r
-        print(f"| {h:,} ({r['start']:.2f}) | {a:,} | {d:,} ({r['push']:.2f}) | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
+        fl = (f"{r['f50']:.2f} / {r['f99']:.2f} / {r['fmax']:.2f} ({r['fn']:,})" if r["fn"]
+              else "-")
+        sc = f"{r['smax']:.2f} ({r['ns']})" if r["ns"] else "-"
+        print(f"| {h:,} ({r['fill']:.0f}, {r['start']:.2f}) | {a:,} | {d:,} ({r['push']:.2f})"
+              f" | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
               f" | {r['h50']:.2f} / {r['h99']:.2f} / {r['hmax']:.2f} "
-              f"({r['h99'] / floor['h99']:.1f}x) | {r['rate']:,.0f} | {r['w50']:.2f} / {r['w99']:.2f}"
+              f"({r['h99'] / floor['h99']:.1f}x) | {fl} | {sc} | {r['rate']:,.0f}"
+              f" | {r['w50']:.2f} / {r['w99']:.2f} | {r['step']:.2f} ({r['slices']:.0f})"
               f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
     print(f"plane_scale: load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     return 0
