@@ -33,9 +33,9 @@ struct stask {
 };
 
 struct sdag {
-    struct sdag *next;
-    struct sdag *hnext; /* chain of its bucket in sched.dag_tab (sched_dagmap.c) */
-    struct dag *dag;    /* owned, immutable */
+    struct sdag *next, *prev; /* sched.dags, doubly linked (prev NULL at the head) */
+    struct sdag *hnext;       /* chain of its bucket in sched.dag_tab (sched_dagmap.c) */
+    struct dag *dag;          /* owned, immutable */
     char *bundle;
     char *bundle_version;
     json_t *params;    /* borrowed from dag */
@@ -110,6 +110,7 @@ struct sched {
     uint64_t dags_examined;        /* DAGs popped from the heap, total */
     uint64_t slices;               /* passes cut at their time budget, total */
     double step_max;               /* longest pass (lock held throughout), seconds */
+    double step_cpu_max;           /* most CPU time of the thread in one pass, seconds */
 };
 
 #define SCHED(p) ((struct sched *)(p)->sched)

@@ -220,7 +220,8 @@ class DueHeapTest(SchedCase):
     def sched_stats(self):
         text = self.req("GET", "/metrics", raw=True)[1].decode()
         stats = {k: metric(text, "remex_plane_scheduler_" + k) for k in
-                 ("dags_examined_total", "dags_due", "loop_seconds_count")}
+                 ("dags_examined_total", "dags_due", "loop_seconds_count",
+                  "step_max_seconds", "step_max_cpu_seconds")}
         for k, v in stats.items():
             self.assertIsNotNone(v, f"no remex_plane_scheduler_{k} in /metrics")
         return stats
