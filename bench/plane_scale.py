@@ -21,7 +21,9 @@ and the driver measures:
     workers, runs of 2,000 tasks, then 100 trigger -> waiting long-poll reply
     samples);
   - the longest scheduler pass (remex_plane_scheduler_step_max_seconds: the
-    plane's lock is held throughout a pass);
+    plane's lock is held throughout a pass) and the most CPU time one pass
+    used (..._step_max_cpu_seconds; the difference is time the scheduler
+    thread waited for a core, lock held, on a loaded machine);
   - DB and WAL size, plane RSS at the end.
 The first row (H=0, A=0) is the floor: other rows print their /metrics and
 heartbeat p99 as ratios of it. Never asserts; bounded in time and count.
@@ -350,6 +352,7 @@ def row(history, agents, ndags):
                  f50=pct(hb_ms, 0.5), f99=pct(hb_ms, 0.99), fmax=max(hb_ms, default=float("nan")),
                  fn=len(hb_ms), smax=max(scrape_ms, default=float("nan")), ns=len(scrape_ms),
                  step=sched_stat(plane, "step_max_seconds") * 1000,
+                 step_cpu=sched_stat(plane, "step_max_cpu_seconds") * 1000,
                  slices=sched_stat(plane, "slices_total"))
     finally:
         stop.set()
@@ -374,7 +377,7 @@ def main():
           "| /metrics p50 / max ms (x floor) "
           "| heartbeat p50 / p99 / max ms, one agent scraped every 50 ms (p99 x floor) "
           "| fleet heartbeat p50 / p99 / max ms (n) | fleet scrape max ms (n) "
-          "| dispatch /s | wake-up p50 / p99 ms | longest scheduler pass ms (slices) "
+          "| dispatch /s | wake-up p50 / p99 ms | longest scheduler pass ms: wall / CPU (slices) "
           "| DB / WAL MiB | plane RSS MiB |")
     print("|---:|---:|---:|---|---|---|---|---:|---|---|---|---:|")
     floor = None
@@ -388,7 +391,8 @@ def main():
               f" | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
               f" | {r['h50']:.2f} / {r['h99']:.2f} / {r['hmax']:.2f} "
               f"({r['h99'] / floor['h99']:.1f}x) | {fl} | {sc} | {r['rate']:,.0f}"
-              f" | {r['w50']:.2f} / {r['w99']:.2f} | {r['step']:.2f} ({r['slices']:.0f})"
+              f" | {r['w50']:.2f} / {r['w99']:.2f} | {r['step']:.2f} / {r['step_cpu']:.2f}"
+              f" ({r['slices']:.0f})"
               f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
     print(f"plane_scale: load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     return 0
