@@ -555,24 +555,24 @@ static void *sched_main(void *arg)
             s->step_max = took;
         if (cpu > s->step_cpu_max)
             s->step_cpu_max = cpu;
-        if (s->sliced) {
-            /* Cut at its budget: let the requests waiting for mu in before
-             * the next slice (a mutex handed straight back would starve
-             * them). */
-            s->slices++;
+        int64_t now = plane_now_ms();
+        if (s->sliced || p->sched_dirty || next <= now) {
+            /* Cut at its budget, more work marked by the pass itself (only
+             * holders of mu kick, and the pass held it) or due already: let
+             * the requests waiting for mu in before the next pass (a mutex
+             * handed straight back would starve them), so that the lock is
+             * never held for more than one pass. */
+            s->slices += s->sliced ? 1 : 0;
             pthread_mutex_unlock(&p->mu);
             struct timespec gap = {0, SCHED_SLICE_GAP_NS};
             nanosleep(&gap, NULL);
             pthread_mutex_lock(&p->mu);
             continue;
         }
-        if (p->sched_dirty || atomic_load(&p->stopping))
+        if (atomic_load(&p->stopping))
             continue;
-        int64_t now = plane_now_ms();
         /* A bound on the sleep guards against wall-clock steps only. */
         int64_t delay = next == INT64_MAX ? 3600000 : next - now;
-        if (delay <= 0)
-            continue;
         if (delay > 3600000)
             delay = 3600000;
         s->wake_ms = now + delay;
