@@ -62,6 +62,7 @@ struct sdag {
      * will ever be due until the DAG is touched). */
     int64_t heap_key;
     size_t heap_pos;
+    int64_t active_runs; /* running runs, valid within start_queued_runs only */
 };
 
 #define SCHED_HIST_N 14

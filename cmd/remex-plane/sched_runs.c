@@ -185,17 +185,35 @@ static struct sdag **dags_with_queued_runs(struct plane *p, size_t *n)
     return out;
 }
 
+/* Sets active_runs of the DAGs listed (with queued runs) to their running
+ * runs: one scan of dag_runs_state's running prefix (covering, in dag_id
+ * order), whatever the number of DAGs, instead of a count per DAG. */
+static void count_active_runs(struct plane *p, struct sdag **dags, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        dags[k]->active_runs = 0;
+    sqlite3_stmt *st = sq(p,
+                          "SELECT dag_id, count(*) FROM dag_runs WHERE state = 'running'"
+                          " GROUP BY dag_id",
+                          "");
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        struct sdag *d = sdag_find(p, sq_text(st, 0));
+        if (d)
+            d->active_runs = sqlite3_column_int64(st, 1); /* read for listed DAGs only */
+    }
+    if (st)
+        sqlite3_reset(st);
+}
+
 static void start_queued_runs(struct plane *p, int64_t now)
 {
     size_t nd = 0;
     struct sdag **queued_dags = dags_with_queued_runs(p, &nd);
+    if (nd > 0)
+        count_active_runs(p, queued_dags, nd);
     for (size_t k = 0; k < nd; k++) {
         struct sdag *d = queued_dags[k];
-        int64_t active = sq_int(p, 0,
-                                "SELECT count(*) FROM dag_runs WHERE state = 'running'"
-                                " AND dag_id = ?1",
-                                "t", d->dag->dag_id);
-        int64_t room = d->dag->max_active_runs - active;
+        int64_t room = d->dag->max_active_runs - d->active_runs;
         if (room <= 0)
             continue;
         int64_t ids[64];
