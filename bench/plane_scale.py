@@ -32,7 +32,10 @@ heartbeat p99 as ratios of it. Never asserts; bounded in time and count.
 Env: PLANE_SCALE_ROWS "H:A:D,..." (default
 "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000"; e.g.
 "0:0:1,1000000:0:1,10000000:1000:10000" for a long run), TASKS (20000),
-WINDOW (20), REMEX_BIN / REMEX_BUILD (build/bin, build).
+WINDOW (20), DRAIN (1000: one more table, the plane's CPU per task instance
+draining 1 DAG x DRAIN runs against DRAIN one-task DAGs x 1 run, each run
+triggered first, a fresh plane each; 0: none), REMEX_BIN / REMEX_BUILD
+(build/bin, build).
 """
 import http.client
 import json
@@ -54,6 +57,7 @@ BIN = os.environ.get("REMEX_BIN", os.path.join(BUILD, "bin"))
 ROWS = os.environ.get("PLANE_SCALE_ROWS", "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000")
 TASKS = min(int(os.environ.get("TASKS", "20000")), 200000)
 WINDOW = min(max(float(os.environ.get("WINDOW", "20")), 16.0), 120.0)
+DRAIN = min(max(int(os.environ.get("DRAIN", "1000")), 0), 10000)
 HB_EVERY = 5.0       # each fleet agent's heartbeat period, seconds
 SCRAPE_EVERY = 15.0  # the fleet's /metrics scrape period, seconds
 HB_THREADS = 20
@@ -300,6 +304,58 @@ def push_dags(plane, n):
     return time.monotonic() - t0
 
 
+def plane_cpu_s(plane):
+    """utime + stime of the plane process, seconds (/proc/PID/stat)."""
+    with open(f"/proc/{plane.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drain(plane, tok, ndags, nruns, tag):
+    """ndags one-task DAGs (queue "drain"), nruns manual runs each, all
+    triggered, then drained by one worker (start, success); returns the
+    plane's CPU time per task instance in µs over the drain, and the
+    wall-clock rate (bounded by this Python client)."""
+    conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+    for i in range(ndags):
+        d = {"dag_id": f"{tag}{i:05d}", "fileloc": "dags/drain.yaml", "schedule": None,
+             "max_active_runs": nruns,
+             "tasks": [{"task_id": "t", "command": ["true"], "queue": "drain"}]}
+        st, b = plane.call("PUT", f"/api/v1/dags/{d['dag_id']}",
+                           {"bundle": {"name": "drain", "version": "1"}, "dag": d}, plane.admin,
+                           conn=conn)
+        if st != 200:
+            raise RuntimeError(f"push: {st} {b[:200]}")
+    st, b = plane.call("POST", "/api/v1/agents/register",
+                       {"name": f"drain-{tag}", "roles": ["worker"], "version": "0.1.0",
+                        "hostname": "h", "queues": ["drain"], "slots": 64}, tok, conn=conn)
+    sess = json.loads(b)["session_token"]
+    c0, t0 = plane_cpu_s(plane), time.monotonic()
+    for i in range(ndags):
+        for r in range(nruns):
+            st, b = plane.call("POST", f"/api/v1/admin/dags/{tag}{i:05d}/runs",
+                               {"run_id": f"r{r}"}, plane.admin, conn=conn)
+            if st != 200:
+                raise RuntimeError(f"trigger: {st} {b[:200]}")
+    total, done = ndags * nruns, 0
+    deadline = time.monotonic() + 300
+    while done < total and time.monotonic() < deadline:
+        st, b = plane.call("POST", "/api/v1/work",
+                           {"queues": ["drain"], "free_slots": 64, "wait": 1}, sess, conn=conn)
+        for a in json.loads(b)["assignments"]:
+            path = f"/api/v1/task-instances/{a['ti_id']}"
+            plane.call("POST", path + "/start",
+                       {"try_number": a["try_number"], "pid": 1, "hostname": "h"},
+                       a["task_token"], conn=conn)
+            plane.call("POST", path + "/state",
+                       {"try_number": a["try_number"], "state": "success"}, a["task_token"],
+                       conn=conn)
+            done += 1
+    cpu, wall = plane_cpu_s(plane) - c0, time.monotonic() - t0
+    conn.close()
+    return cpu / max(done, 1) * 1e6, done / wall
+
+
 def size_mib(path):
     try:
         return os.path.getsize(path) / 1048576
@@ -369,41 +425,63 @@ def row(history, agents, ndags):
     return r
 
 
+def drain_rows():
+    """1 DAG x DRAIN runs against DRAIN DAGs x 1 run, a fresh plane each."""
+    print("| shape | plane CPU µs per task instance | drained /s (bound by this Python client) |")
+    print("|---|---:|---:|")
+    for ndags, nruns in ((1, DRAIN), (DRAIN, 1)):
+        tmp = tempfile.mkdtemp(prefix="remex-bench-drain.")
+        plane = Plane(tmp)
+        try:
+            plane.start()
+            st, b = plane.call("POST", "/api/v1/admin/tokens",
+                               {"name": "bench", "expires_in": 3600}, plane.admin)
+            us, rate = drain(plane, json.loads(b)["value"], ndags, nruns, "dr")
+        finally:
+            plane.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"| {ndags:,} DAG{'s' if ndags > 1 else ''} x {nruns:,} run{'s' if nruns > 1 else ''}"
+              f" | {us:.0f} | {rate:,.0f} |", flush=True)
+
+
 def main():
     if not os.access(os.path.join(BIN, "remex-plane"), os.X_OK) or \
             not os.access(os.path.join(BUILD, "bench", "_plane_dispatch"), os.X_OK):
         print("plane_scale: build first (make bench)")
         return 1
     rows = []
-    for spec in ROWS.split(","):
+    for spec in filter(None, ROWS.split(",")):
         h, a, d = ([int(x) for x in spec.split(":")] + [1, 1])[:3]
         rows.append((min(max(h, 0), MAX_HISTORY), min(max(a, 0), MAX_AGENTS),
                      min(max(d, 0), MAX_DAGS)))
     print(f"plane_scale: {os.cpu_count()} cores, load average before:"
           f" {' '.join(open('/proc/loadavg').read().split()[:3])}; binary {BIN}/remex-plane")
-    print("| finished TIs (fill s, plane start s) | agents | DAGs (push s) "
-          "| /metrics p50 / max ms (x floor) "
-          "| heartbeat p50 / p99 / max ms, one agent scraped every 50 ms (p99 x floor) "
-          "| fleet heartbeat p50 / p99 / max ms (n) | fleet heartbeat p99 ms during dispatch (n) / outside "
-          "| fleet scrape max ms (n) "
-          "| dispatch /s | wake-up p50 / p99 ms | longest scheduler pass ms: wall / CPU (slices) "
-          "| DB / WAL MiB | plane RSS MiB |")
-    print("|---:|---:|---:|---|---|---|---|---|---:|---|---|---|---:|")
-    floor = None
-    for h, a, d in rows:
-        r = row(h, a, d)
-        floor = floor or r
-        fl = (f"{r['f50']:.2f} / {r['f99']:.2f} / {r['fmax']:.2f} ({r['fn']:,})" if r["fn"]
-              else "-")
-        sc = f"{r['smax']:.2f} ({r['ns']})" if r["ns"] else "-"
-        fd = f"{r['fd99']:.2f} ({r['fdn']:,}) / {r['fo99']:.2f}" if r["fn"] else "-"
-        print(f"| {h:,} ({r['fill']:.0f}, {r['start']:.2f}) | {a:,} | {d:,} ({r['push']:.2f})"
-              f" | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
-              f" | {r['h50']:.2f} / {r['h99']:.2f} / {r['hmax']:.2f} "
-              f"({r['h99'] / floor['h99']:.1f}x) | {fl} | {fd} | {sc} | {r['rate']:,.0f}"
-              f" | {r['w50']:.2f} / {r['w99']:.2f} | {r['step']:.2f} / {r['step_cpu']:.2f}"
-              f" ({r['slices']:.0f})"
-              f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
+    if rows:
+        print("| finished TIs (fill s, plane start s) | agents | DAGs (push s) "
+              "| /metrics p50 / max ms (x floor) "
+              "| heartbeat p50 / p99 / max ms, one agent scraped every 50 ms (p99 x floor) "
+              "| fleet heartbeat p50 / p99 / max ms (n) | fleet heartbeat p99 ms during dispatch (n) / outside "
+              "| fleet scrape max ms (n) "
+              "| dispatch /s | wake-up p50 / p99 ms | longest scheduler pass ms: wall / CPU (slices) "
+              "| DB / WAL MiB | plane RSS MiB |")
+        print("|---:|---:|---:|---|---|---|---|---|---:|---|---|---|---:|")
+        floor = None
+        for h, a, d in rows:
+            r = row(h, a, d)
+            floor = floor or r
+            fl = (f"{r['f50']:.2f} / {r['f99']:.2f} / {r['fmax']:.2f} ({r['fn']:,})" if r["fn"]
+                  else "-")
+            sc = f"{r['smax']:.2f} ({r['ns']})" if r["ns"] else "-"
+            fd = f"{r['fd99']:.2f} ({r['fdn']:,}) / {r['fo99']:.2f}" if r["fn"] else "-"
+            print(f"| {h:,} ({r['fill']:.0f}, {r['start']:.2f}) | {a:,} | {d:,} ({r['push']:.2f})"
+                  f" | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
+                  f" | {r['h50']:.2f} / {r['h99']:.2f} / {r['hmax']:.2f} "
+                  f"({r['h99'] / floor['h99']:.1f}x) | {fl} | {fd} | {sc} | {r['rate']:,.0f}"
+                  f" | {r['w50']:.2f} / {r['w99']:.2f} | {r['step']:.2f} / {r['step_cpu']:.2f}"
+                  f" ({r['slices']:.0f})"
+                  f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
+    if DRAIN:
+        drain_rows()
     print(f"plane_scale: load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     return 0
 
