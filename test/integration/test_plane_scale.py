@@ -192,9 +192,19 @@ class ManyDagsTest(SchedCase):
             self.assertEqual(st, 404 if i in (0, 150, 299) else 200, (i, b))
         st, b = self.req("GET", "/api/v1/admin/dags/d007", None, self.admin)
         self.assertEqual(b["tasks"], 2, b)
+        # The list is read in chunks of 256 DAGs: every DAG once, in order.
+        st, b = self.req("GET", "/api/v1/admin/dags", None, self.admin)
+        self.assertEqual(st, 200, b)
+        ids = [d["dag_id"] for d in b["dags"]]
+        self.assertEqual(ids, [f"d{i:03d}" for i in range(n) if i not in (0, 150, 299)])
+        self.assertEqual(b["dags"][ids.index("d007")]["tasks"], 2)
         ag = Agent(self, "w1")
         self.trigger("d298", run_id="r")
         self.assertEqual(drive(self, ag, "d298", "r")["state"], "success")
+        st, b = self.req("GET", "/api/v1/admin/dags", None, self.admin)
+        last = {d["dag_id"]: d["last_run"] for d in b["dags"]}
+        self.assertEqual(last["d298"], {"run_id": "r", "state": "success"})
+        self.assertIsNone(last["d297"])
         self.restart_after_stop()
         st, b = self.req("GET", "/api/v1/admin/dags/d298", None, self.admin)
         self.assertEqual(st, 200, b)
