@@ -34,8 +34,9 @@ Env: PLANE_SCALE_ROWS "H:A:D,..." (default
 "0:0:1,1000000:0:1,10000000:1000:10000" for a long run), TASKS (20000),
 WINDOW (20), DRAIN (1000: one more table, the plane's CPU per task instance
 draining 1 DAG x DRAIN runs against DRAIN one-task DAGs x 1 run, each run
-triggered first, a fresh plane each; 0: none), REMEX_BIN / REMEX_BUILD
-(build/bin, build).
+triggered first, a fresh plane each; 0: none), LIST_DAGS (10000: one more
+table, GET /admin/dags with that many DAGs and a concurrent request's
+latency; 0: none), REMEX_BIN / REMEX_BUILD (build/bin, build).
 """
 import http.client
 import json
@@ -58,6 +59,7 @@ ROWS = os.environ.get("PLANE_SCALE_ROWS", "0:0:1,0:200:1,300000:0:1,300000:200:1
 TASKS = min(int(os.environ.get("TASKS", "20000")), 200000)
 WINDOW = min(max(float(os.environ.get("WINDOW", "20")), 16.0), 120.0)
 DRAIN = min(max(int(os.environ.get("DRAIN", "1000")), 0), 10000)
+LIST_DAGS = min(max(int(os.environ.get("LIST_DAGS", "10000")), 0), 20000)
 HB_EVERY = 5.0       # each fleet agent's heartbeat period, seconds
 SCRAPE_EVERY = 15.0  # the fleet's /metrics scrape period, seconds
 HB_THREADS = 20
@@ -444,6 +446,50 @@ def drain_rows():
               f" | {us:.0f} | {rate:,.0f} |", flush=True)
 
 
+def list_row():
+    """LIST_DAGS DAGs in a fresh plane: 20 GET /admin/dags back to back while
+    four other connections in turn read one DAG (GET /admin/dags/{id}, which
+    takes the plane's lock) every millisecond. Each connection's p50 / p99 is
+    printed: the plane serves a connection on one of its HTTP threads, so a
+    connection on the lister's thread waits for whole lists whatever the
+    lock does, and the others show the lock's holds."""
+    tmp = tempfile.mkdtemp(prefix="remex-bench-list.")
+    plane = Plane(tmp)
+    try:
+        plane.start()
+        push_dags(plane, LIST_DAGS)
+        lists, done = [], threading.Event()
+
+        def lister():
+            conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+            for _ in range(20):
+                t = time.perf_counter()
+                plane.call("GET", "/api/v1/admin/dags", None, plane.admin, conn=conn)
+                lists.append((time.perf_counter() - t) * 1000)
+            done.set()
+        th = threading.Thread(target=lister, daemon=True)
+        th.start()
+        conns = [http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+                 for _ in range(4)]
+        shows = [[] for _ in conns]
+        for k in range(100000):
+            if done.is_set():
+                break
+            t = time.perf_counter()
+            plane.call("GET", "/api/v1/admin/dags/idle00001", None, plane.admin,
+                       conn=conns[k % 4])
+            shows[k % 4].append((time.perf_counter() - t) * 1000)
+            time.sleep(0.001)
+        th.join(120)
+    finally:
+        plane.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    per = ", ".join(f"{pct(v, 0.5):.2f} / {pct(v, 0.99):.2f}" for v in shows)
+    print(f"| DAGs | GET /admin/dags p50 ms | GET /admin/dags/{{id}} while listing, p50 / p99 ms"
+          f" of each of 4 connections ({sum(map(len, shows)):,} requests) |\n|---:|---:|---|\n"
+          f"| {LIST_DAGS:,} | {pct(lists, 0.5):.1f} | {per} |", flush=True)
+
+
 def main():
     if not os.access(os.path.join(BIN, "remex-plane"), os.X_OK) or \
             not os.access(os.path.join(BUILD, "bench", "_plane_dispatch"), os.X_OK):
@@ -482,6 +528,8 @@ def main():
                   f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
     if DRAIN:
         drain_rows()
+    if LIST_DAGS:
+        list_row()
     print(f"plane_scale: load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     return 0
 
