@@ -12,16 +12,31 @@ and the driver measures:
   - /metrics: time of one scrape (median and max of 10);
   - heartbeat: p50 / p99 / max of 300 heartbeats of one agent while another
     thread scrapes /metrics every 50 ms (a scrape holds the plane's lock);
+  - the fleet (rows with A > 0): the A agents also heartbeat every 5 s each
+    (spread evenly, 20 client threads) and /metrics is scraped every 15 s,
+    for WINDOW seconds (default 20) during which bench/_plane_dispatch runs
+    at full rate: heartbeat p50 / p99 / max over every fleet heartbeat of
+    the window, their p99 while bench/_plane_dispatch ran and outside it,
+    and the slowest of the window's scrapes;
   - dispatch and wake-up: bench/_plane_dispatch (TASKS assignments by 4
-    workers, then 100 trigger -> waiting long-poll reply samples);
+    workers, runs of 2,000 tasks, then 100 trigger -> waiting long-poll reply
+    samples);
+  - the longest scheduler pass (remex_plane_scheduler_step_max_seconds: the
+    plane's lock is held throughout a pass) and the most CPU time one pass
+    used (..._step_max_cpu_seconds; the difference is time the scheduler
+    thread waited for a core, lock held, on a loaded machine);
   - DB and WAL size, plane RSS at the end.
 The first row (H=0, A=0) is the floor: other rows print their /metrics and
 heartbeat p99 as ratios of it. Never asserts; bounded in time and count.
 
 Env: PLANE_SCALE_ROWS "H:A:D,..." (default
 "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000"; e.g.
-"0:0:1,1000000:0:1,3000000:1000:10000" for a long run), TASKS (2000),
-REMEX_BIN / REMEX_BUILD (build/bin, build).
+"0:0:1,1000000:0:1,10000000:1000:10000" for a long run), TASKS (20000),
+WINDOW (20), DRAIN (1000: one more table, the plane's CPU per task instance
+draining 1 DAG x DRAIN runs against DRAIN one-task DAGs x 1 run, each run
+triggered first, a fresh plane each; 0: none), LIST_DAGS (10000: one more
+table, GET /admin/dags with that many DAGs and a concurrent request's
+latency; 0: none), REMEX_BIN / REMEX_BUILD (build/bin, build).
 """
 import http.client
 import json
@@ -41,7 +56,13 @@ import time
 BUILD = os.environ.get("REMEX_BUILD", "build")
 BIN = os.environ.get("REMEX_BIN", os.path.join(BUILD, "bin"))
 ROWS = os.environ.get("PLANE_SCALE_ROWS", "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000")
-TASKS = int(os.environ.get("TASKS", "2000"))
+TASKS = min(int(os.environ.get("TASKS", "20000")), 200000)
+WINDOW = min(max(float(os.environ.get("WINDOW", "20")), 16.0), 120.0)
+DRAIN = min(max(int(os.environ.get("DRAIN", "1000")), 0), 10000)
+LIST_DAGS = min(max(int(os.environ.get("LIST_DAGS", "10000")), 0), 20000)
+HB_EVERY = 5.0       # each fleet agent's heartbeat period, seconds
+SCRAPE_EVERY = 15.0  # the fleet's /metrics scrape period, seconds
+HB_THREADS = 20
 MAX_HISTORY = 20_000_000
 MAX_AGENTS = 2000
 MAX_DAGS = 20000
@@ -139,15 +160,18 @@ def pct(v, q):
 
 
 def park_idle(plane, tok, n, stop):
-    """n agents, each keeping a /work long poll parked on queue 'idle'."""
-    sessions = []
+    """n agents, each keeping a /work long poll parked on queue 'idle';
+    returns their (agent_id, session token)."""
+    agents = []
     for i in range(n):
         st, b = plane.call("POST", "/api/v1/agents/register",
                            {"name": f"idle{i}", "roles": ["worker"], "version": "0.1.0",
                             "hostname": "h", "queues": ["idle"], "slots": 1}, tok)
         if st != 200:
             raise RuntimeError(f"register: {st} {b[:200]}")
-        sessions.append(json.loads(b)["session_token"])
+        b = json.loads(b)
+        agents.append((b["agent_id"], b["session_token"]))
+    sessions = [sess for _, sess in agents]
 
     def loop(sess):
         conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
@@ -160,7 +184,55 @@ def park_idle(plane, tok, n, stop):
     threads = [threading.Thread(target=loop, args=(s,), daemon=True) for s in sessions]
     for t in threads:
         t.start()
+    return agents
+
+
+def fleet(plane, agents, stop, hb_ms, scrape_ms):
+    """Every agent heartbeats every HB_EVERY s (evenly spread over the period,
+    HB_THREADS client threads with a kept-alive connection each) and one
+    thread scrapes /metrics every SCRAPE_EVERY s, until stop; (perf_counter
+    at the start, latency in ms) of each heartbeat is appended to hb_ms and
+    each scrape's latency in ms to scrape_ms. Returns the threads."""
+    t0 = time.monotonic()
+
+    def beat(mine):
+        conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+        for k in range(1_000_000):
+            for j, (idx, aid, sess) in enumerate(mine):
+                due = t0 + k * HB_EVERY + idx * HB_EVERY / len(agents)
+                wait = due - time.monotonic()
+                if stop.wait(wait) if wait > 0 else stop.is_set():
+                    return
+                t = time.perf_counter()
+                try:
+                    plane.call("POST", f"/api/v1/agents/{aid}/heartbeat",
+                               {"state": "running", "free_slots": 1, "running": []}, sess,
+                               conn=conn)
+                except OSError:
+                    return
+                hb_ms.append((t, (time.perf_counter() - t) * 1000))
+
+    def scrape():
+        for k in range(1_000_000):
+            if stop.wait(max(0.0, t0 + k * SCRAPE_EVERY - time.monotonic())):
+                return
+            t = time.perf_counter()
+            plane.call("GET", "/metrics")
+            scrape_ms.append((time.perf_counter() - t) * 1000)
+
+    indexed = [(i, aid, sess) for i, (aid, sess) in enumerate(agents)]
+    threads = [threading.Thread(target=beat, args=(indexed[k::HB_THREADS],), daemon=True)
+               for k in range(min(HB_THREADS, len(agents)))]
+    threads.append(threading.Thread(target=scrape, daemon=True))
+    for t in threads:
+        t.start()
     return threads
+
+
+def sched_stat(plane, name):
+    text = plane.call("GET", "/metrics")[1].decode()
+    m = re.search(r"^remex_plane_scheduler_" + name + r" ([0-9.e+-]+)$", text, re.M)
+    return float(m.group(1)) if m else float("nan")
 
 
 def parked(plane):
@@ -234,6 +306,58 @@ def push_dags(plane, n):
     return time.monotonic() - t0
 
 
+def plane_cpu_s(plane):
+    """utime + stime of the plane process, seconds (/proc/PID/stat)."""
+    with open(f"/proc/{plane.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drain(plane, tok, ndags, nruns, tag):
+    """ndags one-task DAGs (queue "drain"), nruns manual runs each, all
+    triggered, then drained by one worker (start, success); returns the
+    plane's CPU time per task instance in µs over the drain, and the
+    wall-clock rate (bounded by this Python client)."""
+    conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+    for i in range(ndags):
+        d = {"dag_id": f"{tag}{i:05d}", "fileloc": "dags/drain.yaml", "schedule": None,
+             "max_active_runs": nruns,
+             "tasks": [{"task_id": "t", "command": ["true"], "queue": "drain"}]}
+        st, b = plane.call("PUT", f"/api/v1/dags/{d['dag_id']}",
+                           {"bundle": {"name": "drain", "version": "1"}, "dag": d}, plane.admin,
+                           conn=conn)
+        if st != 200:
+            raise RuntimeError(f"push: {st} {b[:200]}")
+    st, b = plane.call("POST", "/api/v1/agents/register",
+                       {"name": f"drain-{tag}", "roles": ["worker"], "version": "0.1.0",
+                        "hostname": "h", "queues": ["drain"], "slots": 64}, tok, conn=conn)
+    sess = json.loads(b)["session_token"]
+    c0, t0 = plane_cpu_s(plane), time.monotonic()
+    for i in range(ndags):
+        for r in range(nruns):
+            st, b = plane.call("POST", f"/api/v1/admin/dags/{tag}{i:05d}/runs",
+                               {"run_id": f"r{r}"}, plane.admin, conn=conn)
+            if st != 200:
+                raise RuntimeError(f"trigger: {st} {b[:200]}")
+    total, done = ndags * nruns, 0
+    deadline = time.monotonic() + 300
+    while done < total and time.monotonic() < deadline:
+        st, b = plane.call("POST", "/api/v1/work",
+                           {"queues": ["drain"], "free_slots": 64, "wait": 1}, sess, conn=conn)
+        for a in json.loads(b)["assignments"]:
+            path = f"/api/v1/task-instances/{a['ti_id']}"
+            plane.call("POST", path + "/start",
+                       {"try_number": a["try_number"], "pid": 1, "hostname": "h"},
+                       a["task_token"], conn=conn)
+            plane.call("POST", path + "/state",
+                       {"try_number": a["try_number"], "state": "success"}, a["task_token"],
+                       conn=conn)
+            done += 1
+    cpu, wall = plane_cpu_s(plane) - c0, time.monotonic() - t0
+    conn.close()
+    return cpu / max(done, 1) * 1e6, done / wall
+
+
 def size_mib(path):
     try:
         return os.path.getsize(path) / 1048576
@@ -258,7 +382,7 @@ def row(history, agents, ndags):
                            plane.admin)
         tok = json.loads(b)["value"]
         push = push_dags(plane, ndags)
-        park_idle(plane, tok, agents, stop)
+        fleet_agents = park_idle(plane, tok, agents, stop)
         deadline = time.monotonic() + 60
         while agents and time.monotonic() < deadline:
             n = parked(plane)
@@ -270,16 +394,100 @@ def row(history, agents, ndags):
             time.sleep(0.1)
         m50, mmax = metrics_times(plane)
         h50, h99, hmax = heartbeats(plane, tok)
+        hb_ms, scrape_ms, fstop = [], [], threading.Event()
+        if fleet_agents:
+            fthreads = fleet(plane, fleet_agents, fstop, hb_ms, scrape_ms)
+            t0 = time.monotonic()
+            time.sleep(2)
+        d0 = time.perf_counter()
         rate, w50, w99 = dispatch(plane, tok)
+        d1 = time.perf_counter()
+        if fleet_agents:
+            fstop.wait(max(0.0, t0 + WINDOW - time.monotonic()))
+            fstop.set()
+            for t in fthreads:
+                t.join(60)
+        all_ms = [ms for _, ms in hb_ms]
+        during = [ms for t, ms in hb_ms if d0 <= t < d1]
+        outside = [ms for t, ms in hb_ms if not d0 <= t < d1]
         db = os.path.join(tmp, "plane.db")
         r = dict(history=history, agents=agents, push=push, fill=fill, start=start, m50=m50, mmax=mmax, h50=h50,
                  h99=h99, hmax=hmax, rate=rate, w50=w50, w99=w99, db=size_mib(db),
-                 wal=size_mib(db + "-wal"), rss=plane.rss_mib())
+                 wal=size_mib(db + "-wal"), rss=plane.rss_mib(),
+                 f50=pct(all_ms, 0.5), f99=pct(all_ms, 0.99),
+                 fmax=max(all_ms, default=float("nan")), fn=len(all_ms),
+                 fd99=pct(during, 0.99), fo99=pct(outside, 0.99), fdn=len(during), smax=max(scrape_ms, default=float("nan")), ns=len(scrape_ms),
+                 step=sched_stat(plane, "step_max_seconds") * 1000,
+                 step_cpu=sched_stat(plane, "step_max_cpu_seconds") * 1000,
+                 slices=sched_stat(plane, "slices_total"))
     finally:
         stop.set()
         plane.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return r
+
+
+def drain_rows():
+    """1 DAG x DRAIN runs against DRAIN DAGs x 1 run, a fresh plane each."""
+    print("| shape | plane CPU µs per task instance | drained /s (bound by this Python client) |")
+    print("|---|---:|---:|")
+    for ndags, nruns in ((1, DRAIN), (DRAIN, 1)):
+        tmp = tempfile.mkdtemp(prefix="remex-bench-drain.")
+        plane = Plane(tmp)
+        try:
+            plane.start()
+            st, b = plane.call("POST", "/api/v1/admin/tokens",
+                               {"name": "bench", "expires_in": 3600}, plane.admin)
+            us, rate = drain(plane, json.loads(b)["value"], ndags, nruns, "dr")
+        finally:
+            plane.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"| {ndags:,} DAG{'s' if ndags > 1 else ''} x {nruns:,} run{'s' if nruns > 1 else ''}"
+              f" | {us:.0f} | {rate:,.0f} |", flush=True)
+
+
+def list_row():
+    """LIST_DAGS DAGs in a fresh plane: 20 GET /admin/dags back to back while
+    four other connections in turn read one DAG (GET /admin/dags/{id}, which
+    takes the plane's lock) every millisecond. Each connection's p50 / p99 is
+    printed: the plane serves a connection on one of its HTTP threads, so a
+    connection on the lister's thread waits for whole lists whatever the
+    lock does, and the others show the lock's holds."""
+    tmp = tempfile.mkdtemp(prefix="remex-bench-list.")
+    plane = Plane(tmp)
+    try:
+        plane.start()
+        push_dags(plane, LIST_DAGS)
+        lists, done = [], threading.Event()
+
+        def lister():
+            conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+            for _ in range(20):
+                t = time.perf_counter()
+                plane.call("GET", "/api/v1/admin/dags", None, plane.admin, conn=conn)
+                lists.append((time.perf_counter() - t) * 1000)
+            done.set()
+        th = threading.Thread(target=lister, daemon=True)
+        th.start()
+        conns = [http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+                 for _ in range(4)]
+        shows = [[] for _ in conns]
+        for k in range(100000):
+            if done.is_set():
+                break
+            t = time.perf_counter()
+            plane.call("GET", "/api/v1/admin/dags/idle00001", None, plane.admin,
+                       conn=conns[k % 4])
+            shows[k % 4].append((time.perf_counter() - t) * 1000)
+            time.sleep(0.001)
+        th.join(120)
+    finally:
+        plane.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    per = ", ".join(f"{pct(v, 0.5):.2f} / {pct(v, 0.99):.2f}" for v in shows)
+    print(f"| DAGs | GET /admin/dags p50 ms | GET /admin/dags/{{id}} while listing, p50 / p99 ms"
+          f" of each of 4 connections ({sum(map(len, shows)):,} requests) |\n|---:|---:|---|\n"
+          f"| {LIST_DAGS:,} | {pct(lists, 0.5):.1f} | {per} |", flush=True)
 
 
 def main():
@@ -288,25 +496,40 @@ def main():
         print("plane_scale: build first (make bench)")
         return 1
     rows = []
-    for spec in ROWS.split(","):
+    for spec in filter(None, ROWS.split(",")):
         h, a, d = ([int(x) for x in spec.split(":")] + [1, 1])[:3]
         rows.append((min(max(h, 0), MAX_HISTORY), min(max(a, 0), MAX_AGENTS),
                      min(max(d, 0), MAX_DAGS)))
     print(f"plane_scale: {os.cpu_count()} cores, load average before:"
           f" {' '.join(open('/proc/loadavg').read().split()[:3])}; binary {BIN}/remex-plane")
-    print("| finished TIs (plane start s) | parked polls | DAGs (push s) "
-          "| /metrics p50 / max ms (x floor) "
-          "| heartbeat p50 / p99 / max ms (p99 x floor) | dispatch /s | wake-up p50 / p99 ms "
-          "| DB / WAL MiB | plane RSS MiB |")
-    print("|---:|---:|---:|---|---|---:|---|---|---:|")
-    floor = None
-    for h, a, d in rows:
-        r = row(h, a, d)
-        floor = floor or r
-        print(f"| {h:,} ({r['start']:.2f}) | {a:,} | {d:,} ({r['push']:.2f}) | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
-              f" | {r['h50']:.2f} / {r['h99']:.2f} / {r['hmax']:.2f} "
-              f"({r['h99'] / floor['h99']:.1f}x) | {r['rate']:,.0f} | {r['w50']:.2f} / {r['w99']:.2f}"
-              f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
+    if rows:
+        print("| finished TIs (fill s, plane start s) | agents | DAGs (push s) "
+              "| /metrics p50 / max ms (x floor) "
+              "| heartbeat p50 / p99 / max ms, one agent scraped every 50 ms (p99 x floor) "
+              "| fleet heartbeat p50 / p99 / max ms (n) | fleet heartbeat p99 ms during dispatch (n) / outside "
+              "| fleet scrape max ms (n) "
+              "| dispatch /s | wake-up p50 / p99 ms | longest scheduler pass ms: wall / CPU (slices) "
+              "| DB / WAL MiB | plane RSS MiB |")
+        print("|---:|---:|---:|---|---|---|---|---|---:|---|---|---|---:|")
+        floor = None
+        for h, a, d in rows:
+            r = row(h, a, d)
+            floor = floor or r
+            fl = (f"{r['f50']:.2f} / {r['f99']:.2f} / {r['fmax']:.2f} ({r['fn']:,})" if r["fn"]
+                  else "-")
+            sc = f"{r['smax']:.2f} ({r['ns']})" if r["ns"] else "-"
+            fd = f"{r['fd99']:.2f} ({r['fdn']:,}) / {r['fo99']:.2f}" if r["fn"] else "-"
+            print(f"| {h:,} ({r['fill']:.0f}, {r['start']:.2f}) | {a:,} | {d:,} ({r['push']:.2f})"
+                  f" | {r['m50']:.2f} / {r['mmax']:.2f} ({r['m50'] / floor['m50']:.1f}x)"
+                  f" | {r['h50']:.2f} / {r['h99']:.2f} / {r['hmax']:.2f} "
+                  f"({r['h99'] / floor['h99']:.1f}x) | {fl} | {fd} | {sc} | {r['rate']:,.0f}"
+                  f" | {r['w50']:.2f} / {r['w99']:.2f} | {r['step']:.2f} / {r['step_cpu']:.2f}"
+                  f" ({r['slices']:.0f})"
+                  f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
+    if DRAIN:
+        drain_rows()
+    if LIST_DAGS:
+        list_row()
     print(f"plane_scale: load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     return 0
 

@@ -434,6 +434,13 @@ int sched_run_pending(struct plane *p, int64_t run)
     return 0;
 }
 
+int sched_slice_over(struct sched *s)
+{
+    if (!s->sliced && timeutil_mono_ns() >= s->slice_end_ns)
+        s->sliced = 1;
+    return s->sliced;
+}
+
 void sched_due_hint(struct plane *p, int64_t due_ms)
 {
     struct sched *s = SCHED(p);
@@ -487,6 +494,8 @@ static void sched_resync(struct plane *p)
  * pass whose commit failed, the next runs SCHED_RETRY_MS later at the
  * earliest (the store may stay unwritable for a while). */
 #define SCHED_RETRY_MS 1000
+/* Pause between two slices of a cut pass, plane.mu free. */
+#define SCHED_SLICE_GAP_NS 200000L
 
 static int64_t sched_pass(struct plane *p)
 {
@@ -518,6 +527,16 @@ static int64_t sched_pass(struct plane *p)
     return next;
 }
 
+/* CPU time of the calling thread, seconds: a pass's wall time less this is
+ * the time its thread waited for a core while holding the lock. */
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void *sched_main(void *arg)
 {
     struct plane *p = arg;
@@ -526,15 +545,34 @@ static void *sched_main(void *arg)
     while (!atomic_load(&p->stopping)) {
         p->sched_dirty = 0;
         uint64_t t0 = timeutil_mono_ns();
+        double c0 = thread_cpu_s();
+        s->slice_end_ns = t0 + SCHED_SLICE_NS;
+        s->sliced = 0;
         int64_t next = sched_pass(p);
-        sched_observe(&s->loop, (double)(timeutil_mono_ns() - t0) / 1e9);
-        if (p->sched_dirty || atomic_load(&p->stopping))
-            continue;
+        double took = (double)(timeutil_mono_ns() - t0) / 1e9, cpu = thread_cpu_s() - c0;
+        sched_observe(&s->loop, took);
+        if (took > s->step_max)
+            s->step_max = took;
+        if (cpu > s->step_cpu_max)
+            s->step_cpu_max = cpu;
         int64_t now = plane_now_ms();
+        if (s->sliced || p->sched_dirty || next <= now) {
+            /* Cut at its budget, more work marked by the pass itself (only
+             * holders of mu kick, and the pass held it) or due already: let
+             * the requests waiting for mu in before the next pass (a mutex
+             * handed straight back would starve them), so that the lock is
+             * never held for more than one pass. */
+            s->slices += s->sliced ? 1 : 0;
+            pthread_mutex_unlock(&p->mu);
+            struct timespec gap = {0, SCHED_SLICE_GAP_NS};
+            nanosleep(&gap, NULL);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
+        if (atomic_load(&p->stopping))
+            continue;
         /* A bound on the sleep guards against wall-clock steps only. */
         int64_t delay = next == INT64_MAX ? 3600000 : next - now;
-        if (delay <= 0)
-            continue;
         if (delay > 3600000)
             delay = 3600000;
         s->wake_ms = now + delay;
@@ -770,6 +808,28 @@ void sched_metrics(struct plane *p, struct buf *out)
               "Time from a task instance being queued to its offer.", &s->latency);
     emit_hist(out, "remex_plane_scheduler_loop_seconds", "Duration of one scheduler pass.",
               &s->loop);
+    buf_printf(out,
+               "# HELP remex_plane_scheduler_step_max_seconds Longest scheduler pass since the"
+               " start (plane.mu held throughout).\n"
+               "# TYPE remex_plane_scheduler_step_max_seconds gauge\n"
+               "remex_plane_scheduler_step_max_seconds %.6f\n"
+               "# HELP remex_plane_scheduler_step_max_cpu_seconds Most CPU time the scheduler"
+               " thread used in one pass since the start (the rest of a longer pass is time"
+               " it waited for a core).\n"
+               "# TYPE remex_plane_scheduler_step_max_cpu_seconds gauge\n"
+               "remex_plane_scheduler_step_max_cpu_seconds %.6f\n"
+               "# HELP remex_plane_scheduler_slices_total Scheduler passes cut at their time"
+               " budget, the rest of their work left to the next pass.\n"
+               "# TYPE remex_plane_scheduler_slices_total counter\n"
+               "remex_plane_scheduler_slices_total %" PRIu64 "\n"
+               "# HELP remex_plane_scheduler_dags_examined_total DAGs a scheduler pass looked at"
+               " (due for a cron run or a dagrun_timeout); DAGs not due cost nothing.\n"
+               "# TYPE remex_plane_scheduler_dags_examined_total counter\n"
+               "remex_plane_scheduler_dags_examined_total %" PRIu64 "\n"
+               "# HELP remex_plane_scheduler_dags_due DAGs with a next due time (the due heap).\n"
+               "# TYPE remex_plane_scheduler_dags_due gauge\n"
+               "remex_plane_scheduler_dags_due %zu\n",
+               s->step_max, s->step_cpu_max, s->slices, s->dags_examined, s->nheap);
 }
 
 /* ---- routes ---- */

@@ -33,9 +33,9 @@ struct stask {
 };
 
 struct sdag {
-    struct sdag *next;
-    struct sdag *hnext; /* chain of its bucket in sched.dag_tab (sched_dagmap.c) */
-    struct dag *dag;    /* owned, immutable */
+    struct sdag *next, *prev; /* sched.dags, doubly linked (prev NULL at the head) */
+    struct sdag *hnext;       /* chain of its bucket in sched.dag_tab (sched_dagmap.c) */
+    struct dag *dag;          /* owned, immutable */
     char *bundle;
     char *bundle_version;
     json_t *params;    /* borrowed from dag */
@@ -53,6 +53,16 @@ struct sdag {
      * cron arithmetic until then. 0: compute. */
     int64_t cron_due_ms;
     unsigned cron_flags;
+    /* Next dagrun_timeout deadline of its running runs (run_timeouts'
+     * answer; INT64_MAX none); 0: query. */
+    int64_t timeout_due_ms;
+    /* The due heap (sched_dagmap.c): the wall time the scheduler must look
+     * at this DAG again (min of cron_due_ms and timeout_due_ms, INT64_MIN
+     * at once) and its slot in sched.heap (SIZE_MAX when not in it: nothing
+     * will ever be due until the DAG is touched). */
+    int64_t heap_key;
+    size_t heap_pos;
+    int64_t active_runs; /* running runs, valid within start_queued_runs only */
 };
 
 #define SCHED_HIST_N 14
@@ -86,6 +96,22 @@ struct sched {
     void *counts;         /* struct scount (sched_counts.c) */
     struct shist latency; /* queued -> offered, seconds */
     struct shist loop;    /* scheduler pass duration, seconds */
+    /* Min-heap of the DAGs by heap_key (sched_dagmap.c): a pass pops the due
+     * ones only, so DAGs not due cost it nothing. */
+    struct sdag **heap;
+    size_t nheap, capheap;
+    /* Bounded slices: a pass stops its work at slice_end_ns (monotonic) at
+     * the next safe point, sets sliced, and the scheduler thread lets go of
+     * plane.mu before the next pass continues (sched_slice_over). */
+    uint64_t slice_end_ns;
+    int sliced;
+    int64_t start_run;             /* run whose task instances are being created; 0 none */
+    size_t start_next;             /* its next task index */
+    char start_hash[DAG_HASH_HEX]; /* of the DAG version being created */
+    uint64_t dags_examined;        /* DAGs popped from the heap, total */
+    uint64_t slices;               /* passes cut at their time budget, total */
+    double step_max;               /* longest pass (lock held throughout), seconds */
+    double step_cpu_max;           /* most CPU time of the thread in one pass, seconds */
 };
 
 #define SCHED(p) ((struct sched *)(p)->sched)
@@ -135,11 +161,21 @@ int rq_strarray(struct plane_resp *rs, json_t *body, const char *field, size_t m
 /* Path parameter i as a positive id; -1 after replying 404. */
 int rq_id(struct plane_req *rq, struct plane_resp *rs, int i, int64_t *out);
 
-/* ---- sched_dagmap.c: sched.dags by dag_id ---- */
+/* Time budget of one scheduler pass: its work is cut at a safe point past it. */
+#define SCHED_SLICE_NS 2000000ULL
+/* 1 when the pass is past its time budget (and records that it was cut). */
+int sched_slice_over(struct sched *s);
+
+/* ---- sched_dagmap.c: sched.dags by dag_id, the due heap ---- */
 void sdmap_put(struct sched *s, struct sdag *d); /* d is (being) linked on s->dags */
 void sdmap_del(struct sched *s, struct sdag *d);
 struct sdag *sdmap_get(struct sched *s, const char *dag_id);
 void sdmap_free(struct sched *s);
+/* Sets d's key in the due heap (inserting it); INT64_MAX takes it out. */
+void sdheap_set(struct sched *s, struct sdag *d, int64_t key);
+/* The DAG due first, or NULL. */
+struct sdag *sdheap_top(const struct sched *s);
+void sdheap_free(struct sched *s);
 
 /* ---- sched_dags.c ---- */
 struct sdag *sdag_find(struct plane *p, const char *dag_id);
@@ -157,6 +193,9 @@ void sched_h_import_errors(struct plane *p, struct plane_req *rq, struct plane_r
 /* ---- sched_runs.c ---- */
 /* Cron runs, queued runs start, dirty runs; returns the next due wall time. */
 int64_t sruns_pass(struct plane *p, int64_t now);
+/* The DAG changed (version, pause, activity, a run reopened): its cron and
+ * timeout answers are forgotten and the next pass looks at it. */
+void sruns_touch(struct plane *p, struct sdag *d);
 /* Creates a queued run; returns its id, 0 on a duplicate run_id, -1 on error. */
 int64_t sruns_create(struct plane *p, struct sdag *d, const char *run_id, const char *run_type,
                      int64_t logical, int64_t di_start, int64_t di_end, const char *conf);

@@ -11,8 +11,11 @@
 #include "remex/timeutil.h"
 #include "sched.h"
 
-/* Catchup creates at most this many runs per DAG and pass (the pass repeats). */
+/* Catchup creates at most this many runs per DAG and pass (the pass repeats),
+ * fewer when the pass reaches its time budget. */
 #define RUNS_PER_PASS 500
+/* Task instances written between two looks at the pass's time budget. */
+#define SLICE_STEP 64
 
 int64_t sruns_create(struct plane *p, struct sdag *d, const char *run_id, const char *run_type,
                      int64_t logical, int64_t di_start, int64_t di_end, const char *conf)
@@ -53,6 +56,8 @@ static int64_t cron_runs_due(struct plane *p, struct sdag *d, int64_t now)
         d->last_known = 1;
     }
     for (int k = 0; k < RUNS_PER_PASS; k++) {
+        if (k > 0 && sched_slice_over(SCHED(p)))
+            break;
         struct cron_interval iv;
         int64_t last = d->last_start_ms == INT64_MIN ? CRON_UNBOUNDED : d->last_start_ms / 1000;
         int64_t end = g->end_date_ms == DAG_UNSET ? CRON_UNBOUNDED : g->end_date_ms / 1000;
@@ -94,11 +99,44 @@ static int64_t cron_runs(struct plane *p, struct sdag *d, int64_t now)
     return t;
 }
 
-/* Starts a queued run: one task instance per task, then evaluation. */
-static void run_start(struct plane *p, struct sdag *d, int64_t run, int64_t now)
+void sruns_touch(struct plane *p, struct sdag *d)
 {
+    d->cron_due_ms = 0;
+    d->timeout_due_ms = 0;
+    sdheap_set(SCHED(p), d, INT64_MIN);
+    plane_kick(p);
+}
+
+/*
+ * Starts a queued run: one task instance per task, then evaluation; in
+ * slices of the pass's time budget. Returns 1 when the run is running, 0
+ * when the pass's budget ran out first (sched.start_run / start_next say
+ * where the next pass goes on).
+ *
+ * Invariant: a run is 'queued' until every task of its DAG version has a
+ * task instance; the slice that inserts the last ones sets it 'running' in
+ * the same transaction. Until then its task instances are all in state
+ * none: never offered (only run_eval queues, and it looks at running runs
+ * only), not counted by max_active_runs, invisible to the workers. A crash
+ * between slices leaves a queued run with part of its task instances;
+ * after the restart it is started again from its first task (INSERT OR
+ * IGNORE keeps those that exist), so a half-created run is never
+ * dispatched and always completes.
+ */
+static int run_start(struct plane *p, struct sdag *d, int64_t run, int64_t now)
+{
+    struct sched *s = SCHED(p);
     const struct dag *g = d->dag;
-    for (size_t i = 0; i < g->ntasks; i++) {
+    size_t i = 0;
+    if (s->start_run == run && strcmp(s->start_hash, g->hash) == 0)
+        i = s->start_next;
+    for (size_t from = i; i < g->ntasks; i++) {
+        if (i > from && (i - from) % SLICE_STEP == 0 && sched_slice_over(s)) {
+            s->start_run = run;
+            s->start_next = i;
+            snprintf(s->start_hash, sizeof(s->start_hash), "%s", g->hash);
+            return 0;
+        }
         const struct dag_task *t = &g->tasks[i];
         sq_run(p,
                "INSERT OR IGNORE INTO task_instances (run, task_id, state, queue,"
@@ -106,9 +144,17 @@ static void run_start(struct plane *p, struct sdag *d, int64_t run, int64_t now)
                "ittiit", run, t->task_id, t->queue ? t->queue : "default", t->priority_weight,
                t->pool_slots, t->pool ? t->pool : DAG_DEFAULT_POOL);
     }
+    s->start_run = 0;
     sq_run(p, "UPDATE dag_runs SET state = 'running', started_ms = ?2 WHERE id = ?1", "ii", run,
            now);
+    if (g->dagrun_timeout_ms != DAG_UNSET && d->timeout_due_ms != 0 &&
+        now + g->dagrun_timeout_ms < d->timeout_due_ms) {
+        d->timeout_due_ms = now + g->dagrun_timeout_ms;
+        if (d->timeout_due_ms < d->heap_key || d->heap_pos == SIZE_MAX)
+            sdheap_set(s, d, d->timeout_due_ms);
+    }
     sched_mark_run(p, run, SDIRTY_EVAL);
+    return 1;
 }
 
 /* The DAGs with queued runs (dag_runs_state's prefix: the cost follows the
@@ -139,17 +185,35 @@ static struct sdag **dags_with_queued_runs(struct plane *p, size_t *n)
     return out;
 }
 
+/* Sets active_runs of the DAGs listed (with queued runs) to their running
+ * runs: one scan of dag_runs_state's running prefix (covering, in dag_id
+ * order), whatever the number of DAGs, instead of a count per DAG. */
+static void count_active_runs(struct plane *p, struct sdag **dags, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        dags[k]->active_runs = 0;
+    sqlite3_stmt *st = sq(p,
+                          "SELECT dag_id, count(*) FROM dag_runs WHERE state = 'running'"
+                          " GROUP BY dag_id",
+                          "");
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        struct sdag *d = sdag_find(p, sq_text(st, 0));
+        if (d)
+            d->active_runs = sqlite3_column_int64(st, 1); /* read for listed DAGs only */
+    }
+    if (st)
+        sqlite3_reset(st);
+}
+
 static void start_queued_runs(struct plane *p, int64_t now)
 {
     size_t nd = 0;
     struct sdag **queued_dags = dags_with_queued_runs(p, &nd);
+    if (nd > 0)
+        count_active_runs(p, queued_dags, nd);
     for (size_t k = 0; k < nd; k++) {
         struct sdag *d = queued_dags[k];
-        int64_t active = sq_int(p, 0,
-                                "SELECT count(*) FROM dag_runs WHERE state = 'running'"
-                                " AND dag_id = ?1",
-                                "t", d->dag->dag_id);
-        int64_t room = d->dag->max_active_runs - active;
+        int64_t room = d->dag->max_active_runs - d->active_runs;
         if (room <= 0)
             continue;
         int64_t ids[64];
@@ -163,7 +227,15 @@ static void start_queued_runs(struct plane *p, int64_t now)
         if (st)
             sqlite3_reset(st);
         for (int i = 0; i < n; i++)
-            run_start(p, d, ids[i], now);
+            if (!run_start(p, d, ids[i], now) || (i + 1 < n && sched_slice_over(SCHED(p)))) {
+                SCHED(p)->runs_changed = 1; /* the next pass goes on */
+                free(queued_dags);
+                return;
+            }
+        if (k + 1 < nd && sched_slice_over(SCHED(p))) {
+            SCHED(p)->runs_changed = 1;
+            break;
+        }
     }
     free(queued_dags);
 }
@@ -252,10 +324,19 @@ static int load_tis(struct plane *p, struct sdag *d, int64_t run, int *st, int64
                "UPDATE task_instances SET state = 'none', ended_ms = NULL, reason = NULL"
                " WHERE id = ?1",
                "i", restored[i]);
+    size_t added = 0;
     for (size_t i = 0; i < g->ntasks; i++) {
         const struct dag_task *t = &g->tasks[i];
         if (st[i] >= 0)
             continue;
+        if (added > 0 && added % SLICE_STEP == 0 && sched_slice_over(SCHED(p))) {
+            log_info("sched: run %" PRId64 " of %s: %zu tasks added by a new DAG version, more"
+                     " in the next pass",
+                     run, g->dag_id, added);
+            sched_mark_run(p, run, SDIRTY_EVAL);
+            return 1;
+        }
+        added++;
         if (sq_run(p,
                    "INSERT INTO task_instances (run, task_id, state, queue, priority_weight,"
                    " pool_slots, pool) VALUES (?1, ?2, 'none', ?3, ?4, ?5, ?6)",
@@ -264,9 +345,10 @@ static int load_tis(struct plane *p, struct sdag *d, int64_t run, int *st, int64
             return -1;
         ids[i] = sqlite3_last_insert_rowid(p->db);
         st[i] = DAG_TI_NONE;
-        log_info("sched: run %" PRId64 " of %s: task %s added by a new DAG version", run, g->dag_id,
-                 t->task_id);
     }
+    if (added > 0)
+        log_info("sched: run %" PRId64 " of %s: %zu tasks added by a new DAG version", run,
+                 g->dag_id, added);
     if (nrem == 64 || nres == 64) {
         sched_mark_run(p, run, SDIRTY_EVAL); /* more to bring in line first */
         return 1;
@@ -294,8 +376,18 @@ static void run_eval(struct plane *p, int64_t run, int kind, int64_t now)
     int orphans = 0;
     if (!st || !ids || load_tis(p, d, run, st, ids, &orphans, now) != 0)
         goto out;
-    int all_done = !orphans, active = orphans;
+    /* Cut at the pass's time budget: what was decided stays (each change
+     * is final on its own), the run is marked again and the rest waits for
+     * the next pass; no completion is decided from a partial look. */
+    int all_done = !orphans, active = orphans, changes = 0;
     for (size_t k = 0; k < g->ntasks; k++) {
+        if (changes >= SLICE_STEP) {
+            changes = 0;
+            if (sched_slice_over(SCHED(p))) {
+                sched_mark_run(p, run, SDIRTY_EVAL);
+                goto out;
+            }
+        }
         size_t i = g->topo[k];
         const struct dag_task *t = &g->tasks[i];
         if (st[i] == DAG_TI_NONE) {
@@ -318,12 +410,14 @@ static void run_eval(struct plane *p, int64_t run, int kind, int64_t now)
             }
             switch (dag_rule_eval(t->trigger_rule, &c)) {
             case DAG_RULE_RUN:
+                changes++;
                 ti_queue(p, ids[i], now);
                 st[i] = strig_declared(p, ids[i], t, now) ? DAG_TI_DEFERRED : DAG_TI_QUEUED;
                 break;
             case DAG_RULE_SKIP:
             case DAG_RULE_UPSTREAM_FAILED: {
                 int skip = dag_rule_eval(t->trigger_rule, &c) == DAG_RULE_SKIP;
+                changes++;
                 st[i] = skip ? DAG_TI_SKIPPED : DAG_TI_UPSTREAM_FAILED;
                 sq_run(p, "UPDATE task_instances SET state = ?2, ended_ms = ?3 WHERE id = ?1",
                        "iti", ids[i], skip ? "skipped" : "upstream_failed", now);
@@ -371,6 +465,8 @@ static int64_t run_timeouts(struct plane *p, struct sdag *d, int64_t now)
     int n = 0;
     if (t == DAG_UNSET)
         return INT64_MAX;
+    if (d->timeout_due_ms > now)
+        return d->timeout_due_ms; /* a run starting lowers it (run_start) */
     sqlite3_stmt *st = sq(p,
                           "SELECT id, started_ms FROM dag_runs WHERE state = 'running' AND"
                           " dag_id = ?1 ORDER BY started_ms LIMIT 64",
@@ -398,41 +494,68 @@ static int64_t run_timeouts(struct plane *p, struct sdag *d, int64_t now)
                now);
         SCHED(p)->runs_changed = 1;
     }
+    d->timeout_due_ms = n == 64 ? 0 : next;
     return n == 64 ? now : next;
+}
+
+/* The DAGs due in the heap (cron runs to create, dagrun timeouts), each put
+ * back at its next due time; the pass stops at its time budget with the rest
+ * still due. Returns the earliest key left. */
+static int64_t due_dags(struct plane *p, int64_t now)
+{
+    struct sched *s = SCHED(p);
+    struct sdag *d;
+    for (int n = 0; (d = sdheap_top(s)) && d->heap_key <= now; n++) {
+        if (n > 0 && sched_slice_over(s))
+            return now;
+        s->dags_examined++;
+        int64_t t = cron_runs(p, d, now), u = run_timeouts(p, d, now);
+        sdheap_set(s, d, u < t ? u : t);
+    }
+    return d ? d->heap_key : INT64_MAX;
+}
+
+/* The dirty runs, evaluated in order of id; those left when the pass reaches
+ * its time budget stay marked for the next one. */
+static void eval_dirty(struct plane *p, int64_t now)
+{
+    struct sched *s = SCHED(p);
+    size_t n = s->ndirty;
+    struct sdirty *work = s->dirty;
+    s->dirty = NULL;
+    s->ndirty = s->capdirty = 0;
+    if (n > 1)
+        qsort(work, n, sizeof(*work), cmp_dirty);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && sched_slice_over(s)) {
+            for (; i < n; i++)
+                sched_mark_run(p, work[i].run, work[i].kind);
+            break;
+        }
+        int kind = work[i].kind;
+        while (i + 1 < n && work[i + 1].run == work[i].run)
+            kind |= work[++i].kind;
+        run_eval(p, work[i].run, kind & SDIRTY_EVAL ? SDIRTY_EVAL : SDIRTY_DONE, now);
+    }
+    free(work);
 }
 
 int64_t sruns_pass(struct plane *p, int64_t now)
 {
     struct sched *s = SCHED(p);
-    int64_t next = INT64_MAX;
-    for (struct sdag *d = s->dags; d; d = d->next) {
-        int64_t t = cron_runs(p, d, now);
-        if (t < next)
-            next = t;
-        t = run_timeouts(p, d, now);
-        if (t < next)
-            next = t;
-    }
-    /* Evaluating can finish runs, which lets queued runs start: repeat. */
+    /* Evaluating can finish runs, which lets queued runs start: repeat.
+     * Each step below makes some progress in every pass, budget or not, so
+     * none waits for another's backlog. */
     for (int round = 0; round < 4 && (s->runs_changed || s->ndirty); round++) {
+        if (round > 0 && s->sliced)
+            break;
         if (s->runs_changed) {
             s->runs_changed = 0;
             start_queued_runs(p, now);
         }
-        size_t n = s->ndirty;
-        struct sdirty *work = s->dirty;
-        s->dirty = NULL;
-        s->ndirty = s->capdirty = 0;
-        if (n > 1)
-            qsort(work, n, sizeof(*work), cmp_dirty);
-        for (size_t i = 0; i < n; i++) {
-            int kind = work[i].kind;
-            while (i + 1 < n && work[i + 1].run == work[i].run)
-                kind |= work[++i].kind;
-            run_eval(p, work[i].run, kind & SDIRTY_EVAL ? SDIRTY_EVAL : SDIRTY_DONE, now);
-        }
-        free(work);
+        eval_dirty(p, now);
     }
+    int64_t next = due_dags(p, now);
     if (s->runs_changed || s->ndirty)
         next = now;
     return next;
@@ -647,6 +770,15 @@ void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *
         plane_reply(rs, 200, out);
 }
 
+/* A run of the path's DAG may be running again: its dagrun_timeout is
+ * looked at in the next pass. */
+static void reopened(struct plane *p, struct plane_req *rq)
+{
+    struct sdag *d = sdag_find(p, rq->param[0]);
+    if (d && d->dag->dagrun_timeout_ms != DAG_UNSET)
+        sruns_touch(p, d);
+}
+
 /* TI id of (dag_id, run_id, task_id) and its run id; 0 when absent. */
 static int64_t find_ti(struct plane *p, struct plane_req *rq, const char *task_id, int64_t *run)
 {
@@ -723,6 +855,7 @@ void sched_h_task_clear(struct plane *p, struct plane_req *rq, struct plane_resp
            "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1 AND"
            " state IN ('success', 'failed')",
            "i", run);
+    reopened(p, rq);
     sq_commit(p, began);
     sched_mark_run(p, run, SDIRTY_EVAL);
     pthread_mutex_unlock(&p->mu);
@@ -746,6 +879,7 @@ void sched_h_task_fail(struct plane *p, struct plane_req *rq, struct plane_resp 
            "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1 AND"
            " state = 'success'",
            "i", run);
+    reopened(p, rq);
     sq_commit(p, began);
     pthread_mutex_unlock(&p->mu);
     plane_reply(rs, 200, json_pack("{ss ss}", "task_id", rq->param[2], "state", "failed"));
@@ -782,6 +916,7 @@ void sched_h_task_success(struct plane *p, struct plane_req *rq, struct plane_re
            "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1 AND"
            " state = 'failed'",
            "i", run);
+    reopened(p, rq);
     sched_mark_run(p, run, SDIRTY_EVAL);
     int failed = sq_commit(p, began);
     pthread_mutex_unlock(&p->mu);
@@ -837,6 +972,7 @@ void sched_h_run_clear(struct plane *p, struct plane_req *rq, struct plane_resp 
     for (size_t i = 0; i < n; i++)
         clear_one(p, ids[i]);
     sq_run(p, "UPDATE dag_runs SET state = 'running', ended_ms = NULL WHERE id = ?1", "i", run);
+    reopened(p, rq);
     SCHED(p)->runs_changed = 1;
     sched_mark_run(p, run, SDIRTY_EVAL);
     int failed = sq_commit(p, began);

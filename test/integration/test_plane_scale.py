@@ -3,6 +3,9 @@ the counts /metrics shows are kept incrementally and equal a full count of
 the database after a mixed workload, a kill -9 and a restart; a queued task
 instance resumes only parked work polls of its queue, and no more of them
 than there is work."""
+import datetime
+import http.client
+import json
 import re
 import signal
 import sqlite3
@@ -189,9 +192,19 @@ class ManyDagsTest(SchedCase):
             self.assertEqual(st, 404 if i in (0, 150, 299) else 200, (i, b))
         st, b = self.req("GET", "/api/v1/admin/dags/d007", None, self.admin)
         self.assertEqual(b["tasks"], 2, b)
+        # The list is read in chunks of 256 DAGs: every DAG once, in order.
+        st, b = self.req("GET", "/api/v1/admin/dags", None, self.admin)
+        self.assertEqual(st, 200, b)
+        ids = [d["dag_id"] for d in b["dags"]]
+        self.assertEqual(ids, [f"d{i:03d}" for i in range(n) if i not in (0, 150, 299)])
+        self.assertEqual(b["dags"][ids.index("d007")]["tasks"], 2)
         ag = Agent(self, "w1")
         self.trigger("d298", run_id="r")
         self.assertEqual(drive(self, ag, "d298", "r")["state"], "success")
+        st, b = self.req("GET", "/api/v1/admin/dags", None, self.admin)
+        last = {d["dag_id"]: d["last_run"] for d in b["dags"]}
+        self.assertEqual(last["d298"], {"run_id": "r", "state": "success"})
+        self.assertIsNone(last["d297"])
         self.restart_after_stop()
         st, b = self.req("GET", "/api/v1/admin/dags/d298", None, self.admin)
         self.assertEqual(st, 200, b)
@@ -199,6 +212,299 @@ class ManyDagsTest(SchedCase):
     def restart_after_stop(self):
         self.assertEqual(self.stop_plane(), 0)
         self.restart_plane()
+
+
+def metric(text, name):
+    """The value of an unlabelled gauge or counter in /metrics (None if absent)."""
+    m = re.search(r'^' + name + r' ([0-9.e+-]+)$', text, re.M)
+    return float(m.group(1)) if m else None
+
+
+class DueHeapTest(SchedCase):
+    """10,000 DAGs with schedules: a scheduler pass looks only at the DAGs
+    that are due; pause, unpause, a new version and delete keep the due heap
+    right; a due DAG gets its run on time after a restart and after its
+    schedule changed."""
+    NDAGS = 10000
+
+    def sched_stats(self):
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        stats = {k: metric(text, "remex_plane_scheduler_" + k) for k in
+                 ("dags_examined_total", "dags_due", "loop_seconds_count",
+                  "step_max_seconds", "step_max_cpu_seconds")}
+        for k, v in stats.items():
+            self.assertIsNotNone(v, f"no remex_plane_scheduler_{k} in /metrics")
+        return stats
+
+    def seed_dags(self, template_id, n):
+        """n copies of a pushed DAG, written straight into the stopped plane's
+        database (pushing 10,000 over HTTP would time the client)."""
+        db = sqlite3.connect(self.conf["db_path"])
+        with db:
+            row = db.execute("SELECT bundle, bundle_version, fileloc, hash, json, updated_ms"
+                             " FROM dags WHERE dag_id = ?", (template_id,)).fetchone()
+            db.executemany(
+                "INSERT INTO dags (dag_id, bundle, bundle_version, fileloc, hash, json,"
+                " updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((f"s{i:05d}", row[0], row[1], row[2], row[3],
+                  row[4].replace(f'"{template_id}"', f'"s{i:05d}"'), row[5])
+                 for i in range(n)))
+        db.close()
+
+    def settled(self):
+        """Stats once two scrapes 0.3 s apart see no DAG examined."""
+        def still():
+            a = self.sched_stats()
+            time.sleep(0.3)
+            b = self.sched_stats()
+            return b if a["dags_examined_total"] == b["dags_examined_total"] else None
+        return harness.wait_for(still, 60, 0.1, "the first passes over the DAGs")
+
+    def test_passes_look_only_at_due_dags_and_due_dags_run_on_time(self):
+        self.boot()
+        never = {"schedule": "0 0 1 1 *", "start_date": "2100-01-01T00:00:00Z"}
+        self.push_ok(dag("tpl", [{"task_id": "t"}], **never))
+        self.push_ok(dag("manual", [{"task_id": f"t{i}"} for i in range(3)]))
+        self.assertEqual(self.stop_plane(), 0)
+        self.seed_dags("tpl", self.NDAGS)
+        self.restart_plane()
+        s0 = self.settled()
+        # Every scheduled DAG was looked at once after the start, and stays in
+        # the heap (due in 2101); the DAG without a schedule is not in it.
+        self.assertEqual(s0["dags_due"], self.NDAGS + 1, s0)
+        self.assertGreaterEqual(s0["dags_examined_total"], self.NDAGS + 1, s0)
+        self.assertLess(s0["dags_examined_total"], self.NDAGS + 50, s0)
+        # A run of the manual DAG: several passes, none looks at a DAG.
+        ag = Agent(self, "w1")
+        self.trigger("manual", run_id="r1")
+        self.assertEqual(drive(self, ag, "manual", "r1")["state"], "success")
+        s1 = self.sched_stats()
+        self.assertGreater(s1["loop_seconds_count"], s0["loop_seconds_count"] + 2, (s0, s1))
+        self.assertEqual(s1["dags_examined_total"], s0["dags_examined_total"], (s0, s1))
+        # Pause takes a DAG out of the heap, unpause puts it back; delete
+        # takes it out for good.
+        for path, due in (("s00007/pause", self.NDAGS), ("s00007/unpause", self.NDAGS + 1)):
+            st, b = self.req("POST", f"/api/v1/admin/dags/{path}", {}, self.admin)
+            self.assertEqual(st, 200, b)
+            harness.wait_for(lambda: self.sched_stats()["dags_due"] == due, 10, 0.05,
+                             f"{due} DAGs due after {path}")
+        st, b = self.req("DELETE", "/api/v1/admin/dags/s00008", None, self.admin)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(self.sched_stats()["dags_due"], self.NDAGS)
+        # A schedule change: the new version of s00042 runs every minute; its
+        # latest complete interval gets a run at once (catchup off).
+        self.push_ok(dag("s00042", [{"task_id": "t"}], schedule="* * * * *",
+                         start_date="2020-01-01T00:00:00Z", catchup=False))
+        first = harness.wait_for(lambda: self.runs("s00042"), 10, 0.05, "the first run")[0]
+        s2 = self.sched_stats()
+        self.assertLess(s2["dags_examined_total"] - s1["dags_examined_total"], 10, (s1, s2))
+        # Across a restart, the next interval's run is created when it ends.
+        self.assertEqual(self.stop_plane(), 0)
+        self.restart_plane()
+        end = first["data_interval_end"]
+        nxt = harness.wait_for(
+            lambda: [r for r in self.runs("s00042") if r["data_interval_start"] == end],
+            75, 0.2, "the next minute's run")[0]
+        created = _rfc3339(nxt["queued_at"])
+        due = _rfc3339(nxt["data_interval_end"])
+        self.assertGreaterEqual(created, due, nxt)
+        self.assertLess(created - due, 3.0, nxt)  # looked at when due, not at a later pass
+        s3 = self.settled()
+        self.assertEqual(s3["dags_due"], self.NDAGS, s3)
+
+
+class KeepAlive:
+    """One loopback HTTP/1.1 connection kept open (a worker's client does the
+    same): draining 10,000 task instances one urllib connection each would
+    time the client."""
+
+    def __init__(self, case):
+        self.conn = http.client.HTTPConnection("127.0.0.1", case.port, timeout=30)
+
+    def call(self, method, path, body, token):
+        self.conn.request(method, path, json.dumps(body),
+                          {"Content-Type": "application/json", "Authorization": "Bearer " + token})
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None)
+
+    def close(self):
+        self.conn.close()
+
+
+class SliceTest(SchedCase):
+    """Runs are created in bounded slices: until its last task instance
+    exists a run stays queued with every task instance in state none (a
+    kill -9 between slices leaves it so, never a running run with part of
+    its task instances), and after a restart it is completed, runs and
+    succeeds. 2,000 tasks a run: the most that fit the DAG JSON cap (1 MiB
+    canonical, about 400 bytes a task) is about 2,500."""
+    NTASKS = 2000
+    NRUNS = 10
+
+    def scrape(self):
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        return (metric_values(text, "remex_plane_task_instances"),
+                metric_values(text, "remex_plane_dag_runs"), text)
+
+    def db_rows(self, sql, *args):
+        db = sqlite3.connect(self.conf["db_path"])
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def runs_in_db(self):
+        """{run_id: (run state, task instances, {ti states})} of the stopped plane."""
+        out = {}
+        for run_id, rstate, tstate, n in self.db_rows(
+                "SELECT r.run_id, r.state, t.state, count(t.id) FROM dag_runs r LEFT JOIN"
+                " task_instances t ON t.run = r.id GROUP BY r.id, t.state"):
+            _, total, states = out.get(run_id, (rstate, 0, set()))
+            if tstate is not None:
+                states.add(tstate)
+            out[run_id] = (rstate, total + n, states)
+        return out
+
+    def kill_mid_creation(self, tries=5):
+        """Triggers NRUNS runs and kill -9s the plane while they are being
+        created; returns the runs as the database holds them, once a run
+        was caught half created (bounded: tries rounds)."""
+        for k in range(tries):
+            for i in range(self.NRUNS):
+                self.trigger("big", run_id=f"k{k}r{i}")
+            deadline = time.monotonic() + 20 * harness.SLOW
+            while time.monotonic() < deadline:
+                _, runs, _ = self.scrape()
+                if 0 < runs.get("queued", 0) < self.NRUNS:
+                    break
+            self.plane.signal(signal.SIGKILL)
+            self.assertEqual(self.plane.wait(20), -signal.SIGKILL)
+            got = self.runs_in_db()
+            half = [r for r, (st, n, _) in got.items() if st == "queued" and 0 < n]
+            if half:
+                return got, half[0]
+            self.restart_plane()
+            for r, (st, _, _) in got.items():
+                if st in ("queued", "running"):
+                    self.req("POST", f"/api/v1/admin/dags/big/runs/{r}/cancel", {}, self.admin)
+        self.fail(f"no run caught half created in {tries} tries")
+
+    def drain(self, ag, n):
+        """Runs n assignments to success over one kept-alive connection."""
+        c = KeepAlive(self)
+        done = 0
+        deadline = time.monotonic() + 60 * harness.SLOW
+        try:
+            while done < n and time.monotonic() < deadline:
+                st, b = c.call("POST", "/api/v1/work",
+                               {"queues": ["default"], "free_slots": 500, "wait": 1}, ag.session)
+                self.assertEqual(st, 200, b)
+                for a in b["assignments"]:
+                    path = f"/api/v1/task-instances/{a['ti_id']}"
+                    st, r = c.call("POST", path + "/start",
+                                   {"try_number": a["try_number"], "pid": 1, "hostname": "h"},
+                                   a["task_token"])
+                    self.assertEqual(st, 200, r)
+                    st, r = c.call("POST", path + "/state",
+                                   {"try_number": a["try_number"], "state": "success"},
+                                   a["task_token"])
+                    self.assertEqual(st, 200, r)
+                    done += 1
+        finally:
+            c.close()
+        self.assertEqual(done, n)
+
+    def test_runs_are_created_in_slices_and_a_kill_9_between_them_leaves_no_half_run(self):
+        self.boot()
+        self.push_ok(dag("big", [{"task_id": f"t{i:04d}"} for i in range(self.NTASKS)],
+                         max_active_tasks=self.NTASKS, max_active_runs=self.NRUNS))
+        got, half = self.kill_mid_creation()
+        # The invariant, as the crash left it: a running run has all of its
+        # task instances; a queued one has part of them, every one none.
+        for r, (st, n, states) in got.items():
+            if st == "running":
+                self.assertEqual(n, self.NTASKS, (r, got[r]))
+            elif st == "queued":
+                self.assertLess(n, self.NTASKS, (r, got[r]))
+                self.assertLessEqual(states, {"none"}, (r, got[r]))
+        self.restart_plane()
+        # Completed after the restart, in slices; the others are cancelled,
+        # the half-created one runs to success.
+        def running():
+            r = self.show_run("big", half)
+            return r if r["state"] == "running" else None
+        r = harness.wait_for(running, 60, 0.1, f"run {half} to be running")
+        self.assertEqual(len(r["task_instances"]), self.NTASKS)
+        for other, (st, _, _) in got.items():
+            if other != half and st in ("queued", "running"):
+                st, b = self.req("POST", f"/api/v1/admin/dags/big/runs/{other}/cancel", {},
+                                 self.admin)
+                self.assertEqual(st, 200, b)
+        _, _, text = self.scrape()
+        self.assertGreater(metric(text, "remex_plane_scheduler_slices_total"), 0)
+        ag = Agent(self, "w1", slots=500)
+        self.drain(ag, self.NTASKS)
+        self.assertEqual(self.wait_run("big", half, 30)["state"], "success")
+        self.assertEqual(self.stop_plane(), 0)
+        rows = self.db_rows("SELECT t.state, count(*) FROM dag_runs r JOIN task_instances t"
+                            " ON t.run = r.id WHERE r.run_id = ? GROUP BY t.state", half)
+        self.assertEqual(rows, [("success", self.NTASKS)])
+        self.restart_plane()
+
+
+class SlicedWorkTest(SchedCase):
+    """A catch-up of 1,000 runs and a new version of a DAG under a running
+    2,000-task run are done across many passes, with every run and task
+    instance where it must be in the end."""
+
+    def slices(self):
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        return metric(text, "remex_plane_scheduler_slices_total")
+
+    def test_a_catch_up_of_1000_runs_creates_each_once(self):
+        self.boot()
+        start = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0) \
+            - datetime.timedelta(minutes=1000)
+        self.push_ok(dag("cu", [{"task_id": "t"}], schedule="* * * * *",
+                         start_date=start.strftime("%Y-%m-%dT%H:%M:%SZ"), catchup=True,
+                         max_active_runs=1))
+        runs = harness.wait_for(lambda: (lambda r: r if len(r) >= 1000 else None)(self.runs("cu")),
+                                60, 0.2, "1,000 catch-up runs")
+        starts = sorted(r["data_interval_start"] for r in runs)
+        self.assertEqual(len(set(starts)), len(starts))  # each interval once
+        first = _rfc3339(starts[0])
+        self.assertEqual(first, start.timestamp())
+        for i, v in enumerate(starts[:1000]):
+            self.assertEqual(_rfc3339(v), first + 60 * i)  # no gap
+
+    def test_a_new_version_under_a_running_2000_task_run_is_applied_in_slices(self):
+        self.boot()
+        n = 2000
+        self.push_ok(dag("upd", [{"task_id": f"a{i:04d}"} for i in range(n)],
+                         max_active_tasks=10))
+        self.trigger("upd", run_id="r")
+        harness.wait_for(lambda: self.show_run("upd", "r")["state"] == "running", 30, 0.1,
+                         "the run to be running")
+        before = self.slices()
+        # Every task replaced: 2,000 task instances removed, 2,000 added.
+        self.push_ok(dag("upd", [{"task_id": f"b{i:04d}"} for i in range(n)],
+                         max_active_tasks=10))
+
+        def applied():
+            tis = self.show_run("upd", "r")["task_instances"]
+            old = {t["state"] for t in tis if t["task_id"].startswith("a")}
+            new = [t for t in tis if t["task_id"].startswith("b")]
+            return tis if old <= {"removed"} and len(new) == n else None
+        tis = harness.wait_for(applied, 60, 0.2, "the new version applied to the run")
+        self.assertEqual(len(tis), 2 * n)
+        self.assertGreater(self.slices(), before)
+        self.assertEqual(self.show_run("upd", "r")["state"], "running")
+
+
+def _rfc3339(v):
+    """Seconds since the epoch of an RFC 3339 UTC time ("...Z")."""
+    return datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
 
 
 class RetentionTest(SchedCase):
@@ -276,4 +582,5 @@ class RetentionTest(SchedCase):
 
 
 if __name__ == "__main__":
-    harness.main()
+    import unittest
+    unittest.main()
