@@ -10,8 +10,9 @@ on loopback and remex-dag-processor --once over generated local bundles.
   floor     libyaml parsing the same files, events only (build/bench/_yaml_floor)
 
 Each line gives the wall time of the whole --once process (start, register,
-scan, sync, exit), the scan and sync times the dag-processor logs, the DAG
-uploads counted by the plane's /metrics, and the process's peak RSS.
+scan, sync, exit), the scan and sync times the dag-processor logs, the DAGs
+uploaded (as the dag-processor logs them), the upload requests (PUT and bulk)
+counted by the plane's /metrics, and the process's peak RSS.
 
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/dagproc_bench.py [N])
 """
@@ -68,8 +69,8 @@ def http(method, url, body=None, token=None):
 def uploads(url):
     text = http("GET", url + "/metrics").decode()
     return sum(int(m.group(1)) for m in re.finditer(
-        r'remex_plane_http_requests_total\{method="PUT",route="/api/v1/dags/\{dag_id\}",'
-        r'status="\d+"\} (\d+)', text))
+        r'remex_plane_http_requests_total\{method="(?:PUT|POST)",'
+        r'route="/api/v1/dags/(?:\{dag_id\}|bulk)",code="\d+"\} (\d+)', text))
 
 
 def run_once(cfg, url, what):
@@ -86,9 +87,10 @@ def run_once(cfg, url, what):
     if os.environ.get("VERBOSE"):
         print(out)
     scan = re.search(r"scanned \d+ files .* in (\d+) ms", out)
-    sync = re.search(r"import errors, (\d+) ms", out)
+    sync = re.search(r"(\d+) uploaded, \d+ import errors, (\d+) ms", out)
     print(f"{what:5s} wall={wall:.3f}s scan={scan.group(1) if scan else '?'}ms "
-          f"sync={sync.group(1) if sync else '-'}ms uploads={uploads(url) - before} "
+          f"sync={sync.group(2) if sync else '-'}ms dags_uploaded={sync.group(1) if sync else 0} "
+          f"upload_requests={uploads(url) - before} "
           f"rc={p.returncode} peak_rss_children={ru.ru_maxrss / 1024:.1f}MB")
     sys.stdout.flush()
 

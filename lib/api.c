@@ -821,3 +821,40 @@ static void on_done(remex_err rc, struct http_response *resp, const struct remex
     json_decref(r.reply);
     call_free(k);
 }
+
+/* ---- DAG sync ---- */
+
+remex_err api_dags_manifest(struct api_client *c, const json_t *manifest, api_done_fn done,
+                            void *arg, struct remex_error *e)
+{
+    struct api_call k = {.method = "POST",
+                         .path = "/api/v1/dags/manifest",
+                         .body = manifest,
+                         .what = "manifest",
+                         .done = done,
+                         .arg = arg};
+    return api_call(c, &k, e);
+}
+
+remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *version,
+                        const json_t *dags, api_done_fn done, void *arg, struct remex_error *e)
+{
+    size_t n = json_array_size(dags);
+    if (!json_is_array(dags) || n == 0 || n > API_DAGS_BULK_MAX)
+        return remex_seterr(e, REMEX_EINVAL, "dag upload: 1 to %d DAGs per request, not %zu",
+                            API_DAGS_BULK_MAX, n);
+    /* json_pack's O takes a reference: dags stays the caller's. */
+    json_t *body = json_pack("{s:{s:s,s:s},s:O}", "bundle", "name", bundle ? bundle : "", "version",
+                             version ? version : "", "dags", (json_t *)dags);
+    if (!body)
+        return remex_seterr(e, REMEX_ENOMEM, "dag upload: out of memory");
+    struct api_call k = {.method = "POST",
+                         .path = "/api/v1/dags/bulk",
+                         .body = body,
+                         .what = "dag upload",
+                         .done = done,
+                         .arg = arg};
+    remex_err rc = api_call(c, &k, e);
+    json_decref(body);
+    return rc;
+}

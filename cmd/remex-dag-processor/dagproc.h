@@ -23,6 +23,10 @@
 #include "remex/gitbundle.h"
 
 #define DP_CACHE_MAX (256u * 1024 * 1024) /* cache file cap */
+/* Bulk upload size: half the plane's default body_max (1 MiB); a 413 halves
+ * it down to DP_BATCH_BYTES_MIN. */
+#define DP_BATCH_BYTES     (512u * 1024)
+#define DP_BATCH_BYTES_MIN (16u * 1024)
 
 /* One DAG of a file. */
 struct dp_dag {
@@ -141,6 +145,7 @@ struct dp_bundle {
     json_t *missing;               /* dag ids the plane asked for */
     json_t *where;                 /* dag_id -> file index, built when needed */
     size_t next_missing, inflight, uploaded, upload_failed, nerrors;
+    size_t batch_bytes; /* JSON bytes per bulk upload (DP_BATCH_BYTES, halved on a 413) */
     unsigned sync_failures;
     uint64_t retry_timer;
     uint64_t sync_start_ms;

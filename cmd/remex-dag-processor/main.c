@@ -326,6 +326,7 @@ static int setup_bundle(struct dagproc *dp, struct dp_bundle *b, const struct ag
     struct remex_error e;
     uint64_t every = cfg->refresh_ms;
     b->dp = dp;
+    b->batch_bytes = DP_BATCH_BYTES;
     b->name = strdup(cb->name);
     if (b->name == NULL)
         return REMEX_EXIT_FAIL;

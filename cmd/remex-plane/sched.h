@@ -148,6 +148,7 @@ remex_err sdag_load_all(struct plane *p, struct remex_error *e);
 void sdag_free_all(struct sched *s);
 void sched_h_dag_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_manifest(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_dags_bulk(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_dags_list(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_dag_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_dag_pause(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode.h"
 #include "remex/log.h"
 #include "sched.h"
 
@@ -87,23 +88,25 @@ struct sdag *sdag_find(struct plane *p, const char *dag_id)
     return sdmap_get(SCHED(p), dag_id);
 }
 
-/* Replaces (or adds) the cached DAG of the same id. */
+/* Replaces (or adds) the cached DAG of the same id. A replacement keeps the
+ * old node (its place on the list and in the hash chain, found through the
+ * map: no walk of the list) and takes n's payload; n is consumed either way. */
 static void sdag_install(struct plane *p, struct sdag *n)
 {
     struct sched *s = SCHED(p);
-    for (struct sdag **pp = &s->dags; *pp; pp = &(*pp)->next) {
-        if (strcmp((*pp)->dag->dag_id, n->dag->dag_id) == 0) {
-            struct sdag *old = *pp;
-            n->next = old->next;
-            n->next_run_ms = old->next_run_ms;
-            n->last_start_ms = old->last_start_ms;
-            n->last_known = old->last_known;
-            *pp = n;
-            sdmap_del(s, old);
-            sdmap_put(s, n);
-            sdag_free(old);
-            return;
-        }
+    struct sdag *old = sdmap_get(s, n->dag->dag_id);
+    if (old) {
+        struct sdag keep = *old;
+        *old = *n;
+        old->next = keep.next;
+        old->hnext = keep.hnext;
+        old->next_run_ms = keep.next_run_ms;
+        old->last_start_ms = keep.last_start_ms;
+        old->last_known = keep.last_known;
+        *n = keep; /* the old payload, released below */
+        n->next = n->hnext = NULL;
+        sdag_free(n);
+        return;
     }
     n->next = s->dags;
     s->dags = n;
@@ -152,37 +155,79 @@ remex_err sdag_load_all(struct plane *p, struct remex_error *e)
     return REMEX_OK;
 }
 
-/* ---- PUT /dags/{dag_id} ---- */
+/* ---- PUT /dags/{dag_id}, POST /dags/bulk ---- */
 
-static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
-                           const char *version, struct plane_resp *rs)
+/* Outcome of storing one DAG. */
+enum dag_store {
+    DAG_STORED = 0, /* new, or a new hash: written and cached */
+    DAG_UNCHANGED,  /* same hash, bundle and version, active: nothing written */
+    DAG_RELABELED,  /* same hash, the bundle, version or activity moved: row updated */
+    DAG_FAILED,     /* encode, store or memory failure (msg says which) */
+};
+
+/*
+ * Stores dag (owned: consumed in every case) for bundle@version, with
+ * p->mu held and inside the caller's transaction or autocommit. Does not
+ * kick the scheduler: *changed is set when the caller must (runs_changed).
+ * On DAG_FAILED *msg is a static reason.
+ */
+static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, const char *bundle,
+                                       const char *version, int *changed, const char **msg)
 {
+    struct sdag *old = sdag_find(p, dag->dag_id);
+    if (old && strcmp(old->dag->hash, dag->hash) == 0) {
+        /* Idempotent: the same DAG again is not rewritten. */
+        if (old->is_active && strcmp(old->bundle, bundle) == 0 &&
+            strcmp(old->bundle_version, version) == 0) {
+            dag_free(dag);
+            return DAG_UNCHANGED;
+        }
+        char *nb = strdup(bundle), *nv = strdup(version);
+        if (!nb || !nv ||
+            sq_run(p,
+                   "UPDATE dags SET bundle = ?2, bundle_version = ?3, is_active = 1,"
+                   " updated_ms = ?4 WHERE dag_id = ?1",
+                   "ttti", dag->dag_id, bundle, version, plane_now_ms()) != SQLITE_DONE) {
+            free(nb);
+            free(nv);
+            dag_free(dag);
+            *msg = "cannot store the dag";
+            return DAG_FAILED;
+        }
+        free(old->bundle);
+        free(old->bundle_version);
+        old->bundle = nb;
+        old->bundle_version = nv;
+        old->is_active = 1;
+        dag_free(dag);
+        *changed = 1;
+        return DAG_RELABELED;
+    }
     char *text = NULL;
     struct remex_error e;
     if (dag_to_json(dag, &text, NULL, &e) != REMEX_OK) {
         dag_free(dag);
-        plane_error(rs, 500, "internal", "cannot encode the dag");
-        return;
+        *msg = "cannot encode the dag";
+        return DAG_FAILED;
     }
-    char hash[DAG_HASH_HEX];
-    memcpy(hash, dag->hash, sizeof(hash));
     const char *fileloc = dag->fileloc ? dag->fileloc : "";
-    int rc = sq_run(p,
-                    "INSERT INTO dags (dag_id, bundle, bundle_version, fileloc, hash, json,"
-                    " is_active, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)"
-                    " ON CONFLICT (dag_id) DO UPDATE SET bundle = ?2, bundle_version = ?3,"
-                    " fileloc = ?4, hash = ?5, json = ?6, is_active = 1, updated_ms = ?7",
-                    "tttttti", dag->dag_id, bundle, version, fileloc, hash, text, plane_now_ms());
+    int rc =
+        sq_run(p,
+               "INSERT INTO dags (dag_id, bundle, bundle_version, fileloc, hash, json,"
+               " is_active, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)"
+               " ON CONFLICT (dag_id) DO UPDATE SET bundle = ?2, bundle_version = ?3,"
+               " fileloc = ?4, hash = ?5, json = ?6, is_active = 1, updated_ms = ?7",
+               "tttttti", dag->dag_id, bundle, version, fileloc, dag->hash, text, plane_now_ms());
     free(text);
     if (rc != SQLITE_DONE) {
         dag_free(dag);
-        plane_error(rs, 500, "internal", "cannot store the dag");
-        return;
+        *msg = "cannot store the dag";
+        return DAG_FAILED;
     }
     int paused =
-        (int)sq_int(p, 0, "SELECT is_paused FROM dags WHERE dag_id = ?1", "t", dag->dag_id);
-    struct sdag *old = sdag_find(p, dag->dag_id);
-    if (old && strcmp(old->dag->hash, hash) != 0) {
+        old ? old->is_paused
+            : (int)sq_int(p, 0, "SELECT is_paused FROM dags WHERE dag_id = ?1", "t", dag->dag_id);
+    if (old) {
         /* A new version: running runs get task instances for added tasks and
          * lose those of removed ones (see load_tis in sched_runs.c). */
         sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE dag_id = ?1 AND state = 'running'",
@@ -194,15 +239,33 @@ static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
     }
     struct sdag *d = sdag_build(dag, bundle, version);
     if (!d) {
-        plane_error(rs, 500, "internal", "out of memory");
-        return;
+        *msg = "out of memory";
+        return DAG_FAILED;
     }
     d->is_active = 1;
     d->is_paused = paused;
-    json_t *reply = json_pack("{ss ss}", "dag_id", d->dag->dag_id, "hash", hash);
     sdag_install(p, d);
-    SCHED(p)->runs_changed = 1;
-    plane_kick(p);
+    *changed = 1;
+    return DAG_STORED;
+}
+
+static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
+                           const char *version, struct plane_resp *rs)
+{
+    char hash[DAG_HASH_HEX];
+    const char *msg = "";
+    int changed = 0;
+    memcpy(hash, dag->hash, sizeof(hash));
+    json_t *reply = json_pack("{ss ss}", "dag_id", dag->dag_id, "hash", hash);
+    if (dag_store_locked(p, dag, bundle, version, &changed, &msg) == DAG_FAILED) {
+        json_decref(reply);
+        plane_error(rs, 500, "internal", "%s", msg);
+        return;
+    }
+    if (changed) {
+        SCHED(p)->runs_changed = 1;
+        plane_kick(p);
+    }
     plane_reply(rs, 200, reply);
 }
 
@@ -240,6 +303,97 @@ void sched_h_dag_put(struct plane *p, struct plane_req *rq, struct plane_resp *r
     pthread_mutex_lock(&p->mu);
     dag_put_locked(p, dag, bname, bver, rs);
     pthread_mutex_unlock(&p->mu);
+}
+
+/*
+ * POST /dags/bulk: up to DECODE_BULK_DAGS_MAX DAGs of one bundle@version in
+ * one request and one transaction. Each item is decoded and validated on its
+ * own (outside the lock) and answered in results[i], in order: "stored" (new
+ * or changed), "unchanged" (same hash, bundle and version: nothing written,
+ * so a repeated request is harmless), or "invalid" with the field's message.
+ * An invalid item does not stop the others. A store failure answers 503 for
+ * the whole request (the transaction is rolled back and the cache reloaded).
+ */
+void sched_h_dags_bulk(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    struct decode_dags_bulk in;
+    struct remex_error e;
+    if (!rq->body || decode_dags_bulk(rq->body, &in, &e) != REMEX_OK) {
+        plane_error(rs, 400, "bad_request", "%s", rq->body ? e.msg : "body: expected object");
+        return;
+    }
+    size_t n = json_array_size(in.dags), nstored = 0, nsame = 0, nbad = 0;
+    struct dag **dags = calloc(n, sizeof(*dags));
+    json_t *results = json_array();
+    if (!dags || !results) {
+        free(dags);
+        json_decref(results);
+        plane_error(rs, 500, "internal", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = json_array_get(in.dags, i); /* borrowed */
+        if (dag_from_json_value(item, &dags[i], &e) != REMEX_OK) {
+            char msg[sizeof(e.msg) + 32];
+            json_t *id = json_object_get(item, "dag_id"); /* borrowed */
+            dags[i] = NULL;
+            snprintf(msg, sizeof(msg), "dags[%zu].%s", i, e.msg);
+            json_array_append_new(results, json_pack("{sO ss ss}", "dag_id",
+                                                     json_is_string(id) ? id : json_null(),
+                                                     "status", "invalid", "error", msg));
+            nbad++;
+            continue;
+        }
+        json_array_append_new(results, json_null()); /* set once stored */
+    }
+    int changed = 0, failed = 0;
+    const char *why = "";
+    pthread_mutex_lock(&p->mu);
+    int began = sq_begin(p);
+    for (size_t i = 0; i < n; i++) {
+        if (!dags[i])
+            continue;
+        char hash[DAG_HASH_HEX];
+        json_t *id = json_string(dags[i]->dag_id);
+        memcpy(hash, dags[i]->hash, sizeof(hash));
+        enum dag_store st =
+            failed ? DAG_FAILED
+                   : dag_store_locked(p, dags[i], in.bundle, in.version, &changed, &why);
+        if (failed)
+            dag_free(dags[i]);
+        dags[i] = NULL;
+        if (st == DAG_FAILED) {
+            failed = 1;
+            json_decref(id);
+            continue;
+        }
+        nstored += st != DAG_UNCHANGED;
+        nsame += st == DAG_UNCHANGED;
+        json_array_set_new(results, i,
+                           json_pack("{so ss ss}", "dag_id", id, "hash", hash, "status",
+                                     st == DAG_UNCHANGED ? "unchanged" : "stored"));
+    }
+    if (failed && began && !sqlite3_get_autocommit(p->db)) {
+        sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+        p->store_resync = 1; /* the cache took DAGs the store did not keep */
+    }
+    if (!failed && sq_commit(p, began) != 0)
+        failed = 1;
+    if (changed || failed) {
+        SCHED(p)->runs_changed = 1;
+        plane_kick(p);
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(dags);
+    if (failed) {
+        json_decref(results);
+        log_warn("sched: bulk DAG upload of bundle %s not stored: %s", in.bundle, why);
+        plane_store_failed(rs);
+        return;
+    }
+    plane_reply(rs, 200,
+                json_pack("{so sI sI sI}", "results", results, "stored", (json_int_t)nstored,
+                          "unchanged", (json_int_t)nsame, "invalid", (json_int_t)nbad));
 }
 
 /* ---- POST /dags/manifest ---- */
@@ -348,11 +502,11 @@ static void manifest_locked(struct plane *p, json_t *body, const char *bundle, c
     {
         json_t *l = json_object_get(x, "line"), *c = json_object_get(x, "column");
         sq_run(p,
-               "INSERT INTO import_errors (bundle, file, line, col, message, created_ms)"
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-               "ttiiti", bundle, json_string_value(json_object_get(x, "file")),
+               "INSERT INTO import_errors (bundle, file, line, col, message, created_ms, version)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+               "ttiitit", bundle, json_string_value(json_object_get(x, "file")),
                (int64_t)(l ? json_integer_value(l) : 0), (int64_t)(c ? json_integer_value(c) : 0),
-               json_string_value(json_object_get(x, "message")), now);
+               json_string_value(json_object_get(x, "message")), now, version);
     }
     char *m = json_dumps(body, JSON_COMPACT);
     sq_run(p,
@@ -490,15 +644,17 @@ void sched_h_import_errors(struct plane *p, struct plane_req *rq, struct plane_r
     json_t *arr = json_array();
     pthread_mutex_lock(&p->mu);
     sqlite3_stmt *st = sq(p,
-                          "SELECT bundle, file, line, col, message, created_ms FROM import_errors"
+                          "SELECT bundle, file, line, col, message, created_ms, version"
+                          " FROM import_errors"
                           " ORDER BY bundle, file, line",
                           "");
     while (st && sqlite3_step(st) == SQLITE_ROW)
-        json_array_append_new(arr, json_pack("{ss ss sI sI ss so}", "bundle", sq_text(st, 0),
+        json_array_append_new(arr, json_pack("{ss ss sI sI ss so ss}", "bundle", sq_text(st, 0),
                                              "file", sq_text(st, 1), "line",
                                              (json_int_t)sqlite3_column_int64(st, 2), "column",
                                              (json_int_t)sqlite3_column_int64(st, 3), "message",
-                                             sq_text(st, 4), "timestamp", sched_col_time(st, 5)));
+                                             sq_text(st, 4), "timestamp", sched_col_time(st, 5),
+                                             "version", sq_text(st, 6)));
     if (st)
         sqlite3_reset(st);
     pthread_mutex_unlock(&p->mu);

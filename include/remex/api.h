@@ -165,4 +165,28 @@ void api_report(struct api_client *c, const char *path, const char *bearer, json
 /* Delay before retry number attempt (0-based): full jitter in [50, 50 + min(2 s, 200 ms << a)). */
 uint64_t api_backoff_ms(unsigned attempt);
 
+/* ---- DAG sync (remex-dag-processor) ---- */
+
+/* Most DAGs one api_dags_bulk call may carry (the plane's cap per request). */
+#define API_DAGS_BULK_MAX 1000
+
+/*
+ * POST /api/v1/dags/manifest: manifest (borrowed; {bundle, version, files,
+ * import_errors}). A 2xx reply is {missing: [dag_id, ...]}: the DAGs the
+ * plane lacks at their listed hash. Errors as api_call.
+ */
+remex_err api_dags_manifest(struct api_client *c, const json_t *manifest, api_done_fn done,
+                            void *arg, struct remex_error *e);
+
+/*
+ * POST /api/v1/dags/bulk: 1..API_DAGS_BULK_MAX DAGs (dags: borrowed array of
+ * DAG JSON objects) of bundle@version (borrowed; NULL: ""). A 2xx reply is
+ * {results: [{dag_id, status: "stored" | "unchanged" | "invalid", hash,
+ * error}], stored, unchanged, invalid}, one result per DAG in order. The body
+ * must fit the plane's body_max (413 otherwise). REMEX_EINVAL (nothing
+ * started) for an empty or oversized list; otherwise errors as api_call.
+ */
+remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *version,
+                        const json_t *dags, api_done_fn done, void *arg, struct remex_error *e);
+
 #endif

@@ -28,14 +28,21 @@ tasks:
 
 
 def put_counts(text):
-    """(manifest posts, dag uploads) from the plane's /metrics text."""
+    """(manifest posts, DAG upload requests: PUT one and bulk) from the plane's /metrics."""
     def total(route, method):
         n = 0
         for m in re.finditer(r'remex_plane_http_requests_total\{method="%s",route="%s",'
                              r'code="\d+"\} (\d+)' % (method, re.escape(route)), text):
             n += int(m.group(1))
         return n
-    return total("/api/v1/dags/manifest", "POST"), total("/api/v1/dags/{dag_id}", "PUT")
+    return (total("/api/v1/dags/manifest", "POST"),
+            total("/api/v1/dags/{dag_id}", "PUT") + total("/api/v1/dags/bulk", "POST"))
+
+
+def uploaded(out):
+    """The DAGs the last sync of a dag-processor's log uploaded."""
+    m = re.findall(r"(\d+) uploaded, \d+ import errors", out)
+    return int(m[-1]) if m else None
 
 
 class DagProcessorTest(workerfix.WorkerCase):
@@ -87,7 +94,8 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.write("bundle/run.sh", "#!/bin/sh\necho one\n", mode=0o755)
         rc, out = self.once()
         self.assertEqual(rc, 0, out)
-        self.assertEqual(self.counts(), (1, 2))
+        self.assertEqual(self.counts(), (1, 1))  # both DAGs in one bulk upload
+        self.assertEqual(uploaded(out), 2)
         dags = self.dags()
         self.assertEqual(set(dags), {"a", "b"})
         ver = dags["a"]["bundle"]["version"]
@@ -109,12 +117,14 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertIn("0 parsed", out)
         with open(os.path.join(self.state, "dag_processor", "metrics.prom")) as f:
             self.assertIn('remex_dag_processor_cache_hits_total{bundle="main"} 2.000', f.read())
-        self.assertEqual(self.counts()[1], 2)
+        self.assertEqual(self.counts()[1], 1)
+        self.assertEqual(uploaded(out), 0)
         # One DAG changed: one upload. The other DAG moves to the new version unchanged.
         self.write("bundle/a.yaml", DAG.format(id="a") + "tags: [x]\n")
         rc, out = self.once()
         self.assertEqual(rc, 0, out)
-        self.assertEqual(self.counts()[1], 3)
+        self.assertEqual(self.counts()[1], 2)
+        self.assertEqual(uploaded(out), 1)
         dags = self.dags()
         self.assertNotEqual(dags["a"]["bundle"]["version"], ver)
         self.assertEqual(dags["b"]["bundle"]["version"], dags["a"]["bundle"]["version"])
@@ -138,11 +148,16 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual((e["bundle"], e["file"], e["line"], e["column"]),
                          ("main", "broken.yaml", 5, 14))
         self.assertIn("retries", e["message"])
-        # remexctl shows it with its position.
+        # The error carries the bundle version it was found in: the good DAG's.
+        ver = self.dags()["good"]["bundle"]["version"]
+        self.assertRegex(ver, r"^sha256:[0-9a-f]{64}$")
+        self.assertEqual(e["version"], ver)
+        # remexctl shows it with its position and the version.
         ctl = self.spawn("ctl", [self.bin("remexctl"), "--plane", self.url, "--token-file",
                                  self.conf["admin_token_file"], "import-errors"])
         self.assertEqual(ctl.wait(15), 0, ctl.output())
-        self.assertRegex(ctl.output(), r"main\s+broken\.yaml:5:14\s+.*retries")
+        self.assertRegex(ctl.output(), r"main\s+%s\s+broken\.yaml:5:14\s+.*retries"
+                         % re.escape(ver[:19]))
         # The broken file hides no other DAG.
         self.assertIn("good", self.dags())
         self.assertNotIn("broken", self.dags())
@@ -223,12 +238,12 @@ class DagProcessorTest(workerfix.WorkerCase):
         p = self.start_dp()
         p.wait_output("registered as agent", 15)
         harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
-        up = self.counts()[1]
-        # Unchanged rescans send nothing.
+        before = self.counts()
+        # Unchanged rescans send nothing: no manifest, no upload (the plane's counters).
         n = p.output().count("unchanged (version")
         harness.wait_for(lambda: p.output().count("unchanged (version") >= n + 2, 15, 0.1,
                          "two unchanged rescans")
-        self.assertEqual(self.counts()[1], up)
+        self.assertEqual(self.counts(), before)
         self.write("bundle/c.yaml", DAG.format(id="c"))
         harness.wait_for(lambda: "c" in self.dags(), 15, 0.1, "dag c on the plane")
         self.write("bundle/bad.yaml", "dag_id: [\n")
@@ -290,6 +305,42 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual(rc, 0, out)
         self.assertIn("file-hash cache ignored", out)
         self.assertIn("1 parsed", out)
+
+    def test_bulk_upload_in_batches(self):
+        # 1,100 DAGs: more than one bulk request may carry (1,000), so two requests, and
+        # every DAG on the plane at the bundle's version.
+        for i in range(1100):
+            self.write(f"bundle/g{i // 100}/d{i:04d}.yaml", DAG.format(id=f"d{i:04d}"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.counts(), (1, 2))
+        self.assertEqual(uploaded(out), 1100)
+        dags = self.dags()
+        self.assertEqual(len(dags), 1100)
+        self.assertEqual(len({d["bundle"]["version"] for d in dags.values()}), 1)
+        # A restart with one file changed uploads that DAG alone.
+        self.write("bundle/g3/d0342.yaml", DAG.format(id="d0342") + "tags: [new]\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.counts(), (2, 3))
+        self.assertEqual(uploaded(out), 1)
+
+    def test_batches_shrink_when_the_plane_refuses_their_size(self):
+        # A plane with a small body cap: the first batch (about 512 KiB) is refused with
+        # 413; the dag-processor names body_max, halves its batches and gets there.
+        self.stop_plane()
+        self.start_plane(body_max="96KiB")
+        self.tok = self.token_file(self.create_token()["value"], "dp.token")
+        pad = "# " + "x" * 200 + "\n"
+        for i in range(300):
+            self.write(f"bundle/d{i:03d}.yaml", DAG.format(id=f"d{i:03d}") +
+                       f"description: {'y' * 600}\n" + pad)
+        p = self.start_dp()
+        harness.wait_for(lambda: len(self.dags()) == 300, 60, 0.2, "300 dags on the plane")
+        self.assertIn("refused", p.output())
+        self.assertIn("(HTTP 413): raise body_max", p.output())
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
 
     def test_lint(self):
         good = self.write("good.yaml", DAG.format(id="g"))
