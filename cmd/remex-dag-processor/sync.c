@@ -8,7 +8,9 @@
  *   bundle name and version. A 413 halves the batch size for the retry.
  *
  * A manifest identical to the last one the plane took (same digest) is not
- * sent again: an unchanged rescan costs no request. A failed manifest or
+ * sent again: an unchanged rescan costs no request, until
+ * dag_processor.reconcile_interval has passed since the plane took it (then
+ * it is sent, and the plane answers what it lacks). A failed manifest or
  * upload retries the whole sync with backoff; the plane keeps what it had.
  */
 #include <inttypes.h>
@@ -50,6 +52,7 @@ static void finish(struct dp_bundle *b, int ok)
     dp_state_drop_models(&b->cur);
     if (ok) {
         memcpy(b->synced, b->sending, sizeof(b->synced));
+        b->synced_ms = evloop_now_ms(b->dp->loop);
         b->sync_failures = 0;
     }
     dp_synced(b, ok);
@@ -95,7 +98,8 @@ static const struct dag *model_of(struct dp_bundle *b, const char *dag_id)
         char path[PATH_MAX];
         struct dp_entry fresh = {0};
         snprintf(path, sizeof(path), "%s/%s", b->root, b->cur.files.v[i].rel);
-        if (dp_parse_file(path, b->cur.files.v[i].rel, 1, &fresh, &e) != REMEX_OK ||
+        if (dp_parse_file(path, b->cur.files.v[i].rel, 1, dp_parse_cap_ms(b->dp), &fresh, &e) !=
+                REMEX_OK ||
             fresh.ndags != x->ndags || fresh.models == NULL) {
             dp_entry_free(&fresh);
             return NULL; /* changed since the scan: the next scan has it */
@@ -297,7 +301,11 @@ void dp_sync_start(struct dp_bundle *b)
         return;
     }
     free(text);
-    if (strcmp(b->sending, b->synced) == 0) {
+    /* Reconciliation: an unchanged manifest goes again once reconcile_interval
+     * has passed since the plane took it (a plane restored from a backup, or
+     * a DAG deleted by an admin, gets its DAGs back). */
+    uint64_t age = evloop_now_ms(dp->loop) - b->synced_ms;
+    if (strcmp(b->sending, b->synced) == 0 && age < dp->r->cfg.dag_processor.reconcile_ms) {
         json_decref(m);
         log_debug("bundle %s: unchanged (version %s): nothing to send", b->name, b->cur.version);
         dp_state_drop_models(&b->cur);

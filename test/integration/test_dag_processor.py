@@ -53,7 +53,7 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.state = os.path.join(self.tmp, "dpstate")
         self.ndp = 0
 
-    def dp_yaml(self, extra_bundle="", refresh="1s"):
+    def dp_yaml(self, extra_bundle="", refresh="1s", extra_dp=""):
         return self.write("dp.yaml", (
             "plane:\n"
             f"  url: {self.url}\n"
@@ -62,7 +62,7 @@ class DagProcessorTest(workerfix.WorkerCase):
             "bundles:\n"
             f"  - {{name: main, path: {self.bundle}{extra_bundle}}}\n"
             "dag_processor:\n"
-            f"  refresh_interval: {refresh}\n"))
+            f"  refresh_interval: {refresh}\n" + extra_dp))
 
     def start_dp(self, *args, refresh="1s"):
         self.ndp += 1
@@ -70,8 +70,11 @@ class DagProcessorTest(workerfix.WorkerCase):
                                             self.dp_yaml(refresh=refresh), "--log-level", "debug",
                                             *args])
 
-    def once(self):
-        p = self.start_dp("--once")
+    def once(self, extra_dp=""):
+        self.ndp += 1
+        p = self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c",
+                                         self.dp_yaml(extra_dp=extra_dp), "--log-level", "debug",
+                                         "--once"])
         rc = p.wait(30)
         return rc, p.output()
 
@@ -339,6 +342,46 @@ class DagProcessorTest(workerfix.WorkerCase):
         harness.wait_for(lambda: len(self.dags()) == 300, 60, 0.2, "300 dags on the plane")
         self.assertIn("refused", p.output())
         self.assertIn("(HTTP 413): raise body_max", p.output())
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
+
+    def test_parse_time_cap(self):
+        # A file that takes far more CPU than the cap to parse (80,000 params, about 1 MB)
+        # becomes an import error naming the cap; the other file's DAG is synced.
+        self.write("bundle/good.yaml", DAG.format(id="good"))
+        self.write("bundle/huge.yaml", DAG.format(id="huge") + "params:\n" +
+                   "".join(f"  k{i}: 1\n" for i in range(80000)))
+        rc, out = self.once(extra_dp="  parse_timeout: 5ms\n")
+        self.assertEqual(rc, 1, out)
+        errs = self.import_errors()
+        self.assertEqual(len(errs), 1, errs)
+        self.assertEqual(errs[0]["file"], "huge.yaml")
+        self.assertEqual(errs[0]["message"], "parsing took longer than the 5 ms cap per file")
+        self.assertGreater(errs[0]["line"], 1)  # where the parse was when the cap passed
+        self.assertEqual(set(self.dags()), {"good"})
+        # The timed-out file is not cached as broken: with the default cap it parses.
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.import_errors(), [])
+        self.assertEqual(set(self.dags()), {"good", "huge"})
+
+    def test_reconciliation_brings_back_a_deleted_dag(self):
+        # Unchanged rescans send nothing until reconcile_interval has passed since the
+        # plane took the manifest; then it goes again and the plane gets back a DAG an
+        # admin deleted.
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        self.write("bundle/b.yaml", DAG.format(id="b"))
+        self.ndp += 1
+        p = self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c",
+                                         self.dp_yaml(extra_dp="  reconcile_interval: 3s\n"),
+                                         "--log-level", "debug"])
+        harness.wait_for(lambda: {"a", "b"} <= set(self.dags()), 15, 0.1, "dags on the plane")
+        st, b = self.req("DELETE", "/api/v1/admin/dags/b", None, self.admin)
+        self.assertEqual(st, 200, b)
+        manifests = self.counts()[0]
+        harness.wait_for(lambda: "b" in self.dags(), 20, 0.1, "dag b back on the plane")
+        self.assertEqual(self.counts()[0], manifests + 1)
+        self.assertIn("unchanged (version", p.output())  # rescans in between sent nothing
         p.signal(signal.SIGTERM)
         self.assertEqual(p.wait(15), 0, p.output())
 
