@@ -28,8 +28,8 @@ enum { SDIRTY_DONE = 1, SDIRTY_EVAL = 2 };
  * for its upstream tasks. */
 
 struct stask {
-    json_t *json; /* canonical task JSON (owned), sent in assignments */
-    char *text;   /* json serialised (owned), made at its first assignment; NULL until then */
+    char *text; /* canonical task JSON (owned), sent in assignments; made at the task's first
+                 * assignment (sdag_task_text), NULL until then */
 };
 
 struct sdag {
@@ -143,6 +143,9 @@ void sdmap_free(struct sched *s);
 
 /* ---- sched_dags.c ---- */
 struct sdag *sdag_find(struct plane *p, const char *dag_id);
+/* The canonical JSON text of task k of d, made (and kept) at its first use;
+ * "{}" when it cannot be made. Borrowed from d. */
+const char *sdag_task_text(struct sdag *d, long k);
 long sdag_task_index(const struct sdag *d, const char *task_id); /* -1 if absent */
 remex_err sdag_load_all(struct plane *p, struct remex_error *e);
 void sdag_free_all(struct sched *s);

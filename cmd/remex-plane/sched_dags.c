@@ -31,15 +31,25 @@ long sdag_task_index(const struct sdag *d, const char *task_id)
     }
 }
 
+const char *sdag_task_text(struct sdag *d, long k)
+{
+    if (k < 0 || (size_t)k >= d->dag->ntasks)
+        return "{}";
+    if (!d->tasks[k].text) {
+        json_t *j = dag_task_to_json_value(&d->dag->tasks[k]); /* owned */
+        d->tasks[k].text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+    }
+    return d->tasks[k].text ? d->tasks[k].text : "{}";
+}
+
 static void sdag_free(struct sdag *d)
 {
     if (!d)
         return;
     if (d->tasks)
-        for (size_t i = 0; i < d->dag->ntasks; i++) {
-            json_decref(d->tasks[i].json);
+        for (size_t i = 0; i < d->dag->ntasks; i++)
             free(d->tasks[i].text);
-        }
     free(d->tasks);
     free(d->params_text);
     free(d->index);
@@ -69,9 +79,6 @@ static struct sdag *sdag_build(struct dag *dag, const char *bundle, const char *
         goto fail;
     memset(d->index, 0xff, d->nindex * sizeof(int));
     for (size_t i = 0; i < dag->ntasks; i++) {
-        d->tasks[i].json = dag_task_to_json_value(&dag->tasks[i]);
-        if (!d->tasks[i].json)
-            goto fail;
         size_t h = str_hash(dag->tasks[i].task_id) % d->nindex;
         while (d->index[h] >= 0)
             h = (h + 1) % d->nindex;
