@@ -12,7 +12,9 @@ on loopback and remex-dag-processor --once over generated local bundles.
 Each line gives the wall time of the whole --once process (start, register,
 scan, sync, exit), the scan and sync times the dag-processor logs, the DAGs
 uploaded (as the dag-processor logs them), the upload requests (PUT and bulk)
-counted by the plane's /metrics, and the process's peak RSS.
+counted by the plane's /metrics, the CPU time of the dag-processor and of the
+plane during the case (these do not grow with the machine's load as the wall
+times do), and the dag-processor's peak RSS.
 
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/dagproc_bench.py [N])
 """
@@ -73,8 +75,17 @@ def uploads(url):
         r'route="/api/v1/dags/(?:\{dag_id\}|bulk)",code="\d+"\} (\d+)', text))
 
 
-def run_once(cfg, url, what):
+def plane_cpu(pid):
+    """CPU seconds (user + system) the plane used so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_once(cfg, url, what, plane_pid):
     before = uploads(url)
+    cpu0 = plane_cpu(plane_pid)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     p = subprocess.Popen([os.path.join(BIN, "remex-dag-processor"), "-c", cfg, "--once",
                           "--log-level", "debug"], stdout=subprocess.PIPE,
@@ -82,6 +93,7 @@ def run_once(cfg, url, what):
     out, _ = p.communicate(timeout=600)
     wall = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    dp_cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
     if p.returncode != 0:
         print(out[-2000:])
     if os.environ.get("VERBOSE"):
@@ -91,6 +103,7 @@ def run_once(cfg, url, what):
     print(f"{what:5s} wall={wall:.3f}s scan={scan.group(1) if scan else '?'}ms "
           f"sync={sync.group(2) if sync else '-'}ms dags_uploaded={sync.group(1) if sync else 0} "
           f"upload_requests={uploads(url) - before} "
+          f"cpu_dp={dp_cpu:.3f}s cpu_plane={plane_cpu(plane_pid) - cpu0:.3f}s "
           f"rc={p.returncode} peak_rss_children={ru.ru_maxrss / 1024:.1f}MB")
     sys.stdout.flush()
 
@@ -137,11 +150,11 @@ def main():
                     f"bundles:\n  - {{name: bench, path: {bundle}, versioned: false}}\n")
         print(f"dagproc: {n} DAG files of 10 tasks, plane + dag-processor --once on loopback")
         time.sleep(2.1)  # files older than the racy window, as in a bundle nobody edits
-        run_once(cfg, url, "cold")
-        run_once(cfg, url, "warm")
+        run_once(cfg, url, "cold", plane.pid)
+        run_once(cfg, url, "warm", plane.pid)
         with open(os.path.join(bundle, "g00", "d00000.yaml"), "a") as f:
             f.write("description: changed\n")
-        run_once(cfg, url, "one")
+        run_once(cfg, url, "one", plane.pid)
         floor = os.path.join(BUILD, "bench", "_yaml_floor")
         if os.path.exists(floor):
             t0 = time.monotonic()
