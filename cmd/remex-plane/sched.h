@@ -53,6 +53,7 @@ struct sdag {
      * cron arithmetic until then. 0: compute. */
     int64_t cron_due_ms;
     unsigned cron_flags;
+    uint64_t manifest_gen; /* sched.manifest_gen of the last manifest that listed it */
 };
 
 #define SCHED_HIST_N 14
@@ -73,6 +74,7 @@ struct sched {
     int started;
     struct sdag *dags;
     struct sdag **dag_tab; /* dag_id -> sdag buckets, dag_cap (a power of 2) of them */
+    uint64_t manifest_gen; /* bumped by each manifest (sched_dags.c) */
     size_t dag_cap, ndags;
     struct sdirty *dirty;
     size_t ndirty, capdirty;

@@ -327,6 +327,10 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual(rc, 0, out)
         self.assertEqual(self.counts(), (2, 3))
         self.assertEqual(uploaded(out), 1)
+        # Every other DAG moved to the new version with the manifest (one UPDATE).
+        vers = {d["bundle"]["version"] for d in self.dags().values()}
+        self.assertEqual(len(vers), 1, vers)
+        self.assertNotIn(dags["d0000"]["bundle"]["version"], vers)
 
     def test_batches_shrink_when_the_plane_refuses_their_size(self):
         # A plane with a small body cap: the first batch (about 512 KiB) is refused with
