@@ -12,8 +12,8 @@ on loopback and remex-dag-processor --once over generated local bundles.
 Each line gives the wall time of the whole --once process (start, register,
 scan, sync, exit), the scan and sync times the dag-processor logs, the DAGs
 uploaded (as the dag-processor logs them), the upload requests (PUT and bulk)
-counted by the plane's /metrics, the CPU time of the dag-processor and of the
-plane during the case (these do not grow with the machine's load as the wall
+counted by the plane's /metrics, the plane's own time for the manifest (its
+log line), the CPU time of the dag-processor and of the plane during the case (these do not grow with the machine's load as the wall
 times do), and the dag-processor's peak RSS.
 
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/dagproc_bench.py [N])
@@ -82,7 +82,14 @@ def plane_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_once(cfg, url, what, plane_pid):
+def manifest_ms(log):
+    """The plane's own time for the last manifest it took (its info log line)."""
+    log.seek(0)
+    m = re.findall(r"manifest of bundle \S+ at \S+: \d+ DAGs missing, ([\d.]+) ms", log.read())
+    return m[-1] if m else "-"
+
+
+def run_once(cfg, url, what, plane_pid, log):
     before = uploads(url)
     cpu0 = plane_cpu(plane_pid)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -104,6 +111,7 @@ def run_once(cfg, url, what, plane_pid):
           f"sync={sync.group(2) if sync else '-'}ms dags_uploaded={sync.group(1) if sync else 0} "
           f"upload_requests={uploads(url) - before} "
           f"cpu_dp={dp_cpu:.3f}s cpu_plane={plane_cpu(plane_pid) - cpu0:.3f}s "
+          f"plane_manifest={manifest_ms(log)}ms "
           f"rc={p.returncode} peak_rss_children={ru.ru_maxrss / 1024:.1f}MB")
     sys.stdout.flush()
 
@@ -150,11 +158,11 @@ def main():
                     f"bundles:\n  - {{name: bench, path: {bundle}, versioned: false}}\n")
         print(f"dagproc: {n} DAG files of 10 tasks, plane + dag-processor --once on loopback")
         time.sleep(2.1)  # files older than the racy window, as in a bundle nobody edits
-        run_once(cfg, url, "cold", plane.pid)
-        run_once(cfg, url, "warm", plane.pid)
+        run_once(cfg, url, "cold", plane.pid, log)
+        run_once(cfg, url, "warm", plane.pid, log)
         with open(os.path.join(bundle, "g00", "d00000.yaml"), "a") as f:
             f.write("description: changed\n")
-        run_once(cfg, url, "one", plane.pid)
+        run_once(cfg, url, "one", plane.pid, log)
         floor = os.path.join(BUILD, "bench", "_yaml_floor")
         if os.path.exists(floor):
             t0 = time.monotonic()

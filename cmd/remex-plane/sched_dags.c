@@ -581,9 +581,9 @@ void sched_h_manifest(struct plane *p, struct plane_req *rq, struct plane_resp *
         plane_store_failed(rs);
         return;
     }
-    log_debug("sched: manifest of bundle %s at %s: %zu DAGs missing, %.1f ms", bundle,
-              version ? version : "", json_array_size(missing),
-              (double)(timeutil_mono_ns() - t0) / 1e6);
+    log_info("sched: manifest of bundle %s at %s: %zu DAGs missing, %.1f ms", bundle,
+             version ? version : "", json_array_size(missing),
+             (double)(timeutil_mono_ns() - t0) / 1e6);
     plane_reply(rs, 200, json_pack("{so}", "missing", missing));
 }
 
