@@ -175,15 +175,18 @@ enum dag_store {
 
 /*
  * Stores dag (owned: consumed in every case) for bundle@version, with
- * p->mu held and inside the caller's transaction or autocommit. Does not
- * kick the scheduler: *changed is set when the caller must (runs_changed).
- * On DAG_FAILED *msg is a static reason.
+ * p->mu held and inside the caller's transaction or autocommit. text is its
+ * canonical JSON (owned, consumed; dag_from_json_value_canon), or NULL to
+ * encode it here. Does not kick the scheduler: *changed is set when the
+ * caller must (runs_changed). On DAG_FAILED *msg is a static reason.
  */
-static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, const char *bundle,
-                                       const char *version, int *changed, const char **msg)
+static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, char *text,
+                                       const char *bundle, const char *version, int *changed,
+                                       const char **msg)
 {
     struct sdag *old = sdag_find(p, dag->dag_id);
     if (old && strcmp(old->dag->hash, dag->hash) == 0) {
+        free(text); /* the row keeps its JSON: same hash, same text */
         /* Idempotent: the same DAG again is not rewritten. */
         if (old->is_active && strcmp(old->bundle, bundle) == 0 &&
             strcmp(old->bundle_version, version) == 0) {
@@ -211,9 +214,8 @@ static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, const c
         *changed = 1;
         return DAG_RELABELED;
     }
-    char *text = NULL;
     struct remex_error e;
-    if (dag_to_json(dag, &text, NULL, &e) != REMEX_OK) {
+    if (!text && dag_to_json(dag, &text, NULL, &e) != REMEX_OK) {
         dag_free(dag);
         *msg = "cannot encode the dag";
         return DAG_FAILED;
@@ -257,7 +259,7 @@ static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, const c
     return DAG_STORED;
 }
 
-static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
+static void dag_put_locked(struct plane *p, struct dag *dag, char *text, const char *bundle,
                            const char *version, struct plane_resp *rs)
 {
     char hash[DAG_HASH_HEX];
@@ -265,7 +267,7 @@ static void dag_put_locked(struct plane *p, struct dag *dag, const char *bundle,
     int changed = 0;
     memcpy(hash, dag->hash, sizeof(hash));
     json_t *reply = json_pack("{ss ss}", "dag_id", dag->dag_id, "hash", hash);
-    if (dag_store_locked(p, dag, bundle, version, &changed, &msg) == DAG_FAILED) {
+    if (dag_store_locked(p, dag, text, bundle, version, &changed, &msg) == DAG_FAILED) {
         json_decref(reply);
         plane_error(rs, 500, "internal", "%s", msg);
         return;
@@ -298,18 +300,20 @@ void sched_h_dag_put(struct plane *p, struct plane_req *rq, struct plane_resp *r
         return;
     }
     struct dag *dag = NULL;
+    char *text = NULL;
     struct remex_error e;
-    if (dag_from_json_value(dj, &dag, &e) != REMEX_OK) {
+    if (dag_from_json_value_canon(dj, &dag, NULL, &text, &e) != REMEX_OK) {
         plane_error(rs, 400, "bad_request", "dag.%s", e.msg);
         return;
     }
     if (strcmp(dag->dag_id, rq->param[0]) != 0) {
         dag_free(dag);
+        free(text);
         plane_error(rs, 400, "bad_request", "dag.dag_id: does not match the path");
         return;
     }
     pthread_mutex_lock(&p->mu);
-    dag_put_locked(p, dag, bname, bver, rs);
+    dag_put_locked(p, dag, text, bname, bver, rs);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -332,16 +336,18 @@ void sched_h_dags_bulk(struct plane *p, struct plane_req *rq, struct plane_resp 
     }
     size_t n = json_array_size(in.dags), nstored = 0, nsame = 0, nbad = 0;
     struct dag **dags = calloc(n, sizeof(*dags));
+    char **texts = calloc(n, sizeof(*texts)); /* canonical JSON of dags[i] (owned) */
     json_t *results = json_array();
-    if (!dags || !results) {
+    if (!dags || !texts || !results) {
         free(dags);
+        free(texts);
         json_decref(results);
         plane_error(rs, 500, "internal", "out of memory");
         return;
     }
     for (size_t i = 0; i < n; i++) {
         json_t *item = json_array_get(in.dags, i); /* borrowed */
-        if (dag_from_json_value(item, &dags[i], &e) != REMEX_OK) {
+        if (dag_from_json_value_canon(item, &dags[i], NULL, &texts[i], &e) != REMEX_OK) {
             char msg[sizeof(e.msg) + 32];
             json_t *id = json_object_get(item, "dag_id"); /* borrowed */
             dags[i] = NULL;
@@ -366,10 +372,13 @@ void sched_h_dags_bulk(struct plane *p, struct plane_req *rq, struct plane_resp 
         memcpy(hash, dags[i]->hash, sizeof(hash));
         enum dag_store st =
             failed ? DAG_FAILED
-                   : dag_store_locked(p, dags[i], in.bundle, in.version, &changed, &why);
-        if (failed)
+                   : dag_store_locked(p, dags[i], texts[i], in.bundle, in.version, &changed, &why);
+        if (failed) {
             dag_free(dags[i]);
+            free(texts[i]);
+        }
         dags[i] = NULL;
+        texts[i] = NULL;
         if (st == DAG_FAILED) {
             failed = 1;
             json_decref(id);
@@ -393,6 +402,7 @@ void sched_h_dags_bulk(struct plane *p, struct plane_req *rq, struct plane_resp 
     }
     pthread_mutex_unlock(&p->mu);
     free(dags);
+    free(texts);
     if (failed) {
         json_decref(results);
         log_warn("sched: bulk DAG upload of bundle %s not stored: %s", in.bundle, why);
