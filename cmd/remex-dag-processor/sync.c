@@ -169,17 +169,21 @@ static void bulk_done(void *arg, const struct api_result *res)
 
 /* Starts the upload of the next batch of missing DAGs: at most
  * API_DAGS_BULK_MAX of them and about b->batch_bytes of JSON (a single larger
- * DAG goes alone). 0 when started, -1 when none was (b->upload_failed set). */
+ * DAG goes alone). Each DAG is encoded once (dag_to_json), its text sized
+ * and sent as it is. 0 when started, -1 when none was (b->upload_failed set). */
 static int put_batch(struct dp_bundle *b)
 {
-    size_t n = json_array_size(b->missing), bytes = 0;
+    size_t n = json_array_size(b->missing), bytes = 0, k = 0;
     struct remex_error e;
-    json_t *dags = json_array();
-    if (!dags) {
+    char **texts = calloc(DP_BATCH_MAX, sizeof(*texts));
+    size_t *lens = calloc(DP_BATCH_MAX, sizeof(*lens));
+    if (!texts || !lens) {
+        free(texts);
+        free(lens);
         b->upload_failed++;
         return -1;
     }
-    while (b->next_missing < n && json_array_size(dags) < DP_BATCH_MAX) {
+    while (b->next_missing < n && k < DP_BATCH_MAX) {
         const char *id = json_string_value(json_array_get(b->missing, b->next_missing));
         const struct dag *d = id ? model_of(b, id) : NULL;
         if (d == NULL) {
@@ -189,28 +193,34 @@ static int put_batch(struct dp_bundle *b)
                      id ? id : "a DAG");
             continue;
         }
-        json_t *j = dag_to_json_value(d);
-        size_t sz = j ? json_dumpb(j, NULL, 0, JSON_COMPACT) : 0;
-        if (j == NULL || (bytes > 0 && bytes + sz > b->batch_bytes)) {
-            json_decref(j);
-            if (j == NULL)
-                b->upload_failed++;
+        char *t = NULL;
+        size_t len = 0;
+        if (dag_to_json(d, &t, &len, &e) != REMEX_OK) {
+            b->upload_failed++;
             break;
         }
-        json_array_append_new(dags, j);
-        bytes += sz;
+        if (k > 0 && bytes + len > b->batch_bytes) {
+            free(t);
+            break;
+        }
+        texts[k] = t;
+        lens[k++] = len;
+        bytes += len;
         b->next_missing++;
     }
     remex_err rc = REMEX_OK;
-    if (json_array_size(dags) > 0)
-        rc = api_dags_bulk(b->dp->api, b->name, b->cur.version, dags, bulk_done, b, &e);
-    size_t sent = json_array_size(dags);
-    json_decref(dags);
-    if (sent == 0)
+    if (k > 0)
+        rc = api_dags_bulk(b->dp->api, b->name, b->cur.version, (const char *const *)texts, lens, k,
+                           bulk_done, b, &e);
+    for (size_t i = 0; i < k; i++)
+        free(texts[i]);
+    free(texts);
+    free(lens);
+    if (k == 0)
         return -1;
     if (rc != REMEX_OK) {
         if (b->upload_failed++ == 0)
-            log_warn("bundle %s: upload of %zu DAGs: %s", b->name, sent, e.msg);
+            log_warn("bundle %s: upload of %zu DAGs: %s", b->name, k, e.msg);
         return -1;
     }
     b->inflight++;

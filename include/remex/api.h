@@ -132,12 +132,14 @@ typedef void (*api_done_fn)(void *arg, const struct api_result *res);
 struct api_call {
     const char *method;
     const char *path;
-    const json_t *body; /* borrowed (serialized at once), NULL: none */
-    const char *bearer; /* a task token; NULL: the session token */
-    int long_poll;      /* 1: the long-poll timeout (api_opts.long_poll_ms + 15 s) */
-    const char *what;   /* for messages ("work poll"); NULL: "METHOD PATH" */
-    api_done_fn done;   /* called exactly once unless the client is freed first */
-    void *arg;          /* borrowed */
+    const json_t *body;   /* borrowed (serialized at once), NULL: none */
+    const char *bearer;   /* a task token; NULL: the session token */
+    int long_poll;        /* 1: the long-poll timeout (api_opts.long_poll_ms + 15 s) */
+    const char *what;     /* for messages ("work poll"); NULL: "METHOD PATH" */
+    api_done_fn done;     /* called exactly once unless the client is freed first */
+    void *arg;            /* borrowed */
+    const char *raw_body; /* with body NULL: JSON text sent as it is (borrowed, copied at once) */
+    size_t raw_len;
 };
 
 /*
@@ -179,14 +181,17 @@ remex_err api_dags_manifest(struct api_client *c, const json_t *manifest, api_do
                             void *arg, struct remex_error *e);
 
 /*
- * POST /api/v1/dags/bulk: 1..API_DAGS_BULK_MAX DAGs (dags: borrowed array of
- * DAG JSON objects) of bundle@version (borrowed; NULL: ""). A 2xx reply is
- * {results: [{dag_id, status: "stored" | "unchanged" | "invalid", hash,
- * error}], stored, unchanged, invalid}, one result per DAG in order. The body
- * must fit the plane's body_max (413 otherwise). REMEX_EINVAL (nothing
- * started) for an empty or oversized list; otherwise errors as api_call.
+ * POST /api/v1/dags/bulk: n (1..API_DAGS_BULK_MAX) DAGs of bundle@version
+ * (borrowed; NULL: ""). dags[i] is DAG i's JSON text, lens[i] bytes, each one
+ * JSON object (dag_to_json's canonical text; copied into the body as it is,
+ * so it must be valid JSON). A 2xx reply is {results: [{dag_id, status:
+ * "stored" | "unchanged" | "invalid", hash, error}], stored, unchanged,
+ * invalid}, one result per DAG in order. The body must fit the plane's
+ * body_max (413 otherwise). REMEX_EINVAL (nothing started) for an empty or
+ * oversized list; otherwise errors as api_call.
  */
 remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *version,
-                        const json_t *dags, api_done_fn done, void *arg, struct remex_error *e);
+                        const char *const *dags, const size_t *lens, size_t n, api_done_fn done,
+                        void *arg, struct remex_error *e);
 
 #endif
