@@ -142,8 +142,9 @@ static void bulk_done(void *arg, const struct api_result *res)
     if (res->status == 413) {
         /* Smaller batches for the retry; a single DAG too large fails each time. */
         if (b->upload_failed++ == 0)
-            log_warn("bundle %s: the plane refused %zu bytes of DAGs as too large (HTTP 413): "
-                     "raise body_max in the plane's plane.yaml",
+            log_warn("bundle %s: the plane refused a batch of up to %zu bytes of DAGs as too "
+                     "large (HTTP 413): raise body_max in the plane's plane.yaml; retrying in "
+                     "smaller batches",
                      b->name, b->batch_bytes);
         if (b->batch_bytes > DP_BATCH_BYTES_MIN)
             b->batch_bytes /= 2;
