@@ -317,6 +317,32 @@ void sched_h_dag_put(struct plane *p, struct plane_req *rq, struct plane_resp *r
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Decodes and validates each DAG of a bulk upload (outside the lock):
+ * dags[i] and texts[i] (its canonical JSON) for a valid one, with a null
+ * placeholder in results; an "invalid" result naming the field otherwise.
+ * Returns the number of invalid DAGs. */
+static size_t bulk_decode(json_t *items, struct dag **dags, char **texts, json_t *results)
+{
+    size_t nbad = 0;
+    struct remex_error e;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *item = json_array_get(items, i); /* borrowed */
+        if (dag_from_json_value_canon(item, &dags[i], NULL, &texts[i], &e) != REMEX_OK) {
+            char msg[sizeof(e.msg) + 32];
+            json_t *id = json_object_get(item, "dag_id"); /* borrowed */
+            dags[i] = NULL;
+            snprintf(msg, sizeof(msg), "dags[%zu].%s", i, e.msg);
+            json_array_append_new(results, json_pack("{sO ss ss}", "dag_id",
+                                                     json_is_string(id) ? id : json_null(),
+                                                     "status", "invalid", "error", msg));
+            nbad++;
+            continue;
+        }
+        json_array_append_new(results, json_null()); /* set once stored */
+    }
+    return nbad;
+}
+
 /*
  * POST /dags/bulk: up to DECODE_BULK_DAGS_MAX DAGs of one bundle@version in
  * one request and one transaction. Each item is decoded and validated on its
@@ -334,7 +360,7 @@ void sched_h_dags_bulk(struct plane *p, struct plane_req *rq, struct plane_resp 
         plane_error(rs, 400, "bad_request", "%s", rq->body ? e.msg : "body: expected object");
         return;
     }
-    size_t n = json_array_size(in.dags), nstored = 0, nsame = 0, nbad = 0;
+    size_t n = json_array_size(in.dags), nstored = 0, nsame = 0;
     struct dag **dags = calloc(n, sizeof(*dags));
     char **texts = calloc(n, sizeof(*texts)); /* canonical JSON of dags[i] (owned) */
     json_t *results = json_array();
@@ -345,21 +371,7 @@ void sched_h_dags_bulk(struct plane *p, struct plane_req *rq, struct plane_resp 
         plane_error(rs, 500, "internal", "out of memory");
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        json_t *item = json_array_get(in.dags, i); /* borrowed */
-        if (dag_from_json_value_canon(item, &dags[i], NULL, &texts[i], &e) != REMEX_OK) {
-            char msg[sizeof(e.msg) + 32];
-            json_t *id = json_object_get(item, "dag_id"); /* borrowed */
-            dags[i] = NULL;
-            snprintf(msg, sizeof(msg), "dags[%zu].%s", i, e.msg);
-            json_array_append_new(results, json_pack("{sO ss ss}", "dag_id",
-                                                     json_is_string(id) ? id : json_null(),
-                                                     "status", "invalid", "error", msg));
-            nbad++;
-            continue;
-        }
-        json_array_append_new(results, json_null()); /* set once stored */
-    }
+    size_t nbad = bulk_decode(in.dags, dags, texts, results);
     int changed = 0, failed = 0;
     const char *why = "";
     pthread_mutex_lock(&p->mu);
