@@ -10,8 +10,11 @@ on loopback and remex-dag-processor --once over generated local bundles.
   floor     libyaml parsing the same files, events only (build/bench/_yaml_floor)
 
 Each line gives the wall time of the whole --once process (start, register,
-scan, sync, exit), the scan and sync times the dag-processor logs, the DAG
-uploads counted by the plane's /metrics, and the process's peak RSS.
+scan, sync, exit), the scan and sync times the dag-processor logs, the DAGs
+uploaded (as the dag-processor logs them), the upload requests (PUT and bulk)
+counted by the plane's /metrics, the plane's own time for the manifest (its
+log line), the CPU time of the dag-processor and of the plane during the case (these do not grow with the machine's load as the wall
+times do), and the dag-processor's peak RSS.
 
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/dagproc_bench.py [N])
 """
@@ -68,12 +71,28 @@ def http(method, url, body=None, token=None):
 def uploads(url):
     text = http("GET", url + "/metrics").decode()
     return sum(int(m.group(1)) for m in re.finditer(
-        r'remex_plane_http_requests_total\{method="PUT",route="/api/v1/dags/\{dag_id\}",'
-        r'status="\d+"\} (\d+)', text))
+        r'remex_plane_http_requests_total\{method="(?:PUT|POST)",'
+        r'route="/api/v1/dags/(?:\{dag_id\}|bulk)",code="\d+"\} (\d+)', text))
 
 
-def run_once(cfg, url, what):
+def plane_cpu(pid):
+    """CPU seconds (user + system) the plane used so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def manifest_ms(log):
+    """The plane's own time for the last manifest it took (its info log line)."""
+    log.seek(0)
+    m = re.findall(r"manifest of bundle \S+ at \S+: \d+ DAGs missing, ([\d.]+) ms", log.read())
+    return m[-1] if m else "-"
+
+
+def run_once(cfg, url, what, plane_pid, log):
     before = uploads(url)
+    cpu0 = plane_cpu(plane_pid)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     p = subprocess.Popen([os.path.join(BIN, "remex-dag-processor"), "-c", cfg, "--once",
                           "--log-level", "debug"], stdout=subprocess.PIPE,
@@ -81,14 +100,18 @@ def run_once(cfg, url, what):
     out, _ = p.communicate(timeout=600)
     wall = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    dp_cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
     if p.returncode != 0:
         print(out[-2000:])
     if os.environ.get("VERBOSE"):
         print(out)
     scan = re.search(r"scanned \d+ files .* in (\d+) ms", out)
-    sync = re.search(r"import errors, (\d+) ms", out)
+    sync = re.search(r"(\d+) uploaded, \d+ import errors, (\d+) ms", out)
     print(f"{what:5s} wall={wall:.3f}s scan={scan.group(1) if scan else '?'}ms "
-          f"sync={sync.group(1) if sync else '-'}ms uploads={uploads(url) - before} "
+          f"sync={sync.group(2) if sync else '-'}ms dags_uploaded={sync.group(1) if sync else 0} "
+          f"upload_requests={uploads(url) - before} "
+          f"cpu_dp={dp_cpu:.3f}s cpu_plane={plane_cpu(plane_pid) - cpu0:.3f}s "
+          f"plane_manifest={manifest_ms(log)}ms "
           f"rc={p.returncode} peak_rss_children={ru.ru_maxrss / 1024:.1f}MB")
     sys.stdout.flush()
 
@@ -135,11 +158,11 @@ def main():
                     f"bundles:\n  - {{name: bench, path: {bundle}, versioned: false}}\n")
         print(f"dagproc: {n} DAG files of 10 tasks, plane + dag-processor --once on loopback")
         time.sleep(2.1)  # files older than the racy window, as in a bundle nobody edits
-        run_once(cfg, url, "cold")
-        run_once(cfg, url, "warm")
+        run_once(cfg, url, "cold", plane.pid, log)
+        run_once(cfg, url, "warm", plane.pid, log)
         with open(os.path.join(bundle, "g00", "d00000.yaml"), "a") as f:
             f.write("description: changed\n")
-        run_once(cfg, url, "one")
+        run_once(cfg, url, "one", plane.pid, log)
         floor = os.path.join(BUILD, "bench", "_yaml_floor")
         if os.path.exists(floor):
             t0 = time.monotonic()

@@ -867,6 +867,22 @@ const struct cfg_entry agentcfg_table[] = {
      .max = 1000,
      .desc = "Git checkouts and local snapshots kept besides the current one (never one a "
              "task runs in)."},
+    {.key = "dag_processor.parse_timeout",
+     .type = CFG_DURATION,
+     .offset = D(parse_timeout_ms),
+     .def = "5s",
+     .min = 1,
+     .max = 600000,
+     .desc = "CPU time cap of one DAG file's parse: a file past it becomes an import error "
+             "naming the cap."},
+    {.key = "dag_processor.reconcile_interval",
+     .type = CFG_DURATION,
+     .offset = D(reconcile_ms),
+     .def = "10m",
+     .min = 1000,
+     .max = 86400000,
+     .desc = "An unchanged bundle's manifest is sent again after this long, so that a plane "
+             "that lost DAGs gets them back."},
     {.key = "dag_processor.listen",
      .type = CFG_STRING,
      .offset = D(listen),

@@ -310,9 +310,12 @@ static void plane_up(struct api_client *c)
 static void on_done(remex_err rc, struct http_response *resp, const struct remex_error *e,
                     void *arg);
 
-static remex_err send_call(struct api_client *c, struct call *k, struct http_client *cli,
-                           const char *method, const char *path, const char *bearer,
-                           const json_t *body, struct remex_error *e)
+/* Starts k's request. body is serialised here; raw (when body is NULL) is
+ * JSON text already, sent as it is (raw_len bytes, borrowed). */
+static remex_err send_call_raw(struct api_client *c, struct call *k, struct http_client *cli,
+                               const char *method, const char *path, const char *bearer,
+                               const json_t *body, const char *raw, size_t raw_len,
+                               struct remex_error *e)
 {
     struct buf b = BUF_INIT(BODY_MAX);
     if (body && json_serialize(body, 0, &b, e) != REMEX_OK) {
@@ -322,8 +325,10 @@ static remex_err send_call(struct api_client *c, struct call *k, struct http_cli
     struct http_request rq = {.method = method,
                               .path = path,
                               .bearer = bearer,
-                              .body = body ? b.data : NULL,
-                              .body_len = body ? b.len : 0};
+                              .body = body ? b.data : raw,
+                              .body_len = body  ? b.len
+                                          : raw ? raw_len
+                                                : 0};
     struct http_multi_done d = {.fn = on_done, .arg = k};
     remex_err rc = http_multi_start(httploop_multi(c->hl), cli, &rq, d, e);
     buf_free(&b);
@@ -335,6 +340,13 @@ static remex_err send_call(struct api_client *c, struct call *k, struct http_cli
         c->calls->prev = k;
     c->calls = k;
     return REMEX_OK;
+}
+
+static remex_err send_call(struct api_client *c, struct call *k, struct http_client *cli,
+                           const char *method, const char *path, const char *bearer,
+                           const json_t *body, struct remex_error *e)
+{
+    return send_call_raw(c, k, cli, method, path, bearer, body, NULL, 0, e);
 }
 
 static struct call *new_call(enum call_kind kind, const char *what)
@@ -599,8 +611,8 @@ remex_err api_call(struct api_client *c, const struct api_call *call, struct rem
     k->arg = call->arg;
     k->on_session = call->bearer == NULL;
     snprintf(k->what, sizeof(k->what), "%s", what);
-    remex_err rc = send_call(c, k, call->long_poll ? c->lp : c->cli, call->method, call->path,
-                             bearer, call->body, e);
+    remex_err rc = send_call_raw(c, k, call->long_poll ? c->lp : c->cli, call->method, call->path,
+                                 bearer, call->body, call->raw_body, call->raw_len, e);
     if (rc != REMEX_OK)
         free(k);
     return rc;
@@ -1317,4 +1329,57 @@ remex_err api_dag_run_status(struct api_client *c, const char *dag_id, const cha
     struct api_call k = {
         .method = "GET", .path = path, .what = "run status", .done = done, .arg = arg};
     return api_call(c, &k, e);
+}
+
+/* ---- DAG sync ---- */
+
+remex_err api_dags_manifest(struct api_client *c, const json_t *manifest, api_done_fn done,
+                            void *arg, struct remex_error *e)
+{
+    struct api_call k = {.method = "POST",
+                         .path = "/api/v1/dags/manifest",
+                         .body = manifest,
+                         .what = "manifest",
+                         .done = done,
+                         .arg = arg};
+    return api_call(c, &k, e);
+}
+
+remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *version,
+                        const char *const *dags, const size_t *lens, size_t n, api_done_fn done,
+                        void *arg, struct remex_error *e)
+{
+    if (n == 0 || n > API_DAGS_BULK_MAX)
+        return remex_seterr(e, REMEX_EINVAL, "dag upload: 1 to %d DAGs per request, not %zu",
+                            API_DAGS_BULK_MAX, n);
+    /* {"bundle":{...},"dags":[text,text,...]}: the DAGs' canonical texts are
+     * copied in as they are, not parsed and encoded again. */
+    json_t *env =
+        json_pack("{s:s,s:s}", "name", bundle ? bundle : "", "version", version ? version : "");
+    char *envtext = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    json_decref(env);
+    struct buf b = BUF_INIT(BODY_MAX);
+    remex_err rc = envtext ? buf_printf(&b, "{\"bundle\":%s,\"dags\":[", envtext) : REMEX_ENOMEM;
+    free(envtext);
+    for (size_t i = 0; rc == REMEX_OK && i < n; i++)
+        if ((i > 0 && (rc = buf_append(&b, ",", 1)) != REMEX_OK) ||
+            (rc = buf_append(&b, dags[i], lens[i])) != REMEX_OK)
+            break;
+    if (rc == REMEX_OK)
+        rc = buf_puts(&b, "]}");
+    if (rc != REMEX_OK) {
+        buf_free(&b);
+        return remex_seterr(e, rc, "dag upload: %s",
+                            rc == REMEX_ENOMEM ? "out of memory" : "body over 8 MiB");
+    }
+    struct api_call k = {.method = "POST",
+                         .path = "/api/v1/dags/bulk",
+                         .raw_body = b.data,
+                         .raw_len = b.len,
+                         .what = "dag upload",
+                         .done = done,
+                         .arg = arg};
+    rc = api_call(c, &k, e);
+    buf_free(&b);
+    return rc;
 }

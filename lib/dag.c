@@ -718,6 +718,29 @@ remex_err dag_from_json_value_ex(const json_t *obj, struct dag **out, size_t *ba
     return REMEX_OK;
 }
 
+static remex_err validate_keep(struct dag *d, size_t *bad_task, char **keep, struct remex_error *e);
+
+remex_err dag_from_json_value_canon(const json_t *obj, struct dag **out, size_t *bad_task,
+                                    char **canonical, struct remex_error *e)
+{
+    struct dag *d = calloc(1, sizeof(*d));
+    remex_err rc;
+
+    *out = NULL;
+    *canonical = NULL;
+    if (bad_task != NULL)
+        *bad_task = (size_t)-1;
+    if (d == NULL)
+        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+    if ((rc = decode_dag(obj, d, e)) != REMEX_OK ||
+        (rc = validate_keep(d, bad_task, canonical, e)) != REMEX_OK) {
+        dag_free(d);
+        return rc;
+    }
+    *out = d;
+    return REMEX_OK;
+}
+
 remex_err dag_from_json(const char *text, size_t len, struct dag **out, struct remex_error *e)
 {
     json_error_t je;
@@ -879,8 +902,9 @@ remex_err dag_to_json(const struct dag *d, char **out, size_t *len, struct remex
     return REMEX_OK;
 }
 
-/* Checks the canonical size cap and records the hash in d->hash. */
-static remex_err finish_hash(struct dag *d, struct remex_error *e)
+/* Checks the canonical size cap and records the hash in d->hash; when keep
+ * is not NULL and all went well, *keep takes the canonical text (owned). */
+static remex_err finish_hash(struct dag *d, char **keep, struct remex_error *e)
 {
     size_t len;
     char *s;
@@ -895,6 +919,10 @@ static remex_err finish_hash(struct dag *d, struct remex_error *e)
         rc = hash_sha256_hex(s, len, d->hash) == REMEX_OK
                  ? REMEX_OK
                  : remex_seterr(e, REMEX_ENOMEM, "sha256 failed");
+    if (rc == REMEX_OK && keep != NULL) {
+        *keep = s;
+        return REMEX_OK;
+    }
     free(s);
     return rc;
 }
@@ -1118,6 +1146,12 @@ static remex_err validate_dag_fields(struct dag *d, struct remex_error *e)
 
 remex_err dag_validate(struct dag *d, size_t *bad_task, struct remex_error *e)
 {
+    return validate_keep(d, bad_task, NULL, e);
+}
+
+/* dag_validate; *keep (when not NULL) takes the canonical text the hash was made of. */
+static remex_err validate_keep(struct dag *d, size_t *bad_task, char **keep, struct remex_error *e)
+{
     remex_err rc;
     size_t *sorted = NULL;
 
@@ -1154,7 +1188,7 @@ remex_err dag_validate(struct dag *d, size_t *bad_task, struct remex_error *e)
     if (rc == REMEX_OK)
         rc = order_tasks(d, bad_task, e);
     if (rc == REMEX_OK)
-        rc = finish_hash(d, e);
+        rc = finish_hash(d, keep, e);
     if (rc != REMEX_OK)
         unlink_tasks(d);
     return rc;

@@ -20,6 +20,9 @@ struct ctx {
     const char *file;
     struct dagyaml_result *res;
     int oom;
+    uint64_t cpu_deadline_ns; /* 0: no cap (dagyaml_parse_until) */
+    unsigned cap_ms;
+    int timed_out; /* the cap passed: a diagnostic says so, the walk stops */
 };
 
 static void diag(struct ctx *c, unsigned line, unsigned col, const char *fmt, ...)
@@ -38,6 +41,19 @@ static void diag(struct ctx *c, unsigned line, unsigned col, const char *fmt, ..
     va_start(ap, fmt);
     vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
     va_end(ap);
+}
+
+/* 1 (after a diagnostic at n) once the CPU time cap has passed. */
+static int out_of_time(struct ctx *c, const struct ytree_node *n)
+{
+    if (c->timed_out)
+        return 1;
+    if (!c->cpu_deadline_ns || ytree_thread_cpu_ns() <= c->cpu_deadline_ns)
+        return 0;
+    c->timed_out = 1;
+    diag(c, n ? n->line : 1, n ? n->col : 1, "parsing took longer than the %u ms cap per file",
+         c->cap_ms);
+    return 1;
 }
 
 #define NDIAG(c, node, ...) diag((c), (node)->line, (node)->col, __VA_ARGS__)
@@ -81,9 +97,13 @@ static struct ytree_node *load(struct ctx *c, const char *data, size_t len)
     struct ytree_node *root;
     struct ytree_error ye;
 
-    if (ytree_parse(data, len, &lim, &root, &ye) == REMEX_OK)
+    if (ytree_parse_until(data, len, &lim, c->cpu_deadline_ns, &root, &ye) == REMEX_OK)
         return root;
     switch (ye.kind) {
+    case YTREE_ETIME:
+        c->timed_out = 1;
+        diag(c, ye.line, ye.col, "parsing took longer than the %u ms cap per file", c->cap_ms);
+        break;
     case YTREE_ENOMEM:
         c->oom = 1;
         break;
@@ -759,7 +779,7 @@ static void one_dag(struct ctx *c, const struct ytree_node *n)
     for (size_t i = 0; tn != NULL && tn->kind == YTREE_SEQ && i < tn->n; i++) {
         char w[48];
         snprintf(w, sizeof(w), "tasks[%zu]", i);
-        if (c->res->ndiags >= DAGYAML_DIAGS_MAX)
+        if (c->res->ndiags >= DAGYAML_DIAGS_MAX || ((i & 63) == 63 && out_of_time(c, tn->kids[i])))
             break;
         json_t *t = conv_map(c, tn->kids[i], task_keys, w);
         if (t != NULL && ytree_map_get(tn->kids[i], "task_id") == NULL) {
@@ -781,7 +801,7 @@ static void one_dag(struct ctx *c, const struct ytree_node *n)
         bad = 1;
     }
     json_decref(defaults);
-    if (bad) {
+    if (bad || out_of_time(c, n)) {
         json_decref(o);
         return;
     }
@@ -797,6 +817,10 @@ static void one_dag(struct ctx *c, const struct ytree_node *n)
     if (rc != REMEX_OK) {
         const struct ytree_node *at = resolve_path(n, dn, e.msg, bad_task);
         NDIAG(c, at, "%s", e.msg);
+        return;
+    }
+    if (out_of_time(c, n)) {
+        dag_free(d);
         return;
     }
     struct dag **nd = realloc(c->res->dags, (c->res->ndags + 1) * sizeof(*nd));
@@ -833,6 +857,8 @@ static void walk_root(struct ctx *c, const struct ytree_node *root)
     }
     for (size_t i = 0; i < list->n && c->res->ndiags < DAGYAML_DIAGS_MAX && !c->oom; i++) {
         size_t had = c->res->ndags;
+        if (out_of_time(c, list->kids[i]))
+            break;
         one_dag(c, list->kids[i]);
         if (c->res->ndags == had)
             continue;
@@ -884,10 +910,18 @@ static remex_err finish(struct ctx *c, struct remex_error *e)
 remex_err dagyaml_parse(const char *data, size_t len, const char *fileloc,
                         struct dagyaml_result *res, struct remex_error *e)
 {
+    return dagyaml_parse_until(data, len, fileloc, 0, res, e);
+}
+
+remex_err dagyaml_parse_until(const char *data, size_t len, const char *fileloc, unsigned cap_ms,
+                              struct dagyaml_result *res, struct remex_error *e)
+{
     unsigned line, col;
 
     result_init(res);
-    struct ctx c = {fileloc, res, 0};
+    struct ctx c = {fileloc, res, 0, 0, cap_ms, 0};
+    if (cap_ms > 0)
+        c.cpu_deadline_ns = ytree_thread_cpu_ns() + (uint64_t)cap_ms * 1000000u;
     if (len > DAGYAML_FILE_MAX) {
         diag(&c, 1, 1, "file larger than %d bytes", DAGYAML_FILE_MAX);
         return finish(&c, e);
@@ -913,7 +947,7 @@ remex_err dagyaml_parse_file(const char *path, const char *fileloc, struct dagya
     size_t len = 0;
 
     result_init(res);
-    struct ctx c = {fileloc, res, 0};
+    struct ctx c = {fileloc, res, 0, 0, 0, 0};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         int err = fd < 0 ? errno : EINVAL;

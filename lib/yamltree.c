@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <yaml.h>
 
 struct build {
@@ -13,6 +14,7 @@ struct build {
     const struct ytree_limits *lim;
     struct ytree_error *err;
     size_t nodes;
+    uint64_t cpu_deadline_ns; /* 0: none */
 };
 
 static remex_err fail(struct build *b, enum ytree_errkind kind, unsigned line, unsigned col)
@@ -26,6 +28,8 @@ static remex_err fail(struct build *b, enum ytree_errkind kind, unsigned line, u
     case YTREE_EDEPTH:
     case YTREE_ENODES:
         return REMEX_ETOOBIG;
+    case YTREE_ETIME:
+        return REMEX_ETIMEOUT;
     default:
         return REMEX_EPARSE;
     }
@@ -179,15 +183,30 @@ static remex_err make_node(struct build *b, const yaml_event_t *ev, size_t depth
     return REMEX_OK;
 }
 
+uint64_t ytree_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 remex_err ytree_parse(const char *data, size_t len, const struct ytree_limits *lim,
                       struct ytree_node **rootp, struct ytree_error *err)
 {
+    return ytree_parse_until(data, len, lim, 0, rootp, err);
+}
+
+remex_err ytree_parse_until(const char *data, size_t len, const struct ytree_limits *lim,
+                            uint64_t cpu_deadline_ns, struct ytree_node **rootp,
+                            struct ytree_error *err)
+{
     struct ytree_error spare;
-    struct build b = {data, len, lim, err != NULL ? err : &spare, 0};
+    struct build b = {data, len, lim, err != NULL ? err : &spare, 0, cpu_deadline_ns};
     yaml_parser_t p;
     yaml_event_t ev;
     struct ytree_node **stack, *root = NULL;
-    size_t depth = 0;
+    size_t depth = 0, events = 0;
     int docs = 0, done = 0;
     remex_err rc = REMEX_OK;
 
@@ -208,6 +227,13 @@ remex_err ytree_parse(const char *data, size_t len, const struct ytree_limits *l
         struct ytree_node *n = NULL;
         if (!yaml_parser_parse(&p, &ev)) {
             rc = syntax_error(&b, &p);
+            break;
+        }
+        if (b.cpu_deadline_ns && (++events & 1023) == 0 &&
+            ytree_thread_cpu_ns() > b.cpu_deadline_ns) {
+            rc = fail(&b, YTREE_ETIME, (unsigned)ev.start_mark.line + 1,
+                      (unsigned)ev.start_mark.column + 1);
+            yaml_event_delete(&ev);
             break;
         }
         switch (ev.type) {

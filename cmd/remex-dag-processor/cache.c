@@ -47,7 +47,8 @@ remex_err dp_cache_save(const char *path, const char *root, const struct dp_stat
     char tmp[PATH_MAX];
     json_t *files = json_array();
     for (size_t i = 0; files && i < s->files.n; i++)
-        json_array_append_new(files, entry_json(&s->files.v[i], &s->ent[i]));
+        if (!s->ent[i].is_dag || s->ent[i].sha256[0] != '\0') /* "": parse again (scan.c) */
+            json_array_append_new(files, entry_json(&s->files.v[i], &s->ent[i]));
     json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:o}", "format", DP_CACHE_FORMAT, "remex",
                           REMEX_VERSION, "root", root, "version", s->version, "files", files);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;

@@ -23,6 +23,10 @@
 #include "remex/gitbundle.h"
 
 #define DP_CACHE_MAX (256u * 1024 * 1024) /* cache file cap */
+/* Bulk upload size: half the plane's default body_max (1 MiB); a 413 halves
+ * it down to DP_BATCH_BYTES_MIN. */
+#define DP_BATCH_BYTES     (512u * 1024)
+#define DP_BATCH_BYTES_MIN (16u * 1024)
 
 /* One DAG of a file. */
 struct dp_dag {
@@ -62,15 +66,18 @@ struct dp_state {
 /* ---- scan.c ---- */
 int dp_is_dag_file(const char *rel);
 /* Parses one file's text into *ent (ent->is_dag and sha256 set by the caller). keep: keep models.
- */
-remex_err dp_parse(const char *data, size_t len, const char *rel, int keep, struct dp_entry *ent,
-                   struct remex_error *e);
-/* Reads and parses the file at path (size cap and read errors become import errors). */
-remex_err dp_parse_file(const char *path, const char *rel, int keep, struct dp_entry *ent,
-                        struct remex_error *e);
-/* Scans root into *out, reusing prev's hashes and parse results (prev may be NULL). */
-remex_err dp_scan(const char *root, const struct dp_state *prev, struct dp_state *out,
-                  struct remex_error *e);
+ * cap_ms: CPU time cap of the parse (dagyaml_parse_until; past it, an import error naming it). */
+remex_err dp_parse(const char *data, size_t len, const char *rel, int keep, unsigned cap_ms,
+                   struct dp_entry *ent, struct remex_error *e);
+/* Reads and parses the file at path (size cap, time cap and read errors become import errors). */
+remex_err dp_parse_file(const char *path, const char *rel, int keep, unsigned cap_ms,
+                        struct dp_entry *ent, struct remex_error *e);
+/* Scans root into *out, reusing prev's hashes and parse results (prev may be NULL); each file
+ * parsed under cap_ms of CPU time. */
+remex_err dp_scan(const char *root, const struct dp_state *prev, unsigned cap_ms,
+                  struct dp_state *out, struct remex_error *e);
+/* The cap --lint parses under (dag_processor.parse_timeout's default). */
+#define DP_PARSE_CAP_MS 5000u
 void dp_entry_free(struct dp_entry *ent);
 void dp_state_free(struct dp_state *s);
 /* Releases the parsed models of every entry (after upload). */
@@ -137,10 +144,12 @@ struct dp_bundle {
     int syncing;
     int sync_wanted;               /* a scan is waiting for the session */
     char synced[HASH_SHA256_HEX];  /* digest of the last manifest the plane took */
+    uint64_t synced_ms;            /* when it took it (loop clock) */
     char sending[HASH_SHA256_HEX]; /* digest of the manifest being synced */
     json_t *missing;               /* dag ids the plane asked for */
     json_t *where;                 /* dag_id -> file index, built when needed */
     size_t next_missing, inflight, uploaded, upload_failed, nerrors;
+    size_t batch_bytes; /* JSON bytes per bulk upload (DP_BATCH_BYTES, halved on a 413) */
     unsigned sync_failures;
     uint64_t retry_timer;
     uint64_t sync_start_ms;
@@ -198,6 +207,8 @@ remex_err dp_watch_start(struct dagproc *dp, struct remex_error *e);
 /* Watches b's root and the folders of its last scan (local bundles). */
 void dp_watch_bundle(struct dp_bundle *b);
 void dp_watch_stop(struct dagproc *dp);
+/* main.c: dag_processor.parse_timeout in ms (the per-file CPU time cap of a parse). */
+unsigned dp_parse_cap_ms(const struct dagproc *dp);
 /* main.c: starts the next wanted scan when the scan thread is free. */
 void dp_kick(struct dagproc *dp);
 /* main.c: a bundle's sync ended (ok: the plane has the manifest and every DAG). */

@@ -35,7 +35,7 @@ int dp_lint(int argc, char **argv)
     }
     for (int i = 0; i < argc; i++) {
         ep[i] = &ent[i];
-        if (dp_parse_file(argv[i], argv[i], 0, &ent[i], &e) != REMEX_OK) {
+        if (dp_parse_file(argv[i], argv[i], 0, DP_PARSE_CAP_MS, &ent[i], &e) != REMEX_OK) {
             fprintf(stderr, "remex-dag-processor: %s: %s\n", argv[i], e.msg);
             code = REMEX_EXIT_FAIL;
             goto out;

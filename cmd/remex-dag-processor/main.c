@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,12 @@ static char *git_prepare(struct dagproc *dp, struct dp_bundle *b, char sha[GITBU
     return r;
 }
 
+unsigned dp_parse_cap_ms(const struct dagproc *dp)
+{
+    uint64_t ms = dp->r->cfg.dag_processor.parse_timeout_ms;
+    return ms > UINT_MAX ? UINT_MAX : (unsigned)ms;
+}
+
 static void *scan_thread(void *arg)
 {
     struct dagproc *dp = arg;
@@ -126,7 +133,8 @@ static void *scan_thread(void *arg)
     if (b->is_git)
         root = dp->th_root = git_prepare(dp, b, sha);
     if (root != NULL) {
-        dp->th_rc = dp_scan(root, b->have_cur ? &b->cur : NULL, &dp->th_out, &dp->th_err);
+        dp->th_rc = dp_scan(root, b->have_cur ? &b->cur : NULL, dp_parse_cap_ms(dp), &dp->th_out,
+                            &dp->th_err);
         if (dp->th_rc == REMEX_OK && b->is_git)
             snprintf(dp->th_out.version, sizeof(dp->th_out.version), "%s", sha);
         if (dp->th_rc == REMEX_OK &&
@@ -153,7 +161,10 @@ static void scan_done(struct dagproc *dp)
     b->scanning = 0;
     if (dp->th_same) {
         log_debug("bundle %s: %s still at %s", b->name, b->git.ref, b->cur.version);
-        dp_synced(b, 1);
+        if (evloop_now_ms(dp->loop) - b->synced_ms >= dp->r->cfg.dag_processor.reconcile_ms)
+            dp_sync_start(b); /* reconciliation: the same manifest again (sync.c) */
+        else
+            dp_synced(b, 1);
         return;
     }
     if (dp->th_rc != REMEX_OK) {
@@ -326,6 +337,7 @@ static int setup_bundle(struct dagproc *dp, struct dp_bundle *b, const struct ag
     struct remex_error e;
     uint64_t every = cfg->refresh_ms;
     b->dp = dp;
+    b->batch_bytes = DP_BATCH_BYTES;
     b->name = strdup(cb->name);
     if (b->name == NULL)
         return REMEX_EXIT_FAIL;

@@ -156,19 +156,19 @@ static remex_err take_result(remex_err prc, struct dagyaml_result *res, const ch
     return rc;
 }
 
-remex_err dp_parse(const char *data, size_t len, const char *rel, int keep, struct dp_entry *ent,
-                   struct remex_error *e)
+remex_err dp_parse(const char *data, size_t len, const char *rel, int keep, unsigned cap_ms,
+                   struct dp_entry *ent, struct remex_error *e)
 {
     struct dagyaml_result res;
     struct remex_error pe;
-    remex_err prc = dagyaml_parse(data, len, rel, &res, &pe);
+    remex_err prc = dagyaml_parse_until(data, len, rel, cap_ms, &res, &pe);
     remex_err rc = take_result(prc, &res, data, len, keep, ent, &pe, e);
     dagyaml_result_free(&res);
     return rc;
 }
 
-remex_err dp_parse_file(const char *path, const char *rel, int keep, struct dp_entry *ent,
-                        struct remex_error *e)
+remex_err dp_parse_file(const char *path, const char *rel, int keep, unsigned cap_ms,
+                        struct dp_entry *ent, struct remex_error *e)
 {
     FILE *f = fopen(path, "rb");
     char *data;
@@ -191,7 +191,7 @@ remex_err dp_parse_file(const char *path, const char *rel, int keep, struct dp_e
     else if (n > DAGYAML_FILE_MAX)
         rc = add_err(ent, 1, 1, "file larger than 1048576 bytes", e);
     else
-        rc = dp_parse(data, n, rel, keep, ent, e);
+        rc = dp_parse(data, n, rel, keep, cap_ms, ent, e);
     free(data);
     return rc;
 }
@@ -215,8 +215,8 @@ static remex_err copy_entry(const struct dp_entry *from, struct dp_entry *to, st
 }
 
 /* Fills the entry of DAG file i: from prev when its content is the same, else parsed. */
-static remex_err scan_one(const char *root, const struct dp_state *prev, struct dp_state *s,
-                          size_t i, struct remex_error *e)
+static remex_err scan_one(const char *root, const struct dp_state *prev, unsigned cap_ms,
+                          struct dp_state *s, size_t i, struct remex_error *e)
 {
     const struct bundle_file *f = &s->files.v[i];
     struct dp_entry *x = &s->ent[i];
@@ -231,11 +231,18 @@ static remex_err scan_one(const char *root, const struct dp_state *prev, struct 
     }
     s->parsed++;
     snprintf(path, sizeof(path), "%s/%s", root, f->rel);
-    return dp_parse_file(path, f->rel, 1, x, e);
+    remex_err rc = dp_parse_file(path, f->rel, 1, cap_ms, x, e);
+    /* A file past the time cap is not remembered as parsed (its entry's
+     * hash stays empty, in the cache too): the next scan tries it again, so
+     * that a raised parse_timeout or a quieter machine takes it. */
+    for (size_t k = 0; rc == REMEX_OK && k < x->nerrs; k++)
+        if (strstr(x->errs[k].msg, "ms cap per file") != NULL)
+            x->sha256[0] = '\0';
+    return rc;
 }
 
-remex_err dp_scan(const char *root, const struct dp_state *prev, struct dp_state *out,
-                  struct remex_error *e)
+remex_err dp_scan(const char *root, const struct dp_state *prev, unsigned cap_ms,
+                  struct dp_state *out, struct remex_error *e)
 {
     remex_err rc;
     memset(out, 0, sizeof(*out));
@@ -248,7 +255,7 @@ remex_err dp_scan(const char *root, const struct dp_state *prev, struct dp_state
     for (size_t i = 0; rc == REMEX_OK && i < out->files.n; i++) {
         if (!dp_is_dag_file(out->files.v[i].rel))
             continue;
-        rc = scan_one(root, prev, out, i, e);
+        rc = scan_one(root, prev, cap_ms, out, i, e);
         out->nerrors += out->ent[i].nerrs;
     }
     if (rc != REMEX_OK)

@@ -1,13 +1,16 @@
 /*
  * Sync of one bundle's scan with the plane, on the loop:
  *
- *   manifest (POST /api/v1/dags/manifest: files, DAG ids and hashes, import
- *   errors) -> the plane answers the DAG ids it lacks -> each is uploaded
- *   (PUT /api/v1/dags/{dag_id}, at most SYNC_WINDOW at once) with the bundle
- *   name and version.
+ *   manifest (api_dags_manifest: files, DAG ids and hashes, import errors)
+ *   -> the plane answers the DAG ids it lacks -> they are uploaded in
+ *   batches (api_dags_bulk: up to API_DAGS_BULK_MAX DAGs and about
+ *   b->batch_bytes of JSON each, SYNC_WINDOW batches at once) with the
+ *   bundle name and version. A 413 halves the batch size for the retry.
  *
  * A manifest identical to the last one the plane took (same digest) is not
- * sent again: an unchanged rescan costs no request. A failed manifest or
+ * sent again: an unchanged rescan costs no request, until
+ * dag_processor.reconcile_interval has passed since the plane took it (then
+ * it is sent, and the plane answers what it lacks). A failed manifest or
  * upload retries the whole sync with backoff; the plane keeps what it had.
  */
 #include <inttypes.h>
@@ -23,7 +26,10 @@
 #include "remex/log.h"
 #include "remex/role.h"
 
-#define SYNC_WINDOW 8
+/* Bulk uploads in flight at once: one being stored while the next is built
+ * and sent (the plane stores one request at a time). */
+#define SYNC_WINDOW  2
+#define DP_BATCH_MAX API_DAGS_BULK_MAX
 
 static void pump(struct dp_bundle *b);
 
@@ -46,6 +52,7 @@ static void finish(struct dp_bundle *b, int ok)
     dp_state_drop_models(&b->cur);
     if (ok) {
         memcpy(b->synced, b->sending, sizeof(b->synced));
+        b->synced_ms = evloop_now_ms(b->dp->loop);
         b->sync_failures = 0;
     }
     dp_synced(b, ok);
@@ -91,7 +98,8 @@ static const struct dag *model_of(struct dp_bundle *b, const char *dag_id)
         char path[PATH_MAX];
         struct dp_entry fresh = {0};
         snprintf(path, sizeof(path), "%s/%s", b->root, b->cur.files.v[i].rel);
-        if (dp_parse_file(path, b->cur.files.v[i].rel, 1, &fresh, &e) != REMEX_OK ||
+        if (dp_parse_file(path, b->cur.files.v[i].rel, 1, dp_parse_cap_ms(b->dp), &fresh, &e) !=
+                REMEX_OK ||
             fresh.ndags != x->ndags || fresh.models == NULL) {
             dp_entry_free(&fresh);
             return NULL; /* changed since the scan: the next scan has it */
@@ -112,46 +120,108 @@ static const struct dag *model_of(struct dp_bundle *b, const char *dag_id)
     return NULL;
 }
 
-static void put_done(void *arg, const struct api_result *res)
+/* Logs a refused item of a bulk reply (the first few of a sync only). */
+static void item_refused(struct dp_bundle *b, json_t *r)
+{
+    if (b->upload_failed++ < 5)
+        log_warn("bundle %s: the plane refused %s: %s", b->name,
+                 json_string_value(json_object_get(r, "dag_id"))
+                     ? json_string_value(json_object_get(r, "dag_id"))
+                     : "a DAG",
+                 json_string_value(json_object_get(r, "error"))
+                     ? json_string_value(json_object_get(r, "error"))
+                     : "no reason given");
+}
+
+static void bulk_done(void *arg, const struct api_result *res)
 {
     struct dp_bundle *b = arg;
+    size_t i;
+    json_t *r;
     b->inflight--;
-    if (res->rc == REMEX_OK) {
-        b->uploaded++;
-    } else {
+    if (res->status == 413) {
+        /* Smaller batches for the retry; a single DAG too large fails each time. */
         if (b->upload_failed++ == 0)
-            log_warn("bundle %s: upload: %s", b->name, res->msg);
+            log_warn("bundle %s: the plane refused a batch of up to %zu bytes of DAGs as too "
+                     "large (HTTP 413): raise body_max in the plane's plane.yaml; retrying in "
+                     "smaller batches",
+                     b->name, b->batch_bytes);
+        if (b->batch_bytes > DP_BATCH_BYTES_MIN)
+            b->batch_bytes /= 2;
+    } else if (res->rc != REMEX_OK || !json_is_array(json_object_get(res->reply, "results"))) {
+        if (b->upload_failed++ == 0)
+            log_warn("bundle %s: upload: %s", b->name,
+                     res->rc != REMEX_OK ? res->msg : "reply without a results array");
+    } else {
+        log_debug("bundle %s: %zu DAGs uploaded, %" PRIu64 " ms into the sync", b->name,
+                  json_array_size(json_object_get(res->reply, "results")),
+                  evloop_now_ms(b->dp->loop) - b->sync_start_ms);
+        json_array_foreach(json_object_get(res->reply, "results"), i, r)
+        {
+            const char *st = json_string_value(json_object_get(r, "status"));
+            if (st && (strcmp(st, "stored") == 0 || strcmp(st, "unchanged") == 0))
+                b->uploaded++;
+            else
+                item_refused(b, r);
+        }
     }
     pump(b);
 }
 
-/* Starts the upload of one DAG; 0 when started. */
-static int put_one(struct dp_bundle *b, const char *dag_id)
+/* Starts the upload of the next batch of missing DAGs: at most
+ * API_DAGS_BULK_MAX of them and about b->batch_bytes of JSON (a single larger
+ * DAG goes alone). Each DAG is encoded once (dag_to_json), its text sized
+ * and sent as it is. 0 when started, -1 when none was (b->upload_failed set). */
+static int put_batch(struct dp_bundle *b)
 {
-    const struct dag *d = model_of(b, dag_id);
-    char path[512];
+    size_t n = json_array_size(b->missing), bytes = 0, k = 0;
     struct remex_error e;
-    if (d == NULL) {
+    char **texts = calloc(DP_BATCH_MAX, sizeof(*texts));
+    size_t *lens = calloc(DP_BATCH_MAX, sizeof(*lens));
+    if (!texts || !lens) {
+        free(texts);
+        free(lens);
         b->upload_failed++;
-        log_warn("bundle %s: %s changed while it was synced; the next scan sends it", b->name,
-                 dag_id);
         return -1;
     }
-    json_t *body = json_pack("{s:{s:s,s:s},s:o}", "bundle", "name", b->name, "version",
-                             b->cur.version, "dag", dag_to_json_value(d));
-    snprintf(path, sizeof(path), "/api/v1/dags/%s", dag_id);
-    struct api_call c = {.method = "PUT",
-                         .path = path,
-                         .body = body,
-                         .what = "dag upload",
-                         .done = put_done,
-                         .arg = b};
-    remex_err rc = body ? api_call(b->dp->api, &c, &e) : REMEX_ENOMEM;
-    json_decref(body);
+    while (b->next_missing < n && k < DP_BATCH_MAX) {
+        const char *id = json_string_value(json_array_get(b->missing, b->next_missing));
+        const struct dag *d = id ? model_of(b, id) : NULL;
+        if (d == NULL) {
+            b->next_missing++;
+            b->upload_failed++;
+            log_warn("bundle %s: %s changed while it was synced; the next scan sends it", b->name,
+                     id ? id : "a DAG");
+            continue;
+        }
+        char *t = NULL;
+        size_t len = 0;
+        if (dag_to_json(d, &t, &len, &e) != REMEX_OK) {
+            b->upload_failed++;
+            break;
+        }
+        if (k > 0 && bytes + len > b->batch_bytes) {
+            free(t);
+            break;
+        }
+        texts[k] = t;
+        lens[k++] = len;
+        bytes += len;
+        b->next_missing++;
+    }
+    remex_err rc = REMEX_OK;
+    if (k > 0)
+        rc = api_dags_bulk(b->dp->api, b->name, b->cur.version, (const char *const *)texts, lens, k,
+                           bulk_done, b, &e);
+    for (size_t i = 0; i < k; i++)
+        free(texts[i]);
+    free(texts);
+    free(lens);
+    if (k == 0)
+        return -1;
     if (rc != REMEX_OK) {
         if (b->upload_failed++ == 0)
-            log_warn("bundle %s: upload of %s: %s", b->name, dag_id,
-                     rc == REMEX_ENOMEM ? "out of memory" : e.msg);
+            log_warn("bundle %s: upload of %zu DAGs: %s", b->name, k, e.msg);
         return -1;
     }
     b->inflight++;
@@ -161,11 +231,9 @@ static int put_one(struct dp_bundle *b, const char *dag_id)
 static void pump(struct dp_bundle *b)
 {
     size_t n = json_array_size(b->missing);
-    while (b->inflight < SYNC_WINDOW && b->next_missing < n && b->upload_failed == 0) {
-        const char *id = json_string_value(json_array_get(b->missing, b->next_missing++));
-        if (id)
-            put_one(b, id);
-    }
+    while (b->inflight < SYNC_WINDOW && b->next_missing < n && b->upload_failed == 0)
+        if (put_batch(b) < 0)
+            break;
     if (b->inflight > 0)
         return;
     if (b->upload_failed > 0) {
@@ -201,6 +269,8 @@ static void manifest_done(void *arg, const struct api_result *res)
         fail(b, "manifest", res->rc != REMEX_OK ? res->msg : "reply without a missing array");
         return;
     }
+    log_debug("bundle %s: manifest answered after %" PRIu64 " ms: %zu DAGs missing", b->name,
+              evloop_now_ms(b->dp->loop) - b->sync_start_ms, json_array_size(missing));
     b->missing = json_incref(missing);
     b->next_missing = 0;
     pump(b);
@@ -242,7 +312,11 @@ void dp_sync_start(struct dp_bundle *b)
         return;
     }
     free(text);
-    if (strcmp(b->sending, b->synced) == 0) {
+    /* Reconciliation: an unchanged manifest goes again once reconcile_interval
+     * has passed since the plane took it (a plane restored from a backup, or
+     * a DAG deleted by an admin, gets its DAGs back). */
+    uint64_t age = evloop_now_ms(dp->loop) - b->synced_ms;
+    if (strcmp(b->sending, b->synced) == 0 && age < dp->r->cfg.dag_processor.reconcile_ms) {
         json_decref(m);
         log_debug("bundle %s: unchanged (version %s): nothing to send", b->name, b->cur.version);
         dp_state_drop_models(&b->cur);
@@ -253,13 +327,7 @@ void dp_sync_start(struct dp_bundle *b)
     b->syncing = 1;
     b->uploaded = b->upload_failed = b->inflight = 0;
     b->sync_start_ms = evloop_now_ms(dp->loop);
-    struct api_call c = {.method = "POST",
-                         .path = "/api/v1/dags/manifest",
-                         .body = m,
-                         .what = "manifest",
-                         .done = manifest_done,
-                         .arg = b};
-    remex_err rc = api_call(dp->api, &c, &e);
+    remex_err rc = api_dags_manifest(dp->api, m, manifest_done, b, &e);
     json_decref(m);
     if (rc != REMEX_OK)
         fail(b, "manifest", e.msg);

@@ -347,6 +347,35 @@ remex_err decode_agent_patch(json_t *body, struct decode_agent_patch *out, struc
     return REMEX_OK;
 }
 
+remex_err decode_dags_bulk(json_t *body, struct decode_dags_bulk *out, struct remex_error *e)
+{
+    remex_err rc;
+    json_t *b = json_object_get(body, "bundle");
+    memset(out, 0, sizeof(*out));
+    out->bundle = out->version = "";
+    if (b && !json_is_null(b)) {
+        if (!json_is_object(b))
+            return remex_seterr(e, REMEX_EINVAL, "bundle: expected object");
+        if ((rc = get_str(b, "bundle.", "name", 0, DECODE_BUNDLE_STR_MAX, &out->bundle, e)) ||
+            (rc = get_str(b, "bundle.", "version", 0, DECODE_BUNDLE_STR_MAX, &out->version, e)))
+            return rc;
+    }
+    json_t *dags = json_object_get(body, "dags");
+    if (!dags || json_is_null(dags))
+        return remex_seterr(e, REMEX_EINVAL, "dags: missing");
+    if (!json_is_array(dags))
+        return remex_seterr(e, REMEX_EINVAL, "dags: expected array");
+    size_t n = json_array_size(dags);
+    if (n == 0 || n > DECODE_BULK_DAGS_MAX)
+        return remex_seterr(e, REMEX_EINVAL, "dags: expected 1 to %d DAGs, got %zu",
+                            DECODE_BULK_DAGS_MAX, n);
+    for (size_t i = 0; i < n; i++)
+        if (!json_is_object(json_array_get(dags, i)))
+            return remex_seterr(e, REMEX_EINVAL, "dags[%zu]: expected object", i);
+    out->dags = dags;
+    return REMEX_OK;
+}
+
 int64_t decode_id(const char *s)
 {
     char *end = NULL;
@@ -503,6 +532,11 @@ static const struct decode_field f_dag_put[] = {
     {"dag", DECODE_ANY, NULL},
     F_END,
 };
+static const struct decode_field f_dags_bulk[] = {
+    {"bundle", DECODE_OBJ, f_bundle},
+    {"dags", DECODE_ANY, NULL},
+    F_END,
+};
 static const struct decode_field f_token_create[] = {
     {"name", DECODE_ANY, NULL},
     {"expires_in", DECODE_ANY, NULL},
@@ -555,6 +589,7 @@ const struct decode_route_body decode_route_bodies[] = {
     {"POST", "/api/v1/triggers/events", f_trigger_events},
     {"POST", "/api/v1/dags/manifest", f_manifest},
     {"PUT", "/api/v1/dags/{dag_id}", f_dag_put},
+    {"POST", "/api/v1/dags/bulk", f_dags_bulk},
     {"POST", "/api/v1/admin/tokens", f_token_create},
     {"PATCH", "/api/v1/admin/agents/{agent_id}", f_agent_patch},
     {"POST", "/api/v1/admin/dags/{dag_id}/runs", f_run_trigger},

@@ -86,6 +86,22 @@ struct decode_agent_patch {
 };
 remex_err decode_agent_patch(json_t *body, struct decode_agent_patch *out, struct remex_error *e);
 
+/*
+ * Bulk DAG upload (POST /api/v1/dags/bulk): {bundle: {name, version}, dags:
+ * [DAG JSON, ...]}. bundle optional (name and version "" when absent), each
+ * at most DECODE_BUNDLE_STR_MAX bytes; dags 1..DECODE_BULK_DAGS_MAX objects,
+ * each decoded and validated by the route (dag_from_json_value), item by
+ * item. The body as a whole is capped by the plane's body_max.
+ */
+#define DECODE_BULK_DAGS_MAX  1000
+#define DECODE_BUNDLE_STR_MAX 256
+struct decode_dags_bulk {
+    const char *bundle;  /* borrowed; "" when absent */
+    const char *version; /* borrowed; "" when absent */
+    json_t *dags;        /* borrowed array of objects */
+};
+remex_err decode_dags_bulk(json_t *body, struct decode_dags_bulk *out, struct remex_error *e);
+
 /* Desired states the plane can ask of an agent ("run", "drain", "maintenance"), NULL-terminated. */
 extern const char *const decode_desired_states[];
 /* States an agent may report in its heartbeat, NULL-terminated. */

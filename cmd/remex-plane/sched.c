@@ -114,6 +114,8 @@ const struct store_migration store_migrations_sched[] = {
           " PRIMARY KEY (ti, try_number)) WITHOUT ROWID;"},
     /* Finished runs by end time, for retention (sched_retention.c). */
     {120, sret_migration_sql},
+    /* The bundle version an import error was found in (manifest's version). */
+    {137, "ALTER TABLE import_errors ADD COLUMN version TEXT NOT NULL DEFAULT '';"},
     {0, NULL},
 };
 
@@ -853,6 +855,8 @@ const struct plane_route plane_routes_sched[] = {
     {"POST", "/api/v1/dags/manifest", AUTHZ_SESSION_OR_ADMIN, sched_h_manifest,
      PLANE_ROLE_DAG_PROCESSOR},
     {"PUT", "/api/v1/dags/{dag_id}", AUTHZ_SESSION_OR_ADMIN, sched_h_dag_put,
+     PLANE_ROLE_DAG_PROCESSOR},
+    {"POST", "/api/v1/dags/bulk", AUTHZ_SESSION_OR_ADMIN, sched_h_dags_bulk,
      PLANE_ROLE_DAG_PROCESSOR},
     {"GET", "/api/v1/admin/dags", AUTHZ_ADMIN, sched_h_dags_list, 0},
     {"GET", "/api/v1/admin/dags/{dag_id}", AUTHZ_ADMIN, sched_h_dag_show, 0},

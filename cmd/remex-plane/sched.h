@@ -28,8 +28,8 @@ enum { SDIRTY_DONE = 1, SDIRTY_EVAL = 2 };
  * for its upstream tasks. */
 
 struct stask {
-    json_t *json; /* canonical task JSON (owned), sent in assignments */
-    char *text;   /* json serialised (owned), made at its first assignment; NULL until then */
+    char *text; /* canonical task JSON (owned), sent in assignments; made at the task's first
+                 * assignment (sdag_task_text), NULL until then */
 };
 
 struct sdag {
@@ -62,7 +62,8 @@ struct sdag {
      * will ever be due until the DAG is touched). */
     int64_t heap_key;
     size_t heap_pos;
-    int64_t active_runs; /* running runs, valid within start_queued_runs only */
+    int64_t active_runs;   /* running runs, valid within start_queued_runs only */
+    uint64_t manifest_gen; /* sched.manifest_gen of the last manifest that listed it */
 };
 
 #define SCHED_HIST_N 14
@@ -83,6 +84,7 @@ struct sched {
     int started;
     struct sdag *dags;
     struct sdag **dag_tab; /* dag_id -> sdag buckets, dag_cap (a power of 2) of them */
+    uint64_t manifest_gen; /* bumped by each manifest (sched_dags.c) */
     size_t dag_cap, ndags;
     struct sdirty *dirty;
     size_t ndirty, capdirty;
@@ -179,11 +181,15 @@ void sdheap_free(struct sched *s);
 
 /* ---- sched_dags.c ---- */
 struct sdag *sdag_find(struct plane *p, const char *dag_id);
+/* The canonical JSON text of task k of d, made (and kept) at its first use;
+ * "{}" when it cannot be made. Borrowed from d. */
+const char *sdag_task_text(struct sdag *d, long k);
 long sdag_task_index(const struct sdag *d, const char *task_id); /* -1 if absent */
 remex_err sdag_load_all(struct plane *p, struct remex_error *e);
 void sdag_free_all(struct sched *s);
 void sched_h_dag_put(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_manifest(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
+void sched_h_dags_bulk(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_dags_list(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_dag_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 void sched_h_dag_pause(struct plane *p, struct plane_req *rq, struct plane_resp *rs);

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "decode.h"
 #include "remex/log.h"
+#include "remex/timeutil.h"
 #include "sched.h"
 
 static size_t str_hash(const char *s)
@@ -31,15 +33,25 @@ long sdag_task_index(const struct sdag *d, const char *task_id)
     }
 }
 
+const char *sdag_task_text(struct sdag *d, long k)
+{
+    if (k < 0 || (size_t)k >= d->dag->ntasks)
+        return "{}";
+    if (!d->tasks[k].text) {
+        json_t *j = dag_task_to_json_value(&d->dag->tasks[k]); /* owned */
+        d->tasks[k].text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+    }
+    return d->tasks[k].text ? d->tasks[k].text : "{}";
+}
+
 static void sdag_free(struct sdag *d)
 {
     if (!d)
         return;
     if (d->tasks)
-        for (size_t i = 0; i < d->dag->ntasks; i++) {
-            json_decref(d->tasks[i].json);
+        for (size_t i = 0; i < d->dag->ntasks; i++)
             free(d->tasks[i].text);
-        }
     free(d->tasks);
     free(d->params_text);
     free(d->index);
@@ -71,9 +83,6 @@ static struct sdag *sdag_build(struct dag *dag, const char *bundle, const char *
         goto fail;
     memset(d->index, 0xff, d->nindex * sizeof(int));
     for (size_t i = 0; i < dag->ntasks; i++) {
-        d->tasks[i].json = dag_task_to_json_value(&dag->tasks[i]);
-        if (!d->tasks[i].json)
-            goto fail;
         size_t h = str_hash(dag->tasks[i].task_id) % d->nindex;
         while (d->index[h] >= 0)
             h = (h + 1) % d->nindex;
@@ -120,6 +129,7 @@ static void sdag_install(struct plane *p, struct sdag *n)
         n->next_run_ms = old->next_run_ms;
         n->last_start_ms = old->last_start_ms;
         n->last_known = old->last_known;
+        n->manifest_gen = old->manifest_gen;
         sdmap_del(s, old);
         sdag_unlink(s, old);
         sdheap_set(s, old, INT64_MAX);
@@ -174,31 +184,82 @@ remex_err sdag_load_all(struct plane *p, struct remex_error *e)
     return REMEX_OK;
 }
 
-/* ---- PUT /dags/{dag_id} ---- */
+/* ---- PUT /dags/{dag_id}, POST /dags/bulk ---- */
 
-/* Stores and installs d (owned; its canonical JSON text borrowed), mu held.
- * The encoding and the task cache were built before the lock: a 2,000-task
- * DAG costs them milliseconds. */
-static void dag_put_locked(struct plane *p, struct sdag *d, const char *text, struct plane_resp *rs)
+/* Outcome of storing one DAG. */
+enum dag_store {
+    DAG_STORED = 0, /* new, or a new hash: written and cached */
+    DAG_UNCHANGED,  /* same hash, bundle and version, active: nothing written */
+    DAG_RELABELED,  /* same hash, the bundle, version or activity moved: row updated */
+    DAG_FAILED,     /* encode, store or memory failure (msg says which) */
+};
+
+/*
+ * Stores dag (owned: consumed in every case) for bundle@version, with
+ * p->mu held and inside the caller's transaction or autocommit. text is its
+ * canonical JSON (owned, consumed; dag_from_json_value_canon), or NULL to
+ * encode it here. Does not kick the scheduler: *changed is set when the
+ * caller must (runs_changed). On DAG_FAILED *msg is a static reason.
+ */
+static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, char *text,
+                                       const char *bundle, const char *version, int *changed,
+                                       const char **msg)
 {
-    const struct dag *dag = d->dag;
+    struct sdag *old = sdag_find(p, dag->dag_id);
+    if (old && strcmp(old->dag->hash, dag->hash) == 0) {
+        free(text); /* the row keeps its JSON: same hash, same text */
+        /* Idempotent: the same DAG again is not rewritten. */
+        if (old->is_active && strcmp(old->bundle, bundle) == 0 &&
+            strcmp(old->bundle_version, version) == 0) {
+            dag_free(dag);
+            return DAG_UNCHANGED;
+        }
+        char *nb = strdup(bundle), *nv = strdup(version);
+        if (!nb || !nv ||
+            sq_run(p,
+                   "UPDATE dags SET bundle = ?2, bundle_version = ?3, is_active = 1,"
+                   " updated_ms = ?4 WHERE dag_id = ?1",
+                   "ttti", dag->dag_id, bundle, version, plane_now_ms()) != SQLITE_DONE) {
+            free(nb);
+            free(nv);
+            dag_free(dag);
+            *msg = "cannot store the dag";
+            return DAG_FAILED;
+        }
+        free(old->bundle);
+        free(old->bundle_version);
+        old->bundle = nb;
+        old->bundle_version = nv;
+        old->is_active = 1;
+        sruns_touch(p, old);
+        dag_free(dag);
+        *changed = 1;
+        return DAG_RELABELED;
+    }
+    struct remex_error e;
+    if (!text && dag_to_json(dag, &text, NULL, &e) != REMEX_OK) {
+        dag_free(dag);
+        *msg = "cannot encode the dag";
+        return DAG_FAILED;
+    }
     const char *fileloc = dag->fileloc ? dag->fileloc : "";
-    int rc = sq_run(p,
-                    "INSERT INTO dags (dag_id, bundle, bundle_version, fileloc, hash, json,"
-                    " is_active, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)"
-                    " ON CONFLICT (dag_id) DO UPDATE SET bundle = ?2, bundle_version = ?3,"
-                    " fileloc = ?4, hash = ?5, json = ?6, is_active = 1, updated_ms = ?7",
-                    "tttttti", dag->dag_id, d->bundle, d->bundle_version, fileloc, dag->hash, text,
-                    plane_now_ms());
+    int rc =
+        sq_run(p,
+               "INSERT INTO dags (dag_id, bundle, bundle_version, fileloc, hash, json,"
+               " is_active, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)"
+               " ON CONFLICT (dag_id) DO UPDATE SET bundle = ?2, bundle_version = ?3,"
+               " fileloc = ?4, hash = ?5, json = ?6, is_active = 1, updated_ms = ?7",
+               "tttttti", dag->dag_id, bundle, version, fileloc, dag->hash, text, plane_now_ms());
+    free(text);
     if (rc != SQLITE_DONE) {
-        sdag_free(d);
-        plane_error(rs, 500, "internal", "cannot store the dag");
-        return;
+        dag_free(dag);
+        *msg = "cannot store the dag";
+        return DAG_FAILED;
     }
     int paused =
-        (int)sq_int(p, 0, "SELECT is_paused FROM dags WHERE dag_id = ?1", "t", dag->dag_id);
-    struct sdag *old = sdag_find(p, dag->dag_id);
-    if (old && strcmp(old->dag->hash, dag->hash) != 0) {
+        old ? old->is_paused
+            : (int)sq_int(p, 0, "SELECT is_paused FROM dags WHERE dag_id = ?1", "t", dag->dag_id);
+    if (old) {
         /* A new version: running runs get task instances for added tasks and
          * lose those of removed ones (see load_tis in sched_runs.c). */
         sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE dag_id = ?1 AND state = 'running'",
@@ -208,12 +269,35 @@ static void dag_put_locked(struct plane *p, struct sdag *d, const char *text, st
         if (st)
             sqlite3_reset(st);
     }
+    struct sdag *d = sdag_build(dag, bundle, version);
+    if (!d) {
+        *msg = "out of memory";
+        return DAG_FAILED;
+    }
     d->is_active = 1;
     d->is_paused = paused;
-    json_t *reply = json_pack("{ss ss}", "dag_id", dag->dag_id, "hash", dag->hash);
     sdag_install(p, d);
-    SCHED(p)->runs_changed = 1;
-    plane_kick(p);
+    *changed = 1;
+    return DAG_STORED;
+}
+
+static void dag_put_locked(struct plane *p, struct dag *dag, char *text, const char *bundle,
+                           const char *version, struct plane_resp *rs)
+{
+    char hash[DAG_HASH_HEX];
+    const char *msg = "";
+    int changed = 0;
+    memcpy(hash, dag->hash, sizeof(hash));
+    json_t *reply = json_pack("{ss ss}", "dag_id", dag->dag_id, "hash", hash);
+    if (dag_store_locked(p, dag, text, bundle, version, &changed, &msg) == DAG_FAILED) {
+        json_decref(reply);
+        plane_error(rs, 500, "internal", "%s", msg);
+        return;
+    }
+    if (changed) {
+        SCHED(p)->runs_changed = 1;
+        plane_kick(p);
+    }
     plane_reply(rs, 200, reply);
 }
 
@@ -238,32 +322,130 @@ void sched_h_dag_put(struct plane *p, struct plane_req *rq, struct plane_resp *r
         return;
     }
     struct dag *dag = NULL;
+    char *text = NULL;
     struct remex_error e;
-    if (dag_from_json_value(dj, &dag, &e) != REMEX_OK) {
+    if (dag_from_json_value_canon(dj, &dag, NULL, &text, &e) != REMEX_OK) {
         plane_error(rs, 400, "bad_request", "dag.%s", e.msg);
         return;
     }
     if (strcmp(dag->dag_id, rq->param[0]) != 0) {
         dag_free(dag);
+        free(text);
         plane_error(rs, 400, "bad_request", "dag.dag_id: does not match the path");
         return;
     }
-    char *text = NULL;
-    if (dag_to_json(dag, &text, NULL, &e) != REMEX_OK) {
-        dag_free(dag);
-        plane_error(rs, 500, "internal", "cannot encode the dag");
+    pthread_mutex_lock(&p->mu);
+    dag_put_locked(p, dag, text, bname, bver, rs);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Decodes and validates each DAG of a bulk upload (outside the lock):
+ * dags[i] and texts[i] (its canonical JSON) for a valid one, with a null
+ * placeholder in results; an "invalid" result naming the field otherwise.
+ * Returns the number of invalid DAGs. */
+static size_t bulk_decode(json_t *items, struct dag **dags, char **texts, json_t *results)
+{
+    size_t nbad = 0;
+    struct remex_error e;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *item = json_array_get(items, i); /* borrowed */
+        if (dag_from_json_value_canon(item, &dags[i], NULL, &texts[i], &e) != REMEX_OK) {
+            char msg[sizeof(e.msg) + 32];
+            json_t *id = json_object_get(item, "dag_id"); /* borrowed */
+            dags[i] = NULL;
+            snprintf(msg, sizeof(msg), "dags[%zu].%s", i, e.msg);
+            json_array_append_new(results, json_pack("{sO ss ss}", "dag_id",
+                                                     json_is_string(id) ? id : json_null(),
+                                                     "status", "invalid", "error", msg));
+            nbad++;
+            continue;
+        }
+        json_array_append_new(results, json_null()); /* set once stored */
+    }
+    return nbad;
+}
+
+/*
+ * POST /dags/bulk: up to DECODE_BULK_DAGS_MAX DAGs of one bundle@version in
+ * one request and one transaction. Each item is decoded and validated on its
+ * own (outside the lock) and answered in results[i], in order: "stored" (new
+ * or changed), "unchanged" (same hash, bundle and version: nothing written,
+ * so a repeated request is harmless), or "invalid" with the field's message.
+ * An invalid item does not stop the others. A store failure answers 503 for
+ * the whole request (the transaction is rolled back and the cache reloaded).
+ */
+void sched_h_dags_bulk(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
+{
+    struct decode_dags_bulk in;
+    struct remex_error e;
+    if (!rq->body || decode_dags_bulk(rq->body, &in, &e) != REMEX_OK) {
+        plane_error(rs, 400, "bad_request", "%s", rq->body ? e.msg : "body: expected object");
         return;
     }
-    struct sdag *d = sdag_build(dag, bname, bver); /* owns dag from here */
-    if (!d) {
-        free(text);
+    size_t n = json_array_size(in.dags), nstored = 0, nsame = 0;
+    struct dag **dags = calloc(n, sizeof(*dags));
+    char **texts = calloc(n, sizeof(*texts)); /* canonical JSON of dags[i] (owned) */
+    json_t *results = json_array();
+    if (!dags || !texts || !results) {
+        free(dags);
+        free(texts);
+        json_decref(results);
         plane_error(rs, 500, "internal", "out of memory");
         return;
     }
+    size_t nbad = bulk_decode(in.dags, dags, texts, results);
+    int changed = 0, failed = 0;
+    const char *why = "";
     pthread_mutex_lock(&p->mu);
-    dag_put_locked(p, d, text, rs);
+    int began = sq_begin(p);
+    for (size_t i = 0; i < n; i++) {
+        if (!dags[i])
+            continue;
+        char hash[DAG_HASH_HEX];
+        json_t *id = json_string(dags[i]->dag_id);
+        memcpy(hash, dags[i]->hash, sizeof(hash));
+        enum dag_store st =
+            failed ? DAG_FAILED
+                   : dag_store_locked(p, dags[i], texts[i], in.bundle, in.version, &changed, &why);
+        if (failed) {
+            dag_free(dags[i]);
+            free(texts[i]);
+        }
+        dags[i] = NULL;
+        texts[i] = NULL;
+        if (st == DAG_FAILED) {
+            failed = 1;
+            json_decref(id);
+            continue;
+        }
+        nstored += st != DAG_UNCHANGED;
+        nsame += st == DAG_UNCHANGED;
+        json_array_set_new(results, i,
+                           json_pack("{so ss ss}", "dag_id", id, "hash", hash, "status",
+                                     st == DAG_UNCHANGED ? "unchanged" : "stored"));
+    }
+    if (failed && began && !sqlite3_get_autocommit(p->db)) {
+        sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+        p->store_resync = 1; /* the cache took DAGs the store did not keep */
+    }
+    if (!failed && sq_commit(p, began) != 0)
+        failed = 1;
+    if (changed || failed) {
+        SCHED(p)->runs_changed = 1;
+        plane_kick(p);
+    }
     pthread_mutex_unlock(&p->mu);
-    free(text);
+    free(dags);
+    free(texts);
+    if (failed) {
+        json_decref(results);
+        log_warn("sched: bulk DAG upload of bundle %s not stored: %s", in.bundle, why);
+        plane_store_failed(rs);
+        return;
+    }
+    plane_reply(rs, 200,
+                json_pack("{so sI sI sI}", "results", results, "stored", (json_int_t)nstored,
+                          "unchanged", (json_int_t)nsame, "invalid", (json_int_t)nbad));
 }
 
 /* ---- POST /dags/manifest ---- */
@@ -321,71 +503,98 @@ static int manifest_check(json_t *body, struct plane_resp *rs)
     return 0;
 }
 
-static void manifest_locked(struct plane *p, json_t *body, const char *bundle, const char *version,
-                            json_t *missing)
+/*
+ * Applies a checked manifest with p->mu held, inside a transaction. Costs one
+ * index look-up per listed DAG (sdmap), one walk of the cached DAGs for those
+ * left out, and one UPDATE for all the DAGs that moved to this version (their
+ * ids as a JSON array through json_each), whatever their number. Returns 0,
+ * or -1 when a statement failed (the caller's commit then fails too).
+ */
+static int manifest_locked(struct plane *p, json_t *body, const char *bundle, const char *version,
+                           json_t *missing)
 {
+    struct sched *s = SCHED(p);
     int64_t now = plane_now_ms();
-    json_t *listed = json_object();
-    size_t i, j;
+    uint64_t gen = ++s->manifest_gen;
+    json_t *moved = json_array(); /* ids whose bundle, version or activity changes */
+    size_t i, j, nfiles = 0, ndags = 0;
     json_t *f, *x;
+    int rc = moved ? 0 : -1;
     json_array_foreach(json_object_get(body, "files"), i, f)
     {
+        nfiles++;
         json_array_foreach(json_object_get(f, "dags"), j, x)
         {
             const char *id = json_string_value(json_object_get(x, "dag_id"));
             const char *h = json_string_value(json_object_get(x, "hash"));
-            json_object_set_new(listed, id, json_true());
             struct sdag *d = sdag_find(p, id);
+            ndags++;
+            if (d)
+                d->manifest_gen = gen; /* listed: stays active */
             if (!d || strcmp(d->dag->hash, h) != 0) {
                 json_array_append_new(missing, json_string(id));
                 continue;
             }
             if (!d->is_active || strcmp(d->bundle, bundle) || strcmp(d->bundle_version, version)) {
                 char *nb = strdup(bundle), *nv = strdup(version);
-                if (nb && nv) {
+                if (nb && nv && moved && json_array_append_new(moved, json_string(id)) == 0) {
                     free(d->bundle);
                     free(d->bundle_version);
                     d->bundle = nb;
                     d->bundle_version = nv;
                     d->is_active = 1;
                     sruns_touch(p, d);
-                    sq_run(p,
-                           "UPDATE dags SET bundle = ?2, bundle_version = ?3, is_active = 1"
-                           " WHERE dag_id = ?1",
-                           "ttt", id, bundle, version);
                 } else {
                     free(nb);
                     free(nv);
+                    rc = -1;
                 }
             }
         }
     }
-    for (struct sdag *d = SCHED(p)->dags; d; d = d->next) {
-        if (d->is_active && strcmp(d->bundle, bundle) == 0 &&
-            !json_object_get(listed, d->dag->dag_id)) {
+    if (json_array_size(moved) > 0) {
+        char *ids = json_dumps(moved, JSON_COMPACT);
+        if (!ids || sq_run(p,
+                           "UPDATE dags SET bundle = ?2, bundle_version = ?3, is_active = 1"
+                           " WHERE dag_id IN (SELECT value FROM json_each(?1))",
+                           "ttt", ids, bundle, version) != SQLITE_DONE)
+            rc = -1;
+        free(ids);
+    }
+    json_decref(moved);
+    for (struct sdag *d = s->dags; d; d = d->next) {
+        if (d->is_active && d->manifest_gen != gen && strcmp(d->bundle, bundle) == 0) {
             d->is_active = 0;
             sruns_touch(p, d);
-            sq_run(p, "UPDATE dags SET is_active = 0 WHERE dag_id = ?1", "t", d->dag->dag_id);
+            if (sq_run(p, "UPDATE dags SET is_active = 0 WHERE dag_id = ?1", "t", d->dag->dag_id) !=
+                SQLITE_DONE)
+                rc = -1;
         }
     }
-    json_decref(listed);
     sq_run(p, "DELETE FROM import_errors WHERE bundle = ?1", "t", bundle);
     json_array_foreach(json_object_get(body, "import_errors"), i, x)
     {
         json_t *l = json_object_get(x, "line"), *c = json_object_get(x, "column");
-        sq_run(p,
-               "INSERT INTO import_errors (bundle, file, line, col, message, created_ms)"
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-               "ttiiti", bundle, json_string_value(json_object_get(x, "file")),
-               (int64_t)(l ? json_integer_value(l) : 0), (int64_t)(c ? json_integer_value(c) : 0),
-               json_string_value(json_object_get(x, "message")), now);
+        if (sq_run(p,
+                   "INSERT INTO import_errors (bundle, file, line, col, message, created_ms,"
+                   " version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                   "ttiitit", bundle, json_string_value(json_object_get(x, "file")),
+                   (int64_t)(l ? json_integer_value(l) : 0),
+                   (int64_t)(c ? json_integer_value(c) : 0),
+                   json_string_value(json_object_get(x, "message")), now, version) != SQLITE_DONE)
+            rc = -1;
     }
-    char *m = json_dumps(body, JSON_COMPACT);
-    sq_run(p,
-           "INSERT INTO bundles (name, version, manifest, updated_ms) VALUES (?1, ?2, ?3, ?4)"
-           " ON CONFLICT (name) DO UPDATE SET version = ?2, manifest = ?3, updated_ms = ?4",
-           "ttti", bundle, version, m ? m : "{}", now);
-    free(m);
+    /* What the bundle last sent, in figures (the manifest itself is the
+     * dag-processor's: 1.3 MB for 10,000 files, not worth a rewrite each time). */
+    char summary[128];
+    snprintf(summary, sizeof(summary), "{\"files\":%zu,\"dags\":%zu,\"import_errors\":%zu}", nfiles,
+             ndags, json_array_size(json_object_get(body, "import_errors")));
+    if (sq_run(p,
+               "INSERT INTO bundles (name, version, manifest, updated_ms) VALUES (?1, ?2, ?3, ?4)"
+               " ON CONFLICT (name) DO UPDATE SET version = ?2, manifest = ?3, updated_ms = ?4",
+               "ttti", bundle, version, summary, now) != SQLITE_DONE)
+        rc = -1;
+    return rc;
 }
 
 void sched_h_manifest(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
@@ -399,11 +608,28 @@ void sched_h_manifest(struct plane *p, struct plane_req *rq, struct plane_resp *
         rq_str(rs, rq->body, "version", 0, 256, &version) < 0 || manifest_check(rq->body, rs) < 0)
         return;
     json_t *missing = json_array();
+    uint64_t t0 = timeutil_mono_ns();
     pthread_mutex_lock(&p->mu);
     int began = sq_begin(p);
-    manifest_locked(p, rq->body, bundle, version ? version : "", missing);
-    sq_commit(p, began);
+    int failed = manifest_locked(p, rq->body, bundle, version ? version : "", missing) != 0;
+    if (failed && began && !sqlite3_get_autocommit(p->db)) {
+        sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+        p->store_resync = 1; /* the cache took changes the store did not keep */
+    }
+    if (!failed && sq_commit(p, began) != 0)
+        failed = 1;
+    if (failed)
+        plane_kick(p); /* the scheduler reloads the cache from the store */
     pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        json_decref(missing);
+        log_warn("sched: manifest of bundle %s not stored", bundle);
+        plane_store_failed(rs);
+        return;
+    }
+    log_info("sched: manifest of bundle %s at %s: %zu DAGs missing, %.1f ms", bundle,
+             version ? version : "", json_array_size(missing),
+             (double)(timeutil_mono_ns() - t0) / 1e6);
     plane_reply(rs, 200, json_pack("{so}", "missing", missing));
 }
 
@@ -544,15 +770,17 @@ void sched_h_import_errors(struct plane *p, struct plane_req *rq, struct plane_r
     json_t *arr = json_array();
     pthread_mutex_lock(&p->mu);
     sqlite3_stmt *st = sq(p,
-                          "SELECT bundle, file, line, col, message, created_ms FROM import_errors"
+                          "SELECT bundle, file, line, col, message, created_ms, version"
+                          " FROM import_errors"
                           " ORDER BY bundle, file, line",
                           "");
     while (st && sqlite3_step(st) == SQLITE_ROW)
-        json_array_append_new(arr, json_pack("{ss ss sI sI ss so}", "bundle", sq_text(st, 0),
+        json_array_append_new(arr, json_pack("{ss ss sI sI ss so ss}", "bundle", sq_text(st, 0),
                                              "file", sq_text(st, 1), "line",
                                              (json_int_t)sqlite3_column_int64(st, 2), "column",
                                              (json_int_t)sqlite3_column_int64(st, 3), "message",
-                                             sq_text(st, 4), "timestamp", sched_col_time(st, 5)));
+                                             sq_text(st, 4), "timestamp", sched_col_time(st, 5),
+                                             "version", sq_text(st, 6)));
     if (st)
         sqlite3_reset(st);
     pthread_mutex_unlock(&p->mu);

@@ -327,8 +327,7 @@ static int assignment(struct plane *p, struct buf *b, int64_t ti, int64_t *run, 
     put_str(b, d ? d->bundle_version : "");
     const char *conf = sqlite3_column_type(st, 11) == SQLITE_NULL ? "{}" : sq_text(st, 11);
     char *merged = run_params(d, conf);
-    buf_printf(b, "},\"task\":%s,\"params\":%s,\"conf\":%s",
-               k >= 0 ? cached_text(&d->tasks[k].text, d->tasks[k].json) : "{}",
+    buf_printf(b, "},\"task\":%s,\"params\":%s,\"conf\":%s", k >= 0 ? sdag_task_text(d, k) : "{}",
                merged           ? merged
                : d && d->params ? cached_text(&d->params_text, d->params)
                                 : "{}",

@@ -372,10 +372,10 @@ int cmd_agents_show(struct ctl *c, int argc, char **argv)
 
 int cmd_import_errors(struct ctl *c, int argc, char **argv)
 {
-    static const char *const hdr[] = {"BUNDLE", "LOCATION", "MESSAGE"};
+    static const char *const hdr[] = {"BUNDLE", "VERSION", "LOCATION", "MESSAGE"};
     struct table t;
     json_t *reply, *list, *ie;
-    char b[6][TXT], loc[3 * TXT];
+    char b[6][TXT], loc[3 * TXT], sv[CTL_SHORT_VERSION];
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
@@ -384,7 +384,7 @@ int cmd_import_errors(struct ctl *c, int argc, char **argv)
     rc = ctl_fetch(c, "GET", "/api/v1/admin/import-errors", NULL, &reply);
     if (rc != CTL_OK || reply == NULL)
         return rc;
-    if ((list = ctl_list(reply, "import_errors")) == NULL || table_init(&t, 3, hdr) != REMEX_OK) {
+    if ((list = ctl_list(reply, "import_errors")) == NULL || table_init(&t, 4, hdr) != REMEX_OK) {
         json_decref(reply);
         return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
     }
@@ -392,8 +392,10 @@ int cmd_import_errors(struct ctl *c, int argc, char **argv)
     {
         snprintf(loc, sizeof(loc), "%s:%s:%s", ctl_field(ie, "file", b[1], TXT),
                  ctl_field(ie, "line", b[2], TXT), ctl_field(ie, "column", b[3], TXT));
-        const char *row[3] = {ctl_field(ie, "bundle", b[0], TXT), loc,
-                              ctl_field(ie, "message", b[4], TXT)};
+        const char *row[4] = {
+            ctl_field(ie, "bundle", b[0], TXT),
+            ctl_short_version(ctl_field(ie, "version", b[5], TXT), sv, sizeof(sv)), loc,
+            ctl_field(ie, "message", b[4], TXT)};
         if (table_add(&t, row) != REMEX_OK)
             break;
     }

@@ -308,6 +308,16 @@ const char *ctl_field(const json_t *obj, const char *key, char *buf, size_t n)
     return ctl_text(json_is_object(obj) ? json_object_get(obj, key) : NULL, buf, n);
 }
 
+const char *ctl_short_version(const char *v, char *buf, size_t n)
+{
+    size_t keep = strncmp(v, "sha256:", 7) == 0 ? 7 + 12 : 12;
+
+    if (v[0] == '\0')
+        return "-";
+    snprintf(buf, n, "%.*s", (int)keep, v);
+    return buf;
+}
+
 json_t *ctl_list(json_t *reply, const char *key)
 {
     json_t *v;

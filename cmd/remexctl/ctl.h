@@ -99,6 +99,11 @@ int ctl_path(const struct ctl *c, struct buf *out, const char *fmt, ...);
 const char *ctl_text(const json_t *v, char *buf, size_t n);
 /* obj[key] as display text (ctl_text). */
 const char *ctl_field(const json_t *obj, const char *key, char *buf, size_t n);
+/* A bundle version for a table column, in buf (n >= CTL_SHORT_VERSION): a
+ * content hash as "sha256:" and its first 12 hex digits, a git commit SHA as
+ * its first 12; "-" when empty. Full versions: -o json, dags show. */
+#define CTL_SHORT_VERSION 24
+const char *ctl_short_version(const char *v, char *buf, size_t n);
 /* reply itself when it is an array, else reply[key] when that is an array; NULL otherwise. */
 json_t *ctl_list(json_t *reply, const char *key);
 /* Writes out to stdout; CTL_EFAIL with a message when stdout fails. */

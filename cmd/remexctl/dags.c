@@ -14,10 +14,11 @@
 
 int cmd_dags_list(struct ctl *c, int argc, char **argv)
 {
-    static const char *const hdr[] = {"DAG", "PAUSED", "ACTIVE", "SCHEDULE", "BUNDLE", "TAGS"};
+    static const char *const hdr[] = {"DAG",    "PAUSED",  "ACTIVE", "SCHEDULE",
+                                      "BUNDLE", "VERSION", "TAGS"};
     struct table t;
     json_t *reply, *list, *d;
-    char b[6][TXT];
+    char b[7][TXT], sv[CTL_SHORT_VERSION];
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
@@ -26,18 +27,20 @@ int cmd_dags_list(struct ctl *c, int argc, char **argv)
     rc = ctl_fetch(c, "GET", "/api/v1/admin/dags", NULL, &reply);
     if (rc != CTL_OK || reply == NULL)
         return rc;
-    if ((list = ctl_list(reply, "dags")) == NULL || table_init(&t, 6, hdr) != REMEX_OK) {
+    if ((list = ctl_list(reply, "dags")) == NULL || table_init(&t, 7, hdr) != REMEX_OK) {
         json_decref(reply);
         return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
     }
     json_array_foreach(list, i, d)
     {
-        const char *row[6] = {
+        const char *row[7] = {
             ctl_field(d, "dag_id", b[0], TXT),
             ctl_field(d, "is_paused", b[1], TXT),
             ctl_field(d, "is_active", b[2], TXT),
             ctl_field(d, "schedule", b[3], TXT),
             ctl_field(json_object_get(d, "bundle"), "name", b[4], TXT),
+            ctl_short_version(ctl_field(json_object_get(d, "bundle"), "version", b[6], TXT), sv,
+                              sizeof(sv)),
             ctl_field(d, "tags", b[5], TXT),
         };
         if (table_add(&t, row) != REMEX_OK)

@@ -67,6 +67,8 @@ struct agentcfg_dag_processor {
     char *log_level;
     char *log_format;
     char *listen; /* its /healthz, /livez and /metrics ("127.0.0.1:9466"); NULL: none */
+    uint64_t parse_timeout_ms; /* CPU time cap of one DAG file's parse */
+    uint64_t reconcile_ms;     /* an unchanged manifest is sent again after this long */
 };
 
 struct agentcfg_worker {

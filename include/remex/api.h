@@ -132,12 +132,14 @@ typedef void (*api_done_fn)(void *arg, const struct api_result *res);
 struct api_call {
     const char *method;
     const char *path;
-    const json_t *body; /* borrowed (serialized at once), NULL: none */
-    const char *bearer; /* a task token; NULL: the session token */
-    int long_poll;      /* 1: the long-poll timeout (api_opts.long_poll_ms + 15 s) */
-    const char *what;   /* for messages ("work poll"); NULL: "METHOD PATH" */
-    api_done_fn done;   /* called exactly once unless the client is freed first */
-    void *arg;          /* borrowed */
+    const json_t *body;   /* borrowed (serialized at once), NULL: none */
+    const char *bearer;   /* a task token; NULL: the session token */
+    int long_poll;        /* 1: the long-poll timeout (api_opts.long_poll_ms + 15 s) */
+    const char *what;     /* for messages ("work poll"); NULL: "METHOD PATH" */
+    api_done_fn done;     /* called exactly once unless the client is freed first */
+    void *arg;            /* borrowed */
+    const char *raw_body; /* with body NULL: JSON text sent as it is (borrowed, copied at once) */
+    size_t raw_len;
 };
 
 /*
@@ -235,5 +237,31 @@ void api_trigger_events(struct api_client *c, json_t *events);
  */
 remex_err api_dag_run_status(struct api_client *c, const char *dag_id, const char *run_id,
                              api_done_fn done, void *arg, struct remex_error *e);
+/* ---- DAG sync (remex-dag-processor) ---- */
+
+/* Most DAGs one api_dags_bulk call may carry (the plane's cap per request). */
+#define API_DAGS_BULK_MAX 1000
+
+/*
+ * POST /api/v1/dags/manifest: manifest (borrowed; {bundle, version, files,
+ * import_errors}). A 2xx reply is {missing: [dag_id, ...]}: the DAGs the
+ * plane lacks at their listed hash. Errors as api_call.
+ */
+remex_err api_dags_manifest(struct api_client *c, const json_t *manifest, api_done_fn done,
+                            void *arg, struct remex_error *e);
+
+/*
+ * POST /api/v1/dags/bulk: n (1..API_DAGS_BULK_MAX) DAGs of bundle@version
+ * (borrowed; NULL: ""). dags[i] is DAG i's JSON text, lens[i] bytes, each one
+ * JSON object (dag_to_json's canonical text; copied into the body as it is,
+ * so it must be valid JSON). A 2xx reply is {results: [{dag_id, status:
+ * "stored" | "unchanged" | "invalid", hash, error}], stored, unchanged,
+ * invalid}, one result per DAG in order. The body must fit the plane's
+ * body_max (413 otherwise). REMEX_EINVAL (nothing started) for an empty or
+ * oversized list; otherwise errors as api_call.
+ */
+remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *version,
+                        const char *const *dags, const size_t *lens, size_t n, api_done_fn done,
+                        void *arg, struct remex_error *e);
 
 #endif

@@ -207,6 +207,14 @@ remex_err dag_from_json_value(const json_t *obj, struct dag **out, struct remex_
 remex_err dag_from_json_value_ex(const json_t *obj, struct dag **out, size_t *bad_task,
                                  struct remex_error *e);
 
+/*
+ * Same as dag_from_json_value_ex; *canonical (owned: free()) also takes the
+ * canonical JSON text the hash was made of (what dag_to_json would give),
+ * NULL on error. For a caller that stores that text: no second encoding.
+ */
+remex_err dag_from_json_value_canon(const json_t *obj, struct dag **out, size_t *bad_task,
+                                    char **canonical, struct remex_error *e);
+
 /* Canonical JSON text, NUL-terminated, owned by the caller (free()). len may be NULL. */
 remex_err dag_to_json(const struct dag *d, char **out, size_t *len, struct remex_error *e);
 

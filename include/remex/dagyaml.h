@@ -58,6 +58,17 @@ remex_err dagyaml_parse(const char *data, size_t len, const char *fileloc,
                         struct dagyaml_result *res, struct remex_error *e);
 
 /*
+ * As dagyaml_parse, with a cap of cap_ms milliseconds of the calling
+ * thread's CPU time (0: none) on the whole parse (YAML, conversion,
+ * validation), checked every 1024 YAML events, every 64 tasks and around
+ * each DAG's validation: past it the file gets one diagnostic, at the
+ * position reached, "parsing took longer than the N ms cap per file", and
+ * no DAG. CPU time, not wall time: a loaded machine does not trip it.
+ */
+remex_err dagyaml_parse_until(const char *data, size_t len, const char *fileloc, unsigned cap_ms,
+                              struct dagyaml_result *res, struct remex_error *e);
+
+/*
  * Reads the regular file at path (at most DAGYAML_FILE_MAX bytes) and parses
  * it. REMEX_EIO / REMEX_ETOOBIG when it cannot be read (res then has one
  * diagnostic at 1:1), else as dagyaml_parse.

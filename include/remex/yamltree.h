@@ -27,6 +27,7 @@
 #define REMEX_YAMLTREE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "remex/err.h"
 
@@ -69,6 +70,7 @@ enum ytree_errkind {
     YTREE_ENODES,  /* the node that would exceed max_nodes */
     YTREE_ESCALAR, /* a scalar with a NUL or invalid UTF-8 (YTREE_CHECK_SCALARS) */
     YTREE_ENOMEM,
+    YTREE_ETIME, /* the CPU time cap of ytree_parse_until passed; the position is the last event */
 };
 
 struct ytree_error {
@@ -86,6 +88,18 @@ struct ytree_error {
  */
 remex_err ytree_parse(const char *data, size_t len, const struct ytree_limits *lim,
                       struct ytree_node **root, struct ytree_error *err);
+
+/*
+ * As ytree_parse, and stops with YTREE_ETIME (REMEX_ETIMEOUT) once the
+ * calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID, checked every 1024
+ * events) passes cpu_deadline_ns; 0: no cap.
+ */
+remex_err ytree_parse_until(const char *data, size_t len, const struct ytree_limits *lim,
+                            uint64_t cpu_deadline_ns, struct ytree_node **root,
+                            struct ytree_error *err);
+
+/* The calling thread's CPU time in nanoseconds (for ytree_parse_until's deadline). */
+uint64_t ytree_thread_cpu_ns(void);
 
 /* Frees a tree, wiping scalar text first (it may hold secrets). NULL is a no-op. */
 void ytree_free(struct ytree_node *root);

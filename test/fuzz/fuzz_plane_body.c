@@ -1,7 +1,8 @@
 /*
  * Fuzz target: the plane's request body decoding. The first byte selects the
  * route whose closed key set the body is checked against (decode_route_bodies)
- * and the decoder (register, heartbeat, health, token create); the rest is the
+ * and the decoder (register, heartbeat, health, token create, bulk DAG upload
+ * envelope); the rest is the
  * body, parsed with the plane's caps, checked for unknown keys, then decoded.
  * Nothing may crash, leak or read out of bounds; every failure must carry a
  * message.
@@ -20,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *body = NULL;
     if (size < 1)
         return 0;
-    unsigned sel = data[0] % 4;
+    unsigned sel = data[0] % 5;
     if (decode_body((const char *)data + 1, size - 1, DECODE_MAX_DEPTH, &body, &e)) {
         if (e.msg[0] == '\0')
             __builtin_trap();
@@ -49,6 +50,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         struct decode_health h;
         rc = decode_health(body, &h, &e);
+        break;
+    }
+    case 3: {
+        struct decode_dags_bulk b;
+        rc = decode_dags_bulk(body, &b, &e);
         break;
     }
     default: {

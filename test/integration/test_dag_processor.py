@@ -28,14 +28,21 @@ tasks:
 
 
 def put_counts(text):
-    """(manifest posts, dag uploads) from the plane's /metrics text."""
+    """(manifest posts, DAG upload requests: PUT one and bulk) from the plane's /metrics."""
     def total(route, method):
         n = 0
         for m in re.finditer(r'remex_plane_http_requests_total\{method="%s",route="%s",'
                              r'code="\d+"\} (\d+)' % (method, re.escape(route)), text):
             n += int(m.group(1))
         return n
-    return total("/api/v1/dags/manifest", "POST"), total("/api/v1/dags/{dag_id}", "PUT")
+    return (total("/api/v1/dags/manifest", "POST"),
+            total("/api/v1/dags/{dag_id}", "PUT") + total("/api/v1/dags/bulk", "POST"))
+
+
+def uploaded(out):
+    """The DAGs the last sync of a dag-processor's log uploaded."""
+    m = re.findall(r"(\d+) uploaded, \d+ import errors", out)
+    return int(m[-1]) if m else None
 
 
 class DagProcessorTest(workerfix.WorkerCase):
@@ -46,7 +53,7 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.state = os.path.join(self.tmp, "dpstate")
         self.ndp = 0
 
-    def dp_yaml(self, extra_bundle="", refresh="1s"):
+    def dp_yaml(self, extra_bundle="", refresh="1s", extra_dp=""):
         return self.write("dp.yaml", (
             "plane:\n"
             f"  url: {self.url}\n"
@@ -55,7 +62,7 @@ class DagProcessorTest(workerfix.WorkerCase):
             "bundles:\n"
             f"  - {{name: main, path: {self.bundle}{extra_bundle}}}\n"
             "dag_processor:\n"
-            f"  refresh_interval: {refresh}\n"))
+            f"  refresh_interval: {refresh}\n" + extra_dp))
 
     def start_dp(self, *args, refresh="1s"):
         self.ndp += 1
@@ -63,8 +70,11 @@ class DagProcessorTest(workerfix.WorkerCase):
                                             self.dp_yaml(refresh=refresh), "--log-level", "debug",
                                             *args])
 
-    def once(self):
-        p = self.start_dp("--once")
+    def once(self, extra_dp=""):
+        self.ndp += 1
+        p = self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c",
+                                         self.dp_yaml(extra_dp=extra_dp), "--log-level", "debug",
+                                         "--once"])
         rc = p.wait(30)
         return rc, p.output()
 
@@ -87,7 +97,8 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.write("bundle/run.sh", "#!/bin/sh\necho one\n", mode=0o755)
         rc, out = self.once()
         self.assertEqual(rc, 0, out)
-        self.assertEqual(self.counts(), (1, 2))
+        self.assertEqual(self.counts(), (1, 1))  # both DAGs in one bulk upload
+        self.assertEqual(uploaded(out), 2)
         dags = self.dags()
         self.assertEqual(set(dags), {"a", "b"})
         ver = dags["a"]["bundle"]["version"]
@@ -109,12 +120,14 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertIn("0 parsed", out)
         with open(os.path.join(self.state, "dag_processor", "metrics.prom")) as f:
             self.assertIn('remex_dag_processor_cache_hits_total{bundle="main"} 2.000', f.read())
-        self.assertEqual(self.counts()[1], 2)
+        self.assertEqual(self.counts()[1], 1)
+        self.assertEqual(uploaded(out), 0)
         # One DAG changed: one upload. The other DAG moves to the new version unchanged.
         self.write("bundle/a.yaml", DAG.format(id="a") + "tags: [x]\n")
         rc, out = self.once()
         self.assertEqual(rc, 0, out)
-        self.assertEqual(self.counts()[1], 3)
+        self.assertEqual(self.counts()[1], 2)
+        self.assertEqual(uploaded(out), 1)
         dags = self.dags()
         self.assertNotEqual(dags["a"]["bundle"]["version"], ver)
         self.assertEqual(dags["b"]["bundle"]["version"], dags["a"]["bundle"]["version"])
@@ -138,11 +151,16 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual((e["bundle"], e["file"], e["line"], e["column"]),
                          ("main", "broken.yaml", 5, 14))
         self.assertIn("retries", e["message"])
-        # remexctl shows it with its position.
+        # The error carries the bundle version it was found in: the good DAG's.
+        ver = self.dags()["good"]["bundle"]["version"]
+        self.assertRegex(ver, r"^sha256:[0-9a-f]{64}$")
+        self.assertEqual(e["version"], ver)
+        # remexctl shows it with its position and the version.
         ctl = self.spawn("ctl", [self.bin("remexctl"), "--plane", self.url, "--token-file",
                                  self.conf["admin_token_file"], "import-errors"])
         self.assertEqual(ctl.wait(15), 0, ctl.output())
-        self.assertRegex(ctl.output(), r"main\s+broken\.yaml:5:14\s+.*retries")
+        self.assertRegex(ctl.output(), r"main\s+%s\s+broken\.yaml:5:14\s+.*retries"
+                         % re.escape(ver[:19]))
         # The broken file hides no other DAG.
         self.assertIn("good", self.dags())
         self.assertNotIn("broken", self.dags())
@@ -223,12 +241,12 @@ class DagProcessorTest(workerfix.WorkerCase):
         p = self.start_dp()
         p.wait_output("registered as agent", 15)
         harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
-        up = self.counts()[1]
-        # Unchanged rescans send nothing.
+        before = self.counts()
+        # Unchanged rescans send nothing: no manifest, no upload (the plane's counters).
         n = p.output().count("unchanged (version")
         harness.wait_for(lambda: p.output().count("unchanged (version") >= n + 2, 15, 0.1,
                          "two unchanged rescans")
-        self.assertEqual(self.counts()[1], up)
+        self.assertEqual(self.counts(), before)
         self.write("bundle/c.yaml", DAG.format(id="c"))
         harness.wait_for(lambda: "c" in self.dags(), 15, 0.1, "dag c on the plane")
         self.write("bundle/bad.yaml", "dag_id: [\n")
@@ -290,6 +308,86 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual(rc, 0, out)
         self.assertIn("file-hash cache ignored", out)
         self.assertIn("1 parsed", out)
+
+    def test_bulk_upload_in_batches(self):
+        # 1,100 DAGs: more than one bulk request may carry (1,000), so two requests, and
+        # every DAG on the plane at the bundle's version.
+        for i in range(1100):
+            self.write(f"bundle/g{i // 100}/d{i:04d}.yaml", DAG.format(id=f"d{i:04d}"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.counts(), (1, 2))
+        self.assertEqual(uploaded(out), 1100)
+        dags = self.dags()
+        self.assertEqual(len(dags), 1100)
+        self.assertEqual(len({d["bundle"]["version"] for d in dags.values()}), 1)
+        # A restart with one file changed uploads that DAG alone.
+        self.write("bundle/g3/d0342.yaml", DAG.format(id="d0342") + "tags: [new]\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.counts(), (2, 3))
+        self.assertEqual(uploaded(out), 1)
+        # Every other DAG moved to the new version with the manifest (one UPDATE).
+        vers = {d["bundle"]["version"] for d in self.dags().values()}
+        self.assertEqual(len(vers), 1, vers)
+        self.assertNotIn(dags["d0000"]["bundle"]["version"], vers)
+
+    def test_batches_shrink_when_the_plane_refuses_their_size(self):
+        # A plane with a small body cap: the first batch (about 512 KiB) is refused with
+        # 413; the dag-processor names body_max, halves its batches and gets there.
+        self.stop_plane()
+        self.start_plane(body_max="96KiB")
+        self.tok = self.token_file(self.create_token()["value"], "dp.token")
+        pad = "# " + "x" * 200 + "\n"
+        for i in range(300):
+            self.write(f"bundle/d{i:03d}.yaml", DAG.format(id=f"d{i:03d}") +
+                       f"description: {'y' * 600}\n" + pad)
+        p = self.start_dp()
+        harness.wait_for(lambda: len(self.dags()) == 300, 60, 0.2, "300 dags on the plane")
+        self.assertIn("refused", p.output())
+        self.assertIn("(HTTP 413): raise body_max", p.output())
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
+
+    def test_parse_time_cap(self):
+        # A file that takes far more CPU than the cap to parse (80,000 params, about 1 MB)
+        # becomes an import error naming the cap; the other file's DAG is synced.
+        self.write("bundle/good.yaml", DAG.format(id="good"))
+        self.write("bundle/huge.yaml", DAG.format(id="huge") + "params:\n" +
+                   "".join(f"  k{i}: 1\n" for i in range(80000)))
+        rc, out = self.once(extra_dp="  parse_timeout: 5ms\n")
+        self.assertEqual(rc, 1, out)
+        errs = self.import_errors()
+        self.assertEqual(len(errs), 1, errs)
+        self.assertEqual(errs[0]["file"], "huge.yaml")
+        self.assertEqual(errs[0]["message"], "parsing took longer than the 5 ms cap per file")
+        self.assertGreater(errs[0]["line"], 1)  # where the parse was when the cap passed
+        self.assertEqual(set(self.dags()), {"good"})
+        # The timed-out file is not cached as broken: with the default cap it parses.
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.import_errors(), [])
+        self.assertEqual(set(self.dags()), {"good", "huge"})
+
+    def test_reconciliation_brings_back_a_deleted_dag(self):
+        # Unchanged rescans send nothing until reconcile_interval has passed since the
+        # plane took the manifest; then it goes again and the plane gets back a DAG an
+        # admin deleted.
+        self.write("bundle/a.yaml", DAG.format(id="a"))
+        self.write("bundle/b.yaml", DAG.format(id="b"))
+        self.ndp += 1
+        p = self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c",
+                                         self.dp_yaml(extra_dp="  reconcile_interval: 3s\n"),
+                                         "--log-level", "debug"])
+        harness.wait_for(lambda: {"a", "b"} <= set(self.dags()), 15, 0.1, "dags on the plane")
+        st, b = self.req("DELETE", "/api/v1/admin/dags/b", None, self.admin)
+        self.assertEqual(st, 200, b)
+        manifests = self.counts()[0]
+        harness.wait_for(lambda: "b" in self.dags(), 20, 0.1, "dag b back on the plane")
+        self.assertEqual(self.counts()[0], manifests + 1)
+        self.assertIn("unchanged (version", p.output())  # rescans in between sent nothing
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
 
     def test_lint(self):
         good = self.write("good.yaml", DAG.format(id="g"))

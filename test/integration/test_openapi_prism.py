@@ -161,6 +161,14 @@ class PrismContractTest(WorkerCase):
         st, b = self.req("PUT", "/api/v1/dags/side",
                          {"bundle": {"name": "main", "version": "v2"}, "dag": dag}, sess)
         self.assertEqual(st, 200, b)
+        # The bulk form: the same DAG again (unchanged) and one the plane refuses
+        # (within the schema: an upstream naming no task).
+        bad = {"dag_id": "dangling", "fileloc": "d.yaml",
+               "tasks": [{"task_id": "t", "command": ["true"], "upstream": ["nope"]}]}
+        st, b = self.req("POST", "/api/v1/dags/bulk",
+                         {"bundle": {"name": "main", "version": "v2"}, "dags": [dag, bad]}, sess)
+        self.assertEqual(st, 200, b)
+        self.assertEqual([r["status"] for r in b["results"]], ["unchanged", "invalid"], b)
 
     def drive_task_routes(self):
         """The single and the batched start and state routes, each with a 200,
@@ -259,6 +267,9 @@ class PrismContractTest(WorkerCase):
              wsess, 200),
             ("PUT", "/api/v1/dags/x", {"bundle": {"name": "b", "version": "1"},
                                        "dag": {"dag_id": "x"}}, wsess, 403),
+            ("POST", "/api/v1/dags/bulk", {"bundle": {"name": "b", "version": "1"},
+                                           "dags": [{"dag_id": "x"}]}, wsess, 403),
+            ("POST", "/api/v1/dags/bulk", {"dags": []}, self.admin, 400),
             ("POST", "/api/v1/triggers/poll", {"capacity": 1, "wait": 0}, wsess, 403),
             ("POST", "/api/v1/agents/register", {"name": "r", "roles": ["triggerer"],
                                                  "version": "1", "queues": ["default"],

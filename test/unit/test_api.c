@@ -793,6 +793,52 @@ static void test_batched_starts(void **state)
 }
 
 /* The one retry policy. */
+/* The DAG sync calls: the manifest goes to its route as JSON; a bulk upload's
+ * texts are copied into {bundle, dags} as they are, the bundle escaped; an
+ * empty or oversized list starts nothing. */
+static void test_dag_sync_calls(void **state)
+{
+    struct fixture *f = *state;
+    struct remex_error e;
+    api_start(f->api);
+    assert_true(run_until(f, is_registered, 3000));
+    const char *t[] = {"{\"dag_id\":\"a\"}", "{\"dag_id\":\"b\",\"tags\":[\"x\"]}"};
+    size_t l[] = {strlen(t[0]), strlen(t[1])};
+    user_done = 0;
+    assert_int_equal(api_dags_bulk(f->api, "main", "v\"1", t, l, 2, user_cb, NULL, &e), REMEX_OK);
+    assert_true(run_until(f, got_user, 3000));
+    json_t *m = json_pack("{s:s, s:s, s:[]}", "bundle", "main", "version", "v1", "files");
+    user_done = 0;
+    assert_int_equal(api_dags_manifest(f->api, m, user_cb, NULL, &e), REMEX_OK);
+    json_decref(m);
+    assert_true(run_until(f, got_user, 3000));
+    const struct rec *bulk = NULL, *man = NULL;
+    pthread_mutex_lock(&f->p->mu); /* recorded entries are not written again */
+    for (int i = 0; i < f->p->nlog; i++) {
+        if (strcmp(f->p->log[i].path, "/api/v1/dags/bulk") == 0)
+            bulk = &f->p->log[i];
+        if (strcmp(f->p->log[i].path, "/api/v1/dags/manifest") == 0)
+            man = &f->p->log[i];
+    }
+    pthread_mutex_unlock(&f->p->mu);
+    assert_non_null(bulk);
+    assert_string_equal(bulk->method, "POST");
+    assert_string_equal(bulk->auth, "Bearer sess-1");
+    assert_string_equal(bulk->body,
+                        "{\"bundle\":{\"name\":\"main\",\"version\":\"v\\\"1\"},"
+                        "\"dags\":[{\"dag_id\":\"a\"},{\"dag_id\":\"b\",\"tags\":[\"x\"]}]}");
+    assert_non_null(man);
+    assert_string_equal(man->method, "POST");
+    json_t *got = json_loads(man->body, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(got, "bundle")), "main");
+    json_decref(got);
+    assert_int_equal(api_dags_bulk(f->api, "m", "v", t, l, 0, user_cb, NULL, &e), REMEX_EINVAL);
+    assert_int_equal(
+        api_dags_bulk(f->api, "m", "v", t, l, API_DAGS_BULK_MAX + 1, user_cb, NULL, &e),
+        REMEX_EINVAL);
+}
+
+/* The one retry policy. */
 static void test_retryable(void **state)
 {
     (void)state;
@@ -828,6 +874,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batched_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batched_reports_unsettled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batched_starts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dag_sync_calls, setup, teardown),
         cmocka_unit_test(test_retryable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

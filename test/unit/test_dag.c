@@ -654,6 +654,38 @@ static void test_large_chain_topo(void **state)
     buf_free(&b);
 }
 
+/* dag_from_json_value_canon hands over the canonical text the hash was made
+ * of: dag_to_json's output, byte for byte; NULL on error. */
+static void test_canon_text(void **state)
+{
+    (void)state;
+    json_error_t je;
+    json_t *o = json_loads("{\"dag_id\": \"c\", \"fileloc\": \"c.yaml\", \"tasks\":"
+                           " [{\"task_id\": \"b\", \"command\": [\"true\"], \"upstream\": [\"a\"]},"
+                           " {\"task_id\": \"a\", \"command\": [\"true\"]}]}",
+                           0, &je);
+    struct dag *d = NULL, *d2 = NULL;
+    char *canon = NULL, *again = NULL;
+    struct remex_error e;
+    assert_non_null(o);
+    assert_int_equal(dag_from_json_value_canon(o, &d, NULL, &canon, &e), REMEX_OK);
+    assert_non_null(canon);
+    assert_int_equal(dag_to_json(d, &again, NULL, &e), REMEX_OK);
+    assert_string_equal(canon, again);
+    assert_int_equal(dag_from_json_value(o, &d2, &e), REMEX_OK);
+    assert_string_equal(d->hash, d2->hash);
+    free(canon);
+    free(again);
+    dag_free(d);
+    dag_free(d2);
+    json_object_set_new(o, "tasks", json_array());
+    canon = (char *)1;
+    assert_int_not_equal(dag_from_json_value_canon(o, &d, NULL, &canon, &e), REMEX_OK);
+    assert_null(canon);
+    assert_null(d);
+    json_decref(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -689,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_cap_tasks),
         cmocka_unit_test(test_cap_json_size),
         cmocka_unit_test(test_large_chain_topo),
+        cmocka_unit_test(test_canon_text),
     };
     return cmocka_run_group_tests_name("dag", tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "remex/buf.h"
 #include "remex/dagyaml.h"
 
 static remex_err parse(const char *yaml, struct dagyaml_result *r)
@@ -567,6 +568,34 @@ static void test_truncation_every_offset(void **state)
     free(data);
 }
 
+/* dagyaml_parse_until: a file past the CPU time cap gets one diagnostic naming
+ * the cap and no DAG; without a cap (0) or with a generous one it parses. */
+static void test_time_cap(void **state)
+{
+    (void)state;
+    struct buf b;
+    struct dagyaml_result res;
+    struct remex_error e;
+    buf_init(&b, DAGYAML_FILE_MAX);
+    assert_int_equal(buf_puts(&b, "dag_id: big\nparams:\n"), 0);
+    for (int i = 0; i < 80000; i++)
+        assert_int_equal(buf_printf(&b, "  k%d: 1\n", i), 0);
+    assert_int_equal(buf_puts(&b, "tasks:\n  - task_id: t\n    command: [x]\n"), 0);
+    assert_int_equal(dagyaml_parse_until(b.data, b.len, "big.yaml", 1, &res, &e), REMEX_EPARSE);
+    assert_int_equal(res.ndiags, 1);
+    assert_int_equal(res.ndags, 0);
+    assert_string_equal(res.diags[0].msg, "parsing took longer than the 1 ms cap per file");
+    assert_true(res.diags[0].line > 1);
+    dagyaml_result_free(&res);
+    assert_int_equal(dagyaml_parse_until(b.data, b.len, "big.yaml", 0, &res, &e), REMEX_OK);
+    assert_int_equal(res.ndags, 1);
+    dagyaml_result_free(&res);
+    assert_int_equal(dagyaml_parse_until(b.data, b.len, "big.yaml", 60000, &res, &e), REMEX_OK);
+    assert_int_equal(res.ndags, 1);
+    dagyaml_result_free(&res);
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -594,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_parse_file_errors),
         cmocka_unit_test(test_yaml_json_hash_stable),
         cmocka_unit_test(test_truncation_every_offset),
+        cmocka_unit_test(test_time_cap),
     };
     return cmocka_run_group_tests_name("dagyaml", tests, NULL, NULL);
 }

@@ -199,12 +199,37 @@ static void test_utf8_check(void **state)
     assert_int_equal(ytree_utf8_check("a\xe2\x82", 3), 1);         /* truncated */
 }
 
+/* ytree_parse_until: a passed CPU deadline stops the parse at the 1024th event
+ * (one scalar per line here: line 1024); 0 is no cap. */
+static void test_cpu_deadline(void **state)
+{
+    (void)state;
+    static const struct ytree_limits big = {100000, 8, 0};
+    struct buf b;
+    struct ytree_node *root = (struct ytree_node *)1;
+    struct ytree_error ye;
+    buf_init(&b, 1 << 20);
+    for (int i = 0; i < 3000; i++)
+        assert_int_equal(buf_printf(&b, "- %d\n", i), 0);
+    assert_int_equal(ytree_parse_until(b.data, b.len, &big, 1, &root, &ye), REMEX_ETIMEOUT);
+    assert_null(root);
+    assert_int_equal(ye.kind, YTREE_ETIME);
+    assert_true(ye.line > 1000 && ye.line < 1030);
+    assert_int_equal(ytree_parse_until(b.data, b.len, &big, 0, &root, &ye), REMEX_OK);
+    assert_int_equal(root->n, 3000);
+    ytree_free(root);
+    uint64_t far = ytree_thread_cpu_ns() + 60ull * 1000000000u;
+    assert_int_equal(ytree_parse_until(b.data, b.len, &big, far, &root, &ye), REMEX_OK);
+    ytree_free(root);
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tree_and_positions), cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_refusals),           cmocka_unit_test(test_caps),
-        cmocka_unit_test(test_utf8_check),
+        cmocka_unit_test(test_utf8_check),         cmocka_unit_test(test_cpu_deadline),
     };
     return cmocka_run_group_tests_name("yamltree", tests, NULL, NULL);
 }
