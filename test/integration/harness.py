@@ -90,6 +90,46 @@ def http(method, url, body=None, token=None, headers=None, timeout=10.0):
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
+    except urllib.error.URLError as e:
+        # A server may answer (413, 401) and close before it has read a large
+        # body: the send fails, the answer is there to read.
+        if data is None or not isinstance(e.reason, (BrokenPipeError, ConnectionResetError)):
+            raise
+        return _http_early_answer(method, url, data, hdrs, timeout)
+
+
+def _http_early_answer(method, url, data, hdrs, timeout):
+    """Sends the request over a plain socket, tolerating a close while the body
+    is sent, and reads the answer that came before it (Connection: close)."""
+    hostport, _, path = url.split("://", 1)[1].partition("/")
+    host, _, port = hostport.partition(":")
+    head = [f"{method} /{path} HTTP/1.1", f"Host: {hostport}", "Connection: close",
+            f"Content-Length: {len(data)}"] + [f"{k}: {v}" for k, v in hdrs.items()]
+    s = socket.create_connection((host, int(port or 80)), timeout=timeout)
+    try:
+        try:
+            s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        raw = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        s.close()
+    head_b, _, body = raw.partition(b"\r\n\r\n")
+    lines = head_b.decode("latin-1").split("\r\n")
+    if not lines or not lines[0].startswith("HTTP/"):
+        raise ConnectionError(f"no answer from {url} before the connection closed")
+    status = int(lines[0].split()[1])
+    headers = dict(ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
+    n = headers.get("Content-Length") or headers.get("content-length")
+    return status, headers, body[: int(n)] if n else body
 
 
 def http_json(method, url, body=None, token=None, timeout=10.0):
