@@ -1,4 +1,5 @@
-/* objstore_gcs: Google Cloud Storage (JSON API) with service-account OAuth tokens. */
+/* objstore_gcs: Google Cloud Storage (JSON API) with OAuth tokens from a service-account key or,
+ * without one, the GCP metadata server (lib/gcpauth). */
 #include "remex/objstore_gcs.h"
 
 #include <jansson.h>
@@ -75,11 +76,10 @@ remex_err objstore_gcs_open(const char *url, const struct objstore_opts *opts,
     if (!s)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     rc = parse_url(s, url, e);
-    if (rc == REMEX_OK && !key)
-        rc = remex_seterr(e, REMEX_ENOTFOUND,
-                          "no service-account key (GOOGLE_APPLICATION_CREDENTIALS)");
+    /* No key (unset or empty): gcpauth's metadata server (GCE_METADATA_HOST, else GCE only). */
     if (rc == REMEX_OK)
-        rc = gcpauth_open(key, o->token_uri, GCS_SCOPE, o->ca_file, &s->auth, e);
+        rc = gcpauth_open(key && *key ? key : NULL, o->token_uri, GCS_SCOPE, o->ca_file, &s->auth,
+                          e);
     if (rc == REMEX_OK) {
         struct http_client_opts ho = {.base_url =
                                           endpoint ? endpoint : "https://storage.googleapis.com",

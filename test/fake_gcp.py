@@ -28,7 +28,7 @@ the path is 404 (no metadata server). POST /_conf merges JSON into CONF
 Usage: fake_gcp.py [--stdin] CONF.json (CONF: {"key_pem": PATH, "email",
 "buckets": [...], "project", "secrets": {NAME: STRING}, "token_ttl"}).
 Prints "port N". GET /_stats: tokens issued (JWT and metadata), metadata refusals,
-requests per path.
+requests per path. GET /_objects: {bucket: {name: base64 content}}.
 """
 import base64
 import hmac
@@ -143,6 +143,10 @@ class H(http.server.BaseHTTPRequestHandler):
         if method == "GET" and u.path == "/_stats":
             with LOCK:
                 return self.send(200, STATS)
+        if method == "GET" and u.path == "/_objects":
+            with LOCK:
+                return self.send(200, {b: {n: base64.b64encode(v).decode() for n, v in o.items()}
+                                       for b, o in OBJECTS.items()})
         if method == "POST" and u.path == "/token":
             return self.token(raw)
         if method == "GET" and u.path == METADATA_TOKEN:

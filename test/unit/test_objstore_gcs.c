@@ -17,6 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "remex/http.h"
 #include "remex/objstore.h"
 
 #include "helper_server.h"
@@ -70,7 +73,9 @@ static int start(void **state)
     char text[1024];
     snprintf(text, sizeof(text),
              "{\"key_pem\": \"%s\", \"email\": \"remex@proj.iam.gserviceaccount.com\","
-             " \"buckets\": [\"remex-b\"], \"project\": \"proj-1\", \"token_ttl\": 3600}",
+             " \"buckets\": [\"remex-b\"], \"project\": \"proj-1\", \"token_ttl\": 3600,"
+             " \"metadata\": {\"ttl\": 3599, \"scopes\": "
+             "[\"https://www.googleapis.com/auth/devstorage.read_write\"]}}",
              pem);
     if (write_text(conf, text) != 0)
         return -1;
@@ -159,10 +164,78 @@ static void test_stream_round_trip(void **state)
     objstore_close(s);
 }
 
+/* The fake's counter name from /_stats. */
+static int fake_stat(const char *name)
+{
+    struct http_client *c;
+    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
+    struct http_response r;
+    struct http_request req = {.method = "GET", .path = "/_stats"};
+    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
+    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
+    json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL); /* owned */
+    int n = (int)json_integer_value(json_object_get(j, name));
+    json_decref(j);
+    http_response_free(&r);
+    http_client_free(c);
+    return n;
+}
+
+/* No key: the store takes its tokens from the metadata server (GCE, GKE Workload Identity). */
+static void test_metadata_server_token(void **state)
+{
+    (void)state;
+    NEED_FAKE();
+    struct objstore_opts o = {.endpoint = url};
+    struct objstore *s = NULL;
+    struct objstore_ref ref, got;
+    struct remex_error e;
+    struct buf b = BUF_INIT(1024);
+    char src[128], dst[128], sum[72], host[64], cmd[300];
+    char *saved = getenv("GOOGLE_APPLICATION_CREDENTIALS")
+                      ? strdup(getenv("GOOGLE_APPLICATION_CREDENTIALS"))
+                      : NULL;
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+    /* Neither a key nor a metadata server (test/run.py sets NO_GCE_CHECK): a clear error. */
+    unsetenv("GCE_METADATA_HOST");
+    setenv("NO_GCE_CHECK", "true", 1);
+    assert_int_equal(objstore_open_opts("gs://remex-b/md", &o, &s, &e), REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "gs://remex-b/md"));
+    assert_non_null(strstr(e.msg, "GOOGLE_APPLICATION_CREDENTIALS"));
+    assert_non_null(strstr(e.msg, "GCE_METADATA_HOST"));
+    snprintf(host, sizeof(host), "127.0.0.1:%u", srv.port);
+    setenv("GCE_METADATA_HOST", host, 1);
+    int jwt = fake_stat("tokens"), md = fake_stat("metadata_tokens");
+    ASSERT_OK(objstore_open_opts("gs://remex-b/md", &o, &s, &e));
+    snprintf(src, sizeof(src), "%s/md-src", dir);
+    snprintf(dst, sizeof(dst), "%s/md-dst", dir);
+    write_pattern(src, (1u << 20) + 7, sum);
+    ASSERT_OK(objstore_put_file(s, "logs/m.log", src, &ref, &e));
+    assert_string_equal(ref.uri, "gs://remex-b/md/logs/m.log");
+    assert_string_equal(ref.checksum, sum);
+    ASSERT_OK(objstore_get_file(s, "logs/m.log", dst, ref.checksum, &got, &e));
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", src, dst);
+    assert_int_equal(system(cmd), 0);
+    ASSERT_OK(objstore_put(s, "xcom/v", "{\"n\": 1}", 8, &ref, &e));
+    ASSERT_OK(objstore_get(s, "xcom/v", &b, &e));
+    assert_int_equal(b.len, 8);
+    assert_memory_equal(b.data, "{\"n\": 1}", 8);
+    buf_free(&b);
+    objstore_close(s);
+    assert_int_equal(fake_stat("metadata_tokens"), md + 1); /* one token, kept */
+    assert_int_equal(fake_stat("tokens"), jwt);             /* no key, no JWT exchange */
+    assert_int_equal(fake_stat("metadata_refused"), 0);
+    unsetenv("GCE_METADATA_HOST");
+    if (saved)
+        setenv("GOOGLE_APPLICATION_CREDENTIALS", saved, 1);
+    free(saved);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_round_trip),
+        cmocka_unit_test(test_metadata_server_token),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
