@@ -181,6 +181,75 @@ static int fake_stat(const char *name)
     return n;
 }
 
+/* POST /_conf with json (the fake merges it into its configuration). */
+static void fake_conf(const char *json)
+{
+    struct http_client *c;
+    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
+    struct http_response r;
+    struct http_request req = {.method = "POST",
+                               .path = "/_conf",
+                               .body = json,
+                               .body_len = strlen(json),
+                               .content_type = "application/json"};
+    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
+    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
+    assert_int_equal(r.status, 200);
+    http_response_free(&r);
+    http_client_free(c);
+}
+
+/* The MD5 GCS states for an object (md5Hash in the upload's reply, x-goog-hash on a media
+ * download) is checked against the bytes: a store that states another one is refused. */
+static void test_md5_checked(void **state)
+{
+    (void)state;
+    NEED_FAKE();
+    struct objstore_opts o = {.endpoint = url, .gcp_key_file = keyjson};
+    struct objstore *s = NULL;
+    struct objstore_ref ref;
+    struct remex_error e;
+    struct buf b = BUF_INIT(1u << 20);
+    char src[128], dst[128], sum[72], cmd[300];
+    snprintf(src, sizeof(src), "%s/md5-src", dir);
+    snprintf(dst, sizeof(dst), "%s/md5-dst", dir);
+    ASSERT_OK(objstore_open_opts("gs://remex-b/md5", &o, &s, &e));
+    write_pattern(src, 70000, sum);
+    /* The fake states the right hashes: both directions pass (and were checked). */
+    ASSERT_OK(objstore_put_file(s, "a.log", src, &ref, &e));
+    ASSERT_OK(objstore_get_file(s, "a.log", dst, NULL, NULL, &e));
+    ASSERT_OK(objstore_put(s, "x", "value", 5, NULL, &e));
+    ASSERT_OK(objstore_get(s, "x", &b, &e));
+    assert_int_equal(b.len, 5);
+    buf_free(&b);
+    /* A wrong md5Hash in the upload's reply: the upload is refused, naming the key. */
+    fake_conf("{\"corrupt\": {\"md5_upload\": true}}");
+    assert_int_equal(objstore_put_file(s, "b.log", src, &ref, &e), REMEX_EPROTO);
+    assert_non_null(strstr(e.msg, "b.log"));
+    assert_non_null(strstr(e.msg, "md5Hash"));
+    assert_non_null(strstr(e.msg, "is not the MD5 of what was sent"));
+    assert_int_equal(objstore_put(s, "y", "value", 5, NULL, &e), REMEX_EPROTO);
+    assert_non_null(strstr(e.msg, "is not the MD5 of what was sent"));
+    fake_conf("{\"corrupt\": {\"md5_upload\": false}}");
+    /* A wrong md5 in x-goog-hash: the download is refused and the target left as it was. */
+    write_pattern(dst, 10, sum);
+    fake_conf("{\"corrupt\": {\"md5_download\": true}}");
+    assert_int_equal(objstore_get_file(s, "a.log", dst, NULL, NULL, &e), REMEX_EPROTO);
+    assert_non_null(strstr(e.msg, "MD5"));
+    struct stat st;
+    assert_int_equal(stat(dst, &st), 0);
+    assert_int_equal(st.st_size, 10);
+    assert_int_equal(objstore_get(s, "x", &b, &e), REMEX_EPROTO);
+    assert_non_null(strstr(e.msg, "gcs GET x: the body does not match the MD5"));
+    assert_int_equal(b.len, 0);
+    fake_conf("{\"corrupt\": {\"md5_download\": false}}");
+    ASSERT_OK(objstore_get_file(s, "a.log", dst, NULL, NULL, &e));
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", src, dst);
+    assert_int_equal(system(cmd), 0);
+    buf_free(&b);
+    objstore_close(s);
+}
+
 /* No key: the store takes its tokens from the metadata server (GCE, GKE Workload Identity). */
 static void test_metadata_server_token(void **state)
 {
@@ -236,6 +305,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_round_trip),
         cmocka_unit_test(test_metadata_server_token),
+        cmocka_unit_test(test_md5_checked),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
