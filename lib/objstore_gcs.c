@@ -1,4 +1,5 @@
-/* objstore_gcs: Google Cloud Storage (JSON API) with service-account OAuth tokens. */
+/* objstore_gcs: Google Cloud Storage (JSON API) with OAuth tokens from a service-account key or,
+ * without one, the GCP metadata server (lib/gcpauth). */
 #include "remex/objstore_gcs.h"
 
 #include <jansson.h>
@@ -75,11 +76,10 @@ remex_err objstore_gcs_open(const char *url, const struct objstore_opts *opts,
     if (!s)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     rc = parse_url(s, url, e);
-    if (rc == REMEX_OK && !key)
-        rc = remex_seterr(e, REMEX_ENOTFOUND,
-                          "no service-account key (GOOGLE_APPLICATION_CREDENTIALS)");
+    /* No key (unset or empty): gcpauth's metadata server (GCE_METADATA_HOST, else GCE only). */
     if (rc == REMEX_OK)
-        rc = gcpauth_open(key, o->token_uri, GCS_SCOPE, o->ca_file, &s->auth, e);
+        rc = gcpauth_open(key && *key ? key : NULL, o->token_uri, GCS_SCOPE, o->ca_file, &s->auth,
+                          e);
     if (rc == REMEX_OK) {
         struct http_client_opts ho = {.base_url =
                                           endpoint ? endpoint : "https://storage.googleapis.com",
@@ -145,9 +145,28 @@ static remex_err gcs_call(struct objstore_gcs *s, const char *method, const char
     return rc;
 }
 
+/* The upload reply (object resource) names the MD5 the service computed: it must be md5 (what was
+ * sent). A reply without md5Hash (composite objects, some emulators) is taken as it is. */
+static remex_err check_md5hash(const struct buf *reply, const unsigned char md5[16],
+                               const char *key, struct remex_error *e)
+{
+    unsigned char b64[32];
+    remex_err rc = REMEX_OK;
+    json_t *o = json_loadb(reply->data ? reply->data : "", reply->len, 0, NULL); /* owned */
+    const char *got = json_string_value(json_object_get(o, "md5Hash"));          /* borrowed */
+    EVP_EncodeBlock(b64, md5, 16);
+    if (got && strcmp(got, (const char *)b64) != 0)
+        rc = remex_seterr(e, REMEX_EPROTO,
+                          "gcs POST %s: md5Hash %.40s is not the MD5 of what was sent", key, got);
+    json_decref(o);
+    return rc;
+}
+
 remex_err objstore_gcs_put(struct objstore_gcs *s, const char *key, const void *data, size_t len,
                            struct remex_error *e)
 {
+    unsigned char md5[16];
+    unsigned int mdlen = sizeof(md5);
     struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
     struct http_response r = {0};
     remex_err rc = buf_printf(&p, "/upload/storage/v1/b/%s/o?uploadType=media&name=", s->bucket);
@@ -155,6 +174,10 @@ remex_err objstore_gcs_put(struct objstore_gcs *s, const char *key, const void *
         rc = put_name(s, &p, key);
     rc = rc == REMEX_OK ? gcs_call(s, "POST", buf_cstr(&p), data ? data : "", len, key, &r, NULL, e)
                         : remex_seterr(e, rc, "gcs: key too long");
+    if (rc == REMEX_OK && EVP_Digest(data ? data : "", len, md5, &mdlen, EVP_md5(), NULL) != 1)
+        rc = remex_seterr(e, REMEX_ENOMEM, "gcs: md5: out of memory");
+    if (rc == REMEX_OK)
+        rc = check_md5hash(&r.body, md5, key, e);
     http_response_free(&r);
     buf_free(&p);
     return rc;
@@ -165,13 +188,25 @@ remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *
 {
     struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
     struct http_response r = {0};
-    remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket);
-    if (rc == REMEX_OK)
+    struct objstore_sink k; /* no file: keeps x-goog-hash's md5= and checks the body against it */
+    remex_err rc = objstore_sink_open(&k, NULL, e);
+    if (rc != REMEX_OK)
+        return rc;
+    /* Headers only: the body is buffered in r (capped), as a non-streamed get. */
+    const struct http_stream hs = {.header = k.st.header, .reset = k.st.reset, .ud = &k};
+    if ((rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket)) == REMEX_OK)
         rc = put_name(s, &p, key);
     if (rc == REMEX_OK)
         rc = buf_puts(&p, "?alt=media");
-    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, NULL, e)
+    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, &hs, e)
                         : remex_seterr(e, rc, "gcs: key too long");
+    if (rc == REMEX_OK && k.st.write(r.body.data ? r.body.data : "", r.body.len, &k) != 0)
+        rc = remex_seterr(e, REMEX_ENOMEM, "gcs: md5: out of memory");
+    remex_err checked = objstore_sink_finish(&k, rc, NULL, NULL, NULL, e); /* frees k */
+    if (checked != rc) {
+        rc = checked;
+        remex_errprefix(e, "gcs GET %s", key);
+    }
     if (rc == REMEX_OK &&
         (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
         remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
@@ -205,7 +240,6 @@ remex_err objstore_gcs_put_file(struct objstore_gcs *s, const char *key, int fd,
     struct http_response r = {0};
     struct objstore_digest d;
     struct objstore_src src;
-    unsigned char b64[32];
     void *whole = objstore_digest_new();
     remex_err rc = whole ? objstore_digest_range(fd, 0, size, whole, NULL, &d, e)
                          : remex_seterr(e, REMEX_ENOMEM, "out of memory");
@@ -217,16 +251,8 @@ remex_err objstore_gcs_put_file(struct objstore_gcs *s, const char *key, int fd,
         objstore_src_init(&src, fd, 0, size);
         rc = gcs_call(s, "POST", buf_cstr(&p), NULL, 0, key, &r, &src.st, e);
     }
-    if (rc == REMEX_OK) {
-        /* The object resource names the MD5 the service computed: it must be what was sent. */
-        json_t *o = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
-        const char *md5 = json_string_value(json_object_get(o, "md5Hash"));
-        EVP_EncodeBlock(b64, d.md5, 16);
-        if (md5 && strcmp(md5, (const char *)b64) != 0)
-            rc = remex_seterr(e, REMEX_EPROTO,
-                              "gcs POST %s: md5Hash %s is not the MD5 of what was sent", key, md5);
-        json_decref(o);
-    }
+    if (rc == REMEX_OK)
+        rc = check_md5hash(&r.body, d.md5, key, e);
     if (rc == REMEX_OK)
         objstore_digest_final(whole, sum);
     objstore_digest_free(whole);

@@ -12,8 +12,9 @@ issues a bearer token; GET /secrets/NAME?api-version=7.4 requires a live one
 {"error": {"code": "SecretNotFound"}}.
 
 Usage: fake_azkv.py [--stdin] CONF.json (CONF: {"tenant", "client_id",
-"client_secret", "assertion", "secrets": {NAME: STRING}}). Prints "port N".
-GET /_stats: tokens issued.
+"client_secret", "assertion", "secrets": {NAME: STRING}, "token_ttl"}). Prints
+"port N". GET /_stats: tokens issued. POST /_conf merges JSON into CONF (the
+tests change token_ttl with it).
 """
 import hmac
 import http.server
@@ -58,7 +59,12 @@ class H(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
-        form = urllib.parse.parse_qs(self.rfile.read(n).decode() if n else "")
+        raw = self.rfile.read(n).decode() if n else ""
+        if self.path == "/_conf":
+            with LOCK:
+                CONF.update(json.loads(raw))
+            return self.send(200, {})
+        form = urllib.parse.parse_qs(raw)
         one = lambda k: form.get(k, [None])[0]
         if self.path != "/%s/oauth2/v2.0/token" % CONF["tenant"]:
             return self.send(400, {"error": "invalid_request",
@@ -79,9 +85,10 @@ class H(http.server.BaseHTTPRequestHandler):
                                                         "provided."})
         tok = "eyJ0eXAi.fake-" + pysecrets.token_hex(16)
         with LOCK:
-            TOKENS[tok] = time.time() + 3600
+            ttl = CONF.get("token_ttl", 3599)
+            TOKENS[tok] = time.time() + ttl
             STATS["tokens"] += 1
-        return self.send(200, {"token_type": "Bearer", "expires_in": 3599, "access_token": tok})
+        return self.send(200, {"token_type": "Bearer", "expires_in": ttl, "access_token": tok})
 
     def do_GET(self):
         u = urllib.parse.urlsplit(self.path)

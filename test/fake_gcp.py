@@ -11,9 +11,15 @@ signature against the test service account's public key (Python's
 issuer, scope and expiry, then issues an access token; every storage and
 secret call must carry a live one as "Authorization: Bearer", else 401.
 
-Storage: POST /upload/storage/v1/b/B/o?uploadType=media&name=N, GET
-/storage/v1/b/B/o/N?alt=media, DELETE /storage/v1/b/B/o/N, GET
-/storage/v1/b/B/o?prefix=P&maxResults=N (objects.list). Secret Manager:
+Storage: POST /upload/storage/v1/b/B/o?uploadType=media&name=N (replies with
+the object resource: bucket, name, size, md5Hash and crc32c, both base64 as
+GCS gives them), GET /storage/v1/b/B/o/N?alt=media (the bytes, with
+"x-goog-hash: crc32c=...,md5=..." as GCS sends it), GET without alt=media
+(the object resource), DELETE /storage/v1/b/B/o/N, GET
+/storage/v1/b/B/o?prefix=P&maxResults=N (objects.list). With "corrupt":
+{"md5_upload": true} or {"md5_download": true} in CONF (POST /_conf), the
+upload reply's md5Hash or the download's x-goog-hash md5 is that of other
+bytes, so a test can prove remex checks them. Secret Manager:
 GET /v1/projects/P/secrets/S/versions/latest:access -> {"payload": {"data":
 base64}}. Errors: {"error": {"code", "message", "status"}}.
 
@@ -29,9 +35,10 @@ the path is 404 (no metadata server). POST /_conf merges JSON into CONF
 Usage: fake_gcp.py [--stdin] CONF.json (CONF: {"key_pem": PATH, "email",
 "buckets": [...], "project", "secrets": {NAME: STRING}, "token_ttl"}).
 Prints "port N". GET /_stats: tokens issued (JWT and metadata), metadata refusals,
-requests per path.
+requests per path. GET /_objects: {bucket: {name: base64 content}}.
 """
 import base64
+import hashlib
 import hmac
 import http.server
 import json
@@ -60,6 +67,36 @@ METADATA_TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token"
 LOCK = threading.Lock()
 
 
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as GCS computes it; no Python module for it is packaged here."""
+    c = 0xFFFFFFFF
+    t = CRC32C
+    for b in data:
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def gcs_hashes(data, corrupt=False):
+    """(md5Hash, crc32c) of data as GCS states them: base64 of the MD5 digest and of the
+    big-endian CRC-32C. corrupt: the MD5 of other bytes."""
+    md5 = hashlib.md5(data + (b"corrupt" if corrupt else b"")).digest()
+    return (base64.b64encode(md5).decode(),
+            base64.b64encode(crc32c(data).to_bytes(4, "big")).decode())
+
+
 def b64url_decode(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
@@ -70,11 +107,13 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
-    def send(self, status, obj=None, raw=None):
+    def send(self, status, obj=None, raw=None, headers=()):
         body = raw if raw is not None else json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream" if raw is not None
                          else "application/json")
+        for k, v in headers:
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -119,6 +158,16 @@ class H(http.server.BaseHTTPRequestHandler):
             STATS["tokens"] += 1
         return self.send(200, {"access_token": tok, "expires_in": ttl, "token_type": "Bearer"})
 
+    def corrupt(self, what):
+        with LOCK:
+            return bool(what and CONF.get("corrupt", {}).get(what))
+
+    def resource(self, bucket, name, data, corrupt_what):
+        """The object resource (storage#object) with GCS's hashes."""
+        md5, crc = gcs_hashes(data, self.corrupt(corrupt_what))
+        return {"kind": "storage#object", "bucket": bucket, "name": name,
+                "size": str(len(data)), "md5Hash": md5, "crc32c": crc}
+
     def metadata_token(self, q):
         md = CONF.get("metadata")
         if md is None:
@@ -144,6 +193,10 @@ class H(http.server.BaseHTTPRequestHandler):
         if method == "GET" and u.path == "/_stats":
             with LOCK:
                 return self.send(200, STATS)
+        if method == "GET" and u.path == "/_objects":
+            with LOCK:
+                return self.send(200, {b: {n: base64.b64encode(v).decode() for n, v in o.items()}
+                                       for b, o in OBJECTS.items()})
         if method == "POST" and u.path == "/token":
             return self.token(raw)
         if method == "GET" and u.path == METADATA_TOKEN:
@@ -164,7 +217,7 @@ class H(http.server.BaseHTTPRequestHandler):
             if b not in OBJECTS:
                 return self.error(404, "NOT_FOUND", "The specified bucket does not exist.")
             OBJECTS[b][q["name"][0]] = raw
-            return self.send(200, {"bucket": b, "name": q["name"][0], "size": str(len(raw))})
+            return self.send(200, self.resource(b, q["name"][0], raw, "md5_upload"))
         if method == "GET" and len(parts) == 6 and parts[5] == "o" and parts[3] == "b":
             # objects.list: names in lexicographic order, "items" absent when none
             objs = OBJECTS.get(parts[4])
@@ -186,7 +239,11 @@ class H(http.server.BaseHTTPRequestHandler):
             if method == "DELETE":
                 del objs[name]
                 return self.send(204, raw=b"")
-            return self.send(200, raw=objs[name])
+            if q.get("alt") != ["media"]:
+                return self.send(200, self.resource(b, name, objs[name], None))
+            md5, crc = gcs_hashes(objs[name], self.corrupt("md5_download"))
+            return self.send(200, raw=objs[name],
+                             headers=[("x-goog-hash", "crc32c=%s,md5=%s" % (crc, md5))])
         if method == "GET" and u.path.startswith("/v1/projects/"):
             # /v1/projects/P/secrets/S/versions/latest:access
             if len(parts) != 8 or parts[4] != "secrets" or parts[7] != "latest:access":

@@ -6,9 +6,14 @@
  * GOOGLE_APPLICATION_CREDENTIALS environment, as the SDKs read them).
  * --follow prints a running try's log as it grows and returns once the try
  * ended, finishing with the stored copy when the worker uploaded one.
+ * Logs are streamed in bounded memory whatever their size: a stored log is
+ * downloaded (objstore_get_file, the store's MD5 checked) into an unlinked
+ * temporary file under $TMPDIR (else /tmp), then copied to stdout.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +23,6 @@
 #include "ctl.h"
 #include "remex/objstore.h"
 
-#define LOG_FETCH_MAX  (256u * 1024u * 1024u) /* largest stored log printed */
 #define FOLLOW_POLL_MS 500
 
 static int ended(const char *state)
@@ -67,49 +71,88 @@ static int fetch_ti(struct ctl *c, char **argv, int check_run, json_t **reply)
     return rc;
 }
 
-/* Writes data[from..len) to stdout; *printed becomes len. */
-static int emit(const char *data, size_t len, size_t *printed)
+/* Copies fd's bytes from offset *printed to its end onto stdout; *printed advances. Bounded
+ * memory (one chunk). REMEX_EIO names what failed: "reading" (the log) or "writing" (stdout). */
+static remex_err emit_fd(int fd, uint64_t *printed, const char *what, struct remex_error *e)
 {
-    if (len > *printed && fwrite(data + *printed, 1, len - *printed, stdout) != len - *printed)
-        return -1;
-    if (len > *printed)
-        *printed = len;
-    return fflush(stdout) == 0 ? 0 : -1;
+    char chunk[65536];
+    ssize_t n;
+    if (lseek(fd, (off_t)*printed, SEEK_SET) < 0)
+        return remex_errno(e, REMEX_EIO, "reading %s", what);
+    for (;;) {
+        n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return remex_errno(e, REMEX_EIO, "reading %s", what);
+        if (n == 0)
+            break;
+        if (fwrite(chunk, 1, (size_t)n, stdout) != (size_t)n)
+            return remex_seterr(e, REMEX_ESYS, "writing output failed");
+        *printed += (uint64_t)n;
+    }
+    return fflush(stdout) == 0 ? REMEX_OK : remex_seterr(e, REMEX_ESYS, "writing output failed");
 }
 
-/* Reads the log at uri into out. REMEX_EUNSUPPORTED for a location this machine cannot read. */
-static remex_err read_log(const char *uri, struct buf *out, struct remex_error *e)
+/* Downloads the object at uri (s3://, az://, gs://) into a private temporary file (unlinked
+ * at once: it goes with *fd) with objstore_get_file, in bounded memory; the store's MD5 is
+ * checked on the way. */
+static remex_err fetch_object(const char *uri, int *fd, struct remex_error *e)
 {
-    char store[OBJSTORE_URI_MAX];
-    const char *p;
+    char store[OBJSTORE_URI_MAX], back[OBJSTORE_URI_MAX], dir[4096], path[4200];
+    const char *p = uri + 5, *tmp = getenv("TMPDIR");
     struct objstore *s = NULL;
     remex_err rc;
     int parts = strncmp(uri, "az://", 5) == 0 ? 2 : 1; /* account/container, or bucket */
-    if (strncmp(uri, "file://", 7) == 0) {
-        FILE *f = fopen(uri + 7, "r");
-        char chunk[65536];
-        size_t n;
-        if (!f)
-            return remex_errno(e, errno == ENOENT ? REMEX_ENOTFOUND : REMEX_EIO, "%s", uri + 7);
-        rc = REMEX_OK;
-        while (rc == REMEX_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            rc = buf_append(out, chunk, n);
-        fclose(f);
-        return rc == REMEX_OK ? REMEX_OK : remex_seterr(e, rc, "%s: too large", uri + 7);
-    }
-    if (strncmp(uri, "s3://", 5) != 0 && strncmp(uri, "az://", 5) != 0 &&
-        strncmp(uri, "gs://", 5) != 0)
-        return remex_seterr(e, REMEX_EUNSUPPORTED, "no reader for this location");
-    p = uri + 5;
     for (int i = 0; i < parts && p; i++)
         p = strchr(p + 1, '/');
-    if (!p || (size_t)(p - uri) >= sizeof(store))
+    if (!p || !p[1] || (size_t)(p - uri) >= sizeof(store))
         return remex_seterr(e, REMEX_EINVAL, "malformed log location");
     memcpy(store, uri, (size_t)(p - uri));
     store[p - uri] = '\0';
-    if ((rc = objstore_open(store, &s, e)) == REMEX_OK)
-        rc = objstore_get_uri(s, uri, NULL, out, e);
+    if ((rc = objstore_open(store, &s, e)) != REMEX_OK)
+        return rc;
+    objstore_uri(s, p + 1, back, sizeof(back));
+    if (strcmp(back, uri) != 0) {
+        objstore_close(s);
+        return remex_seterr(e, REMEX_EINVAL, "malformed log location");
+    }
+    snprintf(dir, sizeof(dir), "%s/remexctl-log-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        objstore_close(s);
+        return remex_errno(e, REMEX_EIO, "temporary folder in %s", tmp && *tmp ? tmp : "/tmp");
+    }
+    snprintf(path, sizeof(path), "%s/log", dir);
+    rc = objstore_get_file(s, p + 1, path, NULL, NULL, e);
     objstore_close(s);
+    if (rc == REMEX_OK && (*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        rc = remex_errno(e, REMEX_EIO, "%s", path);
+    unlink(path);
+    rmdir(dir);
+    return rc;
+}
+
+/*
+ * Prints the log at uri from offset *printed to its end, streamed (bounded memory):
+ * a file:// log read in place, a stored one fetched to a temporary file first.
+ * REMEX_EUNSUPPORTED for a location this machine cannot read; REMEX_ESYS when
+ * stdout failed (the other errors are the log's).
+ */
+static remex_err print_log(const char *uri, uint64_t *printed, struct remex_error *e)
+{
+    int fd = -1;
+    remex_err rc;
+    if (strncmp(uri, "file://", 7) == 0) {
+        if ((fd = open(uri + 7, O_RDONLY | O_CLOEXEC)) < 0)
+            return remex_errno(e, errno == ENOENT ? REMEX_ENOTFOUND : REMEX_EIO, "%s", uri + 7);
+    } else if (strncmp(uri, "s3://", 5) != 0 && strncmp(uri, "az://", 5) != 0 &&
+               strncmp(uri, "gs://", 5) != 0) {
+        return remex_seterr(e, REMEX_EUNSUPPORTED, "no reader for this location");
+    } else if ((rc = fetch_object(uri, &fd, e)) != REMEX_OK) {
+        return rc;
+    }
+    rc = emit_fd(fd, printed, uri, e);
+    close(fd);
     return rc;
 }
 
@@ -117,26 +160,25 @@ static remex_err read_log(const char *uri, struct buf *out, struct remex_error *
 static int print_once(struct ctl *c, json_t *t)
 {
     const char *uri = json_string_value(json_object_get(t, "log_uri"));
-    struct buf b = BUF_INIT(LOG_FETCH_MAX);
     struct remex_error e;
-    size_t printed = 0;
-    int rc = CTL_OK;
+    uint64_t printed = 0;
+    remex_err r;
     if (!uri) {
         char s[64];
         return ctl_fail(c, CTL_EFAIL, "try %lld has no log yet (state %s)",
                         (long long)json_integer_value(json_object_get(t, "try_number")),
                         ctl_field(t, "state", s, sizeof(s)));
     }
-    if (read_log(uri, &b, &e) == REMEX_OK) {
-        if (emit(b.data ? b.data : "", b.len, &printed) != 0)
-            rc = ctl_fail(c, CTL_EFAIL, "writing output failed");
-    } else {
-        fprintf(stderr, "remexctl: %s: %s (the log stays on the agent's side)\n", c->cmd, e.msg);
-        printf("%s\n", uri);
-        rc = fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
-    }
-    buf_free(&b);
-    return rc;
+    if ((r = print_log(uri, &printed, &e)) == REMEX_OK)
+        return CTL_OK;
+    if (r == REMEX_ESYS)
+        return ctl_fail(c, CTL_EFAIL, "%s", e.msg);
+    if (printed > 0) /* cut short: say so rather than leave a silently partial log */
+        return ctl_fail(c, CTL_EFAIL, "%s: %s (after %llu bytes)", uri, e.msg,
+                        (unsigned long long)printed);
+    fprintf(stderr, "remexctl: %s: %s (the log stays on the agent's side)\n", c->cmd, e.msg);
+    printf("%s\n", uri);
+    return fflush(stdout) == 0 ? CTL_OK : ctl_fail(c, CTL_EFAIL, "writing output failed");
 }
 
 /*
@@ -145,11 +187,10 @@ static int print_once(struct ctl *c, json_t *t)
  */
 static int follow(struct ctl *c, char **argv, long want)
 {
-    size_t printed = 0;
+    uint64_t printed = 0;
     int rc = CTL_OK, first = 1;
     for (;;) {
         json_t *ti = NULL, *t;
-        struct buf b = BUF_INIT(LOG_FETCH_MAX);
         struct remex_error e;
         if ((rc = fetch_ti(c, argv, first, &ti)) != CTL_OK)
             return rc;
@@ -157,14 +198,13 @@ static int follow(struct ctl *c, char **argv, long want)
         t = pick_try(ti, want);
         const char *uri = t ? json_string_value(json_object_get(t, "log_uri")) : NULL;
         int done = t && ended(json_string_value(json_object_get(t, "state")));
-        remex_err r = uri ? read_log(uri, &b, &e) : REMEX_ENOTFOUND;
-        if (r == REMEX_OK && emit(b.data ? b.data : "", b.len, &printed) != 0)
-            rc = ctl_fail(c, CTL_EFAIL, "writing output failed");
+        remex_err r = uri ? print_log(uri, &printed, &e) : REMEX_ENOTFOUND;
+        if (r == REMEX_ESYS)
+            rc = ctl_fail(c, CTL_EFAIL, "%s", e.msg);
         else if (done && r != REMEX_OK && uri)
             rc = ctl_fail(c, CTL_EFAIL, "%s: %s", uri, e.msg);
         else if (done && !uri)
             rc = ctl_fail(c, CTL_EFAIL, "the try ended without a log");
-        buf_free(&b);
         json_decref(ti);
         if (done || rc != CTL_OK)
             return rc;

@@ -2,11 +2,12 @@
  * secrets_azkv: Azure Key Vault secrets as a secrets backend.
  *
  * Reads GET VAULT/secrets/NAME?api-version=7.4 ({"value": ...}) with an
- * Entra ID access token for https://vault.azure.net/.default, obtained by
- * the client-credentials flow at AUTHORITY/TENANT/oauth2/v2.0/token with a
- * client secret, or with a federated token file (workload identity: the
- * file's JWT is the client assertion, re-read at every token request). The
- * token is kept until a minute before it expires and dropped after a 401.
+ * Entra ID access token for https://vault.azure.net/.default from lib/azauth
+ * (remex/azauth.h): the client-credentials flow at
+ * AUTHORITY/TENANT/oauth2/v2.0/token with a client secret, or with a
+ * federated token file (workload identity: the file's JWT is the client
+ * assertion, re-read at every token request). The token is kept until
+ * AZAUTH_RENEW_S seconds before it expires and dropped after a 401.
  * Blocking HTTP: call it off any event loop. Replies capped at
  * SECRETS_AZKV_REPLY_MAX bytes; secrets never appear in messages.
  * Thread-safety: one thread at a time per backend.
@@ -23,8 +24,8 @@
 /* Strings borrowed for the open call. */
 struct secrets_azkv_config {
     const char *vault_url;            /* required: "https://acme.vault.azure.net" */
-    const char *tenant_id;            /* required */
-    const char *client_id;            /* required */
+    const char *tenant_id;            /* required: [0-9A-Za-z.-], 1-99 characters */
+    const char *client_id;            /* required, same characters */
     const char *client_secret;        /* secret, or NULL with federated_token_file */
     const char *federated_token_file; /* AZURE_FEDERATED_TOKEN_FILE */
     const char *authority;            /* NULL: https://login.microsoftonline.com */

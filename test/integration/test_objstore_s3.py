@@ -215,6 +215,63 @@ class TestS3Store(WorkerCase):
                          f"{(before + growth) / 2**20:.1f} MiB (+{growth / 2**20:.1f} MiB)\n")
         self.assertLess(growth, 32 * 1024 * 1024)
 
+    def test_tasks_logs_streams_a_large_log(self):
+        """remexctl tasks logs (and --follow on an ended try) streams a 50 MiB stored log
+        from S3 to stdout in bounded memory: its peak RSS (ru_maxrss, read by a wrapper
+        whose only child it is) stays far below the log's size, and the bytes are equal."""
+        self.start_plane()
+        self.start_s3()
+        self.xcom_extra = (self.s3_yaml("S3RVER") +
+                           "  multipart_threshold: 32MiB\n  part_size: 16MiB\n")
+        size = 50 * 1024 * 1024
+        self.put_dag({"dag_id": "biglog", "tasks": [
+            {"task_id": "log", "shell": f"yes {'y' * 99} | head -c {size}"}]})
+        self.start_worker(extra_worker="  log_max_bytes: 100MiB\n",
+                          extra="logs:\n  store: s3://remex/logs\n")
+        run_id = self.trigger("biglog")
+        run = self.wait_run("biglog", run_id, timeout=120)
+        self.assertEqual(run["state"], "success", run)
+        self.assertTrue(self.tis(run)["log"]["log_uri"].startswith("s3://remex/logs/"), run)
+        obj = os.path.join(self.s3dir, "remex", "logs", "logs", "dag_id=biglog",
+                           f"run_id={run_id}", "task_id=log", "map_index=-1",
+                           "attempt=1.log._S3rver_object")
+
+        def sha(path):
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            return h.hexdigest()
+        self.assertGreaterEqual(os.path.getsize(obj), size)
+        wrapper = ("import resource, subprocess, sys\n"
+                   "rc = subprocess.call(sys.argv[2:])\n"
+                   "open(sys.argv[1], 'w').write(str(resource.getrusage("
+                   "resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+                   "sys.exit(rc)\n")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("REMEX_") and not k.startswith("AWS_")}
+        env.update({"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER",
+                    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.s3port}",
+                    "AWS_REGION": "us-east-1"})
+        for extra in ((), ("--follow",)):
+            out = os.path.join(self.tmp, "out.log")
+            rss = os.path.join(self.tmp, "rss")
+            with open(out, "wb") as f:
+                p = subprocess.run(["python3", "-c", wrapper, rss, self.bin("remexctl"),
+                                    "--plane", self.url, "--token-file",
+                                    self.conf["admin_token_file"], "tasks", "logs", "biglog",
+                                    run_id, "log", *extra],
+                                   stdout=f, stderr=subprocess.PIPE, env=env, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(rss) as f:
+                peak = int(f.read()) * 1024
+            self.assertEqual(os.path.getsize(out), os.path.getsize(obj))
+            self.assertEqual(sha(out), sha(obj))
+            sys.stderr.write(f"\n# remexctl tasks logs {' '.join(extra)} of a 50 MiB log: "
+                             f"peak RSS {peak / 2**20:.1f} MiB\n")
+            # ~14 MiB (~20 MiB under ASan); a log buffered whole would take over 50 MiB.
+            self.assertLess(peak, 32 * 1024 * 1024)
+
     def start_throttling_proxy(self):
         """A loopback HTTP relay in front of s3rver that answers every UploadPart of part 2
         with 503 SlowDown (S3's throttling reply) and relays everything else unchanged

@@ -16,6 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "remex/azauth.h"
+#include "remex/http.h"
 #include "remex/secrets.h"
 #include "remex/secrets_azkv.h"
 
@@ -131,6 +135,63 @@ static void test_federated_and_refusals(void **state)
     secrets_azkv_close(k);
 }
 
+/* One call to the fake: GET /_stats's "tokens", or POST /_conf with json (then 0). */
+static int fake_call(const char *json)
+{
+    struct http_client *c;
+    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
+    struct http_response r;
+    struct http_request req = {.method = json ? "POST" : "GET",
+                               .path = json ? "/_conf" : "/_stats",
+                               .body = json,
+                               .body_len = json ? strlen(json) : 0,
+                               .content_type = json ? "application/json" : NULL};
+    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
+    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL); /* owned */
+    int n = (int)json_integer_value(json_object_get(j, "tokens"));
+    json_decref(j);
+    http_response_free(&r);
+    http_client_free(c);
+    return n;
+}
+
+/* Tokens come from lib/azauth, as Azure Blob's do: kept while they have more than
+ * AZAUTH_RENEW_S seconds left, fetched again before each use when they have less. */
+static void test_token_renewal(void **state)
+{
+    (void)state;
+    static struct secrets_azkv_config kc;
+    kc = (struct secrets_azkv_config){.vault_url = url,
+                                      .tenant_id = "0000aaaa-11bb-cc22-dd33-444444eeeeee",
+                                      .client_id = "app-1234",
+                                      .client_secret = "s3cr3t~value",
+                                      .authority = url};
+    const char *order[] = {"azure_key_vault", NULL};
+    struct secrets_config sc = {.azkv = &kc, .order = order, .cache_ttl_ms = 1};
+    struct secrets *s = NULL;
+    struct remex_error e;
+    char *v = NULL, ttl[64];
+    for (int short_lived = 0; short_lived < 2; short_lived++) {
+        /* AZAUTH_RENEW_S - 100 s: still valid, but within the renewal margin. */
+        snprintf(ttl, sizeof(ttl), "{\"token_ttl\": %d}",
+                 short_lived ? AZAUTH_RENEW_S - 100 : 3599);
+        fake_call(ttl);
+        int n = fake_call(NULL);
+        assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
+        for (int i = 0; i < 3; i++) {
+            usleep(2000); /* past the 1 ms cache */
+            assert_int_equal(secrets_get_var(s, "region", &v, &e), REMEX_OK);
+            assert_string_equal(v, "westeurope-secret");
+            free(v);
+        }
+        assert_int_equal(fake_call(NULL), n + (short_lived ? 3 : 1));
+        secrets_close(s);
+    }
+    fake_call("{\"token_ttl\": 3599}");
+}
+
 static void test_parser(void **state)
 {
     (void)state;
@@ -153,6 +214,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_secret_and_names),
         cmocka_unit_test(test_federated_and_refusals),
+        cmocka_unit_test(test_token_renewal),
         cmocka_unit_test(test_parser),
     };
     return cmocka_run_group_tests(tests, start, stop);
