@@ -298,6 +298,8 @@ static unsigned wait_threads(struct workq *q, uint64_t until_ms)
     struct timespec until = {.tv_sec = (time_t)(until_ms / 1000),
                              .tv_nsec = (long)(until_ms % 1000) * 1000000L};
     int rc = 0;
+    while (q->alive && until_ms == WORKQ_FOREVER)
+        pthread_cond_wait(&q->exitcv, &q->mu);
     while (q->alive && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&q->exitcv, &q->mu, &until);
     return q->alive;

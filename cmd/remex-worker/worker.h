@@ -44,6 +44,7 @@
 #include "remex/objstore.h"
 #include "remex/proc.h"
 #include "remex/role.h"
+#include "remex/workq.h"
 
 struct evloop;
 struct mask;
@@ -53,7 +54,6 @@ struct objstore;
 struct bundle_set;
 struct spawner;
 struct rolehttp;
-struct storeio;
 struct bundles;
 
 enum wtask_phase {
@@ -141,7 +141,7 @@ struct worker {
     struct secrets *secrets;
     struct objstore *xstore;
     struct objstore *lstore;       /* task logs (logs.store), or NULL: local files only */
-    struct storeio *storeio;       /* storeio.c: object-store transfers off the loop */
+    struct workq *storeio;         /* storeio.c: object-store transfers off the loop */
     struct log_expiry *log_expiry; /* tasklog.c: uploaded local logs to remove, oldest first */
     uint64_t log_expiry_timer;
     struct bundle_set *bundles; /* owned by the bundle thread (bundles.c) once it runs */
@@ -233,7 +233,7 @@ void task_spawned(struct spawn_job *j);
 enum store_op { STORE_PUT, STORE_PUT_FILE, STORE_GET_URI, STORE_SECRETS };
 /* One transfer run by the store thread; done runs on the loop, then the job is freed. */
 struct store_job {
-    struct store_job *next;
+    struct workq_job wj;    /* with the store thread (storeio.c) */
     struct wtask *t;        /* a pending reference is held while the job is out */
     struct objstore *store; /* borrowed */
     enum store_op op;
@@ -263,7 +263,8 @@ struct store_job *store_job_new(struct wtask *t, struct objstore *store, enum st
                                 size_t cap);
 void store_job_free(struct store_job *j);
 remex_err storeio_start(struct worker *w, struct remex_error *e);
-/* Queues j (taking it) and a pending reference on j->t; -1 without the thread (j kept). */
+/* Queues j (taking it) and a pending reference on j->t; -1 without the thread or with
+ * STOREIO_CAP transfers queued (j kept). */
 int storeio_submit(struct worker *w, struct store_job *j);
 /* Joins the thread, then runs the done callbacks of every job (unrun ones: REMEX_ECLOSED). */
 void storeio_stop(struct worker *w);

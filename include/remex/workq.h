@@ -49,6 +49,10 @@ struct workq;
 
 #define WORKQ_THREADS_MAX 64
 
+/* workq_free's until_ms for "no bound": join the threads whatever their jobs take (for
+ * jobs that borrow from their owner and must never outlive it). */
+#define WORKQ_FOREVER UINT64_MAX
+
 enum workq_state { WORKQ_IDLE, WORKQ_QUEUED, WORKQ_RUNNING, WORKQ_DONE };
 
 /* How a job comes back to done. */
