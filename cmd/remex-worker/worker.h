@@ -52,7 +52,6 @@ struct secrets;
 struct ipc_conn;
 struct objstore;
 struct bundle_set;
-struct spawner;
 struct rolehttp;
 struct bundles;
 
@@ -65,7 +64,7 @@ enum wtask_phase {
 
 /* A spawn handed to a spawner thread (spawner.c); lives in its task. */
 struct spawn_job {
-    struct spawn_job *next;
+    struct workq_job wj; /* with the spawner threads */
     struct wtask *t;
     struct proc_spec spec; /* points into the task, which leaves it alone until the job is back */
     pid_t pid;
@@ -154,7 +153,7 @@ struct worker {
     char sock_dir[72];       /* task sockets (private 0700 folder) */
     int sock_dir_tmp;        /* 1: created by this process, removed at exit */
     char task_path[8192];    /* PATH of tasks: the worker's folder first */
-    struct spawner *spawner; /* spawner.c, or NULL: spawns run on the loop */
+    struct workq *spawner;   /* spawner.c, or NULL: spawns run on the loop */
     int64_t spawns_inflight; /* tasks whose spawn is with a spawner thread */
     struct tsock **socks;    /* tasksock.c: the socket pool */
     size_t nsocks;
@@ -289,7 +288,7 @@ void bundles_metrics(struct worker *w, struct buf *out);
 /* ---- spawner.c ---- */
 /* Starts the spawner threads (none: spawns stay on the loop). */
 remex_err spawner_start(struct worker *w, struct remex_error *e);
-/* Queues j; -1 without spawner threads. */
+/* Queues j; -1 without spawner threads or with the queue full (then spawn on the loop). */
 int spawner_submit(struct worker *w, struct spawn_job *j);
 /* Joins the threads; children of spawns done but not collected are killed. */
 void spawner_stop(struct worker *w);
