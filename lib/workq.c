@@ -30,8 +30,7 @@ struct workq {
     struct workq_opts o; /* o.name points to name */
     char name[64];
     pthread_mutex_t mu;
-    pthread_cond_t cv;     /* threads wait for a job or stop */
-    pthread_cond_t exitcv; /* workq_free waits for alive == 0 (CLOCK_MONOTONIC) */
+    pthread_cond_t cv; /* threads wait for a job or stop, workq_free for alive == 0 */
     /* under mu */
     struct workq_job *head, **tail;
     size_t nqueued;
@@ -52,22 +51,7 @@ static void destroy(struct workq *q)
         close(q->efd);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
-    pthread_cond_destroy(&q->exitcv);
     free(q);
-}
-
-/* Under mu: the oldest queued job, or NULL. */
-static struct workq_job *pop_queued(struct workq *q)
-{
-    struct workq_job *j = q->head;
-    if (j) {
-        q->head = j->next_;
-        if (!q->head)
-            q->tail = &q->head;
-        q->nqueued--;
-        j->next_ = NULL;
-    }
-    return j;
 }
 
 static void *workq_main(void *arg)
@@ -80,7 +64,11 @@ static void *workq_main(void *arg)
             pthread_cond_wait(&q->cv, &q->mu);
         if (q->stop)
             break;
-        struct workq_job *j = pop_queued(q);
+        struct workq_job *j = q->head;
+        if (!(q->head = j->next_))
+            q->tail = &q->head;
+        q->nqueued--;
+        j->next_ = NULL;
         j->state_ = WORKQ_RUNNING;
         pthread_mutex_unlock(&q->mu);
         j->run(j, tctx);
@@ -88,7 +76,7 @@ static void *workq_main(void *arg)
         if (q->abandoned) { /* workq_free gave up on this job: it is ours */
             pthread_mutex_unlock(&q->mu);
             if (q->o.orphan)
-                q->o.orphan(j, q->o.arg);
+                q->o.orphan(j);
             pthread_mutex_lock(&q->mu);
             continue; /* stop is set: the loop ends */
         }
@@ -105,7 +93,7 @@ static void *workq_main(void *arg)
         q->o.thread_fini(tctx, q->o.arg);
     pthread_mutex_lock(&q->mu);
     int last = --q->alive == 0 && q->abandoned;
-    pthread_cond_broadcast(&q->exitcv);
+    pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
     if (last)
         destroy(q); /* the loop no longer knows the queue */
@@ -149,23 +137,6 @@ static void on_ready(struct evloop *loop, int fd, unsigned ev, void *arg)
     q->dtail = &q->dhead;
     pthread_mutex_unlock(&q->mu);
     deliver(q, j, WORKQ_RAN);
-    if (q->o.drained && !q->stopping)
-        q->o.drained(q->o.arg);
-}
-
-static void start_threads(struct workq *q)
-{
-    pthread_attr_t attr;
-    sigset_t all, old;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, q->o.stack);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited: signals stay with the loop */
-    for (unsigned i = 0; i < q->o.threads; i++)
-        if (pthread_create(&q->th[q->nth], &attr, workq_main, q) == 0)
-            q->nth++;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
 }
 
 struct workq *workq_new(struct evloop *loop, const struct workq_opts *opts, struct remex_error *e)
@@ -189,11 +160,10 @@ struct workq *workq_new(struct evloop *loop, const struct workq_opts *opts, stru
     q->tail = &q->head;
     q->dtail = &q->dhead;
     pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* workq_free's deadline */
-    pthread_cond_init(&q->exitcv, &ca);
+    pthread_cond_init(&q->cv, &ca);
     pthread_condattr_destroy(&ca);
     q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (q->efd < 0) {
@@ -205,10 +175,19 @@ struct workq *workq_new(struct evloop *loop, const struct workq_opts *opts, stru
         destroy(q);
         return NULL;
     }
-    pthread_mutex_lock(&q->mu); /* alive before any thread can end */
-    start_threads(q);
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, q->o.stack);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited: signals stay with the loop */
+    pthread_mutex_lock(&q->mu);               /* alive counted before any thread can end */
+    for (unsigned i = 0; i < q->o.threads; i++)
+        q->nth += pthread_create(&q->th[q->nth], &attr, workq_main, q) == 0;
     q->alive = q->nth;
     pthread_mutex_unlock(&q->mu);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
     if (q->nth == 0) {
         evloop_unwatch(loop, q->efd);
         destroy(q);
@@ -216,11 +195,6 @@ struct workq *workq_new(struct evloop *loop, const struct workq_opts *opts, stru
         return NULL;
     }
     return q;
-}
-
-unsigned workq_threads(const struct workq *q)
-{
-    return q->nth;
 }
 
 remex_err workq_submit(struct workq *q, struct workq_job *j, struct remex_error *e)
@@ -264,22 +238,6 @@ int workq_cancel(struct workq *q, struct workq_job *j)
     return found;
 }
 
-enum workq_state workq_job_state(struct workq *q, const struct workq_job *j)
-{
-    pthread_mutex_lock(&q->mu);
-    enum workq_state st = j->state_;
-    pthread_mutex_unlock(&q->mu);
-    return st;
-}
-
-size_t workq_queued(struct workq *q)
-{
-    pthread_mutex_lock(&q->mu);
-    size_t n = q->nqueued;
-    pthread_mutex_unlock(&q->mu);
-    return n;
-}
-
 void workq_stop(struct workq *q)
 {
     if (!q || q->stopping)
@@ -292,26 +250,20 @@ void workq_stop(struct workq *q)
     pthread_mutex_unlock(&q->mu);
 }
 
-/* Under mu: waits until alive == 0 or until_ms (monotonic); the threads still alive. */
-static unsigned wait_threads(struct workq *q, uint64_t until_ms)
-{
-    struct timespec until = {.tv_sec = (time_t)(until_ms / 1000),
-                             .tv_nsec = (long)(until_ms % 1000) * 1000000L};
-    int rc = 0;
-    while (q->alive && until_ms == WORKQ_FOREVER)
-        pthread_cond_wait(&q->exitcv, &q->mu);
-    while (q->alive && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&q->exitcv, &q->mu, &until);
-    return q->alive;
-}
-
 unsigned workq_free(struct workq *q, uint64_t until_ms)
 {
     if (!q)
         return 0;
     workq_stop(q);
+    struct timespec until = {.tv_sec = (time_t)(until_ms / 1000),
+                             .tv_nsec = (long)(until_ms % 1000) * 1000000L};
+    int rc = 0;
     pthread_mutex_lock(&q->mu);
-    unsigned left = wait_threads(q, until_ms);
+    while (q->alive && until_ms == WORKQ_FOREVER)
+        pthread_cond_wait(&q->cv, &q->mu);
+    while (q->alive && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&q->cv, &q->mu, &until);
+    unsigned left = q->alive;
     struct workq_job *done = q->dhead, *queued = q->head;
     q->dhead = q->head = NULL;
     q->dtail = &q->dhead;

@@ -11,15 +11,12 @@
  *   snapshot  every versioned local bundle at its current content, at start
  *             and every dag_processor.refresh_interval, then pruning to
  *             dag_processor.keep_versions.
- * Tasks that need the same (bundle, version) while a resolve is queued or
- * running wait for that one job: one fetch serves them all. A finished job
- * comes back through an eventfd; on the loop each waiting task gets its cwd
- * and its hold on the version folder (bundle_hold_dir), or the reason as its
- * failure, and continues. Each waiting task holds a pending reference.
- * The thread is a workq (lib/workq); libgit2 fetches stop when the worker stops.
+ * Tasks that need the same (bundle, version) while a resolve is out wait for
+ * that one job: one fetch serves them all. Back on the loop (workq) each
+ * waiting task gets its cwd and its hold on the version folder, or the reason
+ * as its failure, and continues; each holds a pending reference meanwhile.
  */
 #include <inttypes.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +33,6 @@
 
 #define BUNDLES_STACK (512u * 1024u) /* libgit2 and its transports run here */
 #define REPORT_MAX    1024
-#define BUNDLES_CAP   4096u /* resolves of distinct versions queued at once */
-#define BJOB(wj)      ((struct bjob *)(void *)((char *)(wj)-offsetof(struct bjob, wj)))
 
 enum bjob_kind { BJ_RESOLVE, BJ_SNAPSHOT };
 
@@ -202,7 +197,7 @@ static void run_snapshot(struct bundles *b, struct bjob *j)
 
 static void bjob_run(struct workq_job *wj, void *tctx)
 {
-    struct bjob *j = BJOB(wj);
+    struct bjob *j = WORKQ_OF(wj, struct bjob, wj);
     (void)tctx; /* no per-thread state */
     if (j->kind == BJ_RESOLVE)
         run_resolve(j->b, j);
@@ -260,12 +255,11 @@ static void deliver_snapshot(struct bundles *b, struct bjob *j)
         log_info("%s", j->report);
 }
 
-/* Loop: a job is back. No task starts while the worker stops: waiting tasks then fail as
- * "worker stopping", also those whose job finished (their folder is known, but nothing may
- * be spawned). */
+/* Loop: a job is back. While the worker stops, waiting tasks fail as "worker stopping",
+ * also those whose job finished (nothing may be spawned). */
 static void bjob_done(struct workq_job *wj, enum workq_end how)
 {
-    struct bjob *j = BJOB(wj);
+    struct bjob *j = WORKQ_OF(wj, struct bjob, wj);
     struct bundles *b = j->b;
     if (how == WORKQ_CANCELLED || (b->stopping && j->kind == BJ_RESOLVE))
         j->rc = remex_seterr(&j->err, REMEX_ECLOSED, "worker stopping");
@@ -366,8 +360,7 @@ remex_err bundles_start(struct worker *w, struct remex_error *e)
     struct bundles *b = calloc(1, sizeof(*b));
     if (!b)
         return remex_seterr(e, REMEX_ENOMEM, "bundle thread: out of memory");
-    struct workq_opts o = {
-        .name = "bundle thread", .threads = 1, .cap = BUNDLES_CAP, .stack = BUNDLES_STACK};
+    struct workq_opts o = {.name = "bundle thread", .threads = 1, .stack = BUNDLES_STACK};
     b->w = w;
     if (!(b->q = workq_new(w->loop, &o, e))) {
         free(b);
@@ -391,8 +384,7 @@ void bundles_cancel(struct worker *w)
         __atomic_store_n(&w->bundlesq->cancel, 1, __ATOMIC_RELAXED);
 }
 
-/* Joins the thread (it owns w->bundles: it must not outlive it), a fetch in progress
- * cancelled first; then every job comes back (bjob_done). */
+/* Joins the thread (it owns w->bundles), a fetch in progress cancelled first. */
 void bundles_stop(struct worker *w)
 {
     struct bundles *b = w->bundlesq;

@@ -6,25 +6,16 @@
  * first run, then the caller's), often longer than the loop's own work for
  * a task; on the loop they stalled plane calls, output and the next spawns.
  * Here the loop hands a job (the task's prepared proc_spec: nothing touches
- * it until the job comes back) to a workq (lib/workq) of SPAWNERS threads; a
- * thread runs proc_spawn, and the loop finishes the task's start
- * (task_spawned) in its own thread.
- *
- * Threads see only their job and their own PATH cache; they never log and
- * block every signal (the loop's signalfd takes them).
- * A task whose spawn is in flight holds a pending reference, so it is not
- * freed under its job. Without threads (none could be started) spawns run
- * on the loop as before.
+ * it until the job comes back) to a workq of SPAWNERS threads, each with its
+ * own PATH cache; the loop finishes the task's start (task_spawned). A task
+ * whose spawn is in flight holds a pending reference. Without threads (none
+ * could be started, or the queue is full) spawns run on the loop.
  */
-#include <stddef.h>
-
-#include "remex/evloop.h"
 #include "remex/workq.h"
 #include "worker.h"
 
 #define SPAWNERS      2 /* spawns in flight at once; a third gained nothing */
 #define SPAWNER_STACK (256u * 1024u)
-#define SPAWN_JOB(wj) ((struct spawn_job *)(void *)((char *)(wj)-offsetof(struct spawn_job, wj)))
 
 /* Thread: its own PATH cache (NULL: PATH searched at every spawn). */
 static void *cache_new(void *arg)
@@ -43,38 +34,37 @@ static void cache_free(void *cache, void *arg)
 
 static void spawn_run(struct workq_job *wj, void *cache)
 {
-    struct spawn_job *j = SPAWN_JOB(wj);
+    struct spawn_job *j = WORKQ_OF(wj, struct spawn_job, wj);
     j->spec.exe_cache = cache;
     j->pid = -1;
     j->rc = proc_spawn(&j->spec, &j->pid, &j->err);
 }
 
-/* Loop: a spawn is back. At stop (w->spawner already NULL) it is dropped, and a child
- * started for it is killed (running, but its task never learnt its pid). */
+/* Loop: a spawn is back; then the children that exited before it was are reaped. At stop
+ * (w->spawner already NULL) it is dropped, and a child started for it is killed (running,
+ * but its task never learnt its pid). */
 static void spawn_done(struct workq_job *wj, enum workq_end how)
 {
-    struct spawn_job *j = SPAWN_JOB(wj);
-    if (j->t->w->spawner)
-        task_spawned(j);
-    else if (how == WORKQ_RAN && j->rc == REMEX_OK)
-        proc_kill_group_now(j->pid, NULL);
-}
-
-/* Loop, after a batch of spawns: children that exited before their spawn was back. */
-static void reap(void *w)
-{
+    struct spawn_job *j = WORKQ_OF(wj, struct spawn_job, wj);
+    struct worker *w = j->t->w;
+    if (!w->spawner) {
+        if (how == WORKQ_RAN && j->rc == REMEX_OK)
+            proc_kill_group_now(j->pid, NULL);
+        return;
+    }
+    task_spawned(j);
     task_reap(w);
 }
 
 remex_err spawner_start(struct worker *w, struct remex_error *e)
 {
-    struct workq_opts o = {.name = "spawner",
-                           .threads = SPAWNERS,
-                           .stack = SPAWNER_STACK,
-                           .thread_init = cache_new,
-                           .thread_fini = cache_free,
-                           .drained = reap,
-                           .arg = w};
+    struct workq_opts o = {
+        .name = "spawner",
+        .threads = SPAWNERS,
+        .stack = SPAWNER_STACK,
+        .thread_init = cache_new,
+        .thread_fini = cache_free,
+    };
     w->spawner = workq_new(w->loop, &o, e);
     return w->spawner ? REMEX_OK : e->code;
 }

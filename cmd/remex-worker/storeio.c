@@ -8,14 +8,10 @@
  * reference on its task (task.c), dropped after done has run.
  */
 #include <ctype.h>
-#include <stddef.h>
 #include <stdio.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "remex/evloop.h"
-#include "remex/log.h"
 #include "remex/objstore.h"
 #include "remex/secrets.h"
 #include "remex/workq.h"
@@ -23,7 +19,6 @@
 
 #define STOREIO_STACK (256u * 1024u)
 #define STOREIO_CAP   4096u /* queued transfers; past it submit fails and the caller copes */
-#define STORE_JOB(wj) ((struct store_job *)(void *)((char *)(wj)-offsetof(struct store_job, wj)))
 
 /* REMEX_CONN_ / REMEX_VAR_ name of an id: upper-cased, [-.] as '_' (ids are checked upstream). */
 static void env_name(char *out, size_t cap, const char *prefix, const char *id)
@@ -126,8 +121,10 @@ static void resolve_secrets(struct store_job *j)
         resolve_var(j->secrets, json_string_value(v), res, 1);
 }
 
-static void run_job(struct store_job *j)
+static void store_run(struct workq_job *wj, void *tctx)
 {
+    struct store_job *j = WORKQ_OF(wj, struct store_job, wj);
+    (void)tctx; /* no per-thread state */
     switch (j->op) {
     case STORE_PUT:
         j->rc = objstore_put(j->store, j->key, j->data.data ? j->data.data : "", j->data.len,
@@ -148,17 +145,10 @@ static void run_job(struct store_job *j)
     }
 }
 
-static void store_run(struct workq_job *wj, void *tctx)
-{
-    (void)tctx; /* no per-thread state */
-    run_job(STORE_JOB(wj));
-}
-
-/* On the loop: the job's done callback (unrun ones fail as "worker stopping"), then its task
- * reference is dropped. */
+/* Loop: the job's done (unrun: "worker stopping"), then its task reference goes. */
 static void store_done(struct workq_job *wj, enum workq_end how)
 {
-    struct store_job *j = STORE_JOB(wj);
+    struct store_job *j = WORKQ_OF(wj, struct store_job, wj);
     struct wtask *t = j->t;
     if (how == WORKQ_CANCELLED)
         j->rc = remex_seterr(&j->err, REMEX_ECLOSED, "worker stopping");
@@ -214,8 +204,7 @@ int storeio_submit(struct worker *w, struct store_job *j)
     return 0;
 }
 
-/* Joins the thread after its current transfer (the stores and the secrets chain are the
- * worker's: it must not outlive them); finished jobs keep their results. */
+/* Joins the thread after its transfer (it borrows the worker's stores and secrets). */
 void storeio_stop(struct worker *w)
 {
     workq_free(w->storeio, WORKQ_FOREVER);

@@ -262,8 +262,7 @@ struct store_job *store_job_new(struct wtask *t, struct objstore *store, enum st
                                 size_t cap);
 void store_job_free(struct store_job *j);
 remex_err storeio_start(struct worker *w, struct remex_error *e);
-/* Queues j (taking it) and a pending reference on j->t; -1 without the thread or with
- * STOREIO_CAP transfers queued (j kept). */
+/* Queues j (taking it) and a pending reference on j->t; -1 without the thread or queue full. */
 int storeio_submit(struct worker *w, struct store_job *j);
 /* Joins the thread, then runs the done callbacks of every job (unrun ones: REMEX_ECLOSED). */
 void storeio_stop(struct worker *w);
