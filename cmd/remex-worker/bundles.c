@@ -11,22 +11,15 @@
  *   snapshot  every versioned local bundle at its current content, at start
  *             and every dag_processor.refresh_interval, then pruning to
  *             dag_processor.keep_versions.
- * Tasks that need the same (bundle, version) while a resolve is queued or
- * running wait for that one job: one fetch serves them all. A finished job
- * comes back through an eventfd; on the loop each waiting task gets its cwd
- * and its hold on the version folder (bundle_hold_dir), or the reason as its
- * failure, and continues. Each waiting task holds a pending reference.
- * The thread blocks all signals; libgit2 fetches stop when the worker stops.
+ * Tasks that need the same (bundle, version) while a resolve is out wait for
+ * that one job: one fetch serves them all. Back on the loop (workq) each
+ * waiting task gets its cwd and its hold on the version folder, or the reason
+ * as its failure, and continues; each holds a pending reference meanwhile.
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "remex/agentcfg.h"
 #include "remex/bundle.h"
@@ -35,6 +28,7 @@
 #include "remex/log.h"
 #include "remex/promtext.h"
 #include "remex/timeutil.h"
+#include "remex/workq.h"
 #include "worker.h"
 
 #define BUNDLES_STACK (512u * 1024u) /* libgit2 and its transports run here */
@@ -43,13 +37,14 @@
 enum bjob_kind { BJ_RESOLVE, BJ_SNAPSHOT };
 
 struct bjob {
-    struct bjob *next;     /* pending / done list (under mu) */
+    struct workq_job wj;
     struct bjob *inflight; /* the loop's list of jobs not delivered yet */
     enum bjob_kind kind;
     char *name, *version; /* owned; resolve only */
     struct wtask **waiters;
     size_t nwait, capwait;
     void (*cont)(struct wtask *t);
+    struct bundles *b; /* borrowed: its queue */
     /* results (written by the thread) */
     remex_err rc;
     struct remex_error err;
@@ -64,15 +59,9 @@ struct bjob {
 
 struct bundles {
     struct worker *w;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct bjob *pending, **pending_tail; /* under mu */
-    struct bjob *done;                    /* under mu, newest first */
-    int stop;                             /* under mu */
-    int cancel;                           /* __atomic: stops a fetch in progress */
-    int efd;
-    pthread_t th;
-    int started;
+    struct workq *q;
+    int cancel;            /* __atomic: stops a fetch in progress */
+    int stopping;          /* loop only: jobs coming back fail as "worker stopping" */
     struct bjob *inflight; /* loop only */
     int snapshot_out;      /* loop only: a snapshot job is queued or running */
     uint64_t snap_timer;
@@ -206,34 +195,14 @@ static void run_snapshot(struct bundles *b, struct bjob *j)
     }
 }
 
-static void *bundles_main(void *arg)
+static void bjob_run(struct workq_job *wj, void *tctx)
 {
-    struct bundles *b = arg;
-    pthread_mutex_lock(&b->mu);
-    for (;;) {
-        while (!b->stop && !b->pending)
-            pthread_cond_wait(&b->cv, &b->mu);
-        if (b->stop)
-            break;
-        struct bjob *j = b->pending;
-        b->pending = j->next;
-        if (!b->pending)
-            b->pending_tail = &b->pending;
-        pthread_mutex_unlock(&b->mu);
-        if (j->kind == BJ_RESOLVE)
-            run_resolve(b, j);
-        else
-            run_snapshot(b, j);
-        pthread_mutex_lock(&b->mu);
-        j->next = b->done;
-        b->done = j;
-        if (!j->next) {
-            uint64_t one = 1;
-            (void)!write(b->efd, &one, sizeof(one));
-        }
-    }
-    pthread_mutex_unlock(&b->mu);
-    return NULL;
+    struct bjob *j = WORKQ_OF(wj, struct bjob, wj);
+    (void)tctx; /* no per-thread state */
+    if (j->kind == BJ_RESOLVE)
+        run_resolve(j->b, j);
+    else
+        run_snapshot(j->b, j);
 }
 
 static void unlink_inflight(struct bundles *b, struct bjob *j)
@@ -286,62 +255,45 @@ static void deliver_snapshot(struct bundles *b, struct bjob *j)
         log_info("%s", j->report);
 }
 
-/* Runs the finished jobs oldest first. */
-static void deliver(struct bundles *b, struct bjob *j)
+/* Loop: a job is back. While the worker stops, waiting tasks fail as "worker stopping",
+ * also those whose job finished (nothing may be spawned). */
+static void bjob_done(struct workq_job *wj, enum workq_end how)
 {
-    struct bjob *rev = NULL;
-    while (j) {
-        struct bjob *next = j->next;
-        j->next = rev;
-        rev = j;
-        j = next;
-    }
-    while (rev) {
-        j = rev;
-        rev = rev->next;
-        unlink_inflight(b, j);
-        if (j->kind == BJ_RESOLVE)
-            deliver_resolve(b, j);
-        else
-            deliver_snapshot(b, j);
-        job_free(j);
-    }
+    struct bjob *j = WORKQ_OF(wj, struct bjob, wj);
+    struct bundles *b = j->b;
+    if (how == WORKQ_CANCELLED || (b->stopping && j->kind == BJ_RESOLVE))
+        j->rc = remex_seterr(&j->err, REMEX_ECLOSED, "worker stopping");
+    unlink_inflight(b, j);
+    if (j->kind == BJ_RESOLVE)
+        deliver_resolve(b, j);
+    else
+        deliver_snapshot(b, j);
+    job_free(j);
 }
 
-static void on_done(struct evloop *loop, int fd, unsigned ev, void *arg)
+/* Queues j (and lists it in flight); non-zero with j not taken (queue full). */
+static int submit(struct bundles *b, struct bjob *j)
 {
-    (void)loop;
-    (void)ev;
-    struct bundles *b = arg;
-    uint64_t n;
-    (void)!read(fd, &n, sizeof(n));
-    pthread_mutex_lock(&b->mu);
-    struct bjob *j = b->done;
-    b->done = NULL;
-    pthread_mutex_unlock(&b->mu);
-    deliver(b, j);
-}
-
-static void submit(struct bundles *b, struct bjob *j)
-{
-    j->next = NULL;
+    j->b = b;
+    j->wj.run = bjob_run;
+    j->wj.done = bjob_done;
+    if (workq_submit(b->q, &j->wj, NULL) != REMEX_OK)
+        return -1;
     j->inflight = b->inflight;
     b->inflight = j;
-    pthread_mutex_lock(&b->mu);
-    *b->pending_tail = j;
-    b->pending_tail = &j->next;
-    pthread_cond_signal(&b->cv);
-    pthread_mutex_unlock(&b->mu);
+    return 0;
 }
 
 static void snapshot_now(struct bundles *b)
 {
     struct bjob *j;
-    if (b->snapshot_out || !b->started || !(j = calloc(1, sizeof(*j))))
+    if (b->snapshot_out || !(j = calloc(1, sizeof(*j))))
         return;
     j->kind = BJ_SNAPSHOT;
-    b->snapshot_out = 1;
-    submit(b, j);
+    if (submit(b, j) != 0)
+        job_free(j); /* the next round tries again */
+    else
+        b->snapshot_out = 1;
 }
 
 static void on_snap_timer(struct evloop *loop, uint64_t id, void *arg)
@@ -374,7 +326,7 @@ int bundles_resolve(struct wtask *t, void (*cont)(struct wtask *t))
     const char *version = json_string_value(json_object_get(bo, "version"));
     if (t->cwd || t->prep_error)
         return 0;
-    if (!name || !t->w->bundles || !b || !b->started) {
+    if (!name || !t->w->bundles || !b) {
         char msg[320];
         snprintf(msg, sizeof(msg), "bundle '%.250s' is not configured on this worker",
                  name ? name : "");
@@ -394,44 +346,27 @@ int bundles_resolve(struct wtask *t, void (*cont)(struct wtask *t))
     }
     j->kind = BJ_RESOLVE;
     j->cont = cont;
-    submit(b, j);
+    if (submit(b, j) != 0) {
+        t->pending--;
+        job_free(j);
+        t->prep_error = strdup("too many bundle versions waiting to be fetched on this worker");
+        return 0;
+    }
     return 1;
 }
 
 remex_err bundles_start(struct worker *w, struct remex_error *e)
 {
     struct bundles *b = calloc(1, sizeof(*b));
-    pthread_attr_t attr;
-    sigset_t all, old;
     if (!b)
         return remex_seterr(e, REMEX_ENOMEM, "bundle thread: out of memory");
+    struct workq_opts o = {.name = "bundle thread", .threads = 1, .stack = BUNDLES_STACK};
     b->w = w;
-    b->pending_tail = &b->pending;
-    pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
-    b->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (b->efd < 0 || evloop_watch(w->loop, b->efd, EVLOOP_READ, on_done, b, e) != REMEX_OK) {
-        if (b->efd < 0)
-            remex_errno(e, REMEX_ESYS, "bundle thread: eventfd");
-        else
-            close(b->efd);
-        pthread_mutex_destroy(&b->mu);
-        pthread_cond_destroy(&b->cv);
+    if (!(b->q = workq_new(w->loop, &o, e))) {
         free(b);
         return e->code;
     }
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, BUNDLES_STACK);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    b->started = pthread_create(&b->th, &attr, bundles_main, b) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
     w->bundlesq = b;
-    if (!b->started) {
-        bundles_stop(w);
-        return remex_seterr(e, REMEX_ESYS, "bundle thread: cannot start");
-    }
     for (size_t i = 0; bundle_name(w->bundles, i); i++)
         b->has_local |= bundle_snapshot_dir(w->bundles, bundle_name(w->bundles, i)) != NULL;
     if (b->has_local) {
@@ -449,6 +384,7 @@ void bundles_cancel(struct worker *w)
         __atomic_store_n(&w->bundlesq->cancel, 1, __ATOMIC_RELAXED);
 }
 
+/* Joins the thread (it owns w->bundles), a fetch in progress cancelled first. */
 void bundles_stop(struct worker *w)
 {
     struct bundles *b = w->bundlesq;
@@ -457,26 +393,8 @@ void bundles_stop(struct worker *w)
     if (b->snap_timer)
         evloop_timer_cancel(w->loop, b->snap_timer);
     __atomic_store_n(&b->cancel, 1, __ATOMIC_RELAXED);
-    pthread_mutex_lock(&b->mu);
-    b->stop = 1;
-    pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-    if (b->started)
-        pthread_join(b->th, NULL);
-    evloop_unwatch(w->loop, b->efd);
-    close(b->efd);
-    /* No task starts now: waiting tasks fail as "worker stopping", also those whose job
-     * finished but was not delivered yet (their folder is known, but nothing may be spawned
-     * while the worker stops). */
-    for (struct bjob *j = b->pending; j; j = j->next)
-        j->rc = remex_seterr(&j->err, REMEX_ECLOSED, "worker stopping");
-    for (struct bjob *j = b->done; j; j = j->next)
-        if (j->kind == BJ_RESOLVE)
-            j->rc = remex_seterr(&j->err, REMEX_ECLOSED, "worker stopping");
-    deliver(b, b->done);
-    deliver(b, b->pending);
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
+    b->stopping = 1;
+    workq_free(b->q, WORKQ_FOREVER);
     free(b);
     w->bundlesq = NULL;
 }

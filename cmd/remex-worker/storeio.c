@@ -3,42 +3,22 @@
  *
  * One thread runs the jobs in order: object-store transfers (XCom values, task
  * logs, streamed from their files) and secrets lookups (the chain may call Vault). Once the loop
- * runs, the worker's stores and secrets chain are used by this thread only. Finished jobs come back
- * through an eventfd and their done callback runs on the loop. Each job holds a pending reference
- * on its task (task.c), dropped after done has run. The thread blocks all signals: they stay with
- * the loop.
+ * runs, the worker's stores and secrets chain are used by this thread only. The thread is a
+ * workq (lib/workq): finished jobs' done callbacks run on the loop. Each job holds a pending
+ * reference on its task (task.c), dropped after done has run.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
-#include "remex/evloop.h"
-#include "remex/log.h"
 #include "remex/objstore.h"
 #include "remex/secrets.h"
+#include "remex/workq.h"
 #include "worker.h"
 
 #define STOREIO_STACK (256u * 1024u)
-
-struct storeio {
-    struct worker *w;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct store_job *pending, **pending_tail; /* under mu */
-    struct store_job *done;                    /* under mu, newest first */
-    int stop;                                  /* under mu */
-    int efd;
-    pthread_t th;
-    int started;
-};
+#define STOREIO_CAP   4096u /* queued transfers; past it submit fails and the caller copes */
 
 /* REMEX_CONN_ / REMEX_VAR_ name of an id: upper-cased, [-.] as '_' (ids are checked upstream). */
 static void env_name(char *out, size_t cap, const char *prefix, const char *id)
@@ -141,8 +121,10 @@ static void resolve_secrets(struct store_job *j)
         resolve_var(j->secrets, json_string_value(v), res, 1);
 }
 
-static void run_job(struct store_job *j)
+static void store_run(struct workq_job *wj, void *tctx)
 {
+    struct store_job *j = WORKQ_OF(wj, struct store_job, wj);
+    (void)tctx; /* no per-thread state */
     switch (j->op) {
     case STORE_PUT:
         j->rc = objstore_put(j->store, j->key, j->data.data ? j->data.data : "", j->data.len,
@@ -163,101 +145,25 @@ static void run_job(struct store_job *j)
     }
 }
 
-static void *storeio_main(void *arg)
+/* Loop: the job's done (unrun: "worker stopping"), then its task reference goes. */
+static void store_done(struct workq_job *wj, enum workq_end how)
 {
-    struct storeio *s = arg;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->stop && !s->pending)
-            pthread_cond_wait(&s->cv, &s->mu);
-        if (s->stop)
-            break;
-        struct store_job *j = s->pending;
-        s->pending = j->next;
-        if (!s->pending)
-            s->pending_tail = &s->pending;
-        pthread_mutex_unlock(&s->mu);
-        run_job(j);
-        pthread_mutex_lock(&s->mu);
-        j->next = s->done;
-        s->done = j;
-        if (!j->next) {
-            uint64_t one = 1;
-            (void)!write(s->efd, &one, sizeof(one));
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
-/* Runs done callbacks oldest first, then drops each job's task reference. */
-static void deliver(struct store_job *j)
-{
-    struct store_job *rev = NULL;
-    while (j) {
-        struct store_job *next = j->next;
-        j->next = rev;
-        rev = j;
-        j = next;
-    }
-    while (rev) {
-        j = rev;
-        rev = rev->next;
-        struct wtask *t = j->t;
-        j->done(j);
-        store_job_free(j);
-        t->pending--;
-        task_release(t);
-    }
-}
-
-static void on_done(struct evloop *loop, int fd, unsigned ev, void *arg)
-{
-    (void)loop;
-    (void)ev;
-    struct storeio *s = arg;
-    uint64_t n;
-    (void)!read(fd, &n, sizeof(n));
-    pthread_mutex_lock(&s->mu);
-    struct store_job *j = s->done;
-    s->done = NULL;
-    pthread_mutex_unlock(&s->mu);
-    deliver(j);
+    struct store_job *j = WORKQ_OF(wj, struct store_job, wj);
+    struct wtask *t = j->t;
+    if (how == WORKQ_CANCELLED)
+        j->rc = remex_seterr(&j->err, REMEX_ECLOSED, "worker stopping");
+    j->done(j);
+    store_job_free(j);
+    t->pending--;
+    task_release(t);
 }
 
 remex_err storeio_start(struct worker *w, struct remex_error *e)
 {
-    struct storeio *s = calloc(1, sizeof(*s));
-    pthread_attr_t attr;
-    sigset_t all, old;
-    if (!s)
-        return remex_seterr(e, REMEX_ENOMEM, "store thread: out of memory");
-    s->w = w;
-    s->pending_tail = &s->pending;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->efd < 0 || evloop_watch(w->loop, s->efd, EVLOOP_READ, on_done, s, e) != REMEX_OK) {
-        if (s->efd < 0)
-            remex_errno(e, REMEX_ESYS, "store thread: eventfd");
-        else
-            close(s->efd);
-        free(s);
-        return e->code;
-    }
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, STOREIO_STACK);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    s->started = pthread_create(&s->th, &attr, storeio_main, s) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    w->storeio = s;
-    if (!s->started) {
-        storeio_stop(w);
-        return remex_seterr(e, REMEX_ESYS, "store thread: cannot start");
-    }
-    return REMEX_OK;
+    struct workq_opts o = {
+        .name = "store thread", .threads = 1, .cap = STOREIO_CAP, .stack = STOREIO_STACK};
+    w->storeio = workq_new(w->loop, &o, e);
+    return w->storeio ? REMEX_OK : e->code;
 }
 
 struct store_job *store_job_new(struct wtask *t, struct objstore *store, enum store_op op,
@@ -288,39 +194,19 @@ void store_job_free(struct store_job *j)
 
 int storeio_submit(struct worker *w, struct store_job *j)
 {
-    struct storeio *s = w->storeio;
-    if (!s || !s->started)
+    if (!w->storeio)
+        return -1;
+    j->wj.run = store_run;
+    j->wj.done = store_done;
+    if (workq_submit(w->storeio, &j->wj, NULL) != REMEX_OK)
         return -1;
     j->t->pending++;
-    j->next = NULL;
-    pthread_mutex_lock(&s->mu);
-    *s->pending_tail = j;
-    s->pending_tail = &j->next;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
     return 0;
 }
 
+/* Joins the thread after its transfer (it borrows the worker's stores and secrets). */
 void storeio_stop(struct worker *w)
 {
-    struct storeio *s = w->storeio;
-    if (!s)
-        return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = 1;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    if (s->started)
-        pthread_join(s->th, NULL);
-    evloop_unwatch(w->loop, s->efd);
-    close(s->efd);
-    /* Finished jobs keep their results; jobs never run fail as "worker stopping". */
-    for (struct store_job *j = s->pending; j; j = j->next)
-        j->rc = remex_seterr(&j->err, REMEX_ECLOSED, "worker stopping");
-    deliver(s->done);
-    deliver(s->pending);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    free(s);
+    workq_free(w->storeio, WORKQ_FOREVER);
     w->storeio = NULL;
 }

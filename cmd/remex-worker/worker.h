@@ -44,6 +44,7 @@
 #include "remex/objstore.h"
 #include "remex/proc.h"
 #include "remex/role.h"
+#include "remex/workq.h"
 
 struct evloop;
 struct mask;
@@ -51,9 +52,7 @@ struct secrets;
 struct ipc_conn;
 struct objstore;
 struct bundle_set;
-struct spawner;
 struct rolehttp;
-struct storeio;
 struct bundles;
 
 enum wtask_phase {
@@ -65,7 +64,7 @@ enum wtask_phase {
 
 /* A spawn handed to a spawner thread (spawner.c); lives in its task. */
 struct spawn_job {
-    struct spawn_job *next;
+    struct workq_job wj; /* with the spawner threads */
     struct wtask *t;
     struct proc_spec spec; /* points into the task, which leaves it alone until the job is back */
     pid_t pid;
@@ -141,7 +140,7 @@ struct worker {
     struct secrets *secrets;
     struct objstore *xstore;
     struct objstore *lstore;       /* task logs (logs.store), or NULL: local files only */
-    struct storeio *storeio;       /* storeio.c: object-store transfers off the loop */
+    struct workq *storeio;         /* storeio.c: object-store transfers off the loop */
     struct log_expiry *log_expiry; /* tasklog.c: uploaded local logs to remove, oldest first */
     uint64_t log_expiry_timer;
     struct bundle_set *bundles; /* owned by the bundle thread (bundles.c) once it runs */
@@ -154,7 +153,7 @@ struct worker {
     char sock_dir[72];       /* task sockets (private 0700 folder) */
     int sock_dir_tmp;        /* 1: created by this process, removed at exit */
     char task_path[8192];    /* PATH of tasks: the worker's folder first */
-    struct spawner *spawner; /* spawner.c, or NULL: spawns run on the loop */
+    struct workq *spawner;   /* spawner.c, or NULL: spawns run on the loop */
     int64_t spawns_inflight; /* tasks whose spawn is with a spawner thread */
     struct tsock **socks;    /* tasksock.c: the socket pool */
     size_t nsocks;
@@ -233,7 +232,7 @@ void task_spawned(struct spawn_job *j);
 enum store_op { STORE_PUT, STORE_PUT_FILE, STORE_GET_URI, STORE_SECRETS };
 /* One transfer run by the store thread; done runs on the loop, then the job is freed. */
 struct store_job {
-    struct store_job *next;
+    struct workq_job wj;    /* with the store thread (storeio.c) */
     struct wtask *t;        /* a pending reference is held while the job is out */
     struct objstore *store; /* borrowed */
     enum store_op op;
@@ -263,7 +262,7 @@ struct store_job *store_job_new(struct wtask *t, struct objstore *store, enum st
                                 size_t cap);
 void store_job_free(struct store_job *j);
 remex_err storeio_start(struct worker *w, struct remex_error *e);
-/* Queues j (taking it) and a pending reference on j->t; -1 without the thread (j kept). */
+/* Queues j (taking it) and a pending reference on j->t; -1 without the thread or queue full. */
 int storeio_submit(struct worker *w, struct store_job *j);
 /* Joins the thread, then runs the done callbacks of every job (unrun ones: REMEX_ECLOSED). */
 void storeio_stop(struct worker *w);
@@ -288,7 +287,7 @@ void bundles_metrics(struct worker *w, struct buf *out);
 /* ---- spawner.c ---- */
 /* Starts the spawner threads (none: spawns stay on the loop). */
 remex_err spawner_start(struct worker *w, struct remex_error *e);
-/* Queues j; -1 without spawner threads. */
+/* Queues j; -1 without spawner threads or with the queue full (then spawn on the loop). */
 int spawner_submit(struct worker *w, struct spawn_job *j);
 /* Joins the threads; children of spawns done but not collected are killed. */
 void spawner_stop(struct worker *w);
