@@ -8,7 +8,7 @@
  *   poke.c   http and external_run triggers: non-blocking checks through
  *            the loop's http_multi and the plane session (lib/api)
  *   store.c  object_key triggers on a remote object store (s3://, az://,
- *            gs://): checks on a store thread, results through an eventfd
+ *            gs://): checks on a workq thread, results on the loop
  *
  * Everything runs on the role's one event loop; nothing blocks on the
  * network. Calls go down: trig.c calls watch.c and poke.c through the kind
