@@ -25,6 +25,10 @@ class WorkerCase(planefix.PlaneCase):
     def token_file(self, value, name="agent.token"):
         return self.write(name, value + "\n", mode=0o600)
 
+    def xcom_yaml(self):
+        """The lines of the worker's xcom: section; a test of another store overrides it."""
+        return f"  store: file://{self.tmp}/xcom\n"
+
     def worker_yaml(self, token_path, url=None, slots=4, extra_worker="", extra="",
                     state=None, name="w1"):
         self.nworkers += 1
@@ -47,7 +51,7 @@ class WorkerCase(planefix.PlaneCase):
             # DAGs are put by hand here (version "v1"), not read by a dag-processor.
             f"  - {{name: main, path: {self.bundle}, versioned: false}}\n"
             "xcom:\n"
-            f"  store: file://{self.tmp}/xcom\n"
+            + self.xcom_yaml()
             + extra))
 
     def start_worker(self, token=None, url=None, slots=4, extra_worker="", extra="", args=(),
