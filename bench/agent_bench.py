@@ -13,7 +13,6 @@ and remex-agent with its roles on loopback.
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/agent_bench.py [ready|memory|restart])
 The roles started are those of agent.roles whose binaries are built (ROLES=a,b overrides).
 """
-import datetime
 import os
 import re
 import signal
@@ -24,9 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import worker_bench  # noqa: E402  (the plane rig and helpers)
-
-BIN = worker_bench.BIN
-BUILD = worker_bench.BUILD
+from _rig import BIN, BUILD, mem_kb, ts  # noqa: E402
 ALL = [("worker", "remex-worker"), ("dag-processor", "remex-dag-processor"),
        ("triggerer", "remex-triggerer"), ("sentinel", "remex-sentinel")]
 
@@ -107,13 +104,6 @@ def ready():
         r.close()
 
 
-def smaps(pid):
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        t = f.read()
-    g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))  # noqa: E731
-    return g("Rss"), g("Pss")
-
-
 def memory():
     floor = worker_bench.rss_floor()
     r = AgentRig()
@@ -121,7 +111,7 @@ def memory():
         r.start_agent()
         time.sleep(3.0)  # idle: heaps trimmed
         pids = [r.agent.pid] + [x["pid"] for x in r.status()["roles"] if x["pid"]]
-        rows = [(p, *smaps(p)) for p in pids]
+        rows = [(p, *mem_kb(p)[:2]) for p in pids]
         names = ["remex-agent"] + [x["role"] for x in r.status()["roles"] if x["pid"]]
         for (p, rss, pss), n in zip(rows, names):
             print(f"memory: {n} (pid {p}): RSS {rss / 1024:.2f} MiB, PSS {pss / 1024:.2f} MiB")
@@ -133,10 +123,6 @@ def memory():
                  f"MiB RSS" if floor else ""))
     finally:
         r.close()
-
-
-def ts(s):
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
 def restart():
