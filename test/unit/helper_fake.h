@@ -40,6 +40,24 @@ void fake_write_pattern(const char *path, size_t n, char sum[72]);
 /* 1 when the files a and b hold the same bytes. */
 int fake_files_equal(const char *a, const char *b);
 
+/* Skips the current test unless ready, printing why (the runner reports it). */
+#define FAKE_NEED(ready, why)                                                                      \
+    do {                                                                                           \
+        if (!(ready)) {                                                                            \
+            printf("# %s\n", why);                                                                 \
+            fflush(stdout);                                                                        \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Asserts call returns REMEX_OK, naming the error (in a struct remex_error e) otherwise. */
+#define ASSERT_OK(call)                                                                            \
+    do {                                                                                           \
+        remex_err rc_ = (call);                                                                    \
+        if (rc_ != REMEX_OK)                                                                       \
+            fail_msg("%s: %s", #call, e.msg);                                                      \
+    } while (0)
+
 /* The GCP fixture: test/fake_gcp.py trusting key.pem, and service-account key
  * files for it (keyjson) and for another key it does not trust (otherjson). */
 struct gcp_fake {
@@ -57,12 +75,6 @@ int gcp_fake_stop(struct gcp_fake *g);
 
 /* Skips the current test (with the reason printed) when g has no fake. */
 #define GCP_NEED_FAKE(g)                                                                           \
-    do {                                                                                           \
-        if (!(g).have_crypto) {                                                                    \
-            printf("# python3-cryptography missing: the fake cannot verify RS256\n");              \
-            fflush(stdout);                                                                        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+    FAKE_NEED((g).have_crypto, "python3-cryptography missing: the fake cannot verify RS256")
 
 #endif

@@ -35,16 +35,9 @@ static const char *conf = "{\"tenant\": \"" TENANT "\", \"client_id\": \"app-123
 static int start(void **state)
 {
     (void)state;
-    int fd;
     snprintf(conf_path, sizeof(conf_path), "/tmp/remex-azauth-XXXXXX");
     snprintf(fed_path, sizeof(fed_path), "/tmp/remex-azauthfed-XXXXXX");
-    if ((fd = mkstemp(conf_path)) < 0)
-        return -1;
-    close(fd);
-    if ((fd = mkstemp(fed_path)) < 0)
-        return -1;
-    close(fd);
-    if (fake_write_file(conf_path, conf) != 0)
+    if (fake_write_tmp(conf_path, conf) || fake_write_tmp(fed_path, ""))
         return -1;
     return fake_start(&srv, "fake_azkv.py", conf_path, url, sizeof(url));
 }

@@ -47,14 +47,7 @@ static int stop(void **state)
     return fake_teardown(&srv, dir);
 }
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        if (!endpoint[0]) {                                                                        \
-            printf("# azurite not installed (run mk/azurite.sh)\n");                               \
-            fflush(stdout);                                                                        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_SERVER() FAKE_NEED(endpoint[0], "azurite not installed (run mk/azurite.sh)")
 
 static const char *no_env(const char *n)
 {
@@ -148,13 +141,6 @@ static void test_wrong_key_and_missing_container(void **state)
     assert_int_equal(objstore_open_opts("az://devstoreaccount1", &o, &s, &e), REMEX_EINVAL);
     assert_int_equal(objstore_open_opts("az://Bad_Account/remex", &o, &s, &e), REMEX_EINVAL);
 }
-
-#define ASSERT_OK(call)                                                                            \
-    do {                                                                                           \
-        remex_err rc_ = (call);                                                                    \
-        if (rc_ != REMEX_OK)                                                                       \
-            fail_msg("%s: %s", #call, e.msg);                                                      \
-    } while (0)
 
 /* put_file / get_file through s: one Put Blob below the threshold, blocks above it. */
 static void stream_round_trips(struct objstore *s, const char *tmpdir)

@@ -45,13 +45,6 @@ static int fake_stat(const char *name)
     return fake_counter(g.url, "/_stats", NULL, name);
 }
 
-#define ASSERT_OK(call)                                                                            \
-    do {                                                                                           \
-        remex_err rc_ = (call);                                                                    \
-        if (rc_ != REMEX_OK)                                                                       \
-            fail_msg("%s: %s", #call, e.msg);                                                      \
-    } while (0)
-
 static void test_stream_round_trip(void **state)
 {
     (void)state;

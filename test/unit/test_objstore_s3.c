@@ -52,14 +52,7 @@ static int stop_server(void **state)
     return fake_teardown(&srv, srv_dir);
 }
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        if (!endpoint[0]) {                                                                        \
-            printf("# s3rver not installed (run mk/s3rver.sh)\n");                                 \
-            fflush(stdout);                                                                        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_SERVER() FAKE_NEED(endpoint[0], "s3rver not installed (run mk/s3rver.sh)")
 
 static struct objstore *open_s3(const char *url)
 {
@@ -190,14 +183,6 @@ static void test_no_bucket_no_server(void **state)
     o.endpoint = "http://127.0.0.1:1/path";
     assert_int_equal(objstore_open_opts("s3://remex", &o, &s, &e), REMEX_EINVAL);
 }
-
-/* Asserts rc is REMEX_OK, naming the error otherwise. */
-#define ASSERT_OK(call)                                                                            \
-    do {                                                                                           \
-        remex_err rc_ = (call);                                                                    \
-        if (rc_ != REMEX_OK)                                                                       \
-            fail_msg("%s: %s", #call, e.msg);                                                      \
-    } while (0)
 
 /* put_file / get_file: single PUT below the threshold, 3-part multipart above it. */
 static void test_stream_multipart(void **state)
