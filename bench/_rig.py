@@ -105,10 +105,11 @@ def stop(procs, group=False):
 class Plane:
     """A remex-plane in folder tmp. extra: more lines of its configuration;
     scheme "https" when extra configures TLS (ctx then trusts its certificate);
-    session: in its own session (stop(..., group=True) ends it)."""
+    session: in its own session (stop(..., group=True) ends it); timeout: of
+    each call, seconds."""
 
-    def __init__(self, tmp, extra="", scheme="http", ctx=None, session=False):
-        self.tmp, self.ctx = tmp, ctx
+    def __init__(self, tmp, extra="", scheme="http", ctx=None, session=False, timeout=60):
+        self.tmp, self.ctx, self.timeout = tmp, ctx, timeout
         conf = os.path.join(tmp, "plane.yaml")
         with open(conf, "w") as f:
             f.write(f'listen: "127.0.0.1:0"\ndb_path: "{tmp}/plane.db"\n'
@@ -139,10 +140,21 @@ class Plane:
         self.log.seek(0)
         return self.log.read()
 
-    def req(self, method, path, body=None, timeout=60):
+    def req(self, method, path, body=None):
         """An admin call: the JSON reply, or None for an empty one."""
-        raw = http(method, self.url + path, body, self.admin, timeout, self.ctx)
+        raw = http(method, self.url + path, body, self.admin, self.timeout, self.ctx)
         return json.loads(raw) if raw else None
+
+    def put_dag(self, dag):
+        """Stores dag as bundle main's version v1 (as a dag-processor would)."""
+        dag = dict({"fileloc": "bench.yaml"}, **dag)
+        self.req("PUT", f"/api/v1/dags/{dag['dag_id']}",
+                 {"bundle": {"name": "main", "version": "v1"}, "dag": dag})
+
+    def wait_agents(self, n, timeout=10):
+        """Waits (up to timeout seconds) until n agents are registered."""
+        return wait(lambda: len(self.req("GET", "/api/v1/admin/agents").get("agents", [])) >= n,
+                    timeout, 0.025)
 
     def agent_token(self, name="bench", expires_in=3600):
         """Mints an agent token; the path of the file (mode 0600) that holds it."""

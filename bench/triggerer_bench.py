@@ -26,7 +26,6 @@ one real remex-triggerer on loopback, fed by the plane.
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/triggerer_bench.py)
 """
 import datetime
-import functools
 import os
 import re
 import shutil
@@ -59,10 +58,9 @@ class Rig:
         if pre:
             extra = pre(self)  # servers the triggerer needs, started first
         self.plane = Plane(self.tmp, "heartbeat_interval: 5s\nbody_max: 8MiB\n"
-                           "log:\n  level: warn\n", session=True)
+                           "log:\n  level: warn\n", session=True, timeout=120)
         self.procs.append(self.plane.proc)
-        self.url = self.plane.url
-        self.req = functools.partial(self.plane.req, timeout=120)
+        self.url, self.req, self.put_dag = self.plane.url, self.plane.req, self.plane.put_dag
         tokf = self.plane.agent_token(expires_in=7200)
         self.state = os.path.join(self.tmp, "state", "triggerer")
         tconf = os.path.join(self.tmp, "agent.yaml")
@@ -87,16 +85,8 @@ class Rig:
                                      "--log-level", "warn"], stdout=self.tlog,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(self.trg)
-        for _ in range(400):
-            if len(self.req("GET", "/api/v1/admin/agents").get("agents", [])) == 1 + worker:
-                break
-            time.sleep(0.025)
+        self.plane.wait_agents(1 + worker)
         time.sleep(0.5)
-
-    def put_dag(self, dag):
-        dag = dict({"fileloc": "bench.yaml"}, **dag)
-        self.req("PUT", f"/api/v1/dags/{dag['dag_id']}",
-                 {"bundle": {"name": "main", "version": "v1"}, "dag": dag})
 
     def metrics(self):
         """The triggerer's metrics file as {name{labels}: value}; {} before the first write."""
@@ -110,6 +100,11 @@ class Rig:
     def held(self):
         return sum(v for k, v in self.metrics().items()
                    if k.startswith("remex_triggerer_triggers_held"))
+
+    def wait_success(self, dag_id, run_id, timeout=60):
+        """The run once it succeeded, else None after timeout seconds."""
+        return wait(lambda: (lambda b: b if b["state"] == "success" else None)(
+            self.req("GET", f"/api/v1/admin/dags/{dag_id}/runs/{run_id}")), timeout, 0.2)
 
     def close(self):
         stop(self.procs, group=True)
@@ -140,8 +135,7 @@ def files1k():
             with open(path, "w") as f:
                 f.write("x")
             time.sleep(0.005)
-        run = wait(lambda: (lambda b: b if b["state"] == "success" else None)(
-            r.req("GET", "/api/v1/admin/dags/files/runs/r")), 60, 0.2)
+        run = r.wait_success("files", "r")
         if not run:
             print("files1k: not every file event arrived within 60 s")
             return
@@ -298,8 +292,7 @@ def objkey_s3():
             made[f"o{k:03d}"] = time.time()
             urllib.request.urlopen(req, timeout=10).read()
             time.sleep(0.05)
-        run = wait(lambda: (lambda b: b if b["state"] == "success" else None)(
-            r.req("GET", "/api/v1/admin/dags/objs/runs/r")), 60, 0.2)
+        run = r.wait_success("objs", "r")
         if not run:
             print("objkey_s3: not every object event arrived within 60 s")
             return

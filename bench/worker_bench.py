@@ -51,7 +51,7 @@ class Rig:
             ctx = ssl.create_default_context(cafile=cert)
         self.plane = Plane(self.tmp, extra, "https" if tls else "http", ctx, session=True)
         self.procs = [self.plane.proc]
-        self.url, self.req = self.plane.url, self.plane.req
+        self.url, self.req, self.put_dag = self.plane.url, self.plane.req, self.plane.put_dag
         tokf = self.plane.agent_token()
         os.makedirs(f"{self.tmp}/bundle")
         wconf = os.path.join(self.tmp, "agent.yaml")
@@ -67,17 +67,8 @@ class Rig:
                                         "--log-level", "warn"], stdout=self.wlog,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(self.worker)
-        for _ in range(400):
-            a = self.req("GET", "/api/v1/admin/agents")
-            if a.get("agents"):
-                break
-            time.sleep(0.025)
+        self.plane.wait_agents(1)
         time.sleep(0.2)
-
-    def put_dag(self, dag):
-        dag = dict({"fileloc": "bench.yaml"}, **dag)
-        self.req("PUT", f"/api/v1/dags/{dag['dag_id']}",
-                 {"bundle": {"name": "main", "version": "v1"}, "dag": dag})
 
     def run(self, dag_id, timeout=600, poll=0.002):
         t0 = time.monotonic()
