@@ -75,7 +75,8 @@ class Rig:
                 f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
                         f"state_dir: {self.tmp}/wstate\n"
                         f"worker:\n  slots: 4\n  log_dir: {self.tmp}/logs\n  poll_wait: 30s\n"
-                        f"bundles:\n  - {{name: main, path: {self.tmp}/bundle}}\n")
+                        f"bundles:\n  - {{name: main, path: {self.tmp}/bundle, "
+                        "versioned: false}\n")
             self.wlog = open(os.path.join(self.tmp, "worker.log"), "w+")
             self.procs.append(subprocess.Popen(
                 [os.path.join(BIN, "remex-worker"), "-c", wconf, "--log-level", "warn"],
