@@ -53,6 +53,14 @@ int fake_teardown(struct test_server *s, const char *dir)
     return 0;
 }
 
+int fake_stop(struct test_server *s, const char *const files[])
+{
+    test_server_stop(s);
+    for (size_t i = 0; files[i]; i++)
+        unlink(files[i]);
+    return 0;
+}
+
 int fake_start_argv(struct test_server *s, char *const argv[], const char *suffix, char *url,
                     size_t cap)
 {

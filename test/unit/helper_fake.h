@@ -20,6 +20,8 @@ int fake_write_tmp(char *tmpl, const char *text);
 void fake_rmtree(const char *dir);
 /* Stops s, then removes dir (may be empty). Returns 0: a cmocka group teardown. */
 int fake_teardown(struct test_server *s, const char *dir);
+/* Stops s, then unlinks each file of the NULL-terminated array files. Returns 0. */
+int fake_stop(struct test_server *s, const char *const files[]);
 
 /* Starts `argv` (a server announcing "port N") into s and writes
  * "http://127.0.0.1:PORT" followed by suffix (may be "") into url. 0 on success. */

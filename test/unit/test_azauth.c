@@ -45,10 +45,7 @@ static int start(void **state)
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    unlink(conf_path);
-    unlink(fed_path);
-    return 0;
+    return fake_stop(&srv, (const char *const[]){conf_path, fed_path, NULL});
 }
 
 /* Tokens the fake has issued. */

@@ -92,9 +92,7 @@ static int start(void **state)
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    unlink(conf_path);
-    return 0;
+    return fake_stop(&srv, (const char *const[]){conf_path, NULL});
 }
 
 static int hits(const char *what)

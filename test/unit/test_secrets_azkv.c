@@ -47,10 +47,7 @@ static int start(void **state)
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    unlink(conf_path);
-    unlink(fed_path);
-    return 0;
+    return fake_stop(&srv, (const char *const[]){conf_path, fed_path, NULL});
 }
 
 static struct secrets *open_chain(const char *secret, const char *fed)

@@ -54,12 +54,7 @@ static int start(void **state)
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    unlink(conf_path);
-    unlink(token_path);
-    unlink(sid_path);
-    unlink(jwt_path);
-    return 0;
+    return fake_stop(&srv, (const char *const[]){conf_path, token_path, sid_path, jwt_path, NULL});
 }
 
 /* GET path on the fake (its test hooks) into out. */
