@@ -82,6 +82,22 @@ def cpu_s(pid, children=False):
     return (own, (int(v[13]) + int(v[14])) / hz) if children else own
 
 
+def write(folder, name, text):
+    """Writes text to folder/name; returns its path."""
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def start(log_path, argv, session=False):
+    """Starts argv with its stdout and stderr in log_path (opened w+, kept for reading);
+    in its own session with session. Returns (Popen, the log file)."""
+    log = open(log_path, "w+")
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=session), log
+
+
 def stop(procs, group=False):
     """Ends procs, last started first: SIGKILL to each one's process group
     (group: they were started in their own session, with their task
@@ -110,15 +126,11 @@ class Plane:
 
     def __init__(self, tmp, extra="", scheme="http", ctx=None, session=False, timeout=60):
         self.tmp, self.ctx, self.timeout = tmp, ctx, timeout
-        conf = os.path.join(tmp, "plane.yaml")
-        with open(conf, "w") as f:
-            f.write(f'listen: "127.0.0.1:0"\ndb_path: "{tmp}/plane.db"\n'
-                    f'admin_token_file: "{tmp}/admin.token"\n'
-                    f'signing_key_file: "{tmp}/signing.key"\n' + extra)
-        self.log = open(os.path.join(tmp, "plane.log"), "w+")
-        self.proc = subprocess.Popen([os.path.join(BIN, "remex-plane"), "-c", conf,
-                                      "--log-level", "info"], stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=session)
+        conf = write(tmp, "plane.yaml", f'listen: "127.0.0.1:0"\ndb_path: "{tmp}/plane.db"\n'
+                     f'admin_token_file: "{tmp}/admin.token"\n'
+                     f'signing_key_file: "{tmp}/signing.key"\n' + extra)
+        self.proc, self.log = start(os.path.join(tmp, "plane.log"), [
+            os.path.join(BIN, "remex-plane"), "-c", conf, "--log-level", "info"], session)
         self.url = None
         for _ in range(400):
             self.log.seek(0)
@@ -159,8 +171,13 @@ class Plane:
     def agent_token(self, name="bench", expires_in=3600):
         """Mints an agent token; the path of the file (mode 0600) that holds it."""
         tok = self.req("POST", "/api/v1/admin/tokens", {"name": name, "expires_in": expires_in})
-        path = os.path.join(self.tmp, "agent.token")
-        with open(path, "w") as f:
-            f.write(tok["value"] + "\n")
-        os.chmod(path, 0o600)
-        return path
+        self.token_file = write(self.tmp, "agent.token", tok["value"] + "\n")
+        os.chmod(self.token_file, 0o600)
+        return self.token_file
+
+    def agent_yaml(self, name, body):
+        """Writes the agent configuration tmp/name: the plane: section (this plane,
+        the last token minted) followed by body (which may go on with more plane:
+        keys, indented). Returns its path."""
+        return write(self.tmp, name, f"plane:\n  url: {self.url}\n"
+                     f"  token: {{file: {self.token_file}}}\n" + body)

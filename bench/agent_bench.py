@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import worker_bench  # noqa: E402  (the plane rig and helpers)
-from _rig import BIN, BUILD, mem_kb, ts  # noqa: E402
+from _rig import BIN, BUILD, mem_kb, start, ts  # noqa: E402
 ALL = [("worker", "remex-worker"), ("dag-processor", "remex-dag-processor"),
        ("triggerer", "remex-triggerer"), ("sentinel", "remex-sentinel")]
 
@@ -49,11 +49,9 @@ class AgentRig(worker_bench.Rig):
         self.agent = None
 
     def start_agent(self):
-        self.alog = open(os.path.join(self.tmp, "agent.log"), "w+")
         t0 = time.monotonic()
-        self.agent = subprocess.Popen([os.path.join(BIN, "remex-agent"), "-c", self.conf,
-                                       "--log-level", "info"], stdout=self.alog,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.agent, self.alog = start(os.path.join(self.tmp, "agent.log"), [
+            os.path.join(BIN, "remex-agent"), "-c", self.conf, "--log-level", "info"], True)
         self.procs.append(self.agent)
         for _ in range(2000):
             self.alog.seek(0)

@@ -104,12 +104,9 @@ def main():
         # A manifest of 10,000 files is about 1.3 MB: over the default cap.
         plane = Plane(tmp, "body_max: 64MiB\n")
         url, log = plane.url, plane.log
-        tokf = plane.agent_token()
-        cfg = os.path.join(tmp, "agent.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"plane:\n  url: {url}\n  token: {{file: {tokf}}}\n"
-                    f"state_dir: {tmp}/state\nlogs:\n  level: warn\n"
-                    f"bundles:\n  - {{name: bench, path: {bundle}, versioned: false}}\n")
+        plane.agent_token()
+        cfg = plane.agent_yaml("agent.yaml", f"state_dir: {tmp}/state\nlogs:\n  level: warn\n"
+                               f"bundles:\n  - {{name: bench, path: {bundle}, versioned: false}}\n")
         print(f"dagproc: {n} DAG files of 10 tasks, plane + dag-processor --once on loopback")
         time.sleep(2.1)  # files older than the racy window, as in a bundle nobody edits
         run_once(cfg, url, "cold", plane.proc.pid, log)

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import _rig
-from _rig import BIN, Plane, free_port, stop
+from _rig import BIN, Plane, free_port, start, stop
 ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b",
            GIT_COMMITTER_EMAIL="b@x", GIT_CONFIG_NOSYSTEM="1", HOME="/nonexistent")
 
@@ -83,20 +83,19 @@ def run_once(url, admin, dag_id, timeout=300):
     return time.monotonic() - t0, state
 
 
-def worker_fetch(tmp, url, admin, tokf, gport, push, version, procs):
+def worker_fetch(tmp, plane, gport, push, version, procs):
     """A worker whose state_dir holds no checkout runs a task of the plane's commit: it
     fetches the commit itself (clone of the 1,000 commits), then a run of the same commit
     (the floor: the checkout is there), then a run of a newly pushed commit (an
     incremental fetch)."""
-    cfg = os.path.join(tmp, "worker.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"plane:\n  url: {url}\n  token: {{file: {tokf}}}\nstate_dir: {tmp}/wstate\n"
-                f"bundles:\n  - {{name: g, url: \"git://127.0.0.1:{gport}/repo.git\", "
-                f"subdir: dags}}\nworker:\n  name: wb\n  slots: 2\n  poll_wait: 10s\n"
-                f"  log_dir: {tmp}/tasklogs\nxcom:\n  store: file://{tmp}/xcom\n")
-    wlog = open(os.path.join(tmp, "worker.log"), "w+")
-    w = subprocess.Popen([os.path.join(BIN, "remex-worker"), "-c", cfg, "--log-level", "info"],
-                         stdout=wlog, stderr=subprocess.STDOUT)
+    url, admin = plane.url, plane.admin
+    cfg = plane.agent_yaml("worker.yaml", (
+        f"state_dir: {tmp}/wstate\n"
+        f"bundles:\n  - {{name: g, url: \"git://127.0.0.1:{gport}/repo.git\", "
+        f"subdir: dags}}\nworker:\n  name: wb\n  slots: 2\n  poll_wait: 10s\n"
+        f"  log_dir: {tmp}/tasklogs\nxcom:\n  store: file://{tmp}/xcom\n"))
+    w, wlog = start(os.path.join(tmp, "worker.log"),
+                    [os.path.join(BIN, "remex-worker"), "-c", cfg, "--log-level", "info"])
     procs.append(w)
 
     def logtext():
@@ -154,13 +153,11 @@ def main():
         plane = Plane(tmp)
         procs.append(plane.proc)
         url, admin = plane.url, plane.admin
-        tokf = plane.agent_token("b")
-        cfg = os.path.join(tmp, "agent.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"plane:\n  url: {url}\n  token: {{file: {tokf}}}\nstate_dir: {tmp}/state\n"
-                    f"logs:\n  level: warn\nbundles:\n  - {{name: g, url: "
-                    f"\"git://127.0.0.1:{gport}/repo.git\", subdir: dags, "
-                    f"refresh_interval: 1s}}\n")
+        plane.agent_token("b")
+        cfg = plane.agent_yaml("agent.yaml", (
+            f"state_dir: {tmp}/state\n"
+            f"logs:\n  level: warn\nbundles:\n  - {{name: g, url: "
+            f"\"git://127.0.0.1:{gport}/repo.git\", subdir: dags, refresh_interval: 1s}}\n"))
         work = os.path.join(tmp, "work")
         git("clone", "-q", bare, work)
 
@@ -203,7 +200,7 @@ def main():
         if lat:
             print(f"live  push->plane mean={sum(lat) / len(lat):.3f}s min={min(lat):.3f}s "
                   f"max={max(lat):.3f}s n={len(lat)} (refresh_interval 1s)")
-        worker_fetch(tmp, url, admin, tokf, gport, push, version, procs)
+        worker_fetch(tmp, plane, gport, push, version, procs)
     finally:
         stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)

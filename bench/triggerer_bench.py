@@ -36,7 +36,7 @@ import time
 import urllib.request
 
 import _rig
-from _rig import BIN, BUILD, Plane, cpu_s, mem_kb, pct, stop, ts
+from _rig import BIN, BUILD, Plane, cpu_s, mem_kb, pct, start, stop, ts, write
 
 PER_DAG = 1000
 
@@ -61,30 +61,21 @@ class Rig:
                            "log:\n  level: warn\n", session=True, timeout=120)
         self.procs.append(self.plane.proc)
         self.url, self.req, self.put_dag = self.plane.url, self.plane.req, self.plane.put_dag
-        tokf = self.plane.agent_token(expires_in=7200)
+        self.plane.agent_token(expires_in=7200)
         self.state = os.path.join(self.tmp, "state", "triggerer")
-        tconf = os.path.join(self.tmp, "agent.yaml")
-        with open(tconf, "w") as f:
-            f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
-                    f"state_dir: {self.tmp}/state\n"
-                    "triggerer:\n  capacity: 100000\n  poll_wait: 5s\n" + extra)
+        tconf = self.plane.agent_yaml("agent.yaml", f"state_dir: {self.tmp}/state\n"
+                                      "triggerer:\n  capacity: 100000\n  poll_wait: 5s\n" + extra)
         if worker:
             os.makedirs(f"{self.tmp}/bundle")
-            wconf = os.path.join(self.tmp, "worker.yaml")
-            with open(wconf, "w") as f:
-                f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
-                        f"state_dir: {self.tmp}/wstate\n"
-                        f"worker:\n  slots: 4\n  log_dir: {self.tmp}/logs\n  poll_wait: 30s\n"
-                        f"bundles:\n  - {{name: main, path: {self.tmp}/bundle, "
-                        "versioned: false}\n")
-            self.wlog = open(os.path.join(self.tmp, "worker.log"), "w+")
-            self.procs.append(subprocess.Popen(
-                [os.path.join(BIN, "remex-worker"), "-c", wconf, "--log-level", "warn"],
-                stdout=self.wlog, stderr=subprocess.STDOUT, start_new_session=True))
-        self.tlog = open(os.path.join(self.tmp, "triggerer.log"), "w+")
-        self.trg = subprocess.Popen([os.path.join(BIN, "remex-triggerer"), "-c", tconf,
-                                     "--log-level", "warn"], stdout=self.tlog,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            wconf = self.plane.agent_yaml("worker.yaml", (
+                f"state_dir: {self.tmp}/wstate\n"
+                f"worker:\n  slots: 4\n  log_dir: {self.tmp}/logs\n  poll_wait: 30s\n"
+                f"bundles:\n  - {{name: main, path: {self.tmp}/bundle, versioned: false}}\n"))
+            w, self.wlog = start(os.path.join(self.tmp, "worker.log"), [
+                os.path.join(BIN, "remex-worker"), "-c", wconf, "--log-level", "warn"], True)
+            self.procs.append(w)
+        self.trg, self.tlog = start(os.path.join(self.tmp, "triggerer.log"), [
+            os.path.join(BIN, "remex-triggerer"), "-c", tconf, "--log-level", "warn"], True)
         self.procs.append(self.trg)
         self.plane.wait_agents(1 + worker)
         time.sleep(0.5)
@@ -241,9 +232,8 @@ def s3rver(r):
     """Starts s3rver (bucket remex) for the Rig; returns the xcom settings."""
     d = os.path.join(r.tmp, "s3")
     os.makedirs(d)
-    r.s3log = open(os.path.join(r.tmp, "s3rver.log"), "w+")
-    p = subprocess.Popen(["node", os.path.join(ROOT, "test", "s3rver.js"), d, "remex"],
-                         stdout=r.s3log, stderr=subprocess.STDOUT, start_new_session=True)
+    p, r.s3log = start(os.path.join(r.tmp, "s3rver.log"),
+                       ["node", os.path.join(ROOT, "test", "s3rver.js"), d, "remex"], True)
     r.procs.append(p)
     for _ in range(400):
         r.s3log.seek(0)
@@ -252,9 +242,8 @@ def s3rver(r):
             r.s3port = int(m.group(1))
             break
         time.sleep(0.025)
-    creds = os.path.join(r.tmp, "aws-credentials")
-    with open(creds, "w") as f:
-        f.write("[bench]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
+    creds = write(r.tmp, "aws-credentials",
+                  "[bench]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
     os.chmod(creds, 0o600)
     return ("  poke_interval: 100ms\nxcom:\n  store: s3://remex/agent\n  s3:\n"
             f"    endpoint: http://127.0.0.1:{r.s3port}\n    region: us-east-1\n"

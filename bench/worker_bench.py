@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from _rig import BIN, BUILD, Plane, cpu_s, mem_kb, pct, stop, ts
+from _rig import BIN, BUILD, Plane, cpu_s, mem_kb, pct, start, stop, ts
 
 
 def self_signed(folder):
@@ -52,20 +52,16 @@ class Rig:
         self.plane = Plane(self.tmp, extra, "https" if tls else "http", ctx, session=True)
         self.procs = [self.plane.proc]
         self.url, self.req, self.put_dag = self.plane.url, self.plane.req, self.plane.put_dag
-        tokf = self.plane.agent_token()
+        self.plane.agent_token()
         os.makedirs(f"{self.tmp}/bundle")
-        wconf = os.path.join(self.tmp, "agent.yaml")
-        with open(wconf, "w") as f:
-            f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
-                    + (f"  ca_file: {cert}\n" if tls else "") +
-                    f"worker:\n  slots: {slots}\n  state_dir: {os.environ.get('STATE', self.tmp)}/state\n"
-                    f"  log_dir: {self.logs}\n"
-                    f"bundles:\n  - {{name: main, path: {self.tmp}/bundle, versioned: false}}\n"
-                    f"xcom:\n  store: file://{self.tmp}/xcom\n")
-        self.wlog = open(os.path.join(self.tmp, "worker.log"), "w+")
-        self.worker = subprocess.Popen([os.path.join(BIN, "remex-worker"), "-c", wconf,
-                                        "--log-level", "warn"], stdout=self.wlog,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        wconf = self.plane.agent_yaml("agent.yaml", (
+            (f"  ca_file: {cert}\n" if tls else "") +
+            f"worker:\n  slots: {slots}\n  state_dir: {os.environ.get('STATE', self.tmp)}/state\n"
+            f"  log_dir: {self.logs}\n"
+            f"bundles:\n  - {{name: main, path: {self.tmp}/bundle, versioned: false}}\n"
+            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+        self.worker, self.wlog = start(os.path.join(self.tmp, "worker.log"), [
+            os.path.join(BIN, "remex-worker"), "-c", wconf, "--log-level", "warn"], True)
         self.procs.append(self.worker)
         self.plane.wait_agents(1)
         time.sleep(0.2)
