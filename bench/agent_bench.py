@@ -137,7 +137,7 @@ def restart():
             run_id = r.req("POST", "/api/v1/admin/dags/one/runs", {})["run_id"]
             for _ in range(5000):
                 run = r.req("GET", f"/api/v1/admin/dags/one/runs/{run_id}")
-                ti = run["task_instances"][0]
+                ti = (run["task_instances"] or [{}])[0]  # none until the scheduler's pass
                 if ti.get("start_date"):
                     figs.append(ts(ti["start_date"]) - t_kill)
                     break
