@@ -13,7 +13,6 @@ and remex-agent with its roles on loopback.
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/agent_bench.py [ready|memory|restart])
 The roles started are those of agent.roles whose binaries are built (ROLES=a,b overrides).
 """
-import datetime
 import os
 import re
 import signal
@@ -24,9 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import worker_bench  # noqa: E402  (the plane rig and helpers)
-
-BIN = worker_bench.BIN
-BUILD = worker_bench.BUILD
+from _rig import BIN, BUILD, mem_kb, start, ts  # noqa: E402
 ALL = [("worker", "remex-worker"), ("dag-processor", "remex-dag-processor"),
        ("triggerer", "remex-triggerer"), ("sentinel", "remex-sentinel")]
 
@@ -52,11 +49,9 @@ class AgentRig(worker_bench.Rig):
         self.agent = None
 
     def start_agent(self):
-        self.alog = open(os.path.join(self.tmp, "agent.log"), "w+")
         t0 = time.monotonic()
-        self.agent = subprocess.Popen([os.path.join(BIN, "remex-agent"), "-c", self.conf,
-                                       "--log-level", "info"], stdout=self.alog,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.agent, self.alog = start(os.path.join(self.tmp, "agent.log"), [
+            os.path.join(BIN, "remex-agent"), "-c", self.conf, "--log-level", "info"], True)
         self.procs.append(self.agent)
         for _ in range(2000):
             self.alog.seek(0)
@@ -107,13 +102,6 @@ def ready():
         r.close()
 
 
-def smaps(pid):
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        t = f.read()
-    g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))  # noqa: E731
-    return g("Rss"), g("Pss")
-
-
 def memory():
     floor = worker_bench.rss_floor()
     r = AgentRig()
@@ -121,7 +109,7 @@ def memory():
         r.start_agent()
         time.sleep(3.0)  # idle: heaps trimmed
         pids = [r.agent.pid] + [x["pid"] for x in r.status()["roles"] if x["pid"]]
-        rows = [(p, *smaps(p)) for p in pids]
+        rows = [(p, *mem_kb(p)[:2]) for p in pids]
         names = ["remex-agent"] + [x["role"] for x in r.status()["roles"] if x["pid"]]
         for (p, rss, pss), n in zip(rows, names):
             print(f"memory: {n} (pid {p}): RSS {rss / 1024:.2f} MiB, PSS {pss / 1024:.2f} MiB")
@@ -133,10 +121,6 @@ def memory():
                  f"MiB RSS" if floor else ""))
     finally:
         r.close()
-
-
-def ts(s):
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
 def restart():
@@ -153,7 +137,7 @@ def restart():
             run_id = r.req("POST", "/api/v1/admin/dags/one/runs", {})["run_id"]
             for _ in range(5000):
                 run = r.req("GET", f"/api/v1/admin/dags/one/runs/{run_id}")
-                ti = run["task_instances"][0]
+                ti = (run["task_instances"] or [{}])[0]  # none until the scheduler's pass
                 if ti.get("start_date"):
                     figs.append(ts(ti["start_date"]) - t_kill)
                     break

@@ -18,7 +18,6 @@ times do), and the dag-processor's peak RSS.
 
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/dagproc_bench.py [N])
 """
-import json
 import os
 import re
 import resource
@@ -27,11 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-BIN = os.environ.get("REMEX_BIN") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "bin")
-BUILD = os.environ.get("REMEX_BUILD") or os.path.dirname(BIN)
+from _rig import BIN, BUILD, Plane, cpu_s, http, stop
 
 DAG = """dag_id: d{i:05d}
 schedule: "@daily"
@@ -57,29 +53,11 @@ def gen(root, n):
             f.write(DAG.format(i=i, tasks="".join(task(j) for j in range(10))))
 
 
-def http(method, url, body=None, token=None):
-    data = json.dumps(body).encode() if body is not None else None
-    rq = urllib.request.Request(url, data=data, method=method)
-    if token:
-        rq.add_header("Authorization", "Bearer " + token)
-    if data:
-        rq.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(rq, timeout=60) as r:
-        return r.read()
-
-
 def uploads(url):
     text = http("GET", url + "/metrics").decode()
     return sum(int(m.group(1)) for m in re.finditer(
         r'remex_plane_http_requests_total\{method="(?:PUT|POST)",'
         r'route="/api/v1/dags/(?:\{dag_id\}|bulk)",code="\d+"\} (\d+)', text))
-
-
-def plane_cpu(pid):
-    """CPU seconds (user + system) the plane used so far, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def manifest_ms(log):
@@ -91,7 +69,7 @@ def manifest_ms(log):
 
 def run_once(cfg, url, what, plane_pid, log):
     before = uploads(url)
-    cpu0 = plane_cpu(plane_pid)
+    cpu0 = cpu_s(plane_pid)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     p = subprocess.Popen([os.path.join(BIN, "remex-dag-processor"), "-c", cfg, "--once",
@@ -110,7 +88,7 @@ def run_once(cfg, url, what, plane_pid, log):
     print(f"{what:5s} wall={wall:.3f}s scan={scan.group(1) if scan else '?'}ms "
           f"sync={sync.group(2) if sync else '-'}ms dags_uploaded={sync.group(1) if sync else 0} "
           f"upload_requests={uploads(url) - before} "
-          f"cpu_dp={dp_cpu:.3f}s cpu_plane={plane_cpu(plane_pid) - cpu0:.3f}s "
+          f"cpu_dp={dp_cpu:.3f}s cpu_plane={cpu_s(plane_pid) - cpu0:.3f}s "
           f"plane_manifest={manifest_ms(log)}ms "
           f"rc={p.returncode} peak_rss_children={ru.ru_maxrss / 1024:.1f}MB")
     sys.stdout.flush()
@@ -123,46 +101,19 @@ def main():
     try:
         bundle = os.path.join(tmp, "bundle")
         gen(bundle, n)
-        conf = os.path.join(tmp, "plane.yaml")
-        with open(conf, "w") as f:
-            f.write(f'listen: "127.0.0.1:0"\ndb_path: "{tmp}/plane.db"\n'
-                    f'admin_token_file: "{tmp}/admin.token"\n'
-                    f'signing_key_file: "{tmp}/signing.key"\n'
-                    # A manifest of 10,000 files is about 1.3 MB: over the default cap.
-                    'body_max: 64MiB\n')
-        log = open(os.path.join(tmp, "plane.log"), "w+")
-        plane = subprocess.Popen([os.path.join(BIN, "remex-plane"), "-c", conf], stdout=log,
-                                 stderr=subprocess.STDOUT)
-        port = None
-        for _ in range(400):
-            log.seek(0)
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read())
-            if m:
-                port = int(m.group(1))
-                break
-            time.sleep(0.05)
-        if port is None:
-            raise SystemExit("dagproc_bench: the plane did not start")
-        url = f"http://127.0.0.1:{port}"
-        admin = open(os.path.join(tmp, "admin.token")).read().strip()
-        tok = json.loads(http("POST", url + "/api/v1/admin/tokens",
-                              {"name": "bench", "expires_in": 3600}, admin))["value"]
-        tokf = os.path.join(tmp, "agent.token")
-        with open(tokf, "w") as f:
-            f.write(tok + "\n")
-        os.chmod(tokf, 0o600)
-        cfg = os.path.join(tmp, "agent.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"plane:\n  url: {url}\n  token: {{file: {tokf}}}\n"
-                    f"state_dir: {tmp}/state\nlogs:\n  level: warn\n"
-                    f"bundles:\n  - {{name: bench, path: {bundle}, versioned: false}}\n")
+        # A manifest of 10,000 files is about 1.3 MB: over the default cap.
+        plane = Plane(tmp, "body_max: 64MiB\n")
+        url, log = plane.url, plane.log
+        plane.agent_token()
+        cfg = plane.agent_yaml("agent.yaml", f"state_dir: {tmp}/state\nlogs:\n  level: warn\n"
+                               f"bundles:\n  - {{name: bench, path: {bundle}, versioned: false}}\n")
         print(f"dagproc: {n} DAG files of 10 tasks, plane + dag-processor --once on loopback")
         time.sleep(2.1)  # files older than the racy window, as in a bundle nobody edits
-        run_once(cfg, url, "cold", plane.pid, log)
-        run_once(cfg, url, "warm", plane.pid, log)
+        run_once(cfg, url, "cold", plane.proc.pid, log)
+        run_once(cfg, url, "warm", plane.proc.pid, log)
         with open(os.path.join(bundle, "g00", "d00000.yaml"), "a") as f:
             f.write("description: changed\n")
-        run_once(cfg, url, "one", plane.pid, log)
+        run_once(cfg, url, "one", plane.proc.pid, log)
         floor = os.path.join(BUILD, "bench", "_yaml_floor")
         if os.path.exists(floor):
             t0 = time.monotonic()
@@ -170,8 +121,7 @@ def main():
             print(f"floor {out} wall={time.monotonic() - t0:.3f}s")
     finally:
         if plane:
-            plane.terminate()
-            plane.wait(30)
+            stop([plane.proc])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -17,15 +17,13 @@ import random
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-BIN = os.environ.get("REMEX_BIN") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "bin")
+import _rig
+from _rig import BIN, Plane, free_port, start, stop
 ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b",
            GIT_COMMITTER_EMAIL="b@x", GIT_CONFIG_NOSYSTEM="1", HOME="/nonexistent")
 
@@ -64,31 +62,11 @@ def make_repo(bare, commits, nfiles=100):
 
 
 def http(method, url, body=None, token=None):
-    data = json.dumps(body).encode() if body is not None else None
-    rq = urllib.request.Request(url, data=data, method=method)
-    if token:
-        rq.add_header("Authorization", "Bearer " + token)
-    if data:
-        rq.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(rq, timeout=60) as r:
-        return json.loads(r.read() or b"null")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    return json.loads(_rig.http(method, url, body, token) or b"null")
 
 
 def wait(pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
+    return bool(_rig.wait(pred, timeout))
 
 
 def run_once(url, admin, dag_id, timeout=300):
@@ -105,20 +83,19 @@ def run_once(url, admin, dag_id, timeout=300):
     return time.monotonic() - t0, state
 
 
-def worker_fetch(tmp, url, admin, tokf, gport, push, version, procs):
+def worker_fetch(tmp, plane, gport, push, version, procs):
     """A worker whose state_dir holds no checkout runs a task of the plane's commit: it
     fetches the commit itself (clone of the 1,000 commits), then a run of the same commit
     (the floor: the checkout is there), then a run of a newly pushed commit (an
     incremental fetch)."""
-    cfg = os.path.join(tmp, "worker.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"plane:\n  url: {url}\n  token: {{file: {tokf}}}\nstate_dir: {tmp}/wstate\n"
-                f"bundles:\n  - {{name: g, url: \"git://127.0.0.1:{gport}/repo.git\", "
-                f"subdir: dags}}\nworker:\n  name: wb\n  slots: 2\n  poll_wait: 10s\n"
-                f"  log_dir: {tmp}/tasklogs\nxcom:\n  store: file://{tmp}/xcom\n")
-    wlog = open(os.path.join(tmp, "worker.log"), "w+")
-    w = subprocess.Popen([os.path.join(BIN, "remex-worker"), "-c", cfg, "--log-level", "info"],
-                         stdout=wlog, stderr=subprocess.STDOUT)
+    url, admin = plane.url, plane.admin
+    cfg = plane.agent_yaml("worker.yaml", (
+        f"state_dir: {tmp}/wstate\n"
+        f"bundles:\n  - {{name: g, url: \"git://127.0.0.1:{gport}/repo.git\", "
+        f"subdir: dags}}\nworker:\n  name: wb\n  slots: 2\n  poll_wait: 10s\n"
+        f"  log_dir: {tmp}/tasklogs\nxcom:\n  store: file://{tmp}/xcom\n"))
+    w, wlog = start(os.path.join(tmp, "worker.log"),
+                    [os.path.join(BIN, "remex-worker"), "-c", cfg, "--log-level", "info"])
     procs.append(w)
 
     def logtext():
@@ -173,36 +150,14 @@ def main():
             ["git", "daemon", "--export-all", "--reuseaddr", f"--base-path={srv}",
              "--listen=127.0.0.1", f"--port={gport}", srv], env=ENV,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        conf = os.path.join(tmp, "plane.yaml")
-        with open(conf, "w") as f:
-            f.write(f'listen: "127.0.0.1:0"\ndb_path: "{tmp}/plane.db"\n'
-                    f'admin_token_file: "{tmp}/admin.token"\n'
-                    f'signing_key_file: "{tmp}/signing.key"\n')
-        log = open(os.path.join(tmp, "plane.log"), "w+")
-        procs.append(subprocess.Popen([os.path.join(BIN, "remex-plane"), "-c", conf], stdout=log,
-                                      stderr=subprocess.STDOUT))
-        port = None
-        for _ in range(400):
-            log.seek(0)
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read())
-            if m:
-                port = int(m.group(1))
-                break
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        admin = open(os.path.join(tmp, "admin.token")).read().strip()
-        tok = http("POST", url + "/api/v1/admin/tokens", {"name": "b", "expires_in": 3600},
-                   admin)["value"]
-        tokf = os.path.join(tmp, "agent.token")
-        with open(tokf, "w") as f:
-            f.write(tok + "\n")
-        os.chmod(tokf, 0o600)
-        cfg = os.path.join(tmp, "agent.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"plane:\n  url: {url}\n  token: {{file: {tokf}}}\nstate_dir: {tmp}/state\n"
-                    f"logs:\n  level: warn\nbundles:\n  - {{name: g, url: "
-                    f"\"git://127.0.0.1:{gport}/repo.git\", subdir: dags, "
-                    f"refresh_interval: 1s}}\n")
+        plane = Plane(tmp)
+        procs.append(plane.proc)
+        url, admin = plane.url, plane.admin
+        plane.agent_token("b")
+        cfg = plane.agent_yaml("agent.yaml", (
+            f"state_dir: {tmp}/state\n"
+            f"logs:\n  level: warn\nbundles:\n  - {{name: g, url: "
+            f"\"git://127.0.0.1:{gport}/repo.git\", subdir: dags, refresh_interval: 1s}}\n"))
         work = os.path.join(tmp, "work")
         git("clone", "-q", bare, work)
 
@@ -245,14 +200,9 @@ def main():
         if lat:
             print(f"live  push->plane mean={sum(lat) / len(lat):.3f}s min={min(lat):.3f}s "
                   f"max={max(lat):.3f}s n={len(lat)} (refresh_interval 1s)")
-        worker_fetch(tmp, url, admin, tokf, gport, push, version, procs)
+        worker_fetch(tmp, plane, gport, push, version, procs)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

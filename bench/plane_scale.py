@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -52,6 +51,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from _rig import cpu_s, free_port
 
 BUILD = os.environ.get("REMEX_BUILD", "build")
 BIN = os.environ.get("REMEX_BIN", os.path.join(BUILD, "bin"))
@@ -66,14 +67,6 @@ HB_THREADS = 20
 MAX_HISTORY = 20_000_000
 MAX_AGENTS = 2000
 MAX_DAGS = 20000
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Plane:
@@ -123,6 +116,12 @@ class Plane:
         if not conn:
             c.close()
         return r.status, data
+
+    def mint(self):
+        """A new agent token's value."""
+        st, b = self.call("POST", "/api/v1/admin/tokens", {"name": "bench", "expires_in": 3600},
+                          self.admin)
+        return json.loads(b)["value"]
 
     def rss_mib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -306,13 +305,6 @@ def push_dags(plane, n):
     return time.monotonic() - t0
 
 
-def plane_cpu_s(plane):
-    """utime + stime of the plane process, seconds (/proc/PID/stat)."""
-    with open(f"/proc/{plane.proc.pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def drain(plane, tok, ndags, nruns, tag):
     """ndags one-task DAGs (queue "drain"), nruns manual runs each, all
     triggered, then drained by one worker (start, success); returns the
@@ -332,7 +324,7 @@ def drain(plane, tok, ndags, nruns, tag):
                        {"name": f"drain-{tag}", "roles": ["worker"], "version": "0.1.0",
                         "hostname": "h", "queues": ["drain"], "slots": 64}, tok, conn=conn)
     sess = json.loads(b)["session_token"]
-    c0, t0 = plane_cpu_s(plane), time.monotonic()
+    c0, t0 = cpu_s(plane.proc.pid), time.monotonic()
     for i in range(ndags):
         for r in range(nruns):
             st, b = plane.call("POST", f"/api/v1/admin/dags/{tag}{i:05d}/runs",
@@ -353,7 +345,7 @@ def drain(plane, tok, ndags, nruns, tag):
                        {"try_number": a["try_number"], "state": "success"}, a["task_token"],
                        conn=conn)
             done += 1
-    cpu, wall = plane_cpu_s(plane) - c0, time.monotonic() - t0
+    cpu, wall = cpu_s(plane.proc.pid) - c0, time.monotonic() - t0
     conn.close()
     return cpu / max(done, 1) * 1e6, done / wall
 
@@ -378,9 +370,7 @@ def row(history, agents, ndags):
         t0 = time.monotonic()
         plane.start()
         start = time.monotonic() - t0
-        st, b = plane.call("POST", "/api/v1/admin/tokens", {"name": "bench", "expires_in": 3600},
-                           plane.admin)
-        tok = json.loads(b)["value"]
+        tok = plane.mint()
         push = push_dags(plane, ndags)
         fleet_agents = park_idle(plane, tok, agents, stop)
         deadline = time.monotonic() + 60
@@ -436,9 +426,7 @@ def drain_rows():
         plane = Plane(tmp)
         try:
             plane.start()
-            st, b = plane.call("POST", "/api/v1/admin/tokens",
-                               {"name": "bench", "expires_in": 3600}, plane.admin)
-            us, rate = drain(plane, json.loads(b)["value"], ndags, nruns, "dr")
+            us, rate = drain(plane, plane.mint(), ndags, nruns, "dr")
         finally:
             plane.stop()
             shutil.rmtree(tmp, ignore_errors=True)

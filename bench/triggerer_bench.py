@@ -26,21 +26,24 @@ one real remex-triggerer on loopback, fed by the plane.
 Run: make bench   (or REMEX_BIN=build/bin python3 bench/triggerer_bench.py)
 """
 import datetime
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-BIN = os.environ.get("REMEX_BIN") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "bin")
-BUILD = os.environ.get("REMEX_BUILD") or os.path.dirname(BIN)
+import _rig
+from _rig import BIN, BUILD, Plane, cpu_s, mem_kb, pct, start, stop, ts, write
+
 PER_DAG = 1000
+
+
+def wait(pred, timeout, step=0.5):
+    """_rig.wait, polling every half second unless told."""
+    return _rig.wait(pred, timeout, step)
 
 
 def rfc3339(t):
@@ -54,75 +57,28 @@ class Rig:
         self.procs = []
         if pre:
             extra = pre(self)  # servers the triggerer needs, started first
-        conf = os.path.join(self.tmp, "plane.yaml")
-        with open(conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:0\ndb_path: {self.tmp}/plane.db\n"
-                    f"admin_token_file: {self.tmp}/admin.token\n"
-                    f"signing_key_file: {self.tmp}/signing.key\n"
-                    "heartbeat_interval: 5s\nbody_max: 8MiB\nlog:\n  level: warn\n")
-        self.plane_log = open(os.path.join(self.tmp, "plane.log"), "w+")
-        self.plane = subprocess.Popen([os.path.join(BIN, "remex-plane"), "-c", conf,
-                                       "--log-level", "info"],
-                                      stdout=self.plane_log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-        self.procs.append(self.plane)
-        self.url = None
-        for _ in range(400):
-            self.plane_log.seek(0)
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.plane_log.read())
-            if m:
-                self.url = f"http://127.0.0.1:{m.group(1)}"
-                break
-            time.sleep(0.025)
-        with open(f"{self.tmp}/admin.token") as f:
-            self.admin = f.read().strip()
-        tok = self.req("POST", "/api/v1/admin/tokens", {"name": "bench", "expires_in": 7200})
-        tokf = os.path.join(self.tmp, "agent.token")
-        with open(tokf, "w") as f:
-            f.write(tok["value"])
-        os.chmod(tokf, 0o600)
+        self.plane = Plane(self.tmp, "heartbeat_interval: 5s\nbody_max: 8MiB\n"
+                           "log:\n  level: warn\n", session=True, timeout=120)
+        self.procs.append(self.plane.proc)
+        self.url, self.req, self.put_dag = self.plane.url, self.plane.req, self.plane.put_dag
+        self.plane.agent_token(expires_in=7200)
         self.state = os.path.join(self.tmp, "state", "triggerer")
-        tconf = os.path.join(self.tmp, "agent.yaml")
-        with open(tconf, "w") as f:
-            f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
-                    f"state_dir: {self.tmp}/state\n"
-                    "triggerer:\n  capacity: 100000\n  poll_wait: 5s\n" + extra)
+        tconf = self.plane.agent_yaml("agent.yaml", f"state_dir: {self.tmp}/state\n"
+                                      "triggerer:\n  capacity: 100000\n  poll_wait: 5s\n" + extra)
         if worker:
             os.makedirs(f"{self.tmp}/bundle")
-            wconf = os.path.join(self.tmp, "worker.yaml")
-            with open(wconf, "w") as f:
-                f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
-                        f"state_dir: {self.tmp}/wstate\n"
-                        f"worker:\n  slots: 4\n  log_dir: {self.tmp}/logs\n  poll_wait: 30s\n"
-                        f"bundles:\n  - {{name: main, path: {self.tmp}/bundle}}\n")
-            self.wlog = open(os.path.join(self.tmp, "worker.log"), "w+")
-            self.procs.append(subprocess.Popen(
-                [os.path.join(BIN, "remex-worker"), "-c", wconf, "--log-level", "warn"],
-                stdout=self.wlog, stderr=subprocess.STDOUT, start_new_session=True))
-        self.tlog = open(os.path.join(self.tmp, "triggerer.log"), "w+")
-        self.trg = subprocess.Popen([os.path.join(BIN, "remex-triggerer"), "-c", tconf,
-                                     "--log-level", "warn"], stdout=self.tlog,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            wconf = self.plane.agent_yaml("worker.yaml", (
+                f"state_dir: {self.tmp}/wstate\n"
+                f"worker:\n  slots: 4\n  log_dir: {self.tmp}/logs\n  poll_wait: 30s\n"
+                f"bundles:\n  - {{name: main, path: {self.tmp}/bundle, versioned: false}}\n"))
+            w, self.wlog = start(os.path.join(self.tmp, "worker.log"), [
+                os.path.join(BIN, "remex-worker"), "-c", wconf, "--log-level", "warn"], True)
+            self.procs.append(w)
+        self.trg, self.tlog = start(os.path.join(self.tmp, "triggerer.log"), [
+            os.path.join(BIN, "remex-triggerer"), "-c", tconf, "--log-level", "warn"], True)
         self.procs.append(self.trg)
-        for _ in range(400):
-            if len(self.req("GET", "/api/v1/admin/agents").get("agents", [])) == 1 + worker:
-                break
-            time.sleep(0.025)
+        self.plane.wait_agents(1 + worker)
         time.sleep(0.5)
-
-    def req(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        r = urllib.request.Request(self.url + path, data=data, method=method,
-                                   headers={"Authorization": "Bearer " + self.admin,
-                                            "Content-Type": "application/json"})
-        with urllib.request.urlopen(r, timeout=120) as resp:
-            raw = resp.read()
-            return json.loads(raw) if raw else None
-
-    def put_dag(self, dag):
-        dag = dict({"fileloc": "bench.yaml"}, **dag)
-        self.req("PUT", f"/api/v1/dags/{dag['dag_id']}",
-                 {"bundle": {"name": "main", "version": "v1"}, "dag": dag})
 
     def metrics(self):
         """The triggerer's metrics file as {name{labels}: value}; {} before the first write."""
@@ -137,48 +93,18 @@ class Rig:
         return sum(v for k, v in self.metrics().items()
                    if k.startswith("remex_triggerer_triggers_held"))
 
-    def mem_kb(self, pid):
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            t = f.read()
-        g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))  # noqa: E731
-        return g("Rss"), g("Pss"), g("Anonymous")
-
-    def cpu_s(self, pid):
-        with open(f"/proc/{pid}/stat") as f:
-            v = f.read().rsplit(")", 1)[1].split()
-        return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+    def wait_success(self, dag_id, run_id, timeout=60):
+        """The run once it succeeded, else None after timeout seconds."""
+        return wait(lambda: (lambda b: b if b["state"] == "success" else None)(
+            self.req("GET", f"/api/v1/admin/dags/{dag_id}/runs/{run_id}")), timeout, 0.2)
 
     def close(self):
-        for p in reversed(self.procs):
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        stop(self.procs, group=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def wait(pred, timeout, step=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 def mib(kb):
     return kb / 1024.0
-
-
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
-
-
-def ts(s):
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
 def files1k():
@@ -201,8 +127,7 @@ def files1k():
             with open(path, "w") as f:
                 f.write("x")
             time.sleep(0.005)
-        run = wait(lambda: (lambda b: b if b["state"] == "success" else None)(
-            r.req("GET", "/api/v1/admin/dags/files/runs/r")), 60, 0.2)
+        run = r.wait_success("files", "r")
         if not run:
             print("files1k: not every file event arrived within 60 s")
             return
@@ -248,7 +173,7 @@ def timers100k():
     print(floor.stdout.strip() or f"timer floor failed: {floor.stderr.strip()}")
     r = Rig()
     try:
-        empty = r.mem_kb(r.trg.pid)
+        empty = mem_kb(r.trg.pid)
         far, soon = 90, 10
         t_load = time.monotonic()
         for d in range(far):
@@ -263,9 +188,9 @@ def timers100k():
             return
         print(f"timers100k: plane -> triggerer: {far * PER_DAG} triggers held after {load_s:.1f} s "
               "(DAG upload, runs, deferral and the polls included)")
-        c0, t0 = r.cpu_s(r.trg.pid), time.monotonic()
+        c0, t0 = cpu_s(r.trg.pid), time.monotonic()
         time.sleep(10)
-        idle_cpu = (r.cpu_s(r.trg.pid) - c0) / (time.monotonic() - t0) * 100
+        idle_cpu = (cpu_s(r.trg.pid) - c0) / (time.monotonic() - t0) * 100
         # The 10,000 that fire: due spread over one second, starting once they are held.
         base = time.time() + 30
         for d in range(soon):
@@ -276,7 +201,7 @@ def timers100k():
                 for k in range(PER_DAG)]})
             r.req("POST", f"/api/v1/admin/dags/soon{d}/runs", {"run_id": "r"})
         ok = wait(lambda: r.held() >= (far + soon) * PER_DAG, base - time.time() - 0.5)
-        rss, pss, anon = r.mem_kb(r.trg.pid)
+        rss, pss, anon = mem_kb(r.trg.pid)
         print(f"timers100k: triggerer holding {r.held():.0f} timers: RSS {mib(rss):.1f} MiB, "
               f"PSS {mib(pss):.1f} MiB, anonymous {mib(anon):.1f} MiB (goal < 64 MB); "
               f"floor: holding none {mib(empty[0]):.1f} / {mib(empty[1]):.1f} / "
@@ -307,9 +232,8 @@ def s3rver(r):
     """Starts s3rver (bucket remex) for the Rig; returns the xcom settings."""
     d = os.path.join(r.tmp, "s3")
     os.makedirs(d)
-    r.s3log = open(os.path.join(r.tmp, "s3rver.log"), "w+")
-    p = subprocess.Popen(["node", os.path.join(ROOT, "test", "s3rver.js"), d, "remex"],
-                         stdout=r.s3log, stderr=subprocess.STDOUT, start_new_session=True)
+    p, r.s3log = start(os.path.join(r.tmp, "s3rver.log"),
+                       ["node", os.path.join(ROOT, "test", "s3rver.js"), d, "remex"], True)
     r.procs.append(p)
     for _ in range(400):
         r.s3log.seek(0)
@@ -318,9 +242,8 @@ def s3rver(r):
             r.s3port = int(m.group(1))
             break
         time.sleep(0.025)
-    creds = os.path.join(r.tmp, "aws-credentials")
-    with open(creds, "w") as f:
-        f.write("[bench]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
+    creds = write(r.tmp, "aws-credentials",
+                  "[bench]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
     os.chmod(creds, 0o600)
     return ("  poke_interval: 100ms\nxcom:\n  store: s3://remex/agent\n  s3:\n"
             f"    endpoint: http://127.0.0.1:{r.s3port}\n    region: us-east-1\n"
@@ -349,9 +272,9 @@ def objkey_s3():
             urllib.request.urlopen(f"{base}?list-type=2&max-keys=1&prefix=agent%2Fexports%2Fx",
                                    timeout=10).read()
             floor.append((time.monotonic() - t0) * 1000)
-        c0, t0 = r.cpu_s(r.trg.pid), time.monotonic()
+        c0, t0 = cpu_s(r.trg.pid), time.monotonic()
         time.sleep(5)
-        cpu = (r.cpu_s(r.trg.pid) - c0) / (time.monotonic() - t0) * 100
+        cpu = (cpu_s(r.trg.pid) - c0) / (time.monotonic() - t0) * 100
         made = {}
         for k in range(n):
             req = urllib.request.Request(f"{base}/agent/exports/o{k:03d}/_SUCCESS", data=b"ok",
@@ -359,8 +282,7 @@ def objkey_s3():
             made[f"o{k:03d}"] = time.time()
             urllib.request.urlopen(req, timeout=10).read()
             time.sleep(0.05)
-        run = wait(lambda: (lambda b: b if b["state"] == "success" else None)(
-            r.req("GET", "/api/v1/admin/dags/objs/runs/r")), 60, 0.2)
+        run = r.wait_success("objs", "r")
         if not run:
             print("objkey_s3: not every object event arrived within 60 s")
             return

@@ -16,31 +16,15 @@ Run: make bench   (or REMEX_BIN=build/bin python3 bench/worker_bench.py [chain40
 Env: LOGS=DIR puts the task logs under DIR instead of the temporary folder;
 STATE=DIR the worker's state dir.
 """
-import datetime
-import json
 import os
-import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-BIN = os.environ.get("REMEX_BIN") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "bin")
-BUILD = os.environ.get("REMEX_BUILD") or os.path.dirname(BIN)
-
-
-def ts(s):
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-
-
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+from _rig import BIN, BUILD, Plane, cpu_s, mem_kb, pct, start, stop, ts
 
 
 def self_signed(folder):
@@ -60,72 +44,27 @@ class Rig:
         # the file system's inode allocation out of the worker's figures).
         self.logs = (tempfile.mkdtemp(prefix="remex-bench-logs-", dir=os.environ["LOGS"])
                      if os.environ.get("LOGS") else os.path.join(self.tmp, "logs"))
-        self.procs = []
-        self.ctx = None
-        conf = os.path.join(self.tmp, "plane.yaml")
-        with open(conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:0\ndb_path: {self.tmp}/plane.db\n"
-                    f"admin_token_file: {self.tmp}/admin.token\n"
-                    f"signing_key_file: {self.tmp}/signing.key\n"
-                    "heartbeat_interval: 5s\nbody_max: 8MiB\nlog:\n  level: warn\n")
-            if tls:
-                cert, key = self_signed(self.tmp)
-                f.write(f"tls:\n  cert: {cert}\n  key: {key}\n")
-                self.ctx = ssl.create_default_context(cafile=cert)
-        self.plane_log = open(os.path.join(self.tmp, "plane.log"), "w+")
-        p = subprocess.Popen([os.path.join(BIN, "remex-plane"), "-c", conf, "--log-level", "info"],
-                             stdout=self.plane_log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-        self.procs.append(p)
-        self.url = None
-        for _ in range(400):
-            self.plane_log.seek(0)
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.plane_log.read())
-            if m:
-                self.url = f"{'https' if tls else 'http'}://127.0.0.1:{m.group(1)}"
-                break
-            time.sleep(0.025)
-        with open(f"{self.tmp}/admin.token") as f:
-            self.admin = f.read().strip()
-        tok = self.req("POST", "/api/v1/admin/tokens", {"name": "bench", "expires_in": 3600})
-        tokf = os.path.join(self.tmp, "agent.token")
-        with open(tokf, "w") as f:
-            f.write(tok["value"])
-        os.chmod(tokf, 0o600)
+        extra, ctx = "heartbeat_interval: 5s\nbody_max: 8MiB\nlog:\n  level: warn\n", None
+        if tls:
+            cert, key = self_signed(self.tmp)
+            extra += f"tls:\n  cert: {cert}\n  key: {key}\n"
+            ctx = ssl.create_default_context(cafile=cert)
+        self.plane = Plane(self.tmp, extra, "https" if tls else "http", ctx, session=True)
+        self.procs = [self.plane.proc]
+        self.url, self.req, self.put_dag = self.plane.url, self.plane.req, self.plane.put_dag
+        self.plane.agent_token()
         os.makedirs(f"{self.tmp}/bundle")
-        wconf = os.path.join(self.tmp, "agent.yaml")
-        with open(wconf, "w") as f:
-            f.write(f"plane:\n  url: {self.url}\n  token: {{file: {tokf}}}\n"
-                    + (f"  ca_file: {cert}\n" if tls else "") +
-                    f"worker:\n  slots: {slots}\n  state_dir: {os.environ.get('STATE', self.tmp)}/state\n"
-                    f"  log_dir: {self.logs}\n"
-                    f"bundles:\n  - {{name: main, path: {self.tmp}/bundle, versioned: false}}\n"
-                    f"xcom:\n  store: file://{self.tmp}/xcom\n")
-        self.wlog = open(os.path.join(self.tmp, "worker.log"), "w+")
-        self.worker = subprocess.Popen([os.path.join(BIN, "remex-worker"), "-c", wconf,
-                                        "--log-level", "warn"], stdout=self.wlog,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        wconf = self.plane.agent_yaml("agent.yaml", (
+            (f"  ca_file: {cert}\n" if tls else "") +
+            f"worker:\n  slots: {slots}\n  state_dir: {os.environ.get('STATE', self.tmp)}/state\n"
+            f"  log_dir: {self.logs}\n"
+            f"bundles:\n  - {{name: main, path: {self.tmp}/bundle, versioned: false}}\n"
+            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+        self.worker, self.wlog = start(os.path.join(self.tmp, "worker.log"), [
+            os.path.join(BIN, "remex-worker"), "-c", wconf, "--log-level", "warn"], True)
         self.procs.append(self.worker)
-        for _ in range(400):
-            a = self.req("GET", "/api/v1/admin/agents")
-            if a.get("agents"):
-                break
-            time.sleep(0.025)
+        self.plane.wait_agents(1)
         time.sleep(0.2)
-
-    def req(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        r = urllib.request.Request(self.url + path, data=data, method=method,
-                                   headers={"Authorization": "Bearer " + self.admin,
-                                            "Content-Type": "application/json"})
-        with urllib.request.urlopen(r, timeout=60, context=self.ctx) as resp:
-            raw = resp.read()
-            return json.loads(raw) if raw else None
-
-    def put_dag(self, dag):
-        dag = dict({"fileloc": "bench.yaml"}, **dag)
-        self.req("PUT", f"/api/v1/dags/{dag['dag_id']}",
-                 {"bundle": {"name": "main", "version": "v1"}, "dag": dag})
 
     def run(self, dag_id, timeout=600, poll=0.002):
         t0 = time.monotonic()
@@ -140,28 +79,8 @@ class Rig:
         wall = time.monotonic() - t0
         return wall, self.req("GET", f"/api/v1/admin/dags/{dag_id}/runs/{run_id}")
 
-    def mem_kb(self, pid):
-        """(RSS, PSS, anonymous) in KiB: shared library pages count fully in RSS only;
-        anonymous memory (heap, stacks) is what this process itself allocated."""
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            t = f.read()
-        g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))  # noqa: E731
-        return g("Rss"), g("Pss"), g("Anonymous")
-
-    def cpu_s(self, pid):
-        """(own, reaped children) CPU seconds, user + system, of pid."""
-        with open(f"/proc/{pid}/stat") as f:
-            v = f.read().rsplit(")", 1)[1].split()
-        hz = os.sysconf("SC_CLK_TCK")
-        return (int(v[11]) + int(v[12])) / hz, (int(v[13]) + int(v[14])) / hz
-
     def close(self):
-        for p in reversed(self.procs):
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        stop(self.procs, group=True)
         shutil.rmtree(self.logs, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -196,7 +115,7 @@ def fanout10k():
             r.put_dag({"dag_id": f"fan{d}",
                        "tasks": [{"task_id": f"t{i:04d}", "command": ["true"]}
                                  for i in range(per)]})
-        w0, p0 = r.cpu_s(r.worker.pid), r.cpu_s(r.procs[0].pid)
+        w0, p0 = cpu_s(r.worker.pid, True), cpu_s(r.procs[0].pid, True)
         t0 = time.monotonic()
         runs = [(f"fan{d}", r.req("POST", f"/api/v1/admin/dags/fan{d}/runs", {})["run_id"])
                 for d in range(ndags)]
@@ -210,7 +129,7 @@ def fanout10k():
                     done[dag_id] = r.req("GET", f"/api/v1/admin/dags/{dag_id}/runs/{run_id}")
             time.sleep(0.05)
         wall = time.monotonic() - t0
-        w1, p1 = r.cpu_s(r.worker.pid), r.cpu_s(r.procs[0].pid)
+        w1, p1 = cpu_s(r.worker.pid, True), cpu_s(r.procs[0].pid, True)
         ok = sum(1 for run in done.values() for t in run["task_instances"]
                  if t["state"] == "success")
         first = min(ts(run["queued_at"]) for run in done.values())
@@ -239,13 +158,11 @@ def rss_floor():
             print("rss: _rss_floor did not start")
             return None
         time.sleep(0.5)
-        with open(f"/proc/{p.pid}/smaps_rollup") as f:
-            t = f.read()
-        g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))  # noqa: E731
+        rss, pss, anon = mem_kb(p.pid)
         print(f"rss: floor (the worker's libraries loaded and started, no remex code running): "
-              f"RSS {g('Rss') / 1024:.2f} MiB, PSS {g('Pss') / 1024:.2f} MiB, "
-              f"anonymous {g('Anonymous') / 1024:.2f} MiB")
-        return g("Rss")
+              f"RSS {rss / 1024:.2f} MiB, PSS {pss / 1024:.2f} MiB, "
+              f"anonymous {anon / 1024:.2f} MiB")
+        return rss
     finally:
         p.kill()
         p.wait()
@@ -257,7 +174,7 @@ def rss():
         r = Rig(16, tls=tls)
         try:
             time.sleep(1.0)
-            idle = r.mem_kb(r.worker.pid)
+            idle = mem_kb(r.worker.pid)
             r.put_dag({"dag_id": "sleep16",
                        "tasks": [{"task_id": f"s{i:02d}", "command": ["sleep", "3"]}
                                  for i in range(16)]})
@@ -268,7 +185,7 @@ def rss():
                 kids = subprocess.run(["pgrep", "-c", "-P", str(r.worker.pid)],
                                       capture_output=True, text=True).stdout.strip()
                 if kids and int(kids) >= 16:
-                    busy = r.mem_kb(r.worker.pid)
+                    busy = mem_kb(r.worker.pid)
                     break
             plane = "https plane" if tls else "http plane"
             for name, m in (("idle", idle), ("16 running tasks", busy)):

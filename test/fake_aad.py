@@ -2,6 +2,7 @@
 """A fake Microsoft Entra ID (Azure AD) token endpoint for the Azure Blob
 bearer-token tests, on 127.0.0.1.
 
+
 Why a fake: no Entra ID endpoint can be reached from the tests and none is
 packaged. It follows the published client credentials grant
 (POST /TENANT/oauth2/v2.0/token, form-encoded) with a workload-identity
@@ -22,20 +23,14 @@ GET /_stats: tokens issued.
 """
 import base64
 import hmac
-import http.server
 import json
-import os
-import sys
 import threading
 import time
 import urllib.parse
 
-args = sys.argv[1:]
-watch = args and args[0] == "--stdin"
-if watch:
-    args = args[1:]
-with open(args[0]) as f:
-    CONF = json.load(f)
+import fakebase
+
+CONF, watch = fakebase.load_conf()
 STATS = {"tokens": 0}
 LOCK = threading.Lock()
 
@@ -54,20 +49,7 @@ def access_token(aud):
                      b64url(b"not-signed-azurite-basic-does-not-check")])
 
 
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def send(self, status, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class H(fakebase.Handler):
     def do_GET(self):
         if self.path == "/_stats":
             with LOCK:
@@ -75,8 +57,7 @@ class H(http.server.BaseHTTPRequestHandler):
         return self.send(404, {"error": "not_found"})
 
     def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        form = urllib.parse.parse_qs(self.rfile.read(n).decode()) if n else {}
+        form = urllib.parse.parse_qs(self.body().decode())
         if self.path != "/%s/oauth2/v2.0/token" % CONF["tenant"]:
             return self.send(400, {"error": "invalid_request",
                                    "error_description": "AADSTS90002: Tenant not found."})
@@ -106,12 +87,4 @@ class H(http.server.BaseHTTPRequestHandler):
                                "access_token": access_token(aud)})
 
 
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-sys.stdout.write("port %d\n" % srv.server_address[1])
-sys.stdout.flush()
-if watch:
-    def stdin_watch():
-        sys.stdin.read()
-        os._exit(0)
-    threading.Thread(target=stdin_watch, daemon=True).start()
-srv.serve_forever()
+fakebase.serve(H, watch)

@@ -2,6 +2,7 @@
 """A fake AWS Secrets Manager and SSM Parameter Store for the secrets tests,
 on 127.0.0.1.
 
+
 Why a fake: no AWS endpoint can be reached from the tests and no emulator of
 these services is packaged here. This one follows the services' published
 JSON 1.1 API for what remex uses (POST / with X-Amz-Target
@@ -41,20 +42,15 @@ Usage: fake_aws.py [--stdin] CONF.json   (CONF: {"access_key", "secret_key",
 import datetime
 import hashlib
 import hmac
-import http.server
 import json
 import os
-import sys
 import threading
 import time
 import urllib.parse
 
-args = sys.argv[1:]
-watch = args and args[0] == "--stdin"
-if watch:
-    args = args[1:]
-with open(args[0]) as f:
-    CONF = json.load(f)
+import fakebase
+
+CONF, watch = fakebase.load_conf()
 HITS = {}
 LOCK = threading.Lock()
 TEMP = {}  # temporary access key -> (secret key, session token, expiry), issued by the fakes
@@ -96,27 +92,8 @@ def expected_signature(secret_key, method, path, query, headers, signed, body, s
     return hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
 
 
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def send(self, status, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def send_text(self, status, text):
-        body = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class H(fakebase.Handler):
+    content_type = "application/x-amz-json-1.1"
 
     def creds_json(self, ttl, imds):
         ak, sk, tok, exp = issue(ttl)
@@ -256,23 +233,16 @@ class H(http.server.BaseHTTPRequestHandler):
             % (ak, sk, tok, exp))
 
     def send_xml(self, status, text):
-        body = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        return self.send_text(status, text, "text/xml")
 
     def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(n) if n else b""
+        body = self.body()
         if self.path == "/_conf":  # the tests' control: merge into CONF, or revoke tokens
             req = json.loads(body)
             with LOCK:
                 if req.pop("revoke_imds_tokens", False):
                     IMDS_TOKENS.clear()
-                for k, v in req.items():
-                    CONF.setdefault(k, {}).update(v)
+                fakebase.merge_conf(CONF, req)
             return self.send(200, {})
         if "X-Amz-Target" not in self.headers and body.startswith(b"Action="):
             return self.sts(body)
@@ -306,12 +276,4 @@ class H(http.server.BaseHTTPRequestHandler):
         return self.send(400, {"__type": "UnknownOperationException", "message": target})
 
 
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-sys.stdout.write("port %d\n" % srv.server_address[1])
-sys.stdout.flush()
-if watch:
-    def stdin_watch():
-        sys.stdin.read()
-        os._exit(0)
-    threading.Thread(target=stdin_watch, daemon=True).start()
-srv.serve_forever()
+fakebase.serve(H, watch)

@@ -2,6 +2,7 @@
 """A fake Microsoft Entra ID token endpoint and Azure Key Vault for the
 secrets tests, on 127.0.0.1.
 
+
 Why a fake: no Azure endpoint can be reached from the tests and Azurite has
 no Key Vault. This one follows the published APIs for what remex uses: POST
 /TENANT/oauth2/v2.0/token (client_credentials with client_secret, or with a
@@ -17,21 +18,15 @@ Usage: fake_azkv.py [--stdin] CONF.json (CONF: {"tenant", "client_id",
 tests change token_ttl with it).
 """
 import hmac
-import http.server
 import json
-import os
 import secrets as pysecrets
-import sys
 import threading
 import time
 import urllib.parse
 
-args = sys.argv[1:]
-watch = args and args[0] == "--stdin"
-if watch:
-    args = args[1:]
-with open(args[0]) as f:
-    CONF = json.load(f)
+import fakebase
+
+CONF, watch = fakebase.load_conf()
 TOKENS = {}
 STATS = {"tokens": 0}
 LOCK = threading.Lock()
@@ -41,28 +36,12 @@ def same(a, b):
     return hmac.compare_digest((a or "").encode(), (b or "").encode())
 
 
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def send(self, status, obj, extra=()):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in extra:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
+class H(fakebase.Handler):
     def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        raw = self.rfile.read(n).decode() if n else ""
+        raw = self.body().decode()
         if self.path == "/_conf":
             with LOCK:
-                CONF.update(json.loads(raw))
+                fakebase.merge_conf(CONF, json.loads(raw))
             return self.send(200, {})
         form = urllib.parse.parse_qs(raw)
         one = lambda k: form.get(k, [None])[0]
@@ -120,12 +99,4 @@ class H(http.server.BaseHTTPRequestHandler):
                                "attributes": {"enabled": True}})
 
 
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-sys.stdout.write("port %d\n" % srv.server_address[1])
-sys.stdout.flush()
-if watch:
-    def stdin_watch():
-        sys.stdin.read()
-        os._exit(0)
-    threading.Thread(target=stdin_watch, daemon=True).start()
-srv.serve_forever()
+fakebase.serve(H, watch)

@@ -2,6 +2,7 @@
 """A fake Google OAuth token endpoint, Cloud Storage JSON API and Secret
 Manager for the GCP tests, on 127.0.0.1.
 
+
 Why a fake: no Google endpoint can be reached from the tests and no emulator
 of these services is packaged here (fake-gcs-server is not on Debian or npm).
 This one follows the published APIs for what remex uses and checks auth as
@@ -40,11 +41,8 @@ requests per path. GET /_objects: {bucket: {name: base64 content}}.
 import base64
 import hashlib
 import hmac
-import http.server
 import json
-import os
 import secrets as pysecrets
-import sys
 import threading
 import time
 import urllib.parse
@@ -52,12 +50,9 @@ import urllib.parse
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-args = sys.argv[1:]
-watch = args and args[0] == "--stdin"
-if watch:
-    args = args[1:]
-with open(args[0]) as f:
-    CONF = json.load(f)
+import fakebase
+
+CONF, watch = fakebase.load_conf()
 with open(CONF["key_pem"], "rb") as f:
     PUB = serialization.load_pem_private_key(f.read(), password=None).public_key()
 TOKENS = {}
@@ -101,29 +96,15 @@ def b64url_decode(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
+class H(fakebase.Handler):
     def send(self, status, obj=None, raw=None, headers=()):
-        body = raw if raw is not None else json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream" if raw is not None
-                         else "application/json")
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        """obj as JSON, or raw bytes as application/octet-stream."""
+        if raw is None:
+            return super().send(status, obj, headers)
+        return self.send_raw(status, raw, "application/octet-stream", headers)
 
     def error(self, code, status, message):
         return self.send(code, {"error": {"code": code, "message": message, "status": status}})
-
-    def body(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        return self.rfile.read(n) if n else b""
 
     def authorized(self):
         auth = self.headers.get("Authorization", "")
@@ -203,8 +184,7 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.metadata_token(q)
         if method == "POST" and u.path == "/_conf":
             with LOCK:
-                for k, v in json.loads(raw).items():
-                    CONF.setdefault(k, {}).update(v)
+                fakebase.merge_conf(CONF, json.loads(raw))
             return self.send(200, {})
         with LOCK:
             STATS["paths"][u.path] = STATS["paths"].get(u.path, 0) + 1
@@ -268,12 +248,4 @@ class H(http.server.BaseHTTPRequestHandler):
         self.route("DELETE")
 
 
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-sys.stdout.write("port %d\n" % srv.server_address[1])
-sys.stdout.flush()
-if watch:
-    def stdin_watch():
-        sys.stdin.read()
-        os._exit(0)
-    threading.Thread(target=stdin_watch, daemon=True).start()
-srv.serve_forever()
+fakebase.serve(H, watch)

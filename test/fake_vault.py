@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A fake HashiCorp Vault for the secrets tests, on 127.0.0.1.
 
+
 Why a fake: Vault itself is not packaged for Debian nor on npm, and no real
 server can be had here. This one follows Vault's published HTTP API for what
 remex uses: KV v2 reads (GET /v1/secret/data/PATH -> {"data": {"data": {...},
@@ -30,19 +31,13 @@ invalid), POST /_conf (merges JSON into SECRETS; {"add_token": {"token", "ttl",
 "renewable"}} issues a token). With --stdin it exits when stdin closes.
 """
 import hmac
-import http.server
 import json
-import os
-import sys
 import threading
 import time
 
-args = sys.argv[1:]
-watch = args and args[0] == "--stdin"
-if watch:
-    args = args[1:]
-with open(args[0]) as f:
-    CONF = json.load(f)
+import fakebase
+
+CONF, watch = fakebase.load_conf()
 # token -> {"exp": epoch seconds or None (never), "lease", "renewable", "max": epoch or None}
 TOKENS = {}
 
@@ -77,20 +72,7 @@ def token_ok(tok):
         return find_token(tok) is not None
 
 
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def send(self, status, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class H(fakebase.Handler):
     def record(self):
         with LOCK:
             HITS[self.path] = HITS.get(self.path, 0) + 1
@@ -127,24 +109,18 @@ class H(http.server.BaseHTTPRequestHandler):
                 return self.send(404, {"errors": []})
             return self.send(200, {"request_id": "r", "lease_duration": 2764800, "data": d})
         if p.startswith("/v1/broken/data/"):
-            body = b'{"data": {"data": "not an object"'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            return self.wfile.write(body)
+            return self.send_raw(200, b'{"data": {"data": "not an object"', None)
         return self.send(404, {"errors": []})
 
     def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        raw = self.rfile.read(n) if n else b""
+        raw = self.body()
         if self.path == "/_conf":  # test hook: merge into CONF; add_token issues a token
             req = json.loads(raw)
             with LOCK:
                 add = req.pop("add_token", None)
                 if add:
                     issue(add["token"], add.get("ttl", 0), add.get("renewable", True), 0)
-                for k, v in req.items():
-                    CONF.setdefault(k, {}).update(v)
+                fakebase.merge_conf(CONF, req)
             return self.send(200, {})
         if self.path == "/_revoke":
             with LOCK:
@@ -206,12 +182,4 @@ class H(http.server.BaseHTTPRequestHandler):
         return self.send(405, {"errors": []})
 
 
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-sys.stdout.write("port %d\n" % srv.server_address[1])
-sys.stdout.flush()
-if watch:
-    def stdin_watch():
-        sys.stdin.read()
-        os._exit(0)
-    threading.Thread(target=stdin_watch, daemon=True).start()
-srv.serve_forever()
+fakebase.serve(H, watch)

@@ -12,6 +12,7 @@ groups, so grandchildren go too). Only 127.0.0.0/8 is ever contacted.
 """
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -304,6 +305,13 @@ class TestCase(unittest.TestCase):
         p = Proc(name, argv, env=env, cwd=cwd, logdir=self.tmp)
         self._procs.append(p)
         return p
+
+    def spawn_server(self, name, argv, timeout=20):
+        """Spawns a server that prints "port N" once listening (test/fakebase.py,
+        s3rver.js, azurite.js): (its Proc, N)."""
+        p = self.spawn(name, argv)
+        out = p.wait_output("port ", timeout=timeout)
+        return p, int(re.search(r"port (\d+)", out).group(1))
 
     def proxy(self, target_port):
         px = TcpProxy(target_port)

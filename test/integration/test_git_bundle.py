@@ -14,13 +14,27 @@ import gitfix
 import harness
 import workerfix
 
-DAG = """dag_id: g
-schedule: null
-start_date: 2026-01-01
-tasks:
-  - task_id: t
-    command: [./run.sh]
-"""
+def dag_yaml(dag_id, tasks=("t",), task_extra=""):
+    """A DAG of tasks that each run ./run.sh."""
+    return (f"dag_id: {dag_id}\nschedule: null\nstart_date: 2026-01-01\ntasks:\n"
+            + "".join(f"  - task_id: {t}\n    command: [./run.sh]\n{task_extra}" for t in tasks))
+
+
+def agent_yaml(case, name, state, bundle, middle="", worker="w1", worker_extra="", logdir=None):
+    """Writes the agent configuration name: case's plane and token (case.tok), one bundle
+    (its flow mapping), a 2-slot worker; middle goes before the worker: section."""
+    return case.write(name, (
+        "plane:\n"
+        f"  url: {case.url}\n"
+        f"  token: {{file: {case.tok}}}\n"
+        f"state_dir: {state}\n"
+        f"bundles:\n  - {bundle}\n" + middle +
+        f"worker:\n  name: {worker}\n  slots: 2\n" + worker_extra +
+        f"  log_dir: {logdir or case.tmp + '/logs'}\n  poll_wait: 10s\n"
+        f"xcom:\n  store: file://{case.tmp}/xcom\n"))
+
+
+DAG = dag_yaml("g")
 
 
 def files(word):
@@ -40,18 +54,10 @@ class GitBundleTest(workerfix.WorkerCase):
         tok = f", token: {{file: {token}}}" if token else ""
         tok += extra
         self.n += 1
-        return self.write(f"agent{self.n}.yaml", (
-            "plane:\n"
-            f"  url: {self.url}\n"
-            f"  token: {{file: {self.tok}}}\n"
-            f"state_dir: {self.state}\n"
-            "bundles:\n"
-            f"  - {{name: main, url: \"{url}\", tracking_ref: \"{ref}\", subdir: dags, "
-            f"refresh_interval: {refresh}{tok}}}\n"
-            f"dag_processor:\n  keep_versions: {keep}\n"
-            "worker:\n  name: w1\n  slots: 2\n"
-            f"  log_dir: {self.tmp}/logs\n  poll_wait: 10s\n"
-            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+        return agent_yaml(self, f"agent{self.n}.yaml", self.state,
+                          f"{{name: main, url: \"{url}\", tracking_ref: \"{ref}\", subdir: dags, "
+                          f"refresh_interval: {refresh}{tok}}}",
+                          f"dag_processor:\n  keep_versions: {keep}\n")
 
     def once(self, cfg):
         p = self.spawn(f"dp{self.n}", [self.bin("remex-dag-processor"), "-c", cfg, "--once",
@@ -237,25 +243,9 @@ class GitBundleTest(workerfix.WorkerCase):
         agent.signal(signal.SIGTERM)
 
 
-TWO = """dag_id: g2
-schedule: null
-start_date: 2026-01-01
-tasks:
-  - task_id: t
-    command: [./run.sh]
-  - task_id: u
-    command: [./run.sh]
-"""
+TWO = dag_yaml("g2", ("t", "u"))
 
-RETRY = """dag_id: r
-schedule: null
-start_date: 2026-01-01
-tasks:
-  - task_id: t
-    command: [./run.sh]
-    retries: 1
-    retry_delay: 1s
-"""
+RETRY = dag_yaml("r", task_extra="    retries: 1\n    retry_delay: 1s\n")
 
 
 class WorkerFetchTest(GitBundleTest):
@@ -266,16 +256,9 @@ class WorkerFetchTest(GitBundleTest):
     def worker_cfg(self, url, token=None, listen=None):
         tok = f", token: {{file: {token}}}" if token else ""
         lst = f"  listen: 127.0.0.1:{listen}\n" if listen else ""
-        return self.write("worker.yaml", (
-            "plane:\n"
-            f"  url: {self.url}\n"
-            f"  token: {{file: {self.tok}}}\n"
-            f"state_dir: {self.tmp}/wstate\n"
-            "bundles:\n"
-            f"  - {{name: main, url: \"{url}\", tracking_ref: main, subdir: dags{tok}}}\n"
-            "worker:\n  name: w2\n  slots: 2\n" + lst +
-            f"  log_dir: {self.tmp}/logs\n  poll_wait: 10s\n"
-            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+        return agent_yaml(self, "worker.yaml", f"{self.tmp}/wstate",
+                          f"{{name: main, url: \"{url}\", tracking_ref: main, subdir: dags{tok}}}",
+                          worker="w2", worker_extra=lst)
 
     def metric(self, port, name):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
@@ -405,13 +388,7 @@ class WorkerFetchTest(GitBundleTest):
         self.assertNotIn("wrong-token-value", reason + w.output())
 
 
-LOCAL_DAG = """dag_id: l
-schedule: null
-start_date: 2026-01-01
-tasks:
-  - task_id: t
-    command: [./run.sh]
-"""
+LOCAL_DAG = dag_yaml("l")
 
 
 class LocalSnapshotTest(workerfix.WorkerCase):
@@ -438,16 +415,8 @@ class LocalSnapshotTest(workerfix.WorkerCase):
 
     def cfg(self, versioned=True):
         v = "" if versioned else ", versioned: false"
-        return self.write("agent.yaml", (
-            "plane:\n"
-            f"  url: {self.url}\n"
-            f"  token: {{file: {self.tok}}}\n"
-            f"state_dir: {self.state}\n"
-            f"bundles:\n  - {{name: main, path: {self.folder}{v}}}\n"
-            "dag_processor:\n  refresh_interval: 1h\n"
-            "worker:\n  name: w1\n  slots: 2\n"
-            f"  log_dir: {self.logdir}\n  poll_wait: 10s\n"
-            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+        return agent_yaml(self, "agent.yaml", self.state, f"{{name: main, path: {self.folder}{v}}}",
+                          "dag_processor:\n  refresh_interval: 1h\n", logdir=self.logdir)
 
     def sync(self, cfg):
         p = self.spawn("dp", [self.bin("remex-dag-processor"), "-c", cfg, "--once"])

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 import unittest
 import urllib.parse
 import urllib.request
@@ -37,9 +36,8 @@ class TestAzureStore(WorkerCase):
     def start_azurite(self):
         d = os.path.join(self.tmp, "azurite")
         os.makedirs(d)
-        p = self.spawn("azurite", ["node", os.path.join(ROOT, "test", "azurite.js"), d])
-        out = p.wait_output("port ", timeout=30)
-        self.azport = int(re.search(r"port (\d+)", out).group(1))
+        p, self.azport = self.spawn_server(
+            "azurite", ["node", os.path.join(ROOT, "test", "azurite.js"), d], timeout=30)
         self.endpoint = f"http://127.0.0.1:{self.azport}/devstoreaccount1"
         self.sas = account_sas(DEV_KEY)
         self.blob("PUT", "remex?restype=container", b"")
@@ -56,16 +54,8 @@ class TestAzureStore(WorkerCase):
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
-    def worker_yaml(self, token_path, url=None, slots=4, extra_worker="", extra="",
-                    state=None, name="w1"):
-        path = super().worker_yaml(token_path, url, slots, extra_worker, extra, state, name)
-        with open(path) as f:
-            text = f.read()
-        text = text.replace(f"  store: file://{self.tmp}/xcom\n",
-                            "  store: az://devstoreaccount1/remex/agent-a\n" + self.xcom_extra)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
+    def xcom_yaml(self):
+        return "  store: az://devstoreaccount1/remex/agent-a\n" + self.xcom_extra
 
     def az_yaml(self, sas):
         sas_file = self.write("azure-sas", "?" + sas + "\n", mode=0o600)

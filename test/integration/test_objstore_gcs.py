@@ -8,7 +8,6 @@ Google's does) and its storage API requires a live bearer token it issued."""
 import base64
 import json
 import os
-import re
 import subprocess
 import unittest
 import urllib.request
@@ -28,24 +27,16 @@ class TestGcsMetadataToken(WorkerCase):
         conf = self.write("gcp.json", json.dumps({
             "key_pem": pem, "email": "unused@proj.iam.gserviceaccount.com",
             "buckets": ["remex-gcs"], "metadata": {"ttl": 3599, "scopes": [SCOPE]}}))
-        p = self.spawn("gcp", ["python3", os.path.join(ROOT, "test", "fake_gcp.py"), conf])
-        self.gport = int(re.search(r"port (\d+)", p.wait_output("port ", timeout=10)).group(1))
+        _, self.gport = self.spawn_server(
+            "gcp", ["python3", os.path.join(ROOT, "test", "fake_gcp.py"), conf], timeout=10)
         self.gurl = f"http://127.0.0.1:{self.gport}"
 
     def fake(self, path):
         with urllib.request.urlopen(self.gurl + path, timeout=5) as r:
             return json.load(r)
 
-    def worker_yaml(self, token_path, url=None, slots=4, extra_worker="", extra="",
-                    state=None, name="w1"):
-        path = super().worker_yaml(token_path, url, slots, extra_worker, extra, state, name)
-        with open(path) as f:
-            text = f.read()
-        text = text.replace(f"  store: file://{self.tmp}/xcom\n",
-                            f"  store: gs://remex-gcs/agent-g\n  gcs:\n    endpoint: {self.gurl}\n")
-        with open(path, "w") as f:
-            f.write(text)
-        return path
+    def xcom_yaml(self):
+        return f"  store: gs://remex-gcs/agent-g\n  gcs:\n    endpoint: {self.gurl}\n"
 
     def test_xcom_and_logs_with_metadata_token(self):
         self.start_plane()

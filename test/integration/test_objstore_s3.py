@@ -6,7 +6,6 @@ import hashlib
 import http.client
 import http.server
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -19,15 +18,21 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 S3RVER = os.path.join(ROOT, "build", "node", "s3rver", "node_modules", "@20minutes", "s3rver")
 
 
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 @unittest.skipUnless(os.path.isdir(S3RVER), "s3rver not installed (run mk/s3rver.sh)")
 class TestS3Store(WorkerCase):
     def start_s3(self):
         self.s3dir = os.path.join(self.tmp, "s3")
         os.makedirs(self.s3dir)
-        p = self.spawn("s3rver", ["node", os.path.join(ROOT, "test", "s3rver.js"), self.s3dir,
-                                  "remex"])
-        out = p.wait_output("port ", timeout=20)
-        self.s3port = int(re.search(r"port (\d+)", out).group(1))
+        p, self.s3port = self.spawn_server(
+            "s3rver", ["node", os.path.join(ROOT, "test", "s3rver.js"), self.s3dir, "remex"])
         return p
 
     def s3_yaml(self, secret):
@@ -41,27 +46,29 @@ class TestS3Store(WorkerCase):
                 "    profile: remex-test\n"
                 f"    credentials_file: {creds}\n")
 
-    def worker_yaml(self, token_path, url=None, slots=4, extra_worker="", extra="",
-                    state=None, name="w1"):
-        path = super().worker_yaml(token_path, url, slots, extra_worker, extra, state, name)
-        with open(path) as f:
-            text = f.read()
-        text = text.replace(f"  store: file://{self.tmp}/xcom\n",
-                            "  store: s3://remex/agent-a\n" + self.xcom_extra)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
+    def xcom_yaml(self):
+        return "  store: s3://remex/agent-a\n" + self.xcom_extra
 
-    def ctl(self, *args, timeout=30):
-        """remexctl with the caller's own S3 credentials in the environment."""
+    def ctl_env(self):
+        """The environment of remexctl run by a user with their own S3 credentials."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("REMEX_") and not k.startswith("AWS_")}
         env.update({"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER",
                     "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.s3port}",
                     "AWS_REGION": "us-east-1"})
+        return env
+
+    def ctl(self, *args, timeout=30):
+        """remexctl with the caller's own S3 credentials in the environment."""
         return subprocess.Popen([self.bin("remexctl"), "--plane", self.url, "--token-file",
                                  self.conf["admin_token_file"], *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env)
+                                stderr=subprocess.PIPE, env=self.ctl_env())
+
+    def log_object(self, dag_id, run_id, task_id="log"):
+        """Where s3rver keeps the stored log of a task's attempt 1."""
+        return os.path.join(self.s3dir, "remex", "logs", "logs", f"dag_id={dag_id}",
+                            f"run_id={run_id}", f"task_id={task_id}", "map_index=-1",
+                            "attempt=1.log._S3rver_object")
 
     def objects(self):
         return sorted(os.path.relpath(p, self.s3dir)
@@ -145,9 +152,7 @@ class TestS3Store(WorkerCase):
         run_id = self.trigger("fol")
         ti = self.wait_ti("fol", run_id, "slow", ("running",))
         self.assertTrue(ti["log_uri"].startswith("s3://remex/logs/logs/dag_id=fol/"), ti)
-        obj = os.path.join(self.s3dir, "remex", "logs", "logs", "dag_id=fol",
-                           f"run_id={run_id}", "task_id=slow", "map_index=-1",
-                           "attempt=1.log._S3rver_object")
+        obj = self.log_object("fol", run_id, "slow")
 
         def partial():
             try:
@@ -203,19 +208,10 @@ class TestS3Store(WorkerCase):
         growth = hwm() - before
         local = os.path.join(self.logdir, "dag_id=big", f"run_id={run_id}", "task_id=log",
                              "attempt=1.log")
-        obj = os.path.join(self.s3dir, "remex", "logs", "logs", "dag_id=big",
-                           f"run_id={run_id}", "task_id=log", "map_index=-1",
-                           "attempt=1.log._S3rver_object")
-
-        def sha(path):
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            return h.hexdigest()
+        obj = self.log_object("big", run_id)
         self.assertGreaterEqual(os.path.getsize(local), size)
         self.assertEqual(os.path.getsize(obj), os.path.getsize(local))
-        self.assertEqual(sha(obj), sha(local))
+        self.assertEqual(sha256_file(obj), sha256_file(local))
         self.assertIn("s3://remex/logs/logs/dag_id=big/", repr(self.tis(run)["log"]))
         sys.stderr.write(f"\n# 200 MiB log: worker VmHWM {before / 2**20:.1f} MiB -> "
                          f"{(before + growth) / 2**20:.1f} MiB (+{growth / 2**20:.1f} MiB)\n")
@@ -238,27 +234,14 @@ class TestS3Store(WorkerCase):
         run = self.wait_run("biglog", run_id, timeout=120)
         self.assertEqual(run["state"], "success", run)
         self.assertTrue(self.tis(run)["log"]["log_uri"].startswith("s3://remex/logs/"), run)
-        obj = os.path.join(self.s3dir, "remex", "logs", "logs", "dag_id=biglog",
-                           f"run_id={run_id}", "task_id=log", "map_index=-1",
-                           "attempt=1.log._S3rver_object")
-
-        def sha(path):
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            return h.hexdigest()
+        obj = self.log_object("biglog", run_id)
         self.assertGreaterEqual(os.path.getsize(obj), size)
         wrapper = ("import resource, subprocess, sys\n"
                    "rc = subprocess.call(sys.argv[2:])\n"
                    "open(sys.argv[1], 'w').write(str(resource.getrusage("
                    "resource.RUSAGE_CHILDREN).ru_maxrss))\n"
                    "sys.exit(rc)\n")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("REMEX_") and not k.startswith("AWS_")}
-        env.update({"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER",
-                    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.s3port}",
-                    "AWS_REGION": "us-east-1"})
+        env = self.ctl_env()
         for extra in ((), ("--follow",)):
             out = os.path.join(self.tmp, "out.log")
             rss = os.path.join(self.tmp, "rss")
@@ -272,7 +255,7 @@ class TestS3Store(WorkerCase):
             with open(rss) as f:
                 peak = int(f.read()) * 1024
             self.assertEqual(os.path.getsize(out), os.path.getsize(obj))
-            self.assertEqual(sha(out), sha(obj))
+            self.assertEqual(sha256_file(out), sha256_file(obj))
             sys.stderr.write(f"\n# remexctl tasks logs {' '.join(extra)} of a 50 MiB log: "
                              f"peak RSS {peak / 2**20:.1f} MiB\n")
             # ~14 MiB (~20 MiB under ASan); a log buffered whole would take over 50 MiB.

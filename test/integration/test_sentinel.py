@@ -20,19 +20,14 @@ import harness
 import planefix
 
 
-class FakeSupervisor:
-    """The server side of <state_dir>/agent.sock: answers {"cmd":"status"} with
-    self.status (4-byte big-endian length + JSON frames), mode 0600."""
+class Acceptor:
+    """A listening socket served by a thread: handle(conn) gets each accepted
+    connection; close() stops the thread, then closes the socket."""
 
-    def __init__(self, path, status):
-        self.path = path
-        self.status = status
-        self.queries = 0
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        os.chmod(path, 0o600)
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
+    def __init__(self, sock, backlog):
+        self.sock = sock
+        sock.listen(backlog)
+        sock.settimeout(0.2)
         self.stop = threading.Event()
         self.t = threading.Thread(target=self._serve, daemon=True)
         self.t.start()
@@ -43,24 +38,41 @@ class FakeSupervisor:
                 c, _ = self.sock.accept()
             except OSError:
                 continue
-            with c:
-                c.settimeout(5)
-                try:
-                    hdr = c.recv(4, socket.MSG_WAITALL)
-                    n = struct.unpack(">I", hdr)[0]
-                    req = json.loads(c.recv(n, socket.MSG_WAITALL))
-                    reply = self.status if req.get("cmd") == "status" else {
-                        "ok": False, "error": "unknown command"}
-                    data = json.dumps(reply).encode()
-                    c.sendall(struct.pack(">I", len(data)) + data)
-                    self.queries += 1
-                except (OSError, ValueError, struct.error):
-                    pass
+            self.handle(c)
 
     def close(self):
         self.stop.set()
         self.t.join(5)
         self.sock.close()
+
+
+class FakeSupervisor(Acceptor):
+    """The server side of <state_dir>/agent.sock: answers {"cmd":"status"} with
+    self.status (4-byte big-endian length + JSON frames), mode 0600."""
+
+    def __init__(self, path, status):
+        self.path = path
+        self.status = status
+        self.queries = 0
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o600)
+        super().__init__(sock, 8)
+
+    def handle(self, c):
+        with c:
+            c.settimeout(5)
+            try:
+                hdr = c.recv(4, socket.MSG_WAITALL)
+                n = struct.unpack(">I", hdr)[0]
+                req = json.loads(c.recv(n, socket.MSG_WAITALL))
+                reply = self.status if req.get("cmd") == "status" else {
+                    "ok": False, "error": "unknown command"}
+                data = json.dumps(reply).encode()
+                c.sendall(struct.pack(">I", len(data)) + data)
+                self.queries += 1
+            except (OSError, ValueError, struct.error):
+                pass
 
 
 def status(worker_state="up", ready=True, restarts=0, last_exit=None):
@@ -75,35 +87,24 @@ def status(worker_state="up", ready=True, restarts=0, last_exit=None):
                        "last_exit": None}]}
 
 
-class SilentServer:
+class SilentServer(Acceptor):
     """Accepts TCP connections on loopback, reads what comes and never answers:
     a Vault whose replies are lost. Connections stay open until close()."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.conns = []
-        self.stop = threading.Event()
-        self.t = threading.Thread(target=self._serve, daemon=True)
-        self.t.start()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        super().__init__(sock, 16)
 
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.conns.append(c)
+    def handle(self, c):
+        self.conns.append(c)
 
     def close(self):
-        self.stop.set()
-        self.t.join(5)
+        super().close()
         for c in self.conns:
             c.close()
-        self.sock.close()
 
 
 class SentinelCase(planefix.PlaneCase):

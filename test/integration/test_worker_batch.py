@@ -4,8 +4,6 @@ counted on the plane's own request counter; a report refused in a batch is
 dropped as the single route's refusal is, and reports journaled while the
 plane was down replay as single reports."""
 import fcntl
-import http.client
-import http.server
 import json
 import os
 import re
@@ -15,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from workerfix import WorkerCase  # noqa: E402
+from workerfix import PlaneRelay, WorkerCase  # noqa: E402
 
 ROUTES = {
     "bstart": "/api/v1/task-instances/start",
@@ -25,72 +23,34 @@ ROUTES = {
 }
 
 
-class BatchRelay:
+class BatchRelay(PlaneRelay):
     """A loopback relay to the real plane that answers the batched routes
     itself while told to: `refuse[path]` = status to answer instead of
     relaying (404 as a plane without the route, 503 as an overloaded one),
     for `left[path]` requests (None: all). Every request's path is recorded."""
 
     def __init__(self, plane_port):
-        relay = self
         self.refuse, self.left, self.seen = {}, {}, []
         self.lock = threading.Lock()
+        super().__init__(plane_port)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def answer(self, status, data):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def handle_one(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else None
-                with relay.lock:
-                    relay.seen.append((self.command, self.path))
-                    st = relay.refuse.get(self.path)
-                    left = relay.left.get(self.path)
-                    if st and left is not None:
-                        if left <= 0:
-                            st = None
-                        else:
-                            relay.left[self.path] = left - 1
-                if st:
-                    self.answer(st, json.dumps({"error": {"code": "x", "message": "relay"}})
-                                .encode())
-                    return
-                hdrs = {k: v for k, v in self.headers.items()
-                        if k.lower() in ("authorization", "content-type", "accept")}
-                c = http.client.HTTPConnection("127.0.0.1", plane_port, timeout=60)
-                try:
-                    c.request(self.command, self.path, body=body, headers=hdrs)
-                    r = c.getresponse()
-                    self.answer(r.status, r.read())
-                except OSError:
-                    self.close_connection = True
-                finally:
-                    c.close()
-
-            do_GET = do_POST = do_PUT = do_DELETE = handle_one
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.srv.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+    def intercept(self, method, path):
+        with self.lock:
+            self.seen.append((method, path))
+            st = self.refuse.get(path)
+            left = self.left.get(path)
+            if st and left is not None:
+                if left <= 0:
+                    st = None
+                else:
+                    self.left[path] = left - 1
+        if st:
+            return st, json.dumps({"error": {"code": "x", "message": "relay"}}).encode()
+        return None
 
     def count(self, path):
         with self.lock:
             return sum(1 for m, p in self.seen if p == path)
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
 
 
 class TestWorkerBatch(WorkerCase):

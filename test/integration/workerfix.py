@@ -25,6 +25,10 @@ class WorkerCase(planefix.PlaneCase):
     def token_file(self, value, name="agent.token"):
         return self.write(name, value + "\n", mode=0o600)
 
+    def xcom_yaml(self):
+        """The lines of the worker's xcom: section; a test of another store overrides it."""
+        return f"  store: file://{self.tmp}/xcom\n"
+
     def worker_yaml(self, token_path, url=None, slots=4, extra_worker="", extra="",
                     state=None, name="w1"):
         self.nworkers += 1
@@ -47,7 +51,7 @@ class WorkerCase(planefix.PlaneCase):
             # DAGs are put by hand here (version "v1"), not read by a dag-processor.
             f"  - {{name: main, path: {self.bundle}, versioned: false}}\n"
             "xcom:\n"
-            f"  store: file://{self.tmp}/xcom\n"
+            + self.xcom_yaml()
             + extra))
 
     def start_worker(self, token=None, url=None, slots=4, extra_worker="", extra="", args=(),
@@ -110,7 +114,9 @@ class WorkerCase(planefix.PlaneCase):
 
 class PlaneRelay:
     """A loopback HTTP relay to the plane. Once cancel_reason is set it adds a
-    cancel of every running try (with that reason) to each heartbeat reply."""
+    cancel of every running try (with that reason) to each heartbeat reply.
+    A subclass may answer requests itself: intercept(method, path) returns the
+    (status, JSON bytes) to send instead of relaying, or None to relay."""
 
     def __init__(self, plane_port):
         tap = self
@@ -122,32 +128,30 @@ class PlaneRelay:
             def log_message(self, *a):
                 pass
 
+            def answer(self, status, data, headers=(("Content-Type", "application/json"),)):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def relay(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
+                mine = tap.intercept(self.command, self.path)
+                if mine:
+                    return self.answer(*mine)
                 hdrs = {k: v for k, v in self.headers.items()
                         if k.lower() in ("authorization", "content-type", "accept")}
                 c = http.client.HTTPConnection("127.0.0.1", plane_port, timeout=60)
                 try:
                     c.request(self.command, self.path, body=body, headers=hdrs)
                     r = c.getresponse()
-                    data = r.read()
-                    reason = tap.cancel_reason
-                    if reason and r.status == 200 and self.path.endswith("/heartbeat"):
-                        sent = json.loads(body)
-                        reply = json.loads(data)
-                        reply.setdefault("cancel", []).extend(
-                            {"ti_id": x["ti_id"], "try_number": x["try_number"],
-                             "reason": reason} for x in sent.get("running", []))
-                        data = json.dumps(reply).encode()
-                    self.send_response(r.status)
-                    for k, v in r.getheaders():
-                        if k.lower() not in ("content-length", "transfer-encoding",
-                                             "connection"):
-                            self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    data = tap.reply(self.path, body, r.status, r.read())
+                    self.answer(r.status, data, [
+                        (k, v) for k, v in r.getheaders()
+                        if k.lower() not in ("content-length", "transfer-encoding", "connection")])
                 except OSError:  # the worker or the plane went away (test teardown)
                     self.close_connection = True
                 finally:
@@ -160,6 +164,20 @@ class PlaneRelay:
         self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
         self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.t.start()
+
+    def intercept(self, method, path):
+        return None
+
+    def reply(self, path, sent, status, data):
+        """The plane's reply data as relayed: with the cancels once cancel_reason is set."""
+        reason = self.cancel_reason
+        if not (reason and status == 200 and path.endswith("/heartbeat")):
+            return data
+        reply = json.loads(data)
+        reply.setdefault("cancel", []).extend(
+            {"ti_id": x["ti_id"], "try_number": x["try_number"], "reason": reason}
+            for x in json.loads(sent).get("running", []))
+        return json.dumps(reply).encode()
 
     def close(self):
         self.srv.shutdown()

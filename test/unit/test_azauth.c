@@ -20,7 +20,7 @@
 #include "remex/azauth.h"
 #include "remex/http.h"
 
-#include "helper_server.h"
+#include "helper_fake.h"
 
 #define TENANT "0000aaaa-11bb-cc22-dd33-444444eeeeee"
 #define SCOPE  "https://vault.azure.net/.default"
@@ -32,60 +32,26 @@ static const char *conf = "{\"tenant\": \"" TENANT "\", \"client_id\": \"app-123
                           " \"client_secret\": \"s3cr3t~value\","
                           " \"assertion\": \"eyJhbGciOi.fed.token\", \"secrets\": {}}";
 
-static int write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    int ok = fputs(text, f) >= 0;
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
-
 static int start(void **state)
 {
     (void)state;
-    int fd;
     snprintf(conf_path, sizeof(conf_path), "/tmp/remex-azauth-XXXXXX");
     snprintf(fed_path, sizeof(fed_path), "/tmp/remex-azauthfed-XXXXXX");
-    if ((fd = mkstemp(conf_path)) < 0)
+    if (fake_write_tmp(conf_path, conf) || fake_write_tmp(fed_path, ""))
         return -1;
-    close(fd);
-    if ((fd = mkstemp(fed_path)) < 0)
-        return -1;
-    close(fd);
-    if (write_file(conf_path, conf) != 0)
-        return -1;
-    char *argv[] = {"python3", "test/fake_azkv.py", "--stdin", conf_path, NULL};
-    if (test_server_start(&srv, argv) != 0)
-        return -1;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", srv.port);
-    return 0;
+    return fake_start(&srv, "fake_azkv.py", conf_path, url, sizeof(url));
 }
 
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    unlink(conf_path);
-    unlink(fed_path);
-    return 0;
+    return fake_stop(&srv, (const char *const[]){conf_path, fed_path, NULL});
 }
 
 /* Tokens the fake has issued. */
 static int issued(void)
 {
-    struct http_client *c;
-    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
-    struct http_response r;
-    struct http_request req = {.method = "GET", .path = "/_stats"};
-    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
-    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
-    json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL); /* owned */
-    int n = (int)json_integer_value(json_object_get(j, "tokens"));
-    json_decref(j);
-    http_response_free(&r);
-    http_client_free(c);
-    return n;
+    return fake_counter(url, "/_stats", NULL, "tokens");
 }
 
 static struct azauth_config cfg(const char *secret, const char *fed)
@@ -144,13 +110,13 @@ static void test_federated_file(void **state)
     struct azauth *a;
     struct remex_error e;
     const char *tok = NULL;
-    assert_int_equal(write_file(fed_path, "eyJhbGciOi.old.token\n"), 0);
+    assert_int_equal(fake_write_file(fed_path, "eyJhbGciOi.old.token\n"), 0);
     assert_int_equal(azauth_open(&c, &a, &e), REMEX_OK);
     assert_int_equal(azauth_token(a, &tok, &e), REMEX_EAUTH);
     assert_null(strstr(e.msg, "eyJhbGciOi"));
-    assert_int_equal(write_file(fed_path, "eyJhbGciOi.fed.token\n"), 0);
+    assert_int_equal(fake_write_file(fed_path, "eyJhbGciOi.fed.token\n"), 0);
     assert_int_equal(azauth_token(a, &tok, &e), REMEX_OK);
-    assert_int_equal(write_file(fed_path, ""), 0);
+    assert_int_equal(fake_write_file(fed_path, ""), 0);
     azauth_invalidate(a);
     assert_int_equal(azauth_token(a, &tok, &e), REMEX_EINVAL);
     assert_non_null(strstr(e.msg, fed_path));

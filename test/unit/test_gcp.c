@@ -24,111 +24,30 @@
 #include "remex/secrets.h"
 #include "remex/secrets_gcp.h"
 
-#include "helper_server.h"
+#include "helper_fake.h"
 
-static struct test_server srv = {.pid = -1, .stdin_fd = -1};
-static char dir[64], pem[128], keyjson[128], otherjson[128], conf[128], url[64], token_uri[96];
-static int have_crypto;
-
-static int write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    int ok = fputs(text, f) >= 0;
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
-
-/* A service-account key JSON for the PEM at pem_path, with the fake's token URI. */
-static int write_key(const char *out, const char *pem_path)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd),
-             "python3 -c 'import json,sys; print(json.dumps({\"type\": \"service_account\", "
-             "\"client_email\": \"remex@proj.iam.gserviceaccount.com\", \"private_key\": "
-             "open(sys.argv[1]).read(), \"token_uri\": sys.argv[2]}))' %s %s > %s",
-             pem_path, token_uri, out);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static struct gcp_fake g;
 
 static int start(void **state)
 {
     (void)state;
-    char cmd[512], other[128];
-    if (system("python3 -c 'import cryptography' 2>/dev/null") != 0)
-        return 0;
-    have_crypto = 1;
-    snprintf(dir, sizeof(dir), "/tmp/remex-gcp-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    snprintf(pem, sizeof(pem), "%s/key.pem", dir);
-    snprintf(other, sizeof(other), "%s/other.pem", dir);
-    snprintf(keyjson, sizeof(keyjson), "%s/key.json", dir);
-    snprintf(otherjson, sizeof(otherjson), "%s/other.json", dir);
-    snprintf(conf, sizeof(conf), "%s/conf.json", dir);
-    snprintf(cmd, sizeof(cmd),
-             "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out %s 2>/dev/null && "
-             "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out %s 2>/dev/null",
-             pem, other);
-    if (system(cmd) != 0)
-        return -1;
-    char text[1024];
-    snprintf(text, sizeof(text),
-             "{\"key_pem\": \"%s\", \"email\": \"remex@proj.iam.gserviceaccount.com\","
-             " \"buckets\": [\"remex-b\"], \"project\": \"proj-1\", \"token_ttl\": 3600,"
-             " \"secrets\": {\"airflow-connections-warehouse\": "
-             "\"postgres://etl:Gcp%%20Pw@db:5432/dw\","
-             " \"airflow-variables-region\": \"europe-west1-secret\"},"
-             " \"metadata\": {\"ttl\": 3599, \"scopes\": "
-             "[\"https://www.googleapis.com/auth/cloud-platform\"]}}",
-             pem);
-    if (write_text(conf, text) != 0)
-        return -1;
-    char *argv[] = {"python3", "test/fake_gcp.py", "--stdin", conf, NULL};
-    if (test_server_start(&srv, argv) != 0)
-        return -1;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", srv.port);
-    snprintf(token_uri, sizeof(token_uri), "%s/token", url);
-    return write_key(keyjson, pem) || write_key(otherjson, other) ? -1 : 0;
+    return gcp_fake_start(&g, " \"secrets\": {\"airflow-connections-warehouse\": "
+                              "\"postgres://etl:Gcp%20Pw@db:5432/dw\","
+                              " \"airflow-variables-region\": \"europe-west1-secret\"},"
+                              " \"metadata\": {\"ttl\": 3599, \"scopes\": "
+                              "[\"https://www.googleapis.com/auth/cloud-platform\"]}");
 }
 
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    if (dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", dir);
-    }
-    return 0;
+    return gcp_fake_stop(&g);
 }
-
-#define NEED_FAKE()                                                                                \
-    do {                                                                                           \
-        if (!have_crypto) {                                                                        \
-            printf("# python3-cryptography missing: the fake cannot verify RS256\n");              \
-            fflush(stdout);                                                                        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
 
 /* The fake's counter name from /_stats. */
 static int fake_stat(const char *name)
 {
-    struct http_client *c;
-    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
-    struct http_response r;
-    struct http_request req = {.method = "GET", .path = "/_stats"};
-    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
-    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
-    json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL);
-    int n = (int)json_integer_value(json_object_get(j, name));
-    json_decref(j);
-    http_response_free(&r);
-    http_client_free(c);
-    return n;
+    return fake_counter(g.url, "/_stats", NULL, name);
 }
 
 static int stat_tokens(void)
@@ -136,25 +55,11 @@ static int stat_tokens(void)
     return fake_stat("tokens");
 }
 
-static void fake_conf(const char *json)
-{
-    struct http_client *c;
-    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
-    struct http_response r;
-    struct http_request req = {
-        .method = "POST", .path = "/_conf", .body = json, .body_len = strlen(json)};
-    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
-    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
-    assert_int_equal(r.status, 200);
-    http_response_free(&r);
-    http_client_free(c);
-}
-
 static void test_gcs_round_trip(void **state)
 {
     (void)state;
-    NEED_FAKE();
-    struct objstore_opts o = {.endpoint = url, .gcp_key_file = keyjson};
+    GCP_NEED_FAKE(g);
+    struct objstore_opts o = {.endpoint = g.url, .gcp_key_file = g.keyjson};
     struct objstore *s = NULL;
     struct objstore_ref ref;
     struct remex_error e;
@@ -171,7 +76,7 @@ static void test_gcs_round_trip(void **state)
     assert_int_equal(stat_tokens(), tokens + 1); /* one token for all calls */
     objstore_close(s);
     /* A key the fake does not know: its signature fails and the token is refused. */
-    o.gcp_key_file = otherjson;
+    o.gcp_key_file = g.otherjson;
     assert_int_equal(objstore_open_opts("gs://remex-b", &o, &s, &e), REMEX_OK);
     assert_int_not_equal(objstore_put(s, "k", "v", 1, NULL, &e), REMEX_OK);
     assert_non_null(strstr(e.msg, "gcp auth: token"));
@@ -182,8 +87,8 @@ static void test_gcs_round_trip(void **state)
 static void test_secret_manager_chain(void **state)
 {
     (void)state;
-    NEED_FAKE();
-    struct secrets_gcp_config gc = {.project = "proj-1", .key_file = keyjson, .endpoint = url};
+    GCP_NEED_FAKE(g);
+    struct secrets_gcp_config gc = {.project = "proj-1", .key_file = g.keyjson, .endpoint = g.url};
     const char *order[] = {"gcp_secret_manager", NULL};
     struct secrets_config sc = {.gcp = &gc, .order = order};
     struct secrets *s;
@@ -253,7 +158,7 @@ static void test_parsers(void **state)
 static void test_metadata_server(void **state)
 {
     (void)state;
-    NEED_FAKE();
+    GCP_NEED_FAKE(g);
     char host[64];
     struct remex_error e;
     struct secrets *s;
@@ -262,9 +167,9 @@ static void test_metadata_server(void **state)
                       ? strdup(getenv("GOOGLE_APPLICATION_CREDENTIALS"))
                       : NULL;
     unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
-    snprintf(host, sizeof(host), "127.0.0.1:%u", srv.port);
+    snprintf(host, sizeof(host), "127.0.0.1:%u", g.srv.port);
     setenv("GCE_METADATA_HOST", host, 1);
-    struct secrets_gcp_config gc = {.project = "proj-1", .endpoint = url};
+    struct secrets_gcp_config gc = {.project = "proj-1", .endpoint = g.url};
     const char *order[] = {"gcp_secret_manager", NULL};
     struct secrets_config sc = {.gcp = &gc, .order = order, .cache_ttl_ms = 1};
     int jwt = fake_stat("tokens"), md = fake_stat("metadata_tokens"),
@@ -281,7 +186,7 @@ static void test_metadata_server(void **state)
     assert_int_equal(fake_stat("metadata_refused"), refused);
     secrets_close(s);
     /* Tokens that expire within the minute are fetched again before each use. */
-    fake_conf("{\"metadata\": {\"ttl\": 30}}");
+    fake_conf(g.url, "{\"metadata\": {\"ttl\": 30}}");
     assert_int_equal(secrets_open(&sc, &s, &e), REMEX_OK);
     md = fake_stat("metadata_tokens");
     for (int i = 0; i < 2; i++) {
@@ -290,11 +195,11 @@ static void test_metadata_server(void **state)
         free(v);
     }
     assert_int_equal(fake_stat("metadata_tokens"), md + 2);
-    fake_conf("{\"metadata\": {\"ttl\": 3599}}");
+    fake_conf(g.url, "{\"metadata\": {\"ttl\": 3599}}");
     secrets_close(s);
     /* The server refuses a request without Metadata-Flavor (what lib sends it is proven above). */
     struct http_client *c;
-    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
+    struct http_client_opts o = {.base_url = g.url, .max_attempts = 1};
     struct http_response r;
     struct http_request req = {
         .method = "GET", .path = "/computeMetadata/v1/instance/service-accounts/default/token"};

@@ -20,7 +20,7 @@
 #include "remex/objstore.h"
 #include "remex/objstore_azure.h"
 
-#include "helper_server.h"
+#include "helper_fake.h"
 
 /* Azurite's well-known development account key (public, documented by Microsoft). */
 #define DEV_KEY                                                                                    \
@@ -38,33 +38,16 @@ static int start(void **state)
     if (!mkdtemp(dir))
         return -1;
     char *argv[] = {"node", "test/azurite.js", "--stdin", dir, NULL};
-    if (test_server_start(&srv, argv) != 0)
-        return -1;
-    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u/devstoreaccount1", srv.port);
-    return 0;
+    return fake_start_argv(&srv, argv, "/devstoreaccount1", endpoint, sizeof(endpoint));
 }
 
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    if (dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", dir);
-    }
-    return 0;
+    return fake_teardown(&srv, dir);
 }
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        if (!endpoint[0]) {                                                                        \
-            printf("# azurite not installed (run mk/azurite.sh)\n");                               \
-            fflush(stdout);                                                                        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_SERVER() FAKE_NEED(endpoint[0], "azurite not installed (run mk/azurite.sh)")
 
 static const char *no_env(const char *n)
 {
@@ -159,35 +142,6 @@ static void test_wrong_key_and_missing_container(void **state)
     assert_int_equal(objstore_open_opts("az://Bad_Account/remex", &o, &s, &e), REMEX_EINVAL);
 }
 
-#define ASSERT_OK(call)                                                                            \
-    do {                                                                                           \
-        remex_err rc_ = (call);                                                                    \
-        if (rc_ != REMEX_OK)                                                                       \
-            fail_msg("%s: %s", #call, e.msg);                                                      \
-    } while (0)
-
-/* Writes n bytes of a position-dependent pattern to path; its "sha256:<hex>" into sum. */
-static void write_pattern(const char *path, size_t n, char sum[72])
-{
-    FILE *f = fopen(path, "wb");
-    char *b = malloc(n ? n : 1);
-    assert_non_null(f);
-    assert_non_null(b);
-    for (size_t i = 0; i < n; i++)
-        b[i] = (char)((i * 131u + i / 4096u) & 0xff);
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
-    objstore_checksum(b, n, sum);
-    free(b);
-}
-
-static int files_equal(const char *a, const char *b)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
-    return system(cmd) == 0;
-}
-
 /* put_file / get_file through s: one Put Blob below the threshold, blocks above it. */
 static void stream_round_trips(struct objstore *s, const char *tmpdir)
 {
@@ -198,13 +152,13 @@ static void stream_round_trips(struct objstore *s, const char *tmpdir)
     snprintf(dst, sizeof(dst), "%s/dst", tmpdir);
     const size_t sizes[] = {0, 70000, (11u << 20) + 777};
     for (size_t i = 0; i < 3; i++) {
-        write_pattern(src, sizes[i], sum);
+        fake_write_pattern(src, sizes[i], sum);
         ASSERT_OK(objstore_put_file(s, "st/obj", src, &ref, &e));
         assert_int_equal(ref.size, sizes[i]);
         assert_string_equal(ref.checksum, sum);
         ASSERT_OK(objstore_get_file(s, "st/obj", dst, ref.checksum, &got, &e));
         assert_string_equal(got.checksum, sum);
-        assert_true(files_equal(src, dst));
+        assert_true(fake_files_equal(src, dst));
     }
 }
 

@@ -18,7 +18,7 @@
 #include "remex/objstore.h"
 #include "remex/objstore_s3.h"
 
-#include "helper_server.h"
+#include "helper_fake.h"
 
 static struct test_server srv = {.pid = -1, .stdin_fd = -1};
 static char srv_dir[64];
@@ -43,33 +43,16 @@ static int start_server(void **state)
     if (!mkdtemp(srv_dir))
         return -1;
     char *argv[] = {"node", "test/s3rver.js", "--stdin", srv_dir, "remex", NULL};
-    if (test_server_start(&srv, argv) != 0)
-        return -1;
-    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", srv.port);
-    return 0;
+    return fake_start_argv(&srv, argv, "", endpoint, sizeof(endpoint));
 }
 
 static int stop_server(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    if (srv_dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", srv_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", srv_dir);
-    }
-    return 0;
+    return fake_teardown(&srv, srv_dir);
 }
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        if (!endpoint[0]) {                                                                        \
-            printf("# s3rver not installed (run mk/s3rver.sh)\n");                                 \
-            fflush(stdout);                                                                        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_SERVER() FAKE_NEED(endpoint[0], "s3rver not installed (run mk/s3rver.sh)")
 
 static struct objstore *open_s3(const char *url)
 {
@@ -201,36 +184,6 @@ static void test_no_bucket_no_server(void **state)
     assert_int_equal(objstore_open_opts("s3://remex", &o, &s, &e), REMEX_EINVAL);
 }
 
-/* Writes n bytes of a position-dependent pattern to path; returns its "sha256:<hex>" in sum. */
-static void write_pattern(const char *path, size_t n, char sum[72])
-{
-    FILE *f = fopen(path, "wb");
-    char *b = malloc(n ? n : 1);
-    assert_non_null(f);
-    assert_non_null(b);
-    for (size_t i = 0; i < n; i++)
-        b[i] = (char)((i * 131u + i / 4096u) & 0xff);
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
-    objstore_checksum(b, n, sum);
-    free(b);
-}
-
-/* Asserts rc is REMEX_OK, naming the error otherwise. */
-#define ASSERT_OK(call)                                                                            \
-    do {                                                                                           \
-        remex_err rc_ = (call);                                                                    \
-        if (rc_ != REMEX_OK)                                                                       \
-            fail_msg("%s: %s", #call, e.msg);                                                      \
-    } while (0)
-
-static int files_equal(const char *a, const char *b)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
-    return system(cmd) == 0;
-}
-
 /* put_file / get_file: single PUT below the threshold, 3-part multipart above it. */
 static void test_stream_multipart(void **state)
 {
@@ -254,7 +207,7 @@ static void test_stream_multipart(void **state)
     assert_int_equal(mkdir(outdir, 0700), 0);
     const size_t sizes[] = {0, 1000, (13u << 20) + 12345};
     for (size_t i = 0; i < 3; i++) {
-        write_pattern(src, sizes[i], sum);
+        fake_write_pattern(src, sizes[i], sum);
         ASSERT_OK(objstore_put_file(s, "big/obj", src, &ref, &e));
         assert_int_equal(ref.size, sizes[i]);
         assert_string_equal(ref.checksum, sum);
@@ -262,7 +215,7 @@ static void test_stream_multipart(void **state)
         ASSERT_OK(objstore_get_file(s, "big/obj", dst, ref.checksum, &got, &e));
         assert_int_equal(got.size, sizes[i]);
         assert_string_equal(got.checksum, sum);
-        assert_true(files_equal(src, dst));
+        assert_true(fake_files_equal(src, dst));
     }
     /* The multipart object is one object on the server (parts assembled, upload gone). */
     char meta[256];
@@ -274,7 +227,7 @@ static void test_stream_multipart(void **state)
     snprintf(bad, sizeof(bad), "sha256:%064d", 0);
     assert_int_equal(objstore_get_file(s, "big/obj", dst, bad, NULL, &e), REMEX_EPROTO);
     assert_non_null(strstr(e.msg, "checksum mismatch"));
-    assert_true(files_equal(src, dst));
+    assert_true(fake_files_equal(src, dst));
     /* Missing objects and files. */
     assert_int_equal(objstore_get_file(s, "big/none", dst, NULL, NULL, &e), REMEX_ENOTFOUND);
     assert_non_null(strstr(e.msg, "NoSuchKey"));

@@ -25,7 +25,7 @@
 #include "remex/secrets.h"
 #include "remex/secrets_aws.h"
 
-#include "helper_server.h"
+#include "helper_fake.h"
 
 static struct test_server srv = {.pid = -1, .stdin_fd = -1};
 static char endpoint[64], conf_path[64];
@@ -84,54 +84,20 @@ static int start(void **state)
 {
     (void)state;
     snprintf(conf_path, sizeof(conf_path), "/tmp/remex-aws-XXXXXX");
-    int fd = mkstemp(conf_path);
-    if (fd < 0 || write(fd, conf, strlen(conf)) != (ssize_t)strlen(conf))
+    if (fake_write_tmp(conf_path, conf) != 0)
         return -1;
-    close(fd);
-    char *argv[] = {"python3", "test/fake_aws.py", "--stdin", conf_path, NULL};
-    if (test_server_start(&srv, argv) != 0)
-        return -1;
-    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", srv.port);
-    return 0;
+    return fake_start(&srv, "fake_aws.py", conf_path, endpoint, sizeof(endpoint));
 }
 
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    unlink(conf_path);
-    return 0;
+    return fake_stop(&srv, (const char *const[]){conf_path, NULL});
 }
 
 static int hits(const char *what)
 {
-    struct http_client *c;
-    struct http_client_opts o = {.base_url = endpoint, .max_attempts = 1};
-    struct http_response r;
-    struct http_request req = {.method = "GET", .path = "/_hits"};
-    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
-    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
-    json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL);
-    int n = (int)json_integer_value(json_object_get(j, what));
-    json_decref(j);
-    http_response_free(&r);
-    http_client_free(c);
-    return n;
-}
-
-/* POSTs a JSON object to the fake's /_conf (its settings for the next requests). */
-static void fake_conf(const char *json)
-{
-    struct http_client *c;
-    struct http_client_opts o = {.base_url = endpoint, .max_attempts = 1};
-    struct http_response r;
-    struct http_request req = {
-        .method = "POST", .path = "/_conf", .body = json, .body_len = strlen(json)};
-    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
-    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
-    assert_int_equal(r.status, 200);
-    http_response_free(&r);
-    http_client_free(c);
+    return fake_counter(endpoint, "/_hits", NULL, what);
 }
 
 static uint64_t fake_now = 1000;
@@ -375,7 +341,7 @@ static void test_imds(void **state)
     secrets_close(s);
     /* Credentials within 5 minutes of their Expiration are fetched again before use, with the
      * session token kept. */
-    fake_conf("{\"imds\": {\"ttl\": 200}}");
+    fake_conf(endpoint, "{\"imds\": {\"ttl\": 200}}");
     s = open_chain(NULL);
     assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
     free(v);
@@ -387,14 +353,14 @@ static void test_imds(void **state)
     assert_int_equal(hits("imds creds"), creds + 2);
     assert_int_equal(hits("imds token"), tokens);
     /* Session tokens revoked: a 401, a new token, the same call succeeds. */
-    fake_conf("{\"revoke_imds_tokens\": true}");
+    fake_conf(endpoint, "{\"revoke_imds_tokens\": true}");
     int refused = hits("imds refused");
     fake_now += 1000;
     assert_int_equal(secrets_get_var(s, "only-ssm", &v, &e), REMEX_OK);
     free(v);
     assert_int_equal(hits("imds refused"), refused + 2);
     assert_int_equal(hits("imds token"), tokens + 2);
-    fake_conf("{\"imds\": {\"ttl\": 3600}}");
+    fake_conf(endpoint, "{\"imds\": {\"ttl\": 3600}}");
     secrets_close(s);
     /* AWS_EC2_METADATA_DISABLED=true: no source, a clear error at open. */
     imds_disabled = "true";
@@ -526,10 +492,11 @@ static void test_refresh_failure_keeps_valid_credentials(void **state)
     struct remex_error e;
     access_key = secret_key = NULL;
     imds_endpoint = endpoint;
-    fake_conf("{\"imds\": {\"ttl\": 200}}"); /* within the 5 min margin: every call refreshes */
+    fake_conf(endpoint,
+              "{\"imds\": {\"ttl\": 200}}"); /* within the 5 min margin: every call refreshes */
     assert_int_equal(awscreds_open(NULL, NULL, fake_env, NULL, &a, &e), REMEX_OK);
     assert_int_equal(awscreds_get(a, &c1, &e), REMEX_OK);
-    fake_conf("{\"imds\": {\"fail\": true}}");
+    fake_conf(endpoint, "{\"imds\": {\"fail\": true}}");
     int failed = hits("imds failed");
     assert_int_equal(awscreds_get(a, &c2, &e), REMEX_OK);
     int after = hits("imds failed");
@@ -537,17 +504,17 @@ static void test_refresh_failure_keeps_valid_credentials(void **state)
     assert_string_equal(c2.access_key, c1.access_key);
     assert_int_equal(awscreds_get(a, &c2, &e), REMEX_OK); /* tried again */
     assert_true(hits("imds failed") > after);
-    fake_conf("{\"imds\": {\"fail\": false}}");
+    fake_conf(endpoint, "{\"imds\": {\"fail\": false}}");
     assert_int_equal(awscreds_get(a, &c2, &e), REMEX_OK);
     assert_string_not_equal(c2.access_key, c1.access_key);
     awscreds_close(a);
     /* No credentials yet and the service fails: an error naming IMDS. */
-    fake_conf("{\"imds\": {\"fail\": true}}");
+    fake_conf(endpoint, "{\"imds\": {\"fail\": true}}");
     assert_int_equal(awscreds_open(NULL, NULL, fake_env, NULL, &a, &e), REMEX_OK);
     assert_int_not_equal(awscreds_get(a, &c2, &e), REMEX_OK);
     assert_non_null(strstr(e.msg, "aws imds"));
     awscreds_close(a);
-    fake_conf("{\"imds\": {\"fail\": false, \"ttl\": 3600}}");
+    fake_conf(endpoint, "{\"imds\": {\"fail\": false, \"ttl\": 3600}}");
     sigv4_creds_wipe(&c1);
     sigv4_creds_wipe(&c2);
     imds_endpoint = NULL;

@@ -23,7 +23,7 @@
 #include "remex/secrets.h"
 #include "remex/secrets_azkv.h"
 
-#include "helper_server.h"
+#include "helper_fake.h"
 
 static struct test_server srv = {.pid = -1, .stdin_fd = -1};
 static char conf_path[64], fed_path[64], url[64];
@@ -34,37 +34,20 @@ static const char *conf =
     " \"secrets\": {\"airflow-connections-my-db\": \"mysql://etl:Kv%20Pw@db:3306/dw\","
     "               \"airflow-variables-region\": \"westeurope-secret\"}}";
 
-static int write_tmp(char *tmpl, const char *text)
-{
-    int fd = mkstemp(tmpl);
-    if (fd < 0)
-        return -1;
-    int ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
-    close(fd);
-    return ok ? 0 : -1;
-}
-
 static int start(void **state)
 {
     (void)state;
     snprintf(conf_path, sizeof(conf_path), "/tmp/remex-azkv-XXXXXX");
     snprintf(fed_path, sizeof(fed_path), "/tmp/remex-azfed-XXXXXX");
-    if (write_tmp(conf_path, conf) || write_tmp(fed_path, "eyJhbGciOi.fed.token\n"))
+    if (fake_write_tmp(conf_path, conf) || fake_write_tmp(fed_path, "eyJhbGciOi.fed.token\n"))
         return -1;
-    char *argv[] = {"python3", "test/fake_azkv.py", "--stdin", conf_path, NULL};
-    if (test_server_start(&srv, argv) != 0)
-        return -1;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", srv.port);
-    return 0;
+    return fake_start(&srv, "fake_azkv.py", conf_path, url, sizeof(url));
 }
 
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    unlink(conf_path);
-    unlink(fed_path);
-    return 0;
+    return fake_stop(&srv, (const char *const[]){conf_path, fed_path, NULL});
 }
 
 static struct secrets *open_chain(const char *secret, const char *fed)
@@ -138,23 +121,10 @@ static void test_federated_and_refusals(void **state)
 /* One call to the fake: GET /_stats's "tokens", or POST /_conf with json (then 0). */
 static int fake_call(const char *json)
 {
-    struct http_client *c;
-    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
-    struct http_response r;
-    struct http_request req = {.method = json ? "POST" : "GET",
-                               .path = json ? "/_conf" : "/_stats",
-                               .body = json,
-                               .body_len = json ? strlen(json) : 0,
-                               .content_type = json ? "application/json" : NULL};
-    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
-    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
-    assert_int_equal(r.status, 200);
-    json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL); /* owned */
-    int n = (int)json_integer_value(json_object_get(j, "tokens"));
-    json_decref(j);
-    http_response_free(&r);
-    http_client_free(c);
-    return n;
+    if (!json)
+        return fake_counter(url, "/_stats", NULL, "tokens");
+    fake_conf(url, json);
+    return 0;
 }
 
 /* Tokens come from lib/azauth, as Azure Blob's do: kept while they have more than

@@ -19,7 +19,7 @@
 #include "remex/secrets.h"
 #include "remex/secrets_vault.h"
 
-#include "helper_server.h"
+#include "helper_fake.h"
 
 static struct test_server srv = {.pid = -1, .stdin_fd = -1};
 static char url[64], conf_path[64], token_path[64], sid_path[64], jwt_path[64];
@@ -37,16 +37,6 @@ static const char *conf =
     "  \"variables/novalue\": {\"other\": 1}},"
     " \"kv\": {\"airflow/variables/region\": {\"value\": \"kv1-region\"}}}";
 
-static int write_file(char *tmpl, const char *text)
-{
-    int fd = mkstemp(tmpl);
-    if (fd < 0)
-        return -1;
-    int ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
-    close(fd);
-    return ok ? 0 : -1;
-}
-
 static int start(void **state)
 {
     (void)state;
@@ -54,25 +44,17 @@ static int start(void **state)
     snprintf(token_path, sizeof(token_path), "/tmp/remex-vtok-XXXXXX");
     snprintf(sid_path, sizeof(sid_path), "/tmp/remex-vsid-XXXXXX");
     snprintf(jwt_path, sizeof(jwt_path), "/tmp/remex-vjwt-XXXXXX");
-    if (write_file(conf_path, conf) || write_file(token_path, "hvs.root-token\n") ||
-        write_file(sid_path, "sid-1\n") || write_file(jwt_path, "eyJhbGciOiJSUzI1NiJ9.sa.sig\n"))
+    if (fake_write_tmp(conf_path, conf) || fake_write_tmp(token_path, "hvs.root-token\n") ||
+        fake_write_tmp(sid_path, "sid-1\n") ||
+        fake_write_tmp(jwt_path, "eyJhbGciOiJSUzI1NiJ9.sa.sig\n"))
         return -1;
-    char *argv[] = {"python3", "test/fake_vault.py", "--stdin", conf_path, NULL};
-    if (test_server_start(&srv, argv) != 0)
-        return -1;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u", srv.port);
-    return 0;
+    return fake_start(&srv, "fake_vault.py", conf_path, url, sizeof(url));
 }
 
 static int stop(void **state)
 {
     (void)state;
-    test_server_stop(&srv);
-    unlink(conf_path);
-    unlink(token_path);
-    unlink(sid_path);
-    unlink(jwt_path);
-    return 0;
+    return fake_stop(&srv, (const char *const[]){conf_path, token_path, sid_path, jwt_path, NULL});
 }
 
 /* GET path on the fake (its test hooks) into out. */
@@ -92,13 +74,7 @@ static void fake_get(const char *method, const char *path, struct buf *out)
 
 static int hits(const char *path)
 {
-    struct buf b = BUF_INIT(1 << 20);
-    fake_get("GET", "/_hits", &b);
-    json_t *j = json_loads(buf_cstr(&b), 0, NULL);
-    int n = (int)json_integer_value(json_object_get(json_object_get(j, "hits"), path));
-    json_decref(j);
-    buf_free(&b);
-    return n;
+    return fake_counter(url, "/_hits", "hits", path);
 }
 
 static uint64_t fake_now;
@@ -312,21 +288,6 @@ static void test_refused_down_and_kv1(void **state)
     secrets_vault_close(vv);
 }
 
-/* POSTs json to the fake's /_conf hook. */
-static void fake_conf(const char *json)
-{
-    struct http_client *c;
-    struct http_client_opts o = {.base_url = url, .max_attempts = 1};
-    struct http_response r;
-    struct http_request req = {
-        .method = "POST", .path = "/_conf", .body = json, .body_len = strlen(json)};
-    assert_int_equal(http_client_new(&o, &c, NULL), REMEX_OK);
-    assert_int_equal(http_do(c, &req, &r, NULL), REMEX_OK);
-    assert_int_equal(r.status, 200);
-    http_response_free(&r);
-    http_client_free(c);
-}
-
 static void read_ok(struct secrets_vault *v)
 {
     struct remex_error e;
@@ -347,9 +308,9 @@ static void read_ok(struct secrets_vault *v)
 static void test_token_renewal(void **state)
 {
     (void)state;
-    fake_conf("{\"approle\": {\"lease\": 2, \"max_ttl\": 3, \"renewable\": true},"
-              " \"kubernetes\": {\"lease\": 2, \"renewable\": false},"
-              " \"add_token\": {\"token\": \"hvs.literal-ttl\", \"ttl\": 2}}");
+    fake_conf(url, "{\"approle\": {\"lease\": 2, \"max_ttl\": 3, \"renewable\": true},"
+                   " \"kubernetes\": {\"lease\": 2, \"renewable\": false},"
+                   " \"add_token\": {\"token\": \"hvs.literal-ttl\", \"ttl\": 2}}");
     struct secrets_vault_config ar = {.url = url, .role_id = "role-1", .secret_id = "sid-1"};
     struct secrets_vault_config k8s = {.url = url, .k8s_role = "remex", .k8s_jwt_file = jwt_path};
     struct secrets_vault_config lit = {.url = url, .token = "hvs.literal-ttl"};
@@ -385,8 +346,8 @@ static void test_token_renewal(void **state)
     secrets_vault_close(va);
     secrets_vault_close(vk);
     secrets_vault_close(vl);
-    fake_conf("{\"approle\": {\"lease\": 3600, \"max_ttl\": 0},"
-              " \"kubernetes\": {\"lease\": 3600, \"renewable\": true}}");
+    fake_conf(url, "{\"approle\": {\"lease\": 3600, \"max_ttl\": 0},"
+                   " \"kubernetes\": {\"lease\": 3600, \"renewable\": true}}");
 }
 
 struct probe_seen {
