@@ -188,6 +188,11 @@ struct dagproc {
     int metrics_warned;
     struct dp_watch *watch;
     size_t nwatch, capwatch;
+    /* The agent's bundles (lib bundle): snapshots of versioned local bundles, taken by the
+     * scan thread only (one scan at a time) before their version is synced. */
+    struct bundle_set *set;
+    int th_snap;           /* the scan made a snapshot of its version */
+    size_t th_snap_pruned; /* old snapshots removed after it */
     size_t once_errors; /* import errors seen by --once */
     int once_failed;    /* a scan or sync failed under --once */
 };

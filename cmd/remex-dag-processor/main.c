@@ -121,6 +121,43 @@ unsigned dp_parse_cap_ms(const struct dagproc *dp)
     return ms > UINT_MAX ? UINT_MAX : (unsigned)ms;
 }
 
+/*
+ * Versioned local bundle with snapshots: the snapshot of the scan's version, taken
+ * before the version is synced so that every version the plane schedules has one,
+ * however soon the folder changes again. A file changed since the scan
+ * (REMEX_ECONFLICT) means the folder moved on: it is scanned again (up to
+ * SNAP_TRIES times) and the new version is the one snapshotted and synced.
+ */
+#define SNAP_TRIES 3
+static void snapshot_scan(struct dagproc *dp, struct dp_bundle *b)
+{
+    const char *dir = bundle_snapshot_dir(dp->set, b->name);
+    int made = 0;
+    if (dir == NULL)
+        return;
+    for (int i = 0; i < SNAP_TRIES; i++) {
+        dp->th_rc = bundle_snapshot_scan(dp->set, b->name, &dp->th_out.files, dp->th_out.version,
+                                         &made, &dp->th_err);
+        if (dp->th_rc != REMEX_ECONFLICT || i + 1 == SNAP_TRIES)
+            break;
+        struct dp_state again = {0};
+        dp->th_rc = dp_scan(b->root, &dp->th_out, dp_parse_cap_ms(dp), &again, &dp->th_err);
+        if (dp->th_rc != REMEX_OK)
+            return;
+        dp_state_free(&dp->th_out);
+        dp->th_out = again;
+    }
+    if (dp->th_rc != REMEX_OK || !made)
+        return;
+    /* The new snapshot and the plane's current version are always kept, besides the newest
+     * keep_versions; never one a task holds. */
+    size_t held = 0;
+    int64_t keep = dp->r->cfg.dag_processor.keep_versions;
+    const char *spare[2] = {dp->th_out.version, b->have_cur ? b->cur.version : NULL};
+    dp->th_snap = 1;
+    dp->th_snap_pruned = bundle_prune_dir(dir, keep > 0 ? (size_t)keep : 5, spare, 2, &held);
+}
+
 static void *scan_thread(void *arg)
 {
     struct dagproc *dp = arg;
@@ -137,6 +174,8 @@ static void *scan_thread(void *arg)
                             &dp->th_err);
         if (dp->th_rc == REMEX_OK && b->is_git)
             snprintf(dp->th_out.version, sizeof(dp->th_out.version), "%s", sha);
+        else if (dp->th_rc == REMEX_OK)
+            snapshot_scan(dp, b);
         if (dp->th_rc == REMEX_OK &&
             dp_cache_save(b->cache_path, b->cache_id, &dp->th_out, &ce) != REMEX_OK) {
             /* Not fatal: the next start parses again. Reported by the loop. */
@@ -168,6 +207,7 @@ static void scan_done(struct dagproc *dp)
         return;
     }
     if (dp->th_rc != REMEX_OK) {
+        dp_state_free(&dp->th_out);
         free(dp->th_root);
         dp->th_root = NULL;
         char where[1024];
@@ -180,6 +220,9 @@ static void scan_done(struct dagproc *dp)
         dp_synced(b, 0);
         return;
     }
+    if (dp->th_snap)
+        log_info("bundle %s: snapshot of version %s taken (%zu old snapshot%s pruned)", b->name,
+                 dp->th_out.version, dp->th_snap_pruned, dp->th_snap_pruned == 1 ? "" : "s");
     if (dp->th_pruned || dp->th_held)
         log_info("bundle %s: pruned %zu old checkout%s (%zu kept: a task runs in them)", b->name,
                  dp->th_pruned, dp->th_pruned == 1 ? "" : "s", dp->th_held);
@@ -234,6 +277,8 @@ void dp_kick(struct dagproc *dp)
         dp->th_same = 0;
         dp->th_root = NULL;
         dp->th_pruned = dp->th_held = 0;
+        dp->th_snap = 0;
+        dp->th_snap_pruned = 0;
         memset(&dp->th_err, 0, sizeof(dp->th_err));
         dp->th_err.code = REMEX_OK;
         int err = pthread_create(&scan_tid, NULL, scan_thread, dp);
@@ -390,6 +435,17 @@ static int setup(struct dagproc *dp)
     if (dp->b == NULL)
         return REMEX_EXIT_FAIL;
     const struct agentcfg_bundle *cb = ac->bundles.items;
+    struct bundle_spec *specs = calloc(ac->bundles.n, sizeof(*specs));
+    if (specs == NULL)
+        return REMEX_EXIT_FAIL;
+    for (size_t i = 0; i < ac->bundles.n; i++)
+        agentcfg_bundle_spec(ac, &cb[i], &specs[i]);
+    remex_err brc = bundle_set_new(specs, ac->bundles.n, &dp->set, &e);
+    free(specs);
+    if (brc != REMEX_OK) {
+        log_error("bundles: %s", e.msg);
+        return REMEX_EXIT_CONFIG;
+    }
     for (size_t i = 0; i < ac->bundles.n; i++) {
         dp->nb = i + 1;
         if ((code = setup_bundle(dp, &dp->b[i], &cb[i])) >= 0)
@@ -491,6 +547,8 @@ static void role_stop_hook(struct role *r)
         free(b->git_dir);
     }
     dp_watch_stop(dp);
+    bundle_set_free(dp->set);
+    dp->set = NULL;
     free(dp->b);
     if (dp->efd >= 0) {
         evloop_unwatch(dp->loop, dp->efd);

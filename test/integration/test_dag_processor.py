@@ -451,6 +451,56 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual(b["state"], "success", b)
         self.assertIn("version-two", self.task_log("v", run3, "t"))
 
+    def test_middle_version_has_a_snapshot(self):
+        # The folder changes twice between two looks of the worker (its own snapshots come
+        # every hour here): the version in between was synced by the dag-processor, which
+        # took its snapshot before sending it, so tasks scheduled on it run it. Before, they
+        # failed naming both versions (no snapshot of the middle version on this agent).
+        self.write("bundle/v.yaml", DAG.format(id="v"))
+        self.script("run.sh", "#!/bin/sh\necho version-one\n")
+        tok = self.create_token()["value"]
+        self.agent_token_path = self.token_file(tok)
+        cfg = self.write("agent.yaml", (
+            "plane:\n"
+            f"  url: {self.url}\n"
+            f"  token: {{file: {self.agent_token_path}}}\n"
+            f"state_dir: {self.state}\n"
+            "worker:\n  name: w1\n  slots: 2\n"
+            f"  state_dir: {self.tmp}/wstate\n  log_dir: {self.tmp}/logs\n  poll_wait: 10s\n"
+            "bundles:\n"
+            f"  - {{name: main, path: {self.bundle}}}\n"
+            "dag_processor:\n  refresh_interval: 1h\n"
+            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+        self.logdir = os.path.join(self.tmp, "logs")
+
+        def once():
+            self.ndp += 1
+            p = self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c", cfg,
+                                             "--log-level", "debug", "--once"])
+            self.assertEqual(p.wait(30), 0, p.output())
+            return p.output()
+        once()
+        ver1 = self.dags()["v"]["bundle"]["version"]
+        w = self.spawn("worker", [self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
+        self.wait_registered(w)
+        self.req("POST", "/api/v1/admin/dags/v/unpause", {}, self.admin)
+        self.script("run.sh", "#!/bin/sh\necho version-two\n")
+        out = once()
+        ver2 = self.dags()["v"]["bundle"]["version"]
+        self.assertNotEqual(ver2, ver1)
+        self.script("run.sh", "#!/bin/sh\necho version-three\n")
+        run = self.trigger("v")
+        b = self.wait_run("v", run)
+        self.assertEqual(b["state"], "success", b)
+        self.assertIn("version-two", self.task_log("v", run, "t"))
+        self.assertIn("snapshot of version %s taken" % ver2, out)
+        snaps = os.path.join(self.state, "bundles", "main")
+        self.assertTrue(os.path.isdir(os.path.join(snaps, ver2[7:])), os.listdir(snaps))
+        # An unchanged rescan takes no second snapshot of the same version.
+        self.script("run.sh", "#!/bin/sh\necho version-two\n")
+        out = once()
+        self.assertNotIn("snapshot of version", out)
+
 
 if __name__ == "__main__":
     unittest.main()
