@@ -6,6 +6,7 @@ scheduled with (or fails it, naming both versions)."""
 import os
 import re
 import signal
+import sqlite3
 import unittest
 
 import harness
@@ -500,6 +501,64 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.script("run.sh", "#!/bin/sh\necho version-two\n")
         out = once()
         self.assertNotIn("snapshot of version", out)
+
+    def rows(self):
+        """dag_id -> (bundle_version, version_follows) of the plane's dags rows, read with
+        the plane stopped (it holds its database exclusively), which is then started again
+        (so the versions are read back from the store each time)."""
+        self.assertEqual(self.stop_plane(), 0)
+        db = sqlite3.connect("file:%s?mode=ro" % self.conf["db_path"], uri=True, timeout=10)
+        try:
+            return {r[0]: (r[1], r[2]) for r in db.execute(
+                "SELECT dag_id, bundle_version, version_follows FROM dags")}
+        finally:
+            db.close()
+            self.restart_plane()
+
+    def test_version_move_rewrites_no_dag_row(self):
+        # A new version of a bundle whose DAGs did not change writes the bundles row only:
+        # the rows of unchanged DAGs (each carrying its DAG's JSON) are left as they are
+        # and follow the bundle's version; every reader still sees the new version, after
+        # a restart of the plane too. Before, the manifest rewrote every such row.
+        for d in ("a", "b", "c"):
+            self.write(f"bundle/{d}.yaml", DAG.format(id=d))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        v1 = self.dags()["a"]["bundle"]["version"]
+        self.assertEqual({d: r[1] for d, r in self.rows().items()}, {"a": 1, "b": 1, "c": 1})
+        self.write("bundle/a.yaml", DAG.format(id="a") + "tags: [x]\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        dags = self.dags()
+        v2 = dags["a"]["bundle"]["version"]
+        self.assertNotEqual(v1, v2)
+        self.assertEqual({d: dags[d]["bundle"]["version"] for d in "abc"},
+                         {"a": v2, "b": v2, "c": v2})
+        rows = self.rows()
+        self.assertEqual(rows["b"], (v1, 1))  # not rewritten: follows the bundle
+        self.assertEqual(rows["c"], (v1, 1))
+        self.assertEqual(rows["a"], (v2, 1))  # uploaded at the bundle's version
+        # A DAG left out stops following and keeps the version it was last listed at.
+        os.unlink(os.path.join(self.bundle, "c.yaml"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        dags = self.dags()
+        v3 = dags["a"]["bundle"]["version"]
+        self.assertEqual(self.rows()["c"], (v2, 0))
+        self.assertFalse(dags["c"]["is_active"])
+        self.assertEqual(dags["c"]["bundle"]["version"], v2)
+        # The plane read the versions back from its store (rows() restarted it).
+        dags = self.dags()
+        self.assertEqual({d: dags[d]["bundle"]["version"] for d in "abc"},
+                         {"a": v3, "b": v3, "c": v2})
+        st, b = self.req("GET", "/api/v1/admin/dags/b", None, self.admin)
+        self.assertEqual((st, b["bundle"]["version"]), (200, v3))
+        # A DAG back in the bundle follows its version again.
+        self.write("bundle/c.yaml", DAG.format(id="c"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.rows()["c"][1], 1)
+        self.assertTrue(self.dags()["c"]["is_active"])
 
 
 if __name__ == "__main__":
