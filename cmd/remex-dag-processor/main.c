@@ -46,7 +46,7 @@ static struct dagproc DP;
 static void check_done(struct dagproc *dp)
 {
     struct role *r = dp->r;
-    if (r->state == ROLE_FINISHED || dp->th_running)
+    if (r->state == ROLE_FINISHED || dp->th_running || dp_stream_busy(dp))
         return;
     for (size_t i = 0; i < dp->nb; i++)
         if (dp->b[i].syncing)
@@ -141,7 +141,8 @@ static void snapshot_scan(struct dagproc *dp, struct dp_bundle *b)
         if (dp->th_rc != REMEX_ECONFLICT || i + 1 == SNAP_TRIES)
             break;
         struct dp_state again = {0};
-        dp->th_rc = dp_scan(b->root, &dp->th_out, dp_parse_cap_ms(dp), &again, &dp->th_err);
+        dp->th_rc =
+            dp_scan(b->root, &dp->th_out, dp_parse_cap_ms(dp), NULL, &again, &dp->th_err);
         if (dp->th_rc != REMEX_OK)
             return;
         dp_state_free(&dp->th_out);
@@ -170,8 +171,13 @@ static void *scan_thread(void *arg)
     if (b->is_git)
         root = dp->th_root = git_prepare(dp, b, sha);
     if (root != NULL) {
-        dp->th_rc = dp_scan(root, b->have_cur ? &b->cur : NULL, dp_parse_cap_ms(dp), &dp->th_out,
-                            &dp->th_err);
+        struct dp_scan_hook hook = {0};
+        if (dp->th_stream)
+            dp_stream_begin(dp, b, b->is_git ? sha : NULL, &hook);
+        dp->th_rc = dp_scan(root, b->have_cur ? &b->cur : NULL, dp_parse_cap_ms(dp),
+                            dp->th_stream ? &hook : NULL, &dp->th_out, &dp->th_err);
+        if (dp->th_stream)
+            dp_stream_end(dp);
         if (dp->th_rc == REMEX_OK && b->is_git)
             snprintf(dp->th_out.version, sizeof(dp->th_out.version), "%s", sha);
         else if (dp->th_rc == REMEX_OK)
@@ -247,6 +253,14 @@ static void scan_done(struct dagproc *dp)
               " ms, version %s",
               b->name, b->cur.files.n, b->cur.files.hashed, b->cur.ndagfiles, b->cur.parsed,
               dp->th_ms, b->cur.version);
+    if (dp_stream_busy(dp)) { /* the manifest goes once the streamed batches are stored */
+        dp->stream.sync_after = b;
+        dp_stream_pump(dp);
+        return;
+    }
+    b->streamed = dp->th_stream ? dp->stream.stored : 0;
+    if (b->streamed)
+        log_debug("bundle %s: %zu DAGs streamed while scanning", b->name, b->streamed);
     dp_sync_start(b);
 }
 
@@ -265,7 +279,7 @@ static void efd_ready(struct evloop *loop, int fd, unsigned events, void *arg)
 /* Starts the next wanted scan when the thread is free (never one of a bundle being synced). */
 void dp_kick(struct dagproc *dp)
 {
-    if (dp->th_running || dp->r->state >= ROLE_DRAINING)
+    if (dp->th_running || dp->r->state >= ROLE_DRAINING || dp_stream_busy(dp))
         return;
     for (size_t i = 0; i < dp->nb; i++) {
         struct dp_bundle *b = &dp->b[i];
@@ -279,6 +293,10 @@ void dp_kick(struct dagproc *dp)
         dp->th_pruned = dp->th_held = 0;
         dp->th_snap = 0;
         dp->th_snap_pruned = 0;
+        /* A scan with nothing to start from parses every file: its DAGs are uploaded while
+         * it goes on (stream.c) rather than all held until the manifest is answered. */
+        dp->th_stream = !b->have_cur;
+        dp->stream.stored = dp->stream.failed = 0;
         memset(&dp->th_err, 0, sizeof(dp->th_err));
         dp->th_err.code = REMEX_OK;
         int err = pthread_create(&scan_tid, NULL, scan_thread, dp);
@@ -453,6 +471,10 @@ static int setup(struct dagproc *dp)
     }
     if (!dp->r->once && dp_watch_start(dp, &e) != REMEX_OK)
         log_warn("inotify: %s: bundles are rescanned every interval only", e.msg);
+    if (dp_stream_init(dp, &e) != REMEX_OK) {
+        log_error("stream channel: %s", e.msg);
+        return REMEX_EXIT_FAIL;
+    }
     dp->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (dp->efd < 0 ||
         evloop_watch(dp->loop, dp->efd, EVLOOP_READ, efd_ready, dp, &e) != REMEX_OK) {
@@ -528,6 +550,7 @@ static void role_stop_hook(struct role *r)
     struct dagproc *dp = r->ud;
     rolehttp_free(dp->http);
     dp->http = NULL;
+    dp_stream_stop(dp); /* a scan waiting on a full queue goes on without it */
     if (dp->th_running) {
         pthread_join(scan_tid, NULL); /* a scan is bounded by the bundle caps */
         dp_state_free(&dp->th_out);
@@ -547,6 +570,7 @@ static void role_stop_hook(struct role *r)
         free(b->git_dir);
     }
     dp_watch_stop(dp);
+    dp_stream_free(dp);
     bundle_set_free(dp->set);
     dp->set = NULL;
     free(dp->b);

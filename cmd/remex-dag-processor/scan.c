@@ -242,7 +242,7 @@ static remex_err scan_one(const char *root, const struct dp_state *prev, unsigne
 }
 
 remex_err dp_scan(const char *root, const struct dp_state *prev, unsigned cap_ms,
-                  struct dp_state *out, struct remex_error *e)
+                  const struct dp_scan_hook *hook, struct dp_state *out, struct remex_error *e)
 {
     remex_err rc;
     memset(out, 0, sizeof(*out));
@@ -255,8 +255,11 @@ remex_err dp_scan(const char *root, const struct dp_state *prev, unsigned cap_ms
     for (size_t i = 0; rc == REMEX_OK && i < out->files.n; i++) {
         if (!dp_is_dag_file(out->files.v[i].rel))
             continue;
+        size_t parsed = out->parsed;
         rc = scan_one(root, prev, cap_ms, out, i, e);
         out->nerrors += out->ent[i].nerrs;
+        if (rc == REMEX_OK && hook && out->parsed > parsed && out->ent[i].models)
+            hook->parsed(hook->ud, out, i);
     }
     if (rc != REMEX_OK)
         dp_state_free(out);

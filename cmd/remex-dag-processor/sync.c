@@ -243,6 +243,8 @@ static void pump(struct dp_bundle *b)
         return;
     }
     uint64_t ms = evloop_now_ms(b->dp->loop) - b->sync_start_ms;
+    b->uploaded += b->streamed; /* stored while the scan went on (stream.c) */
+    b->streamed = 0;
     b->m.uploads += b->uploaded;
     b->m.sync_ms = ms;
     log_info("bundle %s: version %s on the plane: %zu DAG files (%zu parsed, %zu from the "
@@ -320,6 +322,7 @@ void dp_sync_start(struct dp_bundle *b)
         json_decref(m);
         log_debug("bundle %s: unchanged (version %s): nothing to send", b->name, b->cur.version);
         dp_state_drop_models(&b->cur);
+        b->streamed = 0;
         dp_synced(b, 1);
         return;
     }
@@ -335,6 +338,7 @@ void dp_sync_start(struct dp_bundle *b)
 
 void dp_sync_registered(struct dagproc *dp)
 {
+    dp_stream_pump(dp);
     for (size_t i = 0; i < dp->nb; i++)
         if (dp->b[i].sync_wanted)
             dp_sync_start(&dp->b[i]);

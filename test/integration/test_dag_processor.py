@@ -235,13 +235,20 @@ class DagProcessorTest(workerfix.WorkerCase):
             ("one.yaml", 1, 1, "dag_id 'same' is also defined in two.yaml"),
             ("two.yaml", 2, 1, "dag_id 'same' is also defined in one.yaml"),
         ])
-        self.assertEqual(set(self.dags()), {"other"})
+        # A first scan uploads DAGs while it reads the files (streamed): the copy read
+        # first may reach the plane before the second is read; the manifest then leaves
+        # it out, so it is never active (never scheduled).
+        dags = self.dags()
+        self.assertEqual({d for d, x in dags.items() if x["is_active"]}, {"other"})
+        self.assertLessEqual(set(dags), {"other", "same"})
 
     def test_running_rescans_and_syncs_changes(self):
         self.write("bundle/a.yaml", DAG.format(id="a"))
         p = self.start_dp()
         p.wait_output("registered as agent", 15)
         harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
+        # The first scan's DAGs reach the plane while it reads them; the sync ends after.
+        harness.wait_for(lambda: " on the plane: " in p.output(), 15, 0.1, "the first sync")
         before = self.counts()
         # Unchanged rescans send nothing: no manifest, no upload (the plane's counters).
         n = p.output().count("unchanged (version")
@@ -264,6 +271,8 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.write("bundle/sub/x.yaml", DAG.format(id="x"))
         p = self.start_dp(refresh="1h")
         harness.wait_for(lambda: "x" in self.dags(), 15, 0.1, "dags on the plane")
+        # The first scan's DAGs reach the plane while it reads them; the sync ends after.
+        harness.wait_for(lambda: " on the plane: " in p.output(), 15, 0.1, "the first sync")
         self.write("bundle/b.yaml", DAG.format(id="b"))           # new file in the root
         self.write("bundle/sub/y.yaml", DAG.format(id="y"))       # new file in a sub-folder
         harness.wait_for(lambda: {"b", "y"} <= set(self.dags()), 15, 0.1, "new dags")
@@ -287,6 +296,8 @@ class DagProcessorTest(workerfix.WorkerCase):
         p = self.spawn("dp-proxy", [self.bin("remex-dag-processor"), "-c", cfg, "--log-level",
                                     "debug"])
         harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
+        # The first scan's DAGs reach the plane while it reads them; the sync ends after.
+        harness.wait_for(lambda: " on the plane: " in p.output(), 15, 0.1, "the first sync")
         prox.cut()
         prox.pause()
         self.write("bundle/b.yaml", DAG.format(id="b"))
@@ -501,6 +512,30 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.script("run.sh", "#!/bin/sh\necho version-two\n")
         out = once()
         self.assertNotIn("snapshot of version", out)
+
+    def test_cold_scan_uploads_while_it_scans(self):
+        # With no file-hash cache every file is parsed: the DAGs go to the plane in bulk
+        # batches while the scan goes on (their models freed once encoded), so the manifest
+        # that follows finds nothing missing. Before, every model was held until the
+        # manifest's answer listed all of them as missing.
+        for i in range(40):
+            self.write(f"bundle/d{i:02d}.yaml", DAG.format(id=f"d{i:02d}"))
+        rc, out = self.once(extra_dp="  # streamed\n")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("40 DAGs streamed while scanning", out)
+        self.assertEqual(uploaded(out), 40)
+        self.assertRegex(self.plane.output(), r"manifest of bundle main at sha256:[0-9a-f]{64}: "
+                                              r"0 DAGs missing")
+        dags = self.dags()
+        self.assertEqual(len(dags), 40)
+        self.assertTrue(all(d["is_active"] for d in dags.values()))
+        self.assertEqual({d["bundle"]["version"] for d in dags.values()},
+                         {dags["d00"]["bundle"]["version"]})
+        # A restart with the cache parses nothing and streams nothing.
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("streamed while scanning", out)
+        self.assertEqual(uploaded(out), 0)
 
     def rows(self):
         """dag_id -> (bundle_version, version_follows) of the plane's dags rows, read with
