@@ -51,6 +51,7 @@ struct dp_entry {
     struct dp_err *errs;
     size_t nerrs;
     struct dag **models; /* ndags models when parsed by this scan (for upload), else NULL */
+    char **texts;        /* with models: their canonical JSON (owned, each NULL-able) */
 };
 
 /* One bundle's scan: ent[i] describes files.v[i]. */

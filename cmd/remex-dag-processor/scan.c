@@ -24,7 +24,10 @@ void dp_entry_free(struct dp_entry *ent)
         free(ent->dags[i].dag_id);
         if (ent->models)
             dag_free(ent->models[i]);
+        if (ent->texts)
+            free(ent->texts[i]);
     }
+    free(ent->texts);
     for (size_t i = 0; i < ent->nerrs; i++)
         free(ent->errs[i].msg);
     free(ent->dags);
@@ -46,10 +49,15 @@ void dp_state_drop_models(struct dp_state *s)
 {
     for (size_t i = 0; s->ent && i < s->files.n; i++) {
         struct dp_entry *x = &s->ent[i];
-        for (size_t j = 0; x->models && j < x->ndags; j++)
+        for (size_t j = 0; x->models && j < x->ndags; j++) {
             dag_free(x->models[j]);
+            if (x->texts)
+                free(x->texts[j]);
+        }
         free(x->models);
+        free(x->texts);
         x->models = NULL;
+        x->texts = NULL;
     }
 }
 
@@ -115,7 +123,8 @@ static remex_err take_dags(struct dagyaml_result *res, const char *data, size_t 
 {
     ent->dags = calloc(res->ndags ? res->ndags : 1, sizeof(*ent->dags));
     if (ent->dags == NULL ||
-        (keep && (ent->models = calloc(res->ndags ? res->ndags : 1, sizeof(*ent->models))) == NULL))
+        (keep && (ent->models = calloc(res->ndags ? res->ndags : 1, sizeof(*ent->models))) == NULL) ||
+        (keep && (ent->texts = calloc(res->ndags ? res->ndags : 1, sizeof(*ent->texts))) == NULL))
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     for (size_t i = 0; i < res->ndags; i++) {
         struct dp_dag *d = &ent->dags[i];
@@ -130,6 +139,10 @@ static remex_err take_dags(struct dagyaml_result *res, const char *data, size_t 
         if (keep) {
             ent->models[i] = res->dags[i];
             res->dags[i] = NULL;
+            if (res->texts) {
+                ent->texts[i] = res->texts[i];
+                res->texts[i] = NULL;
+            }
         }
     }
     return REMEX_OK;

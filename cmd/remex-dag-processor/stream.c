@@ -114,9 +114,16 @@ static void on_parsed(void *ud, struct dp_state *s, size_t i)
         const char *id = x->dags[j].dag_id;
         char *t = NULL;
         size_t len = 0;
-        if (json_object_get(st->seen, id) || json_object_set_new(st->seen, id, json_true()) ||
-            dag_to_json(x->models[j], &t, &len, &e) != REMEX_OK) {
-            all = 0; /* defined twice, or not encoded: left to the manifest's answer */
+        if (json_object_get(st->seen, id) || json_object_set_new(st->seen, id, json_true())) {
+            all = 0; /* defined twice: left to the manifest's answer */
+            continue;
+        }
+        if (x->texts && x->texts[j]) { /* the parser's canonical text: not encoded again */
+            t = x->texts[j];
+            x->texts[j] = NULL;
+            len = strlen(t);
+        } else if (dag_to_json(x->models[j], &t, &len, &e) != REMEX_OK) {
+            all = 0;
             continue;
         }
         if (st->cur && (st->cur->n == API_DAGS_BULK_MAX ||
@@ -138,10 +145,15 @@ static void on_parsed(void *ud, struct dp_state *s, size_t i)
         st->cur->bytes += len;
     }
     if (all) {
-        for (size_t j = 0; j < x->ndags; j++)
+        for (size_t j = 0; j < x->ndags; j++) {
             dag_free(x->models[j]);
+            if (x->texts)
+                free(x->texts[j]);
+        }
         free(x->models);
+        free(x->texts);
         x->models = NULL;
+        x->texts = NULL;
     }
 }
 

@@ -120,6 +120,19 @@ static const struct dag *model_of(struct dp_bundle *b, const char *dag_id)
     return NULL;
 }
 
+/* The canonical text the parser kept for dag_id in this scan (borrowed), or NULL. */
+static const char *text_of(struct dp_bundle *b, const char *dag_id)
+{
+    if (model_of(b, dag_id) == NULL) /* builds b->where; parses the file again when needed */
+        return NULL;
+    size_t i = (size_t)json_integer_value(json_object_get(b->where, dag_id));
+    const struct dp_entry *x = &b->cur.ent[i];
+    for (size_t j = 0; x->texts && j < x->ndags; j++)
+        if (strcmp(x->dags[j].dag_id, dag_id) == 0)
+            return x->texts[j];
+    return NULL;
+}
+
 /* Logs a refused item of a bulk reply (the first few of a sync only). */
 static void item_refused(struct dp_bundle *b, json_t *r)
 {
@@ -186,17 +199,18 @@ static int put_batch(struct dp_bundle *b)
     }
     while (b->next_missing < n && k < DP_BATCH_MAX) {
         const char *id = json_string_value(json_array_get(b->missing, b->next_missing));
-        const struct dag *d = id ? model_of(b, id) : NULL;
-        if (d == NULL) {
+        const char *kept = id ? text_of(b, id) : NULL; /* the parser's canonical text */
+        const struct dag *d = id && !kept ? model_of(b, id) : NULL;
+        if (d == NULL && kept == NULL) {
             b->next_missing++;
             b->upload_failed++;
             log_warn("bundle %s: %s changed while it was synced; the next scan sends it", b->name,
                      id ? id : "a DAG");
             continue;
         }
-        char *t = NULL;
-        size_t len = 0;
-        if (dag_to_json(d, &t, &len, &e) != REMEX_OK) {
+        char *t = kept ? strdup(kept) : NULL;
+        size_t len = kept ? strlen(kept) : 0;
+        if (kept ? t == NULL : dag_to_json(d, &t, &len, &e) != REMEX_OK) {
             b->upload_failed++;
             break;
         }
