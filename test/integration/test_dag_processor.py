@@ -358,6 +358,9 @@ class DagProcessorTest(workerfix.WorkerCase):
         harness.wait_for(lambda: len(self.dags()) == 300, 60, 0.2, "300 dags on the plane")
         self.assertIn("refused", p.output())
         self.assertIn("(HTTP 413): raise body_max", p.output())
+        # The first scan's streamed batch was refused too: the stream stopped and the
+        # sync after the manifest uploaded what the plane lacked.
+        self.assertIn("streamed upload stopped", p.output())
         p.signal(signal.SIGTERM)
         self.assertEqual(p.wait(15), 0, p.output())
 
