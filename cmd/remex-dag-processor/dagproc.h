@@ -50,8 +50,10 @@ struct dp_entry {
     size_t ndags;
     struct dp_err *errs;
     size_t nerrs;
-    struct dag **models; /* ndags models when parsed by this scan (for upload), else NULL */
-    char **texts;        /* with models: their canonical JSON (owned, each NULL-able) */
+    /* ndags canonical JSON texts (the parser's, each DAG's hash made of it; owned) when
+     * parsed by this scan, for upload; else NULL. An entry holds no model: the text is
+     * what is uploaded. */
+    char **texts;
 };
 
 /* One bundle's scan: ent[i] describes files.v[i]. */
@@ -67,16 +69,16 @@ struct dp_state {
 
 /* ---- scan.c ---- */
 int dp_is_dag_file(const char *rel);
-/* Parses one file's text into *ent (ent->is_dag and sha256 set by the caller). keep: keep models.
+/* Parses one file's text into *ent (ent->is_dag and sha256 set by the caller). keep: keep texts.
  * cap_ms: CPU time cap of the parse (dagyaml_parse_until; past it, an import error naming it). */
 remex_err dp_parse(const char *data, size_t len, const char *rel, int keep, unsigned cap_ms,
                    struct dp_entry *ent, struct remex_error *e);
 /* Reads and parses the file at path (size cap, time cap and read errors become import errors). */
 remex_err dp_parse_file(const char *path, const char *rel, int keep, unsigned cap_ms,
                         struct dp_entry *ent, struct remex_error *e);
-/* Called by dp_scan (in its thread) for each file it parsed that has models (s->ent[i]);
- * it may take them (free them and set models NULL: the sync parses the file again if it
- * needs them). out->version is set by then. */
+/* Called by dp_scan (in its thread) for each file it parsed that has texts (s->ent[i]);
+ * it may take them (dp_entry_drop_texts: the sync parses the file again if it needs
+ * them). out->version is set by then. */
 struct dp_scan_hook {
     void (*parsed)(void *ud, struct dp_state *s, size_t i);
     void *ud;
@@ -89,8 +91,9 @@ remex_err dp_scan(const char *root, const struct dp_state *prev, unsigned cap_ms
 #define DP_PARSE_CAP_MS 5000u
 void dp_entry_free(struct dp_entry *ent);
 void dp_state_free(struct dp_state *s);
-/* Releases the parsed models of every entry (after upload). */
-void dp_state_drop_models(struct dp_state *s);
+/* Releases the texts of an entry, or of every entry (after upload). */
+void dp_entry_drop_texts(struct dp_entry *x);
+void dp_state_drop_texts(struct dp_state *s);
 
 /*
  * DAG ids defined in more than one file: for each such definition calls
@@ -105,7 +108,7 @@ size_t dp_duplicates(const char *const *names, const struct dp_entry *const *ent
 json_t *dp_manifest(const char *bundle, const struct dp_state *s, size_t *nerrors);
 
 /* ---- cache.c ---- */
-/* Loads path into *out (files and entries, no models); REMEX_ENOTFOUND when absent. */
+/* Loads path into *out (files and entries, no texts); REMEX_ENOTFOUND when absent. */
 remex_err dp_cache_load(const char *path, const char *root, struct dp_state *out,
                         struct remex_error *e);
 /* Writes s to path atomically (temporary file, fsync, rename). */

@@ -2,10 +2,10 @@
  * Streamed upload of a cold scan: DAGs go to the plane while the scan goes on.
  *
  * A scan with no previous state (first start, no file-hash cache) parses
- * every file. Rather than holding every parsed model until the manifest is
- * answered (10,000 models: ~100 MB), the scan thread encodes each parsed
- * file's DAGs (dag_to_json) into batches of about b->batch_bytes, frees the
- * models and queues the batches; the loop uploads them (api_dags_bulk, bundle
+ * every file. Rather than holding every parsed DAG until the manifest is
+ * answered (10,000 models: ~100 MB, or their texts: ~25 MB), the scan thread
+ * moves each parsed file's canonical DAG texts (the parser's) into batches of
+ * about b->batch_bytes and queues them; the loop uploads them (api_dags_bulk, bundle
  * and the scan's version, SYNC_WINDOW at once) while the scan goes on, so the
  * plane stores DAGs while the dag-processor parses. Once the scan ended and
  * the queue is empty with nothing in flight, the usual sync runs (sync.c):
@@ -18,7 +18,7 @@
  * manifest's import errors decide). Memory: at most DP_STREAM_QUEUE_MAX bytes
  * of queued text; a full queue makes the scan thread wait while uploads
  * complete (they are the slower side), up to DP_STREAM_WAIT_MS, after which
- * the stream stops and the rest of the scan keeps its models as before.
+ * the stream stops and the rest of the scan keeps its texts as before.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -98,12 +98,11 @@ static void flush(struct dp_stream *st)
     batch_free(x);
 }
 
-/* dp_scan hook (scan thread): the parsed file's DAGs into the batch, its models freed. */
+/* dp_scan hook (scan thread): the parsed file's DAG texts move into the batch. */
 static void on_parsed(void *ud, struct dp_state *s, size_t i)
 {
     struct dp_stream *st = ud;
     struct dp_entry *x = &s->ent[i];
-    struct remex_error e;
     int all = 1;
     pthread_mutex_lock(&st->mu);
     int on = st->on && !st->stop;
@@ -118,14 +117,9 @@ static void on_parsed(void *ud, struct dp_state *s, size_t i)
             all = 0; /* defined twice: left to the manifest's answer */
             continue;
         }
-        if (x->texts && x->texts[j]) { /* the parser's canonical text: not encoded again */
-            t = x->texts[j];
-            x->texts[j] = NULL;
-            len = strlen(t);
-        } else if (dag_to_json(x->models[j], &t, &len, &e) != REMEX_OK) {
-            all = 0;
-            continue;
-        }
+        t = x->texts[j]; /* the parser's canonical text: not encoded again */
+        x->texts[j] = NULL;
+        len = strlen(t);
         if (st->cur && (st->cur->n == API_DAGS_BULK_MAX ||
                         (st->cur->n > 0 && st->cur->bytes + len > st->batch_bytes)))
             flush(st);
@@ -144,17 +138,8 @@ static void on_parsed(void *ud, struct dp_state *s, size_t i)
         st->cur->lens[st->cur->n++] = len;
         st->cur->bytes += len;
     }
-    if (all) {
-        for (size_t j = 0; j < x->ndags; j++) {
-            dag_free(x->models[j]);
-            if (x->texts)
-                free(x->texts[j]);
-        }
-        free(x->models);
-        free(x->texts);
-        x->models = NULL;
-        x->texts = NULL;
-    }
+    if (all) /* every text went: the entry keeps none (a sync that needs one parses again) */
+        dp_entry_drop_texts(x);
 }
 
 void dp_stream_begin(struct dagproc *dp, struct dp_bundle *b, const char *version,
