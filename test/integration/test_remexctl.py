@@ -339,14 +339,19 @@ heartbeat_interval: 1s
         self.addCleanup(srv.shutdown)
         self.url = f"http://127.0.0.1:{srv.server_address[1]}"
         try:
-            for code, text in ((404, THREE_DAGS), (405, THREE_DAGS.replace("echo", "echo x"))):
+            # 413: a batch over the plane's body_max goes one DAG per request.
+            for code, text, why in (
+                    (404, THREE_DAGS, "the plane has no bulk upload route"),
+                    (405, THREE_DAGS.replace("echo", "echo x"), "the plane has no bulk upload route"),
+                    (413, THREE_DAGS.replace("echo", "echo y"), "the batch is over the plane's "
+                                                                "body_max")):
                 Proxy.code = code
                 before = self.upload_counts_of(real)
                 rc, out, err = self.ctl("-v", "dags", "push", self.write("three.yaml", text))
                 self.assertEqual(rc, 0, err)
                 for d in ("one", "two", "three"):
                     self.assertIn(f"pushed {d} (hash ", out)
-                self.assertIn("the plane has no bulk upload route; one PUT per DAG", err)
+                self.assertIn(f"{why}; one PUT per DAG", err)
                 self.assertEqual(self.upload_counts_of(real), (before[0], before[1] + 3))
         finally:
             self.url = real
