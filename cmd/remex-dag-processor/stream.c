@@ -13,7 +13,9 @@
  *
  * The stream is an optimisation, never the authority: a refused or failed
  * batch only stops the stream (the manifest answers those DAGs as missing
- * and the sync uploads them, parsing their files again). A DAG id already
+ * and the sync uploads them, parsing their files again); so does a batch the
+ * plane had entirely ("unchanged": a lost cache, the plane kept), so that a
+ * populated plane gets one batch, not every DAG again. A DAG id already
  * seen in an earlier file of the scan is not streamed (defined twice: the
  * manifest's import errors decide). Memory: at most DP_STREAM_QUEUE_MAX bytes
  * of queued text; a full queue makes the scan thread wait while uploads
@@ -182,6 +184,7 @@ static void stream_done(void *arg, const struct api_result *res)
     struct dagproc *dp = arg;
     struct dp_stream *st = &dp->stream;
     size_t i, ok = 0, n = json_array_size(json_object_get(res->reply, "results"));
+    size_t same = 0;
     json_t *r;
     if (!st->inited)
         return;
@@ -190,9 +193,19 @@ static void stream_done(void *arg, const struct api_result *res)
     {
         const char *s = json_string_value(json_object_get(r, "status"));
         ok += s && (strcmp(s, "stored") == 0 || strcmp(s, "unchanged") == 0);
+        same += s && strcmp(s, "unchanged") == 0;
     }
     st->stored += ok;
-    if (res->rc != REMEX_OK || n == 0 || ok < n) {
+    if (res->rc == REMEX_OK && n > 0 && same == n) {
+        /* The plane has these already (a cache lost, the plane kept): the manifest asks
+         * for what it lacks rather than every DAG being sent again. */
+        if (!st->failed++)
+            log_info("the plane already has the DAGs streamed so far; the manifest decides "
+                     "what else to send");
+        pthread_mutex_lock(&st->mu);
+        st->on = 0;
+        pthread_mutex_unlock(&st->mu);
+    } else if (res->rc != REMEX_OK || n == 0 || ok < n) {
         /* Stop streaming: the manifest's answer lists what is missing. */
         if (!st->failed++)
             log_info("streamed upload stopped (%s); the sync uploads what the plane lacks",

@@ -5,6 +5,7 @@ defined twice, and a worker that runs a task at the version its DAG was
 scheduled with (or fails it, naming both versions)."""
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import unittest
@@ -539,6 +540,28 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertEqual(rc, 0, out)
         self.assertNotIn("streamed while scanning", out)
         self.assertEqual(uploaded(out), 0)
+
+    def test_lost_cache_streams_one_batch_to_a_plane_that_has_the_dags(self):
+        # About 2 MB of DAGs: several streamed batches of about 512 KiB. With the cache lost
+        # and the plane keeping every DAG, the first batch comes back all "unchanged": the
+        # stream stops there (the batch in flight beside it is answered too) and the
+        # manifest finds nothing missing (before: every batch was sent again).
+        for i in range(1000):
+            self.write(f"bundle/d{i:04d}.yaml", DAG.format(id=f"d{i:04d}") +
+                       f"description: {'z' * 1500}\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("1000 DAGs streamed while scanning", out)
+        first = self.counts()
+        self.assertGreaterEqual(first[1], 5, out)
+        shutil.rmtree(os.path.join(self.state, "dag_processor"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("the plane already has the DAGs streamed so far", out)
+        again = self.counts()
+        self.assertEqual(again[0], first[0] + 1)
+        self.assertLessEqual(again[1] - first[1], 2)  # the stream's window
+        self.assertEqual(len(self.dags()), 1000)
 
     def rows(self):
         """dag_id -> (bundle_version, version_follows) of the plane's dags rows, read with
