@@ -536,6 +536,7 @@ static void role_drain_hook(struct role *r, const char *why)
             evloop_timer_cancel(dp->loop, dp->b[i].retry_timer);
         dp->b[i].retry_timer = 0;
     }
+    dp_stream_pump(dp); /* batches that cannot be sent now are dropped */
     check_done(dp);
 }
 

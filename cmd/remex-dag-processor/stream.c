@@ -223,6 +223,25 @@ void dp_stream_pump(struct dagproc *dp)
     struct remex_error e;
     enum api_state as = dp->api ? api_state(dp->api) : API_UNREGISTERED;
     int up = as == API_REGISTERED || as == API_REFRESHING;
+    /* A plane that cannot be reached, or a drain with no session: the queued batches are
+     * dropped (the sync retries with the manifest), so nothing waits on them. Before the
+     * first registration they wait for it. */
+    int drop = !up && (as == API_LOST || as == API_FATAL || dp->r->state >= ROLE_DRAINING);
+    if (drop) {
+        pthread_mutex_lock(&st->mu);
+        struct dp_batch *x = st->head;
+        st->head = NULL;
+        st->tail = &st->head;
+        st->queued_bytes = 0;
+        st->on = 0;
+        pthread_cond_broadcast(&st->cv);
+        pthread_mutex_unlock(&st->mu);
+        while (x) {
+            struct dp_batch *next = x->next;
+            batch_free(x);
+            x = next;
+        }
+    }
     while (up && st->inflight < STREAM_WINDOW) {
         pthread_mutex_lock(&st->mu);
         struct dp_batch *x = st->head;

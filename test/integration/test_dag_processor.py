@@ -311,6 +311,26 @@ class DagProcessorTest(workerfix.WorkerCase):
         p.signal(signal.SIGTERM)
         self.assertEqual(p.wait(15), 0, p.output())
 
+    def test_drain_with_no_plane_drops_the_streamed_batches(self):
+        # The plane cannot be reached: the first scan's batches wait for a session that
+        # never comes. SIGTERM drops them and the role exits (before, the drain waited on
+        # them until a second signal).
+        prox = self.proxy(self.port)
+        prox.pause()
+        real = self.url
+        self.url = f"http://127.0.0.1:{prox.port}"
+        cfg = self.dp_yaml(refresh="1h")
+        self.url = real
+        for i in range(20):
+            self.write(f"bundle/d{i:02d}.yaml", DAG.format(id=f"d{i:02d}"))
+        p = self.spawn("dp-nop", [self.bin("remex-dag-processor"), "-c", cfg, "--log-level",
+                                  "debug"])
+        p.wait_output("20 DAG files (20 parsed)", 15)
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
+        self.assertIn("drained", p.output())
+        prox.resume()
+
     def test_corrupt_cache_is_ignored(self):
         self.write("bundle/a.yaml", DAG.format(id="a"))
         rc, out = self.once()
