@@ -259,8 +259,8 @@ static int snap_path(const struct bundle *x, const char *version, char *p, size_
     return k > 0 && (size_t)k < n ? 0 : -1;
 }
 
-static remex_err make_snapshot(struct bundle *x, const char *version, const char *dst,
-                               struct remex_error *e);
+static remex_err make_snapshot(struct bundle *x, const struct bundle_files *f,
+                               const char *version, const char *dst, struct remex_error *e);
 
 /* A versioned local bundle with snapshots: the snapshot of version, made now when the folder
  * holds it. */
@@ -287,7 +287,7 @@ static remex_err local_path(struct bundle *x, const char *version, const char **
                 "files changed before the worker saw them; mark the bundle 'versioned: "
                 "false' to run tasks in the folder as it is)",
                 x->name, version, x->path, cur, version);
-        if ((rc = make_snapshot(x, version, p, e)) != REMEX_OK)
+        if ((rc = make_snapshot(x, &x->last, version, p, e)) != REMEX_OK)
             return rc;
     }
     free(x->checkout);
@@ -723,6 +723,24 @@ void bundle_remove_tree(const char *path)
     nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Deep copy of scan f into *out (empty on failure); -1 out of memory. */
+static int files_copy(const struct bundle_files *f, struct bundle_files *out)
+{
+    memset(out, 0, sizeof(*out));
+    if ((out->v = calloc(f->n ? f->n : 1, sizeof(*out->v))) == NULL)
+        return -1;
+    for (size_t i = 0; i < f->n; i++) {
+        out->v[i] = f->v[i];
+        if ((out->v[i].rel = strdup(f->v[i].rel)) == NULL) {
+            bundle_files_free(out);
+            return -1;
+        }
+        out->n = i + 1;
+    }
+    out->hashed = f->hashed;
+    return 0;
+}
+
 /* Copies the files of scan f (of x's folder) into tmp, each checked against its hash. */
 static remex_err fill_snapshot(struct bundle *x, const struct bundle_files *f, const char *tmp,
                                size_t *linked, struct remex_error *e)
@@ -752,8 +770,8 @@ static remex_err fill_snapshot(struct bundle *x, const struct bundle_files *f, c
  * against the content hash of the scan that gave version, then made read-only and renamed
  * into place. A file changed meanwhile fails it (REMEX_ECONFLICT).
  */
-static remex_err make_snapshot(struct bundle *x, const char *version, const char *dst,
-                               struct remex_error *e)
+static remex_err make_snapshot(struct bundle *x, const struct bundle_files *f,
+                               const char *version, const char *dst, struct remex_error *e)
 {
     char tmp[PATH_MAX];
     size_t linked = 0;
@@ -764,7 +782,7 @@ static remex_err make_snapshot(struct bundle *x, const char *version, const char
     bundle_remove_tree(tmp); /* a crashed try of this pid's predecessor */
     if (mkdir(tmp, 0700) != 0)
         return remex_errno(e, REMEX_EIO, "bundle '%s': %s", x->name, tmp);
-    rc = fill_snapshot(x, &x->last, tmp, &linked, e);
+    rc = fill_snapshot(x, f, tmp, &linked, e);
     if (rc == REMEX_EAGAIN) {
         char why[REMEX_ERRMSG_MAX];
         snprintf(why, sizeof(why), "%s", e->msg);
@@ -784,22 +802,12 @@ static remex_err make_snapshot(struct bundle *x, const char *version, const char
     if (rc != REMEX_OK)
         return rc;
     /* The files of this snapshot: the next one links what did not change. */
-    struct bundle_files copy = {0};
-    if ((copy.v = calloc(x->last.n ? x->last.n : 1, sizeof(*copy.v))) != NULL) {
-        for (size_t i = 0; i < x->last.n; i++) {
-            copy.v[i] = x->last.v[i];
-            if ((copy.v[i].rel = strdup(x->last.v[i].rel)) == NULL)
-                break;
-            copy.n = i + 1;
-        }
-    }
+    struct bundle_files copy;
     bundle_files_free(&x->snap_prev);
     x->snap_prev_hex[0] = '\0';
-    if (copy.v != NULL && copy.n == x->last.n) {
+    if (files_copy(f, &copy) == 0) {
         x->snap_prev = copy;
         memcpy(x->snap_prev_hex, version + 7, HASH_SHA256_HEX);
-    } else {
-        bundle_files_free(&copy);
     }
     x->snap_made++;
     x->snap_linked += linked;
@@ -823,7 +831,31 @@ remex_err bundle_snapshot(struct bundle_set *b, const char *name, char version[B
         return remex_seterr(e, REMEX_EINVAL, "bundle '%s': bad version %s", name, version);
     if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
         return REMEX_OK;
-    if ((rc = make_snapshot(x, version, p, e)) == REMEX_OK)
+    if ((rc = make_snapshot(x, &x->last, version, p, e)) == REMEX_OK)
+        *made = 1;
+    return rc;
+}
+
+remex_err bundle_snapshot_scan(struct bundle_set *b, const char *name,
+                               const struct bundle_files *scan, const char *version, int *made,
+                               struct remex_error *e)
+{
+    struct bundle *x = find(b, name);
+    char p[PATH_MAX], check[BUNDLE_VERSION_MAX];
+    struct stat st;
+    remex_err rc;
+    *made = 0;
+    if (x == NULL || x->snap_dir == NULL)
+        return remex_seterr(e, REMEX_EINVAL,
+                            "bundle '%s' is no versioned local bundle with a state_dir", name);
+    if ((rc = bundle_files_version(scan, check, e)) != REMEX_OK)
+        return rc;
+    if (strcmp(check, version) != 0 || snap_path(x, version, p, sizeof(p)) != 0)
+        return remex_seterr(e, REMEX_EINVAL, "bundle '%s': version %s is not the scan's (%s)",
+                            name, version, check);
+    if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+        return REMEX_OK;
+    if ((rc = make_snapshot(x, scan, version, p, e)) == REMEX_OK)
         *made = 1;
     return rc;
 }

@@ -808,7 +808,8 @@ static void one_dag(struct ctx *c, const struct ytree_node *n)
     struct dag *d = NULL;
     struct remex_error e = {0};
     size_t bad_task = (size_t)-1;
-    remex_err rc = dag_from_json_value_ex(o, &d, &bad_task, &e);
+    char *text = NULL; /* the canonical text its hash is made of, kept for the caller */
+    remex_err rc = dag_from_json_value_canon(o, &d, &bad_task, &text, &e);
     json_decref(o);
     if (rc == REMEX_ENOMEM) {
         c->oom = 1;
@@ -821,15 +822,21 @@ static void one_dag(struct ctx *c, const struct ytree_node *n)
     }
     if (out_of_time(c, n)) {
         dag_free(d);
+        free(text);
         return;
     }
     struct dag **nd = realloc(c->res->dags, (c->res->ndags + 1) * sizeof(*nd));
-    if (nd == NULL) {
+    if (nd != NULL)
+        c->res->dags = nd;
+    char **nt = nd ? realloc(c->res->texts, (c->res->ndags + 1) * sizeof(*nt)) : NULL;
+    if (nt == NULL) {
         dag_free(d);
+        free(text);
         c->oom = 1;
         return;
     }
-    c->res->dags = nd;
+    c->res->texts = nt;
+    c->res->texts[c->res->ndags] = text;
     c->res->dags[c->res->ndags++] = d;
 }
 
@@ -882,9 +889,13 @@ void dagyaml_result_free(struct dagyaml_result *res)
 {
     if (res == NULL)
         return;
-    for (size_t i = 0; i < res->ndags; i++)
+    for (size_t i = 0; i < res->ndags; i++) {
         dag_free(res->dags[i]);
+        if (res->texts)
+            free(res->texts[i]);
+    }
     free(res->dags);
+    free(res->texts);
     result_init(res);
 }
 
@@ -898,10 +909,15 @@ static remex_err finish(struct ctx *c, struct remex_error *e)
     }
     if (res->ndiags == 0)
         return REMEX_OK;
-    for (size_t i = 0; i < res->ndags; i++)
+    for (size_t i = 0; i < res->ndags; i++) {
         dag_free(res->dags[i]);
+        if (res->texts)
+            free(res->texts[i]);
+    }
     free(res->dags);
+    free(res->texts);
     res->dags = NULL;
+    res->texts = NULL;
     res->ndags = 0;
     return remex_seterr(e, REMEX_EPARSE, "%s:%u:%u: %s", c->file, res->diags[0].line,
                         res->diags[0].column, res->diags[0].msg);

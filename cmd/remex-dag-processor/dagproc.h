@@ -15,6 +15,7 @@
 #define REMEX_DAGPROC_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stddef.h>
 
 #include "remex/bundle.h"
@@ -49,7 +50,10 @@ struct dp_entry {
     size_t ndags;
     struct dp_err *errs;
     size_t nerrs;
-    struct dag **models; /* ndags models when parsed by this scan (for upload), else NULL */
+    /* ndags canonical JSON texts (the parser's, each DAG's hash made of it; owned) when
+     * parsed by this scan, for upload; else NULL. An entry holds no model: the text is
+     * what is uploaded. */
+    char **texts;
 };
 
 /* One bundle's scan: ent[i] describes files.v[i]. */
@@ -65,23 +69,31 @@ struct dp_state {
 
 /* ---- scan.c ---- */
 int dp_is_dag_file(const char *rel);
-/* Parses one file's text into *ent (ent->is_dag and sha256 set by the caller). keep: keep models.
+/* Parses one file's text into *ent (ent->is_dag and sha256 set by the caller). keep: keep texts.
  * cap_ms: CPU time cap of the parse (dagyaml_parse_until; past it, an import error naming it). */
 remex_err dp_parse(const char *data, size_t len, const char *rel, int keep, unsigned cap_ms,
                    struct dp_entry *ent, struct remex_error *e);
 /* Reads and parses the file at path (size cap, time cap and read errors become import errors). */
 remex_err dp_parse_file(const char *path, const char *rel, int keep, unsigned cap_ms,
                         struct dp_entry *ent, struct remex_error *e);
+/* Called by dp_scan (in its thread) for each file it parsed that has texts (s->ent[i]);
+ * it may take them (dp_entry_drop_texts: the sync parses the file again if it needs
+ * them). out->version is set by then. */
+struct dp_scan_hook {
+    void (*parsed)(void *ud, struct dp_state *s, size_t i);
+    void *ud;
+};
 /* Scans root into *out, reusing prev's hashes and parse results (prev may be NULL); each file
- * parsed under cap_ms of CPU time. */
+ * parsed under cap_ms of CPU time; hook (may be NULL) sees each parsed file. */
 remex_err dp_scan(const char *root, const struct dp_state *prev, unsigned cap_ms,
-                  struct dp_state *out, struct remex_error *e);
+                  const struct dp_scan_hook *hook, struct dp_state *out, struct remex_error *e);
 /* The cap --lint parses under (dag_processor.parse_timeout's default). */
 #define DP_PARSE_CAP_MS 5000u
 void dp_entry_free(struct dp_entry *ent);
 void dp_state_free(struct dp_state *s);
-/* Releases the parsed models of every entry (after upload). */
-void dp_state_drop_models(struct dp_state *s);
+/* Releases the texts of an entry, or of every entry (after upload). */
+void dp_entry_drop_texts(struct dp_entry *x);
+void dp_state_drop_texts(struct dp_state *s);
 
 /*
  * DAG ids defined in more than one file: for each such definition calls
@@ -96,7 +108,7 @@ size_t dp_duplicates(const char *const *names, const struct dp_entry *const *ent
 json_t *dp_manifest(const char *bundle, const struct dp_state *s, size_t *nerrors);
 
 /* ---- cache.c ---- */
-/* Loads path into *out (files and entries, no models); REMEX_ENOTFOUND when absent. */
+/* Loads path into *out (files and entries, no texts); REMEX_ENOTFOUND when absent. */
 remex_err dp_cache_load(const char *path, const char *root, struct dp_state *out,
                         struct remex_error *e);
 /* Writes s to path atomically (temporary file, fsync, rename). */
@@ -149,6 +161,7 @@ struct dp_bundle {
     json_t *missing;               /* dag ids the plane asked for */
     json_t *where;                 /* dag_id -> file index, built when needed */
     size_t next_missing, inflight, uploaded, upload_failed, nerrors;
+    size_t streamed; /* DAGs the stream stored before this sync's manifest */
     size_t batch_bytes; /* JSON bytes per bulk upload (DP_BATCH_BYTES, halved on a 413) */
     unsigned sync_failures;
     uint64_t retry_timer;
@@ -166,6 +179,36 @@ struct dp_watch {
 };
 
 struct rolehttp;
+
+/* stream.c: one batch of encoded DAGs of a cold scan (owned texts). */
+struct dp_batch {
+    struct dp_batch *next;
+    struct dp_bundle *b;
+    char version[BUNDLE_VERSION_MAX];
+    char **texts; /* API_DAGS_BULK_MAX slots, n used (owned) */
+    size_t *lens;
+    size_t n, bytes;
+};
+
+/* stream.c: the upload of a cold scan while it goes on. */
+struct dp_stream {
+    int inited;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;         /* the queue shrank, or stop */
+    int fd;                    /* eventfd: batches queued */
+    struct dp_batch *head;     /* under mu: queued batches (the loop pops) */
+    struct dp_batch **tail;    /* under mu */
+    size_t queued_bytes;       /* under mu */
+    int on;                    /* under mu: batches are taken (off: stopped or failed) */
+    int stop;                  /* under mu: the role stops */
+    struct dp_batch *cur;      /* scan thread: the batch being filled */
+    json_t *seen;              /* scan thread: DAG ids streamed (owned) */
+    struct dp_bundle *th_b;    /* scan thread: the bundle scanned */
+    char th_version[BUNDLE_VERSION_MAX]; /* scan thread: git: the commit, else "" */
+    size_t batch_bytes;        /* scan thread */
+    size_t inflight, stored, failed; /* loop */
+    struct dp_bundle *sync_after;    /* loop: its sync starts once the stream drained */
+};
 
 struct dagproc {
     struct rolehttp *http; /* dag_processor.listen: its probes and metrics, or NULL */
@@ -188,9 +231,31 @@ struct dagproc {
     int metrics_warned;
     struct dp_watch *watch;
     size_t nwatch, capwatch;
+    /* The agent's bundles (lib bundle): snapshots of versioned local bundles, taken by the
+     * scan thread only (one scan at a time) before their version is synced. */
+    struct bundle_set *set;
+    struct dp_stream stream;
+    int th_stream;         /* this scan streams its DAGs (stream.c) */
+    int th_snap;           /* the scan made a snapshot of its version */
+    size_t th_snap_pruned; /* old snapshots removed after it */
     size_t once_errors; /* import errors seen by --once */
     int once_failed;    /* a scan or sync failed under --once */
 };
+
+/* stream.c */
+remex_err dp_stream_init(struct dagproc *dp, struct remex_error *e);
+/* Scan thread: the stream of b's scan starts (version: git's commit, NULL: the scan's);
+ * *hook is to be passed to dp_scan. dp_stream_end queues the last batch. */
+void dp_stream_begin(struct dagproc *dp, struct dp_bundle *b, const char *version,
+                     struct dp_scan_hook *hook);
+void dp_stream_end(struct dagproc *dp);
+/* Loop: batches queued or in flight. */
+int dp_stream_busy(struct dagproc *dp);
+/* Loop: sends queued batches (session up); starts stream.sync_after's sync once drained. */
+void dp_stream_pump(struct dagproc *dp);
+/* Wakes a scan thread waiting on a full queue (before joining it); then free. */
+void dp_stream_stop(struct dagproc *dp);
+void dp_stream_free(struct dagproc *dp);
 
 /* sync.c: starts syncing b->cur with the plane (once registered). */
 void dp_sync_start(struct dp_bundle *b);

@@ -46,7 +46,7 @@ static struct dagproc DP;
 static void check_done(struct dagproc *dp)
 {
     struct role *r = dp->r;
-    if (r->state == ROLE_FINISHED || dp->th_running)
+    if (r->state == ROLE_FINISHED || dp->th_running || dp_stream_busy(dp))
         return;
     for (size_t i = 0; i < dp->nb; i++)
         if (dp->b[i].syncing)
@@ -121,6 +121,44 @@ unsigned dp_parse_cap_ms(const struct dagproc *dp)
     return ms > UINT_MAX ? UINT_MAX : (unsigned)ms;
 }
 
+/*
+ * Versioned local bundle with snapshots: the snapshot of the scan's version, taken
+ * before the version is synced so that every version the plane schedules has one,
+ * however soon the folder changes again. A file changed since the scan
+ * (REMEX_ECONFLICT) means the folder moved on: it is scanned again (up to
+ * SNAP_TRIES times) and the new version is the one snapshotted and synced.
+ */
+#define SNAP_TRIES 3
+static void snapshot_scan(struct dagproc *dp, struct dp_bundle *b)
+{
+    const char *dir = bundle_snapshot_dir(dp->set, b->name);
+    int made = 0;
+    if (dir == NULL)
+        return;
+    for (int i = 0; i < SNAP_TRIES; i++) {
+        dp->th_rc = bundle_snapshot_scan(dp->set, b->name, &dp->th_out.files, dp->th_out.version,
+                                         &made, &dp->th_err);
+        if (dp->th_rc != REMEX_ECONFLICT || i + 1 == SNAP_TRIES)
+            break;
+        struct dp_state again = {0};
+        dp->th_rc =
+            dp_scan(b->root, &dp->th_out, dp_parse_cap_ms(dp), NULL, &again, &dp->th_err);
+        if (dp->th_rc != REMEX_OK)
+            return;
+        dp_state_free(&dp->th_out);
+        dp->th_out = again;
+    }
+    if (dp->th_rc != REMEX_OK || !made)
+        return;
+    /* The new snapshot and the plane's current version are always kept, besides the newest
+     * keep_versions; never one a task holds. */
+    size_t held = 0;
+    int64_t keep = dp->r->cfg.dag_processor.keep_versions;
+    const char *spare[2] = {dp->th_out.version, b->have_cur ? b->cur.version : NULL};
+    dp->th_snap = 1;
+    dp->th_snap_pruned = bundle_prune_dir(dir, keep > 0 ? (size_t)keep : 5, spare, 2, &held);
+}
+
 static void *scan_thread(void *arg)
 {
     struct dagproc *dp = arg;
@@ -133,10 +171,17 @@ static void *scan_thread(void *arg)
     if (b->is_git)
         root = dp->th_root = git_prepare(dp, b, sha);
     if (root != NULL) {
-        dp->th_rc = dp_scan(root, b->have_cur ? &b->cur : NULL, dp_parse_cap_ms(dp), &dp->th_out,
-                            &dp->th_err);
+        struct dp_scan_hook hook = {0};
+        if (dp->th_stream)
+            dp_stream_begin(dp, b, b->is_git ? sha : NULL, &hook);
+        dp->th_rc = dp_scan(root, b->have_cur ? &b->cur : NULL, dp_parse_cap_ms(dp),
+                            dp->th_stream ? &hook : NULL, &dp->th_out, &dp->th_err);
+        if (dp->th_stream)
+            dp_stream_end(dp);
         if (dp->th_rc == REMEX_OK && b->is_git)
             snprintf(dp->th_out.version, sizeof(dp->th_out.version), "%s", sha);
+        else if (dp->th_rc == REMEX_OK)
+            snapshot_scan(dp, b);
         if (dp->th_rc == REMEX_OK &&
             dp_cache_save(b->cache_path, b->cache_id, &dp->th_out, &ce) != REMEX_OK) {
             /* Not fatal: the next start parses again. Reported by the loop. */
@@ -168,6 +213,7 @@ static void scan_done(struct dagproc *dp)
         return;
     }
     if (dp->th_rc != REMEX_OK) {
+        dp_state_free(&dp->th_out);
         free(dp->th_root);
         dp->th_root = NULL;
         char where[1024];
@@ -180,6 +226,9 @@ static void scan_done(struct dagproc *dp)
         dp_synced(b, 0);
         return;
     }
+    if (dp->th_snap)
+        log_info("bundle %s: snapshot of version %s taken (%zu old snapshot%s pruned)", b->name,
+                 dp->th_out.version, dp->th_snap_pruned, dp->th_snap_pruned == 1 ? "" : "s");
     if (dp->th_pruned || dp->th_held)
         log_info("bundle %s: pruned %zu old checkout%s (%zu kept: a task runs in them)", b->name,
                  dp->th_pruned, dp->th_pruned == 1 ? "" : "s", dp->th_held);
@@ -204,6 +253,14 @@ static void scan_done(struct dagproc *dp)
               " ms, version %s",
               b->name, b->cur.files.n, b->cur.files.hashed, b->cur.ndagfiles, b->cur.parsed,
               dp->th_ms, b->cur.version);
+    if (dp_stream_busy(dp)) { /* the manifest goes once the streamed batches are stored */
+        dp->stream.sync_after = b;
+        dp_stream_pump(dp);
+        return;
+    }
+    b->streamed = dp->th_stream ? dp->stream.stored : 0;
+    if (b->streamed)
+        log_debug("bundle %s: %zu DAGs streamed while scanning", b->name, b->streamed);
     dp_sync_start(b);
 }
 
@@ -222,7 +279,7 @@ static void efd_ready(struct evloop *loop, int fd, unsigned events, void *arg)
 /* Starts the next wanted scan when the thread is free (never one of a bundle being synced). */
 void dp_kick(struct dagproc *dp)
 {
-    if (dp->th_running || dp->r->state >= ROLE_DRAINING)
+    if (dp->th_running || dp->r->state >= ROLE_DRAINING || dp_stream_busy(dp))
         return;
     for (size_t i = 0; i < dp->nb; i++) {
         struct dp_bundle *b = &dp->b[i];
@@ -234,6 +291,12 @@ void dp_kick(struct dagproc *dp)
         dp->th_same = 0;
         dp->th_root = NULL;
         dp->th_pruned = dp->th_held = 0;
+        dp->th_snap = 0;
+        dp->th_snap_pruned = 0;
+        /* A scan with nothing to start from parses every file: its DAGs are uploaded while
+         * it goes on (stream.c) rather than all held until the manifest is answered. */
+        dp->th_stream = !b->have_cur;
+        dp->stream.stored = dp->stream.failed = 0;
         memset(&dp->th_err, 0, sizeof(dp->th_err));
         dp->th_err.code = REMEX_OK;
         int err = pthread_create(&scan_tid, NULL, scan_thread, dp);
@@ -390,6 +453,17 @@ static int setup(struct dagproc *dp)
     if (dp->b == NULL)
         return REMEX_EXIT_FAIL;
     const struct agentcfg_bundle *cb = ac->bundles.items;
+    struct bundle_spec *specs = calloc(ac->bundles.n, sizeof(*specs));
+    if (specs == NULL)
+        return REMEX_EXIT_FAIL;
+    for (size_t i = 0; i < ac->bundles.n; i++)
+        agentcfg_bundle_spec(ac, &cb[i], &specs[i]);
+    remex_err brc = bundle_set_new(specs, ac->bundles.n, &dp->set, &e);
+    free(specs);
+    if (brc != REMEX_OK) {
+        log_error("bundles: %s", e.msg);
+        return REMEX_EXIT_CONFIG;
+    }
     for (size_t i = 0; i < ac->bundles.n; i++) {
         dp->nb = i + 1;
         if ((code = setup_bundle(dp, &dp->b[i], &cb[i])) >= 0)
@@ -397,6 +471,10 @@ static int setup(struct dagproc *dp)
     }
     if (!dp->r->once && dp_watch_start(dp, &e) != REMEX_OK)
         log_warn("inotify: %s: bundles are rescanned every interval only", e.msg);
+    if (dp_stream_init(dp, &e) != REMEX_OK) {
+        log_error("stream channel: %s", e.msg);
+        return REMEX_EXIT_FAIL;
+    }
     dp->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (dp->efd < 0 ||
         evloop_watch(dp->loop, dp->efd, EVLOOP_READ, efd_ready, dp, &e) != REMEX_OK) {
@@ -458,6 +536,7 @@ static void role_drain_hook(struct role *r, const char *why)
             evloop_timer_cancel(dp->loop, dp->b[i].retry_timer);
         dp->b[i].retry_timer = 0;
     }
+    dp_stream_pump(dp); /* batches that cannot be sent now are dropped */
     check_done(dp);
 }
 
@@ -472,6 +551,7 @@ static void role_stop_hook(struct role *r)
     struct dagproc *dp = r->ud;
     rolehttp_free(dp->http);
     dp->http = NULL;
+    dp_stream_stop(dp); /* a scan waiting on a full queue goes on without it */
     if (dp->th_running) {
         pthread_join(scan_tid, NULL); /* a scan is bounded by the bundle caps */
         dp_state_free(&dp->th_out);
@@ -491,6 +571,9 @@ static void role_stop_hook(struct role *r)
         free(b->git_dir);
     }
     dp_watch_stop(dp);
+    dp_stream_free(dp);
+    bundle_set_free(dp->set);
+    dp->set = NULL;
     free(dp->b);
     if (dp->efd >= 0) {
         evloop_unwatch(dp->loop, dp->efd);

@@ -22,14 +22,14 @@ void dp_entry_free(struct dp_entry *ent)
 {
     for (size_t i = 0; i < ent->ndags; i++) {
         free(ent->dags[i].dag_id);
-        if (ent->models)
-            dag_free(ent->models[i]);
+        if (ent->texts)
+            free(ent->texts[i]);
     }
+    free(ent->texts);
     for (size_t i = 0; i < ent->nerrs; i++)
         free(ent->errs[i].msg);
     free(ent->dags);
     free(ent->errs);
-    free(ent->models);
     memset(ent, 0, sizeof(*ent));
 }
 
@@ -42,15 +42,18 @@ void dp_state_free(struct dp_state *s)
     memset(s, 0, sizeof(*s));
 }
 
-void dp_state_drop_models(struct dp_state *s)
+void dp_entry_drop_texts(struct dp_entry *x)
 {
-    for (size_t i = 0; s->ent && i < s->files.n; i++) {
-        struct dp_entry *x = &s->ent[i];
-        for (size_t j = 0; x->models && j < x->ndags; j++)
-            dag_free(x->models[j]);
-        free(x->models);
-        x->models = NULL;
-    }
+    for (size_t j = 0; x->texts && j < x->ndags; j++)
+        free(x->texts[j]);
+    free(x->texts);
+    x->texts = NULL;
+}
+
+void dp_state_drop_texts(struct dp_state *s)
+{
+    for (size_t i = 0; s->ent && i < s->files.n; i++)
+        dp_entry_drop_texts(&s->ent[i]);
 }
 
 /* Is c a character that ends a plain YAML scalar on a line? */
@@ -109,13 +112,13 @@ static remex_err add_err(struct dp_entry *ent, unsigned line, unsigned col, cons
     return REMEX_OK;
 }
 
-/* Takes res's DAGs (and models when keep) into ent. */
+/* Takes res's DAGs (and, when keep, their canonical texts: the models are freed) into ent. */
 static remex_err take_dags(struct dagyaml_result *res, const char *data, size_t len, int keep,
                            struct dp_entry *ent, struct remex_error *e)
 {
     ent->dags = calloc(res->ndags ? res->ndags : 1, sizeof(*ent->dags));
     if (ent->dags == NULL ||
-        (keep && (ent->models = calloc(res->ndags ? res->ndags : 1, sizeof(*ent->models))) == NULL))
+        (keep && (ent->texts = calloc(res->ndags ? res->ndags : 1, sizeof(*ent->texts))) == NULL))
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     for (size_t i = 0; i < res->ndags; i++) {
         struct dp_dag *d = &ent->dags[i];
@@ -127,9 +130,11 @@ static remex_err take_dags(struct dagyaml_result *res, const char *data, size_t 
         else
             d->line = d->col = 1;
         ent->ndags++;
-        if (keep) {
-            ent->models[i] = res->dags[i];
-            res->dags[i] = NULL;
+        if (keep && res->texts && res->texts[i]) {
+            ent->texts[i] = res->texts[i];
+            res->texts[i] = NULL;
+        } else if (keep && dag_to_json(res->dags[i], &ent->texts[i], NULL, e) != REMEX_OK) {
+            return e->code;
         }
     }
     return REMEX_OK;
@@ -242,7 +247,7 @@ static remex_err scan_one(const char *root, const struct dp_state *prev, unsigne
 }
 
 remex_err dp_scan(const char *root, const struct dp_state *prev, unsigned cap_ms,
-                  struct dp_state *out, struct remex_error *e)
+                  const struct dp_scan_hook *hook, struct dp_state *out, struct remex_error *e)
 {
     remex_err rc;
     memset(out, 0, sizeof(*out));
@@ -255,8 +260,11 @@ remex_err dp_scan(const char *root, const struct dp_state *prev, unsigned cap_ms
     for (size_t i = 0; rc == REMEX_OK && i < out->files.n; i++) {
         if (!dp_is_dag_file(out->files.v[i].rel))
             continue;
+        size_t parsed = out->parsed;
         rc = scan_one(root, prev, cap_ms, out, i, e);
         out->nerrors += out->ent[i].nerrs;
+        if (rc == REMEX_OK && hook && out->parsed > parsed && out->ent[i].texts)
+            hook->parsed(hook->ud, out, i);
     }
     if (rc != REMEX_OK)
         dp_state_free(out);

@@ -49,7 +49,7 @@ static void finish(struct dp_bundle *b, int ok)
     json_decref(b->where);
     b->missing = b->where = NULL;
     b->syncing = 0;
-    dp_state_drop_models(&b->cur);
+    dp_state_drop_texts(&b->cur);
     if (ok) {
         memcpy(b->synced, b->sending, sizeof(b->synced));
         b->synced_ms = evloop_now_ms(b->dp->loop);
@@ -78,8 +78,10 @@ static void fail(struct dp_bundle *b, const char *what, const char *msg)
             evloop_timer_add(b->dp->loop, api_backoff_ms(b->sync_failures++ + 4), 0, retry_fire, b);
 }
 
-/* The model of dag_id in the current scan (parsing its file again when the scan kept none). */
-static const struct dag *model_of(struct dp_bundle *b, const char *dag_id)
+/* The canonical text of dag_id in the current scan (borrowed), parsing its file again when
+ * the scan kept none (the stream took them, or a cached entry); NULL when the file changed
+ * since the scan (the next scan has it). */
+static const char *text_of(struct dp_bundle *b, const char *dag_id)
 {
     struct remex_error e;
     if (b->where == NULL) {
@@ -92,17 +94,22 @@ static const struct dag *model_of(struct dp_bundle *b, const char *dag_id)
     json_t *k = json_object_get(b->where, dag_id);
     if (!json_is_integer(k))
         return NULL;
-    size_t i = (size_t)json_integer_value(k);
+    size_t i = (size_t)json_integer_value(k), at = 0;
     struct dp_entry *x = &b->cur.ent[i];
-    if (x->models == NULL) {
+    while (at < x->ndags && strcmp(x->dags[at].dag_id, dag_id) != 0)
+        at++;
+    if (at == x->ndags)
+        return NULL;
+    if (x->texts == NULL || x->texts[at] == NULL) { /* none kept, or the stream took it */
+        dp_entry_drop_texts(x);
         char path[PATH_MAX];
         struct dp_entry fresh = {0};
         snprintf(path, sizeof(path), "%s/%s", b->root, b->cur.files.v[i].rel);
         if (dp_parse_file(path, b->cur.files.v[i].rel, 1, dp_parse_cap_ms(b->dp), &fresh, &e) !=
                 REMEX_OK ||
-            fresh.ndags != x->ndags || fresh.models == NULL) {
+            fresh.ndags != x->ndags || fresh.texts == NULL) {
             dp_entry_free(&fresh);
-            return NULL; /* changed since the scan: the next scan has it */
+            return NULL;
         }
         for (size_t j = 0; j < x->ndags; j++)
             if (strcmp(fresh.dags[j].dag_id, x->dags[j].dag_id) ||
@@ -110,14 +117,11 @@ static const struct dag *model_of(struct dp_bundle *b, const char *dag_id)
                 dp_entry_free(&fresh);
                 return NULL;
             }
-        x->models = fresh.models;
-        fresh.models = NULL;
+        x->texts = fresh.texts;
+        fresh.texts = NULL;
         dp_entry_free(&fresh);
     }
-    for (size_t j = 0; j < x->ndags; j++)
-        if (strcmp(x->dags[j].dag_id, dag_id) == 0)
-            return x->models[j];
-    return NULL;
+    return x->texts[at];
 }
 
 /* Logs a refused item of a bulk reply (the first few of a sync only). */
@@ -186,17 +190,17 @@ static int put_batch(struct dp_bundle *b)
     }
     while (b->next_missing < n && k < DP_BATCH_MAX) {
         const char *id = json_string_value(json_array_get(b->missing, b->next_missing));
-        const struct dag *d = id ? model_of(b, id) : NULL;
-        if (d == NULL) {
+        const char *kept = id ? text_of(b, id) : NULL; /* the parser's canonical text */
+        if (kept == NULL) {
             b->next_missing++;
             b->upload_failed++;
             log_warn("bundle %s: %s changed while it was synced; the next scan sends it", b->name,
                      id ? id : "a DAG");
             continue;
         }
-        char *t = NULL;
-        size_t len = 0;
-        if (dag_to_json(d, &t, &len, &e) != REMEX_OK) {
+        char *t = strdup(kept);
+        size_t len = strlen(kept);
+        if (t == NULL) {
             b->upload_failed++;
             break;
         }
@@ -243,6 +247,8 @@ static void pump(struct dp_bundle *b)
         return;
     }
     uint64_t ms = evloop_now_ms(b->dp->loop) - b->sync_start_ms;
+    b->uploaded += b->streamed; /* stored while the scan went on (stream.c) */
+    b->streamed = 0;
     b->m.uploads += b->uploaded;
     b->m.sync_ms = ms;
     log_info("bundle %s: version %s on the plane: %zu DAG files (%zu parsed, %zu from the "
@@ -319,7 +325,8 @@ void dp_sync_start(struct dp_bundle *b)
     if (strcmp(b->sending, b->synced) == 0 && age < dp->r->cfg.dag_processor.reconcile_ms) {
         json_decref(m);
         log_debug("bundle %s: unchanged (version %s): nothing to send", b->name, b->cur.version);
-        dp_state_drop_models(&b->cur);
+        dp_state_drop_texts(&b->cur);
+        b->streamed = 0;
         dp_synced(b, 1);
         return;
     }
@@ -335,6 +342,7 @@ void dp_sync_start(struct dp_bundle *b)
 
 void dp_sync_registered(struct dagproc *dp)
 {
+    dp_stream_pump(dp);
     for (size_t i = 0; i < dp->nb; i++)
         if (dp->b[i].sync_wanted)
             dp_sync_start(&dp->b[i]);

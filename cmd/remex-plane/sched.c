@@ -116,6 +116,11 @@ const struct store_migration store_migrations_sched[] = {
     {120, sret_migration_sql},
     /* The bundle version an import error was found in (manifest's version). */
     {137, "ALTER TABLE import_errors ADD COLUMN version TEXT NOT NULL DEFAULT '';"},
+    /* A DAG whose version is its bundle's (bundles.version, the last manifest's): a
+     * manifest that moves the bundle to a new version rewrites no DAG row
+     * (sched_dags.c); bundle_version keeps the version it had when it stopped
+     * following (left out of a manifest, or changed). */
+    {150, "ALTER TABLE dags ADD COLUMN version_follows INTEGER NOT NULL DEFAULT 0;"},
     {0, NULL},
 };
 

@@ -38,7 +38,8 @@ struct sdag {
     struct dag *dag;          /* owned, immutable */
     char *bundle;
     char *bundle_version;
-    json_t *params;    /* borrowed from dag */
+    int version_follows; /* its row's version is bundles.version of its bundle (sched_dags.c) */
+    json_t *params;      /* borrowed from dag */
     char *params_text; /* params serialised (owned), made at the first assignment */
     int is_active;
     int is_paused;

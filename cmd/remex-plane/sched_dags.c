@@ -154,9 +154,14 @@ void sdag_free_all(struct sched *s)
 
 remex_err sdag_load_all(struct plane *p, struct remex_error *e)
 {
+    /* A row that follows its bundle's version reads it from bundles (sched.c, migration 150). */
     sqlite3_stmt *st = sq(p,
-                          "SELECT dag_id, json, bundle, bundle_version, is_active, is_paused,"
-                          " next_run_ms FROM dags",
+                          "SELECT d.dag_id, d.json, d.bundle,"
+                          " CASE WHEN d.version_follows = 1 AND b.version IS NOT NULL"
+                          " THEN b.version ELSE d.bundle_version END,"
+                          " d.is_active, d.is_paused, d.next_run_ms,"
+                          " d.version_follows = 1 AND b.version IS NOT NULL"
+                          " FROM dags d LEFT JOIN bundles b ON b.name = d.bundle",
                           "");
     if (!st)
         return remex_seterr(e, REMEX_EIO, "sched: cannot read dags");
@@ -176,6 +181,7 @@ remex_err sdag_load_all(struct plane *p, struct remex_error *e)
         d->is_active = (int)sqlite3_column_int64(st, 4);
         d->is_paused = (int)sqlite3_column_int64(st, 5);
         d->next_run_ms = sq_col_int(st, 6, INT64_MIN);
+        d->version_follows = (int)sqlite3_column_int64(st, 7);
         sdag_link(SCHED(p), d);
         sdmap_put(SCHED(p), d);
         sdheap_set(SCHED(p), d, INT64_MIN); /* looked at once, in the first passes */
@@ -194,6 +200,15 @@ enum dag_store {
     DAG_FAILED,     /* encode, store or memory failure (msg says which) */
 };
 
+/* 1 when version is bundle's current one (bundles.version, set by the manifest
+ * the dag-processor sent before this upload): the DAG's row then follows it,
+ * and a later manifest that moves the bundle rewrites no row. mu held. */
+static int follows_bundle(struct plane *p, const char *bundle, const char *version)
+{
+    return sq_int(p, 0, "SELECT count(*) FROM bundles WHERE name = ?1 AND version = ?2", "tt",
+                  bundle, version) > 0;
+}
+
 /*
  * Stores dag (owned: consumed in every case) for bundle@version, with
  * p->mu held and inside the caller's transaction or autocommit. text is its
@@ -206,6 +221,7 @@ static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, char *t
                                        const char **msg)
 {
     struct sdag *old = sdag_find(p, dag->dag_id);
+    int follows;
     if (old && strcmp(old->dag->hash, dag->hash) == 0) {
         free(text); /* the row keeps its JSON: same hash, same text */
         /* Idempotent: the same DAG again is not rewritten. */
@@ -214,12 +230,14 @@ static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, char *t
             dag_free(dag);
             return DAG_UNCHANGED;
         }
+        follows = follows_bundle(p, bundle, version);
         char *nb = strdup(bundle), *nv = strdup(version);
         if (!nb || !nv ||
             sq_run(p,
                    "UPDATE dags SET bundle = ?2, bundle_version = ?3, is_active = 1,"
-                   " updated_ms = ?4 WHERE dag_id = ?1",
-                   "ttti", dag->dag_id, bundle, version, plane_now_ms()) != SQLITE_DONE) {
+                   " updated_ms = ?4, version_follows = ?5 WHERE dag_id = ?1",
+                   "tttii", dag->dag_id, bundle, version, plane_now_ms(),
+                   (int64_t)follows) != SQLITE_DONE) {
             free(nb);
             free(nv);
             dag_free(dag);
@@ -230,6 +248,7 @@ static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, char *t
         free(old->bundle_version);
         old->bundle = nb;
         old->bundle_version = nv;
+        old->version_follows = follows;
         old->is_active = 1;
         sruns_touch(p, old);
         dag_free(dag);
@@ -243,13 +262,16 @@ static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, char *t
         return DAG_FAILED;
     }
     const char *fileloc = dag->fileloc ? dag->fileloc : "";
+    follows = follows_bundle(p, bundle, version);
     int rc =
         sq_run(p,
                "INSERT INTO dags (dag_id, bundle, bundle_version, fileloc, hash, json,"
-               " is_active, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)"
-               " ON CONFLICT (dag_id) DO UPDATE SET bundle = ?2, bundle_version = ?3,"
-               " fileloc = ?4, hash = ?5, json = ?6, is_active = 1, updated_ms = ?7",
-               "tttttti", dag->dag_id, bundle, version, fileloc, dag->hash, text, plane_now_ms());
+               " is_active, updated_ms, version_follows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7,"
+               " ?8) ON CONFLICT (dag_id) DO UPDATE SET bundle = ?2, bundle_version = ?3,"
+               " fileloc = ?4, hash = ?5, json = ?6, is_active = 1, updated_ms = ?7,"
+               " version_follows = ?8",
+               "ttttttii", dag->dag_id, bundle, version, fileloc, dag->hash, text, plane_now_ms(),
+               (int64_t)follows);
     free(text);
     if (rc != SQLITE_DONE) {
         dag_free(dag);
@@ -276,6 +298,7 @@ static enum dag_store dag_store_locked(struct plane *p, struct dag *dag, char *t
     }
     d->is_active = 1;
     d->is_paused = paused;
+    d->version_follows = follows;
     sdag_install(p, d);
     *changed = 1;
     return DAG_STORED;
@@ -503,12 +526,40 @@ static int manifest_check(json_t *body, struct plane_resp *rs)
     return 0;
 }
 
+/* Replaces *dst by a copy of v; -1 out of memory (*dst kept). */
+static int set_str(char **dst, const char *v)
+{
+    char *n = strdup(v);
+    if (!n)
+        return -1;
+    free(*dst);
+    *dst = n;
+    return 0;
+}
+
+/* A DAG whose row followed its bundle's version stops following it: the row
+ * keeps the version the DAG has now (its DAG changed: the upload sets the
+ * next one). mu held; -1 when the statement failed. */
+static int freeze(struct plane *p, struct sdag *d)
+{
+    d->version_follows = 0;
+    return sq_run(p, "UPDATE dags SET version_follows = 0, bundle_version = ?2 WHERE dag_id = ?1",
+                  "tt", d->dag->dag_id, d->bundle_version) == SQLITE_DONE
+               ? 0
+               : -1;
+}
+
 /*
  * Applies a checked manifest with p->mu held, inside a transaction. Costs one
  * index look-up per listed DAG (sdmap), one walk of the cached DAGs for those
- * left out, and one UPDATE for all the DAGs that moved to this version (their
- * ids as a JSON array through json_each), whatever their number. Returns 0,
- * or -1 when a statement failed (the caller's commit then fails too).
+ * left out, and one UPDATE for the DAGs that moved to this bundle or became
+ * active again (their ids as a JSON array through json_each). A DAG of this
+ * bundle whose row follows the bundle's version (version_follows, migration
+ * 150) and is listed unchanged costs no row write: the bundles row's version
+ * is its version, so a new version of an unchanged bundle writes one row, not
+ * one per DAG (each row carries the DAG's JSON). A DAG left out, or whose
+ * hash changed, stops following and keeps its version in its own row.
+ * Returns 0, or -1 when a statement failed (the caller's commit then fails).
  */
 static int manifest_locked(struct plane *p, json_t *body, const char *bundle, const char *version,
                            json_t *missing)
@@ -533,30 +584,37 @@ static int manifest_locked(struct plane *p, json_t *body, const char *bundle, co
                 d->manifest_gen = gen; /* listed: stays active */
             if (!d || strcmp(d->dag->hash, h) != 0) {
                 json_array_append_new(missing, json_string(id));
+                if (d && d->version_follows && freeze(p, d) != 0)
+                    rc = -1;
                 continue;
             }
-            if (!d->is_active || strcmp(d->bundle, bundle) || strcmp(d->bundle_version, version)) {
-                char *nb = strdup(bundle), *nv = strdup(version);
-                if (nb && nv && moved && json_array_append_new(moved, json_string(id)) == 0) {
-                    free(d->bundle);
-                    free(d->bundle_version);
-                    d->bundle = nb;
-                    d->bundle_version = nv;
-                    d->is_active = 1;
-                    sruns_touch(p, d);
-                } else {
-                    free(nb);
-                    free(nv);
+            if (d->is_active && d->version_follows && strcmp(d->bundle, bundle) == 0) {
+                /* Its row follows the bundle: the bundles row below moves it. */
+                if (strcmp(d->bundle_version, version) != 0 && set_str(&d->bundle_version, version))
                     rc = -1;
-                }
+                continue;
+            }
+            char *nb = strdup(bundle), *nv = strdup(version);
+            if (nb && nv && moved && json_array_append_new(moved, json_string(id)) == 0) {
+                free(d->bundle);
+                free(d->bundle_version);
+                d->bundle = nb;
+                d->bundle_version = nv;
+                d->is_active = 1;
+                d->version_follows = 1;
+                sruns_touch(p, d);
+            } else {
+                free(nb);
+                free(nv);
+                rc = -1;
             }
         }
     }
     if (json_array_size(moved) > 0) {
         char *ids = json_dumps(moved, JSON_COMPACT);
         if (!ids || sq_run(p,
-                           "UPDATE dags SET bundle = ?2, bundle_version = ?3, is_active = 1"
-                           " WHERE dag_id IN (SELECT value FROM json_each(?1))",
+                           "UPDATE dags SET bundle = ?2, bundle_version = ?3, is_active = 1,"
+                           " version_follows = 1 WHERE dag_id IN (SELECT value FROM json_each(?1))",
                            "ttt", ids, bundle, version) != SQLITE_DONE)
             rc = -1;
         free(ids);
@@ -565,9 +623,12 @@ static int manifest_locked(struct plane *p, json_t *body, const char *bundle, co
     for (struct sdag *d = s->dags; d; d = d->next) {
         if (d->is_active && d->manifest_gen != gen && strcmp(d->bundle, bundle) == 0) {
             d->is_active = 0;
+            d->version_follows = 0; /* keeps the version it was last listed at */
             sruns_touch(p, d);
-            if (sq_run(p, "UPDATE dags SET is_active = 0 WHERE dag_id = ?1", "t", d->dag->dag_id) !=
-                SQLITE_DONE)
+            if (sq_run(p,
+                       "UPDATE dags SET is_active = 0, version_follows = 0, bundle_version = ?2"
+                       " WHERE dag_id = ?1",
+                       "tt", d->dag->dag_id, d->bundle_version) != SQLITE_DONE)
                 rc = -1;
         }
     }

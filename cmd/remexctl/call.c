@@ -471,3 +471,52 @@ int ctl_fetch(struct ctl *c, const char *method, const char *path, json_t *body,
     buf_free(&raw);
     return rc;
 }
+
+int ctl_call_route(struct ctl *c, const char *method, const char *path, json_t *body,
+                   struct buf *raw, int *soft)
+{
+    struct http_request rq;
+    struct http_response rs;
+    struct remex_error e;
+    char *data = NULL;
+    char what[512];
+    remex_err rc;
+    int x;
+
+    *soft = 0;
+    if ((x = client(c)) != CTL_OK)
+        return x;
+    if (body != NULL && (data = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+        return ctl_fail(c, CTL_EFAIL, "out of memory");
+    memset(&rq, 0, sizeof(rq));
+    rq.method = method;
+    rq.path = path;
+    rq.body = data;
+    rq.body_len = data ? strlen(data) : 0;
+    rc = http_do(c->http, &rq, &rs, &e);
+    free(data);
+    if (rc != REMEX_OK) {
+        http_response_free(&rs);
+        return map_error(c, rc, &e);
+    }
+    snprintf(what, sizeof(what), "%s %s", method, path);
+    if (rs.status == 404 || rs.status == 405 || rs.status == 413) {
+        if (c->verbose)
+            fprintf(stderr, "remexctl: %s: HTTP %ld: %s\n", what, rs.status,
+                    rs.status == 413 ? "body too large" : "the plane has no such route");
+        *soft = (int)rs.status;
+        http_response_free(&rs);
+        return CTL_OK;
+    }
+    if (rs.status >= 400 && rs.status != 401 && rs.status != 403) {
+        x = refused(c, what, path, rs.status, &rs.body);
+        http_response_free(&rs);
+        return x;
+    }
+    rc = http_check_status(what, rs.status, &rs.body, &e);
+    if (rc == REMEX_OK &&
+        buf_append(raw, rs.body.data ? rs.body.data : "", rs.body.len) != REMEX_OK)
+        rc = remex_seterr(&e, REMEX_ETOOBIG, "%s: reply too large", what);
+    http_response_free(&rs);
+    return rc == REMEX_OK ? CTL_OK : map_error(c, rc, &e);
+}

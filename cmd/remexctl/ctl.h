@@ -88,6 +88,15 @@ int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, 
 /* ctl_call for display: with -o json prints the raw reply and leaves *reply
  * NULL (the caller prints nothing more); otherwise *reply as ctl_call. */
 int ctl_fetch(struct ctl *c, const char *method, const char *path, json_t *body, json_t **reply);
+/*
+ * ctl_call for a route an older plane may lack: a 404 or 405 (no such route)
+ * or a 413 (body over the plane's body_max) sets *soft to the status and
+ * returns CTL_OK with nothing printed (-v says so), for the caller to fall
+ * back; otherwise *soft = 0 and as ctl_call, the 2xx reply's bytes appended
+ * to raw.
+ */
+int ctl_call_route(struct ctl *c, const char *method, const char *path, json_t *body,
+                   struct buf *raw, int *soft);
 /* Frees the client and wipes the token. */
 void ctl_close(struct ctl *c);
 /* Appends the percent-encoded path segment s (RFC 3986 unreserved kept). */

@@ -3,9 +3,12 @@
  *
  * The file is parsed and validated by the dagyaml module (the same parser the
  * dag-processor uses), so every problem is reported as FILE:LINE:COL and
- * nothing is uploaded unless the whole file is valid. Each DAG's canonical
- * JSON is uploaded with PUT /api/v1/dags/{dag_id}; the bundle version is the
- * SHA-256 of the file. Templates are kept verbatim (the worker expands them).
+ * nothing is uploaded unless the whole file is valid. The DAGs' canonical JSON
+ * is uploaded in one POST /api/v1/dags/bulk (API_DAGS_BULK_MAX DAGs per
+ * request); a plane without that route (404, 405), or one whose body_max the
+ * request exceeds (413), gets one PUT /api/v1/dags/{dag_id} per DAG instead.
+ * The bundle version is the SHA-256 of the file. Templates are kept verbatim
+ * (the worker expands them).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "remex/api.h"
 #include "remex/dag.h"
 #include "remex/dagyaml.h"
 #include "remex/hash.h"
@@ -42,6 +46,73 @@ static int push_one(struct ctl *c, const struct dag *d, json_t *bundle)
     json_decref(body);
     buf_free(&path);
     buf_free(&raw);
+    return rc;
+}
+
+/* Prints the bulk reply's results: "pushed ID (hash H)" per stored or unchanged DAG, each
+ * refused one on stderr (CTL_EFAIL). */
+static int bulk_report(struct ctl *c, const struct buf *raw)
+{
+    json_t *reply = json_loadb(raw->data ? raw->data : "", raw->len, 0, NULL); /* owned */
+    json_t *results = json_object_get(reply, "results"), *r;                  /* borrowed */
+    char id[256], hash[256], why[512];
+    int rc = CTL_OK;
+    size_t i;
+
+    if (!json_is_array(results)) {
+        json_decref(reply);
+        return ctl_fail(c, CTL_EFAIL, "POST /api/v1/dags/bulk: reply without a results array");
+    }
+    json_array_foreach(results, i, r)
+    {
+        const char *st = json_string_value(json_object_get(r, "status"));
+        table_sanitize(id, sizeof(id), json_string_value(json_object_get(r, "dag_id")));
+        if (st && (strcmp(st, "stored") == 0 || strcmp(st, "unchanged") == 0)) {
+            table_sanitize(hash, sizeof(hash), json_string_value(json_object_get(r, "hash")));
+            printf("pushed %s (hash %s)\n", id, hash);
+        } else {
+            table_sanitize(why, sizeof(why), json_string_value(json_object_get(r, "error")));
+            rc = ctl_fail(c, CTL_EFAIL, "%s: refused by the plane: %s", id[0] ? id : "a DAG",
+                          why[0] ? why : "no reason given");
+        }
+    }
+    fflush(stdout);
+    json_decref(reply);
+    return rc;
+}
+
+/*
+ * Uploads dags[0..n) with POST /api/v1/dags/bulk, API_DAGS_BULK_MAX per
+ * request. *soft: the status of a request the plane refused as a route it
+ * lacks (404, 405: a plane older than the bulk route) or as too large (413),
+ * for the caller to push the DAGs from first_left on one by one.
+ */
+static int push_bulk(struct ctl *c, struct dag *const *dags, size_t n, json_t *bundle, int *soft,
+                     size_t *first_left)
+{
+    int rc = CTL_OK;
+    *soft = 0;
+    for (size_t at = 0; rc == CTL_OK && at < n; at += API_DAGS_BULK_MAX) {
+        struct buf raw = BUF_INIT(16u * 1024 * 1024);
+        json_t *list = json_array(); /* owned by body once packed */
+        for (size_t i = at; list && i < n && i < at + API_DAGS_BULK_MAX; i++)
+            if (json_array_append_new(list, dag_to_json_value(dags[i])) != 0) {
+                json_decref(list);
+                list = NULL;
+            }
+        json_t *body = list ? json_pack("{s:O, s:o}", "bundle", bundle, "dags", list) : NULL;
+        rc = body ? ctl_call_route(c, "POST", "/api/v1/dags/bulk", body, &raw, soft)
+                  : ctl_fail(c, CTL_EFAIL, "out of memory");
+        json_decref(body);
+        if (rc == CTL_OK && *soft) {
+            *first_left = at;
+            buf_free(&raw);
+            return CTL_OK;
+        }
+        if (rc == CTL_OK)
+            rc = c->json ? ctl_print_raw(c, &raw) : bulk_report(c, &raw);
+        buf_free(&raw);
+    }
     return rc;
 }
 
@@ -187,7 +258,15 @@ int cmd_dags_push(struct ctl *c, int argc, char **argv)
         snprintf(version, sizeof(version), "sha256:%s", hex);
         bundle = json_pack("{s:s, s:s}", "name", bundle_name, "version", version);
         rc = bundle ? CTL_OK : ctl_fail(c, CTL_EFAIL, "out of memory");
-        for (size_t i = 0; rc == CTL_OK && i < res.ndags; i++)
+        int soft = 0;
+        size_t left = 0;
+        if (rc == CTL_OK)
+            rc = push_bulk(c, res.dags, res.ndags, bundle, &soft, &left);
+        if (rc == CTL_OK && soft && c->verbose)
+            fprintf(stderr, "remexctl: dags push: %s; one PUT per DAG\n",
+                    soft == 413 ? "the batch is over the plane's body_max"
+                                : "the plane has no bulk upload route");
+        for (size_t i = left; rc == CTL_OK && soft && i < res.ndags; i++)
             rc = push_one(c, res.dags[i], bundle);
         if (rc == CTL_OK && !c->json)
             warn_bundle(c, bundle_name, named);

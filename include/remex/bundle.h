@@ -143,6 +143,17 @@ remex_err bundle_hold_dir(const char *dir, int *fd);
  */
 remex_err bundle_snapshot(struct bundle_set *b, const char *name, char version[BUNDLE_VERSION_MAX],
                           int *made, struct remex_error *e);
+/*
+ * Snapshot of versioned local bundle name at version, from scan (a
+ * bundle_scan_dir of its folder whose version is version): made unless it
+ * exists (*made = 1 when made now), each file checked against the scan's
+ * hash, so no second hashing pass. REMEX_EINVAL for a bundle without
+ * snapshots or a version that is not the scan's; REMEX_ECONFLICT when a file
+ * no longer holds the scan's content (the folder changed: scan again).
+ */
+remex_err bundle_snapshot_scan(struct bundle_set *b, const char *name,
+                               const struct bundle_files *scan, const char *version, int *made,
+                               struct remex_error *e);
 /* Folder of the snapshots of name (<state_dir>/bundles/<name>, borrowed), or NULL. */
 const char *bundle_snapshot_dir(const struct bundle_set *b, const char *name);
 /* Snapshots this set made of name, and the files they linked from the previous one. */

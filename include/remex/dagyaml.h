@@ -42,6 +42,9 @@ struct dagyaml_diag {
 struct dagyaml_result {
     struct dag **dags; /* ndags owned models, in file order; none when ndiags > 0 */
     size_t ndags;
+    /* texts[i]: dags[i]'s canonical JSON (dag_to_json's text, the one its hash was
+     * made of; owned, NULL-able: a caller may take one and leave NULL). */
+    char **texts;
     struct dagyaml_diag diags[DAGYAML_DIAGS_MAX];
     size_t ndiags;
     int more_diags; /* diagnostics beyond the cap were dropped */

@@ -5,7 +5,9 @@ defined twice, and a worker that runs a task at the version its DAG was
 scheduled with (or fails it, naming both versions)."""
 import os
 import re
+import shutil
 import signal
+import sqlite3
 import unittest
 
 import harness
@@ -234,13 +236,20 @@ class DagProcessorTest(workerfix.WorkerCase):
             ("one.yaml", 1, 1, "dag_id 'same' is also defined in two.yaml"),
             ("two.yaml", 2, 1, "dag_id 'same' is also defined in one.yaml"),
         ])
-        self.assertEqual(set(self.dags()), {"other"})
+        # A first scan uploads DAGs while it reads the files (streamed): the copy read
+        # first may reach the plane before the second is read; the manifest then leaves
+        # it out, so it is never active (never scheduled).
+        dags = self.dags()
+        self.assertEqual({d for d, x in dags.items() if x["is_active"]}, {"other"})
+        self.assertLessEqual(set(dags), {"other", "same"})
 
     def test_running_rescans_and_syncs_changes(self):
         self.write("bundle/a.yaml", DAG.format(id="a"))
         p = self.start_dp()
         p.wait_output("registered as agent", 15)
         harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
+        # The first scan's DAGs reach the plane while it reads them; the sync ends after.
+        harness.wait_for(lambda: " on the plane: " in p.output(), 15, 0.1, "the first sync")
         before = self.counts()
         # Unchanged rescans send nothing: no manifest, no upload (the plane's counters).
         n = p.output().count("unchanged (version")
@@ -263,6 +272,8 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.write("bundle/sub/x.yaml", DAG.format(id="x"))
         p = self.start_dp(refresh="1h")
         harness.wait_for(lambda: "x" in self.dags(), 15, 0.1, "dags on the plane")
+        # The first scan's DAGs reach the plane while it reads them; the sync ends after.
+        harness.wait_for(lambda: " on the plane: " in p.output(), 15, 0.1, "the first sync")
         self.write("bundle/b.yaml", DAG.format(id="b"))           # new file in the root
         self.write("bundle/sub/y.yaml", DAG.format(id="y"))       # new file in a sub-folder
         harness.wait_for(lambda: {"b", "y"} <= set(self.dags()), 15, 0.1, "new dags")
@@ -286,6 +297,8 @@ class DagProcessorTest(workerfix.WorkerCase):
         p = self.spawn("dp-proxy", [self.bin("remex-dag-processor"), "-c", cfg, "--log-level",
                                     "debug"])
         harness.wait_for(lambda: "a" in self.dags(), 15, 0.1, "dag a on the plane")
+        # The first scan's DAGs reach the plane while it reads them; the sync ends after.
+        harness.wait_for(lambda: " on the plane: " in p.output(), 15, 0.1, "the first sync")
         prox.cut()
         prox.pause()
         self.write("bundle/b.yaml", DAG.format(id="b"))
@@ -297,6 +310,26 @@ class DagProcessorTest(workerfix.WorkerCase):
         harness.wait_for(lambda: "b" in self.dags(), 30, 0.1, "dag b once the plane is back")
         p.signal(signal.SIGTERM)
         self.assertEqual(p.wait(15), 0, p.output())
+
+    def test_drain_with_no_plane_drops_the_streamed_batches(self):
+        # The plane cannot be reached: the first scan's batches wait for a session that
+        # never comes. SIGTERM drops them and the role exits (before, the drain waited on
+        # them until a second signal).
+        prox = self.proxy(self.port)
+        prox.pause()
+        real = self.url
+        self.url = f"http://127.0.0.1:{prox.port}"
+        cfg = self.dp_yaml(refresh="1h")
+        self.url = real
+        for i in range(20):
+            self.write(f"bundle/d{i:02d}.yaml", DAG.format(id=f"d{i:02d}"))
+        p = self.spawn("dp-nop", [self.bin("remex-dag-processor"), "-c", cfg, "--log-level",
+                                  "debug"])
+        p.wait_output("20 DAG files (20 parsed)", 15)
+        p.signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.output())
+        self.assertIn("drained", p.output())
+        prox.resume()
 
     def test_corrupt_cache_is_ignored(self):
         self.write("bundle/a.yaml", DAG.format(id="a"))
@@ -346,6 +379,9 @@ class DagProcessorTest(workerfix.WorkerCase):
         harness.wait_for(lambda: len(self.dags()) == 300, 60, 0.2, "300 dags on the plane")
         self.assertIn("refused", p.output())
         self.assertIn("(HTTP 413): raise body_max", p.output())
+        # The first scan's streamed batch was refused too: the stream stopped and the
+        # sync after the manifest uploaded what the plane lacked.
+        self.assertIn("streamed upload stopped", p.output())
         p.signal(signal.SIGTERM)
         self.assertEqual(p.wait(15), 0, p.output())
 
@@ -450,6 +486,160 @@ class DagProcessorTest(workerfix.WorkerCase):
         b = self.wait_run("v", run3)
         self.assertEqual(b["state"], "success", b)
         self.assertIn("version-two", self.task_log("v", run3, "t"))
+
+    def test_middle_version_has_a_snapshot(self):
+        # The folder changes twice between two looks of the worker (its own snapshots come
+        # every hour here): the version in between was synced by the dag-processor, which
+        # took its snapshot before sending it, so tasks scheduled on it run it. Before, they
+        # failed naming both versions (no snapshot of the middle version on this agent).
+        self.write("bundle/v.yaml", DAG.format(id="v"))
+        self.script("run.sh", "#!/bin/sh\necho version-one\n")
+        tok = self.create_token()["value"]
+        self.agent_token_path = self.token_file(tok)
+        cfg = self.write("agent.yaml", (
+            "plane:\n"
+            f"  url: {self.url}\n"
+            f"  token: {{file: {self.agent_token_path}}}\n"
+            f"state_dir: {self.state}\n"
+            "worker:\n  name: w1\n  slots: 2\n"
+            f"  state_dir: {self.tmp}/wstate\n  log_dir: {self.tmp}/logs\n  poll_wait: 10s\n"
+            "bundles:\n"
+            f"  - {{name: main, path: {self.bundle}}}\n"
+            "dag_processor:\n  refresh_interval: 1h\n"
+            f"xcom:\n  store: file://{self.tmp}/xcom\n"))
+        self.logdir = os.path.join(self.tmp, "logs")
+
+        def once():
+            self.ndp += 1
+            p = self.spawn(f"dp{self.ndp}", [self.bin("remex-dag-processor"), "-c", cfg,
+                                             "--log-level", "debug", "--once"])
+            self.assertEqual(p.wait(30), 0, p.output())
+            return p.output()
+        once()
+        ver1 = self.dags()["v"]["bundle"]["version"]
+        w = self.spawn("worker", [self.bin("remex-worker"), "-c", cfg, "--log-level", "debug"])
+        self.wait_registered(w)
+        self.req("POST", "/api/v1/admin/dags/v/unpause", {}, self.admin)
+        self.script("run.sh", "#!/bin/sh\necho version-two\n")
+        out = once()
+        ver2 = self.dags()["v"]["bundle"]["version"]
+        self.assertNotEqual(ver2, ver1)
+        self.script("run.sh", "#!/bin/sh\necho version-three\n")
+        run = self.trigger("v")
+        b = self.wait_run("v", run)
+        self.assertEqual(b["state"], "success", b)
+        self.assertIn("version-two", self.task_log("v", run, "t"))
+        self.assertIn("snapshot of version %s taken" % ver2, out)
+        snaps = os.path.join(self.state, "bundles", "main")
+        self.assertTrue(os.path.isdir(os.path.join(snaps, ver2[7:])), os.listdir(snaps))
+        # An unchanged rescan takes no second snapshot of the same version.
+        self.script("run.sh", "#!/bin/sh\necho version-two\n")
+        out = once()
+        self.assertNotIn("snapshot of version", out)
+
+    def test_cold_scan_uploads_while_it_scans(self):
+        # With no file-hash cache every file is parsed: the DAGs go to the plane in bulk
+        # batches while the scan goes on (their models freed once encoded), so the manifest
+        # that follows finds nothing missing. Before, every model was held until the
+        # manifest's answer listed all of them as missing.
+        for i in range(40):
+            self.write(f"bundle/d{i:02d}.yaml", DAG.format(id=f"d{i:02d}"))
+        rc, out = self.once(extra_dp="  # streamed\n")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("40 DAGs streamed while scanning", out)
+        self.assertEqual(uploaded(out), 40)
+        self.assertRegex(self.plane.output(), r"manifest of bundle main at sha256:[0-9a-f]{64}: "
+                                              r"0 DAGs missing")
+        dags = self.dags()
+        self.assertEqual(len(dags), 40)
+        self.assertTrue(all(d["is_active"] for d in dags.values()))
+        self.assertEqual({d["bundle"]["version"] for d in dags.values()},
+                         {dags["d00"]["bundle"]["version"]})
+        # A restart with the cache parses nothing and streams nothing.
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("streamed while scanning", out)
+        self.assertEqual(uploaded(out), 0)
+
+    def test_lost_cache_streams_one_batch_to_a_plane_that_has_the_dags(self):
+        # About 2 MB of DAGs: several streamed batches of about 512 KiB. With the cache lost
+        # and the plane keeping every DAG, the first batch comes back all "unchanged": the
+        # stream stops there (the batch in flight beside it is answered too) and the
+        # manifest finds nothing missing (before: every batch was sent again).
+        for i in range(1000):
+            self.write(f"bundle/d{i:04d}.yaml", DAG.format(id=f"d{i:04d}") +
+                       f"description: {'z' * 1500}\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("1000 DAGs streamed while scanning", out)
+        first = self.counts()
+        self.assertGreaterEqual(first[1], 5, out)
+        shutil.rmtree(os.path.join(self.state, "dag_processor"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("the plane already has the DAGs streamed so far", out)
+        again = self.counts()
+        self.assertEqual(again[0], first[0] + 1)
+        self.assertLessEqual(again[1] - first[1], 2)  # the stream's window
+        self.assertEqual(len(self.dags()), 1000)
+
+    def rows(self):
+        """dag_id -> (bundle_version, version_follows) of the plane's dags rows, read with
+        the plane stopped (it holds its database exclusively), which is then started again
+        (so the versions are read back from the store each time)."""
+        self.assertEqual(self.stop_plane(), 0)
+        db = sqlite3.connect("file:%s?mode=ro" % self.conf["db_path"], uri=True, timeout=10)
+        try:
+            return {r[0]: (r[1], r[2]) for r in db.execute(
+                "SELECT dag_id, bundle_version, version_follows FROM dags")}
+        finally:
+            db.close()
+            self.restart_plane()
+
+    def test_version_move_rewrites_no_dag_row(self):
+        # A new version of a bundle whose DAGs did not change writes the bundles row only:
+        # the rows of unchanged DAGs (each carrying its DAG's JSON) are left as they are
+        # and follow the bundle's version; every reader still sees the new version, after
+        # a restart of the plane too. Before, the manifest rewrote every such row.
+        for d in ("a", "b", "c"):
+            self.write(f"bundle/{d}.yaml", DAG.format(id=d))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        v1 = self.dags()["a"]["bundle"]["version"]
+        self.assertEqual({d: r[1] for d, r in self.rows().items()}, {"a": 1, "b": 1, "c": 1})
+        self.write("bundle/a.yaml", DAG.format(id="a") + "tags: [x]\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        dags = self.dags()
+        v2 = dags["a"]["bundle"]["version"]
+        self.assertNotEqual(v1, v2)
+        self.assertEqual({d: dags[d]["bundle"]["version"] for d in "abc"},
+                         {"a": v2, "b": v2, "c": v2})
+        rows = self.rows()
+        self.assertEqual(rows["b"], (v1, 1))  # not rewritten: follows the bundle
+        self.assertEqual(rows["c"], (v1, 1))
+        self.assertEqual(rows["a"], (v2, 1))  # uploaded at the bundle's version
+        # A DAG left out stops following and keeps the version it was last listed at.
+        os.unlink(os.path.join(self.bundle, "c.yaml"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        dags = self.dags()
+        v3 = dags["a"]["bundle"]["version"]
+        self.assertEqual(self.rows()["c"], (v2, 0))
+        self.assertFalse(dags["c"]["is_active"])
+        self.assertEqual(dags["c"]["bundle"]["version"], v2)
+        # The plane read the versions back from its store (rows() restarted it).
+        dags = self.dags()
+        self.assertEqual({d: dags[d]["bundle"]["version"] for d in "abc"},
+                         {"a": v3, "b": v3, "c": v2})
+        st, b = self.req("GET", "/api/v1/admin/dags/b", None, self.admin)
+        self.assertEqual((st, b["bundle"]["version"]), (200, v3))
+        # A DAG back in the bundle follows its version again.
+        self.write("bundle/c.yaml", DAG.format(id="c"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.rows()["c"][1], 1)
+        self.assertTrue(self.dags()["c"]["is_active"])
 
 
 if __name__ == "__main__":

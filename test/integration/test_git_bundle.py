@@ -413,9 +413,10 @@ class LocalSnapshotTest(workerfix.WorkerCase):
             f.write(f"#!/bin/sh\necho {word}\n")
         os.chmod(p, 0o755)
 
-    def cfg(self, versioned=True):
+    def cfg(self, versioned=True, state=None, name="agent.yaml"):
         v = "" if versioned else ", versioned: false"
-        return agent_yaml(self, "agent.yaml", self.state, f"{{name: main, path: {self.folder}{v}}}",
+        return agent_yaml(self, name, state or self.state,
+                          f"{{name: main, path: {self.folder}{v}}}",
                           "dag_processor:\n  refresh_interval: 1h\n", logdir=self.logdir)
 
     def sync(self, cfg):
@@ -447,21 +448,31 @@ class LocalSnapshotTest(workerfix.WorkerCase):
         self.assertIn("one", log)
         self.assertNotIn("two", log)
         # The plane takes the new version; the folder changes again before any task ran
-        # and before the worker looked: no snapshot of it, so the task fails naming both.
+        # and before the worker looked: the dag-processor snapshotted the version it synced,
+        # so the task runs it.
         v2 = self.sync(cfg)
         self.assertNotEqual(v1, v2)
         self.put_files("three")
-        state, ti, _ = self.run_l()
-        self.assertEqual(state, "failed", ti)
-        v3 = self.sync(cfg)
-        self.assertIn(f"bundle 'main' at version {v2} cannot be had", ti["reason"])
-        self.assertIn(f"now holds version {v3}", ti["reason"])
-        # The folder holds the plane's version again: the task snapshots it at first use.
         state, ti, log = self.run_l()
         self.assertEqual(state, "success", ti)
-        self.assertIn("three", log)
-        self.assertTrue(os.path.isdir(os.path.join(self.state, "bundles", "main",
-                                                   v3[len("sha256:"):])))
+        self.assertIn("two", log)
+        # Synced by a dag-processor with another state_dir (no snapshot on the worker's
+        # agent), then changed before the worker looked: the task fails naming both.
+        other = self.cfg(state=os.path.join(self.tmp, "otherstate"), name="other.yaml")
+        v3 = self.sync(other)
+        self.put_files("four")
+        state, ti, _ = self.run_l()
+        self.assertEqual(state, "failed", ti)
+        v4 = self.sync(other)
+        self.assertIn(f"bundle 'main' at version {v3} cannot be had", ti["reason"])
+        self.assertIn(f"now holds version {v4}", ti["reason"])
+        # The folder holds the plane's version again: the task snapshots it at first use.
+        snap4 = os.path.join(self.state, "bundles", "main", v4[len("sha256:"):])
+        self.assertFalse(os.path.isdir(snap4))
+        state, ti, log = self.run_l()
+        self.assertEqual(state, "success", ti)
+        self.assertIn("four", log)
+        self.assertTrue(os.path.isdir(snap4))
 
     def test_unversioned_runs_the_folder_as_it_is(self):
         cfg = self.cfg(versioned=False)

@@ -6,12 +6,17 @@ reason while the binary is not built. A scripted agent in this file
 registers with an agent token created through remexctl and completes (or
 fails) the task instances of a triggered run through the API.
 """
+import http.client
+import http.server
 import json
 import os
+import re
 import subprocess
 import threading
 import time
 import unittest
+import urllib.parse
+import urllib.request
 
 import harness
 
@@ -27,6 +32,19 @@ tasks:
   - task_id: load
     shell: echo load
     upstream: [extract]
+"""
+
+THREE_DAGS = """\
+dags:
+  - dag_id: one
+    tasks:
+      - {task_id: a, command: [echo, one]}
+  - dag_id: two
+    tasks:
+      - {task_id: a, command: [echo, two]}
+  - dag_id: three
+    tasks:
+      - {task_id: a, command: [echo, three]}
 """
 
 BROKEN_DAG = """\
@@ -241,6 +259,109 @@ heartbeat_interval: 1s
         rc, out, err = self.ctl("dags", "push", self.write(name, text))
         self.assertEqual(rc, 0, err)
         return out
+
+    def upload_counts(self):
+        """(bulk POSTs, PUTs of one DAG) from the plane's /metrics."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+
+        def total(method, route):
+            return sum(int(m.group(1)) for m in re.finditer(
+                r'remex_plane_http_requests_total\{method="%s",route="%s",code="\d+"\} (\d+)'
+                % (method, re.escape(route)), text))
+        return total("POST", "/api/v1/dags/bulk"), total("PUT", "/api/v1/dags/{dag_id}")
+
+    def test_push_uploads_a_file_in_one_bulk_request(self):
+        before = self.upload_counts()
+        out = self.push(THREE_DAGS, "three.yaml")
+        for d in ("one", "two", "three"):
+            self.assertIn(f"pushed {d} (hash ", out)
+        self.assertEqual(self.upload_counts(), (before[0] + 1, before[1]))
+        rc, out, err = self.ctl("-o", "json", "dags", "list")
+        self.assertEqual(rc, 0, err)
+        doc = json.loads(out)
+        dags = {d["dag_id"]: d for d in (doc["dags"] if isinstance(doc, dict) else doc)}
+        self.assertEqual(set(dags) & {"one", "two", "three"}, {"one", "two", "three"})
+        self.assertEqual(dags["one"]["bundle"]["name"], "cli")
+        self.assertRegex(dags["one"]["bundle"]["version"], r"^sha256:[0-9a-f]{64}$")
+        self.assertEqual(dags["two"]["bundle"]["version"], dags["one"]["bundle"]["version"])
+        # The same file again: the plane answers "unchanged", still one request.
+        out = self.push(THREE_DAGS, "three.yaml")
+        self.assertIn("pushed three (hash ", out)
+        self.assertEqual(self.upload_counts(), (before[0] + 2, before[1]))
+        # -o json prints the plane's bulk reply.
+        rc, out, err = self.ctl("-o", "json", "dags", "push", self.write("three.yaml", THREE_DAGS))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([r["status"] for r in json.loads(out)["results"]], ["unchanged"] * 3)
+
+    def test_push_falls_back_to_put_on_a_plane_without_the_bulk_route(self):
+        # A plane older than the bulk route cannot be started here (one build of the plane):
+        # a forwarding proxy in front of the real plane answers the bulk route as such a
+        # plane does (404 for an unknown route, or 405) and passes everything else on.
+        real = self.url
+
+        class Proxy(http.server.BaseHTTPRequestHandler):
+            code = 404
+
+            def log_message(self, *a):
+                pass
+
+            def forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                if self.command == "POST" and self.path == "/api/v1/dags/bulk":
+                    data = b'{"error":{"code":"not_found","message":"no such route"}}'
+                    self.send_response(Proxy.code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                u = urllib.parse.urlsplit(real)
+                c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+                hdrs = {k: v for k, v in self.headers.items()
+                        if k.lower() in ("authorization", "content-type", "accept")}
+                c.request(self.command, self.path, body=body, headers=hdrs)
+                r = c.getresponse()
+                data = r.read()
+                self.send_response(r.status)
+                self.send_header("Content-Type", r.getheader("Content-Type") or "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                c.close()
+
+            do_GET = do_POST = do_PUT = forward
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        self.url = f"http://127.0.0.1:{srv.server_address[1]}"
+        try:
+            # 413: a batch over the plane's body_max goes one DAG per request.
+            for code, text, why in (
+                    (404, THREE_DAGS, "the plane has no bulk upload route"),
+                    (405, THREE_DAGS.replace("echo", "echo x"), "the plane has no bulk upload route"),
+                    (413, THREE_DAGS.replace("echo", "echo y"), "the batch is over the plane's "
+                                                                "body_max")):
+                Proxy.code = code
+                before = self.upload_counts_of(real)
+                rc, out, err = self.ctl("-v", "dags", "push", self.write("three.yaml", text))
+                self.assertEqual(rc, 0, err)
+                for d in ("one", "two", "three"):
+                    self.assertIn(f"pushed {d} (hash ", out)
+                self.assertIn(f"{why}; one PUT per DAG", err)
+                self.assertEqual(self.upload_counts_of(real), (before[0], before[1] + 3))
+        finally:
+            self.url = real
+
+    def upload_counts_of(self, url):
+        saved, self.url = self.url, url
+        try:
+            return self.upload_counts()
+        finally:
+            self.url = saved
 
     def test_tokens_roles_and_queues(self):
         rc, value, err = self.ctl("tokens", "create", "--name", "etl", "--roles",

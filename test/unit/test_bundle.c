@@ -431,6 +431,46 @@ static void test_snapshot_keeps_the_scheduled_version(void **state)
     bundle_set_free(s);
 }
 
+/* A snapshot from the caller's scan (the dag-processor's): no second hashing pass; a version
+ * that is not the scan's is refused, and a file changed since the scan fails it. */
+static void test_snapshot_from_a_scan(void **state)
+{
+    (void)state;
+    char sd[128], v1[BUNDLE_VERSION_MAX], f[512], text[64];
+    snprintf(sd, sizeof(sd), "%s/state", dir);
+    struct bundle_spec specs[] = {{.name = "main", .path = a, .state_dir = sd},
+                                  {.name = "loose", .path = b2, .unversioned = 1}};
+    struct bundle_set *s = NULL;
+    struct bundle_files scan = {0};
+    struct remex_error e;
+    const char *p = NULL;
+    int made = 0;
+    assert_int_equal(bundle_set_new(specs, 2, &s, &e), REMEX_OK);
+    assert_int_equal(bundle_scan_dir(a, NULL, &scan, v1, &e), REMEX_OK);
+    assert_int_equal(bundle_snapshot_scan(s, "loose", &scan, v1, &made, &e), REMEX_EINVAL);
+    assert_int_equal(bundle_snapshot_scan(s, "main", &scan, "sha256:00", &made, &e), REMEX_EINVAL);
+    assert_non_null(strstr(e.msg, "is not the scan's"));
+    assert_int_equal(bundle_snapshot_scan(s, "main", &scan, v1, &made, &e), REMEX_OK);
+    assert_int_equal(made, 1);
+    assert_int_equal(bundle_snapshot_scan(s, "main", &scan, v1, &made, &e), REMEX_OK);
+    assert_int_equal(made, 0);
+    /* The folder moves on: tasks at v1 run the snapshot. */
+    put(a, "run.sh", "echo moved on\n");
+    assert_int_equal(bundle_path(s, "main", v1, &p, &e), REMEX_OK);
+    snprintf(f, sizeof(f), "%s/run.sh", p);
+    slurp(f, text, sizeof(text));
+    assert_string_equal(text, "echo hi\n");
+    /* A scan taken before a change cannot snapshot the changed folder. */
+    bundle_files_free(&scan);
+    assert_int_equal(bundle_scan_dir(a, NULL, &scan, v1, &e), REMEX_OK);
+    put(a, "run.sh", "echo again, same size\n");
+    assert_int_equal(bundle_snapshot_scan(s, "main", &scan, v1, &made, &e), REMEX_ECONFLICT);
+    assert_int_equal(made, 0);
+    assert_non_null(strstr(e.msg, "changed while the snapshot was taken"));
+    bundle_files_free(&scan);
+    bundle_set_free(s);
+}
+
 /* No snapshot of the scheduled version and the folder changed: the reason names both. */
 static void test_snapshot_missing_names_both_versions(void **state)
 {
@@ -524,6 +564,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_version_depth_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_keeps_the_scheduled_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_missing_names_both_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_from_a_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_prune, setup, teardown),
     };
     return cmocka_run_group_tests_name("bundle", tests, NULL, NULL);

@@ -12,6 +12,7 @@
 
 #include "remex/buf.h"
 #include "remex/dagyaml.h"
+#include "remex/hash.h"
 
 static remex_err parse(const char *yaml, struct dagyaml_result *r)
 {
@@ -57,6 +58,40 @@ static char *read_all(const char *path, size_t *len)
     data[*len] = '\0';
     fclose(f);
     return data;
+}
+
+/* Each DAG comes with the canonical text its hash was made of (dag_to_json's), so a
+ * caller that uploads it does not encode it again; a file with a diagnostic keeps none. */
+static void test_canonical_texts_kept(void **state)
+{
+    (void)state;
+    static const char y[] = "dags:\n"
+                            "  - dag_id: one\n    tasks:\n      - {task_id: a, command: [echo]}\n"
+                            "  - dag_id: two\n    tasks:\n      - {task_id: b, shell: echo}\n";
+    struct dagyaml_result res;
+    struct remex_error e;
+    assert_int_equal(dagyaml_parse(y, strlen(y), "two.yaml", &res, &e), REMEX_OK);
+    assert_int_equal(res.ndags, 2);
+    assert_non_null(res.texts);
+    for (size_t i = 0; i < res.ndags; i++) {
+        char *t = NULL, hex[HASH_SHA256_HEX];
+        size_t len = 0;
+        assert_int_equal(dag_to_json(res.dags[i], &t, &len, &e), REMEX_OK);
+        assert_non_null(res.texts[i]);
+        assert_string_equal(res.texts[i], t);
+        assert_int_equal(hash_sha256_hex(res.texts[i], strlen(res.texts[i]), hex), REMEX_OK);
+        assert_string_equal(hex, res.dags[i]->hash);
+        free(t);
+    }
+    free(res.texts[1]); /* a caller may take a text and leave NULL */
+    res.texts[1] = NULL;
+    dagyaml_result_free(&res);
+    static const char bad[] = "dags:\n  - dag_id: one\n    tasks:\n      - {task_id: a, "
+                              "command: [echo]}\n  - dag_id: two\n    tasks: 3\n";
+    assert_int_equal(dagyaml_parse(bad, strlen(bad), "bad.yaml", &res, &e), REMEX_EPARSE);
+    assert_int_equal(res.ndags, 0);
+    assert_null(res.texts);
+    dagyaml_result_free(&res);
 }
 
 static void test_example_files_parse(void **state)
@@ -599,6 +634,7 @@ static void test_time_cap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_canonical_texts_kept),
         cmocka_unit_test(test_example_files_parse),
         cmocka_unit_test(test_doc_examples_parse),
         cmocka_unit_test(test_doc_example_matches_etc),
