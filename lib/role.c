@@ -399,3 +399,21 @@ int role_main(const struct role_ops *ops, void *ud, int argc, char **argv)
     teardown(&r);
     return code;
 }
+
+int role_plane_hold(const char *desired_state, int cur)
+{
+    static const char *const names[] = {[ROLE_HOLD_NONE] = "run",
+                                        [ROLE_HOLD_DRAIN] = "drain",
+                                        [ROLE_HOLD_MAINTENANCE] = "maintenance"};
+    for (int i = 0; desired_state != NULL && i < (int)(sizeof(names) / sizeof(names[0])); i++)
+        if (strcmp(desired_state, names[i]) == 0)
+            return i;
+    return cur;
+}
+
+const char *role_beat_state(const struct role *r, int hold)
+{
+    if (r->state >= ROLE_DRAINING || hold == ROLE_HOLD_DRAIN)
+        return "draining";
+    return hold == ROLE_HOLD_MAINTENANCE ? "maintenance" : "running";
+}

@@ -173,10 +173,7 @@ static void hook_heartbeat_body(void *ud, json_t *body)
 {
     struct trg *t = ud;
     trig_purge_fired(t);
-    const char *state = draining(t) || t->plane_hold == 1 ? "draining"
-                        : t->plane_hold == 2              ? "maintenance"
-                                                          : "running";
-    json_object_set_new(body, "state", json_string(state));
+    json_object_set_new(body, "state", json_string(role_beat_state(t->r, t->plane_hold)));
     json_object_set_new(body, "free_slots", json_integer(0));
     json_object_set(body, "triggers", trig_held_ids(t)); /* serialised before the loop goes on */
 }
@@ -195,11 +192,7 @@ static void hook_heartbeat_reply(void *ud, json_t *r)
         }
     }
     const char *ds = json_string_value(json_object_get(r, "desired_state"));
-    int hold = !ds                              ? t->plane_hold
-               : strcmp(ds, "run") == 0         ? 0
-               : strcmp(ds, "drain") == 0       ? 1
-               : strcmp(ds, "maintenance") == 0 ? 2
-                                                : t->plane_hold;
+    int hold = role_plane_hold(ds, t->plane_hold);
     if (hold != t->plane_hold)
         log_info("the plane asked this triggerer to %s", ds);
     t->plane_hold = hold;

@@ -99,7 +99,7 @@ struct trg {
     int poll_inflight;
     uint64_t poll_timer;
     unsigned poll_failures;
-    int plane_hold; /* the plane asked for drain/maintenance */
+    int plane_hold; /* enum role_hold: the plane asked for drain/maintenance */
     /* inotify */
     int ino_fd;
     struct fwatch *watches;

@@ -233,11 +233,8 @@ static void hook_heartbeat_body(void *ud, json_t *body)
         if (t->phase == WT_RUNNING || t->phase == WT_STARTING || t->report_waits_upload)
             json_array_append_new(run, json_pack("{s:I,s:I}", "ti_id", (json_int_t)t->ti_id,
                                                  "try_number", (json_int_t)t->try_number));
-    const char *state = worker_draining(w) || w->plane_hold == 1 ? "draining"
-                        : w->plane_hold == 2                     ? "maintenance"
-                                                                 : "running";
     int idle = worker_draining(w) || w->plane_hold;
-    json_object_set_new(body, "state", json_string(state));
+    json_object_set_new(body, "state", json_string(role_beat_state(w->r, w->plane_hold)));
     json_object_set_new(body, "free_slots", json_integer(idle ? 0 : w->slots - w->running));
     json_object_set_new(body, "running", run);
 }
@@ -249,11 +246,7 @@ static void hook_heartbeat_body(void *ud, json_t *body)
  */
 static void plane_desired(struct worker *w, const char *ds)
 {
-    int hold = !ds                              ? w->plane_hold
-               : strcmp(ds, "run") == 0         ? 0
-               : strcmp(ds, "drain") == 0       ? 1
-               : strcmp(ds, "maintenance") == 0 ? 2
-                                                : w->plane_hold;
+    int hold = role_plane_hold(ds, w->plane_hold);
     if (hold == w->plane_hold)
         return;
     if (hold)

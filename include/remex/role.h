@@ -120,4 +120,19 @@ void role_drain(struct role *r, const char *why);
 /* Heap pages given back to the system once the role stayed idle for 2 s. */
 void role_idle_trim(struct role *r);
 
+/* The plane's hold on new work, from desired_state in heartbeat replies. */
+enum role_hold {
+    ROLE_HOLD_NONE = 0,        /* "run": take work */
+    ROLE_HOLD_DRAIN = 1,       /* "drain": no new work, what is held goes on */
+    ROLE_HOLD_MAINTENANCE = 2, /* "maintenance": as drain, reported as maintenance */
+};
+/* The hold the plane's desired_state asks for; cur when ds is NULL or unknown. */
+int role_plane_hold(const char *desired_state, int cur);
+/*
+ * The "state" a role's heartbeat reports: "draining" while r drains or under
+ * the plane's drain hold, "maintenance" under its maintenance hold, else
+ * "running".
+ */
+const char *role_beat_state(const struct role *r, int hold);
+
 #endif

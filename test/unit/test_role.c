@@ -272,6 +272,27 @@ static int teardown(void **state)
     return system(cmd);
 }
 
+/* The plane's desired_state as a hold, and the state a heartbeat reports under it. */
+static void test_plane_hold_and_beat_state(void **state)
+{
+    struct role r = {.state = ROLE_READY};
+    (void)state;
+    assert_int_equal(role_plane_hold("run", ROLE_HOLD_DRAIN), ROLE_HOLD_NONE);
+    assert_int_equal(role_plane_hold("drain", ROLE_HOLD_NONE), ROLE_HOLD_DRAIN);
+    assert_int_equal(role_plane_hold("maintenance", ROLE_HOLD_NONE), ROLE_HOLD_MAINTENANCE);
+    assert_int_equal(role_plane_hold(NULL, ROLE_HOLD_MAINTENANCE), ROLE_HOLD_MAINTENANCE);
+    assert_int_equal(role_plane_hold("pause", ROLE_HOLD_DRAIN), ROLE_HOLD_DRAIN); /* unknown */
+    assert_int_equal(role_plane_hold("drai", ROLE_HOLD_NONE), ROLE_HOLD_NONE);
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_NONE), "running");
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_DRAIN), "draining");
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_MAINTENANCE), "maintenance");
+    r.state = ROLE_DRAINING;
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_NONE), "draining");
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_MAINTENANCE), "draining");
+    r.state = ROLE_STOPPING;
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_NONE), "draining");
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -281,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_twice),
         cmocka_unit_test(test_exit_codes),
         cmocka_unit_test(test_check_every_section),
+        cmocka_unit_test(test_plane_hold_and_beat_state),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
