@@ -207,14 +207,8 @@ remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *
         rc = checked;
         remex_errprefix(e, "gcs GET %s", key);
     }
-    if (rc == REMEX_OK &&
-        (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
-        remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
-    else if (rc == REMEX_ENOMEM)
-        remex_seterr(e, rc, "object store: %s: out of memory", key);
-    http_response_free(&r);
     buf_free(&p);
-    return rc;
+    return objstore_http_done(rc, &r, key, out, e);
 }
 
 remex_err objstore_gcs_delete(struct objstore_gcs *s, const char *key, struct remex_error *e)

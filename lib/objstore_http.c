@@ -64,6 +64,18 @@ remex_err objstore_http_status(const char *svc, const char *what, const char *na
     return remex_seterr(e, rc, "%s %s %s: HTTP %ld %s: %s", svc, what, name, r->status, code, msg);
 }
 
+remex_err objstore_http_done(remex_err rc, struct http_response *r, const char *key,
+                             struct buf *out, struct remex_error *e)
+{
+    if (out != NULL && rc == REMEX_OK &&
+        (rc = buf_append(out, r->body.data ? r->body.data : "", r->body.len)) == REMEX_ETOOBIG)
+        remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
+    else if (out != NULL && rc == REMEX_ENOMEM)
+        remex_seterr(e, rc, "object store: %s: out of memory", key);
+    http_response_free(r);
+    return rc;
+}
+
 /* ---- digests ---- */
 
 void *objstore_digest_new(void)

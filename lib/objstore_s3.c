@@ -350,31 +350,21 @@ remex_err objstore_s3_put(struct objstore_s3 *s, const char *key, const void *da
                           struct remex_error *e)
 {
     struct http_response r = {0};
-    remex_err rc = s3_call(s, "PUT", key, data ? data : "", len, &r, e);
-    http_response_free(&r);
-    return rc;
+    return objstore_http_done(s3_call(s, "PUT", key, data ? data : "", len, &r, e), &r, key, NULL,
+                              e);
 }
 
 remex_err objstore_s3_get(struct objstore_s3 *s, const char *key, struct buf *out,
                           struct remex_error *e)
 {
     struct http_response r = {0};
-    remex_err rc = s3_call(s, "GET", key, NULL, 0, &r, e);
-    if (rc == REMEX_OK &&
-        (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
-        remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
-    else if (rc == REMEX_ENOMEM)
-        remex_seterr(e, rc, "object store: %s: out of memory", key);
-    http_response_free(&r);
-    return rc;
+    return objstore_http_done(s3_call(s, "GET", key, NULL, 0, &r, e), &r, key, out, e);
 }
 
 remex_err objstore_s3_delete(struct objstore_s3 *s, const char *key, struct remex_error *e)
 {
     struct http_response r = {0};
-    remex_err rc = s3_call(s, "DELETE", key, NULL, 0, &r, e);
-    http_response_free(&r);
-    return rc;
+    return objstore_http_done(s3_call(s, "DELETE", key, NULL, 0, &r, e), &r, key, NULL, e);
 }
 
 /* ---- streaming ---- */

@@ -40,6 +40,14 @@ remex_err objstore_http_status(const char *svc, const char *what, const char *na
                                int (*is_sig)(const char *code, const char *msg), const char *hint,
                                struct remex_error *e);
 
+/*
+ * The end of a buffered call whose result is rc and reply r: when out is not
+ * NULL and rc is REMEX_OK, the body of r is appended to out (REMEX_ETOOBIG and
+ * REMEX_ENOMEM name key). r is freed in every case. Returns the result.
+ */
+remex_err objstore_http_done(remex_err rc, struct http_response *r, const char *key,
+                             struct buf *out, struct remex_error *e);
+
 /* Digests of a byte range. */
 struct objstore_digest {
     char sha256_hex[65];
