@@ -245,14 +245,8 @@ remex_err objstore_azure_open(const char *url, const struct objstore_opts *opts,
         rc = azauth_open(&ac, &s->bearer, e);
     } else if (rc == REMEX_OK)
         rc = load_key(s, key, e);
-    if (rc == REMEX_OK) {
-        struct http_client_opts ho = {.base_url = base,
-                                      .max_response_bytes = AZ_RESPONSE_MAX,
-                                      .ca_file = o->ca_file,
-                                      .max_attempts = 4,
-                                      .timeout_ms = 120000};
-        rc = http_client_new(&ho, &s->http, e);
-    }
+    if (rc == REMEX_OK)
+        rc = objstore_http_client(base, AZ_RESPONSE_MAX, o->ca_file, &s->http, e);
     if (rc != REMEX_OK) {
         remex_errprefix(e, "object store %s", url);
         objstore_azure_close(s);

@@ -80,15 +80,9 @@ remex_err objstore_gcs_open(const char *url, const struct objstore_opts *opts,
     if (rc == REMEX_OK)
         rc = gcpauth_open(key && *key ? key : NULL, o->token_uri, GCS_SCOPE, o->ca_file, &s->auth,
                           e);
-    if (rc == REMEX_OK) {
-        struct http_client_opts ho = {.base_url =
-                                          endpoint ? endpoint : "https://storage.googleapis.com",
-                                      .max_response_bytes = GCS_RESPONSE_MAX,
-                                      .ca_file = o->ca_file,
-                                      .max_attempts = 4,
-                                      .timeout_ms = 120000};
-        rc = http_client_new(&ho, &s->http, e);
-    }
+    if (rc == REMEX_OK)
+        rc = objstore_http_client(endpoint ? endpoint : "https://storage.googleapis.com",
+                                  GCS_RESPONSE_MAX, o->ca_file, &s->http, e);
     if (rc != REMEX_OK) {
         remex_errprefix(e, "object store %s", url);
         objstore_gcs_close(s);

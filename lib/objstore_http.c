@@ -76,6 +76,17 @@ remex_err objstore_http_done(remex_err rc, struct http_response *r, const char *
     return rc;
 }
 
+remex_err objstore_http_client(const char *base, size_t max_response, const char *ca_file,
+                               struct http_client **out, struct remex_error *e)
+{
+    struct http_client_opts ho = {.base_url = base,
+                                  .max_response_bytes = max_response,
+                                  .ca_file = ca_file,
+                                  .max_attempts = 4,
+                                  .timeout_ms = 120000};
+    return http_client_new(&ho, out, e);
+}
+
 /* ---- digests ---- */
 
 void *objstore_digest_new(void)

@@ -154,14 +154,8 @@ remex_err objstore_s3_open(const char *url, const struct objstore_opts *opts,
     if (rc == REMEX_OK)
         rc = awscreds_open(o->profile, o->credentials_file, o->getenv_fn, o->ca_file, &s->provider,
                            e);
-    if (rc == REMEX_OK) {
-        struct http_client_opts ho = {.base_url = base,
-                                      .max_response_bytes = S3_RESPONSE_MAX,
-                                      .ca_file = o->ca_file,
-                                      .max_attempts = 4,
-                                      .timeout_ms = 120000};
-        rc = http_client_new(&ho, &s->http, e);
-    }
+    if (rc == REMEX_OK)
+        rc = objstore_http_client(base, S3_RESPONSE_MAX, o->ca_file, &s->http, e);
     if (rc != REMEX_OK) {
         remex_errprefix(e, "object store %s", url);
         objstore_s3_close(s);

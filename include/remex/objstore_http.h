@@ -48,6 +48,14 @@ remex_err objstore_http_status(const char *svc, const char *what, const char *na
 remex_err objstore_http_done(remex_err rc, struct http_response *r, const char *key,
                              struct buf *out, struct remex_error *e);
 
+/*
+ * The HTTP client of a remote store backend on base (replies capped at
+ * max_response bytes; ca_file NULL: system store): every backend retries 4
+ * times and waits 120 s for a call.
+ */
+remex_err objstore_http_client(const char *base, size_t max_response, const char *ca_file,
+                               struct http_client **out, struct remex_error *e);
+
 /* Digests of a byte range. */
 struct objstore_digest {
     char sha256_hex[65];
