@@ -626,34 +626,26 @@ static remex_err set_order(struct secrets *s, const struct secrets_config *cfg,
     return REMEX_OK;
 }
 
-/* Opens Google Cloud Secret Manager when configured, with its prefixes (Airflow's). */
-static remex_err open_gcp(struct secrets *s, const struct secrets_config *cfg,
-                          struct remex_error *e)
+/* Opens Google Cloud Secret Manager and Azure Key Vault when configured, with their prefixes
+ * (Airflow's by default); their prefixes sit in aws_prefix[2] and [3]. */
+static remex_err open_cloud(struct secrets *s, const struct secrets_config *cfg,
+                            struct remex_error *e)
 {
-    if (!cfg->gcp)
-        return REMEX_OK;
-    s->aws_prefix[2][0] =
-        strdup(cfg->gcp_connections_prefix ? cfg->gcp_connections_prefix : "airflow-connections");
-    s->aws_prefix[2][1] =
-        strdup(cfg->gcp_variables_prefix ? cfg->gcp_variables_prefix : "airflow-variables");
-    if (!s->aws_prefix[2][0] || !s->aws_prefix[2][1])
-        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    return secrets_gcp_open(cfg->gcp, &s->gcp, e);
-}
-
-/* Opens Azure Key Vault when configured, with its prefixes (Airflow's). */
-static remex_err open_azkv(struct secrets *s, const struct secrets_config *cfg,
-                           struct remex_error *e)
-{
-    if (!cfg->azkv)
-        return REMEX_OK;
-    s->aws_prefix[3][0] =
-        strdup(cfg->azkv_connections_prefix ? cfg->azkv_connections_prefix : "airflow-connections");
-    s->aws_prefix[3][1] =
-        strdup(cfg->azkv_variables_prefix ? cfg->azkv_variables_prefix : "airflow-variables");
-    if (!s->aws_prefix[3][0] || !s->aws_prefix[3][1])
-        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    return secrets_azkv_open(cfg->azkv, &s->azkv, e);
+    const void *c[2] = {cfg->gcp, cfg->azkv};
+    const char *pre[2][2] = {{cfg->gcp_connections_prefix, cfg->gcp_variables_prefix},
+                             {cfg->azkv_connections_prefix, cfg->azkv_variables_prefix}};
+    static const char *const def[2] = {"airflow-connections", "airflow-variables"};
+    remex_err rc = REMEX_OK;
+    for (int i = 0; i < 2 && rc == REMEX_OK; i++) {
+        if (!c[i])
+            continue;
+        for (int k = 0; k < 2; k++)
+            if (!(s->aws_prefix[2 + i][k] = strdup(pre[i][k] ? pre[i][k] : def[k])))
+                return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        rc = i == 0 ? secrets_gcp_open(cfg->gcp, &s->gcp, e)
+                    : secrets_azkv_open(cfg->azkv, &s->azkv, e);
+    }
+    return rc;
 }
 
 /* Opens the AWS backends that are configured, with their prefixes. */
@@ -708,9 +700,7 @@ remex_err secrets_open(const struct secrets_config *cfg, struct secrets **out,
     if (rc == REMEX_OK)
         rc = open_aws(s, cfg, e);
     if (rc == REMEX_OK)
-        rc = open_gcp(s, cfg, e);
-    if (rc == REMEX_OK)
-        rc = open_azkv(s, cfg, e);
+        rc = open_cloud(s, cfg, e);
     if (rc != REMEX_OK) {
         secrets_close(s);
         return rc;
