@@ -182,21 +182,16 @@ int cmd_dags_backfill(struct ctl *c, int argc, char **argv)
 int cmd_pools_list(struct ctl *c, int argc, char **argv)
 {
     static const char *const hdr[] = {"POOL", "SLOTS", "OCCUPIED", "QUEUED", "OPEN", "DESCRIPTION"};
-    json_t *reply = NULL, *x;
+    json_t *reply = NULL, *list, *x;
     struct table t;
     char b[6][TXT];
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
-    if (rc == CTL_OK)
-        rc = ctl_fetch(c, "GET", "/api/v1/admin/pools", NULL, &reply);
-    if (rc != CTL_OK || reply == NULL)
+    if (rc != CTL_OK ||
+        !(list = ctl_list_get(c, "/api/v1/admin/pools", "pools", &t, 6, hdr, &reply, &rc)))
         return rc;
-    if (!ctl_list(reply, "pools") || table_init(&t, 6, hdr) != REMEX_OK) {
-        json_decref(reply);
-        return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
-    }
-    json_array_foreach(ctl_list(reply, "pools"), i, x)
+    json_array_foreach(list, i, x)
     {
         const char *row[6] = {
             ctl_field(x, "name", b[0], TXT),     ctl_field(x, "slots", b[1], TXT),
