@@ -857,6 +857,22 @@ static remex_err aws_get(struct secrets *s, int i, int var, const char *id, char
     return REMEX_OK;
 }
 
+/* A connection held as text: a JSON object when it starts with '{' (parse errors
+ * name name), else a connection URI. */
+static remex_err conn_from_text(const char *v, const char *name, struct secrets_conn *out,
+                                struct remex_error *e)
+{
+    json_t *o = NULL;
+    struct json_parse_opts jo = {.name = name, .max_bytes = SECRETS_URI_MAX};
+    if (v[0] != '{')
+        return secrets_conn_parse_uri(v, out, e);
+    remex_err rc = parse_secret_json(v, strlen(v), &jo, &o, e);
+    if (rc == REMEX_OK)
+        rc = secrets_conn_from_json(o, out, e);
+    json_decref(o);
+    return rc;
+}
+
 static remex_err aws_conn(struct secrets *s, int i, const char *conn_id, struct secrets_conn *out,
                           struct remex_error *e)
 {
@@ -864,16 +880,7 @@ static remex_err aws_conn(struct secrets *s, int i, const char *conn_id, struct 
     remex_err rc = aws_get(s, i, 0, conn_id, &v, e);
     if (rc != REMEX_OK)
         return rc;
-    if (v[0] == '{') {
-        json_t *o = NULL;
-        struct json_parse_opts jo = {.name = conn_id, .max_bytes = SECRETS_URI_MAX};
-        rc = parse_secret_json(v, strlen(v), &jo, &o, e);
-        if (rc == REMEX_OK)
-            rc = secrets_conn_from_json(o, out, e);
-        json_decref(o);
-    } else {
-        rc = secrets_conn_parse_uri(v, out, e);
-    }
+    rc = conn_from_text(v, conn_id, out, e);
     explicit_bzero(v, strlen(v));
     free(v);
     return rc;
@@ -888,16 +895,7 @@ static remex_err env_conn(struct secrets *s, const char *name, struct secrets_co
     remex_err rc;
     if (v == NULL)
         return REMEX_ENOTFOUND;
-    if (v[0] == '{') {
-        json_t *o = NULL;
-        struct json_parse_opts jo = {.name = name, .max_bytes = SECRETS_URI_MAX};
-        rc = parse_secret_json(v, strlen(v), &jo, &o, e);
-        if (rc == REMEX_OK)
-            rc = secrets_conn_from_json(o, out, e);
-        json_decref(o);
-    } else {
-        rc = secrets_conn_parse_uri(v, out, e);
-    }
+    rc = conn_from_text(v, name, out, e);
     if (rc != REMEX_OK)
         remex_errprefix(e, "%s", name);
     return rc;
