@@ -232,14 +232,10 @@ static void on_metrics(struct evloop *loop, uint64_t id, void *arg)
 
 /* ---- role hooks ---- */
 
-static void on_drain_grace(struct evloop *loop, uint64_t id, void *arg)
+static void role_grace_over_hook(struct role *r)
 {
-    (void)loop;
-    (void)id;
-    struct trg *t = arg;
-    t->drain_timer = 0;
     log_warn("drain grace period over: exiting (undelivered events stay in the journal)");
-    role_finish(t->r, REMEX_EXIT_OK);
+    role_finish(r, REMEX_EXIT_OK);
 }
 
 /* Hands ids (owned array) back to the plane in a capacity-0 poll that
@@ -275,7 +271,7 @@ static void role_drain_hook(struct role *r, const char *why)
         evloop_timer_cancel(t->loop, t->poll_timer);
     t->poll_timer = 0;
     release_all(t);
-    t->drain_timer = evloop_timer_add(t->loop, t->cfg->drain_grace_ms, 0, on_drain_grace, t);
+    role_drain_grace(r, t->cfg->drain_grace_ms);
     check_done(t);
 }
 
@@ -378,8 +374,7 @@ static void role_stop_hook(struct role *r)
     struct trg *t = r->ud;
     if (!t->cfg)
         return;
-    uint64_t *timers[] = {&t->poll_timer, &t->drain_timer, &t->lag_timer, &t->metrics_timer,
-                          &t->flush_timer};
+    uint64_t *timers[] = {&t->poll_timer, &t->lag_timer, &t->metrics_timer, &t->flush_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
         if (*timers[i])
             evloop_timer_cancel(t->loop, *timers[i]);
@@ -405,6 +400,7 @@ static const struct role_ops triggerer_ops = {
     .start = role_start_hook,
     .drain = role_drain_hook,
     .stop_now = role_stop_now_hook,
+    .grace_over = role_grace_over_hook,
     .stop = role_stop_hook,
 };
 

@@ -104,7 +104,7 @@ struct trg {
     int ino_fd;
     struct fwatch *watches;
     /* drain */
-    uint64_t drain_timer, lag_timer, metrics_timer;
+    uint64_t lag_timer, metrics_timer;
     uint64_t lag_expect_ms;
     struct trg_metrics m;
     void (*changed)(struct trg *t); /* something main.c may wait for changed */

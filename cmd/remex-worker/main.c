@@ -284,12 +284,9 @@ static void hook_settled(void *ud)
 
 /* ---- role hooks ---- */
 
-static void on_drain_grace(struct evloop *loop, uint64_t id, void *arg)
+static void role_grace_over_hook(struct role *r)
 {
-    (void)loop;
-    (void)id;
-    struct worker *w = arg;
-    w->drain_timer = 0;
+    struct worker *w = r->ud;
     log_warn("drain grace period over: stopping running tasks");
     w->drain_forced = 1;
     task_stop_all(w, "worker shutdown");
@@ -302,7 +299,7 @@ static void role_drain_hook(struct role *r, const char *why)
     timeutil_duration_format(w->cfg->drain_grace_ms, grace, sizeof(grace));
     log_info("%s: draining (running tasks get %s; send SIGTERM again to stop them now)", why,
              grace);
-    w->drain_timer = evloop_timer_add(w->loop, w->cfg->drain_grace_ms, 0, on_drain_grace, w);
+    role_drain_grace(r, w->cfg->drain_grace_ms);
     check_done(w);
 }
 
@@ -528,8 +525,6 @@ static void role_stop_hook(struct role *r)
     struct worker *w = r->ud;
     if (w->poll_timer)
         evloop_timer_cancel(w->loop, w->poll_timer);
-    if (w->drain_timer)
-        evloop_timer_cancel(w->loop, w->drain_timer);
     rolehttp_free(w->http);
     w->http = NULL;
     if (w->cap_timer)
@@ -559,6 +554,7 @@ static const struct role_ops worker_ops = {
     .start = role_start_hook,
     .drain = role_drain_hook,
     .stop_now = role_stop_now_hook,
+    .grace_over = role_grace_over_hook,
     .child = role_child_hook,
     .stop = role_stop_hook,
 };

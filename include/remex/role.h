@@ -68,6 +68,8 @@ struct role_ops {
     void (*drain)(struct role *r, const char *why);
     /* Second SIGTERM/SIGINT while draining: stop what is held now (NULL: finish at once). */
     void (*stop_now)(struct role *r);
+    /* The drain grace armed by role_drain_grace is over (NULL: nothing to do). */
+    void (*grace_over)(struct role *r);
     /* SIGHUP, after the runtime's own reload (api_reload of a client opened by role_api). */
     void (*reload)(struct role *r);
     /* SIGCHLD (ROLE_HAS_CHILDREN). */
@@ -92,6 +94,7 @@ struct role {
     const char *drain_reason; /* static, once draining */
     struct ipc_conn *sup;     /* supervisor channel, or NULL when run alone */
     uint64_t trim_timer;
+    uint64_t grace_timer; /* role_drain_grace */
 };
 
 /* Runs the role; returns the process's exit code. ud becomes r->ud. */
@@ -117,6 +120,11 @@ void role_notify(struct role *r, const char *type, const json_t *extra);
 void role_finish(struct role *r, int code);
 /* Starts draining as if asked (e.g. the plane asked); idempotent. */
 void role_drain(struct role *r, const char *why);
+/*
+ * Arms the drain grace: ops.grace_over is called once ms have passed (a
+ * second call while armed changes nothing). The runtime cancels it at the end.
+ */
+void role_drain_grace(struct role *r, uint64_t ms);
 /* Heap pages given back to the system once the role stayed idle for 2 s. */
 void role_idle_trim(struct role *r);
 
