@@ -673,12 +673,7 @@ remex_err objstore_azure_first(struct objstore_azure *s, const char *prefix, cha
     }
     /* The first <Name> of <Blobs> (the container's name is an attribute). */
     char name[2 * OBJSTORE_KEY_MAX + 8];
-    size_t pl = strlen(s->prefix);
     int n = objstore_http_xml_field(r.body.data, r.body.len, "Name", name, sizeof(name));
     http_response_free(&r);
-    if (n == 0 || strncmp(name, s->prefix, pl) != 0 ||
-        strncmp(name + pl, prefix, strlen(prefix)) != 0)
-        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
-    snprintf(found, cap, "%s", name + pl);
-    return REMEX_OK;
+    return objstore_http_found(n ? name : NULL, s->prefix, prefix, found, cap, e);
 }

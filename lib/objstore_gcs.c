@@ -281,17 +281,10 @@ remex_err objstore_gcs_first(struct objstore_gcs *s, const char *prefix, char *f
     char name[2 * OBJSTORE_KEY_MAX + 8];
     int got =
         objstore_gcs_list_first(r.body.data ? r.body.data : "", r.body.len, name, sizeof(name));
-    size_t pl = strlen(s->prefix);
-    if (got == 1 && strncmp(name, s->prefix, pl) == 0 &&
-        strncmp(name + pl, prefix, strlen(prefix)) == 0)
-        snprintf(found, cap, "%s", name + pl);
-    else
-        rc = remex_seterr(e, got < 0 ? REMEX_EPROTO : REMEX_ENOTFOUND,
-                          got < 0 ? "gcs list %s: reply is not a listing"
-                                  : "object store: %s: no object",
-                          prefix);
     http_response_free(&r);
-    return rc;
+    if (got < 0)
+        return remex_seterr(e, REMEX_EPROTO, "gcs list %s: reply is not a listing", prefix);
+    return objstore_http_found(got == 1 ? name : NULL, s->prefix, prefix, found, cap, e);
 }
 
 int objstore_gcs_list_first(const char *body, size_t len, char *out, size_t cap)

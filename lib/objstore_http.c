@@ -87,6 +87,17 @@ remex_err objstore_http_client(const char *base, size_t max_response, const char
     return http_client_new(&ho, out, e);
 }
 
+remex_err objstore_http_found(const char *name, const char *store_prefix, const char *prefix,
+                              char *found, size_t cap, struct remex_error *e)
+{
+    size_t pl = strlen(store_prefix);
+    if (name == NULL || strncmp(name, store_prefix, pl) != 0 ||
+        strncmp(name + pl, prefix, strlen(prefix)) != 0)
+        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
+    snprintf(found, cap, "%s", name + pl);
+    return REMEX_OK;
+}
+
 /* ---- digests ---- */
 
 void *objstore_digest_new(void)

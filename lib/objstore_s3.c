@@ -618,10 +618,9 @@ remex_err objstore_s3_first(struct objstore_s3 *s, const char *prefix, char *fou
     struct buf q = BUF_INIT(4 * OBJSTORE_KEY_MAX + 64);
     struct http_response r = {0};
     char key[2 * OBJSTORE_KEY_MAX + 8];
-    size_t pl = strlen(s->prefix);
     remex_err rc = buf_puts(&q, "list-type=2&max-keys=1&prefix=");
     if (rc == REMEX_OK)
-        rc = sigv4_uri_encode(&q, s->prefix, pl, 0);
+        rc = sigv4_uri_encode(&q, s->prefix, strlen(s->prefix), 0);
     if (rc == REMEX_OK)
         rc = sigv4_uri_encode(&q, prefix, strlen(prefix), 0);
     if (rc == REMEX_OK) {
@@ -639,10 +638,7 @@ remex_err objstore_s3_first(struct objstore_s3 *s, const char *prefix, char *fou
     int hit =
         objstore_s3_xml_first(r.body.data ? r.body.data : "", r.body.len, "Key", key, sizeof(key));
     http_response_free(&r);
-    if (!hit || strncmp(key, s->prefix, pl) != 0 || strncmp(key + pl, prefix, strlen(prefix)) != 0)
-        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
-    snprintf(found, cap, "%s", key + pl);
-    return REMEX_OK;
+    return objstore_http_found(hit ? key : NULL, s->prefix, prefix, found, cap, e);
 }
 
 int objstore_s3_xml_first(const char *body, size_t len, const char *tag, char *out, size_t cap)

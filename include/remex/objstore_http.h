@@ -56,6 +56,15 @@ remex_err objstore_http_done(remex_err rc, struct http_response *r, const char *
 remex_err objstore_http_client(const char *base, size_t max_response, const char *ca_file,
                                struct http_client **out, struct remex_error *e);
 
+/*
+ * The end of a find: name, the first object of a listing (NULL: none), is a
+ * hit when it starts with the store's prefix and then prefix; found takes it
+ * without the store's prefix. Else REMEX_ENOTFOUND "object store: <prefix>: no
+ * object".
+ */
+remex_err objstore_http_found(const char *name, const char *store_prefix, const char *prefix,
+                              char *found, size_t cap, struct remex_error *e);
+
 /* Digests of a byte range. */
 struct objstore_digest {
     char sha256_hex[65];
