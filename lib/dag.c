@@ -46,40 +46,45 @@ static const char *const state_names[DAG_TI__COUNT] = {
     [DAG_TI_REMOVED] = "removed",
 };
 
+/* names[i] for 0 <= i < n, else "?". */
+static const char *enum_name(const char *const *names, int n, int i)
+{
+    return i < 0 || i >= n ? "?" : names[i];
+}
+
+/* The index of s in names[0..n), or -1. */
+static int enum_parse(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
 const char *dag_trigger_rule_name(enum dag_trigger_rule r)
 {
-    if ((int)r < 0 || r >= DAG_TR__COUNT)
-        return "?";
-    return rule_names[r];
+    return enum_name(rule_names, DAG_TR__COUNT, (int)r);
 }
 
 int dag_trigger_rule_parse(const char *s, enum dag_trigger_rule *out)
 {
-    for (int i = 0; i < DAG_TR__COUNT; i++) {
-        if (strcmp(s, rule_names[i]) == 0) {
-            *out = (enum dag_trigger_rule)i;
-            return 0;
-        }
-    }
-    return -1;
+    int i = enum_parse(rule_names, DAG_TR__COUNT, s);
+    if (i >= 0)
+        *out = (enum dag_trigger_rule)i;
+    return i < 0 ? -1 : 0;
 }
 
 const char *dag_state_name(enum dag_ti_state s)
 {
-    if ((int)s < 0 || s >= DAG_TI__COUNT)
-        return "?";
-    return state_names[s];
+    return enum_name(state_names, DAG_TI__COUNT, (int)s);
 }
 
 int dag_state_parse(const char *s, enum dag_ti_state *out)
 {
-    for (int i = 0; i < DAG_TI__COUNT; i++) {
-        if (strcmp(s, state_names[i]) == 0) {
-            *out = (enum dag_ti_state)i;
-            return 0;
-        }
-    }
-    return -1;
+    int i = enum_parse(state_names, DAG_TI__COUNT, s);
+    if (i >= 0)
+        *out = (enum dag_ti_state)i;
+    return i < 0 ? -1 : 0;
 }
 
 int dag_state_is_terminal(enum dag_ti_state s)
@@ -518,6 +523,16 @@ static remex_err get_limits(const json_t *o, const char *path, struct dag_limits
     return REMEX_OK;
 }
 
+/* Milliseconds as canonical JSON seconds: an integer when whole, null when unset. */
+static json_t *seconds_json(int64_t ms)
+{
+    if (ms == DAG_UNSET)
+        return json_null();
+    if (ms % 1000 == 0)
+        return json_integer(ms / 1000);
+    return json_real((double)ms / 1000.0);
+}
+
 static remex_err get_trigger(const json_t *o, const char *path, json_t **out, struct remex_error *e)
 {
     const json_t *v = json_object_get(o, "trigger");
@@ -546,9 +561,7 @@ static remex_err get_trigger(const json_t *o, const char *path, json_t **out, st
     if (*out == NULL)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     /* Canonical: timeout always present, in the canonical seconds form. */
-    json_t *tv = timeout == DAG_UNSET  ? json_null()
-                 : timeout % 1000 == 0 ? json_integer(timeout / 1000)
-                                       : json_real((double)timeout / 1000.0);
+    json_t *tv = seconds_json(timeout);
     if (tv == NULL || json_object_set_new(*out, "timeout", tv) != 0)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     return REMEX_OK;
@@ -698,19 +711,24 @@ remex_err dag_from_json_value(const json_t *obj, struct dag **out, struct remex_
     return dag_from_json_value_ex(obj, out, NULL, e);
 }
 
-remex_err dag_from_json_value_ex(const json_t *obj, struct dag **out, size_t *bad_task,
+static remex_err validate_keep(struct dag *d, size_t *bad_task, char **keep, struct remex_error *e);
+
+/* Decodes and validates obj into *out (owned); keep as in validate_keep (NULL: not kept). */
+static remex_err from_json_value(const json_t *obj, struct dag **out, size_t *bad_task, char **keep,
                                  struct remex_error *e)
 {
     struct dag *d = calloc(1, sizeof(*d));
     remex_err rc;
 
     *out = NULL;
+    if (keep != NULL)
+        *keep = NULL;
     if (bad_task != NULL)
         *bad_task = (size_t)-1;
     if (d == NULL)
         return remex_seterr(e, REMEX_ENOMEM, "out of memory");
     if ((rc = decode_dag(obj, d, e)) != REMEX_OK ||
-        (rc = dag_validate(d, bad_task, e)) != REMEX_OK) {
+        (rc = validate_keep(d, bad_task, keep, e)) != REMEX_OK) {
         dag_free(d);
         return rc;
     }
@@ -718,27 +736,16 @@ remex_err dag_from_json_value_ex(const json_t *obj, struct dag **out, size_t *ba
     return REMEX_OK;
 }
 
-static remex_err validate_keep(struct dag *d, size_t *bad_task, char **keep, struct remex_error *e);
+remex_err dag_from_json_value_ex(const json_t *obj, struct dag **out, size_t *bad_task,
+                                 struct remex_error *e)
+{
+    return from_json_value(obj, out, bad_task, NULL, e);
+}
 
 remex_err dag_from_json_value_canon(const json_t *obj, struct dag **out, size_t *bad_task,
                                     char **canonical, struct remex_error *e)
 {
-    struct dag *d = calloc(1, sizeof(*d));
-    remex_err rc;
-
-    *out = NULL;
-    *canonical = NULL;
-    if (bad_task != NULL)
-        *bad_task = (size_t)-1;
-    if (d == NULL)
-        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    if ((rc = decode_dag(obj, d, e)) != REMEX_OK ||
-        (rc = validate_keep(d, bad_task, canonical, e)) != REMEX_OK) {
-        dag_free(d);
-        return rc;
-    }
-    *out = d;
-    return REMEX_OK;
+    return from_json_value(obj, out, bad_task, canonical, e);
 }
 
 remex_err dag_from_json(const char *text, size_t len, struct dag **out, struct remex_error *e)
@@ -758,15 +765,6 @@ remex_err dag_from_json(const char *text, size_t len, struct dag **out, struct r
 }
 
 /* ---------------------------------------------------------------- encoding */
-
-static json_t *seconds_json(int64_t ms)
-{
-    if (ms == DAG_UNSET)
-        return json_null();
-    if (ms % 1000 == 0)
-        return json_integer(ms / 1000);
-    return json_real((double)ms / 1000.0);
-}
 
 static json_t *opt_int_json(int64_t v)
 {

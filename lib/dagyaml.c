@@ -423,6 +423,15 @@ static json_t *conv_date(struct ctx *c, const struct ytree_node *n, const char *
     return NULL;
 }
 
+/* j when the conversion went well (!bad); else j is released and NULL returned. */
+static json_t *unless_bad(json_t *j, int bad)
+{
+    if (!bad)
+        return j;
+    json_decref(j);
+    return NULL;
+}
+
 static json_t *conv_strlist(struct ctx *c, const struct ytree_node *n, const char *what)
 {
     if (n->kind != YTREE_SEQ) {
@@ -438,11 +447,7 @@ static json_t *conv_strlist(struct ctx *c, const struct ytree_node *n, const cha
         if (s == NULL || json_array_append_new(a, s) != 0)
             bad = 1;
     }
-    if (bad) {
-        json_decref(a);
-        return NULL;
-    }
-    return a;
+    return unless_bad(a, bad);
 }
 
 /* Any YAML value as JSON: plain scalars resolve to null, booleans and numbers. */
@@ -493,11 +498,7 @@ static json_t *conv_generic(struct ctx *c, const struct ytree_node *n, const cha
         if (v == NULL || json_object_set_new(j, k->text, v) != 0)
             bad = 1;
     }
-    if (bad) {
-        json_decref(j);
-        return NULL;
-    }
-    return j;
+    return unless_bad(j, bad);
 }
 
 /* A mapping of known keys. Keys of kind V_TASKS / V_DEFAULTS are left to the caller. */
@@ -540,11 +541,7 @@ static json_t *conv_map(struct ctx *c, const struct ytree_node *n, const struct 
         if (v == NULL || json_object_set_new(o, defs[d].name, v) != 0)
             bad = 1;
     }
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
+    return unless_bad(o, bad);
 }
 
 static json_t *conv_env(struct ctx *c, const struct ytree_node *n, const char *what)
@@ -571,11 +568,7 @@ static json_t *conv_env(struct ctx *c, const struct ytree_node *n, const char *w
         if (v == NULL || json_object_set_new(o, k->text, v) != 0)
             bad = 1;
     }
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
+    return unless_bad(o, bad);
 }
 
 static json_t *conv_trigger(struct ctx *c, const struct ytree_node *n, const char *what)

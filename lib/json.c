@@ -161,16 +161,24 @@ static remex_err expected(const struct json_path *p, const char *what, struct re
     return remex_seterr(e, REMEX_EINVAL, "%s: expected %s", json_path_str(p), what);
 }
 
+/* REMEX_OK when v is present and is_type (json_is_<what>(v)) holds. */
+static remex_err want(const struct json_path *p, const json_t *v, int is_type, const char *what,
+                      struct remex_error *e)
+{
+    if (v == NULL)
+        return missing(p, e);
+    return is_type ? REMEX_OK : expected(p, what, e);
+}
+
 remex_err json_as_str(const struct json_path *p, const json_t *v, size_t max_len, const char **out,
                       struct remex_error *e)
 {
     const char *s;
     size_t n;
+    remex_err rc = want(p, v, json_is_string(v), "string", e);
 
-    if (v == NULL)
-        return missing(p, e);
-    if (!json_is_string(v))
-        return expected(p, "string", e);
+    if (rc != REMEX_OK)
+        return rc;
     s = json_string_value(v);
     n = json_string_length(v);
     if (n > max_len)
@@ -186,11 +194,10 @@ remex_err json_as_i64(const struct json_path *p, const json_t *v, int64_t min, i
                       int64_t *out, struct remex_error *e)
 {
     json_int_t n;
+    remex_err rc = want(p, v, json_is_integer(v), "integer", e);
 
-    if (v == NULL)
-        return missing(p, e);
-    if (!json_is_integer(v))
-        return expected(p, "integer", e);
+    if (rc != REMEX_OK)
+        return rc;
     n = json_integer_value(v);
     if (n < min || n > max)
         return remex_seterr(e, REMEX_EINVAL, "%s: must be between %lld and %lld", json_path_str(p),
@@ -201,10 +208,9 @@ remex_err json_as_i64(const struct json_path *p, const json_t *v, int64_t min, i
 
 remex_err json_as_bool(const struct json_path *p, const json_t *v, int *out, struct remex_error *e)
 {
-    if (v == NULL)
-        return missing(p, e);
-    if (!json_is_boolean(v))
-        return expected(p, "boolean", e);
+    remex_err rc = want(p, v, json_is_boolean(v), "boolean", e);
+    if (rc != REMEX_OK)
+        return rc;
     *out = json_is_true(v);
     return REMEX_OK;
 }
@@ -213,11 +219,10 @@ remex_err json_as_double(const struct json_path *p, const json_t *v, double min,
                          double *out, struct remex_error *e)
 {
     double d;
+    remex_err rc = want(p, v, json_is_number(v), "number", e);
 
-    if (v == NULL)
-        return missing(p, e);
-    if (!json_is_number(v))
-        return expected(p, "number", e);
+    if (rc != REMEX_OK)
+        return rc;
     d = json_number_value(v);
     if (!isfinite(d) || d < min || d > max)
         return remex_seterr(e, REMEX_EINVAL, "%s: must be between %g and %g", json_path_str(p), min,
@@ -228,10 +233,9 @@ remex_err json_as_double(const struct json_path *p, const json_t *v, double min,
 
 remex_err json_as_obj(const struct json_path *p, json_t *v, json_t **out, struct remex_error *e)
 {
-    if (v == NULL)
-        return missing(p, e);
-    if (!json_is_object(v))
-        return expected(p, "object", e);
+    remex_err rc = want(p, v, json_is_object(v), "object", e);
+    if (rc != REMEX_OK)
+        return rc;
     *out = v;
     return REMEX_OK;
 }
@@ -239,10 +243,9 @@ remex_err json_as_obj(const struct json_path *p, json_t *v, json_t **out, struct
 remex_err json_as_arr(const struct json_path *p, json_t *v, size_t max_items, json_t **out,
                       struct remex_error *e)
 {
-    if (v == NULL)
-        return missing(p, e);
-    if (!json_is_array(v))
-        return expected(p, "array", e);
+    remex_err rc = want(p, v, json_is_array(v), "array", e);
+    if (rc != REMEX_OK)
+        return rc;
     if (json_array_size(v) > max_items)
         return remex_seterr(e, REMEX_ETOOBIG, "%s: more than %zu items", json_path_str(p),
                             max_items);
@@ -256,11 +259,10 @@ remex_err json_as_enum(const struct json_path *p, const json_t *v, const char *c
     char list[256];
     size_t used = 0;
     const char *s;
+    remex_err rc = want(p, v, json_is_string(v), "string", e);
 
-    if (v == NULL)
-        return missing(p, e);
-    if (!json_is_string(v))
-        return expected(p, "string", e);
+    if (rc != REMEX_OK)
+        return rc;
     s = json_string_value(v);
     for (size_t i = 0; i < n; i++) {
         if (strlen(names[i]) == json_string_length(v) && strcmp(s, names[i]) == 0) {
@@ -313,173 +315,109 @@ static remex_err field_req(const struct json_path *p, const json_t *obj, const c
     return REMEX_OK;
 }
 
+/*
+ * Bodies of json_get_* and json_opt_*, which differ only in the conversion:
+ * look obj[key] up into v (child path c), then return as_call, an expression
+ * over c and v. GET_BODY requires the key; OPT_BODY stores dflt in *out and
+ * returns REMEX_OK when the key is absent or null (*out untouched on error).
+ */
+#define GET_BODY(as_call)                                                                          \
+    struct json_path c;                                                                            \
+    json_t *v;                                                                                     \
+    remex_err rc = field_req(p, obj, key, &c, &v, e);                                              \
+    return rc ? rc : (as_call)
+
+#define OPT_BODY(dflt, as_call)                                                                    \
+    struct json_path c;                                                                            \
+    json_t *v;                                                                                     \
+    remex_err rc = field(p, obj, key, &c, &v, e);                                                  \
+    if (rc == REMEX_OK && v == NULL)                                                               \
+        *out = (dflt);                                                                             \
+    return rc != REMEX_OK || v == NULL ? rc : (as_call)
+
 remex_err json_get_str(const struct json_path *p, const json_t *obj, const char *key,
                        size_t max_len, const char **out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field_req(p, obj, key, &c, &v, e);
-    return rc ? rc : json_as_str(&c, v, max_len, out, e);
+    GET_BODY(json_as_str(&c, v, max_len, out, e));
 }
 
 remex_err json_get_i64(const struct json_path *p, const json_t *obj, const char *key, int64_t min,
                        int64_t max, int64_t *out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field_req(p, obj, key, &c, &v, e);
-    return rc ? rc : json_as_i64(&c, v, min, max, out, e);
+    GET_BODY(json_as_i64(&c, v, min, max, out, e));
 }
 
 remex_err json_get_bool(const struct json_path *p, const json_t *obj, const char *key, int *out,
                         struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field_req(p, obj, key, &c, &v, e);
-    return rc ? rc : json_as_bool(&c, v, out, e);
+    GET_BODY(json_as_bool(&c, v, out, e));
 }
 
 remex_err json_get_double(const struct json_path *p, const json_t *obj, const char *key, double min,
                           double max, double *out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field_req(p, obj, key, &c, &v, e);
-    return rc ? rc : json_as_double(&c, v, min, max, out, e);
+    GET_BODY(json_as_double(&c, v, min, max, out, e));
 }
 
 remex_err json_get_obj(const struct json_path *p, const json_t *obj, const char *key, json_t **out,
                        struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field_req(p, obj, key, &c, &v, e);
-    return rc ? rc : json_as_obj(&c, v, out, e);
+    GET_BODY(json_as_obj(&c, v, out, e));
 }
 
 remex_err json_get_arr(const struct json_path *p, const json_t *obj, const char *key,
                        size_t max_items, json_t **out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field_req(p, obj, key, &c, &v, e);
-    return rc ? rc : json_as_arr(&c, v, max_items, out, e);
+    GET_BODY(json_as_arr(&c, v, max_items, out, e));
 }
 
 remex_err json_get_enum(const struct json_path *p, const json_t *obj, const char *key,
                         const char *const *names, size_t n, int *out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field_req(p, obj, key, &c, &v, e);
-    return rc ? rc : json_as_enum(&c, v, names, n, out, e);
+    GET_BODY(json_as_enum(&c, v, names, n, out, e));
 }
 
 remex_err json_opt_str(const struct json_path *p, const json_t *obj, const char *key,
                        size_t max_len, const char *def, const char **out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field(p, obj, key, &c, &v, e);
-    if (rc != REMEX_OK)
-        return rc;
-    if (v == NULL) {
-        *out = def;
-        return REMEX_OK;
-    }
-    return json_as_str(&c, v, max_len, out, e);
+    OPT_BODY(def, json_as_str(&c, v, max_len, out, e));
 }
 
 remex_err json_opt_i64(const struct json_path *p, const json_t *obj, const char *key, int64_t min,
                        int64_t max, int64_t def, int64_t *out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field(p, obj, key, &c, &v, e);
-    if (rc != REMEX_OK)
-        return rc;
-    if (v == NULL) {
-        *out = def;
-        return REMEX_OK;
-    }
-    return json_as_i64(&c, v, min, max, out, e);
+    OPT_BODY(def, json_as_i64(&c, v, min, max, out, e));
 }
 
 remex_err json_opt_bool(const struct json_path *p, const json_t *obj, const char *key, int def,
                         int *out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field(p, obj, key, &c, &v, e);
-    if (rc != REMEX_OK)
-        return rc;
-    if (v == NULL) {
-        *out = def;
-        return REMEX_OK;
-    }
-    return json_as_bool(&c, v, out, e);
+    OPT_BODY(def, json_as_bool(&c, v, out, e));
 }
 
 remex_err json_opt_double(const struct json_path *p, const json_t *obj, const char *key, double min,
                           double max, double def, double *out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field(p, obj, key, &c, &v, e);
-    if (rc != REMEX_OK)
-        return rc;
-    if (v == NULL) {
-        *out = def;
-        return REMEX_OK;
-    }
-    return json_as_double(&c, v, min, max, out, e);
+    OPT_BODY(def, json_as_double(&c, v, min, max, out, e));
 }
 
 remex_err json_opt_obj(const struct json_path *p, const json_t *obj, const char *key, json_t **out,
                        struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field(p, obj, key, &c, &v, e);
-    if (rc != REMEX_OK)
-        return rc;
-    if (v == NULL) {
-        *out = NULL;
-        return REMEX_OK;
-    }
-    return json_as_obj(&c, v, out, e);
+    OPT_BODY(NULL, json_as_obj(&c, v, out, e));
 }
 
 remex_err json_opt_arr(const struct json_path *p, const json_t *obj, const char *key,
                        size_t max_items, json_t **out, struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field(p, obj, key, &c, &v, e);
-    if (rc != REMEX_OK)
-        return rc;
-    if (v == NULL) {
-        *out = NULL;
-        return REMEX_OK;
-    }
-    return json_as_arr(&c, v, max_items, out, e);
+    OPT_BODY(NULL, json_as_arr(&c, v, max_items, out, e));
 }
 
 remex_err json_opt_enum(const struct json_path *p, const json_t *obj, const char *key,
                         const char *const *names, size_t n, int def, int *out,
                         struct remex_error *e)
 {
-    struct json_path c;
-    json_t *v;
-    remex_err rc = field(p, obj, key, &c, &v, e);
-    if (rc != REMEX_OK)
-        return rc;
-    if (v == NULL) {
-        *out = def;
-        return REMEX_OK;
-    }
-    return json_as_enum(&c, v, names, n, out, e);
+    OPT_BODY(def, json_as_enum(&c, v, names, n, out, e));
 }
 
 /* ---- building ---- */

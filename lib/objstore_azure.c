@@ -245,14 +245,8 @@ remex_err objstore_azure_open(const char *url, const struct objstore_opts *opts,
         rc = azauth_open(&ac, &s->bearer, e);
     } else if (rc == REMEX_OK)
         rc = load_key(s, key, e);
-    if (rc == REMEX_OK) {
-        struct http_client_opts ho = {.base_url = base,
-                                      .max_response_bytes = AZ_RESPONSE_MAX,
-                                      .ca_file = o->ca_file,
-                                      .max_attempts = 4,
-                                      .timeout_ms = 120000};
-        rc = http_client_new(&ho, &s->http, e);
-    }
+    if (rc == REMEX_OK)
+        rc = objstore_http_client(base, AZ_RESPONSE_MAX, o->ca_file, &s->http, e);
     if (rc != REMEX_OK) {
         remex_errprefix(e, "object store %s", url);
         objstore_azure_close(s);
@@ -471,31 +465,21 @@ remex_err objstore_azure_put(struct objstore_azure *s, const char *key, const vo
                              size_t len, struct remex_error *e)
 {
     struct http_response r = {0};
-    remex_err rc = az_call(s, "PUT", key, data ? data : "", len, &r, e);
-    http_response_free(&r);
-    return rc;
+    return objstore_http_done(az_call(s, "PUT", key, data ? data : "", len, &r, e), &r, key, NULL,
+                              e);
 }
 
 remex_err objstore_azure_get(struct objstore_azure *s, const char *key, struct buf *out,
                              struct remex_error *e)
 {
     struct http_response r = {0};
-    remex_err rc = az_call(s, "GET", key, NULL, 0, &r, e);
-    if (rc == REMEX_OK &&
-        (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
-        remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
-    else if (rc == REMEX_ENOMEM)
-        remex_seterr(e, rc, "object store: %s: out of memory", key);
-    http_response_free(&r);
-    return rc;
+    return objstore_http_done(az_call(s, "GET", key, NULL, 0, &r, e), &r, key, out, e);
 }
 
 remex_err objstore_azure_delete(struct objstore_azure *s, const char *key, struct remex_error *e)
 {
     struct http_response r = {0};
-    remex_err rc = az_call(s, "DELETE", key, NULL, 0, &r, e);
-    http_response_free(&r);
-    return rc;
+    return objstore_http_done(az_call(s, "DELETE", key, NULL, 0, &r, e), &r, key, NULL, e);
 }
 
 remex_err objstore_azure_create_container(struct objstore_azure *s, struct remex_error *e)
@@ -689,12 +673,7 @@ remex_err objstore_azure_first(struct objstore_azure *s, const char *prefix, cha
     }
     /* The first <Name> of <Blobs> (the container's name is an attribute). */
     char name[2 * OBJSTORE_KEY_MAX + 8];
-    size_t pl = strlen(s->prefix);
     int n = objstore_http_xml_field(r.body.data, r.body.len, "Name", name, sizeof(name));
     http_response_free(&r);
-    if (n == 0 || strncmp(name, s->prefix, pl) != 0 ||
-        strncmp(name + pl, prefix, strlen(prefix)) != 0)
-        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
-    snprintf(found, cap, "%s", name + pl);
-    return REMEX_OK;
+    return objstore_http_found(n ? name : NULL, s->prefix, prefix, found, cap, e);
 }

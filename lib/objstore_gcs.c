@@ -80,15 +80,9 @@ remex_err objstore_gcs_open(const char *url, const struct objstore_opts *opts,
     if (rc == REMEX_OK)
         rc = gcpauth_open(key && *key ? key : NULL, o->token_uri, GCS_SCOPE, o->ca_file, &s->auth,
                           e);
-    if (rc == REMEX_OK) {
-        struct http_client_opts ho = {.base_url =
-                                          endpoint ? endpoint : "https://storage.googleapis.com",
-                                      .max_response_bytes = GCS_RESPONSE_MAX,
-                                      .ca_file = o->ca_file,
-                                      .max_attempts = 4,
-                                      .timeout_ms = 120000};
-        rc = http_client_new(&ho, &s->http, e);
-    }
+    if (rc == REMEX_OK)
+        rc = objstore_http_client(endpoint ? endpoint : "https://storage.googleapis.com",
+                                  GCS_RESPONSE_MAX, o->ca_file, &s->http, e);
     if (rc != REMEX_OK) {
         remex_errprefix(e, "object store %s", url);
         objstore_gcs_close(s);
@@ -103,11 +97,23 @@ void objstore_gcs_uri_base(const struct objstore_gcs *s, char *out, size_t cap)
     snprintf(out, cap, "gs://%s/%s", s->bucket, s->prefix);
 }
 
-/* Appends prefix + key, percent-encoded as one path segment or query value. */
-static remex_err put_name(const struct objstore_gcs *s, struct buf *b, const char *key)
+#define OBJECT_PATH "/storage/v1/b/%s/o/"                              /* + name */
+#define UPLOAD_PATH "/upload/storage/v1/b/%s/o?uploadType=media&name=" /* + name */
+
+/* p = head (its %s: the bucket) + the store's prefix and name, percent-encoded as one path
+ * segment or query value + tail; a path over p's cap is "gcs: <what> too long". */
+static remex_err object_path(const struct objstore_gcs *s, struct buf *p, const char *head,
+                             const char *name, const char *tail, const char *what,
+                             struct remex_error *e)
 {
-    remex_err rc = sigv4_uri_encode(b, s->prefix, strlen(s->prefix), 0);
-    return rc == REMEX_OK ? sigv4_uri_encode(b, key, strlen(key), 0) : rc;
+    remex_err rc = buf_printf(p, head, s->bucket);
+    if (rc == REMEX_OK)
+        rc = sigv4_uri_encode(p, s->prefix, strlen(s->prefix), 0);
+    if (rc == REMEX_OK)
+        rc = sigv4_uri_encode(p, name, strlen(name), 0);
+    if (rc == REMEX_OK)
+        rc = buf_puts(p, tail);
+    return rc == REMEX_OK ? REMEX_OK : remex_seterr(e, rc, "gcs: %s too long", what);
 }
 
 /* One call with the access token; a 401 gets a new token once. */
@@ -169,11 +175,9 @@ remex_err objstore_gcs_put(struct objstore_gcs *s, const char *key, const void *
     unsigned int mdlen = sizeof(md5);
     struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
     struct http_response r = {0};
-    remex_err rc = buf_printf(&p, "/upload/storage/v1/b/%s/o?uploadType=media&name=", s->bucket);
+    remex_err rc = object_path(s, &p, UPLOAD_PATH, key, "", "key", e);
     if (rc == REMEX_OK)
-        rc = put_name(s, &p, key);
-    rc = rc == REMEX_OK ? gcs_call(s, "POST", buf_cstr(&p), data ? data : "", len, key, &r, NULL, e)
-                        : remex_seterr(e, rc, "gcs: key too long");
+        rc = gcs_call(s, "POST", buf_cstr(&p), data ? data : "", len, key, &r, NULL, e);
     if (rc == REMEX_OK && EVP_Digest(data ? data : "", len, md5, &mdlen, EVP_md5(), NULL) != 1)
         rc = remex_seterr(e, REMEX_ENOMEM, "gcs: md5: out of memory");
     if (rc == REMEX_OK)
@@ -194,12 +198,8 @@ remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *
         return rc;
     /* Headers only: the body is buffered in r (capped), as a non-streamed get. */
     const struct http_stream hs = {.header = k.st.header, .reset = k.st.reset, .ud = &k};
-    if ((rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket)) == REMEX_OK)
-        rc = put_name(s, &p, key);
-    if (rc == REMEX_OK)
-        rc = buf_puts(&p, "?alt=media");
-    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, &hs, e)
-                        : remex_seterr(e, rc, "gcs: key too long");
+    if ((rc = object_path(s, &p, OBJECT_PATH, key, "?alt=media", "key", e)) == REMEX_OK)
+        rc = gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, &hs, e);
     if (rc == REMEX_OK && k.st.write(r.body.data ? r.body.data : "", r.body.len, &k) != 0)
         rc = remex_seterr(e, REMEX_ENOMEM, "gcs: md5: out of memory");
     remex_err checked = objstore_sink_finish(&k, rc, NULL, NULL, NULL, e); /* frees k */
@@ -207,25 +207,17 @@ remex_err objstore_gcs_get(struct objstore_gcs *s, const char *key, struct buf *
         rc = checked;
         remex_errprefix(e, "gcs GET %s", key);
     }
-    if (rc == REMEX_OK &&
-        (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
-        remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
-    else if (rc == REMEX_ENOMEM)
-        remex_seterr(e, rc, "object store: %s: out of memory", key);
-    http_response_free(&r);
     buf_free(&p);
-    return rc;
+    return objstore_http_done(rc, &r, key, out, e);
 }
 
 remex_err objstore_gcs_delete(struct objstore_gcs *s, const char *key, struct remex_error *e)
 {
     struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
     struct http_response r = {0};
-    remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket);
+    remex_err rc = object_path(s, &p, OBJECT_PATH, key, "", "key", e);
     if (rc == REMEX_OK)
-        rc = put_name(s, &p, key);
-    rc = rc == REMEX_OK ? gcs_call(s, "DELETE", buf_cstr(&p), NULL, 0, key, &r, NULL, e)
-                        : remex_seterr(e, rc, "gcs: key too long");
+        rc = gcs_call(s, "DELETE", buf_cstr(&p), NULL, 0, key, &r, NULL, e);
     http_response_free(&r);
     buf_free(&p);
     return rc;
@@ -244,9 +236,7 @@ remex_err objstore_gcs_put_file(struct objstore_gcs *s, const char *key, int fd,
     remex_err rc = whole ? objstore_digest_range(fd, 0, size, whole, NULL, &d, e)
                          : remex_seterr(e, REMEX_ENOMEM, "out of memory");
     if (rc == REMEX_OK)
-        rc = buf_printf(&p, "/upload/storage/v1/b/%s/o?uploadType=media&name=", s->bucket);
-    if (rc == REMEX_OK)
-        rc = put_name(s, &p, key);
+        rc = object_path(s, &p, UPLOAD_PATH, key, "", "key", e);
     if (rc == REMEX_OK) {
         objstore_src_init(&src, fd, 0, size);
         rc = gcs_call(s, "POST", buf_cstr(&p), NULL, 0, key, &r, &src.st, e);
@@ -266,13 +256,9 @@ remex_err objstore_gcs_get_stream(struct objstore_gcs *s, const char *key,
 {
     struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
     struct http_response r = {0};
-    remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o/", s->bucket);
+    remex_err rc = object_path(s, &p, OBJECT_PATH, key, "?alt=media", "key", e);
     if (rc == REMEX_OK)
-        rc = put_name(s, &p, key);
-    if (rc == REMEX_OK)
-        rc = buf_puts(&p, "?alt=media");
-    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, sink, e)
-                        : remex_seterr(e, rc, "gcs: key too long");
+        rc = gcs_call(s, "GET", buf_cstr(&p), NULL, 0, key, &r, sink, e);
     http_response_free(&r);
     buf_free(&p);
     return rc;
@@ -283,11 +269,10 @@ remex_err objstore_gcs_first(struct objstore_gcs *s, const char *prefix, char *f
 {
     struct buf p = BUF_INIT(4 * OBJSTORE_KEY_MAX + 512);
     struct http_response r = {0};
-    remex_err rc = buf_printf(&p, "/storage/v1/b/%s/o?maxResults=1&prefix=", s->bucket);
+    remex_err rc =
+        object_path(s, &p, "/storage/v1/b/%s/o?maxResults=1&prefix=", prefix, "", "prefix", e);
     if (rc == REMEX_OK)
-        rc = put_name(s, &p, prefix);
-    rc = rc == REMEX_OK ? gcs_call(s, "GET", buf_cstr(&p), NULL, 0, prefix, &r, NULL, e)
-                        : remex_seterr(e, rc, "gcs: prefix too long");
+        rc = gcs_call(s, "GET", buf_cstr(&p), NULL, 0, prefix, &r, NULL, e);
     buf_free(&p);
     if (rc != REMEX_OK) {
         http_response_free(&r);
@@ -296,17 +281,10 @@ remex_err objstore_gcs_first(struct objstore_gcs *s, const char *prefix, char *f
     char name[2 * OBJSTORE_KEY_MAX + 8];
     int got =
         objstore_gcs_list_first(r.body.data ? r.body.data : "", r.body.len, name, sizeof(name));
-    size_t pl = strlen(s->prefix);
-    if (got == 1 && strncmp(name, s->prefix, pl) == 0 &&
-        strncmp(name + pl, prefix, strlen(prefix)) == 0)
-        snprintf(found, cap, "%s", name + pl);
-    else
-        rc = remex_seterr(e, got < 0 ? REMEX_EPROTO : REMEX_ENOTFOUND,
-                          got < 0 ? "gcs list %s: reply is not a listing"
-                                  : "object store: %s: no object",
-                          prefix);
     http_response_free(&r);
-    return rc;
+    if (got < 0)
+        return remex_seterr(e, REMEX_EPROTO, "gcs list %s: reply is not a listing", prefix);
+    return objstore_http_found(got == 1 ? name : NULL, s->prefix, prefix, found, cap, e);
 }
 
 int objstore_gcs_list_first(const char *body, size_t len, char *out, size_t cap)

@@ -64,6 +64,40 @@ remex_err objstore_http_status(const char *svc, const char *what, const char *na
     return remex_seterr(e, rc, "%s %s %s: HTTP %ld %s: %s", svc, what, name, r->status, code, msg);
 }
 
+remex_err objstore_http_done(remex_err rc, struct http_response *r, const char *key,
+                             struct buf *out, struct remex_error *e)
+{
+    if (out != NULL && rc == REMEX_OK &&
+        (rc = buf_append(out, r->body.data ? r->body.data : "", r->body.len)) == REMEX_ETOOBIG)
+        remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
+    else if (out != NULL && rc == REMEX_ENOMEM)
+        remex_seterr(e, rc, "object store: %s: out of memory", key);
+    http_response_free(r);
+    return rc;
+}
+
+remex_err objstore_http_client(const char *base, size_t max_response, const char *ca_file,
+                               struct http_client **out, struct remex_error *e)
+{
+    struct http_client_opts ho = {.base_url = base,
+                                  .max_response_bytes = max_response,
+                                  .ca_file = ca_file,
+                                  .max_attempts = 4,
+                                  .timeout_ms = 120000};
+    return http_client_new(&ho, out, e);
+}
+
+remex_err objstore_http_found(const char *name, const char *store_prefix, const char *prefix,
+                              char *found, size_t cap, struct remex_error *e)
+{
+    size_t pl = strlen(store_prefix);
+    if (name == NULL || strncmp(name, store_prefix, pl) != 0 ||
+        strncmp(name + pl, prefix, strlen(prefix)) != 0)
+        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
+    snprintf(found, cap, "%s", name + pl);
+    return REMEX_OK;
+}
+
 /* ---- digests ---- */
 
 void *objstore_digest_new(void)

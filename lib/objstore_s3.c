@@ -154,14 +154,8 @@ remex_err objstore_s3_open(const char *url, const struct objstore_opts *opts,
     if (rc == REMEX_OK)
         rc = awscreds_open(o->profile, o->credentials_file, o->getenv_fn, o->ca_file, &s->provider,
                            e);
-    if (rc == REMEX_OK) {
-        struct http_client_opts ho = {.base_url = base,
-                                      .max_response_bytes = S3_RESPONSE_MAX,
-                                      .ca_file = o->ca_file,
-                                      .max_attempts = 4,
-                                      .timeout_ms = 120000};
-        rc = http_client_new(&ho, &s->http, e);
-    }
+    if (rc == REMEX_OK)
+        rc = objstore_http_client(base, S3_RESPONSE_MAX, o->ca_file, &s->http, e);
     if (rc != REMEX_OK) {
         remex_errprefix(e, "object store %s", url);
         objstore_s3_close(s);
@@ -350,31 +344,21 @@ remex_err objstore_s3_put(struct objstore_s3 *s, const char *key, const void *da
                           struct remex_error *e)
 {
     struct http_response r = {0};
-    remex_err rc = s3_call(s, "PUT", key, data ? data : "", len, &r, e);
-    http_response_free(&r);
-    return rc;
+    return objstore_http_done(s3_call(s, "PUT", key, data ? data : "", len, &r, e), &r, key, NULL,
+                              e);
 }
 
 remex_err objstore_s3_get(struct objstore_s3 *s, const char *key, struct buf *out,
                           struct remex_error *e)
 {
     struct http_response r = {0};
-    remex_err rc = s3_call(s, "GET", key, NULL, 0, &r, e);
-    if (rc == REMEX_OK &&
-        (rc = buf_append(out, r.body.data ? r.body.data : "", r.body.len)) == REMEX_ETOOBIG)
-        remex_seterr(e, rc, "object store: %s: larger than %zu bytes", key, out->max);
-    else if (rc == REMEX_ENOMEM)
-        remex_seterr(e, rc, "object store: %s: out of memory", key);
-    http_response_free(&r);
-    return rc;
+    return objstore_http_done(s3_call(s, "GET", key, NULL, 0, &r, e), &r, key, out, e);
 }
 
 remex_err objstore_s3_delete(struct objstore_s3 *s, const char *key, struct remex_error *e)
 {
     struct http_response r = {0};
-    remex_err rc = s3_call(s, "DELETE", key, NULL, 0, &r, e);
-    http_response_free(&r);
-    return rc;
+    return objstore_http_done(s3_call(s, "DELETE", key, NULL, 0, &r, e), &r, key, NULL, e);
 }
 
 /* ---- streaming ---- */
@@ -634,10 +618,9 @@ remex_err objstore_s3_first(struct objstore_s3 *s, const char *prefix, char *fou
     struct buf q = BUF_INIT(4 * OBJSTORE_KEY_MAX + 64);
     struct http_response r = {0};
     char key[2 * OBJSTORE_KEY_MAX + 8];
-    size_t pl = strlen(s->prefix);
     remex_err rc = buf_puts(&q, "list-type=2&max-keys=1&prefix=");
     if (rc == REMEX_OK)
-        rc = sigv4_uri_encode(&q, s->prefix, pl, 0);
+        rc = sigv4_uri_encode(&q, s->prefix, strlen(s->prefix), 0);
     if (rc == REMEX_OK)
         rc = sigv4_uri_encode(&q, prefix, strlen(prefix), 0);
     if (rc == REMEX_OK) {
@@ -655,10 +638,7 @@ remex_err objstore_s3_first(struct objstore_s3 *s, const char *prefix, char *fou
     int hit =
         objstore_s3_xml_first(r.body.data ? r.body.data : "", r.body.len, "Key", key, sizeof(key));
     http_response_free(&r);
-    if (!hit || strncmp(key, s->prefix, pl) != 0 || strncmp(key + pl, prefix, strlen(prefix)) != 0)
-        return remex_seterr(e, REMEX_ENOTFOUND, "object store: %s: no object", prefix);
-    snprintf(found, cap, "%s", key + pl);
-    return REMEX_OK;
+    return objstore_http_found(hit ? key : NULL, s->prefix, prefix, found, cap, e);
 }
 
 int objstore_s3_xml_first(const char *body, size_t len, const char *tag, char *out, size_t cap)

@@ -37,7 +37,7 @@
 #endif
 #endif
 
-static remex_err errno_code(int err)
+remex_err proc_errno_code(int err)
 {
     switch (err) {
     case ENOENT:
@@ -295,7 +295,7 @@ remex_err proc_exe_cache_new(struct proc_exe_cache **out, struct remex_error *e)
         int err = errno;
         free(c);
         errno = err;
-        return remex_errno(e, errno_code(err), "exe cache: inotify_init1");
+        return remex_errno(e, proc_errno_code(err), "exe cache: inotify_init1");
     }
     *out = c;
     return REMEX_OK;
@@ -471,7 +471,7 @@ static remex_err plan_stdio(struct spawn_plan *p, int i, struct remex_error *e)
     case PROC_STDIO_NULL:
         fd = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
         if (fd < 0)
-            return remex_errno(e, errno_code(errno), "open /dev/null");
+            return remex_errno(e, proc_errno_code(errno), "open /dev/null");
         p->opened[i] = fd;
         break;
     case PROC_STDIO_FD:
@@ -485,7 +485,7 @@ static remex_err plan_stdio(struct spawn_plan *p, int i, struct remex_error *e)
         else
             fd = open(st->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
         if (fd < 0)
-            return remex_errno(e, errno_code(errno), "open %s", st->path);
+            return remex_errno(e, proc_errno_code(errno), "open %s", st->path);
         p->opened[i] = fd;
         break;
     default:
@@ -761,7 +761,7 @@ static remex_err report_error(const struct spawn_plan *p, const struct child_rep
                               struct remex_error *e)
 {
     const struct proc_spec *s = p->spec;
-    remex_err code = errno_code(r->err);
+    remex_err code = proc_errno_code(r->err);
     const char *why = strerror(r->err);
     int idx = r->idx;
 
@@ -966,7 +966,7 @@ remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_erro
         rc = plan_fds(p, e);
     /* A forked child reports through a pipe; a clone-vfork child through the plan. */
     if (rc == REMEX_OK && !vforked && pipe2(pfd, O_CLOEXEC) != 0)
-        rc = remex_errno(e, errno_code(errno), "spawn: pipe");
+        rc = remex_errno(e, proc_errno_code(errno), "spawn: pipe");
     if (rc == REMEX_OK) {
         p->errfd = pfd[1];
         sigfillset(&all);
@@ -981,7 +981,7 @@ remex_err proc_spawn(const struct proc_spec *spec, pid_t *pid, struct remex_erro
             close(pfd[1]);
         if (child < 0) {
             errno = saved;
-            rc = remex_errno(e, errno_code(saved), "%s", vforked ? "clone" : "fork");
+            rc = remex_errno(e, proc_errno_code(saved), "%s", vforked ? "clone" : "fork");
         } else if (vforked) {
             rc = vfork_outcome(p, child, e);
         } else {
@@ -1077,7 +1077,7 @@ static remex_err signal_group(pid_t pgid, int sig, struct remex_error *e)
     if (kill(-pgid, sig) != 0) {
         if (errno == ESRCH)
             return remex_seterr(e, REMEX_ENOTFOUND, "kill group %d: no such group", (int)pgid);
-        return remex_errno(e, errno_code(errno), "kill group %d", (int)pgid);
+        return remex_errno(e, proc_errno_code(errno), "kill group %d", (int)pgid);
     }
     return REMEX_OK;
 }
@@ -1159,6 +1159,6 @@ size_t proc_reap_all(void (*cb)(pid_t pid, int wstatus, void *arg), void *arg)
 remex_err proc_set_subreaper(struct remex_error *e)
 {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1UL) != 0)
-        return remex_errno(e, errno_code(errno), "prctl PR_SET_CHILD_SUBREAPER");
+        return remex_errno(e, proc_errno_code(errno), "prctl PR_SET_CHILD_SUBREAPER");
     return REMEX_OK;
 }

@@ -30,25 +30,6 @@
 #define CG_PURGE_DEPTH 16           /* nesting proc_cgroup_purge descends into */
 #define CG_KILL_ROUNDS 4            /* re-reads of cgroup.procs in one proc_cgroup_kill */
 
-static remex_err cg_errno_code(int err)
-{
-    switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-        return REMEX_ENOTFOUND;
-    case EACCES:
-    case EPERM:
-    case EROFS:
-        return REMEX_EPERM;
-    case ENOMEM:
-        return REMEX_ENOMEM;
-    case EEXIST:
-        return REMEX_EEXIST;
-    default:
-        return REMEX_ESYS;
-    }
-}
-
 /*
  * Reads all of path into *out (malloc'd, NUL-terminated, *len bytes before
  * the NUL). A file of more than cap bytes is REMEX_ETOOBIG; every message
@@ -64,7 +45,7 @@ static remex_err read_capped(const char *path, size_t cap, char **out, size_t *l
     *out = NULL;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return remex_errno(e, cg_errno_code(errno), "%s", path);
+        return remex_errno(e, proc_errno_code(errno), "%s", path);
     buf = malloc(cap + 2);
     if (buf == NULL) {
         close(fd);
@@ -75,7 +56,7 @@ static remex_err read_capped(const char *path, size_t cap, char **out, size_t *l
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            remex_err rc = remex_errno(e, cg_errno_code(errno), "%s", path);
+            remex_err rc = remex_errno(e, proc_errno_code(errno), "%s", path);
             close(fd);
             free(buf);
             return rc;
@@ -223,7 +204,7 @@ static int cg_name_ok(const char *name)
 static remex_err cg_write(const char *dir, const char *file, const char *val, struct remex_error *e)
 {
     if (write_file(dir, file, val) != 0)
-        return remex_errno(e, cg_errno_code(errno), "%s/%s", dir, file);
+        return remex_errno(e, proc_errno_code(errno), "%s/%s", dir, file);
     return REMEX_OK;
 }
 
@@ -240,7 +221,7 @@ static remex_err cg_limits_v2(const char *dir, const struct proc_cgroup_limits *
             return rc;
         /* Without swap accounting the file is absent: nothing to disable. */
         if (write_file(dir, "memory.swap.max", "0") != 0 && errno != ENOENT)
-            return remex_errno(e, cg_errno_code(errno), "%s/memory.swap.max", dir);
+            return remex_errno(e, proc_errno_code(errno), "%s/memory.swap.max", dir);
     }
     if (lim->pids_max > 0) {
         snprintf(v, sizeof(v), "%llu", lim->pids_max);
@@ -273,7 +254,7 @@ static remex_err cg_limits_v1(const char *dir, const struct proc_cgroup_limits *
         return rc;
     /* Absent without swap accounting (swapaccount=0): no swap to dodge with. */
     if (write_file(dir, "memory.memsw.limit_in_bytes", v) != 0 && errno != ENOENT)
-        return remex_errno(e, cg_errno_code(errno), "%s/memory.memsw.limit_in_bytes", dir);
+        return remex_errno(e, proc_errno_code(errno), "%s/memory.memsw.limit_in_bytes", dir);
     return cg_write(dir, "memory.oom_control", "0", e);
 }
 
@@ -291,7 +272,7 @@ remex_err proc_cgroup_create(struct proc_cgroup *cg, const char *parent, const c
         return remex_seterr(e, REMEX_EINVAL, "cgroup: bad parent or name");
     type = fs_type(parent);
     if (type != CGROUP2_SUPER_MAGIC && type != CGROUP_SUPER_MAGIC)
-        return remex_seterr(e, type < 0 ? cg_errno_code(errno) : REMEX_EUNSUPPORTED,
+        return remex_seterr(e, type < 0 ? proc_errno_code(errno) : REMEX_EUNSUPPORTED,
                             "cgroup %s: %s", parent,
                             type < 0 ? strerror(errno) : "not on a cgroup mount");
     if (snprintf(cg->path, sizeof(cg->path), "%s/%s", parent, name) >= (int)sizeof(cg->path)) {
@@ -299,7 +280,7 @@ remex_err proc_cgroup_create(struct proc_cgroup *cg, const char *parent, const c
         return remex_seterr(e, REMEX_EINVAL, "cgroup: path too long");
     }
     if (mkdir(cg->path, 0755) != 0) {
-        rc = remex_errno(e, cg_errno_code(errno), "cgroup %s: mkdir", cg->path);
+        rc = remex_errno(e, proc_errno_code(errno), "cgroup %s: mkdir", cg->path);
         cg->path[0] = '\0'; /* not ours: a later remove must not touch it */
         return rc;
     }
@@ -310,7 +291,7 @@ remex_err proc_cgroup_create(struct proc_cgroup *cg, const char *parent, const c
         snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg->path);
         cg->procs_fd = open(procs, O_WRONLY | O_CLOEXEC);
         if (cg->procs_fd < 0)
-            rc = remex_errno(e, cg_errno_code(errno), "%s", procs);
+            rc = remex_errno(e, proc_errno_code(errno), "%s", procs);
     }
     if (rc != REMEX_OK) {
         (void)rmdir(cg->path);
@@ -385,7 +366,7 @@ remex_err proc_cgroup_kill(const struct proc_cgroup *cg, struct remex_error *e)
         if (write_file(cg->path, "cgroup.kill", "1") == 0)
             return REMEX_OK;
         if (errno != ENOENT)
-            return remex_errno(e, cg_errno_code(errno), "%s/cgroup.kill", cg->path);
+            return remex_errno(e, proc_errno_code(errno), "%s/cgroup.kill", cg->path);
         /* Linux < 5.14: no cgroup.kill, signal the members instead. */
     }
     /* A member forking while it is signalled is caught by the next round. */
@@ -409,7 +390,7 @@ remex_err proc_cgroup_remove(struct proc_cgroup *cg, struct remex_error *e)
         if (errno == EBUSY)
             return remex_seterr(e, REMEX_EAGAIN, "cgroup %s: still has processes", cg->path);
         if (errno != ENOENT)
-            return remex_errno(e, cg_errno_code(errno), "cgroup %s: rmdir", cg->path);
+            return remex_errno(e, proc_errno_code(errno), "cgroup %s: rmdir", cg->path);
     }
     cg->path[0] = '\0';
     return REMEX_OK;
@@ -438,7 +419,7 @@ static int purge_pass(const char *dir, int depth, struct remex_error *e)
     if (dp == NULL) {
         if (errno == ENOENT)
             return 1;
-        remex_errno(e, cg_errno_code(errno), "cgroup %s", dir);
+        remex_errno(e, proc_errno_code(errno), "cgroup %s", dir);
         return -1;
     }
     while ((d = readdir(dp)) != NULL) {
@@ -468,7 +449,7 @@ static int purge_pass(const char *dir, int depth, struct remex_error *e)
         return 1;
     if (errno == EBUSY)
         return 0;
-    remex_errno(e, cg_errno_code(errno), "cgroup %s: rmdir", dir);
+    remex_errno(e, proc_errno_code(errno), "cgroup %s: rmdir", dir);
     return -1;
 }
 

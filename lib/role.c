@@ -100,6 +100,22 @@ void role_idle_trim(struct role *r)
     r->trim_timer = evloop_timer_add(r->loop, IDLE_TRIM_MS, 0, on_idle_trim, r);
 }
 
+static void on_grace(struct evloop *loop, uint64_t id, void *arg)
+{
+    struct role *r = arg;
+    (void)loop;
+    (void)id;
+    r->grace_timer = 0;
+    if (r->ops->grace_over)
+        r->ops->grace_over(r);
+}
+
+void role_drain_grace(struct role *r, uint64_t ms)
+{
+    if (r->grace_timer == 0)
+        r->grace_timer = evloop_timer_add(r->loop, ms, 0, on_grace, r);
+}
+
 remex_err role_api(struct role *r, const char *name, const char *journal_dir, uint64_t long_poll_ms,
                    const struct api_hooks *hooks, struct remex_error *e)
 {
@@ -234,6 +250,8 @@ static void teardown(struct role *r)
     }
     if (r->trim_timer)
         evloop_timer_cancel(r->loop, r->trim_timer);
+    if (r->grace_timer)
+        evloop_timer_cancel(r->loop, r->grace_timer);
     evloop_free(r->loop);
     r->loop = NULL;
     agentcfg_free(&r->cfg);
@@ -398,4 +416,22 @@ int role_main(const struct role_ops *ops, void *ud, int argc, char **argv)
     }
     teardown(&r);
     return code;
+}
+
+int role_plane_hold(const char *desired_state, int cur)
+{
+    static const char *const names[] = {[ROLE_HOLD_NONE] = "run",
+                                        [ROLE_HOLD_DRAIN] = "drain",
+                                        [ROLE_HOLD_MAINTENANCE] = "maintenance"};
+    for (int i = 0; desired_state != NULL && i < (int)(sizeof(names) / sizeof(names[0])); i++)
+        if (strcmp(desired_state, names[i]) == 0)
+            return i;
+    return cur;
+}
+
+const char *role_beat_state(const struct role *r, int hold)
+{
+    if (r->state >= ROLE_DRAINING || hold == ROLE_HOLD_DRAIN)
+        return "draining";
+    return hold == ROLE_HOLD_MAINTENANCE ? "maintenance" : "running";
 }

@@ -626,34 +626,26 @@ static remex_err set_order(struct secrets *s, const struct secrets_config *cfg,
     return REMEX_OK;
 }
 
-/* Opens Google Cloud Secret Manager when configured, with its prefixes (Airflow's). */
-static remex_err open_gcp(struct secrets *s, const struct secrets_config *cfg,
-                          struct remex_error *e)
+/* Opens Google Cloud Secret Manager and Azure Key Vault when configured, with their prefixes
+ * (Airflow's by default); their prefixes sit in aws_prefix[2] and [3]. */
+static remex_err open_cloud(struct secrets *s, const struct secrets_config *cfg,
+                            struct remex_error *e)
 {
-    if (!cfg->gcp)
-        return REMEX_OK;
-    s->aws_prefix[2][0] =
-        strdup(cfg->gcp_connections_prefix ? cfg->gcp_connections_prefix : "airflow-connections");
-    s->aws_prefix[2][1] =
-        strdup(cfg->gcp_variables_prefix ? cfg->gcp_variables_prefix : "airflow-variables");
-    if (!s->aws_prefix[2][0] || !s->aws_prefix[2][1])
-        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    return secrets_gcp_open(cfg->gcp, &s->gcp, e);
-}
-
-/* Opens Azure Key Vault when configured, with its prefixes (Airflow's). */
-static remex_err open_azkv(struct secrets *s, const struct secrets_config *cfg,
-                           struct remex_error *e)
-{
-    if (!cfg->azkv)
-        return REMEX_OK;
-    s->aws_prefix[3][0] =
-        strdup(cfg->azkv_connections_prefix ? cfg->azkv_connections_prefix : "airflow-connections");
-    s->aws_prefix[3][1] =
-        strdup(cfg->azkv_variables_prefix ? cfg->azkv_variables_prefix : "airflow-variables");
-    if (!s->aws_prefix[3][0] || !s->aws_prefix[3][1])
-        return remex_seterr(e, REMEX_ENOMEM, "out of memory");
-    return secrets_azkv_open(cfg->azkv, &s->azkv, e);
+    const void *c[2] = {cfg->gcp, cfg->azkv};
+    const char *pre[2][2] = {{cfg->gcp_connections_prefix, cfg->gcp_variables_prefix},
+                             {cfg->azkv_connections_prefix, cfg->azkv_variables_prefix}};
+    static const char *const def[2] = {"airflow-connections", "airflow-variables"};
+    remex_err rc = REMEX_OK;
+    for (int i = 0; i < 2 && rc == REMEX_OK; i++) {
+        if (!c[i])
+            continue;
+        for (int k = 0; k < 2; k++)
+            if (!(s->aws_prefix[2 + i][k] = strdup(pre[i][k] ? pre[i][k] : def[k])))
+                return remex_seterr(e, REMEX_ENOMEM, "out of memory");
+        rc = i == 0 ? secrets_gcp_open(cfg->gcp, &s->gcp, e)
+                    : secrets_azkv_open(cfg->azkv, &s->azkv, e);
+    }
+    return rc;
 }
 
 /* Opens the AWS backends that are configured, with their prefixes. */
@@ -708,9 +700,7 @@ remex_err secrets_open(const struct secrets_config *cfg, struct secrets **out,
     if (rc == REMEX_OK)
         rc = open_aws(s, cfg, e);
     if (rc == REMEX_OK)
-        rc = open_gcp(s, cfg, e);
-    if (rc == REMEX_OK)
-        rc = open_azkv(s, cfg, e);
+        rc = open_cloud(s, cfg, e);
     if (rc != REMEX_OK) {
         secrets_close(s);
         return rc;
@@ -867,6 +857,22 @@ static remex_err aws_get(struct secrets *s, int i, int var, const char *id, char
     return REMEX_OK;
 }
 
+/* A connection held as text: a JSON object when it starts with '{' (parse errors
+ * name name), else a connection URI. */
+static remex_err conn_from_text(const char *v, const char *name, struct secrets_conn *out,
+                                struct remex_error *e)
+{
+    json_t *o = NULL;
+    struct json_parse_opts jo = {.name = name, .max_bytes = SECRETS_URI_MAX};
+    if (v[0] != '{')
+        return secrets_conn_parse_uri(v, out, e);
+    remex_err rc = parse_secret_json(v, strlen(v), &jo, &o, e);
+    if (rc == REMEX_OK)
+        rc = secrets_conn_from_json(o, out, e);
+    json_decref(o);
+    return rc;
+}
+
 static remex_err aws_conn(struct secrets *s, int i, const char *conn_id, struct secrets_conn *out,
                           struct remex_error *e)
 {
@@ -874,16 +880,7 @@ static remex_err aws_conn(struct secrets *s, int i, const char *conn_id, struct 
     remex_err rc = aws_get(s, i, 0, conn_id, &v, e);
     if (rc != REMEX_OK)
         return rc;
-    if (v[0] == '{') {
-        json_t *o = NULL;
-        struct json_parse_opts jo = {.name = conn_id, .max_bytes = SECRETS_URI_MAX};
-        rc = parse_secret_json(v, strlen(v), &jo, &o, e);
-        if (rc == REMEX_OK)
-            rc = secrets_conn_from_json(o, out, e);
-        json_decref(o);
-    } else {
-        rc = secrets_conn_parse_uri(v, out, e);
-    }
+    rc = conn_from_text(v, conn_id, out, e);
     explicit_bzero(v, strlen(v));
     free(v);
     return rc;
@@ -898,16 +895,7 @@ static remex_err env_conn(struct secrets *s, const char *name, struct secrets_co
     remex_err rc;
     if (v == NULL)
         return REMEX_ENOTFOUND;
-    if (v[0] == '{') {
-        json_t *o = NULL;
-        struct json_parse_opts jo = {.name = name, .max_bytes = SECRETS_URI_MAX};
-        rc = parse_secret_json(v, strlen(v), &jo, &o, e);
-        if (rc == REMEX_OK)
-            rc = secrets_conn_from_json(o, out, e);
-        json_decref(o);
-    } else {
-        rc = secrets_conn_parse_uri(v, out, e);
-    }
+    rc = conn_from_text(v, name, out, e);
     if (rc != REMEX_OK)
         remex_errprefix(e, "%s", name);
     return rc;

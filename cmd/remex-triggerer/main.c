@@ -173,10 +173,7 @@ static void hook_heartbeat_body(void *ud, json_t *body)
 {
     struct trg *t = ud;
     trig_purge_fired(t);
-    const char *state = draining(t) || t->plane_hold == 1 ? "draining"
-                        : t->plane_hold == 2              ? "maintenance"
-                                                          : "running";
-    json_object_set_new(body, "state", json_string(state));
+    json_object_set_new(body, "state", json_string(role_beat_state(t->r, t->plane_hold)));
     json_object_set_new(body, "free_slots", json_integer(0));
     json_object_set(body, "triggers", trig_held_ids(t)); /* serialised before the loop goes on */
 }
@@ -195,11 +192,7 @@ static void hook_heartbeat_reply(void *ud, json_t *r)
         }
     }
     const char *ds = json_string_value(json_object_get(r, "desired_state"));
-    int hold = !ds                              ? t->plane_hold
-               : strcmp(ds, "run") == 0         ? 0
-               : strcmp(ds, "drain") == 0       ? 1
-               : strcmp(ds, "maintenance") == 0 ? 2
-                                                : t->plane_hold;
+    int hold = role_plane_hold(ds, t->plane_hold);
     if (hold != t->plane_hold)
         log_info("the plane asked this triggerer to %s", ds);
     t->plane_hold = hold;
@@ -239,14 +232,10 @@ static void on_metrics(struct evloop *loop, uint64_t id, void *arg)
 
 /* ---- role hooks ---- */
 
-static void on_drain_grace(struct evloop *loop, uint64_t id, void *arg)
+static void role_grace_over_hook(struct role *r)
 {
-    (void)loop;
-    (void)id;
-    struct trg *t = arg;
-    t->drain_timer = 0;
     log_warn("drain grace period over: exiting (undelivered events stay in the journal)");
-    role_finish(t->r, REMEX_EXIT_OK);
+    role_finish(r, REMEX_EXIT_OK);
 }
 
 /* Hands ids (owned array) back to the plane in a capacity-0 poll that
@@ -282,7 +271,7 @@ static void role_drain_hook(struct role *r, const char *why)
         evloop_timer_cancel(t->loop, t->poll_timer);
     t->poll_timer = 0;
     release_all(t);
-    t->drain_timer = evloop_timer_add(t->loop, t->cfg->drain_grace_ms, 0, on_drain_grace, t);
+    role_drain_grace(r, t->cfg->drain_grace_ms);
     check_done(t);
 }
 
@@ -385,8 +374,7 @@ static void role_stop_hook(struct role *r)
     struct trg *t = r->ud;
     if (!t->cfg)
         return;
-    uint64_t *timers[] = {&t->poll_timer, &t->drain_timer, &t->lag_timer, &t->metrics_timer,
-                          &t->flush_timer};
+    uint64_t *timers[] = {&t->poll_timer, &t->lag_timer, &t->metrics_timer, &t->flush_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
         if (*timers[i])
             evloop_timer_cancel(t->loop, *timers[i]);
@@ -412,6 +400,7 @@ static const struct role_ops triggerer_ops = {
     .start = role_start_hook,
     .drain = role_drain_hook,
     .stop_now = role_stop_now_hook,
+    .grace_over = role_grace_over_hook,
     .stop = role_stop_hook,
 };
 

@@ -99,12 +99,12 @@ struct trg {
     int poll_inflight;
     uint64_t poll_timer;
     unsigned poll_failures;
-    int plane_hold; /* the plane asked for drain/maintenance */
+    int plane_hold; /* enum role_hold: the plane asked for drain/maintenance */
     /* inotify */
     int ino_fd;
     struct fwatch *watches;
     /* drain */
-    uint64_t drain_timer, lag_timer, metrics_timer;
+    uint64_t lag_timer, metrics_timer;
     uint64_t lag_expect_ms;
     struct trg_metrics m;
     void (*changed)(struct trg *t); /* something main.c may wait for changed */

@@ -233,11 +233,8 @@ static void hook_heartbeat_body(void *ud, json_t *body)
         if (t->phase == WT_RUNNING || t->phase == WT_STARTING || t->report_waits_upload)
             json_array_append_new(run, json_pack("{s:I,s:I}", "ti_id", (json_int_t)t->ti_id,
                                                  "try_number", (json_int_t)t->try_number));
-    const char *state = worker_draining(w) || w->plane_hold == 1 ? "draining"
-                        : w->plane_hold == 2                     ? "maintenance"
-                                                                 : "running";
     int idle = worker_draining(w) || w->plane_hold;
-    json_object_set_new(body, "state", json_string(state));
+    json_object_set_new(body, "state", json_string(role_beat_state(w->r, w->plane_hold)));
     json_object_set_new(body, "free_slots", json_integer(idle ? 0 : w->slots - w->running));
     json_object_set_new(body, "running", run);
 }
@@ -249,11 +246,7 @@ static void hook_heartbeat_body(void *ud, json_t *body)
  */
 static void plane_desired(struct worker *w, const char *ds)
 {
-    int hold = !ds                              ? w->plane_hold
-               : strcmp(ds, "run") == 0         ? 0
-               : strcmp(ds, "drain") == 0       ? 1
-               : strcmp(ds, "maintenance") == 0 ? 2
-                                                : w->plane_hold;
+    int hold = role_plane_hold(ds, w->plane_hold);
     if (hold == w->plane_hold)
         return;
     if (hold)
@@ -291,12 +284,9 @@ static void hook_settled(void *ud)
 
 /* ---- role hooks ---- */
 
-static void on_drain_grace(struct evloop *loop, uint64_t id, void *arg)
+static void role_grace_over_hook(struct role *r)
 {
-    (void)loop;
-    (void)id;
-    struct worker *w = arg;
-    w->drain_timer = 0;
+    struct worker *w = r->ud;
     log_warn("drain grace period over: stopping running tasks");
     w->drain_forced = 1;
     task_stop_all(w, "worker shutdown");
@@ -309,7 +299,7 @@ static void role_drain_hook(struct role *r, const char *why)
     timeutil_duration_format(w->cfg->drain_grace_ms, grace, sizeof(grace));
     log_info("%s: draining (running tasks get %s; send SIGTERM again to stop them now)", why,
              grace);
-    w->drain_timer = evloop_timer_add(w->loop, w->cfg->drain_grace_ms, 0, on_drain_grace, w);
+    role_drain_grace(r, w->cfg->drain_grace_ms);
     check_done(w);
 }
 
@@ -535,8 +525,6 @@ static void role_stop_hook(struct role *r)
     struct worker *w = r->ud;
     if (w->poll_timer)
         evloop_timer_cancel(w->loop, w->poll_timer);
-    if (w->drain_timer)
-        evloop_timer_cancel(w->loop, w->drain_timer);
     rolehttp_free(w->http);
     w->http = NULL;
     if (w->cap_timer)
@@ -566,6 +554,7 @@ static const struct role_ops worker_ops = {
     .start = role_start_hook,
     .drain = role_drain_hook,
     .stop_now = role_stop_now_hook,
+    .grace_over = role_grace_over_hook,
     .child = role_child_hook,
     .stop = role_stop_hook,
 };

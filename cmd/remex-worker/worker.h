@@ -181,9 +181,8 @@ struct worker {
 
     int once_taken;   /* --once: the one task was confirmed */
     int once_result;  /* exit code for --once */
-    int plane_hold;   /* the plane's desired_state: 0 run, 1 drain, 2 maintenance (no new work) */
+    int plane_hold;   /* enum role_hold: the plane's desired_state (no new work) */
     int drain_forced; /* second SIGTERM or drain grace passed: running tasks are stopped */
-    uint64_t drain_timer;
 };
 
 /* The worker takes no new work: draining, stopping or finished (role.h). */

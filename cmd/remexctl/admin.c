@@ -118,15 +118,9 @@ int cmd_tokens_list(struct ctl *c, int argc, char **argv)
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
-    if (rc != CTL_OK)
+    if (rc != CTL_OK ||
+        !(list = ctl_list_get(c, "/api/v1/admin/tokens", "tokens", &t, 8, hdr, &reply, &rc)))
         return rc;
-    rc = ctl_fetch(c, "GET", "/api/v1/admin/tokens", NULL, &reply);
-    if (rc != CTL_OK || reply == NULL)
-        return rc;
-    if ((list = ctl_list(reply, "tokens")) == NULL || table_init(&t, 8, hdr) != REMEX_OK) {
-        json_decref(reply);
-        return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
-    }
     json_array_foreach(list, i, tok)
     {
         const char *row[8] = {
@@ -190,15 +184,9 @@ int cmd_agents_list(struct ctl *c, int argc, char **argv)
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
-    if (rc != CTL_OK)
+    if (rc != CTL_OK ||
+        !(list = ctl_list_get(c, "/api/v1/admin/agents", "agents", &t, 9, hdr, &reply, &rc)))
         return rc;
-    rc = ctl_fetch(c, "GET", "/api/v1/admin/agents", NULL, &reply);
-    if (rc != CTL_OK || reply == NULL)
-        return rc;
-    if ((list = ctl_list(reply, "agents")) == NULL || table_init(&t, 9, hdr) != REMEX_OK) {
-        json_decref(reply);
-        return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
-    }
     json_array_foreach(list, i, a)
     {
         snprintf(slots, sizeof(slots), "%s/%s", ctl_field(a, "free_slots", b[5], TXT),
@@ -379,15 +367,9 @@ int cmd_import_errors(struct ctl *c, int argc, char **argv)
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
-    if (rc != CTL_OK)
+    if (rc != CTL_OK || !(list = ctl_list_get(c, "/api/v1/admin/import-errors", "import_errors", &t,
+                                              4, hdr, &reply, &rc)))
         return rc;
-    rc = ctl_fetch(c, "GET", "/api/v1/admin/import-errors", NULL, &reply);
-    if (rc != CTL_OK || reply == NULL)
-        return rc;
-    if ((list = ctl_list(reply, "import_errors")) == NULL || table_init(&t, 4, hdr) != REMEX_OK) {
-        json_decref(reply);
-        return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
-    }
     json_array_foreach(list, i, ie)
     {
         snprintf(loc, sizeof(loc), "%s:%s:%s", ctl_field(ie, "file", b[1], TXT),

@@ -328,6 +328,23 @@ json_t *ctl_list(json_t *reply, const char *key)
     return json_is_array(v) ? v : NULL;
 }
 
+json_t *ctl_list_get(struct ctl *c, const char *path, const char *key, struct table *t,
+                     size_t ncols, const char *const *hdr, json_t **reply, int *rc)
+{
+    json_t *list;
+
+    *reply = NULL;
+    if ((*rc = ctl_fetch(c, "GET", path, NULL, reply)) != CTL_OK || *reply == NULL)
+        return NULL;
+    if ((list = ctl_list(*reply, key)) == NULL || table_init(t, ncols, hdr) != REMEX_OK) {
+        json_decref(*reply);
+        *reply = NULL;
+        *rc = ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
+        return NULL;
+    }
+    return list;
+}
+
 int ctl_write(const struct ctl *c, const struct buf *out)
 {
     if (out->len > 0 && fwrite(out->data, 1, out->len, stdout) != out->len)

@@ -115,6 +115,15 @@ const char *ctl_field(const json_t *obj, const char *key, char *buf, size_t n);
 const char *ctl_short_version(const char *v, char *buf, size_t n);
 /* reply itself when it is an array, else reply[key] when that is an array; NULL otherwise. */
 json_t *ctl_list(json_t *reply, const char *key);
+/*
+ * The start of a list command: GETs path and, when its list (ctl_list of
+ * key) is there, readies t (ncols columns under hdr) and returns the list,
+ * borrowed from *reply (owned by the caller). Else NULL, *reply NULL and *rc
+ * the exit code: the call's failure, CTL_OK when the reply was printed as is
+ * (-o json), or CTL_EFAIL (printed) for a reply without the list.
+ */
+json_t *ctl_list_get(struct ctl *c, const char *path, const char *key, struct table *t,
+                     size_t ncols, const char *const *hdr, json_t **reply, int *rc);
 /* Writes out to stdout; CTL_EFAIL with a message when stdout fails. */
 int ctl_write(const struct ctl *c, const struct buf *out);
 /* Renders t (and frees it) to stdout, without the header row when no_headers. */

@@ -22,15 +22,9 @@ int cmd_dags_list(struct ctl *c, int argc, char **argv)
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
-    if (rc != CTL_OK)
+    if (rc != CTL_OK ||
+        !(list = ctl_list_get(c, "/api/v1/admin/dags", "dags", &t, 7, hdr, &reply, &rc)))
         return rc;
-    rc = ctl_fetch(c, "GET", "/api/v1/admin/dags", NULL, &reply);
-    if (rc != CTL_OK || reply == NULL)
-        return rc;
-    if ((list = ctl_list(reply, "dags")) == NULL || table_init(&t, 7, hdr) != REMEX_OK) {
-        json_decref(reply);
-        return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
-    }
     json_array_foreach(list, i, d)
     {
         const char *row[7] = {
@@ -216,7 +210,7 @@ int cmd_runs_list(struct ctl *c, int argc, char **argv)
     static const char *const hdr[] = {"RUN", "STATE", "TYPE", "LOGICAL DATE", "START", "END"};
     struct buf path = BUF_INIT(4096);
     struct table t;
-    json_t *reply = NULL, *list, *r;
+    json_t *reply = NULL, *list = NULL, *r;
     char b[6][TXT];
     size_t i;
     int rc = ctl_positional(c, argc, argv, 1, "DAG");
@@ -224,14 +218,10 @@ int cmd_runs_list(struct ctl *c, int argc, char **argv)
     if (rc == CTL_OK)
         rc = ctl_path(c, &path, "/api/v1/admin/dags/%s/runs", argv[1]);
     if (rc == CTL_OK)
-        rc = ctl_fetch(c, "GET", buf_cstr(&path), NULL, &reply);
+        list = ctl_list_get(c, buf_cstr(&path), "dag_runs", &t, 6, hdr, &reply, &rc);
     buf_free(&path);
-    if (rc != CTL_OK || reply == NULL)
+    if (list == NULL)
         return rc;
-    if ((list = ctl_list(reply, "dag_runs")) == NULL || table_init(&t, 6, hdr) != REMEX_OK) {
-        json_decref(reply);
-        return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
-    }
     json_array_foreach(list, i, r)
     {
         const char *row[6] = {

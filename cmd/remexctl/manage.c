@@ -54,20 +54,28 @@ int cmd_runs_clear(struct ctl *c, int argc, char **argv)
     return run_verb(c, argc, argv, "clear", "cleared");
 }
 
-int cmd_dags_delete(struct ctl *c, int argc, char **argv)
+/* DELETE fmt with argv[1] (the one argument, named by usage) as its segment: "deleted <what>NAME".
+ */
+static int delete_named(struct ctl *c, int argc, char **argv, const char *usage, const char *fmt,
+                        const char *what)
 {
     struct buf path = BUF_INIT(4096);
-    char msg[TXT + 16], d[TXT];
-    int rc = ctl_positional(c, argc, argv, 1, "DAG");
+    char msg[TXT + 32], safe[TXT];
+    int rc = ctl_positional(c, argc, argv, 1, usage);
 
     if (rc == CTL_OK)
-        rc = ctl_path(c, &path, "/api/v1/admin/dags/%s", argv[1]);
-    table_sanitize(d, sizeof(d), argc > 1 ? argv[1] : "");
-    snprintf(msg, sizeof(msg), "deleted %s", d);
+        rc = ctl_path(c, &path, fmt, argv[1]);
+    table_sanitize(safe, sizeof(safe), argc > 1 ? argv[1] : "");
+    snprintf(msg, sizeof(msg), "deleted %s%s", what, safe);
     if (rc == CTL_OK)
         rc = act(c, "DELETE", &path, msg);
     buf_free(&path);
     return rc;
+}
+
+int cmd_dags_delete(struct ctl *c, int argc, char **argv)
+{
+    return delete_named(c, argc, argv, "DAG", "/api/v1/admin/dags/%s", "");
 }
 
 int cmd_agents_delete(struct ctl *c, int argc, char **argv)
@@ -182,21 +190,16 @@ int cmd_dags_backfill(struct ctl *c, int argc, char **argv)
 int cmd_pools_list(struct ctl *c, int argc, char **argv)
 {
     static const char *const hdr[] = {"POOL", "SLOTS", "OCCUPIED", "QUEUED", "OPEN", "DESCRIPTION"};
-    json_t *reply = NULL, *x;
+    json_t *reply = NULL, *list, *x;
     struct table t;
     char b[6][TXT];
     size_t i;
     int rc = ctl_positional(c, argc, argv, 0, "");
 
-    if (rc == CTL_OK)
-        rc = ctl_fetch(c, "GET", "/api/v1/admin/pools", NULL, &reply);
-    if (rc != CTL_OK || reply == NULL)
+    if (rc != CTL_OK ||
+        !(list = ctl_list_get(c, "/api/v1/admin/pools", "pools", &t, 6, hdr, &reply, &rc)))
         return rc;
-    if (!ctl_list(reply, "pools") || table_init(&t, 6, hdr) != REMEX_OK) {
-        json_decref(reply);
-        return ctl_fail(c, CTL_EFAIL, "unexpected reply from the plane");
-    }
-    json_array_foreach(ctl_list(reply, "pools"), i, x)
+    json_array_foreach(list, i, x)
     {
         const char *row[6] = {
             ctl_field(x, "name", b[0], TXT),     ctl_field(x, "slots", b[1], TXT),
@@ -252,18 +255,7 @@ int cmd_pools_set(struct ctl *c, int argc, char **argv)
 
 int cmd_pools_delete(struct ctl *c, int argc, char **argv)
 {
-    struct buf path = BUF_INIT(4096);
-    char msg[TXT + 16], safe[TXT];
-    int rc = ctl_positional(c, argc, argv, 1, "NAME");
-
-    if (rc == CTL_OK)
-        rc = ctl_path(c, &path, "/api/v1/admin/pools/%s", argv[1]);
-    table_sanitize(safe, sizeof(safe), argc > 1 ? argv[1] : "");
-    snprintf(msg, sizeof(msg), "deleted pool %s", safe);
-    if (rc == CTL_OK)
-        rc = act(c, "DELETE", &path, msg);
-    buf_free(&path);
-    return rc;
+    return delete_named(c, argc, argv, "NAME", "/api/v1/admin/pools/%s", "pool ");
 }
 
 /* db clean: POST /api/v1/admin/db/clean until the plane reports no runs

@@ -40,6 +40,31 @@ remex_err objstore_http_status(const char *svc, const char *what, const char *na
                                int (*is_sig)(const char *code, const char *msg), const char *hint,
                                struct remex_error *e);
 
+/*
+ * The end of a buffered call whose result is rc and reply r: when out is not
+ * NULL and rc is REMEX_OK, the body of r is appended to out (REMEX_ETOOBIG and
+ * REMEX_ENOMEM name key). r is freed in every case. Returns the result.
+ */
+remex_err objstore_http_done(remex_err rc, struct http_response *r, const char *key,
+                             struct buf *out, struct remex_error *e);
+
+/*
+ * The HTTP client of a remote store backend on base (replies capped at
+ * max_response bytes; ca_file NULL: system store): every backend retries 4
+ * times and waits 120 s for a call.
+ */
+remex_err objstore_http_client(const char *base, size_t max_response, const char *ca_file,
+                               struct http_client **out, struct remex_error *e);
+
+/*
+ * The end of a find: name, the first object of a listing (NULL: none), is a
+ * hit when it starts with the store's prefix and then prefix; found takes it
+ * without the store's prefix. Else REMEX_ENOTFOUND "object store: <prefix>: no
+ * object".
+ */
+remex_err objstore_http_found(const char *name, const char *store_prefix, const char *prefix,
+                              char *found, size_t cap, struct remex_error *e);
+
 /* Digests of a byte range. */
 struct objstore_digest {
     char sha256_hex[65];

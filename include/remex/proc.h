@@ -53,6 +53,13 @@
 
 /* ---- environment ---------------------------------------------------- */
 
+/*
+ * The error code of the proc module (and of its cgroup part) for an errno
+ * value: ENOENT and ENOTDIR REMEX_ENOTFOUND, EACCES, EPERM and EROFS
+ * REMEX_EPERM, ENOMEM, EEXIST, anything else REMEX_ESYS.
+ */
+remex_err proc_errno_code(int err);
+
 #define PROC_ENV_MAX_VARS  1024         /* variables in one environment */
 #define PROC_ENV_MAX_ENTRY (128 * 1024) /* bytes of one "NAME=value", NUL excluded */
 

@@ -68,6 +68,8 @@ struct role_ops {
     void (*drain)(struct role *r, const char *why);
     /* Second SIGTERM/SIGINT while draining: stop what is held now (NULL: finish at once). */
     void (*stop_now)(struct role *r);
+    /* The drain grace armed by role_drain_grace is over (NULL: nothing to do). */
+    void (*grace_over)(struct role *r);
     /* SIGHUP, after the runtime's own reload (api_reload of a client opened by role_api). */
     void (*reload)(struct role *r);
     /* SIGCHLD (ROLE_HAS_CHILDREN). */
@@ -92,6 +94,7 @@ struct role {
     const char *drain_reason; /* static, once draining */
     struct ipc_conn *sup;     /* supervisor channel, or NULL when run alone */
     uint64_t trim_timer;
+    uint64_t grace_timer; /* role_drain_grace */
 };
 
 /* Runs the role; returns the process's exit code. ud becomes r->ud. */
@@ -117,7 +120,27 @@ void role_notify(struct role *r, const char *type, const json_t *extra);
 void role_finish(struct role *r, int code);
 /* Starts draining as if asked (e.g. the plane asked); idempotent. */
 void role_drain(struct role *r, const char *why);
+/*
+ * Arms the drain grace: ops.grace_over is called once ms have passed (a
+ * second call while armed changes nothing). The runtime cancels it at the end.
+ */
+void role_drain_grace(struct role *r, uint64_t ms);
 /* Heap pages given back to the system once the role stayed idle for 2 s. */
 void role_idle_trim(struct role *r);
+
+/* The plane's hold on new work, from desired_state in heartbeat replies. */
+enum role_hold {
+    ROLE_HOLD_NONE = 0,        /* "run": take work */
+    ROLE_HOLD_DRAIN = 1,       /* "drain": no new work, what is held goes on */
+    ROLE_HOLD_MAINTENANCE = 2, /* "maintenance": as drain, reported as maintenance */
+};
+/* The hold the plane's desired_state asks for; cur when ds is NULL or unknown. */
+int role_plane_hold(const char *desired_state, int cur);
+/*
+ * The "state" a role's heartbeat reports: "draining" while r drains or under
+ * the plane's drain hold, "maintenance" under its maintenance hold, else
+ * "running".
+ */
+const char *role_beat_state(const struct role *r, int hold);
 
 #endif

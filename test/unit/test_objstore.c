@@ -302,6 +302,32 @@ static void test_open_errors(void **state)
     assert_null(s);
 }
 
+/* The end of a buffered remote call: the body goes into out within its cap, the reply is freed. */
+static void test_http_done(void **state)
+{
+    struct http_response r = {.status = 200, .body = BUF_INIT(1024)};
+    struct buf out = BUF_INIT(4);
+    struct remex_error e = {0};
+    (void)state;
+    assert_int_equal(buf_append(&r.body, "abc", 3), REMEX_OK);
+    assert_int_equal(objstore_http_done(REMEX_OK, &r, "k", &out, &e), REMEX_OK);
+    assert_int_equal(out.len, 3);
+    assert_memory_equal(out.data, "abc", 3);
+    assert_null(r.body.data);
+    assert_int_equal(buf_append(&r.body, "defgh", 5), REMEX_OK);
+    assert_int_equal(objstore_http_done(REMEX_OK, &r, "big/key", &out, &e), REMEX_ETOOBIG);
+    assert_non_null(strstr(e.msg, "big/key: larger than 4 bytes"));
+    assert_int_equal(out.len, 3);
+    assert_int_equal(buf_append(&r.body, "x", 1), REMEX_OK);
+    remex_seterr(&e, REMEX_ENOTFOUND, "s3 GET k: HTTP 404");
+    assert_int_equal(objstore_http_done(REMEX_ENOTFOUND, &r, "k", &out, &e), REMEX_ENOTFOUND);
+    assert_string_equal(e.msg, "s3 GET k: HTTP 404"); /* the call's error stays */
+    assert_int_equal(out.len, 3);
+    assert_null(r.body.data);
+    assert_int_equal(objstore_http_done(REMEX_OK, &r, "k", NULL, &e), REMEX_OK); /* put, delete */
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +340,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_cap_leaves_out_unchanged, setup, teardown),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_http_done),
         cmocka_unit_test_setup_teardown(test_put_get_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_store_md5, setup, teardown),
     };

@@ -125,6 +125,13 @@ static void test_md5_checked(void **state)
     ASSERT_OK(objstore_get_file(s, "a.log", dst, NULL, NULL, &e));
     snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", src, dst);
     assert_int_equal(system(cmd), 0);
+    /* objects.list by prefix, then delete: the object is gone for get and find. */
+    char found[256];
+    ASSERT_OK(objstore_find(s, "a.l", 0, found, sizeof(found), &e));
+    assert_string_equal(found, "a.log");
+    ASSERT_OK(objstore_delete(s, "a.log", &e));
+    assert_int_equal(objstore_get(s, "a.log", &b, &e), REMEX_ENOTFOUND);
+    assert_int_equal(objstore_find(s, "a.l", 0, found, sizeof(found), &e), REMEX_ENOTFOUND);
     buf_free(&b);
     objstore_close(s);
 }

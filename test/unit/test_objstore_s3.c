@@ -103,9 +103,15 @@ static void test_round_trip(void **state)
     buf_reset(&b);
     assert_int_equal(objstore_get(s, key, &b, &e), REMEX_OK);
     assert_string_equal(buf_cstr(&b), "2");
+    char found[512]; /* a listing by prefix finds the key, not the store's prefix */
+    assert_int_equal(objstore_find(s, "xcom/dag_id=d/", 0, found, sizeof(found), &e), REMEX_OK);
+    assert_string_equal(found, key);
     assert_int_equal(objstore_delete(s, key, &e), REMEX_OK);
     assert_int_equal(objstore_get(s, key, &b, &e), REMEX_ENOTFOUND);
     assert_non_null(strstr(e.msg, "NoSuchKey"));
+    assert_int_equal(objstore_find(s, "xcom/dag_id=d/", 0, found, sizeof(found), &e),
+                     REMEX_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "xcom/dag_id=d/: no object"));
     buf_free(&b);
     objstore_close(s);
 }

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,7 @@ static int parent_end = -1; /* the supervisor's end: closed in the role's proces
 
 /* ---- the test role ---- */
 
-static int stop_now_code = 42;
+static int stop_now_code = 42, grace_code = 43;
 
 static int t_start(struct role *r)
 {
@@ -38,12 +39,23 @@ static int t_start(struct role *r)
     return -1;
 }
 
-/* Draining takes one loop turn, so a second SIGTERM can arrive meanwhile only when asked to. */
+/* Draining takes one loop turn, so a second SIGTERM can arrive meanwhile only when asked to
+ * (ud 1); with ud 2 the drain lasts until its 50 ms grace is over. */
 static void t_drain(struct role *r, const char *why)
 {
+    if (r->ud == (void *)2) {
+        role_drain_grace(r, 50);
+        role_drain_grace(r, 60000); /* armed already: no change */
+        return;
+    }
     if (strcmp(why, "SIGTERM") == 0 && r->ud)
         return; /* keeps draining until a second SIGTERM */
     role_finish(r, REMEX_EXIT_OK);
+}
+
+static void t_grace_over(struct role *r)
+{
+    role_finish(r, grace_code);
 }
 
 static void t_stop_now(struct role *r)
@@ -56,6 +68,7 @@ static const struct role_ops test_ops = {
     .start = t_start,
     .drain = t_drain,
     .stop_now = t_stop_now,
+    .grace_over = t_grace_over,
 };
 
 /* Runs role_main(args) in a child with its supervisor socket (or none); returns the pid. */
@@ -79,7 +92,7 @@ static pid_t spawn_role(int sup_fd, int hold, char **args, int quiet)
         int argc = 0;
         while (args[argc])
             argc++;
-        exit(role_main(&test_ops, hold ? (void *)1 : NULL, argc, args));
+        exit(role_main(&test_ops, (void *)(intptr_t)hold, argc, args));
     }
     return pid;
 }
@@ -182,6 +195,31 @@ static void test_sigterm_twice(void **state)
     ipc_conn_free(s.c);
 }
 
+/* role_drain_grace: the grace's end calls ops.grace_over, which ends this role. */
+static void test_drain_grace(void **state)
+{
+    (void)state;
+    struct sup s;
+    sup_open(&s);
+    char *args[] = {"remex-testrole", "-c", cfg, NULL};
+    pid_t pid = spawn_role(s.fds[1], 2, args, 1);
+    close(s.fds[1]);
+    expect_frame(s.c, "ready", NULL);
+    kill(pid, SIGTERM);
+    expect_frame(s.c, "draining", "SIGTERM");
+    int st = 0, i = 0;
+    while (i++ < 500 && waitpid(pid, &st, WNOHANG) == 0) /* 5 s at most */
+        poll(NULL, 0, 10);
+    if (i > 500) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        fail_msg("the drain grace did not end the role within 5 s");
+    }
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), grace_code);
+    ipc_conn_free(s.c);
+}
+
 static void test_exit_codes(void **state)
 {
     (void)state;
@@ -272,6 +310,27 @@ static int teardown(void **state)
     return system(cmd);
 }
 
+/* The plane's desired_state as a hold, and the state a heartbeat reports under it. */
+static void test_plane_hold_and_beat_state(void **state)
+{
+    struct role r = {.state = ROLE_READY};
+    (void)state;
+    assert_int_equal(role_plane_hold("run", ROLE_HOLD_DRAIN), ROLE_HOLD_NONE);
+    assert_int_equal(role_plane_hold("drain", ROLE_HOLD_NONE), ROLE_HOLD_DRAIN);
+    assert_int_equal(role_plane_hold("maintenance", ROLE_HOLD_NONE), ROLE_HOLD_MAINTENANCE);
+    assert_int_equal(role_plane_hold(NULL, ROLE_HOLD_MAINTENANCE), ROLE_HOLD_MAINTENANCE);
+    assert_int_equal(role_plane_hold("pause", ROLE_HOLD_DRAIN), ROLE_HOLD_DRAIN); /* unknown */
+    assert_int_equal(role_plane_hold("drai", ROLE_HOLD_NONE), ROLE_HOLD_NONE);
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_NONE), "running");
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_DRAIN), "draining");
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_MAINTENANCE), "maintenance");
+    r.state = ROLE_DRAINING;
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_NONE), "draining");
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_MAINTENANCE), "draining");
+    r.state = ROLE_STOPPING;
+    assert_string_equal(role_beat_state(&r, ROLE_HOLD_NONE), "draining");
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -279,8 +338,10 @@ int main(void)
         cmocka_unit_test(test_ready_then_drain_request),
         cmocka_unit_test(test_supervisor_eof_drains),
         cmocka_unit_test(test_sigterm_twice),
+        cmocka_unit_test(test_drain_grace),
         cmocka_unit_test(test_exit_codes),
         cmocka_unit_test(test_check_every_section),
+        cmocka_unit_test(test_plane_hold_and_beat_state),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
