@@ -259,8 +259,8 @@ static int snap_path(const struct bundle *x, const char *version, char *p, size_
     return k > 0 && (size_t)k < n ? 0 : -1;
 }
 
-static remex_err make_snapshot(struct bundle *x, const struct bundle_files *f,
-                               const char *version, const char *dst, struct remex_error *e);
+static remex_err make_snapshot(struct bundle *x, const struct bundle_files *f, const char *version,
+                               const char *dst, struct remex_error *e);
 
 /* A versioned local bundle with snapshots: the snapshot of version, made now when the folder
  * holds it. */
@@ -770,8 +770,8 @@ static remex_err fill_snapshot(struct bundle *x, const struct bundle_files *f, c
  * against the content hash of the scan that gave version, then made read-only and renamed
  * into place. A file changed meanwhile fails it (REMEX_ECONFLICT).
  */
-static remex_err make_snapshot(struct bundle *x, const struct bundle_files *f,
-                               const char *version, const char *dst, struct remex_error *e)
+static remex_err make_snapshot(struct bundle *x, const struct bundle_files *f, const char *version,
+                               const char *dst, struct remex_error *e)
 {
     char tmp[PATH_MAX];
     size_t linked = 0;
@@ -851,8 +851,8 @@ remex_err bundle_snapshot_scan(struct bundle_set *b, const char *name,
     if ((rc = bundle_files_version(scan, check, e)) != REMEX_OK)
         return rc;
     if (strcmp(check, version) != 0 || snap_path(x, version, p, sizeof(p)) != 0)
-        return remex_seterr(e, REMEX_EINVAL, "bundle '%s': version %s is not the scan's (%s)",
-                            name, version, check);
+        return remex_seterr(e, REMEX_EINVAL, "bundle '%s': version %s is not the scan's (%s)", name,
+                            version, check);
     if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
         return REMEX_OK;
     if ((rc = make_snapshot(x, scan, version, p, e)) == REMEX_OK)

@@ -161,7 +161,7 @@ struct dp_bundle {
     json_t *missing;               /* dag ids the plane asked for */
     json_t *where;                 /* dag_id -> file index, built when needed */
     size_t next_missing, inflight, uploaded, upload_failed, nerrors;
-    size_t streamed; /* DAGs the stream stored before this sync's manifest */
+    size_t streamed;    /* DAGs the stream stored before this sync's manifest */
     size_t batch_bytes; /* JSON bytes per bulk upload (DP_BATCH_BYTES, halved on a 413) */
     unsigned sync_failures;
     uint64_t retry_timer;
@@ -194,20 +194,20 @@ struct dp_batch {
 struct dp_stream {
     int inited;
     pthread_mutex_t mu;
-    pthread_cond_t cv;         /* the queue shrank, or stop */
-    int fd;                    /* eventfd: batches queued */
-    struct dp_batch *head;     /* under mu: queued batches (the loop pops) */
-    struct dp_batch **tail;    /* under mu */
-    size_t queued_bytes;       /* under mu */
-    int on;                    /* under mu: batches are taken (off: stopped or failed) */
-    int stop;                  /* under mu: the role stops */
-    struct dp_batch *cur;      /* scan thread: the batch being filled */
-    json_t *seen;              /* scan thread: DAG ids streamed (owned) */
-    struct dp_bundle *th_b;    /* scan thread: the bundle scanned */
+    pthread_cond_t cv;                   /* the queue shrank, or stop */
+    int fd;                              /* eventfd: batches queued */
+    struct dp_batch *head;               /* under mu: queued batches (the loop pops) */
+    struct dp_batch **tail;              /* under mu */
+    size_t queued_bytes;                 /* under mu */
+    int on;                              /* under mu: batches are taken (off: stopped or failed) */
+    int stop;                            /* under mu: the role stops */
+    struct dp_batch *cur;                /* scan thread: the batch being filled */
+    json_t *seen;                        /* scan thread: DAG ids streamed (owned) */
+    struct dp_bundle *th_b;              /* scan thread: the bundle scanned */
     char th_version[BUNDLE_VERSION_MAX]; /* scan thread: git: the commit, else "" */
-    size_t batch_bytes;        /* scan thread */
-    size_t inflight, stored, failed; /* loop */
-    struct dp_bundle *sync_after;    /* loop: its sync starts once the stream drained */
+    size_t batch_bytes;                  /* scan thread */
+    size_t inflight, stored, failed;     /* loop */
+    struct dp_bundle *sync_after;        /* loop: its sync starts once the stream drained */
 };
 
 struct dagproc {
@@ -238,8 +238,8 @@ struct dagproc {
     int th_stream;         /* this scan streams its DAGs (stream.c) */
     int th_snap;           /* the scan made a snapshot of its version */
     size_t th_snap_pruned; /* old snapshots removed after it */
-    size_t once_errors; /* import errors seen by --once */
-    int once_failed;    /* a scan or sync failed under --once */
+    size_t once_errors;    /* import errors seen by --once */
+    int once_failed;       /* a scan or sync failed under --once */
 };
 
 /* stream.c */

@@ -141,8 +141,7 @@ static void snapshot_scan(struct dagproc *dp, struct dp_bundle *b)
         if (dp->th_rc != REMEX_ECONFLICT || i + 1 == SNAP_TRIES)
             break;
         struct dp_state again = {0};
-        dp->th_rc =
-            dp_scan(b->root, &dp->th_out, dp_parse_cap_ms(dp), NULL, &again, &dp->th_err);
+        dp->th_rc = dp_scan(b->root, &dp->th_out, dp_parse_cap_ms(dp), NULL, &again, &dp->th_err);
         if (dp->th_rc != REMEX_OK)
             return;
         dp_state_free(&dp->th_out);

@@ -40,7 +40,7 @@ struct sdag {
     char *bundle_version;
     int version_follows; /* its row's version is bundles.version of its bundle (sched_dags.c) */
     json_t *params;      /* borrowed from dag */
-    char *params_text; /* params serialised (owned), made at the first assignment */
+    char *params_text;   /* params serialised (owned), made at the first assignment */
     int is_active;
     int is_paused;
     int64_t next_run_ms;   /* when the next scheduled run may be created; INT64_MIN none */

@@ -54,7 +54,7 @@ static int push_one(struct ctl *c, const struct dag *d, json_t *bundle)
 static int bulk_report(struct ctl *c, const struct buf *raw)
 {
     json_t *reply = json_loadb(raw->data ? raw->data : "", raw->len, 0, NULL); /* owned */
-    json_t *results = json_object_get(reply, "results"), *r;                  /* borrowed */
+    json_t *results = json_object_get(reply, "results"), *r;                   /* borrowed */
     char id[256], hash[256], why[512];
     int rc = CTL_OK;
     size_t i;
