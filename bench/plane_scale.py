@@ -36,7 +36,9 @@ WINDOW (20), DRAIN (1000: one more table, the plane's CPU per task instance
 draining 1 DAG x DRAIN runs against DRAIN one-task DAGs x 1 run, each run
 triggered first, a fresh plane each; 0: none), LIST_DAGS (10000: one more
 table, GET /admin/dags with that many DAGs and a concurrent request's
-latency; 0: none), REMEX_BIN / REMEX_BUILD (build/bin, build).
+latency; 0: none), START_HISTORY (0: none; N: one more table, the plane's
+start time, exec to /healthz, 3 starts of one database holding N finished
+task instances), REMEX_BIN / REMEX_BUILD (build/bin, build).
 """
 import http.client
 import json
@@ -60,6 +62,8 @@ TASKS = min(int(os.environ.get("TASKS", "20000")), 200000)
 WINDOW = min(max(float(os.environ.get("WINDOW", "20")), 16.0), 120.0)
 DRAIN = min(max(int(os.environ.get("DRAIN", "1000")), 0), 10000)
 LIST_DAGS = min(max(int(os.environ.get("LIST_DAGS", "10000")), 0), 20000)
+START_HISTORY = min(max(int(os.environ.get("START_HISTORY", "0")), 0), 20_000_000)
+START_RUNS = 3
 HB_EVERY = 5.0       # each fleet agent's heartbeat period, seconds
 SCRAPE_EVERY = 15.0  # the fleet's /metrics scrape period, seconds
 HB_THREADS = 20
@@ -149,6 +153,12 @@ def add_history(db_path, n):
         "INSERT INTO task_instances (run, task_id, try_number, state, queue, started_ms,"
         " ended_ms) VALUES (?, ?, 1, 'success', 'default', ?, ?)",
         ((base + i // 100 + 1, f"t{i % 100}", now, now) for i in range(n)))
+    # The plane's persisted counts by state (migration 140), when the schema
+    # has them: a start reads them instead of counting these rows.
+    if cur.execute("SELECT 1 FROM sqlite_master WHERE name = 'state_counts'").fetchone():
+        for kind, k in (("ti", n), ("run", runs)):
+            cur.execute("INSERT INTO state_counts (kind, state, n) VALUES (?, 'success', ?)"
+                        " ON CONFLICT (kind, state) DO UPDATE SET n = n + excluded.n", (kind, k))
     db.commit()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
@@ -427,6 +437,33 @@ def row(history, agents, ndags):
     return r
 
 
+def start_row():
+    """Plane start (exec -> /healthz answers) at START_HISTORY finished task
+    instances: one seeded database, START_RUNS starts, each after a clean stop."""
+    tmp = tempfile.mkdtemp(prefix="remex-bench-start.")
+    plane = Plane(tmp)
+    try:
+        plane.start()  # creates the schema
+        plane.stop()
+        t0 = time.monotonic()
+        add_history(os.path.join(tmp, "plane.db"), START_HISTORY)
+        fill = time.monotonic() - t0
+        times = []
+        for _ in range(START_RUNS):
+            t0 = time.monotonic()
+            plane.start()
+            times.append(time.monotonic() - t0)
+            plane.stop()
+        print("| finished TIs (fill s) | plane start s, median (each) | DB MiB |")
+        print("|---:|---:|---|")
+        print(f"| {START_HISTORY:,} ({fill:.0f}) | {statistics.median(times):.3f}"
+              f" ({', '.join(f'{t:.3f}' for t in times)})"
+              f" | {size_mib(os.path.join(tmp, 'plane.db')):.1f} |", flush=True)
+    finally:
+        plane.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def drain_rows():
     """1 DAG x DRAIN runs against DRAIN DAGs x 1 run, a fresh plane each."""
     print("| shape | plane CPU µs per task instance | drained /s (bound by this Python client) |")
@@ -526,6 +563,8 @@ def main():
                   f" | {r['w50']:.2f} / {r['w99']:.2f} | {r['step']:.2f} / {r['step_cpu']:.2f}"
                   f" ({r['slices']:.0f})"
                   f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
+    if START_HISTORY:
+        start_row()
     if DRAIN:
         drain_rows()
     if LIST_DAGS:

@@ -86,6 +86,10 @@ struct plane {
     atomic_uint_fast64_t store_rollbacks;
     int store_resync; /* guarded by mu: set on a rollback; the scheduler reloads
                        * what it caches from the database (sched_pass) */
+    /* Guarded by mu: run by store_commit inside the transaction just before
+     * its COMMIT (the scheduler writes the persisted state counts there,
+     * sched_counts.c); nonzero fails the commit (rolled back). NULL: none. */
+    int (*store_precommit)(struct plane *p);
 };
 
 /* Who made a request, filled by server.c before the handler runs. */

@@ -116,6 +116,15 @@ const struct store_migration store_migrations_sched[] = {
     {120, sret_migration_sql},
     /* The bundle version an import error was found in (manifest's version). */
     {137, "ALTER TABLE import_errors ADD COLUMN version TEXT NOT NULL DEFAULT '';"},
+    /* Task instances and runs by state, kept by sched_counts.c in the
+     * transactions that change them, so a start reads them instead of
+     * counting the history. Filled here by the one full count of an upgrade. */
+    {140, "CREATE TABLE state_counts (kind TEXT NOT NULL, state TEXT NOT NULL,"
+          " n INTEGER NOT NULL, PRIMARY KEY (kind, state)) WITHOUT ROWID;"
+          "INSERT INTO state_counts SELECT 'ti', state, count(*) FROM task_instances"
+          " GROUP BY state;"
+          "INSERT INTO state_counts SELECT 'run', state, count(*) FROM dag_runs"
+          " GROUP BY state;"},
     {0, NULL},
 };
 

@@ -1,6 +1,8 @@
 """remex-plane at scale, checked for what it must keep true (never timed):
-the counts /metrics shows are kept incrementally and equal a full count of
-the database after a mixed workload, a kill -9 and a restart; a queued task
+the counts /metrics shows are kept incrementally, persisted in the
+transactions that change them (state_counts, read at start instead of a
+full count) and equal a full count of the database after a mixed workload,
+a kill -9 and a restart; a queued task
 instance resumes only parked work polls of its queue, and no more of them
 than there is work."""
 import datetime
@@ -46,6 +48,16 @@ class CountsTest(SchedCase):
             db.close()
         return tis, queued, runs
 
+    def persisted_counts(self):
+        """What the plane keeps in state_counts (read at its start)."""
+        db = sqlite3.connect(self.conf["db_path"], timeout=10)
+        try:
+            rows = db.execute("SELECT kind, state, n FROM state_counts").fetchall()
+        finally:
+            db.close()
+        return ({s: n for k, s, n in rows if k == "ti" and n},
+                {s: n for k, s, n in rows if k == "run" and n})
+
     def assert_counts_match(self):
         # One scheduler pass may be between the scrape and the scan: compare
         # once the plane is idle (two equal scrapes in a row).
@@ -63,6 +75,7 @@ class CountsTest(SchedCase):
         # The plane holds its database exclusively: count with it stopped.
         self.assertEqual(self.stop_plane(), 0)
         tis, queued, runs = self.full_counts()
+        self.assertEqual(self.persisted_counts(), (tis, runs))
         self.restart_plane()
         got = metric_values(text, "remex_plane_task_instances")
         self.assertEqual({k: v for k, v in got.items() if v}, tis, text)
@@ -110,12 +123,46 @@ class CountsTest(SchedCase):
         st, b = self.req("POST", "/api/v1/admin/dags/mix/runs/r1/clear", {}, self.admin)
         self.assertEqual(st, 200, b)
         self.kill9_and_restart()
+        # What the kill left on disk, before the restarted plane changes it.
+        self.assertEqual(self.stop_plane(), 0)
+        tis, _, runs = self.full_counts()
+        self.assertEqual(self.persisted_counts(), (tis, runs))
+        self.restart_plane()
         self.assert_counts_match()
         # More work after the restart: the q2 tasks of every run, then a count.
         ag2 = Agent(self, "w2", queues=("q2",), slots=16)
         for a in ag2.take(9, free_slots=16):
             self.assertEqual(ag2.report(a, "success")[0], 200)
         self.assert_counts_match()
+
+
+    def test_a_start_reads_the_persisted_counts_instead_of_counting_the_history(self):
+        self.push_ok(dag("few", [{"task_id": "a"}, {"task_id": "b", "upstream": ["a"]}]))
+        self.trigger("few", run_id="r1")
+        ag = Agent(self, "w1")
+        for a in ag.take(1):
+            self.assertEqual(ag.report(a, "success")[0], 200)
+        tis = self.assert_counts_match()
+        self.assertEqual(tis, {"success": 1, "queued": 1}, tis)
+        # Rows the plane never saw, counted only in state_counts: a start
+        # that counted the tables would not show them; one reading the
+        # table does, and keeps them in step with later changes.
+        self.assertEqual(self.stop_plane(), 0)
+        db = sqlite3.connect(self.conf["db_path"], timeout=10)
+        db.execute("UPDATE state_counts SET n = n + 1000000"
+                   " WHERE kind = 'ti' AND state = 'success'")
+        db.commit()
+        db.close()
+        self.restart_plane()
+        for a in ag.take(1):
+            self.assertEqual(ag.report(a, "success")[0], 200)
+        text = self.metrics()
+        got = metric_values(text, "remex_plane_task_instances")
+        self.assertEqual(got.get("success"), 1000002, text)
+        self.assertEqual(got.get("queued"), 0, text)
+        self.assertEqual(self.stop_plane(), 0)
+        self.assertEqual(self.persisted_counts()[0], {"success": 1000002})
+        self.restart_plane()
 
 
 class WakeupTest(SchedCase):
