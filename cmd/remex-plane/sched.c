@@ -472,9 +472,13 @@ static int64_t min64(int64_t a, int64_t b)
 static void sched_recover(struct plane *p)
 {
     int64_t hold = plane_now_ms() + p->cfg.offer_timeout_ms;
+    /* The IN term is ti_active's own condition: without it SQLite does not
+     * see that the partial index holds every offered row and scans the whole
+     * table (0.7 s at 10M finished task instances). */
     sq_run(p,
            "UPDATE task_instances SET offer_expires_ms = ?1, due_ms = ?1"
-           " WHERE state = 'offered' AND offer_expires_ms < ?1",
+           " WHERE state IN ('offered', 'running') AND state = 'offered'"
+           " AND offer_expires_ms < ?1",
            "i", hold);
     sqlite3_stmt *st = sq(p, "SELECT id FROM dag_runs WHERE state = 'running'", "");
     while (st && sqlite3_step(st) == SQLITE_ROW)
@@ -844,6 +848,11 @@ void sched_metrics(struct plane *p, struct buf *out)
 }
 
 /* ---- routes ---- */
+
+const struct plane_body_cap plane_body_caps[] = {
+    {"PUT", "/api/v1/dags/{dag_id}", SCHED_DAG_BODY_MAX},
+    {NULL, NULL, 0},
+};
 
 const struct plane_route plane_routes_sched[] = {
     {"POST", "/api/v1/work", AUTHZ_SESSION, sched_h_work, PLANE_ROLE_WORKER},
