@@ -167,6 +167,16 @@ struct plane_route {
     unsigned role;
 };
 
+/* Routes whose body cap is above the configured body_max (a DAG upload),
+ * granted only to a request whose bearer credential verifies for the route
+ * (server.c); terminated by an entry with method == NULL. */
+struct plane_body_cap {
+    const char *method;
+    const char *pattern;
+    int64_t max;
+};
+extern const struct plane_body_cap plane_body_caps[]; /* sched.c */
+
 /* Route tables, each terminated by an entry with method == NULL. */
 extern const struct plane_route plane_routes_agents[]; /* agents.c */
 extern const struct plane_route plane_routes_tokens[]; /* tokens.c */

@@ -118,6 +118,10 @@ struct sched {
 
 #define SCHED(p) ((struct sched *)(p)->sched)
 
+/* Body cap of PUT /dags/{dag_id}: a DAG at its cap (DAG_JSON_MAX canonical
+ * bytes, a 10,000-task DAG) with the bundle around it. */
+#define SCHED_DAG_BODY_MAX ((int64_t)DAG_JSON_MAX + 64 * 1024)
+
 /* ---- sched.c ---- */
 /* Cached prepared statement for the static string sql, reset and bound per fmt:
  * 'i' int64_t, 'N' int64_t (INT64_MIN binds NULL), 't' const char * (NULL binds
