@@ -170,8 +170,7 @@ static void scount_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, co
 }
 
 /* Adds d to (whole: sets to d) one persisted count. 0 on success. */
-static int scount_store(struct plane *p, const char *kind, const char *state, int64_t d,
-                        int whole)
+static int scount_store(struct plane *p, const char *kind, const char *state, int64_t d, int whole)
 {
     int rc = whole ? sq_run(p,
                             "INSERT INTO state_counts (kind, state, n) VALUES (?, ?, ?)"
@@ -252,9 +251,8 @@ static void scount_queues(struct plane *p, struct scount *c)
     for (size_t i = 0; i < c->nq; i++)
         c->q[i].n = 0;
     c->stale = 0;
-    sqlite3_stmt *st =
-        sq(p, "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue",
-           "");
+    sqlite3_stmt *st = sq(
+        p, "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue", "");
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         struct scount_queue *x = scount_queue(c, sq_text(st, 0));
         if (x)

@@ -105,7 +105,7 @@ struct rstate {
     int nparam;
     struct buf body;
     int64_t body_max; /* this request's body cap (body_cap) */
-    json_t *json; /* owned; the decoded body the handler borrows */
+    json_t *json;     /* owned; the decoded body the handler borrows */
     struct plane_req rq;
     struct park park;
     char *query[QUERY_DECODED]; /* owned decoded query values */
@@ -644,8 +644,7 @@ static enum MHD_Result on_begin(struct plane *p, struct MHD_Connection *c, const
     if (st->status_pre == 0 && cl && strtoull(cl, NULL, 10) > (unsigned long long)st->body_max) {
         struct plane_resp rs = {0};
         st->status_pre = 413;
-        plane_error(&rs, 413, "payload_too_large", "body over %lld bytes",
-                    (long long)st->body_max);
+        plane_error(&rs, 413, "payload_too_large", "body over %lld bytes", (long long)st->body_max);
         return send_resp(p, c, st, method, &rs);
     }
     return MHD_YES;
@@ -674,8 +673,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     } else if (st->status_pre == 405) {
         plane_error(&rs, 405, "method_not_allowed", "method %s not allowed here", method);
     } else if (st->status_pre == 413) {
-        plane_error(&rs, 413, "payload_too_large", "body over %lld bytes",
-                    (long long)st->body_max);
+        plane_error(&rs, 413, "payload_too_large", "body over %lld bytes", (long long)st->body_max);
     } else if (st->entered) {
         st->park.state = PARK_IDLE; /* resumed: unlinked by whoever released it */
         st->rollbacks = atomic_load(&p->store_rollbacks);
