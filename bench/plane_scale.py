@@ -32,13 +32,14 @@ heartbeat p99 as ratios of it. Never asserts; bounded in time and count.
 Env: PLANE_SCALE_ROWS "H:A:D,..." (default
 "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000"; e.g.
 "0:0:1,1000000:0:1,10000000:1000:10000" for a long run), TASKS (20000),
-WINDOW (20), DRAIN (1000: one more table, the plane's CPU per task instance
+WINDOW (20), PLANE_THREADS (the plane's HTTP threads; 0: its default), DRAIN (1000: one more table, the plane's CPU per task instance
 draining 1 DAG x DRAIN runs against DRAIN one-task DAGs x 1 run, each run
 triggered first, a fresh plane each; 0: none), LIST_DAGS (10000: one more
 table, GET /admin/dags with that many DAGs and a concurrent request's
 latency; 0: none), START_HISTORY (0: none; N: one more table, the plane's
 start time, exec to /healthz, 3 starts of one database holding N finished
-task instances), REMEX_BIN / REMEX_BUILD (build/bin, build).
+task instances), VIEW_TASKS (0: none; N: one more table, run show and
+grid of an N-task run and a concurrent request's latency), REMEX_BIN / REMEX_BUILD (build/bin, build).
 """
 import http.client
 import json
@@ -64,6 +65,9 @@ DRAIN = min(max(int(os.environ.get("DRAIN", "1000")), 0), 10000)
 LIST_DAGS = min(max(int(os.environ.get("LIST_DAGS", "10000")), 0), 20000)
 START_HISTORY = min(max(int(os.environ.get("START_HISTORY", "0")), 0), 20_000_000)
 START_RUNS = 3
+VIEW_TASKS = min(max(int(os.environ.get("VIEW_TASKS", "0")), 0), 10000)
+VIEWS = 60
+THREADS = min(max(int(os.environ.get("PLANE_THREADS", "0")), 0), 64)
 HB_EVERY = 5.0       # each fleet agent's heartbeat period, seconds
 SCRAPE_EVERY = 15.0  # the fleet's /metrics scrape period, seconds
 HB_THREADS = 20
@@ -90,6 +94,8 @@ class Plane:
                     f'admin_token_file: "{tmp}/admin.token"\n'
                     f'signing_key_file: "{tmp}/signing.key"\n'
                     f'max_connections: {MAX_AGENTS + 200}\nlongpoll_max: "30s"\n'
+                    f'body_max: "16MiB"\n'
+                    + (f'threads: {THREADS}\n' if THREADS else "") +
                     'log:\n  level: "warn"\n')
         self.proc = None
 
@@ -239,9 +245,9 @@ def fleet(plane, agents, stop, hb_ms, scrape_ms):
     return threads
 
 
-def sched_stat(plane, name):
+def sched_stat(plane, name, prefix="remex_plane_scheduler_"):
     text = plane.call("GET", "/metrics")[1].decode()
-    m = re.search(r"^remex_plane_scheduler_" + name + r" ([0-9.e+-]+)$", text, re.M)
+    m = re.search(r"^" + prefix + name + r" ([0-9.e+-]+)$", text, re.M)
     return float(m.group(1)) if m else float("nan")
 
 
@@ -527,6 +533,68 @@ def list_row():
           f"| {LIST_DAGS:,} | {pct(lists, 0.5):.1f} | {per} |", flush=True)
 
 
+def view_row():
+    """A run of VIEW_TASKS tasks in a fresh plane: 30 GET .../runs/{run_id}
+    and 30 GET .../grid, alternated back to back on one connection, while
+    four other connections in turn read one DAG every millisecond (each
+    takes the plane's lock): the others' p99 shows how long a view holds
+    the lock (a connection on the viewer's HTTP thread waits for whole views
+    whatever the lock does)."""
+    tmp = tempfile.mkdtemp(prefix="remex-bench-view.")
+    plane = Plane(tmp)
+    try:
+        plane.start()
+        push_dags(plane, 1)
+        d = {"dag_id": "wide", "fileloc": "dags/wide.yaml", "max_active_tasks": VIEW_TASKS,
+             "tasks": [{"task_id": f"t{i:05d}", "command": ["true"]} for i in range(VIEW_TASKS)]}
+        st, b = plane.call("PUT", "/api/v1/dags/wide",
+                           {"bundle": {"name": "wide", "version": "1"}, "dag": d}, plane.admin)
+        if st != 200:
+            raise RuntimeError(f"push wide: {st} {b[:200]}")
+        plane.call("POST", "/api/v1/admin/dags/wide/runs", {"run_id": "r"}, plane.admin)
+        for _ in range(600):
+            st, b = plane.call("GET", "/api/v1/admin/dags/wide/runs/r", None, plane.admin)
+            if st == 200 and len(json.loads(b)["task_instances"]) == VIEW_TASKS:
+                break
+            time.sleep(0.1)
+        views, done = {"show": [], "grid": []}, threading.Event()
+
+        def viewer():
+            conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+            for k in range(VIEWS):
+                kind = "show" if k % 2 == 0 else "grid"
+                path = "/api/v1/admin/dags/wide/" + ("runs/r" if kind == "show" else "grid")
+                t = time.perf_counter()
+                plane.call("GET", path, None, plane.admin, conn=conn)
+                views[kind].append((time.perf_counter() - t) * 1000)
+            done.set()
+        th = threading.Thread(target=viewer, daemon=True)
+        th.start()
+        conns = [http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+                 for _ in range(4)]
+        reads = [[] for _ in conns]
+        for k in range(100000):
+            if done.is_set():
+                break
+            t = time.perf_counter()
+            plane.call("GET", "/api/v1/admin/dags/idle00000", None, plane.admin,
+                       conn=conns[k % 4])
+            reads[k % 4].append((time.perf_counter() - t) * 1000)
+            time.sleep(0.001)
+        th.join(120)
+        hold = sched_stat(plane, "view_hold_max_seconds", "remex_plane_") * 1000
+    finally:
+        plane.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    per = ", ".join(f"{pct(v, 0.5):.2f} / {pct(v, 0.99):.2f}" for v in reads)
+    print(f"| run tasks | run show p50 ms | grid p50 ms | longest lock hold of a view ms"
+          f" | DAG read while viewing, p50 / p99 ms"
+          f" of each of 4 connections ({sum(map(len, reads)):,} requests) |\n"
+          f"|---:|---:|---:|---:|---|\n"
+          f"| {VIEW_TASKS:,} | {pct(views['show'], 0.5):.1f} | {pct(views['grid'], 0.5):.1f}"
+          f" | {hold:.2f} | {per} |", flush=True)
+
+
 def main():
     if not os.access(os.path.join(BIN, "remex-plane"), os.X_OK) or \
             not os.access(os.path.join(BUILD, "bench", "_plane_dispatch"), os.X_OK):
@@ -569,6 +637,8 @@ def main():
         drain_rows()
     if LIST_DAGS:
         list_row()
+    if VIEW_TASKS:
+        view_row()
     print(f"plane_scale: load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     return 0
 

@@ -128,6 +128,28 @@ const struct store_migration store_migrations_sched[] = {
     {0, NULL},
 };
 
+uint64_t sched_view_lock(struct plane *p)
+{
+    pthread_mutex_lock(&p->mu);
+    return timeutil_mono_ns();
+}
+
+void sched_view_unlock(struct plane *p, uint64_t t0)
+{
+    struct sched *s = SCHED(p);
+    double held = (double)(timeutil_mono_ns() - t0) / 1e9;
+    s->view_chunks++;
+    if (held > s->view_hold_max)
+        s->view_hold_max = held;
+    pthread_mutex_unlock(&p->mu);
+}
+
+int sched_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 enum dag_ti_state sched_col_state(sqlite3_stmt *st, int col)
 {
     enum dag_ti_state v;
@@ -843,8 +865,17 @@ void sched_metrics(struct plane *p, struct buf *out)
                "remex_plane_scheduler_dags_examined_total %" PRIu64 "\n"
                "# HELP remex_plane_scheduler_dags_due DAGs with a next due time (the due heap).\n"
                "# TYPE remex_plane_scheduler_dags_due gauge\n"
-               "remex_plane_scheduler_dags_due %zu\n",
-               s->step_max, s->step_cpu_max, s->slices, s->dags_examined, s->nheap);
+               "remex_plane_scheduler_dags_due %zu\n"
+               "# HELP remex_plane_view_chunks_total Holds of the plane's lock by the admin"
+               " run and grid views, which read a large run in chunks.\n"
+               "# TYPE remex_plane_view_chunks_total counter\n"
+               "remex_plane_view_chunks_total %" PRIu64 "\n"
+               "# HELP remex_plane_view_hold_max_seconds Longest hold of the plane's lock by"
+               " one chunk of the admin run and grid views since the start.\n"
+               "# TYPE remex_plane_view_hold_max_seconds gauge\n"
+               "remex_plane_view_hold_max_seconds %.6f\n",
+               s->step_max, s->step_cpu_max, s->slices, s->dags_examined, s->nheap, s->view_chunks,
+               s->view_hold_max);
 }
 
 /* ---- routes ---- */

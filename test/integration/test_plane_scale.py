@@ -513,6 +513,37 @@ class TenThousandTest(SchedCase):
                              "shell": f"python3 -m etl.load --partition {i:05d} --date 2026-12-07"}
                             for i in range(self.NTASKS)], max_active_tasks=self.NTASKS)
 
+    def check_views(self, tstate):
+        """Run show and grid of the 10,000-task run: every task instance once,
+        read in chunks of 256 rows per hold of the plane's lock (counted by
+        remex_plane_view_chunks_total)."""
+        def chunks():
+            text = self.req("GET", "/metrics", raw=True)[1].decode()
+            v = metric(text, "remex_plane_view_chunks_total")
+            self.assertIsNotNone(v, "no remex_plane_view_chunks_total")
+            return v
+        c0 = chunks()
+        st, r = self.req("GET", "/api/v1/admin/dags/huge/runs/r", None, self.admin)
+        self.assertEqual(st, 200, r)
+        tis = r["task_instances"]
+        self.assertEqual(len(tis), self.NTASKS)
+        ids = [t["ti_id"] for t in tis]
+        self.assertEqual(ids, sorted(set(ids)))  # each once, in id order
+        self.assertEqual({t["task_id"] for t in tis},
+                         {f"extract_partition_{i:05d}" for i in range(self.NTASKS)})
+        if tstate == "success":
+            self.assertEqual({t["state"] for t in tis}, {"success"})
+        c1 = chunks()
+        self.assertGreaterEqual(c1 - c0, self.NTASKS // 256)
+        st, g = self.req("GET", "/api/v1/admin/dags/huge/grid", None, self.admin)
+        self.assertEqual(st, 200, g)
+        self.assertEqual(len(g["tasks"]), self.NTASKS)
+        [run] = g["dag_runs"]
+        self.assertEqual(len(run["tis"]), self.NTASKS)
+        if tstate == "success":
+            self.assertEqual({v[0] for v in run["tis"].values()}, {"success"})
+        self.assertGreaterEqual(chunks() - c1, self.NTASKS // 256)
+
     def test_a_dag_body_over_body_max_needs_a_valid_credential(self):
         self.boot()
         d = self.big_dag()
@@ -544,9 +575,11 @@ class TenThousandTest(SchedCase):
         # about 100 ms of CPU here; a slice is cut at 2 ms.
         cpu = metric(text, "remex_plane_scheduler_step_max_cpu_seconds")
         self.assertLess(cpu, 0.02 * harness.SLOW, text)
+        self.check_views("running")
         ag = Agent(self, "w1", slots=500)
         self.drain(ag, self.NTASKS)
         self.assertEqual(self.wait_run("huge", "r", 60)["state"], "success")
+        self.check_views("success")
         _, _, text = self.scrape()
         cpu = metric(text, "remex_plane_scheduler_step_max_cpu_seconds")
         self.assertLess(cpu, 0.02 * harness.SLOW, text)
