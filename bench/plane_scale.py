@@ -25,7 +25,13 @@ and the driver measures:
     plane's lock is held throughout a pass) and the most CPU time one pass
     used (..._step_max_cpu_seconds; the difference is time the scheduler
     thread waited for a core, lock held, on a loaded machine);
-  - DB and WAL size, plane RSS at the end.
+  - DB and WAL size, plane RSS at the end;
+  - where a heartbeat's time goes, plane side, over the whole row: p99 of
+    its wait for the plane's lock (remex_plane_heartbeat_lock_wait_seconds)
+    and of the whole request from its first byte read
+    (remex_plane_http_request_duration_seconds), as bucket upper bounds;
+    the client's figure less these is time queued for an HTTP thread or a
+    core.
 The first row (H=0, A=0) is the floor: other rows print their /metrics and
 heartbeat p99 as ratios of it. Never asserts; bounded in time and count.
 
@@ -251,6 +257,23 @@ def sched_stat(plane, name, prefix="remex_plane_scheduler_"):
     return float(m.group(1)) if m else float("nan")
 
 
+def hist_q(text, name, match, q):
+    """Upper bound (ms) of the bucket holding quantile q of a /metrics
+    histogram (series whose labels contain match); nan when absent."""
+    les = []
+    for m in re.finditer(r"^" + name + r"_bucket\{([^}]*)le=\"([^\"]+)\"\} (\d+)$", text, re.M):
+        if match in m.group(1):
+            les.append((float("inf") if m.group(2) == "+Inf" else float(m.group(2)),
+                        int(m.group(3))))
+    if not les or les[-1][1] == 0:
+        return float("nan")
+    total = max(n for _, n in les)
+    for le, n in sorted(les):
+        if n >= q * total:
+            return le * 1000
+    return float("nan")
+
+
 def parked(plane):
     text = plane.call("GET", "/metrics")[1].decode()
     m = re.search(r'remex_plane_long_polls_parked\{kind="work"\} (\d+)', text)
@@ -423,6 +446,10 @@ def row(history, agents, ndags):
             fstop.set()
             for t in fthreads:
                 t.join(60)
+        text = plane.call("GET", "/metrics")[1].decode()
+        hb_route = 'route="/api/v1/agents/{agent_id}/heartbeat",code="200"'
+        waits = (hist_q(text, "remex_plane_heartbeat_lock_wait_seconds", "", 0.99),
+                 hist_q(text, "remex_plane_http_request_duration_seconds", hb_route, 0.99))
         all_ms = [ms for _, ms in hb_ms]
         during = [ms for t, ms in hb_ms if d0 <= t < d1]
         outside = [ms for t, ms in hb_ms if not d0 <= t < d1]
@@ -435,7 +462,7 @@ def row(history, agents, ndags):
                  fd99=pct(during, 0.99), fo99=pct(outside, 0.99), fdn=len(during), smax=max(scrape_ms, default=float("nan")), ns=len(scrape_ms),
                  step=sched_stat(plane, "step_max_seconds") * 1000,
                  step_cpu=sched_stat(plane, "step_max_cpu_seconds") * 1000,
-                 slices=sched_stat(plane, "slices_total"))
+                 slices=sched_stat(plane, "slices_total"), waits=waits)
     finally:
         stop.set()
         plane.stop()
@@ -614,8 +641,9 @@ def main():
               "| fleet heartbeat p50 / p99 / max ms (n) | fleet heartbeat p99 ms during dispatch (n) / outside "
               "| fleet scrape max ms (n) "
               "| dispatch /s | wake-up p50 / p99 ms | longest scheduler pass ms: wall / CPU (slices) "
-              "| DB / WAL MiB | plane RSS MiB |")
-        print("|---:|---:|---:|---|---|---|---|---|---:|---|---|---|---:|")
+              "| DB / WAL MiB | plane RSS MiB "
+              "| heartbeat p99 ms (bucket bound), plane side: lock wait / whole request |")
+        print("|---:|---:|---:|---|---|---|---|---|---:|---|---|---|---:|---|")
         floor = None
         for h, a, d in rows:
             r = row(h, a, d)
@@ -630,7 +658,8 @@ def main():
                   f"({r['h99'] / floor['h99']:.1f}x) | {fl} | {fd} | {sc} | {r['rate']:,.0f}"
                   f" | {r['w50']:.2f} / {r['w99']:.2f} | {r['step']:.2f} / {r['step_cpu']:.2f}"
                   f" ({r['slices']:.0f})"
-                  f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
+                  f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f}"
+                  f" | {r['waits'][0]:g} / {r['waits'][1]:g} |", flush=True)
     if START_HISTORY:
         start_row()
     if DRAIN:

@@ -379,6 +379,8 @@ void metrics_free(struct plane *p);
 /* Counts one request; pattern is a static route pattern or "unmatched". Any thread. */
 void metrics_count(struct plane *p, const char *method, const char *pattern, int status,
                    double seconds);
+/* Counts how long a heartbeat waited for plane.mu (seconds). Any thread. */
+void metrics_heartbeat_wait(struct plane *p, double seconds);
 /* GET /metrics (AUTHZ_NONE); takes mu for the agent and scheduler figures. */
 void metrics_handle(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 

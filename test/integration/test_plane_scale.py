@@ -165,6 +165,27 @@ class CountsTest(SchedCase):
         self.restart_plane()
 
 
+class HeartbeatWaitTest(SchedCase):
+    """remex_plane_heartbeat_lock_wait_seconds counts every heartbeat's wait
+    for the plane's lock (a cumulative histogram)."""
+
+    def test_each_heartbeat_is_counted_in_the_lock_wait_histogram(self):
+        self.boot()
+        ag = Agent(self, "w1", beat=False)
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        n0 = metric(text, "remex_plane_heartbeat_lock_wait_seconds_count")
+        self.assertIsNotNone(n0, "no remex_plane_heartbeat_lock_wait_seconds")
+        for _ in range(5):
+            self.assertEqual(ag.heartbeat()[0], 200)
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        self.assertEqual(metric(text, "remex_plane_heartbeat_lock_wait_seconds_count"), n0 + 5)
+        buckets = [int(v) for v in re.findall(
+            r'^remex_plane_heartbeat_lock_wait_seconds_bucket\{le="[^"]+"\} (\d+)$', text, re.M)]
+        self.assertEqual(len(buckets), 13, text)
+        self.assertEqual(buckets, sorted(buckets))
+        self.assertEqual(buckets[-1], n0 + 5)
+
+
 class WakeupTest(SchedCase):
     def setUp(self):
         super().setUp()
