@@ -826,10 +826,19 @@ static void fd_room(int64_t max_connections)
                  (long long)max_connections, (unsigned long long)rl.rlim_cur);
 }
 
+/* HTTP threads: cfg.threads, or by default 4 per CPU, at least 8 and at
+ * most 64. A connection is served by its thread only, and a request holds
+ * its thread while it waits for plane.mu or serializes a large reply: with
+ * one thread per CPU, a heartbeat on a thread busy with dispatch requests
+ * waited for them (p99 31 ms during full-rate dispatch on 2 cores, 3.9 ms
+ * with 8 threads; docs/BENCHMARKS.md). Idle threads cost an epoll wait. */
 static unsigned pool_size(const struct plane *p)
 {
-    long n = p->cfg.threads > 0 ? (long)p->cfg.threads : sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
+    if (p->cfg.threads > 0)
+        return (unsigned)p->cfg.threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    n = n > 0 ? 4 * n : 8;
+    return (unsigned)(n < 8 ? 8 : n > 64 ? 64 : n);
 }
 
 static void server_free(struct server *s)
