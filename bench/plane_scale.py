@@ -261,7 +261,7 @@ def hist_q(text, name, match, q):
     """Upper bound (ms) of the bucket holding quantile q of a /metrics
     histogram (series whose labels contain match); nan when absent."""
     les = []
-    for m in re.finditer(r"^" + name + r"_bucket\{([^}]*)le=\"([^\"]+)\"\} (\d+)$", text, re.M):
+    for m in re.finditer(r"^" + name + r"_bucket\{(.*)le=\"([^\"]+)\"\} (\d+)$", text, re.M):
         if match in m.group(1):
             les.append((float("inf") if m.group(2) == "+Inf" else float(m.group(2)),
                         int(m.group(3))))
