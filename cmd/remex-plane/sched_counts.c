@@ -214,6 +214,19 @@ static int scount_precommit(struct plane *p)
     return 0;
 }
 
+/* 1 when the pending deltas change a count by state (a row update that
+ * kept its state, such as the recovery of offers at start, changes none). */
+static int scount_pend_nonzero(const struct scount *c)
+{
+    for (int i = 0; i < DAG_TI__COUNT; i++)
+        if (c->ti_pend[i])
+            return 1;
+    for (int i = 0; i < RUN_STATES; i++)
+        if (c->run_pend[i])
+            return 1;
+    return 0;
+}
+
 /* Commit hook: the transaction's deltas become counts (unless a rollback
  * ended their transaction). Returns 0: the commit goes on. */
 static int scount_commit(void *arg)
@@ -228,7 +241,7 @@ static int scount_commit(void *arg)
     c->saved_whole = 0;
     if (!c->pending)
         return 0;
-    if (c->unflushed) { /* invariant 2 */
+    if (c->unflushed && scount_pend_nonzero(c)) { /* invariant 2 */
         if (!c->resave)
             log_warn("sched: a commit outside store_commit changed task or run states;"
                      " the persisted counts are written whole at the next commit");

@@ -651,6 +651,7 @@ void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_re
     snprintf(gen, sizeof(gen), "manual__%s", ts);
     char *cj = conf ? json_dumps(conf, JSON_COMPACT) : NULL;
     pthread_mutex_lock(&p->mu);
+    int began = sq_begin(p); /* the run and the state counts in one commit */
     struct sdag *d = sdag_find(p, rq->param[0]);
     int64_t id =
         d ? sruns_create(p, d, rid ? rid : gen, "manual", logical, logical, logical, cj ? cj : "{}")
@@ -661,6 +662,8 @@ void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_re
         snprintf(alt, sizeof(alt), "%s.%d", gen, k);
         id = sruns_create(p, d, alt, "manual", logical, logical, logical, cj ? cj : "{}");
     }
+    if (sq_commit(p, began) != 0)
+        id = -3;
     json_t *out = NULL;
     if (id > 0) {
         plane_kick(p);
@@ -674,6 +677,8 @@ void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_re
     free(cj);
     if (id == -2)
         plane_error(rs, 404, "not_found", "no such dag");
+    else if (id == -3)
+        plane_store_failed(rs);
     else if (id == 0)
         plane_error(rs, 409, "conflict", "run_id already exists");
     else if (!out)
