@@ -74,6 +74,8 @@ class CountsTest(SchedCase):
         text = harness.wait_for(settled, 20, 0.1, "the plane to settle")
         # The plane holds its database exclusively: count with it stopped.
         self.assertEqual(self.stop_plane(), 0)
+        # Every commit that changed states wrote state_counts itself.
+        self.assertNotIn("commit outside store_commit", self.plane.output())
         tis, queued, runs = self.full_counts()
         self.assertEqual(self.persisted_counts(), (tis, runs))
         self.restart_plane()
