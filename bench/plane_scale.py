@@ -25,18 +25,27 @@ and the driver measures:
     plane's lock is held throughout a pass) and the most CPU time one pass
     used (..._step_max_cpu_seconds; the difference is time the scheduler
     thread waited for a core, lock held, on a loaded machine);
-  - DB and WAL size, plane RSS at the end.
+  - DB and WAL size, plane RSS at the end;
+  - where a heartbeat's time goes, plane side, over the whole row: p99 of
+    its wait for the plane's lock (remex_plane_heartbeat_lock_wait_seconds)
+    and of the whole request from its first byte read
+    (remex_plane_http_request_duration_seconds), as bucket upper bounds;
+    the client's figure less these is time queued for an HTTP thread or a
+    core.
 The first row (H=0, A=0) is the floor: other rows print their /metrics and
 heartbeat p99 as ratios of it. Never asserts; bounded in time and count.
 
 Env: PLANE_SCALE_ROWS "H:A:D,..." (default
 "0:0:1,0:200:1,300000:0:1,300000:200:1,0:0:2000"; e.g.
 "0:0:1,1000000:0:1,10000000:1000:10000" for a long run), TASKS (20000),
-WINDOW (20), DRAIN (1000: one more table, the plane's CPU per task instance
+WINDOW (20), PLANE_THREADS (the plane's HTTP threads; 0: its default), DRAIN (1000: one more table, the plane's CPU per task instance
 draining 1 DAG x DRAIN runs against DRAIN one-task DAGs x 1 run, each run
 triggered first, a fresh plane each; 0: none), LIST_DAGS (10000: one more
 table, GET /admin/dags with that many DAGs and a concurrent request's
-latency; 0: none), REMEX_BIN / REMEX_BUILD (build/bin, build).
+latency; 0: none), START_HISTORY (0: none; N: one more table, the plane's
+start time, exec to /healthz, 3 starts of one database holding N finished
+task instances), VIEW_TASKS (0: none; N: one more table, run show and
+grid of an N-task run and a concurrent request's latency), REMEX_BIN / REMEX_BUILD (build/bin, build).
 """
 import http.client
 import json
@@ -61,6 +70,11 @@ TASKS = min(int(os.environ.get("TASKS", "20000")), 200000)
 WINDOW = min(max(float(os.environ.get("WINDOW", "20")), 16.0), 120.0)
 DRAIN = min(max(int(os.environ.get("DRAIN", "1000")), 0), 10000)
 LIST_DAGS = min(max(int(os.environ.get("LIST_DAGS", "10000")), 0), 20000)
+START_HISTORY = min(max(int(os.environ.get("START_HISTORY", "0")), 0), 20_000_000)
+START_RUNS = 3
+VIEW_TASKS = min(max(int(os.environ.get("VIEW_TASKS", "0")), 0), 10000)
+VIEWS = 60
+THREADS = min(max(int(os.environ.get("PLANE_THREADS", "0")), 0), 64)
 HB_EVERY = 5.0       # each fleet agent's heartbeat period, seconds
 SCRAPE_EVERY = 15.0  # the fleet's /metrics scrape period, seconds
 HB_THREADS = 20
@@ -79,6 +93,8 @@ class Plane:
                     f'admin_token_file: "{tmp}/admin.token"\n'
                     f'signing_key_file: "{tmp}/signing.key"\n'
                     f'max_connections: {MAX_AGENTS + 200}\nlongpoll_max: "30s"\n'
+                    f'body_max: "16MiB"\n'
+                    + (f'threads: {THREADS}\n' if THREADS else "") +
                     'log:\n  level: "warn"\n')
         self.proc = None
 
@@ -148,6 +164,12 @@ def add_history(db_path, n):
         "INSERT INTO task_instances (run, task_id, try_number, state, queue, started_ms,"
         " ended_ms) VALUES (?, ?, 1, 'success', 'default', ?, ?)",
         ((base + i // 100 + 1, f"t{i % 100}", now, now) for i in range(n)))
+    # The plane's persisted counts by state (migration 140), when the schema
+    # has them: a start reads them instead of counting these rows.
+    if cur.execute("SELECT 1 FROM sqlite_master WHERE name = 'state_counts'").fetchone():
+        for kind, k in (("ti", n), ("run", runs)):
+            cur.execute("INSERT INTO state_counts (kind, state, n) VALUES (?, 'success', ?)"
+                        " ON CONFLICT (kind, state) DO UPDATE SET n = n + excluded.n", (kind, k))
     db.commit()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
@@ -228,10 +250,27 @@ def fleet(plane, agents, stop, hb_ms, scrape_ms):
     return threads
 
 
-def sched_stat(plane, name):
+def sched_stat(plane, name, prefix="remex_plane_scheduler_"):
     text = plane.call("GET", "/metrics")[1].decode()
-    m = re.search(r"^remex_plane_scheduler_" + name + r" ([0-9.e+-]+)$", text, re.M)
+    m = re.search(r"^" + prefix + name + r" ([0-9.e+-]+)$", text, re.M)
     return float(m.group(1)) if m else float("nan")
+
+
+def hist_q(text, name, match, q):
+    """Upper bound (ms) of the bucket holding quantile q of a /metrics
+    histogram (series whose labels contain match); nan when absent."""
+    les = []
+    for m in re.finditer(r"^" + name + r"_bucket\{(.*)le=\"([^\"]+)\"\} (\d+)$", text, re.M):
+        if match in m.group(1):
+            les.append((float("inf") if m.group(2) == "+Inf" else float(m.group(2)),
+                        int(m.group(3))))
+    if not les or les[-1][1] == 0:
+        return float("nan")
+    total = max(n for _, n in les)
+    for le, n in sorted(les):
+        if n >= q * total:
+            return le * 1000
+    return float("nan")
 
 
 def parked(plane):
@@ -397,6 +436,10 @@ def row(history, agents, ndags):
             fstop.set()
             for t in fthreads:
                 t.join(60)
+        text = plane.call("GET", "/metrics")[1].decode()
+        hb_route = 'route="/api/v1/agents/{agent_id}/heartbeat",code="200"'
+        waits = (hist_q(text, "remex_plane_heartbeat_lock_wait_seconds", "", 0.99),
+                 hist_q(text, "remex_plane_http_request_duration_seconds", hb_route, 0.99))
         all_ms = [ms for _, ms in hb_ms]
         during = [ms for t, ms in hb_ms if d0 <= t < d1]
         outside = [ms for t, ms in hb_ms if not d0 <= t < d1]
@@ -409,12 +452,39 @@ def row(history, agents, ndags):
                  fd99=pct(during, 0.99), fo99=pct(outside, 0.99), fdn=len(during), smax=max(scrape_ms, default=float("nan")), ns=len(scrape_ms),
                  step=sched_stat(plane, "step_max_seconds") * 1000,
                  step_cpu=sched_stat(plane, "step_max_cpu_seconds") * 1000,
-                 slices=sched_stat(plane, "slices_total"))
+                 slices=sched_stat(plane, "slices_total"), waits=waits)
     finally:
         stop.set()
         plane.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return r
+
+
+def start_row():
+    """Plane start (exec -> /healthz answers) at START_HISTORY finished task
+    instances: one seeded database, START_RUNS starts, each after a clean stop."""
+    tmp = tempfile.mkdtemp(prefix="remex-bench-start.")
+    plane = Plane(tmp)
+    try:
+        plane.start()  # creates the schema
+        plane.stop()
+        t0 = time.monotonic()
+        add_history(os.path.join(tmp, "plane.db"), START_HISTORY)
+        fill = time.monotonic() - t0
+        times = []
+        for _ in range(START_RUNS):
+            t0 = time.monotonic()
+            plane.start()
+            times.append(time.monotonic() - t0)
+            plane.stop()
+        print("| finished TIs (fill s) | plane start s, median (each) | DB MiB |")
+        print("|---:|---:|---|")
+        print(f"| {START_HISTORY:,} ({fill:.0f}) | {statistics.median(times):.3f}"
+              f" ({', '.join(f'{t:.3f}' for t in times)})"
+              f" | {size_mib(os.path.join(tmp, 'plane.db')):.1f} |", flush=True)
+    finally:
+        plane.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def drain_rows():
@@ -478,6 +548,68 @@ def list_row():
           f"| {LIST_DAGS:,} | {pct(lists, 0.5):.1f} | {per} |", flush=True)
 
 
+def view_row():
+    """A run of VIEW_TASKS tasks in a fresh plane: 30 GET .../runs/{run_id}
+    and 30 GET .../grid, alternated back to back on one connection, while
+    four other connections in turn read one DAG every millisecond (each
+    takes the plane's lock): the others' p99 shows how long a view holds
+    the lock (a connection on the viewer's HTTP thread waits for whole views
+    whatever the lock does)."""
+    tmp = tempfile.mkdtemp(prefix="remex-bench-view.")
+    plane = Plane(tmp)
+    try:
+        plane.start()
+        push_dags(plane, 1)
+        d = {"dag_id": "wide", "fileloc": "dags/wide.yaml", "max_active_tasks": VIEW_TASKS,
+             "tasks": [{"task_id": f"t{i:05d}", "command": ["true"]} for i in range(VIEW_TASKS)]}
+        st, b = plane.call("PUT", "/api/v1/dags/wide",
+                           {"bundle": {"name": "wide", "version": "1"}, "dag": d}, plane.admin)
+        if st != 200:
+            raise RuntimeError(f"push wide: {st} {b[:200]}")
+        plane.call("POST", "/api/v1/admin/dags/wide/runs", {"run_id": "r"}, plane.admin)
+        for _ in range(600):
+            st, b = plane.call("GET", "/api/v1/admin/dags/wide/runs/r", None, plane.admin)
+            if st == 200 and len(json.loads(b)["task_instances"]) == VIEW_TASKS:
+                break
+            time.sleep(0.1)
+        views, done = {"show": [], "grid": []}, threading.Event()
+
+        def viewer():
+            conn = http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+            for k in range(VIEWS):
+                kind = "show" if k % 2 == 0 else "grid"
+                path = "/api/v1/admin/dags/wide/" + ("runs/r" if kind == "show" else "grid")
+                t = time.perf_counter()
+                plane.call("GET", path, None, plane.admin, conn=conn)
+                views[kind].append((time.perf_counter() - t) * 1000)
+            done.set()
+        th = threading.Thread(target=viewer, daemon=True)
+        th.start()
+        conns = [http.client.HTTPConnection("127.0.0.1", plane.port, timeout=60)
+                 for _ in range(4)]
+        reads = [[] for _ in conns]
+        for k in range(100000):
+            if done.is_set():
+                break
+            t = time.perf_counter()
+            plane.call("GET", "/api/v1/admin/dags/idle00000", None, plane.admin,
+                       conn=conns[k % 4])
+            reads[k % 4].append((time.perf_counter() - t) * 1000)
+            time.sleep(0.001)
+        th.join(120)
+        hold = sched_stat(plane, "view_hold_max_seconds", "remex_plane_") * 1000
+    finally:
+        plane.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    per = ", ".join(f"{pct(v, 0.5):.2f} / {pct(v, 0.99):.2f}" for v in reads)
+    print(f"| run tasks | run show p50 ms | grid p50 ms | longest lock hold of a view ms"
+          f" | DAG read while viewing, p50 / p99 ms"
+          f" of each of 4 connections ({sum(map(len, reads)):,} requests) |\n"
+          f"|---:|---:|---:|---:|---|\n"
+          f"| {VIEW_TASKS:,} | {pct(views['show'], 0.5):.1f} | {pct(views['grid'], 0.5):.1f}"
+          f" | {hold:.2f} | {per} |", flush=True)
+
+
 def main():
     if not os.access(os.path.join(BIN, "remex-plane"), os.X_OK) or \
             not os.access(os.path.join(BUILD, "bench", "_plane_dispatch"), os.X_OK):
@@ -497,8 +629,9 @@ def main():
               "| fleet heartbeat p50 / p99 / max ms (n) | fleet heartbeat p99 ms during dispatch (n) / outside "
               "| fleet scrape max ms (n) "
               "| dispatch /s | wake-up p50 / p99 ms | longest scheduler pass ms: wall / CPU (slices) "
-              "| DB / WAL MiB | plane RSS MiB |")
-        print("|---:|---:|---:|---|---|---|---|---|---:|---|---|---|---:|")
+              "| DB / WAL MiB | plane RSS MiB "
+              "| heartbeat p99 ms (bucket bound), plane side: lock wait / whole request |")
+        print("|---:|---:|---:|---|---|---|---|---|---:|---|---|---|---:|---|")
         floor = None
         for h, a, d in rows:
             r = row(h, a, d)
@@ -513,11 +646,16 @@ def main():
                   f"({r['h99'] / floor['h99']:.1f}x) | {fl} | {fd} | {sc} | {r['rate']:,.0f}"
                   f" | {r['w50']:.2f} / {r['w99']:.2f} | {r['step']:.2f} / {r['step_cpu']:.2f}"
                   f" ({r['slices']:.0f})"
-                  f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f} |", flush=True)
+                  f" | {r['db']:.1f} / {r['wal']:.1f} | {r['rss']:.1f}"
+                  f" | {r['waits'][0]:g} / {r['waits'][1]:g} |", flush=True)
+    if START_HISTORY:
+        start_row()
     if DRAIN:
         drain_rows()
     if LIST_DAGS:
         list_row()
+    if VIEW_TASKS:
+        view_row()
     print(f"plane_scale: load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     return 0
 

@@ -302,7 +302,9 @@ static void h_heartbeat(struct plane *p, struct plane_req *rq, struct plane_resp
     int64_t id = rq->who.agent_id;
     json_t *cancel = json_array(), *running = h.running ? h.running : json_array();
     json_t *cancel_trig = json_array();
+    uint64_t t0 = timeutil_mono_ns();
     pthread_mutex_lock(&p->mu);
+    metrics_heartbeat_wait(p, (double)(timeutil_mono_ns() - t0) / 1e9);
     char *desired = record_heartbeat(p, id, &h);
     if (desired) {
         sched_heartbeat(p, id, running, cancel);

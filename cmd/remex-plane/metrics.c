@@ -29,8 +29,16 @@ struct series {
     uint64_t le[REQ_BUCKETS]; /* requests of at most req_buckets[i] seconds */
 };
 
+/* Upper bounds (seconds) of the heartbeat lock-wait histogram. */
+static const double wait_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                      0.01,   0.025,   0.05,   0.1,   0.25,   1};
+#define WAIT_BUCKETS (sizeof(wait_buckets) / sizeof(wait_buckets[0]))
+
 struct metrics {
     pthread_mutex_t mu;
+    uint64_t hb_wait_le[WAIT_BUCKETS]; /* heartbeats that waited at most wait_buckets[i] */
+    uint64_t hb_wait_count;
+    double hb_wait_sum;
     size_t n;
     uint64_t dropped; /* requests not counted: series table full */
     struct series s[METRICS_MAX_SERIES];
@@ -95,6 +103,40 @@ void metrics_count(struct plane *p, const char *method, const char *pattern, int
     pthread_mutex_unlock(&m->mu);
 }
 
+void metrics_heartbeat_wait(struct plane *p, double seconds)
+{
+    struct metrics *m = p->metrics;
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->hb_wait_count++;
+    m->hb_wait_sum += seconds;
+    for (size_t b = 0; b < WAIT_BUCKETS; b++)
+        if (seconds <= wait_buckets[b])
+            m->hb_wait_le[b]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* remex_plane_heartbeat_lock_wait_seconds: where a heartbeat's time goes,
+ * against remex_plane_http_request_duration_seconds of its route (the
+ * plane's part) and the client's figure (the rest: waiting for its HTTP
+ * thread or a core). Under m->mu. */
+static void wait_metrics(struct metrics *m, struct buf *out)
+{
+    buf_puts(out, "# HELP remex_plane_heartbeat_lock_wait_seconds Time a heartbeat waited for"
+                  " the plane's lock.\n"
+                  "# TYPE remex_plane_heartbeat_lock_wait_seconds histogram\n");
+    for (size_t b = 0; b < WAIT_BUCKETS; b++)
+        buf_printf(out, "remex_plane_heartbeat_lock_wait_seconds_bucket{le=\"%g\"} %llu\n",
+                   wait_buckets[b], (unsigned long long)m->hb_wait_le[b]);
+    buf_printf(out,
+               "remex_plane_heartbeat_lock_wait_seconds_bucket{le=\"+Inf\"} %llu\n"
+               "remex_plane_heartbeat_lock_wait_seconds_sum %.6f\n"
+               "remex_plane_heartbeat_lock_wait_seconds_count %llu\n",
+               (unsigned long long)m->hb_wait_count, m->hb_wait_sum,
+               (unsigned long long)m->hb_wait_count);
+}
+
 /* Requests by method, route pattern and status code (label "code", as
  * Prometheus' own client libraries name it), and their duration as a
  * histogram with the same labels. */
@@ -136,6 +178,7 @@ static void http_metrics(struct metrics *m, struct buf *out)
                "# TYPE remex_plane_http_requests_uncounted_total counter\n"
                "remex_plane_http_requests_uncounted_total %llu\n",
                (unsigned long long)m->dropped);
+    wait_metrics(m, out);
     pthread_mutex_unlock(&m->mu);
 }
 

@@ -86,6 +86,10 @@ struct plane {
     atomic_uint_fast64_t store_rollbacks;
     int store_resync; /* guarded by mu: set on a rollback; the scheduler reloads
                        * what it caches from the database (sched_pass) */
+    /* Guarded by mu: run by store_commit inside the transaction just before
+     * its COMMIT (the scheduler writes the persisted state counts there,
+     * sched_counts.c); nonzero fails the commit (rolled back). NULL: none. */
+    int (*store_precommit)(struct plane *p);
 };
 
 /* Who made a request, filled by server.c before the handler runs. */
@@ -162,6 +166,16 @@ struct plane_route {
     plane_handler_fn fn;
     unsigned role;
 };
+
+/* Routes whose body cap is above the configured body_max (a DAG upload),
+ * granted only to a request whose bearer credential verifies for the route
+ * (server.c); terminated by an entry with method == NULL. */
+struct plane_body_cap {
+    const char *method;
+    const char *pattern;
+    int64_t max;
+};
+extern const struct plane_body_cap plane_body_caps[]; /* sched.c */
 
 /* Route tables, each terminated by an entry with method == NULL. */
 extern const struct plane_route plane_routes_agents[]; /* agents.c */
@@ -365,6 +379,8 @@ void metrics_free(struct plane *p);
 /* Counts one request; pattern is a static route pattern or "unmatched". Any thread. */
 void metrics_count(struct plane *p, const char *method, const char *pattern, int status,
                    double seconds);
+/* Counts how long a heartbeat waited for plane.mu (seconds). Any thread. */
+void metrics_heartbeat_wait(struct plane *p, double seconds);
 /* GET /metrics (AUTHZ_NONE); takes mu for the agent and scheduler figures. */
 void metrics_handle(struct plane *p, struct plane_req *rq, struct plane_resp *rs);
 

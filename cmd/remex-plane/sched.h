@@ -115,9 +115,18 @@ struct sched {
     uint64_t slices;               /* passes cut at their time budget, total */
     double step_max;               /* longest pass (lock held throughout), seconds */
     double step_cpu_max;           /* most CPU time of the thread in one pass, seconds */
+    uint64_t view_chunks;          /* holds of mu by the chunked admin views, total */
+    double view_hold_max;          /* longest of those holds, seconds */
 };
 
+/* Rows an admin view (run show, grid) reads per hold of plane.mu. */
+#define SCHED_VIEW_CHUNK 256
+
 #define SCHED(p) ((struct sched *)(p)->sched)
+
+/* Body cap of PUT /dags/{dag_id}: a DAG at its cap (DAG_JSON_MAX canonical
+ * bytes, a 10,000-task DAG) with the bundle around it. */
+#define SCHED_DAG_BODY_MAX ((int64_t)DAG_JSON_MAX + 64 * 1024)
 
 /* ---- sched.c ---- */
 /* Cached prepared statement for the static string sql, reset and bound per fmt:
@@ -130,6 +139,13 @@ int sched_run_pending(struct plane *p, int64_t run);
 int sq_run(struct plane *p, const char *sql, const char *fmt, ...);
 /* First column of the first row as int64 (def when no row or NULL). */
 int64_t sq_int(struct plane *p, int64_t def, const char *sql, const char *fmt, ...);
+/* Admin views (run show, grid): takes plane.mu and returns the monotonic
+ * time; sched_view_unlock lets it go, counting the hold in view_chunks and
+ * view_hold_max (under mu). */
+uint64_t sched_view_lock(struct plane *p);
+void sched_view_unlock(struct plane *p, uint64_t t0);
+/* qsort comparator of int64_t. */
+int sched_cmp_i64(const void *a, const void *b);
 /* Column text or "" (borrowed until the next step/reset). */
 const char *sq_text(sqlite3_stmt *st, int col);
 /* Column int64 or def when NULL. */

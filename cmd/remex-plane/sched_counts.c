@@ -1,23 +1,29 @@
 /*
- * Counts kept incrementally, so that /metrics and the work wake-ups cost the
- * same whatever the history holds: task instances by state, queued task
- * instances by queue, dag runs by state.
+ * Counts kept incrementally, so that /metrics, the work wake-ups and the
+ * plane's start cost the same whatever the history holds: task instances by
+ * state, queued task instances by queue, dag runs by state.
  *
- * They live in memory and follow every row change through SQLite's
- * pre-update hook: a change adds to the pending deltas of the open
- * transaction, which the commit hook folds into the counts. Nothing is
- * written to the database for them, and a change costs a column read, no
- * statement.
+ * They follow every row change through SQLite's pre-update hook: a change
+ * adds to the pending deltas of the open transaction (a column read, no
+ * statement). store_commit runs scount_precommit inside the transaction just
+ * before its COMMIT: the deltas by state are added to the state_counts table
+ * (migration 140), a few upserts per transaction, so the table commits, or
+ * rolls back, with the rows it counts and is exact after a crash. The commit
+ * hook then folds the deltas into the counts in memory. A start reads the
+ * table (O(1) in history); the queued-per-queue counts are read from the
+ * partial ti_queue index (O(queued)) and not persisted.
  *
- * Invariant: whenever plane.mu is free, the counts equal a full count of
- * the committed rows. Kept by: (1) a full count when the plane starts
- * (scount_init: the one cost that follows the history, once per start), so
- * a crash cannot leave them wrong; (2) any rolled-back transaction (the
- * store counts them in store_rollbacks, failed commits included) drops the
- * pending deltas and makes the next read count again from the database;
- * (3) the plane runs no statement on task_instances or dag_runs that can
- * fail after changing rows without its transaction being rolled back (a
- * statement-level abort would leave deltas of undone rows).
+ * Invariants: whenever plane.mu is free, the counts in memory equal a full
+ * count of the committed rows, and so does state_counts unless resave is set
+ * (then the next commit writes the memory counts whole). Kept by: (1) a
+ * rollback (store_rollbacks moves: an explicit ROLLBACK, a failed commit)
+ * ends the transaction whose deltas are pending, so they are dropped at the
+ * first change, flush or commit after it, and the table's rows of that
+ * transaction were undone with it; (2) a commit that did not go through
+ * store_commit (a write in autocommit mode) still updates the memory counts
+ * and sets resave; (3) the plane runs no statement on task_instances or
+ * dag_runs that can fail after changing rows without its transaction being
+ * rolled back (a statement-level abort would leave deltas of undone rows).
  */
 #define SQLITE_ENABLE_PREUPDATE_HOOK 1
 #include <inttypes.h>
@@ -47,8 +53,12 @@ struct scount {
     struct scount_queue *q;
     size_t nq, capq;
     int pending;             /* deltas not yet committed */
-    int stale;               /* count again before the next read */
-    uint_fast64_t rollbacks; /* store_rollbacks when last counted or committed */
+    int unflushed;           /* deltas not yet written to state_counts */
+    int resave;              /* state_counts behind: the next flush writes it whole */
+    int saved_whole;         /* the open transaction's flush wrote them whole */
+    int reload;              /* a rollback: read the counts again before the next read */
+    int stale;               /* count the queues again before the next read */
+    uint_fast64_t rollbacks; /* store_rollbacks when the pending deltas began */
 };
 
 static struct scount *SC(struct plane *p)
@@ -106,6 +116,30 @@ static void ti_side(struct scount *c, sqlite3 *db, int old, int64_t d)
         c->stale = 1; /* no room for the queue: count it from the table */
 }
 
+static void scount_drop_pending(struct scount *c)
+{
+    memset(c->ti_pend, 0, sizeof(c->ti_pend));
+    memset(c->run_pend, 0, sizeof(c->run_pend));
+    for (size_t i = 0; i < c->nq; i++)
+        c->q[i].pend = 0;
+    c->pending = 0;
+    c->unflushed = 0;
+}
+
+/* Drops the pending deltas when a rollback ended their transaction since
+ * they began (invariant 1). A failed COMMIT is rolled back after the commit
+ * hook ran, so the counts in memory are read again too (reload). */
+static void scount_check_rollback(struct plane *p, struct scount *c)
+{
+    uint_fast64_t now = atomic_load(&p->store_rollbacks);
+    if (now != c->rollbacks) {
+        scount_drop_pending(c);
+        c->saved_whole = 0;
+        c->rollbacks = now;
+        c->reload = 1;
+    }
+}
+
 static void scount_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const char *tab,
                              sqlite3_int64 k1, sqlite3_int64 k2)
 {
@@ -118,7 +152,9 @@ static void scount_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, co
     int ti = strcmp(tab, "task_instances") == 0;
     if (!ti && strcmp(tab, "dag_runs") != 0)
         return;
+    scount_check_rollback(p, c);
     c->pending = 1;
+    c->unflushed = 1;
     for (int old = 1; old >= 0; old--) {
         if ((old && op == SQLITE_INSERT) || (!old && op == SQLITE_DELETE))
             continue;
@@ -133,63 +169,125 @@ static void scount_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, co
     }
 }
 
-static void scount_drop_pending(struct scount *c)
+/* Adds d to (whole: sets to d) one persisted count. 0 on success. */
+static int scount_store(struct plane *p, const char *kind, const char *state, int64_t d, int whole)
 {
-    memset(c->ti_pend, 0, sizeof(c->ti_pend));
-    memset(c->run_pend, 0, sizeof(c->run_pend));
-    for (size_t i = 0; i < c->nq; i++)
-        c->q[i].pend = 0;
-    c->pending = 0;
+    int rc = whole ? sq_run(p,
+                            "INSERT INTO state_counts (kind, state, n) VALUES (?, ?, ?)"
+                            " ON CONFLICT (kind, state) DO UPDATE SET n = excluded.n",
+                            "tti", kind, state, d)
+                   : sq_run(p,
+                            "INSERT INTO state_counts (kind, state, n) VALUES (?, ?, ?)"
+                            " ON CONFLICT (kind, state) DO UPDATE SET n = n + excluded.n",
+                            "tti", kind, state, d);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Commit hook: the transaction's deltas become counts, unless a rollback
- * happened since they began (then they are dropped and the next read counts
- * again). Returns 0: the commit goes on. */
+/* store_precommit: the open transaction's deltas (or, after resave, the
+ * whole counts) into state_counts, in the transaction. Nonzero fails the
+ * commit. */
+static int scount_precommit(struct plane *p)
+{
+    struct scount *c = SC(p);
+    if (!c)
+        return 0;
+    scount_check_rollback(p, c);
+    /* After a rollback with the table behind, neither is known right: wait
+     * for the full count of scount_read. */
+    int whole = c->resave && !c->reload, err = 0;
+    if (!c->unflushed && !whole)
+        return 0;
+    for (int i = 0; i < DAG_TI__COUNT && !err; i++)
+        if (whole || c->ti_pend[i])
+            err = scount_store(p, "ti", dag_state_name((enum dag_ti_state)i),
+                               whole ? c->ti[i] + c->ti_pend[i] : c->ti_pend[i], whole);
+    for (int i = 0; i < RUN_STATES && !err; i++)
+        if (whole || c->run_pend[i])
+            err = scount_store(p, "run", run_states[i],
+                               whole ? c->run[i] + c->run_pend[i] : c->run_pend[i], whole);
+    if (err) {
+        log_error("sched: state counts: %s", sqlite3_errmsg(p->db));
+        return -1;
+    }
+    c->unflushed = 0;
+    c->saved_whole = whole;
+    return 0;
+}
+
+/* 1 when the pending deltas change a count by state (a row update that
+ * kept its state, such as the recovery of offers at start, changes none). */
+static int scount_pend_nonzero(const struct scount *c)
+{
+    for (int i = 0; i < DAG_TI__COUNT; i++)
+        if (c->ti_pend[i])
+            return 1;
+    for (int i = 0; i < RUN_STATES; i++)
+        if (c->run_pend[i])
+            return 1;
+    return 0;
+}
+
+/* Commit hook: the transaction's deltas become counts (unless a rollback
+ * ended their transaction). Returns 0: the commit goes on. */
 static int scount_commit(void *arg)
 {
     struct plane *p = arg;
     struct scount *c = SC(p);
-    if (!c || !c->pending)
+    if (!c)
         return 0;
-    if (atomic_load(&p->store_rollbacks) != c->rollbacks) {
-        c->stale = 1;
-    } else {
-        for (int i = 0; i < DAG_TI__COUNT; i++)
-            c->ti[i] += c->ti_pend[i];
-        for (int i = 0; i < RUN_STATES; i++)
-            c->run[i] += c->run_pend[i];
-        for (size_t i = 0; i < c->nq; i++)
-            c->q[i].n += c->q[i].pend;
+    scount_check_rollback(p, c);
+    if (c->saved_whole)
+        c->resave = 0;
+    c->saved_whole = 0;
+    if (!c->pending)
+        return 0;
+    if (c->unflushed && scount_pend_nonzero(c)) { /* invariant 2 */
+        if (!c->resave)
+            log_warn("sched: a commit outside store_commit changed task or run states;"
+                     " the persisted counts are written whole at the next commit");
+        c->resave = 1;
     }
+    for (int i = 0; i < DAG_TI__COUNT; i++)
+        c->ti[i] += c->ti_pend[i];
+    for (int i = 0; i < RUN_STATES; i++)
+        c->run[i] += c->run_pend[i];
+    for (size_t i = 0; i < c->nq; i++)
+        c->q[i].n += c->q[i].pend;
     scount_drop_pending(c);
     return 0;
 }
 
-/* Counts from the tables (mu held, no transaction of ours open). */
+/* The queued task instances per queue, from the partial ti_queue index:
+ * O(queued). mu held, no transaction of ours open. */
+static void scount_queues(struct plane *p, struct scount *c)
+{
+    for (size_t i = 0; i < c->nq; i++)
+        c->q[i].n = 0;
+    c->stale = 0;
+    sqlite3_stmt *st = sq(
+        p, "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue", "");
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        struct scount_queue *x = scount_queue(c, sq_text(st, 0));
+        if (x)
+            x->n = sqlite3_column_int64(st, 1);
+        else
+            c->stale = 1;
+    }
+    if (st)
+        sqlite3_reset(st);
+}
+
+/* Counts by state from the tables: O(history). Only after a rollback while
+ * state_counts was behind (resave), which then gets them whole. */
 static void scount_full(struct plane *p, struct scount *c)
 {
     memset(c->ti, 0, sizeof(c->ti));
     memset(c->run, 0, sizeof(c->run));
-    for (size_t i = 0; i < c->nq; i++)
-        c->q[i].n = 0;
-    scount_drop_pending(c);
-    c->rollbacks = atomic_load(&p->store_rollbacks);
-    c->stale = 0;
     sqlite3_stmt *st = sq(p, "SELECT state, count(*) FROM task_instances GROUP BY state", "");
     while (st && sqlite3_step(st) == SQLITE_ROW) {
         enum dag_ti_state v;
         if (dag_state_parse(sq_text(st, 0), &v) == 0)
             c->ti[v] += sqlite3_column_int64(st, 1);
-    }
-    if (st)
-        sqlite3_reset(st);
-    /* ti_queue holds the queued task instances only: O(queued). */
-    st = sq(p, "SELECT queue, count(*) FROM task_instances WHERE state = 'queued' GROUP BY queue",
-            "");
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
-        struct scount_queue *x = scount_queue(c, sq_text(st, 0));
-        if (x)
-            x->n = sqlite3_column_int64(st, 1);
     }
     if (st)
         sqlite3_reset(st);
@@ -203,12 +301,49 @@ static void scount_full(struct plane *p, struct scount *c)
         sqlite3_reset(st);
 }
 
-/* Before a read (mu held): counts again after a rollback or a lost queue. */
+/* Counts from state_counts and the queue index (mu held, no transaction of
+ * ours open): O(1) in the history. */
+static remex_err scount_load(struct plane *p, struct scount *c, struct remex_error *e)
+{
+    memset(c->ti, 0, sizeof(c->ti));
+    memset(c->run, 0, sizeof(c->run));
+    scount_drop_pending(c);
+    c->rollbacks = atomic_load(&p->store_rollbacks);
+    c->reload = 0;
+    sqlite3_stmt *st = sq(p, "SELECT kind, state, n FROM state_counts", "");
+    if (!st)
+        return remex_seterr(e, REMEX_EIO, "sched: state_counts: %s", sqlite3_errmsg(p->db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        enum dag_ti_state v;
+        const char *kind = sq_text(st, 0), *state = sq_text(st, 1);
+        int i;
+        if (strcmp(kind, "ti") == 0 && dag_state_parse(state, &v) == 0)
+            c->ti[v] = sqlite3_column_int64(st, 2);
+        else if (strcmp(kind, "run") == 0 && (i = run_state_index(state)) >= 0)
+            c->run[i] = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    if (c->resave)
+        scount_full(p, c); /* the table is behind: the next commit writes these */
+    scount_queues(p, c);
+    return REMEX_OK;
+}
+
+/* Before a read (mu held): counts read again after a rollback, the queues
+ * counted again after a lost queue. Outside a transaction only: inside one,
+ * the table and the rows show uncommitted changes. */
 static struct scount *scount_read(struct plane *p)
 {
     struct scount *c = SC(p);
-    if (c && (c->stale || atomic_load(&p->store_rollbacks) != c->rollbacks) && !c->pending)
-        scount_full(p, c);
+    if (!c)
+        return NULL;
+    scount_check_rollback(p, c);
+    if (c->pending || !sqlite3_get_autocommit(p->db))
+        return c;
+    if (c->reload)
+        scount_load(p, c, NULL);
+    else if (c->stale)
+        scount_queues(p, c);
     return c;
 }
 
@@ -218,9 +353,12 @@ remex_err scount_init(struct plane *p, struct remex_error *e)
     if (!c)
         return remex_seterr(e, REMEX_ENOMEM, "sched: out of memory");
     SCHED(p)->counts = c;
-    scount_full(p, c);
+    remex_err rc = scount_load(p, c, e);
+    if (rc)
+        return rc;
     sqlite3_preupdate_hook(p->db, scount_preupdate, p);
     sqlite3_commit_hook(p->db, scount_commit, p);
+    p->store_precommit = scount_precommit;
     return REMEX_OK;
 }
 
@@ -229,6 +367,7 @@ void scount_free(struct plane *p)
     struct scount *c = SC(p);
     if (!c)
         return;
+    p->store_precommit = NULL;
     if (p->db) {
         sqlite3_preupdate_hook(p->db, NULL, NULL);
         sqlite3_commit_hook(p->db, NULL, NULL);

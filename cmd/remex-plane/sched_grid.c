@@ -30,6 +30,7 @@
 
 #define GRID_RUNS_MAX  1000
 #define GRID_LOG_CHUNK (256 * 1024)
+#define GRID_RESTARTS  3 /* new DAG versions met while listing the tasks */
 
 void sched_try_record(struct plane *p, int64_t ti)
 {
@@ -41,10 +42,81 @@ void sched_try_record(struct plane *p, int64_t ti)
            "i", ti);
 }
 
+/* The task instances of one run into tis ({task_id: [state, try_number]}),
+ * SCHED_VIEW_CHUNK of them per hold of plane.mu in task_id order (the
+ * unique index on run, task_id, map_index): each as of its chunk. */
+static void grid_run_tis(struct plane *p, json_t *tis, int64_t run)
+{
+    char after[DAG_ID_MAX + 1] = "";
+    for (int more = 1; more;) {
+        int n = 0, stuck = 0;
+        uint64_t t0 = sched_view_lock(p);
+        sqlite3_stmt *st = sq(p,
+                              "SELECT task_id, state, try_number FROM task_instances WHERE"
+                              " run = ?1 AND task_id > ?2 AND map_index = -1 ORDER BY task_id"
+                              " LIMIT ?3",
+                              "iti", run, after, (int64_t)SCHED_VIEW_CHUNK);
+        while (st && sqlite3_step(st) == SQLITE_ROW) {
+            /* An id longer than the cap (never written by the plane) would
+             * not move the key forward: end there rather than loop. */
+            if (snprintf(after, sizeof(after), "%s", sq_text(st, 0)) > DAG_ID_MAX)
+                stuck = 1;
+            n++;
+            json_object_set_new(
+                tis, sq_text(st, 0),
+                json_pack("[sI]", sq_text(st, 1), (json_int_t)sqlite3_column_int64(st, 2)));
+        }
+        if (st)
+            sqlite3_reset(st);
+        sched_view_unlock(p, t0);
+        more = n == SCHED_VIEW_CHUNK && !stuck;
+    }
+}
+
+/* The tasks of the DAG version hash into tasks ([{task_id, upstream}] in
+ * topological order), SCHED_VIEW_CHUNK per hold of plane.mu. The DAG is
+ * found again at each chunk: when a new version replaced it meanwhile, the
+ * list starts again from the new one (at most GRID_RESTARTS times, then
+ * the rest is read in one hold). */
+static void grid_tasks(struct plane *p, json_t *tasks, const char *dag_id, char *hash)
+{
+    size_t next = 0;
+    for (int restarts = 0;;) {
+        uint64_t t0 = sched_view_lock(p);
+        struct sdag *d = sdag_find(p, dag_id);
+        if (!d) { /* deleted meanwhile: the grid shows what was read */
+            sched_view_unlock(p, t0);
+            return;
+        }
+        const struct dag *g = d->dag;
+        if (strcmp(g->hash, hash) != 0) {
+            restarts++;
+            memcpy(hash, g->hash, DAG_HASH_HEX);
+            json_array_clear(tasks);
+            next = 0;
+        }
+        size_t stop = restarts >= GRID_RESTARTS ? g->ntasks : next + SCHED_VIEW_CHUNK;
+        for (; next < g->ntasks && next < stop; next++) {
+            const struct dag_task *t = &g->tasks[g->topo[next]];
+            json_t *up = json_array();
+            for (size_t u = 0; u < t->upstream.n; u++)
+                json_array_append_new(up, json_string(t->upstream.v[u]));
+            json_array_append_new(tasks,
+                                  json_pack("{ss so}", "task_id", t->task_id, "upstream", up));
+        }
+        int done = next >= g->ntasks;
+        sched_view_unlock(p, t0);
+        if (done)
+            return;
+    }
+}
+
 /* GET /api/v1/admin/dags/{dag_id}/grid?limit=N (newest N runs, default 25):
  * {dag_id, tasks: [{task_id, upstream}], dag_runs: [{run_id, state,
  * logical_date, start_date, end_date, tis: {task_id: [state, try_number]}}]}
- * with runs oldest first (the grid's columns left to right). */
+ * with runs oldest first (the grid's columns left to right). The runs are
+ * read in one hold of plane.mu (at most GRID_RUNS_MAX), the DAG's tasks and
+ * each run's task instances in chunks (grid_tasks, grid_run_tis). */
 void sched_h_grid(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
     const char *lim = plane_req_query(rq, "limit");
@@ -54,22 +126,16 @@ void sched_h_grid(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
         plane_error(rs, 400, "bad_request", "limit: expected integer in [1, %d]", GRID_RUNS_MAX);
         return;
     }
-    pthread_mutex_lock(&p->mu);
+    uint64_t t0 = sched_view_lock(p);
     struct sdag *d = sdag_find(p, rq->param[0]);
     if (!d) {
         pthread_mutex_unlock(&p->mu);
         plane_error(rs, 404, "not_found", "no such dag");
         return;
     }
-    const struct dag *g = d->dag;
+    char hash[DAG_HASH_HEX];
+    memcpy(hash, d->dag->hash, sizeof(hash));
     json_t *tasks = json_array(), *runs = json_array();
-    for (size_t j = 0; j < g->ntasks; j++) {
-        const struct dag_task *t = &g->tasks[g->topo[j]];
-        json_t *up = json_array();
-        for (size_t u = 0; u < t->upstream.n; u++)
-            json_array_append_new(up, json_string(t->upstream.v[u]));
-        json_array_append_new(tasks, json_pack("{ss so}", "task_id", t->task_id, "upstream", up));
-    }
     sqlite3_stmt *st = sq(p,
                           "SELECT id, run_id, state, logical_date, started_ms, ended_ms FROM"
                           " (SELECT * FROM dag_runs WHERE dag_id = ?1 ORDER BY logical_date DESC,"
@@ -83,24 +149,15 @@ void sched_h_grid(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
                             sched_col_time(st, 5), "tis", json_object()));
     if (st)
         sqlite3_reset(st);
+    sched_view_unlock(p, t0);
+    grid_tasks(p, tasks, rq->param[0], hash);
     size_t i;
     json_t *r;
     json_array_foreach(runs, i, r)
     {
-        json_t *tis = json_object_get(r, "tis");
-        st = sq(p,
-                "SELECT task_id, state, try_number FROM task_instances WHERE run = ?1 AND"
-                " map_index = -1",
-                "i", (int64_t)json_integer_value(json_object_get(r, "id")));
-        while (st && sqlite3_step(st) == SQLITE_ROW)
-            json_object_set_new(
-                tis, sq_text(st, 0),
-                json_pack("[sI]", sq_text(st, 1), (json_int_t)sqlite3_column_int64(st, 2)));
-        if (st)
-            sqlite3_reset(st);
+        grid_run_tis(p, json_object_get(r, "tis"), json_integer_value(json_object_get(r, "id")));
         json_object_del(r, "id");
     }
-    pthread_mutex_unlock(&p->mu);
     plane_reply(rs, 200,
                 json_pack("{ss so so}", "dag_id", rq->param[0], "tasks", tasks, "dag_runs", runs));
 }

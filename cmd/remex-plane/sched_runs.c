@@ -651,6 +651,7 @@ void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_re
     snprintf(gen, sizeof(gen), "manual__%s", ts);
     char *cj = conf ? json_dumps(conf, JSON_COMPACT) : NULL;
     pthread_mutex_lock(&p->mu);
+    int began = sq_begin(p); /* the run and the state counts in one commit */
     struct sdag *d = sdag_find(p, rq->param[0]);
     int64_t id =
         d ? sruns_create(p, d, rid ? rid : gen, "manual", logical, logical, logical, cj ? cj : "{}")
@@ -661,6 +662,8 @@ void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_re
         snprintf(alt, sizeof(alt), "%s.%d", gen, k);
         id = sruns_create(p, d, alt, "manual", logical, logical, logical, cj ? cj : "{}");
     }
+    if (sq_commit(p, began) != 0)
+        id = -3;
     json_t *out = NULL;
     if (id > 0) {
         plane_kick(p);
@@ -674,6 +677,8 @@ void sched_h_runs_trigger(struct plane *p, struct plane_req *rq, struct plane_re
     free(cj);
     if (id == -2)
         plane_error(rs, 404, "not_found", "no such dag");
+    else if (id == -3)
+        plane_store_failed(rs);
     else if (id == 0)
         plane_error(rs, 409, "conflict", "run_id already exists");
     else if (!out)
@@ -735,39 +740,78 @@ static json_t *ti_json(sqlite3_stmt *st)
         sqlite3_column_type(st, 16) == SQLITE_NULL ? json_null() : json_string(sq_text(st, 16)));
 }
 
+/* A run's task instance ids in id order (one read of the ti_run_state
+ * index, ints only; mu held). NULL with *n = 0 when none or out of memory. */
+static int64_t *run_ti_ids(struct plane *p, int64_t run, size_t *n)
+{
+    int64_t *ids = NULL;
+    size_t cap = 0;
+    *n = 0;
+    sqlite3_stmt *st = sq(p, "SELECT id FROM task_instances WHERE run = ?1", "i", run);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 256;
+            int64_t *x = realloc(ids, nc * sizeof(*x));
+            if (!x)
+                break;
+            ids = x;
+            cap = nc;
+        }
+        ids[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    if (st)
+        sqlite3_reset(st);
+    if (*n > 1)
+        qsort(ids, *n, sizeof(*ids), sched_cmp_i64);
+    return ids;
+}
+
+/* GET .../runs/{run_id}: the run, then its task instances in chunks of
+ * SCHED_VIEW_CHUNK rows, plane.mu let go between chunks so that a 10,000-task
+ * run's view does not hold it for the whole build: each task instance is as
+ * of its chunk (one deleted meanwhile is left out). */
 void sched_h_run_show(struct plane *p, struct plane_req *rq, struct plane_resp *rs)
 {
-    pthread_mutex_lock(&p->mu);
+    uint64_t t0 = sched_view_lock(p);
     json_t *out = NULL;
     sqlite3_stmt *st = sq(p, "SELECT " RUN_COLS " FROM dag_runs WHERE dag_id = ?1 AND run_id = ?2",
                           "tt", rq->param[0], rq->param[1]);
-    int64_t id = 0;
+    int64_t id = 0, *ids = NULL;
+    size_t n = 0;
     if (st && sqlite3_step(st) == SQLITE_ROW) {
         out = run_json(st);
         id = sqlite3_column_int64(st, 0);
     }
     if (st)
         sqlite3_reset(st);
-    if (out) {
-        json_t *tis = json_array();
-        st = sq(p,
-                "SELECT t.id, t.task_id, t.map_index, t.try_number, t.state, t.queue,"
-                " t.priority_weight, t.pool_slots, t.agent_id, t.started_ms, t.ended_ms,"
-                " t.next_retry_ms, t.exit_code, t.reason, t.log_uri, t.queued_ms, a.name"
-                " FROM task_instances t LEFT JOIN agents a ON a.id = t.agent_id"
-                " WHERE t.run = ?1 ORDER BY t.id",
-                "i", id);
-        while (st && sqlite3_step(st) == SQLITE_ROW)
-            json_array_append_new(tis, ti_json(st));
-        if (st)
-            sqlite3_reset(st);
-        json_object_set_new(out, "task_instances", tis);
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (!out)
+    if (out)
+        ids = run_ti_ids(p, id, &n);
+    sched_view_unlock(p, t0);
+    if (!out) {
         plane_error(rs, 404, "not_found", "no such dag run");
-    else
-        plane_reply(rs, 200, out);
+        return;
+    }
+    json_t *tis = json_array();
+    for (size_t k = 0; k < n; k += SCHED_VIEW_CHUNK) {
+        t0 = sched_view_lock(p);
+        for (size_t j = k; j < n && j < k + SCHED_VIEW_CHUNK; j++) {
+            st = sq(p,
+                    "SELECT t.id, t.task_id, t.map_index, t.try_number, t.state, t.queue,"
+                    " t.priority_weight, t.pool_slots, t.agent_id, t.started_ms, t.ended_ms,"
+                    " t.next_retry_ms, t.exit_code, t.reason, t.log_uri, t.queued_ms, a.name"
+                    " FROM task_instances t LEFT JOIN agents a ON a.id = t.agent_id"
+                    " WHERE t.id = ?1",
+                    "i", ids[j]);
+            if (st && sqlite3_step(st) == SQLITE_ROW)
+                json_array_append_new(tis, ti_json(st));
+            if (st)
+                sqlite3_reset(st);
+        }
+        sched_view_unlock(p, t0);
+    }
+    free(ids);
+    json_object_set_new(out, "task_instances", tis);
+    plane_reply(rs, 200, out);
 }
 
 /* A run of the path's DAG may be running again: its dagrun_timeout is

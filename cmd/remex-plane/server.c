@@ -104,7 +104,8 @@ struct rstate {
     const char *param[PLANE_MAX_PARAMS];
     int nparam;
     struct buf body;
-    json_t *json; /* owned; the decoded body the handler borrows */
+    int64_t body_max; /* this request's body cap (body_cap) */
+    json_t *json;     /* owned; the decoded body the handler borrows */
     struct plane_req rq;
     struct park park;
     char *query[QUERY_DECODED]; /* owned decoded query values */
@@ -600,6 +601,30 @@ static void *timer_main(void *arg)
 
 /* ---- libmicrohttpd callbacks ---- */
 
+/* The body cap of a request: body_max, or the route's larger cap when the
+ * body may need it (Content-Length over body_max or absent) and the bearer
+ * credential verifies for the route, so that only a caller allowed to use
+ * the route can make the plane hold a body that large. */
+static int64_t body_cap(struct plane *p, struct MHD_Connection *c, const struct plane_route *r,
+                        const char *cl)
+{
+    if (!r || (cl && strtoull(cl, NULL, 10) <= (unsigned long long)p->cfg.body_max))
+        return p->cfg.body_max;
+    int64_t max = p->cfg.body_max;
+    for (const struct plane_body_cap *b = plane_body_caps; b->method; b++)
+        if (strcmp(b->method, r->method) == 0 && strcmp(b->pattern, r->pattern) == 0)
+            max = b->max;
+    if (max <= p->cfg.body_max)
+        return p->cfg.body_max;
+    struct plane_principal who;
+    char why[256];
+    const char *authz =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!authz || auth_check(p, authz, r->authz, &who, why, sizeof(why)) != 0)
+        return p->cfg.body_max;
+    return max;
+}
+
 /* First callback of a request: routing and the Content-Length cap. */
 static enum MHD_Result on_begin(struct plane *p, struct MHD_Connection *c, const char *url,
                                 const char *method, void **con_cls)
@@ -610,16 +635,16 @@ static enum MHD_Result on_begin(struct plane *p, struct MHD_Connection *c, const
         return MHD_NO;
     atomic_fetch_add(&s->inflight, 1);
     clock_gettime(CLOCK_MONOTONIC, &st->t0);
-    buf_init(&st->body, (size_t)p->cfg.body_max);
     *con_cls = st;
     route_lookup(st, method, url);
     const char *cl =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (st->status_pre == 0 && cl && strtoull(cl, NULL, 10) > (unsigned long long)p->cfg.body_max) {
+    st->body_max = body_cap(p, c, st->route, cl);
+    buf_init(&st->body, (size_t)st->body_max);
+    if (st->status_pre == 0 && cl && strtoull(cl, NULL, 10) > (unsigned long long)st->body_max) {
         struct plane_resp rs = {0};
         st->status_pre = 413;
-        plane_error(&rs, 413, "payload_too_large", "body over %lld bytes",
-                    (long long)p->cfg.body_max);
+        plane_error(&rs, 413, "payload_too_large", "body over %lld bytes", (long long)st->body_max);
         return send_resp(p, c, st, method, &rs);
     }
     return MHD_YES;
@@ -648,8 +673,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     } else if (st->status_pre == 405) {
         plane_error(&rs, 405, "method_not_allowed", "method %s not allowed here", method);
     } else if (st->status_pre == 413) {
-        plane_error(&rs, 413, "payload_too_large", "body over %lld bytes",
-                    (long long)p->cfg.body_max);
+        plane_error(&rs, 413, "payload_too_large", "body over %lld bytes", (long long)st->body_max);
     } else if (st->entered) {
         st->park.state = PARK_IDLE; /* resumed: unlinked by whoever released it */
         st->rollbacks = atomic_load(&p->store_rollbacks);
@@ -802,10 +826,19 @@ static void fd_room(int64_t max_connections)
                  (long long)max_connections, (unsigned long long)rl.rlim_cur);
 }
 
+/* HTTP threads: cfg.threads, or by default 4 per CPU, at least 8 and at
+ * most 64. A connection is served by its thread only, and a request holds
+ * its thread while it waits for plane.mu or serializes a large reply: with
+ * one thread per CPU, a heartbeat on a thread busy with dispatch requests
+ * waited for them (p99 31 ms during full-rate dispatch on 2 cores, 3.9 ms
+ * with 8 threads; docs/BENCHMARKS.md). Idle threads cost an epoll wait. */
 static unsigned pool_size(const struct plane *p)
 {
-    long n = p->cfg.threads > 0 ? (long)p->cfg.threads : sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
+    if (p->cfg.threads > 0)
+        return (unsigned)p->cfg.threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    n = n > 0 ? 4 * n : 8;
+    return (unsigned)(n < 8 ? 8 : n > 64 ? 64 : n);
 }
 
 static void server_free(struct server *s)

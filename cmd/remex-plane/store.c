@@ -206,7 +206,7 @@ int store_commit(struct plane *p, int began)
         return 0;
     if (sqlite3_get_autocommit(p->db))
         return -1; /* an error already rolled the transaction back (rollback_hook) */
-    if (run_simple(p, "COMMIT") == 0)
+    if ((!p->store_precommit || p->store_precommit(p) == 0) && run_simple(p, "COMMIT") == 0)
         return 0;
     /* SQLite rolls back a transaction whose COMMIT failed on I/O (disk
      * full, write error); anything else that left it open is undone here. */

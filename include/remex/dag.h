@@ -32,7 +32,9 @@
 #include "remex/cron.h"
 #include "remex/err.h"
 
-#define DAG_JSON_MAX    (1024 * 1024)
+/* 8 MiB: a 10,000-task DAG of up to ~830 canonical bytes a task (a task with
+ * only an id and a command is ~390: every default is written out). */
+#define DAG_JSON_MAX    (8 * 1024 * 1024)
 #define DAG_TASKS_MAX   10000
 #define DAG_ID_MAX      250
 #define DAG_SECONDS_MAX 1000000000LL /* ~31 years */

@@ -176,3 +176,21 @@ class PathTest(SchedCase):
 if __name__ == "__main__":
     import unittest
     unittest.main()
+
+
+class ThreadPoolTest(SchedCase):
+    """Without `threads`, the plane runs 4 HTTP threads per CPU, at least 8
+    (a connection is served by its thread only: with one per CPU a
+    heartbeat queued behind dispatch requests on its thread)."""
+
+    def test_default_pool_is_four_threads_per_cpu_at_least_eight(self):
+        self.boot()
+        want = min(64, max(8, 4 * os.cpu_count()))
+        out = self.plane.wait_output("listening on 127.0.0.1:")
+        self.assertIn(f"({want} threads)", out)
+        self.assertGreaterEqual(threads_of(self.plane.pid), want)
+
+    def test_threads_setting_is_kept(self):
+        self.boot(threads=3)
+        out = self.plane.wait_output("listening on 127.0.0.1:")
+        self.assertIn("(3 threads)", out)

@@ -1,6 +1,8 @@
 """remex-plane at scale, checked for what it must keep true (never timed):
-the counts /metrics shows are kept incrementally and equal a full count of
-the database after a mixed workload, a kill -9 and a restart; a queued task
+the counts /metrics shows are kept incrementally, persisted in the
+transactions that change them (state_counts, read at start instead of a
+full count) and equal a full count of the database after a mixed workload,
+a kill -9 and a restart; a queued task
 instance resumes only parked work polls of its queue, and no more of them
 than there is work."""
 import datetime
@@ -46,6 +48,16 @@ class CountsTest(SchedCase):
             db.close()
         return tis, queued, runs
 
+    def persisted_counts(self):
+        """What the plane keeps in state_counts (read at its start)."""
+        db = sqlite3.connect(self.conf["db_path"], timeout=10)
+        try:
+            rows = db.execute("SELECT kind, state, n FROM state_counts").fetchall()
+        finally:
+            db.close()
+        return ({s: n for k, s, n in rows if k == "ti" and n},
+                {s: n for k, s, n in rows if k == "run" and n})
+
     def assert_counts_match(self):
         # One scheduler pass may be between the scrape and the scan: compare
         # once the plane is idle (two equal scrapes in a row).
@@ -62,7 +74,10 @@ class CountsTest(SchedCase):
         text = harness.wait_for(settled, 20, 0.1, "the plane to settle")
         # The plane holds its database exclusively: count with it stopped.
         self.assertEqual(self.stop_plane(), 0)
+        # Every commit that changed states wrote state_counts itself.
+        self.assertNotIn("commit outside store_commit", self.plane.output())
         tis, queued, runs = self.full_counts()
+        self.assertEqual(self.persisted_counts(), (tis, runs))
         self.restart_plane()
         got = metric_values(text, "remex_plane_task_instances")
         self.assertEqual({k: v for k, v in got.items() if v}, tis, text)
@@ -110,12 +125,67 @@ class CountsTest(SchedCase):
         st, b = self.req("POST", "/api/v1/admin/dags/mix/runs/r1/clear", {}, self.admin)
         self.assertEqual(st, 200, b)
         self.kill9_and_restart()
+        # What the kill left on disk, before the restarted plane changes it.
+        self.assertEqual(self.stop_plane(), 0)
+        tis, _, runs = self.full_counts()
+        self.assertEqual(self.persisted_counts(), (tis, runs))
+        self.restart_plane()
         self.assert_counts_match()
         # More work after the restart: the q2 tasks of every run, then a count.
         ag2 = Agent(self, "w2", queues=("q2",), slots=16)
         for a in ag2.take(9, free_slots=16):
             self.assertEqual(ag2.report(a, "success")[0], 200)
         self.assert_counts_match()
+
+
+    def test_a_start_reads_the_persisted_counts_instead_of_counting_the_history(self):
+        self.push_ok(dag("few", [{"task_id": "a"}, {"task_id": "b", "upstream": ["a"]}]))
+        self.trigger("few", run_id="r1")
+        ag = Agent(self, "w1")
+        for a in ag.take(1):
+            self.assertEqual(ag.report(a, "success")[0], 200)
+        tis = self.assert_counts_match()
+        self.assertEqual(tis, {"success": 1, "queued": 1}, tis)
+        # Rows the plane never saw, counted only in state_counts: a start
+        # that counted the tables would not show them; one reading the
+        # table does, and keeps them in step with later changes.
+        self.assertEqual(self.stop_plane(), 0)
+        db = sqlite3.connect(self.conf["db_path"], timeout=10)
+        db.execute("UPDATE state_counts SET n = n + 1000000"
+                   " WHERE kind = 'ti' AND state = 'success'")
+        db.commit()
+        db.close()
+        self.restart_plane()
+        for a in ag.take(1):
+            self.assertEqual(ag.report(a, "success")[0], 200)
+        text = self.metrics()
+        got = metric_values(text, "remex_plane_task_instances")
+        self.assertEqual(got.get("success"), 1000002, text)
+        self.assertEqual(got.get("queued"), 0, text)
+        self.assertEqual(self.stop_plane(), 0)
+        self.assertEqual(self.persisted_counts()[0], {"success": 1000002})
+        self.restart_plane()
+
+
+class HeartbeatWaitTest(SchedCase):
+    """remex_plane_heartbeat_lock_wait_seconds counts every heartbeat's wait
+    for the plane's lock (a cumulative histogram)."""
+
+    def test_each_heartbeat_is_counted_in_the_lock_wait_histogram(self):
+        self.boot()
+        ag = Agent(self, "w1", beat=False)
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        n0 = metric(text, "remex_plane_heartbeat_lock_wait_seconds_count")
+        self.assertIsNotNone(n0, "no remex_plane_heartbeat_lock_wait_seconds")
+        for _ in range(5):
+            self.assertEqual(ag.heartbeat()[0], 200)
+        text = self.req("GET", "/metrics", raw=True)[1].decode()
+        self.assertEqual(metric(text, "remex_plane_heartbeat_lock_wait_seconds_count"), n0 + 5)
+        buckets = [int(v) for v in re.findall(
+            r'^remex_plane_heartbeat_lock_wait_seconds_bucket\{le="[^"]+"\} (\d+)$', text, re.M)]
+        self.assertEqual(len(buckets), 13, text)
+        self.assertEqual(buckets, sorted(buckets))
+        self.assertEqual(buckets[-1], n0 + 5)
 
 
 class WakeupTest(SchedCase):
@@ -337,8 +407,7 @@ class SliceTest(SchedCase):
     exists a run stays queued with every task instance in state none (a
     kill -9 between slices leaves it so, never a running run with part of
     its task instances), and after a restart it is completed, runs and
-    succeeds. 2,000 tasks a run: the most that fit the DAG JSON cap (1 MiB
-    canonical, about 400 bytes a task) is about 2,500."""
+    succeeds. 2,000 tasks a run (TenThousandTest: 10,000)."""
     NTASKS = 2000
     NRUNS = 10
 
@@ -449,6 +518,97 @@ class SliceTest(SchedCase):
         self.assertEqual(self.stop_plane(), 0)
         rows = self.db_rows("SELECT t.state, count(*) FROM dag_runs r JOIN task_instances t"
                             " ON t.run = r.id WHERE r.run_id = ? GROUP BY t.state", half)
+        self.assertEqual(rows, [("success", self.NTASKS)])
+        self.restart_plane()
+
+
+class TenThousandTest(SchedCase):
+    """A 10,000-task run (DAG_TASKS_MAX; its DAG is over the former 1 MiB
+    cap) is created in bounded slices and runs to success; only a caller
+    whose credential verifies may send a DAG body over body_max."""
+    NTASKS = 10000
+    scrape = SliceTest.scrape
+    db_rows = SliceTest.db_rows
+    drain = SliceTest.drain
+
+    def big_dag(self):
+        return dag("huge", [{"task_id": f"extract_partition_{i:05d}", "retries": 2,
+                             "shell": f"python3 -m etl.load --partition {i:05d} --date 2026-12-07"}
+                            for i in range(self.NTASKS)], max_active_tasks=self.NTASKS)
+
+    def check_views(self, tstate):
+        """Run show and grid of the 10,000-task run: every task instance once,
+        read in chunks of 256 rows per hold of the plane's lock (counted by
+        remex_plane_view_chunks_total)."""
+        def chunks():
+            text = self.req("GET", "/metrics", raw=True)[1].decode()
+            v = metric(text, "remex_plane_view_chunks_total")
+            self.assertIsNotNone(v, "no remex_plane_view_chunks_total")
+            return v
+        c0 = chunks()
+        st, r = self.req("GET", "/api/v1/admin/dags/huge/runs/r", None, self.admin)
+        self.assertEqual(st, 200, r)
+        tis = r["task_instances"]
+        self.assertEqual(len(tis), self.NTASKS)
+        ids = [t["ti_id"] for t in tis]
+        self.assertEqual(ids, sorted(set(ids)))  # each once, in id order
+        self.assertEqual({t["task_id"] for t in tis},
+                         {f"extract_partition_{i:05d}" for i in range(self.NTASKS)})
+        if tstate == "success":
+            self.assertEqual({t["state"] for t in tis}, {"success"})
+        c1 = chunks()
+        self.assertGreaterEqual(c1 - c0, self.NTASKS // 256)
+        st, g = self.req("GET", "/api/v1/admin/dags/huge/grid", None, self.admin)
+        self.assertEqual(st, 200, g)
+        self.assertEqual(len(g["tasks"]), self.NTASKS)
+        [run] = g["dag_runs"]
+        self.assertEqual(len(run["tis"]), self.NTASKS)
+        if tstate == "success":
+            self.assertEqual({v[0] for v in run["tis"].values()}, {"success"})
+        self.assertGreaterEqual(chunks() - c1, self.NTASKS // 256)
+
+    def test_a_dag_body_over_body_max_needs_a_valid_credential(self):
+        self.boot()
+        d = self.big_dag()
+        body = json.dumps({"bundle": {"name": "b1", "version": "v1"}, "dag": d})
+        self.assertGreater(len(body), 1024 * 1024)  # body_max's default
+        for tok, want in ((None, 413), ("not-a-token", 413)):
+            st, b = self.req("PUT", "/api/v1/dags/huge",
+                             {"bundle": {"name": "b1", "version": "v1"}, "dag": d}, tok)
+            self.assertEqual(st, want, b)
+        # The other routes keep body_max.
+        st, b = self.req("POST", "/api/v1/admin/dags/huge/runs",
+                         {"conf": {"pad": "x" * (2 * 1024 * 1024)}}, self.admin)
+        self.assertEqual(st, 413, b)
+
+    def test_a_10000_task_run_is_created_in_slices_and_completes(self):
+        self.boot()
+        self.push_ok(self.big_dag())
+        self.trigger("huge", run_id="r")
+
+        def running():
+            r = self.show_run("huge", "r")
+            return r if r["state"] == "running" else None
+        r = harness.wait_for(running, 60, 0.1, "the run to be running")
+        self.assertEqual(len(r["task_instances"]), self.NTASKS)
+        _, _, text = self.scrape()
+        self.assertGreater(metric(text, "remex_plane_scheduler_slices_total"), 0)
+        # CPU time of the longest pass, not its wall time (a loaded machine
+        # moves that): creating 10,000 task instances in one pass takes
+        # about 100 ms of CPU here; a slice is cut at 2 ms.
+        cpu = metric(text, "remex_plane_scheduler_step_max_cpu_seconds")
+        self.assertLess(cpu, 0.02 * harness.SLOW, text)
+        self.check_views("running")
+        ag = Agent(self, "w1", slots=500)
+        self.drain(ag, self.NTASKS)
+        self.assertEqual(self.wait_run("huge", "r", 60)["state"], "success")
+        self.check_views("success")
+        _, _, text = self.scrape()
+        cpu = metric(text, "remex_plane_scheduler_step_max_cpu_seconds")
+        self.assertLess(cpu, 0.02 * harness.SLOW, text)
+        self.assertEqual(self.stop_plane(), 0)
+        rows = self.db_rows("SELECT t.state, count(*) FROM dag_runs r JOIN task_instances t"
+                            " ON t.run = r.id WHERE r.run_id = 'r' GROUP BY t.state")
         self.assertEqual(rows, [("success", self.NTASKS)])
         self.restart_plane()
 

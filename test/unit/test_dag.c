@@ -624,14 +624,49 @@ static void test_cap_json_size(void **state)
     struct remex_error e = {0};
     assert_int_equal(dag_from_json(big, n, &d, &e), REMEX_ETOOBIG);
     free(big);
-    /* Canonical form over the cap (valid input, many long defaults) is refused too. */
-    struct buf b = BUF_INIT(4 * 1024 * 1024);
+    /* Canonical form over the cap (valid input under it, every default
+     * written out: ~390 bytes a task besides the command) is refused too. */
+    char cmd[501];
+    memset(cmd, 'x', sizeof(cmd) - 1);
+    cmd[sizeof(cmd) - 1] = '\0';
+    struct buf b = BUF_INIT(16 * 1024 * 1024);
     buf_puts(&b, "{\"dag_id\":\"d\",\"fileloc\":\"f\",\"tasks\":[");
-    for (int i = 0; i < 3000; i++)
-        buf_printf(&b, "%s{\"task_id\":\"t%d\",\"shell\":\"x\"}", i ? "," : "", i);
+    for (int i = 0; i < DAG_TASKS_MAX; i++)
+        buf_printf(&b, "%s{\"task_id\":\"t%d\",\"shell\":\"%s\"}", i ? "," : "", i, cmd);
     buf_puts(&b, "]}");
+    assert_true(b.len < DAG_JSON_MAX);
     assert_int_equal(dag_from_json(b.data, b.len, &d, &e), REMEX_ETOOBIG);
     assert_non_null(strstr(e.msg, "canonical JSON larger than"));
+    buf_free(&b);
+}
+
+/* The cap is what a 10,000-task DAG needs: DAG_TASKS_MAX tasks of an id and
+ * a 60-byte command (each with a retry count and one upstream) are taken. */
+static void test_cap_holds_10000_tasks(void **state)
+{
+    (void)state;
+    struct buf b = BUF_INIT(16 * 1024 * 1024);
+    buf_puts(&b, "{\"dag_id\":\"d\",\"fileloc\":\"f\",\"tasks\":[");
+    for (int i = 0; i < DAG_TASKS_MAX; i++) {
+        buf_printf(&b,
+                   "%s{\"task_id\":\"extract_partition_%05d\",\"retries\":2,"
+                   "\"shell\":\"python3 -m etl.load --partition %05d --date 2026-12-07 --x\"",
+                   i ? "," : "", i, i);
+        if (i)
+            buf_printf(&b, ",\"upstream\":[\"extract_partition_%05d\"]", i - 1);
+        buf_puts(&b, "}");
+    }
+    buf_puts(&b, "]}");
+    struct dag *d = NULL;
+    struct remex_error e = {0};
+    assert_int_equal(dag_from_json(b.data, b.len, &d, &e), REMEX_OK);
+    assert_int_equal(d->ntasks, DAG_TASKS_MAX);
+    char *s = NULL;
+    size_t len = 0;
+    assert_int_equal(dag_to_json(d, &s, &len, &e), REMEX_OK);
+    assert_true(len > 4 * 1024 * 1024 && len < DAG_JSON_MAX); /* over the old 1 MiB cap */
+    free(s);
+    dag_free(d);
     buf_free(&b);
 }
 
@@ -720,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_sensor_task_without_command),
         cmocka_unit_test(test_cap_tasks),
         cmocka_unit_test(test_cap_json_size),
+        cmocka_unit_test(test_cap_holds_10000_tasks),
         cmocka_unit_test(test_large_chain_topo),
         cmocka_unit_test(test_canon_text),
     };
