@@ -1383,3 +1383,41 @@ remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *ve
     buf_free(&b);
     return rc;
 }
+
+remex_err api_dag_put(struct api_client *c, const char *dag_id, const char *bundle,
+                      const char *version, const char *dag, size_t len, api_done_fn done, void *arg,
+                      struct remex_error *e)
+{
+    char seg[3 * 1024 + 1], path[sizeof(seg) + 32];
+    if (dag_id == NULL || dag_id[0] == '\0' || strlen(dag_id) > 1024 ||
+        path_segment(seg, sizeof(seg), dag_id))
+        return remex_seterr(e, REMEX_ETOOBIG, "dag upload: dag_id empty or over 1024 bytes");
+    if (dag == NULL || len == 0)
+        return remex_seterr(e, REMEX_EINVAL, "dag upload: no DAG text");
+    snprintf(path, sizeof(path), "/api/v1/dags/%s", seg);
+    /* {"bundle":{...},"dag":text}: the canonical text is copied in as it is. */
+    json_t *env =
+        json_pack("{s:s,s:s}", "name", bundle ? bundle : "", "version", version ? version : "");
+    char *envtext = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    json_decref(env);
+    struct buf b = BUF_INIT(API_DAG_PUT_MAX);
+    remex_err rc = envtext ? buf_printf(&b, "{\"bundle\":%s,\"dag\":", envtext) : REMEX_ENOMEM;
+    free(envtext);
+    if (rc == REMEX_OK && (rc = buf_append(&b, dag, len)) == REMEX_OK)
+        rc = buf_puts(&b, "}");
+    if (rc != REMEX_OK) {
+        buf_free(&b);
+        return remex_seterr(e, rc, "dag upload of %s: %s", dag_id,
+                            rc == REMEX_ENOMEM ? "out of memory" : "body over 8 MiB + 64 KiB");
+    }
+    struct api_call k = {.method = "PUT",
+                         .path = path,
+                         .raw_body = b.data,
+                         .raw_len = b.len,
+                         .what = "dag upload",
+                         .done = done,
+                         .arg = arg};
+    rc = api_call(c, &k, e);
+    buf_free(&b);
+    return rc;
+}

@@ -28,6 +28,8 @@
  * it down to DP_BATCH_BYTES_MIN. */
 #define DP_BATCH_BYTES     (512u * 1024)
 #define DP_BATCH_BYTES_MIN (16u * 1024)
+/* Uploads of one bundle's sync in flight at once (sync.c). */
+#define DP_SYNC_WINDOW 2
 
 /* One DAG of a file. */
 struct dp_dag {
@@ -161,7 +163,14 @@ struct dp_bundle {
     json_t *missing;               /* dag ids the plane asked for */
     json_t *where;                 /* dag_id -> file index, built when needed */
     size_t next_missing, inflight, uploaded, upload_failed, nerrors;
-    size_t streamed;    /* DAGs the stream stored before this sync's manifest */
+    size_t streamed; /* DAGs the stream stored before this sync's manifest */
+    json_t *redo;    /* dag ids of batches answered 413, to batch again (owned) */
+    json_t *alone;   /* dag ids to upload one by one with PUT (owned) */
+    size_t next_redo, next_alone, too_large;
+    struct dp_upload { /* the uploads in flight (sync.c; SYNC_WINDOW of them) */
+        struct dp_bundle *b;
+        json_t *ids; /* its dag ids (owned), NULL: the slot is free */
+    } up[DP_SYNC_WINDOW];
     size_t batch_bytes; /* JSON bytes per bulk upload (DP_BATCH_BYTES, halved on a 413) */
     unsigned sync_failures;
     uint64_t retry_timer;

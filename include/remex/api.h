@@ -264,4 +264,22 @@ remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *ve
                         const char *const *dags, const size_t *lens, size_t n, api_done_fn done,
                         void *arg, struct remex_error *e);
 
+/* Largest body api_dag_put sends: the plane's PUT cap (DAG_JSON_MAX, 8 MiB, plus 64 KiB). */
+#define API_DAG_PUT_MAX (8u * 1024u * 1024u + 64u * 1024u)
+
+/*
+ * PUT /api/v1/dags/{dag_id} (dag_id percent-encoded in the path): one DAG of
+ * bundle@version (borrowed; NULL: "") alone, for a DAG too large for the
+ * bulk route (the plane takes up to API_DAG_PUT_MAX here from a credential
+ * that verifies, body_max elsewhere). dag is its canonical JSON text, len
+ * bytes, copied into {"bundle": {name, version}, "dag": text} as it is (so it
+ * must be one valid JSON object whose dag_id is dag_id). A 2xx reply is
+ * {dag_id, hash}. REMEX_ETOOBIG (nothing started) for a dag_id empty or over
+ * 1024 bytes or a body over API_DAG_PUT_MAX, REMEX_EINVAL for no text;
+ * otherwise errors as api_call.
+ */
+remex_err api_dag_put(struct api_client *c, const char *dag_id, const char *bundle,
+                      const char *version, const char *dag, size_t len, api_done_fn done, void *arg,
+                      struct remex_error *e);
+
 #endif

@@ -3,6 +3,7 @@ upload of only what the plane lacks, import errors with file:line:col, the
 file-hash cache across restarts, --once, --lint, DAGs that disappear, DAG ids
 defined twice, and a worker that runs a task at the version its DAG was
 scheduled with (or fails it, naming both versions)."""
+import json
 import os
 import re
 import shutil
@@ -384,6 +385,48 @@ class DagProcessorTest(workerfix.WorkerCase):
         self.assertIn("streamed upload stopped", p.output())
         p.signal(signal.SIGTERM)
         self.assertEqual(p.wait(15), 0, p.output())
+
+    def test_dag_larger_than_body_max_goes_alone_with_put(self):
+        # A plane whose body_max (64 KiB) is smaller than one DAG (~200 KiB canonical):
+        # the bulk route refuses every batch holding it (413), so it goes alone through
+        # PUT /api/v1/dags/{dag_id} (which takes up to 8 MiB); the small DAGs go in bulk.
+        self.stop_plane()
+        self.start_plane(body_max="64KiB")
+        self.tok = self.token_file(self.create_token()["value"], "dp.token")
+        tasks = "".join(f"  - task_id: t{i:04d}\n    command: [./run.sh, {'a' * 100}]\n"
+                        for i in range(400))
+        self.write("bundle/big.yaml", "dag_id: big\nschedule: null\nstart_date: 2026-01-01\n"
+                   "tasks:\n" + tasks)
+        for i in range(3):
+            self.write(f"bundle/s{i}.yaml", DAG.format(id=f"s{i}"))
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("(HTTP 413)", out)
+        self.assertIn("big is too large for a bulk request: uploading it alone (PUT)", out)
+        self.assertEqual(uploaded(out), 4, out)
+        dags = self.dags()
+        self.assertEqual(set(dags), {"big", "s0", "s1", "s2"})
+        metrics = self.req("GET", "/metrics", raw=True)[1].decode()
+        puts = [int(m.group(2)) for m in re.finditer(
+            r'remex_plane_http_requests_total\{method="PUT",route="/api/v1/dags/\{dag_id\}",'
+            r'code="(\d+)"\} (\d+)', metrics)]
+        self.assertEqual(sum(puts), 1, metrics)  # one PUT, for the big DAG only
+        self.assertIn('method="PUT",route="/api/v1/dags/{dag_id}",code="200"} 1', metrics)
+        st, b = self.req("GET", "/api/v1/admin/dags/big", None, self.admin)
+        self.assertEqual(st, 200, b)
+        self.assertGreater(len(json.dumps(b)), 150 * 1024)
+        self.assertEqual(len(b["dag"]["tasks"]), 400)
+        self.assertEqual(dags["big"]["bundle"]["version"], dags["s0"]["bundle"]["version"])
+        # The plane holds each DAG at the hash the dag-processor lists: a restart's
+        # manifest is answered with nothing missing, so nothing is uploaded again.
+        manifests, _ = self.counts()
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.counts()[0], manifests + 1)
+        self.assertEqual(uploaded(out), 0, out)
+        self.assertEqual(sum(int(m.group(2)) for m in re.finditer(
+            r'remex_plane_http_requests_total\{method="PUT",route="/api/v1/dags/\{dag_id\}",'
+            r'code="(\d+)"\} (\d+)', self.req("GET", "/metrics", raw=True)[1].decode())), 1)
 
     def test_parse_time_cap(self):
         # A file that takes far more CPU than the cap to parse (80,000 params, about 1 MB)

@@ -157,6 +157,10 @@ static int route(struct plane *p, const char *method, const char *url, const cha
     if (strstr(url, "/state"))
         return next_status(p->report_script, &p->nreport,
                            p->report_default ? p->report_default : 200);
+    if (strcmp(method, "PUT") == 0 && strncmp(url, "/api/v1/dags/", 13) == 0) {
+        snprintf(out, outsz, "{\"dag_id\":\"x\",\"hash\":\"h\"}");
+        return 200;
+    }
     if (strcmp(url, "/user") == 0 && p->user_reply) {
         snprintf(out, outsz, "%s", p->user_reply);
         return 200;
@@ -838,6 +842,49 @@ static void test_dag_sync_calls(void **state)
         REMEX_EINVAL);
 }
 
+/* One DAG alone: PUT to its route with the id percent-encoded (a '?' or '#' stays in
+ * the path), the text copied into {bundle, dag} as it is; a bad id, no text or a body
+ * over API_DAG_PUT_MAX starts nothing. */
+static void test_dag_put(void **state)
+{
+    struct fixture *f = *state;
+    struct remex_error e;
+    api_start(f->api);
+    assert_true(run_until(f, is_registered, 3000));
+    const char *t = "{\"dag_id\":\"x y?z#1\",\"tasks\":[]}";
+    user_done = 0;
+    assert_int_equal(
+        api_dag_put(f->api, "x y?z#1", "main", "v\"1", t, strlen(t), user_cb, NULL, &e), REMEX_OK);
+    assert_true(run_until(f, got_user, 3000));
+    assert_int_equal(last.rc, REMEX_OK);
+    assert_int_equal(last.status, 200);
+    const struct rec *put = NULL;
+    pthread_mutex_lock(&f->p->mu);
+    for (int i = 0; i < f->p->nlog; i++)
+        if (strcmp(f->p->log[i].method, "PUT") == 0)
+            put = &f->p->log[i];
+    pthread_mutex_unlock(&f->p->mu);
+    assert_non_null(put);
+    assert_string_equal(put->path, "/api/v1/dags/x y?z#1"); /* the server decodes it */
+    assert_string_equal(put->auth, "Bearer sess-1");
+    assert_string_equal(put->body, "{\"bundle\":{\"name\":\"main\",\"version\":\"v\\\"1\"},"
+                                   "\"dag\":{\"dag_id\":\"x y?z#1\",\"tasks\":[]}}");
+    char id[1026];
+    memset(id, 'a', sizeof(id) - 1);
+    id[sizeof(id) - 1] = '\0';
+    assert_int_equal(api_dag_put(f->api, id, "m", "v", t, strlen(t), user_cb, NULL, &e),
+                     REMEX_ETOOBIG);
+    assert_int_equal(api_dag_put(f->api, "", "m", "v", t, strlen(t), user_cb, NULL, &e),
+                     REMEX_ETOOBIG);
+    assert_int_equal(api_dag_put(f->api, "a", "m", "v", NULL, 0, user_cb, NULL, &e), REMEX_EINVAL);
+    char *big = malloc(API_DAG_PUT_MAX);
+    assert_non_null(big);
+    memset(big, ' ', API_DAG_PUT_MAX);
+    assert_int_equal(api_dag_put(f->api, "a", "m", "v", big, API_DAG_PUT_MAX, user_cb, NULL, &e),
+                     REMEX_ETOOBIG);
+    free(big);
+}
+
 /* The one retry policy. */
 static void test_retryable(void **state)
 {
@@ -875,6 +922,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batched_reports_unsettled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batched_starts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dag_sync_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dag_put, setup, teardown),
         cmocka_unit_test(test_retryable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
