@@ -428,6 +428,30 @@ class DagProcessorTest(workerfix.WorkerCase):
             r'remex_plane_http_requests_total\{method="PUT",route="/api/v1/dags/\{dag_id\}",'
             r'code="(\d+)"\} (\d+)', self.req("GET", "/metrics", raw=True)[1].decode())), 1)
 
+    def test_batches_refused_at_the_smallest_size_go_one_by_one(self):
+        # body_max (12 KiB) below the smallest batch (16 KiB): each 413 halves the batches
+        # down to 16 KiB, then a refused batch's DAGs go one by one with PUT; the sync
+        # ends with every DAG on the plane (no endless halving or retry).
+        self.stop_plane()
+        self.start_plane(body_max="12KiB")
+        self.tok = self.token_file(self.create_token()["value"], "dp.token")
+        for i in range(30):
+            self.write(f"bundle/d{i:02d}.yaml", DAG.format(id=f"d{i:02d}") +
+                       f"description: {'y' * 900}\n")
+        rc, out = self.once()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("uploading the", out)
+        self.assertIn("DAGs of a refused batch one by one (PUT)", out)
+        self.assertEqual(uploaded(out), 30, out)
+        self.assertEqual(set(self.dags()), {f"d{i:02d}" for i in range(30)})
+        metrics = self.req("GET", "/metrics", raw=True)[1].decode()
+        puts = {m.group(1): int(m.group(2)) for m in re.finditer(
+            r'remex_plane_http_requests_total\{method="PUT",route="/api/v1/dags/\{dag_id\}",'
+            r'code="(\d+)"\} (\d+)', metrics)}
+        self.assertEqual(set(puts), {"200"}, metrics)
+        self.assertGreaterEqual(puts["200"], 10, metrics)
+        self.assertLessEqual(puts["200"], 30, metrics)
+
     def test_parse_time_cap(self):
         # A file that takes far more CPU than the cap to parse (80,000 params, about 1 MB)
         # becomes an import error naming the cap; the other file's DAG is synced.
