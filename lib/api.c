@@ -1345,6 +1345,36 @@ remex_err api_dags_manifest(struct api_client *c, const json_t *manifest, api_do
     return api_call(c, &k, e);
 }
 
+/* Starts the body of a DAG upload in b: '{"bundle":{"name":..,"version":..},' and then
+ * key (e.g. "\"dags\":["), the DAG texts following as they are. */
+static remex_err dag_upload_head(struct buf *b, const char *bundle, const char *version,
+                                 const char *key)
+{
+    json_t *env = /* owned */
+        json_pack("{s:s,s:s}", "name", bundle ? bundle : "", "version", version ? version : "");
+    char *envtext = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    json_decref(env);
+    remex_err rc = envtext ? buf_printf(b, "{\"bundle\":%s,%s", envtext, key) : REMEX_ENOMEM;
+    free(envtext);
+    return rc;
+}
+
+/* Sends the finished upload body b (freed here) to method path. */
+static remex_err dag_upload_send(struct api_client *c, const char *method, const char *path,
+                                 struct buf *b, api_done_fn done, void *arg, struct remex_error *e)
+{
+    struct api_call k = {.method = method,
+                         .path = path,
+                         .raw_body = b->data,
+                         .raw_len = b->len,
+                         .what = "dag upload",
+                         .done = done,
+                         .arg = arg};
+    remex_err rc = api_call(c, &k, e);
+    buf_free(b);
+    return rc;
+}
+
 remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *version,
                         const char *const *dags, const size_t *lens, size_t n, api_done_fn done,
                         void *arg, struct remex_error *e)
@@ -1354,13 +1384,8 @@ remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *ve
                             API_DAGS_BULK_MAX, n);
     /* {"bundle":{...},"dags":[text,text,...]}: the DAGs' canonical texts are
      * copied in as they are, not parsed and encoded again. */
-    json_t *env =
-        json_pack("{s:s,s:s}", "name", bundle ? bundle : "", "version", version ? version : "");
-    char *envtext = env ? json_dumps(env, JSON_COMPACT) : NULL;
-    json_decref(env);
     struct buf b = BUF_INIT(BODY_MAX);
-    remex_err rc = envtext ? buf_printf(&b, "{\"bundle\":%s,\"dags\":[", envtext) : REMEX_ENOMEM;
-    free(envtext);
+    remex_err rc = dag_upload_head(&b, bundle, version, "\"dags\":[");
     for (size_t i = 0; rc == REMEX_OK && i < n; i++)
         if ((i > 0 && (rc = buf_append(&b, ",", 1)) != REMEX_OK) ||
             (rc = buf_append(&b, dags[i], lens[i])) != REMEX_OK)
@@ -1372,16 +1397,7 @@ remex_err api_dags_bulk(struct api_client *c, const char *bundle, const char *ve
         return remex_seterr(e, rc, "dag upload: %s",
                             rc == REMEX_ENOMEM ? "out of memory" : "body over 8 MiB");
     }
-    struct api_call k = {.method = "POST",
-                         .path = "/api/v1/dags/bulk",
-                         .raw_body = b.data,
-                         .raw_len = b.len,
-                         .what = "dag upload",
-                         .done = done,
-                         .arg = arg};
-    rc = api_call(c, &k, e);
-    buf_free(&b);
-    return rc;
+    return dag_upload_send(c, "POST", "/api/v1/dags/bulk", &b, done, arg, e);
 }
 
 remex_err api_dag_put(struct api_client *c, const char *dag_id, const char *bundle,
@@ -1396,13 +1412,8 @@ remex_err api_dag_put(struct api_client *c, const char *dag_id, const char *bund
         return remex_seterr(e, REMEX_EINVAL, "dag upload: no DAG text");
     snprintf(path, sizeof(path), "/api/v1/dags/%s", seg);
     /* {"bundle":{...},"dag":text}: the canonical text is copied in as it is. */
-    json_t *env =
-        json_pack("{s:s,s:s}", "name", bundle ? bundle : "", "version", version ? version : "");
-    char *envtext = env ? json_dumps(env, JSON_COMPACT) : NULL;
-    json_decref(env);
     struct buf b = BUF_INIT(API_DAG_PUT_MAX);
-    remex_err rc = envtext ? buf_printf(&b, "{\"bundle\":%s,\"dag\":", envtext) : REMEX_ENOMEM;
-    free(envtext);
+    remex_err rc = dag_upload_head(&b, bundle, version, "\"dag\":");
     if (rc == REMEX_OK && (rc = buf_append(&b, dag, len)) == REMEX_OK)
         rc = buf_puts(&b, "}");
     if (rc != REMEX_OK) {
@@ -1410,14 +1421,5 @@ remex_err api_dag_put(struct api_client *c, const char *dag_id, const char *bund
         return remex_seterr(e, rc, "dag upload of %s: %s", dag_id,
                             rc == REMEX_ENOMEM ? "out of memory" : "body over 8 MiB + 64 KiB");
     }
-    struct api_call k = {.method = "PUT",
-                         .path = path,
-                         .raw_body = b.data,
-                         .raw_len = b.len,
-                         .what = "dag upload",
-                         .done = done,
-                         .arg = arg};
-    rc = api_call(c, &k, e);
-    buf_free(&b);
-    return rc;
+    return dag_upload_send(c, "PUT", path, &b, done, arg, e);
 }
