@@ -1423,3 +1423,40 @@ remex_err api_dag_put(struct api_client *c, const char *dag_id, const char *bund
     }
     return dag_upload_send(c, "PUT", path, &b, done, arg, e);
 }
+
+/* ---- agent health and queue depth ---- */
+
+remex_err api_agent_health(struct api_client *c, const json_t *report, api_done_fn done, void *arg,
+                           struct remex_error *e)
+{
+    char seg[3 * 64 + 1], path[sizeof(seg) + 32];
+    const char *id = api_agent_id(c);
+    if (!id || !id[0] || path_segment(seg, sizeof(seg), id))
+        return remex_seterr(e, REMEX_EINVAL, "health report: the agent has no id yet");
+    snprintf(path, sizeof(path), "/api/v1/agents/%s/health", seg);
+    struct api_call k = {.method = "POST",
+                         .path = path,
+                         .body = report,
+                         .what = "health report",
+                         .done = done,
+                         .arg = arg};
+    return api_call(c, &k, e);
+}
+
+remex_err api_queues_depth(struct api_client *c, const char *const *queues, size_t n,
+                           api_done_fn done, void *arg, struct remex_error *e)
+{
+    char path[4096 + 64], seg[3 * 256 + 1];
+    size_t o = (size_t)snprintf(path, sizeof(path), "/api/v1/queues/depth?queues=");
+    if (n == 0)
+        return remex_seterr(e, REMEX_EINVAL, "queue depth: no queue");
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(queues[i]) > 256 || path_segment(seg, sizeof(seg), queues[i]) ||
+            o + strlen(seg) + 2 >= sizeof(path))
+            return remex_seterr(e, REMEX_ETOOBIG, "queue depth: queue list over 4 KiB");
+        o += (size_t)snprintf(path + o, sizeof(path) - o, "%s%s", i ? "," : "", seg);
+    }
+    struct api_call k = {
+        .method = "GET", .path = path, .what = "queue depth", .done = done, .arg = arg};
+    return api_call(c, &k, e);
+}

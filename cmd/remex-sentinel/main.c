@@ -75,19 +75,11 @@ static void send_report(struct sentinel *s)
         (st != API_REGISTERED && st != API_REFRESHING && st != API_LOST))
         return;
     s->report_again = 0;
-    char path[128];
-    snprintf(path, sizeof(path), "/api/v1/agents/%s/health", api_agent_id(s->api));
-    json_t *body = health_report_body(&s->health);
-    struct api_call c = {.method = "POST",
-                         .path = path,
-                         .body = body,
-                         .what = "health report",
-                         .done = report_done,
-                         .arg = s};
+    json_t *body = health_report_body(&s->health); /* owned */
     struct remex_error e;
     evloop_update_time(s->loop);
     s->report_started_ms = evloop_now_ms(s->loop);
-    if (body && api_call(s->api, &c, &e) == REMEX_OK)
+    if (body && api_agent_health(s->api, body, report_done, s, &e) == REMEX_OK)
         s->report_inflight = 1;
     else if (body)
         log_debug("health report not sent: %s", e.msg);
@@ -117,40 +109,26 @@ static void depth_done(void *arg, const struct api_result *res)
 /* Asks the plane how deep the queues of the supervisor's workers are (nothing without them). */
 static void query_depth(struct sentinel *s)
 {
-    char list[4096] = "";
-    size_t len = 0, n = 0;
+    const char *names[64]; /* borrowed from s->status, distinct */
+    size_t n = 0;
     for (size_t i = 0; i < s->status.nroles && s->have_status; i++) {
         const struct supstatus_role *r = &s->status.roles[i];
         for (size_t k = 0; k < r->nqueues && n < 64; k++) {
-            char probe[SUPSTATUS_NAME_MAX + 2];
-            snprintf(probe, sizeof(probe), ",%s,", r->queues[k]);
-            char have[sizeof(list) + 2];
-            snprintf(have, sizeof(have), ",%s,", list);
-            if (strstr(have, probe) || len + strlen(r->queues[k]) + 2 >= sizeof(list))
-                continue;
-            len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "",
-                                    r->queues[k]);
-            n++;
+            size_t j = 0;
+            while (j < n && strcmp(names[j], r->queues[k]) != 0)
+                j++;
+            if (j == n)
+                names[n++] = r->queues[k];
         }
     }
     enum api_state st = api_state(s->api);
     if (!n || s->depth_inflight || (st != API_REGISTERED && st != API_REFRESHING))
         return;
-    char path[4200], *o = path;
-    o += snprintf(path, sizeof(path), "/api/v1/queues/depth?queues=");
-    for (const char *c = list; *c && o < path + sizeof(path) - 4; c++) {
-        if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
-            strchr(",-._~", *c))
-            *o++ = *c;
-        else
-            o += snprintf(o, 4, "%%%02X", (unsigned char)*c);
-    }
-    *o = '\0';
-    struct api_call c = {
-        .method = "GET", .path = path, .what = "queue depth", .done = depth_done, .arg = s};
     struct remex_error e;
-    if (api_call(s->api, &c, &e) == REMEX_OK)
+    if (api_queues_depth(s->api, names, n, depth_done, s, &e) == REMEX_OK)
         s->depth_inflight = 1;
+    else
+        log_debug("queue depth not asked: %s", e.msg);
 }
 
 /* ---- the round ---- */

@@ -282,4 +282,15 @@ remex_err api_dag_put(struct api_client *c, const char *dag_id, const char *bund
                       const char *version, const char *dag, size_t len, api_done_fn done, void *arg,
                       struct remex_error *e);
 
+/* ---- agent health and queue depth (remex-sentinel) ---- */
+
+/* POST /api/v1/agents/{own id}/health with report (borrowed, serialized at
+ * once). REMEX_EINVAL (nothing sent) before the agent has an id. */
+remex_err api_agent_health(struct api_client *c, const json_t *report, api_done_fn done, void *arg,
+                           struct remex_error *e);
+/* GET /api/v1/queues/depth?queues=a,b for the n queue names (each percent-encoded).
+ * REMEX_EINVAL for n 0; REMEX_ETOOBIG (nothing sent) when the list is over 4 KiB. */
+remex_err api_queues_depth(struct api_client *c, const char *const *queues, size_t n,
+                           api_done_fn done, void *arg, struct remex_error *e);
+
 #endif

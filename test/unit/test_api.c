@@ -796,6 +796,38 @@ static void test_batched_starts(void **state)
     json_decref(body);
 }
 
+/* The sentinel's calls: the health report goes to the agent's own route, the
+ * queue depth lists its queues; bad inputs start nothing. */
+static void test_health_and_depth(void **state)
+{
+    struct fixture *f = *state;
+    struct remex_error e;
+    json_t *report = json_pack("{s:s}", "status", "ok");
+    assert_int_equal(api_agent_health(f->api, report, user_cb, NULL, &e), REMEX_EINVAL);
+    api_start(f->api);
+    assert_true(run_until(f, is_registered, 3000));
+    user_done = 0;
+    assert_int_equal(api_agent_health(f->api, report, user_cb, NULL, &e), REMEX_OK);
+    assert_true(run_until(f, got_user, 3000));
+    char want[128];
+    snprintf(want, sizeof(want), "/api/v1/agents/%s/health", api_agent_id(f->api));
+    assert_int_equal(count(f->p, want), 1);
+    const char *q[] = {"default", "gpu large"};
+    user_done = 0;
+    assert_int_equal(api_queues_depth(f->api, q, 2, user_cb, NULL, &e), REMEX_OK);
+    assert_true(run_until(f, got_user, 3000));
+    assert_int_equal(count(f->p, "/api/v1/queues/depth"), 1);
+    assert_int_equal(api_queues_depth(f->api, q, 0, user_cb, NULL, &e), REMEX_EINVAL);
+    char name[200];
+    memset(name, 'q', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    const char *many[40];
+    for (size_t i = 0; i < 40; i++)
+        many[i] = name;
+    assert_int_equal(api_queues_depth(f->api, many, 40, user_cb, NULL, &e), REMEX_ETOOBIG);
+    json_decref(report);
+}
+
 /* The one retry policy. */
 /* The DAG sync calls: the manifest goes to its route as JSON; a bulk upload's
  * texts are copied into {bundle, dags} as they are, the bundle escaped; an
@@ -923,6 +955,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batched_starts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dag_sync_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dag_put, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_and_depth, setup, teardown),
         cmocka_unit_test(test_retryable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
