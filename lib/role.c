@@ -116,15 +116,19 @@ void role_drain_grace(struct role *r, uint64_t ms)
         r->grace_timer = evloop_timer_add(r->loop, ms, 0, on_grace, r);
 }
 
-remex_err role_api(struct role *r, const char *name, const char *journal_dir, uint64_t long_poll_ms,
+remex_err role_api(struct role *r, const char *name, const char *state_dir, uint64_t long_poll_ms,
                    const struct api_hooks *hooks, struct remex_error *e)
 {
+    char journal_dir[4200];
+    if (state_dir && snprintf(journal_dir, sizeof(journal_dir), "%s/journal", state_dir) >=
+                         (int)sizeof(journal_dir))
+        return remex_seterr(e, REMEX_ETOOBIG, "state_dir over %zu bytes", sizeof(journal_dir) - 9);
     struct api_opts o = {.url = r->cfg.plane.url,
                          .token = &r->cfg.plane.token,
                          .ca_file = r->cfg.plane.ca_file,
                          .name = name,
                          .role = r->ops->name,
-                         .journal_dir = journal_dir,
+                         .journal_dir = state_dir ? journal_dir : NULL,
                          .long_poll_ms = long_poll_ms};
     return api_new(r->loop, &o, hooks, &r->api, e);
 }

@@ -328,8 +328,6 @@ static int setup(struct trg *t)
         log_error("%s", e.msg);
         return REMEX_EXIT_FAIL;
     }
-    char jdir[4200];
-    snprintf(jdir, sizeof(jdir), "%s/journal", t->cfg->state_dir);
     struct api_hooks h = {.ud = t,
                           .register_body = hook_register_body,
                           .on_registered = hook_registered,
@@ -337,7 +335,7 @@ static int setup(struct trg *t)
                           .on_heartbeat_reply = hook_heartbeat_reply,
                           .on_fatal = hook_fatal,
                           .on_settled = hook_settled};
-    if (role_api(t->r, t->cfg->name, jdir, t->cfg->poll_wait_ms, &h, &e) != REMEX_OK) {
+    if (role_api(t->r, t->cfg->name, t->cfg->state_dir, t->cfg->poll_wait_ms, &h, &e) != REMEX_OK) {
         log_error("%s", e.msg);
         return REMEX_EXIT_FAIL;
     }

@@ -460,8 +460,6 @@ static int setup(struct worker *w)
         log_error("worker.task_defaults.memory_enforcement: %s", e.msg);
         return REMEX_EXIT_CONFIG;
     }
-    char jdir[4200];
-    snprintf(jdir, sizeof(jdir), "%s/journal", w->cfg->state_dir);
     struct api_hooks h = {.ud = w,
                           .register_body = hook_register_body,
                           .on_registered = hook_registered,
@@ -469,7 +467,7 @@ static int setup(struct worker *w)
                           .on_heartbeat_reply = hook_heartbeat_reply,
                           .on_fatal = hook_fatal,
                           .on_settled = hook_settled};
-    if (role_api(w->r, w->cfg->name, jdir, w->cfg->poll_wait_ms, &h, &e) != REMEX_OK) {
+    if (role_api(w->r, w->cfg->name, w->cfg->state_dir, w->cfg->poll_wait_ms, &h, &e) != REMEX_OK) {
         log_error("%s", e.msg);
         return REMEX_EXIT_FAIL;
     }

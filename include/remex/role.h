@@ -102,10 +102,11 @@ int role_main(const struct role_ops *ops, void *ud, int argc, char **argv);
 
 /*
  * Opens r->api for the role with the agent's plane settings: name, the
- * role's journal folder (NULL: no reports), the longest long-poll wait and
- * the role's hooks. Does not start it (api_start).
+ * role's state folder (its report journal is <state_dir>/journal; NULL: no
+ * reports), the longest long-poll wait and the role's hooks. Does not start
+ * it (api_start).
  */
-remex_err role_api(struct role *r, const char *name, const char *journal_dir, uint64_t long_poll_ms,
+remex_err role_api(struct role *r, const char *name, const char *state_dir, uint64_t long_poll_ms,
                    const struct api_hooks *hooks, struct remex_error *e);
 
 /* The role can do its work: READY, and "ready" to the supervisor (once). */
